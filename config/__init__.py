@@ -1,0 +1,24 @@
+"""Gateway configuration: a typed, frozen schema loaded from TOML."""
+
+from config.loader import (
+    ConfigError,
+    default_config_path,
+    load_config,
+    parse_config,
+    validate_raw,
+    with_overrides,
+)
+from config.schema import Config, GatewaySettings, SessionSettings, StoreSettings
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "GatewaySettings",
+    "SessionSettings",
+    "StoreSettings",
+    "default_config_path",
+    "load_config",
+    "parse_config",
+    "validate_raw",
+    "with_overrides",
+]

@@ -1,0 +1,74 @@
+"""``fixgw``: the command line of the appliance."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from config import ConfigError, default_config_path, load_config, with_overrides
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fixgw", description="FIX 4.4 gateway and smart order router"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument(
+        "--config", help="TOML config file (default: the packaged config/default.toml)"
+    )
+    run.add_argument("--fix-port", type=int, help="override gateway.fix_port")
+    run.add_argument("--http-port", type=int, help="override gateway.http_port (0 disables HTTP)")
+    run.add_argument("--data-dir", help="override gateway.data_dir")
+
+    check = sub.add_parser("check-config", help="validate a config file and list every error")
+    check.add_argument("file", nargs="?", help="TOML config file (default: the packaged default)")
+    return parser
+
+
+def _check_config(path: str) -> int:
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: {len(exc.errors)} error(s)", file=sys.stderr)
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return 1
+    sessions = ", ".join(s.session_id for s in cfg.sessions)
+    print(f"{path}: OK ({len(cfg.sessions)} sessions: {sessions})")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    path = args.config or str(default_config_path())
+    try:
+        cfg = with_overrides(
+            load_config(path),
+            fix_port=args.fix_port,
+            http_port=args.http_port,
+            data_dir=args.data_dir,
+        )
+    except ConfigError as exc:
+        print(
+            f"{path}: refusing to start, {len(exc.errors)} configuration error(s):", file=sys.stderr
+        )
+        for line in exc.errors:
+            print(f"  {line}", file=sys.stderr)
+        return 2
+
+    import uvloop
+
+    from gateway.daemon import run
+    from gateway.logs import configure_logging
+
+    configure_logging(cfg.gateway.log_level, cfg.gateway.log_format)
+    return uvloop.run(run(cfg))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        return _check_config(args.file or str(default_config_path()))
+    return _run(args)

@@ -1,0 +1,129 @@
+"""The daemon: builds every piece from the config and runs it on one loop.
+
+This is the composition root.  Stores, sessions, application profiles, the
+FIX acceptor and the HTTP server are created here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from config import Config
+from gateway.application import Application, EchoApplication
+from gateway.fix.acceptor import SessionRegistry
+from gateway.fix.session import BusinessRejectReason, Session
+from gateway.fix.store import SessionStore, open_store
+from gateway.http import SessionCollector, build_app
+from gateway.server import FixServer
+
+_log = structlog.get_logger("gateway.daemon")
+
+
+class OrderEntryUnavailable:
+    """The ``orders`` profile until order entry is wired in: every
+    application message is answered with BusinessMessageReject
+    (ApplicationNotAvailable)."""
+
+    def on_logon(self, session: Session, now: float) -> None:
+        pass
+
+    def on_logout(self, session: Session, reason: str, now: float) -> None:
+        pass
+
+    def on_message(self, session: Session, msg: object, now: float) -> None:
+        from gateway.fix.codec import FixMessage
+
+        assert isinstance(msg, FixMessage)
+        session.reject_business(msg, BusinessRejectReason.APPLICATION_NOT_AVAILABLE, now)
+
+
+class Gateway:
+    """Everything the daemon runs, started and stopped as one."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        gw = config.gateway
+        self.data_dir = Path(gw.data_dir)
+        self.stores: list[SessionStore] = []
+        self.sessions: list[Session] = []
+        applications: dict[str, Application] = {}
+        echo = EchoApplication()
+        orders = OrderEntryUnavailable()
+        for settings in config.sessions:
+            store = open_store(
+                config.store.backend,
+                self.data_dir / "sessions",
+                settings.session_id,
+                fsync=config.store.fsync == "batch",
+            )
+            self.stores.append(store)
+            session = Session(settings, store, max_message_size=gw.max_message_size)
+            self.sessions.append(session)
+            applications[settings.session_id] = echo if settings.Application == "echo" else orders
+        self.registry = SessionRegistry(self.sessions)
+        self.fix_server = FixServer(
+            self.registry,
+            applications,
+            max_message_size=gw.max_message_size,
+            max_outbound_buffer=gw.max_outbound_buffer,
+            logon_timeout=max(s.LogonTimeout for s in config.sessions),
+        )
+        self.metrics = CollectorRegistry()
+        self.metrics.register(SessionCollector(lambda: self.sessions))
+        self._http_runner: web.AppRunner | None = None
+        self.fix_port = 0
+        self.http_port = 0
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.fix_server.listening:
+            return False, "FIX port not listening"
+        return True, f"FIX port {self.fix_port} listening"
+
+    async def start(self) -> None:
+        gw = self.config.gateway
+        self.fix_port = await self.fix_server.start(gw.fix_host, gw.fix_port)
+        if gw.http_port:
+            runner = web.AppRunner(build_app(self.metrics, self.ready), access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, gw.http_host, gw.http_port, reuse_address=True)
+            await site.start()
+            self._http_runner = runner
+            self.http_port = gw.http_port
+        _log.info(
+            "gateway_started",
+            fix_port=self.fix_port,
+            http_port=self.http_port or None,
+            data_dir=str(self.data_dir),
+            sessions=[s.session_id for s in self.sessions],
+        )
+
+    async def stop(self) -> None:
+        await self.fix_server.stop()
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
+            self._http_runner = None
+        for store in self.stores:
+            store.close()
+        _log.info("gateway_stopped")
+
+
+async def run(config: Config) -> int:
+    """Run until SIGTERM or SIGINT; log sessions out cleanly on the way down."""
+    gateway = Gateway(config)
+    await gateway.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        _log.info("gateway_stopping")
+        await gateway.stop()
+    return 0

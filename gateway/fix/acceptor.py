@@ -1,0 +1,138 @@
+"""Acceptor side of a connection before and after it is bound to a session.
+
+A new connection belongs to no session until its first message, which must
+be a well-formed Logon naming a configured session that is not already
+connected.  Anything else closes the connection without a word (there is no
+session to answer on).  Once bound, every call is delegated to the session.
+Sans-I/O like the session itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import structlog
+
+from gateway.fix import codec
+from gateway.fix.codec import FrameDecoder, GarbledMessage
+from gateway.fix.session import CloseConnection, Event, Session
+
+_log = structlog.get_logger("gateway.fix.acceptor")
+
+
+class SessionRegistry:
+    """The configured sessions, found by the identity a Logon carries."""
+
+    def __init__(self, sessions: Iterable[Session]) -> None:
+        self._by_key: dict[tuple[bytes, bytes, bytes], Session] = {}
+        for s in sessions:
+            key = (s.begin_string, s.sender_comp_id, s.target_comp_id)
+            if key in self._by_key:
+                raise ValueError(f"duplicate session {s.session_id}")
+            self._by_key[key] = s
+
+    def lookup(
+        self, begin_string: bytes, our_comp_id: bytes, their_comp_id: bytes
+    ) -> Session | None:
+        return self._by_key.get((begin_string, our_comp_id, their_comp_id))
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(self._by_key.values())
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+
+class AcceptorConnection:
+    """One accepted connection: routes its Logon to a session, then delegates."""
+
+    __slots__ = ("_closed", "_decoder", "_logon_deadline", "_registry", "peer", "session")
+
+    def __init__(
+        self,
+        registry: SessionRegistry,
+        now: float,
+        *,
+        peer: str = "?",
+        max_message_size: int = 65536,
+        logon_timeout: float = 10.0,
+    ) -> None:
+        self._registry = registry
+        self._decoder = FrameDecoder(max_message_size)
+        self._logon_deadline = now + logon_timeout
+        self._closed = False
+        self.peer = peer
+        self.session: Session | None = None
+
+    def receive_data(self, data: bytes) -> None:
+        session = self.session
+        if session is not None:
+            session.receive_data(data)
+        elif not self._closed:
+            self._decoder.feed(data)
+
+    def _refuse(self, reason: str, **details: object) -> CloseConnection:
+        self._closed = True
+        _log.warning("connection_refused", peer=self.peer, reason=reason, **details)
+        return CloseConnection(reason)
+
+    def next_event(self, now: float) -> Event | None:
+        session = self.session
+        if session is not None:
+            return session.next_event(now)
+        if self._closed:
+            return None
+        frame = self._decoder.next_frame()
+        if frame is None:
+            return None
+        try:
+            msg = codec.parse_frame(frame)
+        except GarbledMessage as exc:
+            return self._refuse("garbled message before Logon", detail=str(exc))
+        if msg.msg_type != b"A":
+            return self._refuse(
+                "first message is not a Logon", msg_type=msg.msg_type.decode("latin-1")
+            )
+        sender = msg.get(49) or b""
+        target = msg.get(56) or b""
+        found = self._registry.lookup(msg.begin_string, target, sender)
+        if found is None:
+            return self._refuse(
+                "unknown session",
+                begin_string=msg.begin_string.decode("latin-1"),
+                sender_comp_id=sender.decode("latin-1"),
+                target_comp_id=target.decode("latin-1"),
+            )
+        if found.is_connected:
+            return self._refuse("session already connected", session=found.session_id)
+        self.session = found
+        found.connection_made(now)
+        found.receive_frame(frame)
+        found.receive_data(self._decoder.take_rest())
+        return found.next_event(now)
+
+    def data_to_send(self) -> bytes:
+        session = self.session
+        return session.data_to_send() if session is not None else b""
+
+    def next_deadline(self) -> float | None:
+        session = self.session
+        if session is not None:
+            return session.next_deadline()
+        return None if self._closed else self._logon_deadline
+
+    def on_timer(self, now: float) -> Event | None:
+        """Run timers; before binding, a missed Logon deadline yields a close."""
+        session = self.session
+        if session is not None:
+            session.on_timer(now)
+            return None
+        if not self._closed and now >= self._logon_deadline:
+            return self._refuse("no Logon received in time")
+        return None
+
+    def connection_lost(self, now: float) -> None:
+        self._closed = True
+        session = self.session
+        if session is not None:
+            session.connection_lost(now)

@@ -1,0 +1,339 @@
+"""FIX tag=value codec: stream framing, message parsing and encoding.
+
+Framing follows what the wire dictates: skip to ``8=``, read BodyLength, then
+take everything up to the SOH that ends the first ``10=`` field found at or
+after the declared end of the body.  A frame whose BodyLength or CheckSum is
+wrong, whose first three fields are not 8, 9, 35 in that order, or whose tags
+are not numbers is *garbled*: :func:`parse_frame` raises :class:`GarbledMessage`
+and the session ignores it (FIX: "garbled messages are ignored").
+
+Encoding writes fields the way QuickFIX does: 8, 9, 35, the other header tags
+in ascending order, then the body as given by the caller, then 10.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import time
+from collections.abc import Iterable
+
+from gateway.fix import spec44
+
+SOH = b"\x01"
+_SOH_INT = 1
+
+# Tags we know are well-formed numbers, mapped to their int, so that parsing a
+# field costs one dict lookup instead of an int() call.
+_TAG_CACHE: dict[bytes, int] = {str(t).encode(): t for t in range(1, 10_000)}
+_TAG_RE = re.compile(rb"-?[0-9]+\Z")
+# length tag -> data tag: the data field's value may contain SOH.
+_DATA_LENGTH_TAGS = frozenset(spec44.DATA_LENGTH_FIELDS)
+
+
+class GarbledMessage(ValueError):
+    """The bytes are not a well-formed FIX message (framing, length, checksum,
+    tag syntax).  FIX says to ignore such a message and not count it."""
+
+
+class FixMessage:
+    """One parsed inbound message.
+
+    ``fields`` holds every field from MsgType (35) up to, not including,
+    CheckSum (10), in wire order, as ``(tag, value)`` with the value as raw
+    bytes.  ``get`` answers the first occurrence of a tag.
+    """
+
+    __slots__ = ("_map", "begin_string", "fields", "msg_type", "raw")
+
+    def __init__(
+        self, begin_string: bytes, msg_type: bytes, fields: list[tuple[int, bytes]], raw: bytes
+    ) -> None:
+        self.begin_string = begin_string
+        self.msg_type = msg_type
+        self.fields = fields
+        self.raw = raw
+        self._map: dict[int, bytes] | None = None
+
+    def get(self, tag: int, default: bytes | None = None) -> bytes | None:
+        m = self._map
+        if m is None:
+            m = self._map = dict(reversed(self.fields))
+        return m.get(tag, default)
+
+    def __contains__(self, tag: int) -> bool:
+        return self.get(tag) is not None
+
+    def __repr__(self) -> str:
+        return f"FixMessage({self.raw.replace(SOH, b'|').decode('latin-1')!r})"
+
+
+class FrameDecoder:
+    """Cuts a byte stream into candidate frames.
+
+    ``feed`` appends bytes; ``next_frame`` returns the next complete frame or
+    None when more bytes are needed.  Junk before ``8=`` is dropped and counted
+    in ``discarded``.  Nothing buffered ever exceeds ``max_message_size`` plus
+    one read: a frame that cannot complete within that bound is dropped
+    (``oversized`` counts them) and the decoder resynchronises on the next
+    ``8=``.
+    """
+
+    __slots__ = ("_buf", "discarded", "max_message_size", "oversized")
+
+    def __init__(self, max_message_size: int = 65536) -> None:
+        self._buf = bytearray()
+        self.max_message_size = max_message_size
+        self.discarded = 0
+        self.oversized = 0
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def take_rest(self) -> bytes:
+        """Hand over whatever is buffered (used when a connection is bound to
+        a session and the session's own decoder takes over)."""
+        rest = bytes(self._buf)
+        self._buf.clear()
+        return rest
+
+    def _drop(self, n: int) -> None:
+        self.discarded += n
+        del self._buf[:n]
+
+    def next_frame(self) -> bytes | None:
+        buf = self._buf
+        while True:
+            if not buf:
+                return None
+            start = buf.find(b"8=")
+            if start < 0:
+                # keep a trailing '8' that may begin the next frame
+                keep = 1 if buf[-1:] == b"8" else 0
+                self._drop(len(buf) - keep)
+                return None
+            if start:
+                self._drop(start)
+            limit = self.max_message_size
+            lpos = buf.find(b"\x019=", 0, limit)
+            if lpos < 0:
+                if len(buf) >= limit:
+                    self._resync()
+                    continue
+                return None
+            lend = buf.find(SOH, lpos + 3, lpos + 16)
+            if lend < 0:
+                if len(buf) > lpos + 16:
+                    self._resync()  # BodyLength longer than any sane number
+                    continue
+                return None
+            digits = bytes(buf[lpos + 3 : lend])
+            if not digits.isdigit():
+                self._resync()
+                continue
+            body_end = lend + 1 + int(digits)
+            if body_end > limit:
+                self.oversized += 1
+                self._resync()
+                continue
+            if len(buf) < body_end:
+                return None
+            cpos = buf.find(b"\x0110=", body_end - 1)
+            if cpos < 0:
+                if len(buf) >= limit + 16:
+                    self.oversized += 1
+                    self._resync()
+                    continue
+                return None
+            end = buf.find(SOH, cpos + 4)
+            if end < 0:
+                if len(buf) >= limit + 16:
+                    self.oversized += 1
+                    self._resync()
+                    continue
+                return None
+            if end + 1 > limit + 16:
+                self.oversized += 1
+                self._resync()
+                continue
+            frame = bytes(buf[: end + 1])
+            del buf[: end + 1]
+            return frame
+
+    def _resync(self) -> None:
+        """Drop the current ``8=`` and everything up to the next one."""
+        nxt = self._buf.find(b"8=", 2)
+        self._drop(nxt if nxt > 0 else len(self._buf))
+
+
+def _tag_of(raw: bytes) -> int:
+    tag = _TAG_CACHE.get(raw)
+    if tag is None:
+        if not _TAG_RE.match(raw):
+            raise GarbledMessage(f"field tag is not a number: {raw[:20]!r}")
+        tag = int(raw)
+    return tag
+
+
+def parse_frame(frame: bytes) -> FixMessage:
+    """Parse one frame from :class:`FrameDecoder`, verifying BodyLength and
+    CheckSum; raise :class:`GarbledMessage` when it is not well formed."""
+    if frame[-1:] != SOH:
+        raise GarbledMessage("message does not end with SOH")
+    parts = frame.split(SOH)
+    parts.pop()
+    if len(parts) < 4:
+        raise GarbledMessage("too few fields")
+    p0, p1, p2 = parts[0], parts[1], parts[2]
+    if p0[:2] != b"8=" or p1[:2] != b"9=" or p2[:3] != b"35=":
+        raise GarbledMessage("first three fields are not BeginString, BodyLength, MsgType")
+    last = parts[-1]
+    if last[:3] != b"10=":
+        raise GarbledMessage("last field is not CheckSum")
+    body_start = len(p0) + len(p1) + 2
+    body_end = len(frame) - len(last) - 1
+    declared = p1[2:]
+    if not declared.isdigit() or int(declared) != body_end - body_start:
+        raise GarbledMessage(
+            f"BodyLength {declared.decode('latin-1')} but body has {body_end - body_start} bytes"
+        )
+    checksum = last[3:]
+    if len(checksum) != 3 or not checksum.isdigit() or int(checksum) != sum(frame[:body_end]) & 255:
+        raise GarbledMessage(f"CheckSum {checksum.decode('latin-1')} is wrong")
+    fields: list[tuple[int, bytes]] = []
+    append = fields.append
+    cache = _TAG_CACHE
+    data_tags = _DATA_LENGTH_TAGS
+    for i in range(2, len(parts) - 1):
+        raw_tag, sep, value = parts[i].partition(b"=")
+        if not sep:
+            raise GarbledMessage("field without '='")
+        tag = cache.get(raw_tag)
+        if tag is None:
+            tag = _tag_of(raw_tag)
+        if tag in data_tags:
+            return _parse_with_data(frame, p0[2:], body_start, body_end)
+        append((tag, value))
+    return FixMessage(p0[2:], fields[0][1], fields, frame)
+
+
+def _parse_with_data(frame: bytes, begin: bytes, start: int, end: int) -> FixMessage:
+    """Slow path for messages carrying data fields, whose values may contain
+    SOH: a data field's length is taken from the length field before it."""
+    fields: list[tuple[int, bytes]] = []
+    pos = start
+    pending_length: tuple[int, int] | None = None
+    while pos < end:
+        eq = frame.find(b"=", pos, end)
+        if eq < 0:
+            raise GarbledMessage("field without '='")
+        tag = _tag_of(frame[pos:eq])
+        if pending_length is not None and pending_length[0] == tag:
+            vend = eq + 1 + pending_length[1]
+            if vend >= end or frame[vend] != _SOH_INT:
+                raise GarbledMessage(f"data field {tag} does not match its length")
+        else:
+            vend = frame.find(SOH, eq + 1, end)
+            if vend < 0:
+                raise GarbledMessage("field without SOH")
+        value = frame[eq + 1 : vend]
+        pending_length = None
+        data_tag = spec44.DATA_LENGTH_FIELDS.get(tag)
+        if data_tag is not None and value.isdigit():
+            pending_length = (data_tag, int(value))
+        fields.append((tag, value))
+        pos = vend + 1
+    if not fields or fields[0][0] != 35:
+        raise GarbledMessage("MsgType is not the third field")
+    return FixMessage(begin, fields[0][1], fields, frame)
+
+
+# --------------------------------------------------------------------------
+# encoding
+
+
+def encode_fields(fields: Iterable[tuple[int, bytes]]) -> bytes:
+    """``tag=value<SOH>`` for each field, in the order given."""
+    return b"".join([b"%d=%b\x01" % (t, v) for t, v in fields])
+
+
+def encode_message(
+    begin_string: bytes,
+    msg_type: bytes,
+    header: Iterable[tuple[int, bytes]],
+    body: bytes,
+) -> bytes:
+    """A whole message: ``header`` holds header fields other than 8, 9 and 35
+    (any order; written ascending), ``body`` is already encoded, in order."""
+    payload = b"35=%b\x01%b%b" % (msg_type, encode_fields(sorted(header)), body)
+    head = b"8=%b\x019=%d\x01%b" % (begin_string, len(payload), payload)
+    return b"%b10=%03d\x01" % (head, sum(head) & 255)
+
+
+def finish_message(begin_string: bytes, payload: bytes) -> bytes:
+    """Wrap an encoded payload (everything from ``35=`` on) with BeginString,
+    BodyLength and CheckSum."""
+    head = b"8=%b\x019=%d\x01%b" % (begin_string, len(payload), payload)
+    return b"%b10=%03d\x01" % (head, sum(head) & 255)
+
+
+# --------------------------------------------------------------------------
+# UTCTimestamp
+
+
+class _TimestampFormatter:
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = b""
+
+    def __call__(self, now: float) -> bytes:
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y%m%d-%H:%M:%S", time.gmtime(second)).encode()
+        return b"%b.%03d" % (self._prefix, int((now - second) * 1000))
+
+
+format_utc_timestamp = _TimestampFormatter()
+"""``YYYYMMDD-HH:MM:SS.sss`` for an epoch time (cached per second)."""
+
+_TS_RE = re.compile(rb"(\d{4})(\d{2})(\d{2})-(\d{2}):(\d{2}):(\d{2})(?:\.(\d{3}|\d{6}|\d{9}))?\Z")
+_DATE_RE = re.compile(rb"(\d{4})(\d{2})(\d{2})\Z")
+_TIME_RE = re.compile(rb"(\d{2}):(\d{2}):(\d{2})(?:\.(\d{3}|\d{6}|\d{9}))?\Z")
+
+
+def _valid_date(y: int, mo: int, d: int) -> bool:
+    return 1 <= mo <= 12 and 1 <= d <= calendar.monthrange(y, mo)[1] if y > 0 else False
+
+
+def parse_utc_timestamp(value: bytes) -> float | None:
+    """Epoch seconds of a UTCTimestamp, or None when it is malformed."""
+    m = _TS_RE.match(value)
+    if m is None:
+        return None
+    y, mo, d, hh, mm, ss = (int(g) for g in m.groups()[:6])
+    if not _valid_date(y, mo, d) or hh > 23 or mm > 59 or ss > 60:
+        return None
+    frac = m.group(7)
+    seconds = calendar.timegm((y, mo, d, hh, mm, ss, 0, 0, 0))
+    return seconds + (int(frac) / 10 ** len(frac) if frac else 0.0)
+
+
+def is_utc_date(value: bytes) -> bool:
+    m = _DATE_RE.match(value)
+    return m is not None and _valid_date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+
+
+def is_utc_time(value: bytes) -> bool:
+    m = _TIME_RE.match(value)
+    return (
+        m is not None
+        and int(m.group(1)) <= 23
+        and int(m.group(2)) <= 59
+        and (int(m.group(3)) <= 60)
+    )

@@ -1,0 +1,158 @@
+"""The FIX 4.4 data dictionary as the session validates against it.
+
+Built once from the generated tables in :mod:`gateway.fix.spec44`; lookups
+are plain dict/frozenset operations so that validating a message costs a few
+microseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+
+from gateway.fix import codec, spec44
+
+ValueCheck = Callable[[bytes], bool]
+
+
+def _is_int(v: bytes) -> bool:
+    if v[:1] == b"-":
+        v = v[1:]
+    return v.isdigit()
+
+
+def _is_float(v: bytes) -> bool:
+    if v[:1] == b"-":
+        v = v[1:]
+    return v.replace(b".", b"", 1).isdigit()
+
+
+def _is_char(v: bytes) -> bool:
+    return len(v) == 1
+
+
+def _is_bool(v: bytes) -> bool:
+    return v == b"Y" or v == b"N"
+
+
+def _is_timestamp(v: bytes) -> bool:
+    return codec.parse_utc_timestamp(v) is not None
+
+
+# Types whose values the dictionary can check; the rest are free text.
+_FORMAT_CHECKS: dict[str, ValueCheck] = {
+    "INT": _is_int,
+    "LENGTH": _is_int,
+    "NUMINGROUP": _is_int,
+    "SEQNUM": _is_int,
+    "DAYOFMONTH": _is_int,
+    "FLOAT": _is_float,
+    "QTY": _is_float,
+    "PRICE": _is_float,
+    "PRICEOFFSET": _is_float,
+    "AMT": _is_float,
+    "PERCENTAGE": _is_float,
+    "CHAR": _is_char,
+    "BOOLEAN": _is_bool,
+    "UTCTIMESTAMP": _is_timestamp,
+    "UTCDATEONLY": codec.is_utc_date,
+    "UTCDATE": codec.is_utc_date,
+    "UTCTIMEONLY": codec.is_utc_time,
+}
+_MULTI_VALUE_TYPES = frozenset({"MULTIPLEVALUESTRING", "MULTIPLESTRINGVALUE", "MULTIPLECHARVALUE"})
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDef:
+    """A repeating group: count tag, delimiter (first tag of each entry),
+    member tags, required members, nested groups."""
+
+    count_tag: int
+    delimiter: int
+    members: frozenset[int]
+    required: tuple[int, ...]
+    groups: dict[int, GroupDef]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDef:
+    msg_type: bytes
+    name: str
+    is_admin: bool
+    fields: frozenset[int]
+    required: tuple[int, ...]
+    groups: dict[int, GroupDef]
+
+
+@dataclass(frozen=True, slots=True)
+class Dictionary:
+    begin_string: bytes
+    field_names: dict[int, str]
+    format_checks: dict[int, ValueCheck]
+    enums: dict[int, frozenset[bytes]]
+    multi_value: frozenset[int]
+    header: frozenset[int]
+    header_required: tuple[int, ...]
+    header_groups: dict[int, GroupDef]
+    trailer: frozenset[int]
+    trailer_required: tuple[int, ...]
+    messages: dict[bytes, MessageDef]
+    admin_types: frozenset[bytes] = field(default=frozenset())
+
+    def is_admin(self, msg_type: bytes) -> bool:
+        return msg_type in self.admin_types
+
+
+def _group(count_tag: int, spec: spec44.GroupTuple) -> GroupDef:
+    delim, members, required, nested = spec
+    return GroupDef(
+        count_tag=count_tag,
+        delimiter=delim,
+        members=frozenset(members),
+        required=required,
+        groups={t: _group(t, g) for t, g in nested.items()},
+    )
+
+
+@cache
+def fix44() -> Dictionary:
+    """The FIX 4.4 dictionary (built once)."""
+    format_checks: dict[int, ValueCheck] = {}
+    enums: dict[int, frozenset[bytes]] = {}
+    multi: set[int] = set()
+    names: dict[int, str] = {}
+    for tag, (name, ftype, values) in spec44.FIELDS.items():
+        names[tag] = name
+        check = _FORMAT_CHECKS.get(ftype)
+        if check is not None:
+            format_checks[tag] = check
+        if values is not None:
+            enums[tag] = values
+        if ftype in _MULTI_VALUE_TYPES:
+            multi.add(tag)
+    messages = {
+        mt.encode(): MessageDef(
+            msg_type=mt.encode(),
+            name=name,
+            is_admin=cat == "admin",
+            fields=fields,
+            required=required,
+            groups={t: _group(t, g) for t, g in groups.items()},
+        )
+        for mt, (name, cat, fields, required, groups) in spec44.MESSAGES.items()
+    }
+    return Dictionary(
+        begin_string=spec44.BEGIN_STRING.encode(),
+        field_names=names,
+        format_checks=format_checks,
+        enums=enums,
+        multi_value=frozenset(multi),
+        header=frozenset(spec44.HEADER),
+        header_required=tuple(sorted(t for t, r in spec44.HEADER.items() if r)),
+        header_groups={t: _group(t, g) for t, g in spec44.HEADER_GROUPS.items()},
+        trailer=frozenset(spec44.TRAILER),
+        trailer_required=tuple(sorted(t for t, r in spec44.TRAILER.items() if r)),
+        messages=messages,
+        admin_types=frozenset(mt for mt, m in messages.items() if m.is_admin),
+    )

@@ -1,0 +1,919 @@
+"""The FIX session layer as a sans-I/O state machine.
+
+A :class:`Session` never touches a socket, a clock or an event loop.  The
+caller feeds it bytes (:meth:`Session.receive_data`), pulls events out
+(:meth:`Session.next_event`), hands it application messages to send
+(:meth:`Session.send`), takes the bytes to write (:meth:`Session.data_to_send`)
+and wakes it at :meth:`Session.next_deadline` through :meth:`Session.on_timer`.
+Time is always passed in as epoch seconds.
+
+Inbound messages are processed one at a time, lazily, inside
+:meth:`next_event`: an application message is handed out as an event before
+the next inbound message is looked at, so whatever the application sends in
+answer is sequenced exactly where it belongs.
+
+What the session does follows the FIX 4.4 session protocol, with the choices
+QuickFIX makes where the specification leaves room (reject texts, which
+problems end the connection, how a resend is answered), so that the QuickFIX
+acceptance suite passes unchanged.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import structlog
+
+from gateway.fix import codec
+from gateway.fix.codec import FixMessage, FrameDecoder, GarbledMessage
+from gateway.fix.dictionary import Dictionary, fix44
+from gateway.fix.states import LOGGED_ON, SessionState, StateMachine
+from gateway.fix.store import SessionStore
+from gateway.fix.validation import (
+    REJECT_TEXT,
+    SessionRejectReason,
+    ValidationOptions,
+    Validator,
+)
+
+if TYPE_CHECKING:
+    from config import SessionSettings
+
+S = SessionState
+R = SessionRejectReason
+
+# header routing tags swapped when answering (OnBehalfOf* <-> DeliverTo*)
+_REVERSE_ROUTE = ((115, 128), (128, 115), (116, 129), (129, 116), (144, 145), (145, 144))
+# header tags a resent message gets anew
+_RESEND_REPLACED = frozenset({34, 43, 49, 52, 56, 122})
+
+MAX_QUEUED_MESSAGES = 10_000
+
+# a message without a usable MsgSeqNum cannot be sequenced: the session ends
+_FATAL_SEQNUM_PROBLEMS = frozenset(
+    {
+        SessionRejectReason.REQUIRED_TAG_MISSING,
+        SessionRejectReason.TAG_SPECIFIED_WITHOUT_A_VALUE,
+        SessionRejectReason.INCORRECT_DATA_FORMAT_FOR_VALUE,
+    }
+)
+
+
+class BusinessRejectReason:
+    """BusinessRejectReason (380) values and their standard texts."""
+
+    OTHER = 0
+    UNKNOWN_ID = 1
+    UNKNOWN_SECURITY = 2
+    UNSUPPORTED_MESSAGE_TYPE = 3
+    APPLICATION_NOT_AVAILABLE = 4
+    CONDITIONALLY_REQUIRED_FIELD_MISSING = 5
+    NOT_AUTHORIZED = 6
+    DELIVER_TO_FIRM_NOT_AVAILABLE = 7
+
+    TEXT: dict[int, bytes] = {  # noqa: RUF012 - constant table
+        0: b"Other",
+        1: b"Unknown ID",
+        2: b"Unknown Security",
+        3: b"Unsupported Message Type",
+        4: b"Application not available",
+        5: b"Conditionally Required Field Missing",
+        6: b"Not authorized",
+        7: b"DeliverTo firm not available at this time",
+    }
+
+
+# ---------------------------------------------------------------------------
+# events
+
+
+class Event:
+    __slots__ = ()
+
+
+class LoggedOn(Event):
+    """The Logon exchange completed; application messages may flow."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "LoggedOn()"
+
+
+class ApplicationMessage(Event):
+    """An in-sequence application message from the peer."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: FixMessage) -> None:
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"ApplicationMessage({self.message!r})"
+
+
+class LoggedOut(Event):
+    """A logged-on session ended (Logout exchange, error or lost connection)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"LoggedOut({self.reason!r})"
+
+
+class CloseConnection(Event):
+    """Write what :meth:`Session.data_to_send` holds, then close the socket."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"CloseConnection({self.reason!r})"
+
+
+class SessionStats:
+    __slots__ = ("garbled", "messages_in", "messages_out", "rejects_received", "rejects_sent")
+
+    def __init__(self) -> None:
+        self.messages_in = 0
+        self.messages_out = 0
+        self.rejects_sent = 0
+        self.rejects_received = 0
+        self.garbled = 0
+
+
+class Session:
+    """One FIX session (a SenderCompID/TargetCompID pair) across connections.
+
+    The sequence numbers and sent messages live in ``store``; everything about
+    the current connection is reset by :meth:`connection_made`.
+    """
+
+    def __init__(
+        self,
+        settings: SessionSettings,
+        store: SessionStore,
+        *,
+        initiator: bool = False,
+        dictionary: Dictionary | None = None,
+        max_message_size: int = 65536,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.initiator = initiator
+        self.session_id = settings.session_id
+        self.begin_string = settings.BeginString.encode()
+        self.sender_comp_id = settings.SenderCompID.encode()
+        self.target_comp_id = settings.TargetCompID.encode()
+        self.stats = SessionStats()
+        self._dd = dictionary or fix44()
+        self._validator = Validator(
+            self._dd,
+            ValidationOptions(
+                fields_out_of_order=settings.ValidateFieldsOutOfOrder,
+                fields_have_values=settings.ValidateFieldsHaveValues,
+                user_defined_fields=settings.ValidateUserDefinedFields,
+            ),
+        )
+        self._max_message_size = max_message_size
+        self._machine = StateMachine()
+        self._log = structlog.get_logger("gateway.fix.session").bind(session=self.session_id)
+        self._handlers: dict[bytes, Callable[[FixMessage, float], None]] = {
+            b"A": self._on_logon,
+            b"0": self._on_heartbeat,
+            b"1": self._on_test_request,
+            b"2": self._on_resend_request,
+            b"3": self._on_reject,
+            b"4": self._on_sequence_reset,
+            b"5": self._on_logout,
+        }
+        #: called when outbound bytes become pending outside of a batch the
+        #: I/O layer is already draining (e.g. an ExecutionReport from an LP fill)
+        self.wakeup: Callable[[], None] | None = None
+        self._reset_connection_state(0.0)
+
+    # -- connection lifecycle -------------------------------------------------
+
+    def _reset_connection_state(self, now: float) -> None:
+        self._decoder = FrameDecoder(self._max_message_size)
+        self._out: list[bytes] = []
+        self._events: deque[Event] = deque()
+        self._pending: FixMessage | None = None
+        self._queue: dict[int, FixMessage] = {}
+        self._resend_range: tuple[int, int] | None = None
+        self._heartbeat_interval = float(self.settings.HeartBtInt)
+        self._connected_at = now
+        self._last_sent = now
+        self._last_received = now
+        self._test_requests = 0
+        self._logout_sent_at: float | None = None
+        self._received_logon = False
+        self._sent_logon = False
+        self._sent_logout = False
+        self._sent_reset = False
+        self._received_reset = False
+
+    @property
+    def state(self) -> SessionState:
+        return self._machine.state
+
+    @property
+    def is_connected(self) -> bool:
+        return self._machine.state is not S.DISCONNECTED
+
+    @property
+    def is_logged_on(self) -> bool:
+        return self._machine.state in LOGGED_ON
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return self._heartbeat_interval
+
+    def connection_made(self, now: float) -> None:
+        """A transport is up.  An initiator sends its Logon at once."""
+        if self.is_connected:
+            raise RuntimeError(f"{self.session_id} is already connected")
+        self._reset_connection_state(now)
+        if not self.initiator:
+            self._machine.move(S.AWAITING_LOGON)
+            return
+        self._machine.move(S.LOGON_SENT)
+        settings = self.settings
+        if settings.ResetOnLogon:
+            self.store.reset()
+        body = [b"98=0\x01108=%d\x01" % settings.HeartBtInt]
+        if self._should_send_reset():
+            body.append(b"141=Y\x01")
+            self._sent_reset = True
+        if settings.Username:
+            body.append(b"553=%b\x01" % settings.Username.encode())
+        if settings.Password:
+            body.append(b"554=%b\x01" % settings.Password.encode())
+        self._sent_logon = True
+        self._send_admin(b"A", b"".join(body), now)
+        self._log.info("logon_sent", heartbeat_interval=settings.HeartBtInt)
+
+    def _should_send_reset(self) -> bool:
+        s = self.settings
+        return (
+            (s.ResetOnLogon or s.ResetOnLogout or s.ResetOnDisconnect)
+            and self.store.next_sender_seq == 1
+            and self.store.next_target_seq == 1
+        )
+
+    def connection_lost(self, now: float, reason: str = "connection lost") -> None:
+        """The transport is gone (whoever closed it)."""
+        if self._machine.state is S.DISCONNECTED:
+            return
+        self._end(reason)
+
+    def _end(self, reason: str) -> None:
+        was_logged_on = self._received_logon and self._sent_logon
+        self._machine.move(S.DISCONNECTED)
+        self._queue.clear()
+        self._pending = None
+        self._resend_range = None
+        self._decoder = FrameDecoder(self._max_message_size)
+        if self.settings.ResetOnDisconnect:
+            self.store.reset()
+        self.store.flush()
+        if was_logged_on:
+            self._events.append(LoggedOut(reason))
+        self._log.info("session_ended", reason=reason, logged_on=was_logged_on)
+
+    def _disconnect(self, reason: str) -> None:
+        """Close the connection after what is queued has been written."""
+        if self._machine.state is S.DISCONNECTED:
+            return
+        self._end(reason)
+        self._events.append(CloseConnection(reason))
+
+    def logout(self, now: float, text: str | None = None) -> None:
+        """Start the Logout handshake (or just disconnect before logon)."""
+        if not self.is_connected:
+            return
+        if not self.is_logged_on:
+            self._disconnect(text or "logout before logon completed")
+        elif not self._sent_logout:
+            self._send_logout(now, text.encode() if text else None)
+
+    # -- input ------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        if self._machine.state is not S.DISCONNECTED:
+            self._decoder.feed(data)
+
+    def receive_frame(self, frame: bytes) -> None:
+        """Queue one already-framed message ahead of buffered bytes (used by
+        the acceptor when it hands over the Logon that identified us)."""
+        rest = self._decoder.take_rest()
+        self._decoder.feed(frame)
+        self._decoder.feed(rest)
+
+    def next_event(self, now: float) -> Event | None:
+        """Process input until there is an event for the caller, or no input."""
+        events = self._events
+        while True:
+            if events:
+                return events.popleft()
+            if self._machine.state is S.DISCONNECTED:
+                return None
+            pending = self._pending
+            if pending is not None:
+                self._pending = None
+                self._process(pending, now, queued=True)
+                continue
+            frame = self._decoder.next_frame()
+            if frame is None:
+                return None
+            self._process_frame(frame, now)
+
+    def _process_frame(self, frame: bytes, now: float) -> None:
+        try:
+            msg = codec.parse_frame(frame)
+        except GarbledMessage as exc:
+            self.stats.garbled += 1
+            self._log.warning("garbled_message", reason=str(exc), size=len(frame))
+            if not self._received_logon or b"\x0135=A\x01" in frame:
+                self._disconnect(f"garbled Logon: {exc}")
+            return
+        self.stats.messages_in += 1
+        self._last_received = now
+        self._process(msg, now, queued=False)
+
+    def _process(self, msg: FixMessage, now: float, queued: bool) -> None:
+        mt = msg.msg_type
+        if queued and (mt == b"A" or mt == b"2"):
+            # already acted upon when it arrived out of sequence
+            self._incr_target()
+            self._drain_queue()
+            return
+        get = msg.get
+        if get(49) is None or get(56) is None:
+            tag = 49 if get(49) is None else 56
+            if mt == b"A" or not self._received_logon:
+                self._disconnect("Logon without SenderCompID or TargetCompID")
+            else:
+                self._reject(msg, R.REQUIRED_TAG_MISSING, tag, now)
+            return
+        if msg.begin_string != self.begin_string:
+            if not self._received_logon:
+                self._disconnect("Incorrect BeginString")
+            elif mt == b"5":
+                self._on_logout(msg, now)
+            else:
+                self._log.warning(
+                    "incorrect_begin_string", begin_string=msg.begin_string.decode("latin-1")
+                )
+                self._send_logout(now, b"Incorrect BeginString")
+                self._incr_target()
+            return
+        problem = self._validator.validate(msg)
+        if problem is not None:
+            if problem.tag == 34 and problem.reason in _FATAL_SEQNUM_PROBLEMS:
+                self._fatal(now, b"MsgSeqNum missing or invalid")
+            elif mt == b"A" or not self._received_logon:
+                self._disconnect(f"invalid Logon: {REJECT_TEXT.get(problem.reason, b'').decode()}")
+            else:
+                self._reject(msg, problem.reason, problem.tag, now)
+                self._drain_queue()
+            return
+        handler = self._handlers.get(mt)
+        if handler is not None:
+            handler(msg, now)
+        else:
+            self._on_application(msg, now)
+        if self._machine.state is not S.DISCONNECTED:
+            self._drain_queue()
+
+    def _drain_queue(self) -> None:
+        queue = self._queue
+        if not queue:
+            return
+        expected = self.store.next_target_seq
+        msg = queue.pop(expected, None)
+        if msg is not None:
+            self._pending = msg
+        for seq in [s for s in queue if s < expected]:
+            del queue[seq]
+
+    # -- verification -----------------------------------------------------------
+
+    def _seq(self, msg: FixMessage) -> int:
+        return int(msg.get(34) or b"0")
+
+    def _valid_logon_state(self, mt: bytes) -> bool:
+        if (mt == b"A" and self._sent_reset) or self._received_reset:
+            return True
+        if (mt == b"A" and not self._received_logon) or (mt != b"A" and self._received_logon):
+            return True
+        if mt == b"5" and self._sent_logon:
+            return True
+        if mt != b"5" and self._sent_logout:
+            return True
+        return mt == b"4" or mt == b"3"
+
+    def _verify(
+        self, msg: FixMessage, now: float, check_high: bool = True, check_low: bool = True
+    ) -> bool:
+        mt = msg.msg_type
+        if not self._valid_logon_state(mt):
+            self._disconnect(
+                f"message type {mt.decode('latin-1')} not valid in state {self.state.value}"
+            )
+            return False
+        settings = self.settings
+        if settings.CheckLatency:
+            sent = codec.parse_utc_timestamp(msg.get(52) or b"")
+            if sent is None or abs(now - sent) > settings.MaxLatency:
+                self._log.warning(
+                    "sending_time_accuracy", sending_time=(msg.get(52) or b"").decode("latin-1")
+                )
+                self._reject(msg, R.SENDINGTIME_ACCURACY_PROBLEM, None, now)
+                self._send_logout(now)
+                return False
+        if settings.CheckCompID and (
+            msg.get(49) != self.target_comp_id or msg.get(56) != self.sender_comp_id
+        ):
+            self._log.warning(
+                "comp_id_problem",
+                sender=(msg.get(49) or b"").decode("latin-1"),
+                target=(msg.get(56) or b"").decode("latin-1"),
+            )
+            self._reject(msg, R.COMPID_PROBLEM, None, now)
+            self._send_logout(now)
+            return False
+        if check_high or check_low:
+            seq = self._seq(msg)
+            expected = self.store.next_target_seq
+            if check_high and seq > expected:
+                self._target_too_high(msg, seq, now)
+                return False
+            if check_low and seq < expected:
+                self._target_too_low(msg, seq, now)
+                return False
+            rr = self._resend_range
+            if rr is not None and seq >= rr[1]:
+                self._resend_satisfied()
+        self._test_requests = 0
+        return True
+
+    def _resend_satisfied(self) -> None:
+        if self._resend_range is not None:
+            self._log.info(
+                "resend_satisfied", begin=self._resend_range[0], end=self._resend_range[1]
+            )
+        self._resend_range = None
+        if self._machine.state is S.AWAITING_RESEND:
+            self._machine.move(S.ACTIVE)
+
+    def _target_too_high(self, msg: FixMessage, seq: int, now: float) -> None:
+        if len(self._queue) >= MAX_QUEUED_MESSAGES:
+            self._fatal(now, b"Too many messages out of sequence")
+            return
+        self._queue[seq] = msg
+        expected = self.store.next_target_seq
+        rr = self._resend_range
+        if rr is not None and seq >= rr[0]:
+            return  # a ResendRequest covering this is already out
+        self._log.info("sequence_gap", expected=expected, received=seq)
+        self._send_admin(b"2", b"7=%d\x0116=0\x01" % expected, now)
+        self._resend_range = (expected, seq - 1)
+        if self._machine.state is S.ACTIVE:
+            self._machine.move(S.AWAITING_RESEND)
+
+    def _target_too_low(self, msg: FixMessage, seq: int, now: float) -> None:
+        expected = self.store.next_target_seq
+        if msg.get(43) != b"Y":
+            text = b"MsgSeqNum too low, expecting %d but received %d" % (expected, seq)
+            self._fatal(now, text)
+            return
+        if msg.msg_type == b"4":
+            return
+        orig = msg.get(122)
+        if orig is None:
+            self._reject(msg, R.REQUIRED_TAG_MISSING, 122, now)
+            return
+        orig_time = codec.parse_utc_timestamp(orig)
+        sent_time = codec.parse_utc_timestamp(msg.get(52) or b"")
+        if orig_time is None or sent_time is None or orig_time > sent_time:
+            self._reject(msg, R.SENDINGTIME_ACCURACY_PROBLEM, None, now)
+            self._send_logout(now)
+        # otherwise a duplicate we already have: ignored
+
+    def _fatal(self, now: float, text: bytes) -> None:
+        """Logout with ``text`` and drop the connection at once."""
+        self._log.warning("session_error", text=text.decode("latin-1"))
+        if self._received_logon:
+            self._send_logout(now, text)
+        self._disconnect(text.decode("latin-1"))
+
+    def _incr_target(self) -> None:
+        store = self.store
+        store.set_next_target_seq(store.next_target_seq + 1)
+
+    # -- admin message handlers -------------------------------------------------
+
+    def _on_logon(self, msg: FixMessage, now: float) -> None:
+        settings = self.settings
+        reset_flag = msg.get(141) == b"Y"
+        self._received_reset = reset_flag
+        if reset_flag and not self._sent_reset:
+            self.store.reset()
+        if self.initiator and not self._sent_logon and not reset_flag:
+            self._disconnect("Logon response before a Logon was sent")
+            return
+        if not self.initiator and settings.ResetOnLogon:
+            self.store.reset()
+        if not self._verify(msg, now, check_high=False, check_low=True):
+            return
+        if not self.initiator or (reset_flag and not self._sent_reset):
+            problem = self._logon_refused(msg)
+            if problem is not None:
+                self._log.warning("logon_refused", reason=problem)
+                self._received_logon = True
+                self._send_logout(now, problem.encode())
+                self._disconnect(problem)
+                return
+            self._heartbeat_interval = float(int(msg.get(108) or b"0"))
+            body = b"98=0\x01108=%d\x01" % int(self._heartbeat_interval)
+            if reset_flag:
+                body += b"141=Y\x01"
+            self._received_logon = True
+            self._sent_logon = True
+            self._send_admin(b"A", body, now)
+        self._received_logon = True
+        self._sent_reset = False
+        self._received_reset = False
+        if self._machine.state in (S.AWAITING_LOGON, S.LOGON_SENT):
+            self._machine.move(S.ACTIVE)
+        seq = self._seq(msg)
+        if seq > self.store.next_target_seq and not reset_flag:
+            self._target_too_high(msg, seq, now)
+        else:
+            self._incr_target()
+        self._log.info(
+            "logged_on",
+            heartbeat_interval=self._heartbeat_interval,
+            reset=reset_flag,
+            next_sender=self.store.next_sender_seq,
+            next_target=self.store.next_target_seq,
+        )
+        self._events.append(LoggedOn())
+
+    def _logon_refused(self, msg: FixMessage) -> str | None:
+        """Why a Logon must be refused, or None (never names a secret)."""
+        s = self.settings
+        if s.Username is not None and msg.get(553) != s.Username.encode():
+            return "Invalid username or password"
+        if s.Password is not None and msg.get(554) != s.Password.encode():
+            return "Invalid username or password"
+        hb = int(msg.get(108) or b"-1")
+        if not s.MinHeartBtInt <= hb <= s.MaxHeartBtInt:
+            return f"HeartBtInt must be between {s.MinHeartBtInt} and {s.MaxHeartBtInt}"
+        return None
+
+    def _on_heartbeat(self, msg: FixMessage, now: float) -> None:
+        if self._verify(msg, now):
+            self._incr_target()
+
+    def _on_test_request(self, msg: FixMessage, now: float) -> None:
+        if not self._verify(msg, now):
+            return
+        self._send_admin(b"0", b"112=%b\x01" % (msg.get(112) or b""), now)
+        self._incr_target()
+
+    def _on_reject(self, msg: FixMessage, now: float) -> None:
+        if not self._verify(msg, now, check_high=False, check_low=True):
+            return
+        self.stats.rejects_received += 1
+        self._log.warning(
+            "reject_received",
+            ref_seq_num=(msg.get(45) or b"").decode("latin-1"),
+            reason=(msg.get(373) or b"").decode("latin-1"),
+            text=(msg.get(58) or b"").decode("latin-1"),
+        )
+        self._incr_target()
+
+    def _on_sequence_reset(self, msg: FixMessage, now: float) -> None:
+        gap_fill = msg.get(123) == b"Y"
+        if not self._verify(msg, now, check_high=gap_fill, check_low=gap_fill):
+            return
+        new_seq = int(msg.get(36) or b"0")
+        expected = self.store.next_target_seq
+        if new_seq > expected:
+            self._log.info("sequence_reset", gap_fill=gap_fill, old=expected, new=new_seq)
+            self.store.set_next_target_seq(new_seq)
+            rr = self._resend_range
+            if rr is not None and new_seq > rr[1]:
+                self._resend_satisfied()
+        elif new_seq < expected:
+            self._reject(msg, R.VALUE_IS_INCORRECT, None, now)
+
+    def _on_logout(self, msg: FixMessage, now: float) -> None:
+        if not self._verify(msg, now, check_high=False, check_low=False):
+            return
+        text = (msg.get(58) or b"").decode("latin-1")
+        if not self._sent_logout:
+            self._log.info("logout_received", text=text)
+            self._send_admin(b"5", b"", now)
+            self._sent_logout = True
+        else:
+            self._log.info("logout_confirmed", text=text)
+        self._incr_target()
+        if self.settings.ResetOnLogout:
+            self.store.reset()
+        self._disconnect("logout")
+
+    def _on_resend_request(self, msg: FixMessage, now: float) -> None:
+        if not self._verify(msg, now, check_high=False, check_low=False):
+            return
+        begin = max(1, int(msg.get(7) or b"1"))
+        end = int(msg.get(16) or b"0")
+        next_sender = self.store.next_sender_seq
+        if end == 0 or end >= next_sender:
+            end = next_sender - 1
+        self._log.info("resend_request", begin=begin, end=end)
+        if begin <= end:
+            self._resend(begin, end, now)
+        seq = self._seq(msg)
+        expected = self.store.next_target_seq
+        if seq == expected:
+            self._incr_target()
+        elif seq > expected:
+            self._target_too_high(msg, seq, now)
+
+    def _resend(self, begin: int, end: int, now: float) -> None:
+        """Answer a ResendRequest for [begin, end]: stored application
+        messages go out again with PossDupFlag=Y and OrigSendingTime, every
+        run of numbers without one becomes a SequenceReset-GapFill."""
+        gap_start: int | None = None
+        current = begin
+        for seq, raw in self.store.get_sent(begin, end):
+            if seq != current and gap_start is None:
+                gap_start = current
+            if gap_start is not None:
+                self._send_gap_fill(gap_start, seq, now)
+                gap_start = None
+            self._send_possdup(raw, now)
+            current = seq + 1
+        if current <= end:
+            self._send_gap_fill(gap_start if gap_start is not None else current, end + 1, now)
+
+    def _send_gap_fill(self, seq: int, new_seq: int, now: float) -> None:
+        ts = codec.format_utc_timestamp(now)
+        payload = (
+            b"35=4\x0134=%d\x0143=Y\x0149=%b\x0152=%b\x0156=%b\x01122=%b\x0136=%d\x01123=Y\x01"
+            % (
+                seq,
+                self.sender_comp_id,
+                ts,
+                self.target_comp_id,
+                ts,
+                new_seq,
+            )
+        )
+        self._write(codec.finish_message(self.begin_string, payload), now)
+
+    def _send_possdup(self, raw: bytes, now: float) -> None:
+        stored = codec.parse_frame(raw)
+        header_tags = self._dd.header
+        fields = stored.fields
+        k = 1
+        while k < len(fields) and fields[k][0] in header_tags:
+            k += 1
+        header = [(t, v) for t, v in fields[1:k] if t not in _RESEND_REPLACED]
+        header += [
+            (34, stored.get(34) or b"0"),
+            (43, b"Y"),
+            (49, self.sender_comp_id),
+            (52, codec.format_utc_timestamp(now)),
+            (56, self.target_comp_id),
+            (122, stored.get(52) or b""),
+        ]
+        body = codec.encode_fields(fields[k:])
+        self._write(codec.encode_message(self.begin_string, stored.msg_type, header, body), now)
+
+    # -- application messages -----------------------------------------------------
+
+    def _on_application(self, msg: FixMessage, now: float) -> None:
+        if not self._verify(msg, now):
+            return
+        self._incr_target()
+        self._events.append(ApplicationMessage(msg))
+
+    def send(
+        self,
+        msg_type: bytes,
+        body: bytes,
+        now: float,
+        header: list[tuple[int, bytes]] | None = None,
+    ) -> int:
+        """Send an application message (``body`` already encoded, in order).
+
+        It is stored for resend and given the next MsgSeqNum even when the
+        session is not logged on; the peer then gets it through its
+        ResendRequest after the next Logon.  Returns the MsgSeqNum used.
+        """
+        store = self.store
+        seq = store.next_sender_seq
+        raw = self._encode(msg_type, seq, body, now, header)
+        store.append_sent(seq, raw)
+        store.set_next_sender_seq(seq + 1)
+        if self.is_logged_on:
+            self._write(raw, now)
+        return seq
+
+    def reject_business(
+        self,
+        msg: FixMessage,
+        reason: int,
+        now: float,
+        text: bytes | None = None,
+        ref_id: bytes | None = None,
+    ) -> None:
+        """BusinessMessageReject (j) for an application message the
+        application cannot process."""
+        parts = []
+        seq = msg.get(34)
+        if seq:
+            parts.append(b"45=%b\x01" % seq)
+        parts.append(b"58=%b\x01" % (text or BusinessRejectReason.TEXT.get(reason, b"Other")))
+        parts.append(b"372=%b\x01" % msg.msg_type)
+        if ref_id:
+            parts.append(b"379=%b\x01" % ref_id)
+        parts.append(b"380=%d\x01" % reason)
+        self.send(b"j", b"".join(parts), now)
+
+    # -- output --------------------------------------------------------------------
+
+    def _encode(
+        self,
+        msg_type: bytes,
+        seq: int,
+        body: bytes,
+        now: float,
+        header: list[tuple[int, bytes]] | None = None,
+    ) -> bytes:
+        ts = codec.format_utc_timestamp(now)
+        if header:
+            full = [
+                (34, b"%d" % seq),
+                (49, self.sender_comp_id),
+                (52, ts),
+                (56, self.target_comp_id),
+            ]
+            full += header
+            return codec.encode_message(self.begin_string, msg_type, full, body)
+        payload = b"35=%b\x0134=%d\x0149=%b\x0152=%b\x0156=%b\x01%b" % (
+            msg_type,
+            seq,
+            self.sender_comp_id,
+            ts,
+            self.target_comp_id,
+            body,
+        )
+        return codec.finish_message(self.begin_string, payload)
+
+    def _send_admin(
+        self,
+        msg_type: bytes,
+        body: bytes,
+        now: float,
+        header: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        """Session-level messages take a sequence number but are not stored:
+        a resend replaces them with a SequenceReset-GapFill."""
+        store = self.store
+        seq = store.next_sender_seq
+        raw = self._encode(msg_type, seq, body, now, header)
+        store.set_next_sender_seq(seq + 1)
+        self._write(raw, now)
+
+    def _write(self, raw: bytes, now: float) -> None:
+        out = self._out
+        out.append(raw)
+        self._last_sent = now
+        self.stats.messages_out += 1
+        if len(out) == 1 and self.wakeup is not None:
+            self.wakeup()
+
+    def _send_logout(self, now: float, text: bytes | None = None) -> None:
+        if self._sent_logout or self._machine.state is S.DISCONNECTED:
+            return
+        self._send_admin(b"5", b"58=%b\x01" % text if text else b"", now)
+        self._sent_logout = True
+        self._logout_sent_at = now
+        self._machine.move(S.LOGOUT_SENT)
+
+    def _reject(
+        self, msg: FixMessage, reason: SessionRejectReason, tag: int | None, now: float
+    ) -> None:
+        """Session-level Reject (3) of ``msg``."""
+        if not self._received_logon:
+            self._disconnect(
+                f"invalid message before logon: {REJECT_TEXT.get(reason, b'').decode()}"
+            )
+            return
+        mt = msg.msg_type
+        seq = msg.get(34)
+        if (
+            mt != b"A"
+            and mt != b"4"
+            and seq
+            and seq.isdigit()
+            and int(seq) == self.store.next_target_seq
+        ):
+            self._incr_target()
+        parts = []
+        if seq:
+            parts.append(b"45=%b\x01" % seq)
+        text = REJECT_TEXT.get(reason)
+        if text:
+            parts.append(b"58=%b\x01" % text)
+            if tag is not None:
+                parts.append(b"371=%d\x01" % tag)
+        if mt:
+            parts.append(b"372=%b\x01" % mt)
+        parts.append(b"373=%d\x01" % reason)
+        header = []
+        for src, dst in _REVERSE_ROUTE:
+            value = msg.get(src)
+            if value:
+                header.append((dst, value))
+        self.stats.rejects_sent += 1
+        self._log.warning(
+            "message_rejected",
+            ref_seq_num=(seq or b"").decode("latin-1"),
+            msg_type=mt.decode("latin-1"),
+            reason=reason.name,
+            tag=tag,
+        )
+        self._send_admin(b"3", b"".join(parts), now, header)
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write now.  Everything they carry is in the store first."""
+        self.store.flush()
+        out = self._out
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return data
+
+    # -- timers ----------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`on_timer` must run next (epoch seconds), or None."""
+        state = self._machine.state
+        if state is S.DISCONNECTED:
+            return None
+        if not self._received_logon:
+            return self._connected_at + self.settings.LogonTimeout
+        deadlines = []
+        if self._logout_sent_at is not None:
+            deadlines.append(self._logout_sent_at + self.settings.LogoutTimeout)
+        hb = self._heartbeat_interval
+        if hb > 0:
+            received = self._last_received
+            deadlines.append(received + 1.2 * (self._test_requests + 1) * hb)
+            deadlines.append(received + 2.4 * hb)
+            if self._test_requests == 0:
+                deadlines.append(self._last_sent + hb)
+        return min(deadlines) if deadlines else None
+
+    def on_timer(self, now: float) -> None:
+        state = self._machine.state
+        if state is S.DISCONNECTED:
+            return
+        if not self._received_logon:
+            if now - self._connected_at >= self.settings.LogonTimeout:
+                self._disconnect("timed out waiting for Logon")
+            return
+        if (
+            self._logout_sent_at is not None
+            and now - self._logout_sent_at >= self.settings.LogoutTimeout
+        ):
+            self._disconnect("timed out waiting for Logout response")
+            return
+        hb = self._heartbeat_interval
+        if hb <= 0:
+            return
+        since_received = now - self._last_received
+        if now - self._last_sent < hb and since_received < hb:
+            return
+        if since_received >= 2.4 * hb:
+            self._disconnect("timed out waiting for heartbeat")
+        elif since_received >= 1.2 * (self._test_requests + 1) * hb:
+            self._send_admin(b"1", b"112=TEST\x01", now)
+            self._test_requests += 1
+            self._log.info("test_request_sent", silent_for=round(since_received, 3))
+        elif now - self._last_sent >= hb and self._test_requests == 0:
+            self._send_admin(b"0", b"", now)
