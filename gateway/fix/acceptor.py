@@ -46,7 +46,15 @@ class SessionRegistry:
 class AcceptorConnection:
     """One accepted connection: routes its Logon to a session, then delegates."""
 
-    __slots__ = ("_closed", "_decoder", "_logon_deadline", "_registry", "peer", "session")
+    __slots__ = (
+        "_closed",
+        "_decoder",
+        "_logon_deadline",
+        "_refusal",
+        "_registry",
+        "peer",
+        "session",
+    )
 
     def __init__(
         self,
@@ -61,6 +69,7 @@ class AcceptorConnection:
         self._decoder = FrameDecoder(max_message_size)
         self._logon_deadline = now + logon_timeout
         self._closed = False
+        self._refusal: CloseConnection | None = None
         self.peer = peer
         self.session: Session | None = None
 
@@ -80,6 +89,9 @@ class AcceptorConnection:
         session = self.session
         if session is not None:
             return session.next_event(now)
+        if self._refusal is not None:
+            refusal, self._refusal = self._refusal, None
+            return refusal
         if self._closed:
             return None
         frame = self._decoder.next_frame()
@@ -121,15 +133,13 @@ class AcceptorConnection:
             return session.next_deadline()
         return None if self._closed else self._logon_deadline
 
-    def on_timer(self, now: float) -> Event | None:
-        """Run timers; before binding, a missed Logon deadline yields a close."""
+    def on_timer(self, now: float) -> None:
+        """Run timers; before binding, a missed Logon deadline closes."""
         session = self.session
         if session is not None:
             session.on_timer(now)
-            return None
-        if not self._closed and now >= self._logon_deadline:
-            return self._refuse("no Logon received in time")
-        return None
+        elif not self._closed and now >= self._logon_deadline:
+            self._refusal = self._refuse("no Logon received in time")
 
     def connection_lost(self, now: float) -> None:
         self._closed = True

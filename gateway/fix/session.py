@@ -221,6 +221,11 @@ class Session:
         self._received_reset = False
 
     @property
+    def session(self) -> Session:
+        """The session itself (it is its own connection object once bound)."""
+        return self
+
+    @property
     def state(self) -> SessionState:
         return self._machine.state
 

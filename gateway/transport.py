@@ -1,0 +1,211 @@
+"""The asyncio (uvloop) edge shared by accepted and initiated FIX connections.
+
+A :class:`FixTransportProtocol` pushes received bytes into a sans-I/O
+connection object, drains its events into :meth:`_dispatch`, writes what the
+connection has to send in one ``transport.write`` per batch, and keeps one
+``loop.call_at`` timer armed at the connection's next deadline.  Nothing here
+blocks; a peer whose unsent bytes pass ``max_outbound_buffer`` is dropped so
+that it can never hold up anything else on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from typing import Protocol, cast
+
+import structlog
+
+from gateway.fix.session import CloseConnection, Event, Session
+
+_log = structlog.get_logger("gateway.transport")
+
+Clock = Callable[[], float]
+
+
+class Connection(Protocol):
+    """What the protocol drives: a Session, or an acceptor connection that
+    becomes one after its Logon."""
+
+    @property
+    def session(self) -> Session | None: ...
+
+    def receive_data(self, data: bytes) -> None: ...
+
+    def next_event(self, now: float) -> Event | None: ...
+
+    def data_to_send(self) -> bytes: ...
+
+    def next_deadline(self) -> float | None: ...
+
+    def on_timer(self, now: float) -> None: ...
+
+    def connection_lost(self, now: float) -> None: ...
+
+
+class FixTransportProtocol(asyncio.Protocol):
+    """Subclasses create the connection object in :meth:`_open` and handle
+    events in :meth:`_dispatch`."""
+
+    def __init__(self, clock: Clock, max_outbound_buffer: int) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._clock = clock
+        self._max_outbound_buffer = max_outbound_buffer
+        self._transport: asyncio.Transport | None = None
+        self._conn: Connection | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._flush_scheduled = False
+        self._closing = False
+        self.peer = "?"
+
+    # -- to be provided by subclasses ---------------------------------------------
+
+    def _open(self, now: float) -> Connection:
+        raise NotImplementedError
+
+    def _dispatch(self, event: Event, now: float) -> None:
+        raise NotImplementedError
+
+    def _closed(self, now: float) -> None:
+        """The transport is gone and the last events were dispatched."""
+
+    # -- asyncio callbacks ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self._transport = cast(asyncio.Transport, transport)
+        sock = self._transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = self._transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        now = self._clock()
+        self._conn = self._open(now)
+        self._pump(now)
+
+    def data_received(self, data: bytes) -> None:
+        conn = self._conn
+        if conn is None or self._closing:
+            return
+        now = self._clock()
+        conn.receive_data(data)
+        self._pump(now)
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._closing = True
+        conn = self._conn
+        now = self._clock()
+        if conn is not None:
+            conn.connection_lost(now)
+            self._drain(conn, now)
+            session = conn.session
+            if session is not None:
+                session.wakeup = None
+        self._closed(now)
+
+    # -- the pump ------------------------------------------------------------------
+
+    def _pump(self, now: float) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        self._drain(conn, now)
+        self._flush()
+        if self._closing:
+            if self._transport is not None:
+                self._transport.close()
+            return
+        self._arm_timer(now)
+
+    def _drain(self, conn: Connection, now: float) -> None:
+        while (event := conn.next_event(now)) is not None:
+            if isinstance(event, CloseConnection):
+                self._closing = True
+            self._dispatch(event, now)
+
+    def schedule_flush(self) -> None:
+        """Write pending bytes soon (once per loop iteration however many
+        messages were sent in it)."""
+        if not self._flush_scheduled and not self._closing:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        conn = self._conn
+        transport = self._transport
+        if conn is None or transport is None or transport.is_closing():
+            return
+        data = conn.data_to_send()
+        if not data:
+            return
+        transport.write(data)
+        if transport.get_write_buffer_size() > self._max_outbound_buffer:
+            session = conn.session
+            _log.warning(
+                "slow_consumer_disconnected",
+                peer=self.peer,
+                session=session.session_id if session else None,
+                buffered=transport.get_write_buffer_size(),
+            )
+            self._closing = True
+            transport.abort()
+
+    # -- timers --------------------------------------------------------------------
+
+    def _arm_timer(self, now: float) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        deadline = conn.next_deadline()
+        timer = self._timer
+        if deadline is None:
+            if timer is not None:
+                timer.cancel()
+                self._timer = None
+            return
+        if timer is not None:
+            if self._timer_at <= deadline:
+                return  # fires early at worst, and re-arms then
+            timer.cancel()
+        self._timer_at = deadline
+        self._timer = self._loop.call_at(
+            self._loop.time() + max(0.0, deadline - now), self._on_timer
+        )
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        conn = self._conn
+        if conn is None or self._closing:
+            return
+        now = self._clock()
+        conn.on_timer(now)
+        self._pump(now)
+
+    # -- control -------------------------------------------------------------------
+
+    def logout(self, text: str) -> None:
+        """Log the session out (Logout handshake), or just close before logon."""
+        conn = self._conn
+        if conn is None or self._closing:
+            return
+        now = self._clock()
+        session = conn.session
+        if session is not None and session.is_logged_on:
+            session.logout(now, text)
+            self._pump(now)
+        elif self._transport is not None:
+            self._closing = True
+            self._transport.close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
