@@ -26,7 +26,7 @@ WORKDIR /src
 
 # Dependencies first: this layer is rebuilt only when pyproject.toml changes,
 # not on every edit of the sources.
-COPY pyproject.toml ./
+COPY pyproject.toml README.md ./
 RUN python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' \
         > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt
