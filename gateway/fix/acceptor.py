@@ -47,13 +47,14 @@ class AcceptorConnection:
     """One accepted connection: routes its Logon to a session, then delegates."""
 
     __slots__ = (
+        "_bound",
         "_closed",
         "_decoder",
+        "_epoch",
         "_logon_deadline",
         "_refusal",
         "_registry",
         "peer",
-        "session",
     )
 
     def __init__(
@@ -71,13 +72,23 @@ class AcceptorConnection:
         self._closed = False
         self._refusal: CloseConnection | None = None
         self.peer = peer
-        self.session: Session | None = None
+        self._bound: Session | None = None
+        self._epoch = 0
+
+    @property
+    def session(self) -> Session | None:
+        """The bound session, as long as it is still this connection's (a
+        session that ended here may already belong to a newer connection)."""
+        bound = self._bound
+        if bound is not None and bound.connection_epoch == self._epoch:
+            return bound
+        return None
 
     def receive_data(self, data: bytes) -> None:
         session = self.session
         if session is not None:
             session.receive_data(data)
-        elif not self._closed:
+        elif self._bound is None and not self._closed:
             self._decoder.feed(data)
 
     def _refuse(self, reason: str, **details: object) -> CloseConnection:
@@ -89,6 +100,8 @@ class AcceptorConnection:
         session = self.session
         if session is not None:
             return session.next_event(now)
+        if self._bound is not None:
+            return None
         if self._refusal is not None:
             refusal, self._refusal = self._refusal, None
             return refusal
@@ -117,8 +130,9 @@ class AcceptorConnection:
             )
         if found.is_connected:
             return self._refuse("session already connected", session=found.session_id)
-        self.session = found
         found.connection_made(now)
+        self._bound = found
+        self._epoch = found.connection_epoch
         found.receive_frame(frame)
         found.receive_data(self._decoder.take_rest())
         return found.next_event(now)
@@ -131,14 +145,14 @@ class AcceptorConnection:
         session = self.session
         if session is not None:
             return session.next_deadline()
-        return None if self._closed else self._logon_deadline
+        return None if self._closed or self._bound is not None else self._logon_deadline
 
     def on_timer(self, now: float) -> None:
         """Run timers; before binding, a missed Logon deadline closes."""
         session = self.session
         if session is not None:
             session.on_timer(now)
-        elif not self._closed and now >= self._logon_deadline:
+        elif self._bound is None and not self._closed and now >= self._logon_deadline:
             self._refusal = self._refuse("no Logon received in time")
 
     def connection_lost(self, now: float) -> None:

@@ -197,6 +197,9 @@ class Session:
         #: called when outbound bytes become pending outside of a batch the
         #: I/O layer is already draining (e.g. an ExecutionReport from an LP fill)
         self.wakeup: Callable[[], None] | None = None
+        #: counts connections, so that a connection object can tell whether
+        #: the session is still its own or already bound to a newer one
+        self.connection_epoch = 0
         self._reset_connection_state(0.0)
 
     # -- connection lifecycle -------------------------------------------------
@@ -246,6 +249,7 @@ class Session:
         if self.is_connected:
             raise RuntimeError(f"{self.session_id} is already connected")
         self._reset_connection_state(now)
+        self.connection_epoch += 1
         if not self.initiator:
             self._machine.move(S.AWAITING_LOGON)
             return
@@ -516,8 +520,7 @@ class Session:
     def _fatal(self, now: float, text: bytes) -> None:
         """Logout with ``text`` and drop the connection at once."""
         self._log.warning("session_error", text=text.decode("latin-1"))
-        if self._received_logon:
-            self._send_logout(now, text)
+        self._send_logout(now, text)
         self._disconnect(text.decode("latin-1"))
 
     def _incr_target(self) -> None:
@@ -531,16 +534,16 @@ class Session:
         reset_flag = msg.get(141) == b"Y"
         self._received_reset = reset_flag
         if reset_flag and not self._sent_reset:
-            self.store.reset()
+            self._reset_sequence()
         if self.initiator and not self._sent_logon and not reset_flag:
             self._disconnect("Logon response before a Logon was sent")
             return
         if not self.initiator and settings.ResetOnLogon:
-            self.store.reset()
+            self._reset_sequence()
         if not self._verify(msg, now, check_high=False, check_low=True):
             return
         if not self.initiator or (reset_flag and not self._sent_reset):
-            problem = self._logon_refused(msg)
+            problem = None if self.initiator else self._logon_refused(msg)
             if problem is not None:
                 self._log.warning("logon_refused", reason=problem)
                 self._received_logon = True
@@ -572,6 +575,15 @@ class Session:
             next_target=self.store.next_target_seq,
         )
         self._events.append(LoggedOn())
+
+    def _reset_sequence(self) -> None:
+        """Both sequence numbers back to 1: whatever was queued or requested
+        under the old numbers means nothing any more."""
+        self.store.reset()
+        self._queue.clear()
+        self._pending = None
+        if self._resend_range is not None:
+            self._resend_satisfied()
 
     def _logon_refused(self, msg: FixMessage) -> str | None:
         """Why a Logon must be refused, or None (never names a secret)."""
@@ -899,26 +911,27 @@ class Session:
         if state is S.DISCONNECTED:
             return
         if not self._received_logon:
-            if now - self._connected_at >= self.settings.LogonTimeout:
+            if now >= self._connected_at + self.settings.LogonTimeout:
                 self._disconnect("timed out waiting for Logon")
             return
         if (
             self._logout_sent_at is not None
-            and now - self._logout_sent_at >= self.settings.LogoutTimeout
+            and now >= self._logout_sent_at + self.settings.LogoutTimeout
         ):
             self._disconnect("timed out waiting for Logout response")
             return
         hb = self._heartbeat_interval
         if hb <= 0:
             return
-        since_received = now - self._last_received
-        if now - self._last_sent < hb and since_received < hb:
+        # the same sums as next_deadline(), so a timer fired at a deadline acts
+        received = self._last_received
+        if now < self._last_sent + hb and now < received + hb:
             return
-        if since_received >= 2.4 * hb:
+        if now >= received + 2.4 * hb:
             self._disconnect("timed out waiting for heartbeat")
-        elif since_received >= 1.2 * (self._test_requests + 1) * hb:
+        elif now >= received + 1.2 * (self._test_requests + 1) * hb:
             self._send_admin(b"1", b"112=TEST\x01", now)
             self._test_requests += 1
-            self._log.info("test_request_sent", silent_for=round(since_received, 3))
-        elif now - self._last_sent >= hb and self._test_requests == 0:
+            self._log.info("test_request_sent", silent_for=round(now - received, 3))
+        elif now >= self._last_sent + hb and self._test_requests == 0:
             self._send_admin(b"0", b"", now)

@@ -46,20 +46,16 @@ def _b(value: FieldValue) -> bytes:
 
 def acceptor_settings(**overrides: object) -> SessionSettings:
     """Settings of the gateway side (SenderCompID GW, TargetCompID CL)."""
-    return SessionSettings(
-        SenderCompID=ACCEPTOR_ID,
-        TargetCompID=INITIATOR_ID,
-        **overrides,  # type: ignore[arg-type]
-    )
+    values: dict[str, object] = {"SenderCompID": ACCEPTOR_ID, "TargetCompID": INITIATOR_ID}
+    values.update(overrides)
+    return SessionSettings(**values)  # type: ignore[arg-type]
 
 
 def initiator_settings(**overrides: object) -> SessionSettings:
     """Settings of the client side (SenderCompID CL, TargetCompID GW)."""
-    return SessionSettings(
-        SenderCompID=INITIATOR_ID,
-        TargetCompID=ACCEPTOR_ID,
-        **overrides,  # type: ignore[arg-type]
-    )
+    values: dict[str, object] = {"SenderCompID": INITIATOR_ID, "TargetCompID": ACCEPTOR_ID}
+    values.update(overrides)
+    return SessionSettings(**values)  # type: ignore[arg-type]
 
 
 def encode_body(fields: Iterable[tuple[int, FieldValue]]) -> bytes:
@@ -242,7 +238,7 @@ class WireMessage:
 
     sender: str
     message: FixMessage
-    delivered: bool
+    delivered: bool  # False when the link lost it
     at: float
 
     @property
@@ -274,7 +270,9 @@ class SessionPair:
     ``pump()`` moves bytes both ways and drains events until nothing
     changes.  When one side asks to close, the other side first reads what
     was written and then sees the connection drop (``connection_lost``).
-    Messages can be lost on purpose with :meth:`drop` and :meth:`mute`.
+    Messages can be lost on purpose with :meth:`drop` and :meth:`mute`, or
+    kept in flight with :meth:`hold` until :meth:`release`.  Every message
+    written is recorded in :attr:`wire`, delivered or not.
     """
 
     SIDES = ("acceptor", "initiator")
@@ -306,6 +304,7 @@ class SessionPair:
         self.wire: list[WireMessage] = []
         self._loss_rules: list[tuple[LossRule, bool]] = []
         self._muted: set[str] = set()
+        self._held: dict[str, list[bytes] | None] = {name: None for name in self.SIDES}
 
     # -- clock -------------------------------------------------------------
 
@@ -362,6 +361,19 @@ class SessionPair:
     def unmute(self, sender: str) -> None:
         self._muted.discard(sender)
 
+    def hold(self, sender: str) -> None:
+        """Keep what ``sender`` writes in flight until :meth:`release`."""
+        if self._held[sender] is None:
+            self._held[sender] = []
+
+    def release(self, sender: str) -> None:
+        """Deliver what was held back (then pump) and stop holding."""
+        held, self._held[sender] = self._held[sender], None
+        peer = self._peer(sender)
+        if held and peer.session.is_connected:
+            peer.session.receive_data(b"".join(held))
+        self.pump()
+
     def _lost(self, w: WireMessage) -> bool:
         if w.sender in self._muted:
             return True
@@ -385,7 +397,12 @@ class SessionPair:
             else:
                 kept.append(frame)
             self.wire.append(record)
-        if kept:
+        if not kept:
+            return
+        held = self._held[side.name]
+        if held is not None:
+            held += kept
+        else:
             peer.session.receive_data(b"".join(kept))
 
     def _drain(self, side: Side) -> bool:
