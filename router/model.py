@@ -1,0 +1,173 @@
+"""Domain values shared by the matcher, the router and the LP adapters.
+
+Money is exact: a price is an integer number of the instrument's ticks, a
+quantity an integer number of its lots.  The gateway converts FIX decimal
+strings to ticks and lots once, at the edge (and back when reporting), with
+:meth:`Instrument.price_to_ticks` / :meth:`Instrument.qty_to_lots`; nothing
+that decides a fill ever sees a float.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum
+
+
+class Side(Enum):
+    BUY = "1"
+    SELL = "2"
+
+    @property
+    def sign(self) -> int:
+        """+1 for a buy, -1 for a sell (position arithmetic)."""
+        return 1 if self is Side.BUY else -1
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class OrdType(Enum):
+    MARKET = "1"
+    LIMIT = "2"
+
+
+class TimeInForce(Enum):
+    DAY = "0"
+    GTC = "1"
+    IOC = "3"
+    FOK = "4"
+
+
+class AssetClass(Enum):
+    FX = "fx"
+    CRYPTO = "crypto"
+    METAL = "metal"
+    INDEX = "index"
+    COMMODITY = "commodity"
+
+
+class OffGrid(ValueError):
+    """A price not on the tick grid or a quantity not a whole number of lots."""
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """A tradable symbol and the grid its prices and quantities live on.
+
+    ``usd_conversion`` says how a position is valued in USD:
+    ``"quote"``: the quote currency is USD (EUR/USD, XAU/USD): notional =
+    quantity x price; ``"base"``: the base currency is USD (USD/JPY):
+    notional = quantity; any other value names the symbol whose mid converts
+    the quote currency into USD (EUR/GBP via ``"GBP/USD"``): notional =
+    quantity x price x mid of that symbol.
+    """
+
+    symbol: str
+    asset_class: AssetClass
+    tick_size: Decimal
+    lot_size: Decimal
+    min_lots: int
+    max_lots: int
+    quote_currency: str
+    usd_conversion: str = "quote"
+
+    def price_to_ticks(self, price: Decimal) -> int:
+        ticks, rest = divmod(price, self.tick_size)
+        if rest:
+            raise OffGrid(f"price {price} is not a multiple of the tick size {self.tick_size}")
+        return int(ticks)
+
+    def ticks_to_price(self, ticks: int) -> Decimal:
+        return ticks * self.tick_size
+
+    def qty_to_lots(self, qty: Decimal) -> int:
+        lots, rest = divmod(qty, self.lot_size)
+        if rest:
+            raise OffGrid(f"quantity {qty} is not a multiple of the lot size {self.lot_size}")
+        return int(lots)
+
+    def lots_to_qty(self, lots: int) -> Decimal:
+        return lots * self.lot_size
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """One price level of a book: ``qty`` lots at ``price`` ticks."""
+
+    price: int
+    qty: int
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A liquidity provider's book for one symbol: bids best (highest)
+    first, asks best (lowest) first.  ``time`` is when it was received."""
+
+    lp: str
+    symbol: str
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChildOrder:
+    """What the router sends to one LP: ``qty`` lots of ``symbol`` on
+    ``side`` at a limit of ``price`` ticks (the worst price accepted),
+    immediate-or-cancel."""
+
+    child_id: str
+    parent_id: str
+    lp: str
+    symbol: str
+    side: Side
+    qty: int
+    price: int
+
+
+# --- what comes back from an LP adapter ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChildAck:
+    child_id: str
+    lp_order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChildFill:
+    """``qty`` lots filled at ``price`` ticks.  ``exec_id`` is unique per LP,
+    so a fill reported twice is recognised and applied once."""
+
+    child_id: str
+    exec_id: str
+    qty: int
+    price: int
+    leaves: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChildReject:
+    child_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChildCanceled:
+    """The rest of the child order is dead (IOC remainder, or a cancel)."""
+
+    child_id: str
+    canceled_qty: int
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LpStatus:
+    lp: str
+    up: bool
+    reason: str = ""
+
+
+LpEvent = Quote | ChildAck | ChildFill | ChildReject | ChildCanceled | LpStatus
