@@ -27,6 +27,12 @@ _SOH_INT = 1
 # field costs one dict lookup instead of an int() call.
 _TAG_CACHE: dict[bytes, int] = {str(t).encode(): t for t in range(1, 10_000)}
 _TAG_RE = re.compile(rb"-?[0-9]+\Z")
+# Every frame starts with BeginString "FIX.x.y" or "FIXT.1.1"; resynchronising
+# on this rather than on a bare "8=" cannot land inside a field like "448=".
+_FRAME_START = b"8=FIX"
+# Longest number accepted in a tag or a length (int() of longer digit strings
+# is slow, and refused outright beyond a few thousand digits).
+_MAX_NUMBER_LEN = 9
 # length tag -> data tag: the data field's value may contain SOH.
 _DATA_LENGTH_TAGS = frozenset(spec44.DATA_LENGTH_FIELDS)
 
@@ -109,11 +115,9 @@ class FrameDecoder:
         while True:
             if not buf:
                 return None
-            start = buf.find(b"8=")
+            start = buf.find(_FRAME_START)
             if start < 0:
-                # keep a trailing '8' that may begin the next frame
-                keep = 1 if buf[-1:] == b"8" else 0
-                self._drop(len(buf) - keep)
+                self._drop(len(buf) - _partial_start(buf))
                 return None
             if start:
                 self._drop(start)
@@ -164,15 +168,24 @@ class FrameDecoder:
             return frame
 
     def _resync(self) -> None:
-        """Drop the current ``8=`` and everything up to the next one."""
-        nxt = self._buf.find(b"8=", 2)
-        self._drop(nxt if nxt > 0 else len(self._buf))
+        """Drop the current frame start and everything up to the next one."""
+        buf = self._buf
+        nxt = buf.find(_FRAME_START, 2)
+        self._drop(nxt if nxt > 0 else len(buf) - _partial_start(buf))
+
+
+def _partial_start(buf: bytearray) -> int:
+    """How many trailing bytes of ``buf`` could be the beginning of a frame."""
+    for n in range(min(len(_FRAME_START) - 1, len(buf)), 0, -1):
+        if buf.endswith(_FRAME_START[:n]):
+            return n
+    return 0
 
 
 def _tag_of(raw: bytes) -> int:
     tag = _TAG_CACHE.get(raw)
     if tag is None:
-        if not _TAG_RE.match(raw):
+        if len(raw) > _MAX_NUMBER_LEN or not _TAG_RE.match(raw):
             raise GarbledMessage(f"field tag is not a number: {raw[:20]!r}")
         tag = int(raw)
     return tag
@@ -242,7 +255,7 @@ def _parse_with_data(frame: bytes, begin: bytes, start: int, end: int) -> FixMes
         value = frame[eq + 1 : vend]
         pending_length = None
         data_tag = spec44.DATA_LENGTH_FIELDS.get(tag)
-        if data_tag is not None and value.isdigit():
+        if data_tag is not None and value.isdigit() and len(value) <= _MAX_NUMBER_LEN:
             pending_length = (data_tag, int(value))
         fields.append((tag, value))
         pos = vend + 1
@@ -292,11 +305,13 @@ class _TimestampFormatter:
         self._prefix = b""
 
     def __call__(self, now: float) -> bytes:
-        second = int(now)
+        # truncate to the millisecond; the microsecond of slack keeps a time
+        # parsed from text (".001" is 0.000999... in binary) on its millisecond
+        second, millis = divmod(int(now * 1000.0 + 0.001), 1000)
         if second != self._second:
             self._second = second
             self._prefix = time.strftime("%Y%m%d-%H:%M:%S", time.gmtime(second)).encode()
-        return b"%b.%03d" % (self._prefix, int((now - second) * 1000))
+        return b"%b.%03d" % (self._prefix, millis)
 
 
 format_utc_timestamp = _TimestampFormatter()

@@ -16,16 +16,21 @@ from gateway.fix import codec, spec44
 ValueCheck = Callable[[bytes], bool]
 
 
+# Longer digit strings than any 64-bit integer or double precision value can
+# carry are refused as a data format problem.
+_MAX_DIGITS = 18
+
+
 def _is_int(v: bytes) -> bool:
     if v[:1] == b"-":
         v = v[1:]
-    return v.isdigit()
+    return len(v) <= _MAX_DIGITS and v.isdigit()
 
 
 def _is_float(v: bytes) -> bool:
     if v[:1] == b"-":
         v = v[1:]
-    return v.replace(b".", b"", 1).isdigit()
+    return len(v) <= _MAX_DIGITS + 1 and v.replace(b".", b"", 1).isdigit()
 
 
 def _is_char(v: bytes) -> bool:
