@@ -1,0 +1,142 @@
+"""Pre-trade risk: the limits a client order is checked against before it is
+accepted.
+
+:func:`check` is pure: it sees the order, the client's current position in
+the symbol and the client's limits, and answers with the first limit the
+order would break, or None.  The gateway turns a :class:`RiskBreach` into a
+reject carrying its ``text``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Protocol
+
+from router.model import Side
+
+__all__ = ["ClientLimits", "RiskBreach", "RiskOrder", "check"]
+
+
+def _no_limits() -> Mapping[str, int]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class ClientLimits:
+    """One client's pre-trade limits; None (or no entry) means no limit.
+
+    ``max_order_qty``: lots per order, any symbol, unless
+    ``max_order_qty_by_symbol`` has an entry for the symbol, which then
+    applies instead.  ``max_notional_usd``: USD value of one order.
+    ``max_open_position_lots``: the absolute net position the order may
+    leave, any symbol, overridden per symbol by
+    ``max_open_position_lots_by_symbol``.  ``allowed_symbols``: the symbols
+    the client may trade (None: all).
+    """
+
+    max_order_qty: int | None = None
+    max_order_qty_by_symbol: Mapping[str, int] = field(default_factory=_no_limits)
+    max_notional_usd: Decimal | None = None
+    max_open_position_lots: int | None = None
+    max_open_position_lots_by_symbol: Mapping[str, int] = field(default_factory=_no_limits)
+    allowed_symbols: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "max_order_qty_by_symbol", MappingProxyType(dict(self.max_order_qty_by_symbol))
+        )
+        object.__setattr__(
+            self,
+            "max_open_position_lots_by_symbol",
+            MappingProxyType(dict(self.max_open_position_lots_by_symbol)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RiskBreach:
+    """The limit an order breaks: ``limit`` names it, ``text`` explains it
+    with the numbers, ready to be sent to the client."""
+
+    limit: str
+    text: str
+
+
+class RiskOrder(Protocol):
+    """What risk needs to know of an order (a route request is one)."""
+
+    @property
+    def symbol(self) -> str: ...
+
+    @property
+    def side(self) -> Side: ...
+
+    @property
+    def qty(self) -> int: ...
+
+
+def check(
+    order: RiskOrder,
+    position: int,
+    limits: ClientLimits,
+    usd_per_lot: Decimal | None = None,
+) -> RiskBreach | None:
+    """The first of ``limits`` that ``order`` breaks, or None.
+
+    ``position`` is the client's net position in the symbol in lots (long
+    positive) before the order.  ``usd_per_lot`` is the USD value of one lot
+    of the symbol (from the exposure snapshot); when a notional limit is set
+    and the value is unknown, the order is refused, since the limit cannot be
+    shown to hold.
+
+    The open-position limit applies to the position the order would leave if
+    filled in full, and never refuses an order that brings the position
+    closer to flat.
+    """
+    symbol = order.symbol
+    allowed = limits.allowed_symbols
+    if allowed is not None and symbol not in allowed:
+        return RiskBreach(
+            "allowed_symbols", f"symbol not allowed: {symbol} (limit allowed_symbols)"
+        )
+
+    qty = order.qty
+    max_qty = limits.max_order_qty_by_symbol.get(symbol)
+    name = f"max_order_qty_by_symbol[{symbol}]"
+    if max_qty is None:
+        max_qty = limits.max_order_qty
+        name = "max_order_qty"
+    if max_qty is not None and qty > max_qty:
+        return RiskBreach(name, f"max order quantity exceeded: {qty} > {max_qty} (limit {name})")
+
+    max_notional = limits.max_notional_usd
+    if max_notional is not None:
+        if usd_per_lot is None:
+            return RiskBreach(
+                "max_notional_usd",
+                f"order notional unknown: no USD price for {symbol} (limit max_notional_usd)",
+            )
+        notional = qty * usd_per_lot
+        if notional > max_notional:
+            return RiskBreach(
+                "max_notional_usd",
+                f"max order notional exceeded: {notional} USD > {max_notional} USD "
+                "(limit max_notional_usd)",
+            )
+
+    max_position = limits.max_open_position_lots_by_symbol.get(symbol)
+    name = f"max_open_position_lots_by_symbol[{symbol}]"
+    if max_position is None:
+        max_position = limits.max_open_position_lots
+        name = "max_open_position_lots"
+    if max_position is not None:
+        after = position + qty if order.side is Side.BUY else position - qty
+        if abs(after) > max_position and abs(after) > abs(position):
+            return RiskBreach(
+                name,
+                f"max open position exceeded: {symbol} position would be {after}, "
+                f"|{after}| > {max_position} (limit {name})",
+            )
+    return None
