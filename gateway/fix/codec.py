@@ -326,17 +326,44 @@ def _valid_date(y: int, mo: int, d: int) -> bool:
     return 1 <= mo <= 12 and 1 <= d <= calendar.monthrange(y, mo)[1] if y > 0 else False
 
 
+_SECONDS_CACHE: dict[bytes, int | None] = {}
+_SECONDS_CACHE_SIZE = 4096
+_FRACTION_LENGTHS = frozenset({17, 21, 24, 27})
+
+
+def _whole_seconds(text: bytes) -> int | None:
+    """Epoch seconds of ``YYYYMMDD-HH:MM:SS`` (None if malformed), cached:
+    consecutive messages mostly carry the same second."""
+    cached = _SECONDS_CACHE.get(text, -1)
+    if cached != -1:
+        return cached
+    m = _TS_RE.match(text)
+    seconds: int | None = None
+    if m is not None and m.group(7) is None:
+        y, mo, d, hh, mm, ss = (int(g) for g in m.groups()[:6])
+        if _valid_date(y, mo, d) and hh <= 23 and mm <= 59 and ss <= 60:
+            seconds = calendar.timegm((y, mo, d, hh, mm, ss, 0, 0, 0))
+    if len(_SECONDS_CACHE) >= _SECONDS_CACHE_SIZE:
+        _SECONDS_CACHE.clear()
+    _SECONDS_CACHE[text] = seconds
+    return seconds
+
+
 def parse_utc_timestamp(value: bytes) -> float | None:
-    """Epoch seconds of a UTCTimestamp, or None when it is malformed."""
-    m = _TS_RE.match(value)
-    if m is None:
+    """Epoch seconds of a UTCTimestamp (``YYYYMMDD-HH:MM:SS`` with 0, 3, 6 or
+    9 fractional digits), or None when it is malformed."""
+    n = len(value)
+    if n not in _FRACTION_LENGTHS:
         return None
-    y, mo, d, hh, mm, ss = (int(g) for g in m.groups()[:6])
-    if not _valid_date(y, mo, d) or hh > 23 or mm > 59 or ss > 60:
+    seconds = _whole_seconds(value[:17])
+    if seconds is None:
         return None
-    frac = m.group(7)
-    seconds = calendar.timegm((y, mo, d, hh, mm, ss, 0, 0, 0))
-    return seconds + (int(frac) / 10 ** len(frac) if frac else 0.0)
+    if n == 17:
+        return float(seconds)
+    frac = value[18:]
+    if value[17:18] != b"." or not frac.isdigit():
+        return None
+    return seconds + int(frac) / float(10 ** (n - 18))
 
 
 def is_utc_date(value: bytes) -> bool:
