@@ -25,6 +25,11 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a config file and list every error")
     check.add_argument("file", nargs="?", help="TOML config file (default: the packaged default)")
+
+    from gateway.loadgen import add_arguments
+
+    bench = sub.add_parser("bench", help="load a running gateway with orders and measure latency")
+    add_arguments(bench)
     return parser
 
 
@@ -71,4 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         return _check_config(args.file or str(default_config_path()))
+    if args.command == "bench":
+        from gateway.loadgen import main as bench_main
+
+        return bench_main(args)
     return _run(args)

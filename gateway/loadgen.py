@@ -1,0 +1,306 @@
+"""Load generator: a FIX client that sends NewOrderSingle at a fixed rate or
+as fast as a bound on orders in flight allows, and measures wire-to-wire
+latency from each order's send to its final answer.
+
+The yardstick, run in the same process and measured with the same client, is
+a bare uvloop *fill responder*: a protocol that frames FIX messages and
+answers each NewOrderSingle with a templated ExecutionReport (filled), with
+no session layer, matching or routing behind it.  The gateway's figures are
+read against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from config import SessionSettings
+from gateway.client import FixClient
+from gateway.fix import codec
+from gateway.fix.codec import FixMessage
+from gateway.fix.session import ApplicationMessage, Event
+
+_FINAL_STATUSES = frozenset({b"2", b"4", b"8", b"C"})
+
+
+@dataclass
+class RunStats:
+    """What one load run measured (latencies in microseconds)."""
+
+    offered_rate: float | None
+    sent: int = 0
+    completed: int = 0
+    rejected: int = 0
+    elapsed: float = 0.0
+    latencies_us: list[float] = field(default_factory=list)
+
+    @property
+    def throughput(self) -> float:
+        return self.completed / self.elapsed if self.elapsed > 0 else 0.0
+
+    def percentile(self, p: float) -> float:
+        data = sorted(self.latencies_us)
+        if not data:
+            return float("nan")
+        k = min(len(data) - 1, max(0, round(p / 100 * (len(data) - 1))))
+        return data[k]
+
+    def summary(self) -> str:
+        offered = f"{self.offered_rate:,.0f}/s" if self.offered_rate else "max"
+        return (
+            f"offered {offered:>9}  sent {self.sent:>7,}  done {self.completed:>7,}  "
+            f"rejected {self.rejected:>5,}  throughput {self.throughput:>9,.0f}/s  "
+            f"P50 {self.percentile(50) / 1000:7.3f} ms  "
+            f"P95 {self.percentile(95) / 1000:7.3f} ms  "
+            f"P99 {self.percentile(99) / 1000:7.3f} ms  "
+            f"max {max(self.latencies_us, default=0) / 1000:7.3f} ms"
+        )
+
+
+class LoadClient(FixClient):
+    """A FixClient that times every order to its final answer."""
+
+    def __init__(
+        self, sender: str, target: str, symbol: str = "EUR/USD", qty: str = "1000"
+    ) -> None:
+        super().__init__(SessionSettings(SenderCompID=sender, TargetCompID=target, HeartBtInt=30))
+        self._pending: dict[bytes, int] = {}
+        self._order_tail = b"\x0121=1\x0138=%b\x0140=1\x0154=1\x0155=%b\x0159=3\x0160=" % (
+            qty.encode(),
+            symbol.encode(),
+        )
+        self._prefix = b"L%d-" % int(time.time() * 1000)
+        self._next = 0
+        self.stats = RunStats(None)
+        self._idle = asyncio.Event()
+
+    def _on_event(self, event: Event) -> None:
+        if not isinstance(event, ApplicationMessage):
+            super()._on_event(event)
+            return
+        msg: FixMessage = event.message
+        mt = msg.msg_type
+        if mt == b"8":
+            if msg.get(39) not in _FINAL_STATUSES:
+                return
+            rejected = msg.get(39) == b"8"
+        elif mt == b"D" or mt == b"j":  # echo profile, or a business reject
+            rejected = mt == b"j"
+        else:
+            return
+        key = msg.get(11) if mt != b"j" else msg.get(379)
+        sent_at = self._pending.pop(key or b"", None)
+        if sent_at is None:
+            return
+        stats = self.stats
+        stats.completed += 1
+        stats.rejected += rejected
+        stats.latencies_us.append((time.perf_counter_ns() - sent_at) / 1000)
+        if not self._pending:
+            self._idle.set()
+
+    def send_order(self) -> None:
+        self._next += 1
+        cl_ord_id = b"%b%d" % (self._prefix, self._next)
+        now = self.clock()
+        body = b"11=%b%b%b\x01" % (cl_ord_id, self._order_tail, codec.format_utc_timestamp(now))
+        self._pending[cl_ord_id] = time.perf_counter_ns()
+        self.session.send(b"D", body, now)
+        self.stats.sent += 1
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    async def run(
+        self, count: int, rate: float | None, max_in_flight: int = 1000, drain: float = 10.0
+    ) -> RunStats:
+        """Send ``count`` orders at ``rate``/s (None: as fast as the bound on
+        orders in flight allows) and wait up to ``drain`` s for the answers."""
+        self.stats = RunStats(rate)
+        self._pending.clear()
+        self._idle.clear()
+        start = time.perf_counter()
+        if rate is None:
+            while self.stats.sent < count:
+                while self.in_flight < max_in_flight and self.stats.sent < count:
+                    self.send_order()
+                await asyncio.sleep(0 if self.in_flight < max_in_flight else 0.0005)
+        else:
+            interval = 1.0 / rate
+            while self.stats.sent < count:
+                due = min(count, int((time.perf_counter() - start) / interval) + 1)
+                while self.stats.sent < due and self.in_flight < max_in_flight:
+                    self.send_order()
+                await asyncio.sleep(0.0005)
+        try:
+            async with asyncio.timeout(drain):
+                while self._pending:
+                    self._idle.clear()
+                    await self._idle.wait()
+        except TimeoutError:
+            pass
+        self.stats.elapsed = time.perf_counter() - start
+        return self.stats
+
+
+class FillResponder(asyncio.Protocol):
+    """The yardstick: answers a Logon, then every NewOrderSingle with a
+    filled ExecutionReport built from a template.  No session layer."""
+
+    def __init__(self) -> None:
+        self._decoder = codec.FrameDecoder()
+        self._seq = 0
+        self._exec = 0
+        self._transport: asyncio.Transport | None = None
+        self._sender = b""
+        self._target = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._decoder.feed(data)
+        out = []
+        now = time.time()
+        ts = codec.format_utc_timestamp(now)
+        while (frame := self._decoder.next_frame()) is not None:
+            mt_at = frame.find(b"\x0135=") + 4
+            mt = frame[mt_at : frame.find(b"\x01", mt_at)]
+            if mt == b"A":
+                msg = codec.parse_frame(frame)
+                self._sender = msg.get(56) or b""
+                self._target = msg.get(49) or b""
+                body = b"98=0\x01108=%b\x01" % (msg.get(108) or b"30")
+            elif mt == b"D":
+                at = frame.find(b"\x0111=") + 4
+                cl_ord_id = frame[at : frame.find(b"\x01", at)]
+                self._exec += 1
+                body = (
+                    b"6=1.1\x0111=%b\x0114=1000\x0117=X%d\x0131=1.1\x0132=1000\x0137=O%d\x01"
+                    b"39=2\x0154=1\x0155=EUR/USD\x01150=F\x01151=0\x01"
+                    % (cl_ord_id, self._exec, self._exec)
+                )
+                mt = b"8"
+            else:
+                continue
+            self._seq += 1
+            payload = b"35=%b\x0134=%d\x0149=%b\x0152=%b\x0156=%b\x01%b" % (
+                mt,
+                self._seq,
+                self._sender,
+                ts,
+                self._target,
+                body,
+            )
+            out.append(codec.finish_message(b"FIX.4.4", payload))
+        if out and self._transport is not None:
+            self._transport.write(b"".join(out))
+
+
+async def run_load(
+    host: str,
+    port: int,
+    sender: str,
+    target: str,
+    rates: Sequence[float | None],
+    duration: float,
+    max_in_flight: int,
+) -> list[RunStats]:
+    client = LoadClient(sender, target)
+    await client.connect(host, port)
+    await client.run(min(2000, int(duration * 1000)), None, max_in_flight)  # warm-up
+    results = []
+    for rate in rates:
+        count = int((rate or 20_000) * duration)
+        results.append(await client.run(count, rate, max_in_flight))
+    await client.logout()
+    return results
+
+
+async def yardstick(duration: float, max_in_flight: int) -> RunStats:
+    """The bare uvloop fill responder under the same client, as fast as it goes."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(FillResponder, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        (stats,) = await run_load(
+            "127.0.0.1", port, "BENCH", "RESPONDER", [None], duration, max_in_flight
+        )
+    finally:
+        server.close()
+    return stats
+
+
+def stress_rates(base: float) -> list[float | None]:
+    return [base, 2 * base, 5 * base, 10 * base, None]
+
+
+def saturation(results: Sequence[RunStats]) -> str:
+    """The first offered rate the gateway did not keep up with, and why."""
+    for r in results:
+        if r.offered_rate is None:
+            continue
+        if r.completed < r.sent:
+            return f"{r.offered_rate:,.0f}/s: {r.sent - r.completed} orders unanswered"
+        if r.throughput < 0.95 * r.offered_rate:
+            return (
+                f"{r.offered_rate:,.0f}/s: throughput {r.throughput:,.0f}/s below the offered rate"
+            )
+        if r.percentile(99) > 10_000:
+            return f"{r.offered_rate:,.0f}/s: P99 {r.percentile(99) / 1000:.1f} ms above 10 ms"
+    return "nothing saturated up to the highest fixed rate"
+
+
+async def _main(args: argparse.Namespace) -> int:
+    rates: list[float | None] = (
+        stress_rates(args.base_rate)
+        if args.rate is None and not args.max
+        else [None if args.max else args.rate]
+    )
+    print(
+        f"yardstick: bare uvloop fill responder, same client, {args.duration:g} s, "
+        f"max in flight {args.in_flight}"
+    )
+    yard = await yardstick(args.duration, args.in_flight)
+    print("  " + yard.summary())
+    print(f"gateway {args.host}:{args.port} as {args.sender}->{args.target}")
+    results = await run_load(
+        args.host, args.port, args.sender, args.target, rates, args.duration, args.in_flight
+    )
+    for r in results:
+        print("  " + r.summary())
+    best = max(r.throughput for r in results)
+    print(
+        f"best gateway throughput {best:,.0f}/s = {best / yard.throughput:.2f} x "
+        f"the yardstick's {yard.throughput:,.0f}/s"
+    )
+    if len(results) > 1:
+        print(f"first saturation: {saturation(results)}")
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9876)
+    parser.add_argument("--sender", default="CLIENT1", help="our SenderCompID")
+    parser.add_argument("--target", default="GATEWAY", help="the gateway's CompID")
+    parser.add_argument("--rate", type=float, help="one run at this many orders/s")
+    parser.add_argument("--max", action="store_true", help="one run as fast as possible")
+    parser.add_argument(
+        "--base-rate",
+        type=float,
+        default=3000.0,
+        help="stress runs at 1, 2, 5, 10 x this, then max",
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per run")
+    parser.add_argument("--in-flight", type=int, default=1000, help="bound on orders in flight")
+
+
+def main(args: argparse.Namespace) -> int:
+    import uvloop
+
+    return uvloop.run(_main(args))
