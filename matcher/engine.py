@@ -1,0 +1,744 @@
+"""The matcher: client books, internal crossing and every order's state.
+
+One writer (the event loop) calls a :class:`Matcher`; it does no I/O, keeps no
+locks and never logs per order.  Each call returns a :class:`Result`: the
+executions to report, the cancel/replace rejects to report, and the routing
+needs (:class:`RouteNeed`) the router must turn into child orders.  The
+router answers with :meth:`Matcher.on_fill` per LP fill and one
+:meth:`Matcher.on_route_done` per routing need.
+
+Rules the gateway relies on:
+
+* A client sees and touches only its own orders: every lookup is keyed by
+  ``(client, ClOrdID)``.  A ClOrdID used once by a client (new order, cancel
+  or replace that was accepted, or a new order that was rejected for a
+  reason other than duplication) cannot be used again by that client in the
+  same run.
+* A new order is accepted (ExecType NEW), crossed against the other clients'
+  resting orders on the opposite side (price-time priority, at the resting
+  order's price, both sides get a TRADE with counterparty ``"internal"``;
+  orders of the same client never cross), and what is left is routed if it
+  is marketable: a market order always, a limit order when the LP book's
+  best opposite price is at or better than its limit.  The whole remainder
+  is routed with the order's limit; the router caps it by liquidity.
+* Market orders must be IOC or FOK; a DAY market order is treated as IOC;
+  GTC market orders are rejected.  A market order's price is ignored.
+* IOC and FOK orders never rest: what routing does not fill is canceled
+  (ExecType CANCELED, the router's reason as text).  A FOK is accepted only
+  if the client book and the LP book together hold its whole quantity,
+  otherwise it expires (ExecType EXPIRED) with no fill.  The LP leg is
+  best effort: if the LPs fill less than their book showed, the rest is
+  canceled like an IOC's.
+* DAY and GTC limit orders rest in the client book.  While an order is out
+  at LPs it cannot cross, and a cancel or replace waits (PENDING_CANCEL /
+  PENDING_REPLACE) until the routing is done.  When routing gives back an
+  unfilled remainder, it is crossed against the client book again (it may
+  have become crossable while it was away) before it rests or is canceled.
+* A replace may change the quantity (never below the filled quantity) and
+  the price.  Raising the quantity or changing the price loses time
+  priority and the order is matched again as if new; lowering the
+  quantity keeps it.
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import count
+from typing import NamedTuple
+
+from matcher.orders import (
+    INTERNAL,
+    CancelReject,
+    CxlRejReason,
+    CxlRejResponseTo,
+    ExecIdSource,
+    ExecType,
+    Execution,
+    Order,
+    OrdRejReason,
+    OrdStatus,
+    PendingChange,
+)
+from router.book import BookSnapshot
+from router.model import Instrument, OrdType, Side, TimeInForce
+
+__all__ = [
+    "DUPLICATE_CL_ORD_ID",
+    "CancelOrder",
+    "Matcher",
+    "MatcherError",
+    "NewOrder",
+    "ReplaceOrder",
+    "Result",
+    "RouteNeed",
+]
+
+DUPLICATE_CL_ORD_ID = "Duplicate ClOrdID"
+NOT_MARKETABLE = "not marketable"
+FOK_NOT_FILLABLE = "fill or kill: not enough liquidity"
+
+
+class MatcherError(Exception):
+    """The caller broke the matcher's contract (unknown order id in a fill,
+    a fill larger than the order's routed quantity, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    """A client's new order (NewOrderSingle, 35=D), already in ticks and lots."""
+
+    client: str
+    cl_ord_id: str
+    symbol: str
+    side: Side
+    ord_type: OrdType
+    tif: TimeInForce
+    qty: int
+    price: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    """OrderCancelRequest (35=F) for the client's order ``orig_cl_ord_id``."""
+
+    client: str
+    cl_ord_id: str
+    orig_cl_ord_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceOrder:
+    """OrderCancelReplaceRequest (35=G): new total ``qty`` and, if given, new
+    limit ``price`` (None keeps the current one)."""
+
+    client: str
+    cl_ord_id: str
+    orig_cl_ord_id: str
+    qty: int
+    price: int | None = None
+
+
+class RouteNeed(NamedTuple):
+    """Lots of a client order the router must work at LPs: ``qty`` lots at a
+    limit of ``price`` ticks (None: market)."""
+
+    order_id: str
+    client: str
+    symbol: str
+    side: Side
+    qty: int
+    price: int | None
+    tif: TimeInForce
+
+
+@dataclass(slots=True)
+class Result:
+    """What one matcher call produced, in the order it happened."""
+
+    executions: list[Execution] = field(default_factory=list)
+    cancel_rejects: list[CancelReject] = field(default_factory=list)
+    routes: list[RouteNeed] = field(default_factory=list)
+
+
+class _SideBook:
+    """Resting orders on one side of one symbol's client book.
+
+    ``keys`` is sorted ascending with the best price first: a bid's key is its
+    negated price.  Each level maps order id to order in time priority
+    (insertion order).
+    """
+
+    __slots__ = ("keys", "levels", "sign")
+
+    def __init__(self, side: Side) -> None:
+        self.sign = -1 if side is Side.BUY else 1
+        self.keys: list[int] = []
+        self.levels: dict[int, dict[str, Order]] = {}
+
+    def add(self, order: Order) -> None:
+        assert order.price is not None
+        key = order.price * self.sign
+        level = self.levels.get(key)
+        if level is None:
+            self.levels[key] = {order.order_id: order}
+            insort(self.keys, key)
+        else:
+            level[order.order_id] = order
+
+    def remove(self, order: Order) -> None:
+        assert order.price is not None
+        key = order.price * self.sign
+        level = self.levels.get(key)
+        if level is None or level.pop(order.order_id, None) is None:
+            return
+        if not level:
+            del self.levels[key]
+            self.keys.remove(key)
+
+    def orders(self) -> Iterator[Order]:
+        """Every resting order, best price first, then time priority."""
+        for key in self.keys:
+            yield from self.levels[key].values()
+
+
+class Matcher:
+    """Client books and order state for a set of instruments.
+
+    ``id_prefix`` starts every OrderID and ExecID; pass something that differs
+    between runs.  ``internal_crossing=False`` routes everything to LPs.
+    """
+
+    __slots__ = (
+        "_books",
+        "_by_cl_ord_id",
+        "_exec_ids",
+        "_instruments",
+        "_open",
+        "_order_ids",
+        "_seq",
+        "internal_crossing",
+    )
+
+    def __init__(
+        self,
+        instruments: Mapping[str, Instrument],
+        *,
+        internal_crossing: bool = True,
+        id_prefix: str = "",
+    ) -> None:
+        self._instruments = dict(instruments)
+        self.internal_crossing = internal_crossing
+        self._exec_ids = ExecIdSource(f"{id_prefix}E")
+        self._order_ids = ExecIdSource(f"{id_prefix}O")
+        self._seq = count(1)
+        self._books: dict[str, tuple[_SideBook, _SideBook]] = {
+            symbol: (_SideBook(Side.BUY), _SideBook(Side.SELL)) for symbol in self._instruments
+        }
+        self._open: dict[str, Order] = {}
+        self._by_cl_ord_id: dict[tuple[str, str], Order] = {}
+
+    # --- client requests -------------------------------------------------------
+
+    def submit(self, cmd: NewOrder, book: BookSnapshot | None) -> Result:
+        """A new order; ``book`` is the LP book of its symbol (None if unquoted)."""
+        result = Result()
+        order = Order(
+            order_id=self._order_ids.next(),
+            client=cmd.client,
+            cl_ord_id=cmd.cl_ord_id,
+            orig_cl_ord_id=None,
+            symbol=cmd.symbol,
+            side=cmd.side,
+            ord_type=cmd.ord_type,
+            tif=cmd.tif,
+            qty=cmd.qty,
+            price=cmd.price if cmd.ord_type is OrdType.LIMIT else None,
+            seq=next(self._seq),
+            leaves_qty=cmd.qty,
+        )
+        key = (cmd.client, cmd.cl_ord_id)
+        if key in self._by_cl_ord_id:
+            self._reject(order, OrdRejReason.DUPLICATE_ORDER, DUPLICATE_CL_ORD_ID, result)
+            return result
+        self._by_cl_ord_id[key] = order
+        problem = self._invalid(cmd)
+        if problem is not None:
+            self._reject(order, problem[0], problem[1], result)
+            return result
+        if order.ord_type is OrdType.MARKET and order.tif is TimeInForce.DAY:
+            order.tif = TimeInForce.IOC
+        self._open[order.order_id] = order
+        result.executions.append(self._report(order, ExecType.NEW))
+        if order.tif is TimeInForce.FOK and not self._fok_fillable(order, book):
+            self._finish(order, OrdStatus.EXPIRED, ExecType.EXPIRED, FOK_NOT_FILLABLE, result)
+            return result
+        self._work(order, book, result)
+        return result
+
+    def cancel(self, cmd: CancelOrder) -> Result:
+        """Cancel the client's order known by ``cmd.orig_cl_ord_id``."""
+        result = Result()
+        order = self._target(
+            cmd.client, cmd.cl_ord_id, cmd.orig_cl_ord_id, CxlRejResponseTo.CANCEL, result
+        )
+        if order is None:
+            return result
+        self._by_cl_ord_id[(cmd.client, cmd.cl_ord_id)] = order
+        if order.routing_qty:
+            order.pending = PendingChange(CxlRejResponseTo.CANCEL, cmd.cl_ord_id)
+            order.status = OrdStatus.PENDING_CANCEL
+            result.executions.append(
+                self._report(
+                    order,
+                    ExecType.PENDING_CANCEL,
+                    cl_ord_id=cmd.cl_ord_id,
+                    orig_cl_ord_id=order.cl_ord_id,
+                )
+            )
+            return result
+        self._rename(order, cmd.cl_ord_id)
+        self._finish(order, OrdStatus.CANCELED, ExecType.CANCELED, "", result)
+        return result
+
+    def replace(self, cmd: ReplaceOrder, book: BookSnapshot | None = None) -> Result:
+        """Change the quantity and/or price of the client's order; ``book`` is
+        the LP book of its symbol, to route it if it became marketable."""
+        result = Result()
+        order = self._target(
+            cmd.client, cmd.cl_ord_id, cmd.orig_cl_ord_id, CxlRejResponseTo.REPLACE, result
+        )
+        if order is None:
+            return result
+        problem = self._invalid_replace(order, cmd.qty, cmd.price)
+        if problem:
+            result.cancel_rejects.append(
+                self._cancel_reject(
+                    order,
+                    cmd.cl_ord_id,
+                    cmd.orig_cl_ord_id,
+                    CxlRejReason.OTHER,
+                    CxlRejResponseTo.REPLACE,
+                    problem,
+                )
+            )
+            return result
+        self._by_cl_ord_id[(cmd.client, cmd.cl_ord_id)] = order
+        if order.routing_qty:
+            order.pending = PendingChange(
+                CxlRejResponseTo.REPLACE, cmd.cl_ord_id, cmd.qty, cmd.price
+            )
+            order.status = OrdStatus.PENDING_REPLACE
+            result.executions.append(
+                self._report(
+                    order,
+                    ExecType.PENDING_REPLACE,
+                    cl_ord_id=cmd.cl_ord_id,
+                    orig_cl_ord_id=order.cl_ord_id,
+                )
+            )
+            return result
+        self._apply_replace(order, cmd.cl_ord_id, cmd.qty, cmd.price, book, result)
+        return result
+
+    def status(self, client: str, cl_ord_id: str) -> Execution | None:
+        """ORDER_STATUS of the client's order known by ``cl_ord_id`` (any
+        ClOrdID it had); None if the client has no such order."""
+        order = self._by_cl_ord_id.get((client, cl_ord_id))
+        if order is None:
+            return None
+        return self._report(order, ExecType.ORDER_STATUS)
+
+    def open_orders(self, client: str | None = None) -> list[Execution]:
+        """ORDER_STATUS of every open order (of ``client`` if given), oldest first."""
+        return [
+            self._report(order, ExecType.ORDER_STATUS)
+            for order in sorted(self._open.values(), key=_by_seq)
+            if client is None or order.client == client
+        ]
+
+    # --- events from the router ------------------------------------------------
+
+    def on_fill(self, order_id: str, qty: int, price: int, counterparty: str) -> Result:
+        """An LP filled ``qty`` lots of the order's routed part at ``price``."""
+        order = self._open.get(order_id)
+        if order is None:
+            raise MatcherError(f"fill for {order_id}, which is not open")
+        if qty <= 0 or qty > order.routing_qty:
+            raise MatcherError(
+                f"fill of {qty} lots for {order_id} with {order.routing_qty} lots routed"
+            )
+        result = Result()
+        order.routing_qty -= qty
+        self._fill(order, qty, price, counterparty, result)
+        if order.leaves_qty == 0 and order.pending is not None:
+            pending = order.pending
+            order.pending = None
+            result.cancel_rejects.append(
+                self._cancel_reject(
+                    order,
+                    pending.cl_ord_id,
+                    order.cl_ord_id,
+                    CxlRejReason.TOO_LATE_TO_CANCEL,
+                    pending.kind,
+                    "order filled",
+                )
+            )
+        return result
+
+    def on_route_done(
+        self, order_id: str, unfilled_qty: int, reason: str, book: BookSnapshot | None = None
+    ) -> Result:
+        """Routing of the order is over and ``unfilled_qty`` routed lots were
+        not filled (``reason`` says why).  ``book`` is the LP book of the
+        symbol, used only if a pending replace makes the order marketable."""
+        result = Result()
+        order = self._open.get(order_id)
+        if order is None:
+            if unfilled_qty:
+                raise MatcherError(f"{unfilled_qty} lots came back for {order_id}, not open")
+            return result
+        if unfilled_qty != order.routing_qty:
+            raise MatcherError(
+                f"{unfilled_qty} lots came back for {order_id} with {order.routing_qty} routed"
+            )
+        order.routing_qty = 0
+        pending = order.pending
+        order.pending = None
+        if pending is not None:
+            order.status = _working_status(order)
+            if pending.kind is CxlRejResponseTo.CANCEL:
+                self._rename(order, pending.cl_ord_id)
+                self._finish(order, OrdStatus.CANCELED, ExecType.CANCELED, "", result)
+                return result
+            if order.tif is TimeInForce.IOC or order.tif is TimeInForce.FOK:
+                result.cancel_rejects.append(
+                    self._cancel_reject(
+                        order,
+                        pending.cl_ord_id,
+                        order.cl_ord_id,
+                        CxlRejReason.TOO_LATE_TO_CANCEL,
+                        pending.kind,
+                        "order done",
+                    )
+                )
+            elif order.cum_qty > pending.qty:
+                result.cancel_rejects.append(
+                    self._cancel_reject(
+                        order,
+                        pending.cl_ord_id,
+                        order.cl_ord_id,
+                        CxlRejReason.TOO_LATE_TO_CANCEL,
+                        pending.kind,
+                        "filled beyond the new quantity",
+                    )
+                )
+            else:
+                self._apply_replace(
+                    order, pending.cl_ord_id, pending.qty, pending.price, book, result
+                )
+                return result
+        if order.leaves_qty and self.internal_crossing:
+            self._cross(order, result)
+        if order.leaves_qty and (order.tif is TimeInForce.IOC or order.tif is TimeInForce.FOK):
+            self._finish(order, OrdStatus.CANCELED, ExecType.CANCELED, reason, result)
+        return result
+
+    def on_market(self, symbol: str, book: BookSnapshot) -> Result:
+        """Route resting orders of ``symbol`` that ``book`` made marketable:
+        buys then sells, each best price first, then time priority."""
+        result = Result()
+        books = self._books.get(symbol)
+        if books is None:
+            return result
+        best_ask = book.best_ask
+        if best_ask is not None:
+            self._route_marketable(books[0], best_ask.price, result)
+        best_bid = book.best_bid
+        if best_bid is not None:
+            self._route_marketable(books[1], best_bid.price, result)
+        return result
+
+    # --- internals -------------------------------------------------------------
+
+    def _route_marketable(self, side_book: _SideBook, lp_price: int, result: Result) -> None:
+        # Keys are best first: stop at the first level the LP price does not reach.
+        limit_key = lp_price * side_book.sign
+        for key in side_book.keys:
+            if key > limit_key:
+                break
+            for order in side_book.levels[key].values():
+                if not order.routing_qty and order.pending is None:
+                    self._route(order, result)
+
+    def _invalid(self, cmd: NewOrder) -> tuple[OrdRejReason, str] | None:
+        instrument = self._instruments.get(cmd.symbol)
+        if instrument is None:
+            return OrdRejReason.UNKNOWN_SYMBOL, f"unknown symbol {cmd.symbol}"
+        if cmd.qty < instrument.min_lots or cmd.qty > instrument.max_lots or cmd.qty <= 0:
+            return (
+                OrdRejReason.INCORRECT_QUANTITY,
+                f"quantity {cmd.qty} lots outside {instrument.min_lots}..{instrument.max_lots}",
+            )
+        if cmd.ord_type is OrdType.LIMIT:
+            if cmd.price is None or cmd.price <= 0:
+                return OrdRejReason.OTHER, "limit order needs a positive price"
+        elif cmd.tif is TimeInForce.GTC:
+            return OrdRejReason.OTHER, "market order must be IOC, FOK or DAY"
+        return None
+
+    def _invalid_replace(self, order: Order, qty: int, price: int | None) -> str:
+        instrument = self._instruments[order.symbol]
+        if qty < instrument.min_lots or qty > instrument.max_lots or qty <= 0:
+            return f"quantity {qty} lots outside {instrument.min_lots}..{instrument.max_lots}"
+        if qty < order.cum_qty:
+            return f"quantity {qty} lots below the filled {order.cum_qty}"
+        if price is not None and (order.ord_type is OrdType.MARKET or price <= 0):
+            return "price must be positive, on a limit order"
+        return ""
+
+    def _target(
+        self,
+        client: str,
+        cl_ord_id: str,
+        orig_cl_ord_id: str,
+        kind: CxlRejResponseTo,
+        result: Result,
+    ) -> Order | None:
+        """The order a cancel/replace aims at, or None after adding its reject."""
+        order = self._by_cl_ord_id.get((client, orig_cl_ord_id))
+        if order is None:
+            result.cancel_rejects.append(
+                CancelReject(
+                    client,
+                    cl_ord_id,
+                    orig_cl_ord_id,
+                    None,
+                    OrdStatus.REJECTED,
+                    CxlRejReason.UNKNOWN_ORDER,
+                    kind,
+                    "unknown order",
+                )
+            )
+            return None
+        if (client, cl_ord_id) in self._by_cl_ord_id:
+            reason, text = CxlRejReason.DUPLICATE_CL_ORD_ID, DUPLICATE_CL_ORD_ID
+        elif order.is_final:
+            reason, text = CxlRejReason.TOO_LATE_TO_CANCEL, "too late: order is final"
+        elif order.pending is not None:
+            reason, text = CxlRejReason.ALREADY_PENDING, "a cancel or replace is pending"
+        else:
+            return order
+        result.cancel_rejects.append(
+            self._cancel_reject(order, cl_ord_id, orig_cl_ord_id, reason, kind, text)
+        )
+        return None
+
+    def _cancel_reject(
+        self,
+        order: Order,
+        cl_ord_id: str,
+        orig_cl_ord_id: str,
+        reason: CxlRejReason,
+        kind: CxlRejResponseTo,
+        text: str,
+    ) -> CancelReject:
+        return CancelReject(
+            order.client,
+            cl_ord_id,
+            orig_cl_ord_id,
+            order.order_id,
+            order.status,
+            reason,
+            kind,
+            text,
+        )
+
+    def _apply_replace(
+        self,
+        order: Order,
+        cl_ord_id: str,
+        qty: int,
+        price: int | None,
+        book: BookSnapshot | None,
+        result: Result,
+    ) -> None:
+        new_price = order.price if price is None else price
+        loses_priority = qty > order.qty or new_price != order.price
+        rests = order.ord_type is OrdType.LIMIT and (
+            order.tif is TimeInForce.DAY or order.tif is TimeInForce.GTC
+        )
+        if rests and loses_priority:
+            self._side_book(order).remove(order)
+        self._rename(order, cl_ord_id)
+        order.qty = qty
+        order.price = new_price
+        order.leaves_qty = qty - order.cum_qty
+        order.status = _working_status(order)
+        result.executions.append(self._report(order, ExecType.REPLACED))
+        if order.leaves_qty == 0:
+            self._close(order)
+        elif rests and loses_priority:
+            order.seq = next(self._seq)
+            self._work(order, book, result)
+        elif self.internal_crossing:
+            # Back from routing: other clients may have come in crossable meanwhile.
+            self._cross(order, result)
+
+    def _rename(self, order: Order, cl_ord_id: str) -> None:
+        order.orig_cl_ord_id = order.cl_ord_id
+        order.cl_ord_id = cl_ord_id
+
+    def _work(self, order: Order, book: BookSnapshot | None, result: Result) -> None:
+        """Cross a fresh (or re-priced) order, then route or rest what is left."""
+        if self.internal_crossing:
+            self._cross(order, result)
+            if not order.leaves_qty:
+                return
+        if _marketable(order, book):
+            self._route(order, result)
+        elif order.tif is TimeInForce.IOC or order.tif is TimeInForce.FOK:
+            self._finish(order, OrdStatus.CANCELED, ExecType.CANCELED, NOT_MARKETABLE, result)
+            return
+        if order.tif is TimeInForce.DAY or order.tif is TimeInForce.GTC:
+            self._side_book(order).add(order)
+
+    def _route(self, order: Order, result: Result) -> None:
+        qty = order.leaves_qty - order.routing_qty
+        order.routing_qty += qty
+        result.routes.append(
+            RouteNeed(
+                order.order_id, order.client, order.symbol, order.side, qty, order.price, order.tif
+            )
+        )
+
+    def _crossable(self, taker: Order) -> Iterator[Order]:
+        """Resting orders ``taker`` may cross with now, in priority order."""
+        side_book = self._books[taker.symbol][1 if taker.side is Side.BUY else 0]
+        limit = taker.price
+        limit_key = None if limit is None else limit * side_book.sign
+        for key in side_book.keys:
+            if limit_key is not None and key > limit_key:
+                break
+            for maker in side_book.levels[key].values():
+                if maker.client != taker.client and maker.leaves_qty > maker.routing_qty:
+                    yield maker
+
+    def _cross(self, taker: Order, result: Result) -> None:
+        if taker.leaves_qty <= taker.routing_qty:
+            return
+        done: list[Order] = []
+        for maker in self._crossable(taker):
+            qty = min(taker.leaves_qty - taker.routing_qty, maker.leaves_qty - maker.routing_qty)
+            assert maker.price is not None
+            price = maker.price
+            self._fill(taker, qty, price, INTERNAL, result, close=False)
+            self._fill(maker, qty, price, INTERNAL, result, close=False)
+            if not maker.leaves_qty:
+                done.append(maker)
+            if taker.leaves_qty == taker.routing_qty:
+                break
+        for maker in done:
+            self._close(maker)
+        if not taker.leaves_qty:
+            self._close(taker)
+
+    def _fok_fillable(self, order: Order, book: BookSnapshot | None) -> bool:
+        available = 0
+        if self.internal_crossing:
+            for maker in self._crossable(order):
+                available += maker.leaves_qty - maker.routing_qty
+                if available >= order.qty:
+                    return True
+        if book is not None:
+            available += book.sweep(order.side, order.qty - available, order.price)[0]
+        return available >= order.qty
+
+    def _fill(
+        self,
+        order: Order,
+        qty: int,
+        price: int,
+        counterparty: str,
+        result: Result,
+        close: bool = True,
+    ) -> None:
+        order.cum_qty += qty
+        order.leaves_qty -= qty
+        order.notional += qty * price
+        if order.leaves_qty == 0:
+            order.status = OrdStatus.FILLED
+        elif order.pending is None:
+            order.status = OrdStatus.PARTIALLY_FILLED
+        result.executions.append(
+            self._report(
+                order, ExecType.TRADE, last_qty=qty, last_px=price, counterparty=counterparty
+            )
+        )
+        if close and order.leaves_qty == 0:
+            self._close(order)
+
+    def _finish(
+        self, order: Order, status: OrdStatus, exec_type: ExecType, text: str, result: Result
+    ) -> None:
+        """End a working order without a fill: cancel, expire."""
+        order.status = status
+        order.leaves_qty = 0
+        result.executions.append(self._report(order, exec_type, text=text))
+        self._close(order)
+
+    def _close(self, order: Order) -> None:
+        """Forget a final order everywhere but in the ClOrdID index."""
+        if self._open.pop(order.order_id, None) is not None and order.price is not None:
+            self._side_book(order).remove(order)
+
+    def _reject(self, order: Order, reason: OrdRejReason, text: str, result: Result) -> None:
+        order.status = OrdStatus.REJECTED
+        order.leaves_qty = 0
+        result.executions.append(
+            self._report(order, ExecType.REJECTED, text=text, ord_rej_reason=reason)
+        )
+
+    def _side_book(self, order: Order) -> _SideBook:
+        return self._books[order.symbol][0 if order.side is Side.BUY else 1]
+
+    def _report(
+        self,
+        order: Order,
+        exec_type: ExecType,
+        *,
+        last_qty: int = 0,
+        last_px: int | None = None,
+        counterparty: str = "",
+        text: str = "",
+        cl_ord_id: str | None = None,
+        orig_cl_ord_id: str | None = None,
+        ord_rej_reason: OrdRejReason | None = None,
+    ) -> Execution:
+        return Execution(
+            self._exec_ids.next(),
+            exec_type,
+            order.order_id,
+            order.client,
+            order.cl_ord_id if cl_ord_id is None else cl_ord_id,
+            order.orig_cl_ord_id if cl_ord_id is None else orig_cl_ord_id,
+            order.symbol,
+            order.side,
+            order.ord_type,
+            order.tif,
+            order.qty,
+            order.price,
+            order.status,
+            order.cum_qty,
+            order.leaves_qty,
+            order.notional,
+            last_qty,
+            last_px,
+            counterparty,
+            text,
+            ord_rej_reason,
+        )
+
+
+def _by_seq(order: Order) -> int:
+    return order.seq
+
+
+def _working_status(order: Order) -> OrdStatus:
+    if order.leaves_qty == 0:
+        return OrdStatus.FILLED
+    return OrdStatus.PARTIALLY_FILLED if order.cum_qty else OrdStatus.NEW
+
+
+def _marketable(order: Order, book: BookSnapshot | None) -> bool:
+    """Market orders always; limit orders when the LP side reaches the limit."""
+    if order.price is None:
+        return True
+    if book is None:
+        return False
+    if order.side is Side.BUY:
+        ask = book.best_ask
+        return ask is not None and ask.price <= order.price
+    bid = book.best_bid
+    return bid is not None and bid.price >= order.price

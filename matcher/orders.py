@@ -1,0 +1,231 @@
+"""Client orders and what the matcher reports about them.
+
+An :class:`Order` belongs to the matcher alone: nothing else mutates it.  What
+leaves the matcher are immutable values: an :class:`Execution` per state change
+(the content of one FIX ExecutionReport, 35=8) and a :class:`CancelReject` per
+refused cancel or replace (the content of one OrderCancelReject, 35=9).
+
+Prices are integer ticks and quantities integer lots of the order's
+instrument.  ``notional`` is the exact sum of fill price x fill quantity, so the
+average price is ``Fraction(notional, cum_qty)`` with no rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum, IntEnum
+from fractions import Fraction
+from itertools import count
+
+from router.model import OrdType, Side, TimeInForce
+
+__all__ = [
+    "FINAL_STATUSES",
+    "INTERNAL",
+    "CancelReject",
+    "CxlRejReason",
+    "CxlRejResponseTo",
+    "ExecIdSource",
+    "ExecType",
+    "Execution",
+    "OrdRejReason",
+    "OrdStatus",
+    "Order",
+    "OrderReject",
+    "PendingChange",
+]
+
+INTERNAL = "internal"
+"""The counterparty of a fill crossed against another client's order."""
+
+
+class OrdStatus(Enum):
+    """FIX 4.4 OrdStatus (39)."""
+
+    NEW = "0"
+    PARTIALLY_FILLED = "1"
+    FILLED = "2"
+    CANCELED = "4"
+    PENDING_CANCEL = "6"
+    REJECTED = "8"
+    PENDING_NEW = "A"
+    EXPIRED = "C"
+    PENDING_REPLACE = "E"
+
+
+FINAL_STATUSES = frozenset(
+    {OrdStatus.FILLED, OrdStatus.CANCELED, OrdStatus.REJECTED, OrdStatus.EXPIRED}
+)
+"""Statuses an order never leaves."""
+
+
+class ExecType(Enum):
+    """FIX 4.4 ExecType (150)."""
+
+    NEW = "0"
+    CANCELED = "4"
+    REPLACED = "5"
+    PENDING_CANCEL = "6"
+    REJECTED = "8"
+    EXPIRED = "C"
+    PENDING_REPLACE = "E"
+    TRADE = "F"
+    ORDER_STATUS = "I"
+
+
+class OrdRejReason(IntEnum):
+    """FIX OrdRejReason (103) for a refused new order."""
+
+    BROKER_OPTION = 0
+    UNKNOWN_SYMBOL = 1
+    ORDER_EXCEEDS_LIMIT = 3
+    DUPLICATE_ORDER = 6
+    INCORRECT_QUANTITY = 13
+    OTHER = 99
+
+
+class CxlRejReason(IntEnum):
+    """FIX CxlRejReason (102)."""
+
+    TOO_LATE_TO_CANCEL = 0
+    UNKNOWN_ORDER = 1
+    ALREADY_PENDING = 3
+    DUPLICATE_CL_ORD_ID = 6
+    OTHER = 99
+
+
+class CxlRejResponseTo(Enum):
+    """FIX CxlRejResponseTo (434): which request the reject answers."""
+
+    CANCEL = "1"
+    REPLACE = "2"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingChange:
+    """A cancel or replace accepted while the order is out at LPs; it is
+    applied when the routing finishes."""
+
+    kind: CxlRejResponseTo
+    cl_ord_id: str
+    qty: int = 0
+    price: int | None = None
+
+
+@dataclass(slots=True, eq=False)
+class Order:
+    """A client order as the matcher keeps it.
+
+    ``cl_ord_id`` is the order's current ClOrdID (it changes with each
+    replace and with the cancel that ends it) and ``orig_cl_ord_id`` the one
+    before it.  ``routing_qty`` is the part of ``leaves_qty`` out at LPs right
+    now; only ``leaves_qty - routing_qty`` can cross internally.  ``seq`` is
+    the time priority: lower is earlier.
+    """
+
+    order_id: str
+    client: str
+    cl_ord_id: str
+    orig_cl_ord_id: str | None
+    symbol: str
+    side: Side
+    ord_type: OrdType
+    tif: TimeInForce
+    qty: int
+    price: int | None
+    seq: int
+    status: OrdStatus = OrdStatus.NEW
+    cum_qty: int = 0
+    leaves_qty: int = 0
+    notional: int = 0
+    routing_qty: int = 0
+    pending: PendingChange | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def avg_px(self) -> Fraction:
+        """Exact average fill price in ticks (0 before the first fill)."""
+        return Fraction(self.notional, self.cum_qty) if self.cum_qty else Fraction(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """One ExecutionReport's content: the order's reportable fields as they
+    were when the event happened, plus the event itself.
+
+    ``last_qty``/``last_px`` describe the fill of a TRADE (0 and None
+    otherwise); ``counterparty`` is :data:`INTERNAL` for a cross or the LP's
+    name.  ``ord_rej_reason`` is set on REJECTED executions only.
+    """
+
+    exec_id: str
+    exec_type: ExecType
+    order_id: str
+    client: str
+    cl_ord_id: str
+    orig_cl_ord_id: str | None
+    symbol: str
+    side: Side
+    ord_type: OrdType
+    tif: TimeInForce
+    qty: int
+    price: int | None
+    status: OrdStatus
+    cum_qty: int
+    leaves_qty: int
+    notional: int
+    last_qty: int = 0
+    last_px: int | None = None
+    counterparty: str = ""
+    text: str = ""
+    ord_rej_reason: OrdRejReason | None = None
+
+    @property
+    def avg_px(self) -> Fraction:
+        """Exact average fill price in ticks (0 before the first fill)."""
+        return Fraction(self.notional, self.cum_qty) if self.cum_qty else Fraction(0)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReject:
+    """One OrderCancelReject's content.
+
+    ``order_id`` is None when the order is unknown; ``status`` is then
+    REJECTED, as FIX asks for an unknown order.
+    """
+
+    client: str
+    cl_ord_id: str
+    orig_cl_ord_id: str
+    order_id: str | None
+    status: OrdStatus
+    reason: CxlRejReason
+    response_to: CxlRejResponseTo
+    text: str = ""
+
+
+OrderReject = CancelReject
+"""A refused cancel or replace request; the same value as :class:`CancelReject`
+(a refused *new* order is an :class:`Execution` with ExecType REJECTED)."""
+
+
+class ExecIdSource:
+    """Hands out ExecIDs (17) and OrderIDs (37) unique for the process run.
+
+    The counter is shared by every matcher in the process; ``prefix`` should
+    differ between runs (the gateway passes its start time) so that IDs stay
+    unique across restarts too.
+    """
+
+    _counter = count(1)
+
+    __slots__ = ("prefix",)
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self._counter)}"
