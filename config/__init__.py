@@ -8,12 +8,27 @@ from config.loader import (
     validate_raw,
     with_overrides,
 )
-from config.schema import Config, GatewaySettings, SessionSettings, StoreSettings
+from config.schema import (
+    ClientRiskSettings,
+    Config,
+    GatewaySettings,
+    InstrumentSettings,
+    LpSettings,
+    RiskSettings,
+    RoutingSettings,
+    SessionSettings,
+    StoreSettings,
+)
 
 __all__ = [
+    "ClientRiskSettings",
     "Config",
     "ConfigError",
     "GatewaySettings",
+    "InstrumentSettings",
+    "LpSettings",
+    "RiskSettings",
+    "RoutingSettings",
     "SessionSettings",
     "StoreSettings",
     "default_config_path",

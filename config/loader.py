@@ -18,13 +18,20 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, Literal, get_args, get_origin, get_type_hints
 
 import msgspec
 import msgspec.inspect as mi
 
-from config.schema import CROSS_FIELD_CHECKS, PATTERN_MESSAGE, Config
+from config.schema import (
+    CROSS_FIELD_CHECKS,
+    DECIMAL_LIMITS,
+    PATTERN_MESSAGE,
+    Config,
+    child_path,
+)
 
 __all__ = [
     "ConfigError",
@@ -178,12 +185,11 @@ _INVALID: Final = _Invalid()
 _ENTRIES: Final = ("entry", "entries")
 _CHARACTERS: Final = ("character", "characters")
 
-_BARE_KEY: Final = re.compile(r"^[A-Za-z0-9_-]+$")
-
 _CONFIG_INFO: Final = mi.type_info(Config)
 
-# Schema types the walk understands. TOML has no null, bytes or decimals; None is accepted
-# where the schema allows it so that values built in Python validate too.
+# Schema types the walk understands. TOML has no null or bytes; None is accepted where the
+# schema allows it so that values built in Python validate too. TOML has no decimals either:
+# a Decimal is written as a string holding a decimal number or as an integer.
 _SUPPORTED: Final = (
     mi.AnyType,
     mi.NoneType,
@@ -191,6 +197,7 @@ _SUPPORTED: Final = (
     mi.IntType,
     mi.FloatType,
     mi.StrType,
+    mi.DecimalType,
     mi.LiteralType,
     mi.EnumType,
     mi.StructType,
@@ -233,9 +240,14 @@ _LITERAL_ORDER: Final[dict[frozenset[tuple[type, object]], tuple[object, ...]]] 
 _declared_literals(Config, _LITERAL_ORDER)
 
 
-def _child(path: str, key: object) -> str:
-    name = key if isinstance(key, str) and _BARE_KEY.match(key) else json.dumps(str(key))
-    return f"{path}.{name}" if path else str(name)
+_child: Final = child_path
+
+# A decimal number as written in a string: optional sign, digits with an optional fraction,
+# optional exponent. Python's Decimal also takes "NaN", "Infinity", "1_000" and surrounding
+# blanks; none of them is a sensible quantity or price.
+_DECIMAL: Final = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$")
+
+DECIMAL_FLOAT_MESSAGE: Final = 'write decimals as strings, e.g. "0.00001" (floats are inexact)'
 
 
 def _report(errors: list[str], path: str, message: str) -> _Invalid:
@@ -284,6 +296,7 @@ def _expected(info: mi.Type) -> str:
         mi.IntType: "int",
         mi.FloatType: "float",
         mi.StrType: "str",
+        mi.DecimalType: "decimal",
         mi.DateTimeType: "datetime",
         mi.DateType: "date",
         mi.TimeType: "time",
@@ -315,6 +328,9 @@ def _kind_matches(value: object, info: mi.Type) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if isinstance(info, mi.StrType):
         return isinstance(value, str)
+    if isinstance(info, mi.DecimalType):
+        # Floats are of the right kind so that they get a message of their own.
+        return isinstance(value, str | int | float | Decimal) and not isinstance(value, bool)
     if isinstance(info, mi.LiteralType):
         return any(type(value) is type(allowed) for allowed in info.values)
     if isinstance(info, mi.EnumType):
@@ -335,14 +351,15 @@ def _kind_matches(value: object, info: mi.Type) -> bool:
 
 
 def _bound_error(
-    value: float,
+    value: float | Decimal,
     *,
-    gt: float | None,
-    ge: float | None,
-    lt: float | None,
-    le: float | None,
-    multiple_of: float | None,
+    gt: float | Decimal | None,
+    ge: float | Decimal | None,
+    lt: float | Decimal | None,
+    le: float | Decimal | None,
+    multiple_of: float | None = None,
 ) -> str | None:
+    """The first limit ``value`` breaks; ``multiple_of`` applies to ints and floats only."""
     if gt is not None and not value > gt:
         return f"must be > {gt}"
     if ge is not None and not value >= ge:
@@ -351,7 +368,7 @@ def _bound_error(
         return f"must be < {lt}"
     if le is not None and not value <= le:
         return f"must be <= {le}"
-    if multiple_of is not None and value % multiple_of != 0:
+    if multiple_of is not None and not isinstance(value, Decimal) and value % multiple_of != 0:
         return f"must be a multiple of {multiple_of}"
     return None
 
@@ -433,6 +450,8 @@ def _collect(value: object, info: mi.Type, path: str, errors: list[str]) -> obje
             multiple_of=info.multiple_of,
         )
         return value if problem is None else _report(errors, path, problem)
+    if isinstance(info, mi.DecimalType):
+        return _collect_decimal(value, extra.get(DECIMAL_LIMITS) or {}, path, errors)
     if isinstance(info, mi.StrType):
         assert isinstance(value, str)
         problem = _length_error(len(value), info.min_length, info.max_length, _CHARACTERS)
@@ -455,6 +474,34 @@ def _collect(value: object, info: mi.Type, path: str, errors: list[str]) -> obje
             return _report(errors, path, "must not include a UTC offset")
         return value
     return value  # AnyType, NoneType, BoolType, DateType: the kind check was enough
+
+
+def _collect_decimal(
+    value: object, limits: Mapping[str, Decimal], path: str, errors: list[str]
+) -> object:
+    """Check a decimal written as a string or an integer (or given as a ``Decimal``)."""
+    number: Decimal
+    if isinstance(value, float):
+        return _report(errors, path, DECIMAL_FLOAT_MESSAGE)
+    if isinstance(value, str):
+        if not _DECIMAL.match(value):
+            return _report(errors, path, f"expected a decimal number, got {_literal(value)}")
+        number = Decimal(value)
+    elif isinstance(value, Decimal):
+        if not value.is_finite():
+            return _report(errors, path, f"expected a decimal number, got {_literal(str(value))}")
+        number = value
+    else:
+        assert isinstance(value, int)
+        number = Decimal(value)
+    problem = _bound_error(
+        number,
+        gt=limits.get("gt"),
+        ge=limits.get("ge"),
+        lt=limits.get("lt"),
+        le=limits.get("le"),
+    )
+    return number if problem is None else _report(errors, path, problem)
 
 
 def _literal_error(info: mi.LiteralType | mi.EnumType) -> str:

@@ -3,7 +3,9 @@
 Every section of the TOML file maps onto one frozen :class:`msgspec.Struct`. Value limits
 are declared with ``Annotated[..., msgspec.Meta(...)]`` so that they live next to the field
 they constrain; :mod:`config.loader` reads them back through :func:`msgspec.inspect.type_info`
-to report every problem in a file at once.
+to report every problem in a file at once. ``Decimal`` fields (prices, quantities, USD
+amounts) are written in TOML as strings or integers; their limits are declared with
+:func:`decimal_limits` because msgspec takes numeric limits on int and float only.
 
 Rules that involve more than one field cannot be expressed as ``Meta`` limits. They are
 plain functions registered in :data:`CROSS_FIELD_CHECKS` under the struct they belong to.
@@ -15,26 +17,60 @@ the loader needs no change unless the section brings new cross-field rules.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Mapping
-from typing import Annotated, Final, Literal
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
+from router.model import AssetClass, Instrument
+
 __all__ = [
     "CROSS_FIELD_CHECKS",
+    "AssetClassName",
+    "ClientRiskSettings",
     "CompID",
     "Config",
     "CrossFieldCheck",
+    "CurrencyCode",
     "FieldValue",
     "GatewaySettings",
+    "InstrumentSettings",
+    "LpSettings",
     "NonEmptyStr",
+    "PositiveDecimal",
+    "RiskSettings",
+    "RoutingSettings",
     "SessionSettings",
     "StoreSettings",
+    "child_path",
+    "decimal_limits",
     "session_identity",
 ]
 
 # Key under ``Meta(extra=...)`` holding the message shown when a string fails ``pattern``.
 PATTERN_MESSAGE: Final = "pattern_message"
+
+# Key under ``Meta(extra=...)`` holding the limits of a ``Decimal`` field. msgspec accepts
+# ``gt``/``ge``/``lt``/``le`` only on int and float, so decimal limits are declared here
+# (see :func:`decimal_limits`) and enforced by :mod:`config.loader`.
+DECIMAL_LIMITS: Final = "decimal_limits"
+
+
+def decimal_limits(
+    *,
+    gt: Decimal | int | None = None,
+    ge: Decimal | int | None = None,
+    lt: Decimal | int | None = None,
+    le: Decimal | int | None = None,
+) -> msgspec.Meta:
+    """A ``Meta`` carrying limits for a ``Decimal`` field, checked by the loader."""
+    given = {"gt": gt, "ge": ge, "lt": lt, "le": le}
+    limits = {name: Decimal(value) for name, value in given.items() if value is not None}
+    return msgspec.Meta(extra={DECIMAL_LIMITS: limits})
+
 
 NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
 """A string with at least one character."""
@@ -64,11 +100,29 @@ OptionalPort = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 
+PositiveDecimal = Annotated[Decimal, decimal_limits(gt=0)]
+"""A decimal number > 0, written in TOML as a string (``"0.00001"``) or an integer."""
+
+CurrencyCode = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[A-Z]{3}$",
+        extra={PATTERN_MESSAGE: "must be a 3-letter upper-case currency code, e.g. USD"},
+    ),
+]
+"""An ISO 4217 style currency code such as ``USD``."""
+
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["json", "console"]
 StoreBackend = Literal["file", "memory"]
 FsyncPolicy = Literal["never", "batch"]
 ApplicationProfile = Literal["orders", "echo"]
+AssetClassName = Literal["fx", "crypto", "metal", "index", "commodity"]
+LpAdapterKind = Literal["simulated"]
+RoutingPolicy = Literal["best_price_exposure_aware"]
+
+USD_CONVERSION_QUOTE: Final = "quote"
+USD_CONVERSION_BASE: Final = "base"
 
 
 class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -171,6 +225,148 @@ class SessionSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         return session_identity(self.BeginString, self.SenderCompID, self.TargetCompID)
 
 
+def _frozen(value: object) -> object:
+    """A hashable image of a value that may hold dicts, equal wherever the values are."""
+    if isinstance(value, msgspec.Struct):
+        fields = value.__struct_fields__
+        return (type(value), tuple(_frozen(getattr(value, name)) for name in fields))
+    if isinstance(value, dict):
+        return frozenset((key, _frozen(item)) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(item) for item in value)
+    return value
+
+
+class InstrumentSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One ``[[instruments]]`` entry: a tradable symbol, its price and quantity grid.
+
+    Quantities (``min_qty``, ``max_qty`` and FIX OrderQty) are in units of the instrument;
+    each must be a whole number of lots. Decimals are written as strings (``"0.00001"``)
+    or integers, never as TOML floats.
+    """
+
+    symbol: FieldValue
+    """The symbol as sent in FIX Symbol (55), e.g. ``"EUR/USD"``."""
+
+    asset_class: AssetClassName
+
+    tick_size: PositiveDecimal
+    """Smallest price increment; every price is a multiple of it."""
+
+    lot_size: PositiveDecimal
+    """Units of the instrument per lot; every quantity is a multiple of it."""
+
+    min_qty: PositiveDecimal
+    """Smallest order quantity, in units."""
+
+    max_qty: PositiveDecimal
+    """Largest order quantity, in units."""
+
+    quote_currency: CurrencyCode
+    """Currency prices are quoted in."""
+
+    usd_conversion: NonEmptyStr = USD_CONVERSION_QUOTE
+    """How a position is valued in USD: ``"quote"`` when the quote currency is USD,
+    ``"base"`` when the base currency is USD, otherwise the symbol of another configured
+    instrument (quoted in USD) whose mid converts the quote currency into USD."""
+
+    def to_instrument(self) -> Instrument:
+        """The router's view of this instrument, with quantity limits in lots."""
+        return Instrument(
+            symbol=self.symbol,
+            asset_class=AssetClass(self.asset_class),
+            tick_size=self.tick_size,
+            lot_size=self.lot_size,
+            min_lots=int(self.min_qty // self.lot_size),
+            max_lots=int(self.max_qty // self.lot_size),
+            quote_currency=self.quote_currency,
+            usd_conversion=self.usd_conversion,
+        )
+
+
+class LpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One ``[[lps]]`` entry: a liquidity provider and the exposure allowed with it."""
+
+    name: CompID
+    """The LP's name, unique among LPs; used in logs, metrics and child order ids."""
+
+    adapter: LpAdapterKind
+    """Kind of adapter that connects to the LP."""
+
+    enabled: bool = True
+    """A disabled LP is neither connected nor routed to."""
+
+    soft_limit_usd: PositiveDecimal
+    """Net exposure, in USD, beyond which routing to this LP is penalised."""
+
+    hard_limit_usd: PositiveDecimal
+    """Net exposure, in USD, that routing to this LP must never exceed."""
+
+    soft_penalty_ticks: NonNegativeInt = 10
+    """Ticks added to this LP's price, when ranking, while above the soft limit."""
+
+    settings: dict[str, Any] = {}
+    """The adapter's own settings, passed to it unchanged; the adapter validates them."""
+
+    def __hash__(self) -> int:
+        return hash(_frozen(self))
+
+
+class RoutingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The ``[routing]`` table: how client orders are split across LPs."""
+
+    policy: RoutingPolicy = "best_price_exposure_aware"
+    """Ranking of LP prices: best price first, penalised near an LP's exposure limits."""
+
+    internal_crossing: bool = True
+    """Match client orders against each other before going to LPs."""
+
+    max_child_orders: PositiveInt = 4
+    """Largest number of child orders one client order is split into at a time."""
+
+    max_reroutes: NonNegativeInt = 2
+    """Times an unfilled remainder is routed again before the order is finished."""
+
+    child_timeout_ms: PositiveInt = 2000
+    """Time an LP has to answer a child order before it is treated as lost."""
+
+    quote_max_age_ms: PositiveInt = 5000
+    """Quotes older than this are not routed to."""
+
+
+class ClientRiskSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Pre-trade limits for one client; a limit left out is not checked."""
+
+    max_order_qty: PositiveDecimal | None = None
+    """Largest quantity of one order, in units."""
+
+    max_notional_usd: PositiveDecimal | None = None
+    """Largest USD value of one order."""
+
+    max_open_position: PositiveDecimal | None = None
+    """Largest net position per symbol, in units, after an order fills."""
+
+    allowed_symbols: tuple[NonEmptyStr, ...] | None = None
+    """Symbols the client may trade; left out means every configured instrument."""
+
+
+class RiskSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The ``[risk]`` table: ``[risk.default]`` and per-client ``[risk.clients.<CompID>]``."""
+
+    default: ClientRiskSettings = ClientRiskSettings()
+    """Limits of every client without an entry in ``clients``."""
+
+    clients: dict[CompID, ClientRiskSettings] = {}
+    """Limits by client CompID (a session's TargetCompID); they replace ``default``."""
+
+    def for_client(self, comp_id: str) -> ClientRiskSettings:
+        """The limits that apply to the client with CompID ``comp_id``."""
+        return self.clients.get(comp_id, self.default)
+
+    def __hash__(self) -> int:
+        return hash(_frozen(self))
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole configuration file."""
 
@@ -178,6 +374,15 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     store: StoreSettings = StoreSettings()
     sessions: Annotated[tuple[SessionSettings, ...], msgspec.Meta(min_length=1)]
     """The ``[[sessions]]`` array; at least one session is required."""
+
+    instruments: tuple[InstrumentSettings, ...] = ()
+    """The ``[[instruments]]`` array; needed as soon as a session has order entry."""
+
+    lps: tuple[LpSettings, ...] = ()
+    """The ``[[lps]]`` array; order entry needs at least one enabled LP."""
+
+    routing: RoutingSettings = RoutingSettings()
+    risk: RiskSettings = RiskSettings()
 
 
 # --------------------------------------------------------------------------------------
@@ -193,9 +398,49 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 CrossFieldCheck = Callable[[Mapping[str, object], str], list[str]]
 
+_BARE_KEY: Final = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def child_path(path: str, key: object) -> str:
+    """The path of ``key`` inside the table at ``path``; keys that TOML would need to quote
+    are shown quoted, e.g. ``risk.clients."odd key"``."""
+    name = key if isinstance(key, str) and _BARE_KEY.match(key) else json.dumps(str(key))
+    return f"{path}.{name}" if path else str(name)
+
 
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
+
+
+def _entries(values: Mapping[str, object], name: str) -> list[tuple[int, Mapping[str, object]]]:
+    """The entries of array ``name`` that are tables, with their positions."""
+    array = values.get(name)
+    if not isinstance(array, list):
+        return []
+    return [(index, entry) for index, entry in enumerate(array) if isinstance(entry, Mapping)]
+
+
+def _is_multiple(value: Decimal, step: Decimal) -> bool:
+    try:
+        return value % step == 0
+    except InvalidOperation:  # the quotient has more digits than the context can hold
+        return False
+
+
+def _duplicates(values: Mapping[str, object], path: str, array: str, key: str) -> list[str]:
+    """``array[i]: duplicate <key> X (also array[j])`` for each repeated string ``key``."""
+    errors: list[str] = []
+    first_seen: dict[str, int] = {}
+    for index, entry in _entries(values, array):
+        value = entry.get(key)
+        if not isinstance(value, str):
+            continue
+        if value in first_seen:
+            other = f"{_join(path, array)}[{first_seen[value]}]"
+            errors.append(f"{_join(path, array)}[{index}]: duplicate {key} {value} (also {other})")
+        else:
+            first_seen[value] = index
+    return errors
 
 
 def check_session(values: Mapping[str, object], path: str) -> list[str]:
@@ -208,16 +453,138 @@ def check_session(values: Mapping[str, object], path: str) -> list[str]:
     return errors
 
 
-def check_config(values: Mapping[str, object], path: str) -> list[str]:
-    """Rules across sections: every session identity must be unique."""
+def check_instrument(values: Mapping[str, object], path: str) -> list[str]:
+    """Rules within one ``[[instruments]]`` entry: the quantity limits lie on the lot grid
+    and in order, and ``"quote"`` conversion needs a USD quote currency."""
     errors: list[str] = []
-    sessions = values.get("sessions")
-    if not isinstance(sessions, list):
-        return errors
-    first_seen: dict[str, int] = {}
-    for index, entry in enumerate(sessions):
-        if not isinstance(entry, Mapping):
+    lot = values.get("lot_size")
+    low = values.get("min_qty")
+    high = values.get("max_qty")
+    if isinstance(low, Decimal) and isinstance(high, Decimal) and low > high:
+        errors.append(f"{_join(path, 'min_qty')}: must be <= max_qty ({high})")
+    if isinstance(lot, Decimal):
+        for name, qty in (("min_qty", low), ("max_qty", high)):
+            if isinstance(qty, Decimal) and not _is_multiple(qty, lot):
+                errors.append(f"{_join(path, name)}: must be a multiple of lot_size ({lot})")
+    currency = values.get("quote_currency")
+    conversion = values.get("usd_conversion")
+    if conversion == USD_CONVERSION_QUOTE and isinstance(currency, str) and currency != "USD":
+        errors.append(
+            f'{_join(path, "usd_conversion")}: "quote" needs quote_currency "USD", '
+            f"got {json.dumps(currency)}"
+        )
+    return errors
+
+
+def check_lp(values: Mapping[str, object], path: str) -> list[str]:
+    """Rules within one ``[[lps]]`` entry: the soft limit lies below the hard limit."""
+    soft = values.get("soft_limit_usd")
+    hard = values.get("hard_limit_usd")
+    if isinstance(soft, Decimal) and isinstance(hard, Decimal) and not soft < hard:
+        return [f"{_join(path, 'soft_limit_usd')}: must be < hard_limit_usd ({hard})"]
+    return []
+
+
+def _check_usd_conversions(values: Mapping[str, object], path: str) -> list[str]:
+    """Each ``usd_conversion`` naming a symbol names another instrument quoted in USD."""
+    errors: list[str] = []
+    currencies: dict[str, object] = {}
+    for _, entry in _entries(values, "instruments"):
+        symbol = entry.get("symbol")
+        if isinstance(symbol, str):
+            currencies.setdefault(symbol, entry.get("quote_currency"))
+    for index, entry in _entries(values, "instruments"):
+        conversion = entry.get("usd_conversion")
+        if not isinstance(conversion, str) or conversion in (
+            USD_CONVERSION_QUOTE,
+            USD_CONVERSION_BASE,
+        ):
             continue
+        field = f"{_join(path, 'instruments')}[{index}].usd_conversion"
+        if conversion == entry.get("symbol"):
+            errors.append(f"{field}: must name another instrument, not the instrument itself")
+        elif conversion not in currencies:
+            errors.append(
+                f'{field}: must be "quote", "base" or the symbol of a configured instrument, '
+                f"got {json.dumps(conversion)}"
+            )
+        elif isinstance(currencies[conversion], str) and currencies[conversion] != "USD":
+            errors.append(
+                f"{field}: {conversion} is quoted in {currencies[conversion]}, "
+                "so its mid does not convert to USD"
+            )
+    return errors
+
+
+def _check_risk(values: Mapping[str, object], path: str) -> list[str]:
+    """Risk entries refer to configured instruments and order-entry client sessions."""
+    errors: list[str] = []
+    risk = values.get("risk")
+    if not isinstance(risk, Mapping):
+        return errors
+    risk_path = _join(path, "risk")
+    instruments = values.get("instruments")
+    symbols: set[str] | None = None
+    if isinstance(instruments, list):
+        symbols = {
+            symbol
+            for _, entry in _entries(values, "instruments")
+            if isinstance(symbol := entry.get("symbol"), str)
+        }
+    clients: set[str] | None = None
+    if isinstance(values.get("sessions"), list):
+        clients = {
+            target
+            for _, entry in _entries(values, "sessions")
+            if entry.get("Application") == "orders"
+            and isinstance(target := entry.get("TargetCompID"), str)
+        }
+    limits: list[tuple[str, object]] = [(_join(risk_path, "default"), risk.get("default"))]
+    by_client = risk.get("clients")
+    if isinstance(by_client, Mapping):
+        clients_path = _join(risk_path, "clients")
+        for comp_id, entry in by_client.items():
+            entry_path = child_path(clients_path, comp_id)
+            if clients is not None and comp_id not in clients:
+                errors.append(f"{entry_path}: no such client session")
+            limits.append((entry_path, entry))
+    for entry_path, entry in limits:
+        if not isinstance(entry, Mapping) or symbols is None:
+            continue
+        allowed = entry.get("allowed_symbols")
+        if not isinstance(allowed, list):
+            continue
+        for index, symbol in enumerate(allowed):
+            if isinstance(symbol, str) and symbol not in symbols:
+                errors.append(f"{entry_path}.allowed_symbols[{index}]: no such instrument {symbol}")
+    return errors
+
+
+def _check_order_entry(values: Mapping[str, object], path: str) -> list[str]:
+    """A session with order entry needs an instrument to trade and an LP to route to."""
+    orders = any(entry.get("Application") == "orders" for _, entry in _entries(values, "sessions"))
+    if not orders:
+        return []
+    errors: list[str] = []
+    instruments = values.get("instruments")
+    if isinstance(instruments, list) and not instruments:
+        errors.append(
+            f"{_join(path, 'instruments')}: at least one instrument is needed for order entry"
+        )
+    lps = values.get("lps")
+    if isinstance(lps, list) and not any(
+        not isinstance(entry, Mapping) or entry.get("enabled") is not False for entry in lps
+    ):
+        errors.append(f"{_join(path, 'lps')}: at least one enabled LP is needed for order entry")
+    return errors
+
+
+def check_config(values: Mapping[str, object], path: str) -> list[str]:
+    """Rules across sections: unique sessions, instruments and LPs; references between
+    sections; and what order entry needs."""
+    errors: list[str] = []
+    first_seen: dict[str, int] = {}
+    for index, entry in _entries(values, "sessions"):
         parts = (entry.get("BeginString"), entry.get("SenderCompID"), entry.get("TargetCompID"))
         if not all(isinstance(part, str) for part in parts):
             continue
@@ -228,11 +595,18 @@ def check_config(values: Mapping[str, object], path: str) -> list[str]:
             errors.append(f"{entry_path}: duplicate session {identity} (also {other})")
         else:
             first_seen[identity] = index
+    errors.extend(_duplicates(values, path, "instruments", "symbol"))
+    errors.extend(_check_usd_conversions(values, path))
+    errors.extend(_duplicates(values, path, "lps", "name"))
+    errors.extend(_check_risk(values, path))
+    errors.extend(_check_order_entry(values, path))
     return errors
 
 
 CROSS_FIELD_CHECKS: Final[Mapping[type[msgspec.Struct], CrossFieldCheck]] = {
     SessionSettings: check_session,
+    InstrumentSettings: check_instrument,
+    LpSettings: check_lp,
     Config: check_config,
 }
 """Cross-field rules by struct; the loader runs them after validating each table's fields."""

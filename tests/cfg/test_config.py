@@ -29,11 +29,32 @@ from config.loader import _collect
 
 CONFORMANCE_PATH = default_config_path().with_name("conformance.toml")
 
-MINIMAL = """
+ORDER_FLOW = """
+[[instruments]]
+symbol = "EUR/USD"
+asset_class = "fx"
+tick_size = "0.00001"
+lot_size = "1000"
+min_qty = "1000"
+max_qty = "1000000"
+quote_currency = "USD"
+
+[[lps]]
+name = "LP_A"
+adapter = "simulated"
+soft_limit_usd = "1000000"
+hard_limit_usd = "2000000"
+"""
+"""The least an order-entry session needs: one instrument and one enabled LP."""
+
+MINIMAL = (
+    ORDER_FLOW
+    + """
 [[sessions]]
 SenderCompID = "GATEWAY"
 TargetCompID = "CLIENT1"
 """
+)
 
 
 def errors_of(text: str) -> list[str]:
@@ -44,7 +65,9 @@ def errors_of(text: str) -> list[str]:
 
 def session_errors(body: str) -> list[str]:
     """Errors for a single session consisting of the minimal CompIDs plus ``body``."""
-    return errors_of(f'[[sessions]]\nSenderCompID = "GATEWAY"\nTargetCompID = "C"\n{body}\n')
+    return errors_of(
+        f'{ORDER_FLOW}[[sessions]]\nSenderCompID = "GATEWAY"\nTargetCompID = "C"\n{body}\n'
+    )
 
 
 # --- the shipped files ------------------------------------------------------------------
@@ -135,7 +158,8 @@ def test_every_field_can_be_written() -> None:
 
 # --- error reporting --------------------------------------------------------------------
 
-MANY_ERRORS = """
+MANY_ERRORS = (
+    """
 [gateway]
 fix_port = 70000
 http_port = -1
@@ -144,6 +168,9 @@ log_level = "loud"
 
 [store]
 fsync = "always"
+"""
+    + ORDER_FLOW
+    + """
 
 [[sessions]]
 SenderCompID = "GATEWAY"
@@ -160,6 +187,7 @@ SenderCompID = "GATEWAY"
 TargetCompID = "CLIENT2"
 HeartBtInt = 0
 """
+)
 
 
 def test_every_error_is_reported_with_its_path() -> None:
@@ -274,12 +302,14 @@ def test_boundary_values_are_accepted() -> None:
     ],
 )
 def test_comp_id_restrictions(comp_id: str, message: str) -> None:
-    text = f"[[sessions]]\nSenderCompID = {comp_id}\nTargetCompID = 'X'\n"
+    text = f"{ORDER_FLOW}[[sessions]]\nSenderCompID = {comp_id}\nTargetCompID = 'X'\n"
     assert errors_of(text) == [f"sessions[0].SenderCompID: {message}"]
 
 
 def test_punctuation_is_allowed_in_comp_ids() -> None:
-    cfg = parse_config("[[sessions]]\nSenderCompID = 'A-B_C.D/E~!'\nTargetCompID = 'X'\n")
+    cfg = parse_config(
+        ORDER_FLOW + "[[sessions]]\nSenderCompID = 'A-B_C.D/E~!'\nTargetCompID = 'X'\n"
+    )
     assert cfg.sessions[0].SenderCompID == "A-B_C.D/E~!"
 
 
@@ -299,7 +329,7 @@ def test_structure_errors(text: str, expected: str) -> None:
 
 
 def test_missing_required_fields_are_all_listed() -> None:
-    assert errors_of("[[sessions]]\nHeartBtInt = 0\n") == [
+    assert errors_of(ORDER_FLOW + "[[sessions]]\nHeartBtInt = 0\n") == [
         "sessions[0].HeartBtInt: must be > 0",
         "sessions[0].SenderCompID: required field missing",
         "sessions[0].TargetCompID: required field missing",
@@ -323,7 +353,9 @@ def test_heartbeat_rule_skips_invalid_values() -> None:
     ]
 
 
-DUPLICATES = """
+DUPLICATES = (
+    ORDER_FLOW
+    + """
 [[sessions]]
 SenderCompID = "GATEWAY"
 TargetCompID = "CLIENT1"
@@ -345,6 +377,7 @@ SenderCompID = "GATEWAY"
 TargetCompID = "CLIENT2"
 HeartBtInt = 0
 """
+)
 
 
 def test_duplicate_sessions_are_reported() -> None:
@@ -415,8 +448,36 @@ def test_file_with_byte_order_mark_loads(tmp_path: Path) -> None:
 # --- validate_raw -----------------------------------------------------------------------
 
 
+def raw_order_flow() -> dict[str, Any]:
+    """``ORDER_FLOW`` as a parsed document."""
+    return {
+        "instruments": [
+            {
+                "symbol": "EUR/USD",
+                "asset_class": "fx",
+                "tick_size": "0.00001",
+                "lot_size": "1000",
+                "min_qty": "1000",
+                "max_qty": "1000000",
+                "quote_currency": "USD",
+            }
+        ],
+        "lps": [
+            {
+                "name": "LP_A",
+                "adapter": "simulated",
+                "soft_limit_usd": "1000000",
+                "hard_limit_usd": "2000000",
+            }
+        ],
+    }
+
+
 def test_validate_raw_returns_config_or_errors() -> None:
-    raw: dict[str, Any] = {"sessions": [{"SenderCompID": "A", "TargetCompID": "B"}]}
+    raw: dict[str, Any] = {
+        **raw_order_flow(),
+        "sessions": [{"SenderCompID": "A", "TargetCompID": "B"}],
+    }
     cfg, errors = validate_raw(raw)
     assert errors == []
     assert cfg is not None
@@ -429,7 +490,10 @@ def test_validate_raw_returns_config_or_errors() -> None:
 
 
 def test_validate_raw_accepts_none_for_optional_fields() -> None:
-    raw = {"sessions": [{"SenderCompID": "A", "TargetCompID": "B", "Password": None}]}
+    raw = {
+        **raw_order_flow(),
+        "sessions": [{"SenderCompID": "A", "TargetCompID": "B", "Password": None}],
+    }
     cfg, errors = validate_raw(raw)
     assert errors == []
     assert cfg is not None
@@ -450,7 +514,7 @@ _SESSION_KEYS = [f.encode_name for f in msgspec.structs.fields(SessionSettings)]
 @given(st.dictionaries(st.sampled_from(_SESSION_KEYS), _FIELD_VALUES, max_size=6))
 def test_walk_agrees_with_msgspec(fields: dict[str, object]) -> None:
     session: dict[str, object] = {"SenderCompID": "A", "TargetCompID": "B", **fields}
-    raw = {"sessions": [session]}
+    raw = {**raw_order_flow(), "sessions": [session]}
     cfg, errors = validate_raw(raw)
     type_errors = [e for e in errors if "must be <= MaxHeartBtInt" not in e]
     try:
