@@ -17,30 +17,13 @@ from prometheus_client import CollectorRegistry
 from config import Config
 from gateway.application import Application, EchoApplication
 from gateway.fix.acceptor import SessionRegistry
-from gateway.fix.session import BusinessRejectReason, Session
+from gateway.fix.session import Session
 from gateway.fix.store import SessionStore, open_store
 from gateway.http import SessionCollector, build_app
+from gateway.order_flow import OrderFlow
 from gateway.server import FixServer
 
 _log = structlog.get_logger("gateway.daemon")
-
-
-class OrderEntryUnavailable:
-    """The ``orders`` profile until order entry is wired in: every
-    application message is answered with BusinessMessageReject
-    (ApplicationNotAvailable)."""
-
-    def on_logon(self, session: Session, now: float) -> None:
-        pass
-
-    def on_logout(self, session: Session, reason: str, now: float) -> None:
-        pass
-
-    def on_message(self, session: Session, msg: object, now: float) -> None:
-        from gateway.fix.codec import FixMessage
-
-        assert isinstance(msg, FixMessage)
-        session.reject_business(msg, BusinessRejectReason.APPLICATION_NOT_AVAILABLE, now)
 
 
 class Gateway:
@@ -54,7 +37,7 @@ class Gateway:
         self.sessions: list[Session] = []
         applications: dict[str, Application] = {}
         echo = EchoApplication()
-        orders = OrderEntryUnavailable()
+        order_sessions: dict[str, Session] = {}
         for settings in config.sessions:
             store = open_store(
                 config.store.backend,
@@ -65,7 +48,15 @@ class Gateway:
             self.stores.append(store)
             session = Session(settings, store, max_message_size=gw.max_message_size)
             self.sessions.append(session)
-            applications[settings.session_id] = echo if settings.Application == "echo" else orders
+            if settings.Application == "echo":
+                applications[settings.session_id] = echo
+            else:
+                order_sessions[settings.TargetCompID] = session
+        self.order_flow: OrderFlow | None = None
+        if order_sessions:
+            self.order_flow = OrderFlow(config, order_sessions)
+            for session in order_sessions.values():
+                applications[session.session_id] = self.order_flow
         self.registry = SessionRegistry(self.sessions)
         self.fix_server = FixServer(
             self.registry,
@@ -83,10 +74,17 @@ class Gateway:
     def ready(self) -> tuple[bool, str]:
         if not self.fix_server.listening:
             return False, "FIX port not listening"
+        if self.order_flow is not None:
+            up = self.order_flow.lps_up()
+            if not up:
+                return False, "no LP is up"
+            return True, f"FIX port {self.fix_port} listening; LPs up: {', '.join(up)}"
         return True, f"FIX port {self.fix_port} listening"
 
     async def start(self) -> None:
         gw = self.config.gateway
+        if self.order_flow is not None:
+            await self.order_flow.start()
         self.fix_port = await self.fix_server.start(gw.fix_host, gw.fix_port)
         if gw.http_port:
             runner = web.AppRunner(build_app(self.metrics, self.ready), access_log=None)
@@ -105,6 +103,8 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.fix_server.stop()
+        if self.order_flow is not None:
+            await self.order_flow.stop()
         if self._http_runner is not None:
             await self._http_runner.cleanup()
             self._http_runner = None

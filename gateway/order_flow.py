@@ -1,0 +1,387 @@
+"""Order flow: FIX order entry -> matcher -> router -> LP adapters and back.
+
+:class:`OrderFlow` is the ``orders`` application profile.  It owns the
+pieces of state the architecture assigns to the order path, all written from
+the event loop only: the matcher (orders and client books), the aggregated
+LP book (from adapter quotes), the exposure ledger (from fills only) and the
+routings in flight.  The routing policy is a pure function of an order, a
+book snapshot, an exposure snapshot and the limits.
+
+A routing sends child orders to LPs; every child ends in fills, a reject or
+a cancel of its remainder.  When all children of a routing have ended, what
+is left is routed again (excluding the LPs that rejected or dropped) up to
+``max_reroutes`` times, and only then handed back to the matcher, which
+rests or cancels it by the order's TimeInForce.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import structlog
+
+from config import Config
+from gateway.fix import codec
+from gateway.fix.codec import FixMessage
+from gateway.fix.session import BusinessRejectReason, Session
+from gateway.order_mapping import (
+    Refusal,
+    cancel_reject_body,
+    decode_cancel,
+    decode_new_order,
+    decode_replace,
+    execution_body,
+    new_order_reject_body,
+)
+from lp_adapters.base import LpAdapter, create_adapter
+from matcher.engine import Matcher, Result, RouteNeed
+from matcher.orders import (
+    CancelReject,
+    CxlRejReason,
+    CxlRejResponseTo,
+    Execution,
+    OrdStatus,
+)
+from router.book import AggregatedBook
+from router.exposure import ExposureLedger
+from router.model import (
+    ChildAck,
+    ChildCanceled,
+    ChildFill,
+    ChildOrder,
+    ChildReject,
+    Instrument,
+    LpEvent,
+    LpStatus,
+    Quote,
+)
+from router.policy import LpLimits, RouteRequest, RoutingLimits, build_policy
+from router.risk import ClientLimits, check
+
+_log = structlog.get_logger("gateway.order_flow")
+
+
+@dataclass(slots=True)
+class _Child:
+    lp: str
+    qty: int
+    open: int
+
+
+@dataclass(slots=True)
+class _Routing:
+    need: RouteNeed
+    instrument: Instrument
+    attempt: int
+    children: dict[str, _Child] = field(default_factory=dict)
+    returned: int = 0
+    excluded: set[str] = field(default_factory=set)
+    reasons: list[str] = field(default_factory=list)
+
+
+def _client_limits(
+    config: Config, client: str, instruments: Mapping[str, Instrument]
+) -> ClientLimits:
+    """The client's risk limits in lots (config states them in units)."""
+    risk = config.risk.for_client(client)
+
+    def per_symbol(units: Decimal | None) -> dict[str, int]:
+        if units is None:
+            return {}
+        return {s: int(units // i.lot_size) for s, i in instruments.items()}
+
+    return ClientLimits(
+        max_order_qty_by_symbol=per_symbol(risk.max_order_qty),
+        max_notional_usd=risk.max_notional_usd,
+        max_open_position_lots_by_symbol=per_symbol(risk.max_open_position),
+        allowed_symbols=frozenset(risk.allowed_symbols) if risk.allowed_symbols else None,
+    )
+
+
+class OrderFlow:
+    """The ``orders`` application profile and everything behind it."""
+
+    def __init__(self, config: Config, sessions: Mapping[str, Session]) -> None:
+        self.config = config
+        self.instruments = {i.symbol: i.to_instrument() for i in config.instruments}
+        self.sessions = dict(sessions)  # client CompID -> session
+        routing = config.routing
+        self.matcher = Matcher(self.instruments, internal_crossing=routing.internal_crossing)
+        self.book = AggregatedBook()
+        self.ledger = ExposureLedger(self.instruments)
+        self.policy = build_policy(routing.policy)
+        self.limits = RoutingLimits(
+            lps={
+                lp.name: LpLimits(
+                    soft_limit_usd=lp.soft_limit_usd,
+                    hard_limit_usd=lp.hard_limit_usd,
+                    soft_penalty_ticks=lp.soft_penalty_ticks,
+                    enabled=lp.enabled,
+                )
+                for lp in config.lps
+            },
+            max_child_orders=routing.max_child_orders,
+        )
+        self.client_limits = {
+            client: _client_limits(config, client, self.instruments) for client in self.sessions
+        }
+        self.adapters: dict[str, LpAdapter] = {
+            lp.name: create_adapter(
+                lp.adapter, lp.name, self.instruments, self.on_lp_event, lp.settings
+            )
+            for lp in config.lps
+            if lp.enabled
+        }
+        self._routings: dict[str, _Routing] = {}  # parent order id -> routing in flight
+        self._children: dict[str, str] = {}  # child id -> parent order id
+        self._seen_exec_ids: set[tuple[str, str]] = set()
+        self._child_seq = 0
+        self._exec_seq = 0
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        await asyncio.gather(*(a.connect() for a in self.adapters.values()))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(a.disconnect() for a in self.adapters.values()))
+
+    def lps_up(self) -> list[str]:
+        return [name for name, a in self.adapters.items() if a.up]
+
+    # -- application profile ------------------------------------------------------
+
+    def on_logon(self, session: Session, now: float) -> None:
+        pass
+
+    def on_logout(self, session: Session, reason: str, now: float) -> None:
+        pass  # orders live on; what is reported meanwhile is resent on the next logon
+
+    def on_message(self, session: Session, msg: FixMessage, now: float) -> None:
+        client = session.settings.TargetCompID
+        mt = msg.msg_type
+        if mt == b"D":
+            self._new_order(session, client, msg, now)
+        elif mt == b"F":
+            self._publish(self.matcher.cancel(decode_cancel(msg, client)), now)
+        elif mt == b"G":
+            replace = decode_replace(msg, client, self.instruments)
+            if isinstance(replace, Refusal):
+                reject = CancelReject(
+                    client=client,
+                    cl_ord_id=(msg.get(11) or b"").decode("latin-1"),
+                    orig_cl_ord_id=(msg.get(41) or b"").decode("latin-1"),
+                    order_id=None,
+                    status=OrdStatus.REJECTED,
+                    reason=CxlRejReason.OTHER,
+                    response_to=CxlRejResponseTo.REPLACE,
+                    text=replace.text,
+                )
+                self._send_cancel_reject(reject, now)
+            else:
+                self._publish(
+                    self.matcher.replace(replace, self.book.snapshot(replace_symbol(msg))), now
+                )
+        elif mt == b"H":
+            status = self.matcher.status(client, (msg.get(11) or b"").decode("latin-1"))
+            if status is None:
+                session.reject_business(
+                    msg, BusinessRejectReason.UNKNOWN_ID, now, b"Unknown order", msg.get(11)
+                )
+            else:
+                self._send_execution(status.client, status, now)
+        else:
+            session.reject_business(msg, BusinessRejectReason.UNSUPPORTED_MESSAGE_TYPE, now)
+
+    def _new_order(self, session: Session, client: str, msg: FixMessage, now: float) -> None:
+        order = decode_new_order(msg, client, self.instruments)
+        if isinstance(order, Refusal):
+            self._refuse(session, msg, order, now)
+            return
+        limits = self.client_limits.get(client)
+        if limits is not None:
+            exposure = self.ledger.snapshot(self.book)
+            breach = check(
+                order,
+                self.ledger.client_position(client, order.symbol),
+                limits,
+                exposure.usd_per_lot.get(order.symbol),
+            )
+            if breach is not None:
+                self._refuse(session, msg, Refusal(breach.text, 0), now)
+                return
+        self._publish(self.matcher.submit(order, self.book.snapshot(order.symbol)), now)
+
+    def _refuse(self, session: Session, msg: FixMessage, refusal: Refusal, now: float) -> None:
+        self._exec_seq += 1
+        body = new_order_reject_body(msg, refusal, f"R{self._exec_seq}")
+        session.send(b"8", body, now)
+        _log.info(
+            "order_rejected",
+            session=session.session_id,
+            cl_ord_id=(msg.get(11) or b"").decode("latin-1"),
+            reason=refusal.text,
+        )
+
+    # -- matcher results out ---------------------------------------------------------
+
+    def _publish(self, result: Result, now: float) -> None:
+        for ex in result.executions:
+            self._send_execution(ex.client, ex, now)
+        for reject in result.cancel_rejects:
+            self._send_cancel_reject(reject, now)
+        for need in result.routes:
+            self._route(need, 0, set(), now)
+
+    def _send_execution(self, client: str, ex: Execution, now: float) -> None:
+        session = self.sessions.get(client)
+        if session is None:
+            return
+        body = execution_body(ex, self.instruments[ex.symbol], codec.format_utc_timestamp(now))
+        session.send(b"8", body, now)
+
+    def _send_cancel_reject(self, reject: CancelReject, now: float) -> None:
+        session = self.sessions.get(reject.client)
+        if session is not None:
+            session.send(b"9", cancel_reject_body(reject, codec.format_utc_timestamp(now)), now)
+
+    # -- routing ---------------------------------------------------------------------
+
+    def _route(self, need: RouteNeed, attempt: int, excluded: set[str], now: float) -> None:
+        instrument = self.instruments[need.symbol]
+        routing = _Routing(need=need, instrument=instrument, attempt=attempt, excluded=excluded)
+        snapshot = self.book.snapshot(need.symbol)
+        down = {name for name, a in self.adapters.items() if not a.up}
+        plan = None
+        if snapshot is not None:
+            request = RouteRequest(
+                parent_id=need.order_id,
+                client=need.client,
+                symbol=need.symbol,
+                side=need.side,
+                qty=need.qty,
+                limit_price=need.price,
+                instrument=instrument,
+            )
+            plan = self.policy.route(
+                request,
+                snapshot,
+                self.ledger.snapshot(self.book),
+                self.limits,
+                frozenset(excluded | down),
+            )
+        if plan is None or not plan.children:
+            reason = plan.reason if plan is not None and plan.reason else "no liquidity"
+            _log.info("route_empty", order_id=need.order_id, reason=reason, attempt=attempt)
+            self._publish(
+                self.matcher.on_route_done(
+                    need.order_id, need.qty, reason, self.book.snapshot(need.symbol)
+                ),
+                now,
+            )
+            return
+        routing.returned = plan.remainder
+        if plan.reason:
+            routing.reasons.append(plan.reason)
+        self._routings[need.order_id] = routing
+        # adapters answer on a later loop iteration, never inside send()
+        for lp, qty, price in plan.children:
+            self._child_seq += 1
+            child_id = f"{need.order_id}.{self._child_seq}"
+            routing.children[child_id] = _Child(lp=lp, qty=qty, open=qty)
+            self._children[child_id] = need.order_id
+            self.adapters[lp].send(
+                ChildOrder(
+                    child_id=child_id,
+                    parent_id=need.order_id,
+                    lp=lp,
+                    symbol=need.symbol,
+                    side=need.side,
+                    qty=qty,
+                    price=price,
+                )
+            )
+
+    def on_lp_event(self, event: LpEvent) -> None:
+        """The adapters' sink: called on the event loop for every LP event."""
+        now = time.time()
+        if isinstance(event, Quote):
+            self.book.update(event)
+            snapshot = self.book.snapshot(event.symbol)
+            if snapshot is not None:
+                self._publish(self.matcher.on_market(event.symbol, snapshot), now)
+        elif isinstance(event, ChildFill):
+            self._on_fill(event, now)
+        elif isinstance(event, ChildReject | ChildCanceled):
+            self._on_child_end(event, now)
+        elif isinstance(event, LpStatus):
+            _log.info("lp_status", lp=event.lp, up=event.up, reason=event.reason)
+            if not event.up:
+                self.book.remove_lp(event.lp)
+        elif isinstance(event, ChildAck):
+            pass
+
+    def _on_fill(self, fill: ChildFill, now: float) -> None:
+        parent = self._children.get(fill.child_id)
+        routing = self._routings.get(parent) if parent is not None else None
+        if parent is None or routing is None:
+            _log.warning("fill_for_unknown_child", child_id=fill.child_id, exec_id=fill.exec_id)
+            return
+        child = routing.children[fill.child_id]
+        key = (child.lp, fill.exec_id)
+        if key in self._seen_exec_ids:
+            _log.warning("duplicate_fill_ignored", lp=child.lp, exec_id=fill.exec_id)
+            return
+        self._seen_exec_ids.add(key)
+        need = routing.need
+        child.open -= fill.qty
+        self.ledger.apply_fill(child.lp, need.client, need.symbol, need.side, fill.qty, fill.price)
+        self._publish(self.matcher.on_fill(parent, fill.qty, fill.price, child.lp), now)
+        if fill.leaves == 0:
+            self._child_done(parent, routing, fill.child_id, 0, "", now)
+
+    def _on_child_end(self, event: ChildReject | ChildCanceled, now: float) -> None:
+        parent = self._children.get(event.child_id)
+        routing = self._routings.get(parent) if parent is not None else None
+        if parent is None or routing is None:
+            return
+        child = routing.children[event.child_id]
+        if isinstance(event, ChildReject):
+            routing.excluded.add(child.lp)
+            _log.info("child_rejected", lp=child.lp, child_id=event.child_id, reason=event.reason)
+        elif event.reason != "ioc remainder":
+            routing.excluded.add(child.lp)
+        self._child_done(parent, routing, event.child_id, child.open, event.reason, now)
+
+    def _child_done(
+        self, parent: str, routing: _Routing, child_id: str, returned: int, reason: str, now: float
+    ) -> None:
+        routing.children.pop(child_id, None)
+        self._children.pop(child_id, None)
+        routing.returned += returned
+        if reason:
+            routing.reasons.append(reason)
+        if routing.children:
+            return
+        del self._routings[parent]
+        need = routing.need
+        unfilled = routing.returned
+        if unfilled and routing.attempt < self.config.routing.max_reroutes:
+            again = need._replace(qty=unfilled)
+            self._route(again, routing.attempt + 1, routing.excluded, now)
+            return
+        reason_text = "; ".join(dict.fromkeys(routing.reasons)) or "routed"
+        self._publish(
+            self.matcher.on_route_done(
+                parent, unfilled, reason_text, self.book.snapshot(need.symbol)
+            ),
+            now,
+        )
+
+
+def replace_symbol(msg: FixMessage) -> str:
+    return (msg.get(55) or b"").decode("latin-1")

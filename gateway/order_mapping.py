@@ -1,0 +1,453 @@
+"""The order-entry edge: FIX messages in, matcher commands out, and back.
+
+Inbound, a NewOrderSingle (35=D), OrderCancelRequest (35=F) or
+OrderCancelReplaceRequest (35=G) is decoded once into a :class:`NewOrder`,
+:class:`CancelOrder` or :class:`ReplaceOrder` in integer ticks and lots of the
+order's instrument.  An order the gateway cannot accept as sent decodes to a
+:class:`Refusal` carrying the text and OrdRejReason (103) to report.
+
+Outbound, an :class:`Execution` becomes an ExecutionReport (35=8) body and a
+:class:`CancelReject` an OrderCancelReject (35=9) body, with body tags in
+ascending order, ready for :func:`gateway.fix.codec.encode_message`.  Prices
+and quantities are written from integers with integer arithmetic (no floats,
+no Decimal on the hot path); the average price is exact up to four places
+beyond the tick size, rounded half to even.
+
+The session layer has already validated each message against the FIX 4.4
+dictionary (required fields present, values of the right type); decoding still
+never raises on odd input, it refuses it.
+
+Everything here is a pure function of its arguments, apart from a cache of
+per-instrument number formats.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, DecimalException
+
+from gateway.fix.codec import FixMessage
+from matcher.engine import CancelOrder, NewOrder, ReplaceOrder
+from matcher.orders import CancelReject, Execution
+from router.model import Instrument, OffGrid, OrdType, Side, TimeInForce
+
+__all__ = [
+    "REJ_BROKER_OPTION",
+    "REJ_DUPLICATE_ORDER",
+    "REJ_INCORRECT_QUANTITY",
+    "REJ_OTHER",
+    "REJ_UNKNOWN_ORDER",
+    "REJ_UNKNOWN_SYMBOL",
+    "REJ_UNSUPPORTED",
+    "Refusal",
+    "cancel_reject_body",
+    "decode_cancel",
+    "decode_new_order",
+    "decode_replace",
+    "execution_body",
+    "format_decimal",
+    "new_order_reject_body",
+]
+
+# OrdRejReason (103) values a refusal may carry.
+REJ_BROKER_OPTION = 0
+REJ_UNKNOWN_SYMBOL = 1
+REJ_UNKNOWN_ORDER = 5
+REJ_DUPLICATE_ORDER = 6
+REJ_UNSUPPORTED = 11
+REJ_INCORRECT_QUANTITY = 13
+REJ_OTHER = 99
+
+# FIX "float": optional minus sign, digits, optional decimal point.  Checked
+# before Decimal() sees the text, which would also take "NaN", "1e3", "1_000"
+# and surrounding blanks.
+_FIX_FLOAT = re.compile(rb"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)")
+
+_SIDES: dict[bytes, Side] = {b"1": Side.BUY, b"2": Side.SELL}
+_ORD_TYPES: dict[bytes, OrdType] = {b"1": OrdType.MARKET, b"2": OrdType.LIMIT}
+_TIFS: dict[bytes, TimeInForce] = {
+    b"0": TimeInForce.DAY,
+    b"1": TimeInForce.GTC,
+    b"3": TimeInForce.IOC,
+    b"4": TimeInForce.FOK,
+}
+
+# Extra decimal places of AvgPx beyond the tick size.
+_AVG_PX_EXTRA_PLACES = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why an order-entry request is refused: the Text (58) to report and the
+    OrdRejReason (103)."""
+
+    text: str
+    ord_rej_reason: int
+
+
+# --------------------------------------------------------------------------
+# numbers
+
+
+def _scaled(n: int, scale: int) -> bytes:
+    """``n / 10**scale`` in plain notation, without trailing zeros after the
+    decimal point (and without the point when nothing is left after it)."""
+    if scale == 0 or n == 0:
+        return b"%d" % n
+    digits = b"%d" % abs(n)
+    if len(digits) <= scale:
+        digits = b"0" * (scale + 1 - len(digits)) + digits
+    frac = digits[-scale:].rstrip(b"0")
+    whole = digits[:-scale]
+    if n < 0:
+        whole = b"-" + whole
+    return whole + b"." + frac if frac else whole
+
+
+def _as_scaled(d: Decimal) -> tuple[int, int]:
+    """``(n, scale)`` with ``d == n / 10**scale`` and ``scale >= 0``."""
+    if not d.is_finite():
+        raise ValueError(f"{d} is not a finite number")
+    sign, digits, exponent = d.as_tuple()
+    assert isinstance(exponent, int)
+    n = int("".join(map(str, digits))) if digits else 0
+    if sign:
+        n = -n
+    if exponent >= 0:
+        return n * 10**exponent, 0
+    return n, -exponent
+
+
+def format_decimal(d: Decimal) -> bytes:
+    """A decimal in plain notation: no exponent, no trailing zeros after the
+    point, no point for a whole number (``1E+3`` -> ``1000``,
+    ``1.08320`` -> ``1.0832``)."""
+    return _scaled(*_as_scaled(d))
+
+
+class _Formats:
+    """How one instrument's ticks and lots are written: a tick is
+    ``tick_num / 10**tick_scale`` and a lot ``lot_num / 10**lot_scale``."""
+
+    __slots__ = (
+        "avg_factor",
+        "avg_scale",
+        "instrument",
+        "lot_num",
+        "lot_scale",
+        "tick_num",
+        "tick_scale",
+    )
+
+    def __init__(self, instrument: Instrument) -> None:
+        self.instrument = instrument
+        self.tick_num, self.tick_scale = _as_scaled(instrument.tick_size)
+        self.lot_num, self.lot_scale = _as_scaled(instrument.lot_size)
+        self.avg_factor = self.tick_num * 10**_AVG_PX_EXTRA_PLACES
+        self.avg_scale = self.tick_scale + _AVG_PX_EXTRA_PLACES
+
+    def price(self, ticks: int) -> bytes:
+        return _scaled(ticks * self.tick_num, self.tick_scale)
+
+    def qty(self, lots: int) -> bytes:
+        if self.lot_scale == 0:
+            return b"%d" % (lots * self.lot_num)
+        return _scaled(lots * self.lot_num, self.lot_scale)
+
+    def avg_px(self, notional: int, cum_qty: int) -> bytes:
+        """``notional / cum_qty`` ticks as a price, rounded half to even to
+        four places beyond the tick size."""
+        if cum_qty == 0:
+            return b"0"
+        ticks, rest = divmod(notional, cum_qty)
+        if rest == 0:
+            return self.price(ticks)
+        q, r = divmod(notional * self.avg_factor, cum_qty)
+        twice = 2 * r
+        if twice > cum_qty or (twice == cum_qty and q & 1):
+            q += 1
+        return _scaled(q, self.avg_scale)
+
+
+_FORMATS: dict[str, _Formats] = {}
+
+
+def _formats(instrument: Instrument) -> _Formats:
+    fmt = _FORMATS.get(instrument.symbol)
+    if fmt is None or fmt.instrument is not instrument:
+        fmt = _FORMATS[instrument.symbol] = _Formats(instrument)
+    return fmt
+
+
+def _parse_decimal(value: bytes) -> Decimal | None:
+    """The FIX float ``value`` as an exact Decimal, or None if it is not one."""
+    if _FIX_FLOAT.fullmatch(value) is None:
+        return None
+    try:
+        return Decimal(value.decode("ascii"))
+    except DecimalException:
+        return None
+
+
+# --------------------------------------------------------------------------
+# inbound
+
+
+def _text(value: bytes | None) -> str:
+    return "" if value is None else value.decode("latin-1")
+
+
+def _quantity(msg: FixMessage, instrument: Instrument) -> int | Refusal:
+    """OrderQty (38) in lots of ``instrument``, or why it is refused."""
+    raw = msg.get(38)
+    if not raw:
+        return Refusal("OrderQty must be positive", REJ_INCORRECT_QUANTITY)
+    shown = raw.decode("latin-1")
+    qty = _parse_decimal(raw)
+    if qty is None:
+        return Refusal(f"OrderQty {shown} is not a number", REJ_INCORRECT_QUANTITY)
+    if qty <= 0:
+        return Refusal("OrderQty must be positive", REJ_INCORRECT_QUANTITY)
+    symbol = instrument.symbol
+    minimum = instrument.lots_to_qty(instrument.min_lots)
+    if qty < minimum:
+        limit = format_decimal(minimum).decode()
+        return Refusal(
+            f"OrderQty {shown} is below the minimum {limit} for {symbol}", REJ_INCORRECT_QUANTITY
+        )
+    maximum = instrument.lots_to_qty(instrument.max_lots)
+    if qty > maximum:
+        limit = format_decimal(maximum).decode()
+        return Refusal(
+            f"OrderQty {shown} is above the maximum {limit} for {symbol}", REJ_INCORRECT_QUANTITY
+        )
+    try:
+        return instrument.qty_to_lots(qty)
+    except OffGrid as exc:
+        return Refusal(str(exc), REJ_INCORRECT_QUANTITY)
+    except DecimalException:
+        return Refusal(f"OrderQty {shown} is out of range", REJ_INCORRECT_QUANTITY)
+
+
+def _price(raw: bytes, instrument: Instrument) -> int | Refusal:
+    """Price (44) in ticks of ``instrument``, or why it is refused."""
+    shown = raw.decode("latin-1")
+    price = _parse_decimal(raw)
+    if price is None:
+        return Refusal(f"Price {shown} is not a number", REJ_OTHER)
+    if price <= 0:
+        return Refusal(f"Price {shown} must be positive", REJ_OTHER)
+    try:
+        return instrument.price_to_ticks(price)
+    except OffGrid:
+        tick = format_decimal(instrument.tick_size).decode()
+        return Refusal(f"Price {shown} is not a multiple of the tick size {tick}", REJ_OTHER)
+    except DecimalException:
+        return Refusal(f"Price {shown} is out of range", REJ_OTHER)
+
+
+def _instrument(msg: FixMessage, instruments: Mapping[str, Instrument]) -> Instrument | Refusal:
+    raw = msg.get(55)
+    if not raw:
+        return Refusal("Symbol is required", REJ_UNKNOWN_SYMBOL)
+    symbol = raw.decode("latin-1")
+    instrument = instruments.get(symbol)
+    if instrument is None:
+        return Refusal(f"Unknown symbol {symbol}", REJ_UNKNOWN_SYMBOL)
+    return instrument
+
+
+def decode_new_order(
+    msg: FixMessage, client: str, instruments: Mapping[str, Instrument]
+) -> NewOrder | Refusal:
+    """A NewOrderSingle (35=D) of ``client`` as a matcher :class:`NewOrder`,
+    or the :class:`Refusal` to report in a rejecting ExecutionReport.
+
+    A market order's Price (44) is ignored; TimeInForce (59) defaults to Day.
+    """
+    cl_ord_id = msg.get(11)
+    if not cl_ord_id:
+        return Refusal("ClOrdID is required", REJ_OTHER)
+    instrument = _instrument(msg, instruments)
+    if isinstance(instrument, Refusal):
+        return instrument
+    side = _SIDES.get(msg.get(54) or b"")
+    if side is None:
+        return Refusal("Unsupported side", REJ_UNSUPPORTED)
+    ord_type = _ORD_TYPES.get(msg.get(40) or b"")
+    if ord_type is None:
+        return Refusal("Unsupported order type", REJ_UNSUPPORTED)
+    tif = _TIFS.get(msg.get(59) or b"0")
+    if tif is None:
+        return Refusal("Unsupported time in force", REJ_UNSUPPORTED)
+    qty = _quantity(msg, instrument)
+    if isinstance(qty, Refusal):
+        return qty
+    price: int | None = None
+    if ord_type is OrdType.LIMIT:
+        raw_price = msg.get(44)
+        if not raw_price:
+            return Refusal("Price is required for a limit order", REJ_OTHER)
+        ticks = _price(raw_price, instrument)
+        if isinstance(ticks, Refusal):
+            return ticks
+        price = ticks
+    return NewOrder(
+        client=client,
+        cl_ord_id=cl_ord_id.decode("latin-1"),
+        symbol=instrument.symbol,
+        side=side,
+        ord_type=ord_type,
+        tif=tif,
+        qty=qty,
+        price=price,
+    )
+
+
+def decode_cancel(msg: FixMessage, client: str) -> CancelOrder:
+    """An OrderCancelRequest (35=F) of ``client`` as a :class:`CancelOrder`
+    (a missing ClOrdID or OrigClOrdID decodes as empty; the matcher then
+    answers with a cancel reject)."""
+    return CancelOrder(
+        client=client,
+        cl_ord_id=_text(msg.get(11)),
+        orig_cl_ord_id=_text(msg.get(41)),
+    )
+
+
+def decode_replace(
+    msg: FixMessage, client: str, instruments: Mapping[str, Instrument]
+) -> ReplaceOrder | Refusal:
+    """An OrderCancelReplaceRequest (35=G) of ``client`` as a
+    :class:`ReplaceOrder`: the new total OrderQty (38) and, when Price (44) is
+    present, the new limit, both checked against the instrument of Symbol
+    (55) like a new order's."""
+    cl_ord_id = msg.get(11)
+    if not cl_ord_id:
+        return Refusal("ClOrdID is required", REJ_OTHER)
+    orig_cl_ord_id = msg.get(41)
+    if not orig_cl_ord_id:
+        return Refusal("OrigClOrdID is required", REJ_UNKNOWN_ORDER)
+    instrument = _instrument(msg, instruments)
+    if isinstance(instrument, Refusal):
+        return instrument
+    qty = _quantity(msg, instrument)
+    if isinstance(qty, Refusal):
+        return qty
+    price: int | None = None
+    raw_price = msg.get(44)
+    if raw_price:
+        ticks = _price(raw_price, instrument)
+        if isinstance(ticks, Refusal):
+            return ticks
+        price = ticks
+    return ReplaceOrder(
+        client=client,
+        cl_ord_id=cl_ord_id.decode("latin-1"),
+        orig_cl_ord_id=orig_cl_ord_id.decode("latin-1"),
+        qty=qty,
+        price=price,
+    )
+
+
+# --------------------------------------------------------------------------
+# outbound
+
+
+def _out(text: str) -> bytes:
+    return text.encode("latin-1", "replace")
+
+
+def new_order_reject_body(
+    msg: FixMessage, refusal: Refusal, exec_id: str, order_id: str = "NONE"
+) -> bytes:
+    """The body of the ExecutionReport (35=8, ExecType and OrdStatus
+    Rejected) answering a refused NewOrderSingle ``msg``.  ClOrdID, OrdType,
+    Side and Symbol are echoed when the request carried them; OrderQty is
+    echoed when it is a number, 0 otherwise."""
+    cl_ord_id = msg.get(11)
+    qty = msg.get(38)
+    ord_type = msg.get(40)
+    side = msg.get(54)
+    symbol = msg.get(55)
+    parts = [b"6=0\x01"]
+    if cl_ord_id:
+        parts.append(b"11=%b\x01" % cl_ord_id)
+    parts.append(b"14=0\x0117=%b\x0137=%b\x01" % (_out(exec_id), _out(order_id)))
+    if qty and _FIX_FLOAT.fullmatch(qty) is not None:
+        parts.append(b"38=%b\x01" % qty)
+    else:
+        parts.append(b"38=0\x01")
+    parts.append(b"39=8\x01")
+    if ord_type:
+        parts.append(b"40=%b\x01" % ord_type)
+    if side:
+        parts.append(b"54=%b\x01" % side)
+    if symbol:
+        parts.append(b"55=%b\x01" % symbol)
+    parts.append(
+        b"58=%b\x01103=%d\x01150=8\x01151=0\x01" % (_out(refusal.text), refusal.ord_rej_reason)
+    )
+    return b"".join(parts)
+
+
+def execution_body(ex: Execution, instrument: Instrument, transact_time: bytes) -> bytes:
+    """The body of the ExecutionReport (35=8) reporting ``ex``, an execution
+    of an order in ``instrument``, with TransactTime (60) ``transact_time``."""
+    fmt = _formats(instrument)
+    qty = fmt.qty
+    parts = [
+        b"6=%b\x0111=%b\x0114=%b\x0117=%b\x01"
+        % (
+            fmt.avg_px(ex.notional, ex.cum_qty),
+            _out(ex.cl_ord_id),
+            qty(ex.cum_qty),
+            _out(ex.exec_id),
+        )
+    ]
+    if ex.last_qty > 0 and ex.last_px is not None:
+        parts.append(b"31=%b\x0132=%b\x01" % (fmt.price(ex.last_px), qty(ex.last_qty)))
+    parts.append(
+        b"37=%b\x0138=%b\x0139=%b\x0140=%b\x01"
+        % (
+            _out(ex.order_id),
+            qty(ex.qty),
+            ex.status.value.encode(),
+            ex.ord_type.value.encode(),
+        )
+    )
+    if ex.orig_cl_ord_id:
+        parts.append(b"41=%b\x01" % _out(ex.orig_cl_ord_id))
+    if ex.ord_type is OrdType.LIMIT and ex.price is not None:
+        parts.append(b"44=%b\x01" % fmt.price(ex.price))
+    parts.append(b"54=%b\x0155=%b\x01" % (ex.side.value.encode(), _out(ex.symbol)))
+    if ex.text:
+        parts.append(b"58=%b\x01" % _out(ex.text))
+    parts.append(b"59=%b\x0160=%b\x01" % (ex.tif.value.encode(), transact_time))
+    if ex.ord_rej_reason is not None:
+        parts.append(b"103=%d\x01" % ex.ord_rej_reason)
+    parts.append(b"150=%b\x01151=%b\x01" % (ex.exec_type.value.encode(), qty(ex.leaves_qty)))
+    return b"".join(parts)
+
+
+def cancel_reject_body(cr: CancelReject, transact_time: bytes) -> bytes:
+    """The body of the OrderCancelReject (35=9) reporting ``cr``, with
+    TransactTime (60) ``transact_time``; OrderID (37) is ``NONE`` for an
+    unknown order."""
+    parts = [
+        b"11=%b\x0137=%b\x0139=%b\x0141=%b\x01"
+        % (
+            _out(cr.cl_ord_id),
+            _out(cr.order_id or "NONE"),
+            cr.status.value.encode(),
+            _out(cr.orig_cl_ord_id),
+        )
+    ]
+    if cr.text:
+        parts.append(b"58=%b\x01" % _out(cr.text))
+    parts.append(
+        b"60=%b\x01102=%d\x01434=%b\x01" % (transact_time, cr.reason, cr.response_to.value.encode())
+    )
+    return b"".join(parts)

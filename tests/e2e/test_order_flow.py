@@ -1,0 +1,109 @@
+"""Orders over FIX through ``fixgw run`` (default config: three simulated LPs)
+and back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from config import SessionSettings
+from gateway.client import FixClient
+from gateway.fix import codec
+from gateway.fix.codec import FixMessage
+
+
+def client(target: str = "CLIENT1") -> FixClient:
+    return FixClient(SessionSettings(SenderCompID=target, TargetCompID="GATEWAY"))
+
+
+def order(cl_ord_id: str, side: str = "1", qty: str = "1000", **extra: str) -> bytes:
+    fields = {
+        11: cl_ord_id,
+        38: qty,
+        40: extra.pop("ord_type", "1"),
+        54: side,
+        55: extra.pop("symbol", "EUR/USD"),
+        59: extra.pop("tif", "3"),
+        60: codec.format_utc_timestamp(0.0).decode(),
+    }
+    if "price" in extra:
+        fields[44] = extra.pop("price")
+    return codec.encode_fields(sorted((t, v.encode()) for t, v in fields.items()))
+
+
+async def until_final(c: FixClient, cl_ord_id: bytes) -> list[FixMessage]:
+    reports = []
+    while True:
+        msg = await c.receive(timeout=5)
+        if msg.get(11) != cl_ord_id:
+            continue
+        reports.append(msg)
+        if msg.msg_type == b"8" and msg.get(39) in (b"2", b"4", b"8", b"C"):
+            return reports
+        if msg.msg_type == b"8" and msg.get(39) == b"0" and msg.get(59) in (b"0", b"1"):
+            return reports  # a resting limit order
+
+
+@pytest.mark.asyncio
+async def test_market_order_is_filled_by_the_simulated_lps(daemon_factory: Any) -> None:
+    d = daemon_factory().start()
+    c = client()
+    await c.connect("127.0.0.1", d.fix_port)
+    c.send(b"D", order("M1"))
+    reports = await until_final(c, b"M1")
+    assert reports[0].get(150) == b"0"
+    final = reports[-1]
+    assert final.get(39) == b"2", [r.get(58) for r in reports]
+    assert final.get(14) == b"1000"
+    assert final.get(151) == b"0"
+    trades = [r for r in reports if r.get(150) == b"F"]
+    assert sum(int(r.get(32) or b"0") for r in trades) == 1000
+    await c.logout()
+
+
+@pytest.mark.asyncio
+async def test_bad_orders_are_rejected_with_a_clear_text(daemon_factory: Any) -> None:
+    d = daemon_factory().start()
+    c = client("CLIENT3")
+    await c.connect("127.0.0.1", d.fix_port)
+    c.send(b"D", order("U1", symbol="EURX/USD"))
+    (reject,) = await until_final(c, b"U1")
+    assert reject.get(150) == b"8"
+    assert b"Unknown symbol" in (reject.get(58) or b"")
+    c.send(b"D", order("Q1", qty="1500"))
+    (reject,) = await until_final(c, b"Q1")
+    assert reject.get(39) == b"8"
+    c.send(b"D", order("S1", symbol="XAU/USD", qty="1"))
+    (reject,) = await until_final(c, b"S1")
+    assert reject.get(39) == b"8"
+    assert b"XAU/USD" in (reject.get(58) or b"")
+    await c.logout()
+
+
+@pytest.mark.asyncio
+async def test_limit_order_rests_and_is_canceled(daemon_factory: Any) -> None:
+    d = daemon_factory().start()
+    c = client("CLIENT2")
+    await c.connect("127.0.0.1", d.fix_port)
+    c.send(b"D", order("L1", ord_type="2", price="0.50000", tif="1"))
+    (new,) = await until_final(c, b"L1")
+    assert new.get(39) == b"0"
+    cancel = codec.encode_fields(
+        [
+            (11, b"L1-C"),
+            (41, b"L1"),
+            (54, b"1"),
+            (55, b"EUR/USD"),
+            (60, codec.format_utc_timestamp(0.0)),
+        ]
+    )
+    c.send(b"F", cancel)
+    while True:
+        msg = await c.receive(timeout=5)
+        if msg.get(11) == b"L1-C":
+            break
+    assert msg.msg_type == b"8"
+    assert msg.get(39) == b"4"
+    assert msg.get(41) == b"L1"
+    await c.logout()
