@@ -68,9 +68,12 @@ class LoadClient(FixClient):
     ) -> None:
         super().__init__(SessionSettings(SenderCompID=sender, TargetCompID=target, HeartBtInt=30))
         self._pending: dict[bytes, int] = {}
-        self._order_tail = b"\x0121=1\x0138=%b\x0140=1\x0154=1\x0155=%b\x0159=3\x0160=" % (
-            qty.encode(),
-            symbol.encode(),
+        # buys and sells alternate, so the client's position stays flat and
+        # no risk limit is reached however long the run
+        self._order_tails = tuple(
+            b"\x0121=1\x0138=%b\x0140=1\x0154=%b\x0155=%b\x0159=3\x0160="
+            % (qty.encode(), side, symbol.encode())
+            for side in (b"1", b"2")
         )
         self._prefix = b"L%d-" % int(time.time() * 1000)
         self._next = 0
@@ -106,7 +109,8 @@ class LoadClient(FixClient):
         self._next += 1
         cl_ord_id = b"%b%d" % (self._prefix, self._next)
         now = self.clock()
-        body = b"11=%b%b%b\x01" % (cl_ord_id, self._order_tail, codec.format_utc_timestamp(now))
+        tail = self._order_tails[self._next & 1]
+        body = b"11=%b%b%b\x01" % (cl_ord_id, tail, codec.format_utc_timestamp(now))
         self._pending[cl_ord_id] = time.perf_counter_ns()
         self.session.send(b"D", body, now)
         self.stats.sent += 1

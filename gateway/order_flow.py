@@ -47,7 +47,7 @@ from matcher.orders import (
     OrdStatus,
 )
 from router.book import AggregatedBook
-from router.exposure import ExposureLedger
+from router.exposure import ExposureLedger, ExposureSnapshot
 from router.model import (
     ChildAck,
     ChildCanceled,
@@ -63,6 +63,9 @@ from router.policy import LpLimits, RouteRequest, RoutingLimits, build_policy
 from router.risk import ClientLimits, check
 
 _log = structlog.get_logger("gateway.order_flow")
+
+# how stale the USD valuation of positions may get between fills
+_EXPOSURE_MARK_INTERVAL = 0.1
 
 
 @dataclass(slots=True)
@@ -139,6 +142,8 @@ class OrderFlow:
         self._routings: dict[str, _Routing] = {}  # parent order id -> routing in flight
         self._children: dict[str, str] = {}  # child id -> parent order id
         self._seen_exec_ids: set[tuple[str, str]] = set()
+        self._exposure: ExposureSnapshot | None = None
+        self._exposure_at = 0.0
         self._child_seq = 0
         self._exec_seq = 0
 
@@ -149,6 +154,16 @@ class OrderFlow:
 
     async def stop(self) -> None:
         await asyncio.gather(*(a.disconnect() for a in self.adapters.values()))
+
+    def exposure(self, now: float) -> ExposureSnapshot:
+        """The exposure snapshot routing and risk read: rebuilt after every
+        fill, and otherwise at most every ``_EXPOSURE_MARK_INTERVAL`` seconds
+        to follow the prices positions are valued at."""
+        snap = self._exposure
+        if snap is None or now - self._exposure_at >= _EXPOSURE_MARK_INTERVAL:
+            snap = self._exposure = self.ledger.snapshot(self.book)
+            self._exposure_at = now
+        return snap
 
     def lps_up(self) -> list[str]:
         return [name for name, a in self.adapters.items() if a.up]
@@ -204,7 +219,7 @@ class OrderFlow:
             return
         limits = self.client_limits.get(client)
         if limits is not None:
-            exposure = self.ledger.snapshot(self.book)
+            exposure = self.exposure(now)
             breach = check(
                 order,
                 self.ledger.client_position(client, order.symbol),
@@ -270,7 +285,7 @@ class OrderFlow:
             plan = self.policy.route(
                 request,
                 snapshot,
-                self.ledger.snapshot(self.book),
+                self.exposure(now),
                 self.limits,
                 frozenset(excluded | down),
             )
@@ -340,6 +355,7 @@ class OrderFlow:
         need = routing.need
         child.open -= fill.qty
         self.ledger.apply_fill(child.lp, need.client, need.symbol, need.side, fill.qty, fill.price)
+        self._exposure = None
         self._publish(self.matcher.on_fill(parent, fill.qty, fill.price, child.lp), now)
         if fill.leaves == 0:
             self._child_done(parent, routing, fill.child_id, 0, "", now)
