@@ -107,3 +107,56 @@ async def test_limit_order_rests_and_is_canceled(daemon_factory: Any) -> None:
     assert msg.get(39) == b"4"
     assert msg.get(41) == b"L1"
     await c.logout()
+
+
+REJECTING_LP = """
+[gateway]
+log_level = "info"
+[[sessions]]
+SenderCompID = "GATEWAY"
+TargetCompID = "CLIENT1"
+[[instruments]]
+symbol = "EUR/USD"
+asset_class = "fx"
+tick_size = "0.00001"
+lot_size = "1000"
+min_qty = "1000"
+max_qty = "10000000"
+quote_currency = "USD"
+[[lps]]
+name = "LP_REJECTS"
+adapter = "simulated"
+soft_limit_usd = "20000000"
+hard_limit_usd = "30000000"
+[lps.settings]
+seed = 1
+spread_ticks = 1
+reject_probability = 1.0
+[[lps]]
+name = "LP_FILLS"
+adapter = "simulated"
+soft_limit_usd = "20000000"
+hard_limit_usd = "30000000"
+[lps.settings]
+seed = 2
+spread_ticks = 8
+"""
+
+
+@pytest.mark.asyncio
+async def test_an_lp_reject_reroutes_the_order_to_another_lp(
+    daemon_factory: Any, tmp_path: Any
+) -> None:
+    path = tmp_path / "reject.toml"
+    path.write_text(REJECTING_LP)
+    d = daemon_factory("--config", str(path)).start()
+    c = client()
+    await c.connect("127.0.0.1", d.fix_port)
+    for i in range(5):
+        c.send(b"D", order(f"R{i}", side="12"[i % 2]))
+        reports = await until_final(c, f"R{i}".encode())
+        assert reports[-1].get(39) == b"2", [r.get(58) for r in reports]
+    log = d.log_text()
+    assert '"event": "child_rejected"' in log
+    assert '"lp": "LP_REJECTS"' in log
+    await c.logout()
