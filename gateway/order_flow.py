@@ -204,9 +204,7 @@ class OrderFlow:
         elif mt == b"H":
             status = self.matcher.status(client, (msg.get(11) or b"").decode("latin-1"))
             if status is None:
-                session.reject_business(
-                    msg, BusinessRejectReason.UNKNOWN_ID, now, b"Unknown order", msg.get(11)
-                )
+                self._unknown_order_status(session, msg, now)
             else:
                 self._send_execution(status.client, status, now)
         else:
@@ -230,6 +228,25 @@ class OrderFlow:
                 self._refuse(session, msg, Refusal(breach.text, 0), now)
                 return
         self._publish(self.matcher.submit(order, self.book.snapshot(order.symbol)), now)
+
+    def _unknown_order_status(self, session: Session, msg: FixMessage, now: float) -> None:
+        """ExecutionReport (ExecType I, OrdStatus Rejected) for a status
+        request naming no order of this client."""
+        self._exec_seq += 1
+        fields = [
+            (6, b"0"),
+            (11, msg.get(11) or b""),
+            (14, b"0"),
+            (17, b"S%d" % self._exec_seq),
+            (37, msg.get(37) or b"NONE"),
+            (39, b"8"),
+            (54, msg.get(54) or b"1"),
+            (55, msg.get(55) or b""),
+            (58, b"Unknown order"),
+            (150, b"I"),
+            (151, b"0"),
+        ]
+        session.send(b"8", codec.encode_fields(f for f in fields if f[1]), now)
 
     def _refuse(self, session: Session, msg: FixMessage, refusal: Refusal, now: float) -> None:
         self._exec_seq += 1

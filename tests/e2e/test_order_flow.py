@@ -160,3 +160,20 @@ async def test_an_lp_reject_reroutes_the_order_to_another_lp(
     assert '"event": "child_rejected"' in log
     assert '"lp": "LP_REJECTS"' in log
     await c.logout()
+
+
+@pytest.mark.asyncio
+async def test_order_status_of_known_and_unknown_orders(daemon_factory: Any) -> None:
+    d = daemon_factory().start()
+    c = client()
+    await c.connect("127.0.0.1", d.fix_port)
+    c.send(b"D", order("ST1", ord_type="2", price="0.50000", tif="1"))
+    await until_final(c, b"ST1")
+    for cl_ord_id in (b"ST1", b"NOPE"):
+        c.send(b"H", codec.encode_fields([(11, cl_ord_id), (54, b"1"), (55, b"EUR/USD")]))
+    known = await c.receive()
+    unknown = await c.receive()
+    assert (known.get(11), known.get(150), known.get(39)) == (b"ST1", b"I", b"0")
+    assert (unknown.get(11), unknown.get(150), unknown.get(39)) == (b"NOPE", b"I", b"8")
+    assert unknown.get(58) == b"Unknown order"
+    await c.logout()
