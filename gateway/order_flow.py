@@ -28,6 +28,7 @@ from config import Config
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 from gateway.fix.session import BusinessRejectReason, Session
+from gateway.market_data import MarketDataService
 from gateway.order_mapping import (
     Refusal,
     cancel_reject_body,
@@ -117,6 +118,7 @@ class OrderFlow:
         self.book = AggregatedBook()
         self.ledger = ExposureLedger(self.instruments)
         self.policy = build_policy(routing.policy)
+        self.market_data = MarketDataService(self.instruments, self.book)
         self.limits = RoutingLimits(
             lps={
                 lp.name: LpLimits(
@@ -174,7 +176,9 @@ class OrderFlow:
         pass
 
     def on_logout(self, session: Session, reason: str, now: float) -> None:
-        pass  # orders live on; what is reported meanwhile is resent on the next logon
+        # orders live on (what is reported meanwhile is resent on the next
+        # logon); market data subscriptions end with the session
+        self.market_data.drop_session(session)
 
     def on_message(self, session: Session, msg: FixMessage, now: float) -> None:
         client = session.settings.TargetCompID
@@ -207,6 +211,8 @@ class OrderFlow:
                 self._unknown_order_status(session, msg, now)
             else:
                 self._send_execution(status.client, status, now)
+        elif mt == b"V":
+            self.market_data.on_request(session, msg, now)
         else:
             session.reject_business(msg, BusinessRejectReason.UNSUPPORTED_MESSAGE_TYPE, now)
 
@@ -344,6 +350,7 @@ class OrderFlow:
         if isinstance(event, Quote):
             self.book.update(event)
             snapshot = self.book.snapshot(event.symbol)
+            self.market_data.on_book_update(event.symbol, snapshot, now)
             if snapshot is not None:
                 self._publish(self.matcher.on_market(event.symbol, snapshot), now)
         elif isinstance(event, ChildFill):
@@ -353,7 +360,8 @@ class OrderFlow:
         elif isinstance(event, LpStatus):
             _log.info("lp_status", lp=event.lp, up=event.up, reason=event.reason)
             if not event.up:
-                self.book.remove_lp(event.lp)
+                for symbol in self.book.remove_lp(event.lp):
+                    self.market_data.on_book_update(symbol, self.book.snapshot(symbol), now)
         elif isinstance(event, ChildAck):
             pass
 

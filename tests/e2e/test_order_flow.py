@@ -177,3 +177,44 @@ async def test_order_status_of_known_and_unknown_orders(daemon_factory: Any) -> 
     assert (unknown.get(11), unknown.get(150), unknown.get(39)) == (b"NOPE", b"I", b"8")
     assert unknown.get(58) == b"Unknown order"
     await c.logout()
+
+
+def md_request(
+    md_req_id: bytes, request_type: bytes, *symbols: bytes, depth: bytes = b"5"
+) -> bytes:
+    fields = [(262, md_req_id), (263, request_type), (264, depth), (265, b"1")]
+    fields += [(267, b"2"), (269, b"0"), (269, b"1"), (146, b"%d" % len(symbols))]
+    fields += [(55, s) for s in symbols]
+    return codec.encode_fields(fields)
+
+
+@pytest.mark.asyncio
+async def test_market_data_snapshot_incremental_and_rejects(daemon_factory: Any) -> None:
+    d = daemon_factory().start()
+    c = client()
+    await c.connect("127.0.0.1", d.fix_port)
+    c.send(b"V", md_request(b"MD1", b"1", b"EUR/USD"))
+    snapshot = await c.receive()
+    assert snapshot.msg_type == b"W"
+    assert (snapshot.get(262), snapshot.get(55)) == (b"MD1", b"EUR/USD")
+    entries = [(t, v) for t, v in snapshot.fields if t in (269, 270, 271)]
+    bids = [v for t, v in entries if t == 269 and v == b"0"]
+    offers = [v for t, v in entries if t == 269 and v == b"1"]
+    assert len(bids) == 5
+    assert len(offers) == 5
+    update = await c.receive(timeout=5)  # the simulated LPs quote every 100 ms
+    assert update.msg_type == b"X"
+    assert update.get(262) == b"MD1"
+    assert {v for t, v in update.fields if t == 279} <= {b"0", b"1", b"2"}
+
+    c.send(b"V", md_request(b"MD2", b"1", b"NOPE/USD"))
+    c.send(b"V", md_request(b"MD1", b"1", b"EUR/USD"))
+    c.send(b"V", md_request(b"MD1", b"2", b"EUR/USD"))
+    rejects = []
+    while len(rejects) < 2:
+        msg = await c.receive()
+        if msg.msg_type == b"Y":
+            rejects.append(msg)
+    assert (rejects[0].get(262), rejects[0].get(281)) == (b"MD2", b"0")
+    assert (rejects[1].get(262), rejects[1].get(281)) == (b"MD1", b"1")
+    await c.logout()
