@@ -1,0 +1,199 @@
+"""Order scenarios over real loopback sockets against the daemon run in this
+process (the same Gateway that ``fixgw run`` builds), so that a test can act
+on a simulated LP (drop it) and read the exposure ledger."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from config import SessionSettings, default_config_path, load_config, parse_config, with_overrides
+from gateway.client import FixClient
+from gateway.daemon import Gateway
+from gateway.fix import codec
+from gateway.fix.codec import FixMessage
+from lp_adapters.simulated import SimulatedLp
+
+FINAL = (b"2", b"4", b"8", b"C")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def order(
+    cl_ord_id: str, side: str, qty: str, ord_type: str = "1", tif: str = "3", price: str = ""
+) -> bytes:
+    fields = [(11, cl_ord_id), (38, qty), (40, ord_type), (54, side), (55, "EUR/USD"), (59, tif)]
+    if price:
+        fields.append((44, price))
+    fields.append((60, codec.format_utc_timestamp(0.0).decode()))
+    return codec.encode_fields(sorted((t, v.encode()) for t, v in fields))
+
+
+async def reports_until(c: FixClient, cl_ord_id: bytes, *statuses: bytes) -> list[FixMessage]:
+    out = []
+    while True:
+        msg = await c.receive(timeout=5)
+        if msg.msg_type == b"8" and msg.get(11) == cl_ord_id:
+            out.append(msg)
+            if msg.get(39) in statuses:
+                return out
+
+
+async def started(config_text: str | None, tmp_path: Path) -> tuple[Gateway, FixClient]:
+    cfg = load_config(default_config_path()) if config_text is None else parse_config(config_text)
+    cfg = with_overrides(cfg, fix_port=free_port(), http_port=0, data_dir=str(tmp_path))
+    gateway = Gateway(cfg)
+    await gateway.start()
+    client = FixClient(SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY"))
+    await client.connect("127.0.0.1", gateway.fix_port)
+    return gateway, client
+
+
+@pytest_asyncio.fixture
+async def default_gateway(tmp_path: Path) -> AsyncIterator[tuple[Gateway, FixClient]]:
+    gateway, client = await started(None, tmp_path)
+    yield gateway, client
+    await client.logout()
+    await gateway.stop()
+
+
+@pytest.mark.asyncio
+async def test_large_order_is_split_across_lps_and_levels(
+    default_gateway: tuple[Gateway, FixClient],
+) -> None:
+    _, c = default_gateway
+    c.send(b"D", order("BIG", "1", "3000000"))
+    reports = await reports_until(c, b"BIG", *FINAL)
+    trades = [r for r in reports if r.get(150) == b"F"]
+    assert reports[-1].get(39) == b"2"
+    assert len(trades) >= 2
+    assert sum(int(r.get(32) or b"0") for r in trades) == 3_000_000
+    assert len({r.get(31) for r in trades}) >= 2  # more than one price level
+    partial = [r for r in trades if r.get(39) == b"1"]
+    assert partial, "the fills before the last one are partial fills"
+
+
+@pytest.mark.asyncio
+async def test_fill_or_kill_fills_whole_or_expires(
+    default_gateway: tuple[Gateway, FixClient],
+) -> None:
+    _, c = default_gateway
+    c.send(b"D", order("FOK1", "2", "1000", tif="4"))
+    assert (await reports_until(c, b"FOK1", *FINAL))[-1].get(39) == b"2"
+    c.send(b"D", order("FOK2", "1", "5000000", tif="4"))  # more than all LPs quote
+    reports = await reports_until(c, b"FOK2", *FINAL)
+    assert reports[-1].get(39) == b"C"
+    assert all(r.get(150) != b"F" for r in reports)
+
+
+@pytest.mark.asyncio
+async def test_marketable_limit_fills_and_resting_limit_is_replaced(
+    default_gateway: tuple[Gateway, FixClient],
+) -> None:
+    _, c = default_gateway
+    c.send(b"D", order("LIM1", "1", "2000", ord_type="2", tif="1", price="9.00000"))
+    assert (await reports_until(c, b"LIM1", *FINAL))[-1].get(39) == b"2"
+    c.send(b"D", order("LIM2", "1", "2000", ord_type="2", tif="0", price="0.50000"))
+    await reports_until(c, b"LIM2", b"0")
+    replace = codec.encode_fields(
+        [
+            (11, b"LIM2-R"),
+            (38, b"3000"),
+            (40, b"2"),
+            (41, b"LIM2"),
+            (44, b"0.60000"),
+            (54, b"1"),
+            (55, b"EUR/USD"),
+            (60, codec.format_utc_timestamp(0.0)),
+        ]
+    )
+    c.send(b"G", replace)
+    (replaced,) = await reports_until(c, b"LIM2-R", b"0", b"5")
+    assert replaced.get(150) == b"5"
+    assert (replaced.get(38), replaced.get(44), replaced.get(41)) == (b"3000", b"0.6", b"LIM2")
+
+
+SLOW_BEST_LP = """
+[[sessions]]
+SenderCompID = "GATEWAY"
+TargetCompID = "CLIENT1"
+[[instruments]]
+symbol = "EUR/USD"
+asset_class = "fx"
+tick_size = "0.00001"
+lot_size = "1000"
+min_qty = "1000"
+max_qty = "10000000"
+quote_currency = "USD"
+[[lps]]
+name = "LP_SLOW"
+adapter = "simulated"
+soft_limit_usd = "{soft}"
+hard_limit_usd = "{hard}"
+soft_penalty_ticks = 50
+[lps.settings]
+seed = 1
+spread_ticks = 1
+latency_ms = {latency}
+[[lps]]
+name = "LP_OTHER"
+adapter = "simulated"
+soft_limit_usd = "20000000"
+hard_limit_usd = "30000000"
+[lps.settings]
+seed = 2
+spread_ticks = 6
+"""
+
+
+@pytest.mark.asyncio
+async def test_an_lp_dropping_mid_order_is_routed_around(tmp_path: Path) -> None:
+    gateway, c = await started(
+        SLOW_BEST_LP.format(soft=20_000_000, hard=30_000_000, latency=2000), tmp_path
+    )
+    try:
+        assert gateway.order_flow is not None
+        slow = gateway.order_flow.adapters["LP_SLOW"]
+        assert isinstance(slow, SimulatedLp)
+        c.send(b"D", order("DROP1", "1", "5000"))
+        await reports_until(c, b"DROP1", b"0")  # acknowledged, the child is at LP_SLOW
+        assert slow.open_child_ids
+        slow.disconnect_now()
+        reports = await reports_until(c, b"DROP1", *FINAL)
+        assert reports[-1].get(39) == b"2"
+        ledger = gateway.order_flow.ledger
+        assert ledger.lp_position("LP_SLOW", "EUR/USD") == 0
+        assert ledger.lp_position("LP_OTHER", "EUR/USD") == 5
+    finally:
+        await c.logout()
+        await gateway.stop()
+
+
+@pytest.mark.asyncio
+async def test_exposure_moves_flow_away_at_the_soft_limit_and_never_past_the_hard_limit(
+    tmp_path: Path,
+) -> None:
+    # one lot of EUR/USD is worth about 1,100 USD: soft limit at ~3 lots, hard at ~9
+    gateway, c = await started(SLOW_BEST_LP.format(soft=3_000, hard=10_000, latency=0), tmp_path)
+    try:
+        assert gateway.order_flow is not None
+        ledger = gateway.order_flow.ledger
+        for i in range(20):
+            c.send(b"D", order(f"EX{i}", "1", "1000"))
+            assert (await reports_until(c, f"EX{i}".encode(), *FINAL))[-1].get(39) == b"2"
+        slow = ledger.lp_position("LP_SLOW", "EUR/USD")
+        other = ledger.lp_position("LP_OTHER", "EUR/USD")
+        assert slow + other == 20
+        assert 1 <= slow <= 9, "the cheaper LP took flow until its limits steered it away"
+        assert other >= 11
+    finally:
+        await c.logout()
+        await gateway.stop()
