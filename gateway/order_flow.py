@@ -38,7 +38,7 @@ from gateway.order_mapping import (
     execution_body,
     new_order_reject_body,
 )
-from lp_adapters.base import LpAdapter, create_adapter
+from lp_adapters.base import DISCONNECTED_REASON, LpAdapter, create_adapter
 from matcher.engine import Matcher, Result, RouteNeed
 from matcher.orders import (
     CancelReject,
@@ -65,6 +65,9 @@ from router.risk import ClientLimits, check
 
 _log = structlog.get_logger("gateway.order_flow")
 
+# the account late fills of abandoned child orders are booked to
+HOUSE = "(house)"
+
 # how stale the USD valuation of positions may get between fills
 _EXPOSURE_MARK_INTERVAL = 0.1
 
@@ -85,6 +88,8 @@ class _Routing:
     returned: int = 0
     excluded: set[str] = field(default_factory=set)
     reasons: list[str] = field(default_factory=list)
+    timer: asyncio.TimerHandle | None = None
+    cancel_sent: bool = False
 
 
 def _client_limits(
@@ -144,6 +149,10 @@ class OrderFlow:
         self._routings: dict[str, _Routing] = {}  # parent order id -> routing in flight
         self._children: dict[str, str] = {}  # child id -> parent order id
         self._seen_exec_ids: set[tuple[str, str]] = set()
+        # children given up on (the LP answered neither the order nor its
+        # cancel in time): a late fill still moves the LP's position
+        self._abandoned: dict[str, tuple[str, str, RouteNeed]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._exposure: ExposureSnapshot | None = None
         self._exposure_at = 0.0
         self._child_seq = 0
@@ -153,9 +162,30 @@ class OrderFlow:
 
     async def start(self) -> None:
         await asyncio.gather(*(a.connect() for a in self.adapters.values()))
+        task = asyncio.create_task(self._drop_stale_quotes(), name="order-flow:stale-quotes")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(a.disconnect() for a in self.adapters.values()))
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("task_failed", task=task.get_name(), error=repr(task.exception()))
+
+    async def _drop_stale_quotes(self) -> None:
+        """Quotes older than ``routing.quote_max_age_ms`` leave the book."""
+        max_age = self.config.routing.quote_max_age_ms / 1000
+        while True:
+            await asyncio.sleep(max_age / 2)
+            now = time.time()
+            for lp, symbol in self.book.drop_stale(now, max_age):
+                _log.warning("stale_quote_dropped", lp=lp, symbol=symbol)
+                self.market_data.on_book_update(symbol, self.book.snapshot(symbol), now)
 
     def exposure(self, now: float) -> ExposureSnapshot:
         """The exposure snapshot routing and risk read: rebuilt after every
@@ -326,6 +356,9 @@ class OrderFlow:
         if plan.reason:
             routing.reasons.append(plan.reason)
         self._routings[need.order_id] = routing
+        routing.timer = asyncio.get_running_loop().call_later(
+            self.config.routing.child_timeout_ms / 1000, self._on_route_timeout, routing
+        )
         # adapters answer on a later loop iteration, never inside send()
         for lp, qty, price in plan.children:
             self._child_seq += 1
@@ -365,11 +398,53 @@ class OrderFlow:
         elif isinstance(event, ChildAck):
             pass
 
+    def _on_route_timeout(self, routing: _Routing) -> None:
+        """Children unanswered after ``child_timeout_ms`` are canceled at their
+        LP; if a further timeout passes without an answer they are given up:
+        their quantity is routed elsewhere or returned to the order."""
+        parent = routing.need.order_id
+        if self._routings.get(parent) is not routing:
+            return
+        now = time.time()
+        timeout = self.config.routing.child_timeout_ms / 1000
+        if not routing.cancel_sent:
+            routing.cancel_sent = True
+            for child_id, child in routing.children.items():
+                _log.warning("child_timeout", lp=child.lp, child_id=child_id, open_qty=child.open)
+                self.adapters[child.lp].cancel(child_id)
+            routing.timer = asyncio.get_running_loop().call_later(
+                timeout, self._on_route_timeout, routing
+            )
+            return
+        for child_id, child in list(routing.children.items()):
+            _log.error("child_unresolved", lp=child.lp, child_id=child_id, open_qty=child.open)
+            self._abandoned[child_id] = (child.lp, parent, routing.need)
+            routing.excluded.add(child.lp)
+            self._child_done(parent, routing, child_id, child.open, "lp did not answer", now)
+
     def _on_fill(self, fill: ChildFill, now: float) -> None:
         parent = self._children.get(fill.child_id)
         routing = self._routings.get(parent) if parent is not None else None
         if parent is None or routing is None:
-            _log.warning("fill_for_unknown_child", child_id=fill.child_id, exec_id=fill.exec_id)
+            abandoned = self._abandoned.get(fill.child_id)
+            if abandoned is None:
+                _log.warning("fill_for_unknown_child", child_id=fill.child_id, exec_id=fill.exec_id)
+                return
+            lp, order_id, need = abandoned
+            if (lp, fill.exec_id) in self._seen_exec_ids:
+                return
+            self._seen_exec_ids.add((lp, fill.exec_id))
+            # the client was told this quantity did not fill: the house holds it
+            self.ledger.apply_fill(lp, HOUSE, need.symbol, need.side, fill.qty, fill.price)
+            self._exposure = None
+            _log.error(
+                "late_fill_after_timeout",
+                lp=lp,
+                order_id=order_id,
+                child_id=fill.child_id,
+                qty=fill.qty,
+                price=fill.price,
+            )
             return
         child = routing.children[fill.child_id]
         key = (child.lp, fill.exec_id)
@@ -391,10 +466,13 @@ class OrderFlow:
         if parent is None or routing is None:
             return
         child = routing.children[event.child_id]
+        # an LP that rejected, dropped or had to be canceled after a timeout
+        # gets no more of this order; one that just lacked liquidity at the
+        # limit (IOC remainder, price moved) may be asked again at its new price
         if isinstance(event, ChildReject):
             routing.excluded.add(child.lp)
             _log.info("child_rejected", lp=child.lp, child_id=event.child_id, reason=event.reason)
-        elif event.reason != "ioc remainder":
+        elif event.reason == DISCONNECTED_REASON or routing.cancel_sent:
             routing.excluded.add(child.lp)
         self._child_done(parent, routing, event.child_id, child.open, event.reason, now)
 
@@ -409,6 +487,8 @@ class OrderFlow:
         if routing.children:
             return
         del self._routings[parent]
+        if routing.timer is not None:
+            routing.timer.cancel()
         need = routing.need
         unfilled = routing.returned
         if unfilled and routing.attempt < self.config.routing.max_reroutes:

@@ -197,3 +197,21 @@ async def test_exposure_moves_flow_away_at_the_soft_limit_and_never_past_the_har
     finally:
         await c.logout()
         await gateway.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_child_unanswered_in_time_is_canceled_and_routed_elsewhere(tmp_path: Path) -> None:
+    config = SLOW_BEST_LP.format(soft=20_000_000, hard=30_000_000, latency=5000)
+    config += "[routing]\nchild_timeout_ms = 200\n"
+    gateway, c = await started(config, tmp_path)
+    try:
+        assert gateway.order_flow is not None
+        c.send(b"D", order("TO1", "2", "2000"))
+        reports = await reports_until(c, b"TO1", *FINAL)
+        assert reports[-1].get(39) == b"2"
+        ledger = gateway.order_flow.ledger
+        assert ledger.lp_position("LP_SLOW", "EUR/USD") == 0
+        assert ledger.lp_position("LP_OTHER", "EUR/USD") == -2
+    finally:
+        await c.logout()
+        await gateway.stop()
