@@ -154,6 +154,8 @@ class OrderFlow:
         self._abandoned: dict[str, tuple[str, str, RouteNeed]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._exposure: ExposureSnapshot | None = None
+        # lots of child orders at each LP not answered yet, per symbol
+        self._in_flight: dict[str, dict[str, int]] = {}
         self._exposure_at = 0.0
         self._child_seq = 0
         self._exec_seq = 0
@@ -188,12 +190,13 @@ class OrderFlow:
                 self.market_data.on_book_update(symbol, self.book.snapshot(symbol), now)
 
     def exposure(self, now: float) -> ExposureSnapshot:
-        """The exposure snapshot routing and risk read: rebuilt after every
-        fill, and otherwise at most every ``_EXPOSURE_MARK_INTERVAL`` seconds
+        """The exposure snapshot routing and risk read (fills plus child
+        orders in flight): rebuilt after every fill and every child sent or
+        ended, and otherwise at most every ``_EXPOSURE_MARK_INTERVAL`` seconds
         to follow the prices positions are valued at."""
         snap = self._exposure
         if snap is None or now - self._exposure_at >= _EXPOSURE_MARK_INTERVAL:
-            snap = self._exposure = self.ledger.snapshot(self.book)
+            snap = self._exposure = self.ledger.snapshot(self.book, self._in_flight)
             self._exposure_at = now
         return snap
 
@@ -365,6 +368,7 @@ class OrderFlow:
             child_id = f"{need.order_id}.{self._child_seq}"
             routing.children[child_id] = _Child(lp=lp, qty=qty, open=qty)
             self._children[child_id] = need.order_id
+            self._reserve(lp, need.symbol, qty)
             self.adapters[lp].send(
                 ChildOrder(
                     child_id=child_id,
@@ -454,6 +458,7 @@ class OrderFlow:
         self._seen_exec_ids.add(key)
         need = routing.need
         child.open -= fill.qty
+        self._reserve(child.lp, need.symbol, -fill.qty)
         self.ledger.apply_fill(child.lp, need.client, need.symbol, need.side, fill.qty, fill.price)
         self._exposure = None
         self._publish(self.matcher.on_fill(parent, fill.qty, fill.price, child.lp), now)
@@ -476,9 +481,21 @@ class OrderFlow:
             routing.excluded.add(child.lp)
         self._child_done(parent, routing, event.child_id, child.open, event.reason, now)
 
+    def _reserve(self, lp: str, symbol: str, lots: int) -> None:
+        by_symbol = self._in_flight.setdefault(lp, {})
+        left = by_symbol.get(symbol, 0) + lots
+        if left:
+            by_symbol[symbol] = left
+        else:
+            by_symbol.pop(symbol, None)
+        self._exposure = None
+
     def _child_done(
         self, parent: str, routing: _Routing, child_id: str, returned: int, reason: str, now: float
     ) -> None:
+        child = routing.children.get(child_id)
+        if child is not None and child.open:
+            self._reserve(child.lp, routing.need.symbol, -child.open)
         routing.children.pop(child_id, None)
         self._children.pop(child_id, None)
         routing.returned += returned

@@ -186,8 +186,18 @@ class ExposureLedger:
             total += abs(lots) * value
         return total
 
-    def snapshot(self, prices: PriceSource) -> ExposureSnapshot:
+    def snapshot(
+        self,
+        prices: PriceSource,
+        in_flight: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> ExposureSnapshot:
         """Copy positions and value them at ``prices``.
+
+        ``in_flight`` gives, per LP and symbol, the lots of child orders sent
+        and not yet answered.  They count in the LP's gross notional as if
+        each could still fill in the direction that adds to it (the worst
+        case), so that orders routed before earlier ones have filled cannot
+        take an LP past its hard limit together.  Positions stay as filled.
 
         Costs O(#LPs x #symbols) plus one valuation per instrument: take one
         per batch of orders (or when fills or marks change), not per order.
@@ -199,14 +209,20 @@ class ExposureLedger:
                 per_lot[symbol] = value
         gross: dict[str, Decimal] = {}
         unvalued: set[str] = set()
-        for lp, by_symbol in self._lps.items():
+        pending = in_flight or {}
+        for lp in self._lps.keys() | pending.keys():
+            filled = self._lps.get(lp, {})
+            sent = pending.get(lp, {})
             total = _ZERO
-            for symbol, lots in by_symbol.items():
+            for symbol in filled.keys() | sent.keys():
+                lots = abs(filled.get(symbol, 0)) + sent.get(symbol, 0)
+                if not lots:
+                    continue
                 value = per_lot.get(symbol)
                 if value is None:
                     unvalued.add(lp)
                     break
-                total += abs(lots) * value
+                total += lots * value
             else:
                 gross[lp] = total
         return ExposureSnapshot(

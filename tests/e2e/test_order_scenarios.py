@@ -215,3 +215,30 @@ async def test_a_child_unanswered_in_time_is_canceled_and_routed_elsewhere(tmp_p
     finally:
         await c.logout()
         await gateway.stop()
+
+
+@pytest.mark.asyncio
+async def test_orders_routed_at_the_same_time_never_take_an_lp_past_its_hard_limit(
+    tmp_path: Path,
+) -> None:
+    # the cheap LP answers after 50 ms, so all 20 orders are routed before
+    # any of them has filled: only the child orders in flight, counted in its
+    # exposure, keep it under its hard limit (about 9 lots)
+    gateway, c = await started(SLOW_BEST_LP.format(soft=3_000, hard=10_000, latency=50), tmp_path)
+    try:
+        assert gateway.order_flow is not None
+        for i in range(20):
+            c.send(b"D", order(f"C{i}", "1", "1000"))
+        finals: dict[bytes, bytes] = {}
+        while len(finals) < 20:
+            msg = await c.receive(timeout=5)
+            if msg.msg_type == b"8" and msg.get(39) in FINAL:
+                finals[msg.get(11) or b""] = msg.get(39) or b""
+        assert set(finals.values()) == {b"2"}
+        ledger = gateway.order_flow.ledger
+        slow = ledger.lp_position("LP_SLOW", "EUR/USD")
+        assert slow + ledger.lp_position("LP_OTHER", "EUR/USD") == 20
+        assert 1 <= slow <= 9
+    finally:
+        await c.logout()
+        await gateway.stop()

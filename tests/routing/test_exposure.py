@@ -153,3 +153,18 @@ def test_an_empty_snapshot_knows_nothing() -> None:
     assert snap.lp_position("LP1", "EUR/USD") == 0
     assert snap.gross_usd("LP1") == 0
     assert dict(snap.usd_per_lot) == {}
+
+
+def test_child_orders_in_flight_count_in_gross_at_their_worst() -> None:
+    ledger = ExposureLedger(INSTRUMENTS)
+    prices = FixedPrices({"EUR/USD": 110_000})
+    ledger.apply_fill("LP1", "C1", "EUR/USD", Side.BUY, 2, 110_000)  # +2 x 1100
+    in_flight = {"LP1": {"EUR/USD": 3}, "LP2": {"EUR/USD": 1}}
+    snap = ledger.snapshot(prices, in_flight)
+    # 3 lots at LP1 may still fill either way: counted as adding to the position
+    assert snap.gross_usd("LP1") == Decimal(5500)
+    assert snap.gross_usd("LP2") == Decimal(1100)
+    # positions stay as filled
+    assert snap.lp_position("LP1", "EUR/USD") == 2
+    assert snap.lp_position("LP2", "EUR/USD") == 0
+    assert ledger.snapshot(prices).gross_usd("LP1") == Decimal(2200)
