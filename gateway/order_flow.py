@@ -221,23 +221,7 @@ class OrderFlow:
         elif mt == b"F":
             self._publish(self.matcher.cancel(decode_cancel(msg, client)), now)
         elif mt == b"G":
-            replace = decode_replace(msg, client, self.instruments)
-            if isinstance(replace, Refusal):
-                reject = CancelReject(
-                    client=client,
-                    cl_ord_id=(msg.get(11) or b"").decode("latin-1"),
-                    orig_cl_ord_id=(msg.get(41) or b"").decode("latin-1"),
-                    order_id=None,
-                    status=OrdStatus.REJECTED,
-                    reason=CxlRejReason.OTHER,
-                    response_to=CxlRejResponseTo.REPLACE,
-                    text=replace.text,
-                )
-                self._send_cancel_reject(reject, now)
-            else:
-                self._publish(
-                    self.matcher.replace(replace, self.book.snapshot(replace_symbol(msg))), now
-                )
+            self._replace(client, msg, now)
         elif mt == b"H":
             status = self.matcher.status(client, (msg.get(11) or b"").decode("latin-1"))
             if status is None:
@@ -267,6 +251,24 @@ class OrderFlow:
                 self._refuse(session, msg, Refusal(breach.text, 0), now)
                 return
         self._publish(self.matcher.submit(order, self.book.snapshot(order.symbol)), now)
+
+    def _replace(self, client: str, msg: FixMessage, now: float) -> None:
+        replace = decode_replace(msg, client, self.instruments)
+        if isinstance(replace, Refusal):
+            reject = CancelReject(
+                client=client,
+                cl_ord_id=(msg.get(11) or b"").decode("latin-1"),
+                orig_cl_ord_id=(msg.get(41) or b"").decode("latin-1"),
+                order_id=None,
+                status=OrdStatus.REJECTED,
+                reason=CxlRejReason.OTHER,
+                response_to=CxlRejResponseTo.REPLACE,
+                text=replace.text,
+            )
+            self._send_cancel_reject(reject, now)
+            return
+        symbol = (msg.get(55) or b"").decode("latin-1")
+        self._publish(self.matcher.replace(replace, self.book.snapshot(symbol)), now)
 
     def _unknown_order_status(self, session: Session, msg: FixMessage, now: float) -> None:
         """ExecutionReport (ExecType I, OrdStatus Rejected) for a status
@@ -519,7 +521,3 @@ class OrderFlow:
             ),
             now,
         )
-
-
-def replace_symbol(msg: FixMessage) -> str:
-    return (msg.get(55) or b"").decode("latin-1")
