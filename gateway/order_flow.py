@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import structlog
 
@@ -68,8 +70,11 @@ _log = structlog.get_logger("gateway.order_flow")
 # the account late fills of abandoned child orders are booked to
 HOUSE = "(house)"
 
-# how stale the USD valuation of positions may get between fills
+# how stale the USD valuation of positions may get
 _EXPOSURE_MARK_INTERVAL = 0.1
+
+# how late a child-order timeout may be noticed (one timer serves them all)
+_TIMEOUT_RESOLUTION = 0.01
 
 
 @dataclass(slots=True)
@@ -84,11 +89,11 @@ class _Routing:
     need: RouteNeed
     instrument: Instrument
     attempt: int
+    serial: int  # tells this routing from a later one of the same order
     children: dict[str, _Child] = field(default_factory=dict)
     returned: int = 0
     excluded: set[str] = field(default_factory=set)
     reasons: list[str] = field(default_factory=list)
-    timer: asyncio.TimerHandle | None = None
     cancel_sent: bool = False
 
 
@@ -153,22 +158,36 @@ class OrderFlow:
         # cancel in time): a late fill still moves the LP's position
         self._abandoned: dict[str, tuple[str, str, RouteNeed]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._exposure: ExposureSnapshot | None = None
-        # lots of child orders at each LP not answered yet, per symbol
-        self._in_flight: dict[str, dict[str, int]] = {}
-        self._exposure_at = 0.0
+        self._marked_at = float("-inf")
         self._child_seq = 0
+        self._routing_seq = 0
         self._exec_seq = 0
+        # (deadline, parent order id, routing serial), oldest first
+        self._deadlines: deque[tuple[float, str, int]] = deque()
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        # LPs not up: routed to by no one
+        self._down: frozenset[str] = frozenset(self.adapters)
+        self._lp_handlers: dict[type, Callable[[Any, float], None]] = {
+            Quote: self._on_quote,
+            ChildFill: self._on_fill,
+            ChildReject: self._on_child_end,
+            ChildCanceled: self._on_child_end,
+            LpStatus: self._on_lp_status,
+            ChildAck: self._on_ack,
+        }
 
     # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
         await asyncio.gather(*(a.connect() for a in self.adapters.values()))
+        self._down = frozenset(name for name, a in self.adapters.items() if not a.up)
         task = asyncio.create_task(self._drop_stale_quotes(), name="order-flow:stale-quotes")
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
     async def stop(self) -> None:
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -190,15 +209,13 @@ class OrderFlow:
                 self.market_data.on_book_update(symbol, self.book.snapshot(symbol), now)
 
     def exposure(self, now: float) -> ExposureSnapshot:
-        """The exposure snapshot routing and risk read (fills plus child
-        orders in flight): rebuilt after every fill and every child sent or
-        ended, and otherwise at most every ``_EXPOSURE_MARK_INTERVAL`` seconds
-        to follow the prices positions are valued at."""
-        snap = self._exposure
-        if snap is None or now - self._exposure_at >= _EXPOSURE_MARK_INTERVAL:
-            snap = self._exposure = self.ledger.snapshot(self.book, self._in_flight)
-            self._exposure_at = now
-        return snap
+        """The exposure snapshot routing and risk read: positions and child
+        orders in flight as they are now, valued at mids at most
+        ``_EXPOSURE_MARK_INTERVAL`` seconds old."""
+        if now - self._marked_at >= _EXPOSURE_MARK_INTERVAL:
+            self.ledger.mark(self.book)
+            self._marked_at = now
+        return self.ledger.current()
 
     def lps_up(self) -> list[str]:
         return [name for name, a in self.adapters.items() if a.up]
@@ -326,27 +343,20 @@ class OrderFlow:
 
     def _route(self, need: RouteNeed, attempt: int, excluded: set[str], now: float) -> None:
         instrument = self.instruments[need.symbol]
-        routing = _Routing(need=need, instrument=instrument, attempt=attempt, excluded=excluded)
         snapshot = self.book.snapshot(need.symbol)
-        down = {name for name, a in self.adapters.items() if not a.up}
         plan = None
         if snapshot is not None:
             request = RouteRequest(
-                parent_id=need.order_id,
-                client=need.client,
-                symbol=need.symbol,
-                side=need.side,
-                qty=need.qty,
-                limit_price=need.price,
-                instrument=instrument,
+                need.order_id,
+                need.client,
+                need.symbol,
+                need.side,
+                need.qty,
+                need.price,
+                instrument,
             )
-            plan = self.policy.route(
-                request,
-                snapshot,
-                self.exposure(now),
-                self.limits,
-                frozenset(excluded | down),
-            )
+            avoid = frozenset(excluded | self._down) if excluded else self._down
+            plan = self.policy.route(request, snapshot, self.exposure(now), self.limits, avoid)
         if plan is None or not plan.children:
             reason = plan.reason if plan is not None and plan.reason else "no liquidity"
             _log.info("route_empty", order_id=need.order_id, reason=reason, attempt=attempt)
@@ -357,70 +367,95 @@ class OrderFlow:
                 now,
             )
             return
+        self._routing_seq += 1
+        routing = _Routing(need, instrument, attempt, self._routing_seq, excluded=excluded)
         routing.returned = plan.remainder
         if plan.reason:
             routing.reasons.append(plan.reason)
         self._routings[need.order_id] = routing
-        routing.timer = asyncio.get_running_loop().call_later(
-            self.config.routing.child_timeout_ms / 1000, self._on_route_timeout, routing
-        )
+        self._watch(routing, now)
         # adapters answer on a later loop iteration, never inside send()
+        order_id = need.order_id
+        symbol = need.symbol
+        side = need.side
         for lp, qty, price in plan.children:
             self._child_seq += 1
-            child_id = f"{need.order_id}.{self._child_seq}"
-            routing.children[child_id] = _Child(lp=lp, qty=qty, open=qty)
-            self._children[child_id] = need.order_id
-            self._reserve(lp, need.symbol, qty)
-            self.adapters[lp].send(
-                ChildOrder(
-                    child_id=child_id,
-                    parent_id=need.order_id,
-                    lp=lp,
-                    symbol=need.symbol,
-                    side=need.side,
-                    qty=qty,
-                    price=price,
-                )
-            )
+            child_id = f"{order_id}.{self._child_seq}"
+            routing.children[child_id] = _Child(lp, qty, qty)
+            self._children[child_id] = order_id
+            self.ledger.reserve(lp, symbol, qty)
+            self.adapters[lp].send(ChildOrder(child_id, order_id, lp, symbol, side, qty, price))
+
+    # -- child-order timeouts ---------------------------------------------------------
+    #
+    # One timer for all routings: each routing (and each cancel sent after a
+    # timeout) adds a deadline to a FIFO queue; the timer fires for the oldest
+    # deadline, at most every _TIMEOUT_RESOLUTION seconds, and skips the
+    # routings that have finished meanwhile.
+
+    def _watch(self, routing: _Routing, now: float) -> None:
+        deadline = now + self.config.routing.child_timeout_ms / 1000
+        self._deadlines.append((deadline, routing.need.order_id, routing.serial))
+        if self._deadline_timer is None:
+            self._arm_deadlines(now)
+
+    def _arm_deadlines(self, now: float) -> None:
+        delay = max(self._deadlines[0][0] - now, _TIMEOUT_RESOLUTION)
+        self._deadline_timer = asyncio.get_running_loop().call_later(delay, self._on_deadlines)
+
+    def _on_deadlines(self) -> None:
+        self._deadline_timer = None
+        now = time.time()
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _deadline, parent, serial = deadlines.popleft()
+            routing = self._routings.get(parent)
+            if routing is not None and routing.serial == serial:
+                self._on_route_timeout(routing, now)
+        if deadlines:
+            self._arm_deadlines(now)
 
     def on_lp_event(self, event: LpEvent) -> None:
         """The adapters' sink: called on the event loop for every LP event."""
-        now = time.time()
-        if isinstance(event, Quote):
-            self.book.update(event)
-            snapshot = self.book.snapshot(event.symbol)
-            self.market_data.on_book_update(event.symbol, snapshot, now)
-            if snapshot is not None:
-                self._publish(self.matcher.on_market(event.symbol, snapshot), now)
-        elif isinstance(event, ChildFill):
-            self._on_fill(event, now)
-        elif isinstance(event, ChildReject | ChildCanceled):
-            self._on_child_end(event, now)
-        elif isinstance(event, LpStatus):
-            _log.info("lp_status", lp=event.lp, up=event.up, reason=event.reason)
-            if not event.up:
-                for symbol in self.book.remove_lp(event.lp):
-                    self.market_data.on_book_update(symbol, self.book.snapshot(symbol), now)
-        elif isinstance(event, ChildAck):
-            pass
+        self._lp_handlers[type(event)](event, time.time())
 
-    def _on_route_timeout(self, routing: _Routing) -> None:
+    def _on_quote(self, quote: Quote, now: float) -> None:
+        self.book.update(quote)
+        symbol = quote.symbol
+        if not self.ledger.is_marked(symbol):
+            # a symbol quoted for the first time (or again after all its LPs
+            # were down) is valued at once, not at the next mark
+            self._marked_at = float("-inf")
+        snapshot = self.book.snapshot(symbol)
+        self.market_data.on_book_update(symbol, snapshot, now)
+        if snapshot is not None:
+            self._publish(self.matcher.on_market(symbol, snapshot), now)
+
+    def _on_lp_status(self, status: LpStatus, now: float) -> None:
+        _log.info("lp_status", lp=status.lp, up=status.up, reason=status.reason)
+        if status.up:
+            self._down = self._down - {status.lp}
+            return
+        self._down = self._down | {status.lp}
+        for symbol in self.book.remove_lp(status.lp):
+            self.market_data.on_book_update(symbol, self.book.snapshot(symbol), now)
+
+    def _on_ack(self, ack: ChildAck, now: float) -> None:
+        pass
+
+    def _on_route_timeout(self, routing: _Routing, now: float) -> None:
         """Children unanswered after ``child_timeout_ms`` are canceled at their
         LP; if a further timeout passes without an answer they are given up:
         their quantity is routed elsewhere or returned to the order."""
         parent = routing.need.order_id
-        if self._routings.get(parent) is not routing:
-            return
-        now = time.time()
-        timeout = self.config.routing.child_timeout_ms / 1000
         if not routing.cancel_sent:
             routing.cancel_sent = True
             for child_id, child in routing.children.items():
                 _log.warning("child_timeout", lp=child.lp, child_id=child_id, open_qty=child.open)
                 self.adapters[child.lp].cancel(child_id)
-            routing.timer = asyncio.get_running_loop().call_later(
-                timeout, self._on_route_timeout, routing
-            )
+            # the cancels may have ended the routing already
+            if self._routings.get(parent) is routing:
+                self._watch(routing, now)
             return
         for child_id, child in list(routing.children.items()):
             _log.error("child_unresolved", lp=child.lp, child_id=child_id, open_qty=child.open)
@@ -442,7 +477,6 @@ class OrderFlow:
             self._seen_exec_ids.add((lp, fill.exec_id))
             # the client was told this quantity did not fill: the house holds it
             self.ledger.apply_fill(lp, HOUSE, need.symbol, need.side, fill.qty, fill.price)
-            self._exposure = None
             _log.error(
                 "late_fill_after_timeout",
                 lp=lp,
@@ -460,9 +494,8 @@ class OrderFlow:
         self._seen_exec_ids.add(key)
         need = routing.need
         child.open -= fill.qty
-        self._reserve(child.lp, need.symbol, -fill.qty)
+        self.ledger.reserve(child.lp, need.symbol, -fill.qty)
         self.ledger.apply_fill(child.lp, need.client, need.symbol, need.side, fill.qty, fill.price)
-        self._exposure = None
         self._publish(self.matcher.on_fill(parent, fill.qty, fill.price, child.lp), now)
         if fill.leaves == 0:
             self._child_done(parent, routing, fill.child_id, 0, "", now)
@@ -483,21 +516,12 @@ class OrderFlow:
             routing.excluded.add(child.lp)
         self._child_done(parent, routing, event.child_id, child.open, event.reason, now)
 
-    def _reserve(self, lp: str, symbol: str, lots: int) -> None:
-        by_symbol = self._in_flight.setdefault(lp, {})
-        left = by_symbol.get(symbol, 0) + lots
-        if left:
-            by_symbol[symbol] = left
-        else:
-            by_symbol.pop(symbol, None)
-        self._exposure = None
-
     def _child_done(
         self, parent: str, routing: _Routing, child_id: str, returned: int, reason: str, now: float
     ) -> None:
         child = routing.children.get(child_id)
         if child is not None and child.open:
-            self._reserve(child.lp, routing.need.symbol, -child.open)
+            self.ledger.reserve(child.lp, routing.need.symbol, -child.open)
         routing.children.pop(child_id, None)
         self._children.pop(child_id, None)
         routing.returned += returned
@@ -506,8 +530,6 @@ class OrderFlow:
         if routing.children:
             return
         del self._routings[parent]
-        if routing.timer is not None:
-            routing.timer.cancel()
         need = routing.need
         unfilled = routing.returned
         if unfilled and routing.attempt < self.config.routing.max_reroutes:

@@ -264,6 +264,11 @@ class SimulatedLp(LpAdapter):
         self._level_offsets = tuple(i * cfg.level_step_ticks for i in range(cfg.depth_levels))
         self._up = False
         self._open: dict[str, _OpenChild] = {}
+        # children to answer on the next loop turn (zero latency): one
+        # callback answers them all, in the order they were sent
+        self._due: list[str] = []
+        # per symbol: the mid the cached levels were built at, bids, asks
+        self._levels: dict[str, tuple[int, tuple[Level, ...], tuple[Level, ...]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._order_seq = 0
         self._exec_seq = 0
@@ -358,7 +363,15 @@ class SimulatedLp(LpAdapter):
         """The LP's current book for ``symbol``, built from the market's mid.
 
         Levels whose price would not be positive are left out."""
+        bids, asks = self._book(symbol)
+        return Quote(self.name, symbol, bids, asks, self._clock())
+
+    def _book(self, symbol: str) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
+        """``(bids, asks)`` at the market's current mid, built once per mid."""
         mid = self.market.mid(symbol)
+        cached = self._levels.get(symbol)
+        if cached is not None and cached[0] == mid:
+            return cached[1], cached[2]
         spread = self.config.spread_ticks
         best_bid = mid - spread // 2
         best_ask = best_bid + spread
@@ -366,7 +379,8 @@ class SimulatedLp(LpAdapter):
         offsets = self._level_offsets
         bids = tuple(Level(best_bid - off, qty) for off in offsets if best_bid - off > 0)
         asks = tuple(Level(best_ask + off, qty) for off in offsets)
-        return Quote(self.name, symbol, bids, asks, self._clock())
+        self._levels[symbol] = (mid, bids, asks)
+        return bids, asks
 
     def publish_quotes(self) -> None:
         """Emit a quote for every symbol now (nothing while down)."""
@@ -396,8 +410,10 @@ class SimulatedLp(LpAdapter):
         self._open[child_id] = entry
         if self._latency:
             entry.handle = loop.call_later(self._latency, self._answer, child_id)
-        else:
-            entry.handle = loop.call_soon(self._answer, child_id)
+            return
+        if not self._due:
+            loop.call_soon(self._answer_due)
+        self._due.append(child_id)
 
     def cancel(self, child_id: str) -> None:
         """Cancel a child that has not been answered yet: its whole quantity
@@ -423,6 +439,11 @@ class SimulatedLp(LpAdapter):
             return f"invalid price {child.price}"
         return None
 
+    def _answer_due(self) -> None:
+        due, self._due = self._due, []
+        for child_id in due:
+            self._answer(child_id)
+
     def _answer(self, child_id: str) -> None:
         entry = self._open.pop(child_id, None)
         if entry is None:
@@ -440,12 +461,12 @@ class SimulatedLp(LpAdapter):
         self._order_seq += 1
         sink(ChildAck(child_id, f"{self.name}-{self._order_seq}"))
 
-        book = self.quote(child.symbol)
+        bids, asks = self._book(child.symbol)
         limit = child.price
         if child.side is Side.BUY:
-            levels: Iterable[Level] = (lv for lv in book.asks if lv.price <= limit)
+            levels: Iterable[Level] = (lv for lv in asks if lv.price <= limit)
         else:
-            levels = (lv for lv in book.bids if lv.price >= limit)
+            levels = (lv for lv in bids if lv.price >= limit)
         leaves = child.qty
         for level in levels:
             take = min(level.qty, leaves)

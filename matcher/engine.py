@@ -44,9 +44,10 @@ from __future__ import annotations
 
 from bisect import insort
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from itertools import count
 from typing import NamedTuple
+
+import msgspec
 
 from matcher.orders import (
     INTERNAL,
@@ -85,8 +86,7 @@ class MatcherError(Exception):
     a fill larger than the order's routed quantity, ...)."""
 
 
-@dataclass(frozen=True, slots=True)
-class NewOrder:
+class NewOrder(msgspec.Struct, frozen=True, gc=False):
     """A client's new order (NewOrderSingle, 35=D), already in ticks and lots."""
 
     client: str
@@ -99,8 +99,7 @@ class NewOrder:
     price: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class CancelOrder:
+class CancelOrder(msgspec.Struct, frozen=True, gc=False):
     """OrderCancelRequest (35=F) for the client's order ``orig_cl_ord_id``."""
 
     client: str
@@ -108,8 +107,7 @@ class CancelOrder:
     orig_cl_ord_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class ReplaceOrder:
+class ReplaceOrder(msgspec.Struct, frozen=True, gc=False):
     """OrderCancelReplaceRequest (35=G): new total ``qty`` and, if given, new
     limit ``price`` (None keeps the current one)."""
 
@@ -133,13 +131,12 @@ class RouteNeed(NamedTuple):
     tif: TimeInForce
 
 
-@dataclass(slots=True)
-class Result:
+class Result(msgspec.Struct, gc=False):
     """What one matcher call produced, in the order it happened."""
 
-    executions: list[Execution] = field(default_factory=list)
-    cancel_rejects: list[CancelReject] = field(default_factory=list)
-    routes: list[RouteNeed] = field(default_factory=list)
+    executions: list[Execution] = msgspec.field(default_factory=list)
+    cancel_rejects: list[CancelReject] = msgspec.field(default_factory=list)
+    routes: list[RouteNeed] = msgspec.field(default_factory=list)
 
 
 class _SideBook:

@@ -12,10 +12,11 @@ average price is ``Fraction(notional, cum_qty)`` with no rounding.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum, IntEnum
 from fractions import Fraction
 from itertools import count
+
+import msgspec
 
 from router.model import OrdType, Side, TimeInForce
 
@@ -101,8 +102,7 @@ class CxlRejResponseTo(Enum):
     REPLACE = "2"
 
 
-@dataclass(frozen=True, slots=True)
-class PendingChange:
+class PendingChange(msgspec.Struct, frozen=True, gc=False):
     """A cancel or replace accepted while the order is out at LPs; it is
     applied when the routing finishes."""
 
@@ -112,8 +112,7 @@ class PendingChange:
     price: int | None = None
 
 
-@dataclass(slots=True, eq=False)
-class Order:
+class Order(msgspec.Struct, eq=False, gc=False):
     """A client order as the matcher keeps it.
 
     ``cl_ord_id`` is the order's current ClOrdID (it changes with each
@@ -151,8 +150,7 @@ class Order:
         return Fraction(self.notional, self.cum_qty) if self.cum_qty else Fraction(0)
 
 
-@dataclass(frozen=True, slots=True)
-class Execution:
+class Execution(msgspec.Struct, frozen=True, gc=False):
     """One ExecutionReport's content: the order's reportable fields as they
     were when the event happened, plus the event itself.
 
@@ -189,8 +187,7 @@ class Execution:
         return Fraction(self.notional, self.cum_qty) if self.cum_qty else Fraction(0)
 
 
-@dataclass(frozen=True, slots=True)
-class CancelReject:
+class CancelReject(msgspec.Struct, frozen=True, gc=False):
     """One OrderCancelReject's content.
 
     ``order_id`` is None when the order is unknown; ``status`` is then

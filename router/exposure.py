@@ -33,17 +33,34 @@ it as having no headroom.
 
 The gross notional of an LP is the sum over symbols of its positions' USD
 values, each taken as an absolute value: a long in one symbol does not offset
-a short in another.
+a short in another.  Child orders sent to an LP and not yet answered
+(:meth:`ExposureLedger.reserve`) count in its gross notional as if they
+could still fill in the direction that adds to it (the worst case), so that
+orders routed before earlier ones have filled cannot take an LP past its hard
+limit together.
+
+Two ways to read it
+-------------------
+* :meth:`ExposureLedger.snapshot` values everything at the prices handed in,
+  now: O(#LPs x #symbols), for one-off reads and tests.
+* :meth:`ExposureLedger.current` is what the order path reads once or twice
+  per order.  It values lots at the prices of the last
+  :meth:`ExposureLedger.mark` and is rebuilt only for the LPs whose positions
+  or reservations changed since the previous call; with nothing changed it
+  returns the same snapshot object.  Positions and reservations are always
+  exact and current; only the USD value of a lot may be as old as the last
+  mark.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from types import MappingProxyType
 from typing import Protocol
+
+import msgspec
 
 from router.model import Instrument, Side
 
@@ -59,6 +76,9 @@ class PriceSource(Protocol):
     def mid(self, symbol: str) -> Fraction | None: ...
 
 
+_EMPTY: Mapping[str, int] = MappingProxyType({})
+
+
 def _no_positions() -> Mapping[str, Mapping[str, int]]:
     return MappingProxyType({})
 
@@ -67,30 +87,26 @@ def _no_values() -> Mapping[str, Decimal]:
     return MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class ExposureSnapshot:
-    """An immutable copy of the ledger, valued at one set of prices.
+class ExposureSnapshot(msgspec.Struct, frozen=True, gc=False):
+    """An immutable view of the LPs' exposure, valued at one set of prices.
 
-    ``lp_positions[lp][symbol]`` and ``client_positions[client][symbol]`` are
-    signed lots (flat positions are absent).  ``usd_per_lot[symbol]`` is the
-    USD value of one lot (always >= 0) for every instrument that could be
-    valued; ``lp_gross_usd[lp]`` the gross notional of each LP with a
-    position whose every symbol could be valued; LPs with a position in an
-    unvalued symbol are in ``unvalued_lps`` instead.
+    ``lp_positions[lp][symbol]`` is the gateway's signed position in lots
+    against each LP (flat positions are absent).  ``usd_per_lot[symbol]`` is
+    the USD value of one lot (always >= 0) for every instrument that could be
+    valued; ``lp_gross_usd[lp]`` the gross notional, child orders in flight
+    included, of each LP with exposure whose every symbol could be valued;
+    LPs with exposure in an unvalued symbol are in ``unvalued_lps`` instead.
+    Client positions are not part of it: the risk check reads them from the
+    ledger.
     """
 
-    lp_positions: Mapping[str, Mapping[str, int]] = field(default_factory=_no_positions)
-    client_positions: Mapping[str, Mapping[str, int]] = field(default_factory=_no_positions)
-    lp_gross_usd: Mapping[str, Decimal] = field(default_factory=_no_values)
-    usd_per_lot: Mapping[str, Decimal] = field(default_factory=_no_values)
+    lp_positions: Mapping[str, Mapping[str, int]] = msgspec.field(default_factory=_no_positions)
+    lp_gross_usd: Mapping[str, Decimal] = msgspec.field(default_factory=_no_values)
+    usd_per_lot: Mapping[str, Decimal] = msgspec.field(default_factory=_no_values)
     unvalued_lps: frozenset[str] = frozenset()
 
     def lp_position(self, lp: str, symbol: str) -> int:
         positions = self.lp_positions.get(lp)
-        return 0 if positions is None else positions.get(symbol, 0)
-
-    def client_position(self, client: str, symbol: str) -> int:
-        positions = self.client_positions.get(client)
         return 0 if positions is None else positions.get(symbol, 0)
 
     def gross_usd(self, lp: str) -> Decimal | None:
@@ -100,27 +116,66 @@ class ExposureSnapshot:
         return self.lp_gross_usd.get(lp, _ZERO)
 
 
-def _freeze(positions: dict[str, dict[str, int]]) -> Mapping[str, Mapping[str, int]]:
-    return MappingProxyType(
-        {owner: MappingProxyType(dict(by_symbol)) for owner, by_symbol in positions.items()}
-    )
+def _gross(
+    filled: Mapping[str, int], reserved: Mapping[str, int], per_lot: Mapping[str, Decimal]
+) -> Decimal | None:
+    """USD gross notional of one LP's positions plus its lots in flight;
+    None if a symbol it is exposed in has no value."""
+    total = _ZERO
+    for symbol, lots in filled.items():
+        lots = abs(lots) + reserved.get(symbol, 0)
+        value = per_lot.get(symbol)
+        if value is None:
+            return None
+        total += lots * value
+    for symbol, lots in reserved.items():
+        if symbol in filled or not lots:
+            continue
+        value = per_lot.get(symbol)
+        if value is None:
+            return None
+        total += lots * value
+    return total
 
 
 class ExposureLedger:
-    """Net positions per LP and per client, per symbol, updated from fills.
+    """Net positions per LP and per client, per symbol, updated from fills,
+    and the lots of child orders in flight at each LP.
 
-    The matcher is the only writer.  It is also the one that makes fills
+    The order path is the only writer.  It is also the one that makes fills
     idempotent (an ``exec_id`` seen before is not applied again); the ledger
     applies whatever it is given.
     """
 
-    __slots__ = ("_clients", "_instruments", "_last_price", "_lps")
+    __slots__ = (
+        "_clients",
+        "_current",
+        "_dirty",
+        "_gross",
+        "_instruments",
+        "_last_price",
+        "_lp_views",
+        "_lps",
+        "_per_lot",
+        "_reserved",
+        "_unvalued",
+    )
 
     def __init__(self, instruments: Mapping[str, Instrument]) -> None:
         self._instruments = dict(instruments)
         self._lps: dict[str, dict[str, int]] = {}
         self._clients: dict[str, dict[str, int]] = {}
+        self._reserved: dict[str, dict[str, int]] = {}
         self._last_price: dict[str, int] = {}
+        # what current() hands out, replaced (never mutated) on change
+        self._per_lot: Mapping[str, Decimal] = MappingProxyType({})
+        self._lp_views: dict[str, Mapping[str, int]] = {}
+        self._gross: dict[str, Decimal] = {}
+        self._unvalued: frozenset[str] = frozenset()
+        self._dirty: set[str] = set()
+        self._current: ExposureSnapshot | None = None
+
+    # --- writes ------------------------------------------------------------------
 
     def apply_fill(
         self, lp: str, client: str, symbol: str, side: Side, qty: int, price: int
@@ -132,6 +187,27 @@ class ExposureLedger:
         _add(self._lps, lp, symbol, signed)
         _add(self._clients, client, symbol, signed)
         self._last_price[symbol] = price
+        self._dirty.add(lp)
+        self._current = None
+
+    def reserve(self, lp: str, symbol: str, lots: int) -> None:
+        """Count ``lots`` more (or, negative, fewer) of child orders in flight
+        at ``lp`` in ``symbol``.  Raises ValueError if the count would go
+        below zero."""
+        left = self.reserved(lp, symbol) + lots
+        if left < 0:
+            raise ValueError(f"{lp} would have {left} lots of {symbol} in flight")
+        _add(self._reserved, lp, symbol, lots)
+        self._dirty.add(lp)
+        self._current = None
+
+    def mark(self, prices: PriceSource) -> None:
+        """Value one lot of every instrument at ``prices`` for :meth:`current`."""
+        self._per_lot = MappingProxyType(self._valuations(prices))
+        self._dirty.update(self._lps, self._reserved, self._lp_views)
+        self._current = None
+
+    # --- reads -------------------------------------------------------------------
 
     def lp_position(self, lp: str, symbol: str) -> int:
         positions = self._lps.get(lp)
@@ -140,6 +216,14 @@ class ExposureLedger:
     def client_position(self, client: str, symbol: str) -> int:
         positions = self._clients.get(client)
         return 0 if positions is None else positions.get(symbol, 0)
+
+    def reserved(self, lp: str, symbol: str) -> int:
+        """Lots of child orders in flight at ``lp`` in ``symbol``."""
+        return self._reserved.get(lp, _EMPTY).get(symbol, 0)
+
+    def is_marked(self, symbol: str) -> bool:
+        """Whether the last :meth:`mark` could value ``symbol``."""
+        return symbol in self._per_lot
 
     def lot_value_usd(self, symbol: str, prices: PriceSource) -> Decimal | None:
         """USD value of one lot of ``symbol`` (>= 0), None if it cannot be valued."""
@@ -176,73 +260,91 @@ class ExposureLedger:
         last = self._last_price.get(instrument.symbol)
         return None if last is None else instrument.tick_size * last
 
-    def gross_usd(self, lp: str, prices: PriceSource) -> Decimal | None:
-        """Gross notional of ``lp`` in USD at ``prices``; None if it cannot be valued."""
-        total = _ZERO
-        for symbol, lots in self._lps.get(lp, {}).items():
-            value = self.lot_value_usd(symbol, prices)
-            if value is None:
-                return None
-            total += abs(lots) * value
-        return total
-
-    def snapshot(
-        self,
-        prices: PriceSource,
-        in_flight: Mapping[str, Mapping[str, int]] | None = None,
-    ) -> ExposureSnapshot:
-        """Copy positions and value them at ``prices``.
-
-        ``in_flight`` gives, per LP and symbol, the lots of child orders sent
-        and not yet answered.  They count in the LP's gross notional as if
-        each could still fill in the direction that adds to it (the worst
-        case), so that orders routed before earlier ones have filled cannot
-        take an LP past its hard limit together.  Positions stay as filled.
-
-        Costs O(#LPs x #symbols) plus one valuation per instrument: take one
-        per batch of orders (or when fills or marks change), not per order.
-        """
+    def _valuations(self, prices: PriceSource) -> dict[str, Decimal]:
         per_lot: dict[str, Decimal] = {}
         for symbol in self._instruments:
             value = self.lot_value_usd(symbol, prices)
             if value is not None:
                 per_lot[symbol] = value
+        return per_lot
+
+    def gross_usd(self, lp: str, prices: PriceSource) -> Decimal | None:
+        """Gross notional of ``lp`` in USD at ``prices`` (filled positions
+        only); None if it cannot be valued."""
+        return _gross(self._lps.get(lp, _EMPTY), _EMPTY, self._valuations(prices))
+
+    def snapshot(self, prices: PriceSource) -> ExposureSnapshot:
+        """Copy positions and value them, lots in flight included, at ``prices``.
+
+        Costs O(#LPs x #symbols) plus one valuation per instrument; the order
+        path reads :meth:`current` instead.
+        """
+        per_lot = self._valuations(prices)
         gross: dict[str, Decimal] = {}
         unvalued: set[str] = set()
-        pending = in_flight or {}
-        for lp in self._lps.keys() | pending.keys():
-            filled = self._lps.get(lp, {})
-            sent = pending.get(lp, {})
-            total = _ZERO
-            for symbol in filled.keys() | sent.keys():
-                lots = abs(filled.get(symbol, 0)) + sent.get(symbol, 0)
-                if not lots:
-                    continue
-                value = per_lot.get(symbol)
-                if value is None:
-                    unvalued.add(lp)
-                    break
-                total += lots * value
+        for lp in self._lps.keys() | self._reserved.keys():
+            value = _gross(self._lps.get(lp, _EMPTY), self._reserved.get(lp, _EMPTY), per_lot)
+            if value is None:
+                unvalued.add(lp)
             else:
-                gross[lp] = total
+                gross[lp] = value
         return ExposureSnapshot(
-            lp_positions=_freeze(self._lps),
-            client_positions=_freeze(self._clients),
+            lp_positions=MappingProxyType(
+                {lp: MappingProxyType(dict(by_symbol)) for lp, by_symbol in self._lps.items()}
+            ),
             lp_gross_usd=MappingProxyType(gross),
             usd_per_lot=MappingProxyType(per_lot),
             unvalued_lps=frozenset(unvalued),
         )
 
+    def current(self) -> ExposureSnapshot:
+        """Positions and lots in flight as they are now, valued at the last
+        :meth:`mark` (an LP exposed in a symbol the mark could not value is
+        unvalued).  Rebuilt only for the LPs changed since the last call."""
+        snap = self._current
+        if snap is not None:
+            return snap
+        if self._dirty:
+            views = dict(self._lp_views)
+            gross = dict(self._gross)
+            unvalued = set(self._unvalued)
+            per_lot = self._per_lot
+            for lp in self._dirty:
+                filled = self._lps.get(lp)
+                if filled:
+                    views[lp] = MappingProxyType(dict(filled))
+                else:
+                    views.pop(lp, None)
+                value = _gross(filled or _EMPTY, self._reserved.get(lp, _EMPTY), per_lot)
+                if value is None:
+                    unvalued.add(lp)
+                    gross.pop(lp, None)
+                else:
+                    unvalued.discard(lp)
+                    gross[lp] = value
+            self._dirty.clear()
+            self._lp_views = views
+            self._gross = gross
+            self._unvalued = frozenset(unvalued)
+        snap = self._current = ExposureSnapshot(
+            MappingProxyType(self._lp_views),
+            MappingProxyType(self._gross),
+            self._per_lot,
+            self._unvalued,
+        )
+        return snap
+
 
 def _add(book: dict[str, dict[str, int]], owner: str, symbol: str, signed: int) -> None:
     by_symbol = book.get(owner)
     if by_symbol is None:
-        book[owner] = {symbol: signed}
+        if signed:
+            book[owner] = {symbol: signed}
         return
     position = by_symbol.get(symbol, 0) + signed
     if position:
         by_symbol[symbol] = position
     else:
-        del by_symbol[symbol]
+        by_symbol.pop(symbol, None)
         if not by_symbol:
             del book[owner]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
 
+import msgspec
+
 
 class Side(Enum):
     BUY = "1"
@@ -92,16 +94,14 @@ class Instrument:
         return lots * self.lot_size
 
 
-@dataclass(frozen=True, slots=True)
-class Level:
+class Level(msgspec.Struct, frozen=True, gc=False):
     """One price level of a book: ``qty`` lots at ``price`` ticks."""
 
     price: int
     qty: int
 
 
-@dataclass(frozen=True, slots=True)
-class Quote:
+class Quote(msgspec.Struct, frozen=True, gc=False):
     """A liquidity provider's book for one symbol: bids best (highest)
     first, asks best (lowest) first.  ``time`` is when it was received."""
 
@@ -112,8 +112,7 @@ class Quote:
     time: float
 
 
-@dataclass(frozen=True, slots=True)
-class ChildOrder:
+class ChildOrder(msgspec.Struct, frozen=True, gc=False):
     """What the router sends to one LP: ``qty`` lots of ``symbol`` on
     ``side`` at a limit of ``price`` ticks (the worst price accepted),
     immediate-or-cancel."""
@@ -130,14 +129,12 @@ class ChildOrder:
 # --- what comes back from an LP adapter ---------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ChildAck:
+class ChildAck(msgspec.Struct, frozen=True, gc=False):
     child_id: str
     lp_order_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class ChildFill:
+class ChildFill(msgspec.Struct, frozen=True, gc=False):
     """``qty`` lots filled at ``price`` ticks.  ``exec_id`` is unique per LP,
     so a fill reported twice is recognised and applied once."""
 
@@ -148,14 +145,12 @@ class ChildFill:
     leaves: int
 
 
-@dataclass(frozen=True, slots=True)
-class ChildReject:
+class ChildReject(msgspec.Struct, frozen=True, gc=False):
     child_id: str
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class ChildCanceled:
+class ChildCanceled(msgspec.Struct, frozen=True, gc=False):
     """The rest of the child order is dead (IOC remainder, or a cancel)."""
 
     child_id: str
@@ -163,8 +158,7 @@ class ChildCanceled:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class LpStatus:
+class LpStatus(msgspec.Struct, frozen=True, gc=False):
     lp: str
     up: bool
     reason: str = ""

@@ -20,6 +20,8 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
 
+import msgspec
+
 from router.book import BookSnapshot
 from router.exposure import ExposureSnapshot
 from router.model import Instrument, Side
@@ -122,8 +124,7 @@ class RoutingLimits:
         return frozenset(lp for lp, limits in self.lps.items() if limits.enabled)
 
 
-@dataclass(frozen=True, slots=True)
-class RouteRequest:
+class RouteRequest(msgspec.Struct, frozen=True, gc=False):
     """What is left of a client order to route: ``qty`` lots of ``symbol``
     on the client's ``side``, at ``limit_price`` ticks or better (None: a
     market order)."""
@@ -152,8 +153,7 @@ class ChildAllocation(NamedTuple):
     price: int
 
 
-@dataclass(frozen=True, slots=True)
-class RoutePlan:
+class RoutePlan(msgspec.Struct, frozen=True, gc=False):
     """The children of one routing decision and what could not be placed.
 
     ``remainder`` is the part of the request no child covers; ``reason`` says
@@ -352,7 +352,7 @@ class BestPriceExposureAware:
         limit_hit = children_hit = False
         capped: set[str] = set()
         candidates: Sequence[tuple[int, int, str]] = (
-            _ranked(levels, buy, caps, penalties, reducible_left) if penalties else levels
+            _ranked(levels, buy, qty, caps, penalties, reducible_left) if penalties else levels
         )
         for price, level_qty, lp in candidates:
             if lp not in caps:
@@ -412,6 +412,7 @@ def _cap_reasons(capped: set[str], not_valued: set[str]) -> str:
 def _ranked(
     levels: tuple[tuple[int, int, str], ...],
     buy: bool,
+    qty: int,
     caps: Mapping[str, int],
     penalties: Mapping[str, int],
     reducible_left: dict[str, int],
@@ -421,25 +422,38 @@ def _ranked(
 
     A penalised LP's levels are split: its first reducible lots keep their
     price, the rest are penalised.  Each LP's own levels stay in price
-    order, so the last level taken at an LP is its worst.
+    order, so the last level taken at an LP is its worst.  An LP's levels
+    beyond the first ones that together hold ``qty`` lots (or its cap) are
+    left out: the walk never gets to them, since it takes an LP's levels in
+    order and stops at ``qty`` lots in all.
     """
     ranked: list[tuple[int, int, str, int, int]] = []
     append = ranked.append
-    for price, qty, lp in levels:
-        if lp not in caps:
+    listed: dict[str, int] = {}
+    complete = 0  # LPs with every level the walk can reach listed
+    for price, size, lp in levels:
+        cap = caps.get(lp)
+        if cap is None:
             continue
+        have = listed.get(lp, 0)
+        if have >= qty or have >= cap:
+            continue
+        listed[lp] = have + size
+        if have + size >= qty or have + size >= cap:
+            complete += 1
         penalty = penalties.get(lp)
         if penalty:
             reducible = reducible_left[lp]
             if reducible:
-                part = qty if qty < reducible else reducible
+                part = size if size < reducible else reducible
                 reducible_left[lp] = reducible - part
                 append((price if buy else -price, -part, lp, price, part))
-                qty -= part
-                if not qty:
-                    continue
-            append((price + penalty if buy else penalty - price, -qty, lp, price, qty))
+                size -= part
+            if size:
+                append((price + penalty if buy else penalty - price, -size, lp, price, size))
         else:
-            append((price if buy else -price, -qty, lp, price, qty))
+            append((price if buy else -price, -size, lp, price, size))
+        if complete == len(caps):
+            break
     ranked.sort()
-    return [(price, qty, lp) for _rank, _neg_qty, lp, price, qty in ranked]
+    return [(price, size, lp) for _rank, _neg_size, lp, price, size in ranked]

@@ -38,7 +38,6 @@ def test_flat_positions_leave_the_snapshot() -> None:
     ledger.apply_fill("LP1", "C1", "USD/JPY", Side.SELL, 4, 150_100)
     snap = ledger.snapshot(NO_PRICES)
     assert dict(snap.lp_positions) == {}
-    assert dict(snap.client_positions) == {}
     assert snap.gross_usd("LP1") == 0
 
 
@@ -98,8 +97,8 @@ def test_gross_adds_absolute_values_across_symbols() -> None:
     assert snap.gross_usd("LP1") == Decimal(5200)
     assert snap.gross_usd("LP2") == 0
     assert snap.lp_position("LP1", "USD/JPY") == -3
-    assert snap.client_position("C2", "USD/JPY") == -3
-    assert snap.client_position("C1", "EUR/USD") == 2
+    assert ledger.client_position("C2", "USD/JPY") == -3
+    assert ledger.client_position("C1", "EUR/USD") == 2
     assert snap.usd_per_lot["USD/JPY"] == Decimal(1000)
 
 
@@ -159,12 +158,58 @@ def test_child_orders_in_flight_count_in_gross_at_their_worst() -> None:
     ledger = ExposureLedger(INSTRUMENTS)
     prices = FixedPrices({"EUR/USD": 110_000})
     ledger.apply_fill("LP1", "C1", "EUR/USD", Side.BUY, 2, 110_000)  # +2 x 1100
-    in_flight = {"LP1": {"EUR/USD": 3}, "LP2": {"EUR/USD": 1}}
-    snap = ledger.snapshot(prices, in_flight)
+    ledger.reserve("LP1", "EUR/USD", 3)
+    ledger.reserve("LP2", "EUR/USD", 1)
+    snap = ledger.snapshot(prices)
     # 3 lots at LP1 may still fill either way: counted as adding to the position
     assert snap.gross_usd("LP1") == Decimal(5500)
     assert snap.gross_usd("LP2") == Decimal(1100)
     # positions stay as filled
     assert snap.lp_position("LP1", "EUR/USD") == 2
     assert snap.lp_position("LP2", "EUR/USD") == 0
+    ledger.reserve("LP1", "EUR/USD", -3)
+    ledger.reserve("LP2", "EUR/USD", -1)
     assert ledger.snapshot(prices).gross_usd("LP1") == Decimal(2200)
+    assert ledger.snapshot(prices).gross_usd("LP2") == 0
+
+
+def test_lots_in_flight_never_go_below_zero() -> None:
+    ledger = ExposureLedger(INSTRUMENTS)
+    ledger.reserve("LP1", "EUR/USD", 2)
+    with pytest.raises(ValueError, match="in flight"):
+        ledger.reserve("LP1", "EUR/USD", -3)
+    assert ledger.reserved("LP1", "EUR/USD") == 2
+
+
+def test_current_is_valued_at_the_last_mark_and_reused_until_a_change() -> None:
+    ledger = ExposureLedger(INSTRUMENTS)
+    ledger.mark(FixedPrices({"EUR/USD": 110_000}))
+    ledger.apply_fill("LP1", "C1", "EUR/USD", Side.BUY, 2, 110_000)
+    first = ledger.current()
+    assert first.gross_usd("LP1") == Decimal(2200)
+    assert ledger.current() is first
+    # a new price is not seen until the next mark
+    ledger.apply_fill("LP2", "C1", "EUR/USD", Side.SELL, 1, 120_000)
+    second = ledger.current()
+    assert second is not first
+    assert second.gross_usd("LP2") == Decimal(1100)
+    assert first.gross_usd("LP2") == 0  # the earlier snapshot did not move
+    ledger.mark(FixedPrices({"EUR/USD": 120_000}))
+    third = ledger.current()
+    assert third.gross_usd("LP1") == Decimal(2400)
+    assert third.usd_per_lot["EUR/USD"] == Decimal(1200)
+    assert second.usd_per_lot["EUR/USD"] == Decimal(1100)
+
+
+def test_current_leaves_an_lp_exposed_in_an_unmarked_symbol_unvalued() -> None:
+    ledger = ExposureLedger(INSTRUMENTS)
+    ledger.mark(NO_PRICES)
+    ledger.reserve("LP1", "EUR/USD", 1)
+    assert ledger.current().unvalued_lps == frozenset({"LP1"})
+    assert ledger.current().gross_usd("LP1") is None
+    ledger.mark(FixedPrices({"EUR/USD": 100_000}))
+    assert ledger.current().gross_usd("LP1") == Decimal(1000)
+    assert ledger.is_marked("EUR/USD")
+    ledger.reserve("LP1", "EUR/USD", -1)
+    assert ledger.current().gross_usd("LP1") == 0
+    assert dict(ledger.current().lp_positions) == {}
