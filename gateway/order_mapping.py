@@ -27,10 +27,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, DecimalException
+from enum import Enum
 
 from gateway.fix.codec import FixMessage
 from matcher.engine import CancelOrder, NewOrder, ReplaceOrder
-from matcher.orders import CancelReject, Execution
+from matcher.orders import CancelReject, CxlRejResponseTo, ExecType, Execution, OrdStatus
 from router.model import Instrument, OffGrid, OrdType, Side, TimeInForce
 
 __all__ = [
@@ -72,6 +73,13 @@ _TIFS: dict[bytes, TimeInForce] = {
     b"1": TimeInForce.GTC,
     b"3": TimeInForce.IOC,
     b"4": TimeInForce.FOK,
+}
+
+# The wire value of every enumerated field the reports carry.
+_WIRE: dict[Enum, bytes] = {
+    member: member.value.encode("ascii")
+    for kind in (OrdStatus, ExecType, OrdType, Side, TimeInForce, CxlRejResponseTo)
+    for member in kind
 }
 
 # Extra decimal places of AvgPx beyond the tick size.
@@ -199,11 +207,32 @@ def _text(value: bytes | None) -> str:
     return "" if value is None else value.decode("latin-1")
 
 
+# Clients send the same quantities and prices over and over: their
+# conversions are remembered per (text, symbol), up to a bound, together with
+# the instrument they were made for (a new config's instruments start afresh).
+_CONVERSIONS_MAX = 8192
+_Conversions = dict[tuple[bytes, str], tuple[Instrument, "int | Refusal"]]
+_QTY_CACHE: _Conversions = {}
+_PRICE_CACHE: _Conversions = {}
+
+
 def _quantity(msg: FixMessage, instrument: Instrument) -> int | Refusal:
     """OrderQty (38) in lots of ``instrument``, or why it is refused."""
     raw = msg.get(38)
     if not raw:
         return Refusal("OrderQty must be positive", REJ_INCORRECT_QUANTITY)
+    key = (raw, instrument.symbol)
+    hit = _QTY_CACHE.get(key)
+    if hit is not None and hit[0] is instrument:
+        return hit[1]
+    if len(_QTY_CACHE) >= _CONVERSIONS_MAX:
+        _QTY_CACHE.clear()
+    lots = _convert_quantity(raw, instrument)
+    _QTY_CACHE[key] = (instrument, lots)
+    return lots
+
+
+def _convert_quantity(raw: bytes, instrument: Instrument) -> int | Refusal:
     shown = raw.decode("latin-1")
     qty = _parse_decimal(raw)
     if qty is None:
@@ -233,6 +262,18 @@ def _quantity(msg: FixMessage, instrument: Instrument) -> int | Refusal:
 
 def _price(raw: bytes, instrument: Instrument) -> int | Refusal:
     """Price (44) in ticks of ``instrument``, or why it is refused."""
+    key = (raw, instrument.symbol)
+    hit = _PRICE_CACHE.get(key)
+    if hit is not None and hit[0] is instrument:
+        return hit[1]
+    if len(_PRICE_CACHE) >= _CONVERSIONS_MAX:
+        _PRICE_CACHE.clear()
+    ticks = _convert_price(raw, instrument)
+    _PRICE_CACHE[key] = (instrument, ticks)
+    return ticks
+
+
+def _convert_price(raw: bytes, instrument: Instrument) -> int | Refusal:
     shown = raw.decode("latin-1")
     price = _parse_decimal(raw)
     if price is None:
@@ -398,38 +439,42 @@ def execution_body(ex: Execution, instrument: Instrument, transact_time: bytes) 
     of an order in ``instrument``, with TransactTime (60) ``transact_time``."""
     fmt = _formats(instrument)
     qty = fmt.qty
-    parts = [
-        b"6=%b\x0111=%b\x0114=%b\x0117=%b\x01"
+    wire = _WIRE
+    if ex.last_qty > 0 and ex.last_px is not None:
+        last = b"31=%b\x0132=%b\x01" % (fmt.price(ex.last_px), qty(ex.last_qty))
+    else:
+        last = b""
+    optional = b""
+    if ex.orig_cl_ord_id:
+        optional = b"41=%b\x01" % ex.orig_cl_ord_id.encode("latin-1", "replace")
+    if ex.price is not None and ex.ord_type is OrdType.LIMIT:
+        optional += b"44=%b\x01" % fmt.price(ex.price)
+    text = b"58=%b\x01" % ex.text.encode("latin-1", "replace") if ex.text else b""
+    rej = b"" if ex.ord_rej_reason is None else b"103=%d\x01" % ex.ord_rej_reason
+    return (
+        b"6=%b\x0111=%b\x0114=%b\x0117=%b\x01%b37=%b\x0138=%b\x0139=%b\x0140=%b\x01%b"
+        b"54=%b\x0155=%b\x01%b59=%b\x0160=%b\x01%b150=%b\x01151=%b\x01"
         % (
             fmt.avg_px(ex.notional, ex.cum_qty),
-            _out(ex.cl_ord_id),
+            ex.cl_ord_id.encode("latin-1", "replace"),
             qty(ex.cum_qty),
-            _out(ex.exec_id),
-        )
-    ]
-    if ex.last_qty > 0 and ex.last_px is not None:
-        parts.append(b"31=%b\x0132=%b\x01" % (fmt.price(ex.last_px), qty(ex.last_qty)))
-    parts.append(
-        b"37=%b\x0138=%b\x0139=%b\x0140=%b\x01"
-        % (
-            _out(ex.order_id),
+            ex.exec_id.encode("latin-1", "replace"),
+            last,
+            ex.order_id.encode("latin-1", "replace"),
             qty(ex.qty),
-            ex.status.value.encode(),
-            ex.ord_type.value.encode(),
+            wire[ex.status],
+            wire[ex.ord_type],
+            optional,
+            wire[ex.side],
+            ex.symbol.encode("latin-1", "replace"),
+            text,
+            wire[ex.tif],
+            transact_time,
+            rej,
+            wire[ex.exec_type],
+            qty(ex.leaves_qty),
         )
     )
-    if ex.orig_cl_ord_id:
-        parts.append(b"41=%b\x01" % _out(ex.orig_cl_ord_id))
-    if ex.ord_type is OrdType.LIMIT and ex.price is not None:
-        parts.append(b"44=%b\x01" % fmt.price(ex.price))
-    parts.append(b"54=%b\x0155=%b\x01" % (ex.side.value.encode(), _out(ex.symbol)))
-    if ex.text:
-        parts.append(b"58=%b\x01" % _out(ex.text))
-    parts.append(b"59=%b\x0160=%b\x01" % (ex.tif.value.encode(), transact_time))
-    if ex.ord_rej_reason is not None:
-        parts.append(b"103=%d\x01" % ex.ord_rej_reason)
-    parts.append(b"150=%b\x01151=%b\x01" % (ex.exec_type.value.encode(), qty(ex.leaves_qty)))
-    return b"".join(parts)
 
 
 def cancel_reject_body(cr: CancelReject, transact_time: bytes) -> bytes:
@@ -441,13 +486,13 @@ def cancel_reject_body(cr: CancelReject, transact_time: bytes) -> bytes:
         % (
             _out(cr.cl_ord_id),
             _out(cr.order_id or "NONE"),
-            cr.status.value.encode(),
+            _WIRE[cr.status],
             _out(cr.orig_cl_ord_id),
         )
     ]
     if cr.text:
         parts.append(b"58=%b\x01" % _out(cr.text))
     parts.append(
-        b"60=%b\x01102=%d\x01434=%b\x01" % (transact_time, cr.reason, cr.response_to.value.encode())
+        b"60=%b\x01102=%d\x01434=%b\x01" % (transact_time, cr.reason, _WIRE[cr.response_to])
     )
     return b"".join(parts)

@@ -298,20 +298,27 @@ def finish_message(begin_string: bytes, payload: bytes) -> bytes:
 
 
 class _TimestampFormatter:
-    __slots__ = ("_prefix", "_second")
+    __slots__ = ("_last", "_last_now", "_prefix", "_second")
 
     def __init__(self) -> None:
         self._second = -1
         self._prefix = b""
+        # one batch of work passes the same `now` to every message it sends
+        self._last_now = -1.0
+        self._last = b""
 
     def __call__(self, now: float) -> bytes:
+        if now == self._last_now:
+            return self._last
         # truncate to the millisecond; the microsecond of slack keeps a time
         # parsed from text (".001" is 0.000999... in binary) on its millisecond
         second, millis = divmod(int(now * 1000.0 + 0.001), 1000)
         if second != self._second:
             self._second = second
             self._prefix = time.strftime("%Y%m%d-%H:%M:%S", time.gmtime(second)).encode()
-        return b"%b.%03d" % (self._prefix, millis)
+        stamp = self._last = b"%b.%03d" % (self._prefix, millis)
+        self._last_now = now
+        return stamp
 
 
 format_utc_timestamp = _TimestampFormatter()
