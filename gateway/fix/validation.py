@@ -16,15 +16,24 @@ SessionRejectReason and RefTagID for the same fault:
 
 The common case (no problem) is checked in wire order without sorting; only a
 message with a problem pays for finding the first one in the order above.
+
+Before any of that, ``validate`` tries a fast accept path (``_fast_accept``)
+built from tables prepared once per Validator: one pass over the fields that
+can only conclude "valid".  It covers messages without repeating groups whose
+every tag is a plain header, body or trailer tag of the message type; anything
+else (a group, an unknown or misplaced tag, a repeated tag, a bad value, a
+missing required tag) falls through to the full check above, which alone
+chooses and returns a Problem.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
 from gateway.fix.codec import FixMessage
-from gateway.fix.dictionary import Dictionary, GroupDef, MessageDef
+from gateway.fix.dictionary import Dictionary, GroupDef, MessageDef, ValueCheck
 
 USER_DEFINED_MIN = 5000
 
@@ -134,16 +143,238 @@ def _read_group(fields: list[tuple[int, bytes]], i: int, group: _Group) -> int:
     return i
 
 
+# -- tables of the fast accept path -----------------------------------------
+
+# Sections in the order they must come on the wire.
+_HEADER = 0
+_BODY = 1
+_TRAILER = 2
+
+# (section, value check or None when any value passes)
+_FastEntry = tuple[int, ValueCheck | None]
+# (tag -> entry, required tags, tags that cannot be an unlisted user-defined
+# body tag; None when unlisted tags are never accepted)
+_FastSpec = tuple[dict[int, _FastEntry], frozenset[int], frozenset[int] | None]
+
+
+def _value_check(dd: Dictionary, tag: int) -> ValueCheck | None:
+    """A predicate true for exactly the non-empty values of ``tag`` that pass
+    the data format and enumeration checks of ``Validator._check_field``;
+    None when every value passes them."""
+    fmt = dd.format_checks.get(tag)
+    enums = dd.enums.get(tag)
+    if enums is None:
+        return fmt
+    if tag in dd.multi_value:
+        all_listed = enums.issuperset
+        if fmt is None:
+
+            def multi(value: bytes) -> bool:
+                return all_listed(value.split(b" "))
+
+            return multi
+        multi_fmt = fmt
+
+        def multi_checked(value: bytes) -> bool:
+            return multi_fmt(value) and all_listed(value.split(b" "))
+
+        return multi_checked
+    # Format checks depend on the value alone, so when every enumerated value
+    # has the right format, membership implies the format check.
+    if fmt is None or all(fmt(v) for v in enums):
+        return enums.__contains__
+    single_fmt = fmt
+
+    def single_checked(value: bytes) -> bool:
+        return single_fmt(value) and value in enums
+
+    return single_checked
+
+
+def _group_tags(groups: Iterable[GroupDef]) -> set[int]:
+    """Count tags and members of ``groups`` and of the groups nested in them."""
+    tags: set[int] = set()
+    for gdef in groups:
+        tags.add(gdef.count_tag)
+        tags.update(gdef.members)
+        tags.update(_group_tags(gdef.groups.values()))
+    return tags
+
+
+class _FastTables:
+    """What the fast accept path needs for one dictionary and options: the
+    tags the first field may carry and, per message type, a ``_FastSpec``.
+    Specs are built on a message type's first use and kept in ``specs``."""
+
+    __slots__ = (
+        "_checks",
+        "_dd",
+        "_header",
+        "_header_groups",
+        "_not_body",
+        "_required",
+        "_trailer",
+        "_user_defined",
+        "body_section",
+        "first",
+        "specs",
+    )
+
+    def __init__(self, dd: Dictionary, options: ValidationOptions) -> None:
+        self._dd = dd
+        self._checks: dict[int, ValueCheck | None] = {}
+        self._user_defined = options.user_defined_fields
+        # Without the order check the section of a tag plays no part.
+        ordered = options.fields_out_of_order
+        self.body_section = _BODY if ordered else _HEADER
+        trailer_section = _TRAILER if ordered else _HEADER
+        known = dd.field_names
+        self._header_groups = _group_tags(dd.header_groups.values())
+        # The full check puts a tag in the header if the dictionary lists it
+        # there, else in the trailer if listed there, else in the body.
+        self._header: dict[int, _FastEntry] = {
+            tag: (_HEADER, self.check(tag))
+            for tag in dd.header
+            if tag in known and tag not in self._header_groups
+        }
+        self._trailer: dict[int, _FastEntry] = {
+            tag: (trailer_section, self.check(tag))
+            for tag in dd.trailer - dd.header
+            if tag in known and tag not in self._header_groups
+        }
+        self._not_body = dd.header | dd.trailer | self._header_groups
+        # BeginString, BodyLength and CheckSum are not in FixMessage.fields;
+        # the full check counts them as present.  It looks for the other
+        # required header (trailer) tags among the header (trailer) fields.
+        header_required = {t for t in dd.header_required if t not in (8, 9)}
+        trailer_required = {t for t in dd.trailer_required if t != 10}
+        self._required: frozenset[int] | None = None
+        if header_required <= self._header.keys() and trailer_required <= self._trailer.keys():
+            self._required = frozenset(header_required | trailer_required)
+        self.first = frozenset(self._header)
+        self.specs: dict[bytes, _FastSpec] = {}
+
+    def check(self, tag: int) -> ValueCheck | None:
+        """The value check of ``tag`` (see ``_value_check``), cached."""
+        try:
+            return self._checks[tag]
+        except KeyError:
+            check = self._checks[tag] = _value_check(self._dd, tag)
+            return check
+
+    def spec(self, msg_type: bytes) -> _FastSpec | None:
+        """The spec of ``msg_type``, built and kept on first use; None for a
+        message type the dictionary does not know (nothing is kept then)."""
+        spec = self.specs.get(msg_type)
+        if spec is not None:
+            return spec
+        mdef = self._dd.messages.get(msg_type)
+        if mdef is None:
+            return None
+        spec = self.specs[msg_type] = self._build(mdef)
+        return spec
+
+    def _build(self, mdef: MessageDef) -> _FastSpec:
+        group_tags = _group_tags(mdef.groups.values())
+        known = self._dd.field_names
+        body: dict[int, _FastEntry] = {
+            tag: (self.body_section, self.check(tag))
+            for tag in mdef.fields - self._not_body
+            if tag in known and tag not in group_tags
+        }
+        table = {**body, **self._trailer, **self._header}
+        for tag in group_tags:
+            table.pop(tag, None)
+        # A required tag in a group, or where the full check does not look for
+        # it, leaves the message type to the full check: an empty table
+        # accepts nothing.
+        required = self._required
+        if (
+            required is None
+            or not required <= table.keys()
+            or not all(tag in body for tag in mdef.required)
+        ):
+            return {}, frozenset(), None
+        unlisted = None
+        if not self._user_defined:
+            unlisted = frozenset(self._not_body | mdef.groups.keys())
+        return table, required.union(mdef.required), unlisted
+
+
 class Validator:
     """Validates messages for one session's options against a dictionary."""
 
-    __slots__ = ("dd", "opts")
+    __slots__ = ("_fast", "_fast_first", "_fast_tables", "_have_values", "dd", "opts")
 
     def __init__(self, dictionary: Dictionary, options: ValidationOptions) -> None:
         self.dd = dictionary
         self.opts = options
+        tables = self._fast_tables = _FastTables(dictionary, options)
+        self._fast = tables.specs
+        self._fast_first = tables.first
+        self._have_values = options.fields_have_values
 
     def validate(self, msg: FixMessage) -> Problem | None:
+        """The first problem with ``msg`` in the order described in the
+        module docstring, or None when it is valid."""
+        if self._fast_accept(msg):
+            return None
+        return self.validate_full(msg)
+
+    # -- fast accept path ---------------------------------------------------
+
+    def _fast_accept(self, msg: FixMessage) -> bool:
+        """True only when ``msg`` is certainly valid; False means "not
+        decided here" (the full check must run), never "invalid".
+
+        It holds when every tag is in the message type's fast table (plain
+        header, body and trailer tags, none of them a repeating-group tag),
+        or, when user-defined fields are not validated, is an unlisted body
+        tag from USER_DEFINED_MIN up; no tag appears twice; the first field is
+        a header tag; the sections come in order (when that is validated);
+        every value passes its check; and every required tag is present.
+        Under those conditions the full check finds nothing: it reads no
+        group, every section holds distinct tags that are known (or exempt)
+        and allowed, every value passes the same checks, and no required tag
+        is missing."""
+        spec = self._fast.get(msg.msg_type)
+        if spec is None:
+            spec = self._fast_tables.spec(msg.msg_type)
+            if spec is None:
+                return False
+        table, required, blocked = spec
+        fields = msg.fields
+        if not fields or fields[0][0] not in self._fast_first:
+            return False
+        have_values = self._have_values
+        seen: set[int] = set()
+        add = seen.add
+        section = 0
+        for tag, value in fields:
+            entry = table.get(tag)
+            if entry is None:
+                if blocked is None or tag < USER_DEFINED_MIN or tag in blocked:
+                    return False
+                # a user-defined tag, not validated under these options
+                tables = self._fast_tables
+                entry = (tables.body_section, tables.check(tag))
+            sec, check = entry
+            if sec != section:
+                if sec < section:
+                    return False
+                section = sec
+            if not value and have_values:
+                return False
+            if check is not None and not check(value):
+                return False
+            add(tag)
+        return len(seen) == len(fields) and required <= seen
+
+    # -- full check ---------------------------------------------------------
+
+    def validate_full(self, msg: FixMessage) -> Problem | None:
+        """The full check, without the fast accept path: the first problem
+        with ``msg``, or None.  ``validate`` returns the same."""
         dd = self.dd
         fields = msg.fields
         mdef = dd.messages.get(msg.msg_type)
