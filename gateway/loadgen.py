@@ -2,17 +2,18 @@
 as fast as a bound on orders in flight allows, and measures wire-to-wire
 latency from each order's send to its final answer.
 
-The yardstick, run in the same process and measured with the same client, is
-a bare uvloop *fill responder*: a protocol that frames FIX messages and
-answers each NewOrderSingle with a templated ExecutionReport (filled), with
-no session layer, matching or routing behind it.  The gateway's figures are
-read against it.
+The yardstick, measured in the same run with the same client, is a bare
+uvloop *fill responder* in a process of its own (as the gateway is): a
+protocol that frames FIX messages and answers each NewOrderSingle with a
+templated ExecutionReport (filled), with no session layer, matching or
+routing behind it.  The gateway's figures are read against it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -79,6 +80,9 @@ class LoadClient(FixClient):
         self._next = 0
         self.stats = RunStats(None)
         self._idle = asyncio.Event()
+        # as-fast-as-possible runs: every answer makes room for the next order
+        self._refill_to = 0
+        self._max_in_flight = 0
 
     def _on_event(self, event: Event) -> None:
         if not isinstance(event, ApplicationMessage):
@@ -102,8 +106,14 @@ class LoadClient(FixClient):
         stats.completed += 1
         stats.rejected += rejected
         stats.latencies_us.append((time.perf_counter_ns() - sent_at) / 1000)
+        if stats.sent < self._refill_to:
+            self._fill_window()
         if not self._pending:
             self._idle.set()
+
+    def _fill_window(self) -> None:
+        while len(self._pending) < self._max_in_flight and self.stats.sent < self._refill_to:
+            self.send_order()
 
     def send_order(self) -> None:
         self._next += 1
@@ -123,16 +133,18 @@ class LoadClient(FixClient):
         self, count: int, rate: float | None, max_in_flight: int = 1000, drain: float = 10.0
     ) -> RunStats:
         """Send ``count`` orders at ``rate``/s (None: as fast as the bound on
-        orders in flight allows) and wait up to ``drain`` s for the answers."""
+        orders in flight allows) and wait for the answers, giving up when none
+        has come for ``drain`` s."""
         self.stats = RunStats(rate)
         self._pending.clear()
         self._idle.clear()
         start = time.perf_counter()
         if rate is None:
-            while self.stats.sent < count:
-                while self.in_flight < max_in_flight and self.stats.sent < count:
-                    self.send_order()
-                await asyncio.sleep(0 if self.in_flight < max_in_flight else 0.0005)
+            # event driven: answers refill the window (see _on_event), so the
+            # client spends no CPU waiting
+            self._max_in_flight = max_in_flight
+            self._refill_to = count
+            self._fill_window()
         else:
             interval = 1.0 / rate
             while self.stats.sent < count:
@@ -140,13 +152,21 @@ class LoadClient(FixClient):
                 while self.stats.sent < due and self.in_flight < max_in_flight:
                     self.send_order()
                 await asyncio.sleep(0.0005)
-        try:
-            async with asyncio.timeout(drain):
-                while self._pending:
-                    self._idle.clear()
+        # wait for the answers; give up once none has come for `drain` s
+        last, last_progress = -1, time.perf_counter()
+        while self._pending:
+            self._idle.clear()
+            try:
+                async with asyncio.timeout(0.05):
                     await self._idle.wait()
-        except TimeoutError:
-            pass
+            except TimeoutError:
+                pass
+            now = time.perf_counter()
+            if self.stats.completed != last:
+                last, last_progress = self.stats.completed, now
+            elif now - last_progress > drain:
+                break
+        self._refill_to = 0
         self.stats.elapsed = time.perf_counter() - start
         return self.stats
 
@@ -226,17 +246,40 @@ async def run_load(
 
 
 async def yardstick(duration: float, max_in_flight: int) -> RunStats:
-    """The bare uvloop fill responder under the same client, as fast as it goes."""
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(FillResponder, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    """The bare uvloop fill responder, in a child process, under the same
+    client, as fast as it goes."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from gateway.loadgen import serve_responder; serve_responder()",
+        stdout=asyncio.subprocess.PIPE,
+    )
     try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(30):
+            port = int(await proc.stdout.readline())
         (stats,) = await run_load(
             "127.0.0.1", port, "BENCH", "RESPONDER", [None], duration, max_in_flight
         )
     finally:
-        server.close()
+        if proc.returncode is None:
+            proc.terminate()
+        await proc.wait()
     return stats
+
+
+def serve_responder() -> None:
+    """Run a FillResponder on an ephemeral loopback port, print the port on
+    stdout, and serve until terminated."""
+    import uvloop
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(FillResponder, "127.0.0.1", 0)
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await server.serve_forever()
+
+    uvloop.run(serve())
 
 
 def stress_rates(base: float) -> list[float | None]:
@@ -268,7 +311,8 @@ async def _main(args: argparse.Namespace) -> int:
     yard = None
     if not args.no_yardstick:
         print(
-            f"yardstick: bare uvloop fill responder, same client, {args.duration:g} s, "
+            f"yardstick: bare uvloop fill responder (own process), same client, "
+            f"{args.duration:g} s, "
             f"max in flight {args.in_flight}"
         )
         yard = await yardstick(args.duration, args.in_flight)

@@ -6,6 +6,13 @@ connection has to send in one ``transport.write`` per batch, and keeps one
 ``loop.call_at`` timer armed at the connection's next deadline.  Nothing here
 blocks; a peer whose unsent bytes pass ``max_outbound_buffer`` is dropped so
 that it can never hold up anything else on the loop.
+
+A connection handles at most ``EVENTS_PER_TURN`` received messages per turn
+of the event loop.  When a read brought more, what is done so far is written
+out, reading from the peer pauses (TCP flow control holds back the rest), and
+the remainder is taken up on the next turn, after other connections and the
+LPs had theirs.  So one peer's burst never monopolises the loop, and answers
+leave while the rest of the burst is still being worked on.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from gateway.fix.session import CloseConnection, Event, Session
 _log = structlog.get_logger("gateway.transport")
 
 Clock = Callable[[], float]
+
+EVENTS_PER_TURN = 64
 
 
 class Connection(Protocol):
@@ -58,6 +67,8 @@ class FixTransportProtocol(asyncio.Protocol):
         self._timer_at = 0.0
         self._flush_scheduled = False
         self._closing = False
+        self._resume_scheduled = False
+        self._reading_paused = False
         self.peer = "?"
 
     # -- to be provided by subclasses ---------------------------------------------
@@ -117,19 +128,43 @@ class FixTransportProtocol(asyncio.Protocol):
         conn = self._conn
         if conn is None:
             return
-        self._drain(conn, now)
+        more = self._drain(conn, now, EVENTS_PER_TURN)
         self._flush()
+        transport = self._transport
         if self._closing:
-            if self._transport is not None:
-                self._transport.close()
+            if transport is not None:
+                transport.close()
             return
+        if more:
+            if not self._resume_scheduled:
+                self._resume_scheduled = True
+                self._loop.call_soon(self._resume)
+            if not self._reading_paused and transport is not None:
+                self._reading_paused = True
+                transport.pause_reading()
+        elif self._reading_paused and transport is not None:
+            self._reading_paused = False
+            transport.resume_reading()
         self._arm_timer(now)
 
-    def _drain(self, conn: Connection, now: float) -> None:
-        while (event := conn.next_event(now)) is not None:
+    def _drain(self, conn: Connection, now: float, limit: int = -1) -> bool:
+        """Dispatch up to ``limit`` events (all when negative); True when the
+        limit was reached, so more may be waiting."""
+        while limit != 0:
+            event = conn.next_event(now)
+            if event is None:
+                return False
             if isinstance(event, CloseConnection):
                 self._closing = True
             self._dispatch(event, now)
+            limit -= 1
+        return True
+
+    def _resume(self) -> None:
+        self._resume_scheduled = False
+        if self._conn is None or self._closing:
+            return
+        self._pump(self._clock())
 
     def schedule_flush(self) -> None:
         """Write pending bytes soon (once per loop iteration however many

@@ -218,3 +218,36 @@ async def test_market_data_snapshot_incremental_and_rejects(daemon_factory: Any)
     assert (rejects[0].get(262), rejects[0].get(281)) == (b"MD2", b"0")
     assert (rejects[1].get(262), rejects[1].get(281)) == (b"MD1", b"1")
     await c.logout()
+
+
+@pytest.mark.asyncio
+async def test_a_burst_from_one_client_does_not_hold_up_another(daemon_factory: Any) -> None:
+    """2,000 orders in one write from CLIENT1 are worked on in turns, so an
+    order CLIENT2 sends right after is answered long before the burst is
+    done; and every order of the burst is still answered, once."""
+    d = daemon_factory().start()
+    burst, other = client("CLIENT1"), client("CLIENT2")
+    await burst.connect("127.0.0.1", d.fix_port)
+    await other.connect("127.0.0.1", d.fix_port)
+    count = 2000
+    for i in range(count):
+        burst.send(b"D", order(f"B{i}", side="1" if i % 2 else "2"))
+    other.send(b"D", order("ALONE"))  # written right after the burst
+    await until_final(other, b"ALONE")
+    finished: set[bytes] = set()
+    while not burst.messages.empty():
+        msg = burst.messages.get_nowait()
+        if msg.get(39) in (b"2", b"4", b"8"):
+            finished.add(msg.get(11) or b"")
+    # the daemon reads the burst in chunks of several hundred orders; without
+    # turns, the whole first chunk would be answered before ALONE
+    assert len(finished) < 256  # a few turns of EVENTS_PER_TURN (64)
+    while len(finished) < count:
+        msg = await burst.receive(timeout=10)
+        if msg.get(39) in (b"2", b"4", b"8"):
+            cl_ord_id = msg.get(11) or b""
+            assert cl_ord_id not in finished
+            finished.add(cl_ord_id)
+    assert finished == {f"B{i}".encode() for i in range(count)}
+    await burst.logout()
+    await other.logout()
