@@ -17,6 +17,7 @@ import calendar
 import re
 import time
 from collections.abc import Iterable
+from zlib import adler32
 
 from gateway.fix import spec44
 
@@ -214,7 +215,7 @@ def parse_frame(frame: bytes) -> FixMessage:
             f"BodyLength {declared.decode('latin-1')} but body has {body_end - body_start} bytes"
         )
     checksum = last[3:]
-    if len(checksum) != 3 or not checksum.isdigit() or int(checksum) != sum(frame[:body_end]) & 255:
+    if len(checksum) != 3 or not checksum.isdigit() or int(checksum) != byte_sum(frame, body_end):
         raise GarbledMessage(f"CheckSum {checksum.decode('latin-1')} is wrong")
     fields: list[tuple[int, bytes]] = []
     append = fields.append
@@ -267,6 +268,22 @@ def _parse_with_data(frame: bytes, begin: bytes, start: int, end: int) -> FixMes
 # --------------------------------------------------------------------------
 # encoding
 
+# zlib.adler32's low 16 bits are 1 + the sum of the bytes modulo 65521: exact
+# (no modulo taken) for up to 256 bytes, since 1 + 255 * 256 < 65521.
+_ADLER_CHUNK = 256
+
+
+def byte_sum(data: bytes, end: int) -> int:
+    """The sum of ``data[:end]``'s bytes modulo 256, as CheckSum (10) wants
+    it; C speed by way of zlib.adler32, 256 bytes at a time."""
+    if end <= _ADLER_CHUNK:
+        return ((adler32(data[:end]) & 0xFFFF) - 1) & 255
+    view = memoryview(data)
+    total = 0
+    for start in range(0, end, _ADLER_CHUNK):
+        total += (adler32(view[start : min(end, start + _ADLER_CHUNK)]) & 0xFFFF) - 1
+    return total & 255
+
 
 def encode_fields(fields: Iterable[tuple[int, bytes]]) -> bytes:
     """``tag=value<SOH>`` for each field, in the order given."""
@@ -283,14 +300,14 @@ def encode_message(
     (any order; written ascending), ``body`` is already encoded, in order."""
     payload = b"35=%b\x01%b%b" % (msg_type, encode_fields(sorted(header)), body)
     head = b"8=%b\x019=%d\x01%b" % (begin_string, len(payload), payload)
-    return b"%b10=%03d\x01" % (head, sum(head) & 255)
+    return b"%b10=%03d\x01" % (head, byte_sum(head, len(head)))
 
 
 def finish_message(begin_string: bytes, payload: bytes) -> bytes:
     """Wrap an encoded payload (everything from ``35=`` on) with BeginString,
     BodyLength and CheckSum."""
     head = b"8=%b\x019=%d\x01%b" % (begin_string, len(payload), payload)
-    return b"%b10=%03d\x01" % (head, sum(head) & 255)
+    return b"%b10=%03d\x01" % (head, byte_sum(head, len(head)))
 
 
 # --------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from gateway.fix.codec import (
     FixMessage,
     FrameDecoder,
     GarbledMessage,
+    byte_sum,
     encode_fields,
     encode_message,
     finish_message,
@@ -786,6 +787,18 @@ def test_checksum_is_always_three_digits() -> None:
     checksums = [split_frame(encode_plain(b"0", [(112, b"%d" % n)]))[3] for n in range(300)]
     assert all(len(cs) == 3 and cs.isdigit() for cs in checksums)
     assert any(cs.startswith(b"00") for cs in checksums)
+
+
+@given(st.binary(max_size=3000), st.integers(min_value=0, max_value=3000))
+def test_byte_sum_is_the_plain_sum_modulo_256(data: bytes, end: int) -> None:
+    end = min(end, len(data))
+    assert byte_sum(data, end) == sum(data[:end]) % 256
+
+
+def test_byte_sum_at_the_chunk_edges_with_the_largest_bytes() -> None:
+    for n in (255, 256, 257, 511, 512, 513, 4096):
+        data = b"\xff" * n
+        assert byte_sum(data, n) == (255 * n) % 256
 
 
 def test_encode_fields() -> None:
