@@ -118,7 +118,17 @@ StoreBackend = Literal["file", "memory"]
 FsyncPolicy = Literal["never", "batch"]
 ApplicationProfile = Literal["orders", "echo"]
 AssetClassName = Literal["fx", "crypto", "metal", "index", "commodity"]
-LpAdapterKind = Literal["simulated"]
+LpAdapterKind = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        pattern=r"^[a-z][a-z0-9_-]*$",
+        extra={PATTERN_MESSAGE: 'must be an adapter kind such as "simulated"'},
+    ),
+]
+"""The name an LP adapter kind is registered under (``lp_adapters.register``);
+that the kind exists, and that the adapter accepts its settings, is checked
+where adapters are built (``gateway.order_flow.lp_config_errors``)."""
 RoutingPolicy = Literal["best_price_exposure_aware"]
 
 USD_CONVERSION_QUOTE: Final = "quote"

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from config import ConfigError, default_config_path, load_config, with_overrides
+from config import Config, ConfigError, default_config_path, load_config, with_overrides
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,9 +33,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load_checked(path: str) -> Config:
+    """The config at ``path``, also checked against the registered LP adapter
+    kinds and their settings; ConfigError listing every problem otherwise."""
+    from gateway.order_flow import lp_config_errors
+
+    cfg = load_config(path)
+    errors = lp_config_errors(cfg)
+    if errors:
+        raise ConfigError(errors, source=path)
+    return cfg
+
+
 def _check_config(path: str) -> int:
     try:
-        cfg = load_config(path)
+        cfg = _load_checked(path)
     except ConfigError as exc:
         print(f"{path}: {len(exc.errors)} error(s)", file=sys.stderr)
         for line in exc.errors:
@@ -50,7 +62,7 @@ def _run(args: argparse.Namespace) -> int:
     path = args.config or str(default_config_path())
     try:
         cfg = with_overrides(
-            load_config(path),
+            _load_checked(path),
             fix_port=args.fix_port,
             http_port=args.http_port,
             data_dir=args.data_dir,

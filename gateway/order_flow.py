@@ -97,6 +97,26 @@ class _Routing:
     cancel_sent: bool = False
 
 
+def lp_config_errors(config: Config) -> list[str]:
+    """What building the configured LP adapters would refuse, one line per
+    LP in config order: an adapter kind that is not registered, or settings
+    the adapter does not accept.  Adapters do no I/O when built, so this is
+    safe to run on a config that is only being checked."""
+    instruments = {i.symbol: i.to_instrument() for i in config.instruments}
+    errors = []
+    for index, lp in enumerate(config.lps):
+        try:
+            create_adapter(lp.adapter, lp.name, instruments, _discard, lp.settings)
+        except (KeyError, ValueError, TypeError) as exc:
+            reason = exc.args[0] if exc.args else repr(exc)
+            errors.append(f"lps[{index}] ({lp.name}): {reason}")
+    return errors
+
+
+def _discard(event: LpEvent) -> None:
+    return None
+
+
 def _client_limits(
     config: Config, client: str, instruments: Mapping[str, Instrument]
 ) -> ClientLimits:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 
 import msgspec
 import msgspec.inspect as mi
@@ -22,8 +22,8 @@ from config import (
     validate_raw,
 )
 from config.loader import _collect
-from config.schema import LpAdapterKind, PositiveDecimal, decimal_limits
-from lp_adapters.base import adapter_class
+from config.schema import PositiveDecimal, decimal_limits
+from lp_adapters.base import adapter_class, registered_kinds
 from lp_adapters.simulated import SimulatedLp, SimulatedLpSettings
 from router.model import AssetClass, Instrument
 
@@ -357,7 +357,7 @@ def test_adapter_settings_take_any_value() -> None:
     ("body", "expected"),
     [
         ('name = "LP A"', "lps[0].name: must be printable ASCII without whitespace, '=' or SOH"),
-        ('adapter = "fix"', 'lps[0].adapter: must be "simulated"'),
+        ('adapter = "Fix LP"', 'lps[0].adapter: must be an adapter kind such as "simulated"'),
         ('enabled = "yes"', "lps[0].enabled: expected bool, got str"),
         ("soft_penalty_ticks = -1", "lps[0].soft_penalty_ticks: must be >= 0"),
         ("soft_limit_usd = 1e6", f"lps[0].soft_limit_usd: {FLOAT_MESSAGE}"),
@@ -382,9 +382,11 @@ def test_duplicate_lp_names_are_reported() -> None:
     assert errors_of(text) == ["lps[2]: duplicate name LP_A (also lps[0])"]
 
 
-def test_every_adapter_kind_is_registered() -> None:
-    for kind in get_args(LpAdapterKind):
+def test_every_registered_adapter_kind_is_accepted_by_the_config() -> None:
+    for kind in registered_kinds():
         assert adapter_class(kind) is not None
+        text = instrument() + LP.replace('"simulated"', f'"{kind}"') + SESSION
+        assert parse_config(text).lps[0].adapter == kind
 
 
 # --- routing ----------------------------------------------------------------------------

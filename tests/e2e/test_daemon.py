@@ -252,3 +252,28 @@ def test_check_config_lists_errors_and_accepts_good_files(tmp_path: Path) -> Non
         )
         assert ok.returncode == 0, ok.stderr
         assert "OK" in ok.stdout
+
+
+def test_unknown_adapter_kind_and_bad_adapter_settings_are_refused(tmp_path: Path) -> None:
+    text = (REPO / "config" / "default.toml").read_text()
+    first = text.index('adapter = "simulated"')
+    text = (
+        text[:first] + 'adapter = "carrier-pigeon"' + text[first + len('adapter = "simulated"') :]
+    )
+    a, b, rest = text.split("latency_ms = 0", 2)  # LP_A's, then LP_B's
+    text = a + "latency_ms = 0" + b + "latency_ms = -5" + rest
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    for command in ("check-config", "run"):
+        args = [str(bad)] if command == "check-config" else ["--config", str(bad)]
+        proc = subprocess.run(
+            [sys.executable, "-m", "gateway", command, *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=REPO,
+        )
+        assert proc.returncode == (1 if command == "check-config" else 2), proc.stderr
+        assert "lps[0] (LP_A): unknown LP adapter kind 'carrier-pigeon'" in proc.stderr
+        assert "lps[1] (LP_B): " in proc.stderr
+        assert "latency" in proc.stderr

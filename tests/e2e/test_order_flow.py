@@ -3,6 +3,7 @@ and back."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -251,3 +252,26 @@ async def test_a_burst_from_one_client_does_not_hold_up_another(daemon_factory: 
     assert finished == {f"B{i}".encode() for i in range(count)}
     await burst.logout()
     await other.logout()
+
+
+@pytest.mark.asyncio
+async def test_market_data_unsubscribe_stops_the_updates(daemon_factory: Any) -> None:
+    d = daemon_factory().start()
+    c = client()
+    await c.connect("127.0.0.1", d.fix_port)
+    c.send(b"V", md_request(b"MDU", b"1", b"EUR/USD"))
+    assert (await c.receive()).msg_type == b"W"
+    assert (await c.receive(timeout=5)).msg_type == b"X"
+    c.send(b"V", md_request(b"MDU", b"2", b"EUR/USD"))
+    # a status request after the unsubscribe: its answer marks the point after
+    # which no update may come (the gateway handles a session's messages in order)
+    c.send(b"H", codec.encode_fields([(11, b"MARK"), (54, b"1"), (55, b"EUR/USD")]))
+    while (msg := await c.receive()).msg_type != b"8":
+        assert msg.msg_type == b"X"
+    assert msg.get(11) == b"MARK"
+    await asyncio.sleep(0.6)  # the simulated LPs quote every 100 ms
+    assert c.messages.empty(), "updates after the unsubscribe"
+    # subscribing again under the same MDReqID works: the old one is gone
+    c.send(b"V", md_request(b"MDU", b"1", b"EUR/USD"))
+    assert (await c.receive()).msg_type == b"W"
+    await c.logout()
