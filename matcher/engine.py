@@ -17,9 +17,11 @@ Rules the gateway relies on:
 * A new order is accepted (ExecType NEW), crossed against the other clients'
   resting orders on the opposite side (price-time priority, at the resting
   order's price, both sides get a TRADE with counterparty ``"internal"``;
-  orders of the same client never cross), and what is left is routed if it
-  is marketable: a market order always, a limit order when the LP book's
-  best opposite price is at or better than its limit.  The whole remainder
+  orders of the same client never cross; only at prices at least as good
+  for it as the LP book's best, so a better LP price is taken at the LP),
+  and what is left is routed if it is marketable: a market order always, a
+  limit order when the LP book's best opposite price is at or better than
+  its limit.  The whole remainder
   is routed with the order's limit; the router caps it by liquidity.
 * Market orders must be IOC or FOK; a DAY market order is treated as IOC;
   GTC market orders are rejected.  A market order's price is ignored.
@@ -570,7 +572,7 @@ class Matcher:
     def _work(self, order: Order, book: BookSnapshot | None, result: Result) -> None:
         """Cross a fresh (or re-priced) order, then route or rest what is left."""
         if self.internal_crossing:
-            self._cross(order, result)
+            self._cross(order, result, book)
             if not order.leaves_qty:
                 return
         if _marketable(order, book):
@@ -590,11 +592,17 @@ class Matcher:
             )
         )
 
-    def _crossable(self, taker: Order) -> Iterator[Order]:
-        """Resting orders ``taker`` may cross with now, in priority order."""
+    def _crossable(self, taker: Order, book: BookSnapshot | None = None) -> Iterator[Order]:
+        """Resting orders ``taker`` may cross with now, in priority order.
+        With the LP ``book``, only at prices at least as good for the taker
+        as the LPs' best: a better LP price is taken at the LP."""
         side_book = self._books[taker.symbol][1 if taker.side is Side.BUY else 0]
-        limit = taker.price
-        limit_key = None if limit is None else limit * side_book.sign
+        sign = side_book.sign
+        limit_key = None if taker.price is None else taker.price * sign
+        if book is not None:
+            best = book.best_ask if taker.side is Side.BUY else book.best_bid
+            if best is not None and (limit_key is None or best.price * sign < limit_key):
+                limit_key = best.price * sign
         for key in side_book.keys:
             if limit_key is not None and key > limit_key:
                 break
@@ -602,11 +610,11 @@ class Matcher:
                 if maker.client != taker.client and maker.leaves_qty > maker.routing_qty:
                     yield maker
 
-    def _cross(self, taker: Order, result: Result) -> None:
+    def _cross(self, taker: Order, result: Result, book: BookSnapshot | None = None) -> None:
         if taker.leaves_qty <= taker.routing_qty:
             return
         done: list[Order] = []
-        for maker in self._crossable(taker):
+        for maker in self._crossable(taker, book):
             qty = min(taker.leaves_qty - taker.routing_qty, maker.leaves_qty - maker.routing_qty)
             assert maker.price is not None
             price = maker.price
@@ -624,7 +632,7 @@ class Matcher:
     def _fok_fillable(self, order: Order, book: BookSnapshot | None) -> bool:
         available = 0
         if self.internal_crossing:
-            for maker in self._crossable(order):
+            for maker in self._crossable(order, book):
                 available += maker.leaves_qty - maker.routing_qty
                 if available >= order.qty:
                     return True

@@ -75,6 +75,31 @@ def test_sell_taker_crosses_best_bid_first() -> None:
     assert [(t.client, t.last_qty, t.last_px) for t in trades] == [("b2", 5, 100), ("b1", 2, 99)]
 
 
+def test_a_better_lp_price_is_taken_at_the_lp_not_crossed_internally() -> None:
+    m = matcher()
+    m.submit(limit("s1", "a", SELL, 5, 107), book(bids=((100, 50),), asks=((110, 50),)))
+    m.submit(limit("s2", "b", SELL, 5, 105), book(bids=((100, 50),), asks=((110, 50),)))
+    # the LPs offer at 106: s2's 105 crosses, s1's 107 does not; the rest goes to the LPs
+    result = m.submit(market("b1", "x", BUY, 8), book(bids=((100, 50),), asks=((106, 50),)))
+    trades = [e for e in result.executions if e.exec_type is ExecType.TRADE and e.client == "b1"]
+    assert [(t.last_qty, t.last_px) for t in trades] == [(5, 105)]
+    (route,) = result.routes
+    assert route.qty == 3
+    # what the LPs did not fill comes back and may then cross at 107
+    back = m.on_route_done(route.order_id, 3, "no liquidity")
+    trades = [e for e in back.executions if e.exec_type is ExecType.TRADE and e.client == "b1"]
+    assert [(t.last_qty, t.last_px) for t in trades] == [(3, 107)]
+
+
+def test_an_equal_lp_price_leaves_the_internal_cross_first() -> None:
+    m = matcher()
+    m.submit(limit("b1", "a", BUY, 5, 100), None)
+    result = m.submit(limit("s1", "x", SELL, 5, 99), book(bids=((100, 50),), asks=((101, 50),)))
+    trades = [e for e in result.executions if e.exec_type is ExecType.TRADE]
+    assert [(t.client, t.last_px) for t in trades] == [("s1", 100), ("b1", 100)]
+    assert not result.routes
+
+
 def test_crossing_off_routes_everything() -> None:
     m = matcher(internal_crossing=False)
     m.submit(limit("s1", "a", SELL, 5, 100), None)
