@@ -344,6 +344,30 @@ class RoutingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     """Quotes older than this are not routed to."""
 
 
+TimeOfDay = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        extra={PATTERN_MESSAGE: "must be a time of day HH:MM (UTC), e.g. 21:00"},
+    ),
+]
+"""A time of day, ``HH:MM``, in UTC."""
+
+
+class OrdersSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The ``[orders]`` table: the trading day and how long final orders are kept."""
+
+    trading_day_end: TimeOfDay = "21:00"
+    """When the trading day ends, UTC (21:00 is 17:00 in New York in winter,
+    the usual FX cut): open DAY orders expire and the final orders of the day
+    are forgotten, so their ClOrdIDs may be used again."""
+
+    retain_finished: PositiveInt = 100_000
+    """Final orders kept for OrderStatusRequest and duplicate-ClOrdID checks
+    within a day; beyond this the oldest are forgotten first (memory stays
+    bounded however busy the day)."""
+
+
 class ClientRiskSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Pre-trade limits for one client; a limit left out is not checked."""
 
@@ -392,6 +416,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """The ``[[lps]]`` array; order entry needs at least one enabled LP."""
 
     routing: RoutingSettings = RoutingSettings()
+    orders: OrdersSettings = OrdersSettings()
     risk: RiskSettings = RiskSettings()
 
 

@@ -97,6 +97,16 @@ class _Routing:
     cancel_sent: bool = False
 
 
+def next_day_end(now: float, time_of_day: str) -> float:
+    """The first moment after ``now`` (epoch seconds) at which the UTC clock
+    reads ``time_of_day`` (``HH:MM``)."""
+    hours, minutes = map(int, time_of_day.split(":"))
+    offset = hours * 3600 + minutes * 60
+    midnight = now - now % 86400
+    at = midnight + offset
+    return at if at > now else at + 86400
+
+
 def lp_config_errors(config: Config) -> list[str]:
     """What building the configured LP adapters would refuse, one line per
     LP in config order: an adapter kind that is not registered, or settings
@@ -144,7 +154,11 @@ class OrderFlow:
         self.instruments = {i.symbol: i.to_instrument() for i in config.instruments}
         self.sessions = dict(sessions)  # client CompID -> session
         routing = config.routing
-        self.matcher = Matcher(self.instruments, internal_crossing=routing.internal_crossing)
+        self.matcher = Matcher(
+            self.instruments,
+            internal_crossing=routing.internal_crossing,
+            retain_finished=config.orders.retain_finished,
+        )
         self.book = AggregatedBook()
         self.ledger = ExposureLedger(self.instruments)
         self.policy = build_policy(routing.policy)
@@ -185,6 +199,7 @@ class OrderFlow:
         # (deadline, parent order id, routing serial), oldest first
         self._deadlines: deque[tuple[float, str, int]] = deque()
         self._deadline_timer: asyncio.TimerHandle | None = None
+        self._day_timer: asyncio.TimerHandle | None = None
         # LPs not up: routed to by no one
         self._down: frozenset[str] = frozenset(self.adapters)
         self._lp_handlers: dict[type, Callable[[Any, float], None]] = {
@@ -204,14 +219,35 @@ class OrderFlow:
         task = asyncio.create_task(self._drop_stale_quotes(), name="order-flow:stale-quotes")
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        self._arm_day_end(time.time())
 
     async def stop(self) -> None:
         if self._deadline_timer is not None:
             self._deadline_timer.cancel()
+        if self._day_timer is not None:
+            self._day_timer.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(a.disconnect() for a in self.adapters.values()))
+
+    # -- the trading day -------------------------------------------------------------
+
+    def _arm_day_end(self, now: float) -> None:
+        at = next_day_end(now, self.config.orders.trading_day_end)
+        self._day_timer = asyncio.get_running_loop().call_later(at - now, self._on_day_end)
+
+    def _on_day_end(self) -> None:
+        now = time.time()
+        self.end_trading_day(now)
+        # a timer that fired a hair early must not end the same day twice
+        self._arm_day_end(now + 1.0)
+
+    def end_trading_day(self, now: float) -> None:
+        """Expire open DAY orders and forget the day's final orders."""
+        result = self.matcher.expire_day()
+        _log.info("trading_day_ended", expired=len(result.executions))
+        self._publish(result, now)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

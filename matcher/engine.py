@@ -10,10 +10,13 @@ router answers with :meth:`Matcher.on_fill` per LP fill and one
 Rules the gateway relies on:
 
 * A client sees and touches only its own orders: every lookup is keyed by
-  ``(client, ClOrdID)``.  A ClOrdID used once by a client (new order, cancel
-  or replace that was accepted, or a new order that was rejected for a
-  reason other than duplication) cannot be used again by that client in the
-  same run.
+  ``(client, ClOrdID)``.  A ClOrdID used by a client (new order, cancel or
+  replace that was accepted, or a new order that was rejected for a reason
+  other than duplication) cannot be used again by that client while the
+  order is known: while it is open, and once final until the trading day
+  ends (:meth:`Matcher.expire_day`) or more than ``retain_finished`` final
+  orders are kept (the oldest are forgotten first).  A forgotten order is
+  unknown to status requests.
 * A new order is accepted (ExecType NEW), crossed against the other clients'
   resting orders on the opposite side (price-time priority, at the resting
   order's price, both sides get a TRADE with counterparty ``"internal"``;
@@ -45,6 +48,7 @@ Rules the gateway relies on:
 from __future__ import annotations
 
 from bisect import insort
+from collections import deque
 from collections.abc import Iterator, Mapping
 from itertools import count
 from typing import NamedTuple
@@ -81,6 +85,7 @@ __all__ = [
 DUPLICATE_CL_ORD_ID = "Duplicate ClOrdID"
 NOT_MARKETABLE = "not marketable"
 FOK_NOT_FILLABLE = "fill or kill: not enough liquidity"
+DAY_ENDED = "end of the trading day"
 
 
 class MatcherError(Exception):
@@ -193,11 +198,14 @@ class Matcher:
         "_books",
         "_by_cl_ord_id",
         "_exec_ids",
+        "_expiring",
+        "_finished",
         "_instruments",
         "_open",
         "_order_ids",
         "_seq",
         "internal_crossing",
+        "retain_finished",
     )
 
     def __init__(
@@ -206,9 +214,11 @@ class Matcher:
         *,
         internal_crossing: bool = True,
         id_prefix: str = "",
+        retain_finished: int = 100_000,
     ) -> None:
         self._instruments = dict(instruments)
         self.internal_crossing = internal_crossing
+        self.retain_finished = retain_finished
         self._exec_ids = ExecIdSource(f"{id_prefix}E")
         self._order_ids = ExecIdSource(f"{id_prefix}O")
         self._seq = count(1)
@@ -217,6 +227,11 @@ class Matcher:
         }
         self._open: dict[str, Order] = {}
         self._by_cl_ord_id: dict[tuple[str, str], Order] = {}
+        # final orders, oldest first, still answering status requests and
+        # duplicate-ClOrdID checks until more than retain_finished are kept
+        self._finished: deque[Order] = deque()
+        # DAY orders out at LPs at the end of the day: expire on return
+        self._expiring: set[str] = set()
 
     # --- client requests -------------------------------------------------------
 
@@ -245,6 +260,7 @@ class Matcher:
         problem = self._invalid(cmd)
         if problem is not None:
             self._reject(order, problem[0], problem[1], result)
+            self._retire(order)
             return result
         if order.ord_type is OrdType.MARKET and order.tif is TimeInForce.DAY:
             order.tif = TimeInForce.IOC
@@ -264,7 +280,7 @@ class Matcher:
         )
         if order is None:
             return result
-        self._by_cl_ord_id[(cmd.client, cmd.cl_ord_id)] = order
+        self._index(order, cmd.cl_ord_id)
         if order.routing_qty:
             order.pending = PendingChange(CxlRejResponseTo.CANCEL, cmd.cl_ord_id)
             order.status = OrdStatus.PENDING_CANCEL
@@ -303,7 +319,7 @@ class Matcher:
                 )
             )
             return result
-        self._by_cl_ord_id[(cmd.client, cmd.cl_ord_id)] = order
+        self._index(order, cmd.cl_ord_id)
         if order.routing_qty:
             order.pending = PendingChange(
                 CxlRejResponseTo.REPLACE, cmd.cl_ord_id, cmd.qty, cmd.price
@@ -385,6 +401,10 @@ class Matcher:
         order.routing_qty = 0
         pending = order.pending
         order.pending = None
+        if order_id in self._expiring:
+            self._expiring.discard(order_id)
+            self._expire_back_from_routing(order, pending, result)
+            return result
         if pending is not None:
             order.status = _working_status(order)
             if pending.kind is CxlRejResponseTo.CANCEL:
@@ -423,6 +443,41 @@ class Matcher:
         if order.leaves_qty and (order.tif is TimeInForce.IOC or order.tif is TimeInForce.FOK):
             self._finish(order, OrdStatus.CANCELED, ExecType.CANCELED, reason, result)
         return result
+
+    def expire_day(self) -> Result:
+        """The end of the trading day.  Final orders of the day are forgotten
+        (their ClOrdIDs may be used again), then every open DAY order expires
+        (ExecType EXPIRED); one that is out at LPs expires when its routing
+        is done, keeping what the LPs filled meanwhile."""
+        finished = self._finished
+        while finished:
+            self._forget(finished.popleft())
+        result = Result()
+        for order in sorted(self._open.values(), key=_by_seq):
+            if order.tif is not TimeInForce.DAY:
+                continue
+            if order.routing_qty:
+                self._expiring.add(order.order_id)
+            else:
+                self._finish(order, OrdStatus.EXPIRED, ExecType.EXPIRED, DAY_ENDED, result)
+        return result
+
+    def _expire_back_from_routing(
+        self, order: Order, pending: PendingChange | None, result: Result
+    ) -> None:
+        if order.leaves_qty:
+            self._finish(order, OrdStatus.EXPIRED, ExecType.EXPIRED, DAY_ENDED, result)
+        if pending is not None:
+            result.cancel_rejects.append(
+                self._cancel_reject(
+                    order,
+                    pending.cl_ord_id,
+                    order.cl_ord_id,
+                    CxlRejReason.TOO_LATE_TO_CANCEL,
+                    pending.kind,
+                    f"order expired: {DAY_ENDED}",
+                )
+            )
 
     def on_market(self, symbol: str, book: BookSnapshot) -> Result:
         """Route resting orders of ``symbol`` that ``book`` made marketable:
@@ -566,8 +621,28 @@ class Matcher:
             self._cross(order, result)
 
     def _rename(self, order: Order, cl_ord_id: str) -> None:
+        order.aliases += (order.cl_ord_id,)
         order.orig_cl_ord_id = order.cl_ord_id
         order.cl_ord_id = cl_ord_id
+
+    def _index(self, order: Order, cl_ord_id: str) -> None:
+        """Make ``order`` known by one more ClOrdID of its client."""
+        self._by_cl_ord_id[(order.client, cl_ord_id)] = order
+        order.aliases += (cl_ord_id,)
+
+    def _retire(self, order: Order) -> None:
+        """Keep a final order for lookups; forget the oldest beyond the bound."""
+        finished = self._finished
+        finished.append(order)
+        while len(finished) > self.retain_finished:
+            self._forget(finished.popleft())
+
+    def _forget(self, order: Order) -> None:
+        index = self._by_cl_ord_id
+        for cl_ord_id in (order.cl_ord_id, *order.aliases):
+            key = (order.client, cl_ord_id)
+            if index.get(key) is order:
+                del index[key]
 
     def _work(self, order: Order, book: BookSnapshot | None, result: Result) -> None:
         """Cross a fresh (or re-priced) order, then route or rest what is left."""
@@ -674,9 +749,12 @@ class Matcher:
         self._close(order)
 
     def _close(self, order: Order) -> None:
-        """Forget a final order everywhere but in the ClOrdID index."""
-        if self._open.pop(order.order_id, None) is not None and order.price is not None:
-            self._side_book(order).remove(order)
+        """Forget a final order everywhere but in the ClOrdID index (until
+        it is retired from there too)."""
+        if self._open.pop(order.order_id, None) is not None:
+            if order.price is not None:
+                self._side_book(order).remove(order)
+            self._retire(order)
 
     def _reject(self, order: Order, reason: OrdRejReason, text: str, result: Result) -> None:
         order.status = OrdStatus.REJECTED

@@ -139,6 +139,9 @@ class Order(msgspec.Struct, eq=False, gc=False):
     notional: int = 0
     routing_qty: int = 0
     pending: PendingChange | None = None
+    aliases: tuple[str, ...] = ()
+    """Every other ClOrdID the order is known by (earlier ones, and the one of
+    a cancel or replace waiting for routing to end)."""
 
     @property
     def is_final(self) -> bool:

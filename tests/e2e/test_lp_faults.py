@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 from test_order_scenarios import FINAL, SLOW_BEST_LP, order, reports_until, started
 
 from gateway.order_flow import HOUSE
+from lp_adapters import base
 from lp_adapters.base import EventSink, LpAdapter, adapter_class, register
 from router.model import ChildFill, ChildOrder, Instrument, Level, LpStatus, Quote
 
@@ -85,9 +86,12 @@ MUTE_CONFIG = (
 
 
 @pytest.fixture(autouse=True, scope="module")
-def mute_kind() -> None:
+def mute_kind() -> Iterator[None]:
+    """The kind is known for this module's tests only."""
     adapter_class("simulated")
     register(MUTE_KIND)(MuteLp)
+    yield
+    del base._REGISTRY[MUTE_KIND]
 
 
 @pytest.mark.asyncio

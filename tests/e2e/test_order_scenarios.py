@@ -4,7 +4,9 @@ on a simulated LP (drop it) and read the exposure ledger."""
 
 from __future__ import annotations
 
+import calendar
 import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from gateway.client import FixClient
 from gateway.daemon import Gateway
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
+from gateway.order_flow import next_day_end
 from lp_adapters.simulated import SimulatedLp
 
 FINAL = (b"2", b"4", b"8", b"C")
@@ -242,3 +245,33 @@ async def test_orders_routed_at_the_same_time_never_take_an_lp_past_its_hard_lim
     finally:
         await c.logout()
         await gateway.stop()
+
+
+@pytest.mark.asyncio
+async def test_day_orders_expire_at_the_end_of_the_trading_day(
+    default_gateway: tuple[Gateway, FixClient],
+) -> None:
+    gateway, c = default_gateway
+    assert gateway.order_flow is not None
+    c.send(b"D", order("DAY1", "1", "1000", ord_type="2", tif="0", price="0.50000"))
+    c.send(b"D", order("GTC1", "1", "1000", ord_type="2", tif="1", price="0.50000"))
+    await reports_until(c, b"DAY1", b"0")
+    await reports_until(c, b"GTC1", b"0")
+    gateway.order_flow.end_trading_day(time.time())
+    (expired,) = await reports_until(c, b"DAY1", b"C")
+    assert (expired.get(150), expired.get(151), expired.get(58)) == (
+        b"C",
+        b"0",
+        b"end of the trading day",
+    )
+    c.send(b"H", codec.encode_fields([(11, b"GTC1"), (54, b"1"), (55, b"EUR/USD")]))
+    (status,) = await reports_until(c, b"GTC1", b"0")
+    assert status.get(150) == b"I"
+
+
+def test_the_trading_day_ends_at_the_configured_utc_time() -> None:
+    monday_noon = calendar.timegm((2026, 11, 30, 12, 0, 0))
+    assert next_day_end(monday_noon, "21:00") == calendar.timegm((2026, 11, 30, 21, 0, 0))
+    assert next_day_end(monday_noon, "09:30") == calendar.timegm((2026, 12, 1, 9, 30, 0))
+    at = calendar.timegm((2026, 11, 30, 21, 0, 0))
+    assert next_day_end(at, "21:00") == at + 86400
