@@ -9,6 +9,7 @@ from config.loader import (
     with_overrides,
 )
 from config.schema import (
+    CandidatePolicy,
     ClientRiskSettings,
     Config,
     GatewaySettings,
@@ -22,6 +23,7 @@ from config.schema import (
 )
 
 __all__ = [
+    "CandidatePolicy",
     "ClientRiskSettings",
     "Config",
     "ConfigError",

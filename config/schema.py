@@ -129,7 +129,7 @@ LpAdapterKind = Annotated[
 """The name an LP adapter kind is registered under (``lp_adapters.register``);
 that the kind exists, and that the adapter accepts its settings, is checked
 where adapters are built (``gateway.order_flow.lp_config_errors``)."""
-RoutingPolicy = Literal["best_price_exposure_aware"]
+RoutingPolicy = Literal["best_price_exposure_aware", "best_price"]
 
 USD_CONVERSION_QUOTE: Final = "quote"
 USD_CONVERSION_BASE: Final = "base"
@@ -160,7 +160,14 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     """Bytes queued to one peer before it is disconnected as a slow consumer."""
 
     log_level: LogLevel = "info"
+    """Applied again on reload."""
+
     log_format: LogFormat = "json"
+
+    admin_token: str = ""
+    """Bearer token of the ``/admin`` endpoints and the dashboard's data; the
+    environment variable ``FIXGW_ADMIN_TOKEN`` overrides it.  Empty: the
+    admin endpoints answer 403 to everyone."""
 
 
 class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -322,11 +329,26 @@ class LpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         return hash(_frozen(self))
 
 
+class CandidatePolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The ``[routing.candidate]`` table: a second policy taking a share of the orders."""
+
+    policy: RoutingPolicy
+    """The policy traffic is being shifted to."""
+
+    share_percent: Annotated[Decimal, decimal_limits(ge=0, le=100)]
+    """Percentage of orders it routes (0 to 100, e.g. "5", "25", "100");
+    chosen per order from a hash of the client and ClOrdID, so the same
+    ClOrdID always gets the same policy under the same share."""
+
+
 class RoutingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The ``[routing]`` table: how client orders are split across LPs."""
 
     policy: RoutingPolicy = "best_price_exposure_aware"
     """Ranking of LP prices: best price first, penalised near an LP's exposure limits."""
+
+    candidate: CandidatePolicy | None = None
+    """A second policy and its share of the orders (traffic shifting)."""
 
     internal_crossing: bool = True
     """Match client orders against each other before going to LPs."""

@@ -17,11 +17,10 @@ rests or cancels it by the order's TimeInForce.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 import structlog
@@ -30,6 +29,7 @@ from config import Config
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 from gateway.fix.session import BusinessRejectReason, Session
+from gateway.flow_stats import FlowStats
 from gateway.market_data import MarketDataService
 from gateway.order_mapping import (
     Refusal,
@@ -40,13 +40,16 @@ from gateway.order_mapping import (
     execution_body,
     new_order_reject_body,
 )
+from gateway.rules import Rules, build_rules
 from lp_adapters.base import DISCONNECTED_REASON, LpAdapter, create_adapter
 from matcher.engine import Matcher, Result, RouteNeed
 from matcher.orders import (
+    FINAL_STATUSES,
     CancelReject,
     CxlRejReason,
     CxlRejResponseTo,
     Execution,
+    OrdRejReason,
     OrdStatus,
 )
 from router.book import AggregatedBook
@@ -62,8 +65,8 @@ from router.model import (
     LpStatus,
     Quote,
 )
-from router.policy import LpLimits, RouteRequest, RoutingLimits, build_policy
-from router.risk import ClientLimits, check
+from router.policy import RouteRequest
+from router.risk import check
 
 _log = structlog.get_logger("gateway.order_flow")
 
@@ -76,12 +79,25 @@ _EXPOSURE_MARK_INTERVAL = 0.1
 # how late a child-order timeout may be noticed (one timer serves them all)
 _TIMEOUT_RESOLUTION = 0.01
 
+# children given up on and still watched for a late fill
+_MAX_ABANDONED = 10_000
+
+_REJECT_REASONS = {r.value: r.name.lower() for r in OrdRejReason}
+
+
+def _refusal_reason(code: int) -> str:
+    """A metric label for an OrdRejReason."""
+    return _REJECT_REASONS.get(code, "other")
+
 
 @dataclass(slots=True)
 class _Child:
     lp: str
     qty: int
     open: int
+    sent_at: float
+    answered: bool = False
+    exec_ids: set[str] | None = None  # fills applied, to apply a repeated one once
 
 
 @dataclass(slots=True)
@@ -90,6 +106,8 @@ class _Routing:
     instrument: Instrument
     attempt: int
     serial: int  # tells this routing from a later one of the same order
+    rules: Rules  # the rules it started under; its re-routes follow them too
+    policy: str
     children: dict[str, _Child] = field(default_factory=dict)
     returned: int = 0
     excluded: set[str] = field(default_factory=set)
@@ -127,57 +145,22 @@ def _discard(event: LpEvent) -> None:
     return None
 
 
-def _client_limits(
-    config: Config, client: str, instruments: Mapping[str, Instrument]
-) -> ClientLimits:
-    """The client's risk limits in lots (config states them in units)."""
-    risk = config.risk.for_client(client)
-
-    def per_symbol(units: Decimal | None) -> dict[str, int]:
-        if units is None:
-            return {}
-        return {s: int(units // i.lot_size) for s, i in instruments.items()}
-
-    return ClientLimits(
-        max_order_qty_by_symbol=per_symbol(risk.max_order_qty),
-        max_notional_usd=risk.max_notional_usd,
-        max_open_position_lots_by_symbol=per_symbol(risk.max_open_position),
-        allowed_symbols=frozenset(risk.allowed_symbols) if risk.allowed_symbols else None,
-    )
-
-
 class OrderFlow:
     """The ``orders`` application profile and everything behind it."""
 
     def __init__(self, config: Config, sessions: Mapping[str, Session]) -> None:
-        self.config = config
         self.instruments = {i.symbol: i.to_instrument() for i in config.instruments}
         self.sessions = dict(sessions)  # client CompID -> session
-        routing = config.routing
+        self.rules = build_rules(config, self.instruments, list(self.sessions), generation=1)
         self.matcher = Matcher(
             self.instruments,
-            internal_crossing=routing.internal_crossing,
+            internal_crossing=config.routing.internal_crossing,
             retain_finished=config.orders.retain_finished,
         )
         self.book = AggregatedBook()
         self.ledger = ExposureLedger(self.instruments)
-        self.policy = build_policy(routing.policy)
         self.market_data = MarketDataService(self.instruments, self.book)
-        self.limits = RoutingLimits(
-            lps={
-                lp.name: LpLimits(
-                    soft_limit_usd=lp.soft_limit_usd,
-                    hard_limit_usd=lp.hard_limit_usd,
-                    soft_penalty_ticks=lp.soft_penalty_ticks,
-                    enabled=lp.enabled,
-                )
-                for lp in config.lps
-            },
-            max_child_orders=routing.max_child_orders,
-        )
-        self.client_limits = {
-            client: _client_limits(config, client, self.instruments) for client in self.sessions
-        }
+        self.stats = FlowStats()
         self.adapters: dict[str, LpAdapter] = {
             lp.name: create_adapter(
                 lp.adapter, lp.name, self.instruments, self.on_lp_event, lp.settings
@@ -187,17 +170,19 @@ class OrderFlow:
         }
         self._routings: dict[str, _Routing] = {}  # parent order id -> routing in flight
         self._children: dict[str, str] = {}  # child id -> parent order id
-        self._seen_exec_ids: set[tuple[str, str]] = set()
         # children given up on (the LP answered neither the order nor its
         # cancel in time): a late fill still moves the LP's position
-        self._abandoned: dict[str, tuple[str, str, RouteNeed]] = {}
+        self._abandoned: dict[str, tuple[str, str, RouteNeed, set[str]]] = {}
+        # order id -> [arrival time, policy of its first routing or ""]
+        self._started: dict[str, list[Any]] = {}
+        self._debug = config.gateway.log_level == "debug"
         self._tasks: set[asyncio.Task[None]] = set()
         self._marked_at = float("-inf")
         self._child_seq = 0
         self._routing_seq = 0
         self._exec_seq = 0
-        # (deadline, parent order id, routing serial), oldest first
-        self._deadlines: deque[tuple[float, str, int]] = deque()
+        # heap of (deadline, parent order id, routing serial)
+        self._deadlines: list[tuple[float, str, int]] = []
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._day_timer: asyncio.TimerHandle | None = None
         # LPs not up: routed to by no one
@@ -234,7 +219,7 @@ class OrderFlow:
     # -- the trading day -------------------------------------------------------------
 
     def _arm_day_end(self, now: float) -> None:
-        at = next_day_end(now, self.config.orders.trading_day_end)
+        at = next_day_end(now, self.rules.config.orders.trading_day_end)
         self._day_timer = asyncio.get_running_loop().call_later(at - now, self._on_day_end)
 
     def _on_day_end(self) -> None:
@@ -256,8 +241,8 @@ class OrderFlow:
 
     async def _drop_stale_quotes(self) -> None:
         """Quotes older than ``routing.quote_max_age_ms`` leave the book."""
-        max_age = self.config.routing.quote_max_age_ms / 1000
         while True:
+            max_age = self.rules.config.routing.quote_max_age_ms / 1000
             await asyncio.sleep(max_age / 2)
             now = time.time()
             for lp, symbol in self.book.drop_stale(now, max_age):
@@ -272,6 +257,20 @@ class OrderFlow:
             self.ledger.mark(self.book)
             self._marked_at = now
         return self.ledger.current()
+
+    def apply_rules(self, rules: Rules) -> None:
+        """Put ``rules`` in force from the next event on.  Routings already
+        under way keep the rules they began with."""
+        old = self.rules
+        self.rules = rules
+        config = rules.config
+        self.matcher.internal_crossing = config.routing.internal_crossing
+        self.matcher.retain_finished = config.orders.retain_finished
+        self._debug = config.gateway.log_level == "debug"
+        day_end = config.orders.trading_day_end
+        if day_end != old.config.orders.trading_day_end and self._day_timer is not None:
+            self._day_timer.cancel()
+            self._arm_day_end(time.time())
 
     def lps_up(self) -> list[str]:
         return [name for name, a in self.adapters.items() if a.up]
@@ -307,11 +306,13 @@ class OrderFlow:
             session.reject_business(msg, BusinessRejectReason.UNSUPPORTED_MESSAGE_TYPE, now)
 
     def _new_order(self, session: Session, client: str, msg: FixMessage, now: float) -> None:
+        stats = self.stats
+        stats.orders_received[client] = stats.orders_received.get(client, 0) + 1
         order = decode_new_order(msg, client, self.instruments)
         if isinstance(order, Refusal):
-            self._refuse(session, msg, order, now)
+            self._refuse(session, msg, order, _refusal_reason(order.ord_rej_reason), now)
             return
-        limits = self.client_limits.get(client)
+        limits = self.rules.client_limits.get(client)
         if limits is not None:
             exposure = self.exposure(now)
             breach = check(
@@ -321,9 +322,12 @@ class OrderFlow:
                 exposure.usd_per_lot.get(order.symbol),
             )
             if breach is not None:
-                self._refuse(session, msg, Refusal(breach.text, 0), now)
+                self._refuse(session, msg, Refusal(breach.text, 0), f"risk_{breach.limit}", now)
                 return
-        self._publish(self.matcher.submit(order, self.book.snapshot(order.symbol)), now)
+        result = self.matcher.submit(order, self.book.snapshot(order.symbol))
+        if result.executions:
+            self._started[result.executions[0].order_id] = [now, ""]
+        self._publish(result, now)
 
     def _replace(self, client: str, msg: FixMessage, now: float) -> None:
         replace = decode_replace(msg, client, self.instruments)
@@ -362,10 +366,15 @@ class OrderFlow:
         ]
         session.send(b"8", codec.encode_fields(f for f in fields if f[1]), now)
 
-    def _refuse(self, session: Session, msg: FixMessage, refusal: Refusal, now: float) -> None:
+    def _refuse(
+        self, session: Session, msg: FixMessage, refusal: Refusal, reason: str, now: float
+    ) -> None:
         self._exec_seq += 1
         body = new_order_reject_body(msg, refusal, f"R{self._exec_seq}")
         session.send(b"8", body, now)
+        client = session.settings.TargetCompID
+        self.stats.rejected(client, reason)
+        self.stats.final(client, "rejected")
         _log.info(
             "order_rejected",
             session=session.session_id,
@@ -385,10 +394,26 @@ class OrderFlow:
 
     def _send_execution(self, client: str, ex: Execution, now: float) -> None:
         session = self.sessions.get(client)
-        if session is None:
-            return
-        body = execution_body(ex, self.instruments[ex.symbol], codec.format_utc_timestamp(now))
-        session.send(b"8", body, now)
+        if session is not None:
+            body = execution_body(ex, self.instruments[ex.symbol], codec.format_utc_timestamp(now))
+            session.send(b"8", body, now)
+        if ex.status in FINAL_STATUSES:
+            started = self._started.pop(ex.order_id, None)
+            if started is not None:
+                self._order_done(ex, started)
+
+    def _order_done(self, ex: Execution, started: list[Any]) -> None:
+        """Count an order that reached its final state."""
+        stats = self.stats
+        latency = time.time() - started[0]
+        stats.latency.observe(latency)
+        if started[1]:
+            stats.policy(started[1]).latency.observe(latency)
+        status = ex.status.name.lower()
+        stats.final(ex.client, status)
+        if ex.status is OrdStatus.REJECTED:
+            reason = ex.ord_rej_reason
+            stats.rejected(ex.client, _refusal_reason(reason if reason is not None else 99))
 
     def _send_cancel_reject(self, reject: CancelReject, now: float) -> None:
         session = self.sessions.get(reject.client)
@@ -397,7 +422,28 @@ class OrderFlow:
 
     # -- routing ---------------------------------------------------------------------
 
-    def _route(self, need: RouteNeed, attempt: int, excluded: set[str], now: float) -> None:
+    def _route(
+        self,
+        need: RouteNeed,
+        attempt: int,
+        excluded: set[str],
+        now: float,
+        rules: Rules | None = None,
+        policy: str = "",
+    ) -> None:
+        """Route ``need``: a first routing takes the rules in force and
+        chooses its policy by the order's ClOrdID; a re-route (``attempt`` >
+        0) follows the rules and the policy of the routing it continues."""
+        if rules is None:
+            rules = self.rules
+            policy = rules.policy_for(need.client, need.cl_ord_id)
+            started = self._started.get(need.order_id)
+            if started is not None and not started[1]:
+                started[1] = policy
+                self.stats.policy(policy).orders += 1
+        policy_stats = self.stats.policy(policy)
+        policy_stats.routings += 1
+        policy_stats.routed_lots += need.qty
         instrument = self.instruments[need.symbol]
         snapshot = self.book.snapshot(need.symbol)
         plan = None
@@ -412,7 +458,21 @@ class OrderFlow:
                 instrument,
             )
             avoid = frozenset(excluded | self._down) if excluded else self._down
-            plan = self.policy.route(request, snapshot, self.exposure(now), self.limits, avoid)
+            plan = rules.policies[policy].route(
+                request, snapshot, self.exposure(now), rules.limits, avoid
+            )
+            if self._debug:
+                _log.debug(
+                    "route_decision",
+                    client=need.client,
+                    cl_ord_id=need.cl_ord_id,
+                    order_id=need.order_id,
+                    policy=policy,
+                    attempt=attempt,
+                    children=[(c.lp, c.qty, c.price) for c in plan.children],
+                    unallocated=plan.remainder,
+                    reason=plan.reason,
+                )
         if plan is None or not plan.children:
             reason = plan.reason if plan is not None and plan.reason else "no liquidity"
             _log.info("route_empty", order_id=need.order_id, reason=reason, attempt=attempt)
@@ -424,7 +484,9 @@ class OrderFlow:
             )
             return
         self._routing_seq += 1
-        routing = _Routing(need, instrument, attempt, self._routing_seq, excluded=excluded)
+        routing = _Routing(
+            need, instrument, attempt, self._routing_seq, rules, policy, excluded=excluded
+        )
         routing.returned = plan.remainder
         if plan.reason:
             routing.reasons.append(plan.reason)
@@ -437,8 +499,9 @@ class OrderFlow:
         for lp, qty, price in plan.children:
             self._child_seq += 1
             child_id = f"{order_id}.{self._child_seq}"
-            routing.children[child_id] = _Child(lp, qty, qty)
+            routing.children[child_id] = _Child(lp, qty, qty, now)
             self._children[child_id] = order_id
+            self.stats.lp(lp).children += 1
             self.ledger.reserve(lp, symbol, qty)
             self.adapters[lp].send(ChildOrder(child_id, order_id, lp, symbol, side, qty, price))
 
@@ -450,8 +513,8 @@ class OrderFlow:
     # routings that have finished meanwhile.
 
     def _watch(self, routing: _Routing, now: float) -> None:
-        deadline = now + self.config.routing.child_timeout_ms / 1000
-        self._deadlines.append((deadline, routing.need.order_id, routing.serial))
+        deadline = now + routing.rules.config.routing.child_timeout_ms / 1000
+        heapq.heappush(self._deadlines, (deadline, routing.need.order_id, routing.serial))
         if self._deadline_timer is None:
             self._arm_deadlines(now)
 
@@ -464,7 +527,7 @@ class OrderFlow:
         now = time.time()
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
-            _deadline, parent, serial = deadlines.popleft()
+            _deadline, parent, serial = heapq.heappop(deadlines)
             routing = self._routings.get(parent)
             if routing is not None and routing.serial == serial:
                 self._on_route_timeout(routing, now)
@@ -497,7 +560,15 @@ class OrderFlow:
             self.market_data.on_book_update(symbol, self.book.snapshot(symbol), now)
 
     def _on_ack(self, ack: ChildAck, now: float) -> None:
-        pass
+        parent = self._children.get(ack.child_id)
+        routing = self._routings.get(parent) if parent is not None else None
+        if routing is not None:
+            self._answered(routing.children[ack.child_id], now)
+
+    def _answered(self, child: _Child, now: float) -> None:
+        if not child.answered:
+            child.answered = True
+            self.stats.lp(child.lp).ack_latency.observe(now - child.sent_at)
 
     def _on_route_timeout(self, routing: _Routing, now: float) -> None:
         """Children unanswered after ``child_timeout_ms`` are canceled at their
@@ -515,7 +586,13 @@ class OrderFlow:
             return
         for child_id, child in list(routing.children.items()):
             _log.error("child_unresolved", lp=child.lp, child_id=child_id, open_qty=child.open)
-            self._abandoned[child_id] = (child.lp, parent, routing.need)
+            lp_stats = self.stats.lp(child.lp)
+            lp_stats.timeouts += 1
+            if child.open < child.qty:
+                lp_stats.filled += 1
+            else:
+                lp_stats.unfilled += 1
+            self._abandon(child_id, child, parent, routing.need)
             routing.excluded.add(child.lp)
             self._child_done(parent, routing, child_id, child.open, "lp did not answer", now)
 
@@ -527,10 +604,10 @@ class OrderFlow:
             if abandoned is None:
                 _log.warning("fill_for_unknown_child", child_id=fill.child_id, exec_id=fill.exec_id)
                 return
-            lp, order_id, need = abandoned
-            if (lp, fill.exec_id) in self._seen_exec_ids:
+            lp, order_id, need, exec_ids = abandoned
+            if fill.exec_id in exec_ids:
                 return
-            self._seen_exec_ids.add((lp, fill.exec_id))
+            exec_ids.add(fill.exec_id)
             # the client was told this quantity did not fill: the house holds it
             self.ledger.apply_fill(lp, HOUSE, need.symbol, need.side, fill.qty, fill.price)
             _log.error(
@@ -543,17 +620,26 @@ class OrderFlow:
             )
             return
         child = routing.children[fill.child_id]
-        key = (child.lp, fill.exec_id)
-        if key in self._seen_exec_ids:
+        seen = child.exec_ids
+        if seen is None:
+            seen = child.exec_ids = set()
+        elif fill.exec_id in seen:
             _log.warning("duplicate_fill_ignored", lp=child.lp, exec_id=fill.exec_id)
             return
-        self._seen_exec_ids.add(key)
+        seen.add(fill.exec_id)
+        if not child.answered:
+            self._answered(child, now)
+        lp_stats = self.stats.lp(child.lp)
+        lp_stats.fills += 1
+        lp_stats.filled_lots += fill.qty
+        self.stats.policy(routing.policy).filled_lots += fill.qty
         need = routing.need
         child.open -= fill.qty
         self.ledger.reserve(child.lp, need.symbol, -fill.qty)
         self.ledger.apply_fill(child.lp, need.client, need.symbol, need.side, fill.qty, fill.price)
         self._publish(self.matcher.on_fill(parent, fill.qty, fill.price, child.lp), now)
         if fill.leaves == 0:
+            lp_stats.filled += 1
             self._child_done(parent, routing, fill.child_id, 0, "", now)
 
     def _on_child_end(self, event: ChildReject | ChildCanceled, now: float) -> None:
@@ -562,15 +648,33 @@ class OrderFlow:
         if parent is None or routing is None:
             return
         child = routing.children[event.child_id]
+        self._answered(child, now)
+        lp_stats = self.stats.lp(child.lp)
         # an LP that rejected, dropped or had to be canceled after a timeout
         # gets no more of this order; one that just lacked liquidity at the
         # limit (IOC remainder, price moved) may be asked again at its new price
         if isinstance(event, ChildReject):
+            lp_stats.rejected += 1
             routing.excluded.add(child.lp)
             _log.info("child_rejected", lp=child.lp, child_id=event.child_id, reason=event.reason)
-        elif event.reason == DISCONNECTED_REASON or routing.cancel_sent:
-            routing.excluded.add(child.lp)
+        else:
+            if child.open < child.qty:
+                lp_stats.filled += 1
+            else:
+                lp_stats.unfilled += 1
+            if event.reason == DISCONNECTED_REASON or routing.cancel_sent:
+                routing.excluded.add(child.lp)
         self._child_done(parent, routing, event.child_id, child.open, event.reason, now)
+
+    def _abandon(self, child_id: str, child: _Child, parent: str, need: RouteNeed) -> None:
+        """Give up on a child the LP answers no more: a fill it reports later
+        is still applied (once) to the LP's exposure, booked to the house."""
+        abandoned = self._abandoned
+        abandoned[child_id] = (child.lp, parent, need, child.exec_ids or set())
+        while len(abandoned) > _MAX_ABANDONED:
+            oldest = next(iter(abandoned))
+            _log.error("abandoned_child_forgotten", child_id=oldest, lp=abandoned[oldest][0])
+            del abandoned[oldest]
 
     def _child_done(
         self, parent: str, routing: _Routing, child_id: str, returned: int, reason: str, now: float
@@ -588,9 +692,11 @@ class OrderFlow:
         del self._routings[parent]
         need = routing.need
         unfilled = routing.returned
-        if unfilled and routing.attempt < self.config.routing.max_reroutes:
+        if unfilled and routing.attempt < routing.rules.config.routing.max_reroutes:
             again = need._replace(qty=unfilled)
-            self._route(again, routing.attempt + 1, routing.excluded, now)
+            self._route(
+                again, routing.attempt + 1, routing.excluded, now, routing.rules, routing.policy
+            )
             return
         reason_text = "; ".join(dict.fromkeys(routing.reasons)) or "routed"
         self._publish(

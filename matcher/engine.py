@@ -136,6 +136,8 @@ class RouteNeed(NamedTuple):
     qty: int
     price: int | None
     tif: TimeInForce
+    cl_ord_id: str = ""
+    """The order's ClOrdID when it was handed to the router."""
 
 
 class Result(msgspec.Struct, gc=False):
@@ -663,7 +665,14 @@ class Matcher:
         order.routing_qty += qty
         result.routes.append(
             RouteNeed(
-                order.order_id, order.client, order.symbol, order.side, qty, order.price, order.tif
+                order.order_id,
+                order.client,
+                order.symbol,
+                order.side,
+                qty,
+                order.price,
+                order.tif,
+                order.cl_ord_id,
             )
         )
 

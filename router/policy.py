@@ -35,6 +35,7 @@ __all__ = [
     "NO_LIQUIDITY",
     "NO_USD_VALUATION",
     "POLICIES",
+    "BestPrice",
     "BestPriceExposureAware",
     "ChildAllocation",
     "LpLimits",
@@ -271,6 +272,8 @@ class BestPriceExposureAware:
     """
 
     name: ClassVar[str] = "best_price_exposure_aware"
+    steers: ClassVar[bool] = True
+    """Whether prices of LPs past their soft limit are penalised."""
 
     __slots__ = ()
 
@@ -328,7 +331,7 @@ class BestPriceExposureAware:
                     # -> up to `reducible` lots lower it, the rest raise it
                     room = hard - gross + reducible * lot_usd
                     cap = reducible + (_lots_within(room, lot_usd) if room > 0 else 0)
-                if cap > reducible:
+                if cap > reducible and self.steers:
                     penalty = lp_limits.penalty_ticks(gross)
                     if penalty:
                         penalties[lp] = penalty
@@ -398,6 +401,20 @@ class BestPriceExposureAware:
         if not reasons:
             reasons.append(INSUFFICIENT_LIQUIDITY)
         return RoutePlan(children, remaining, "; ".join(reasons))
+
+
+@register_policy
+class BestPrice(BestPriceExposureAware):
+    """Best price only: as :class:`BestPriceExposureAware` but without the
+    soft-limit penalty, so flow stays with the cheapest LP until its hard
+    limit stops it.  Hard limits, limit prices and the child-order cap hold
+    as there.  The baseline an exposure-aware policy is shifted from or
+    compared with."""
+
+    name: ClassVar[str] = "best_price"
+    steers: ClassVar[bool] = False
+
+    __slots__ = ()
 
 
 def _cap_reasons(capped: set[str], not_valued: set[str]) -> str:

@@ -407,7 +407,7 @@ def test_routing_field_errors() -> None:
         "max_reroutes = -1\nchild_timeout_ms = 0\nquote_max_age_ms = '5000'\n"
     )
     assert errors_of(text + instrument() + LP + SESSION) == [
-        'routing.policy: must be "best_price_exposure_aware"',
+        'routing.policy: must be one of "best_price_exposure_aware", "best_price"',
         "routing.internal_crossing: expected bool, got int",
         "routing.max_child_orders: must be > 0",
         "routing.max_reroutes: must be >= 0",
