@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from config import Config, ConfigError, default_config_path, load_config, with_overrides
+from config import Config, ConfigError, default_config_path, load_config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,14 +59,12 @@ def _check_config(path: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from gateway.reload import Overrides
+
     path = args.config or str(default_config_path())
+    overrides = Overrides(fix_port=args.fix_port, http_port=args.http_port, data_dir=args.data_dir)
     try:
-        cfg = with_overrides(
-            _load_checked(path),
-            fix_port=args.fix_port,
-            http_port=args.http_port,
-            data_dir=args.data_dir,
-        )
+        cfg = overrides.apply(_load_checked(path))
     except ConfigError as exc:
         print(
             f"{path}: refusing to start, {len(exc.errors)} configuration error(s):", file=sys.stderr
@@ -81,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
     from gateway.logs import configure_logging
 
     configure_logging(cfg.gateway.log_level, cfg.gateway.log_format)
-    return uvloop.run(run(cfg))
+    return uvloop.run(run(cfg, path, overrides))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

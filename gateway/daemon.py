@@ -7,6 +7,7 @@ FIX acceptor and the HTTP server are created here and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from pathlib import Path
 
@@ -20,17 +21,31 @@ from gateway.fix.acceptor import SessionRegistry
 from gateway.fix.session import Session
 from gateway.fix.store import SessionStore, open_store
 from gateway.http import SessionCollector, build_app
+from gateway.logs import set_log_level
+from gateway.metrics import LoopLag, OperationsCollector
 from gateway.order_flow import OrderFlow
+from gateway.reload import Overrides, Reloader
+from gateway.rules import build_rules, config_digest
 from gateway.server import FixServer
 
 _log = structlog.get_logger("gateway.daemon")
+
+DEV_ADMIN_TOKEN = "dev-admin-token"
+"""The token config/default.toml ships with, for trying the daemon out."""
 
 
 class Gateway:
     """Everything the daemon runs, started and stopped as one."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        config_path: str | Path | None = None,
+        overrides: Overrides | None = None,
+    ) -> None:
         self.config = config
+        self.generation = 1
+        self.digest = config_digest(config)
         gw = config.gateway
         self.data_dir = Path(gw.data_dir)
         self.stores: list[SessionStore] = []
@@ -65,11 +80,53 @@ class Gateway:
             max_outbound_buffer=gw.max_outbound_buffer,
             logon_timeout=max(s.LogonTimeout for s in config.sessions),
         )
+        self.reloader = Reloader(
+            Path(config_path) if config_path is not None else None,
+            overrides or Overrides(),
+            current=lambda: self.config,
+            version=lambda: self.config_version()[0],
+            apply=self.apply_config,
+        )
+        self.loop_lag = LoopLag()
         self.metrics = CollectorRegistry()
         self.metrics.register(SessionCollector(lambda: self.sessions))
+        self.metrics.register(
+            OperationsCollector(
+                lambda: self.order_flow,
+                lambda: self.reloader.stats,
+                self.config_version,
+                self.loop_lag,
+            )
+        )
+        self._tasks: set[asyncio.Task[object]] = set()
         self._http_runner: web.AppRunner | None = None
         self.fix_port = 0
         self.http_port = 0
+
+    def config_version(self) -> tuple[str, int]:
+        """``(version, generation)`` of the config in force."""
+        return f"{self.generation}-{self.digest}", self.generation
+
+    def admin_token(self) -> str:
+        return os.environ.get("FIXGW_ADMIN_TOKEN") or self.config.gateway.admin_token
+
+    def apply_config(self, config: Config) -> None:
+        """Put a reloaded config in force (its changes were checked to be
+        ones that need no restart)."""
+        self.generation += 1
+        self.config = config
+        self.digest = config_digest(config)
+        set_log_level(config.gateway.log_level)
+        flow = self.order_flow
+        if flow is not None:
+            rules = build_rules(config, flow.instruments, list(flow.sessions), self.generation)
+            flow.apply_rules(rules)
+
+    def reload_soon(self, trigger: str) -> None:
+        """Start a reload (the SIGHUP handler); the outcome is logged."""
+        task = asyncio.get_running_loop().create_task(self.reloader.reload(trigger))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def ready(self) -> tuple[bool, str]:
         if not self.fix_server.listening:
@@ -86,13 +143,19 @@ class Gateway:
         if self.order_flow is not None:
             await self.order_flow.start()
         self.fix_port = await self.fix_server.start(gw.fix_host, gw.fix_port)
+        self.loop_lag.start()
         if gw.http_port:
-            runner = web.AppRunner(build_app(self.metrics, self.ready), access_log=None)
+            runner = web.AppRunner(build_app(self), access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, gw.http_host, gw.http_port, reuse_address=True)
             await site.start()
             self._http_runner = runner
             self.http_port = gw.http_port
+        if self.admin_token() == DEV_ADMIN_TOKEN:
+            _log.warning(
+                "admin_token_is_the_development_default",
+                hint="set gateway.admin_token or FIXGW_ADMIN_TOKEN before exposing the HTTP port",
+            )
         _log.info(
             "gateway_started",
             fix_port=self.fix_port,
@@ -102,6 +165,9 @@ class Gateway:
         )
 
     async def stop(self) -> None:
+        await self.loop_lag.stop()
+        for task in list(self._tasks):
+            await asyncio.gather(task, return_exceptions=True)
         await self.fix_server.stop()
         if self.order_flow is not None:
             await self.order_flow.stop()
@@ -113,14 +179,18 @@ class Gateway:
         _log.info("gateway_stopped")
 
 
-async def run(config: Config) -> int:
-    """Run until SIGTERM or SIGINT; log sessions out cleanly on the way down."""
-    gateway = Gateway(config)
+async def run(
+    config: Config, config_path: str | Path | None = None, overrides: Overrides | None = None
+) -> int:
+    """Run until SIGTERM or SIGINT, reloading the config file on SIGHUP; log
+    sessions out cleanly on the way down."""
+    gateway = Gateway(config, config_path, overrides)
     await gateway.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, gateway.reload_soon, "SIGHUP")
     try:
         await stop.wait()
     finally:

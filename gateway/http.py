@@ -1,16 +1,36 @@
-"""The HTTP side of the daemon (aiohttp): health, readiness and /metrics."""
+"""The HTTP side of the daemon (aiohttp): health, readiness, /metrics, the
+admin API and the dashboard.
+
+``/admin/*`` needs ``Authorization: Bearer <token>`` with the configured
+admin token (compared in constant time); without a configured token it
+answers 403 to everyone.  ``/dashboard`` is a static page: it asks for the
+token in the browser and reads ``/admin/summary`` with it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import hmac
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import orjson
+import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gateway import admin
 from gateway.fix.session import Session
 from gateway.fix.states import SessionState
+
+if TYPE_CHECKING:
+    from gateway.daemon import Gateway
+
+_log = structlog.get_logger("gateway.http")
+_DASHBOARD = Path(__file__).with_name("static") / "dashboard.html"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -63,23 +83,97 @@ class SessionCollector(Collector):
         yield from (state, logged_on, messages, rejects, garbled, seqnums)
 
 
-def build_app(
-    registry: CollectorRegistry, ready: Callable[[], tuple[bool, str]]
-) -> web.Application:
+def _token_ok(request: web.Request, token: str) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)
+
+
+def build_app(gateway: Gateway) -> web.Application:
+    """Health, readiness, /metrics, the admin API (bearer token) and the
+    dashboard page."""
+
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
-        ok, detail = ready()
+        ok, detail = gateway.ready()
         return web.json_response(
             {"status": "ready" if ok else "not ready", "detail": detail}, status=200 if ok else 503
         )
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE})
+        body = generate_latest(gateway.metrics)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
-    app = web.Application()
+    @web.middleware
+    async def admin_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith("/admin/"):
+            return await handler(request)
+        token = gateway.admin_token()
+        if not token:
+            return web.json_response(
+                {"error": "admin API disabled: no admin token configured"}, status=403
+            )
+        if not _token_ok(request, token):
+            _log.warning("admin_unauthorized", path=request.path, peer=request.remote)
+            return web.json_response(
+                {"error": "missing or wrong bearer token"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="fixgw"'},
+            )
+        return await handler(request)
+
+    def _json(data: Any) -> web.Response:
+        return web.json_response(data, dumps=_dumps)
+
+    async def admin_sessions(_: web.Request) -> web.Response:
+        return _json(admin.sessions(gateway))
+
+    async def admin_lps(_: web.Request) -> web.Response:
+        flow = gateway.order_flow
+        return _json([] if flow is None else admin.lps(flow))
+
+    async def admin_exposures(_: web.Request) -> web.Response:
+        flow = gateway.order_flow
+        return _json({} if flow is None else admin.exposures(flow))
+
+    async def admin_orders(request: web.Request) -> web.Response:
+        flow = gateway.order_flow
+        client = request.query.get("client") or None
+        return _json([] if flow is None else admin.orders(flow, client))
+
+    async def admin_config(_: web.Request) -> web.Response:
+        return _json(admin.config(gateway))
+
+    async def admin_summary(_: web.Request) -> web.Response:
+        return _json(admin.summary(gateway))
+
+    async def admin_reload(_: web.Request) -> web.Response:
+        outcome = await gateway.reloader.reload("http")
+        status = {"applied": 200, "unchanged": 200, "invalid": 422, "restart_required": 409}
+        return _json_status(outcome.to_json(), status[outcome.status])
+
+    def _json_status(data: Any, status: int) -> web.Response:
+        return web.json_response(data, status=status, dumps=_dumps)
+
+    async def dashboard(_: web.Request) -> web.Response:
+        return web.Response(body=_DASHBOARD.read_bytes(), content_type="text/html")
+
+    app = web.Application(middlewares=[admin_auth])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/admin/sessions", admin_sessions)
+    app.router.add_get("/admin/lps", admin_lps)
+    app.router.add_get("/admin/exposures", admin_exposures)
+    app.router.add_get("/admin/orders", admin_orders)
+    app.router.add_get("/admin/config", admin_config)
+    app.router.add_get("/admin/summary", admin_summary)
+    app.router.add_post("/admin/reload", admin_reload)
+    app.router.add_get("/dashboard", dashboard)
     return app
+
+
+def _dumps(data: Any) -> str:
+    return orjson.dumps(data).decode()

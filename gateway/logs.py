@@ -57,3 +57,10 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     root.handlers[:] = [handler]
     root.setLevel(numeric)
     logging.getLogger("aiohttp.access").setLevel(max(numeric, logging.WARNING))
+
+
+def set_log_level(level: str) -> None:
+    """Change the level of every logger from now on (a config reload)."""
+    numeric = _LEVELS[level]
+    logging.getLogger().setLevel(numeric)
+    logging.getLogger("aiohttp.access").setLevel(max(numeric, logging.WARNING))

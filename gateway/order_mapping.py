@@ -189,6 +189,20 @@ def _formats(instrument: Instrument) -> _Formats:
     return fmt
 
 
+def price_text(instrument: Instrument, ticks: int) -> str:
+    """``ticks`` of ``instrument`` as a decimal price, as FIX writes it."""
+    return _formats(instrument).price(ticks).decode()
+
+
+def qty_text(instrument: Instrument, lots: int) -> str:
+    """``lots`` of ``instrument`` as a quantity in units, as FIX writes it."""
+    return _formats(instrument).qty(lots).decode()
+
+
+def avg_px_text(instrument: Instrument, notional: int, cum_qty: int) -> str:
+    return _formats(instrument).avg_px(notional, cum_qty).decode()
+
+
 def _parse_decimal(value: bytes) -> Decimal | None:
     """The FIX float ``value`` as an exact Decimal, or None if it is not one."""
     if _FIX_FLOAT.fullmatch(value) is None:

@@ -347,6 +347,11 @@ class Matcher:
             return None
         return self._report(order, ExecType.ORDER_STATUS)
 
+    @property
+    def open_count(self) -> int:
+        """How many orders are open."""
+        return len(self._open)
+
     def open_orders(self, client: str | None = None) -> list[Execution]:
         """ORDER_STATUS of every open order (of ``client`` if given), oldest first."""
         return [

@@ -116,6 +116,15 @@ class ExposureSnapshot(msgspec.Struct, frozen=True, gc=False):
         return self.lp_gross_usd.get(lp, _ZERO)
 
 
+def _non_flat(positions: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
+    out = {}
+    for owner, by_symbol in positions.items():
+        held = {symbol: lots for symbol, lots in by_symbol.items() if lots}
+        if held:
+            out[owner] = held
+    return out
+
+
 def _gross(
     filled: Mapping[str, int], reserved: Mapping[str, int], per_lot: Mapping[str, Decimal]
 ) -> Decimal | None:
@@ -216,6 +225,14 @@ class ExposureLedger:
     def client_position(self, client: str, symbol: str) -> int:
         positions = self._clients.get(client)
         return 0 if positions is None else positions.get(symbol, 0)
+
+    def lp_positions(self) -> dict[str, dict[str, int]]:
+        """Every LP's positions in lots by symbol, flat ones left out (a copy)."""
+        return _non_flat(self._lps)
+
+    def client_positions(self) -> dict[str, dict[str, int]]:
+        """Every client's positions in lots by symbol, flat ones left out (a copy)."""
+        return _non_flat(self._clients)
 
     def reserved(self, lp: str, symbol: str) -> int:
         """Lots of child orders in flight at ``lp`` in ``symbol``."""

@@ -1,0 +1,192 @@
+"""Read-only views of the running daemon for the admin API and the dashboard.
+
+Each function returns plain JSON data.  Money and quantities are decimal
+strings (exact, as in FIX); rates and latencies are numbers.  Nothing here
+changes state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from gateway.metrics import lp_rates
+from gateway.order_flow import OrderFlow
+from gateway.order_mapping import avg_px_text, price_text, qty_text
+
+if TYPE_CHECKING:
+    from gateway.daemon import Gateway
+
+# setting names whose values are never shown
+_SECRET_WORDS = ("password", "token", "secret", "key")
+REDACTED = "(redacted)"
+
+
+def redact(value: Any) -> Any:
+    """``value`` with every setting named like a secret replaced."""
+    if isinstance(value, Mapping):
+        return {
+            k: (
+                REDACTED
+                if isinstance(k, str) and any(w in k.lower() for w in _SECRET_WORDS) and v
+                else redact(v)
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    return value
+
+
+def sessions(gateway: Gateway) -> list[dict[str, Any]]:
+    return [
+        {
+            "session": s.session_id,
+            "state": s.state.value,
+            "logged_on": s.is_logged_on,
+            "next_sender_seq": s.store.next_sender_seq,
+            "next_target_seq": s.store.next_target_seq,
+            "messages_in": s.stats.messages_in,
+            "messages_out": s.stats.messages_out,
+            "rejects_sent": s.stats.rejects_sent,
+        }
+        for s in gateway.sessions
+    ]
+
+
+def _lots(flow: OrderFlow, symbol: str, lots: int) -> str:
+    instrument = flow.instruments.get(symbol)
+    return str(lots) if instrument is None else qty_text(instrument, lots)
+
+
+def lps(flow: OrderFlow) -> list[dict[str, Any]]:
+    snapshot = flow.exposure(time.time())
+    out = []
+    for lp in flow.rules.config.lps:
+        name = lp.name
+        limits = flow.rules.limits.lps.get(name)
+        adapter = flow.adapters.get(name)
+        gross = snapshot.gross_usd(name)
+        soft = lp.soft_limit_usd if limits is None else limits.soft_limit_usd
+        hard = lp.hard_limit_usd if limits is None else limits.hard_limit_usd
+        s = flow.stats.lps.get(name)
+        fill_rate, reject_rate = lp_rates(s.filled, s.rejected, s.ended) if s else (0.0, 0.0)
+        ack_p50, ack_p99 = s.ack_latency.percentiles(50, 99) if s else (None, None)
+        out.append(
+            {
+                "name": name,
+                "adapter": lp.adapter,
+                "enabled": limits.enabled if limits is not None else lp.enabled,
+                "up": adapter is not None and adapter.up,
+                "gross_usd": None if gross is None else str(gross),
+                "soft_limit_usd": str(soft),
+                "hard_limit_usd": str(hard),
+                "headroom_usd": None if gross is None else str(hard - gross),
+                "positions": {
+                    symbol: _lots(flow, symbol, held)
+                    for symbol, held in sorted(snapshot.lp_positions.get(name, {}).items())
+                },
+                "child_orders": s.children if s else 0,
+                "fills": s.fills if s else 0,
+                "rejects": s.rejected if s else 0,
+                "timeouts": s.timeouts if s else 0,
+                "fill_rate": fill_rate,
+                "reject_rate": reject_rate,
+                "ack_latency_ms": {
+                    "p50": None if ack_p50 is None else ack_p50 * 1000,
+                    "p99": None if ack_p99 is None else ack_p99 * 1000,
+                },
+            }
+        )
+    return out
+
+
+def exposures(flow: OrderFlow) -> dict[str, Any]:
+    def units(positions: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, str]]:
+        return {
+            owner: {symbol: _lots(flow, symbol, held) for symbol, held in sorted(by.items())}
+            for owner, by in sorted(positions.items())
+        }
+
+    snapshot = flow.exposure(time.time())
+    return {
+        "lps": units(flow.ledger.lp_positions()),
+        "lp_gross_usd": {lp: str(v) for lp, v in sorted(snapshot.lp_gross_usd.items())},
+        "unvalued_lps": sorted(snapshot.unvalued_lps),
+        "clients": units(flow.ledger.client_positions()),
+    }
+
+
+def orders(flow: OrderFlow, client: str | None) -> list[dict[str, Any]]:
+    out = []
+    for ex in flow.matcher.open_orders(client):
+        instrument = flow.instruments[ex.symbol]
+        out.append(
+            {
+                "order_id": ex.order_id,
+                "client": ex.client,
+                "cl_ord_id": ex.cl_ord_id,
+                "symbol": ex.symbol,
+                "side": ex.side.name.lower(),
+                "ord_type": ex.ord_type.name.lower(),
+                "time_in_force": ex.tif.name.lower(),
+                "qty": qty_text(instrument, ex.qty),
+                "price": None if ex.price is None else price_text(instrument, ex.price),
+                "cum_qty": qty_text(instrument, ex.cum_qty),
+                "leaves_qty": qty_text(instrument, ex.leaves_qty),
+                "avg_px": avg_px_text(instrument, ex.notional, ex.cum_qty),
+                "status": ex.status.name.lower(),
+            }
+        )
+    return out
+
+
+def config(gateway: Gateway) -> dict[str, Any]:
+    version, generation = gateway.config_version()
+    return {
+        "version": version,
+        "generation": generation,
+        "path": None if gateway.reloader.path is None else str(gateway.reloader.path),
+        "config": redact(msgspec.to_builtins(gateway.config)),
+    }
+
+
+def summary(gateway: Gateway) -> dict[str, Any]:
+    """Everything the dashboard shows, in one read."""
+    version, generation = gateway.config_version()
+    reloads = gateway.reloader.stats
+    last = reloads.last
+    data: dict[str, Any] = {
+        "time": time.time(),
+        "version": version,
+        "generation": generation,
+        "last_reload": None
+        if last is None
+        else {"status": last.status, "at": reloads.last_at, "details": list(last.details)},
+        "reloads": dict(reloads.by_status),
+        "sessions": sessions(gateway),
+        "loop_lag_ms": gateway.loop_lag.last * 1000,
+    }
+    flow = gateway.order_flow
+    if flow is not None:
+        stats = flow.stats
+        p50, p95, p99 = stats.latency.percentiles(50, 95, 99)
+        data.update(
+            {
+                "shares": {name: str(p) for name, p in flow.rules.shares.items()},
+                "latency_ms": {
+                    "p50": None if p50 is None else p50 * 1000,
+                    "p95": None if p95 is None else p95 * 1000,
+                    "p99": None if p99 is None else p99 * 1000,
+                    "count": stats.latency.count,
+                },
+                "orders_received": sum(stats.orders_received.values()),
+                "orders_final": sum(stats.orders_final.values()),
+                "open_orders": flow.matcher.open_count,
+                "lps": lps(flow),
+            }
+        )
+    return data

@@ -1,0 +1,280 @@
+"""Prometheus metrics of the order flow, the LPs, reloads and the event loop.
+
+Nothing here runs on the order path: the collector reads the order flow's
+plain counters (``gateway.flow_stats``), the exposure ledger and the rules
+in force when ``/metrics`` is scraped.  Names follow Prometheus conventions:
+``fixgw_`` prefix, base units (seconds, USD), ``_total`` on counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from gateway.flow_stats import Histogram
+from gateway.order_flow import OrderFlow
+from gateway.reload import STATUSES, ReloadStats
+
+LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+def _histogram(name: str, doc: str, labels: list[str]) -> HistogramMetricFamily:
+    return HistogramMetricFamily(name, doc, labels=labels)
+
+
+def _add_histogram(family: HistogramMetricFamily, labels: list[str], h: Histogram) -> None:
+    family.add_metric(labels, h.buckets(), h.sum)
+
+
+def lp_rates(filled: int, rejected: int, ended: int) -> tuple[float, float]:
+    """Fill rate and reject rate of an LP's ended child orders (0 before any)."""
+    if not ended:
+        return 0.0, 0.0
+    return filled / ended, rejected / ended
+
+
+class LoopLag:
+    """How late the event loop runs a callback scheduled every ``interval``
+    seconds: a direct measure of how long other work holds the loop."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self.histogram = Histogram(LAG_BUCKETS)
+        self.last = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="loop-lag")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            expected = loop.time() + self.interval
+            await asyncio.sleep(self.interval)
+            self.last = max(0.0, loop.time() - expected)
+            self.histogram.observe(self.last)
+
+
+class OperationsCollector(Collector):
+    """Order flow, LP, policy, reload and event-loop metrics, read at scrape time."""
+
+    def __init__(
+        self,
+        flow: Callable[[], OrderFlow | None],
+        reloads: Callable[[], ReloadStats],
+        version: Callable[[], tuple[str, int]],
+        lag: LoopLag,
+    ) -> None:
+        self._flow = flow
+        self._reloads = reloads
+        self._version = version
+        self._lag = lag
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._config()
+        lag = GaugeMetricFamily(
+            "fixgw_event_loop_lag_seconds",
+            "How late the event loop ran the last 100 ms tick",
+        )
+        lag.add_metric([], self._lag.last)
+        yield lag
+        lag_h = _histogram(
+            "fixgw_event_loop_lag_distribution_seconds",
+            "How late the event loop ran its 100 ms ticks",
+            [],
+        )
+        _add_histogram(lag_h, [], self._lag.histogram)
+        yield lag_h
+        flow = self._flow()
+        if flow is not None:
+            yield from self._orders(flow)
+            yield from self._lps(flow)
+            yield from self._policies(flow)
+
+    def _config(self) -> Iterator[Metric]:
+        version, generation = self._version()
+        info = GaugeMetricFamily(
+            "fixgw_config_info", "The config version in force (value 1)", labels=["version"]
+        )
+        info.add_metric([version], 1.0)
+        gen = GaugeMetricFamily(
+            "fixgw_config_generation", "1 at start, +1 for every reload that changed something"
+        )
+        gen.add_metric([], float(generation))
+        stats = self._reloads()
+        reloads = CounterMetricFamily(
+            "fixgw_config_reloads", "Config reloads by outcome", labels=["status"]
+        )
+        for status in STATUSES:
+            reloads.add_metric([status], float(stats.by_status[status]))
+        last_ok = GaugeMetricFamily(
+            "fixgw_config_last_reload_success",
+            "1 if the last reload was applied or found nothing to change, 0 if refused",
+        )
+        last_ok.add_metric(
+            [], 1.0 if stats.last is None or stats.last.status in ("applied", "unchanged") else 0.0
+        )
+        last_at = GaugeMetricFamily(
+            "fixgw_config_last_reload_timestamp_seconds", "When the last reload was attempted"
+        )
+        last_at.add_metric([], stats.last_at)
+        success_at = GaugeMetricFamily(
+            "fixgw_config_last_reload_success_timestamp_seconds",
+            "When a reload last succeeded",
+        )
+        success_at.add_metric([], stats.last_success_at)
+        yield from (info, gen, reloads, last_ok, last_at, success_at)
+
+    def _orders(self, flow: OrderFlow) -> Iterator[Metric]:
+        stats = flow.stats
+        received = CounterMetricFamily(
+            "fixgw_orders_received", "NewOrderSingle received", labels=["client"]
+        )
+        for client, n in sorted(stats.orders_received.items()):
+            received.add_metric([client], float(n))
+        final = CounterMetricFamily(
+            "fixgw_orders_final",
+            "Orders that reached a final state, by client and OrdStatus",
+            labels=["client", "status"],
+        )
+        for (client, status), n in sorted(stats.orders_final.items()):
+            final.add_metric([client, status], float(n))
+        rejects = CounterMetricFamily(
+            "fixgw_order_rejects",
+            "Rejected orders by client and reason",
+            labels=["client", "reason"],
+        )
+        for (client, reason), n in sorted(stats.order_rejects.items()):
+            rejects.add_metric([client, reason], float(n))
+        latency = _histogram(
+            "fixgw_order_latency_seconds",
+            "From a NewOrderSingle's arrival to its order's final ExecutionReport",
+            [],
+        )
+        _add_histogram(latency, [], stats.latency)
+        open_orders = GaugeMetricFamily("fixgw_open_orders", "Orders open in the matcher")
+        open_orders.add_metric([], float(flow.matcher.open_count))
+        yield from (received, final, rejects, latency, open_orders)
+
+    def _lps(self, flow: OrderFlow) -> Iterator[Metric]:
+        stats = flow.stats
+        names = [lp.name for lp in flow.rules.config.lps]
+        children = CounterMetricFamily("fixgw_lp_child_orders", "Child orders sent", labels=["lp"])
+        ended = CounterMetricFamily(
+            "fixgw_lp_child_orders_ended",
+            "Child orders ended, by outcome (filled: at least one fill)",
+            labels=["lp", "outcome"],
+        )
+        fills = CounterMetricFamily("fixgw_lp_fills", "Fills reported by the LP", labels=["lp"])
+        lots = CounterMetricFamily("fixgw_lp_filled_lots", "Lots filled by the LP", labels=["lp"])
+        timeouts = CounterMetricFamily(
+            "fixgw_lp_child_timeouts",
+            "Child orders given up after the LP did not answer",
+            labels=["lp"],
+        )
+        fill_rate = GaugeMetricFamily(
+            "fixgw_lp_fill_rate", "Share of ended child orders with a fill", labels=["lp"]
+        )
+        reject_rate = GaugeMetricFamily(
+            "fixgw_lp_reject_rate", "Share of ended child orders rejected", labels=["lp"]
+        )
+        ack = _histogram(
+            "fixgw_lp_ack_latency_seconds",
+            "From a child order's send to the LP's first answer",
+            ["lp"],
+        )
+        up = GaugeMetricFamily("fixgw_lp_up", "1 while the LP link is up", labels=["lp"])
+        exposure = GaugeMetricFamily(
+            "fixgw_lp_exposure_usd",
+            "Gross notional with the LP in USD, child orders in flight included",
+            labels=["lp"],
+        )
+        headroom = GaugeMetricFamily(
+            "fixgw_lp_headroom_usd", "USD left before the LP's hard limit", labels=["lp"]
+        )
+        soft = GaugeMetricFamily("fixgw_lp_soft_limit_usd", "The LP's soft limit", labels=["lp"])
+        hard = GaugeMetricFamily("fixgw_lp_hard_limit_usd", "The LP's hard limit", labels=["lp"])
+        position = GaugeMetricFamily(
+            "fixgw_lp_position_lots",
+            "Net position against the LP in lots (client side: positive when clients bought)",
+            labels=["lp", "symbol"],
+        )
+        snapshot = flow.exposure(time.time())
+        for name in names:
+            s = stats.lps.get(name)
+            if s is not None:
+                children.add_metric([name], float(s.children))
+                ended.add_metric([name, "filled"], float(s.filled))
+                ended.add_metric([name, "rejected"], float(s.rejected))
+                ended.add_metric([name, "unfilled"], float(s.unfilled))
+                fills.add_metric([name], float(s.fills))
+                lots.add_metric([name], float(s.filled_lots))
+                timeouts.add_metric([name], float(s.timeouts))
+                f, r = lp_rates(s.filled, s.rejected, s.ended)
+                fill_rate.add_metric([name], f)
+                reject_rate.add_metric([name], r)
+                _add_histogram(ack, [name], s.ack_latency)
+            adapter = flow.adapters.get(name)
+            up.add_metric([name], 1.0 if adapter is not None and adapter.up else 0.0)
+            limits = flow.rules.limits.lps.get(name)
+            gross = snapshot.gross_usd(name)
+            if gross is not None:
+                exposure.add_metric([name], float(gross))
+            if limits is not None:
+                soft.add_metric([name], float(limits.soft_limit_usd))
+                hard.add_metric([name], float(limits.hard_limit_usd))
+                if gross is not None:
+                    headroom.add_metric([name], float(limits.hard_limit_usd - gross))
+            for symbol, held in sorted(snapshot.lp_positions.get(name, {}).items()):
+                position.add_metric([name, symbol], float(held))
+        yield from (children, ended, fills, lots, timeouts, fill_rate, reject_rate, ack, up)
+        yield from (exposure, headroom, soft, hard, position)
+
+    def _policies(self, flow: OrderFlow) -> Iterator[Metric]:
+        stats = flow.stats
+        rules = flow.rules
+        share = GaugeMetricFamily(
+            "fixgw_policy_share_percent",
+            "Percentage of new orders each routing policy is given",
+            labels=["policy"],
+        )
+        for name, percent in rules.shares.items():
+            share.add_metric([name], float(percent))
+        orders = CounterMetricFamily(
+            "fixgw_policy_orders", "Orders whose first routing chose the policy", labels=["policy"]
+        )
+        routings = CounterMetricFamily(
+            "fixgw_policy_routings", "Routings (re-routes included) by policy", labels=["policy"]
+        )
+        routed = CounterMetricFamily(
+            "fixgw_policy_routed_lots", "Lots handed to the policy to route", labels=["policy"]
+        )
+        filled = CounterMetricFamily(
+            "fixgw_policy_filled_lots", "Lots filled at LPs under the policy", labels=["policy"]
+        )
+        latency = _histogram(
+            "fixgw_policy_order_latency_seconds",
+            "Order arrival to final state, by the policy of its first routing",
+            ["policy"],
+        )
+        for name, p in sorted(stats.policies.items()):
+            orders.add_metric([name], float(p.orders))
+            routings.add_metric([name], float(p.routings))
+            routed.add_metric([name], float(p.routed_lots))
+            filled.add_metric([name], float(p.filled_lots))
+            _add_histogram(latency, [name], p.latency)
+        yield from (share, orders, routings, routed, filled, latency)

@@ -1,0 +1,209 @@
+"""Reloading the configuration while the daemon runs (SIGHUP, POST /admin/reload).
+
+A reload reads the file, validates it completely (schema, then the LP adapter
+kinds and settings), and compares it with the config in force.  Settings the
+running daemon can take on the fly are the routing policy and traffic
+shares, LP limits (and disabling an LP), client risk limits, the other
+``[routing]`` and ``[orders]`` settings, the log level and the admin token.
+Anything else (listeners, the store, sessions, instruments, the set of LPs
+and their adapters) needs a restart: a file changing any of it is refused as
+a whole, with the list of those settings, and nothing is applied.  A file
+that fails validation changes nothing either.  Reading and validating happen
+in a worker thread; the new rules are put in force by one assignment on the
+event loop, between two events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import structlog
+
+from config import Config, ConfigError, load_config, with_overrides
+from gateway.order_flow import lp_config_errors
+
+_log = structlog.get_logger("gateway.reload")
+
+APPLIED = "applied"
+UNCHANGED = "unchanged"
+INVALID = "invalid"
+RESTART_REQUIRED = "restart_required"
+STATUSES = (APPLIED, UNCHANGED, INVALID, RESTART_REQUIRED)
+
+# Settings that may change without a restart; "*" matches one path element.
+_HOT = (
+    ("gateway", "log_level"),
+    ("gateway", "admin_token"),
+    ("routing",),
+    ("orders",),
+    ("risk",),
+    ("lps", "*", "soft_limit_usd"),
+    ("lps", "*", "hard_limit_usd"),
+    ("lps", "*", "soft_penalty_ticks"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Command-line settings that take precedence over the file, at start
+    and on every reload alike."""
+
+    fix_port: int | None = None
+    http_port: int | None = None
+    data_dir: str | None = None
+
+    def apply(self, config: Config) -> Config:
+        return with_overrides(
+            config, fix_port=self.fix_port, http_port=self.http_port, data_dir=self.data_dir
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    status: str
+    """One of STATUSES."""
+    version: str
+    """The config version in force afterwards."""
+    details: tuple[str, ...] = ()
+    """The validation errors, the settings needing a restart, or the
+    settings changed."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "version": self.version, "details": list(self.details)}
+
+
+@dataclass(slots=True)
+class ReloadStats:
+    by_status: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    last: ReloadOutcome | None = None
+    last_at: float = 0.0
+    last_success_at: float = 0.0
+
+
+def _load(path: Path, overrides: Overrides) -> Config:
+    """Read and validate the file completely (runs in a worker thread)."""
+    config = overrides.apply(load_config(path))
+    errors = lp_config_errors(config)
+    if errors:
+        raise ConfigError(errors, source=str(path))
+    return config
+
+
+def changed_settings(old: Config, new: Config) -> list[tuple[str, bool]]:
+    """Every setting that differs, as ``(path, hot)``; ``hot`` tells whether
+    it can be applied without a restart."""
+    out: list[tuple[str, bool]] = []
+    _diff(msgspec.to_builtins(old), msgspec.to_builtins(new), (), out)
+    return out
+
+
+def _diff(old: Any, new: Any, path: tuple[str, ...], out: list[tuple[str, bool]]) -> None:
+    if old == new:
+        return
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        for key in sorted(set(old) | set(new), key=str):
+            _diff(old.get(key), new.get(key), (*path, str(key)), out)
+        return
+    if (
+        isinstance(old, Sequence)
+        and isinstance(new, Sequence)
+        and not isinstance(old, str)
+        and not isinstance(new, str)
+        and len(old) == len(new)
+        and path[:1] in (("lps",), ("sessions",), ("instruments",))
+    ):
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            _diff(a, b, (*path, str(i)), out)
+        return
+    out.append((_show(path), _is_hot(path, old, new)))
+
+
+def _is_hot(path: tuple[str, ...], old: Any, new: Any) -> bool:
+    if path[:1] == ("lps",) and len(path) == 3 and path[2] == "enabled":
+        # an LP can be taken out of routing; one that was not connected at
+        # start has no adapter to bring in
+        return new is False
+    for pattern in _HOT:
+        if len(path) >= len(pattern) and all(
+            p == "*" or p == e for p, e in zip(pattern, path, strict=False)
+        ):
+            return True
+    return False
+
+
+def _show(path: tuple[str, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
+    return out or "(whole file)"
+
+
+class Reloader:
+    """Reloads the config file into the running daemon.  ``apply`` puts a
+    validated config whose changes are all hot in force; it is called on the
+    event loop and must not fail on a config that validated."""
+
+    def __init__(
+        self,
+        path: Path | None,
+        overrides: Overrides,
+        current: Callable[[], Config],
+        version: Callable[[], str],
+        apply: Callable[[Config], None],
+    ) -> None:
+        self.path = path
+        self.overrides = overrides
+        self._current = current
+        self._version = version
+        self._apply = apply
+        self.stats = ReloadStats()
+        self._lock = asyncio.Lock()
+
+    async def reload(self, trigger: str) -> ReloadOutcome:
+        async with self._lock:  # one reload at a time, in the order asked
+            outcome = await self._reload()
+        stats = self.stats
+        stats.by_status[outcome.status] += 1
+        stats.last = outcome
+        stats.last_at = time.time()
+        if outcome.status in (APPLIED, UNCHANGED):
+            stats.last_success_at = stats.last_at
+        event = {
+            APPLIED: "config_reloaded",
+            UNCHANGED: "config_reload_unchanged",
+            INVALID: "config_reload_refused",
+            RESTART_REQUIRED: "config_reload_needs_restart",
+        }[outcome.status]
+        log = _log.info if outcome.status in (APPLIED, UNCHANGED) else _log.error
+        log(
+            event,
+            trigger=trigger,
+            path=str(self.path),
+            version=outcome.version,
+            details=list(outcome.details),
+        )
+        return outcome
+
+    async def _reload(self) -> ReloadOutcome:
+        if self.path is None:
+            return ReloadOutcome(
+                INVALID, self._version(), ("the daemon was started without a config file",)
+            )
+        try:
+            new = await asyncio.to_thread(_load, self.path, self.overrides)
+        except ConfigError as exc:
+            return ReloadOutcome(INVALID, self._version(), tuple(exc.errors))
+        changes = changed_settings(self._current(), new)
+        cold = [path for path, hot in changes if not hot]
+        if cold:
+            return ReloadOutcome(RESTART_REQUIRED, self._version(), tuple(cold))
+        if not changes:
+            return ReloadOutcome(UNCHANGED, self._version())
+        self._apply(new)
+        return ReloadOutcome(APPLIED, self._version(), tuple(path for path, _ in changes))
