@@ -86,6 +86,7 @@ class Gateway:
             current=lambda: self.config,
             version=lambda: self.config_version()[0],
             apply=self.apply_config,
+            connected=lambda: frozenset(self.order_flow.adapters if self.order_flow else ()),
         )
         self.loop_lag = LoopLag()
         self.metrics = CollectorRegistry()

@@ -16,6 +16,7 @@ event loop, between two events.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ UNCHANGED = "unchanged"
 INVALID = "invalid"
 RESTART_REQUIRED = "restart_required"
 STATUSES = (APPLIED, UNCHANGED, INVALID, RESTART_REQUIRED)
+
+_LP_ENABLED = re.compile(r"lps\[(\d+)\]\.enabled")
 
 # Settings that may change without a restart; "*" matches one path element.
 _HOT = (
@@ -95,11 +98,19 @@ def _load(path: Path, overrides: Overrides) -> Config:
     return config
 
 
-def changed_settings(old: Config, new: Config) -> list[tuple[str, bool]]:
+def changed_settings(
+    old: Config, new: Config, connected: frozenset[str] = frozenset()
+) -> list[tuple[str, bool]]:
     """Every setting that differs, as ``(path, hot)``; ``hot`` tells whether
-    it can be applied without a restart."""
+    it can be applied without a restart.  ``connected`` names the LPs that
+    have an adapter (enabled at start): only those can be enabled again."""
     out: list[tuple[str, bool]] = []
     _diff(msgspec.to_builtins(old), msgspec.to_builtins(new), (), out)
+    for i, (path, hot) in enumerate(out):
+        match = _LP_ENABLED.fullmatch(path)
+        if match is not None and not hot:
+            lp = new.lps[int(match.group(1))]
+            out[i] = (path, lp.enabled and lp.name in connected)
     return out
 
 
@@ -126,8 +137,9 @@ def _diff(old: Any, new: Any, path: tuple[str, ...], out: list[tuple[str, bool]]
 
 def _is_hot(path: tuple[str, ...], old: Any, new: Any) -> bool:
     if path[:1] == ("lps",) and len(path) == 3 and path[2] == "enabled":
-        # an LP can be taken out of routing; one that was not connected at
-        # start has no adapter to bring in
+        # an LP can be taken out of routing, and brought back if it was
+        # connected at start (see changed_settings); one that was not has no
+        # adapter to bring in
         return new is False
     for pattern in _HOT:
         if len(path) >= len(pattern) and all(
@@ -156,7 +168,9 @@ class Reloader:
         current: Callable[[], Config],
         version: Callable[[], str],
         apply: Callable[[Config], None],
+        connected: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
+        self._connected = connected
         self.path = path
         self.overrides = overrides
         self._current = current
@@ -199,7 +213,7 @@ class Reloader:
             new = await asyncio.to_thread(_load, self.path, self.overrides)
         except ConfigError as exc:
             return ReloadOutcome(INVALID, self._version(), tuple(exc.errors))
-        changes = changed_settings(self._current(), new)
+        changes = changed_settings(self._current(), new, self._connected())
         cold = [path for path, hot in changes if not hot]
         if cold:
             return ReloadOutcome(RESTART_REQUIRED, self._version(), tuple(cold))

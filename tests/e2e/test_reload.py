@@ -1,0 +1,319 @@
+"""Reloading the config of a running daemon (in this process, over real
+sockets): each kind of setting, refused files, the admin API's token and
+the metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from test_order_scenarios import FINAL, free_port, order, reports_until
+
+from config import SessionSettings, default_config_path, load_config
+from gateway.client import FixClient
+from gateway.daemon import Gateway
+from gateway.order_flow import OrderFlow
+from gateway.reload import Overrides
+
+DEFAULT_TEXT = default_config_path().read_text()
+TOKEN = "dev-admin-token"
+
+
+class Running:
+    def __init__(self, gateway: Gateway, client: FixClient, path: Path) -> None:
+        self.gateway = gateway
+        self.client = client
+        self.path = path
+
+    @property
+    def flow(self) -> OrderFlow:
+        assert self.gateway.order_flow is not None
+        return self.gateway.order_flow
+
+    async def reload_with(self, text: str) -> tuple[str, list[str]]:
+        self.path.write_text(text)
+        outcome = await self.gateway.reloader.reload("test")
+        return outcome.status, list(outcome.details)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.gateway.http_port}{path}"
+
+
+@pytest_asyncio.fixture
+async def running(tmp_path: Path) -> AsyncIterator[Running]:
+    path = tmp_path / "fixgw.toml"
+    path.write_text(DEFAULT_TEXT)
+    overrides = Overrides(fix_port=free_port(), http_port=free_port(), data_dir=str(tmp_path))
+    gateway = Gateway(overrides.apply(load_config(path)), path, overrides)
+    await gateway.start()
+    client = FixClient(SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY"))
+    await client.connect("127.0.0.1", gateway.fix_port)
+    yield Running(gateway, client, path)
+    await client.logout()
+    await gateway.stop()
+
+
+async def all_final(c: FixClient, cl_ord_ids: list[str]) -> dict[str, bytes]:
+    """Read reports until every order in ``cl_ord_ids`` is final; its OrdStatus."""
+    waiting = {i.encode() for i in cl_ord_ids}
+    out: dict[str, bytes] = {}
+    while waiting:
+        msg = await c.receive(timeout=5)
+        cl_ord_id = msg.get(11) or b""
+        if msg.msg_type == b"8" and cl_ord_id in waiting and msg.get(39) in FINAL:
+            waiting.discard(cl_ord_id)
+            out[cl_ord_id.decode()] = msg.get(39) or b""
+    return out
+
+
+def replaced(old: str, new: str, text: str = DEFAULT_TEXT, count: int = 1) -> str:
+    assert old in text, old
+    return text.replace(old, new, count)
+
+
+@pytest.mark.asyncio
+async def test_client_risk_limits_apply_to_orders_after_the_reload(running: Running) -> None:
+    c = running.client
+    c.send(b"D", order("BEFORE", "1", "3000000"))
+    assert (await reports_until(c, b"BEFORE", *FINAL))[-1].get(39) == b"2"
+    text = replaced('max_order_qty = "5000000"', 'max_order_qty = "2000000"')
+    assert await running.reload_with(text) == ("applied", ["risk.default.max_order_qty"])
+    c.send(b"D", order("AFTER", "2", "3000000"))
+    (reject,) = await reports_until(c, b"AFTER", *FINAL)
+    assert reject.get(39) == b"8"
+    assert b"max_order_qty" in (reject.get(58) or b"")
+
+
+@pytest.mark.asyncio
+async def test_lp_limits_and_disabling_steer_the_next_orders(running: Running) -> None:
+    flow = running.flow
+    # LP_A out of routing: no child goes to it any more
+    text = replaced("enabled = true", "enabled = false")  # LP_A's
+    status, details = await running.reload_with(text)
+    assert (status, details) == ("applied", ["lps[0].enabled"])
+    before = flow.stats.lp("LP_A").children
+    for i in range(6):
+        running.client.send(b"D", order(f"NA{i}", "1" if i % 2 else "2", "1000"))
+        assert (await reports_until(running.client, f"NA{i}".encode(), *FINAL))[-1].get(39) == b"2"
+    assert flow.stats.lp("LP_A").children == before
+    assert not flow.rules.limits.lps["LP_A"].enabled
+    # a tighter hard limit is in force for the next routing
+    text = replaced('hard_limit_usd = "30000000"', 'hard_limit_usd = "25000000"')
+    status, details = await running.reload_with(text)
+    assert status == "applied"
+    assert "lps[0].hard_limit_usd" in details
+    assert flow.rules.limits.lps["LP_A"].hard_limit_usd == 25_000_000
+
+
+@pytest.mark.asyncio
+async def test_routing_orders_and_logging_settings(running: Running) -> None:
+    flow = running.flow
+    text = DEFAULT_TEXT
+    text = replaced("internal_crossing = true", "internal_crossing = false", text)
+    text = replaced("max_reroutes = 2", "max_reroutes = 0", text)
+    text = replaced("child_timeout_ms = 2000", "child_timeout_ms = 500", text)
+    text = replaced('trading_day_end = "21:00"', 'trading_day_end = "20:30"', text)
+    text = replaced("retain_finished = 100000", "retain_finished = 10", text)
+    text = replaced('log_level = "info"', 'log_level = "debug"', text)
+    status, details = await running.reload_with(text)
+    assert status == "applied"
+    assert details == [
+        "gateway.log_level",
+        "orders.retain_finished",
+        "orders.trading_day_end",
+        "routing.child_timeout_ms",
+        "routing.internal_crossing",
+        "routing.max_reroutes",
+    ]
+    assert flow.matcher.internal_crossing is False
+    assert flow.matcher.retain_finished == 10
+    assert flow.rules.config.routing.max_reroutes == 0
+    assert flow.rules.config.routing.child_timeout_ms == 500
+    assert logging.getLogger().level == logging.DEBUG
+    assert running.gateway.config_version()[1] == 2
+
+
+@pytest.mark.asyncio
+async def test_traffic_shares_route_orders_by_policy(running: Running) -> None:
+    text = replaced(
+        "quote_max_age_ms = 5000",
+        'quote_max_age_ms = 5000\n[routing.candidate]\npolicy = "best_price"\nshare_percent = "50"',
+    )
+    assert (await running.reload_with(text))[0] == "applied"
+    rules = running.flow.rules
+    expected = {"best_price": 0, "best_price_exposure_aware": 0}
+    for i in range(40):
+        cl_ord_id = f"SH{i}"
+        expected[rules.policy_for("CLIENT1", cl_ord_id)] += 1
+        running.client.send(b"D", order(cl_ord_id, "1" if i % 2 else "2", "1000"))
+    await all_final(running.client, [f"SH{i}" for i in range(40)])
+    policies = running.flow.stats.policies
+    assert policies["best_price"].orders == expected["best_price"] > 0
+    assert policies["best_price_exposure_aware"].orders == expected["best_price_exposure_aware"] > 0
+    # rolled back by a reload: everything on the primary policy again
+    assert (await running.reload_with(DEFAULT_TEXT))[0] == "applied"
+    assert running.flow.rules.shares == {"best_price_exposure_aware": 100}
+
+
+@pytest.mark.asyncio
+async def test_a_bad_file_changes_nothing_and_says_why(running: Running) -> None:
+    flow = running.flow
+    rules_before = flow.rules
+    version = running.gateway.config_version()
+    bad = [
+        (DEFAULT_TEXT + "\n[routing\n", "TOML syntax error"),
+        (replaced("max_reroutes = 2", "max_reroutes = -1"), "routing.max_reroutes: must be >= 0"),
+        (
+            replaced('hard_limit_usd = "30000000"', 'hard_limit_usd = "1000"'),
+            "lps[0].soft_limit_usd: must be < hard_limit_usd",
+        ),
+        (replaced("latency_ms = 0", "latency_ms = -3"), "lps[0] (LP_A): "),
+    ]
+    for text, reason in bad:
+        status, details = await running.reload_with(text)
+        assert status == "invalid"
+        assert any(reason in d for d in details), details
+        assert flow.rules is rules_before
+        assert running.gateway.config_version() == version
+    running.path.unlink()
+    outcome = await running.gateway.reloader.reload("test")
+    assert outcome.status == "invalid"
+    assert "cannot read configuration file" in outcome.details[0]
+    assert flow.rules is rules_before
+
+
+@pytest.mark.asyncio
+async def test_a_change_needing_a_restart_is_refused_whole(running: Running) -> None:
+    flow = running.flow
+    rules_before = flow.rules
+    text = replaced('max_order_qty = "5000000"', 'max_order_qty = "1000"')
+    text = replaced('SenderCompID = "GATEWAY"', 'SenderCompID = "GW2"', text)
+    status, details = await running.reload_with(text)
+    assert status == "restart_required"
+    assert details == ["sessions[0].SenderCompID"]
+    assert flow.rules is rules_before  # the hot risk change was not applied either
+
+
+@pytest.mark.asyncio
+async def test_admin_api_needs_the_token_and_reload_over_http(running: Running) -> None:
+    async with aiohttp.ClientSession() as http:
+        for path in ("/admin/sessions", "/admin/lps", "/admin/config", "/admin/orders"):
+            async with http.get(running.url(path)) as r:
+                assert r.status == 401
+                assert r.headers["WWW-Authenticate"].startswith("Bearer")
+            async with http.get(running.url(path), headers={"Authorization": "Bearer nope"}) as r:
+                assert r.status == 401
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        async with http.get(running.url("/admin/config"), headers=auth) as r:
+            assert r.status == 200
+            body = await r.json()
+            assert body["version"] == running.gateway.config_version()[0]
+            assert body["config"]["gateway"]["admin_token"] == "(redacted)"
+        async with http.post(running.url("/admin/reload")) as r:
+            assert r.status == 401
+        running.path.write_text(replaced("max_reroutes = 2", "max_reroutes = 3"))
+        async with http.post(running.url("/admin/reload"), headers=auth) as r:
+            assert r.status == 200
+            assert (await r.json())["status"] == "applied"
+        running.path.write_text(replaced("max_message_size = 65536", "max_message_size = 4096"))
+        async with http.post(running.url("/admin/reload"), headers=auth) as r:
+            assert r.status == 409
+        # the token itself is reloadable; an empty one closes the admin API
+        running.path.write_text(replaced(f'admin_token = "{TOKEN}"', 'admin_token = ""'))
+        async with http.post(running.url("/admin/reload"), headers=auth) as r:
+            assert r.status == 200
+        async with http.get(running.url("/admin/sessions"), headers=auth) as r:
+            assert r.status == 403
+
+
+@pytest.mark.asyncio
+async def test_admin_views_show_orders_exposure_and_lps(running: Running) -> None:
+    c = running.client
+    c.send(b"D", order("REST", "1", "2000", ord_type="2", tif="1", price="0.50000"))
+    await reports_until(c, b"REST", b"0")
+    c.send(b"D", order("FILL", "1", "3000"))
+    await reports_until(c, b"FILL", *FINAL)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(headers=auth) as http:
+        async with http.get(running.url("/admin/orders?client=CLIENT1")) as r:
+            (rest,) = await r.json()
+        assert (rest["cl_ord_id"], rest["qty"], rest["price"]) == ("REST", "2000", "0.5")
+        assert (rest["status"], rest["time_in_force"]) == ("new", "gtc")
+        async with http.get(running.url("/admin/orders?client=CLIENT2")) as r:
+            assert await r.json() == []
+        async with http.get(running.url("/admin/exposures")) as r:
+            exposures = await r.json()
+        assert exposures["clients"]["CLIENT1"] == {"EUR/USD": "3000"}
+        lp_total = sum(int(by.get("EUR/USD", "0")) for by in exposures["lps"].values())
+        assert lp_total == 3000
+        async with http.get(running.url("/admin/lps")) as r:
+            lps = {lp["name"]: lp for lp in await r.json()}
+        assert set(lps) == {"LP_A", "LP_B", "LP_C"}
+        assert all(lp["up"] for lp in lps.values())
+        assert sum(lp["child_orders"] for lp in lps.values()) >= 1
+        async with http.get(running.url("/admin/sessions")) as r:
+            sessions = {s["session"]: s for s in await r.json()}
+        assert sessions["FIX.4.4:GATEWAY->CLIENT1"]["logged_on"] is True
+
+
+def metric(text: str, name: str, default: float | None = None) -> float:
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    if match is None and default is not None:
+        return default
+    assert match is not None, name
+    return float(match.group(1))
+
+
+@pytest.mark.asyncio
+async def test_metrics_are_present_and_move(running: Running) -> None:
+    async with aiohttp.ClientSession() as http:
+
+        async def scrape() -> str:
+            async with http.get(running.url("/metrics")) as r:
+                assert r.status == 200
+                return await r.text()
+
+        before = await scrape()
+        for i in range(10):
+            running.client.send(b"D", order(f"M{i}", "1" if i % 2 else "2", "1000"))
+        await all_final(running.client, [f"M{i}" for i in range(10)])
+        await asyncio.sleep(0.3)
+        after = await scrape()
+    names = [
+        'fixgw_orders_received_total{client="CLIENT1"}',
+        'fixgw_orders_final_total{client="CLIENT1",status="filled"}',
+        "fixgw_order_latency_seconds_count",
+        'fixgw_policy_orders_total{policy="best_price_exposure_aware"}',
+        'fixgw_session_messages_total{direction="in",session="FIX.4.4:GATEWAY->CLIENT1"}',
+    ]
+    for name in names:
+        assert metric(after, name) >= metric(before, name, 0.0) + 10, name
+    assert metric(after, 'fixgw_order_latency_seconds_bucket{le="+Inf"}') >= 10
+    children = sum(
+        metric(after, f'fixgw_lp_child_orders_total{{lp="{lp}"}}')
+        for lp in ("LP_A", "LP_B", "LP_C")
+        if f'fixgw_lp_child_orders_total{{lp="{lp}"}}' in after
+    )
+    assert children >= 10
+    for family in (
+        "fixgw_lp_up",
+        "fixgw_lp_exposure_usd",
+        "fixgw_lp_headroom_usd",
+        "fixgw_lp_fill_rate",
+        "fixgw_lp_reject_rate",
+        "fixgw_lp_ack_latency_seconds_bucket",
+        "fixgw_open_orders",
+        "fixgw_session_state",
+        "fixgw_config_reloads_total",
+        "fixgw_config_last_reload_success_timestamp_seconds",
+        "fixgw_event_loop_lag_seconds",
+        "fixgw_policy_share_percent",
+    ):
+        assert re.search(rf"^{family}[{{ ]", after, re.MULTILINE), family
+    assert metric(after, 'fixgw_lp_up{lp="LP_A"}') == 1.0
