@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import aiohttp
 
 from config import SessionSettings
 from gateway.client import FixClient
@@ -302,7 +305,93 @@ def saturation(results: Sequence[RunStats]) -> str:
     return "nothing saturated up to the highest fixed rate"
 
 
+class Reloads:
+    """Asks the gateway to reload its config every ``every`` seconds over
+    ``POST /admin/reload``.  With ``file``, the first LP's
+    ``soft_penalty_ticks`` in that file is flipped between two values before
+    each reload, so that every reload really swaps the rules in force."""
+
+    def __init__(self, url: str, token: str, every: float, file: str | None) -> None:
+        self.url = url
+        self.token = token
+        self.every = every
+        self.file = file
+        self.outcomes: dict[str, int] = {}
+        self._flip = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        async with aiohttp.ClientSession(headers=headers) as http:
+            while not stop.is_set():
+                if self.file is not None:
+                    self._edit()
+                async with http.post(self.url) as response:
+                    status = (await response.json()).get("status", str(response.status))
+                self.outcomes[status] = self.outcomes.get(status, 0) + 1
+                try:
+                    async with asyncio.timeout(self.every):
+                        await stop.wait()
+                except TimeoutError:
+                    pass
+
+    def _edit(self) -> None:
+        import re
+        from pathlib import Path
+
+        assert self.file is not None
+        path = Path(self.file)
+        text = path.read_text()
+        match = re.search(r"^soft_penalty_ticks = (\d+)", text, re.MULTILINE)
+        if match is None:
+            return
+        value = int(match.group(1)) + (1 if not self._flip else -1)
+        self._flip = not self._flip
+        text = text[: match.start(1)] + str(value) + text[match.end(1) :]
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+
+async def _reload_comparison(args: argparse.Namespace) -> int:
+    """P99 at one rate without, then with, a config reload every
+    ``--reload-every`` seconds, in one run."""
+    rate = args.rate or args.base_rate
+    token = args.admin_token or os.environ.get("FIXGW_ADMIN_TOKEN") or "dev-admin-token"
+    url = f"http://{args.host}:{args.http_port}/admin/reload"
+    reloads = Reloads(url, token, args.reload_every, args.reload_file)
+    client = LoadClient(args.sender, args.target)
+    await client.connect(args.host, args.port)
+    await client.run(min(2000, int(args.duration * 1000)), None, args.in_flight)  # warm-up
+    count = int(rate * args.duration)
+    # alternate runs without and with reloads, so drift of a noisy machine
+    # falls on both alike
+    quiet_runs, busy_runs = [], []
+    for _ in range(2):
+        quiet_runs.append(await client.run(count, rate, args.in_flight))
+        stop = asyncio.Event()
+        task = asyncio.create_task(reloads.run(stop))
+        busy_runs.append(await client.run(count, rate, args.in_flight))
+        stop.set()
+        await task
+    await client.logout()
+    print(f"gateway {args.host}:{args.port} as {args.sender}->{args.target}, {rate:,.0f}/s")
+    for quiet, busy in zip(quiet_runs, busy_runs, strict=True):
+        print("  without reloads:   " + quiet.summary())
+        print(f"  reload every {args.reload_every:g} s: " + busy.summary())
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(reloads.outcomes.items()))
+    print(f"  reloads: {outcomes}")
+    quiet_p99 = sum(r.percentile(99) for r in quiet_runs) / len(quiet_runs)
+    busy_p99 = sum(r.percentile(99) for r in busy_runs) / len(busy_runs)
+    print(
+        f"mean P99 without reloads {quiet_p99 / 1000:.3f} ms, with {busy_p99 / 1000:.3f} ms: "
+        f"{busy_p99 / quiet_p99:.2f}x"
+    )
+    return 0
+
+
 async def _main(args: argparse.Namespace) -> int:
+    if args.reload_every:
+        return await _reload_comparison(args)
     rates: list[float | None] = (
         stress_rates(args.base_rate)
         if args.rate is None and not args.max
@@ -351,6 +440,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per run")
     parser.add_argument("--in-flight", type=int, default=1000, help="bound on orders in flight")
+    parser.add_argument(
+        "--reload-every",
+        type=float,
+        default=0.0,
+        help="instead of the stress runs: P99 at --rate (or --base-rate) without, then with, "
+        "POST /admin/reload every this many seconds",
+    )
+    parser.add_argument("--http-port", type=int, default=8080, help="the gateway's HTTP port")
+    parser.add_argument(
+        "--admin-token",
+        default="",
+        help="bearer token (default: $FIXGW_ADMIN_TOKEN or the dev one)",
+    )
+    parser.add_argument(
+        "--reload-file",
+        help="the gateway's config file: flip its first soft_penalty_ticks before each reload",
+    )
     parser.add_argument(
         "--no-yardstick",
         action="store_true",

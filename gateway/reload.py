@@ -8,17 +8,25 @@ shares, LP limits (and disabling an LP), client risk limits, the other
 Anything else (listeners, the store, sessions, instruments, the set of LPs
 and their adapters) needs a restart: a file changing any of it is refused as
 a whole, with the list of those settings, and nothing is applied.  A file
-that fails validation changes nothing either.  Reading and validating happen
-in a worker thread; the new rules are put in force by one assignment on the
-event loop, between two events.
+that fails validation changes nothing either.
+
+Reading and validating take tens of milliseconds of pure Python (TOML,
+schema, building the adapters to check their settings).  They run in a
+worker *process*: in a thread they would compete with the event loop for the
+interpreter lock and stall order handling far longer than they take.  The
+event loop only compares the result with the config in force and puts the
+new rules in force by one assignment, between two events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,6 +186,13 @@ class Reloader:
         self._apply = apply
         self.stats = ReloadStats()
         self._lock = asyncio.Lock()
+        self._worker: ProcessPoolExecutor | None = None
+
+    def close(self) -> None:
+        """Stop the worker process, if one was started."""
+        if self._worker is not None:
+            self._worker.shutdown(wait=True, cancel_futures=True)
+            self._worker = None
 
     async def reload(self, trigger: str) -> ReloadOutcome:
         async with self._lock:  # one reload at a time, in the order asked
@@ -209,10 +224,20 @@ class Reloader:
             return ReloadOutcome(
                 INVALID, self._version(), ("the daemon was started without a config file",)
             )
+        if self._worker is None:
+            self._worker = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            )
+        loop = asyncio.get_running_loop()
         try:
-            new = await asyncio.to_thread(_load, self.path, self.overrides)
+            new = await loop.run_in_executor(self._worker, _load, self.path, self.overrides)
         except ConfigError as exc:
             return ReloadOutcome(INVALID, self._version(), tuple(exc.errors))
+        except BrokenProcessPool:
+            self._worker = None
+            return ReloadOutcome(
+                INVALID, self._version(), ("the config checking process died; try again",)
+            )
         changes = changed_settings(self._current(), new, self._connected())
         cold = [path for path, hot in changes if not hot]
         if cold:

@@ -63,3 +63,28 @@ def test_saturation_names_the_first_rate_not_kept_up_with() -> None:
     slow = RunStats(2000.0, sent=10, completed=10, elapsed=1.0, latencies_us=[100.0] * 10)
     assert saturation([ok, slow]).startswith("2,000/s: throughput")
     assert saturation([ok]) == "nothing saturated up to the highest fixed rate"
+
+
+def test_reload_comparison_reloads_a_running_daemon(daemon_factory: object, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from config import default_config_path
+
+    path = tmp_path / "fixgw.toml"
+    path.write_text(default_config_path().read_text())
+    d = daemon_factory("--config", str(path)).start()  # type: ignore[operator]
+    args = ["--port", str(d.fix_port), "--http-port", str(d.http_port)]
+    args += ["--reload-every", "0.2", "--reload-file", str(path), "--rate", "300"]
+    args += ["--duration", "0.6"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway", "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "reloads: applied" in proc.stdout
+    assert "invalid" not in proc.stdout
+    assert "mean P99 without reloads" in proc.stdout
+    assert d.log_text().count('"config_reloaded"') >= 4
