@@ -414,11 +414,26 @@ class OrderFlow:
         if ex.status is OrdStatus.REJECTED:
             reason = ex.ord_rej_reason
             stats.rejected(ex.client, _refusal_reason(reason if reason is not None else 99))
+            _log.info(
+                "order_rejected",
+                client=ex.client,
+                cl_ord_id=ex.cl_ord_id,
+                order_id=ex.order_id,
+                reason=ex.text,
+            )
 
     def _send_cancel_reject(self, reject: CancelReject, now: float) -> None:
         session = self.sessions.get(reject.client)
         if session is not None:
             session.send(b"9", cancel_reject_body(reject, codec.format_utc_timestamp(now)), now)
+        _log.info(
+            "cancel_rejected",
+            client=reject.client,
+            cl_ord_id=reject.cl_ord_id,
+            orig_cl_ord_id=reject.orig_cl_ord_id,
+            response_to=reject.response_to.name.lower(),
+            reason=reject.text,
+        )
 
     # -- routing ---------------------------------------------------------------------
 
@@ -475,7 +490,15 @@ class OrderFlow:
                 )
         if plan is None or not plan.children:
             reason = plan.reason if plan is not None and plan.reason else "no liquidity"
-            _log.info("route_empty", order_id=need.order_id, reason=reason, attempt=attempt)
+            _log.info(
+                "route_empty",
+                client=need.client,
+                cl_ord_id=need.cl_ord_id,
+                order_id=need.order_id,
+                policy=policy,
+                reason=reason,
+                attempt=attempt,
+            )
             self._publish(
                 self.matcher.on_route_done(
                     need.order_id, need.qty, reason, self.book.snapshot(need.symbol)
@@ -656,7 +679,14 @@ class OrderFlow:
         if isinstance(event, ChildReject):
             lp_stats.rejected += 1
             routing.excluded.add(child.lp)
-            _log.info("child_rejected", lp=child.lp, child_id=event.child_id, reason=event.reason)
+            _log.info(
+                "child_rejected",
+                lp=child.lp,
+                client=routing.need.client,
+                cl_ord_id=routing.need.cl_ord_id,
+                child_id=event.child_id,
+                reason=event.reason,
+            )
         else:
             if child.open < child.qty:
                 lp_stats.filled += 1
