@@ -164,6 +164,7 @@ _REGISTRY: dict[str, type[LpAdapter]] = {}
 # config can name them without the composition root importing each module.
 _BUILTIN_MODULES: Final[Mapping[str, str]] = {
     "simulated": "lp_adapters.simulated",
+    "fix": "lp_adapters.fix",
 }
 
 _A = TypeVar("_A", bound=type[LpAdapter])

@@ -1,0 +1,468 @@
+"""The FIX 4.4 LP adapter: the gateway as a FIX initiator to an LP's acceptor.
+
+It drives the project's own FIX session layer (``gateway.fix``: codec,
+session, store; ``gateway.transport`` for the asyncio edge) in the initiator
+role, so an LP session has everything a client session has: logon with
+CompIDs and password, heartbeats and TestRequest, gap fill and resend,
+sequence numbers and sent messages persisted under ``data_dir``.
+
+On logon it subscribes to market data for its symbols (MarketDataRequest,
+snapshot plus incremental updates); each snapshot (W) or incremental
+refresh (X) becomes a :class:`~router.model.Quote` of the LP's book.  Child
+orders go out as NewOrderSingle (IOC, limit at the child's price), cancels
+as OrderCancelRequest; ExecutionReports come back as ``ChildAck`` (New),
+``ChildFill`` (Trade), ``ChildReject`` (Rejected) and ``ChildCanceled``
+(Canceled, Expired, Done for day: the lots still open).
+
+When the link drops, the adapter reports ``LpStatus(up=False)`` and ends
+every open child with ``ChildCanceled(reason="lp disconnected")`` as the
+adapter contract requires, so the router re-routes or finishes the orders;
+an LP that does not cancel on disconnect and fills one of them later is
+handled by the router as a late fill.  It then reconnects with exponential
+backoff (``reconnect_min_ms`` doubling up to ``reconnect_max_ms``) and
+reports ``LpStatus(up=True)`` after the next logon; the session's sequence
+numbers continue from the store.
+
+Settings (``[lps.settings]``): ``host``, ``port``, ``sender_comp_id`` (ours),
+``target_comp_id`` (the LP's), ``username``, ``password``,
+``heartbeat_interval`` (s), ``data_dir`` (session store; default
+``var/data/lp-sessions``), ``fsync`` (bool), ``market_depth``,
+``symbols`` (default: every instrument), ``reconnect_min_ms``,
+``reconnect_max_ms``, ``connect_timeout_ms`` (how long ``connect`` waits for
+the first logon before returning with the LP down).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import structlog
+
+from config import SessionSettings
+from gateway.fix import codec
+from gateway.fix.codec import FixMessage
+from gateway.fix.session import (
+    ApplicationMessage,
+    Event,
+    LoggedOn,
+    LoggedOut,
+    Session,
+)
+from gateway.fix.store import open_store
+from gateway.transport import Connection, FixTransportProtocol
+from lp_adapters.base import DISCONNECTED_REASON, EventSink, LpAdapter, register
+from router.model import (
+    ChildAck,
+    ChildCanceled,
+    ChildFill,
+    ChildOrder,
+    ChildReject,
+    Instrument,
+    Level,
+    LpStatus,
+    Quote,
+    Side,
+)
+
+_log = structlog.get_logger("lp_adapters.fix")
+
+_BID = b"0"
+_OFFER = b"1"
+
+
+class FixLpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)]
+    sender_comp_id: Annotated[str, msgspec.Meta(min_length=1)]
+    target_comp_id: Annotated[str, msgspec.Meta(min_length=1)]
+    username: str = ""
+    password: str = ""
+    heartbeat_interval: Annotated[int, msgspec.Meta(ge=1)] = 30
+    data_dir: str = "var/data/lp-sessions"
+    fsync: bool = False
+    market_depth: Annotated[int, msgspec.Meta(ge=1)] = 5
+    symbols: tuple[str, ...] | None = None
+    reconnect_min_ms: Annotated[int, msgspec.Meta(ge=1)] = 250
+    reconnect_max_ms: Annotated[int, msgspec.Meta(ge=1)] = 10_000
+    connect_timeout_ms: Annotated[int, msgspec.Meta(ge=0)] = 3000
+
+
+class _Open:
+    """A child order at the LP."""
+
+    __slots__ = ("child", "filled")
+
+    def __init__(self, child: ChildOrder) -> None:
+        self.child = child
+        self.filled = 0
+
+
+class _Protocol(FixTransportProtocol):
+    def __init__(self, adapter: FixLp) -> None:
+        super().__init__(time.time, 64 * 1024 * 1024)
+        self._adapter = adapter
+
+    def _open(self, now: float) -> Connection:
+        session = self._adapter.session
+        session.wakeup = self.schedule_flush
+        session.connection_made(now)
+        return session
+
+    def _dispatch(self, event: Event, now: float) -> None:
+        self._adapter._on_session_event(event, now)
+
+    def _closed(self, now: float) -> None:
+        self._adapter._on_connection_closed()
+
+
+@register("fix")
+class FixLp(LpAdapter):
+    """A liquidity provider reached over FIX 4.4 (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        instruments: Mapping[str, Instrument],
+        sink: EventSink,
+        settings: Mapping[str, Any],
+    ) -> None:
+        super().__init__(name, instruments, sink, settings)
+        try:
+            cfg = msgspec.convert(dict(settings), FixLpSettings)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"LP {name}: settings: {exc}") from None
+        if cfg.reconnect_max_ms < cfg.reconnect_min_ms:
+            raise ValueError(f"LP {name}: reconnect_max_ms is below reconnect_min_ms")
+        symbols = cfg.symbols if cfg.symbols is not None else tuple(self.instruments)
+        unknown = [s for s in symbols if s not in self.instruments]
+        if unknown:
+            raise ValueError(f"LP {name}: symbols not among the instruments: {unknown}")
+        self.cfg = cfg
+        self.symbols = symbols
+        self.session_settings = SessionSettings(
+            SenderCompID=cfg.sender_comp_id,
+            TargetCompID=cfg.target_comp_id,
+            HeartBtInt=cfg.heartbeat_interval,
+            Username=cfg.username or None,
+            Password=cfg.password or None,
+            Application="orders",
+        )
+        self._session: Session | None = None
+        self._up = False
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._protocol: _Protocol | None = None
+        self._closed: asyncio.Event | None = None
+        self._logged_on: asyncio.Event | None = None
+        self._open: dict[str, _Open] = {}
+        self._cancel_seq = 0
+        self._md_seq = 0
+        self._went_up_last_time = False
+        # per symbol: {(entry type, price ticks): lots}
+        self._books: dict[str, dict[tuple[bytes, int], int]] = {}
+
+    # --- link ------------------------------------------------------------------
+
+    @property
+    def up(self) -> bool:
+        return self._up
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            store = open_store(
+                "file",
+                Path(self.cfg.data_dir),
+                self.session_settings.session_id,
+                fsync=self.cfg.fsync,
+            )
+            self._session = Session(self.session_settings, store, initiator=True)
+        return self._session
+
+    async def connect(self) -> None:
+        if self._task is not None:
+            return
+        self._stopping = False
+        self._logged_on = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name=f"lp:{self.name}")
+        try:
+            async with asyncio.timeout(self.cfg.connect_timeout_ms / 1000):
+                await self._logged_on.wait()
+        except TimeoutError:
+            _log.warning("lp_not_up_yet", lp=self.name, host=self.cfg.host, port=self.cfg.port)
+
+    async def disconnect(self) -> None:
+        self._stopping = True
+        protocol = self._protocol
+        if protocol is not None and self._up and self._closed is not None:
+            protocol.logout("gateway stopping")
+            try:
+                async with asyncio.timeout(2):
+                    await self._closed.wait()
+            except TimeoutError:
+                protocol.abort()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        self._go_down("disconnected")
+        if self._session is not None:
+            self._session.store.close()
+            self._session = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = self.cfg.reconnect_min_ms / 1000
+        while not self._stopping:
+            self._closed = asyncio.Event()
+            try:
+                _, protocol = await loop.create_connection(
+                    lambda: _Protocol(self), self.cfg.host, self.cfg.port
+                )
+            except OSError as exc:
+                _log.warning("lp_connect_failed", lp=self.name, error=str(exc), retry_in=delay)
+            else:
+                self._protocol = protocol
+                await self._closed.wait()
+                self._protocol = None
+                if self._stop_requested():
+                    return
+                if self._went_up_last_time:
+                    delay = self.cfg.reconnect_min_ms / 1000
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.cfg.reconnect_max_ms / 1000)
+
+    def _stop_requested(self) -> bool:
+        return self._stopping
+
+    def _on_session_event(self, event: Event, now: float) -> None:
+        if isinstance(event, ApplicationMessage):
+            self._on_message(event.message, now)
+        elif isinstance(event, LoggedOn):
+            self._went_up_last_time = True
+            self._subscribe(now)
+            self._go_up()
+        elif isinstance(event, LoggedOut):
+            self._go_down(DISCONNECTED_REASON)
+
+    def _on_connection_closed(self) -> None:
+        self._go_down(DISCONNECTED_REASON)
+        if self._session is not None:
+            self._session.wakeup = None
+        if self._closed is not None:
+            self._closed.set()
+
+    def _go_up(self) -> None:
+        if self._up:
+            return
+        self._up = True
+        self.sink(LpStatus(self.name, True, "logged on"))
+        if self._logged_on is not None:
+            self._logged_on.set()
+
+    def _go_down(self, reason: str) -> None:
+        self._books.clear()
+        if not self._up:
+            return
+        self._up = False
+        self._went_up_last_time = False
+        if self._logged_on is not None:
+            self._logged_on.clear()
+        self.sink(LpStatus(self.name, False, reason))
+        open_children, self._open = self._open, {}
+        for entry in open_children.values():
+            left = entry.child.qty - entry.filled
+            self.sink(ChildCanceled(entry.child.child_id, left, DISCONNECTED_REASON))
+
+    # --- market data -----------------------------------------------------------------
+
+    def _subscribe(self, now: float) -> None:
+        self._md_seq += 1
+        fields: list[tuple[int, bytes]] = [
+            (262, b"%s-MD%d" % (self.name.encode(), self._md_seq)),
+            (263, b"1"),
+            (264, b"%d" % self.cfg.market_depth),
+            (265, b"1"),
+            (267, b"2"),
+            (269, _BID),
+            (269, _OFFER),
+            (146, b"%d" % len(self.symbols)),
+        ]
+        fields += [(55, s.encode()) for s in self.symbols]
+        self.session.send(b"V", codec.encode_fields(fields), now)
+
+    def _on_market_data(self, msg: FixMessage, now: float, full: bool) -> None:
+        symbol = (msg.get(55) or b"").decode("latin-1")
+        touched: set[str] = set()
+        if full:
+            self._books[symbol] = {}
+            touched.add(symbol)
+        # group entries start with MDUpdateAction (X) or MDEntryType (W)
+        first = 279 if full is False else 269
+        entries: list[dict[int, bytes]] = []
+        for tag, value in msg.fields:
+            if tag == first:
+                entries.append({})
+            if entries and tag in (279, 269, 270, 271, 55):
+                entries[-1][tag] = value
+        for e in entries:
+            sym = (e.get(55) or msg.get(55) or b"").decode("latin-1")
+            instrument = self.instruments.get(sym)
+            side = e.get(269)
+            if instrument is None or side not in (_BID, _OFFER) or 270 not in e:
+                continue
+            try:
+                price = instrument.price_to_ticks(Decimal(e[270].decode()))
+                size = Decimal(e.get(271, b"0").decode())
+            except (InvalidOperation, ValueError, ArithmeticError):
+                _log.warning("lp_market_data_unreadable", lp=self.name, symbol=sym)
+                continue
+            book = self._books.setdefault(sym, {})
+            key = (side, price)
+            if e.get(279) == b"2":
+                book.pop(key, None)
+            else:
+                lots = int(size // instrument.lot_size)
+                if lots > 0:
+                    book[key] = lots
+                else:
+                    book.pop(key, None)
+            touched.add(sym)
+        for sym in touched:
+            self._publish(sym, now)
+
+    def _publish(self, symbol: str, now: float) -> None:
+        book = self._books.get(symbol, {})
+        depth = self.cfg.market_depth
+        bids = sorted(((p, q) for (s, p), q in book.items() if s == _BID), reverse=True)[:depth]
+        asks = sorted((p, q) for (s, p), q in book.items() if s == _OFFER)[:depth]
+        self.sink(
+            Quote(
+                self.name,
+                symbol,
+                tuple(Level(p, q) for p, q in bids),
+                tuple(Level(p, q) for p, q in asks),
+                now,
+            )
+        )
+
+    # --- orders ----------------------------------------------------------------------
+
+    def send(self, child: ChildOrder) -> None:
+        if child.child_id in self._open:
+            raise ValueError(f"child {child.child_id} is already open at {self.name}")
+        if not self._up:
+            asyncio.get_running_loop().call_soon(
+                self.sink, ChildReject(child.child_id, f"{self.name} is not connected")
+            )
+            return
+        instrument = self.instruments[child.symbol]
+        now = time.time()
+        fields: list[tuple[int, bytes]] = [
+            (11, child.child_id.encode()),
+            (38, codec_decimal(instrument.lots_to_qty(child.qty))),
+        ]
+        fields += [(40, b"2"), (44, codec_decimal(instrument.ticks_to_price(child.price)))]
+        fields += [
+            (54, b"1" if child.side is Side.BUY else b"2"),
+            (55, child.symbol.encode()),
+            (59, b"3"),
+            (60, codec.format_utc_timestamp(now)),
+        ]
+        self._open[child.child_id] = _Open(child)
+        self.session.send(b"D", codec.encode_fields(fields), now)
+
+    def cancel(self, child_id: str) -> None:
+        entry = self._open.get(child_id)
+        if entry is None or not self._up:
+            return
+        child = entry.child
+        instrument = self.instruments[child.symbol]
+        self._cancel_seq += 1
+        now = time.time()
+        fields = [
+            (11, b"%s-C%d" % (child_id.encode(), self._cancel_seq)),
+            (38, codec_decimal(instrument.lots_to_qty(child.qty))),
+            (41, child_id.encode()),
+            (54, b"1" if child.side is Side.BUY else b"2"),
+            (55, child.symbol.encode()),
+            (60, codec.format_utc_timestamp(now)),
+        ]
+        self.session.send(b"F", codec.encode_fields(fields), now)
+
+    def _on_message(self, msg: FixMessage, now: float) -> None:
+        mt = msg.msg_type
+        if mt == b"8":
+            self._on_execution(msg)
+        elif mt == b"X":
+            self._on_market_data(msg, now, full=False)
+        elif mt == b"W":
+            self._on_market_data(msg, now, full=True)
+        elif mt == b"9":
+            _log.info(
+                "lp_cancel_rejected",
+                lp=self.name,
+                child_id=(msg.get(41) or b"").decode("latin-1"),
+                reason=(msg.get(58) or b"").decode("latin-1"),
+            )
+        elif mt == b"Y":
+            _log.error(
+                "lp_market_data_rejected",
+                lp=self.name,
+                reason=(msg.get(58) or b"").decode("latin-1"),
+            )
+
+    def _on_execution(self, msg: FixMessage) -> None:
+        exec_type = msg.get(150)
+        cl_ord_id = (msg.get(11) or b"").decode("latin-1")
+        child_id = cl_ord_id
+        if child_id not in self._open:
+            child_id = (msg.get(41) or b"").decode("latin-1")
+        entry = self._open.get(child_id)
+        if entry is None:
+            _log.warning(
+                "lp_report_for_unknown_child",
+                lp=self.name,
+                cl_ord_id=cl_ord_id,
+                exec_type=exec_type,
+            )
+            return
+        child = entry.child
+        instrument = self.instruments[child.symbol]
+        text = (msg.get(58) or b"").decode("latin-1")
+        if exec_type == b"0":
+            self.sink(ChildAck(child_id, (msg.get(37) or b"").decode("latin-1")))
+        elif exec_type == b"F":
+            try:
+                lots = instrument.qty_to_lots(Decimal((msg.get(32) or b"0").decode()))
+                price = instrument.price_to_ticks(Decimal((msg.get(31) or b"0").decode()))
+            except (InvalidOperation, ValueError, ArithmeticError) as exc:
+                _log.error("lp_fill_unreadable", lp=self.name, child_id=child_id, error=str(exc))
+                return
+            if lots <= 0:
+                return
+            entry.filled += lots
+            leaves = max(child.qty - entry.filled, 0)
+            exec_id = (msg.get(17) or b"").decode("latin-1")
+            if leaves == 0:
+                del self._open[child_id]
+            self.sink(ChildFill(child_id, exec_id, lots, price, leaves))
+        elif exec_type == b"8":
+            del self._open[child_id]
+            self.sink(ChildReject(child_id, text or "rejected by LP"))
+        elif exec_type in (b"4", b"C", b"3"):
+            del self._open[child_id]
+            left = child.qty - entry.filled
+            self.sink(ChildCanceled(child_id, left, text or "canceled by LP"))
+
+
+def codec_decimal(value: Decimal) -> bytes:
+    """A decimal in plain notation for a FIX field."""
+    text = format(value.normalize(), "f")
+    return text.encode()
