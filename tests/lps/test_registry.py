@@ -70,7 +70,7 @@ def test_builtin_simulated_kind_resolves() -> None:
 def test_register_makes_a_kind_available() -> None:
     assert register("recording")(RecordingLp) is RecordingLp
     assert adapter_class("recording") is RecordingLp
-    assert registered_kinds() == ("recording", "simulated")
+    assert registered_kinds() == ("fix", "recording", "simulated")
 
 
 def test_duplicate_kind_is_refused() -> None:
@@ -95,7 +95,7 @@ def test_only_adapter_classes_register() -> None:
 
 def test_unknown_kind_names_the_known_kinds() -> None:
     register("recording")(RecordingLp)
-    known = r"unknown LP adapter kind 'fix44'; known kinds: 'recording', 'simulated'"
+    known = r"unknown LP adapter kind 'fix44'; known kinds: 'fix', 'recording', 'simulated'"
     with pytest.raises(KeyError, match=known):
         adapter_class("fix44")
 
