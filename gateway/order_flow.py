@@ -21,6 +21,7 @@ import heapq
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -163,7 +164,12 @@ class OrderFlow:
         self.stats = FlowStats()
         self.adapters: dict[str, LpAdapter] = {
             lp.name: create_adapter(
-                lp.adapter, lp.name, self.instruments, self.on_lp_event, lp.settings
+                lp.adapter,
+                lp.name,
+                self.instruments,
+                self.on_lp_event,
+                lp.settings,
+                Path(config.gateway.data_dir),
             )
             for lp in config.lps
             if lp.enabled

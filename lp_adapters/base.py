@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from router.model import ChildOrder, Instrument, LpEvent
@@ -129,6 +130,10 @@ class LpAdapter(ABC):
         self.instruments: Mapping[str, Instrument] = dict(instruments)
         self.sink = sink
         self.settings: Mapping[str, Any] = dict(settings)
+        self.data_dir = Path("var/data")
+        """Where an adapter that keeps state on disk (a FIX session store)
+        puts it unless its settings say otherwise: the gateway's data
+        directory, set by :func:`create_adapter`."""
 
     def __repr__(self) -> str:
         state = "up" if self.up else "down"
@@ -220,6 +225,11 @@ def create_adapter(
     instruments: Mapping[str, Instrument],
     sink: EventSink,
     settings: Mapping[str, Any],
+    data_dir: Path | None = None,
 ) -> LpAdapter:
-    """Build the adapter named ``name`` of the given ``kind``."""
-    return adapter_class(kind)(name, instruments, sink, settings)
+    """Build the adapter named ``name`` of the given ``kind``; ``data_dir``
+    is where an adapter that keeps state on disk puts it by default."""
+    adapter = adapter_class(kind)(name, instruments, sink, settings)
+    if data_dir is not None:
+        adapter.data_dir = data_dir
+    return adapter

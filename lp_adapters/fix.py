@@ -26,7 +26,7 @@ numbers continue from the store.
 Settings (``[lps.settings]``): ``host``, ``port``, ``sender_comp_id`` (ours),
 ``target_comp_id`` (the LP's), ``username``, ``password``,
 ``heartbeat_interval`` (s), ``data_dir`` (session store; default
-``var/data/lp-sessions``), ``fsync`` (bool), ``market_depth``,
+``lp-sessions`` under the gateway's data directory), ``fsync`` (bool), ``market_depth``,
 ``symbols`` (default: every instrument), ``reconnect_min_ms``,
 ``reconnect_max_ms``, ``connect_timeout_ms`` (how long ``connect`` waits for
 the first logon before returning with the LP down).
@@ -84,7 +84,7 @@ class FixLpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     username: str = ""
     password: str = ""
     heartbeat_interval: Annotated[int, msgspec.Meta(ge=1)] = 30
-    data_dir: str = "var/data/lp-sessions"
+    data_dir: str | None = None
     fsync: bool = False
     market_depth: Annotated[int, msgspec.Meta(ge=1)] = 5
     symbols: tuple[str, ...] | None = None
@@ -176,9 +176,10 @@ class FixLp(LpAdapter):
     @property
     def session(self) -> Session:
         if self._session is None:
+            where = self.cfg.data_dir
             store = open_store(
                 "file",
-                Path(self.cfg.data_dir),
+                Path(where) if where is not None else self.data_dir / "lp-sessions",
                 self.session_settings.session_id,
                 fsync=self.cfg.fsync,
             )
