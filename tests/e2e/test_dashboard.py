@@ -1,0 +1,310 @@
+"""The dashboard page in a real browser: headless Chromium loads ``/dashboard``
+from a daemon that has had order traffic, and the figures it rendered from
+``/admin/summary`` are read back from the dumped DOM."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "dev-admin-token"  # config/default.toml
+LPS = ("LP_A", "LP_B", "LP_C")
+CLIENT1 = "FIX.4.4:GATEWAY->CLIENT1"
+
+
+# --- chromium -----------------------------------------------------------------
+
+
+def find_chromium() -> str | None:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+
+
+def _apt(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    return subprocess.run(
+        ["apt-get", *args], capture_output=True, text=True, env=env, timeout=900, check=False
+    )
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The Chromium binary; installed with apt-get (Debian package ``chromium``)
+    when missing and the tests run as root.  Fails, rather than skips, when it
+    can be neither found nor installed."""
+    found = find_chromium()
+    if found:
+        return found
+    if os.geteuid() != 0:
+        pytest.fail(
+            "chromium is not installed and the tests do not run as root, so it cannot be "
+            "installed here: run `apt-get install --no-install-recommends chromium` (Debian)"
+        )
+    if shutil.which("apt-get") is None:
+        pytest.fail("chromium is not installed and there is no apt-get to install it with")
+    install = ("install", "-y", "--no-install-recommends", "chromium")
+    result = _apt(*install)
+    if result.returncode != 0:  # most often stale or missing package lists
+        update = _apt("update")
+        if update.returncode != 0:
+            pytest.fail(f"apt-get update failed, cannot install chromium:\n{update.stderr[-2000:]}")
+        result = _apt(*install)
+    found = find_chromium()
+    if result.returncode != 0 or found is None:
+        pytest.fail(
+            f"`apt-get install chromium` failed (exit {result.returncode}):\n"
+            f"{(result.stderr or result.stdout)[-2000:]}"
+        )
+    return found
+
+
+def dump_dom(chromium: str, url: str, profile: Path) -> str:
+    result = subprocess.run(
+        [
+            chromium,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=8000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, (
+        f"chromium exited with {result.returncode}:\n{result.stderr[-3000:]}"
+    )
+    assert "<body" in result.stdout, f"chromium dumped no page:\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+# --- a small DOM from chromium's serialisation ------------------------------------
+
+_VOID = frozenset(
+    [
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "param",
+        "source",
+        "track",
+        "wbr",
+    ]
+)
+
+
+@dataclass
+class Node:
+    tag: str
+    attrs: dict[str, str]
+    children: list[Node | str] = field(default_factory=list)
+
+    @property
+    def classes(self) -> set[str]:
+        return set(self.attrs.get("class", "").split())
+
+    def text(self) -> str:
+        return "".join(c if isinstance(c, str) else c.text() for c in self.children)
+
+    def walk(self) -> Iterator[Node]:
+        yield self
+        for c in self.children:
+            if isinstance(c, Node):
+                yield from c.walk()
+
+    def find_all(self, tag: str | None = None, **attrs: str) -> list[Node]:
+        """Elements under this one with the tag and these attribute values
+        (``class_`` matches one class; ``data_x`` the attribute ``data-x``)."""
+        out = []
+        for node in self.walk():
+            if tag is not None and node.tag != tag:
+                continue
+            ok = True
+            for key, value in attrs.items():
+                if key == "class_":
+                    ok = value in node.classes
+                else:
+                    ok = node.attrs.get(key.replace("_", "-")) == value
+                if not ok:
+                    break
+            if ok:
+                out.append(node)
+        return out
+
+    def one(self, tag: str | None = None, **attrs: str) -> Node:
+        found = self.find_all(tag, **attrs)
+        assert len(found) == 1, f"expected one <{tag or '*'} {attrs}>, found {len(found)}"
+        return found[0]
+
+
+class _TreeBuilder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root = Node("#document", {})
+        self._stack = [self.root]
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        node = Node(tag, {k: v or "" for k, v in attrs})
+        self._stack[-1].children.append(node)
+        if tag not in _VOID:
+            self._stack.append(node)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._stack[-1].children.append(Node(tag, {k: v or "" for k, v in attrs}))
+
+    def handle_endtag(self, tag: str) -> None:
+        for i in range(len(self._stack) - 1, 0, -1):
+            if self._stack[i].tag == tag:
+                del self._stack[i:]
+                return
+
+    def handle_data(self, data: str) -> None:
+        self._stack[-1].children.append(data)
+
+
+def parse_dom(html: str) -> Node:
+    builder = _TreeBuilder()
+    builder.feed(html)
+    builder.close()
+    return builder.root
+
+
+def number(text: str) -> float:
+    """The first number in ``text`` ("$1,410,533 (4.7% of hard)" -> 1410533)."""
+    match = re.search(r"-?\d[\d,]*(?:\.\d+)?", text)
+    assert match is not None, f"no number in {text!r}"
+    return float(match.group(0).replace(",", ""))
+
+
+# --- the daemon -------------------------------------------------------------------
+
+
+def admin_get(port: int, path: str) -> Any:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def wait_ready(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"/readyz not 200 after {timeout:g} s")
+
+
+def run_bench(fix_port: int) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "bench",
+            "--port",
+            str(fix_port),
+            "--rate",
+            "300",
+            "--duration",
+            "2",
+            "--no-yardstick",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, f"fixgw bench failed:\n{result.stdout}\n{result.stderr}"
+
+
+# --- the test -----------------------------------------------------------------------
+
+
+def test_dashboard_renders_live_figures_in_chromium(
+    daemon_factory: Any, chromium: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FIXGW_ADMIN_TOKEN", raising=False)  # the default config's token
+    d = daemon_factory().start()
+    wait_ready(d.http_port)
+    run_bench(d.fix_port)
+    version = admin_get(d.http_port, "/admin/config")["version"]
+
+    url = f"http://127.0.0.1:{d.http_port}/dashboard#token={TOKEN}"
+    dom = parse_dom(dump_dom(chromium, url, tmp_path / "chromium-profile"))
+
+    body = dom.one("body")
+    assert body.attrs.get("data-loaded") == "1", "the page never rendered a summary"
+    assert dom.one(id="version").text() == version
+    assert dom.one(id="generation").text() == "1"
+
+    # latency percentiles and the order counters
+    for pid in ("p50", "p95", "p99"):
+        assert number(dom.one(id=pid).text()) > 0, pid
+    assert number(dom.one(id="orders-final").text()) >= 600
+    assert dom.one(id="throughput").text().strip() != ""
+
+    # one row per LP, with its exposure against its limits, rates and link state
+    rows = {r.attrs["data-lp"]: r for r in dom.find_all("tr") if "data-lp" in r.attrs}
+    assert set(LPS) <= set(rows), f"LP rows: {sorted(rows)}"
+    exposures = {}
+    for name in LPS:
+        row = rows[name]
+        exposure = row.one(class_="exposure")
+        exposures[name] = float(exposure.attrs["data-value"] or 0)
+        assert exposure.text().startswith("$") or exposure.text() == "not valued"
+        assert number(row.one(class_="hard-limit").attrs["data-value"]) == 30_000_000
+        assert number(row.one(class_="soft-limit").attrs["data-value"]) == 20_000_000
+        fill_rate = row.one(class_="fill-rate").text()
+        assert fill_rate.endswith("%")
+        assert 0 <= number(fill_rate) <= 100
+        assert row.one(class_="reject-rate").text().endswith("%")
+        assert row.one(class_="lp-up").text() == "UP"
+    assert any(v > 0 for v in exposures.values()), exposures
+    assert any(number(rows[n].one(class_="fill-rate").text()) > 0 for n in LPS)
+
+    # the session that sent the orders
+    session = dom.one("tr", data_session=CLIENT1)
+    logged_on = session.one(class_="logged-on").attrs["data-value"] == "1"
+    assert logged_on or number(session.one(class_="messages-in").text()) > 0
+
+    # policy shares and the (absent) last reload
+    share = dom.one(data_policy="best_price_exposure_aware")
+    assert number(share.one(class_="share-percent").text()) == 100
+    assert dom.one(id="last-reload-status").text() == "none"
