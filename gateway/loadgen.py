@@ -70,7 +70,12 @@ class LoadClient(FixClient):
     def __init__(
         self, sender: str, target: str, symbol: str = "EUR/USD", qty: str = "1000"
     ) -> None:
-        super().__init__(SessionSettings(SenderCompID=sender, TargetCompID=target, HeartBtInt=30))
+        # a load run starts afresh: both sides reset their sequence numbers at logon
+        super().__init__(
+            SessionSettings(
+                SenderCompID=sender, TargetCompID=target, HeartBtInt=30, ResetOnLogon=True
+            )
+        )
         self._pending: dict[bytes, int] = {}
         # buys and sells alternate, so the client's position stays flat and
         # no risk limit is reached however long the run
