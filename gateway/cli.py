@@ -30,6 +30,15 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="load a running gateway with orders and measure latency")
     add_arguments(bench)
+
+    lp_sim = sub.add_parser(
+        "lp-sim", help="run a simulated liquidity provider as a FIX 4.4 acceptor"
+    )
+    lp_sim.add_argument(
+        "--config", required=True, help="TOML file of the simulated LP (e.g. config/lp-sim-a.toml)"
+    )
+    lp_sim.add_argument("--port", type=int, required=True, help="TCP port of its FIX acceptor")
+    lp_sim.add_argument("--data-dir", help="override lp.data_dir (the session stores)")
     return parser
 
 
@@ -90,4 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway.loadgen import main as bench_main
 
         return bench_main(args)
+    if args.command == "lp-sim":
+        from gateway.lp_sim import main as lp_sim_main
+
+        return lp_sim_main(args)
     return _run(args)

@@ -6,8 +6,8 @@ role, so an LP session has everything a client session has: logon with
 CompIDs and password, heartbeats and TestRequest, gap fill and resend,
 sequence numbers and sent messages persisted under ``data_dir``.
 
-On logon it subscribes to market data for its symbols (MarketDataRequest,
-snapshot plus incremental updates); each snapshot (W) or incremental
+On logon it subscribes to market data for each of its symbols (one
+MarketDataRequest per symbol, snapshot plus incremental updates); each snapshot (W) or incremental
 refresh (X) becomes a :class:`~router.model.Quote` of the LP's book.  Child
 orders go out as NewOrderSingle (IOC, limit at the child's price), cancels
 as OrderCancelRequest; ExecutionReports come back as ``ChildAck`` (New),
@@ -284,19 +284,22 @@ class FixLp(LpAdapter):
     # --- market data -----------------------------------------------------------------
 
     def _subscribe(self, now: float) -> None:
-        self._md_seq += 1
-        fields: list[tuple[int, bytes]] = [
-            (262, b"%s-MD%d" % (self.name.encode(), self._md_seq)),
-            (263, b"1"),
-            (264, b"%d" % self.cfg.market_depth),
-            (265, b"1"),
-            (267, b"2"),
-            (269, _BID),
-            (269, _OFFER),
-            (146, b"%d" % len(self.symbols)),
-        ]
-        fields += [(55, s.encode()) for s in self.symbols]
-        self.session.send(b"V", codec.encode_fields(fields), now)
+        """One MarketDataRequest per symbol, so that an LP refusing one
+        symbol still streams the others."""
+        for symbol in self.symbols:
+            self._md_seq += 1
+            fields: list[tuple[int, bytes]] = [
+                (262, b"%s-MD%d" % (self.name.encode(), self._md_seq)),
+                (263, b"1"),
+                (264, b"%d" % self.cfg.market_depth),
+                (265, b"1"),
+                (267, b"2"),
+                (269, _BID),
+                (269, _OFFER),
+                (146, b"1"),
+                (55, symbol.encode()),
+            ]
+            self.session.send(b"V", codec.encode_fields(fields), now)
 
     def _on_market_data(self, msg: FixMessage, now: float, full: bool) -> None:
         symbol = (msg.get(55) or b"").decode("latin-1")
@@ -416,6 +419,7 @@ class FixLp(LpAdapter):
             _log.error(
                 "lp_market_data_rejected",
                 lp=self.name,
+                md_req_id=(msg.get(262) or b"").decode("latin-1"),
                 reason=(msg.get(58) or b"").decode("latin-1"),
             )
 

@@ -1,0 +1,859 @@
+"""``fixgw lp-sim``: a simulated liquidity provider behind a FIX 4.4 acceptor.
+
+One process is one LP.  It wraps a single :class:`~lp_adapters.simulated.SimulatedLp`
+(random-walk quotes, last look, latency, partial fills) and serves it over FIX 4.4
+to the gateways named in its ``[[sessions]]``, with the acceptor side of the
+project's own session layer (:class:`~gateway.server.FixServer`, file stores
+under ``lp.data_dir``, so sequence numbers and sent messages survive a
+restart).  The gateway reaches it with the ``fix`` LP adapter, so the whole
+system can be tried against real FIX LP endpoints on one machine.
+
+Configuration (TOML; every problem is reported as ``path: message``)::
+
+    [lp]
+    name = "LPX1"                 # logs; prefix of OrderID (37) and ExecID (17)
+    data_dir = "var/lp-sim/LPX1"  # session stores (overridden by --data-dir)
+    price_tolerance_ticks = 0     # last look, see below
+    host = "0.0.0.0"              # listening address; the port is on the command line
+    fsync = "never"               # or "batch", as the gateway's [store].fsync
+    log_level = "info"
+    log_format = "json"
+
+    [[sessions]]                  # as the gateway's [[sessions]]: SenderCompID is the LP
+    SenderCompID = "LPX1"
+    TargetCompID = "GATEWAY"
+
+    [[instruments]]               # as the gateway's [[instruments]]
+    ...
+
+    [simulated]                   # lp_adapters.simulated.SimulatedLpSettings
+    seed = 11
+    ...
+
+The ``Application`` key of a session is accepted and ignored: every session
+is served by the LP.
+
+Messages accepted (application level)
+-------------------------------------
+MarketDataRequest (V)
+    Served by :class:`gateway.market_data.MarketDataService` from the LP's
+    own book: SubscriptionRequestType (263) 0 snapshot, 1 snapshot plus
+    updates, 2 unsubscribe (by MDReqID); MarketDepth (264), 0 = full book;
+    MDUpdateType (265) 1 incremental (X) or 0 full refreshes (W);
+    MDEntryType (269) 0 bid and/or 1 offer; Symbol (55) in NoRelatedSym.
+    Answers:
+
+    * W: ``55=<symbol> 262=<MDReqID> 268=<n>`` then n entries of
+      ``269=<0|1> 270=<price> 271=<size in units>``, bids best first then
+      offers best first (one W per requested symbol);
+    * X: ``262=<MDReqID> 268=<n>`` then n entries of
+      ``279=<0 new|1 change|2 delete> 269=<0|1> 55=<symbol> 270=<price>``
+      and ``271=<size>`` (not on a delete), sent only when the subscribed
+      levels change;
+    * Y (reject): ``58=<text> 262=<MDReqID> 281=<MDReqRejReason>`` (0 unknown
+      symbol, 1 duplicate MDReqID, 4/5/6/8 unsupported request type, depth,
+      update type, entry type; 281 is left out for an unknown MDReqID on
+      unsubscribe).
+
+NewOrderSingle (D)
+    ClOrdID (11), Symbol (55), Side (54: 1 buy, 2 sell), OrderQty (38, units:
+    a whole number of lots within the instrument's min_qty..max_qty),
+    OrdType (40: 1 market, 2 limit with Price 44 on the tick grid),
+    TimeInForce (59: 0, 1, 3 or 4, every order is executed as IOC; other
+    values are refused), TransactTime (60).  What cannot be decoded is
+    rejected with the texts and OrdRejReasons of :mod:`gateway.order_mapping`
+    (e.g. ``Unknown symbol X`` 103=1, ``quantity ... is not a multiple of the
+    lot size ...`` 103=13, ``Unsupported time in force`` 103=11).
+
+    Last look: a limit order whose price is worse for the LP than the LP's
+    current best price on that side (best offer for a buy, best bid for a
+    sell) by more than ``price_tolerance_ticks`` is rejected (ExecType 8,
+    Text ``price moved``).  Within the tolerance the LP fills levels up to
+    that many ticks beyond the limit, reporting them at the limit (the LP
+    gives up the difference); with the default 0 fills are at the LP's level
+    prices, never worse than the limit.  A market order takes whatever the
+    book offers.  A ClOrdID still open on the session is rejected with Text
+    ``Duplicate ClOrdID`` (OrdRejReason 6), leaving the open order alone.
+    Everything else goes to the SimulatedLp as a
+    :class:`~router.model.ChildOrder`; it answers after ``latency_ms``.
+
+OrderCancelRequest (F)
+    OrigClOrdID (41) names an open order of the session and ClOrdID (11) is
+    the cancel's own id.  An order not yet answered by the SimulatedLp is
+    canceled for its whole quantity (ER 150=4 with the cancel's ClOrdID and
+    41=OrigClOrdID).  Otherwise an OrderCancelReject (9) ``11 37 39 41 58 60
+    102 434=1``: 102=1 (unknown order) for an id that is unknown or finished
+    (37=NONE, 39=8), 102=3 when a cancel is already pending, 102=0 (too late)
+    when the answer is already on its way.
+
+Anything else gets a BusinessMessageReject (j, 380=3 unsupported message type).
+
+ExecutionReports sent
+---------------------
+Every report carries AvgPx (6), ClOrdID (11), CumQty (14), ExecID (17,
+unique: ``<name>-<run>-E<n>`` where ``run`` is the process start in
+milliseconds, hex), OrderID (37, ``<name>-<run>-<n>``, one per order),
+OrderQty (38), OrdStatus (39), OrdType (40), Side (54), Symbol (55),
+ExecType (150) and LeavesQty (151); reports of accepted orders also carry
+Price (44, limit orders), TimeInForce (59=3) and TransactTime (60).
+Quantities are in units and prices are decimals (``qty_text``/``price_text``).
+
+* New (ack): ``150=0 39=0``, CumQty 0, LeavesQty = OrderQty.
+* Fill: ``150=F 39=1`` (partially filled) or ``39=2`` (filled), with
+  LastPx (31), LastQty (32), CumQty, LeavesQty and AvgPx so far; one report
+  per level taken.
+* Reject: ``150=8 39=8``, CumQty 0, LeavesQty 0, Text (58) and OrdRejReason
+  (103): the decoding texts above, ``price moved`` and ``Duplicate ClOrdID``
+  (sent before anything else for the order), or the SimulatedLp's ``last
+  look`` / ``lp down`` (OrdRejReason 0).
+* Canceled: ``150=4 39=4``, LeavesQty 0, CumQty = what was filled before,
+  Text: ``ioc remainder`` (the IOC rest after fills), ``price moved`` (the
+  book moved beyond the limit during the latency: acked, nothing filled),
+  ``canceled`` (an OrderCancelRequest; then ClOrdID is the cancel's and
+  OrigClOrdID (41) the order's), ``cancel on disconnect`` or
+  ``lp disconnected`` (see below).
+
+An order ends with exactly one of: a fill with LeavesQty 0, a reject, or a
+cancel; filled plus canceled quantities add up to OrderQty.
+
+When a gateway disconnects
+--------------------------
+Cancel on disconnect, as most LPs do: when a session logs out or its
+connection drops, its market data subscriptions end and every order it left
+open is canceled at the SimulatedLp (orders whose answer is already under
+way still get it).  The reports (150=4, Text ``cancel on disconnect``) are
+written with ``Session.send`` while the session is down: they are stored
+and numbered, and the gateway gets them through its ResendRequest after the
+next Logon, like anything else sent meanwhile.  On shutdown (SIGTERM or
+SIGINT) the SimulatedLp is stopped first, so the gateways still logged on
+receive a cancel (Text ``lp disconnected``) for every open order and the
+withdrawal of the quotes (X deletes), then every session is logged out.
+
+ClOrdIDs are remembered only while their order is open: after it ends the
+id may be used again, and a cancel naming it is answered as unknown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import msgspec
+import msgspec.inspect as mi
+import structlog
+
+from config.loader import ConfigError, _collect
+from config.schema import (
+    CompID,
+    FsyncPolicy,
+    InstrumentSettings,
+    LogFormat,
+    LogLevel,
+    NonEmptyStr,
+    SessionSettings,
+    child_path,
+    session_identity,
+)
+from gateway.fix import codec
+from gateway.fix.acceptor import SessionRegistry
+from gateway.fix.codec import FixMessage
+from gateway.fix.session import BusinessRejectReason, Session
+from gateway.fix.store import SessionStore, StoreError, open_store
+from gateway.market_data import MarketDataService
+from gateway.order_mapping import (
+    REJ_BROKER_OPTION,
+    REJ_DUPLICATE_ORDER,
+    Refusal,
+    avg_px_text,
+    cancel_reject_body,
+    decode_new_order,
+    new_order_reject_body,
+    price_text,
+    qty_text,
+)
+from gateway.server import FixServer
+from lp_adapters.simulated import SimulatedLp, SimulatedLpSettings
+from matcher.orders import CancelReject, CxlRejReason, CxlRejResponseTo, OrdStatus
+from router.book import AggregatedBook
+from router.model import (
+    ChildAck,
+    ChildCanceled,
+    ChildFill,
+    ChildOrder,
+    ChildReject,
+    Instrument,
+    LpEvent,
+    LpStatus,
+    OrdType,
+    Quote,
+    Side,
+)
+
+__all__ = [
+    "LpSimApplication",
+    "LpSimConfig",
+    "LpSimSettings",
+    "LpSimulator",
+    "load_lp_sim_config",
+    "main",
+    "parse_lp_sim_config",
+    "run_lp_sim",
+    "validate_lp_sim_raw",
+]
+
+_log = structlog.get_logger("gateway.lp_sim")
+
+PRICE_MOVED_TEXT: Final = "price moved"
+DUPLICATE_TEXT: Final = "Duplicate ClOrdID"
+CANCEL_ON_DISCONNECT_TEXT: Final = "cancel on disconnect"
+
+# the limit handed to the SimulatedLp for a market buy: above every price
+_MARKET_BUY_LIMIT: Final = 2**62
+
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+
+
+# --------------------------------------------------------------------------------------
+# configuration
+
+
+class LpSimSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The ``[lp]`` table."""
+
+    name: CompID
+    """The LP's name: in logs and as the prefix of OrderID (37) and ExecID (17)."""
+
+    data_dir: NonEmptyStr = "var/lp-sim"
+    """Directory of the session stores; relative to the working directory."""
+
+    price_tolerance_ticks: NonNegativeInt = 0
+    """Last look: a limit order worse for the LP than its current price by more
+    than this many ticks is rejected with Text "price moved"."""
+
+    host: str = "0.0.0.0"
+    """Address the FIX acceptor listens on (the port is given on the command line)."""
+
+    fsync: FsyncPolicy = "never"
+    """Durability of the session stores, as the gateway's ``[store].fsync``."""
+
+    log_level: LogLevel = "info"
+    log_format: LogFormat = "json"
+
+
+class LpSimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A whole ``fixgw lp-sim`` configuration file."""
+
+    lp: LpSimSettings
+    sessions: Annotated[tuple[SessionSettings, ...], msgspec.Meta(min_length=1)]
+    """One per gateway that may connect; SenderCompID is the LP's CompID."""
+
+    instruments: Annotated[tuple[InstrumentSettings, ...], msgspec.Meta(min_length=1)]
+    """The same tables as the gateway's ``[[instruments]]``."""
+
+    simulated: SimulatedLpSettings = SimulatedLpSettings()
+    """The SimulatedLp's settings (quotes, latency, last look, partial fills)."""
+
+
+_CONFIG_INFO: Final = mi.type_info(LpSimConfig)
+
+
+def load_lp_sim_config(path: str | Path, *, data_dir: str | None = None) -> LpSimConfig:
+    """Read and validate the LP simulator configuration at ``path``;
+    ``data_dir`` replaces ``lp.data_dir``.  Raises :class:`ConfigError`
+    listing every problem."""
+    source = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(
+            [f"cannot read configuration file {source}: {reason}"], source=source
+        ) from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"configuration file {source} is not valid UTF-8 (byte offset {exc.start})"],
+            source=source,
+        ) from exc
+    return parse_lp_sim_config(text, source=source, data_dir=data_dir)
+
+
+def parse_lp_sim_config(
+    text: str, *, source: str | None = None, data_dir: str | None = None
+) -> LpSimConfig:
+    """Parse and validate an LP simulator configuration given as TOML text."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"TOML syntax error: {exc}"], source=source) from exc
+    config, errors = validate_lp_sim_raw(raw)
+    if data_dir is not None and not data_dir:
+        errors.append("--data-dir: must not be empty")
+    if config is None or errors:
+        raise ConfigError(errors, source=source)
+    if data_dir:
+        config = msgspec.structs.replace(
+            config, lp=msgspec.structs.replace(config.lp, data_dir=data_dir)
+        )
+    return config
+
+
+def validate_lp_sim_raw(raw: Mapping[str, Any]) -> tuple[LpSimConfig | None, list[str]]:
+    """Validate a parsed TOML document: ``(config, [])`` or ``(None, errors)``."""
+    errors: list[str] = []
+    resolved = _collect(raw, _CONFIG_INFO, "", errors)
+    if isinstance(resolved, Mapping):
+        errors.extend(_cross_field_errors(resolved))
+    if errors:
+        return None, errors
+    try:
+        config = msgspec.convert(raw, LpSimConfig)
+    except msgspec.ValidationError as exc:  # only if the walk above missed a rule
+        return None, [str(exc)]
+    problem = _simulated_problem(config)
+    if problem is not None:
+        return None, [f"simulated: {problem}"]
+    return config, []
+
+
+def _tables(value: object) -> list[tuple[int, Mapping[str, object]]]:
+    if not isinstance(value, list):
+        return []
+    return [(index, entry) for index, entry in enumerate(value) if isinstance(entry, Mapping)]
+
+
+def _cross_field_errors(values: Mapping[str, object]) -> list[str]:
+    """Unique sessions and symbols; ``[simulated]`` names configured symbols."""
+    errors: list[str] = []
+    sessions: dict[str, int] = {}
+    for index, entry in _tables(values.get("sessions")):
+        parts = (entry.get("BeginString"), entry.get("SenderCompID"), entry.get("TargetCompID"))
+        if not all(isinstance(part, str) for part in parts):
+            continue
+        identity = session_identity(*(str(part) for part in parts))
+        if identity in sessions:
+            errors.append(
+                f"sessions[{index}]: duplicate session {identity} "
+                f"(also sessions[{sessions[identity]}])"
+            )
+        else:
+            sessions[identity] = index
+    instruments = values.get("instruments")
+    symbols: dict[str, int] = {}
+    for index, entry in _tables(instruments):
+        symbol = entry.get("symbol")
+        if not isinstance(symbol, str):
+            continue
+        if symbol in symbols:
+            errors.append(
+                f"instruments[{index}]: duplicate symbol {symbol} "
+                f"(also instruments[{symbols[symbol]}])"
+            )
+        else:
+            symbols[symbol] = index
+    complete = isinstance(instruments, list) and len(symbols) == len(instruments)
+    simulated = values.get("simulated")
+    if not complete or not isinstance(simulated, Mapping):
+        return errors  # an instrument without a valid symbol: references are not checked
+    listed = simulated.get("symbols")
+    if isinstance(listed, list):
+        for index, symbol in enumerate(listed):
+            if isinstance(symbol, str) and symbol not in symbols:
+                errors.append(f"simulated.symbols[{index}]: no such instrument {symbol}")
+    start_mid = simulated.get("start_mid")
+    if isinstance(start_mid, Mapping):
+        for symbol in start_mid:
+            if symbol not in symbols:
+                path = child_path("simulated.start_mid", symbol)
+                errors.append(f"{path}: no such instrument {symbol}")
+    return errors
+
+
+def _instruments(config: LpSimConfig) -> dict[str, Instrument]:
+    return {i.symbol: i.to_instrument() for i in config.instruments}
+
+
+def _simulated_settings(config: LpSimConfig) -> dict[str, Any]:
+    """``[simulated]`` as the settings mapping SimulatedLp takes."""
+    settings = msgspec.structs.asdict(config.simulated)
+    return {key: value for key, value in settings.items() if value is not None}
+
+
+def _discard(event: LpEvent) -> None:
+    return None
+
+
+def _simulated_problem(config: LpSimConfig) -> str | None:
+    """What building the SimulatedLp would refuse (it does no I/O when built)."""
+    name = config.lp.name
+    try:
+        SimulatedLp(name, _instruments(config), _discard, _simulated_settings(config))
+    except (ValueError, TypeError) as exc:
+        return str(exc).removeprefix(f"LP {name!r}: invalid settings: ")
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# the FIX application
+
+
+@dataclass(slots=True, eq=False)
+class _Order:
+    """An order of a gateway, open at the SimulatedLp."""
+
+    session: Session
+    order_id: str  # also the SimulatedLp's child id
+    cl_ord_id: bytes
+    instrument: Instrument
+    side: Side
+    ord_type: OrdType
+    qty: int  # lots
+    limit: int | None  # ticks; None for a market order
+    status: OrdStatus = OrdStatus.PENDING_NEW
+    cum_qty: int = 0
+    notional: int = 0  # ticks x lots filled
+    cancel_pending: bool = False
+    cancel_cl_ord_id: bytes | None = None  # ClOrdID of the OrderCancelRequest
+    cancel_text: str = ""
+
+
+def _out(text: str) -> bytes:
+    return text.encode("latin-1", "replace")
+
+
+class LpSimApplication:
+    """The application profile of every session of the LP simulator: the
+    SimulatedLp's quotes as market data, its answers as ExecutionReports."""
+
+    def __init__(self, config: LpSimConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.name = config.lp.name
+        self.tolerance = config.lp.price_tolerance_ticks
+        self._clock = clock
+        self.lp = SimulatedLp(
+            self.name, _instruments(config), self._on_lp_event, _simulated_settings(config)
+        )
+        # only what the LP quotes is traded and served
+        self.instruments = {s: self.lp.instruments[s] for s in self.lp.symbols}
+        self.book = AggregatedBook()
+        self.market_data = MarketDataService(self.instruments, self.book)
+        self._orders: dict[str, _Order] = {}  # by order id
+        self._open: dict[tuple[str, bytes], _Order] = {}  # by (session id, ClOrdID)
+        self._run = format(int(clock() * 1000), "x")
+        self._order_seq = 0
+        self._exec_seq = 0
+        self._closed = False
+
+    async def start(self) -> None:
+        """Start quoting (the book is filled before anyone can subscribe)."""
+        await self.lp.connect()
+
+    async def stop(self) -> None:
+        """Stop the SimulatedLp: the orders still open are canceled and the
+        quotes withdrawn, on the sessions still logged on."""
+        await self.lp.disconnect()
+
+    def close(self) -> None:
+        """Nothing is sent any more (the stores are about to close)."""
+        self._closed = True
+
+    def _next_order_id(self) -> str:
+        self._order_seq += 1
+        return f"{self.name}-{self._run}-{self._order_seq}"
+
+    def _next_exec_id(self) -> str:
+        self._exec_seq += 1
+        return f"{self.name}-{self._run}-E{self._exec_seq}"
+
+    # -- session events ----------------------------------------------------------------
+
+    def on_logon(self, session: Session, now: float) -> None:
+        _log.info("gateway_logged_on", lp=self.name, session=session.session_id)
+
+    def on_logout(self, session: Session, reason: str, now: float) -> None:
+        self.market_data.drop_session(session)
+        at_lp = set(self.lp.open_child_ids)
+        canceled = 0
+        for order in list(self._open.values()):
+            if order.session is not session or order.cancel_pending:
+                continue
+            if order.order_id in at_lp:
+                order.cancel_pending = True
+                order.cancel_text = CANCEL_ON_DISCONNECT_TEXT
+                self.lp.cancel(order.order_id)
+                canceled += 1
+        _log.info(
+            "gateway_logged_out",
+            lp=self.name,
+            session=session.session_id,
+            reason=reason,
+            canceled_on_disconnect=canceled,
+        )
+
+    def on_message(self, session: Session, msg: FixMessage, now: float) -> None:
+        mt = msg.msg_type
+        if mt == b"D":
+            self._new_order(session, msg, now)
+        elif mt == b"F":
+            self._cancel_request(session, msg, now)
+        elif mt == b"V":
+            self.market_data.on_request(session, msg, now)
+        else:
+            session.reject_business(msg, BusinessRejectReason.UNSUPPORTED_MESSAGE_TYPE, now)
+
+    # -- requests ---------------------------------------------------------------------
+
+    def _new_order(self, session: Session, msg: FixMessage, now: float) -> None:
+        order_id = self._next_order_id()
+        decoded = decode_new_order(msg, session.settings.TargetCompID, self.instruments)
+        if isinstance(decoded, Refusal):
+            self._refuse(session, msg, decoded, order_id, now)
+            return
+        cl_ord_id = msg.get(11) or b""
+        key = (session.session_id, cl_ord_id)
+        if key in self._open:
+            self._refuse(session, msg, Refusal(DUPLICATE_TEXT, REJ_DUPLICATE_ORDER), order_id, now)
+            return
+        side = decoded.side
+        limit = decoded.price
+        if limit is None:
+            child_price = _MARKET_BUY_LIMIT if side is Side.BUY else 1
+        elif self._price_moved(decoded.symbol, side, limit):
+            self._refuse(session, msg, Refusal(PRICE_MOVED_TEXT, REJ_BROKER_OPTION), order_id, now)
+            return
+        elif side is Side.BUY:
+            child_price = limit + self.tolerance
+        else:
+            child_price = max(1, limit - self.tolerance)
+        order = _Order(
+            session=session,
+            order_id=order_id,
+            cl_ord_id=cl_ord_id,
+            instrument=self.instruments[decoded.symbol],
+            side=side,
+            ord_type=decoded.ord_type,
+            qty=decoded.qty,
+            limit=limit,
+        )
+        self._orders[order_id] = order
+        self._open[key] = order
+        _log.debug(
+            "order_accepted",
+            lp=self.name,
+            session=session.session_id,
+            cl_ord_id=decoded.cl_ord_id,
+            order_id=order_id,
+        )
+        self.lp.send(
+            ChildOrder(
+                child_id=order_id,
+                parent_id=decoded.cl_ord_id,
+                lp=self.name,
+                symbol=decoded.symbol,
+                side=side,
+                qty=decoded.qty,
+                price=child_price,
+            )
+        )
+
+    def _price_moved(self, symbol: str, side: Side, limit: int) -> bool:
+        """Last look: the LP's current price on the side the order takes is
+        worse for the LP than ``limit`` by more than the tolerance."""
+        quote = self.lp.quote(symbol)
+        if side is Side.BUY:
+            return not quote.asks or quote.asks[0].price - limit > self.tolerance
+        return not quote.bids or limit - quote.bids[0].price > self.tolerance
+
+    def _refuse(
+        self, session: Session, msg: FixMessage, refusal: Refusal, order_id: str, now: float
+    ) -> None:
+        body = new_order_reject_body(msg, refusal, self._next_exec_id(), order_id)
+        session.send(b"8", body, now)
+        _log.info(
+            "order_rejected",
+            lp=self.name,
+            session=session.session_id,
+            cl_ord_id=(msg.get(11) or b"").decode("latin-1"),
+            text=refusal.text,
+        )
+
+    def _cancel_request(self, session: Session, msg: FixMessage, now: float) -> None:
+        cl_ord_id = msg.get(11) or b""
+        orig_cl_ord_id = msg.get(41) or b""
+        order = self._open.get((session.session_id, orig_cl_ord_id))
+        if order is None:
+            reason, text = CxlRejReason.UNKNOWN_ORDER, "Unknown order"
+        elif order.cancel_pending:
+            reason, text = CxlRejReason.ALREADY_PENDING, "Cancel already pending"
+        elif order.order_id not in self.lp.open_child_ids:
+            reason, text = CxlRejReason.TOO_LATE_TO_CANCEL, "Too late to cancel"
+        else:
+            order.cancel_pending = True
+            order.cancel_cl_ord_id = cl_ord_id
+            self.lp.cancel(order.order_id)
+            return
+        reject = CancelReject(
+            client=session.settings.TargetCompID,
+            cl_ord_id=cl_ord_id.decode("latin-1"),
+            orig_cl_ord_id=orig_cl_ord_id.decode("latin-1"),
+            order_id=order.order_id if order is not None else None,
+            status=order.status if order is not None else OrdStatus.REJECTED,
+            reason=reason,
+            response_to=CxlRejResponseTo.CANCEL,
+            text=text,
+        )
+        session.send(b"9", cancel_reject_body(reject, codec.format_utc_timestamp(now)), now)
+        _log.info(
+            "cancel_rejected",
+            lp=self.name,
+            session=session.session_id,
+            orig_cl_ord_id=reject.orig_cl_ord_id,
+            text=text,
+        )
+
+    # -- the SimulatedLp's events --------------------------------------------------------
+
+    def _on_lp_event(self, event: LpEvent) -> None:
+        if self._closed:
+            return
+        now = self._clock()
+        if isinstance(event, Quote):
+            self.book.update(event)
+            symbol = event.symbol
+            self.market_data.on_book_update(symbol, self.book.snapshot(symbol), now)
+        elif isinstance(event, LpStatus):
+            _log.info("lp_status", lp=self.name, up=event.up, reason=event.reason)
+            if not event.up:
+                for symbol in self.book.remove_lp(event.lp):
+                    self.market_data.on_book_update(symbol, self.book.snapshot(symbol), now)
+        else:
+            order = self._orders.get(event.child_id)
+            if order is None:
+                return
+            if isinstance(event, ChildAck):
+                order.status = OrdStatus.NEW
+                self._report(order, b"0", now, leaves=order.qty)
+            elif isinstance(event, ChildFill):
+                self._on_fill(order, event, now)
+            elif isinstance(event, ChildReject):
+                order.status = OrdStatus.REJECTED
+                self._report(
+                    order, b"8", now, leaves=0, text=event.reason, rej_reason=REJ_BROKER_OPTION
+                )
+                self._finish(order)
+            elif isinstance(event, ChildCanceled):
+                order.status = OrdStatus.CANCELED
+                by_request = order.cancel_cl_ord_id
+                self._report(
+                    order,
+                    b"4",
+                    now,
+                    leaves=0,
+                    text=order.cancel_text or event.reason,
+                    cl_ord_id=by_request,
+                    orig_cl_ord_id=order.cl_ord_id if by_request is not None else None,
+                )
+                self._finish(order)
+
+    def _on_fill(self, order: _Order, fill: ChildFill, now: float) -> None:
+        price = fill.price
+        limit = order.limit
+        if limit is not None:  # within the tolerance the LP fills at the limit
+            price = min(price, limit) if order.side is Side.BUY else max(price, limit)
+        order.cum_qty += fill.qty
+        order.notional += fill.qty * price
+        leaves = order.qty - order.cum_qty
+        order.status = OrdStatus.FILLED if leaves <= 0 else OrdStatus.PARTIALLY_FILLED
+        self._report(order, b"F", now, leaves=max(leaves, 0), last=(fill.qty, price))
+        if leaves <= 0:
+            self._finish(order)
+
+    def _finish(self, order: _Order) -> None:
+        self._orders.pop(order.order_id, None)
+        self._open.pop((order.session.session_id, order.cl_ord_id), None)
+        _log.debug(
+            "order_finished",
+            lp=self.name,
+            order_id=order.order_id,
+            status=order.status.name,
+            cum_qty=order.cum_qty,
+        )
+
+    def _report(
+        self,
+        order: _Order,
+        exec_type: bytes,
+        now: float,
+        *,
+        leaves: int,
+        last: tuple[int, int] | None = None,
+        text: str = "",
+        rej_reason: int | None = None,
+        cl_ord_id: bytes | None = None,
+        orig_cl_ord_id: bytes | None = None,
+    ) -> None:
+        """Send the ExecutionReport of ``order`` as it stands (body tags ascending)."""
+        inst = order.instrument
+        parts = [
+            b"6=%b\x0111=%b\x0114=%b\x0117=%b\x01"
+            % (
+                avg_px_text(inst, order.notional, order.cum_qty).encode(),
+                cl_ord_id or order.cl_ord_id,
+                qty_text(inst, order.cum_qty).encode(),
+                self._next_exec_id().encode(),
+            )
+        ]
+        if last is not None:
+            lots, price = last
+            parts.append(
+                b"31=%b\x0132=%b\x01"
+                % (price_text(inst, price).encode(), qty_text(inst, lots).encode())
+            )
+        parts.append(
+            b"37=%b\x0138=%b\x0139=%b\x0140=%b\x01"
+            % (
+                order.order_id.encode(),
+                qty_text(inst, order.qty).encode(),
+                order.status.value.encode(),
+                order.ord_type.value.encode(),
+            )
+        )
+        if orig_cl_ord_id is not None:
+            parts.append(b"41=%b\x01" % orig_cl_ord_id)
+        if order.limit is not None:
+            parts.append(b"44=%b\x01" % price_text(inst, order.limit).encode())
+        parts.append(b"54=%b\x0155=%b\x01" % (order.side.value.encode(), _out(inst.symbol)))
+        if text:
+            parts.append(b"58=%b\x01" % _out(text))
+        parts.append(b"59=3\x0160=%b\x01" % codec.format_utc_timestamp(now))
+        if rej_reason is not None:
+            parts.append(b"103=%d\x01" % rej_reason)
+        parts.append(b"150=%b\x01151=%b\x01" % (exec_type, qty_text(inst, leaves).encode()))
+        order.session.send(b"8", b"".join(parts), now)
+
+
+# --------------------------------------------------------------------------------------
+# the process
+
+
+class LpSimulator:
+    """Everything one ``fixgw lp-sim`` process runs, started and stopped as one."""
+
+    def __init__(self, config: LpSimConfig) -> None:
+        self.config = config
+        lp = config.lp
+        self.data_dir = Path(lp.data_dir)
+        self.application = LpSimApplication(config)
+        self.stores: list[SessionStore] = []
+        self.sessions: list[Session] = []
+        try:
+            for settings in config.sessions:
+                store = open_store(
+                    "file",
+                    self.data_dir / "sessions",
+                    settings.session_id,
+                    fsync=lp.fsync == "batch",
+                )
+                self.stores.append(store)
+                self.sessions.append(Session(settings, store))
+        except BaseException:
+            self._close_stores()
+            raise
+        self.fix_server = FixServer(
+            SessionRegistry(self.sessions),
+            {session.session_id: self.application for session in self.sessions},
+            logon_timeout=max(s.LogonTimeout for s in config.sessions),
+        )
+        self.port = 0
+
+    def _close_stores(self) -> None:
+        for store in self.stores:
+            store.close()
+        self.stores.clear()
+
+    async def start(self, port: int) -> int:
+        """Start quoting, then listen; returns the bound port."""
+        await self.application.start()
+        self.port = await self.fix_server.start(self.config.lp.host, port)
+        _log.info(
+            "lp_sim_started",
+            lp=self.config.lp.name,
+            port=self.port,
+            data_dir=str(self.data_dir),
+            sessions=[s.session_id for s in self.sessions],
+            symbols=list(self.application.instruments),
+        )
+        return self.port
+
+    async def stop(self) -> None:
+        """Cancel what is open and withdraw the quotes, log every session out,
+        close the stores."""
+        await self.application.stop()
+        await self.fix_server.stop()
+        self.application.close()
+        self._close_stores()
+        _log.info("lp_sim_stopped", lp=self.config.lp.name)
+
+
+async def run_lp_sim(config: LpSimConfig, port: int) -> int:
+    """Run the LP simulator on ``port`` until SIGTERM or SIGINT, then log the
+    sessions out cleanly.  Returns the process exit status."""
+    try:
+        simulator = LpSimulator(config)
+    except (StoreError, OSError) as exc:
+        _log.error("lp_sim_store_unavailable", lp=config.lp.name, error=str(exc))
+        return 1
+    try:
+        await simulator.start(port)
+    except OSError as exc:
+        _log.error("lp_sim_listen_failed", lp=config.lp.name, port=port, error=str(exc))
+        await simulator.stop()
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        _log.info("lp_sim_stopping", lp=config.lp.name)
+        await simulator.stop()
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    """``fixgw lp-sim --config FILE --port N [--data-dir DIR]``: exit status
+    2 and every problem listed when the configuration is refused."""
+    path = str(args.config)
+    port = int(args.port)
+    errors: list[str] = []
+    if not 1 <= port <= 65535:
+        errors.append(f"--port: must be between 1 and 65535, got {port}")
+    config: LpSimConfig | None = None
+    try:
+        config = load_lp_sim_config(path, data_dir=args.data_dir)
+    except ConfigError as exc:
+        errors = [*exc.errors, *errors]
+    if config is None or errors:
+        print(f"{path}: refusing to start, {len(errors)} configuration error(s):", file=sys.stderr)
+        for line in errors:
+            print(f"  {line}", file=sys.stderr)
+        return 2
+
+    import uvloop
+
+    from gateway.logs import configure_logging
+
+    configure_logging(config.lp.log_level, config.lp.log_format)
+    return int(uvloop.run(run_lp_sim(config, port)))

@@ -1,0 +1,229 @@
+"""Client -> ``fixgw run`` -> FIX LP adapter -> two ``fixgw lp-sim`` processes
+and back, every hop a real socket between separate processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config import SessionSettings
+from gateway.client import FixClient
+from gateway.fix import codec
+
+REPO = Path(__file__).resolve().parents[2]
+FINAL = (b"2", b"4", b"8", b"C")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(300):
+        if proc.poll() is not None:
+            raise RuntimeError(f"lp-sim exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"port {port} not listening")
+
+
+TOKEN = "dev-admin-token"
+
+
+class LpSim:
+    def __init__(self, config: Path, data_dir: Path, log: Path) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.log = log
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> LpSim:
+        out = open(self.log, "ab")  # noqa: SIM115 - the process owns it until it ends
+        cmd = [sys.executable, "-m", "gateway", "lp-sim", "--config", str(self.config)]
+        cmd += ["--port", str(self.port), "--data-dir", str(self.data_dir)]
+        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        out.close()
+        wait_for_port(self.port, self.proc)
+        return self
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@pytest.fixture
+def lp_sims(tmp_path: Path) -> Iterator[tuple[LpSim, LpSim]]:
+    b_config = tmp_path / "lp-sim-b.toml"
+    text = (REPO / "config" / "lp-sim-b.toml").read_text()
+    # LPX2 fills in parts and rejects some children at last look; orders
+    # bigger than LPX1's five levels of 500 lots spill over to it
+    text = re.sub(r"(?m)^partial_fill_probability = .*$", "partial_fill_probability = 0.5", text)
+    text = re.sub(r"(?m)^reject_probability = .*$", "reject_probability = 0.2", text)
+    b_config.write_text(text)
+    a = LpSim(REPO / "config" / "lp-sim-a.toml", tmp_path / "lpx1", tmp_path / "lpx1.log")
+    b = LpSim(b_config, tmp_path / "lpx2", tmp_path / "lpx2.log")
+    a.start()
+    b.start()
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+def gateway_config(tmp_path: Path, a: LpSim, b: LpSim) -> Path:
+    text = (REPO / "config" / "fix-lps.toml").read_text()
+    text = text.replace("port = 9901", f"port = {a.port}").replace(
+        "port = 9902", f"port = {b.port}"
+    )
+    text = text.replace("reconnect_max_ms = 5000", "reconnect_max_ms = 500")
+    path = tmp_path / "fix-lps.toml"
+    path.write_text(text)
+    return path
+
+
+def order(cl_ord_id: str, side: bytes, qty: bytes, price: bytes | None = None) -> bytes:
+    fields = [(11, cl_ord_id.encode()), (38, qty)]
+    fields += [(40, b"2"), (44, price)] if price else [(40, b"1")]
+    fields += [(54, side), (55, b"EUR/USD"), (59, b"3"), (60, codec.format_utc_timestamp(0.0))]
+    return codec.encode_fields(fields)
+
+
+async def run_orders(client: FixClient, orders: dict[str, bytes]) -> dict[str, list[Any]]:
+    """Send the orders; collect every report of each until it is final."""
+    for body in orders.values():
+        client.send(b"D", body)
+    reports: dict[str, list[Any]] = {k: [] for k in orders}
+    waiting = set(orders)
+    while waiting:
+        msg = await client.receive(timeout=10)
+        key = (msg.get(11) or b"").decode()
+        if msg.msg_type != b"8" or key not in reports:
+            continue
+        reports[key].append(msg)
+        if msg.get(39) in FINAL:
+            waiting.discard(key)
+    return reports
+
+
+def admin(http_port: int, path: str) -> Any:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{http_port}{path}", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def lp_state(http_port: int) -> dict[str, dict[str, Any]]:
+    return {lp["name"]: lp for lp in admin(http_port, "/admin/lps")}
+
+
+def assert_exposure_exact(http_port: int) -> None:
+    """Every lot a client holds was bought from or sold to exactly one LP."""
+    exposures = admin(http_port, "/admin/exposures")
+    clients = sum(int(by.get("EUR/USD", "0")) for by in exposures["clients"].values())
+    lps = sum(int(by.get("EUR/USD", "0")) for by in exposures["lps"].values())
+    assert clients == lps
+
+
+async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError("condition not met in time")
+
+
+@pytest.mark.asyncio
+async def test_orders_through_two_fix_lps_with_a_kill_and_a_restart(
+    daemon_factory: Any, tmp_path: Path, lp_sims: tuple[LpSim, LpSim]
+) -> None:
+    a, b = lp_sims
+    d = daemon_factory("--config", str(gateway_config(tmp_path, a, b))).start()
+    await wait_until(lambda: all(lp["up"] for lp in lp_state(d.http_port).values()))
+    client = FixClient(SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY"))
+    await client.connect("127.0.0.1", d.fix_port)
+    await asyncio.sleep(0.5)  # quotes from both LPs reach the aggregated book
+
+    # market and marketable limit orders, buys and sells
+    orders = {f"M{i}": order(f"M{i}", b"1" if i % 2 else b"2", b"3000000") for i in range(20)}
+    orders["LIM-B"] = order("LIM-B", b"1", b"50000", b"9")
+    orders["LIM-S"] = order("LIM-S", b"2", b"50000", b"0.5")
+    reports = await run_orders(client, orders)
+    finals = {k: v[-1].get(39) for k, v in reports.items()}
+    assert set(finals.values()) <= {b"2", b"1", b"4"}
+    assert list(finals.values()).count(b"2") >= 15
+    lps = lp_state(d.http_port)
+    assert lps["LPX1"]["fills"] > 0
+    assert lps["LPX2"]["fills"] > 0
+    assert lps["LPX2"]["rejects"] > 0, "LPX2 rejects a share of children"
+    partial = [r for v in reports.values() for r in v if r.get(150) == b"F" and r.get(39) == b"1"]
+    assert partial, "some orders were filled in parts"
+    assert_exposure_exact(d.http_port)
+
+    # kill LPX1 while orders are in flight: nothing hangs, every order ends
+    burst = {f"K{i}": order(f"K{i}", b"1" if i % 2 else b"2", b"100000") for i in range(40)}
+    for body in burst.values():
+        client.send(b"D", body)
+    a.kill9()
+    waiting = set(burst)
+    while waiting:
+        msg = await client.receive(timeout=15)
+        key = (msg.get(11) or b"").decode()
+        if msg.msg_type == b"8" and key in waiting and msg.get(39) in FINAL:
+            waiting.discard(key)
+    await wait_until(lambda: not lp_state(d.http_port)["LPX1"]["up"])
+    assert_exposure_exact(d.http_port)
+    # with LPX1 down, orders still fill at LPX2
+    reports = await run_orders(client, {"D1": order("D1", b"1", b"100000")})
+    assert reports["D1"][-1].get(39) in (b"2", b"1", b"4")
+    children_before = lp_state(d.http_port)["LPX1"]["child_orders"]
+
+    # LPX1 restarts on the same port and data: the adapter logs on again,
+    # sequence numbers continue, and flow returns to it
+    a.start()
+    await wait_until(lambda: lp_state(d.http_port)["LPX1"]["up"], timeout=15)
+    await asyncio.sleep(0.5)  # its quotes are back in the book
+    more = {f"R{i}": order(f"R{i}", b"1" if i % 2 else b"2", b"100000") for i in range(20)}
+    await run_orders(client, more)
+    assert lp_state(d.http_port)["LPX1"]["child_orders"] > children_before
+    assert_exposure_exact(d.http_port)
+    # the LP's second logon continued the sequence numbers of the first
+    logons = [e for e in log_events(a.log) if e.get("event") == "logged_on"]
+    assert len(logons) >= 2
+    assert logons[-1]["next_target"] > 2
+    await client.logout()
+
+
+def log_events(path: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            out.append(json.loads(line))
+    return out
