@@ -169,7 +169,6 @@ class Gateway:
         await self.loop_lag.stop()
         for task in list(self._tasks):
             await asyncio.gather(task, return_exceptions=True)
-        self.reloader.close()
         await self.fix_server.stop()
         if self.order_flow is not None:
             await self.order_flow.stop()

@@ -12,21 +12,20 @@ that fails validation changes nothing either.
 
 Reading and validating take tens of milliseconds of pure Python (TOML,
 schema, building the adapters to check their settings).  They run in a
-worker *process*: in a thread they would compete with the event loop for the
-interpreter lock and stall order handling far longer than they take.  The
-event loop only compares the result with the config in force and puts the
-new rules in force by one assignment, between two events.
+worker thread, which the interpreter switches away from at least every few
+milliseconds, so the event loop keeps handling orders meanwhile.  (A worker
+process would not share the interpreter lock, but starting one re-imports
+the program and costs more CPU than the reload itself on a small machine.)
+The event loop only compares the result with the config in force and puts
+the new rules in force by one assignment, between two events.
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,13 +185,6 @@ class Reloader:
         self._apply = apply
         self.stats = ReloadStats()
         self._lock = asyncio.Lock()
-        self._worker: ProcessPoolExecutor | None = None
-
-    def close(self) -> None:
-        """Stop the worker process, if one was started."""
-        if self._worker is not None:
-            self._worker.shutdown(wait=True, cancel_futures=True)
-            self._worker = None
 
     async def reload(self, trigger: str) -> ReloadOutcome:
         async with self._lock:  # one reload at a time, in the order asked
@@ -224,20 +216,10 @@ class Reloader:
             return ReloadOutcome(
                 INVALID, self._version(), ("the daemon was started without a config file",)
             )
-        if self._worker is None:
-            self._worker = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn")
-            )
-        loop = asyncio.get_running_loop()
         try:
-            new = await loop.run_in_executor(self._worker, _load, self.path, self.overrides)
+            new = await asyncio.to_thread(_load, self.path, self.overrides)
         except ConfigError as exc:
             return ReloadOutcome(INVALID, self._version(), tuple(exc.errors))
-        except BrokenProcessPool:
-            self._worker = None
-            return ReloadOutcome(
-                INVALID, self._version(), ("the config checking process died; try again",)
-            )
         changes = changed_settings(self._current(), new, self._connected())
         cold = [path for path, hot in changes if not hot]
         if cold:
