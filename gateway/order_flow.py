@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import structlog
 
-from config import Config
+from config import Config, LpSettings
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 from gateway.fix.session import BusinessRejectReason, Session
@@ -126,20 +127,30 @@ def next_day_end(now: float, time_of_day: str) -> float:
     return at if at > now else at + 86400
 
 
-def lp_config_errors(config: Config) -> list[str]:
+def lp_config_errors(config: Config, known_good: Config | None = None) -> list[str]:
     """What building the configured LP adapters would refuse, one line per
     LP in config order: an adapter kind that is not registered, or settings
     the adapter does not accept.  Adapters do no I/O when built, so this is
-    safe to run on a config that is only being checked."""
+    safe to run on a config that is only being checked.  An LP configured
+    exactly as in ``known_good`` (same instruments too) is not built again."""
     instruments = {i.symbol: i.to_instrument() for i in config.instruments}
+    good: set[tuple[str, str, str]] = set()
+    if known_good is not None and known_good.instruments == config.instruments:
+        good = {_lp_key(lp) for lp in known_good.lps}
     errors = []
     for index, lp in enumerate(config.lps):
+        if _lp_key(lp) in good:
+            continue
         try:
             create_adapter(lp.adapter, lp.name, instruments, _discard, lp.settings)
         except (KeyError, ValueError, TypeError) as exc:
             reason = exc.args[0] if exc.args else repr(exc)
             errors.append(f"lps[{index}] ({lp.name}): {reason}")
     return errors
+
+
+def _lp_key(lp: LpSettings) -> tuple[str, str, str]:
+    return lp.name, lp.adapter, msgspec.json.encode(lp.settings).decode()
 
 
 def _discard(event: LpEvent) -> None:

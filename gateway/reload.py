@@ -96,10 +96,11 @@ class ReloadStats:
     last_success_at: float = 0.0
 
 
-def _load(path: Path, overrides: Overrides) -> Config:
-    """Read and validate the file completely (runs in a worker thread)."""
+def _load(path: Path, overrides: Overrides, current: Config) -> Config:
+    """Read and validate the file completely (runs in a worker thread); LP
+    adapters configured as in ``current`` were checked when it was loaded."""
     config = overrides.apply(load_config(path))
-    errors = lp_config_errors(config)
+    errors = lp_config_errors(config, current)
     if errors:
         raise ConfigError(errors, source=str(path))
     return config
@@ -217,7 +218,7 @@ class Reloader:
                 INVALID, self._version(), ("the daemon was started without a config file",)
             )
         try:
-            new = await asyncio.to_thread(_load, self.path, self.overrides)
+            new = await asyncio.to_thread(_load, self.path, self.overrides, self._current())
         except ConfigError as exc:
             return ReloadOutcome(INVALID, self._version(), tuple(exc.errors))
         changes = changed_settings(self._current(), new, self._connected())
