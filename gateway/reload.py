@@ -10,14 +10,14 @@ and their adapters) needs a restart: a file changing any of it is refused as
 a whole, with the list of those settings, and nothing is applied.  A file
 that fails validation changes nothing either.
 
-Reading and validating take tens of milliseconds of pure Python (TOML,
-schema, building the adapters to check their settings).  They run in a
-worker thread, which the interpreter switches away from at least every few
-milliseconds, so the event loop keeps handling orders meanwhile.  (A worker
-process would not share the interpreter lock, but starting one re-imports
-the program and costs more CPU than the reload itself on a small machine.)
-The event loop only compares the result with the config in force and puts
-the new rules in force by one assignment, between two events.
+Reading and validating take a few milliseconds of pure Python (TOML, the
+schema, and building again only the LP adapters whose settings changed, to
+check them).  They run on the event loop in steps of a few milliseconds with
+other events handled in between: a worker thread would compete with the
+loop for the interpreter lock, and every system call the loop makes would
+then wait for the lock (up to the interpreter's 5 ms switch interval), which
+stalls order handling far longer than the work itself.  The new rules are put
+in force by one assignment, between two events.
 """
 
 from __future__ import annotations
@@ -96,10 +96,14 @@ class ReloadStats:
     last_success_at: float = 0.0
 
 
-def _load(path: Path, overrides: Overrides, current: Config) -> Config:
-    """Read and validate the file completely (runs in a worker thread); LP
-    adapters configured as in ``current`` were checked when it was loaded."""
-    config = overrides.apply(load_config(path))
+async def _load(path: Path, overrides: Overrides, current: Config) -> Config:
+    """Read and validate the file completely, in steps of a few milliseconds
+    with the event loop running in between; LP adapters configured as in
+    ``current`` were checked when it was loaded."""
+    config = load_config(path)
+    await asyncio.sleep(0)
+    config = overrides.apply(config)
+    await asyncio.sleep(0)
     errors = lp_config_errors(config, current)
     if errors:
         raise ConfigError(errors, source=str(path))
@@ -218,7 +222,7 @@ class Reloader:
                 INVALID, self._version(), ("the daemon was started without a config file",)
             )
         try:
-            new = await asyncio.to_thread(_load, self.path, self.overrides, self._current())
+            new = await _load(self.path, self.overrides, self._current())
         except ConfigError as exc:
             return ReloadOutcome(INVALID, self._version(), tuple(exc.errors))
         changes = changed_settings(self._current(), new, self._connected())

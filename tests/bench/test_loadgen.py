@@ -76,7 +76,7 @@ def test_reload_comparison_reloads_a_running_daemon(daemon_factory: object, tmp_
     d = daemon_factory("--config", str(path)).start()  # type: ignore[operator]
     args = ["--port", str(d.fix_port), "--http-port", str(d.http_port)]
     args += ["--reload-every", "0.2", "--reload-file", str(path), "--rate", "300"]
-    args += ["--duration", "0.6"]
+    args += ["--duration", "1"]
     proc = subprocess.run(
         [sys.executable, "-m", "gateway", "bench", *args],
         capture_output=True,
