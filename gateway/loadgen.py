@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -325,57 +324,15 @@ class Reloads:
         self.outcomes: dict[str, int] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
-        code = "from gateway.loadgen import reload_loop; reload_loop()"
         args = [self.url, self.token, repr(self.every), self.file or ""]
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", code, *args, stdout=asyncio.subprocess.PIPE
+            sys.executable, "-m", "gateway.reload_requester", *args, stdout=asyncio.subprocess.PIPE
         )
         await stop.wait()
         proc.send_signal(signal.SIGTERM)
         out, _ = await proc.communicate()
         for status in out.decode().split():
             self.outcomes[status] = self.outcomes.get(status, 0) + 1
-
-
-def reload_loop() -> None:
-    """``Reloads``' process: argv is url, token, interval, config file (or
-    ""); prints each reload's status on a line of its own; ends on SIGTERM."""
-    import re
-    import urllib.request
-    from pathlib import Path
-
-    url, token, every, file = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
-    running = True
-
-    def stop(*_: object) -> None:
-        nonlocal running
-        running = False
-
-    signal.signal(signal.SIGTERM, stop)
-    flip = False
-    while running:
-        if file:
-            path = Path(file)
-            text = path.read_text()
-            match = re.search(r"^soft_penalty_ticks = (\d+)", text, re.MULTILINE)
-            if match is not None:
-                value = int(match.group(1)) + (-1 if flip else 1)
-                flip = not flip
-                tmp = path.with_name(path.name + ".tmp")
-                tmp.write_text(text[: match.start(1)] + str(value) + text[match.end(1) :])
-                os.replace(tmp, path)
-        request = urllib.request.Request(
-            url, method="POST", headers={"Authorization": f"Bearer {token}"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                status = json.loads(response.read()).get("status", "?")
-        except urllib.error.HTTPError as exc:
-            status = json.loads(exc.read()).get("status", str(exc.code))
-        print(status, flush=True)
-        deadline = time.monotonic() + every
-        while running and time.monotonic() < deadline:
-            time.sleep(0.01)
 
 
 async def _reload_comparison(args: argparse.Namespace) -> int:
