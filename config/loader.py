@@ -73,6 +73,12 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     Raises :class:`ConfigError` if the file cannot be read, is not valid UTF-8 or TOML, or
     does not match the schema.
     """
+    return parse_config(read_config_text(path), source=str(Path(path)))
+
+
+def read_config_text(path: str | os.PathLike[str]) -> str:
+    """The text of the configuration file at ``path``; :class:`ConfigError`
+    if it cannot be read or is not valid UTF-8."""
     file = Path(path)
     source = str(file)
     try:
@@ -89,7 +95,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
             [f"configuration file {source} is not valid UTF-8 (byte offset {exc.start})"],
             source=source,
         ) from exc
-    return parse_config(text, source=source)
+    return text
 
 
 _TOML_POSITION: Final = re.compile(
@@ -102,8 +108,17 @@ def parse_config(text: str, *, source: str | None = None) -> Config:
 
     ``source`` names where the text came from; it is kept on a raised :class:`ConfigError`.
     """
+    config, errors = validate_raw(parse_toml(text, source=source))
+    if config is None:
+        raise ConfigError(errors, source=source)
+    return config
+
+
+def parse_toml(text: str, *, source: str | None = None) -> dict[str, Any]:
+    """The TOML document ``text`` as plain data, not yet validated; raises
+    :class:`ConfigError` with the line and column of a syntax error."""
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         match = _TOML_POSITION.match(message)
@@ -115,10 +130,6 @@ def parse_config(text: str, *, source: str | None = None) -> Config:
         else:
             message = f"TOML syntax error: {message}"
         raise ConfigError([message], source=source) from exc
-    config, errors = validate_raw(raw)
-    if config is None:
-        raise ConfigError(errors, source=source)
-    return config
 
 
 def validate_raw(raw: Mapping[str, Any]) -> tuple[Config | None, list[str]]:

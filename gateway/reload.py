@@ -33,7 +33,8 @@ from typing import Any
 import msgspec
 import structlog
 
-from config import Config, ConfigError, load_config, with_overrides
+from config import Config, ConfigError, with_overrides
+from config.loader import parse_toml, read_config_text, validate_raw
 from gateway.order_flow import lp_config_errors
 
 _log = structlog.get_logger("gateway.reload")
@@ -73,6 +74,22 @@ class Overrides:
             config, fix_port=self.fix_port, http_port=self.http_port, data_dir=self.data_dir
         )
 
+    def apply_raw(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """The same, on a parsed document not yet validated."""
+        changes = {
+            key: value
+            for key, value in (
+                ("fix_port", self.fix_port),
+                ("http_port", self.http_port),
+                ("data_dir", self.data_dir),
+            )
+            if value is not None
+        }
+        gateway = raw.get("gateway", {})
+        if changes and isinstance(gateway, dict):
+            raw = {**raw, "gateway": {**gateway, **changes}}
+        return raw
+
 
 @dataclass(frozen=True, slots=True)
 class ReloadOutcome:
@@ -97,16 +114,19 @@ class ReloadStats:
 
 
 async def _load(path: Path, overrides: Overrides, current: Config) -> Config:
-    """Read and validate the file completely, in steps of a few milliseconds
-    with the event loop running in between; LP adapters configured as in
-    ``current`` were checked when it was loaded."""
-    config = load_config(path)
+    """Read and validate the file completely, in steps of about two
+    milliseconds with the event loop running in between; LP adapters
+    configured as in ``current`` were checked when it was loaded."""
+    source = str(path)
+    raw = parse_toml(read_config_text(path), source=source)
     await asyncio.sleep(0)
-    config = overrides.apply(config)
+    config, errors = validate_raw(overrides.apply_raw(raw))
+    if config is None:
+        raise ConfigError(errors, source=source)
     await asyncio.sleep(0)
     errors = lp_config_errors(config, current)
     if errors:
-        raise ConfigError(errors, source=str(path))
+        raise ConfigError(errors, source=source)
     return config
 
 
