@@ -323,11 +323,26 @@ class Reloads:
         self.file = file
         self.outcomes: dict[str, int] = {}
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def start(self) -> asyncio.subprocess.Process:
+        """The requester process, started and ready, not yet sending."""
         args = [self.url, self.token, repr(self.every), self.file or ""]
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.reload_requester", *args, stdout=asyncio.subprocess.PIPE
+            sys.executable,
+            "-m",
+            "gateway.reload_requester",
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
         )
+        assert proc.stdout is not None
+        await proc.stdout.readline()  # "ready"
+        return proc
+
+    async def run(self, proc: asyncio.subprocess.Process, stop: asyncio.Event) -> None:
+        """Let ``proc`` send reloads until ``stop`` is set."""
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        await proc.stdin.drain()
         await stop.wait()
         proc.send_signal(signal.SIGTERM)
         out, _ = await proc.communicate()
@@ -352,7 +367,9 @@ async def _reload_comparison(args: argparse.Namespace) -> int:
     for _ in range(2):
         quiet_runs.append(await client.run(count, rate, args.in_flight))
         stop = asyncio.Event()
-        task = asyncio.create_task(reloads.run(stop))
+        requester = await reloads.start()
+        await asyncio.sleep(1.0)  # its start-up is over before the measured run
+        task = asyncio.create_task(reloads.run(requester, stop))
         busy_runs.append(await client.run(count, rate, args.in_flight))
         stop.set()
         await task

@@ -6,8 +6,8 @@ standard library only, so that it costs the measuring client nothing.
 
 With a config file, the first ``soft_penalty_ticks`` in it is flipped
 between two values before each reload, so every reload really swaps the
-rules in force.  Prints each reload's status on a line of its own; ends on
-SIGTERM.
+rules in force.  Prints "ready", waits for a line on stdin, then prints each
+reload's status on a line of its own; ends on SIGTERM.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ def main() -> None:
         running = False
 
     signal.signal(signal.SIGTERM, stop)
+    # started ahead of time, so that starting costs nothing while measured
+    print("ready", flush=True)
+    sys.stdin.readline()
     flip = False
     while running:
         if file:
