@@ -243,7 +243,7 @@ def test_check_config_lists_errors_and_accepts_good_files(tmp_path: Path) -> Non
     )
     assert proc.returncode == 1
     assert "sessions[0].MaxLatency: must be > 0" in proc.stderr
-    for name in ("default.toml", "conformance.toml"):
+    for name in ("default.toml", "conformance.toml", "fix-lps.toml"):
         ok = subprocess.run(
             [sys.executable, "-m", "gateway", "check-config", str(REPO / "config" / name)],
             capture_output=True,
