@@ -23,9 +23,12 @@ in force by one assignment, between two events.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +114,22 @@ class ReloadStats:
     last: ReloadOutcome | None = None
     last_at: float = 0.0
     last_success_at: float = 0.0
+
+
+def _load_in_worker(path: Path, overrides: Overrides, current: Config) -> Config:
+    """:func:`_load` without the pauses, for the worker process."""
+    source = str(path)
+    config, errors = validate_raw(overrides.apply_raw(parse_toml(read_config_text(path))))
+    if config is None:
+        raise ConfigError(errors, source=source)
+    errors = lp_config_errors(config, current)
+    if errors:
+        raise ConfigError(errors, source=source)
+    return config
+
+
+def _warm_up() -> None:
+    """Run in the worker once, so that its imports are done before a reload."""
 
 
 async def _load(path: Path, overrides: Overrides, current: Config) -> Config:
@@ -210,6 +229,27 @@ class Reloader:
         self._apply = apply
         self.stats = ReloadStats()
         self._lock = asyncio.Lock()
+        self._worker: ProcessPoolExecutor | None = None
+
+    async def start_worker(self) -> None:
+        """Start the process that reads and validates config files, and wait
+        until it is ready (its start-up re-imports the program: better paid
+        at the daemon's start than during a reload under load)."""
+        if self.path is None or self._worker is not None:
+            return
+        self._worker = ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn")
+        )
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._worker, _warm_up)
+        except (BrokenProcessPool, OSError) as exc:
+            _log.warning("config_worker_unavailable", error=repr(exc))
+            self.close()
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.shutdown(wait=False, cancel_futures=True)
+            self._worker = None
 
     async def reload(self, trigger: str) -> ReloadOutcome:
         async with self._lock:  # one reload at a time, in the order asked
@@ -236,13 +276,27 @@ class Reloader:
         )
         return outcome
 
+    async def _read(self, path: Path) -> Config:
+        """The new config, read and validated in the worker process if there
+        is one, else on the loop in short steps."""
+        if self._worker is not None:
+            loop = asyncio.get_running_loop()
+            try:
+                return await loop.run_in_executor(
+                    self._worker, _load_in_worker, path, self.overrides, self._current()
+                )
+            except BrokenProcessPool:
+                _log.warning("config_worker_died")
+                self.close()
+        return await _load(path, self.overrides, self._current())
+
     async def _reload(self) -> ReloadOutcome:
         if self.path is None:
             return ReloadOutcome(
                 INVALID, self._version(), ("the daemon was started without a config file",)
             )
         try:
-            new = await _load(self.path, self.overrides, self._current())
+            new = await self._read(self.path)
         except ConfigError as exc:
             return ReloadOutcome(INVALID, self._version(), tuple(exc.errors))
         changes = changed_settings(self._current(), new, self._connected())
