@@ -12,12 +12,14 @@ that fails validation changes nothing either.
 
 Reading and validating take a few milliseconds of pure Python (TOML, the
 schema, and building again only the LP adapters whose settings changed, to
-check them).  They run on the event loop in steps of a few milliseconds with
-other events handled in between: a worker thread would compete with the
-loop for the interpreter lock, and every system call the loop makes would
-then wait for the lock (up to the interpreter's 5 ms switch interval), which
-stalls order handling far longer than the work itself.  The new rules are put
-in force by one assignment, between two events.
+check them).  They run in a worker process started with the daemon (its
+imports are paid at start-up, not during a reload under load); the event
+loop only receives the validated config, compares it and puts the new rules
+in force by one assignment, between two events.  A worker thread would be
+worse than none: while it holds the interpreter lock, every system call the
+loop makes waits up to the 5 ms switch interval to get it back.  Without a
+worker (it could not start, or died), the work runs on the event loop in
+steps of about two milliseconds with other events handled in between.
 """
 
 from __future__ import annotations
