@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -132,6 +134,17 @@ def _load_in_worker(path: Path, overrides: Overrides, current: Config) -> Config
 
 def _warm_up() -> None:
     """Run in the worker once, so that its imports are done before a reload."""
+
+
+def _worker_init(parent: int) -> None:
+    """In the worker: end when the daemon does, even if it was killed."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 async def _load(path: Path, overrides: Overrides, current: Config) -> Config:
@@ -240,7 +253,10 @@ class Reloader:
         if self.path is None or self._worker is not None:
             return
         self._worker = ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(os.getpid(),),
         )
         try:
             await asyncio.get_running_loop().run_in_executor(self._worker, _warm_up)
