@@ -405,6 +405,17 @@ class ClientRiskSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     allowed_symbols: tuple[NonEmptyStr, ...] | None = None
     """Symbols the client may trade; left out means every configured instrument."""
 
+    max_open_orders: PositiveInt | None = None
+    """Orders the client may have open at once (resting or being worked);
+    a new order beyond it is rejected."""
+
+    max_messages_per_second: PositiveInt | None = None
+    """Application messages the client's session may send per second (a
+    token bucket holding one second's worth); an excess message is rejected
+    (orders with an ExecutionReport, cancels and replaces with an
+    OrderCancelReject, anything else with a BusinessMessageReject), never
+    queued."""
+
 
 class RiskSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The ``[risk]`` table: ``[risk.default]`` and per-client ``[risk.clients.<CompID>]``."""

@@ -192,6 +192,10 @@ class OrderFlow:
         self._abandoned: dict[str, tuple[str, str, RouteNeed, set[str]]] = {}
         # order id -> [arrival time, policy of its first routing or ""]
         self._started: dict[str, list[Any]] = {}
+        # orders counted against max_open_orders: accepted and not final
+        self._open_by_client: dict[str, int] = {}
+        # per client: [tokens, time of the last refill] (max_messages_per_second)
+        self._buckets: dict[str, list[float]] = {}
         self._debug = config.gateway.log_level == "debug"
         self._tasks: set[asyncio.Task[None]] = set()
         self._marked_at = float("-inf")
@@ -305,6 +309,11 @@ class OrderFlow:
     def on_message(self, session: Session, msg: FixMessage, now: float) -> None:
         client = session.settings.TargetCompID
         mt = msg.msg_type
+        limits = self.rules.client_limits.get(client)
+        rate = None if limits is None else limits.max_messages_per_second
+        if rate is not None and not self._within_rate(client, rate, now):
+            self._throttled(session, client, msg, rate, now)
+            return
         if mt == b"D":
             self._new_order(session, client, msg, now)
         elif mt == b"F":
@@ -331,6 +340,12 @@ class OrderFlow:
             return
         limits = self.rules.client_limits.get(client)
         if limits is not None:
+            cap = limits.max_open_orders
+            if cap is not None and self._open_by_client.get(client, 0) >= cap:
+                text = f"max open orders reached: {cap} open (limit max_open_orders)"
+                refusal = Refusal(text, OrdRejReason.ORDER_EXCEEDS_LIMIT)
+                self._refuse(session, msg, refusal, "risk_max_open_orders", now)
+                return
             exposure = self.exposure(now)
             breach = check(
                 order,
@@ -344,7 +359,48 @@ class OrderFlow:
         result = self.matcher.submit(order, self.book.snapshot(order.symbol))
         if result.executions:
             self._started[result.executions[0].order_id] = [now, ""]
+            self._open_by_client[client] = self._open_by_client.get(client, 0) + 1
         self._publish(result, now)
+
+    def _within_rate(self, client: str, rate: int, now: float) -> bool:
+        """Take a token from the client's bucket (``rate`` per second, one
+        second's worth at most); False when it is empty."""
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            bucket = self._buckets[client] = [float(rate), now]
+        tokens = min(float(rate), bucket[0] + (now - bucket[1]) * rate)
+        bucket[1] = now
+        if tokens < 1.0:
+            bucket[0] = tokens
+            return False
+        bucket[0] = tokens - 1.0
+        return True
+
+    def _throttled(
+        self, session: Session, client: str, msg: FixMessage, rate: int, now: float
+    ) -> None:
+        """Reject a message over the client's rate, in the form its type asks for."""
+        text = f"throttled: more than {rate} messages per second (limit max_messages_per_second)"
+        mt = msg.msg_type
+        if mt == b"D":
+            stats = self.stats
+            stats.orders_received[client] = stats.orders_received.get(client, 0) + 1
+            refusal = Refusal(text, OrdRejReason.OTHER)
+            self._refuse(session, msg, refusal, "throttled", now)
+        elif mt in (b"F", b"G"):
+            reject = CancelReject(
+                client=client,
+                cl_ord_id=(msg.get(11) or b"").decode("latin-1"),
+                orig_cl_ord_id=(msg.get(41) or b"").decode("latin-1"),
+                order_id=None,
+                status=OrdStatus.REJECTED,
+                reason=CxlRejReason.OTHER,
+                response_to=CxlRejResponseTo.CANCEL if mt == b"F" else CxlRejResponseTo.REPLACE,
+                text=text,
+            )
+            self._send_cancel_reject(reject, now)
+        else:
+            session.reject_business(msg, BusinessRejectReason.OTHER, now, text=text.encode())
 
     def _replace(self, client: str, msg: FixMessage, now: float) -> None:
         replace = decode_replace(msg, client, self.instruments)
@@ -421,6 +477,7 @@ class OrderFlow:
 
     def _order_done(self, ex: Execution, started: list[Any]) -> None:
         """Count an order that reached its final state."""
+        self._open_by_client[ex.client] -= 1
         stats = self.stats
         latency = time.time() - started[0]
         stats.latency.observe(latency)

@@ -90,6 +90,8 @@ def client_limits(
         max_notional_usd=risk.max_notional_usd,
         max_open_position_lots_by_symbol=per_symbol(risk.max_open_position),
         allowed_symbols=frozenset(risk.allowed_symbols) if risk.allowed_symbols else None,
+        max_open_orders=risk.max_open_orders,
+        max_messages_per_second=risk.max_messages_per_second,
     )
 
 

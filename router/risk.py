@@ -34,7 +34,9 @@ class ClientLimits:
     ``max_open_position_lots``: the absolute net position the order may
     leave, any symbol, overridden per symbol by
     ``max_open_position_lots_by_symbol``.  ``allowed_symbols``: the symbols
-    the client may trade (None: all).
+    the client may trade (None: all).  ``max_open_orders`` and
+    ``max_messages_per_second`` are enforced by the gateway, not by
+    :func:`check`.
     """
 
     max_order_qty: int | None = None
@@ -43,6 +45,8 @@ class ClientLimits:
     max_open_position_lots: int | None = None
     max_open_position_lots_by_symbol: Mapping[str, int] = field(default_factory=_no_limits)
     allowed_symbols: frozenset[str] | None = None
+    max_open_orders: int | None = None
+    max_messages_per_second: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(

@@ -1,0 +1,86 @@
+"""Per-client flow limits: open orders at once, and messages per second."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from test_order_scenarios import FINAL, order, reports_until, started
+
+from config import default_config_path
+from gateway.fix import codec
+
+DEFAULT_TEXT = default_config_path().read_text()
+RISK = 'max_open_position = "20000000" # largest net position per symbol, in units\n'
+
+
+def with_risk(extra: str) -> str:
+    assert RISK in DEFAULT_TEXT
+    return DEFAULT_TEXT.replace(RISK, RISK + extra, 1)
+
+
+@pytest.mark.asyncio
+async def test_orders_beyond_max_open_orders_are_rejected_naming_the_limit(
+    tmp_path: Path,
+) -> None:
+    gateway, c = await started(with_risk("max_open_orders = 2\n"), tmp_path)
+    try:
+        resting = [("R1", "0.50000"), ("R2", "0.50100")]
+        for cl_ord_id, price in resting:
+            c.send(b"D", order(cl_ord_id, "1", "1000", ord_type="2", tif="1", price=price))
+            await reports_until(c, cl_ord_id.encode(), b"0")
+        c.send(b"D", order("R3", "1", "1000", ord_type="2", tif="1", price="0.50200"))
+        (reject,) = await reports_until(c, b"R3", *FINAL)
+        assert (reject.get(39), reject.get(103)) == (b"8", b"3")
+        assert b"max_open_orders" in (reject.get(58) or b"")
+        # an order that ends makes room for the next
+        cancel = [(11, b"R1-C"), (38, b"1000"), (41, b"R1"), (54, b"1"), (55, b"EUR/USD")]
+        cancel.append((60, codec.format_utc_timestamp(0.0)))
+        c.send(b"F", codec.encode_fields(cancel))
+        await reports_until(c, b"R1-C", b"4")
+        c.send(b"D", order("R4", "1", "1000", ord_type="2", tif="1", price="0.50300"))
+        (accepted,) = await reports_until(c, b"R4", b"0")
+        assert accepted.get(150) == b"0"
+        assert gateway.order_flow is not None
+        rejects = gateway.order_flow.stats.order_rejects
+        assert rejects[("CLIENT1", "risk_max_open_orders")] == 1
+    finally:
+        await c.logout()
+        await gateway.stop()
+
+
+@pytest.mark.asyncio
+async def test_messages_over_the_rate_are_rejected_not_queued(tmp_path: Path) -> None:
+    gateway, c = await started(with_risk("max_messages_per_second = 5\n"), tmp_path)
+    try:
+        for i in range(12):
+            c.send(b"D", order(f"T{i}", "1" if i % 2 else "2", "1000"))
+        c.send(b"H", codec.encode_fields([(11, b"T0"), (54, b"2"), (55, b"EUR/USD")]))
+        finals: dict[bytes, bytes] = {}
+        texts: dict[bytes, bytes] = {}
+        business_reject = None
+        while len(finals) < 12 or business_reject is None:
+            msg = await c.receive(timeout=5)
+            if msg.msg_type == b"j":
+                business_reject = msg
+            elif msg.msg_type == b"8" and msg.get(39) in FINAL:
+                finals[msg.get(11) or b""] = msg.get(39) or b""
+                texts[msg.get(11) or b""] = msg.get(58) or b""
+        # a burst of one second's worth passes; the rest is rejected at once
+        filled = sorted(k for k, v in finals.items() if v == b"2")
+        assert filled == sorted(f"T{i}".encode() for i in range(5))
+        for i in range(5, 12):
+            key = f"T{i}".encode()
+            assert finals[key] == b"8"
+            assert b"throttled" in texts[key]
+            assert b"max_messages_per_second" in texts[key]
+        assert business_reject.get(372) == b"H"
+        assert b"throttled" in (business_reject.get(58) or b"")
+        # tokens come back with time
+        await asyncio.sleep(1.1)
+        c.send(b"D", order("LATER", "1", "1000"))
+        assert (await reports_until(c, b"LATER", *FINAL))[-1].get(39) == b"2"
+    finally:
+        await c.logout()
+        await gateway.stop()
