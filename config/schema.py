@@ -164,6 +164,13 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
     log_format: LogFormat = "json"
 
+    tls_cert_file: str = ""
+    """PEM certificate (chain) of the FIX acceptor; with ``tls_key_file``,
+    client sessions are served over TLS only.  Empty: plain TCP."""
+
+    tls_key_file: str = ""
+    """PEM private key matching ``tls_cert_file``."""
+
     admin_token: str = ""
     """Bearer token of the ``/admin`` endpoints and the dashboard's data; the
     environment variable ``FIXGW_ADMIN_TOKEN`` overrides it.  Empty: the
@@ -671,7 +678,16 @@ def check_config(values: Mapping[str, object], path: str) -> list[str]:
     return errors
 
 
+def check_gateway(values: Mapping[str, object], path: str) -> list[str]:
+    """TLS needs both the certificate and the key."""
+    cert, key = values.get("tls_cert_file"), values.get("tls_key_file")
+    if bool(cert) != bool(key):
+        return [f"{_join(path, 'tls_key_file' if cert else 'tls_cert_file')}: required with TLS"]
+    return []
+
+
 CROSS_FIELD_CHECKS: Final[Mapping[type[msgspec.Struct], CrossFieldCheck]] = {
+    GatewaySettings: check_gateway,
     SessionSettings: check_session,
     InstrumentSettings: check_instrument,
     LpSettings: check_lp,

@@ -88,7 +88,11 @@ def _run(args: argparse.Namespace) -> int:
     from gateway.logs import configure_logging
 
     configure_logging(cfg.gateway.log_level, cfg.gateway.log_format)
-    return uvloop.run(run(cfg, path, overrides))
+    try:
+        return uvloop.run(run(cfg, path, overrides))
+    except ConfigError as exc:
+        print(f"{path}: refusing to start: {exc}", file=sys.stderr)
+        return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,6 +5,7 @@ session layer as the acceptor, in the initiator role."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 
 from config import SessionSettings
@@ -64,13 +65,21 @@ class FixClient:
         self._closed = asyncio.Event()
         self._protocol: _InitiatorProtocol | None = None
 
-    async def connect(self, host: str, port: int, timeout: float = 5.0) -> None:
-        """Connect and complete the Logon; raise ConnectionError if the
-        acceptor refuses or closes instead."""
+    async def connect(
+        self, host: str, port: int, timeout: float = 5.0, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """Connect (over TLS with ``tls``) and complete the Logon; raise
+        ConnectionError if the acceptor refuses or closes instead."""
         loop = asyncio.get_running_loop()
         self._logged_on.clear()
         self._closed.clear()
-        _, protocol = await loop.create_connection(lambda: _InitiatorProtocol(self), host, port)
+        _, protocol = await loop.create_connection(
+            lambda: _InitiatorProtocol(self),
+            host,
+            port,
+            ssl=tls,
+            server_hostname=host if tls is not None else None,
+        )
         self._protocol = protocol
         logged_on = asyncio.ensure_future(self._logged_on.wait())
         closed = asyncio.ensure_future(self._closed.wait())

@@ -10,6 +10,7 @@ import asyncio
 import gc
 import os
 import signal
+import ssl
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from config import Config
+from config import Config, ConfigError
 from gateway.application import Application, EchoApplication
 from gateway.fix.acceptor import SessionRegistry
 from gateway.fix.session import Session
@@ -107,6 +108,22 @@ class Gateway:
         self.fix_port = 0
         self.http_port = 0
 
+    def _tls(self) -> ssl.SSLContext | None:
+        """The acceptor's TLS context, or None for plain TCP; raises
+        ConfigError if the certificate or key cannot be loaded."""
+        gw = self.config.gateway
+        if not gw.tls_cert_file:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(gw.tls_cert_file, gw.tls_key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                [f"gateway.tls_cert_file / tls_key_file: cannot be loaded: {exc}"]
+            ) from exc
+        return context
+
     def config_version(self) -> tuple[str, int]:
         """``(version, generation)`` of the config in force."""
         return f"{self.generation}-{self.digest}", self.generation
@@ -149,7 +166,7 @@ class Gateway:
         gw = self.config.gateway
         if self.order_flow is not None:
             await self.order_flow.start()
-        self.fix_port = await self.fix_server.start(gw.fix_host, gw.fix_port)
+        self.fix_port = await self.fix_server.start(gw.fix_host, gw.fix_port, self._tls())
         self.loop_lag.start()
         self._spawn(self.reloader.start_worker())
         if gw.http_port:

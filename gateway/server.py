@@ -9,6 +9,7 @@ its own connection at worst, never another one.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Mapping
 
@@ -88,11 +89,16 @@ class FixServer:
     def application_for(self, session: Session) -> Application:
         return self._applications[session.session_id]
 
-    async def start(self, host: str, port: int) -> int:
-        """Listen; returns the bound port (useful with port 0)."""
+    async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> int:
+        """Listen (over TLS with ``tls``); returns the bound port (useful with port 0)."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: AcceptedConnection(self), host, port, reuse_address=True, backlog=512
+            lambda: AcceptedConnection(self),
+            host,
+            port,
+            reuse_address=True,
+            backlog=512,
+            ssl=tls,
         )
         return int(self._server.sockets[0].getsockname()[1])
 
