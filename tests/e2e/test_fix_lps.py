@@ -153,9 +153,13 @@ def assert_exposure_exact(http_port: int) -> None:
 
 
 async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
+    """Poll ``predicate``; an HTTP server not listening yet counts as not met."""
     for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
+        try:
+            if predicate():
+                return
+        except OSError:
+            pass
         await asyncio.sleep(0.05)
     raise TimeoutError("condition not met in time")
 
