@@ -32,6 +32,9 @@ Clock = Callable[[], float]
 
 EVENTS_PER_TURN = 64
 
+# a ResendRequest answered in parts goes on while less than this is queued
+_RESEND_LOW_WATER = 256 * 1024
+
 
 class Connection(Protocol):
     """What the protocol drives: a Session, or an acceptor connection that
@@ -69,6 +72,7 @@ class FixTransportProtocol(asyncio.Protocol):
         self._closing = False
         self._resume_scheduled = False
         self._reading_paused = False
+        self._resend_scheduled = False
         self.peer = "?"
 
     # -- to be provided by subclasses ---------------------------------------------
@@ -87,6 +91,7 @@ class FixTransportProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it
         self._transport = cast(asyncio.Transport, transport)
+        self._transport.set_write_buffer_limits(high=4 * _RESEND_LOW_WATER, low=_RESEND_LOW_WATER)
         sock = self._transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -183,6 +188,7 @@ class FixTransportProtocol(asyncio.Protocol):
         if not data:
             return
         transport.write(data)
+        self._continue_resend_soon()
         if transport.get_write_buffer_size() > self._max_outbound_buffer:
             session = conn.session
             _log.warning(
@@ -193,6 +199,31 @@ class FixTransportProtocol(asyncio.Protocol):
             )
             self._closing = True
             transport.abort()
+
+    def _continue_resend_soon(self) -> None:
+        """A ResendRequest answered in parts: send the next part once the
+        peer has taken most of what is queued (``resume_writing``), or on
+        the next turn when little is queued."""
+        conn = self._conn
+        session = conn.session if conn is not None else None
+        transport = self._transport
+        if session is None or not session.resend_pending or transport is None:
+            return
+        if transport.get_write_buffer_size() <= _RESEND_LOW_WATER and not self._resend_scheduled:
+            self._resend_scheduled = True
+            self._loop.call_soon(self._continue_resend)
+
+    def _continue_resend(self) -> None:
+        self._resend_scheduled = False
+        conn = self._conn
+        session = conn.session if conn is not None else None
+        if session is None or self._closing:
+            return
+        session.continue_resend(self._clock())
+        self._flush()
+
+    def resume_writing(self) -> None:
+        self._continue_resend_soon()
 
     # -- timers --------------------------------------------------------------------
 

@@ -61,6 +61,10 @@ _FATAL_SEQNUM_PROBLEMS = frozenset(
 )
 
 
+RESEND_CHUNK = 2000
+"""Most sequence numbers of one ResendRequest answered in one go."""
+
+
 class BusinessRejectReason:
     """BusinessRejectReason (380) values and their standard texts."""
 
@@ -207,6 +211,8 @@ class Session:
     def _reset_connection_state(self, now: float) -> None:
         self._decoder = FrameDecoder(self._max_message_size)
         self._out: list[bytes] = []
+        # (begin, end) of a ResendRequest still to answer, see _resend
+        self._resend_rest: tuple[int, int] | None = None
         self._events: deque[Event] = deque()
         self._pending: FixMessage | None = None
         self._queue: dict[int, FixMessage] = {}
@@ -667,10 +673,36 @@ class Session:
         elif seq > expected:
             self._target_too_high(msg, seq, now)
 
+    @property
+    def resend_pending(self) -> bool:
+        """Part of a ResendRequest's range is still to be sent (see
+        :meth:`continue_resend`)."""
+        return self._resend_rest is not None
+
+    def continue_resend(self, now: float) -> None:
+        """Send the next part of a ResendRequest answered in parts."""
+        rest = self._resend_rest
+        if rest is None or self._machine.state is S.DISCONNECTED:
+            self._resend_rest = None
+            return
+        self._resend_rest = None
+        self._resend(rest[0], rest[1], now)
+
     def _resend(self, begin: int, end: int, now: float) -> None:
         """Answer a ResendRequest for [begin, end]: stored application
         messages go out again with PossDupFlag=Y and OrigSendingTime, every
-        run of numbers without one becomes a SequenceReset-GapFill."""
+        run of numbers without one becomes a SequenceReset-GapFill.
+
+        At most ``RESEND_CHUNK`` sequence numbers are answered at once; the
+        rest waits in ``_resend_rest`` until the transport has written them
+        out and calls :meth:`continue_resend`, so that a request "to
+        infinity" over a long session never builds all its answers in
+        memory at once.  A new ResendRequest replaces what was left."""
+        if end - begin + 1 > RESEND_CHUNK:
+            self._resend_rest = (begin + RESEND_CHUNK, end)
+            end = begin + RESEND_CHUNK - 1
+        else:
+            self._resend_rest = None
         gap_start: int | None = None
         current = begin
         for seq, raw in self.store.get_sent(begin, end):

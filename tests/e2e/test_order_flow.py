@@ -4,6 +4,8 @@ and back."""
 from __future__ import annotations
 
 import asyncio
+import re
+import urllib.request
 from typing import Any
 
 import pytest
@@ -274,4 +276,44 @@ async def test_market_data_unsubscribe_stops_the_updates(daemon_factory: Any) ->
     # subscribing again under the same MDReqID works: the old one is gone
     c.send(b"V", md_request(b"MDU", b"1", b"EUR/USD"))
     assert (await c.receive()).msg_type == b"W"
+    await c.logout()
+
+
+def messages_out(http_port: int, session: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    name = f'fixgw_session_messages_total{{direction="out",session="{session}"}}'
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    assert match is not None
+    return float(match.group(1))
+
+
+@pytest.mark.asyncio
+async def test_a_resend_request_to_infinity_is_answered_in_full_in_parts(
+    daemon_factory: Any,
+) -> None:
+    """More messages than one part of a resend (RESEND_CHUNK) are all sent
+    again as the client reads them: the daemon's count of messages out
+    grows by the whole history."""
+    d = daemon_factory().start()
+    c = client()
+    await c.connect("127.0.0.1", d.fix_port)
+    count = 1500  # 3,000 ExecutionReports: two parts of 2,000
+    for i in range(count):
+        c.send(b"D", order(f"RR{i}", side="1" if i % 2 else "2"))
+    done = 0
+    while done < count:
+        msg = await c.receive(timeout=10)
+        done += msg.msg_type == b"8" and msg.get(39) in (b"2", b"4", b"8")
+    session = "FIX.4.4:GATEWAY->CLIENT1"
+    before = await asyncio.to_thread(messages_out, d.http_port, session)
+    history = c.session.store.next_target_seq - 1
+    c.send(b"2", codec.encode_fields([(7, b"1"), (16, b"0")]))
+    for _ in range(200):
+        grown = await asyncio.to_thread(messages_out, d.http_port, session) - before
+        if grown >= history:
+            break
+        await asyncio.sleep(0.05)
+    assert grown >= history
+    assert c.logged_on
     await c.logout()

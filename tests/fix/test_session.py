@@ -1053,3 +1053,33 @@ def test_close_event_reasons_are_readable() -> None:
     assert repr(CloseConnection("x")) == "CloseConnection('x')"
     assert repr(LoggedOut("y")) == "LoggedOut('y')"
     assert repr(LoggedOn()) == "LoggedOn()"
+
+
+def test_a_long_resend_is_answered_in_parts(
+    pair: SessionPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.fix.session as session_module
+
+    monkeypatch.setattr(session_module, "RESEND_CHUNK", 3)
+    for seq in range(2, 10):
+        pair.drop("initiator", seq=seq)
+    for i in range(8):
+        pair.send_order("initiator", f"L{i}")  # seq 2..9, all lost
+    mark = pair.mark()
+    pair.send_order("initiator", "LAST")  # seq 10 reveals the gap
+    pair.pump()
+    [rr] = pair.sent_by("acceptor", b"2", since=mark)
+    assert (rr.get(7), rr.get(16)) == (b"2", b"0")
+    resent = [w.seq for w in pair.sent_by("initiator", since=mark) if w.get(43) == b"Y"]
+    assert resent == [2, 3, 4]
+    assert pair.initiator.resend_pending
+    while pair.initiator.resend_pending:
+        pair.initiator.continue_resend(pair.now)
+        pair.pump()
+    resent = [w.seq for w in pair.sent_by("initiator", since=mark) if w.get(43) == b"Y"]
+    assert resent == list(range(2, 11))
+    assert cl_ord_ids(pair.received_apps("acceptor")) == [
+        *(f"L{i}".encode() for i in range(8)),
+        b"LAST",
+    ]
+    assert pair.acceptor.state is S.ACTIVE
