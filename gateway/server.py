@@ -11,16 +11,59 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections import deque
 from collections.abc import Mapping
 
 import structlog
 
 from gateway.application import Application
 from gateway.fix.acceptor import AcceptorConnection, SessionRegistry
-from gateway.fix.session import ApplicationMessage, Event, LoggedOn, LoggedOut, Session
+from gateway.fix.session import (
+    ApplicationMessage,
+    CloseConnection,
+    Event,
+    LoggedOn,
+    LoggedOut,
+    Session,
+)
 from gateway.transport import Clock, Connection, FixTransportProtocol
 
 _log = structlog.get_logger("gateway.server")
+
+
+# Failed logons from one address: after FREE_FAILURES within FAILURE_WINDOW
+# seconds, each new connection from it is read only after a delay doubling
+# from one second up to MAX_LOGON_DELAY.
+FREE_FAILURES = 3
+FAILURE_WINDOW = 60.0
+MAX_LOGON_DELAY = 30.0
+
+
+class LogonFailures:
+    """Recent failed logons by peer address, and the delay they earn."""
+
+    def __init__(self) -> None:
+        self._times: dict[str, deque[float]] = {}
+
+    def record(self, address: str, now: float) -> None:
+        times = self._times.setdefault(address, deque())
+        times.append(now)
+        self._forget_old(address, now)
+
+    def delay(self, address: str, now: float) -> float:
+        """Seconds a new connection from ``address`` waits before it is read."""
+        self._forget_old(address, now)
+        extra = len(self._times.get(address, ())) - FREE_FAILURES
+        return 0.0 if extra < 0 else min(2.0**extra, MAX_LOGON_DELAY)
+
+    def _forget_old(self, address: str, now: float) -> None:
+        times = self._times.get(address)
+        if times is None:
+            return
+        while times and times[0] < now - FAILURE_WINDOW:
+            times.popleft()
+        if not times:
+            del self._times[address]
 
 
 class AcceptedConnection(FixTransportProtocol):
@@ -28,10 +71,22 @@ class AcceptedConnection(FixTransportProtocol):
         super().__init__(server.clock, server.max_outbound_buffer)
         self._server = server
         self._acceptor: AcceptorConnection | None = None
+        self._logged_on = False
+        self._address = "?"
 
     def _open(self, now: float) -> Connection:
         server = self._server
         server.connections.add(self)
+        transport = self._transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        self._address = str(peer[0]) if isinstance(peer, tuple) else self.peer
+        delay = server.failures.delay(self._address, now)
+        if delay and transport is not None:
+            # repeated failed logons from this address: its next try waits
+            _log.warning("logon_slowed", peer=self.peer, delay=delay)
+            transport.pause_reading()
+            self._reading_paused = self._hold_reading = True
+            self._loop.call_later(delay, self._end_delay)
         self._acceptor = AcceptorConnection(
             server.registry,
             now,
@@ -41,7 +96,18 @@ class AcceptedConnection(FixTransportProtocol):
         )
         return self._acceptor
 
+    def _end_delay(self) -> None:
+        self._hold_reading = False
+        if self._closing or self._transport is None:
+            return
+        self._reading_paused = False
+        self._transport.resume_reading()
+
     def _dispatch(self, event: Event, now: float) -> None:
+        if isinstance(event, LoggedOn):
+            self._logged_on = True
+        elif isinstance(event, CloseConnection) and not self._logged_on:
+            self._server.failures.record(self._address, now)
         acceptor = self._acceptor
         session = acceptor.session if acceptor is not None else None
         if session is None:
@@ -83,6 +149,7 @@ class FixServer:
         self.logon_timeout = logon_timeout
         self.clock = clock
         self.connections: set[AcceptedConnection] = set()
+        self.failures = LogonFailures()
         self._server: asyncio.Server | None = None
         self._all_closed: asyncio.Event | None = None
 

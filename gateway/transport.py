@@ -72,6 +72,7 @@ class FixTransportProtocol(asyncio.Protocol):
         self._closing = False
         self._resume_scheduled = False
         self._reading_paused = False
+        self._hold_reading = False  # a subclass keeps reading paused for now
         self._resend_scheduled = False
         self.peer = "?"
 
@@ -147,7 +148,7 @@ class FixTransportProtocol(asyncio.Protocol):
             if not self._reading_paused and transport is not None:
                 self._reading_paused = True
                 transport.pause_reading()
-        elif self._reading_paused and transport is not None:
+        elif self._reading_paused and not self._hold_reading and transport is not None:
             self._reading_paused = False
             transport.resume_reading()
         self._arm_timer(now)

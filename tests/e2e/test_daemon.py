@@ -277,3 +277,20 @@ def test_unknown_adapter_kind_and_bad_adapter_settings_are_refused(tmp_path: Pat
         assert "lps[0] (LP_A): unknown LP adapter kind 'carrier-pigeon'" in proc.stderr
         assert "lps[1] (LP_B): " in proc.stderr
         assert "latency" in proc.stderr
+
+
+@pytest.mark.asyncio
+async def test_repeated_failed_logons_from_an_address_are_slowed_down(
+    daemon_factory: Any,
+) -> None:
+    d = daemon_factory().start()
+    for _ in range(4):
+        stranger = FixClient(SessionSettings(SenderCompID="NOBODY", TargetCompID="GATEWAY"))
+        with pytest.raises(ConnectionError):
+            await stranger.connect("127.0.0.1", d.fix_port, timeout=5)
+    # the next connection from this address is read only after a delay, then
+    # a good logon still succeeds
+    c = FixClient(SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY"))
+    await c.connect("127.0.0.1", d.fix_port, timeout=10)
+    await c.logout()
+    assert '"logon_slowed"' in d.log_text()
