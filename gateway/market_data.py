@@ -30,6 +30,7 @@ NEW, CHANGE, DELETE = b"0", b"1", b"2"
 # MDReqRejReason (281)
 UNKNOWN_SYMBOL = b"0"
 DUPLICATE_MD_REQ_ID = b"1"
+INSUFFICIENT_BANDWIDTH = b"2"
 UNSUPPORTED_SUBSCRIPTION_TYPE = b"4"
 UNSUPPORTED_MARKET_DEPTH = b"5"
 UNSUPPORTED_MD_UPDATE_TYPE = b"6"
@@ -49,14 +50,25 @@ class _Subscription:
     last: dict[str, Levels] = field(default_factory=dict)
 
 
+MAX_SUBSCRIPTIONS_PER_SESSION = 100
+"""Live subscriptions one session may hold; each costs a refresh per quote."""
+
+
 class MarketDataService:
     """Subscriptions per session and the refreshes they are owed."""
 
-    def __init__(self, instruments: Mapping[str, Instrument], book: AggregatedBook) -> None:
+    def __init__(
+        self,
+        instruments: Mapping[str, Instrument],
+        book: AggregatedBook,
+        max_subscriptions: int = MAX_SUBSCRIPTIONS_PER_SESSION,
+    ) -> None:
         self._instruments = instruments
         self._book = book
+        self._max_subscriptions = max_subscriptions
         self._by_symbol: dict[str, list[_Subscription]] = {}
         self._by_key: dict[tuple[str, bytes], _Subscription] = {}
+        self._count: dict[str, int] = {}  # live subscriptions per session
 
     # -- requests -------------------------------------------------------------------
 
@@ -69,6 +81,7 @@ class MarketDataService:
             if sub is None:
                 self._reject(session, md_req_id, None, b"Unknown MDReqID", now)
                 return
+            self._count[key[0]] -= 1
             for symbol in sub.symbols:
                 self._by_symbol[symbol].remove(sub)
             return
@@ -112,6 +125,10 @@ class MarketDataService:
         if request_type == b"1" and key in self._by_key:
             self._reject(session, md_req_id, DUPLICATE_MD_REQ_ID, b"Duplicate MDReqID", now)
             return
+        if request_type == b"1" and self._count.get(key[0], 0) >= self._max_subscriptions:
+            too_many = b"Too many subscriptions: at most %d per session" % self._max_subscriptions
+            self._reject(session, md_req_id, INSUFFICIENT_BANDWIDTH, too_many, now)
+            return
         sub = _Subscription(
             session=session,
             md_req_id=md_req_id,
@@ -126,11 +143,13 @@ class MarketDataService:
             session.send(b"W", self._full_refresh(sub, symbol, levels), now)
         if request_type == b"1":
             self._by_key[key] = sub
+            self._count[key[0]] = self._count.get(key[0], 0) + 1
             for symbol in symbols:
                 self._by_symbol.setdefault(symbol, []).append(sub)
 
     def drop_session(self, session: Session) -> None:
         """Forget a session's subscriptions (it logged out)."""
+        self._count.pop(session.session_id, None)
         for key in [k for k in self._by_key if k[0] == session.session_id]:
             sub = self._by_key.pop(key)
             for symbol in sub.symbols:

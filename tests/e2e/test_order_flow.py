@@ -317,3 +317,31 @@ async def test_a_resend_request_to_infinity_is_answered_in_full_in_parts(
     assert grown >= history
     assert c.logged_on
     await c.logout()
+
+
+@pytest.mark.asyncio
+async def test_market_data_subscriptions_per_session_are_capped(daemon_factory: Any) -> None:
+    from gateway.market_data import MAX_SUBSCRIPTIONS_PER_SESSION
+
+    d = daemon_factory().start()
+    c = client()
+    await c.connect("127.0.0.1", d.fix_port)
+    for i in range(MAX_SUBSCRIPTIONS_PER_SESSION + 1):
+        c.send(b"V", md_request(b"CAP%d" % i, b"1", b"EUR/USD", depth=b"1"))
+    reject = None
+    while reject is None:
+        msg = await c.receive(timeout=5)
+        if msg.msg_type == b"Y":
+            reject = msg
+    assert reject.get(262) == b"CAP%d" % MAX_SUBSCRIPTIONS_PER_SESSION
+    assert reject.get(281) == b"2"
+    assert b"Too many subscriptions" in (reject.get(58) or b"")
+    # an unsubscribe makes room again
+    c.send(b"V", md_request(b"CAP0", b"2", b"EUR/USD", depth=b"1"))
+    c.send(b"V", md_request(b"AGAIN", b"1", b"EUR/USD", depth=b"1"))
+    while True:
+        msg = await c.receive(timeout=5)
+        if msg.get(262) == b"AGAIN":
+            break
+    assert msg.msg_type == b"W"
+    await c.logout()
