@@ -140,7 +140,6 @@ import asyncio
 import signal
 import sys
 import time
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,7 +149,7 @@ import msgspec
 import msgspec.inspect as mi
 import structlog
 
-from config.loader import ConfigError, _collect
+from config.loader import ConfigError, _collect, parse_toml, read_config_text
 from config.schema import (
     CompID,
     FsyncPolicy,
@@ -270,20 +269,7 @@ def load_lp_sim_config(path: str | Path, *, data_dir: str | None = None) -> LpSi
     ``data_dir`` replaces ``lp.data_dir``.  Raises :class:`ConfigError`
     listing every problem."""
     source = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise ConfigError(
-            [f"cannot read configuration file {source}: {reason}"], source=source
-        ) from exc
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            [f"configuration file {source} is not valid UTF-8 (byte offset {exc.start})"],
-            source=source,
-        ) from exc
+    text = read_config_text(path)
     return parse_lp_sim_config(text, source=source, data_dir=data_dir)
 
 
@@ -291,11 +277,7 @@ def parse_lp_sim_config(
     text: str, *, source: str | None = None, data_dir: str | None = None
 ) -> LpSimConfig:
     """Parse and validate an LP simulator configuration given as TOML text."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"TOML syntax error: {exc}"], source=source) from exc
-    config, errors = validate_lp_sim_raw(raw)
+    config, errors = validate_lp_sim_raw(parse_toml(text, source=source))
     if data_dir is not None and not data_dir:
         errors.append("--data-dir: must not be empty")
     if config is None or errors:

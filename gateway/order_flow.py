@@ -354,7 +354,8 @@ class OrderFlow:
                 exposure.usd_per_lot.get(order.symbol),
             )
             if breach is not None:
-                self._refuse(session, msg, Refusal(breach.text, 0), f"risk_{breach.limit}", now)
+                refusal = Refusal(breach.text, OrdRejReason.ORDER_EXCEEDS_LIMIT)
+                self._refuse(session, msg, refusal, f"risk_{breach.limit}", now)
                 return
         result = self.matcher.submit(order, self.book.snapshot(order.symbol))
         if result.executions:
@@ -383,39 +384,41 @@ class OrderFlow:
         text = f"throttled: more than {rate} messages per second (limit max_messages_per_second)"
         mt = msg.msg_type
         if mt == b"D":
-            stats = self.stats
-            stats.orders_received[client] = stats.orders_received.get(client, 0) + 1
+            self.stats.received(client)
             refusal = Refusal(text, OrdRejReason.OTHER)
             self._refuse(session, msg, refusal, "throttled", now)
         elif mt in (b"F", b"G"):
-            reject = CancelReject(
-                client=client,
-                cl_ord_id=(msg.get(11) or b"").decode("latin-1"),
-                orig_cl_ord_id=(msg.get(41) or b"").decode("latin-1"),
-                order_id=None,
-                status=OrdStatus.REJECTED,
-                reason=CxlRejReason.OTHER,
-                response_to=CxlRejResponseTo.CANCEL if mt == b"F" else CxlRejResponseTo.REPLACE,
-                text=text,
-            )
-            self._send_cancel_reject(reject, now)
+            to = CxlRejResponseTo.CANCEL if mt == b"F" else CxlRejResponseTo.REPLACE
+            self._refuse_change(client, msg, to, text, now)
         else:
             session.reject_business(msg, BusinessRejectReason.OTHER, now, text=text.encode())
+
+    def _refuse_change(
+        self,
+        client: str,
+        msg: FixMessage,
+        response_to: CxlRejResponseTo,
+        text: str,
+        now: float,
+    ) -> None:
+        """OrderCancelReject for a cancel or replace refused before it
+        reached the matcher (no order is looked at)."""
+        reject = CancelReject(
+            client=client,
+            cl_ord_id=(msg.get(11) or b"").decode("latin-1"),
+            orig_cl_ord_id=(msg.get(41) or b"").decode("latin-1"),
+            order_id=None,
+            status=OrdStatus.REJECTED,
+            reason=CxlRejReason.OTHER,
+            response_to=response_to,
+            text=text,
+        )
+        self._send_cancel_reject(reject, now)
 
     def _replace(self, client: str, msg: FixMessage, now: float) -> None:
         replace = decode_replace(msg, client, self.instruments)
         if isinstance(replace, Refusal):
-            reject = CancelReject(
-                client=client,
-                cl_ord_id=(msg.get(11) or b"").decode("latin-1"),
-                orig_cl_ord_id=(msg.get(41) or b"").decode("latin-1"),
-                order_id=None,
-                status=OrdStatus.REJECTED,
-                reason=CxlRejReason.OTHER,
-                response_to=CxlRejResponseTo.REPLACE,
-                text=replace.text,
-            )
-            self._send_cancel_reject(reject, now)
+            self._refuse_change(client, msg, CxlRejResponseTo.REPLACE, replace.text, now)
             return
         symbol = (msg.get(55) or b"").decode("latin-1")
         self._publish(self.matcher.replace(replace, self.book.snapshot(symbol)), now)

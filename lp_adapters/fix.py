@@ -55,6 +55,7 @@ from gateway.fix.session import (
     Session,
 )
 from gateway.fix.store import open_store
+from gateway.order_mapping import format_decimal
 from gateway.transport import Connection, FixTransportProtocol
 from lp_adapters.base import DISCONNECTED_REASON, EventSink, LpAdapter, register
 from router.model import (
@@ -370,9 +371,9 @@ class FixLp(LpAdapter):
         now = time.time()
         fields: list[tuple[int, bytes]] = [
             (11, child.child_id.encode()),
-            (38, codec_decimal(instrument.lots_to_qty(child.qty))),
+            (38, format_decimal(instrument.lots_to_qty(child.qty))),
         ]
-        fields += [(40, b"2"), (44, codec_decimal(instrument.ticks_to_price(child.price)))]
+        fields += [(40, b"2"), (44, format_decimal(instrument.ticks_to_price(child.price)))]
         fields += [
             (54, b"1" if child.side is Side.BUY else b"2"),
             (55, child.symbol.encode()),
@@ -392,7 +393,7 @@ class FixLp(LpAdapter):
         now = time.time()
         fields = [
             (11, b"%s-C%d" % (child_id.encode(), self._cancel_seq)),
-            (38, codec_decimal(instrument.lots_to_qty(child.qty))),
+            (38, format_decimal(instrument.lots_to_qty(child.qty))),
             (41, child_id.encode()),
             (54, b"1" if child.side is Side.BUY else b"2"),
             (55, child.symbol.encode()),
@@ -465,9 +466,3 @@ class FixLp(LpAdapter):
             del self._open[child_id]
             left = child.qty - entry.filled
             self.sink(ChildCanceled(child_id, left, text or "canceled by LP"))
-
-
-def codec_decimal(value: Decimal) -> bytes:
-    """A decimal in plain notation for a FIX field."""
-    text = format(value.normalize(), "f")
-    return text.encode()

@@ -377,16 +377,7 @@ class Matcher:
         if order.leaves_qty == 0 and order.pending is not None:
             pending = order.pending
             order.pending = None
-            result.cancel_rejects.append(
-                self._cancel_reject(
-                    order,
-                    pending.cl_ord_id,
-                    order.cl_ord_id,
-                    CxlRejReason.TOO_LATE_TO_CANCEL,
-                    pending.kind,
-                    "order filled",
-                )
-            )
+            result.cancel_rejects.append(self._too_late(order, pending, "order filled"))
         return result
 
     def on_route_done(
@@ -419,26 +410,10 @@ class Matcher:
                 self._finish(order, OrdStatus.CANCELED, ExecType.CANCELED, "", result)
                 return result
             if order.tif is TimeInForce.IOC or order.tif is TimeInForce.FOK:
-                result.cancel_rejects.append(
-                    self._cancel_reject(
-                        order,
-                        pending.cl_ord_id,
-                        order.cl_ord_id,
-                        CxlRejReason.TOO_LATE_TO_CANCEL,
-                        pending.kind,
-                        "order done",
-                    )
-                )
+                result.cancel_rejects.append(self._too_late(order, pending, "order done"))
             elif order.cum_qty > pending.qty:
                 result.cancel_rejects.append(
-                    self._cancel_reject(
-                        order,
-                        pending.cl_ord_id,
-                        order.cl_ord_id,
-                        CxlRejReason.TOO_LATE_TO_CANCEL,
-                        pending.kind,
-                        "filled beyond the new quantity",
-                    )
+                    self._too_late(order, pending, "filled beyond the new quantity")
                 )
             else:
                 self._apply_replace(
@@ -469,6 +444,18 @@ class Matcher:
                 self._finish(order, OrdStatus.EXPIRED, ExecType.EXPIRED, DAY_ENDED, result)
         return result
 
+    def _too_late(self, order: Order, pending: PendingChange, text: str) -> CancelReject:
+        """The reject of a cancel or replace that waited for routing and
+        came too late: the order ended or moved on meanwhile."""
+        return self._cancel_reject(
+            order,
+            pending.cl_ord_id,
+            order.cl_ord_id,
+            CxlRejReason.TOO_LATE_TO_CANCEL,
+            pending.kind,
+            text,
+        )
+
     def _expire_back_from_routing(
         self, order: Order, pending: PendingChange | None, result: Result
     ) -> None:
@@ -476,14 +463,7 @@ class Matcher:
             self._finish(order, OrdStatus.EXPIRED, ExecType.EXPIRED, DAY_ENDED, result)
         if pending is not None:
             result.cancel_rejects.append(
-                self._cancel_reject(
-                    order,
-                    pending.cl_ord_id,
-                    order.cl_ord_id,
-                    CxlRejReason.TOO_LATE_TO_CANCEL,
-                    pending.kind,
-                    f"order expired: {DAY_ENDED}",
-                )
+                self._too_late(order, pending, f"order expired: {DAY_ENDED}")
             )
 
     def on_market(self, symbol: str, book: BookSnapshot) -> Result:

@@ -86,7 +86,7 @@ async def test_client_risk_limits_apply_to_orders_after_the_reload(running: Runn
     assert await running.reload_with(text) == ("applied", ["risk.default.max_order_qty"])
     c.send(b"D", order("AFTER", "2", "3000000"))
     (reject,) = await reports_until(c, b"AFTER", *FINAL)
-    assert reject.get(39) == b"8"
+    assert (reject.get(39), reject.get(103)) == (b"8", b"3")
     assert b"max_order_qty" in (reject.get(58) or b"")
 
 
