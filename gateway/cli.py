@@ -85,13 +85,18 @@ def _run(args: argparse.Namespace) -> int:
     import uvloop
 
     from gateway.daemon import run
+    from gateway.fix.store import StoreError
     from gateway.logs import configure_logging
+    from gateway.order_journal import JournalError
 
     configure_logging(cfg.gateway.log_level, cfg.gateway.log_format)
     try:
         return uvloop.run(run(cfg, path, overrides))
     except ConfigError as exc:
         print(f"{path}: refusing to start: {exc}", file=sys.stderr)
+        return 2
+    except (StoreError, JournalError) as exc:
+        print(f"refusing to start: {exc}", file=sys.stderr)
         return 2
 
 

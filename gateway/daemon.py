@@ -28,6 +28,7 @@ from gateway.http import SessionCollector, build_app
 from gateway.logs import set_log_level
 from gateway.metrics import LoopLag, OperationsCollector
 from gateway.order_flow import OrderFlow
+from gateway.order_journal import OrderJournal
 from gateway.reload import Overrides, Reloader
 from gateway.rules import build_rules, config_digest
 from gateway.server import FixServer
@@ -72,8 +73,16 @@ class Gateway:
             else:
                 order_sessions[settings.TargetCompID] = session
         self.order_flow: OrderFlow | None = None
+        self.journal: OrderJournal | None = None
         if order_sessions:
-            self.order_flow = OrderFlow(config, order_sessions)
+            if config.store.backend == "file":
+                self.journal = OrderJournal(
+                    self.data_dir / "orders", fsync=config.store.fsync == "batch"
+                )
+                # nothing leaves a session before the journal has what it says
+                for session in self.sessions:
+                    session.before_flush = self.journal.flush
+            self.order_flow = OrderFlow(config, order_sessions, self.journal)
             for session in order_sessions.values():
                 applications[session.session_id] = self.order_flow
         self.registry = SessionRegistry(self.sessions)
@@ -203,6 +212,8 @@ class Gateway:
         if self._http_runner is not None:
             await self._http_runner.cleanup()
             self._http_runner = None
+        if self.journal is not None:
+            self.journal.close()
         for store in self.stores:
             store.close()
         _log.info("gateway_stopped")

@@ -177,6 +177,7 @@ from gateway.order_mapping import (
     new_order_reject_body,
     price_text,
     qty_text,
+    unknown_order_status_body,
 )
 from gateway.server import FixServer
 from lp_adapters.simulated import SimulatedLp, SimulatedLpSettings
@@ -486,6 +487,8 @@ class LpSimApplication:
             self._new_order(session, msg, now)
         elif mt == b"F":
             self._cancel_request(session, msg, now)
+        elif mt == b"H":
+            self._status_request(session, msg, now)
         elif mt == b"V":
             self.market_data.on_request(session, msg, now)
         else:
@@ -600,6 +603,15 @@ class LpSimApplication:
             orig_cl_ord_id=reject.orig_cl_ord_id,
             text=text,
         )
+
+    def _status_request(self, session: Session, msg: FixMessage, now: float) -> None:
+        """OrderStatusRequest: the order's state if it is still open here
+        (a finished one was reported in full already), else "Unknown order"."""
+        order = self._open.get((session.session_id, msg.get(11) or b""))
+        if order is None:
+            session.send(b"8", unknown_order_status_body(msg, self._next_exec_id()), now)
+            return
+        self._report(order, b"I", now, leaves=order.qty - order.cum_qty)
 
     # -- the SimulatedLp's events --------------------------------------------------------
 

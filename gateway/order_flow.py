@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,19 @@ from gateway.fix.codec import FixMessage
 from gateway.fix.session import BusinessRejectReason, Session
 from gateway.flow_stats import FlowStats
 from gateway.market_data import MarketDataService
+from gateway.order_journal import (
+    Abandoned,
+    Ended,
+    Entry,
+    Expiring,
+    Filled,
+    InFlight,
+    OrderJournal,
+    OrderState,
+    Positions,
+    Run,
+    Sent,
+)
 from gateway.order_mapping import (
     Refusal,
     cancel_reject_body,
@@ -41,7 +54,9 @@ from gateway.order_mapping import (
     decode_replace,
     execution_body,
     new_order_reject_body,
+    unknown_order_status_body,
 )
+from gateway.recovery import RecoveredChild, Recovery
 from gateway.rules import Rules, build_rules
 from lp_adapters.base import DISCONNECTED_REASON, LpAdapter, create_adapter
 from matcher.engine import Matcher, Result, RouteNeed
@@ -66,6 +81,7 @@ from router.model import (
     LpEvent,
     LpStatus,
     Quote,
+    Side,
 )
 from router.policy import RouteRequest
 from router.risk import check
@@ -94,6 +110,7 @@ def _refusal_reason(code: int) -> str:
 
 @dataclass(slots=True)
 class _Child:
+    order: ChildOrder
     lp: str
     qty: int
     open: int
@@ -160,17 +177,33 @@ def _discard(event: LpEvent) -> None:
 class OrderFlow:
     """The ``orders`` application profile and everything behind it."""
 
-    def __init__(self, config: Config, sessions: Mapping[str, Session]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        sessions: Mapping[str, Session],
+        journal: OrderJournal | None = None,
+    ) -> None:
         self.instruments = {i.symbol: i.to_instrument() for i in config.instruments}
         self.sessions = dict(sessions)  # client CompID -> session
         self.rules = build_rules(config, self.instruments, list(self.sessions), generation=1)
+        self.ledger = ExposureLedger(self.instruments)
+        self.journal = journal
+        recovery = Recovery(self.ledger)
+        if journal is not None:
+            for entry in journal.replay():
+                recovery.apply(entry)
+            run = str(journal.run + 1)
+        else:
+            run = format(int(time.time()), "x")
+        # OrderIDs, ExecIDs and child order ids never repeat across runs
+        self._run = run
         self.matcher = Matcher(
             self.instruments,
             internal_crossing=config.routing.internal_crossing,
             retain_finished=config.orders.retain_finished,
+            id_prefix=run,
         )
         self.book = AggregatedBook()
-        self.ledger = ExposureLedger(self.instruments)
         self.market_data = MarketDataService(self.instruments, self.book)
         self.stats = FlowStats()
         self.adapters: dict[str, LpAdapter] = {
@@ -189,7 +222,7 @@ class OrderFlow:
         self._children: dict[str, str] = {}  # child id -> parent order id
         # children given up on (the LP answered neither the order nor its
         # cancel in time): a late fill still moves the LP's position
-        self._abandoned: dict[str, tuple[str, str, RouteNeed, set[str]]] = {}
+        self._abandoned: dict[str, tuple[ChildOrder, set[str]]] = {}
         # order id -> [arrival time, policy of its first routing or ""]
         self._started: dict[str, list[Any]] = {}
         # orders counted against max_open_orders: accepted and not final
@@ -216,12 +249,43 @@ class OrderFlow:
             LpStatus: self._on_lp_status,
             ChildAck: self._on_ack,
         }
+        # sessions with messages stored while logged off, to flush soon
+        self._unflushed: set[Session] = set()
+        self._flush_scheduled = False
+        # from an earlier run: children to hand back to their adapters, and
+        # orders to settle once started
+        self._recovered: dict[str, list[tuple[ChildOrder, int]]] = {}
+        self._orphans: list[str] = []
+        if journal is not None:
+            self._restore(recovery)
+            journal.checkpoint(self._checkpoint(int(run)))
+            journal.on_dirty = self._flush_soon
+            for adapter in self.adapters.values():
+                adapter.write_barrier = journal.flush
 
     # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for lp, children in self._recovered.items():
+            adapter = self.adapters.get(lp)
+            if adapter is not None:
+                adapter.recover(children)
+                continue
+            _log.error("recovered_children_of_unknown_lp", lp=lp, children=len(children))
+            for child, open_lots in children:
+                reason = f"{lp} is no longer configured"
+                loop.call_soon(self.on_lp_event, ChildCanceled(child.child_id, open_lots, reason))
+        self._recovered = {}
         await asyncio.gather(*(a.connect() for a in self.adapters.values()))
         self._down = frozenset(name for name, a in self.adapters.items() if not a.up)
+        now = time.time()
+        # what came back from an earlier run is timed from now on
+        for routing in self._routings.values():
+            self._watch(routing, now)
+        orphans, self._orphans = self._orphans, []
+        for order_id in orphans:
+            self._settle_orphan(order_id, now)
         task = asyncio.create_task(self._drop_stale_quotes(), name="order-flow:stale-quotes")
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
@@ -254,6 +318,138 @@ class OrderFlow:
         result = self.matcher.expire_day()
         _log.info("trading_day_ended", expired=len(result.executions))
         self._publish(result, now)
+        if self.journal is not None:
+            self.journal.checkpoint(self._checkpoint(self.journal.run))
+
+    # -- durability ------------------------------------------------------------------
+
+    def _flush_soon(self) -> None:
+        """The journal has entries (or a logged-off session stored messages):
+        hand them to the OS at the end of this loop iteration, if no write
+        barrier did it before."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_durable)
+
+    def _flush_durable(self) -> None:
+        self._flush_scheduled = False
+        if self.journal is not None:
+            self.journal.flush()
+        if self._unflushed:
+            sessions, self._unflushed = self._unflushed, set()
+            for session in sessions:
+                session.flush_store()
+
+    def _checkpoint(self, run: int) -> Iterator[Entry]:
+        """The state as journal entries, for a checkpoint."""
+        yield Run(run)
+        lps, clients, last_price = self.ledger.positions()
+        yield Positions(lps, clients, last_price)
+        for order in self.matcher.orders():
+            yield OrderState(order)
+        for routing in self._routings.values():
+            for child in routing.children.values():
+                yield InFlight(child.order, child.open, sorted(child.exec_ids or ()))
+        for child_order, exec_ids in self._abandoned.values():
+            yield InFlight(child_order, 0, sorted(exec_ids), abandoned=True)
+        yield Expiring(sorted(self.matcher.expiring))
+
+    def _restore(self, recovery: Recovery) -> None:
+        """Take back the state an earlier run left in the journal: orders
+        into the matcher, children in flight into routings (their LP
+        adapters find out what became of them once started), positions
+        are already in the ledger."""
+        orders = recovery.orders.values()
+        opened = sorted((o for o in orders if not o.is_final), key=lambda o: o.seq)
+        self.matcher.restore([o for o in orders if o.is_final] + opened, recovery.expiring)
+        by_parent: dict[str, list[RecoveredChild]] = {}
+        for recovered in recovery.children.values():
+            child = recovered.child
+            parent = self.matcher.find(child.parent_id, "", "")
+            if recovered.abandoned or parent is None or not parent.routing_qty:
+                self._abandoned[child.child_id] = (child, recovered.exec_ids)
+            else:
+                by_parent.setdefault(child.parent_id, []).append(recovered)
+            self._recovered.setdefault(child.lp, []).append((child, recovered.open))
+        rules = self.rules
+        now = time.time()
+        for order in opened:
+            client = order.client
+            self._open_by_client[client] = self._open_by_client.get(client, 0) + 1
+            policy = rules.policy_for(client, order.cl_ord_id)
+            self._started[order.order_id] = [None, policy]
+            if not order.routing_qty:
+                continue
+            children = by_parent.get(order.order_id)
+            in_flight = sum(c.open for c in children) if children else 0
+            if not children or in_flight > order.routing_qty:
+                _log.error(
+                    "recovered_routing_inconsistent",
+                    order_id=order.order_id,
+                    routing_qty=order.routing_qty,
+                    in_flight=in_flight,
+                )
+                for recovered in children or ():
+                    self._abandoned[recovered.child.child_id] = (
+                        recovered.child,
+                        recovered.exec_ids,
+                    )
+                self._orphans.append(order.order_id)
+                continue
+            need = RouteNeed(
+                order.order_id,
+                client,
+                order.symbol,
+                order.side,
+                order.routing_qty,
+                order.price,
+                order.tif,
+                order.cl_ord_id,
+            )
+            self._routing_seq += 1
+            # what comes back is not routed again: it returns to the order
+            routing = _Routing(
+                need,
+                self.instruments[order.symbol],
+                rules.config.routing.max_reroutes,
+                self._routing_seq,
+                rules,
+                policy,
+            )
+            routing.returned = order.routing_qty - in_flight
+            for recovered in children:
+                child = recovered.child
+                routing.children[child.child_id] = _Child(
+                    child,
+                    child.lp,
+                    child.qty,
+                    recovered.open,
+                    now,
+                    answered=True,
+                    exec_ids=recovered.exec_ids,
+                )
+                self._children[child.child_id] = order.order_id
+                self.ledger.reserve(child.lp, child.symbol, recovered.open)
+            self._routings[order.order_id] = routing
+        _log.info(
+            "orders_recovered",
+            run=self._run,
+            open=len(opened),
+            final=len(recovery.orders) - len(opened),
+            routings=len(self._routings),
+            children_to_check=sum(len(c) for c in self._recovered.values()),
+        )
+
+    def _settle_orphan(self, order_id: str, now: float) -> None:
+        """An order recovered as out at LPs with no child to wait for: its
+        routed lots come back to it."""
+        order = self.matcher.find(order_id, "", "")
+        if order is None or not order.routing_qty:
+            return
+        result = self.matcher.on_route_done(
+            order_id, order.routing_qty, "gateway restarted", self.book.snapshot(order.symbol)
+        )
+        self._publish(result, now, order_id)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -427,20 +623,7 @@ class OrderFlow:
         """ExecutionReport (ExecType I, OrdStatus Rejected) for a status
         request naming no order of this client."""
         self._exec_seq += 1
-        fields = [
-            (6, b"0"),
-            (11, msg.get(11) or b""),
-            (14, b"0"),
-            (17, b"S%d" % self._exec_seq),
-            (37, msg.get(37) or b"NONE"),
-            (39, b"8"),
-            (54, msg.get(54) or b"1"),
-            (55, msg.get(55) or b""),
-            (58, b"Unknown order"),
-            (150, b"I"),
-            (151, b"0"),
-        ]
-        session.send(b"8", codec.encode_fields(f for f in fields if f[1]), now)
+        session.send(b"8", unknown_order_status_body(msg, f"S{self._exec_seq}"), now)
 
     def _refuse(
         self, session: Session, msg: FixMessage, refusal: Refusal, reason: str, now: float
@@ -460,7 +643,11 @@ class OrderFlow:
 
     # -- matcher results out ---------------------------------------------------------
 
-    def _publish(self, result: Result, now: float) -> None:
+    def _publish(self, result: Result, now: float, touched: str = "") -> None:
+        """Journal, report and route what a matcher call produced; ``touched``
+        names an order the call changed without reporting it."""
+        if self.journal is not None:
+            self._journal_orders(result, touched)
         for ex in result.executions:
             self._send_execution(ex.client, ex, now)
         for reject in result.cancel_rejects:
@@ -468,11 +655,38 @@ class OrderFlow:
         for need in result.routes:
             self._route(need, 0, set(), now)
 
+    def _journal_orders(self, result: Result, touched: str) -> None:
+        """One OrderState entry per order the matcher call changed."""
+        add = self.journal.add  # type: ignore[union-attr]
+        find = self.matcher.find
+        seen = set()
+        for ex in result.executions:
+            order_id = ex.order_id
+            if order_id not in seen:
+                seen.add(order_id)
+                order = find(order_id, ex.client, ex.cl_ord_id)
+                if order is not None:
+                    add(OrderState(order))
+        for need in result.routes:
+            if need.order_id not in seen:
+                seen.add(need.order_id)
+                order = find(need.order_id, need.client, need.cl_ord_id)
+                if order is not None:
+                    add(OrderState(order))
+        if touched and touched not in seen:
+            order = find(touched, "", "")
+            if order is not None:
+                add(OrderState(order))
+
     def _send_execution(self, client: str, ex: Execution, now: float) -> None:
         session = self.sessions.get(client)
         if session is not None:
             body = execution_body(ex, self.instruments[ex.symbol], codec.format_utc_timestamp(now))
             session.send(b"8", body, now)
+            if not session.is_logged_on and self.journal is not None:
+                # kept for the client's next logon: on disk soon, not only then
+                self._unflushed.add(session)
+                self._flush_soon()
         if ex.status in FINAL_STATUSES:
             started = self._started.pop(ex.order_id, None)
             if started is not None:
@@ -482,10 +696,11 @@ class OrderFlow:
         """Count an order that reached its final state."""
         self._open_by_client[ex.client] -= 1
         stats = self.stats
-        latency = time.time() - started[0]
-        stats.latency.observe(latency)
-        if started[1]:
-            stats.policy(started[1]).latency.observe(latency)
+        if started[0] is not None:  # None: an order from an earlier run
+            latency = time.time() - started[0]
+            stats.latency.observe(latency)
+            if started[1]:
+                stats.policy(started[1]).latency.observe(latency)
         status = ex.status.name.lower()
         stats.final(ex.client, status)
         if ex.status is OrdStatus.REJECTED:
@@ -581,6 +796,7 @@ class OrderFlow:
                     need.order_id, need.qty, reason, self.book.snapshot(need.symbol)
                 ),
                 now,
+                need.order_id,
             )
             return
         self._routing_seq += 1
@@ -596,14 +812,21 @@ class OrderFlow:
         order_id = need.order_id
         symbol = need.symbol
         side = need.side
+        journal = self.journal
+        sends = []
         for lp, qty, price in plan.children:
             self._child_seq += 1
-            child_id = f"{order_id}.{self._child_seq}"
-            routing.children[child_id] = _Child(lp, qty, qty, now)
+            child_id = f"{order_id}.{self._run}C{self._child_seq}"
+            child = ChildOrder(child_id, order_id, lp, symbol, side, qty, price)
+            routing.children[child_id] = _Child(child, lp, qty, qty, now)
             self._children[child_id] = order_id
             self.stats.lp(lp).children += 1
             self.ledger.reserve(lp, symbol, qty)
-            self.adapters[lp].send(ChildOrder(child_id, order_id, lp, symbol, side, qty, price))
+            if journal is not None:
+                journal.add(Sent(child))
+            sends.append(child)
+        for child in sends:
+            self.adapters[child.lp].send(child)
 
     # -- child-order timeouts ---------------------------------------------------------
     #
@@ -692,7 +915,7 @@ class OrderFlow:
                 lp_stats.filled += 1
             else:
                 lp_stats.unfilled += 1
-            self._abandon(child_id, child, parent, routing.need)
+            self._abandon(child_id, child)
             routing.excluded.add(child.lp)
             self._child_done(parent, routing, child_id, child.open, "lp did not answer", now)
 
@@ -704,16 +927,17 @@ class OrderFlow:
             if abandoned is None:
                 _log.warning("fill_for_unknown_child", child_id=fill.child_id, exec_id=fill.exec_id)
                 return
-            lp, order_id, need, exec_ids = abandoned
+            child_order, exec_ids = abandoned
             if fill.exec_id in exec_ids:
                 return
             exec_ids.add(fill.exec_id)
+            lp = child_order.lp
             # the client was told this quantity did not fill: the house holds it
-            self.ledger.apply_fill(lp, HOUSE, need.symbol, need.side, fill.qty, fill.price)
+            self._book_fill(fill, lp, HOUSE, child_order.symbol, child_order.side)
             _log.error(
                 "late_fill_after_timeout",
                 lp=lp,
-                order_id=order_id,
+                order_id=child_order.parent_id,
                 child_id=fill.child_id,
                 qty=fill.qty,
                 price=fill.price,
@@ -736,11 +960,19 @@ class OrderFlow:
         need = routing.need
         child.open -= fill.qty
         self.ledger.reserve(child.lp, need.symbol, -fill.qty)
-        self.ledger.apply_fill(child.lp, need.client, need.symbol, need.side, fill.qty, fill.price)
+        self._book_fill(fill, child.lp, need.client, need.symbol, need.side)
         self._publish(self.matcher.on_fill(parent, fill.qty, fill.price, child.lp), now)
         if fill.leaves == 0:
             lp_stats.filled += 1
             self._child_done(parent, routing, fill.child_id, 0, "", now)
+
+    def _book_fill(self, fill: ChildFill, lp: str, account: str, symbol: str, side: Side) -> None:
+        """Apply an LP fill to the exposure ledger, and journal it."""
+        self.ledger.apply_fill(lp, account, symbol, side, fill.qty, fill.price)
+        if self.journal is not None:
+            self.journal.add(
+                Filled(fill.child_id, fill.exec_id, lp, account, symbol, side, fill.qty, fill.price)
+            )
 
     def _on_child_end(self, event: ChildReject | ChildCanceled, now: float) -> None:
         parent = self._children.get(event.child_id)
@@ -773,14 +1005,16 @@ class OrderFlow:
                 routing.excluded.add(child.lp)
         self._child_done(parent, routing, event.child_id, child.open, event.reason, now)
 
-    def _abandon(self, child_id: str, child: _Child, parent: str, need: RouteNeed) -> None:
+    def _abandon(self, child_id: str, child: _Child) -> None:
         """Give up on a child the LP answers no more: a fill it reports later
         is still applied (once) to the LP's exposure, booked to the house."""
         abandoned = self._abandoned
-        abandoned[child_id] = (child.lp, parent, need, child.exec_ids or set())
+        abandoned[child_id] = (child.order, child.exec_ids or set())
+        if self.journal is not None:
+            self.journal.add(Abandoned(child_id))
         while len(abandoned) > _MAX_ABANDONED:
             oldest = next(iter(abandoned))
-            _log.error("abandoned_child_forgotten", child_id=oldest, lp=abandoned[oldest][0])
+            _log.error("abandoned_child_forgotten", child_id=oldest, lp=abandoned[oldest][0].lp)
             del abandoned[oldest]
 
     def _child_done(
@@ -791,6 +1025,8 @@ class OrderFlow:
             self.ledger.reserve(child.lp, routing.need.symbol, -child.open)
         routing.children.pop(child_id, None)
         self._children.pop(child_id, None)
+        if self.journal is not None and child_id not in self._abandoned:
+            self.journal.add(Ended(child_id))
         routing.returned += returned
         if reason:
             routing.reasons.append(reason)
@@ -811,4 +1047,5 @@ class OrderFlow:
                 parent, unfilled, reason_text, self.book.snapshot(need.symbol)
             ),
             now,
+            parent,
         )

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from decimal import Decimal, DecimalException
 from enum import Enum
 
-from gateway.fix.codec import FixMessage
+from gateway.fix.codec import FixMessage, encode_fields
 from matcher.engine import CancelOrder, NewOrder, ReplaceOrder
 from matcher.orders import CancelReject, CxlRejResponseTo, ExecType, Execution, OrdStatus
 from router.model import Instrument, OffGrid, OrdType, Side, TimeInForce
@@ -413,6 +413,26 @@ def decode_replace(
 
 def _out(text: str) -> bytes:
     return text.encode("latin-1", "replace")
+
+
+def unknown_order_status_body(msg: FixMessage, exec_id: str) -> bytes:
+    """The body of the ExecutionReport (ExecType I, OrdStatus Rejected,
+    text "Unknown order") answering an OrderStatusRequest ``msg`` that names
+    no order of the requester; ClOrdID, OrderID, Side and Symbol are echoed."""
+    fields = [
+        (6, b"0"),
+        (11, msg.get(11) or b""),
+        (14, b"0"),
+        (17, _out(exec_id)),
+        (37, msg.get(37) or b"NONE"),
+        (39, b"8"),
+        (54, msg.get(54) or b"1"),
+        (55, msg.get(55) or b""),
+        (58, b"Unknown order"),
+        (150, b"I"),
+        (151, b"0"),
+    ]
+    return encode_fields(field for field in fields if field[1])
 
 
 def new_order_reject_body(

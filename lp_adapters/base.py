@@ -15,16 +15,18 @@ an adapter module by hand.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from router.model import ChildOrder, Instrument, LpEvent
+from router.model import ChildCanceled, ChildOrder, Instrument, LpEvent
 
 __all__ = [
     "DISCONNECTED_REASON",
+    "UNKNOWN_AFTER_RESTART_REASON",
     "EventSink",
     "LpAdapter",
     "adapter_class",
@@ -39,6 +41,10 @@ synchronously, and expected to return quickly without blocking."""
 
 DISCONNECTED_REASON: Final = "lp disconnected"
 """``ChildCanceled.reason`` for a child order resolved because the link dropped."""
+
+UNKNOWN_AFTER_RESTART_REASON: Final = "not known to the LP after a gateway restart"
+"""``ChildCanceled.reason`` for a child order from before a restart that the
+LP no longer has (or, for an adapter that cannot ask, no longer reports on)."""
 
 
 class LpAdapter(ABC):
@@ -77,6 +83,17 @@ class LpAdapter(ABC):
             nothing: IOC children end on their own.  An adapter that
             implements it answers through ``sink`` like ``send`` does, and an
             unknown or already finished ``child_id`` is ignored.
+        ``recover(children)``
+            Called once, before ``connect``, after the gateway restarted:
+            ``(child, open_lots)`` for each child order sent in an earlier
+            run that had not ended.  The adapter finds out what became of
+            each and ends it with the usual events (fills it had not
+            reported, then the terminal outcome); ``open_lots`` is what the
+            gateway has not seen filled.  The default ends each one with
+            ``ChildCanceled(open_lots, UNKNOWN_AFTER_RESTART_REASON)`` on
+            the next loop iteration: right for an LP whose state does not
+            outlive the gateway (the in-process simulator); an adapter to
+            a real LP asks it instead.
 
     Events for a child order
         For each child passed to ``send`` the adapter emits, in this order:
@@ -134,6 +151,10 @@ class LpAdapter(ABC):
         """Where an adapter that keeps state on disk (a FIX session store)
         puts it unless its settings say otherwise: the gateway's data
         directory, set by :func:`create_adapter`."""
+        self.write_barrier: Callable[[], None] | None = None
+        """What an adapter with a wire calls before bytes leave for the LP
+        (and before its own store is flushed): the gateway's order journal
+        flush, so that a child order is on disk before the LP can see it."""
 
     def __repr__(self) -> str:
         state = "up" if self.up else "down"
@@ -159,6 +180,18 @@ class LpAdapter(ABC):
     def cancel(self, child_id: str) -> None:
         """Ask the LP to cancel an open child order.  Default: nothing."""
         return None
+
+    def recover(self, children: Sequence[tuple[ChildOrder, int]]) -> None:
+        """Resolve child orders left open by an earlier run (see the class
+        documentation).  Default: each ends as canceled, unknown to the LP."""
+        if not children:
+            return
+        loop = asyncio.get_running_loop()
+        for child, open_lots in children:
+            loop.call_soon(
+                self.sink,
+                ChildCanceled(child.child_id, open_lots, UNKNOWN_AFTER_RESTART_REASON),
+            )
 
 
 # --- registry ------------------------------------------------------------------

@@ -29,14 +29,22 @@ Settings (``[lps.settings]``): ``host``, ``port``, ``sender_comp_id`` (ours),
 ``lp-sessions`` under the gateway's data directory), ``fsync`` (bool), ``market_depth``,
 ``symbols`` (default: every instrument), ``reconnect_min_ms``,
 ``reconnect_max_ms``, ``connect_timeout_ms`` (how long ``connect`` waits for
-the first logon before returning with the LP down).
+the first logon before returning with the LP down), ``max_outbound_buffer``
+(bytes queued to an LP that does not read before the link is dropped, as
+for a client: its open children are then canceled and it reconnects).
+
+After a gateway restart, :meth:`FixLp.recover` makes the children left open
+known again, so that the reports the LP resends for the sequence gap are
+understood, and asks the LP about each with an OrderStatusRequest (35=H)
+once logged on: one still working is canceled, one ended (or unknown to the
+LP) is over for what the gateway had not seen filled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
@@ -57,7 +65,13 @@ from gateway.fix.session import (
 from gateway.fix.store import open_store
 from gateway.order_mapping import format_decimal
 from gateway.transport import Connection, FixTransportProtocol
-from lp_adapters.base import DISCONNECTED_REASON, EventSink, LpAdapter, register
+from lp_adapters.base import (
+    DISCONNECTED_REASON,
+    UNKNOWN_AFTER_RESTART_REASON,
+    EventSink,
+    LpAdapter,
+    register,
+)
 from router.model import (
     ChildAck,
     ChildCanceled,
@@ -76,6 +90,10 @@ _log = structlog.get_logger("lp_adapters.fix")
 _BID = b"0"
 _OFFER = b"1"
 
+# OrdStatus of an order the LP is still working: New, Partially filled,
+# Pending cancel, Pending new, Pending replace
+_WORKING = frozenset((b"0", b"1", b"6", b"A", b"E"))
+
 
 class FixLpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
@@ -92,6 +110,7 @@ class FixLpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     reconnect_min_ms: Annotated[int, msgspec.Meta(ge=1)] = 250
     reconnect_max_ms: Annotated[int, msgspec.Meta(ge=1)] = 10_000
     connect_timeout_ms: Annotated[int, msgspec.Meta(ge=0)] = 3000
+    max_outbound_buffer: Annotated[int, msgspec.Meta(ge=4096)] = 4 * 1024 * 1024
 
 
 class _Open:
@@ -106,7 +125,7 @@ class _Open:
 
 class _Protocol(FixTransportProtocol):
     def __init__(self, adapter: FixLp) -> None:
-        super().__init__(time.time, 64 * 1024 * 1024)
+        super().__init__(time.time, adapter.cfg.max_outbound_buffer)
         self._adapter = adapter
 
     def _open(self, now: float) -> Connection:
@@ -162,6 +181,8 @@ class FixLp(LpAdapter):
         self._closed: asyncio.Event | None = None
         self._logged_on: asyncio.Event | None = None
         self._open: dict[str, _Open] = {}
+        # children from before a gateway restart, to ask the LP about once up
+        self._unverified: set[str] = set()
         self._cancel_seq = 0
         self._md_seq = 0
         self._went_up_last_time = False
@@ -185,6 +206,7 @@ class FixLp(LpAdapter):
                 fsync=self.cfg.fsync,
             )
             self._session = Session(self.session_settings, store, initiator=True)
+            self._session.before_flush = self.write_barrier
         return self._session
 
     async def connect(self) -> None:
@@ -249,6 +271,7 @@ class FixLp(LpAdapter):
         elif isinstance(event, LoggedOn):
             self._went_up_last_time = True
             self._subscribe(now)
+            self._ask_status(now)
             self._go_up()
         elif isinstance(event, LoggedOut):
             self._go_down(DISCONNECTED_REASON)
@@ -383,6 +406,33 @@ class FixLp(LpAdapter):
         self._open[child.child_id] = _Open(child)
         self.session.send(b"D", codec.encode_fields(fields), now)
 
+    def recover(self, children: Sequence[tuple[ChildOrder, int]]) -> None:
+        """Children from before a restart: known again (so that what the LP
+        resends about them after the next logon is understood), and each
+        one asked about with an OrderStatusRequest once logged on."""
+        for child, open_lots in children:
+            entry = _Open(child)
+            entry.filled = child.qty - open_lots
+            self._open[child.child_id] = entry
+            self._unverified.add(child.child_id)
+
+    def _ask_status(self, now: float) -> None:
+        """OrderStatusRequest for each recovered child still open.  Its
+        answer comes after what the LP resends for the gap, so a child the
+        LP ended meanwhile is closed by then."""
+        for child_id in sorted(self._unverified):
+            entry = self._open.get(child_id)
+            if entry is None:
+                continue
+            child = entry.child
+            fields = [
+                (11, child_id.encode()),
+                (54, b"1" if child.side is Side.BUY else b"2"),
+                (55, child.symbol.encode()),
+            ]
+            self.session.send(b"H", codec.encode_fields(fields), now)
+        self._unverified.clear()
+
     def cancel(self, child_id: str) -> None:
         entry = self._open.get(child_id)
         if entry is None or not self._up:
@@ -466,3 +516,27 @@ class FixLp(LpAdapter):
             del self._open[child_id]
             left = child.qty - entry.filled
             self.sink(ChildCanceled(child_id, left, text or "canceled by LP"))
+        elif exec_type == b"I":
+            self._on_status(entry, msg, text)
+
+    def _on_status(self, entry: _Open, msg: FixMessage, text: str) -> None:
+        """The answer to an OrderStatusRequest for a recovered child: still
+        working at the LP, it is canceled there; ended (or unknown to the
+        LP), what the gateway has not seen filled is over."""
+        child = entry.child
+        status = msg.get(39)
+        if status in _WORKING:
+            self.cancel(child.child_id)
+            return
+        left = child.qty - entry.filled
+        if status == b"2" and left:
+            _log.error(
+                "lp_reports_filled_beyond_fills_seen",
+                lp=self.name,
+                child_id=child.child_id,
+                cum_qty=(msg.get(14) or b"").decode("latin-1"),
+                lots_seen_filled=entry.filled,
+            )
+        del self._open[child.child_id]
+        reason = UNKNOWN_AFTER_RESTART_REASON if status == b"8" else text or "ended at the LP"
+        self.sink(ChildCanceled(child.child_id, left, reason))

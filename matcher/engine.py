@@ -49,7 +49,7 @@ from __future__ import annotations
 
 from bisect import insort
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import count
 from typing import NamedTuple
 
@@ -359,6 +359,54 @@ class Matcher:
             for order in sorted(self._open.values(), key=_by_seq)
             if client is None or order.client == client
         ]
+
+    def find(self, order_id: str, client: str, cl_ord_id: str) -> Order | None:
+        """The order ``order_id`` (an execution's client and ClOrdID locate
+        a final one); None once forgotten, or for a new order refused as a
+        duplicate, which the matcher never kept.  The order is the
+        matcher's own object: read it, never change it."""
+        order = self._open.get(order_id)
+        if order is None:
+            order = self._by_cl_ord_id.get((client, cl_ord_id))
+            if order is None or order.order_id != order_id:
+                return None
+        return order
+
+    def orders(self) -> Iterator[Order]:
+        """Every order known: the final ones kept, oldest first, then the
+        open ones in time priority (the order :meth:`restore` takes)."""
+        yield from self._finished
+        yield from sorted(self._open.values(), key=_by_seq)
+
+    @property
+    def expiring(self) -> frozenset[str]:
+        """DAY orders out at LPs when the day ended: they expire on return."""
+        return frozenset(self._expiring)
+
+    def restore(self, orders: Iterable[Order], expiring: Iterable[str] = ()) -> None:
+        """Take back orders kept from an earlier run (their last states, the
+        final ones in the order they ended, the open ones in time priority),
+        into a matcher that has none yet.  Open limit orders that rest go
+        back into the client book; final ones answer status requests and
+        duplicate checks as before, up to ``retain_finished``."""
+        if self._by_cl_ord_id:
+            raise MatcherError("restore into a matcher that already holds orders")
+        top = 0
+        for order in orders:
+            top = max(top, order.seq)
+            for cl_ord_id in (order.cl_ord_id, *order.aliases):
+                self._by_cl_ord_id[(order.client, cl_ord_id)] = order
+            if order.is_final:
+                self._retire(order)
+                continue
+            self._open[order.order_id] = order
+            rests = order.ord_type is OrdType.LIMIT and (
+                order.tif is TimeInForce.DAY or order.tif is TimeInForce.GTC
+            )
+            if rests:
+                self._side_book(order).add(order)
+        self._expiring = {order_id for order_id in expiring if order_id in self._open}
+        self._seq = count(top + 1)
 
     # --- events from the router ------------------------------------------------
 

@@ -210,6 +210,27 @@ class ExposureLedger:
         self._dirty.add(lp)
         self._current = None
 
+    def load(
+        self,
+        lps: Mapping[str, Mapping[str, int]],
+        clients: Mapping[str, Mapping[str, int]],
+        last_price: Mapping[str, int],
+    ) -> None:
+        """Replace every position and last fill price with the given ones
+        (what :meth:`positions` returned earlier); lots in flight are kept."""
+        self._lps = _non_flat(lps)
+        self._clients = _non_flat(clients)
+        self._last_price = dict(last_price)
+        self._dirty.update(self._lps, self._lp_views)
+        self._current = None
+
+    def positions(
+        self,
+    ) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]], dict[str, int]]:
+        """``(LP positions, client positions, last fill price per symbol)``,
+        copies, for :meth:`load`."""
+        return _non_flat(self._lps), _non_flat(self._clients), dict(self._last_price)
+
     def mark(self, prices: PriceSource) -> None:
         """Value one lot of every instrument at ``prices`` for :meth:`current`."""
         self._per_lot = MappingProxyType(self._valuations(prices))

@@ -201,6 +201,10 @@ class Session:
         #: called when outbound bytes become pending outside of a batch the
         #: I/O layer is already draining (e.g. an ExecutionReport from an LP fill)
         self.wakeup: Callable[[], None] | None = None
+        #: the write barrier: called before the store is flushed (and so
+        #: before any byte leaves), to make durable first what those bytes
+        #: depend on -- the order journal
+        self.before_flush: Callable[[], None] | None = None
         #: counts connections, so that a connection object can tell whether
         #: the session is still its own or already bound to a newer one
         self.connection_epoch = 0
@@ -298,7 +302,7 @@ class Session:
         self._decoder = FrameDecoder(self._max_message_size)
         if self.settings.ResetOnDisconnect:
             self.store.reset()
-        self.store.flush()
+        self.flush_store()
         if was_logged_on:
             self._events.append(LoggedOut(reason))
         self._log.info("session_ended", reason=reason, logged_on=was_logged_on)
@@ -907,9 +911,17 @@ class Session:
         )
         self._send_admin(b"3", b"".join(parts), now, header)
 
-    def data_to_send(self) -> bytes:
-        """Bytes to write now.  Everything they carry is in the store first."""
+    def flush_store(self) -> None:
+        """Hand the store's pending changes to the OS, after whatever
+        ``before_flush`` must write first."""
+        if self.before_flush is not None:
+            self.before_flush()
         self.store.flush()
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write now.  Everything they carry is in the store first
+        (and before it, what ``before_flush`` writes)."""
+        self.flush_store()
         out = self._out
         if not out:
             return b""

@@ -134,8 +134,6 @@ compaction is performed.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
 import mmap
 import os
@@ -148,6 +146,8 @@ from bisect import bisect_left, bisect_right
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Protocol, Self, runtime_checkable
+
+from gateway.durable import append_all, datasync, fsync_dir, lock_directory, replace_file
 
 __all__ = [
     "BACKENDS",
@@ -307,22 +307,6 @@ def _reset_record(creation_time: float, session_key: str) -> bytes:
     return _record(KIND_RESET, _F64.pack(creation_time) + session_key.encode())
 
 
-def _datasync(fd: int) -> None:
-    """fdatasync(2) where available: it skips metadata not needed to read the data."""
-    if hasattr(os, "fdatasync"):
-        os.fdatasync(fd)
-    else:  # pragma: no cover - e.g. macOS
-        os.fsync(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class MemoryStore:
     """A :class:`SessionStore` that keeps everything in process memory."""
 
@@ -451,7 +435,7 @@ class FileStore:
                 self._fd = os.open(self._journal, os.O_RDWR | os.O_APPEND)
             except FileNotFoundError:
                 self._create_fresh()
-                _fsync_dir(self._dir.parent)
+                fsync_dir(self._dir.parent)
                 logger.info("created session store %s", self._dir)
             else:
                 self._replay()
@@ -598,7 +582,7 @@ class FileStore:
         self._size += len(batch)
         self._dirty = False
         if self._fsync:
-            _datasync(self._fd)
+            datasync(self._fd)
 
     def close(self) -> None:
         if self._fd < 0:
@@ -618,15 +602,9 @@ class FileStore:
             raise ValueError("operation on a closed store")
 
     def _acquire_lock(self) -> int:
-        fd = os.open(self._dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise StoreLockedError(f"session store {self._dir} is in use") from None
-        except BaseException:
-            os.close(fd)
-            raise
+        fd = lock_directory(self._dir, LOCK_NAME)
+        if fd is None:
+            raise StoreLockedError(f"session store {self._dir} is in use")
         return fd
 
     def _supersede(self, seq: int) -> None:
@@ -647,15 +625,7 @@ class FileStore:
     def _write_batch(self, batch: bytes) -> None:
         """Append ``batch`` to the journal; on failure leave the file as before."""
         try:
-            written = os.write(self._fd, batch)
-            if written != len(batch):
-                # Short write, e.g. the disk filled up: finish or fail.
-                view = memoryview(batch)
-                while written < len(batch):
-                    n = os.write(self._fd, view[written:])
-                    if n == 0:
-                        raise OSError(errno.EIO, "journal write made no progress")
-                    written += n
+            append_all(self._fd, batch)
         except OSError:
             try:
                 os.ftruncate(self._fd, self._size)
@@ -668,23 +638,7 @@ class FileStore:
         """Atomically replace the journal with an empty one and adopt it."""
         now = time.time()
         data = MAGIC + _reset_record(now, self._key) + _seqnums_record(1, 1)
-        tmp = self._dir / TEMP_NAME
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
-        try:
-            view = memoryview(data)
-            written = 0
-            while written < len(data):
-                written += os.write(fd, view[written:])
-            os.fsync(fd)
-            os.replace(tmp, self._journal)
-        except BaseException:
-            os.close(fd)
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        _fsync_dir(self._dir)
+        fd = replace_file(self._journal, data)
 
         self._fd = fd
         self._size = len(data)

@@ -330,8 +330,14 @@ async def test_bad_requests_are_rejected(lp_a: LpSimProcess) -> None:
 
         status_request = codec.encode_fields([(11, b"S1"), (54, b"1"), (55, b"EUR/USD")])
         c.send(b"H", status_request)
+        unknown = await next_of(c, b"8")
+        assert (unknown.get(11), unknown.get(150), unknown.get(39)) == (b"S1", b"I", b"8")
+        assert unknown.get(58) == b"Unknown order"
+
+        quote_request = codec.encode_fields([(131, b"QR1"), (146, b"1"), (55, b"EUR/USD")])
+        c.send(b"R", quote_request)
         business_reject = await next_of(c, b"j")
-        assert (business_reject.get(372), business_reject.get(380)) == (b"H", b"3")
+        assert (business_reject.get(372), business_reject.get(380)) == (b"R", b"3")
 
 
 @pytest.mark.asyncio

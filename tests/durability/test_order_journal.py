@@ -1,0 +1,223 @@
+"""The order journal file: batches, torn tails, checkpoints, the lock."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from gateway.order_journal import (
+    MAGIC,
+    Abandoned,
+    Ended,
+    Entry,
+    Expiring,
+    Filled,
+    InFlight,
+    JournalError,
+    OrderJournal,
+    OrderState,
+    Positions,
+    Run,
+    Sent,
+)
+from gateway.recovery import Recovery
+from matcher.orders import CxlRejResponseTo as To
+from matcher.orders import Order, OrdStatus, PendingChange
+from router.exposure import ExposureLedger
+from router.model import ChildOrder, OrdType, Side, TimeInForce
+
+
+def an_order(order_id: str = "1O1", **changes: object) -> Order:
+    order = Order(
+        order_id=order_id,
+        client="CLIENT1",
+        cl_ord_id="A",
+        orig_cl_ord_id=None,
+        symbol="EUR/USD",
+        side=Side.BUY,
+        ord_type=OrdType.LIMIT,
+        tif=TimeInForce.DAY,
+        qty=10,
+        price=108_500,
+        seq=1,
+        leaves_qty=10,
+    )
+    for name, value in changes.items():
+        setattr(order, name, value)
+    return order
+
+
+def child(child_id: str = "1O1.1C1", qty: int = 4) -> ChildOrder:
+    return ChildOrder(child_id, "1O1", "LP_A", "EUR/USD", Side.BUY, qty, 108_502)
+
+
+def plain(entries: list[Entry]) -> object:
+    """Entries as builtins (an Order compares by identity)."""
+    return msgspec.to_builtins(entries)
+
+
+def read_all(path: Path) -> list[Entry]:
+    journal = OrderJournal(path)
+    try:
+        return list(journal.replay())
+    finally:
+        journal.close()
+
+
+def test_entries_come_back_in_order_and_unchanged(tmp_path: Path) -> None:
+    journal = OrderJournal(tmp_path)
+    assert list(journal.replay()) == []
+    pending = an_order(pending=PendingChange(To.CANCEL, "B"), aliases=("B",))
+    first: list[Entry] = [Run(1), OrderState(pending), Sent(child())]
+    second: list[Entry] = [
+        Filled("1O1.1C1", "LP-E1", "LP_A", "CLIENT1", "EUR/USD", Side.BUY, 2, 108_501),
+        Ended("1O1.1C1"),
+        Abandoned("x"),
+        Positions({"LP_A": {"EUR/USD": 2}}, {"CLIENT1": {"EUR/USD": 2}}, {"EUR/USD": 108_501}),
+        InFlight(child(), 2, ["LP-E1"], abandoned=True),
+        Expiring(["1O1"]),
+    ]
+    for entry in first:
+        journal.add(entry)
+    journal.flush()
+    for entry in second:
+        journal.add(entry)
+    journal.flush()
+    journal.close()
+    entries = read_all(tmp_path)
+    assert plain(entries) == plain(first + second)
+    state = entries[1]
+    assert isinstance(state, OrderState)
+    assert state.order.pending == PendingChange(To.CANCEL, "B")
+    assert state.order.aliases == ("B",)
+
+
+def test_an_entry_is_taken_as_it_was_when_added(tmp_path: Path) -> None:
+    journal = OrderJournal(tmp_path)
+    list(journal.replay())
+    order = an_order()
+    journal.add(OrderState(order))
+    order.status = OrdStatus.FILLED  # a later change is a later entry
+    journal.close()
+    (entry,) = read_all(tmp_path)
+    assert isinstance(entry, OrderState)
+    assert entry.order.status is OrdStatus.NEW
+
+
+def test_a_torn_last_batch_is_dropped_whole_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = OrderJournal(tmp_path)
+    list(journal.replay())
+    journal.add(OrderState(an_order("1O1")))
+    journal.flush()
+    good = journal.size
+    journal.add(OrderState(an_order("1O2")))
+    journal.add(OrderState(an_order("1O3")))
+    journal.close()
+    path = tmp_path / "journal"
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) - 5)
+    with caplog.at_level(logging.WARNING, logger="gateway.order_journal"):
+        entries = read_all(tmp_path)
+    assert [e.order.order_id for e in entries if isinstance(e, OrderState)] == ["1O1"]
+    assert "torn" in caplog.text
+    assert os.path.getsize(path) == good  # cut where the good part ends
+
+
+def test_a_damaged_batch_stops_the_replay_there(tmp_path: Path) -> None:
+    journal = OrderJournal(tmp_path)
+    list(journal.replay())
+    journal.add(OrderState(an_order("1O1")))
+    journal.flush()
+    at = journal.size
+    journal.add(OrderState(an_order("1O2")))
+    journal.close()
+    with open(tmp_path / "journal", "r+b") as f:
+        f.seek(at + 12)
+        byte = f.read(1)
+        f.seek(at + 12)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    entries = read_all(tmp_path)
+    assert [e.order.order_id for e in entries if isinstance(e, OrderState)] == ["1O1"]
+
+
+def test_a_checkpoint_replaces_everything_and_sets_the_run(tmp_path: Path) -> None:
+    journal = OrderJournal(tmp_path)
+    list(journal.replay())
+    for n in range(5000):  # more than one checkpoint batch
+        journal.add(OrderState(an_order(f"1O{n}")))
+    journal.flush()
+    journal.add(OrderState(an_order("pending, dropped")))
+    journal.checkpoint([Run(7), OrderState(an_order("7O1"))] + [Ended(str(n)) for n in range(5000)])
+    assert journal.run == 7
+    journal.add(Ended("after"))
+    journal.close()
+    again = OrderJournal(tmp_path)
+    entries = list(again.replay())
+    again.close()
+    assert again.run == 7
+    assert plain(entries[:2]) == plain([Run(7), OrderState(an_order("7O1"))])
+    assert entries[-1] == Ended("after")
+    assert len(entries) == 5003
+    assert not (tmp_path / "journal.tmp").exists()
+
+
+def test_one_journal_per_directory(tmp_path: Path) -> None:
+    journal = OrderJournal(tmp_path)
+    with pytest.raises(JournalError, match="in use"):
+        OrderJournal(tmp_path)
+    journal.close()
+    OrderJournal(tmp_path).close()
+
+
+def test_a_file_that_is_not_a_journal_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "journal").write_bytes(b"something else entirely")
+    journal = OrderJournal(tmp_path)
+    with pytest.raises(JournalError, match="not an order journal"):
+        list(journal.replay())
+    journal.close()
+    assert (tmp_path / "journal").read_bytes() == b"something else entirely"
+
+
+def test_nothing_is_written_before_the_replay(tmp_path: Path) -> None:
+    (tmp_path / "journal").write_bytes(MAGIC)
+    journal = OrderJournal(tmp_path)
+    journal.add(Ended("x"))
+    with pytest.raises(JournalError, match="replayed"):
+        journal.flush()
+    list(journal.replay())
+    journal.close()
+
+
+def test_recovery_books_each_exec_id_once_and_tracks_children() -> None:
+    ledger = ExposureLedger({})
+    recovery = Recovery(ledger)
+    fill = Filled("c1", "E1", "LP_A", "CLIENT1", "EUR/USD", Side.SELL, 3, 108_500)
+    for entry in [
+        Positions({"LP_A": {"EUR/USD": 5}}, {"CLIENT1": {"EUR/USD": 5}}, {"EUR/USD": 1}),
+        Sent(child("c1", qty=4)),
+        Sent(child("c2", qty=4)),
+        fill,
+        fill,  # damaged journal: the same ExecID twice
+        Ended("c2"),
+        OrderState(an_order("1O1")),
+        OrderState(an_order("1O2")),
+        OrderState(an_order("1O1", status=OrdStatus.FILLED)),
+    ]:
+        recovery.apply(entry)
+    assert ledger.lp_positions() == {"LP_A": {"EUR/USD": 2}}
+    assert ledger.client_positions() == {"CLIENT1": {"EUR/USD": 2}}
+    assert recovery.duplicate_fills == 1
+    assert list(recovery.children) == ["c1"]
+    assert recovery.children["c1"].open == 1
+    assert recovery.children["c1"].exec_ids == {"E1"}
+    # the last state of each order, in the order of their last change
+    assert [(o.order_id, o.status) for o in recovery.orders.values()] == [
+        ("1O2", OrdStatus.NEW),
+        ("1O1", OrdStatus.FILLED),
+    ]

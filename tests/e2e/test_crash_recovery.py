@@ -1,0 +1,261 @@
+"""``kill -9`` of the daemon under load, then a restart on the same data
+directory: every order a client saw acknowledged is back, in exactly the
+state the client was told, and exposure is rebuilt exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config import SessionSettings
+from gateway.client import FixClient
+from gateway.fix import codec
+from gateway.fix.codec import FixMessage
+from gateway.fix.store import MemoryStore
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "dev-admin-token"
+FINAL = (b"2", b"4", b"8", b"C")
+SETTINGS = SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY")
+
+
+def crash_config(tmp_path: Path) -> Path:
+    """The default config with LPs that answer after a few milliseconds, fill
+    in parts and reject some children (so that children are in flight when
+    the daemon dies), quotes that move often, and no internal crossing (so
+    that every fill a client sees is booked against an LP)."""
+    text = (REPO / "config" / "default.toml").read_text()
+    text = re.sub(r"(?m)^latency_ms = 0 .*$", "latency_ms = 5", text)
+    text = re.sub(r"(?m)^partial_fill_probability = .*$", "partial_fill_probability = 0.3", text)
+    text = re.sub(r"(?m)^reject_probability = .*$", "reject_probability = 0.1", text)
+    text = re.sub(r"(?m)^quote_interval_ms = .*$", "quote_interval_ms = 20", text)
+    text = re.sub(r"(?m)^internal_crossing = .*$", "internal_crossing = false", text)
+    assert "latency_ms = 5" in text and "internal_crossing = false" in text
+    path = tmp_path / "crash.toml"
+    path.write_text(text)
+    return path
+
+
+def admin(http_port: int, path: str) -> Any:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{http_port}{path}", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as r:
+        return json.loads(r.read())
+
+
+async def until_ready(http_port: int) -> None:
+    for _ in range(200):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=2):
+                return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise TimeoutError("daemon not ready")
+
+
+def new_order(cl_ord_id: str, i: int) -> bytes:
+    """A mix: market IOC, limits near the market that rest and may become
+    marketable, and limits far from it that rest until canceled."""
+    side = b"1" if i % 2 else b"2"
+    kind = i % 5
+    fields = [(11, cl_ord_id.encode()), (38, b"%d000" % (1 + i % 7))]
+    if kind == 0:
+        fields += [(40, b"1"), (54, side), (55, b"EUR/USD"), (59, b"3")]
+    elif kind in (1, 2):
+        price = b"1.08502" if side == b"1" else b"1.08498"
+        fields += [(40, b"2"), (44, price), (54, side), (55, b"EUR/USD"), (59, b"0")]
+    else:
+        price = b"1.00000" if side == b"1" else b"1.20000"
+        fields += [(40, b"2"), (44, price), (54, side), (55, b"EUR/USD"), (59, b"1")]
+    fields.append((60, codec.format_utc_timestamp(0.0)))
+    return codec.encode_fields(fields)
+
+
+@dataclass
+class SeenOrder:
+    """What the client learnt of one order (by OrderID) from its reports."""
+
+    side: bytes
+    cl_ord_ids: list[bytes] = field(default_factory=list)
+    fills: dict[bytes, Decimal] = field(default_factory=dict)  # ExecID -> LastQty
+    last: FixMessage | None = None
+
+    @property
+    def cum(self) -> Decimal:
+        return sum(self.fills.values(), Decimal(0))
+
+
+class Ledger:
+    """Every ExecutionReport the client received, folded per OrderID."""
+
+    def __init__(self) -> None:
+        self.orders: dict[bytes, SeenOrder] = {}
+        self.by_cl_ord_id: dict[bytes, bytes] = {}
+        # ClOrdID -> (status answer, cum quantity the client knew when it came)
+        self.status_answers: dict[bytes, tuple[FixMessage, Decimal]] = {}
+        self.refused: dict[bytes, FixMessage] = {}
+
+    def take(self, msg: FixMessage) -> None:
+        if msg.msg_type != b"8":
+            return
+        cl_ord_id = msg.get(11) or b""
+        if msg.get(150) == b"I":
+            known = self.orders.get(self.by_cl_ord_id.get(cl_ord_id, b""))
+            self.status_answers[cl_ord_id] = (msg, known.cum if known else Decimal(-1))
+            return
+        if msg.get(150) == b"8":
+            self.refused[cl_ord_id] = msg  # a new order refused, never acknowledged
+            return
+        order_id = msg.get(37) or b""
+        seen = self.orders.setdefault(order_id, SeenOrder(msg.get(54) or b""))
+        if cl_ord_id not in seen.cl_ord_ids:
+            seen.cl_ord_ids.append(cl_ord_id)
+        self.by_cl_ord_id[cl_ord_id] = order_id
+        if msg.get(150) == b"F":
+            seen.fills[msg.get(17) or b""] = Decimal((msg.get(32) or b"0").decode())
+        seen.last = msg
+
+    def drain(self, client: FixClient) -> None:
+        while not client.messages.empty():
+            self.take(client.messages.get_nowait())
+
+    async def quiet(self, client: FixClient, seconds: float) -> None:
+        """Take messages until none has come for ``seconds``."""
+        while True:
+            try:
+                self.take(await client.receive(timeout=seconds))
+            except TimeoutError:
+                return
+
+    def position(self) -> Decimal:
+        """The client's signed EUR/USD position in units, from its fills."""
+        total = Decimal(0)
+        for seen in self.orders.values():
+            total += seen.cum if seen.side == b"1" else -seen.cum
+        return total
+
+
+@pytest.fixture
+def crash_setup(tmp_path: Path) -> Iterator[Path]:
+    yield crash_config(tmp_path)
+
+
+@pytest.mark.asyncio
+async def test_kill_9_under_load_then_restart_loses_no_acknowledged_order(
+    daemon_factory: Any, tmp_path: Path, crash_setup: Path
+) -> None:
+    data = tmp_path / "data"
+    d = daemon_factory("--config", str(crash_setup), data_dir=data).start()
+    await until_ready(d.http_port)
+    await asyncio.sleep(0.3)  # quotes from every LP reach the book
+    store = MemoryStore()  # the client's own session state outlives its connection
+    client = FixClient(SETTINGS, store)
+    await client.connect("127.0.0.1", d.fix_port)
+    seen = Ledger()
+
+    # orders, cancels and replaces at about 2,000 messages a second; the
+    # daemon is killed in the middle of it
+    far: list[bytes] = []
+    for i in range(1200):
+        cl_ord_id = f"N{i}"
+        client.send(b"D", new_order(cl_ord_id, i))
+        if i % 5 in (3, 4):
+            far.append(cl_ord_id.encode())
+        if i % 10 == 9 and far:
+            target = far.pop(0)
+            order_id = seen.by_cl_ord_id.get(target)
+            if order_id is not None:
+                side = seen.orders[order_id].side
+                if i % 20 == 19:
+                    fields = [(11, b"X%d" % i), (38, b"9000"), (40, b"2"), (41, target)]
+                    fields += [(44, b"1.00001" if side == b"1" else b"1.19999")]
+                    fields += [(54, side), (55, b"EUR/USD"), (60, b"20260101-00:00:00")]
+                    client.send(b"G", codec.encode_fields(fields))
+                    far.append(b"X%d" % i)
+                else:
+                    fields = [(11, b"C%d" % i), (38, b"1000"), (41, target), (54, side)]
+                    fields += [(55, b"EUR/USD"), (60, b"20260101-00:00:00")]
+                    client.send(b"F", codec.encode_fields(fields))
+        if i % 20 == 19:
+            await asyncio.sleep(0.01)
+            seen.drain(client)
+        if i == 700:
+            d.kill9()
+            break
+    await client.wait_closed()
+    seen.drain(client)
+    acknowledged_before = set(seen.orders)
+    assert len(acknowledged_before) > 100
+
+    # restart on the same data: the client logs on with its numbers and
+    # gets what it missed through the normal resend
+    d2 = daemon_factory("--config", str(crash_setup), data_dir=data).start()
+    await until_ready(d2.http_port)
+    client = FixClient(SETTINGS, store)
+    await client.connect("127.0.0.1", d2.fix_port)
+    await seen.quiet(client, 1.5)
+    assert "orders_recovered" in d2.log_text()
+
+    # every order the client saw acknowledged is known, in one consistent state
+    for order_id in acknowledged_before:
+        order = seen.orders[order_id]
+        fields = [(11, order.cl_ord_ids[-1]), (37, order_id), (54, order.side)]
+        fields += [(55, b"EUR/USD")]
+        client.send(b"H", codec.encode_fields(fields))
+    await seen.quiet(client, 1.0)
+    still_open = []
+    for order_id in acknowledged_before:
+        order = seen.orders[order_id]
+        answered = seen.status_answers.get(order.cl_ord_ids[-1])
+        assert answered is not None, f"no status for {order.cl_ord_ids}"
+        answer, cum_known = answered
+        assert answer.get(58) != b"Unknown order", f"{order.cl_ord_ids} lost"
+        assert answer.get(37) == order_id
+        # its cumulative quantity is exactly the fills the client was told of
+        cum = Decimal((answer.get(14) or b"").decode())
+        assert cum == cum_known, order.cl_ord_ids
+        assert cum <= Decimal((answer.get(38) or b"0").decode())
+        assert order.last is not None
+        if order.last.get(39) in FINAL:
+            assert answer.get(39) == order.last.get(39), order.cl_ord_ids
+        else:
+            still_open.append(order)
+
+    # cancel what still works, so that no fill is on its way while the
+    # positions are compared
+    for n, order in enumerate(still_open):
+        fields = [(11, b"END%d" % n), (38, b"1000"), (41, order.cl_ord_ids[-1])]
+        fields += [(54, order.side), (55, b"EUR/USD"), (60, b"20260101-00:00:00")]
+        client.send(b"F", codec.encode_fields(fields))
+    await seen.quiet(client, 1.5)
+
+    # exposure rebuilt exactly: the client's position is the sum of the
+    # fills it was told of, and every lot of it is held against an LP
+    exposures = admin(d2.http_port, "/admin/exposures")
+    client_units = Decimal(exposures["clients"].get("CLIENT1", {}).get("EUR/USD", "0"))
+    assert client_units == seen.position()
+    lp_units = sum(
+        (Decimal(by.get("EUR/USD", "0")) for by in exposures["lps"].values()), Decimal(0)
+    )
+    assert lp_units == client_units
+
+    # new orders go on with OrderIDs of the new run, and an old ClOrdID is
+    # still a duplicate
+    client.send(b"D", new_order("AFTER-1", 0))
+    old = seen.orders[next(iter(acknowledged_before))].cl_ord_ids[0]
+    client.send(b"D", new_order(old.decode(), 1))
+    await seen.quiet(client, 1.0)
+    after = seen.by_cl_ord_id.get(b"AFTER-1")
+    assert after is not None and after not in acknowledged_before
+    assert seen.refused[old].get(103) == b"6"  # duplicate ClOrdID
+    await client.logout()
