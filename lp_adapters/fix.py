@@ -482,6 +482,10 @@ class FixLp(LpAdapter):
             child_id = (msg.get(41) or b"").decode("latin-1")
         entry = self._open.get(child_id)
         if entry is None:
+            if exec_type == b"I":
+                # a status asked for after a restart, about a child the
+                # LP's resent reports had ended already
+                return
             _log.warning(
                 "lp_report_for_unknown_child",
                 lp=self.name,

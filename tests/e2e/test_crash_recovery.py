@@ -8,7 +8,6 @@ import asyncio
 import json
 import re
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -39,7 +38,8 @@ def crash_config(tmp_path: Path) -> Path:
     text = re.sub(r"(?m)^reject_probability = .*$", "reject_probability = 0.1", text)
     text = re.sub(r"(?m)^quote_interval_ms = .*$", "quote_interval_ms = 20", text)
     text = re.sub(r"(?m)^internal_crossing = .*$", "internal_crossing = false", text)
-    assert "latency_ms = 5" in text and "internal_crossing = false" in text
+    assert "latency_ms = 5" in text
+    assert "internal_crossing = false" in text
     path = tmp_path / "crash.toml"
     path.write_text(text)
     return path
@@ -53,13 +53,19 @@ def admin(http_port: int, path: str) -> Any:
         return json.loads(r.read())
 
 
+def ready(http_port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=2):
+            return True
+    except OSError:
+        return False
+
+
 async def until_ready(http_port: int) -> None:
     for _ in range(200):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=2):
-                return
-        except OSError:
-            await asyncio.sleep(0.05)
+        if ready(http_port):
+            return
+        await asyncio.sleep(0.05)
     raise TimeoutError("daemon not ready")
 
 
@@ -146,8 +152,8 @@ class Ledger:
 
 
 @pytest.fixture
-def crash_setup(tmp_path: Path) -> Iterator[Path]:
-    yield crash_config(tmp_path)
+def crash_setup(tmp_path: Path) -> Path:
+    return crash_config(tmp_path)
 
 
 @pytest.mark.asyncio
@@ -256,6 +262,7 @@ async def test_kill_9_under_load_then_restart_loses_no_acknowledged_order(
     client.send(b"D", new_order(old.decode(), 1))
     await seen.quiet(client, 1.0)
     after = seen.by_cl_ord_id.get(b"AFTER-1")
-    assert after is not None and after not in acknowledged_before
+    assert after is not None
+    assert after not in acknowledged_before
     assert seen.refused[old].get(103) == b"6"  # duplicate ClOrdID
     await client.logout()

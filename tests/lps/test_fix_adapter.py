@@ -4,6 +4,8 @@ project's own acceptor, with a test application playing the LP)."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -255,3 +257,142 @@ async def test_a_drop_cancels_open_children_and_the_adapter_comes_back(
     await sink.until(Quote, 4)  # subscribed again: the LP has seen everything sent
     assert adapter.session.store.next_sender_seq > sent_before
     assert acceptor.session.store.next_target_seq == adapter.session.store.next_sender_seq
+
+
+class StatusLp(ScriptedLp):
+    """Answers OrderStatusRequest from ``statuses`` (ClOrdID -> OrdStatus;
+    absent: unknown order) and cancel requests with a cancel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.statuses: dict[bytes, bytes] = {}
+        self.status_requests: list[FixMessage] = []
+
+    def on_message(self, session: Session, msg: FixMessage, now: float) -> None:
+        if msg.msg_type == b"H":
+            self.status_requests.append(msg)
+            status = self.statuses.get(msg.get(11) or b"")
+            if status is None:
+                self._answer(session, msg.get(11), b"I", b"8", now, text=b"Unknown order")
+            else:
+                self._answer(session, msg.get(11), b"I", status, now, cum=b"1000")
+        elif msg.msg_type == b"F":
+            self.cancels.append(msg)
+            self._answer(session, msg.get(41), b"4", b"4", now, cum=b"1000")
+        else:
+            super().on_message(session, msg, now)
+
+    def _answer(
+        self,
+        session: Session,
+        cl_ord_id: bytes | None,
+        exec_type: bytes,
+        status: bytes,
+        now: float,
+        cum: bytes = b"0",
+        text: bytes = b"",
+    ) -> None:
+        fields = [(6, b"0"), (11, cl_ord_id or b""), (14, cum), (17, b"S%d" % len(self.cancels))]
+        fields += [(37, b"LPO1"), (38, b"4000"), (39, status), (54, b"1"), (55, b"EUR/USD")]
+        if text:
+            fields.append((58, text))
+        fields += [(150, exec_type), (151, b"0")]
+        session.send(b"8", codec.encode_fields(fields), now)
+
+
+@pytest.mark.asyncio
+async def test_children_from_before_a_restart_are_asked_about_and_resolved(
+    tmp_path: Path,
+) -> None:
+    acceptor = Acceptor()
+    lp = StatusLp()
+    acceptor.lp = lp
+    lp.statuses[b"OLD-WORKING"] = b"1"  # partially filled, still working at the LP
+    await acceptor.start()
+    sink = Sink()
+    settings = {
+        "port": acceptor.port,
+        "sender_comp_id": "GW",
+        "target_comp_id": "LPT",
+        "data_dir": str(tmp_path / "lp-sessions"),
+        "symbols": ["EUR/USD"],
+    }
+    adapter = FixLp("LPT", INSTRUMENTS, sink, settings)
+    # 1 of 4 lots filled before the restart; the other child unknown to the LP
+    adapter.recover([(child("OLD-WORKING", qty=4), 3), (child("OLD-GONE", qty=4), 4)])
+    await adapter.connect()
+    try:
+        ends = await sink.until(ChildCanceled, 2)
+        by_id = {e.child_id: e for e in ends}
+        assert by_id["OLD-GONE"] == ChildCanceled(
+            "OLD-GONE", 4, "not known to the LP after a gateway restart"
+        )
+        # the one still working was canceled at the LP, for its 3 open lots
+        assert [m.get(41) for m in lp.cancels] == [b"OLD-WORKING"]
+        assert by_id["OLD-WORKING"].canceled_qty == 3
+        assert sorted(m.get(11) for m in lp.status_requests) == [b"OLD-GONE", b"OLD-WORKING"]
+    finally:
+        await adapter.disconnect()
+        await acceptor.stop()
+
+
+@pytest.mark.asyncio
+async def test_an_lp_that_stops_reading_is_dropped_once_its_queue_passes_the_bound(
+    tmp_path: Path,
+) -> None:
+    # an LP that completes the Logon and then never reads another byte
+    lp_session = Session(
+        SessionSettings(SenderCompID="LPT", TargetCompID="GW", HeartBtInt=30), MemoryStore()
+    )
+    stalled = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        transport = writer.transport
+        transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        lp_session.connection_made(time.time())
+        while not lp_session.is_logged_on:
+            data = await reader.read(4096)
+            if not data:
+                return
+            lp_session.receive_data(data)
+            while lp_session.next_event(time.time()) is not None:
+                pass
+            writer.write(lp_session.data_to_send())
+        transport.pause_reading()
+        stalled.set()
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sink = Sink()
+    settings = {
+        "port": port,
+        "sender_comp_id": "GW",
+        "target_comp_id": "LPT",
+        "data_dir": str(tmp_path / "lp-sessions"),
+        "symbols": ["EUR/USD"],
+        "max_outbound_buffer": 256 * 1024,
+        "reconnect_min_ms": 5000,
+        "reconnect_max_ms": 5000,
+    }
+    adapter = FixLp("LPT", INSTRUMENTS, sink, settings)
+    await adapter.connect()
+    try:
+        assert adapter.up
+        await asyncio.wait_for(stalled.wait(), 5)
+        sent = 0
+        while adapter.up and sent < 200_000:
+            for _ in range(500):
+                adapter.send(child(f"B{sent}"))
+                sent += 1
+            await asyncio.sleep(0)  # the adapter writes once per loop turn
+        assert not adapter.up, "the link was dropped"
+        statuses = await sink.until(LpStatus, 2)
+        assert [s.up for s in statuses] == [True, False]
+        # every child sent is answered: the ones that made it to the wire
+        # are canceled with the link
+        canceled = await sink.until(ChildCanceled, 1)
+        assert all(c.reason == DISCONNECTED_REASON for c in canceled)
+    finally:
+        await adapter.disconnect()
+        server.close()
