@@ -40,6 +40,7 @@ from gateway.order_journal import (
     Expiring,
     Filled,
     InFlight,
+    Message,
     OrderJournal,
     OrderState,
     Positions,
@@ -257,11 +258,14 @@ class OrderFlow:
         self._recovered: dict[str, list[tuple[ChildOrder, int]]] = {}
         self._orphans: list[str] = []
         if journal is not None:
+            self._complete_stores(recovery)
             self._restore(recovery)
             journal.checkpoint(self._checkpoint(int(run)))
             journal.on_dirty = self._flush_soon
             for adapter in self.adapters.values():
                 adapter.write_barrier = journal.flush
+            for session in self.sessions.values():
+                session.on_stored = self._journal_stored
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -339,6 +343,31 @@ class OrderFlow:
             sessions, self._unflushed = self._unflushed, set()
             for session in sessions:
                 session.flush_store()
+
+    def _journal_stored(self, session: Session, seq: int, raw: bytes) -> None:
+        self.journal.add(  # type: ignore[union-attr]
+            Message(session.session_id, session.store.creation_time, seq, raw)
+        )
+
+    def _complete_stores(self, recovery: Recovery) -> None:
+        """Messages the journal holds for a client session whose store did
+        not get them (the crash fell between the two writes) are stored
+        now, under their numbers, for the client's next ResendRequest."""
+        for session in self.sessions.values():
+            store = session.store
+            added = 0
+            for message in recovery.messages.get(session.session_id, ()):
+                if message.created == store.creation_time and message.seq >= store.next_sender_seq:
+                    store.append_sent(message.seq, message.raw)
+                    added += 1
+            if added:
+                store.flush()
+                _log.warning(
+                    "session_store_completed_from_journal",
+                    session=session.session_id,
+                    messages=added,
+                    next_sender_seq=store.next_sender_seq,
+                )
 
     def _checkpoint(self, run: int) -> Iterator[Entry]:
         """The state as journal entries, for a checkpoint."""

@@ -22,6 +22,13 @@ Entries (:data:`Entry`), grouped into one batch per flush:
 ``Filled``
     One LP fill as booked to the exposure ledger, with the LP's ExecID so
     that the same fill is never booked twice, before or after a restart.
+``Message``
+    A copy of an application message stored for a client session (what the
+    client is told: ExecutionReports, cancel rejects).  The journal is
+    written before the session stores, so a crash between the two writes
+    can leave a store behind the journal; on restart the store is completed
+    from these copies, and the client is told everything the journal says
+    happened.
 ``Positions``, ``InFlight``, ``Expiring``
     Checkpoint-only: the ledger's positions, a child in flight with what it
     has filled so far, the DAY orders to expire when their routing ends.
@@ -79,6 +86,7 @@ __all__ = [
     "Filled",
     "InFlight",
     "JournalError",
+    "Message",
     "OrderJournal",
     "OrderState",
     "Positions",
@@ -151,7 +159,16 @@ class Expiring(msgspec.Struct, tag=9, array_like=True, frozen=True):
     order_ids: list[str]
 
 
-Entry = Run | OrderState | Sent | Filled | Ended | Abandoned | Positions | InFlight | Expiring
+class Message(msgspec.Struct, tag=10, array_like=True, frozen=True):
+    session: str
+    created: float  # the session store's creation time: which sequence it belongs to
+    seq: int
+    raw: bytes
+
+
+Entry = (
+    Run | OrderState | Sent | Filled | Ended | Abandoned | Positions | InFlight | Expiring | Message
+)
 
 
 def _array_header(n: int) -> bytes:

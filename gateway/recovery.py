@@ -10,6 +10,7 @@ exactly as they were.  It does no I/O.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from gateway.order_journal import (
@@ -19,6 +20,7 @@ from gateway.order_journal import (
     Expiring,
     Filled,
     InFlight,
+    Message,
     OrderState,
     Positions,
     Run,
@@ -29,6 +31,10 @@ from router.exposure import ExposureLedger
 from router.model import ChildOrder
 
 __all__ = ["RecoveredChild", "Recovery"]
+
+# messages kept per session to complete a store that is behind the journal:
+# it can only lack what the last batch or so wrote
+_MESSAGE_TAIL = 10_000
 
 
 @dataclass(slots=True)
@@ -52,6 +58,8 @@ class Recovery:
         """Order id -> last state, in the order of their last change."""
         self.children: dict[str, RecoveredChild] = {}
         self.expiring: list[str] = []
+        self.messages: dict[str, deque[Message]] = {}
+        """Session id -> the last messages journaled for it, oldest first."""
         self.fills = 0
         self.duplicate_fills = 0
 
@@ -74,6 +82,11 @@ class Recovery:
             self.children[entry.child.child_id] = RecoveredChild(
                 entry.child, entry.open, set(entry.exec_ids), entry.abandoned
             )
+        elif isinstance(entry, Message):
+            tail = self.messages.get(entry.session)
+            if tail is None:
+                tail = self.messages[entry.session] = deque(maxlen=_MESSAGE_TAIL)
+            tail.append(entry)
         elif isinstance(entry, Positions):
             self.ledger.load(entry.lps, entry.clients, entry.last_price)
         elif isinstance(entry, Expiring):

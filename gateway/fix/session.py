@@ -205,6 +205,10 @@ class Session:
         #: before any byte leaves), to make durable first what those bytes
         #: depend on -- the order journal
         self.before_flush: Callable[[], None] | None = None
+        #: told of every application message stored for sending (session,
+        #: MsgSeqNum, wire bytes): the order journal keeps a copy, so that a
+        #: store found behind it after a crash can be completed
+        self.on_stored: Callable[[Session, int, bytes], None] | None = None
         #: counts connections, so that a connection object can tell whether
         #: the session is still its own or already bound to a newer one
         self.connection_epoch = 0
@@ -780,6 +784,8 @@ class Session:
         raw = self._encode(msg_type, seq, body, now, header)
         store.append_sent(seq, raw)
         store.set_next_sender_seq(seq + 1)
+        if self.on_stored is not None:
+            self.on_stored(self, seq, raw)
         if self.is_logged_on:
             self._write(raw, now)
         return seq

@@ -345,8 +345,11 @@ async def test_an_lp_that_stops_reading_is_dropped_once_its_queue_passes_the_bou
         SessionSettings(SenderCompID="LPT", TargetCompID="GW", HeartBtInt=30), MemoryStore()
     )
     stalled = asyncio.Event()
+    finished = asyncio.Event()
+    writers: list[asyncio.StreamWriter] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
         transport = writer.transport
         transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         lp_session.connection_made(time.time())
@@ -360,7 +363,7 @@ async def test_an_lp_that_stops_reading_is_dropped_once_its_queue_passes_the_bou
             writer.write(lp_session.data_to_send())
         transport.pause_reading()
         stalled.set()
-        await asyncio.sleep(30)
+        await finished.wait()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -395,4 +398,8 @@ async def test_an_lp_that_stops_reading_is_dropped_once_its_queue_passes_the_bou
         assert all(c.reason == DISCONNECTED_REASON for c in canceled)
     finally:
         await adapter.disconnect()
+        finished.set()
+        for writer in writers:
+            writer.close()
         server.close()
+        await server.wait_closed()
