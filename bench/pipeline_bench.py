@@ -1,7 +1,8 @@
 """Per-order CPU cost of the whole order pipeline, without sockets.
 
 The daemon's pieces are built from the default config exactly as
-``fixgw run`` builds them (sessions on a memory store, the order flow, three
+``fixgw run`` builds them (sessions on a memory store, or with ``--store file``
+file stores and the order journal in a temporary directory; the order flow; three
 simulated LPs); one accepted connection is driven through an in-memory
 transport.  Pre-encoded NewOrderSingle messages (market IOC, 1,000 EUR/USD,
 buys and sells alternating, as ``fixgw bench`` sends them) are handed to the
@@ -14,7 +15,7 @@ routing, the simulated LPs' answers, and encoding the reports.
 With ``--profile`` the run is repeated under cProfile and the functions with
 the most own time are listed.
 
-    .venv/bin/python bench/pipeline_bench.py [--orders 50000] [--batch 50] [--profile]
+    .venv/bin/python bench/pipeline_bench.py [--orders 50000] [--batch 50] [--store file] [--profile]
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import asyncio
 import cProfile
 import gc
 import pstats
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -101,12 +104,13 @@ def _orders(first_seq: int, count: int, now: float) -> list[bytes]:
     return out
 
 
-async def _run(orders: int, batch: int) -> tuple[float, float, int]:
+async def _run(orders: int, batch: int, store: str) -> tuple[float, float, int]:
     cfg = load_config(str(default_config_path()))
+    data_dir = tempfile.mkdtemp(prefix="pipeline-bench-")
     cfg = msgspec.structs.replace(
         cfg,
-        gateway=msgspec.structs.replace(cfg.gateway, http_port=0),
-        store=msgspec.structs.replace(cfg.store, backend="memory"),
+        gateway=msgspec.structs.replace(cfg.gateway, http_port=0, data_dir=data_dir),
+        store=msgspec.structs.replace(cfg.store, backend=store),
     )
     gateway = Gateway(cfg)
     assert gateway.order_flow is not None
@@ -129,6 +133,11 @@ async def _run(orders: int, batch: int) -> tuple[float, float, int]:
     cpu = time.process_time() - cpu
     wall = time.perf_counter() - wall
     await gateway.order_flow.stop()
+    if gateway.journal is not None:
+        gateway.journal.close()
+    for session_store in gateway.stores:
+        session_store.close()
+    shutil.rmtree(data_dir)
     return cpu, wall, transport.written
 
 
@@ -138,17 +147,24 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=50, help="orders per simulated read")
     parser.add_argument("--repeat", type=int, default=3, help="runs; the best is reported")
     parser.add_argument("--profile", action="store_true", help="list where the time goes")
+    parser.add_argument(
+        "--store",
+        choices=("memory", "file"),
+        default="memory",
+        help="session stores (and, with file, the order journal) as store.backend says",
+    )
     args = parser.parse_args()
     configure_logging("warning", "console")
     best = None
     for _ in range(args.repeat):
-        cpu, wall, written = uvloop.run(_run(args.orders, args.batch))
+        cpu, wall, written = uvloop.run(_run(args.orders, args.batch, args.store))
         if best is None or cpu < best[0]:
             best = (cpu, wall, written)
     assert best is not None
     cpu, wall, written = best
     print(
-        f"pipeline: {args.orders:,} orders, {args.batch} per read, best of {args.repeat}: "
+        f"pipeline ({args.store} store): {args.orders:,} orders, {args.batch} per read, "
+        f"best of {args.repeat}: "
         f"{cpu / args.orders * 1e6:.1f} µs CPU per order "
         f"({args.orders / cpu:,.0f} orders/s of one core; wall {args.orders / wall:,.0f}/s; "
         f"{written / args.orders:.0f} bytes out per order)"
@@ -156,7 +172,7 @@ def main() -> int:
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        uvloop.run(_run(args.orders, args.batch))
+        uvloop.run(_run(args.orders, args.batch, args.store))
         profiler.disable()
         stats = pstats.Stats(profiler)
         stats.sort_stats("tottime").print_stats(40)

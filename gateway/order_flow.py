@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from config import Config, LpSettings
+from config import Config, ConfigError, LpSettings
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 from gateway.fix.session import BusinessRejectReason, Session
@@ -260,7 +260,7 @@ class OrderFlow:
         if journal is not None:
             self._complete_stores(recovery)
             self._restore(recovery)
-            journal.checkpoint(self._checkpoint(int(run)))
+            self._take_checkpoint(journal, int(run))
             journal.on_dirty = self._flush_soon
             for adapter in self.adapters.values():
                 adapter.write_barrier = journal.flush
@@ -323,7 +323,7 @@ class OrderFlow:
         _log.info("trading_day_ended", expired=len(result.executions))
         self._publish(result, now)
         if self.journal is not None:
-            self.journal.checkpoint(self._checkpoint(self.journal.run))
+            self._take_checkpoint(self.journal)
 
     # -- durability ------------------------------------------------------------------
 
@@ -343,6 +343,14 @@ class OrderFlow:
             sessions, self._unflushed = self._unflushed, set()
             for session in sessions:
                 session.flush_store()
+
+    def _take_checkpoint(self, journal: OrderJournal, run: int | None = None) -> None:
+        """Replace the journal by the state now.  The copies of client
+        messages it held are in their session stores first."""
+        journal.flush()
+        for session in self.sessions.values():
+            session.flush_store()
+        journal.checkpoint(self._checkpoint(journal.run if run is None else run))
 
     def _journal_stored(self, session: Session, seq: int, raw: bytes) -> None:
         self.journal.add(  # type: ignore[union-attr]
@@ -390,6 +398,15 @@ class OrderFlow:
         are already in the ledger."""
         orders = recovery.orders.values()
         opened = sorted((o for o in orders if not o.is_final), key=lambda o: o.seq)
+        gone = sorted({o.symbol for o in opened} - set(self.instruments))
+        if gone:
+            raise ConfigError(
+                [
+                    f"instruments: {symbol} is not configured, but the order journal holds "
+                    f"open orders in it; configure it until they are closed"
+                    for symbol in gone
+                ]
+            )
         self.matcher.restore([o for o in orders if o.is_final] + opened, recovery.expiring)
         by_parent: dict[str, list[RecoveredChild]] = {}
         for recovered in recovery.children.values():

@@ -1,0 +1,94 @@
+"""The order flow taking back what a journal holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from config import ConfigError, default_config_path, load_config
+from gateway.fix.session import Session
+from gateway.fix.store import MemoryStore
+from gateway.order_flow import OrderFlow
+from gateway.order_journal import OrderJournal, OrderState, Run
+from matcher.orders import Order, OrdStatus
+from router.model import OrdType, Side, TimeInForce
+
+
+def an_order(order_id: str, symbol: str, status: OrdStatus = OrdStatus.NEW) -> Order:
+    return Order(
+        order_id=order_id,
+        client="CLIENT1",
+        cl_ord_id=f"C-{order_id}",
+        orig_cl_ord_id=None,
+        symbol=symbol,
+        side=Side.BUY,
+        ord_type=OrdType.LIMIT,
+        tif=TimeInForce.GTC,
+        qty=10,
+        price=100_000,
+        seq=int(order_id.split("O")[1]),
+        status=status,
+        leaves_qty=0 if status is OrdStatus.CANCELED else 10,
+    )
+
+
+def journal_with(path: Path, *orders: Order) -> None:
+    journal = OrderJournal(path)
+    list(journal.replay())
+    journal.add(Run(4))
+    for order in orders:
+        journal.add(OrderState(order))
+    journal.close()
+
+
+def flow(path: Path) -> tuple[OrderFlow, OrderJournal]:
+    config = load_config(str(default_config_path()))
+    sessions = {
+        s.TargetCompID: Session(s, MemoryStore()) for s in config.sessions if s.TargetCompID
+    }
+    journal = OrderJournal(path)
+    try:
+        return OrderFlow(config, sessions, journal), journal
+    except BaseException:
+        journal.close()
+        raise
+
+
+def test_orders_come_back_under_a_new_run(tmp_path: Path) -> None:
+    journal_with(
+        tmp_path,
+        an_order("4O1", "EUR/USD"),
+        an_order("4O2", "EUR/USD", OrdStatus.CANCELED),
+    )
+    recovered, journal = flow(tmp_path)
+    try:
+        assert journal.run == 5
+        (open_order,) = recovered.matcher.open_orders()
+        assert open_order.order_id == "4O1"
+        status = recovered.matcher.status("CLIENT1", "C-4O2")
+        assert status is not None
+        assert status.status is OrdStatus.CANCELED
+        assert recovered._open_by_client == {"CLIENT1": 1}
+    finally:
+        journal.close()
+    # the checkpoint taken at the start holds the same orders
+    again = OrderJournal(tmp_path)
+    entries = list(again.replay())
+    again.close()
+    states = [msgspec.to_builtins(e.order) for e in entries if isinstance(e, OrderState)]
+    assert [s["order_id"] for s in states] == ["4O2", "4O1"]
+
+
+def test_open_orders_in_an_instrument_no_longer_configured_refuse_the_start(
+    tmp_path: Path,
+) -> None:
+    journal_with(tmp_path, an_order("4O1", "DOGE/USD"), an_order("4O2", "EUR/USD"))
+    with pytest.raises(ConfigError, match="DOGE/USD is not configured"):
+        flow(tmp_path)
+    # nothing was changed: the same journal opens again
+    again = OrderJournal(tmp_path)
+    entries = list(again.replay())
+    again.close()
+    assert len(entries) == 3
