@@ -20,6 +20,7 @@ acceptance suite passes unchanged.
 
 from __future__ import annotations
 
+import hmac
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -604,7 +605,10 @@ class Session:
         s = self.settings
         if s.Username is not None and msg.get(553) != s.Username.encode():
             return "Invalid username or password"
-        if s.Password is not None and msg.get(554) != s.Password.encode():
+        # compared in constant time: the answer's timing tells nothing
+        if s.Password is not None and not hmac.compare_digest(
+            msg.get(554) or b"", s.Password.encode()
+        ):
             return "Invalid username or password"
         hb = int(msg.get(108) or b"-1")
         if not s.MinHeartBtInt <= hb <= s.MaxHeartBtInt:
