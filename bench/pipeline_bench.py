@@ -15,7 +15,8 @@ routing, the simulated LPs' answers, and encoding the reports.
 With ``--profile`` the run is repeated under cProfile and the functions with
 the most own time are listed.
 
-    .venv/bin/python bench/pipeline_bench.py [--orders 50000] [--batch 50] [--store file] [--profile]
+    .venv/bin/python bench/pipeline_bench.py [--orders 50000] [--batch 50] \\
+        [--store file] [--profile]
 """
 
 from __future__ import annotations

@@ -1049,6 +1049,10 @@ class OrderFlow:
                 lp_stats.unfilled += 1
             if event.reason == DISCONNECTED_REASON or routing.cancel_sent:
                 routing.excluded.add(child.lp)
+            if event.reason == DISCONNECTED_REASON:
+                # the LP may have filled it before it saw the drop, and
+                # report that after the link is back: booked to the house
+                self._abandon(event.child_id, child)
         self._child_done(parent, routing, event.child_id, child.open, event.reason, now)
 
     def _abandon(self, child_id: str, child: _Child) -> None:

@@ -127,7 +127,10 @@ class LpAdapter(ABC):
         the child may already have been filled; the cancel then covers the
         remainder and the child's totals still add up.  No child is left
         waiting for an answer that will never come.  A child sent while the
-        link is down is answered with ``ChildReject``.
+        link is down is answered with ``ChildReject``.  The one event allowed
+        after that cancel: a ``ChildFill`` the LP made before it saw the
+        drop and reports once the link is back (the gateway books it as a
+        late fill, to the house).
 
     Threading
         Every method is called on the event loop thread, and ``sink`` is

@@ -17,8 +17,10 @@ as OrderCancelRequest; ExecutionReports come back as ``ChildAck`` (New),
 When the link drops, the adapter reports ``LpStatus(up=False)`` and ends
 every open child with ``ChildCanceled(reason="lp disconnected")`` as the
 adapter contract requires, so the router re-routes or finishes the orders;
-an LP that does not cancel on disconnect and fills one of them later is
-handled by the router as a late fill.  It then reconnects with exponential
+an LP that filled one of them before it saw the drop and reports it once
+the link is back has that fill passed on, and the router books it as a late
+fill; after the next logon each such child is also asked about with an
+OrderStatusRequest, and one still working is canceled.  It then reconnects with exponential
 backoff (``reconnect_min_ms`` doubling up to ``reconnect_max_ms``) and
 reports ``LpStatus(up=True)`` after the next logon; the session's sequence
 numbers continue from the store.
@@ -89,6 +91,9 @@ _log = structlog.get_logger("lp_adapters.fix")
 
 _BID = b"0"
 _OFFER = b"1"
+
+# children ended by a drop and still watched for a late report
+_MAX_DROPPED = 10_000
 
 # OrdStatus of an order the LP is still working: New, Partially filled,
 # Pending cancel, Pending new, Pending replace
@@ -181,7 +186,10 @@ class FixLp(LpAdapter):
         self._closed: asyncio.Event | None = None
         self._logged_on: asyncio.Event | None = None
         self._open: dict[str, _Open] = {}
-        # children from before a gateway restart, to ask the LP about once up
+        # children ended by a drop of the link: the LP may still report a
+        # fill it made before it saw the drop (the gateway books it late)
+        self._dropped: dict[str, _Open] = {}
+        # children from before a restart or a drop, to ask the LP about once up
         self._unverified: set[str] = set()
         self._cancel_seq = 0
         self._md_seq = 0
@@ -301,9 +309,16 @@ class FixLp(LpAdapter):
             self._logged_on.clear()
         self.sink(LpStatus(self.name, False, reason))
         open_children, self._open = self._open, {}
-        for entry in open_children.values():
-            left = entry.child.qty - entry.filled
-            self.sink(ChildCanceled(entry.child.child_id, left, DISCONNECTED_REASON))
+        dropped = self._dropped
+        for child_id, entry in open_children.items():
+            dropped[child_id] = entry
+            self._unverified.add(child_id)
+            self.sink(ChildCanceled(child_id, entry.child.qty - entry.filled, DISCONNECTED_REASON))
+        while len(dropped) > _MAX_DROPPED:
+            oldest = next(iter(dropped))
+            _log.error("dropped_child_forgotten", lp=self.name, child_id=oldest)
+            del dropped[oldest]
+            self._unverified.discard(oldest)
 
     # --- market data -----------------------------------------------------------------
 
@@ -417,11 +432,12 @@ class FixLp(LpAdapter):
             self._unverified.add(child.child_id)
 
     def _ask_status(self, now: float) -> None:
-        """OrderStatusRequest for each recovered child still open.  Its
-        answer comes after what the LP resends for the gap, so a child the
-        LP ended meanwhile is closed by then."""
+        """OrderStatusRequest for each child recovered after a restart or
+        ended by a drop, and not yet settled.  Its answer comes after what
+        the LP resends for the gap, so a child the LP ended meanwhile is
+        settled by then."""
         for child_id in sorted(self._unverified):
-            entry = self._open.get(child_id)
+            entry = self._open.get(child_id) or self._dropped.get(child_id)
             if entry is None:
                 continue
             child = entry.child
@@ -434,7 +450,7 @@ class FixLp(LpAdapter):
         self._unverified.clear()
 
     def cancel(self, child_id: str) -> None:
-        entry = self._open.get(child_id)
+        entry = self._open.get(child_id) or self._dropped.get(child_id)
         if entry is None or not self._up:
             return
         child = entry.child
@@ -482,9 +498,13 @@ class FixLp(LpAdapter):
             child_id = (msg.get(41) or b"").decode("latin-1")
         entry = self._open.get(child_id)
         if entry is None:
+            dropped = self._dropped.get(cl_ord_id) or self._dropped.get(child_id)
+            if dropped is not None:
+                self._on_dropped_report(dropped, msg)
+                return
             if exec_type == b"I":
-                # a status asked for after a restart, about a child the
-                # LP's resent reports had ended already
+                # a status asked for about a child the LP's resent reports
+                # had settled already
                 return
             _log.warning(
                 "lp_report_for_unknown_child",
@@ -494,25 +514,15 @@ class FixLp(LpAdapter):
             )
             return
         child = entry.child
-        instrument = self.instruments[child.symbol]
         text = (msg.get(58) or b"").decode("latin-1")
         if exec_type == b"0":
             self.sink(ChildAck(child_id, (msg.get(37) or b"").decode("latin-1")))
         elif exec_type == b"F":
-            try:
-                lots = instrument.qty_to_lots(Decimal((msg.get(32) or b"0").decode()))
-                price = instrument.price_to_ticks(Decimal((msg.get(31) or b"0").decode()))
-            except (InvalidOperation, ValueError, ArithmeticError) as exc:
-                _log.error("lp_fill_unreadable", lp=self.name, child_id=child_id, error=str(exc))
-                return
-            if lots <= 0:
-                return
-            entry.filled += lots
-            leaves = max(child.qty - entry.filled, 0)
-            exec_id = (msg.get(17) or b"").decode("latin-1")
-            if leaves == 0:
-                del self._open[child_id]
-            self.sink(ChildFill(child_id, exec_id, lots, price, leaves))
+            fill = self._fill(entry, msg)
+            if fill is not None:
+                if fill.leaves == 0:
+                    del self._open[child_id]
+                self.sink(fill)
         elif exec_type == b"8":
             del self._open[child_id]
             self.sink(ChildReject(child_id, text or "rejected by LP"))
@@ -522,6 +532,42 @@ class FixLp(LpAdapter):
             self.sink(ChildCanceled(child_id, left, text or "canceled by LP"))
         elif exec_type == b"I":
             self._on_status(entry, msg, text)
+
+    def _fill(self, entry: _Open, msg: FixMessage) -> ChildFill | None:
+        """The ChildFill a Trade report carries (None if it is unreadable)."""
+        child = entry.child
+        instrument = self.instruments[child.symbol]
+        try:
+            lots = instrument.qty_to_lots(Decimal((msg.get(32) or b"0").decode()))
+            price = instrument.price_to_ticks(Decimal((msg.get(31) or b"0").decode()))
+        except (InvalidOperation, ValueError, ArithmeticError) as exc:
+            _log.error("lp_fill_unreadable", lp=self.name, child_id=child.child_id, error=str(exc))
+            return None
+        if lots <= 0:
+            return None
+        entry.filled += lots
+        leaves = max(child.qty - entry.filled, 0)
+        exec_id = (msg.get(17) or b"").decode("latin-1")
+        return ChildFill(child.child_id, exec_id, lots, price, leaves)
+
+    def _on_dropped_report(self, entry: _Open, msg: FixMessage) -> None:
+        """A report about a child the drop of the link ended: a fill is
+        passed on (the gateway books it as a late fill); a final state
+        settles it; a status of a child still working cancels it."""
+        child_id = entry.child.child_id
+        exec_type = msg.get(150)
+        if exec_type == b"F":
+            fill = self._fill(entry, msg)
+            if fill is None:
+                return
+            _log.error("lp_fill_after_drop", lp=self.name, child_id=child_id, qty=fill.qty)
+            if fill.leaves == 0:
+                del self._dropped[child_id]
+            self.sink(fill)
+        elif exec_type == b"I" and msg.get(39) in _WORKING:
+            self.cancel(child_id)
+        elif exec_type in (b"8", b"4", b"C", b"3", b"I"):
+            del self._dropped[child_id]
 
     def _on_status(self, entry: _Open, msg: FixMessage, text: str) -> None:
         """The answer to an OrderStatusRequest for a recovered child: still

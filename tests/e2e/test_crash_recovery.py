@@ -151,6 +151,18 @@ class Ledger:
         return total
 
 
+def assert_positions_match(http_port: int, seen: Ledger) -> None:
+    """The daemon's position for CLIENT1 is the sum of the fills the client
+    was told of, and every lot of it is held against an LP."""
+    exposures = admin(http_port, "/admin/exposures")
+    client_units = Decimal(exposures["clients"].get("CLIENT1", {}).get("EUR/USD", "0"))
+    assert client_units == seen.position()
+    lp_units = sum(
+        (Decimal(by.get("EUR/USD", "0")) for by in exposures["lps"].values()), Decimal(0)
+    )
+    assert lp_units == client_units
+
+
 @pytest.fixture
 def crash_setup(tmp_path: Path) -> Path:
     return crash_config(tmp_path)
@@ -245,15 +257,8 @@ async def test_kill_9_under_load_then_restart_loses_no_acknowledged_order(
         client.send(b"F", codec.encode_fields(fields))
     await seen.quiet(client, 1.5)
 
-    # exposure rebuilt exactly: the client's position is the sum of the
-    # fills it was told of, and every lot of it is held against an LP
-    exposures = admin(d2.http_port, "/admin/exposures")
-    client_units = Decimal(exposures["clients"].get("CLIENT1", {}).get("EUR/USD", "0"))
-    assert client_units == seen.position()
-    lp_units = sum(
-        (Decimal(by.get("EUR/USD", "0")) for by in exposures["lps"].values()), Decimal(0)
-    )
-    assert lp_units == client_units
+    # exposure rebuilt exactly
+    assert_positions_match(d2.http_port, seen)
 
     # new orders go on with OrderIDs of the new run, and an old ClOrdID is
     # still a duplicate

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_crash_recovery import FINAL, SETTINGS, Ledger, admin, until_ready
+from test_crash_recovery import FINAL, SETTINGS, Ledger, assert_positions_match, until_ready
 from test_fix_lps import LpSim, gateway_config, log_events, order
 
 from gateway.client import FixClient
@@ -92,14 +92,7 @@ async def test_kill_9_with_children_at_fix_lps_then_restart(
         filled = sum(known.cum for known in seen.orders.values())
         assert filled > 0, "some children filled at the LPs before or after the crash"
 
-        # positions: the client's is its fills; every lot of it is at an LP
-        exposures = admin(d2.http_port, "/admin/exposures")
-        client_units = Decimal(exposures["clients"].get("CLIENT1", {}).get("EUR/USD", "0"))
-        assert client_units == seen.position()
-        lp_units = sum(
-            (Decimal(by.get("EUR/USD", "0")) for by in exposures["lps"].values()), Decimal(0)
-        )
-        assert lp_units == client_units
+        assert_positions_match(d2.http_port, seen)
 
         # the LPs saw the gateway come back with its sequence numbers
         for sim in (a, b):

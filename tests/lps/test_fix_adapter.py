@@ -403,3 +403,27 @@ async def test_an_lp_that_stops_reading_is_dropped_once_its_queue_passes_the_bou
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_a_fill_the_lp_reports_after_a_drop_is_still_passed_on(
+    linked: tuple[Acceptor, FixLp, Sink],
+) -> None:
+    acceptor, adapter, sink = linked
+    acceptor.lp.mode = "silent"
+    adapter.send(child("C6"))
+    await asyncio.sleep(0.1)  # it reaches the LP, which keeps it
+    assert acceptor.lp.orders
+    port = acceptor.port
+    await acceptor.stop()
+    (canceled,) = await sink.until(ChildCanceled)
+    assert canceled == ChildCanceled("C6", 4, DISCONNECTED_REASON)
+    # the LP had filled it before it saw the drop; its report waits in the
+    # LP's store and comes with the resend after the next logon
+    (nos,) = acceptor.lp.orders
+    acceptor.lp._report(
+        acceptor.session, nos, b"F", b"2", b"4000", b"0", time.time(), px=b"1.10002"
+    )
+    await acceptor.start(port)
+    (fill,) = await sink.until(ChildFill)
+    assert (fill.child_id, fill.qty, fill.price, fill.leaves) == ("C6", 4, 110_002, 0)
