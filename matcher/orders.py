@@ -102,7 +102,7 @@ class CxlRejResponseTo(Enum):
     REPLACE = "2"
 
 
-class PendingChange(msgspec.Struct, frozen=True, gc=False):
+class PendingChange(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """A cancel or replace accepted while the order is out at LPs; it is
     applied when the routing finishes."""
 
@@ -112,8 +112,11 @@ class PendingChange(msgspec.Struct, frozen=True, gc=False):
     price: int | None = None
 
 
-class Order(msgspec.Struct, eq=False, gc=False):
+class Order(msgspec.Struct, eq=False, gc=False, array_like=True):
     """A client order as the matcher keeps it.
+
+    Encoded (for the order journal) as an array, fields in this order: a
+    field added later goes at the end, with a default.
 
     ``cl_ord_id`` is the order's current ClOrdID (it changes with each
     replace and with the cancel that ends it) and ``orig_cl_ord_id`` the one

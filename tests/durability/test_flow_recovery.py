@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from config import ConfigError, default_config_path, load_config
@@ -77,8 +76,8 @@ def test_orders_come_back_under_a_new_run(tmp_path: Path) -> None:
     again = OrderJournal(tmp_path)
     entries = list(again.replay())
     again.close()
-    states = [msgspec.to_builtins(e.order) for e in entries if isinstance(e, OrderState)]
-    assert [s["order_id"] for s in states] == ["4O2", "4O1"]
+    states = [e.order.order_id for e in entries if isinstance(e, OrderState)]
+    assert states == ["4O2", "4O1"]
 
 
 def test_open_orders_in_an_instrument_no_longer_configured_refuse_the_start(
