@@ -137,7 +137,13 @@ def _warm_up() -> None:
 
 
 def _worker_init(parent: int) -> None:
-    """In the worker: end when the daemon does, even if it was killed."""
+    """In the worker: end when the daemon does, even if it was killed; and
+    give way to the daemon's event loop when both want a core (checking a
+    config is never urgent, answering orders is)."""
+    try:
+        os.nice(10)
+    except OSError:  # pragma: no cover - not allowed here: run as is
+        pass
 
     def watch() -> None:
         while os.getppid() == parent:
