@@ -57,7 +57,7 @@ from gateway.order_mapping import (
     new_order_reject_body,
     unknown_order_status_body,
 )
-from gateway.recovery import RecoveredChild, Recovery
+from gateway.recovery import HOUSE, RecoveredChild, Recovery
 from gateway.rules import Rules, build_rules
 from lp_adapters.base import DISCONNECTED_REASON, LpAdapter, create_adapter
 from matcher.engine import Matcher, Result, RouteNeed
@@ -89,8 +89,6 @@ from router.risk import check
 
 _log = structlog.get_logger("gateway.order_flow")
 
-# the account late fills of abandoned child orders are booked to
-HOUSE = "(house)"
 
 # how stale the USD valuation of positions may get
 _EXPOSURE_MARK_INTERVAL = 0.1
@@ -274,14 +272,23 @@ class OrderFlow:
         for lp, children in self._recovered.items():
             adapter = self.adapters.get(lp)
             if adapter is not None:
-                adapter.recover(children)
+                try:
+                    adapter.recover(children)
+                except Exception:
+                    # its children are timed out and given up like any
+                    _log.exception("lp_adapter_failed", lp=lp, call="recover")
                 continue
             _log.error("recovered_children_of_unknown_lp", lp=lp, children=len(children))
             for child, open_lots in children:
                 reason = f"{lp} is no longer configured"
                 loop.call_soon(self.on_lp_event, ChildCanceled(child.child_id, open_lots, reason))
         self._recovered = {}
-        await asyncio.gather(*(a.connect() for a in self.adapters.values()))
+        outcomes = await asyncio.gather(
+            *(a.connect() for a in self.adapters.values()), return_exceptions=True
+        )
+        for name, outcome in zip(self.adapters, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                _log.error("lp_adapter_failed", lp=name, call="connect", error=repr(outcome))
         self._down = frozenset(name for name, a in self.adapters.items() if not a.up)
         now = time.time()
         # what came back from an earlier run is timed from now on
@@ -872,7 +879,13 @@ class OrderFlow:
                 journal.add(Sent(child))
             sends.append(child)
         for child in sends:
-            self.adapters[child.lp].send(child)
+            try:
+                self.adapters[child.lp].send(child)
+            except Exception as exc:
+                # an adapter's bug is that LP's reject, answered like one
+                _log.exception("lp_adapter_failed", lp=child.lp, call="send")
+                reject = ChildReject(child.child_id, f"LP adapter error: {exc!r}")
+                asyncio.get_running_loop().call_soon(self.on_lp_event, reject)
 
     # -- child-order timeouts ---------------------------------------------------------
     #
@@ -904,8 +917,13 @@ class OrderFlow:
             self._arm_deadlines(now)
 
     def on_lp_event(self, event: LpEvent) -> None:
-        """The adapters' sink: called on the event loop for every LP event."""
-        self._lp_handlers[type(event)](event, time.time())
+        """The adapters' sink: called on the event loop for every LP event.
+        An event the flow cannot take is logged and dropped: it must not
+        break the adapter that delivered it."""
+        try:
+            self._lp_handlers[type(event)](event, time.time())
+        except Exception:
+            _log.exception("lp_event_failed", lp_event=repr(event))
 
     def _on_quote(self, quote: Quote, now: float) -> None:
         self.book.update(quote)
@@ -948,7 +966,11 @@ class OrderFlow:
             routing.cancel_sent = True
             for child_id, child in routing.children.items():
                 _log.warning("child_timeout", lp=child.lp, child_id=child_id, open_qty=child.open)
-                self.adapters[child.lp].cancel(child_id)
+                try:
+                    self.adapters[child.lp].cancel(child_id)
+                except Exception:
+                    # the child is given up after the next timeout anyway
+                    _log.exception("lp_adapter_failed", lp=child.lp, call="cancel")
             # the cancels may have ended the routing already
             if self._routings.get(parent) is routing:
                 self._watch(routing, now)
@@ -1004,20 +1026,46 @@ class OrderFlow:
         lp_stats.filled_lots += fill.qty
         self.stats.policy(routing.policy).filled_lots += fill.qty
         need = routing.need
-        child.open -= fill.qty
-        self.ledger.reserve(child.lp, need.symbol, -fill.qty)
-        self._book_fill(fill, child.lp, need.client, need.symbol, need.side)
-        self._publish(self.matcher.on_fill(parent, fill.qty, fill.price, child.lp), now)
+        qty = fill.qty
+        if qty > child.open:
+            # the LP filled more than it was asked: what the client did not
+            # order is the house's, and the LP's exposure is what it says
+            _log.error(
+                "lp_overfill",
+                lp=child.lp,
+                child_id=fill.child_id,
+                exec_id=fill.exec_id,
+                qty=qty,
+                open_qty=child.open,
+            )
+            self._book_fill(fill, child.lp, HOUSE, need.symbol, need.side, qty - child.open)
+            qty = child.open
+        if qty:
+            child.open -= qty
+            self.ledger.reserve(child.lp, need.symbol, -qty)
+            self._book_fill(fill, child.lp, need.client, need.symbol, need.side, qty)
+            self._publish(self.matcher.on_fill(parent, qty, fill.price, child.lp), now)
         if fill.leaves == 0:
             lp_stats.filled += 1
-            self._child_done(parent, routing, fill.child_id, 0, "", now)
+            # lots the LP ends without filling come back to the order
+            self._child_done(parent, routing, fill.child_id, child.open, "", now)
 
-    def _book_fill(self, fill: ChildFill, lp: str, account: str, symbol: str, side: Side) -> None:
-        """Apply an LP fill to the exposure ledger, and journal it."""
-        self.ledger.apply_fill(lp, account, symbol, side, fill.qty, fill.price)
+    def _book_fill(
+        self,
+        fill: ChildFill,
+        lp: str,
+        account: str,
+        symbol: str,
+        side: Side,
+        qty: int | None = None,
+    ) -> None:
+        """Apply an LP fill (``qty`` lots of it, all by default) to the
+        exposure ledger, and journal it."""
+        lots = fill.qty if qty is None else qty
+        self.ledger.apply_fill(lp, account, symbol, side, lots, fill.price)
         if self.journal is not None:
             self.journal.add(
-                Filled(fill.child_id, fill.exec_id, lp, account, symbol, side, fill.qty, fill.price)
+                Filled(fill.child_id, fill.exec_id, lp, account, symbol, side, lots, fill.price)
             )
 
     def _on_child_end(self, event: ChildReject | ChildCanceled, now: float) -> None:

@@ -30,7 +30,11 @@ from matcher.orders import Order
 from router.exposure import ExposureLedger
 from router.model import ChildOrder
 
-__all__ = ["RecoveredChild", "Recovery"]
+__all__ = ["HOUSE", "RecoveredChild", "Recovery"]
+
+HOUSE = "(house)"
+"""The account of fills no client ordered: late fills of children given up,
+the part of an LP's fill beyond what was asked."""
 
 # messages kept per session to complete a store that is behind the journal:
 # it can only lack what the last batch or so wrote
@@ -47,6 +51,9 @@ class RecoveredChild:
     open: int
     exec_ids: set[str] = field(default_factory=set)
     abandoned: bool = False
+    booked: set[tuple[str, str]] = field(default_factory=set)
+    """(ExecID, account) of each booking read: one LP fill can be booked in
+    two parts, the client's and the house's."""
 
 
 class Recovery:
@@ -97,13 +104,15 @@ class Recovery:
     def _fill(self, fill: Filled) -> None:
         child = self.children.get(fill.child_id)
         if child is not None:
-            if fill.exec_id in child.exec_ids:
+            key = (fill.exec_id, fill.account)
+            if key in child.booked:
                 # the order path books an ExecID once; a repeat here would
                 # mean a damaged journal, and is not booked again either
                 self.duplicate_fills += 1
                 return
+            child.booked.add(key)
             child.exec_ids.add(fill.exec_id)
-            if not child.abandoned:
+            if not child.abandoned and fill.account != HOUSE:
                 child.open -= fill.qty
         self.fills += 1
         self.ledger.apply_fill(fill.lp, fill.account, fill.symbol, fill.side, fill.qty, fill.price)

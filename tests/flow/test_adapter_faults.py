@@ -1,0 +1,95 @@
+"""LP adapters that break their contract: one that raises, one that fills
+more than it was asked.  The order flow answers its client either way and
+its exposure stays what the LPs did."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from test_lp_fault_properties import (
+    CLIENTS,
+    SYMBOL,
+    Harness,
+    PlaceOrder,
+    ScriptedLp,
+    _quiet,
+    make_config,
+    scripted_kind,  # noqa: F401 - the fixture registering the scripted LP kind
+)
+
+from config import SessionSettings
+from gateway.fix.session import Session
+from gateway.fix.store import MemoryStore
+from gateway.order_flow import HOUSE, OrderFlow
+from router.model import ChildOrder, Side
+
+
+@pytest_asyncio.fixture
+async def harness() -> AsyncIterator[Harness]:
+    sessions = {
+        client: Session(SessionSettings(SenderCompID="GATEWAY", TargetCompID=client), MemoryStore())
+        for client in CLIENTS
+    }
+    flow = OrderFlow(make_config(), sessions)
+    harness = Harness(flow, sessions, _quiet)
+    await flow.start()
+    harness.sync()
+    yield harness
+    await flow.stop()
+
+
+class Broken(Exception):
+    pass
+
+
+@pytest.mark.asyncio
+async def test_an_adapter_that_raises_on_send_counts_as_that_lps_reject(
+    harness: Harness,
+) -> None:
+    flow = harness.flow
+    raised: list[str] = []
+
+    def broken_send(child: ChildOrder) -> None:
+        raised.append(child.child_id)
+        raise Broken("adapter bug")
+
+    # every LP's adapter is broken: the order is rejected at each, then
+    # comes back to the client as canceled with the reasons
+    for lp in harness.lps.values():
+        lp.send = broken_send  # type: ignore[method-assign]
+    await harness.run(PlaceOrder(client=0, side=Side.BUY, lots=2, kind=0, offset=0))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    harness.sync()
+    assert raised
+    (placed,) = harness.placed
+    last = harness.reports[placed.order_id][-1]
+    assert last.get(39) == b"4"  # canceled
+    assert b"LP adapter error" in (last.get(58) or b"")
+    for lp in harness.lps:
+        assert flow.ledger.reserved(lp, SYMBOL) == 0
+    assert flow.ledger.client_positions() == {}
+
+
+@pytest.mark.asyncio
+async def test_an_overfill_is_booked_in_full_the_excess_to_the_house(harness: Harness) -> None:
+    flow = harness.flow
+    await harness.run(PlaceOrder(client=0, side=Side.BUY, lots=2, kind=0, offset=0))
+    harness.sync()
+    (kid,) = harness.kids.values()
+    lp = harness.lps[kid.child.lp]
+    assert isinstance(lp, ScriptedLp)
+    # the LP reports 5 lots filled on a child of 2
+    lp.open[kid.child.child_id] = 5
+    lp.fill(kid.child.child_id, 5, kid.child.price)
+    harness.sync()
+    assert flow.ledger.lp_position(kid.child.lp, SYMBOL) == 5
+    assert flow.ledger.client_position("CLIENT1", SYMBOL) == 2
+    assert flow.ledger.client_position(HOUSE, SYMBOL) == 3
+    assert flow.ledger.reserved(kid.child.lp, SYMBOL) == 0
+    (placed,) = harness.placed
+    last = harness.reports[placed.order_id][-1]
+    assert (last.get(39), last.get(14)) == (b"2", b"2000")
