@@ -187,7 +187,7 @@ class OrderFlow:
         self.rules = build_rules(config, self.instruments, list(self.sessions), generation=1)
         self.ledger = ExposureLedger(self.instruments)
         self.journal = journal
-        recovery = Recovery(self.ledger)
+        recovery = Recovery(self.ledger, config.orders.retain_finished)
         if journal is not None:
             for entry in journal.replay():
                 recovery.apply(entry)

@@ -57,10 +57,14 @@ class RecoveredChild:
 
 
 class Recovery:
-    """The state read so far from a journal."""
+    """The state read so far from a journal.  Of the final orders, only the
+    last ``keep_finished`` are kept (the matcher keeps no more), so that a
+    long day's journal is read in bounded memory."""
 
-    def __init__(self, ledger: ExposureLedger) -> None:
+    def __init__(self, ledger: ExposureLedger, keep_finished: int = 100_000) -> None:
         self.ledger = ledger
+        self.keep_finished = keep_finished
+        self._prune_at = 2 * keep_finished + 1
         self.orders: dict[str, Order] = {}
         """Order id -> last state, in the order of their last change."""
         self.children: dict[str, RecoveredChild] = {}
@@ -73,8 +77,11 @@ class Recovery:
     def apply(self, entry: Entry) -> None:
         if isinstance(entry, OrderState):
             order = entry.order
-            self.orders.pop(order.order_id, None)
-            self.orders[order.order_id] = order
+            orders = self.orders
+            orders.pop(order.order_id, None)
+            orders[order.order_id] = order
+            if len(orders) > self._prune_at:
+                self._prune()
         elif isinstance(entry, Filled):
             self._fill(entry)
         elif isinstance(entry, Sent):
@@ -100,6 +107,14 @@ class Recovery:
             self.expiring = list(entry.order_ids)
         elif isinstance(entry, Run):
             pass
+
+    def _prune(self) -> None:
+        """Forget the oldest final orders beyond ``keep_finished``."""
+        orders = self.orders
+        final = [order_id for order_id, order in orders.items() if order.is_final]
+        for order_id in final[: max(0, len(final) - self.keep_finished)]:
+            del orders[order_id]
+        self._prune_at = len(orders) + self.keep_finished + 1
 
     def _fill(self, fill: Filled) -> None:
         child = self.children.get(fill.child_id)

@@ -221,3 +221,14 @@ def test_recovery_books_each_exec_id_once_and_tracks_children() -> None:
         ("1O2", OrdStatus.NEW),
         ("1O1", OrdStatus.FILLED),
     ]
+
+
+def test_recovery_keeps_only_the_last_final_orders_it_may_need() -> None:
+    recovery = Recovery(ExposureLedger({}), keep_finished=3)
+    recovery.apply(OrderState(an_order("1O0")))  # stays open all along
+    for n in range(1, 40):
+        recovery.apply(OrderState(an_order(f"1O{n}", status=OrdStatus.CANCELED)))
+    kept = list(recovery.orders)
+    assert kept[0] == "1O0"
+    assert kept[-3:] == ["1O37", "1O38", "1O39"]
+    assert len(kept) < 40
