@@ -271,3 +271,34 @@ async def test_kill_9_under_load_then_restart_loses_no_acknowledged_order(
     assert after not in acknowledged_before
     assert seen.refused[old].get(103) == b"6"  # duplicate ClOrdID
     await client.logout()
+
+
+@pytest.mark.asyncio
+async def test_resting_orders_outlive_a_clean_stop(daemon_factory: Any, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    d = daemon_factory(data_dir=data).start()
+    store = MemoryStore()
+    client = FixClient(SETTINGS, store)
+    await client.connect("127.0.0.1", d.fix_port)
+    seen = Ledger()
+    client.send(b"D", new_order("REST-1", 3))  # a GTC limit far from the market
+    await seen.quiet(client, 0.5)
+    (order_id,) = seen.orders
+    await client.logout()
+    assert d.stop() == 0
+
+    d2 = daemon_factory(data_dir=data).start()
+    client = FixClient(SETTINGS, store)
+    await client.connect("127.0.0.1", d2.fix_port)
+    client.send(b"H", codec.encode_fields([(11, b"REST-1"), (54, b"1"), (55, b"EUR/USD")]))
+    await seen.quiet(client, 0.5)
+    answer, _ = seen.status_answers[b"REST-1"]
+    assert (answer.get(37), answer.get(39), answer.get(59)) == (order_id, b"0", b"1")
+    # and it still rests: a cancel ends it
+    fields = [(11, b"REST-1-X"), (38, b"4000"), (41, b"REST-1"), (54, b"1"), (55, b"EUR/USD")]
+    client.send(b"F", codec.encode_fields([*fields, (60, b"20260101-00:00:00")]))
+    await seen.quiet(client, 0.5)
+    last = seen.orders[order_id].last
+    assert last is not None
+    assert (last.get(150), last.get(39)) == (b"4", b"4")
+    await client.logout()
