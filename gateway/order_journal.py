@@ -290,13 +290,16 @@ class OrderJournal:
         if not self._replayed:
             raise JournalError("the journal must be replayed before it is written")
         batch = _batch(_array_header(len(pending)) + b"".join(pending))
-        pending.clear()
         try:
             append_all(self._fd, batch)
         except OSError:
-            # never leave a partial batch in front of the next one
+            # never leave a partial batch in front of the next one; keep the
+            # entries for the next flush (nothing that depends on them leaves
+            # meanwhile: the write barrier raised too)
+            logger.critical("order journal %s: write failed, will retry", self._path)
             os.ftruncate(self._fd, self._size)
             raise
+        pending.clear()
         self._size += len(batch)
         if self._fsync:
             datasync(self._fd)

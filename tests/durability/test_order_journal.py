@@ -232,3 +232,23 @@ def test_recovery_keeps_only_the_last_final_orders_it_may_need() -> None:
     assert kept[0] == "1O0"
     assert kept[-3:] == ["1O37", "1O38", "1O39"]
     assert len(kept) < 40
+
+
+def test_a_failed_write_keeps_the_entries_for_the_next_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = OrderJournal(tmp_path)
+    list(journal.replay())
+    journal.add(Ended("a"))
+    real_write = os.write
+
+    def disk_full(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        journal.flush()
+    monkeypatch.setattr(os, "write", real_write)
+    journal.add(Ended("b"))
+    journal.close()
+    assert read_all(tmp_path) == [Ended("a"), Ended("b")]
