@@ -420,6 +420,7 @@ class LpSimApplication:
     def __init__(self, config: LpSimConfig, *, clock: Callable[[], float] = time.time) -> None:
         self.name = config.lp.name
         self.tolerance = config.lp.price_tolerance_ticks
+        self._debug = config.lp.log_level == "debug"
         self._clock = clock
         self.lp = SimulatedLp(
             self.name, _instruments(config), self._on_lp_event, _simulated_settings(config)
@@ -530,13 +531,14 @@ class LpSimApplication:
         )
         self._orders[order_id] = order
         self._open[key] = order
-        _log.debug(
-            "order_accepted",
-            lp=self.name,
-            session=session.session_id,
-            cl_ord_id=decoded.cl_ord_id,
-            order_id=order_id,
-        )
+        if self._debug:  # a filtered call still costs: none per order unless asked
+            _log.debug(
+                "order_accepted",
+                lp=self.name,
+                session=session.session_id,
+                cl_ord_id=decoded.cl_ord_id,
+                order_id=order_id,
+            )
         self.lp.send(
             ChildOrder(
                 child_id=order_id,
@@ -673,13 +675,14 @@ class LpSimApplication:
     def _finish(self, order: _Order) -> None:
         self._orders.pop(order.order_id, None)
         self._open.pop((order.session.session_id, order.cl_ord_id), None)
-        _log.debug(
-            "order_finished",
-            lp=self.name,
-            order_id=order.order_id,
-            status=order.status.name,
-            cum_qty=order.cum_qty,
-        )
+        if self._debug:
+            _log.debug(
+                "order_finished",
+                lp=self.name,
+                order_id=order.order_id,
+                status=order.status.name,
+                cum_qty=order.cum_qty,
+            )
 
     def _report(
         self,
