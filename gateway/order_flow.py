@@ -101,6 +101,9 @@ _MAX_ABANDONED = 10_000
 
 _REJECT_REASONS = {r.value: r.name.lower() for r in OrdRejReason}
 
+# NewOrderSingle, OrderCancelRequest, OrderCancelReplaceRequest
+_ORDER_REQUESTS = frozenset((b"D", b"F", b"G"))
+
 
 def _refusal_reason(code: int) -> str:
     """A metric label for an OrdRejReason."""
@@ -558,6 +561,8 @@ class OrderFlow:
     def on_message(self, session: Session, msg: FixMessage, now: float) -> None:
         client = session.settings.TargetCompID
         mt = msg.msg_type
+        if msg.get(43) == b"Y" and mt in _ORDER_REQUESTS and self._seen_before(client, msg):
+            return
         limits = self.rules.client_limits.get(client)
         rate = None if limits is None else limits.max_messages_per_second
         if rate is not None and not self._within_rate(client, rate, now):
@@ -579,6 +584,23 @@ class OrderFlow:
             self.market_data.on_request(session, msg, now)
         else:
             session.reject_business(msg, BusinessRejectReason.UNSUPPORTED_MESSAGE_TYPE, now)
+
+    def _seen_before(self, client: str, msg: FixMessage) -> bool:
+        """A request resent with PossDupFlag (after a crash, on the peer's
+        ResendRequest) whose ClOrdID the client has used already: it was
+        worked on the first time, and its answers reach the client through
+        the resend of ours.  Worked again, it would only earn a duplicate
+        ClOrdID reject."""
+        cl_ord_id = (msg.get(11) or b"").decode("latin-1")
+        if self.matcher.status(client, cl_ord_id) is None:
+            return False
+        _log.info(
+            "possible_duplicate_ignored",
+            client=client,
+            cl_ord_id=cl_ord_id,
+            msg_type=msg.msg_type.decode("latin-1"),
+        )
+        return True
 
     def _new_order(self, session: Session, client: str, msg: FixMessage, now: float) -> None:
         stats = self.stats
