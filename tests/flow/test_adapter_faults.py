@@ -5,40 +5,17 @@ its exposure stays what the LPs did."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 from test_lp_fault_properties import (
-    CLIENTS,
     SYMBOL,
     Harness,
     PlaceOrder,
     ScriptedLp,
-    _quiet,
-    make_config,
-    scripted_kind,  # noqa: F401 - the fixture registering the scripted LP kind
 )
 
-from config import SessionSettings
-from gateway.fix.session import Session
-from gateway.fix.store import MemoryStore
-from gateway.order_flow import HOUSE, OrderFlow
+from gateway.order_flow import HOUSE
 from router.model import ChildOrder, Side
-
-
-@pytest_asyncio.fixture
-async def harness() -> AsyncIterator[Harness]:
-    sessions = {
-        client: Session(SessionSettings(SenderCompID="GATEWAY", TargetCompID=client), MemoryStore())
-        for client in CLIENTS
-    }
-    flow = OrderFlow(make_config(), sessions)
-    harness = Harness(flow, sessions, _quiet)
-    await flow.start()
-    harness.sync()
-    yield harness
-    await flow.stop()
 
 
 class Broken(Exception):
@@ -47,8 +24,9 @@ class Broken(Exception):
 
 @pytest.mark.asyncio
 async def test_an_adapter_that_raises_on_send_counts_as_that_lps_reject(
-    harness: Harness,
+    flow_harness: Harness,
 ) -> None:
+    harness = flow_harness
     flow = harness.flow
     raised: list[str] = []
 
@@ -75,7 +53,8 @@ async def test_an_adapter_that_raises_on_send_counts_as_that_lps_reject(
 
 
 @pytest.mark.asyncio
-async def test_an_overfill_is_booked_in_full_the_excess_to_the_house(harness: Harness) -> None:
+async def test_an_overfill_is_booked_in_full_the_excess_to_the_house(flow_harness: Harness) -> None:
+    harness = flow_harness
     flow = harness.flow
     await harness.run(PlaceOrder(client=0, side=Side.BUY, lots=2, kind=0, offset=0))
     harness.sync()

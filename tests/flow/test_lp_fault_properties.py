@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple, cast
@@ -37,13 +37,10 @@ from gateway.fix.codec import FixMessage
 from gateway.fix.session import Session
 from gateway.fix.store import MemoryStore
 from gateway.order_flow import HOUSE, OrderFlow
-from lp_adapters import base
 from lp_adapters.base import (
     DISCONNECTED_REASON,
     EventSink,
     LpAdapter,
-    register,
-    registered_kinds,
 )
 from router.model import (
     ChildAck,
@@ -247,18 +244,6 @@ class ScriptedLp(LpAdapter):
 
 def _discard(event: LpEvent) -> None:
     return None
-
-
-@pytest.fixture(autouse=True, scope="module")
-def scripted_kind() -> Iterator[None]:
-    """The kind is known while this module's tests run.  If another copy of
-    the module registered it already, that registration is used and left alone."""
-    ours = KIND not in registered_kinds()
-    if ours:
-        register(KIND)(ScriptedLp)
-    yield
-    if ours:
-        del base._REGISTRY[KIND]
 
 
 def make_config() -> Config:
@@ -835,18 +820,23 @@ def _quiet(line: str) -> None:
     return None
 
 
+def new_harness(log: Callable[[str], None] = _quiet) -> Harness:
+    """A fresh flow (not started) with its scripted LPs and client sessions."""
+    sessions = {
+        client: Session(SessionSettings(SenderCompID="GATEWAY", TargetCompID=client), MemoryStore())
+        for client in CLIENTS
+    }
+    return Harness(OrderFlow(make_config(), sessions), sessions, log)
+
+
 async def play(
     steps: list[Step], drain_by_fill: bool, log: Callable[[str], None] = _quiet
 ) -> Harness:
     """Take ``steps`` against a fresh flow, checking the ledger after each,
     then answer whatever is still in flight and check the orders; ``log``
     is told each step and what it made the LPs, the clients and the flow do."""
-    sessions = {
-        client: Session(SessionSettings(SenderCompID="GATEWAY", TargetCompID=client), MemoryStore())
-        for client in CLIENTS
-    }
-    flow = OrderFlow(make_config(), sessions)
-    harness = Harness(flow, sessions, log)
+    harness = new_harness(log)
+    flow = harness.flow
     await flow.start()
     try:
         harness.sync()
@@ -934,33 +924,26 @@ async def test_a_fill_made_before_the_child_was_given_up_is_not_booked_again() -
 
 
 @pytest.mark.asyncio
-async def test_a_fill_an_lp_reports_after_its_link_dropped_goes_to_the_house() -> None:
+async def test_a_fill_an_lp_reports_after_its_link_dropped_goes_to_the_house(
+    flow_harness: Harness,
+) -> None:
     """A child canceled by the drop of its LP's link may have been filled
     before the LP saw the drop; reported once the link is back, that fill
     is booked to the house (the client was told the lots did not fill),
     once."""
-    sessions = {
-        client: Session(SessionSettings(SenderCompID="GATEWAY", TargetCompID=client), MemoryStore())
-        for client in CLIENTS
-    }
-    flow = OrderFlow(make_config(), sessions)
-    harness = Harness(flow, sessions, _quiet)
-    await flow.start()
-    try:
-        harness.sync()
-        await harness.run(PlaceOrder(client=0, side=Side.BUY, lots=2, kind=0, offset=0))
-        (kid,) = harness.kids.values()
-        lp = flow.adapters[kid.child.lp]
-        assert isinstance(lp, ScriptedLp)
-        lp.drop("link lost")
-        lp.come_back()
-        late = ChildFill(kid.child.child_id, "LATE-1", 2, kid.child.price, 0)
-        lp.report(late)
-        lp.report(late)  # and again
-        ledger = flow.ledger
-        assert ledger.client_position(HOUSE, SYMBOL) == 2
-        assert ledger.lp_position(kid.child.lp, SYMBOL) == 2
-        # the client's lots were routed again; nothing has filled them yet
-        assert ledger.client_position("CLIENT1", SYMBOL) == 0
-    finally:
-        await flow.stop()
+    harness = flow_harness
+    flow = harness.flow
+    await harness.run(PlaceOrder(client=0, side=Side.BUY, lots=2, kind=0, offset=0))
+    (kid,) = harness.kids.values()
+    lp = flow.adapters[kid.child.lp]
+    assert isinstance(lp, ScriptedLp)
+    lp.drop("link lost")
+    lp.come_back()
+    late = ChildFill(kid.child.child_id, "LATE-1", 2, kid.child.price, 0)
+    lp.report(late)
+    lp.report(late)  # and again
+    ledger = flow.ledger
+    assert ledger.client_position(HOUSE, SYMBOL) == 2
+    assert ledger.lp_position(kid.child.lp, SYMBOL) == 2
+    # the client's lots were routed again; nothing has filled them yet
+    assert ledger.client_position("CLIENT1", SYMBOL) == 0

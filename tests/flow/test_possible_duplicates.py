@@ -4,38 +4,14 @@ worked on is not worked again; one never seen is worked as usual."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 from test_lp_fault_properties import (
-    CLIENTS,
     SYMBOL,
     Harness,
-    _quiet,
-    make_config,
-    scripted_kind,  # noqa: F401 - the fixture registering the scripted LP kind
 )
 
-from config import SessionSettings
 from gateway.fix import codec
-from gateway.fix.session import Session
-from gateway.fix.store import MemoryStore
-from gateway.order_flow import OrderFlow
-
-
-@pytest_asyncio.fixture
-async def harness() -> AsyncIterator[Harness]:
-    sessions = {
-        client: Session(SessionSettings(SenderCompID="GATEWAY", TargetCompID=client), MemoryStore())
-        for client in CLIENTS
-    }
-    flow = OrderFlow(make_config(), sessions)
-    harness = Harness(flow, sessions, _quiet)
-    await flow.start()
-    harness.sync()
-    yield harness
-    await flow.stop()
 
 
 def request(msg_type: bytes, body: list[tuple[int, bytes]], poss_dup: bool) -> codec.FixMessage:
@@ -62,8 +38,9 @@ def resting(cl_ord_id: bytes) -> list[tuple[int, bytes]]:
 
 @pytest.mark.asyncio
 async def test_a_resent_request_already_worked_on_is_not_worked_again(
-    harness: Harness,
+    flow_harness: Harness,
 ) -> None:
+    harness = flow_harness
     flow = harness.flow
     session = harness.sessions["CLIENT1"]
     sent_before = session.store.next_sender_seq

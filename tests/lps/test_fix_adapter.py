@@ -147,20 +147,24 @@ class Sink:
         return found
 
 
+def lp_settings(port: int, tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    """The adapter's settings for the scripted LP on ``port``."""
+    return {
+        "port": port,
+        "sender_comp_id": "GW",
+        "target_comp_id": "LPT",
+        "data_dir": str(tmp_path / "lp-sessions"),
+        "symbols": ["EUR/USD"],
+        **extra,
+    }
+
+
 @pytest_asyncio.fixture
 async def linked(tmp_path: Path) -> AsyncIterator[tuple[Acceptor, FixLp, Sink]]:
     acceptor = Acceptor()
     await acceptor.start()
     sink = Sink()
-    settings = {
-        "port": acceptor.port,
-        "sender_comp_id": "GW",
-        "target_comp_id": "LPT",
-        "data_dir": str(tmp_path / "lp-sessions"),
-        "symbols": ["EUR/USD"],
-        "reconnect_min_ms": 50,
-        "reconnect_max_ms": 200,
-    }
+    settings = lp_settings(acceptor.port, tmp_path, reconnect_min_ms=50, reconnect_max_ms=200)
     adapter = FixLp("LPT", INSTRUMENTS, sink, settings)
     await adapter.connect()
     yield acceptor, adapter, sink
@@ -310,13 +314,7 @@ async def test_children_from_before_a_restart_are_asked_about_and_resolved(
     lp.statuses[b"OLD-WORKING"] = b"1"  # partially filled, still working at the LP
     await acceptor.start()
     sink = Sink()
-    settings = {
-        "port": acceptor.port,
-        "sender_comp_id": "GW",
-        "target_comp_id": "LPT",
-        "data_dir": str(tmp_path / "lp-sessions"),
-        "symbols": ["EUR/USD"],
-    }
+    settings = lp_settings(acceptor.port, tmp_path)
     adapter = FixLp("LPT", INSTRUMENTS, sink, settings)
     # 1 of 4 lots filled before the restart; the other child unknown to the LP
     adapter.recover([(child("OLD-WORKING", qty=4), 3), (child("OLD-GONE", qty=4), 4)])
@@ -368,16 +366,13 @@ async def test_an_lp_that_stops_reading_is_dropped_once_its_queue_passes_the_bou
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     sink = Sink()
-    settings = {
-        "port": port,
-        "sender_comp_id": "GW",
-        "target_comp_id": "LPT",
-        "data_dir": str(tmp_path / "lp-sessions"),
-        "symbols": ["EUR/USD"],
-        "max_outbound_buffer": 256 * 1024,
-        "reconnect_min_ms": 5000,
-        "reconnect_max_ms": 5000,
-    }
+    settings = lp_settings(
+        port,
+        tmp_path,
+        max_outbound_buffer=256 * 1024,
+        reconnect_min_ms=5000,
+        reconnect_max_ms=5000,
+    )
     adapter = FixLp("LPT", INSTRUMENTS, sink, settings)
     await adapter.connect()
     try:
