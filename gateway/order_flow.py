@@ -1007,7 +1007,8 @@ class OrderFlow:
                 lp_stats.unfilled += 1
             self._abandon(child_id, child)
             routing.excluded.add(child.lp)
-            self._child_done(parent, routing, child_id, child.open, "lp did not answer", now)
+            reason = "lp did not finish in time" if child.answered else "lp did not answer"
+            self._child_done(parent, routing, child_id, child.open, reason, now)
 
     def _on_fill(self, fill: ChildFill, now: float) -> None:
         parent = self._children.get(fill.child_id)
