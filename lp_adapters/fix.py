@@ -16,14 +16,14 @@ as OrderCancelRequest; ExecutionReports come back as ``ChildAck`` (New),
 
 When the link drops, the adapter reports ``LpStatus(up=False)`` and ends
 every open child with ``ChildCanceled(reason="lp disconnected")`` as the
-adapter contract requires, so the router re-routes or finishes the orders;
-an LP that filled one of them before it saw the drop and reports it once
-the link is back has that fill passed on, and the router books it as a late
-fill; after the next logon each such child is also asked about with an
-OrderStatusRequest, and one still working is canceled.  It then reconnects with exponential
-backoff (``reconnect_min_ms`` doubling up to ``reconnect_max_ms``) and
-reports ``LpStatus(up=True)`` after the next logon; the session's sequence
-numbers continue from the store.
+adapter contract requires, so the router re-routes or finishes the orders.
+It then reconnects with exponential backoff (``reconnect_min_ms`` doubling
+up to ``reconnect_max_ms``) and reports ``LpStatus(up=True)`` after the next
+logon; the session's sequence numbers continue from the store.  A fill the
+LP made before it saw the drop and reports once the link is back is passed
+on, and the router books it as a late fill; after the logon each child the
+drop ended is also asked about with an OrderStatusRequest, and one the LP
+still works is canceled.
 
 Settings (``[lps.settings]``): ``host``, ``port``, ``sender_comp_id`` (ours),
 ``target_comp_id`` (the LP's), ``username``, ``password``,
