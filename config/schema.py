@@ -396,6 +396,13 @@ class OrdersSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     within a day; beyond this the oldest are forgotten first (memory stays
     bounded however busy the day)."""
 
+    journal_checkpoint_mb: PositiveInt = 1024
+    """When the order journal has grown past this many MiB since its last
+    checkpoint, it is checkpointed again (replaced by the state alone), so
+    that its size stays bounded on a busy day.  A checkpoint holds the event
+    loop for the time it takes to write the state (tens of milliseconds per
+    100,000 orders kept)."""
+
 
 class ClientRiskSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Pre-trade limits for one client; a limit left out is not checked."""

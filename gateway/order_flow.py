@@ -347,8 +347,19 @@ class OrderFlow:
 
     def _flush_durable(self) -> None:
         self._flush_scheduled = False
-        if self.journal is not None:
-            self.journal.flush()
+        journal = self.journal
+        if journal is not None:
+            journal.flush()
+            if journal.size > self.rules.config.orders.journal_checkpoint_mb << 20:
+                grown_to = journal.size
+                started = time.perf_counter()
+                self._take_checkpoint(journal)
+                _log.info(
+                    "order_journal_checkpointed",
+                    bytes_before=grown_to,
+                    bytes_after=journal.size,
+                    seconds=round(time.perf_counter() - started, 4),
+                )
         if self._unflushed:
             sessions, self._unflushed = self._unflushed, set()
             for session in sessions:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from config import ConfigError, default_config_path, load_config
@@ -91,3 +93,32 @@ def test_open_orders_in_an_instrument_no_longer_configured_refuse_the_start(
     entries = list(again.replay())
     again.close()
     assert len(entries) == 3
+
+
+@pytest.mark.asyncio
+async def test_a_journal_grown_past_its_bound_is_checkpointed(tmp_path: Path) -> None:
+    journal_with(tmp_path, an_order("4O1", "EUR/USD"))
+    config = load_config(str(default_config_path()))
+    config = msgspec.structs.replace(
+        config, orders=msgspec.structs.replace(config.orders, journal_checkpoint_mb=1)
+    )
+    sessions = {s.TargetCompID: Session(s, MemoryStore()) for s in config.sessions}
+    journal = OrderJournal(tmp_path)
+    flow = OrderFlow(config, sessions, journal)
+    try:
+        client = sessions["CLIENT1"]
+        # 1.5 MiB of client messages (their copies go to the journal); the
+        # journal is checkpointed once it passes 1 MiB, and grows again after
+        for _ in range(750):
+            client.send(b"j", b"58=" + b"x" * 2000 + b"\x01", 0.0)
+            await asyncio.sleep(0)
+        assert journal.size < 1 << 20
+        assert client.store.next_sender_seq == 751  # every message kept for resend
+        (open_order,) = flow.matcher.open_orders()
+        assert open_order.order_id == "4O1"
+    finally:
+        journal.close()
+    again = OrderJournal(tmp_path)
+    entries = list(again.replay())
+    again.close()
+    assert [e.order.order_id for e in entries if isinstance(e, OrderState)] == ["4O1"]
