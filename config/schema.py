@@ -400,8 +400,8 @@ class OrdersSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """When the order journal has grown past this many MiB since its last
     checkpoint, it is checkpointed again (replaced by the state alone), so
     that its size stays bounded on a busy day.  A checkpoint holds the event
-    loop for the time it takes to write the state (tens of milliseconds per
-    100,000 orders kept)."""
+    loop for the time it takes to write the state (about 0.2 s per 100,000
+    orders kept, on a 2 GHz core)."""
 
 
 class ClientRiskSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
