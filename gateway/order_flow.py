@@ -113,12 +113,18 @@ def _refusal_reason(code: int) -> str:
 @dataclass(slots=True)
 class _Child:
     order: ChildOrder
-    lp: str
-    qty: int
     open: int
     sent_at: float
     answered: bool = False
     exec_ids: set[str] | None = None  # fills applied, to apply a repeated one once
+
+    @property
+    def lp(self) -> str:
+        return self.order.lp
+
+    @property
+    def qty(self) -> int:
+        return self.order.qty
 
 
 @dataclass(slots=True)
@@ -488,8 +494,6 @@ class OrderFlow:
                 child = recovered.child
                 routing.children[child.child_id] = _Child(
                     child,
-                    child.lp,
-                    child.qty,
                     recovered.open,
                     now,
                     answered=True,
@@ -505,6 +509,8 @@ class OrderFlow:
             final=len(recovery.orders) - len(opened),
             routings=len(self._routings),
             children_to_check=sum(len(c) for c in self._recovered.values()),
+            fills=recovery.fills,
+            duplicate_fills=recovery.duplicate_fills,
         )
 
     def _settle_orphan(self, order_id: str, now: float) -> None:
@@ -904,7 +910,7 @@ class OrderFlow:
             self._child_seq += 1
             child_id = f"{order_id}.{self._run}C{self._child_seq}"
             child = ChildOrder(child_id, order_id, lp, symbol, side, qty, price)
-            routing.children[child_id] = _Child(child, lp, qty, qty, now)
+            routing.children[child_id] = _Child(child, qty, now)
             self._children[child_id] = order_id
             self.stats.lp(lp).children += 1
             self.ledger.reserve(lp, symbol, qty)

@@ -72,7 +72,9 @@ class Recovery:
         self.messages: dict[str, deque[Message]] = {}
         """Session id -> the last messages journaled for it, oldest first."""
         self.fills = 0
+        """Fills booked into the ledger while reading."""
         self.duplicate_fills = 0
+        """Fills read twice (a damaged journal) and booked once."""
 
     def apply(self, entry: Entry) -> None:
         if isinstance(entry, OrderState):

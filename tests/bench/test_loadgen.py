@@ -5,19 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from netkit import free_port
 
 from config import parse_config
 from gateway.daemon import Gateway
 from gateway.loadgen import RunStats, run_load, saturation, yardstick
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 ECHO = """
 [gateway]

@@ -7,16 +7,15 @@ import asyncio
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from netkit import free_port, wait_for_port
 
 from config import SessionSettings
 from gateway.client import FixClient
@@ -24,24 +23,6 @@ from gateway.fix import codec
 
 REPO = Path(__file__).resolve().parents[2]
 FINAL = (b"2", b"4", b"8", b"C")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(300):
-        if proc.poll() is not None:
-            raise RuntimeError(f"lp-sim exited with {proc.returncode} before listening")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"port {port} not listening")
 
 
 TOKEN = "dev-admin-token"

@@ -5,13 +5,13 @@ on a simulated LP (drop it) and read the exposure ledger."""
 from __future__ import annotations
 
 import calendar
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from netkit import free_port
 
 from config import SessionSettings, default_config_path, load_config, parse_config, with_overrides
 from gateway.client import FixClient
@@ -22,12 +22,6 @@ from gateway.order_flow import next_day_end
 from lp_adapters.simulated import SimulatedLp
 
 FINAL = (b"2", b"4", b"8", b"C")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def order(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from netkit import free_port, wait_for_port
 
 from config import SessionSettings
 from gateway.client import FixClient
@@ -28,25 +28,6 @@ from gateway.fix.store import MemoryStore, SessionStore
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_A = REPO / "config" / "lp-sim-a.toml"
 FINAL = (b"2", b"4", b"8")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"lp-sim exited with {proc.returncode} before listening")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"port {port} not listening after {timeout}s")
 
 
 class LpSimProcess:
