@@ -228,7 +228,11 @@ class Matcher:
             symbol: (_SideBook(Side.BUY), _SideBook(Side.SELL)) for symbol in self._instruments
         }
         self._open: dict[str, Order] = {}
-        self._by_cl_ord_id: dict[tuple[str, str], Order] = {}
+        # client -> ClOrdID -> order.  Two levels of str keys, not one of
+        # (client, ClOrdID) tuples: holding only untracked objects, the inner
+        # maps stay out of the cyclic collector's young generations, which
+        # would otherwise walk all retained orders again after each full pass
+        self._by_cl_ord_id: dict[str, dict[str, Order]] = {}
         # final orders, oldest first, still answering status requests and
         # duplicate-ClOrdID checks until more than retain_finished are kept
         self._finished: deque[Order] = deque()
@@ -254,11 +258,11 @@ class Matcher:
             seq=next(self._seq),
             leaves_qty=cmd.qty,
         )
-        key = (cmd.client, cmd.cl_ord_id)
-        if key in self._by_cl_ord_id:
+        index = self._client_index(cmd.client)
+        if cmd.cl_ord_id in index:
             self._reject(order, OrdRejReason.DUPLICATE_ORDER, DUPLICATE_CL_ORD_ID, result)
             return result
-        self._by_cl_ord_id[key] = order
+        index[cmd.cl_ord_id] = order
         problem = self._invalid(cmd)
         if problem is not None:
             self._reject(order, problem[0], problem[1], result)
@@ -342,7 +346,7 @@ class Matcher:
     def status(self, client: str, cl_ord_id: str) -> Execution | None:
         """ORDER_STATUS of the client's order known by ``cl_ord_id`` (any
         ClOrdID it had); None if the client has no such order."""
-        order = self._by_cl_ord_id.get((client, cl_ord_id))
+        order = self._lookup(client, cl_ord_id)
         if order is None:
             return None
         return self._report(order, ExecType.ORDER_STATUS)
@@ -367,7 +371,7 @@ class Matcher:
         matcher's own object: read it, never change it."""
         order = self._open.get(order_id)
         if order is None:
-            order = self._by_cl_ord_id.get((client, cl_ord_id))
+            order = self._lookup(client, cl_ord_id)
             if order is None or order.order_id != order_id:
                 return None
         return order
@@ -389,13 +393,14 @@ class Matcher:
         into a matcher that has none yet.  Open limit orders that rest go
         back into the client book; final ones answer status requests and
         duplicate checks as before, up to ``retain_finished``."""
-        if self._by_cl_ord_id:
+        if any(self._by_cl_ord_id.values()):
             raise MatcherError("restore into a matcher that already holds orders")
         top = 0
         for order in orders:
             top = max(top, order.seq)
+            index = self._client_index(order.client)
             for cl_ord_id in (order.cl_ord_id, *order.aliases):
-                self._by_cl_ord_id[(order.client, cl_ord_id)] = order
+                index[cl_ord_id] = order
             if order.is_final:
                 self._retire(order)
                 continue
@@ -576,7 +581,7 @@ class Matcher:
         result: Result,
     ) -> Order | None:
         """The order a cancel/replace aims at, or None after adding its reject."""
-        order = self._by_cl_ord_id.get((client, orig_cl_ord_id))
+        order = self._lookup(client, orig_cl_ord_id)
         if order is None:
             result.cancel_rejects.append(
                 CancelReject(
@@ -591,7 +596,7 @@ class Matcher:
                 )
             )
             return None
-        if (client, cl_ord_id) in self._by_cl_ord_id:
+        if self._lookup(client, cl_ord_id) is not None:
             reason, text = CxlRejReason.DUPLICATE_CL_ORD_ID, DUPLICATE_CL_ORD_ID
         elif order.is_final:
             reason, text = CxlRejReason.TOO_LATE_TO_CANCEL, "too late: order is final"
@@ -655,6 +660,16 @@ class Matcher:
             # Back from routing: other clients may have come in crossable meanwhile.
             self._cross(order, result)
 
+    def _lookup(self, client: str, cl_ord_id: str) -> Order | None:
+        index = self._by_cl_ord_id.get(client)
+        return None if index is None else index.get(cl_ord_id)
+
+    def _client_index(self, client: str) -> dict[str, Order]:
+        index = self._by_cl_ord_id.get(client)
+        if index is None:
+            index = self._by_cl_ord_id[client] = {}
+        return index
+
     def _rename(self, order: Order, cl_ord_id: str) -> None:
         order.aliases += (order.cl_ord_id,)
         order.orig_cl_ord_id = order.cl_ord_id
@@ -662,7 +677,7 @@ class Matcher:
 
     def _index(self, order: Order, cl_ord_id: str) -> None:
         """Make ``order`` known by one more ClOrdID of its client."""
-        self._by_cl_ord_id[(order.client, cl_ord_id)] = order
+        self._client_index(order.client)[cl_ord_id] = order
         order.aliases += (cl_ord_id,)
 
     def _retire(self, order: Order) -> None:
@@ -673,11 +688,12 @@ class Matcher:
             self._forget(finished.popleft())
 
     def _forget(self, order: Order) -> None:
-        index = self._by_cl_ord_id
+        index = self._by_cl_ord_id.get(order.client)
+        if index is None:
+            return
         for cl_ord_id in (order.cl_ord_id, *order.aliases):
-            key = (order.client, cl_ord_id)
-            if index.get(key) is order:
-                del index[key]
+            if index.get(cl_ord_id) is order:
+                del index[cl_ord_id]
 
     def _work(self, order: Order, book: BookSnapshot | None, result: Result) -> None:
         """Cross a fresh (or re-priced) order, then route or rest what is left."""
