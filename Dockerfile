@@ -20,13 +20,19 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
 
+# A C compiler: the order path is compiled to extension modules (setup.py).
+# Only the builder has it; the runtime stage gets the built venv.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN python -m venv /opt/venv
 
 WORKDIR /src
 
 # Dependencies first: this layer is rebuilt only when pyproject.toml changes,
 # not on every edit of the sources.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 RUN python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' \
         > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt

@@ -11,6 +11,7 @@ import gc
 import os
 import signal
 import ssl
+import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -199,6 +200,7 @@ class Gateway:
             http_port=self.http_port or None,
             data_dir=str(self.data_dir),
             sessions=[s.session_id for s in self.sessions],
+            order_path_compiled=order_path_compiled(),
         )
 
     async def stop(self) -> None:
@@ -217,6 +219,13 @@ class Gateway:
         for store in self.stores:
             store.close()
         _log.info("gateway_stopped")
+
+
+def order_path_compiled() -> bool:
+    """Whether the order path runs as compiled modules (built by setup.py)
+    or from the Python sources (``FIXGW_PURE_PYTHON=1`` at install)."""
+    source = getattr(sys.modules[OrderFlow.__module__], "__file__", None) or ""
+    return not source.endswith(".py")
 
 
 async def run(

@@ -193,7 +193,7 @@ class SimulatedLpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     symbols: tuple[str, ...] | None = None
     """Symbols quoted and traded; default every instrument the LP was given
     (with a shared market: every one of them the market has a mid for)."""
-    start_mid: dict[str, str] = msgspec.field(default_factory=dict)
+    start_mid: dict[str, str] = {}
     """First mid per symbol in price units, as decimal strings (own market only)."""
     walk_ticks: NonNegativeInt = 1
     """Largest move of the mid per market step, in ticks (own market only)."""

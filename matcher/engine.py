@@ -141,11 +141,12 @@ class RouteNeed(NamedTuple):
 
 
 class Result(msgspec.Struct, gc=False):
-    """What one matcher call produced, in the order it happened."""
+    """What one matcher call produced, in the order it happened.  (An empty
+    list as a default is copied: each Result has lists of its own.)"""
 
-    executions: list[Execution] = msgspec.field(default_factory=list)
-    cancel_rejects: list[CancelReject] = msgspec.field(default_factory=list)
-    routes: list[RouteNeed] = msgspec.field(default_factory=list)
+    executions: list[Execution] = []
+    cancel_rejects: list[CancelReject] = []
+    routes: list[RouteNeed] = []
 
 
 class _SideBook:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from enum import Enum, IntEnum
 from fractions import Fraction
 from itertools import count
+from typing import ClassVar
 
 import msgspec
 
@@ -223,7 +224,7 @@ class ExecIdSource:
     unique across restarts too.
     """
 
-    _counter = count(1)
+    _counter: ClassVar[count[int]] = count(1)
 
     __slots__ = ("prefix",)
 

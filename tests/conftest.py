@@ -1,7 +1,10 @@
-"""Shared fixtures: free ports and daemons started as real processes."""
+"""Shared fixtures: free ports and daemons started as real processes; and a
+check, before anything runs, that the compiled modules are those of the
+sources."""
 
 from __future__ import annotations
 
+import importlib.machinery
 import os
 import signal
 import subprocess
@@ -14,6 +17,32 @@ import pytest
 from netkit import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _stale_extensions() -> list[str]:
+    """Sources edited since they were compiled (setup.py builds them in
+    place): Python would go on importing the old compiled module."""
+    suffixes = sorted(importlib.machinery.EXTENSION_SUFFIXES, key=len, reverse=True)
+    stale = []
+    for package in ("gateway", "matcher", "router", "lp_adapters", "config"):
+        for ext in (REPO / package).rglob("*"):
+            suffix = next((s for s in suffixes if ext.name.endswith(s)), None)
+            if suffix is None:
+                continue
+            source = ext.with_name(ext.name.removesuffix(suffix) + ".py")
+            if not source.exists() or source.stat().st_mtime > ext.stat().st_mtime:
+                stale.append(str(source.relative_to(REPO)))
+    return sorted(stale)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    stale = _stale_extensions()
+    if stale:
+        pytest.exit(
+            "compiled modules are older than their sources, run `pip install -e .` again: "
+            + ", ".join(stale),
+            returncode=2,
+        )
 
 
 @dataclass

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hmac
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import structlog
 
@@ -69,16 +69,16 @@ RESEND_CHUNK = 2000
 class BusinessRejectReason:
     """BusinessRejectReason (380) values and their standard texts."""
 
-    OTHER = 0
-    UNKNOWN_ID = 1
-    UNKNOWN_SECURITY = 2
-    UNSUPPORTED_MESSAGE_TYPE = 3
-    APPLICATION_NOT_AVAILABLE = 4
-    CONDITIONALLY_REQUIRED_FIELD_MISSING = 5
-    NOT_AUTHORIZED = 6
-    DELIVER_TO_FIRM_NOT_AVAILABLE = 7
+    OTHER: Final = 0
+    UNKNOWN_ID: Final = 1
+    UNKNOWN_SECURITY: Final = 2
+    UNSUPPORTED_MESSAGE_TYPE: Final = 3
+    APPLICATION_NOT_AVAILABLE: Final = 4
+    CONDITIONALLY_REQUIRED_FIELD_MISSING: Final = 5
+    NOT_AUTHORIZED: Final = 6
+    DELIVER_TO_FIRM_NOT_AVAILABLE: Final = 7
 
-    TEXT: dict[int, bytes] = {  # noqa: RUF012 - constant table
+    TEXT: Final[dict[int, bytes]] = {
         0: b"Other",
         1: b"Unknown ID",
         2: b"Unknown Security",

@@ -145,7 +145,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Protocol, Self, runtime_checkable
+from typing import Final, Protocol, Self
 
 from gateway.durable import append_all, datasync, fsync_dir, lock_directory, replace_file
 
@@ -206,7 +206,6 @@ class StoreCorruptError(StoreError):
     """The journal holds data that a crash cannot explain."""
 
 
-@runtime_checkable
 class SessionStore(Protocol):
     """Persistent state of one FIX session.
 

@@ -297,7 +297,7 @@ class _FastTables:
             return {}, frozenset(), None
         unlisted = None
         if not self._user_defined:
-            unlisted = frozenset(self._not_body | mdef.groups.keys())
+            unlisted = self._not_body.union(mdef.groups)
         return table, required.union(mdef.required), unlisted
 
 

@@ -91,7 +91,6 @@ class CallCounter:
 
 
 def test_fresh_store(store: SessionStore) -> None:
-    assert isinstance(store, SessionStore)
     assert store.next_sender_seq == 1
     assert store.next_target_seq == 1
     assert abs(store.creation_time - time.time()) < 60

@@ -1,0 +1,45 @@
+"""Build script: the modules every order passes through are compiled to C
+extensions with mypyc (shipped with mypy), from the same type-checked Python
+sources; everything else stays interpreted.  See README, "The compiled order
+path".
+
+``FIXGW_PURE_PYTHON=1`` at install time builds without compiling (for a
+machine without a C compiler, or to debug the sources as they run).
+"""
+
+from __future__ import annotations
+
+import os
+
+from setuptools import setup
+
+# Measured in groups (bench/RESULTS.md): each group cut the CPU time per
+# order; modules whose compiling did not (the asyncio edge, the simulated LP)
+# stay interpreted.  Modules that define msgspec Structs decoded from bytes
+# (matcher/orders.py: the journal reads orders back) stay interpreted too:
+# msgspec cannot read the field types of a class compiled by mypyc.
+COMPILED = [
+    "gateway/fix/acceptor.py",
+    "gateway/fix/codec.py",
+    "gateway/fix/session.py",
+    "gateway/fix/validation.py",
+    "gateway/flow_stats.py",
+    "gateway/order_flow.py",
+    "gateway/order_mapping.py",
+    "matcher/engine.py",
+    "router/book.py",
+    "router/exposure.py",
+    "router/policy.py",
+    "router/risk.py",
+]
+
+
+def _extensions() -> list[object]:
+    if os.environ.get("FIXGW_PURE_PYTHON") == "1":
+        return []
+    from mypyc.build import mypycify
+
+    return list(mypycify(COMPILED, opt_level="3"))
+
+
+setup(ext_modules=_extensions())
