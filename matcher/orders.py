@@ -12,14 +12,14 @@ average price is ``Fraction(notional, cum_qty)`` with no rounding.
 
 from __future__ import annotations
 
-from enum import Enum, IntEnum
+from enum import IntEnum
 from fractions import Fraction
 from itertools import count
 from typing import ClassVar
 
 import msgspec
 
-from router.model import OrdType, Side, TimeInForce
+from router.model import IdentityEnum, OrdType, Side, TimeInForce
 
 __all__ = [
     "FINAL_STATUSES",
@@ -41,7 +41,7 @@ INTERNAL = "internal"
 """The counterparty of a fill crossed against another client's order."""
 
 
-class OrdStatus(Enum):
+class OrdStatus(IdentityEnum):
     """FIX 4.4 OrdStatus (39)."""
 
     NEW = "0"
@@ -61,7 +61,7 @@ FINAL_STATUSES = frozenset(
 """Statuses an order never leaves."""
 
 
-class ExecType(Enum):
+class ExecType(IdentityEnum):
     """FIX 4.4 ExecType (150)."""
 
     NEW = "0"
@@ -96,7 +96,7 @@ class CxlRejReason(IntEnum):
     OTHER = 99
 
 
-class CxlRejResponseTo(Enum):
+class CxlRejResponseTo(IdentityEnum):
     """FIX CxlRejResponseTo (434): which request the reject answers."""
 
     CANCEL = "1"

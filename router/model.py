@@ -16,7 +16,15 @@ from enum import Enum
 import msgspec
 
 
-class Side(Enum):
+class IdentityEnum(Enum):
+    """An Enum hashed by identity.  Its members are singletons compared by
+    identity already; Enum's own hash (of the member's name, in Python) costs
+    a function call on every dict or set lookup of the order path."""
+
+    __hash__ = object.__hash__
+
+
+class Side(IdentityEnum):
     BUY = "1"
     SELL = "2"
 
@@ -30,12 +38,12 @@ class Side(Enum):
         return Side.SELL if self is Side.BUY else Side.BUY
 
 
-class OrdType(Enum):
+class OrdType(IdentityEnum):
     MARKET = "1"
     LIMIT = "2"
 
 
-class TimeInForce(Enum):
+class TimeInForce(IdentityEnum):
     DAY = "0"
     GTC = "1"
     IOC = "3"
