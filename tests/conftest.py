@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from buildkit import compiled_sources
 from netkit import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -21,7 +22,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _stale_extensions() -> list[str]:
     """Sources edited since they were compiled (setup.py builds them in
-    place): Python would go on importing the old compiled module."""
+    place), or no longer compiled: Python would go on importing the old
+    compiled module."""
+    listed = set(compiled_sources())
     suffixes = sorted(importlib.machinery.EXTENSION_SUFFIXES, key=len, reverse=True)
     stale = []
     for package in ("gateway", "matcher", "router", "lp_adapters", "config"):
@@ -30,7 +33,8 @@ def _stale_extensions() -> list[str]:
             if suffix is None:
                 continue
             source = ext.with_name(ext.name.removesuffix(suffix) + ".py")
-            if not source.exists() or source.stat().st_mtime > ext.stat().st_mtime:
+            stale_source = not source.exists() or source.stat().st_mtime > ext.stat().st_mtime
+            if stale_source or str(source.relative_to(REPO)) not in listed:
                 stale.append(str(source.relative_to(REPO)))
     return sorted(stale)
 
@@ -39,8 +43,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     stale = _stale_extensions()
     if stale:
         pytest.exit(
-            "compiled modules are older than their sources, run `pip install -e .` again: "
-            + ", ".join(stale),
+            "compiled modules older than their sources or no longer listed in setup.py; "
+            "delete them and run `pip install -e .` again: " + ", ".join(stale),
             returncode=2,
         )
 

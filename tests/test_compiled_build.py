@@ -5,34 +5,22 @@ An install with ``FIXGW_PURE_PYTHON=1`` runs the same tests on the sources.
 
 from __future__ import annotations
 
-import ast
 import importlib
 import importlib.machinery
 import os
+import tomllib
 from pathlib import Path
 
 import pytest
+from buildkit import compiled_sources
 
 from gateway.daemon import order_path_compiled
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _compiled_list() -> list[str]:
-    """setup.py's COMPILED, read without running setup.py."""
-    tree = ast.parse((ROOT / "setup.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "COMPILED" for t in node.targets
-        ):
-            value = ast.literal_eval(node.value)
-            assert isinstance(value, list)
-            return [str(v) for v in value]
-    raise AssertionError("setup.py has no COMPILED list")
-
-
 def test_every_listed_module_exists_and_is_type_checked() -> None:
-    listed = _compiled_list()
+    listed = compiled_sources()
     assert listed == sorted(listed)
     assert "gateway/order_flow.py" in listed
     for path in listed:
@@ -45,10 +33,18 @@ def test_every_listed_module_exists_and_is_type_checked() -> None:
 )
 def test_the_listed_modules_are_imported_compiled() -> None:
     interpreted = []
-    for path in _compiled_list():
+    for path in compiled_sources():
         module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
         origin = module.__file__ or ""
         if not origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
             interpreted.append(path)
     assert not interpreted, f"run from source, not compiled: {interpreted}"
     assert order_path_compiled()
+
+
+def test_the_build_has_every_runtime_dependency() -> None:
+    # mypyc type-checks the sources against them
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    build = set(pyproject["build-system"]["requires"])
+    missing = [d for d in pyproject["project"]["dependencies"] if d not in build]
+    assert not missing, f"add to [build-system] requires: {missing}"
