@@ -1,11 +1,19 @@
-"""What setup.py compiles, read without running setup.py."""
+"""What setup.py compiles, read without running setup.py, and the packages it
+comes from."""
 
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+PACKAGES: tuple[str, ...] = tuple(
+    tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["packages"]
+)
+"""The project's packages, as the type check takes them (mypyc compiles
+only type-checked sources)."""
 
 
 def compiled_sources() -> list[str]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from buildkit import compiled_sources
+from buildkit import PACKAGES, compiled_sources
 from netkit import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,7 +27,7 @@ def _stale_extensions() -> list[str]:
     listed = set(compiled_sources())
     suffixes = sorted(importlib.machinery.EXTENSION_SUFFIXES, key=len, reverse=True)
     stale = []
-    for package in ("gateway", "matcher", "router", "lp_adapters", "config"):
+    for package in PACKAGES:
         for ext in (REPO / package).rglob("*"):
             suffix = next((s for s in suffixes if ext.name.endswith(s)), None)
             if suffix is None:
