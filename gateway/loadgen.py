@@ -28,6 +28,11 @@ from gateway.fix.session import ApplicationMessage, Event
 
 _FINAL_STATUSES = frozenset({b"2", b"4", b"8", b"C"})
 
+# A paced run sends the orders that are due once per tick. The event loop's
+# timers have millisecond resolution: a shorter sleep fires at once, and the
+# client would spin a whole core, taking it from the gateway it measures.
+PACE_TICK_S = 0.001
+
 
 @dataclass
 class RunStats:
@@ -158,7 +163,7 @@ class LoadClient(FixClient):
                 due = min(count, int((time.perf_counter() - start) / interval) + 1)
                 while self.stats.sent < due and self.in_flight < max_in_flight:
                     self.send_order()
-                await asyncio.sleep(0.0005)
+                await asyncio.sleep(PACE_TICK_S)
         # wait for the answers; give up once none has come for `drain` s
         last, last_progress = -1, time.perf_counter()
         while self._pending:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import time
+from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -28,3 +31,9 @@ def wait_for_port(
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"port {port} not listening after {timeout}s")
+
+
+def log_events(log: str | Path) -> list[dict[str, Any]]:
+    """The JSON events of a process's log (its text, or the file holding it)."""
+    text = log.read_text(errors="replace") if isinstance(log, Path) else log
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]

@@ -4,27 +4,19 @@ by a reload) every route decision is one event naming the order and LPs."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from netkit import log_events
 from test_reload_under_load import FINAL, order, write_atomically
 
 from config import SessionSettings, default_config_path
 from gateway.client import FixClient
 
 DEFAULT_TEXT = default_config_path().read_text()
-
-
-def events(log: str) -> list[dict[str, Any]]:
-    out = []
-    for line in log.splitlines():
-        if line.startswith("{"):
-            out.append(json.loads(line))
-    return out
 
 
 async def finish(client: FixClient, cl_ord_ids: set[bytes]) -> None:
@@ -47,13 +39,13 @@ async def test_no_per_order_lines_at_info_and_route_decisions_at_debug(
         client.send(b"D", order(f"Q{i}", b"1" if i % 2 else b"2"))
     await finish(client, {f"Q{i}".encode() for i in range(50)})
     await asyncio.sleep(0.2)
-    quiet = events(d.log_text())
+    quiet = log_events(d.log_text())
     assert not [e for e in quiet if str(e.get("cl_ord_id", "")).startswith("Q")]
 
     write_atomically(path, DEFAULT_TEXT.replace('log_level = "info"', 'log_level = "debug"', 1))
     os.kill(d.proc.pid, signal.SIGHUP)
     for _ in range(100):
-        if any(e["event"] == "config_reloaded" for e in events(d.log_text())):
+        if any(e["event"] == "config_reloaded" for e in log_events(d.log_text())):
             break
         await asyncio.sleep(0.05)
     client.send(b"D", order("LOUD", b"1"))
@@ -61,7 +53,7 @@ async def test_no_per_order_lines_at_info_and_route_decisions_at_debug(
     await asyncio.sleep(0.2)
     (decision,) = [
         e
-        for e in events(d.log_text())
+        for e in log_events(d.log_text())
         if e["event"] == "route_decision" and e["cl_ord_id"] == "LOUD"
     ]
     assert decision["client"] == "CLIENT1"
@@ -70,5 +62,5 @@ async def test_no_per_order_lines_at_info_and_route_decisions_at_debug(
     assert all(child[0] in ("LP_A", "LP_B", "LP_C") for child in decision["children"])
     assert decision["level"] == "debug"
     await client.logout()
-    logged = {e["event"] for e in events(d.log_text())}
+    logged = {e["event"] for e in log_events(d.log_text())}
     assert {"gateway_started", "lp_status", "logged_on", "config_reloaded"} <= logged

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from netkit import log_events
 from test_crash_recovery import FINAL, SETTINGS, Ledger, assert_positions_match, until_ready
-from test_fix_lps import LpSim, gateway_config, log_events, order
+from test_fix_lps import LpSim, gateway_config, order
 
 from gateway.client import FixClient
 from gateway.fix import codec

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from netkit import free_port, wait_for_port
+from netkit import free_port, log_events, wait_for_port
 
 from config import SessionSettings
 from gateway.client import FixClient
@@ -204,11 +204,3 @@ async def test_orders_through_two_fix_lps_with_a_kill_and_a_restart(
     assert len(logons) >= 2
     assert logons[-1]["next_target"] > 2
     await client.logout()
-
-
-def log_events(path: Path) -> list[dict[str, Any]]:
-    out = []
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith("{"):
-            out.append(json.loads(line))
-    return out

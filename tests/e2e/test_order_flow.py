@@ -9,6 +9,7 @@ import urllib.request
 from typing import Any
 
 import pytest
+from netkit import log_events
 
 from config import SessionSettings
 from gateway.client import FixClient
@@ -159,9 +160,8 @@ async def test_an_lp_reject_reroutes_the_order_to_another_lp(
         c.send(b"D", order(f"R{i}", side="12"[i % 2]))
         reports = await until_final(c, f"R{i}".encode())
         assert reports[-1].get(39) == b"2", [r.get(58) for r in reports]
-    log = d.log_text()
-    assert '"event": "child_rejected"' in log
-    assert '"lp": "LP_REJECTS"' in log
+    rejected = [e for e in log_events(d.log_text()) if e["event"] == "child_rejected"]
+    assert rejected and {e["lp"] for e in rejected} == {"LP_REJECTS"}
     await c.logout()
 
 
