@@ -161,7 +161,8 @@ async def test_an_lp_reject_reroutes_the_order_to_another_lp(
         reports = await until_final(c, f"R{i}".encode())
         assert reports[-1].get(39) == b"2", [r.get(58) for r in reports]
     rejected = [e for e in log_events(d.log_text()) if e["event"] == "child_rejected"]
-    assert rejected and {e["lp"] for e in rejected} == {"LP_REJECTS"}
+    assert rejected
+    assert {e["lp"] for e in rejected} == {"LP_REJECTS"}
     await c.logout()
 
 
