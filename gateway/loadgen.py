@@ -7,6 +7,11 @@ uvloop *fill responder* in a process of its own (as the gateway is): a
 protocol that frames FIX messages and answers each NewOrderSingle with a
 templated ExecutionReport (filled), with no session layer, matching or
 routing behind it.  The gateway's figures are read against it.
+
+With ``--cpu-of NAME=PID`` each run also reports the CPU time the client and
+the named processes (the gateway, LP simulators) used during it, as cores
+and as microseconds per order answered: on a shared machine, where latency
+moves with the neighbours, CPU per order is the steadier figure.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from config import SessionSettings
@@ -44,6 +49,7 @@ class RunStats:
     rejected: int = 0
     elapsed: float = 0.0
     latencies_us: list[float] = field(default_factory=list)
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds by process
 
     @property
     def throughput(self) -> float:
@@ -66,6 +72,44 @@ class RunStats:
             f"P99 {self.percentile(99) / 1000:7.3f} ms  "
             f"max {max(self.latencies_us, default=0) / 1000:7.3f} ms"
         )
+
+    def cpu_summary(self) -> str:
+        """CPU used during the run per process: cores, and µs per order answered."""
+        parts = []
+        for name, seconds in self.cpu_s.items():
+            cores = seconds / self.elapsed if self.elapsed > 0 else 0.0
+            per_order = seconds / self.completed * 1e6 if self.completed else 0.0
+            parts.append(f"{name} {cores:.2f} cores {per_order:,.0f} µs/order")
+        return "cpu: " + "; ".join(parts)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    # fields after the command name, which is in parentheses and may hold spaces
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU time of this process and of named others, read before and after a run."""
+
+    def __init__(self, others: Mapping[str, int]) -> None:
+        self.others = dict(others)
+
+    def read(self) -> dict[str, float]:
+        now = {"client": time.process_time()}
+        for name, pid in self.others.items():
+            try:
+                now[name] = process_cpu_seconds(pid)
+            except OSError:  # the process is gone: it is left out of this run
+                continue
+        return now
+
+    @staticmethod
+    def used(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+        return {name: after[name] - before[name] for name in after if name in before}
 
 
 class LoadClient(FixClient):
@@ -245,6 +289,7 @@ async def run_load(
     rates: Sequence[float | None],
     duration: float,
     max_in_flight: int,
+    meter: CpuMeter | None = None,
 ) -> list[RunStats]:
     client = LoadClient(sender, target)
     await client.connect(host, port)
@@ -252,7 +297,11 @@ async def run_load(
     results = []
     for rate in rates:
         count = int((rate or 20_000) * duration)
-        results.append(await client.run(count, rate, max_in_flight))
+        before = meter.read() if meter is not None else {}
+        stats = await client.run(count, rate, max_in_flight)
+        if meter is not None:
+            stats.cpu_s = meter.used(before, meter.read())
+        results.append(stats)
     await client.logout()
     return results
 
@@ -412,11 +461,21 @@ async def _main(args: argparse.Namespace) -> int:
         yard = await yardstick(args.duration, args.in_flight)
         print("  " + yard.summary())
     print(f"gateway {args.host}:{args.port} as {args.sender}->{args.target}")
+    meter = CpuMeter(dict(args.cpu_of)) if args.cpu_of else None
     results = await run_load(
-        args.host, args.port, args.sender, args.target, rates, args.duration, args.in_flight
+        args.host,
+        args.port,
+        args.sender,
+        args.target,
+        rates,
+        args.duration,
+        args.in_flight,
+        meter,
     )
     for r in results:
         print("  " + r.summary())
+        if r.cpu_s:
+            print("    " + r.cpu_summary())
     best = max(r.throughput for r in results)
     if yard is None:
         print(f"best gateway throughput {best:,.0f}/s (no yardstick in this run)")
@@ -428,6 +487,13 @@ async def _main(args: argparse.Namespace) -> int:
     if len(results) > 1:
         print(f"first saturation: {saturation(results)}")
     return 0
+
+
+def _named_pid(text: str) -> tuple[str, int]:
+    name, sep, pid = text.partition("=")
+    if not sep or not name or not pid.isdigit():
+        raise argparse.ArgumentTypeError(f"expected NAME=PID, got {text!r}")
+    return name, int(pid)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -461,6 +527,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reload-file",
         help="the gateway's config file: flip its first soft_penalty_ticks before each reload",
+    )
+    parser.add_argument(
+        "--cpu-of",
+        action="append",
+        type=_named_pid,
+        default=[],
+        metavar="NAME=PID",
+        help="also report the CPU this process used in each run (repeatable)",
     )
     parser.add_argument(
         "--no-yardstick",

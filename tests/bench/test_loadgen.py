@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from netkit import free_port
 
 from config import parse_config
 from gateway.daemon import Gateway
-from gateway.loadgen import RunStats, run_load, saturation, yardstick
+from gateway.loadgen import RunStats, process_cpu_seconds, run_load, saturation, yardstick
 
 ECHO = """
 [gateway]
@@ -80,3 +81,58 @@ def test_reload_comparison_reloads_a_running_daemon(daemon_factory: object, tmp_
     assert "invalid" not in proc.stdout
     assert "mean P99 without reloads" in proc.stdout
     assert d.log_text().count('"config_reloaded"') >= 4
+
+
+def test_process_cpu_seconds_counts_work_done() -> None:
+    import os
+
+    before = process_cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.05
+    while time.process_time() < deadline:
+        pass
+    assert process_cpu_seconds(os.getpid()) - before >= 0.03  # clock ticks are coarse
+
+
+def test_cpu_summary_per_process() -> None:
+    stats = RunStats(1000.0, sent=1000, completed=1000, elapsed=2.0)
+    stats.cpu_s = {"client": 0.5, "gateway": 1.0}
+    assert stats.cpu_summary() == (
+        "cpu: client 0.25 cores 500 µs/order; gateway 0.50 cores 1,000 µs/order"
+    )
+
+
+def test_bench_reports_the_cpu_of_named_processes(daemon_factory: object) -> None:
+    import subprocess
+    import sys
+
+    d = daemon_factory().start()  # type: ignore[operator]
+    args = ["--port", str(d.fix_port), "--rate", "500", "--duration", "0.5"]
+    args += ["--no-yardstick", "--cpu-of", f"gateway={d.proc.pid}"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway", "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    [line] = [line for line in proc.stdout.splitlines() if line.strip().startswith("cpu:")]
+    used = dict(
+        (part.split()[0], int(part.split()[3].replace(",", "")))
+        for part in line.strip().removeprefix("cpu: ").split("; ")
+    )
+    assert set(used) == {"client", "gateway"}
+    assert used["gateway"] > 0  # the gateway did work for every order
+
+
+def test_bench_refuses_a_malformed_cpu_of() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway", "bench", "--cpu-of", "gateway"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "expected NAME=PID" in proc.stderr
