@@ -49,7 +49,7 @@ import time
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 import structlog
@@ -74,6 +74,7 @@ from lp_adapters.base import (
     LpAdapter,
     register,
 )
+from lp_adapters.fix_settings import FixLpSettings
 from router.model import (
     ChildAck,
     ChildCanceled,
@@ -98,24 +99,6 @@ _MAX_DROPPED = 10_000
 # OrdStatus of an order the LP is still working: New, Partially filled,
 # Pending cancel, Pending new, Pending replace
 _WORKING = frozenset((b"0", b"1", b"6", b"A", b"E"))
-
-
-class FixLpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    host: str = "127.0.0.1"
-    port: Annotated[int, msgspec.Meta(ge=1, le=65535)]
-    sender_comp_id: Annotated[str, msgspec.Meta(min_length=1)]
-    target_comp_id: Annotated[str, msgspec.Meta(min_length=1)]
-    username: str = ""
-    password: str = ""
-    heartbeat_interval: Annotated[int, msgspec.Meta(ge=1)] = 30
-    data_dir: str | None = None
-    fsync: bool = False
-    market_depth: Annotated[int, msgspec.Meta(ge=1)] = 5
-    symbols: tuple[str, ...] | None = None
-    reconnect_min_ms: Annotated[int, msgspec.Meta(ge=1)] = 250
-    reconnect_max_ms: Annotated[int, msgspec.Meta(ge=1)] = 10_000
-    connect_timeout_ms: Annotated[int, msgspec.Meta(ge=0)] = 3000
-    max_outbound_buffer: Annotated[int, msgspec.Meta(ge=4096)] = 4 * 1024 * 1024
 
 
 class _Open:

@@ -1,0 +1,204 @@
+"""The configuration of ``fixgw lp-sim`` (see :mod:`gateway.lp_sim` for the
+file's tables): its Structs, reading and validation.
+
+A module of its own because msgspec reads a Struct's field types from its
+class, which it cannot do for a class compiled to C: the simulator's FIX
+application is compiled, its configuration is not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import msgspec
+import msgspec.inspect as mi
+
+from config.loader import ConfigError, _collect, parse_toml, read_config_text
+from config.schema import (
+    CompID,
+    FsyncPolicy,
+    InstrumentSettings,
+    LogFormat,
+    LogLevel,
+    NonEmptyStr,
+    SessionSettings,
+    child_path,
+    session_identity,
+)
+from lp_adapters.simulated import SimulatedLp
+from lp_adapters.simulated_settings import SimulatedLpSettings
+from router.model import Instrument, LpEvent
+
+__all__ = [
+    "LpSimConfig",
+    "LpSimSettings",
+    "instruments_of",
+    "load_lp_sim_config",
+    "parse_lp_sim_config",
+    "simulated_settings",
+    "validate_lp_sim_raw",
+]
+
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class LpSimSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The ``[lp]`` table."""
+
+    name: CompID
+    """The LP's name: in logs and as the prefix of OrderID (37) and ExecID (17)."""
+
+    data_dir: NonEmptyStr = "var/lp-sim"
+    """Directory of the session stores; relative to the working directory."""
+
+    price_tolerance_ticks: NonNegativeInt = 0
+    """Last look: a limit order worse for the LP than its current price by more
+    than this many ticks is rejected with Text "price moved"."""
+
+    host: str = "0.0.0.0"
+    """Address the FIX acceptor listens on (the port is given on the command line)."""
+
+    fsync: FsyncPolicy = "never"
+    """Durability of the session stores, as the gateway's ``[store].fsync``."""
+
+    log_level: LogLevel = "info"
+    log_format: LogFormat = "json"
+
+
+class LpSimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A whole ``fixgw lp-sim`` configuration file."""
+
+    lp: LpSimSettings
+    sessions: Annotated[tuple[SessionSettings, ...], msgspec.Meta(min_length=1)]
+    """One per gateway that may connect; SenderCompID is the LP's CompID."""
+
+    instruments: Annotated[tuple[InstrumentSettings, ...], msgspec.Meta(min_length=1)]
+    """The same tables as the gateway's ``[[instruments]]``."""
+
+    simulated: SimulatedLpSettings = SimulatedLpSettings()
+    """The SimulatedLp's settings (quotes, latency, last look, partial fills)."""
+
+
+_CONFIG_INFO: Final = mi.type_info(LpSimConfig)
+
+
+def load_lp_sim_config(path: str | Path, *, data_dir: str | None = None) -> LpSimConfig:
+    """Read and validate the LP simulator configuration at ``path``;
+    ``data_dir`` replaces ``lp.data_dir``.  Raises :class:`ConfigError`
+    listing every problem."""
+    source = str(path)
+    text = read_config_text(path)
+    return parse_lp_sim_config(text, source=source, data_dir=data_dir)
+
+
+def parse_lp_sim_config(
+    text: str, *, source: str | None = None, data_dir: str | None = None
+) -> LpSimConfig:
+    """Parse and validate an LP simulator configuration given as TOML text."""
+    config, errors = validate_lp_sim_raw(parse_toml(text, source=source))
+    if data_dir is not None and not data_dir:
+        errors.append("--data-dir: must not be empty")
+    if config is None or errors:
+        raise ConfigError(errors, source=source)
+    if data_dir:
+        config = msgspec.structs.replace(
+            config, lp=msgspec.structs.replace(config.lp, data_dir=data_dir)
+        )
+    return config
+
+
+def validate_lp_sim_raw(raw: Mapping[str, Any]) -> tuple[LpSimConfig | None, list[str]]:
+    """Validate a parsed TOML document: ``(config, [])`` or ``(None, errors)``."""
+    errors: list[str] = []
+    resolved = _collect(raw, _CONFIG_INFO, "", errors)
+    if isinstance(resolved, Mapping):
+        errors.extend(_cross_field_errors(resolved))
+    if errors:
+        return None, errors
+    try:
+        config = msgspec.convert(raw, LpSimConfig)
+    except msgspec.ValidationError as exc:  # only if the walk above missed a rule
+        return None, [str(exc)]
+    problem = _simulated_problem(config)
+    if problem is not None:
+        return None, [f"simulated: {problem}"]
+    return config, []
+
+
+def _tables(value: object) -> list[tuple[int, Mapping[str, object]]]:
+    if not isinstance(value, list):
+        return []
+    return [(index, entry) for index, entry in enumerate(value) if isinstance(entry, Mapping)]
+
+
+def _cross_field_errors(values: Mapping[str, object]) -> list[str]:
+    """Unique sessions and symbols; ``[simulated]`` names configured symbols."""
+    errors: list[str] = []
+    sessions: dict[str, int] = {}
+    for index, entry in _tables(values.get("sessions")):
+        parts = (entry.get("BeginString"), entry.get("SenderCompID"), entry.get("TargetCompID"))
+        if not all(isinstance(part, str) for part in parts):
+            continue
+        identity = session_identity(*(str(part) for part in parts))
+        if identity in sessions:
+            errors.append(
+                f"sessions[{index}]: duplicate session {identity} "
+                f"(also sessions[{sessions[identity]}])"
+            )
+        else:
+            sessions[identity] = index
+    instruments = values.get("instruments")
+    symbols: dict[str, int] = {}
+    for index, entry in _tables(instruments):
+        symbol = entry.get("symbol")
+        if not isinstance(symbol, str):
+            continue
+        if symbol in symbols:
+            errors.append(
+                f"instruments[{index}]: duplicate symbol {symbol} "
+                f"(also instruments[{symbols[symbol]}])"
+            )
+        else:
+            symbols[symbol] = index
+    complete = isinstance(instruments, list) and len(symbols) == len(instruments)
+    simulated = values.get("simulated")
+    if not complete or not isinstance(simulated, Mapping):
+        return errors  # an instrument without a valid symbol: references are not checked
+    listed = simulated.get("symbols")
+    if isinstance(listed, list):
+        for index, symbol in enumerate(listed):
+            if isinstance(symbol, str) and symbol not in symbols:
+                errors.append(f"simulated.symbols[{index}]: no such instrument {symbol}")
+    start_mid = simulated.get("start_mid")
+    if isinstance(start_mid, Mapping):
+        for symbol in start_mid:
+            if symbol not in symbols:
+                path = child_path("simulated.start_mid", symbol)
+                errors.append(f"{path}: no such instrument {symbol}")
+    return errors
+
+
+def instruments_of(config: LpSimConfig) -> dict[str, Instrument]:
+    return {i.symbol: i.to_instrument() for i in config.instruments}
+
+
+def simulated_settings(config: LpSimConfig) -> dict[str, Any]:
+    """``[simulated]`` as the settings mapping SimulatedLp takes."""
+    settings = msgspec.structs.asdict(config.simulated)
+    return {key: value for key, value in settings.items() if value is not None}
+
+
+def _discard(event: LpEvent) -> None:
+    return None
+
+
+def _simulated_problem(config: LpSimConfig) -> str | None:
+    """What building the SimulatedLp would refuse (it does no I/O when built)."""
+    name = config.lp.name
+    try:
+        SimulatedLp(name, instruments_of(config), _discard, simulated_settings(config))
+    except (ValueError, TypeError) as exc:
+        return str(exc).removeprefix(f"LP {name!r}: invalid settings: ")
+    return None
