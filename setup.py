@@ -14,18 +14,22 @@ import os
 from setuptools import setup
 
 # Measured in groups (bench/RESULTS.md): each group cut the CPU time per
-# order; modules whose compiling did not (the asyncio edge, the simulated LP)
-# stay interpreted.  Modules that define msgspec Structs decoded from bytes
-# (matcher/orders.py: the journal reads orders back) stay interpreted too:
-# msgspec cannot read the field types of a class compiled by mypyc.
+# order; modules whose compiling did not (the asyncio edge) stay
+# interpreted.  Modules that define msgspec Structs decoded from bytes or
+# from the config (matcher/orders.py: the journal reads orders back; the LP
+# adapters' settings; lp_sim_config.py) stay interpreted too: msgspec cannot
+# read the field types of a class compiled by mypyc.
 COMPILED = [
     "gateway/fix/acceptor.py",
     "gateway/fix/codec.py",
     "gateway/fix/session.py",
     "gateway/fix/validation.py",
     "gateway/flow_stats.py",
+    "gateway/lp_sim.py",
     "gateway/order_flow.py",
     "gateway/order_mapping.py",
+    "lp_adapters/fix.py",
+    "lp_adapters/simulated.py",
     "matcher/engine.py",
     "router/book.py",
     "router/exposure.py",
