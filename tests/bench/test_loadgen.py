@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from netkit import free_port
 
-from config import parse_config
+from config import default_config_path, parse_config
 from gateway.daemon import Gateway
 from gateway.loadgen import RunStats, process_cpu_seconds, run_load, saturation, yardstick
 
@@ -58,24 +61,24 @@ def test_saturation_names_the_first_rate_not_kept_up_with() -> None:
     assert saturation([ok]) == "nothing saturated up to the highest fixed rate"
 
 
+def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
+    """``fixgw bench`` with these arguments, in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_reload_comparison_reloads_a_running_daemon(daemon_factory: object, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from config import default_config_path
-
     path = tmp_path / "fixgw.toml"
     path.write_text(default_config_path().read_text())
     d = daemon_factory("--config", str(path)).start()  # type: ignore[operator]
     args = ["--port", str(d.fix_port), "--http-port", str(d.http_port)]
     args += ["--reload-every", "0.2", "--reload-file", str(path), "--rate", "300"]
     args += ["--duration", "1"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "gateway", "bench", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_bench(*args)
     assert proc.returncode == 0, proc.stderr
     assert "reloads: applied" in proc.stdout
     assert "invalid" not in proc.stdout
@@ -84,13 +87,11 @@ def test_reload_comparison_reloads_a_running_daemon(daemon_factory: object, tmp_
 
 
 def test_process_cpu_seconds_counts_work_done() -> None:
-    import os
-
     before = process_cpu_seconds(os.getpid())
-    deadline = time.process_time() + 0.05
+    deadline = time.process_time() + 0.1
     while time.process_time() < deadline:
         pass
-    assert process_cpu_seconds(os.getpid()) - before >= 0.03  # clock ticks are coarse
+    assert process_cpu_seconds(os.getpid()) - before >= 0.05  # clock ticks are coarse
 
 
 def test_cpu_summary_per_process() -> None:
@@ -102,18 +103,10 @@ def test_cpu_summary_per_process() -> None:
 
 
 def test_bench_reports_the_cpu_of_named_processes(daemon_factory: object) -> None:
-    import subprocess
-    import sys
-
     d = daemon_factory().start()  # type: ignore[operator]
     args = ["--port", str(d.fix_port), "--rate", "500", "--duration", "0.5"]
     args += ["--no-yardstick", "--cpu-of", f"gateway={d.proc.pid}"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "gateway", "bench", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_bench(*args)
     assert proc.returncode == 0, proc.stderr
     [line] = [line for line in proc.stdout.splitlines() if line.strip().startswith("cpu:")]
     used = dict(
@@ -125,14 +118,6 @@ def test_bench_reports_the_cpu_of_named_processes(daemon_factory: object) -> Non
 
 
 def test_bench_refuses_a_malformed_cpu_of() -> None:
-    import subprocess
-    import sys
-
-    proc = subprocess.run(
-        [sys.executable, "-m", "gateway", "bench", "--cpu-of", "gateway"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_bench("--cpu-of", "gateway")
     assert proc.returncode == 2
     assert "expected NAME=PID" in proc.stderr
