@@ -26,7 +26,7 @@ Configuration (TOML; every problem is reported as ``path: message``)::
     [[instruments]]               # as the gateway's [[instruments]]
     ...
 
-    [simulated]                   # lp_adapters.simulated.SimulatedLpSettings
+    [simulated]                   # lp_adapters.simulated_settings.SimulatedLpSettings
     seed = 11
     ...
 
