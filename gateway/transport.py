@@ -8,8 +8,9 @@ blocks; a peer whose unsent bytes pass ``max_outbound_buffer`` is dropped so
 that it can never hold up anything else on the loop.
 
 A connection handles at most ``EVENTS_PER_TURN`` received messages per turn
-of the event loop.  When a read brought more, what is done so far is written
-out, reading from the peer pauses (TCP flow control holds back the rest), and
+of the event loop.  What a turn produced is written on the next one, in one
+batch with whatever the callbacks queued meanwhile produce.  When a read
+brought more, reading from the peer pauses (TCP flow control holds back the rest), and
 the remainder is taken up on the next turn, after other connections and the
 LPs had theirs.  So one peer's burst never monopolises the loop, and answers
 leave while the rest of the burst is still being worked on.
@@ -135,12 +136,16 @@ class FixTransportProtocol(asyncio.Protocol):
         if conn is None:
             return
         more = self._drain(conn, now, EVENTS_PER_TURN)
-        self._flush()
         transport = self._transport
         if self._closing:
+            self._flush()  # what the close follows (a Logout, a Reject) goes first
             if transport is not None:
                 transport.close()
             return
+        # written on the next turn, with what the callbacks queued before it
+        # add (an in-process LP's answer): one store write and one send
+        # instead of one each for the ack and for the fill
+        self.schedule_flush()
         if more:
             if not self._resume_scheduled:
                 self._resume_scheduled = True
