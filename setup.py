@@ -20,9 +20,12 @@ from setuptools import setup
 # adapters' settings; lp_sim_config.py) stay interpreted too: msgspec cannot
 # read the field types of a class compiled by mypyc.
 COMPILED = [
+    "gateway/durable.py",
     "gateway/fix/acceptor.py",
     "gateway/fix/codec.py",
+    "gateway/fix/dictionary.py",
     "gateway/fix/session.py",
+    "gateway/fix/store.py",
     "gateway/fix/validation.py",
     "gateway/flow_stats.py",
     "gateway/lp_sim.py",
