@@ -31,6 +31,8 @@ COMPILED = [
     "gateway/lp_sim.py",
     "gateway/order_flow.py",
     "gateway/order_mapping.py",
+    "gateway/server.py",
+    "gateway/transport.py",
     "lp_adapters/fix.py",
     "lp_adapters/simulated.py",
     "matcher/engine.py",

@@ -13,6 +13,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Mapping
+from typing import Any, cast
 
 import structlog
 
@@ -167,7 +168,10 @@ class FixServer:
             backlog=512,
             ssl=tls,
         )
-        return int(self._server.sockets[0].getsockname()[1])
+        # uvloop's server hands back a list where asyncio's type says tuple:
+        # read it untyped, as compiled code checks declared types
+        listening = cast(Any, self._server).sockets
+        return int(listening[0].getsockname()[1])
 
     @property
     def listening(self) -> bool:
