@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, TextIO
 
 import orjson
 import structlog
-from structlog.typing import EventDict, Processor, WrappedLogger
+from structlog.typing import Processor, WrappedLogger
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -63,7 +63,7 @@ class _Logger(structlog.BoundLoggerBase):
 
 
 class _NamedBytesLogger(structlog.BytesLogger):
-    """Writes rendered bytes to a stream; named, as the logger field needs."""
+    """Writes rendered bytes to a stream; named, for the ``logger`` field."""
 
     def __init__(self, name: str, file: BinaryIO) -> None:
         super().__init__(file)
@@ -71,16 +71,11 @@ class _NamedBytesLogger(structlog.BytesLogger):
 
 
 class _NamedWriteLogger(structlog.WriteLogger):
-    """Writes rendered text to a stream; named, as the logger field needs."""
+    """Writes rendered text to a stream; named, for the ``logger`` field."""
 
     def __init__(self, name: str, file: TextIO) -> None:
         super().__init__(file)
         self.name = name
-
-
-def _add_logger_name(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-    event_dict["logger"] = getattr(logger, "name", "")
-    return event_dict
 
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
@@ -115,14 +110,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         )
         renderer = foreign_renderer
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.stdlib.add_log_level,
-            _add_logger_name,
-            stamp,
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=_Logger,
         logger_factory=factory,
         cache_logger_on_first_use=True,

@@ -10,10 +10,11 @@ that it can never hold up anything else on the loop.
 A connection handles at most ``EVENTS_PER_TURN`` received messages per turn
 of the event loop.  What a turn produced is written on the next one, in one
 batch with whatever the callbacks queued meanwhile produce.  When a read
-brought more, reading from the peer pauses (TCP flow control holds back the rest), and
-the remainder is taken up on the next turn, after other connections and the
-LPs had theirs.  So one peer's burst never monopolises the loop, and answers
-leave while the rest of the burst is still being worked on.
+brought more, reading from the peer pauses (TCP flow control holds back the
+rest), and the remainder is taken up on the next turn, after other
+connections and the LPs had theirs.  So one peer's burst never monopolises
+the loop, and answers leave while the rest of the burst is still being
+worked on.
 """
 
 from __future__ import annotations

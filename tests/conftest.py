@@ -14,10 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from buildkit import PACKAGES, compiled_sources
+from buildkit import PACKAGES, ROOT, compiled_sources
 from netkit import free_port, wait_for_port
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _stale_extensions() -> list[str]:
@@ -28,14 +26,14 @@ def _stale_extensions() -> list[str]:
     suffixes = sorted(importlib.machinery.EXTENSION_SUFFIXES, key=len, reverse=True)
     stale = []
     for package in PACKAGES:
-        for ext in (REPO / package).rglob("*"):
+        for ext in (ROOT / package).rglob("*"):
             suffix = next((s for s in suffixes if ext.name.endswith(s)), None)
             if suffix is None:
                 continue
             source = ext.with_name(ext.name.removesuffix(suffix) + ".py")
             stale_source = not source.exists() or source.stat().st_mtime > ext.stat().st_mtime
-            if stale_source or str(source.relative_to(REPO)) not in listed:
-                stale.append(str(source.relative_to(REPO)))
+            if stale_source or str(source.relative_to(ROOT)) not in listed:
+                stale.append(str(source.relative_to(ROOT)))
     return sorted(stale)
 
 
@@ -77,7 +75,7 @@ class Daemon:
             "--data-dir",
             str(self.data_dir),
         ]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         wait_for_port(self.fix_port, self.proc)
         return self
 

@@ -9,14 +9,11 @@ import importlib
 import importlib.machinery
 import os
 import tomllib
-from pathlib import Path
 
 import pytest
-from buildkit import PACKAGES, compiled_sources
+from buildkit import PACKAGES, ROOT, compiled_sources
 
 from gateway.daemon import order_path_compiled
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_listed_module_exists_in_a_type_checked_package() -> None:
