@@ -12,6 +12,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 # seconds; sub-millisecond resolution where the order path lives
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -33,7 +34,7 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     2.5,
 )
 
-_RECENT = 8192
+_RECENT: Final = 8192
 
 
 class Histogram:

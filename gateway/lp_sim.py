@@ -96,7 +96,7 @@ milliseconds, hex), OrderID (37, ``<name>-<run>-<n>``, one per order),
 OrderQty (38), OrdStatus (39), OrdType (40), Side (54), Symbol (55),
 ExecType (150) and LeavesQty (151); reports of accepted orders also carry
 Price (44, limit orders), TimeInForce (59=3) and TransactTime (60).
-Quantities are in units and prices are decimals (``qty_text``/``price_text``).
+Quantities are in units and prices are decimals (``qty_bytes``/``price_bytes``).
 
 * New (ack): ``150=0 39=0``, CumQty 0, LeavesQty = OrderQty.
 * Fill: ``150=F 39=1`` (partially filled) or ``39=2`` (filled), with
@@ -171,8 +171,8 @@ from gateway.order_mapping import (
     cancel_reject_body,
     decode_new_order,
     new_order_reject_body,
-    price_text,
-    qty_text,
+    price_bytes,
+    qty_bytes,
     unknown_order_status_body,
 )
 from gateway.server import FixServer
@@ -533,7 +533,7 @@ class LpSimApplication:
             % (
                 avg_px_text(inst, order.notional, order.cum_qty).encode(),
                 cl_ord_id or order.cl_ord_id,
-                qty_text(inst, order.cum_qty).encode(),
+                qty_bytes(inst, order.cum_qty),
                 self._next_exec_id().encode(),
             )
         ]
@@ -541,13 +541,13 @@ class LpSimApplication:
             lots, price = last
             parts.append(
                 b"31=%b\x0132=%b\x01"
-                % (price_text(inst, price).encode(), qty_text(inst, lots).encode())
+                % (price_bytes(inst, price), qty_bytes(inst, lots))
             )
         parts.append(
             b"37=%b\x0138=%b\x0139=%b\x0140=%b\x01"
             % (
                 order.order_id.encode(),
-                qty_text(inst, order.qty).encode(),
+                qty_bytes(inst, order.qty),
                 order.status.value.encode(),
                 order.ord_type.value.encode(),
             )
@@ -555,14 +555,14 @@ class LpSimApplication:
         if orig_cl_ord_id is not None:
             parts.append(b"41=%b\x01" % orig_cl_ord_id)
         if order.limit is not None:
-            parts.append(b"44=%b\x01" % price_text(inst, order.limit).encode())
+            parts.append(b"44=%b\x01" % price_bytes(inst, order.limit))
         parts.append(b"54=%b\x0155=%b\x01" % (order.side.value.encode(), _out(inst.symbol)))
         if text:
             parts.append(b"58=%b\x01" % _out(text))
         parts.append(b"59=3\x0160=%b\x01" % codec.format_utc_timestamp(now))
         if rej_reason is not None:
             parts.append(b"103=%d\x01" % rej_reason)
-        parts.append(b"150=%b\x01151=%b\x01" % (exec_type, qty_text(inst, leaves).encode()))
+        parts.append(b"150=%b\x01151=%b\x01" % (exec_type, qty_bytes(inst, leaves)))
         order.session.send(b"8", b"".join(parts), now)
 
 

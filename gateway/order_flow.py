@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import structlog
@@ -91,13 +91,13 @@ _log = structlog.get_logger("gateway.order_flow")
 
 
 # how stale the USD valuation of positions may get
-_EXPOSURE_MARK_INTERVAL = 0.1
+_EXPOSURE_MARK_INTERVAL: Final = 0.1
 
 # how late a child-order timeout may be noticed (one timer serves them all)
-_TIMEOUT_RESOLUTION = 0.01
+_TIMEOUT_RESOLUTION: Final = 0.01
 
 # children given up on and still watched for a late fill
-_MAX_ABANDONED = 10_000
+_MAX_ABANDONED: Final = 10_000
 
 _REJECT_REASONS = {r.value: r.name.lower() for r in OrdRejReason}
 

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, DecimalException
 from enum import Enum
+from typing import Final
 
 from gateway.fix.codec import FixMessage, encode_fields
 from matcher.engine import CancelOrder, NewOrder, ReplaceOrder
@@ -50,16 +51,20 @@ __all__ = [
     "execution_body",
     "format_decimal",
     "new_order_reject_body",
+    "price_bytes",
+    "price_text",
+    "qty_bytes",
+    "qty_text",
 ]
 
 # OrdRejReason (103) values a refusal may carry.
-REJ_BROKER_OPTION = 0
-REJ_UNKNOWN_SYMBOL = 1
-REJ_UNKNOWN_ORDER = 5
-REJ_DUPLICATE_ORDER = 6
-REJ_UNSUPPORTED = 11
-REJ_INCORRECT_QUANTITY = 13
-REJ_OTHER = 99
+REJ_BROKER_OPTION: Final = 0
+REJ_UNKNOWN_SYMBOL: Final = 1
+REJ_UNKNOWN_ORDER: Final = 5
+REJ_DUPLICATE_ORDER: Final = 6
+REJ_UNSUPPORTED: Final = 11
+REJ_INCORRECT_QUANTITY: Final = 13
+REJ_OTHER: Final = 99
 
 # FIX "float": optional minus sign, digits, optional decimal point.  Checked
 # before Decimal() sees the text, which would also take "NaN", "1e3", "1_000"
@@ -83,7 +88,7 @@ _WIRE: dict[Enum, bytes] = {
 }
 
 # Extra decimal places of AvgPx beyond the tick size.
-_AVG_PX_EXTRA_PLACES = 4
+_AVG_PX_EXTRA_PLACES: Final = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,13 +194,23 @@ def _formats(instrument: Instrument) -> _Formats:
     return fmt
 
 
-def price_text(instrument: Instrument, ticks: int) -> str:
+def price_bytes(instrument: Instrument, ticks: int) -> bytes:
     """``ticks`` of ``instrument`` as a decimal price, as FIX writes it."""
+    return _formats(instrument).price(ticks)
+
+
+def qty_bytes(instrument: Instrument, lots: int) -> bytes:
+    """``lots`` of ``instrument`` as a quantity in units, as FIX writes it."""
+    return _formats(instrument).qty(lots)
+
+
+def price_text(instrument: Instrument, ticks: int) -> str:
+    """``price_bytes`` as text."""
     return _formats(instrument).price(ticks).decode()
 
 
 def qty_text(instrument: Instrument, lots: int) -> str:
-    """``lots`` of ``instrument`` as a quantity in units, as FIX writes it."""
+    """``qty_bytes`` as text."""
     return _formats(instrument).qty(lots).decode()
 
 
@@ -224,7 +239,7 @@ def _text(value: bytes | None) -> str:
 # Clients send the same quantities and prices over and over: their
 # conversions are remembered per (text, symbol), up to a bound, together with
 # the instrument they were made for (a new config's instruments start afresh).
-_CONVERSIONS_MAX = 8192
+_CONVERSIONS_MAX: Final = 8192
 _Conversions = dict[tuple[bytes, str], tuple[Instrument, "int | Refusal"]]
 _QTY_CACHE: _Conversions = {}
 _PRICE_CACHE: _Conversions = {}

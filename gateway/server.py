@@ -13,7 +13,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import structlog
 
@@ -35,9 +35,9 @@ _log = structlog.get_logger("gateway.server")
 # Failed logons from one address: after FREE_FAILURES within FAILURE_WINDOW
 # seconds, each new connection from it is read only after a delay doubling
 # from one second up to MAX_LOGON_DELAY.
-FREE_FAILURES = 3
-FAILURE_WINDOW = 60.0
-MAX_LOGON_DELAY = 30.0
+FREE_FAILURES: Final = 3
+FAILURE_WINDOW: Final = 60.0
+MAX_LOGON_DELAY: Final = 30.0
 
 
 class LogonFailures:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
-from typing import Protocol, cast
+from typing import Final, Protocol, cast
 
 import structlog
 from mypy_extensions import mypyc_attr
@@ -33,7 +33,7 @@ _log = structlog.get_logger("gateway.transport")
 
 Clock = Callable[[], float]
 
-EVENTS_PER_TURN = 64
+EVENTS_PER_TURN: Final = 64
 
 # a ResendRequest answered in parts goes on while less than this is queued
 _RESEND_LOW_WATER = 256 * 1024

@@ -49,7 +49,7 @@ import time
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import structlog
@@ -65,7 +65,7 @@ from gateway.fix.session import (
     Session,
 )
 from gateway.fix.store import open_store
-from gateway.order_mapping import format_decimal
+from gateway.order_mapping import price_bytes, qty_bytes
 from gateway.transport import Connection, FixTransportProtocol
 from lp_adapters.base import (
     DISCONNECTED_REASON,
@@ -90,11 +90,11 @@ from router.model import (
 
 _log = structlog.get_logger("lp_adapters.fix")
 
-_BID = b"0"
-_OFFER = b"1"
+_BID: Final = b"0"
+_OFFER: Final = b"1"
 
 # children ended by a drop and still watched for a late report
-_MAX_DROPPED = 10_000
+_MAX_DROPPED: Final = 10_000
 
 # OrdStatus of an order the LP is still working: New, Partially filled,
 # Pending cancel, Pending new, Pending replace
@@ -127,6 +127,31 @@ class _Protocol(FixTransportProtocol):
 
     def _closed(self, now: float) -> None:
         self._adapter._on_connection_closed()
+
+
+# LPs report the same quantities and prices over and over: a text's lots
+# (ticks) are remembered per symbol, with the instrument they were read for
+# (a reloaded config's instruments start afresh), up to a bound.
+_Units = dict[tuple[bytes, str], tuple[Instrument, int]]
+_LOTS: _Units = {}
+_TICKS: _Units = {}
+_UNITS_MAX: Final = 4096
+
+
+def _in_units(cache: _Units, instrument: Instrument, raw: bytes) -> int:
+    """``raw`` (LastQty or LastPx) in lots or ticks of ``instrument``, as
+    ``cache`` says (``_LOTS`` or ``_TICKS``); raises what Decimal and the
+    instrument raise for text that is not a number on its grid."""
+    key = (raw, instrument.symbol)
+    hit = cache.get(key)
+    if hit is not None and hit[0] is instrument:
+        return hit[1]
+    value = Decimal(raw.decode())
+    units = instrument.qty_to_lots(value) if cache is _LOTS else instrument.price_to_ticks(value)
+    if len(cache) >= _UNITS_MAX:
+        cache.clear()
+    cache[key] = (instrument, units)
+    return units
 
 
 @register("fix")
@@ -392,9 +417,10 @@ class FixLp(LpAdapter):
         now = time.time()
         fields: list[tuple[int, bytes]] = [
             (11, child.child_id.encode()),
-            (38, format_decimal(instrument.lots_to_qty(child.qty))),
+            (38, qty_bytes(instrument, child.qty)),
+            (40, b"2"),
+            (44, price_bytes(instrument, child.price)),
         ]
-        fields += [(40, b"2"), (44, format_decimal(instrument.ticks_to_price(child.price)))]
         fields += [
             (54, b"1" if child.side is Side.BUY else b"2"),
             (55, child.symbol.encode()),
@@ -442,7 +468,7 @@ class FixLp(LpAdapter):
         now = time.time()
         fields = [
             (11, b"%s-C%d" % (child_id.encode(), self._cancel_seq)),
-            (38, format_decimal(instrument.lots_to_qty(child.qty))),
+            (38, qty_bytes(instrument, child.qty)),
             (41, child_id.encode()),
             (54, b"1" if child.side is Side.BUY else b"2"),
             (55, child.symbol.encode()),
@@ -521,8 +547,8 @@ class FixLp(LpAdapter):
         child = entry.child
         instrument = self.instruments[child.symbol]
         try:
-            lots = instrument.qty_to_lots(Decimal((msg.get(32) or b"0").decode()))
-            price = instrument.price_to_ticks(Decimal((msg.get(31) or b"0").decode()))
+            lots = _in_units(_LOTS, instrument, msg.get(32) or b"0")
+            price = _in_units(_TICKS, instrument, msg.get(31) or b"0")
         except (InvalidOperation, ValueError, ArithmeticError) as exc:
             _log.error("lp_fill_unreadable", lp=self.name, child_id=child.child_id, error=str(exc))
             return None

@@ -17,12 +17,15 @@ import calendar
 import re
 import time
 from collections.abc import Iterable
+from typing import Final
 from zlib import adler32
+
+from mypy_extensions import i64
 
 from gateway.fix import spec44
 
-SOH = b"\x01"
-_SOH_INT = 1
+SOH: Final = b"\x01"
+_SOH_INT: Final = 1
 
 # Tags we know are well-formed numbers, mapped to their int, so that parsing a
 # field costs one dict lookup instead of an int() call.
@@ -30,10 +33,14 @@ _TAG_CACHE: dict[bytes, int] = {str(t).encode(): t for t in range(1, 10_000)}
 _TAG_RE = re.compile(rb"-?[0-9]+\Z")
 # Every frame starts with BeginString "FIX.x.y" or "FIXT.1.1"; resynchronising
 # on this rather than on a bare "8=" cannot land inside a field like "448=".
-_FRAME_START = b"8=FIX"
+_FRAME_START: Final = b"8=FIX"
 # Longest number accepted in a tag or a length (int() of longer digit strings
 # is slow, and refused outright beyond a few thousand digits).
-_MAX_NUMBER_LEN = 9
+_MAX_NUMBER_LEN: Final = 9
+# FixMessage.get looks through messages of up to this many fields in order;
+# a longer one gets a tag -> value map on first use (building one costs about
+# as much as a dozen look-ups in a message this long).
+_SCAN_FIELDS: Final = 40
 # length tag -> data tag: the data field's value may contain SOH.
 _DATA_LENGTH_TAGS = frozenset(spec44.DATA_LENGTH_FIELDS)
 
@@ -63,9 +70,15 @@ class FixMessage:
         self._map: dict[int, bytes] | None = None
 
     def get(self, tag: int, default: bytes | None = None) -> bytes | None:
+        fields = self.fields
+        if len(fields) <= _SCAN_FIELDS:
+            for t, value in fields:
+                if t == tag:
+                    return value
+            return default
         m = self._map
         if m is None:
-            m = self._map = dict(reversed(self.fields))
+            m = self._map = dict(reversed(fields))
         return m.get(tag, default)
 
     def __contains__(self, tag: int) -> bool:
@@ -112,6 +125,19 @@ class FrameDecoder:
         del self._buf[:n]
 
     def next_frame(self) -> bytes | None:
+        """The next complete frame, or None when more bytes are needed."""
+        end = self._plain_frame_end()
+        if end > 0:
+            buf = self._buf
+            frame = bytes(buf[:end])
+            del buf[:end]
+            return frame
+        return self.next_frame_by_search()
+
+    def next_frame_by_search(self) -> bytes | None:
+        """``next_frame`` without the shortcut for a plainly whole frame: the
+        reading that handles junk, partial and malformed input, and the
+        reference the shortcut is tested against."""
         buf = self._buf
         while True:
             if not buf:
@@ -168,6 +194,45 @@ class FrameDecoder:
             del buf[: end + 1]
             return frame
 
+    def _plain_frame_end(self) -> i64:
+        """The length of the frame at the very start of the buffer when it is
+        plainly whole (``8=FIX``, BodyLength of 1 to 9 digits within the size
+        limit, and ``10=`` with three digits right where BodyLength says the
+        body ends); 0 when the general reading below must decide.  Whenever
+        this finds a frame, the general reading finds the same one."""
+        buf = self._buf
+        n: i64 = len(buf)
+        if n < 20 or not buf.startswith(_FRAME_START):
+            return 0
+        limit: i64 = self.max_message_size
+        pos: i64 = 5
+        while pos < n and buf[pos] != _SOH_INT:
+            pos += 1
+        if pos + 3 >= n or buf[pos + 1] != 57 or buf[pos + 2] != _EQUALS:
+            return 0  # not "9="
+        pos += 3
+        digits_start = pos
+        length: i64 = 0
+        while pos < n and _DIGIT_0 <= buf[pos] <= _DIGIT_9:
+            length = length * 10 + buf[pos] - _DIGIT_0
+            pos += 1
+        if pos >= n or buf[pos] != _SOH_INT or pos == digits_start:
+            return 0
+        if pos - digits_start > _MAX_NUMBER_LEN:
+            return 0
+        body_end = pos + 1 + length
+        end = body_end + _TRAILER_LEN
+        if body_end > limit or end > n or buf[body_end - 1] != _SOH_INT:
+            return 0
+        if buf[body_end] != 49 or buf[body_end + 1] != 48 or buf[body_end + 2] != _EQUALS:
+            return 0  # not "10="
+        for i in range(body_end + 3, end - 1):
+            if buf[i] < _DIGIT_0 or buf[i] > _DIGIT_9:
+                return 0
+        if buf[end - 1] != _SOH_INT:
+            return 0
+        return end
+
     def _resync(self) -> None:
         """Drop the current frame start and everything up to the next one."""
         buf = self._buf
@@ -194,7 +259,106 @@ def _tag_of(raw: bytes) -> int:
 
 def parse_frame(frame: bytes) -> FixMessage:
     """Parse one frame from :class:`FrameDecoder`, verifying BodyLength and
-    CheckSum; raise :class:`GarbledMessage` when it is not well formed."""
+    CheckSum; raise :class:`GarbledMessage` when it is not well formed.
+
+    A well-formed frame whose tags are plain numbers and which carries no
+    data field is read by one scan over its bytes (``scan_frame``); any
+    other frame takes the split-based reading, which alone decides what is
+    wrong with it.  Both give the same message for every frame the scan
+    accepts (a property the codec tests check on random frames)."""
+    msg = scan_frame(frame)
+    if msg is None:
+        return parse_frame_by_split(frame)
+    return msg
+
+
+# CheckSum is the last field, "10=" and three digits: the frame's last 7 bytes.
+_TRAILER_LEN: Final = 7
+# Per tag below its length: 1 when the tag is a data field's length.
+_DATA_LENGTH_TABLE = bytes(
+    1 if t in spec44.DATA_LENGTH_FIELDS else 0 for t in range(max(spec44.DATA_LENGTH_FIELDS) + 1)
+)
+_DIGIT_0: Final = 48
+_DIGIT_9: Final = 57
+_EQUALS: Final = 61
+_POINT: Final = 46
+
+
+def scan_frame(frame: bytes) -> FixMessage | None:
+    """The message in ``frame`` when it is plainly well formed, else None.
+
+    Indexing bytes with native integers keeps the loop in C: no slice per
+    field but the value, no tag text looked up.  Every index stays below
+    ``body_end``: the byte before it is checked to be SOH first, and each
+    inner loop stops at the first SOH (or earlier)."""
+    n: i64 = len(frame)
+    body_end: i64 = n - _TRAILER_LEN
+    if body_end < 8 or frame[n - 1] != _SOH_INT or frame[body_end - 1] != _SOH_INT:
+        return None
+    if frame[body_end] != 49 or frame[body_end + 1] != 48 or frame[body_end + 2] != _EQUALS:
+        return None  # not "10="
+    checksum: i64 = 0
+    for pos in range(body_end + 3, n - 1):
+        c: i64 = frame[pos]
+        if c < _DIGIT_0 or c > _DIGIT_9:
+            return None
+        checksum = checksum * 10 + c - _DIGIT_0
+    if frame[0] != 56 or frame[1] != _EQUALS:
+        return None  # not "8="
+    pos = 2
+    while frame[pos] != _SOH_INT:
+        pos += 1
+    begin_end = pos
+    if pos + 3 >= body_end or frame[pos + 1] != 57 or frame[pos + 2] != _EQUALS:
+        return None  # not "9="
+    pos += 3
+    declared: i64 = 0
+    digits_start = pos
+    c = frame[pos]
+    while _DIGIT_0 <= c <= _DIGIT_9:
+        declared = declared * 10 + c - _DIGIT_0
+        pos += 1
+        c = frame[pos]
+    if c != _SOH_INT or pos == digits_start or pos - digits_start > _MAX_NUMBER_LEN:
+        return None
+    body_start = pos + 1
+    if declared != body_end - body_start or body_start + 3 >= body_end:
+        return None
+    if frame[body_start] != 51 or frame[body_start + 1] != 53 or frame[body_start + 2] != _EQUALS:
+        return None  # not "35="
+    if checksum != byte_sum(frame, body_end):
+        return None
+    fields: list[tuple[int, bytes]] = []
+    table = _DATA_LENGTH_TABLE
+    table_len: i64 = len(table)
+    pos = body_start
+    while pos < body_end:
+        tag: i64 = 0
+        tag_start = pos
+        c = frame[pos]
+        while _DIGIT_0 <= c <= _DIGIT_9:
+            tag = tag * 10 + c - _DIGIT_0
+            pos += 1
+            c = frame[pos]
+        if c != _EQUALS or pos == tag_start or pos - tag_start > _MAX_NUMBER_LEN:
+            return None
+        if tag < table_len:
+            if table[tag]:
+                return None
+        elif tag in _DATA_LENGTH_TAGS:
+            return None
+        pos += 1
+        value_start = pos
+        while frame[pos] != _SOH_INT:
+            pos += 1
+        fields.append((tag, frame[value_start:pos]))
+        pos += 1
+    return FixMessage(frame[2:begin_end], fields[0][1], fields, frame)
+
+
+def parse_frame_by_split(frame: bytes) -> FixMessage:
+    """``parse_frame`` by splitting on SOH: the reference the scan is tested
+    against, and the path that names what is wrong with a garbled frame."""
     if frame[-1:] != SOH:
         raise GarbledMessage("message does not end with SOH")
     parts = frame.split(SOH)
@@ -218,7 +382,6 @@ def parse_frame(frame: bytes) -> FixMessage:
     if len(checksum) != 3 or not checksum.isdigit() or int(checksum) != byte_sum(frame, body_end):
         raise GarbledMessage(f"CheckSum {checksum.decode('latin-1')} is wrong")
     fields: list[tuple[int, bytes]] = []
-    append = fields.append
     cache = _TAG_CACHE
     data_tags = _DATA_LENGTH_TAGS
     for i in range(2, len(parts) - 1):
@@ -230,7 +393,7 @@ def parse_frame(frame: bytes) -> FixMessage:
             tag = _tag_of(raw_tag)
         if tag in data_tags:
             return _parse_with_data(frame, p0[2:], body_start, body_end)
-        append((tag, value))
+        fields.append((tag, value))
     return FixMessage(p0[2:], fields[0][1], fields, frame)
 
 
@@ -270,7 +433,7 @@ def _parse_with_data(frame: bytes, begin: bytes, start: int, end: int) -> FixMes
 
 # zlib.adler32's low 16 bits are 1 + the sum of the bytes modulo 65521: exact
 # (no modulo taken) for up to 256 bytes, since 1 + 255 * 256 < 65521.
-_ADLER_CHUNK = 256
+_ADLER_CHUNK: Final = 256
 
 
 def byte_sum(data: bytes, end: int) -> int:
@@ -351,8 +514,7 @@ def _valid_date(y: int, mo: int, d: int) -> bool:
 
 
 _SECONDS_CACHE: dict[bytes, int | None] = {}
-_SECONDS_CACHE_SIZE = 4096
-_FRACTION_LENGTHS = frozenset({17, 21, 24, 27})
+_SECONDS_CACHE_SIZE: Final = 4096
 
 
 def _whole_seconds(text: bytes) -> int | None:
@@ -373,21 +535,51 @@ def _whole_seconds(text: bytes) -> int | None:
     return seconds
 
 
+class _TimestampReader:
+    """Reads UTCTimestamps, remembering the last whole second it read:
+    consecutive messages mostly carry the same one, and then only the
+    fraction is left to read."""
+
+    __slots__ = ("_prefix", "_seconds")
+
+    def __init__(self) -> None:
+        self._prefix = b""  # the last valid YYYYMMDD-HH:MM:SS read
+        self._seconds = 0
+
+    def read(self, value: bytes) -> float | None:
+        n: i64 = len(value)
+        if n != 17 and n != 21 and n != 24 and n != 27:
+            return None
+        prefix = self._prefix
+        seconds = self._seconds
+        if not prefix or not value.startswith(prefix):
+            head = value[:17]
+            found = _whole_seconds(head)
+            if found is None:
+                return None
+            self._prefix = head
+            self._seconds = seconds = found
+        if n == 17:
+            return float(seconds)
+        if value[17] != _POINT:
+            return None
+        fraction: i64 = 0
+        for pos in range(18, n):
+            c: i64 = value[pos]
+            if c < _DIGIT_0 or c > _DIGIT_9:
+                return None
+            fraction = fraction * 10 + c - _DIGIT_0
+        unit = 1000.0 if n == 21 else 1000000.0 if n == 24 else 1000000000.0
+        return seconds + float(fraction) / unit
+
+
+_TIMESTAMPS: Final = _TimestampReader()
+
+
 def parse_utc_timestamp(value: bytes) -> float | None:
     """Epoch seconds of a UTCTimestamp (``YYYYMMDD-HH:MM:SS`` with 0, 3, 6 or
     9 fractional digits), or None when it is malformed."""
-    n = len(value)
-    if n not in _FRACTION_LENGTHS:
-        return None
-    seconds = _whole_seconds(value[:17])
-    if seconds is None:
-        return None
-    if n == 17:
-        return float(seconds)
-    frac = value[18:]
-    if value[17:18] != b"." or not frac.isdigit():
-        return None
-    return seconds + int(frac) / float(10 ** (n - 18))
+    return _TIMESTAMPS.read(value)
 
 
 def is_utc_date(value: bytes) -> bool:

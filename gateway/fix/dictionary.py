@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Final
+
+from mypy_extensions import i64
 
 from gateway.fix import codec, spec44
 
@@ -18,19 +21,43 @@ ValueCheck = Callable[[bytes], bool]
 
 # Longer digit strings than any 64-bit integer or double precision value can
 # carry are refused as a data format problem.
-_MAX_DIGITS = 18
+_MAX_DIGITS: Final = 18
+_MINUS: Final = 45
+_POINT: Final = 46
+_DIGIT_0: Final = 48
+_DIGIT_9: Final = 57
 
 
 def _is_int(v: bytes) -> bool:
-    if v[:1] == b"-":
-        v = v[1:]
-    return len(v) <= _MAX_DIGITS and v.isdigit()
+    """An optional minus sign, then 1 to _MAX_DIGITS ASCII digits."""
+    n: i64 = len(v)
+    i: i64 = 1 if n and v[0] == _MINUS else 0
+    if n == i or n - i > _MAX_DIGITS:
+        return False
+    while i < n:
+        c: i64 = v[i]
+        if c < _DIGIT_0 or c > _DIGIT_9:
+            return False
+        i += 1
+    return True
 
 
 def _is_float(v: bytes) -> bool:
-    if v[:1] == b"-":
-        v = v[1:]
-    return len(v) <= _MAX_DIGITS + 1 and v.replace(b".", b"", 1).isdigit()
+    """An optional minus sign, then ASCII digits with at most one point among
+    them: at least one digit, at most _MAX_DIGITS + 1 characters in all."""
+    n: i64 = len(v)
+    i: i64 = 1 if n and v[0] == _MINUS else 0
+    if n == i or n - i > _MAX_DIGITS + 1:
+        return False
+    points: i64 = 0
+    while i < n:
+        c: i64 = v[i]
+        if c == _POINT:
+            points += 1
+        elif c < _DIGIT_0 or c > _DIGIT_9:
+            return False
+        i += 1
+    return points <= 1 and n - points > (1 if v[0] == _MINUS else 0)
 
 
 def _is_char(v: bytes) -> bool:

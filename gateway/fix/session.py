@@ -50,7 +50,7 @@ _REVERSE_ROUTE = ((115, 128), (128, 115), (116, 129), (129, 116), (144, 145), (1
 # header tags a resent message gets anew
 _RESEND_REPLACED = frozenset({34, 43, 49, 52, 56, 122})
 
-MAX_QUEUED_MESSAGES = 10_000
+MAX_QUEUED_MESSAGES: Final = 10_000
 
 # a message without a usable MsgSeqNum cannot be sequenced: the session ends
 _FATAL_SEQNUM_PROBLEMS = frozenset(

@@ -31,11 +31,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Final
 
 from gateway.fix.codec import FixMessage
 from gateway.fix.dictionary import Dictionary, GroupDef, MessageDef, ValueCheck
 
-USER_DEFINED_MIN = 5000
+USER_DEFINED_MIN: Final = 5000
 
 
 class SessionRejectReason(IntEnum):
@@ -146,9 +147,9 @@ def _read_group(fields: list[tuple[int, bytes]], i: int, group: _Group) -> int:
 # -- tables of the fast accept path -----------------------------------------
 
 # Sections in the order they must come on the wire.
-_HEADER = 0
-_BODY = 1
-_TRAILER = 2
+_HEADER: Final = 0
+_BODY: Final = 1
+_TRAILER: Final = 2
 
 # (section, value check or None when any value passes)
 _FastEntry = tuple[int, ValueCheck | None]
@@ -348,7 +349,6 @@ class Validator:
             return False
         have_values = self._have_values
         seen: set[int] = set()
-        add = seen.add
         section = 0
         for tag, value in fields:
             entry = table.get(tag)
@@ -367,7 +367,7 @@ class Validator:
                 return False
             if check is not None and not check(value):
                 return False
-            add(tag)
+            seen.add(tag)
         return len(seen) == len(fields) and required <= seen
 
     # -- full check ---------------------------------------------------------

@@ -12,7 +12,7 @@ import calendar
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 import simplefix
@@ -33,7 +33,9 @@ from gateway.fix.codec import (
     is_utc_date,
     is_utc_time,
     parse_frame,
+    parse_frame_by_split,
     parse_utc_timestamp,
+    scan_frame,
 )
 
 Field = tuple[int, bytes]
@@ -297,6 +299,39 @@ chunk_sizes = st.lists(st.integers(min_value=1, max_value=97), min_size=1, max_s
 junk = st.binary(max_size=40).filter(lambda b: b"8=" not in b)
 
 
+any_tags = st.one_of(
+    st.integers(min_value=-20, max_value=20),
+    st.integers(min_value=1, max_value=99_999),
+    st.sampled_from(sorted(spec44.DATA_LENGTH_FIELDS)),
+)
+raw_texts = st.binary(max_size=12)  # SOH, '=', digits and anything else
+mutations = st.lists(
+    st.tuples(st.sampled_from(["flip", "cut", "insert"]), st.integers(0, 400), raw_texts),
+    max_size=3,
+)
+
+
+def outcome(parse: Callable[[bytes], FixMessage], frame: bytes) -> object:
+    try:
+        msg = parse(frame)
+    except GarbledMessage as exc:
+        return ("garbled", str(exc))
+    return (msg.begin_string, msg.msg_type, msg.fields, msg.raw)
+
+
+def mutate(frame: bytes, edits: list[tuple[str, int, bytes]]) -> bytes:
+    data = bytearray(frame)
+    for kind, at, text in edits:
+        at = at % (len(data) + 1)
+        if kind == "flip" and at < len(data):
+            data[at] = text[0] if text else (data[at] + 1) % 256
+        elif kind == "cut":
+            del data[at : at + len(text) + 1]
+        else:
+            data[at:at] = text
+    return bytes(data)
+
+
 def encode_plain(msg_type: bytes, fields: list[Field]) -> bytes:
     return encode_message(BEGIN, msg_type, [], encode_fields(fields))
 
@@ -403,6 +438,43 @@ def test_junk_before_messages_is_discarded_and_counted(
         assert frames == raws
         assert decoder.discarded == junk_bytes
         assert decoder.buffered() == 0
+
+
+def decode_with(
+    next_frame: Callable[[FrameDecoder], bytes | None], stream: bytes, sizes: list[int], limit: int
+) -> tuple[list[bytes], tuple[int, int, int]]:
+    decoder = FrameDecoder(limit)
+    frames: list[bytes] = []
+    pos = 0
+    for i in range(len(stream)):
+        size = sizes[i % len(sizes)]
+        decoder.feed(stream[pos : pos + size])
+        pos += size
+        while (frame := next_frame(decoder)) is not None:
+            frames.append(frame)
+        if pos >= len(stream):
+            break
+    return frames, (decoder.discarded, decoder.oversized, decoder.buffered())
+
+
+@PROPERTY
+@given(
+    st.lists(
+        st.one_of(messages.map(lambda m: encode_plain(*m)), st.binary(max_size=30)), max_size=6
+    ),
+    mutations,
+    chunk_sizes,
+    st.sampled_from([256, 300, 65536]),
+)
+def test_shortcut_for_whole_frames_changes_nothing(
+    parts: list[bytes], edits: list[tuple[str, int, bytes]], sizes: list[int], limit: int
+) -> None:
+    """Messages, junk and damaged bytes, fed in chunks: the decoder gives the
+    frames, and keeps the counts, that its general reading alone gives."""
+    stream = mutate(b"".join(parts), edits)
+    assert decode_with(FrameDecoder.next_frame, stream, sizes, limit) == decode_with(
+        FrameDecoder.next_frame_by_search, stream, sizes, limit
+    )
 
 
 def test_junk_without_a_message_is_dropped_but_a_trailing_8_is_kept() -> None:
@@ -759,6 +831,57 @@ def test_data_field_length_is_trusted_over_soh() -> None:
 def test_malformed_frame_is_garbled(frame: bytes) -> None:
     with pytest.raises(GarbledMessage):
         parse_frame(frame)
+
+
+# --------------------------------------------------------------------------
+# the scan against the split-based reading
+
+
+@PROPERTY
+@given(
+    msg_types,
+    st.lists(st.tuples(any_tags, st.one_of(values, raw_texts)), max_size=12),
+    mutations,
+    st.booleans(),
+)
+def test_scan_and_split_read_every_frame_alike(
+    msg_type: bytes, fields: list[Field], edits: list[tuple[str, int, bytes]], fix_up: bool
+) -> None:
+    """Whatever the bytes, parse_frame answers what the split-based reading
+    does: the same message, or GarbledMessage with the same reason."""
+    payload = b"35=%b\x01" % msg_type + b"".join(b"%d=%b\x01" % (t, v) for t, v in fields)
+    frame = mutate(handmade_frame(payload), edits)
+    if fix_up and frame.startswith(b"8=FIX.4.4\x019="):
+        # keep the mutated body but make BodyLength and CheckSum right again
+        body = frame[frame.find(SOH, 10) + 1 :]
+        body = body[: body.rfind(b"10=")] if b"10=" in body else body
+        frame = handmade_frame(body)
+    assert outcome(parse_frame, frame) == outcome(parse_frame_by_split, frame)
+    scanned = scan_frame(frame)
+    if scanned is not None:
+        assert outcome(lambda _: scanned, frame) == outcome(parse_frame_by_split, frame)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in REALISTIC if n != "raw_data_with_soh"))
+def test_plain_messages_take_the_scan(name: str) -> None:
+    msg = scan_frame(realistic(name))
+    assert msg is not None
+    assert msg.fields == expected_fields(name)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        realistic("raw_data_with_soh"),  # a data field
+        encode_plain(b"0", [(-1, b"HI")]),  # a signed tag
+        encode_plain(b"0", [(1234567890, b"x")]),  # ten digits
+        handmade_frame(PAYLOAD, checksum=b"12"),
+        handmade_frame(PAYLOAD, head=b"8=FIX.4.4\x019=%d \x01" % len(PAYLOAD)),
+    ],
+)
+def test_anything_unusual_is_left_to_the_split_reading(frame: bytes) -> None:
+    assert scan_frame(frame) is None
+    assert outcome(parse_frame, frame) == outcome(parse_frame_by_split, frame)
 
 
 # --------------------------------------------------------------------------
