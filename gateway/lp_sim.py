@@ -167,13 +167,14 @@ from gateway.order_mapping import (
     REJ_BROKER_OPTION,
     REJ_DUPLICATE_ORDER,
     Refusal,
-    avg_px_text,
+    avg_px_bytes,
     cancel_reject_body,
     decode_new_order,
     new_order_reject_body,
     price_bytes,
     qty_bytes,
     unknown_order_status_body,
+    wire_value,
 )
 from gateway.server import FixServer
 from lp_adapters.simulated import SimulatedLp
@@ -531,7 +532,7 @@ class LpSimApplication:
         parts = [
             b"6=%b\x0111=%b\x0114=%b\x0117=%b\x01"
             % (
-                avg_px_text(inst, order.notional, order.cum_qty).encode(),
+                avg_px_bytes(inst, order.notional, order.cum_qty),
                 cl_ord_id or order.cl_ord_id,
                 qty_bytes(inst, order.cum_qty),
                 self._next_exec_id().encode(),
@@ -539,24 +540,21 @@ class LpSimApplication:
         ]
         if last is not None:
             lots, price = last
-            parts.append(
-                b"31=%b\x0132=%b\x01"
-                % (price_bytes(inst, price), qty_bytes(inst, lots))
-            )
+            parts.append(b"31=%b\x0132=%b\x01" % (price_bytes(inst, price), qty_bytes(inst, lots)))
         parts.append(
             b"37=%b\x0138=%b\x0139=%b\x0140=%b\x01"
             % (
                 order.order_id.encode(),
                 qty_bytes(inst, order.qty),
-                order.status.value.encode(),
-                order.ord_type.value.encode(),
+                wire_value(order.status),
+                wire_value(order.ord_type),
             )
         )
         if orig_cl_ord_id is not None:
             parts.append(b"41=%b\x01" % orig_cl_ord_id)
         if order.limit is not None:
             parts.append(b"44=%b\x01" % price_bytes(inst, order.limit))
-        parts.append(b"54=%b\x0155=%b\x01" % (order.side.value.encode(), _out(inst.symbol)))
+        parts.append(b"54=%b\x0155=%b\x01" % (wire_value(order.side), _out(inst.symbol)))
         if text:
             parts.append(b"58=%b\x01" % _out(text))
         parts.append(b"59=3\x0160=%b\x01" % codec.format_utc_timestamp(now))

@@ -44,6 +44,8 @@ __all__ = [
     "REJ_UNKNOWN_SYMBOL",
     "REJ_UNSUPPORTED",
     "Refusal",
+    "avg_px_bytes",
+    "avg_px_text",
     "cancel_reject_body",
     "decode_cancel",
     "decode_new_order",
@@ -55,6 +57,7 @@ __all__ = [
     "price_text",
     "qty_bytes",
     "qty_text",
+    "wire_value",
 ]
 
 # OrdRejReason (103) values a refusal may carry.
@@ -214,8 +217,20 @@ def qty_text(instrument: Instrument, lots: int) -> str:
     return _formats(instrument).qty(lots).decode()
 
 
+def avg_px_bytes(instrument: Instrument, notional: int, cum_qty: int) -> bytes:
+    """AvgPx (6) of ``cum_qty`` lots filled for ``notional`` (ticks x lots)."""
+    return _formats(instrument).avg_px(notional, cum_qty)
+
+
 def avg_px_text(instrument: Instrument, notional: int, cum_qty: int) -> str:
+    """``avg_px_bytes`` as text."""
     return _formats(instrument).avg_px(notional, cum_qty).decode()
+
+
+def wire_value(member: Enum) -> bytes:
+    """The FIX value of an enumerated field an ExecutionReport carries
+    (OrdStatus, ExecType, OrdType, Side, TimeInForce, CxlRejResponseTo)."""
+    return _WIRE[member]
 
 
 def _parse_decimal(value: bytes) -> Decimal | None:

@@ -99,23 +99,44 @@ class FrameDecoder:
     ``8=``.
     """
 
-    __slots__ = ("_buf", "discarded", "max_message_size", "oversized")
+    __slots__ = ("_buf", "_data", "_pos", "discarded", "max_message_size", "oversized")
+
+    # The bytes of the last read are kept as they came (``_data``, consumed
+    # up to ``_pos``): whole frames are cut from them directly.  What cannot be
+    # cut there (a frame that continues in the next read, junk, anything
+    # malformed) moves to ``_buf``, where the general reading handles it; once
+    # that reading has taken a frame out, the rest goes back to ``_data``.
 
     def __init__(self, max_message_size: int = 65536) -> None:
+        self._data = b""
+        self._pos: i64 = 0
         self._buf = bytearray()
         self.max_message_size = max_message_size
         self.discarded = 0
         self.oversized = 0
 
     def feed(self, data: bytes) -> None:
-        self._buf += data
+        if not self._buf and self._pos == len(self._data):
+            self._data = bytes(data)
+            self._pos = 0
+        else:
+            self._spill()
+            self._buf += data
+
+    def _spill(self) -> None:
+        """Move what is left of ``_data`` to the end of ``_buf``."""
+        if self._pos < len(self._data):
+            self._buf += memoryview(self._data)[self._pos :]
+        self._data = b""
+        self._pos = 0
 
     def buffered(self) -> int:
-        return len(self._buf)
+        return len(self._buf) + len(self._data) - self._pos
 
     def take_rest(self) -> bytes:
         """Hand over whatever is buffered (used when a connection is bound to
         a session and the session's own decoder takes over)."""
+        self._spill()
         rest = bytes(self._buf)
         self._buf.clear()
         return rest
@@ -126,18 +147,23 @@ class FrameDecoder:
 
     def next_frame(self) -> bytes | None:
         """The next complete frame, or None when more bytes are needed."""
-        end = self._plain_frame_end()
-        if end > 0:
-            buf = self._buf
-            frame = bytes(buf[:end])
-            del buf[:end]
-            return frame
-        return self.next_frame_by_search()
+        if not self._buf:
+            end = self._plain_frame_end()
+            if end > 0:
+                whole = self._data[self._pos : end]
+                self._pos = end
+                return whole
+        frame = self.next_frame_by_search()
+        if frame is not None and self._buf:
+            self._data = bytes(self._buf)
+            self._buf.clear()
+        return frame
 
     def next_frame_by_search(self) -> bytes | None:
         """``next_frame`` without the shortcut for a plainly whole frame: the
         reading that handles junk, partial and malformed input, and the
         reference the shortcut is tested against."""
+        self._spill()
         buf = self._buf
         while True:
             if not buf:
@@ -195,42 +221,48 @@ class FrameDecoder:
             return frame
 
     def _plain_frame_end(self) -> i64:
-        """The length of the frame at the very start of the buffer when it is
-        plainly whole (``8=FIX``, BodyLength of 1 to 9 digits within the size
-        limit, and ``10=`` with three digits right where BodyLength says the
-        body ends); 0 when the general reading below must decide.  Whenever
-        this finds a frame, the general reading finds the same one."""
-        buf = self._buf
-        n: i64 = len(buf)
-        if n < 20 or not buf.startswith(_FRAME_START):
-            return 0
-        limit: i64 = self.max_message_size
-        pos: i64 = 5
-        while pos < n and buf[pos] != _SOH_INT:
+        """Where the frame at ``_pos`` in ``_data`` ends when it is plainly
+        whole (``8=FIX``, BodyLength of 1 to 9 digits within the size limit,
+        and ``10=`` with three digits right where BodyLength says the body
+        ends); 0 when the general reading must decide.  Whenever this finds a
+        frame, the general reading finds the same one."""
+        data = self._data
+        start = self._pos
+        n: i64 = len(data)
+        if n - start < 20 or data[start] != 56 or data[start + 1] != _EQUALS:
+            return 0  # not "8="
+        if data[start + 2] != 70 or data[start + 3] != 73 or data[start + 4] != 88:
+            return 0  # not "FIX"
+        pos = start + 5
+        while pos < n and data[pos] != _SOH_INT:
             pos += 1
-        if pos + 3 >= n or buf[pos + 1] != 57 or buf[pos + 2] != _EQUALS:
+        if pos + 3 >= n or data[pos + 1] != 57 or data[pos + 2] != _EQUALS:
             return 0  # not "9="
         pos += 3
         digits_start = pos
         length: i64 = 0
-        while pos < n and _DIGIT_0 <= buf[pos] <= _DIGIT_9:
-            length = length * 10 + buf[pos] - _DIGIT_0
+        while pos < n:
+            c: i64 = data[pos]
+            if c < _DIGIT_0 or c > _DIGIT_9:
+                break
+            length = length * 10 + c - _DIGIT_0
             pos += 1
-        if pos >= n or buf[pos] != _SOH_INT or pos == digits_start:
+        if pos >= n or data[pos] != _SOH_INT or pos == digits_start:
             return 0
         if pos - digits_start > _MAX_NUMBER_LEN:
             return 0
         body_end = pos + 1 + length
         end = body_end + _TRAILER_LEN
-        if body_end > limit or end > n or buf[body_end - 1] != _SOH_INT:
+        if body_end - start > self.max_message_size or end > n:
             return 0
-        if buf[body_end] != 49 or buf[body_end + 1] != 48 or buf[body_end + 2] != _EQUALS:
+        if data[body_end - 1] != _SOH_INT or data[end - 1] != _SOH_INT:
+            return 0
+        if data[body_end] != 49 or data[body_end + 1] != 48 or data[body_end + 2] != _EQUALS:
             return 0  # not "10="
         for i in range(body_end + 3, end - 1):
-            if buf[i] < _DIGIT_0 or buf[i] > _DIGIT_9:
+            c = data[i]
+            if c < _DIGIT_0 or c > _DIGIT_9:
                 return 0
-        if buf[end - 1] != _SOH_INT:
-            return 0
         return end
 
     def _resync(self) -> None:
@@ -478,26 +510,33 @@ def finish_message(begin_string: bytes, payload: bytes) -> bytes:
 
 
 class _TimestampFormatter:
-    __slots__ = ("_last", "_last_now", "_prefix", "_second")
+    __slots__ = ("_last", "_last_ms", "_last_now", "_prefix", "_second")
 
     def __init__(self) -> None:
         self._second = -1
         self._prefix = b""
-        # one batch of work passes the same `now` to every message it sends
+        # one batch of work passes the same `now` to every message it sends,
+        # and at any rate worth speaking of the next call falls in the same
+        # millisecond
         self._last_now = -1.0
+        self._last_ms = -1
         self._last = b""
 
     def __call__(self, now: float) -> bytes:
         if now == self._last_now:
             return self._last
+        self._last_now = now
         # truncate to the millisecond; the microsecond of slack keeps a time
         # parsed from text (".001" is 0.000999... in binary) on its millisecond
-        second, millis = divmod(int(now * 1000.0 + 0.001), 1000)
+        ms = int(now * 1000.0 + 0.001)
+        if ms == self._last_ms:
+            return self._last
+        self._last_ms = ms
+        second, millis = divmod(ms, 1000)
         if second != self._second:
             self._second = second
             self._prefix = time.strftime("%Y%m%d-%H:%M:%S", time.gmtime(second)).encode()
         stamp = self._last = b"%b.%03d" % (self._prefix, millis)
-        self._last_now = now
         return stamp
 
 
