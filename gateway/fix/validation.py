@@ -152,10 +152,14 @@ _BODY: Final = 1
 _TRAILER: Final = 2
 
 # (section, value check or None when any value passes)
-_FastEntry = tuple[int, ValueCheck | None]
-# (tag -> entry, required tags, tags that cannot be an unlisted user-defined
-# body tag; None when unlisted tags are never accepted)
-_FastSpec = tuple[dict[int, _FastEntry], frozenset[int], frozenset[int] | None]
+_Placed = tuple[int, ValueCheck | None]
+# (section, value check, whether the message type requires the tag)
+_FastEntry = tuple[int, ValueCheck | None, bool]
+# (tag -> entry, how many tags the message type requires, tags that cannot be
+# an unlisted user-defined body tag; None when unlisted tags are never accepted)
+_FastSpec = tuple[dict[int, _FastEntry], int, frozenset[int] | None]
+# Messages the fast path reads before its marks of seen tags start afresh.
+_MARK_ROUNDS: Final = 255
 
 
 def _value_check(dd: Dictionary, tag: int) -> ValueCheck | None:
@@ -233,12 +237,12 @@ class _FastTables:
         self._header_groups = _group_tags(dd.header_groups.values())
         # The full check puts a tag in the header if the dictionary lists it
         # there, else in the trailer if listed there, else in the body.
-        self._header: dict[int, _FastEntry] = {
+        self._header: dict[int, _Placed] = {
             tag: (_HEADER, self.check(tag))
             for tag in dd.header
             if tag in known and tag not in self._header_groups
         }
-        self._trailer: dict[int, _FastEntry] = {
+        self._trailer: dict[int, _Placed] = {
             tag: (trailer_section, self.check(tag))
             for tag in dd.trailer - dd.header
             if tag in known and tag not in self._header_groups
@@ -278,34 +282,45 @@ class _FastTables:
     def _build(self, mdef: MessageDef) -> _FastSpec:
         group_tags = _group_tags(mdef.groups.values())
         known = self._dd.field_names
-        body: dict[int, _FastEntry] = {
+        body: dict[int, _Placed] = {
             tag: (self.body_section, self.check(tag))
             for tag in mdef.fields - self._not_body
             if tag in known and tag not in group_tags
         }
-        table = {**body, **self._trailer, **self._header}
+        placed = {**body, **self._trailer, **self._header}
         for tag in group_tags:
-            table.pop(tag, None)
+            placed.pop(tag, None)
         # A required tag in a group, or where the full check does not look for
         # it, leaves the message type to the full check: an empty table
         # accepts nothing.
         required = self._required
         if (
             required is None
-            or not required <= table.keys()
+            or not required <= placed.keys()
             or not all(tag in body for tag in mdef.required)
         ):
-            return {}, frozenset(), None
+            return {}, 0, None
         unlisted = None
         if not self._user_defined:
             unlisted = self._not_body.union(mdef.groups)
-        return table, required.union(mdef.required), unlisted
+        needed = required.union(mdef.required)
+        table = {tag: (sec, check, tag in needed) for tag, (sec, check) in placed.items()}
+        return table, len(needed), unlisted
 
 
 class Validator:
     """Validates messages for one session's options against a dictionary."""
 
-    __slots__ = ("_fast", "_fast_first", "_fast_tables", "_have_values", "dd", "opts")
+    __slots__ = (
+        "_fast",
+        "_fast_first",
+        "_fast_tables",
+        "_have_values",
+        "_marks",
+        "_round",
+        "dd",
+        "opts",
+    )
 
     def __init__(self, dictionary: Dictionary, options: ValidationOptions) -> None:
         self.dd = dictionary
@@ -314,6 +329,10 @@ class Validator:
         self._fast = tables.specs
         self._fast_first = tables.first
         self._have_values = options.fields_have_values
+        # Per known tag, the round of the fast path that last saw it: a tag
+        # marked with the current round is a repeated tag.
+        self._marks = [0] * (max(dictionary.field_names, default=0) + 1)
+        self._round = 0
 
     def validate(self, msg: FixMessage) -> Problem | None:
         """The first problem with ``msg`` in the order described in the
@@ -333,7 +352,8 @@ class Validator:
         or, when user-defined fields are not validated, is an unlisted body
         tag from USER_DEFINED_MIN up; no tag appears twice; the first field is
         a header tag; the sections come in order (when that is validated);
-        every value passes its check; and every required tag is present.
+        every value passes its check; and every required tag is present (as
+        no listed tag repeats, counting the required ones met is enough).
         Under those conditions the full check finds nothing: it reads no
         group, every section holds distinct tags that are known (or exempt)
         and allowed, every value passes the same checks, and no required tag
@@ -347,18 +367,38 @@ class Validator:
         fields = msg.fields
         if not fields or fields[0][0] not in self._fast_first:
             return False
+        marks = self._marks
+        this_round = self._round + 1
+        if this_round > _MARK_ROUNDS:
+            for i in range(len(marks)):
+                marks[i] = 0
+            this_round = 1
+        self._round = this_round
         have_values = self._have_values
-        seen: set[int] = set()
+        unlisted_seen: set[int] | None = None
         section = 0
+        found = 0
         for tag, value in fields:
             entry = table.get(tag)
             if entry is None:
                 if blocked is None or tag < USER_DEFINED_MIN or tag in blocked:
                     return False
                 # a user-defined tag, not validated under these options
+                if unlisted_seen is None:
+                    unlisted_seen = set()
+                elif tag in unlisted_seen:
+                    return False
+                unlisted_seen.add(tag)
                 tables = self._fast_tables
-                entry = (tables.body_section, tables.check(tag))
-            sec, check = entry
+                sec = tables.body_section
+                check = tables.check(tag)
+            else:
+                sec, check, needed = entry
+                if marks[tag] == this_round:
+                    return False  # repeated
+                marks[tag] = this_round
+                if needed:
+                    found += 1
             if sec != section:
                 if sec < section:
                     return False
@@ -367,8 +407,7 @@ class Validator:
                 return False
             if check is not None and not check(value):
                 return False
-            seen.add(tag)
-        return len(seen) == len(fields) and required <= seen
+        return found == required
 
     # -- full check ---------------------------------------------------------
 

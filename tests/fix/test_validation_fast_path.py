@@ -295,6 +295,25 @@ def test_plain_new_order_single_takes_the_fast_path() -> None:
     assert validator.validate(with_group) == validator.validate_full(with_group)
 
 
+def test_repeated_tags_are_caught_in_every_round_of_marks() -> None:
+    # The fast path marks the tags it has seen with a round number that starts
+    # afresh every few hundred messages: across many rounds, a plain message
+    # is still accepted and one with a repeated tag (or a missing required
+    # tag) still left to the full check, which refuses it.
+    validator = Validator(fix44(), ValidationOptions())
+    plain = wire_message(b"D", HEADER, NEW_ORDER_SINGLE)
+    repeated = message(b"D", [*HEADER, *NEW_ORDER_SINGLE, NEW_ORDER_SINGLE[0]])
+    missing = wire_message(b"D", HEADER, without(NEW_ORDER_SINGLE, 54))
+    for _ in range(700):
+        assert validator._fast_accept(plain)
+        assert not validator._fast_accept(repeated)
+        assert not validator._fast_accept(missing)
+    assert validator.validate(repeated) == Problem(
+        SessionRejectReason.TAG_APPEARS_MORE_THAN_ONCE, NEW_ORDER_SINGLE[0][0]
+    )
+    assert validator.validate(missing) == Problem(SessionRejectReason.REQUIRED_TAG_MISSING, 54)
+
+
 @pytest.mark.parametrize(
     ("msg_type", "body"),
     [
