@@ -20,6 +20,7 @@ from setuptools import setup
 # adapters' settings; lp_sim_config.py) stay interpreted too: msgspec cannot
 # read the field types of a class compiled by mypyc.
 COMPILED = [
+    "gateway/client.py",
     "gateway/durable.py",
     "gateway/fix/acceptor.py",
     "gateway/fix/codec.py",
@@ -28,6 +29,7 @@ COMPILED = [
     "gateway/fix/store.py",
     "gateway/fix/validation.py",
     "gateway/flow_stats.py",
+    "gateway/loadgen.py",
     "gateway/lp_sim.py",
     "gateway/order_flow.py",
     "gateway/order_mapping.py",

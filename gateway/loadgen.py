@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from config import SessionSettings
 from gateway.client import FixClient
@@ -337,7 +338,8 @@ def serve_responder() -> None:
     async def serve() -> None:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(FillResponder, "127.0.0.1", 0)
-        print(server.sockets[0].getsockname()[1], flush=True)
+        listening = cast(Any, server).sockets  # a list under uvloop (see server.py)
+        print(listening[0].getsockname()[1], flush=True)
         await server.serve_forever()
 
     uvloop.run(serve())
@@ -399,7 +401,10 @@ class Reloads:
         await proc.stdin.drain()
         await stop.wait()
         proc.send_signal(signal.SIGTERM)
-        out, _ = await proc.communicate()
+        proc.stdin.close()
+        assert proc.stdout is not None
+        out = await proc.stdout.read()
+        await proc.wait()
         for status in out.decode().split():
             self.outcomes[status] = self.outcomes.get(status, 0) + 1
 

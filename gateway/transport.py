@@ -25,7 +25,6 @@ from collections.abc import Callable
 from typing import Final, Protocol, cast
 
 import structlog
-from mypy_extensions import mypyc_attr
 
 from gateway.fix.session import CloseConnection, Event, Session
 
@@ -59,9 +58,6 @@ class Connection(Protocol):
     def connection_lost(self, now: float) -> None: ...
 
 
-# compiled with the order path; the FIX client's protocol subclasses it
-# outside the compiled modules
-@mypyc_attr(allow_interpreted_subclasses=True)
 class FixTransportProtocol(asyncio.Protocol):
     """Subclasses create the connection object in :meth:`_open` and handle
     events in :meth:`_dispatch`."""
