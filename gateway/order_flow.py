@@ -100,6 +100,9 @@ _TIMEOUT_RESOLUTION: Final = 0.01
 _MAX_ABANDONED: Final = 10_000
 
 _REJECT_REASONS = {r.value: r.name.lower() for r in OrdRejReason}
+# an order's final status as the metrics name it (an Enum's name is a
+# descriptor call on every read)
+_STATUS_NAMES: Final[dict[OrdStatus, str]] = {s: s.name.lower() for s in OrdStatus}
 
 # NewOrderSingle, OrderCancelRequest, OrderCancelReplaceRequest
 _ORDER_REQUESTS = frozenset((b"D", b"F", b"G"))
@@ -793,8 +796,7 @@ class OrderFlow:
             stats.latency.observe(latency)
             if started[1]:
                 stats.policy(started[1]).latency.observe(latency)
-        status = ex.status.name.lower()
-        stats.final(ex.client, status)
+        stats.final(ex.client, _STATUS_NAMES[ex.status])
         if ex.status is OrdStatus.REJECTED:
             reason = ex.ord_rej_reason
             stats.rejected(ex.client, _refusal_reason(reason if reason is not None else 99))
