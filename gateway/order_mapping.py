@@ -24,11 +24,11 @@ per-instrument number formats.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, DecimalException
 from enum import Enum
-from typing import Final
+from typing import Final, TypeVar
 
 from gateway.fix.codec import FixMessage, encode_fields
 from matcher.engine import CancelOrder, NewOrder, ReplaceOrder
@@ -57,6 +57,7 @@ __all__ = [
     "price_text",
     "qty_bytes",
     "qty_text",
+    "remembered",
     "wire_value",
 ]
 
@@ -256,8 +257,29 @@ def _text(value: bytes | None) -> str:
 # the instrument they were made for (a new config's instruments start afresh).
 _CONVERSIONS_MAX: Final = 8192
 _Conversions = dict[tuple[bytes, str], tuple[Instrument, "int | Refusal"]]
+T = TypeVar("T")
 _QTY_CACHE: _Conversions = {}
 _PRICE_CACHE: _Conversions = {}
+
+
+def remembered(
+    cache: dict[tuple[bytes, str], tuple[Instrument, T]],
+    raw: bytes,
+    instrument: Instrument,
+    convert: Callable[[bytes, Instrument], T],
+) -> T:
+    """``convert(raw, instrument)``, remembered in ``cache`` per (text,
+    symbol) with the instrument it was made for, up to _CONVERSIONS_MAX
+    entries; what ``convert`` raises is not remembered."""
+    key = (raw, instrument.symbol)
+    hit = cache.get(key)
+    if hit is not None and hit[0] is instrument:
+        return hit[1]
+    value = convert(raw, instrument)
+    if len(cache) >= _CONVERSIONS_MAX:
+        cache.clear()
+    cache[key] = (instrument, value)
+    return value
 
 
 def _quantity(msg: FixMessage, instrument: Instrument) -> int | Refusal:
@@ -265,15 +287,7 @@ def _quantity(msg: FixMessage, instrument: Instrument) -> int | Refusal:
     raw = msg.get(38)
     if not raw:
         return Refusal("OrderQty must be positive", REJ_INCORRECT_QUANTITY)
-    key = (raw, instrument.symbol)
-    hit = _QTY_CACHE.get(key)
-    if hit is not None and hit[0] is instrument:
-        return hit[1]
-    if len(_QTY_CACHE) >= _CONVERSIONS_MAX:
-        _QTY_CACHE.clear()
-    lots = _convert_quantity(raw, instrument)
-    _QTY_CACHE[key] = (instrument, lots)
-    return lots
+    return remembered(_QTY_CACHE, raw, instrument, _convert_quantity)
 
 
 def _convert_quantity(raw: bytes, instrument: Instrument) -> int | Refusal:
@@ -306,15 +320,7 @@ def _convert_quantity(raw: bytes, instrument: Instrument) -> int | Refusal:
 
 def _price(raw: bytes, instrument: Instrument) -> int | Refusal:
     """Price (44) in ticks of ``instrument``, or why it is refused."""
-    key = (raw, instrument.symbol)
-    hit = _PRICE_CACHE.get(key)
-    if hit is not None and hit[0] is instrument:
-        return hit[1]
-    if len(_PRICE_CACHE) >= _CONVERSIONS_MAX:
-        _PRICE_CACHE.clear()
-    ticks = _convert_price(raw, instrument)
-    _PRICE_CACHE[key] = (instrument, ticks)
-    return ticks
+    return remembered(_PRICE_CACHE, raw, instrument, _convert_price)
 
 
 def _convert_price(raw: bytes, instrument: Instrument) -> int | Refusal:

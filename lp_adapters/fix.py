@@ -65,7 +65,7 @@ from gateway.fix.session import (
     Session,
 )
 from gateway.fix.store import open_store
-from gateway.order_mapping import price_bytes, qty_bytes
+from gateway.order_mapping import price_bytes, qty_bytes, remembered
 from gateway.transport import Connection, FixTransportProtocol
 from lp_adapters.base import (
     DISCONNECTED_REASON,
@@ -129,29 +129,20 @@ class _Protocol(FixTransportProtocol):
         self._adapter._on_connection_closed()
 
 
-# LPs report the same quantities and prices over and over: a text's lots
-# (ticks) are remembered per symbol, with the instrument they were read for
-# (a reloaded config's instruments start afresh), up to a bound.
-_Units = dict[tuple[bytes, str], tuple[Instrument, int]]
-_LOTS: _Units = {}
-_TICKS: _Units = {}
-_UNITS_MAX: Final = 4096
+# LPs report the same quantities and prices over and over: their lots and
+# ticks are remembered (order_mapping.remembered).
+_LOTS: dict[tuple[bytes, str], tuple[Instrument, int]] = {}
+_TICKS: dict[tuple[bytes, str], tuple[Instrument, int]] = {}
 
 
-def _in_units(cache: _Units, instrument: Instrument, raw: bytes) -> int:
-    """``raw`` (LastQty or LastPx) in lots or ticks of ``instrument``, as
-    ``cache`` says (``_LOTS`` or ``_TICKS``); raises what Decimal and the
-    instrument raise for text that is not a number on its grid."""
-    key = (raw, instrument.symbol)
-    hit = cache.get(key)
-    if hit is not None and hit[0] is instrument:
-        return hit[1]
-    value = Decimal(raw.decode())
-    units = instrument.qty_to_lots(value) if cache is _LOTS else instrument.price_to_ticks(value)
-    if len(cache) >= _UNITS_MAX:
-        cache.clear()
-    cache[key] = (instrument, units)
-    return units
+def _lots(raw: bytes, instrument: Instrument) -> int:
+    """LastQty (32) in lots; raises for text that is not a number on the grid."""
+    return instrument.qty_to_lots(Decimal(raw.decode()))
+
+
+def _ticks(raw: bytes, instrument: Instrument) -> int:
+    """LastPx (31) in ticks; raises for text that is not a number on the grid."""
+    return instrument.price_to_ticks(Decimal(raw.decode()))
 
 
 @register("fix")
@@ -547,8 +538,8 @@ class FixLp(LpAdapter):
         child = entry.child
         instrument = self.instruments[child.symbol]
         try:
-            lots = _in_units(_LOTS, instrument, msg.get(32) or b"0")
-            price = _in_units(_TICKS, instrument, msg.get(31) or b"0")
+            lots = remembered(_LOTS, msg.get(32) or b"0", instrument, _lots)
+            price = remembered(_TICKS, msg.get(31) or b"0", instrument, _ticks)
         except (InvalidOperation, ValueError, ArithmeticError) as exc:
             _log.error("lp_fill_unreadable", lp=self.name, child_id=child.child_id, error=str(exc))
             return None

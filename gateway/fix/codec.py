@@ -602,12 +602,9 @@ class _TimestampReader:
             return float(seconds)
         if value[17] != _POINT:
             return None
-        fraction: i64 = 0
-        for pos in range(18, n):
-            c: i64 = value[pos]
-            if c < _DIGIT_0 or c > _DIGIT_9:
-                return None
-            fraction = fraction * 10 + c - _DIGIT_0
+        fraction, digits_end = _read_number(value, 18, n)
+        if digits_end != n:
+            return None
         unit = 1000.0 if n == 21 else 1000000.0 if n == 24 else 1000000000.0
         return seconds + float(fraction) / unit
 

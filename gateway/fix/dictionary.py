@@ -46,18 +46,17 @@ def _is_float(v: bytes) -> bool:
     """An optional minus sign, then ASCII digits with at most one point among
     them: at least one digit, at most _MAX_DIGITS + 1 characters in all."""
     n: i64 = len(v)
-    i: i64 = 1 if n and v[0] == _MINUS else 0
-    if n == i or n - i > _MAX_DIGITS + 1:
+    start: i64 = 1 if n and v[0] == _MINUS else 0
+    if n - start > _MAX_DIGITS + 1:
         return False
     points: i64 = 0
-    while i < n:
+    for i in range(start, n):
         c: i64 = v[i]
         if c == _POINT:
             points += 1
         elif c < _DIGIT_0 or c > _DIGIT_9:
             return False
-        i += 1
-    return points <= 1 and n - points > (1 if v[0] == _MINUS else 0)
+    return points <= 1 and n - start - points > 0
 
 
 def _is_char(v: bytes) -> bool:
