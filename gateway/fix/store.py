@@ -5,7 +5,7 @@ the MsgSeqNum of our next outgoing message and the MsgSeqNum we expect next
 from the peer -- plus a copy of every application message it has sent, so
 that it can answer a ResendRequest.  This module keeps that state per session.
 
-Two backends implement the :class:`SessionStore` protocol:
+Two backends derive from :class:`SessionStore`:
 
 * :class:`MemoryStore` keeps everything in process memory.  Nothing survives a
   restart; it is meant for tests and for sessions that reset every logon.
@@ -145,7 +145,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Protocol, Self
+from typing import Final, Self
 
 from gateway.durable import append_all, datasync, fsync_dir, lock_directory, replace_file
 
@@ -190,6 +190,14 @@ _U64: Final = struct.Struct("<Q")
 _F64: Final = struct.Struct("<d")
 
 _MSG_DATA_OFFSET: Final = _CRC.size + _MSG_PREFIX.size  # record start -> message bytes
+_SEQ_SIZE: Final = _U64.size  # a message record's body: the u64 sequence number, the message
+
+# bound once: a flush calls them per message
+_pack_crc: Final = _CRC.pack
+_pack_len_kind: Final = _LEN_KIND.pack
+_pack_msg_prefix: Final = _MSG_PREFIX.pack
+_pack_seqnums: Final = _SEQNUMS.pack
+_crc32: Final = zlib.crc32
 
 _UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._]+")
 
@@ -206,38 +214,40 @@ class StoreCorruptError(StoreError):
     """The journal holds data that a crash cannot explain."""
 
 
-class SessionStore(Protocol):
-    """Persistent state of one FIX session.
+class SessionStore:
+    """Persistent state of one FIX session: the base of both backends.
 
     Mutating calls only change memory; :meth:`flush` makes them durable (see
     the module documentation for the durability policy of each backend).
+    A base class rather than a protocol, so that compiled callers reach a
+    backend's methods directly.
     """
 
     @property
     def next_sender_seq(self) -> int:
         """The MsgSeqNum our next outgoing message will carry."""
-        ...
+        raise NotImplementedError
 
     @property
     def next_target_seq(self) -> int:
         """The MsgSeqNum we expect on the next message from the peer."""
-        ...
+        raise NotImplementedError
 
     @property
     def creation_time(self) -> float:
         """Epoch seconds at which the store (the session day) was created or reset."""
-        ...
+        raise NotImplementedError
 
     def set_next_sender_seq(self, seq: int) -> None:
         """Set the MsgSeqNum of our next outgoing message.
 
         Jumping forward is allowed; the skipped numbers have no stored message.
         """
-        ...
+        raise NotImplementedError
 
     def set_next_target_seq(self, seq: int) -> None:
         """Set the MsgSeqNum we expect next from the peer."""
-        ...
+        raise NotImplementedError
 
     def append_sent(self, seq: int, message: bytes) -> None:
         """Store the whole wire bytes of an outgoing message with MsgSeqNum ``seq``.
@@ -247,14 +257,14 @@ class SessionStore(Protocol):
         moves to ``seq + 1`` unless it is already higher.  The message is
         buffered until :meth:`flush`.
         """
-        ...
+        raise NotImplementedError
 
     def get_sent(self, begin: int, end: int) -> list[tuple[int, bytes]]:
         """Return the stored messages with ``begin <= seq <= end`` in ascending order.
 
         Messages appended but not flushed yet are included.
         """
-        ...
+        raise NotImplementedError
 
     def reset(self) -> None:
         """Start a new session day.
@@ -262,15 +272,15 @@ class SessionStore(Protocol):
         Both sequence numbers go back to 1, all messages are dropped and
         ``creation_time`` becomes now.  Durable when the call returns.
         """
-        ...
+        raise NotImplementedError
 
     def flush(self) -> None:
         """Make every change since the last flush durable, with one write at most."""
-        ...
+        raise NotImplementedError
 
     def close(self) -> None:
         """Flush and release all resources.  Calling it again does nothing."""
-        ...
+        raise NotImplementedError
 
 
 def session_dirname(session_key: str) -> str:
@@ -293,20 +303,19 @@ def _check_seq(seq: int, limit: int = _MAX_SEQ) -> int:
 
 def _record(kind: int, body: bytes) -> bytes:
     """Encode one journal record."""
-    len_kind = _LEN_KIND.pack(len(body), kind)
-    crc = zlib.crc32(body, zlib.crc32(len_kind))
-    return b"".join((_CRC.pack(crc), len_kind, body))
+    len_kind = _pack_len_kind(len(body), kind)
+    return _pack_crc(_crc32(body, _crc32(len_kind))) + len_kind + body
 
 
 def _seqnums_record(sender: int, target: int) -> bytes:
-    return _record(KIND_SEQNUMS, _SEQNUMS.pack(sender, target))
+    return _record(KIND_SEQNUMS, _pack_seqnums(sender, target))
 
 
 def _reset_record(creation_time: float, session_key: str) -> bytes:
     return _record(KIND_RESET, _F64.pack(creation_time) + session_key.encode())
 
 
-class MemoryStore:
+class MemoryStore(SessionStore):
     """A :class:`SessionStore` that keeps everything in process memory."""
 
     def __init__(self) -> None:
@@ -386,7 +395,7 @@ class MemoryStore:
         self._closed = True
 
 
-class FileStore:
+class FileStore(SessionStore):
     """A :class:`SessionStore` backed by a journal file (see the module documentation).
 
     ``FileStore(data_dir, session_key)`` opens, or creates, the store in
@@ -560,14 +569,18 @@ class FileStore:
         pos = self._size
         parts: list[bytes] = []
         new_offsets: list[int] = []
-        crc32 = zlib.crc32
-        for seq, msg in zip(self._pend_seqs, self._pend_msgs, strict=True):
-            prefix = _MSG_PREFIX.pack(_U64.size + len(msg), KIND_MESSAGE, seq)
-            parts.append(_CRC.pack(crc32(msg, crc32(prefix))))
+        new_lengths: list[int] = []
+        pend_msgs = self._pend_msgs
+        for i, seq in enumerate(self._pend_seqs):
+            msg = pend_msgs[i]
+            size = len(msg)
+            prefix = _pack_msg_prefix(_SEQ_SIZE + size, KIND_MESSAGE, seq)
+            parts.append(_pack_crc(_crc32(msg, _crc32(prefix))))
             parts.append(prefix)
             parts.append(msg)
             new_offsets.append(pos + _MSG_DATA_OFFSET)
-            pos += _MSG_DATA_OFFSET + len(msg)
+            new_lengths.append(size)
+            pos += _MSG_DATA_OFFSET + size
         parts.append(_seqnums_record(self._sender, self._target))
         batch = b"".join(parts)
 
@@ -575,9 +588,9 @@ class FileStore:
 
         self._seqs.extend(self._pend_seqs)
         self._offsets.extend(new_offsets)
-        self._lengths.extend(len(m) for m in self._pend_msgs)
+        self._lengths.extend(new_lengths)
         self._pend_seqs.clear()
-        self._pend_msgs.clear()
+        pend_msgs.clear()
         self._size += len(batch)
         self._dirty = False
         if self._fsync:
