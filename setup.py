@@ -35,6 +35,7 @@ COMPILED = [
     "gateway/order_mapping.py",
     "gateway/server.py",
     "gateway/transport.py",
+    "lp_adapters/base.py",
     "lp_adapters/fix.py",
     "lp_adapters/simulated.py",
     "matcher/engine.py",

@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from mypy_extensions import mypyc_attr
+
 from router.model import ChildCanceled, ChildOrder, Instrument, LpEvent
 
 __all__ = [
@@ -47,6 +49,12 @@ UNKNOWN_AFTER_RESTART_REASON: Final = "not known to the LP after a gateway resta
 LP no longer has (or, for an adapter that cannot ask, no longer reports on)."""
 
 
+# what every adapter implements (the abstract methods below)
+_ABSTRACT: Final = ("connect", "disconnect", "up", "send")
+
+
+# compiled with the order path; adapters written in Python subclass it as well
+@mypyc_attr(allow_interpreted_subclasses=True)
 class LpAdapter(ABC):
     """One connection to one liquidity provider.
 
@@ -146,6 +154,14 @@ class LpAdapter(ABC):
     ) -> None:
         if not name:
             raise ValueError("an LP adapter needs a non-empty name")
+        # compiled, the class does not refuse instances the way ABCMeta does
+        cls = type(self)
+        missing = [m for m in _ABSTRACT if getattr(cls, m) is getattr(LpAdapter, m)]
+        if missing:
+            raise TypeError(
+                f"Can't instantiate abstract class {cls.__name__} "
+                f"without an implementation of: {', '.join(missing)}"
+            )
         self.name = name
         self.instruments: Mapping[str, Instrument] = dict(instruments)
         self.sink = sink
@@ -223,7 +239,7 @@ def register(kind: str) -> Callable[[_A], _A]:
     def decorate(cls: _A) -> _A:
         if not (isinstance(cls, type) and issubclass(cls, LpAdapter)):
             raise TypeError(f"{cls!r} is not an LpAdapter subclass")
-        existing = _REGISTRY.get(kind)
+        existing: Any = _REGISTRY.get(kind)  # a class object: its names read untyped
         if existing is not None:
             raise ValueError(
                 f"adapter kind {kind!r} is already registered by "

@@ -145,7 +145,6 @@ def _ticks(raw: bytes, instrument: Instrument) -> int:
     return instrument.price_to_ticks(Decimal(raw.decode()))
 
 
-@register("fix")
 class FixLp(LpAdapter):
     """A liquidity provider reached over FIX 4.4 (see the module docstring)."""
 
@@ -590,3 +589,8 @@ class FixLp(LpAdapter):
         del self._open[child.child_id]
         reason = UNKNOWN_AFTER_RESTART_REASON if status == b"8" else text or "ended at the LP"
         self.sink(ChildCanceled(child.child_id, left, reason))
+
+
+# registered by a call, not as a decorator: a decorated class would not be compiled
+# to a native class
+register("fix")(FixLp)

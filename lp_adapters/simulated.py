@@ -164,7 +164,6 @@ class _OpenChild:
     handle: asyncio.Handle | None = None
 
 
-@register("simulated")
 class SimulatedLp(LpAdapter):
     """A simulated last-look LP; see the module docstring and
     :class:`SimulatedLpSettings`.
@@ -494,3 +493,8 @@ def _parse_settings(
             raise fail(f"the shared market has no mid for: {missing}")
         steps_market = bool(cfg.steps_market)
     return msgspec.structs.replace(cfg, symbols=symbols), market, steps_market
+
+
+# registered by a call, not as a decorator: a decorated class would not be compiled
+# to a native class
+register("simulated")(SimulatedLp)
