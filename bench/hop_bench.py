@@ -65,6 +65,21 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, limit: f
     raise SystemExit(f"{what} is not listening on port {port} after {limit:g} s")
 
 
+def _refuse_taken(ports: dict[str, int]) -> None:
+    """Stop before starting anything if a port is taken: the wait for the
+    new server would otherwise be satisfied by whatever listens there."""
+    for what, port in ports.items():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                pass
+        except OSError:
+            continue
+        raise SystemExit(
+            f"port {port} ({what}) is in use: stop what listens there, or choose "
+            "others with --lp-ports, --hop-port and --local-port"
+        )
+
+
 class Processes:
     """The four servers, started and stopped together."""
 
@@ -96,6 +111,7 @@ class Processes:
         return proc
 
     def start(self) -> None:
+        _refuse_taken({**self.lp_ports, "hop": self.hop_port, "local": self.local_port})
         for name, port in self.lp_ports.items():
             proc = self._start(
                 name,

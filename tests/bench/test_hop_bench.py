@@ -37,3 +37,23 @@ def test_one_short_round_measures_both_setups() -> None:
     for port in ports:
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", int(port)), timeout=1).close()
+
+
+def test_a_taken_port_stops_it_before_anything_starts() -> None:
+    ports = [str(free_port()) for _ in range(3)]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        local = str(taken.getsockname()[1])
+        args = ["--lp-ports", ports[0], ports[1], "--hop-port", ports[2], "--local-port", local]
+        done = subprocess.run(
+            [sys.executable, str(REPO / "bench" / "hop_bench.py"), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert f"port {local} (local) is in use" in done.stderr
+    for port in ports:  # nothing was started
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", int(port)), timeout=1).close()
