@@ -8,8 +8,6 @@ families at scrape time.  Everything is touched by the event loop only.
 
 from __future__ import annotations
 
-from array import array
-from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -44,15 +42,22 @@ class Histogram:
     __slots__ = ("_recent", "_recent_at", "bounds", "count", "counts", "sum")
 
     def __init__(self, bounds: Sequence[float] = LATENCY_BUCKETS) -> None:
-        self.bounds = tuple(bounds)
+        self.bounds: tuple[float, ...] = tuple(bounds)
         self.counts = [0] * (len(self.bounds) + 1)
         self.sum = 0.0
         self.count = 0
-        self._recent = array("d")
+        self._recent: list[float] = []  # a list: compiled, its operations are direct
         self._recent_at = 0
 
     def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
+        # the first bucket whose bound is not below the value, as bisect_left
+        # finds it; a scan from the start, since latencies sit in the first few
+        bounds = self.bounds
+        n = len(bounds)
+        i = 0
+        while i < n and bounds[i] < value:
+            i += 1
+        self.counts[i] += 1
         self.sum += value
         self.count += 1
         recent = self._recent

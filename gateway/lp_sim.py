@@ -141,7 +141,6 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -219,24 +218,36 @@ _MARKET_BUY_LIMIT: Final = 2**62
 # the FIX application
 
 
-@dataclass(slots=True, eq=False)
 class _Order:
-    """An order of a gateway, open at the SimulatedLp."""
+    """An order of a gateway, open at the SimulatedLp (a plain class:
+    compiled, it is built directly, where a dataclass runs its generated
+    Python __init__)."""
 
-    session: Session
-    order_id: str  # also the SimulatedLp's child id
-    cl_ord_id: bytes
-    instrument: Instrument
-    side: Side
-    ord_type: OrdType
-    qty: int  # lots
-    limit: int | None  # ticks; None for a market order
-    status: OrdStatus = OrdStatus.PENDING_NEW
-    cum_qty: int = 0
-    notional: int = 0  # ticks x lots filled
-    cancel_pending: bool = False
-    cancel_cl_ord_id: bytes | None = None  # ClOrdID of the OrderCancelRequest
-    cancel_text: str = ""
+    def __init__(
+        self,
+        session: Session,
+        order_id: str,
+        cl_ord_id: bytes,
+        instrument: Instrument,
+        side: Side,
+        ord_type: OrdType,
+        qty: int,
+        limit: int | None,
+    ) -> None:
+        self.session = session
+        self.order_id = order_id  # also the SimulatedLp's child id
+        self.cl_ord_id = cl_ord_id
+        self.instrument = instrument
+        self.side = side
+        self.ord_type = ord_type
+        self.qty = qty  # lots
+        self.limit = limit  # ticks; None for a market order
+        self.status = OrdStatus.PENDING_NEW
+        self.cum_qty = 0
+        self.notional = 0  # ticks x lots filled
+        self.cancel_pending = False
+        self.cancel_cl_ord_id: bytes | None = None  # ClOrdID of the OrderCancelRequest
+        self.cancel_text = ""
 
 
 def _out(text: str) -> bytes:

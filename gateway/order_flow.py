@@ -20,7 +20,6 @@ import asyncio
 import heapq
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -113,13 +112,26 @@ def _refusal_reason(code: int) -> str:
     return _REJECT_REASONS.get(code, "other")
 
 
-@dataclass(slots=True)
+# Plain classes with their own __init__ rather than dataclasses: compiled, a
+# dataclass is built through the generated Python __init__, these directly.
+
+
 class _Child:
-    order: ChildOrder
-    open: int
-    sent_at: float
-    answered: bool = False
-    exec_ids: set[str] | None = None  # fills applied, to apply a repeated one once
+    """A child order at an LP, as the routing that sent it keeps it."""
+
+    def __init__(
+        self,
+        order: ChildOrder,
+        open: int,
+        sent_at: float,
+        answered: bool = False,
+        exec_ids: set[str] | None = None,
+    ) -> None:
+        self.order = order
+        self.open = open
+        self.sent_at = sent_at
+        self.answered = answered
+        self.exec_ids = exec_ids  # fills applied, to apply a repeated one once
 
     @property
     def lp(self) -> str:
@@ -130,19 +142,30 @@ class _Child:
         return self.order.qty
 
 
-@dataclass(slots=True)
 class _Routing:
-    need: RouteNeed
-    instrument: Instrument
-    attempt: int
-    serial: int  # tells this routing from a later one of the same order
-    rules: Rules  # the rules it started under; its re-routes follow them too
-    policy: str
-    children: dict[str, _Child] = field(default_factory=dict)
-    returned: int = 0
-    excluded: set[str] = field(default_factory=set)
-    reasons: list[str] = field(default_factory=list)
-    cancel_sent: bool = False
+    """One routing of an order's remainder: its children and what came back."""
+
+    def __init__(
+        self,
+        need: RouteNeed,
+        instrument: Instrument,
+        attempt: int,
+        serial: int,
+        rules: Rules,
+        policy: str,
+        excluded: set[str] | None = None,
+    ) -> None:
+        self.need = need
+        self.instrument = instrument
+        self.attempt = attempt
+        self.serial = serial  # tells this routing from a later one of the same order
+        self.rules = rules  # the rules it started under; its re-routes follow them too
+        self.policy = policy
+        self.children: dict[str, _Child] = {}
+        self.returned = 0
+        self.excluded: set[str] = set() if excluded is None else excluded
+        self.reasons: list[str] = []
+        self.cancel_sent = False
 
 
 def next_day_end(now: float, time_of_day: str) -> float:

@@ -20,7 +20,6 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
@@ -158,10 +157,13 @@ def _start_mid_ticks(instrument: Instrument, price: str | Decimal | None) -> int
     return ticks
 
 
-@dataclass(slots=True)
 class _OpenChild:
-    child: ChildOrder
-    handle: asyncio.Handle | None = None
+    """A child order waiting for its answer (a plain class: compiled, it is
+    built directly, where a dataclass runs its generated Python __init__)."""
+
+    def __init__(self, child: ChildOrder) -> None:
+        self.child = child
+        self.handle: asyncio.Handle | None = None
 
 
 class SimulatedLp(LpAdapter):
