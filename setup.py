@@ -32,6 +32,7 @@ COMPILED = [
     "gateway/loadgen.py",
     "gateway/lp_sim.py",
     "gateway/order_flow.py",
+    "gateway/order_journal.py",
     "gateway/order_mapping.py",
     "gateway/server.py",
     "gateway/transport.py",

@@ -75,8 +75,19 @@ from typing import Final
 import msgspec
 
 from gateway.durable import append_all, datasync, lock_directory, replace_file
-from matcher.orders import Order
-from router.model import ChildOrder, Side
+from gateway.journal_entries import (
+    Abandoned,
+    Ended,
+    Entry,
+    Expiring,
+    Filled,
+    InFlight,
+    Message,
+    OrderState,
+    Positions,
+    Run,
+    Sent,
+)
 
 __all__ = [
     "Abandoned",
@@ -109,66 +120,6 @@ _CHECKPOINT_BATCH: Final = 4096
 class JournalError(Exception):
     """The journal cannot be opened: in use by another process, or damaged
     in a way a crash does not explain."""
-
-
-class Run(msgspec.Struct, tag=1, array_like=True, frozen=True):
-    run: int
-
-
-class OrderState(msgspec.Struct, tag=2, array_like=True, frozen=True):
-    order: Order
-
-
-class Sent(msgspec.Struct, tag=3, array_like=True, frozen=True):
-    child: ChildOrder
-
-
-class Filled(msgspec.Struct, tag=4, array_like=True, frozen=True):
-    child_id: str
-    exec_id: str
-    lp: str
-    account: str
-    symbol: str
-    side: Side
-    qty: int
-    price: int
-
-
-class Ended(msgspec.Struct, tag=5, array_like=True, frozen=True):
-    child_id: str
-
-
-class Abandoned(msgspec.Struct, tag=6, array_like=True, frozen=True):
-    child_id: str
-
-
-class Positions(msgspec.Struct, tag=7, array_like=True, frozen=True):
-    lps: dict[str, dict[str, int]]
-    clients: dict[str, dict[str, int]]
-    last_price: dict[str, int]
-
-
-class InFlight(msgspec.Struct, tag=8, array_like=True, frozen=True):
-    child: ChildOrder
-    open: int
-    exec_ids: list[str]
-    abandoned: bool = False
-
-
-class Expiring(msgspec.Struct, tag=9, array_like=True, frozen=True):
-    order_ids: list[str]
-
-
-class Message(msgspec.Struct, tag=10, array_like=True, frozen=True):
-    session: str
-    created: float  # the session store's creation time: which sequence it belongs to
-    seq: int
-    raw: bytes
-
-
-Entry = (
-    Run | OrderState | Sent | Filled | Ended | Abandoned | Positions | InFlight | Expiring | Message
-)
 
 
 def _array_header(n: int) -> bytes:

@@ -51,7 +51,7 @@ from bisect import insort
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import count
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 import msgspec
 
@@ -60,7 +60,6 @@ from matcher.orders import (
     CancelReject,
     CxlRejReason,
     CxlRejResponseTo,
-    ExecIdSource,
     ExecType,
     Execution,
     Order,
@@ -86,6 +85,25 @@ DUPLICATE_CL_ORD_ID = "Duplicate ClOrdID"
 NOT_MARKETABLE = "not marketable"
 FOK_NOT_FILLABLE = "fill or kill: not enough liquidity"
 DAY_ENDED = "end of the trading day"
+
+
+# shared by every matcher in the process (see ExecIdSource)
+_ID_COUNTER: Final = count(1)
+
+
+class ExecIdSource:
+    """Hands out ExecIDs (17) and OrderIDs (37) unique for the process run.
+
+    The counter is shared by every matcher in the process; ``prefix`` should
+    differ between runs (the gateway passes its start time) so that IDs stay
+    unique across restarts too.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(_ID_COUNTER)}"
 
 
 class MatcherError(Exception):

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from enum import IntEnum
 from fractions import Fraction
-from itertools import count
-from typing import ClassVar
 
 import msgspec
 
@@ -27,7 +25,6 @@ __all__ = [
     "CancelReject",
     "CxlRejReason",
     "CxlRejResponseTo",
-    "ExecIdSource",
     "ExecType",
     "Execution",
     "OrdRejReason",
@@ -214,22 +211,3 @@ class CancelReject(msgspec.Struct, frozen=True, gc=False):
 OrderReject = CancelReject
 """A refused cancel or replace request; the same value as :class:`CancelReject`
 (a refused *new* order is an :class:`Execution` with ExecType REJECTED)."""
-
-
-class ExecIdSource:
-    """Hands out ExecIDs (17) and OrderIDs (37) unique for the process run.
-
-    The counter is shared by every matcher in the process; ``prefix`` should
-    differ between runs (the gateway passes its start time) so that IDs stay
-    unique across restarts too.
-    """
-
-    _counter: ClassVar[count[int]] = count(1)
-
-    __slots__ = ("prefix",)
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-
-    def next(self) -> str:
-        return f"{self.prefix}{next(self._counter)}"

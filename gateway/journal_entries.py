@@ -1,0 +1,88 @@
+"""The entries of the order journal (see :mod:`gateway.order_journal` for the
+file format and what each entry means).
+
+They live apart from the journal's code, which is compiled: msgspec reads the
+field types of these Structs to decode them, which it cannot do for a class
+compiled by mypyc.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from matcher.orders import Order
+from router.model import ChildOrder, Side
+
+__all__ = [
+    "Abandoned",
+    "Ended",
+    "Entry",
+    "Expiring",
+    "Filled",
+    "InFlight",
+    "Message",
+    "OrderState",
+    "Positions",
+    "Run",
+    "Sent",
+]
+
+
+class Run(msgspec.Struct, tag=1, array_like=True, frozen=True):
+    run: int
+
+
+class OrderState(msgspec.Struct, tag=2, array_like=True, frozen=True):
+    order: Order
+
+
+class Sent(msgspec.Struct, tag=3, array_like=True, frozen=True):
+    child: ChildOrder
+
+
+class Filled(msgspec.Struct, tag=4, array_like=True, frozen=True):
+    child_id: str
+    exec_id: str
+    lp: str
+    account: str
+    symbol: str
+    side: Side
+    qty: int
+    price: int
+
+
+class Ended(msgspec.Struct, tag=5, array_like=True, frozen=True):
+    child_id: str
+
+
+class Abandoned(msgspec.Struct, tag=6, array_like=True, frozen=True):
+    child_id: str
+
+
+class Positions(msgspec.Struct, tag=7, array_like=True, frozen=True):
+    lps: dict[str, dict[str, int]]
+    clients: dict[str, dict[str, int]]
+    last_price: dict[str, int]
+
+
+class InFlight(msgspec.Struct, tag=8, array_like=True, frozen=True):
+    child: ChildOrder
+    open: int
+    exec_ids: list[str]
+    abandoned: bool = False
+
+
+class Expiring(msgspec.Struct, tag=9, array_like=True, frozen=True):
+    order_ids: list[str]
+
+
+class Message(msgspec.Struct, tag=10, array_like=True, frozen=True):
+    session: str
+    created: float  # the session store's creation time: which sequence it belongs to
+    seq: int
+    raw: bytes
+
+
+Entry = (
+    Run | OrderState | Sent | Filled | Ended | Abandoned | Positions | InFlight | Expiring | Message
+)
