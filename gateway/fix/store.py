@@ -190,7 +190,7 @@ _U64: Final = struct.Struct("<Q")
 _F64: Final = struct.Struct("<d")
 
 _MSG_DATA_OFFSET: Final = _CRC.size + _MSG_PREFIX.size  # record start -> message bytes
-_SEQ_SIZE: Final = _U64.size  # a message record's body: the u64 sequence number, the message
+_SEQ_SIZE: Final = _U64.size  # the sequence number that opens a message record's body
 
 # bound once: a flush calls them per message
 _pack_crc: Final = _CRC.pack
