@@ -219,9 +219,8 @@ _MARKET_BUY_LIMIT: Final = 2**62
 
 
 class _Order:
-    """An order of a gateway, open at the SimulatedLp (a plain class:
-    compiled, it is built directly, where a dataclass runs its generated
-    Python __init__)."""
+    """An order of a gateway, open at the SimulatedLp (a plain class, not a
+    dataclass: see "The compiled order path" in the README)."""
 
     def __init__(
         self,

@@ -31,8 +31,7 @@ from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 from gateway.fix.session import BusinessRejectReason, Session
 from gateway.flow_stats import FlowStats
-from gateway.market_data import MarketDataService
-from gateway.order_journal import (
+from gateway.journal_entries import (
     Abandoned,
     Ended,
     Entry,
@@ -40,12 +39,13 @@ from gateway.order_journal import (
     Filled,
     InFlight,
     Message,
-    OrderJournal,
     OrderState,
     Positions,
     Run,
     Sent,
 )
+from gateway.market_data import MarketDataService
+from gateway.order_journal import OrderJournal
 from gateway.order_mapping import (
     Refusal,
     cancel_reject_body,
@@ -112,8 +112,7 @@ def _refusal_reason(code: int) -> str:
     return _REJECT_REASONS.get(code, "other")
 
 
-# Plain classes with their own __init__ rather than dataclasses: compiled, a
-# dataclass is built through the generated Python __init__, these directly.
+# Plain classes, not dataclasses: see "The compiled order path" in the README.
 
 
 class _Child:

@@ -8,7 +8,8 @@ still be at an LP.
 
 What is written
 ---------------
-Entries (:data:`Entry`), grouped into one batch per flush:
+Entries (:data:`~gateway.journal_entries.Entry`, msgspec Structs defined in
+:mod:`gateway.journal_entries`), grouped into one batch per flush:
 
 ``Run``
     The first entry of a checkpoint: the run number (one more each start),
@@ -75,34 +76,11 @@ from typing import Final
 import msgspec
 
 from gateway.durable import append_all, datasync, lock_directory, replace_file
-from gateway.journal_entries import (
-    Abandoned,
-    Ended,
-    Entry,
-    Expiring,
-    Filled,
-    InFlight,
-    Message,
-    OrderState,
-    Positions,
-    Run,
-    Sent,
-)
+from gateway.journal_entries import Entry, Run
 
 __all__ = [
-    "Abandoned",
-    "Ended",
-    "Entry",
-    "Expiring",
-    "Filled",
-    "InFlight",
     "JournalError",
-    "Message",
     "OrderJournal",
-    "OrderState",
-    "Positions",
-    "Run",
-    "Sent",
 ]
 
 logger = logging.getLogger("gateway.order_journal")

@@ -158,8 +158,8 @@ def _start_mid_ticks(instrument: Instrument, price: str | Decimal | None) -> int
 
 
 class _OpenChild:
-    """A child order waiting for its answer (a plain class: compiled, it is
-    built directly, where a dataclass runs its generated Python __init__)."""
+    """A child order waiting for its answer (a plain class, not a dataclass:
+    see "The compiled order path" in the README)."""
 
     def __init__(self, child: ChildOrder) -> None:
         self.child = child

@@ -9,21 +9,19 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from gateway.order_journal import (
-    MAGIC,
+from gateway.journal_entries import (
     Abandoned,
     Ended,
     Entry,
     Expiring,
     Filled,
     InFlight,
-    JournalError,
-    OrderJournal,
     OrderState,
     Positions,
     Run,
     Sent,
 )
+from gateway.order_journal import MAGIC, JournalError, OrderJournal
 from gateway.recovery import Recovery
 from matcher.orders import CxlRejResponseTo as To
 from matcher.orders import Order, OrdStatus, PendingChange
