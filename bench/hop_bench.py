@@ -38,7 +38,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.loadgen import CpuMeter, LoadClient, RunStats
+from gateway.sim.loadgen import CpuMeter, LoadClient, RunStats
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -128,7 +128,7 @@ LpAdapterKind = Annotated[
 ]
 """The name an LP adapter kind is registered under (``lp_adapters.register``);
 that the kind exists, and that the adapter accepts its settings, is checked
-where adapters are built (``gateway.order_flow.lp_config_errors``)."""
+where adapters are built (``gateway.orderflow.flow.lp_config_errors``)."""
 RoutingPolicy = Literal["best_price_exposure_aware", "best_price"]
 
 USD_CONVERSION_QUOTE: Final = "quote"

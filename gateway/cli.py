@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and list every error")
     check.add_argument("file", nargs="?", help="TOML config file (default: the packaged default)")
 
-    from gateway.loadgen import add_arguments
+    from gateway.sim.loadgen import add_arguments
 
     bench = sub.add_parser("bench", help="load a running gateway with orders and measure latency")
     add_arguments(bench)
@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
 def _load_checked(path: str) -> Config:
     """The config at ``path``, also checked against the registered LP adapter
     kinds and their settings; ConfigError listing every problem otherwise."""
-    from gateway.order_flow import lp_config_errors
+    from gateway.orderflow.flow import lp_config_errors
 
     cfg = load_config(path)
     errors = lp_config_errors(cfg)
@@ -68,7 +68,7 @@ def _check_config(path: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gateway.reload import Overrides
+    from gateway.ops.reload import Overrides
 
     path = args.config or str(default_config_path())
     overrides = Overrides(fix_port=args.fix_port, http_port=args.http_port, data_dir=args.data_dir)
@@ -86,8 +86,8 @@ def _run(args: argparse.Namespace) -> int:
 
     from gateway.daemon import run
     from gateway.fix.store import StoreError
-    from gateway.logs import configure_logging
-    from gateway.order_journal import JournalError
+    from gateway.ops.logs import configure_logging
+    from gateway.orderflow.journal import JournalError
 
     configure_logging(cfg.gateway.log_level, cfg.gateway.log_format)
     try:
@@ -105,11 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         return _check_config(args.file or str(default_config_path()))
     if args.command == "bench":
-        from gateway.loadgen import main as bench_main
+        from gateway.sim.loadgen import main as bench_main
 
         return bench_main(args)
     if args.command == "lp-sim":
-        from gateway.lp_sim import main as lp_sim_main
+        from gateway.sim.lp_sim import main as lp_sim_main
 
         return lp_sim_main(args)
     return _run(args)

@@ -21,18 +21,18 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from config import Config, ConfigError
-from gateway.application import Application, EchoApplication
+from gateway.fix.application import Application, EchoApplication
 from gateway.fix.acceptor import SessionRegistry
 from gateway.fix.session import Session
 from gateway.fix.store import SessionStore, open_store
-from gateway.http import SessionCollector, build_app
-from gateway.logs import set_log_level
-from gateway.metrics import LoopLag, OperationsCollector
-from gateway.order_flow import OrderFlow
-from gateway.order_journal import OrderJournal
-from gateway.reload import Overrides, Reloader
-from gateway.rules import build_rules, config_digest
-from gateway.server import FixServer
+from gateway.ops.http import SessionCollector, build_app
+from gateway.ops.logs import set_log_level
+from gateway.ops.metrics import LoopLag, OperationsCollector
+from gateway.orderflow.flow import OrderFlow
+from gateway.orderflow.journal import OrderJournal
+from gateway.ops.reload import Overrides, Reloader
+from gateway.orderflow.rules import build_rules, config_digest
+from gateway.net.server import FixServer
 
 _log = structlog.get_logger("gateway.daemon")
 

@@ -220,8 +220,8 @@ _REGISTRY: dict[str, type[LpAdapter]] = {}
 # Adapter kinds shipped with the appliance, imported on first use so that the
 # config can name them without the composition root importing each module.
 _BUILTIN_MODULES: Final[Mapping[str, str]] = {
-    "simulated": "lp_adapters.simulated",
-    "fix": "lp_adapters.fix",
+    "simulated": "lp_adapters.simulated.adapter",
+    "fix": "lp_adapters.fix.adapter",
 }
 
 _A = TypeVar("_A", bound=type[LpAdapter])

@@ -19,7 +19,7 @@ from gateway.daemon import order_path_compiled
 def test_every_listed_module_exists_in_a_type_checked_package() -> None:
     listed = compiled_sources()
     assert listed == sorted(listed)
-    assert "gateway/order_flow.py" in listed
+    assert "gateway/orderflow/flow.py" in listed
     for path in listed:
         assert (ROOT / path).is_file(), path
         assert path.split("/")[0] in PACKAGES

@@ -147,7 +147,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
-from gateway.durable import append_all, datasync, fsync_dir, lock_directory, replace_file
+from gateway.storage.durable import append_all, datasync, fsync_dir, lock_directory, replace_file
 
 __all__ = [
     "BACKENDS",

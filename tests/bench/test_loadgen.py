@@ -13,7 +13,7 @@ from netkit import free_port
 
 from config import default_config_path, parse_config
 from gateway.daemon import Gateway
-from gateway.loadgen import RunStats, process_cpu_seconds, run_load, saturation, yardstick
+from gateway.sim.loadgen import RunStats, process_cpu_seconds, run_load, saturation, yardstick
 
 ECHO = """
 [gateway]

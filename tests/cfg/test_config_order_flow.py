@@ -24,7 +24,7 @@ from config import (
 from config.loader import _collect
 from config.schema import PositiveDecimal, decimal_limits
 from lp_adapters.base import adapter_class, registered_kinds
-from lp_adapters.simulated import SimulatedLp, SimulatedLpSettings
+from lp_adapters.simulated.adapter import SimulatedLp, SimulatedLpSettings
 from router.model import AssetClass, Instrument
 
 FLOAT_MESSAGE = 'write decimals as strings, e.g. "0.00001" (floats are inexact)'

@@ -11,9 +11,9 @@ import pytest
 from config import ConfigError, default_config_path, load_config
 from gateway.fix.session import Session
 from gateway.fix.store import MemoryStore
-from gateway.journal_entries import OrderState, Run
-from gateway.order_flow import OrderFlow
-from gateway.order_journal import OrderJournal
+from gateway.orderflow.journal_entries import OrderState, Run
+from gateway.orderflow.flow import OrderFlow
+from gateway.orderflow.journal import OrderJournal
 from matcher.orders import Order, OrdStatus
 from router.model import OrdType, Side, TimeInForce
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from gateway.journal_entries import (
+from gateway.orderflow.journal_entries import (
     Abandoned,
     Ended,
     Entry,
@@ -21,8 +21,8 @@ from gateway.journal_entries import (
     Run,
     Sent,
 )
-from gateway.order_journal import MAGIC, JournalError, OrderJournal
-from gateway.recovery import Recovery
+from gateway.orderflow.journal import MAGIC, JournalError, OrderJournal
+from gateway.orderflow.recovery import Recovery
 from matcher.orders import CxlRejResponseTo as To
 from matcher.orders import Order, OrdStatus, PendingChange
 from router.exposure import ExposureLedger
@@ -120,7 +120,7 @@ def test_a_torn_last_batch_is_dropped_whole_with_a_warning(
     path = tmp_path / "journal"
     with open(path, "r+b") as f:
         f.truncate(os.path.getsize(path) - 5)
-    with caplog.at_level(logging.WARNING, logger="gateway.order_journal"):
+    with caplog.at_level(logging.WARNING, logger="gateway.orderflow.journal"):
         entries = read_all(tmp_path)
     assert [e.order.order_id for e in entries if isinstance(e, OrderState)] == ["1O1"]
     assert "torn" in caplog.text

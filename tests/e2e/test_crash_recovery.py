@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from config import SessionSettings
-from gateway.client import FixClient
+from gateway.net.client import FixClient
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 from gateway.fix.store import MemoryStore

@@ -15,7 +15,7 @@ import pytest
 from netkit import log_events
 
 from config import SessionSettings
-from gateway.client import FixClient
+from gateway.net.client import FixClient
 from gateway.fix import codec
 from gateway.fix.store import FileStore
 

@@ -14,7 +14,7 @@ from netkit import log_events
 from test_reload_under_load import FINAL, order, write_atomically
 
 from config import SessionSettings, default_config_path
-from gateway.client import FixClient
+from gateway.net.client import FixClient
 
 DEFAULT_TEXT = default_config_path().read_text()
 

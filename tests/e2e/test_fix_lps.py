@@ -18,7 +18,7 @@ import pytest
 from netkit import free_port, log_events, wait_for_port
 
 from config import SessionSettings
-from gateway.client import FixClient
+from gateway.net.client import FixClient
 from gateway.fix import codec
 
 REPO = Path(__file__).resolve().parents[2]

@@ -27,7 +27,7 @@ import pytest
 from test_order_flow import order
 
 from config import SessionSettings
-from gateway.client import FixClient
+from gateway.net.client import FixClient
 from gateway.fix import codec
 
 FRAMES = int(os.environ.get("FIXGW_FUZZ_FRAMES", "100000"))

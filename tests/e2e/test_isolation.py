@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from config import SessionSettings
-from gateway.client import FixClient
+from gateway.net.client import FixClient
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from test_order_scenarios import FINAL, SLOW_BEST_LP, order, reports_until, started
 
-from gateway.order_flow import HOUSE
+from gateway.orderflow.flow import HOUSE
 from lp_adapters import base
 from lp_adapters.base import EventSink, LpAdapter, adapter_class, register
 from router.model import ChildFill, ChildOrder, Instrument, Level, LpStatus, Quote

@@ -12,7 +12,7 @@ import pytest
 from netkit import log_events
 
 from config import SessionSettings
-from gateway.client import FixClient
+from gateway.net.client import FixClient
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 
@@ -322,7 +322,7 @@ async def test_a_resend_request_to_infinity_is_answered_in_full_in_parts(
 
 @pytest.mark.asyncio
 async def test_market_data_subscriptions_per_session_are_capped(daemon_factory: Any) -> None:
-    from gateway.market_data import MAX_SUBSCRIPTIONS_PER_SESSION
+    from gateway.orderflow.market_data import MAX_SUBSCRIPTIONS_PER_SESSION
 
     d = daemon_factory().start()
     c = client()

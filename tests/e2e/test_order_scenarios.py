@@ -14,12 +14,12 @@ import pytest_asyncio
 from netkit import free_port
 
 from config import SessionSettings, default_config_path, load_config, parse_config, with_overrides
-from gateway.client import FixClient
+from gateway.net.client import FixClient
 from gateway.daemon import Gateway
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
-from gateway.order_flow import next_day_end
-from lp_adapters.simulated import SimulatedLp
+from gateway.orderflow.flow import next_day_end
+from lp_adapters.simulated.adapter import SimulatedLp
 
 FINAL = (b"2", b"4", b"8", b"C")
 

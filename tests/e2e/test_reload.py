@@ -16,10 +16,10 @@ import pytest_asyncio
 from test_order_scenarios import FINAL, free_port, order, reports_until
 
 from config import SessionSettings, default_config_path, load_config
-from gateway.client import FixClient
+from gateway.net.client import FixClient
 from gateway.daemon import Gateway
-from gateway.order_flow import OrderFlow
-from gateway.reload import Overrides
+from gateway.orderflow.flow import OrderFlow
+from gateway.ops.reload import Overrides
 
 DEFAULT_TEXT = default_config_path().read_text()
 TOKEN = "dev-admin-token"

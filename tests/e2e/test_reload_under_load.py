@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from config import SessionSettings, default_config_path
-from gateway.client import FixClient
+from gateway.net.client import FixClient
 from gateway.fix import codec
 
 DEFAULT_TEXT = default_config_path().read_text()

@@ -19,7 +19,7 @@ from test_order_flow import order, until_final
 from test_order_scenarios import free_port
 
 from config import ConfigError, SessionSettings, default_config_path, parse_config
-from gateway.client import FixClient
+from gateway.net.client import FixClient
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.server import FREE_FAILURES, MAX_LOGON_DELAY, LogonFailures
+from gateway.net.server import FREE_FAILURES, MAX_LOGON_DELAY, LogonFailures
 
 
 def test_failures_beyond_the_free_ones_earn_a_doubling_delay() -> None:

@@ -8,7 +8,7 @@ from bisect import bisect_left
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.flow_stats import LATENCY_BUCKETS, Histogram
+from gateway.orderflow.stats import LATENCY_BUCKETS, Histogram
 
 latencies = st.floats(min_value=0.0, max_value=5.0, allow_nan=False)
 on_bounds = st.sampled_from(LATENCY_BUCKETS)

@@ -36,7 +36,7 @@ from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 from gateway.fix.session import Session
 from gateway.fix.store import MemoryStore
-from gateway.order_flow import HOUSE, OrderFlow
+from gateway.orderflow.flow import HOUSE, OrderFlow
 from lp_adapters.base import (
     DISCONNECTED_REASON,
     EventSink,

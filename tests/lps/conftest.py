@@ -8,7 +8,7 @@ from typing import Any
 import pytest_asyncio
 from lp_test_kit import INSTRUMENTS, NO_TIMER_MS, EventQueue, MakeLp
 
-from lp_adapters.simulated import SimulatedLp
+from lp_adapters.simulated.adapter import SimulatedLp
 from router.model import Instrument
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import TypeVar
 
-from lp_adapters.simulated import SimulatedLp
+from lp_adapters.simulated.adapter import SimulatedLp
 from router.model import (
     AssetClass,
     ChildCanceled,

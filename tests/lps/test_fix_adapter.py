@@ -20,9 +20,9 @@ from gateway.fix.acceptor import SessionRegistry
 from gateway.fix.codec import FixMessage
 from gateway.fix.session import Session
 from gateway.fix.store import MemoryStore
-from gateway.server import FixServer
+from gateway.net.server import FixServer
 from lp_adapters.base import DISCONNECTED_REASON, adapter_class
-from lp_adapters.fix import FixLp
+from lp_adapters.fix.adapter import FixLp
 from router.model import (
     ChildAck,
     ChildCanceled,

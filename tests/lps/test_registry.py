@@ -17,7 +17,7 @@ from lp_adapters.base import (
     register,
     registered_kinds,
 )
-from lp_adapters.simulated import SimulatedLp
+from lp_adapters.simulated.adapter import SimulatedLp
 from router.model import ChildOrder, Instrument, LpEvent
 
 

@@ -7,7 +7,7 @@ import itertools
 import pytest
 from lp_test_kit import INSTRUMENTS, EventQueue, MakeLp
 
-from lp_adapters.simulated import MarketModel
+from lp_adapters.simulated.adapter import MarketModel
 from router.model import LpStatus, Quote
 
 

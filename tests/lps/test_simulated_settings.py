@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from lp_test_kit import INSTRUMENTS
 
-from lp_adapters.simulated import MarketModel, SimulatedLp, SimulatedLpSettings
+from lp_adapters.simulated.adapter import MarketModel, SimulatedLp, SimulatedLpSettings
 from router.model import LpEvent
 
 

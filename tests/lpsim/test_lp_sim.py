@@ -19,7 +19,7 @@ import pytest
 from netkit import free_port, wait_for_port
 
 from config import SessionSettings
-from gateway.client import FixClient
+from gateway.net.client import FixClient
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 from gateway.fix.session import LoggedOut

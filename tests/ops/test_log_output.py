@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import structlog
 
-from gateway.logs import configure_logging, set_log_level
+from gateway.ops.logs import configure_logging, set_log_level
 
 
 @pytest.fixture
@@ -31,13 +31,13 @@ def test_json_events_carry_level_logger_and_fields(
     capfd: pytest.CaptureFixture[str], restore_logging: None
 ) -> None:
     configure_logging("info", "json")
-    log = structlog.get_logger("gateway.order_flow").bind(session="S1")
+    log = structlog.get_logger("gateway.orderflow.flow").bind(session="S1")
     log.info("child_rejected", lp="LP_A", qty=Decimal("1000"), raw=b"F", by_tag={38: "1000"})
     log.debug("route_decision", cl_ord_id="X")
     [event] = lines(capfd.readouterr().err)
     assert event["event"] == "child_rejected"
     assert event["level"] == "info"
-    assert event["logger"] == "gateway.order_flow"
+    assert event["logger"] == "gateway.orderflow.flow"
     assert event["session"] == "S1"
     assert event["lp"] == "LP_A"
     assert event["by_tag"] == {"38": "1000"}
@@ -50,7 +50,7 @@ def test_a_level_change_reaches_loggers_already_used(
     capfd: pytest.CaptureFixture[str], restore_logging: None
 ) -> None:
     configure_logging("warning", "json")
-    log = structlog.get_logger("gateway.reload")
+    log = structlog.get_logger("gateway.ops.reload")
     log.info("quiet")
     set_log_level("debug")
     log.debug("loud")
@@ -67,7 +67,7 @@ def test_exceptions_are_rendered_in_the_event(
     try:
         raise ValueError("bad frame")
     except ValueError:
-        structlog.get_logger("gateway.server").exception("application_error")
+        structlog.get_logger("gateway.net.server").exception("application_error")
     [event] = lines(capfd.readouterr().err)
     assert event["level"] == "error"
     assert "ValueError: bad frame" in event["exception"]

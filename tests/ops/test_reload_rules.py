@@ -9,8 +9,8 @@ import msgspec
 import pytest
 
 from config import CandidatePolicy, Config, default_config_path, load_config
-from gateway.reload import changed_settings
-from gateway.rules import SHARE_SCALE, Rules, build_rules
+from gateway.ops.reload import changed_settings
+from gateway.orderflow.rules import SHARE_SCALE, Rules, build_rules
 
 BASE = load_config(default_config_path())
 

@@ -1,4 +1,4 @@
-"""FIX order entry <-> matcher commands and results (gateway.order_mapping)."""
+"""FIX order entry <-> matcher commands and results (gateway.orderflow.mapping)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 from gateway.fix.dictionary import fix44
 from gateway.fix.validation import ValidationOptions, Validator
-from gateway.order_mapping import (
+from gateway.orderflow.mapping import (
     Refusal,
     cancel_reject_body,
     decode_cancel,

@@ -10,7 +10,7 @@ from routing_helpers import EURUSD
 
 from router.model import Side
 from router.policy import RouteRequest
-from router.risk import ClientLimits, RiskBreach, check
+from risk.limits import ClientLimits, RiskBreach, check
 
 
 @dataclass(frozen=True)

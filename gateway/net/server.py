@@ -17,7 +17,7 @@ from typing import Any, Final, cast
 
 import structlog
 
-from gateway.application import Application
+from gateway.fix.application import Application
 from gateway.fix.acceptor import AcceptorConnection, SessionRegistry
 from gateway.fix.session import (
     ApplicationMessage,
@@ -27,9 +27,9 @@ from gateway.fix.session import (
     LoggedOut,
     Session,
 )
-from gateway.transport import Clock, Connection, FixTransportProtocol
+from gateway.net.transport import Clock, Connection, FixTransportProtocol
 
-_log = structlog.get_logger("gateway.server")
+_log = structlog.get_logger("gateway.net.server")
 
 
 # Failed logons from one address: after FREE_FAILURES within FAILURE_WINDOW

@@ -2,7 +2,7 @@
 
 Incrementing a Python int in a dict costs a fraction of what a labelled
 prometheus-client metric does, so the order flow counts here and the
-Prometheus collector (``gateway.metrics``) turns the numbers into metric
+Prometheus collector (``gateway.ops.metrics``) turns the numbers into metric
 families at scrape time.  Everything is touched by the event loop only.
 """
 

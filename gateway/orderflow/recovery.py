@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from gateway.journal_entries import (
+from gateway.orderflow.journal_entries import (
     Abandoned,
     Ended,
     Entry,

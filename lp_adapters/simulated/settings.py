@@ -1,6 +1,6 @@
 """The settings of a simulated LP (``[lps.settings]`` of an LP whose
 adapter is ``simulated``, and ``[simulated]`` of ``fixgw lp-sim``); see
-:mod:`lp_adapters.simulated`.
+:mod:`lp_adapters.simulated.adapter`.
 
 A module of its own because msgspec reads a Struct's field types from its
 class, which it cannot do for a class compiled to C: the simulator itself

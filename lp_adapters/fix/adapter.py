@@ -1,7 +1,7 @@
 """The FIX 4.4 LP adapter: the gateway as a FIX initiator to an LP's acceptor.
 
 It drives the project's own FIX session layer (``gateway.fix``: codec,
-session, store; ``gateway.transport`` for the asyncio edge) in the initiator
+session, store; ``gateway.net.transport`` for the asyncio edge) in the initiator
 role, so an LP session has everything a client session has: logon with
 CompIDs and password, heartbeats and TestRequest, gap fill and resend,
 sequence numbers and sent messages persisted under ``data_dir``.
@@ -65,8 +65,8 @@ from gateway.fix.session import (
     Session,
 )
 from gateway.fix.store import open_store
-from gateway.order_mapping import price_bytes, qty_bytes, remembered
-from gateway.transport import Connection, FixTransportProtocol
+from gateway.orderflow.mapping import price_bytes, qty_bytes, remembered
+from gateway.net.transport import Connection, FixTransportProtocol
 from lp_adapters.base import (
     DISCONNECTED_REASON,
     UNKNOWN_AFTER_RESTART_REASON,
@@ -74,7 +74,7 @@ from lp_adapters.base import (
     LpAdapter,
     register,
 )
-from lp_adapters.fix_settings import FixLpSettings
+from lp_adapters.fix.settings import FixLpSettings
 from router.model import (
     ChildAck,
     ChildCanceled,
@@ -88,7 +88,7 @@ from router.model import (
     Side,
 )
 
-_log = structlog.get_logger("lp_adapters.fix")
+_log = structlog.get_logger("lp_adapters.fix.adapter")
 
 _BID: Final = b"0"
 _OFFER: Final = b"1"

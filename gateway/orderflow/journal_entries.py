@@ -1,4 +1,4 @@
-"""The entries of the order journal (see :mod:`gateway.order_journal` for the
+"""The entries of the order journal (see :mod:`gateway.orderflow.journal` for the
 file format and what each entry means).
 
 They live apart from the journal's code, which is compiled: msgspec reads the

@@ -1,5 +1,5 @@
 """The settings of the FIX LP adapter (``[lps.settings]`` of an LP whose
-adapter is ``fix``); see :mod:`lp_adapters.fix`.
+adapter is ``fix``); see :mod:`lp_adapters.fix.adapter`.
 
 A module of its own because msgspec reads a Struct's field types from its
 class, which it cannot do for a class compiled to C: the adapter itself is

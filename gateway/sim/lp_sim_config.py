@@ -1,4 +1,4 @@
-"""The configuration of ``fixgw lp-sim`` (see :mod:`gateway.lp_sim` for the
+"""The configuration of ``fixgw lp-sim`` (see :mod:`gateway.sim.lp_sim` for the
 file's tables): its Structs, reading and validation.
 
 A module of its own because msgspec reads a Struct's field types from its
@@ -27,8 +27,8 @@ from config.schema import (
     child_path,
     session_identity,
 )
-from lp_adapters.simulated import SimulatedLp
-from lp_adapters.simulated_settings import SimulatedLpSettings
+from lp_adapters.simulated.adapter import SimulatedLp
+from lp_adapters.simulated.settings import SimulatedLpSettings
 from router.model import Instrument, LpEvent
 
 __all__ = [

@@ -1,7 +1,7 @@
 """Prometheus metrics of the order flow, the LPs, reloads and the event loop.
 
 Nothing here runs on the order path: the collector reads the order flow's
-plain counters (``gateway.flow_stats``), the exposure ledger and the rules
+plain counters (``gateway.orderflow.stats``), the exposure ledger and the rules
 in force when ``/metrics`` is scraped.  Names follow Prometheus conventions:
 ``fixgw_`` prefix, base units (seconds, USD), ``_total`` on counters.
 """
@@ -20,9 +20,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from gateway.flow_stats import Histogram
-from gateway.order_flow import OrderFlow
-from gateway.reload import STATUSES, ReloadStats
+from gateway.orderflow.stats import Histogram
+from gateway.orderflow.flow import OrderFlow
+from gateway.ops.reload import STATUSES, ReloadStats
 
 LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 

@@ -2,7 +2,7 @@
 ``fixgw bench --reload-every``.  A process of its own, importing the
 standard library only, so that it costs the measuring client nothing.
 
-    python -m gateway.reload_requester URL TOKEN INTERVAL CONFIG_FILE_OR_EMPTY
+    python -m gateway.ops.reload_requester URL TOKEN INTERVAL CONFIG_FILE_OR_EMPTY
 
 With a config file, the first ``soft_penalty_ticks`` in it is flipped
 between two values before each reload, so every reload really swaps the

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from gateway.metrics import lp_rates
-from gateway.order_flow import OrderFlow
-from gateway.order_mapping import avg_px_text, price_text, qty_text
+from gateway.ops.metrics import lp_rates
+from gateway.orderflow.flow import OrderFlow
+from gateway.orderflow.mapping import avg_px_text, price_text, qty_text
 
 if TYPE_CHECKING:
     from gateway.daemon import Gateway

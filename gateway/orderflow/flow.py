@@ -30,8 +30,8 @@ from config import Config, ConfigError, LpSettings
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 from gateway.fix.session import BusinessRejectReason, Session
-from gateway.flow_stats import FlowStats
-from gateway.journal_entries import (
+from gateway.orderflow.stats import FlowStats
+from gateway.orderflow.journal_entries import (
     Abandoned,
     Ended,
     Entry,
@@ -44,9 +44,9 @@ from gateway.journal_entries import (
     Run,
     Sent,
 )
-from gateway.market_data import MarketDataService
-from gateway.order_journal import OrderJournal
-from gateway.order_mapping import (
+from gateway.orderflow.market_data import MarketDataService
+from gateway.orderflow.journal import OrderJournal
+from gateway.orderflow.mapping import (
     Refusal,
     cancel_reject_body,
     decode_cancel,
@@ -56,8 +56,8 @@ from gateway.order_mapping import (
     new_order_reject_body,
     unknown_order_status_body,
 )
-from gateway.recovery import HOUSE, RecoveredChild, Recovery
-from gateway.rules import Rules, build_rules
+from gateway.orderflow.recovery import HOUSE, RecoveredChild, Recovery
+from gateway.orderflow.rules import Rules, build_rules
 from lp_adapters.base import DISCONNECTED_REASON, LpAdapter, create_adapter
 from matcher.engine import Matcher, Result, RouteNeed
 from matcher.orders import (
@@ -84,9 +84,9 @@ from router.model import (
     Side,
 )
 from router.policy import RouteRequest
-from router.risk import check
+from risk.limits import check
 
-_log = structlog.get_logger("gateway.order_flow")
+_log = structlog.get_logger("gateway.orderflow.flow")
 
 
 # how stale the USD valuation of positions may get

@@ -21,14 +21,14 @@ from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gateway import admin
+from gateway.ops import admin
 from gateway.fix.session import Session
 from gateway.fix.states import SessionState
 
 if TYPE_CHECKING:
     from gateway.daemon import Gateway
 
-_log = structlog.get_logger("gateway.http")
+_log = structlog.get_logger("gateway.ops.http")
 _DASHBOARD = Path(__file__).with_name("static") / "dashboard.html"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from config import SessionSettings
-from gateway.client import FixClient
+from gateway.net.client import FixClient
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 from gateway.fix.session import ApplicationMessage, Event
@@ -313,7 +313,7 @@ async def yardstick(duration: float, max_in_flight: int) -> RunStats:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from gateway.loadgen import serve_responder; serve_responder()",
+        "from gateway.sim.loadgen import serve_responder; serve_responder()",
         stdout=asyncio.subprocess.PIPE,
     )
     try:
@@ -385,7 +385,7 @@ class Reloads:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "gateway.reload_requester",
+            "gateway.ops.reload_requester",
             *args,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

@@ -42,9 +42,9 @@ import structlog
 
 from config import Config, ConfigError, with_overrides
 from config.loader import parse_toml, read_config_text, validate_raw
-from gateway.order_flow import lp_config_errors
+from gateway.orderflow.flow import lp_config_errors
 
-_log = structlog.get_logger("gateway.reload")
+_log = structlog.get_logger("gateway.ops.reload")
 
 APPLIED = "applied"
 UNCHANGED = "unchanged"

@@ -28,7 +28,7 @@ import structlog
 
 from gateway.fix.session import CloseConnection, Event, Session
 
-_log = structlog.get_logger("gateway.transport")
+_log = structlog.get_logger("gateway.net.transport")
 
 Clock = Callable[[], float]
 

@@ -8,8 +8,8 @@ still be at an LP.
 
 What is written
 ---------------
-Entries (:data:`~gateway.journal_entries.Entry`, msgspec Structs defined in
-:mod:`gateway.journal_entries`), grouped into one batch per flush:
+Entries (:data:`~gateway.orderflow.journal_entries.Entry`, msgspec Structs defined in
+:mod:`gateway.orderflow.journal_entries`), grouped into one batch per flush:
 
 ``Run``
     The first entry of a checkpoint: the run number (one more each start),
@@ -75,15 +75,15 @@ from typing import Final
 
 import msgspec
 
-from gateway.durable import append_all, datasync, lock_directory, replace_file
-from gateway.journal_entries import Entry, Run
+from gateway.storage.durable import append_all, datasync, lock_directory, replace_file
+from gateway.orderflow.journal_entries import Entry, Run
 
 __all__ = [
     "JournalError",
     "OrderJournal",
 ]
 
-logger = logging.getLogger("gateway.order_journal")
+logger = logging.getLogger("gateway.orderflow.journal")
 
 MAGIC: Final = b"ORDJRNL\x01"
 JOURNAL_NAME: Final = "journal"

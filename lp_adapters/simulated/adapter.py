@@ -27,7 +27,7 @@ import msgspec
 import structlog
 
 from lp_adapters.base import DISCONNECTED_REASON, EventSink, LpAdapter, register
-from lp_adapters.simulated_settings import SimulatedLpSettings
+from lp_adapters.simulated.settings import SimulatedLpSettings
 from router.model import (
     AssetClass,
     ChildAck,
@@ -50,7 +50,7 @@ __all__ = [
     "SimulatedLpSettings",
 ]
 
-_log = structlog.get_logger("lp_adapters.simulated")
+_log = structlog.get_logger("lp_adapters.simulated.adapter")
 
 DEFAULT_START_MID: Final[Mapping[AssetClass, Decimal]] = {
     AssetClass.FX: Decimal("1.1"),

@@ -19,7 +19,7 @@ from gateway.fix.session import (
     Session,
 )
 from gateway.fix.store import MemoryStore, SessionStore
-from gateway.transport import Clock, Connection, FixTransportProtocol
+from gateway.net.transport import Clock, Connection, FixTransportProtocol
 
 
 class _InitiatorProtocol(FixTransportProtocol):

@@ -18,11 +18,11 @@ import structlog
 
 from gateway.fix.codec import FixMessage, encode_fields
 from gateway.fix.session import Session
-from gateway.order_mapping import format_decimal
+from gateway.orderflow.mapping import format_decimal
 from router.book import AggregatedBook, BookSnapshot
 from router.model import Instrument
 
-_log = structlog.get_logger("gateway.market_data")
+_log = structlog.get_logger("gateway.orderflow.market_data")
 
 BID, OFFER = b"0", b"1"
 NEW, CHANGE, DELETE = b"0", b"1", b"2"

@@ -23,7 +23,7 @@ import msgspec
 from config import Config
 from router.model import Instrument
 from router.policy import LpLimits, RoutingLimits, RoutingPolicy, build_policy
-from router.risk import ClientLimits
+from risk.limits import ClientLimits
 
 SHARE_SCALE = 10_000
 """Traffic shares are kept in basis points of the orders."""

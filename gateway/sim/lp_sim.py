@@ -1,9 +1,9 @@
 """``fixgw lp-sim``: a simulated liquidity provider behind a FIX 4.4 acceptor.
 
-One process is one LP.  It wraps a single :class:`~lp_adapters.simulated.SimulatedLp`
+One process is one LP.  It wraps a single :class:`~lp_adapters.simulated.adapter.SimulatedLp`
 (random-walk quotes, last look, latency, partial fills) and serves it over FIX 4.4
 to the gateways named in its ``[[sessions]]``, with the acceptor side of the
-project's own session layer (:class:`~gateway.server.FixServer`, file stores
+project's own session layer (:class:`~gateway.net.server.FixServer`, file stores
 under ``lp.data_dir``, so sequence numbers and sent messages survive a
 restart).  The gateway reaches it with the ``fix`` LP adapter, so the whole
 system can be tried against real FIX LP endpoints on one machine.
@@ -26,7 +26,7 @@ Configuration (TOML; every problem is reported as ``path: message``)::
     [[instruments]]               # as the gateway's [[instruments]]
     ...
 
-    [simulated]                   # lp_adapters.simulated_settings.SimulatedLpSettings
+    [simulated]                   # lp_adapters.simulated.settings.SimulatedLpSettings
     seed = 11
     ...
 
@@ -36,7 +36,7 @@ is served by the LP.
 Messages accepted (application level)
 -------------------------------------
 MarketDataRequest (V)
-    Served by :class:`gateway.market_data.MarketDataService` from the LP's
+    Served by :class:`gateway.orderflow.market_data.MarketDataService` from the LP's
     own book: SubscriptionRequestType (263) 0 snapshot, 1 snapshot plus
     updates, 2 unsubscribe (by MDReqID); MarketDepth (264), 0 = full book;
     MDUpdateType (265) 1 incremental (X) or 0 full refreshes (W);
@@ -61,7 +61,7 @@ NewOrderSingle (D)
     OrdType (40: 1 market, 2 limit with Price 44 on the tick grid),
     TimeInForce (59: 0, 1, 3 or 4, every order is executed as IOC; other
     values are refused), TransactTime (60).  What cannot be decoded is
-    rejected with the texts and OrdRejReasons of :mod:`gateway.order_mapping`
+    rejected with the texts and OrdRejReasons of :mod:`gateway.orderflow.mapping`
     (e.g. ``Unknown symbol X`` 103=1, ``quantity ... is not a multiple of the
     lot size ...`` 103=13, ``Unsupported time in force`` 103=11).
 
@@ -152,7 +152,7 @@ from gateway.fix.acceptor import SessionRegistry
 from gateway.fix.codec import FixMessage
 from gateway.fix.session import BusinessRejectReason, Session
 from gateway.fix.store import SessionStore, StoreError, open_store
-from gateway.lp_sim_config import (
+from gateway.sim.lp_sim_config import (
     LpSimConfig,
     LpSimSettings,
     instruments_of,
@@ -161,8 +161,8 @@ from gateway.lp_sim_config import (
     simulated_settings,
     validate_lp_sim_raw,
 )
-from gateway.market_data import MarketDataService
-from gateway.order_mapping import (
+from gateway.orderflow.market_data import MarketDataService
+from gateway.orderflow.mapping import (
     REJ_BROKER_OPTION,
     REJ_DUPLICATE_ORDER,
     Refusal,
@@ -175,8 +175,8 @@ from gateway.order_mapping import (
     unknown_order_status_body,
     wire_value,
 )
-from gateway.server import FixServer
-from lp_adapters.simulated import SimulatedLp
+from gateway.net.server import FixServer
+from lp_adapters.simulated.adapter import SimulatedLp
 from matcher.orders import CancelReject, CxlRejReason, CxlRejResponseTo, OrdStatus
 from router.book import AggregatedBook
 from router.model import (
@@ -205,7 +205,7 @@ __all__ = [
     "validate_lp_sim_raw",
 ]
 
-_log = structlog.get_logger("gateway.lp_sim")
+_log = structlog.get_logger("gateway.sim.lp_sim")
 
 PRICE_MOVED_TEXT: Final = "price moved"
 DUPLICATE_TEXT: Final = "Duplicate ClOrdID"
@@ -687,7 +687,7 @@ def main(args: argparse.Namespace) -> int:
 
     import uvloop
 
-    from gateway.logs import configure_logging
+    from gateway.ops.logs import configure_logging
 
     configure_logging(config.lp.log_level, config.lp.log_format)
     return int(uvloop.run(run_lp_sim(config, port)))
