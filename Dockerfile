@@ -42,6 +42,7 @@ COPY config ./config
 COPY gateway ./gateway
 COPY router ./router
 COPY matcher ./matcher
+COPY risk ./risk
 COPY lp_adapters ./lp_adapters
 
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/wheels . \

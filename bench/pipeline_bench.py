@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from config import default_config_path, load_config
 from gateway.daemon import Gateway
 from gateway.fix import codec
-from gateway.ops.logs import configure_logging
 from gateway.net.server import AcceptedConnection
+from gateway.ops.logs import configure_logging
 
 _FILLED = b"\x0139=2\x01"
 

@@ -1,7 +1,14 @@
-"""Gateway configuration: a typed, frozen schema loaded from TOML."""
+"""Gateway configuration: a typed, frozen schema loaded from TOML.
+
+:mod:`config.schema` holds the Structs, :mod:`config.checks` the rules across fields,
+:mod:`config.walk` the validation that reports every problem with its path, and
+:mod:`config.loader` reading files, LP adapter settings and overrides.
+"""
 
 from config.loader import (
     ConfigError,
+    SettingsCheck,
+    SettingsSchema,
     default_config_path,
     load_config,
     parse_config,
@@ -21,6 +28,7 @@ from config.schema import (
     SessionSettings,
     StoreSettings,
 )
+from config.walk import convert_value, validate_value
 
 __all__ = [
     "CandidatePolicy",
@@ -34,10 +42,14 @@ __all__ = [
     "RiskSettings",
     "RoutingSettings",
     "SessionSettings",
+    "SettingsCheck",
+    "SettingsSchema",
     "StoreSettings",
+    "convert_value",
     "default_config_path",
     "load_config",
     "parse_config",
     "validate_raw",
+    "validate_value",
     "with_overrides",
 ]

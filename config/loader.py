@@ -1,44 +1,47 @@
 """Loading and validating the TOML configuration.
 
-:func:`msgspec.convert` stops at the first problem it finds. To report every problem in a
-file at once, the raw TOML document is first walked against the schema as described by
-:func:`msgspec.inspect.type_info`. Each problem becomes one ``path: message`` line, where the
-path uses dotted table names and 0-based array indices, e.g.
-``sessions[2].HeartBtInt: must be > 0``. The cross-field rules of :mod:`config.schema` run on
-the values that passed. Only a document without any problem is converted, and that
-conversion is then expected to succeed.
+A document is walked against :class:`~config.schema.Config` by :mod:`config.walk`, which
+reports every problem in it at once, one ``path: message`` line each, e.g.
+``sessions[2].HeartBtInt: must be > 0``; the cross-field rules of :mod:`config.checks` run
+in the same pass. Only a document without any problem is converted.
+
+The settings of an LP (``[lps.settings]``) belong to its adapter kind, which this package
+does not know: a caller that does passes ``adapter_settings``, the :class:`SettingsSchema` of
+each kind by name, and each LP's ``adapter`` and ``settings`` are then checked in the same
+pass, with the same paths (``lps[1].settings.spread_ticks: must be >= 1``).
+:func:`validate_value` and :func:`convert_value` check any other value the same way.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import enum
 import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
-from decimal import Decimal
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Final
 
 import msgspec
-import msgspec.inspect as mi
 
-from config.schema import (
-    CROSS_FIELD_CHECKS,
-    DECIMAL_LIMITS,
-    PATTERN_MESSAGE,
-    Config,
-    child_path,
-)
+from config.checks import child_path
+from config.schema import Config, InstrumentSettings
+from config.walk import convert_value, validate_value, validation_error_message
+from router.model import Instrument
 
 __all__ = [
     "ConfigError",
+    "SettingsCheck",
+    "SettingsSchema",
+    "convert_value",
     "default_config_path",
     "load_config",
+    "lp_adapter_errors",
     "parse_config",
+    "parse_toml",
+    "read_config_text",
     "validate_raw",
+    "validate_value",
     "with_overrides",
 ]
 
@@ -62,18 +65,42 @@ class ConfigError(Exception):
         return (type(self), (self.errors,), {"source": self.source})
 
 
+SettingsCheck = Callable[[Any, Mapping[str, Instrument]], list[str]]
+"""Rules of an adapter kind's settings that their type cannot express (across fields, or
+against the instruments): called with the settings converted to their type and the
+configured instruments by symbol, it returns ``field: message`` lines whose paths are
+relative to the settings table, e.g. ``symbols[1]: no such instrument XAU/USD``."""
+
+
+class SettingsSchema(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What the ``[lps.settings]`` table of one LP adapter kind must hold."""
+
+    settings_type: type[Any]
+    """The type the table is checked against, like the rest of the file, and converted to:
+    a msgspec Struct type, or ``dict`` for a kind that takes any table."""
+
+    check: SettingsCheck | None = None
+    """Run on the converted settings once they match ``settings_type`` and every instrument
+    is valid."""
+
+
 def default_config_path() -> Path:
     """Path of the ``default.toml`` shipped inside the ``config`` package."""
     return Path(__file__).resolve().with_name("default.toml")
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
+def load_config(
+    path: str | os.PathLike[str], adapter_settings: Mapping[str, SettingsSchema] | None = None
+) -> Config:
     """Read, parse and validate the configuration file at ``path``.
 
     Raises :class:`ConfigError` if the file cannot be read, is not valid UTF-8 or TOML, or
-    does not match the schema.
+    does not match the schema. With ``adapter_settings`` (see :func:`validate_raw`), an LP
+    whose adapter kind is not in it, or whose settings do not suit its kind, is an error too.
     """
-    return parse_config(read_config_text(path), source=str(Path(path)))
+    return parse_config(
+        read_config_text(path), source=str(Path(path)), adapter_settings=adapter_settings
+    )
 
 
 def read_config_text(path: str | os.PathLike[str]) -> str:
@@ -103,12 +130,17 @@ _TOML_POSITION: Final = re.compile(
 )
 
 
-def parse_config(text: str, *, source: str | None = None) -> Config:
-    """Parse and validate a configuration given as TOML text.
+def parse_config(
+    text: str,
+    *,
+    source: str | None = None,
+    adapter_settings: Mapping[str, SettingsSchema] | None = None,
+) -> Config:
+    """Parse and validate a configuration given as TOML text (see :func:`validate_raw`).
 
     ``source`` names where the text came from; it is kept on a raised :class:`ConfigError`.
     """
-    config, errors = validate_raw(parse_toml(text, source=source))
+    config, errors = validate_raw(parse_toml(text, source=source), adapter_settings)
     if config is None:
         raise ConfigError(errors, source=source)
     return config
@@ -132,22 +164,76 @@ def parse_toml(text: str, *, source: str | None = None) -> dict[str, Any]:
         raise ConfigError([message], source=source) from exc
 
 
-def validate_raw(raw: Mapping[str, Any]) -> tuple[Config | None, list[str]]:
+def validate_raw(
+    raw: Mapping[str, Any], adapter_settings: Mapping[str, SettingsSchema] | None = None
+) -> tuple[Config | None, list[str]]:
     """Validate a parsed TOML document.
 
     Returns ``(config, [])`` when the document is valid and ``(None, errors)`` otherwise,
     with every problem found listed as ``path: message``.
+
+    ``adapter_settings`` maps each LP adapter kind to the schema of its settings. Given it,
+    each ``[[lps]]`` entry's ``adapter`` must be one of its kinds and the entry's
+    ``settings`` must suit that kind (:func:`lp_adapter_errors`), reported in the same list.
+    Without it, any kind of the right form and any table of settings pass.
     """
-    errors: list[str] = []
-    _collect(raw, _CONFIG_INFO, "", errors)
+    values, errors = validate_value(raw, Config)
+    if adapter_settings is not None and isinstance(values, dict):
+        lps = values.get("lps")
+        instruments = _valid_instruments(raw.get("instruments", ()))
+        for index, entry in enumerate(lps if isinstance(lps, list) else ()):
+            kind = entry.get("adapter") if isinstance(entry, dict) else None
+            if isinstance(kind, str):
+                errors += lp_adapter_errors(
+                    kind, entry.get("settings"), adapter_settings, instruments, f"lps[{index}]"
+                )
     if errors:
         return None, errors
     try:
         config = msgspec.convert(raw, Config)
     except msgspec.ValidationError as exc:
         # Only reachable if the walk above misses a rule msgspec enforces.
-        return None, [_from_validation_error(exc)]
+        return None, [validation_error_message(exc)]
     return config, []
+
+
+def lp_adapter_errors(
+    kind: str,
+    settings: Mapping[str, Any] | None,
+    adapter_settings: Mapping[str, SettingsSchema],
+    instruments: Mapping[str, Instrument] | None,
+    path: str,
+) -> list[str]:
+    """The problems of the ``[[lps]]`` entry at ``path`` (e.g. ``lps[1]``) with adapter
+    ``kind`` and ``settings``, as ``path: message`` lines: a kind missing from
+    ``adapter_settings``, or settings that do not match the kind's type or break its check.
+
+    The check runs only with ``instruments``, the configured instruments by symbol (None when
+    they are not valid themselves); ``settings`` None (not a table) is not looked at.
+    """
+    schema = adapter_settings.get(kind)
+    if schema is None:
+        known = ", ".join(json.dumps(name) for name in sorted(adapter_settings)) or "none"
+        return [
+            f"{child_path(path, 'adapter')}: unknown LP adapter kind {json.dumps(kind)}; "
+            f"known kinds: {known}"
+        ]
+    if settings is None:
+        return []
+    settings_path = child_path(path, "settings")
+    converted, errors = convert_value(settings, schema.settings_type, settings_path)
+    if errors or schema.check is None or instruments is None:
+        return errors
+    return [f"{settings_path}.{line}" for line in schema.check(converted, instruments)]
+
+
+def _valid_instruments(raw: object) -> dict[str, Instrument] | None:
+    """The instruments of the ``[[instruments]]`` array ``raw`` by symbol, or None when any
+    of them is not valid."""
+    converted, errors = convert_value(raw, tuple[InstrumentSettings, ...], "instruments")
+    if converted is None or errors:
+        return None
+    return {entry.symbol: entry.to_instrument() for entry in converted}
 
 
 def with_overrides(
@@ -177,443 +263,3 @@ def with_overrides(
     if errors:
         raise ConfigError(errors)
     return updated
-
-
-# --------------------------------------------------------------------------------------
-# Schema walk
-# --------------------------------------------------------------------------------------
-
-
-class _Invalid:
-    """Marks a value that failed validation."""
-
-    def __repr__(self) -> str:
-        return "<invalid>"
-
-
-_INVALID: Final = _Invalid()
-
-_ENTRIES: Final = ("entry", "entries")
-_CHARACTERS: Final = ("character", "characters")
-
-_CONFIG_INFO: Final = mi.type_info(Config)
-
-# Schema types the walk understands. TOML has no null or bytes; None is accepted where the
-# schema allows it so that values built in Python validate too. TOML has no decimals either:
-# a Decimal is written as a string holding a decimal number or as an integer.
-_SUPPORTED: Final = (
-    mi.AnyType,
-    mi.NoneType,
-    mi.BoolType,
-    mi.IntType,
-    mi.FloatType,
-    mi.StrType,
-    mi.DecimalType,
-    mi.LiteralType,
-    mi.EnumType,
-    mi.StructType,
-    mi.DictType,
-    mi.CollectionType,
-    mi.TupleType,
-    mi.UnionType,
-    mi.DateTimeType,
-    mi.DateType,
-    mi.TimeType,
-)
-
-
-def _declared_literals(
-    annotation: object,
-    found: dict[frozenset[tuple[type, object]], tuple[object, ...]],
-    seen: set[type] | None = None,
-) -> None:
-    """Record the values of every ``Literal`` in ``annotation`` in their declared order.
-
-    :func:`msgspec.inspect.type_info` reports ``Literal`` values sorted; messages list them
-    in the order the schema declares them.
-    """
-    if get_origin(annotation) is Literal:
-        values = get_args(annotation)
-        found.setdefault(frozenset((type(value), value) for value in values), values)
-        return
-    seen = set() if seen is None else seen
-    if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
-        if annotation not in seen:
-            seen.add(annotation)
-            for hint in get_type_hints(annotation, include_extras=True).values():
-                _declared_literals(hint, found, seen)
-        return
-    for argument in get_args(annotation):
-        _declared_literals(argument, found, seen)
-
-
-_LITERAL_ORDER: Final[dict[frozenset[tuple[type, object]], tuple[object, ...]]] = {}
-_declared_literals(Config, _LITERAL_ORDER)
-
-
-_child: Final = child_path
-
-# A decimal number as written in a string: optional sign, digits with an optional fraction,
-# optional exponent. Python's Decimal also takes "NaN", "Infinity", "1_000" and surrounding
-# blanks; none of them is a sensible quantity or price.
-_DECIMAL: Final = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$")
-
-DECIMAL_FLOAT_MESSAGE: Final = 'write decimals as strings, e.g. "0.00001" (floats are inexact)'
-
-
-def _report(errors: list[str], path: str, message: str) -> _Invalid:
-    errors.append(f"{path}: {message}" if path else message)
-    return _INVALID
-
-
-def _kind(value: object) -> str:
-    """Name of a parsed value's type, as used in ``expected X, got Y`` messages."""
-    if value is None:
-        return "None"
-    if isinstance(value, dict):
-        return "table"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, dt.datetime):
-        return "datetime"
-    if isinstance(value, dt.date):
-        return "date"
-    if isinstance(value, dt.time):
-        return "time"
-    return type(value).__name__
-
-
-def _literal(value: object) -> str:
-    return json.dumps(value.value if isinstance(value, enum.Enum) else value, ensure_ascii=False)
-
-
-def _expected(info: mi.Type) -> str:
-    """Name of what a schema type accepts, as used in ``expected X, got Y`` messages."""
-    if isinstance(info, mi.Metadata):
-        return _expected(info.type)
-    if isinstance(info, mi.StructType | mi.DictType):
-        return "table"
-    if isinstance(info, mi.CollectionType | mi.TupleType):
-        return "array"
-    if isinstance(info, mi.LiteralType | mi.EnumType):
-        values = info.values if isinstance(info, mi.LiteralType) else tuple(info.cls)
-        return " or ".join(sorted({_kind(_plain(v)) for v in values}))
-    if isinstance(info, mi.UnionType):
-        return " or ".join(_expected(member) for member in info.types)
-    names: dict[type[mi.Type], str] = {
-        mi.AnyType: "any value",
-        mi.NoneType: "None",
-        mi.BoolType: "bool",
-        mi.IntType: "int",
-        mi.FloatType: "float",
-        mi.StrType: "str",
-        mi.DecimalType: "decimal",
-        mi.DateTimeType: "datetime",
-        mi.DateType: "date",
-        mi.TimeType: "time",
-    }
-    return names.get(type(info), type(info).__name__)
-
-
-def _plain(value: object) -> object:
-    return value.value if isinstance(value, enum.Enum) else value
-
-
-def _same_scalar(value: object, allowed: object) -> bool:
-    return type(value) is type(allowed) and value == allowed
-
-
-def _kind_matches(value: object, info: mi.Type) -> bool:
-    """Whether ``value`` has the right basic type for ``info`` (limits not considered)."""
-    if isinstance(info, mi.Metadata):
-        return _kind_matches(value, info.type)
-    if isinstance(info, mi.AnyType):
-        return True
-    if isinstance(info, mi.NoneType):
-        return value is None
-    if isinstance(info, mi.BoolType):
-        return isinstance(value, bool)
-    if isinstance(info, mi.IntType):
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(info, mi.FloatType):
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if isinstance(info, mi.StrType):
-        return isinstance(value, str)
-    if isinstance(info, mi.DecimalType):
-        # Floats are of the right kind so that they get a message of their own.
-        return isinstance(value, str | int | float | Decimal) and not isinstance(value, bool)
-    if isinstance(info, mi.LiteralType):
-        return any(type(value) is type(allowed) for allowed in info.values)
-    if isinstance(info, mi.EnumType):
-        return any(type(value) is type(member.value) for member in info.cls)
-    if isinstance(info, mi.StructType | mi.DictType):
-        return isinstance(value, dict)
-    if isinstance(info, mi.CollectionType | mi.TupleType):
-        return isinstance(value, list | tuple)
-    if isinstance(info, mi.DateTimeType):
-        return isinstance(value, dt.datetime)
-    if isinstance(info, mi.DateType):
-        return isinstance(value, dt.date) and not isinstance(value, dt.datetime)
-    if isinstance(info, mi.TimeType):
-        return isinstance(value, dt.time)
-    if isinstance(info, mi.UnionType):
-        return any(_kind_matches(value, member) for member in info.types)
-    return False
-
-
-def _bound_error(
-    value: float | Decimal,
-    *,
-    gt: float | Decimal | None,
-    ge: float | Decimal | None,
-    lt: float | Decimal | None,
-    le: float | Decimal | None,
-    multiple_of: float | None = None,
-) -> str | None:
-    """The first limit ``value`` breaks; ``multiple_of`` applies to ints and floats only."""
-    if gt is not None and not value > gt:
-        return f"must be > {gt}"
-    if ge is not None and not value >= ge:
-        return f"must be >= {ge}"
-    if lt is not None and not value < lt:
-        return f"must be < {lt}"
-    if le is not None and not value <= le:
-        return f"must be <= {le}"
-    if multiple_of is not None and not isinstance(value, Decimal) and value % multiple_of != 0:
-        return f"must be a multiple of {multiple_of}"
-    return None
-
-
-def _length_error(
-    length: int, min_length: int | None, max_length: int | None, nouns: tuple[str, str]
-) -> str | None:
-    """Check a length limit; ``nouns`` is the (singular, plural) name of what is counted."""
-    if min_length is not None and length < min_length:
-        if min_length == 1:
-            return "must not be empty"
-        return f"must have at least {min_length} {nouns[min_length != 1]}"
-    if max_length is not None and length > max_length:
-        return f"must have at most {max_length} {nouns[max_length != 1]}"
-    return None
-
-
-def _collect(value: object, info: mi.Type, path: str, errors: list[str]) -> object:
-    """Check ``value`` against ``info``, appending a message to ``errors`` per problem.
-
-    Returns the value as seen by cross-field checks (tables become mappings of their valid
-    fields with defaults filled in) or ``_INVALID`` if the value itself is unusable.
-    """
-    extra: Mapping[str, Any] = {}
-    if isinstance(info, mi.Metadata):
-        extra = info.extra or {}
-        info = info.type
-    if not isinstance(info, _SUPPORTED) or (isinstance(info, mi.StructType) and info.array_like):
-        raise TypeError(f"configuration schema uses a type the loader does not support: {info!r}")
-
-    if isinstance(info, mi.UnionType):
-        return _collect_union(value, info, path, errors)
-    if not _kind_matches(value, info):
-        if isinstance(info, mi.LiteralType | mi.EnumType):
-            return _report(errors, path, _literal_error(info))
-        return _report(errors, path, f"expected {_expected(info)}, got {_kind(value)}")
-
-    if isinstance(info, mi.StructType):
-        assert isinstance(value, dict)
-        return _collect_struct(value, info, path, errors)
-    if isinstance(info, mi.CollectionType):
-        assert isinstance(value, list | tuple)
-        problem = _length_error(len(value), info.min_length, info.max_length, _ENTRIES)
-        if problem is not None:
-            _report(errors, path, problem)
-        return [
-            _collect(item, info.item_type, f"{path}[{index}]", errors)
-            for index, item in enumerate(value)
-        ]
-    if isinstance(info, mi.TupleType):
-        assert isinstance(value, list | tuple)
-        if len(value) != len(info.item_types):
-            count = len(info.item_types)
-            return _report(errors, path, f"must have exactly {count} entries, got {len(value)}")
-        return [
-            _collect(item, item_info, f"{path}[{index}]", errors)
-            for index, (item, item_info) in enumerate(zip(value, info.item_types, strict=True))
-        ]
-    if isinstance(info, mi.DictType):
-        assert isinstance(value, dict)
-        problem = _length_error(len(value), info.min_length, info.max_length, _ENTRIES)
-        if problem is not None:
-            _report(errors, path, problem)
-        resolved: dict[str, object] = {}
-        for key, item in value.items():
-            key_path = _child(path, key)
-            if _collect(key, info.key_type, key_path, errors) is _INVALID:
-                continue
-            resolved[str(key)] = _collect(item, info.value_type, key_path, errors)
-        return resolved
-    if isinstance(info, mi.IntType | mi.FloatType):
-        assert isinstance(value, int | float)
-        problem = _bound_error(
-            value,
-            gt=info.gt,
-            ge=info.ge,
-            lt=info.lt,
-            le=info.le,
-            multiple_of=info.multiple_of,
-        )
-        return value if problem is None else _report(errors, path, problem)
-    if isinstance(info, mi.DecimalType):
-        return _collect_decimal(value, extra.get(DECIMAL_LIMITS) or {}, path, errors)
-    if isinstance(info, mi.StrType):
-        assert isinstance(value, str)
-        problem = _length_error(len(value), info.min_length, info.max_length, _CHARACTERS)
-        if problem is None and info.pattern is not None and not re.search(info.pattern, value):
-            problem = str(extra.get(PATTERN_MESSAGE, f"must match the pattern {info.pattern!r}"))
-        return value if problem is None else _report(errors, path, problem)
-    if isinstance(info, mi.LiteralType):
-        if any(_same_scalar(value, allowed) for allowed in info.values):
-            return value
-        return _report(errors, path, _literal_error(info))
-    if isinstance(info, mi.EnumType):
-        if any(_same_scalar(value, member.value) for member in info.cls):
-            return value
-        return _report(errors, path, _literal_error(info))
-    if isinstance(info, mi.DateTimeType | mi.TimeType):
-        assert isinstance(value, dt.datetime | dt.time)
-        if info.tz is True and value.tzinfo is None:
-            return _report(errors, path, "must include a UTC offset")
-        if info.tz is False and value.tzinfo is not None:
-            return _report(errors, path, "must not include a UTC offset")
-        return value
-    return value  # AnyType, NoneType, BoolType, DateType: the kind check was enough
-
-
-def _collect_decimal(
-    value: object, limits: Mapping[str, Decimal], path: str, errors: list[str]
-) -> object:
-    """Check a decimal written as a string or an integer (or given as a ``Decimal``)."""
-    number: Decimal
-    if isinstance(value, float):
-        return _report(errors, path, DECIMAL_FLOAT_MESSAGE)
-    if isinstance(value, str):
-        if not _DECIMAL.match(value):
-            return _report(errors, path, f"expected a decimal number, got {_literal(value)}")
-        number = Decimal(value)
-    elif isinstance(value, Decimal):
-        if not value.is_finite():
-            return _report(errors, path, f"expected a decimal number, got {_literal(str(value))}")
-        number = value
-    else:
-        assert isinstance(value, int)
-        number = Decimal(value)
-    problem = _bound_error(
-        number,
-        gt=limits.get("gt"),
-        ge=limits.get("ge"),
-        lt=limits.get("lt"),
-        le=limits.get("le"),
-    )
-    return number if problem is None else _report(errors, path, problem)
-
-
-def _literal_error(info: mi.LiteralType | mi.EnumType) -> str:
-    values: tuple[object, ...]
-    if isinstance(info, mi.LiteralType):
-        key = frozenset((type(value), value) for value in info.values)
-        values = _LITERAL_ORDER.get(key, info.values)
-    else:
-        values = tuple(info.cls)
-    shown = ", ".join(_literal(allowed) for allowed in values)
-    return f"must be {shown}" if len(values) == 1 else f"must be one of {shown}"
-
-
-def _collect_union(value: object, info: mi.UnionType, path: str, errors: list[str]) -> object:
-    members = [member for member in info.types if not isinstance(member, mi.NoneType)]
-    if value is None and len(members) < len(info.types):
-        return None
-    tagged = [m for m in members if isinstance(m, mi.StructType) and m.tag_field is not None]
-    if tagged and isinstance(value, dict):
-        return _collect_tagged(value, tagged, path, errors)
-    candidates = [member for member in members if _kind_matches(value, member)]
-    if not candidates:
-        if len(members) == 1:
-            return _collect(value, members[0], path, errors)
-        return _report(errors, path, f"expected {_expected(info)}, got {_kind(value)}")
-    first_errors: list[str] | None = None
-    for member in candidates:
-        attempt: list[str] = []
-        result = _collect(value, member, path, attempt)
-        if not attempt:
-            return result
-        if first_errors is None:
-            first_errors = attempt
-    assert first_errors is not None
-    errors.extend(first_errors)
-    return _INVALID
-
-
-def _collect_tagged(
-    value: dict[Any, Any], members: list[mi.StructType], path: str, errors: list[str]
-) -> object:
-    """Validate a table against a union of tagged structs, chosen by the tag's value."""
-    tag_field = members[0].tag_field
-    assert tag_field is not None
-    tag_path = _child(path, tag_field)
-    if tag_field not in value:
-        return _report(errors, tag_path, "required field missing")
-    for member in members:
-        if _same_scalar(value[tag_field], member.tag):
-            return _collect_struct(value, member, path, errors)
-    shown = ", ".join(_literal(member.tag) for member in members)
-    return _report(errors, tag_path, f"must be one of {shown}")
-
-
-def _collect_struct(
-    value: dict[Any, Any], info: mi.StructType, path: str, errors: list[str]
-) -> dict[str, object]:
-    fields = {field.encode_name: field for field in info.fields}
-    resolved: dict[str, object] = {}
-    if info.tag_field is not None:
-        tag_path = _child(path, info.tag_field)
-        if info.tag_field not in value:
-            _report(errors, tag_path, "required field missing")
-        elif not _same_scalar(value[info.tag_field], info.tag):
-            _report(errors, tag_path, f"must be {_literal(info.tag)}")
-    for key, item in value.items():
-        if key == info.tag_field:
-            continue
-        field = fields.get(key)
-        field_path = _child(path, key)
-        if field is None:
-            if info.forbid_unknown_fields:
-                _report(errors, field_path, "unknown field")
-            continue
-        result = _collect(item, field.type, field_path, errors)
-        if result is not _INVALID:
-            resolved[key] = result
-    for name, field in fields.items():
-        if name in value:
-            continue
-        if field.required:
-            _report(errors, _child(path, name), "required field missing")
-            continue
-        default = (
-            field.default if field.default is not msgspec.NODEFAULT else field.default_factory()
-        )
-        # Defaults are valid by construction; they are resolved only so that cross-field
-        # checks see them in the same shape as values written in the file.
-        resolved[name] = _collect(msgspec.to_builtins(default), field.type, "", [])
-    check = CROSS_FIELD_CHECKS.get(info.cls)
-    if check is not None:
-        errors.extend(check(resolved, path))
-    return resolved
-
-
-_VALIDATION_PATH: Final = re.compile(r"^(?P<reason>.*) - at `\$(?P<path>.*)`$")
-
-
-def _from_validation_error(exc: msgspec.ValidationError) -> str:
-    match = _VALIDATION_PATH.match(str(exc))
-    if match is None:
-        return str(exc)
-    path = match["path"].removeprefix(".")
-    return f"{path}: {match['reason']}" if path else match["reason"]

@@ -43,15 +43,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load_checked(path: str) -> Config:
-    """The config at ``path``, also checked against the registered LP adapter
-    kinds and their settings; ConfigError listing every problem otherwise."""
-    from gateway.orderflow.flow import lp_config_errors
+    """The config at ``path``, each LP's adapter kind and settings checked
+    against the registered kinds in the same pass as the rest of the file;
+    ConfigError listing every problem otherwise."""
+    from lp_adapters.registry import adapter_settings
 
-    cfg = load_config(path)
-    errors = lp_config_errors(cfg)
-    if errors:
-        raise ConfigError(errors, source=path)
-    return cfg
+    return load_config(path, adapter_settings())
 
 
 def _check_config(path: str) -> int:
@@ -109,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return bench_main(args)
     if args.command == "lp-sim":
-        from gateway.sim.lp_sim import main as lp_sim_main
+        from gateway.sim.lp_sim_main import main as lp_sim_main
 
         return lp_sim_main(args)
     return _run(args)

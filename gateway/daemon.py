@@ -1,7 +1,10 @@
 """The daemon: builds every piece from the config and runs it on one loop.
 
-This is the composition root.  Stores, sessions, application profiles, the
-FIX acceptor and the HTTP server are created here and nowhere else.
+This is the composition root: stores, sessions, application profiles, the
+order journal, the outbox, the order flow with every piece behind it
+(matcher, book, exposure ledger, market data, LP adapters), the FIX
+acceptor and the HTTP server are created here and nowhere else, and the one
+clock is handed to each.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import os
 import signal
 import ssl
 import sys
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +25,31 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from config import Config, ConfigError
-from gateway.fix.application import Application, EchoApplication
 from gateway.fix.acceptor import SessionRegistry
+from gateway.fix.application import Application, EchoApplication
 from gateway.fix.session import Session
-from gateway.fix.store import SessionStore, open_store
+from gateway.fix.store import SessionStore
+from gateway.net.server import FixServer
+from gateway.net.transport import Outbox
 from gateway.ops.http import SessionCollector, build_app
 from gateway.ops.logs import set_log_level
 from gateway.ops.metrics import LoopLag, OperationsCollector
+from gateway.ops.reload import Overrides, Reloader
+from gateway.orderflow.entry import OrderEntry
 from gateway.orderflow.flow import OrderFlow
 from gateway.orderflow.journal import OrderJournal
-from gateway.ops.reload import Overrides, Reloader
+from gateway.orderflow.market_data import MarketDataService
+from gateway.orderflow.publish import Reports
+from gateway.orderflow.recovery import Recovery
+from gateway.orderflow.routing import ChildRouting
 from gateway.orderflow.rules import build_rules, config_digest
-from gateway.net.server import FixServer
+from gateway.orderflow.stats import FlowStats
+from gateway.storage.session_store import open_store
+from lp_adapters.base import LpAdapter
+from lp_adapters.registry import create_adapter
+from matcher.engine import Matcher
+from router.book import AggregatedBook
+from router.exposure import ExposureLedger
 
 _log = structlog.get_logger("gateway.daemon")
 
@@ -48,7 +65,10 @@ class Gateway:
         config: Config,
         config_path: str | Path | None = None,
         overrides: Overrides | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``clock`` (epoch seconds) is the one clock of the sessions and
+        the order flow."""
         self.config = config
         self.generation = 1
         self.digest = config_digest(config)
@@ -75,15 +95,16 @@ class Gateway:
                 order_sessions[settings.TargetCompID] = session
         self.order_flow: OrderFlow | None = None
         self.journal: OrderJournal | None = None
+        if order_sessions and config.store.backend == "file":
+            self.journal = OrderJournal(
+                self.data_dir / "orders", fsync=config.store.fsync == "batch"
+            )
+        # nothing leaves a session before the journal has what it says
+        self.outbox = Outbox(self.journal.flush if self.journal is not None else None)
         if order_sessions:
-            if config.store.backend == "file":
-                self.journal = OrderJournal(
-                    self.data_dir / "orders", fsync=config.store.fsync == "batch"
-                )
-                # nothing leaves a session before the journal has what it says
-                for session in self.sessions:
-                    session.before_flush = self.journal.flush
-            self.order_flow = OrderFlow(config, order_sessions, self.journal)
+            self.order_flow = build_order_flow(
+                config, order_sessions, self.journal, self.outbox, clock
+            )
             for session in order_sessions.values():
                 applications[session.session_id] = self.order_flow
         self.registry = SessionRegistry(self.sessions)
@@ -93,6 +114,8 @@ class Gateway:
             max_message_size=gw.max_message_size,
             max_outbound_buffer=gw.max_outbound_buffer,
             logon_timeout=max(s.LogonTimeout for s in config.sessions),
+            clock=clock,
+            outbox=self.outbox,
         )
         self.reloader = Reloader(
             Path(config_path) if config_path is not None else None,
@@ -219,6 +242,69 @@ class Gateway:
         for store in self.stores:
             store.close()
         _log.info("gateway_stopped")
+
+
+def build_order_flow(
+    config: Config,
+    sessions: Mapping[str, Session],
+    journal: OrderJournal | None,
+    outbox: Outbox,
+    clock: Callable[[], float],
+) -> OrderFlow:
+    """The order flow and every piece behind it, for the client ``sessions``
+    (by client CompID): the matcher, the aggregated book, the exposure
+    ledger, market data, the LP adapters, and the flow's parts.  With a
+    ``journal``, what an earlier run left in it is taken back first."""
+    instruments = {i.symbol: i.to_instrument() for i in config.instruments}
+    ledger = ExposureLedger(instruments)
+    recovery = Recovery(ledger, config.orders.retain_finished)
+    if journal is not None:
+        for recorded in journal.replay():
+            recovery.apply(recorded)
+        run = str(journal.run + 1)
+    else:
+        run = format(int(clock()), "x")
+    # OrderIDs, ExecIDs and child order ids never repeat across runs
+    matcher = Matcher(
+        instruments,
+        internal_crossing=config.routing.internal_crossing,
+        retain_finished=config.orders.retain_finished,
+        id_prefix=run,
+    )
+    rules = build_rules(config, instruments, list(sessions), generation=1)
+    book = AggregatedBook()
+    stats = FlowStats()
+    reports = Reports(sessions, instruments, matcher, stats, outbox, journal, clock)
+    market_data = MarketDataService(instruments, book, reports.send)
+    routing = ChildRouting(
+        instruments, matcher, book, ledger, market_data, reports, stats, journal, rules, clock, run
+    )
+    entry = OrderEntry(
+        instruments, matcher, book, ledger, market_data, reports, routing, stats, rules
+    )
+    adapters: dict[str, LpAdapter] = {}
+    for lp in config.lps:
+        if not lp.enabled:
+            continue
+        adapter = create_adapter(
+            lp.adapter,
+            lp.name,
+            instruments,
+            routing.on_lp_event,
+            lp.settings,
+            Path(config.gateway.data_dir),
+        )
+        adapter.clock = clock
+        if journal is not None:
+            # a child order is on disk before its LP can see it
+            adapter.write_barrier = journal.flush
+        adapters[lp.name] = adapter
+    routing.attach(adapters)
+    flow = OrderFlow(rules, reports, routing, entry, journal, clock)
+    if journal is not None:
+        journal.on_dirty = flow.flush_soon
+        flow.recover(recovery, int(run))
+    return flow
 
 
 def order_path_compiled() -> bool:

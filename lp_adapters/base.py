@@ -1,4 +1,4 @@
-"""The LP adapter contract and the registry that names adapter kinds.
+"""The LP adapter contract.
 
 An LP adapter is the one place where a liquidity provider's wire format and
 connection live.  Everything on the gateway side of it speaks the domain
@@ -7,20 +7,20 @@ and quotes, acks, fills, rejects, cancels and link status come back as
 :data:`~router.model.LpEvent` values through the ``sink`` callable the adapter
 was built with.
 
-Adding an LP means writing one module with a subclass of :class:`LpAdapter`,
-decorating it with :func:`register`, and naming its kind in the config.  The
-composition root builds adapters with :func:`create_adapter` and never imports
-an adapter module by hand.
+Adding an LP means writing a subclass of :class:`LpAdapter` and a settings
+Struct for it, registering the two under a kind (:mod:`lp_adapters.registry`),
+and naming that kind in the config.  The composition root builds adapters
+through the registry and never imports an adapter module by hand.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Final
 
 from mypy_extensions import mypyc_attr
 
@@ -31,10 +31,6 @@ __all__ = [
     "UNKNOWN_AFTER_RESTART_REASON",
     "EventSink",
     "LpAdapter",
-    "adapter_class",
-    "create_adapter",
-    "register",
-    "registered_kinds",
 ]
 
 EventSink = Callable[[LpEvent], None]
@@ -63,9 +59,10 @@ class LpAdapter(ABC):
         name as the router knows it (``ChildOrder.lp``, ``Quote.lp``,
         ``LpStatus.lp``); ``instruments`` maps every symbol the gateway
         trades to its :class:`~router.model.Instrument`; ``sink`` receives
-        every event; ``settings`` is the adapter's own section of the config.
-        The constructor validates ``settings`` and raises ``ValueError`` with
-        a message naming the LP and the offending key; it does no I/O.
+        every event; ``settings`` is the adapter's own section of the config
+        as the settings type its kind is registered with, already checked
+        (type, limits and the kind's check against the instruments: see
+        :mod:`lp_adapters.registry`).  The constructor does no I/O.
 
     Required methods
         ``async connect()``
@@ -150,7 +147,7 @@ class LpAdapter(ABC):
         name: str,
         instruments: Mapping[str, Instrument],
         sink: EventSink,
-        settings: Mapping[str, Any],
+        settings: object,
     ) -> None:
         if not name:
             raise ValueError("an LP adapter needs a non-empty name")
@@ -165,11 +162,14 @@ class LpAdapter(ABC):
         self.name = name
         self.instruments: Mapping[str, Instrument] = dict(instruments)
         self.sink = sink
-        self.settings: Mapping[str, Any] = dict(settings)
+        self.settings = settings
         self.data_dir = Path("var/data")
         """Where an adapter that keeps state on disk (a FIX session store)
         puts it unless its settings say otherwise: the gateway's data
         directory, set by :func:`create_adapter`."""
+        self.clock: Callable[[], float] = time.time
+        """The gateway's clock (epoch seconds), for the times an adapter
+        stamps on what it sends."""
         self.write_barrier: Callable[[], None] | None = None
         """What an adapter with a wire calls before bytes leave for the LP
         (and before its own store is flushed): the gateway's order journal
@@ -211,77 +211,3 @@ class LpAdapter(ABC):
                 self.sink,
                 ChildCanceled(child.child_id, open_lots, UNKNOWN_AFTER_RESTART_REASON),
             )
-
-
-# --- registry ------------------------------------------------------------------
-
-_REGISTRY: dict[str, type[LpAdapter]] = {}
-
-# Adapter kinds shipped with the appliance, imported on first use so that the
-# config can name them without the composition root importing each module.
-_BUILTIN_MODULES: Final[Mapping[str, str]] = {
-    "simulated": "lp_adapters.simulated.adapter",
-    "fix": "lp_adapters.fix.adapter",
-}
-
-_A = TypeVar("_A", bound=type[LpAdapter])
-
-
-def register(kind: str) -> Callable[[_A], _A]:
-    """Class decorator: make an adapter class available under ``kind``.
-
-    Raises ``ValueError`` if ``kind`` is empty or already taken, and
-    ``TypeError`` if the decorated class is not an :class:`LpAdapter`.
-    """
-    if not kind:
-        raise ValueError("an adapter kind needs a non-empty name")
-
-    def decorate(cls: _A) -> _A:
-        if not (isinstance(cls, type) and issubclass(cls, LpAdapter)):
-            raise TypeError(f"{cls!r} is not an LpAdapter subclass")
-        existing: Any = _REGISTRY.get(kind)  # a class object: its names read untyped
-        if existing is not None:
-            raise ValueError(
-                f"adapter kind {kind!r} is already registered by "
-                f"{existing.__module__}.{existing.__qualname__}"
-            )
-        _REGISTRY[kind] = cls
-        return cls
-
-    return decorate
-
-
-def registered_kinds() -> tuple[str, ...]:
-    """Every kind that :func:`adapter_class` can resolve, sorted."""
-    return tuple(sorted(set(_REGISTRY) | set(_BUILTIN_MODULES)))
-
-
-def adapter_class(kind: str) -> type[LpAdapter]:
-    """The adapter class registered under ``kind``.
-
-    Raises ``KeyError`` naming the known kinds when there is none.
-    """
-    cls = _REGISTRY.get(kind)
-    if cls is None and kind in _BUILTIN_MODULES:
-        importlib.import_module(_BUILTIN_MODULES[kind])
-        cls = _REGISTRY.get(kind)
-    if cls is None:
-        known = ", ".join(repr(k) for k in registered_kinds()) or "none"
-        raise KeyError(f"unknown LP adapter kind {kind!r}; known kinds: {known}")
-    return cls
-
-
-def create_adapter(
-    kind: str,
-    name: str,
-    instruments: Mapping[str, Instrument],
-    sink: EventSink,
-    settings: Mapping[str, Any],
-    data_dir: Path | None = None,
-) -> LpAdapter:
-    """Build the adapter named ``name`` of the given ``kind``; ``data_dir``
-    is where an adapter that keeps state on disk puts it by default."""
-    adapter = adapter_class(kind)(name, instruments, sink, settings)
-    if data_dir is not None:
-        adapter.data_dir = data_dir
-    return adapter

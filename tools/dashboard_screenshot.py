@@ -31,8 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.sim.loadgen import LoadClient
 from gateway.ops.logs import configure_logging
+from gateway.sim.loadgen import LoadClient
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "dev-admin-token"

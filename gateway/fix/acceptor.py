@@ -15,7 +15,8 @@ import structlog
 
 from gateway.fix import codec
 from gateway.fix.codec import FrameDecoder, GarbledMessage
-from gateway.fix.session import CloseConnection, Event, Session
+from gateway.fix.events import CloseConnection, Event
+from gateway.fix.session import Session
 
 _log = structlog.get_logger("gateway.fix.acceptor")
 

@@ -30,6 +30,13 @@ import structlog
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage, FrameDecoder, GarbledMessage
 from gateway.fix.dictionary import Dictionary, fix44
+from gateway.fix.events import (
+    ApplicationMessage,
+    CloseConnection,
+    Event,
+    LoggedOn,
+    LoggedOut,
+)
 from gateway.fix.states import LOGGED_ON, SessionState, StateMachine
 from gateway.fix.store import SessionStore
 from gateway.fix.validation import (
@@ -90,57 +97,25 @@ class BusinessRejectReason:
     }
 
 
-# ---------------------------------------------------------------------------
-# events
-
-
-class Event:
-    __slots__ = ()
-
-
-class LoggedOn(Event):
-    """The Logon exchange completed; application messages may flow."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "LoggedOn()"
-
-
-class ApplicationMessage(Event):
-    """An in-sequence application message from the peer."""
-
-    __slots__ = ("message",)
-
-    def __init__(self, message: FixMessage) -> None:
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"ApplicationMessage({self.message!r})"
-
-
-class LoggedOut(Event):
-    """A logged-on session ended (Logout exchange, error or lost connection)."""
-
-    __slots__ = ("reason",)
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-    def __repr__(self) -> str:
-        return f"LoggedOut({self.reason!r})"
-
-
-class CloseConnection(Event):
-    """Write what :meth:`Session.data_to_send` holds, then close the socket."""
-
-    __slots__ = ("reason",)
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-    def __repr__(self) -> str:
-        return f"CloseConnection({self.reason!r})"
+def business_reject_body(
+    msg: FixMessage,
+    reason: int,
+    text: bytes | None = None,
+    ref_id: bytes | None = None,
+) -> bytes:
+    """The body of a BusinessMessageReject (j) of ``msg``: RefSeqNum,
+    Text (the reason's standard text unless ``text``), RefMsgType,
+    BusinessRejectRefID when ``ref_id``, BusinessRejectReason."""
+    parts = []
+    seq = msg.get(34)
+    if seq:
+        parts.append(b"45=%b\x01" % seq)
+    parts.append(b"58=%b\x01" % (text or BusinessRejectReason.TEXT.get(reason, b"Other")))
+    parts.append(b"372=%b\x01" % msg.msg_type)
+    if ref_id:
+        parts.append(b"379=%b\x01" % ref_id)
+    parts.append(b"380=%d\x01" % reason)
+    return b"".join(parts)
 
 
 class SessionStats:
@@ -199,17 +174,6 @@ class Session:
             b"4": self._on_sequence_reset,
             b"5": self._on_logout,
         }
-        #: called when outbound bytes become pending outside of a batch the
-        #: I/O layer is already draining (e.g. an ExecutionReport from an LP fill)
-        self.wakeup: Callable[[], None] | None = None
-        #: the write barrier: called before the store is flushed (and so
-        #: before any byte leaves), to make durable first what those bytes
-        #: depend on -- the order journal
-        self.before_flush: Callable[[], None] | None = None
-        #: told of every application message stored for sending (session,
-        #: MsgSeqNum, wire bytes): the order journal keeps a copy, so that a
-        #: store found behind it after a crash can be completed
-        self.on_stored: Callable[[Session, int, bytes], None] | None = None
         #: counts connections, so that a connection object can tell whether
         #: the session is still its own or already bound to a newer one
         self.connection_epoch = 0
@@ -271,7 +235,7 @@ class Session:
         self._machine.move(S.LOGON_SENT)
         settings = self.settings
         if settings.ResetOnLogon:
-            self.store.reset()
+            self.store.reset(now)
         body = [b"98=0\x01108=%d\x01" % settings.HeartBtInt]
         if self._should_send_reset():
             body.append(b"141=Y\x01")
@@ -296,9 +260,9 @@ class Session:
         """The transport is gone (whoever closed it)."""
         if self._machine.state is S.DISCONNECTED:
             return
-        self._end(reason)
+        self._end(now, reason)
 
-    def _end(self, reason: str) -> None:
+    def _end(self, now: float, reason: str) -> None:
         was_logged_on = self._received_logon and self._sent_logon
         self._machine.move(S.DISCONNECTED)
         self._queue.clear()
@@ -306,17 +270,16 @@ class Session:
         self._resend_range = None
         self._decoder = FrameDecoder(self._max_message_size)
         if self.settings.ResetOnDisconnect:
-            self.store.reset()
-        self.flush_store()
+            self.store.reset(now)
         if was_logged_on:
             self._events.append(LoggedOut(reason))
         self._log.info("session_ended", reason=reason, logged_on=was_logged_on)
 
-    def _disconnect(self, reason: str) -> None:
+    def _disconnect(self, now: float, reason: str) -> None:
         """Close the connection after what is queued has been written."""
         if self._machine.state is S.DISCONNECTED:
             return
-        self._end(reason)
+        self._end(now, reason)
         self._events.append(CloseConnection(reason))
 
     def logout(self, now: float, text: str | None = None) -> None:
@@ -324,7 +287,7 @@ class Session:
         if not self.is_connected:
             return
         if not self.is_logged_on:
-            self._disconnect(text or "logout before logon completed")
+            self._disconnect(now, text or "logout before logon completed")
         elif not self._sent_logout:
             self._send_logout(now, text.encode() if text else None)
 
@@ -366,7 +329,7 @@ class Session:
             self.stats.garbled += 1
             self._log.warning("garbled_message", reason=str(exc), size=len(frame))
             if not self._received_logon or b"\x0135=A\x01" in frame:
-                self._disconnect(f"garbled Logon: {exc}")
+                self._disconnect(now, f"garbled Logon: {exc}")
             return
         self.stats.messages_in += 1
         self._last_received = now
@@ -383,13 +346,13 @@ class Session:
         if get(49) is None or get(56) is None:
             tag = 49 if get(49) is None else 56
             if mt == b"A" or not self._received_logon:
-                self._disconnect("Logon without SenderCompID or TargetCompID")
+                self._disconnect(now, "Logon without SenderCompID or TargetCompID")
             else:
                 self._reject(msg, R.REQUIRED_TAG_MISSING, tag, now)
             return
         if msg.begin_string != self.begin_string:
             if not self._received_logon:
-                self._disconnect("Incorrect BeginString")
+                self._disconnect(now, "Incorrect BeginString")
             elif mt == b"5":
                 self._on_logout(msg, now)
             else:
@@ -404,7 +367,9 @@ class Session:
             if problem.tag == 34 and problem.reason in _FATAL_SEQNUM_PROBLEMS:
                 self._fatal(now, b"MsgSeqNum missing or invalid")
             elif mt == b"A" or not self._received_logon:
-                self._disconnect(f"invalid Logon: {REJECT_TEXT.get(problem.reason, b'').decode()}")
+                self._disconnect(
+                    now, f"invalid Logon: {REJECT_TEXT.get(problem.reason, b'').decode()}"
+                )
             else:
                 self._reject(msg, problem.reason, problem.tag, now)
                 self._drain_queue()
@@ -450,7 +415,7 @@ class Session:
         mt = msg.msg_type
         if not self._valid_logon_state(mt):
             self._disconnect(
-                f"message type {mt.decode('latin-1')} not valid in state {self.state.value}"
+                now, f"message type {mt.decode('latin-1')} not valid in state {self.state.value}"
             )
             return False
         settings = self.settings
@@ -536,7 +501,7 @@ class Session:
         """Logout with ``text`` and drop the connection at once."""
         self._log.warning("session_error", text=text.decode("latin-1"))
         self._send_logout(now, text)
-        self._disconnect(text.decode("latin-1"))
+        self._disconnect(now, text.decode("latin-1"))
 
     def _incr_target(self) -> None:
         store = self.store
@@ -549,12 +514,12 @@ class Session:
         reset_flag = msg.get(141) == b"Y"
         self._received_reset = reset_flag
         if reset_flag and not self._sent_reset:
-            self._reset_sequence()
+            self._reset_sequence(now)
         if self.initiator and not self._sent_logon and not reset_flag:
-            self._disconnect("Logon response before a Logon was sent")
+            self._disconnect(now, "Logon response before a Logon was sent")
             return
         if not self.initiator and settings.ResetOnLogon:
-            self._reset_sequence()
+            self._reset_sequence(now)
         if not self._verify(msg, now, check_high=False, check_low=True):
             return
         if not self.initiator or (reset_flag and not self._sent_reset):
@@ -563,7 +528,7 @@ class Session:
                 self._log.warning("logon_refused", reason=problem)
                 self._received_logon = True
                 self._send_logout(now, problem.encode())
-                self._disconnect(problem)
+                self._disconnect(now, problem)
                 return
             self._heartbeat_interval = float(int(msg.get(108) or b"0"))
             body = b"98=0\x01108=%d\x01" % int(self._heartbeat_interval)
@@ -591,10 +556,10 @@ class Session:
         )
         self._events.append(LoggedOn())
 
-    def _reset_sequence(self) -> None:
+    def _reset_sequence(self, now: float) -> None:
         """Both sequence numbers back to 1: whatever was queued or requested
         under the old numbers means nothing any more."""
-        self.store.reset()
+        self.store.reset(now)
         self._queue.clear()
         self._pending = None
         if self._resend_range is not None:
@@ -664,8 +629,8 @@ class Session:
             self._log.info("logout_confirmed", text=text)
         self._incr_target()
         if self.settings.ResetOnLogout:
-            self.store.reset()
-        self._disconnect("logout")
+            self.store.reset(now)
+        self._disconnect(now, "logout")
 
     def _on_resend_request(self, msg: FixMessage, now: float) -> None:
         if not self._verify(msg, now, check_high=False, check_low=False):
@@ -782,17 +747,29 @@ class Session:
         It is stored for resend and given the next MsgSeqNum even when the
         session is not logged on; the peer then gets it through its
         ResendRequest after the next Logon.  Returns the MsgSeqNum used.
+        Nothing is written here: the caller has the store flushed and
+        :meth:`data_to_send` written (see :mod:`gateway.net`).
         """
+        return self.send_recorded(msg_type, body, now, header)[0]
+
+    def send_recorded(
+        self,
+        msg_type: bytes,
+        body: bytes,
+        now: float,
+        header: list[tuple[int, bytes]] | None = None,
+    ) -> tuple[int, bytes]:
+        """:meth:`send`, handing back the MsgSeqNum and the wire bytes
+        stored, for a caller that keeps a copy of its own (the order
+        journal completes a store from it after a crash)."""
         store = self.store
         seq = store.next_sender_seq
         raw = self._encode(msg_type, seq, body, now, header)
         store.append_sent(seq, raw)
         store.set_next_sender_seq(seq + 1)
-        if self.on_stored is not None:
-            self.on_stored(self, seq, raw)
         if self.is_logged_on:
             self._write(raw, now)
-        return seq
+        return seq, raw
 
     def reject_business(
         self,
@@ -803,17 +780,8 @@ class Session:
         ref_id: bytes | None = None,
     ) -> None:
         """BusinessMessageReject (j) for an application message the
-        application cannot process."""
-        parts = []
-        seq = msg.get(34)
-        if seq:
-            parts.append(b"45=%b\x01" % seq)
-        parts.append(b"58=%b\x01" % (text or BusinessRejectReason.TEXT.get(reason, b"Other")))
-        parts.append(b"372=%b\x01" % msg.msg_type)
-        if ref_id:
-            parts.append(b"379=%b\x01" % ref_id)
-        parts.append(b"380=%d\x01" % reason)
-        self.send(b"j", b"".join(parts), now)
+        application cannot process (see :func:`business_reject_body`)."""
+        self.send(b"j", business_reject_body(msg, reason, text, ref_id), now)
 
     # -- output --------------------------------------------------------------------
 
@@ -861,12 +829,9 @@ class Session:
         self._write(raw, now)
 
     def _write(self, raw: bytes, now: float) -> None:
-        out = self._out
-        out.append(raw)
+        self._out.append(raw)
         self._last_sent = now
         self.stats.messages_out += 1
-        if len(out) == 1 and self.wakeup is not None:
-            self.wakeup()
 
     def _send_logout(self, now: float, text: bytes | None = None) -> None:
         if self._sent_logout or self._machine.state is S.DISCONNECTED:
@@ -882,7 +847,7 @@ class Session:
         """Session-level Reject (3) of ``msg``."""
         if not self._received_logon:
             self._disconnect(
-                f"invalid message before logon: {REJECT_TEXT.get(reason, b'').decode()}"
+                now, f"invalid message before logon: {REJECT_TEXT.get(reason, b'').decode()}"
             )
             return
         mt = msg.msg_type
@@ -921,17 +886,10 @@ class Session:
         )
         self._send_admin(b"3", b"".join(parts), now, header)
 
-    def flush_store(self) -> None:
-        """Hand the store's pending changes to the OS, after whatever
-        ``before_flush`` must write first."""
-        if self.before_flush is not None:
-            self.before_flush()
-        self.store.flush()
-
     def data_to_send(self) -> bytes:
-        """Bytes to write now.  Everything they carry is in the store first
-        (and before it, what ``before_flush`` writes)."""
-        self.flush_store()
+        """Bytes to write now.  They may be written once the store has been
+        flushed (:meth:`SessionStore.flush`): what they carry must be
+        durable first."""
         out = self._out
         if not out:
             return b""
@@ -966,13 +924,13 @@ class Session:
             return
         if not self._received_logon:
             if now >= self._connected_at + self.settings.LogonTimeout:
-                self._disconnect("timed out waiting for Logon")
+                self._disconnect(now, "timed out waiting for Logon")
             return
         if (
             self._logout_sent_at is not None
             and now >= self._logout_sent_at + self.settings.LogoutTimeout
         ):
-            self._disconnect("timed out waiting for Logout response")
+            self._disconnect(now, "timed out waiting for Logout response")
             return
         hb = self._heartbeat_interval
         if hb <= 0:
@@ -982,7 +940,7 @@ class Session:
         if now < self._last_sent + hb and now < received + hb:
             return
         if now >= received + 2.4 * hb:
-            self._disconnect("timed out waiting for heartbeat")
+            self._disconnect(now, "timed out waiting for heartbeat")
         elif now >= received + 1.2 * (self._test_requests + 1) * hb:
             self._send_admin(b"1", b"112=TEST\x01", now)
             self._test_requests += 1

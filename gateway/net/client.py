@@ -10,26 +10,20 @@ import time
 
 from config import SessionSettings
 from gateway.fix.codec import FixMessage
-from gateway.fix.session import (
-    ApplicationMessage,
-    CloseConnection,
-    Event,
-    LoggedOn,
-    LoggedOut,
-    Session,
-)
+from gateway.fix.events import ApplicationMessage, CloseConnection, Event, LoggedOn, LoggedOut
+from gateway.fix.session import Session
 from gateway.fix.store import MemoryStore, SessionStore
-from gateway.net.transport import Clock, Connection, FixTransportProtocol
+from gateway.net.transport import Clock, Connection, FixTransportProtocol, Outbox
 
 
 class _InitiatorProtocol(FixTransportProtocol):
     def __init__(self, client: FixClient) -> None:
-        super().__init__(client.clock, client.max_outbound_buffer)
+        super().__init__(client.clock, client.max_outbound_buffer, client.outbox)
         self._client = client
 
     def _open(self, now: float) -> Connection:
         session = self._client.session
-        session.wakeup = self.schedule_flush
+        self._outbox.bind(session, self)
         session.connection_made(now)
         return session
 
@@ -59,6 +53,7 @@ class FixClient:
         self.session = Session(settings, store or MemoryStore(), initiator=True)
         self.clock = clock
         self.max_outbound_buffer = max_outbound_buffer
+        self.outbox = Outbox()
         self.messages: asyncio.Queue[FixMessage] = asyncio.Queue()
         self.events: list[Event] = []
         self._logged_on = asyncio.Event()
@@ -117,8 +112,11 @@ class FixClient:
         return self._logged_on.is_set()
 
     def send(self, msg_type: bytes, body: bytes) -> int:
-        """Send an application message; returns its MsgSeqNum."""
-        return self.session.send(msg_type, body, self.clock())
+        """Send an application message (written at the end of this loop
+        turn); returns its MsgSeqNum."""
+        seq = self.session.send(msg_type, body, self.clock())
+        self.outbox.wake(self.session)
+        return seq
 
     async def receive(self, timeout: float = 5.0) -> FixMessage:
         """The next application message from the acceptor."""

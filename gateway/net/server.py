@@ -17,17 +17,11 @@ from typing import Any, Final, cast
 
 import structlog
 
-from gateway.fix.application import Application
 from gateway.fix.acceptor import AcceptorConnection, SessionRegistry
-from gateway.fix.session import (
-    ApplicationMessage,
-    CloseConnection,
-    Event,
-    LoggedOn,
-    LoggedOut,
-    Session,
-)
-from gateway.net.transport import Clock, Connection, FixTransportProtocol
+from gateway.fix.application import Application
+from gateway.fix.events import ApplicationMessage, CloseConnection, Event, LoggedOn, LoggedOut
+from gateway.fix.session import Session
+from gateway.net.transport import Clock, Connection, FixTransportProtocol, Outbox
 
 _log = structlog.get_logger("gateway.net.server")
 
@@ -69,7 +63,7 @@ class LogonFailures:
 
 class AcceptedConnection(FixTransportProtocol):
     def __init__(self, server: FixServer) -> None:
-        super().__init__(server.clock, server.max_outbound_buffer)
+        super().__init__(server.clock, server.max_outbound_buffer, server.outbox)
         self._server = server
         self._acceptor: AcceptorConnection | None = None
         self._logged_on = False
@@ -120,10 +114,10 @@ class AcceptedConnection(FixTransportProtocol):
                 # an application bug must not take the session or the daemon down
                 _log.exception("application_error", session=session.session_id)
         elif isinstance(event, LoggedOn):
-            session.wakeup = self.schedule_flush
+            self._outbox.bind(session, self)
             self._server.application_for(session).on_logon(session, now)
         elif isinstance(event, LoggedOut):
-            session.wakeup = None
+            self._outbox.unbind(session, self)
             self._server.application_for(session).on_logout(session, event.reason, now)
 
     def _closed(self, now: float) -> None:
@@ -142,13 +136,18 @@ class FixServer:
         max_outbound_buffer: int = 4 * 1024 * 1024,
         logon_timeout: float = 10.0,
         clock: Clock = time.time,
+        outbox: Outbox | None = None,
     ) -> None:
+        """``outbox`` writes the sessions' bytes (one of its own when not
+        given); an application that sends outside its connection's turn
+        (an answer arriving from elsewhere) wakes it for the session."""
         self.registry = registry
         self._applications = dict(applications)
         self.max_message_size = max_message_size
         self.max_outbound_buffer = max_outbound_buffer
         self.logon_timeout = logon_timeout
         self.clock = clock
+        self.outbox = outbox if outbox is not None else Outbox()
         self.connections: set[AcceptedConnection] = set()
         self.failures = LogonFailures()
         self._server: asyncio.Server | None = None

@@ -9,7 +9,10 @@ that it can never hold up anything else on the loop.
 
 A connection handles at most ``EVENTS_PER_TURN`` received messages per turn
 of the event loop.  What a turn produced is written on the next one, in one
-batch with whatever the callbacks queued meanwhile produce.  When a read
+batch with whatever the callbacks queued meanwhile produce, by the
+connection's :class:`Outbox`: the one place where bytes leave, always in the
+same order -- the order journal's batch first, then the session stores, then
+the sockets.  When a read
 brought more, reading from the peer pauses (TCP flow control holds back the
 rest), and the remainder is taken up on the next turn, after other
 connections and the LPs had theirs.  So one peer's burst never monopolises
@@ -26,7 +29,9 @@ from typing import Final, Protocol, cast
 
 import structlog
 
-from gateway.fix.session import CloseConnection, Event, Session
+from gateway.fix.events import CloseConnection, Event
+from gateway.fix.session import Session
+from gateway.fix.store import SessionStore
 
 _log = structlog.get_logger("gateway.net.transport")
 
@@ -58,19 +63,110 @@ class Connection(Protocol):
     def connection_lost(self, now: float) -> None: ...
 
 
+WriteBarrier = Callable[[], None]
+"""Makes durable what must be before any session's bytes are: the order
+journal's flush (a child order is on disk before the LP can see it, an
+order before its client is told)."""
+
+
+class Outbox:
+    """When the bytes of a set of connections are written, and in which
+    order.
+
+    Whatever has to leave -- a connection's answers to what it read, or a
+    message sent to a session from elsewhere (an ExecutionReport after an LP
+    fill, a child order to an LP) -- is written once per loop turn, at the
+    end of the turn it was produced in, by :meth:`write_pending`: first the
+    ``barrier`` (the order journal's batch), then the store of every
+    session concerned, then each socket.  A message sent to a session with
+    no connection is stored, and its store flushed, the same way.
+    """
+
+    def __init__(self, barrier: WriteBarrier | None = None) -> None:
+        self._barrier = barrier
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._protocols: list[FixTransportProtocol] = []
+        self._stores: list[SessionStore] = []
+        self._scheduled = False
+        # sessions logged on through one of this outbox's connections
+        self._bound: dict[Session, FixTransportProtocol] = {}
+
+    def bind(self, session: Session, protocol: FixTransportProtocol) -> None:
+        """``session`` is written through ``protocol`` from now on."""
+        self._bound[session] = protocol
+
+    def unbind(self, session: Session, protocol: FixTransportProtocol) -> None:
+        if self._bound.get(session) is protocol:
+            del self._bound[session]
+
+    def wake(self, session: Session) -> None:
+        """Messages were sent to ``session``: write them at the end of this
+        turn (or only flush its store when it has no connection)."""
+        protocol = self._bound.get(session)
+        if protocol is not None:
+            self.wake_protocol(protocol)
+            return
+        self._stores.append(session.store)
+        self._schedule()
+
+    def wake_protocol(self, protocol: FixTransportProtocol) -> None:
+        if not protocol._write_pending:
+            protocol._write_pending = True
+            self._protocols.append(protocol)
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self.write_pending)
+
+    def write_pending(self) -> None:
+        """The journal batch, the stores, the sockets: in that order."""
+        self._scheduled = False
+        protocols, self._protocols = self._protocols, []
+        stores, self._stores = self._stores, []
+        if self._barrier is not None:
+            self._barrier()
+        for store in stores:
+            store.flush()
+        for protocol in protocols:
+            protocol._flush_store()
+        for protocol in protocols:
+            protocol._write_pending = False
+            protocol._write_out()
+
+    def write_now(self, protocol: FixTransportProtocol) -> None:
+        """Write ``protocol``'s bytes at once (before it closes), in the
+        same order."""
+        if self._barrier is not None:
+            self._barrier()
+        protocol._flush_store()
+        protocol._write_out()
+
+    def settle(self, session: Session) -> None:
+        """Make a session's store durable at once (its connection is gone)."""
+        if self._barrier is not None:
+            self._barrier()
+        session.store.flush()
+
+
 class FixTransportProtocol(asyncio.Protocol):
     """Subclasses create the connection object in :meth:`_open` and handle
     events in :meth:`_dispatch`."""
 
-    def __init__(self, clock: Clock, max_outbound_buffer: int) -> None:
+    def __init__(self, clock: Clock, max_outbound_buffer: int, outbox: Outbox) -> None:
         self._loop = asyncio.get_running_loop()
         self._clock = clock
+        self._outbox = outbox
+        self._write_pending = False
         self._max_outbound_buffer = max_outbound_buffer
         self._transport: asyncio.Transport | None = None
         self._conn: Connection | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
-        self._flush_scheduled = False
         self._closing = False
         self._resume_scheduled = False
         self._reading_paused = False
@@ -127,7 +223,8 @@ class FixTransportProtocol(asyncio.Protocol):
             self._drain(conn, now)
             session = conn.session
             if session is not None:
-                session.wakeup = None
+                self._outbox.unbind(session, self)
+                self._outbox.settle(session)
         self._closed(now)
 
     # -- the pump ------------------------------------------------------------------
@@ -139,14 +236,15 @@ class FixTransportProtocol(asyncio.Protocol):
         more = self._drain(conn, now, EVENTS_PER_TURN)
         transport = self._transport
         if self._closing:
-            self._flush()  # what the close follows (a Logout, a Reject) goes first
+            # what the close follows (a Logout, a Reject) goes first
+            self._outbox.write_now(self)
             if transport is not None:
                 transport.close()
             return
-        # written on the next turn, with what the callbacks queued before it
-        # add (an in-process LP's answer): one store write and one send
-        # instead of one each for the ack and for the fill
-        self.schedule_flush()
+        # written at the end of the turn, with what the callbacks queued
+        # before it add (an in-process LP's answer): one store write and one
+        # send instead of one each for the ack and for the fill
+        self._outbox.wake_protocol(self)
         if more:
             if not self._resume_scheduled:
                 self._resume_scheduled = True
@@ -178,15 +276,14 @@ class FixTransportProtocol(asyncio.Protocol):
             return
         self._pump(self._clock())
 
-    def schedule_flush(self) -> None:
-        """Write pending bytes soon (once per loop iteration however many
-        messages were sent in it)."""
-        if not self._flush_scheduled and not self._closing:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+    def _flush_store(self) -> None:
+        conn = self._conn
+        session = conn.session if conn is not None else None
+        if session is not None:
+            session.store.flush()
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
+    def _write_out(self) -> None:
+        """Write what the connection holds (its store is flushed)."""
         conn = self._conn
         transport = self._transport
         if conn is None or transport is None or transport.is_closing():
@@ -227,7 +324,7 @@ class FixTransportProtocol(asyncio.Protocol):
         if session is None or self._closing:
             return
         session.continue_resend(self._clock())
-        self._flush()
+        self._outbox.write_now(self)
 
     def resume_writing(self) -> None:
         self._continue_resend_soon()

@@ -1,1 +1,2 @@
-"""TODO"""
+"""Operations: the HTTP server (health, readiness, metrics, dashboard), the
+admin API, Prometheus metrics, config reload, logging."""

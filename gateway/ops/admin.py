@@ -15,10 +15,10 @@ import msgspec
 
 from gateway.ops.metrics import lp_rates
 from gateway.orderflow.flow import OrderFlow
-from gateway.orderflow.mapping import avg_px_text, price_text, qty_text
+from router.units import avg_px_text, price_text, qty_text
 
 if TYPE_CHECKING:
-    from gateway.daemon import Gateway
+    from gateway.ops.view import Running
 
 # setting names whose values are never shown
 _SECRET_WORDS = ("password", "token", "secret", "key")
@@ -41,7 +41,7 @@ def redact(value: Any) -> Any:
     return value
 
 
-def sessions(gateway: Gateway) -> list[dict[str, Any]]:
+def sessions(gateway: Running) -> list[dict[str, Any]]:
     return [
         {
             "session": s.session_id,
@@ -144,7 +144,7 @@ def orders(flow: OrderFlow, client: str | None) -> list[dict[str, Any]]:
     return out
 
 
-def config(gateway: Gateway) -> dict[str, Any]:
+def config(gateway: Running) -> dict[str, Any]:
     version, generation = gateway.config_version()
     return {
         "version": version,
@@ -154,7 +154,7 @@ def config(gateway: Gateway) -> dict[str, Any]:
     }
 
 
-def summary(gateway: Gateway) -> dict[str, Any]:
+def summary(gateway: Running) -> dict[str, Any]:
     """Everything the dashboard shows, in one read."""
     version, generation = gateway.config_version()
     reloads = gateway.reloader.stats

@@ -21,12 +21,12 @@ from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gateway.ops import admin
 from gateway.fix.session import Session
 from gateway.fix.states import SessionState
+from gateway.ops import admin
 
 if TYPE_CHECKING:
-    from gateway.daemon import Gateway
+    from gateway.ops.view import Running
 
 _log = structlog.get_logger("gateway.ops.http")
 _DASHBOARD = Path(__file__).with_name("static") / "dashboard.html"
@@ -89,7 +89,7 @@ def _token_ok(request: web.Request, token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)
 
 
-def build_app(gateway: Gateway) -> web.Application:
+def build_app(gateway: Running) -> web.Application:
     """Health, readiness, /metrics, the admin API (bearer token) and the
     dashboard page."""
 

@@ -20,9 +20,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from gateway.orderflow.stats import Histogram
-from gateway.orderflow.flow import OrderFlow
 from gateway.ops.reload import STATUSES, ReloadStats
+from gateway.orderflow.flow import OrderFlow
+from gateway.orderflow.stats import Histogram
 
 LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 

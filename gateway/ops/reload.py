@@ -1,25 +1,25 @@
 """Reloading the configuration while the daemon runs (SIGHUP, POST /admin/reload).
 
-A reload reads the file, validates it completely (schema, then the LP adapter
-kinds and settings), and compares it with the config in force.  Settings the
-running daemon can take on the fly are the routing policy and traffic
-shares, LP limits (and disabling an LP), client risk limits, the other
-``[routing]`` and ``[orders]`` settings, the log level and the admin token.
-Anything else (listeners, the store, sessions, instruments, the set of LPs
-and their adapters) needs a restart: a file changing any of it is refused as
-a whole, with the list of those settings, and nothing is applied.  A file
-that fails validation changes nothing either.
+A reload reads the file, validates it completely (schema, LP adapter kinds
+and their settings, in one pass), and compares it with the config in force.
+Settings the running daemon can take on the fly are the routing policy and
+traffic shares, LP limits (and disabling an LP), client risk limits, the
+other ``[routing]`` and ``[orders]`` settings, the log level and the admin
+token.  Anything else (listeners, the store, sessions, instruments, the set
+of LPs and their adapters) needs a restart: a file changing any of it is
+refused as a whole, with the list of those settings, and nothing is
+applied.  A file that fails validation changes nothing either.
 
 Reading and validating take a few milliseconds of pure Python (TOML, the
-schema, and building again only the LP adapters whose settings changed, to
-check them).  They run in a worker process started with the daemon (its
-imports are paid at start-up, not during a reload under load); the event
-loop only receives the validated config, compares it and puts the new rules
-in force by one assignment, between two events.  A worker thread would be
-worse than none: while it holds the interpreter lock, every system call the
-loop makes waits up to the 5 ms switch interval to get it back.  Without a
-worker (it could not start, or died), the work runs on the event loop in
-steps of about two milliseconds with other events handled in between.
+schema, the LP adapters' settings; no adapter is built).  They run in a
+worker process started with the daemon (its imports are paid at start-up,
+not during a reload under load); the event loop only receives the validated
+config, compares it and puts the new rules in force by one assignment,
+between two events.  A worker thread would be worse than none: while it
+holds the interpreter lock, every system call the loop makes waits up to the
+5 ms switch interval to get it back.  Without a worker (it could not start,
+or died), the work runs on the event loop in steps of about two milliseconds
+with other events handled in between.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from typing import Any
 import msgspec
 import structlog
 
-from config import Config, ConfigError, with_overrides
+from config import Config, ConfigError, SettingsSchema, with_overrides
 from config.loader import parse_toml, read_config_text, validate_raw
-from gateway.orderflow.flow import lp_config_errors
+from lp_adapters.registry import adapter_settings
 
 _log = structlog.get_logger("gateway.ops.reload")
 
@@ -120,20 +120,29 @@ class ReloadStats:
     last_success_at: float = 0.0
 
 
+def _adapter_settings(current: Config) -> dict[str, SettingsSchema]:
+    """The settings schema of every registered LP adapter kind.  A kind the
+    config in force uses that this process does not know (registered in the
+    daemon at run time, not in the worker) is accepted with any settings:
+    changing an LP's settings needs a restart anyway."""
+    schemas = adapter_settings()
+    for lp in current.lps:
+        schemas.setdefault(lp.adapter, SettingsSchema(settings_type=dict))
+    return schemas
+
+
 def _load_in_worker(path: Path, overrides: Overrides, current: Config) -> Config:
     """:func:`_load` without the pauses, for the worker process."""
-    source = str(path)
-    config, errors = validate_raw(overrides.apply_raw(parse_toml(read_config_text(path))))
+    raw = overrides.apply_raw(parse_toml(read_config_text(path)))
+    config, errors = validate_raw(raw, _adapter_settings(current))
     if config is None:
-        raise ConfigError(errors, source=source)
-    errors = lp_config_errors(config, current)
-    if errors:
-        raise ConfigError(errors, source=source)
+        raise ConfigError(errors, source=str(path))
     return config
 
 
 def _warm_up() -> None:
     """Run in the worker once, so that its imports are done before a reload."""
+    adapter_settings()
 
 
 def _worker_init(parent: int) -> None:
@@ -155,17 +164,12 @@ def _worker_init(parent: int) -> None:
 
 async def _load(path: Path, overrides: Overrides, current: Config) -> Config:
     """Read and validate the file completely, in steps of about two
-    milliseconds with the event loop running in between; LP adapters
-    configured as in ``current`` were checked when it was loaded."""
+    milliseconds with the event loop running in between."""
     source = str(path)
     raw = parse_toml(read_config_text(path), source=source)
     await asyncio.sleep(0)
-    config, errors = validate_raw(overrides.apply_raw(raw))
+    config, errors = validate_raw(overrides.apply_raw(raw), _adapter_settings(current))
     if config is None:
-        raise ConfigError(errors, source=source)
-    await asyncio.sleep(0)
-    errors = lp_config_errors(config, current)
-    if errors:
         raise ConfigError(errors, source=source)
     return config
 

@@ -36,8 +36,9 @@ Entries (:data:`~gateway.orderflow.journal_entries.Entry`, msgspec Structs defin
 
 File format
 -----------
-``orders/journal`` under the data directory: the 8-byte magic
-``b"ORDJRNL\\x01"``, then batch records ``crc32 (u32) | length (u32) | body``,
+``orders/journal`` under the data directory, a
+:class:`~gateway.storage.batch_file.BatchFile` with the 8-byte magic
+``b"ORDJRNL\\x01"``: batch records ``crc32 (u32) | length (u32) | body``,
 little-endian, the checksum covering length and body.  A body is one
 msgpack array of entries.  A batch is written with one ``write(2)``; a crash
 that tears it leaves a short or bad-checksum tail, which the next open
@@ -65,18 +66,16 @@ the day's traffic.
 from __future__ import annotations
 
 import logging
-import mmap
 import os
 import struct
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Final
 
 import msgspec
 
-from gateway.storage.durable import append_all, datasync, lock_directory, replace_file
 from gateway.orderflow.journal_entries import Entry, Run
+from gateway.storage.batch_file import BatchFile, BatchFileLockedError, WrongMagicError
 
 __all__ = [
     "JournalError",
@@ -88,8 +87,6 @@ logger = logging.getLogger("gateway.orderflow.journal")
 MAGIC: Final = b"ORDJRNL\x01"
 JOURNAL_NAME: Final = "journal"
 
-_HEAD: Final = struct.Struct("<II")  # crc32, length
-_LEN: Final = struct.Struct("<I")
 _ARRAY16: Final = struct.Struct(">BH")
 _ARRAY32: Final = struct.Struct(">BI")
 _CHECKPOINT_BATCH: Final = 4096
@@ -108,9 +105,9 @@ def _array_header(n: int) -> bytes:
     return _ARRAY32.pack(0xDD, n)
 
 
-def _batch(body: bytes) -> bytes:
-    length = _LEN.pack(len(body))
-    return _LEN.pack(zlib.crc32(body, zlib.crc32(length))) + length + body
+def _body(encoded: list[bytes]) -> bytes:
+    """One batch body: the msgpack array of the entries ``encoded``."""
+    return _array_header(len(encoded)) + b"".join(encoded)
 
 
 class OrderJournal:
@@ -123,83 +120,49 @@ class OrderJournal:
     """
 
     def __init__(self, directory: str | os.PathLike[str], *, fsync: bool = False) -> None:
-        self._dir = Path(directory)
-        self._path = self._dir / JOURNAL_NAME
-        self._fsync = fsync
         self._pending: list[bytes] = []
         self._encode = msgspec.msgpack.Encoder().encode
-        self._replayed = False
-        self._size = 0
-        self._fd = -1
         self.run = 0
         """The run number of the last checkpoint read or written."""
         self.on_dirty: Callable[[], None] | None = None
-        self._dir.mkdir(parents=True, exist_ok=True)
-        lock = lock_directory(self._dir)
-        if lock is None:
-            raise JournalError(f"order journal {self._dir} is in use by another process")
-        self._lock_fd = lock
         try:
-            self._fd = os.open(self._path, os.O_RDWR | os.O_APPEND)
-        except FileNotFoundError:
-            self._fd = replace_file(self._path, MAGIC)
-            self._size = len(MAGIC)
-        except BaseException:
-            os.close(self._lock_fd)
-            raise
+            self._file = BatchFile(directory, JOURNAL_NAME, MAGIC, fsync=fsync)
+        except BatchFileLockedError:
+            raise JournalError(f"order journal {directory} is in use by another process") from None
 
     @property
     def path(self) -> Path:
-        return self._path
+        """The journal file."""
+        return self._file.path
 
     @property
     def size(self) -> int:
         """Bytes in the file after the last flush."""
-        return self._size
+        return self._file.size
 
     # --- reading ------------------------------------------------------------------
 
     def replay(self) -> Iterator[Entry]:
         """Every entry of every complete batch, oldest first.  A torn tail is
         logged and cut off once the last good batch has been read."""
-        fd = self._fd
-        size = os.fstat(fd).st_size
-        if size < len(MAGIC) or os.pread(fd, len(MAGIC), 0) != MAGIC:
-            raise JournalError(f"{self._path} is not an order journal")
         decode = msgspec.msgpack.Decoder(list[Entry]).decode
-        pos = len(MAGIC)
         batches = 0
-        if size > pos:
-            with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as mm, memoryview(mm) as view:
-                while size - pos >= _HEAD.size:
-                    crc, length = _HEAD.unpack_from(mm, pos)
-                    end = pos + _HEAD.size + length
-                    if end > size or zlib.crc32(view[pos + 4 : end]) != crc:
-                        break
-                    try:
-                        entries = decode(view[pos + _HEAD.size : end])
-                    except msgspec.DecodeError as exc:
-                        raise JournalError(
-                            f"{self._path}: unreadable batch at offset {pos}: {exc}"
-                        ) from None
-                    for entry in entries:
-                        if isinstance(entry, Run):
-                            self.run = entry.run
-                        yield entry
-                    batches += 1
-                    pos = end
-        if pos < size:
-            logger.warning(
-                "order journal %s: discarding %d bytes of torn journal tail at offset %d",
-                self._path,
-                size - pos,
-                pos,
-            )
-            os.ftruncate(fd, pos)
-            os.fsync(fd)
-        self._size = pos
-        self._replayed = True
-        logger.info("order journal %s: %d batches read, run %d", self._path, batches, self.run)
+        try:
+            for body in self._file.replay():
+                try:
+                    entries = decode(body)
+                except msgspec.DecodeError as exc:
+                    raise JournalError(
+                        f"{self.path}: unreadable batch {batches + 1}: {exc}"
+                    ) from None
+                for entry in entries:
+                    if isinstance(entry, Run):
+                        self.run = entry.run
+                    yield entry
+                batches += 1
+        except WrongMagicError:
+            raise JournalError(f"{self.path} is not an order journal") from None
+        logger.info("order journal %s: %d batches read, run %d", self.path, batches, self.run)
 
     # --- writing ------------------------------------------------------------------
 
@@ -216,54 +179,44 @@ class OrderJournal:
         pending = self._pending
         if not pending:
             return
-        if not self._replayed:
+        if not self._file.replayed:
             raise JournalError("the journal must be replayed before it is written")
-        batch = _batch(_array_header(len(pending)) + b"".join(pending))
         try:
-            append_all(self._fd, batch)
+            self._file.append(_body(pending))
         except OSError:
-            # never leave a partial batch in front of the next one; keep the
-            # entries for the next flush (nothing that depends on them leaves
-            # meanwhile: the write barrier raised too)
-            logger.critical("order journal %s: write failed, will retry", self._path)
-            os.ftruncate(self._fd, self._size)
+            # no partial batch stays in front of the next one; keep the
+            # entries for the next flush (nothing that depends on them
+            # leaves meanwhile: the write barrier raised too)
+            logger.critical("order journal %s: write failed, will retry", self.path)
             raise
         pending.clear()
-        self._size += len(batch)
-        if self._fsync:
-            datasync(self._fd)
 
     def checkpoint(self, entries: Iterable[Entry]) -> None:
         """Replace the journal with ``entries`` (the whole state now); what
         is pending is dropped, as the state supersedes it."""
+        self._file.replace(self._checkpoint_bodies(entries))
+        self._pending.clear()
+
+    def _checkpoint_bodies(self, entries: Iterable[Entry]) -> Iterator[bytes]:
         encode = self._encode
-        parts = [MAGIC]
         chunk: list[bytes] = []
         for entry in entries:
             if isinstance(entry, Run):
                 self.run = entry.run
             chunk.append(encode(entry))
             if len(chunk) == _CHECKPOINT_BATCH:
-                parts.append(_batch(_array_header(len(chunk)) + b"".join(chunk)))
+                yield _body(chunk)
                 chunk = []
         if chunk:
-            parts.append(_batch(_array_header(len(chunk)) + b"".join(chunk)))
-        data = b"".join(parts)
-        fd = replace_file(self._path, data)
-        os.close(self._fd)
-        self._fd = fd
-        self._size = len(data)
-        self._pending.clear()
-        self._replayed = True
+            yield _body(chunk)
 
     def close(self) -> None:
-        if self._fd < 0:
+        """Write what is pending (once the journal was read) and release the file."""
+        file = self._file
+        if file.closed:
             return
         try:
-            if self._replayed:
+            if file.replayed:
                 self.flush()
         finally:
-            os.close(self._fd)
-            self._fd = -1
-            os.close(self._lock_fd)
-            self._lock_fd = -1
+            file.close()

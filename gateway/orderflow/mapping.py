@@ -9,31 +9,32 @@ order's instrument.  An order the gateway cannot accept as sent decodes to a
 Outbound, an :class:`Execution` becomes an ExecutionReport (35=8) body and a
 :class:`CancelReject` an OrderCancelReject (35=9) body, with body tags in
 ascending order, ready for :func:`gateway.fix.codec.encode_message`.  Prices
-and quantities are written from integers with integer arithmetic (no floats,
-no Decimal on the hot path); the average price is exact up to four places
-beyond the tick size, rounded half to even.
+and quantities are written from integers by :mod:`router.units` (integer
+arithmetic, no floats, no Decimal on the hot path); the average price is
+exact up to four places beyond the tick size, rounded half to even.
 
 The session layer has already validated each message against the FIX 4.4
 dictionary (required fields present, values of the right type); decoding still
 never raises on odd input, it refuses it.
 
-Everything here is a pure function of its arguments, apart from a cache of
-per-instrument number formats.
+Everything here is a pure function of its arguments, apart from caches of
+the quantities and prices already converted.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, DecimalException
 from enum import Enum
-from typing import Final, TypeVar
+from typing import Final
 
 from gateway.fix.codec import FixMessage, encode_fields
 from matcher.engine import CancelOrder, NewOrder, ReplaceOrder
 from matcher.orders import CancelReject, CxlRejResponseTo, ExecType, Execution, OrdStatus
 from router.model import Instrument, OffGrid, OrdType, Side, TimeInForce
+from router.units import format_decimal, instrument_formats, remembered
 
 __all__ = [
     "REJ_BROKER_OPTION",
@@ -44,20 +45,12 @@ __all__ = [
     "REJ_UNKNOWN_SYMBOL",
     "REJ_UNSUPPORTED",
     "Refusal",
-    "avg_px_bytes",
-    "avg_px_text",
     "cancel_reject_body",
     "decode_cancel",
     "decode_new_order",
     "decode_replace",
     "execution_body",
-    "format_decimal",
     "new_order_reject_body",
-    "price_bytes",
-    "price_text",
-    "qty_bytes",
-    "qty_text",
-    "remembered",
     "wire_value",
 ]
 
@@ -91,9 +84,6 @@ _WIRE: dict[Enum, bytes] = {
     for member in kind
 }
 
-# Extra decimal places of AvgPx beyond the tick size.
-_AVG_PX_EXTRA_PLACES: Final = 4
-
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
@@ -106,126 +96,6 @@ class Refusal:
 
 # --------------------------------------------------------------------------
 # numbers
-
-
-def _scaled(n: int, scale: int) -> bytes:
-    """``n / 10**scale`` in plain notation, without trailing zeros after the
-    decimal point (and without the point when nothing is left after it)."""
-    if scale == 0 or n == 0:
-        return b"%d" % n
-    digits = b"%d" % abs(n)
-    if len(digits) <= scale:
-        digits = b"0" * (scale + 1 - len(digits)) + digits
-    frac = digits[-scale:].rstrip(b"0")
-    whole = digits[:-scale]
-    if n < 0:
-        whole = b"-" + whole
-    return whole + b"." + frac if frac else whole
-
-
-def _as_scaled(d: Decimal) -> tuple[int, int]:
-    """``(n, scale)`` with ``d == n / 10**scale`` and ``scale >= 0``."""
-    if not d.is_finite():
-        raise ValueError(f"{d} is not a finite number")
-    sign, digits, exponent = d.as_tuple()
-    assert isinstance(exponent, int)
-    n = int("".join(map(str, digits))) if digits else 0
-    if sign:
-        n = -n
-    if exponent >= 0:
-        return n * 10**exponent, 0
-    return n, -exponent
-
-
-def format_decimal(d: Decimal) -> bytes:
-    """A decimal in plain notation: no exponent, no trailing zeros after the
-    point, no point for a whole number (``1E+3`` -> ``1000``,
-    ``1.08320`` -> ``1.0832``)."""
-    return _scaled(*_as_scaled(d))
-
-
-class _Formats:
-    """How one instrument's ticks and lots are written: a tick is
-    ``tick_num / 10**tick_scale`` and a lot ``lot_num / 10**lot_scale``."""
-
-    __slots__ = (
-        "avg_factor",
-        "avg_scale",
-        "instrument",
-        "lot_num",
-        "lot_scale",
-        "tick_num",
-        "tick_scale",
-    )
-
-    def __init__(self, instrument: Instrument) -> None:
-        self.instrument = instrument
-        self.tick_num, self.tick_scale = _as_scaled(instrument.tick_size)
-        self.lot_num, self.lot_scale = _as_scaled(instrument.lot_size)
-        self.avg_factor = self.tick_num * 10**_AVG_PX_EXTRA_PLACES
-        self.avg_scale = self.tick_scale + _AVG_PX_EXTRA_PLACES
-
-    def price(self, ticks: int) -> bytes:
-        return _scaled(ticks * self.tick_num, self.tick_scale)
-
-    def qty(self, lots: int) -> bytes:
-        if self.lot_scale == 0:
-            return b"%d" % (lots * self.lot_num)
-        return _scaled(lots * self.lot_num, self.lot_scale)
-
-    def avg_px(self, notional: int, cum_qty: int) -> bytes:
-        """``notional / cum_qty`` ticks as a price, rounded half to even to
-        four places beyond the tick size."""
-        if cum_qty == 0:
-            return b"0"
-        ticks, rest = divmod(notional, cum_qty)
-        if rest == 0:
-            return self.price(ticks)
-        q, r = divmod(notional * self.avg_factor, cum_qty)
-        twice = 2 * r
-        if twice > cum_qty or (twice == cum_qty and q & 1):
-            q += 1
-        return _scaled(q, self.avg_scale)
-
-
-_FORMATS: dict[str, _Formats] = {}
-
-
-def _formats(instrument: Instrument) -> _Formats:
-    fmt = _FORMATS.get(instrument.symbol)
-    if fmt is None or fmt.instrument is not instrument:
-        fmt = _FORMATS[instrument.symbol] = _Formats(instrument)
-    return fmt
-
-
-def price_bytes(instrument: Instrument, ticks: int) -> bytes:
-    """``ticks`` of ``instrument`` as a decimal price, as FIX writes it."""
-    return _formats(instrument).price(ticks)
-
-
-def qty_bytes(instrument: Instrument, lots: int) -> bytes:
-    """``lots`` of ``instrument`` as a quantity in units, as FIX writes it."""
-    return _formats(instrument).qty(lots)
-
-
-def price_text(instrument: Instrument, ticks: int) -> str:
-    """``price_bytes`` as text."""
-    return _formats(instrument).price(ticks).decode()
-
-
-def qty_text(instrument: Instrument, lots: int) -> str:
-    """``qty_bytes`` as text."""
-    return _formats(instrument).qty(lots).decode()
-
-
-def avg_px_bytes(instrument: Instrument, notional: int, cum_qty: int) -> bytes:
-    """AvgPx (6) of ``cum_qty`` lots filled for ``notional`` (ticks x lots)."""
-    return _formats(instrument).avg_px(notional, cum_qty)
-
-
-def avg_px_text(instrument: Instrument, notional: int, cum_qty: int) -> str:
-    """``avg_px_bytes`` as text."""
-    return _formats(instrument).avg_px(notional, cum_qty).decode()
 
 
 def wire_value(member: Enum) -> bytes:
@@ -255,31 +125,9 @@ def _text(value: bytes | None) -> str:
 # Clients send the same quantities and prices over and over: their
 # conversions are remembered per (text, symbol), up to a bound, together with
 # the instrument they were made for (a new config's instruments start afresh).
-_CONVERSIONS_MAX: Final = 8192
 _Conversions = dict[tuple[bytes, str], tuple[Instrument, "int | Refusal"]]
-T = TypeVar("T")
 _QTY_CACHE: _Conversions = {}
 _PRICE_CACHE: _Conversions = {}
-
-
-def remembered(
-    cache: dict[tuple[bytes, str], tuple[Instrument, T]],
-    raw: bytes,
-    instrument: Instrument,
-    convert: Callable[[bytes, Instrument], T],
-) -> T:
-    """``convert(raw, instrument)``, remembered in ``cache`` per (text,
-    symbol) with the instrument it was made for, up to _CONVERSIONS_MAX
-    entries; what ``convert`` raises is not remembered."""
-    key = (raw, instrument.symbol)
-    hit = cache.get(key)
-    if hit is not None and hit[0] is instrument:
-        return hit[1]
-    value = convert(raw, instrument)
-    if len(cache) >= _CONVERSIONS_MAX:
-        cache.clear()
-    cache[key] = (instrument, value)
-    return value
 
 
 def _quantity(msg: FixMessage, instrument: Instrument) -> int | Refusal:
@@ -507,7 +355,7 @@ def new_order_reject_body(
 def execution_body(ex: Execution, instrument: Instrument, transact_time: bytes) -> bytes:
     """The body of the ExecutionReport (35=8) reporting ``ex``, an execution
     of an order in ``instrument``, with TransactTime (60) ``transact_time``."""
-    fmt = _formats(instrument)
+    fmt = instrument_formats(instrument)
     qty = fmt.qty
     wire = _WIRE
     if ex.last_qty > 0 and ex.last_px is not None:

@@ -11,16 +11,16 @@ MarketDataRequestReject (Y) with MDReqRejReason and a Text.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
 
 from gateway.fix.codec import FixMessage, encode_fields
 from gateway.fix.session import Session
-from gateway.orderflow.mapping import format_decimal
 from router.book import AggregatedBook, BookSnapshot
 from router.model import Instrument
+from router.units import format_decimal
 
 _log = structlog.get_logger("gateway.orderflow.market_data")
 
@@ -37,6 +37,9 @@ UNSUPPORTED_MD_UPDATE_TYPE = b"6"
 UNSUPPORTED_MD_ENTRY_TYPE = b"8"
 
 Levels = dict[tuple[bytes, int], int]  # (entry type, price ticks) -> qty lots
+
+Send = Callable[[Session, bytes, bytes, float], None]
+"""Sends one application message to a session and has it written."""
 
 
 @dataclass(slots=True)
@@ -61,9 +64,14 @@ class MarketDataService:
         self,
         instruments: Mapping[str, Instrument],
         book: AggregatedBook,
+        send: Send,
         max_subscriptions: int = MAX_SUBSCRIPTIONS_PER_SESSION,
     ) -> None:
+        """``send(session, msg_type, body, now)`` sends one message and has
+        it written (refreshes go out on the book's updates, not in answer
+        to a request)."""
         self._instruments = instruments
+        self._send = send
         self._book = book
         self._max_subscriptions = max_subscriptions
         self._by_symbol: dict[str, list[_Subscription]] = {}
@@ -140,7 +148,7 @@ class MarketDataService:
         for symbol in symbols:
             levels = self._levels(sub, self._book.snapshot(symbol))
             sub.last[symbol] = levels
-            session.send(b"W", self._full_refresh(sub, symbol, levels), now)
+            self._send(session, b"W", self._full_refresh(sub, symbol, levels), now)
         if request_type == b"1":
             self._by_key[key] = sub
             self._count[key[0]] = self._count.get(key[0], 0) + 1
@@ -161,7 +169,7 @@ class MarketDataService:
         fields = [(58, text), (262, md_req_id)]
         if reason is not None:
             fields.append((281, reason))
-        session.send(b"Y", encode_fields(fields), now)
+        self._send(session, b"Y", encode_fields(fields), now)
         _log.info(
             "market_data_rejected",
             session=session.session_id,
@@ -183,9 +191,9 @@ class MarketDataService:
             sub.last[symbol] = levels
             if sub.incremental:
                 body = self._incremental(sub, symbol, previous, levels)
-                sub.session.send(b"X", body, now)
+                self._send(sub.session, b"X", body, now)
             else:
-                sub.session.send(b"W", self._full_refresh(sub, symbol, levels), now)
+                self._send(sub.session, b"W", self._full_refresh(sub, symbol, levels), now)
 
     def _levels(self, sub: _Subscription, snapshot: BookSnapshot | None) -> Levels:
         levels: Levels = {}

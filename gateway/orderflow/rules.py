@@ -21,9 +21,9 @@ from decimal import Decimal
 import msgspec
 
 from config import Config
+from risk.limits import ClientLimits
 from router.model import Instrument
 from router.policy import LpLimits, RoutingLimits, RoutingPolicy, build_policy
-from risk.limits import ClientLimits
 
 SHARE_SCALE = 10_000
 """Traffic shares are kept in basis points of the orders."""

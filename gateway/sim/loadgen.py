@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from config import SessionSettings
-from gateway.net.client import FixClient
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
-from gateway.fix.session import ApplicationMessage, Event
+from gateway.fix.events import ApplicationMessage, Event
+from gateway.net.client import FixClient
 
 _FINAL_STATUSES = frozenset({b"2", b"4", b"8", b"C"})
 
@@ -180,6 +180,7 @@ class LoadClient(FixClient):
         body = b"11=%b%b%b\x01" % (cl_ord_id, tail, codec.format_utc_timestamp(now))
         self._pending[cl_ord_id] = time.perf_counter_ns()
         self.session.send(b"D", body, now)
+        self.outbox.wake(self.session)
         self.stats.sent += 1
 
     @property

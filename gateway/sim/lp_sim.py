@@ -135,23 +135,27 @@ id may be used again, and a cancel naming it is answered as unknown.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import signal
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Final
 
 import structlog
 
-from config.loader import ConfigError
 from gateway.fix import codec
-from gateway.fix.acceptor import SessionRegistry
 from gateway.fix.codec import FixMessage
-from gateway.fix.session import BusinessRejectReason, Session
-from gateway.fix.store import SessionStore, StoreError, open_store
+from gateway.fix.session import BusinessRejectReason, Session, business_reject_body
+from gateway.net.transport import Outbox
+from gateway.orderflow.mapping import (
+    REJ_BROKER_OPTION,
+    REJ_DUPLICATE_ORDER,
+    Refusal,
+    cancel_reject_body,
+    decode_new_order,
+    new_order_reject_body,
+    unknown_order_status_body,
+    wire_value,
+)
+from gateway.orderflow.market_data import MarketDataService
 from gateway.sim.lp_sim_config import (
     LpSimConfig,
     LpSimSettings,
@@ -161,21 +165,6 @@ from gateway.sim.lp_sim_config import (
     simulated_settings,
     validate_lp_sim_raw,
 )
-from gateway.orderflow.market_data import MarketDataService
-from gateway.orderflow.mapping import (
-    REJ_BROKER_OPTION,
-    REJ_DUPLICATE_ORDER,
-    Refusal,
-    avg_px_bytes,
-    cancel_reject_body,
-    decode_new_order,
-    new_order_reject_body,
-    price_bytes,
-    qty_bytes,
-    unknown_order_status_body,
-    wire_value,
-)
-from gateway.net.server import FixServer
 from lp_adapters.simulated.adapter import SimulatedLp
 from matcher.orders import CancelReject, CxlRejReason, CxlRejResponseTo, OrdStatus
 from router.book import AggregatedBook
@@ -192,16 +181,14 @@ from router.model import (
     Quote,
     Side,
 )
+from router.units import avg_px_bytes, price_bytes, qty_bytes
 
 __all__ = [
     "LpSimApplication",
     "LpSimConfig",
     "LpSimSettings",
-    "LpSimulator",
     "load_lp_sim_config",
-    "main",
     "parse_lp_sim_config",
-    "run_lp_sim",
     "validate_lp_sim_raw",
 ]
 
@@ -257,8 +244,11 @@ class LpSimApplication:
     """The application profile of every session of the LP simulator: the
     SimulatedLp's quotes as market data, its answers as ExecutionReports."""
 
-    def __init__(self, config: LpSimConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, config: LpSimConfig, outbox: Outbox, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.name = config.lp.name
+        self.outbox = outbox
         self.tolerance = config.lp.price_tolerance_ticks
         self._debug = config.lp.log_level == "debug"
         self._clock = clock
@@ -268,7 +258,7 @@ class LpSimApplication:
         # only what the LP quotes is traded and served
         self.instruments = {s: self.lp.instruments[s] for s in self.lp.symbols}
         self.book = AggregatedBook()
-        self.market_data = MarketDataService(self.instruments, self.book)
+        self.market_data = MarketDataService(self.instruments, self.book, self._send)
         self._orders: dict[str, _Order] = {}  # by order id
         self._open: dict[tuple[str, bytes], _Order] = {}  # by (session id, ClOrdID)
         self._run = format(int(clock() * 1000), "x")
@@ -288,6 +278,10 @@ class LpSimApplication:
     def close(self) -> None:
         """Nothing is sent any more (the stores are about to close)."""
         self._closed = True
+
+    def _send(self, session: Session, msg_type: bytes, body: bytes, now: float) -> None:
+        session.send(msg_type, body, now)
+        self.outbox.wake(session)
 
     def _next_order_id(self) -> str:
         self._order_seq += 1
@@ -333,7 +327,8 @@ class LpSimApplication:
         elif mt == b"V":
             self.market_data.on_request(session, msg, now)
         else:
-            session.reject_business(msg, BusinessRejectReason.UNSUPPORTED_MESSAGE_TYPE, now)
+            body = business_reject_body(msg, BusinessRejectReason.UNSUPPORTED_MESSAGE_TYPE)
+            self._send(session, b"j", body, now)
 
     # -- requests ---------------------------------------------------------------------
 
@@ -403,7 +398,7 @@ class LpSimApplication:
         self, session: Session, msg: FixMessage, refusal: Refusal, order_id: str, now: float
     ) -> None:
         body = new_order_reject_body(msg, refusal, self._next_exec_id(), order_id)
-        session.send(b"8", body, now)
+        self._send(session, b"8", body, now)
         _log.info(
             "order_rejected",
             lp=self.name,
@@ -437,7 +432,7 @@ class LpSimApplication:
             response_to=CxlRejResponseTo.CANCEL,
             text=text,
         )
-        session.send(b"9", cancel_reject_body(reject, codec.format_utc_timestamp(now)), now)
+        self._send(session, b"9", cancel_reject_body(reject, codec.format_utc_timestamp(now)), now)
         _log.info(
             "cancel_rejected",
             lp=self.name,
@@ -451,7 +446,7 @@ class LpSimApplication:
         (a finished one was reported in full already), else "Unknown order"."""
         order = self._open.get((session.session_id, msg.get(11) or b""))
         if order is None:
-            session.send(b"8", unknown_order_status_body(msg, self._next_exec_id()), now)
+            self._send(session, b"8", unknown_order_status_body(msg, self._next_exec_id()), now)
             return
         self._report(order, b"I", now, leaves=order.qty - order.cum_qty)
 
@@ -571,123 +566,4 @@ class LpSimApplication:
         if rej_reason is not None:
             parts.append(b"103=%d\x01" % rej_reason)
         parts.append(b"150=%b\x01151=%b\x01" % (exec_type, qty_bytes(inst, leaves)))
-        order.session.send(b"8", b"".join(parts), now)
-
-
-# --------------------------------------------------------------------------------------
-# the process
-
-
-class LpSimulator:
-    """Everything one ``fixgw lp-sim`` process runs, started and stopped as one."""
-
-    def __init__(self, config: LpSimConfig) -> None:
-        self.config = config
-        lp = config.lp
-        self.data_dir = Path(lp.data_dir)
-        self.application = LpSimApplication(config)
-        self.stores: list[SessionStore] = []
-        self.sessions: list[Session] = []
-        try:
-            for settings in config.sessions:
-                store = open_store(
-                    "file",
-                    self.data_dir / "sessions",
-                    settings.session_id,
-                    fsync=lp.fsync == "batch",
-                )
-                self.stores.append(store)
-                self.sessions.append(Session(settings, store))
-        except BaseException:
-            self._close_stores()
-            raise
-        self.fix_server = FixServer(
-            SessionRegistry(self.sessions),
-            {session.session_id: self.application for session in self.sessions},
-            logon_timeout=max(s.LogonTimeout for s in config.sessions),
-        )
-        self.port = 0
-
-    def _close_stores(self) -> None:
-        for store in self.stores:
-            store.close()
-        self.stores.clear()
-
-    async def start(self, port: int) -> int:
-        """Start quoting, then listen; returns the bound port."""
-        await self.application.start()
-        self.port = await self.fix_server.start(self.config.lp.host, port)
-        _log.info(
-            "lp_sim_started",
-            lp=self.config.lp.name,
-            port=self.port,
-            data_dir=str(self.data_dir),
-            sessions=[s.session_id for s in self.sessions],
-            symbols=list(self.application.instruments),
-        )
-        return self.port
-
-    async def stop(self) -> None:
-        """Cancel what is open and withdraw the quotes, log every session out,
-        close the stores."""
-        await self.application.stop()
-        await self.fix_server.stop()
-        self.application.close()
-        self._close_stores()
-        _log.info("lp_sim_stopped", lp=self.config.lp.name)
-
-
-async def run_lp_sim(config: LpSimConfig, port: int) -> int:
-    """Run the LP simulator on ``port`` until SIGTERM or SIGINT, then log the
-    sessions out cleanly.  Returns the process exit status."""
-    try:
-        simulator = LpSimulator(config)
-    except (StoreError, OSError) as exc:
-        _log.error("lp_sim_store_unavailable", lp=config.lp.name, error=str(exc))
-        return 1
-    try:
-        await simulator.start(port)
-    except OSError as exc:
-        _log.error("lp_sim_listen_failed", lp=config.lp.name, port=port, error=str(exc))
-        await simulator.stop()
-        return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGTERM, signal.SIGINT)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        _log.info("lp_sim_stopping", lp=config.lp.name)
-        await simulator.stop()
-        for sig in signals:
-            loop.remove_signal_handler(sig)
-    return 0
-
-
-def main(args: argparse.Namespace) -> int:
-    """``fixgw lp-sim --config FILE --port N [--data-dir DIR]``: exit status
-    2 and every problem listed when the configuration is refused."""
-    path = str(args.config)
-    port = int(args.port)
-    errors: list[str] = []
-    if not 1 <= port <= 65535:
-        errors.append(f"--port: must be between 1 and 65535, got {port}")
-    config: LpSimConfig | None = None
-    try:
-        config = load_lp_sim_config(path, data_dir=args.data_dir)
-    except ConfigError as exc:
-        errors = [*exc.errors, *errors]
-    if config is None or errors:
-        print(f"{path}: refusing to start, {len(errors)} configuration error(s):", file=sys.stderr)
-        for line in errors:
-            print(f"  {line}", file=sys.stderr)
-        return 2
-
-    import uvloop
-
-    from gateway.ops.logs import configure_logging
-
-    configure_logging(config.lp.log_level, config.lp.log_format)
-    return int(uvloop.run(run_lp_sim(config, port)))
+        self._send(order.session, b"8", b"".join(parts), now)

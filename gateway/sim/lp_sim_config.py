@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 import msgspec
-import msgspec.inspect as mi
 
-from config.loader import ConfigError, _collect, parse_toml, read_config_text
+from config.checks import child_path
+from config.loader import ConfigError, parse_toml, read_config_text, validate_value
 from config.schema import (
     CompID,
     FsyncPolicy,
@@ -24,12 +24,10 @@ from config.schema import (
     LogLevel,
     NonEmptyStr,
     SessionSettings,
-    child_path,
     session_identity,
 )
-from lp_adapters.simulated.adapter import SimulatedLp
-from lp_adapters.simulated.settings import SimulatedLpSettings
-from router.model import Instrument, LpEvent
+from lp_adapters.simulated.settings import SimulatedLpSettings, check_settings
+from router.model import Instrument
 
 __all__ = [
     "LpSimConfig",
@@ -81,9 +79,6 @@ class LpSimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """The SimulatedLp's settings (quotes, latency, last look, partial fills)."""
 
 
-_CONFIG_INFO: Final = mi.type_info(LpSimConfig)
-
-
 def load_lp_sim_config(path: str | Path, *, data_dir: str | None = None) -> LpSimConfig:
     """Read and validate the LP simulator configuration at ``path``;
     ``data_dir`` replaces ``lp.data_dir``.  Raises :class:`ConfigError`
@@ -111,8 +106,7 @@ def parse_lp_sim_config(
 
 def validate_lp_sim_raw(raw: Mapping[str, Any]) -> tuple[LpSimConfig | None, list[str]]:
     """Validate a parsed TOML document: ``(config, [])`` or ``(None, errors)``."""
-    errors: list[str] = []
-    resolved = _collect(raw, _CONFIG_INFO, "", errors)
+    resolved, errors = validate_value(raw, LpSimConfig)
     if isinstance(resolved, Mapping):
         errors.extend(_cross_field_errors(resolved))
     if errors:
@@ -121,9 +115,9 @@ def validate_lp_sim_raw(raw: Mapping[str, Any]) -> tuple[LpSimConfig | None, lis
         config = msgspec.convert(raw, LpSimConfig)
     except msgspec.ValidationError as exc:  # only if the walk above missed a rule
         return None, [str(exc)]
-    problem = _simulated_problem(config)
-    if problem is not None:
-        return None, [f"simulated: {problem}"]
+    problems = check_settings(config.simulated, instruments_of(config))
+    if problems:
+        return None, [f"simulated.{problem}" for problem in problems]
     return config, []
 
 
@@ -184,21 +178,6 @@ def instruments_of(config: LpSimConfig) -> dict[str, Instrument]:
     return {i.symbol: i.to_instrument() for i in config.instruments}
 
 
-def simulated_settings(config: LpSimConfig) -> dict[str, Any]:
-    """``[simulated]`` as the settings mapping SimulatedLp takes."""
-    settings = msgspec.structs.asdict(config.simulated)
-    return {key: value for key, value in settings.items() if value is not None}
-
-
-def _discard(event: LpEvent) -> None:
-    return None
-
-
-def _simulated_problem(config: LpSimConfig) -> str | None:
-    """What building the SimulatedLp would refuse (it does no I/O when built)."""
-    name = config.lp.name
-    try:
-        SimulatedLp(name, instruments_of(config), _discard, simulated_settings(config))
-    except (ValueError, TypeError) as exc:
-        return str(exc).removeprefix(f"LP {name!r}: invalid settings: ")
-    return None
+def simulated_settings(config: LpSimConfig) -> SimulatedLpSettings:
+    """``[simulated]``: the settings the SimulatedLp is built with."""
+    return config.simulated

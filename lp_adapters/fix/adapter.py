@@ -45,34 +45,25 @@ LP) is over for what the gateway had not seen filled.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-import msgspec
 import structlog
 
 from config import SessionSettings
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
-from gateway.fix.session import (
-    ApplicationMessage,
-    Event,
-    LoggedOn,
-    LoggedOut,
-    Session,
-)
-from gateway.fix.store import open_store
-from gateway.orderflow.mapping import price_bytes, qty_bytes, remembered
-from gateway.net.transport import Connection, FixTransportProtocol
+from gateway.fix.events import ApplicationMessage, Event, LoggedOn, LoggedOut
+from gateway.fix.session import Session
+from gateway.net.transport import Connection, FixTransportProtocol, Outbox
+from gateway.storage.session_store import open_store
 from lp_adapters.base import (
     DISCONNECTED_REASON,
     UNKNOWN_AFTER_RESTART_REASON,
     EventSink,
     LpAdapter,
-    register,
 )
 from lp_adapters.fix.settings import FixLpSettings
 from router.model import (
@@ -87,6 +78,7 @@ from router.model import (
     Quote,
     Side,
 )
+from router.units import price_bytes, qty_bytes, remembered
 
 _log = structlog.get_logger("lp_adapters.fix.adapter")
 
@@ -113,12 +105,12 @@ class _Open:
 
 class _Protocol(FixTransportProtocol):
     def __init__(self, adapter: FixLp) -> None:
-        super().__init__(time.time, adapter.cfg.max_outbound_buffer)
+        super().__init__(adapter.clock, adapter.cfg.max_outbound_buffer, adapter.outbox)
         self._adapter = adapter
 
     def _open(self, now: float) -> Connection:
         session = self._adapter.session
-        session.wakeup = self.schedule_flush
+        self._outbox.bind(session, self)
         session.connection_made(now)
         return session
 
@@ -153,19 +145,11 @@ class FixLp(LpAdapter):
         name: str,
         instruments: Mapping[str, Instrument],
         sink: EventSink,
-        settings: Mapping[str, Any],
+        settings: FixLpSettings,
     ) -> None:
         super().__init__(name, instruments, sink, settings)
-        try:
-            cfg = msgspec.convert(dict(settings), FixLpSettings)
-        except msgspec.ValidationError as exc:
-            raise ValueError(f"LP {name}: settings: {exc}") from None
-        if cfg.reconnect_max_ms < cfg.reconnect_min_ms:
-            raise ValueError(f"LP {name}: reconnect_max_ms is below reconnect_min_ms")
+        cfg = settings
         symbols = cfg.symbols if cfg.symbols is not None else tuple(self.instruments)
-        unknown = [s for s in symbols if s not in self.instruments]
-        if unknown:
-            raise ValueError(f"LP {name}: symbols not among the instruments: {unknown}")
         self.cfg = cfg
         self.symbols = symbols
         self.session_settings = SessionSettings(
@@ -177,6 +161,7 @@ class FixLp(LpAdapter):
             Application="orders",
         )
         self._session: Session | None = None
+        self._outbox: Outbox | None = None
         self._up = False
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -212,8 +197,20 @@ class FixLp(LpAdapter):
                 fsync=self.cfg.fsync,
             )
             self._session = Session(self.session_settings, store, initiator=True)
-            self._session.before_flush = self.write_barrier
         return self._session
+
+    @property
+    def outbox(self) -> Outbox:
+        """Writes the LP session: the gateway's write barrier (its order
+        journal) first, then the session store, then the socket."""
+        if self._outbox is None:
+            self._outbox = Outbox(self.write_barrier)
+        return self._outbox
+
+    def _send(self, msg_type: bytes, body: bytes, now: float) -> None:
+        session = self.session
+        session.send(msg_type, body, now)
+        self.outbox.wake(session)
 
     async def connect(self) -> None:
         if self._task is not None:
@@ -284,8 +281,6 @@ class FixLp(LpAdapter):
 
     def _on_connection_closed(self) -> None:
         self._go_down(DISCONNECTED_REASON)
-        if self._session is not None:
-            self._session.wakeup = None
         if self._closed is not None:
             self._closed.set()
 
@@ -336,7 +331,7 @@ class FixLp(LpAdapter):
                 (146, b"1"),
                 (55, symbol.encode()),
             ]
-            self.session.send(b"V", codec.encode_fields(fields), now)
+            self._send(b"V", codec.encode_fields(fields), now)
 
     def _on_market_data(self, msg: FixMessage, now: float, full: bool) -> None:
         symbol = (msg.get(55) or b"").decode("latin-1")
@@ -404,7 +399,7 @@ class FixLp(LpAdapter):
             )
             return
         instrument = self.instruments[child.symbol]
-        now = time.time()
+        now = self.clock()
         fields: list[tuple[int, bytes]] = [
             (11, child.child_id.encode()),
             (38, qty_bytes(instrument, child.qty)),
@@ -418,7 +413,7 @@ class FixLp(LpAdapter):
             (60, codec.format_utc_timestamp(now)),
         ]
         self._open[child.child_id] = _Open(child)
-        self.session.send(b"D", codec.encode_fields(fields), now)
+        self._send(b"D", codec.encode_fields(fields), now)
 
     def recover(self, children: Sequence[tuple[ChildOrder, int]]) -> None:
         """Children from before a restart: known again (so that what the LP
@@ -445,7 +440,7 @@ class FixLp(LpAdapter):
                 (54, b"1" if child.side is Side.BUY else b"2"),
                 (55, child.symbol.encode()),
             ]
-            self.session.send(b"H", codec.encode_fields(fields), now)
+            self._send(b"H", codec.encode_fields(fields), now)
         self._unverified.clear()
 
     def cancel(self, child_id: str) -> None:
@@ -455,7 +450,7 @@ class FixLp(LpAdapter):
         child = entry.child
         instrument = self.instruments[child.symbol]
         self._cancel_seq += 1
-        now = time.time()
+        now = self.clock()
         fields = [
             (11, b"%s-C%d" % (child_id.encode(), self._cancel_seq)),
             (38, qty_bytes(instrument, child.qty)),
@@ -464,7 +459,7 @@ class FixLp(LpAdapter):
             (55, child.symbol.encode()),
             (60, codec.format_utc_timestamp(now)),
         ]
-        self.session.send(b"F", codec.encode_fields(fields), now)
+        self._send(b"F", codec.encode_fields(fields), now)
 
     def _on_message(self, msg: FixMessage, now: float) -> None:
         mt = msg.msg_type
@@ -589,8 +584,3 @@ class FixLp(LpAdapter):
         del self._open[child.child_id]
         reason = UNKNOWN_AFTER_RESTART_REASON if status == b"8" else text or "ended at the LP"
         self.sink(ChildCanceled(child.child_id, left, reason))
-
-
-# registered by a call, not as a decorator: a decorated class would not be compiled
-# to a native class
-register("fix")(FixLp)

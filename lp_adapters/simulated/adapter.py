@@ -26,8 +26,8 @@ from typing import Any, Final
 import msgspec
 import structlog
 
-from lp_adapters.base import DISCONNECTED_REASON, EventSink, LpAdapter, register
-from lp_adapters.simulated.settings import SimulatedLpSettings
+from lp_adapters.base import DISCONNECTED_REASON, EventSink, LpAdapter
+from lp_adapters.simulated.settings import SimulatedLpSettings, check_settings
 from router.model import (
     AssetClass,
     ChildAck,
@@ -191,8 +191,11 @@ class SimulatedLp(LpAdapter):
     :meth:`disconnect_now` and :meth:`reconnect_now` drop and restore the link
     on command (an admin hook and a test aid).
 
+    ``market`` (keyword only) is a :class:`MarketModel` shared with other
+    simulated LPs; without it the LP builds one of its own from its settings.
     ``clock`` (keyword only, default ``time.time``) stamps ``Quote.time``; it
-    never takes part in a decision.
+    never takes part in a decision.  Settings that do not suit the
+    instruments or the shared market raise ``ValueError`` naming the LP.
     """
 
     def __init__(
@@ -200,13 +203,14 @@ class SimulatedLp(LpAdapter):
         name: str,
         instruments: Mapping[str, Instrument],
         sink: EventSink,
-        settings: Mapping[str, Any],
+        settings: SimulatedLpSettings,
         *,
+        market: MarketModel | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(name, instruments, sink, settings)
         self.config, self.market, steps_market = _parse_settings(
-            name, self.instruments, self.settings
+            name, self.instruments, settings, market
         )
         cfg = self.config
         self.symbols: tuple[str, ...] = cfg.symbols or tuple(self.instruments)
@@ -439,64 +443,54 @@ class SimulatedLp(LpAdapter):
             sink(ChildCanceled(child_id, leaves, reason))
 
 
+_DEFAULTS: Final = SimulatedLpSettings()
+
+
 def _parse_settings(
-    name: str, instruments: Mapping[str, Instrument], settings: Mapping[str, Any]
+    name: str,
+    instruments: Mapping[str, Instrument],
+    settings: SimulatedLpSettings,
+    market: MarketModel | None,
 ) -> tuple[SimulatedLpSettings, MarketModel, bool]:
-    """Validate a simulated LP's settings; return them, its market, and
-    whether the LP steps that market."""
-    raw = dict(settings)
-    market = raw.pop("market", None)
+    """Check a simulated LP's settings against its instruments and market;
+    return them (with the symbols it quotes), its market, and whether the LP
+    steps that market."""
 
     def fail(message: str) -> ValueError:
         return ValueError(f"LP {name!r}: invalid settings: {message}")
 
-    try:
-        cfg = msgspec.convert(raw, SimulatedLpSettings)
-    except msgspec.ValidationError as err:
-        raise fail(str(err)) from None
-
-    if market is not None and not isinstance(market, MarketModel):
-        raise fail(f"market must be a MarketModel, got {type(market).__name__}")
-
-    if cfg.symbols is None:
+    # the registry checks these before building; an LP built directly is checked here
+    problems = check_settings(settings, instruments)
+    if problems:
+        raise fail("; ".join(problems))
+    if settings.symbols is not None:
+        symbols = settings.symbols
+    else:
         symbols = tuple(s for s in instruments if market is None or s in market.instruments)
         if not symbols:
             raise fail("no instrument to quote")
-    else:
-        symbols = cfg.symbols
-        if not symbols:
-            raise fail("symbols must name at least one symbol")
-        if len(set(symbols)) != len(symbols):
-            raise fail(f"symbols has duplicates: {list(symbols)}")
-        unknown = [s for s in symbols if s not in instruments]
-        if unknown:
-            raise fail(f"symbols not among the instruments: {unknown}")
 
     if market is None:
-        stray = sorted(set(cfg.start_mid) - set(symbols))
-        if stray:
-            raise fail(f"start_mid names symbols this LP does not quote: {stray}")
         try:
             market = MarketModel(
                 {s: instruments[s] for s in symbols},
-                seed=cfg.seed,
-                start_mids=cfg.start_mid,
-                walk_ticks=cfg.walk_ticks,
+                seed=settings.seed,
+                start_mids=settings.start_mid,
+                walk_ticks=settings.walk_ticks,
             )
         except (TypeError, ValueError) as err:
             raise fail(str(err)) from None
-        steps_market = True if cfg.steps_market is None else cfg.steps_market
+        steps_market = True if settings.steps_market is None else settings.steps_market
     else:
-        own_only = sorted({"start_mid", "walk_ticks"} & set(raw))
+        own_only = [
+            key
+            for key in ("start_mid", "walk_ticks")
+            if getattr(settings, key) != getattr(_DEFAULTS, key)
+        ]
         if own_only:
             raise fail(f"{', '.join(own_only)} cannot be set with a shared market")
         missing = [s for s in symbols if s not in market.instruments]
         if missing:
             raise fail(f"the shared market has no mid for: {missing}")
-        steps_market = bool(cfg.steps_market)
-    return msgspec.structs.replace(cfg, symbols=symbols), market, steps_market
-
-
-# registered by a call, not as a decorator: a decorated class would not be compiled
-# to a native class
-register("simulated")(SimulatedLp)
+        steps_market = bool(settings.steps_market)
+    return msgspec.structs.replace(settings, symbols=symbols), market, steps_market

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
-import msgspec.inspect as mi
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,7 +24,7 @@ from config import (
     validate_raw,
     with_overrides,
 )
-from config.loader import _collect
+from config.loader import validate_value
 
 CONFORMANCE_PATH = default_config_path().with_name("conformance.toml")
 
@@ -594,9 +593,7 @@ class _Outer(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 
 def walk(raw: object) -> list[str]:
-    errors: list[str] = []
-    _collect(raw, mi.type_info(_Outer), "", errors)
-    return errors
+    return validate_value(raw, _Outer)[1]
 
 
 def test_walk_tagged_unions_dicts_and_floats() -> None:
@@ -633,4 +630,4 @@ def test_walk_rejects_unsupported_schema_types() -> None:
         data: bytes
 
     with pytest.raises(TypeError, match="does not support"):
-        _collect({"data": b"x"}, mi.type_info(Unsupported), "", [])
+        validate_value({"data": b"x"}, Unsupported)

@@ -6,7 +6,6 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import msgspec
-import msgspec.inspect as mi
 import pytest
 
 from config import (
@@ -21,10 +20,10 @@ from config import (
     parse_config,
     validate_raw,
 )
-from config.loader import _collect
+from config.loader import validate_value
 from config.schema import PositiveDecimal, decimal_limits
-from lp_adapters.base import adapter_class, registered_kinds
-from lp_adapters.simulated.adapter import SimulatedLp, SimulatedLpSettings
+from lp_adapters.registry import adapter_class, create_adapter, registered_kinds
+from lp_adapters.simulated import SimulatedLp, SimulatedLpSettings
 from router.model import AssetClass, Instrument
 
 FLOAT_MESSAGE = 'write decimals as strings, e.g. "0.00001" (floats are inexact)'
@@ -146,9 +145,7 @@ class _Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 
 
 def walk(raw: object) -> list[str]:
-    errors: list[str] = []
-    _collect(raw, mi.type_info(_Limits), "", errors)
-    return errors
+    return validate_value(raw, _Limits)[1]
 
 
 def test_every_decimal_limit_is_reported() -> None:
@@ -590,7 +587,8 @@ def test_default_lp_settings_suit_the_simulated_adapter() -> None:
         assert settings.reject_probability == 0
         assert set(settings.start_mid) == set(instruments)
         events: list[object] = []
-        adapter = SimulatedLp(lp.name, instruments, events.append, lp.settings)
+        adapter = create_adapter(lp.adapter, lp.name, instruments, events.append, lp.settings)
+        assert isinstance(adapter, SimulatedLp)
         assert adapter.symbols == tuple(instruments)
         assert events == []
     assert shapes == {(4, 5, 500), (6, 8, 250), (3, 3, 100)}

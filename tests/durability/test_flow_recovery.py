@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import msgspec
 import pytest
 
 from config import ConfigError, default_config_path, load_config
+from gateway.daemon import build_order_flow
 from gateway.fix.session import Session
 from gateway.fix.store import MemoryStore
-from gateway.orderflow.journal_entries import OrderState, Run
+from gateway.net.transport import Outbox
 from gateway.orderflow.flow import OrderFlow
 from gateway.orderflow.journal import OrderJournal
+from gateway.orderflow.journal_entries import OrderState, Run
 from matcher.orders import Order, OrdStatus
 from router.model import OrdType, Side, TimeInForce
 
@@ -52,10 +55,11 @@ def flow(path: Path) -> tuple[OrderFlow, OrderJournal]:
     }
     journal = OrderJournal(path)
     try:
-        return OrderFlow(config, sessions, journal), journal
+        built = build_order_flow(config, sessions, journal, Outbox(journal.flush), time.time)
     except BaseException:
         journal.close()
         raise
+    return built, journal
 
 
 def test_orders_come_back_under_a_new_run(tmp_path: Path) -> None:
@@ -72,7 +76,7 @@ def test_orders_come_back_under_a_new_run(tmp_path: Path) -> None:
         status = recovered.matcher.status("CLIENT1", "C-4O2")
         assert status is not None
         assert status.status is OrdStatus.CANCELED
-        assert recovered._open_by_client == {"CLIENT1": 1}
+        assert recovered.reports.open_by_client == {"CLIENT1": 1}
     finally:
         journal.close()
     # the checkpoint taken at the start holds the same orders
@@ -105,7 +109,7 @@ async def test_a_journal_grown_past_its_bound_is_checkpointed(tmp_path: Path) ->
     )
     sessions = {s.TargetCompID: Session(s, MemoryStore()) for s in config.sessions}
     journal = OrderJournal(tmp_path)
-    flow = OrderFlow(config, sessions, journal)
+    flow = build_order_flow(config, sessions, journal, Outbox(journal.flush), time.time)
     try:
         client = sessions["CLIENT1"]
         # 1.5 MiB of client messages (their copies go to the journal); the

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from gateway.orderflow.journal import MAGIC, JournalError, OrderJournal
 from gateway.orderflow.journal_entries import (
     Abandoned,
     Ended,
@@ -21,7 +24,6 @@ from gateway.orderflow.journal_entries import (
     Run,
     Sent,
 )
-from gateway.orderflow.journal import MAGIC, JournalError, OrderJournal
 from gateway.orderflow.recovery import Recovery
 from matcher.orders import CxlRejResponseTo as To
 from matcher.orders import Order, OrdStatus, PendingChange
@@ -120,11 +122,25 @@ def test_a_torn_last_batch_is_dropped_whole_with_a_warning(
     path = tmp_path / "journal"
     with open(path, "r+b") as f:
         f.truncate(os.path.getsize(path) - 5)
-    with caplog.at_level(logging.WARNING, logger="gateway.orderflow.journal"):
+    with caplog.at_level(logging.WARNING, logger="gateway.storage.batch_file"):
         entries = read_all(tmp_path)
     assert [e.order.order_id for e in entries if isinstance(e, OrderState)] == ["1O1"]
     assert "torn" in caplog.text
     assert os.path.getsize(path) == good  # cut where the good part ends
+
+
+def test_the_file_format_is_unchanged(tmp_path: Path) -> None:
+    journal = OrderJournal(tmp_path)
+    list(journal.replay())
+    journal.add(Run(3))
+    journal.add(Ended("1O1.1C1"))
+    journal.flush()
+    journal.close()
+    body = b"\x92" + msgspec.msgpack.encode(Run(3)) + msgspec.msgpack.encode(Ended("1O1.1C1"))
+    length = struct.pack("<I", len(body))
+    crc = struct.pack("<I", zlib.crc32(length + body))
+    assert MAGIC == b"ORDJRNL\x01"
+    assert (tmp_path / "journal").read_bytes() == MAGIC + crc + length + body
 
 
 def test_a_damaged_batch_stops_the_replay_there(tmp_path: Path) -> None:

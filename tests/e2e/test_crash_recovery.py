@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from config import SessionSettings
-from gateway.net.client import FixClient
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 from gateway.fix.store import MemoryStore
+from gateway.net.client import FixClient
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "dev-admin-token"

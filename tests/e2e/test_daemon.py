@@ -15,9 +15,9 @@ import pytest
 from netkit import log_events
 
 from config import SessionSettings
-from gateway.net.client import FixClient
 from gateway.fix import codec
-from gateway.fix.store import FileStore
+from gateway.net.client import FixClient
+from gateway.storage.session_store import FileStore
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -274,9 +274,8 @@ def test_unknown_adapter_kind_and_bad_adapter_settings_are_refused(tmp_path: Pat
             cwd=REPO,
         )
         assert proc.returncode == (1 if command == "check-config" else 2), proc.stderr
-        assert "lps[0] (LP_A): unknown LP adapter kind 'carrier-pigeon'" in proc.stderr
-        assert "lps[1] (LP_B): " in proc.stderr
-        assert "latency" in proc.stderr
+        assert 'lps[0].adapter: unknown LP adapter kind "carrier-pigeon"' in proc.stderr
+        assert "lps[1].settings.latency_ms: must be >= 0" in proc.stderr
 
 
 @pytest.mark.asyncio

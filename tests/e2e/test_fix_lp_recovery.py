@@ -16,9 +16,9 @@ from netkit import log_events
 from test_crash_recovery import FINAL, SETTINGS, Ledger, assert_positions_match, until_ready
 from test_fix_lps import LpSim, gateway_config, order
 
-from gateway.net.client import FixClient
 from gateway.fix import codec
 from gateway.fix.store import MemoryStore
+from gateway.net.client import FixClient
 
 REPO = Path(__file__).resolve().parents[2]
 

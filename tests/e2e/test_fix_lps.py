@@ -18,8 +18,8 @@ import pytest
 from netkit import free_port, log_events, wait_for_port
 
 from config import SessionSettings
-from gateway.net.client import FixClient
 from gateway.fix import codec
+from gateway.net.client import FixClient
 
 REPO = Path(__file__).resolve().parents[2]
 FINAL = (b"2", b"4", b"8", b"C")

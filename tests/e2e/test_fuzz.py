@@ -27,8 +27,8 @@ import pytest
 from test_order_flow import order
 
 from config import SessionSettings
-from gateway.net.client import FixClient
 from gateway.fix import codec
+from gateway.net.client import FixClient
 
 FRAMES = int(os.environ.get("FIXGW_FUZZ_FRAMES", "100000"))
 SEED = 20261201

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from config import SessionSettings
-from gateway.net.client import FixClient
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
+from gateway.net.client import FixClient
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "s3cret-pass-8472"

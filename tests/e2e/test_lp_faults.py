@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from test_order_scenarios import FINAL, SLOW_BEST_LP, order, reports_until, started
 
-from gateway.orderflow.flow import HOUSE
-from lp_adapters import base
-from lp_adapters.base import EventSink, LpAdapter, adapter_class, register
+from gateway.orderflow.recovery import HOUSE
+from lp_adapters.base import EventSink, LpAdapter
+from lp_adapters.registry import adapter_class, register, unregister
 from router.model import ChildFill, ChildOrder, Instrument, Level, LpStatus, Quote
 
 MUTE_KIND = "test-mute"
@@ -91,7 +91,7 @@ def mute_kind() -> Iterator[None]:
     adapter_class("simulated")
     register(MUTE_KIND)(MuteLp)
     yield
-    del base._REGISTRY[MUTE_KIND]
+    unregister(MUTE_KIND)
 
 
 @pytest.mark.asyncio

@@ -12,9 +12,9 @@ import pytest
 from netkit import log_events
 
 from config import SessionSettings
-from gateway.net.client import FixClient
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
+from gateway.net.client import FixClient
 
 
 def client(target: str = "CLIENT1") -> FixClient:

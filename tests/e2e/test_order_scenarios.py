@@ -14,10 +14,10 @@ import pytest_asyncio
 from netkit import free_port
 
 from config import SessionSettings, default_config_path, load_config, parse_config, with_overrides
-from gateway.net.client import FixClient
 from gateway.daemon import Gateway
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
+from gateway.net.client import FixClient
 from gateway.orderflow.flow import next_day_end
 from lp_adapters.simulated.adapter import SimulatedLp
 

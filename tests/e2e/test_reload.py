@@ -16,10 +16,10 @@ import pytest_asyncio
 from test_order_scenarios import FINAL, free_port, order, reports_until
 
 from config import SessionSettings, default_config_path, load_config
-from gateway.net.client import FixClient
 from gateway.daemon import Gateway
-from gateway.orderflow.flow import OrderFlow
+from gateway.net.client import FixClient
 from gateway.ops.reload import Overrides
+from gateway.orderflow.flow import OrderFlow
 
 DEFAULT_TEXT = default_config_path().read_text()
 TOKEN = "dev-admin-token"
@@ -173,7 +173,7 @@ async def test_a_bad_file_changes_nothing_and_says_why(running: Running) -> None
             replaced('hard_limit_usd = "30000000"', 'hard_limit_usd = "1000"'),
             "lps[0].soft_limit_usd: must be < hard_limit_usd",
         ),
-        (replaced("latency_ms = 0", "latency_ms = -3"), "lps[0] (LP_A): "),
+        (replaced("latency_ms = 0", "latency_ms = -3"), "lps[0].settings.latency_ms: must be >= 0"),
     ]
     for text, reason in bad:
         status, details = await running.reload_with(text)

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from config import SessionSettings, default_config_path
-from gateway.net.client import FixClient
 from gateway.fix import codec
+from gateway.net.client import FixClient
 
 DEFAULT_TEXT = default_config_path().read_text()
 FINAL = (b"2", b"4", b"8", b"C")

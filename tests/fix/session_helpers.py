@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from config.schema import SessionSettings
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage, FrameDecoder
-from gateway.fix.session import ApplicationMessage, CloseConnection, Event, LoggedOut, Session
+from gateway.fix.events import ApplicationMessage, CloseConnection, Event, LoggedOut
+from gateway.fix.session import Session
 from gateway.fix.store import MemoryStore, SessionStore
 
 #: a fixed, realistic epoch (2023-11-14 22:13:20 UTC) the fake clocks start at

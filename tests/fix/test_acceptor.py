@@ -15,7 +15,8 @@ from session_helpers import (
 )
 
 from gateway.fix.acceptor import AcceptorConnection, SessionRegistry
-from gateway.fix.session import CloseConnection, Event, Session
+from gateway.fix.events import CloseConnection, Event
+from gateway.fix.session import Session
 from gateway.fix.states import SessionState
 from gateway.fix.store import MemoryStore
 

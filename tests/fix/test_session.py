@@ -29,17 +29,11 @@ from session_helpers import (
 )
 
 from gateway.fix import codec
-from gateway.fix.session import (
-    ApplicationMessage,
-    BusinessRejectReason,
-    CloseConnection,
-    Event,
-    LoggedOn,
-    LoggedOut,
-    Session,
-)
+from gateway.fix.events import ApplicationMessage, CloseConnection, Event, LoggedOn, LoggedOut
+from gateway.fix.session import BusinessRejectReason, Session
 from gateway.fix.states import TRANSITIONS, IllegalTransition, SessionState, StateMachine
-from gateway.fix.store import FileStore, MemoryStore
+from gateway.fix.store import MemoryStore
+from gateway.storage.session_store import FileStore
 
 S = SessionState
 

@@ -1,4 +1,6 @@
-"""Tests for the per-session FIX message store (gateway.fix.store)."""
+"""The per-session FIX message store: the interface and the memory backend
+(gateway.fix.store), the file backend and the factory
+(gateway.storage.session_store)."""
 
 from __future__ import annotations
 
@@ -20,13 +22,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.fix.store import (
+from gateway.fix.store import MemoryStore, SessionStore, StoreError
+from gateway.storage.session_store import (
     BACKENDS,
     FileStore,
-    MemoryStore,
-    SessionStore,
     StoreCorruptError,
-    StoreError,
     StoreLockedError,
     open_store,
     session_dirname,
@@ -35,6 +35,7 @@ from gateway.fix.store import (
 KEY = "FIX.4.4:GATEWAY->CLIENT1"
 DIRNAME = "FIX.4.4-GATEWAY-CLIENT1"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+LOGGER = "gateway.storage.session_store"
 
 # Sizes from the documented journal format.
 HEADER = 9  # crc32 u32, length u32, kind u8
@@ -160,15 +161,35 @@ def test_reset(store: SessionStore) -> None:
     store.set_next_target_seq(7)
     store.flush()
     store.append_sent(4, fix_msg(4))
-    before = store.creation_time
-    time.sleep(0.01)
-    store.reset()
+    new_day = store.creation_time + 86_400
+    store.reset(new_day)
     assert store.next_sender_seq == 1
     assert store.next_target_seq == 1
-    assert store.creation_time > before
+    assert store.creation_time == new_day
     assert all_sent(store) == []
     store.append_sent(1, b"new day")
     assert all_sent(store) == [(1, b"new day")]
+
+
+def test_memory_store_takes_its_creation_time_from_the_caller() -> None:
+    store = MemoryStore()
+    assert store.creation_time == 0.0
+    store = MemoryStore(created=1_700_000_000.5)
+    assert store.creation_time == 1_700_000_000.5
+    store.reset()  # no clock to read: the creation time stays
+    assert store.creation_time == 1_700_000_000.5
+    store.reset(1_700_086_400.0)
+    assert store.creation_time == 1_700_086_400.0
+
+
+def test_file_store_reset_without_a_time_reads_the_clock(tmp_path: Path) -> None:
+    with FileStore(tmp_path, KEY) as store:
+        store.reset(1.0)
+        assert store.creation_time == 1.0
+        store.reset()
+        assert abs(store.creation_time - time.time()) < 60
+    with FileStore(tmp_path, KEY) as store:
+        assert abs(store.creation_time - time.time()) < 60
 
 
 def test_invalid_sequence_numbers(store: SessionStore) -> None:
@@ -414,13 +435,11 @@ def test_torn_tail_recovers_last_good_state(
     for cut in range(good + 1, len(original)):  # every way the last write can be torn
         journal.write_bytes(original[:cut])
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="gateway.fix.store"):
+        with caplog.at_level(logging.WARNING, logger=LOGGER):
             store = FileStore(tmp_path, KEY)
         assert_state(store, 4, 9, [1, 2, 3])
         assert journal.stat().st_size == good
-        assert [r.name for r in caplog.records if r.levelno == logging.WARNING] == [
-            "gateway.fix.store"
-        ]
+        assert [r.name for r in caplog.records if r.levelno == logging.WARNING] == [LOGGER]
         store.close()
 
 
@@ -428,7 +447,7 @@ def test_truncate_and_garbage_tail(tmp_path: Path, caplog: pytest.LogCaptureFixt
     journal, good = build_journal(tmp_path)
     original = journal.read_bytes()
     journal.write_bytes(original[:-3] + b"\x00\xffgarbage\x01\x02")
-    with caplog.at_level(logging.WARNING, logger="gateway.fix.store"):
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
         store = FileStore(tmp_path, KEY)
     assert "torn or corrupt" in caplog.text
     assert_state(store, 4, 9, [1, 2, 3])
@@ -438,7 +457,7 @@ def test_truncate_and_garbage_tail(tmp_path: Path, caplog: pytest.LogCaptureFixt
     store.append_sent(4, fix_msg(4))
     store.close()
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="gateway.fix.store"):
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
         store = FileStore(tmp_path, KEY)
     assert not caplog.records
     assert_state(store, 5, 9, [1, 2, 3, 4])
@@ -627,7 +646,7 @@ def test_keys_sharing_a_directory_name_are_refused(tmp_path: Path) -> None:
 
 KILL_SCRIPT = """
 import os, signal, sys
-from gateway.fix.store import open_store
+from gateway.storage.session_store import open_store
 
 data_dir, count, fsync = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 template = {template!r}

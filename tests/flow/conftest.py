@@ -9,8 +9,7 @@ import pytest
 import pytest_asyncio
 from test_lp_fault_properties import KIND, Harness, ScriptedLp, new_harness
 
-from lp_adapters import base
-from lp_adapters.base import register, registered_kinds
+from lp_adapters.registry import register, registered_kinds, unregister
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -22,7 +21,7 @@ def scripted_kind() -> Iterator[None]:
         register(KIND)(ScriptedLp)
     yield
     if ours:
-        del base._REGISTRY[KIND]
+        unregister(KIND)
 
 
 @pytest_asyncio.fixture

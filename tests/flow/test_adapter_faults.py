@@ -14,7 +14,7 @@ from test_lp_fault_properties import (
     ScriptedLp,
 )
 
-from gateway.orderflow.flow import HOUSE
+from gateway.orderflow.recovery import HOUSE
 from router.model import ChildOrder, Side
 
 

@@ -32,11 +32,14 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from config import Config, SessionSettings, parse_config
+from gateway.daemon import build_order_flow
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 from gateway.fix.session import Session
 from gateway.fix.store import MemoryStore
-from gateway.orderflow.flow import HOUSE, OrderFlow
+from gateway.net.transport import Outbox
+from gateway.orderflow.flow import OrderFlow
+from gateway.orderflow.recovery import HOUSE
 from lp_adapters.base import (
     DISCONNECTED_REASON,
     EventSink,
@@ -826,7 +829,8 @@ def new_harness(log: Callable[[str], None] = _quiet) -> Harness:
         client: Session(SessionSettings(SenderCompID="GATEWAY", TargetCompID=client), MemoryStore())
         for client in CLIENTS
     }
-    return Harness(OrderFlow(make_config(), sessions), sessions, log)
+    flow = build_order_flow(make_config(), sessions, None, Outbox(), time.time)
+    return Harness(flow, sessions, log)
 
 
 async def play(

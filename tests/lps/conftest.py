@@ -5,16 +5,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import msgspec
 import pytest_asyncio
 from lp_test_kit import INSTRUMENTS, NO_TIMER_MS, EventQueue, MakeLp
 
-from lp_adapters.simulated.adapter import SimulatedLp
+from lp_adapters.simulated import MarketModel, SimulatedLp, SimulatedLpSettings
 from router.model import Instrument
 
 
 @pytest_asyncio.fixture
 async def make_lp() -> AsyncIterator[MakeLp]:
-    """Build simulated LPs (no quote timer unless a test sets one); every LP
+    """Build simulated LPs (no quote timer unless a test sets one), from
+    settings given as keywords and an optional shared market; every LP
     built is disconnected when the test ends, so no task outlives it."""
     built: list[SimulatedLp] = []
 
@@ -22,6 +24,7 @@ async def make_lp() -> AsyncIterator[MakeLp]:
         name: str = "lp-a",
         sink: EventQueue | None = None,
         instruments: Mapping[str, Instrument] = INSTRUMENTS,
+        market: MarketModel | None = None,
         **settings: Any,
     ) -> SimulatedLp:
         settings.setdefault("quote_interval_ms", NO_TIMER_MS)
@@ -29,7 +32,8 @@ async def make_lp() -> AsyncIterator[MakeLp]:
             name,
             instruments,
             sink if sink is not None else EventQueue(),
-            settings,
+            msgspec.convert(settings, SimulatedLpSettings),
+            market=market,
             clock=lambda: 0.0,
         )
         built.append(lp)

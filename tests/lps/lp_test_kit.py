@@ -69,7 +69,7 @@ NO_TIMER_MS = 3_600_000
 E = TypeVar("E")
 
 MakeLp = Callable[..., SimulatedLp]
-"""The ``make_lp`` fixture: ``make_lp(name, sink, instruments, **settings)``."""
+"""The ``make_lp`` fixture: ``make_lp(name, sink, instruments, market, **settings)``."""
 
 
 def child(

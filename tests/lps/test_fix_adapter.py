@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import pytest_asyncio
 from lp_test_kit import INSTRUMENTS
@@ -21,8 +22,9 @@ from gateway.fix.codec import FixMessage
 from gateway.fix.session import Session
 from gateway.fix.store import MemoryStore
 from gateway.net.server import FixServer
-from lp_adapters.base import DISCONNECTED_REASON, adapter_class
-from lp_adapters.fix.adapter import FixLp
+from lp_adapters.base import DISCONNECTED_REASON
+from lp_adapters.fix import FixLp, FixLpSettings
+from lp_adapters.registry import adapter_class, create_adapter
 from router.model import (
     ChildAck,
     ChildCanceled,
@@ -147,9 +149,9 @@ class Sink:
         return found
 
 
-def lp_settings(port: int, tmp_path: Path, **extra: Any) -> dict[str, Any]:
+def lp_settings(port: int, tmp_path: Path, **extra: Any) -> FixLpSettings:
     """The adapter's settings for the scripted LP on ``port``."""
-    return {
+    raw = {
         "port": port,
         "sender_comp_id": "GW",
         "target_comp_id": "LPT",
@@ -157,6 +159,7 @@ def lp_settings(port: int, tmp_path: Path, **extra: Any) -> dict[str, Any]:
         "symbols": ["EUR/USD"],
         **extra,
     }
+    return msgspec.convert(raw, FixLpSettings)
 
 
 @pytest_asyncio.fixture
@@ -180,18 +183,39 @@ def test_the_fix_kind_is_registered() -> None:
     assert adapter_class("fix") is FixLp
 
 
+REQUIRED = {"port": 1, "sender_comp_id": "A", "target_comp_id": "B"}
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({}, "port"),
-        ({"port": 1, "sender_comp_id": "A", "target_comp_id": "B", "symbols": ["NOPE"]}, "NOPE"),
-        ({"port": 1, "sender_comp_id": "A", "target_comp_id": "B", "colour": 1}, "colour"),
+        (
+            {},
+            "port: required field missing; sender_comp_id: required field missing; "
+            "target_comp_id: required field missing",
+        ),
+        ({**REQUIRED, "symbols": ["EUR/USD", "NOPE"]}, "symbols[1]: no such instrument NOPE"),
+        ({**REQUIRED, "colour": 1}, "colour: unknown field"),
+        ({**REQUIRED, "port": 0}, "port: must be >= 1"),
+        (
+            {**REQUIRED, "reconnect_min_ms": 500, "reconnect_max_ms": 100},
+            "reconnect_max_ms: must be >= reconnect_min_ms (500)",
+        ),
     ],
 )
 def test_bad_settings_are_refused_naming_the_lp(settings: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message) as info:
-        FixLp("LPX", INSTRUMENTS, lambda e: None, settings)
-    assert "LPX" in str(info.value)
+    with pytest.raises(ValueError, match=r"^LP 'LPX': invalid settings: ") as info:
+        create_adapter("fix", "LPX", INSTRUMENTS, lambda e: None, settings)
+    assert str(info.value).removeprefix("LP 'LPX': invalid settings: ") == message
+
+
+def test_the_registry_builds_it_with_typed_settings(tmp_path: Path) -> None:
+    adapter = create_adapter("fix", "LPX", INSTRUMENTS, lambda e: None, REQUIRED, tmp_path)
+    assert isinstance(adapter, FixLp)
+    assert adapter.cfg == FixLpSettings(port=1, sender_comp_id="A", target_comp_id="B")
+    assert adapter.symbols == tuple(INSTRUMENTS)
+    assert adapter.data_dir == tmp_path
+    assert not adapter.up
 
 
 @pytest.mark.asyncio

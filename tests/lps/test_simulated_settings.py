@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import itertools
+from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 from lp_test_kit import INSTRUMENTS
 
-from lp_adapters.simulated.adapter import MarketModel, SimulatedLp, SimulatedLpSettings
+from lp_adapters.registry import create_adapter
+from lp_adapters.simulated import MarketModel, SimulatedLp, SimulatedLpSettings
 from router.model import LpEvent
+
+FLOAT_MESSAGE = 'write decimals as strings, e.g. "0.00001" (floats are inexact)'
 
 
 def sink(event: LpEvent) -> None:
@@ -17,7 +22,16 @@ def sink(event: LpEvent) -> None:
 
 
 def build(**settings: Any) -> SimulatedLp:
-    return SimulatedLp("lp-a", INSTRUMENTS, sink, settings)
+    """A simulated LP built through the registry from raw settings."""
+    lp = create_adapter("simulated", "lp-a", INSTRUMENTS, sink, settings)
+    assert isinstance(lp, SimulatedLp)
+    return lp
+
+
+def shared(market: MarketModel, **settings: Any) -> SimulatedLp:
+    """A simulated LP quoting around a shared market."""
+    typed = msgspec.convert(settings, SimulatedLpSettings)
+    return SimulatedLp("lp-a", INSTRUMENTS, sink, typed, market=market)
 
 
 def test_defaults() -> None:
@@ -50,6 +64,7 @@ def test_defaults() -> None:
 def test_start_mid_and_symbols_are_honoured() -> None:
     lp = build(symbols=["USD/JPY", "EUR/USD"], start_mid={"USD/JPY": "151.250", "EUR/USD": "1.08"})
     assert lp.symbols == ("USD/JPY", "EUR/USD")
+    assert lp.config.start_mid == {"USD/JPY": Decimal("151.250"), "EUR/USD": Decimal("1.08")}
     assert lp.market.mid("USD/JPY") == 151_250
     assert lp.market.mid("EUR/USD") == 108_000
     assert lp.market.symbols == ("EUR/USD", "USD/JPY")
@@ -58,30 +73,46 @@ def test_start_mid_and_symbols_are_honoured() -> None:
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"colour": "red"}, "unknown field `colour`"),
-        ({"latency_ms": -1}, r"Expected `int` >= 0 - at `\$.latency_ms`"),
-        ({"spread_ticks": 0}, r"Expected `int` >= 1 - at `\$.spread_ticks`"),
-        ({"depth_levels": "5"}, r"Expected `int`, got `str` - at `\$.depth_levels`"),
-        ({"quote_interval_ms": 0}, r"`\$.quote_interval_ms`"),
-        ({"level_qty_lots": True}, r"Expected `int`, got `bool`"),
-        ({"reject_probability": 1.5}, r"<= 1.0 - at `\$.reject_probability`"),
-        ({"partial_fill_probability": -0.1}, r"`\$.partial_fill_probability`"),
-        ({"steps_market": "yes"}, r"`\$.steps_market`"),
-        ({"symbols": []}, "at least one symbol"),
-        ({"symbols": "EUR/USD"}, r"`\$.symbols`"),
-        ({"symbols": ["EUR/USD", "EUR/USD"]}, "duplicates"),
-        ({"symbols": ["GBP/USD"]}, r"not among the instruments: \['GBP/USD'\]"),
-        ({"start_mid": {"EUR/USD": 1.1}}, r"Expected `str`, got `float`"),
-        ({"start_mid": {"EUR/USD": "1.100005"}}, "start mid of EUR/USD: .*tick size"),
-        ({"start_mid": {"EUR/USD": "one"}}, "not a decimal number"),
-        ({"start_mid": {"EUR/USD": "NaN"}}, "must be finite"),
-        ({"start_mid": {"EUR/USD": "-1.1"}}, "must be positive"),
-        ({"start_mid": {"EUR/USD": "0"}}, "must be positive"),
+        ({"colour": "red"}, "colour: unknown field"),
+        ({"latency_ms": -1}, "latency_ms: must be >= 0"),
+        ({"spread_ticks": 0}, "spread_ticks: must be >= 1"),
+        ({"depth_levels": "5"}, "depth_levels: expected int, got str"),
+        ({"quote_interval_ms": 0}, "quote_interval_ms: must be >= 1"),
+        ({"level_qty_lots": True}, "level_qty_lots: expected int, got bool"),
+        ({"reject_probability": 1.5}, "reject_probability: must be <= 1.0"),
+        ({"partial_fill_probability": -0.1}, "partial_fill_probability: must be >= 0.0"),
+        ({"steps_market": "yes"}, "steps_market: expected bool, got str"),
+        ({"symbols": []}, "symbols: must not be empty"),
+        ({"symbols": "EUR/USD"}, "symbols: expected array, got str"),
+        (
+            {"symbols": ["EUR/USD", "EUR/USD"]},
+            "symbols[1]: duplicate symbol EUR/USD (also symbols[0])",
+        ),
+        ({"symbols": ["GBP/USD"]}, "symbols[0]: no such instrument GBP/USD"),
+        ({"start_mid": {"EUR/USD": 1.1}}, f'start_mid."EUR/USD": {FLOAT_MESSAGE}'),
+        (
+            {"start_mid": {"EUR/USD": "1.100005"}},
+            'start_mid."EUR/USD": must be a multiple of the tick size 0.00001',
+        ),
+        (
+            {"start_mid": {"EUR/USD": "one"}},
+            'start_mid."EUR/USD": expected a decimal number, got "one"',
+        ),
+        (
+            {"start_mid": {"EUR/USD": "NaN"}},
+            'start_mid."EUR/USD": expected a decimal number, got "NaN"',
+        ),
+        ({"start_mid": {"EUR/USD": "-1.1"}}, 'start_mid."EUR/USD": must be > 0'),
+        ({"start_mid": {"EUR/USD": "0"}}, 'start_mid."EUR/USD": must be > 0'),
+        ({"start_mid": {"GBP/USD": "1.3"}}, 'start_mid."GBP/USD": no such instrument GBP/USD'),
         (
             {"symbols": ["EUR/USD"], "start_mid": {"XAU/USD": "2000"}},
-            r"does not quote: \['XAU/USD'\]",
+            'start_mid."XAU/USD": XAU/USD is not among the symbols this LP quotes',
         ),
-        ({"market": "shared"}, "market must be a MarketModel, got str"),
+        (
+            {"spread_ticks": 0, "symbols": ["GBP/USD"]},
+            "spread_ticks: must be >= 1",
+        ),
     ],
 )
 def test_bad_settings_are_refused_with_a_clear_message(
@@ -89,21 +120,40 @@ def test_bad_settings_are_refused_with_a_clear_message(
 ) -> None:
     with pytest.raises(ValueError, match=r"^LP 'lp-a': invalid settings: ") as info:
         build(**settings)
-    assert info.match(message)
+    assert str(info.value).removeprefix("LP 'lp-a': invalid settings: ") == message
+
+
+def test_every_problem_is_listed() -> None:
+    with pytest.raises(ValueError, match="invalid settings") as info:
+        build(symbols=["EUR/USD", "GBP/USD"], start_mid={"EUR/USD": "1.100005"})
+    assert str(info.value).split(": ", 2)[2].split("; ") == [
+        "symbols[1]: no such instrument GBP/USD",
+        'start_mid."EUR/USD": must be a multiple of the tick size 0.00001',
+    ]
+
+
+def test_an_lp_built_directly_checks_its_settings_against_its_instruments() -> None:
+    typed = SimulatedLpSettings(symbols=("GBP/USD",))
+    with pytest.raises(ValueError, match=r"symbols\[0\]: no such instrument GBP/USD"):
+        SimulatedLp("lp-a", INSTRUMENTS, sink, typed)
+    with pytest.raises(ValueError, match="symbols: no instrument to quote"):
+        SimulatedLp("lp-a", {}, sink, SimulatedLpSettings())
 
 
 def test_a_shared_market_brings_its_own_walk() -> None:
     market = MarketModel({"EUR/USD": INSTRUMENTS["EUR/USD"]}, seed=4)
-    lp = build(market=market)
+    lp = shared(market)
     assert lp.market is market
     assert lp.symbols == ("EUR/USD",)
     with pytest.raises(ValueError, match="start_mid, walk_ticks cannot be set with a shared"):
-        build(market=market, start_mid={"EUR/USD": "1.2"}, walk_ticks=2)
+        shared(market, start_mid={"EUR/USD": "1.2"}, walk_ticks=2)
     with pytest.raises(ValueError, match=r"has no mid for: \['XAU/USD'\]"):
-        build(market=market, symbols=["EUR/USD", "XAU/USD"])
+        shared(market, symbols=["EUR/USD", "XAU/USD"])
     other = MarketModel({"XAU/USD": INSTRUMENTS["XAU/USD"]})
     with pytest.raises(ValueError, match="no instrument to quote"):
-        SimulatedLp("lp-a", {"EUR/USD": INSTRUMENTS["EUR/USD"]}, sink, {"market": other})
+        SimulatedLp(
+            "lp-a", {"EUR/USD": INSTRUMENTS["EUR/USD"]}, sink, SimulatedLpSettings(), market=other
+        )
 
 
 def test_the_walk_depends_only_on_the_seed() -> None:

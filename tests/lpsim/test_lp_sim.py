@@ -19,11 +19,11 @@ import pytest
 from netkit import free_port, wait_for_port
 
 from config import SessionSettings
-from gateway.net.client import FixClient
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
-from gateway.fix.session import LoggedOut
+from gateway.fix.events import LoggedOut
 from gateway.fix.store import MemoryStore, SessionStore
+from gateway.net.client import FixClient
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_A = REPO / "config" / "lp-sim-a.toml"

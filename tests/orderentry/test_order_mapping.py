@@ -17,7 +17,6 @@ from gateway.orderflow.mapping import (
     decode_new_order,
     decode_replace,
     execution_body,
-    format_decimal,
     new_order_reject_body,
 )
 from matcher.engine import CancelOrder, NewOrder, ReplaceOrder
@@ -31,6 +30,7 @@ from matcher.orders import (
     OrdStatus,
 )
 from router.model import AssetClass, Instrument, OrdType, Side, TimeInForce
+from router.units import format_decimal
 
 EURUSD = Instrument(
     symbol="EUR/USD",

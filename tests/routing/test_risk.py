@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from routing_helpers import EURUSD
 
+from risk.limits import ClientLimits, RiskBreach, check
 from router.model import Side
 from router.policy import RouteRequest
-from risk.limits import ClientLimits, RiskBreach, check
 
 
 @dataclass(frozen=True)

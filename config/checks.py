@@ -1,0 +1,270 @@
+"""Rules of the configuration that involve more than one field, and the text of their errors.
+
+A check receives the values of one table after type validation: a mapping from field name to
+value that holds only the fields that passed validation (fields left out of the file appear
+with their default). Nested tables appear as mappings of the same kind and arrays as lists that
+keep their positions; an array entry that is not a table at all is present as a placeholder
+that is not a mapping. The check returns messages in the ``path: message`` form, building paths
+from the ``path`` argument (the table's own path).
+
+:data:`CROSS_FIELD_CHECKS` names the check of each struct of :mod:`config.schema`;
+:mod:`config.loader` runs it after validating that table's fields, so every rule broken in a
+file is reported in the same pass as the type and limit errors.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Final
+
+import msgspec
+
+from config.schema import (
+    USD_CONVERSION_BASE,
+    USD_CONVERSION_QUOTE,
+    Config,
+    GatewaySettings,
+    InstrumentSettings,
+    LpSettings,
+    SessionSettings,
+    session_identity,
+)
+
+__all__ = [
+    "CROSS_FIELD_CHECKS",
+    "CrossFieldCheck",
+    "check_config",
+    "check_gateway",
+    "check_instrument",
+    "check_lp",
+    "check_session",
+    "child_path",
+]
+
+CrossFieldCheck = Callable[[Mapping[str, object], str], list[str]]
+"""A check of one table: its validated values and its path in, ``path: message`` lines out."""
+
+_BARE_KEY: Final = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def child_path(path: str, key: object) -> str:
+    """The path of ``key`` inside the table at ``path``; keys that TOML would need to quote
+    are shown quoted, e.g. ``risk.clients."odd key"``."""
+    name = key if isinstance(key, str) and _BARE_KEY.match(key) else json.dumps(str(key))
+    return f"{path}.{name}" if path else str(name)
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _entries(values: Mapping[str, object], name: str) -> list[tuple[int, Mapping[str, object]]]:
+    """The entries of array ``name`` that are tables, with their positions."""
+    array = values.get(name)
+    if not isinstance(array, list):
+        return []
+    return [(index, entry) for index, entry in enumerate(array) if isinstance(entry, Mapping)]
+
+
+def _is_multiple(value: Decimal, step: Decimal) -> bool:
+    try:
+        return value % step == 0
+    except InvalidOperation:  # the quotient has more digits than the context can hold
+        return False
+
+
+def _duplicates(values: Mapping[str, object], path: str, array: str, key: str) -> list[str]:
+    """``array[i]: duplicate <key> X (also array[j])`` for each repeated string ``key``."""
+    errors: list[str] = []
+    first_seen: dict[str, int] = {}
+    for index, entry in _entries(values, array):
+        value = entry.get(key)
+        if not isinstance(value, str):
+            continue
+        if value in first_seen:
+            other = f"{_join(path, array)}[{first_seen[value]}]"
+            errors.append(f"{_join(path, array)}[{index}]: duplicate {key} {value} (also {other})")
+        else:
+            first_seen[value] = index
+    return errors
+
+
+def check_session(values: Mapping[str, object], path: str) -> list[str]:
+    """Rules within one ``[[sessions]]`` entry."""
+    errors: list[str] = []
+    low = values.get("MinHeartBtInt")
+    high = values.get("MaxHeartBtInt")
+    if isinstance(low, int) and isinstance(high, int) and low > high:
+        errors.append(f"{_join(path, 'MinHeartBtInt')}: must be <= MaxHeartBtInt ({high})")
+    return errors
+
+
+def check_instrument(values: Mapping[str, object], path: str) -> list[str]:
+    """Rules within one ``[[instruments]]`` entry: the quantity limits lie on the lot grid
+    and in order, and ``"quote"`` conversion needs a USD quote currency."""
+    errors: list[str] = []
+    lot = values.get("lot_size")
+    low = values.get("min_qty")
+    high = values.get("max_qty")
+    if isinstance(low, Decimal) and isinstance(high, Decimal) and low > high:
+        errors.append(f"{_join(path, 'min_qty')}: must be <= max_qty ({high})")
+    if isinstance(lot, Decimal):
+        for name, qty in (("min_qty", low), ("max_qty", high)):
+            if isinstance(qty, Decimal) and not _is_multiple(qty, lot):
+                errors.append(f"{_join(path, name)}: must be a multiple of lot_size ({lot})")
+    currency = values.get("quote_currency")
+    conversion = values.get("usd_conversion")
+    if conversion == USD_CONVERSION_QUOTE and isinstance(currency, str) and currency != "USD":
+        errors.append(
+            f'{_join(path, "usd_conversion")}: "quote" needs quote_currency "USD", '
+            f"got {json.dumps(currency)}"
+        )
+    return errors
+
+
+def check_lp(values: Mapping[str, object], path: str) -> list[str]:
+    """Rules within one ``[[lps]]`` entry: the soft limit lies below the hard limit."""
+    soft = values.get("soft_limit_usd")
+    hard = values.get("hard_limit_usd")
+    if isinstance(soft, Decimal) and isinstance(hard, Decimal) and not soft < hard:
+        return [f"{_join(path, 'soft_limit_usd')}: must be < hard_limit_usd ({hard})"]
+    return []
+
+
+def _check_usd_conversions(values: Mapping[str, object], path: str) -> list[str]:
+    """Each ``usd_conversion`` naming a symbol names another instrument quoted in USD."""
+    errors: list[str] = []
+    currencies: dict[str, object] = {}
+    for _, entry in _entries(values, "instruments"):
+        symbol = entry.get("symbol")
+        if isinstance(symbol, str):
+            currencies.setdefault(symbol, entry.get("quote_currency"))
+    for index, entry in _entries(values, "instruments"):
+        conversion = entry.get("usd_conversion")
+        if not isinstance(conversion, str) or conversion in (
+            USD_CONVERSION_QUOTE,
+            USD_CONVERSION_BASE,
+        ):
+            continue
+        field = f"{_join(path, 'instruments')}[{index}].usd_conversion"
+        if conversion == entry.get("symbol"):
+            errors.append(f"{field}: must name another instrument, not the instrument itself")
+        elif conversion not in currencies:
+            errors.append(
+                f'{field}: must be "quote", "base" or the symbol of a configured instrument, '
+                f"got {json.dumps(conversion)}"
+            )
+        elif isinstance(currencies[conversion], str) and currencies[conversion] != "USD":
+            errors.append(
+                f"{field}: {conversion} is quoted in {currencies[conversion]}, "
+                "so its mid does not convert to USD"
+            )
+    return errors
+
+
+def _check_risk(values: Mapping[str, object], path: str) -> list[str]:
+    """Risk entries refer to configured instruments and order-entry client sessions."""
+    errors: list[str] = []
+    risk = values.get("risk")
+    if not isinstance(risk, Mapping):
+        return errors
+    risk_path = _join(path, "risk")
+    instruments = values.get("instruments")
+    symbols: set[str] | None = None
+    if isinstance(instruments, list):
+        symbols = {
+            symbol
+            for _, entry in _entries(values, "instruments")
+            if isinstance(symbol := entry.get("symbol"), str)
+        }
+    clients: set[str] | None = None
+    if isinstance(values.get("sessions"), list):
+        clients = {
+            target
+            for _, entry in _entries(values, "sessions")
+            if entry.get("Application") == "orders"
+            and isinstance(target := entry.get("TargetCompID"), str)
+        }
+    limits: list[tuple[str, object]] = [(_join(risk_path, "default"), risk.get("default"))]
+    by_client = risk.get("clients")
+    if isinstance(by_client, Mapping):
+        clients_path = _join(risk_path, "clients")
+        for comp_id, entry in by_client.items():
+            entry_path = child_path(clients_path, comp_id)
+            if clients is not None and comp_id not in clients:
+                errors.append(f"{entry_path}: no such client session")
+            limits.append((entry_path, entry))
+    for entry_path, entry in limits:
+        if not isinstance(entry, Mapping) or symbols is None:
+            continue
+        allowed = entry.get("allowed_symbols")
+        if not isinstance(allowed, list):
+            continue
+        for index, symbol in enumerate(allowed):
+            if isinstance(symbol, str) and symbol not in symbols:
+                errors.append(f"{entry_path}.allowed_symbols[{index}]: no such instrument {symbol}")
+    return errors
+
+
+def _check_order_entry(values: Mapping[str, object], path: str) -> list[str]:
+    """A session with order entry needs an instrument to trade and an LP to route to."""
+    orders = any(entry.get("Application") == "orders" for _, entry in _entries(values, "sessions"))
+    if not orders:
+        return []
+    errors: list[str] = []
+    instruments = values.get("instruments")
+    if isinstance(instruments, list) and not instruments:
+        errors.append(
+            f"{_join(path, 'instruments')}: at least one instrument is needed for order entry"
+        )
+    lps = values.get("lps")
+    if isinstance(lps, list) and not any(
+        not isinstance(entry, Mapping) or entry.get("enabled") is not False for entry in lps
+    ):
+        errors.append(f"{_join(path, 'lps')}: at least one enabled LP is needed for order entry")
+    return errors
+
+
+def check_config(values: Mapping[str, object], path: str) -> list[str]:
+    """Rules across sections: unique sessions, instruments and LPs; references between
+    sections; and what order entry needs."""
+    errors: list[str] = []
+    first_seen: dict[str, int] = {}
+    for index, entry in _entries(values, "sessions"):
+        parts = (entry.get("BeginString"), entry.get("SenderCompID"), entry.get("TargetCompID"))
+        if not all(isinstance(part, str) for part in parts):
+            continue
+        identity = session_identity(*(str(part) for part in parts))
+        entry_path = f"{_join(path, 'sessions')}[{index}]"
+        if identity in first_seen:
+            other = f"{_join(path, 'sessions')}[{first_seen[identity]}]"
+            errors.append(f"{entry_path}: duplicate session {identity} (also {other})")
+        else:
+            first_seen[identity] = index
+    errors.extend(_duplicates(values, path, "instruments", "symbol"))
+    errors.extend(_check_usd_conversions(values, path))
+    errors.extend(_duplicates(values, path, "lps", "name"))
+    errors.extend(_check_risk(values, path))
+    errors.extend(_check_order_entry(values, path))
+    return errors
+
+
+def check_gateway(values: Mapping[str, object], path: str) -> list[str]:
+    """TLS needs both the certificate and the key."""
+    cert, key = values.get("tls_cert_file"), values.get("tls_key_file")
+    if bool(cert) != bool(key):
+        return [f"{_join(path, 'tls_key_file' if cert else 'tls_cert_file')}: required with TLS"]
+    return []
+
+
+CROSS_FIELD_CHECKS: Final[Mapping[type[msgspec.Struct], CrossFieldCheck]] = {
+    GatewaySettings: check_gateway,
+    SessionSettings: check_session,
+    InstrumentSettings: check_instrument,
+    LpSettings: check_lp,
+    Config: check_config,
+}
+"""Cross-field rules by struct; the loader runs them after validating each table's fields."""

@@ -1,0 +1,48 @@
+"""What the operations side reads of the running daemon.
+
+The HTTP server and the admin API are handed the daemon as this protocol,
+so that they depend on what they read, not on the composition root that
+builds them.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry
+
+from config import Config
+from gateway.fix.session import Session
+from gateway.ops.metrics import LoopLag
+from gateway.ops.reload import Reloader
+from gateway.orderflow.flow import OrderFlow
+
+
+class Running(Protocol):
+    """The daemon as operations see it."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def sessions(self) -> list[Session]: ...
+
+    @property
+    def order_flow(self) -> OrderFlow | None: ...
+
+    @property
+    def reloader(self) -> Reloader: ...
+
+    @property
+    def loop_lag(self) -> LoopLag: ...
+
+    @property
+    def metrics(self) -> CollectorRegistry: ...
+
+    def config_version(self) -> tuple[str, int]:
+        """``(version, generation)`` of the config in force."""
+        ...
+
+    def admin_token(self) -> str: ...
+
+    def ready(self) -> tuple[bool, str]: ...

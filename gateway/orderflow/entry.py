@@ -1,0 +1,207 @@
+"""Order entry: the client's requests, from a FIX message to a matcher call.
+
+:class:`OrderEntry` takes each in-sequence application message of a client
+session: a request resent with PossDupFlag that was worked already is
+ignored, the client's message rate is held to its limit, a NewOrderSingle is
+decoded, checked against the client's limits (open orders, size, notional,
+position) and submitted; cancels, replaces and status requests go to the
+matcher; MarketDataRequests to the market data service; anything else gets
+a BusinessMessageReject.  What the matcher answers is published and routed
+through :class:`~gateway.orderflow.routing.ChildRouting`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import structlog
+
+from gateway.fix.codec import FixMessage
+from gateway.fix.session import BusinessRejectReason, Session
+from gateway.orderflow.mapping import Refusal, decode_cancel, decode_new_order, decode_replace
+from gateway.orderflow.market_data import MarketDataService
+from gateway.orderflow.publish import Reports, refusal_reason
+from gateway.orderflow.routing import ChildRouting
+from gateway.orderflow.rules import Rules
+from gateway.orderflow.stats import FlowStats
+from matcher.engine import Matcher
+from matcher.orders import CancelReject, CxlRejReason, CxlRejResponseTo, OrdRejReason, OrdStatus
+from risk.limits import check
+from router.book import AggregatedBook
+from router.exposure import ExposureLedger
+from router.model import Instrument
+
+_log = structlog.get_logger("gateway.orderflow.entry")
+
+# NewOrderSingle, OrderCancelRequest, OrderCancelReplaceRequest
+_ORDER_REQUESTS = frozenset((b"D", b"F", b"G"))
+
+
+class OrderEntry:
+    """The requests of client sessions (see the module documentation)."""
+
+    def __init__(
+        self,
+        instruments: Mapping[str, Instrument],
+        matcher: Matcher,
+        book: AggregatedBook,
+        ledger: ExposureLedger,
+        market_data: MarketDataService,
+        reports: Reports,
+        routing: ChildRouting,
+        stats: FlowStats,
+        rules: Rules,
+    ) -> None:
+        self.instruments = instruments
+        self.matcher = matcher
+        self.book = book
+        self.ledger = ledger
+        self.market_data = market_data
+        self.stats = stats
+        self.rules = rules
+        self._reports = reports
+        self._routing = routing
+        # per client: [tokens, time of the last refill] (max_messages_per_second)
+        self._buckets: dict[str, list[float]] = {}
+
+    def on_message(self, session: Session, msg: FixMessage, now: float) -> None:
+        client = session.settings.TargetCompID
+        mt = msg.msg_type
+        if msg.get(43) == b"Y" and mt in _ORDER_REQUESTS and self._seen_before(client, msg):
+            return
+        limits = self.rules.client_limits.get(client)
+        rate = None if limits is None else limits.max_messages_per_second
+        if rate is not None and not self._within_rate(client, rate, now):
+            self._throttled(session, client, msg, rate, now)
+            return
+        if mt == b"D":
+            self._new_order(session, client, msg, now)
+        elif mt == b"F":
+            self._routing.publish(self.matcher.cancel(decode_cancel(msg, client)), now)
+        elif mt == b"G":
+            self._replace(client, msg, now)
+        elif mt == b"H":
+            status = self.matcher.status(client, (msg.get(11) or b"").decode("latin-1"))
+            if status is None:
+                self._reports.unknown_order_status(session, msg, now)
+            else:
+                self._reports.execution(status.client, status, now)
+        elif mt == b"V":
+            self.market_data.on_request(session, msg, now)
+        else:
+            self._reports.business_reject(
+                session, msg, BusinessRejectReason.UNSUPPORTED_MESSAGE_TYPE, now
+            )
+
+    def _seen_before(self, client: str, msg: FixMessage) -> bool:
+        """A request resent with PossDupFlag (after a crash, on the peer's
+        ResendRequest) whose ClOrdID the client has used already: it was
+        worked on the first time, and its answers reach the client through
+        the resend of ours.  Worked again, it would only earn a duplicate
+        ClOrdID reject."""
+        cl_ord_id = (msg.get(11) or b"").decode("latin-1")
+        if self.matcher.status(client, cl_ord_id) is None:
+            return False
+        _log.info(
+            "possible_duplicate_ignored",
+            client=client,
+            cl_ord_id=cl_ord_id,
+            msg_type=msg.msg_type.decode("latin-1"),
+        )
+        return True
+
+    def _new_order(self, session: Session, client: str, msg: FixMessage, now: float) -> None:
+        stats = self.stats
+        stats.orders_received[client] = stats.orders_received.get(client, 0) + 1
+        order = decode_new_order(msg, client, self.instruments)
+        if isinstance(order, Refusal):
+            self._reports.order_reject(
+                session, msg, order, refusal_reason(order.ord_rej_reason), now
+            )
+            return
+        limits = self.rules.client_limits.get(client)
+        if limits is not None:
+            cap = limits.max_open_orders
+            if cap is not None and self._reports.open_by_client.get(client, 0) >= cap:
+                text = f"max open orders reached: {cap} open (limit max_open_orders)"
+                refusal = Refusal(text, OrdRejReason.ORDER_EXCEEDS_LIMIT)
+                self._reports.order_reject(session, msg, refusal, "risk_max_open_orders", now)
+                return
+            exposure = self._routing.exposure(now)
+            breach = check(
+                order,
+                self.ledger.client_position(client, order.symbol),
+                limits,
+                exposure.usd_per_lot.get(order.symbol),
+            )
+            if breach is not None:
+                refusal = Refusal(breach.text, OrdRejReason.ORDER_EXCEEDS_LIMIT)
+                self._reports.order_reject(session, msg, refusal, f"risk_{breach.limit}", now)
+                return
+        result = self.matcher.submit(order, self.book.snapshot(order.symbol))
+        if result.executions:
+            self._reports.started[result.executions[0].order_id] = [now, ""]
+            self._reports.open_by_client[client] = self._reports.open_by_client.get(client, 0) + 1
+        self._routing.publish(result, now)
+
+    def _within_rate(self, client: str, rate: int, now: float) -> bool:
+        """Take a token from the client's bucket (``rate`` per second, one
+        second's worth at most); False when it is empty."""
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            bucket = self._buckets[client] = [float(rate), now]
+        tokens = min(float(rate), bucket[0] + (now - bucket[1]) * rate)
+        bucket[1] = now
+        if tokens < 1.0:
+            bucket[0] = tokens
+            return False
+        bucket[0] = tokens - 1.0
+        return True
+
+    def _throttled(
+        self, session: Session, client: str, msg: FixMessage, rate: int, now: float
+    ) -> None:
+        """Reject a message over the client's rate, in the form its type asks for."""
+        text = f"throttled: more than {rate} messages per second (limit max_messages_per_second)"
+        mt = msg.msg_type
+        if mt == b"D":
+            self.stats.received(client)
+            refusal = Refusal(text, OrdRejReason.OTHER)
+            self._reports.order_reject(session, msg, refusal, "throttled", now)
+        elif mt in (b"F", b"G"):
+            to = CxlRejResponseTo.CANCEL if mt == b"F" else CxlRejResponseTo.REPLACE
+            self._refuse_change(client, msg, to, text, now)
+        else:
+            self._reports.business_reject(
+                session, msg, BusinessRejectReason.OTHER, now, text=text.encode()
+            )
+
+    def _refuse_change(
+        self,
+        client: str,
+        msg: FixMessage,
+        response_to: CxlRejResponseTo,
+        text: str,
+        now: float,
+    ) -> None:
+        """OrderCancelReject for a cancel or replace refused before it
+        reached the matcher (no order is looked at)."""
+        reject = CancelReject(
+            client=client,
+            cl_ord_id=(msg.get(11) or b"").decode("latin-1"),
+            orig_cl_ord_id=(msg.get(41) or b"").decode("latin-1"),
+            order_id=None,
+            status=OrdStatus.REJECTED,
+            reason=CxlRejReason.OTHER,
+            response_to=response_to,
+            text=text,
+        )
+        self._reports.cancel_reject(reject, now)
+
+    def _replace(self, client: str, msg: FixMessage, now: float) -> None:
+        replace = decode_replace(msg, client, self.instruments)
+        if isinstance(replace, Refusal):
+            self._refuse_change(client, msg, CxlRejResponseTo.REPLACE, replace.text, now)
+            return
+        symbol = (msg.get(55) or b"").decode("latin-1")
+        self._routing.publish(self.matcher.replace(replace, self.book.snapshot(symbol)), now)

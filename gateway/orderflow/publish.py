@@ -1,0 +1,209 @@
+"""Publishing: what the order flow tells its clients, and how it leaves.
+
+Every message to a client goes through :meth:`Reports.send`: it is stored by
+the client's session, copied to the order journal (so that a store found
+behind the journal after a crash can be completed), and handed to the
+outbox, which writes the journal batch, then the store, then the socket at
+the end of the loop turn.  ExecutionReports come from matcher results;
+order rejects, cancel rejects and business rejects from the order entry.
+An order reaching a final status is counted here (latency, final status,
+open orders per client).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import structlog
+
+from gateway.fix import codec
+from gateway.fix.codec import FixMessage
+from gateway.fix.session import Session, business_reject_body
+from gateway.net.transport import Outbox
+from gateway.orderflow.journal import OrderJournal
+from gateway.orderflow.journal_entries import Message, OrderState
+from gateway.orderflow.mapping import (
+    Refusal,
+    cancel_reject_body,
+    execution_body,
+    new_order_reject_body,
+    unknown_order_status_body,
+)
+from gateway.orderflow.stats import FlowStats
+from matcher.engine import Matcher, Result
+from matcher.orders import FINAL_STATUSES, CancelReject, Execution, OrdRejReason, OrdStatus
+from router.model import Instrument
+
+_log = structlog.get_logger("gateway.orderflow.publish")
+
+_REJECT_REASONS = {r.value: r.name.lower() for r in OrdRejReason}
+# an order's final status as the metrics name it (an Enum's name is a
+# descriptor call on every read)
+_STATUS_NAMES: Final[dict[OrdStatus, str]] = {s: s.name.lower() for s in OrdStatus}
+
+
+def refusal_reason(code: int) -> str:
+    """A metric label for an OrdRejReason."""
+    return _REJECT_REASONS.get(code, "other")
+
+
+class Reports:
+    """The client side of the order flow's output (see the module docs).
+
+    ``started`` and ``open_by_client`` are the flow's bookkeeping of orders
+    not yet final: an order's arrival time and the policy of its first
+    routing, and the orders each client has open (``max_open_orders``).
+    """
+
+    def __init__(
+        self,
+        sessions: Mapping[str, Session],
+        instruments: Mapping[str, Instrument],
+        matcher: Matcher,
+        stats: FlowStats,
+        outbox: Outbox,
+        journal: OrderJournal | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.sessions = dict(sessions)  # client CompID -> session
+        self._instruments = instruments
+        self._matcher = matcher
+        self._stats = stats
+        self._outbox = outbox
+        self._journal = journal
+        self._clock = clock
+        # order id -> [arrival time (None: from an earlier run), policy of its first routing]
+        self.started: dict[str, list[Any]] = {}
+        # orders counted against max_open_orders: accepted and not final
+        self.open_by_client: dict[str, int] = {}
+        self._exec_seq = 0
+
+    def send(self, session: Session, msg_type: bytes, body: bytes, now: float) -> None:
+        """Store, journal and write one message to a client."""
+        seq, raw = session.send_recorded(msg_type, body, now)
+        journal = self._journal
+        if journal is not None:
+            journal.add(Message(session.session_id, session.store.creation_time, seq, raw))
+        self._outbox.wake(session)
+
+    # -- matcher results ------------------------------------------------------------
+
+    def publish(self, result: Result, now: float, touched: str = "") -> None:
+        """Journal the orders a matcher call changed and report its
+        executions and cancel rejects; ``touched`` names an order the call
+        changed without reporting it.  (Its routes are the routing's.)"""
+        if self._journal is not None:
+            self._journal_orders(result, touched)
+        for ex in result.executions:
+            self.execution(ex.client, ex, now)
+        for reject in result.cancel_rejects:
+            self.cancel_reject(reject, now)
+
+    def _journal_orders(self, result: Result, touched: str) -> None:
+        """One OrderState entry per order the matcher call changed."""
+        add = self._journal.add  # type: ignore[union-attr]
+        find = self._matcher.find
+        seen = set()
+        for ex in result.executions:
+            order_id = ex.order_id
+            if order_id not in seen:
+                seen.add(order_id)
+                order = find(order_id, ex.client, ex.cl_ord_id)
+                if order is not None:
+                    add(OrderState(order))
+        for need in result.routes:
+            if need.order_id not in seen:
+                seen.add(need.order_id)
+                order = find(need.order_id, need.client, need.cl_ord_id)
+                if order is not None:
+                    add(OrderState(order))
+        if touched and touched not in seen:
+            order = find(touched, "", "")
+            if order is not None:
+                add(OrderState(order))
+
+    def execution(self, client: str, ex: Execution, now: float) -> None:
+        """An ExecutionReport to ``client``; an order's final one is counted."""
+        session = self.sessions.get(client)
+        if session is not None:
+            instrument = self._instruments[ex.symbol]
+            body = execution_body(ex, instrument, codec.format_utc_timestamp(now))
+            self.send(session, b"8", body, now)
+        if ex.status in FINAL_STATUSES:
+            started = self.started.pop(ex.order_id, None)
+            if started is not None:
+                self._order_done(ex, started)
+
+    def _order_done(self, ex: Execution, started: list[Any]) -> None:
+        """Count an order that reached its final state."""
+        self.open_by_client[ex.client] -= 1
+        stats = self._stats
+        if started[0] is not None:  # None: an order from an earlier run
+            latency = self._clock() - started[0]
+            stats.latency.observe(latency)
+            if started[1]:
+                stats.policy(started[1]).latency.observe(latency)
+        stats.final(ex.client, _STATUS_NAMES[ex.status])
+        if ex.status is OrdStatus.REJECTED:
+            reason = ex.ord_rej_reason
+            stats.rejected(ex.client, refusal_reason(reason if reason is not None else 99))
+            _log.info(
+                "order_rejected",
+                client=ex.client,
+                cl_ord_id=ex.cl_ord_id,
+                order_id=ex.order_id,
+                reason=ex.text,
+            )
+
+    def cancel_reject(self, reject: CancelReject, now: float) -> None:
+        """An OrderCancelReject to the client that asked."""
+        session = self.sessions.get(reject.client)
+        if session is not None:
+            body = cancel_reject_body(reject, codec.format_utc_timestamp(now))
+            self.send(session, b"9", body, now)
+        _log.info(
+            "cancel_rejected",
+            client=reject.client,
+            cl_ord_id=reject.cl_ord_id,
+            orig_cl_ord_id=reject.orig_cl_ord_id,
+            response_to=reject.response_to.name.lower(),
+            reason=reject.text,
+        )
+
+    # -- answers to requests the matcher never saw ----------------------------------
+
+    def order_reject(
+        self, session: Session, msg: FixMessage, refusal: Refusal, reason: str, now: float
+    ) -> None:
+        """ExecutionReport (Rejected) for a NewOrderSingle refused before the
+        matcher; ``reason`` is the metric label."""
+        self._exec_seq += 1
+        body = new_order_reject_body(msg, refusal, f"R{self._exec_seq}")
+        self.send(session, b"8", body, now)
+        client = session.settings.TargetCompID
+        self._stats.rejected(client, reason)
+        self._stats.final(client, "rejected")
+        _log.info(
+            "order_rejected",
+            session=session.session_id,
+            cl_ord_id=(msg.get(11) or b"").decode("latin-1"),
+            reason=refusal.text,
+        )
+
+    def unknown_order_status(self, session: Session, msg: FixMessage, now: float) -> None:
+        """ExecutionReport (ExecType I, OrdStatus Rejected) for a status
+        request naming no order of this client."""
+        self._exec_seq += 1
+        self.send(session, b"8", unknown_order_status_body(msg, f"S{self._exec_seq}"), now)
+
+    def business_reject(
+        self,
+        session: Session,
+        msg: FixMessage,
+        reason: int,
+        now: float,
+        text: bytes | None = None,
+    ) -> None:
+        """BusinessMessageReject (j) of ``msg``."""
+        self.send(session, b"j", business_reject_body(msg, reason, text), now)

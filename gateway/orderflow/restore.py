@@ -1,0 +1,188 @@
+"""Restore and checkpoint: the order flow's state to and from the journal.
+
+At start, :func:`complete_stores` gives back to the client session stores
+the messages the journal copied that a crash kept from them, and
+:func:`restore` takes back what an earlier run left (orders into the
+matcher, children in flight into routings, open-order counts); orders that
+were out at LPs with no child left to wait for are settled once the LP
+adapters are started (:meth:`ChildRouting.start`).  :func:`checkpoint_entries`
+is the state now as journal entries, which replace the journal at a
+checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import structlog
+
+from config import ConfigError
+from gateway.fix.session import Session
+from gateway.orderflow.journal_entries import (
+    Entry,
+    Expiring,
+    InFlight,
+    OrderState,
+    Positions,
+    Run,
+)
+from gateway.orderflow.publish import Reports
+from gateway.orderflow.recovery import RecoveredChild, Recovery
+from gateway.orderflow.routing import Child, ChildRouting, Routing
+from matcher.engine import Matcher, RouteNeed
+from router.exposure import ExposureLedger
+from router.model import ChildOrder
+
+_log = structlog.get_logger("gateway.orderflow.restore")
+
+
+class Restored:
+    """What :func:`restore` leaves for the start: per LP, the children to
+    hand back to its adapter (with their open lots), and the orders to
+    settle."""
+
+    def __init__(self) -> None:
+        self.children: dict[str, list[tuple[ChildOrder, int]]] = {}
+        self.orphans: list[str] = []
+
+
+def complete_stores(sessions: Iterable[Session], recovery: Recovery) -> None:
+    """Messages the journal holds for a client session whose store did
+    not get them (the crash fell between the two writes) are stored
+    now, under their numbers, for the client's next ResendRequest."""
+    for session in sessions:
+        store = session.store
+        added = 0
+        for message in recovery.messages.get(session.session_id, ()):
+            if message.created == store.creation_time and message.seq >= store.next_sender_seq:
+                store.append_sent(message.seq, message.raw)
+                added += 1
+        if added:
+            store.flush()
+            _log.warning(
+                "session_store_completed_from_journal",
+                session=session.session_id,
+                messages=added,
+                next_sender_seq=store.next_sender_seq,
+            )
+
+
+def checkpoint_entries(
+    run: int, matcher: Matcher, ledger: ExposureLedger, routing: ChildRouting
+) -> Iterator[Entry]:
+    """The state as journal entries, for a checkpoint."""
+    yield Run(run)
+    lps, clients, last_price = ledger.positions()
+    yield Positions(lps, clients, last_price)
+    for order in matcher.orders():
+        yield OrderState(order)
+    for in_flight in routing.routings.values():
+        for child in in_flight.children.values():
+            yield InFlight(child.order, child.open, sorted(child.exec_ids or ()))
+    for child_order, exec_ids in routing.abandoned.values():
+        yield InFlight(child_order, 0, sorted(exec_ids), abandoned=True)
+    yield Expiring(sorted(matcher.expiring))
+
+
+def restore(
+    recovery: Recovery,
+    matcher: Matcher,
+    routing: ChildRouting,
+    reports: Reports,
+    now: float,
+) -> Restored:
+    """Take back the state an earlier run left in the journal: orders
+    into the matcher, children in flight into routings (their LP
+    adapters find out what became of them once started), positions
+    are already in the ledger.  Returns what is left to do once the
+    adapters are started."""
+    restored = Restored()
+    orders = recovery.orders.values()
+    opened = sorted((o for o in orders if not o.is_final), key=lambda o: o.seq)
+    gone = sorted({o.symbol for o in opened} - set(routing.instruments))
+    if gone:
+        raise ConfigError(
+            [
+                f"instruments: {symbol} is not configured, but the order journal holds "
+                f"open orders in it; configure it until they are closed"
+                for symbol in gone
+            ]
+        )
+    matcher.restore([o for o in orders if o.is_final] + opened, recovery.expiring)
+    by_parent: dict[str, list[RecoveredChild]] = {}
+    for recovered in recovery.children.values():
+        child = recovered.child
+        parent = matcher.find(child.parent_id, "", "")
+        if recovered.abandoned or parent is None or not parent.routing_qty:
+            routing.abandoned[child.child_id] = (child, recovered.exec_ids)
+        else:
+            by_parent.setdefault(child.parent_id, []).append(recovered)
+        restored.children.setdefault(child.lp, []).append((child, recovered.open))
+    rules = routing.rules
+    for order in opened:
+        client = order.client
+        reports.open_by_client[client] = reports.open_by_client.get(client, 0) + 1
+        policy = rules.policy_for(client, order.cl_ord_id)
+        reports.started[order.order_id] = [None, policy]
+        if not order.routing_qty:
+            continue
+        children = by_parent.get(order.order_id)
+        in_flight = sum(c.open for c in children) if children else 0
+        if not children or in_flight > order.routing_qty:
+            _log.error(
+                "recovered_routing_inconsistent",
+                order_id=order.order_id,
+                routing_qty=order.routing_qty,
+                in_flight=in_flight,
+            )
+            for recovered in children or ():
+                routing.abandoned[recovered.child.child_id] = (
+                    recovered.child,
+                    recovered.exec_ids,
+                )
+            restored.orphans.append(order.order_id)
+            continue
+        need = RouteNeed(
+            order.order_id,
+            client,
+            order.symbol,
+            order.side,
+            order.routing_qty,
+            order.price,
+            order.tif,
+            order.cl_ord_id,
+        )
+        routing.routing_seq += 1
+        # what comes back is not routed again: it returns to the order
+        resumed = Routing(
+            need,
+            routing.instruments[order.symbol],
+            rules.config.routing.max_reroutes,
+            routing.routing_seq,
+            rules,
+            policy,
+        )
+        resumed.returned = order.routing_qty - in_flight
+        for recovered in children:
+            child = recovered.child
+            resumed.children[child.child_id] = Child(
+                child,
+                recovered.open,
+                now,
+                answered=True,
+                exec_ids=recovered.exec_ids,
+            )
+            routing.children[child.child_id] = order.order_id
+            routing.ledger.reserve(child.lp, child.symbol, recovered.open)
+        routing.routings[order.order_id] = resumed
+    _log.info(
+        "orders_recovered",
+        run=routing.run,
+        open=len(opened),
+        final=len(recovery.orders) - len(opened),
+        routings=len(routing.routings),
+        children_to_check=sum(len(c) for c in restored.children.values()),
+        fills=recovery.fills,
+        duplicate_fills=recovery.duplicate_fills,
+    )
+    return restored

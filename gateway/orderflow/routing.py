@@ -1,0 +1,640 @@
+"""Routing of child orders: from a matcher's route need to children at LPs,
+and everything the LPs answer.
+
+:class:`ChildRouting` runs the routing policy over a book snapshot and an
+exposure snapshot, sends the children through the LP adapters, times them
+out, and takes every LP event: quotes into the aggregated book (and market
+data, and the matcher's resting orders), acks, fills booked to the exposure
+ledger and the journal, rejects and cancels.  When all children of a routing
+have ended, what is left is routed again (excluding the LPs that rejected or
+dropped) up to ``max_reroutes`` times, and only then handed back to the
+matcher, which rests or cancels it by the order's TimeInForce.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+
+import structlog
+
+from gateway.orderflow.journal import OrderJournal
+from gateway.orderflow.journal_entries import Abandoned, Ended, Filled, Sent
+from gateway.orderflow.market_data import MarketDataService
+from gateway.orderflow.publish import Reports
+from gateway.orderflow.recovery import HOUSE
+from gateway.orderflow.rules import Rules
+from gateway.orderflow.stats import FlowStats
+from lp_adapters.base import DISCONNECTED_REASON, LpAdapter
+from matcher.engine import Matcher, Result, RouteNeed
+from router.book import AggregatedBook
+from router.exposure import ExposureLedger, ExposureSnapshot
+from router.model import (
+    ChildAck,
+    ChildCanceled,
+    ChildFill,
+    ChildOrder,
+    ChildReject,
+    Instrument,
+    LpEvent,
+    LpStatus,
+    Quote,
+    Side,
+)
+from router.policy import RouteRequest
+
+_log = structlog.get_logger("gateway.orderflow.routing")
+
+# how stale the USD valuation of positions may get
+_EXPOSURE_MARK_INTERVAL: Final = 0.1
+
+# how late a child-order timeout may be noticed (one timer serves them all)
+_TIMEOUT_RESOLUTION: Final = 0.01
+
+# children given up on and still watched for a late fill
+_MAX_ABANDONED: Final = 10_000
+
+
+# Plain classes, not dataclasses: see "The compiled order path" in the README.
+
+
+class Child:
+    """A child order at an LP, as the routing that sent it keeps it."""
+
+    def __init__(
+        self,
+        order: ChildOrder,
+        open: int,
+        sent_at: float,
+        answered: bool = False,
+        exec_ids: set[str] | None = None,
+    ) -> None:
+        self.order = order
+        self.open = open
+        self.sent_at = sent_at
+        self.answered = answered
+        self.exec_ids = exec_ids  # fills applied, to apply a repeated one once
+
+    @property
+    def lp(self) -> str:
+        return self.order.lp
+
+    @property
+    def qty(self) -> int:
+        return self.order.qty
+
+
+class Routing:
+    """One routing of an order's remainder: its children and what came back."""
+
+    def __init__(
+        self,
+        need: RouteNeed,
+        instrument: Instrument,
+        attempt: int,
+        serial: int,
+        rules: Rules,
+        policy: str,
+        excluded: set[str] | None = None,
+    ) -> None:
+        self.need = need
+        self.instrument = instrument
+        self.attempt = attempt
+        self.serial = serial  # tells this routing from a later one of the same order
+        self.rules = rules  # the rules it started under; its re-routes follow them too
+        self.policy = policy
+        self.children: dict[str, Child] = {}
+        self.returned = 0
+        self.excluded: set[str] = set() if excluded is None else excluded
+        self.reasons: list[str] = []
+        self.cancel_sent = False
+
+
+class ChildRouting:
+    """Routings in flight, their children at LPs, and the LP events.
+
+    The state it owns: ``routings`` (parent order id -> routing in flight),
+    ``children`` (child id -> parent order id), ``abandoned`` (children
+    given up on: a late fill still moves the LP's position) and ``down``
+    (LPs not up: routed to by no one).
+    """
+
+    def __init__(
+        self,
+        instruments: Mapping[str, Instrument],
+        matcher: Matcher,
+        book: AggregatedBook,
+        ledger: ExposureLedger,
+        market_data: MarketDataService,
+        reports: Reports,
+        stats: FlowStats,
+        journal: OrderJournal | None,
+        rules: Rules,
+        clock: Callable[[], float],
+        run: str,
+    ) -> None:
+        self.instruments = instruments
+        self.matcher = matcher
+        self.book = book
+        self.ledger = ledger
+        self.market_data = market_data
+        self.stats = stats
+        self.journal = journal
+        self.rules = rules
+        self.debug = False
+        self._reports = reports
+        self._clock = clock
+        self.run = run  # in child ids: they never repeat across runs
+        self.adapters: dict[str, LpAdapter] = {}
+        self.routings: dict[str, Routing] = {}
+        self.children: dict[str, str] = {}
+        self.abandoned: dict[str, tuple[ChildOrder, set[str]]] = {}
+        self.down: frozenset[str] = frozenset()
+        self._marked_at = float("-inf")
+        self._child_seq = 0
+        self.routing_seq = 0
+        # heap of (deadline, parent order id, routing serial)
+        self._deadlines: list[tuple[float, str, int]] = []
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lp_handlers: dict[type, Callable[[Any, float], None]] = {
+            Quote: self._on_quote,
+            ChildFill: self._on_fill,
+            ChildReject: self._on_child_end,
+            ChildCanceled: self._on_child_end,
+            LpStatus: self._on_lp_status,
+            ChildAck: self._on_ack,
+        }
+
+    def attach(self, adapters: Mapping[str, LpAdapter]) -> None:
+        """The LP adapters, built with :meth:`on_lp_event` as their sink;
+        each is down until it says it is up."""
+        self.adapters = dict(adapters)
+        self.down = frozenset(self.adapters)
+
+    async def start(
+        self, recovered: Mapping[str, Sequence[tuple[ChildOrder, int]]], orphans: Sequence[str]
+    ) -> None:
+        """Hand each adapter the children an earlier run left with it
+        (``recovered``: per LP, child and open lots), connect the adapters,
+        time the routings restored from now on, settle the ``orphans``
+        (orders out at LPs with no child left to wait for) and start
+        dropping stale quotes."""
+        loop = asyncio.get_running_loop()
+        for lp, children in recovered.items():
+            adapter = self.adapters.get(lp)
+            if adapter is not None:
+                try:
+                    adapter.recover(children)
+                except Exception:
+                    # its children are timed out and given up like any
+                    _log.exception("lp_adapter_failed", lp=lp, call="recover")
+                continue
+            _log.error("recovered_children_of_unknown_lp", lp=lp, children=len(children))
+            for child, open_lots in children:
+                reason = f"{lp} is no longer configured"
+                loop.call_soon(self.on_lp_event, ChildCanceled(child.child_id, open_lots, reason))
+        outcomes = await asyncio.gather(
+            *(a.connect() for a in self.adapters.values()), return_exceptions=True
+        )
+        for name, outcome in zip(self.adapters, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                _log.error("lp_adapter_failed", lp=name, call="connect", error=repr(outcome))
+        self.down = frozenset(name for name, a in self.adapters.items() if not a.up)
+        now = self._clock()
+        # what came back from an earlier run is timed from now on
+        for routing in self.routings.values():
+            self.watch(routing, now)
+        for order_id in orphans:
+            self._settle_orphan(order_id, now)
+        task = loop.create_task(self._drop_stale_quotes(), name="order-flow:stale-quotes")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    async def stop(self) -> None:
+        """Stop the timers and tasks, disconnect the adapters."""
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(a.disconnect() for a in self.adapters.values()))
+
+    def _settle_orphan(self, order_id: str, now: float) -> None:
+        """An order recovered as out at LPs with no child to wait for: its
+        routed lots come back to it."""
+        order = self.matcher.find(order_id, "", "")
+        if order is None or not order.routing_qty:
+            return
+        result = self.matcher.on_route_done(
+            order_id, order.routing_qty, "gateway restarted", self.book.snapshot(order.symbol)
+        )
+        self.publish(result, now, order_id)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("task_failed", task=task.get_name(), error=repr(task.exception()))
+
+    async def _drop_stale_quotes(self) -> None:
+        """Quotes older than ``routing.quote_max_age_ms`` leave the book."""
+        while True:
+            max_age = self.rules.config.routing.quote_max_age_ms / 1000
+            await asyncio.sleep(max_age / 2)
+            now = self._clock()
+            for lp, symbol in self.book.drop_stale(now, max_age):
+                _log.warning("stale_quote_dropped", lp=lp, symbol=symbol)
+                self.market_data.on_book_update(symbol, self.book.snapshot(symbol), now)
+
+    @staticmethod
+    def _loop() -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    def exposure(self, now: float) -> ExposureSnapshot:
+        """The exposure snapshot routing and risk read: positions and child
+        orders in flight as they are now, valued at mids at most
+        ``_EXPOSURE_MARK_INTERVAL`` seconds old."""
+        if now - self._marked_at >= _EXPOSURE_MARK_INTERVAL:
+            self.ledger.mark(self.book)
+            self._marked_at = now
+        return self.ledger.current()
+
+    def publish(self, result: Result, now: float, touched: str = "") -> None:
+        """Journal and report what a matcher call produced, and route what
+        it left to route; ``touched`` names an order the call changed
+        without reporting it."""
+        self._reports.publish(result, now, touched)
+        for need in result.routes:
+            self.route(need, 0, set(), now)
+
+    # -- routing ---------------------------------------------------------------------
+
+    def route(
+        self,
+        need: RouteNeed,
+        attempt: int,
+        excluded: set[str],
+        now: float,
+        rules: Rules | None = None,
+        policy: str = "",
+    ) -> None:
+        """Route ``need``: a first routing takes the rules in force and
+        chooses its policy by the order's ClOrdID; a re-route (``attempt`` >
+        0) follows the rules and the policy of the routing it continues."""
+        if rules is None:
+            rules = self.rules
+            policy = rules.policy_for(need.client, need.cl_ord_id)
+            started = self._reports.started.get(need.order_id)
+            if started is not None and not started[1]:
+                started[1] = policy
+                self.stats.policy(policy).orders += 1
+        policy_stats = self.stats.policy(policy)
+        policy_stats.routings += 1
+        policy_stats.routed_lots += need.qty
+        instrument = self.instruments[need.symbol]
+        snapshot = self.book.snapshot(need.symbol)
+        plan = None
+        if snapshot is not None:
+            request = RouteRequest(
+                need.order_id,
+                need.client,
+                need.symbol,
+                need.side,
+                need.qty,
+                need.price,
+                instrument,
+            )
+            avoid = frozenset(excluded | self.down) if excluded else self.down
+            plan = rules.policies[policy].route(
+                request, snapshot, self.exposure(now), rules.limits, avoid
+            )
+            if self.debug:
+                _log.debug(
+                    "route_decision",
+                    client=need.client,
+                    cl_ord_id=need.cl_ord_id,
+                    order_id=need.order_id,
+                    policy=policy,
+                    attempt=attempt,
+                    children=[(c.lp, c.qty, c.price) for c in plan.children],
+                    unallocated=plan.remainder,
+                    reason=plan.reason,
+                )
+        if plan is None or not plan.children:
+            reason = plan.reason if plan is not None and plan.reason else "no liquidity"
+            _log.info(
+                "route_empty",
+                client=need.client,
+                cl_ord_id=need.cl_ord_id,
+                order_id=need.order_id,
+                policy=policy,
+                reason=reason,
+                attempt=attempt,
+            )
+            self.publish(
+                self.matcher.on_route_done(
+                    need.order_id, need.qty, reason, self.book.snapshot(need.symbol)
+                ),
+                now,
+                need.order_id,
+            )
+            return
+        self.routing_seq += 1
+        routing = Routing(
+            need, instrument, attempt, self.routing_seq, rules, policy, excluded=excluded
+        )
+        routing.returned = plan.remainder
+        if plan.reason:
+            routing.reasons.append(plan.reason)
+        self.routings[need.order_id] = routing
+        self.watch(routing, now)
+        # adapters answer on a later loop iteration, never inside send()
+        order_id = need.order_id
+        symbol = need.symbol
+        side = need.side
+        journal = self.journal
+        sends = []
+        for lp, qty, price in plan.children:
+            self._child_seq += 1
+            child_id = f"{order_id}.{self.run}C{self._child_seq}"
+            child = ChildOrder(child_id, order_id, lp, symbol, side, qty, price)
+            routing.children[child_id] = Child(child, qty, now)
+            self.children[child_id] = order_id
+            self.stats.lp(lp).children += 1
+            self.ledger.reserve(lp, symbol, qty)
+            if journal is not None:
+                journal.add(Sent(child))
+            sends.append(child)
+        for child in sends:
+            try:
+                self.adapters[child.lp].send(child)
+            except Exception as exc:
+                # an adapter's bug is that LP's reject, answered like one
+                _log.exception("lp_adapter_failed", lp=child.lp, call="send")
+                reject = ChildReject(child.child_id, f"LP adapter error: {exc!r}")
+                self._loop().call_soon(self.on_lp_event, reject)
+
+    # -- child-order timeouts ---------------------------------------------------------
+    #
+    # One timer for all routings: each routing (and each cancel sent after a
+    # timeout) adds a deadline to a FIFO queue; the timer fires for the oldest
+    # deadline, at most every _TIMEOUT_RESOLUTION seconds, and skips the
+    # routings that have finished meanwhile.
+
+    def watch(self, routing: Routing, now: float) -> None:
+        deadline = now + routing.rules.config.routing.child_timeout_ms / 1000
+        heapq.heappush(self._deadlines, (deadline, routing.need.order_id, routing.serial))
+        if self._deadline_timer is None:
+            self._arm_deadlines(now)
+
+    def _arm_deadlines(self, now: float) -> None:
+        delay = max(self._deadlines[0][0] - now, _TIMEOUT_RESOLUTION)
+        self._deadline_timer = self._loop().call_later(delay, self._on_deadlines)
+
+    def _on_deadlines(self) -> None:
+        self._deadline_timer = None
+        now = self._clock()
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _deadline, parent, serial = heapq.heappop(deadlines)
+            routing = self.routings.get(parent)
+            if routing is not None and routing.serial == serial:
+                self._on_route_timeout(routing, now)
+        if deadlines:
+            self._arm_deadlines(now)
+
+    def on_lp_event(self, event: LpEvent) -> None:
+        """The adapters' sink: called on the event loop for every LP event.
+        An event the flow cannot take is logged and dropped: it must not
+        break the adapter that delivered it."""
+        try:
+            self._lp_handlers[type(event)](event, self._clock())
+        except Exception:
+            _log.exception("lp_event_failed", lp_event=repr(event))
+
+    def _on_quote(self, quote: Quote, now: float) -> None:
+        self.book.update(quote)
+        symbol = quote.symbol
+        if not self.ledger.is_marked(symbol):
+            # a symbol quoted for the first time (or again after all its LPs
+            # were down) is valued at once, not at the next mark
+            self._marked_at = float("-inf")
+        snapshot = self.book.snapshot(symbol)
+        self.market_data.on_book_update(symbol, snapshot, now)
+        if snapshot is not None:
+            self.publish(self.matcher.on_market(symbol, snapshot), now)
+
+    def _on_lp_status(self, status: LpStatus, now: float) -> None:
+        _log.info("lp_status", lp=status.lp, up=status.up, reason=status.reason)
+        if status.up:
+            self.down = self.down - {status.lp}
+            return
+        self.down = self.down | {status.lp}
+        for symbol in self.book.remove_lp(status.lp):
+            self.market_data.on_book_update(symbol, self.book.snapshot(symbol), now)
+
+    def _on_ack(self, ack: ChildAck, now: float) -> None:
+        parent = self.children.get(ack.child_id)
+        routing = self.routings.get(parent) if parent is not None else None
+        if routing is not None:
+            self._answered(routing.children[ack.child_id], now)
+
+    def _answered(self, child: Child, now: float) -> None:
+        if not child.answered:
+            child.answered = True
+            self.stats.lp(child.lp).ack_latency.observe(now - child.sent_at)
+
+    def _on_route_timeout(self, routing: Routing, now: float) -> None:
+        """Children unanswered after ``child_timeout_ms`` are canceled at their
+        LP; if a further timeout passes without an answer they are given up:
+        their quantity is routed elsewhere or returned to the order."""
+        parent = routing.need.order_id
+        if not routing.cancel_sent:
+            routing.cancel_sent = True
+            for child_id, child in routing.children.items():
+                _log.warning("child_timeout", lp=child.lp, child_id=child_id, open_qty=child.open)
+                try:
+                    self.adapters[child.lp].cancel(child_id)
+                except Exception:
+                    # the child is given up after the next timeout anyway
+                    _log.exception("lp_adapter_failed", lp=child.lp, call="cancel")
+            # the cancels may have ended the routing already
+            if self.routings.get(parent) is routing:
+                self.watch(routing, now)
+            return
+        for child_id, child in list(routing.children.items()):
+            _log.error("child_unresolved", lp=child.lp, child_id=child_id, open_qty=child.open)
+            lp_stats = self.stats.lp(child.lp)
+            lp_stats.timeouts += 1
+            if child.open < child.qty:
+                lp_stats.filled += 1
+            else:
+                lp_stats.unfilled += 1
+            self._abandon(child_id, child)
+            routing.excluded.add(child.lp)
+            reason = "lp did not finish in time" if child.answered else "lp did not answer"
+            self._child_done(parent, routing, child_id, child.open, reason, now)
+
+    def _on_fill(self, fill: ChildFill, now: float) -> None:
+        parent = self.children.get(fill.child_id)
+        routing = self.routings.get(parent) if parent is not None else None
+        if parent is None or routing is None:
+            abandoned = self.abandoned.get(fill.child_id)
+            if abandoned is None:
+                _log.warning("fill_for_unknown_child", child_id=fill.child_id, exec_id=fill.exec_id)
+                return
+            child_order, exec_ids = abandoned
+            if fill.exec_id in exec_ids:
+                return
+            exec_ids.add(fill.exec_id)
+            lp = child_order.lp
+            # the client was told this quantity did not fill: the house holds it
+            self._book_fill(fill, lp, HOUSE, child_order.symbol, child_order.side)
+            _log.error(
+                "late_fill_after_timeout",
+                lp=lp,
+                order_id=child_order.parent_id,
+                child_id=fill.child_id,
+                qty=fill.qty,
+                price=fill.price,
+            )
+            return
+        child = routing.children[fill.child_id]
+        seen = child.exec_ids
+        if seen is None:
+            seen = child.exec_ids = set()
+        elif fill.exec_id in seen:
+            _log.warning("duplicate_fill_ignored", lp=child.lp, exec_id=fill.exec_id)
+            return
+        seen.add(fill.exec_id)
+        if not child.answered:
+            self._answered(child, now)
+        lp_stats = self.stats.lp(child.lp)
+        lp_stats.fills += 1
+        lp_stats.filled_lots += fill.qty
+        self.stats.policy(routing.policy).filled_lots += fill.qty
+        need = routing.need
+        qty = fill.qty
+        if qty > child.open:
+            # the LP filled more than it was asked: what the client did not
+            # order is the house's, and the LP's exposure is what it says
+            _log.error(
+                "lp_overfill",
+                lp=child.lp,
+                child_id=fill.child_id,
+                exec_id=fill.exec_id,
+                qty=qty,
+                open_qty=child.open,
+            )
+            self._book_fill(fill, child.lp, HOUSE, need.symbol, need.side, qty - child.open)
+            qty = child.open
+        if qty:
+            child.open -= qty
+            self.ledger.reserve(child.lp, need.symbol, -qty)
+            self._book_fill(fill, child.lp, need.client, need.symbol, need.side, qty)
+            self.publish(self.matcher.on_fill(parent, qty, fill.price, child.lp), now)
+        if fill.leaves == 0:
+            lp_stats.filled += 1
+            # lots the LP ends without filling come back to the order
+            self._child_done(parent, routing, fill.child_id, child.open, "", now)
+
+    def _book_fill(
+        self,
+        fill: ChildFill,
+        lp: str,
+        account: str,
+        symbol: str,
+        side: Side,
+        qty: int | None = None,
+    ) -> None:
+        """Apply an LP fill (``qty`` lots of it, all by default) to the
+        exposure ledger, and journal it."""
+        lots = fill.qty if qty is None else qty
+        self.ledger.apply_fill(lp, account, symbol, side, lots, fill.price)
+        if self.journal is not None:
+            self.journal.add(
+                Filled(fill.child_id, fill.exec_id, lp, account, symbol, side, lots, fill.price)
+            )
+
+    def _on_child_end(self, event: ChildReject | ChildCanceled, now: float) -> None:
+        parent = self.children.get(event.child_id)
+        routing = self.routings.get(parent) if parent is not None else None
+        if parent is None or routing is None:
+            return
+        child = routing.children[event.child_id]
+        self._answered(child, now)
+        lp_stats = self.stats.lp(child.lp)
+        # an LP that rejected, dropped or had to be canceled after a timeout
+        # gets no more of this order; one that just lacked liquidity at the
+        # limit (IOC remainder, price moved) may be asked again at its new price
+        if isinstance(event, ChildReject):
+            lp_stats.rejected += 1
+            routing.excluded.add(child.lp)
+            _log.info(
+                "child_rejected",
+                lp=child.lp,
+                client=routing.need.client,
+                cl_ord_id=routing.need.cl_ord_id,
+                child_id=event.child_id,
+                reason=event.reason,
+            )
+        else:
+            if child.open < child.qty:
+                lp_stats.filled += 1
+            else:
+                lp_stats.unfilled += 1
+            if event.reason == DISCONNECTED_REASON or routing.cancel_sent:
+                routing.excluded.add(child.lp)
+            if event.reason == DISCONNECTED_REASON:
+                # the LP may have filled it before it saw the drop, and
+                # report that after the link is back: booked to the house
+                self._abandon(event.child_id, child)
+        self._child_done(parent, routing, event.child_id, child.open, event.reason, now)
+
+    def _abandon(self, child_id: str, child: Child) -> None:
+        """Give up on a child the LP answers no more: a fill it reports later
+        is still applied (once) to the LP's exposure, booked to the house."""
+        abandoned = self.abandoned
+        abandoned[child_id] = (child.order, child.exec_ids or set())
+        if self.journal is not None:
+            self.journal.add(Abandoned(child_id))
+        while len(abandoned) > _MAX_ABANDONED:
+            oldest = next(iter(abandoned))
+            _log.error("abandoned_child_forgotten", child_id=oldest, lp=abandoned[oldest][0].lp)
+            del abandoned[oldest]
+
+    def _child_done(
+        self, parent: str, routing: Routing, child_id: str, returned: int, reason: str, now: float
+    ) -> None:
+        child = routing.children.get(child_id)
+        if child is not None and child.open:
+            self.ledger.reserve(child.lp, routing.need.symbol, -child.open)
+        routing.children.pop(child_id, None)
+        self.children.pop(child_id, None)
+        if self.journal is not None and child_id not in self.abandoned:
+            self.journal.add(Ended(child_id))
+        routing.returned += returned
+        if reason:
+            routing.reasons.append(reason)
+        if routing.children:
+            return
+        del self.routings[parent]
+        need = routing.need
+        unfilled = routing.returned
+        if unfilled and routing.attempt < routing.rules.config.routing.max_reroutes:
+            again = need._replace(qty=unfilled)
+            self.route(
+                again, routing.attempt + 1, routing.excluded, now, routing.rules, routing.policy
+            )
+            return
+        reason_text = "; ".join(dict.fromkeys(routing.reasons)) or "routed"
+        self.publish(
+            self.matcher.on_route_done(
+                parent, unfilled, reason_text, self.book.snapshot(need.symbol)
+            ),
+            now,
+            parent,
+        )

@@ -1,0 +1,264 @@
+"""An append-only file of checksummed batches, the stuff journals are made of.
+
+A :class:`BatchFile` knows nothing of what it holds: its owner encodes
+records into a batch body, appends the body with one write, and gets the
+bodies back, oldest first, when the file is opened again.
+
+File format
+-----------
+The magic its owner chooses (it names the kind of file and its format
+version), then batches, each::
+
+    offset  size  field
+    0       4     crc32   zlib.crc32 of bytes 4 .. end of the batch
+    4       4     length  number of body bytes
+    8       n     body
+
+Integers are little-endian; the checksum covers the length as well as the
+body, so a damaged length is caught too.
+
+Writing and reading back
+------------------------
+:meth:`BatchFile.append` writes one batch with one ``write(2)`` on a
+descriptor opened with ``O_APPEND`` (and ``fdatasync(2)`` with
+``fsync=True``).  A crash in the middle of that write leaves a short batch,
+or one whose checksum does not match, at the end of the file.
+:meth:`BatchFile.replay` yields the body of every complete batch and stops
+at the first one that is not; once the last good batch has been read it
+logs a warning, cuts the file there and syncs it, so no batch is ever half
+applied.  Damage in the middle of the file therefore drops the batches
+after it too.  A file that does not start with the magic is someone else's
+and is left untouched.
+
+The file must be read to its end before anything is appended: appending
+after a torn tail would bury good batches behind it.
+
+:meth:`BatchFile.replace` swaps the whole file for a new set of batches,
+durable at once (written to ``<name>.tmp``, fsynced, renamed, directory
+fsynced), so a crash leaves either the old file or the new one.
+
+One owner per directory
+-----------------------
+An open file holds an exclusive ``flock(2)`` on ``lock`` in its directory
+until :meth:`BatchFile.close`; a second opener, in this process or another,
+gets :class:`BatchFileLockedError`.  The lock dies with the process,
+``kill -9`` included.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Final, Self
+
+from gateway.storage.durable import append_all, datasync, lock_directory, replace_file
+
+__all__ = [
+    "BatchFile",
+    "BatchFileError",
+    "BatchFileLockedError",
+    "WrongMagicError",
+]
+
+logger = logging.getLogger("gateway.storage.batch_file")
+
+_HEAD: Final = struct.Struct("<II")  # crc32, length
+_LEN: Final = struct.Struct("<I")
+_MAX_BODY: Final = 2**32 - 1
+
+
+class BatchFileError(Exception):
+    """A batch file cannot be opened or used."""
+
+
+class BatchFileLockedError(BatchFileError):
+    """Another open batch file already owns the directory."""
+
+
+class WrongMagicError(BatchFileError):
+    """The file does not start with the expected magic: it is some other file."""
+
+
+def _frame(body: bytes) -> bytes:
+    """``body`` as one batch: checksum, length, body."""
+    if len(body) > _MAX_BODY:
+        raise ValueError(f"batch too large: {len(body)} bytes")
+    length = _LEN.pack(len(body))
+    return _LEN.pack(zlib.crc32(body, zlib.crc32(length))) + length + body
+
+
+class BatchFile:
+    """The batch file ``directory / name`` (see the module documentation).
+
+    Opening locks ``directory`` (created if missing) and opens the file, or
+    creates it holding only ``magic``.  :meth:`replay` must be read to the
+    end before the first :meth:`append`.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        name: str,
+        magic: bytes,
+        *,
+        fsync: bool = False,
+    ) -> None:
+        self._dir = Path(directory)
+        self._path = self._dir / name
+        self._magic = bytes(magic)
+        self._fsync = fsync
+        self._size = 0
+        self._replayed = False
+        self._needs_truncate = False
+        self._fd = -1
+        self._dir.mkdir(parents=True, exist_ok=True)
+        lock = lock_directory(self._dir)
+        if lock is None:
+            raise BatchFileLockedError(f"{self._dir} is in use by another process")
+        self._lock_fd = lock
+        try:
+            try:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_APPEND)
+            except FileNotFoundError:
+                self._fd = replace_file(self._path, self._magic)
+                self._size = len(self._magic)
+        except BaseException:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+            raise
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"BatchFile({str(self._path)!r}, fsync={self._fsync})"
+
+    @property
+    def path(self) -> Path:
+        """The file."""
+        return self._path
+
+    @property
+    def size(self) -> int:
+        """Bytes in the file after the last good batch read, appended or replaced."""
+        return self._size
+
+    @property
+    def fsync(self) -> bool:
+        """Whether every append is followed by ``fdatasync``."""
+        return self._fsync
+
+    @property
+    def replayed(self) -> bool:
+        """Whether the file was read to its end (or replaced), so it may be appended to."""
+        return self._replayed
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._fd < 0
+
+    def replay(self) -> Iterator[bytes]:
+        """The body of every complete batch, oldest first.
+
+        A torn or damaged tail is logged, cut off and synced once the last
+        good batch has been read; a file without the magic raises
+        :class:`WrongMagicError` and is left as it is.
+        """
+        self._check_open()
+        fd = self._fd
+        magic = self._magic
+        size = os.fstat(fd).st_size
+        if size < len(magic) or os.pread(fd, len(magic), 0) != magic:
+            raise WrongMagicError(f"{self._path} does not start with {magic!r}")
+        pos = len(magic)
+        head_size = _HEAD.size
+        if size > pos:
+            with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as mm, memoryview(mm) as view:
+                while size - pos >= head_size:
+                    crc, length = _HEAD.unpack_from(mm, pos)
+                    end = pos + head_size + length
+                    if end > size or zlib.crc32(view[pos + 4 : end]) != crc:
+                        break
+                    # a copy: a view still held by the reader would keep the map open
+                    yield mm[pos + head_size : end]
+                    pos = end
+        if pos < size:
+            logger.warning(
+                "%s: discarding %d bytes of torn or damaged tail at offset %d (file size %d)",
+                self._path,
+                size - pos,
+                pos,
+                size,
+            )
+            os.ftruncate(fd, pos)
+            os.fsync(fd)
+        self._size = pos
+        self._replayed = True
+
+    def append(self, body: bytes) -> None:
+        """Append ``body`` as one batch with one write; if that fails, the
+        file is left as it was and OSError raised."""
+        self._check_open()
+        if not self._replayed:
+            raise BatchFileError(f"{self._path} must be replayed before it is written")
+        batch = _frame(body)
+        fd = self._fd
+        if self._needs_truncate:
+            os.ftruncate(fd, self._size)
+            self._needs_truncate = False
+        try:
+            append_all(fd, batch)
+        except OSError:
+            try:
+                os.ftruncate(fd, self._size)
+            except OSError:
+                # Never append after a partial batch: cut it before the next one.
+                self._needs_truncate = True
+            raise
+        self._size += len(batch)
+        if self._fsync:
+            datasync(fd)
+
+    def replace(self, bodies: Iterable[bytes]) -> None:
+        """Replace the whole file, atomically and durably, by the magic and
+        one batch per body; appending may follow at once."""
+        self._check_open()
+        parts = [self._magic]
+        parts.extend(_frame(body) for body in bodies)
+        data = b"".join(parts)
+        fd = replace_file(self._path, data)
+        os.close(self._fd)
+        self._fd = fd
+        self._size = len(data)
+        self._needs_truncate = False
+        self._replayed = True
+
+    def close(self) -> None:
+        """Close the file and release the lock.  Calling it again does nothing."""
+        if self._fd < 0:
+            return
+        try:
+            os.close(self._fd)
+        finally:
+            self._fd = -1
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def _check_open(self) -> None:
+        if self._fd < 0:
+            raise ValueError(f"operation on a closed batch file {self._path}")
