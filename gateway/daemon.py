@@ -293,11 +293,10 @@ def build_order_flow(
             routing.on_lp_event,
             lp.settings,
             Path(config.gateway.data_dir),
-        )
-        adapter.clock = clock
-        if journal is not None:
+            clock=clock,
             # a child order is on disk before its LP can see it
-            adapter.write_barrier = journal.flush
+            write_barrier=journal.flush if journal is not None else None,
+        )
         adapters[lp.name] = adapter
     routing.attach(adapters)
     flow = OrderFlow(rules, reports, routing, entry, journal, clock)

@@ -216,9 +216,14 @@ def create_adapter(
     sink: EventSink,
     settings: Mapping[str, Any] | msgspec.Struct,
     data_dir: Path | None = None,
+    *,
+    clock: Callable[[], float] | None = None,
+    write_barrier: Callable[[], None] | None = None,
 ) -> LpAdapter:
     """Build the adapter named ``name`` of the given ``kind``; ``data_dir``
-    is where an adapter that keeps state on disk puts it by default.
+    is where an adapter that keeps state on disk puts it by default,
+    ``clock`` the gateway's clock, ``write_barrier`` what an adapter with a
+    wire makes durable before its bytes leave (the order journal's flush).
 
     ``settings`` is the LP's ``settings`` table from the config (or a value
     of the kind's settings type); it is converted and checked first, and an
@@ -230,6 +235,9 @@ def create_adapter(
     adapter = spec.adapter_class()(name, instruments, sink, typed)
     if data_dir is not None:
         adapter.data_dir = data_dir
+    if clock is not None:
+        adapter.clock = clock
+    adapter.write_barrier = write_barrier
     return adapter
 
 

@@ -14,8 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import structlog
 from buildkit import PACKAGES, ROOT, compiled_sources
 from netkit import free_port, wait_for_port
+
+# Code under test that never configured logging renders with structlog's
+# defaults, whose console renderer draws exceptions with rich when rich is
+# installed (the test tools bring it): a tenth of a second per traceback,
+# which would hold the loop past the short timeouts some tests use.  Plain
+# tracebacks, as the daemon's own logging renders them.
+structlog.configure(
+    processors=[
+        *structlog.get_config()["processors"][:-1],
+        structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
+    ]
+)
 
 
 def _stale_extensions() -> list[str]:

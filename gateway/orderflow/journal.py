@@ -48,9 +48,10 @@ Durability
 ----------
 The journal follows the session store's policy (``[store] fsync``).  Every
 batch reaches the operating system before any byte that depends on it
-leaves the process: sessions call :meth:`OrderJournal.flush` (their write
-barrier) before flushing their own store, and the batch is flushed at the
-end of the loop iteration anyway.  So after ``kill -9`` the journal holds
+leaves the process: the asyncio edge's outbox (``gateway.net``) calls
+:meth:`OrderJournal.flush` before it flushes any session store and writes
+any socket, and the batch is flushed at the end of the loop iteration
+anyway.  So after ``kill -9`` the journal holds
 at least everything a client or an LP was told; with ``fsync = "batch"``
 that holds after a power loss too.
 

@@ -215,7 +215,7 @@ class SimulatedLp(LpAdapter):
         cfg = self.config
         self.symbols: tuple[str, ...] = cfg.symbols or tuple(self.instruments)
         self._steps_market = steps_market
-        self._clock = clock
+        self.clock = clock
         self._rng = random.Random(cfg.seed)
         self._latency = cfg.latency_ms / 1000
         self._interval = cfg.quote_interval_ms / 1000
@@ -325,7 +325,7 @@ class SimulatedLp(LpAdapter):
 
         Levels whose price would not be positive are left out."""
         bids, asks = self._book(symbol)
-        return Quote(self.name, symbol, bids, asks, self._clock())
+        return Quote(self.name, symbol, bids, asks, self.clock())
 
     def _book(self, symbol: str) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
         """``(bids, asks)`` at the market's current mid, built once per mid."""
