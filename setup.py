@@ -23,6 +23,7 @@ COMPILED = [
     "gateway/fix/acceptor.py",
     "gateway/fix/codec.py",
     "gateway/fix/dictionary.py",
+    "gateway/fix/events.py",
     "gateway/fix/session.py",
     "gateway/fix/store.py",
     "gateway/fix/validation.py",

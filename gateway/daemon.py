@@ -237,6 +237,9 @@ class Gateway:
         if self._http_runner is not None:
             await self._http_runner.cleanup()
             self._http_runner = None
+        # what the last events sent (cancels of open children) is stored
+        # before the stores close
+        self.outbox.write_pending()
         if self.journal is not None:
             self.journal.close()
         for store in self.stores:

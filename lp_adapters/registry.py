@@ -7,8 +7,7 @@ registry uses them to
 
 * check a config without building any adapter: :func:`adapter_settings` is
   what :func:`config.loader.load_config` takes to check every LP's kind and
-  settings in the same pass as the rest of the file, and
-  :func:`lp_config_errors` checks the LPs of a config already loaded;
+  settings in the same pass as the rest of the file;
 * build adapters: :func:`create_adapter` converts an LP's settings to the
   kind's type, checks them, and hands the typed settings to the adapter.
 
@@ -29,8 +28,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 
-from config import Config, LpSettings
-from config.loader import SettingsSchema, lp_adapter_errors
+from config.loader import SettingsSchema
 from config.schema import LpAdapterKind
 from config.walk import convert_value, validate_value
 from lp_adapters.base import EventSink, LpAdapter
@@ -42,7 +40,6 @@ __all__ = [
     "adapter_kind",
     "adapter_settings",
     "create_adapter",
-    "lp_config_errors",
     "register",
     "registered_kinds",
     "unregister",
@@ -239,31 +236,3 @@ def create_adapter(
         adapter.clock = clock
     adapter.write_barrier = write_barrier
     return adapter
-
-
-def lp_config_errors(config: Config, known_good: Config | None = None) -> list[str]:
-    """What the registry refuses in the LPs of ``config``, as ``path: message``
-    lines in config order: an adapter kind that is not registered, settings
-    that do not match the kind's settings type or break its check.  No
-    adapter is built.  An LP configured exactly as in ``known_good`` (same
-    instruments too) is not checked again.
-
-    :func:`config.loader.load_config` given :func:`adapter_settings` reports
-    the same while loading; this is for a config loaded without them.
-    """
-    good: set[tuple[str, str, str]] = set()
-    if known_good is not None and known_good.instruments == config.instruments:
-        good = {_lp_key(lp) for lp in known_good.lps}
-    instruments = {i.symbol: i.to_instrument() for i in config.instruments}
-    schemas = adapter_settings()
-    errors: list[str] = []
-    for index, lp in enumerate(config.lps):
-        if _lp_key(lp) not in good:
-            errors += lp_adapter_errors(
-                lp.adapter, lp.settings, schemas, instruments, f"lps[{index}]"
-            )
-    return errors
-
-
-def _lp_key(lp: LpSettings) -> tuple[str, str, str]:
-    return lp.name, lp.adapter, msgspec.json.encode(lp.settings).decode()

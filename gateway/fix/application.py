@@ -3,7 +3,10 @@
 A profile is chosen per session by ``Application`` in the config.  The
 session layer hands each in-sequence application message to
 :meth:`Application.on_message`; the profile answers through the session
-(``session.send``, ``session.reject_business``).
+(``session.send``, ``session.reject_business``), and what it answers there
+is written with the rest of the connection's turn.  A message sent later,
+from elsewhere (a timer, an LP's answer), must also be handed to the
+asyncio edge's outbox (``Outbox.send`` or ``Outbox.wake``).
 """
 
 from __future__ import annotations

@@ -257,7 +257,8 @@ class Session:
         )
 
     def connection_lost(self, now: float, reason: str = "connection lost") -> None:
-        """The transport is gone (whoever closed it)."""
+        """The transport is gone (whoever closed it).  What the session
+        changed in its store is the caller's to flush."""
         if self._machine.state is S.DISCONNECTED:
             return
         self._end(now, reason)

@@ -114,9 +114,7 @@ class FixClient:
     def send(self, msg_type: bytes, body: bytes) -> int:
         """Send an application message (written at the end of this loop
         turn); returns its MsgSeqNum."""
-        seq = self.session.send(msg_type, body, self.clock())
-        self.outbox.wake(self.session)
-        return seq
+        return self.outbox.send(self.session, msg_type, body, self.clock())
 
     async def receive(self, timeout: float = 5.0) -> FixMessage:
         """The next application message from the acceptor."""

@@ -8,14 +8,14 @@ blocks; a peer whose unsent bytes pass ``max_outbound_buffer`` is dropped so
 that it can never hold up anything else on the loop.
 
 A connection handles at most ``EVENTS_PER_TURN`` received messages per turn
-of the event loop.  What a turn produced is written on the next one, in one
-batch with whatever the callbacks queued meanwhile produce, by the
-connection's :class:`Outbox`: the one place where bytes leave, always in the
-same order -- the order journal's batch first, then the session stores, then
-the sockets.  When a read
-brought more, reading from the peer pauses (TCP flow control holds back the
-rest), and the remainder is taken up on the next turn, after other
-connections and the LPs had theirs.  So one peer's burst never monopolises
+of the event loop.  What it produced is written by its :class:`Outbox` in a
+callback queued behind the ones already waiting, so in one batch with what
+they add (an in-process LP's answer).  The outbox is the one place where
+bytes leave, always in the same order: the order journal's batch first, then
+the session stores, then the sockets.  When a read brought more, reading
+from the peer pauses (TCP flow control holds back the rest), and the
+remainder is taken up on the next turn, after other connections and the LPs
+had theirs.  So one peer's burst never monopolises
 the loop, and answers leave while the rest of the burst is still being
 worked on.
 """
@@ -38,6 +38,9 @@ _log = structlog.get_logger("gateway.net.transport")
 Clock = Callable[[], float]
 
 EVENTS_PER_TURN: Final = 64
+
+RETRY_AFTER: Final = 0.1
+"""Seconds before writes that failed (the journal or a store) are tried again."""
 
 # a ResendRequest answered in parts goes on while less than this is queued
 _RESEND_LOW_WATER = 256 * 1024
@@ -75,18 +78,20 @@ class Outbox:
 
     Whatever has to leave -- a connection's answers to what it read, or a
     message sent to a session from elsewhere (an ExecutionReport after an LP
-    fill, a child order to an LP) -- is written once per loop turn, at the
-    end of the turn it was produced in, by :meth:`write_pending`: first the
-    ``barrier`` (the order journal's batch), then the store of every
-    session concerned, then each socket.  A message sent to a session with
-    no connection is stored, and its store flushed, the same way.
+    fill, a child order to an LP: :meth:`send`) -- is written by
+    :meth:`write_pending`, one callback for everything queued meanwhile:
+    first the ``barrier`` (the order journal's batch), then the store of
+    every session concerned, then each socket.  A message sent to a session
+    with no connection is stored, and its store flushed, the same way.  When
+    the barrier or a store cannot be written (a full disk), nothing of the
+    batch leaves and the same writes are tried again ``RETRY_AFTER`` later.
     """
 
     def __init__(self, barrier: WriteBarrier | None = None) -> None:
         self._barrier = barrier
         self._loop: asyncio.AbstractEventLoop | None = None
         self._protocols: list[FixTransportProtocol] = []
-        self._stores: list[SessionStore] = []
+        self._stores: dict[SessionStore, None] = {}
         self._scheduled = False
         # sessions logged on through one of this outbox's connections
         self._bound: dict[Session, FixTransportProtocol] = {}
@@ -99,14 +104,21 @@ class Outbox:
         if self._bound.get(session) is protocol:
             del self._bound[session]
 
+    def send(self, session: Session, msg_type: bytes, body: bytes, now: float) -> int:
+        """Send an application message on ``session`` and have it written;
+        returns its MsgSeqNum."""
+        seq = session.send(msg_type, body, now)
+        self.wake(session)
+        return seq
+
     def wake(self, session: Session) -> None:
-        """Messages were sent to ``session``: write them at the end of this
-        turn (or only flush its store when it has no connection)."""
+        """Messages were sent to ``session``: have them written (or only its
+        store flushed when it has no connection)."""
         protocol = self._bound.get(session)
         if protocol is not None:
             self.wake_protocol(protocol)
             return
-        self._stores.append(session.store)
+        self._stores[session.store] = None
         self._schedule()
 
     def wake_protocol(self, protocol: FixTransportProtocol) -> None:
@@ -118,25 +130,43 @@ class Outbox:
     def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.get_running_loop()
-            loop.call_soon(self.write_pending)
+            self._event_loop().call_soon(self.write_pending)
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def write_pending(self) -> None:
         """The journal batch, the stores, the sockets: in that order."""
         self._scheduled = False
         protocols, self._protocols = self._protocols, []
-        stores, self._stores = self._stores, []
-        if self._barrier is not None:
-            self._barrier()
-        for store in stores:
-            store.flush()
-        for protocol in protocols:
-            protocol._flush_store()
+        stores, self._stores = self._stores, {}
+        try:
+            if self._barrier is not None:
+                self._barrier()
+            for store in stores:
+                store.flush()
+            for protocol in protocols:
+                protocol._flush_store()
+        except Exception as exc:
+            # nothing of the batch may leave before it is durable
+            _log.error("write_failed", error=repr(exc), retry_in=RETRY_AFTER)
+            self._protocols = protocols + self._protocols
+            stores.update(self._stores)
+            self._stores = stores
+            if not self._scheduled:
+                self._scheduled = True
+                self._event_loop().call_later(RETRY_AFTER, self.write_pending)
+            return
         for protocol in protocols:
             protocol._write_pending = False
-            protocol._write_out()
+            try:
+                protocol._write_out()
+            except Exception:
+                # one connection's failure is its own
+                _log.exception("write_out_failed", peer=protocol.peer)
 
     def write_now(self, protocol: FixTransportProtocol) -> None:
         """Write ``protocol``'s bytes at once (before it closes), in the

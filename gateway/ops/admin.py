@@ -63,7 +63,7 @@ def _lots(flow: OrderFlow, symbol: str, lots: int) -> str:
 
 
 def lps(flow: OrderFlow) -> list[dict[str, Any]]:
-    snapshot = flow.exposure(time.time())
+    snapshot = flow.exposure(flow.now())
     out = []
     for lp in flow.rules.config.lps:
         name = lp.name
@@ -111,7 +111,7 @@ def exposures(flow: OrderFlow) -> dict[str, Any]:
             for owner, by in sorted(positions.items())
         }
 
-    snapshot = flow.exposure(time.time())
+    snapshot = flow.exposure(flow.now())
     return {
         "lps": units(flow.ledger.lp_positions()),
         "lp_gross_usd": {lp: str(v) for lp, v in sorted(snapshot.lp_gross_usd.items())},

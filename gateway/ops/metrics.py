@@ -9,7 +9,6 @@ in force when ``/metrics`` is scraped.  Names follow Prometheus conventions:
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client.core import (
@@ -213,7 +212,7 @@ class OperationsCollector(Collector):
             "Net position against the LP in lots (client side: positive when clients bought)",
             labels=["lp", "symbol"],
         )
-        snapshot = flow.exposure(time.time())
+        snapshot = flow.exposure(flow.now())
         for name in names:
             s = stats.lps.get(name)
             if s is not None:

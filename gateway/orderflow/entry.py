@@ -52,7 +52,7 @@ class OrderEntry:
         stats: FlowStats,
         rules: Rules,
     ) -> None:
-        self.instruments = instruments
+        self.instruments: dict[str, Instrument] = dict(instruments)
         self.matcher = matcher
         self.book = book
         self.ledger = ledger

@@ -120,6 +120,10 @@ class OrderFlow:
     def adapters(self) -> dict[str, LpAdapter]:
         return self.routing.adapters
 
+    def now(self) -> float:
+        """The time on the flow's clock (epoch seconds)."""
+        return self._clock()
+
     def exposure(self, now: float) -> ExposureSnapshot:
         return self.routing.exposure(now)
 

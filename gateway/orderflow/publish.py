@@ -67,7 +67,7 @@ class Reports:
         clock: Callable[[], float],
     ) -> None:
         self.sessions = dict(sessions)  # client CompID -> session
-        self._instruments = instruments
+        self._instruments: dict[str, Instrument] = dict(instruments)
         self._matcher = matcher
         self._stats = stats
         self._outbox = outbox

@@ -135,7 +135,7 @@ class ChildRouting:
         clock: Callable[[], float],
         run: str,
     ) -> None:
-        self.instruments = instruments
+        self.instruments: dict[str, Instrument] = dict(instruments)
         self.matcher = matcher
         self.book = book
         self.ledger = ledger

@@ -179,8 +179,7 @@ class LoadClient(FixClient):
         tail = self._order_tails[self._next & 1]
         body = b"11=%b%b%b\x01" % (cl_ord_id, tail, codec.format_utc_timestamp(now))
         self._pending[cl_ord_id] = time.perf_counter_ns()
-        self.session.send(b"D", body, now)
-        self.outbox.wake(self.session)
+        self.outbox.send(self.session, b"D", body, now)
         self.stats.sent += 1
 
     @property

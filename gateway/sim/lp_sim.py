@@ -280,8 +280,7 @@ class LpSimApplication:
         self._closed = True
 
     def _send(self, session: Session, msg_type: bytes, body: bytes, now: float) -> None:
-        session.send(msg_type, body, now)
-        self.outbox.wake(session)
+        self.outbox.send(session, msg_type, body, now)
 
     def _next_order_id(self) -> str:
         self._order_seq += 1

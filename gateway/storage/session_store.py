@@ -61,7 +61,8 @@ with ``os.pread``, coalescing neighbouring messages into reads of up to 1 MiB.
 Durability policy
 -----------------
 Data reaches the operating system (the page cache) at every flush, and the
-session flushes before the bytes of a batch are written to the socket.  A
+store is flushed before the bytes of a batch are written to the socket (by
+the asyncio edge's outbox, :mod:`gateway.net`).  A
 process crash, including ``kill -9``, therefore loses nothing that was sent:
 the kernel still writes the page cache out.  Changes that were not flushed
 yet are lost, but none of them reached the peer.

@@ -122,7 +122,7 @@ class _Protocol(FixTransportProtocol):
 
 
 # LPs report the same quantities and prices over and over: their lots and
-# ticks are remembered (order_mapping.remembered).
+# ticks are remembered (router.units.remembered).
 _LOTS: dict[tuple[bytes, str], tuple[Instrument, int]] = {}
 _TICKS: dict[tuple[bytes, str], tuple[Instrument, int]] = {}
 
@@ -204,13 +204,15 @@ class FixLp(LpAdapter):
         """Writes the LP session: the gateway's write barrier (its order
         journal) first, then the session store, then the socket."""
         if self._outbox is None:
-            self._outbox = Outbox(self.write_barrier)
+            self._outbox = Outbox(self._write_barrier)
         return self._outbox
 
+    def _write_barrier(self) -> None:
+        if self.write_barrier is not None:
+            self.write_barrier()
+
     def _send(self, msg_type: bytes, body: bytes, now: float) -> None:
-        session = self.session
-        session.send(msg_type, body, now)
-        self.outbox.wake(session)
+        self.outbox.send(self.session, msg_type, body, now)
 
     async def connect(self) -> None:
         if self._task is not None:

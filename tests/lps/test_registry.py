@@ -14,7 +14,7 @@ import msgspec
 import pytest
 from lp_test_kit import INSTRUMENTS, EventQueue
 
-from config import Config, SettingsSchema, parse_config
+from config import ConfigError, SettingsSchema, parse_config
 from lp_adapters import registry
 from lp_adapters.base import EventSink, LpAdapter
 from lp_adapters.fix import FixLp, FixLpSettings
@@ -23,7 +23,6 @@ from lp_adapters.registry import (
     adapter_kind,
     adapter_settings,
     create_adapter,
-    lp_config_errors,
     register,
     registered_kinds,
     unregister,
@@ -246,47 +245,30 @@ def lp(name: str, adapter: str, settings: str) -> str:
     )
 
 
-def loaded(*lps: str) -> Config:
-    """A config whose LPs are not checked against the registry when loaded."""
-    return parse_config(CONFIG + "".join(lps))
-
-
-def test_lp_config_errors_checks_every_lp_without_building_it() -> None:
+def test_every_lp_is_checked_in_one_pass_without_building_it() -> None:
     register_recording()
-    config = loaded(
-        lp("LP_A", "simulated", "seed = 1"),
-        lp("LP_B", "pigeon", "wings = 2"),
-        lp("LP_C", "simulated", "spread_ticks = 0"),
-        lp("LP_D", "fix", "port = 1\nsender_comp_id = 'A'\ntarget_comp_id = 'B'\nsymbols = ['X']"),
-        lp("LP_E", "recording", "host = 'lp'\nport = 1\nsymbol = 'GBP/USD'"),
+    text = CONFIG + "".join(
+        (
+            lp("LP_A", "simulated", "seed = 1"),
+            lp("LP_B", "pigeon", "wings = 2"),
+            lp("LP_C", "simulated", "spread_ticks = 0"),
+            lp(
+                "LP_D",
+                "fix",
+                "port = 1\nsender_comp_id = 'A'\ntarget_comp_id = 'B'\nsymbols = ['X']",
+            ),
+            lp("LP_E", "recording", "host = 'lp'\nport = 1\nsymbol = 'GBP/USD'"),
+        )
     )
-    assert lp_config_errors(config) == [
+    with pytest.raises(ConfigError) as refused:
+        parse_config(text, adapter_settings=adapter_settings())
+    assert refused.value.errors == [
         'lps[1].adapter: unknown LP adapter kind "pigeon"; '
         'known kinds: "fix", "recording", "simulated"',
         "lps[2].settings.spread_ticks: must be >= 1",
         "lps[3].settings.symbols[0]: no such instrument X",
         "lps[4].settings.symbol: no such instrument GBP/USD",
     ]
-
-
-def test_lps_configured_as_in_a_known_good_config_are_not_checked_again() -> None:
-    register("recording")(RecordingLp)
-    current = loaded(lp("LP_R", "recording", "x = 1"), lp("LP_S", "simulated", "seed = 1"))
-    assert lp_config_errors(current) == []
-    unregister("recording")  # as in a process that does not know the kind
-    assert lp_config_errors(current) == [
-        'lps[0].adapter: unknown LP adapter kind "recording"; known kinds: "fix", "simulated"'
-    ]
-    assert lp_config_errors(current, current) == []
-    changed = loaded(lp("LP_R", "recording", "x = 2"), lp("LP_S", "simulated", "seed = 1"))
-    assert lp_config_errors(changed, current) == [
-        'lps[0].adapter: unknown LP adapter kind "recording"; known kinds: "fix", "simulated"'
-    ]
-    other_instruments = parse_config(
-        CONFIG.replace('max_qty = "1000000"', 'max_qty = "2000000"')
-        + lp("LP_R", "recording", "x = 1")
-    )
-    assert len(lp_config_errors(other_instruments, current)) == 1
 
 
 def test_adapter_needs_a_name_and_every_required_method() -> None:
