@@ -1,10 +1,14 @@
 """The outbox: the order in which a turn's writes happen (journal batch,
 stores, sockets), a failed journal write that holds everything back until
-it succeeds, and messages to a session with no connection."""
+it succeeds, and messages to a session with no connection.
+
+The session store is a real file store: what the socket is given must be
+in its file already, and what the journal flushes must come before it."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,49 +18,55 @@ from gateway.fix import codec
 from gateway.fix.acceptor import SessionRegistry
 from gateway.fix.application import EchoApplication
 from gateway.fix.session import Session
-from gateway.fix.store import MemoryStore
+from gateway.fix.store import SessionStore
 from gateway.net.server import AcceptedConnection, FixServer
 from gateway.net.transport import Outbox
+from gateway.storage.session_store import JOURNAL_NAME, FileStore, open_store
 
 NOW = 1_700_000_000.0
 
 
-class RecordingStore(MemoryStore):
-    """A memory store that notes each flush in the shared log."""
+class Disk:
+    """The session store's file, and a log of each write with the size the
+    store's file had at that moment."""
 
-    def __init__(self, log: list[str]) -> None:
-        super().__init__(created=NOW)
-        self.log = log
+    def __init__(self, store: SessionStore) -> None:
+        assert isinstance(store, FileStore)
+        self.file = store.path / JOURNAL_NAME
+        self.log: list[tuple[str, int]] = []
 
-    def flush(self) -> None:
-        super().flush()
-        self.log.append("store")
+    def note(self, what: str) -> None:
+        self.log.append((what, self.size()))
+
+    def size(self) -> int:
+        return self.file.stat().st_size
 
 
 class Journal:
     """A write barrier that notes each flush, and fails while told to."""
 
-    def __init__(self, log: list[str]) -> None:
-        self.log = log
+    def __init__(self) -> None:
+        self.disk: Disk | None = None
         self.failures = 0
 
     def flush(self) -> None:
         if self.failures:
             self.failures -= 1
             raise OSError(28, "No space left on device")
-        self.log.append("journal")
+        if self.disk is not None:
+            self.disk.note("journal")
 
 
 class Socket:
     """The transport of one accepted connection: notes what is written."""
 
-    def __init__(self, log: list[str]) -> None:
-        self.log = log
+    def __init__(self, disk: Disk) -> None:
+        self.disk = disk
         self.data = b""
         self.written = asyncio.Event()
 
     def write(self, data: bytes) -> None:
-        self.log.append("socket")
+        self.disk.note("socket")
         self.data += data
         self.written.set()
 
@@ -95,69 +105,89 @@ def logon(seq: int = 1) -> bytes:
     return codec.encode_message(b"FIX.4.4", b"A", header, b"98=0\x01108=30\x01")
 
 
+SETTINGS = SessionSettings(SenderCompID="GW", TargetCompID="CLIENT1")
+
+
 class Setup:
-    def __init__(self) -> None:
-        self.log: list[str] = []
-        self.journal = Journal(self.log)
+    def __init__(self, directory: Path) -> None:
+        self.journal = Journal()
         self.outbox = Outbox(self.journal.flush)
-        settings = SessionSettings(SenderCompID="GW", TargetCompID="CLIENT1")
-        self.session = Session(settings, RecordingStore(self.log))
+        store = open_store("file", directory, SETTINGS.session_id)
+        self.session = Session(SETTINGS, store)
+        self.disk = self.journal.disk = Disk(store)
         self.server = FixServer(
             SessionRegistry([self.session]),
             {self.session.session_id: EchoApplication()},
             clock=lambda: NOW,
             outbox=self.outbox,
         )
-        self.socket = Socket(self.log)
+        self.socket = Socket(self.disk)
 
-    async def logged_on(self) -> None:
+    async def logged_on(self) -> int:
+        """Log on; the store's file size then."""
         conn = AcceptedConnection(self.server)
         conn.connection_made(self.socket)  # type: ignore[arg-type]
+        before = self.disk.size()
         conn.data_received(logon())
         await asyncio.wait_for(self.socket.written.wait(), 5)
         assert self.session.is_logged_on
         # the Logon's answer left in that order too
-        assert self.log == ["journal", "store", "socket"]
-        self.log.clear()
+        [(first, at_journal), (second, at_socket)] = self.disk.log
+        assert (first, second) == ("journal", "socket")
+        assert at_journal == before < at_socket
+        self.disk.log.clear()
         self.socket.written.clear()
+        return at_socket
 
 
 @pytest.mark.asyncio
-async def test_a_turn_writes_the_journal_then_the_store_then_the_socket() -> None:
-    setup = Setup()
-    await setup.logged_on()
+async def test_a_turn_writes_the_journal_then_the_store_then_the_socket(tmp_path: Path) -> None:
+    setup = Setup(tmp_path)
+    stored = await setup.logged_on()
     setup.outbox.send(setup.session, b"8", b"11=A\x01", NOW)
     setup.outbox.send(setup.session, b"8", b"11=B\x01", NOW)
     await asyncio.wait_for(setup.socket.written.wait(), 5)
-    # two messages, one batch: one journal flush, one store flush, one write
-    assert setup.log == ["journal", "store", "socket"]
+    # two messages, one batch: the journal flushed while the store's file
+    # did not have them yet, the socket written once they were in it
+    [(first, at_journal), (second, at_socket)] = setup.disk.log
+    assert (first, second) == ("journal", "socket")
+    assert at_journal == stored < at_socket
     assert setup.socket.data.count(b"\x0135=8\x01") == 2
+    setup.session.store.close()
 
 
 @pytest.mark.asyncio
-async def test_nothing_leaves_while_the_journal_cannot_be_written() -> None:
-    setup = Setup()
-    await setup.logged_on()
+async def test_nothing_leaves_while_the_journal_cannot_be_written(tmp_path: Path) -> None:
+    setup = Setup(tmp_path)
+    stored = await setup.logged_on()
     setup.journal.failures = 2
     setup.outbox.send(setup.session, b"8", b"11=A\x01", NOW)
     await asyncio.wait_for(setup.socket.written.wait(), 5)
-    # two failed tries wrote nothing; the third wrote all, in order
-    assert setup.log == ["journal", "store", "socket"]
+    # two failed tries wrote nothing, not even the store; the third all of it
+    [(first, at_journal), (second, at_socket)] = setup.disk.log
+    assert (first, second) == ("journal", "socket")
+    assert at_journal == stored < at_socket
     assert b"11=A\x01" in setup.socket.data
+    setup.session.store.close()
 
 
 @pytest.mark.asyncio
-async def test_a_message_to_a_session_with_no_connection_is_stored_and_flushed() -> None:
-    log: list[str] = []
-    journal = Journal(log)
+async def test_a_message_to_a_session_with_no_connection_is_stored_and_flushed(
+    tmp_path: Path,
+) -> None:
+    journal = Journal()
     outbox = Outbox(journal.flush)
-    session = Session(
-        SessionSettings(SenderCompID="GW", TargetCompID="CLIENT1"), RecordingStore(log)
-    )
+    store = open_store("file", tmp_path, SETTINGS.session_id)
+    session = Session(SETTINGS, store)
+    disk = journal.disk = Disk(store)
+    before = disk.size()
     seq = outbox.send(session, b"8", b"11=A\x01", NOW)
     outbox.send(session, b"8", b"11=B\x01", NOW)
-    flushed = asyncio.get_running_loop().create_future()
-    asyncio.get_running_loop().call_soon(flushed.set_result, None)
-    await flushed
-    assert log == ["journal", "store"]
+    assert disk.size() == before  # not before the end of the turn
+    turn = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(turn.set_result, None)
+    await turn
+    assert disk.log == [("journal", before)]
+    assert disk.size() > before
     assert [s for s, _ in session.store.get_sent(1, 10)] == [seq, seq + 1]
+    store.close()
