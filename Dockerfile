@@ -10,6 +10,9 @@
 # the /var/lib/fixgw volume. A different config can be mounted and selected with
 #   docker run ... fixgw run --config /etc/fixgw/gateway.toml --data-dir /var/lib/fixgw
 # (the data directory must then be passed again, because CMD is replaced as a whole).
+# The image listens on every interface (--fix-host/--http-host 0.0.0.0) so that
+# published ports reach it; the packaged config's sessions have no password, and
+# the daemon warns about each at start: mount a config with passwords for real use.
 
 ############################################################################
 # builder: resolves the dependencies and builds the project wheel into a venv
@@ -90,4 +93,4 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
 STOPSIGNAL SIGTERM
 
 ENTRYPOINT ["fixgw"]
-CMD ["run", "--data-dir", "/var/lib/fixgw"]
+CMD ["run", "--data-dir", "/var/lib/fixgw", "--fix-host", "0.0.0.0", "--http-host", "0.0.0.0"]

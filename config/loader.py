@@ -239,7 +239,9 @@ def _valid_instruments(raw: object) -> dict[str, Instrument] | None:
 def with_overrides(
     config: Config,
     *,
+    fix_host: str | None = None,
     fix_port: int | None = None,
+    http_host: str | None = None,
     http_port: int | None = None,
     data_dir: str | os.PathLike[str] | None = None,
 ) -> Config:
@@ -249,6 +251,10 @@ def with_overrides(
     loaded file; an out-of-range value raises :class:`ConfigError`.
     """
     changes: dict[str, object] = {}
+    if fix_host is not None:
+        changes["fix_host"] = fix_host
+    if http_host is not None:
+        changes["http_host"] = http_host
     if fix_port is not None:
         changes["fix_port"] = fix_port
     if http_port is not None:

@@ -19,7 +19,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--config", help="TOML config file (default: the packaged config/default.toml)"
     )
+    run.add_argument("--fix-host", help="override gateway.fix_host")
     run.add_argument("--fix-port", type=int, help="override gateway.fix_port")
+    run.add_argument("--http-host", help="override gateway.http_host")
     run.add_argument("--http-port", type=int, help="override gateway.http_port (0 disables HTTP)")
     run.add_argument("--data-dir", help="override gateway.data_dir")
 
@@ -68,7 +70,13 @@ def _run(args: argparse.Namespace) -> int:
     from gateway.ops.reload import Overrides
 
     path = args.config or str(default_config_path())
-    overrides = Overrides(fix_port=args.fix_port, http_port=args.http_port, data_dir=args.data_dir)
+    overrides = Overrides(
+        fix_host=args.fix_host,
+        fix_port=args.fix_port,
+        http_host=args.http_host,
+        http_port=args.http_port,
+        data_dir=args.data_dir,
+    )
     try:
         cfg = overrides.apply(_load_checked(path))
     except ConfigError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
 import os
 import signal
 import ssl
@@ -209,6 +210,15 @@ class Gateway:
             await site.start()
             self._http_runner = runner
             self.http_port = gw.http_port
+        if not _is_loopback(gw.fix_host):
+            for session in self.sessions:
+                if not session.settings.Password:
+                    _log.warning(
+                        "session_without_password_on_open_address",
+                        session=session.session_id,
+                        fix_host=gw.fix_host,
+                        hint="give the session a Password, or listen on 127.0.0.1",
+                    )
         if self.admin_token() == DEV_ADMIN_TOKEN:
             _log.warning(
                 "admin_token_is_the_development_default",
@@ -307,6 +317,16 @@ def build_order_flow(
         journal.on_dirty = flow.flush_soon
         flow.recover(recovery, int(run))
     return flow
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or a name) is this machine's loopback."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def order_path_compiled() -> bool:

@@ -19,6 +19,7 @@ import structlog
 
 from gateway.fix.acceptor import AcceptorConnection, SessionRegistry
 from gateway.fix.application import Application
+from gateway.fix.codec import FrameDecoder, GarbledMessage, parse_frame
 from gateway.fix.events import ApplicationMessage, CloseConnection, Event, LoggedOn, LoggedOut
 from gateway.fix.session import Session
 from gateway.net.transport import Clock, Connection, FixTransportProtocol, Outbox
@@ -26,39 +27,93 @@ from gateway.net.transport import Clock, Connection, FixTransportProtocol, Outbo
 _log = structlog.get_logger("gateway.net.server")
 
 
-# Failed logons from one address: after FREE_FAILURES within FAILURE_WINDOW
-# seconds, each new connection from it is read only after a delay doubling
-# from one second up to MAX_LOGON_DELAY.
+# Failed logons are counted per (peer address, SenderCompID its Logon
+# claimed): guessing a password from one address slows that address's
+# Logons for that CompID only, never another address's, and never the
+# CompID's Logons from elsewhere.  After FREE_FAILURES within
+# FAILURE_WINDOW seconds, each further Logon of the pair is held, unread,
+# for a delay doubling from MIN_LOGON_DELAY up to MAX_LOGON_DELAY (at most
+# half the logon timeout, so a real client sharing the pair is slowed, never
+# locked out), and at most MAX_HELD_PER_PAIR Logons of a pair are held at
+# once: one more is closed unread.  Every counter is bounded.
 FREE_FAILURES: Final = 3
 FAILURE_WINDOW: Final = 60.0
-MAX_LOGON_DELAY: Final = 30.0
+MIN_LOGON_DELAY: Final = 1.0
+MAX_LOGON_DELAY: Final = 5.0
+MAX_HELD_PER_PAIR: Final = 4
+MAX_PAIRS: Final = 4096
+MAX_COUNTED: Final = 64
+
+Pair = tuple[str, str]
+"""(peer address, claimed SenderCompID; "" when no Logon could be read)."""
 
 
 class LogonFailures:
-    """Recent failed logons by peer address, and the delay they earn."""
+    """Recent failed logons per :data:`Pair`, and the delay they earn;
+    at most ``MAX_PAIRS`` pairs (the least recently failed are forgotten)
+    and ``MAX_COUNTED`` failures a pair."""
 
-    def __init__(self) -> None:
-        self._times: dict[str, deque[float]] = {}
+    def __init__(self, max_delay: float = MAX_LOGON_DELAY) -> None:
+        self._times: dict[Pair, deque[float]] = {}
+        self._max_delay = max_delay
+        self.held: dict[Pair, int] = {}
+        """Logons of each pair held right now."""
 
-    def record(self, address: str, now: float) -> None:
-        times = self._times.setdefault(address, deque())
+    def record(self, pair: Pair, now: float) -> int:
+        """Count a failure; returns the pair's failures in the window."""
+        times = self._times.pop(pair, None)
+        if times is None:
+            times = deque(maxlen=MAX_COUNTED)
         times.append(now)
-        self._forget_old(address, now)
+        self._times[pair] = times  # most recent last
+        while len(self._times) > MAX_PAIRS:
+            del self._times[next(iter(self._times))]
+        self._forget_old(pair, now)
+        return len(times)
 
-    def delay(self, address: str, now: float) -> float:
-        """Seconds a new connection from ``address`` waits before it is read."""
-        self._forget_old(address, now)
-        extra = len(self._times.get(address, ())) - FREE_FAILURES
-        return 0.0 if extra < 0 else min(2.0**extra, MAX_LOGON_DELAY)
+    def delay(self, pair: Pair, now: float) -> float:
+        """Seconds the next Logon of ``pair`` is held before it is read."""
+        self._forget_old(pair, now)
+        extra = len(self._times.get(pair, ())) - FREE_FAILURES
+        if extra < 0:
+            return 0.0
+        return min(MIN_LOGON_DELAY * 2.0 ** min(extra, 16), self._max_delay)
 
-    def _forget_old(self, address: str, now: float) -> None:
-        times = self._times.get(address)
+    def _forget_old(self, pair: Pair, now: float) -> None:
+        times = self._times.get(pair)
         if times is None:
             return
         while times and times[0] < now - FAILURE_WINDOW:
             times.popleft()
         if not times:
-            del self._times[address]
+            del self._times[pair]
+
+
+# a Logon is a few hundred bytes: a first frame not whole by then is not read
+# for its CompID (and the acceptor judges it)
+_IDENTIFY_WITHIN: Final = 4096
+
+
+def claimed_pair(address: str, data: bytes, max_message_size: int) -> Pair | None:
+    """The pair of a connection from the first frame of what it sent: None
+    while that frame is incomplete (and short)."""
+    if len(data) > _IDENTIFY_WITHIN:
+        return address, ""
+    if b"\x0110=" not in data:
+        return None  # no CheckSum yet: not whole
+    decoder = FrameDecoder(max_message_size)
+    decoder.feed(data)
+    try:
+        frame = decoder.next_frame()
+    except GarbledMessage:
+        return address, ""
+    if frame is None:
+        return None
+    try:
+        claimed = parse_frame(frame).get(49)
+    except GarbledMessage:
+        return address, ""
+    return address, (claimed or b"").decode("latin-1")[:64]
 
 
 class AcceptedConnection(FixTransportProtocol):
@@ -67,7 +122,13 @@ class AcceptedConnection(FixTransportProtocol):
         self._server = server
         self._acceptor: AcceptorConnection | None = None
         self._logged_on = False
+        self._failure_counted = False
         self._address = "?"
+        # what arrived before the Logon named its CompID (None once it did)
+        self._first: bytearray | None = bytearray()
+        self._pair: Pair | None = None
+        # what arrives while the Logon is held (None when not held)
+        self._held: list[bytes] | None = None
 
     def _open(self, now: float) -> Connection:
         server = self._server
@@ -75,13 +136,6 @@ class AcceptedConnection(FixTransportProtocol):
         transport = self._transport
         peer = transport.get_extra_info("peername") if transport is not None else None
         self._address = str(peer[0]) if isinstance(peer, tuple) else self.peer
-        delay = server.failures.delay(self._address, now)
-        if delay and transport is not None:
-            # repeated failed logons from this address: its next try waits
-            _log.warning("logon_slowed", peer=self.peer, delay=delay)
-            transport.pause_reading()
-            self._reading_paused = self._hold_reading = True
-            self._loop.call_later(delay, self._end_delay)
         self._acceptor = AcceptorConnection(
             server.registry,
             now,
@@ -91,18 +145,79 @@ class AcceptedConnection(FixTransportProtocol):
         )
         return self._acceptor
 
-    def _end_delay(self) -> None:
-        self._hold_reading = False
-        if self._closing or self._transport is None:
+    def data_received(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            held.append(data)
             return
-        self._reading_paused = False
-        self._transport.resume_reading()
+        first = self._first
+        if first is None:
+            super().data_received(data)
+            return
+        first += data
+        pair = claimed_pair(self._address, bytes(first), self._server.max_message_size)
+        if pair is None:
+            super().data_received(data)  # the Logon is not whole yet
+            return
+        self._first = None
+        self._pair = pair
+        failures = self._server.failures
+        delay = failures.delay(pair, self._clock())
+        if not delay:
+            super().data_received(data)
+            return
+        transport = self._transport
+        if transport is None or self._closing:
+            return
+        holding = failures.held.get(pair, 0)
+        if holding >= MAX_HELD_PER_PAIR:
+            # as many of this pair's Logons are waiting already: this one fails
+            self._closing = True
+            transport.close()
+            return
+        failures.held[pair] = holding + 1
+        self._held = [data]
+        transport.pause_reading()
+        self._reading_paused = self._hold_reading = True
+        self._loop.call_later(delay, self._release)
+
+    def _release(self) -> None:
+        """The delay has passed: what the held Logon's connection sent is read."""
+        held, self._held = self._held, None
+        pair = self._pair
+        failures = self._server.failures
+        if pair is not None:
+            left = failures.held.get(pair, 1) - 1
+            if left > 0:
+                failures.held[pair] = left
+            else:
+                failures.held.pop(pair, None)
+        self._hold_reading = False
+        if self._closing or self._transport is None or held is None:
+            return
+        for data in held:
+            super().data_received(data)
+
+    def _count_failure(self, now: float) -> None:
+        if self._failure_counted or self._logged_on:
+            return
+        self._failure_counted = True
+        pair = self._pair or (self._address, "")
+        failures = self._server.failures.record(pair, now)
+        if failures > FREE_FAILURES and failures & (failures - 1) == 0:
+            _log.warning(
+                "logon_slowed",
+                peer=self._address,
+                claimed_comp_id=pair[1],
+                failures=failures,
+                delay=self._server.failures.delay(pair, now),
+            )
 
     def _dispatch(self, event: Event, now: float) -> None:
         if isinstance(event, LoggedOn):
             self._logged_on = True
-        elif isinstance(event, CloseConnection) and not self._logged_on:
-            self._server.failures.record(self._address, now)
+        elif isinstance(event, CloseConnection):
+            self._count_failure(now)
         acceptor = self._acceptor
         session = acceptor.session if acceptor is not None else None
         if session is None:
@@ -121,6 +236,10 @@ class AcceptedConnection(FixTransportProtocol):
             self._server.application_for(session).on_logout(session, event.reason, now)
 
     def _closed(self, now: float) -> None:
+        if self._held is not None:
+            self._release()  # gone while held: nothing more to read
+        # a peer that gave up before its Logon was answered failed it too
+        self._count_failure(now)
         self._server.connection_closed(self)
 
 
@@ -149,7 +268,7 @@ class FixServer:
         self.clock = clock
         self.outbox = outbox if outbox is not None else Outbox()
         self.connections: set[AcceptedConnection] = set()
-        self.failures = LogonFailures()
+        self.failures = LogonFailures(min(MAX_LOGON_DELAY, logon_timeout / 2))
         self._server: asyncio.Server | None = None
         self._all_closed: asyncio.Event | None = None
 

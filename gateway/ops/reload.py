@@ -72,13 +72,20 @@ class Overrides:
     """Command-line settings that take precedence over the file, at start
     and on every reload alike."""
 
+    fix_host: str | None = None
     fix_port: int | None = None
+    http_host: str | None = None
     http_port: int | None = None
     data_dir: str | None = None
 
     def apply(self, config: Config) -> Config:
         return with_overrides(
-            config, fix_port=self.fix_port, http_port=self.http_port, data_dir=self.data_dir
+            config,
+            fix_host=self.fix_host,
+            fix_port=self.fix_port,
+            http_host=self.http_host,
+            http_port=self.http_port,
+            data_dir=self.data_dir,
         )
 
     def apply_raw(self, raw: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +93,9 @@ class Overrides:
         changes = {
             key: value
             for key, value in (
+                ("fix_host", self.fix_host),
                 ("fix_port", self.fix_port),
+                ("http_host", self.http_host),
                 ("http_port", self.http_port),
                 ("data_dir", self.data_dir),
             )

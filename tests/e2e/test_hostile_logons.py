@@ -1,0 +1,156 @@
+"""A password guesser beside a trading client: 2,000 bad logons from one
+address leave the daemon's sockets as they were, are really slowed
+down, and neither the trading client nor the real owner of the guessed
+CompID (from the same address) is shut out."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from netkit import log_events
+
+from config import SessionSettings
+from gateway.fix import codec
+from gateway.net.client import FixClient
+from gateway.net.server import MIN_LOGON_DELAY
+
+REPO = Path(__file__).resolve().parents[2]
+PASSWORD = "s3cret-pass-8472"
+BAD_LOGONS = 2000
+
+
+@pytest.fixture
+def password_config(tmp_path: Path) -> Path:
+    text = (REPO / "config" / "default.toml").read_text()
+    text, n = re.subn(
+        r'(?m)^(TargetCompID = "CLIENT1".*)$', rf'\1\nPassword = "{PASSWORD}"', text, count=1
+    )
+    assert n == 1
+    path = tmp_path / "password.toml"
+    path.write_text(text)
+    return path
+
+
+def bad_logon() -> bytes:
+    header = [
+        (34, b"1"),
+        (49, b"CLIENT1"),
+        (52, codec.format_utc_timestamp(time.time())),
+        (56, b"GATEWAY"),
+    ]
+    return codec.encode_message(b"FIX.4.4", b"A", header, b"98=0\x01108=30\x01554=guess\x01")
+
+
+async def try_bad_logon(port: int) -> float:
+    """One guess; the seconds until the daemon closed the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    started = time.monotonic()
+    writer.write(bad_logon())
+    await writer.drain()
+    while await reader.read(65536):
+        pass
+    answered = time.monotonic() - started
+    writer.close()
+    await writer.wait_closed()
+    return answered
+
+
+def sockets(pid: int) -> int:
+    """The sockets the process holds open (its other descriptors, such as
+    the reload worker's pipes, come and go on their own)."""
+    fds = Path(f"/proc/{pid}/fd")
+    count = 0
+    for fd in os.listdir(fds):
+        try:
+            count += os.readlink(fds / fd).startswith("socket:")
+        except FileNotFoundError:
+            pass  # closed meanwhile
+    return count
+
+
+async def trade(port: int, up: asyncio.Event, stop: asyncio.Event) -> tuple[int, int]:
+    """CLIENT2 sends market orders until ``stop``; (sent, answered finally)."""
+    client = FixClient(SessionSettings(SenderCompID="CLIENT2", TargetCompID="GATEWAY"))
+    await client.connect("127.0.0.1", port)
+    up.set()
+    sent = final = 0
+    while not stop.is_set():
+        sent += 1
+        fields = [(11, b"V%d" % sent), (38, b"1000"), (40, b"1"), (54, b"1")]
+        fields += [(55, b"EUR/USD"), (59, b"3"), (60, codec.format_utc_timestamp(time.time()))]
+        client.send(b"D", codec.encode_fields(fields))
+        while True:
+            report = await client.receive(timeout=10)
+            if report.get(39) in (b"2", b"4", b"8"):
+                final += 1
+                break
+        await asyncio.sleep(0.01)  # a steady trickle, not a flood
+    await client.logout()
+    return sent, final
+
+
+@pytest.mark.asyncio
+async def test_two_thousand_bad_logons_leak_nothing_and_shut_no_one_out(
+    daemon_factory: Any, password_config: Path
+) -> None:
+    d = daemon_factory("--config", str(password_config)).start()
+    up, stop = asyncio.Event(), asyncio.Event()
+    victim = asyncio.create_task(trade(d.fix_port, up, stop))
+    await asyncio.wait_for(up.wait(), 10)
+    before = sockets(d.proc.pid)  # the listening socket and the victim's
+
+    limit = asyncio.Semaphore(100)
+
+    async def guess() -> float:
+        async with limit:
+            return await try_bad_logon(d.fix_port)
+
+    answered = await asyncio.gather(*(guess() for _ in range(BAD_LOGONS)))
+    # guesses past the free ones were held before they were read
+    assert max(answered) >= MIN_LOGON_DELAY * 0.9
+    stop.set()
+    sent, final = await victim
+    assert sent > 0
+    assert final == sent  # the trading client lost nothing
+
+    # every connection of the guesser is closed (and the victim logged out)
+    deadline = time.monotonic() + 15
+    # a count in /proc has no event to wait on: polled, with a deadline
+    while sockets(d.proc.pid) >= before and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    assert sockets(d.proc.pid) == before - 1
+
+    # one more guess is slowed down ...
+    assert await try_bad_logon(d.fix_port) >= MIN_LOGON_DELAY * 0.9
+    # ... and the real owner of the CompID, from the same address, still logs on
+    owner = FixClient(
+        SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY", Password=PASSWORD)
+    )
+    await owner.connect("127.0.0.1", d.fix_port, timeout=15)
+    assert owner.logged_on
+    await owner.logout()
+    assert "logon_slowed" in d.log_text()
+
+
+def test_the_default_listens_on_loopback_and_an_open_address_without_passwords_is_warned_of(
+    daemon_factory: Any,
+) -> None:
+    default = (REPO / "config" / "default.toml").read_text()
+    assert re.search(r'(?m)^fix_host = "127\.0\.0\.1"', default)
+    assert re.search(r'(?m)^http_host = "127\.0\.0\.1"', default)
+    d = daemon_factory("--fix-host", "0.0.0.0").start()
+    deadline = time.monotonic() + 10
+    while "gateway_started" not in d.log_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    warned = [
+        event["session"]
+        for event in log_events(d.log_text())
+        if event["event"] == "session_without_password_on_open_address"
+    ]
+    assert sorted(warned) == [f"FIX.4.4:GATEWAY->CLIENT{i}" for i in (1, 2, 3)]
