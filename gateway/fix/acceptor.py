@@ -3,13 +3,19 @@
 A new connection belongs to no session until its first message, which must
 be a well-formed Logon naming a configured session that is not already
 connected.  Anything else closes the connection without a word (there is no
-session to answer on).  Once bound, every call is delegated to the session.
-Sans-I/O like the session itself.
+session to answer on).  Bytes that can never begin such a message are
+refused as soon as they arrive, not at the logon timeout: a start other than
+``8=FIX``, a BodyLength that is not a number or would take the message past
+``max_message_size``, a CheckSum missing where BodyLength says the body
+ends.  A Logon still arriving, however slowly and in however many pieces,
+is only ever refused by that timeout.  Once bound, every call is delegated
+to the session.  Sans-I/O like the session itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Final
 
 import structlog
 
@@ -19,6 +25,13 @@ from gateway.fix.events import CloseConnection, Event
 from gateway.fix.session import Session
 
 _log = structlog.get_logger("gateway.fix.acceptor")
+
+# The refusal of each kind of bytes that cannot begin a Logon.
+_START_REFUSALS: Final = {
+    codec.NOT_FIX: "not FIX",
+    codec.TOO_LARGE: "message larger than max_message_size",
+    codec.GARBLED: "garbled message before Logon",
+}
 
 
 class SessionRegistry:
@@ -52,6 +65,7 @@ class AcceptorConnection:
         "_closed",
         "_decoder",
         "_epoch",
+        "_head",
         "_logon_deadline",
         "_refusal",
         "_registry",
@@ -75,6 +89,8 @@ class AcceptorConnection:
         self.peer = peer
         self._bound: Session | None = None
         self._epoch = 0
+        # the first bytes received, for the log of a refusal
+        self._head = b""
 
     @property
     def session(self) -> Session | None:
@@ -90,10 +106,13 @@ class AcceptorConnection:
         if session is not None:
             session.receive_data(data)
         elif self._bound is None and not self._closed:
+            if len(self._head) <= codec.LOGGED_CHARS:
+                self._head += data[: codec.LOGGED_CHARS + 1 - len(self._head)]
             self._decoder.feed(data)
 
     def _refuse(self, reason: str, **details: object) -> CloseConnection:
         self._closed = True
+        self._decoder.take_rest()  # nothing more is read: let it go
         _log.warning("connection_refused", peer=self.peer, reason=reason, **details)
         return CloseConnection(reason)
 
@@ -108,16 +127,23 @@ class AcceptorConnection:
             return refusal
         if self._closed:
             return None
-        frame = self._decoder.next_frame()
+        decoder = self._decoder
+        problem = decoder.start_problem()
+        if problem is not None:
+            kind, detail = problem
+            return self._refuse(
+                _START_REFUSALS[kind], detail=detail, received=codec.loggable(self._head)
+            )
+        frame = decoder.next_frame()
         if frame is None:
             return None
         try:
             msg = codec.parse_frame(frame)
         except GarbledMessage as exc:
-            return self._refuse("garbled message before Logon", detail=str(exc))
+            return self._refuse("garbled message before Logon", detail=codec.loggable(str(exc)))
         if msg.msg_type != b"A":
             return self._refuse(
-                "first message is not a Logon", msg_type=msg.msg_type.decode("latin-1")
+                "first message is not a Logon", msg_type=codec.loggable(msg.msg_type)
             )
         sender = msg.get(49) or b""
         target = msg.get(56) or b""
@@ -125,9 +151,9 @@ class AcceptorConnection:
         if found is None:
             return self._refuse(
                 "unknown session",
-                begin_string=msg.begin_string.decode("latin-1"),
-                sender_comp_id=sender.decode("latin-1"),
-                target_comp_id=target.decode("latin-1"),
+                begin_string=codec.loggable(msg.begin_string),
+                sender_comp_id=codec.loggable(sender),
+                target_comp_id=codec.loggable(target),
             )
         if found.is_connected:
             return self._refuse("session already connected", session=found.session_id)

@@ -37,6 +37,9 @@ _FRAME_START: Final = b"8=FIX"
 # Longest number accepted in a tag or a length (int() of longer digit strings
 # is slow, and refused outright beyond a few thousand digits).
 _MAX_NUMBER_LEN: Final = 9
+# Most digits the general framing reads in a BodyLength (leading zeros
+# included) before it gives up on the frame.
+_MAX_LENGTH_DIGITS: Final = 12
 # FixMessage.get looks through messages of up to this many fields in order;
 # a longer one gets a tag -> value map on first use (building one costs about
 # as much as a dozen look-ups in a message this long).
@@ -88,6 +91,49 @@ class FixMessage:
         return f"FixMessage({self.raw.replace(SOH, b'|').decode('latin-1')!r})"
 
 
+# What :meth:`FrameDecoder.start_problem` finds wrong with the bytes a
+# stream starts with.
+NOT_FIX: Final = "not FIX"
+"""Bytes no FIX frame starts with (``8=FIX``, then ``9=`` and digits)."""
+TOO_LARGE: Final = "too large"
+"""A frame that cannot end within ``max_message_size``."""
+GARBLED: Final = "garbled"
+"""A frame that can end, but not well formed (CheckSum is not where
+BodyLength says the body ends)."""
+
+# The last bytes of a well-formed frame, from the SOH that ends its body:
+# '#' stands for a digit.
+_TRAILER_SHAPE: Final = b"\x0110=###\x01"
+_ANY_DIGIT: Final = 35  # "#"
+
+
+LOGGED_CHARS: Final = 64
+"""Client-supplied text in a log line is cut to this many characters."""
+
+
+def loggable(value: bytes | str) -> str:
+    """Client-supplied text as a log line shows it: control characters
+    escaped, cut to :data:`LOGGED_CHARS` characters, and ``...`` when
+    there was more."""
+    cut = value[:LOGGED_CHARS]
+    shown = repr(cut)[2:-1] if isinstance(cut, bytes) else repr(cut)[1:-1]
+    if len(shown) > LOGGED_CHARS or len(value) > LOGGED_CHARS:
+        return shown[:LOGGED_CHARS] + "..."
+    return shown
+
+
+class GarbageRuns:
+    """A count of runs of garbage: stretches of consecutive bytes a
+    :class:`FrameDecoder` dropped between two frames it handed on.  One
+    object may be shared by successive decoders (a session's, one per
+    connection), so that the count outlives each of them."""
+
+    __slots__ = ("runs",)
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+
 class FrameDecoder:
     """Cuts a byte stream into candidate frames.
 
@@ -96,10 +142,22 @@ class FrameDecoder:
     in ``discarded``.  Nothing buffered ever exceeds ``max_message_size`` plus
     one read: a frame that cannot complete within that bound is dropped
     (``oversized`` counts them) and the decoder resynchronises on the next
-    ``8=``.
+    ``8=``.  Every run of dropped bytes -- everything dropped from one frame
+    handed on (or the start) to the next, however many reads it spans and
+    whatever made it unreadable -- adds one to ``garbage.runs`` when its
+    first byte is dropped.
     """
 
-    __slots__ = ("_buf", "_data", "_pos", "discarded", "max_message_size", "oversized")
+    __slots__ = (
+        "_buf",
+        "_data",
+        "_in_garbage",
+        "_pos",
+        "discarded",
+        "garbage",
+        "max_message_size",
+        "oversized",
+    )
 
     # The bytes of the last read are kept as they came (``_data``, consumed
     # up to ``_pos``): whole frames are cut from them directly.  What cannot be
@@ -114,6 +172,8 @@ class FrameDecoder:
         self.max_message_size = max_message_size
         self.discarded = 0
         self.oversized = 0
+        self.garbage = GarbageRuns()
+        self._in_garbage = False
 
     def feed(self, data: bytes) -> None:
         if not self._buf and self._pos == len(self._data):
@@ -142,6 +202,11 @@ class FrameDecoder:
         return rest
 
     def _drop(self, n: int) -> None:
+        if n <= 0:
+            return
+        if not self._in_garbage:
+            self._in_garbage = True
+            self.garbage.runs += 1
         self.discarded += n
         del self._buf[:n]
 
@@ -152,6 +217,7 @@ class FrameDecoder:
             if end > 0:
                 whole = self._data[self._pos : end]
                 self._pos = end
+                self._in_garbage = False
                 return whole
         frame = self.next_frame_by_search()
         if frame is not None and self._buf:
@@ -181,9 +247,9 @@ class FrameDecoder:
                     self._resync()
                     continue
                 return None
-            lend = buf.find(SOH, lpos + 3, lpos + 16)
+            lend = buf.find(SOH, lpos + 3, lpos + 4 + _MAX_LENGTH_DIGITS)
             if lend < 0:
-                if len(buf) > lpos + 16:
+                if len(buf) > lpos + 4 + _MAX_LENGTH_DIGITS:
                     self._resync()  # BodyLength longer than any sane number
                     continue
                 return None
@@ -218,7 +284,57 @@ class FrameDecoder:
                 continue
             frame = bytes(buf[: end + 1])
             del buf[: end + 1]
+            self._in_garbage = False
             return frame
+
+    def start_problem(self) -> tuple[str, str] | None:
+        """Why the bytes buffered can never begin with a well-formed frame
+        of at most ``max_message_size`` bytes: ``(kind, detail)``, kind
+        being :data:`NOT_FIX`, :data:`TOO_LARGE` or :data:`GARBLED`; None
+        while they still may, bytes still to come being no reason.
+
+        For the start of a stream, where nothing may come before the first
+        frame.  Whenever this answers None, ``next_frame`` drops nothing and
+        hands on the frame once it is whole.  Only the header and the bytes
+        where CheckSum must be are looked at, so asking after every read
+        costs no more than framing does."""
+        self._spill()
+        buf = self._buf
+        n = len(buf)
+        limit = self.max_message_size
+        if buf[: len(_FRAME_START)] != _FRAME_START[:n]:
+            return NOT_FIX, "does not start with 8=FIX"
+        begin_end = buf.find(SOH, len(_FRAME_START))
+        if begin_end < 0:
+            if n >= limit:
+                return TOO_LARGE, f"no BodyLength within max_message_size {limit}"
+            return None
+        digits_start = begin_end + 3
+        if buf[begin_end + 1 : digits_start] != b"9="[: n - begin_end - 1]:
+            return NOT_FIX, "second field is not BodyLength (9)"
+        value = 0
+        pos = digits_start
+        # each digit read moves the end of the body further: stop once past
+        while pos < n and _DIGIT_0 <= buf[pos] <= _DIGIT_9 and pos + 1 + value <= limit:
+            if pos - digits_start == _MAX_LENGTH_DIGITS:
+                return NOT_FIX, f"BodyLength of more than {_MAX_LENGTH_DIGITS} digits"
+            value = value * 10 + buf[pos] - _DIGIT_0
+            pos += 1
+        body_end = pos + 1 + value
+        if body_end > limit:
+            more = "" if pos < n and buf[pos] == _SOH_INT else "..."
+            return TOO_LARGE, f"BodyLength {value}{more} over max_message_size {limit}"
+        if pos >= n:
+            return None  # "9=" or its digits not all here yet
+        if buf[pos] != _SOH_INT or pos == digits_start:
+            return NOT_FIX, "BodyLength is not a number"
+        shape = _TRAILER_SHAPE
+        for k in range(min(n - body_end + 1, len(shape))):
+            c = buf[body_end - 1 + k]
+            want = shape[k]
+            if c != want and not (want == _ANY_DIGIT and _DIGIT_0 <= c <= _DIGIT_9):
+                return GARBLED, "CheckSum is not where BodyLength says the body ends"
+        return None
 
     def _plain_frame_end(self) -> i64:
         """Where the frame at ``_pos`` in ``_data`` ends when it is plainly

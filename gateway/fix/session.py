@@ -69,8 +69,10 @@ _FATAL_SEQNUM_PROBLEMS = frozenset(
 )
 
 
+# not Final: mypyc would compile a Final into its readers, and tests set a
+# smaller one
 RESEND_CHUNK = 2000
-"""Most sequence numbers of one ResendRequest answered in one go."""
+"""Most sequence numbers of a resend answered in one go."""
 
 
 class BusinessRejectReason:
@@ -119,14 +121,32 @@ def business_reject_body(
 
 
 class SessionStats:
-    __slots__ = ("garbled", "messages_in", "messages_out", "rejects_received", "rejects_sent")
+    """Counters of one session over all its connections (read by the metrics)."""
+
+    __slots__ = (
+        "dropped",
+        "garbled_frames",
+        "messages_in",
+        "messages_out",
+        "rejects_received",
+        "rejects_sent",
+    )
 
     def __init__(self) -> None:
         self.messages_in = 0
         self.messages_out = 0
         self.rejects_sent = 0
         self.rejects_received = 0
-        self.garbled = 0
+        #: frames ignored because parse_frame refused them
+        self.garbled_frames = 0
+        #: runs of bytes the session's decoders dropped between two frames
+        self.dropped = codec.GarbageRuns()
+
+    @property
+    def garbled(self) -> int:
+        """Inbound garbage ignored: one for each frame refused as garbled,
+        and one for each run of bytes dropped between two frames."""
+        return self.garbled_frames + self.dropped.runs
 
 
 class Session:
@@ -296,7 +316,11 @@ class Session:
 
     def receive_data(self, data: bytes) -> None:
         if self._machine.state is not S.DISCONNECTED:
-            self._decoder.feed(data)
+            decoder = self._decoder
+            # a new decoder comes with each connection: what any of them
+            # drops counts in the session's stats
+            decoder.garbage = self.stats.dropped
+            decoder.feed(data)
 
     def receive_frame(self, frame: bytes) -> None:
         """Queue one already-framed message ahead of buffered bytes (used by
@@ -327,10 +351,11 @@ class Session:
         try:
             msg = codec.parse_frame(frame)
         except GarbledMessage as exc:
-            self.stats.garbled += 1
-            self._log.warning("garbled_message", reason=str(exc), size=len(frame))
+            self.stats.garbled_frames += 1
+            reason = codec.loggable(str(exc))
+            self._log.warning("garbled_message", reason=reason, size=len(frame))
             if not self._received_logon or b"\x0135=A\x01" in frame:
-                self._disconnect(now, f"garbled Logon: {exc}")
+                self._disconnect(now, f"garbled Logon: {reason}")
             return
         self.stats.messages_in += 1
         self._last_received = now
@@ -643,7 +668,17 @@ class Session:
             end = next_sender - 1
         self._log.info("resend_request", begin=begin, end=end)
         if begin <= end:
-            self._resend(begin, end, now)
+            rest = self._resend_rest
+            if rest is None:
+                self._resend(begin, end, now)
+            else:
+                # Another request is still being answered: what is left of
+                # it grows to cover this one too, from the lower begin (the
+                # peer may want again what it was sent) to the higher end,
+                # and goes on at the pace the transport takes it.  Answering
+                # a part of each request at once would let back-to-back
+                # requests multiply the bytes queued to the peer.
+                self._resend_rest = (min(begin, rest[0]), max(end, rest[1]))
         seq = self._seq(msg)
         expected = self.store.next_target_seq
         if seq == expected:
@@ -653,8 +688,9 @@ class Session:
 
     @property
     def resend_pending(self) -> bool:
-        """Part of a ResendRequest's range is still to be sent (see
-        :meth:`continue_resend`)."""
+        """Part of what ResendRequests asked for is still to be sent: the
+        caller has :meth:`continue_resend` send it once the peer has taken
+        what is queued."""
         return self._resend_rest is not None
 
     def continue_resend(self, now: float) -> None:
@@ -675,7 +711,11 @@ class Session:
         rest waits in ``_resend_rest`` until the transport has written them
         out and calls :meth:`continue_resend`, so that a request "to
         infinity" over a long session never builds all its answers in
-        memory at once.  A new ResendRequest replaces what was left."""
+        memory at once.  A ResendRequest that comes while some of an
+        earlier one is left does not end up here at once:
+        :meth:`_on_resend_request` widens what is left to cover it, so a
+        later request restarts or extends a resend but never cuts it
+        short."""
         if end - begin + 1 > RESEND_CHUNK:
             self._resend_rest = (begin + RESEND_CHUNK, end)
             end = begin + RESEND_CHUNK - 1

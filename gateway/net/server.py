@@ -96,13 +96,16 @@ _IDENTIFY_WITHIN: Final = 4096
 
 def claimed_pair(address: str, data: bytes, max_message_size: int) -> Pair | None:
     """The pair of a connection from the first frame of what it sent: None
-    while that frame is incomplete (and short)."""
+    while that frame is incomplete (and short), or when the bytes cannot be
+    FIX at all."""
+    decoder = FrameDecoder(max_message_size)
+    decoder.feed(data)
+    if decoder.start_problem() is not None:
+        return None  # no FIX: the acceptor refuses it at once, unheld
     if len(data) > _IDENTIFY_WITHIN:
         return address, ""
     if b"\x0110=" not in data:
         return None  # no CheckSum yet: not whole
-    decoder = FrameDecoder(max_message_size)
-    decoder.feed(data)
     try:
         frame = decoder.next_frame()
     except GarbledMessage:

@@ -42,8 +42,9 @@ EVENTS_PER_TURN: Final = 64
 RETRY_AFTER: Final = 0.1
 """Seconds before writes that failed (the journal or a store) are tried again."""
 
-# a ResendRequest answered in parts goes on while less than this is queued
-_RESEND_LOW_WATER = 256 * 1024
+_RESEND_LOW_WATER: Final = 256 * 1024
+"""Bytes queued to a peer up to which a ResendRequest answered in parts goes
+on; both write-buffer limits of every transport are set to it."""
 
 
 class Connection(Protocol):
@@ -220,7 +221,10 @@ class FixTransportProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it
         self._transport = cast(asyncio.Transport, transport)
-        self._transport.set_write_buffer_limits(high=4 * _RESEND_LOW_WATER, low=_RESEND_LOW_WATER)
+        # no band between the limits: with more than the low water queued
+        # the transport has paused us, so resume_writing follows once the
+        # peer drained it and a resend answered in parts goes on from there
+        self._transport.set_write_buffer_limits(high=_RESEND_LOW_WATER, low=_RESEND_LOW_WATER)
         sock = self._transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -335,9 +339,10 @@ class FixTransportProtocol(asyncio.Protocol):
             transport.abort()
 
     def _continue_resend_soon(self) -> None:
-        """A ResendRequest answered in parts: send the next part once the
-        peer has taken most of what is queued (``resume_writing``), or on
-        the next turn when little is queued."""
+        """A ResendRequest answered in parts: send the next part on the
+        next turn when at most ``_RESEND_LOW_WATER`` bytes are queued;
+        otherwise the transport has paused writing and
+        :meth:`resume_writing` comes back here once the peer took them."""
         conn = self._conn
         session = conn.session if conn is not None else None
         transport = self._transport
@@ -354,9 +359,13 @@ class FixTransportProtocol(asyncio.Protocol):
         if session is None or self._closing:
             return
         session.continue_resend(self._clock())
-        self._outbox.write_now(self)
+        # through the outbox: in order behind the journal and the store, and
+        # tried again when they cannot be written; its write comes back to
+        # _continue_resend_soon
+        self._outbox.wake_protocol(self)
 
     def resume_writing(self) -> None:
+        """The peer has taken what was queued down to the low water."""
         self._continue_resend_soon()
 
     # -- timers --------------------------------------------------------------------

@@ -61,7 +61,12 @@ class SessionCollector(Collector):
             labels=["session", "direction"],
         )
         garbled = CounterMetricFamily(
-            "fixgw_session_garbled_messages", "Garbled inbound messages ignored", labels=["session"]
+            "fixgw_session_garbled_messages",
+            "Inbound garbage ignored after the Logon: 1 per frame refused as garbled (BodyLength, "
+            "CheckSum, first three fields, tag syntax) and 1 per run of bytes dropped between "
+            "two frames (junk, a BodyLength not a number, a frame over max_message_size), "
+            "however long the run",
+            labels=["session"],
         )
         seqnums = GaugeMetricFamily(
             "fixgw_session_next_seqnum",

@@ -255,13 +255,15 @@ def test_no_logon_within_the_logon_timeout_closes(registry: SessionRegistry) -> 
     assert conn.session is None
 
 
-def test_junk_before_the_logon_is_skipped(
+def test_junk_before_the_logon_closes_the_connection_at_once(
     registry: SessionRegistry, sessions: dict[str, Session]
 ) -> None:
     conn = AcceptorConnection(registry, T0)
     events = feed(conn, b"\r\nGET / HTTP/1.0\r\n" + logon_message(1, T0))
-    assert event_kinds(events) == ["LoggedOn"]
-    assert conn.session is sessions["CL"]
+    assert event_kinds(events) == ["CloseConnection"]
+    assert events[0].reason == "not FIX"  # type: ignore[attr-defined]
+    assert conn.session is None
+    assert sessions["CL"].state is SessionState.DISCONNECTED
 
 
 def test_connection_lost_before_logon(registry: SessionRegistry) -> None:

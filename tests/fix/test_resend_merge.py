@@ -1,0 +1,209 @@
+"""ResendRequests that arrive while an earlier one is still being answered in
+parts: whatever their order, each ends with the peer sent everything it
+asked for, and back-to-back requests do not multiply what is queued.
+
+The caller of a session sends a resend's next part with
+``continue_resend`` while ``resend_pending``; here the tests do it by hand.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from session_helpers import SessionHarness, SessionPair, order_body, seq_of
+
+import gateway.fix.session as session_module
+from gateway.fix.codec import FixMessage
+from gateway.fix.session import Session
+from gateway.fix.states import SessionState
+
+S = SessionState
+
+CHUNK = 3
+"""RESEND_CHUNK in these tests, so that short resends come in parts."""
+
+
+@pytest.fixture(autouse=True)
+def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Answer ``CHUNK`` sequence numbers per part."""
+    monkeypatch.setattr(session_module, "RESEND_CHUNK", CHUNK)
+
+
+def resend_request(h: SessionHarness, seq: int, begin: int, end: int) -> bytes:
+    """A ResendRequest from the scripted peer, MsgSeqNum ``seq``."""
+    return h.message(b"2", seq, [(7, begin), (16, end)])
+
+
+def covered(messages: list[FixMessage]) -> set[int]:
+    """The sequence numbers a resend delivered: PossDup messages, and the
+    numbers each SequenceReset-GapFill skips."""
+    seqs: set[int] = set()
+    for msg in messages:
+        if msg.get(43) != b"Y":
+            continue
+        seq = seq_of(msg)
+        if msg.msg_type == b"4":
+            assert msg.get(123) == b"Y"
+            seqs.update(range(seq, int(msg.get(36) or b"0")))
+        else:
+            seqs.add(seq)
+    return seqs
+
+
+def pending(session: Session) -> bool:
+    """``resend_pending``, read afresh (the type checker would keep what an
+    earlier assert said)."""
+    return session.resend_pending
+
+
+def state(session: Session) -> SessionState:
+    """``state``, read afresh (see :func:`pending`)."""
+    return session.state
+
+
+def finish(h: SessionHarness) -> list[FixMessage]:
+    """Send every part left, as the transport would; what was written."""
+    sent: list[FixMessage] = []
+    while h.session.resend_pending:
+        h.session.continue_resend(h.now)
+        part = h.sent()
+        assert part, "a pending resend sent nothing"
+        sent += part
+    return sent
+
+
+def gateway_with_orders(count: int) -> SessionHarness:
+    """A gateway session logged on (both sides at 2) that then sent
+    ``count`` orders, MsgSeqNum 2 to ``count + 1``."""
+    h = SessionHarness()
+    h.logon()
+    for n in range(count):
+        h.session.send(b"D", order_body(f"R{n}"), h.now)
+    h.sent()
+    return h
+
+
+def test_a_shorter_request_does_not_cut_a_resend_short() -> None:
+    h = gateway_with_orders(10)  # 2..11
+    h.feed(resend_request(h, 2, 1, 0))
+    first = h.sent()
+    assert covered(first) == {1, 2, 3}
+    assert h.session.resend_pending
+
+    h.feed(resend_request(h, 3, 1, 2))
+    rest = h.sent() + finish(h)
+    assert covered(rest) == set(range(1, 12))
+    # PossDup copies of the orders, in order from where the second began
+    orders = [seq_of(m) for m in rest if m.msg_type == b"D"]
+    assert orders == list(range(2, 12))
+
+
+def test_a_later_request_extends_a_resend_to_its_end() -> None:
+    h = gateway_with_orders(10)  # 2..11
+    h.feed(resend_request(h, 2, 2, 6))
+    assert covered(h.sent()) == {2, 3, 4}
+    for n in range(3):
+        h.session.send(b"D", order_body(f"N{n}"), h.now)  # 12..14, live
+    live = h.sent()
+    assert [seq_of(m) for m in live] == [12, 13, 14]
+
+    h.feed(resend_request(h, 3, 5, 0))
+    rest = h.sent() + finish(h)
+    assert covered(rest) == set(range(5, 15))
+    assert [seq_of(m) for m in rest if m.msg_type == b"D"] == list(range(5, 15))
+
+
+def test_a_request_within_what_is_left_adds_nothing() -> None:
+    h = gateway_with_orders(10)  # 2..11
+    h.feed(resend_request(h, 2, 1, 0))
+    h.sent()
+    h.feed(resend_request(h, 3, 6, 8))
+    rest = h.sent() + finish(h)
+    resent = [seq_of(m) for m in rest if m.msg_type == b"D"]
+    assert resent == list(range(4, 12))  # each once
+
+
+def test_back_to_back_requests_queue_one_part_and_deliver_everything() -> None:
+    h = gateway_with_orders(20)  # 2..21
+    for seq in range(2, 12):
+        h.feed(resend_request(h, seq, 1, 0))
+    queued = h.sent()
+    # the first request's first part; the nine others wait in what is left
+    assert [seq_of(m) for m in queued] == [1, 2, 3]
+    rest = finish(h)
+    assert covered(rest) == set(range(1, 22))
+    resent = [seq_of(m) for m in rest if m.msg_type == b"D"]
+    assert resent == list(range(2, 22))  # started again once, from 1
+    assert h.session.store.next_target_seq == 12
+
+
+def test_a_resend_left_by_a_lost_connection_does_not_swallow_the_next_request() -> None:
+    h = gateway_with_orders(10)
+    h.feed(resend_request(h, 2, 1, 0))
+    h.sent()
+    assert pending(h.session)
+    h.session.connection_lost(h.now)
+    h.session.continue_resend(h.now)
+    assert not pending(h.session)
+    assert h.sent() == []
+
+    h.logon(seq=3)
+    h.feed(resend_request(h, 4, 5, 0))
+    assert covered(h.sent()) == {5, 6, 7}
+    assert covered(finish(h)) == set(range(8, 13))  # 12 is the second Logon
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(4))))
+def test_every_request_is_answered_in_full_whatever_the_order(
+    order: tuple[int, ...],
+) -> None:
+    requests = [(1, 0), (2, 4), (6, 9), (8, 0)]
+    # how many parts go out before the next request comes
+    for pauses in itertools.product((0, 1, 3), repeat=len(requests) - 1):
+        h = gateway_with_orders(12)  # 2..13
+        sent: list[FixMessage] = []
+        asked: list[tuple[int, set[int]]] = []
+        for i, k in enumerate(order):
+            # something new goes out before each request: "to the end" grows
+            h.session.send(b"D", order_body(f"L{i}"), h.now)
+            sent += h.sent()
+            begin, end = requests[k]
+            last = h.session.store.next_sender_seq - 1
+            asked.append((len(sent), set(range(begin, (end or last) + 1))))
+            h.feed(resend_request(h, 2 + i, begin, end))
+            sent += h.sent()
+            for _ in range(pauses[i] if i < len(pauses) else 0):
+                if h.session.resend_pending:
+                    h.session.continue_resend(h.now)
+                    sent += h.sent()
+        sent += finish(h)
+        for position, wanted in asked:
+            missing = wanted - covered(sent[position:])
+            assert not missing, (order, pauses, position, sorted(missing))
+
+
+def test_a_client_that_asks_ten_times_gets_every_message_once() -> None:
+    pair = SessionPair()
+    pair.connect()
+    pair.disconnect()
+    for n in range(20):
+        pair.send_order("acceptor", f"R{n}")  # stored while the client is away
+    pair.connect()
+    # the client's Logon answer revealed the gap: its own request is being
+    # answered, the first part is out
+    assert state(pair.initiator) is S.AWAITING_RESEND
+    assert pending(pair.acceptor)
+    mark = pair.mark()
+    for _ in range(10):
+        pair.initiator.send(b"2", b"7=1\x0116=0\x01", pair.now)
+    pair.pump()
+    assert [w for w in pair.sent_by("acceptor", since=mark) if w.get(43) == b"Y"] == []
+
+    while pair.acceptor.resend_pending:
+        pair.acceptor.continue_resend(pair.now)
+        pair.pump()
+    got = pair.received_apps("initiator")
+    assert [m.get(11) for m in got] == [f"R{n}".encode() for n in range(20)]
+    assert state(pair.initiator) is S.ACTIVE
+    assert pair.initiator.store.next_target_seq == pair.acceptor.store.next_sender_seq
