@@ -27,6 +27,7 @@ from router.model import AssetClass, Instrument
 
 __all__ = [
     "DECIMAL_LIMITS",
+    "DEFAULT_MAX_ID_LENGTH",
     "PATTERN_MESSAGE",
     "USD_CONVERSION_BASE",
     "USD_CONVERSION_QUOTE",
@@ -136,6 +137,12 @@ RoutingPolicy = Literal["best_price_exposure_aware", "best_price"]
 
 USD_CONVERSION_QUOTE: Final = "quote"
 USD_CONVERSION_BASE: Final = "base"
+
+DEFAULT_MAX_ID_LENGTH: Final = 64
+"""The default of ``[orders] max_id_length``, in bytes.  Venues commonly
+limit client order ids to 20 to 36 characters (36: a UUID), a few to 64;
+64 takes every one of these schemes, a UUID with a prefix included, so no
+client's own ids are refused, and still bounds what one id costs."""
 
 
 class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -407,6 +414,17 @@ class OrdersSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     that its size stays bounded on a busy day.  A checkpoint holds the event
     loop for the time it takes to write the state (about 0.2 s per 100,000
     orders kept, on a 2 GHz core)."""
+
+    max_id_length: Annotated[int, msgspec.Meta(ge=16, le=256)] = DEFAULT_MAX_ID_LENGTH
+    """Longest ClOrdID (11), OrigClOrdID (41) and MDReqID (262) a client may
+    send, in bytes (16 to 256: fewer would refuse common id schemes, more
+    buys nothing but memory).  The gateway keeps these ids (book, journal,
+    subscriptions) and repeats them on every report, so one client must not
+    choose their size.  A request carrying a longer one is refused: a
+    NewOrderSingle with an ExecutionReport Rejected (OrdRejReason 99), a
+    cancel or replace with an OrderCancelReject, a MarketDataRequest with a
+    MarketDataRequestReject; the id is echoed cut to this length.  Other
+    client strings echoed in a reject (Symbol, OrderID) are cut to it too."""
 
 
 class ClientRiskSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

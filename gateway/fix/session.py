@@ -383,7 +383,7 @@ class Session:
                 self._on_logout(msg, now)
             else:
                 self._log.warning(
-                    "incorrect_begin_string", begin_string=msg.begin_string.decode("latin-1")
+                    "incorrect_begin_string", begin_string=codec.loggable(msg.begin_string)
                 )
                 self._send_logout(now, b"Incorrect BeginString")
                 self._incr_target()
@@ -449,7 +449,7 @@ class Session:
             sent = codec.parse_utc_timestamp(msg.get(52) or b"")
             if sent is None or abs(now - sent) > settings.MaxLatency:
                 self._log.warning(
-                    "sending_time_accuracy", sending_time=(msg.get(52) or b"").decode("latin-1")
+                    "sending_time_accuracy", sending_time=codec.loggable(msg.get(52) or b"")
                 )
                 self._reject(msg, R.SENDINGTIME_ACCURACY_PROBLEM, None, now)
                 self._send_logout(now)
@@ -459,8 +459,8 @@ class Session:
         ):
             self._log.warning(
                 "comp_id_problem",
-                sender=(msg.get(49) or b"").decode("latin-1"),
-                target=(msg.get(56) or b"").decode("latin-1"),
+                sender=codec.loggable(msg.get(49) or b""),
+                target=codec.loggable(msg.get(56) or b""),
             )
             self._reject(msg, R.COMPID_PROBLEM, None, now)
             self._send_logout(now)
@@ -622,9 +622,9 @@ class Session:
         self.stats.rejects_received += 1
         self._log.warning(
             "reject_received",
-            ref_seq_num=(msg.get(45) or b"").decode("latin-1"),
-            reason=(msg.get(373) or b"").decode("latin-1"),
-            text=(msg.get(58) or b"").decode("latin-1"),
+            ref_seq_num=codec.loggable(msg.get(45) or b""),
+            reason=codec.loggable(msg.get(373) or b""),
+            text=codec.loggable(msg.get(58) or b""),
         )
         self._incr_target()
 
@@ -646,7 +646,7 @@ class Session:
     def _on_logout(self, msg: FixMessage, now: float) -> None:
         if not self._verify(msg, now, check_high=False, check_low=False):
             return
-        text = (msg.get(58) or b"").decode("latin-1")
+        text = codec.loggable(msg.get(58) or b"")
         if not self._sent_logout:
             self._log.info("logout_received", text=text)
             self._send_admin(b"5", b"", now)
@@ -920,8 +920,8 @@ class Session:
         self.stats.rejects_sent += 1
         self._log.warning(
             "message_rejected",
-            ref_seq_num=(seq or b"").decode("latin-1"),
-            msg_type=mt.decode("latin-1"),
+            ref_seq_num=codec.loggable(seq or b""),
+            msg_type=codec.loggable(mt),
             reason=reason.name,
             tag=tag,
         )

@@ -8,6 +8,10 @@ position) and submitted; cancels, replaces and status requests go to the
 matcher; MarketDataRequests to the market data service; anything else gets
 a BusinessMessageReject.  What the matcher answers is published and routed
 through :class:`~gateway.orderflow.routing.ChildRouting`.
+
+Ids longer than ``[orders] max_id_length`` are refused as they are decoded,
+and every reject echoes the client's ids cut to that length; log lines
+repeat only an excerpt of a client-supplied string.
 """
 
 from __future__ import annotations
@@ -18,7 +22,13 @@ import structlog
 
 from gateway.fix.codec import FixMessage
 from gateway.fix.session import BusinessRejectReason, Session
-from gateway.orderflow.mapping import Refusal, decode_cancel, decode_new_order, decode_replace
+from gateway.orderflow.mapping import (
+    Refusal,
+    decode_cancel,
+    decode_new_order,
+    decode_replace,
+    excerpt,
+)
 from gateway.orderflow.market_data import MarketDataService
 from gateway.orderflow.publish import Reports, refusal_reason
 from gateway.orderflow.routing import ChildRouting
@@ -70,24 +80,25 @@ class OrderEntry:
         if msg.get(43) == b"Y" and mt in _ORDER_REQUESTS and self._seen_before(client, msg):
             return
         limits = self.rules.client_limits.get(client)
+        id_limit = self.rules.config.orders.max_id_length
         rate = None if limits is None else limits.max_messages_per_second
         if rate is not None and not self._within_rate(client, rate, now):
-            self._throttled(session, client, msg, rate, now)
+            self._throttled(session, client, msg, rate, now, id_limit)
             return
         if mt == b"D":
-            self._new_order(session, client, msg, now)
+            self._new_order(session, client, msg, now, id_limit)
         elif mt == b"F":
-            self._routing.publish(self.matcher.cancel(decode_cancel(msg, client)), now)
+            self._cancel(client, msg, now, id_limit)
         elif mt == b"G":
-            self._replace(client, msg, now)
+            self._replace(client, msg, now, id_limit)
         elif mt == b"H":
             status = self.matcher.status(client, (msg.get(11) or b"").decode("latin-1"))
             if status is None:
-                self._reports.unknown_order_status(session, msg, now)
+                self._reports.unknown_order_status(session, msg, now, id_limit)
             else:
                 self._reports.execution(status.client, status, now)
         elif mt == b"V":
-            self.market_data.on_request(session, msg, now)
+            self.market_data.on_request(session, msg, now, id_limit)
         else:
             self._reports.business_reject(
                 session, msg, BusinessRejectReason.UNSUPPORTED_MESSAGE_TYPE, now
@@ -105,19 +116,20 @@ class OrderEntry:
         _log.info(
             "possible_duplicate_ignored",
             client=client,
-            cl_ord_id=cl_ord_id,
+            cl_ord_id=excerpt(cl_ord_id),
             msg_type=msg.msg_type.decode("latin-1"),
         )
         return True
 
-    def _new_order(self, session: Session, client: str, msg: FixMessage, now: float) -> None:
+    def _new_order(
+        self, session: Session, client: str, msg: FixMessage, now: float, id_limit: int
+    ) -> None:
         stats = self.stats
         stats.orders_received[client] = stats.orders_received.get(client, 0) + 1
-        order = decode_new_order(msg, client, self.instruments)
+        order = decode_new_order(msg, client, self.instruments, id_limit)
         if isinstance(order, Refusal):
-            self._reports.order_reject(
-                session, msg, order, refusal_reason(order.ord_rej_reason), now
-            )
+            reason = refusal_reason(order.ord_rej_reason)
+            self._reports.order_reject(session, msg, order, reason, now, id_limit)
             return
         limits = self.rules.client_limits.get(client)
         if limits is not None:
@@ -125,7 +137,9 @@ class OrderEntry:
             if cap is not None and self._reports.open_by_client.get(client, 0) >= cap:
                 text = f"max open orders reached: {cap} open (limit max_open_orders)"
                 refusal = Refusal(text, OrdRejReason.ORDER_EXCEEDS_LIMIT)
-                self._reports.order_reject(session, msg, refusal, "risk_max_open_orders", now)
+                self._reports.order_reject(
+                    session, msg, refusal, "risk_max_open_orders", now, id_limit
+                )
                 return
             exposure = self._routing.exposure(now)
             breach = check(
@@ -136,7 +150,8 @@ class OrderEntry:
             )
             if breach is not None:
                 refusal = Refusal(breach.text, OrdRejReason.ORDER_EXCEEDS_LIMIT)
-                self._reports.order_reject(session, msg, refusal, f"risk_{breach.limit}", now)
+                reason = f"risk_{breach.limit}"
+                self._reports.order_reject(session, msg, refusal, reason, now, id_limit)
                 return
         result = self.matcher.submit(order, self.book.snapshot(order.symbol))
         if result.executions:
@@ -159,7 +174,13 @@ class OrderEntry:
         return True
 
     def _throttled(
-        self, session: Session, client: str, msg: FixMessage, rate: int, now: float
+        self,
+        session: Session,
+        client: str,
+        msg: FixMessage,
+        rate: int,
+        now: float,
+        id_limit: int,
     ) -> None:
         """Reject a message over the client's rate, in the form its type asks for."""
         text = f"throttled: more than {rate} messages per second (limit max_messages_per_second)"
@@ -167,10 +188,10 @@ class OrderEntry:
         if mt == b"D":
             self.stats.received(client)
             refusal = Refusal(text, OrdRejReason.OTHER)
-            self._reports.order_reject(session, msg, refusal, "throttled", now)
+            self._reports.order_reject(session, msg, refusal, "throttled", now, id_limit)
         elif mt in (b"F", b"G"):
             to = CxlRejResponseTo.CANCEL if mt == b"F" else CxlRejResponseTo.REPLACE
-            self._refuse_change(client, msg, to, text, now)
+            self._refuse_change(client, msg, to, text, now, id_limit)
         else:
             self._reports.business_reject(
                 session, msg, BusinessRejectReason.OTHER, now, text=text.encode()
@@ -183,13 +204,16 @@ class OrderEntry:
         response_to: CxlRejResponseTo,
         text: str,
         now: float,
+        id_limit: int,
     ) -> None:
         """OrderCancelReject for a cancel or replace refused before it
         reached the matcher (no order is looked at)."""
+        # ClOrdID and OrigClOrdID are required on the OrderCancelReject: one
+        # over the limit (the Text says so) is echoed cut to it, never in full.
         reject = CancelReject(
             client=client,
-            cl_ord_id=(msg.get(11) or b"").decode("latin-1"),
-            orig_cl_ord_id=(msg.get(41) or b"").decode("latin-1"),
+            cl_ord_id=(msg.get(11) or b"")[:id_limit].decode("latin-1"),
+            orig_cl_ord_id=(msg.get(41) or b"")[:id_limit].decode("latin-1"),
             order_id=None,
             status=OrdStatus.REJECTED,
             reason=CxlRejReason.OTHER,
@@ -198,10 +222,19 @@ class OrderEntry:
         )
         self._reports.cancel_reject(reject, now)
 
-    def _replace(self, client: str, msg: FixMessage, now: float) -> None:
-        replace = decode_replace(msg, client, self.instruments)
+    def _cancel(self, client: str, msg: FixMessage, now: float, id_limit: int) -> None:
+        cancel = decode_cancel(msg, client, id_limit)
+        if isinstance(cancel, Refusal):
+            to = CxlRejResponseTo.CANCEL
+            self._refuse_change(client, msg, to, cancel.text, now, id_limit)
+            return
+        self._routing.publish(self.matcher.cancel(cancel), now)
+
+    def _replace(self, client: str, msg: FixMessage, now: float, id_limit: int) -> None:
+        replace = decode_replace(msg, client, self.instruments, id_limit)
         if isinstance(replace, Refusal):
-            self._refuse_change(client, msg, CxlRejResponseTo.REPLACE, replace.text, now)
+            to = CxlRejResponseTo.REPLACE
+            self._refuse_change(client, msg, to, replace.text, now, id_limit)
             return
         symbol = (msg.get(55) or b"").decode("latin-1")
         self._routing.publish(self.matcher.replace(replace, self.book.snapshot(symbol)), now)

@@ -17,6 +17,12 @@ The session layer has already validated each message against the FIX 4.4
 dictionary (required fields present, values of the right type); decoding still
 never raises on odd input, it refuses it.
 
+What a client sends is bounded before the gateway keeps or repeats it: a
+ClOrdID or OrigClOrdID longer than ``max_id_length`` (``[orders]``) refuses
+the request; a reject echoes the client's strings cut to that length; a
+Text or a log line repeats at most :data:`LOGGED_CHARS` of one
+(:func:`excerpt`).
+
 Everything here is a pure function of its arguments, apart from caches of
 the quantities and prices already converted.
 """
@@ -30,6 +36,7 @@ from decimal import Decimal, DecimalException
 from enum import Enum
 from typing import Final
 
+from config.schema import DEFAULT_MAX_ID_LENGTH
 from gateway.fix.codec import FixMessage, encode_fields
 from matcher.engine import CancelOrder, NewOrder, ReplaceOrder
 from matcher.orders import CancelReject, CxlRejResponseTo, ExecType, Execution, OrdStatus
@@ -37,6 +44,7 @@ from router.model import Instrument, OffGrid, OrdType, Side, TimeInForce
 from router.units import format_decimal, instrument_formats, remembered
 
 __all__ = [
+    "LOGGED_CHARS",
     "REJ_BROKER_OPTION",
     "REJ_DUPLICATE_ORDER",
     "REJ_INCORRECT_QUANTITY",
@@ -49,8 +57,11 @@ __all__ = [
     "decode_cancel",
     "decode_new_order",
     "decode_replace",
+    "excerpt",
     "execution_body",
     "new_order_reject_body",
+    "too_long_text",
+    "unknown_order_status_body",
     "wire_value",
 ]
 
@@ -67,6 +78,15 @@ REJ_OTHER: Final = 99
 # before Decimal() sees the text, which would also take "NaN", "1e3", "1_000"
 # and surrounding blanks.
 _FIX_FLOAT = re.compile(rb"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)")
+
+LOGGED_CHARS: Final = 64
+"""The most of one client-supplied string a log line or a reject's Text
+repeats (see :func:`excerpt`)."""
+
+# No instrument grid needs a quantity or price text longer than this: longer
+# ones are converted each time instead of remembered (a cache keyed on texts
+# of any length would hold up to 8192 of them), and never echoed.
+_NUMBER_LENGTH: Final = 32
 
 _SIDES: dict[bytes, Side] = {b"1": Side.BUY, b"2": Side.SELL}
 _ORD_TYPES: dict[bytes, OrdType] = {b"1": OrdType.MARKET, b"2": OrdType.LIMIT}
@@ -104,6 +124,27 @@ def wire_value(member: Enum) -> bytes:
     return _WIRE[member]
 
 
+def excerpt(value: str | bytes, limit: int = LOGGED_CHARS) -> str:
+    """A client-supplied ``value`` as a log line or a Text repeats it: whole
+    up to ``limit`` characters, else its first ``limit`` followed by a marker
+    with its full length, e.g. ``ABC...[30000 chars]``."""
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...[{len(text)} chars]"
+
+
+def too_long_text(name: str, length: int, limit: int) -> str:
+    """The Text refusing a request whose id field ``name`` (e.g.
+    ``"ClOrdID (11)"``) is ``length`` bytes long, beyond ``max_id_length``
+    ``limit``: it names the field and the limit, never the value."""
+    return f"{name} too long: {length} bytes, at most {limit} (limit max_id_length)"
+
+
+def _too_long(name: str, value: bytes, limit: int) -> Refusal:
+    return Refusal(too_long_text(name, len(value), limit), REJ_OTHER)
+
+
 def _parse_decimal(value: bytes) -> Decimal | None:
     """The FIX float ``value`` as an exact Decimal, or None if it is not one."""
     if _FIX_FLOAT.fullmatch(value) is None:
@@ -116,10 +157,6 @@ def _parse_decimal(value: bytes) -> Decimal | None:
 
 # --------------------------------------------------------------------------
 # inbound
-
-
-def _text(value: bytes | None) -> str:
-    return "" if value is None else value.decode("latin-1")
 
 
 # Clients send the same quantities and prices over and over: their
@@ -135,11 +172,13 @@ def _quantity(msg: FixMessage, instrument: Instrument) -> int | Refusal:
     raw = msg.get(38)
     if not raw:
         return Refusal("OrderQty must be positive", REJ_INCORRECT_QUANTITY)
+    if len(raw) > _NUMBER_LENGTH:
+        return _convert_quantity(raw, instrument)
     return remembered(_QTY_CACHE, raw, instrument, _convert_quantity)
 
 
 def _convert_quantity(raw: bytes, instrument: Instrument) -> int | Refusal:
-    shown = raw.decode("latin-1")
+    shown = excerpt(raw)
     qty = _parse_decimal(raw)
     if qty is None:
         return Refusal(f"OrderQty {shown} is not a number", REJ_INCORRECT_QUANTITY)
@@ -160,19 +199,24 @@ def _convert_quantity(raw: bytes, instrument: Instrument) -> int | Refusal:
         )
     try:
         return instrument.qty_to_lots(qty)
-    except OffGrid as exc:
-        return Refusal(str(exc), REJ_INCORRECT_QUANTITY)
+    except OffGrid:
+        lot = format_decimal(instrument.lot_size).decode()
+        return Refusal(
+            f"OrderQty {shown} is not a multiple of the lot size {lot}", REJ_INCORRECT_QUANTITY
+        )
     except DecimalException:
         return Refusal(f"OrderQty {shown} is out of range", REJ_INCORRECT_QUANTITY)
 
 
 def _price(raw: bytes, instrument: Instrument) -> int | Refusal:
     """Price (44) in ticks of ``instrument``, or why it is refused."""
+    if len(raw) > _NUMBER_LENGTH:
+        return _convert_price(raw, instrument)
     return remembered(_PRICE_CACHE, raw, instrument, _convert_price)
 
 
 def _convert_price(raw: bytes, instrument: Instrument) -> int | Refusal:
-    shown = raw.decode("latin-1")
+    shown = excerpt(raw)
     price = _parse_decimal(raw)
     if price is None:
         return Refusal(f"Price {shown} is not a number", REJ_OTHER)
@@ -194,21 +238,28 @@ def _instrument(msg: FixMessage, instruments: Mapping[str, Instrument]) -> Instr
     symbol = raw.decode("latin-1")
     instrument = instruments.get(symbol)
     if instrument is None:
-        return Refusal(f"Unknown symbol {symbol}", REJ_UNKNOWN_SYMBOL)
+        return Refusal(f"Unknown symbol {excerpt(symbol)}", REJ_UNKNOWN_SYMBOL)
     return instrument
 
 
 def decode_new_order(
-    msg: FixMessage, client: str, instruments: Mapping[str, Instrument]
+    msg: FixMessage,
+    client: str,
+    instruments: Mapping[str, Instrument],
+    max_id_length: int = DEFAULT_MAX_ID_LENGTH,
 ) -> NewOrder | Refusal:
     """A NewOrderSingle (35=D) of ``client`` as a matcher :class:`NewOrder`,
     or the :class:`Refusal` to report in a rejecting ExecutionReport.
 
-    A market order's Price (44) is ignored; TimeInForce (59) defaults to Day.
+    A ClOrdID (11) longer than ``max_id_length`` bytes is refused (99,
+    Other).  A market order's Price (44) is ignored; TimeInForce (59)
+    defaults to Day.
     """
     cl_ord_id = msg.get(11)
     if not cl_ord_id:
         return Refusal("ClOrdID is required", REJ_OTHER)
+    if len(cl_ord_id) > max_id_length:
+        return _too_long("ClOrdID (11)", cl_ord_id, max_id_length)
     instrument = _instrument(msg, instruments)
     if isinstance(instrument, Refusal):
         return instrument
@@ -245,30 +296,47 @@ def decode_new_order(
     )
 
 
-def decode_cancel(msg: FixMessage, client: str) -> CancelOrder:
+def decode_cancel(
+    msg: FixMessage, client: str, max_id_length: int = DEFAULT_MAX_ID_LENGTH
+) -> CancelOrder | Refusal:
     """An OrderCancelRequest (35=F) of ``client`` as a :class:`CancelOrder`
     (a missing ClOrdID or OrigClOrdID decodes as empty; the matcher then
-    answers with a cancel reject)."""
+    answers with a cancel reject), or the :class:`Refusal` of a ClOrdID (11)
+    or OrigClOrdID (41) longer than ``max_id_length`` bytes."""
+    cl_ord_id = msg.get(11) or b""
+    if len(cl_ord_id) > max_id_length:
+        return _too_long("ClOrdID (11)", cl_ord_id, max_id_length)
+    orig_cl_ord_id = msg.get(41) or b""
+    if len(orig_cl_ord_id) > max_id_length:
+        return _too_long("OrigClOrdID (41)", orig_cl_ord_id, max_id_length)
     return CancelOrder(
         client=client,
-        cl_ord_id=_text(msg.get(11)),
-        orig_cl_ord_id=_text(msg.get(41)),
+        cl_ord_id=cl_ord_id.decode("latin-1"),
+        orig_cl_ord_id=orig_cl_ord_id.decode("latin-1"),
     )
 
 
 def decode_replace(
-    msg: FixMessage, client: str, instruments: Mapping[str, Instrument]
+    msg: FixMessage,
+    client: str,
+    instruments: Mapping[str, Instrument],
+    max_id_length: int = DEFAULT_MAX_ID_LENGTH,
 ) -> ReplaceOrder | Refusal:
     """An OrderCancelReplaceRequest (35=G) of ``client`` as a
     :class:`ReplaceOrder`: the new total OrderQty (38) and, when Price (44) is
     present, the new limit, both checked against the instrument of Symbol
-    (55) like a new order's."""
+    (55) like a new order's.  A ClOrdID (11) or OrigClOrdID (41) longer than
+    ``max_id_length`` bytes is refused."""
     cl_ord_id = msg.get(11)
     if not cl_ord_id:
         return Refusal("ClOrdID is required", REJ_OTHER)
+    if len(cl_ord_id) > max_id_length:
+        return _too_long("ClOrdID (11)", cl_ord_id, max_id_length)
     orig_cl_ord_id = msg.get(41)
     if not orig_cl_ord_id:
         return Refusal("OrigClOrdID is required", REJ_UNKNOWN_ORDER)
+    if len(orig_cl_ord_id) > max_id_length:
+        return _too_long("OrigClOrdID (41)", orig_cl_ord_id, max_id_length)
     instrument = _instrument(msg, instruments)
     if isinstance(instrument, Refusal):
         return instrument
@@ -299,19 +367,24 @@ def _out(text: str) -> bytes:
     return text.encode("latin-1", "replace")
 
 
-def unknown_order_status_body(msg: FixMessage, exec_id: str) -> bytes:
+def unknown_order_status_body(
+    msg: FixMessage, exec_id: str, max_id_length: int = DEFAULT_MAX_ID_LENGTH
+) -> bytes:
     """The body of the ExecutionReport (ExecType I, OrdStatus Rejected,
     text "Unknown order") answering an OrderStatusRequest ``msg`` that names
-    no order of the requester; ClOrdID, OrderID, Side and Symbol are echoed."""
+    no order of the requester; ClOrdID, OrderID, Side and Symbol are echoed,
+    the strings cut to ``max_id_length`` bytes."""
+    # The report must carry these fields: one longer than any the gateway
+    # accepts names no order anyway, and is echoed cut, never in full.
     fields = [
         (6, b"0"),
-        (11, msg.get(11) or b""),
+        (11, (msg.get(11) or b"")[:max_id_length]),
         (14, b"0"),
         (17, _out(exec_id)),
-        (37, msg.get(37) or b"NONE"),
+        (37, (msg.get(37) or b"NONE")[:max_id_length]),
         (39, b"8"),
         (54, msg.get(54) or b"1"),
-        (55, msg.get(55) or b""),
+        (55, (msg.get(55) or b"")[:max_id_length]),
         (58, b"Unknown order"),
         (150, b"I"),
         (151, b"0"),
@@ -320,12 +393,17 @@ def unknown_order_status_body(msg: FixMessage, exec_id: str) -> bytes:
 
 
 def new_order_reject_body(
-    msg: FixMessage, refusal: Refusal, exec_id: str, order_id: str = "NONE"
+    msg: FixMessage,
+    refusal: Refusal,
+    exec_id: str,
+    order_id: str = "NONE",
+    max_id_length: int = DEFAULT_MAX_ID_LENGTH,
 ) -> bytes:
     """The body of the ExecutionReport (35=8, ExecType and OrdStatus
     Rejected) answering a refused NewOrderSingle ``msg``.  ClOrdID, OrdType,
-    Side and Symbol are echoed when the request carried them; OrderQty is
-    echoed when it is a number, 0 otherwise."""
+    Side and Symbol are echoed when the request carried them, ClOrdID and
+    Symbol cut to ``max_id_length`` bytes; OrderQty is echoed when it is a
+    number of at most 32 characters, 0 otherwise."""
     cl_ord_id = msg.get(11)
     qty = msg.get(38)
     ord_type = msg.get(40)
@@ -333,9 +411,12 @@ def new_order_reject_body(
     symbol = msg.get(55)
     parts = [b"6=0\x01"]
     if cl_ord_id:
-        parts.append(b"11=%b\x01" % cl_ord_id)
+        # FIX requires the ClOrdID on the report; one over the limit (the
+        # Text says so) is echoed cut to it, so that a reject never carries
+        # back what the gateway refused to hold.
+        parts.append(b"11=%b\x01" % cl_ord_id[:max_id_length])
     parts.append(b"14=0\x0117=%b\x0137=%b\x01" % (_out(exec_id), _out(order_id)))
-    if qty and _FIX_FLOAT.fullmatch(qty) is not None:
+    if qty and len(qty) <= _NUMBER_LENGTH and _FIX_FLOAT.fullmatch(qty) is not None:
         parts.append(b"38=%b\x01" % qty)
     else:
         parts.append(b"38=0\x01")
@@ -345,7 +426,7 @@ def new_order_reject_body(
     if side:
         parts.append(b"54=%b\x01" % side)
     if symbol:
-        parts.append(b"55=%b\x01" % symbol)
+        parts.append(b"55=%b\x01" % symbol[:max_id_length])
     parts.append(
         b"58=%b\x01103=%d\x01150=8\x01151=0\x01" % (_out(refusal.text), refusal.ord_rej_reason)
     )

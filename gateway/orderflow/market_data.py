@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from config.schema import DEFAULT_MAX_ID_LENGTH
 from gateway.fix.codec import FixMessage, encode_fields
 from gateway.fix.session import Session
+from gateway.orderflow.mapping import too_long_text
 from router.book import AggregatedBook, BookSnapshot
 from router.model import Instrument
 from router.units import format_decimal
@@ -80,8 +82,21 @@ class MarketDataService:
 
     # -- requests -------------------------------------------------------------------
 
-    def on_request(self, session: Session, msg: FixMessage, now: float) -> None:
+    def on_request(
+        self,
+        session: Session,
+        msg: FixMessage,
+        now: float,
+        max_id_length: int = DEFAULT_MAX_ID_LENGTH,
+    ) -> None:
+        """Serve or refuse one MarketDataRequest; an MDReqID (262) longer
+        than ``max_id_length`` bytes is refused (it would be kept and repeated
+        on every refresh) and echoed cut to that length."""
         md_req_id = msg.get(262) or b""
+        if len(md_req_id) > max_id_length:
+            text = too_long_text("MDReqID (262)", len(md_req_id), max_id_length)
+            self._reject(session, md_req_id[:max_id_length], None, text.encode(), now)
+            return
         request_type = msg.get(263)
         key = (session.session_id, md_req_id)
         if request_type == b"2":

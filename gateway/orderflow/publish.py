@@ -7,7 +7,8 @@ outbox, which writes the journal batch, then the store, then the socket at
 the end of the loop turn.  ExecutionReports come from matcher results;
 order rejects, cancel rejects and business rejects from the order entry.
 An order reaching a final status is counted here (latency, final status,
-open orders per client).
+open orders per client).  Log lines repeat at most a short excerpt of each
+client-supplied string (:func:`~gateway.orderflow.mapping.excerpt`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Final
 
 import structlog
 
+from config.schema import DEFAULT_MAX_ID_LENGTH
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 from gateway.fix.session import Session, business_reject_body
@@ -26,6 +28,7 @@ from gateway.orderflow.journal_entries import Message, OrderState
 from gateway.orderflow.mapping import (
     Refusal,
     cancel_reject_body,
+    excerpt,
     execution_body,
     new_order_reject_body,
     unknown_order_status_body,
@@ -151,7 +154,7 @@ class Reports:
             _log.info(
                 "order_rejected",
                 client=ex.client,
-                cl_ord_id=ex.cl_ord_id,
+                cl_ord_id=excerpt(ex.cl_ord_id),
                 order_id=ex.order_id,
                 reason=ex.text,
             )
@@ -165,8 +168,8 @@ class Reports:
         _log.info(
             "cancel_rejected",
             client=reject.client,
-            cl_ord_id=reject.cl_ord_id,
-            orig_cl_ord_id=reject.orig_cl_ord_id,
+            cl_ord_id=excerpt(reject.cl_ord_id),
+            orig_cl_ord_id=excerpt(reject.orig_cl_ord_id),
             response_to=reject.response_to.name.lower(),
             reason=reject.text,
         )
@@ -174,12 +177,21 @@ class Reports:
     # -- answers to requests the matcher never saw ----------------------------------
 
     def order_reject(
-        self, session: Session, msg: FixMessage, refusal: Refusal, reason: str, now: float
+        self,
+        session: Session,
+        msg: FixMessage,
+        refusal: Refusal,
+        reason: str,
+        now: float,
+        max_id_length: int = DEFAULT_MAX_ID_LENGTH,
     ) -> None:
         """ExecutionReport (Rejected) for a NewOrderSingle refused before the
-        matcher; ``reason`` is the metric label."""
+        matcher, echoing its ClOrdID and Symbol cut to ``max_id_length``;
+        ``reason`` is the metric label."""
         self._exec_seq += 1
-        body = new_order_reject_body(msg, refusal, f"R{self._exec_seq}")
+        body = new_order_reject_body(
+            msg, refusal, f"R{self._exec_seq}", max_id_length=max_id_length
+        )
         self.send(session, b"8", body, now)
         client = session.settings.TargetCompID
         self._stats.rejected(client, reason)
@@ -187,15 +199,23 @@ class Reports:
         _log.info(
             "order_rejected",
             session=session.session_id,
-            cl_ord_id=(msg.get(11) or b"").decode("latin-1"),
+            cl_ord_id=excerpt(msg.get(11) or b""),
             reason=refusal.text,
         )
 
-    def unknown_order_status(self, session: Session, msg: FixMessage, now: float) -> None:
+    def unknown_order_status(
+        self,
+        session: Session,
+        msg: FixMessage,
+        now: float,
+        max_id_length: int = DEFAULT_MAX_ID_LENGTH,
+    ) -> None:
         """ExecutionReport (ExecType I, OrdStatus Rejected) for a status
-        request naming no order of this client."""
+        request naming no order of this client, its strings echoed cut to
+        ``max_id_length``."""
         self._exec_seq += 1
-        self.send(session, b"8", unknown_order_status_body(msg, f"S{self._exec_seq}"), now)
+        body = unknown_order_status_body(msg, f"S{self._exec_seq}", max_id_length)
+        self.send(session, b"8", body, now)
 
     def business_reject(
         self,

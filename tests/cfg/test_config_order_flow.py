@@ -570,10 +570,16 @@ def test_default_config_order_flow() -> None:
         max_order_qty=Decimal(5_000_000),
         max_notional_usd=Decimal(10_000_000),
         max_open_position=Decimal(20_000_000),
+        max_open_orders=10_000,
+        max_messages_per_second=50_000,
     )
     assert list(cfg.risk.clients) == ["CLIENT3"]
-    assert cfg.risk.for_client("CLIENT3").allowed_symbols == ("EUR/USD", "GBP/USD")
+    client3 = cfg.risk.for_client("CLIENT3")
+    assert client3.allowed_symbols == ("EUR/USD", "GBP/USD")
+    # a client table replaces the default as a whole: it restates the flow limits
+    assert (client3.max_open_orders, client3.max_messages_per_second) == (10_000, 50_000)
     assert cfg.risk.for_client("CLIENT1") is cfg.risk.default
+    assert cfg.orders.max_id_length == 64
 
 
 def test_default_lp_settings_suit_the_simulated_adapter() -> None:

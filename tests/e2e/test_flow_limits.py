@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,15 @@ RISK = 'max_open_position = "20000000" # largest net position per symbol, in uni
 
 
 def with_risk(extra: str) -> str:
+    """The default config with ``extra`` (``key = value`` lines) in
+    [risk.default], in place of what the file sets for the same keys."""
     assert RISK in DEFAULT_TEXT
-    return DEFAULT_TEXT.replace(RISK, RISK + extra, 1)
+    text = DEFAULT_TEXT
+    for line in extra.splitlines():
+        key = line.split("=", 1)[0].strip()
+        # [risk.default] is the file's first table to set the key
+        text = re.sub(rf"(?m)^{key} = .*\n", "", text, count=1)
+    return text.replace(RISK, RISK + extra, 1)
 
 
 @pytest.mark.asyncio

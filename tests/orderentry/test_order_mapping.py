@@ -237,7 +237,7 @@ def test_decode_fractional_lots_and_ticks() -> None:
         ({"qty": b"1e3"}, "OrderQty 1e3 is not a number", 13),
         ({"qty": b"5"}, "OrderQty 5 is below the minimum 1000 for EUR/USD", 13),
         ({"qty": b"1000001"}, "OrderQty 1000001 is above the maximum 1000000 for EUR/USD", 13),
-        ({"qty": b"1500"}, "quantity 1500 is not a multiple of the lot size 1000", 13),
+        ({"qty": b"1500"}, "OrderQty 1500 is not a multiple of the lot size 1000", 13),
         ({"price": None}, "Price is required for a limit order", 99),
         ({"price": b"1.083255"}, "Price 1.083255 is not a multiple of the tick size 0.00001", 99),
         ({"price": b"0"}, "Price 0 must be positive", 99),
@@ -327,7 +327,7 @@ def test_decode_replace() -> None:
 @pytest.mark.parametrize(
     ("fields", "text", "reason"),
     [
-        ([(38, b"2500")], "quantity 2500 is not a multiple of the lot size 1000", 13),
+        ([(38, b"2500")], "OrderQty 2500 is not a multiple of the lot size 1000", 13),
         ([(38, b"0")], "OrderQty must be positive", 13),
         ([(38, b"2000000")], "OrderQty 2000000 is above the maximum 1000000 for EUR/USD", 13),
         (
