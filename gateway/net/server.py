@@ -60,16 +60,18 @@ class LogonFailures:
         """Logons of each pair held right now."""
 
     def record(self, pair: Pair, now: float) -> int:
-        """Count a failure; returns the pair's failures in the window."""
+        """Count a failure; returns the pair's failures in the window, or 0
+        when it holds ``MAX_COUNTED`` already (the delay is at its most)."""
         times = self._times.pop(pair, None)
         if times is None:
             times = deque(maxlen=MAX_COUNTED)
+        full = len(times) == MAX_COUNTED
         times.append(now)
         self._times[pair] = times  # most recent last
         while len(self._times) > MAX_PAIRS:
             del self._times[next(iter(self._times))]
         self._forget_old(pair, now)
-        return len(times)
+        return 0 if full else len(times)
 
     def delay(self, pair: Pair, now: float) -> float:
         """Seconds the next Logon of ``pair`` is held before it is read."""
@@ -207,6 +209,7 @@ class AcceptedConnection(FixTransportProtocol):
         self._failure_counted = True
         pair = self._pair or (self._address, "")
         failures = self._server.failures.record(pair, now)
+        # logged as the count passes 4, 8, 16 ...: a few lines a pair, not one a try
         if failures > FREE_FAILURES and failures & (failures - 1) == 0:
             _log.warning(
                 "logon_slowed",

@@ -135,7 +135,9 @@ async def test_two_thousand_bad_logons_leak_nothing_and_shut_no_one_out(
     await owner.connect("127.0.0.1", d.fix_port, timeout=15)
     assert owner.logged_on
     await owner.logout()
-    assert "logon_slowed" in d.log_text()
+    # the slowing is logged as it grows, a few lines, not one per guess
+    slowed = [e for e in log_events(d.log_text()) if e["event"] == "logon_slowed"]
+    assert 0 < len(slowed) <= 8
 
 
 def test_the_default_listens_on_loopback_and_an_open_address_without_passwords_is_warned_of(

@@ -43,10 +43,12 @@ def test_failures_beyond_the_free_ones_earn_a_doubling_delay() -> None:
 def test_thousands_of_failures_neither_overflow_nor_grow_without_bound() -> None:
     failures = LogonFailures(max_delay=5.0)
     now = 1000.0
-    for i in range(5000):
-        failures.record(GUESSER, now + i * 0.001)
+    counts = [failures.record(GUESSER, now + i * 0.001) for i in range(5000)]
+    assert counts[:MAX_COUNTED] == list(range(1, MAX_COUNTED + 1))
+    assert set(counts[MAX_COUNTED:]) == {0}
     assert failures.delay(GUESSER, now + 5) == 5.0
-    assert failures.record(GUESSER, now + 5) == MAX_COUNTED
+    # a pair at its most counts no further (and so is logged no further)
+    assert failures.record(GUESSER, now + 5) == 0
     for i in range(MAX_PAIRS + 100):
         failures.record((f"10.1.{i // 256}.{i % 256}", ""), now + 6)
     assert len(failures._times) == MAX_PAIRS
