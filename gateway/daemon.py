@@ -288,7 +288,7 @@ def build_order_flow(
     book = AggregatedBook()
     stats = FlowStats()
     reports = Reports(sessions, instruments, matcher, stats, outbox, journal, clock)
-    market_data = MarketDataService(instruments, book, reports.send)
+    market_data = MarketDataService(instruments, book, reports.send, outbox, clock)
     routing = ChildRouting(
         instruments, matcher, book, ledger, market_data, reports, stats, journal, rules, clock, run
     )

@@ -812,6 +812,20 @@ class Session:
             self._write(raw, now)
         return seq, raw
 
+    def send_transient(self, msg_type: bytes, body: bytes, now: float) -> int | None:
+        """Send an application message that is not stored: a later resend
+        replaces it with a SequenceReset-GapFill, as FIX allows for what is
+        stale by then (market data).  Sent only while logged on; returns its
+        MsgSeqNum, or None when the session is not logged on (nothing is
+        sent and no number is taken)."""
+        if not self.is_logged_on:
+            return None
+        store = self.store
+        seq = store.next_sender_seq
+        store.set_next_sender_seq(seq + 1)
+        self._write(self._encode(msg_type, seq, body, now), now)
+        return seq
+
     def reject_business(
         self,
         msg: FixMessage,

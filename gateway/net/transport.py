@@ -112,6 +112,24 @@ class Outbox:
         self.wake(session)
         return seq
 
+    def send_transient(self, session: Session, msg_type: bytes, body: bytes, now: float) -> bool:
+        """Send a message that is not stored (market data: see
+        :meth:`Session.send_transient`) and have it written; False when the
+        session is not logged on and nothing was sent."""
+        if session.send_transient(msg_type, body, now) is None:
+            return False
+        self.wake(session)
+        return True
+
+    def backlog(self, session: Session) -> int | None:
+        """Bytes written to ``session``'s connection that the peer has not
+        taken yet (beyond what the kernel holds for it); None when the
+        session has no open connection here."""
+        protocol = self._bound.get(session)
+        if protocol is None:
+            return None
+        return protocol.write_backlog()
+
     def wake(self, session: Session) -> None:
         """Messages were sent to ``session``: have them written (or only its
         store flushed when it has no connection)."""
@@ -337,6 +355,14 @@ class FixTransportProtocol(asyncio.Protocol):
             )
             self._closing = True
             transport.abort()
+
+    def write_backlog(self) -> int | None:
+        """Bytes queued for the peer that the transport could not hand to
+        the kernel yet; None when the connection is closed or closing."""
+        transport = self._transport
+        if transport is None or transport.is_closing() or self._closing:
+            return None
+        return transport.get_write_buffer_size()
 
     def _continue_resend_soon(self) -> None:
         """A ResendRequest answered in parts: send the next part on the

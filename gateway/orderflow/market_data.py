@@ -7,12 +7,35 @@ asks for MDUpdateType 0); 2 ends the subscription named by MDReqID.  Levels
 from all LPs are merged by price (sizes summed) and cut to MarketDepth (0:
 the whole book).  A request that cannot be served gets a
 MarketDataRequestReject (Y) with MDReqRejReason and a Text.
+
+What a client's market data costs is its own, not everyone's:
+
+- Refreshes are not sent from inside the book's update but from a callback
+  of their own, at most ``refreshes_per_turn`` messages per turn of the
+  event loop; the rest waits for the next turn, behind the orders and
+  answers that came meanwhile.  So order flow keeps priority however many
+  subscriptions a quote touches.
+- Each subscription owes at most one refresh per symbol, computed when it is
+  sent, from the book as it is then: however many quotes came in between,
+  the client gets one refresh from what it was last sent to the book now
+  (conflation).
+- A subscription whose client has more than ``hold_bytes`` queued and not yet
+  taken (it reads slowly or not at all) is held: nothing is built for it,
+  and once the client has caught up it gets one refresh to the book as it is
+  then.  A client that does not read costs a check per turn, and is not
+  dropped for the market data it was sent.
+- Market data (W, X) is not stored for resend: a ResendRequest gets a
+  SequenceReset-GapFill over it, as FIX allows for data that is stale by
+  then.  Subscriptions end with the session; a client that comes back
+  subscribes again.  Rejects (Y) are stored like any other answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Final, Protocol
 
 import structlog
 
@@ -41,10 +64,28 @@ UNSUPPORTED_MD_ENTRY_TYPE = b"8"
 Levels = dict[tuple[bytes, int], int]  # (entry type, price ticks) -> qty lots
 
 Send = Callable[[Session, bytes, bytes, float], None]
-"""Sends one application message to a session and has it written."""
+"""Sends one application message to a session, stored, and has it written."""
 
 
-@dataclass(slots=True)
+class Feed(Protocol):
+    """Where market data leaves (the net layer's outbox)."""
+
+    def send_transient(self, session: Session, msg_type: bytes, body: bytes, now: float) -> bool:
+        """Send a message that is not stored for resend, and have it written;
+        False when the session is not logged on."""
+        ...
+
+    def backlog(self, session: Session) -> int | None:
+        """Bytes queued to the session's peer and not taken yet; None when
+        it has no open connection."""
+        ...
+
+
+Defer = Callable[[float, Callable[[], None]], None]
+"""Runs a callback after a delay in seconds (0: on the next loop turn)."""
+
+
+@dataclass(slots=True, eq=False)
 class _Subscription:
     session: Session
     md_req_id: bytes
@@ -52,11 +93,39 @@ class _Subscription:
     depth: int
     entry_types: frozenset[bytes]
     incremental: bool
+    # what the client was last sent, per symbol
     last: dict[str, Levels] = field(default_factory=dict)
+    # symbols whose book changed since
+    dirty: set[str] = field(default_factory=set)
 
 
-MAX_SUBSCRIPTIONS_PER_SESSION = 100
+MAX_SUBSCRIPTIONS_PER_SESSION: Final = 100
 """Live subscriptions one session may hold; each costs a refresh per quote."""
+
+REFRESHES_PER_TURN: Final = 32
+"""Refreshes sent in one turn of the event loop, at most (a subscription's
+refreshes for all its symbols go together, so one turn may send a few more)."""
+
+HOLD_BYTES: Final = 64 * 1024
+"""Bytes queued to a client and not taken yet, beyond which its
+subscriptions are held until it catches up."""
+
+HOLD_RECHECK: Final = 0.05
+"""Seconds between looks at held subscriptions when nothing else is due."""
+
+_NO_LEVELS: Final[Levels] = {}
+"""Nothing sent yet (never changed: shared by every subscription)."""
+
+_TEXTS_KEPT: Final = 4096
+"""Formatted prices (and sizes) kept per symbol before the cache starts over."""
+
+
+def _loop_defer(delay: float, callback: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    if delay <= 0:
+        loop.call_soon(callback)
+    else:
+        loop.call_later(delay, callback)
 
 
 class MarketDataService:
@@ -67,18 +136,36 @@ class MarketDataService:
         instruments: Mapping[str, Instrument],
         book: AggregatedBook,
         send: Send,
+        feed: Feed,
+        clock: Callable[[], float],
+        *,
         max_subscriptions: int = MAX_SUBSCRIPTIONS_PER_SESSION,
+        refreshes_per_turn: int = REFRESHES_PER_TURN,
+        hold_bytes: int = HOLD_BYTES,
+        defer: Defer = _loop_defer,
     ) -> None:
-        """``send(session, msg_type, body, now)`` sends one message and has
-        it written (refreshes go out on the book's updates, not in answer
-        to a request)."""
+        """``send(session, msg_type, body, now)`` sends a reject, stored;
+        market data goes out through ``feed`` unstored, refreshes on
+        later loop turns (``defer``), timed by ``clock``."""
         self._instruments = instruments
         self._send = send
+        self._feed = feed
+        self._clock = clock
         self._book = book
         self._max_subscriptions = max_subscriptions
+        self._per_turn = refreshes_per_turn
+        self._hold_bytes = hold_bytes
+        self._defer = defer
         self._by_symbol: dict[str, list[_Subscription]] = {}
         self._by_key: dict[tuple[str, bytes], _Subscription] = {}
         self._count: dict[str, int] = {}  # live subscriptions per session
+        # subscriptions owed a refresh, oldest first
+        self._pending: dict[_Subscription, None] = {}
+        self._flush_due = False
+        self._recheck_due = False
+        # price and size texts already formatted, per symbol
+        self._texts: dict[str, dict[int, bytes]] = {}
+        self._sizes: dict[str, dict[int, bytes]] = {}
 
     # -- requests -------------------------------------------------------------------
 
@@ -105,8 +192,7 @@ class MarketDataService:
                 self._reject(session, md_req_id, None, b"Unknown MDReqID", now)
                 return
             self._count[key[0]] -= 1
-            for symbol in sub.symbols:
-                self._by_symbol[symbol].remove(sub)
+            self._forget(sub)
             return
         if request_type not in (b"0", b"1"):
             self._reject(
@@ -163,7 +249,7 @@ class MarketDataService:
         for symbol in symbols:
             levels = self._levels(sub, self._book.snapshot(symbol))
             sub.last[symbol] = levels
-            self._send(session, b"W", self._full_refresh(sub, symbol, levels), now)
+            self._feed.send_transient(session, b"W", self._full_refresh(sub, symbol, levels), now)
         if request_type == b"1":
             self._by_key[key] = sub
             self._count[key[0]] = self._count.get(key[0], 0) + 1
@@ -174,9 +260,12 @@ class MarketDataService:
         """Forget a session's subscriptions (it logged out)."""
         self._count.pop(session.session_id, None)
         for key in [k for k in self._by_key if k[0] == session.session_id]:
-            sub = self._by_key.pop(key)
-            for symbol in sub.symbols:
-                self._by_symbol[symbol].remove(sub)
+            self._forget(self._by_key.pop(key))
+
+    def _forget(self, sub: _Subscription) -> None:
+        for symbol in sub.symbols:
+            self._by_symbol[symbol].remove(sub)
+        self._pending.pop(sub, None)
 
     def _reject(
         self, session: Session, md_req_id: bytes, reason: bytes | None, text: bytes, now: float
@@ -194,21 +283,105 @@ class MarketDataService:
 
     # -- refreshes --------------------------------------------------------------------
 
-    def on_book_update(self, symbol: str, snapshot: BookSnapshot | None, now: float) -> None:
+    def on_book_update(self, symbol: str) -> None:
+        """``symbol``'s book changed: its subscriptions are owed a refresh,
+        sent on a later loop turn (see the module docs)."""
         subs = self._by_symbol.get(symbol)
         if not subs:
             return
+        pending = self._pending
         for sub in subs:
-            levels = self._levels(sub, snapshot)
-            previous = sub.last.get(symbol, {})
-            if levels == previous:
+            sub.dirty.add(symbol)
+            pending[sub] = None  # keeps its place when already waiting
+        if not self._flush_due:
+            self._flush_due = True
+            self._defer(0.0, self._flush)
+
+    @property
+    def pending(self) -> int:
+        """Subscriptions owed a refresh (held ones included)."""
+        return len(self._pending)
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        self.flush()
+
+    def _recheck(self) -> None:
+        self._recheck_due = False
+        self.flush()
+
+    def flush(self) -> None:
+        """Send what is owed, oldest first, up to ``refreshes_per_turn``
+        messages; the rest is left for the next turn, subscriptions of a
+        client that is behind for later."""
+        pending = self._pending
+        if not pending:
+            return
+        now = self._clock()
+        budget = self._per_turn
+        behind: dict[Session, bool] = {}
+        held: list[_Subscription] = []
+        # subscriptions alike (same symbol, depth and entry types) share
+        # their levels, and when they were sent the same levels before, the
+        # entries of their refresh: built once, not once per subscription
+        levels_of: dict[tuple[str, int, frozenset[bytes]], Levels] = {}
+        entries_of: dict[tuple[str, int, frozenset[bytes], int], tuple[Levels, int, bytes]] = {}
+        snapshot = self._book.snapshot
+        send = self._feed.send_transient
+        while pending and budget > 0:
+            sub = next(iter(pending))
+            del pending[sub]
+            session = sub.session
+            late = behind.get(session)
+            if late is None:
+                backlog = self._feed.backlog(session)
+                late = backlog is None or backlog > self._hold_bytes or not session.is_logged_on
+                behind[session] = late
+            if late:
+                held.append(sub)
                 continue
-            sub.last[symbol] = levels
-            if sub.incremental:
-                body = self._incremental(sub, symbol, previous, levels)
-                self._send(sub.session, b"X", body, now)
-            else:
-                self._send(sub.session, b"W", self._full_refresh(sub, symbol, levels), now)
+            for symbol in sub.dirty:
+                key = (symbol, sub.depth, sub.entry_types)
+                levels = levels_of.get(key)
+                if levels is None:
+                    levels = levels_of[key] = self._levels(sub, snapshot(symbol))
+                previous = sub.last.get(symbol, _NO_LEVELS)
+                if levels is previous or levels == previous:
+                    continue
+                sub.last[symbol] = levels
+                # a full refresh does not depend on what was sent before
+                base = previous if sub.incremental else _NO_LEVELS
+                cache_key = (*key, id(base))
+                cached = entries_of.get(cache_key)
+                if cached is None or cached[0] is not base:
+                    if sub.incremental:
+                        count, entries = self._changes(symbol, previous, levels)
+                    else:
+                        count, entries = self._entries(symbol, levels)
+                    cached = entries_of[cache_key] = (base, count, entries)
+                if sub.incremental:
+                    body = b"262=%b\x01268=%d\x01%b" % (sub.md_req_id, cached[1], cached[2])
+                    send(session, b"X", body, now)
+                else:
+                    body = b"55=%b\x01262=%b\x01268=%d\x01%b" % (
+                        symbol.encode(),
+                        sub.md_req_id,
+                        cached[1],
+                        cached[2],
+                    )
+                    send(session, b"W", body, now)
+                budget -= 1
+            sub.dirty.clear()
+        unheld = bool(pending)
+        for sub in held:
+            pending[sub] = None
+        if unheld:
+            if not self._flush_due:
+                self._flush_due = True
+                self._defer(0.0, self._flush)
+        elif held and not self._recheck_due:
+            self._recheck_due = True
+            self._defer(HOLD_RECHECK, self._recheck)
 
     def _levels(self, sub: _Subscription, snapshot: BookSnapshot | None) -> Levels:
         levels: Levels = {}
@@ -229,27 +402,44 @@ class MarketDataService:
         return levels
 
     def _px(self, symbol: str, ticks: int) -> bytes:
-        return format_decimal(self._instruments[symbol].ticks_to_price(ticks))
+        texts = self._texts.get(symbol)
+        if texts is None or len(texts) > _TEXTS_KEPT:
+            texts = self._texts[symbol] = {}
+        text = texts.get(ticks)
+        if text is None:
+            text = texts[ticks] = format_decimal(self._instruments[symbol].ticks_to_price(ticks))
+        return text
 
     def _size(self, symbol: str, lots: int) -> bytes:
-        return format_decimal(self._instruments[symbol].lots_to_qty(lots))
+        sizes = self._sizes.get(symbol)
+        if sizes is None or len(sizes) > _TEXTS_KEPT:
+            sizes = self._sizes[symbol] = {}
+        text = sizes.get(lots)
+        if text is None:
+            text = sizes[lots] = format_decimal(self._instruments[symbol].lots_to_qty(lots))
+        return text
 
-    def _full_refresh(self, sub: _Subscription, symbol: str, levels: Levels) -> bytes:
+    def _entries(self, symbol: str, levels: Levels) -> tuple[int, bytes]:
+        """The entries of a full refresh: their count and bytes."""
         entries = [
             b"269=%b\x01270=%b\x01271=%b\x01"
             % (entry_type, self._px(symbol, price), self._size(symbol, qty))
             for (entry_type, price), qty in levels.items()
         ]
+        return len(entries), b"".join(entries)
+
+    def _full_refresh(self, sub: _Subscription, symbol: str, levels: Levels) -> bytes:
+        count, entries = self._entries(symbol, levels)
         return b"55=%b\x01262=%b\x01268=%d\x01%b" % (
             symbol.encode(),
             sub.md_req_id,
-            len(entries),
-            b"".join(entries),
+            count,
+            entries,
         )
 
-    def _incremental(
-        self, sub: _Subscription, symbol: str, previous: Levels, levels: Levels
-    ) -> bytes:
+    def _changes(self, symbol: str, previous: Levels, levels: Levels) -> tuple[int, bytes]:
+        """The entries of an incremental refresh from ``previous`` to
+        ``levels``: their count and bytes."""
         sym = symbol.encode()
         entries = []
         for entry_type, price in previous:
@@ -268,4 +458,4 @@ class MarketDataService:
                 b"279=%b\x01269=%b\x0155=%b\x01270=%b\x01271=%b\x01"
                 % (action, entry_type, sym, self._px(symbol, price), self._size(symbol, qty))
             )
-        return b"262=%b\x01268=%d\x01%b" % (sub.md_req_id, len(entries), b"".join(entries))
+        return len(entries), b"".join(entries)

@@ -247,7 +247,7 @@ class ChildRouting:
             now = self._clock()
             for lp, symbol in self.book.drop_stale(now, max_age):
                 _log.warning("stale_quote_dropped", lp=lp, symbol=symbol)
-                self.market_data.on_book_update(symbol, self.book.snapshot(symbol), now)
+                self.market_data.on_book_update(symbol)
 
     @staticmethod
     def _loop() -> asyncio.AbstractEventLoop:
@@ -423,7 +423,7 @@ class ChildRouting:
             # were down) is valued at once, not at the next mark
             self._marked_at = float("-inf")
         snapshot = self.book.snapshot(symbol)
-        self.market_data.on_book_update(symbol, snapshot, now)
+        self.market_data.on_book_update(symbol)
         if snapshot is not None:
             self.publish(self.matcher.on_market(symbol, snapshot), now)
 
@@ -434,7 +434,7 @@ class ChildRouting:
             return
         self.down = self.down | {status.lp}
         for symbol in self.book.remove_lp(status.lp):
-            self.market_data.on_book_update(symbol, self.book.snapshot(symbol), now)
+            self.market_data.on_book_update(symbol)
 
     def _on_ack(self, ack: ChildAck, now: float) -> None:
         parent = self.children.get(ack.child_id)

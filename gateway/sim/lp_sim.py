@@ -258,7 +258,7 @@ class LpSimApplication:
         # only what the LP quotes is traded and served
         self.instruments = {s: self.lp.instruments[s] for s in self.lp.symbols}
         self.book = AggregatedBook()
-        self.market_data = MarketDataService(self.instruments, self.book, self._send)
+        self.market_data = MarketDataService(self.instruments, self.book, self._send, outbox, clock)
         self._orders: dict[str, _Order] = {}  # by order id
         self._open: dict[tuple[str, bytes], _Order] = {}  # by (session id, ClOrdID)
         self._run = format(int(clock() * 1000), "x")
@@ -458,12 +458,12 @@ class LpSimApplication:
         if isinstance(event, Quote):
             self.book.update(event)
             symbol = event.symbol
-            self.market_data.on_book_update(symbol, self.book.snapshot(symbol), now)
+            self.market_data.on_book_update(symbol)
         elif isinstance(event, LpStatus):
             _log.info("lp_status", lp=self.name, up=event.up, reason=event.reason)
             if not event.up:
                 for symbol in self.book.remove_lp(event.lp):
-                    self.market_data.on_book_update(symbol, self.book.snapshot(symbol), now)
+                    self.market_data.on_book_update(symbol)
         else:
             order = self._orders.get(event.child_id)
             if order is None:

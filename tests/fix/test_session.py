@@ -502,6 +502,33 @@ def test_gap_fill_replaces_session_messages_in_a_resend(pair: SessionPair) -> No
     assert pair.logged_out("acceptor") == []
 
 
+def test_a_transient_message_is_gap_filled_in_a_resend(pair: SessionPair) -> None:
+    """Market data is sent unstored: a resend covers it with a GapFill."""
+    pair.drop("acceptor", seq=2)
+    assert pair.acceptor.send_transient(b"W", b"55=EUR/USD\x01262=M1\x01268=0\x01", pair.now) == 2
+    pair.pump()
+    assert pair.acceptor.store.get_sent(2, 2) == []
+    mark = pair.mark()
+    pair.send_order("acceptor", "C1")  # seq 3 reveals the gap
+    pair.pump()
+    answer = [
+        (w.msg_type, w.seq, w.get(123), w.get(36)) for w in pair.sent_by("acceptor", since=mark)
+    ]
+    assert answer == [(b"D", 3, None, None), (b"4", 2, b"Y", b"3"), (b"D", 3, None, None)]
+    assert cl_ord_ids(pair.received_apps("initiator")) == [b"C1"]
+    assert pair.initiator.store.next_target_seq == 4
+
+
+def test_a_transient_message_is_not_sent_when_not_logged_on(pair: SessionPair) -> None:
+    pair.acceptor.logout(pair.now)
+    pair.pump()
+    seq = pair.acceptor.store.next_sender_seq
+    assert (
+        pair.acceptor.send_transient(b"W", b"55=EUR/USD\x01262=M1\x01268=0\x01", pair.now) is None
+    )
+    assert pair.acceptor.store.next_sender_seq == seq
+
+
 def test_messages_queued_during_a_resend_are_processed_once(pair: SessionPair) -> None:
     pair.drop("initiator", seq=2)
     pair.hold("acceptor")

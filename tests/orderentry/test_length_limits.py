@@ -260,7 +260,17 @@ def served(md_req_id: bytes, limit: int = LIMIT) -> list[tuple[bytes, bytes]]:
     def send(session: Session, msg_type: bytes, body: bytes, now: float) -> None:
         sent.append((msg_type, body))
 
-    service = MarketDataService(INSTRUMENTS, AggregatedBook(), send)
+    class Feed:
+        def send_transient(
+            self, session: Session, msg_type: bytes, body: bytes, now: float
+        ) -> bool:
+            sent.append((msg_type, body))
+            return True
+
+        def backlog(self, session: Session) -> int | None:
+            return 0
+
+    service = MarketDataService(INSTRUMENTS, AggregatedBook(), send, Feed(), lambda: 0.0)
     service.on_request(cast(Session, _Session()), market_data_request(md_req_id), 0.0, limit)
     return sent
 

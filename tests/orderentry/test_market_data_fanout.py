@@ -1,0 +1,356 @@
+"""Market data refreshes: sent on later loop turns within a budget, one per
+subscription and symbol however many quotes came in between, held while the
+client is behind, and always bringing the client's book to the book as it
+is when sent.
+
+The client's side is modelled independently: it applies every full (W) and
+incremental (X) refresh it receives to a book of its own, which must equal
+the merged LP quotes (cut to the requested depth) once everything owed was
+sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import cast
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_order_mapping import INSTRUMENTS, inbound
+
+from gateway.fix.session import Session
+from gateway.orderflow.market_data import HOLD_RECHECK, MarketDataService
+from router.book import AggregatedBook
+from router.model import Level, Quote
+
+SYMBOLS = ("EUR/USD", "BTC/USD")
+PER_TURN = 4
+HOLD = 1000
+
+
+@dataclass(eq=False)
+class FakeSession:
+    session_id: str
+    is_logged_on: bool = True
+
+
+@dataclass
+class Feed:
+    """Records what is sent; ``queued`` plays the bytes a peer has not taken."""
+
+    sent: list[tuple[FakeSession, bytes, bytes]] = field(default_factory=list)
+    queued: dict[str, int] = field(default_factory=dict)
+
+    def send_transient(self, session: Session, msg_type: bytes, body: bytes, now: float) -> bool:
+        fake = cast(FakeSession, session)
+        if not fake.is_logged_on:
+            return False
+        self.sent.append((fake, msg_type, body))
+        return True
+
+    def backlog(self, session: Session) -> int | None:
+        return self.queued.get(session.session_id, 0)
+
+
+@dataclass
+class Turns:
+    """The event loop's turns: callbacks deferred by 0 run on the next turn,
+    later ones when the time they wait for has come."""
+
+    now: float = 0.0
+    due: list[tuple[float, Callable[[], None]]] = field(default_factory=list)
+
+    def defer(self, delay: float, callback: Callable[[], None]) -> None:
+        self.due.append((self.now + delay, callback))
+
+    def turn(self) -> int:
+        """Run what is due now; returns how many callbacks ran."""
+        ready = [(t, c) for t, c in self.due if t <= self.now]
+        self.due = [(t, c) for t, c in self.due if t > self.now]
+        for _, callback in ready:
+            callback()
+        return len(ready)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Harness:
+    def __init__(self, per_turn: int = PER_TURN) -> None:
+        self.book = AggregatedBook()
+        self.feed = Feed()
+        self.turns = Turns()
+        self.stored: list[tuple[bytes, bytes]] = []
+        self.service = MarketDataService(
+            INSTRUMENTS,
+            self.book,
+            lambda session, msg_type, body, now: self.stored.append((msg_type, body)),
+            self.feed,
+            lambda: self.turns.now,
+            refreshes_per_turn=per_turn,
+            hold_bytes=HOLD,
+            defer=self.turns.defer,
+        )
+        self.quotes: dict[tuple[str, str], Quote] = {}
+
+    def quote(self, lp: str, symbol: str, mid: int, levels: int, qty: int = 5) -> None:
+        bids = tuple(Level(mid - 1 - i, qty + i) for i in range(levels))
+        asks = tuple(Level(mid + 1 + i, qty + i) for i in range(levels))
+        q = Quote(lp, symbol, bids, asks, self.turns.now)
+        self.quotes[(lp, symbol)] = q
+        self.book.update(q)
+        self.service.on_book_update(symbol)
+
+    def subscribe(
+        self,
+        session: FakeSession,
+        md_req_id: bytes,
+        symbols: tuple[str, ...] = SYMBOLS,
+        depth: int = 0,
+        incremental: bool = True,
+    ) -> None:
+        fields = [(146, b"%d" % len(symbols))]
+        fields += [(55, s.encode()) for s in symbols]
+        fields += [(262, md_req_id), (263, b"1"), (264, b"%d" % depth)]
+        fields += [(265, b"1" if incremental else b"0"), (267, b"2"), (269, b"0"), (269, b"1")]
+        msg = inbound(b"V", *fields)
+        self.service.on_request(cast(Session, session), msg, self.turns.now)
+
+    def settle(self, limit: int = 10_000) -> None:
+        """Run turns (and wait for held ones) until nothing is owed."""
+        for _ in range(limit):
+            if not self.service.pending and not self.turns.due:
+                return
+            if not self.turns.turn():
+                self.turns.advance(HOLD_RECHECK)
+        raise AssertionError("refreshes still owed")
+
+    def expected(self, symbol: str, depth: int) -> dict[tuple[bytes, Decimal], Decimal]:
+        """The merged book from the quotes themselves."""
+        inst = INSTRUMENTS[symbol]
+        out: dict[tuple[bytes, Decimal], Decimal] = {}
+        for entry_type, best_first in ((b"0", True), (b"1", False)):
+            merged: dict[int, int] = {}
+            for (_, sym), q in self.quotes.items():
+                if sym == symbol:
+                    for level in q.bids if entry_type == b"0" else q.asks:
+                        merged[level.price] = merged.get(level.price, 0) + level.qty
+            prices = sorted(merged, reverse=best_first)
+            if depth:
+                prices = prices[:depth]
+            for p in prices:
+                key = (entry_type, inst.ticks_to_price(p))
+                out[key] = inst.lots_to_qty(merged[p])
+        return out
+
+
+def fields_of(body: bytes) -> list[tuple[int, bytes]]:
+    return [(int(t), v) for t, _, v in (f.partition(b"=") for f in body.split(b"\x01") if f)]
+
+
+class ClientBooks:
+    """What a client makes of the refreshes it receives."""
+
+    def __init__(self) -> None:
+        self.books: dict[tuple[bytes, str], dict[tuple[bytes, Decimal], Decimal]] = {}
+
+    def apply(self, msg_type: bytes, body: bytes) -> None:
+        fields = fields_of(body)
+        if msg_type == b"W":
+            values = dict(fields[:3])
+            book: dict[tuple[bytes, Decimal], Decimal] = {}
+            entries = fields[3:]
+            for i in range(0, len(entries), 3):
+                (_, entry_type), (_, px), (_, size) = entries[i : i + 3]
+                book[(entry_type, Decimal(px.decode()))] = Decimal(size.decode())
+            self.books[(values[262], values[55].decode())] = book
+            return
+        assert msg_type == b"X"
+        md_req_id = fields[0][1]
+        i = 2
+        while i < len(fields):
+            action, entry_type, symbol, px = (v for _, v in fields[i : i + 4])
+            book = self.books[(md_req_id, symbol.decode())]
+            key = (entry_type, Decimal(px.decode()))
+            if action == b"2":
+                del book[key]
+                i += 4
+            else:
+                assert (action == b"0") == (key not in book)
+                book[key] = Decimal(fields[i + 4][1].decode())
+                i += 5
+
+
+def test_quotes_between_two_turns_cost_one_refresh_per_subscription_and_symbol() -> None:
+    h = Harness(per_turn=100)
+    client = FakeSession("C1")
+    h.quote("A", "EUR/USD", 108_500, 3)
+    h.subscribe(client, b"S1", ("EUR/USD",))
+    h.subscribe(client, b"S2", ("EUR/USD",), depth=1, incremental=False)
+    assert len(h.feed.sent) == 2  # the two snapshots, at once
+    h.feed.sent.clear()
+    for mid in range(108_501, 108_511):
+        h.quote("A", "EUR/USD", mid, 3)
+        h.quote("B", "EUR/USD", mid + 2, 2)
+    assert h.feed.sent == []  # nothing inside the book's update
+    h.turns.turn()
+    assert [(m, f[0][1]) for _, m, b in h.feed.sent for f in [fields_of(b)]] == [
+        (b"X", b"S1"),
+        (b"W", b"EUR/USD"),
+    ]
+    assert h.stored == []  # market data is not stored for resend
+
+
+def test_a_turn_sends_at_most_its_budget_and_the_rest_follows_in_order() -> None:
+    h = Harness(per_turn=PER_TURN)
+    clients = [FakeSession(f"C{i}") for i in range(10)]
+    h.quote("A", "EUR/USD", 108_500, 2)
+    for i, c in enumerate(clients):
+        h.subscribe(c, b"S%d" % i, ("EUR/USD",))
+    h.feed.sent.clear()
+    h.quote("A", "EUR/USD", 108_501, 2)
+    per_turn = []
+    while h.turns.turn():
+        per_turn.append(len(h.feed.sent) - sum(per_turn))
+    assert per_turn == [4, 4, 2]
+    assert [s.session_id for s, _, _ in h.feed.sent] == [c.session_id for c in clients]
+
+
+def test_a_subscription_owed_again_keeps_its_place() -> None:
+    h = Harness(per_turn=1)
+    a, b = FakeSession("A"), FakeSession("B")
+    h.quote("A", "EUR/USD", 108_500, 1)
+    h.quote("A", "BTC/USD", 60_000, 1)
+    h.subscribe(a, b"SA", ("EUR/USD",))
+    h.subscribe(b, b"SB", ("BTC/USD",))
+    h.feed.sent.clear()
+    h.quote("A", "EUR/USD", 108_501, 1)
+    h.quote("A", "BTC/USD", 60_001, 1)
+    h.quote("A", "EUR/USD", 108_502, 1)  # A is owed again: still first, once
+    h.settle()
+    assert [s.session_id for s, _, _ in h.feed.sent] == ["A", "B"]
+
+
+def test_a_client_behind_is_held_then_brought_to_the_book_as_it_is_then() -> None:
+    h = Harness()
+    slow, fast = FakeSession("SLOW"), FakeSession("FAST")
+    h.quote("A", "EUR/USD", 108_500, 3)
+    h.subscribe(slow, b"S", ("EUR/USD",))
+    h.subscribe(fast, b"F", ("EUR/USD",))
+    books = ClientBooks()
+    for _, msg_type, body in h.feed.sent:
+        books.apply(msg_type, body)
+    h.feed.sent.clear()
+    h.feed.queued["SLOW"] = HOLD + 1
+    for mid in range(108_501, 108_521):
+        h.quote("A", "EUR/USD", mid, 3)
+        h.turns.turn()
+    assert {s.session_id for s, _, _ in h.feed.sent} == {"FAST"}
+    assert h.service.pending == 1  # the held one
+    for _, msg_type, body in h.feed.sent:
+        books.apply(msg_type, body)
+    h.feed.sent.clear()
+    h.turns.advance(HOLD_RECHECK)
+    h.turns.turn()
+    assert h.feed.sent == []  # still behind: looked at, nothing built
+    h.feed.queued["SLOW"] = HOLD
+    h.settle()
+    ((session, msg_type, body),) = h.feed.sent
+    assert session is slow
+    assert msg_type == b"X"
+    books.apply(msg_type, body)
+    expected = h.expected("EUR/USD", 0)
+    assert books.books[(b"S", "EUR/USD")] == expected == books.books[(b"F", "EUR/USD")]
+
+
+def test_an_ended_subscription_or_session_is_owed_nothing() -> None:
+    h = Harness()
+    a, b = FakeSession("A"), FakeSession("B")
+    h.quote("A", "EUR/USD", 108_500, 1)
+    h.subscribe(a, b"SA", ("EUR/USD",))
+    h.subscribe(b, b"SB", ("EUR/USD",))
+    h.feed.sent.clear()
+    h.quote("A", "EUR/USD", 108_501, 1)
+    cancel = inbound(b"V", (262, b"SA"), (263, b"2"))
+    h.service.on_request(cast(Session, a), cancel, 0.0)
+    h.service.drop_session(cast(Session, b))
+    assert h.service.pending == 0
+    h.settle()
+    assert h.feed.sent == []
+
+
+def test_a_session_not_logged_on_is_held() -> None:
+    h = Harness()
+    a = FakeSession("A")
+    h.quote("A", "EUR/USD", 108_500, 1)
+    h.subscribe(a, b"SA", ("EUR/USD",))
+    h.feed.sent.clear()
+    a.is_logged_on = False
+    h.quote("A", "EUR/USD", 108_501, 1)
+    h.turns.turn()
+    h.turns.advance(HOLD_RECHECK)
+    h.turns.turn()
+    assert h.feed.sent == []
+    assert h.service.pending == 1
+
+
+_op = st.one_of(
+    st.tuples(
+        st.just("quote"),
+        st.sampled_from(("A", "B")),
+        st.sampled_from(SYMBOLS),
+        st.integers(-6, 6),
+        st.integers(0, 4),
+    ),
+    st.tuples(st.just("turn")),
+    st.tuples(st.just("behind"), st.sampled_from(("C0", "C1", "C2")), st.booleans()),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    subs=st.lists(
+        st.tuples(st.sampled_from(("C0", "C1", "C2")), st.integers(0, 3), st.booleans()),
+        min_size=1,
+        max_size=6,
+    ),
+    ops=st.lists(_op, max_size=60),
+)
+def test_whatever_the_quotes_turns_and_backlogs_every_client_ends_on_the_book(
+    subs: list[tuple[str, int, bool]], ops: list[tuple[object, ...]]
+) -> None:
+    h = Harness()
+    sessions = {n: FakeSession(n) for n in ("C0", "C1", "C2")}
+    books = ClientBooks()
+    base = {"EUR/USD": 108_500, "BTC/USD": 60_000}
+    h.quote("A", "EUR/USD", base["EUR/USD"], 2)
+    for i, (name, depth, incremental) in enumerate(subs):
+        h.subscribe(sessions[name], b"S%d" % i, SYMBOLS, depth, incremental)
+    for _, msg_type, body in h.feed.sent:  # the snapshots, sent at once
+        books.apply(msg_type, body)
+    seen = len(h.feed.sent)
+    for op in ops:
+        if op[0] == "quote":
+            _, lp, symbol, move, levels = cast(tuple[str, str, str, int, int], op)
+            h.quote(lp, symbol, base[symbol] + move, levels)
+        elif op[0] == "turn":
+            h.turns.turn()
+            h.turns.advance(0.01)
+        else:
+            _, name, behind = op
+            h.feed.queued[str(name)] = HOLD + 1 if behind else 0
+        sent_now = h.feed.sent[seen:]
+        held = {n for n, q in h.feed.queued.items() if q > HOLD}
+        assert not {s.session_id for s, _, _ in sent_now} & held
+        for _, msg_type, body in sent_now:
+            books.apply(msg_type, body)
+        seen = len(h.feed.sent)
+    h.feed.queued.clear()
+    h.settle()
+    for _, msg_type, body in h.feed.sent[seen:]:
+        books.apply(msg_type, body)
+    for i, (_, depth, _) in enumerate(subs):
+        for symbol in SYMBOLS:
+            assert books.books[(b"S%d" % i, symbol)] == h.expected(symbol, depth)
