@@ -8,8 +8,10 @@ its own ports).  A victim (CLIENT1) sends market orders at ``--rate`` for
 - ``reading``: another process logged on as CLIENT2 holds ``--subscriptions``
   MarketDataRequests (each for every instrument, full depth, incremental
   refreshes) and reads everything it is sent;
-- ``not reading``: the same, but it stops reading once subscribed, so that
-  what the gateway sends it piles up.
+- ``not reading``: the same, but it stops reading once subscribed (with a
+  small receive buffer), and the run starts ``--settle`` s later, once what
+  the kernel holds for it is full and the gateway has to do something about
+  it.
 
 Printed: each run as ``fixgw bench`` prints it, the subscriber's bytes and
 messages received per second, and whether the gateway dropped it; then the
@@ -105,7 +107,12 @@ class _Subscriber(asyncio.Protocol):
 
 async def _subscribe(port: int, count: int, read: bool, seconds: float) -> None:
     loop = asyncio.get_running_loop()
-    _, sub = await loop.create_connection(lambda: _Subscriber(read), "127.0.0.1", port)
+    sock = socket.socket()
+    if not read:  # what the kernel holds for it fills in seconds, not minutes
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    _, sub = await loop.create_connection(lambda: _Subscriber(read), sock=sock)
     assert sub.transport is not None
     sub.transport.write(_frame(b"A", 1, b"98=0\x01108=30\x01141=Y\x01"))
     await asyncio.wait_for(sub.logged_on.wait(), 10)
@@ -155,11 +162,14 @@ async def _measure(args: argparse.Namespace, port: int, gateway_pid: int) -> int
             if kind != "alone":
                 cmd = [sys.executable, __file__, "--subscriber", str(port)]
                 cmd += ["--subscriptions", str(args.subscriptions)]
-                cmd += ["--seconds", str(args.duration + 2)]
+                # logged on, subscribed, streaming; one that does not read is
+                # given the time to fill what the kernel holds for it
+                settle = 1.5 if kind == "reading" else args.settle
+                cmd += ["--seconds", str(settle + args.duration + 2)]
                 if kind == "not reading":
                     cmd.append("--no-read")
                 proc = await asyncio.create_subprocess_exec(*cmd)
-                await asyncio.sleep(1.5)  # logged on, subscribed, streaming
+                await asyncio.sleep(settle)
             before = meter.read()
             stats = await victim.run(count, args.rate, 1000)
             stats.cpu_s = meter.used(before, meter.read())
@@ -186,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per run")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of three runs")
     parser.add_argument("--subscriptions", type=int, default=100)
+    parser.add_argument(
+        "--settle", type=float, default=8.0, help="seconds a non-reader is given before a run"
+    )
     parser.add_argument("--warm-up", type=int, default=2000, help="victim orders before the runs")
     parser.add_argument("--keep", action="store_true", help="keep the gateway's directory")
     parser.add_argument("--subscriber", type=int, metavar="PORT", help=argparse.SUPPRESS)

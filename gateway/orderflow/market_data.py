@@ -163,6 +163,7 @@ class MarketDataService:
         self._pending: dict[_Subscription, None] = {}
         self._flush_due = False
         self._recheck_due = False
+        self._held_sessions: set[str] = set()  # clients whose refreshes wait
         # price and size texts already formatted, per symbol
         self._texts: dict[str, dict[int, bytes]] = {}
         self._sizes: dict[str, dict[int, bytes]] = {}
@@ -259,6 +260,7 @@ class MarketDataService:
     def drop_session(self, session: Session) -> None:
         """Forget a session's subscriptions (it logged out)."""
         self._count.pop(session.session_id, None)
+        self._held_sessions.discard(session.session_id)
         for key in [k for k in self._by_key if k[0] == session.session_id]:
             self._forget(self._by_key.pop(key))
 
@@ -337,6 +339,7 @@ class MarketDataService:
                 backlog = self._feed.backlog(session)
                 late = backlog is None or backlog > self._hold_bytes or not session.is_logged_on
                 behind[session] = late
+                self._note_hold(session, late, backlog)
             if late:
                 held.append(sub)
                 continue
@@ -382,6 +385,18 @@ class MarketDataService:
         elif held and not self._recheck_due:
             self._recheck_due = True
             self._defer(HOLD_RECHECK, self._recheck)
+
+    def _note_hold(self, session: Session, late: bool, backlog: int | None) -> None:
+        """Log when a client's market data starts being held, and when it
+        goes on (once each, not per turn)."""
+        held = self._held_sessions
+        name = session.session_id
+        if late and name not in held:
+            held.add(name)
+            _log.info("market_data_held", session=name, queued=backlog)
+        elif not late and name in held:
+            held.discard(name)
+            _log.info("market_data_resumed", session=name, queued=backlog)
 
     def _levels(self, sub: _Subscription, snapshot: BookSnapshot | None) -> Levels:
         levels: Levels = {}
