@@ -44,6 +44,14 @@ MAX_HELD_PER_PAIR: Final = 4
 MAX_PAIRS: Final = 4096
 MAX_COUNTED: Final = 64
 
+# Connections from one address that have not logged on yet are bounded:
+# past MAX_UNBOUND_PER_ADDRESS, the oldest of them is closed.  A real client
+# sends its Logon as soon as it connects, so what goes is what sat idle (a
+# flood of connections that never log on cannot hold the daemon's
+# descriptors), and a client that shares the flood's address is not shut
+# out as long as its Logon comes before that many newer connections.
+MAX_UNBOUND_PER_ADDRESS: Final = 32
+
 Pair = tuple[str, str]
 """(peer address, claimed SenderCompID; "" when no Logon could be read)."""
 
@@ -141,6 +149,7 @@ class AcceptedConnection(FixTransportProtocol):
         transport = self._transport
         peer = transport.get_extra_info("peername") if transport is not None else None
         self._address = str(peer[0]) if isinstance(peer, tuple) else self.peer
+        server.unbound_opened(self)
         self._acceptor = AcceptorConnection(
             server.registry,
             now,
@@ -219,9 +228,24 @@ class AcceptedConnection(FixTransportProtocol):
                 delay=self._server.failures.delay(pair, now),
             )
 
+    @property
+    def address(self) -> str:
+        """The peer's address (without its port)."""
+        return self._address
+
+    def evict(self) -> None:
+        """Closed to make room: the oldest of its address's connections
+        that have not logged on (the daemon closed it: not counted as a
+        failed Logon)."""
+        self._failure_counted = True
+        self._closing = True
+        if self._transport is not None:
+            self._transport.abort()
+
     def _dispatch(self, event: Event, now: float) -> None:
         if isinstance(event, LoggedOn):
             self._logged_on = True
+            self._server.unbound_done(self)
         elif isinstance(event, CloseConnection):
             self._count_failure(now)
         acceptor = self._acceptor
@@ -246,6 +270,7 @@ class AcceptedConnection(FixTransportProtocol):
             self._release()  # gone while held: nothing more to read
         # a peer that gave up before its Logon was answered failed it too
         self._count_failure(now)
+        self._server.unbound_done(self)
         self._server.connection_closed(self)
 
 
@@ -275,6 +300,9 @@ class FixServer:
         self.outbox = outbox if outbox is not None else Outbox()
         self.connections: set[AcceptedConnection] = set()
         self.failures = LogonFailures(min(MAX_LOGON_DELAY, logon_timeout / 2))
+        # per address, its connections not logged on yet, oldest first
+        self._unbound: dict[str, dict[AcceptedConnection, None]] = {}
+        self._crowded: set[str] = set()  # addresses that reached the bound
         self._server: asyncio.Server | None = None
         self._all_closed: asyncio.Event | None = None
 
@@ -300,6 +328,39 @@ class FixServer:
     @property
     def listening(self) -> bool:
         return self._server is not None and self._server.is_serving()
+
+    def unbound_opened(self, conn: AcceptedConnection) -> None:
+        """A connection that has not logged on yet; past the bound for its
+        address, the oldest such is closed (logged once, and again only
+        after the address had none left)."""
+        address = conn.address
+        waiting = self._unbound.get(address)
+        if waiting is None:
+            waiting = self._unbound[address] = {}
+        waiting[conn] = None
+        if len(waiting) <= MAX_UNBOUND_PER_ADDRESS:
+            return
+        oldest = next(iter(waiting))
+        del waiting[oldest]
+        if address not in self._crowded:
+            self._crowded.add(address)
+            _log.warning(
+                "unbound_connections_capped",
+                peer=address,
+                limit=MAX_UNBOUND_PER_ADDRESS,
+            )
+        oldest.evict()
+
+    def unbound_done(self, conn: AcceptedConnection) -> None:
+        """``conn`` logged on or closed."""
+        address = conn.address
+        waiting = self._unbound.get(address)
+        if waiting is None:
+            return
+        waiting.pop(conn, None)
+        if not waiting:
+            del self._unbound[address]
+            self._crowded.discard(address)
 
     def connection_closed(self, conn: AcceptedConnection) -> None:
         self.connections.discard(conn)

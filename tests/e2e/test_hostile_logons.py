@@ -6,6 +6,7 @@ CompID (from the same address) is shut out."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import time
@@ -18,7 +19,12 @@ from netkit import log_events
 from config import SessionSettings
 from gateway.fix import codec
 from gateway.net.client import FixClient
-from gateway.net.server import MIN_LOGON_DELAY
+from gateway.net.server import (
+    FREE_FAILURES,
+    MAX_HELD_PER_PAIR,
+    MAX_UNBOUND_PER_ADDRESS,
+    MIN_LOGON_DELAY,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "s3cret-pass-8472"
@@ -47,18 +53,25 @@ def bad_logon() -> bytes:
     return codec.encode_message(b"FIX.4.4", b"A", header, b"98=0\x01108=30\x01554=guess\x01")
 
 
-async def try_bad_logon(port: int) -> float:
-    """One guess; the seconds until the daemon closed the connection."""
+async def try_bad_logon(port: int) -> tuple[float, bool]:
+    """One guess: the seconds until the daemon closed the connection, and
+    whether the guess was tried (answered with a Logout) rather than closed
+    unread."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     started = time.monotonic()
-    writer.write(bad_logon())
-    await writer.drain()
-    while await reader.read(65536):
-        pass
+    received = b""
+    try:
+        writer.write(bad_logon())
+        await writer.drain()
+        while data := await reader.read(65536):
+            received += data
+    except ConnectionResetError:
+        pass  # closed to make room for newer connections from this address
     answered = time.monotonic() - started
     writer.close()
-    await writer.wait_closed()
-    return answered
+    with contextlib.suppress(ConnectionResetError):
+        await writer.wait_closed()
+    return answered, b"\x0135=5\x01" in received
 
 
 def sockets(pid: int) -> int:
@@ -111,9 +124,14 @@ async def test_two_thousand_bad_logons_leak_nothing_and_shut_no_one_out(
         async with limit:
             return await try_bad_logon(d.fix_port)
 
-    answered = await asyncio.gather(*(guess() for _ in range(BAD_LOGONS)))
-    # guesses past the free ones were held before they were read
-    assert max(answered) >= MIN_LOGON_DELAY * 0.9
+    started = time.monotonic()
+    guesses = await asyncio.gather(*(guess() for _ in range(BAD_LOGONS)))
+    elapsed = time.monotonic() - started
+    # past the free ones, a guess is tried only after it was held for the
+    # delay, a few of the pair at once; the others are closed unread
+    tried = sum(was_tried for _, was_tried in guesses)
+    assert tried <= FREE_FAILURES + MAX_HELD_PER_PAIR * (elapsed / MIN_LOGON_DELAY + 1)
+    assert tried < BAD_LOGONS / 10
     stop.set()
     sent, final = await victim
     assert sent > 0
@@ -127,7 +145,9 @@ async def test_two_thousand_bad_logons_leak_nothing_and_shut_no_one_out(
     assert sockets(d.proc.pid) == before - 1
 
     # one more guess is slowed down ...
-    assert await try_bad_logon(d.fix_port) >= MIN_LOGON_DELAY * 0.9
+    seconds, was_tried = await try_bad_logon(d.fix_port)
+    assert was_tried
+    assert seconds >= MIN_LOGON_DELAY * 0.9
     # ... and the real owner of the CompID, from the same address, still logs on
     owner = FixClient(
         SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY", Password=PASSWORD)
@@ -138,6 +158,46 @@ async def test_two_thousand_bad_logons_leak_nothing_and_shut_no_one_out(
     # the slowing is logged as it grows, a few lines, not one per guess
     slowed = [e for e in log_events(d.log_text()) if e["event"] == "logon_slowed"]
     assert 0 < len(slowed) <= 8
+
+
+@pytest.mark.asyncio
+async def test_connections_that_never_log_on_are_bounded_per_address(daemon_factory: Any) -> None:
+    d = daemon_factory().start()
+    up, stop = asyncio.Event(), asyncio.Event()
+    victim = asyncio.create_task(trade(d.fix_port, up, stop))
+    await asyncio.wait_for(up.wait(), 10)
+    before = sockets(d.proc.pid)
+
+    idle = [await asyncio.open_connection("127.0.0.1", d.fix_port) for _ in range(500)]
+    # the daemon keeps the newest few of them, however many come
+    deadline = time.monotonic() + 15
+    # a count in /proc has no event to wait on: polled, with a deadline
+    while sockets(d.proc.pid) > before + MAX_UNBOUND_PER_ADDRESS:
+        assert time.monotonic() < deadline, sockets(d.proc.pid) - before
+        await asyncio.sleep(0.05)
+    closed = 0
+    for reader, _ in idle:
+        try:
+            closed += await asyncio.wait_for(reader.read(1), 0.01) == b""
+        except ConnectionResetError:
+            closed += 1
+        except TimeoutError:
+            pass  # still open
+    assert closed >= 500 - MAX_UNBOUND_PER_ADDRESS
+
+    # a real client from the same address still logs on
+    client = FixClient(SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY"))
+    await client.connect("127.0.0.1", d.fix_port, timeout=5)
+    assert client.logged_on
+    await client.logout()
+    stop.set()
+    sent, final = await victim
+    assert final == sent > 0
+    for _, writer in idle:
+        writer.close()
+    capped = [e for e in log_events(d.log_text()) if e["event"] == "unbound_connections_capped"]
+    assert len(capped) == 1
+    assert capped[0]["peer"] == "127.0.0.1"
 
 
 def test_the_default_listens_on_loopback_and_an_open_address_without_passwords_is_warned_of(
