@@ -1,7 +1,7 @@
-"""Market data refreshes: sent on later loop turns within a budget, one per
-subscription and symbol however many quotes came in between, held while the
-client is behind, and always bringing the client's book to the book as it
-is when sent.
+"""The market data service: requests answered or refused, and refreshes
+sent on later loop turns within a budget, one per subscription and symbol
+however many quotes came in between, held while the client is behind, and
+always bringing the client's book to the book as it is when sent.
 
 The client's side is modelled independently: it applies every full (W) and
 incremental (X) refresh it receives to a book of its own, which must equal
@@ -354,3 +354,57 @@ def test_whatever_the_quotes_turns_and_backlogs_every_client_ends_on_the_book(
     for i, (_, depth, _) in enumerate(subs):
         for symbol in SYMBOLS:
             assert books.books[(b"S%d" % i, symbol)] == h.expected(symbol, depth)
+
+
+def test_a_snapshot_request_is_answered_once_and_owes_nothing_later() -> None:
+    h = Harness()
+    a = FakeSession("A")
+    h.quote("A", "EUR/USD", 108_500, 2)
+    request = inbound(
+        b"V",
+        (146, b"1"),
+        (55, b"EUR/USD"),
+        (262, b"SNAP"),
+        (263, b"0"),
+        (264, b"1"),
+        (267, b"1"),
+        (269, b"1"),
+    )
+    h.service.on_request(cast(Session, a), request, 0.0)
+    ((_, msg_type, body),) = h.feed.sent
+    assert msg_type == b"W"
+    books = ClientBooks()
+    books.apply(msg_type, body)
+    expected = {k: v for k, v in h.expected("EUR/USD", 1).items() if k[0] == b"1"}
+    assert books.books[(b"SNAP", "EUR/USD")] == expected  # offers only, best one
+    h.quote("A", "EUR/USD", 108_501, 2)
+    h.settle()
+    assert len(h.feed.sent) == 1
+    assert h.service.pending == 0
+
+
+def test_ending_an_unknown_subscription_is_refused() -> None:
+    h = Harness()
+    a = FakeSession("A")
+    h.service.on_request(cast(Session, a), inbound(b"V", (262, b"NOPE"), (263, b"2")), 0.0)
+    assert h.feed.sent == []
+    ((msg_type, body),) = h.stored  # a reject is stored like any answer
+    assert msg_type == b"Y"
+    assert dict(fields_of(body))[262] == b"NOPE"
+    assert dict(fields_of(body))[58] == b"Unknown MDReqID"
+
+
+def test_a_client_that_logs_out_loses_its_subscriptions() -> None:
+    h = Harness()
+    a = FakeSession("A")
+    h.quote("A", "EUR/USD", 108_500, 1)
+    for i in range(3):
+        h.subscribe(a, b"S%d" % i, ("EUR/USD",))
+    h.service.drop_session(cast(Session, a))
+    h.feed.sent.clear()
+    h.quote("A", "EUR/USD", 108_501, 1)
+    h.settle()
+    assert h.feed.sent == []
+    # its MDReqIDs are free again, and it may hold as many as before
+    h.subscribe(a, b"S0", ("EUR/USD",))
+    assert [m for _, m, _ in h.feed.sent] == [b"W"]
