@@ -21,6 +21,7 @@ from gateway.fix.codec import (
 )
 from gateway.fix.dictionary import Dictionary, fix44
 from gateway.fix.events import ApplicationMessage, CloseConnection, Event, LoggedOn, LoggedOut
+from gateway.fix.messages import new_order_single, order_cancel_request
 from gateway.fix.session import BusinessRejectReason, Session, business_reject_body
 from gateway.fix.states import SessionState
 from gateway.fix.store import MemoryStore, SessionStore
@@ -50,6 +51,8 @@ __all__ = [
     "encode_fields",
     "fix44",
     "format_utc_timestamp",
+    "new_order_single",
+    "order_cancel_request",
     "parse_frame",
     "parse_utc_timestamp",
 ]

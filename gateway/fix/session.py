@@ -221,6 +221,8 @@ class Session:
         self._sent_logout = False
         self._sent_reset = False
         self._received_reset = False
+        # the Text (58) of the peer's Logout on this connection, as received
+        self.peer_logout_text: bytes | None = None
 
     @property
     def session(self) -> Session:
@@ -646,7 +648,8 @@ class Session:
     def _on_logout(self, msg: FixMessage, now: float) -> None:
         if not self._verify(msg, now, check_high=False, check_low=False):
             return
-        text = codec.loggable(msg.get(58) or b"")
+        self.peer_logout_text = msg.get(58) or b""
+        text = codec.loggable(self.peer_logout_text)
         if not self._sent_logout:
             self._log.info("logout_received", text=text)
             self._send_admin(b"5", b"", now)

@@ -8,6 +8,8 @@ import asyncio
 import ssl
 import time
 
+from mypy_extensions import mypyc_attr
+
 from config import SessionSettings
 from gateway.fix.codec import FixMessage
 from gateway.fix.events import ApplicationMessage, CloseConnection, Event, LoggedOn, LoggedOut
@@ -32,6 +34,27 @@ class _InitiatorProtocol(FixTransportProtocol):
 
     def _closed(self, now: float) -> None:
         self._client._on_closed()
+
+
+# mypyc compiles no class derived from ConnectionError: this one stays a
+# plain Python class in the compiled module
+@mypyc_attr(native_class=False)
+class LogonError(ConnectionError):
+    """Our Logon did not complete; the message says who refused what, e.g.
+    ``logon to 127.0.0.1:9876 as CLIENT1 -> GATEWAY refused: MsgSeqNum too
+    low, expecting 3 but received 1``.
+
+    ``refused`` is True when the acceptor answered the Logon with a Logout;
+    ``text`` is then that Logout's Text (58), "" when it gave none.  When
+    ``refused`` is False the acceptor closed the connection without a word,
+    did not answer in time, or our side gave up (its reason is in the
+    message) and ``text`` is "".
+    """
+
+    def __init__(self, message: str, *, refused: bool = False, text: str = "") -> None:
+        super().__init__(message)
+        self.refused = refused
+        self.text = text
 
 
 class FixClient:
@@ -64,10 +87,12 @@ class FixClient:
         self, host: str, port: int, timeout: float = 5.0, tls: ssl.SSLContext | None = None
     ) -> None:
         """Connect (over TLS with ``tls``) and complete the Logon; raise
-        ConnectionError if the acceptor refuses or closes instead."""
+        :class:`LogonError` (a ConnectionError) if the acceptor refuses,
+        closes or does not answer within ``timeout`` seconds instead."""
         loop = asyncio.get_running_loop()
         self._logged_on.clear()
         self._closed.clear()
+        first_event = len(self.events)
         _, protocol = await loop.create_connection(
             lambda: _InitiatorProtocol(self),
             host,
@@ -79,19 +104,34 @@ class FixClient:
         logged_on = asyncio.ensure_future(self._logged_on.wait())
         closed = asyncio.ensure_future(self._closed.wait())
         try:
-            done, _ = await asyncio.wait(
+            await asyncio.wait(
                 {logged_on, closed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             logged_on.cancel()
             closed.cancel()
         if not self._logged_on.is_set():
+            error = self._logon_error(f"{host}:{port}", timeout, first_event)
             protocol.abort()
-            reason = next(
-                (e.reason for e in reversed(self.events) if isinstance(e, CloseConnection)),
-                "no Logon response" if not done else "connection closed",
+            raise error
+
+    def _logon_error(self, address: str, timeout: float, first_event: int) -> LogonError:
+        settings = self.settings
+        logon = f"logon to {address} as {settings.SenderCompID} -> {settings.TargetCompID}"
+        received = self.session.peer_logout_text
+        if received is not None:
+            text = received.decode("latin-1")
+            shown = (text if text.isprintable() else repr(text)[1:-1]) or "Logout without a Text"
+            return LogonError(f"{logon} refused: {shown}", refused=True, text=text)
+        # our session closed the connection: it found fault with the answer
+        ours = [e.reason for e in self.events[first_event:] if isinstance(e, CloseConnection)]
+        if ours:
+            return LogonError(f"{logon} failed on our side: {ours[-1]}")
+        if self._closed.is_set():
+            return LogonError(
+                f"{logon} failed: the acceptor closed the connection without a Logout"
             )
-            raise ConnectionError(f"logon to {host}:{port} failed: {reason}")
+        return LogonError(f"{logon} failed: no answer within {timeout:g} s")
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, ApplicationMessage):
