@@ -10,10 +10,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 PACKAGES: tuple[str, ...] = tuple(
-    tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["packages"]
+    path
+    for path in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["files"]
+    if (ROOT / path / "__init__.py").is_file()
 )
 """The project's packages, as the type check takes them (mypyc compiles
-only type-checked sources)."""
+only type-checked sources; the examples it checks too are no package)."""
 
 
 def compiled_sources() -> list[str]:

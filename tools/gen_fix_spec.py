@@ -5,7 +5,7 @@ Usage::
     python tools/gen_fix_spec.py [FIX44.xml] [gateway/fix/spec44.py]
 
 Both arguments are optional. The defaults are
-``../shared/conformance/quickfix-fix44/FIX44.xml`` (relative to the repository root) and
+``tests/conformance/quickfix-fix44/FIX44.xml`` (relative to the repository root) and
 ``gateway/fix/spec44.py``. The output is a plain Python module of literals, so the gateway
 never reads the XML at run time. Running the generator twice on the same dictionary gives
 byte-identical output.
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_XML = REPO_ROOT.parent / "shared" / "conformance" / "quickfix-fix44" / "FIX44.xml"
+DEFAULT_XML = REPO_ROOT / "tests" / "conformance" / "quickfix-fix44" / "FIX44.xml"
 DEFAULT_OUTPUT = REPO_ROOT / "gateway" / "fix" / "spec44.py"
 
 _LENGTH_SUFFIXES = ("Length", "Len")
