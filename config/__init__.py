@@ -2,16 +2,18 @@
 
 :mod:`config.schema` holds the Structs, :mod:`config.checks` the rules across fields,
 :mod:`config.walk` the validation that reports every problem with its path, and
-:mod:`config.loader` reading files, LP adapter settings and overrides.
+:mod:`config.loader` reading files, LP adapter settings, overrides and the files' paths.
 """
 
 from config.loader import (
     ConfigError,
     SettingsCheck,
     SettingsSchema,
+    config_base,
     default_config_path,
     load_config,
     parse_config,
+    resolve_paths,
     validate_raw,
     with_overrides,
 )
@@ -45,10 +47,12 @@ __all__ = [
     "SettingsCheck",
     "SettingsSchema",
     "StoreSettings",
+    "config_base",
     "convert_value",
     "default_config_path",
     "load_config",
     "parse_config",
+    "resolve_paths",
     "validate_raw",
     "validate_value",
     "with_overrides",

@@ -10,6 +10,10 @@ does not know: a caller that does passes ``adapter_settings``, the :class:`Setti
 each kind by name, and each LP's ``adapter`` and ``settings`` are then checked in the same
 pass, with the same paths (``lps[1].settings.spread_ticks: must be >= 1``).
 :func:`validate_value` and :func:`convert_value` check any other value the same way.
+
+A configuration keeps its paths as written. Relative ones belong to the file's folder
+(:func:`config_base`); :func:`resolve_paths` makes them absolute for whoever opens them,
+every path field of the schema and of each LP's adapter settings alike.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import site
+import sysconfig
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -26,13 +32,14 @@ import msgspec
 
 from config.checks import child_path
 from config.schema import Config, InstrumentSettings
-from config.walk import convert_value, validate_value, validation_error_message
+from config.walk import convert_value, rebase_paths, validate_value, validation_error_message
 from router.model import Instrument
 
 __all__ = [
     "ConfigError",
     "SettingsCheck",
     "SettingsSchema",
+    "config_base",
     "convert_value",
     "default_config_path",
     "load_config",
@@ -40,6 +47,7 @@ __all__ = [
     "parse_config",
     "parse_toml",
     "read_config_text",
+    "resolve_paths",
     "validate_raw",
     "validate_value",
     "with_overrides",
@@ -87,6 +95,46 @@ class SettingsSchema(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 def default_config_path() -> Path:
     """Path of the ``default.toml`` shipped inside the ``config`` package."""
     return Path(__file__).resolve().with_name("default.toml")
+
+
+def config_base(path: str | os.PathLike[str]) -> Path:
+    """The folder that relative paths in the configuration file at ``path`` are relative to:
+    the file's own folder, wherever the process was started from.
+
+    The packaged default is the one exception when the package is installed (its folder lies
+    in site-packages rather than a source checkout): resolving there would put the data into
+    the installed package. It is then read as if it were ``config/default.toml`` in the working
+    directory, so its ``../var/data`` is ``./var/data`` there.
+    """
+    file = Path(os.path.abspath(path))
+    packaged = default_config_path()
+    if file.resolve() == packaged and _installed(packaged.parent):
+        return Path.cwd() / packaged.parent.name
+    return file.parent
+
+
+def _installed(folder: Path) -> bool:
+    """Whether ``folder`` lies in a site-packages directory of this interpreter."""
+    roots = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
+    roots.add(site.getusersitepackages())
+    return any(folder.is_relative_to(Path(root).resolve()) for root in roots if root)
+
+
+def resolve_paths(
+    config: Config,
+    base: str | os.PathLike[str],
+    adapter_settings: Mapping[str, SettingsSchema] | None = None,
+) -> Config:
+    """``config`` with every relative path in it made absolute against ``base`` (the folder of
+    its file, :func:`config_base`): the schema's path fields (``gateway.data_dir``, the TLS
+    files) and, given ``adapter_settings``, those of each LP's settings by its kind."""
+    raw = rebase_paths(msgspec.to_builtins(config), Config, base)
+    assert isinstance(raw, dict)
+    for entry in raw.get("lps", ()):
+        schema = (adapter_settings or {}).get(entry["adapter"])
+        if schema is not None:
+            entry["settings"] = rebase_paths(entry["settings"], schema.settings_type, base)
+    return msgspec.convert(raw, Config)
 
 
 def load_config(

@@ -28,6 +28,7 @@ from router.model import AssetClass, Instrument
 __all__ = [
     "DECIMAL_LIMITS",
     "DEFAULT_MAX_ID_LENGTH",
+    "PATH",
     "PATTERN_MESSAGE",
     "USD_CONVERSION_BASE",
     "USD_CONVERSION_QUOTE",
@@ -38,10 +39,12 @@ __all__ = [
     "Config",
     "CurrencyCode",
     "FieldValue",
+    "FilePath",
     "GatewaySettings",
     "InstrumentSettings",
     "LpAdapterKind",
     "LpSettings",
+    "NonEmptyPath",
     "NonEmptyStr",
     "OrdersSettings",
     "PositiveDecimal",
@@ -55,6 +58,10 @@ __all__ = [
 
 # Key under ``Meta(extra=...)`` holding the message shown when a string fails ``pattern``.
 PATTERN_MESSAGE: Final = "pattern_message"
+
+# Key under ``Meta(extra=...)`` marking a string as a file-system path: a relative one is
+# resolved against the folder of the configuration file (see :func:`config.loader.config_base`).
+PATH: Final = "path"
 
 # Key under ``Meta(extra=...)`` holding the limits of a ``Decimal`` field. msgspec accepts
 # ``gt``/``ge``/``lt``/``le`` only on int and float, so decimal limits are declared here
@@ -77,6 +84,12 @@ def decimal_limits(
 
 NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
 """A string with at least one character."""
+
+FilePath = Annotated[str, msgspec.Meta(extra={PATH: True})]
+"""A file or directory; relative to the configuration file's folder. Empty means none."""
+
+NonEmptyPath = Annotated[str, msgspec.Meta(min_length=1, extra={PATH: True})]
+"""A file or directory that must be given; relative to the configuration file's folder."""
 
 CompID = Annotated[
     str,
@@ -160,8 +173,10 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     http_port: OptionalPort = 8080
     """TCP port of the HTTP server; 0 disables it."""
 
-    data_dir: NonEmptyStr = "var/data"
-    """Directory for message stores and state; relative to the process working directory."""
+    data_dir: NonEmptyPath = "var/data"
+    """Directory for message stores and state. A relative path is resolved against the
+    folder of the configuration file (:func:`config.loader.config_base`); ``--data-dir``
+    on the command line against the working directory."""
 
     max_message_size: Annotated[int, msgspec.Meta(ge=256)] = 65536
     """Largest inbound FIX message accepted, in bytes."""
@@ -174,11 +189,11 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
     log_format: LogFormat = "json"
 
-    tls_cert_file: str = ""
+    tls_cert_file: FilePath = ""
     """PEM certificate (chain) of the FIX acceptor; with ``tls_key_file``,
     client sessions are served over TLS only.  Empty: plain TCP."""
 
-    tls_key_file: str = ""
+    tls_key_file: FilePath = ""
     """PEM private key matching ``tls_cert_file``."""
 
     admin_token: str = ""

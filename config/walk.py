@@ -8,6 +8,10 @@ unknown and missing fields. The path uses dotted table names and 0-based array i
 ``sessions[2].HeartBtInt: must be > 0``. The cross-field rules of :mod:`config.checks` run on
 each table's values that passed. Only a value without any problem needs converting, and that
 conversion is then expected to succeed.
+
+:func:`rebase_paths` makes the relative paths in a value that passed absolute, guided by the
+same type: a string field declared as a path (``PATH`` in its ``Meta``) is joined to a base
+folder.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import os
 import re
 from collections.abc import Mapping
 from decimal import Decimal
@@ -24,11 +29,12 @@ import msgspec
 import msgspec.inspect as mi
 
 from config.checks import CROSS_FIELD_CHECKS, child_path
-from config.schema import DECIMAL_LIMITS, PATTERN_MESSAGE
+from config.schema import DECIMAL_LIMITS, PATH, PATTERN_MESSAGE
 
 __all__ = [
     "DECIMAL_FLOAT_MESSAGE",
     "convert_value",
+    "rebase_paths",
     "validate_value",
     "validation_error_message",
 ]
@@ -60,6 +66,40 @@ def convert_value(value: object, type_: type[_T], path: str = "") -> tuple[_T | 
         return msgspec.convert(value, type_), []
     except msgspec.ValidationError as exc:  # a rule the walk does not know (__post_init__)
         return None, [validation_error_message(exc, path)]
+
+
+def rebase_paths(value: object, type_: Any, base: str | os.PathLike[str]) -> object:
+    """``value``, plain data that passed :func:`validate_value` against ``type_``, with every
+    non-empty relative path in it (a string whose schema type is declared a path) joined to
+    ``base``; absolute paths and everything else are kept as they are."""
+    return _rebase(value, _type_info(type_), os.fspath(base))
+
+
+def _rebase(value: object, info: mi.Type, base: str) -> object:
+    if isinstance(info, mi.Metadata):
+        if (info.extra or {}).get(PATH) and isinstance(value, str) and value:
+            return os.path.normpath(os.path.join(base, value))  # an absolute value wins the join
+        info = info.type
+    if isinstance(info, mi.StructType) and isinstance(value, dict):
+        fields = {field.encode_name: field.type for field in info.fields}
+        return {
+            key: _rebase(item, fields[key], base) if key in fields else item
+            for key, item in value.items()
+        }
+    if isinstance(info, mi.CollectionType) and isinstance(value, list | tuple):
+        return [_rebase(item, info.item_type, base) for item in value]
+    if isinstance(info, mi.TupleType) and isinstance(value, list | tuple):
+        return [
+            _rebase(item, item_info, base)
+            for item, item_info in zip(value, info.item_types, strict=False)
+        ]
+    if isinstance(info, mi.DictType) and isinstance(value, dict):
+        return {key: _rebase(item, info.value_type, base) for key, item in value.items()}
+    if isinstance(info, mi.UnionType):
+        for member in info.types:
+            if _kind_matches(value, member):
+                return _rebase(value, member, base)
+    return value
 
 
 class _Invalid:

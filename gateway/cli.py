@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from config import Config, ConfigError, default_config_path, load_config
+from config import (
+    Config,
+    ConfigError,
+    config_base,
+    default_config_path,
+    load_config,
+    resolve_paths,
+)
+from gateway.ops import operator as operator_cli
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,10 +32,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--fix-port", type=int, help="override gateway.fix_port")
     run.add_argument("--http-host", help="override gateway.http_host")
     run.add_argument("--http-port", type=int, help="override gateway.http_port (0 disables HTTP)")
-    run.add_argument("--data-dir", help="override gateway.data_dir")
+    run.add_argument(
+        "--data-dir", help="override gateway.data_dir (relative to the working directory)"
+    )
 
     check = sub.add_parser("check-config", help="validate a config file and list every error")
     check.add_argument("file", nargs="?", help="TOML config file (default: the packaged default)")
+    check.add_argument(
+        "--lp-sim",
+        action="store_true",
+        help="check FILE as a `fixgw lp-sim` config (told by its [lp] table otherwise)",
+    )
 
     from gateway.sim.loadgen import add_arguments
 
@@ -41,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     lp_sim.add_argument("--port", type=int, required=True, help="TCP port of its FIX acceptor")
     lp_sim.add_argument("--data-dir", help="override lp.data_dir (the session stores)")
+    operator_cli.register(sub)
     return parser
 
 
@@ -53,17 +70,45 @@ def _load_checked(path: str) -> Config:
     return load_config(path, adapter_settings())
 
 
-def _check_config(path: str) -> int:
+def _check_config(path: str, lp_sim: bool) -> int:
+    """Check the file at ``path`` as a gateway config or, with ``lp_sim`` or
+    an ``[lp]`` table, as a ``fixgw lp-sim`` config; every problem listed."""
+    from config.loader import parse_toml, read_config_text
+    from lp_adapters.registry import adapter_settings
+
     try:
-        cfg = _load_checked(path)
+        raw = parse_toml(read_config_text(path), source=path)
+        if lp_sim or "lp" in raw:
+            return _check_lp_sim_config(path, raw)
+        cfg = load_config(path, adapter_settings())
     except ConfigError as exc:
-        print(f"{path}: {len(exc.errors)} error(s)", file=sys.stderr)
-        for line in exc.errors:
-            print(line, file=sys.stderr)
+        _print_errors(path, exc.errors)
         return 1
     sessions = ", ".join(s.session_id for s in cfg.sessions)
-    print(f"{path}: OK ({len(cfg.sessions)} sessions: {sessions})")
+    data_dir = resolve_paths(cfg, config_base(path)).gateway.data_dir
+    print(f"{path}: OK ({len(cfg.sessions)} sessions: {sessions}; data_dir {data_dir})")
     return 0
+
+
+def _check_lp_sim_config(path: str, raw: dict[str, object]) -> int:
+    from gateway.sim.lp_sim_config import validate_lp_sim_raw
+
+    cfg, errors = validate_lp_sim_raw(raw, base=config_base(path))
+    if cfg is None:
+        _print_errors(path, errors, " in an lp-sim config")
+        return 1
+    sessions = ", ".join(s.session_id for s in cfg.sessions)
+    print(
+        f"{path}: OK (lp-sim {cfg.lp.name}, {len(cfg.sessions)} sessions: {sessions}; "
+        f"data_dir {cfg.lp.data_dir})"
+    )
+    return 0
+
+
+def _print_errors(path: str, errors: Sequence[str], kind: str = "") -> None:
+    print(f"{path}: {len(errors)} error(s){kind}", file=sys.stderr)
+    for line in errors:
+        print(line, file=sys.stderr)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -75,7 +120,8 @@ def _run(args: argparse.Namespace) -> int:
         fix_port=args.fix_port,
         http_host=args.http_host,
         http_port=args.http_port,
-        data_dir=args.data_dir,
+        # a path on the command line is the working directory's, the file's are its folder's
+        data_dir=os.path.abspath(args.data_dir) if args.data_dir else args.data_dir,
     )
     try:
         cfg = overrides.apply(_load_checked(path))
@@ -91,6 +137,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from gateway.daemon import run
     from gateway.fix.store import StoreError
+    from gateway.net.server import ListenError
     from gateway.ops.logs import configure_logging
     from gateway.orderflow.journal import JournalError
 
@@ -100,15 +147,21 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"{path}: refusing to start: {exc}", file=sys.stderr)
         return 2
+    except ListenError as exc:
+        # a port taken: one line, before anything was made on disk
+        print(f"fixgw: {exc}", file=sys.stderr)
+        return 2
     except (StoreError, JournalError) as exc:
-        print(f"refusing to start: {exc}", file=sys.stderr)
+        print(f"fixgw: refusing to start: {exc}", file=sys.stderr)
         return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if operator_cli.is_operator_command(args):
+        return operator_cli.run(args)
     if args.command == "check-config":
-        return _check_config(args.file or str(default_config_path()))
+        return _check_config(args.file or str(default_config_path()), args.lp_sim)
     if args.command == "bench":
         from gateway.sim.loadgen import main as bench_main
 

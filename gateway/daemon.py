@@ -5,6 +5,11 @@ order journal, the outbox, the order flow with every piece behind it
 (matcher, book, exposure ledger, market data, LP adapters), the FIX
 acceptor and the HTTP server are created here and nowhere else, and the one
 clock is handed to each.
+
+The listening ports are bound first (:func:`bind_listeners`), the TLS files
+loaded next: a port that is taken or a certificate that cannot be read stops
+the start before a store, the journal or an LP exists.  Paths in the config
+are used as resolved against its file's folder (:func:`config.config_base`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import gc
 import ipaddress
 import os
 import signal
+import socket
 import ssl
 import sys
 import time
@@ -25,12 +31,12 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from config import Config, ConfigError
+from config import Config, ConfigError, GatewaySettings, config_base, resolve_paths
 from gateway.fix.acceptor import SessionRegistry
 from gateway.fix.application import Application, EchoApplication
 from gateway.fix.session import Session
 from gateway.fix.store import SessionStore
-from gateway.net.server import FixServer
+from gateway.net.server import FixServer, ListenError, bind_listening
 from gateway.net.transport import Outbox
 from gateway.ops.http import SessionCollector, build_app
 from gateway.ops.logs import set_log_level
@@ -47,7 +53,7 @@ from gateway.orderflow.rules import build_rules, config_digest
 from gateway.orderflow.stats import FlowStats
 from gateway.storage.session_store import open_store
 from lp_adapters.base import LpAdapter
-from lp_adapters.registry import create_adapter
+from lp_adapters.registry import adapter_settings, create_adapter
 from matcher.engine import Matcher
 from router.book import AggregatedBook
 from router.exposure import ExposureLedger
@@ -56,6 +62,41 @@ _log = structlog.get_logger("gateway.daemon")
 
 DEV_ADMIN_TOKEN = "dev-admin-token"
 """The token config/default.toml ships with, for trying the daemon out."""
+
+
+class Listeners:
+    """The daemon's listening sockets, bound before anything else is built:
+    the FIX acceptor's and, with HTTP on, the HTTP server's."""
+
+    def __init__(self, fix: list[socket.socket], http: list[socket.socket]) -> None:
+        self.fix = fix
+        self.http = http
+
+    def close(self) -> None:
+        """Close them (a start that failed before its servers took them)."""
+        for sock in (*self.fix, *self.http):
+            sock.close()
+
+
+def bind_listeners(config: Config, overrides: Overrides | None = None) -> Listeners:
+    """Bind the FIX port and, when HTTP is on, the HTTP port; a
+    :class:`~gateway.net.server.ListenError` names the first that cannot be
+    had and the setting it comes from (the command line's flag when it
+    overrides the file)."""
+    gw = config.gateway
+    given = overrides or Overrides()
+    fix_setting = "--fix-port" if given.fix_port is not None else "gateway.fix_port"
+    fix = bind_listening(gw.fix_host, gw.fix_port, fix_setting)
+    if not gw.http_port:
+        return Listeners(fix, [])
+    http_setting = "--http-port" if given.http_port is not None else "gateway.http_port"
+    try:
+        http = bind_listening(gw.http_host, gw.http_port, http_setting)
+    except ListenError:
+        for sock in fix:
+            sock.close()
+        raise
+    return Listeners(fix, http)
 
 
 class Gateway:
@@ -67,14 +108,32 @@ class Gateway:
         config_path: str | Path | None = None,
         overrides: Overrides | None = None,
         clock: Callable[[], float] = time.time,
+        listeners: Listeners | None = None,
     ) -> None:
         """``clock`` (epoch seconds) is the one clock of the sessions and
-        the order flow."""
+        the order flow.  ``listeners`` are the ports bound beforehand
+        (:func:`bind_listeners`); without them :meth:`start` binds them.
+
+        Relative paths of the config (the data directory, the TLS files, an
+        LP's own directory) are used as resolved against the folder of
+        ``config_path`` (against the working directory without one); the
+        config in force keeps them as written, as a reloaded file has them."""
         self.config = config
         self.generation = 1
         self.digest = config_digest(config)
+        self._overrides = overrides or Overrides()
+        self._listeners = listeners
+        if config_path is not None:
+            # what is built from here on uses the paths resolved
+            config = resolve_paths(config, config_base(config_path), adapter_settings())
         gw = config.gateway
-        self.data_dir = Path(gw.data_dir)
+        self.data_dir = Path(gw.data_dir).absolute()
+        self._tls_context = _tls(gw)
+        _log.info(
+            "gateway_starting",
+            config=str(config_path) if config_path is not None else None,
+            data_dir=str(self.data_dir),
+        )
         self.stores: list[SessionStore] = []
         self.sessions: list[Session] = []
         applications: dict[str, Application] = {}
@@ -142,22 +201,6 @@ class Gateway:
         self.fix_port = 0
         self.http_port = 0
 
-    def _tls(self) -> ssl.SSLContext | None:
-        """The acceptor's TLS context, or None for plain TCP; raises
-        ConfigError if the certificate or key cannot be loaded."""
-        gw = self.config.gateway
-        if not gw.tls_cert_file:
-            return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        try:
-            context.load_cert_chain(gw.tls_cert_file, gw.tls_key_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                [f"gateway.tls_cert_file / tls_key_file: cannot be loaded: {exc}"]
-            ) from exc
-        return context
-
     def config_version(self) -> tuple[str, int]:
         """``(version, generation)`` of the config in force."""
         return f"{self.generation}-{self.digest}", self.generation
@@ -198,18 +241,22 @@ class Gateway:
 
     async def start(self) -> None:
         gw = self.config.gateway
+        listeners = self._listeners
+        if listeners is None:
+            listeners = bind_listeners(self.config, self._overrides)
+        self._listeners = None  # the servers own the sockets from here on
         if self.order_flow is not None:
             await self.order_flow.start()
-        self.fix_port = await self.fix_server.start(gw.fix_host, gw.fix_port, self._tls())
+        self.fix_port = await self.fix_server.serve(listeners.fix, self._tls_context)
         self.loop_lag.start()
         self._spawn(self.reloader.start_worker())
-        if gw.http_port:
+        if listeners.http:
             runner = web.AppRunner(build_app(self), access_log=None)
             await runner.setup()
-            site = web.TCPSite(runner, gw.http_host, gw.http_port, reuse_address=True)
-            await site.start()
+            for sock in listeners.http:
+                await web.SockSite(runner, sock).start()
             self._http_runner = runner
-            self.http_port = gw.http_port
+            self.http_port = int(listeners.http[0].getsockname()[1])
         if not _is_loopback(gw.fix_host):
             for session in self.sessions:
                 if not session.settings.Password:
@@ -319,6 +366,22 @@ def build_order_flow(
     return flow
 
 
+def _tls(gw: GatewaySettings) -> ssl.SSLContext | None:
+    """The acceptor's TLS context, or None for plain TCP; raises ConfigError
+    if the certificate or key cannot be loaded."""
+    if not gw.tls_cert_file:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(gw.tls_cert_file, gw.tls_key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            [f"gateway.tls_cert_file / tls_key_file: cannot be loaded: {exc}"]
+        ) from exc
+    return context
+
+
 def _is_loopback(host: str) -> bool:
     """Whether ``host`` (an address or a name) is this machine's loopback."""
     if host == "localhost":
@@ -340,8 +403,15 @@ async def run(
     config: Config, config_path: str | Path | None = None, overrides: Overrides | None = None
 ) -> int:
     """Run until SIGTERM or SIGINT, reloading the config file on SIGHUP; log
-    sessions out cleanly on the way down."""
-    gateway = Gateway(config, config_path, overrides)
+    sessions out cleanly on the way down.  The ports are bound before
+    anything else: a :class:`~gateway.net.server.ListenError` raised for a
+    taken one leaves nothing behind."""
+    listeners = bind_listeners(config, overrides)
+    try:
+        gateway = Gateway(config, config_path, overrides, listeners=listeners)
+    except BaseException:
+        listeners.close()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # before anything starts: a signal during start-up must not take the

@@ -9,10 +9,11 @@ its own connection at worst, never another one.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, cast
 
 import structlog
@@ -303,7 +304,7 @@ class FixServer:
         # per address, its connections not logged on yet, oldest first
         self._unbound: dict[str, dict[AcceptedConnection, None]] = {}
         self._crowded: set[str] = set()  # addresses that reached the bound
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
         self._all_closed: asyncio.Event | None = None
 
     def application_for(self, session: Session) -> Application:
@@ -312,7 +313,7 @@ class FixServer:
     async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> int:
         """Listen (over TLS with ``tls``); returns the bound port (useful with port 0)."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
+        server = await loop.create_server(
             lambda: AcceptedConnection(self),
             host,
             port,
@@ -320,14 +321,26 @@ class FixServer:
             backlog=512,
             ssl=tls,
         )
-        # uvloop's server hands back a list where asyncio's type says tuple:
-        # read it untyped, as compiled code checks declared types
-        listening = cast(Any, self._server).sockets
-        return int(listening[0].getsockname()[1])
+        self._servers.append(server)
+        return _port_of(server)
+
+    async def serve(
+        self, sockets: Sequence[socket.socket], tls: ssl.SSLContext | None = None
+    ) -> int:
+        """Listen on ``sockets``, bound beforehand (:func:`bind_listening`),
+        over TLS with ``tls``; returns their port.  The server owns them
+        from here on (:meth:`stop` closes them)."""
+        loop = asyncio.get_running_loop()
+        for sock in sockets:
+            server = await loop.create_server(
+                lambda: AcceptedConnection(self), sock=sock, backlog=512, ssl=tls
+            )
+            self._servers.append(server)
+        return _port_of(self._servers[0])
 
     @property
     def listening(self) -> bool:
-        return self._server is not None and self._server.is_serving()
+        return any(server.is_serving() for server in self._servers)
 
     def unbound_opened(self, conn: AcceptedConnection) -> None:
         """A connection that has not logged on yet; past the bound for its
@@ -370,8 +383,8 @@ class FixServer:
     async def stop(self, grace: float = 2.0) -> None:
         """Stop accepting, log every session out, wait for the Logout
         handshakes (at most ``grace`` seconds), then drop what is left."""
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         self._all_closed = asyncio.Event()
         if not self.connections:
             self._all_closed.set()
@@ -384,6 +397,56 @@ class FixServer:
             pass
         for conn in list(self.connections):
             conn.abort()
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+
+
+def _port_of(server: asyncio.Server) -> int:
+    # uvloop's server hands back a list where asyncio's type says tuple:
+    # read it untyped, as compiled code checks declared types
+    listening = cast(Any, server).sockets
+    return int(listening[0].getsockname()[1])
+
+
+class ListenError(Exception):
+    """A port to listen on could not be had; ``str()`` is one line naming
+    the address, the setting the port comes from and why."""
+
+
+def bind_listening(host: str, port: int, setting: str) -> list[socket.socket]:
+    """Sockets bound to ``port`` on every address of ``host`` (every
+    interface when empty), not listening yet: :meth:`FixServer.serve` (or
+    any ``create_server(sock=...)``) starts that.  Binding them before
+    anything else is built lets a taken port stop a start before it has
+    left a trace.  ``setting`` names where the port comes from (e.g.
+    ``gateway.fix_port``) in the :class:`ListenError` raised when one
+    address cannot be bound; the sockets bound until then are closed."""
+    shown = f"[{host}]" if ":" in host else (host or "*")
+
+    def refused(exc: OSError) -> ListenError:
+        reason = exc.strerror or str(exc)
+        reason = reason[:1].lower() + reason[1:]
+        return ListenError(f"cannot listen on {shown}:{port} ({setting}): {reason}")
+
+    try:
+        found = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError as exc:
+        raise refused(exc) from None
+    bound: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(found):
+            sock = socket.socket(family, kind, proto)
+            bound.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                # each address family on a socket of its own, as create_server does
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in bound:
+            sock.close()
+        raise refused(exc) from None
+    return bound

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
 from gateway.ops.metrics import lp_rates
 from gateway.orderflow.flow import OrderFlow
+from matcher import Execution, Order
 from router.units import avg_px_text, price_text, qty_text
 
 if TYPE_CHECKING:
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 # setting names whose values are never shown
 _SECRET_WORDS = ("password", "token", "secret", "key")
 REDACTED = "(redacted)"
+
+T = TypeVar("T")
 
 
 def redact(value: Any) -> Any:
@@ -120,28 +123,63 @@ def exposures(flow: OrderFlow) -> dict[str, Any]:
     }
 
 
-def orders(flow: OrderFlow, client: str | None) -> list[dict[str, Any]]:
-    out = []
-    for ex in flow.matcher.open_orders(client):
-        instrument = flow.instruments[ex.symbol]
-        out.append(
-            {
-                "order_id": ex.order_id,
-                "client": ex.client,
-                "cl_ord_id": ex.cl_ord_id,
-                "symbol": ex.symbol,
-                "side": ex.side.name.lower(),
-                "ord_type": ex.ord_type.name.lower(),
-                "time_in_force": ex.tif.name.lower(),
-                "qty": qty_text(instrument, ex.qty),
-                "price": None if ex.price is None else price_text(instrument, ex.price),
-                "cum_qty": qty_text(instrument, ex.cum_qty),
-                "leaves_qty": qty_text(instrument, ex.leaves_qty),
-                "avg_px": avg_px_text(instrument, ex.notional, ex.cum_qty),
-                "status": ex.status.name.lower(),
-            }
-        )
-    return out
+ALL_ORDERS_LIMIT = 1000
+"""How many orders ``orders(..., finished=True)`` lists when no limit is given."""
+
+
+def _order(flow: OrderFlow, o: Order | Execution) -> dict[str, Any]:
+    instrument = flow.instruments.get(o.symbol)
+    if instrument is None:  # refused for its symbol: nothing to scale by
+        price = None if o.price is None else str(o.price)
+        avg_px = "0"
+    else:
+        price = None if o.price is None else price_text(instrument, o.price)
+        avg_px = avg_px_text(instrument, o.notional, o.cum_qty)
+    return {
+        "order_id": o.order_id,
+        "client": o.client,
+        "cl_ord_id": o.cl_ord_id,
+        "symbol": o.symbol,
+        "side": o.side.name.lower(),
+        "ord_type": o.ord_type.name.lower(),
+        "time_in_force": o.tif.name.lower(),
+        "qty": _lots(flow, o.symbol, o.qty),
+        "price": price,
+        "cum_qty": _lots(flow, o.symbol, o.cum_qty),
+        "leaves_qty": _lots(flow, o.symbol, o.leaves_qty),
+        "avg_px": avg_px,
+        "status": o.status.name.lower(),
+    }
+
+
+def orders(
+    flow: OrderFlow, client: str | None, *, finished: bool = False, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """The open orders (of ``client`` if given), oldest first.
+
+    With ``finished``, the final orders the matcher still retains (for
+    status requests and duplicate checks) are listed too, every order in
+    arrival order, and only the latest ``limit`` (:data:`ALL_ORDERS_LIMIT`
+    when not given): the matcher may retain a hundred thousand.  ``limit``
+    applies to open orders alone too when given.
+    """
+    if not finished:
+        open_orders = flow.matcher.open_orders(client)
+        return [_order(flow, ex) for ex in _latest(open_orders, limit)]
+    mine = [o for o in flow.matcher.orders() if client is None or o.client == client]
+    mine.sort(key=_arrival)
+    return [_order(flow, o) for o in _latest(mine, ALL_ORDERS_LIMIT if limit is None else limit)]
+
+
+def _latest(items: list[T], n: int | None) -> list[T]:
+    """The last ``n`` of ``items`` (all of them when ``n`` is None)."""
+    if n is None:
+        return items
+    return items[-n:] if n > 0 else []
+
+
+def _arrival(order: Order) -> int:
+    return order.seq
 
 
 def config(gateway: Running) -> dict[str, Any]:
@@ -154,13 +192,15 @@ def config(gateway: Running) -> dict[str, Any]:
     }
 
 
-def summary(gateway: Running) -> dict[str, Any]:
-    """Everything the dashboard shows, in one read."""
+def summary(gateway: Running, started_at: float | None = None) -> dict[str, Any]:
+    """Everything the dashboard and ``fixgw status`` show, in one read;
+    ``started_at`` (epoch seconds) is when the daemon started serving."""
     version, generation = gateway.config_version()
     reloads = gateway.reloader.stats
     last = reloads.last
     data: dict[str, Any] = {
         "time": time.time(),
+        "started_at": started_at,
         "version": version,
         "generation": generation,
         "last_reload": None

@@ -1,6 +1,10 @@
 """The HTTP side of the daemon (aiohttp): health, readiness, /metrics, the
 admin API and the dashboard.
 
+``/admin/orders`` lists open orders; ``?client=X`` those of one client;
+``?all=1`` the finished orders the matcher still retains too (the latest
+1000 in arrival order; ``&limit=N`` for another count).
+
 ``/admin/*`` needs ``Authorization: Bearer <token>`` with the configured
 admin token (compared in constant time); without a configured token it
 answers 403 to everyone.  ``/dashboard`` is a static page: it asks for the
@@ -10,6 +14,7 @@ token in the browser and reads ``/admin/summary`` with it.
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +38,7 @@ _DASHBOARD = Path(__file__).with_name("static") / "dashboard.html"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_YES = frozenset({"1", "true", "yes"})
 
 
 class SessionCollector(Collector):
@@ -96,7 +102,9 @@ def _token_ok(request: web.Request, token: str) -> bool:
 
 def build_app(gateway: Running) -> web.Application:
     """Health, readiness, /metrics, the admin API (bearer token) and the
-    dashboard page."""
+    dashboard page.  The daemon builds the app as it starts: that moment is
+    the ``started_at`` of ``/admin/summary``."""
+    started_at = time.time()
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -145,14 +153,26 @@ def build_app(gateway: Running) -> web.Application:
 
     async def admin_orders(request: web.Request) -> web.Response:
         flow = gateway.order_flow
-        client = request.query.get("client") or None
-        return _json([] if flow is None else admin.orders(flow, client))
+        query = request.query
+        client = query.get("client") or None
+        finished = query.get("all", "").lower() in _YES
+        limit: int | None = None
+        if "limit" in query:
+            try:
+                limit = int(query["limit"])
+            except ValueError:
+                limit = -1
+            if limit < 0:
+                return _json_status({"error": "limit: a whole number of orders, 0 or more"}, 400)
+        if flow is None:
+            return _json([])
+        return _json(admin.orders(flow, client, finished=finished, limit=limit))
 
     async def admin_config(_: web.Request) -> web.Response:
         return _json(admin.config(gateway))
 
     async def admin_summary(_: web.Request) -> web.Response:
-        return _json(admin.summary(gateway))
+        return _json(admin.summary(gateway, started_at))
 
     async def admin_reload(_: web.Request) -> web.Response:
         outcome = await gateway.reloader.reload("http")

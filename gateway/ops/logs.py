@@ -1,7 +1,11 @@
 """structlog set-up: JSON lines in production, console rendering for development.
 
-structlog events and standard-library log records (the store, aiohttp,
-asyncio) go to stderr through the same processors, one event per line.
+structlog events and standard-library log records (the storage, aiohttp,
+asyncio) go to stderr through the same processors, one event per line.  A
+record whose message is a mapping, as our own modules that log through the
+standard library write them (``{"event": "session_store_opened", "path":
+...}``), becomes that named event with those fields; a library's text
+record becomes an event named by its text.
 
 structlog events do not pass through the standard library's logging: a
 level check there, a LogRecord and a Formatter cost ~85 µs per line, which
@@ -14,11 +18,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping
 from typing import Any, BinaryIO, TextIO
 
 import orjson
 import structlog
-from structlog.typing import Processor, WrappedLogger
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -78,6 +83,19 @@ class _NamedWriteLogger(structlog.WriteLogger):
         self.name = name
 
 
+def _json_text(value: Any, **options: Any) -> str:
+    return orjson.dumps(value, **options).decode()
+
+
+def _record_fields(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """The event name and fields a standard-library record carries as its
+    message, when that is a mapping."""
+    message = getattr(event.get("_record"), "msg", None)
+    if isinstance(message, Mapping):
+        event.update(message)
+    return event
+
+
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
     stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     shared: list[Processor] = [
@@ -97,7 +115,10 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         renderer: Processor = structlog.processors.JSONRenderer(
             serializer=orjson.dumps, option=orjson.OPT_NON_STR_KEYS
         )
-        foreign_renderer = structlog.processors.JSONRenderer()
+        # the same JSON, as text for the standard library's stream handler
+        foreign_renderer = structlog.processors.JSONRenderer(
+            serializer=_json_text, option=orjson.OPT_NON_STR_KEYS
+        )
     else:
 
         def factory(name: str = "", *_: Any) -> WrappedLogger:
@@ -115,7 +136,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
-    # records of the standard library's loggers (the store, aiohttp, asyncio)
+    # records of the standard library's loggers (the storage, aiohttp, asyncio)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
@@ -124,7 +145,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
                 structlog.processors.format_exc_info,
                 foreign_renderer,
             ],
-            foreign_pre_chain=shared,
+            foreign_pre_chain=[_record_fields, *shared],
         )
     )
     root = logging.getLogger()

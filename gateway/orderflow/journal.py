@@ -163,7 +163,14 @@ class OrderJournal:
                 batches += 1
         except WrongMagicError:
             raise JournalError(f"{self.path} is not an order journal") from None
-        logger.info("order journal %s: %d batches read, run %d", self.path, batches, self.run)
+        logger.info(
+            {
+                "event": "order_journal_read",
+                "path": str(self.path),
+                "batches": batches,
+                "run": self.run,
+            }
+        )
 
     # --- writing ------------------------------------------------------------------
 
@@ -188,7 +195,7 @@ class OrderJournal:
             # no partial batch stays in front of the next one; keep the
             # entries for the next flush (nothing that depends on them
             # leaves meanwhile: the write barrier raised too)
-            logger.critical("order journal %s: write failed, will retry", self.path)
+            logger.critical({"event": "order_journal_write_failed", "path": str(self.path)})
             raise
         pending.clear()
 

@@ -15,17 +15,25 @@ from typing import Annotated, Any
 import msgspec
 
 from config.checks import child_path
-from config.loader import ConfigError, parse_toml, read_config_text, validate_value
+from config.loader import (
+    ConfigError,
+    config_base,
+    convert_value,
+    parse_toml,
+    read_config_text,
+    validate_value,
+)
 from config.schema import (
     CompID,
     FsyncPolicy,
     InstrumentSettings,
     LogFormat,
     LogLevel,
-    NonEmptyStr,
+    NonEmptyPath,
     SessionSettings,
     session_identity,
 )
+from config.walk import rebase_paths
 from lp_adapters.simulated.settings import SimulatedLpSettings, check_settings
 from router.model import Instrument
 
@@ -48,8 +56,9 @@ class LpSimSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     name: CompID
     """The LP's name: in logs and as the prefix of OrderID (37) and ExecID (17)."""
 
-    data_dir: NonEmptyStr = "var/lp-sim"
-    """Directory of the session stores; relative to the working directory."""
+    data_dir: NonEmptyPath = "var/lp-sim"
+    """Directory of the session stores; a relative path is resolved against the
+    folder of the configuration file (``--data-dir`` against the working directory)."""
 
     price_tolerance_ticks: NonNegativeInt = 0
     """Last look: a limit order worse for the LP than its current price by more
@@ -80,19 +89,25 @@ class LpSimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
 
 def load_lp_sim_config(path: str | Path, *, data_dir: str | None = None) -> LpSimConfig:
-    """Read and validate the LP simulator configuration at ``path``;
-    ``data_dir`` replaces ``lp.data_dir``.  Raises :class:`ConfigError`
-    listing every problem."""
+    """Read and validate the LP simulator configuration at ``path``, its
+    relative paths resolved against the file's folder
+    (:func:`config.loader.config_base`); ``data_dir`` replaces ``lp.data_dir``
+    as given.  Raises :class:`ConfigError` listing every problem."""
     source = str(path)
     text = read_config_text(path)
-    return parse_lp_sim_config(text, source=source, data_dir=data_dir)
+    return parse_lp_sim_config(text, source=source, data_dir=data_dir, base=config_base(path))
 
 
 def parse_lp_sim_config(
-    text: str, *, source: str | None = None, data_dir: str | None = None
+    text: str,
+    *,
+    source: str | None = None,
+    data_dir: str | None = None,
+    base: str | Path | None = None,
 ) -> LpSimConfig:
-    """Parse and validate an LP simulator configuration given as TOML text."""
-    config, errors = validate_lp_sim_raw(parse_toml(text, source=source))
+    """Parse and validate an LP simulator configuration given as TOML text;
+    with ``base``, its relative paths are resolved against that folder."""
+    config, errors = validate_lp_sim_raw(parse_toml(text, source=source), base=base)
     if data_dir is not None and not data_dir:
         errors.append("--data-dir: must not be empty")
     if config is None or errors:
@@ -104,21 +119,46 @@ def parse_lp_sim_config(
     return config
 
 
-def validate_lp_sim_raw(raw: Mapping[str, Any]) -> tuple[LpSimConfig | None, list[str]]:
-    """Validate a parsed TOML document: ``(config, [])`` or ``(None, errors)``."""
+def validate_lp_sim_raw(
+    raw: Mapping[str, Any], *, base: str | Path | None = None
+) -> tuple[LpSimConfig | None, list[str]]:
+    """Validate a parsed TOML document in one pass, every problem with its
+    path, the rules of ``[simulated]`` against the instruments included:
+    ``(config, [])`` or ``(None, errors)``.  With ``base``, relative paths
+    in the config are resolved against that folder."""
     resolved, errors = validate_value(raw, LpSimConfig)
     if isinstance(resolved, Mapping):
         errors.extend(_cross_field_errors(resolved))
+    # the rules of [simulated] repeat a reference problem found above: once is enough
+    errors = list(dict.fromkeys([*errors, *_simulated_errors(raw)]))
     if errors:
         return None, errors
+    if base is not None:
+        rebased = rebase_paths(raw, LpSimConfig, base)
+        assert isinstance(rebased, Mapping)
+        raw = rebased
     try:
         config = msgspec.convert(raw, LpSimConfig)
     except msgspec.ValidationError as exc:  # only if the walk above missed a rule
         return None, [str(exc)]
-    problems = check_settings(config.simulated, instruments_of(config))
-    if problems:
-        return None, [f"simulated.{problem}" for problem in problems]
     return config, []
+
+
+def _simulated_errors(raw: Mapping[str, Any]) -> list[str]:
+    """What ``[simulated]`` breaks of the simulated LP's rules beyond its
+    type (:func:`~lp_adapters.simulated.settings.check_settings`), once the
+    table and every instrument are valid (their own problems are reported
+    by the walk)."""
+    simulated, problems = convert_value(raw.get("simulated", {}), SimulatedLpSettings)
+    instruments, broken = convert_value(
+        raw.get("instruments"), tuple[InstrumentSettings, ...], "instruments"
+    )
+    if simulated is None or problems or instruments is None or broken:
+        return []
+    by_symbol = {entry.symbol: entry.to_instrument() for entry in instruments}
+    if len(by_symbol) < len(instruments):
+        return []  # a duplicate symbol: reported by the cross-field rules
+    return [f"simulated.{line}" for line in check_settings(simulated, by_symbol)]
 
 
 def _tables(value: object) -> list[tuple[int, Mapping[str, object]]]:
@@ -128,7 +168,9 @@ def _tables(value: object) -> list[tuple[int, Mapping[str, object]]]:
 
 
 def _cross_field_errors(values: Mapping[str, object]) -> list[str]:
-    """Unique sessions and symbols; ``[simulated]`` names configured symbols."""
+    """Unique sessions and symbols; ``[simulated]`` names configured symbols
+    (checked here too, so that a reference is reported while some other
+    field of an instrument is still wrong)."""
     errors: list[str] = []
     sessions: dict[str, int] = {}
     for index, entry in _tables(values.get("sessions")):

@@ -1,12 +1,17 @@
 """The ``fixgw lp-sim`` process: its session stores, the FIX acceptor and the
-simulated LP application (:mod:`gateway.sim.lp_sim`), run until a signal."""
+simulated LP application (:mod:`gateway.sim.lp_sim`), run until a signal.
+
+The port is bound before anything else: when it is taken, the process says
+so in one line and stops before a session store exists."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import signal
+import socket
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
@@ -15,7 +20,7 @@ from config.loader import ConfigError
 from gateway.fix.acceptor import SessionRegistry
 from gateway.fix.session import Session
 from gateway.fix.store import SessionStore, StoreError
-from gateway.net.server import FixServer
+from gateway.net.server import FixServer, ListenError, bind_listening
 from gateway.net.transport import Outbox
 from gateway.sim.lp_sim import LpSimApplication
 from gateway.sim.lp_sim_config import LpSimConfig, load_lp_sim_config
@@ -30,7 +35,7 @@ class LpSimulator:
     def __init__(self, config: LpSimConfig) -> None:
         self.config = config
         lp = config.lp
-        self.data_dir = Path(lp.data_dir)
+        self.data_dir = Path(lp.data_dir).absolute()
         self.outbox = Outbox()
         self.application = LpSimApplication(config, self.outbox)
         self.stores: list[SessionStore] = []
@@ -61,10 +66,14 @@ class LpSimulator:
             store.close()
         self.stores.clear()
 
-    async def start(self, port: int) -> int:
-        """Start quoting, then listen; returns the bound port."""
+    async def start(self, port: int, sockets: Sequence[socket.socket] = ()) -> int:
+        """Start quoting, then listen (on ``sockets`` when bound beforehand
+        to ``port``); returns the bound port."""
         await self.application.start()
-        self.port = await self.fix_server.start(self.config.lp.host, port)
+        if sockets:
+            self.port = await self.fix_server.serve(sockets)
+        else:
+            self.port = await self.fix_server.start(self.config.lp.host, port)
         _log.info(
             "lp_sim_started",
             lp=self.config.lp.name,
@@ -85,16 +94,19 @@ class LpSimulator:
         _log.info("lp_sim_stopped", lp=self.config.lp.name)
 
 
-async def run_lp_sim(config: LpSimConfig, port: int) -> int:
-    """Run the LP simulator on ``port`` until SIGTERM or SIGINT, then log the
-    sessions out cleanly.  Returns the process exit status."""
+async def run_lp_sim(config: LpSimConfig, port: int, sockets: Sequence[socket.socket] = ()) -> int:
+    """Run the LP simulator on ``port`` (``sockets`` bound to it beforehand,
+    :func:`~gateway.net.server.bind_listening`) until SIGTERM or SIGINT,
+    then log the sessions out cleanly.  Returns the process exit status."""
     try:
         simulator = LpSimulator(config)
     except (StoreError, OSError) as exc:
+        for sock in sockets:
+            sock.close()
         _log.error("lp_sim_store_unavailable", lp=config.lp.name, error=str(exc))
         return 1
     try:
-        await simulator.start(port)
+        await simulator.start(port, sockets)
     except OSError as exc:
         _log.error("lp_sim_listen_failed", lp=config.lp.name, port=port, error=str(exc))
         await simulator.stop()
@@ -116,7 +128,8 @@ async def run_lp_sim(config: LpSimConfig, port: int) -> int:
 
 def main(args: argparse.Namespace) -> int:
     """``fixgw lp-sim --config FILE --port N [--data-dir DIR]``: exit status
-    2 and every problem listed when the configuration is refused."""
+    2 and every problem listed when the configuration is refused, exit
+    status 2 and one line when the port cannot be had."""
     path = str(args.config)
     port = int(args.port)
     errors: list[str] = []
@@ -133,9 +146,15 @@ def main(args: argparse.Namespace) -> int:
             print(f"  {line}", file=sys.stderr)
         return 2
 
+    try:
+        sockets = bind_listening(config.lp.host, port, "--port")
+    except ListenError as exc:
+        print(f"fixgw: {exc}", file=sys.stderr)
+        return 2
+
     import uvloop
 
     from gateway.ops.logs import configure_logging
 
     configure_logging(config.lp.log_level, config.lp.log_format)
-    return int(uvloop.run(run_lp_sim(config, port)))
+    return int(uvloop.run(run_lp_sim(config, port, sockets)))

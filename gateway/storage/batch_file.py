@@ -66,6 +66,8 @@ __all__ = [
     "WrongMagicError",
 ]
 
+# Records carry their event name and fields as the message, a mapping:
+# gateway.ops.logs renders them as named events, other handlers as they are.
 logger = logging.getLogger("gateway.storage.batch_file")
 
 _HEAD: Final = struct.Struct("<II")  # crc32, length
@@ -199,11 +201,14 @@ class BatchFile:
                     pos = end
         if pos < size:
             logger.warning(
-                "%s: discarding %d bytes of torn or damaged tail at offset %d (file size %d)",
-                self._path,
-                size - pos,
-                pos,
-                size,
+                {
+                    "event": "batch_file_tail_discarded",
+                    "path": str(self._path),
+                    "reason": "torn or damaged tail",
+                    "discarded_bytes": size - pos,
+                    "offset": pos,
+                    "file_size": size,
+                }
             )
             os.ftruncate(fd, pos)
             os.fsync(fd)

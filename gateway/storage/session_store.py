@@ -133,6 +133,8 @@ __all__ = [
     "session_dirname",
 ]
 
+# Records carry their event name and fields as the message, a mapping:
+# gateway.ops.logs renders them as named events, other handlers as they are.
 logger = logging.getLogger("gateway.storage.session_store")
 
 BACKENDS: Final = ("file", "memory")
@@ -256,7 +258,7 @@ class FileStore(SessionStore):
             except FileNotFoundError:
                 self._create_fresh(time.time())
                 fsync_dir(self._dir.parent)
-                logger.info("created session store %s", self._dir)
+                logger.info({"event": "session_store_created", "path": str(self._dir)})
             else:
                 self._replay()
         except BaseException:
@@ -368,7 +370,7 @@ class FileStore(SessionStore):
         self._create_fresh(time.time() if now is None else now)
         os.close(old_fd)
         self._needs_truncate = False
-        logger.info("reset session store %s", self._dir)
+        logger.info({"event": "session_store_reset", "path": str(self._dir)})
 
     def flush(self) -> None:
         self._check_open()
@@ -520,22 +522,26 @@ class FileStore(SessionStore):
             raise StoreCorruptError(f"{self._journal} has no reset marker")
         if pos < size:
             logger.warning(
-                "session store %s: discarding %d bytes of torn or corrupt journal tail "
-                "at offset %d (file size %d)",
-                self._dir,
-                size - pos,
-                pos,
-                size,
+                {
+                    "event": "session_store_tail_discarded",
+                    "path": str(self._dir),
+                    "reason": "torn or corrupt journal tail",
+                    "discarded_bytes": size - pos,
+                    "offset": pos,
+                    "file_size": size,
+                }
             )
             os.ftruncate(fd, pos)
             os.fsync(fd)
         self._size = pos
         logger.info(
-            "opened session store %s: next sender seq %d, next target seq %d, %d messages",
-            self._dir,
-            self._sender,
-            self._target,
-            len(self._seqs),
+            {
+                "event": "session_store_opened",
+                "path": str(self._dir),
+                "next_sender_seq": self._sender,
+                "next_target_seq": self._target,
+                "messages": len(self._seqs),
+            }
         )
 
     def _replay_message(self, seq: int, offset: int, length: int) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import msgspec
 
+from config.schema import FilePath
 from router.model import Instrument
 
 __all__ = ["FixLpSettings", "check_settings"]
@@ -21,7 +22,9 @@ __all__ = ["FixLpSettings", "check_settings"]
 class FixLpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One FIX LP's settings: where its acceptor is, the session's CompIDs
     and logon, the session store, market data, reconnecting and the
-    outbound buffer (each described in the adapter's module documentation)."""
+    outbound buffer (each described in the adapter's module documentation).
+    ``data_dir`` is a path: a relative one is resolved against the folder of
+    the configuration file that names it."""
 
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)]
@@ -30,7 +33,7 @@ class FixLpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     username: str = ""
     password: str = ""
     heartbeat_interval: Annotated[int, msgspec.Meta(ge=1)] = 30
-    data_dir: str | None = None
+    data_dir: FilePath | None = None
     fsync: bool = False
     market_depth: Annotated[int, msgspec.Meta(ge=1)] = 5
     symbols: tuple[str, ...] | None = None

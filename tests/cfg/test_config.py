@@ -76,7 +76,7 @@ def test_default_config_loads() -> None:
     cfg = load_config(default_config_path())
     assert cfg.gateway.fix_port == 9876
     assert cfg.gateway.http_port == 8080
-    assert cfg.gateway.data_dir == "var/data"
+    assert cfg.gateway.data_dir == "../var/data"  # relative to config/: var/data beside it
     assert cfg.store == StoreSettings()
     assert [s.session_id for s in cfg.sessions] == [
         "FIX.4.4:GATEWAY->CLIENT1",
@@ -100,7 +100,7 @@ def test_conformance_config_loads() -> None:
     cfg = load_config(CONFORMANCE_PATH)
     assert cfg.gateway.fix_port == 5001
     assert cfg.gateway.http_port == 0
-    assert cfg.gateway.data_dir == "var/conformance"
+    assert cfg.gateway.data_dir == "../var/conformance"
     assert cfg.store.backend == "file"
     by_target = {s.TargetCompID: s for s in cfg.sessions}
     assert list(by_target) == ["TW44", "TW", "NO_CHECK_FIELDS_HAVE_VALUES"]

@@ -1,9 +1,12 @@
 """The dashboard page in a real browser: headless Chromium loads ``/dashboard``
 from a daemon that has had order traffic, and the figures it rendered from
-``/admin/summary`` are read back from the dumped DOM."""
+``/admin/summary`` are read back from the dumped DOM; then the page's layout
+is measured at several widths over the DevTools protocol."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import os
 import re
@@ -19,6 +22,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -308,3 +312,185 @@ def test_dashboard_renders_live_figures_in_chromium(
     share = dom.one(data_policy="best_price_exposure_aware")
     assert number(share.one(class_="share-percent").text()) == 100
     assert dom.one(id="last-reload-status").text() == "none"
+
+
+# --- the layout, measured in the browser ----------------------------------------------
+
+WIDTHS = (1400, 1280, 1100, 900, 700, 480)
+
+# Where each panel table's header cells are, and whether the table can be
+# scrolled sideways within its panel, as the page laid them out.
+MEASURE = """
+(() => {
+  const box = (el) => {
+    const r = el.getBoundingClientRect();
+    return {left: r.left, right: r.right};
+  };
+  return [...document.querySelectorAll("main .panel table")].map((table) => {
+    const panel = table.closest(".panel");
+    let scroller = null;
+    for (let el = table.parentElement; el && el !== panel.parentElement; el = el.parentElement) {
+      const overflow = getComputedStyle(el).overflowX;
+      if (overflow === "auto" || overflow === "scroll") { scroller = el; break; }
+    }
+    return {
+      panel: panel.querySelector("h2").firstChild.textContent.trim(),
+      box: box(panel),
+      table: box(table),
+      rows: table.tBodies[0].rows.length,
+      scroller: scroller && Object.assign(box(scroller), {
+        inside_panel: panel.contains(scroller),
+        scroll_width: scroller.scrollWidth,
+        client_width: scroller.clientWidth,
+      }),
+      columns: [...table.tHead.rows[0].cells].map((th) =>
+        Object.assign(box(th), {text: th.textContent.trim()})),
+    };
+  });
+})()
+"""
+
+LOADED = """
+new Promise((resolve, reject) => {
+  const deadline = Date.now() + 15000;
+  (function wait() {
+    if (document.body.dataset.loaded === "1") return resolve(true);
+    if (Date.now() > deadline) return reject(new Error("the page never rendered a summary"));
+    setTimeout(wait, 50);
+  })();
+})
+"""
+
+
+class DevTools:
+    """One page of a headless Chromium, driven over the DevTools protocol."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._ws = ws
+        self._ids = itertools.count(1)
+        self._events: list[str] = []
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        ident = next(self._ids)
+        await self._ws.send_json({"id": ident, "method": method, "params": params})
+        while True:
+            msg = await self._ws.receive_json(timeout=30)
+            if msg.get("id") != ident:
+                self._events.append(msg.get("method", ""))
+                continue
+            assert "error" not in msg, f"{method}: {msg['error']}"
+            result: dict[str, Any] = msg["result"]
+            return result
+
+    async def navigate(self, url: str) -> None:
+        """Open ``url`` and return once its load event has fired."""
+        await self.call("Page.enable")
+        self._events.clear()
+        await self.call("Page.navigate", url=url)
+        while "Page.loadEventFired" not in self._events:
+            msg = await self._ws.receive_json(timeout=30)
+            self._events.append(msg.get("method", ""))
+
+    async def evaluate(self, expression: str) -> Any:
+        answer = await self.call(
+            "Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True
+        )
+        assert "exceptionDetails" not in answer, answer["exceptionDetails"]
+        return answer["result"].get("value")
+
+    async def width(self, width: int) -> None:
+        await self.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=1000,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+
+
+async def devtools_port(profile: Path, proc: asyncio.subprocess.Process) -> int:
+    """The port Chromium chose for its DevTools server (it writes it to the profile)."""
+    active = profile / "DevToolsActivePort"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if active.exists() and active.read_text().strip():
+            return int(active.read_text().split()[0])
+        assert proc.returncode is None, f"chromium exited with {proc.returncode}"
+        await asyncio.sleep(0.05)
+    raise TimeoutError("chromium opened no DevTools port")
+
+
+async def layouts(chromium: str, url: str, profile: Path) -> dict[int, list[dict[str, Any]]]:
+    """The panel tables' layout at each of :data:`WIDTHS` (CSS pixels)."""
+    proc = await asyncio.create_subprocess_exec(
+        *(chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"),
+        *(f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        port = await devtools_port(profile, proc)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/json/list") as resp:
+                targets = await resp.json()
+            page = next(t for t in targets if t["type"] == "page")
+            async with http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                tab = DevTools(ws)
+                await tab.width(WIDTHS[0])
+                await tab.navigate(url)
+                await tab.evaluate(LOADED)
+                out = {}
+                for width in WIDTHS:
+                    await tab.width(width)
+                    assert await tab.evaluate("innerWidth") == width
+                    out[width] = await tab.evaluate(MEASURE)
+                return out
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        await proc.wait()
+
+
+def reachable(table: dict[str, Any]) -> list[str]:
+    """The columns of a measured table that can be neither seen in its panel
+    nor scrolled to within it."""
+    panel, scroller = table["box"], table["scroller"]
+    hidden = []
+    for col in table["columns"]:
+        if panel["left"] - 0.5 <= col["left"] and col["right"] <= panel["right"] + 0.5:
+            continue  # in view
+        if (
+            scroller is not None
+            and scroller["inside_panel"]
+            and scroller["right"] <= panel["right"] + 0.5
+            and col["right"] - scroller["left"] <= scroller["scroll_width"] + 0.5
+        ):
+            continue  # in the panel's scrolling area
+        hidden.append(col["text"])
+    return hidden
+
+
+@pytest.mark.asyncio
+async def test_every_table_column_can_be_seen_at_1400_px_and_narrower(
+    daemon_factory: Any, chromium: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FIXGW_ADMIN_TOKEN", raising=False)
+    d = daemon_factory().start()
+    await asyncio.to_thread(wait_ready, d.http_port)
+    await asyncio.to_thread(run_bench, d.fix_port)
+    url = f"http://127.0.0.1:{d.http_port}/dashboard#token={TOKEN}"
+    measured = await layouts(chromium, url, tmp_path / "chromium-profile")
+
+    for width, tables in measured.items():
+        panels = {t["panel"]: t for t in tables}
+        assert {"Liquidity providers", "FIX sessions", "Net positions by LP"} <= set(panels)
+        sessions = panels["FIX sessions"]
+        assert sessions["rows"] == 3, width
+        assert [c["text"] for c in sessions["columns"]][-1] == "Rejects sent"
+        for name, table in panels.items():
+            assert not reachable(table), f"{width} px, {name}: cut off: {reachable(table)}"
+    # at 1400 px nothing needs scrolling: every column is in view
+    for table in measured[1400]:
+        panel = table["box"]
+        for col in table["columns"]:
+            assert col["right"] <= panel["right"] + 0.5, (table["panel"], col["text"])

@@ -1,0 +1,592 @@
+"""``fixgw status``, ``positions``, ``orders`` and ``sessions``: what an
+operator asks a running daemon, read from its admin API.
+
+Each command makes plain HTTP requests (standard library only, so that it
+starts fast and needs nothing of the daemon) to ``--url`` with the admin
+token as a bearer token, and prints a table for people or, with
+``--json``, JSON for scripts.  The token is ``--token``, else the
+``FIXGW_ADMIN_TOKEN`` environment variable (as the daemon reads it), else
+the ``admin_token`` of ``--config FILE``, which also gives the URL when
+``--url`` is not given.  Whatever goes wrong (no daemon at the URL, a
+refused token, the admin API disabled) is one line on stderr and exit
+status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+__all__ = ["COMMANDS", "AdminApi", "OperatorError", "is_operator_command", "register", "run"]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+TOKEN_ENV = "FIXGW_ADMIN_TOKEN"
+TIMEOUT = 5.0
+ALL_ORDERS_LIMIT = 1000
+"""How many orders the admin API lists for ``?all=1`` without a limit."""
+
+Command = Callable[["AdminApi", argparse.Namespace], int]
+
+# straight to the daemon: never through a proxy from the environment, which
+# would be handed the admin token
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class OperatorError(Exception):
+    """A command could not get its answer; the message is one line for the operator."""
+
+
+# --- the admin API ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AdminApi:
+    """The admin API of one running daemon."""
+
+    url: str
+    token: str
+    timeout: float = TIMEOUT
+
+    def get(self, path: str, query: Mapping[str, str] | None = None) -> Any:
+        """The JSON ``path`` answers; :class:`OperatorError` otherwise."""
+        target = self.url.rstrip("/") + path
+        if query:
+            target += "?" + urllib.parse.urlencode(query)
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            request = urllib.request.Request(target, headers=headers)
+        except ValueError as exc:
+            raise OperatorError(f"bad --url {self.url!r}: {exc}") from None
+        try:
+            with _DIRECT.open(request, timeout=self.timeout) as resp:
+                body = resp.read()
+        except urllib.error.HTTPError as exc:
+            raise self._refused(path, exc.code, exc.read()) from None
+        except urllib.error.URLError as exc:
+            raise self._unreachable(exc.reason) from None
+        except TimeoutError:
+            raise self._unreachable(TimeoutError()) from None
+        except OSError as exc:
+            raise self._unreachable(exc) from None
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise OperatorError(
+                f"{self.url}{path} answered something other than JSON: is this a fixgw daemon?"
+            ) from None
+
+    def _unreachable(self, reason: object) -> OperatorError:
+        if isinstance(reason, ConnectionRefusedError):
+            return OperatorError(
+                f"no daemon at {self.url}: connection refused (is `fixgw run` running "
+                "with its HTTP server on that address?)"
+            )
+        if isinstance(reason, TimeoutError):
+            return OperatorError(f"no answer from {self.url} within {self.timeout:g} s")
+        text = getattr(reason, "strerror", None) or str(reason)
+        return OperatorError(f"cannot reach {self.url}: {text}")
+
+    def _refused(self, path: str, status: int, body: bytes) -> OperatorError:
+        detail = _error_text(body)
+        if status == 401:
+            if not self.token:
+                return OperatorError(
+                    f"no admin token given (HTTP 401 from {self.url}): pass --token, "
+                    f"set {TOKEN_ENV} or name the daemon's config with --config"
+                )
+            return OperatorError(
+                f"the daemon at {self.url} refused the admin token (HTTP 401): "
+                f"check --token or {TOKEN_ENV}"
+            )
+        if status == 403:
+            why = detail or "admin API disabled"
+            return OperatorError(f"the daemon at {self.url} refused admin access (HTTP 403): {why}")
+        if status == 404:
+            return OperatorError(
+                f"{self.url}{path}: not found (HTTP 404): is this a fixgw daemon, "
+                "and of this version?"
+            )
+        return OperatorError(f"{self.url}{path}: HTTP {status}" + (f": {detail}" if detail else ""))
+
+
+def _error_text(body: bytes) -> str:
+    """The ``error`` of a JSON error body, else the body's first line, cut."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        return " ".join(str(data["error"]).split())
+    lines = body.decode("utf-8", "replace").strip().splitlines()
+    return lines[0][:200] if lines else ""
+
+
+# --- where the daemon is -------------------------------------------------------------
+
+
+def _connect_host(host: str) -> str:
+    """The address to reach a server listening on ``host`` from this machine."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def admin_api(args: argparse.Namespace) -> AdminApi:
+    """The daemon the command asks: ``--url`` and ``--token`` first, then
+    the environment, then ``--config``; :class:`OperatorError` for a config
+    file that cannot say."""
+    url: str | None = args.url
+    token: str | None = args.token if args.token is not None else os.environ.get(TOKEN_ENV)
+    if args.config is not None and (url is None or not token):
+        from config import ConfigError, load_config
+
+        try:
+            gateway = load_config(args.config).gateway
+        except ConfigError as exc:
+            first = exc.errors[0] if exc.errors else str(exc)
+            more = f" (and {len(exc.errors) - 1} more)" if len(exc.errors) > 1 else ""
+            raise OperatorError(f"{args.config}: {first}{more}") from None
+        if url is None:
+            if not gateway.http_port:
+                raise OperatorError(
+                    f"{args.config}: the daemon serves no HTTP (gateway.http_port = 0)"
+                )
+            url = f"http://{_connect_host(gateway.http_host)}:{gateway.http_port}"
+        if not token:
+            token = gateway.admin_token
+    url = url or DEFAULT_URL
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise OperatorError(f"bad --url {url!r}: give http://HOST:PORT")
+    return AdminApi(url, (token or "").strip(), args.timeout)
+
+
+# --- formatting -----------------------------------------------------------------------
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]], right: Iterable[int] = ()) -> str:
+    """Columns padded to their widest cell, two spaces apart; the columns
+    at the ``right`` indexes aligned right (numbers)."""
+    body = [list(r) for r in rows]
+    widths = [len(h) for h in headers]
+    for r in body:
+        widths = [max(w, len(c)) for w, c in zip(widths, r, strict=True)]
+    to_right = set(right)
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [
+            c.rjust(w) if i in to_right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(padded).rstrip()
+
+    return "\n".join([line(headers), *(line(r) for r in body)])
+
+
+def _decimal(text: object) -> Decimal | None:
+    if text is None:
+        return None
+    try:
+        return Decimal(str(text))
+    except InvalidOperation:
+        return None
+
+
+def quantity(text: object, *, signed: bool = False) -> str:
+    """A decimal string with thousands separators (``+`` on positives if ``signed``)."""
+    d = _decimal(text)
+    if d is None:
+        return "-" if text is None else str(text)
+    shown = f"{d:,}"
+    return f"+{shown}" if signed and d > 0 else shown
+
+
+def usd(text: object) -> str:
+    """Whole US dollars: ``$1,234,568``."""
+    d = _decimal(text)
+    if d is None:
+        return "not valued" if text is None else str(text)
+    return f"-${-d:,.0f}" if d < 0 else f"${d:,.0f}"
+
+
+def millis(value: object) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{value:.3f} ms" if value < 100 else f"{value:,.0f} ms"
+
+
+def moment(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def duration(seconds: float) -> str:
+    """``2d 4h``, ``3h 12m``, ``5m 9s``, ``42s``: the two largest units."""
+    s = max(0, int(seconds))
+    parts = [(s // 86400, "d"), (s % 86400 // 3600, "h"), (s % 3600 // 60, "m"), (s % 60, "s")]
+    while len(parts) > 1 and parts[0][0] == 0:
+        parts.pop(0)
+    return " ".join(f"{n}{unit}" for n, unit in parts[:2])
+
+
+def peer(session_id: str) -> str:
+    """The counterparty of ``FIX.4.4:GATEWAY->CLIENT1``: ``CLIENT1``."""
+    return session_id.rpartition("->")[2] or session_id
+
+
+def _dump(data: Any) -> None:
+    print(json.dumps(data, indent=2))
+
+
+# --- fixgw status ---------------------------------------------------------------------
+
+
+def status_of(summary: Mapping[str, Any], url: str) -> dict[str, Any]:
+    """The one-screen status, as data, from ``/admin/summary``."""
+    sessions = summary.get("sessions", [])
+    lps = summary.get("lps")
+    out: dict[str, Any] = {
+        "url": url,
+        "version": summary.get("version"),
+        "generation": summary.get("generation"),
+        "started_at": summary.get("started_at"),
+        "uptime_seconds": None,
+        "sessions": {
+            "logged_on": [s["session"] for s in sessions if s["logged_on"]],
+            "logged_off": [s["session"] for s in sessions if not s["logged_on"]],
+        },
+        "lps": None,
+        "open_orders": summary.get("open_orders"),
+        "exposure": None,
+        "latency_ms": summary.get("latency_ms"),
+        "loop_lag_ms": summary.get("loop_lag_ms"),
+    }
+    started, now = summary.get("started_at"), summary.get("time")
+    if isinstance(started, int | float) and isinstance(now, int | float):
+        out["uptime_seconds"] = max(0.0, now - started)
+    if lps is not None:
+        out["lps"] = {
+            "up": [lp["name"] for lp in lps if lp["up"]],
+            "down": [lp["name"] for lp in lps if not lp["up"]],
+            "disabled": [lp["name"] for lp in lps if not lp["enabled"]],
+        }
+        out["exposure"] = _exposure_headline(lps)
+    return out
+
+
+def _exposure_headline(lps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Gross USD with every LP, and the LP nearest its hard limit."""
+    total = Decimal(0)
+    nearest: dict[str, Any] | None = None
+    nearest_share = Decimal(-1)
+    for lp in lps:
+        gross, hard = _decimal(lp.get("gross_usd")), _decimal(lp.get("hard_limit_usd"))
+        if gross is None:
+            continue
+        total += gross
+        share = gross / hard if hard else Decimal(0)
+        if share > nearest_share:
+            nearest_share = share
+            nearest = {
+                "lp": lp["name"],
+                "gross_usd": lp["gross_usd"],
+                "hard_limit_usd": lp["hard_limit_usd"],
+                "share_of_hard_limit": float(share),
+            }
+    return {
+        "gross_usd": str(total),
+        "by_lp": {lp["name"]: lp.get("gross_usd") for lp in lps},
+        "not_valued": [lp["name"] for lp in lps if lp.get("gross_usd") is None],
+        "nearest_hard_limit": nearest,
+    }
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{quantity(n)} {noun}" + ("" if n == 1 else "s")
+
+
+def _names(items: Sequence[str], *, none: str = "none") -> str:
+    return ", ".join(items) if items else none
+
+
+def render_status(s: Mapping[str, Any]) -> str:
+    lines = [f"fixgw at {s['url']}"]
+
+    def row(label: str, text: str) -> None:
+        lines.append(f"  {label:<13}{text}")
+
+    started = s.get("started_at")
+    if isinstance(started, int | float):
+        row("up since", f"{moment(started)} ({duration(s.get('uptime_seconds') or 0)})")
+    else:
+        row("up since", "unknown")
+    row("config", f"{s.get('version')} (generation {s.get('generation')})")
+    on, off = s["sessions"]["logged_on"], s["sessions"]["logged_off"]
+    text = f"{len(on)} logged on, {len(off)} logged off"
+    if off:
+        text += " (" + _names([peer(x) for x in off]) + ")"
+    row("sessions", text)
+    lps = s.get("lps")
+    if lps is None:
+        row("LPs", "no order flow (no order-entry session configured)")
+    else:
+        text = f"{len(lps['up'])} up, {len(lps['down'])} down"
+        if lps["down"]:
+            text += " (" + _names(lps["down"]) + ")"
+        if lps["disabled"]:
+            text += "; disabled: " + _names(lps["disabled"])
+        row("LPs", text)
+    if s.get("open_orders") is not None:
+        row("open orders", quantity(s["open_orders"]))
+    expo = s.get("exposure")
+    if expo is not None:
+        text = f"{usd(expo['gross_usd'])} gross with the LPs"
+        near = expo["nearest_hard_limit"]
+        if near is not None:
+            share = near["share_of_hard_limit"] * 100
+            text += (
+                f"; nearest its hard limit: {near['lp']} {usd(near['gross_usd'])}"
+                f" ({share:.1f}% of {usd(near['hard_limit_usd'])})"
+            )
+        if expo["not_valued"]:
+            text += "; not valued: " + _names(expo["not_valued"])
+        row("exposure", text)
+    latency = s.get("latency_ms")
+    if latency is not None:
+        if latency.get("p99") is None:
+            row("latency P99", "no order timed yet")
+        else:
+            row(
+                "latency P99",
+                f"{millis(latency['p99'])} (P50 {millis(latency.get('p50'))}, "
+                f"{_count(latency.get('count', 0), 'order')} timed)",
+            )
+    row("loop lag", millis(s.get("loop_lag_ms")))
+    return "\n".join(lines)
+
+
+def _status(api: AdminApi, args: argparse.Namespace) -> int:
+    s = status_of(api.get("/admin/summary"), api.url)
+    if args.json:
+        _dump(s)
+    else:
+        print(render_status(s))
+    return 0
+
+
+# --- fixgw positions ------------------------------------------------------------------
+
+
+def render_positions(exposures: Mapping[str, Any]) -> str:
+    def positions(owner: str, by: Mapping[str, Mapping[str, str]]) -> str:
+        rows = [
+            (name, symbol, quantity(held, signed=True))
+            for name, symbols in sorted(by.items())
+            for symbol, held in sorted(symbols.items())
+        ]
+        if not rows:
+            return "  (flat)"
+        return table((owner, "SYMBOL", "POSITION"), rows, right=(2,))
+
+    gross = exposures.get("lp_gross_usd", {})
+    unvalued = exposures.get("unvalued_lps", [])
+    gross_rows = [(lp, usd(v)) for lp, v in sorted(gross.items())]
+    gross_rows += [(lp, "not valued") for lp in unvalued if lp not in gross]
+    parts = [
+        "Positions with the LPs (units, client side: + where clients bought)",
+        positions("LP", exposures.get("lps", {})),
+        "",
+        "Gross exposure with the LPs",
+        table(("LP", "GROSS USD"), gross_rows, right=(1,)) if gross_rows else "  (none)",
+        "",
+        "Client positions (units)",
+        positions("CLIENT", exposures.get("clients", {})),
+    ]
+    return "\n".join(parts)
+
+
+def _positions(api: AdminApi, args: argparse.Namespace) -> int:
+    exposures = api.get("/admin/exposures")
+    if args.json:
+        _dump(exposures)
+    else:
+        print(render_positions(exposures))
+    return 0
+
+
+# --- fixgw orders ---------------------------------------------------------------------
+
+ORDER_COLUMNS = (
+    ("ORDER ID", "order_id"),
+    ("CLIENT", "client"),
+    ("CLORDID", "cl_ord_id"),
+    ("SYMBOL", "symbol"),
+    ("SIDE", "side"),
+    ("TYPE", "ord_type"),
+    ("TIF", "time_in_force"),
+    ("QTY", "qty"),
+    ("PRICE", "price"),
+    ("CUM QTY", "cum_qty"),
+    ("LEAVES", "leaves_qty"),
+    ("AVG PX", "avg_px"),
+    ("STATUS", "status"),
+)
+_ORDER_NUMBERS = ("qty", "price", "cum_qty", "leaves_qty", "avg_px")
+
+
+def render_orders(orders: Sequence[Mapping[str, Any]]) -> str:
+    def cell(order: Mapping[str, Any], key: str) -> str:
+        value = order.get(key)
+        if key in ("qty", "cum_qty", "leaves_qty"):
+            return quantity(value)
+        return "-" if value is None else str(value)
+
+    rows = [[cell(o, key) for _, key in ORDER_COLUMNS] for o in orders]
+    right = [i for i, (_, key) in enumerate(ORDER_COLUMNS) if key in _ORDER_NUMBERS]
+    return table([h for h, _ in ORDER_COLUMNS], rows, right=right)
+
+
+def _orders(api: AdminApi, args: argparse.Namespace) -> int:
+    query = {}
+    if args.client:
+        query["client"] = args.client
+    if args.all:
+        query["all"] = "1"
+    if args.limit is not None:
+        query["limit"] = str(args.limit)
+    orders = api.get("/admin/orders", query)
+    if args.json:
+        _dump(orders)
+        return 0
+    whose = f" of {args.client}" if args.client else ""
+    if not orders:
+        print(f"no orders{whose} retained" if args.all else f"no open orders{whose}")
+        return 0
+    print(render_orders(orders))
+    shown = len(orders)
+    if args.all and shown == (args.limit if args.limit is not None else ALL_ORDERS_LIMIT):
+        print(f"(the latest {shown}; --limit N for more)")
+    return 0
+
+
+# --- fixgw sessions -------------------------------------------------------------------
+
+
+def render_sessions(sessions: Sequence[Mapping[str, Any]]) -> str:
+    rows = [
+        (
+            s["session"],
+            str(s["state"]),
+            "yes" if s["logged_on"] else "no",
+            quantity(s["messages_in"]),
+            quantity(s["messages_out"]),
+            str(s["next_sender_seq"]),
+            str(s["next_target_seq"]),
+            quantity(s["rejects_sent"]),
+        )
+        for s in sessions
+    ]
+    headers = (
+        "SESSION",
+        "STATE",
+        "LOGGED ON",
+        "MSGS IN",
+        "MSGS OUT",
+        "NEXT SEQ OUT",
+        "NEXT SEQ IN",
+        "REJECTS SENT",
+    )
+    if not rows:
+        return "no sessions configured"
+    return table(headers, rows, right=range(3, 8))
+
+
+def _sessions(api: AdminApi, args: argparse.Namespace) -> int:
+    sessions = api.get("/admin/sessions")
+    if args.json:
+        _dump(sessions)
+    else:
+        print(render_sessions(sessions))
+    return 0
+
+
+# --- the command line -----------------------------------------------------------------
+
+COMMANDS: dict[str, tuple[Command, str]] = {
+    "status": (
+        _status,
+        "one screen: up since, sessions, LPs, open orders, exposure, latency",
+    ),
+    "positions": (_positions, "positions and gross exposure with each LP, client positions"),
+    "orders": (_orders, "a client's open orders (with --all, its finished ones too)"),
+    "sessions": (_sessions, "the FIX sessions: state, logged on, messages, sequence numbers"),
+}
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url", help=f"the daemon's HTTP address (default {DEFAULT_URL}, or from --config)"
+    )
+    parser.add_argument("--token", help=f"admin token (default: ${TOKEN_ENV}, or from --config)")
+    parser.add_argument(
+        "--config", help="the daemon's TOML config: its http_host, http_port and admin_token"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--timeout", type=float, default=TIMEOUT, help=f"seconds to wait (default {TIMEOUT:g})"
+    )
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the operator commands to ``fixgw``'s subcommands; each parsed
+    command carries its function, for :func:`run`."""
+    for name, (command, summary) in COMMANDS.items():
+        parser = subparsers.add_parser(name, help=summary, description=summary)
+        _common(parser)
+        if name == "orders":
+            parser.add_argument("--client", help="the client's CompID (default: every client)")
+            parser.add_argument(
+                "--all",
+                action="store_true",
+                help="finished orders the gateway still retains too, in arrival order",
+            )
+            parser.add_argument(
+                "--limit",
+                type=number_of_orders,
+                help=f"at most this many, the latest (default with --all: {ALL_ORDERS_LIMIT})",
+            )
+        parser.set_defaults(operator_command=command)
+
+
+def number_of_orders(text: str) -> int:
+    n = int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError("0 or more")
+    return n
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the operator command ``args`` were parsed for; 1 with one line on
+    stderr when the daemon cannot answer it."""
+    command: Command = args.operator_command
+    try:
+        return command(admin_api(args), args)
+    except OperatorError as exc:
+        print(f"fixgw {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def is_operator_command(args: argparse.Namespace) -> bool:
+    return hasattr(args, "operator_command")

@@ -1,0 +1,178 @@
+"""``fixgw check-config``, ``fixgw run`` and a reload list every problem of a
+file in one pass, each with its path: schema errors, unknown adapter kinds
+and the adapters' settings together; an lp-sim config is checked against
+the lp-sim schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config import load_config
+from gateway.cli import main
+from gateway.ops.reload import Overrides, Reloader
+from lp_adapters.registry import adapter_settings
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT = REPO / "config" / "default.toml"
+LP_SIM_A = REPO / "config" / "lp-sim-a.toml"
+
+
+def edited(text: str, *changes: tuple[str, str]) -> str:
+    for old, new in changes:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    return text
+
+
+def default_with_errors() -> str:
+    """The default config with a schema error, an unknown adapter kind and
+    bad settings of a known kind."""
+    text = DEFAULT.read_text()
+    lp_b = text.index('name = "LP_B"')
+    lp_c = text.index('name = "LP_C"')
+    return (
+        edited(text[:lp_b], ("max_message_size = 65536", "max_message_size = 12"))
+        + edited(text[lp_b:lp_c], ("spread_ticks = 6 ", 'spread_ticks = "x"'))
+        + edited(
+            text[lp_c:],
+            ('adapter = "simulated"', 'adapter = "fix44"'),
+        )
+    )
+
+
+EXPECTED = [
+    "gateway.max_message_size: must be >= 256",
+    "lps[1].settings.spread_ticks: expected int, got str",
+    'lps[2].adapter: unknown LP adapter kind "fix44"; known kinds: "fix", "simulated"',
+]
+
+
+def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    status = main(args)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_check_config_lists_schema_kind_and_settings_errors_in_one_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(default_with_errors())
+    status, out, err = run_main(["check-config", str(bad)], capsys)
+    assert status == 1
+    assert out == ""
+    assert err.splitlines() == [f"{bad}: 3 error(s)", *EXPECTED]
+
+
+def test_run_refuses_to_start_listing_the_same_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(default_with_errors())
+    status, _, err = run_main(["run", "--config", str(bad)], capsys)
+    assert status == 2
+    assert err.splitlines() == [
+        f"{bad}: refusing to start, 3 configuration error(s):",
+        *(f"  {line}" for line in EXPECTED),
+    ]
+    assert not (tmp_path / "var").exists()
+
+
+@pytest.mark.asyncio
+async def test_a_reload_refuses_the_file_listing_the_same_errors(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(DEFAULT.read_text())
+    current = load_config(path, adapter_settings())
+    applied = []
+    reloader = Reloader(
+        path,
+        Overrides(),
+        current=lambda: current,
+        version=lambda: "1-test",
+        apply=applied.append,
+    )
+    path.write_text(default_with_errors())
+    outcome = await reloader.reload("test")
+    assert outcome.status == "invalid"
+    assert list(outcome.details) == EXPECTED
+    assert applied == []
+
+
+def test_check_config_says_where_the_data_goes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "etc" / "gateway.toml"
+    path.parent.mkdir()
+    path.write_text(DEFAULT.read_text())
+    status, out, _ = run_main(["check-config", str(path)], capsys)
+    assert status == 0
+    assert out.startswith(f"{path}: OK (3 sessions: ")
+    assert out.rstrip().endswith(f"; data_dir {tmp_path / 'var' / 'data'})")
+
+
+def test_an_lp_sim_config_is_told_by_its_lp_table_and_checked_as_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, out, err = run_main(["check-config", str(LP_SIM_A)], capsys)
+    assert (status, err) == (0, "")
+    assert out == (
+        f"{LP_SIM_A}: OK (lp-sim LPX1, 1 sessions: FIX.4.4:LPX1->GATEWAY; "
+        f"data_dir {REPO / 'var' / 'lp-sim' / 'LPX1'})\n"
+    )
+
+
+def test_an_lp_sim_config_lists_every_error_in_one_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "lp.toml"
+    bad.write_text(
+        edited(
+            LP_SIM_A.read_text(),
+            ('name = "LPX1" ', 'name = "LP X1"'),
+            ("ResetOnLogon = false", "ResetOnLogon = false\nHeartBtInt = 0"),
+            ('tick_size = "0.001"', "tick_size = 0.001"),
+            ("spread_ticks = 4 ", "spred_ticks = 4 "),
+        )
+    )
+    status, _, err = run_main(["check-config", str(bad)], capsys)
+    assert status == 1
+    assert err.splitlines() == [
+        f"{bad}: 4 error(s) in an lp-sim config",
+        "lp.name: must be printable ASCII without whitespace, '=' or SOH",
+        "sessions[0].HeartBtInt: must be > 0",
+        'instruments[2].tick_size: write decimals as strings, e.g. "0.00001" (floats are inexact)',
+        "simulated.spred_ticks: unknown field",
+    ]
+
+
+def test_the_simulated_lp_rules_come_with_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "lp.toml"
+    bad.write_text(
+        edited(
+            LP_SIM_A.read_text(),
+            ("ResetOnLogon = false", "ResetOnLogon = false\nHeartBtInt = 0"),
+            ('"EUR/USD" = "1.08500"', '"EUR/USD" = "1.085001"'),
+            ('"BTC/USD" = "30000.00"', '"BTC/USD" = "30000.00"\n"XAG/USD" = "20.00"'),
+        )
+    )
+    status, _, err = run_main(["check-config", str(bad)], capsys)
+    assert status == 1
+    assert err.splitlines() == [
+        f"{bad}: 3 error(s) in an lp-sim config",
+        "sessions[0].HeartBtInt: must be > 0",
+        'simulated.start_mid."XAG/USD": no such instrument XAG/USD',
+        'simulated.start_mid."EUR/USD": must be a multiple of the tick size 0.00001',
+    ]
+
+
+def test_the_flag_checks_any_file_as_an_lp_sim_config(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run_main(["check-config", "--lp-sim", str(DEFAULT)], capsys)
+    assert status == 1
+    lines = err.splitlines()
+    assert lines[0].endswith("error(s) in an lp-sim config")
+    assert "lp: required field missing" in lines
+    assert "gateway: unknown field" in lines

@@ -1,0 +1,571 @@
+"""``docs/prometheus-alerts.yml``: the alerting rules shipped beside the
+Grafana dashboard.
+
+The file is read with a small reader of the YAML subset it keeps to (no YAML
+library is a dependency); the reader refuses anything else, so that a rule
+cannot be misread.  The rules are checked for shape and for the conditions
+operators alert on; every metric an expression names must be served on a
+live ``/metrics`` after one order, with the label values the expression
+matches; and, where ``promtool`` is installed, Prometheus's own checker and
+rule unit tests run the rules on synthetic series.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from config import SessionSettings
+from gateway.fix import codec
+from gateway.net.client import FixClient
+
+REPO = Path(__file__).resolve().parents[2]
+RULES = REPO / "docs" / "prometheus-alerts.yml"
+METRIC = re.compile(r"\b(fixgw_[a-z_]+)\b(?:\{([^}]*)\})?")
+MATCHER = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
+DURATION = re.compile(r"^(\d+[smhd])+$")
+RULE_KEYS = {"alert", "expr", "for", "labels", "annotations"}
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
+
+
+# --- a reader of the YAML subset the rules file keeps to -----------------------------------
+
+_KEY = re.compile(r"""^("(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[A-Za-z_][\w.-]*):(?:\s+|$)""")
+_BLOCK = ("|", "|-", ">", ">-")
+
+
+class YamlSubsetError(ValueError):
+    pass
+
+
+class _Reader:
+    """Block mappings and sequences, one-line plain or quoted scalars, and
+    ``|`` / ``>`` block scalars; comments and blank lines.  Everything else
+    (flow collections, anchors, tags, multi-line plain scalars) is refused."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+        self.i = 0
+
+    def fail(self, why: str) -> YamlSubsetError:
+        return YamlSubsetError(f"line {self.i + 1}: {why}: {self.lines[self.i]!r}")
+
+    def indent(self) -> int | None:
+        """The indentation of the next line with content (None at the end)."""
+        while self.i < len(self.lines):
+            text = self.lines[self.i]
+            if "\t" in text[: len(text) - len(text.lstrip())]:
+                raise self.fail("tab in indentation")
+            if text.strip() and not text.lstrip().startswith("#"):
+                return len(text) - len(text.lstrip(" "))
+            self.i += 1
+        return None
+
+    def document(self) -> Any:
+        start = self.indent()
+        if start is None:
+            return None
+        value = self.node(start)
+        if self.indent() is not None:
+            raise self.fail("unexpected indentation")
+        return value
+
+    def node(self, indent: int) -> Any:
+        text = self.lines[self.i].strip()
+        if text == "-" or text.startswith("- "):
+            return self.sequence(indent)
+        if _KEY.match(text):
+            return self.mapping(indent)
+        value = self.scalar(text)
+        self.i += 1
+        return value
+
+    def sequence(self, indent: int) -> list[Any]:
+        items: list[Any] = []
+        while self.indent() == indent:
+            line = self.lines[self.i]
+            text = line.strip()
+            if not (text == "-" or text.startswith("- ")):
+                break
+            rest = line[indent + 1 :]
+            if not rest.strip():
+                self.i += 1
+                inner = self.indent()
+                if inner is None or inner <= indent:
+                    raise self.fail("empty list item")
+                items.append(self.node(inner))
+                continue
+            # "- key: value": the item is the block starting after the dash
+            inner = indent + 1 + len(rest) - len(rest.lstrip(" "))
+            self.lines[self.i] = " " * inner + rest.lstrip(" ")
+            items.append(self.node(inner))
+        return items
+
+    def mapping(self, indent: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        while self.indent() == indent:
+            text = self.lines[self.i].strip()
+            if text.startswith("- "):
+                break
+            match = _KEY.match(text)
+            if match is None:
+                raise self.fail("not a key")
+            key = self.scalar(match.group(1))
+            if key in out:
+                raise self.fail(f"key {key!r} twice")
+            rest = text[match.end() :].strip()
+            if rest and rest not in _BLOCK and not rest.startswith("#"):
+                out[key] = self.scalar(rest)
+                self.i += 1
+                continue
+            self.i += 1
+            if rest in _BLOCK:
+                out[key] = self.block(indent, rest)
+            else:
+                inner = self.indent()
+                if inner is not None and (
+                    inner > indent
+                    or (inner == indent and self.lines[self.i].strip().startswith("- "))
+                ):
+                    out[key] = self.node(inner)
+                else:
+                    out[key] = None
+        if (after := self.indent()) is not None and after > indent:
+            raise self.fail("unexpected indentation")
+        return out
+
+    def block(self, indent: int, style: str) -> str:
+        lines: list[str] = []
+        inner: int | None = None
+        while self.i < len(self.lines):
+            line = self.lines[self.i]
+            if line.strip():
+                here = len(line) - len(line.lstrip(" "))
+                if here <= indent:
+                    break
+                inner = here if inner is None else inner
+                if here < inner:
+                    raise self.fail("block line indented less than the first")
+                lines.append(line[inner:])
+            else:
+                lines.append("")
+            self.i += 1
+        while lines and not lines[-1]:
+            lines.pop()
+        text = "\n".join(lines) if style.startswith("|") else " ".join(s.strip() for s in lines)
+        return text if style.endswith("-") else text + "\n"
+
+    def scalar(self, text: str) -> str:
+        quoted = re.match(r'"(?:[^"\\]|\\.)*"' + "|'(?:[^']|'')*'", text)
+        if quoted is not None:
+            rest = text[quoted.end() :].strip()
+            if rest and not rest.startswith("#"):
+                raise self.fail("text after a quoted scalar")
+            inner = quoted.group(0)
+            if inner.startswith("'"):
+                return inner[1:-1].replace("''", "'")
+            value: str = json.loads(inner)  # the escapes used here are JSON's
+            return value
+        if text[:1] in ('"', "'"):
+            raise self.fail("unterminated quoted scalar")
+        plain = text.split(" #", 1)[0].rstrip()
+        if plain[:1] in set("[]{}&*!|>%@`,?:-#") or ": " in plain:
+            raise self.fail("a plain scalar this reader does not take (quote it)")
+        return plain
+
+
+def load_yaml_subset(text: str) -> Any:
+    return _Reader(text).document()
+
+
+def test_the_reader_takes_the_subset_and_refuses_the_rest() -> None:
+    text = """
+# comment
+a: 1
+b:
+  - x
+  - "y: z"   # comment
+  -
+    c: 'it''s'
+    d: |
+      one
+        two
+    e: >-
+      folded
+      line
+f:
+- g
+"""
+    assert load_yaml_subset(text) == {
+        "a": "1",
+        "b": ["x", "y: z", {"c": "it's", "d": "one\n  two\n", "e": "folded line"}],
+        "f": ["g"],
+    }
+    for bad in ("a: {b: 1}", "a: [1, 2]", "a: &x 1", "a: b: c", "a:\n\tb: 1", "a: 1\n  b: 2"):
+        with pytest.raises(YamlSubsetError):
+            load_yaml_subset(bad)
+
+
+# --- the file ----------------------------------------------------------------------------
+
+
+def rules() -> list[dict[str, Any]]:
+    data = load_yaml_subset(RULES.read_text())
+    assert set(data) == {"groups"}
+    out = []
+    for group in data["groups"]:
+        assert set(group) == {"name", "rules"}, group
+        assert group["name"].startswith("fixgw")
+        out.extend(group["rules"])
+    return out
+
+
+def names_in(expr: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """Each metric an expression names, with the label values it matches exactly."""
+    for match in METRIC.finditer(expr):
+        yield match.group(1), dict(MATCHER.findall(match.group(2) or ""))
+
+
+def test_every_rule_is_a_complete_alert() -> None:
+    found = rules()
+    names = [r["alert"] for r in found]
+    assert len(names) == len(set(names)), names
+    for rule in found:
+        name = rule["alert"]
+        assert set(rule) <= RULE_KEYS, name
+        assert {"alert", "expr", "labels", "annotations"} <= set(rule), name
+        assert re.fullmatch(r"Fixgw[A-Z][A-Za-z0-9]+", name), name
+        assert rule["labels"]["severity"] in ("warning", "critical"), name
+        assert set(rule["annotations"]) == {"summary", "description"}, name
+        assert "for" not in rule or DURATION.match(rule["for"]), name
+        expr = rule["expr"]
+        for pair in ("()", "{}", "[]"):
+            assert expr.count(pair[0]) == expr.count(pair[1]), (name, expr)
+        assert list(names_in(expr)), f"{name} queries no fixgw metric: {expr}"
+
+
+def alert(**where: str) -> list[dict[str, Any]]:
+    """The rules whose expression holds every ``where`` text (``severity`` apart)."""
+    severity = where.pop("severity", None)
+    return [
+        r
+        for r in rules()
+        if all(text in " ".join(r["expr"].split()) for text in where.values())
+        and (severity is None or r["labels"]["severity"] == severity)
+    ]
+
+
+def test_the_rules_cover_what_operators_alert_on() -> None:
+    p99 = "histogram_quantile(0.99, sum by (instance, le) (rate(fixgw_order_latency_seconds_bucket"
+    assert alert(q=p99, t="> 0.001", severity="warning")
+    assert alert(q=p99, t="> 0.01", severity="critical")
+    rejected = 'rate(fixgw_lp_child_orders_ended_total{outcome="rejected"}[5m])'
+    assert alert(q=rejected, t="> 0.03", severity="warning")
+    assert alert(q=rejected, t="> 0.05", severity="critical")
+    (down,) = alert(q="fixgw_lp_up == 0")
+    assert down["labels"]["severity"] == "critical"
+    (off,) = alert(q="fixgw_session_logged_on == 0")
+    assert off["for"] == "15m"
+    assert alert(q="fixgw_event_loop_lag_distribution_seconds_bucket", severity="warning")
+    assert alert(q="fixgw_event_loop_lag_distribution_seconds_bucket", severity="critical")
+
+
+# --- promtool, where it is installed ---------------------------------------------------
+
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool is not installed (Debian package prometheus)"
+)
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    assert PROMTOOL is not None
+    return subprocess.run(
+        [PROMTOOL, *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@needs_promtool
+def test_promtool_accepts_the_rules() -> None:
+    result = promtool("check", "rules", str(RULES))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules())} rules found" in result.stdout
+
+
+GW = {"instance": "gw:8080", "job": "fixgw"}
+CLIENT1, CLIENT2 = "FIX.4.4:GATEWAY->CLIENT1", "FIX.4.4:GATEWAY->CLIENT2"
+LATENCY_BOUNDS = ("0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "+Inf")
+LAG_BOUNDS = ("0.0005", "0.005", "0.01", "0.025", "0.25", "+Inf")
+
+
+def series(name: str, values: str, **labels: str) -> dict[str, str]:
+    text = ", ".join(f'{k}="{v}"' for k, v in {**GW, **labels}.items())
+    return {"series": f"{name}{{{text}}}", "values": values}
+
+
+def growing(bounds: tuple[str, ...], *per_minute: int) -> dict[str, str]:
+    """Bucket values: each bound's count grows by its number every minute."""
+    return {bound: f"0+{n}x30" for bound, n in zip(bounds, per_minute, strict=True)}
+
+
+def histogram(name: str, buckets: dict[str, str]) -> list[dict[str, str]]:
+    """A histogram's bucket series and its count (the +Inf bucket's)."""
+    out = [series(f"{name}_bucket", values, le=bound) for bound, values in buckets.items()]
+    out.append(series(f"{name}_count", buckets["+Inf"]))
+    return out
+
+
+def latency(*per_minute: int) -> list[dict[str, str]]:
+    return histogram("fixgw_order_latency_seconds", growing(LATENCY_BOUNDS, *per_minute))
+
+
+def lag(buckets: dict[str, str]) -> list[dict[str, str]]:
+    return histogram("fixgw_event_loop_lag_distribution_seconds", buckets)
+
+
+def ended(lp: str, filled: int, rejected: int) -> list[dict[str, str]]:
+    name = "fixgw_lp_child_orders_ended_total"
+    return [
+        series(name, f"0+{filled}x30", lp=lp, outcome="filled"),
+        series(name, f"0+{rejected}x30", lp=lp, outcome="rejected"),
+        series(name, "0x30", lp=lp, outcome="unfilled"),
+    ]
+
+
+def healthy() -> list[dict[str, str]]:
+    return [
+        *latency(*[600] * len(LATENCY_BOUNDS)),
+        *ended("LP_A", 600, 0),
+        series("fixgw_lp_up", "1x30", lp="LP_A"),
+        series("fixgw_session_logged_on", "1x30", session=CLIENT1),
+        *lag(growing(LAG_BOUNDS, *[600] * len(LAG_BOUNDS))),
+    ]
+
+
+def fired(name: str, at: str, annotations: dict[str, str], **labels: str) -> dict[str, Any]:
+    severity = next(r["labels"]["severity"] for r in rules() if r["alert"] == name)
+    return {
+        "eval_time": at,
+        "alertname": name,
+        "exp_alerts": [
+            {"exp_labels": {**labels, "severity": severity}, "exp_annotations": annotations}
+        ],
+    }
+
+
+def silent(name: str, at: str) -> dict[str, Any]:
+    return {"eval_time": at, "alertname": name, "exp_alerts": []}
+
+
+def scenario(instead: list[dict[str, str]], *checks: dict[str, Any]) -> dict[str, Any]:
+    """The healthy series, those of a metric in ``instead`` replaced by its
+    series there, and what must fire (or not)."""
+
+    def name(s: dict[str, str]) -> str:
+        return s["series"].split("{")[0]
+
+    replaced = {name(s) for s in instead}
+    base = [s for s in healthy() if name(s) not in replaced]
+    return {"interval": "1m", "input_series": base + instead, "alert_rule_test": list(checks)}
+
+
+def unit_tests() -> list[dict[str, Any]]:
+    every = [r["alert"] for r in rules()]
+    gw = {"instance": GW["instance"]}
+    lp_b = {**GW, "lp": "LP_B"}
+    return [
+        # nothing fires on a healthy gateway
+        scenario([], *(silent(name, "20m") for name in every)),
+        # P99 between 1 and 2.5 ms: the warning, not the critical alert
+        scenario(
+            latency(0, 0, 600, 600, 600, 600, 600),
+            fired(
+                "FixgwOrderLatencyP99High",
+                "10m",
+                {
+                    "summary": "Order P99 latency above 1 ms on gw:8080",
+                    "description": "99% of orders took up to 2.485ms from NewOrderSingle to "
+                    "their final ExecutionReport over the last 5 minutes (target: 1 ms).",
+                },
+                **gw,
+            ),
+            silent("FixgwOrderLatencyP99Critical", "10m"),
+        ),
+        # P99 above 10 ms: both
+        scenario(
+            latency(0, 0, 0, 0, 0, 600, 600),
+            fired(
+                "FixgwOrderLatencyP99Critical",
+                "10m",
+                {
+                    "summary": "Order P99 latency above 10 ms on gw:8080",
+                    "description": "99% of orders took up to 24.85ms from NewOrderSingle to "
+                    "their final ExecutionReport over the last 5 minutes. Look at the event "
+                    "loop lag and the LPs' ack latency.",
+                },
+                **gw,
+            ),
+        ),
+        # LP_B rejects 4% of its child orders: the warning; LP_A rejects none
+        scenario(
+            [*ended("LP_A", 600, 0), *ended("LP_B", 96, 4)],
+            fired(
+                "FixgwLpRejectRateHigh",
+                "15m",
+                {
+                    "summary": "LP LP_B rejects more than 3% of child orders",
+                    "description": "4% of the child orders that ended at LP_B over the last "
+                    "5 minutes were rejected.",
+                },
+                **gw,
+                lp="LP_B",
+            ),
+            silent("FixgwLpRejectRateCritical", "15m"),
+        ),
+        # half of them rejected, but too few (10 in 5 minutes) to say anything
+        scenario(
+            [*ended("LP_A", 600, 0), *ended("LP_B", 1, 1)],
+            silent("FixgwLpRejectRateHigh", "15m"),
+            silent("FixgwLpRejectRateCritical", "15m"),
+        ),
+        # LP_B's link is down
+        scenario(
+            [
+                series("fixgw_lp_up", "1x30", lp="LP_A"),
+                series("fixgw_lp_up", "1 1 0x28", lp="LP_B"),
+            ],
+            silent("FixgwLpDown", "2m"),
+            fired(
+                "FixgwLpDown",
+                "5m",
+                {
+                    "summary": "LP LP_B is down on gw:8080",
+                    "description": "The link to LP_B has been down for a minute: no order is "
+                    "routed to it. Its lp_status events in the log say why.",
+                },
+                **lp_b,
+            ),
+        ),
+        # CLIENT2's session is configured but nobody logs on
+        scenario(
+            [
+                series("fixgw_session_logged_on", "1x30", session=CLIENT1),
+                series("fixgw_session_logged_on", "0x30", session=CLIENT2),
+            ],
+            silent("FixgwSessionLoggedOff", "10m"),
+            fired(
+                "FixgwSessionLoggedOff",
+                "20m",
+                {
+                    "summary": "FIX session FIX.4.4:GATEWAY->CLIENT2 not logged on",
+                    "description": "FIX.4.4:GATEWAY->CLIENT2 on gw:8080 has not been logged on "
+                    "for 15 minutes.",
+                },
+                **GW,
+                session=CLIENT2,
+            ),
+        ),
+        # 2% of the ticks 10-25 ms late: lagging; one tick 250 ms late: stalled
+        scenario(
+            lag(growing(LAG_BOUNDS, 588, 588, 588, 600, 600, 600)),
+            fired(
+                "FixgwEventLoopLagging",
+                "10m",
+                {
+                    "summary": "Event loop lagging on gw:8080",
+                    "description": "1% of the event loop's ticks ran more than 17.5ms late over "
+                    "the last 5 minutes (target: under 10 ms).",
+                },
+                **gw,
+            ),
+            silent("FixgwEventLoopStalled", "10m"),
+        ),
+        scenario(
+            lag({**growing(LAG_BOUNDS[:-1], *[600] * 5), "+Inf": "0+600x10 6601+600x20"}),
+            silent("FixgwEventLoopStalled", "9m"),
+            fired(
+                "FixgwEventLoopStalled",
+                "12m",
+                {
+                    "summary": "Event loop stalled on gw:8080",
+                    "description": "The event loop was held for more than 250 ms at least once "
+                    "in the last 5 minutes: every session and LP link waited that long.",
+                },
+                **gw,
+            ),
+            silent("FixgwEventLoopStalled", "20m"),
+        ),
+    ]
+
+
+@needs_promtool
+def test_the_rules_fire_when_they_should_in_promtool(tmp_path: Path) -> None:
+    spec = {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": "1m",
+        "tests": unit_tests(),
+    }
+    path = tmp_path / "alerts_test.yml"
+    path.write_text(json.dumps(spec, indent=1))  # JSON is YAML
+    result = promtool("test", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- against a running daemon ----------------------------------------------------------
+
+
+def exposed(text: str) -> tuple[set[str], dict[str, list[dict[str, str]]]]:
+    """Series names a scrape can hold, and each sample name's label sets."""
+    names: set[str] = set()
+    samples: dict[str, list[dict[str, str]]] = {}
+    for family in text_string_to_metric_families(text):
+        names.update(family.name + s for s in SUFFIXES.get(family.type, ("",)))
+        for sample in family.samples:
+            names.add(sample.name)
+            samples.setdefault(sample.name, []).append(dict(sample.labels))
+    return names, samples
+
+
+def one_order() -> bytes:
+    fields = [(11, b"ALERT-1"), (38, b"1000"), (40, b"1"), (54, b"1"), (55, b"EUR/USD")]
+    return codec.encode_fields([*fields, (59, b"3"), (60, codec.format_utc_timestamp(0.0))])
+
+
+@pytest.mark.asyncio
+async def test_every_metric_an_alert_uses_is_served(
+    daemon_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FIXGW_ADMIN_TOKEN", raising=False)
+    d = daemon_factory().start()
+    client = FixClient(SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY"))
+    await client.connect("127.0.0.1", d.fix_port)
+    client.send(b"D", one_order())
+    while not (
+        (msg := await client.receive(timeout=10)).get(11) == b"ALERT-1"
+        and msg.get(39) in (b"2", b"4", b"8", b"C")
+    ):
+        pass
+    await client.logout()
+
+    url = f"http://127.0.0.1:{d.http_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: ASYNC210 - a one-off read
+        names, samples = exposed(resp.read().decode())
+
+    checked = 0
+    for rule in rules():
+        for metric, matchers in names_in(rule["expr"]):
+            assert metric in names, f"{rule['alert']}: {metric} is not served"
+            for label, value in matchers.items():
+                values = {s.get(label) for s in samples.get(metric, [])}
+                assert value in values, f"{rule['alert']}: no {metric}{{{label}={value!r}}}"
+            checked += 1
+    assert checked >= 10

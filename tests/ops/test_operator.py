@@ -1,0 +1,246 @@
+"""The operator commands' pieces: where the daemon is, the answers of an
+admin API turned into one-line errors (against a small fake admin API on
+loopback), and the tables and status screen drawn from admin JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from netkit import free_port
+
+from config import default_config_path
+from gateway.ops import operator
+from gateway.ops.operator import AdminApi, OperatorError
+
+
+class FakeAdmin(BaseHTTPRequestHandler):
+    """Answers every GET with the server's ``answer`` (status, body) and
+    records the requests it saw."""
+
+    def do_GET(self) -> None:
+        server: Any = self.server
+        server.seen.append((self.path, self.headers.get("Authorization")))
+        status, body = server.answer
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_admin() -> Iterator[Any]:
+    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), FakeAdmin)
+    server.seen = []
+    server.answer = (200, b"{}")
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def args(**given: Any) -> argparse.Namespace:
+    defaults = {"url": None, "token": None, "config": None, "timeout": 5.0}
+    return argparse.Namespace(**{**defaults, **given})
+
+
+# --- the admin API ----------------------------------------------------------------------
+
+
+def test_a_request_carries_the_token_and_the_query(fake_admin: Any) -> None:
+    fake_admin.answer = (200, b'[{"order_id": "O1"}]')
+    api = AdminApi(fake_admin.url, "s3cret")
+    assert api.get("/admin/orders", {"client": "CLIENT1", "all": "1"}) == [{"order_id": "O1"}]
+    assert fake_admin.seen == [("/admin/orders?client=CLIENT1&all=1", "Bearer s3cret")]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "token", "says"),
+    [
+        (401, b'{"error": "missing or wrong bearer token"}', "", "no admin token given"),
+        (401, b'{"error": "missing or wrong bearer token"}', "x", "refused the admin token"),
+        (403, b'{"error": "admin API disabled:\\nno admin token"}', "x", "disabled: no admin"),
+        (404, b"404: Not Found", "x", "not found (HTTP 404)"),
+        (500, b'{"error": "boom"}', "x", "HTTP 500: boom"),
+        (200, b"<html>", "x", "something other than JSON"),
+    ],
+)
+def test_refusals_are_one_line(
+    fake_admin: Any, status: int, body: bytes, token: str, says: str
+) -> None:
+    fake_admin.answer = (status, body)
+    with pytest.raises(OperatorError) as refused:
+        AdminApi(fake_admin.url, token).get("/admin/summary")
+    message = str(refused.value)
+    assert says in message
+    assert "\n" not in message
+
+
+def test_no_daemon_is_a_refused_connection() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(OperatorError, match=r"^no daemon at .*: connection refused"):
+        AdminApi(url, "x").get("/admin/summary")
+
+
+# --- where the daemon is ------------------------------------------------------------------
+
+
+def test_the_url_and_token_come_from_flags_then_environment_then_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(operator.TOKEN_ENV, raising=False)
+    text = default_config_path().read_text()
+    text = text.replace('http_host = "127.0.0.1"', 'http_host = "0.0.0.0"')
+    text = text.replace("http_port = 8080", "http_port = 18181")
+    text = text.replace('admin_token = "dev-admin-token"', 'admin_token = "from-file"')
+    path = tmp_path / "gw.toml"
+    path.write_text(text)
+
+    assert operator.admin_api(args()) == AdminApi(operator.DEFAULT_URL, "")
+    assert operator.admin_api(args(config=str(path))) == AdminApi(
+        "http://127.0.0.1:18181", "from-file"
+    )
+    monkeypatch.setenv(operator.TOKEN_ENV, "from-env")
+    api = operator.admin_api(args(config=str(path), url="http://gw:1"))
+    assert api == AdminApi("http://gw:1", "from-env")
+    api = operator.admin_api(args(config=str(path), token="from-flag"))
+    assert api == AdminApi("http://127.0.0.1:18181", "from-flag")
+
+    disabled = tmp_path / "no-http.toml"
+    disabled.write_text(text.replace("http_port = 18181", "http_port = 0"))
+    with pytest.raises(OperatorError, match="serves no HTTP"):
+        operator.admin_api(args(config=str(disabled)))
+    with pytest.raises(OperatorError, match="cannot read configuration file"):
+        operator.admin_api(args(config=str(tmp_path / "missing.toml")))
+    with pytest.raises(OperatorError, match="give http://HOST:PORT"):
+        operator.admin_api(args(url="127.0.0.1:8080"))
+
+
+# --- what is printed -----------------------------------------------------------------------
+
+
+def test_tables_pad_columns_and_align_numbers_right() -> None:
+    text = operator.table(("LP", "GROSS USD"), [("LP_A", "$5"), ("LP_LONG", "$1,000")], right=[1])
+    assert text.splitlines() == [
+        "LP       GROSS USD",
+        "LP_A            $5",
+        "LP_LONG     $1,000",
+    ]
+
+
+def test_numbers_stay_exact() -> None:
+    assert operator.quantity("1234567.001") == "1,234,567.001"
+    assert operator.quantity("-3000", signed=True) == "-3,000"
+    assert operator.quantity("3000", signed=True) == "+3,000"
+    assert operator.quantity("0", signed=True) == "0"
+    assert operator.usd("1193533.49") == "$1,193,533"
+    assert operator.usd(None) == "not valued"
+    assert operator.duration(42) == "42s"
+    assert operator.duration(3 * 3600 + 12 * 60 + 5) == "3h 12m"
+    assert operator.duration(2 * 86400 + 4 * 3600) == "2d 4h"
+
+
+SUMMARY: dict[str, Any] = {
+    "time": 1_700_000_100.0,
+    "started_at": 1_700_000_000.0,
+    "version": "1-abc",
+    "generation": 1,
+    "loop_lag_ms": 0.12,
+    "sessions": [
+        {"session": "FIX.4.4:GATEWAY->CLIENT1", "logged_on": True},
+        {"session": "FIX.4.4:GATEWAY->CLIENT2", "logged_on": False},
+    ],
+    "open_orders": 2,
+    "latency_ms": {"p50": 0.2, "p95": 0.3, "p99": 0.41, "count": 1500},
+    "lps": [
+        {
+            "name": "LP_A",
+            "up": True,
+            "enabled": True,
+            "gross_usd": "3000000",
+            "hard_limit_usd": "30000000",
+        },
+        {
+            "name": "LP_B",
+            "up": False,
+            "enabled": True,
+            "gross_usd": "1000000.5",
+            "hard_limit_usd": "5000000",
+        },
+        {
+            "name": "LP_C",
+            "up": True,
+            "enabled": False,
+            "gross_usd": None,
+            "hard_limit_usd": "1000",
+        },
+    ],
+}
+
+
+def test_status_is_one_screen() -> None:
+    status = operator.status_of(SUMMARY, "http://gw:8080")
+    assert status["uptime_seconds"] == 100
+    assert status["sessions"] == {
+        "logged_on": ["FIX.4.4:GATEWAY->CLIENT1"],
+        "logged_off": ["FIX.4.4:GATEWAY->CLIENT2"],
+    }
+    assert status["lps"] == {"up": ["LP_A", "LP_C"], "down": ["LP_B"], "disabled": ["LP_C"]}
+    exposure = status["exposure"]
+    assert exposure["gross_usd"] == "4000000.5"
+    assert exposure["nearest_hard_limit"]["lp"] == "LP_B"  # 20% of its limit, LP_A 10%
+    assert exposure["not_valued"] == ["LP_C"]
+    json.dumps(status)
+
+    lines = operator.render_status(status).splitlines()
+    assert lines[0] == "fixgw at http://gw:8080"
+    shown = {line[2:15].strip(): line[15:] for line in lines[1:]}
+    assert shown["up since"] == "2023-11-14 22:13:20 UTC (1m 40s)"
+    assert shown["sessions"] == "1 logged on, 1 logged off (CLIENT2)"
+    assert shown["LPs"] == "2 up, 1 down (LP_B); disabled: LP_C"
+    assert shown["open orders"] == "2"
+    assert shown["exposure"] == (
+        "$4,000,000 gross with the LPs; nearest its hard limit: "
+        "LP_B $1,000,000 (20.0% of $5,000,000); not valued: LP_C"
+    )
+    assert shown["latency P99"] == "0.410 ms (P50 0.200 ms, 1,500 orders timed)"
+    assert shown["loop lag"] == "0.120 ms"
+
+
+def test_status_without_order_flow_or_timings() -> None:
+    bare = {k: v for k, v in SUMMARY.items() if k not in ("lps", "open_orders", "latency_ms")}
+    text = operator.render_status(operator.status_of(bare, "http://gw:8080"))
+    assert "no order flow" in text
+    timed = {**SUMMARY, "latency_ms": {"p50": None, "p95": None, "p99": None, "count": 0}}
+    assert "no order timed yet" in operator.render_status(operator.status_of(timed, "u"))
+
+
+def test_every_command_is_registered_with_its_options() -> None:
+    parser = argparse.ArgumentParser(prog="fixgw")
+    operator.register(parser.add_subparsers(dest="command", required=True))
+    for name in operator.COMMANDS:
+        parsed = parser.parse_args([name, "--json", "--url", "http://gw:1"])
+        assert operator.is_operator_command(parsed)
+        assert (parsed.json, parsed.url, parsed.token, parsed.config) == (
+            True,
+            "http://gw:1",
+            None,
+            None,
+        )
+    orders = parser.parse_args(["orders", "--client", "CLIENT1", "--all", "--limit", "5"])
+    assert (orders.client, orders.all, orders.limit) == ("CLIENT1", True, 5)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["orders", "--limit", "-1"])
