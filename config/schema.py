@@ -161,14 +161,14 @@ client's own ids are refused, and still bounds what one id costs."""
 class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The ``[gateway]`` table: listeners, storage location, limits and logging."""
 
-    fix_host: str = "0.0.0.0"
-    """Address the FIX acceptor listens on."""
+    fix_host: str = "127.0.0.1"
+    """Address the FIX acceptor listens on (loopback unless told otherwise)."""
 
     fix_port: Port = 9876
     """TCP port of the FIX acceptor."""
 
-    http_host: str = "0.0.0.0"
-    """Address of the HTTP server (health, metrics)."""
+    http_host: str = "127.0.0.1"
+    """Address of the HTTP server (health, metrics, admin; loopback unless told otherwise)."""
 
     http_port: OptionalPort = 8080
     """TCP port of the HTTP server; 0 disables it."""
