@@ -419,7 +419,15 @@ async def run(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, gateway.reload_soon, "SIGHUP")
-    await gateway.start()
+    try:
+        await gateway.start()
+    except BaseException:
+        # what did start is stopped, the sockets not yet served are closed
+        try:
+            await gateway.stop()
+        finally:
+            listeners.close()
+        raise
     try:
         await stop.wait()
     finally:

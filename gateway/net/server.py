@@ -46,11 +46,12 @@ MAX_PAIRS: Final = 4096
 MAX_COUNTED: Final = 64
 
 # Connections from one address that have not logged on yet are bounded:
-# past MAX_UNBOUND_PER_ADDRESS, the oldest of them is closed.  A real client
+# past MAX_UNBOUND_PER_ADDRESS, the oldest of them that has not sent a whole
+# Logon is closed (the oldest of all when every one has).  A real client
 # sends its Logon as soon as it connects, so what goes is what sat idle (a
 # flood of connections that never log on cannot hold the daemon's
 # descriptors), and a client that shares the flood's address is not shut
-# out as long as its Logon comes before that many newer connections.
+# out, its Logon held by the throttle included.
 MAX_UNBOUND_PER_ADDRESS: Final = 32
 
 Pair = tuple[str, str]
@@ -230,6 +231,11 @@ class AcceptedConnection(FixTransportProtocol):
             )
 
     @property
+    def identified(self) -> bool:
+        """Its Logon arrived whole (it is being answered, or held)."""
+        return self._pair is not None
+
+    @property
     def address(self) -> str:
         """The peer's address (without its port)."""
         return self._address
@@ -353,7 +359,9 @@ class FixServer:
         waiting[conn] = None
         if len(waiting) <= MAX_UNBOUND_PER_ADDRESS:
             return
-        oldest = next(iter(waiting))
+        # the oldest that has not sent a whole Logon yet goes first: a Logon
+        # held by the throttle (its owner's, maybe) only when all are such
+        oldest = next((c for c in waiting if not c.identified), next(iter(waiting)))
         del waiting[oldest]
         if address not in self._crowded:
             self._crowded.add(address)
@@ -445,6 +453,10 @@ def bind_listening(host: str, port: int, setting: str) -> list[socket.socket]:
                 # each address family on a socket of its own, as create_server does
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(address)
+            # listening at once: two daemons starting together on one port
+            # may both bind (SO_REUSEADDR), only one can listen; what
+            # arrives before the server starts waits in the backlog
+            sock.listen(512)
     except OSError as exc:
         for sock in bound:
             sock.close()
