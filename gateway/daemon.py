@@ -128,6 +128,7 @@ class Gateway:
             config = resolve_paths(config, config_base(config_path), adapter_settings())
         gw = config.gateway
         self.data_dir = Path(gw.data_dir).absolute()
+        _refuse_moved_data(self.config.gateway.data_dir, self.data_dir)
         self._tls_context = _tls(gw)
         _log.info(
             "gateway_starting",
@@ -380,6 +381,25 @@ def _tls(gw: GatewaySettings) -> ssl.SSLContext | None:
             [f"gateway.tls_cert_file / tls_key_file: cannot be loaded: {exc}"]
         ) from exc
     return context
+
+
+def _refuse_moved_data(written: str, resolved: Path) -> None:
+    """A relative data directory is its config file's folder's; it used to
+    be the working directory's.  A start that would find nothing where the
+    file now points, while the working directory holds a data directory of
+    that name, would begin with fresh sequence numbers and no positions
+    without a word: it is refused, naming both."""
+    if Path(written).is_absolute() or resolved.exists():
+        return
+    before = Path(written).absolute()
+    if before != resolved and before.is_dir():
+        raise ConfigError(
+            [
+                f'gateway.data_dir "{written}" is {resolved} (relative to the config file), '
+                f"which does not exist, while {before} (relative to the working directory) "
+                "does: set data_dir to the directory meant, or move it"
+            ]
+        )
 
 
 def _is_loopback(host: str) -> bool:

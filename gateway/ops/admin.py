@@ -7,6 +7,7 @@ changes state.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -124,6 +125,9 @@ def exposures(flow: OrderFlow) -> dict[str, Any]:
 
 
 ALL_ORDERS_LIMIT = 1000
+MAX_ORDERS_LIMIT = 10_000
+"""The most orders one admin request lists: building each costs the event
+loop, which serves every session meanwhile."""
 """How many orders ``orders(..., finished=True)`` lists when no limit is given."""
 
 
@@ -159,16 +163,20 @@ def orders(
 
     With ``finished``, the final orders the matcher still retains (for
     status requests and duplicate checks) are listed too, every order in
-    arrival order, and only the latest ``limit`` (:data:`ALL_ORDERS_LIMIT`
+    time priority (arrival, or its last replace that lost priority), and
+    only the latest ``limit`` (:data:`ALL_ORDERS_LIMIT`
     when not given): the matcher may retain a hundred thousand.  ``limit``
     applies to open orders alone too when given.
     """
     if not finished:
         open_orders = flow.matcher.open_orders(client)
         return [_order(flow, ex) for ex in _latest(open_orders, limit)]
-    mine = [o for o in flow.matcher.orders() if client is None or o.client == client]
-    mine.sort(key=_arrival)
-    return [_order(flow, o) for o in _latest(mine, ALL_ORDERS_LIMIT if limit is None else limit)]
+    n = ALL_ORDERS_LIMIT if limit is None else limit
+    mine = (o for o in flow.matcher.orders() if client is None or o.client == client)
+    # the latest n without sorting them all (the matcher may keep 100,000)
+    latest = heapq.nlargest(n, mine, key=_arrival)
+    latest.reverse()
+    return [_order(flow, o) for o in latest]
 
 
 def _latest(items: list[T], n: int | None) -> list[T]:

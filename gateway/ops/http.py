@@ -3,7 +3,7 @@ admin API and the dashboard.
 
 ``/admin/orders`` lists open orders; ``?client=X`` those of one client;
 ``?all=1`` the finished orders the matcher still retains too (the latest
-1000 in arrival order; ``&limit=N`` for another count).
+1000 in time priority; ``&limit=N``, at most 10,000, for another count).
 
 ``/admin/*`` needs ``Authorization: Bearer <token>`` with the configured
 admin token (compared in constant time); without a configured token it
@@ -162,8 +162,9 @@ def build_app(gateway: Running) -> web.Application:
                 limit = int(query["limit"])
             except ValueError:
                 limit = -1
-            if limit < 0:
-                return _json_status({"error": "limit: a whole number of orders, 0 or more"}, 400)
+            if not 0 <= limit <= admin.MAX_ORDERS_LIMIT:
+                text = f"limit: a whole number of orders, 0 to {admin.MAX_ORDERS_LIMIT}"
+                return _json_status({"error": text}, 400)
         if flow is None:
             return _json([])
         return _json(admin.orders(flow, client, finished=finished, limit=limit))

@@ -560,7 +560,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             parser.add_argument(
                 "--all",
                 action="store_true",
-                help="finished orders the gateway still retains too, in arrival order",
+                help="finished orders the gateway still retains too, in time priority",
             )
             parser.add_argument(
                 "--limit",
@@ -570,10 +570,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         parser.set_defaults(operator_command=command)
 
 
+MAX_ORDERS_LIMIT = 10_000
+"""The most orders the admin API lists at once (its own bound, repeated here
+so that the command line does not import the order flow)."""
+
+
 def number_of_orders(text: str) -> int:
     n = int(text)
-    if n < 0:
-        raise argparse.ArgumentTypeError("0 or more")
+    if not 0 <= n <= MAX_ORDERS_LIMIT:
+        raise argparse.ArgumentTypeError(f"0 to {MAX_ORDERS_LIMIT:,}")
     return n
 
 

@@ -10,24 +10,28 @@ MarketDataRequestReject (Y) with MDReqRejReason and a Text.
 
 What a client's market data costs is its own, not everyone's:
 
-- Refreshes are not sent from inside the book's update but from a callback
-  of their own, at most ``refreshes_per_turn`` messages per turn of the
-  event loop; the rest waits for the next turn, behind the orders and
-  answers that came meanwhile.  So order flow keeps priority however many
-  subscriptions a quote touches.
+- Nothing is sent from inside a request or a book update: the snapshot a
+  request is answered with, and each refresh, is owed by its subscription
+  and sent from a callback of its own, at most ``refreshes_per_turn``
+  messages per turn of the event loop, oldest subscription first; the rest
+  waits for the next turn, behind the orders and answers that came
+  meanwhile.  So order flow keeps priority however many subscriptions a
+  quote touches or a client opens.
 - Each subscription owes at most one refresh per symbol, computed when it is
   sent, from the book as it is then: however many quotes came in between,
   the client gets one refresh from what it was last sent to the book now
   (conflation).
-- A subscription whose client has more than ``hold_bytes`` queued and not yet
-  taken (it reads slowly or not at all) is held: nothing is built for it,
-  and once the client has caught up it gets one refresh to the book as it is
-  then.  A client that does not read costs a check per turn, and is not
-  dropped for the market data it was sent.
+- A client with more than ``hold_bytes`` queued and not taken (it reads
+  slowly or not at all) is held: its subscriptions wait apart, nothing is
+  built for them, and the client is looked at once per turn (or every
+  ``HOLD_RECHECK`` seconds when nothing else is due); once it has caught up
+  it gets one refresh per symbol to the book as it is then.  A snapshot
+  request counts against ``max_subscriptions`` until it is answered.
 - Market data (W, X) is not stored for resend: a ResendRequest gets a
   SequenceReset-GapFill over it, as FIX allows for data that is stale by
   then.  Subscriptions end with the session; a client that comes back
-  subscribes again.  Rejects (Y) are stored like any other answer.
+  subscribes again.  Rejects (Y) are sent at once and stored like any other
+  answer.
 """
 
 from __future__ import annotations
@@ -93,18 +97,22 @@ class _Subscription:
     depth: int
     entry_types: frozenset[bytes]
     incremental: bool
+    live: bool  # a subscription (263=1), not a snapshot owed once (263=0)
     # what the client was last sent, per symbol
     last: dict[str, Levels] = field(default_factory=dict)
-    # symbols whose book changed since
+    # symbols owed a refresh: their book changed since, or not sent yet
     dirty: set[str] = field(default_factory=set)
+    # symbols owed a full refresh (W) whatever the update type: the snapshot
+    # that answers the request
+    full: set[str] = field(default_factory=set)
+    held: bool = False  # waits apart until its client has caught up
 
 
 MAX_SUBSCRIPTIONS_PER_SESSION: Final = 100
 """Live subscriptions one session may hold; each costs a refresh per quote."""
 
 REFRESHES_PER_TURN: Final = 32
-"""Refreshes sent in one turn of the event loop, at most (a subscription's
-refreshes for all its symbols go together, so one turn may send a few more)."""
+"""Market data messages sent in one turn of the event loop, at most."""
 
 HOLD_BYTES: Final = 64 * 1024
 """Bytes queued to a client and not taken yet, beyond which its
@@ -161,9 +169,10 @@ class MarketDataService:
         self._count: dict[str, int] = {}  # live subscriptions per session
         # subscriptions owed a refresh, oldest first
         self._pending: dict[_Subscription, None] = {}
+        # subscriptions of clients that are behind, per client, oldest first
+        self._held: dict[Session, dict[_Subscription, None]] = {}
         self._flush_due = False
         self._recheck_due = False
-        self._held_sessions: set[str] = set()  # clients whose refreshes wait
         # price and size texts already formatted, per symbol
         self._texts: dict[str, dict[int, bytes]] = {}
         self._sizes: dict[str, dict[int, bytes]] = {}
@@ -235,10 +244,11 @@ class MarketDataService:
         if request_type == b"1" and key in self._by_key:
             self._reject(session, md_req_id, DUPLICATE_MD_REQ_ID, b"Duplicate MDReqID", now)
             return
-        if request_type == b"1" and self._count.get(key[0], 0) >= self._max_subscriptions:
+        if self._count.get(key[0], 0) >= self._max_subscriptions:
             too_many = b"Too many subscriptions: at most %d per session" % self._max_subscriptions
             self._reject(session, md_req_id, INSUFFICIENT_BANDWIDTH, too_many, now)
             return
+        live = request_type == b"1"
         sub = _Subscription(
             session=session,
             md_req_id=md_req_id,
@@ -246,28 +256,45 @@ class MarketDataService:
             depth=int(depth_raw),
             entry_types=entry_types,
             incremental=update_type == b"1",
+            live=live,
         )
-        for symbol in symbols:
-            levels = self._levels(sub, self._book.snapshot(symbol))
-            sub.last[symbol] = levels
-            self._feed.send_transient(session, b"W", self._full_refresh(sub, symbol, levels), now)
-        if request_type == b"1":
+        # the snapshot is owed like a refresh: sent on a later turn within
+        # the budget, held while the client is behind (a snapshot request
+        # counts against the bound until it is answered)
+        sub.dirty.update(symbols)
+        sub.full.update(symbols)
+        self._count[key[0]] = self._count.get(key[0], 0) + 1
+        if live:
             self._by_key[key] = sub
-            self._count[key[0]] = self._count.get(key[0], 0) + 1
             for symbol in symbols:
                 self._by_symbol.setdefault(symbol, []).append(sub)
+        self._owe(sub)
 
     def drop_session(self, session: Session) -> None:
-        """Forget a session's subscriptions (it logged out)."""
+        """Forget a session's subscriptions and owed snapshots (it logged out)."""
         self._count.pop(session.session_id, None)
-        self._held_sessions.discard(session.session_id)
         for key in [k for k in self._by_key if k[0] == session.session_id]:
             self._forget(self._by_key.pop(key))
+        for sub in [sub for sub in self._pending if sub.session is session]:
+            del self._pending[sub]
+        self._held.pop(session, None)
 
     def _forget(self, sub: _Subscription) -> None:
         for symbol in sub.symbols:
             self._by_symbol[symbol].remove(sub)
         self._pending.pop(sub, None)
+        held = self._held.get(sub.session)
+        if held is not None:
+            held.pop(sub, None)
+
+    def _owe(self, sub: _Subscription) -> None:
+        """``sub`` has something to send: queued, unless its client is held."""
+        if sub.held:
+            return
+        self._pending[sub] = None  # keeps its place when already waiting
+        if not self._flush_due:
+            self._flush_due = True
+            self._defer(0.0, self._flush)
 
     def _reject(
         self, session: Session, md_req_id: bytes, reason: bytes | None, text: bytes, now: float
@@ -291,18 +318,14 @@ class MarketDataService:
         subs = self._by_symbol.get(symbol)
         if not subs:
             return
-        pending = self._pending
         for sub in subs:
             sub.dirty.add(symbol)
-            pending[sub] = None  # keeps its place when already waiting
-        if not self._flush_due:
-            self._flush_due = True
-            self._defer(0.0, self._flush)
+            self._owe(sub)
 
     @property
     def pending(self) -> int:
         """Subscriptions owed a refresh (held ones included)."""
-        return len(self._pending)
+        return len(self._pending) + sum(len(subs) for subs in self._held.values())
 
     def _flush(self) -> None:
         self._flush_due = False
@@ -313,16 +336,43 @@ class MarketDataService:
         self.flush()
 
     def flush(self) -> None:
-        """Send what is owed, oldest first, up to ``refreshes_per_turn``
-        messages; the rest is left for the next turn, subscriptions of a
-        client that is behind for later."""
-        pending = self._pending
-        if not pending:
-            return
+        """Send what is owed, oldest first, at most ``refreshes_per_turn``
+        messages; the rest is left for the next turn, a client that is behind
+        until it has caught up (looked at once per call)."""
         now = self._clock()
+        for session in list(self._held):
+            if not self._behind(session):
+                for sub in self._held.pop(session):
+                    sub.held = False
+                    self._pending[sub] = None
+        try:
+            self._send_owed(now)
+        finally:
+            # whatever happened above, what is still owed is sent later
+            if self._pending:
+                if not self._flush_due:
+                    self._flush_due = True
+                    self._defer(0.0, self._flush)
+            elif self._held and not self._recheck_due:
+                self._recheck_due = True
+                self._defer(HOLD_RECHECK, self._recheck)
+
+    def _behind(self, session: Session) -> bool:
+        """Whether ``session``'s client has too much queued and not taken
+        (logged once as it falls behind and once as it catches up)."""
+        backlog = self._feed.backlog(session)
+        late = backlog is None or backlog > self._hold_bytes or not session.is_logged_on
+        was_late = session in self._held
+        if late and not was_late:
+            _log.info("market_data_held", session=session.session_id, queued=backlog)
+        elif was_late and not late:
+            _log.info("market_data_resumed", session=session.session_id, queued=backlog)
+        return late
+
+    def _send_owed(self, now: float) -> None:
+        pending = self._pending
         budget = self._per_turn
         behind: dict[Session, bool] = {}
-        held: list[_Subscription] = []
         # subscriptions alike (same symbol, depth and entry types) share
         # their levels, and when they were sent the same levels before, the
         # entries of their refresh: built once, not once per subscription
@@ -336,33 +386,37 @@ class MarketDataService:
             session = sub.session
             late = behind.get(session)
             if late is None:
-                backlog = self._feed.backlog(session)
-                late = backlog is None or backlog > self._hold_bytes or not session.is_logged_on
-                behind[session] = late
-                self._note_hold(session, late, backlog)
+                late = behind[session] = self._behind(session)
             if late:
-                held.append(sub)
+                sub.held = True
+                self._held.setdefault(session, {})[sub] = None
                 continue
-            for symbol in sub.dirty:
+            for symbol in list(sub.dirty):
+                if budget <= 0:
+                    break
+                sub.dirty.discard(symbol)
                 key = (symbol, sub.depth, sub.entry_types)
                 levels = levels_of.get(key)
                 if levels is None:
                     levels = levels_of[key] = self._levels(sub, snapshot(symbol))
+                full = symbol in sub.full
                 previous = sub.last.get(symbol, _NO_LEVELS)
-                if levels is previous or levels == previous:
+                if not full and (levels is previous or levels == previous):
                     continue
                 sub.last[symbol] = levels
+                sub.full.discard(symbol)
                 # a full refresh does not depend on what was sent before
-                base = previous if sub.incremental else _NO_LEVELS
+                incremental = sub.incremental and not full
+                base = previous if incremental else _NO_LEVELS
                 cache_key = (*key, id(base))
                 cached = entries_of.get(cache_key)
                 if cached is None or cached[0] is not base:
-                    if sub.incremental:
+                    if incremental:
                         count, entries = self._changes(symbol, previous, levels)
                     else:
                         count, entries = self._entries(symbol, levels)
                     cached = entries_of[cache_key] = (base, count, entries)
-                if sub.incremental:
+                if incremental:
                     body = b"262=%b\x01268=%d\x01%b" % (sub.md_req_id, cached[1], cached[2])
                     send(session, b"X", body, now)
                 else:
@@ -374,29 +428,13 @@ class MarketDataService:
                     )
                     send(session, b"W", body, now)
                 budget -= 1
-            sub.dirty.clear()
-        unheld = bool(pending)
-        for sub in held:
-            pending[sub] = None
-        if unheld:
-            if not self._flush_due:
-                self._flush_due = True
-                self._defer(0.0, self._flush)
-        elif held and not self._recheck_due:
-            self._recheck_due = True
-            self._defer(HOLD_RECHECK, self._recheck)
-
-    def _note_hold(self, session: Session, late: bool, backlog: int | None) -> None:
-        """Log when a client's market data starts being held, and when it
-        goes on (once each, not per turn)."""
-        held = self._held_sessions
-        name = session.session_id
-        if late and name not in held:
-            held.add(name)
-            _log.info("market_data_held", session=name, queued=backlog)
-        elif not late and name in held:
-            held.discard(name)
-            _log.info("market_data_resumed", session=name, queued=backlog)
+            if sub.dirty:
+                pending[sub] = None  # the rest on a later turn, behind the others
+            elif not sub.live:
+                # a snapshot request answered in full
+                owed = self._count.get(session.session_id, 0)
+                if owed:
+                    self._count[session.session_id] = owed - 1
 
     def _levels(self, sub: _Subscription, snapshot: BookSnapshot | None) -> Levels:
         levels: Levels = {}
@@ -442,15 +480,6 @@ class MarketDataService:
             for (entry_type, price), qty in levels.items()
         ]
         return len(entries), b"".join(entries)
-
-    def _full_refresh(self, sub: _Subscription, symbol: str, levels: Levels) -> bytes:
-        count, entries = self._entries(symbol, levels)
-        return b"55=%b\x01262=%b\x01268=%d\x01%b" % (
-            symbol.encode(),
-            sub.md_req_id,
-            count,
-            entries,
-        )
 
     def _changes(self, symbol: str, previous: Levels, levels: Levels) -> tuple[int, bytes]:
         """The entries of an incremental refresh from ``previous`` to

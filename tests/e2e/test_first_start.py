@@ -239,3 +239,20 @@ def test_every_line_at_start_is_a_named_json_event(tmp_path: Path, runs: list[Ru
         if event["event"] == "session_store_created":
             assert event["logger"] == "gateway.storage.session_store"
             assert event["path"].startswith(str(tmp_path / "data" / "sessions"))
+
+
+def test_data_left_where_a_relative_data_dir_used_to_point_stops_the_start(
+    tmp_path: Path,
+) -> None:
+    """Before relative paths followed the config file, ``data_dir = "state"``
+    meant the working directory's: a start that would find nothing beside
+    the file while that directory holds data is refused, naming both."""
+    config = gateway_config(tmp_path / "etc", fix_port=free_port(), data_dir="state")
+    (tmp_path / "here" / "state" / "sessions").mkdir(parents=True)
+    done = fixgw("run", "--config", str(config), "--http-port", "0", cwd=tmp_path / "here")
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert str(tmp_path / "etc" / "state") in lines[0]
+    assert str(tmp_path / "here" / "state") in lines[0]
+    assert not (tmp_path / "etc" / "state").exists()

@@ -244,3 +244,9 @@ def test_every_command_is_registered_with_its_options() -> None:
     assert (orders.client, orders.all, orders.limit) == ("CLIENT1", True, 5)
     with pytest.raises(SystemExit):
         parser.parse_args(["orders", "--limit", "-1"])
+
+
+def test_the_command_line_bounds_orders_as_the_admin_api_does() -> None:
+    from gateway.ops import admin, operator
+
+    assert operator.MAX_ORDERS_LIMIT == admin.MAX_ORDERS_LIMIT

@@ -3,6 +3,7 @@ rejects echo client strings cut, Texts and logs repeat only an excerpt."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 import pytest
@@ -238,6 +239,7 @@ def test_excerpt(value: str | bytes, limit: int, expected: str) -> None:
 
 class _Session:
     session_id = "FIX.4.4:GATEWAY->CLIENT1"
+    is_logged_on = True
 
 
 def market_data_request(md_req_id: bytes) -> FixMessage:
@@ -270,8 +272,18 @@ def served(md_req_id: bytes, limit: int = LIMIT) -> list[tuple[bytes, bytes]]:
         def backlog(self, session: Session) -> int | None:
             return 0
 
-    service = MarketDataService(INSTRUMENTS, AggregatedBook(), send, Feed(), lambda: 0.0)
+    owed: list[Callable[[], None]] = []
+    service = MarketDataService(
+        INSTRUMENTS,
+        AggregatedBook(),
+        send,
+        Feed(),
+        lambda: 0.0,
+        defer=lambda delay, callback: owed.append(callback),
+    )
     service.on_request(cast(Session, _Session()), market_data_request(md_req_id), 0.0, limit)
+    while owed:  # the next turns
+        owed.pop(0)()
     return sent
 
 

@@ -110,13 +110,17 @@ class Harness:
         symbols: tuple[str, ...] = SYMBOLS,
         depth: int = 0,
         incremental: bool = True,
+        answered: bool = True,
     ) -> None:
+        """Subscribe; with ``answered``, turns run until the snapshot was sent."""
         fields = [(146, b"%d" % len(symbols))]
         fields += [(55, s.encode()) for s in symbols]
         fields += [(262, md_req_id), (263, b"1"), (264, b"%d" % depth)]
         fields += [(265, b"1" if incremental else b"0"), (267, b"2"), (269, b"0"), (269, b"1")]
         msg = inbound(b"V", *fields)
         self.service.on_request(cast(Session, session), msg, self.turns.now)
+        if answered:
+            self.settle()
 
     def settle(self, limit: int = 10_000) -> None:
         """Run turns (and wait for held ones) until nothing is owed."""
@@ -187,9 +191,11 @@ def test_quotes_between_two_turns_cost_one_refresh_per_subscription_and_symbol()
     h = Harness(per_turn=100)
     client = FakeSession("C1")
     h.quote("A", "EUR/USD", 108_500, 3)
-    h.subscribe(client, b"S1", ("EUR/USD",))
-    h.subscribe(client, b"S2", ("EUR/USD",), depth=1, incremental=False)
-    assert len(h.feed.sent) == 2  # the two snapshots, at once
+    h.subscribe(client, b"S1", ("EUR/USD",), answered=False)
+    h.subscribe(client, b"S2", ("EUR/USD",), depth=1, incremental=False, answered=False)
+    assert h.feed.sent == []  # nothing inside the request either
+    h.turns.turn()
+    assert len(h.feed.sent) == 2  # the two snapshots, on the next turn
     h.feed.sent.clear()
     for mid in range(108_501, 108_511):
         h.quote("A", "EUR/USD", mid, 3)
@@ -371,6 +377,7 @@ def test_a_snapshot_request_is_answered_once_and_owes_nothing_later() -> None:
         (269, b"1"),
     )
     h.service.on_request(cast(Session, a), request, 0.0)
+    h.settle()
     ((_, msg_type, body),) = h.feed.sent
     assert msg_type == b"W"
     books = ClientBooks()
@@ -408,3 +415,56 @@ def test_a_client_that_logs_out_loses_its_subscriptions() -> None:
     # its MDReqIDs are free again, and it may hold as many as before
     h.subscribe(a, b"S0", ("EUR/USD",))
     assert [m for _, m, _ in h.feed.sent] == [b"W"]
+
+
+def test_snapshots_are_sent_within_the_budget_and_held_while_the_client_is_behind() -> None:
+    h = Harness(per_turn=PER_TURN)
+    reader, stalled = FakeSession("R"), FakeSession("S")
+    h.quote("A", "EUR/USD", 108_500, 2)
+    h.quote("A", "BTC/USD", 60_000, 2)
+    h.feed.queued["S"] = HOLD + 1
+    for i in range(5):
+        h.subscribe(reader, b"R%d" % i, SYMBOLS, answered=False)
+        h.subscribe(stalled, b"S%d" % i, SYMBOLS, answered=False)
+    per_turn = []
+    while h.turns.turn():
+        per_turn.append(len(h.feed.sent) - sum(per_turn))
+    assert max(per_turn) <= PER_TURN
+    assert sum(per_turn) == 5 * len(SYMBOLS)  # the reader's, all of them W
+    assert {(s.session_id, m) for s, m, _ in h.feed.sent} == {("R", b"W")}
+    assert h.service.pending == 5  # the stalled client's, waiting apart
+    h.feed.queued["S"] = 0
+    h.settle()
+    assert sum(s.session_id == "S" for s, _, _ in h.feed.sent) == 5 * len(SYMBOLS)
+
+
+def test_snapshot_requests_waiting_for_their_answer_count_against_the_bound() -> None:
+    h = Harness()
+    h.service = MarketDataService(
+        INSTRUMENTS,
+        h.book,
+        lambda session, msg_type, body, now: h.stored.append((msg_type, body)),
+        h.feed,
+        lambda: h.turns.now,
+        max_subscriptions=3,
+        hold_bytes=HOLD,
+        defer=h.turns.defer,
+    )
+    a = FakeSession("A")
+    h.feed.queued["A"] = HOLD + 1  # not reading: nothing is answered
+    snapshot = [(146, b"1"), (55, b"EUR/USD"), (263, b"0"), (264, b"1")]
+    snapshot += [(267, b"1"), (269, b"0")]
+    for i in range(4):
+        request = inbound(b"V", (262, b"Q%d" % i), *snapshot)
+        h.service.on_request(cast(Session, a), request, 0.0)
+        h.turns.turn()
+    ((msg_type, body),) = h.stored
+    assert msg_type == b"Y"
+    assert dict(fields_of(body))[262] == b"Q3"
+    h.feed.queued["A"] = 0
+    h.settle()
+    assert [m for _, m, _ in h.feed.sent] == [b"W"] * 3
+    request = inbound(b"V", (262, b"Q4"), *snapshot)  # answered: room again
+    h.service.on_request(cast(Session, a), request, 0.0)
+    h.settle()
+    assert len(h.feed.sent) == 4
