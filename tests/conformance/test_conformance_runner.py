@@ -376,7 +376,10 @@ async def test_passes_an_acceptor_that_answers_right() -> None:
 async def test_fails_an_acceptor_that_answers_wrong(
     handler: Handler, line: int, reason: str
 ) -> None:
-    outcome = await run_against(handler, timeout=0.3)
+    # an acceptor that answers is given time enough on a loaded machine;
+    # the two that must run out of it are given little
+    waits_out = handler in (silent, stays_connected)
+    outcome = await run_against(handler, timeout=0.3 if waits_out else 5)
     assert not outcome.passed
     assert outcome.line == line
     assert reason in outcome.reason
@@ -387,9 +390,9 @@ async def test_fails_an_acceptor_that_answers_wrong(
 @pytest.mark.asyncio
 async def test_several_connections() -> None:
     script = SCRIPTS / "1b_DuplicateIdentity.def"
-    outcome = await run_against(one_session(), script, timeout=1)
+    outcome = await run_against(one_session(), script, timeout=5)
     assert outcome.passed, outcome.summary()
-    outcome = await run_against(one_session(refuses_a_second=False), script, timeout=1)
+    outcome = await run_against(one_session(refuses_a_second=False), script, timeout=5)
     assert not outcome.passed
     assert outcome.line == 14
     assert outcome.reason == "the acceptor sent data instead of disconnecting"

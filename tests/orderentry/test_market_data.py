@@ -298,6 +298,23 @@ def test_a_session_not_logged_on_is_held() -> None:
     h.turns.turn()
     h.turns.advance(HOLD_RECHECK)
     h.turns.turn()
+    assert h.service.pending == 1  # held, nothing built for it
+    # (a session that logs on again starts afresh; this plays a stalled link)
+    a.is_logged_on = True
+    h.settle()
+    ((_, msg_type, _),) = h.feed.sent
+    assert msg_type == b"X"
+
+
+def test_a_client_with_no_open_connection_is_held() -> None:
+    h = Harness()
+    a = FakeSession("A")
+    h.quote("A", "EUR/USD", 108_500, 1)
+    h.subscribe(a, b"SA", ("EUR/USD",))
+    h.feed.sent.clear()
+    h.feed.backlog = lambda session: None  # type: ignore[method-assign]
+    h.quote("A", "EUR/USD", 108_501, 1)
+    h.turns.turn()
     assert h.feed.sent == []
     assert h.service.pending == 1
 
