@@ -288,7 +288,7 @@ class Gateway:
         await self.loop_lag.stop()
         for task in list(self._tasks):
             await asyncio.gather(task, return_exceptions=True)
-        self.reloader.close()
+        await self.reloader.aclose()
         await self.fix_server.stop()
         if self.order_flow is not None:
             await self.order_flow.stop()

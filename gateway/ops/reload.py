@@ -288,6 +288,14 @@ class Reloader:
             self._worker.shutdown(wait=False, cancel_futures=True)
             self._worker = None
 
+    async def aclose(self) -> None:
+        """Stop the worker and wait for it, beside the loop: a pool left to
+        wind down while the interpreter exits races its own wake-up pipe
+        (an "Exception ignored" line on stderr after the last log line)."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            await asyncio.to_thread(worker.shutdown, True, cancel_futures=True)
+
     async def reload(self, trigger: str) -> ReloadOutcome:
         async with self._lock:  # one reload at a time, in the order asked
             outcome = await self._reload()
