@@ -9,6 +9,7 @@ its own connection at worst, never another one.
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import ssl
 import time
@@ -446,7 +447,12 @@ def bind_listening(host: str, port: int, setting: str) -> list[socket.socket]:
     bound: list[socket.socket] = []
     try:
         for family, kind, proto, _, address in dict.fromkeys(found):
-            sock = socket.socket(family, kind, proto)
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError as exc:
+                if exc.errno == errno.EAFNOSUPPORT and len(found) > 1:
+                    continue  # a family this host lacks (IPv6 off): the others serve
+                raise
             bound.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
@@ -461,4 +467,6 @@ def bind_listening(host: str, port: int, setting: str) -> list[socket.socket]:
         for sock in bound:
             sock.close()
         raise refused(exc) from None
+    if not bound:
+        raise ListenError(f"cannot listen on {shown}:{port} ({setting}): no usable address")
     return bound
