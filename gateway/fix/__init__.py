@@ -20,7 +20,14 @@ from gateway.fix.codec import (
     parse_utc_timestamp,
 )
 from gateway.fix.dictionary import Dictionary, fix44
-from gateway.fix.events import ApplicationMessage, CloseConnection, Event, LoggedOn, LoggedOut
+from gateway.fix.events import (
+    ApplicationMessage,
+    CloseConnection,
+    Event,
+    LoggedOn,
+    LoggedOut,
+    RejectReceived,
+)
 from gateway.fix.messages import new_order_single, order_cancel_request
 from gateway.fix.session import BusinessRejectReason, Session, business_reject_body
 from gateway.fix.states import SessionState
@@ -42,6 +49,7 @@ __all__ = [
     "LoggedOn",
     "LoggedOut",
     "MemoryStore",
+    "RejectReceived",
     "Session",
     "SessionRegistry",
     "SessionRejectReason",

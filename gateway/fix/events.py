@@ -36,6 +36,20 @@ class ApplicationMessage(Event):
         return f"ApplicationMessage({self.message!r})"
 
 
+class RejectReceived(Event):
+    """The peer refused one of our messages with a session-level Reject (3):
+    ``message`` is the Reject (RefSeqNum (45) names the refused message,
+    RefMsgType (372) its type when the peer says)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: FixMessage) -> None:
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"RejectReceived({self.message!r})"
+
+
 class LoggedOut(Event):
     """A logged-on session ended (Logout exchange, error or lost connection)."""
 

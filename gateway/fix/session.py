@@ -36,6 +36,7 @@ from gateway.fix.events import (
     Event,
     LoggedOn,
     LoggedOut,
+    RejectReceived,
 )
 from gateway.fix.states import LOGGED_ON, SessionState, StateMachine
 from gateway.fix.store import SessionStore
@@ -629,6 +630,7 @@ class Session:
             text=codec.loggable(msg.get(58) or b""),
         )
         self._incr_target()
+        self._events.append(RejectReceived(msg))
 
     def _on_sequence_reset(self, msg: FixMessage, now: float) -> None:
         gap_fill = msg.get(123) == b"Y"

@@ -55,7 +55,7 @@ import structlog
 from config import SessionSettings
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
-from gateway.fix.events import ApplicationMessage, Event, LoggedOn, LoggedOut
+from gateway.fix.events import ApplicationMessage, Event, LoggedOn, LoggedOut, RejectReceived
 from gateway.fix.session import Session
 from gateway.net.transport import Connection, FixTransportProtocol, Outbox
 from gateway.storage.session_store import open_store
@@ -87,6 +87,8 @@ _OFFER: Final = b"1"
 
 # children ended by a drop and still watched for a late report
 _MAX_DROPPED: Final = 10_000
+_SEQS_KEPT: Final = 10_000
+"""MsgSeqNums of NewOrderSingles kept to read a session-level Reject by."""
 
 # OrdStatus of an order the LP is still working: New, Partially filled,
 # Pending cancel, Pending new, Pending replace
@@ -169,6 +171,8 @@ class FixLp(LpAdapter):
         self._closed: asyncio.Event | None = None
         self._logged_on: asyncio.Event | None = None
         self._open: dict[str, _Open] = {}
+        # MsgSeqNum of each NewOrderSingle sent -> its child, the latest ones
+        self._child_of_seq: dict[int, str] = {}
         # children ended by a drop of the link: the LP may still report a
         # fill it made before it saw the drop (the gateway books it late)
         self._dropped: dict[str, _Open] = {}
@@ -211,8 +215,8 @@ class FixLp(LpAdapter):
         if self.write_barrier is not None:
             self.write_barrier()
 
-    def _send(self, msg_type: bytes, body: bytes, now: float) -> None:
-        self.outbox.send(self.session, msg_type, body, now)
+    def _send(self, msg_type: bytes, body: bytes, now: float) -> int:
+        return self.outbox.send(self.session, msg_type, body, now)
 
     async def connect(self) -> None:
         if self._task is not None:
@@ -273,6 +277,12 @@ class FixLp(LpAdapter):
     def _on_session_event(self, event: Event, now: float) -> None:
         if isinstance(event, ApplicationMessage):
             self._on_message(event.message, now)
+        elif isinstance(event, RejectReceived):
+            msg = event.message
+            ref = msg.get(45) or b""
+            child_id = self._child_of_seq.pop(int(ref), None) if ref.isdigit() else None
+            if child_id is not None and (msg.get(372) or b"D") == b"D":
+                self._refused(child_id, "session Reject", msg.get(58))
         elif isinstance(event, LoggedOn):
             self._went_up_last_time = True
             self._subscribe(now)
@@ -304,6 +314,7 @@ class FixLp(LpAdapter):
             self._logged_on.clear()
         self.sink(LpStatus(self.name, False, reason))
         open_children, self._open = self._open, {}
+        self._child_of_seq.clear()
         dropped = self._dropped
         for child_id, entry in open_children.items():
             dropped[child_id] = entry
@@ -415,7 +426,12 @@ class FixLp(LpAdapter):
             (60, codec.format_utc_timestamp(now)),
         ]
         self._open[child.child_id] = _Open(child)
-        self._send(b"D", codec.encode_fields(fields), now)
+        seq = self._send(b"D", codec.encode_fields(fields), now)
+        # a session-level Reject names the order by this MsgSeqNum only
+        sent = self._child_of_seq
+        sent[seq] = child.child_id
+        if len(sent) > _SEQS_KEPT:
+            del sent[next(iter(sent))]
 
     def recover(self, children: Sequence[tuple[ChildOrder, int]]) -> None:
         """Children from before a restart: known again (so that what the LP
@@ -471,6 +487,11 @@ class FixLp(LpAdapter):
             self._on_market_data(msg, now, full=False)
         elif mt == b"W":
             self._on_market_data(msg, now, full=True)
+        elif mt == b"j":
+            # a BusinessMessageReject of a NewOrderSingle names it by ClOrdID
+            if msg.get(372) == b"D":
+                child_id = (msg.get(379) or b"").decode("latin-1")
+                self._refused(child_id, "BusinessMessageReject", msg.get(58))
         elif mt == b"9":
             _log.info(
                 "lp_cancel_rejected",
@@ -485,6 +506,20 @@ class FixLp(LpAdapter):
                 md_req_id=(msg.get(262) or b"").decode("latin-1"),
                 reason=(msg.get(58) or b"").decode("latin-1"),
             )
+
+    def _refused(self, child_id: str, how: str, text: bytes | None) -> None:
+        """The LP refused the NewOrderSingle of ``child_id`` outright (no
+        ExecutionReport will come): it ends now, not at its timeout."""
+        entry = self._open.pop(child_id, None)
+        if entry is None:
+            return
+        reason = f"{how} by {self.name}: {(text or b'').decode('latin-1')}".rstrip(": ")
+        _log.warning("lp_child_refused", lp=self.name, child_id=child_id, reason=reason)
+        if entry.filled:
+            # it cannot have been worked; should it have been, the rest ends
+            self.sink(ChildCanceled(child_id, entry.child.qty - entry.filled, reason))
+        else:
+            self.sink(ChildReject(child_id, reason))
 
     def _on_execution(self, msg: FixMessage) -> None:
         exec_type = msg.get(150)

@@ -74,6 +74,17 @@ class ScriptedLp:
             if self.mode == "reject":
                 self._report(session, msg, b"8", b"8", b"0", b"0", now, text=b"price moved")
                 return
+            if self.mode == "session_reject":
+                # a session-level Reject (3) of the order, by its MsgSeqNum
+                fields = [(45, msg.get(34) or b""), (58, b"Value is incorrect")]
+                fields += [(371, b"44"), (372, b"D"), (373, b"5")]
+                session.send(b"3", codec.encode_fields(fields), now)
+                return
+            if self.mode == "business_reject":
+                fields = [(45, msg.get(34) or b""), (58, b"Unsupported symbol class")]
+                fields += [(372, b"D"), (379, msg.get(11) or b""), (380, b"4")]
+                session.send(b"j", codec.encode_fields(fields), now)
+                return
             qty = msg.get(38) or b"0"
             self._report(session, msg, b"0", b"0", b"0", qty, now)
             if self.mode == "partial":
@@ -446,3 +457,26 @@ async def test_a_fill_the_lp_reports_after_a_drop_is_still_passed_on(
     await acceptor.start(port)
     (fill,) = await sink.until(ChildFill)
     assert (fill.child_id, fill.qty, fill.price, fill.leaves) == ("C6", 4, 110_002, 0)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("session_reject", "session Reject by LPT: Value is incorrect"),
+        ("business_reject", "BusinessMessageReject by LPT: Unsupported symbol class"),
+    ],
+)
+async def test_an_order_the_lp_refuses_outright_ends_at_once(
+    linked: tuple[Acceptor, FixLp, Sink], mode: str, reason: str
+) -> None:
+    """Not at the child's timeout: the router gets a reject and re-routes."""
+    acceptor, adapter, sink = linked
+    acceptor.lp.mode = mode
+    adapter.send(child("C9"))
+    (reject,) = await sink.until(ChildReject)
+    assert reject == ChildReject("C9", reason)
+    acceptor.lp.mode = "fill"
+    adapter.send(child("C10"))  # the link goes on
+    (fill,) = await sink.until(ChildFill)
+    assert fill.child_id == "C10"
