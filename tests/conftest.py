@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 import structlog
 from buildkit import PACKAGES, ROOT, compiled_sources
+from hypothesis import settings
 from netkit import free_port, wait_for_port
+
+# Property tests assert what holds, never how fast: no per-example deadline
+# (Hypothesis's default, 200 ms, fails an example the machine was merely
+# slow on).
+settings.register_profile("fixgw", deadline=None)
+settings.load_profile("fixgw")
 
 # Code under test that never configured logging renders with structlog's
 # defaults, whose console renderer draws exceptions with rich when rich is

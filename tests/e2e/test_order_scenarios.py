@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import calendar
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -44,10 +44,13 @@ async def reports_until(c: FixClient, cl_ord_id: bytes, *statuses: bytes) -> lis
                 return out
 
 
-async def started(config_text: str | None, tmp_path: Path) -> tuple[Gateway, FixClient]:
+async def started(
+    config_text: str | None, tmp_path: Path, clock: Callable[[], float] | None = None
+) -> tuple[Gateway, FixClient]:
+    """A gateway in this process (on ``clock`` when given) and CLIENT1 logged on."""
     cfg = load_config(default_config_path()) if config_text is None else parse_config(config_text)
     cfg = with_overrides(cfg, fix_port=free_port(), http_port=0, data_dir=str(tmp_path))
-    gateway = Gateway(cfg)
+    gateway = Gateway(cfg) if clock is None else Gateway(cfg, clock=clock)
     await gateway.start()
     client = FixClient(SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY"))
     await client.connect("127.0.0.1", gateway.fix_port)
