@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
-import urllib.request
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +38,6 @@ def order(cl_ord_id: str, side: bytes, qty: bytes = b"1000") -> bytes:
         (60, codec.format_utc_timestamp(0.0)),
     ]
     return codec.encode_fields(fields)
-
-
-def generation(http_port: int) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    match = re.search(r"^fixgw_config_generation (\S+)$", text, re.MULTILINE)
-    assert match is not None
-    return int(float(match.group(1)))
 
 
 @pytest.mark.asyncio
@@ -97,28 +88,30 @@ async def test_orders_survive_repeated_sighup_and_new_limits_apply(
     assert all(len(v) == 1 for v in finals.values()), "an order was finished twice"
     assert {v[0] for v in finals.values()} == {b"2"}
     log = d.log_text()
-    applied = log.count('"config_reloaded"')
-    assert applied >= 10, f"only {applied} of {reloads} reloads applied"
+    # how many reloads were applied (several SIGHUPs may be taken as one)
+    # depends on the machine; that every one read was valid and applied does not
+    assert '"config_reloaded"' in log
     assert '"config_reload_refused"' not in log
 
-    # a tighter limit, reloaded: the next order is checked against it
-    await asyncio.sleep(0.2)
-    before = generation(d.http_port)
+    # a tighter limit, reloaded: once applied, orders are checked against it
     write_atomically(
         path, DEFAULT_TEXT.replace('max_order_qty = "5000000"', 'max_order_qty = "1000"', 1)
     )
     os.kill(pid, signal.SIGHUP)
-    for _ in range(100):
-        if generation(d.http_port) > before:
+    deadline = time.monotonic() + 15
+    for attempt in range(1000):
+        cl_ord_id = b"TOO-BIG-%d" % attempt
+        client.send(b"D", order(cl_ord_id.decode(), b"1" if attempt % 2 else b"2", b"2000"))
+        while True:
+            msg = await client.receive(timeout=5)
+            if msg.get(11) == cl_ord_id and msg.get(39) in FINAL:
+                break
+        if msg.get(39) == b"8":
             break
+        # filled: the reload was not in force yet (a reload is read beside
+        # the loop); polled, with a deadline
+        assert msg.get(39) == b"2", msg
+        assert time.monotonic() < deadline, "the tighter limit never came into force"
         await asyncio.sleep(0.05)
-    else:
-        pytest.fail("the reload was not applied")
-    client.send(b"D", order("TOO-BIG", b"1", b"2000"))
-    while True:
-        msg = await client.receive(timeout=5)
-        if msg.get(11) == b"TOO-BIG" and msg.get(39) in FINAL:
-            break
-    assert msg.get(39) == b"8"
     assert b"max_order_qty" in (msg.get(58) or b"")
     await client.logout()
