@@ -118,13 +118,19 @@ def test_checks_run_in_a_fixed_order() -> None:
 
 def test_a_route_request_can_be_checked() -> None:
     req = RouteRequest("P1", "C1", "EUR/USD", Side.BUY, 5, 110_000, EURUSD)
-    assert check(req, 0, ClientLimits(max_order_qty=4)) is not None
+    found = check(req, 0, ClientLimits(max_order_qty=4))
+    assert found is not None
+    assert found.limit == "max_order_qty"
+    assert check(req, 0, ClientLimits(max_order_qty=5)) is None  # at the limit: allowed
 
 
 def test_limits_keep_their_own_read_only_copies() -> None:
     per_symbol = {"EUR/USD": 10}
     limits = ClientLimits(max_order_qty_by_symbol=per_symbol)
     per_symbol["EUR/USD"] = 1000
-    assert check(buy(11), 0, limits) is not None
+    found = check(buy(11), 0, limits)
+    assert found is not None
+    assert found.limit == "max_order_qty_by_symbol[EUR/USD]"  # 10 still, not 1000
+    assert check(buy(10), 0, limits) is None
     with pytest.raises(TypeError):
         limits.max_order_qty_by_symbol["EUR/USD"] = 1  # type: ignore[index]
