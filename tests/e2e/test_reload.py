@@ -103,12 +103,25 @@ async def test_lp_limits_and_disabling_steer_the_next_orders(running: Running) -
         assert (await reports_until(running.client, f"NA{i}".encode(), *FINAL))[-1].get(39) == b"2"
     assert flow.stats.lp("LP_A").children == before
     assert not flow.rules.limits.lps["LP_A"].enabled
-    # a tighter hard limit is in force for the next routing
-    text = replaced('hard_limit_usd = "30000000"', 'hard_limit_usd = "25000000"')
+    # a tighter hard limit is in force for the next routing: with LP_A the
+    # only LP and room for one order of about $1,085 under $2,000, the first
+    # order fills and the second finds no LP it may go to
+    text = replaced('soft_limit_usd = "20000000"', 'soft_limit_usd = "1000"')
+    text = replaced('hard_limit_usd = "30000000"', 'hard_limit_usd = "2000"', text)
+    # (LP_A's line carries a comment; LP_B's and LP_C's end at the value)
+    text = replaced("enabled = true\n", "enabled = false\n", text, count=2)
     status, details = await running.reload_with(text)
     assert status == "applied"
     assert "lps[0].hard_limit_usd" in details
-    assert flow.rules.limits.lps["LP_A"].hard_limit_usd == 25_000_000
+    assert flow.routing.exposure(flow.now()).lp_gross_usd.get("LP_A", 0) == 0
+    running.client.send(b"D", order("HL1", "1", "1000"))
+    first = await reports_until(running.client, b"HL1", *FINAL)
+    assert first[-1].get(39) == b"2"
+    running.client.send(b"D", order("HL2", "1", "1000"))
+    second = await reports_until(running.client, b"HL2", *FINAL)
+    assert second[-1].get(39) == b"4"  # canceled: no LP within its limits
+    assert sum(r.get(150) == b"F" for r in second) == 0
+    assert 0 < flow.routing.exposure(flow.now()).lp_gross_usd["LP_A"] <= 2000
 
 
 @pytest.mark.asyncio
