@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import tomllib
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -65,8 +67,64 @@ async def until_ready(http_port: int) -> None:
     for _ in range(200):
         if ready(http_port):
             return
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # polling, 10 s at most
     raise TimeoutError("daemon not ready")
+
+
+def eur_usd_lot(config: dict[str, Any]) -> Decimal:
+    """The EUR/USD lot size of a parsed config file."""
+    (lot,) = [i["lot_size"] for i in config["instruments"] if i["symbol"] == "EUR/USD"]
+    return Decimal(lot)
+
+
+def simulated_lp_units(config_path: Path) -> list[Decimal]:
+    """What each simulated LP of a daemon config quotes of EUR/USD on a side,
+    at most, in units."""
+    config = tomllib.loads(config_path.read_text())
+    lot = eur_usd_lot(config)
+    return [
+        lp["settings"]["depth_levels"] * lp["settings"]["level_qty_lots"] * lot
+        for lp in config["lps"]
+        if lp.get("enabled", True)
+    ]
+
+
+async def until_every_lp_quotes(
+    client: FixClient, per_lp: list[Decimal], deadline: float = 15.0
+) -> None:
+    """Ask the daemon for EUR/USD snapshots until each side of its book holds
+    more than all the LPs but one could quote: then every LP is in it.
+    ``per_lp``: what each LP quotes on a side at most, in units."""
+    beyond = sum(per_lp) - min(per_lp)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    sides: dict[bytes, Decimal] = {}
+    for n in range(1, 1_000_000):
+        md_req_id = b"BOOK%d" % n
+        fields = [(262, md_req_id), (263, b"0"), (264, b"0"), (265, b"1"), (267, b"2")]
+        fields += [(269, b"0"), (269, b"1"), (146, b"1"), (55, b"EUR/USD")]
+        client.send(b"V", codec.encode_fields(fields))
+        while True:
+            try:
+                msg = await client.receive(timeout=max(end - loop.time(), 0.001))
+            except TimeoutError:
+                pytest.fail(f"no EUR/USD snapshot within {deadline:g} s")
+            if msg.msg_type in (b"W", b"Y") and msg.get(262) == md_req_id:
+                break
+        assert msg.msg_type == b"W", msg
+        sides = {b"0": Decimal(0), b"1": Decimal(0)}
+        kind = b""
+        for tag, value in msg.fields:
+            if tag == 269:
+                kind = value
+            elif tag == 271:
+                sides[kind] += Decimal(value.decode())
+        if min(sides.values()) > beyond:
+            return
+        if loop.time() > end:
+            break
+        await asyncio.sleep(0.05)  # polling, with the deadline above
+    pytest.fail(f"the book is not quoted by every LP within {deadline:g} s: {sides}, {per_lp}")
 
 
 def new_order(cl_ord_id: str, i: int) -> bytes:
@@ -110,11 +168,15 @@ class Ledger:
         # ClOrdID -> (status answer, cum quantity the client knew when it came)
         self.status_answers: dict[bytes, tuple[FixMessage, Decimal]] = {}
         self.refused: dict[bytes, FixMessage] = {}
+        self.cancel_rejects: dict[bytes, FixMessage] = {}  # by the request's ClOrdID
 
     def take(self, msg: FixMessage) -> None:
+        cl_ord_id = msg.get(11) or b""
+        if msg.msg_type == b"9":
+            self.cancel_rejects[cl_ord_id] = msg
+            return
         if msg.msg_type != b"8":
             return
-        cl_ord_id = msg.get(11) or b""
         if msg.get(150) == b"I":
             known = self.orders.get(self.by_cl_ord_id.get(cl_ord_id, b""))
             self.status_answers[cl_ord_id] = (msg, known.cum if known else Decimal(-1))
@@ -135,13 +197,30 @@ class Ledger:
         while not client.messages.empty():
             self.take(client.messages.get_nowait())
 
-    async def quiet(self, client: FixClient, seconds: float) -> None:
-        """Take messages until none has come for ``seconds``."""
-        while True:
+    async def until(
+        self, client: FixClient, done: Callable[[], bool], what: str, deadline: float = 15.0
+    ) -> None:
+        """Take messages until ``done()`` holds; fail naming ``what`` when it
+        does not within ``deadline`` seconds."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline
+        while not done():
             try:
-                self.take(await client.receive(timeout=seconds))
+                self.take(await client.receive(timeout=max(end - loop.time(), 0.001)))
             except TimeoutError:
-                return
+                pytest.fail(f"not within {deadline:g} s: {what}")
+
+    async def through(self, client: FixClient, mark: str) -> None:
+        """Take everything the daemon sent before its answer to a status
+        request sent now: it answers a session's messages in order."""
+        cl_ord_id = mark.encode()
+        client.send(b"H", codec.encode_fields([(11, cl_ord_id), (54, b"1"), (55, b"EUR/USD")]))
+        await self.until(client, lambda: cl_ord_id in self.status_answers, f"the answer to {mark}")
+
+    def ended(self, cl_ord_id: bytes) -> bool:
+        """The order ``cl_ord_id`` is final, as far as the client knows."""
+        seen = self.orders.get(self.by_cl_ord_id.get(cl_ord_id, b""))
+        return seen is not None and seen.last is not None and seen.last.get(39) in FINAL
 
     def position(self) -> Decimal:
         """The client's signed EUR/USD position in units, from its fills."""
@@ -175,10 +254,11 @@ async def test_kill_9_under_load_then_restart_loses_no_acknowledged_order(
     data = tmp_path / "data"
     d = daemon_factory("--config", str(crash_setup), data_dir=data).start()
     await until_ready(d.http_port)
-    await asyncio.sleep(0.3)  # quotes from every LP reach the book
     store = MemoryStore()  # the client's own session state outlives its connection
     client = FixClient(SETTINGS, store)
     await client.connect("127.0.0.1", d.fix_port)
+    # quotes from every LP reach the book
+    await until_every_lp_quotes(client, simulated_lp_units(crash_setup))
     seen = Ledger()
 
     # orders, cancels and replaces at about 2,000 messages a second; the
@@ -205,7 +285,7 @@ async def test_kill_9_under_load_then_restart_loses_no_acknowledged_order(
                     fields += [(55, b"EUR/USD"), (60, b"20260101-00:00:00")]
                     client.send(b"F", codec.encode_fields(fields))
         if i % 20 == 19:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # pacing: about 2,000 messages a second
             seen.drain(client)
         if i == 700:
             d.kill9()
@@ -221,16 +301,23 @@ async def test_kill_9_under_load_then_restart_loses_no_acknowledged_order(
     await until_ready(d2.http_port)
     client = FixClient(SETTINGS, store)
     await client.connect("127.0.0.1", d2.fix_port)
-    await seen.quiet(client, 1.5)
+    # what it missed is resent before anything it asks now is answered
+    await seen.through(client, "MARK-RESENT")
     assert "orders_recovered" in d2.log_text()
 
     # every order the client saw acknowledged is known, in one consistent state
+    asked = []
     for order_id in acknowledged_before:
         order = seen.orders[order_id]
         fields = [(11, order.cl_ord_ids[-1]), (37, order_id), (54, order.side)]
         fields += [(55, b"EUR/USD")]
         client.send(b"H", codec.encode_fields(fields))
-    await seen.quiet(client, 1.0)
+        asked.append(order.cl_ord_ids[-1])
+    await seen.until(
+        client,
+        lambda: all(cl_ord_id in seen.status_answers for cl_ord_id in asked),
+        f"answers to all {len(asked)} status requests",
+    )
     still_open = []
     for order_id in acknowledged_before:
         order = seen.orders[order_id]
@@ -255,7 +342,15 @@ async def test_kill_9_under_load_then_restart_loses_no_acknowledged_order(
         fields = [(11, b"END%d" % n), (38, b"1000"), (41, order.cl_ord_ids[-1])]
         fields += [(54, order.side), (55, b"EUR/USD"), (60, b"20260101-00:00:00")]
         client.send(b"F", codec.encode_fields(fields))
-    await seen.quiet(client, 1.5)
+    # each one ended, or its cancel was refused (it had ended already)
+    await seen.until(
+        client,
+        lambda: all(
+            seen.ended(order.cl_ord_ids[0]) or b"END%d" % n in seen.cancel_rejects
+            for n, order in enumerate(still_open)
+        ),
+        f"the end of the {len(still_open)} orders still open",
+    )
 
     # exposure rebuilt exactly
     assert_positions_match(d2.http_port, seen)
@@ -265,7 +360,11 @@ async def test_kill_9_under_load_then_restart_loses_no_acknowledged_order(
     client.send(b"D", new_order("AFTER-1", 0))
     old = seen.orders[next(iter(acknowledged_before))].cl_ord_ids[0]
     client.send(b"D", new_order(old.decode(), 1))
-    await seen.quiet(client, 1.0)
+    await seen.until(
+        client,
+        lambda: b"AFTER-1" in seen.by_cl_ord_id and old in seen.refused,
+        "the answers to AFTER-1 and to the reused ClOrdID",
+    )
     after = seen.by_cl_ord_id.get(b"AFTER-1")
     assert after is not None
     assert after not in acknowledged_before
@@ -282,7 +381,11 @@ async def test_resting_orders_outlive_a_clean_stop(daemon_factory: Any, tmp_path
     await client.connect("127.0.0.1", d.fix_port)
     seen = Ledger()
     client.send(b"D", new_order("REST-1", 3))  # a GTC limit far from the market
-    await seen.quiet(client, 0.5)
+    await seen.until(
+        client,
+        lambda: b"REST-1" in seen.by_cl_ord_id or b"REST-1" in seen.refused,
+        "the answer to REST-1",
+    )
     (order_id,) = seen.orders
     await client.logout()
     assert d.stop() == 0
@@ -291,13 +394,17 @@ async def test_resting_orders_outlive_a_clean_stop(daemon_factory: Any, tmp_path
     client = FixClient(SETTINGS, store)
     await client.connect("127.0.0.1", d2.fix_port)
     client.send(b"H", codec.encode_fields([(11, b"REST-1"), (54, b"1"), (55, b"EUR/USD")]))
-    await seen.quiet(client, 0.5)
+    await seen.until(client, lambda: b"REST-1" in seen.status_answers, "the status of REST-1")
     answer, _ = seen.status_answers[b"REST-1"]
     assert (answer.get(37), answer.get(39), answer.get(59)) == (order_id, b"0", b"1")
     # and it still rests: a cancel ends it
     fields = [(11, b"REST-1-X"), (38, b"4000"), (41, b"REST-1"), (54, b"1"), (55, b"EUR/USD")]
     client.send(b"F", codec.encode_fields([*fields, (60, b"20260101-00:00:00")]))
-    await seen.quiet(client, 0.5)
+    await seen.until(
+        client,
+        lambda: seen.ended(b"REST-1") or b"REST-1-X" in seen.cancel_rejects,
+        "the answer to the cancel of REST-1",
+    )
     last = seen.orders[order_id].last
     assert last is not None
     assert (last.get(150), last.get(39)) == (b"4", b"4")

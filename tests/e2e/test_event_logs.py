@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,22 @@ async def finish(client: FixClient, cl_ord_ids: set[bytes]) -> None:
             cl_ord_ids.discard(msg.get(11) or b"")
 
 
+async def until_logged(
+    log: Callable[[], str], wanted: Callable[[dict[str, Any]], bool], what: str
+) -> list[dict[str, Any]]:
+    """The log's events once one of them is ``wanted``; fails naming ``what``
+    after 15 s."""
+    end = time.monotonic() + 15.0
+    while True:
+        text = log()
+        events = log_events(text[: text.rfind("\n") + 1])  # whole lines only
+        if any(wanted(e) for e in events):
+            return events
+        if time.monotonic() > end:
+            pytest.fail(f"not logged within 15 s: {what}")
+        await asyncio.sleep(0.02)  # polling, with the deadline above
+
+
 @pytest.mark.asyncio
 async def test_no_per_order_lines_at_info_and_route_decisions_at_debug(
     daemon_factory: Any, tmp_path: Path
@@ -38,8 +56,16 @@ async def test_no_per_order_lines_at_info_and_route_decisions_at_debug(
     for i in range(50):
         client.send(b"D", order(f"Q{i}", b"1" if i % 2 else b"2"))
     await finish(client, {f"Q{i}".encode() for i in range(50)})
-    await asyncio.sleep(0.2)
-    quiet = log_events(d.log_text())
+    # another client's logon, logged at info after everything the daemon
+    # did for those orders, marks the end of what to look at
+    marker = FixClient(SessionSettings(SenderCompID="CLIENT3", TargetCompID="GATEWAY"))
+    await marker.connect("127.0.0.1", d.fix_port)
+    quiet = await until_logged(
+        d.log_text,
+        lambda e: e["event"] == "logged_on" and e.get("session", "").endswith("CLIENT3"),
+        "the logon of CLIENT3",
+    )
+    await marker.logout()
     assert not [e for e in quiet if str(e.get("cl_ord_id", "")).startswith("Q")]
 
     write_atomically(path, DEFAULT_TEXT.replace('log_level = "info"', 'log_level = "debug"', 1))
@@ -47,15 +73,15 @@ async def test_no_per_order_lines_at_info_and_route_decisions_at_debug(
     for _ in range(100):
         if any(e["event"] == "config_reloaded" for e in log_events(d.log_text())):
             break
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # polling, 5 s at most
     client.send(b"D", order("LOUD", b"1"))
     await finish(client, {b"LOUD"})
-    await asyncio.sleep(0.2)
-    (decision,) = [
-        e
-        for e in log_events(d.log_text())
-        if e["event"] == "route_decision" and e["cl_ord_id"] == "LOUD"
-    ]
+    logged = await until_logged(
+        d.log_text,
+        lambda e: e["event"] == "route_decision" and e.get("cl_ord_id") == "LOUD",
+        "the route decision of LOUD",
+    )
+    (decision,) = [e for e in logged if e["event"] == "route_decision" and e["cl_ord_id"] == "LOUD"]
     assert decision["client"] == "CLIENT1"
     assert decision["policy"] == "best_price_exposure_aware"
     assert decision["children"]

@@ -13,8 +13,15 @@ from typing import Any
 
 import pytest
 from netkit import log_events
-from test_crash_recovery import FINAL, SETTINGS, Ledger, assert_positions_match, until_ready
-from test_fix_lps import LpSim, gateway_config, order
+from test_crash_recovery import (
+    FINAL,
+    SETTINGS,
+    Ledger,
+    assert_positions_match,
+    until_every_lp_quotes,
+    until_ready,
+)
+from test_fix_lps import LpSim, fix_lp_units, gateway_config, order
 
 from gateway.fix import codec
 from gateway.fix.store import MemoryStore
@@ -48,10 +55,11 @@ async def test_kill_9_with_children_at_fix_lps_then_restart(
         data = tmp_path / "data"
         d = daemon_factory("--config", str(config), data_dir=data).start()
         await until_ready(d.http_port)
-        await asyncio.sleep(0.6)  # both LPs' quotes are in the book
         store = MemoryStore()
         client = FixClient(SETTINGS, store)
         await client.connect("127.0.0.1", d.fix_port)
+        # both LPs' quotes are in the book
+        await until_every_lp_quotes(client, fix_lp_units(config, a, b))
         seen = Ledger()
         # one order every 20 ms, the daemon killed after 450 ms: the first
         # ones are filled, some fills are on the wire, the last ones wait
@@ -59,7 +67,7 @@ async def test_kill_9_with_children_at_fix_lps_then_restart(
         for i in range(30):
             side = b"1" if i % 2 else b"2"
             client.send(b"D", order(f"K{i}", side, b"%d000" % (200 + 50 * i)))
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # pacing: one order every 20 ms
             seen.drain(client)
             if i == 22:
                 break
@@ -75,16 +83,27 @@ async def test_kill_9_with_children_at_fix_lps_then_restart(
         await until_ready(d2.http_port)
         client = FixClient(SETTINGS, store)
         await client.connect("127.0.0.1", d2.fix_port)
-        await seen.quiet(client, 2.0)
+        # every order ends: resent, or learnt from the LPs after the restart
+        await seen.until(
+            client,
+            lambda: all(seen.ended(seen.orders[o].cl_ord_ids[0]) for o in acknowledged),
+            f"the end of all {len(acknowledged)} orders",
+        )
 
         # every order ended, with exactly the fills the client was told of
+        asked = []
         for order_id in acknowledged:
             known = seen.orders[order_id]
             assert known.last is not None
             assert known.last.get(39) in FINAL, known.cl_ord_ids
             fields = [(11, known.cl_ord_ids[-1]), (37, order_id), (54, known.side)]
             client.send(b"H", codec.encode_fields([*fields, (55, b"EUR/USD")]))
-        await seen.quiet(client, 1.0)
+            asked.append(known.cl_ord_ids[-1])
+        await seen.until(
+            client,
+            lambda: all(cl_ord_id in seen.status_answers for cl_ord_id in asked),
+            f"answers to all {len(asked)} status requests",
+        )
         for order_id in acknowledged:
             known = seen.orders[order_id]
             answer, cum_known = seen.status_answers[known.cl_ord_ids[-1]]

@@ -9,13 +9,16 @@ import re
 import signal
 import subprocess
 import sys
+import tomllib
 import urllib.request
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from netkit import free_port, log_events, wait_for_port
+from test_crash_recovery import eur_usd_lot, until_every_lp_quotes
 
 from config import SessionSettings
 from gateway.fix import codec
@@ -89,6 +92,21 @@ def gateway_config(tmp_path: Path, a: LpSim, b: LpSim) -> Path:
     return path
 
 
+def fix_lp_units(gateway_config: Path, *sims: LpSim) -> list[Decimal]:
+    """What each lp-sim quotes of EUR/USD on a side, at most, in units, as
+    far as the daemon's adapter subscribes (market_depth, 0 = everything)."""
+    lps = tomllib.loads(gateway_config.read_text())["lps"]
+    depth = {lp["settings"]["port"]: lp["settings"].get("market_depth", 0) for lp in lps}
+    units = []
+    for sim in sims:
+        quoting = tomllib.loads(sim.config.read_text())
+        levels = quoting["simulated"]["depth_levels"]
+        if depth[sim.port]:
+            levels = min(levels, depth[sim.port])
+        units.append(levels * quoting["simulated"]["level_qty_lots"] * eur_usd_lot(quoting))
+    return units
+
+
 def order(cl_ord_id: str, side: bytes, qty: bytes, price: bytes | None = None) -> bytes:
     fields = [(11, cl_ord_id.encode()), (38, qty)]
     fields += [(40, b"2"), (44, price)] if price else [(40, b"1")]
@@ -141,7 +159,7 @@ async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
                 return
         except OSError:
             pass
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # polling, ``timeout`` at most
     raise TimeoutError("condition not met in time")
 
 
@@ -150,11 +168,13 @@ async def test_orders_through_two_fix_lps_with_a_kill_and_a_restart(
     daemon_factory: Any, tmp_path: Path, lp_sims: tuple[LpSim, LpSim]
 ) -> None:
     a, b = lp_sims
-    d = daemon_factory("--config", str(gateway_config(tmp_path, a, b))).start()
+    config = gateway_config(tmp_path, a, b)
+    d = daemon_factory("--config", str(config)).start()
     await wait_until(lambda: all(lp["up"] for lp in lp_state(d.http_port).values()))
     client = FixClient(SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY"))
     await client.connect("127.0.0.1", d.fix_port)
-    await asyncio.sleep(0.5)  # quotes from both LPs reach the aggregated book
+    # quotes from both LPs reach the aggregated book
+    await until_every_lp_quotes(client, fix_lp_units(config, a, b))
 
     # market and marketable limit orders, buys and sells
     orders = {f"M{i}": order(f"M{i}", b"1" if i % 2 else b"2", b"3000000") for i in range(20)}
@@ -194,7 +214,8 @@ async def test_orders_through_two_fix_lps_with_a_kill_and_a_restart(
     # sequence numbers continue, and flow returns to it
     a.start()
     await wait_until(lambda: lp_state(d.http_port)["LPX1"]["up"], timeout=15)
-    await asyncio.sleep(0.5)  # its quotes are back in the book
+    # its quotes are back in the book
+    await until_every_lp_quotes(client, fix_lp_units(config, a, b))
     more = {f"R{i}": order(f"R{i}", b"1" if i % 2 else b"2", b"100000") for i in range(20)}
     await run_orders(client, more)
     assert lp_state(d.http_port)["LPX1"]["child_orders"] > children_before

@@ -272,11 +272,27 @@ async def test_market_data_unsubscribe_stops_the_updates(daemon_factory: Any) ->
     while (msg := await c.receive()).msg_type != b"8":
         assert msg.msg_type == b"X"
     assert msg.get(11) == b"MARK"
-    await asyncio.sleep(0.6)  # the simulated LPs quote every 100 ms
-    assert c.messages.empty(), "updates after the unsubscribe"
+    # a second subscription to the same symbol shows the book moving on:
+    # each move it is told about would have gone to MDU as well, in the same
+    # turn, had MDU still been subscribed
+    c.send(b"V", md_request(b"MDU2", b"1", b"EUR/USD"))
+    seen: list[FixMessage] = []
+    updates = 0
+    while updates < 2:
+        msg = await c.receive(timeout=10)
+        seen.append(msg)
+        updates += msg.msg_type == b"X" and msg.get(262) == b"MDU2"
+    # and everything sent before the answer to this status request has arrived
+    c.send(b"H", codec.encode_fields([(11, b"MARK2"), (54, b"1"), (55, b"EUR/USD")]))
+    while (msg := await c.receive(timeout=10)).get(11) != b"MARK2":
+        seen.append(msg)
+    assert [m for m in seen if m.get(262) == b"MDU"] == [], "updates after the unsubscribe"
     # subscribing again under the same MDReqID works: the old one is gone
+    c.send(b"V", md_request(b"MDU2", b"2", b"EUR/USD"))
     c.send(b"V", md_request(b"MDU", b"1", b"EUR/USD"))
-    assert (await c.receive()).msg_type == b"W"
+    while (msg := await c.receive()).get(262) == b"MDU2":
+        assert msg.msg_type == b"X"
+    assert (msg.msg_type, msg.get(262)) == (b"W", b"MDU")
     await c.logout()
 
 
@@ -314,7 +330,7 @@ async def test_a_resend_request_to_infinity_is_answered_in_full_in_parts(
         grown = await asyncio.to_thread(messages_out, d.http_port, session) - before
         if grown >= history:
             break
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # polling, 10 s at most
     assert grown >= history
     assert c.logged_on
     await c.logout()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +160,15 @@ class Sink:
         return found
 
 
+async def eventually(condition: Callable[[], object], what: str, deadline: float = 10.0) -> None:
+    """Waits until ``condition()`` holds, failing with ``what`` after ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            pytest.fail(f"not within {deadline:g} s: {what}")
+        await asyncio.sleep(0.01)  # polling, with the deadline above
+
+
 def lp_settings(port: int, tmp_path: Path, **extra: Any) -> FixLpSettings:
     """The adapter's settings for the scripted LP on ``port``."""
     raw = {
@@ -272,9 +281,9 @@ async def test_a_drop_cancels_open_children_and_the_adapter_comes_back(
     acceptor, adapter, sink = linked
     acceptor.lp.mode = "silent"
     adapter.send(child("C4"))
-    await asyncio.sleep(0.1)
+    await eventually(lambda: acceptor.lp.orders, "the LP has the child C4")
     adapter.cancel("C4")
-    await asyncio.sleep(0.1)
+    await eventually(lambda: acceptor.lp.cancels, "the LP has the cancel of C4")
     assert [m.get(41) for m in acceptor.lp.cancels] == [b"C4"]
     sent_before = adapter.session.store.next_sender_seq
     port = acceptor.port
@@ -418,7 +427,7 @@ async def test_an_lp_that_stops_reading_is_dropped_once_its_queue_passes_the_bou
             for _ in range(500):
                 adapter.send(child(f"B{sent}"))
                 sent += 1
-            await asyncio.sleep(0)  # the adapter writes once per loop turn
+            await asyncio.sleep(0)  # pacing: one loop turn, in which the adapter writes
         assert not adapter.up, "the link was dropped"
         statuses = await sink.until(LpStatus, 2)
         assert [s.up for s in statuses] == [True, False]
@@ -442,8 +451,8 @@ async def test_a_fill_the_lp_reports_after_a_drop_is_still_passed_on(
     acceptor, adapter, sink = linked
     acceptor.lp.mode = "silent"
     adapter.send(child("C6"))
-    await asyncio.sleep(0.1)  # it reaches the LP, which keeps it
-    assert acceptor.lp.orders
+    # it reaches the LP, which keeps it
+    await eventually(lambda: acceptor.lp.orders, "the LP has the child C6")
     port = acceptor.port
     await acceptor.stop()
     (canceled,) = await sink.until(ChildCanceled)

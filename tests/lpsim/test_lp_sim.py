@@ -5,6 +5,7 @@ and sequence numbers across a restart."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
@@ -192,6 +193,25 @@ def qty(msg: FixMessage, tag: int) -> Decimal:
     return Decimal((msg.get(tag) or b"").decode())
 
 
+def logged_out(lp: LpSimProcess) -> list[dict[str, object]]:
+    """The LP's ``gateway_logged_out`` log records, oldest first."""
+    records = []
+    for line in lp.log_text().splitlines():
+        if '"gateway_logged_out"' in line:
+            records.append(json.loads(line))
+    return records
+
+
+async def until_logged_out(lp: LpSimProcess, count: int, deadline: float = 10.0) -> None:
+    """Waits until the LP has logged ``count`` gateway logouts: it has then
+    dealt with the orders the gateway left open (within that loop turn)."""
+    end = time.monotonic() + deadline
+    while len(logged_out(lp)) < count:
+        if time.monotonic() > end:
+            pytest.fail(f"the LP logged no gateway logout within {deadline:g} s")
+        await asyncio.sleep(0.02)  # polling, with the deadline above
+
+
 def assert_report_fields(report: FixMessage) -> None:
     for tag in (6, 11, 14, 17, 37, 38, 39, 54, 55, 150, 151):
         assert report.get(tag), f"tag {tag} missing from {report!r}"
@@ -232,8 +252,21 @@ async def test_market_data_snapshot_then_incremental_updates(lp_a: LpSimProcess)
         c.send(b"F", cancel("MARK", "NO-SUCH-ORDER"))
         while (msg := await c.receive()).msg_type != b"9":
             assert msg.msg_type == b"X"
-        await asyncio.sleep(0.8)
-        assert c.messages.empty(), "updates after the unsubscribe"
+        # a second subscription to the same symbol shows the book moving on:
+        # each move it is told about would have gone to MD1 as well, in the
+        # same turn, had MD1 still been subscribed
+        c.send(b"V", md_request(b"MD3", b"1", b"EUR/USD"))
+        seen: list[FixMessage] = []
+        updates = 0
+        while updates < 2:
+            msg = await c.receive(10)
+            seen.append(msg)
+            updates += msg.msg_type == b"X" and msg.get(262) == b"MD3"
+        # and everything sent before this answer has arrived
+        c.send(b"F", cancel("MARK2", "NO-SUCH-ORDER"))
+        while (msg := await c.receive(10)).msg_type != b"9":
+            seen.append(msg)
+        assert [m for m in seen if m.get(262) == b"MD1"] == [], "updates after the unsubscribe"
 
 
 @pytest.mark.asyncio
@@ -359,11 +392,12 @@ async def test_duplicate_clordid_and_cancel_of_an_open_order(lp_slow: LpSimProce
 @pytest.mark.asyncio
 async def test_orders_left_open_are_canceled_on_disconnect(lp_slow: LpSimProcess) -> None:
     store = MemoryStore()
+    logged_out_before = len(logged_out(lp_slow))
     async with logged_on(lp_slow.port, store=store) as c:
         c.send(b"D", order("G1", qty="3000"))
     # logged out within the 300 ms latency: the LP cancels the order, and the
     # report reaches the gateway through its ResendRequest at the next logon
-    await asyncio.sleep(0.5)
+    await until_logged_out(lp_slow, logged_out_before + 1)
     async with logged_on(lp_slow.port, reset=False, store=store) as c:
         (canceled,) = await reports(c, b"G1")
         assert (canceled.get(150), canceled.get(39), canceled.get(14)) == (b"4", b"4", b"0")
@@ -382,7 +416,9 @@ async def test_shutdown_and_restart_keep_the_session_whole(tmp_path: Path) -> No
         c = FixClient(settings(reset=False), store)
         await c.connect("127.0.0.1", lp.port)
         c.send(b"D", order("R1"))
-        await asyncio.sleep(0.1)  # taken in, not answered yet
+        # taken in, not answered yet: the answer to a later request is here
+        c.send(b"F", cancel("MARK", "NO-SUCH-ORDER"))
+        await next_of(c, b"9")
         assert await asyncio.to_thread(lp.stop) == 0
         await c.wait_closed()
         assert any(isinstance(e, LoggedOut) for e in c.events)  # a Logout, not a drop
