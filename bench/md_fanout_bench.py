@@ -38,6 +38,8 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hop_bench import _fixgw, _wait_for_port  # the same processes, started alike
+
 from gateway.fix import codec
 from gateway.sim.loadgen import CpuMeter, LoadClient, RunStats
 
@@ -45,28 +47,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SYMBOLS = (b"EUR/USD", b"GBP/USD", b"USD/JPY", b"XAU/USD", b"BTC/USD", b"US500", b"WTI")
 
 
-def _fixgw() -> list[str]:
-    here = Path(sys.executable).with_name("fixgw")
-    return [str(here)] if here.exists() else [sys.executable, "-m", "gateway"]
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], limit: float = 30) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the gateway exited with status {proc.returncode} (see its log)")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"the gateway is not listening on port {port} after {limit:g} s")
 
 
 # -- the subscriber (a process of its own: --subscriber) ----------------------------------
@@ -216,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     log.close()
     try:
-        _wait_for_port(port, proc)
+        _wait_for_port(port, proc, "the gateway", 30)
         return uvloop.run(_measure(args, port, proc.pid))
     finally:
         proc.terminate()

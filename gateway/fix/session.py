@@ -825,11 +825,8 @@ class Session:
         sent and no number is taken)."""
         if not self.is_logged_on:
             return None
-        store = self.store
-        seq = store.next_sender_seq
-        store.set_next_sender_seq(seq + 1)
-        self._write(self._encode(msg_type, seq, body, now), now)
-        return seq
+        # numbered and written but not stored, as a session-level message is
+        return self._send_admin(msg_type, body, now)
 
     def reject_business(
         self,
@@ -879,14 +876,16 @@ class Session:
         body: bytes,
         now: float,
         header: list[tuple[int, bytes]] | None = None,
-    ) -> None:
+    ) -> int:
         """Session-level messages take a sequence number but are not stored:
-        a resend replaces them with a SequenceReset-GapFill."""
+        a resend replaces them with a SequenceReset-GapFill.  Returns the
+        MsgSeqNum used."""
         store = self.store
         seq = store.next_sender_seq
         raw = self._encode(msg_type, seq, body, now, header)
         store.set_next_sender_seq(seq + 1)
         self._write(raw, now)
+        return seq
 
     def _write(self, raw: bytes, now: float) -> None:
         self._out.append(raw)
