@@ -5,29 +5,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import structlog
+from test_log_output import lines
 
 from gateway.ops.logs import configure_logging
 from gateway.storage.session_store import FileStore
 
 KEY = "FIX.4.4:GATEWAY->CLIENT1"
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    yield
-    structlog.reset_defaults()
-    logging.getLogger().handlers.clear()
-    logging.getLogger().setLevel(logging.WARNING)
-
-
-def lines(err: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in err.splitlines() if line.strip()]
 
 
 def test_a_record_whose_message_is_a_mapping_is_that_event_with_its_fields(

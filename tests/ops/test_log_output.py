@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -13,14 +12,6 @@ import pytest
 import structlog
 
 from gateway.ops.logs import configure_logging, set_log_level
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    yield
-    structlog.reset_defaults()
-    logging.getLogger().handlers.clear()
-    logging.getLogger().setLevel(logging.WARNING)
 
 
 def lines(err: str) -> list[dict[str, Any]]:
