@@ -29,7 +29,7 @@ def wait_for_port(
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
-            time.sleep(0.05)
+            time.sleep(0.05)  # polling, with the deadline above
     raise TimeoutError(f"port {port} not listening after {timeout}s")
 
 

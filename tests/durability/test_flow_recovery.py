@@ -116,7 +116,7 @@ async def test_a_journal_grown_past_its_bound_is_checkpointed(tmp_path: Path) ->
         # journal is checkpointed once it passes 1 MiB, and grows again after
         for _ in range(750):
             client.send(b"j", b"58=" + b"x" * 2000 + b"\x01", 0.0)
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # pacing: one message a turn
         assert journal.size < 1 << 20
         assert client.store.next_sender_seq == 751  # every message kept for resend
         (open_order,) = flow.matcher.open_orders()

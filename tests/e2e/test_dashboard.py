@@ -230,7 +230,7 @@ def wait_ready(port: int, timeout: float = 15.0) -> None:
                     return
         except (urllib.error.URLError, OSError):
             pass
-        time.sleep(0.1)
+        time.sleep(0.1)  # polling, with the deadline above
     raise TimeoutError(f"/readyz not 200 after {timeout:g} s")
 
 
@@ -416,7 +416,7 @@ async def devtools_port(profile: Path, proc: asyncio.subprocess.Process) -> int:
         if active.exists() and active.read_text().strip():
             return int(active.read_text().split()[0])
         assert proc.returncode is None, f"chromium exited with {proc.returncode}"
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # polling, with the deadline above
     raise TimeoutError("chromium opened no DevTools port")
 
 

@@ -131,7 +131,7 @@ class Run:
         deadline = time.monotonic() + 15
         while not any(e["event"] == "gateway_started" for e in self.events()):
             assert time.monotonic() < deadline, self.log.read_text()
-            time.sleep(0.05)
+            time.sleep(0.05)  # polling, with the deadline above
         return self
 
     def events(self) -> list[dict[str, Any]]:

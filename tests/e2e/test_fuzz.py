@@ -233,7 +233,7 @@ async def test_fuzzed_frames_never_crash_the_daemon_nor_disturb_another_session(
                 break
         assert msg.get(39) == b"2", msg.get(58)
         filled += 1
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # pacing: a good order every 50 ms
     await fuzz
     assert fuzzer.sent >= FRAMES
     # the fuzzed client logs on again (resetting its numbers) and trades

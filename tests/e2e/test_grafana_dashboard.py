@@ -166,7 +166,7 @@ def wait_ready(port: int, timeout: float = 15.0) -> None:
     while time.monotonic() < deadline:
         if http_get(port, "/readyz")[0] == 200:
             return
-        time.sleep(0.1)
+        time.sleep(0.1)  # polling, with the deadline above
     raise TimeoutError(f"/readyz not 200 after {timeout:g} s")
 
 

@@ -142,7 +142,7 @@ async def test_two_thousand_bad_logons_leak_nothing_and_shut_no_one_out(
     deadline = time.monotonic() + 15
     # a count in /proc has no event to wait on: polled, with a deadline
     while sockets(d.proc.pid) >= before and time.monotonic() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # polling, with the deadline above
     assert sockets(d.proc.pid) == before - 1
 
     # one more guess is slowed down ...
@@ -175,7 +175,7 @@ async def test_connections_that_never_log_on_are_bounded_per_address(daemon_fact
     # a count in /proc has no event to wait on: polled, with a deadline
     while sockets(d.proc.pid) > before + MAX_UNBOUND_PER_ADDRESS:
         assert time.monotonic() < deadline, sockets(d.proc.pid) - before
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # polling, with the deadline above
     closed = 0
 
     async def closed_by_daemon(reader: asyncio.StreamReader) -> None:
@@ -228,13 +228,13 @@ async def test_a_flood_of_idle_connections_does_not_push_out_the_owners_held_log
     async with asyncio.timeout(10):
         # the client's state has no event of its own: looked at each turn
         while owner.session.state is not SessionState.LOGON_SENT:  # noqa: ASYNC110
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # polling: one loop turn
     # then more idle connections from that address than the bound, paced a
     # little, all while the owner's Logon is held
     idle = []
     for _ in range(2 * MAX_UNBOUND_PER_ADDRESS):
         idle.append(await asyncio.open_connection("127.0.0.1", d.fix_port))
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.005)  # pacing
     await logon
     assert owner.logged_on
     await owner.logout()
@@ -251,7 +251,7 @@ def test_the_default_listens_on_loopback_and_an_open_address_without_passwords_i
     d = daemon_factory("--fix-host", "0.0.0.0").start()
     deadline = time.monotonic() + 10
     while "gateway_started" not in d.log_text() and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.05)  # polling, with the deadline above
     warned = [
         event["session"]
         for event in log_events(d.log_text())

@@ -80,7 +80,7 @@ async def wait_until_active(client: FixClient, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while client.session.state is not SessionState.ACTIVE:
         assert time.monotonic() < deadline, client.session.state
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # polling, with the deadline above
 
 
 @pytest.mark.asyncio

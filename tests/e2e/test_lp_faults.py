@@ -64,7 +64,7 @@ class MuteLp(LpAdapter):
     async def _quote_forever(self) -> None:
         while True:
             self.publish()
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # pacing: a quote every 50 ms
 
     def send(self, child: ChildOrder) -> None:
         self.children[child.child_id] = child

@@ -98,7 +98,7 @@ async def wait_ready(port: int, timeout: float = 15.0) -> None:
                         return
             except aiohttp.ClientError:
                 pass
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # polling, with the deadline above
     raise TimeoutError(f"/readyz not 200 after {timeout:g} s")
 
 

@@ -65,7 +65,7 @@ async def test_orders_survive_repeated_sighup_and_new_limits_apply(
             write_atomically(path, variant if reloads % 2 == 0 else DEFAULT_TEXT)
             os.kill(pid, signal.SIGHUP)
             reloads += 1
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # pacing: a reload every 20 ms
 
     async def send_all() -> None:
         for i in range(count):
@@ -112,6 +112,6 @@ async def test_orders_survive_repeated_sighup_and_new_limits_apply(
         # the loop); polled, with a deadline
         assert msg.get(39) == b"2", msg
         assert time.monotonic() < deadline, "the tighter limit never came into force"
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # polling, with the deadline above
     assert b"max_order_qty" in (msg.get(58) or b"")
     await client.logout()

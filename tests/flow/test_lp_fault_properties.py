@@ -786,7 +786,7 @@ class Harness:
             step.until_given_up and self.given_up == before[1]
         ):
             assert time.monotonic() - started < STUCK_AFTER, "the flow never timed out"
-            await asyncio.sleep(POLL)
+            await asyncio.sleep(POLL)  # polling, with the bound above
             self.sync()
             live = self.live()
             reserved = sum(self.flow.ledger.reserved(lp, SYMBOL) for lp in LPS)

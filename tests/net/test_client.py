@@ -159,7 +159,7 @@ async def test_a_logout_that_comes_in_pieces_is_read_whole(text: bytes | None, s
             writer.write(bytes([byte]))
             if i % 7 == 0:
                 await writer.drain()
-                await asyncio.sleep(0)
+                await asyncio.sleep(0)  # pacing: the Logout in pieces
         await writer.drain()
         await reader.read()  # the client's Logout, then its close
 
