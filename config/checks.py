@@ -209,6 +209,135 @@ def _check_risk(values: Mapping[str, object], path: str) -> list[str]:
     return errors
 
 
+def _check_margin(values: Mapping[str, object], path: str) -> list[str]:
+    """Margin groups name configured instruments of one asset class, each instrument in
+    one group; spreads name groups, once each, within-class spreads before cross-asset
+    ones; accounts name order-entry clients, with the stop-out below the margin call."""
+    errors: list[str] = []
+    classes: dict[str, object] = {
+        symbol: entry.get("asset_class")
+        for _, entry in _entries(values, "instruments")
+        if isinstance(symbol := entry.get("symbol"), str)
+    }
+    margin = values.get("margin")
+    group_class: dict[str, object] = {}
+    if isinstance(margin, Mapping):
+        margin_path = _join(path, "margin")
+        owner: dict[str, str] = {}
+        for index, group in _entries(margin, "groups"):
+            group_path = f"{_join(margin_path, 'groups')}[{index}]"
+            name = group.get("name")
+            if (group.get("scan_pct") is None) == (group.get("scan_usd") is None):
+                errors.append(f"{group_path}: give exactly one of scan_pct and scan_usd")
+            if not isinstance(name, str):
+                continue
+            if name in group_class:
+                errors.append(f"{group_path}.name: group {name} declared twice")
+            symbols = group.get("symbols")
+            seen_classes: set[object] = set()
+            for i, symbol in enumerate(symbols if isinstance(symbols, list) else []):
+                if not isinstance(symbol, str):
+                    continue
+                if symbol not in classes:
+                    errors.append(f"{group_path}.symbols[{i}]: no such instrument {symbol}")
+                    continue
+                if symbol in owner:
+                    errors.append(
+                        f"{group_path}.symbols[{i}]: {symbol} is already in group {owner[symbol]}"
+                    )
+                owner.setdefault(symbol, name)
+                seen_classes.add(classes[symbol])
+            if len(seen_classes) > 1:
+                listed = ", ".join(sorted(str(c) for c in seen_classes))
+                errors.append(
+                    f"{group_path}.symbols: instruments of several asset classes ({listed})"
+                )
+            group_class.setdefault(name, next(iter(seen_classes), None))
+        errors.extend(_check_spreads(margin, margin_path, group_class))
+    errors.extend(_check_accounts(values, path))
+    return errors
+
+
+def _check_spreads(
+    margin: Mapping[str, object], margin_path: str, group_class: Mapping[str, object]
+) -> list[str]:
+    errors: list[str] = []
+    names: set[str] = set()
+    cross: list[tuple[int, str]] = []  # (priority, path) of cross-asset spreads
+    within: list[tuple[int, str]] = []
+    for index, spread in _entries(margin, "spreads"):
+        spread_path = f"{_join(margin_path, 'spreads')}[{index}]"
+        name = spread.get("name")
+        if isinstance(name, str):
+            if name in names:
+                errors.append(f"{spread_path}.name: spread {name} declared twice")
+            names.add(name)
+        legs = spread.get("legs")
+        leg_classes: set[object] = set()
+        seen: set[str] = set()
+        for i, leg in enumerate(legs if isinstance(legs, list) else []):
+            group = leg.get("group") if isinstance(leg, Mapping) else None
+            if not isinstance(group, str):
+                continue
+            if group not in group_class:
+                errors.append(f"{spread_path}.legs[{i}].group: no such margin group {group}")
+                continue
+            if group in seen:
+                errors.append(f"{spread_path}.legs[{i}].group: group {group} is in two legs")
+            seen.add(group)
+            leg_classes.add(group_class[group])
+        priority = spread.get("priority")
+        if isinstance(priority, int):
+            (cross if len(leg_classes) > 1 else within).append((priority, spread_path))
+    if cross:
+        first, first_path = min(cross)
+        for priority, spread_path in within:
+            if priority >= first:
+                errors.append(
+                    f"{spread_path}.priority: a spread within one asset class must come before "
+                    f"every cross-asset spread ({first_path} has priority {first})"
+                )
+    return errors
+
+
+def _check_accounts(values: Mapping[str, object], path: str) -> list[str]:
+    errors: list[str] = []
+    accounts = values.get("accounts")
+    if not isinstance(accounts, Mapping):
+        return errors
+    clients = {
+        target
+        for _, entry in _entries(values, "sessions")
+        if entry.get("Application") == "orders"
+        and isinstance(target := entry.get("TargetCompID"), str)
+    }
+    accounts_path = _join(path, "accounts")
+    for comp_id, entry in accounts.items():
+        entry_path = child_path(accounts_path, comp_id)
+        if comp_id not in clients:
+            errors.append(f"{entry_path}: no such client session")
+        if not isinstance(entry, Mapping):
+            continue
+        call = _decimal(entry.get("margin_call_level", 1))
+        stop = _decimal(entry.get("stop_out_level", "0.5"))
+        if call is not None and stop is not None and stop >= call:
+            errors.append(
+                f"{entry_path}.stop_out_level: {stop} must be below margin_call_level {call}"
+            )
+    return errors
+
+
+def _decimal(value: object) -> Decimal | None:
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return None
+    try:
+        return Decimal(value)
+    except ArithmeticError:
+        return None
+
+
 def _check_order_entry(values: Mapping[str, object], path: str) -> list[str]:
     """A session with order entry needs an instrument to trade and an LP to route to."""
     orders = any(entry.get("Application") == "orders" for _, entry in _entries(values, "sessions"))
@@ -248,6 +377,7 @@ def check_config(values: Mapping[str, object], path: str) -> list[str]:
     errors.extend(_check_usd_conversions(values, path))
     errors.extend(_duplicates(values, path, "lps", "name"))
     errors.extend(_check_risk(values, path))
+    errors.extend(_check_margin(values, path))
     errors.extend(_check_order_entry(values, path))
     return errors
 

@@ -486,6 +486,80 @@ class RiskSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         return hash(_frozen(self))
 
 
+ScanFraction = Annotated[Decimal, decimal_limits(gt=0, le=1)]
+"""A fraction of a price, > 0 and <= 1 (``"0.05"`` is 5%)."""
+
+CreditRate = Annotated[Decimal, decimal_limits(gt=0, le=1)]
+"""A spread's credit rate, > 0 and <= 1 (``"0.55"`` credits 55% of its legs' scan risk)."""
+
+
+class SpreadLegSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One leg of a margin spread: a group, how many of its units per spread, and a side
+    letter (legs of opposite letters hold positions of opposite signs)."""
+
+    group: NonEmptyStr
+    ratio: PositiveDecimal
+    side: Literal["A", "B"]
+
+
+class MarginGroupSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One ``[[margin.groups]]`` entry: instruments whose positions net, and the price
+    move they are margined for (exactly one of ``scan_pct`` and ``scan_usd``)."""
+
+    name: NonEmptyStr
+    symbols: Annotated[tuple[NonEmptyStr, ...], msgspec.Meta(min_length=1)]
+    """Configured instruments, all of one asset class (one underlying is the usual group)."""
+
+    scan_pct: ScanFraction | None = None
+    """Scan range as a fraction of the USD value of one unit at the mark (``"0.05"``: 5%)."""
+
+    scan_usd: PositiveDecimal | None = None
+    """Scan range in USD per unit of the instrument."""
+
+
+class MarginSpreadSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One ``[[margin.spreads]]`` entry: an inter-group spread earning a credit."""
+
+    name: NonEmptyStr
+    priority: NonNegativeInt
+    """Spreads are formed in priority order, lowest first; spreads within one asset class
+    must all come before any spread across asset classes."""
+
+    rate: CreditRate
+    legs: Annotated[tuple[SpreadLegSettings, ...], msgspec.Meta(min_length=2)]
+
+
+class MarginSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The ``[margin]`` table: portfolio margin parameters (no groups: margin is off)."""
+
+    version: NonEmptyStr | None = None
+    """Name of this parameter set; every margin figure reported carries it.  Left out,
+    the config's own version (reload generation and content hash) names it."""
+
+    groups: tuple[MarginGroupSettings, ...] = ()
+    spreads: tuple[MarginSpreadSettings, ...] = ()
+
+    def __hash__(self) -> int:
+        return hash(_frozen(self))
+
+
+class AccountSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One ``[accounts.<CompID>]`` table: a client's collateral and margin levels.
+    Levels are margin levels, equity / margin (``"1.0"`` is 100%)."""
+
+    collateral_usd: Annotated[Decimal, decimal_limits(ge=0)]
+    """Collateral deposited, in USD."""
+
+    margin_call_level: PositiveDecimal = Decimal(1)
+    """Below this margin level a margin call is raised."""
+
+    stop_out_level: PositiveDecimal = Decimal("0.5")
+    """Below this margin level open orders are canceled and positions closed."""
+
+    initial_factor: Annotated[Decimal, decimal_limits(ge=1)] = Decimal(1)
+    """Initial margin = maintenance margin x this factor (checked before each order)."""
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole configuration file."""
 
@@ -503,3 +577,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     routing: RoutingSettings = RoutingSettings()
     orders: OrdersSettings = OrdersSettings()
     risk: RiskSettings = RiskSettings()
+    margin: MarginSettings = MarginSettings()
+    accounts: dict[CompID, AccountSettings] = {}
+    """Margin accounts by client CompID; a client without one is not margined."""
+
+    def __hash__(self) -> int:
+        return hash(_frozen(self))

@@ -45,6 +45,7 @@ from gateway.ops.reload import Overrides, Reloader
 from gateway.orderflow.entry import OrderEntry
 from gateway.orderflow.flow import OrderFlow
 from gateway.orderflow.journal import OrderJournal
+from gateway.orderflow.margin_watch import MarginWatch
 from gateway.orderflow.market_data import MarketDataService
 from gateway.orderflow.publish import Reports
 from gateway.orderflow.recovery import Recovery
@@ -55,6 +56,7 @@ from gateway.storage.session_store import open_store
 from lp_adapters.base import LpAdapter
 from lp_adapters.registry import adapter_settings, create_adapter
 from matcher.engine import Matcher
+from risk.accounts import Accounts
 from router.book import AggregatedBook
 from router.exposure import ExposureLedger
 
@@ -318,7 +320,9 @@ def build_order_flow(
     ``journal``, what an earlier run left in it is taken back first."""
     instruments = {i.symbol: i.to_instrument() for i in config.instruments}
     ledger = ExposureLedger(instruments)
-    recovery = Recovery(ledger, config.orders.retain_finished)
+    rules = build_rules(config, instruments, list(sessions), generation=1)
+    accounts = Accounts(rules.margin, rules.accounts, instruments)
+    recovery = Recovery(ledger, accounts, config.orders.retain_finished)
     if journal is not None:
         for recorded in journal.replay():
             recovery.apply(recorded)
@@ -332,10 +336,11 @@ def build_order_flow(
         retain_finished=config.orders.retain_finished,
         id_prefix=run,
     )
-    rules = build_rules(config, instruments, list(sessions), generation=1)
     book = AggregatedBook()
     stats = FlowStats()
-    reports = Reports(sessions, instruments, matcher, stats, outbox, journal, clock)
+    reports = Reports(
+        sessions, instruments, matcher, stats, outbox, journal, clock, accounts, ledger
+    )
     market_data = MarketDataService(instruments, book, reports.send, outbox, clock)
     routing = ChildRouting(
         instruments, matcher, book, ledger, market_data, reports, stats, journal, rules, clock, run
@@ -360,7 +365,8 @@ def build_order_flow(
         )
         adapters[lp.name] = adapter
     routing.attach(adapters)
-    flow = OrderFlow(rules, reports, routing, entry, journal, clock)
+    watch = MarginWatch(accounts, matcher, reports, routing, stats, entry.mark_accounts, clock, run)
+    flow = OrderFlow(rules, reports, routing, entry, journal, clock, watch)
     if journal is not None:
         journal.on_dirty = flow.flush_soon
         flow.recover(recovery, int(run))

@@ -199,6 +199,19 @@ class ExposureLedger:
         self._dirty.add(lp)
         self._current = None
 
+    def apply_cross(self, client: str, symbol: str, side: Side, qty: int, price: int) -> None:
+        """Book a client's fill against another client (an internal cross):
+        the client's position moves, no LP's does."""
+        if qty <= 0:
+            raise ValueError(f"fill quantity must be positive, got {qty}")
+        _add(self._clients, client, symbol, qty if side is Side.BUY else -qty)
+        self._last_price[symbol] = price
+
+    def price(self, symbol: str, prices: PriceSource) -> Decimal | None:
+        """The price ``symbol`` is valued at: the mid, else the last fill."""
+        instrument = self._instruments.get(symbol)
+        return None if instrument is None else self._price(instrument, prices)
+
     def reserve(self, lp: str, symbol: str, lots: int) -> None:
         """Count ``lots`` more (or, negative, fewer) of child orders in flight
         at ``lp`` in ``symbol``.  Raises ValueError if the count would go

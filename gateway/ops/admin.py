@@ -124,6 +124,74 @@ def exposures(flow: OrderFlow) -> dict[str, Any]:
     }
 
 
+def _usd(value: float) -> str:
+    """A USD figure as a decimal string in cents."""
+    return f"{value:.2f}"
+
+
+def margin_account(flow: OrderFlow, client: str) -> dict[str, Any] | None:
+    """One client's margin account (None if the client is not margined):
+    the figures, scan risk per group and the spreads formed, under the
+    parameter version named."""
+    flow.entry.mark_accounts(flow.exposure(flow.now()))
+    view = flow.accounts.view(client)
+    if view is None:
+        return None
+    portfolio = view.portfolio
+    return {
+        "client": client,
+        "param_version": view.param_version,
+        "collateral_usd": _usd(view.collateral_usd),
+        "realized_pnl_usd": _usd(view.realized_pnl_usd),
+        "unrealized_pnl_usd": _usd(view.unrealized_pnl_usd),
+        "equity_usd": _usd(view.equity_usd),
+        "margin_usd": _usd(view.margin_usd),
+        "initial_margin_usd": _usd(view.initial_margin_usd),
+        "siloed_margin_usd": _usd(view.siloed_margin_usd),
+        "freed_by_portfolio_usd": _usd(view.freed_usd),
+        "free_margin_usd": _usd(view.free_margin_usd),
+        "margin_level": None if view.margin_level is None else round(view.margin_level, 4),
+        "margin_call_level": view.margin_call_level,
+        "stop_out_level": view.stop_out_level,
+        "scan_risk_usd": _usd(portfolio.scan_risk),
+        "credit_usd": _usd(portfolio.credit),
+        "positions": {
+            symbol: {"qty": _lots(flow, symbol, lots), "avg_px": f"{avg:.10g}"}
+            for symbol, (lots, avg) in sorted(view.positions.items())
+        },
+        "groups": [
+            {
+                "group": g.group,
+                "units": f"{g.units:.10g}",
+                "scan_risk_usd": _usd(g.scan_risk),
+                "worst_scenario": g.worst_scenario,
+            }
+            for g in portfolio.groups
+        ],
+        "spreads": [
+            {
+                "spread": s.name,
+                "priority": s.priority,
+                "count": f"{s.count:.10g}",
+                "credit_usd": _usd(s.credit),
+                "legs": {group: f"{units:.10g}" for group, units in s.legs},
+            }
+            for s in portfolio.spreads
+        ],
+        "siloed_spreads": [s.name for s in view.siloed.spreads],
+    }
+
+
+def margin(flow: OrderFlow) -> dict[str, Any]:
+    """Every margined client's account, and the parameter version."""
+    params = flow.accounts.params
+    accounts = [margin_account(flow, client) for client in flow.accounts.clients()]
+    return {
+        "param_version": None if params is None else params.version,
+        "accounts": [a for a in accounts if a is not None],
+    }
+
+
 ALL_ORDERS_LIMIT = 1000
 MAX_ORDERS_LIMIT = 10_000
 """The most orders one admin request lists: building each costs the event

@@ -169,6 +169,20 @@ def build_app(gateway: Running) -> web.Application:
             return _json([])
         return _json(admin.orders(flow, client, finished=finished, limit=limit))
 
+    async def admin_margin(_: web.Request) -> web.Response:
+        flow = gateway.order_flow
+        return _json(
+            {"param_version": None, "accounts": []} if flow is None else admin.margin(flow)
+        )
+
+    async def admin_margin_account(request: web.Request) -> web.Response:
+        flow = gateway.order_flow
+        client = request.match_info["client"]
+        account = None if flow is None else admin.margin_account(flow, client)
+        if account is None:
+            return _json_status({"error": f"no margin account for {client}"}, 404)
+        return _json(account)
+
     async def admin_config(_: web.Request) -> web.Response:
         return _json(admin.config(gateway))
 
@@ -194,6 +208,8 @@ def build_app(gateway: Running) -> web.Application:
     app.router.add_get("/admin/lps", admin_lps)
     app.router.add_get("/admin/exposures", admin_exposures)
     app.router.add_get("/admin/orders", admin_orders)
+    app.router.add_get("/admin/margin", admin_margin)
+    app.router.add_get("/admin/margin/{client}", admin_margin_account)
     app.router.add_get("/admin/config", admin_config)
     app.router.add_get("/admin/summary", admin_summary)
     app.router.add_post("/admin/reload", admin_reload)

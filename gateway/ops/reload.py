@@ -61,6 +61,8 @@ _HOT = (
     ("routing",),
     ("orders",),
     ("risk",),
+    ("margin",),
+    ("accounts",),
     ("lps", "*", "soft_limit_usd"),
     ("lps", "*", "hard_limit_usd"),
     ("lps", "*", "soft_penalty_ticks"),

@@ -36,9 +36,10 @@ from gateway.orderflow.rules import Rules
 from gateway.orderflow.stats import FlowStats
 from matcher.engine import Matcher
 from matcher.orders import CancelReject, CxlRejReason, CxlRejResponseTo, OrdRejReason, OrdStatus
+from risk.accounts import Marks
 from risk.limits import check
 from router.book import AggregatedBook
-from router.exposure import ExposureLedger
+from router.exposure import ExposureLedger, ExposureSnapshot
 from router.model import Instrument
 
 _log = structlog.get_logger("gateway.orderflow.entry")
@@ -73,6 +74,8 @@ class OrderEntry:
         self._routing = routing
         # per client: [tokens, time of the last refill] (max_messages_per_second)
         self._buckets: dict[str, list[float]] = {}
+        # the valuation the margin accounts were last marked with
+        self._marked: object = None
 
     def on_message(self, session: Session, msg: FixMessage, now: float) -> None:
         client = session.settings.TargetCompID
@@ -153,11 +156,38 @@ class OrderEntry:
                 reason = f"risk_{breach.limit}"
                 self._reports.order_reject(session, msg, refusal, reason, now, id_limit)
                 return
+        accounts = self._reports.accounts
+        if accounts.params is not None:
+            self.mark_accounts(self._routing.exposure(now))
+            breach = accounts.check(client, order.symbol, order.side, order.qty)
+            if breach is not None:
+                refusal = Refusal(breach.text, OrdRejReason.ORDER_EXCEEDS_LIMIT)
+                self._reports.order_reject(session, msg, refusal, "risk_margin", now, id_limit)
+                return
         result = self.matcher.submit(order, self.book.snapshot(order.symbol))
         if result.executions:
             self._reports.started[result.executions[0].order_id] = [now, ""]
             self._reports.open_by_client[client] = self._reports.open_by_client.get(client, 0) + 1
         self._routing.publish(result, now)
+
+    def mark_accounts(self, exposure: ExposureSnapshot) -> None:
+        """Mark the margin accounts at the valuation of ``exposure`` if it is
+        newer than the one they have (a new one is made at most every
+        ``_EXPOSURE_MARK_INTERVAL``): O(instruments), no account rescanned."""
+        per_lot = exposure.usd_per_lot
+        if per_lot is self._marked:
+            return
+        self._marked = per_lot
+        price: dict[str, float] = {}
+        unit_usd: dict[str, float] = {}
+        for symbol, value in per_lot.items():
+            instrument = self.instruments.get(symbol)
+            mid = self.ledger.price(symbol, self.book)
+            if instrument is None or mid is None:
+                continue
+            price[symbol] = float(mid)
+            unit_usd[symbol] = float(value / instrument.lot_size)
+        self._reports.accounts.mark(Marks(price, unit_usd))
 
     def _within_rate(self, client: str, rate: int, now: float) -> bool:
         """Take a token from the client's bucket (``rate`` per second, one

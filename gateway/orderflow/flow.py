@@ -31,6 +31,7 @@ from gateway.fix.codec import FixMessage
 from gateway.fix.session import Session
 from gateway.orderflow.entry import OrderEntry
 from gateway.orderflow.journal import OrderJournal
+from gateway.orderflow.margin_watch import MarginWatch
 from gateway.orderflow.market_data import MarketDataService
 from gateway.orderflow.publish import Reports
 from gateway.orderflow.recovery import Recovery
@@ -45,6 +46,7 @@ from gateway.orderflow.rules import Rules
 from gateway.orderflow.stats import FlowStats
 from lp_adapters.base import LpAdapter
 from matcher.engine import Matcher
+from risk.accounts import Accounts
 from router.book import AggregatedBook
 from router.exposure import ExposureLedger, ExposureSnapshot
 from router.model import Instrument
@@ -73,8 +75,10 @@ class OrderFlow:
         entry: OrderEntry,
         journal: OrderJournal | None,
         clock: Callable[[], float],
+        watch: MarginWatch,
     ) -> None:
         self.rules = rules
+        self.watch = watch
         self.reports = reports
         self.routing = routing
         self.entry = entry
@@ -127,6 +131,10 @@ class OrderFlow:
     def exposure(self, now: float) -> ExposureSnapshot:
         return self.routing.exposure(now)
 
+    @property
+    def accounts(self) -> Accounts:
+        return self.reports.accounts
+
     def lps_up(self) -> list[str]:
         return [name for name, a in self.adapters.items() if a.up]
 
@@ -148,10 +156,12 @@ class OrderFlow:
         restored, self._restored = self._restored, Restored()
         await self.routing.start(restored.children, restored.orphans)
         self._arm_day_end(self._clock())
+        self.watch.start()
 
     async def stop(self) -> None:
         if self._day_timer is not None:
             self._day_timer.cancel()
+        self.watch.stop()
         await self.routing.stop()
 
     # -- the trading day -------------------------------------------------------------
@@ -208,7 +218,11 @@ class OrderFlow:
         for session in self.sessions.values():
             session.store.flush()
         entries = checkpoint_entries(
-            journal.run if run is None else run, self.matcher, self.ledger, self.routing
+            journal.run if run is None else run,
+            self.matcher,
+            self.ledger,
+            self.routing,
+            self.reports.accounts,
         )
         journal.checkpoint(entries)
 
@@ -223,6 +237,8 @@ class OrderFlow:
         self.entry.rules = rules
         config = rules.config
         self.matcher.internal_crossing = config.routing.internal_crossing
+        if rules.margin is not old.margin or rules.accounts is not old.accounts:
+            self.reports.accounts.configure(rules.margin, rules.accounts)
         self.matcher.retain_finished = config.orders.retain_finished
         self.routing.debug = config.gateway.log_level == "debug"
         day_end = config.orders.trading_day_end

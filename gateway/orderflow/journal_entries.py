@@ -19,12 +19,14 @@ __all__ = [
     "Entry",
     "Expiring",
     "Filled",
+    "Holdings",
     "InFlight",
     "Message",
     "OrderState",
     "Positions",
     "Run",
     "Sent",
+    "Traded",
 ]
 
 
@@ -83,6 +85,36 @@ class Message(msgspec.Struct, tag=10, array_like=True, frozen=True):
     raw: bytes
 
 
+class Traded(msgspec.Struct, tag=11, array_like=True, frozen=True):
+    """A client's fill as the client saw it (an LP's or an internal cross):
+    what margin accounts are kept from."""
+
+    client: str
+    symbol: str
+    side: Side
+    qty: int
+    price: int
+    internal: bool
+
+
+class Holdings(msgspec.Struct, tag=12, array_like=True, frozen=True):
+    """Every client's holdings at a checkpoint: symbol -> (lots, average
+    price, P&L realized in the quote currency)."""
+
+    clients: dict[str, dict[str, tuple[int, float, float]]]
+
+
 Entry = (
-    Run | OrderState | Sent | Filled | Ended | Abandoned | Positions | InFlight | Expiring | Message
+    Run
+    | OrderState
+    | Sent
+    | Filled
+    | Ended
+    | Abandoned
+    | Positions
+    | InFlight
+    | Expiring
+    | Message
+    | Traded
+    | Holdings
 )

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+import msgspec
 import structlog
 
 from config.schema import DEFAULT_MAX_ID_LENGTH
@@ -24,7 +25,7 @@ from gateway.fix.codec import FixMessage
 from gateway.fix.session import Session, business_reject_body
 from gateway.net.transport import Outbox
 from gateway.orderflow.journal import OrderJournal
-from gateway.orderflow.journal_entries import Message, OrderState
+from gateway.orderflow.journal_entries import Message, OrderState, Traded
 from gateway.orderflow.mapping import (
     Refusal,
     cancel_reject_body,
@@ -35,10 +36,23 @@ from gateway.orderflow.mapping import (
 )
 from gateway.orderflow.stats import FlowStats
 from matcher.engine import Matcher, Result
-from matcher.orders import FINAL_STATUSES, CancelReject, Execution, OrdRejReason, OrdStatus
+from matcher.orders import (
+    FINAL_STATUSES,
+    INTERNAL,
+    CancelReject,
+    ExecType,
+    Execution,
+    OrdRejReason,
+    OrdStatus,
+)
+from risk.accounts import Accounts
+from router.exposure import ExposureLedger
 from router.model import Instrument
 
 _log = structlog.get_logger("gateway.orderflow.publish")
+
+STOP_OUT_TEXT: Final = "stop out"
+"""Text of every report of a stop-out's cancels and closing orders."""
 
 _REJECT_REASONS = {r.value: r.name.lower() for r in OrdRejReason}
 # an order's final status as the metrics name it (an Enum's name is a
@@ -68,8 +82,12 @@ class Reports:
         outbox: Outbox,
         journal: OrderJournal | None,
         clock: Callable[[], float],
+        accounts: Accounts,
+        ledger: ExposureLedger,
     ) -> None:
         self.sessions = dict(sessions)  # client CompID -> session
+        self.accounts = accounts
+        self._ledger = ledger
         self._instruments: dict[str, Instrument] = dict(instruments)
         self._matcher = matcher
         self._stats = stats
@@ -80,6 +98,8 @@ class Reports:
         self.started: dict[str, list[Any]] = {}
         # orders counted against max_open_orders: accepted and not final
         self.open_by_client: dict[str, int] = {}
+        # ClOrdIDs of the house's stop-out orders and cancels: their reports say so
+        self.stop_out_ids: set[str] = set()
         self._exec_seq = 0
 
     def send(self, session: Session, msg_type: bytes, body: bytes, now: float) -> None:
@@ -99,9 +119,27 @@ class Reports:
         if self._journal is not None:
             self._journal_orders(result, touched)
         for ex in result.executions:
+            self._book(ex)
             self.execution(ex.client, ex, now)
         for reject in result.cancel_rejects:
             self.cancel_reject(reject, now)
+
+    def _book(self, ex: Execution) -> None:
+        """Keep the margin accounts up with an execution: a fill moves the
+        client's holding, every report its order's open lots.  An internal
+        cross moves the client's position in the exposure ledger too (an
+        LP's fill is booked there by the routing)."""
+        accounts = self.accounts
+        if ex.exec_type is ExecType.TRADE and ex.last_px is not None:
+            internal = ex.counterparty == INTERNAL
+            accounts.trade(ex.client, ex.symbol, ex.side, ex.last_qty, ex.last_px)
+            if internal:
+                self._ledger.apply_cross(ex.client, ex.symbol, ex.side, ex.last_qty, ex.last_px)
+            if self._journal is not None:
+                self._journal.add(
+                    Traded(ex.client, ex.symbol, ex.side, ex.last_qty, ex.last_px, internal)
+                )
+        accounts.order_open(ex.order_id, ex.client, ex.symbol, ex.side, ex.leaves_qty)
 
     def _journal_orders(self, result: Result, touched: str) -> None:
         """One OrderState entry per order the matcher call changed."""
@@ -128,6 +166,9 @@ class Reports:
 
     def execution(self, client: str, ex: Execution, now: float) -> None:
         """An ExecutionReport to ``client``; an order's final one is counted."""
+        stop_outs = self.stop_out_ids
+        if stop_outs and ex.cl_ord_id in stop_outs and not ex.text:
+            ex = msgspec.structs.replace(ex, text=STOP_OUT_TEXT)
         session = self.sessions.get(client)
         if session is not None:
             instrument = self._instruments[ex.symbol]

@@ -19,14 +19,17 @@ from gateway.orderflow.journal_entries import (
     Entry,
     Expiring,
     Filled,
+    Holdings,
     InFlight,
     Message,
     OrderState,
     Positions,
     Run,
     Sent,
+    Traded,
 )
 from matcher.orders import Order
+from risk.accounts import Accounts
 from router.exposure import ExposureLedger
 from router.model import ChildOrder
 
@@ -61,8 +64,11 @@ class Recovery:
     last ``keep_finished`` are kept (the matcher keeps no more), so that a
     long day's journal is read in bounded memory."""
 
-    def __init__(self, ledger: ExposureLedger, keep_finished: int = 100_000) -> None:
+    def __init__(
+        self, ledger: ExposureLedger, accounts: Accounts, keep_finished: int = 100_000
+    ) -> None:
         self.ledger = ledger
+        self.accounts = accounts
         self.keep_finished = keep_finished
         self._prune_at = 2 * keep_finished + 1
         self.orders: dict[str, Order] = {}
@@ -103,8 +109,16 @@ class Recovery:
             if tail is None:
                 tail = self.messages[entry.session] = deque(maxlen=_MESSAGE_TAIL)
             tail.append(entry)
+        elif isinstance(entry, Traded):
+            self.accounts.trade(entry.client, entry.symbol, entry.side, entry.qty, entry.price)
+            if entry.internal:
+                self.ledger.apply_cross(
+                    entry.client, entry.symbol, entry.side, entry.qty, entry.price
+                )
         elif isinstance(entry, Positions):
             self.ledger.load(entry.lps, entry.clients, entry.last_price)
+        elif isinstance(entry, Holdings):
+            self.accounts.load(entry.clients)
         elif isinstance(entry, Expiring):
             self.expiring = list(entry.order_ids)
         elif isinstance(entry, Run):

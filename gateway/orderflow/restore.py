@@ -21,6 +21,7 @@ from gateway.fix.session import Session
 from gateway.orderflow.journal_entries import (
     Entry,
     Expiring,
+    Holdings,
     InFlight,
     OrderState,
     Positions,
@@ -30,6 +31,7 @@ from gateway.orderflow.publish import Reports
 from gateway.orderflow.recovery import RecoveredChild, Recovery
 from gateway.orderflow.routing import Child, ChildRouting, Routing
 from matcher.engine import Matcher, RouteNeed
+from risk.accounts import Accounts
 from router.exposure import ExposureLedger
 from router.model import ChildOrder
 
@@ -68,12 +70,17 @@ def complete_stores(sessions: Iterable[Session], recovery: Recovery) -> None:
 
 
 def checkpoint_entries(
-    run: int, matcher: Matcher, ledger: ExposureLedger, routing: ChildRouting
+    run: int,
+    matcher: Matcher,
+    ledger: ExposureLedger,
+    routing: ChildRouting,
+    accounts: Accounts,
 ) -> Iterator[Entry]:
     """The state as journal entries, for a checkpoint."""
     yield Run(run)
     lps, clients, last_price = ledger.positions()
     yield Positions(lps, clients, last_price)
+    yield Holdings(accounts.holdings())
     for order in matcher.orders():
         yield OrderState(order)
     for in_flight in routing.routings.values():
@@ -122,6 +129,9 @@ def restore(
     for order in opened:
         client = order.client
         reports.open_by_client[client] = reports.open_by_client.get(client, 0) + 1
+        reports.accounts.order_open(
+            order.order_id, client, order.symbol, order.side, order.leaves_qty
+        )
         policy = rules.policy_for(client, order.cl_ord_id)
         reports.started[order.order_id] = [None, policy]
         if not order.routing_qty:

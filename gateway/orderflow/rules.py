@@ -15,13 +15,16 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
+from types import MappingProxyType
 
 import msgspec
 
 from config import Config
+from risk.accounts import AccountTerms
 from risk.limits import ClientLimits
+from risk.margin import MarginGroup, MarginParams, SpreadDef, SpreadLeg
 from router.model import Instrument
 from router.policy import LpLimits, RoutingLimits, RoutingPolicy, build_policy
 
@@ -46,6 +49,10 @@ class Rules:
     """The candidate's share of the orders in basis points (0 to 10,000)."""
     limits: RoutingLimits
     client_limits: Mapping[str, ClientLimits]
+    margin: MarginParams | None = None
+    """The margin parameters; None when ``[margin]`` has no groups."""
+    accounts: Mapping[str, AccountTerms] = field(default_factory=lambda: MappingProxyType({}))
+    """Margin accounts by client CompID."""
 
     @property
     def version(self) -> str:
@@ -95,6 +102,48 @@ def client_limits(
     )
 
 
+def margin_params(config: Config, version: str) -> MarginParams | None:
+    """The ``[margin]`` table as the margin method's parameters (the config
+    checks have made them consistent); ``version`` names them when the
+    table does not."""
+    margin = config.margin
+    if not margin.groups:
+        return None
+    classes = {i.symbol: i.asset_class for i in config.instruments}
+    groups = tuple(
+        MarginGroup(
+            name=g.name,
+            asset_class=classes[g.symbols[0]],
+            symbols=g.symbols,
+            scan_pct=None if g.scan_pct is None else float(g.scan_pct),
+            scan_usd=None if g.scan_usd is None else float(g.scan_usd),
+        )
+        for g in margin.groups
+    )
+    spreads = tuple(
+        SpreadDef(
+            s.name,
+            s.priority,
+            float(s.rate),
+            tuple(SpreadLeg(leg.group, float(leg.ratio), leg.side) for leg in s.legs),
+        )
+        for s in margin.spreads
+    )
+    return MarginParams(margin.version or version, groups, spreads)
+
+
+def account_terms(config: Config) -> dict[str, AccountTerms]:
+    return {
+        client: AccountTerms(
+            collateral_usd=a.collateral_usd,
+            margin_call_level=a.margin_call_level,
+            stop_out_level=a.stop_out_level,
+            initial_factor=a.initial_factor,
+        )
+        for client, a in config.accounts.items()
+    }
+
+
 def config_digest(config: Config) -> str:
     return hashlib.sha256(msgspec.json.encode(config)).hexdigest()[:12]
 
@@ -126,14 +175,17 @@ def build_rules(
         },
         max_child_orders=routing.max_child_orders,
     )
+    digest = config_digest(config)
     return Rules(
         config=config,
         generation=generation,
-        digest=config_digest(config),
+        digest=digest,
         policies=policies,
         primary=routing.policy,
         candidate=candidate,
         candidate_share=share,
         limits=limits,
         client_limits={c: client_limits(config, c, instruments) for c in clients},
+        margin=margin_params(config, f"{generation}-{digest}"),
+        accounts=MappingProxyType(account_terms(config)),
     )

@@ -126,11 +126,13 @@ class FlowStats:
     __slots__ = (
         "latency",
         "lps",
+        "margin_calls",
         "order_rejects",
         "orders_final",
         "orders_received",
         "policies",
         "route_decisions",
+        "stop_outs",
     )
 
     def __init__(self) -> None:
@@ -142,6 +144,8 @@ class FlowStats:
         self.latency = Histogram()
         """Order arrival to final state, every order."""
         self.route_decisions = 0
+        self.margin_calls: dict[str, int] = {}  # per client
+        self.stop_outs: dict[str, int] = {}  # per client
 
     def lp(self, name: str) -> LpStats:
         stats = self.lps.get(name)

@@ -27,6 +27,7 @@ from gateway.orderflow.journal_entries import (
 from gateway.orderflow.recovery import Recovery
 from matcher.orders import CxlRejResponseTo as To
 from matcher.orders import Order, OrdStatus, PendingChange
+from risk.accounts import Accounts
 from router.exposure import ExposureLedger
 from router.model import ChildOrder, OrdType, Side, TimeInForce
 
@@ -210,7 +211,7 @@ def test_nothing_is_written_before_the_replay(tmp_path: Path) -> None:
 
 def test_recovery_books_each_exec_id_once_and_tracks_children() -> None:
     ledger = ExposureLedger({})
-    recovery = Recovery(ledger)
+    recovery = Recovery(ledger, Accounts(None, {}, {}))
     fill = Filled("c1", "E1", "LP_A", "CLIENT1", "EUR/USD", Side.SELL, 3, 108_500)
     for entry in [
         Positions({"LP_A": {"EUR/USD": 5}}, {"CLIENT1": {"EUR/USD": 5}}, {"EUR/USD": 1}),
@@ -238,7 +239,7 @@ def test_recovery_books_each_exec_id_once_and_tracks_children() -> None:
 
 
 def test_recovery_keeps_only_the_last_final_orders_it_may_need() -> None:
-    recovery = Recovery(ExposureLedger({}), keep_finished=3)
+    recovery = Recovery(ExposureLedger({}), Accounts(None, {}, {}), keep_finished=3)
     recovery.apply(OrderState(an_order("1O0")))  # stays open all along
     for n in range(1, 40):
         recovery.apply(OrderState(an_order(f"1O{n}", status=OrdStatus.CANCELED)))

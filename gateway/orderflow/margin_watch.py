@@ -1,0 +1,220 @@
+"""The margin watch: margin calls and stop-outs.
+
+Every ``WATCH_INTERVAL`` seconds the watch marks the margin accounts at the
+exposure's latest valuation and reads the standing of at most
+``ACCOUNTS_PER_TICK`` accounts, taken in turn (so 1,000 accounts are all
+read within half a second, and no tick holds the loop for long).
+
+* **Margin call**: an account whose margin level (equity / margin) falls
+  below its ``margin_call_level`` is called once: a ``margin_call`` event
+  is logged, counted, and handed to ``on_call`` (which sends a
+  CollateralReport to a client that subscribed).  ``margin_call_cleared``
+  is logged when the level is back at or above it.
+* **Stop-out**: below ``stop_out_level`` the client's new orders are
+  refused, its open orders are canceled, and then its positions are closed
+  one at a time, the largest loss first, by market orders the house sends
+  in the client's name and routes like any other.  After each closing order
+  is done the level is read again; the stop-out ends when the level is back
+  at or above the stop-out level or the account is flat.  The client sees
+  every step as ExecutionReports (the cancels of its orders, the closing
+  orders under ClOrdIDs of the house's own), each with Text "stop out".
+
+Nothing of a stop-out in progress is journaled: after a restart the watch
+finds the account below its stop-out level again and carries on from the
+positions as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+import structlog
+
+from gateway.orderflow.publish import Reports
+from gateway.orderflow.routing import ChildRouting
+from gateway.orderflow.stats import FlowStats
+from matcher.engine import CancelOrder, Matcher, NewOrder
+from risk.accounts import Accounts, Standing
+from router.exposure import ExposureSnapshot
+from router.model import OrdType, Side, TimeInForce
+
+_log = structlog.get_logger("gateway.orderflow.margin_watch")
+
+WATCH_INTERVAL: Final = 0.1
+"""Seconds between two looks at the accounts."""
+
+ACCOUNTS_PER_TICK: Final = 250
+"""Accounts read at each look, at most."""
+
+CLOSE_RETRY: Final = 1.0
+"""Seconds before another closing order after one that filled nothing."""
+
+
+@dataclass(slots=True)
+class _StopOut:
+    closing: str | None = None  # order id of the closing order being worked
+    closed: int = 0
+    retry_at: float = 0.0  # after a closing order that found nothing to fill
+    canceled: set[str] = field(default_factory=set)
+
+
+class MarginWatch:
+    """Margin calls and stop-outs (see the module documentation)."""
+
+    def __init__(
+        self,
+        accounts: Accounts,
+        matcher: Matcher,
+        reports: Reports,
+        routing: ChildRouting,
+        stats: FlowStats,
+        mark: Callable[[ExposureSnapshot], None],
+        clock: Callable[[], float],
+        id_prefix: str,
+    ) -> None:
+        self.accounts = accounts
+        self.matcher = matcher
+        self.reports = reports
+        self.routing = routing
+        self.stats = stats
+        self._mark = mark
+        self._clock = clock
+        self._prefix = id_prefix
+        self._ids = 0
+        self.called: set[str] = set()
+        self.stopping: dict[str, _StopOut] = {}
+        self.on_call: Callable[[Standing, float], None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self._arm()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _arm(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(WATCH_INTERVAL, self._tick)
+
+    def _tick(self) -> None:
+        try:
+            self.look(self._clock())
+        finally:
+            self._arm()
+
+    def look(self, now: float) -> None:
+        """One look: mark, read a slice of the accounts, move stop-outs on."""
+        if self.accounts.params is None:
+            return
+        self._mark(self.routing.exposure(now))
+        for standing in self.accounts.sweep(ACCOUNTS_PER_TICK):
+            self._judge(standing, now)
+        for client in list(self.stopping):
+            self._advance(client, now)
+
+    # -- margin calls ---------------------------------------------------------------
+
+    def _judge(self, standing: Standing, now: float) -> None:
+        client = standing.client
+        if standing.called and client not in self.called:
+            self.called.add(client)
+            self.stats.margin_calls[client] = self.stats.margin_calls.get(client, 0) + 1
+            _log.warning("margin_call", client=client, **_figures(standing))
+            if self.on_call is not None:
+                self.on_call(standing, now)
+        elif not standing.called and client in self.called:
+            self.called.discard(client)
+            _log.info("margin_call_cleared", client=client, **_figures(standing))
+        if standing.stopped_out and client not in self.stopping:
+            self._begin(standing, now)
+
+    # -- stop-outs ------------------------------------------------------------------
+
+    def _next_id(self) -> str:
+        self._ids += 1
+        return f"SO-{self._prefix}-{self._ids}"
+
+    def _begin(self, standing: Standing, now: float) -> None:
+        client = standing.client
+        stop_out = self.stopping[client] = _StopOut()
+        self.accounts.suspended.add(client)
+        self.stats.stop_outs[client] = self.stats.stop_outs.get(client, 0) + 1
+        _log.warning("stop_out_started", client=client, **_figures(standing))
+        for report in self.matcher.open_orders(client):
+            cl_ord_id = self._next_id()
+            self.reports.stop_out_ids.add(cl_ord_id)
+            stop_out.canceled.add(report.order_id)
+            cancel = CancelOrder(client, cl_ord_id, report.cl_ord_id)
+            self.routing.publish(self.matcher.cancel(cancel), now)
+        self._advance(client, now)
+
+    def _advance(self, client: str, now: float) -> None:
+        stop_out = self.stopping[client]
+        if stop_out.closing is not None:
+            working = self.matcher.find(stop_out.closing, "", "")
+            if working is not None and not working.is_final:
+                return
+            stop_out.closing = None
+            if working is not None and not working.cum_qty:
+                stop_out.retry_at = now + CLOSE_RETRY  # no liquidity: not every tick
+        if now < stop_out.retry_at:
+            return
+        if any(r.order_id in stop_out.canceled for r in self.matcher.open_orders(client)):
+            return  # a cancel waits for the LPs' answers
+        standing = self.accounts.standing(client)
+        positions = self.accounts.pnl_by_symbol(client)
+        if standing is None or not standing.stopped_out or not positions:
+            self._end(client, standing)
+            return
+        symbol = min(positions, key=positions.__getitem__)  # the largest loss
+        lots = self.accounts.position(client, symbol)
+        instrument = self.routing.instruments[symbol]
+        qty = min(abs(lots), instrument.max_lots)
+        cl_ord_id = self._next_id()
+        self.reports.stop_out_ids.add(cl_ord_id)
+        order = NewOrder(
+            client=client,
+            cl_ord_id=cl_ord_id,
+            symbol=symbol,
+            side=Side.SELL if lots > 0 else Side.BUY,
+            ord_type=OrdType.MARKET,
+            tif=TimeInForce.IOC,
+            qty=qty,
+        )
+        result = self.matcher.submit(order, self.routing.book.snapshot(symbol))
+        if result.executions:
+            order_id = result.executions[0].order_id
+            stop_out.closing = order_id
+            stop_out.closed += 1
+            self.reports.started[order_id] = [now, ""]
+            self.reports.open_by_client[client] = self.reports.open_by_client.get(client, 0) + 1
+        _log.warning(
+            "stop_out_closing",
+            client=client,
+            symbol=symbol,
+            qty=qty,
+            side=order.side.name.lower(),
+            unrealized_pnl_usd=round(positions[symbol], 2),
+            cl_ord_id=cl_ord_id,
+        )
+        self.routing.publish(result, now)
+
+    def _end(self, client: str, standing: Standing | None) -> None:
+        stop_out = self.stopping.pop(client)
+        self.accounts.suspended.discard(client)
+        figures = {} if standing is None else _figures(standing)
+        _log.warning("stop_out_done", client=client, closing_orders=stop_out.closed, **figures)
+
+
+def _figures(standing: Standing) -> dict[str, object]:
+    return {
+        "equity_usd": round(standing.equity_usd, 2),
+        "margin_usd": round(standing.margin_usd, 2),
+        "margin_level": None if standing.level is None else round(standing.level, 4),
+        "margin_call_level": standing.margin_call_level,
+        "stop_out_level": standing.stop_out_level,
+    }

@@ -1,0 +1,476 @@
+"""Margin accounts: collateral, positions, P&L, equity and margin per client.
+
+Pure, like the rest of :mod:`risk`: trades and marks are handed in, figures
+come out; the order flow owns the one :class:`Accounts` and is its only
+writer.
+
+**Positions and P&L.**  A client's position per symbol is kept in lots with
+its average entry price (the average-cost method: a trade that adds to a
+position moves the average, one that reduces it realizes P&L against the
+average and leaves it).  P&L is kept in each symbol's quote currency and
+turned into USD at the current marks, so a JPY gain is worth what JPY is
+worth now.  Equity = collateral + realized + unrealized P&L.
+
+**Marks.**  :class:`Marks` holds, per symbol, the mid price and the USD value
+of one unit; :meth:`Accounts.mark` installs new ones and counts a
+generation.  An account is rescanned at the new marks when it is next read
+(:meth:`Accounts.view`, the pre-trade check, a trade), or by
+:meth:`Accounts.sweep`, which the caller runs over a bounded number of
+accounts at a time; a quote tick never rescans every account.
+
+**Open orders count.**  Orders accepted and not yet done hold margin too:
+the check takes the worse of the position after every open buy of the
+symbol fills and after every open sell fills, the new order included, so
+that a client cannot send many orders that each fit alone.
+
+**Figures are an estimate of risk** in binary floating point, reported in
+USD rounded to cents; the trades of record are the back office's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Final
+
+from risk.limits import RiskBreach
+from risk.margin import MarginParams, MarginResult, MissingMark, Portfolio
+from router.model import Instrument, Side
+
+__all__ = ["AccountTerms", "AccountView", "Accounts", "Holding", "Marks", "Standing"]
+
+MARGIN_LIMIT: Final = "margin"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountTerms:
+    """A client's collateral (USD) and margin levels (equity / margin)."""
+
+    collateral_usd: Decimal
+    margin_call_level: Decimal = Decimal(1)
+    stop_out_level: Decimal = Decimal("0.5")
+    initial_factor: Decimal = Decimal(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Marks:
+    """Per symbol: ``price`` (mid, in price units) and ``unit_usd`` (USD
+    value of one unit of the instrument, >= 0)."""
+
+    price: Mapping[str, float]
+    unit_usd: Mapping[str, float]
+
+    def quote_to_usd(self, symbol: str) -> float | None:
+        """USD per unit of ``symbol``'s quote currency."""
+        price = self.price.get(symbol)
+        value = self.unit_usd.get(symbol)
+        if not price or value is None:
+            return None
+        return value / price
+
+
+class Holding:
+    """A position in one symbol: ``lots`` (long positive), ``avg`` entry
+    price in price units, and P&L realized in the quote currency."""
+
+    __slots__ = ("avg", "lots", "realized")
+
+    def __init__(self, lots: int = 0, avg: float = 0.0, realized: float = 0.0) -> None:
+        self.lots = lots
+        self.avg = avg
+        self.realized = realized
+
+    def trade(self, signed: int, price: float, lot_size: float) -> None:
+        lots = self.lots
+        after = lots + signed
+        if lots == 0 or (lots > 0) == (signed > 0):
+            self.avg = (self.avg * lots + price * signed) / after
+        else:
+            closed = min(abs(signed), abs(lots))
+            direction = 1 if lots > 0 else -1
+            self.realized += closed * lot_size * (price - self.avg) * direction
+            if after == 0:
+                self.avg = 0.0
+            elif (after > 0) != (lots > 0):  # reversed: the rest opens at this price
+                self.avg = price
+        self.lots = after
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Where an account stands: ``level`` = equity / margin (None with no
+    margin), beside the account's margin call and stop-out levels."""
+
+    client: str
+    equity_usd: float
+    margin_usd: float
+    level: float | None
+    margin_call_level: float
+    stop_out_level: float
+
+    @property
+    def called(self) -> bool:
+        return self.level is not None and self.level < self.margin_call_level
+
+    @property
+    def stopped_out(self) -> bool:
+        return self.level is not None and self.level < self.stop_out_level
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    """One account's figures at one moment, for reports (USD unless named)."""
+
+    client: str
+    collateral_usd: float
+    realized_pnl_usd: float
+    unrealized_pnl_usd: float
+    equity_usd: float
+    margin_usd: float
+    initial_margin_usd: float
+    siloed_margin_usd: float
+    free_margin_usd: float
+    margin_level: float | None  # equity / margin; None with no margin
+    margin_call_level: float
+    stop_out_level: float
+    portfolio: MarginResult
+    siloed: MarginResult
+    positions: Mapping[str, tuple[int, float]]  # symbol -> (lots, average price)
+
+    @property
+    def param_version(self) -> str:
+        return self.portfolio.param_version
+
+    @property
+    def freed_usd(self) -> float:
+        """Collateral the portfolio method frees against the siloed one."""
+        return self.siloed_margin_usd - self.margin_usd
+
+
+class _Account:
+    __slots__ = ("generation", "holdings", "portfolio", "terms")
+
+    def __init__(self, terms: AccountTerms, portfolio: Portfolio) -> None:
+        self.terms = terms
+        self.portfolio = portfolio
+        self.holdings: dict[str, Holding] = {}
+        self.generation = -1  # of the marks and parameters it was scanned at
+
+
+class Accounts:
+    """Every margined client's account (see the module documentation)."""
+
+    def __init__(
+        self,
+        params: MarginParams | None,
+        terms: Mapping[str, AccountTerms],
+        instruments: Mapping[str, Instrument],
+    ) -> None:
+        self._instruments = dict(instruments)
+        self._lot_size = {s: float(i.lot_size) for s, i in instruments.items()}
+        self._tick_size = {s: float(i.tick_size) for s, i in instruments.items()}
+        self._params = params
+        self._terms = dict(terms)
+        self._accounts: dict[str, _Account] = {}
+        self._marks = Marks({}, {})
+        self._generation = 0
+        self._sweep: Iterator[str] = iter(())
+        # open orders: order id -> (client, symbol, side, lots left), and
+        # their lots per client and symbol: [buys, sells]
+        self._open: dict[str, tuple[str, str, Side, int]] = {}
+        self._open_lots: dict[str, dict[str, list[int]]] = {}
+        self._loose: dict[str, dict[str, Holding]] = {}  # trades of clients not margined
+        self.suspended: set[str] = set()
+        """Clients in stop-out: every new order of theirs is refused."""
+
+    # -- parameters and marks -----------------------------------------------------
+
+    @property
+    def params(self) -> MarginParams | None:
+        return self._params
+
+    @property
+    def marks(self) -> Marks:
+        return self._marks
+
+    def configure(self, params: MarginParams | None, terms: Mapping[str, AccountTerms]) -> None:
+        """New parameters and terms (a reload): every account is rescanned
+        under them when next read.  A client whose terms went away keeps its
+        positions, no longer margined."""
+        self._params = params
+        self._terms = dict(terms)
+        for client, account in self._accounts.items():
+            self._loose[client] = account.holdings
+        self._accounts = {}  # made again, under the new terms, when next used
+        self._sweep = iter(())
+        self._generation += 1
+
+    def mark(self, marks: Marks) -> None:
+        """New marks; accounts are rescanned lazily or by :meth:`sweep`.  A
+        symbol the new marks lack keeps its last mark."""
+        old = self._marks
+        self._marks = Marks({**old.price, **marks.price}, {**old.unit_usd, **marks.unit_usd})
+        self._generation += 1
+
+    def sweep(self, budget: int) -> list[Standing]:
+        """The standing of up to ``budget`` margined clients, taken in turn
+        (rescanned if the marks or parameters moved since their last
+        scan): what a watch for margin calls and stop-outs reads, a bounded
+        number of accounts at a time."""
+        out: list[Standing] = []
+        clients = self._terms if self._params is not None else {}
+        for _ in range(min(budget, len(clients))):
+            client = next(self._sweep, None)
+            if client is None:
+                self._sweep = iter(list(clients))
+                client = next(self._sweep, None)
+                if client is None:
+                    break
+            standing = self.standing(client)
+            if standing is not None:
+                out.append(standing)
+        return out
+
+    def standing(self, client: str) -> Standing | None:
+        """The client's equity, margin and levels now (None if not margined)."""
+        account = self._account(client)
+        if account is None:
+            return None
+        try:
+            self._current(account)
+        except MissingMark:
+            pass  # as at the last scan
+        margin = account.portfolio.result().margin
+        equity = self._equity(account)
+        terms = account.terms
+        return Standing(
+            client,
+            equity,
+            margin,
+            equity / margin if margin > 0 else None,
+            float(terms.margin_call_level),
+            float(terms.stop_out_level),
+        )
+
+    def pnl_by_symbol(self, client: str) -> dict[str, float]:
+        """Unrealized P&L in USD of each of the client's open positions."""
+        holdings = self._holdings(client)
+        marks = self._marks
+        out: dict[str, float] = {}
+        for symbol, h in holdings.items():
+            to_usd = marks.quote_to_usd(symbol)
+            if h.lots and to_usd is not None:
+                price = marks.price[symbol]
+                out[symbol] = h.lots * self._lot_size[symbol] * (price - h.avg) * to_usd
+        return out
+
+    def position(self, client: str, symbol: str) -> int:
+        """The client's position in ``symbol``, in lots (long positive)."""
+        holding = self._holdings(client).get(symbol)
+        return 0 if holding is None else holding.lots
+
+    def _holdings(self, client: str) -> dict[str, Holding]:
+        account = self._accounts.get(client)
+        if account is not None:
+            return account.holdings
+        return self._loose.get(client, {})
+
+    # -- what happens to orders -------------------------------------------------------
+
+    def order_open(self, order_id: str, client: str, symbol: str, side: Side, leaves: int) -> None:
+        """An order's lots not yet done (0 when it is done)."""
+        before = self._open.pop(order_id, None)
+        if before is not None:
+            self._add_open(*before[:3], -before[3])
+        if leaves > 0:
+            self._open[order_id] = (client, symbol, side, leaves)
+            self._add_open(client, symbol, side, leaves)
+
+    def _add_open(self, client: str, symbol: str, side: Side, lots: int) -> None:
+        by_symbol = self._open_lots.setdefault(client, {})
+        both = by_symbol.get(symbol)
+        if both is None:
+            both = by_symbol[symbol] = [0, 0]
+        both[0 if side is Side.BUY else 1] += lots
+        if both == [0, 0]:
+            del by_symbol[symbol]
+
+    def trade(self, client: str, symbol: str, side: Side, lots: int, price: int) -> None:
+        """Book a client's fill of ``lots`` at ``price`` ticks."""
+        signed = lots if side is Side.BUY else -lots
+        lot_size = self._lot_size[symbol]
+        price_units = price * self._tick_size[symbol]
+        account = self._account(client)
+        holdings = self._loose.setdefault(client, {}) if account is None else account.holdings
+        holding = holdings.get(symbol)
+        if holding is None:
+            holding = holdings[symbol] = Holding()
+        holding.trade(signed, price_units, lot_size)
+        if account is not None and account.generation == self._generation:
+            try:
+                account.portfolio.apply(symbol, signed * lot_size)
+            except MissingMark:
+                account.generation = -1  # scanned again when next read
+
+    def check(self, client: str, symbol: str, side: Side, lots: int) -> RiskBreach | None:
+        """Refuse an order whose initial margin, with the client's other open
+        orders filled, would pass the client's equity; never one that lowers
+        the margin."""
+        if client in self.suspended:
+            return RiskBreach(MARGIN_LIMIT, "account in stop-out: no new orders (limit margin)")
+        account = self._account(client)
+        if account is None:
+            return None
+        params = account.portfolio.params
+        if symbol not in params.group_of:
+            return None
+        try:
+            self._current(account)
+            before = self._worst(client, account, symbol, Side.BUY, 0)
+            after = self._worst(client, account, symbol, side, lots)
+        except MissingMark as missing:
+            return RiskBreach(
+                MARGIN_LIMIT, f"margin unknown: no price for {missing.symbol} (limit margin)"
+            )
+        if after <= before:
+            return None
+        factor = float(account.terms.initial_factor)
+        required = after * factor
+        equity = self._equity(account)
+        if required <= equity:
+            return None
+        return RiskBreach(
+            MARGIN_LIMIT,
+            f"insufficient margin: {required:.2f} USD initial margin required, "
+            f"{equity - before * factor:.2f} USD free (limit margin)",
+        )
+
+    def _worst(self, client: str, account: _Account, symbol: str, side: Side, lots: int) -> float:
+        """Margin with the client's open orders in ``symbol`` and ``lots``
+        more on ``side`` filled, buys or sells, whichever asks more."""
+        lot_size = self._lot_size[symbol]
+        buys, sells = self._open_lots.get(client, {}).get(symbol, (0, 0))
+        if side is Side.BUY:
+            buys += lots
+        else:
+            sells += lots
+        portfolio = account.portfolio
+        if not buys and not sells:
+            return portfolio.result().margin
+        return max(
+            portfolio.what_if(symbol, buys * lot_size).margin,
+            portfolio.what_if(symbol, -sells * lot_size).margin,
+        )
+
+    # -- reads --------------------------------------------------------------------
+
+    def clients(self) -> list[str]:
+        return sorted(self._terms) if self._params is not None else []
+
+    def view(self, client: str) -> AccountView | None:
+        """The account's figures now; None for a client not margined."""
+        account = self._account(client)
+        if account is None:
+            return None
+        try:
+            self._current(account)
+        except MissingMark:
+            pass  # shown at the last scan
+        portfolio = account.portfolio.result()
+        siloed = account.portfolio.result(siloed=True)
+        terms = account.terms
+        realized, unrealized = self._pnl(account.holdings)
+        collateral = float(terms.collateral_usd)
+        equity = collateral + realized + unrealized
+        margin = portfolio.margin
+        initial = margin * float(terms.initial_factor)
+        return AccountView(
+            client=client,
+            collateral_usd=collateral,
+            realized_pnl_usd=realized,
+            unrealized_pnl_usd=unrealized,
+            equity_usd=equity,
+            margin_usd=margin,
+            initial_margin_usd=initial,
+            siloed_margin_usd=siloed.margin,
+            free_margin_usd=equity - initial,
+            margin_level=equity / margin if margin > 0 else None,
+            margin_call_level=float(terms.margin_call_level),
+            stop_out_level=float(terms.stop_out_level),
+            portfolio=portfolio,
+            siloed=siloed,
+            positions={s: (h.lots, h.avg) for s, h in account.holdings.items() if h.lots},
+        )
+
+    def holdings(self) -> dict[str, dict[str, tuple[int, float, float]]]:
+        """Every client's holdings as (lots, average price, realized P&L in
+        the quote currency), for a checkpoint."""
+        out: dict[str, dict[str, tuple[int, float, float]]] = {}
+        for client, holdings in self._all_holdings():
+            kept = {s: (h.lots, h.avg, h.realized) for s, h in holdings.items()}
+            if kept:
+                out[client] = kept
+        return out
+
+    def load(self, holdings: Mapping[str, Mapping[str, tuple[int, float, float]]]) -> None:
+        """Replace every holding with the given ones (what :meth:`holdings`
+        returned earlier)."""
+        self._loose = {
+            client: {s: Holding(*values) for s, values in by_symbol.items()}
+            for client, by_symbol in holdings.items()
+        }
+        self._accounts = {}  # made again from the holdings when next used
+        self._sweep = iter(())
+        self._generation += 1
+
+    # -- inside -------------------------------------------------------------------
+
+    def _all_holdings(self) -> Iterator[tuple[str, dict[str, Holding]]]:
+        for client, account in self._accounts.items():
+            yield client, account.holdings
+        yield from self._loose.items()
+
+    def _account(self, client: str) -> _Account | None:
+        account = self._accounts.get(client)
+        if account is not None:
+            return account
+        terms = self._terms.get(client)
+        params = self._params
+        if terms is None or params is None:
+            return None
+        account = _Account(terms, Portfolio(params, {}))
+        account.holdings = self._loose.pop(client, {})
+        self._accounts[client] = account
+        self._sweep = iter(())  # a new account joins the next round
+        return account
+
+    def _current(self, account: _Account) -> None:
+        """Rescan the account's portfolio if the marks or parameters moved."""
+        if account.generation == self._generation:
+            return
+        params = self._params
+        assert params is not None
+        positions = {s: h.lots * self._lot_size[s] for s, h in account.holdings.items() if h.lots}
+        account.portfolio.positions = positions
+        account.portfolio.revalue(self._marks.unit_usd, params)
+        account.generation = self._generation
+
+    def _pnl(self, holdings: Mapping[str, Holding]) -> tuple[float, float]:
+        """(realized, unrealized) P&L in USD at the current marks (a symbol
+        never marked, which has never traded, has none)."""
+        marks = self._marks
+        realized = unrealized = 0.0
+        for symbol, h in holdings.items():
+            to_usd = marks.quote_to_usd(symbol)
+            if to_usd is None:
+                continue
+            realized += h.realized * to_usd
+            if h.lots:
+                price = marks.price[symbol]
+                unrealized += h.lots * self._lot_size[symbol] * (price - h.avg) * to_usd
+        return realized, unrealized
+
+    def _equity(self, account: _Account) -> float:
+        realized, unrealized = self._pnl(account.holdings)
+        return float(account.terms.collateral_usd) + realized + unrealized

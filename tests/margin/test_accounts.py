@@ -1,0 +1,192 @@
+"""Margin accounts: average cost and P&L, the pre-trade margin check, open
+orders counted, reloads and checkpoints keeping what was traded."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+
+import pytest
+
+from risk.accounts import Accounts, AccountTerms, Holding, Marks
+from risk.margin import MarginGroup, MarginParams, SpreadDef, SpreadLeg
+from router.model import AssetClass, Instrument, Side
+
+
+def instrument(symbol: str, lot: str, cls: AssetClass = AssetClass.COMMODITY) -> Instrument:
+    return Instrument(symbol, cls, Decimal("0.01"), Decimal(lot), 1, 1000, "USD")
+
+
+INSTRUMENTS = {
+    "ZC": instrument("ZC", "1"),
+    "ZS": instrument("ZS", "1"),
+    "EUR/USD": instrument("EUR/USD", "1000", AssetClass.FX),
+}
+CME = MarginParams(
+    "cme-1",
+    (
+        MarginGroup("corn", "commodity", ("ZC",), scan_usd=1750),
+        MarginGroup("soy", "commodity", ("ZS",), scan_usd=2500),
+        MarginGroup("eur", "fx", ("EUR/USD",), scan_pct=0.02),
+    ),
+    (SpreadDef("corn-soy", 1, 0.55, (SpreadLeg("corn", 2, "A"), SpreadLeg("soy", 1, "B"))),),
+)
+MARKS = Marks(
+    {"ZC": 450.0, "ZS": 1200.0, "EUR/USD": 1.1}, {"ZC": 450.0, "ZS": 1200.0, "EUR/USD": 1.1}
+)
+
+
+def accounts(collateral: str = "3000", factor: str = "1") -> Accounts:
+    terms = {"C1": AccountTerms(Decimal(collateral), initial_factor=Decimal(factor))}
+    book = Accounts(CME, terms, INSTRUMENTS)
+    book.mark(MARKS)
+    return book
+
+
+def test_average_cost_and_realized_pnl() -> None:
+    h = Holding()
+    h.trade(2, 1.10, 1000)
+    h.trade(2, 1.20, 1000)
+    assert math.isclose(h.avg, 1.15)
+    h.trade(-3, 1.30, 1000)  # closes 3 at +0.15
+    assert h.lots == 1
+    assert math.isclose(h.avg, 1.15)
+    assert math.isclose(h.realized, 3 * 1000 * 0.15)
+    h.trade(-2, 1.00, 1000)  # closes 1 at -0.15, opens 1 short at 1.00
+    assert h.lots == -1
+    assert math.isclose(h.avg, 1.00)
+    assert math.isclose(h.realized, 3 * 1000 * 0.15 - 1000 * 0.15)
+    h.trade(1, 0.90, 1000)  # the short gains 0.10
+    assert h.lots == 0
+    assert math.isclose(h.realized, 450 - 150 + 100)
+
+
+def test_the_cme_example_as_an_account() -> None:
+    book = accounts("3000")
+    book.trade("C1", "ZC", Side.BUY, 2, 45000)
+    book.trade("C1", "ZS", Side.SELL, 1, 120000)
+    view = book.view("C1")
+    assert view is not None
+    assert round(view.margin_usd, 2) == 2700
+    assert round(view.siloed_margin_usd, 2) == 2700  # one asset class: the same
+    assert view.equity_usd == 3000  # traded at the marks: no P&L yet
+    assert round(view.free_margin_usd, 2) == 300
+    assert view.param_version == "cme-1"
+    assert math.isclose(view.margin_level or 0, 3000 / 2700)
+
+
+def test_an_order_beyond_equity_is_refused_and_a_reducing_one_is_not() -> None:
+    book = accounts("3000")
+    book.trade("C1", "ZC", Side.BUY, 2, 45000)
+    book.trade("C1", "ZS", Side.SELL, 1, 120000)
+    # one more corn: the spread stays one, 1,750 more scan risk: 4,450 > 3,000
+    breach = book.check("C1", "ZC", Side.BUY, 1)
+    assert breach is not None
+    assert breach.limit == "margin"
+    assert "4450.00 USD initial margin required, 300.00 USD free" in breach.text
+    # selling corn lowers the margin: never refused, even at a loss
+    book.mark(Marks({"ZC": 300.0}, {"ZC": 300.0}))  # equity 3,000 - 300 = 2,700
+    assert book.check("C1", "ZC", Side.SELL, 1) is None
+    # a client with no account is not margined
+    assert book.check("C2", "ZC", Side.BUY, 100) is None
+
+
+def test_open_orders_hold_margin() -> None:
+    book = accounts("5000")
+    assert book.check("C1", "ZC", Side.BUY, 2) is None  # 3,500 <= 5,000
+    book.order_open("O1", "C1", "ZC", Side.BUY, 2)
+    # alone 3,500 would fit; with O1 it is 7,000
+    breach = book.check("C1", "ZC", Side.BUY, 2)
+    assert breach is not None
+    assert "7000.00 USD initial margin required" in breach.text
+    book.order_open("O1", "C1", "ZC", Side.BUY, 0)  # O1 done
+    assert book.check("C1", "ZC", Side.BUY, 2) is None
+
+
+def test_initial_factor_applies_to_the_check() -> None:
+    book = accounts("4000", factor="1.25")
+    assert book.check("C1", "ZC", Side.BUY, 1) is None  # 2,187.50
+    breach = book.check("C1", "ZC", Side.BUY, 2)  # 4,375 > 4,000
+    assert breach is not None
+    assert "4375.00 USD initial margin required" in breach.text
+
+
+def test_unrealized_pnl_in_usd_and_a_missing_mark_refuses_an_increase() -> None:
+    book = accounts("100000")
+    book.trade("C1", "EUR/USD", Side.BUY, 100, 110)  # 100,000 EUR at 1.1
+    book.mark(Marks({"EUR/USD": 1.2}, {"EUR/USD": 1.2}))
+    view = book.view("C1")
+    assert view is not None
+    assert math.isclose(view.unrealized_pnl_usd, 100_000 * 0.1)
+    assert math.isclose(view.margin_usd, 100_000 * 1.2 * 0.02)
+    fresh = Accounts(CME, {"C1": AccountTerms(Decimal(10**6))}, INSTRUMENTS)
+    breach = fresh.check("C1", "EUR/USD", Side.BUY, 1)
+    assert breach is not None
+    assert "no price for EUR/USD" in breach.text
+
+
+def test_reload_and_checkpoint_keep_the_holdings() -> None:
+    book = accounts("3000")
+    book.trade("C1", "ZC", Side.BUY, 2, 45000)
+    book.trade("C2", "ZS", Side.SELL, 1, 120000)  # C2 has no account: kept all the same
+    saved = book.holdings()
+    assert saved == {"C1": {"ZC": (2, 450.0, 0.0)}, "C2": {"ZS": (-1, 1200.0, 0.0)}}
+    # a reload gives C2 an account and a new parameter version
+    terms = {
+        "C1": AccountTerms(Decimal(3000)),
+        "C2": AccountTerms(Decimal(10_000)),
+    }
+    v2 = MarginParams("cme-2", CME.groups, ())
+    book.configure(v2, terms)
+    view = book.view("C2")
+    assert view is not None
+    assert view.positions == {"ZS": (-1, 1200.0)}
+    assert view.margin_usd == 2500
+    assert view.param_version == "cme-2"
+    restored = Accounts(v2, terms, INSTRUMENTS)
+    restored.load(saved)
+    restored.mark(MARKS)
+    again = restored.view("C1")
+    assert again is not None
+    assert again.positions == {"ZC": (2, 450.0)}
+    assert again.margin_usd == 3500
+
+
+def test_sweep_reads_a_bounded_number_of_accounts_in_turn() -> None:
+    terms = {f"C{i}": AccountTerms(Decimal(1000)) for i in range(10)}
+    book = Accounts(CME, terms, INSTRUMENTS)
+    book.mark(MARKS)
+    for client in terms:
+        book.trade(client, "ZC", Side.BUY, 1, 45000)
+    seen: list[str] = []
+    for _ in range(4):
+        standings = book.sweep(3)
+        assert len(standings) <= 3
+        seen.extend(s.client for s in standings)
+    assert set(seen) == set(terms)
+    # 1,750 USD of margin on 1,000 of equity: level 0.57, below the call
+    # level (1.0), above the stop-out level (0.5)
+    (c0,) = [s for s in book.sweep(10) if s.client == "C0"]
+    assert c0.margin_usd == 1750
+    assert c0.called
+    assert not c0.stopped_out
+
+
+def test_a_reload_keeps_every_margined_client_in_the_sweep() -> None:
+    book = accounts("1000")
+    book.trade("C1", "ZC", Side.BUY, 1, 45000)
+    book.configure(CME, {"C1": AccountTerms(Decimal(100_000))})
+    (standing,) = book.sweep(5)
+    assert standing.client == "C1"
+    assert standing.margin_usd == 1750
+    assert not standing.called
+
+
+@pytest.mark.parametrize("side", [Side.BUY, Side.SELL])
+def test_an_order_in_an_unmargined_symbol_passes(side: Side) -> None:
+    book = Accounts(
+        MarginParams("v", (MarginGroup("corn", "commodity", ("ZC",), scan_usd=1),)),
+        {"C1": AccountTerms(Decimal(0))},
+        INSTRUMENTS,
+    )
+    assert book.check("C1", "ZS", side, 100) is None

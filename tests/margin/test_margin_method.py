@@ -1,0 +1,284 @@
+"""The margin method: CME's published example, the rules a spread table must
+follow, and properties over random portfolios and spread tables."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from risk.margin import (
+    SCENARIOS,
+    MarginGroup,
+    MarginParams,
+    MissingMark,
+    Portfolio,
+    SpreadDef,
+    SpreadLeg,
+    margin,
+)
+
+CME = MarginParams(
+    "cme-example",
+    (
+        MarginGroup("corn", "commodity", ("ZC",), scan_usd=1750),
+        MarginGroup("soy", "commodity", ("ZS",), scan_usd=2500),
+    ),
+    (SpreadDef("corn-soy", 1, 0.55, (SpreadLeg("corn", 2, "A"), SpreadLeg("soy", 1, "B"))),),
+)
+
+
+def test_cmes_corn_soybean_example() -> None:
+    """Long 2 corn, short 1 soybeans: 6,000 - 0.55 x (3,500 + 2,500) = 2,700."""
+    result = margin(CME, {"ZC": 2, "ZS": -1}, {})
+    assert result.scan_risk == 6000
+    (spread,) = result.spreads
+    assert spread.count == 1
+    assert round(spread.credit, 2) == 3300
+    assert round(result.margin, 2) == 2700
+    assert result.param_version == "cme-example"
+    # siloed: both are commodities, so the same
+    assert round(margin(CME, {"ZC": 2, "ZS": -1}, {}, siloed=True).margin, 2) == 2700
+
+
+def test_legs_on_the_same_side_earn_nothing() -> None:
+    """Long corn and long soybeans do not offset: no spread, full scan risk."""
+    result = margin(CME, {"ZC": 2, "ZS": 1}, {})
+    assert result.spreads == ()
+    assert result.margin == 3500 + 2500
+
+
+def test_a_spread_forms_fractionally_from_what_is_there() -> None:
+    """Long 3 corn, short 1 soybeans: one spread (2 corn + 1 soy), 1 corn left."""
+    result = margin(CME, {"ZC": 3, "ZS": -1}, {})
+    (spread,) = result.spreads
+    assert spread.count == 1
+    assert dict(spread.legs) == {"corn": 2, "soy": 1}
+    assert round(result.margin, 2) == 3 * 1750 + 2500 - 3300
+    # long 1 corn, short 1 soy: half a spread (1 corn, 0.5 soy)
+    half = margin(CME, {"ZC": 1, "ZS": -1}, {})
+    assert half.spreads[0].count == 0.5
+    assert round(half.credit, 2) == round(0.55 * (1750 + 1250), 2)
+
+
+def test_scan_pct_scales_with_the_mark_and_a_missing_mark_is_named() -> None:
+    params = MarginParams("v1", (MarginGroup("eur", "fx", ("EUR/USD",), scan_pct=0.02),))
+    result = margin(params, {"EUR/USD": -100_000}, {"EUR/USD": 1.1})
+    (group,) = result.groups
+    assert math.isclose(group.scan_risk, 100_000 * 1.1 * 0.02)
+    assert group.worst_scenario == "up 3/3"  # a short loses when the price rises
+    with pytest.raises(MissingMark, match="EUR/USD"):
+        margin(params, {"EUR/USD": 1}, {})
+
+
+@pytest.mark.parametrize(
+    ("groups", "spreads", "message"),
+    [
+        ((MarginGroup("a", "fx", ("X",), scan_usd=1),) * 2, (), "declared twice"),
+        (
+            (
+                MarginGroup("a", "fx", ("X",), scan_usd=1),
+                MarginGroup("b", "fx", ("X",), scan_usd=1),
+            ),
+            (),
+            "X is in two groups",
+        ),
+        (
+            (MarginGroup("a", "fx", ("X",), scan_usd=1),),
+            (SpreadDef("s", 1, 0.5, (SpreadLeg("a", 1, "A"), SpreadLeg("z", 1, "B"))),),
+            "no group z",
+        ),
+        (
+            (
+                MarginGroup("a", "fx", ("X",), scan_usd=1),
+                MarginGroup("b", "fx", ("Y",), scan_usd=1),
+            ),
+            (SpreadDef("s", 1, 1.5, (SpreadLeg("a", 1, "A"), SpreadLeg("b", 1, "B"))),),
+            r"rate 1.5 is not in \(0, 1\]",
+        ),
+        (
+            (MarginGroup("a", "fx", ("X",), scan_usd=1),),
+            (SpreadDef("s", 1, 0.5, (SpreadLeg("a", 1, "A"),)),),
+            "at least two legs",
+        ),
+        (
+            (
+                MarginGroup("a", "fx", ("X",), scan_usd=1),
+                MarginGroup("b", "fx", ("Y",), scan_usd=1),
+                MarginGroup("c", "crypto", ("Z",), scan_usd=1),
+            ),
+            (
+                SpreadDef("cross", 1, 0.5, (SpreadLeg("a", 1, "A"), SpreadLeg("c", 1, "B"))),
+                SpreadDef("fx", 2, 0.5, (SpreadLeg("a", 1, "A"), SpreadLeg("b", 1, "B"))),
+            ),
+            "within an asset class come first",
+        ),
+    ],
+)
+def test_inconsistent_parameters_are_refused_by_name(
+    groups: tuple[MarginGroup, ...], spreads: tuple[SpreadDef, ...], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        MarginParams("v", groups, spreads)
+
+
+def test_a_group_needs_exactly_one_scan_range() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        MarginGroup("a", "fx", ("X",))
+    with pytest.raises(ValueError, match="exactly one"):
+        MarginGroup("a", "fx", ("X",), scan_pct=0.1, scan_usd=1)
+
+
+# -- properties over random portfolios ---------------------------------------
+
+CLASSES = ("fx", "crypto", "metal")
+SYMBOLS = [f"S{i}" for i in range(10)]
+
+
+@st.composite
+def params_and_book(
+    draw: st.DrawFn,
+) -> tuple[MarginParams, dict[str, float], dict[str, float]]:
+    n_groups = draw(st.integers(1, 5))
+    groups = []
+    symbols = iter(SYMBOLS)
+    for i in range(n_groups):
+        members = tuple(next(symbols) for _ in range(draw(st.integers(1, 2))))
+        pct = draw(st.booleans())
+        value = draw(st.floats(0.005, 0.5) if pct else st.floats(1, 5000))
+        groups.append(
+            MarginGroup(
+                f"g{i}",
+                draw(st.sampled_from(CLASSES)),
+                members,
+                scan_pct=value if pct else None,
+                scan_usd=None if pct else value,
+            )
+        )
+    names = [g.name for g in groups]
+    by_name = {g.name: g for g in groups}
+    spreads = []
+    if n_groups >= 2:
+        for j in range(draw(st.integers(0, 6))):
+            legs_groups = draw(
+                st.lists(st.sampled_from(names), min_size=2, max_size=3, unique=True)
+            )
+            legs = tuple(
+                SpreadLeg(g, draw(st.floats(0.1, 10)), draw(st.sampled_from(("A", "B"))))
+                for g in legs_groups
+            )
+            cross = len({by_name[g].asset_class for g in legs_groups}) > 1
+            # within-class spreads take priorities below 100, cross-asset above
+            priority = draw(st.integers(100, 199) if cross else st.integers(0, 99))
+            spreads.append(SpreadDef(f"sp{j}", priority, draw(st.floats(0.01, 1.0)), legs))
+    params = MarginParams("prop", tuple(groups), tuple(spreads))
+    used = [s for g in groups for s in g.symbols]
+    positions = {
+        s: float(draw(st.integers(-50, 50))) * draw(st.sampled_from((1, 1000, 0.5))) for s in used
+    }
+    marks = {s: draw(st.floats(0.01, 100_000)) for s in used}
+    return params, positions, marks
+
+
+TOL = 1e-6
+
+
+def close_or_below(a: float, b: float) -> bool:
+    return a <= b + TOL * max(1.0, abs(b))
+
+
+@given(params_and_book())
+def test_margin_is_never_negative_nor_above_the_scan_risk(
+    case: tuple[MarginParams, dict[str, float], dict[str, float]],
+) -> None:
+    params, positions, marks = case
+    result = margin(params, positions, marks)
+    assert result.margin >= 0
+    assert close_or_below(result.credit, result.scan_risk)
+    assert result.margin <= result.scan_risk
+
+
+@given(params_and_book())
+def test_siloed_is_never_below_portfolio(
+    case: tuple[MarginParams, dict[str, float], dict[str, float]],
+) -> None:
+    params, positions, marks = case
+    portfolio = margin(params, positions, marks)
+    siloed = margin(params, positions, marks, siloed=True)
+    assert close_or_below(portfolio.margin, siloed.margin)
+    assert siloed.scan_risk == portfolio.scan_risk
+    # siloed forms only spreads within one asset class
+    classes = {g.name: g.asset_class for g in params.groups}
+    spreads = {s.name: s for s in params.spreads}
+    for formed in siloed.spreads:
+        assert len({classes[leg.group] for leg in spreads[formed.name].legs}) == 1
+
+
+@given(params_and_book())
+def test_scan_risk_is_the_worst_scenario_loss(
+    case: tuple[MarginParams, dict[str, float], dict[str, float]],
+) -> None:
+    """Recomputed here from the scenarios, each instrument priced on its own."""
+    params, positions, marks = case
+    result = margin(params, positions, marks)
+    for group in params.groups:
+        losses = [0.0]
+        for _, move in SCENARIOS:
+            loss = 0.0
+            for s in group.symbols:
+                per_unit = (
+                    group.scan_usd
+                    if group.scan_usd is not None
+                    else (group.scan_pct or 0) * marks[s]
+                )
+                loss -= positions.get(s, 0.0) * per_unit * move
+            losses.append(loss)
+        risk = next((g.scan_risk for g in result.groups if g.group == group.name), 0.0)
+        assert math.isclose(risk, max(losses), rel_tol=1e-9, abs_tol=1e-6)
+
+
+@given(params_and_book())
+def test_credits_only_for_legs_that_really_offset(
+    case: tuple[MarginParams, dict[str, float], dict[str, float]],
+) -> None:
+    params, positions, marks = case
+    result = margin(params, positions, marks)
+    units = {g.name: sum(positions.get(s, 0.0) for s in g.symbols) for g in params.groups}
+    spreads = {s.name: s for s in params.spreads}
+    used = dict.fromkeys(units, 0.0)
+    for formed in result.spreads:
+        assert formed.count > 0
+        assert formed.credit > 0
+        legs = spreads[formed.name].legs
+        a_sign = [
+            math.copysign(1, units[leg.group]) * (1 if leg.side == "A" else -1) for leg in legs
+        ]
+        assert len(set(a_sign)) == 1, "a leg holds a position of the wrong sign"
+        for leg, (group, n) in zip(legs, formed.legs, strict=True):
+            assert group == leg.group
+            assert units[group] != 0
+            assert math.isclose(n, formed.count * leg.ratio)
+            used[group] += n
+    for group, n in used.items():
+        assert close_or_below(n, abs(units[group])), f"{group} used more units than it holds"
+
+
+@given(params_and_book(), st.lists(st.tuples(st.sampled_from(SYMBOLS), st.integers(-20, 20))))
+def test_the_kept_portfolio_agrees_with_a_full_recompute(
+    case: tuple[MarginParams, dict[str, float], dict[str, float]],
+    trades: list[tuple[str, int]],
+) -> None:
+    params, positions, marks = case
+    book = Portfolio(params, marks, positions)
+    expected = dict(positions)
+    for symbol, units in trades:
+        if symbol not in marks:
+            continue
+        what_if = book.what_if(symbol, units)
+        book.apply(symbol, units)
+        expected[symbol] = expected.get(symbol, 0.0) + units
+        full = margin(params, expected, marks)
+        assert math.isclose(what_if.margin, full.margin, rel_tol=1e-9, abs_tol=1e-6)
+        assert math.isclose(book.result().margin, full.margin, rel_tol=1e-9, abs_tol=1e-6)
