@@ -16,7 +16,12 @@ With ``--profile`` the run is repeated under cProfile and the functions with
 the most own time are listed.
 
     .venv/bin/python bench/pipeline_bench.py [--orders 50000] [--batch 50] \\
-        [--store file] [--profile]
+        [--store file] [--margin on|off] [--accounts 1000] [--profile]
+
+With margin on (the default config), ``--accounts`` more margin accounts are
+added, each holding a position in every instrument, and CLIENT1 holds every
+instrument too, so that each pre-trade check and the margin watch (which
+reads 250 accounts every 100 ms) do the work a busy book of accounts asks.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import shutil
 import sys
 import tempfile
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +45,12 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config import default_config_path, load_config
+from config.schema import MarginSettings
 from gateway.daemon import Gateway
 from gateway.fix import codec
 from gateway.net.server import AcceptedConnection
 from gateway.ops.logs import configure_logging
+from risk.accounts import AccountTerms
 
 _FILLED = b"\x0139=2\x01"
 
@@ -105,7 +113,36 @@ def _orders(first_seq: int, count: int, now: float) -> list[bytes]:
     return out
 
 
-async def _run(orders: int, batch: int, store: str) -> tuple[float, float, int]:
+def _margined(gateway: Gateway, accounts: int) -> None:
+    """``accounts`` more margin accounts, each holding a position in every
+    instrument, and CLIENT1 too (so that its checks walk every group)."""
+    flow = gateway.order_flow
+    assert flow is not None
+    rules = flow.rules
+    terms = dict(rules.accounts)
+    holdings: dict[str, dict[str, tuple[int, float, float]]] = {}
+    prices = {
+        "EUR/USD": 1.085,
+        "GBP/USD": 1.27,
+        "USD/JPY": 150.0,
+        "XAU/USD": 2000.0,
+        "BTC/USD": 30000.0,
+        "US500": 5000.0,
+        "WTI": 75.0,
+    }
+    for i in range(accounts):
+        client = f"ACCOUNT{i}"
+        terms[client] = AccountTerms(Decimal(10_000_000))
+        sign = 1 if i % 2 else -1
+        holdings[client] = {s: (sign * (10 + i % 7), p, 0.0) for s, p in prices.items()}
+    holdings["CLIENT1"] = {s: (5, p, 0.0) for s, p in prices.items() if s != "EUR/USD"}
+    flow.accounts.configure(rules.margin, terms)
+    flow.accounts.load(holdings)
+
+
+async def _run(
+    orders: int, batch: int, store: str, margin: bool, accounts: int
+) -> tuple[float, float, int]:
     cfg = load_config(str(default_config_path()))
     data_dir = tempfile.mkdtemp(prefix="pipeline-bench-")
     cfg = msgspec.structs.replace(
@@ -113,8 +150,12 @@ async def _run(orders: int, batch: int, store: str) -> tuple[float, float, int]:
         gateway=msgspec.structs.replace(cfg.gateway, http_port=0, data_dir=data_dir),
         store=msgspec.structs.replace(cfg.store, backend=store),
     )
+    if not margin:
+        cfg = msgspec.structs.replace(cfg, margin=MarginSettings(), accounts={})
     gateway = Gateway(cfg)
     assert gateway.order_flow is not None
+    if margin:
+        _margined(gateway, accounts)
     await gateway.order_flow.start()
     transport = MemoryTransport(orders)
     conn = AcceptedConnection(gateway.fix_server)
@@ -154,17 +195,34 @@ def main() -> int:
         default="memory",
         help="session stores (and, with file, the order journal) as store.backend says",
     )
+    parser.add_argument(
+        "--margin",
+        choices=("on", "off"),
+        default="on",
+        help="portfolio margin as the default config has it, or [margin] left out",
+    )
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=1000,
+        help="with margin on: more margin accounts, each holding every instrument",
+    )
     args = parser.parse_args()
+    margin = args.margin == "on"
     configure_logging("warning", "console")
     best = None
     for _ in range(args.repeat):
-        cpu, wall, written = uvloop.run(_run(args.orders, args.batch, args.store))
+        cpu, wall, written = uvloop.run(
+            _run(args.orders, args.batch, args.store, margin, args.accounts)
+        )
         if best is None or cpu < best[0]:
             best = (cpu, wall, written)
     assert best is not None
     cpu, wall, written = best
     print(
-        f"pipeline ({args.store} store): {args.orders:,} orders, {args.batch} per read, "
+        f"pipeline ({args.store} store, margin {args.margin}"
+        f"{f', {args.accounts:,} more accounts' if margin else ''}): "
+        f"{args.orders:,} orders, {args.batch} per read, "
         f"best of {args.repeat}: "
         f"{cpu / args.orders * 1e6:.1f} µs CPU per order "
         f"({args.orders / cpu:,.0f} orders/s of one core; wall {args.orders / wall:,.0f}/s; "
@@ -173,7 +231,7 @@ def main() -> int:
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        uvloop.run(_run(args.orders, args.batch, args.store))
+        uvloop.run(_run(args.orders, args.batch, args.store, margin, args.accounts))
         profiler.disable()
         stats = pstats.Stats(profiler)
         stats.sort_stats("tottime").print_stats(40)

@@ -29,7 +29,7 @@ USD rounded to cents; the trades of record are the back office's.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
@@ -149,13 +149,15 @@ class AccountView:
 
 
 class _Account:
-    __slots__ = ("generation", "holdings", "portfolio", "terms")
+    __slots__ = ("equity", "equity_at", "generation", "holdings", "portfolio", "terms")
 
     def __init__(self, terms: AccountTerms, portfolio: Portfolio) -> None:
         self.terms = terms
         self.portfolio = portfolio
         self.holdings: dict[str, Holding] = {}
         self.generation = -1  # of the marks and parameters it was scanned at
+        self.equity = 0.0
+        self.equity_at = -1  # the generation ``equity`` was taken at; -1: stale
 
 
 class Accounts:
@@ -213,11 +215,14 @@ class Accounts:
         self._marks = Marks({**old.price, **marks.price}, {**old.unit_usd, **marks.unit_usd})
         self._generation += 1
 
-    def sweep(self, budget: int) -> list[Standing]:
-        """The standing of up to ``budget`` margined clients, taken in turn
-        (rescanned if the marks or parameters moved since their last
-        scan): what a watch for margin calls and stop-outs reads, a bounded
-        number of accounts at a time."""
+    def sweep(self, budget: int, exact: Container[str] = ()) -> list[Standing]:
+        """Up to ``budget`` margined clients, taken in turn (rescanned if
+        the marks or parameters moved since their last scan): the standing
+        of each that may be below its margin call level, and of each named
+        in ``exact`` whatever its level.  A client whose equity covers its
+        call level times the sum of its scan risks (which margin never
+        passes) is left out without a spread formed.  What a watch for
+        margin calls and stop-outs reads, a bounded number at a time."""
         out: list[Standing] = []
         clients = self._terms if self._params is not None else {}
         for _ in range(min(budget, len(clients))):
@@ -227,10 +232,23 @@ class Accounts:
                 client = next(self._sweep, None)
                 if client is None:
                     break
+            if client not in exact and self._clearly_above_call(client):
+                continue
             standing = self.standing(client)
             if standing is not None:
                 out.append(standing)
         return out
+
+    def _clearly_above_call(self, client: str) -> bool:
+        account = self._account(client)
+        if account is None:
+            return True
+        try:
+            self._current(account)
+        except MissingMark:
+            return False
+        call = float(account.terms.margin_call_level)
+        return self._equity(account) >= call * account.portfolio.scan_total
 
     def standing(self, client: str) -> Standing | None:
         """The client's equity, margin and levels now (None if not margined)."""
@@ -307,6 +325,8 @@ class Accounts:
         if holding is None:
             holding = holdings[symbol] = Holding()
         holding.trade(signed, price_units, lot_size)
+        if account is not None:
+            account.equity_at = -1
         if account is not None and account.generation == self._generation:
             try:
                 account.portfolio.apply(symbol, signed * lot_size)
@@ -325,8 +345,21 @@ class Accounts:
         params = account.portfolio.params
         if symbol not in params.group_of:
             return None
+        factor = float(account.terms.initial_factor)
         try:
             self._current(account)
+            equity = self._equity(account)
+            # first a bound that needs no spread formed: every scan risk,
+            # the order's group's with the open orders and this one filled
+            lot_size = self._lot_size[symbol]
+            buys, sells = self._open_lots.get(client, {}).get(symbol, (0, 0))
+            if side is Side.BUY:
+                buys += lots
+            else:
+                sells += lots
+            bound = account.portfolio.scan_bound(symbol, buys * lot_size, -sells * lot_size)
+            if bound * factor <= equity:
+                return None
             before = self._worst(client, account, symbol, Side.BUY, 0)
             after = self._worst(client, account, symbol, side, lots)
         except MissingMark as missing:
@@ -335,9 +368,7 @@ class Accounts:
             )
         if after <= before:
             return None
-        factor = float(account.terms.initial_factor)
         required = after * factor
-        equity = self._equity(account)
         if required <= equity:
             return None
         return RiskBreach(
@@ -472,5 +503,9 @@ class Accounts:
         return realized, unrealized
 
     def _equity(self, account: _Account) -> float:
+        if account.equity_at == self._generation:
+            return account.equity
         realized, unrealized = self._pnl(account.holdings)
-        return float(account.terms.collateral_usd) + realized + unrealized
+        account.equity = float(account.terms.collateral_usd) + realized + unrealized
+        account.equity_at = self._generation
+        return account.equity

@@ -213,6 +213,8 @@ class GroupRisk:
     scan_risk: float
     worst_scenario: str
     direction: int
+    delta: float = 0.0
+    """USD the group gains on the full scan move up (signed)."""
 
     @property
     def per_unit(self) -> float:
@@ -265,7 +267,7 @@ def scan_group(
         direction = 1
     elif delta < 0 and units < 0:
         direction = -1
-    return GroupRisk(group.name, units, worst, worst_name, direction)
+    return GroupRisk(group.name, units, worst, worst_name, direction, delta)
 
 
 def form_spreads(
@@ -337,7 +339,7 @@ class Portfolio:
     ``revalue`` rescans every group at new marks (the caller decides when:
     marks move on every quote, and it bounds the work it does per tick)."""
 
-    __slots__ = ("_result", "_scans", "_unit_usd", "params", "positions")
+    __slots__ = ("_result", "_scans", "_unit_usd", "params", "positions", "scan_total")
 
     def __init__(
         self,
@@ -350,6 +352,8 @@ class Portfolio:
         self._unit_usd: Mapping[str, float] = {}
         self._scans: dict[str, GroupRisk] = {}
         self._result: MarginResult | None = None
+        self.scan_total = 0.0
+        """Sum of the groups' scan risks: margin is never above it."""
         self.revalue(unit_usd)
 
     def revalue(self, unit_usd: Mapping[str, float], params: MarginParams | None = None) -> None:
@@ -358,6 +362,7 @@ class Portfolio:
         self._unit_usd = unit_usd
         self._result = None
         self._scans = {g.name: scan_group(g, self.positions, unit_usd) for g in self.params.groups}
+        self.scan_total = sum(g.scan_risk for g in self._scans.values())
 
     def result(self, *, siloed: bool = False) -> MarginResult:
         if siloed:
@@ -378,7 +383,23 @@ class Portfolio:
         if name is not None:
             self._result = None
             group = self.params.by_name[name]
-            self._scans[name] = scan_group(group, self.positions, self._unit_usd)
+            before = self._scans[name].scan_risk
+            scan = self._scans[name] = scan_group(group, self.positions, self._unit_usd)
+            self.scan_total += scan.scan_risk - before
+
+    def scan_bound(self, symbol: str, *moves: float) -> float:
+        """An upper bound of the margin after the worst of ``moves`` (signed
+        units of ``symbol``): every group's scan risk, the symbol's group's
+        taken after the move, no credit counted.  One group's arithmetic,
+        no spread formed."""
+        name = self.params.group_of.get(symbol)
+        if name is None:
+            return self.scan_total
+        group = self.params.by_name[name]
+        scan = self._scans[name]
+        per_unit = group.scan_range(symbol, self._unit_usd)
+        worst = max(abs(scan.delta + units * per_unit) for units in moves)
+        return self.scan_total - scan.scan_risk + worst
 
     def what_if(self, symbol: str, units: float) -> MarginResult:
         """Margin if ``units`` (signed) of ``symbol`` were traded now, the

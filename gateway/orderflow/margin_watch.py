@@ -111,7 +111,8 @@ class MarginWatch:
         if self.accounts.params is None:
             return
         self._mark(self.routing.exposure(now))
-        for standing in self.accounts.sweep(ACCOUNTS_PER_TICK):
+        exact = self.called | self.stopping.keys()
+        for standing in self.accounts.sweep(ACCOUNTS_PER_TICK, exact):
             self._judge(standing, now)
         for client in list(self.stopping):
             self._advance(client, now)

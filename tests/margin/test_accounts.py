@@ -7,9 +7,11 @@ import math
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from risk.accounts import Accounts, AccountTerms, Holding, Marks
-from risk.margin import MarginGroup, MarginParams, SpreadDef, SpreadLeg
+from risk.margin import MarginGroup, MarginParams, SpreadDef, SpreadLeg, margin
 from router.model import AssetClass, Instrument, Side
 
 
@@ -176,10 +178,69 @@ def test_a_reload_keeps_every_margined_client_in_the_sweep() -> None:
     book = accounts("1000")
     book.trade("C1", "ZC", Side.BUY, 1, 45000)
     book.configure(CME, {"C1": AccountTerms(Decimal(100_000))})
-    (standing,) = book.sweep(5)
+    # well above its call level: screened out without a spread formed...
+    assert book.sweep(5) == []
+    # ...unless asked for by name (a client under a call, to see it cleared)
+    (standing,) = book.sweep(5, exact={"C1"})
     assert standing.client == "C1"
     assert standing.margin_usd == 1750
     assert not standing.called
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(["ZC", "ZS", "EUR/USD"]), st.integers(-30, 30)), max_size=6),
+    st.lists(
+        st.tuples(st.sampled_from(["ZC", "ZS"]), st.sampled_from(list(Side)), st.integers(1, 5)),
+        max_size=3,
+    ),
+    st.sampled_from(["ZC", "ZS", "EUR/USD"]),
+    st.sampled_from(list(Side)),
+    st.integers(1, 40),
+    st.integers(0, 20_000),
+    st.sampled_from(["1", "1.25", "2"]),
+)
+def test_the_check_decides_as_the_full_method_would(
+    trades: list[tuple[str, int]],
+    open_orders: list[tuple[str, Side, int]],
+    symbol: str,
+    side: Side,
+    lots: int,
+    collateral: int,
+    factor: str,
+) -> None:
+    """Whatever shortcut the check takes, it refuses exactly the orders the
+    method, computed in full, says raise the initial margin above equity."""
+    book = accounts(str(collateral), factor)
+    positions: dict[str, float] = {}
+    for s, n in trades:
+        if n:
+            book.trade("C1", s, Side.BUY if n > 0 else Side.SELL, abs(n), 45000)
+            positions[s] = positions.get(s, 0.0) + n * float(INSTRUMENTS[s].lot_size)
+    pending = {s: [0, 0] for s in INSTRUMENTS}
+    for i, (s, sd, n) in enumerate(open_orders):
+        book.order_open(f"O{i}", "C1", s, sd, n)
+        pending[s][0 if sd is Side.BUY else 1] += n
+    view = book.view("C1")
+    assert view is not None
+    equity = view.equity_usd
+    lot = float(INSTRUMENTS[symbol].lot_size)
+    buys, sells = pending[symbol]
+
+    def worst(b: int, s_: int) -> float:
+        out = []
+        for units in (b * lot, -s_ * lot):
+            after = dict(positions)
+            after[symbol] = after.get(symbol, 0.0) + units
+            out.append(margin(CME, after, dict(MARKS.unit_usd)).margin)
+        return max(out)
+
+    before = worst(buys, sells)
+    after = worst(
+        buys + (lots if side is Side.BUY else 0), sells + (lots if side is Side.SELL else 0)
+    )
+    refused = after > before + 1e-9 and after * float(factor) > equity + 1e-6
+    breach = book.check("C1", symbol, side, lots)
+    assert (breach is not None) == refused, (before, after, equity, breach)
 
 
 @pytest.mark.parametrize("side", [Side.BUY, Side.SELL])
