@@ -1,9 +1,10 @@
-"""Prometheus metrics of the order flow, the LPs, reloads and the event loop.
+"""Prometheus metrics of the order flow, the LPs, margin, reloads and the event loop.
 
 Nothing here runs on the order path: the collector reads the order flow's
-plain counters (``gateway.orderflow.stats``), the exposure ledger and the rules
-in force when ``/metrics`` is scraped.  Names follow Prometheus conventions:
-``fixgw_`` prefix, base units (seconds, USD), ``_total`` on counters.
+plain counters (``gateway.orderflow.stats``), the exposure ledger, the margin
+accounts and the rules in force when ``/metrics`` is scraped.  Names follow
+Prometheus conventions: ``fixgw_`` prefix, base units (seconds, USD),
+``_total`` on counters.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class LoopLag:
 
 
 class OperationsCollector(Collector):
-    """Order flow, LP, policy, reload and event-loop metrics, read at scrape time."""
+    """Order flow, LP, policy, margin, reload and event-loop metrics, read at scrape time."""
 
     def __init__(
         self,
@@ -103,6 +104,7 @@ class OperationsCollector(Collector):
             yield from self._orders(flow)
             yield from self._lps(flow)
             yield from self._policies(flow)
+            yield from self._margin(flow)
 
     def _config(self) -> Iterator[Metric]:
         version, generation = self._version()
@@ -277,3 +279,70 @@ class OperationsCollector(Collector):
             filled.add_metric([name], float(p.filled_lots))
             _add_histogram(latency, [name], p.latency)
         yield from (share, orders, routings, routed, filled, latency)
+
+    def _margin(self, flow: OrderFlow) -> Iterator[Metric]:
+        """Each margined client's account, as the admin API shows it: the
+        accounts are marked at the exposure's valuation (as ``/admin/margin``
+        marks them), then read once each."""
+        accounts = flow.accounts
+        params = accounts.params
+        info = GaugeMetricFamily(
+            "fixgw_margin_param_info",
+            "The margin parameter version in force (value 1)",
+            labels=["version"],
+        )
+        equity = GaugeMetricFamily(
+            "fixgw_margin_equity_usd",
+            "Collateral plus realized and unrealized P&L",
+            labels=["client"],
+        )
+        margin = GaugeMetricFamily(
+            "fixgw_margin_usd",
+            "Portfolio margin: scan risk less spread credits",
+            labels=["client"],
+        )
+        siloed = GaugeMetricFamily(
+            "fixgw_margin_siloed_usd",
+            "Margin with only the spreads within one asset class",
+            labels=["client"],
+        )
+        free = GaugeMetricFamily(
+            "fixgw_margin_free_usd", "Equity less initial margin", labels=["client"]
+        )
+        level = GaugeMetricFamily(
+            "fixgw_margin_level",
+            "Equity / margin (no sample while the margin is 0)",
+            labels=["client"],
+        )
+        calls = CounterMetricFamily(
+            "fixgw_margin_calls",
+            "Times the margin level fell below the margin call level",
+            labels=["client"],
+        )
+        stop_outs = CounterMetricFamily(
+            "fixgw_margin_stop_outs",
+            "Stop-outs started (level below the stop-out level)",
+            labels=["client"],
+        )
+        clients = accounts.clients()
+        if params is not None:
+            info.add_metric([params.version], 1.0)
+        if clients:
+            flow.entry.mark_accounts(flow.exposure(flow.now()))
+        for client in clients:
+            view = accounts.view(client)
+            if view is None:
+                continue
+            equity.add_metric([client], view.equity_usd)
+            margin.add_metric([client], view.margin_usd)
+            siloed.add_metric([client], view.siloed_margin_usd)
+            free.add_metric([client], view.free_margin_usd)
+            if view.margin_level is not None:
+                level.add_metric([client], view.margin_level)
+        stats = flow.stats
+        # every margined client from zero, and any other one counted before a reload
+        counted = sorted({*clients, *stats.margin_calls, *stats.stop_outs})
+        for client in counted:
+            calls.add_metric([client], float(stats.margin_calls.get(client, 0)))
+            stop_outs.add_metric([client], float(stats.stop_outs.get(client, 0)))
+        yield from (info, equity, margin, siloed, free, level, calls, stop_outs)

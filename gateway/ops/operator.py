@@ -1,5 +1,5 @@
-"""``fixgw status``, ``positions``, ``orders`` and ``sessions``: what an
-operator asks a running daemon, read from its admin API.
+"""``fixgw status``, ``positions``, ``orders``, ``sessions`` and ``margin``:
+what an operator asks a running daemon, read from its admin API.
 
 Each command makes plain HTTP requests (standard library only, so that it
 starts fast and needs nothing of the daemon) to ``--url`` with the admin
@@ -113,6 +113,10 @@ class AdminApi:
         if status == 403:
             why = detail or "admin API disabled"
             return OperatorError(f"the daemon at {self.url} refused admin access (HTTP 403): {why}")
+        if status == 404 and _json_error(body) is not None:
+            # the daemon's own answer (a client without a margin account),
+            # not a path this daemon does not serve
+            return OperatorError(f"{detail} (HTTP 404 from {self.url})")
         if status == 404:
             return OperatorError(
                 f"{self.url}{path}: not found (HTTP 404): is this a fixgw daemon, "
@@ -121,14 +125,22 @@ class AdminApi:
         return OperatorError(f"{self.url}{path}: HTTP {status}" + (f": {detail}" if detail else ""))
 
 
-def _error_text(body: bytes) -> str:
-    """The ``error`` of a JSON error body, else the body's first line, cut."""
+def _json_error(body: bytes) -> str | None:
+    """The ``error`` of a JSON error body, on one line; None for any other body."""
     try:
         data = json.loads(body)
     except ValueError:
-        data = None
+        return None
     if isinstance(data, dict) and isinstance(data.get("error"), str):
         return " ".join(str(data["error"]).split())
+    return None
+
+
+def _error_text(body: bytes) -> str:
+    """The ``error`` of a JSON error body, else the body's first line, cut."""
+    error = _json_error(body)
+    if error is not None:
+        return error
     lines = body.decode("utf-8", "replace").strip().splitlines()
     return lines[0][:200] if lines else ""
 
@@ -220,6 +232,14 @@ def usd(text: object) -> str:
     if d is None:
         return "not valued" if text is None else str(text)
     return f"-${-d:,.0f}" if d < 0 else f"${d:,.0f}"
+
+
+def cents(text: object) -> str:
+    """US dollars and cents: ``$1,234.56``, ``-$0.50``."""
+    d = _decimal(text)
+    if d is None:
+        return "-" if text is None else str(text)
+    return f"-${-d:,.2f}" if d < 0 else f"${d:,.2f}"
 
 
 def millis(value: object) -> str:
@@ -522,6 +542,174 @@ def _sessions(api: AdminApi, args: argparse.Namespace) -> int:
     return 0
 
 
+# --- fixgw margin ---------------------------------------------------------------------
+
+MARGIN_COLUMNS = (
+    ("CLIENT", "client"),
+    ("EQUITY", "equity_usd"),
+    ("MARGIN", "margin_usd"),
+    ("SILOED", "siloed_margin_usd"),
+    ("FREED", "freed_by_portfolio_usd"),
+    ("FREE MARGIN", "free_margin_usd"),
+    ("LEVEL", "margin_level"),
+    ("PARAMS", "param_version"),
+)
+
+
+def _standing(account: Mapping[str, Any]) -> str | None:
+    """``stop-out`` or ``margin call`` where the account's level is below
+    that level; None otherwise, or with no margin."""
+    level = account.get("margin_level")
+    if not isinstance(level, int | float):
+        return None
+    stop_out, call = account.get("stop_out_level"), account.get("margin_call_level")
+    if isinstance(stop_out, int | float) and level < stop_out:
+        return "stop-out"
+    if isinstance(call, int | float) and level < call:
+        return "margin call"
+    return None
+
+
+def margin_level(account: Mapping[str, Any]) -> str:
+    """Equity / margin with two decimals, marked where the account stands
+    below its margin call or stop-out level; ``-`` with no margin."""
+    level = account.get("margin_level")
+    if not isinstance(level, int | float):
+        return "-"
+    standing = _standing(account)
+    return f"{level:,.2f}" + (f" ({standing})" if standing else "")
+
+
+def render_margin(listing: Mapping[str, Any]) -> str:
+    """Every margin account, one row each: portfolio margin beside siloed."""
+    accounts = listing.get("accounts", [])
+    if not accounts:
+        if listing.get("param_version") is None:
+            return "no margin: the daemon's config has no [margin] parameters"
+        return "no margin accounts: the daemon's config has no [accounts.<CompID>] table"
+
+    def cell(account: Mapping[str, Any], key: str) -> str:
+        if key == "margin_level":
+            return margin_level(account)
+        if key.endswith("_usd"):
+            return cents(account.get(key))
+        value = account.get(key)
+        return "-" if value is None else str(value)
+
+    rows = [[cell(a, key) for _, key in MARGIN_COLUMNS] for a in accounts]
+    right = [
+        i
+        for i, (_, key) in enumerate(MARGIN_COLUMNS)
+        if key.endswith("_usd") or key == "margin_level"
+    ]
+    return "\n".join(
+        [
+            "Margin accounts (USD): portfolio margin beside siloed, and the collateral "
+            "the portfolio frees",
+            table([h for h, _ in MARGIN_COLUMNS], rows, right=right),
+        ]
+    )
+
+
+def render_margin_account(account: Mapping[str, Any]) -> str:
+    """One account in full: the figures, the scan risk of each group, the
+    spreads formed with their credits, and the positions."""
+    lines = [
+        f"Margin account of {account.get('client')} "
+        f"(parameters {account.get('param_version')}, USD)"
+    ]
+
+    def row(label: str, text: str) -> None:
+        lines.append(f"  {label:<16}{text}")
+
+    row("collateral", cents(account.get("collateral_usd")))
+    row("realized P&L", cents(account.get("realized_pnl_usd")))
+    row("unrealized P&L", cents(account.get("unrealized_pnl_usd")))
+    row("equity", cents(account.get("equity_usd")))
+    row(
+        "margin",
+        f"{cents(account.get('margin_usd'))} (scan risk {cents(account.get('scan_risk_usd'))}"
+        f" less {cents(account.get('credit_usd'))} of spread credits)",
+    )
+    row(
+        "siloed margin",
+        f"{cents(account.get('siloed_margin_usd'))} "
+        f"(the portfolio frees {cents(account.get('freed_by_portfolio_usd'))})",
+    )
+    row("initial margin", cents(account.get("initial_margin_usd")))
+    row("free margin", cents(account.get("free_margin_usd")))
+    levels = (
+        f"margin call below {account.get('margin_call_level')}, "
+        f"stop-out below {account.get('stop_out_level')}"
+    )
+    level, standing = account.get("margin_level"), _standing(account)
+    if not isinstance(level, int | float):
+        row("level", f"- (no margin; {levels})")
+    else:
+        row("level", f"{level:,.2f}" + (f", {standing}" if standing else "") + f" ({levels})")
+
+    groups = [
+        (
+            g["group"],
+            quantity(g.get("units"), signed=True),
+            cents(g.get("scan_risk_usd")),
+            str(g.get("worst_scenario", "-")),
+        )
+        for g in account.get("groups", [])
+    ]
+    lines += ["", "Risk groups (units net per group)"]
+    lines.append(
+        table(("GROUP", "UNITS", "SCAN RISK", "WORST SCENARIO"), groups, right=(1, 2))
+        if groups
+        else "  (none held)"
+    )
+
+    spreads = [
+        (
+            s["spread"],
+            str(s.get("priority", "-")),
+            quantity(s.get("count")),
+            cents(s.get("credit_usd")),
+            ", ".join(f"{group} {quantity(units)}" for group, units in s.get("legs", {}).items()),
+        )
+        for s in account.get("spreads", [])
+    ]
+    lines += ["", "Spreads formed"]
+    lines.append(
+        table(("SPREAD", "PRIORITY", "COUNT", "CREDIT", "UNITS USED PER LEG"), spreads, (1, 2, 3))
+        if spreads
+        else "  (none)"
+    )
+
+    positions = [
+        (symbol, quantity(p.get("qty"), signed=True), str(p.get("avg_px", "-")))
+        for symbol, p in sorted(account.get("positions", {}).items())
+    ]
+    lines += ["", "Positions (units)"]
+    lines.append(
+        table(("SYMBOL", "POSITION", "AVG PX"), positions, right=(1, 2))
+        if positions
+        else "  (flat)"
+    )
+    return "\n".join(lines)
+
+
+def _margin(api: AdminApi, args: argparse.Namespace) -> int:
+    if args.client:
+        account = api.get("/admin/margin/" + urllib.parse.quote(args.client, safe=""))
+        if args.json:
+            _dump(account)
+        else:
+            print(render_margin_account(account))
+        return 0
+    listing = api.get("/admin/margin")
+    if args.json:
+        _dump(listing)
+    else:
+        print(render_margin(listing))
+    return 0
+
+
 # --- the command line -----------------------------------------------------------------
 
 COMMANDS: dict[str, tuple[Command, str]] = {
@@ -532,6 +720,11 @@ COMMANDS: dict[str, tuple[Command, str]] = {
     "positions": (_positions, "positions and gross exposure with each LP, client positions"),
     "orders": (_orders, "a client's open orders (with --all, its finished ones too)"),
     "sessions": (_sessions, "the FIX sessions: state, logged on, messages, sequence numbers"),
+    "margin": (
+        _margin,
+        "margin accounts: portfolio margin beside siloed, equity, free margin, level "
+        "(with CLIENT, one account in full)",
+    ),
 }
 
 
@@ -566,6 +759,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                 "--limit",
                 type=number_of_orders,
                 help=f"at most this many, the latest (default with --all: {ALL_ORDERS_LIMIT})",
+            )
+        if name == "margin":
+            parser.add_argument(
+                "client",
+                nargs="?",
+                metavar="CLIENT",
+                help="a client's CompID: its account in full (default: every account)",
             )
         parser.set_defaults(operator_command=command)
 

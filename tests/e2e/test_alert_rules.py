@@ -277,6 +277,9 @@ def test_the_rules_cover_what_operators_alert_on() -> None:
     assert off["for"] == "15m"
     assert alert(q="fixgw_event_loop_lag_distribution_seconds_bucket", severity="warning")
     assert alert(q="fixgw_event_loop_lag_distribution_seconds_bucket", severity="critical")
+    (call,) = alert(q="fixgw_margin_level < 1", c="increase(fixgw_margin_calls_total[5m]) > 0")
+    assert (call["labels"]["severity"], call["for"]) == ("warning", "1m")
+    assert alert(q="increase(fixgw_margin_stop_outs_total[5m]) > 0", severity="critical")
 
 
 # --- promtool, where it is installed ---------------------------------------------------
@@ -303,6 +306,8 @@ def test_promtool_accepts_the_rules() -> None:
 
 GW = {"instance": "gw:8080", "job": "fixgw"}
 CLIENT1, CLIENT2 = "FIX.4.4:GATEWAY->CLIENT1", "FIX.4.4:GATEWAY->CLIENT2"
+MARGINED = "CLIENT1"  # margin metrics are labelled by the client's CompID
+MARGIN_ALERTS = ("FixgwMarginCall", "FixgwMarginStopOut")
 LATENCY_BOUNDS = ("0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "+Inf")
 LAG_BOUNDS = ("0.0005", "0.005", "0.01", "0.025", "0.25", "+Inf")
 
@@ -348,7 +353,18 @@ def healthy() -> list[dict[str, str]]:
         series("fixgw_lp_up", "1x30", lp="LP_A"),
         series("fixgw_session_logged_on", "1x30", session=CLIENT1),
         *lag(growing(LAG_BOUNDS, *[600] * len(LAG_BOUNDS))),
+        *margin(level="5x30", calls="0x30", stop_outs="0x30"),
     ]
+
+
+def margin(**values: str) -> list[dict[str, str]]:
+    """MARGINED's margin series: ``level``, ``calls``, ``stop_outs``, each given."""
+    names = {
+        "level": "fixgw_margin_level",
+        "calls": "fixgw_margin_calls_total",
+        "stop_outs": "fixgw_margin_stop_outs_total",
+    }
+    return [series(names[key], v, client=MARGINED) for key, v in values.items()]
 
 
 def fired(name: str, at: str, annotations: dict[str, str], **labels: str) -> dict[str, Any]:
@@ -504,7 +520,60 @@ def unit_tests() -> list[dict[str, Any]]:
             ),
             silent("FixgwEventLoopStalled", "20m"),
         ),
+        # CLIENT1's margin level falls below 1 at minute 3: called a minute later
+        scenario(
+            margin(level="5 5 5 0.8x27"),
+            silent("FixgwMarginCall", "3m"),
+            fired(
+                "FixgwMarginCall",
+                "5m",
+                margin_call_annotations(),
+                **GW,
+                client=MARGINED,
+            ),
+            silent("FixgwMarginStopOut", "5m"),
+        ),
+        # the margin watch called CLIENT1 between two scrapes (the level seen
+        # at the scrapes stays above 1): called too, and quiet once the 5
+        # minutes have passed
+        scenario(
+            margin(calls="0 0 0 1x27"),
+            fired(
+                "FixgwMarginCall",
+                "5m",
+                margin_call_annotations(),
+                **GW,
+                client=MARGINED,
+            ),
+            silent("FixgwMarginCall", "15m"),
+        ),
+        # a stop-out: critical at once
+        scenario(
+            margin(level="5 5 0.4 0.4 2x26", calls="0 0 1x28", stop_outs="0 0 1x28"),
+            fired(
+                "FixgwMarginStopOut",
+                "3m",
+                {
+                    "summary": "Stop-out of CLIENT1 on gw:8080",
+                    "description": "The gateway started a stop-out of CLIENT1 in the last 5 "
+                    "minutes: its orders were canceled and its positions closed by the house, "
+                    "largest loss first (stop_out_* events in the log).",
+                },
+                **GW,
+                client=MARGINED,
+            ),
+            silent("FixgwMarginStopOut", "15m"),
+        ),
     ]
+
+
+def margin_call_annotations(client: str = MARGINED) -> dict[str, str]:
+    return {
+        "summary": f"Margin call: {client} on gw:8080",
+        "description": f"The margin account of {client} is below its margin call level: its "
+        f"equity no longer covers its margin. `fixgw margin {client}` shows the account; "
+        "below its stop-out level the gateway closes its positions.",
+    }
 
 
 @needs_promtool
@@ -540,11 +609,9 @@ def one_order() -> bytes:
     return codec.encode_fields([*fields, (59, b"3"), (60, codec.format_utc_timestamp(0.0))])
 
 
-@pytest.mark.asyncio
-async def test_every_metric_an_alert_uses_is_served(
-    daemon_factory: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("FIXGW_ADMIN_TOKEN", raising=False)
+async def scrape_after_one_order(daemon_factory: Any) -> str:
+    """A daemon of the default config, CLIENT1's one order (ALERT-1) final;
+    then its ``/metrics``."""
     d = daemon_factory().start()
     client = FixClient(SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY"))
     await client.connect("127.0.0.1", d.fix_port)
@@ -558,7 +625,16 @@ async def test_every_metric_an_alert_uses_is_served(
 
     url = f"http://127.0.0.1:{d.http_port}/metrics"
     with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: ASYNC210 - a one-off read
-        names, samples = exposed(resp.read().decode())
+        text: str = resp.read().decode()
+    return text
+
+
+@pytest.mark.asyncio
+async def test_every_metric_an_alert_uses_is_served(
+    daemon_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FIXGW_ADMIN_TOKEN", raising=False)
+    names, samples = exposed(await scrape_after_one_order(daemon_factory))
 
     checked = 0
     for rule in rules():
@@ -569,3 +645,69 @@ async def test_every_metric_an_alert_uses_is_served(
                 assert value in values, f"{rule['alert']}: no {metric}{{{label}={value!r}}}"
             checked += 1
     assert checked >= 10
+    # the margin alerts watch each margined client: CLIENT1 (who holds a
+    # position now) has every series they name
+    for rule in rules():
+        if rule["alert"] in MARGIN_ALERTS:
+            for metric, _ in names_in(rule["expr"]):
+                clients = {s.get("client") for s in samples[metric]}
+                assert MARGINED in clients, f"{rule['alert']}: no {metric} of {MARGINED}"
+
+
+def live_series(text: str, metrics: set[str]) -> dict[tuple[str, str], float]:
+    """The samples of ``metrics`` in a scrape, by (name, client)."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in metrics:
+                out[sample.name, sample.labels["client"]] = sample.value
+    return out
+
+
+@needs_promtool
+@pytest.mark.asyncio
+async def test_the_margin_alerts_evaluated_on_a_live_scrape(
+    daemon_factory: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The margin rules' expressions, run by promtool on the values a live
+    daemon serves (held for 10 minutes): a healthy account calls nobody;
+    the same scrape with CLIENT1's level at 0.8 calls CLIENT1 alone."""
+    monkeypatch.delenv("FIXGW_ADMIN_TOKEN", raising=False)
+    text = await scrape_after_one_order(daemon_factory)
+    metrics = {m for r in rules() if r["alert"] in MARGIN_ALERTS for m, _ in names_in(r["expr"])}
+    live = live_series(text, metrics)
+    assert live["fixgw_margin_level", MARGINED] > 1  # 5,000,000 USD against 1,000 EUR
+    assert live["fixgw_margin_calls_total", MARGINED] == 0
+
+    def held(values: dict[tuple[str, str], float]) -> list[dict[str, str]]:
+        return [
+            series(name, f"{value!r}x10", client=client)
+            for (name, client), value in sorted(values.items())
+        ]
+
+    called = {**live, ("fixgw_margin_level", MARGINED): 0.8}
+    spec = {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": held(live),
+                "alert_rule_test": [silent(name, "5m") for name in MARGIN_ALERTS],
+            },
+            {
+                "interval": "1m",
+                "input_series": held(called),
+                "alert_rule_test": [
+                    fired(
+                        "FixgwMarginCall", "5m", margin_call_annotations(), **GW, client=MARGINED
+                    ),
+                    silent("FixgwMarginStopOut", "5m"),
+                ],
+            },
+        ],
+    }
+    path = tmp_path / "live_test.yml"
+    path.write_text(json.dumps(spec, indent=1))  # JSON is YAML
+    result = promtool("test", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,7 +1,8 @@
 """The dashboard page in a real browser: headless Chromium loads ``/dashboard``
 from a daemon that has had order traffic, and the figures it rendered from
-``/admin/summary`` are read back from the dumped DOM; then the page's layout
-is measured at several widths over the DevTools protocol."""
+``/admin/summary`` and ``/admin/margin`` are read back from the dumped DOM;
+then the page's layout is measured at several widths over the DevTools
+protocol."""
 
 from __future__ import annotations
 
@@ -25,10 +26,15 @@ from typing import Any
 import aiohttp
 import pytest
 
+from config import SessionSettings
+from gateway.fix import codec
+from gateway.net.client import FixClient
+
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "dev-admin-token"  # config/default.toml
 LPS = ("LP_A", "LP_B", "LP_C")
 CLIENT1 = "FIX.4.4:GATEWAY->CLIENT1"
+MARGINED = ("CLIENT1", "CLIENT2", "CLIENT3")  # config/default.toml's [accounts]
 
 
 # --- chromium -----------------------------------------------------------------
@@ -258,6 +264,31 @@ def run_bench(fix_port: int) -> None:
     assert result.returncode == 0, f"fixgw bench failed:\n{result.stdout}\n{result.stderr}"
 
 
+def trade_cross_asset(fix_port: int) -> None:
+    """CLIENT2 buys 10,000 EUR/USD and sells 0.5 BTC/USD: long EUR against
+    short BTC forms the default config's cross-asset spread, so its
+    portfolio margin is below its siloed margin."""
+
+    async def run() -> None:
+        client = FixClient(SessionSettings(SenderCompID="CLIENT2", TargetCompID="GATEWAY"))
+        await client.connect("127.0.0.1", fix_port)
+        for cl_ord_id, side, qty, symbol in (
+            (b"DASH-EUR", b"1", b"10000", b"EUR/USD"),
+            (b"DASH-BTC", b"2", b"0.5", b"BTC/USD"),
+        ):
+            fields = [(11, cl_ord_id), (38, qty), (40, b"1"), (54, side), (55, symbol)]
+            fields += [(59, b"3"), (60, codec.format_utc_timestamp(0.0))]
+            client.send(b"D", codec.encode_fields(fields))
+            while True:
+                msg = await client.receive(timeout=10)
+                if msg.get(11) == cl_ord_id and msg.get(39) in (b"2", b"4", b"8", b"C"):
+                    assert msg.get(39) == b"2", f"{cl_ord_id!r} ended with {msg.get(39)!r}"
+                    break
+        await client.logout()
+
+    asyncio.run(run())
+
+
 # --- the test -----------------------------------------------------------------------
 
 
@@ -268,6 +299,7 @@ def test_dashboard_renders_live_figures_in_chromium(
     d = daemon_factory().start()
     wait_ready(d.http_port)
     run_bench(d.fix_port)
+    trade_cross_asset(d.fix_port)
     version = admin_get(d.http_port, "/admin/config")["version"]
 
     url = f"http://127.0.0.1:{d.http_port}/dashboard#token={TOKEN}"
@@ -313,6 +345,42 @@ def test_dashboard_renders_live_figures_in_chromium(
     assert number(share.one(class_="share-percent").text()) == 100
     assert dom.one(id="last-reload-status").text() == "none"
 
+    # the margin panel: one row per account, portfolio margin beside siloed
+    assert body.attrs.get("data-margin-loaded") == "1", "the page never rendered /admin/margin"
+    margin = admin_get(d.http_port, "/admin/margin")
+    assert dom.one(id="margin-note").attrs["data-version"] == margin["param_version"]
+    accounts = {r.attrs["data-client"]: r for r in dom.one(id="margin").find_all("tr")}
+    assert set(accounts) == set(MARGINED)
+    for client, row in accounts.items():
+        assert row.one("td", class_="name").text() == client
+        assert row.one(class_="params").text() == margin["param_version"]
+        cells = {c: float(row.one(class_=c).attrs["data-value"]) for c in ("margin", "siloed")}
+        for cls in ("margin", "siloed", "freed", "equity", "free-margin"):
+            assert row.one(class_=cls).text().startswith(("$", "-$")), (client, cls)
+        freed = float(row.one(class_="freed").attrs["data-value"])
+        assert freed == pytest.approx(cells["siloed"] - cells["margin"], abs=0.011)
+        assert cells["margin"] <= cells["siloed"]
+    # CLIENT2 holds EUR against BTC: the spread across asset classes frees collateral
+    cross = accounts["CLIENT2"]
+    portfolio = float(cross.one(class_="margin").attrs["data-value"])
+    siloed = float(cross.one(class_="siloed").attrs["data-value"])
+    assert 0 < portfolio < siloed
+    assert number(cross.one(class_="freed").text()) > 0
+    assert "% of siloed" in cross.one(class_="mcmp").text()
+    level = cross.one(class_="level")
+    assert level.attrs["data-standing"] == "ok"
+    assert number(level.attrs["data-value"]) == pytest.approx(
+        float(cross.one(class_="equity").attrs["data-value"]) / portfolio, rel=1e-3
+    )
+    # CLIENT3 never traded: no margin, no level, its collateral whole
+    flat = accounts["CLIENT3"]
+    assert flat.one(class_="margin").attrs["data-value"] == "0.00"
+    assert flat.one(class_="level").attrs["data-standing"] == "none"
+    assert flat.one(class_="equity").attrs["data-value"] == "1000000.00"
+    now = {a["client"]: a for a in margin["accounts"]}
+    # the marks move between the page's read and this one: equal within a few dollars
+    assert float(now["CLIENT2"]["margin_usd"]) == pytest.approx(portfolio, abs=5)
+
 
 # --- the layout, measured in the browser ----------------------------------------------
 
@@ -354,8 +422,9 @@ LOADED = """
 new Promise((resolve, reject) => {
   const deadline = Date.now() + 15000;
   (function wait() {
-    if (document.body.dataset.loaded === "1") return resolve(true);
-    if (Date.now() > deadline) return reject(new Error("the page never rendered a summary"));
+    const body = document.body.dataset;
+    if (body.loaded === "1" && body.marginLoaded === "1") return resolve(true);
+    if (Date.now() > deadline) return reject(new Error("the page never rendered its data"));
     setTimeout(wait, 50);
   })();
 })
@@ -483,7 +552,10 @@ async def test_every_table_column_can_be_seen_at_1400_px_and_narrower(
 
     for width, tables in measured.items():
         panels = {t["panel"]: t for t in tables}
-        assert {"Liquidity providers", "FIX sessions", "Net positions by LP"} <= set(panels)
+        assert {"Liquidity providers", "FIX sessions", "Net positions by LP", "Margin"} <= set(
+            panels
+        )
+        assert panels["Margin"]["rows"] == len(MARGINED), width
         sessions = panels["FIX sessions"]
         assert sessions["rows"] == 3, width
         assert [c["text"] for c in sessions["columns"]][-1] == "Rejects sent"

@@ -1,8 +1,10 @@
-"""``fixgw status``, ``positions``, ``orders`` and ``sessions`` against a
-real ``fixgw run``: a client logs on over FIX, one order of it is filled and
-one rests, and each command's table and JSON are read back; then the
-errors an operator meets (a wrong or missing token, no daemon, the admin
-API disabled) are one line and exit status 1."""
+"""``fixgw status``, ``positions``, ``orders``, ``sessions`` and ``margin``
+against a real ``fixgw run``: a client logs on over FIX, one order of it is
+filled and one rests, and each command's table and JSON are read back (for
+``margin``, after a few more trades across asset classes); then the errors
+an operator meets (a wrong or missing token, no daemon, the admin API
+disabled, a client without a margin account) are one line and exit status
+1."""
 
 from __future__ import annotations
 
@@ -69,6 +71,8 @@ def one_line_error(result: Result, command: str) -> str:
 
 
 def order(cl_ord_id: str, **extra: str) -> bytes:
+    """A NewOrderSingle body: a market IOC buy of 1,000 EUR/USD unless
+    ``extra`` (by tag number) says otherwise."""
     fields = {11: cl_ord_id, 38: "1000", 40: "1", 54: "1", 55: "EUR/USD", 59: "3"}
     fields.update({int(tag): value for tag, value in extra.items()})
     fields[60] = codec.format_utc_timestamp(0.0).decode()
@@ -223,6 +227,116 @@ async def test_the_operator_commands_read_a_running_daemon(trading: Trading) -> 
     from_env = await fixgw("sessions", "--url", trading.url, env={"FIXGW_ADMIN_TOKEN": TOKEN})
     assert from_env.code == 0, from_env.err
     assert {r[0] for r in rows(from_env.out)} == set(by_session)
+
+
+def usd_cell(text: str) -> float:
+    """A ``$1,234.56`` (or ``-$0.50``) cell as a number."""
+    match = re.fullmatch(r"(-?)\$([\d,]+\.\d\d)", text)
+    assert match is not None, text
+    return float(match.group(1) + match.group(2).replace(",", ""))
+
+
+@pytest.mark.asyncio
+async def test_fixgw_margin_lists_the_accounts_and_shows_one_in_full(trading: Trading) -> None:
+    auth = ("--url", trading.url, "--token", TOKEN)
+    # CLIENT1 holds 1,000 EUR/USD (M1); it buys 9,000 more and sells 0.5 BTC/USD:
+    # long EUR against short BTC forms the default config's cross-asset spread
+    trading.client.send(b"D", order("EUR-MORE", **{"38": "9000"}))
+    await answered(trading.client, b"EUR-MORE", *FINAL)
+    trading.client.send(b"D", order("BTC-SHORT", **{"38": "0.5", "54": "2", "55": "BTC/USD"}))
+    await answered(trading.client, b"BTC-SHORT", *FINAL)
+
+    listing = (await fixgw("margin", "--json", *auth)).json()
+    assert listing["param_version"] == "default-2026-12"
+    by_client = {a["client"]: a for a in listing["accounts"]}
+    assert set(by_client) == {"CLIENT1", "CLIENT2", "CLIENT3"}
+    mine = by_client["CLIENT1"]
+    assert mine["positions"] == {
+        "BTC/USD": {"qty": "-0.5", "avg_px": mine["positions"]["BTC/USD"]["avg_px"]},
+        "EUR/USD": {"qty": "10000", "avg_px": mine["positions"]["EUR/USD"]["avg_px"]},
+    }
+    assert float(mine["margin_usd"]) > 0
+    assert float(mine["freed_by_portfolio_usd"]) > 0
+    assert [s["spread"] for s in mine["spreads"]] == ["EUR-BTC"]
+
+    # the table: one row per account, the figures of the JSON in dollars and cents
+    shown = await fixgw("margin", *auth)
+    assert shown.code == 0, shown.err
+    title, head, *lines = rows(shown.out)
+    assert title[0].startswith("Margin accounts (USD): portfolio margin beside siloed")
+    assert head == [
+        "CLIENT",
+        "EQUITY",
+        "MARGIN",
+        "SILOED",
+        "FREED",
+        "FREE MARGIN",
+        "LEVEL",
+        "PARAMS",
+    ]
+    table = {r[0]: dict(zip(head, r, strict=True)) for r in lines}
+    assert set(table) == {"CLIENT1", "CLIENT2", "CLIENT3"}
+    one = table["CLIENT1"]
+    assert one["PARAMS"] == "default-2026-12"
+    # the figures move with the marks between two reads: equal within a few dollars
+    assert usd_cell(one["MARGIN"]) == pytest.approx(float(mine["margin_usd"]), abs=5)
+    assert usd_cell(one["SILOED"]) > usd_cell(one["MARGIN"])
+    freed = usd_cell(one["SILOED"]) - usd_cell(one["MARGIN"])
+    assert usd_cell(one["FREED"]) == pytest.approx(freed, abs=0.011)
+    assert usd_cell(one["EQUITY"]) == pytest.approx(5_000_000, rel=0.01)
+    assert re.fullmatch(r"[\d,]+\.\d\d", one["LEVEL"]), one["LEVEL"]
+    flat = table["CLIENT3"]
+    assert (flat["EQUITY"], flat["MARGIN"], flat["LEVEL"]) == ("$1,000,000.00", "$0.00", "-")
+
+    # one account in full: groups with their scan risk, the spread and its credit, positions
+    full = await fixgw("margin", "CLIENT1", *auth)
+    assert full.code == 0, full.err
+    text = full.out
+    assert text.startswith("Margin account of CLIENT1 (parameters default-2026-12, USD)")
+    figures = {line[2:18].strip(): line[18:] for line in text.split("\n\n")[0].splitlines()[1:]}
+    assert set(figures) == {
+        "collateral",
+        "realized P&L",
+        "unrealized P&L",
+        "equity",
+        "margin",
+        "siloed margin",
+        "initial margin",
+        "free margin",
+        "level",
+    }
+    assert figures["collateral"] == "$5,000,000.00"
+    assert re.fullmatch(
+        r"\$[\d,.]+ \(scan risk \$[\d,.]+ less \$[\d,.]+ of spread credits\)",
+        figures["margin"],
+    )
+    assert figures["level"].endswith("(margin call below 1.0, stop-out below 0.5)")
+    sections = {part.splitlines()[0]: part for part in text.split("\n\n")[1:]}
+    assert set(sections) == {
+        "Risk groups (units net per group)",
+        "Spreads formed",
+        "Positions (units)",
+    }
+    groups = {r[0]: r for r in rows(sections["Risk groups (units net per group)"])[2:]}
+    assert set(groups) == {"EUR", "BTC"}
+    assert groups["EUR"][1] == "+10,000"
+    assert groups["BTC"][1] == "-0.5"
+    assert usd_cell(groups["BTC"][2]) > usd_cell(groups["EUR"][2]) > 0
+    assert groups["EUR"][3] == "down 3/3"  # a long loses on the way down
+    (spread,) = rows(sections["Spreads formed"])[2:]
+    assert spread[:2] == ["EUR-BTC", "10"]
+    assert usd_cell(spread[3]) > 0
+    assert re.fullmatch(r"EUR [\d,.]+, BTC [\d,.]+", spread[4]), spread
+    positions = {r[0]: r[1] for r in rows(sections["Positions (units)"])[2:]}
+    assert positions == {"BTC/USD": "-0.5", "EUR/USD": "+10,000"}
+
+    account = (await fixgw("margin", "CLIENT1", "--json", *auth)).json()
+    assert account["client"] == "CLIENT1"
+    assert {g["group"] for g in account["groups"]} == {"EUR", "BTC"}
+
+    # a client without a margin account: one line, exit status 1
+    line = one_line_error(await fixgw("margin", "NOBODY", *auth), "margin")
+    assert line == f"fixgw margin: no margin account for NOBODY (HTTP 404 from {trading.url})"
 
 
 @pytest.mark.asyncio

@@ -74,6 +74,7 @@ def test_a_request_carries_the_token_and_the_query(fake_admin: Any) -> None:
         (401, b'{"error": "missing or wrong bearer token"}', "x", "refused the admin token"),
         (403, b'{"error": "admin API disabled:\\nno admin token"}', "x", "disabled: no admin"),
         (404, b"404: Not Found", "x", "not found (HTTP 404)"),
+        (404, b'{"error": "no margin account for X"}', "x", "no margin account for X (HTTP 404"),
         (500, b'{"error": "boom"}', "x", "HTTP 500: boom"),
         (200, b"<html>", "x", "something other than JSON"),
     ],
@@ -244,9 +245,130 @@ def test_every_command_is_registered_with_its_options() -> None:
     assert (orders.client, orders.all, orders.limit) == ("CLIENT1", True, 5)
     with pytest.raises(SystemExit):
         parser.parse_args(["orders", "--limit", "-1"])
+    assert parser.parse_args(["margin"]).client is None
+    assert parser.parse_args(["margin", "CLIENT1", "--json"]).client == "CLIENT1"
 
 
 def test_the_command_line_bounds_orders_as_the_admin_api_does() -> None:
     from gateway.ops import admin, operator
 
     assert operator.MAX_ORDERS_LIMIT == admin.MAX_ORDERS_LIMIT
+
+
+def test_margin_asks_for_one_account_by_its_escaped_name(fake_admin: Any) -> None:
+    fake_admin.answer = (200, json.dumps(ACCOUNT).encode())
+    parser = argparse.ArgumentParser(prog="fixgw")
+    operator.register(parser.add_subparsers(dest="command", required=True))
+    parsed = parser.parse_args(["margin", "A/B C", "--json", "--url", fake_admin.url])
+    assert operator.run(parsed) == 0
+    assert fake_admin.seen == [("/admin/margin/A%2FB%20C", None)]
+
+
+ACCOUNT: dict[str, Any] = {
+    "client": "CLIENT1",
+    "param_version": "v7",
+    "collateral_usd": "3000.00",
+    "realized_pnl_usd": "-12.50",
+    "unrealized_pnl_usd": "0.00",
+    "equity_usd": "2987.50",
+    "margin_usd": "2700.00",
+    "initial_margin_usd": "2700.00",
+    "siloed_margin_usd": "6000.00",
+    "freed_by_portfolio_usd": "3300.00",
+    "free_margin_usd": "287.50",
+    "margin_level": 1.1065,
+    "margin_call_level": 1.2,
+    "stop_out_level": 0.5,
+    "scan_risk_usd": "6000.00",
+    "credit_usd": "3300.00",
+    "positions": {"ZS": {"qty": "-1", "avg_px": "1200"}, "ZC": {"qty": "2", "avg_px": "450.5"}},
+    "groups": [
+        {"group": "corn", "units": "2", "scan_risk_usd": "3500.00", "worst_scenario": "down 3/3"},
+        {"group": "soy", "units": "-1", "scan_risk_usd": "2500.00", "worst_scenario": "up 3/3"},
+    ],
+    "spreads": [
+        {
+            "spread": "corn-soy",
+            "priority": 1,
+            "count": "1",
+            "credit_usd": "3300.00",
+            "legs": {"corn": "2", "soy": "1"},
+        }
+    ],
+    "siloed_spreads": [],
+}
+
+
+def test_the_margin_table_sets_portfolio_beside_siloed() -> None:
+    flat = {
+        **ACCOUNT,
+        "client": "CLIENT2",
+        "equity_usd": "1234567.891",
+        "margin_usd": "0.00",
+        "siloed_margin_usd": "0.00",
+        "freed_by_portfolio_usd": "0.00",
+        "free_margin_usd": "1234567.89",
+        "margin_level": None,
+    }
+    stopped = {**ACCOUNT, "client": "CLIENT3", "equity_usd": "-5.00", "margin_level": 0.25}
+    text = operator.render_margin({"param_version": "v7", "accounts": [ACCOUNT, flat, stopped]})
+    lines = text.splitlines()
+    assert lines[0].startswith("Margin accounts (USD): portfolio margin beside siloed")
+    assert lines[1:] == [
+        "CLIENT          EQUITY     MARGIN     SILOED      FREED    FREE MARGIN"
+        "               LEVEL  PARAMS",
+        "CLIENT1      $2,987.50  $2,700.00  $6,000.00  $3,300.00        $287.50"
+        "  1.11 (margin call)  v7",
+        "CLIENT2  $1,234,567.89      $0.00      $0.00      $0.00  $1,234,567.89"
+        "                   -  v7",
+        "CLIENT3         -$5.00  $2,700.00  $6,000.00  $3,300.00        $287.50"
+        "     0.25 (stop-out)  v7",
+    ]
+
+
+def test_the_margin_table_says_why_it_is_empty() -> None:
+    off = operator.render_margin({"param_version": None, "accounts": []})
+    assert off == "no margin: the daemon's config has no [margin] parameters"
+    none = operator.render_margin({"param_version": "v7", "accounts": []})
+    assert none.startswith("no margin accounts")
+
+
+def test_one_margin_account_in_full() -> None:
+    text = operator.render_margin_account(ACCOUNT)
+    head, groups, spreads, positions = text.split("\n\n")
+    assert head.splitlines() == [
+        "Margin account of CLIENT1 (parameters v7, USD)",
+        "  collateral      $3,000.00",
+        "  realized P&L    -$12.50",
+        "  unrealized P&L  $0.00",
+        "  equity          $2,987.50",
+        "  margin          $2,700.00 (scan risk $6,000.00 less $3,300.00 of spread credits)",
+        "  siloed margin   $6,000.00 (the portfolio frees $3,300.00)",
+        "  initial margin  $2,700.00",
+        "  free margin     $287.50",
+        "  level           1.11, margin call (margin call below 1.2, stop-out below 0.5)",
+    ]
+    assert groups.splitlines() == [
+        "Risk groups (units net per group)",
+        "GROUP  UNITS  SCAN RISK  WORST SCENARIO",
+        "corn      +2  $3,500.00  down 3/3",
+        "soy       -1  $2,500.00  up 3/3",
+    ]
+    assert spreads.splitlines() == [
+        "Spreads formed",
+        "SPREAD    PRIORITY  COUNT     CREDIT  UNITS USED PER LEG",
+        "corn-soy         1      1  $3,300.00  corn 2, soy 1",
+    ]
+    assert positions.splitlines() == [
+        "Positions (units)",
+        "SYMBOL  POSITION  AVG PX",
+        "ZC            +2   450.5",
+        "ZS            -1    1200",
+    ]
+    empty = operator.render_margin_account(
+        {**ACCOUNT, "groups": [], "spreads": [], "positions": {}, "margin_level": None}
+    )
+    assert "  level           - (no margin; margin call below 1.2, stop-out below 0.5)" in empty
+    assert "  (none held)" in empty
+    assert "  (none)" in empty
+    assert "  (flat)" in empty
