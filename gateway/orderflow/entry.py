@@ -35,7 +35,14 @@ from gateway.orderflow.routing import ChildRouting
 from gateway.orderflow.rules import Rules
 from gateway.orderflow.stats import FlowStats
 from matcher.engine import Matcher
-from matcher.orders import CancelReject, CxlRejReason, CxlRejResponseTo, OrdRejReason, OrdStatus
+from matcher.orders import (
+    FINAL_STATUSES,
+    CancelReject,
+    CxlRejReason,
+    CxlRejResponseTo,
+    OrdRejReason,
+    OrdStatus,
+)
 from risk.accounts import Marks
 from risk.limits import check
 from router.book import AggregatedBook
@@ -267,4 +274,22 @@ class OrderEntry:
             self._refuse_change(client, msg, to, replace.text, now, id_limit)
             return
         symbol = (msg.get(55) or b"").decode("latin-1")
+        accounts = self._reports.accounts
+        if accounts.params is not None:
+            breach = self._replace_margin(client, replace.orig_cl_ord_id, replace.qty, now)
+            if breach is not None:
+                to = CxlRejResponseTo.REPLACE
+                self._refuse_change(client, msg, to, breach, now, id_limit)
+                return
         self._routing.publish(self.matcher.replace(replace, self.book.snapshot(symbol)), now)
+
+    def _replace_margin(self, client: str, orig_cl_ord_id: str, qty: int, now: float) -> str | None:
+        """The margin breach of a replace that raises an order's quantity,
+        checked as a new order for the lots it adds; None if it fits."""
+        current = self.matcher.status(client, orig_cl_ord_id)
+        if current is None or qty <= current.qty or current.status in FINAL_STATUSES:
+            return None  # the matcher answers it as it would
+        self.mark_accounts(self._routing.exposure(now))
+        accounts = self._reports.accounts
+        breach = accounts.check(client, current.symbol, current.side, qty - current.qty)
+        return None if breach is None else breach.text

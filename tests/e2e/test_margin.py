@@ -15,6 +15,7 @@ import pytest
 from netkit import log_events
 from test_order_flow import client, order, until_final
 
+from gateway.fix import codec
 from gateway.net.client import FixClient
 
 TOKEN = "margin-test-token"
@@ -302,4 +303,44 @@ async def test_a_margin_call_then_a_stop_out_closing_the_largest_loss(
     assert after["margin_usd"] == "2500.00"
     # the stop-out is over: the client trades again
     assert await trade(c, "AFTER", "1", "1", "ZS") == b"2"
+    await c.logout()
+
+
+@pytest.mark.asyncio
+async def test_a_replace_that_adds_beyond_the_margin_is_refused_and_the_order_kept(
+    tmp_path: Path, daemon_factory: Any
+) -> None:
+    d = daemon_factory("--config", str(write_config(tmp_path))).start()
+    c = client("CLIENT1")
+    await c.connect("127.0.0.1", d.fix_port)
+    # a resting buy of 1 corn holds 1,750 of the 3,000
+    c.send(b"D", order("REST", side="1", qty="1", symbol="ZC", ord_type="2", price="400", tif="0"))
+    *_, resting = await until_final(c, b"REST")
+    assert resting.get(39) == b"0"
+    # to 2 corn: 3,500 > 3,000
+    c.send(
+        b"G",
+        codec.encode_fields(
+            [
+                (11, b"MORE"),
+                (38, b"2"),
+                (40, b"2"),
+                (41, b"REST"),
+                (44, b"400"),
+                (54, b"1"),
+                (55, b"ZC"),
+                (60, codec.format_utc_timestamp(0.0)),
+            ]
+        ),
+    )
+    while (refused := await c.receive()).msg_type != b"9":
+        pass
+    assert refused.get(434) == b"2"  # a replace
+    assert refused.get(41) == b"REST"
+    assert (refused.get(58) or b"").startswith(b"insufficient margin: 3500.00 USD initial")
+    # the order is as it was
+    c.send(b"H", codec.encode_fields([(11, b"REST"), (54, b"1"), (55, b"ZC")]))
+    while (status := await c.receive()).msg_type != b"8":
+        pass
+    assert (status.get(39), status.get(38), status.get(11)) == (b"0", b"1", b"REST")
     await c.logout()
