@@ -326,6 +326,9 @@ def build_order_flow(
     if journal is not None:
         for recorded in journal.replay():
             recovery.apply(recorded)
+        seeded = recovery.finish(instruments)
+        if seeded:
+            _log.warning("margin_accounts_seeded_from_positions", clients=seeded)
         run = str(journal.run + 1)
     else:
         run = format(int(clock()), "x")

@@ -11,6 +11,7 @@ exactly as they were.  It does no I/O.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gateway.orderflow.journal_entries import (
@@ -31,7 +32,7 @@ from gateway.orderflow.journal_entries import (
 from matcher.orders import Order
 from risk.accounts import Accounts
 from router.exposure import ExposureLedger
-from router.model import ChildOrder
+from router.model import ChildOrder, Instrument
 
 __all__ = ["HOUSE", "RecoveredChild", "Recovery"]
 
@@ -81,6 +82,9 @@ class Recovery:
         """Fills booked into the ledger while reading."""
         self.duplicate_fills = 0
         """Fills read twice (a damaged journal) and booked once."""
+        self.holdings_read = False
+        """Whether the journal held the margin accounts' holdings (a journal
+        written before they were kept holds positions only)."""
 
     def apply(self, entry: Entry) -> None:
         if isinstance(entry, OrderState):
@@ -119,10 +123,33 @@ class Recovery:
             self.ledger.load(entry.lps, entry.clients, entry.last_price)
         elif isinstance(entry, Holdings):
             self.accounts.load(entry.clients)
+            self.holdings_read = True
         elif isinstance(entry, Expiring):
             self.expiring = list(entry.order_ids)
         elif isinstance(entry, Run):
             pass
+
+    def finish(self, instruments: Mapping[str, Instrument]) -> int:
+        """After the last entry: a journal that held positions but no
+        holdings gives the accounts its client positions, each at the
+        symbol's last fill price as its average (the average paid is not
+        in such a journal).  Returns how many clients were so seeded."""
+        if self.holdings_read:
+            return 0
+        _, clients, last_price = self.ledger.positions()
+        seeded: dict[str, dict[str, tuple[int, float, float]]] = {}
+        for client, by_symbol in clients.items():
+            if client == HOUSE:
+                continue
+            for symbol, lots in by_symbol.items():
+                instrument = instruments.get(symbol)
+                if instrument is None or not lots:
+                    continue
+                price = float(instrument.tick_size * last_price.get(symbol, 0))
+                seeded.setdefault(client, {})[symbol] = (lots, price, 0.0)
+        if seeded:
+            self.accounts.load(seeded)
+        return len(seeded)
 
     def _prune(self) -> None:
         """Forget the oldest final orders beyond ``keep_finished``."""

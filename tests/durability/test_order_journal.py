@@ -6,6 +6,7 @@ import logging
 import os
 import struct
 import zlib
+from decimal import Decimal
 from pathlib import Path
 
 import msgspec
@@ -18,6 +19,7 @@ from gateway.orderflow.journal_entries import (
     Entry,
     Expiring,
     Filled,
+    Holdings,
     InFlight,
     OrderState,
     Positions,
@@ -29,7 +31,7 @@ from matcher.orders import CxlRejResponseTo as To
 from matcher.orders import Order, OrdStatus, PendingChange
 from risk.accounts import Accounts
 from router.exposure import ExposureLedger
-from router.model import ChildOrder, OrdType, Side, TimeInForce
+from router.model import AssetClass, ChildOrder, Instrument, OrdType, Side, TimeInForce
 
 
 def an_order(order_id: str = "1O1", **changes: object) -> Order:
@@ -267,3 +269,23 @@ def test_a_failed_write_keeps_the_entries_for_the_next_flush(
     journal.add(Ended("b"))
     journal.close()
     assert read_all(tmp_path) == [Ended("a"), Ended("b")]
+
+
+def test_a_journal_without_holdings_seeds_the_accounts_from_positions() -> None:
+    """A journal written before margin accounts were kept: the accounts take
+    the client positions, at the last fill price, and say so."""
+    instrument = Instrument(
+        "EUR/USD", AssetClass.FX, Decimal("0.00001"), Decimal(1000), 1, 1000, "USD"
+    )
+    accounts = Accounts(None, {}, {"EUR/USD": instrument})
+    recovery = Recovery(ExposureLedger({"EUR/USD": instrument}), accounts)
+    recovery.apply(
+        Positions({"LP_A": {"EUR/USD": 5}}, {"CLIENT1": {"EUR/USD": 5}}, {"EUR/USD": 108_500})
+    )
+    assert recovery.finish({"EUR/USD": instrument}) == 1
+    assert accounts.holdings() == {"CLIENT1": {"EUR/USD": (5, 1.085, 0.0)}}
+    # a journal with holdings is taken as it is
+    again = Recovery(ExposureLedger({"EUR/USD": instrument}), Accounts(None, {}, {}))
+    again.apply(Holdings({"CLIENT1": {"EUR/USD": (2, 1.1, 3.0)}}))
+    assert again.finish({"EUR/USD": instrument}) == 0
+    assert again.accounts.holdings() == {"CLIENT1": {"EUR/USD": (2, 1.1, 3.0)}}
