@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from netkit import log_events
 from test_order_scenarios import FINAL, order, reports_until, started
 
-from config import default_config_path
+from config import SessionSettings, default_config_path
 from gateway.fix import codec
+from gateway.net.client import FixClient
 
 DEFAULT_TEXT = default_config_path().read_text()
 RISK = 'max_open_position = "20000000" # largest net position per symbol, in units\n'
@@ -104,3 +110,81 @@ async def test_messages_over_the_rate_are_rejected_not_queued(tmp_path: Path) ->
     finally:
         await c.logout()
         await gateway.stop()
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+async def reloaded(d: Any, path: Path, text: str, count: int) -> None:
+    """Write ``text`` as the daemon's config, send SIGHUP, and wait until
+    it has logged ``count`` applied reloads in all."""
+    write_atomically(path, text)
+    d.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 15
+    while True:
+        events = [e.get("event") for e in log_events(d.log_path)]
+        assert "config_reload_refused" not in events
+        if events.count("config_reloaded") >= count:
+            return
+        assert time.monotonic() < deadline, "the reload was never applied"
+        await asyncio.sleep(0.02)  # polling, with a deadline
+
+
+async def burst(c: FixClient, prefix: str, count: int) -> dict[bytes, tuple[bytes, bytes]]:
+    """``count`` market orders in one write; (OrdStatus, Text) of each final report."""
+    for i in range(count):
+        c.send(b"D", order(f"{prefix}{i}", "1" if i % 2 else "2", "1000"))
+    finals: dict[bytes, tuple[bytes, bytes]] = {}
+    while len(finals) < count:
+        msg = await c.receive(timeout=10)
+        if msg.msg_type == b"8" and msg.get(39) in FINAL:
+            cl_ord_id = msg.get(11) or b""
+            assert cl_ord_id not in finals, f"{cl_ord_id!r} finished twice"
+            finals[cl_ord_id] = (msg.get(39) or b"", msg.get(58) or b"")
+    return finals
+
+
+@pytest.mark.asyncio
+async def test_a_message_rate_changed_by_reload_is_in_force_for_the_next_orders(
+    daemon_factory: Any, tmp_path: Path
+) -> None:
+    """The bucket holds one second's worth of messages: at 50,000 a second a
+    burst of 100 orders in one write all pass, at 5 a second no more than
+    5, plus 5 for each second the burst takes, can."""
+    count = 100
+    path = tmp_path / "fixgw.toml"
+    write_atomically(path, DEFAULT_TEXT)
+    d = daemon_factory("--config", str(path)).start()
+    c = FixClient(SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY"))
+    await c.connect("127.0.0.1", d.fix_port)
+    try:
+        before = await burst(c, "A", count)
+        assert {status for status, _ in before.values()} == {b"2"}
+
+        # lowered: part of the same burst is rejected, naming the new rate
+        await reloaded(d, path, with_risk("max_messages_per_second = 5\n"), 1)
+        lowered = await burst(c, "B", count)
+        throttled = {k for k, (status, _) in lowered.items() if status == b"8"}
+        assert throttled, "a burst of 100 passed a rate of 5 a second"
+        for k in throttled:
+            text = lowered[k][1]
+            assert text.startswith(b"throttled: more than 5 messages per second"), text
+            assert b"max_messages_per_second" in text
+        assert {status for k, (status, _) in lowered.items() if k not in throttled} == {b"2"}
+
+        # raised again: a burst passes whole, which a bucket of 5 never lets
+        # happen (the bucket refills from empty at the new rate; polling,
+        # with a deadline, should the first burst find it still low)
+        await reloaded(d, path, DEFAULT_TEXT, 2)
+        deadline = time.monotonic() + 15
+        for attempt in range(100):
+            raised = await burst(c, f"C{attempt}-", count)
+            if {status for status, _ in raised.values()} == {b"2"}:
+                break
+            assert time.monotonic() < deadline, "the raised rate never came into force"
+            await asyncio.sleep(0.05)  # polling, with the deadline above
+    finally:
+        await c.logout()

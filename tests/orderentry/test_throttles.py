@@ -1,0 +1,243 @@
+"""The message rate limit (``max_messages_per_second``) on cancels and
+replaces: the order flow is fed directly, on a clock the test moves, so the
+token bucket sees exactly the time the test says has passed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+import pytest_asyncio
+
+from config import SessionSettings, parse_config
+from gateway.daemon import build_order_flow
+from gateway.fix import codec
+from gateway.fix.codec import FixMessage
+from gateway.fix.dictionary import fix44
+from gateway.fix.session import Session
+from gateway.fix.store import MemoryStore
+from gateway.fix.validation import ValidationOptions, Validator
+from gateway.net.transport import Outbox
+from gateway.orderflow.flow import OrderFlow
+
+START = 1_800_000_000.0
+VALIDATOR = Validator(fix44(), ValidationOptions())
+
+# one message per second, a bucket of one: after one message the next is
+# over the rate until a whole second has passed
+CONFIG = """
+[[sessions]]
+SenderCompID = "GATEWAY"
+TargetCompID = "CLIENT1"
+
+[[instruments]]
+symbol = "EUR/USD"
+asset_class = "fx"
+tick_size = "0.00001"
+lot_size = "1000"
+min_qty = "1000"
+max_qty = "10000000"
+quote_currency = "USD"
+
+[[lps]]
+name = "LP_A"
+adapter = "simulated"
+soft_limit_usd = "20000000"
+hard_limit_usd = "30000000"
+
+[risk.default]
+max_messages_per_second = 1
+"""
+
+
+class Clock:
+    """The flow's clock: still unless the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Client:
+    """CLIENT1's session on the gateway side, and what it was sent."""
+
+    flow: OrderFlow
+    session: Session
+    clock: Clock
+    _next: int = 1
+
+    def send(self, msg_type: bytes, *fields: tuple[int, bytes]) -> None:
+        now = self.clock.now
+        header = [(34, b"2"), (49, b"CLIENT1"), (52, codec.format_utc_timestamp(now))]
+        header.append((56, b"GATEWAY"))
+        raw = codec.encode_message(b"FIX.4.4", msg_type, header, codec.encode_fields(fields))
+        self.flow.on_message(self.session, codec.parse_frame(raw), now)
+
+    def answers(self) -> list[FixMessage]:
+        """Every message sent to the client since the last call, each
+        checked to be valid FIX 4.4."""
+        out = []
+        for seq, raw in self.session.store.get_sent(self._next, 2**31 - 1):
+            self._next = seq + 1
+            msg = codec.parse_frame(raw)
+            assert VALIDATOR.validate(msg) is None, msg
+            out.append(msg)
+        return out
+
+
+@pytest_asyncio.fixture
+async def client() -> AsyncIterator[Client]:
+    clock = Clock()
+    session = Session(
+        SessionSettings(SenderCompID="GATEWAY", TargetCompID="CLIENT1"), MemoryStore()
+    )
+    # the LP is never started: a limit order far from any price rests
+    # without routing, so every answer is sent inside on_message
+    flow = build_order_flow(parse_config(CONFIG), {"CLIENT1": session}, None, Outbox(), clock)
+    yield Client(flow, session, clock)
+
+
+def resting(c: Client, cl_ord_id: bytes) -> FixMessage:
+    """A buy limit order of 1,000 at 0.50000 (GTC), acknowledged New."""
+    c.send(
+        b"D",
+        (11, cl_ord_id),
+        (38, b"1000"),
+        (40, b"2"),
+        (44, b"0.50000"),
+        (54, b"1"),
+        (55, b"EUR/USD"),
+        (59, b"1"),
+        (60, codec.format_utc_timestamp(c.clock.now)),
+    )
+    (ack,) = c.answers()
+    assert (ack.msg_type, ack.get(11), ack.get(150), ack.get(39)) == (b"8", cl_ord_id, b"0", b"0")
+    return ack
+
+
+def replace(c: Client, cl_ord_id: bytes, orig: bytes, qty: bytes) -> None:
+    c.send(
+        b"G",
+        (11, cl_ord_id),
+        (38, qty),
+        (40, b"2"),
+        (41, orig),
+        (44, b"0.50000"),
+        (54, b"1"),
+        (55, b"EUR/USD"),
+        (60, codec.format_utc_timestamp(c.clock.now)),
+    )
+
+
+def cancel(c: Client, cl_ord_id: bytes, orig: bytes) -> None:
+    c.send(
+        b"F",
+        (11, cl_ord_id),
+        (38, b"1000"),
+        (41, orig),
+        (54, b"1"),
+        (55, b"EUR/USD"),
+        (60, codec.format_utc_timestamp(c.clock.now)),
+    )
+
+
+def assert_throttle_reject(msg: FixMessage, cl_ord_id: bytes, orig: bytes, to: bytes) -> None:
+    """An OrderCancelReject answering the request ``to`` (434: 1 cancel,
+    2 replace) for being over the rate."""
+    assert msg.msg_type == b"9"
+    assert (msg.get(11), msg.get(41), msg.get(434)) == (cl_ord_id, orig, to)
+    assert msg.get(102) == b"99"  # CxlRejReason Other: no reason of its own in FIX 4.4
+    text = msg.get(58) or b""
+    assert text.startswith(b"throttled: more than 1 messages per second")
+    assert b"max_messages_per_second" in text
+
+
+def assert_untouched(c: Client, cl_ord_id: str, qty: int) -> None:
+    """The order is still open, as it was: same id, size and price, nothing
+    executed."""
+    (order,) = c.flow.matcher.open_orders("CLIENT1")
+    assert (order.cl_ord_id, order.qty, order.price, order.cum_qty) == (cl_ord_id, qty, 50_000, 0)
+
+
+@pytest.mark.asyncio
+async def test_a_replace_over_the_rate_is_refused_and_one_after_the_refill_is_taken(
+    client: Client,
+) -> None:
+    c = client
+    ack = resting(c, b"R1")  # the bucket's only token
+    replace(c, b"R1-G1", b"R1", b"2000")
+    (reject,) = c.answers()
+    assert_throttle_reject(reject, b"R1-G1", b"R1", b"2")
+    assert_untouched(c, "R1", 1)
+    # half a second brings half a token: still over the rate
+    c.clock.now += 0.5
+    replace(c, b"R1-G2", b"R1", b"2000")
+    (reject,) = c.answers()
+    assert_throttle_reject(reject, b"R1-G2", b"R1", b"2")
+    assert_untouched(c, "R1", 1)
+    # a whole second after the order: the bucket holds a token again
+    c.clock.now += 0.5
+    replace(c, b"R1-G3", b"R1", b"2000")
+    (replaced,) = c.answers()
+    assert replaced.msg_type == b"8"
+    assert (replaced.get(11), replaced.get(41), replaced.get(37)) == (b"R1-G3", b"R1", ack.get(37))
+    assert (replaced.get(150), replaced.get(39), replaced.get(38)) == (b"5", b"0", b"2000")
+    assert_untouched(c, "R1-G3", 2)
+
+
+@pytest.mark.asyncio
+async def test_a_cancel_over_the_rate_is_refused_and_one_after_the_refill_is_taken(
+    client: Client,
+) -> None:
+    c = client
+    ack = resting(c, b"C1")
+    cancel(c, b"C1-X1", b"C1")
+    (reject,) = c.answers()
+    assert_throttle_reject(reject, b"C1-X1", b"C1", b"1")
+    assert_untouched(c, "C1", 1)
+    c.clock.now += 1.0
+    cancel(c, b"C1-X2", b"C1")
+    (canceled,) = c.answers()
+    assert canceled.msg_type == b"8"
+    assert (canceled.get(11), canceled.get(41), canceled.get(37)) == (b"C1-X2", b"C1", ack.get(37))
+    assert (canceled.get(150), canceled.get(39)) == (b"4", b"4")
+    assert c.flow.matcher.open_orders("CLIENT1") == []
+
+
+@pytest.mark.asyncio
+async def test_every_message_takes_a_token_whatever_its_type(client: Client) -> None:
+    """The order spent the only token: the cancel right after it is over
+    the rate, and so is a status request (a BusinessMessageReject, as it has
+    no reject of its own); a replace after the refill is taken."""
+    c = client
+    resting(c, b"M1")
+    cancel(c, b"M1-X1", b"M1")
+    c.send(b"H", (11, b"M1"), (54, b"1"), (55, b"EUR/USD"))
+    reject, business = c.answers()
+    assert_throttle_reject(reject, b"M1-X1", b"M1", b"1")
+    assert (business.msg_type, business.get(372), business.get(380)) == (b"j", b"H", b"0")
+    assert (business.get(58) or b"").startswith(b"throttled:")
+    c.clock.now += 1.0
+    replace(c, b"M1-G1", b"M1", b"3000")
+    (replaced,) = c.answers()
+    assert (replaced.get(150), replaced.get(38)) == (b"5", b"3000")
+    assert_untouched(c, "M1-G1", 3)
+
+
+@pytest.mark.asyncio
+async def test_a_throttled_cancel_reject_reports_the_order_as_it_stands(client: Client) -> None:
+    """FIX 4.4, OrderCancelReject: OrdStatus (39) is "the OrdStatus value
+    after this cancel reject is applied" (Rejected only for an unknown
+    order), OrderID (37) "NONE" only for an unknown order.  The order the
+    cancel names is open and known."""
+    c = client
+    ack = resting(c, b"K1")
+    cancel(c, b"K1-X1", b"K1")
+    replace(c, b"K1-G1", b"K1", b"2000")
+    for reject in c.answers():
+        assert reject.msg_type == b"9"
+        assert (reject.get(37), reject.get(39)) == (ack.get(37), b"0")
