@@ -244,15 +244,25 @@ class OrderEntry:
         id_limit: int,
     ) -> None:
         """OrderCancelReject for a cancel or replace refused before it
-        reached the matcher (no order is looked at)."""
+        reached the matcher.  The order it names, when the client has one by
+        that id, is reported as it stands (its OrderID and OrdStatus, which
+        the reject leaves as they were); otherwise OrderID NONE and OrdStatus
+        Rejected, as FIX 4.4 asks for an unknown order."""
         # ClOrdID and OrigClOrdID are required on the OrderCancelReject: one
         # over the limit (the Text says so) is echoed cut to it, never in full.
+        orig = msg.get(41) or b""
+        order_id: str | None = None
+        status = OrdStatus.REJECTED
+        if len(orig) <= id_limit:
+            current = self.matcher.status(client, orig.decode("latin-1"))
+            if current is not None:
+                order_id, status = current.order_id, current.status
         reject = CancelReject(
             client=client,
             cl_ord_id=(msg.get(11) or b"")[:id_limit].decode("latin-1"),
-            orig_cl_ord_id=(msg.get(41) or b"")[:id_limit].decode("latin-1"),
-            order_id=None,
-            status=OrdStatus.REJECTED,
+            orig_cl_ord_id=orig[:id_limit].decode("latin-1"),
+            order_id=order_id,
+            status=status,
             reason=CxlRejReason.OTHER,
             response_to=response_to,
             text=text,

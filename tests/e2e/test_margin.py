@@ -337,6 +337,7 @@ async def test_a_replace_that_adds_beyond_the_margin_is_refused_and_the_order_ke
         pass
     assert refused.get(434) == b"2"  # a replace
     assert refused.get(41) == b"REST"
+    assert (refused.get(37), refused.get(39)) == (resting.get(37), b"0")  # as it stands
     assert (refused.get(58) or b"").startswith(b"insufficient margin: 3500.00 USD initial")
     # the order is as it was
     c.send(b"H", codec.encode_fields([(11, b"REST"), (54, b"1"), (55, b"ZC")]))
