@@ -251,6 +251,7 @@ class Session:
         if self.is_connected:
             raise RuntimeError(f"{self.session_id} is already connected")
         self._reset_connection_state(now)
+        self.peer_logout_text = None  # this connection's, once one comes
         self.connection_epoch += 1
         if not self.initiator:
             self._machine.move(S.AWAITING_LOGON)

@@ -181,6 +181,7 @@ class FixLp(LpAdapter):
         self._cancel_seq = 0
         self._md_seq = 0
         self._went_up_last_time = False
+        self._logged_on_here = False
         # per symbol: {(entry type, price ticks): lots}
         self._books: dict[str, dict[tuple[bytes, int], int]] = {}
 
@@ -254,6 +255,7 @@ class FixLp(LpAdapter):
         delay = self.cfg.reconnect_min_ms / 1000
         while not self._stopping:
             self._closed = asyncio.Event()
+            self._logged_on_here = False  # on this connection
             try:
                 _, protocol = await loop.create_connection(
                     lambda: _Protocol(self), self.cfg.host, self.cfg.port
@@ -285,6 +287,7 @@ class FixLp(LpAdapter):
                 self._refused(child_id, "session Reject", msg.get(58))
         elif isinstance(event, LoggedOn):
             self._went_up_last_time = True
+            self._logged_on_here = True
             self._subscribe(now)
             self._ask_status(now)
             self._go_up()
@@ -292,6 +295,15 @@ class FixLp(LpAdapter):
             self._go_down(DISCONNECTED_REASON)
 
     def _on_connection_closed(self) -> None:
+        session = self._session
+        if (
+            not self._logged_on_here
+            and session is not None
+            and session.peer_logout_text is not None
+        ):
+            # the LP answered our Logon with a Logout: say so, and why
+            text = session.peer_logout_text.decode("latin-1", "replace")[:200]
+            _log.warning("lp_logon_refused", lp=self.name, text=text)
         self._go_down(DISCONNECTED_REASON)
         if self._closed is not None:
             self._closed.set()

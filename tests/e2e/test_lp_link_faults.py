@@ -146,6 +146,11 @@ async def test_an_lp_refusing_the_logon_is_down_retried_and_routed_around(
         await wait_until(refused_twice, timeout=15)
         for told in events(d.log_path, "logout_received", session=session):
             assert told["text"] == "Invalid username or password"
+        # and a warning that names the LP
+        warned = events(d.log_path, "lp_logon_refused", lp="LPX1")
+        assert warned
+        assert {w["text"] for w in warned} == {"Invalid username or password"}
+        assert {w["level"] for w in warned} == {"warning"}
 
         # LPX1 is down everywhere the gateway says so; LPX2 is up
         await wait_until(lambda: readyz(d.http_port)[0] == 200, timeout=15)
@@ -485,6 +490,8 @@ async def test_sigterm_with_children_held_at_an_lp_ends_them_and_restarts_clean(
         (out,) = events(a.log, "gateway_logged_out")
         assert out["reason"] == "logout"
         assert out["canceled_on_disconnect"] == len(markets)
+        # a Logout exchanged after a logon is no refusal
+        assert not events(d.log_path, "lp_logon_refused")
         for lp_order_id in held.values():
             (finished,) = events(a.log, "order_finished", order_id=lp_order_id)
             assert finished["status"] == "CANCELED"
