@@ -369,6 +369,7 @@ def build_order_flow(
         adapters[lp.name] = adapter
     routing.attach(adapters)
     watch = MarginWatch(accounts, matcher, reports, routing, stats, entry.mark_accounts, clock, run)
+    watch.on_call = lambda standing, now: entry.collateral_update(standing.client, now)
     flow = OrderFlow(rules, reports, routing, entry, journal, clock, watch)
     if journal is not None:
         journal.on_dirty = flow.flush_soon

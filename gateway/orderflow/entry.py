@@ -22,6 +22,20 @@ import structlog
 
 from gateway.fix.codec import FixMessage
 from gateway.fix.session import BusinessRejectReason, Session
+from gateway.orderflow.collateral import (
+    SNAPSHOT_AND_UPDATES,
+    UNSUBSCRIBE,
+    CollateralRefusal,
+    PositionRefusal,
+    answer_collateral_inquiry,
+    answer_position_request,
+    collateral_refusal_body,
+    collateral_report_body,
+    decode_collateral_inquiry,
+    decode_position_request,
+    position_refusal_body,
+    utc_business_date,
+)
 from gateway.orderflow.mapping import (
     Refusal,
     decode_cancel,
@@ -83,6 +97,9 @@ class OrderEntry:
         self._buckets: dict[str, list[float]] = {}
         # the valuation the margin accounts were last marked with
         self._marked: object = None
+        self._report_seq = 0
+        # per client: CollInquiryID -> the session subscribed under it
+        self.collateral_subscribers: dict[str, dict[str, Session]] = {}
 
     def on_message(self, session: Session, msg: FixMessage, now: float) -> None:
         client = session.settings.TargetCompID
@@ -109,10 +126,94 @@ class OrderEntry:
                 self._reports.execution(status.client, status, now)
         elif mt == b"V":
             self.market_data.on_request(session, msg, now, id_limit)
+        elif mt == b"BB":
+            self._collateral_inquiry(session, client, msg, now, id_limit)
+        elif mt == b"AN":
+            self._position_request(session, client, msg, now, id_limit)
         else:
             self._reports.business_reject(
                 session, msg, BusinessRejectReason.UNSUPPORTED_MESSAGE_TYPE, now
             )
+
+    # -- collateral and positions --------------------------------------------------
+
+    def _report_id(self, now: float) -> str:
+        self._report_seq += 1
+        return f"M{int(now * 1000):x}-{self._report_seq}"
+
+    def _collateral_inquiry(
+        self, session: Session, client: str, msg: FixMessage, now: float, id_limit: int
+    ) -> None:
+        """CollateralInquiry (BB): the client's CollateralReport (BA) now;
+        with SubscriptionRequestType 1, one more whenever a margin call is
+        raised on the account, until 263=2 or the session ends."""
+        inquiry = decode_collateral_inquiry(msg, client, updates=True, max_length=id_limit)
+        if isinstance(inquiry, CollateralRefusal):
+            self._reports.send(session, b"BG", collateral_refusal_body(inquiry), now)
+            return
+        accounts = self._reports.accounts
+        self.mark_accounts(self._routing.exposure(now))
+        view = accounts.view(client)
+        subscribers = self.collateral_subscribers.setdefault(client, {})
+        if inquiry.subscription == UNSUBSCRIBE:
+            subscribers.pop(inquiry.inquiry_id or "", None)
+        elif inquiry.subscription == SNAPSHOT_AND_UPDATES and view is not None:
+            subscribers[inquiry.inquiry_id or ""] = session
+        answers = answer_collateral_inquiry(
+            inquiry, view, report_id=self._report_id(now), business_date=utc_business_date(now)
+        )
+        for msg_type, body in answers:
+            self._reports.send(session, msg_type, body, now)
+
+    def collateral_update(self, client: str, now: float) -> None:
+        """An unsolicited CollateralReport (BA) of the client's account to
+        each of its subscriptions (a margin call was raised)."""
+        subscribers = self.collateral_subscribers.get(client)
+        view = self._reports.accounts.view(client) if subscribers else None
+        if not subscribers or view is None:
+            return
+        date = utc_business_date(now)
+        for inquiry_id, session in list(subscribers.items()):
+            if not session.is_logged_on:
+                del subscribers[inquiry_id]
+                continue
+            body = collateral_report_body(
+                view,
+                report_id=self._report_id(now),
+                inquiry_id=inquiry_id or None,
+                business_date=date,
+            )
+            self._reports.send(session, b"BA", body, now)
+
+    def drop_session(self, session: Session) -> None:
+        """The session ended: its collateral subscriptions end with it."""
+        for subscribers in self.collateral_subscribers.values():
+            for inquiry_id in [i for i, s in subscribers.items() if s is session]:
+                del subscribers[inquiry_id]
+
+    def _position_request(
+        self, session: Session, client: str, msg: FixMessage, now: float, id_limit: int
+    ) -> None:
+        """RequestForPositions (AN): RequestForPositionsAck (AO), then a
+        PositionReport (AP) per position of the client's margin account."""
+        date = utc_business_date(now)
+        request = decode_position_request(msg, client, current_date=date, max_length=id_limit)
+        if isinstance(request, PositionRefusal):
+            body = position_refusal_body(request, report_id=self._report_id(now))
+            self._reports.send(session, b"AO", body, now)
+            return
+        accounts = self._reports.accounts
+        self.mark_accounts(self._routing.exposure(now))
+        answers = answer_position_request(
+            request,
+            accounts.view(client),
+            accounts.marks,
+            self.instruments,
+            next_id=lambda: self._report_id(now),
+            business_date=date,
+        )
+        for msg_type, body in answers:
+            self._reports.send(session, msg_type, body, now)
 
     def _seen_before(self, client: str, msg: FixMessage) -> bool:
         """A request resent with PossDupFlag (after a crash, on the peer's

@@ -255,6 +255,7 @@ class OrderFlow:
         # orders live on (what is reported meanwhile is resent on the next
         # logon); market data subscriptions end with the session
         self.market_data.drop_session(session)
+        self.entry.drop_session(session)
 
     def on_message(self, session: Session, msg: FixMessage, now: float) -> None:
         self.entry.on_message(session, msg, now)

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from netkit import log_events
+from strict_fix44 import message_problems
 from test_order_flow import client, order, until_final
 
 from gateway.fix import codec
@@ -344,4 +345,77 @@ async def test_a_replace_that_adds_beyond_the_margin_is_refused_and_the_order_ke
     while (status := await c.receive()).msg_type != b"8":
         pass
     assert (status.get(39), status.get(38), status.get(11)) == (b"0", b"1", b"REST")
+    await c.logout()
+
+
+async def next_of(c: FixClient, msg_type: bytes) -> Any:
+    while (msg := await c.receive(timeout=10)).msg_type != msg_type:
+        pass
+    return msg
+
+
+@pytest.mark.asyncio
+async def test_collateral_and_positions_over_fix_as_a_strict_client_reads_them(
+    tmp_path: Path, daemon_factory: Any
+) -> None:
+    """BB -> BA, AN -> AO + AP, each whole message valid FIX 4.4 by a
+    validator of its own; and, subscribed, a BA unasked at a margin call."""
+    path = write_config(tmp_path)
+    text = CONFIG.format(token=TOKEN)
+    d = daemon_factory("--config", str(path)).start()
+    c = client("CLIENT1")
+    await c.connect("127.0.0.1", d.fix_port)
+    assert await trade(c, "SELL-SOY", "2", "1", "ZS") == b"2"
+    assert await trade(c, "BUY-CORN", "1", "2", "ZC") == b"2"
+
+    c.send(b"BB", codec.encode_fields([(263, b"1"), (909, b"INQ1")]))
+    report = await next_of(c, b"BA")
+    assert message_problems(report.raw) == []
+    assert report.get(909) == b"INQ1"
+    assert report.get(1) == b"CLIENT1"
+    assert report.get(901) == b"3000.00"  # collateral
+    said = (report.get(58) or b"").decode()
+    assert "margin 2700.00 USD" in said
+    assert "siloed 2700.00 USD" in said
+    assert "params cme-example-1" in said
+
+    today = time.strftime("%Y%m%d", time.gmtime())
+    c.send(
+        b"AN",
+        codec.encode_fields(
+            [
+                (1, b"CLIENT1"),
+                (60, codec.format_utc_timestamp(time.time())),
+                (453, b"1"),
+                (448, b"CLIENT1"),
+                (447, b"D"),
+                (452, b"3"),
+                (581, b"1"),
+                (710, b"POS1"),
+                (715, today.encode()),
+                (724, b"0"),
+            ]
+        ),
+    )
+    ack = await next_of(c, b"AO")
+    assert message_problems(ack.raw) == []
+    assert (ack.get(710), ack.get(727), ack.get(728)) == (b"POS1", b"2", b"0")
+    positions = {}
+    for _ in range(2):
+        pos = await next_of(c, b"AP")
+        assert message_problems(pos.raw) == []
+        assert pos.get(710) == b"POS1"
+        positions[pos.get(55)] = (pos.get(704), pos.get(705))
+    assert positions == {b"ZC": (b"2", b"0"), b"ZS": (b"0", b"1")}
+
+    # 2,600 of collateral under 2,700 of margin: a call, and the subscription's BA
+    await reload_with(
+        d.http_port, path, text.replace('collateral_usd = "3000"', 'collateral_usd = "2600"')
+    )
+    await logged(d, "margin_call", client="CLIENT1")
+    called = await next_of(c, b"BA")
+    assert message_problems(called.raw) == []
+    assert called.get(909) == b"INQ1"
+    assert called.get(901) == b"2600.00"
+    assert float(called.get(899) or b"0") < 0  # no free margin left
     await c.logout()
