@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 import structlog
 from buildkit import PACKAGES, ROOT, compiled_sources
 from hypothesis import settings
-from netkit import free_port, wait_for_port
+from netkit import free_port
 
 # Property tests assert what holds, never how fast: no per-example deadline
 # (Hypothesis's default, 200 ms, fails an example the machine was merely
@@ -80,24 +81,50 @@ class Daemon:
     _log: object = field(default=None, repr=False)
 
     def start(self) -> Daemon:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self._log = log
-        cmd = [
-            sys.executable,
-            "-m",
-            "gateway",
-            "run",
-            *self.args,
-            "--fix-port",
-            str(self.fix_port),
-            "--http-port",
-            str(self.http_port),
-            "--data-dir",
-            str(self.data_dir),
-        ]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        wait_for_port(self.fix_port, self.proc)
-        return self
+        """Start the daemon and return once it has logged ``gateway_started``
+        (so the port answering is this daemon's).  A port taken by another
+        process between choosing it and binding it (the daemon then exits
+        saying so) is chosen again, twice at most."""
+        for attempt in range(3):
+            offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+            log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+            self._log = log
+            cmd = [
+                sys.executable,
+                "-m",
+                "gateway",
+                "run",
+                *self.args,
+                "--fix-port",
+                str(self.fix_port),
+                "--http-port",
+                str(self.http_port),
+                "--data-dir",
+                str(self.data_dir),
+            ]
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + 20
+            # polling, with the deadline above: until this run logs its start
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                if b"gateway_started" in self._log_bytes(offset):
+                    return self
+                time.sleep(0.02)
+            said = self._log_bytes(offset)
+            if self.proc.poll() is None:
+                raise TimeoutError(f"the daemon did not start in 20 s: {said[-2000:]!r}")
+            self._close_log()
+            if b"cannot listen" not in said or attempt == 2:
+                raise RuntimeError(
+                    f"the daemon exited with {self.proc.returncode}: {said[-2000:]!r}"
+                )
+            self.fix_port = free_port()
+            self.http_port = free_port() if self.http_port else 0
+        raise AssertionError("unreachable")
+
+    def _log_bytes(self, offset: int) -> bytes:
+        with open(self.log_path, "rb") as f:
+            f.seek(offset)
+            return f.read()
 
     def kill9(self) -> None:
         assert self.proc is not None
