@@ -281,24 +281,6 @@ async def test_the_gauges_are_the_admin_views_figures(running: Running) -> None:
 
 
 @pytest.mark.asyncio
-async def test_one_view_per_margined_client_per_scrape(
-    running: Running, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await running.trade("CLIENT1", "EUR/USD", "1", "5000")
-    accounts = running.flow.accounts
-    read: list[str] = []
-    view = accounts.view
-
-    def counted(client: str) -> Any:
-        read.append(client)
-        return view(client)
-
-    monkeypatch.setattr(accounts, "view", counted)
-    assert running.sample("fixgw_margin_usd", client="CLIENT1")
-    assert sorted(read) == list(MARGINED)
-
-
-@pytest.mark.asyncio
 async def test_margin_calls_and_stop_outs_are_counters_per_client(running: Running) -> None:
     # every margined client is served from zero
     assert running.samples("fixgw_margin_calls_total") == dict.fromkeys(MARGINED, 0.0)
