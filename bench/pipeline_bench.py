@@ -141,7 +141,7 @@ def _margined(gateway: Gateway, accounts: int) -> None:
 
 
 async def _run(
-    orders: int, batch: int, store: str, margin: bool, accounts: int
+    orders: int, batch: int, store: str, margin: bool, accounts: int, drop_copy: bool = True
 ) -> tuple[float, float, int]:
     cfg = load_config(str(default_config_path()))
     data_dir = tempfile.mkdtemp(prefix="pipeline-bench-")
@@ -152,6 +152,9 @@ async def _run(
     )
     if not margin:
         cfg = msgspec.structs.replace(cfg, margin=MarginSettings(), accounts={})
+    if not drop_copy:
+        sessions = tuple(s for s in cfg.sessions if s.Application != "dropcopy")
+        cfg = msgspec.structs.replace(cfg, sessions=sessions)
     gateway = Gateway(cfg)
     assert gateway.order_flow is not None
     if margin:
@@ -207,20 +210,27 @@ def main() -> int:
         default=1000,
         help="with margin on: more margin accounts, each holding every instrument",
     )
+    parser.add_argument(
+        "--drop-copy",
+        choices=("on", "off"),
+        default="on",
+        help="the default config's drop-copy session (not logged on: copies are stored), or none",
+    )
     args = parser.parse_args()
     margin = args.margin == "on"
+    drop_copy = args.drop_copy == "on"
     configure_logging("warning", "console")
     best = None
     for _ in range(args.repeat):
         cpu, wall, written = uvloop.run(
-            _run(args.orders, args.batch, args.store, margin, args.accounts)
+            _run(args.orders, args.batch, args.store, margin, args.accounts, drop_copy)
         )
         if best is None or cpu < best[0]:
             best = (cpu, wall, written)
     assert best is not None
     cpu, wall, written = best
     print(
-        f"pipeline ({args.store} store, margin {args.margin}"
+        f"pipeline ({args.store} store, drop copy {args.drop_copy}, margin {args.margin}"
         f"{f', {args.accounts:,} more accounts' if margin else ''}): "
         f"{args.orders:,} orders, {args.batch} per read, "
         f"best of {args.repeat}: "
@@ -231,7 +241,7 @@ def main() -> int:
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        uvloop.run(_run(args.orders, args.batch, args.store, margin, args.accounts))
+        uvloop.run(_run(args.orders, args.batch, args.store, margin, args.accounts, drop_copy))
         profiler.disable()
         stats = pstats.Stats(profiler)
         stats.sort_stats("tottime").print_stats(40)

@@ -338,6 +338,30 @@ def _decimal(value: object) -> Decimal | None:
         return None
 
 
+def _check_drop_copies(values: Mapping[str, object], path: str) -> list[str]:
+    """DropCopyFor belongs to drop-copy sessions and names order-entry clients."""
+    errors: list[str] = []
+    entries = _entries(values, "sessions")
+    clients = {
+        target
+        for _, entry in entries
+        if entry.get("Application", "orders") == "orders"
+        and isinstance(target := entry.get("TargetCompID"), str)
+    }
+    for index, entry in entries:
+        covered = entry.get("DropCopyFor")
+        if covered is None:
+            continue
+        entry_path = f"{_join(path, 'sessions')}[{index}].DropCopyFor"
+        if entry.get("Application") != "dropcopy":
+            errors.append(f'{entry_path}: only for a session with Application = "dropcopy"')
+            continue
+        for i, client in enumerate(covered if isinstance(covered, list | tuple) else []):
+            if isinstance(client, str) and client not in clients:
+                errors.append(f"{entry_path}[{i}]: no order-entry session for {client}")
+    return errors
+
+
 def _check_order_entry(values: Mapping[str, object], path: str) -> list[str]:
     """A session with order entry needs an instrument to trade and an LP to route to."""
     orders = any(entry.get("Application") == "orders" for _, entry in _entries(values, "sessions"))
@@ -378,6 +402,7 @@ def check_config(values: Mapping[str, object], path: str) -> list[str]:
     errors.extend(_duplicates(values, path, "lps", "name"))
     errors.extend(_check_risk(values, path))
     errors.extend(_check_margin(values, path))
+    errors.extend(_check_drop_copies(values, path))
     errors.extend(_check_order_entry(values, path))
     return errors
 

@@ -132,7 +132,7 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["json", "console"]
 StoreBackend = Literal["file", "memory"]
 FsyncPolicy = Literal["never", "batch"]
-ApplicationProfile = Literal["orders", "echo"]
+ApplicationProfile = Literal["orders", "echo", "dropcopy"]
 AssetClassName = Literal["fx", "crypto", "metal", "index", "commodity"]
 LpAdapterKind = Annotated[
     str,
@@ -265,8 +265,14 @@ class SessionSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     """Seconds to wait for the peer's Logout reply before disconnecting."""
 
     Application: ApplicationProfile = "orders"
-    """Application profile: ``"orders"`` is order entry; ``"echo"`` is the test application
-    that echoes NewOrderSingle and SecurityDefinition."""
+    """Application profile: ``"orders"`` is order entry; ``"dropcopy"`` receives a copy of
+    every ExecutionReport sent to the clients it covers and a TradeCaptureReport for every
+    LP fill; ``"echo"`` is the test application that echoes NewOrderSingle and
+    SecurityDefinition."""
+
+    DropCopyFor: tuple[CompID, ...] | None = None
+    """With ``Application = "dropcopy"``: the order-entry clients (TargetCompIDs) covered;
+    left out, every client."""
 
     @property
     def session_id(self) -> str:

@@ -23,7 +23,7 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from gateway.ops.http import SessionCollector, build_app
 from gateway.ops.logs import set_log_level
 from gateway.ops.metrics import LoopLag, OperationsCollector
 from gateway.ops.reload import Overrides, Reloader
+from gateway.orderflow.dropcopy import DropCopies, DropCopyApplication
 from gateway.orderflow.entry import OrderEntry
 from gateway.orderflow.flow import OrderFlow
 from gateway.orderflow.journal import OrderJournal
@@ -142,6 +143,7 @@ class Gateway:
         applications: dict[str, Application] = {}
         echo = EchoApplication()
         order_sessions: dict[str, Session] = {}
+        drop_copies: list[Session] = []
         for settings in config.sessions:
             store = open_store(
                 config.store.backend,
@@ -154,6 +156,9 @@ class Gateway:
             self.sessions.append(session)
             if settings.Application == "echo":
                 applications[settings.session_id] = echo
+            elif settings.Application == "dropcopy":
+                applications[settings.session_id] = DropCopyApplication()
+                drop_copies.append(session)
             else:
                 order_sessions[settings.TargetCompID] = session
         self.order_flow: OrderFlow | None = None
@@ -166,7 +171,7 @@ class Gateway:
         self.outbox = Outbox(self.journal.flush if self.journal is not None else None)
         if order_sessions:
             self.order_flow = build_order_flow(
-                config, order_sessions, self.journal, self.outbox, clock
+                config, order_sessions, self.journal, self.outbox, clock, drop_copies
             )
             for session in order_sessions.values():
                 applications[session.session_id] = self.order_flow
@@ -313,6 +318,7 @@ def build_order_flow(
     journal: OrderJournal | None,
     outbox: Outbox,
     clock: Callable[[], float],
+    drop_copies: Iterable[Session] = (),
 ) -> OrderFlow:
     """The order flow and every piece behind it, for the client ``sessions``
     (by client CompID): the matcher, the aggregated book, the exposure
@@ -342,7 +348,16 @@ def build_order_flow(
     book = AggregatedBook()
     stats = FlowStats()
     reports = Reports(
-        sessions, instruments, matcher, stats, outbox, journal, clock, accounts, ledger
+        sessions,
+        instruments,
+        matcher,
+        stats,
+        outbox,
+        journal,
+        clock,
+        accounts,
+        ledger,
+        DropCopies(drop_copies),
     )
     market_data = MarketDataService(instruments, book, reports.send, outbox, clock)
     routing = ChildRouting(

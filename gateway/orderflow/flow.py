@@ -138,6 +138,11 @@ class OrderFlow:
     def lps_up(self) -> list[str]:
         return [name for name, a in self.adapters.items() if a.up]
 
+    def _stored_sessions(self) -> list[Session]:
+        """Every session whose messages the journal copies: the clients' and
+        the drop copies'."""
+        return [*self.sessions.values(), *self.reports.drop_copies.sessions()]
+
     # -- recovery --------------------------------------------------------------------
 
     def recover(self, recovery: Recovery, run: int) -> None:
@@ -146,7 +151,7 @@ class OrderFlow:
         flight restored; then a checkpoint of run ``run`` replaces it."""
         journal = self.journal
         assert journal is not None
-        complete_stores(self.sessions.values(), recovery)
+        complete_stores(self._stored_sessions(), recovery)
         self._restored = restore(recovery, self.matcher, self.routing, self.reports, self._clock())
         self._take_checkpoint(journal, run)
 
@@ -215,7 +220,7 @@ class OrderFlow:
         """Replace the journal by the state now.  The copies of client
         messages it held are in their session stores first."""
         journal.flush()
-        for session in self.sessions.values():
+        for session in self._stored_sessions():
             session.store.flush()
         entries = checkpoint_entries(
             journal.run if run is None else run,

@@ -558,6 +558,19 @@ class ChildRouting:
             self.journal.add(
                 Filled(fill.child_id, fill.exec_id, lp, account, symbol, side, lots, fill.price)
             )
+        reports = self._reports
+        if reports.drop_copies:
+            reports.trade_capture(
+                child_id=fill.child_id,
+                exec_id=fill.exec_id,
+                lp=lp,
+                account=account,
+                symbol=symbol,
+                side=side,
+                lots=lots,
+                price=fill.price,
+                now=self._clock(),
+            )
 
     def _on_child_end(self, event: ChildReject | ChildCanceled, now: float) -> None:
         parent = self.children.get(event.child_id)

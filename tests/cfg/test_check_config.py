@@ -108,7 +108,7 @@ def test_check_config_says_where_the_data_goes(
     path.write_text(DEFAULT.read_text())
     status, out, _ = run_main(["check-config", str(path)], capsys)
     assert status == 0
-    assert out.startswith(f"{path}: OK (3 sessions: ")
+    assert out.startswith(f"{path}: OK (4 sessions: ")
     assert out.rstrip().endswith(f"; data_dir {tmp_path / 'var' / 'data'})")
 
 

@@ -25,7 +25,12 @@ from gateway.storage.session_store import FileStore
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT = REPO / "config" / "default.toml"
-SESSIONS = ("FIX.4.4-GATEWAY-CLIENT1", "FIX.4.4-GATEWAY-CLIENT2", "FIX.4.4-GATEWAY-CLIENT3")
+SESSIONS = (  # in the config's order
+    "FIX.4.4-GATEWAY-CLIENT1",
+    "FIX.4.4-GATEWAY-CLIENT2",
+    "FIX.4.4-GATEWAY-CLIENT3",
+    "FIX.4.4-GATEWAY-BACKOFFICE",
+)
 EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 CLIENT1 = SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY")
 
@@ -186,7 +191,7 @@ async def test_the_data_stays_with_the_config_file_wherever_fixgw_is_started(
     runs.append(second)
     second.started(fix_port)
     opened = {e["path"]: e for e in second.events() if e["event"] == "session_store_opened"}
-    assert sorted(opened) == [str(data / "sessions" / name) for name in SESSIONS]
+    assert sorted(opened) == [str(data / "sessions" / name) for name in sorted(SESSIONS)]
     assert opened[str(data / "sessions" / SESSIONS[0])]["next_sender_seq"] == 3
     assert not [e for e in second.events() if e["event"] == "session_store_created"]
     client = FixClient(CLIENT1, client_store)
@@ -208,7 +213,7 @@ def test_a_data_dir_given_on_the_command_line_is_the_working_directory_s(
     run.started(fix_port)
     assert run.stop() == 0
     assert starting(run)["data_dir"] == str(tmp_path / "here" / "d")
-    assert sorted(p.name for p in (tmp_path / "here" / "d" / "sessions").iterdir()) == list(
+    assert sorted(p.name for p in (tmp_path / "here" / "d" / "sessions").iterdir()) == sorted(
         SESSIONS
     )
     assert not (tmp_path / "etc" / "state").exists()

@@ -161,14 +161,14 @@ async def test_the_operator_commands_read_a_running_daemon(trading: Trading) -> 
         "loop lag",
     }
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(\d+s\)", shown["up since"])
-    assert shown["sessions"] == "1 logged on, 2 logged off (CLIENT2, CLIENT3)"
+    assert shown["sessions"] == "1 logged on, 3 logged off (CLIENT2, CLIENT3, BACKOFFICE)"
     assert shown["LPs"] == "3 up, 0 down"
     assert shown["open orders"] == "1"
     assert re.match(r"\$[\d,]+ gross with the LPs; nearest its hard limit: LP_", shown["exposure"])
     assert re.fullmatch(r"[\d.]+ ms \(P50 [\d.]+ ms, 1 order timed\)", shown["latency P99"])
     data = (await fixgw("status", "--json", *auth)).json()
     assert data["sessions"]["logged_on"] == [CLIENT1]
-    assert len(data["sessions"]["logged_off"]) == 2
+    assert len(data["sessions"]["logged_off"]) == 3  # CLIENT2, CLIENT3 and the drop copy
     assert data["lps"] == {"up": ["LP_A", "LP_B", "LP_C"], "down": [], "disabled": []}
     assert data["open_orders"] == 1
     assert 0 <= data["uptime_seconds"] < 120
