@@ -250,15 +250,22 @@ class Accounts:
         call = float(account.terms.margin_call_level)
         return self._equity(account) >= call * account.portfolio.scan_total
 
+    def _scanned(self, client: str) -> _Account | None:
+        """The client's account, rescanned if the marks or parameters moved
+        (a position without a mark leaves it as at its last scan)."""
+        account = self._account(client)
+        if account is not None:
+            try:
+                self._current(account)
+            except MissingMark:
+                pass
+        return account
+
     def standing(self, client: str) -> Standing | None:
         """The client's equity, margin and levels now (None if not margined)."""
-        account = self._account(client)
+        account = self._scanned(client)
         if account is None:
             return None
-        try:
-            self._current(account)
-        except MissingMark:
-            pass  # as at the last scan
         margin = account.portfolio.result().margin
         equity = self._equity(account)
         terms = account.terms
@@ -273,15 +280,25 @@ class Accounts:
 
     def pnl_by_symbol(self, client: str) -> dict[str, float]:
         """Unrealized P&L in USD of each of the client's open positions."""
-        holdings = self._holdings(client)
-        marks = self._marks
         out: dict[str, float] = {}
-        for symbol, h in holdings.items():
-            to_usd = marks.quote_to_usd(symbol)
-            if h.lots and to_usd is not None:
-                price = marks.price[symbol]
-                out[symbol] = h.lots * self._lot_size[symbol] * (price - h.avg) * to_usd
+        for symbol, h in self._holdings(client).items():
+            if h.lots:
+                pnl = self._symbol_pnl(symbol, h)
+                if pnl is not None:
+                    out[symbol] = pnl[1]
         return out
+
+    def _symbol_pnl(self, symbol: str, h: Holding) -> tuple[float, float] | None:
+        """(realized, unrealized) P&L of one holding in USD at the current
+        marks; None for a symbol never marked (it has never traded)."""
+        marks = self._marks
+        to_usd = marks.quote_to_usd(symbol)
+        if to_usd is None:
+            return None
+        unrealized = 0.0
+        if h.lots:
+            unrealized = h.lots * self._lot_size[symbol] * (marks.price[symbol] - h.avg) * to_usd
+        return h.realized * to_usd, unrealized
 
     def position(self, client: str, symbol: str) -> int:
         """The client's position in ``symbol``, in lots (long positive)."""
@@ -401,13 +418,9 @@ class Accounts:
 
     def view(self, client: str) -> AccountView | None:
         """The account's figures now; None for a client not margined."""
-        account = self._account(client)
+        account = self._scanned(client)
         if account is None:
             return None
-        try:
-            self._current(account)
-        except MissingMark:
-            pass  # shown at the last scan
         portfolio = account.portfolio.result()
         siloed = account.portfolio.result(siloed=True)
         terms = account.terms
@@ -490,16 +503,12 @@ class Accounts:
     def _pnl(self, holdings: Mapping[str, Holding]) -> tuple[float, float]:
         """(realized, unrealized) P&L in USD at the current marks (a symbol
         never marked, which has never traded, has none)."""
-        marks = self._marks
         realized = unrealized = 0.0
         for symbol, h in holdings.items():
-            to_usd = marks.quote_to_usd(symbol)
-            if to_usd is None:
-                continue
-            realized += h.realized * to_usd
-            if h.lots:
-                price = marks.price[symbol]
-                unrealized += h.lots * self._lot_size[symbol] * (price - h.avg) * to_usd
+            pnl = self._symbol_pnl(symbol, h)
+            if pnl is not None:
+                realized += pnl[0]
+                unrealized += pnl[1]
         return realized, unrealized
 
     def _equity(self, account: _Account) -> float:
