@@ -356,9 +356,14 @@ def _check_drop_copies(values: Mapping[str, object], path: str) -> list[str]:
         if entry.get("Application") != "dropcopy":
             errors.append(f'{entry_path}: only for a session with Application = "dropcopy"')
             continue
+        seen: set[str] = set()
         for i, client in enumerate(covered if isinstance(covered, list | tuple) else []):
             if isinstance(client, str) and client not in clients:
                 errors.append(f"{entry_path}[{i}]: no order-entry session for {client}")
+            elif isinstance(client, str) and client in seen:
+                errors.append(f"{entry_path}[{i}]: {client} is listed twice")
+            if isinstance(client, str):
+                seen.add(client)
     return errors
 
 

@@ -20,8 +20,9 @@ accounts at a time; a quote tick never rescans every account.
 
 **Open orders count.**  Orders accepted and not yet done hold margin too:
 the check takes the worse of the position after every open buy of the
-symbol fills and after every open sell fills, the new order included, so
-that a client cannot send many orders that each fit alone.
+order's symbol fills and after every open sell fills, the new order
+included, so that a client cannot send many orders in one symbol that each
+fit alone.  Open orders in other symbols are not added.
 
 **Figures are an estimate of risk** in binary floating point, reported in
 USD rounded to cents; the trades of record are the back office's.
@@ -334,7 +335,9 @@ class Accounts:
     def trade(self, client: str, symbol: str, side: Side, lots: int, price: int) -> None:
         """Book a client's fill of ``lots`` at ``price`` ticks."""
         signed = lots if side is Side.BUY else -lots
-        lot_size = self._lot_size[symbol]
+        lot_size = self._lot_size.get(symbol)
+        if lot_size is None:
+            return  # an instrument no longer configured: nothing to margin it by
         price_units = price * self._tick_size[symbol]
         account = self._account(client)
         holdings = self._loose.setdefault(client, {}) if account is None else account.holdings
@@ -486,7 +489,6 @@ class Accounts:
         account = _Account(terms, Portfolio(params, {}))
         account.holdings = self._loose.pop(client, {})
         self._accounts[client] = account
-        self._sweep = iter(())  # a new account joins the next round
         return account
 
     def _current(self, account: _Account) -> None:
@@ -495,7 +497,10 @@ class Accounts:
             return
         params = self._params
         assert params is not None
-        positions = {s: h.lots * self._lot_size[s] for s, h in account.holdings.items() if h.lots}
+        lot_size = self._lot_size
+        positions = {
+            s: h.lots * lot_size[s] for s, h in account.holdings.items() if h.lots and s in lot_size
+        }
         account.portfolio.positions = positions
         account.portfolio.revalue(self._marks.unit_usd, params)
         account.generation = self._generation

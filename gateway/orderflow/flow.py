@@ -242,7 +242,8 @@ class OrderFlow:
         self.entry.rules = rules
         config = rules.config
         self.matcher.internal_crossing = config.routing.internal_crossing
-        if rules.margin is not old.margin or rules.accounts is not old.accounts:
+        # by value: a reload builds new objects for the same parameters
+        if config.margin != old.config.margin or config.accounts != old.config.accounts:
             self.reports.accounts.configure(rules.margin, rules.accounts)
         self.matcher.retain_finished = config.orders.retain_finished
         self.routing.debug = config.gateway.log_level == "debug"

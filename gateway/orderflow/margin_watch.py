@@ -58,6 +58,7 @@ class _StopOut:
     closing: str | None = None  # order id of the closing order being worked
     closed: int = 0
     retry_at: float = 0.0  # after a closing order that found nothing to fill
+    stuck: bool = False  # nothing left that an order can close
     canceled: set[str] = field(default_factory=set)
 
 
@@ -167,13 +168,27 @@ class MarginWatch:
         if any(r.order_id in stop_out.canceled for r in self.matcher.open_orders(client)):
             return  # a cancel waits for the LPs' answers
         standing = self.accounts.standing(client)
-        positions = self.accounts.pnl_by_symbol(client)
-        if standing is None or not standing.stopped_out or not positions:
-            self._end(client, standing)
+        if standing is None or not standing.stopped_out:
+            self._end(client, standing)  # restored, or flat (no margin)
+            return
+        instruments = self.routing.instruments
+        positions = {
+            symbol: pnl
+            for symbol, pnl in self.accounts.pnl_by_symbol(client).items()
+            if symbol in instruments
+            and abs(self.accounts.position(client, symbol)) >= instruments[symbol].min_lots
+        }
+        if not positions:
+            # what is left cannot be closed by an order (below an
+            # instrument's minimum, or not valued): said once, tried again
+            if not stop_out.stuck:
+                stop_out.stuck = True
+                _log.error("stop_out_stuck", client=client, **_figures(standing))
+            stop_out.retry_at = now + CLOSE_RETRY
             return
         symbol = min(positions, key=positions.__getitem__)  # the largest loss
         lots = self.accounts.position(client, symbol)
-        instrument = self.routing.instruments[symbol]
+        instrument = instruments[symbol]
         qty = min(abs(lots), instrument.max_lots)
         cl_ord_id = self._next_id()
         self.reports.stop_out_ids.add(cl_ord_id)

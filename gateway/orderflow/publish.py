@@ -138,24 +138,29 @@ class Reports:
         price: int,
         now: float,
     ) -> None:
-        """A TradeCaptureReport of an LP fill booked to ``account``, to every
-        drop copy (they all see the house's side)."""
+        """A TradeCaptureReport of an LP fill booked to ``account``, to the
+        drop copies covering that client (a fill booked to the house, to
+        those covering every client)."""
         drop_copies = self.drop_copies
         if not drop_copies:
+            return
+        house = account == HOUSE
+        targets = drop_copies.all if house else drop_copies.covering(account)
+        if not targets:
             return
         body = trade_capture_body(
             child_id=child_id,
             exec_id=exec_id,
             lp=lp,
             account=account,
-            house=account == HOUSE,
+            house=house,
             instrument=self._instruments[symbol],
             side=side,
             lots=lots,
             price=price,
             now=now,
         )
-        for drop_copy in drop_copies.sessions():
+        for drop_copy in targets:
             self._record(drop_copy, b"AE", body, now)
 
     # -- matcher results ------------------------------------------------------------

@@ -634,3 +634,17 @@ def test_walk_rejects_unsupported_schema_types() -> None:
 
     with pytest.raises(TypeError, match="does not support"):
         validate_value({"data": b"x"}, Unsupported)
+
+
+def test_a_drop_copy_names_order_entry_clients_once_and_only_a_drop_copy_names_any() -> None:
+    sessions = (
+        '[[sessions]]\nSenderCompID = "GATEWAY"\nTargetCompID = "C1"\n'
+        '[[sessions]]\nSenderCompID = "GATEWAY"\nTargetCompID = "BO"\nApplication = "dropcopy"\n'
+        'DropCopyFor = ["C1", "C1", "NOBODY"]\n'
+        '[[sessions]]\nSenderCompID = "GATEWAY"\nTargetCompID = "C2"\nDropCopyFor = ["C1"]\n'
+    )
+    assert errors_of(ORDER_FLOW + sessions) == [
+        "sessions[1].DropCopyFor[1]: C1 is listed twice",
+        "sessions[1].DropCopyFor[2]: no order-entry session for NOBODY",
+        'sessions[2].DropCopyFor: only for a session with Application = "dropcopy"',
+    ]

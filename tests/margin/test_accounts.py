@@ -251,3 +251,27 @@ def test_an_order_in_an_unmargined_symbol_passes(side: Side) -> None:
         INSTRUMENTS,
     )
     assert book.check("C1", "ZS", side, 100) is None
+
+
+def test_after_a_load_the_sweep_reads_every_account_in_one_round() -> None:
+    """Accounts made again after a restart or reload are read in turn, each
+    within ceil(accounts / budget) sweeps, not from the start at each one
+    made."""
+    terms = {f"C{i:03}": AccountTerms(Decimal(1)) for i in range(100)}
+    book = Accounts(CME, terms, INSTRUMENTS)
+    book.load({client: {"ZC": (1, 450.0, 0.0)} for client in terms})
+    book.mark(MARKS)
+    seen: set[str] = set()
+    for _ in range(4):  # 4 x 25 = 100
+        seen.update(s.client for s in book.sweep(25))
+    assert seen == set(terms)  # each is called: 1 USD against 1,750 of margin
+
+
+def test_a_trade_in_an_instrument_no_longer_configured_is_passed_over() -> None:
+    book = accounts("3000")
+    book.trade("C1", "GONE", Side.BUY, 1, 100)  # from a journal of an older config
+    book.trade("C1", "ZC", Side.BUY, 1, 45000)
+    view = book.view("C1")
+    assert view is not None
+    assert view.positions == {"ZC": (1, 450.0)}
+    assert view.margin_usd == 1750
