@@ -361,8 +361,18 @@ class Portfolio:
             self.params = params
         self._unit_usd = unit_usd
         self._result = None
-        self._scans = {g.name: scan_group(g, self.positions, unit_usd) for g in self.params.groups}
-        self.scan_total = sum(g.scan_risk for g in self._scans.values())
+        old = self._scans
+        scans: dict[str, GroupRisk] = {}
+        for group in self.params.groups:
+            try:
+                scans[group.name] = scan_group(group, self.positions, unit_usd)
+            except MissingMark:
+                # a position without a mark: the group as last scanned (or,
+                # never scanned, nothing), the other groups at the new marks
+                kept = old.get(group.name)
+                scans[group.name] = kept or GroupRisk(group.name, 0.0, 0.0, "no mark", 0)
+        self._scans = scans
+        self.scan_total = sum(g.scan_risk for g in scans.values())
 
     def result(self, *, siloed: bool = False) -> MarginResult:
         if siloed:

@@ -275,3 +275,18 @@ def test_a_trade_in_an_instrument_no_longer_configured_is_passed_over() -> None:
     assert view is not None
     assert view.positions == {"ZC": (1, 450.0)}
     assert view.margin_usd == 1750
+
+
+def test_a_position_without_a_mark_leaves_the_other_groups_margined() -> None:
+    """EUR/USD held but never priced: corn is margined at its marks, a
+    corn order is judged as usual, and only raising EUR/USD is refused."""
+    book = Accounts(CME, {"C1": AccountTerms(Decimal(3000))}, INSTRUMENTS)
+    book.load({"C1": {"ZC": (2, 450.0, 0.0), "EUR/USD": (100, 1.1, 0.0)}})
+    book.mark(Marks({"ZC": 450.0}, {"ZC": 450.0}))
+    view = book.view("C1")
+    assert view is not None
+    assert view.margin_usd == 3500  # corn; EUR/USD has no mark yet
+    assert book.check("C1", "ZC", Side.SELL, 1) is None  # reducing corn
+    refused = book.check("C1", "EUR/USD", Side.BUY, 1)
+    assert refused is not None
+    assert "no price for EUR/USD" in refused.text
