@@ -383,6 +383,12 @@ class Matcher:
             if client is None or order.client == client
         ]
 
+    def order_of(self, client: str, cl_ord_id: str) -> Order | None:
+        """The client's order known by ``cl_ord_id`` (any ClOrdID it had),
+        without a report made (no ExecID used); None if there is none.  The
+        matcher's own object: read it, never change it."""
+        return self._lookup(client, cl_ord_id)
+
     def find(self, order_id: str, client: str, cl_ord_id: str) -> Order | None:
         """The order ``order_id`` (an execution's client and ClOrdID locate
         a final one); None once forgotten, or for a new order refused as a

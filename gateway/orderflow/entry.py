@@ -49,14 +49,7 @@ from gateway.orderflow.routing import ChildRouting
 from gateway.orderflow.rules import Rules
 from gateway.orderflow.stats import FlowStats
 from matcher.engine import Matcher
-from matcher.orders import (
-    FINAL_STATUSES,
-    CancelReject,
-    CxlRejReason,
-    CxlRejResponseTo,
-    OrdRejReason,
-    OrdStatus,
-)
+from matcher.orders import CancelReject, CxlRejReason, CxlRejResponseTo, OrdRejReason, OrdStatus
 from risk.accounts import Marks
 from risk.limits import check
 from router.book import AggregatedBook
@@ -222,7 +215,7 @@ class OrderEntry:
         the resend of ours.  Worked again, it would only earn a duplicate
         ClOrdID reject."""
         cl_ord_id = (msg.get(11) or b"").decode("latin-1")
-        if self.matcher.status(client, cl_ord_id) is None:
+        if self.matcher.order_of(client, cl_ord_id) is None:
             return False
         _log.info(
             "possible_duplicate_ignored",
@@ -243,6 +236,7 @@ class OrderEntry:
             self._reports.order_reject(session, msg, order, reason, now, id_limit)
             return
         limits = self.rules.client_limits.get(client)
+        exposure: ExposureSnapshot | None = None
         if limits is not None:
             cap = limits.max_open_orders
             if cap is not None and self._reports.open_by_client.get(client, 0) >= cap:
@@ -266,7 +260,7 @@ class OrderEntry:
                 return
         accounts = self._reports.accounts
         if accounts.params is not None:
-            self.mark_accounts(self._routing.exposure(now))
+            self.mark_accounts(exposure or self._routing.exposure(now))
             breach = accounts.check(client, order.symbol, order.side, order.qty)
             if breach is not None:
                 refusal = Refusal(breach.text, OrdRejReason.ORDER_EXCEEDS_LIMIT)
@@ -355,7 +349,7 @@ class OrderEntry:
         order_id: str | None = None
         status = OrdStatus.REJECTED
         if len(orig) <= id_limit:
-            current = self.matcher.status(client, orig.decode("latin-1"))
+            current = self.matcher.order_of(client, orig.decode("latin-1"))
             if current is not None:
                 order_id, status = current.order_id, current.status
         reject = CancelReject(
@@ -397,8 +391,8 @@ class OrderEntry:
     def _replace_margin(self, client: str, orig_cl_ord_id: str, qty: int, now: float) -> str | None:
         """The margin breach of a replace that raises an order's quantity,
         checked as a new order for the lots it adds; None if it fits."""
-        current = self.matcher.status(client, orig_cl_ord_id)
-        if current is None or qty <= current.qty or current.status in FINAL_STATUSES:
+        current = self.matcher.order_of(client, orig_cl_ord_id)
+        if current is None or qty <= current.qty or current.is_final:
             return None  # the matcher answers it as it would
         self.mark_accounts(self._routing.exposure(now))
         accounts = self._reports.accounts
