@@ -3,18 +3,43 @@
 from __future__ import annotations
 
 import json
+import random
 import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+_GIVEN: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives to outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing is bound to right now, below the
+    kernel's ephemeral range: a port asked of the kernel (bind to 0) comes
+    from that range, where any outgoing connection of the tests may take it
+    before the server it was meant for binds it.  Never the same twice in
+    one process."""
+    high = min(_ephemeral_low(), 65536)
+    for _ in range(1000):
+        port = random.randrange(max(1024, high - 12000), high)
+        if port in _GIVEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def wait_for_port(
