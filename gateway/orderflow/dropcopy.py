@@ -5,12 +5,15 @@ A session with ``Application = "dropcopy"`` covers every client, or those
 its ``DropCopyFor`` lists.  It receives:
 
 * a copy of every ExecutionReport sent to a client it covers: the same body,
-  with Account (1) naming the client and CopyMsgIndicator (797) = Y;
+  with Account (1) naming the client, CopyMsgIndicator (797) = Y and, on a
+  fill, LastMkt (30) naming the LP that made it or ``internal`` for a cross;
 * a TradeCaptureReport (AE) for every fill booked from an LP, the house's
   side of it: TradeReportID ``<child id>/<LP ExecID>`` (``/house`` added for
   the part of a fill booked to the house account), ExecID the LP's, the
   symbol, LastQty and LastPx, the side and the child order id, the account
-  booked (a client or the house) and the LP as contra firm.
+  booked (a client or the house) and the LP as contra firm; for lots booked
+  to a client, SecondaryExecID (527) is the ExecID of the client's
+  ExecutionReport of them.
 
 Copies go through the session like any message: stored and journaled in the
 same loop turn as what they copy, sent if the counterparty is logged on,
@@ -35,8 +38,12 @@ HOUSE_SUFFIX: Final = "/house"
 _SIDES: Final = {Side.BUY: b"1", Side.SELL: b"2"}
 
 
-def copy_body(body: bytes, client: bytes) -> bytes:
-    """An ExecutionReport body sent to ``client``, as its drop copy."""
+def copy_body(body: bytes, client: bytes, market: str = "") -> bytes:
+    """An ExecutionReport body sent to ``client``, as its drop copy;
+    ``market`` (LastMkt, 30) names where the fill it reports was made: the
+    LP, or ``internal`` for a cross between two clients."""
+    if market:
+        return b"%b1=%b\x0130=%b\x01797=Y\x01" % (body, client, market.encode("latin-1", "replace"))
     return b"%b1=%b\x01797=Y\x01" % (body, client)
 
 
@@ -52,18 +59,25 @@ def trade_capture_body(
     lots: int,
     price: int,
     now: float,
+    client_exec_id: str = "",
 ) -> bytes:
     """The TradeCaptureReport (AE) of ``lots`` of an LP fill booked to
-    ``account`` (``house`` when that is the house's account)."""
+    ``account`` (``house`` when that is the house's account);
+    ``client_exec_id``, when given, is the ExecID of the client's
+    ExecutionReport of the same lots (SecondaryExecID, 527)."""
     fmt = instrument_formats(instrument)
     report_id = f"{child_id}/{exec_id}{HOUSE_SUFFIX if house else ''}"
     stamp = codec.format_utc_timestamp(now)
+    secondary = (
+        b"527=%b\x01" % client_exec_id.encode("latin-1", "replace") if client_exec_id else b""
+    )
     return (
-        b"17=%b\x0131=%b\x0132=%b\x0155=%b\x0160=%b\x0175=%b\x01"
+        b"17=%b\x01%b31=%b\x0132=%b\x0155=%b\x0160=%b\x0175=%b\x01"
         b"552=1\x0154=%b\x0137=%b\x01453=1\x01448=%b\x01447=D\x01452=17\x011=%b\x01"
         b"570=N\x01571=%b\x01797=Y\x01"
         % (
             exec_id.encode("latin-1", "replace"),
+            secondary,
             fmt.price(price),
             fmt.qty(lots),
             instrument.symbol.encode(),

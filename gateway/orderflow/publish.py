@@ -106,15 +106,18 @@ class Reports:
         self.stop_out_ids: set[str] = set()
         self._exec_seq = 0
 
-    def send(self, session: Session, msg_type: bytes, body: bytes, now: float) -> None:
+    def send(
+        self, session: Session, msg_type: bytes, body: bytes, now: float, market: str = ""
+    ) -> None:
         """Store, journal and write one message to a client; an
-        ExecutionReport is copied to the drop copies covering the client."""
+        ExecutionReport is copied to the drop copies covering the client
+        (``market``: where the fill it reports was made, for the copy)."""
         self._record(session, msg_type, body, now)
         if msg_type == b"8" and self.drop_copies:
             client = session.settings.TargetCompID
             copies = self.drop_copies.covering(client)
             if copies:
-                copied = copy_body(body, client.encode("latin-1", "replace"))
+                copied = copy_body(body, client.encode("latin-1", "replace"), market)
                 for drop_copy in copies:
                     self._record(drop_copy, b"8", copied, now)
 
@@ -137,6 +140,7 @@ class Reports:
         lots: int,
         price: int,
         now: float,
+        client_exec_id: str = "",
     ) -> None:
         """A TradeCaptureReport of an LP fill booked to ``account``, to the
         drop copies covering that client (a fill booked to the house, to
@@ -159,6 +163,7 @@ class Reports:
             lots=lots,
             price=price,
             now=now,
+            client_exec_id=client_exec_id,
         )
         for drop_copy in targets:
             self._record(drop_copy, b"AE", body, now)
@@ -226,7 +231,7 @@ class Reports:
         if session is not None:
             instrument = self._instruments[ex.symbol]
             body = execution_body(ex, instrument, codec.format_utc_timestamp(now))
-            self.send(session, b"8", body, now)
+            self.send(session, b"8", body, now, ex.counterparty if ex.last_qty else "")
         if ex.status in FINAL_STATUSES:
             started = self.started.pop(ex.order_id, None)
             if started is not None:

@@ -64,6 +64,9 @@ async def test_copies_and_trade_captures_with_catch_up_after_an_outage(
         assert (copy.get(797), copy.get(1)) == (b"Y", b"CLIENT1")
         for tag in (11, 17, 37, 39, 150, 14, 151, 31, 32):
             assert copy.get(tag) == original.get(tag), tag
+        # a fill's copy names the LP that made it (LastMkt)
+        expected_market = {b"LP_A", b"LP_B", b"LP_C"} if original.get(150) == b"F" else {None}
+        assert copy.get(30) in expected_market
     captures = [m for m in got if m.msg_type == b"AE"]
     fills = [m for m in told if m.get(150) == b"F"]
     assert sum(int(m.get(32) or b"0") for m in captures) == sum(
@@ -75,6 +78,13 @@ async def test_copies_and_trade_captures_with_catch_up_after_an_outage(
         assert capture.get(448) in (b"LP_A", b"LP_B", b"LP_C")  # the LP, contra firm
         assert capture.get(55) == b"EUR/USD"
         assert (capture.get(570), capture.get(797)) == (b"N", b"Y")
+    # each capture names the client's report of the same lots (SecondaryExecID)
+    by_exec_id = {m.get(17): m for m in fills}
+    assert sorted(m.get(527) for m in captures) == sorted(by_exec_id)
+    for capture in captures:
+        report = by_exec_id[capture.get(527)]
+        assert (capture.get(31), capture.get(32)) == (report.get(31), report.get(32))
+        assert capture.get(37, b"").startswith(report.get(37) + b".")  # child of the order
 
     # what it sends is not taken
     bo.send(b"D", order("NOPE", side="1", qty="1000"))
