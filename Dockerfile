@@ -47,6 +47,7 @@ COPY router ./router
 COPY matcher ./matcher
 COPY risk ./risk
 COPY lp_adapters ./lp_adapters
+COPY backoffice ./backoffice
 
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/wheels . \
     && pip install --no-cache-dir --no-deps /tmp/wheels/fixgw-*.whl \

@@ -18,6 +18,7 @@ from config.loader import (
     with_overrides,
 )
 from config.schema import (
+    BackofficeSettings,
     CandidatePolicy,
     ClientRiskSettings,
     Config,
@@ -28,11 +29,13 @@ from config.schema import (
     RiskSettings,
     RoutingSettings,
     SessionSettings,
+    StatementColumns,
     StoreSettings,
 )
 from config.walk import convert_value, validate_value
 
 __all__ = [
+    "BackofficeSettings",
     "CandidatePolicy",
     "ClientRiskSettings",
     "Config",
@@ -46,6 +49,7 @@ __all__ = [
     "SessionSettings",
     "SettingsCheck",
     "SettingsSchema",
+    "StatementColumns",
     "StoreSettings",
     "config_base",
     "convert_value",

@@ -33,6 +33,7 @@ __all__ = [
     "USD_CONVERSION_BASE",
     "USD_CONVERSION_QUOTE",
     "AssetClassName",
+    "BackofficeSettings",
     "CandidatePolicy",
     "ClientRiskSettings",
     "CompID",
@@ -51,6 +52,7 @@ __all__ = [
     "RiskSettings",
     "RoutingSettings",
     "SessionSettings",
+    "StatementColumns",
     "StoreSettings",
     "decimal_limits",
     "session_identity",
@@ -325,6 +327,11 @@ class InstrumentSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     ``"base"`` when the base currency is USD, otherwise the symbol of another configured
     instrument (quoted in USD) whose mid converts the quote currency into USD."""
 
+    settlement_days: Annotated[int, msgspec.Meta(ge=0, le=10)] | None = None
+    """Business days from trade date to value date (the back office's settlement
+    report); by default that of the asset class: fx and metal 2 (spot), crypto,
+    index and commodity 0.  USD/CAD and other T+1 pairs say 1 here."""
+
     def to_instrument(self) -> Instrument:
         """The router's view of this instrument, with quantity limits in lots."""
         return Instrument(
@@ -566,6 +573,83 @@ class AccountSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     """Initial margin = maintenance margin x this factor (checked before each order)."""
 
 
+StatementTime = Literal["iso", "epoch_ms", "fix"]
+
+
+class StatementColumns(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One LP's statement file layout: which CSV column holds each field."""
+
+    file: NonEmptyStr | None = None
+    """A glob of its statement files in ``statements_dir``; ``"<LP>-*.csv"`` by default."""
+
+    delivery: Literal["live", "end_of_day", "none"] = "live"
+    """``live``: the LP writes each execution within a second (the simulated
+    LPs do), so a fill the house booked more than the grace ago and not on
+    the statement is a break; ``end_of_day``: the statement is complete up to
+    its latest line; ``none``: the LP sends no statement (its fills are not
+    reconciled against one)."""
+
+    exec_id: NonEmptyStr = "ExecID"
+    """The LP's execution id: the ExecID (17) of its ExecutionReport to the gateway."""
+
+    cl_ord_id: NonEmptyStr = "ClOrdID"
+    """The order id the gateway gave the LP (the gateway's child order id)."""
+
+    symbol: NonEmptyStr = "Symbol"
+    side: NonEmptyStr = "Side"
+    buy: NonEmptyStr = "BUY"
+    """What the side column says for a buy by the gateway at the LP."""
+
+    sell: NonEmptyStr = "SELL"
+    quantity: NonEmptyStr = "Quantity"
+    """Units executed, as on the wire (LastQty)."""
+
+    price: NonEmptyStr = "Price"
+    exec_time: NonEmptyStr = "ExecTime"
+    time_format: StatementTime = "iso"
+    """``iso`` (2026-12-03T18:20:01.123Z), ``epoch_ms`` or ``fix`` (20261203-18:20:01.123)."""
+
+    delimiter: Annotated[str, msgspec.Meta(min_length=1, max_length=1)] = ","
+
+
+class BackofficeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The ``[backoffice]`` table: the back-office process (``fixgw backoffice``)."""
+
+    session: CompID = "BACKOFFICE"
+    """TargetCompID of the drop-copy session in ``[[sessions]]`` it logs on to
+    (it connects to ``gateway.fix_host``:``fix_port`` as that CompID)."""
+
+    ledger: str = ""
+    """Where trades are kept: ``duckdb:<file>`` (a relative file is relative to
+    ``gateway.data_dir``) or ``postgresql://user@host:port/db``; by default
+    ``duckdb:backoffice/ledger.duckdb`` under ``gateway.data_dir``."""
+
+    statements_dir: FilePath = ""
+    """Folder of the LPs' statement files; ``<data_dir>/statements`` by default."""
+
+    export_dir: FilePath = ""
+    """Folder of the day exports; ``<data_dir>/backoffice/exports`` by default."""
+
+    http_host: str = "127.0.0.1"
+    http_port: OptionalPort = 8082
+    """Port of its HTTP server (breaks, treasury, metrics, dashboard); 0 disables it."""
+
+    grace_seconds: Annotated[Decimal, decimal_limits(gt=0, le=3600)] = Decimal(5)
+    """How long a record may wait for its counterpart (an LP line, the house's
+    fill, a client report) before the missing counterpart is a break."""
+
+    recon_interval_ms: Annotated[int, msgspec.Meta(ge=50, le=60000)] = 1000
+    """How often recon runs over what arrived since its last run."""
+
+    positions_interval_ms: Annotated[int, msgspec.Meta(ge=0, le=3600000)] = 5000
+    """How often the gateway's positions (``GET /admin/exposures``) are compared
+    with the sums of the fills; 0 never.  A difference is a break once it has
+    been seen twice in a row with the fills unchanged in between."""
+
+    lps: dict[CompID, StatementColumns] = {}
+    """Statement layout per LP (an LP not named uses the defaults)."""
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole configuration file."""
 
@@ -586,6 +670,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     margin: MarginSettings = MarginSettings()
     accounts: dict[CompID, AccountSettings] = {}
     """Margin accounts by client CompID; a client without one is not margined."""
+
+    backoffice: BackofficeSettings = BackofficeSettings()
 
     def __hash__(self) -> int:
         return hash(_frozen(self))

@@ -57,6 +57,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     lp_sim.add_argument("--port", type=int, required=True, help="TCP port of its FIX acceptor")
     lp_sim.add_argument("--data-dir", help="override lp.data_dir (the session stores)")
+    lp_sim.add_argument(
+        "--statements",
+        metavar="DIR",
+        help="override lp.statement_dir: the folder of the LP's daily CSV statements "
+        "(default: <data dir>/statements)",
+    )
+    from backoffice.cli import add_arguments as backoffice_arguments
+
+    backoffice = sub.add_parser(
+        "backoffice",
+        help="run the back office (drop copy -> ledger, reconciliation, exports), or ask it",
+    )
+    backoffice_arguments(backoffice)
     operator_cli.register(sub)
     return parser
 
@@ -162,6 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return operator_cli.run(args)
     if args.command == "check-config":
         return _check_config(args.file or str(default_config_path()), args.lp_sim)
+    if args.command == "backoffice":
+        from backoffice.cli import main as backoffice_main
+
+        return backoffice_main(args)
     if args.command == "bench":
         from gateway.sim.loadgen import main as bench_main
 

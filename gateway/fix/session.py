@@ -239,6 +239,11 @@ class Session:
         return self._machine.state is not S.DISCONNECTED
 
     @property
+    def awaiting_resend(self) -> bool:
+        """Whether a ResendRequest of ours is not yet satisfied (a gap is open)."""
+        return self._resend_range is not None
+
+    @property
     def is_logged_on(self) -> bool:
         return self._machine.state in LOGGED_ON
 

@@ -13,6 +13,7 @@ Configuration (TOML; every problem is reported as ``path: message``)::
     [lp]
     name = "LPX1"                 # logs; prefix of OrderID (37) and ExecID (17)
     data_dir = "var/lp-sim/LPX1"  # session stores (overridden by --data-dir)
+    statement_dir = ""            # the statement (--statements); "": <data_dir>/statements
     price_tolerance_ticks = 0     # last look, see below
     host = "0.0.0.0"              # listening address; the port is on the command line
     fsync = "never"               # or "batch", as the gateway's [store].fsync
@@ -131,6 +132,15 @@ withdrawal of the quotes (X deletes), then every session is logged out.
 
 ClOrdIDs are remembered only while their order is open: after it ends the
 id may be used again, and a cancel naming it is answered as unknown.
+
+The statement
+-------------
+Every fill sent is also a line of the LP's statement, a CSV file per UTC
+day in ``lp.statement_dir`` (:mod:`lp_adapters.simulated.statement`): the
+fill's ExecID (17), ClOrdID (11), OrderID (37), Symbol (55), Side, LastQty
+(32) and LastPx (31) as sent, at its TransactTime (60).  Acks, cancels and
+rejects are not in it.  ``[simulated]`` takes no ``statement_dir``: the
+SimulatedLp inside writes none of its own.
 """
 
 from __future__ import annotations
@@ -166,6 +176,7 @@ from gateway.sim.lp_sim_config import (
     validate_lp_sim_raw,
 )
 from lp_adapters.simulated.adapter import SimulatedLp
+from lp_adapters.simulated.statement import StatementWriter
 from matcher.orders import CancelReject, CxlRejReason, CxlRejResponseTo, OrdStatus
 from router.book import AggregatedBook
 from router.model import (
@@ -242,13 +253,20 @@ def _out(text: str) -> bytes:
 
 class LpSimApplication:
     """The application profile of every session of the LP simulator: the
-    SimulatedLp's quotes as market data, its answers as ExecutionReports."""
+    SimulatedLp's quotes as market data, its answers as ExecutionReports;
+    each fill sent is recorded in ``statement`` too, when one is given."""
 
     def __init__(
-        self, config: LpSimConfig, outbox: Outbox, *, clock: Callable[[], float] = time.time
+        self,
+        config: LpSimConfig,
+        outbox: Outbox,
+        *,
+        clock: Callable[[], float] = time.time,
+        statement: StatementWriter | None = None,
     ) -> None:
         self.name = config.lp.name
         self.outbox = outbox
+        self.statement = statement
         self.tolerance = config.lp.price_tolerance_ticks
         self._debug = config.lp.log_level == "debug"
         self._clock = clock
@@ -276,8 +294,11 @@ class LpSimApplication:
         await self.lp.disconnect()
 
     def close(self) -> None:
-        """Nothing is sent any more (the stores are about to close)."""
+        """Nothing is sent any more (the stores are about to close); what
+        the statement holds is written out."""
         self._closed = True
+        if self.statement is not None:
+            self.statement.close()
 
     def _send(self, session: Session, msg_type: bytes, body: bytes, now: float) -> None:
         self.outbox.send(session, msg_type, body, now)
@@ -502,7 +523,20 @@ class LpSimApplication:
         order.notional += fill.qty * price
         leaves = order.qty - order.cum_qty
         order.status = OrdStatus.FILLED if leaves <= 0 else OrdStatus.PARTIALLY_FILLED
-        self._report(order, b"F", now, leaves=max(leaves, 0), last=(fill.qty, price))
+        exec_id = self._report(order, b"F", now, leaves=max(leaves, 0), last=(fill.qty, price))
+        statement = self.statement
+        if statement is not None:
+            inst = order.instrument
+            statement.record(
+                now,
+                exec_id=exec_id,
+                cl_ord_id=order.cl_ord_id.decode("latin-1"),
+                order_id=order.order_id,
+                symbol=inst.symbol,
+                side=order.side,
+                qty=qty_bytes(inst, fill.qty).decode(),
+                price=price_bytes(inst, price).decode(),
+            )
         if leaves <= 0:
             self._finish(order)
 
@@ -530,16 +564,18 @@ class LpSimApplication:
         rej_reason: int | None = None,
         cl_ord_id: bytes | None = None,
         orig_cl_ord_id: bytes | None = None,
-    ) -> None:
-        """Send the ExecutionReport of ``order`` as it stands (body tags ascending)."""
+    ) -> str:
+        """Send the ExecutionReport of ``order`` as it stands (body tags
+        ascending); returns its ExecID."""
         inst = order.instrument
+        exec_id = self._next_exec_id()
         parts = [
             b"6=%b\x0111=%b\x0114=%b\x0117=%b\x01"
             % (
                 avg_px_bytes(inst, order.notional, order.cum_qty),
                 cl_ord_id or order.cl_ord_id,
                 qty_bytes(inst, order.cum_qty),
-                self._next_exec_id().encode(),
+                exec_id.encode(),
             )
         ]
         if last is not None:
@@ -566,3 +602,4 @@ class LpSimApplication:
             parts.append(b"103=%d\x01" % rej_reason)
         parts.append(b"150=%b\x01151=%b\x01" % (exec_type, qty_bytes(inst, leaves)))
         self._send(order.session, b"8", b"".join(parts), now)
+        return exec_id

@@ -25,6 +25,7 @@ from config.loader import (
 )
 from config.schema import (
     CompID,
+    FilePath,
     FsyncPolicy,
     InstrumentSettings,
     LogFormat,
@@ -44,6 +45,7 @@ __all__ = [
     "load_lp_sim_config",
     "parse_lp_sim_config",
     "simulated_settings",
+    "statement_dir",
     "validate_lp_sim_raw",
 ]
 
@@ -59,6 +61,12 @@ class LpSimSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     data_dir: NonEmptyPath = "var/lp-sim"
     """Directory of the session stores; a relative path is resolved against the
     folder of the configuration file (``--data-dir`` against the working directory)."""
+
+    statement_dir: FilePath = ""
+    """Folder of the LP's statement, a CSV file of its fills per UTC day
+    (:mod:`lp_adapters.simulated.statement`); a relative path is resolved
+    against the folder of the configuration file (``--statements`` against the
+    working directory).  Empty: ``<data_dir>/statements``."""
 
     price_tolerance_ticks: NonNegativeInt = 0
     """Last look: a limit order worse for the LP than its current price by more
@@ -88,14 +96,19 @@ class LpSimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """The SimulatedLp's settings (quotes, latency, last look, partial fills)."""
 
 
-def load_lp_sim_config(path: str | Path, *, data_dir: str | None = None) -> LpSimConfig:
+def load_lp_sim_config(
+    path: str | Path, *, data_dir: str | None = None, statements: str | None = None
+) -> LpSimConfig:
     """Read and validate the LP simulator configuration at ``path``, its
     relative paths resolved against the file's folder
     (:func:`config.loader.config_base`); ``data_dir`` replaces ``lp.data_dir``
-    as given.  Raises :class:`ConfigError` listing every problem."""
+    and ``statements`` ``lp.statement_dir``, as given.  Raises
+    :class:`ConfigError` listing every problem."""
     source = str(path)
     text = read_config_text(path)
-    return parse_lp_sim_config(text, source=source, data_dir=data_dir, base=config_base(path))
+    return parse_lp_sim_config(
+        text, source=source, data_dir=data_dir, statements=statements, base=config_base(path)
+    )
 
 
 def parse_lp_sim_config(
@@ -103,18 +116,27 @@ def parse_lp_sim_config(
     *,
     source: str | None = None,
     data_dir: str | None = None,
+    statements: str | None = None,
     base: str | Path | None = None,
 ) -> LpSimConfig:
     """Parse and validate an LP simulator configuration given as TOML text;
-    with ``base``, its relative paths are resolved against that folder."""
+    with ``base``, its relative paths are resolved against that folder.
+    ``data_dir`` and ``statements`` (the command line's) replace
+    ``lp.data_dir`` and ``lp.statement_dir``."""
     config, errors = validate_lp_sim_raw(parse_toml(text, source=source), base=base)
     if data_dir is not None and not data_dir:
         errors.append("--data-dir: must not be empty")
+    if statements is not None and not statements:
+        errors.append("--statements: must not be empty")
     if config is None or errors:
         raise ConfigError(errors, source=source)
     if data_dir:
         config = msgspec.structs.replace(
             config, lp=msgspec.structs.replace(config.lp, data_dir=data_dir)
+        )
+    if statements:
+        config = msgspec.structs.replace(
+            config, lp=msgspec.structs.replace(config.lp, statement_dir=statements)
         )
     return config
 
@@ -129,6 +151,12 @@ def validate_lp_sim_raw(
     resolved, errors = validate_value(raw, LpSimConfig)
     if isinstance(resolved, Mapping):
         errors.extend(_cross_field_errors(resolved))
+    simulated = raw.get("simulated")
+    if isinstance(simulated, Mapping) and "statement_dir" in simulated:
+        errors.append(
+            "simulated.statement_dir: not used by lp-sim, which writes its statement "
+            "to lp.statement_dir (or --statements)"
+        )
     # the rules of [simulated] repeat a reference problem found above: once is enough
     errors = list(dict.fromkeys([*errors, *_simulated_errors(raw)]))
     if errors:
@@ -221,5 +249,14 @@ def instruments_of(config: LpSimConfig) -> dict[str, Instrument]:
 
 
 def simulated_settings(config: LpSimConfig) -> SimulatedLpSettings:
-    """``[simulated]``: the settings the SimulatedLp is built with."""
-    return config.simulated
+    """``[simulated]``: the settings the SimulatedLp is built with (without
+    a statement of its own: the lp-sim writes the statement of what it sent,
+    :func:`statement_dir`)."""
+    return msgspec.structs.replace(config.simulated, statement_dir="")
+
+
+def statement_dir(config: LpSimConfig) -> Path:
+    """Where the lp-sim writes its statement: ``lp.statement_dir``, by
+    default ``statements`` in ``lp.data_dir``."""
+    lp = config.lp
+    return Path(lp.statement_dir) if lp.statement_dir else Path(lp.data_dir) / "statements"

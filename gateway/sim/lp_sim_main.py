@@ -23,21 +23,30 @@ from gateway.fix.store import SessionStore, StoreError
 from gateway.net.server import FixServer, ListenError, bind_listening
 from gateway.net.transport import Outbox
 from gateway.sim.lp_sim import LpSimApplication
-from gateway.sim.lp_sim_config import LpSimConfig, load_lp_sim_config
+from gateway.sim.lp_sim_config import LpSimConfig, load_lp_sim_config, statement_dir
 from gateway.storage.session_store import open_store
+from lp_adapters.simulated.statement import FLUSH_INTERVAL, StatementWriter
 
 _log = structlog.get_logger("gateway.sim.lp_sim")
 
 
 class LpSimulator:
-    """Everything one ``fixgw lp-sim`` process runs, started and stopped as one."""
+    """Everything one ``fixgw lp-sim`` process runs, started and stopped as one.
 
-    def __init__(self, config: LpSimConfig) -> None:
+    ``statement_flush_interval`` is how long a fill may wait in memory before
+    it is written to the statement (seconds)."""
+
+    def __init__(
+        self, config: LpSimConfig, *, statement_flush_interval: float = FLUSH_INTERVAL
+    ) -> None:
         self.config = config
         lp = config.lp
         self.data_dir = Path(lp.data_dir).absolute()
+        self.statement = StatementWriter(
+            statement_dir(config).absolute(), lp.name, flush_interval=statement_flush_interval
+        )
         self.outbox = Outbox()
-        self.application = LpSimApplication(config, self.outbox)
+        self.application = LpSimApplication(config, self.outbox, statement=self.statement)
         self.stores: list[SessionStore] = []
         self.sessions: list[Session] = []
         try:
@@ -79,6 +88,7 @@ class LpSimulator:
             lp=self.config.lp.name,
             port=self.port,
             data_dir=str(self.data_dir),
+            statements=str(self.statement.directory),
             sessions=[s.session_id for s in self.sessions],
             symbols=list(self.application.instruments),
         )
@@ -127,7 +137,7 @@ async def run_lp_sim(config: LpSimConfig, port: int, sockets: Sequence[socket.so
 
 
 def main(args: argparse.Namespace) -> int:
-    """``fixgw lp-sim --config FILE --port N [--data-dir DIR]``: exit status
+    """``fixgw lp-sim --config FILE --port N [--data-dir DIR] [--statements DIR]``: exit status
     2 and every problem listed when the configuration is refused, exit
     status 2 and one line when the port cannot be had."""
     path = str(args.config)
@@ -137,7 +147,7 @@ def main(args: argparse.Namespace) -> int:
         errors.append(f"--port: must be between 1 and 65535, got {port}")
     config: LpSimConfig | None = None
     try:
-        config = load_lp_sim_config(path, data_dir=args.data_dir)
+        config = load_lp_sim_config(path, data_dir=args.data_dir, statements=args.statements)
     except ConfigError as exc:
         errors = [*exc.errors, *errors]
     if config is None or errors:

@@ -12,6 +12,10 @@ move together while each quotes its own spread and depth.
 Everything the simulator decides comes from integer ticks and lots and from a
 ``random.Random`` seeded from the settings, never from the wall clock, so two
 LPs built with the same settings and fed the same calls emit the same events.
+
+Each LP keeps its own record of its fills, a statement file per UTC day in
+``statement_dir`` (:mod:`lp_adapters.simulated.statement`; a relative
+directory is taken in the gateway's ``data_dir``, ``""`` writes none).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import structlog
 
 from lp_adapters.base import DISCONNECTED_REASON, EventSink, LpAdapter
 from lp_adapters.simulated.settings import SimulatedLpSettings, check_settings
+from lp_adapters.simulated.statement import StatementWriter
 from router.model import (
     AssetClass,
     ChildAck,
@@ -42,6 +47,7 @@ from router.model import (
     Quote,
     Side,
 )
+from router.units import price_text, qty_text
 
 __all__ = [
     "DEFAULT_START_MID",
@@ -193,9 +199,19 @@ class SimulatedLp(LpAdapter):
 
     ``market`` (keyword only) is a :class:`MarketModel` shared with other
     simulated LPs; without it the LP builds one of its own from its settings.
-    ``clock`` (keyword only, default ``time.time``) stamps ``Quote.time``; it
-    never takes part in a decision.  Settings that do not suit the
-    instruments or the shared market raise ``ValueError`` naming the LP.
+    ``clock`` (keyword only, default ``time.time``) stamps ``Quote.time`` and
+    the fills of the statement; it never takes part in a decision.  Settings
+    that do not suit the instruments or the shared market raise
+    ``ValueError`` naming the LP.
+
+    The statement: every ``ChildFill`` is also a line of the LP's statement
+    (:class:`~lp_adapters.simulated.statement.StatementWriter`): ExecID the
+    fill's ``exec_id``, ClOrdID the child id, OrderID the ``lp_order_id`` of
+    its ``ChildAck``, quantity (units) and price as the gateway writes them
+    for the instrument (:mod:`router.units`).  A relative ``statement_dir``
+    is taken in ``data_dir`` at the first :meth:`connect` (the registry sets
+    ``data_dir`` after construction); :meth:`disconnect` writes out what is
+    buffered.
     """
 
     def __init__(
@@ -233,6 +249,7 @@ class SimulatedLp(LpAdapter):
         self._tasks: set[asyncio.Task[None]] = set()
         self._order_seq = 0
         self._exec_seq = 0
+        self._statement: StatementWriter | None = None
 
     # --- link ------------------------------------------------------------------
 
@@ -241,6 +258,10 @@ class SimulatedLp(LpAdapter):
         return self._up
 
     async def connect(self) -> None:
+        if self._statement is None and self.config.statement_dir:
+            # data_dir is the gateway's by now (set after construction)
+            directory = self.data_dir / self.config.statement_dir
+            self._statement = StatementWriter(directory, self.name)
         self._go_up("connected")
 
     async def disconnect(self) -> None:
@@ -248,6 +269,14 @@ class SimulatedLp(LpAdapter):
         pending = list(self._tasks)
         if pending:
             await asyncio.wait(pending)
+        if self._statement is not None:
+            self._statement.close()
+
+    @property
+    def statement(self) -> StatementWriter | None:
+        """The writer of the LP's statement (None before the first
+        :meth:`connect`, or when ``statement_dir`` is empty)."""
+        return self._statement
 
     def disconnect_now(self, reason: str = "dropped on command") -> None:
         """Drop the link at once, as if the connection had been lost.
@@ -420,7 +449,10 @@ class SimulatedLp(LpAdapter):
             sink(ChildReject(child_id, LAST_LOOK_REASON))
             return
         self._order_seq += 1
-        sink(ChildAck(child_id, f"{self.name}-{self._order_seq}"))
+        order_id = f"{self.name}-{self._order_seq}"
+        sink(ChildAck(child_id, order_id))
+        statement = self._statement
+        now = self.clock() if statement is not None else 0.0
 
         bids, asks = self._book(child.symbol)
         limit = child.price
@@ -435,7 +467,20 @@ class SimulatedLp(LpAdapter):
                 take = rng.randint(1, take - 1)
             leaves -= take
             self._exec_seq += 1
-            sink(ChildFill(child_id, f"{self.name}-x{self._exec_seq}", take, level.price, leaves))
+            exec_id = f"{self.name}-x{self._exec_seq}"
+            sink(ChildFill(child_id, exec_id, take, level.price, leaves))
+            if statement is not None:
+                instrument = self.instruments[child.symbol]
+                statement.record(
+                    now,
+                    exec_id=exec_id,
+                    cl_ord_id=child_id,
+                    order_id=order_id,
+                    symbol=child.symbol,
+                    side=child.side,
+                    qty=qty_text(instrument, take),
+                    price=price_text(instrument, level.price),
+                )
             if partial or not leaves:
                 break
         if leaves:

@@ -65,6 +65,11 @@ class SimulatedLpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     steps_market: bool | None = None
     """Step the market before each timed quote.  Default: true for an own
     market, false for a shared one (whose owner, or one chosen LP, steps it)."""
+    statement_dir: str = "statements"
+    """Folder of the LP's statement, a CSV file of its fills per UTC day
+    (:mod:`lp_adapters.simulated.statement`); a relative path is taken in
+    the gateway's ``data_dir`` (not the configuration file's folder).  ``""``:
+    no statement."""
 
 
 def check_settings(

@@ -28,6 +28,7 @@ async def make_lp() -> AsyncIterator[MakeLp]:
         **settings: Any,
     ) -> SimulatedLp:
         settings.setdefault("quote_interval_ms", NO_TIMER_MS)
+        settings.setdefault("statement_dir", "")  # no statement files from unit tests
         lp = SimulatedLp(
             name,
             instruments,

@@ -1,0 +1,168 @@
+"""``fixgw backoffice``: run the back office, or ask the running one.
+
+``fixgw backoffice run`` runs the process; ``breaks``, ``recon``,
+``treasury``, ``status`` and ``export --date`` ask the running back office
+over its HTTP API (``[backoffice] http_host``/``http_port``, with the admin
+token) and print the answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+from config import Config, ConfigError, config_base, default_config_path, load_config, resolve_paths
+
+__all__ = ["add_arguments", "main"]
+
+COMMANDS = ("run", "breaks", "recon", "treasury", "status", "export")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "action",
+        nargs="?",
+        default="run",
+        choices=COMMANDS,
+        help="run the back office (default), or ask the running one: breaks, recon (a full "
+        "reconciliation now), treasury, status, export (a trading day's files)",
+    )
+    parser.add_argument("--config", help="TOML config file (default: the packaged default)")
+    parser.add_argument("--date", help="export: the trading day, YYYY-MM-DD")
+    parser.add_argument("--type", help="breaks: only this type")
+    parser.add_argument("--json", action="store_true", help="print the answer as JSON")
+    parser.add_argument("--url", help="the back office's HTTP address (default: from the config)")
+    parser.add_argument(
+        "--data-dir", help="override gateway.data_dir (relative to the working directory)"
+    )
+
+
+def _config(args: argparse.Namespace) -> Config:
+    import os
+
+    import msgspec
+
+    path = args.config or str(default_config_path())
+    cfg = resolve_paths(load_config(path), config_base(path))
+    if args.data_dir:
+        gateway = msgspec.structs.replace(cfg.gateway, data_dir=os.path.abspath(args.data_dir))
+        cfg = msgspec.structs.replace(cfg, gateway=gateway)
+    return cfg
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        cfg = _config(args)
+    except ConfigError as exc:
+        print("fixgw backoffice: configuration error(s):", file=sys.stderr)
+        for line in exc.errors:
+            print(f"  {line}", file=sys.stderr)
+        return 2
+    if args.action == "run":
+        return _run(cfg)
+    return _ask(cfg, args)
+
+
+def _run(cfg: Config) -> int:
+    import asyncio
+
+    import uvloop
+
+    from backoffice.ledger import LedgerError
+    from backoffice.service import BackOffice, BackofficeError
+    from gateway.ops.logs import configure_logging
+
+    configure_logging(cfg.gateway.log_level, cfg.gateway.log_format)
+
+    async def serve() -> int:
+        office = BackOffice(cfg)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, office.stop)
+        await office.run()
+        if office.failed:
+            print(f"fixgw backoffice: stopped: {office.failed}", file=sys.stderr)
+            return 1
+        return 0
+
+    try:
+        return uvloop.run(serve())
+    except (BackofficeError, LedgerError) as exc:
+        print(f"fixgw backoffice: refusing to start: {exc}", file=sys.stderr)
+        return 2
+
+
+def _ask(cfg: Config, args: argparse.Namespace) -> int:
+    settings = cfg.backoffice
+    base = args.url or f"http://{settings.http_host}:{settings.http_port}"
+    method, path = {
+        "breaks": ("GET", "/backoffice/breaks" + (f"?type={args.type}" if args.type else "")),
+        "recon": ("POST", "/backoffice/recon"),
+        "treasury": ("GET", "/backoffice/treasury"),
+        "status": ("GET", "/backoffice/status"),
+        "export": ("POST", f"/backoffice/export?date={args.date or ''}"),
+    }[args.action]
+    request = urllib.request.Request(base.rstrip("/") + path, method=method)
+    if cfg.gateway.admin_token:
+        request.add_header("Authorization", f"Bearer {cfg.gateway.admin_token}")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            data: Any = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode("utf-8", "replace")
+        print(f"fixgw backoffice {args.action}: HTTP {exc.code}: {body}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        print(
+            f"fixgw backoffice {args.action}: no back office answers at {base} ({reason}); "
+            "is `fixgw backoffice run` running?",
+            file=sys.stderr,
+        )
+        return 1
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    _print(args.action, data)
+    return 0
+
+
+def _print(action: str, data: Any) -> None:
+    if action == "breaks":
+        print(
+            f"{data['count']} break(s)"
+            + "".join(f", {k} {v}" for k, v in sorted(data["by_type"].items()))
+        )
+        for b in data["breaks"]:
+            where = " ".join(x for x in (b["lp"], b["client"], b["symbol"]) if x)
+            values = f" ours={b['ours']}" if b["ours"] else ""
+            values += f" theirs={b['theirs']}" if b["theirs"] else ""
+            print(f"  {b['kind']:<26} {b['records']:<14} {b['ref']}  {where}{values}")
+    elif action == "recon":
+        print(
+            f"full reconciliation: {data['keys']} keys, {data['breaks']} break(s), "
+            f"{data['pending']} pending"
+        )
+    elif action == "treasury":
+        print(f"trading day {data['trade_date']}")
+        for name, rows in data["positions"].items():
+            print(f"positions ({name}):")
+            for p in rows:
+                print(f"  {p['holder']:<12} {p['symbol']:<10} {p['qty']}")
+        print("net settlement (+ the house receives, - it pays):")
+        for line in data["settlement"]:
+            print(
+                f"  {line['kind']:<6} {line['counterparty']:<12} {line['value_date']} "
+                f"{line['currency']} {line['amount']}"
+            )
+    elif action == "export":
+        print(f"trading day {data['trade_date']}:")
+        for f in data["files"]:
+            print(f"  {f}")
+    else:
+        print(json.dumps(data, indent=2))

@@ -1,0 +1,490 @@
+"""The embedded ledger: one DuckDB file, no server.
+
+DuckDB's calls block, so every one of them runs in one thread of the
+ledger's own, in the order they were made: the event loop never waits on
+the database, and the database sees one writer."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+
+from backoffice import ledger as sql
+from backoffice.ledger import (
+    Break,
+    Covers,
+    Ledger,
+    LedgerError,
+    Position,
+    ReconRun,
+    SettlementLine,
+)
+from backoffice.records import ClientTrade, HouseTrade
+from backoffice.settlement import Settlement
+from backoffice.statements import StatementChange
+
+__all__ = ["DuckLedger"]
+
+T = TypeVar("T")
+
+# Rows travel to DuckDB as one string each, fields joined by SOH (which no
+# FIX value and no statement field holds) and split in SQL: an order of
+# magnitude cheaper than a parameter per field.
+SEP = "\x01"
+
+
+def _insert(table: str, columns: str, types: Sequence[str]) -> str:
+    fields = []
+    for n, kind in enumerate(types, 1):
+        fields.append(f"r[{n}]" if kind == "VARCHAR" else f"CAST(r[{n}] AS {kind})")
+    return (
+        f"INSERT INTO {table} ({columns}) SELECT {', '.join(fields)}, $2 "
+        "FROM (SELECT string_split(unnest($1), chr(1)) AS r) AS rows ON CONFLICT DO NOTHING"
+    )
+
+
+_V, _I, _D, _T, _DT = "VARCHAR", "BIGINT", "DECIMAL(18, 8)", "TIMESTAMP", "DATE"
+_CLIENT_INSERT = _insert(
+    "client_trades", sql.CLIENT_COLUMNS, [_V, _V, _V, _V, _V, _I, _D, _D, _V, _T, _DT, _DT, _I]
+)
+_HOUSE_INSERT = _insert(
+    "house_trades", sql.HOUSE_COLUMNS, [_V, _V, _V, _V, _V, _V, _V, _I, _D, _D, _T, _DT, _DT, _I]
+)
+_LP_INSERT = _insert("lp_trades", sql.LP_COLUMNS, [_V, _V, _V, _V, _I, _D, _D, _T, _DT, _DT, _V])
+
+
+class DuckLedger(Ledger):
+    """The ledger in the DuckDB file at ``path``."""
+
+    def __init__(self, path: str | os.PathLike[str], settlement: Settlement) -> None:
+        self.path = Path(path)
+        self.url = f"duckdb:{self.path}"
+        self._settlement = settlement
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ledger")
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._ingest = 0
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn`` in the ledger's thread; a database error is a LedgerError
+        (a write that fails has been rolled back)."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        except duckdb.Error as exc:
+            raise LedgerError(f"the ledger {self.url}: {exc}") from exc
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            raise LedgerError("the ledger is not open")
+        return self._con
+
+    # -- open / close ----------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            con = duckdb.connect(str(self.path))
+        except (OSError, duckdb.Error) as exc:
+            raise LedgerError(f"cannot open the ledger {self.path}: {exc}") from exc
+        self._con = con
+        for statement in sql.TABLES:
+            con.execute(statement)
+        con.execute("CREATE TEMP TABLE scope (rel VARCHAR, k VARCHAR)")
+        con.execute("CREATE TEMP TABLE instruments (symbol VARCHAR, base VARCHAR, quote VARCHAR)")
+        terms = self._settlement.terms
+        if terms:
+            con.execute(
+                "INSERT INTO instruments SELECT unnest($1), unnest($2), unnest($3)",
+                [list(terms), [t.base for t in terms.values()], [t.quote for t in terms.values()]],
+            )
+        row = con.execute(
+            "SELECT max(m) FROM (SELECT max(ingest) AS m FROM client_trades "
+            "UNION ALL SELECT max(ingest) FROM house_trades "
+            "UNION ALL SELECT max(ingest) FROM lp_trades "
+            "UNION ALL SELECT max(watermark) FROM recon_state) AS m"
+        ).fetchone()
+        self._ingest = int(row[0] or 0) if row else 0
+
+    async def close(self) -> None:
+        if self._con is not None:
+            await self._run(self._close)
+        self._pool.shutdown(wait=True)
+
+    def _close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    # -- writes ----------------------------------------------------------------------
+
+    async def last_seq(self, session: str) -> int:
+        return await self._run(self._last_seq, session)
+
+    def _last_seq(self, session: str) -> int:
+        row = self.con.execute("SELECT last_seq FROM feed WHERE session = $1", [session]).fetchone()
+        return int(row[0]) if row else 0
+
+    async def write(
+        self,
+        session: str,
+        last_seq: int,
+        clients: Sequence[ClientTrade],
+        houses: Sequence[HouseTrade],
+    ) -> int:
+        return await self._run(self._write, session, last_seq, clients, houses)
+
+    def _write(
+        self,
+        session: str,
+        last_seq: int,
+        clients: Sequence[ClientTrade],
+        houses: Sequence[HouseTrade],
+    ) -> int:
+        con = self.con
+        value_date = self._settlement.value_date
+        self._ingest += 1
+        ingest = self._ingest
+        con.begin()
+        try:
+            if clients:
+                con.execute(
+                    _CLIENT_INSERT,
+                    [
+                        [
+                            SEP.join(
+                                (
+                                    c.exec_id,
+                                    c.client,
+                                    c.order_id,
+                                    c.cl_ord_id,
+                                    c.symbol,
+                                    str(c.side),
+                                    c.qty,
+                                    c.price,
+                                    c.market,
+                                    c.time,
+                                    c.trade_date,
+                                    value_date(c.symbol, c.trade_date),
+                                    str(c.seq),
+                                )
+                            )
+                            for c in {c.exec_id: c for c in clients}.values()
+                        ],
+                        ingest,
+                    ],
+                )
+            if houses:
+                con.execute(
+                    _HOUSE_INSERT,
+                    [
+                        [
+                            SEP.join(
+                                (
+                                    h.report_id,
+                                    h.lp,
+                                    h.lp_exec_id,
+                                    h.child_id,
+                                    h.account,
+                                    h.client_exec_id,
+                                    h.symbol,
+                                    str(h.side),
+                                    h.qty,
+                                    h.price,
+                                    h.time,
+                                    h.trade_date,
+                                    value_date(h.symbol, h.trade_date),
+                                    str(h.seq),
+                                )
+                            )
+                            for h in {h.report_id: h for h in houses}.values()
+                        ],
+                        ingest,
+                    ],
+                )
+            con.execute(
+                "INSERT INTO feed VALUES ($1, $2) ON CONFLICT (session) DO UPDATE "
+                "SET last_seq = greatest(feed.last_seq, excluded.last_seq)",
+                [session, last_seq],
+            )
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        return ingest
+
+    async def apply_statements(self, changes: Sequence[StatementChange]) -> int:
+        return await self._run(self._apply_statements, changes)
+
+    def _apply_statements(self, changes: Sequence[StatementChange]) -> int:
+        con = self.con
+        value_date = self._settlement.value_date
+        self._ingest += 1
+        ingest = self._ingest
+        con.begin()
+        try:
+            for change in changes:
+                if change.replace:
+                    con.execute(
+                        "INSERT INTO touched SELECT 'hl', lp || '|' || exec_id FROM lp_trades "
+                        "WHERE source = $1",
+                        [change.source],
+                    )
+                    con.execute("DELETE FROM lp_trades WHERE source = $1", [change.source])
+                if change.rows:
+                    con.execute(
+                        _LP_INSERT,
+                        [
+                            [
+                                SEP.join(
+                                    (
+                                        r.lp,
+                                        r.exec_id.replace(SEP, " "),
+                                        r.cl_ord_id.replace(SEP, " "),
+                                        r.symbol.replace(SEP, " "),
+                                        str(r.side),
+                                        r.qty,
+                                        r.price,
+                                        r.time,
+                                        r.trade_date,
+                                        value_date(r.symbol, r.trade_date),
+                                        r.source,
+                                    )
+                                )
+                                for r in {r.exec_id: r for r in change.rows}.values()
+                            ],
+                            ingest,
+                        ],
+                    )
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        return ingest
+
+    # -- reconciliation ----------------------------------------------------------------
+
+    async def recon(
+        self, full: bool, grace: float, now: dt.datetime, covers: Covers | None = None
+    ) -> ReconRun:
+        return await self._run(self._recon, full, grace, now, covers)
+
+    def _recon(self, full: bool, grace: float, now: dt.datetime, covers: Covers | None) -> ReconRun:
+        con = self.con
+        con.begin()
+        try:
+            row = con.execute("SELECT watermark FROM recon_state WHERE id = 1").fetchone()
+            watermark = int(row[0]) if row else 0
+            upto = self._ingest
+            for statement in sql.scope_sql(full):
+                if "$1" in statement:
+                    con.execute(statement, [watermark])
+                else:
+                    con.execute(statement)
+            keys_row = con.execute("SELECT count(*) FROM scope").fetchone()
+            keys = int(keys_row[0]) if keys_row else 0
+            cover_row = con.execute(sql.covers_sql(grace)).fetchone()
+            cover = cover_row[0] if cover_row else None
+            hl = con.execute(sql.hl_sql(grace)).fetchall()
+            ch = con.execute(sql.ch_sql()).fetchall()
+            x = con.execute(sql.x_sql()).fetchall()
+            found, pending = sql.classify(hl, ch, x, cover, covers)
+            if full:
+                old = con.execute(
+                    "SELECT kind, rel, k, first_seen FROM breaks WHERE rel <> 'pos'"
+                ).fetchall()
+                con.execute("DELETE FROM breaks WHERE rel <> 'pos'")
+                con.execute("DELETE FROM pending")
+            else:
+                in_scope = "EXISTS (SELECT 1 FROM scope s WHERE s.rel = {t}.rel AND s.k = {t}.k)"
+                old = con.execute(
+                    "SELECT kind, rel, k, first_seen FROM breaks WHERE "
+                    + in_scope.format(t="breaks")
+                ).fetchall()
+                con.execute("DELETE FROM breaks WHERE " + in_scope.format(t="breaks"))
+                con.execute("DELETE FROM pending WHERE " + in_scope.format(t="pending"))
+            seen = {(kind, rel, k): first for kind, rel, k, first in old}
+            self._insert_breaks(found, seen, now)
+            if pending:
+                unique = sorted(set(pending))
+                con.execute(
+                    "INSERT INTO pending SELECT unnest($1), unnest($2) ON CONFLICT DO NOTHING",
+                    [[p[0] for p in unique], [p[1] for p in unique]],
+                )
+            con.execute("DELETE FROM touched")
+            con.execute(
+                "INSERT INTO recon_state VALUES (1, $1) ON CONFLICT (id) DO UPDATE "
+                "SET watermark = excluded.watermark",
+                [upto],
+            )
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        total = con.execute("SELECT count(*) FROM breaks").fetchone()
+        waiting = con.execute("SELECT count(*) FROM pending").fetchone()
+        return ReconRun(
+            full=full,
+            keys=keys,
+            breaks=int(total[0]) if total else 0,
+            pending=int(waiting[0]) if waiting else 0,
+            upto=upto,
+        )
+
+    def _insert_breaks(
+        self,
+        found: Sequence[tuple[str, Break]],
+        seen: dict[tuple[str, str, str], dt.datetime],
+        now: dt.datetime,
+    ) -> None:
+        if not found:
+            return
+        unique = {(b.kind, rel, b.key): (rel, b) for rel, b in found}
+        rows = list(unique.values())
+        self.con.execute(
+            "INSERT INTO breaks SELECT unnest($1), unnest($2), unnest($3), unnest($4), "
+            "unnest($5), unnest($6), unnest($7), unnest($8), unnest($9), unnest($10), "
+            "unnest($11), unnest($12) ON CONFLICT DO NOTHING",
+            [
+                [b.kind for _, b in rows],
+                [rel for rel, _ in rows],
+                [b.key for _, b in rows],
+                [b.records for _, b in rows],
+                [b.ref for _, b in rows],
+                [b.lp for _, b in rows],
+                [b.client for _, b in rows],
+                [b.symbol for _, b in rows],
+                [b.ours for _, b in rows],
+                [b.theirs for _, b in rows],
+                [b.detail for _, b in rows],
+                [seen.get((b.kind, rel, b.key), now) for rel, b in rows],
+            ],
+        )
+
+    async def set_position_breaks(self, breaks: Sequence[Break], now: dt.datetime) -> None:
+        await self._run(self._set_position_breaks, breaks, now)
+
+    def _set_position_breaks(self, breaks: Sequence[Break], now: dt.datetime) -> None:
+        con = self.con
+        con.begin()
+        try:
+            old = con.execute(
+                "SELECT kind, rel, k, first_seen FROM breaks WHERE rel = 'pos'"
+            ).fetchall()
+            con.execute("DELETE FROM breaks WHERE rel = 'pos'")
+            seen = {(kind, rel, k): first for kind, rel, k, first in old}
+            self._insert_breaks([("pos", b) for b in breaks], seen, now)
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+
+    async def breaks(self) -> list[Break]:
+        return await self._run(self._breaks)
+
+    def _breaks(self) -> list[Break]:
+        rows = self.con.execute(
+            "SELECT kind, records, k, ref, lp, client, symbol, ours, theirs, detail, first_seen "
+            "FROM breaks ORDER BY first_seen, kind, k"
+        ).fetchall()
+        return [
+            Break(
+                kind=r[0],
+                records=r[1],
+                key=r[2],
+                ref=r[3],
+                lp=r[4],
+                client=r[5],
+                symbol=r[6],
+                ours=r[7],
+                theirs=r[8],
+                detail=r[9],
+                first_seen=r[10],
+            )
+            for r in rows
+        ]
+
+    # -- reports -----------------------------------------------------------------------
+
+    async def positions(self) -> dict[str, list[Position]]:
+        return await self._run(self._positions)
+
+    def _positions(self) -> dict[str, list[Position]]:
+        con = self.con
+        return {
+            name: [Position(str(a), str(b), str(c)) for a, b, c in con.execute(query).fetchall()]
+            for name, query in (
+                ("clients", sql.CLIENT_POSITIONS),
+                ("lps", sql.LP_POSITIONS),
+                ("lp_statements", sql.LP_STATEMENT_POSITIONS),
+            )
+        }
+
+    async def settlement(self, from_date: dt.date) -> list[SettlementLine]:
+        return await self._run(self._settlement_lines, from_date)
+
+    def _settlement_lines(self, from_date: dt.date) -> list[SettlementLine]:
+        query = sql.settlement_sql("c.value_date >= $1", "h.value_date >= $1")
+        rows = self.con.execute(query, [from_date]).fetchall()
+        return [SettlementLine(str(a), str(b), str(c), d, str(e)) for a, b, c, d, e in rows]
+
+    async def counts(self) -> dict[str, int]:
+        return await self._run(self._counts)
+
+    def _counts(self) -> dict[str, int]:
+        con = self.con
+        out = {}
+        for table in ("client_trades", "house_trades", "lp_trades", "pending", "breaks"):
+            row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+            out[table] = int(row[0]) if row else 0
+        return out
+
+    async def trading_days(self) -> list[dt.date]:
+        return await self._run(self._trading_days)
+
+    def _trading_days(self) -> list[dt.date]:
+        rows = self.con.execute(
+            "SELECT DISTINCT trade_date FROM client_trades UNION "
+            "SELECT DISTINCT trade_date FROM house_trades ORDER BY 1"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    async def export_day(self, day: dt.date, folder: str) -> list[str]:
+        return await self._run(self._export_day, day, folder)
+
+    def _export_day(self, day: dt.date, folder: str) -> list[str]:
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        stamp = day.strftime("%Y%m%d")
+        reports = {
+            f"client-trades-{stamp}": (
+                f"SELECT {sql.CLIENT_COLUMNS} FROM client_trades "
+                f"WHERE trade_date = DATE '{day.isoformat()}' ORDER BY transact_time, exec_id"
+            ),
+            f"lp-trades-{stamp}": (
+                f"SELECT {sql.HOUSE_COLUMNS} FROM house_trades "
+                f"WHERE trade_date = DATE '{day.isoformat()}' ORDER BY transact_time, report_id"
+            ),
+            f"settlement-{stamp}": sql.settlement_sql(
+                f"c.trade_date = DATE '{day.isoformat()}'",
+                f"h.trade_date = DATE '{day.isoformat()}'",
+            ).replace("CAST(sum(amount) AS VARCHAR)", "sum(amount) AS amount"),
+        }
+        written = []
+        for name, query in reports.items():
+            for fmt, suffix in (("PARQUET", "parquet"), ("CSV, HEADER", "csv")):
+                path = out / f"{name}.{suffix}"
+                tmp = out / f".{name}.{suffix}.tmp"
+                self.con.execute(f"COPY ({query}) TO '{tmp}' (FORMAT {fmt})")
+                os.replace(tmp, path)
+                written.append(str(path))
+        return written

@@ -1,0 +1,672 @@
+"""The ledger: every trade of record, and the reconciliation over it.
+
+:class:`Ledger` is the interface a backend implements (one class per
+database: :mod:`backoffice.duck` for DuckDB, :mod:`backoffice.pg` for
+PostgreSQL).  The SQL here is written once for both: tables, the
+reconciliation queries and the reports.
+
+Reconciliation compares three records (see :mod:`backoffice.records`) in
+three relations, each keyed so that its two sides meet:
+
+* ``hl``: the house's bookings of an LP fill against the LP's statement line
+  of it (key: LP and the LP's ExecID; a fill split between a client and the
+  house is summed);
+* ``ch``: a client's fill against the house's booking of the same lots (key:
+  the client's ExecID, which the booking carries);
+* ``x``: the two clients' fills of an internal cross (key: symbol, time and
+  price; bought and sold must be equal).
+
+A record whose counterpart has not come is *pending* until its counterpart
+is overdue: when the other record has moved ``grace`` past it (the LP's
+statement has lines later than the house's fill by the grace, or the drop
+copy has trades later than the LP's line by the grace).  Then it is a break.
+A run looks at the keys touched since the last run and at those pending;
+a full run looks at every key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any, Final, Literal
+
+import msgspec
+
+from backoffice.records import INTERNAL_MARKET, ClientTrade, HouseTrade
+from backoffice.statements import StatementChange
+
+__all__ = [
+    "BREAK_KINDS",
+    "Break",
+    "Covers",
+    "Ledger",
+    "LedgerError",
+    "Position",
+    "ReconRun",
+    "SettlementLine",
+]
+
+BreakKind = Literal[
+    "missing_at_lp",
+    "missing_in_house",
+    "qty_mismatch",
+    "price_mismatch",
+    "side_mismatch",
+    "symbol_mismatch",
+    "uncovered_client_fill",
+    "unreported_house_fill",
+    "unpaired_cross",
+    "client_position_mismatch",
+    "lp_position_mismatch",
+]
+BREAK_KINDS: Final[tuple[str, ...]] = BreakKind.__args__  # type: ignore[attr-defined]
+
+
+class LedgerError(Exception):
+    """The ledger cannot be opened or written; the message names why."""
+
+
+class Break(msgspec.Struct, frozen=True, kw_only=True):
+    """One reconciliation break.  ``records`` names the two records that
+    disagree (``house/lp``, ``client/house``, ``client/client`` for a cross,
+    ``gateway/ledger`` for a position); ``ref`` the trade (an ExecID) or the
+    position; ``ours`` and ``theirs`` the two values where one differs."""
+
+    kind: str
+    records: str
+    key: str
+    ref: str
+    lp: str = ""
+    client: str = ""
+    symbol: str = ""
+    ours: str = ""
+    theirs: str = ""
+    detail: str = ""
+    first_seen: dt.datetime | None = None
+
+
+class Position(msgspec.Struct, frozen=True):
+    holder: str
+    symbol: str
+    qty: str
+
+
+class SettlementLine(msgspec.Struct, frozen=True):
+    counterparty: str
+    kind: str  # "client" or "lp"
+    currency: str
+    value_date: dt.date
+    amount: str
+
+
+class Covers(msgspec.Struct, frozen=True, kw_only=True):
+    """How far each record is known to be complete, when the caller knows
+    better than the records' latest times: ``feed``, the drop copy (logged
+    on with nothing waiting: up to now less the grace); ``lps``, each LP's
+    statement (written as it trades: now less the grace; None: the LP sends
+    no statement, so nothing is missing from one)."""
+
+    feed: dt.datetime | None = None
+    lps: dict[str, dt.datetime | None] = {}
+
+
+class ReconRun(msgspec.Struct, frozen=True):
+    full: bool
+    keys: int
+    breaks: int
+    pending: int
+    upto: int  # the ingest batch the run covered
+
+
+def _ms(seconds: float) -> str:
+    return f"INTERVAL '{round(seconds * 1000)} milliseconds'"
+
+
+# -- schema -------------------------------------------------------------------------
+
+TABLES: Final = (
+    """CREATE TABLE IF NOT EXISTS client_trades (
+        exec_id VARCHAR PRIMARY KEY,
+        client VARCHAR NOT NULL,
+        order_id VARCHAR NOT NULL,
+        cl_ord_id VARCHAR NOT NULL,
+        symbol VARCHAR NOT NULL,
+        side SMALLINT NOT NULL,
+        qty DECIMAL(18, 8) NOT NULL,
+        price DECIMAL(18, 8) NOT NULL,
+        market VARCHAR NOT NULL,
+        transact_time TIMESTAMP NOT NULL,
+        trade_date DATE NOT NULL,
+        value_date DATE NOT NULL,
+        seq BIGINT NOT NULL,
+        ingest BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS house_trades (
+        report_id VARCHAR PRIMARY KEY,
+        lp VARCHAR NOT NULL,
+        lp_exec_id VARCHAR NOT NULL,
+        child_id VARCHAR NOT NULL,
+        account VARCHAR NOT NULL,
+        client_exec_id VARCHAR NOT NULL,
+        symbol VARCHAR NOT NULL,
+        side SMALLINT NOT NULL,
+        qty DECIMAL(18, 8) NOT NULL,
+        price DECIMAL(18, 8) NOT NULL,
+        transact_time TIMESTAMP NOT NULL,
+        trade_date DATE NOT NULL,
+        value_date DATE NOT NULL,
+        seq BIGINT NOT NULL,
+        ingest BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS lp_trades (
+        lp VARCHAR NOT NULL,
+        exec_id VARCHAR NOT NULL,
+        cl_ord_id VARCHAR NOT NULL,
+        symbol VARCHAR NOT NULL,
+        side SMALLINT NOT NULL,
+        qty DECIMAL(18, 8) NOT NULL,
+        price DECIMAL(18, 8) NOT NULL,
+        exec_time TIMESTAMP NOT NULL,
+        trade_date DATE NOT NULL,
+        value_date DATE NOT NULL,
+        source VARCHAR NOT NULL,
+        ingest BIGINT NOT NULL,
+        PRIMARY KEY (lp, exec_id))""",
+    """CREATE TABLE IF NOT EXISTS feed (
+        session VARCHAR PRIMARY KEY,
+        last_seq BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS breaks (
+        kind VARCHAR NOT NULL,
+        rel VARCHAR NOT NULL,
+        k VARCHAR NOT NULL,
+        records VARCHAR NOT NULL,
+        ref VARCHAR NOT NULL,
+        lp VARCHAR NOT NULL,
+        client VARCHAR NOT NULL,
+        symbol VARCHAR NOT NULL,
+        ours VARCHAR NOT NULL,
+        theirs VARCHAR NOT NULL,
+        detail VARCHAR NOT NULL,
+        first_seen TIMESTAMP NOT NULL,
+        PRIMARY KEY (kind, rel, k))""",
+    """CREATE TABLE IF NOT EXISTS pending (
+        rel VARCHAR NOT NULL,
+        k VARCHAR NOT NULL,
+        PRIMARY KEY (rel, k))""",
+    """CREATE TABLE IF NOT EXISTS touched (
+        rel VARCHAR NOT NULL,
+        k VARCHAR NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS recon_state (
+        id INTEGER PRIMARY KEY,
+        watermark BIGINT NOT NULL)""",
+)
+
+CLIENT_COLUMNS: Final = (
+    "exec_id, client, order_id, cl_ord_id, symbol, side, qty, price, market, "
+    "transact_time, trade_date, value_date, seq, ingest"
+)
+HOUSE_COLUMNS: Final = (
+    "report_id, lp, lp_exec_id, child_id, account, client_exec_id, symbol, side, qty, "
+    "price, transact_time, trade_date, value_date, seq, ingest"
+)
+LP_COLUMNS: Final = (
+    "lp, exec_id, cl_ord_id, symbol, side, qty, price, exec_time, trade_date, value_date, "
+    "source, ingest"
+)
+
+HL_KEY: Final = "lp || '|' || {exec_id}"
+X_KEY: Final = "symbol || '|' || CAST(transact_time AS VARCHAR) || '|' || CAST(price AS VARCHAR)"
+
+
+def scope_sql(full: bool) -> list[str]:
+    """Statements filling the temporary table ``scope (rel, k)`` with the
+    keys a run looks at: every key in a full run; otherwise those of rows
+    ingested after the watermark (parameter ``$1``), the keys left pending
+    and those touched by a replaced statement."""
+    since = "TRUE" if full else "ingest > $1"
+    cross = f"market = '{INTERNAL_MARKET}'"
+    statements = [
+        "DELETE FROM scope",
+        f"INSERT INTO scope SELECT DISTINCT 'hl', {HL_KEY.format(exec_id='lp_exec_id')} "
+        f"FROM house_trades WHERE {since}",
+        f"INSERT INTO scope SELECT DISTINCT 'hl', {HL_KEY.format(exec_id='exec_id')} "
+        f"FROM lp_trades WHERE {since}",
+        f"INSERT INTO scope SELECT DISTINCT 'ch', exec_id FROM client_trades "
+        f"WHERE {since} AND NOT {cross}",
+        f"INSERT INTO scope SELECT DISTINCT 'ch', client_exec_id FROM house_trades "
+        f"WHERE {since} AND client_exec_id <> ''",
+        f"INSERT INTO scope SELECT DISTINCT 'x', {X_KEY} FROM client_trades "
+        f"WHERE {since} AND {cross}",
+    ]
+    if not full:
+        statements += [
+            "INSERT INTO scope SELECT rel, k FROM pending",
+            "INSERT INTO scope SELECT rel, k FROM touched",
+        ]
+    return statements
+
+
+def covers_sql(grace: float) -> str:
+    """One row: how far the drop copy has come (the latest trade time less
+    the grace)."""
+    return (
+        f"SELECT max(t) - {_ms(grace)} FROM ("
+        "SELECT max(transact_time) AS t FROM client_trades "
+        "UNION ALL SELECT max(transact_time) FROM house_trades) AS times"
+    )
+
+
+def hl_sql(grace: float) -> str:
+    """The house/LP keys in scope that do not agree (or are one-sided)."""
+    return f"""
+    WITH s AS (SELECT DISTINCT k FROM scope WHERE rel = 'hl'),
+    h AS (
+        SELECT {HL_KEY.format(exec_id="lp_exec_id")} AS k, min(lp) AS lp,
+            min(lp_exec_id) AS exec_id, sum(qty) AS qty, min(price) AS price,
+            max(price) AS price_hi, min(side) AS side, max(side) AS side_hi,
+            min(symbol) AS symbol, min(transact_time) AS t, min(account) AS account
+        FROM house_trades
+        WHERE {HL_KEY.format(exec_id="lp_exec_id")} IN (SELECT k FROM s)
+        GROUP BY lp, lp_exec_id),
+    l AS (
+        SELECT {HL_KEY.format(exec_id="exec_id")} AS k, lp, exec_id, qty, price, side,
+            symbol, exec_time AS t
+        FROM lp_trades WHERE {HL_KEY.format(exec_id="exec_id")} IN (SELECT k FROM s)),
+    lc AS (SELECT lp, max(exec_time) - {_ms(grace)} AS until FROM lp_trades GROUP BY lp)
+    SELECT coalesce(h.k, l.k), coalesce(h.lp, l.lp), coalesce(h.exec_id, l.exec_id),
+        CAST(h.qty AS VARCHAR), CAST(h.price AS VARCHAR), CAST(h.price_hi AS VARCHAR),
+        h.side, h.side_hi, h.symbol, h.t, h.account,
+        CAST(l.qty AS VARCHAR), CAST(l.price AS VARCHAR), l.side, l.symbol, l.t,
+        lc.until
+    FROM h FULL OUTER JOIN l ON h.k = l.k
+    LEFT JOIN lc ON lc.lp = coalesce(h.lp, l.lp)
+    WHERE h.k IS NULL OR l.k IS NULL OR h.qty <> l.qty OR h.price <> l.price
+        OR h.price_hi <> l.price OR h.side <> l.side OR h.side_hi <> l.side
+        OR h.symbol <> l.symbol
+    """
+
+
+def ch_sql() -> str:
+    """The client/house keys in scope that do not agree (or are one-sided)."""
+    return f"""
+    WITH s AS (SELECT DISTINCT k FROM scope WHERE rel = 'ch'),
+    c AS (
+        SELECT exec_id AS k, client, symbol, side, qty, price, transact_time AS t
+        FROM client_trades
+        WHERE market <> '{INTERNAL_MARKET}' AND exec_id IN (SELECT k FROM s)),
+    h AS (
+        SELECT client_exec_id AS k, min(account) AS account, min(lp) AS lp,
+            min(symbol) AS symbol, min(side) AS side, sum(qty) AS qty,
+            min(price) AS price, min(transact_time) AS t
+        FROM house_trades
+        WHERE client_exec_id IN (SELECT k FROM s)
+        GROUP BY client_exec_id)
+    SELECT coalesce(c.k, h.k), c.client, c.symbol, c.side, CAST(c.qty AS VARCHAR),
+        CAST(c.price AS VARCHAR), c.t,
+        h.account, h.lp, h.symbol, h.side, CAST(h.qty AS VARCHAR),
+        CAST(h.price AS VARCHAR), h.t
+    FROM c FULL OUTER JOIN h ON c.k = h.k
+    WHERE c.k IS NULL OR h.k IS NULL OR c.qty <> h.qty OR c.price <> h.price
+        OR c.side <> h.side OR c.symbol <> h.symbol OR c.client <> h.account
+    """
+
+
+def x_sql() -> str:
+    """The internal crosses in scope whose two sides do not balance."""
+    return f"""
+    WITH s AS (SELECT DISTINCT k FROM scope WHERE rel = 'x')
+    SELECT {X_KEY} AS k, min(symbol), min(transact_time),
+        CAST(sum(CASE WHEN side = 1 THEN qty ELSE 0 END) AS VARCHAR),
+        CAST(sum(CASE WHEN side = -1 THEN qty ELSE 0 END) AS VARCHAR),
+        string_agg(exec_id, ' '), string_agg(client, ' ')
+    FROM client_trades
+    WHERE market = '{INTERNAL_MARKET}' AND {X_KEY} IN (SELECT k FROM s)
+    GROUP BY symbol, transact_time, price
+    HAVING sum(CASE WHEN side = 1 THEN qty ELSE 0 END)
+        <> sum(CASE WHEN side = -1 THEN qty ELSE 0 END)
+    """
+
+
+def classify(
+    hl: Sequence[Sequence[object]],
+    ch: Sequence[Sequence[object]],
+    x: Sequence[Sequence[object]],
+    cover: dt.datetime | None,
+    covers: Covers | None = None,
+) -> tuple[list[tuple[str, Break]], list[tuple[str, str]]]:
+    """Breaks (relation, break) and pending keys (relation, key) of the
+    rows the three queries returned; ``cover`` is how far the drop copy has
+    come (:func:`covers_sql`), unless ``covers`` knows better."""
+    known = covers or Covers()
+    if known.feed is not None and (cover is None or known.feed > cover):
+        cover = known.feed
+    lp_covers = known.lps
+    breaks: list[tuple[str, Break]] = []
+    pending: list[tuple[str, str]] = []
+    for row in hl:
+        (k, lp, exec_id, h_qty, h_px, h_px_hi, h_side, h_side_hi, h_sym, h_t, account) = row[:11]
+        l_qty, l_px, l_side, l_sym, l_t, until = row[11:]
+        if lp in lp_covers:
+            until = lp_covers[str(lp)]
+        key = str(k)
+        common = Break(kind="", records="house/lp", key=key, ref=str(exec_id), lp=str(lp))
+        if l_qty is None:
+            if until is not None and h_t < until:  # type: ignore[operator]
+                breaks.append(
+                    (
+                        "hl",
+                        _with(
+                            common,
+                            kind="missing_at_lp",
+                            symbol=str(h_sym),
+                            client=str(account),
+                            ours=f"{_side(h_side)} {h_qty} @ {h_px}",
+                            detail="booked from the LP; not on its statement",
+                        ),
+                    )
+                )
+            else:
+                pending.append(("hl", key))
+            continue
+        if h_qty is None:
+            if cover is not None and l_t < cover:  # type: ignore[operator]
+                breaks.append(
+                    (
+                        "hl",
+                        _with(
+                            common,
+                            kind="missing_in_house",
+                            symbol=str(l_sym),
+                            theirs=f"{_side(l_side)} {l_qty} @ {l_px}",
+                            detail="on the LP's statement; never booked by the house",
+                        ),
+                    )
+                )
+            else:
+                pending.append(("hl", key))
+            continue
+        symbol = str(l_sym)
+        if _dec(h_qty) != _dec(l_qty):
+            breaks.append(
+                (
+                    "hl",
+                    _with(
+                        common,
+                        kind="qty_mismatch",
+                        symbol=symbol,
+                        ours=str(h_qty),
+                        theirs=str(l_qty),
+                    ),
+                )
+            )
+        if _dec(h_px) != _dec(l_px) or _dec(h_px_hi) != _dec(l_px):
+            breaks.append(
+                (
+                    "hl",
+                    _with(
+                        common,
+                        kind="price_mismatch",
+                        symbol=symbol,
+                        ours=str(h_px),
+                        theirs=str(l_px),
+                    ),
+                )
+            )
+        if h_side != l_side or h_side_hi != l_side:
+            breaks.append(
+                (
+                    "hl",
+                    _with(
+                        common,
+                        kind="side_mismatch",
+                        symbol=symbol,
+                        ours=_side(h_side),
+                        theirs=_side(l_side),
+                    ),
+                )
+            )
+        if h_sym != l_sym:
+            breaks.append(
+                (
+                    "hl",
+                    _with(
+                        common,
+                        kind="symbol_mismatch",
+                        symbol=symbol,
+                        ours=str(h_sym),
+                        theirs=symbol,
+                    ),
+                )
+            )
+    for row in ch:
+        k, client, c_sym, c_side, c_qty, c_px, c_t, account, lp, h_sym, h_side, h_qty, h_px, h_t = (
+            row
+        )
+        key = str(k)
+        if h_qty is None:
+            if cover is not None and c_t < cover:  # type: ignore[operator]
+                breaks.append(
+                    (
+                        "ch",
+                        Break(
+                            kind="uncovered_client_fill",
+                            records="client/house",
+                            key=key,
+                            ref=key,
+                            client=str(client),
+                            symbol=str(c_sym),
+                            ours=f"{_side(c_side)} {c_qty} @ {c_px}",
+                            detail="the client was told of this fill; "
+                            "the house booked no LP fill for it",
+                        ),
+                    )
+                )
+            else:
+                pending.append(("ch", key))
+            continue
+        if c_qty is None:
+            if cover is not None and h_t < cover:  # type: ignore[operator]
+                breaks.append(
+                    (
+                        "ch",
+                        Break(
+                            kind="unreported_house_fill",
+                            records="client/house",
+                            key=key,
+                            ref=key,
+                            lp=str(lp),
+                            client=str(account),
+                            symbol=str(h_sym),
+                            ours=f"{_side(h_side)} {h_qty} @ {h_px}",
+                            detail="booked to the client from an LP; no report of it to the client",
+                        ),
+                    )
+                )
+            else:
+                pending.append(("ch", key))
+            continue
+        common2 = Break(
+            kind="",
+            records="client/house",
+            key=key,
+            ref=key,
+            lp=str(lp),
+            client=str(client),
+            symbol=str(c_sym),
+        )
+        if _dec(c_qty) != _dec(h_qty):
+            breaks.append(
+                ("ch", _with(common2, kind="qty_mismatch", ours=str(h_qty), theirs=str(c_qty)))
+            )
+        if _dec(c_px) != _dec(h_px):
+            breaks.append(
+                ("ch", _with(common2, kind="price_mismatch", ours=str(h_px), theirs=str(c_px)))
+            )
+        if c_side != h_side:
+            breaks.append(
+                (
+                    "ch",
+                    _with(common2, kind="side_mismatch", ours=_side(h_side), theirs=_side(c_side)),
+                )
+            )
+        if c_sym != h_sym or client != account:
+            breaks.append(
+                (
+                    "ch",
+                    _with(
+                        common2,
+                        kind="symbol_mismatch" if c_sym != h_sym else "uncovered_client_fill",
+                        ours=f"{account} {h_sym}",
+                        theirs=f"{client} {c_sym}",
+                        detail=""
+                        if c_sym != h_sym
+                        else "the house booked the fill to another account",
+                    ),
+                )
+            )
+    for row in x:
+        k, x_symbol, t, bought, sold, exec_ids, clients = row
+        key = str(k)
+        if cover is not None and t < cover:  # type: ignore[operator]
+            breaks.append(
+                (
+                    "x",
+                    Break(
+                        kind="unpaired_cross",
+                        records="client/client",
+                        key=key,
+                        ref=str(exec_ids),
+                        client=str(clients),
+                        symbol=str(x_symbol),
+                        ours=f"bought {bought}",
+                        theirs=f"sold {sold}",
+                        detail="an internal cross whose two clients' fills do not pair",
+                    ),
+                )
+            )
+        else:
+            pending.append(("x", key))
+    return breaks, pending
+
+
+def _with(template: Break, **fields: Any) -> Break:
+    return msgspec.structs.replace(template, **fields)
+
+
+def _side(side: object) -> str:
+    return "buy" if side == 1 else "sell" if side == -1 else str(side)
+
+
+def _dec(value: object) -> object:
+    from decimal import Decimal
+
+    return None if value is None else Decimal(str(value))
+
+
+# -- reports ------------------------------------------------------------------------
+
+CLIENT_POSITIONS: Final = (
+    "SELECT client, symbol, CAST(sum(side * qty) AS VARCHAR) FROM client_trades "
+    "GROUP BY client, symbol "
+    "UNION ALL SELECT account, symbol, CAST(sum(side * qty) AS VARCHAR) FROM house_trades "
+    "WHERE account = '(house)' GROUP BY account, symbol ORDER BY 1, 2"
+)
+LP_POSITIONS: Final = (
+    "SELECT lp, symbol, CAST(sum(side * qty) AS VARCHAR) FROM house_trades "
+    "GROUP BY lp, symbol ORDER BY 1, 2"
+)
+LP_STATEMENT_POSITIONS: Final = (
+    "SELECT lp, symbol, CAST(sum(side * qty) AS VARCHAR) FROM lp_trades "
+    "GROUP BY lp, symbol ORDER BY 1, 2"
+)
+
+
+def settlement_sql(where_client: str, where_lp: str) -> str:
+    """Net amounts the house receives (+) or pays (-) per counterparty,
+    currency and value date, over the client and house trades the two
+    conditions select (``instruments (symbol, base, quote)`` must exist)."""
+    return f"""
+    SELECT counterparty, kind, currency, value_date, CAST(sum(amount) AS VARCHAR)
+    FROM (
+        SELECT c.client AS counterparty, 'client' AS kind, i.base AS currency,
+            c.value_date,
+            CAST(-c.side * c.qty AS DECIMAL(38, 8)) AS amount
+        FROM client_trades c JOIN instruments i ON i.symbol = c.symbol WHERE {where_client}
+        UNION ALL
+        SELECT c.client, 'client', i.quote, c.value_date,
+            CAST(c.side * c.qty AS DECIMAL(38, 8)) * c.price
+        FROM client_trades c JOIN instruments i ON i.symbol = c.symbol WHERE {where_client}
+        UNION ALL
+        SELECT h.lp, 'lp', i.base, h.value_date, CAST(h.side * h.qty AS DECIMAL(38, 8))
+        FROM house_trades h JOIN instruments i ON i.symbol = h.symbol WHERE {where_lp}
+        UNION ALL
+        SELECT h.lp, 'lp', i.quote, h.value_date,
+            CAST(-h.side * h.qty AS DECIMAL(38, 8)) * h.price
+        FROM house_trades h JOIN instruments i ON i.symbol = h.symbol WHERE {where_lp}
+    ) AS legs
+    GROUP BY counterparty, kind, currency, value_date
+    ORDER BY kind, counterparty, value_date, currency
+    """
+
+
+class Ledger:
+    """What a ledger backend does.  Every method is a coroutine; a backend
+    never holds the event loop (DuckDB's calls run in a thread of its own)."""
+
+    url: str
+
+    async def open(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def last_seq(self, session: str) -> int:
+        """The MsgSeqNum of the last drop-copy message whose trades are stored."""
+        raise NotImplementedError
+
+    async def write(
+        self,
+        session: str,
+        last_seq: int,
+        clients: Sequence[ClientTrade],
+        houses: Sequence[HouseTrade],
+    ) -> int:
+        """Store trades (a trade already stored is left as it is) and the
+        feed's progress, in one transaction; returns the ingest batch id."""
+        raise NotImplementedError
+
+    async def apply_statements(self, changes: Sequence[StatementChange]) -> int:
+        """Store what statement files added or now say; returns the batch id."""
+        raise NotImplementedError
+
+    async def recon(
+        self, full: bool, grace: float, now: dt.datetime, covers: Covers | None = None
+    ) -> ReconRun:
+        """One run (see the module docs); ``covers`` as :func:`classify` takes it."""
+        raise NotImplementedError
+
+    async def breaks(self) -> list[Break]:
+        raise NotImplementedError
+
+    async def set_position_breaks(self, breaks: Sequence[Break], now: dt.datetime) -> None:
+        """Replace the position breaks with ``breaks``."""
+        raise NotImplementedError
+
+    async def positions(self) -> dict[str, list[Position]]:
+        """``clients``, ``lps`` (the house's at each LP, by its bookings) and
+        ``lp_statements`` (by the LPs' statements)."""
+        raise NotImplementedError
+
+    async def settlement(self, from_date: dt.date) -> list[SettlementLine]:
+        """Net amounts of trades with value dates on or after ``from_date``."""
+        raise NotImplementedError
+
+    async def counts(self) -> dict[str, int]:
+        raise NotImplementedError
+
+    async def trading_days(self) -> list[dt.date]:
+        raise NotImplementedError
+
+    async def export_day(self, day: dt.date, folder: str) -> list[str]:
+        """Write the day's client and LP trades and its settlement report
+        to Parquet and CSV files in ``folder``; returns their paths."""
+        raise NotImplementedError

@@ -1,0 +1,201 @@
+"""The three records of a trade, as rows, and how drop-copy messages become
+them.  Pure: no I/O, no clock.
+
+* :class:`ClientTrade`: a fill a client was told of (the drop copy of its
+  ExecutionReport, 150=F).
+* :class:`HouseTrade`: lots of an LP fill the house booked (a
+  TradeCaptureReport, AE), to a client or to the house.
+* :class:`LpTrade`: one line of an LP's statement (see
+  :mod:`backoffice.statements`).
+
+Quantities and prices stay the decimal strings of the wire; sides are +1 (a
+buy) and -1 (a sell) so that a position is ``sum(side * qty)``; times are
+UTC, written ``YYYY-MM-DD HH:MM:SS.fff`` (what a database casts to a
+timestamp at once), and dates ``YYYY-MM-DD``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Final
+
+import msgspec
+
+from gateway.fix.codec import FixMessage
+
+__all__ = [
+    "HOUSE_ACCOUNT",
+    "INTERNAL_MARKET",
+    "ClientTrade",
+    "HouseTrade",
+    "LpTrade",
+    "TradeDay",
+    "client_trade",
+    "house_trade",
+    "parse_fix_time",
+    "time_text",
+]
+
+HOUSE_ACCOUNT: Final = "(house)"
+"""The account the gateway books what no client holds (an LP's overfill, a
+fill after the client was told the order ended)."""
+
+INTERNAL_MARKET: Final = "internal"
+"""LastMkt (30) of a client fill crossed with another client's order."""
+
+_SIDES: Final = {b"1": 1, b"2": -1}
+
+
+class ClientTrade(msgspec.Struct, frozen=True, gc=False):
+    exec_id: str
+    client: str
+    order_id: str
+    cl_ord_id: str
+    symbol: str
+    side: int
+    qty: str
+    price: str
+    market: str
+    time: str
+    trade_date: str
+    seq: int
+
+
+class HouseTrade(msgspec.Struct, frozen=True, gc=False):
+    report_id: str
+    lp: str
+    lp_exec_id: str
+    child_id: str
+    account: str
+    client_exec_id: str
+    symbol: str
+    side: int
+    qty: str
+    price: str
+    time: str
+    trade_date: str
+    seq: int
+
+
+class LpTrade(msgspec.Struct, frozen=True, gc=False):
+    lp: str
+    exec_id: str
+    cl_ord_id: str
+    symbol: str
+    side: int
+    qty: str
+    price: str
+    time: str
+    trade_date: str
+    source: str
+
+
+def parse_fix_time(value: bytes) -> str:
+    """A FIX UTCTimestamp (``YYYYMMDD-HH:MM:SS[.sss...]``) written
+    ``YYYY-MM-DD HH:MM:SS[.sss...]``; ValueError if it is not one."""
+    text = value.decode("ascii")
+    if (
+        len(text) < 17
+        or text[8] != "-"
+        or text[11] != ":"
+        or text[14] != ":"
+        or not text[:8].isdigit()
+        or not (text[9:11] + text[12:14] + text[15:17]).isdigit()
+        or (len(text) > 17 and (text[17] != "." or not text[18:].isdigit()))
+    ):
+        raise ValueError(f"not a UTCTimestamp: {text!r}")
+    return f"{text[0:4]}-{text[4:6]}-{text[6:8]} {text[9:]}"
+
+
+def time_text(when: dt.datetime) -> str:
+    """A naive UTC datetime written as the records write times."""
+    return when.isoformat(sep=" ", timespec="milliseconds")
+
+
+class TradeDay:
+    """Which trading day a time belongs to: the day that ends at the cut
+    (``orders.trading_day_end``, UTC) is named by the date it ends on."""
+
+    def __init__(self, cut: dt.time) -> None:
+        self.shift = dt.timedelta(hours=cut.hour, minutes=cut.minute)
+        self._cut = f"{cut.hour:02d}:{cut.minute:02d}"
+        self._days: dict[tuple[str, bool], str] = {}
+
+    def of(self, when: str) -> str:
+        """The trading day (``YYYY-MM-DD``) of a time written as the records
+        write them."""
+        after = bool(self.shift) and when[11:16] >= self._cut
+        key = (when[:10], after)
+        day = self._days.get(key)
+        if day is None:
+            date = dt.date.fromisoformat(when[:10])
+            if after:
+                date += dt.timedelta(days=1)
+            day = date.isoformat()
+            if len(self._days) > 10_000:
+                self._days.clear()
+            self._days[key] = day
+        return day
+
+    def bounds(self, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+        """The first instant of ``day`` and the first of the next."""
+        end = dt.datetime.combine(day, dt.time()) + self.shift
+        if not self.shift:
+            end += dt.timedelta(days=1)
+        return end - dt.timedelta(days=1), end
+
+
+def _text(msg: FixMessage, tag: int) -> str:
+    value = msg.get(tag)
+    if value is None:
+        raise ValueError(f"tag {tag} missing")
+    return value.decode("latin-1")
+
+
+def client_trade(msg: FixMessage, seq: int, days: TradeDay) -> ClientTrade | None:
+    """The fill a drop-copied ExecutionReport reports (None if it reports
+    none: an ack, a cancel, a reject); ValueError if a field is missing."""
+    if msg.get(150) != b"F":
+        return None
+    time = parse_fix_time(msg.get(60) or b"")
+    side = _SIDES.get(msg.get(54) or b"")
+    if side is None:
+        raise ValueError(f"side {msg.get(54)!r}")
+    return ClientTrade(
+        exec_id=_text(msg, 17),
+        client=_text(msg, 1),
+        order_id=_text(msg, 37),
+        cl_ord_id=_text(msg, 11),
+        symbol=_text(msg, 55),
+        side=side,
+        qty=_text(msg, 32),
+        price=_text(msg, 31),
+        market=(msg.get(30) or b"").decode("latin-1"),
+        time=time,
+        trade_date=days.of(time),
+        seq=seq,
+    )
+
+
+def house_trade(msg: FixMessage, seq: int, days: TradeDay) -> HouseTrade:
+    """The house's booking a TradeCaptureReport reports; ValueError if a
+    field is missing."""
+    time = parse_fix_time(msg.get(60) or b"")
+    side = _SIDES.get(msg.get(54) or b"")
+    if side is None:
+        raise ValueError(f"side {msg.get(54)!r}")
+    return HouseTrade(
+        report_id=_text(msg, 571),
+        lp=_text(msg, 448),
+        lp_exec_id=_text(msg, 17),
+        child_id=_text(msg, 37),
+        account=_text(msg, 1),
+        client_exec_id=(msg.get(527) or b"").decode("latin-1"),
+        symbol=_text(msg, 55),
+        side=side,
+        qty=_text(msg, 32),
+        price=_text(msg, 31),
+        time=time,
+        trade_date=days.of(time),
+        seq=seq,
+    )

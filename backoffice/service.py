@@ -1,0 +1,683 @@
+"""``fixgw backoffice``: the back-office process.
+
+It logs on to the gateway's drop-copy session with the project's own FIX
+client and keeps, in its ledger, every trade the drop copy reports: the
+clients' fills (copies of their ExecutionReports) and the house's bookings
+of LP fills (TradeCaptureReports).  It reads the LPs' statements from a
+folder as they grow, reconciles the three records as they arrive, compares
+positions with the gateway's, exports each trading day when it ends, and
+serves breaks, treasury, status and metrics over HTTP.
+
+Nothing is lost across an outage of either side.  The ledger keeps, in the
+same transaction as the trades, the sequence number of the last drop-copy
+message they came from; at start the session expects the message after it,
+so the gateway resends everything the ledger does not hold yet (a trade
+resent twice is stored once).  The gateway never waits for the back office:
+what it sends while the back office is away waits in its own store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hmac
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+import msgspec
+import orjson
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+from backoffice.duck import DuckLedger
+from backoffice.ledger import (
+    BREAK_KINDS,
+    Break,
+    Covers,
+    Ledger,
+    LedgerError,
+    Position,
+    ReconRun,
+)
+from backoffice.records import ClientTrade, HouseTrade, TradeDay, client_trade, house_trade
+from backoffice.settlement import Settlement
+from backoffice.statements import StatementFolder
+from config import Config, SessionSettings, StatementColumns
+from gateway.fix.codec import FixMessage
+from gateway.net.client import FixClient, LogonError
+from gateway.storage.session_store import open_store
+
+__all__ = ["BackOffice", "BackofficeError", "open_ledger"]
+
+_log = structlog.get_logger("backoffice")
+_DASHBOARD: Final = Path(__file__).with_name("dashboard.html")
+_BATCH: Final = 20_000
+
+
+class BackofficeError(Exception):
+    """The back office cannot start; the message names the cause."""
+
+
+def open_ledger(config: Config, settlement: Settlement) -> Ledger:
+    """The ledger ``[backoffice] ledger`` names."""
+    url = config.backoffice.ledger or "duckdb:backoffice/ledger.duckdb"
+    if url.startswith(("postgresql://", "postgres://")):
+        from backoffice.pg import PgLedger
+
+        return PgLedger(url, settlement)
+    if url.startswith("duckdb:"):
+        path = Path(url.removeprefix("duckdb:"))
+        if not path.is_absolute():
+            path = Path(config.gateway.data_dir) / path
+        return DuckLedger(path, settlement)
+    raise BackofficeError(
+        f"backoffice.ledger: {url!r} is neither duckdb:<file> nor postgresql://..."
+    )
+
+
+def drop_copy_session(config: Config) -> SessionSettings:
+    """Our side of the drop-copy session ``[backoffice] session`` names."""
+    name = config.backoffice.session
+    for session in config.sessions:
+        if session.TargetCompID == name:
+            if session.Application != "dropcopy":
+                raise BackofficeError(
+                    f"backoffice.session: the session with TargetCompID {name} has "
+                    f'Application = "{session.Application}", not "dropcopy"'
+                )
+            return msgspec.structs.replace(
+                session,
+                SenderCompID=session.TargetCompID,
+                TargetCompID=session.SenderCompID,
+            )
+    raise BackofficeError(
+        f"backoffice.session: no [[sessions]] entry has TargetCompID {name} "
+        '(the gateway\'s drop-copy session, Application = "dropcopy")'
+    )
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.breaks = Gauge(
+            "fixgw_recon_breaks", "Reconciliation breaks open, by type", ["type"], registry=r
+        )
+        self.pending = Gauge(
+            "fixgw_recon_pending",
+            "Records waiting within the grace for their counterpart",
+            registry=r,
+        )
+        self.lag = Gauge(
+            "fixgw_recon_lag_seconds",
+            "Age of the oldest trade received and not yet reconciled (0: none)",
+            registry=r,
+        )
+        self.runs = Counter(
+            "fixgw_recon_runs", "Reconciliation runs, by mode", ["mode"], registry=r
+        )
+        self.run_seconds = Gauge(
+            "fixgw_recon_last_run_seconds",
+            "Duration of the last run, by mode",
+            ["mode"],
+            registry=r,
+        )
+        self.trades = Counter(
+            "fixgw_backoffice_trades",
+            "Trade records received, by record (client, house, lp)",
+            ["record"],
+            registry=r,
+        )
+        self.feed_up = Gauge(
+            "fixgw_backoffice_feed_logged_on", "1 when logged on to the drop copy", registry=r
+        )
+        self.last_seq = Gauge(
+            "fixgw_backoffice_feed_last_seq",
+            "MsgSeqNum of the last drop-copy message stored in the ledger",
+            registry=r,
+        )
+        self.bad = Counter(
+            "fixgw_backoffice_bad_records",
+            "Drop-copy messages or statement lines that could not be read",
+            ["source"],
+            registry=r,
+        )
+        for kind in BREAK_KINDS:
+            self.breaks.labels(kind).set(0)
+
+
+class BackOffice:
+    """The back-office process over one configuration (paths resolved)."""
+
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.settings = config.backoffice
+        self.clock = clock
+        self.session_settings = drop_copy_session(config)
+        self.session_key = (
+            f"{self.session_settings.SenderCompID}-{self.session_settings.TargetCompID}"
+        )
+        data_dir = Path(config.gateway.data_dir)
+        self.state_dir = data_dir / "backoffice"
+        self.settlement = Settlement(config.instruments)
+        self.ledger = open_ledger(config, self.settlement)
+        hh, mm = config.orders.trading_day_end.split(":")
+        self.days = TradeDay(dt.time(int(hh), int(mm)))
+        layouts = {lp.name: StatementColumns() for lp in config.lps}
+        layouts.update(self.settings.lps)
+        statements_dir = self.settings.statements_dir or str(data_dir / "statements")
+        self.statements = StatementFolder(statements_dir, layouts, self.days)
+        self.export_dir = Path(self.settings.export_dir or self.state_dir / "exports")
+        self.grace = float(self.settings.grace_seconds)
+        self.metrics = _Metrics()
+        self.client: FixClient | None = None
+        self.last_run: ReconRun | None = None
+        self.last_full: ReconRun | None = None
+        self.last_seq = 0
+        self.counts: dict[str, int] = {}
+        self.exports: list[str] = []
+        self._stop = asyncio.Event()
+        self._lock = asyncio.Lock()  # one ledger job at a time: writes, statements, recon
+        self._batches: deque[tuple[int, float]] = deque()  # ingest id, when received
+        self._position_seen: tuple[Any, ...] | None = None
+        self._http: web.AppRunner | None = None
+        self.http_port = 0
+        self._gateway_warned = False
+        self.failed = ""
+        self._writing = False
+
+    # -- life ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the ledger and the HTTP server; LedgerError, OSError otherwise."""
+        await self.ledger.open()
+        self.last_seq = await self.ledger.last_seq(self.session_key)
+        self.metrics.last_seq.set(self.last_seq)
+        self.counts = await self.ledger.counts()
+        await self._refresh_breaks()
+        await self._start_http()
+        _log.info(
+            "backoffice_started",
+            ledger=self.ledger.url,
+            statements=str(self.statements.folder),
+            resume_after_seq=self.last_seq,
+            http_port=self.http_port,
+            **self.counts,
+        )
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`."""
+        await self.start()
+        tasks = [
+            asyncio.create_task(self._feed(), name="feed"),
+            asyncio.create_task(self._every(self._statements, 500), name="statements"),
+            asyncio.create_task(
+                self._every(self._recon, self.settings.recon_interval_ms), name="recon"
+            ),
+            asyncio.create_task(self._day_ends(), name="day_ends"),
+        ]
+        if self.settings.positions_interval_ms:
+            tasks.append(
+                asyncio.create_task(
+                    self._every(self._positions, self.settings.positions_interval_ms),
+                    name="positions",
+                )
+            )
+        for task in tasks:
+            task.add_done_callback(self._task_ended)
+        try:
+            await self._stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self.client is not None:
+                self.client.abort()
+            if self._http is not None:
+                await self._http.cleanup()
+            await self.ledger.close()
+            _log.info("backoffice_stopped", last_seq=self.last_seq)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A part of the process ended by itself: it failed; say so and stop."""
+        if task.cancelled() or self._stop.is_set():
+            return
+        error = task.exception()
+        _log.error(
+            "backoffice_part_failed",
+            part=task.get_name(),
+            error=repr(error),
+            exc_info=error,
+        )
+        self.failed = f"{task.get_name()}: {error!r}"
+        self.stop()
+
+    async def _every(self, job: Callable[[], Awaitable[None]], interval_ms: int) -> None:
+        while True:
+            try:
+                await job()
+            except LedgerError as exc:
+                _log.error("ledger_error", job=job.__name__, error=str(exc))
+            except Exception:
+                _log.exception("backoffice_job_failed", job=job.__name__)
+            await asyncio.sleep(interval_ms / 1000)
+
+    # -- the drop copy -----------------------------------------------------------------
+
+    async def _feed(self) -> None:
+        """Log on to the drop copy, store what it sends; log on again after
+        a disconnect, every second until it answers."""
+        store = open_store("file", self.state_dir / "session", self.session_key)
+        # the ledger, not the session store, says what has been kept
+        store.set_next_target_seq(self.last_seq + 1)
+        client = self.client = FixClient(self.session_settings, store, clock=self.clock)
+        host, port = self.config.gateway.fix_host, self.config.gateway.fix_port
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        writer = asyncio.create_task(self._writer(client), name="writer")
+        refused = ""
+        try:
+            while True:
+                try:
+                    await client.connect(host, port, timeout=10)
+                except (LogonError, OSError) as exc:
+                    if str(exc) != refused:
+                        refused = str(exc)
+                        _log.warning(
+                            "drop_copy_unavailable", address=f"{host}:{port}", error=refused
+                        )
+                    await asyncio.sleep(1)
+                    continue
+                refused = ""
+                self.metrics.feed_up.set(1)
+                _log.info("drop_copy_logged_on", address=f"{host}:{port}", session=self.session_key)
+                while True:
+                    try:
+                        await client.wait_closed(timeout=3600.0)
+                        break
+                    except TimeoutError:
+                        continue
+                self.metrics.feed_up.set(0)
+                _log.warning("drop_copy_disconnected", session=self.session_key)
+                await asyncio.sleep(0.2)
+        finally:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+            client.abort()
+            store.close()
+
+    async def _writer(self, client: FixClient) -> None:
+        queue = client.messages
+        days = self.days
+        while True:
+            first = await queue.get()
+            received = self.clock()
+            batch = [first]
+            while len(batch) < _BATCH and not queue.empty():
+                batch.append(queue.get_nowait())
+            clients: list[ClientTrade] = []
+            houses: list[HouseTrade] = []
+            last = self.last_seq
+            for msg in batch:
+                seq = _seq(msg)
+                last = max(last, seq)
+                try:
+                    if msg.msg_type == b"8":
+                        trade = client_trade(msg, seq, days)
+                        if trade is not None:
+                            clients.append(trade)
+                    elif msg.msg_type == b"AE":
+                        houses.append(house_trade(msg, seq, days))
+                except ValueError as exc:
+                    self.metrics.bad.labels("drop_copy").inc()
+                    _log.error(
+                        "drop_copy_message_unreadable",
+                        seq=seq,
+                        msg_type=msg.msg_type.decode("latin-1"),
+                        error=str(exc)[:200],
+                    )
+            self._writing = True
+            try:
+                async with self._lock:
+                    ingest = await self.ledger.write(self.session_key, last, clients, houses)
+            finally:
+                self._writing = False
+            self._batches.append((ingest, received))
+            self.last_seq = last
+            self.metrics.last_seq.set(last)
+            if clients:
+                self.metrics.trades.labels("client").inc(len(clients))
+            if houses:
+                self.metrics.trades.labels("house").inc(len(houses))
+
+    # -- statements, recon, positions ----------------------------------------------------
+
+    async def _statements(self) -> None:
+        loop = asyncio.get_running_loop()
+        changes = await loop.run_in_executor(None, self.statements.scan)
+        if not changes:
+            return
+        for change in changes:
+            for error in change.errors[:20]:
+                _log.error("statement_line_unreadable", error=error[:300])
+            if change.errors:
+                self.metrics.bad.labels("statement").inc(len(change.errors))
+            if change.rows:
+                self.metrics.trades.labels("lp").inc(len(change.rows))
+            if change.replace and change.rows:
+                _log.info(
+                    "statement_read", file=change.source, lp=change.lp, lines=len(change.rows)
+                )
+        async with self._lock:
+            ingest = await self.ledger.apply_statements(changes)
+        self._batches.append((ingest, self.clock()))
+
+    async def _recon(self) -> None:
+        await self.recon(full=False)
+
+    async def recon(self, full: bool) -> ReconRun:
+        """One reconciliation run: of what arrived since the last, or (``full``) of everything."""
+        mode = "full" if full else "incremental"
+        started = time.perf_counter()
+        now = _utcnow(self.clock)
+        client = self.client
+        caught_up = (
+            client is not None
+            and client.logged_on
+            and client.messages.empty()
+            and not self._writing
+            and not client.session.awaiting_resend
+        )
+        grace = dt.timedelta(seconds=self.grace)
+        covers = Covers(
+            feed=now - grace if caught_up else None,
+            lps={
+                lp: (now - grace if layout.delivery == "live" else None)
+                for lp, layout in self.statements.layouts.items()
+                if layout.delivery != "end_of_day"
+            },
+        )
+        async with self._lock:
+            run = await self.ledger.recon(full, self.grace, now, covers)
+            self.counts = await self.ledger.counts()
+        elapsed = time.perf_counter() - started
+        self.metrics.runs.labels(mode).inc()
+        self.metrics.run_seconds.labels(mode).set(elapsed)
+        self.last_run = run
+        if full:
+            self.last_full = run
+            _log.info("recon_full", seconds=round(elapsed, 3), keys=run.keys, breaks=run.breaks)
+        # lag: how long the oldest trade this run reconciled waited for it
+        batches = self._batches
+        oldest: float | None = None
+        while batches and batches[0][0] <= run.upto:
+            _, received = batches.popleft()
+            if oldest is None:
+                oldest = received
+        self.metrics.lag.set(self.clock() - oldest if oldest is not None else 0.0)
+        self.metrics.pending.set(run.pending)
+        await self._refresh_breaks()
+        return run
+
+    async def _refresh_breaks(self) -> list[Break]:
+        breaks = await self.ledger.breaks()
+        by_kind = dict.fromkeys(BREAK_KINDS, 0)
+        for b in breaks:
+            by_kind[b.kind] = by_kind.get(b.kind, 0) + 1
+        for kind, count in by_kind.items():
+            self.metrics.breaks.labels(kind).set(count)
+        return breaks
+
+    async def _positions(self) -> None:
+        """Compare the gateway's positions with the sums of the fills."""
+        gateway = await self._gateway_exposures()
+        if gateway is None:
+            return
+        async with self._lock:
+            counts = await self.ledger.counts()
+            ours = await self.ledger.positions()
+        found = _position_differences(gateway, ours)
+        key = (counts["client_trades"], counts["house_trades"], tuple(sorted(b.key for b in found)))
+        if found and key == self._position_seen:
+            await self.ledger.set_position_breaks(found, _utcnow(self.clock))
+        elif not found:
+            await self.ledger.set_position_breaks([], _utcnow(self.clock))
+        self._position_seen = key
+        await self._refresh_breaks()
+
+    async def _gateway_exposures(self) -> dict[str, Any] | None:
+        gw = self.config.gateway
+        if not gw.http_port:
+            return None
+        host = "127.0.0.1" if gw.http_host in ("0.0.0.0", "::", "") else gw.http_host
+        url = f"http://{host}:{gw.http_port}/admin/exposures"
+        headers = {"Authorization": f"Bearer {gw.admin_token}"} if gw.admin_token else {}
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http,
+                http.get(url, headers=headers) as response,
+            ):
+                if response.status != 200:
+                    raise aiohttp.ClientError(f"HTTP {response.status}")
+                data: dict[str, Any] = await response.json()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            if not self._gateway_warned:
+                self._gateway_warned = True
+                _log.warning("gateway_positions_unavailable", url=url, error=str(exc) or repr(exc))
+            return None
+        self._gateway_warned = False
+        return data
+
+    # -- the trading day ---------------------------------------------------------------
+
+    async def _day_ends(self) -> None:
+        """At each trading day's end (and the grace after it), a full
+        reconciliation and the day's export."""
+        while True:
+            now = dt.datetime.fromtimestamp(self.clock(), dt.UTC).replace(tzinfo=None)
+            today = dt.date.fromisoformat(self.days.of(now.isoformat(sep=" ")))
+            _, end = self.days.bounds(today)
+            wait = (end - now).total_seconds() + self.grace + 1
+            await asyncio.sleep(max(wait, 0.5))
+            try:
+                await self.recon(full=True)
+                await self.export(today)
+            except Exception:
+                _log.exception("day_end_failed", trade_date=today.isoformat())
+
+    async def export(self, day: dt.date) -> list[str]:
+        async with self._lock:
+            files = await self.ledger.export_day(day, str(self.export_dir))
+        self.exports = files
+        _log.info("day_exported", trade_date=day.isoformat(), files=len(files))
+        return files
+
+    # -- views -------------------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        run = self.last_run
+        client = self.client
+        return {
+            "ledger": self.ledger.url,
+            "drop_copy": {
+                "session": self.session_key,
+                "logged_on": bool(client is not None and client.logged_on),
+                "last_seq_stored": self.last_seq,
+            },
+            "statements": str(self.statements.folder),
+            "records": self.counts,
+            "last_run": None if run is None else msgspec.to_builtins(run),
+            "last_full_run": None
+            if self.last_full is None
+            else msgspec.to_builtins(self.last_full),
+            "lag_seconds": _gauge(self.metrics.lag),
+        }
+
+    async def treasury(self) -> dict[str, Any]:
+        now = dt.datetime.fromtimestamp(self.clock(), dt.UTC).replace(tzinfo=None)
+        today = dt.date.fromisoformat(self.days.of(now.isoformat(sep=" ")))
+        async with self._lock:
+            positions = await self.ledger.positions()
+            lines = await self.ledger.settlement(today)
+        return {
+            "trade_date": today.isoformat(),
+            "positions": {
+                name: [msgspec.to_builtins(p) for p in rows] for name, rows in positions.items()
+            },
+            "settlement": [msgspec.to_builtins(line) for line in lines],
+        }
+
+    # -- HTTP --------------------------------------------------------------------------
+
+    async def _start_http(self) -> None:
+        port = self.settings.http_port
+        if not port:
+            return
+        app = self._app()
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.http_host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise BackofficeError(
+                f"cannot listen for HTTP on {self.settings.http_host}:{port}: {exc.strerror}"
+            ) from exc
+        self._http = runner
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.http_port = sockets[0].getsockname()[1] if sockets else port
+
+    def _app(self) -> web.Application:
+        token = self.config.gateway.admin_token
+
+        @web.middleware
+        async def auth(
+            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+        ) -> web.StreamResponse:
+            path = request.path
+            if path.startswith("/backoffice/") and path != "/backoffice/":
+                given = request.headers.get("Authorization", "")
+                if not token or not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                    return web.json_response(
+                        {"error": "needs Authorization: Bearer <gateway.admin_token>"},
+                        status=401 if token else 403,
+                    )
+            return await handler(request)
+
+        def as_json(data: Any, status: int = 200) -> web.Response:
+            return web.Response(
+                body=orjson.dumps(data, default=str), status=status, content_type="application/json"
+            )
+
+        async def healthz(_: web.Request) -> web.Response:
+            return web.Response(text="ok\n")
+
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(
+                body=generate_latest(self.metrics.registry),
+                headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+            )
+
+        async def dashboard(_: web.Request) -> web.Response:
+            return web.Response(body=_DASHBOARD.read_bytes(), content_type="text/html")
+
+        async def status(_: web.Request) -> web.Response:
+            return as_json(await self.status())
+
+        async def breaks(request: web.Request) -> web.Response:
+            kind = request.query.get("type")
+            found = await self._refresh_breaks()
+            rows = [msgspec.to_builtins(b) for b in found if kind is None or b.kind == kind]
+            by_type: dict[str, int] = {}
+            for b in found:
+                by_type[b.kind] = by_type.get(b.kind, 0) + 1
+            return as_json({"count": len(rows), "by_type": by_type, "breaks": rows})
+
+        async def recon(_: web.Request) -> web.Response:
+            run = await self.recon(full=True)
+            return as_json(msgspec.to_builtins(run))
+
+        async def treasury(_: web.Request) -> web.Response:
+            return as_json(await self.treasury())
+
+        async def export(request: web.Request) -> web.Response:
+            try:
+                day = dt.date.fromisoformat(request.query["date"])
+            except (KeyError, ValueError):
+                return as_json({"error": "date=YYYY-MM-DD is required"}, status=400)
+            return as_json({"trade_date": day.isoformat(), "files": await self.export(day)})
+
+        app = web.Application(middlewares=[auth])
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/backoffice/", dashboard)
+        app.router.add_get("/backoffice/status", status)
+        app.router.add_get("/backoffice/breaks", breaks)
+        app.router.add_post("/backoffice/recon", recon)
+        app.router.add_get("/backoffice/treasury", treasury)
+        app.router.add_post("/backoffice/export", export)
+        return app
+
+
+def _seq(msg: FixMessage) -> int:
+    value = msg.get(34)
+    return int(value) if value is not None and value.isdigit() else 0
+
+
+def _utcnow(clock: Callable[[], float]) -> dt.datetime:
+    return dt.datetime.fromtimestamp(clock(), dt.UTC).replace(tzinfo=None)
+
+
+def _gauge(gauge: Gauge) -> float:
+    for metric in gauge.collect():
+        for sample in metric.samples:
+            return float(sample.value)
+    return 0.0
+
+
+def _position_differences(
+    gateway: dict[str, Any], ours: Mapping[str, Sequence[Position]]
+) -> list[Break]:
+    """Position breaks: where the gateway's positions (``/admin/exposures``)
+    and the sums of the fills in the ledger differ."""
+    found: list[Break] = []
+    for side, kind, holder_key in (
+        ("clients", "client_position_mismatch", "client"),
+        ("lps", "lp_position_mismatch", "lp"),
+    ):
+        theirs: dict[tuple[str, str], Decimal] = {}
+        for holder, by_symbol in (gateway.get(side) or {}).items():
+            for symbol, qty in by_symbol.items():
+                theirs[(holder, symbol)] = Decimal(str(qty))
+        mine = {(p.holder, p.symbol): Decimal(p.qty) for p in ours[side]}
+        for key in sorted(set(theirs) | set(mine)):
+            a, b = mine.get(key, Decimal(0)), theirs.get(key, Decimal(0))
+            if a != b:
+                holder, symbol = key
+                found.append(
+                    Break(
+                        kind=kind,
+                        lp=holder if holder_key == "lp" else "",
+                        client=holder if holder_key == "client" else "",
+                        records="gateway/ledger",
+                        key=f"{holder}|{symbol}",
+                        ref=f"{holder} {symbol}",
+                        symbol=symbol,
+                        ours=f"{a.normalize():f}",
+                        theirs=f"{b.normalize():f}",
+                        detail="the gateway's position and the sum of the fills "
+                        "in the ledger differ",
+                    )
+                )
+    return found

@@ -1,0 +1,87 @@
+"""Value dates and settlement amounts.  Pure.
+
+A trade's value date is its trade date plus the instrument's settlement days
+(``[[instruments]] settlement_days``; by default fx and metal 2, spot, and
+crypto, index and commodity 0).  Days are business days, Saturday and Sunday
+skipped, for every asset class but crypto, which settles on calendar days.
+Public holidays are not known: a value date that falls on one must be moved
+by the operator's own calendar.
+
+A trade moves two amounts between the house and a counterparty: the base
+(what is bought: EUR of EUR/USD, or units of an instrument with no ``/``
+such as US500) and the quote currency (quantity x price).  Amounts are the
+house's: positive when the house receives, negative when it pays.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Final
+
+import msgspec
+
+from config import InstrumentSettings
+
+__all__ = ["DEFAULT_DAYS", "Settlement", "SettlementTerms"]
+
+DEFAULT_DAYS: Final = {"fx": 2, "metal": 2, "crypto": 0, "index": 0, "commodity": 0}
+
+
+class SettlementTerms(msgspec.Struct, frozen=True):
+    base: str
+    quote: str
+    days: int
+    calendar_days: bool
+
+
+class Settlement:
+    """Value dates and currencies per symbol, from the configured instruments."""
+
+    def __init__(self, instruments: Iterable[InstrumentSettings]) -> None:
+        self.terms: dict[str, SettlementTerms] = {}
+        for inst in instruments:
+            days = inst.settlement_days
+            if days is None:
+                days = DEFAULT_DAYS[inst.asset_class]
+            base, slash, _ = inst.symbol.partition("/")
+            self.terms[inst.symbol] = SettlementTerms(
+                base=base if slash else inst.symbol,
+                quote=inst.quote_currency,
+                days=days,
+                calendar_days=inst.asset_class == "crypto",
+            )
+        self._dates: dict[tuple[str, str], str] = {}
+
+    def value_date(self, symbol: str, trade_date: str) -> str:
+        """The value date (``YYYY-MM-DD``) of a trade in ``symbol`` made on
+        ``trade_date`` (``YYYY-MM-DD``; an unknown symbol settles on its
+        trade date)."""
+        key = (symbol, trade_date)
+        known = self._dates.get(key)
+        if known is not None:
+            return known
+        terms = self.terms.get(symbol)
+        day = dt.date.fromisoformat(trade_date)
+        if terms is not None:
+            if terms.calendar_days:
+                day += dt.timedelta(days=terms.days)
+            else:
+                left = terms.days
+                while day.weekday() >= 5:  # a trade on a weekend counts from Monday
+                    day += dt.timedelta(days=1)
+                while left:
+                    day += dt.timedelta(days=1)
+                    if day.weekday() < 5:
+                        left -= 1
+        if len(self._dates) > 100_000:
+            self._dates.clear()
+        text = self._dates[key] = day.isoformat()
+        return text
+
+    def currencies(self, symbol: str) -> tuple[str, str]:
+        """(base, quote) of ``symbol``; an unknown one is its own base, quoted in USD."""
+        terms = self.terms.get(symbol)
+        if terms is None:
+            return symbol, "USD"
+        return terms.base, terms.quote

@@ -1,0 +1,461 @@
+"""The back office end to end, every part a process of its own: ``fixgw
+run`` routing to two ``fixgw lp-sim`` processes over FIX, a load client, and
+``fixgw backoffice`` on the gateway's drop copy with the LPs' statements.
+
+Trading goes on while the back office is killed (-9) and started again; it
+catches up from the drop copy with nothing lost, and then the three records
+agree: zero breaks, and the ledger holds exactly the journal's fills and the
+LPs' statement lines.  Then the statements are tampered with, and each
+fault is reported as the break it is, and nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Daemon
+from netkit import free_port, wait_for_port
+from test_fix_lps import LpSim, lp_sim_config
+
+from config import SessionSettings
+from gateway.fix import codec
+from gateway.net.client import FixClient
+from gateway.orderflow.journal import OrderJournal
+from gateway.orderflow.journal_entries import Filled, Traded
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "dev-admin-token"
+HOUSE = "(house)"
+
+
+class Process:
+    """A ``python -m gateway ...`` process with its log."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.args = args
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Process:
+        out = open(self.log, "ab")  # noqa: SIM115 - the process owns it until it ends
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", *self.args],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        out.close()
+        return self
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+class StatementSim(LpSim):
+    """An lp-sim writing its statement into a shared folder."""
+
+    def __init__(self, config: Path, data_dir: Path, log: Path, statements: Path) -> None:
+        super().__init__(config, data_dir, log)
+        self.statements = statements
+
+    def start(self) -> StatementSim:
+        out = open(self.log, "ab")  # noqa: SIM115 - the process owns it until it ends
+        cmd = [sys.executable, "-m", "gateway", "lp-sim", "--config", str(self.config)]
+        cmd += ["--port", str(self.port), "--data-dir", str(self.data_dir)]
+        cmd += ["--statements", str(self.statements)]
+        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        out.close()
+        wait_for_port(self.port, self.proc)
+        return self
+
+
+def config_text(
+    *,
+    fix_port: int,
+    http_port: int,
+    bo_port: int,
+    data_dir: Path,
+    statements: Path,
+    a: LpSim,
+    b: LpSim,
+    ledger: str,
+) -> str:
+    text = (REPO / "config" / "fix-lps.toml").read_text()
+    text = text.replace("port = 9901", f"port = {a.port}").replace(
+        "port = 9902", f"port = {b.port}"
+    )
+    text = text.replace("reconnect_max_ms = 5000", "reconnect_max_ms = 500")
+    lines = []
+    for line in text.splitlines():
+        key = line.split("=", 1)[0].strip()
+        if key == "fix_port":
+            line = f"fix_port = {fix_port}"
+        elif key == "http_port":
+            line = f"http_port = {http_port}"
+        elif key == "data_dir":
+            line = f'data_dir = "{data_dir}"'
+        lines.append(line)
+    text = "\n".join(lines) + "\n"
+    # the back office's drop copy and its own table
+    head, sep, tail = text.partition("\n[[instruments]]")
+    head += (
+        '\n[[sessions]]\nSenderCompID = "GATEWAY"\nTargetCompID = "BACKOFFICE"\n'
+        'ResetOnLogon = false\nApplication = "dropcopy"\n\n'
+    )
+    return (
+        head
+        + sep
+        + tail
+        + f"""
+[backoffice]
+ledger = "{ledger}"
+statements_dir = "{statements}"
+http_port = {bo_port}
+grace_seconds = "1"
+recon_interval_ms = 200
+positions_interval_ms = 300
+"""
+    )
+
+
+def get(port: int, path: str, method: str = "GET") -> Any:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        method=method,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return json.loads(r.read())
+
+
+async def until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``predicate`` until it gives something true; an HTTP server not
+    answering yet counts as not yet."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except (OSError, urllib.error.URLError):
+            pass
+        await asyncio.sleep(0.1)  # polling, with the deadline above
+    raise TimeoutError(f"{what}: not within {timeout} s (last: {last!r})")
+
+
+def crossing_order(cl_ord_id: str, side: bytes, price: bytes) -> bytes:
+    return codec.encode_fields(
+        [
+            (11, cl_ord_id.encode()),
+            (38, b"2000"),
+            (40, b"2"),
+            (44, price),
+            (54, side),
+            (55, b"EUR/USD"),
+            (59, b"0"),
+            (60, codec.format_utc_timestamp(0.0)),
+        ]
+    )
+
+
+async def cross_two_clients(fix_port: int) -> None:
+    """CLIENT2 rests a sell far above the market, CLIENT3 buys at it: an
+    internal cross (the LPs' prices are far away)."""
+    clients = []
+    for name in ("CLIENT2", "CLIENT3"):
+        client = FixClient(SessionSettings(SenderCompID=name, TargetCompID="GATEWAY"))
+        await client.connect("127.0.0.1", fix_port)
+        clients.append(client)
+    seller, buyer = clients
+    seller.send(b"D", crossing_order("X-SELL", b"2", b"5.00000"))
+    while (await seller.receive(timeout=10)).get(39) != b"0":
+        pass
+    buyer.send(b"D", crossing_order("X-BUY", b"1", b"5.00000"))
+    while (await buyer.receive(timeout=10)).get(39) != b"2":
+        pass
+    for client in clients:
+        await client.logout()
+
+
+def metrics_text(port: int) -> bytes:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        body: bytes = r.read()
+    return body
+
+
+def statement_lines(folder: Path) -> dict[tuple[str, str], tuple[str, Decimal, Decimal]]:
+    """(LP, ExecID) -> (side, quantity, price) of every statement line."""
+    lines = {}
+    for path in sorted(folder.glob("*.csv")):
+        lp = path.name.split("-", 1)[0]
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                lines[(lp, row["ExecID"])] = (
+                    row["Side"],
+                    Decimal(row["Quantity"]),
+                    Decimal(row["Price"]),
+                )
+    return lines
+
+
+@pytest.fixture
+def processes() -> Iterator[list[Any]]:
+    started: list[Any] = []
+    yield started
+    for proc in reversed(started):
+        proc.stop()
+
+
+@pytest.mark.asyncio
+async def test_back_office_catches_up_reconciles_and_reports_each_break(
+    tmp_path: Path, processes: list[Any]
+) -> None:
+    statements = tmp_path / "statements"
+    a = StatementSim(
+        lp_sim_config(tmp_path, "a", partial_fill_probability="0.3", reject_probability="0.2"),
+        tmp_path / "lpx1",
+        tmp_path / "lpx1.log",
+        statements,
+    )
+    b = StatementSim(
+        lp_sim_config(tmp_path, "b", price_tolerance_ticks="20"),
+        tmp_path / "lpx2",
+        tmp_path / "lpx2.log",
+        statements,
+    )
+    processes += [a.start(), b.start()]
+    fix_port, http_port, bo_port = free_port(), free_port(), free_port()
+    data_dir = tmp_path / "data"
+    ledger_file = tmp_path / "ledger.duckdb"
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        config_text(
+            fix_port=fix_port,
+            http_port=http_port,
+            bo_port=bo_port,
+            data_dir=data_dir,
+            statements=statements,
+            a=a,
+            b=b,
+            ledger=f"duckdb:{ledger_file}",
+        )
+    )
+    gateway = Daemon(
+        args=["--config", str(config)],
+        fix_port=fix_port,
+        http_port=http_port,
+        data_dir=data_dir,
+        log_path=tmp_path / "gateway.log",
+    )
+    processes.append(gateway)
+    gateway.start()
+    await until(
+        lambda: all(lp["up"] for lp in get(http_port, "/admin/lps")),
+        20,
+        "both LPs connected",
+    )
+
+    def back_office() -> Process:
+        office = Process(["backoffice", "run", "--config", str(config)], tmp_path / "bo.log")
+        processes.append(office)
+        return office.start()
+
+    office = back_office()
+    await until(
+        lambda: get(bo_port, "/backoffice/status")["drop_copy"]["logged_on"], 20, "logged on"
+    )
+
+    # load from CLIENT1 while the back office is killed and started again
+    bench = Process(
+        [
+            "bench",
+            "--port",
+            str(fix_port),
+            "--http-port",
+            str(http_port),
+            "--rate",
+            "300",
+            "--duration",
+            "6",
+            "--no-yardstick",
+        ],
+        tmp_path / "bench.log",
+    ).start()
+    processes.append(bench)
+    await until(
+        lambda: get(bo_port, "/backoffice/status")["records"]["client_trades"] > 100,
+        20,
+        "trades stored",
+    )
+    office.kill9()
+    stored_before = len((tmp_path / "bo.log").read_bytes())
+    await asyncio.sleep(1.5)  # trading goes on with the back office away
+    office = back_office()
+    await cross_two_clients(fix_port)
+    assert bench.proc is not None
+    await asyncio.to_thread(bench.proc.wait, 60)
+    assert bench.proc.returncode == 0, (tmp_path / "bench.log").read_text()[-3000:]
+    assert b"resend" in (tmp_path / "bo.log").read_bytes()[stored_before:].lower()
+
+    # caught up: everything the drop copy sent is stored, and nothing is open
+    def caught_up() -> bool:
+        sessions = {s["session"]: s for s in get(http_port, "/admin/sessions")}
+        sent = sessions["FIX.4.4:GATEWAY->BACKOFFICE"]["next_sender_seq"] - 1
+        status = get(bo_port, "/backoffice/status")
+        return bool(
+            status["drop_copy"]["last_seq_stored"] >= sent - 1  # a heartbeat may follow
+            and status["records"]["pending"] == 0
+            and status["records"]["breaks"] == 0
+        )
+
+    await until(caught_up, 30, "the back office caught up with zero breaks")
+    full = get(bo_port, "/backoffice/recon", method="POST")
+    assert (full["breaks"], full["pending"]) == (0, 0)
+    breaks = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "gateway", "backoffice", "breaks", "--config", str(config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert breaks.stdout.startswith("0 break(s)"), breaks.stdout
+    treasury = get(bo_port, "/backoffice/treasury")
+    assert {row["holder"] for row in treasury["positions"]["lps"]} == {"LPX1", "LPX2"}
+    assert treasury["settlement"], "net settlement amounts per counterparty"
+    cross = [
+        b for b in get(bo_port, "/backoffice/breaks")["breaks"] if b["kind"] == "unpaired_cross"
+    ]
+    assert cross == []
+
+    # the gateway dies (kill -9: its journal keeps every fill, no checkpoint
+    # replaces them) and the LPs stop; their records are complete
+    gateway.kill9()
+    a.stop()
+    b.stop()
+    original = tmp_path / "statements-as-sent"
+    shutil.copytree(statements, original)
+    await until(
+        lambda: (
+            get(bo_port, "/backoffice/status")["records"]["lp_trades"]
+            == len(statement_lines(original))
+        ),
+        10,
+        "the last statement lines read",
+    )
+    await until(
+        lambda: get(bo_port, "/backoffice/status")["last_run"]["breaks"] == 0,
+        10,
+        "zero breaks after the last lines",
+    )
+
+    # tampering: a line dropped, a price changed, a fill the house never had
+    path = sorted(statements.glob("LPX2-*.csv"))[0]
+    rows = path.read_text().splitlines(keepends=True)
+    header, body = rows[0], rows[1:]
+    assert len(body) > 20
+    dropped = body.pop(5).split(",")
+    repriced = body[10].split(",")
+    repriced[8] = "9.99999\n"
+    body[10] = ",".join(repriced)
+    unknown = body[15].split(",")
+    unknown[2] = "LPX2-UNKNOWN-1"
+    body.append(",".join(unknown))
+    path.write_text(header + "".join(body))
+
+    def three_breaks() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = get(bo_port, "/backoffice/breaks")["breaks"]
+        return found if len(found) >= 3 else []
+
+    found = await until(three_breaks, 15, "the three breaks")
+    await asyncio.sleep(0.5)  # one more run must not add any
+    found = get(bo_port, "/backoffice/breaks")["breaks"]
+    assert sorted((b["kind"], b["ref"]) for b in found) == sorted(
+        [
+            ("missing_at_lp", dropped[2]),
+            ("price_mismatch", repriced[2]),
+            ("missing_in_house", "LPX2-UNKNOWN-1"),
+        ]
+    ), found
+    price = next(b for b in found if b["kind"] == "price_mismatch")
+    assert Decimal(price["theirs"]) == Decimal("9.99999")
+    metrics = await asyncio.to_thread(metrics_text, bo_port)
+    for kind in ("missing_at_lp", "price_mismatch", "missing_in_house"):
+        assert f'fixgw_recon_breaks{{type="{kind}"}} 1.0'.encode() in metrics
+    assert b'fixgw_recon_breaks{type="qty_mismatch"} 0.0' in metrics
+
+    # the statement corrected: the breaks close
+    shutil.copy(original / path.name, path)
+    await until(lambda: get(bo_port, "/backoffice/breaks")["count"] == 0, 15, "the breaks closed")
+    office.stop()
+    assert office.proc is not None
+    assert office.proc.returncode == 0
+
+    # ledger = journal = statements
+    import duckdb
+
+    con = duckdb.connect(str(ledger_file), read_only=True)
+    house = Counter(
+        (lp, exec_id, account, Decimal(qty))
+        for lp, exec_id, account, qty in con.execute(
+            "SELECT lp, lp_exec_id, account, CAST(qty AS VARCHAR) FROM house_trades"
+        ).fetchall()
+    )
+    clients = Counter(
+        (client, symbol, side, Decimal(qty))
+        for client, symbol, side, qty in con.execute(
+            "SELECT client, symbol, side, CAST(qty AS VARCHAR) FROM client_trades"
+        ).fetchall()
+    )
+    by_exec = {
+        (lp, exec_id): Decimal(qty)
+        for lp, exec_id, qty in con.execute(
+            "SELECT lp, lp_exec_id, CAST(sum(qty) AS VARCHAR) FROM house_trades "
+            "GROUP BY lp, lp_exec_id"
+        ).fetchall()
+    }
+    con.close()
+    journal = OrderJournal(data_dir / "orders")
+    filled: Counter[tuple[str, str, str, Decimal]] = Counter()
+    traded: Counter[tuple[str, str, int, Decimal]] = Counter()
+    lot = Decimal(1000)  # EUR/USD
+    for entry in journal.replay():
+        if isinstance(entry, Filled):
+            filled[(entry.lp, entry.exec_id, entry.account, entry.qty * lot)] += 1
+        elif isinstance(entry, Traded):
+            traded[(entry.client, entry.symbol, entry.side.sign, entry.qty * lot)] += 1
+    journal.close()
+    assert house == filled
+    assert clients == traded
+    lines = statement_lines(original)
+    assert {key: qty for key, (_, qty, _) in lines.items()} == by_exec
