@@ -347,8 +347,7 @@ class BackOffice:
                     )
             self._writing = True
             try:
-                async with self._lock:
-                    ingest = await self.ledger.write(self.session_key, last, clients, houses)
+                ingest = await self._write(last, clients, houses)
             finally:
                 self._writing = False
             self._batches.append((ingest, received))
@@ -358,6 +357,24 @@ class BackOffice:
                 self.metrics.trades.labels("client").inc(len(clients))
             if houses:
                 self.metrics.trades.labels("house").inc(len(houses))
+
+    async def _write(self, last: int, clients: list[ClientTrade], houses: list[HouseTrade]) -> int:
+        """Store one batch; while the ledger fails, say so and try again
+        every second (the drop copy waits in memory meanwhile)."""
+        failures = 0
+        while True:
+            try:
+                async with self._lock:
+                    ingest = await self.ledger.write(self.session_key, last, clients, houses)
+            except Exception as exc:
+                if failures == 0:
+                    _log.error("ledger_write_failed", error=str(exc)[:300], retry_s=1)
+                failures += 1
+                await asyncio.sleep(1)
+                continue
+            if failures:
+                _log.info("ledger_write_resumed", failed_attempts=failures)
+            return ingest
 
     # -- statements, recon, positions ----------------------------------------------------
 

@@ -72,8 +72,10 @@ _FATAL_SEQNUM_PROBLEMS = frozenset(
 
 # not Final: mypyc would compile a Final into its readers, and tests set a
 # smaller one
-RESEND_CHUNK = 2000
-"""Most sequence numbers of a resend answered in one go."""
+RESEND_CHUNK = 200
+"""Most sequence numbers of a resend answered in one go: about a millisecond
+of work, so that a long resend (a drop copy catching up) leaves the loop to
+order flow between its parts."""
 
 
 class BusinessRejectReason:

@@ -1,0 +1,221 @@
+"""What the back office costs the gateway, how far behind it runs, and how
+fast it catches up after an outage.
+
+Starts ``fixgw run`` on ``config/default.toml`` (a temporary data directory,
+its own ports; the three in-process simulated LPs write their statements),
+``fixgw backoffice run`` on the same file, and loads the gateway with
+``fixgw bench`` (market orders from CLIENT1), in three phases:
+
+1. ``with``: ``--rate`` orders/s for ``--duration`` s with the back office
+   running; its lag (how long the oldest trade of each reconciliation run
+   waited for it) and records are sampled every 0.5 s;
+2. ``away``: the back office is stopped (SIGKILL) and the same load runs
+   for ``--outage`` s;
+3. ``back``: the back office starts again under the same load; printed:
+   how long until it holds every drop-copy message the gateway has sent
+   (catch-up), the messages it took per second meanwhile, and the breaks
+   once it is caught up (expected: none).
+
+Each phase prints the gateway's latency as ``fixgw bench`` measures it, so
+the three P99s can be compared in one run.
+
+    .venv/bin/python bench/backoffice_bench.py [--rate 3000] [--duration 20] [--outage 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "dev-admin-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def config(tmp: Path) -> tuple[Path, int, int, int]:
+    fix_port, http_port, bo_port = free_port(), free_port(), free_port()
+    text = (ROOT / "config" / "default.toml").read_text()
+    text = re.sub(r"(?m)^fix_port = \d+", f"fix_port = {fix_port}", text)
+    text = re.sub(r"(?m)^http_port = 8080", f"http_port = {http_port}", text)
+    text = re.sub(r"(?m)^http_port = 8082", f"http_port = {bo_port}", text)
+    text = re.sub(r'(?m)^data_dir = "[^"]*"', f'data_dir = "{tmp / "data"}"', text)
+    path = tmp / "bench.toml"
+    path.write_text(text)
+    return path, fix_port, http_port, bo_port
+
+
+def get(port: int, path: str) -> Any:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def wait(predicate: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError("condition not met in time")
+
+
+def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gateway", *args], cwd=ROOT, stdout=out, stderr=out
+        )
+
+
+def bench(fix_port: int, http_port: int, rate: float, duration: float) -> str:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "bench",
+            "--port",
+            str(fix_port),
+            "--http-port",
+            str(http_port),
+            "--rate",
+            str(rate),
+            "--duration",
+            str(duration),
+            "--no-yardstick",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(x for x in done.stdout.splitlines() if x.strip().startswith("offered"))
+    return " ".join(line.split())
+
+
+class Sampler(threading.Thread):
+    """The back office's lag and records, every 0.5 s."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.lags: list[float] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            try:
+                self.lags.append(get(self.port, "/backoffice/status")["lag_seconds"])
+            except OSError:
+                pass
+
+
+def sent_by_gateway(http_port: int) -> int:
+    sessions = {s["session"]: s for s in get(http_port, "/admin/sessions")}
+    return int(sessions["FIX.4.4:GATEWAY->BACKOFFICE"]["next_sender_seq"]) - 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=3000)
+    parser.add_argument("--duration", type=float, default=20)
+    parser.add_argument("--outage", type=float, default=60)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="fixgw-bo-bench-"))
+    path, fix_port, http_port, bo_port = config(tmp)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        gateway = start(["run", "--config", str(path)], tmp / "gateway.log")
+        procs.append(gateway)
+        wait(lambda: bool(get(http_port, "/admin/sessions")), 30)
+        office = start(["backoffice", "run", "--config", str(path)], tmp / "bo.log")
+        procs.append(office)
+        wait(lambda: get(bo_port, "/backoffice/status")["drop_copy"]["logged_on"], 30)
+
+        sampler = Sampler(bo_port)
+        sampler.start()
+        print(f"with the back office:   {bench(fix_port, http_port, args.rate, args.duration)}")
+        sampler.stop.set()
+        sampler.join()
+        lags = sorted(sampler.lags)
+        if lags:
+            print(
+                f"  reconciliation lag: median {lags[len(lags) // 2]:.2f} s, "
+                f"max {lags[-1]:.2f} s over {len(lags)} samples"
+            )
+
+        office.send_signal(signal.SIGKILL)
+        office.wait()
+        print(f"back office away:       {bench(fix_port, http_port, args.rate, args.outage)}")
+        behind = sent_by_gateway(http_port)
+        office = start(["backoffice", "run", "--config", str(path)], tmp / "bo.log")
+        procs.append(office)
+        restarted = time.monotonic()
+        caught: dict[str, float] = {}
+
+        def catch_up() -> None:
+            def done() -> bool:
+                stored = get(bo_port, "/backoffice/status")["drop_copy"]["last_seq_stored"]
+                return bool(stored >= behind)
+
+            wait(done, 600)
+            caught["s"] = time.monotonic() - restarted
+
+        waiter = threading.Thread(target=catch_up, daemon=True)
+        waiter.start()
+        print(f"back office catching up: {bench(fix_port, http_port, args.rate, args.duration)}")
+        waiter.join()
+        seconds = caught.get("s", float("nan"))
+        print(
+            f"  caught up with {behind:,} drop-copy messages in {seconds:.1f} s "
+            f"(at least {behind / seconds:,.0f} messages/s while the load went on)"
+        )
+        final = sent_by_gateway(http_port)
+        wait(
+            lambda: get(bo_port, "/backoffice/status")["drop_copy"]["last_seq_stored"] >= final - 1,
+            600,
+        )
+        wait(lambda: get(bo_port, "/backoffice/status")["records"]["pending"] == 0, 60)
+        status = get(bo_port, "/backoffice/status")
+        breaks = get(bo_port, "/backoffice/breaks")
+        print(f"  records: {status['records']}; breaks: {breaks['count']} {breaks['by_type']}")
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        if os.environ.get("KEEP") != "1":
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"kept {tmp}")
+
+
+if __name__ == "__main__":
+    main()

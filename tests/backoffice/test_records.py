@@ -1,0 +1,212 @@
+"""The back office reads the drop copy the gateway writes: its decoders are
+tested against the gateway's own encoders of ExecutionReports, their drop
+copies and TradeCaptureReports."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from strict_fix44 import message_problems
+
+from backoffice.records import (
+    HOUSE_ACCOUNT,
+    INTERNAL_MARKET,
+    TradeDay,
+    client_trade,
+    house_trade,
+    parse_fix_time,
+)
+from gateway.fix import codec
+from gateway.fix.codec import FixMessage
+from gateway.orderflow.dropcopy import copy_body, trade_capture_body
+from gateway.orderflow.mapping import execution_body
+from gateway.orderflow.recovery import HOUSE
+from matcher.orders import INTERNAL, ExecType, Execution, OrdStatus
+from router.model import AssetClass, Instrument, OrdType, Side, TimeInForce
+
+EURUSD = Instrument(
+    symbol="EUR/USD",
+    asset_class=AssetClass.FX,
+    tick_size=Decimal("0.00001"),
+    lot_size=Decimal(1000),
+    min_lots=1,
+    max_lots=10_000,
+    quote_currency="USD",
+)
+DAYS = TradeDay(dt.time(21, 0))
+WHEN = 1_796_328_000.5  # 2026-12-03 20:00:00.500 UTC
+
+
+def sent(msg_type: bytes, body: bytes, seq: int = 7) -> FixMessage:
+    header = [(34, b"%d" % seq), (49, b"GATEWAY"), (52, b"20261203-20:00:00.500"), (56, b"BO")]
+    raw = codec.encode_message(b"FIX.4.4", msg_type, header, body)
+    assert message_problems(raw) == []
+    return codec.parse_frame(raw)
+
+
+def execution(**changes: object) -> Execution:
+    fields: dict[str, object] = {
+        "exec_id": "E42",
+        "exec_type": ExecType.TRADE,
+        "order_id": "1O5",
+        "client": "CLIENT1",
+        "cl_ord_id": "C9",
+        "orig_cl_ord_id": None,
+        "symbol": "EUR/USD",
+        "side": Side.SELL,
+        "ord_type": OrdType.MARKET,
+        "tif": TimeInForce.IOC,
+        "qty": 3,
+        "price": None,
+        "status": OrdStatus.PARTIALLY_FILLED,
+        "cum_qty": 2,
+        "leaves_qty": 1,
+        "notional": 2 * 108_512,
+        "last_qty": 2,
+        "last_px": 108_512,
+        "counterparty": "LP_A",
+    }
+    fields.update(changes)
+    return Execution(**fields)  # type: ignore[arg-type]
+
+
+def copy_of(ex: Execution) -> FixMessage:
+    body = execution_body(ex, EURUSD, codec.format_utc_timestamp(WHEN))
+    market = ex.counterparty if ex.last_qty else ""
+    return sent(b"8", copy_body(body, ex.client.encode(), market))
+
+
+def test_a_fills_copy_is_a_client_trade() -> None:
+    trade = client_trade(copy_of(execution()), 7, DAYS)
+    assert trade is not None
+    assert (trade.exec_id, trade.client, trade.order_id, trade.cl_ord_id) == (
+        "E42",
+        "CLIENT1",
+        "1O5",
+        "C9",
+    )
+    assert (trade.symbol, trade.side, trade.qty, trade.price) == ("EUR/USD", -1, "2000", "1.08512")
+    assert (trade.market, trade.time, trade.trade_date, trade.seq) == (
+        "LP_A",
+        "2026-12-03 20:00:00.500",
+        "2026-12-03",
+        7,
+    )
+
+
+def test_a_cross_is_marked_internal() -> None:
+    trade = client_trade(copy_of(execution(counterparty=INTERNAL, side=Side.BUY)), 1, DAYS)
+    assert trade is not None
+    assert (trade.market, trade.side) == (INTERNAL_MARKET, 1)
+
+
+@pytest.mark.parametrize(
+    "ex",
+    [
+        execution(exec_type=ExecType.NEW, status=OrdStatus.NEW, last_qty=0, last_px=None),
+        execution(exec_type=ExecType.CANCELED, status=OrdStatus.CANCELED, last_qty=0, last_px=None),
+    ],
+)
+def test_reports_without_a_fill_are_no_trade(ex: Execution) -> None:
+    assert client_trade(copy_of(ex), 1, DAYS) is None
+
+
+def test_a_trade_capture_is_the_houses_booking() -> None:
+    body = trade_capture_body(
+        child_id="1O5.1C2",
+        exec_id="LP_A-x9",
+        lp="LP_A",
+        account="CLIENT1",
+        house=False,
+        instrument=EURUSD,
+        side=Side.SELL,
+        lots=2,
+        price=108_512,
+        now=WHEN,
+        client_exec_id="E42",
+    )
+    trade = house_trade(sent(b"AE", body), 8, DAYS)
+    assert (trade.report_id, trade.lp, trade.lp_exec_id, trade.child_id) == (
+        "1O5.1C2/LP_A-x9",
+        "LP_A",
+        "LP_A-x9",
+        "1O5.1C2",
+    )
+    assert (trade.account, trade.client_exec_id, trade.side, trade.qty, trade.price) == (
+        "CLIENT1",
+        "E42",
+        -1,
+        "2000",
+        "1.08512",
+    )
+
+
+def test_the_houses_own_booking_has_no_client_report() -> None:
+    body = trade_capture_body(
+        child_id="1O5.1C2",
+        exec_id="LP_A-x9",
+        lp="LP_A",
+        account=HOUSE,
+        house=True,
+        instrument=EURUSD,
+        side=Side.BUY,
+        lots=1,
+        price=108_512,
+        now=WHEN,
+    )
+    trade = house_trade(sent(b"AE", body), 9, DAYS)
+    assert (trade.account, trade.client_exec_id, trade.report_id) == (
+        HOUSE_ACCOUNT,
+        "",
+        "1O5.1C2/LP_A-x9/house",
+    )
+
+
+def test_a_message_missing_a_field_is_refused() -> None:
+    body = execution_body(execution(), EURUSD, codec.format_utc_timestamp(WHEN))
+    # no Account (1): not a drop copy
+    with pytest.raises(ValueError, match="tag 1"):
+        client_trade(sent(b"8", body), 1, DAYS)
+
+
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [
+        (b"20261203-20:00:00", "2026-12-03 20:00:00"),
+        (b"20261203-20:00:00.123", "2026-12-03 20:00:00.123"),
+        (b"20261203-20:00:00.123456", "2026-12-03 20:00:00.123456"),
+    ],
+)
+def test_fix_times(text: bytes, written: str) -> None:
+    assert parse_fix_time(text) == written
+
+
+@pytest.mark.parametrize(
+    "text", [b"", b"2026-12-03 20:00", b"20261203 20:00:00", b"20261203-20:00:0x", b"x" * 17]
+)
+def test_not_fix_times(text: bytes) -> None:
+    with pytest.raises(ValueError, match="UTCTimestamp"):
+        parse_fix_time(text)
+
+
+@pytest.mark.parametrize(
+    ("cut", "when", "day"),
+    [
+        (dt.time(21, 0), "2026-12-03 20:59:59.999", "2026-12-03"),
+        (dt.time(21, 0), "2026-12-03 21:00:00.000", "2026-12-04"),
+        (dt.time(21, 0), "2026-12-31 23:00:00", "2027-01-01"),
+        (dt.time(0, 0), "2026-12-03 23:59:59", "2026-12-03"),
+        (dt.time(0, 0), "2026-12-04 00:00:00", "2026-12-04"),
+    ],
+)
+def test_trading_days_end_at_the_cut(cut: dt.time, when: str, day: str) -> None:
+    assert TradeDay(cut).of(when) == day
+
+
+def test_a_trading_days_bounds() -> None:
+    start, end = TradeDay(dt.time(21, 0)).bounds(dt.date(2026, 12, 4))
+    assert (start, end) == (dt.datetime(2026, 12, 3, 21), dt.datetime(2026, 12, 4, 21))
+    start, end = TradeDay(dt.time(0, 0)).bounds(dt.date(2026, 12, 4))
+    assert (start, end) == (dt.datetime(2026, 12, 4), dt.datetime(2026, 12, 5))
