@@ -29,9 +29,10 @@ from typing import Any
 import pytest
 from conftest import Daemon
 from netkit import free_port, wait_for_port
+from test_dashboard import chromium, dump_dom  # noqa: F401 - chromium: a fixture
 from test_fix_lps import LpSim, lp_sim_config
 
-from config import SessionSettings
+from config import SessionSettings, load_config
 from gateway.fix import codec
 from gateway.net.client import FixClient
 from gateway.orderflow.journal import OrderJournal
@@ -122,6 +123,8 @@ def config_text(
             line = f"http_port = {http_port}"
         elif key == "data_dir":
             line = f'data_dir = "{data_dir}"'
+        elif key == "max_notional_usd":
+            continue  # US500, crossed between two clients, has no USD price here
         lines.append(line)
     text = "\n".join(lines) + "\n"
     # the back office's drop copy and its own table
@@ -172,15 +175,15 @@ async def until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     raise TimeoutError(f"{what}: not within {timeout} s (last: {last!r})")
 
 
-def crossing_order(cl_ord_id: str, side: bytes, price: bytes) -> bytes:
+def crossing_order(cl_ord_id: str, side: bytes) -> bytes:
     return codec.encode_fields(
         [
             (11, cl_ord_id.encode()),
-            (38, b"2000"),
+            (38, b"2"),
             (40, b"2"),
-            (44, price),
+            (44, b"5000.0"),
             (54, side),
-            (55, b"EUR/USD"),
+            (55, b"US500"),
             (59, b"0"),
             (60, codec.format_utc_timestamp(0.0)),
         ]
@@ -188,18 +191,19 @@ def crossing_order(cl_ord_id: str, side: bytes, price: bytes) -> bytes:
 
 
 async def cross_two_clients(fix_port: int) -> None:
-    """CLIENT2 rests a sell far above the market, CLIENT3 buys at it: an
-    internal cross (the LPs' prices are far away)."""
+    """CLIENT1 rests a sell of US500, which no LP quotes; CLIENT2 buys at its
+    price: an internal cross."""
     clients = []
-    for name in ("CLIENT2", "CLIENT3"):
-        client = FixClient(SessionSettings(SenderCompID=name, TargetCompID="GATEWAY"))
+    for name in ("CLIENT1", "CLIENT2"):
+        settings = SessionSettings(SenderCompID=name, TargetCompID="GATEWAY", ResetOnLogon=True)
+        client = FixClient(settings)
         await client.connect("127.0.0.1", fix_port)
         clients.append(client)
     seller, buyer = clients
-    seller.send(b"D", crossing_order("X-SELL", b"2", b"5.00000"))
+    seller.send(b"D", crossing_order("X-SELL", b"2"))
     while (await seller.receive(timeout=10)).get(39) != b"0":
         pass
-    buyer.send(b"D", crossing_order("X-BUY", b"1", b"5.00000"))
+    buyer.send(b"D", crossing_order("X-BUY", b"1"))
     while (await buyer.receive(timeout=10)).get(39) != b"2":
         pass
     for client in clients:
@@ -237,7 +241,9 @@ def processes() -> Iterator[list[Any]]:
 
 @pytest.mark.asyncio
 async def test_back_office_catches_up_reconciles_and_reports_each_break(
-    tmp_path: Path, processes: list[Any]
+    tmp_path: Path,
+    processes: list[Any],
+    chromium: str,  # noqa: F811 - the fixture
 ) -> None:
     statements = tmp_path / "statements"
     a = StatementSim(
@@ -320,11 +326,10 @@ async def test_back_office_catches_up_reconciles_and_reports_each_break(
     stored_before = len((tmp_path / "bo.log").read_bytes())
     await asyncio.sleep(1.5)  # trading goes on with the back office away
     office = back_office()
-    await cross_two_clients(fix_port)
     assert bench.proc is not None
     await asyncio.to_thread(bench.proc.wait, 60)
     assert bench.proc.returncode == 0, (tmp_path / "bench.log").read_text()[-3000:]
-    assert b"resend" in (tmp_path / "bo.log").read_bytes()[stored_before:].lower()
+    await cross_two_clients(fix_port)
 
     # caught up: everything the drop copy sent is stored, and nothing is open
     def caught_up() -> bool:
@@ -338,6 +343,8 @@ async def test_back_office_catches_up_reconciles_and_reports_each_break(
         )
 
     await until(caught_up, 30, "the back office caught up with zero breaks")
+    # it asked the gateway for what it missed
+    assert b"sequence_gap" in (tmp_path / "bo.log").read_bytes()[stored_before:]
     full = get(bo_port, "/backoffice/recon", method="POST")
     assert (full["breaks"], full["pending"]) == (0, 0)
     breaks = await asyncio.to_thread(
@@ -353,10 +360,17 @@ async def test_back_office_catches_up_reconciles_and_reports_each_break(
     treasury = get(bo_port, "/backoffice/treasury")
     assert {row["holder"] for row in treasury["positions"]["lps"]} == {"LPX1", "LPX2"}
     assert treasury["settlement"], "net settlement amounts per counterparty"
-    cross = [
-        b for b in get(bo_port, "/backoffice/breaks")["breaks"] if b["kind"] == "unpaired_cross"
-    ]
-    assert cross == []
+
+    # the page shows the same, in a browser
+    page = await asyncio.to_thread(
+        dump_dom,
+        chromium,
+        f"http://127.0.0.1:{bo_port}/backoffice/#token={TOKEN}",
+        tmp_path / "profile",
+    )
+    assert 'id="break-count" class="ok">none<' in page, page[:3000]
+    for holder in ("LPX1", "LPX2", "CLIENT1", "CLIENT2"):
+        assert f"<td>{holder}</td>" in page
 
     # the gateway dies (kill -9: its journal keeps every fill, no checkpoint
     # replaces them) and the LPs stop; their records are complete
@@ -437,6 +451,10 @@ async def test_back_office_catches_up_reconciles_and_reports_each_break(
             "SELECT client, symbol, side, CAST(qty AS VARCHAR) FROM client_trades"
         ).fetchall()
     )
+    crosses = con.execute(
+        "SELECT client, side FROM client_trades WHERE market = 'internal' ORDER BY client"
+    ).fetchall()
+    assert crosses == [("CLIENT1", -1), ("CLIENT2", 1)]
     by_exec = {
         (lp, exec_id): Decimal(qty)
         for lp, exec_id, qty in con.execute(
@@ -448,12 +466,13 @@ async def test_back_office_catches_up_reconciles_and_reports_each_break(
     journal = OrderJournal(data_dir / "orders")
     filled: Counter[tuple[str, str, str, Decimal]] = Counter()
     traded: Counter[tuple[str, str, int, Decimal]] = Counter()
-    lot = Decimal(1000)  # EUR/USD
+    lot = {i.symbol: i.lot_size for i in load_config(config).instruments}
     for entry in journal.replay():
         if isinstance(entry, Filled):
-            filled[(entry.lp, entry.exec_id, entry.account, entry.qty * lot)] += 1
+            filled[(entry.lp, entry.exec_id, entry.account, entry.qty * lot[entry.symbol])] += 1
         elif isinstance(entry, Traded):
-            traded[(entry.client, entry.symbol, entry.side.sign, entry.qty * lot)] += 1
+            units = entry.qty * lot[entry.symbol]
+            traded[(entry.client, entry.symbol, entry.side.sign, units)] += 1
     journal.close()
     assert house == filled
     assert clients == traded
