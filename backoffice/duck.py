@@ -26,7 +26,7 @@ from backoffice.ledger import (
     ReconRun,
     SettlementLine,
 )
-from backoffice.records import ClientTrade, HouseTrade
+from backoffice.records import INTERNAL_MARKET, ClientTrade, HouseTrade
 from backoffice.settlement import Settlement
 from backoffice.statements import StatementChange
 
@@ -52,12 +52,18 @@ def _insert(table: str, columns: str, types: Sequence[str]) -> str:
 
 _V, _I, _D, _T, _DT = "VARCHAR", "BIGINT", "DECIMAL(18, 8)", "TIMESTAMP", "DATE"
 _CLIENT_INSERT = _insert(
-    "client_trades", sql.CLIENT_COLUMNS, [_V, _V, _V, _V, _V, _I, _D, _D, _V, _T, _DT, _DT, _I]
+    "client_trades",
+    sql.CLIENT_COLUMNS,
+    [_V, _V, _V, _V, _V, _I, _D, _D, _V, _T, _DT, _DT, _I, _V],
 )
 _HOUSE_INSERT = _insert(
-    "house_trades", sql.HOUSE_COLUMNS, [_V, _V, _V, _V, _V, _V, _V, _I, _D, _D, _T, _DT, _DT, _I]
+    "house_trades",
+    sql.HOUSE_COLUMNS,
+    [_V, _V, _V, _V, _V, _V, _V, _I, _D, _D, _T, _DT, _DT, _I, _V],
 )
-_LP_INSERT = _insert("lp_trades", sql.LP_COLUMNS, [_V, _V, _V, _V, _I, _D, _D, _T, _DT, _DT, _V])
+_LP_INSERT = _insert(
+    "lp_trades", sql.LP_COLUMNS, [_V, _V, _V, _V, _I, _D, _D, _T, _DT, _DT, _V, _V]
+)
 
 
 class DuckLedger(Ledger):
@@ -97,6 +103,8 @@ class DuckLedger(Ledger):
         except (OSError, duckdb.Error) as exc:
             raise LedgerError(f"cannot open the ledger {self.path}: {exc}") from exc
         self._con = con
+        # one core at most: the back office shares the machine with the gateway
+        con.execute("SET threads = 1")
         for statement in sql.TABLES:
             con.execute(statement)
         con.execute("CREATE TEMP TABLE scope (rel VARCHAR, k VARCHAR)")
@@ -176,6 +184,9 @@ class DuckLedger(Ledger):
                                     c.trade_date,
                                     value_date(c.symbol, c.trade_date),
                                     str(c.seq),
+                                    sql.x_key(c.symbol, c.time, c.price)
+                                    if c.market == INTERNAL_MARKET
+                                    else "",
                                 )
                             )
                             for c in {c.exec_id: c for c in clients}.values()
@@ -204,6 +215,7 @@ class DuckLedger(Ledger):
                                     h.trade_date,
                                     value_date(h.symbol, h.trade_date),
                                     str(h.seq),
+                                    sql.hl_key(h.lp, h.lp_exec_id),
                                 )
                             )
                             for h in {h.report_id: h for h in houses}.values()
@@ -235,8 +247,7 @@ class DuckLedger(Ledger):
             for change in changes:
                 if change.replace:
                     con.execute(
-                        "INSERT INTO touched SELECT 'hl', lp || '|' || exec_id FROM lp_trades "
-                        "WHERE source = $1",
+                        "INSERT INTO touched SELECT 'hl', hl_key FROM lp_trades WHERE source = $1",
                         [change.source],
                     )
                     con.execute("DELETE FROM lp_trades WHERE source = $1", [change.source])
@@ -258,6 +269,7 @@ class DuckLedger(Ledger):
                                         r.trade_date,
                                         value_date(r.symbol, r.trade_date),
                                         r.source,
+                                        sql.hl_key(r.lp, r.exec_id).replace(SEP, " "),
                                     )
                                 )
                                 for r in {r.exec_id: r for r in change.rows}.values()

@@ -139,7 +139,8 @@ TABLES: Final = (
         trade_date DATE NOT NULL,
         value_date DATE NOT NULL,
         seq BIGINT NOT NULL,
-        ingest BIGINT NOT NULL)""",
+        ingest BIGINT NOT NULL,
+        x_key VARCHAR NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS house_trades (
         report_id VARCHAR PRIMARY KEY,
         lp VARCHAR NOT NULL,
@@ -155,7 +156,8 @@ TABLES: Final = (
         trade_date DATE NOT NULL,
         value_date DATE NOT NULL,
         seq BIGINT NOT NULL,
-        ingest BIGINT NOT NULL)""",
+        ingest BIGINT NOT NULL,
+        hl_key VARCHAR NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS lp_trades (
         lp VARCHAR NOT NULL,
         exec_id VARCHAR NOT NULL,
@@ -169,6 +171,7 @@ TABLES: Final = (
         value_date DATE NOT NULL,
         source VARCHAR NOT NULL,
         ingest BIGINT NOT NULL,
+        hl_key VARCHAR NOT NULL,
         PRIMARY KEY (lp, exec_id))""",
     """CREATE TABLE IF NOT EXISTS feed (
         session VARCHAR PRIMARY KEY,
@@ -201,19 +204,26 @@ TABLES: Final = (
 
 CLIENT_COLUMNS: Final = (
     "exec_id, client, order_id, cl_ord_id, symbol, side, qty, price, market, "
-    "transact_time, trade_date, value_date, seq, ingest"
+    "transact_time, trade_date, value_date, seq, x_key, ingest"
 )
 HOUSE_COLUMNS: Final = (
     "report_id, lp, lp_exec_id, child_id, account, client_exec_id, symbol, side, qty, "
-    "price, transact_time, trade_date, value_date, seq, ingest"
+    "price, transact_time, trade_date, value_date, seq, hl_key, ingest"
 )
 LP_COLUMNS: Final = (
     "lp, exec_id, cl_ord_id, symbol, side, qty, price, exec_time, trade_date, value_date, "
-    "source, ingest"
+    "source, hl_key, ingest"
 )
 
-HL_KEY: Final = "lp || '|' || {exec_id}"
-X_KEY: Final = "symbol || '|' || CAST(transact_time AS VARCHAR) || '|' || CAST(price AS VARCHAR)"
+
+def hl_key(lp: str, exec_id: str) -> str:
+    """The key of the house/LP relation: the LP and its ExecID."""
+    return f"{lp}|{exec_id}"
+
+
+def x_key(symbol: str, time: str, price: str) -> str:
+    """The key of an internal cross: symbol, time and price as the drop copy wrote them."""
+    return f"{symbol}|{time}|{price}"
 
 
 def scope_sql(full: bool) -> list[str]:
@@ -225,15 +235,13 @@ def scope_sql(full: bool) -> list[str]:
     cross = f"market = '{INTERNAL_MARKET}'"
     statements = [
         "DELETE FROM scope",
-        f"INSERT INTO scope SELECT DISTINCT 'hl', {HL_KEY.format(exec_id='lp_exec_id')} "
-        f"FROM house_trades WHERE {since}",
-        f"INSERT INTO scope SELECT DISTINCT 'hl', {HL_KEY.format(exec_id='exec_id')} "
-        f"FROM lp_trades WHERE {since}",
+        f"INSERT INTO scope SELECT DISTINCT 'hl', hl_key FROM house_trades WHERE {since}",
+        f"INSERT INTO scope SELECT DISTINCT 'hl', hl_key FROM lp_trades WHERE {since}",
         f"INSERT INTO scope SELECT DISTINCT 'ch', exec_id FROM client_trades "
         f"WHERE {since} AND NOT {cross}",
         f"INSERT INTO scope SELECT DISTINCT 'ch', client_exec_id FROM house_trades "
         f"WHERE {since} AND client_exec_id <> ''",
-        f"INSERT INTO scope SELECT DISTINCT 'x', {X_KEY} FROM client_trades "
+        f"INSERT INTO scope SELECT DISTINCT 'x', x_key FROM client_trades "
         f"WHERE {since} AND {cross}",
     ]
     if not full:
@@ -259,17 +267,17 @@ def hl_sql(grace: float) -> str:
     return f"""
     WITH s AS (SELECT DISTINCT k FROM scope WHERE rel = 'hl'),
     h AS (
-        SELECT {HL_KEY.format(exec_id="lp_exec_id")} AS k, min(lp) AS lp,
+        SELECT hl_key AS k, min(lp) AS lp,
             min(lp_exec_id) AS exec_id, sum(qty) AS qty, min(price) AS price,
             max(price) AS price_hi, min(side) AS side, max(side) AS side_hi,
             min(symbol) AS symbol, min(transact_time) AS t, min(account) AS account
         FROM house_trades
-        WHERE {HL_KEY.format(exec_id="lp_exec_id")} IN (SELECT k FROM s)
-        GROUP BY lp, lp_exec_id),
+        WHERE hl_key IN (SELECT k FROM s)
+        GROUP BY hl_key),
     l AS (
-        SELECT {HL_KEY.format(exec_id="exec_id")} AS k, lp, exec_id, qty, price, side,
+        SELECT hl_key AS k, lp, exec_id, qty, price, side,
             symbol, exec_time AS t
-        FROM lp_trades WHERE {HL_KEY.format(exec_id="exec_id")} IN (SELECT k FROM s)),
+        FROM lp_trades WHERE hl_key IN (SELECT k FROM s)),
     lc AS (SELECT lp, max(exec_time) - {_ms(grace)} AS until FROM lp_trades GROUP BY lp)
     SELECT coalesce(h.k, l.k), coalesce(h.lp, l.lp), coalesce(h.exec_id, l.exec_id),
         CAST(h.qty AS VARCHAR), CAST(h.price AS VARCHAR), CAST(h.price_hi AS VARCHAR),
@@ -313,13 +321,13 @@ def x_sql() -> str:
     """The internal crosses in scope whose two sides do not balance."""
     return f"""
     WITH s AS (SELECT DISTINCT k FROM scope WHERE rel = 'x')
-    SELECT {X_KEY} AS k, min(symbol), min(transact_time),
-        CAST(sum(CASE WHEN side = 1 THEN qty ELSE 0 END) AS VARCHAR),
-        CAST(sum(CASE WHEN side = -1 THEN qty ELSE 0 END) AS VARCHAR),
+    SELECT x_key AS k, min(symbol), min(transact_time),
+        CAST(sum(CASE WHEN side = 1 THEN qty ELSE CAST(0 AS DECIMAL(18, 8)) END) AS VARCHAR),
+        CAST(sum(CASE WHEN side = -1 THEN qty ELSE CAST(0 AS DECIMAL(18, 8)) END) AS VARCHAR),
         string_agg(exec_id, ' '), string_agg(client, ' ')
     FROM client_trades
-    WHERE market = '{INTERNAL_MARKET}' AND {X_KEY} IN (SELECT k FROM s)
-    GROUP BY symbol, transact_time, price
+    WHERE market = '{INTERNAL_MARKET}' AND x_key IN (SELECT k FROM s)
+    GROUP BY x_key
     HAVING sum(CASE WHEN side = 1 THEN qty ELSE 0 END)
         <> sum(CASE WHEN side = -1 THEN qty ELSE 0 END)
     """
@@ -349,7 +357,12 @@ def classify(
         key = str(k)
         common = Break(kind="", records="house/lp", key=key, ref=str(exec_id), lp=str(lp))
         if l_qty is None:
-            if until is not None and h_t < until:  # type: ignore[operator]
+            if until is None:
+                # nothing says how far the LP's statement has come (it sends
+                # none, or not yet today): its line is looked for when its
+                # statement is read, and in a full run
+                continue
+            if h_t < until:  # type: ignore[operator]
                 breaks.append(
                     (
                         "hl",
@@ -592,14 +605,14 @@ def settlement_sql(where_client: str, where_lp: str) -> str:
         FROM client_trades c JOIN instruments i ON i.symbol = c.symbol WHERE {where_client}
         UNION ALL
         SELECT c.client, 'client', i.quote, c.value_date,
-            CAST(c.side * c.qty AS DECIMAL(38, 8)) * c.price
+            CAST(CAST(c.side * c.qty AS DECIMAL(38, 8)) * c.price AS DECIMAL(38, 8))
         FROM client_trades c JOIN instruments i ON i.symbol = c.symbol WHERE {where_client}
         UNION ALL
         SELECT h.lp, 'lp', i.base, h.value_date, CAST(h.side * h.qty AS DECIMAL(38, 8))
         FROM house_trades h JOIN instruments i ON i.symbol = h.symbol WHERE {where_lp}
         UNION ALL
         SELECT h.lp, 'lp', i.quote, h.value_date,
-            CAST(-h.side * h.qty AS DECIMAL(38, 8)) * h.price
+            CAST(CAST(-h.side * h.qty AS DECIMAL(38, 8)) * h.price AS DECIMAL(38, 8))
         FROM house_trades h JOIN instruments i ON i.symbol = h.symbol WHERE {where_lp}
     ) AS legs
     GROUP BY counterparty, kind, currency, value_date

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hmac
+import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -58,6 +59,7 @@ __all__ = ["BackOffice", "BackofficeError", "open_ledger"]
 _log = structlog.get_logger("backoffice")
 _DASHBOARD: Final = Path(__file__).with_name("dashboard.html")
 _BATCH: Final = 20_000
+_HOLD_AT: Final = 4 * _BATCH
 
 
 class BackofficeError(Exception):
@@ -196,6 +198,11 @@ class BackOffice:
 
     async def start(self) -> None:
         """Open the ledger and the HTTP server; LedgerError, OSError otherwise."""
+        if self.settings.nice:
+            try:
+                os.nice(self.settings.nice)
+            except OSError as exc:
+                _log.warning("nice_refused", nice=self.settings.nice, error=str(exc))
         await self.ledger.open()
         self.last_seq = await self.ledger.last_seq(self.session_key)
         self.metrics.last_seq.set(self.last_seq)
@@ -318,12 +325,21 @@ class BackOffice:
     async def _writer(self, client: FixClient) -> None:
         queue = client.messages
         days = self.days
+        held = False
         while True:
             first = await queue.get()
             received = self.clock()
             batch = [first]
             while len(batch) < _BATCH and not queue.empty():
                 batch.append(queue.get_nowait())
+            # a long resend: read no more than a few batches ahead of the ledger
+            waiting = queue.qsize()
+            if not held and waiting > _HOLD_AT:
+                held = True
+                client.hold_reading(True)
+            elif held and waiting < _BATCH:
+                held = False
+                client.hold_reading(False)
             clients: list[ClientTrade] = []
             houses: list[HouseTrade] = []
             last = self.last_seq

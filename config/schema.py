@@ -649,6 +649,12 @@ class BackofficeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     lps: dict[CompID, StatementColumns] = {}
     """Statement layout per LP (an LP not named uses the defaults)."""
 
+    nice: Annotated[int, msgspec.Meta(ge=0, le=19)] = 10
+    """How much the back office lowers its own scheduling priority (Unix
+    ``nice``): on a machine it shares with the gateway, the gateway's order
+    flow comes first and the back office takes what is left, catching up
+    when the load falls.  0 keeps the priority it was started with."""
+
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole configuration file."""

@@ -147,6 +147,12 @@ class FixClient:
         self._logged_on.clear()
         self._closed.set()
 
+    def hold_reading(self, hold: bool) -> None:
+        """Stop reading from the acceptor (``hold``) until called with False:
+        what it sends waits in its own buffers meanwhile."""
+        if self._protocol is not None:
+            self._protocol.hold_reading(hold)
+
     @property
     def logged_on(self) -> bool:
         return self._logged_on.is_set()

@@ -356,6 +356,21 @@ class FixTransportProtocol(asyncio.Protocol):
             self._closing = True
             transport.abort()
 
+    def hold_reading(self, hold: bool) -> None:
+        """Stop reading from the peer (``hold``), or read again: while held,
+        TCP flow control holds the peer back (a consumer that has more than
+        it can take in memory)."""
+        self._hold_reading = hold
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if hold and not self._reading_paused:
+            self._reading_paused = True
+            transport.pause_reading()
+        elif not hold and self._reading_paused and not self._resume_scheduled:
+            self._reading_paused = False
+            transport.resume_reading()
+
     def write_backlog(self) -> int | None:
         """Bytes queued for the peer that the transport could not hand to
         the kernel yet; None when the connection is closed or closing."""

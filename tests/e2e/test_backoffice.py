@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -27,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Daemon
 from netkit import free_port, wait_for_port
+from pgkit import PgServer, PostgresUnavailable
 from test_dashboard import chromium, dump_dom  # noqa: F401 - chromium: a fixture
 from test_fix_lps import LpSim, lp_sim_config
 
@@ -231,6 +232,60 @@ def statement_lines(folder: Path) -> dict[tuple[str, str], tuple[str, Decimal, D
     return lines
 
 
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PgServer]:
+    """A PostgreSQL server of this module's own (installed first when
+    missing and the tests run as root)."""
+    try:
+        server = PgServer.create()
+    except PostgresUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture(params=["duckdb", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The back office's ledger: a DuckDB file, or a fresh PostgreSQL database."""
+    if request.param == "duckdb":
+        return f"duckdb:{tmp_path / 'ledger.duckdb'}"
+    server: PgServer = request.getfixturevalue("postgres")
+    name = f"ledger_{os.getpid()}_{len(os.listdir(tmp_path.parent))}"
+    asyncio.run(admin_sql(server.url, f"CREATE DATABASE {name}"))
+    return server.url_of(name)
+
+
+async def admin_sql(url: str, statement: str) -> None:
+    import asyncpg
+
+    con = await asyncpg.connect(url, timeout=10)
+    try:
+        await con.execute(statement)
+    finally:
+        await con.close()
+
+
+async def ledger_rows(url: str, query: str) -> list[tuple[Any, ...]]:
+    """Rows of ``query`` in the ledger at ``url`` (its writer stopped)."""
+    if url.startswith("duckdb:"):
+        import duckdb
+
+        con = duckdb.connect(url.removeprefix("duckdb:"), read_only=True)
+        try:
+            return [tuple(r) for r in con.execute(query).fetchall()]
+        finally:
+            con.close()
+    import asyncpg
+
+    pg = await asyncpg.connect(url, timeout=10)
+    try:
+        return [tuple(r) for r in await pg.fetch(query)]
+    finally:
+        await pg.close()
+
+
 @pytest.fixture
 def processes() -> Iterator[list[Any]]:
     started: list[Any] = []
@@ -243,6 +298,8 @@ def processes() -> Iterator[list[Any]]:
 async def test_back_office_catches_up_reconciles_and_reports_each_break(
     tmp_path: Path,
     processes: list[Any],
+    daemon_factory: Any,
+    ledger_url: str,
     chromium: str,  # noqa: F811 - the fixture
 ) -> None:
     statements = tmp_path / "statements"
@@ -259,10 +316,10 @@ async def test_back_office_catches_up_reconciles_and_reports_each_break(
         statements,
     )
     processes += [a.start(), b.start()]
-    fix_port, http_port, bo_port = free_port(), free_port(), free_port()
     data_dir = tmp_path / "data"
-    ledger_file = tmp_path / "ledger.duckdb"
     config = tmp_path / "gateway.toml"
+    gateway = daemon_factory("--config", str(config), data_dir=data_dir)
+    fix_port, http_port, bo_port = gateway.fix_port, gateway.http_port, free_port()
     config.write_text(
         config_text(
             fix_port=fix_port,
@@ -272,17 +329,9 @@ async def test_back_office_catches_up_reconciles_and_reports_each_break(
             statements=statements,
             a=a,
             b=b,
-            ledger=f"duckdb:{ledger_file}",
+            ledger=ledger_url,
         )
     )
-    gateway = Daemon(
-        args=["--config", str(config)],
-        fix_port=fix_port,
-        http_port=http_port,
-        data_dir=data_dir,
-        log_path=tmp_path / "gateway.log",
-    )
-    processes.append(gateway)
     gateway.start()
     await until(
         lambda: all(lp["up"] for lp in get(http_port, "/admin/lps")),
@@ -436,33 +485,31 @@ async def test_back_office_catches_up_reconciles_and_reports_each_break(
     assert office.proc.returncode == 0
 
     # ledger = journal = statements
-    import duckdb
-
-    con = duckdb.connect(str(ledger_file), read_only=True)
     house = Counter(
         (lp, exec_id, account, Decimal(qty))
-        for lp, exec_id, account, qty in con.execute(
-            "SELECT lp, lp_exec_id, account, CAST(qty AS VARCHAR) FROM house_trades"
-        ).fetchall()
+        for lp, exec_id, account, qty in await ledger_rows(
+            ledger_url, "SELECT lp, lp_exec_id, account, CAST(qty AS VARCHAR) FROM house_trades"
+        )
     )
     clients = Counter(
         (client, symbol, side, Decimal(qty))
-        for client, symbol, side, qty in con.execute(
-            "SELECT client, symbol, side, CAST(qty AS VARCHAR) FROM client_trades"
-        ).fetchall()
+        for client, symbol, side, qty in await ledger_rows(
+            ledger_url, "SELECT client, symbol, side, CAST(qty AS VARCHAR) FROM client_trades"
+        )
     )
-    crosses = con.execute(
-        "SELECT client, side FROM client_trades WHERE market = 'internal' ORDER BY client"
-    ).fetchall()
+    crosses = await ledger_rows(
+        ledger_url,
+        "SELECT client, side FROM client_trades WHERE market = 'internal' ORDER BY client",
+    )
     assert crosses == [("CLIENT1", -1), ("CLIENT2", 1)]
     by_exec = {
         (lp, exec_id): Decimal(qty)
-        for lp, exec_id, qty in con.execute(
+        for lp, exec_id, qty in await ledger_rows(
+            ledger_url,
             "SELECT lp, lp_exec_id, CAST(sum(qty) AS VARCHAR) FROM house_trades "
-            "GROUP BY lp, lp_exec_id"
-        ).fetchall()
+            "GROUP BY lp, lp_exec_id",
+        )
     }
-    con.close()
     journal = OrderJournal(data_dir / "orders")
     filled: Counter[tuple[str, str, str, Decimal]] = Counter()
     traded: Counter[tuple[str, str, int, Decimal]] = Counter()
