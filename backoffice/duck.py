@@ -302,13 +302,13 @@ class DuckLedger(Ledger):
                     con.execute(statement, [watermark])
                 else:
                     con.execute(statement)
-            keys_row = con.execute("SELECT count(*) FROM scope").fetchone()
+            keys_row = con.execute(sql.keys_sql(full)).fetchone()
             keys = int(keys_row[0]) if keys_row else 0
             cover_row = con.execute(sql.covers_sql(grace)).fetchone()
             cover = cover_row[0] if cover_row else None
-            hl = con.execute(sql.hl_sql(grace)).fetchall()
-            ch = con.execute(sql.ch_sql()).fetchall()
-            x = con.execute(sql.x_sql()).fetchall()
+            hl = con.execute(sql.hl_sql(grace, full)).fetchall()
+            ch = con.execute(sql.ch_sql(full)).fetchall()
+            x = con.execute(sql.x_sql(full)).fetchall()
             found, pending = sql.classify(hl, ch, x, cover, covers)
             if full:
                 old = con.execute(

@@ -231,7 +231,10 @@ def scope_sql(full: bool) -> list[str]:
     keys a run looks at: every key in a full run; otherwise those of rows
     ingested after the watermark (parameter ``$1``), the keys left pending
     and those touched by a replaced statement."""
-    since = "TRUE" if full else "ingest > $1"
+    if full:
+        # a full run reads every row and needs no list of keys
+        return ["DELETE FROM scope"]
+    since = "ingest > $1"
     cross = f"market = '{INTERNAL_MARKET}'"
     statements = [
         "DELETE FROM scope",
@@ -244,12 +247,21 @@ def scope_sql(full: bool) -> list[str]:
         f"INSERT INTO scope SELECT DISTINCT 'x', x_key FROM client_trades "
         f"WHERE {since} AND {cross}",
     ]
-    if not full:
-        statements += [
-            "INSERT INTO scope SELECT rel, k FROM pending",
-            "INSERT INTO scope SELECT rel, k FROM touched",
-        ]
+    statements += [
+        "INSERT INTO scope SELECT rel, k FROM pending",
+        "INSERT INTO scope SELECT rel, k FROM touched",
+    ]
     return statements
+
+
+def keys_sql(full: bool) -> str:
+    """One row: how many keys a run looks at (rows, in a full run)."""
+    if not full:
+        return "SELECT count(*) FROM scope"
+    return (
+        "SELECT (SELECT count(*) FROM house_trades) + (SELECT count(*) FROM lp_trades) "
+        "+ (SELECT count(*) FROM client_trades)"
+    )
 
 
 def covers_sql(grace: float) -> str:
@@ -262,22 +274,28 @@ def covers_sql(grace: float) -> str:
     )
 
 
-def hl_sql(grace: float) -> str:
+def _in_scope(full: bool, rel: str, column: str) -> str:
+    """The condition keeping rows whose key is in scope (none in a full run)."""
+    if full:
+        return "TRUE"
+    return f"{column} IN (SELECT k FROM scope WHERE rel = '{rel}')"
+
+
+def hl_sql(grace: float, full: bool = False) -> str:
     """The house/LP keys in scope that do not agree (or are one-sided)."""
     return f"""
-    WITH s AS (SELECT DISTINCT k FROM scope WHERE rel = 'hl'),
-    h AS (
+    WITH h AS (
         SELECT hl_key AS k, min(lp) AS lp,
             min(lp_exec_id) AS exec_id, sum(qty) AS qty, min(price) AS price,
             max(price) AS price_hi, min(side) AS side, max(side) AS side_hi,
             min(symbol) AS symbol, min(transact_time) AS t, min(account) AS account
         FROM house_trades
-        WHERE hl_key IN (SELECT k FROM s)
+        WHERE {_in_scope(full, "hl", "hl_key")}
         GROUP BY hl_key),
     l AS (
         SELECT hl_key AS k, lp, exec_id, qty, price, side,
             symbol, exec_time AS t
-        FROM lp_trades WHERE hl_key IN (SELECT k FROM s)),
+        FROM lp_trades WHERE {_in_scope(full, "hl", "hl_key")}),
     lc AS (SELECT lp, max(exec_time) - {_ms(grace)} AS until FROM lp_trades GROUP BY lp)
     SELECT coalesce(h.k, l.k), coalesce(h.lp, l.lp), coalesce(h.exec_id, l.exec_id),
         CAST(h.qty AS VARCHAR), CAST(h.price AS VARCHAR), CAST(h.price_hi AS VARCHAR),
@@ -292,20 +310,19 @@ def hl_sql(grace: float) -> str:
     """
 
 
-def ch_sql() -> str:
+def ch_sql(full: bool = False) -> str:
     """The client/house keys in scope that do not agree (or are one-sided)."""
     return f"""
-    WITH s AS (SELECT DISTINCT k FROM scope WHERE rel = 'ch'),
-    c AS (
+    WITH c AS (
         SELECT exec_id AS k, client, symbol, side, qty, price, transact_time AS t
         FROM client_trades
-        WHERE market <> '{INTERNAL_MARKET}' AND exec_id IN (SELECT k FROM s)),
+        WHERE market <> '{INTERNAL_MARKET}' AND {_in_scope(full, "ch", "exec_id")}),
     h AS (
         SELECT client_exec_id AS k, min(account) AS account, min(lp) AS lp,
             min(symbol) AS symbol, min(side) AS side, sum(qty) AS qty,
             min(price) AS price, min(transact_time) AS t
         FROM house_trades
-        WHERE client_exec_id IN (SELECT k FROM s)
+        WHERE client_exec_id <> '' AND {_in_scope(full, "ch", "client_exec_id")}
         GROUP BY client_exec_id)
     SELECT coalesce(c.k, h.k), c.client, c.symbol, c.side, CAST(c.qty AS VARCHAR),
         CAST(c.price AS VARCHAR), c.t,
@@ -317,16 +334,15 @@ def ch_sql() -> str:
     """
 
 
-def x_sql() -> str:
+def x_sql(full: bool = False) -> str:
     """The internal crosses in scope whose two sides do not balance."""
     return f"""
-    WITH s AS (SELECT DISTINCT k FROM scope WHERE rel = 'x')
     SELECT x_key AS k, min(symbol), min(transact_time),
         CAST(sum(CASE WHEN side = 1 THEN qty ELSE CAST(0 AS DECIMAL(18, 8)) END) AS VARCHAR),
         CAST(sum(CASE WHEN side = -1 THEN qty ELSE CAST(0 AS DECIMAL(18, 8)) END) AS VARCHAR),
         string_agg(exec_id, ' '), string_agg(client, ' ')
     FROM client_trades
-    WHERE market = '{INTERNAL_MARKET}' AND x_key IN (SELECT k FROM s)
+    WHERE market = '{INTERNAL_MARKET}' AND {_in_scope(full, "x", "x_key")}
     GROUP BY x_key
     HAVING sum(CASE WHEN side = 1 THEN qty ELSE 0 END)
         <> sum(CASE WHEN side = -1 THEN qty ELSE 0 END)

@@ -17,6 +17,7 @@ timestamp at once), and dates ``YYYY-MM-DD``.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal, InvalidOperation
 from typing import Final
 
 import msgspec
@@ -145,6 +146,22 @@ class TradeDay:
         return end - dt.timedelta(days=1), end
 
 
+_MAX_DIGITS: Final = 10
+"""Integer digits a quantity or price may have (the ledger keeps 18 digits, 8 decimal)."""
+
+
+def _number(msg: FixMessage, tag: int) -> str:
+    """A quantity or price field: a finite decimal the ledger can hold."""
+    text = _text(msg, tag)
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"tag {tag} is not a number: {text[:40]!r}") from None
+    if not value.is_finite() or value.adjusted() >= _MAX_DIGITS:
+        raise ValueError(f"tag {tag} out of range: {text[:40]!r}")
+    return text
+
+
 def _text(msg: FixMessage, tag: int) -> str:
     value = msg.get(tag)
     if value is None:
@@ -168,8 +185,8 @@ def client_trade(msg: FixMessage, seq: int, days: TradeDay) -> ClientTrade | Non
         cl_ord_id=_text(msg, 11),
         symbol=_text(msg, 55),
         side=side,
-        qty=_text(msg, 32),
-        price=_text(msg, 31),
+        qty=_number(msg, 32),
+        price=_number(msg, 31),
         market=(msg.get(30) or b"").decode("latin-1"),
         time=time,
         trade_date=days.of(time),
@@ -193,8 +210,8 @@ def house_trade(msg: FixMessage, seq: int, days: TradeDay) -> HouseTrade:
         client_exec_id=(msg.get(527) or b"").decode("latin-1"),
         symbol=_text(msg, 55),
         side=side,
-        qty=_text(msg, 32),
-        price=_text(msg, 31),
+        qty=_number(msg, 32),
+        price=_number(msg, 31),
         time=time,
         trade_date=days.of(time),
         seq=seq,

@@ -48,7 +48,7 @@ from backoffice.ledger import (
 )
 from backoffice.records import ClientTrade, HouseTrade, TradeDay, client_trade, house_trade
 from backoffice.settlement import Settlement
-from backoffice.statements import StatementFolder
+from backoffice.statements import StatementChange, StatementFolder
 from config import Config, SessionSettings, StatementColumns
 from gateway.fix.codec import FixMessage
 from gateway.net.client import FixClient, LogonError
@@ -193,6 +193,7 @@ class BackOffice:
         self._gateway_warned = False
         self.failed = ""
         self._writing = False
+        self._unapplied: list[StatementChange] = []
 
     # -- life ------------------------------------------------------------------------
 
@@ -396,7 +397,9 @@ class BackOffice:
 
     async def _statements(self) -> None:
         loop = asyncio.get_running_loop()
-        changes = await loop.run_in_executor(None, self.statements.scan)
+        found = await loop.run_in_executor(None, self.statements.scan)
+        # what the ledger could not take last time goes first (idempotent)
+        changes, self._unapplied = self._unapplied + found, []
         if not changes:
             return
         for change in changes:
@@ -410,8 +413,12 @@ class BackOffice:
                 _log.info(
                     "statement_read", file=change.source, lp=change.lp, lines=len(change.rows)
                 )
-        async with self._lock:
-            ingest = await self.ledger.apply_statements(changes)
+        try:
+            async with self._lock:
+                ingest = await self.ledger.apply_statements(changes)
+        except Exception:
+            self._unapplied = [c for c in changes if c.rows or c.replace]
+            raise
         self._batches.append((ingest, self.clock()))
 
     async def _recon(self) -> None:

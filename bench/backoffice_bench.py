@@ -194,12 +194,16 @@ def main() -> None:
             f"  caught up with {behind:,} drop-copy messages in {seconds:.1f} s "
             f"(at least {behind / seconds:,.0f} messages/s while the load went on)"
         )
-        final = sent_by_gateway(http_port)
-        wait(
-            lambda: get(bo_port, "/backoffice/status")["drop_copy"]["last_seq_stored"] >= final - 1,
-            600,
-        )
-        wait(lambda: get(bo_port, "/backoffice/status")["records"]["pending"] == 0, 60)
+
+        # settled: nothing pending and nothing new for two seconds (heartbeats
+        # take sequence numbers too, so the last one stored is not the last sent)
+        def settled() -> bool:
+            first = get(bo_port, "/backoffice/status")
+            time.sleep(2)
+            second = get(bo_port, "/backoffice/status")
+            return bool(first["records"] == second["records"] and second["records"]["pending"] == 0)
+
+        wait(settled, 600)
         status = get(bo_port, "/backoffice/status")
         breaks = get(bo_port, "/backoffice/breaks")
         print(f"  records: {status['records']}; breaks: {breaks['count']} {breaks['by_type']}")

@@ -210,3 +210,12 @@ def test_a_trading_days_bounds() -> None:
     assert (start, end) == (dt.datetime(2026, 12, 3, 21), dt.datetime(2026, 12, 4, 21))
     start, end = TradeDay(dt.time(0, 0)).bounds(dt.date(2026, 12, 4))
     assert (start, end) == (dt.datetime(2026, 12, 4), dt.datetime(2026, 12, 5))
+
+
+@pytest.mark.parametrize("qty", [b"NaN", b"1e400", b"12345678901", b"x"])
+def test_a_quantity_the_ledger_cannot_hold_is_refused(qty: bytes) -> None:
+    body = execution_body(execution(), EURUSD, codec.format_utc_timestamp(WHEN))
+    body = copy_body(body, b"CLIENT1", "LP_A").replace(b"32=2000\x01", b"32=" + qty + b"\x01")
+    raw = codec.encode_message(b"FIX.4.4", b"8", [(34, b"1"), (49, b"G"), (56, b"B")], body)
+    with pytest.raises(ValueError, match="tag 32"):
+        client_trade(codec.parse_frame(raw), 1, DAYS)

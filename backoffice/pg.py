@@ -1,0 +1,632 @@
+"""The ledger in PostgreSQL, over asyncpg.
+
+One connection: the back office is the ledger's one writer, and the
+temporary tables a run fills (``scope``, ``instruments``, the staging tables
+of the writes) live in its session.  Calls take their turn on it.  A
+connection the server dropped is replaced at the next call (and a call that
+found it dropped is tried once more on the new one: every call is
+idempotent); a server that cannot be reached is a :class:`LedgerError`.
+
+Writes copy their rows into a staging table (binary COPY) and insert them
+from there, skipping the rows already stored, in one transaction with the
+feed's progress: a write that fails leaves nothing of itself behind.
+
+Day exports are written by DuckDB: the day's rows are copied out of
+PostgreSQL into an in-memory DuckDB ledger, which writes the same files,
+with the same columns and types, as the DuckDB backend."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import tempfile
+import urllib.parse
+from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import asyncpg  # type: ignore[import-untyped]
+import duckdb
+
+from backoffice import ledger as sql
+from backoffice.duck import DuckLedger
+from backoffice.ledger import (
+    Break,
+    Covers,
+    Ledger,
+    LedgerError,
+    Position,
+    ReconRun,
+    SettlementLine,
+)
+from backoffice.records import INTERNAL_MARKET, ClientTrade, HouseTrade, LpTrade
+from backoffice.settlement import Settlement
+from backoffice.statements import StatementChange
+
+__all__ = ["PgLedger", "redact"]
+
+T = TypeVar("T")
+
+CONNECT_TIMEOUT: Final = 10.0
+
+# The reconciliation's queries are short and many-columned: compiling them
+# (PostgreSQL's JIT, on by default from version 12) costs more than it saves.
+# The exports' CSV copies write dates as ISO whatever the server's default.
+_SERVER_SETTINGS: Final = {
+    "jit": "off",
+    "datestyle": "ISO, YMD",
+    "application_name": "fixgw-backoffice",
+}
+
+# What a failed call raises: the server's errors, a connection lost or
+# refused (or left in a state the client cannot go on from), a value the
+# database would not take.
+_FAILURES: Final = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+    ValueError,
+    InvalidOperation,
+)
+
+# A failure after which the connection is not to be used again.
+_LOST: Final = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
+
+_SESSION: Final = (
+    "CREATE TEMP TABLE scope (rel VARCHAR, k VARCHAR)",
+    "CREATE TEMP TABLE instruments (symbol VARCHAR, base VARCHAR, quote VARCHAR)",
+    # the tables' columns, without their constraints: the rows come without
+    # their ingest batch, which the insert from staging adds
+    "CREATE TEMP TABLE stage_client ON COMMIT DELETE ROWS "
+    "AS SELECT * FROM client_trades WITH NO DATA",
+    "CREATE TEMP TABLE stage_house ON COMMIT DELETE ROWS "
+    "AS SELECT * FROM house_trades WITH NO DATA",
+    "CREATE TEMP TABLE stage_lp ON COMMIT DELETE ROWS AS SELECT * FROM lp_trades WITH NO DATA",
+)
+
+
+def _names(columns: str) -> tuple[str, ...]:
+    """The columns a row carries: all of the list but the ingest batch."""
+    return tuple(name for name in (c.strip() for c in columns.split(",")) if name != "ingest")
+
+
+_CLIENT_NAMES: Final = _names(sql.CLIENT_COLUMNS)
+_HOUSE_NAMES: Final = _names(sql.HOUSE_COLUMNS)
+_LP_NAMES: Final = _names(sql.LP_COLUMNS)
+
+
+def redact(url: str) -> str:
+    """``url`` without its password (in the address or its query)."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    user, at, hosts = netloc.rpartition("@")
+    if at and ":" in user:
+        netloc = f"{user.partition(':')[0]}@{hosts}"
+    query = parts.query
+    if query:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        query = "&".join(
+            f"{name}={'***' if name == 'password' else value}" for name, value in pairs
+        )
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or "no message"
+    return f"{type(exc).__name__}: {text}"
+
+
+def _decimal(text: str) -> Decimal:
+    """A quantity or price; ValueError if it is not a finite number (as the
+    DuckDB ledger refuses it)."""
+    number = Decimal(text)
+    if not number.is_finite():
+        raise ValueError(f"not a finite number: {text!r}")
+    return number
+
+
+class _Converter:
+    """Records as rows of the values binary COPY takes (dates, times,
+    decimals), in the order of the ledger's column lists
+    (``CLIENT_COLUMNS``, ``HOUSE_COLUMNS``, ``LP_COLUMNS``) less ``ingest``.
+    A write's rows are made in a thread: tens of milliseconds for a batch of
+    the drop copy, which the event loop does not wait for."""
+
+    def __init__(self, settlement: Settlement) -> None:
+        self._value_date = settlement.value_date
+        self._dates: dict[str, dt.date] = {}
+
+    def date(self, text: str) -> dt.date:
+        day = self._dates.get(text)
+        if day is None:
+            if len(self._dates) > 10_000:
+                self._dates.clear()
+            day = self._dates[text] = dt.date.fromisoformat(text)
+        return day
+
+    def value_date(self, symbol: str, trade_date: str) -> dt.date:
+        return self.date(self._value_date(symbol, trade_date))
+
+    def client(self, c: ClientTrade) -> tuple[object, ...]:
+        return (
+            c.exec_id,
+            c.client,
+            c.order_id,
+            c.cl_ord_id,
+            c.symbol,
+            c.side,
+            _decimal(c.qty),
+            _decimal(c.price),
+            c.market,
+            dt.datetime.fromisoformat(c.time),
+            self.date(c.trade_date),
+            self.value_date(c.symbol, c.trade_date),
+            c.seq,
+            sql.x_key(c.symbol, c.time, c.price) if c.market == INTERNAL_MARKET else "",
+        )
+
+    def house(self, h: HouseTrade) -> tuple[object, ...]:
+        return (
+            h.report_id,
+            h.lp,
+            h.lp_exec_id,
+            h.child_id,
+            h.account,
+            h.client_exec_id,
+            h.symbol,
+            h.side,
+            _decimal(h.qty),
+            _decimal(h.price),
+            dt.datetime.fromisoformat(h.time),
+            self.date(h.trade_date),
+            self.value_date(h.symbol, h.trade_date),
+            h.seq,
+            sql.hl_key(h.lp, h.lp_exec_id),
+        )
+
+    def trades(
+        self, clients: Sequence[ClientTrade], houses: Sequence[HouseTrade]
+    ) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+        """The rows of a write (a trade given twice is written once, as the
+        DuckDB ledger writes it: the last given)."""
+        return (
+            [self.client(c) for c in {c.exec_id: c for c in clients}.values()],
+            [self.house(h) for h in {h.report_id: h for h in houses}.values()],
+        )
+
+    def statements(
+        self, changes: Sequence[StatementChange]
+    ) -> list[tuple[StatementChange, list[tuple[object, ...]]]]:
+        """Each change with its rows (a line given twice is written once)."""
+        return [
+            (change, [self.lp(r) for r in {r.exec_id: r for r in change.rows}.values()])
+            for change in changes
+        ]
+
+    def lp(self, r: LpTrade) -> tuple[object, ...]:
+        return (
+            r.lp,
+            r.exec_id,
+            r.cl_ord_id,
+            r.symbol,
+            r.side,
+            _decimal(r.qty),
+            _decimal(r.price),
+            dt.datetime.fromisoformat(r.time),
+            self.date(r.trade_date),
+            self.value_date(r.symbol, r.trade_date),
+            r.source,
+            sql.hl_key(r.lp, r.exec_id),
+        )
+
+
+class PgLedger(Ledger):
+    """The ledger in the PostgreSQL database at ``url``
+    (``postgresql://user[:password]@host[:port]/database``)."""
+
+    def __init__(self, url: str, settlement: Settlement) -> None:
+        self._dsn = url
+        self.url = redact(url)
+        self._settlement = settlement
+        self._convert = _Converter(settlement)
+        self._con: Any = None
+        self._open = False
+        self._lock = asyncio.Lock()
+        self._ingest = 0
+
+    # -- the connection ----------------------------------------------------------------
+
+    async def _connect(self) -> Any:
+        """A new connection with the session's temporary tables."""
+        try:
+            con = await asyncpg.connect(
+                self._dsn, timeout=CONNECT_TIMEOUT, server_settings=_SERVER_SETTINGS
+            )
+        except (*_FAILURES, asyncpg.ClientConfigurationError) as exc:
+            raise LedgerError(f"cannot connect to the ledger {self.url}: {_reason(exc)}") from exc
+        try:
+            async with con.transaction():
+                for statement in sql.TABLES:
+                    await con.execute(statement)
+                for statement in _SESSION:
+                    await con.execute(statement)
+                terms = self._settlement.terms
+                if terms:
+                    await con.copy_records_to_table(
+                        "instruments",
+                        records=[(s, t.base, t.quote) for s, t in terms.items()],
+                    )
+        except _FAILURES as exc:
+            await self._discard(con)
+            raise LedgerError(f"cannot prepare the ledger {self.url}: {_reason(exc)}") from exc
+        return con
+
+    async def _discard(self, con: Any) -> None:
+        if con is self._con:
+            self._con = None
+        if con is not None and not con.is_closed():
+            try:
+                await asyncio.wait_for(con.close(), timeout=5)
+            except _FAILURES:
+                con.terminate()
+            except asyncio.CancelledError:
+                con.terminate()
+                raise
+
+    async def _call(self, what: str, job: Callable[[Any], Awaitable[T]]) -> T:
+        """``job`` on the connection, in its turn; a dropped connection is
+        replaced, and a job that found it dropped is run once more."""
+        async with self._lock:
+            if not self._open:
+                raise LedgerError("the ledger is not open")
+            for attempt in (1, 2):
+                con = self._con
+                if con is None or con.is_closed():
+                    await self._discard(con)
+                    con = self._con = await self._connect()
+                try:
+                    return await job(con)
+                except _FAILURES as exc:
+                    lost = con.is_closed() or isinstance(exc, _LOST)
+                    if lost:
+                        await self._discard(con)
+                    if not lost or attempt == 2:
+                        raise LedgerError(f"the ledger {self.url}: {what}: {_reason(exc)}") from exc
+            raise AssertionError("unreachable")
+
+    def _next_ingest(self) -> int:
+        """The next ingest batch id; taken in the connection's turn, so that
+        batches are committed in the order of their ids (a run's watermark
+        never passes a batch not committed yet)."""
+        self._ingest += 1
+        return self._ingest
+
+    # -- open / close ----------------------------------------------------------------
+
+    async def open(self) -> None:
+        async with self._lock:
+            con = await self._connect()
+            try:
+                ingest = await con.fetchval(
+                    "SELECT max(m) FROM (SELECT max(ingest) AS m FROM client_trades "
+                    "UNION ALL SELECT max(ingest) FROM house_trades "
+                    "UNION ALL SELECT max(ingest) FROM lp_trades "
+                    "UNION ALL SELECT max(watermark) FROM recon_state) AS m"
+                )
+            except _FAILURES as exc:
+                await self._discard(con)
+                raise LedgerError(f"cannot open the ledger {self.url}: {_reason(exc)}") from exc
+            self._con = con
+            self._ingest = int(ingest or 0)
+            self._open = True
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._open = False
+            await self._discard(self._con)
+
+    # -- writes ----------------------------------------------------------------------
+
+    async def last_seq(self, session: str) -> int:
+        async def job(con: Any) -> int:
+            value = await con.fetchval("SELECT last_seq FROM feed WHERE session = $1", session)
+            return int(value or 0)
+
+        return await self._call("reading the feed's progress", job)
+
+    async def write(
+        self,
+        session: str,
+        last_seq: int,
+        clients: Sequence[ClientTrade],
+        houses: Sequence[HouseTrade],
+    ) -> int:
+        try:
+            client_rows, house_rows = await asyncio.to_thread(self._convert.trades, clients, houses)
+        except (ValueError, InvalidOperation) as exc:
+            raise LedgerError(f"the ledger {self.url}: writing trades: {_reason(exc)}") from exc
+
+        async def job(con: Any) -> int:
+            ingest = self._next_ingest()
+            async with con.transaction():
+                if client_rows:
+                    await _copy_insert(con, "client_trades", _CLIENT_NAMES, client_rows, ingest)
+                if house_rows:
+                    await _copy_insert(con, "house_trades", _HOUSE_NAMES, house_rows, ingest)
+                await con.execute(
+                    "INSERT INTO feed VALUES ($1, $2) ON CONFLICT (session) DO UPDATE "
+                    "SET last_seq = greatest(feed.last_seq, excluded.last_seq)",
+                    session,
+                    last_seq,
+                )
+            return ingest
+
+        return await self._call("writing trades", job)
+
+    async def apply_statements(self, changes: Sequence[StatementChange]) -> int:
+        try:
+            batches = await asyncio.to_thread(self._convert.statements, changes)
+        except (ValueError, InvalidOperation) as exc:
+            raise LedgerError(f"the ledger {self.url}: writing statements: {_reason(exc)}") from exc
+
+        async def job(con: Any) -> int:
+            ingest = self._next_ingest()
+            async with con.transaction():
+                for change, rows in batches:
+                    if change.replace:
+                        await con.execute(
+                            "INSERT INTO touched SELECT 'hl', hl_key FROM lp_trades "
+                            "WHERE source = $1",
+                            change.source,
+                        )
+                        await con.execute("DELETE FROM lp_trades WHERE source = $1", change.source)
+                    if rows:
+                        await _copy_insert(con, "lp_trades", _LP_NAMES, rows, ingest)
+                        await con.execute("TRUNCATE stage_lp")
+            return ingest
+
+        return await self._call("writing statements", job)
+
+    # -- reconciliation ----------------------------------------------------------------
+
+    async def recon(
+        self, full: bool, grace: float, now: dt.datetime, covers: Covers | None = None
+    ) -> ReconRun:
+        async def job(con: Any) -> ReconRun:
+            upto = self._ingest
+            async with con.transaction():
+                watermark = int(
+                    await con.fetchval("SELECT watermark FROM recon_state WHERE id = 1") or 0
+                )
+                for statement in sql.scope_sql(full):
+                    if statement == "DELETE FROM scope":
+                        # leaves no dead rows (a temporary table is never vacuumed)
+                        statement = "TRUNCATE scope"
+                    if "$1" in statement:
+                        await con.execute(statement, watermark)
+                    else:
+                        await con.execute(statement)
+                await con.execute("ANALYZE scope")
+                keys = int(await con.fetchval(sql.keys_sql(full)))
+                cover = await con.fetchval(sql.covers_sql(grace))
+                hl = [tuple(r) for r in await con.fetch(sql.hl_sql(grace, full))]
+                ch = [tuple(r) for r in await con.fetch(sql.ch_sql(full))]
+                x = [tuple(r) for r in await con.fetch(sql.x_sql(full))]
+                found, pending = sql.classify(hl, ch, x, cover, covers)
+                if full:
+                    old = await con.fetch(
+                        "SELECT kind, rel, k, first_seen FROM breaks WHERE rel <> 'pos'"
+                    )
+                    await con.execute("DELETE FROM breaks WHERE rel <> 'pos'")
+                    await con.execute("DELETE FROM pending")
+                else:
+                    in_scope = (
+                        "EXISTS (SELECT 1 FROM scope s WHERE s.rel = {t}.rel AND s.k = {t}.k)"
+                    )
+                    old = await con.fetch(
+                        "SELECT kind, rel, k, first_seen FROM breaks WHERE "
+                        + in_scope.format(t="breaks")
+                    )
+                    await con.execute("DELETE FROM breaks WHERE " + in_scope.format(t="breaks"))
+                    await con.execute("DELETE FROM pending WHERE " + in_scope.format(t="pending"))
+                seen = {(r[0], r[1], r[2]): r[3] for r in old}
+                await _insert_breaks(con, found, seen, now)
+                if pending:
+                    unique = sorted(set(pending))
+                    await con.execute(
+                        "INSERT INTO pending SELECT * FROM unnest($1::varchar[], $2::varchar[]) "
+                        "ON CONFLICT DO NOTHING",
+                        [p[0] for p in unique],
+                        [p[1] for p in unique],
+                    )
+                await con.execute("DELETE FROM touched")
+                await con.execute(
+                    "INSERT INTO recon_state VALUES (1, $1) ON CONFLICT (id) DO UPDATE "
+                    "SET watermark = excluded.watermark",
+                    upto,
+                )
+            total = await con.fetchval("SELECT count(*) FROM breaks")
+            waiting = await con.fetchval("SELECT count(*) FROM pending")
+            return ReconRun(
+                full=full, keys=keys, breaks=int(total), pending=int(waiting), upto=upto
+            )
+
+        return await self._call("reconciling", job)
+
+    async def set_position_breaks(self, breaks: Sequence[Break], now: dt.datetime) -> None:
+        async def job(con: Any) -> None:
+            async with con.transaction():
+                old = await con.fetch(
+                    "SELECT kind, rel, k, first_seen FROM breaks WHERE rel = 'pos'"
+                )
+                await con.execute("DELETE FROM breaks WHERE rel = 'pos'")
+                seen = {(r[0], r[1], r[2]): r[3] for r in old}
+                await _insert_breaks(con, [("pos", b) for b in breaks], seen, now)
+
+        await self._call("writing position breaks", job)
+
+    async def breaks(self) -> list[Break]:
+        async def job(con: Any) -> list[Break]:
+            rows = await con.fetch(
+                "SELECT kind, records, k, ref, lp, client, symbol, ours, theirs, detail, "
+                "first_seen FROM breaks ORDER BY first_seen, kind, k"
+            )
+            return [
+                Break(
+                    kind=r[0],
+                    records=r[1],
+                    key=r[2],
+                    ref=r[3],
+                    lp=r[4],
+                    client=r[5],
+                    symbol=r[6],
+                    ours=r[7],
+                    theirs=r[8],
+                    detail=r[9],
+                    first_seen=r[10],
+                )
+                for r in rows
+            ]
+
+        return await self._call("reading breaks", job)
+
+    # -- reports -----------------------------------------------------------------------
+
+    async def positions(self) -> dict[str, list[Position]]:
+        async def job(con: Any) -> dict[str, list[Position]]:
+            out = {}
+            for name, query in (
+                ("clients", sql.CLIENT_POSITIONS),
+                ("lps", sql.LP_POSITIONS),
+                ("lp_statements", sql.LP_STATEMENT_POSITIONS),
+            ):
+                rows = await con.fetch(query)
+                out[name] = [Position(str(a), str(b), str(c)) for a, b, c in rows]
+            return out
+
+        return await self._call("reading positions", job)
+
+    async def settlement(self, from_date: dt.date) -> list[SettlementLine]:
+        query = sql.settlement_sql("c.value_date >= $1", "h.value_date >= $1")
+
+        async def job(con: Any) -> list[SettlementLine]:
+            rows = await con.fetch(query, from_date)
+            return [SettlementLine(str(a), str(b), str(c), d, str(e)) for a, b, c, d, e in rows]
+
+        return await self._call("reading settlement", job)
+
+    async def counts(self) -> dict[str, int]:
+        async def job(con: Any) -> dict[str, int]:
+            out = {}
+            for table in ("client_trades", "house_trades", "lp_trades", "pending", "breaks"):
+                out[table] = int(await con.fetchval(f"SELECT count(*) FROM {table}"))
+            return out
+
+        return await self._call("counting", job)
+
+    async def trading_days(self) -> list[dt.date]:
+        async def job(con: Any) -> list[dt.date]:
+            rows = await con.fetch(
+                "SELECT DISTINCT trade_date FROM client_trades UNION "
+                "SELECT DISTINCT trade_date FROM house_trades ORDER BY 1"
+            )
+            return [r[0] for r in rows]
+
+        return await self._call("reading trading days", job)
+
+    async def export_day(self, day: dt.date, folder: str) -> list[str]:
+        """The day's rows are copied (CSV) out of PostgreSQL into an
+        in-memory DuckDB ledger, which writes the files."""
+        with tempfile.TemporaryDirectory(prefix="fixgw-export-") as work:
+            copies = {
+                "client_trades": Path(work, "client_trades.csv"),
+                "house_trades": Path(work, "house_trades.csv"),
+            }
+
+            async def job(con: Any) -> None:
+                for table, path in copies.items():
+                    await con.copy_from_query(
+                        f"SELECT * FROM {table} WHERE trade_date = $1",
+                        day,
+                        output=str(path),
+                        format="csv",
+                    )
+
+            await self._call("exporting the day", job)
+            memory = DuckLedger(":memory:", self._settlement)
+            try:
+                await memory.open()
+                await asyncio.to_thread(_load_csv, memory.con, copies)
+                return await memory.export_day(day, folder)
+            except (LedgerError, duckdb.Error, OSError) as exc:
+                raise LedgerError(f"cannot export {day} from {self.url}: {exc}") from exc
+            finally:
+                await memory.close()
+
+
+async def _copy_insert(
+    con: Any, table: str, columns: Sequence[str], rows: Sequence[tuple[object, ...]], ingest: int
+) -> None:
+    """Copy ``rows`` into the table's staging table, then insert those not
+    stored yet, of ingest batch ``ingest``."""
+    stage = {"client_trades": "stage_client", "house_trades": "stage_house"}.get(table, "stage_lp")
+    await con.copy_records_to_table(stage, records=rows, columns=list(columns))
+    names = ", ".join(columns)
+    await con.execute(
+        f"INSERT INTO {table} ({names}, ingest) SELECT {names}, $1 FROM {stage} "
+        "ON CONFLICT DO NOTHING",
+        ingest,
+    )
+
+
+async def _insert_breaks(
+    con: Any,
+    found: Sequence[tuple[str, Break]],
+    seen: dict[tuple[str, str, str], dt.datetime],
+    now: dt.datetime,
+) -> None:
+    if not found:
+        return
+    unique = {(b.kind, rel, b.key): (rel, b) for rel, b in found}
+    rows = list(unique.values())
+    await con.execute(
+        "INSERT INTO breaks SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], "
+        "$4::varchar[], $5::varchar[], $6::varchar[], $7::varchar[], $8::varchar[], "
+        "$9::varchar[], $10::varchar[], $11::varchar[], $12::timestamp[]) "
+        "ON CONFLICT DO NOTHING",
+        [b.kind for _, b in rows],
+        [rel for rel, _ in rows],
+        [b.key for _, b in rows],
+        [b.records for _, b in rows],
+        [b.ref for _, b in rows],
+        [b.lp for _, b in rows],
+        [b.client for _, b in rows],
+        [b.symbol for _, b in rows],
+        [b.ours for _, b in rows],
+        [b.theirs for _, b in rows],
+        [b.detail for _, b in rows],
+        [seen.get((b.kind, rel, b.key), now) for rel, b in rows],
+    )
+
+
+def _load_csv(con: duckdb.DuckDBPyConnection, copies: dict[str, Path]) -> None:
+    """Fill the tables of ``con`` from PostgreSQL's CSV copies of them."""
+    for table, path in copies.items():
+        types = con.execute(f"DESCRIBE {table}").fetchall()
+        columns = ", ".join(f"'{name}': '{kind}'" for name, kind, *_ in types)
+        literal = str(path).replace("'", "''")
+        con.execute(
+            f"INSERT INTO {table} SELECT * FROM read_csv('{literal}', header = false, "
+            f"auto_detect = false, columns = {{{columns}}}, delim = ',', quote = '\"', "
+            "escape = '\"', allow_quoted_nulls = false)"
+        )
+        os.remove(path)

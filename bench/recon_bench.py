@@ -1,0 +1,168 @@
+"""How long the back office's ledger takes to load trades and to reconcile
+them all: N client fills, the house's N bookings of them and the LPs' N
+statement lines, every one matching, then one full reconciliation run.
+
+The drop copy's trades are written as the back office writes them (batches
+of ``--batch``, the feed's progress with each); the statement lines as one
+file per LP, read in chunks of ``--batch``.  Then a full run
+(``recon(full=True)``) and, after one more small batch of trades, an
+incremental one.  Printed: the load time and rate, and the time of each
+run with what it found (a correct run finds no break).
+
+``--ledger duckdb`` writes a DuckDB file in a temporary folder (or
+``--path``); ``--ledger postgres`` uses the database at ``--url``, or when
+none is given a throwaway PostgreSQL server (``tests/pgkit.py``: the
+server binaries are needed, and installed with apt-get when missing and
+run as root).  A database given with ``--url`` must be empty.
+
+    .venv/bin/python bench/recon_bench.py --ledger duckdb|postgres [--trades N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # pgkit
+
+from backoffice.duck import DuckLedger
+from backoffice.ledger import Ledger
+from backoffice.pg import PgLedger
+from backoffice.records import ClientTrade, HouseTrade, LpTrade, time_text
+from backoffice.settlement import Settlement
+from backoffice.statements import StatementChange
+from config import default_config_path, load_config
+
+SESSION = "BACKOFFICE-GATEWAY"
+START = dt.datetime(2026, 3, 2, 0, 0, 0)
+SYMBOLS = (("EUR/USD", "1.1"), ("GBP/USD", "1.27"), ("USD/JPY", "151.2"))
+LPS = ("LP_A", "LP_B", "LP_C")
+GRACE = 5.0
+
+
+def trades(n: int, first: int = 0) -> Iterator[tuple[ClientTrade, HouseTrade, LpTrade]]:
+    """Trade ``i``: a client's fill, the house's booking of it at an LP and
+    the LP's line, all agreeing; 10 ms apart."""
+    for i in range(first, first + n):
+        when = time_text(START + dt.timedelta(milliseconds=10 * i))
+        day = when[:10]
+        symbol, price = SYMBOLS[i % len(SYMBOLS)]
+        lp = LPS[i % len(LPS)]
+        side = 1 if i % 2 else -1
+        qty = str(1000 * (1 + i % 50))
+        client = f"C{i % 50}"
+        exec_id = f"E{i}"
+        lp_exec = f"{lp}-X{i}"
+        yield (
+            ClientTrade(
+                exec_id, client, f"O{i}", f"K{i}", symbol, side, qty, price, lp, when, day, i + 1
+            ),
+            HouseTrade(
+                f"R{i}",
+                lp,
+                lp_exec,
+                f"CH{i}",
+                client,
+                exec_id,
+                symbol,
+                side,
+                qty,
+                price,
+                when,
+                day,
+                i + 1,
+            ),
+            LpTrade(lp, lp_exec, f"CH{i}", symbol, side, qty, price, when, day, f"/{lp}-1.csv"),
+        )
+
+
+async def load(ledger: Ledger, n: int, first: int, batch: int) -> None:
+    made = 0
+    while made < n:
+        size = min(batch, n - made)
+        chunk = list(trades(size, first + made))
+        made += size
+        await ledger.write(
+            SESSION, first + made, [c for c, _, _ in chunk], [h for _, h, _ in chunk]
+        )
+        by_lp: dict[str, list[LpTrade]] = {}
+        for _, _, line in chunk:
+            by_lp.setdefault(line.lp, []).append(line)
+        await ledger.apply_statements(
+            [StatementChange(f"/{lp}-1.csv", lp, False, rows, []) for lp, rows in by_lp.items()]
+        )
+
+
+async def run(args: argparse.Namespace, target: str) -> None:
+    settlement = Settlement(load_config(default_config_path()).instruments)
+    ledger: Ledger = (
+        DuckLedger(target, settlement) if args.ledger == "duckdb" else PgLedger(target, settlement)
+    )
+    await ledger.open()
+    try:
+        counts = await ledger.counts()
+        if counts["client_trades"]:
+            raise SystemExit(f"the ledger {ledger.url} is not empty: {counts}")
+        print(f"ledger: {ledger.url}")
+        started = time.perf_counter()
+        await load(ledger, args.trades, 0, args.batch)
+        loaded = time.perf_counter() - started
+        total = 3 * args.trades
+        print(
+            f"load: {args.trades:,} client trades + {args.trades:,} house trades + "
+            f"{args.trades:,} LP lines in {loaded:.1f} s ({total / loaded:,.0f} rows/s)"
+        )
+        now = START + dt.timedelta(days=1)
+        for label, full in (("full recon", True), ("full recon again", True)):
+            started = time.perf_counter()
+            result = await ledger.recon(full, GRACE, now)
+            elapsed = time.perf_counter() - started
+            print(
+                f"{label}: {elapsed:.2f} s ({result.keys:,} keys, "
+                f"{result.breaks} breaks, {result.pending} pending)"
+            )
+        await load(ledger, args.batch, args.trades, args.batch)
+        started = time.perf_counter()
+        result = await ledger.recon(False, GRACE, now)
+        elapsed = time.perf_counter() - started
+        print(
+            f"incremental recon after {args.batch:,} more: {elapsed:.2f} s "
+            f"({result.keys:,} keys, {result.breaks} breaks, {result.pending} pending)"
+        )
+    finally:
+        await ledger.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Time loading and reconciling N trades.")
+    parser.add_argument("--ledger", choices=("duckdb", "postgres"), required=True)
+    parser.add_argument("--trades", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=20_000, help="trades per write")
+    parser.add_argument("--url", help="postgresql://... (an empty database)")
+    parser.add_argument("--path", help="the DuckDB file (a new one in a temporary folder)")
+    args = parser.parse_args()
+    if args.ledger == "duckdb":
+        with tempfile.TemporaryDirectory(prefix="recon-bench-") as folder:
+            asyncio.run(run(args, args.path or str(Path(folder) / "ledger.duckdb")))
+        return
+    if args.url:
+        asyncio.run(run(args, args.url))
+        return
+    from pgkit import PgServer
+
+    server = PgServer.create()
+    try:
+        asyncio.run(run(args, server.url))
+    finally:
+        server.remove()
+
+
+if __name__ == "__main__":
+    main()

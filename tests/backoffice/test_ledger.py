@@ -1,0 +1,816 @@
+"""The ledger's behaviour, the same over both backends: DuckDB (a file in the
+test's folder) and PostgreSQL (a fresh database on the session's server).
+
+Trades are built as the drop copy and the statements deliver them; times
+are seconds after ``T0`` (a Monday), the grace is 5 s."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator, Iterable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import duckdb
+import msgspec
+import pytest
+import pytest_asyncio
+from netkit import free_port
+from pgkit import PgServer
+
+from backoffice import ledger as sql
+from backoffice.duck import DuckLedger
+from backoffice.ledger import Break, Covers, Ledger, LedgerError, Position
+from backoffice.pg import PgLedger, redact
+from backoffice.records import (
+    HOUSE_ACCOUNT,
+    INTERNAL_MARKET,
+    ClientTrade,
+    HouseTrade,
+    LpTrade,
+    time_text,
+)
+from backoffice.settlement import Settlement
+from backoffice.statements import StatementChange
+from config import InstrumentSettings
+
+T0 = dt.datetime(2026, 3, 2, 10, 0, 0)  # a Monday
+DAY = "2026-03-02"
+GRACE = 5.0
+SESSION = "BACKOFFICE-GATEWAY"
+STATEMENT = "/statements/LP_A-20260302.csv"
+
+
+def _instrument(symbol: str, asset_class: str, **extra: Any) -> InstrumentSettings:
+    fields = {
+        "symbol": symbol,
+        "asset_class": asset_class,
+        "tick_size": "0.00001",
+        "lot_size": "0.001",
+        "min_qty": "0.001",
+        "max_qty": "10000000",
+        "quote_currency": symbol.partition("/")[2] or "USD",
+        **extra,
+    }
+    return msgspec.convert(fields, InstrumentSettings, strict=False)
+
+
+SETTLEMENT = Settlement(
+    [
+        _instrument("EUR/USD", "fx"),
+        _instrument("USD/CAD", "fx", settlement_days=1),
+        _instrument("BTC/USD", "crypto"),
+    ]
+)
+
+
+def at(seconds: float, start: dt.datetime = T0) -> str:
+    return time_text(start + dt.timedelta(seconds=seconds))
+
+
+def client(
+    exec_id: str,
+    t: float = 0.0,
+    *,
+    account: str = "C1",
+    symbol: str = "EUR/USD",
+    side: int = 1,
+    qty: str = "1000",
+    price: str = "1.1",
+    market: str = "LP_A",
+    seq: int = 1,
+    start: dt.datetime = T0,
+) -> ClientTrade:
+    when = at(t, start)
+    return ClientTrade(
+        exec_id=exec_id,
+        client=account,
+        order_id=f"O-{exec_id}",
+        cl_ord_id=f"K-{exec_id}",
+        symbol=symbol,
+        side=side,
+        qty=qty,
+        price=price,
+        market=market,
+        time=when,
+        trade_date=when[:10],
+        seq=seq,
+    )
+
+
+def house(
+    report_id: str,
+    lp_exec_id: str,
+    t: float = 0.0,
+    *,
+    client_exec_id: str = "",
+    account: str = "C1",
+    lp: str = "LP_A",
+    symbol: str = "EUR/USD",
+    side: int = 1,
+    qty: str = "1000",
+    price: str = "1.1",
+    seq: int = 1,
+    start: dt.datetime = T0,
+) -> HouseTrade:
+    when = at(t, start)
+    return HouseTrade(
+        report_id=report_id,
+        lp=lp,
+        lp_exec_id=lp_exec_id,
+        child_id=f"CH-{lp_exec_id}",
+        account=account,
+        client_exec_id=client_exec_id,
+        symbol=symbol,
+        side=side,
+        qty=qty,
+        price=price,
+        time=when,
+        trade_date=when[:10],
+        seq=seq,
+    )
+
+
+def line(
+    exec_id: str,
+    t: float = 0.0,
+    *,
+    lp: str = "LP_A",
+    symbol: str = "EUR/USD",
+    side: int = 1,
+    qty: str = "1000",
+    price: str = "1.1",
+    source: str = STATEMENT,
+) -> LpTrade:
+    when = at(t)
+    return LpTrade(
+        lp=lp,
+        exec_id=exec_id,
+        cl_ord_id=f"CH-{exec_id}",
+        symbol=symbol,
+        side=side,
+        qty=qty,
+        price=price,
+        time=when,
+        trade_date=when[:10],
+        source=source,
+    )
+
+
+def statement(
+    rows: Iterable[LpTrade], *, replace: bool = False, source: str = STATEMENT
+) -> StatementChange:
+    return StatementChange(source, "LP_A", replace, list(rows), [])
+
+
+def matched(n: int, t: float) -> tuple[ClientTrade, HouseTrade, LpTrade]:
+    """A client fill, the house's booking of it and the LP's line: all agree."""
+    return (
+        client(f"C{n}", t, seq=n),
+        house(f"R{n}", f"L{n}", t, client_exec_id=f"C{n}", seq=n),
+        line(f"L{n}", t),
+    )
+
+
+def found(breaks: Iterable[Break]) -> set[tuple[str, str, str]]:
+    return {(b.kind, b.records, b.ref) for b in breaks}
+
+
+# -- the ledgers --------------------------------------------------------------------
+
+
+def make_ledger(url: str) -> Ledger:
+    if url.startswith("duckdb:"):
+        return DuckLedger(url.removeprefix("duckdb:"), SETTLEMENT)
+    return PgLedger(url, SETTLEMENT)
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "duckdb":
+        return f"duckdb:{tmp_path / 'ledger.duckdb'}"
+    url: str = request.getfixturevalue("postgres_db")
+    return url
+
+
+@pytest_asyncio.fixture
+async def ledger(ledger_url: str) -> AsyncIterator[Ledger]:
+    opened = make_ledger(ledger_url)
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def write(ledger: Ledger, *trades: ClientTrade | HouseTrade, last_seq: int = 0) -> int:
+    clients = [t for t in trades if isinstance(t, ClientTrade)]
+    houses = [t for t in trades if isinstance(t, HouseTrade)]
+    seq = max([last_seq, *(t.seq for t in trades)])
+    return await ledger.write(SESSION, seq, clients, houses)
+
+
+async def recon(ledger: Ledger, full: bool = False, covers: Covers | None = None) -> list[Break]:
+    await ledger.recon(full, GRACE, dt.datetime(2026, 3, 2, 12), covers)
+    return await ledger.breaks()
+
+
+# -- writes -------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_write_is_stored_once_and_the_feed_keeps_its_greatest_seq(ledger: Ledger) -> None:
+    clients = [client("C1", 0, seq=3), client("C2", 1, seq=4)]
+    houses = [house("R1", "L1", 0, seq=5)]
+    first = await ledger.write(SESSION, 10, clients, houses)
+    again = await ledger.write(SESSION, 7, clients, houses)
+    assert again > first
+    counts = await ledger.counts()
+    assert (counts["client_trades"], counts["house_trades"]) == (2, 1)
+    assert await ledger.last_seq(SESSION) == 10
+    await ledger.write(SESSION, 12, [client("C1", 0), client("C1", 0)], [])
+    assert (await ledger.counts())["client_trades"] == 2
+    assert await ledger.last_seq(SESSION) == 12
+    assert await ledger.last_seq("ANOTHER-SESSION") == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "bad",
+    [
+        client("BAD", 2, qty="12345678901234567890"),  # beyond DECIMAL(18, 8)
+        client("BAD", 2, price="not a price"),
+        client("BAD", 2, qty="NaN"),
+    ],
+    ids=["overflow", "not-a-number", "nan"],
+)
+async def test_a_write_that_fails_leaves_nothing(ledger: Ledger, bad: ClientTrade) -> None:
+    await write(ledger, client("C1", 0), last_seq=5)
+    with pytest.raises(LedgerError):
+        await write(ledger, client("C2", 1), house("R2", "L2", 1), bad, last_seq=9)
+    counts = await ledger.counts()
+    assert (counts["client_trades"], counts["house_trades"]) == (1, 0)
+    assert await ledger.last_seq(SESSION) == 5
+    await write(ledger, client("C2", 1), house("R2", "L2", 1), last_seq=9)
+    counts = await ledger.counts()
+    assert (counts["client_trades"], counts["house_trades"]) == (2, 1)
+    assert await ledger.last_seq(SESSION) == 9
+
+
+@pytest.mark.asyncio
+async def test_the_ledger_reopens_where_it_was(ledger_url: str) -> None:
+    first = make_ledger(ledger_url)
+    await first.open()
+    await write(first, *matched(1, 0)[:2], last_seq=4)
+    await first.apply_statements([statement([line("L1", 0)])])
+    await first.recon(False, GRACE, T0)
+    last = await write(first, client("C9", 1, seq=9))
+    await first.close()
+    second = make_ledger(ledger_url)
+    await second.open()
+    try:
+        assert await second.last_seq(SESSION) == 9
+        assert await write(second, client("C10", 2, seq=10)) > last
+        run = await second.recon(False, GRACE, T0)
+        assert run.upto > last
+        assert (await second.counts())["client_trades"] == 3
+    finally:
+        await second.close()
+
+
+@pytest.mark.asyncio
+async def test_statements_append_then_replace(ledger: Ledger) -> None:
+    await ledger.apply_statements([statement([line("L1", 0), line("L2", 1), line("L2", 1)])])
+    await ledger.apply_statements([statement([line("L3", 2)])])
+    assert (await ledger.counts())["lp_trades"] == 3
+    await ledger.apply_statements([statement([line("L3", 2)])])  # read again: stored once
+    assert (await ledger.counts())["lp_trades"] == 3
+    other = "/statements/LP_A-other.csv"
+    await ledger.apply_statements([statement([line("L9", 0, side=-1, source=other)], source=other)])
+    # the file now says L1 and L3 only; the other file is untouched
+    await ledger.apply_statements([statement([line("L1", 0), line("L3", 2)], replace=True)])
+    assert (await ledger.counts())["lp_trades"] == 3
+    positions = await ledger.positions()
+    assert positions["lp_statements"] == [Position("LP_A", "EUR/USD", "1000.00000000")]
+    await ledger.apply_statements([statement([], replace=True, source=other)])  # removed
+    positions = await ledger.positions()
+    assert positions["lp_statements"] == [Position("LP_A", "EUR/USD", "2000.00000000")]
+
+
+# -- reconciliation -----------------------------------------------------------------
+
+EXPECTED = {
+    ("missing_at_lp", "house/lp", "L2"),
+    ("missing_in_house", "house/lp", "L3"),
+    ("qty_mismatch", "house/lp", "L4"),
+    ("price_mismatch", "house/lp", "L5"),
+    ("side_mismatch", "house/lp", "L6"),
+    ("uncovered_client_fill", "client/house", "C7"),
+    ("unreported_house_fill", "client/house", "C8"),
+    ("unpaired_cross", "client/client", "X1"),
+}
+
+
+async def load_every_break(ledger: Ledger) -> None:
+    """One trade of each kind of break, and trades that agree around them;
+    the drop copy and the statement both reach t=100."""
+    c1, h1, l1 = matched(1, 0)
+    c9, h9, l9 = matched(9, 100)
+    await write(
+        ledger,
+        c1,
+        h1,
+        c9,
+        h9,
+        # booked, not on the statement
+        client("C2", 10, seq=2),
+        house("R2", "L2", 10, client_exec_id="C2", seq=2),
+        # booked with another quantity, price or side than the statement's
+        client("C4", 11, seq=4),
+        house("R4", "L4", 11, client_exec_id="C4", seq=4),
+        client("C5", 12, seq=5),
+        house("R5", "L5", 12, client_exec_id="C5", seq=5),
+        client("C6", 13, seq=6),
+        house("R6", "L6", 13, client_exec_id="C6", seq=6),
+        # a client fill from an LP with no booking, a booking with no client fill
+        client("C7", 30, seq=7),
+        house("R8", "L8", 31, client_exec_id="C8", seq=8),
+        # the house's own fill: nothing to report to a client
+        house("R10", "L10", 32, account=HOUSE_ACCOUNT, seq=10),
+        # internal crosses: one paired, one not
+        client("X1", 40, market=INTERNAL_MARKET, seq=11),
+        client("X2", 41, market=INTERNAL_MARKET, seq=12),
+        client("X3", 41, account="C2", side=-1, market=INTERNAL_MARKET, seq=13),
+    )
+    await ledger.apply_statements(
+        [
+            statement(
+                [
+                    l1,
+                    l9,
+                    line("L3", 20),  # never booked
+                    line("L4", 11, qty="2000"),
+                    line("L5", 12, price="1.2"),
+                    line("L6", 13, side=-1),
+                    line("L8", 31),
+                    line("L10", 32),
+                ]
+            )
+        ]
+    )
+
+
+@pytest.mark.asyncio
+async def test_recon_finds_each_break_exactly(ledger: Ledger) -> None:
+    await load_every_break(ledger)
+    run = await ledger.recon(False, GRACE, T0)
+    breaks = await ledger.breaks()
+    assert found(breaks) == EXPECTED
+    assert (run.breaks, run.pending) == (len(EXPECTED), 0)
+    by_kind = {b.kind: b for b in breaks}
+    assert by_kind["qty_mismatch"].ours == "1000.00000000"
+    assert by_kind["qty_mismatch"].theirs == "2000.00000000"
+    assert by_kind["price_mismatch"].theirs == "1.20000000"
+    assert (by_kind["side_mismatch"].ours, by_kind["side_mismatch"].theirs) == ("buy", "sell")
+    assert by_kind["missing_at_lp"].key == "LP_A|L2"
+    assert by_kind["missing_at_lp"].client == "C1"
+    assert by_kind["uncovered_client_fill"].key == "C7"
+    assert by_kind["unreported_house_fill"].lp == "LP_A"
+    assert by_kind["unpaired_cross"].ours == "bought 1000.00000000"
+    assert Decimal(by_kind["unpaired_cross"].theirs.removeprefix("sold ")) == 0
+    assert {b.first_seen for b in breaks} == {T0}
+
+
+@pytest.mark.asyncio
+async def test_an_incremental_run_keeps_untouched_breaks_and_a_full_run_agrees(
+    ledger: Ledger,
+) -> None:
+    await load_every_break(ledger)
+    first = await ledger.recon(False, GRACE, T0)
+    before = {(b.kind, b.key): b for b in await ledger.breaks()}
+    c20, h20, l20 = matched(20, 101)
+    await write(ledger, c20, h20)
+    await ledger.apply_statements([statement([l20])])
+    later = T0 + dt.timedelta(minutes=5)
+    run = await ledger.recon(False, GRACE, later)
+    assert run.keys < first.keys  # only what came since
+    assert {(b.kind, b.key): b for b in await ledger.breaks()} == before
+    full = await ledger.recon(True, GRACE, later + dt.timedelta(minutes=1))
+    assert full.keys > run.keys
+    assert {(b.kind, b.key): b for b in await ledger.breaks()} == before  # first_seen kept
+    assert (full.breaks, full.pending) == (len(EXPECTED), 0)
+
+
+@pytest.mark.asyncio
+async def test_records_within_the_grace_are_pending_until_the_other_side_moves_on(
+    ledger: Ledger,
+) -> None:
+    # a house fill at t=0 and a statement only 3 s further: not missing yet
+    await write(ledger, client("C1", 0, seq=1), house("R1", "L1", 0, client_exec_id="C1", seq=1))
+    await ledger.apply_statements([statement([line("L2", 3)])])
+    # a client fill from an LP, an LP line never booked and a half cross, all
+    # within the grace of the drop copy's latest trade
+    await write(ledger, client("C3", 2, seq=2), client("X1", 2, market=INTERNAL_MARKET, seq=3))
+    run = await ledger.recon(False, GRACE, T0)
+    assert run.breaks == 0
+    assert run.pending == 4  # LP_A|L1, LP_A|L2, C3 and the cross
+    assert await ledger.breaks() == []
+    # the LP's line of the house fill comes, and the statement moves on: the
+    # other three are still within the grace of the drop copy's latest trade
+    await ledger.apply_statements([statement([line("L1", 0), line("L4", 6)])])
+    await write(ledger, house("R4", "L4", 6, account=HOUSE_ACCOUNT, seq=4))
+    run = await ledger.recon(False, GRACE, T0)
+    assert (run.breaks, run.pending) == (0, 3)
+    # the drop copy moves on past the client fill, the LP line and the cross
+    await write(ledger, *matched(5, 20)[:2])
+    await ledger.apply_statements([statement([matched(5, 20)[2]])])
+    assert found(await recon(ledger)) == {
+        ("missing_in_house", "house/lp", "L2"),
+        ("uncovered_client_fill", "client/house", "C3"),
+        ("unpaired_cross", "client/client", "X1"),
+    }
+    assert (await ledger.recon(False, GRACE, T0)).pending == 0
+
+
+@pytest.mark.asyncio
+async def test_a_house_fill_becomes_missing_at_lp_once_the_statement_moves_past_it(
+    ledger: Ledger,
+) -> None:
+    await write(ledger, *matched(1, 0)[:2], *matched(2, 10)[:2])
+    await ledger.apply_statements([statement([line("L1", 0), line("X9", 3)])])
+    await write(ledger, house("R9", "X9", 3, account=HOUSE_ACCOUNT, seq=3))
+    assert await recon(ledger) == []  # L2 at t=10 is after the statement's end
+    await ledger.apply_statements([statement([line("X10", 14)])])
+    await write(ledger, house("R10", "X10", 14, account=HOUSE_ACCOUNT, seq=4))
+    assert await recon(ledger) == []  # 14 - 5 = 9: still within the grace of t=10
+    await ledger.apply_statements([statement([line("X11", 16)])])
+    await write(ledger, house("R11", "X11", 16, account=HOUSE_ACCOUNT, seq=5))
+    assert found(await recon(ledger)) == {("missing_at_lp", "house/lp", "L2")}
+
+
+@pytest.mark.asyncio
+async def test_what_the_caller_knows_covers(ledger: Ledger) -> None:
+    await write(ledger, house("R1", "L1", 0, account=HOUSE_ACCOUNT, seq=1))
+    await ledger.apply_statements([statement([line("L2", 1)])])
+    # nothing later on either side: both pending by the records alone
+    assert await recon(ledger) == []
+    # the caller knows the feed and the statement complete up to t=10
+    covers = Covers(feed=T0 + dt.timedelta(seconds=10), lps={"LP_A": T0 + dt.timedelta(seconds=10)})
+    assert found(await recon(ledger, covers=covers)) == {
+        ("missing_at_lp", "house/lp", "L1"),
+        ("missing_in_house", "house/lp", "L2"),
+    }
+    # an LP that sends no statement: none of its fills is missing from one
+    covers = Covers(feed=T0 + dt.timedelta(seconds=10), lps={"LP_A": None})
+    assert found(await recon(ledger, full=True, covers=covers)) == {
+        ("missing_in_house", "house/lp", "L2"),
+    }
+
+
+@pytest.mark.asyncio
+async def test_a_replaced_statement_reexamines_the_removed_line_and_a_correction_clears_it(
+    ledger: Ledger,
+) -> None:
+    trades = [matched(1, 0), matched(2, 1), matched(3, 20)]
+    await write(ledger, *(t for c, h, _ in trades for t in (c, h)))
+    await ledger.apply_statements([statement([t[2] for t in trades])])
+    assert await recon(ledger) == []
+    # the LP corrects its statement: L2 is no longer on it
+    await ledger.apply_statements([statement([trades[0][2], trades[2][2]], replace=True)])
+    breaks = await recon(ledger)
+    assert found(breaks) == {("missing_at_lp", "house/lp", "L2")}
+    assert breaks[0].key == "LP_A|L2"
+    # and restores it
+    await ledger.apply_statements([statement([t[2] for t in trades], replace=True)])
+    assert await recon(ledger) == []
+    assert await recon(ledger, full=True) == []
+
+
+@pytest.mark.asyncio
+async def test_position_breaks_are_replaced_and_keep_their_first_seen(ledger: Ledger) -> None:
+    await load_every_break(ledger)
+    await ledger.recon(False, GRACE, T0)
+    pos = Break(
+        kind="client_position_mismatch",
+        records="gateway/ledger",
+        key="C1|EUR/USD",
+        ref="C1 EUR/USD",
+        ours="1000",
+        theirs="2000",
+    )
+    later = T0 + dt.timedelta(hours=1)
+    await ledger.set_position_breaks([pos], later)
+    await ledger.set_position_breaks([pos], later + dt.timedelta(hours=1))
+    breaks = await ledger.breaks()
+    assert [b.first_seen for b in breaks if b.kind == pos.kind] == [later]
+    await ledger.recon(True, GRACE, later)  # a full run leaves position breaks alone
+    assert len(await ledger.breaks()) == len(EXPECTED) + 1
+    await ledger.set_position_breaks([], later)
+    assert found(await ledger.breaks()) == EXPECTED
+
+
+# -- reports ------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_positions_of_clients_the_house_and_the_lps(ledger: Ledger) -> None:
+    await write(
+        ledger,
+        client("C1", 0, qty="1000", seq=1),
+        house("R1", "L1", 0, client_exec_id="C1", qty="1000", seq=1),
+        client("C2", 1, account="C2", side=-1, qty="500", market="LP_B", seq=2),
+        house("R2", "M2", 1, lp="LP_B", account="C2", client_exec_id="C2", side=-1, qty="500"),
+        house("R3", "M3", 2, lp="LP_B", account=HOUSE_ACCOUNT, qty="200", seq=3),
+        client("C4", 3, symbol="BTC/USD", qty="0.5", price="60000", seq=4),
+        house("R4", "L4", 3, client_exec_id="C4", symbol="BTC/USD", qty="0.5", price="60000"),
+    )
+    await ledger.apply_statements(
+        [statement([line("L1", 0), line("L4", 3, symbol="BTC/USD", qty="0.25", price="60000")])]
+    )
+    positions = await ledger.positions()
+    assert positions["clients"] == [
+        Position(HOUSE_ACCOUNT, "EUR/USD", "200.00000000"),
+        Position("C1", "BTC/USD", "0.50000000"),
+        Position("C1", "EUR/USD", "1000.00000000"),
+        Position("C2", "EUR/USD", "-500.00000000"),
+    ]
+    assert positions["lps"] == [
+        Position("LP_A", "BTC/USD", "0.50000000"),
+        Position("LP_A", "EUR/USD", "1000.00000000"),
+        Position("LP_B", "EUR/USD", "-300.00000000"),
+    ]
+    assert positions["lp_statements"] == [
+        Position("LP_A", "BTC/USD", "0.25000000"),
+        Position("LP_A", "EUR/USD", "1000.00000000"),
+    ]
+
+
+def _amounts(lines: Iterable[Any]) -> dict[tuple[str, str, str, dt.date], Decimal]:
+    return {(x.counterparty, x.kind, x.currency, x.value_date): Decimal(x.amount) for x in lines}
+
+
+@pytest.mark.asyncio
+async def test_settlement_amounts_and_value_dates(ledger: Ledger) -> None:
+    friday = dt.datetime(2026, 3, 6, 10)
+    saturday = dt.datetime(2026, 3, 7, 10)
+    await write(
+        ledger,
+        # a client buys 1,000 EUR/USD at 1.1 on Monday; the house buys it from LP_A
+        client("C1", 0, qty="1000", price="1.1", seq=1),
+        house("R1", "L1", 0, client_exec_id="C1", qty="1000", price="1.1", seq=1),
+        # T+1: USD/CAD
+        client("C2", 1, symbol="USD/CAD", side=-1, qty="2000", price="1.35", seq=2),
+        # Friday: T+2 is Tuesday
+        client("C3", 0, qty="3000", price="1.2", start=friday, seq=3),
+        # crypto settles on calendar days, T+0, Saturday too
+        client("C4", 0, symbol="BTC/USD", qty="0.5", price="60000", start=saturday, seq=4),
+    )
+    lines = await ledger.settlement(dt.date(2026, 3, 1))
+    assert _amounts(lines) == {
+        ("C1", "client", "EUR", dt.date(2026, 3, 4)): Decimal("-1000"),
+        ("C1", "client", "USD", dt.date(2026, 3, 4)): Decimal("1100"),
+        ("LP_A", "lp", "EUR", dt.date(2026, 3, 4)): Decimal("1000"),
+        ("LP_A", "lp", "USD", dt.date(2026, 3, 4)): Decimal("-1100"),
+        ("C1", "client", "USD", dt.date(2026, 3, 3)): Decimal("2000"),
+        ("C1", "client", "CAD", dt.date(2026, 3, 3)): Decimal("-2700"),
+        ("C1", "client", "EUR", dt.date(2026, 3, 10)): Decimal("-3000"),
+        ("C1", "client", "USD", dt.date(2026, 3, 10)): Decimal("3600"),
+        ("C1", "client", "BTC", dt.date(2026, 3, 7)): Decimal("-0.5"),
+        ("C1", "client", "USD", dt.date(2026, 3, 7)): Decimal("30000"),
+    }
+    for x in lines:
+        assert x.value_date.isoformat() in {
+            SETTLEMENT.value_date(s, d)
+            for s, d in (
+                ("EUR/USD", DAY),
+                ("USD/CAD", DAY),
+                ("EUR/USD", "2026-03-06"),
+                ("BTC/USD", "2026-03-07"),
+            )
+        }
+    # the report is sorted: kind, counterparty, value date, currency
+    keys = [(x.kind, x.counterparty, x.value_date, x.currency) for x in lines]
+    assert keys == sorted(keys)
+    later = await ledger.settlement(dt.date(2026, 3, 5))
+    assert {x.value_date for x in later} == {dt.date(2026, 3, 7), dt.date(2026, 3, 10)}
+    assert await ledger.trading_days() == [
+        dt.date(2026, 3, 2),
+        dt.date(2026, 3, 6),
+        dt.date(2026, 3, 7),
+    ]
+
+
+# the exported columns' types, the same whichever the backend
+TYPES = {
+    "exec_id": "VARCHAR",
+    "client": "VARCHAR",
+    "order_id": "VARCHAR",
+    "cl_ord_id": "VARCHAR",
+    "symbol": "VARCHAR",
+    "side": "SMALLINT",
+    "qty": "DECIMAL(18,8)",
+    "price": "DECIMAL(18,8)",
+    "market": "VARCHAR",
+    "transact_time": "TIMESTAMP",
+    "trade_date": "DATE",
+    "value_date": "DATE",
+    "seq": "BIGINT",
+    "ingest": "BIGINT",
+    "report_id": "VARCHAR",
+    "lp": "VARCHAR",
+    "lp_exec_id": "VARCHAR",
+    "child_id": "VARCHAR",
+    "account": "VARCHAR",
+    "client_exec_id": "VARCHAR",
+    "x_key": "VARCHAR",
+    "hl_key": "VARCHAR",
+    "counterparty": "VARCHAR",
+    "kind": "VARCHAR",
+    "currency": "VARCHAR",
+    "amount": "DECIMAL(38,8)",
+}
+EXPORTS = {
+    "client-trades": [c.strip() for c in sql.CLIENT_COLUMNS.split(",")],
+    "lp-trades": [c.strip() for c in sql.HOUSE_COLUMNS.split(",")],
+    "settlement": ["counterparty", "kind", "currency", "value_date", "amount"],
+}
+
+
+@pytest.mark.asyncio
+async def test_export_day_writes_six_files_of_the_days_rows(ledger: Ledger, tmp_path: Path) -> None:
+    await write(
+        ledger,
+        client("C1", 0, qty="1000", price="1.1", seq=1),
+        house("R1", "L1", 0, client_exec_id="C1", qty="1000", price="1.1", seq=1),
+        house("R2", "L2", 1, account=HOUSE_ACCOUNT, side=-1, qty="250", price="1.10001", seq=2),
+        client('C,"3"', 2, account="C2", market="LP_B", seq=3),  # quoted in CSV
+        client("C5", 0, start=T0 + dt.timedelta(days=1), seq=5),  # another day
+    )
+    folder = tmp_path / "exports"
+    files = await ledger.export_day(dt.date(2026, 3, 2), str(folder))
+    names = sorted(Path(f).name for f in files)
+    assert names == sorted(
+        f"{kind}-20260302.{suffix}"
+        for kind in ("client-trades", "lp-trades", "settlement")
+        for suffix in ("parquet", "csv")
+    )
+    assert sorted(p.name for p in folder.iterdir()) == names  # no temporary file left
+    con = duckdb.connect()
+
+    def table(name: str, suffix: str) -> str:
+        path = f"'{folder}/{name}-20260302.{suffix}'"
+        if suffix == "parquet":
+            return f"read_parquet({path})"
+        return f"read_csv({path}, header = true, allow_quoted_nulls = false)"
+
+    for name, columns in EXPORTS.items():
+        described = con.execute(f"DESCRIBE SELECT * FROM {table(name, 'parquet')}").fetchall()
+        assert [(r[0], r[1]) for r in described] == [(c, TYPES[c]) for c in columns]
+        header = (folder / f"{name}-20260302.csv").read_text().splitlines()[0]
+        assert header.split(",") == columns
+    for suffix in ("parquet", "csv"):
+        rows = con.execute(
+            "SELECT exec_id, client, CAST(qty AS DECIMAL(18, 8)), value_date "
+            f"FROM {table('client-trades', suffix)}"
+        ).fetchall()
+        assert rows == [
+            ("C1", "C1", Decimal("1000"), dt.date(2026, 3, 4)),
+            ('C,"3"', "C2", Decimal("1000"), dt.date(2026, 3, 4)),
+        ]
+        houses = con.execute(
+            "SELECT report_id, account, client_exec_id, side, "
+            "CAST(CAST(price AS DECIMAL(18, 8)) AS VARCHAR) "
+            f"FROM {table('lp-trades', suffix)}"
+        ).fetchall()
+        assert houses == [
+            ("R1", "C1", "C1", 1, "1.10000000"),
+            ("R2", HOUSE_ACCOUNT, "", -1, "1.10001000"),
+        ]
+        amounts = con.execute(
+            "SELECT counterparty, kind, currency, value_date, CAST(amount AS DECIMAL(38, 8)) "
+            f"FROM {table('settlement', suffix)}"
+        ).fetchall()
+        assert amounts == [
+            ("C1", "client", "EUR", dt.date(2026, 3, 4), Decimal("-1000")),
+            ("C1", "client", "USD", dt.date(2026, 3, 4), Decimal("1100")),
+            ("C2", "client", "EUR", dt.date(2026, 3, 4), Decimal("-1000")),
+            ("C2", "client", "USD", dt.date(2026, 3, 4), Decimal("1100")),
+            ("LP_A", "lp", "EUR", dt.date(2026, 3, 4), Decimal("750")),
+            ("LP_A", "lp", "USD", dt.date(2026, 3, 4), Decimal("-824.9975")),
+        ]
+    con.close()
+
+
+# -- PostgreSQL: the server away ------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_postgres_away_mid_run_fails_writes_and_loses_nothing(
+    postgres: PgServer, postgres_db: str
+) -> None:
+    ledger = PgLedger(postgres_db, SETTLEMENT)
+    await ledger.open()
+    try:
+        await write(ledger, *matched(1, 0)[:2], last_seq=1)
+        batch = [*matched(2, 1)[:2], client("C3", 2, seq=3)]
+        postgres.stop()
+        try:
+            with pytest.raises(LedgerError) as failed:
+                await write(ledger, *batch)
+            assert redact(postgres_db) in str(failed.value)
+            with pytest.raises(LedgerError):
+                await ledger.apply_statements([statement([line("L1", 0)])])
+        finally:
+            postgres.start()
+        # the same write again: stored once, nothing of the first lost
+        await write(ledger, *batch)
+        await write(ledger, *batch)
+        await ledger.apply_statements([statement([line("L1", 0), line("L2", 1)])])
+        counts = await ledger.counts()
+        assert (counts["client_trades"], counts["house_trades"], counts["lp_trades"]) == (3, 2, 2)
+        assert await ledger.last_seq(SESSION) == 3
+        assert found(await recon(ledger, full=True)) == set()  # C3 is within the grace
+    finally:
+        await ledger.close()
+
+
+async def _until_busy(url: str, task: asyncio.Task[Any], timeout: float = 10.0) -> None:
+    """Until the ledger's connection runs a statement (or ``task`` ends)."""
+    watcher = await asyncpg.connect(url)
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not task.done() and asyncio.get_running_loop().time() < deadline:
+            busy = await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE application_name = 'fixgw-backoffice' AND state = 'active'"
+            )
+            if busy:
+                return
+            await asyncio.sleep(0.002)  # polling, with the deadline above
+    finally:
+        await watcher.close()
+
+
+@pytest.mark.asyncio
+async def test_postgres_stopped_during_a_write_keeps_all_of_it_or_none(
+    postgres: PgServer, postgres_db: str
+) -> None:
+    ledger = PgLedger(postgres_db, SETTLEMENT)
+    await ledger.open()
+    try:
+        await write(ledger, *matched(0, 0)[:2], last_seq=1)
+        n = 30_000
+        clients = [client(f"C{i}", i / 1000, seq=i) for i in range(1, n + 1)]
+        houses = [
+            house(f"R{i}", f"L{i}", i / 1000, client_exec_id=f"C{i}", seq=i)
+            for i in range(1, n + 1)
+        ]
+        writing = asyncio.create_task(ledger.write(SESSION, n, clients, houses))
+        await _until_busy(postgres.url, writing)
+        try:
+            await asyncio.to_thread(postgres.stop)
+            outcome = await asyncio.gather(writing, return_exceptions=True)
+        finally:
+            postgres.start()
+        counts = await ledger.counts()
+        stored = (counts["client_trades"], counts["house_trades"])
+        if isinstance(outcome[0], LedgerError):  # the whole batch, or nothing of it
+            assert stored in {(1, 1), (n + 1, n + 1)}
+        else:
+            assert not isinstance(outcome[0], BaseException), outcome[0]
+            assert stored == (n + 1, n + 1)
+        await ledger.write(SESSION, n, clients, houses)
+        counts = await ledger.counts()
+        assert (counts["client_trades"], counts["house_trades"]) == (n + 1, n + 1)
+        assert await ledger.last_seq(SESSION) == n
+    finally:
+        await ledger.close()
+
+
+@pytest.mark.asyncio
+async def test_postgres_that_cannot_be_reached_is_named_without_its_password(
+    postgres: PgServer,
+) -> None:
+    url = f"postgresql://fixgw:s3cret@127.0.0.1:{free_port()}/ledger"
+    ledger = PgLedger(url, SETTLEMENT)
+    assert ledger.url == url.replace(":s3cret", "")
+    with pytest.raises(LedgerError) as refused:
+        await ledger.open()
+    message = str(refused.value)
+    assert "s3cret" not in message
+    assert ledger.url in message
+    assert "refused" in message.lower() or "connect call failed" in message.lower()
+    missing = PgLedger(postgres.url_of("no_such_database"), SETTLEMENT)
+    with pytest.raises(LedgerError, match=r"no_such_database.*does not exist"):
+        await missing.open()
+    with pytest.raises(LedgerError, match="not open"):
+        await missing.counts()
+
+
+def test_redact() -> None:
+    assert redact("postgresql://u:p@h:5432/db") == "postgresql://u@h:5432/db"
+    assert redact("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert redact("postgresql://h/db?user=u&password=p") == "postgresql://h/db?user=u&password=***"

@@ -1,0 +1,289 @@
+"""LP statements (:class:`backoffice.statements.StatementFolder`): each LP's
+column layout, files read as they grow (whole lines only), a file changed in
+any other way read again whole, a file removed, and lines that cannot be
+read named by file and line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from backoffice.records import LpTrade, TradeDay
+from backoffice.statements import StatementChange, StatementFolder
+from config import StatementColumns
+
+DAYS = TradeDay(dt.time(0, 0))
+_STEPS = itertools.count(1)
+HEADER = "ExecID,ClOrdID,Symbol,Side,Quantity,Price,ExecTime\n"
+
+ACME = msgspec.convert(
+    {
+        "file": "acme_*.txt",
+        "exec_id": "Ticket",
+        "cl_ord_id": "Ref",
+        "symbol": "Instrument",
+        "side": "Direction",
+        "buy": "B",
+        "sell": "S",
+        "quantity": "Amount",
+        "price": "Rate",
+        "exec_time": "Executed",
+        "time_format": "fix",
+        "delimiter": ";",
+    },
+    StatementColumns,
+)
+
+
+def folder_of(path: Path, **layouts: StatementColumns) -> StatementFolder:
+    return StatementFolder(path, layouts or {"LP_A": StatementColumns()}, DAYS)
+
+
+def write(path: Path, text: str) -> None:
+    path.write_text(text)
+    _touch(path)
+
+
+def append(path: Path, text: str) -> None:
+    with open(path, "a") as f:
+        f.write(text)
+    _touch(path)
+
+
+def _touch(path: Path) -> None:
+    """A modification time of its own for each change, however fast they come."""
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + next(_STEPS) * 1_000_000))
+
+
+def one(changes: list[StatementChange]) -> StatementChange:
+    assert len(changes) == 1, changes
+    return changes[0]
+
+
+def test_the_default_layout(tmp_path: Path) -> None:
+    path = tmp_path / "LP_A-20260302.csv"
+    write(
+        path,
+        HEADER
+        + "E1,K1,EUR/USD,BUY,1000,1.10001,2026-03-02T10:00:01.123Z\n"
+        + "E2,K2,EUR/USD,SELL,250.5,1.1,2026-03-02T12:30:00+02:00\n",
+    )
+    change = one(folder_of(tmp_path).scan())
+    assert (change.source, change.lp, change.replace, change.errors) == (
+        str(path),
+        "LP_A",
+        True,
+        [],
+    )
+    assert change.rows == [
+        LpTrade(
+            lp="LP_A",
+            exec_id="E1",
+            cl_ord_id="K1",
+            symbol="EUR/USD",
+            side=1,
+            qty="1000",
+            price="1.10001",
+            time="2026-03-02 10:00:01.123",
+            trade_date="2026-03-02",
+            source=str(path),
+        ),
+        LpTrade(
+            lp="LP_A",
+            exec_id="E2",
+            cl_ord_id="K2",
+            symbol="EUR/USD",
+            side=-1,
+            qty="250.5",
+            price="1.1",
+            time="2026-03-02 10:30:00.000",  # in UTC
+            trade_date="2026-03-02",
+            source=str(path),
+        ),
+    ]
+
+
+def test_a_custom_layout_with_its_own_columns_sides_and_fix_times(tmp_path: Path) -> None:
+    path = tmp_path / "acme_0302.txt"
+    write(
+        path,
+        "Executed;Direction;Instrument;Amount;Rate;Ticket;Ref;Venue\n"
+        "20260302-10:00:01.500;B;EUR/USD;1000;1.1;T-1;R-1;ACME\n"
+        "20260302-23:59:59;S;BTC/USD;0.25;60000;T-2;R-2;ACME\n",
+    )
+    (tmp_path / "LP_A-0302.csv").write_text(HEADER)
+    (tmp_path / "notes.txt").write_text("not a statement\n")
+    folder = folder_of(tmp_path, ACME=ACME)
+    change = one(folder.scan())
+    assert change.lp == "ACME"
+    assert [
+        (r.exec_id, r.cl_ord_id, r.symbol, r.side, r.qty, r.price, r.time) for r in change.rows
+    ] == [
+        ("T-1", "R-1", "EUR/USD", 1, "1000", "1.1", "2026-03-02 10:00:01.500"),
+        ("T-2", "R-2", "BTC/USD", -1, "0.25", "60000", "2026-03-02 23:59:59.000"),
+    ]
+    assert folder.unmatched == {"LP_A-0302.csv", "notes.txt"}
+    assert folder.lp_of("acme_x.txt") == "ACME"
+    assert folder.lp_of("LP_A-x.csv") is None
+
+
+def test_epoch_milliseconds_and_the_trading_day_cut(tmp_path: Path) -> None:
+    layout = StatementColumns(time_format="epoch_ms")
+    at = dt.datetime(2026, 3, 2, 22, 30, 0, 250_000)
+    epoch_ms = int((at - dt.datetime(1970, 1, 1)).total_seconds() * 1000)
+    write(tmp_path / "LP_B-1.csv", HEADER + f"E1,K1,EUR/USD,BUY,1000,1.1,{epoch_ms}\n")
+    folder = StatementFolder(tmp_path, {"LP_B": layout}, TradeDay(dt.time(22, 0)))
+    row = one(folder.scan()).rows[0]
+    assert (row.lp, row.time, row.trade_date) == ("LP_B", "2026-03-02 22:30:00.250", "2026-03-03")
+
+
+def test_appended_lines_are_read_from_where_reading_stopped(tmp_path: Path) -> None:
+    path = tmp_path / "LP_A-1.csv"
+    write(path, HEADER + "E1,K1,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n")
+    folder = folder_of(tmp_path)
+    assert [r.exec_id for r in one(folder.scan()).rows] == ["E1"]
+    assert folder.scan() == []  # nothing changed
+    append(
+        path,
+        "E2,K2,EUR/USD,SELL,1000,1.1,2026-03-02T10:00:01Z\n"
+        "E3,K3,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:02Z\n",
+    )
+    change = one(folder.scan())
+    assert not change.replace
+    assert [r.exec_id for r in change.rows] == ["E2", "E3"]
+    assert folder.scan() == []
+
+
+def test_half_a_line_is_not_read_until_it_is_whole(tmp_path: Path) -> None:
+    path = tmp_path / "LP_A-1.csv"
+    write(path, HEADER + "E1,K1,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\nE2,K2,EUR/U")
+    folder = folder_of(tmp_path)
+    assert [r.exec_id for r in one(folder.scan()).rows] == ["E1"]
+    append(path, "SD,SELL,100")  # still no end of line
+    assert folder.scan() == []
+    append(path, "0,1.2,2026-03-02T10:00:01Z\n")
+    change = one(folder.scan())
+    assert not change.replace
+    assert [(r.exec_id, r.symbol, r.qty, r.price) for r in change.rows] == [
+        ("E2", "EUR/USD", "1000", "1.2")
+    ]
+
+
+def test_a_header_written_in_two_goes(tmp_path: Path) -> None:
+    path = tmp_path / "LP_A-1.csv"
+    write(path, HEADER[:20])
+    folder = folder_of(tmp_path)
+    first = folder.scan()
+    assert all(not c.rows for c in first)
+    append(path, HEADER[20:] + "E1,K1,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n")
+    assert [r.exec_id for r in one(folder.scan()).rows] == ["E1"]
+
+
+def test_an_edited_line_replaces_the_whole_file(tmp_path: Path) -> None:
+    path = tmp_path / "LP_A-1.csv"
+    lines = [
+        "E1,K1,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n",
+        "E2,K2,EUR/USD,SELL,1000,1.1,2026-03-02T10:00:01Z\n",
+        "E3,K3,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:02Z\n",
+    ]
+    write(path, HEADER + "".join(lines))
+    folder = folder_of(tmp_path)
+    one(folder.scan())
+    # the same size, one figure changed: read again whole
+    write(
+        path, HEADER + "".join(lines).replace("E2,K2,EUR/USD,SELL,1000", "E2,K2,EUR/USD,SELL,2000")
+    )
+    change = one(folder.scan())
+    assert change.replace
+    assert [(r.exec_id, r.qty) for r in change.rows] == [
+        ("E1", "1000"),
+        ("E2", "2000"),
+        ("E3", "1000"),
+    ]
+    # a line removed, and one added after it
+    write(path, HEADER + lines[0] + lines[2] + "E4,K4,EUR/USD,BUY,5,1.1,2026-03-02T10:00:03Z\n")
+    change = one(folder.scan())
+    assert change.replace
+    assert [r.exec_id for r in change.rows] == ["E1", "E3", "E4"]
+
+
+def test_a_removed_file_leaves_nothing_of_itself(tmp_path: Path) -> None:
+    kept = tmp_path / "LP_A-1.csv"
+    gone = tmp_path / "LP_A-2.csv"
+    write(kept, HEADER + "E1,K1,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n")
+    write(gone, HEADER + "E2,K2,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n")
+    folder = folder_of(tmp_path)
+    assert len(folder.scan()) == 2
+    gone.unlink()
+    assert folder.scan() == [StatementChange(str(gone), "", True, [], [])]
+    assert folder.scan() == []
+
+
+def test_a_folder_not_there_yet_has_no_statements(tmp_path: Path) -> None:
+    folder = folder_of(tmp_path / "later")
+    assert folder.scan() == []
+    (tmp_path / "later").mkdir()
+    write(
+        tmp_path / "later" / "LP_A-1.csv", HEADER + "E1,K1,EUR/USD,BUY,1,1.1,2026-03-02T10:00:00Z\n"
+    )
+    assert [r.exec_id for r in one(folder.scan()).rows] == ["E1"]
+
+
+def test_bad_lines_are_named_by_file_and_line_and_the_rest_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "LP_A-1.csv"
+    write(
+        path,
+        HEADER
+        + "E1,K1,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n"  # line 2
+        + "E2,K2,EUR/USD,HOLD,1000,1.1,2026-03-02T10:00:00Z\n"  # line 3: side
+        + "\n"  # line 4: empty, skipped
+        + "E4,K4,EUR/USD,BUY,lots,1.1,2026-03-02T10:00:00Z\n"  # line 5: quantity
+        + "E5,K5,EUR/USD\n"  # line 6: too short
+        + "E6,K6,EUR/USD,SELL,1000,NaN,2026-03-02T10:00:00Z\n"  # line 7: price
+        + "E7,K7,EUR/USD,SELL,1000,1.1,yesterday\n"  # line 8: time
+        + "E8,K8,EUR/USD,SELL,1000,1.1,2026-03-02T10:00:00Z\n",  # line 9
+    )
+    folder = folder_of(tmp_path)
+    change = one(folder.scan())
+    assert [r.exec_id for r in change.rows] == ["E1", "E8"]
+    assert [e.split(":")[0] for e in change.errors] == [f"{path} line {n}" for n in (3, 5, 6, 7, 8)]
+    assert "HOLD" in change.errors[0]
+    assert "lots" in change.errors[1]
+    # appended lines go on counting from where the file was
+    append(
+        path,
+        "E9,K9,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:01Z\n"  # line 10
+        "E10,K10,EUR/USD,BUY,-,1.1,2026-03-02T10:00:01Z\n",  # line 11
+    )
+    change = one(folder.scan())
+    assert not change.replace
+    assert [r.exec_id for r in change.rows] == ["E9"]
+    assert [e.split(":")[0] for e in change.errors] == [f"{path} line 11"]
+
+
+def test_a_header_without_the_layouts_columns(tmp_path: Path) -> None:
+    path = tmp_path / "LP_A-1.csv"
+    write(
+        path,
+        "ExecID,Symbol,Side,Qty,Price,ExecTime\nE1,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n",
+    )
+    change = one(folder_of(tmp_path).scan())
+    assert change.rows == []
+    assert len(change.errors) == 1
+    assert str(path) in change.errors[0]
+    assert "ClOrdID, Quantity" in change.errors[0]
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t", "|"])
+def test_delimiters(tmp_path: Path, delimiter: str) -> None:
+    layout = StatementColumns(delimiter=delimiter)
+    text = HEADER + "E1,K1,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n"
+    write(tmp_path / "LP_A-1.csv", text.replace(",", delimiter))
+    change = one(folder_of(tmp_path, LP_A=layout).scan())
+    assert [(r.exec_id, r.qty) for r in change.rows] == [("E1", "1000")]
