@@ -215,7 +215,7 @@ class DuckLedger(Ledger):
                                     h.trade_date,
                                     value_date(h.symbol, h.trade_date),
                                     str(h.seq),
-                                    sql.hl_key(h.lp, h.lp_exec_id),
+                                    sql.hl_key(h.lp, h.child_id, h.lp_exec_id),
                                 )
                             )
                             for h in {h.report_id: h for h in houses}.values()
@@ -269,10 +269,10 @@ class DuckLedger(Ledger):
                                         r.trade_date,
                                         value_date(r.symbol, r.trade_date),
                                         r.source,
-                                        sql.hl_key(r.lp, r.exec_id).replace(SEP, " "),
+                                        sql.hl_key(r.lp, r.cl_ord_id, r.exec_id).replace(SEP, " "),
                                     )
                                 )
-                                for r in {r.exec_id: r for r in change.rows}.values()
+                                for r in {(r.cl_ord_id, r.exec_id): r for r in change.rows}.values()
                             ],
                             ingest,
                         ],

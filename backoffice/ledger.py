@@ -172,7 +172,7 @@ TABLES: Final = (
         source VARCHAR NOT NULL,
         ingest BIGINT NOT NULL,
         hl_key VARCHAR NOT NULL,
-        PRIMARY KEY (lp, exec_id))""",
+        PRIMARY KEY (lp, cl_ord_id, exec_id))""",
     """CREATE TABLE IF NOT EXISTS feed (
         session VARCHAR PRIMARY KEY,
         last_seq BIGINT NOT NULL)""",
@@ -216,9 +216,11 @@ LP_COLUMNS: Final = (
 )
 
 
-def hl_key(lp: str, exec_id: str) -> str:
-    """The key of the house/LP relation: the LP and its ExecID."""
-    return f"{lp}|{exec_id}"
+def hl_key(lp: str, order_id: str, exec_id: str) -> str:
+    """The key of the house/LP relation: the LP, the order the house gave it
+    (the gateway's child order id, unique across runs) and the LP's ExecID
+    (an LP may start its ExecIDs again each day or run)."""
+    return f"{lp}|{order_id}|{exec_id}"
 
 
 def x_key(symbol: str, time: str, price: str) -> str:

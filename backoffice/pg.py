@@ -190,7 +190,7 @@ class _Converter:
             self.date(h.trade_date),
             self.value_date(h.symbol, h.trade_date),
             h.seq,
-            sql.hl_key(h.lp, h.lp_exec_id),
+            sql.hl_key(h.lp, h.child_id, h.lp_exec_id),
         )
 
     def trades(
@@ -208,7 +208,10 @@ class _Converter:
     ) -> list[tuple[StatementChange, list[tuple[object, ...]]]]:
         """Each change with its rows (a line given twice is written once)."""
         return [
-            (change, [self.lp(r) for r in {r.exec_id: r for r in change.rows}.values()])
+            (
+                change,
+                [self.lp(r) for r in {(r.cl_ord_id, r.exec_id): r for r in change.rows}.values()],
+            )
             for change in changes
         ]
 
@@ -225,7 +228,7 @@ class _Converter:
             self.date(r.trade_date),
             self.value_date(r.symbol, r.trade_date),
             r.source,
-            sql.hl_key(r.lp, r.exec_id),
+            sql.hl_key(r.lp, r.cl_ord_id, r.exec_id),
         )
 
 

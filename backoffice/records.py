@@ -105,6 +105,22 @@ def parse_fix_time(value: bytes) -> str:
         or (len(text) > 17 and (text[17] != "." or not text[18:].isdigit()))
     ):
         raise ValueError(f"not a UTCTimestamp: {text!r}")
+    seconds = int(text[15:17])
+    try:
+        dt.datetime(
+            int(text[0:4]),
+            int(text[4:6]),
+            int(text[6:8]),
+            int(text[9:11]),
+            int(text[12:14]),
+            min(seconds, 59),
+        )
+    except ValueError:
+        raise ValueError(f"not a UTCTimestamp: {text!r}") from None
+    if seconds == 60:  # a leap second (FIX allows it): the last instant of the minute
+        return f"{text[0:4]}-{text[4:6]}-{text[6:8]} {text[9:15]}59.999999"
+    if seconds > 60:
+        raise ValueError(f"not a UTCTimestamp: {text!r}")
     return f"{text[0:4]}-{text[4:6]}-{text[6:8]} {text[9:]}"
 
 

@@ -93,6 +93,13 @@ def drop_copy_session(config: Config) -> SessionSettings:
                     f"backoffice.session: the session with TargetCompID {name} has "
                     f'Application = "{session.Application}", not "dropcopy"'
                 )
+            if session.DropCopyFor is not None:
+                raise BackofficeError(
+                    f"backoffice.session: the drop copy {name} covers only "
+                    f"{', '.join(session.DropCopyFor)}; the back office reconciles every "
+                    "client's fills against the LPs, so it needs one that covers all "
+                    "(no DropCopyFor)"
+                )
             return msgspec.structs.replace(
                 session,
                 SenderCompID=session.TargetCompID,
@@ -171,7 +178,14 @@ class BackOffice:
         self.ledger = open_ledger(config, self.settlement)
         hh, mm = config.orders.trading_day_end.split(":")
         self.days = TradeDay(dt.time(int(hh), int(mm)))
-        layouts = {lp.name: StatementColumns() for lp in config.lps}
+        # the simulated LPs write their statements as they trade; of any other
+        # LP only a statement up to its latest line is taken as complete
+        layouts = {
+            lp.name: StatementColumns(
+                delivery="live" if lp.adapter == "simulated" else "end_of_day"
+            )
+            for lp in config.lps
+        }
         layouts.update(self.settings.lps)
         statements_dir = self.settings.statements_dir or str(data_dir / "statements")
         self.statements = StatementFolder(statements_dir, layouts, self.days)
@@ -194,6 +208,7 @@ class BackOffice:
         self.failed = ""
         self._writing = False
         self._unapplied: list[StatementChange] = []
+        self._statements_read: float | None = None  # when the last scan was taken in
 
     # -- life ------------------------------------------------------------------------
 
@@ -397,10 +412,12 @@ class BackOffice:
 
     async def _statements(self) -> None:
         loop = asyncio.get_running_loop()
+        scanned = self.clock()
         found = await loop.run_in_executor(None, self.statements.scan)
         # what the ledger could not take last time goes first (idempotent)
         changes, self._unapplied = self._unapplied + found, []
         if not changes:
+            self._statements_read = scanned
             return
         for change in changes:
             for error in change.errors[:20]:
@@ -419,6 +436,7 @@ class BackOffice:
         except Exception:
             self._unapplied = [c for c in changes if c.rows or c.replace]
             raise
+        self._statements_read = scanned
         self._batches.append((ingest, self.clock()))
 
     async def _recon(self) -> None:
@@ -429,19 +447,16 @@ class BackOffice:
         mode = "full" if full else "incremental"
         started = time.perf_counter()
         now = _utcnow(self.clock)
-        client = self.client
-        caught_up = (
-            client is not None
-            and client.logged_on
-            and client.messages.empty()
-            and not self._writing
-            and not client.session.awaiting_resend
-        )
+        caught_up = self._caught_up()
         grace = dt.timedelta(seconds=self.grace)
+        # a live statement is known complete up to the last scan whose lines
+        # the ledger took (none yet: nothing is known of it)
+        read = self._statements_read
+        statement_cover = None if read is None else _utc(read) - grace
         covers = Covers(
             feed=now - grace if caught_up else None,
             lps={
-                lp: (now - grace if layout.delivery == "live" else None)
+                lp: (statement_cover if layout.delivery == "live" else None)
                 for lp, layout in self.statements.layouts.items()
                 if layout.delivery != "end_of_day"
             },
@@ -477,14 +492,33 @@ class BackOffice:
             self.metrics.breaks.labels(kind).set(count)
         return breaks
 
+    def _caught_up(self) -> bool:
+        """Logged on to the drop copy, nothing waiting and no gap open."""
+        client = self.client
+        return (
+            client is not None
+            and client.logged_on
+            and client.messages.empty()
+            and not self._writing
+            and not client.session.awaiting_resend
+        )
+
     async def _positions(self) -> None:
-        """Compare the gateway's positions with the sums of the fills."""
+        """Compare the gateway's positions with the sums of the fills, when
+        the drop copy is caught up (a difference seen twice, with the fills
+        unchanged in between, is a break)."""
+        if not self._caught_up():
+            self._position_seen = None
+            return
         gateway = await self._gateway_exposures()
         if gateway is None:
             return
         async with self._lock:
             counts = await self.ledger.counts()
             ours = await self.ledger.positions()
+        if not self._caught_up():
+            self._position_seen = None
+            return
         found = _position_differences(gateway, ours)
         key = (counts["client_trades"], counts["house_trades"], tuple(sorted(b.key for b in found)))
         if found and key == self._position_seen:
@@ -676,7 +710,11 @@ def _seq(msg: FixMessage) -> int:
 
 
 def _utcnow(clock: Callable[[], float]) -> dt.datetime:
-    return dt.datetime.fromtimestamp(clock(), dt.UTC).replace(tzinfo=None)
+    return _utc(clock())
+
+
+def _utc(when: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(when, dt.UTC).replace(tzinfo=None)
 
 
 def _gauge(gauge: Gauge) -> float:

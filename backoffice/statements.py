@@ -46,8 +46,9 @@ class _Seen(msgspec.Struct):
     size: int
     mtime_ns: int
     offset: int
-    digest: bytes
+    digest: bytes  # of the 4 KiB before ``offset``
     header: list[str]
+    lines: int  # lines read, the header's included
 
 
 def _time(value: str, layout: StatementColumns) -> dt.datetime:
@@ -68,8 +69,8 @@ def _decimal(value: str) -> str:
         number = Decimal(value)
     except InvalidOperation:
         raise ValueError(f"not a number: {value!r}") from None
-    if not number.is_finite():
-        raise ValueError(f"not a number: {value!r}")
+    if not number.is_finite() or number.adjusted() >= 10:
+        raise ValueError(f"out of range: {value!r}")
     return value.strip()
 
 
@@ -182,8 +183,8 @@ class StatementFolder:
             if change is not None:
                 changes.append(change)
         for gone in set(self._seen) - present:
+            # a statement moved away (archived) keeps what was read of it
             del self._seen[gone]
-            changes.append(StatementChange(gone, "", True, [], []))
         return changes
 
     def _read(self, path: str, lp: str) -> StatementChange | None:
@@ -191,42 +192,66 @@ class StatementFolder:
         seen = self._seen.get(path)
         if seen is not None and (stat.st_size, stat.st_mtime_ns) == (seen.size, seen.mtime_ns):
             return None
-        with open(path, "rb") as f:
-            data = f.read()
         layout = self.layouts[lp]
-        grown = (
-            seen is not None
-            and len(data) >= seen.offset
-            and hashlib.blake2b(data[: seen.offset], digest_size=16).digest() == seen.digest
-        )
+        with open(path, "rb") as f:
+            appended = False
+            if seen is not None and stat.st_size > seen.offset:
+                # grown: taken as appended to when what preceded the last
+                # read end is unchanged (its last 4 KiB checked, not all)
+                f.seek(max(0, seen.offset - _TAIL))
+                appended = _digest(f.read(min(_TAIL, seen.offset))) == seen.digest
+            if appended and seen is not None:
+                base = seen.offset
+                data = f.read()
+                start, header, replace = 0, seen.header, False
+                first_line = seen.lines + 1
+            else:
+                f.seek(0)
+                base = 0
+                data = f.read()
+                start, header, replace = 0, [], True
+                first_line = 1
         end = data.rfind(b"\n") + 1  # whole lines only
-        if grown and seen is not None:
-            start, header, replace = seen.offset, seen.header, False
-            first_line = data.count(b"\n", 0, start) + 1
-        else:
-            start, header, replace = 0, [], True
-            first_line = 1
         text = data[start:end].decode("utf-8", "replace")
-        reader = csv.reader(io.StringIO(text), delimiter=layout.delimiter)
-        if not header:
-            header = next(reader, [])
-            first_line += 1
-        rows, errors = parse_lines(
-            reader,
-            header,
-            lp=lp,
-            source=path,
-            layout=layout,
-            days=self.days,
-            first_line=first_line,
-        )
+        errors: list[str] = []
+        rows: list[LpTrade] = []
+        try:
+            reader = csv.reader(io.StringIO(text), delimiter=layout.delimiter)
+            if not header:
+                header = next(reader, [])
+                first_line += 1
+            rows, errors = parse_lines(
+                reader,
+                header,
+                lp=lp,
+                source=path,
+                layout=layout,
+                days=self.days,
+                first_line=first_line,
+            )
+        except csv.Error as exc:
+            # a file that is not CSV: nothing of it is taken until it is
+            errors = [f"{path}: not readable as CSV: {exc}"]
+            rows = []
+        offset = base + end
+        with open(path, "rb") as f:
+            f.seek(max(0, offset - _TAIL))
+            tail = f.read(min(_TAIL, offset))
         self._seen[path] = _Seen(
             size=stat.st_size,
             mtime_ns=stat.st_mtime_ns,
-            offset=end,
-            digest=hashlib.blake2b(data[:end], digest_size=16).digest(),
+            offset=offset,
+            digest=_digest(tail),
             header=header,
+            lines=(seen.lines if appended and seen is not None else 0) + text.count("\n"),
         )
         if not rows and not replace and not errors:
             return None
         return StatementChange(path, lp, replace, rows, errors)
+
+
+_TAIL = 4096
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()

@@ -82,6 +82,7 @@ class FixClient:
         self._logged_on = asyncio.Event()
         self._closed = asyncio.Event()
         self._protocol: _InitiatorProtocol | None = None
+        self._held = False
 
     async def connect(
         self, host: str, port: int, timeout: float = 5.0, tls: ssl.SSLContext | None = None
@@ -101,6 +102,8 @@ class FixClient:
             server_hostname=host if tls is not None else None,
         )
         self._protocol = protocol
+        if self._held:
+            protocol.hold_reading(True)
         logged_on = asyncio.ensure_future(self._logged_on.wait())
         closed = asyncio.ensure_future(self._closed.wait())
         try:
@@ -149,7 +152,9 @@ class FixClient:
 
     def hold_reading(self, hold: bool) -> None:
         """Stop reading from the acceptor (``hold``) until called with False:
-        what it sends waits in its own buffers meanwhile."""
+        what it sends waits in its own buffers meanwhile.  A connection made
+        while held is held from its start."""
+        self._held = hold
         if self._protocol is not None:
             self._protocol.hold_reading(hold)
 

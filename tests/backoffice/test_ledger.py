@@ -375,7 +375,7 @@ async def test_recon_finds_each_break_exactly(ledger: Ledger) -> None:
     assert by_kind["qty_mismatch"].theirs == "2000.00000000"
     assert by_kind["price_mismatch"].theirs == "1.20000000"
     assert (by_kind["side_mismatch"].ours, by_kind["side_mismatch"].theirs) == ("buy", "sell")
-    assert by_kind["missing_at_lp"].key == "LP_A|L2"
+    assert by_kind["missing_at_lp"].key == "LP_A|CH-L2|L2"
     assert by_kind["missing_at_lp"].client == "C1"
     assert by_kind["uncovered_client_fill"].key == "C7"
     assert by_kind["unreported_house_fill"].lp == "LP_A"
@@ -416,7 +416,7 @@ async def test_records_within_the_grace_are_pending_until_the_other_side_moves_o
     await write(ledger, client("C3", 2, seq=2), client("X1", 2, market=INTERNAL_MARKET, seq=3))
     run = await ledger.recon(False, GRACE, T0)
     assert run.breaks == 0
-    assert run.pending == 4  # LP_A|L1, LP_A|L2, C3 and the cross
+    assert run.pending == 4  # LP_A|CH-L1|L1, LP_A|CH-L2|L2, C3 and the cross
     assert await ledger.breaks() == []
     # the LP's line of the house fill comes, and the statement moves on: the
     # other three are still within the grace of the drop copy's latest trade
@@ -482,7 +482,7 @@ async def test_a_replaced_statement_reexamines_the_removed_line_and_a_correction
     await ledger.apply_statements([statement([trades[0][2], trades[2][2]], replace=True)])
     breaks = await recon(ledger)
     assert found(breaks) == {("missing_at_lp", "house/lp", "L2")}
-    assert breaks[0].key == "LP_A|L2"
+    assert breaks[0].key == "LP_A|CH-L2|L2"
     # and restores it
     await ledger.apply_statements([statement([t[2] for t in trades], replace=True)])
     assert await recon(ledger) == []

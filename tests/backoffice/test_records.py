@@ -219,3 +219,13 @@ def test_a_quantity_the_ledger_cannot_hold_is_refused(qty: bytes) -> None:
     raw = codec.encode_message(b"FIX.4.4", b"8", [(34, b"1"), (49, b"G"), (56, b"B")], body)
     with pytest.raises(ValueError, match="tag 32"):
         client_trade(codec.parse_frame(raw), 1, DAYS)
+
+
+def test_a_leap_second_is_the_last_instant_of_its_minute() -> None:
+    assert parse_fix_time(b"20261231-23:59:60.000") == "2026-12-31 23:59:59.999999"
+
+
+@pytest.mark.parametrize("text", [b"20261203-25:00:00", b"20261332-10:00:00", b"20261203-10:61:00"])
+def test_impossible_times_are_refused(text: bytes) -> None:
+    with pytest.raises(ValueError, match="UTCTimestamp"):
+        parse_fix_time(text)

@@ -104,3 +104,23 @@ def test_equal_positions_are_no_break() -> None:
         "lp_statements": [],
     }
     assert _position_differences(gateway, ours) == []
+
+
+def test_a_drop_copy_covering_some_clients_only_is_refused() -> None:
+    cfg = default()
+    sessions = tuple(
+        msgspec.structs.replace(s, DropCopyFor=("CLIENT1",))
+        if s.TargetCompID == "BACKOFFICE"
+        else s
+        for s in cfg.sessions
+    )
+    with pytest.raises(BackofficeError, match="covers only CLIENT1"):
+        drop_copy_session(msgspec.structs.replace(cfg, sessions=sessions))
+
+
+def test_simulated_lps_deliver_live_others_at_the_end_of_the_day() -> None:
+    cfg = default()
+    lps = (msgspec.structs.replace(cfg.lps[0], adapter="fix"), *cfg.lps[1:])
+    office = BackOffice(msgspec.structs.replace(cfg, lps=lps))
+    delivery = {lp: layout.delivery for lp, layout in office.statements.layouts.items()}
+    assert delivery == {"LP_A": "end_of_day", "LP_B": "live", "LP_C": "live"}

@@ -213,7 +213,8 @@ def test_an_edited_line_replaces_the_whole_file(tmp_path: Path) -> None:
     assert [r.exec_id for r in change.rows] == ["E1", "E3", "E4"]
 
 
-def test_a_removed_file_leaves_nothing_of_itself(tmp_path: Path) -> None:
+def test_a_statement_moved_away_keeps_what_was_read_of_it(tmp_path: Path) -> None:
+    # archiving yesterday's statement is no correction of it
     kept = tmp_path / "LP_A-1.csv"
     gone = tmp_path / "LP_A-2.csv"
     write(kept, HEADER + "E1,K1,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n")
@@ -221,8 +222,23 @@ def test_a_removed_file_leaves_nothing_of_itself(tmp_path: Path) -> None:
     folder = folder_of(tmp_path)
     assert len(folder.scan()) == 2
     gone.unlink()
-    assert folder.scan() == [StatementChange(str(gone), "", True, [], [])]
     assert folder.scan() == []
+
+
+def test_a_quantity_the_ledger_cannot_hold_is_a_bad_line(tmp_path: Path) -> None:
+    path = tmp_path / "LP_A-1.csv"
+    write(path, HEADER + "E1,K1,EUR/USD,BUY,12345678901,1.1,2026-03-02T10:00:00Z\n")
+    change = one(folder_of(tmp_path).scan())
+    assert change.rows == []
+    assert "out of range" in change.errors[0]
+
+
+def test_a_file_that_is_not_csv_is_named_and_others_are_read(tmp_path: Path) -> None:
+    write(tmp_path / "LP_A-1.csv", HEADER + 'E1,"K1' + "x" * 200_000 + "\n")
+    write(tmp_path / "LP_A-2.csv", HEADER + "E2,K2,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n")
+    bad, good = folder_of(tmp_path).scan()
+    assert "not readable as CSV" in bad.errors[0]
+    assert [r.exec_id for r in good.rows] == ["E2"]
 
 
 def test_a_folder_not_there_yet_has_no_statements(tmp_path: Path) -> None:

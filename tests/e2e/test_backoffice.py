@@ -146,6 +146,16 @@ http_port = {bo_port}
 grace_seconds = "1"
 recon_interval_ms = 200
 positions_interval_ms = 300
+
+# lp-sim writes its statement as it trades
+[backoffice.lps.LPX1]
+delivery = "live"
+
+[backoffice.lps.LPX2]
+delivery = "live"
+file = "LPX2-*.csv"
+exec_id = "ExecID"
+quantity = "Quantity"
 """
     )
 

@@ -39,7 +39,8 @@ def gateway_config(folder: Path, *, fix_port: int, http_port: int = 0, data_dir:
     """config/default.toml in ``folder`` with its ports and data directory replaced."""
     text = DEFAULT.read_text()
     for key, value in (("fix_port", fix_port), ("http_port", http_port)):
-        text, count = re.subn(rf"(?m)^{key} = \d+", f"{key} = {value}", text)
+        # the first one is [gateway]'s ([backoffice] has an http_port too)
+        text, count = re.subn(rf"(?m)^{key} = \d+", f"{key} = {value}", text, count=1)
         assert count == 1
     text, count = re.subn(r'(?m)^data_dir = "[^"]*"', f'data_dir = "{data_dir}"', text)
     assert count == 1

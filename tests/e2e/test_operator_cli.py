@@ -88,7 +88,7 @@ async def answered(client: FixClient, cl_ord_id: bytes, *statuses: bytes) -> Non
 
 def config_text(http_port: int, admin_token: str) -> str:
     text = default_config_path().read_text()
-    text = re.sub(r"(?m)^http_port = \d+", f"http_port = {http_port}", text)
+    text = re.sub(r"(?m)^http_port = \d+", f"http_port = {http_port}", text, count=1)
     return re.sub(r'(?m)^admin_token = "[^"]*"', f'admin_token = "{admin_token}"', text)
 
 

@@ -279,12 +279,20 @@ class LpSim:
         self._log: IO[bytes] | None = None
 
     def start(self) -> LpSim:
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         cmd = [sys.executable, "-m", "gateway", "lp-sim", "--config", str(CONFIG_A)]
         cmd += ["--port", str(self.port), "--data-dir", str(self.data_dir)]
         cmd += ["--statements", str(self.statements)]
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT)
         wait_for_port(self.port, self.proc)
+        # the port is bound before the signal handlers are set: a SIGTERM
+        # before "lp_sim_started" would end it as a signal does, not as a stop
+        deadline = time.monotonic() + 20
+        while b"lp_sim_started" not in self.log_path.read_bytes()[offset:]:
+            assert self.proc.poll() is None, self.log_path.read_text(errors="replace")
+            assert time.monotonic() < deadline, "lp-sim did not start in 20 s"
+            time.sleep(0.02)  # polling, with the deadline above
         return self
 
     def stop(self) -> int:
