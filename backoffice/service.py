@@ -554,19 +554,48 @@ class BackOffice:
     # -- the trading day ---------------------------------------------------------------
 
     async def _day_ends(self) -> None:
-        """At each trading day's end (and the grace after it), a full
-        reconciliation and the day's export."""
+        """At each trading day's end (and the grace after it, and once the
+        drop copy has caught up, a minute at most), a full reconciliation
+        and the day's export; at start, the export of every ended day that
+        has none (a day end passed while the back office was down)."""
+        try:
+            await self.export_missing()
+        except Exception:
+            _log.exception("day_exports_at_start_failed")
         while True:
-            now = dt.datetime.fromtimestamp(self.clock(), dt.UTC).replace(tzinfo=None)
+            now = _utcnow(self.clock)
             today = dt.date.fromisoformat(self.days.of(now.isoformat(sep=" ")))
             _, end = self.days.bounds(today)
             wait = (end - now).total_seconds() + self.grace + 1
             await asyncio.sleep(max(wait, 0.5))
+            for _ in range(60):
+                if self._caught_up():
+                    break
+                await asyncio.sleep(1)
+            else:
+                _log.warning("day_end_before_caught_up", trade_date=today.isoformat())
             try:
                 await self.recon(full=True)
                 await self.export(today)
             except Exception:
                 _log.exception("day_end_failed", trade_date=today.isoformat())
+
+    async def export_missing(self) -> list[dt.date]:
+        """Export every ended trading day of the ledger whose files are not
+        in the export folder; the days exported."""
+        now = _utcnow(self.clock)
+        today = dt.date.fromisoformat(self.days.of(now.isoformat(sep=" ")))
+        async with self._lock:
+            days = await self.ledger.trading_days()
+        missing = [
+            day
+            for day in days
+            if day < today
+            and not (self.export_dir / f"settlement-{day.strftime('%Y%m%d')}.csv").exists()
+        ]
+        for day in missing:
+            await self.export(day)
+        return missing
 
     async def export(self, day: dt.date) -> list[str]:
         async with self._lock:

@@ -3,6 +3,7 @@ ledger a URL names, and when a position is a break."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import msgspec
@@ -124,3 +125,51 @@ def test_simulated_lps_deliver_live_others_at_the_end_of_the_day() -> None:
     office = BackOffice(msgspec.structs.replace(cfg, lps=lps))
     delivery = {lp: layout.delivery for lp, layout in office.statements.layouts.items()}
     assert delivery == {"LP_A": "end_of_day", "LP_B": "live", "LP_C": "live"}
+
+
+@pytest.mark.asyncio
+async def test_ended_days_without_their_files_are_exported_at_start(tmp_path: Path) -> None:
+    from backoffice.records import ClientTrade, HouseTrade
+
+    cfg = default()
+    cfg = msgspec.structs.replace(
+        cfg,
+        gateway=msgspec.structs.replace(cfg.gateway, data_dir=str(tmp_path)),
+        backoffice=msgspec.structs.replace(cfg.backoffice, http_port=0),
+    )
+    # 2026-12-04 12:00 UTC: the days ending 2026-12-02 and -03 are over
+    office = BackOffice(cfg, clock=lambda: 1_796_385_600.0)
+    await office.ledger.open()
+    try:
+        for day, when in (
+            ("2026-12-02", "2026-12-02 10:00:00.000"),
+            ("2026-12-03", "2026-12-03 10:00:00.000"),
+        ):
+            client = ClientTrade(
+                f"E-{day}", "CLIENT1", "O1", "C1", "EUR/USD", 1, "1000", "1.1", "LP_A", when, day, 1
+            )
+            house = HouseTrade(
+                f"O1.C/X-{day}",
+                "LP_A",
+                f"X-{day}",
+                "O1.C",
+                "CLIENT1",
+                f"E-{day}",
+                "EUR/USD",
+                1,
+                "1000",
+                "1.1",
+                when,
+                day,
+                1,
+            )
+            await office.ledger.write("S", 1, [client], [house])
+        (tmp_path / "backoffice" / "exports").mkdir(parents=True)
+        (tmp_path / "backoffice" / "exports" / "settlement-20261202.csv").write_text("kept\n")
+        assert await office.export_missing() == [dt.date(2026, 12, 3)]
+        exported = sorted(p.name for p in (tmp_path / "backoffice" / "exports").iterdir())
+        assert "client-trades-20261203.parquet" in exported
+        assert "client-trades-20261202.csv" not in exported  # that day had its files
+        assert await office.export_missing() == []
+    finally:
+        await office.ledger.close()
