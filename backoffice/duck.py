@@ -360,26 +360,11 @@ class DuckLedger(Ledger):
     ) -> None:
         if not found:
             return
-        unique = {(b.kind, rel, b.key): (rel, b) for rel, b in found}
-        rows = list(unique.values())
         self.con.execute(
             "INSERT INTO breaks SELECT unnest($1), unnest($2), unnest($3), unnest($4), "
             "unnest($5), unnest($6), unnest($7), unnest($8), unnest($9), unnest($10), "
             "unnest($11), unnest($12) ON CONFLICT DO NOTHING",
-            [
-                [b.kind for _, b in rows],
-                [rel for rel, _ in rows],
-                [b.key for _, b in rows],
-                [b.records for _, b in rows],
-                [b.ref for _, b in rows],
-                [b.lp for _, b in rows],
-                [b.client for _, b in rows],
-                [b.symbol for _, b in rows],
-                [b.ours for _, b in rows],
-                [b.theirs for _, b in rows],
-                [b.detail for _, b in rows],
-                [seen.get((b.kind, rel, b.key), now) for rel, b in rows],
-            ],
+            sql.break_columns(found, seen, now),
         )
 
     async def set_position_breaks(self, breaks: Sequence[Break], now: dt.datetime) -> None:

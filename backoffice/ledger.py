@@ -367,6 +367,15 @@ def classify(
     lp_covers = known.lps
     breaks: list[tuple[str, Break]] = []
     pending: list[tuple[str, str]] = []
+
+    def one_sided(rel: str, when: object, until: object, missing: Break) -> None:
+        """A record without its counterpart: a break once ``until`` (how
+        far the other record has come, less the grace) is past it."""
+        if until is not None and when < until:  # type: ignore[operator]
+            breaks.append((rel, missing))
+        else:
+            pending.append((rel, missing.key))
+
     for row in hl:
         (k, lp, exec_id, h_qty, h_px, h_px_hi, h_side, h_side_hi, h_sym, h_t, account) = row[:11]
         l_qty, l_px, l_side, l_sym, l_t, until = row[11:]
@@ -380,39 +389,33 @@ def classify(
                 # none, or not yet today): its line is looked for when its
                 # statement is read, and in a full run
                 continue
-            if h_t < until:  # type: ignore[operator]
-                breaks.append(
-                    (
-                        "hl",
-                        _with(
-                            common,
-                            kind="missing_at_lp",
-                            symbol=str(h_sym),
-                            client=str(account),
-                            ours=f"{_side(h_side)} {h_qty} @ {h_px}",
-                            detail="booked from the LP; not on its statement",
-                        ),
-                    )
-                )
-            else:
-                pending.append(("hl", key))
+            one_sided(
+                "hl",
+                h_t,
+                until,
+                _with(
+                    common,
+                    kind="missing_at_lp",
+                    symbol=str(h_sym),
+                    client=str(account),
+                    ours=f"{_side(h_side)} {h_qty} @ {h_px}",
+                    detail="booked from the LP; not on its statement",
+                ),
+            )
             continue
         if h_qty is None:
-            if cover is not None and l_t < cover:  # type: ignore[operator]
-                breaks.append(
-                    (
-                        "hl",
-                        _with(
-                            common,
-                            kind="missing_in_house",
-                            symbol=str(l_sym),
-                            theirs=f"{_side(l_side)} {l_qty} @ {l_px}",
-                            detail="on the LP's statement; never booked by the house",
-                        ),
-                    )
-                )
-            else:
-                pending.append(("hl", key))
+            one_sided(
+                "hl",
+                l_t,
+                cover,
+                _with(
+                    common,
+                    kind="missing_in_house",
+                    symbol=str(l_sym),
+                    theirs=f"{_side(l_side)} {l_qty} @ {l_px}",
+                    detail="on the LP's statement; never booked by the house",
+                ),
+            )
             continue
         symbol = str(l_sym)
         if _dec(h_qty) != _dec(l_qty):
@@ -473,46 +476,39 @@ def classify(
         )
         key = str(k)
         if h_qty is None:
-            if cover is not None and c_t < cover:  # type: ignore[operator]
-                breaks.append(
-                    (
-                        "ch",
-                        Break(
-                            kind="uncovered_client_fill",
-                            records="client/house",
-                            key=key,
-                            ref=key,
-                            client=str(client),
-                            symbol=str(c_sym),
-                            ours=f"{_side(c_side)} {c_qty} @ {c_px}",
-                            detail="the client was told of this fill; "
-                            "the house booked no LP fill for it",
-                        ),
-                    )
-                )
-            else:
-                pending.append(("ch", key))
+            one_sided(
+                "ch",
+                c_t,
+                cover,
+                Break(
+                    kind="uncovered_client_fill",
+                    records="client/house",
+                    key=key,
+                    ref=key,
+                    client=str(client),
+                    symbol=str(c_sym),
+                    ours=f"{_side(c_side)} {c_qty} @ {c_px}",
+                    detail="the client was told of this fill; the house booked no LP fill for it",
+                ),
+            )
             continue
         if c_qty is None:
-            if cover is not None and h_t < cover:  # type: ignore[operator]
-                breaks.append(
-                    (
-                        "ch",
-                        Break(
-                            kind="unreported_house_fill",
-                            records="client/house",
-                            key=key,
-                            ref=key,
-                            lp=str(lp),
-                            client=str(account),
-                            symbol=str(h_sym),
-                            ours=f"{_side(h_side)} {h_qty} @ {h_px}",
-                            detail="booked to the client from an LP; no report of it to the client",
-                        ),
-                    )
-                )
-            else:
-                pending.append(("ch", key))
+            one_sided(
+                "ch",
+                h_t,
+                cover,
+                Break(
+                    kind="unreported_house_fill",
+                    records="client/house",
+                    key=key,
+                    ref=key,
+                    lp=str(lp),
+                    client=str(account),
+                    symbol=str(h_sym),
+                    ours=f"{_side(h_side)} {h_qty} @ {h_px}",
+                    detail="booked to the client from an LP; no report of it to the client",
+                ),
+            )
             continue
         common2 = Break(
             kind="",
@@ -555,27 +551,47 @@ def classify(
             )
     for row in x:
         k, x_symbol, t, bought, sold, exec_ids, clients = row
-        key = str(k)
-        if cover is not None and t < cover:  # type: ignore[operator]
-            breaks.append(
-                (
-                    "x",
-                    Break(
-                        kind="unpaired_cross",
-                        records="client/client",
-                        key=key,
-                        ref=str(exec_ids),
-                        client=str(clients),
-                        symbol=str(x_symbol),
-                        ours=f"bought {bought}",
-                        theirs=f"sold {sold}",
-                        detail="an internal cross whose two clients' fills do not pair",
-                    ),
-                )
-            )
-        else:
-            pending.append(("x", key))
+        one_sided(
+            "x",
+            t,
+            cover,
+            Break(
+                kind="unpaired_cross",
+                records="client/client",
+                key=str(k),
+                ref=str(exec_ids),
+                client=str(clients),
+                symbol=str(x_symbol),
+                ours=f"bought {bought}",
+                theirs=f"sold {sold}",
+                detail="an internal cross whose two clients' fills do not pair",
+            ),
+        )
     return breaks, pending
+
+
+def break_columns(
+    found: Sequence[tuple[str, Break]],
+    seen: dict[tuple[str, str, str], dt.datetime],
+    now: dt.datetime,
+) -> list[list[Any]]:
+    """The ``breaks`` table's columns of ``found`` (relation, break), each
+    break once, keeping the first-seen time of one already known."""
+    rows = list({(b.kind, rel, b.key): (rel, b) for rel, b in found}.values())
+    return [
+        [b.kind for _, b in rows],
+        [rel for rel, _ in rows],
+        [b.key for _, b in rows],
+        [b.records for _, b in rows],
+        [b.ref for _, b in rows],
+        [b.lp for _, b in rows],
+        [b.client for _, b in rows],
+        [b.symbol for _, b in rows],
+        [b.ours for _, b in rows],
+        [b.theirs for _, b in rows],
+        [b.detail for _, b in rows],
+        [seen.get((b.kind, rel, b.key), now) for rel, b in rows],
+    ]
 
 
 def _with(template: Break, **fields: Any) -> Break:

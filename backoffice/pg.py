@@ -599,25 +599,12 @@ async def _insert_breaks(
 ) -> None:
     if not found:
         return
-    unique = {(b.kind, rel, b.key): (rel, b) for rel, b in found}
-    rows = list(unique.values())
     await con.execute(
         "INSERT INTO breaks SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], "
         "$4::varchar[], $5::varchar[], $6::varchar[], $7::varchar[], $8::varchar[], "
         "$9::varchar[], $10::varchar[], $11::varchar[], $12::timestamp[]) "
         "ON CONFLICT DO NOTHING",
-        [b.kind for _, b in rows],
-        [rel for rel, _ in rows],
-        [b.key for _, b in rows],
-        [b.records for _, b in rows],
-        [b.ref for _, b in rows],
-        [b.lp for _, b in rows],
-        [b.client for _, b in rows],
-        [b.symbol for _, b in rows],
-        [b.ours for _, b in rows],
-        [b.theirs for _, b in rows],
-        [b.detail for _, b in rows],
-        [seen.get((b.kind, rel, b.key), now) for rel, b in rows],
+        *sql.break_columns(found, seen, now),
     )
 
 

@@ -185,15 +185,20 @@ def _text(msg: FixMessage, tag: int) -> str:
     return value.decode("latin-1")
 
 
+def _time_and_side(msg: FixMessage) -> tuple[str, int]:
+    """TransactTime (60) and Side (54) of a trade report, as the records keep them."""
+    side = _SIDES.get(msg.get(54) or b"")
+    if side is None:
+        raise ValueError(f"side {msg.get(54)!r}")
+    return parse_fix_time(msg.get(60) or b""), side
+
+
 def client_trade(msg: FixMessage, seq: int, days: TradeDay) -> ClientTrade | None:
     """The fill a drop-copied ExecutionReport reports (None if it reports
     none: an ack, a cancel, a reject); ValueError if a field is missing."""
     if msg.get(150) != b"F":
         return None
-    time = parse_fix_time(msg.get(60) or b"")
-    side = _SIDES.get(msg.get(54) or b"")
-    if side is None:
-        raise ValueError(f"side {msg.get(54)!r}")
+    time, side = _time_and_side(msg)
     return ClientTrade(
         exec_id=_text(msg, 17),
         client=_text(msg, 1),
@@ -213,10 +218,7 @@ def client_trade(msg: FixMessage, seq: int, days: TradeDay) -> ClientTrade | Non
 def house_trade(msg: FixMessage, seq: int, days: TradeDay) -> HouseTrade:
     """The house's booking a TradeCaptureReport reports; ValueError if a
     field is missing."""
-    time = parse_fix_time(msg.get(60) or b"")
-    side = _SIDES.get(msg.get(54) or b"")
-    if side is None:
-        raise ValueError(f"side {msg.get(54)!r}")
+    time, side = _time_and_side(msg)
     return HouseTrade(
         report_id=_text(msg, 571),
         lp=_text(msg, 448),

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from netkit import free_port, wait_for_port
+from netkit import free_port
 from pgkit import PgServer, PostgresUnavailable
 from test_dashboard import chromium, dump_dom  # noqa: F401 - chromium: a fixture
 from test_fix_lps import LpSim, lp_sim_config
@@ -79,24 +79,6 @@ class Process:
                 self.proc.kill()
                 self.proc.wait(10)
         return self.proc.returncode
-
-
-class StatementSim(LpSim):
-    """An lp-sim writing its statement into a shared folder."""
-
-    def __init__(self, config: Path, data_dir: Path, log: Path, statements: Path) -> None:
-        super().__init__(config, data_dir, log)
-        self.statements = statements
-
-    def start(self) -> StatementSim:
-        out = open(self.log, "ab")  # noqa: SIM115 - the process owns it until it ends
-        cmd = [sys.executable, "-m", "gateway", "lp-sim", "--config", str(self.config)]
-        cmd += ["--port", str(self.port), "--data-dir", str(self.data_dir)]
-        cmd += ["--statements", str(self.statements)]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-        out.close()
-        wait_for_port(self.port, self.proc)
-        return self
 
 
 def config_text(
@@ -313,13 +295,13 @@ async def test_back_office_catches_up_reconciles_and_reports_each_break(
     chromium: str,  # noqa: F811 - the fixture
 ) -> None:
     statements = tmp_path / "statements"
-    a = StatementSim(
+    a = LpSim(
         lp_sim_config(tmp_path, "a", partial_fill_probability="0.3", reject_probability="0.2"),
         tmp_path / "lpx1",
         tmp_path / "lpx1.log",
         statements,
     )
-    b = StatementSim(
+    b = LpSim(
         lp_sim_config(tmp_path, "b", price_tolerance_ticks="20"),
         tmp_path / "lpx2",
         tmp_path / "lpx2.log",

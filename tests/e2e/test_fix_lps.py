@@ -33,10 +33,13 @@ TOKEN = "dev-admin-token"
 
 
 class LpSim:
-    def __init__(self, config: Path, data_dir: Path, log: Path) -> None:
+    def __init__(
+        self, config: Path, data_dir: Path, log: Path, statements: Path | None = None
+    ) -> None:
         self.config = config
         self.data_dir = data_dir
         self.log = log
+        self.statements = statements
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -44,6 +47,8 @@ class LpSim:
         out = open(self.log, "ab")  # noqa: SIM115 - the process owns it until it ends
         cmd = [sys.executable, "-m", "gateway", "lp-sim", "--config", str(self.config)]
         cmd += ["--port", str(self.port), "--data-dir", str(self.data_dir)]
+        if self.statements is not None:
+            cmd += ["--statements", str(self.statements)]
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         out.close()
         wait_for_port(self.port, self.proc)
