@@ -455,6 +455,22 @@ class OrdersSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     client strings echoed in a reject (Symbol, OrderID) are cut to it too."""
 
 
+class MarketDataSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The ``[market_data]`` table: what one client's market data may cost."""
+
+    refresh_interval_ms: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 100
+    """Refreshes of live subscriptions are sent at most this often: however
+    often the LPs quote, a subscription gets about one refresh per symbol per
+    interval, carrying the book as it is then (conflated).  0 sends a refresh
+    on the loop turn after each book change.  The snapshot answering a
+    request is never delayed by it."""
+
+    max_subscriptions: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
+    """Live subscriptions (and snapshots not yet answered) one session may
+    hold; a request beyond is refused with MarketDataRequestReject
+    (MDReqRejReason 2, insufficient bandwidth)."""
+
+
 class ClientRiskSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Pre-trade limits for one client; a limit left out is not checked."""
 
@@ -672,6 +688,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
     routing: RoutingSettings = RoutingSettings()
     orders: OrdersSettings = OrdersSettings()
+    market_data: MarketDataSettings = MarketDataSettings()
     risk: RiskSettings = RiskSettings()
     margin: MarginSettings = MarginSettings()
     accounts: dict[CompID, AccountSettings] = {}

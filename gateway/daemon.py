@@ -359,7 +359,15 @@ def build_order_flow(
         ledger,
         DropCopies(drop_copies),
     )
-    market_data = MarketDataService(instruments, book, reports.send, outbox, clock)
+    market_data = MarketDataService(
+        instruments,
+        book,
+        reports.send,
+        outbox,
+        clock,
+        max_subscriptions=config.market_data.max_subscriptions,
+        refresh_interval=config.market_data.refresh_interval_ms / 1000,
+    )
     routing = ChildRouting(
         instruments, matcher, book, ledger, market_data, reports, stats, journal, rules, clock, run
     )

@@ -21,6 +21,12 @@ What a client's market data costs is its own, not everyone's:
   sent, from the book as it is then: however many quotes came in between,
   the client gets one refresh from what it was last sent to the book now
   (conflation).
+- Refreshes go out at most once per ``refresh_interval`` seconds: a book
+  change marks its subscriptions, and they are sent together when the
+  interval since the last sending has passed (the snapshot that answers a
+  request is not paced).  So a subscription gets at most about one refresh
+  per symbol per interval however often the LPs quote, and what fan-out
+  costs is bounded by subscriptions x symbols / interval.
 - A client with more than ``hold_bytes`` queued and not taken (it reads
   slowly or not at all) is held: its subscriptions wait apart, nothing is
   built for them, and the client is looked at once per turn (or every
@@ -114,6 +120,9 @@ MAX_SUBSCRIPTIONS_PER_SESSION: Final = 100
 REFRESHES_PER_TURN: Final = 32
 """Market data messages sent in one turn of the event loop, at most."""
 
+REFRESH_INTERVAL: Final = 0.1
+"""Seconds between two sendings of refreshes, at least (0: as books change)."""
+
 HOLD_BYTES: Final = 64 * 1024
 """Bytes queued to a client and not taken yet, beyond which its
 subscriptions are held until it catches up."""
@@ -150,6 +159,7 @@ class MarketDataService:
         max_subscriptions: int = MAX_SUBSCRIPTIONS_PER_SESSION,
         refreshes_per_turn: int = REFRESHES_PER_TURN,
         hold_bytes: int = HOLD_BYTES,
+        refresh_interval: float = REFRESH_INTERVAL,
         defer: Defer = _loop_defer,
     ) -> None:
         """``send(session, msg_type, body, now)`` sends a reject, stored;
@@ -164,6 +174,11 @@ class MarketDataService:
         self._per_turn = refreshes_per_turn
         self._hold_bytes = hold_bytes
         self._defer = defer
+        self._interval = refresh_interval
+        # subscriptions whose books changed, waiting for the next sending
+        self._paced: dict[_Subscription, None] = {}
+        self._paced_due = False
+        self._last_paced = float("-inf")
         self._by_symbol: dict[str, list[_Subscription]] = {}
         self._by_key: dict[tuple[str, bytes], _Subscription] = {}
         self._count: dict[str, int] = {}  # live subscriptions per session
@@ -275,14 +290,16 @@ class MarketDataService:
         self._count.pop(session.session_id, None)
         for key in [k for k in self._by_key if k[0] == session.session_id]:
             self._forget(self._by_key.pop(key))
-        for sub in [sub for sub in self._pending if sub.session is session]:
-            del self._pending[sub]
+        for owed in (self._pending, self._paced):
+            for sub in [sub for sub in owed if sub.session is session]:
+                del owed[sub]
         self._held.pop(session, None)
 
     def _forget(self, sub: _Subscription) -> None:
         for symbol in sub.symbols:
             self._by_symbol[symbol].remove(sub)
         self._pending.pop(sub, None)
+        self._paced.pop(sub, None)
         held = self._held.get(sub.session)
         if held is not None:
             held.pop(sub, None)
@@ -318,14 +335,36 @@ class MarketDataService:
         subs = self._by_symbol.get(symbol)
         if not subs:
             return
+        if self._interval <= 0:
+            for sub in subs:
+                sub.dirty.add(symbol)
+                self._owe(sub)
+            return
+        paced = self._paced
         for sub in subs:
             sub.dirty.add(symbol)
+            paced[sub] = None
+        if not self._paced_due:
+            self._paced_due = True
+            wait = self._last_paced + self._interval - self._clock()
+            self._defer(max(wait, 0.0), self._send_paced)
+
+    def _send_paced(self) -> None:
+        """The interval has passed: what books changed since is owed."""
+        self._paced_due = False
+        self._last_paced = self._clock()
+        paced, self._paced = self._paced, {}
+        for sub in paced:
             self._owe(sub)
 
     @property
     def pending(self) -> int:
-        """Subscriptions owed a refresh (held ones included)."""
-        return len(self._pending) + sum(len(subs) for subs in self._held.values())
+        """Subscriptions owed a refresh (held and paced ones included)."""
+        owed = set(self._pending)
+        owed.update(self._paced)
+        for subs in self._held.values():
+            owed.update(subs)
+        return len(owed)
 
     def _flush(self) -> None:
         self._flush_due = False

@@ -78,7 +78,7 @@ class Turns:
 
 
 class Harness:
-    def __init__(self, per_turn: int = PER_TURN) -> None:
+    def __init__(self, per_turn: int = PER_TURN, interval: float = 0.0) -> None:
         self.book = AggregatedBook()
         self.feed = Feed()
         self.turns = Turns()
@@ -91,6 +91,7 @@ class Harness:
             lambda: self.turns.now,
             refreshes_per_turn=per_turn,
             hold_bytes=HOLD,
+            refresh_interval=interval,
             defer=self.turns.defer,
         )
         self.quotes: dict[tuple[str, str], Quote] = {}
@@ -207,6 +208,38 @@ def test_quotes_between_two_turns_cost_one_refresh_per_subscription_and_symbol()
         (b"W", b"EUR/USD"),
     ]
     assert h.stored == []  # market data is not stored for resend
+
+
+def test_refreshes_are_paced_to_one_sending_per_interval() -> None:
+    h = Harness(per_turn=100, interval=0.1)
+    client = FakeSession("C1")
+    h.quote("A", "EUR/USD", 108_500, 3)
+    h.quote("A", "BTC/USD", 60_000, 3)
+    h.subscribe(client, b"S1", answered=False)
+    h.turns.turn()
+    assert len(h.feed.sent) == 2  # the snapshots are not paced
+    books = ClientBooks()
+    times: list[float] = []
+    seen = 0
+    # a quote on each symbol every 10 ms for a second: 200 book changes
+    for step in range(1, 101):
+        h.turns.advance(0.01)
+        h.quote("A", "EUR/USD", 108_500 + step % 7, 3)
+        h.quote("B", "BTC/USD", 60_000 + step % 3, 2)
+        h.turns.turn()
+        times += [h.turns.now] * (len(h.feed.sent) - seen)
+        seen = len(h.feed.sent)
+    h.settle()
+    times += [h.turns.now] * (len(h.feed.sent) - seen)
+    for _, msg_type, body in h.feed.sent:
+        books.apply(msg_type, body)
+    refreshes = times[2:]
+    # about one per symbol per 100 ms, not one per quote
+    assert 2 * 9 <= len(refreshes) <= 2 * 12
+    sendings = sorted(set(refreshes))
+    assert all(b - a >= 0.1 - 1e-9 for a, b in zip(sendings, sendings[1:], strict=False))
+    for symbol in SYMBOLS:  # and the client ends on the book all the same
+        assert books.books[(b"S1", symbol)] == h.expected(symbol, 0)
 
 
 def test_a_turn_sends_at_most_its_budget_and_the_rest_follows_in_order() -> None:
@@ -340,11 +373,12 @@ _op = st.one_of(
         max_size=6,
     ),
     ops=st.lists(_op, max_size=60),
+    interval=st.sampled_from((0.0, 0.02, 0.05)),
 )
 def test_whatever_the_quotes_turns_and_backlogs_every_client_ends_on_the_book(
-    subs: list[tuple[str, int, bool]], ops: list[tuple[object, ...]]
+    subs: list[tuple[str, int, bool]], ops: list[tuple[object, ...]], interval: float
 ) -> None:
-    h = Harness()
+    h = Harness(interval=interval)
     sessions = {n: FakeSession(n) for n in ("C0", "C1", "C2")}
     books = ClientBooks()
     base = {"EUR/USD": 108_500, "BTC/USD": 60_000}
