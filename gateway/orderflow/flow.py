@@ -44,12 +44,20 @@ from gateway.orderflow.restore import (
 from gateway.orderflow.routing import ChildRouting
 from gateway.orderflow.rules import Rules
 from gateway.orderflow.stats import FlowStats
+from gateway.storage.batch_file import BackgroundReplace
 from lp_adapters.base import LpAdapter
 from matcher.engine import Matcher
 from risk.accounts import Accounts
 from router.book import AggregatedBook
 from router.exposure import ExposureLedger, ExposureSnapshot
 from router.model import Instrument
+
+CHECKPOINT_TAIL_SLICE = 256 * 1024
+"""Bytes of the journal's tail copied per loop turn once a checkpoint's
+child has written the state (a fraction of a millisecond)."""
+
+CHECKPOINT_RETRY = 30.0
+"""Seconds after a failed checkpoint before another is tried."""
 
 _log = structlog.get_logger("gateway.orderflow.flow")
 
@@ -85,6 +93,9 @@ class OrderFlow:
         self.journal = journal
         self._clock = clock
         self._flush_scheduled = False
+        self._background: BackgroundReplace | None = None
+        self._background_started = 0.0
+        self._background_retry_at = 0.0
         self._day_timer: asyncio.TimerHandle | None = None
         self._restored = Restored()
         self.apply_rules(rules)
@@ -166,6 +177,11 @@ class OrderFlow:
     async def stop(self) -> None:
         if self._day_timer is not None:
             self._day_timer.cancel()
+        job, self._background = self._background, None
+        if job is not None:  # the journal stays as it is, complete
+            if job.fd >= 0:
+                asyncio.get_running_loop().remove_reader(job.fd)
+            job.abandon()
         self.watch.stop()
         await self.routing.stop()
 
@@ -187,7 +203,7 @@ class OrderFlow:
         _log.info("trading_day_ended", expired=len(result.executions))
         self.routing.publish(result, now)
         if self.journal is not None:
-            self._take_checkpoint(self.journal)
+            self._start_checkpoint(self.journal)
 
     # -- durability ------------------------------------------------------------------
 
@@ -206,15 +222,88 @@ class OrderFlow:
             return
         journal.flush()
         if journal.size > self.rules.config.orders.journal_checkpoint_mb << 20:
-            grown_to = journal.size
-            started = time.perf_counter()
-            self._take_checkpoint(journal)
-            _log.info(
-                "order_journal_checkpointed",
-                bytes_before=grown_to,
-                bytes_after=journal.size,
-                seconds=round(time.perf_counter() - started, 4),
+            self._start_checkpoint(journal)
+
+    @property
+    def checkpointing(self) -> bool:
+        """Whether a checkpoint is being taken beside the loop."""
+        return self._background is not None
+
+    def _start_checkpoint(self, journal: OrderJournal) -> None:
+        """Take a checkpoint beside the loop (see :meth:`OrderJournal.start_checkpoint`),
+        unless one is under way or the last one failed less than
+        ``CHECKPOINT_RETRY`` seconds ago."""
+        started = time.perf_counter()
+        if self._background is not None or started < self._background_retry_at:
+            return
+        for session in self._stored_sessions():
+            session.store.flush()  # the journal's copies are dropped: the stores hold them
+        routing, matcher, ledger, accounts = (
+            self.routing,
+            self.matcher,
+            self.ledger,
+            self.reports.accounts,
+        )
+        run = journal.run
+        try:
+            job = journal.start_checkpoint(
+                lambda: checkpoint_entries(run, matcher, ledger, routing, accounts)
             )
+        except OSError as exc:
+            self._checkpoint_failed(f"fork: {exc.strerror}")
+            return
+        self._background = job
+        self._background_started = started
+        asyncio.get_running_loop().add_reader(job.fd, self._on_checkpoint_written)
+        _log.info(
+            "order_journal_checkpoint_started",
+            bytes_before=journal.size,
+            pid=job.pid,
+            fork_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+
+    def _on_checkpoint_written(self) -> None:
+        job = self._background
+        if job is None or not job.ended():
+            return
+        asyncio.get_running_loop().remove_reader(job.fd)
+        error = job.result()
+        if error is not None:
+            self._checkpoint_failed(error)
+            return
+        self._copy_checkpoint_tail()
+
+    def _copy_checkpoint_tail(self) -> None:
+        """Copy a slice of what was journaled since the fork; the new file
+        takes the old one's place once all of it is copied."""
+        job, journal = self._background, self.journal
+        if job is None or journal is None:
+            return
+        try:
+            done = job.copy_tail(CHECKPOINT_TAIL_SLICE)
+        except OSError as exc:
+            self._checkpoint_failed(f"{exc.strerror or exc}")
+            return
+        if not done:
+            asyncio.get_running_loop().call_soon(self._copy_checkpoint_tail)
+            return
+        self._background = None
+        _log.info(
+            "order_journal_checkpointed",
+            bytes_after=journal.size,
+            tail_bytes=job.tail_copied,
+            seconds=round(time.perf_counter() - self._background_started, 4),
+        )
+
+    def _checkpoint_failed(self, why: str) -> None:
+        """The journal goes on as it was; another try in a while."""
+        job, self._background = self._background, None
+        if job is not None:
+            if job.fd >= 0:
+                asyncio.get_running_loop().remove_reader(job.fd)
+            job.abandon()
+        self._background_retry_at = time.perf_counter() + CHECKPOINT_RETRY
+        _log.error("order_journal_checkpoint_failed", reason=why, retry_in_s=CHECKPOINT_RETRY)
 
     def _take_checkpoint(self, journal: OrderJournal, run: int | None = None) -> None:
         """Replace the journal by the state now.  The copies of client

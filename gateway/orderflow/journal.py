@@ -61,7 +61,12 @@ Checkpoints
 current state only (written to ``journal.tmp``, fsynced, renamed, directory
 fsynced).  The order path takes one after recovering at start and one at
 the end of each trading day; between checkpoints the journal grows with
-the day's traffic.
+the day's traffic.  When it has grown past its bound while trading,
+:meth:`OrderJournal.start_checkpoint` takes the checkpoint beside the event
+loop instead: a forked child writes the state as it was at the fork, and the
+entries added since are copied behind it before the new file takes the old
+one's place (:meth:`BatchFile.replace_in_background`); the loop only forks
+and copies those few entries.
 """
 
 from __future__ import annotations
@@ -76,7 +81,12 @@ from typing import Final
 import msgspec
 
 from gateway.orderflow.journal_entries import Entry, Run
-from gateway.storage.batch_file import BatchFile, BatchFileLockedError, WrongMagicError
+from gateway.storage.batch_file import (
+    BackgroundReplace,
+    BatchFile,
+    BatchFileLockedError,
+    WrongMagicError,
+)
 
 __all__ = [
     "JournalError",
@@ -204,6 +214,13 @@ class OrderJournal:
         is pending is dropped, as the state supersedes it."""
         self._file.replace(self._checkpoint_bodies(entries))
         self._pending.clear()
+
+    def start_checkpoint(self, entries: Callable[[], Iterable[Entry]]) -> BackgroundReplace:
+        """Start a checkpoint beside the loop: what is pending is written
+        first, then a forked child writes ``entries()`` (the state at the
+        fork); see :meth:`BatchFile.replace_in_background` for the rest."""
+        self.flush()
+        return self._file.replace_in_background(lambda: self._checkpoint_bodies(entries()))
 
     def _checkpoint_bodies(self, entries: Iterable[Entry]) -> Iterator[bytes]:
         encode = self._encode

@@ -40,6 +40,10 @@ _FINAL_STATUSES = frozenset({b"2", b"4", b"8", b"C"})
 PACE_TICK_S = 0.001
 
 
+STALL_US = 5000
+"""An answer later than this (in µs) is counted as stalled."""
+
+
 @dataclass
 class RunStats:
     """What one load run measured (latencies in microseconds)."""
@@ -51,6 +55,19 @@ class RunStats:
     elapsed: float = 0.0
     latencies_us: list[float] = field(default_factory=list)
     cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds by process
+    slow_at_ns: list[int] = field(default_factory=list)  # answers later than STALL_US, when
+
+    @property
+    def stalls(self) -> int:
+        """Episodes of answers later than :data:`STALL_US`: slow answers less
+        than that apart count as one (one stall of the gateway delays every
+        order waiting behind it)."""
+        episodes, last = 0, None
+        for at in self.slow_at_ns:
+            if last is None or at - last > STALL_US * 1000:
+                episodes += 1
+            last = at
+        return episodes
 
     @property
     def throughput(self) -> float:
@@ -71,7 +88,8 @@ class RunStats:
             f"P50 {self.percentile(50) / 1000:7.3f} ms  "
             f"P95 {self.percentile(95) / 1000:7.3f} ms  "
             f"P99 {self.percentile(99) / 1000:7.3f} ms  "
-            f"max {max(self.latencies_us, default=0) / 1000:7.3f} ms"
+            f"max {max(self.latencies_us, default=0) / 1000:7.3f} ms  "
+            f"over {STALL_US // 1000} ms {len(self.slow_at_ns):,} in {self.stalls:,} stall(s)"
         )
 
     def cpu_summary(self) -> str:
@@ -162,7 +180,11 @@ class LoadClient(FixClient):
         stats = self.stats
         stats.completed += 1
         stats.rejected += rejected
-        stats.latencies_us.append((time.perf_counter_ns() - sent_at) / 1000)
+        done_at = time.perf_counter_ns()
+        latency = (done_at - sent_at) / 1000
+        stats.latencies_us.append(latency)
+        if latency > STALL_US:
+            stats.slow_at_ns.append(done_at)
         if stats.sent < self._refill_to:
             self._fill_window()
         if not self._pending:

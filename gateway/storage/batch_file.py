@@ -37,6 +37,24 @@ after a torn tail would bury good batches behind it.
 durable at once (written to ``<name>.tmp``, fsynced, renamed, directory
 fsynced), so a crash leaves either the old file or the new one.
 
+Replacing beside the loop
+-------------------------
+:meth:`BatchFile.replace_in_background` does the same without holding its
+caller for the time it takes to encode and write a large state, as Redis's
+BGSAVE does: a forked child, holding a copy-on-write image of the process
+at the moment of the fork, writes the new batches to ``<name>.next`` and
+fsyncs it, while the parent goes on appending to the live file.  Once the
+child has finished, the parent copies what it appended since the fork
+behind the child's batches, a bounded slice per call
+(:meth:`BackgroundReplace.copy_tail`), and renames the new file over the
+old one in the call that copies the last bytes.  The live file is complete
+all along: a crash of the child, of the parent or of the machine at any
+point leaves either the old file, whole, or the new one, whole (a stale
+``<name>.next`` is removed when the file is opened again).  The child
+closes every descriptor it inherited (sockets, the directory lock) before
+it writes, lowers its own priority, and exits as soon as it sees its parent
+gone.
+
 One owner per directory
 -----------------------
 An open file holds an exclusive ``flock(2)`` on ``lock`` in its directory
@@ -50,16 +68,18 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import signal
 import struct
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
-from gateway.storage.durable import append_all, datasync, lock_directory, replace_file
+from gateway.storage.durable import append_all, datasync, fsync_dir, lock_directory, replace_file
 
 __all__ = [
+    "BackgroundReplace",
     "BatchFile",
     "BatchFileError",
     "BatchFileLockedError",
@@ -73,6 +93,10 @@ logger = logging.getLogger("gateway.storage.batch_file")
 _HEAD: Final = struct.Struct("<II")  # crc32, length
 _LEN: Final = struct.Struct("<I")
 _MAX_BODY: Final = 2**32 - 1
+NEXT_SUFFIX: Final = ".next"
+"""The new file a background replacement writes, beside the live one."""
+_CHILD_NICE: Final = 10
+_PARENT_CHECK: Final = 64  # bodies written between two looks at the parent
 
 
 class BatchFileError(Exception):
@@ -119,12 +143,15 @@ class BatchFile:
         self._replayed = False
         self._needs_truncate = False
         self._fd = -1
+        self._background: BackgroundReplace | None = None
         self._dir.mkdir(parents=True, exist_ok=True)
         lock = lock_directory(self._dir)
         if lock is None:
             raise BatchFileLockedError(f"{self._dir} is in use by another process")
         self._lock_fd = lock
         try:
+            # what a replacement beside the loop left when the process died
+            self._path.with_name(self._path.name + NEXT_SUFFIX).unlink(missing_ok=True)
             try:
                 self._fd = os.open(self._path, os.O_RDWR | os.O_APPEND)
             except FileNotFoundError:
@@ -243,6 +270,8 @@ class BatchFile:
         """Replace the whole file, atomically and durably, by the magic and
         one batch per body; appending may follow at once."""
         self._check_open()
+        if self._background is not None:
+            self._background.abandon()
         parts = [self._magic]
         parts.extend(_frame(body) for body in bodies)
         data = b"".join(parts)
@@ -258,12 +287,198 @@ class BatchFile:
         if self._fd < 0:
             return
         try:
+            if self._background is not None:
+                self._background.abandon()
             os.close(self._fd)
         finally:
             self._fd = -1
             os.close(self._lock_fd)
             self._lock_fd = -1
 
+    def replace_in_background(self, bodies: Callable[[], Iterable[bytes]]) -> BackgroundReplace:
+        """Start replacing the file by the magic and one batch per body of
+        ``bodies()``, called in a forked child (see the module
+        documentation); what is appended meanwhile is kept.  At most one
+        runs at a time; :meth:`replace` and :meth:`close` abandon it."""
+        self._check_open()
+        if not self._replayed:
+            raise BatchFileError(f"{self._path} must be replayed before it is replaced")
+        if self._background is not None:
+            raise BatchFileError(f"{self._path} is already being replaced")
+        self._background = BackgroundReplace(self, bodies)
+        return self._background
+
     def _check_open(self) -> None:
         if self._fd < 0:
             raise ValueError(f"operation on a closed batch file {self._path}")
+
+
+def _write_next(
+    path: Path, magic: bytes, bodies: Callable[[], Iterable[bytes]], parent: int, status: int
+) -> None:
+    """In the forked child: write the new file, fsync it, say so on ``status``."""
+    # signals end the child as they would any plain process (the parent's
+    # handlers belong to its event loop, which does not run here)
+    try:
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
+    except ValueError:  # forked from a thread other than the main one
+        pass
+    # nothing the parent holds stays open here: no socket, no lock, no file
+    os.closerange(3, status)
+    os.closerange(status + 1, 1 << 20)
+    os.nice(_CHILD_NICE)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    append_all(fd, magic)
+    chunk: list[bytes] = []
+    for body in bodies():
+        chunk.append(_frame(body))
+        if len(chunk) == _PARENT_CHECK:
+            if os.getppid() != parent:
+                os._exit(3)  # the parent is gone: its journal is the one to keep
+            append_all(fd, b"".join(chunk))
+            chunk = []
+    append_all(fd, b"".join(chunk))
+    os.fsync(fd)
+    os.close(fd)
+    os.write(status, b"ok")
+
+
+class BackgroundReplace:
+    """A replacement of a :class:`BatchFile` written beside the loop (see
+    the module documentation).  Its owner waits until :meth:`ended` (each
+    time :attr:`fd` is readable), takes the :meth:`result`, then calls
+    :meth:`copy_tail` until it returns True; or :meth:`abandon`."""
+
+    def __init__(self, file: BatchFile, bodies: Callable[[], Iterable[bytes]]) -> None:
+        self._file = file
+        self.path = file.path.with_name(file.path.name + NEXT_SUFFIX)
+        self.tail_from = file.size
+        """Where the batches appended since the fork begin in the live file."""
+        self._copied_to = file.size
+        self._out = -1
+        self._base = 0
+        self.done = False
+        self.pid = 0
+        read_fd, write_fd = os.pipe()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            code = 1
+            try:
+                _write_next(self.path, file._magic, bodies, parent, write_fd)
+                code = 0
+            except BaseException as exc:
+                try:
+                    os.write(write_fd, repr(exc).encode("utf-8", "replace")[:2000])
+                except BaseException:
+                    pass
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        os.set_blocking(read_fd, False)
+        self.pid = pid
+        self.fd = read_fd
+        """Readable once the child has ended (its end of the pipe closed)."""
+        self._status = b""
+
+    @property
+    def tail_copied(self) -> int:
+        """Bytes appended since the fork and copied to the new file so far."""
+        return self._copied_to - self.tail_from
+
+    def ended(self) -> bool:
+        """Read what the child said; True once it has ended (its end of the
+        pipe closed).  Call when :attr:`fd` is readable."""
+        if self.fd < 0:
+            return True
+        while True:
+            try:
+                data = os.read(self.fd, 4096)
+            except BlockingIOError:
+                return False
+            if not data:
+                return True
+            self._status += data
+
+    def result(self) -> str | None:
+        """Once :meth:`ended`: None if the child wrote the new file, else why
+        not (the replacement is then abandoned)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        code = -1
+        if self.pid:
+            _, status = os.waitpid(self.pid, 0)
+            self.pid = 0
+            code = os.waitstatus_to_exitcode(status)
+        if self._status == b"ok" and code == 0:
+            try:
+                self._out = os.open(self.path, os.O_RDWR | os.O_APPEND)
+                self._base = os.fstat(self._out).st_size
+            except OSError as exc:
+                self.abandon()
+                return f"{self.path}: {exc.strerror}"
+            return None
+        why = self._status.decode("utf-8", "replace") or f"the child ended with status {code}"
+        self.abandon()
+        return why
+
+    def copy_tail(self, limit: int) -> bool:
+        """Copy at most ``limit`` bytes of what was appended since the fork
+        to the new file; once all of it is there (in the same call), the
+        new file takes the old one's place and True is returned.  OSError
+        (a full disk) abandons the replacement and leaves the old file."""
+        file = self._file
+        if self._out < 0 or self.done:
+            raise BatchFileError("nothing to copy: the child's file is not ready")
+        try:
+            end = file._size
+            while self._copied_to < end and limit > 0:
+                data = os.pread(file._fd, min(end - self._copied_to, limit), self._copied_to)
+                if not data:
+                    raise OSError(0, f"{file.path} is shorter than written")
+                append_all(self._out, data)
+                self._copied_to += len(data)
+                limit -= len(data)
+            if self._copied_to < end:
+                return False
+            if file._fsync:
+                datasync(self._out)
+            os.replace(self.path, file.path)
+        except OSError:
+            self.abandon()
+            raise
+        old = file._fd
+        file._fd = self._out  # the new file, open for appending
+        file._size = self._base + end - self.tail_from
+        file._needs_truncate = False
+        file._background = None
+        self._out = -1
+        self.done = True
+        os.close(old)
+        if file._fsync:
+            fsync_dir(file.path.parent)
+        return True
+
+    def abandon(self) -> None:
+        """Stop: the child killed if it still runs, its file removed; the
+        live file is left as it is."""
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(self.pid, 0)
+            self.pid = 0
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self._out >= 0:
+            os.close(self._out)
+            self._out = -1
+        if not self.done:
+            self.path.unlink(missing_ok=True)
+        if self._file._background is self:
+            self._file._background = None

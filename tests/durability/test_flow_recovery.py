@@ -114,9 +114,17 @@ async def test_a_journal_grown_past_its_bound_is_checkpointed(tmp_path: Path) ->
         client = sessions["CLIENT1"]
         # 1.5 MiB of client messages (their copies go to the journal); the
         # journal is checkpointed once it passes 1 MiB, and grows again after
+        started = []
         for _ in range(750):
-            client.send(b"j", b"58=" + b"x" * 2000 + b"\x01", 0.0)
+            flow.reports.send(client, b"j", b"58=" + b"x" * 2000 + b"\x01", 0.0)
             await asyncio.sleep(0)  # pacing: one message a turn
+            started.append(flow.checkpointing)
+        # taken beside the loop: messages went on being journaled meanwhile
+        assert any(started)
+        deadline = time.monotonic() + 30
+        while flow.checkpointing:
+            assert time.monotonic() < deadline, "the checkpoint did not finish"
+            await asyncio.sleep(0.01)
         assert journal.size < 1 << 20
         assert client.store.next_sender_seq == 751  # every message kept for resend
         (open_order,) = flow.matcher.open_orders()
