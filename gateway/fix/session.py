@@ -176,6 +176,10 @@ class Session:
         self.sender_comp_id = settings.SenderCompID.encode()
         self.target_comp_id = settings.TargetCompID.encode()
         self.stats = SessionStats()
+        self.waited = 0.0
+        """Seconds the message being handed to the application has waited
+        behind others on its connection (set by the transport before each
+        hand-over; 0 when none were waiting): what load shedding reads."""
         self._dd = dictionary or fix44()
         self._validator = Validator(
             self._dd,

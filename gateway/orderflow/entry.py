@@ -88,6 +88,9 @@ class OrderEntry:
         self._routing = routing
         # per client: [tokens, time of the last refill] (max_messages_per_second)
         self._buckets: dict[str, list[float]] = {}
+        # orders shed since the last log line about it, and when that was
+        self._shed_count = 0
+        self._shed_logged = 0.0
         # the valuation the margin accounts were last marked with
         self._marked: object = None
         self._report_seq = 0
@@ -106,6 +109,10 @@ class OrderEntry:
             self._throttled(session, client, msg, rate, now, id_limit)
             return
         if mt == b"D":
+            shed_after = self.rules.config.orders.shed_after_ms
+            if shed_after and session.waited * 1000.0 > shed_after:
+                self._shed(session, client, msg, now, id_limit)
+                return
             self._new_order(session, client, msg, now, id_limit)
         elif mt == b"F":
             self._cancel(client, msg, now, id_limit)
@@ -304,6 +311,31 @@ class OrderEntry:
             return False
         bucket[0] = tokens - 1.0
         return True
+
+    def _shed(
+        self, session: Session, client: str, msg: FixMessage, now: float, id_limit: int
+    ) -> None:
+        """Refuse a NewOrderSingle that waited too long behind others: the
+        gateway is past its capacity.  Logged once a second at most, with
+        the count refused meanwhile."""
+        waited_ms = session.waited * 1000.0
+        text = (
+            f"gateway busy: the order waited {waited_ms:.0f} ms behind others "
+            f"(limit shed_after_ms {self.rules.config.orders.shed_after_ms}); not accepted"
+        )
+        self.stats.received(client)
+        refusal = Refusal(text, OrdRejReason.OTHER)
+        self._reports.order_reject(session, msg, refusal, "shed", now, id_limit, log=False)
+        self._shed_count += 1
+        if now - self._shed_logged >= 1.0:
+            _log.warning(
+                "orders_shed",
+                session=session.session_id,
+                count=self._shed_count,
+                waited_ms=round(waited_ms, 1),
+            )
+            self._shed_logged = now
+            self._shed_count = 0
 
     def _throttled(
         self,

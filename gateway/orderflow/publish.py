@@ -283,10 +283,12 @@ class Reports:
         reason: str,
         now: float,
         max_id_length: int = DEFAULT_MAX_ID_LENGTH,
+        log: bool = True,
     ) -> None:
         """ExecutionReport (Rejected) for a NewOrderSingle refused before the
         matcher, echoing its ClOrdID and Symbol cut to ``max_id_length``;
-        ``reason`` is the metric label."""
+        ``reason`` is the metric label; ``log`` False leaves the log line to
+        the caller (a flood of rejects is logged as a count)."""
         self._exec_seq += 1
         body = new_order_reject_body(
             msg, refusal, f"R{self._exec_seq}", max_id_length=max_id_length
@@ -295,6 +297,8 @@ class Reports:
         client = session.settings.TargetCompID
         self._stats.rejected(client, reason)
         self._stats.final(client, "rejected")
+        if not log:
+            return
         _log.info(
             "order_rejected",
             session=session.session_id,

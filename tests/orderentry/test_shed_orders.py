@@ -1,0 +1,118 @@
+"""Load shedding (``orders.shed_after_ms``): a NewOrderSingle that waited
+too long behind others on its connection is refused at once; cancels,
+replaces and status requests are always worked.  The flow is fed directly
+and the session is told how long its message waited, as the transport
+does (tests/e2e/test_load_shedding.py drives it through a real connection)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from test_throttles import CONFIG, Client, Clock, resting
+
+from config import SessionSettings, parse_config
+from gateway.daemon import build_order_flow
+from gateway.fix import codec
+from gateway.fix.session import Session
+from gateway.fix.store import MemoryStore
+from gateway.net.transport import Outbox
+
+# the throttle tests' gateway without their rate limit, shedding after 20 ms
+SHED_CONFIG = (
+    CONFIG.replace("[risk.default]\nmax_messages_per_second = 1\n", "")
+    + "\n[orders]\nshed_after_ms = 20\n"
+)
+
+
+def flow_client(text: str) -> Client:
+    clock = Clock()
+    session = Session(
+        SessionSettings(SenderCompID="GATEWAY", TargetCompID="CLIENT1"), MemoryStore()
+    )
+    flow = build_order_flow(parse_config(text), {"CLIENT1": session}, None, Outbox(), clock)
+    return Client(flow, session, clock)
+
+
+@pytest_asyncio.fixture
+async def client() -> AsyncIterator[Client]:
+    assert "max_messages_per_second" not in SHED_CONFIG
+    yield flow_client(SHED_CONFIG)
+
+
+def new_order(c: Client, cl_ord_id: bytes) -> None:
+    c.send(
+        b"D",
+        (11, cl_ord_id),
+        (38, b"1000"),
+        (40, b"2"),
+        (44, b"0.50000"),
+        (54, b"1"),
+        (55, b"EUR/USD"),
+        (59, b"1"),
+        (60, codec.format_utc_timestamp(c.clock.now)),
+    )
+
+
+@pytest.mark.asyncio
+async def test_an_order_that_waited_past_the_bound_is_refused_at_once(client: Client) -> None:
+    c = client
+    c.session.waited = 0.0205  # bound: 20 ms
+    new_order(c, b"LATE")
+    (reject,) = c.answers()
+    assert (reject.msg_type, reject.get(11), reject.get(150), reject.get(39)) == (
+        b"8",
+        b"LATE",
+        b"8",
+        b"8",
+    )
+    assert reject.get(103) == b"99"
+    text = (reject.get(58) or b"").decode()
+    assert text.startswith("gateway busy: the order waited 20 ms") or text.startswith(
+        "gateway busy: the order waited 21 ms"
+    )
+    assert "shed_after_ms 20" in text
+    assert c.flow.matcher.open_orders() == []
+    # one that waited less goes through
+    c.session.waited = 0.0195
+    new_order(c, b"IN-TIME")
+    (ack,) = c.answers()
+    assert (ack.get(11), ack.get(39)) == (b"IN-TIME", b"0")
+
+
+@pytest.mark.asyncio
+async def test_cancels_replaces_and_status_requests_are_never_shed(client: Client) -> None:
+    c = client
+    ack = resting(c, b"K1")
+    c.session.waited = 5.0
+    c.send(b"H", (11, b"K1"), (54, b"1"), (55, b"EUR/USD"))
+    fields = [(11, b"K1-G"), (38, b"2000"), (40, b"2"), (41, b"K1"), (44, b"0.50000")]
+    fields += [(54, b"1"), (55, b"EUR/USD"), (60, codec.format_utc_timestamp(c.clock.now))]
+    c.send(b"G", *fields)
+    fields = [(11, b"K1-F"), (38, b"2000"), (41, b"K1-G"), (54, b"1"), (55, b"EUR/USD")]
+    fields += [(60, codec.format_utc_timestamp(c.clock.now))]
+    c.send(b"F", *fields)
+    status, replaced, canceled = c.answers()
+    assert (status.get(150), status.get(37)) == (b"I", ack.get(37))
+    assert (replaced.get(150), replaced.get(11)) == (b"5", b"K1-G")
+    assert (canceled.get(150), canceled.get(11)) == (b"4", b"K1-F")
+
+
+@pytest.mark.asyncio
+async def test_by_default_nothing_is_shed() -> None:
+    c = flow_client(SHED_CONFIG.replace("shed_after_ms = 20\n", ""))
+    c.session.waited = 60.0
+    new_order(c, b"PATIENT")
+    (ack,) = c.answers()
+    assert (ack.get(11), ack.get(39)) == (b"PATIENT", b"0")
+
+
+@pytest.mark.asyncio
+async def test_shed_orders_are_counted_under_their_own_reason(client: Client) -> None:
+    c = client
+    c.session.waited = 1.0
+    for i in range(3):
+        new_order(c, b"S%d" % i)
+    assert len(c.answers()) == 3
+    assert c.flow.stats.order_rejects.get(("CLIENT1", "shed")) == 3
