@@ -39,10 +39,6 @@ Clock = Callable[[], float]
 
 EVENTS_PER_TURN: Final = 64
 
-BIG_READ: Final = 64 * 1024
-"""A read this large may have left more in the kernel: the connection counts
-as behind from then until a smaller read."""
-
 RETRY_AFTER: Final = 0.1
 """Seconds before writes that failed (the journal or a store) are tried again."""
 
@@ -225,8 +221,9 @@ class FixTransportProtocol(asyncio.Protocol):
         self._reading_paused = False
         self._hold_reading = False  # a subclass keeps reading paused for now
         self._resend_scheduled = False
-        # since when received messages have been waiting (0.0: none are)
-        self._behind_since = 0.0
+        # since when received messages have been waiting behind others
+        # (negative: none are)
+        self._behind_since = -1.0
         self.peer = "?"
 
     # -- to be provided by subclasses ---------------------------------------------
@@ -263,12 +260,6 @@ class FixTransportProtocol(asyncio.Protocol):
         if conn is None or self._closing:
             return
         now = self._clock()
-        # reading is on only once every earlier message was handled; a read
-        # smaller than BIG_READ took all the kernel held: nothing waits
-        if len(data) < BIG_READ:
-            self._behind_since = 0.0
-        elif not self._behind_since:
-            self._behind_since = now
         conn.receive_data(data)
         self._pump(now)
 
@@ -298,8 +289,10 @@ class FixTransportProtocol(asyncio.Protocol):
         if conn is None:
             return
         more = self._drain(conn, now, EVENTS_PER_TURN)
-        if more and not self._behind_since:
-            self._behind_since = now
+        if not more:
+            self._behind_since = -1.0  # caught up
+        elif self._behind_since < 0.0:
+            self._behind_since = now  # what is left waits from now on
         transport = self._transport
         if self._closing:
             # what the close follows (a Logout, a Reject) goes first
@@ -328,7 +321,7 @@ class FixTransportProtocol(asyncio.Protocol):
         limit was reached, so more may be waiting.  Each event's session is
         told how long the messages have waited (:attr:`Session.waited`)."""
         since = self._behind_since
-        waited = now - since if since else 0.0
+        waited = now - since if since >= 0.0 else 0.0
         while limit != 0:
             event = conn.next_event(now)
             if event is None:

@@ -44,7 +44,7 @@ from gateway.orderflow.restore import (
 from gateway.orderflow.routing import ChildRouting
 from gateway.orderflow.rules import Rules
 from gateway.orderflow.stats import FlowStats
-from gateway.storage.batch_file import BackgroundReplace
+from gateway.storage.batch_file import BackgroundReplace, BatchFileError
 from lp_adapters.base import LpAdapter
 from matcher.engine import Matcher
 from risk.accounts import Accounts
@@ -58,6 +58,10 @@ child has written the state (a fraction of a millisecond)."""
 
 CHECKPOINT_RETRY = 30.0
 """Seconds after a failed checkpoint before another is tried."""
+
+CHECKPOINT_DEADLINE = 600.0
+"""Seconds a checkpoint's child may take before it is killed and the
+checkpoint counted as failed (a state of millions of orders takes a few)."""
 
 _log = structlog.get_logger("gateway.orderflow.flow")
 
@@ -96,6 +100,7 @@ class OrderFlow:
         self._background: BackgroundReplace | None = None
         self._background_started = 0.0
         self._background_retry_at = 0.0
+        self._background_deadline: asyncio.TimerHandle | None = None
         self._day_timer: asyncio.TimerHandle | None = None
         self._restored = Restored()
         self.apply_rules(rules)
@@ -177,11 +182,7 @@ class OrderFlow:
     async def stop(self) -> None:
         if self._day_timer is not None:
             self._day_timer.cancel()
-        job, self._background = self._background, None
-        if job is not None:  # the journal stays as it is, complete
-            if job.fd >= 0:
-                asyncio.get_running_loop().remove_reader(job.fd)
-            job.abandon()
+        self._drop_background()
         self.watch.stop()
         await self.routing.stop()
 
@@ -236,8 +237,11 @@ class OrderFlow:
         started = time.perf_counter()
         if self._background is not None or started < self._background_retry_at:
             return
+        # the journal first, as always; then the stores, which hold the
+        # copies of client messages the checkpoint leaves out
+        journal.flush()
         for session in self._stored_sessions():
-            session.store.flush()  # the journal's copies are dropped: the stores hold them
+            session.store.flush()
         routing, matcher, ledger, accounts = (
             self.routing,
             self.matcher,
@@ -254,7 +258,9 @@ class OrderFlow:
             return
         self._background = job
         self._background_started = started
-        asyncio.get_running_loop().add_reader(job.fd, self._on_checkpoint_written)
+        loop = asyncio.get_running_loop()
+        loop.add_reader(job.fd, self._on_checkpoint_written)
+        self._background_deadline = loop.call_later(CHECKPOINT_DEADLINE, self._checkpoint_overdue)
         _log.info(
             "order_journal_checkpoint_started",
             bytes_before=journal.size,
@@ -262,12 +268,23 @@ class OrderFlow:
             fork_ms=round((time.perf_counter() - started) * 1000, 3),
         )
 
+    def _checkpoint_overdue(self) -> None:
+        self._background_deadline = None
+        if self._background is not None and self._background.fd >= 0:
+            self._checkpoint_failed(f"the child did not finish in {CHECKPOINT_DEADLINE:g} s")
+
     def _on_checkpoint_written(self) -> None:
         job = self._background
-        if job is None or not job.ended():
+        if job is None:
             return
-        asyncio.get_running_loop().remove_reader(job.fd)
-        error = job.result()
+        try:
+            if not job.ended():
+                return
+            asyncio.get_running_loop().remove_reader(job.fd)
+            error = job.result()
+        except OSError as exc:
+            self._checkpoint_failed(f"{exc.strerror or exc}")
+            return
         if error is not None:
             self._checkpoint_failed(error)
             return
@@ -281,13 +298,13 @@ class OrderFlow:
             return
         try:
             done = job.copy_tail(CHECKPOINT_TAIL_SLICE)
-        except OSError as exc:
-            self._checkpoint_failed(f"{exc.strerror or exc}")
+        except (OSError, BatchFileError) as exc:
+            self._checkpoint_failed(f"{getattr(exc, 'strerror', None) or exc}")
             return
         if not done:
             asyncio.get_running_loop().call_soon(self._copy_checkpoint_tail)
             return
-        self._background = None
+        self._drop_background()
         _log.info(
             "order_journal_checkpointed",
             bytes_after=journal.size,
@@ -295,13 +312,21 @@ class OrderFlow:
             seconds=round(time.perf_counter() - self._background_started, 4),
         )
 
-    def _checkpoint_failed(self, why: str) -> None:
-        """The journal goes on as it was; another try in a while."""
+    def _drop_background(self) -> None:
+        """Forget the checkpoint under way: its reader, its deadline, and its
+        child and file if it has not finished (the journal stays whole)."""
         job, self._background = self._background, None
+        if self._background_deadline is not None:
+            self._background_deadline.cancel()
+            self._background_deadline = None
         if job is not None:
             if job.fd >= 0:
                 asyncio.get_running_loop().remove_reader(job.fd)
             job.abandon()
+
+    def _checkpoint_failed(self, why: str) -> None:
+        """The journal goes on as it was; another try in a while."""
+        self._drop_background()
         self._background_retry_at = time.perf_counter() + CHECKPOINT_RETRY
         _log.error("order_journal_checkpoint_failed", reason=why, retry_in_s=CHECKPOINT_RETRY)
 

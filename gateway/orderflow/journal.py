@@ -147,6 +147,12 @@ class OrderJournal:
         return self._file.path
 
     @property
+    def next_path(self) -> Path:
+        """Where a checkpoint taken beside the loop is written before it
+        replaces the journal."""
+        return self._file.next_path
+
+    @property
     def size(self) -> int:
         """Bytes in the file after the last flush."""
         return self._file.size

@@ -346,8 +346,9 @@ class MarketDataService:
             paced[sub] = None
         if not self._paced_due:
             self._paced_due = True
+            # bounded both ways: the clock may step
             wait = self._last_paced + self._interval - self._clock()
-            self._defer(max(wait, 0.0), self._send_paced)
+            self._defer(min(max(wait, 0.0), self._interval), self._send_paced)
 
     def _send_paced(self) -> None:
         """The interval has passed: what books changed since is owed."""

@@ -48,12 +48,16 @@ child has finished, the parent copies what it appended since the fork
 behind the child's batches, a bounded slice per call
 (:meth:`BackgroundReplace.copy_tail`), and renames the new file over the
 old one in the call that copies the last bytes.  The live file is complete
-all along: a crash of the child, of the parent or of the machine at any
-point leaves either the old file, whole, or the new one, whole (a stale
-``<name>.next`` is removed when the file is opened again).  The child
-closes every descriptor it inherited (sockets, the directory lock) before
-it writes, lowers its own priority, and exits as soon as it sees its parent
-gone.
+all along: a crash of the child or of the parent at any point leaves either
+the old file, whole, or the new one, whole (a stale ``<name>.next`` is
+removed when the file is opened again).  The child's part is fsynced before
+it reports; with ``fsync=True`` the copied tail is synced before the rename
+and the directory after it, so a machine crash leaves a whole file too
+(without, appends are not promised past a machine crash anyway).  The child
+stops the cyclic collector, closes every descriptor it inherited (sockets,
+the directory lock) before it writes, lowers its own priority, and exits
+when it sees its parent gone (looked at before each batch and before the
+fsync).
 
 One owner per directory
 -----------------------
@@ -65,6 +69,7 @@ gets :class:`BatchFileLockedError`.  The lock dies with the process,
 
 from __future__ import annotations
 
+import gc
 import logging
 import mmap
 import os
@@ -96,7 +101,6 @@ _MAX_BODY: Final = 2**32 - 1
 NEXT_SUFFIX: Final = ".next"
 """The new file a background replacement writes, beside the live one."""
 _CHILD_NICE: Final = 10
-_PARENT_CHECK: Final = 64  # bodies written between two looks at the parent
 
 
 class BatchFileError(Exception):
@@ -151,7 +155,7 @@ class BatchFile:
         self._lock_fd = lock
         try:
             # what a replacement beside the loop left when the process died
-            self._path.with_name(self._path.name + NEXT_SUFFIX).unlink(missing_ok=True)
+            self.next_path.unlink(missing_ok=True)
             try:
                 self._fd = os.open(self._path, os.O_RDWR | os.O_APPEND)
             except FileNotFoundError:
@@ -180,6 +184,11 @@ class BatchFile:
     def path(self) -> Path:
         """The file."""
         return self._path
+
+    @property
+    def next_path(self) -> Path:
+        """Where :meth:`replace_in_background` writes the new file."""
+        return self._path.with_name(self._path.name + NEXT_SUFFIX)
 
     @property
     def size(self) -> int:
@@ -317,6 +326,9 @@ def _write_next(
     path: Path, magic: bytes, bodies: Callable[[], Iterable[bytes]], parent: int, status: int
 ) -> None:
     """In the forked child: write the new file, fsync it, say so on ``status``."""
+    # no finaliser of an object the parent owns (a socket, a file) may run
+    # here and close or write a descriptor number that is now ours
+    gc.disable()
     # signals end the child as they would any plain process (the parent's
     # handlers belong to its event loop, which does not run here)
     try:
@@ -331,15 +343,12 @@ def _write_next(
     os.nice(_CHILD_NICE)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     append_all(fd, magic)
-    chunk: list[bytes] = []
     for body in bodies():
-        chunk.append(_frame(body))
-        if len(chunk) == _PARENT_CHECK:
-            if os.getppid() != parent:
-                os._exit(3)  # the parent is gone: its journal is the one to keep
-            append_all(fd, b"".join(chunk))
-            chunk = []
-    append_all(fd, b"".join(chunk))
+        if os.getppid() != parent:
+            os._exit(3)  # the parent is gone: its journal is the one to keep
+        append_all(fd, _frame(body))
+    if os.getppid() != parent:
+        os._exit(3)
     os.fsync(fd)
     os.close(fd)
     os.write(status, b"ok")
@@ -353,7 +362,7 @@ class BackgroundReplace:
 
     def __init__(self, file: BatchFile, bodies: Callable[[], Iterable[bytes]]) -> None:
         self._file = file
-        self.path = file.path.with_name(file.path.name + NEXT_SUFFIX)
+        self.path = file.next_path
         self.tail_from = file.size
         """Where the batches appended since the fork begin in the live file."""
         self._copied_to = file.size
@@ -363,7 +372,13 @@ class BackgroundReplace:
         self.pid = 0
         read_fd, write_fd = os.pipe()
         parent = os.getpid()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read_fd)
+            os.close(write_fd)
+            file._background = None
+            raise
         if pid == 0:  # the child: never returns
             code = 1
             try:

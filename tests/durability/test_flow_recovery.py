@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -16,7 +17,8 @@ from gateway.fix.store import MemoryStore
 from gateway.net.transport import Outbox
 from gateway.orderflow.flow import OrderFlow
 from gateway.orderflow.journal import OrderJournal
-from gateway.orderflow.journal_entries import OrderState, Run
+from gateway.orderflow.journal_entries import Entry, Message, OrderState, Run
+from gateway.orderflow.restore import checkpoint_entries
 from matcher.orders import Order, OrdStatus
 from router.model import OrdType, Side, TimeInForce
 
@@ -135,3 +137,53 @@ async def test_a_journal_grown_past_its_bound_is_checkpointed(tmp_path: Path) ->
     entries = list(again.replay())
     again.close()
     assert [e.order.order_id for e in entries if isinstance(e, OrderState)] == ["4O1"]
+
+
+@pytest.mark.asyncio
+async def test_a_checkpoint_whose_child_never_finishes_is_given_up_and_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.orderflow.flow as flow_module
+
+    def stuck(*args: object) -> Iterator[Entry]:
+        yield Run(4)
+        while True:  # the child's: it waits to be killed
+            time.sleep(1)
+            yield Run(4)
+
+    monkeypatch.setattr(flow_module, "checkpoint_entries", stuck)
+    monkeypatch.setattr(flow_module, "CHECKPOINT_DEADLINE", 0.3)
+    journal_with(tmp_path, an_order("4O1", "EUR/USD"))
+    config = load_config(str(default_config_path()))
+    config = msgspec.structs.replace(
+        config, orders=msgspec.structs.replace(config.orders, journal_checkpoint_mb=1)
+    )
+    sessions = {s.TargetCompID: Session(s, MemoryStore()) for s in config.sessions}
+    journal = OrderJournal(tmp_path)
+    # recovery's own checkpoint is written on the loop, before the patch matters
+    monkeypatch.setattr(flow_module, "checkpoint_entries", checkpoint_entries)
+    flow = build_order_flow(config, sessions, journal, Outbox(journal.flush), time.time)
+    monkeypatch.setattr(flow_module, "checkpoint_entries", stuck)
+    try:
+        client = sessions["CLIENT1"]
+        sent = 0
+        while not flow.checkpointing:
+            flow.reports.send(client, b"j", b"58=" + b"x" * 2000 + b"\x01", 0.0)
+            sent += 1
+            await asyncio.sleep(0)
+        deadline = time.monotonic() + 30
+        while flow.checkpointing:
+            assert time.monotonic() < deadline, "the stuck checkpoint was never given up"
+            await asyncio.sleep(0.01)
+        assert not journal.next_path.exists()
+        flow.reports.send(client, b"j", b"58=after\x01", 0.0)
+        await asyncio.sleep(0)
+        assert not flow.checkpointing  # not again before CHECKPOINT_RETRY
+    finally:
+        journal.close()
+    # the journal is whole: the order, and every message copy after it
+    again = OrderJournal(tmp_path)
+    entries = list(again.replay())
+    again.close()
+    assert [e.order.order_id for e in entries if isinstance(e, OrderState)] == ["4O1"]
+    assert sum(1 for e in entries if isinstance(e, Message)) == sent + 1

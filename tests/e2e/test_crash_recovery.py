@@ -261,8 +261,9 @@ async def test_kill_9_under_load_then_restart_loses_no_acknowledged_order(
     daemon_factory: Any, tmp_path: Path, crash_setup: Path, checkpoints: str
 ) -> None:
     if checkpoints == "every MiB":
-        # checkpoints taken beside the loop all through the run, one of them
-        # (or the copy of its tail, or its swap) cut short by the kill
+        # checkpoints taken beside the loop all through the run: the kill
+        # comes once one has started, maybe while a child writes, its tail
+        # is copied, or after its swap
         checkpoint_every_mib(crash_setup)
     data = tmp_path / "data"
     d = daemon_factory("--config", str(crash_setup), data_dir=data).start()

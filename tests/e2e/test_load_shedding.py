@@ -72,6 +72,16 @@ async def test_a_burst_past_capacity_is_shed_cleanly_and_paced_orders_are_not(
             c.send(b"D", order(f"P{i}", "1" if i % 2 else "2", "1000"))
             (*_, last) = await reports_until(c, f"P{i}".encode(), *FINAL)
             assert last.get(39) == b"2", last.get(58)
+        # caught up, a burst that fits in one turn waits behind nothing either
+        small = {f"Q{i}".encode() for i in range(60)}
+        for i in range(60):
+            c.send(b"D", order(f"Q{i}", "1" if i % 2 else "2", "1000"))
+        done: dict[bytes, bytes] = {}
+        while len(done) < len(small):
+            msg = await c.receive(timeout=20)
+            if msg.msg_type == b"8" and msg.get(39) in FINAL and msg.get(11) in small:
+                done[msg.get(11) or b""] = msg.get(39) or b""
+        assert set(done.values()) == {b"2"}
     finally:
         await c.logout()
         await gateway.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -149,8 +150,16 @@ def test_a_child_killed_while_it_writes_changes_nothing(tmp_path: Path) -> None:
 def test_the_child_holds_nothing_of_the_parents(tmp_path: Path) -> None:
     file = opened(tmp_path)
     marker = tmp_path / "writing"
+    listener = socket.socket()  # a socket the parent holds across the fork
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
     job = file.replace_in_background(stalled(marker, [b"s"]))
     try:
+        assert any(
+            os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+            for fd in os.listdir("/proc/self/fd")
+            if os.path.exists(f"/proc/self/fd/{fd}")
+        )
         until(marker.exists, "the child to write")
         held = {os.readlink(f"/proc/{job.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{job.pid}/fd")}
         # stdio, its status pipe and the file it writes: no lock, no socket, no journal
@@ -160,6 +169,7 @@ def test_the_child_holds_nothing_of_the_parents(tmp_path: Path) -> None:
         assert not [h for h in held if h.startswith("socket:")]
     finally:
         job.abandon()
+        listener.close()
     file.close()
 
 
