@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import structlog
 
@@ -31,6 +31,7 @@ from gateway.fix.codec import FixMessage
 from gateway.fix.session import Session
 from gateway.orderflow.entry import OrderEntry
 from gateway.orderflow.journal import OrderJournal
+from gateway.orderflow.journal_entries import Entry
 from gateway.orderflow.margin_watch import MarginWatch
 from gateway.orderflow.market_data import MarketDataService
 from gateway.orderflow.publish import Reports
@@ -101,6 +102,10 @@ class OrderFlow:
         self._background_started = 0.0
         self._background_retry_at = 0.0
         self._background_deadline: asyncio.TimerHandle | None = None
+        self.checkpoint_deadline = CHECKPOINT_DEADLINE
+        """Seconds a checkpoint's child may take (:data:`CHECKPOINT_DEADLINE`)."""
+        self.checkpoint_state: Callable[[int], Iterator[Entry]] = self._state
+        """The entries a checkpoint of run ``run`` writes: the state now."""
         self._day_timer: asyncio.TimerHandle | None = None
         self._restored = Restored()
         self.apply_rules(rules)
@@ -242,17 +247,9 @@ class OrderFlow:
         journal.flush()
         for session in self._stored_sessions():
             session.store.flush()
-        routing, matcher, ledger, accounts = (
-            self.routing,
-            self.matcher,
-            self.ledger,
-            self.reports.accounts,
-        )
-        run = journal.run
+        state, run = self.checkpoint_state, journal.run
         try:
-            job = journal.start_checkpoint(
-                lambda: checkpoint_entries(run, matcher, ledger, routing, accounts)
-            )
+            job = journal.start_checkpoint(lambda: state(run))
         except OSError as exc:
             self._checkpoint_failed(f"fork: {exc.strerror}")
             return
@@ -260,7 +257,9 @@ class OrderFlow:
         self._background_started = started
         loop = asyncio.get_running_loop()
         loop.add_reader(job.fd, self._on_checkpoint_written)
-        self._background_deadline = loop.call_later(CHECKPOINT_DEADLINE, self._checkpoint_overdue)
+        self._background_deadline = loop.call_later(
+            self.checkpoint_deadline, self._checkpoint_overdue
+        )
         _log.info(
             "order_journal_checkpoint_started",
             bytes_before=journal.size,
@@ -271,7 +270,7 @@ class OrderFlow:
     def _checkpoint_overdue(self) -> None:
         self._background_deadline = None
         if self._background is not None and self._background.fd >= 0:
-            self._checkpoint_failed(f"the child did not finish in {CHECKPOINT_DEADLINE:g} s")
+            self._checkpoint_failed(f"the child did not finish in {self.checkpoint_deadline:g} s")
 
     def _on_checkpoint_written(self) -> None:
         job = self._background
@@ -329,6 +328,11 @@ class OrderFlow:
         self._drop_background()
         self._background_retry_at = time.perf_counter() + CHECKPOINT_RETRY
         _log.error("order_journal_checkpoint_failed", reason=why, retry_in_s=CHECKPOINT_RETRY)
+
+    def _state(self, run: int) -> Iterator[Entry]:
+        return checkpoint_entries(
+            run, self.matcher, self.ledger, self.routing, self.reports.accounts
+        )
 
     def _take_checkpoint(self, journal: OrderJournal, run: int | None = None) -> None:
         """Replace the journal by the state now.  The copies of client

@@ -18,7 +18,6 @@ from gateway.net.transport import Outbox
 from gateway.orderflow.flow import OrderFlow
 from gateway.orderflow.journal import OrderJournal
 from gateway.orderflow.journal_entries import Entry, Message, OrderState, Run
-from gateway.orderflow.restore import checkpoint_entries
 from matcher.orders import Order, OrdStatus
 from router.model import OrdType, Side, TimeInForce
 
@@ -141,18 +140,14 @@ async def test_a_journal_grown_past_its_bound_is_checkpointed(tmp_path: Path) ->
 
 @pytest.mark.asyncio
 async def test_a_checkpoint_whose_child_never_finishes_is_given_up_and_tried_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    import gateway.orderflow.flow as flow_module
-
-    def stuck(*args: object) -> Iterator[Entry]:
-        yield Run(4)
+    def stuck(run: int) -> Iterator[Entry]:
+        yield Run(run)
         while True:  # the child's: it waits to be killed
             time.sleep(1)
-            yield Run(4)
+            yield Run(run)
 
-    monkeypatch.setattr(flow_module, "checkpoint_entries", stuck)
-    monkeypatch.setattr(flow_module, "CHECKPOINT_DEADLINE", 0.3)
     journal_with(tmp_path, an_order("4O1", "EUR/USD"))
     config = load_config(str(default_config_path()))
     config = msgspec.structs.replace(
@@ -160,10 +155,9 @@ async def test_a_checkpoint_whose_child_never_finishes_is_given_up_and_tried_aga
     )
     sessions = {s.TargetCompID: Session(s, MemoryStore()) for s in config.sessions}
     journal = OrderJournal(tmp_path)
-    # recovery's own checkpoint is written on the loop, before the patch matters
-    monkeypatch.setattr(flow_module, "checkpoint_entries", checkpoint_entries)
     flow = build_order_flow(config, sessions, journal, Outbox(journal.flush), time.time)
-    monkeypatch.setattr(flow_module, "checkpoint_entries", stuck)
+    flow.checkpoint_state = stuck
+    flow.checkpoint_deadline = 0.3
     try:
         client = sessions["CLIENT1"]
         sent = 0
