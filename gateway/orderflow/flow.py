@@ -242,11 +242,7 @@ class OrderFlow:
         started = time.perf_counter()
         if self._background is not None or started < self._background_retry_at:
             return
-        # the journal first, as always; then the stores, which hold the
-        # copies of client messages the checkpoint leaves out
-        journal.flush()
-        for session in self._stored_sessions():
-            session.store.flush()
+        self._flush_before_checkpoint(journal)
         state, run = self.checkpoint_state, journal.run
         try:
             job = journal.start_checkpoint(lambda: state(run))
@@ -334,20 +330,17 @@ class OrderFlow:
             run, self.matcher, self.ledger, self.routing, self.reports.accounts
         )
 
-    def _take_checkpoint(self, journal: OrderJournal, run: int | None = None) -> None:
-        """Replace the journal by the state now.  The copies of client
-        messages it held are in their session stores first."""
+    def _flush_before_checkpoint(self, journal: OrderJournal) -> None:
+        """The journal first, as always; then the session stores, which
+        hold the copies of client messages a checkpoint leaves out."""
         journal.flush()
         for session in self._stored_sessions():
             session.store.flush()
-        entries = checkpoint_entries(
-            journal.run if run is None else run,
-            self.matcher,
-            self.ledger,
-            self.routing,
-            self.reports.accounts,
-        )
-        journal.checkpoint(entries)
+
+    def _take_checkpoint(self, journal: OrderJournal, run: int | None = None) -> None:
+        """Replace the journal by the state now, on the loop (at start)."""
+        self._flush_before_checkpoint(journal)
+        journal.checkpoint(self._state(journal.run if run is None else run))
 
     # -- rules -----------------------------------------------------------------------
 

@@ -101,18 +101,32 @@ def test_open_orders_in_an_instrument_no_longer_configured_refuse_the_start(
     assert len(entries) == 3
 
 
-@pytest.mark.asyncio
-async def test_a_journal_grown_past_its_bound_is_checkpointed(tmp_path: Path) -> None:
-    journal_with(tmp_path, an_order("4O1", "EUR/USD"))
+def checkpointing_flow(path: Path) -> tuple[OrderFlow, OrderJournal, Session]:
+    """The default config's flow on a journal holding one open order, a
+    checkpoint due whenever the journal passes 1 MiB; and CLIENT1's session."""
+    journal_with(path, an_order("4O1", "EUR/USD"))
     config = load_config(str(default_config_path()))
     config = msgspec.structs.replace(
         config, orders=msgspec.structs.replace(config.orders, journal_checkpoint_mb=1)
     )
     sessions = {s.TargetCompID: Session(s, MemoryStore()) for s in config.sessions}
-    journal = OrderJournal(tmp_path)
+    journal = OrderJournal(path)
     flow = build_order_flow(config, sessions, journal, Outbox(journal.flush), time.time)
+    return flow, journal, sessions["CLIENT1"]
+
+
+async def until_checkpoint_ends(flow: OrderFlow) -> None:
+    """Run the loop until the checkpoint under way has ended, one way or the other."""
+    deadline = time.monotonic() + 30
+    while flow.checkpointing:
+        assert time.monotonic() < deadline, "the checkpoint never ended"
+        await asyncio.sleep(0.01)  # polling, with a deadline
+
+
+@pytest.mark.asyncio
+async def test_a_journal_grown_past_its_bound_is_checkpointed(tmp_path: Path) -> None:
+    flow, journal, client = checkpointing_flow(tmp_path)
     try:
-        client = sessions["CLIENT1"]
         # 1.5 MiB of client messages (their copies go to the journal); the
         # journal is checkpointed once it passes 1 MiB, and grows again after
         started = []
@@ -122,10 +136,7 @@ async def test_a_journal_grown_past_its_bound_is_checkpointed(tmp_path: Path) ->
             started.append(flow.checkpointing)
         # taken beside the loop: messages went on being journaled meanwhile
         assert any(started)
-        deadline = time.monotonic() + 30
-        while flow.checkpointing:
-            assert time.monotonic() < deadline, "the checkpoint did not finish"
-            await asyncio.sleep(0.01)
+        await until_checkpoint_ends(flow)
         assert journal.size < 1 << 20
         assert client.store.next_sender_seq == 751  # every message kept for resend
         (open_order,) = flow.matcher.open_orders()
@@ -148,27 +159,16 @@ async def test_a_checkpoint_whose_child_never_finishes_is_given_up_and_tried_aga
             time.sleep(1)
             yield Run(run)
 
-    journal_with(tmp_path, an_order("4O1", "EUR/USD"))
-    config = load_config(str(default_config_path()))
-    config = msgspec.structs.replace(
-        config, orders=msgspec.structs.replace(config.orders, journal_checkpoint_mb=1)
-    )
-    sessions = {s.TargetCompID: Session(s, MemoryStore()) for s in config.sessions}
-    journal = OrderJournal(tmp_path)
-    flow = build_order_flow(config, sessions, journal, Outbox(journal.flush), time.time)
+    flow, journal, client = checkpointing_flow(tmp_path)
     flow.checkpoint_state = stuck
     flow.checkpoint_deadline = 0.3
     try:
-        client = sessions["CLIENT1"]
         sent = 0
         while not flow.checkpointing:
             flow.reports.send(client, b"j", b"58=" + b"x" * 2000 + b"\x01", 0.0)
             sent += 1
             await asyncio.sleep(0)
-        deadline = time.monotonic() + 30
-        while flow.checkpointing:
-            assert time.monotonic() < deadline, "the stuck checkpoint was never given up"
-            await asyncio.sleep(0.01)
+        await until_checkpoint_ends(flow)  # given up at its deadline
         assert not journal.next_path.exists()
         flow.reports.send(client, b"j", b"58=after\x01", 0.0)
         await asyncio.sleep(0)

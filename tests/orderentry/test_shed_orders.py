@@ -10,14 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from test_throttles import CONFIG, Client, Clock, resting
+from test_throttles import CONFIG, Client, flow_client, resting, send_resting
 
-from config import SessionSettings, parse_config
-from gateway.daemon import build_order_flow
 from gateway.fix import codec
-from gateway.fix.session import Session
-from gateway.fix.store import MemoryStore
-from gateway.net.transport import Outbox
 
 # the throttle tests' gateway without their rate limit, shedding after 20 ms
 SHED_CONFIG = (
@@ -26,40 +21,17 @@ SHED_CONFIG = (
 )
 
 
-def flow_client(text: str) -> Client:
-    clock = Clock()
-    session = Session(
-        SessionSettings(SenderCompID="GATEWAY", TargetCompID="CLIENT1"), MemoryStore()
-    )
-    flow = build_order_flow(parse_config(text), {"CLIENT1": session}, None, Outbox(), clock)
-    return Client(flow, session, clock)
-
-
 @pytest_asyncio.fixture
 async def client() -> AsyncIterator[Client]:
     assert "max_messages_per_second" not in SHED_CONFIG
     yield flow_client(SHED_CONFIG)
 
 
-def new_order(c: Client, cl_ord_id: bytes) -> None:
-    c.send(
-        b"D",
-        (11, cl_ord_id),
-        (38, b"1000"),
-        (40, b"2"),
-        (44, b"0.50000"),
-        (54, b"1"),
-        (55, b"EUR/USD"),
-        (59, b"1"),
-        (60, codec.format_utc_timestamp(c.clock.now)),
-    )
-
-
 @pytest.mark.asyncio
 async def test_an_order_that_waited_past_the_bound_is_refused_at_once(client: Client) -> None:
     c = client
     c.session.waited = 0.0205  # bound: 20 ms
-    new_order(c, b"LATE")
+    send_resting(c, b"LATE")
     (reject,) = c.answers()
     assert (reject.msg_type, reject.get(11), reject.get(150), reject.get(39)) == (
         b"8",
@@ -76,9 +48,7 @@ async def test_an_order_that_waited_past_the_bound_is_refused_at_once(client: Cl
     assert c.flow.matcher.open_orders() == []
     # one that waited less goes through
     c.session.waited = 0.0195
-    new_order(c, b"IN-TIME")
-    (ack,) = c.answers()
-    assert (ack.get(11), ack.get(39)) == (b"IN-TIME", b"0")
+    resting(c, b"IN-TIME")
 
 
 @pytest.mark.asyncio
@@ -103,9 +73,7 @@ async def test_cancels_replaces_and_status_requests_are_never_shed(client: Clien
 async def test_by_default_nothing_is_shed() -> None:
     c = flow_client(SHED_CONFIG.replace("shed_after_ms = 20\n", ""))
     c.session.waited = 60.0
-    new_order(c, b"PATIENT")
-    (ack,) = c.answers()
-    assert (ack.get(11), ack.get(39)) == (b"PATIENT", b"0")
+    resting(c, b"PATIENT")
 
 
 @pytest.mark.asyncio
@@ -113,6 +81,6 @@ async def test_shed_orders_are_counted_under_their_own_reason(client: Client) ->
     c = client
     c.session.waited = 1.0
     for i in range(3):
-        new_order(c, b"S%d" % i)
+        send_resting(c, b"S%d" % i)
     assert len(c.answers()) == 3
     assert c.flow.stats.order_rejects.get(("CLIENT1", "shed")) == 3

@@ -89,20 +89,25 @@ class Client:
         return out
 
 
-@pytest_asyncio.fixture
-async def client() -> AsyncIterator[Client]:
+def flow_client(text: str) -> Client:
+    """CLIENT1 on an order flow built from the config ``text``, fed directly.
+    The LP is never started: a limit order far from any price rests without
+    routing, so every answer is sent inside on_message."""
     clock = Clock()
     session = Session(
         SessionSettings(SenderCompID="GATEWAY", TargetCompID="CLIENT1"), MemoryStore()
     )
-    # the LP is never started: a limit order far from any price rests
-    # without routing, so every answer is sent inside on_message
-    flow = build_order_flow(parse_config(CONFIG), {"CLIENT1": session}, None, Outbox(), clock)
-    yield Client(flow, session, clock)
+    flow = build_order_flow(parse_config(text), {"CLIENT1": session}, None, Outbox(), clock)
+    return Client(flow, session, clock)
 
 
-def resting(c: Client, cl_ord_id: bytes) -> FixMessage:
-    """A buy limit order of 1,000 at 0.50000 (GTC), acknowledged New."""
+@pytest_asyncio.fixture
+async def client() -> AsyncIterator[Client]:
+    yield flow_client(CONFIG)
+
+
+def send_resting(c: Client, cl_ord_id: bytes) -> None:
+    """Send a buy limit order of 1,000 at 0.50000 (GTC), far from any price."""
     c.send(
         b"D",
         (11, cl_ord_id),
@@ -114,6 +119,11 @@ def resting(c: Client, cl_ord_id: bytes) -> FixMessage:
         (59, b"1"),
         (60, codec.format_utc_timestamp(c.clock.now)),
     )
+
+
+def resting(c: Client, cl_ord_id: bytes) -> FixMessage:
+    """A buy limit order of 1,000 at 0.50000 (GTC), acknowledged New."""
+    send_resting(c, cl_ord_id)
     (ack,) = c.answers()
     assert (ack.msg_type, ack.get(11), ack.get(150), ack.get(39)) == (b"8", cl_ord_id, b"0", b"0")
     return ack
