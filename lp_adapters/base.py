@@ -196,6 +196,14 @@ class LpAdapter(ABC):
     def send(self, child: ChildOrder) -> None:
         """Hand one IOC child order to the LP; answers come through ``sink``."""
 
+    @property
+    def answers_next_turn(self) -> bool:
+        """True when every child sent is answered from this process on the
+        next loop turn (a simulated LP without latency): the gateway then
+        writes what it sent meanwhile together with those answers, in one
+        write instead of two.  Default: False (answers come from the network)."""
+        return False
+
     def cancel(self, child_id: str) -> None:
         """Ask the LP to cancel an open child order.  Default: nothing."""
         return None

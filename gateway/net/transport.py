@@ -94,6 +94,8 @@ class Outbox:
         self._protocols: list[FixTransportProtocol] = []
         self._stores: dict[SessionStore, None] = {}
         self._scheduled = False
+        self._hold = False
+        self._held = False
         # sessions logged on through one of this outbox's connections
         self._bound: dict[Session, FixTransportProtocol] = {}
 
@@ -149,7 +151,29 @@ class Outbox:
     def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
-            self._event_loop().call_soon(self.write_pending)
+            self._event_loop().call_soon(self._on_turn)
+
+    @property
+    def writing(self) -> bool:
+        """A write is queued (its barrier, the journal's flush, comes first)."""
+        return self._scheduled
+
+    def write_after_next_turn(self) -> None:
+        """A callback just queued for the next loop turn will send more (an
+        in-process LP's answers): when the write is already queued ahead of
+        it, it waits for one more turn, so that both leave in one write.
+        Once only: a write that waited is never held again (a connection
+        sending without pause would otherwise hold every write)."""
+        if self._scheduled and not self._held:
+            self._hold = True
+
+    def _on_turn(self) -> None:
+        if self._hold:
+            self._hold = False
+            self._held = True
+            self._event_loop().call_soon(self._on_turn)
+            return
+        self.write_pending()
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         loop = self._loop
@@ -160,6 +184,7 @@ class Outbox:
     def write_pending(self) -> None:
         """The journal batch, the stores, the sockets: in that order."""
         self._scheduled = False
+        self._hold = self._held = False
         protocols, self._protocols = self._protocols, []
         stores, self._stores = self._stores, {}
         try:

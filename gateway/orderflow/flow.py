@@ -226,7 +226,8 @@ class OrderFlow:
         journal = self.journal
         if journal is None:
             return
-        journal.flush()
+        if not self.reports.outbox.writing:
+            journal.flush()  # else the outbox's write, queued, flushes it first
         if journal.size > self.rules.config.orders.journal_checkpoint_mb << 20:
             self._start_checkpoint(journal)
 

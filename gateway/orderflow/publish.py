@@ -106,6 +106,10 @@ class Reports:
         self.stop_out_ids: set[str] = set()
         self._exec_seq = 0
 
+    @property
+    def outbox(self) -> Outbox:
+        return self._outbox
+
     def send(
         self, session: Session, msg_type: bytes, body: bytes, now: float, market: str = ""
     ) -> None:

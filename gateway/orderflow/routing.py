@@ -368,14 +368,22 @@ class ChildRouting:
             if journal is not None:
                 journal.add(Sent(child))
             sends.append(child)
+        next_turn = False
         for child in sends:
+            adapter = self.adapters[child.lp]
             try:
-                self.adapters[child.lp].send(child)
+                adapter.send(child)
             except Exception as exc:
                 # an adapter's bug is that LP's reject, answered like one
                 _log.exception("lp_adapter_failed", lp=child.lp, call="send")
                 reject = ChildReject(child.child_id, f"LP adapter error: {exc!r}")
                 self._loop().call_soon(self.on_lp_event, reject)
+                next_turn = True
+            else:
+                next_turn = next_turn or adapter.answers_next_turn
+        if next_turn:
+            # the reports written so far leave with the answers, in one write
+            self._reports.outbox.write_after_next_turn()
 
     # -- child-order timeouts ---------------------------------------------------------
     #

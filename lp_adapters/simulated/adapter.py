@@ -387,6 +387,10 @@ class SimulatedLp(LpAdapter):
         """Children sent and not yet answered, oldest first."""
         return tuple(self._open)
 
+    @property
+    def answers_next_turn(self) -> bool:
+        return not self._latency
+
     def send(self, child: ChildOrder) -> None:
         child_id = child.child_id
         if child_id in self._open:

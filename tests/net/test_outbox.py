@@ -191,3 +191,46 @@ async def test_a_message_to_a_session_with_no_connection_is_stored_and_flushed(
     assert disk.size() > before
     assert [s for s, _ in session.store.get_sent(1, 10)] == [seq, seq + 1]
     store.close()
+
+
+@pytest.mark.asyncio
+async def test_a_write_held_for_the_next_turn_leaves_with_what_that_turn_sends(
+    tmp_path: Path,
+) -> None:
+    """An in-process LP answers on the next loop turn: the report sent
+    before it and the answer's report leave in one write, not two."""
+    setup = Setup(tmp_path)
+    await setup.logged_on()
+    loop = asyncio.get_running_loop()
+    setup.outbox.send(setup.session, b"8", b"11=NEW\x01", NOW)  # the write is queued ...
+    loop.call_soon(setup.outbox.send, setup.session, b"8", b"11=FILL\x01", NOW)  # ... then this
+    setup.outbox.write_after_next_turn()
+    await asyncio.wait_for(setup.socket.written.wait(), 5)
+    assert [what for what, _ in setup.disk.log] == ["journal", "socket"]
+    assert setup.socket.data.index(b"11=NEW\x01") < setup.socket.data.index(b"11=FILL\x01")
+    setup.session.store.close()
+
+
+@pytest.mark.asyncio
+async def test_a_write_is_held_once_only(tmp_path: Path) -> None:
+    """A peer that keeps the next turn busy cannot hold the writes back:
+    a write that waited one turn is not held again."""
+    setup = Setup(tmp_path)
+    await setup.logged_on()
+    loop = asyncio.get_running_loop()
+    turns = 0
+
+    def busy() -> None:  # every turn, more work that asks for a hold
+        nonlocal turns
+        turns += 1
+        setup.outbox.write_after_next_turn()
+        if not setup.socket.written.is_set():
+            loop.call_soon(busy)
+
+    setup.outbox.send(setup.session, b"8", b"11=A\x01", NOW)
+    setup.outbox.write_after_next_turn()
+    loop.call_soon(busy)
+    await asyncio.wait_for(setup.socket.written.wait(), 5)
+    assert turns == 2  # written after the second turn
+    assert not setup.outbox.writing
+    setup.session.store.close()
