@@ -157,11 +157,14 @@ def _batches(
 
 def _row(name: str, values: list[float], unit: str = "µs") -> str:
     values = sorted(values)
-    p90 = values[int(len(values) * 0.9)]
-    return f"{name:<10} median {statistics.median(values):8.1f} {unit}   p90 {p90:8.1f} {unit}"
+    p90, p99 = values[int(len(values) * 0.9)], values[int(len(values) * 0.99)]
+    return (
+        f"{name:<10} median {statistics.median(values):7.0f}   p90 {p90:7.0f}   p99 {p99:7.0f}"
+        f"   max {values[-1]:7.0f} {unit}"
+    )
 
 
-def report(batches: list[Batch]) -> str:
+def report(batches: list[Batch], worst: int = 0) -> str:
     def us(pairs: list[tuple[float, float]]) -> list[float]:
         return [(b - a) * 1e6 for a, b in pairs]
 
@@ -172,11 +175,25 @@ def report(batches: list[Batch]) -> str:
         _row("wake", us([(b.sent, b.woke) for b in batches])),
         _row("work", us([(b.read_done, b.first_write) for b in batches])),
         _row("durable", us([(b.first_write, b.first_out) for b in batches])),
-        _row("rounds", [float(b.rounds) for b in batches], "   "),
+        _row("rounds", [float(b.rounds) for b in batches], ""),
         _row("last out", us([(b.read_done, b.last_out) for b in batches])),
         _row("client", us([(b.last_out, b.answered) for b in batches])),
         _row("total", us([(b.sent, b.answered) for b in batches])),
     ]
+    slow = sorted(batches, key=lambda b: b.answered - b.sent, reverse=True)[:worst]
+    if slow:
+        lines.append(
+            f"the {len(slow)} slowest reads (µs): wake, work, durable, rounds, last out, client"
+        )
+    for b in slow:
+        stages = (b.woke - b.sent, b.first_write - b.read_done, b.first_out - b.first_write)
+        rest = (b.last_out - b.read_done, b.answered - b.last_out)
+        lines.append(
+            f"  at {b.sent - batches[0].sent:7.3f} s  total {(b.answered - b.sent) * 1e6:8.0f}:  "
+            + "  ".join(f"{x * 1e6:6.0f}" for x in stages)
+            + f"  {b.rounds}  "
+            + "  ".join(f"{x * 1e6:6.0f}" for x in rest)
+        )
     return "\n".join(lines)
 
 
@@ -185,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=3000.0, help="orders per second")
     parser.add_argument("--seconds", type=float, default=2.0, help="seconds recorded")
     parser.add_argument("--config", default="config/default.toml")
+    parser.add_argument("--worst", type=int, default=0, help="list the slowest reads, by stage")
     args = parser.parse_args(argv)
     if shutil.which("perf") is None:
         raise SystemExit("perf is not installed (Debian: apt-get install linux-perf)")
@@ -215,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         batches = _batches(_calls(script), gateway.pid, client.pid, sockets)
         if not batches:
             raise SystemExit("no batch recorded (is perf allowed to trace syscalls here?)")
-        print(report(batches))
+        print(report(batches, args.worst))
         lines = [line for line in out.decode().splitlines() if "offered" in line]
         print("the client's own figures:", *lines, sep="\n")
     finally:
