@@ -22,6 +22,7 @@ import asyncio
 import datetime as dt
 import hmac
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -212,13 +213,27 @@ class BackOffice:
 
     # -- life ------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Open the ledger and the HTTP server; LedgerError, OSError otherwise."""
+    def _lower_priority(self) -> None:
+        """Before any thread is started: the threads started later (DuckDB's,
+        the resolver's) take the calling thread's policy and nice level."""
         if self.settings.nice:
             try:
                 os.nice(self.settings.nice)
             except OSError as exc:
                 _log.warning("nice_refused", nice=self.settings.nice, error=str(exc))
+        if self.settings.idle_priority:
+            idle = getattr(os, "SCHED_IDLE", None)
+            if idle is None:
+                _log.warning("idle_priority_unavailable", platform=sys.platform)
+                return
+            try:
+                os.sched_setscheduler(0, idle, os.sched_param(0))
+            except OSError as exc:
+                _log.warning("idle_priority_refused", error=str(exc))
+
+    async def start(self) -> None:
+        """Open the ledger and the HTTP server; LedgerError, OSError otherwise."""
+        self._lower_priority()
         await self.ledger.open()
         self.last_seq = await self.ledger.last_seq(self.session_key)
         self.metrics.last_seq.set(self.last_seq)

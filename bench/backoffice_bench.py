@@ -20,6 +20,7 @@ Each phase prints the gateway's latency as ``fixgw bench`` measures it, so
 the three P99s can be compared in one run.
 
     .venv/bin/python bench/backoffice_bench.py [--rate 3000] [--duration 20] [--outage 60]
+        [--idle-priority on|off]
 """
 
 from __future__ import annotations
@@ -51,13 +52,16 @@ def free_port() -> int:
         return port
 
 
-def config(tmp: Path) -> tuple[Path, int, int, int]:
+def config(tmp: Path, idle_priority: bool = True) -> tuple[Path, int, int, int]:
     fix_port, http_port, bo_port = free_port(), free_port(), free_port()
     text = (ROOT / "config" / "default.toml").read_text()
     text = re.sub(r"(?m)^fix_port = \d+", f"fix_port = {fix_port}", text)
     text = re.sub(r"(?m)^http_port = 8080", f"http_port = {http_port}", text)
     text = re.sub(r"(?m)^http_port = 8082", f"http_port = {bo_port}", text)
     text = re.sub(r'(?m)^data_dir = "[^"]*"', f'data_dir = "{tmp / "data"}"', text)
+    text = re.sub(
+        r"(?m)^idle_priority = true", f"idle_priority = {str(idle_priority).lower()}", text
+    )
     path = tmp / "bench.toml"
     path.write_text(text)
     return path, fix_port, http_port, bo_port
@@ -144,9 +148,15 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=3000)
     parser.add_argument("--duration", type=float, default=20)
     parser.add_argument("--outage", type=float, default=60)
+    parser.add_argument(
+        "--idle-priority",
+        choices=("on", "off"),
+        default="on",
+        help="the back office as SCHED_IDLE (the default config) or only niced",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="fixgw-bo-bench-"))
-    path, fix_port, http_port, bo_port = config(tmp)
+    path, fix_port, http_port, bo_port = config(tmp, args.idle_priority == "on")
     procs: list[subprocess.Popen[bytes]] = []
     try:
         gateway = start(["run", "--config", str(path)], tmp / "gateway.log")

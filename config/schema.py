@@ -687,6 +687,13 @@ class BackofficeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     flow comes first and the back office takes what is left, catching up
     when the load falls.  0 keeps the priority it was started with."""
 
+    idle_priority: bool = True
+    """Run under Linux's ``SCHED_IDLE`` policy, below every nice level: the
+    back office gets a core only when nothing else wants it, and gives it
+    back the moment the gateway (or its client) wakes up, so a catch-up
+    after an outage does not move the gateway's latency.  False keeps only
+    ``nice``; where the policy does not exist it is skipped with a warning."""
+
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole configuration file."""
