@@ -401,6 +401,12 @@ class Matcher:
                 return None
         return order
 
+    def known(self) -> tuple[list[Order], list[Order]]:
+        """The final orders kept (oldest first) and the open ones (in no
+        order), copied at once: for a reader that goes through them over
+        several loop turns while the matcher works on."""
+        return list(self._finished), list(self._open.values())
+
     def orders(self) -> Iterator[Order]:
         """Every order known: the final ones kept, oldest first, then the
         open ones in time priority (the order :meth:`restore` takes)."""

@@ -7,16 +7,17 @@ changes state.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from gateway.ops.metrics import lp_rates
 from gateway.orderflow.flow import OrderFlow
-from matcher import Execution, Order
+from matcher import Order
 from router.units import avg_px_text, price_text, qty_text
 
 if TYPE_CHECKING:
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
 # setting names whose values are never shown
 _SECRET_WORDS = ("password", "token", "secret", "key")
 REDACTED = "(redacted)"
-
-T = TypeVar("T")
 
 
 def redact(value: Any) -> Any:
@@ -193,13 +192,15 @@ def margin(flow: OrderFlow) -> dict[str, Any]:
 
 
 ALL_ORDERS_LIMIT = 1000
-MAX_ORDERS_LIMIT = 10_000
-"""The most orders one admin request lists: building each costs the event
-loop, which serves every session meanwhile."""
 """How many orders ``orders(..., finished=True)`` lists when no limit is given."""
+MAX_ORDERS_LIMIT = 10_000
+"""The most orders one admin request lists."""
+SLICE = 500
+"""Orders a listing looks at, or describes, per loop turn: a long listing
+takes more turns, never a long turn (the loop serves every session meanwhile)."""
 
 
-def _order(flow: OrderFlow, o: Order | Execution) -> dict[str, Any]:
+def _order(flow: OrderFlow, o: Order) -> dict[str, Any]:
     instrument = flow.instruments.get(o.symbol)
     if instrument is None:  # refused for its symbol: nothing to scale by
         price = None if o.price is None else str(o.price)
@@ -224,7 +225,7 @@ def _order(flow: OrderFlow, o: Order | Execution) -> dict[str, Any]:
     }
 
 
-def orders(
+async def orders(
     flow: OrderFlow, client: str | None, *, finished: bool = False, limit: int | None = None
 ) -> list[dict[str, Any]]:
     """The open orders (of ``client`` if given), oldest first.
@@ -235,27 +236,35 @@ def orders(
     only the latest ``limit`` (:data:`ALL_ORDERS_LIMIT`
     when not given): the matcher may retain a hundred thousand.  ``limit``
     applies to open orders alone too when given.
+
+    The orders are those known when the listing starts; it goes through
+    them :data:`SLICE` a loop turn, so each is shown as it was when its
+    turn came.
     """
-    if not finished:
-        open_orders = flow.matcher.open_orders(client)
-        return [_order(flow, ex) for ex in _latest(open_orders, limit)]
-    n = ALL_ORDERS_LIMIT if limit is None else limit
-    mine = (o for o in flow.matcher.orders() if client is None or o.client == client)
-    # the latest n without sorting them all (the matcher may keep 100,000)
-    latest = heapq.nlargest(n, mine, key=_arrival)
-    latest.reverse()
-    return [_order(flow, o) for o in latest]
+    final, open_orders = flow.matcher.known()
+    candidates = final + open_orders if finished else open_orders
+    n = limit if limit is not None else ALL_ORDERS_LIMIT if finished else len(candidates)
+    # the latest n by time priority, without sorting them all
+    latest: list[tuple[int, Order]] = []
+    for start in range(0, len(candidates) if n > 0 else 0, SLICE):
+        for order in candidates[start : start + SLICE]:
+            if client is not None and order.client != client:
+                continue
+            if len(latest) < n:
+                heapq.heappush(latest, (order.seq, order))
+            elif order.seq > latest[0][0]:
+                heapq.heapreplace(latest, (order.seq, order))
+        await asyncio.sleep(0)
+    chosen = [order for _, order in sorted(latest, key=_first)]
+    listed: list[dict[str, Any]] = []
+    for start in range(0, len(chosen), SLICE):
+        listed.extend(_order(flow, order) for order in chosen[start : start + SLICE])
+        await asyncio.sleep(0)
+    return listed
 
 
-def _latest(items: list[T], n: int | None) -> list[T]:
-    """The last ``n`` of ``items`` (all of them when ``n`` is None)."""
-    if n is None:
-        return items
-    return items[-n:] if n > 0 else []
-
-
-def _arrival(order: Order) -> int:
-    return order.seq
+def _first(item: tuple[int, Order]) -> int:
+    return item[0]
 
 
 def config(gateway: Running) -> dict[str, Any]:

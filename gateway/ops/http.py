@@ -167,7 +167,7 @@ def build_app(gateway: Running) -> web.Application:
                 return _json_status({"error": text}, 400)
         if flow is None:
             return _json([])
-        return _json(admin.orders(flow, client, finished=finished, limit=limit))
+        return _json(await admin.orders(flow, client, finished=finished, limit=limit))
 
     async def admin_margin(_: web.Request) -> web.Response:
         flow = gateway.order_flow
