@@ -221,6 +221,8 @@ class Matcher:
         "_exec_ids",
         "_expiring",
         "_finished",
+        "_forgotten",
+        "_forgotten_ids",
         "_instruments",
         "_open",
         "_order_ids",
@@ -252,6 +254,9 @@ class Matcher:
         # maps stay out of the cyclic collector's young generations, which
         # would otherwise walk all retained orders again after each full pass
         self._by_cl_ord_id: dict[str, dict[str, Order]] = {}
+        # what day ends let go of, freed a slice at a time (release_forgotten)
+        self._forgotten: list[deque[Order]] = []
+        self._forgotten_ids: list[dict[str, Order]] = []
         # final orders, oldest first, still answering status requests and
         # duplicate-ClOrdID checks until more than retain_finished are kept
         self._finished: deque[Order] = deque()
@@ -515,9 +520,17 @@ class Matcher:
         (their ClOrdIDs may be used again), then every open DAY order expires
         (ExecType EXPIRED); one that is out at LPs expires when its routing
         is done, keeping what the LPs filled meanwhile."""
-        finished = self._finished
-        while finished:
-            self._forget(finished.popleft())
+        # Forgotten at once: the index starts again from the open orders.
+        # What it let go of is freed by release_forgotten, a slice at a time
+        # (a hundred thousand orders freed in one go would hold the loop).
+        self._forgotten.append(self._finished)
+        self._forgotten_ids.extend(self._by_cl_ord_id.values())
+        self._finished = deque()
+        self._by_cl_ord_id = {}
+        for order in self._open.values():
+            index = self._client_index(order.client)
+            for cl_ord_id in (order.cl_ord_id, *order.aliases):
+                index[cl_ord_id] = order
         result = Result()
         for order in sorted(self._open.values(), key=_by_seq):
             if order.tif is not TimeInForce.DAY:
@@ -527,6 +540,26 @@ class Matcher:
             else:
                 self._finish(order, OrdStatus.EXPIRED, ExecType.EXPIRED, DAY_ENDED, result)
         return result
+
+    def release_forgotten(self, limit: int) -> bool:
+        """Free up to ``limit`` of the entries the day ends let go of; True
+        while some are left."""
+        orders, ids = self._forgotten, self._forgotten_ids
+        while limit > 0 and (orders or ids):
+            if orders:
+                box = orders[-1]
+                if box:
+                    box.pop()
+                else:
+                    orders.pop()
+            else:
+                index = ids[-1]
+                if index:
+                    index.popitem()
+                else:
+                    ids.pop()
+            limit -= 1
+        return bool(orders or ids)
 
     def _too_late(self, order: Order, pending: PendingChange, text: str) -> CancelReject:
         """The reject of a cancel or replace that waited for routing and

@@ -67,6 +67,11 @@ checkpoint counted as failed (a state of millions of orders takes a few)."""
 _log = structlog.get_logger("gateway.orderflow.flow")
 
 
+RELEASED_PER_TURN = 2000
+"""Entries of the day's forgotten orders freed per loop turn after a day end
+(about half a millisecond)."""
+
+
 def next_day_end(now: float, time_of_day: str) -> float:
     """The first moment after ``now`` (epoch seconds) at which the UTC clock
     reads ``time_of_day`` (``HH:MM``)."""
@@ -204,12 +209,18 @@ class OrderFlow:
         self._arm_day_end(now + 1.0)
 
     def end_trading_day(self, now: float) -> None:
-        """Expire open DAY orders and forget the day's final orders."""
+        """Expire open DAY orders and forget the day's final orders (freed
+        :data:`RELEASED_PER_TURN` a loop turn)."""
         result = self.matcher.expire_day()
         _log.info("trading_day_ended", expired=len(result.executions))
         self.routing.publish(result, now)
         if self.journal is not None:
             self._start_checkpoint(self.journal)
+        self._release_forgotten()
+
+    def _release_forgotten(self) -> None:
+        if self.matcher.release_forgotten(RELEASED_PER_TURN):
+            asyncio.get_running_loop().call_soon(self._release_forgotten)
 
     # -- durability ------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ on a simulated LP (drop it) and read the exposure ledger."""
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import time
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +19,7 @@ from gateway.daemon import Gateway
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 from gateway.net.client import FixClient
+from gateway.orderflow import flow as flow_module
 from gateway.orderflow.flow import next_day_end
 from lp_adapters.simulated.adapter import SimulatedLp
 
@@ -264,6 +266,28 @@ async def test_day_orders_expire_at_the_end_of_the_trading_day(
     c.send(b"H", codec.encode_fields([(11, b"GTC1"), (54, b"1"), (55, b"EUR/USD")]))
     (status,) = await reports_until(c, b"GTC1", b"0")
     assert status.get(150) == b"I"
+
+
+@pytest.mark.asyncio
+async def test_a_day_end_frees_what_it_forgot_over_several_loop_turns(
+    default_gateway: tuple[Gateway, FixClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway, c = default_gateway
+    flow = gateway.order_flow
+    assert flow is not None
+    monkeypatch.setattr(flow_module, "RELEASED_PER_TURN", 1)
+    for i in range(5):
+        c.send(b"D", order(f"M{i}", "1", "1000"))
+        await reports_until(c, f"M{i}".encode(), b"2")
+    flow.end_trading_day(time.time())
+    assert flow.matcher.release_forgotten(0)  # left for the turns to come
+    turns = 0
+    while flow.matcher.release_forgotten(0):
+        await asyncio.sleep(0)
+        turns += 1
+    assert turns >= 5  # five orders, one entry a turn, and then their ClOrdIDs
+    c.send(b"D", order("M1", "1", "1000"))  # yesterday's ClOrdID, used again
+    await reports_until(c, b"M1", b"2")
 
 
 def test_the_trading_day_ends_at_the_configured_utc_time() -> None:

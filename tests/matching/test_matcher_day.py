@@ -95,3 +95,33 @@ def test_final_orders_beyond_the_bound_are_forgotten_oldest_first() -> None:
     assert m.status("c1", "r2") is not None
     dup = m.submit(limit("c1", "keep", BUY, 5, 101, GTC), LPS)
     assert only(dup, ExecType.REJECTED).ord_rej_reason is OrdRejReason.DUPLICATE_ORDER
+
+
+def test_a_day_end_forgets_at_once_and_frees_a_slice_at_a_time() -> None:
+    m = Matcher(INSTRUMENTS, id_prefix="T")
+    for i in range(20):
+        m.submit(limit("c1", f"f{i}", BUY, 5, 101, GTC), LPS)
+        m.cancel(cancel("c1", f"f{i}-c", f"f{i}"))  # final, under two ClOrdIDs
+    m.submit(limit("c1", "g1", BUY, 5, 101, GTC), LPS)
+    m.replace(replace("c1", "g2", "g1", qty=6, price=102))  # open, known as g1 and g2
+    m.submit(limit("c2", "d1", SELL, 5, 109, DAY), LPS)
+    m.expire_day()
+    # the day's final orders are unknown at once, before anything is freed
+    assert m.status("c1", "f3") is None
+    assert m.status("c1", "f3-c") is None
+    again = m.submit(limit("c1", "f3", BUY, 5, 101, GTC), LPS)
+    assert only(again, ExecType.NEW).cl_ord_id == "f3"
+    # the open order is known by both its ClOrdIDs; the one that expired today too
+    assert m.status("c1", "g1") is not None
+    assert m.status("c1", "g2") is not None
+    assert m.status("c2", "d1") is not None
+    slices = 0
+    while m.release_forgotten(7):
+        slices += 1
+        assert m.status("c1", "g2") is not None
+    assert slices >= 20 * 2 // 7  # each final order is an entry twice over, or more
+    assert not m.release_forgotten(7)
+    assert m.status("c1", "g1") is not None
+    assert m.status("c2", "d1") is not None
+    assert m.status("c1", "f4") is None
+    assert [o.cl_ord_id for o in m.open_orders()] == ["g2", "f3"]
