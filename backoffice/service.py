@@ -214,8 +214,9 @@ class BackOffice:
     # -- life ------------------------------------------------------------------------
 
     def _lower_priority(self) -> None:
-        """Before any thread is started: the threads started later (DuckDB's,
-        the resolver's) take the calling thread's policy and nice level."""
+        """Before the ledger opens: the threads started later (DuckDB's, the
+        resolver's) take the calling thread's policy and nice level; any
+        started before are put under the idle policy here too."""
         if self.settings.nice:
             try:
                 os.nice(self.settings.nice)
@@ -230,6 +231,12 @@ class BackOffice:
                 os.sched_setscheduler(0, idle, os.sched_param(0))
             except OSError as exc:
                 _log.warning("idle_priority_refused", error=str(exc))
+                return
+            for thread in _own_threads():
+                try:
+                    os.sched_setscheduler(thread, idle, os.sched_param(0))
+                except OSError:
+                    continue  # ended meanwhile
 
     async def start(self) -> None:
         """Open the ledger and the HTTP server; LedgerError, OSError otherwise."""
@@ -803,3 +810,11 @@ def _position_differences(
                     )
                 )
     return found
+
+
+def _own_threads() -> list[int]:
+    """This process's thread ids (Linux); none where /proc has no tasks."""
+    try:
+        return [int(name) for name in os.listdir("/proc/self/task")]
+    except OSError:
+        return []

@@ -48,6 +48,7 @@ EVENTS = (
     "syscalls:sys_exit_read",
     "syscalls:sys_enter_write",
     "syscalls:sys_exit_epoll_pwait",
+    "syscalls:sys_exit_epoll_wait",
 )
 LINE = re.compile(r"^\s*(\d+)\s+(\d+\.\d+):\s+syscalls:sys_(\w+):\s*(.*)$")
 
@@ -86,6 +87,12 @@ def _socket_fds(pid: int) -> set[int]:
     return fds
 
 
+def _signed(text: str) -> int:
+    """A return value as perf prints it (hex, errors as large unsigned)."""
+    value = int(text, 16)
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
 def _calls(script: str) -> list[Call]:
     calls = []
     for line in script.splitlines():
@@ -96,13 +103,13 @@ def _calls(script: str) -> list[Call]:
         if what == "enter_read":
             calls.append(Call(pid, at, "read", fd=int(rest.split(",")[0].split(":")[1], 16)))
         elif what == "exit_read":
-            calls.append(Call(pid, at, "read_done", size=int(rest, 16)))
+            calls.append(Call(pid, at, "read_done", size=_signed(rest)))
         elif what == "enter_write":
             parts = dict(p.strip().split(": ") for p in rest.split(","))
             calls.append(
                 Call(pid, at, "write", fd=int(parts["fd"], 16), size=int(parts["count"], 16))
             )
-        elif what == "exit_epoll_pwait" and int(rest, 16) > 0:
+        elif what in ("exit_epoll_pwait", "exit_epoll_wait") and _signed(rest) > 0:
             calls.append(Call(pid, at, "woke"))
     return calls
 
@@ -211,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd = [*_fixgw(), "run", "--config", args.config, "--fix-port", str(port)]
     cmd += ["--http-port", "0", "--data-dir", str(workdir / "data")]
     gateway = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    client: subprocess.Popen[bytes] | None = None
     try:
         _wait_for_port(port, gateway, "the gateway", 30)
         bench = [*_fixgw(), "bench", "--port", str(port), "--rate", str(args.rate)]
@@ -237,11 +245,14 @@ def main(argv: list[str] | None = None) -> int:
         lines = [line for line in out.decode().splitlines() if "offered" in line]
         print("the client's own figures:", *lines, sep="\n")
     finally:
-        gateway.terminate()
-        try:
-            gateway.wait(10)
-        except subprocess.TimeoutExpired:
-            gateway.kill()
+        for proc in (client, gateway):
+            if proc is None or proc.poll() is not None:
+                continue
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

@@ -406,11 +406,11 @@ class Matcher:
                 return None
         return order
 
-    def known(self) -> tuple[list[Order], list[Order]]:
-        """The final orders kept (oldest first) and the open ones (in no
-        order), copied at once: for a reader that goes through them over
-        several loop turns while the matcher works on."""
-        return list(self._finished), list(self._open.values())
+    def known(self, final: bool = True) -> tuple[list[Order], list[Order]]:
+        """The final orders kept (oldest first; none unless ``final``) and
+        the open ones (in no order), copied at once: for a reader that goes
+        through them over several loop turns while the matcher works on."""
+        return list(self._finished) if final else [], list(self._open.values())
 
     def orders(self) -> Iterator[Order]:
         """Every order known: the final ones kept, oldest first, then the

@@ -241,21 +241,22 @@ async def orders(
     them :data:`SLICE` a loop turn, so each is shown as it was when its
     turn came.
     """
-    final, open_orders = flow.matcher.known()
-    candidates = final + open_orders if finished else open_orders
+    final, open_orders = flow.matcher.known(finished)
+    candidates = final + open_orders
     n = limit if limit is not None else ALL_ORDERS_LIMIT if finished else len(candidates)
     # the latest n by time priority, without sorting them all
-    latest: list[tuple[int, Order]] = []
+    # (seq, position, order): the position keeps two orders from ever being compared
+    latest: list[tuple[int, int, Order]] = []
     for start in range(0, len(candidates) if n > 0 else 0, SLICE):
-        for order in candidates[start : start + SLICE]:
+        for i, order in enumerate(candidates[start : start + SLICE], start):
             if client is not None and order.client != client:
                 continue
             if len(latest) < n:
-                heapq.heappush(latest, (order.seq, order))
+                heapq.heappush(latest, (order.seq, i, order))
             elif order.seq > latest[0][0]:
-                heapq.heapreplace(latest, (order.seq, order))
+                heapq.heapreplace(latest, (order.seq, i, order))
         await asyncio.sleep(0)
-    chosen = [order for _, order in sorted(latest, key=_first)]
+    chosen = [order for _, _, order in sorted(latest, key=_first)]
     listed: list[dict[str, Any]] = []
     for start in range(0, len(chosen), SLICE):
         listed.extend(_order(flow, order) for order in chosen[start : start + SLICE])
@@ -263,7 +264,7 @@ async def orders(
     return listed
 
 
-def _first(item: tuple[int, Order]) -> int:
+def _first(item: tuple[int, int, Order]) -> int:
     return item[0]
 
 

@@ -231,4 +231,6 @@ async def _json_in_slices(items: list[Any]) -> web.Response:
     for start in range(0, len(items), admin.SLICE):
         parts.append(orjson.dumps(items[start : start + admin.SLICE])[1:-1])
         await asyncio.sleep(0)
-    return web.Response(body=b"[" + b",".join(parts) + b"]", content_type="application/json")
+    return web.Response(
+        body=b"[" + b",".join(parts) + b"]", content_type="application/json", charset="utf-8"
+    )

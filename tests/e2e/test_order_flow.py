@@ -318,7 +318,7 @@ async def test_a_resend_request_to_infinity_is_answered_in_full_in_parts(
     d = daemon_factory().start()
     c = client()
     await c.connect("127.0.0.1", d.fix_port)
-    count = 1500  # 3,000 ExecutionReports: two parts of 2,000
+    count = 1500  # 3,000 ExecutionReports: many parts of RESEND_CHUNK
     for i in range(count):
         c.send(b"D", order(f"RR{i}", side="1" if i % 2 else "2"))
     done = 0

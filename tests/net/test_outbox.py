@@ -206,6 +206,8 @@ async def test_a_write_held_for_the_next_turn_leaves_with_what_that_turn_sends(
     loop.call_soon(setup.outbox.send, setup.session, b"8", b"11=FILL\x01", NOW)  # ... then this
     setup.outbox.write_after_next_turn()
     await asyncio.wait_for(setup.socket.written.wait(), 5)
+    # the first write carried both, the New first
+    assert setup.socket.data.count(b"\x0135=8\x01") == 2
     assert [what for what, _ in setup.disk.log] == ["journal", "socket"]
     assert setup.socket.data.index(b"11=NEW\x01") < setup.socket.data.index(b"11=FILL\x01")
     setup.session.store.close()

@@ -38,8 +38,8 @@ class Matcher:
         self.final = final
         self.open_orders = open_orders
 
-    def known(self) -> tuple[list[Order], list[Order]]:
-        return list(self.final), list(self.open_orders)
+    def known(self, final: bool = True) -> tuple[list[Order], list[Order]]:
+        return list(self.final) if final else [], list(self.open_orders)
 
 
 def flow(final: list[Order], open_orders: list[Order]) -> Any:
