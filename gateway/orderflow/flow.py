@@ -67,9 +67,10 @@ checkpoint counted as failed (a state of millions of orders takes a few)."""
 _log = structlog.get_logger("gateway.orderflow.flow")
 
 
-RELEASED_PER_TURN = 1500
+RELEASED_PER_TURN = 1000
 """Entries of the day's forgotten orders freed per loop turn after a day end
-(under a millisecond: 2,000 took up to 0.95 ms compiled)."""
+(well under a millisecond: 1,500 took up to 1.08 ms compiled on a busy
+machine; see bench/day_end_bench.py)."""
 RELEASE_RETRY = 0.25
 """Seconds between looks, while a checkpoint's child runs, for its end."""
 
