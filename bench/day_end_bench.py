@@ -15,24 +15,16 @@ import argparse
 import gc
 import sys
 import time
-from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from router_bench import EURUSD  # the same instrument
 
 from matcher.engine import CancelOrder, Matcher, NewOrder
 from router.book import AggregatedBook
-from router.model import AssetClass, Instrument, Level, OrdType, Quote, Side, TimeInForce
-
-EURUSD = Instrument(
-    symbol="EUR/USD",
-    asset_class=AssetClass.FX,
-    tick_size=Decimal("0.00001"),
-    lot_size=Decimal("1000"),
-    min_lots=1,
-    max_lots=1000,
-    quote_currency="USD",
-)
+from router.model import Level, OrdType, Quote, Side, TimeInForce
 
 
 def main() -> int:
