@@ -434,9 +434,7 @@ class Matcher:
         top = 0
         for order in orders:
             top = max(top, order.seq)
-            index = self._client_index(order.client)
-            for cl_ord_id in (order.cl_ord_id, *order.aliases):
-                index[cl_ord_id] = order
+            self._index_all(order)
             if order.is_final:
                 self._retire(order)
                 continue
@@ -528,9 +526,7 @@ class Matcher:
         self._finished = deque()
         self._by_cl_ord_id = {}
         for order in self._open.values():
-            index = self._client_index(order.client)
-            for cl_ord_id in (order.cl_ord_id, *order.aliases):
-                index[cl_ord_id] = order
+            self._index_all(order)
         result = Result()
         for order in sorted(self._open.values(), key=_by_seq):
             if order.tif is not TimeInForce.DAY:
@@ -738,6 +734,12 @@ class Matcher:
         order.aliases += (order.cl_ord_id,)
         order.orig_cl_ord_id = order.cl_ord_id
         order.cl_ord_id = cl_ord_id
+
+    def _index_all(self, order: Order) -> None:
+        """Make ``order`` known by every ClOrdID it has (its own and its aliases)."""
+        index = self._client_index(order.client)
+        for cl_ord_id in (order.cl_ord_id, *order.aliases):
+            index[cl_ord_id] = order
 
     def _index(self, order: Order, cl_ord_id: str) -> None:
         """Make ``order`` known by one more ClOrdID of its client."""

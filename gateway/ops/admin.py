@@ -245,7 +245,8 @@ async def orders(
     candidates = final + open_orders
     n = limit if limit is not None else ALL_ORDERS_LIMIT if finished else len(candidates)
     # the latest n by time priority, without sorting them all
-    # (seq, position, order): the position keeps two orders from ever being compared
+    # (seq, position, order): the position keeps two orders from ever being
+    # compared, in the heap or in the sort
     latest: list[tuple[int, int, Order]] = []
     for start in range(0, len(candidates) if n > 0 else 0, SLICE):
         for i, order in enumerate(candidates[start : start + SLICE], start):
@@ -256,16 +257,12 @@ async def orders(
             elif order.seq > latest[0][0]:
                 heapq.heapreplace(latest, (order.seq, i, order))
         await asyncio.sleep(0)
-    chosen = [order for _, _, order in sorted(latest, key=_first)]
+    chosen = [order for _, _, order in sorted(latest)]
     listed: list[dict[str, Any]] = []
     for start in range(0, len(chosen), SLICE):
         listed.extend(_order(flow, order) for order in chosen[start : start + SLICE])
         await asyncio.sleep(0)
     return listed
-
-
-def _first(item: tuple[int, int, Order]) -> int:
-    return item[0]
 
 
 def config(gateway: Running) -> dict[str, Any]:
