@@ -25,6 +25,7 @@ import msgspec
 from config.schema import (
     USD_CONVERSION_BASE,
     USD_CONVERSION_QUOTE,
+    ClusterSettings,
     Config,
     GatewaySettings,
     InstrumentSettings,
@@ -33,9 +34,12 @@ from config.schema import (
     session_identity,
 )
 
+_INSTANCE_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
 __all__ = [
     "CROSS_FIELD_CHECKS",
     "CrossFieldCheck",
+    "check_cluster",
     "check_config",
     "check_gateway",
     "check_instrument",
@@ -420,11 +424,37 @@ def check_gateway(values: Mapping[str, object], path: str) -> list[str]:
     return []
 
 
+def check_cluster(values: Mapping[str, object], path: str) -> list[str]:
+    """Leases are renewed well before they lapse; server URLs are NATS's;
+    an instance name is a key part."""
+    errors: list[str] = []
+    lease, renew = values.get("lease_ms", 1500), values.get("renew_ms", 400)
+    if isinstance(lease, int) and isinstance(renew, int) and renew * 3 > lease:
+        errors.append(
+            f"{_join(path, 'renew_ms')}: must be at most a third of lease_ms ({lease}), not {renew}"
+        )
+    servers = values.get("servers", ())
+    if isinstance(servers, list | tuple):
+        for index, url in enumerate(servers):
+            if isinstance(url, str) and not url.startswith(("nats://", "tls://")):
+                errors.append(
+                    f"{_join(path, 'servers')}[{index}]: {url!r} is not a nats:// or tls:// URL"
+                )
+    name = values.get("instance", "")
+    if isinstance(name, str) and name and not _INSTANCE_NAME.fullmatch(name):
+        errors.append(
+            f"{_join(path, 'instance')}: {name!r} may hold only letters, digits, '-' and '_'"
+            " (at most 64)"
+        )
+    return errors
+
+
 CROSS_FIELD_CHECKS: Final[Mapping[type[msgspec.Struct], CrossFieldCheck]] = {
     GatewaySettings: check_gateway,
     SessionSettings: check_session,
     InstrumentSettings: check_instrument,
     LpSettings: check_lp,
+    ClusterSettings: check_cluster,
     Config: check_config,
 }
 """Cross-field rules by struct; the loader runs them after validating each table's fields."""

@@ -292,8 +292,10 @@ def with_overrides(
     http_host: str | None = None,
     http_port: int | None = None,
     data_dir: str | os.PathLike[str] | None = None,
+    cluster_servers: tuple[str, ...] | None = None,
 ) -> Config:
-    """Return ``config`` with the given ``[gateway]`` settings replaced.
+    """Return ``config`` with the given ``[gateway]`` settings (and
+    ``[cluster] servers``) replaced.
 
     Arguments left as ``None`` keep their configured value. The result is validated like a
     loaded file; an out-of-range value raises :class:`ConfigError`.
@@ -309,10 +311,13 @@ def with_overrides(
         changes["http_port"] = http_port
     if data_dir is not None:
         changes["data_dir"] = os.fspath(data_dir)
-    if not changes:
+    if not changes and cluster_servers is None:
         return config
     gateway = msgspec.structs.replace(config.gateway, **changes)
     updated = msgspec.structs.replace(config, gateway=gateway)
+    if cluster_servers is not None:
+        cluster = msgspec.structs.replace(config.cluster, servers=cluster_servers)
+        updated = msgspec.structs.replace(updated, cluster=cluster)
     _, errors = validate_raw(msgspec.to_builtins(updated))
     if errors:
         raise ConfigError(errors)

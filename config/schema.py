@@ -695,6 +695,36 @@ class BackofficeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     ``nice``; where the policy does not exist it is skipped with a warning."""
 
 
+class ClusterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The ``[cluster]`` table: several gateways live at once, sharing
+    session ownership through a NATS JetStream cluster (docs/cluster.md)."""
+
+    servers: tuple[NonEmptyStr, ...] = ()
+    """NATS server URLs (``nats://host:port``); none: this gateway runs alone."""
+
+    instance: str = ""
+    """This gateway's name in the cluster, unique among its instances
+    (letters, digits, ``-`` and ``_``); by default ``<host name>-<FIX port>``."""
+
+    lease_ms: Annotated[int, msgspec.Meta(ge=300, le=60_000)] = 1500
+    """How long a session's owner may go without renewing its lease before
+    another instance may take the session over."""
+
+    renew_ms: Annotated[int, msgspec.Meta(ge=50, le=20_000)] = 400
+    """How often an owner renews the leases of its sessions; must be under
+    a third of ``lease_ms``."""
+
+    replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 3
+    """Copies JetStream keeps of the cluster's buckets (R=3 on a 3-node cluster)."""
+
+    bucket_prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,32}$")] = "fixgw"
+    """Prefix of the buckets' names: gateways sharing one prefix share sessions."""
+
+    connect_timeout_ms: Annotated[int, msgspec.Meta(ge=100, le=60_000)] = 3000
+    """How long the gateway tries to reach the cluster at start before it
+    refuses to start."""
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole configuration file."""
 
@@ -718,6 +748,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """Margin accounts by client CompID; a client without one is not margined."""
 
     backoffice: BackofficeSettings = BackofficeSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
     def __hash__(self) -> int:
         return hash(_frozen(self))

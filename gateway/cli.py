@@ -35,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--data-dir", help="override gateway.data_dir (relative to the working directory)"
     )
+    run.add_argument(
+        "--cluster",
+        metavar="URLS",
+        help="override [cluster] servers: NATS URLs, comma-separated (nats://127.0.0.1:4222,...)",
+    )
 
     check = sub.add_parser("check-config", help="validate a config file and list every error")
     check.add_argument("file", nargs="?", help="TOML config file (default: the packaged default)")
@@ -63,6 +68,14 @@ def _parser() -> argparse.ArgumentParser:
         help="override lp.statement_dir: the folder of the LP's daily CSV statements "
         "(default: <data dir>/statements)",
     )
+    nats_cluster = sub.add_parser(
+        "nats-cluster",
+        help="run a NATS JetStream cluster on loopback for a cluster of gateways (try-out, tests)",
+    )
+    nats_cluster.add_argument(
+        "--dir", default="var/nats", help="folder of the nodes' stores and logs (var/nats)"
+    )
+    nats_cluster.add_argument("--nodes", type=int, default=3, help="how many nodes (3)")
     from backoffice.cli import add_arguments as backoffice_arguments
 
     backoffice = sub.add_parser(
@@ -135,6 +148,9 @@ def _run(args: argparse.Namespace) -> int:
         http_port=args.http_port,
         # a path on the command line is the working directory's, the file's are its folder's
         data_dir=os.path.abspath(args.data_dir) if args.data_dir else args.data_dir,
+        cluster=tuple(u.strip() for u in args.cluster.split(",") if u.strip())
+        if args.cluster
+        else None,
     )
     try:
         cfg = overrides.apply(_load_checked(path))
@@ -148,6 +164,7 @@ def _run(args: argparse.Namespace) -> int:
 
     import uvloop
 
+    from gateway.cluster import ClusterError
     from gateway.daemon import run
     from gateway.fix.store import StoreError
     from gateway.net.server import ListenError
@@ -164,7 +181,7 @@ def _run(args: argparse.Namespace) -> int:
         # a port taken: one line, before anything was made on disk
         print(f"fixgw: {exc}", file=sys.stderr)
         return 2
-    except (StoreError, JournalError) as exc:
+    except (StoreError, JournalError, ClusterError) as exc:
         print(f"fixgw: refusing to start: {exc}", file=sys.stderr)
         return 2
 
@@ -183,6 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway.sim.loadgen import main as bench_main
 
         return bench_main(args)
+    if args.command == "nats-cluster":
+        from gateway.sim.nats_cluster import run_cluster
+
+        return run_cluster(args.dir, args.nodes)
     if args.command == "lp-sim":
         from gateway.sim.lp_sim_main import main as lp_sim_main
 

@@ -32,6 +32,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from config import Config, ConfigError, GatewaySettings, config_base, resolve_paths
+from gateway.cluster import Cluster, instance_name
 from gateway.fix.acceptor import SessionRegistry
 from gateway.fix.application import Application, EchoApplication
 from gateway.fix.session import Session
@@ -40,7 +41,7 @@ from gateway.net.server import FixServer, ListenError, bind_listening
 from gateway.net.transport import Outbox
 from gateway.ops.http import SessionCollector, build_app
 from gateway.ops.logs import set_log_level
-from gateway.ops.metrics import LoopLag, OperationsCollector
+from gateway.ops.metrics import ClusterCollector, LoopLag, OperationsCollector
 from gateway.ops.reload import Overrides, Reloader
 from gateway.orderflow.dropcopy import DropCopies, DropCopyApplication
 from gateway.orderflow.entry import OrderEntry
@@ -144,13 +145,20 @@ class Gateway:
         echo = EchoApplication()
         order_sessions: dict[str, Session] = {}
         drop_copies: list[Session] = []
+        # several gateways live at once: a session's store is copied to the
+        # cluster while the session is served here
+        self.cluster: Cluster | None = None
+        if config.cluster.servers:
+            self.cluster = Cluster(config.cluster, on_lost=self._lost_session)
         for settings in config.sessions:
-            store = open_store(
+            store: SessionStore = open_store(
                 config.store.backend,
                 self.data_dir / "sessions",
                 settings.session_id,
                 fsync=config.store.fsync == "batch",
             )
+            if self.cluster is not None:
+                store = self.cluster.replicated(store, settings)
             self.stores.append(store)
             session = Session(settings, store, max_message_size=gw.max_message_size)
             self.sessions.append(session)
@@ -168,7 +176,9 @@ class Gateway:
                 self.data_dir / "orders", fsync=config.store.fsync == "batch"
             )
         # nothing leaves a session before the journal has what it says
-        self.outbox = Outbox(self.journal.flush if self.journal is not None else None)
+        self.outbox = Outbox(
+            self.journal.flush if self.journal is not None else None, replica=self.cluster
+        )
         if order_sessions:
             self.order_flow = build_order_flow(
                 config, order_sessions, self.journal, self.outbox, clock, drop_copies
@@ -204,6 +214,7 @@ class Gateway:
                 self.loop_lag,
             )
         )
+        self.metrics.register(ClusterCollector(lambda: self.cluster))
         self._tasks: set[asyncio.Task[object]] = set()
         self._http_runner: web.AppRunner | None = None
         self.fix_port = 0
@@ -244,8 +255,17 @@ class Gateway:
             up = self.order_flow.lps_up()
             if not up:
                 return False, "no LP is up"
-            return True, f"FIX port {self.fix_port} listening; LPs up: {', '.join(up)}"
-        return True, f"FIX port {self.fix_port} listening"
+            lps = f"LPs up: {', '.join(up)}"
+            return True, f"FIX port {self.fix_port} listening; {lps}{self._cluster_state()}"
+        return True, f"FIX port {self.fix_port} listening{self._cluster_state()}"
+
+    def _cluster_state(self) -> str:
+        cluster = self.cluster
+        if cluster is None:
+            return ""
+        if not cluster.connected:
+            return f"; cluster unreachable (instance {cluster.name}: no new session can be taken)"
+        return f"; cluster instance {cluster.name}, {len(cluster.held())} session(s) held"
 
     async def start(self) -> None:
         gw = self.config.gateway
@@ -253,6 +273,8 @@ class Gateway:
         if listeners is None:
             listeners = bind_listeners(self.config, self._overrides)
         self._listeners = None  # the servers own the sockets from here on
+        if self.cluster is not None:
+            await self._join_cluster(self.cluster, listeners)
         if self.order_flow is not None:
             await self.order_flow.start()
         self.fix_port = await self.fix_server.serve(listeners.fix, self._tls_context)
@@ -291,6 +313,23 @@ class Gateway:
             order_path_compiled=order_path_compiled(),
         )
 
+    async def _join_cluster(self, cluster: Cluster, listeners: Listeners) -> None:
+        """Take this gateway's place in its cluster before any Logon is
+        read: from then on a Logon is served only once its session's lease
+        is this gateway's (:class:`~gateway.cluster.Cluster`)."""
+        gw = self.config.gateway
+        fix_port = int(listeners.fix[0].getsockname()[1])
+        http = f"{gw.http_host}:{listeners.http[0].getsockname()[1]}" if listeners.http else ""
+        await cluster.start(
+            instance_name(self.config.cluster, fix_port), f"{gw.fix_host}:{fix_port}", http
+        )
+        self.fix_server.logon_gate = cluster
+
+    def _lost_session(self, session: Session, text: str) -> None:
+        """This gateway may serve ``session`` no longer: its client is
+        logged out (and logs on where the session is served now)."""
+        self.fix_server.logout(session, text)
+
     async def stop(self) -> None:
         await self.loop_lag.stop()
         for task in list(self._tasks):
@@ -305,6 +344,9 @@ class Gateway:
         # what the last events sent (cancels of open children) is stored
         # before the stores close
         self.outbox.write_pending()
+        if self.cluster is not None:
+            # copied before the leases go: whoever takes a session next has it
+            await self.cluster.stop()
         if self.journal is not None:
             self.journal.close()
         for store in self.stores:

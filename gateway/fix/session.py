@@ -565,7 +565,7 @@ class Session:
         if not self._verify(msg, now, check_high=False, check_low=True):
             return
         if not self.initiator or (reset_flag and not self._sent_reset):
-            problem = None if self.initiator else self._logon_refused(msg)
+            problem = None if self.initiator else self.logon_refusal(msg)
             if problem is not None:
                 self._log.warning("logon_refused", reason=problem)
                 self._received_logon = True
@@ -607,8 +607,9 @@ class Session:
         if self._resend_range is not None:
             self._resend_satisfied()
 
-    def _logon_refused(self, msg: FixMessage) -> str | None:
-        """Why a Logon must be refused, or None (never names a secret)."""
+    def logon_refusal(self, msg: FixMessage) -> str | None:
+        """Why this session refuses ``msg`` (a Logon), or None (never names
+        a secret).  Reads nothing but the message and the settings."""
         s = self.settings
         if s.Username is not None and msg.get(553) != s.Username.encode():
             return "Invalid username or password"
@@ -904,6 +905,13 @@ class Session:
         self._out.append(raw)
         self._last_sent = now
         self.stats.messages_out += 1
+
+    def refusal_logout(self, text: bytes, seq: int, now: float) -> bytes:
+        """The bytes of a Logout turning a Logon away before the session
+        takes it (another gateway of a cluster serves the session), numbered
+        ``seq`` (a number the session's owner set aside for it: the peer
+        counts the Logout), the session here left as it was."""
+        return self._encode(b"5", seq, b"58=%b\x01" % text, now)
 
     def _send_logout(self, now: float, text: bytes | None = None) -> None:
         if self._sent_logout or self._machine.state is S.DISCONNECTED:

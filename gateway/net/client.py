@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Sequence
 
 from mypy_extensions import mypyc_attr
 
@@ -91,6 +92,11 @@ class FixClient:
         :class:`LogonError` (a ConnectionError) if the acceptor refuses,
         closes or does not answer within ``timeout`` seconds instead."""
         loop = asyncio.get_running_loop()
+        old = self._protocol
+        if old is not None and self.session.is_connected:
+            # the last connection is not seen closed yet (its peer died)
+            old.abort()
+            await self.wait_closed(timeout)
         self._logged_on.clear()
         self._closed.clear()
         first_event = len(self.events)
@@ -117,6 +123,30 @@ class FixClient:
             error = self._logon_error(f"{host}:{port}", timeout, first_event)
             protocol.abort()
             raise error
+
+    async def connect_any(
+        self,
+        addresses: Sequence[tuple[str, int]],
+        timeout: float = 5.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> tuple[str, int]:
+        """Log on through the first of ``addresses`` that takes the session
+        (several gateways of a cluster: the one serving it); returns that
+        address.  :class:`LogonError` naming each refusal when none does,
+        ``refused`` when each refused with a Logout."""
+        failures: list[str] = []
+        refused = True
+        for host, port in addresses:
+            try:
+                await self.connect(host, port, timeout, tls)
+                return host, port
+            except LogonError as exc:
+                failures.append(str(exc))
+                refused = refused and exc.refused
+            except OSError as exc:
+                failures.append(f"connect to {host}:{port} failed: {exc.strerror or exc}")
+                refused = False
+        raise LogonError("; ".join(failures) or "no address to log on to", refused=refused)
 
     def _logon_error(self, address: str, timeout: float, first_event: int) -> LogonError:
         settings = self.settings

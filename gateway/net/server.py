@@ -15,13 +15,13 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, cast
+from typing import Any, Final, Protocol, cast
 
 import structlog
 
 from gateway.fix.acceptor import AcceptorConnection, SessionRegistry
 from gateway.fix.application import Application
-from gateway.fix.codec import FrameDecoder, GarbledMessage, parse_frame
+from gateway.fix.codec import FixMessage, FrameDecoder, GarbledMessage, parse_frame
 from gateway.fix.events import ApplicationMessage, CloseConnection, Event, LoggedOn, LoggedOut
 from gateway.fix.session import Session
 from gateway.net.transport import Clock, Connection, FixTransportProtocol, Outbox
@@ -57,6 +57,22 @@ MAX_UNBOUND_PER_ADDRESS: Final = 32
 
 Pair = tuple[str, str]
 """(peer address, claimed SenderCompID; "" when no Logon could be read)."""
+
+
+class LogonGate(Protocol):
+    """Who may take a session here: with several gateways live at once, a
+    session is served by one of them at a time (``gateway.cluster``)."""
+
+    async def claim(self, session: Session) -> tuple[str, int | None] | None:
+        """Make ``session`` this gateway's to serve; None when it is, or
+        why not: the Text of the Logout that turns the Logon away and the
+        MsgSeqNum it carries (set aside by the gateway serving the session,
+        as the peer counts it), None for no Logout (closed without a word)."""
+        ...
+
+    def disconnected(self, session: Session) -> None:
+        """A connection claimed for ``session`` has closed."""
+        ...
 
 
 class LogonFailures:
@@ -132,6 +148,18 @@ def claimed_pair(address: str, data: bytes, max_message_size: int) -> Pair | Non
     return address, (claimed or b"").decode("latin-1")[:64]
 
 
+def _logon_of(data: bytes, max_message_size: int) -> FixMessage | None:
+    """The Logon a connection's first bytes hold whole, if they do."""
+    decoder = FrameDecoder(max_message_size)
+    decoder.feed(data)
+    try:
+        frame = decoder.next_frame()
+        msg = parse_frame(frame) if frame is not None else None
+    except GarbledMessage:
+        return None
+    return msg if msg is not None and msg.msg_type == b"A" else None
+
+
 class AcceptedConnection(FixTransportProtocol):
     def __init__(self, server: FixServer) -> None:
         super().__init__(server.clock, server.max_outbound_buffer, server.outbox)
@@ -145,6 +173,9 @@ class AcceptedConnection(FixTransportProtocol):
         self._pair: Pair | None = None
         # what arrives while the Logon is held (None when not held)
         self._held: list[bytes] | None = None
+        # the session the gate let this connection take (a cluster's lease)
+        self._claimed: Session | None = None
+        self._delayed = False  # held by the failed-Logon delay
 
     def _open(self, now: float) -> Connection:
         server = self._server
@@ -176,12 +207,13 @@ class AcceptedConnection(FixTransportProtocol):
         if pair is None:
             super().data_received(data)  # the Logon is not whole yet
             return
+        logon = bytes(first)
         self._first = None
         self._pair = pair
         failures = self._server.failures
         delay = failures.delay(pair, self._clock())
         if not delay:
-            super().data_received(data)
+            self._admit([data], logon)
             return
         transport = self._transport
         if transport is None or self._closing:
@@ -193,26 +225,105 @@ class AcceptedConnection(FixTransportProtocol):
             transport.close()
             return
         failures.held[pair] = holding + 1
-        self._held = [data]
-        transport.pause_reading()
-        self._reading_paused = self._hold_reading = True
-        self._loop.call_later(delay, self._release)
+        self._delayed = True
+        self._hold([data])
+        self._loop.call_later(delay, self._release, logon)
 
-    def _release(self) -> None:
-        """The delay has passed: what the held Logon's connection sent is read."""
+    def _hold(self, chunks: list[bytes]) -> None:
+        """Read nothing more for now; what arrives meanwhile is kept."""
+        self._held = chunks
+        if self._transport is not None:
+            self._transport.pause_reading()
+        self._reading_paused = self._hold_reading = True
+
+    def _release(self, logon: bytes) -> None:
+        """The delay has passed: the held Logon goes on to the gate."""
+        if not self._undelay():
+            return  # closed meanwhile
         held, self._held = self._held, None
-        pair = self._pair
-        failures = self._server.failures
-        if pair is not None:
-            left = failures.held.get(pair, 1) - 1
-            if left > 0:
-                failures.held[pair] = left
-            else:
-                failures.held.pop(pair, None)
         self._hold_reading = False
         if self._closing or self._transport is None or held is None:
             return
-        for data in held:
+        self._admit(held, logon)
+
+    def _undelay(self) -> bool:
+        """The end of a failed-Logon delay: its pair holds one Logon fewer
+        (False when it had ended already)."""
+        pair = self._pair
+        if not self._delayed or pair is None:
+            return False
+        self._delayed = False
+        failures = self._server.failures
+        left = failures.held.get(pair, 1) - 1
+        if left > 0:
+            failures.held[pair] = left
+        else:
+            failures.held.pop(pair, None)
+        return True
+
+    def _admit(self, chunks: list[bytes], logon: bytes) -> None:
+        """Read ``chunks`` (the whole Logon among them), once the gate, if
+        any, let this gateway take the session the Logon names.  A Logon
+        the session would refuse anyway (credentials, heartbeat) is read
+        without asking: it is turned away as on a gateway alone."""
+        server = self._server
+        gate = server.logon_gate
+        msg = _logon_of(logon, server.max_message_size) if gate is not None else None
+        session = (
+            server.registry.lookup(msg.begin_string, msg.get(56) or b"", msg.get(49) or b"")
+            if msg is not None
+            else None
+        )
+        if gate is None or msg is None or session is None or session.logon_refusal(msg):
+            self._feed(chunks)
+            return
+        self._hold(chunks)
+        task = self._loop.create_task(gate.claim(session))
+        server.claims.add(task)
+        task.add_done_callback(lambda done: self._claimed_or_not(done, session))
+
+    def _claimed_or_not(
+        self, done: asyncio.Task[tuple[str, int | None] | None], session: Session
+    ) -> None:
+        server = self._server
+        server.claims.discard(done)
+        gate = server.logon_gate
+        refusal = done.result() if not done.cancelled() and done.exception() is None else None
+        if done.cancelled() or done.exception() is not None:
+            refusal = ("cluster unreachable: the session's lease could not be taken", None)
+            if not done.cancelled():
+                _log.warning(
+                    "session_claim_failed", session=session.session_id, error=repr(done.exception())
+                )
+        elif refusal is None:
+            self._claimed = session
+        held, self._held = self._held, None
+        self._hold_reading = False
+        transport = self._transport
+        if self._closing or transport is None or held is None:
+            if refusal is None and gate is not None:
+                gate.disconnected(session)  # gone while its claim was made
+            return
+        if refusal is None:
+            self._feed(held)
+            return
+        text, seq = refusal
+        _log.info(
+            "logon_turned_away",
+            session=session.session_id,
+            peer=self._address,
+            reason=text,
+            logout=seq is not None,
+        )
+        # not a failed Logon: the peer is right, another gateway serves it
+        self._failure_counted = True
+        self._closing = True
+        if seq is not None:
+            transport.write(session.refusal_logout(text.encode(), seq, self._clock()))
+        transport.close()
+
+    def _feed(self, chunks: list[bytes]) -> None:
+        for data in chunks:
             super().data_received(data)
 
     def _count_failure(self, now: float) -> None:
@@ -274,8 +385,12 @@ class AcceptedConnection(FixTransportProtocol):
             self._server.application_for(session).on_logout(session, event.reason, now)
 
     def _closed(self, now: float) -> None:
-        if self._held is not None:
-            self._release()  # gone while held: nothing more to read
+        self._undelay()  # gone while held: nothing more to read
+        self._held = None
+        claimed, self._claimed = self._claimed, None
+        gate = self._server.logon_gate
+        if claimed is not None and gate is not None:
+            gate.disconnected(claimed)
         # a peer that gave up before its Logon was answered failed it too
         self._count_failure(now)
         self._server.unbound_done(self)
@@ -295,10 +410,13 @@ class FixServer:
         logon_timeout: float = 10.0,
         clock: Clock = time.time,
         outbox: Outbox | None = None,
+        logon_gate: LogonGate | None = None,
     ) -> None:
         """``outbox`` writes the sessions' bytes (one of its own when not
         given); an application that sends outside its connection's turn
-        (an answer arriving from elsewhere) wakes it for the session."""
+        (an answer arriving from elsewhere) wakes it for the session.
+        ``logon_gate`` decides, before a Logon is read, whether this
+        gateway may take its session (several gateways live at once)."""
         self.registry = registry
         self._applications = dict(applications)
         self.max_message_size = max_message_size
@@ -308,6 +426,8 @@ class FixServer:
         self.outbox = outbox if outbox is not None else Outbox()
         self.connections: set[AcceptedConnection] = set()
         self.failures = LogonFailures(min(MAX_LOGON_DELAY, logon_timeout / 2))
+        self.logon_gate = logon_gate
+        self.claims: set[asyncio.Task[tuple[str, int | None] | None]] = set()
         # per address, its connections not logged on yet, oldest first
         self._unbound: dict[str, dict[AcceptedConnection, None]] = {}
         self._crowded: set[str] = set()  # addresses that reached the bound
@@ -389,11 +509,23 @@ class FixServer:
         if not self.connections and self._all_closed is not None:
             self._all_closed.set()
 
+    def logout(self, session: Session, text: str) -> bool:
+        """Log ``session`` out (Logout handshake) if a connection here has
+        it; False when none has."""
+        for conn in self.connections:
+            acceptor = conn._acceptor
+            if acceptor is not None and acceptor.session is session:
+                conn.logout(text)
+                return True
+        return False
+
     async def stop(self, grace: float = 2.0) -> None:
         """Stop accepting, log every session out, wait for the Logout
         handshakes (at most ``grace`` seconds), then drop what is left."""
         for server in self._servers:
             server.close()
+        for claim in list(self.claims):
+            claim.cancel()
         self._all_closed = asyncio.Event()
         if not self.connections:
             self._all_closed.set()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections import deque
 from collections.abc import Callable
 from typing import Final, Protocol, cast
 
@@ -67,6 +68,17 @@ class Connection(Protocol):
     def connection_lost(self, now: float) -> None: ...
 
 
+class Replica(Protocol):
+    """Copies what the stores recorded to other machines (a cluster of
+    gateways): a batch's bytes leave only once the copy is acknowledged."""
+
+    def seal(self) -> asyncio.Future[None] | None:
+        """Send what the stores recorded since the last seal; a future done
+        when it is acknowledged (failed: it never will be, the bytes must
+        not leave), or None when nothing was recorded."""
+        ...
+
+
 WriteBarrier = Callable[[], None]
 """Makes durable what must be before any session's bytes are: the order
 journal's flush (a child order is on disk before the LP can see it, an
@@ -88,8 +100,13 @@ class Outbox:
     batch leaves and the same writes are tried again ``RETRY_AFTER`` later.
     """
 
-    def __init__(self, barrier: WriteBarrier | None = None) -> None:
+    def __init__(self, barrier: WriteBarrier | None = None, replica: Replica | None = None) -> None:
         self._barrier = barrier
+        self._replica = replica
+        # with a replica: batches of bytes waiting for their copy, in order
+        self._waiting: deque[
+            tuple[asyncio.Future[None] | None, list[tuple[FixTransportProtocol, bytes]]]
+        ] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._protocols: list[FixTransportProtocol] = []
         self._stores: dict[SessionStore, None] = {}
@@ -204,6 +221,11 @@ class Outbox:
                 self._scheduled = True
                 self._event_loop().call_later(RETRY_AFTER, self.write_pending)
             return
+        if self._replica is not None:
+            for protocol in protocols:
+                protocol._write_pending = False
+            self._after_copy(protocols)
+            return
         for protocol in protocols:
             protocol._write_pending = False
             try:
@@ -212,13 +234,57 @@ class Outbox:
                 # one connection's failure is its own
                 _log.exception("write_out_failed", peer=protocol.peer)
 
-    def write_now(self, protocol: FixTransportProtocol) -> None:
+    def write_now(self, protocol: FixTransportProtocol) -> bool:
         """Write ``protocol``'s bytes at once (before it closes), in the
-        same order."""
+        same order; False when they wait for their copy (they are written,
+        and the connection closed if it is closing, once it is taken)."""
         if self._barrier is not None:
             self._barrier()
         protocol._flush_store()
+        if self._replica is not None:
+            return self._after_copy([protocol])
         protocol._write_out()
+        return True
+
+    def _after_copy(self, protocols: list[FixTransportProtocol]) -> bool:
+        """Seal the replica's batch; the protocols' bytes leave once it and
+        every batch before it are acknowledged (True: left at once)."""
+        assert self._replica is not None
+        sealed = self._replica.seal()
+        items = []
+        for protocol in protocols:
+            data = protocol._take_out()
+            if data or protocol._closing:
+                items.append((protocol, data))
+        if sealed is None and not self._waiting:
+            self._write_items(items)
+            return True
+        self._waiting.append((sealed, items))
+        if sealed is not None:
+            sealed.add_done_callback(self._copied)
+        return False
+
+    def _copied(self, _: object = None) -> None:
+        waiting = self._waiting
+        while waiting:
+            sealed, items = waiting[0]
+            if sealed is not None and not sealed.done():
+                return
+            waiting.popleft()
+            if sealed is not None and (sealed.cancelled() or sealed.exception() is not None):
+                # never copied: what it describes must not reach the peers
+                for protocol, _data in items:
+                    _log.error("replication_failed_connection_dropped", peer=protocol.peer)
+                    protocol.abort()
+                continue
+            self._write_items(items)
+
+    def _write_items(self, items: list[tuple[FixTransportProtocol, bytes]]) -> None:
+        for protocol, data in items:
+            try:
+                protocol._send_out(data)
+            except Exception:
+                _log.exception("write_out_failed", peer=protocol.peer)
 
     def settle(self, session: Session) -> None:
         """Make a session's store durable at once (its connection is gone)."""
@@ -321,8 +387,7 @@ class FixTransportProtocol(asyncio.Protocol):
         transport = self._transport
         if self._closing:
             # what the close follows (a Logout, a Reject) goes first
-            self._outbox.write_now(self)
-            if transport is not None:
+            if self._outbox.write_now(self) and transport is not None:
                 transport.close()
             return
         # written at the end of the turn, with what the callbacks queued
@@ -374,14 +439,27 @@ class FixTransportProtocol(asyncio.Protocol):
 
     def _write_out(self) -> None:
         """Write what the connection holds (its store is flushed)."""
+        data = self._take_out()
+        if data:
+            self._send_out(data)
+
+    def _take_out(self) -> bytes:
+        conn = self._conn
+        transport = self._transport
+        if conn is None or transport is None or transport.is_closing():
+            return b""
+        return conn.data_to_send()
+
+    def _send_out(self, data: bytes) -> None:
         conn = self._conn
         transport = self._transport
         if conn is None or transport is None or transport.is_closing():
             return
-        data = conn.data_to_send()
-        if not data:
+        if data:
+            transport.write(data)
+        if self._closing:
+            transport.close()  # it waited for its copy: the close follows it
             return
-        transport.write(data)
         self._continue_resend_soon()
         if transport.get_write_buffer_size() > self._max_outbound_buffer:
             session = conn.session

@@ -186,6 +186,12 @@ def build_app(gateway: Running) -> web.Application:
             return _json_status({"error": f"no margin account for {client}"}, 404)
         return _json(account)
 
+    async def admin_cluster(_: web.Request) -> web.Response:
+        cluster = gateway.cluster
+        if cluster is None:
+            return _json({"instance": None, "detail": "this gateway runs alone (no [cluster])"})
+        return _json(cluster.snapshot())
+
     async def admin_config(_: web.Request) -> web.Response:
         return _json(admin.config(gateway))
 
@@ -214,6 +220,7 @@ def build_app(gateway: Running) -> web.Application:
     app.router.add_get("/admin/margin", admin_margin)
     app.router.add_get("/admin/margin/{client}", admin_margin_account)
     app.router.add_get("/admin/config", admin_config)
+    app.router.add_get("/admin/cluster", admin_cluster)
     app.router.add_get("/admin/summary", admin_summary)
     app.router.add_post("/admin/reload", admin_reload)
     app.router.add_get("/dashboard", dashboard)

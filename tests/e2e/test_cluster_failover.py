@@ -1,0 +1,184 @@
+"""Two gateways live at once on a real 3-node NATS JetStream cluster: a
+client is served by one, turned away by the other with a Logout naming
+the owner, and after ``kill -9`` of its gateway under load logs on to the
+other with its sequence numbers continuing and everything it was sent
+there to resend."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from netkit import free_port, log_events
+
+from config import SessionSettings
+from gateway.fix import codec
+from gateway.fix.codec import FixMessage
+from gateway.fix.store import MemoryStore
+from gateway.net.client import FixClient, LogonError
+from gateway.sim.nats_cluster import NatsCluster
+
+SETTINGS = SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY", HeartBtInt=5)
+
+
+@pytest.fixture
+def nats(tmp_path: Path) -> Iterator[NatsCluster]:
+    cluster = NatsCluster(tmp_path / "nats", 3, ports=[free_port() for _ in range(6)])
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+def nos(cl_ord_id: str) -> bytes:
+    return codec.encode_fields(
+        [
+            (11, cl_ord_id.encode()),
+            (38, b"1000"),
+            (40, b"1"),
+            (54, b"1"),
+            (55, b"EUR/USD"),
+            (60, codec.format_utc_timestamp(time.time())),
+        ]
+    )
+
+
+async def reports(client: FixClient, count: int, timeout: float = 10.0) -> list[FixMessage]:
+    return [await client.receive(timeout) for _ in range(count)]
+
+
+def gateways(daemon_factory: Callable[..., Any], nats: NatsCluster, tmp_path: Path) -> list[Any]:
+    urls = ",".join(nats.urls)
+    return [
+        daemon_factory("--cluster", urls, data_dir=tmp_path / f"gw{i}").start() for i in range(2)
+    ]
+
+
+async def log_on_anywhere(
+    client: FixClient, addresses: list[tuple[str, int]], timeout: float = 15.0
+) -> tuple[tuple[str, int], list[str]]:
+    """Try the addresses in turn until one takes the session (polling,
+    within ``timeout``): where, and the refusals met before."""
+    deadline = time.monotonic() + timeout
+    refusals: list[str] = []
+    while time.monotonic() < deadline:
+        try:
+            return await client.connect_any(addresses, timeout=3), refusals
+        except LogonError as exc:
+            refusals.append(str(exc))
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no gateway took the session in {timeout:g} s: {refusals[-2:]}")
+
+
+@pytest.mark.asyncio
+async def test_a_client_is_served_by_one_gateway_and_fails_over_after_kill_9(
+    daemon_factory: Callable[..., Any], nats: NatsCluster, tmp_path: Path
+) -> None:
+    a, b = gateways(daemon_factory, nats, tmp_path)
+    at_a, at_b = ("127.0.0.1", a.fix_port), ("127.0.0.1", b.fix_port)
+    client = FixClient(SETTINGS, MemoryStore())
+    assert await client.connect_any([at_a, at_b]) == at_a
+    for i in range(20):
+        client.send(b"D", nos(f"before-{i}"))
+    sent_before = await reports(client, 40)
+    await client.logout()
+
+    # the other gateway turns the Logon away with a Logout naming the owner,
+    # numbered from the owner's sequence: the client counts it, and the
+    # owner's next message is not "too low" for it
+    with pytest.raises(LogonError) as refused:
+        await client.connect(*at_b)
+    assert refused.value.refused
+    assert f"served by gateway {a_name(a)}" in refused.value.text
+    assert f"FIX at 127.0.0.1:{a.fix_port}" in refused.value.text
+    await client.connect(*at_a)
+    client.send(b"D", nos("back-at-a"))
+    back = await reports(client, 2)
+    assert [m.get(11) for m in back] == [b"back-at-a", b"back-at-a"]
+
+    # under load: orders go on while the owner is killed
+    async def trade() -> None:
+        for i in range(10_000):
+            if client.logged_on:
+                client.send(b"D", nos(f"load-{i}"))
+            await asyncio.sleep(0.002)
+
+    load = asyncio.ensure_future(trade())
+    await asyncio.sleep(0.5)
+    next_expected = client.session.store.next_target_seq
+    a.kill9()
+    killed = time.monotonic()
+    load.cancel()
+    await asyncio.gather(load, return_exceptions=True)
+    where, _refusals = await log_on_anywhere(client, [at_a, at_b])
+    took = time.monotonic() - killed
+    assert where == at_b
+    print(f"\nfailover: logged on at the other gateway {took:.3f} s after kill -9 of the owner")
+    # the sequence went on where the killed gateway left it
+    assert client.session.store.next_target_seq >= next_expected
+    takeover = [e for e in log_events(b.log_path) if e["event"] == "session_taken_over"]
+    assert takeover, "the session was not taken over"
+    assert took < 15
+
+    client.send(b"D", nos("at-b"))
+    at_b_reports = []
+    while len(at_b_reports) < 2:  # after what the load left in the queue
+        m = await client.receive(10)
+        if m.get(11) == b"at-b":
+            at_b_reports.append(m)
+    assert [m.get(150) for m in at_b_reports] == [b"0", b"F"]
+    await client.logout()
+
+    # everything the client was sent, resent by the gateway that took over:
+    # the client, having lost what it received, expects message 1 again
+    lost = MemoryStore()
+    lost.set_next_sender_seq(client.session.store.next_sender_seq)
+    again = FixClient(SETTINGS, lost)
+    await again.connect(*at_b)
+    wanted = {(m.get(11) or b"", m.get(150) or b""): m for m in sent_before + back}
+    resent: dict[tuple[bytes, bytes], FixMessage] = {}
+    deadline = time.monotonic() + 20
+    while not wanted.keys() <= resent.keys() and time.monotonic() < deadline:
+        m = await again.receive(10)
+        if m.get(43) == b"Y":
+            resent[(m.get(11) or b"", m.get(150) or b"")] = m
+    assert wanted.keys() <= resent.keys(), (
+        f"not resent: {sorted(wanted.keys() - resent.keys())[:5]}"
+    )
+    for key, m in wanted.items():
+        assert resent[key].get(34) == m.get(34)
+        assert resent[key].get(17) == m.get(17)
+    await again.logout()
+
+
+def a_name(daemon: Any) -> str:
+    joined = [e for e in log_events(daemon.log_path) if e["event"] == "cluster_joined"]
+    return str(joined[-1]["instance"])
+
+
+@pytest.mark.asyncio
+async def test_losing_one_nats_node_changes_nothing_a_client_sees(
+    daemon_factory: Callable[..., Any], nats: NatsCluster, tmp_path: Path
+) -> None:
+    a, b = gateways(daemon_factory, nats, tmp_path)
+    client = FixClient(SETTINGS, MemoryStore())
+    await client.connect_any([("127.0.0.1", a.fix_port), ("127.0.0.1", b.fix_port)])
+    for i in range(10):
+        client.send(b"D", nos(f"before-{i}"))
+    await reports(client, 20)
+    for node in nats.nodes:
+        nats.kill(node)  # whichever it is: a leader of some group, maybe
+        break
+    for i in range(50):
+        client.send(b"D", nos(f"after-{i}"))
+    after = await reports(client, 100, timeout=15)
+    assert {m.get(11) for m in after} == {f"after-{i}".encode() for i in range(50)}
+    assert client.logged_on
+    await client.logout()
+    for gateway in (a, b):
+        events = {e["event"] for e in log_events(gateway.log_path)}
+        assert "session_lease_lost" not in events
+        assert "replication_failed_connection_dropped" not in events
