@@ -39,9 +39,10 @@ def test_the_listed_modules_are_imported_compiled() -> None:
     assert order_path_compiled()
 
 
-# the back office's databases: no compiled module imports them, so the
-# build (which type-checks the compiled sources) does not need them
-NOT_BUILT_AGAINST = ("duckdb", "asyncpg")
+# the back office's databases and the cluster's NATS client (and server):
+# no compiled module imports them, so the build (which type-checks the
+# compiled sources) does not need them
+NOT_BUILT_AGAINST = ("duckdb", "asyncpg", "nats")
 
 
 def test_the_build_has_every_runtime_dependency() -> None:

@@ -706,10 +706,35 @@ class Cluster:
     def snapshot(self) -> dict[str, object]:
         """What ``GET /admin/cluster`` shows."""
         now = self._clock()
+        copy = self.log.stats if self.log is not None else None
+        nc = self._nc
+        server = nc.connected_url if nc is not None and nc.is_connected else None
         return {
             "instance": self.name,
             "connected": self.connected,
+            "server": f"nats://{server.netloc}" if server is not None else None,
             "lease_ms": self.settings.lease_ms,
+            "leases": {
+                "granted": self.stats.grants,
+                "takeovers": self.stats.takeovers,
+                "renewed": self.stats.renewals,
+                "refused": self.stats.refusals,
+                "lost": self.stats.losses,
+                "released": self.stats.releases,
+            },
+            "copy": None
+            if copy is None
+            else {
+                "batches": copy.batches,
+                "records": copy.records,
+                "bytes": copy.bytes,
+                "failures": copy.failures,
+                "retries": copy.retries,
+                "lag_ms": round(copy.lag * 1000, 3),
+                "applied": copy.applied,
+                "fenced": copy.fenced,
+                "not_copied": copy.unowned,
+            },
             "instances": [
                 {
                     "name": name,

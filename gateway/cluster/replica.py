@@ -21,17 +21,20 @@ Every instance follows the whole stream and applies the records of the
 sessions it does not serve to their local stores, so that taking a session
 over only has to wait for the records not yet applied (:meth:`caught_up`).
 
-A batch whose copy fails (no acknowledgement within the timeout) does not
-leave: its connections are dropped, and its records are sent again ahead
-of the next batch of the same session, so nothing a peer was told is
-missing from the copy.
+A batch not acknowledged within ``ACK_TIMEOUT`` (the node this gateway
+talks to died, a leader is being elected) is published again, with every
+batch after it, in the same order, once the connection is back: records
+applied twice in order change nothing, and no batch's bytes leave before
+its own acknowledgement and those of every batch before it.  Only a batch
+not acknowledged for ``GIVE_UP`` seconds fails: its bytes never leave and
+its connections are dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -61,8 +64,27 @@ _decode = msgspec.msgpack.Decoder(tuple[str, int, list[tuple[int, int, bytes]]])
 
 _Batch = tuple[list[tuple[str, bytes, list[Op]]], "asyncio.Future[None]"]
 
-ACK_TIMEOUT: Final = 2.0
-"""Seconds a batch may wait for its acknowledgement before it fails."""
+ACK_TIMEOUT: Final = 1.0
+"""Seconds a batch may wait for its acknowledgement before it is sent again
+(with every batch after it, in order)."""
+
+RESEND_AFTER: Final = 0.05
+"""Seconds between a failure and the resend (a reconnection under way)."""
+
+GIVE_UP: Final = 10.0
+"""Seconds after which a batch still not acknowledged fails: its bytes never
+leave and its connections are dropped (its sessions' leases have lapsed
+long before: their clients were logged out)."""
+
+
+@dataclass(slots=True)
+class _Flight:
+    """A batch published, waiting for its acknowledgement."""
+
+    batch: list[tuple[str, bytes, list[Op]]]
+    done: asyncio.Future[None]
+    started: float
+    waiting: asyncio.Future[Any] | None = None
 
 
 class ReplicatedStore(SessionStore):
@@ -140,6 +162,9 @@ class LogStats:
     records: int = 0
     bytes: int = 0
     failures: int = 0
+    """Batches given up: their bytes never left."""
+    retries: int = 0
+    """Resends of the batches not acknowledged in time."""
     applied: int = 0
     """Records of other instances applied to the stores here."""
     fenced: int = 0
@@ -173,8 +198,10 @@ class SessionLog:
         self.stores = stores
         self.stats = LogStats()
         self._pending: dict[str, list[Op]] = {}
-        self._retry: asyncio.TimerHandle | None = None
         self._sending: asyncio.Queue[_Batch] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._flights: deque[_Flight] = deque()
+        self._resend = self._resend_due = False
         self._seal_soon = False
         self._tasks: list[asyncio.Task[None]] = []
         self._sub: Any = None
@@ -211,8 +238,6 @@ class SessionLog:
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
-        if self._retry is not None:
-            self._retry.cancel()
 
     # -- publishing --------------------------------------------------------------
 
@@ -251,76 +276,101 @@ class SessionLog:
             return None
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._sending.put_nowait((batch, done))
+        self._wake.set()
         return done
 
     async def _send_forever(self) -> None:
+        """Publish the sealed batches in order, without waiting for the
+        one before; after a failure, publish every batch not yet
+        acknowledged again, in order, before anything new."""
         loop = asyncio.get_running_loop()
         while True:
-            batch, done = await self._sending.get()
-            started = loop.time()
-            acks = []
-            try:
-                for key, payload, _ops in batch:
-                    acks.append(await self._js.publish_async(self._subject + key, payload))
-            except (nats.errors.Error, OSError) as exc:
-                for ack in acks:
-                    ack.cancel()
-                self._failed(batch, done, exc)
+            if self._resend:
+                self._resend = False
+                for flight in list(self._flights):
+                    if flight.waiting is not None:
+                        flight.waiting.remove_done_callback(self._check)
+                        flight.waiting.cancel()
+                    await self._publish(flight)
                 continue
+            self._wake.clear()
+            if self._sending.empty():
+                await self._wake.wait()
+                continue
+            batch, done = self._sending.get_nowait()
+            flight = _Flight(batch, done, loop.time())
+            self._flights.append(flight)
             self.stats.batches += 1
             self.stats.records += len(batch)
             self.stats.bytes += sum(len(p) for _k, p, _o in batch)
+            await self._publish(flight)
+
+    async def _publish(self, flight: _Flight) -> None:
+        loop = asyncio.get_running_loop()
+        acks = []
+        try:
+            for key, payload, _ops in flight.batch:
+                acks.append(await self._js.publish_async(self._subject + key, payload))
+        except (nats.errors.Error, OSError) as exc:
+            for ack in acks:
+                ack.cancel()
+            # not connected: tried again once the resend is due
+            waiting: asyncio.Future[Any] = loop.create_future()
+            waiting.set_exception(exc)
+        else:
             waiting = asyncio.gather(*acks)
             timer = loop.call_later(ACK_TIMEOUT, waiting.cancel)
-            waiting.add_done_callback(
-                functools.partial(self._acked, b=batch, d=done, t=timer, s=started)
-            )
+            waiting.add_done_callback(lambda _w: timer.cancel())
+        flight.waiting = waiting
+        waiting.add_done_callback(self._check)
 
-    def _acked(
-        self,
-        waiting: asyncio.Future[list[Any]],
-        *,
-        b: list[tuple[str, bytes, list[Op]]],
-        d: asyncio.Future[None],
-        t: asyncio.TimerHandle,
-        s: float,
-    ) -> None:
-        batch, done, timer, started = b, d, t, s
-        timer.cancel()
-        if waiting.cancelled():
-            self._failed(batch, done, TimeoutError(f"no acknowledgement in {ACK_TIMEOUT:g} s"))
+    def _check(self, _: object = None) -> None:
+        """Settle the batches acknowledged, oldest first; a failure starts
+        the resend of everything from it (or, past ``GIVE_UP``, fails it)."""
+        flights = self._flights
+        loop = asyncio.get_running_loop()
+        while flights:
+            flight = flights[0]
+            waiting = flight.waiting
+            if waiting is None or not waiting.done():
+                return
+            problem: BaseException | None
+            if waiting.cancelled():
+                problem = TimeoutError(f"no acknowledgement in {ACK_TIMEOUT:g} s")
+            else:
+                problem = waiting.exception()
+            if problem is None:
+                flights.popleft()
+                self.stats.lag = loop.time() - flight.started
+                if not flight.done.done():
+                    flight.done.set_result(None)
+                continue
+            if loop.time() - flight.started > GIVE_UP:
+                self.stats.failures += 1
+                flights.popleft()
+                _log.error("session_copy_given_up", sessions=len(flight.batch), error=repr(problem))
+                if not flight.done.done():
+                    flight.done.set_exception(
+                        ConnectionError(f"the sessions' copy failed: {problem!r}")
+                    )
+                continue
+            if not self._resend_due:
+                self._resend_due = True
+                self.stats.retries += 1
+                _log.warning("session_copy_retried", batches=len(flights), error=repr(problem))
+                loop.call_later(RESEND_AFTER, self._start_resend)
             return
-        exc = waiting.exception()
-        if exc is not None:
-            self._failed(batch, done, exc)
-            return
-        self.stats.lag = asyncio.get_running_loop().time() - started
-        if not done.done():
-            done.set_result(None)
 
-    def _failed(
-        self,
-        batch: list[tuple[str, bytes, list[Op]]],
-        done: asyncio.Future[None],
-        exc: BaseException,
-    ) -> None:
-        self.stats.failures += 1
-        _log.warning("session_copy_failed", sessions=len(batch), error=repr(exc))
-        # sent again ahead of what comes next for the same sessions
-        for key, _payload, ops in batch:
-            later = self._pending.get(key)
-            self._pending[key] = ops + later if later else list(ops)
-        if not done.done():
-            done.set_exception(ConnectionError(f"the sessions' copy failed: {exc!r}"))
-        if self._retry is None:
-            self._retry = asyncio.get_running_loop().call_later(0.1, self._seal_again)
+    def _start_resend(self) -> None:
+        self._resend_due = False
+        self._resend = True
+        self._wake.set()
 
     def _seal_again(self) -> None:
-        self._retry = None
         self._seal_soon = False
         sealed = self.seal()
         if sealed is not None:
-            # nobody waits for it: its bytes were dropped with their connections
+            # nobody waits for it: no bytes depend on it
             sealed.add_done_callback(_ignore)
 
     # -- following ---------------------------------------------------------------

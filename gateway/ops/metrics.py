@@ -390,3 +390,37 @@ class ClusterCollector(Collector):
         for operation, count in sorted(stats.reasons.items()):
             errors.add_metric([operation], count)
         yield from (connected, held, leases, errors)
+        log = cluster.log
+        if log is None:
+            return
+        copy = log.stats
+        copied = CounterMetricFamily(
+            "fixgw_cluster_copy_batches",
+            "Batches of the sessions' copy acknowledged by the cluster (one per write"
+            " round that changed a session's store)",
+        )
+        copied.add_metric([], copy.batches)
+        failed = CounterMetricFamily(
+            "fixgw_cluster_copy_failures",
+            "Batches of the sessions' copy given up (not acknowledged in 10 s): their bytes"
+            " never left",
+        )
+        failed.add_metric([], copy.failures)
+        retried = CounterMetricFamily(
+            "fixgw_cluster_copy_retries",
+            "Resends of the sessions' copy (every batch not acknowledged in time, in order)",
+        )
+        retried.add_metric([], copy.retries)
+        lag = GaugeMetricFamily(
+            "fixgw_cluster_copy_lag_seconds",
+            "How long the last batch of the sessions' copy waited for the cluster's"
+            " acknowledgement (its bytes waited as long)",
+        )
+        lag.add_metric([], copy.lag)
+        applied = CounterMetricFamily(
+            "fixgw_cluster_copy_applied",
+            "Records of other gateways' sessions applied to the stores here (kept warm"
+            " for a takeover)",
+        )
+        applied.add_metric([], copy.applied)
+        yield from (copied, failed, retried, lag, applied)

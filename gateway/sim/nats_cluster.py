@@ -138,6 +138,7 @@ class NatsCluster:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
 
     def start(self, timeout: float = 30.0) -> None:
@@ -183,6 +184,17 @@ class NatsCluster:
                 except subprocess.TimeoutExpired:
                     node.process.kill()
                     node.process.wait(10)
+
+
+def _die_with_parent() -> None:
+    """In the child, before nats-server runs: killed when whoever started
+    it ends, however it ends (Linux; elsewhere nothing)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 async def _js_answers(url: str) -> bool:

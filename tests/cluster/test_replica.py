@@ -4,7 +4,7 @@ copy is acknowledged, and another instance following it (real JetStream)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+from typing import cast
 
 import pytest
 from clusterkit import Member, settings
@@ -13,9 +13,13 @@ from hypothesis import strategies as st
 
 from config import SessionSettings
 from gateway.cluster.replica import Op, ReplicatedStore, SessionLog, apply
+from gateway.fix.acceptor import SessionRegistry
+from gateway.fix.application import EchoApplication
 from gateway.fix.session import Session
 from gateway.fix.store import MemoryStore
-from gateway.net.transport import FixTransportProtocol, Outbox
+from gateway.net.client import FixClient
+from gateway.net.server import FixServer
+from gateway.net.transport import Outbox
 from gateway.sim.nats_cluster import NatsCluster
 
 
@@ -87,101 +91,101 @@ def test_the_records_rebuild_the_store_from_any_state(
     assert state(follower) == state(cast(MemoryStore, live.inner))
 
 
-class Peer(FixTransportProtocol):
-    """A protocol whose writes are collected (no socket)."""
-
-    class _Transport:
-        def __init__(self) -> None:
-            self.written: list[bytes] = []
-            self.aborted = False
-            self.closed = False
-
-        def write(self, data: bytes) -> None:
-            self.written.append(data)
-
-        def is_closing(self) -> bool:
-            return self.aborted or self.closed
-
-        def get_write_buffer_size(self) -> int:
-            return 0
-
-        def abort(self) -> None:
-            self.aborted = True
-
-        def close(self) -> None:
-            self.closed = True
-
-    def __init__(self, outbox: Outbox, session: Session) -> None:
-        super().__init__(lambda: 0.0, 1 << 20, outbox)
-        self.wire = Peer._Transport()
-        self._transport = cast(Any, self.wire)
-        self._conn = session
-        self.session = session
-
-    def abort(self) -> None:
-        self.wire.abort()
-
-
 class Copies:
-    """A replica whose acknowledgements the test gives."""
+    """A session log whose acknowledgements the test gives: what the
+    store recorded is sealed into a batch, as :class:`SessionLog` does."""
 
     def __init__(self) -> None:
         self.sealed: list[asyncio.Future[None]] = []
+        self.more = asyncio.Event()
+        self.recorded: list[Op] = []
+
+    def record(self, key: str, ops: list[Op]) -> None:
+        self.recorded.extend(ops)
 
     def seal(self) -> asyncio.Future[None] | None:
+        if not self.recorded:
+            return None
+        self.recorded = []
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.sealed.append(future)
+        self.more.set()
         return future
 
+    async def until(self, count: int) -> None:
+        """Until ``count`` batches were sealed (within 5 s)."""
+        async with asyncio.timeout(5):
+            while len(self.sealed) < count:
+                self.more.clear()
+                await self.more.wait()
 
-def logged_on(name: str) -> Session:
-    session = Session(SessionSettings(SenderCompID="GW", TargetCompID=name), MemoryStore())
-    session.connection_made(0.0)
-    session._machine.move(session._machine.state.__class__.ACTIVE)
-    return session
+
+async def echo_server(copies: Copies) -> tuple[FixServer, int]:
+    store = ReplicatedStore(MemoryStore(), "k", cast(SessionLog, copies))
+    session = Session(SessionSettings(SenderCompID="GW", TargetCompID="C1"), store)
+    server = FixServer(
+        SessionRegistry([session]),
+        {session.session_id: EchoApplication()},
+        outbox=Outbox(replica=copies),
+    )
+    return server, await server.start("127.0.0.1", 0)
+
+
+def order(cl_ord_id: bytes) -> bytes:
+    return b"11=%b\x0121=1\x0155=X\x0154=1\x0160=20261204-10:00:00\x0138=1\x0140=1\x01" % cl_ord_id
 
 
 @pytest.mark.asyncio
 async def test_bytes_leave_only_once_their_copy_and_every_earlier_one_is_acknowledged() -> None:
     copies = Copies()
-    outbox = Outbox(replica=copies)
-    one, two = logged_on("C1"), logged_on("C2")
-    p1, p2 = Peer(outbox, one), Peer(outbox, two)
-    outbox.bind(one, p1)
-    outbox.bind(two, p2)
-    outbox.send(one, b"8", b"11=a\x01", 0.0)
-    outbox.write_pending()
-    outbox.send(two, b"8", b"11=b\x01", 0.0)
-    outbox.write_pending()
-    assert len(copies.sealed) == 2
-    assert p1.wire.written == []
-    assert p2.wire.written == []
-    # the second batch's copy first: it still waits for the first
-    copies.sealed[1].set_result(None)
-    await asyncio.sleep(0)
-    assert p2.wire.written == []
-    copies.sealed[0].set_result(None)
-    await asyncio.sleep(0)
-    assert [b"11=a\x01" in w for w in p1.wire.written] == [True]
-    assert [b"11=b\x01" in w for w in p2.wire.written] == [True]
+    server, port = await echo_server(copies)
+    client = FixClient(SessionSettings(SenderCompID="C1", TargetCompID="GW"))
+    try:
+        logon = asyncio.ensure_future(client.connect("127.0.0.1", port))
+        await copies.until(1)
+        assert not client.logged_on  # the Logon's answer waits for its copy
+        copies.sealed[0].set_result(None)
+        await logon
+        client.send(b"D", order(b"first"))
+        await copies.until(2)
+        client.send(b"D", order(b"second"))
+        await copies.until(3)
+        # the second batch's copy first: it still waits for the first
+        copies.sealed[2].set_result(None)
+        for _ in range(3):
+            await asyncio.sleep(0)  # its callbacks run
+        assert len(server.outbox._waiting) == 2
+        copies.sealed[1].set_result(None)
+        echoed = [await client.receive(5) for _ in range(2)]
+        assert [m.get(11) for m in echoed] == [b"first", b"second"]
+    finally:
+        for future in copies.sealed:
+            if not future.done():
+                future.set_result(None)
+        client.abort()
+        await server.stop(grace=0.5)
 
 
 @pytest.mark.asyncio
-async def test_a_batch_whose_copy_failed_never_leaves_and_its_connections_are_dropped() -> None:
+async def test_a_batch_whose_copy_failed_never_leaves_and_its_connection_is_dropped() -> None:
     copies = Copies()
-    outbox = Outbox(replica=copies)
-    one = logged_on("C1")
-    peer = Peer(outbox, one)
-    outbox.bind(one, peer)
-    outbox.send(one, b"8", b"11=a\x01", 0.0)
-    outbox.write_pending()
-    outbox.send(one, b"8", b"11=b\x01", 0.0)
-    outbox.write_pending()
-    copies.sealed[0].set_exception(ConnectionError("no quorum"))
-    copies.sealed[1].set_result(None)
-    await asyncio.sleep(0)
-    assert peer.wire.aborted
-    assert peer.wire.written == []
+    server, port = await echo_server(copies)
+    client = FixClient(SessionSettings(SenderCompID="C1", TargetCompID="GW"))
+    try:
+        logon = asyncio.ensure_future(client.connect("127.0.0.1", port))
+        await copies.until(1)
+        copies.sealed[0].set_result(None)
+        await logon
+        client.send(b"D", order(b"lost"))
+        await copies.until(2)
+        copies.sealed[1].set_exception(ConnectionError("no quorum"))
+        await client.wait_closed(5)
+        assert client.messages.empty()
+    finally:
+        for future in copies.sealed:
+            if not future.done():
+                future.set_result(None)
+        await server.stop(grace=0.5)
 
 
 @pytest.mark.asyncio
