@@ -24,6 +24,7 @@ import ssl
 import sys
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from config import Config, ConfigError, GatewaySettings, config_base, resolve_paths
-from gateway.cluster import Cluster, instance_name
+from gateway.cluster import Cluster, Headroom, instance_name
 from gateway.fix.acceptor import SessionRegistry
 from gateway.fix.application import Application, EchoApplication
 from gateway.fix.session import Session
@@ -52,7 +53,7 @@ from gateway.orderflow.market_data import MarketDataService
 from gateway.orderflow.publish import Reports
 from gateway.orderflow.recovery import Recovery
 from gateway.orderflow.routing import ChildRouting
-from gateway.orderflow.rules import build_rules, config_digest
+from gateway.orderflow.rules import Rules, build_rules, capped, config_digest
 from gateway.orderflow.stats import FlowStats
 from gateway.storage.session_store import open_store
 from lp_adapters.base import LpAdapter
@@ -215,6 +216,10 @@ class Gateway:
             )
         )
         self.metrics.register(ClusterCollector(lambda: self.cluster))
+        self._clock = clock
+        # in a cluster: the rules as configured, and this gateway's slices
+        self._base_rules: Rules | None = None
+        self._lp_caps: dict[str, Decimal] = {}
         self._tasks: set[asyncio.Task[object]] = set()
         self._http_runner: web.AppRunner | None = None
         self.fix_port = 0
@@ -237,6 +242,9 @@ class Gateway:
         flow = self.order_flow
         if flow is not None:
             rules = build_rules(config, flow.instruments, list(flow.sessions), self.generation)
+            if self._base_rules is not None:
+                self._base_rules = rules
+                rules = capped(rules, self._lp_caps)
             flow.apply_rules(rules)
 
     def reload_soon(self, trigger: str) -> None:
@@ -263,9 +271,19 @@ class Gateway:
         cluster = self.cluster
         if cluster is None:
             return ""
+        reduce_only = cluster.headroom.stats.reduce_only if cluster.headroom is not None else ()
+        limited = (
+            f"; reduce-only at {', '.join(sorted(reduce_only))} (slice of the hard limit used,"
+            " the cluster out of reach)"
+            if reduce_only
+            else ""
+        )
         if not cluster.connected:
-            return f"; cluster unreachable (instance {cluster.name}: no new session can be taken)"
-        return f"; cluster instance {cluster.name}, {len(cluster.held())} session(s) held"
+            return (
+                f"; cluster unreachable (instance {cluster.name}: no new session can be taken)"
+                + limited
+            )
+        return f"; cluster instance {cluster.name}, {len(cluster.held())} session(s) held{limited}"
 
     async def start(self) -> None:
         gw = self.config.gateway
@@ -324,6 +342,27 @@ class Gateway:
             instance_name(self.config.cluster, fix_port), f"{gw.fix_host}:{fix_port}", http
         )
         self.fix_server.logon_gate = cluster
+        flow, kv = self.order_flow, cluster.headroom_kv
+        if flow is not None and kv is not None:
+            # each LP's hard limit is the cluster's: routed within this
+            # gateway's slice of it, taken before the first order
+            self._base_rules = flow.rules
+            clock = self._clock
+            cluster.headroom = Headroom(
+                kv,
+                cluster.name,
+                {lp.name: lp.hard_limit_usd for lp in self.config.lps if lp.enabled},
+                gross=lambda lp: flow.routing.exposure(clock()).gross_usd(lp),
+                apply=self._cap_lps,
+            )
+            await cluster.headroom.adjust_all()
+            cluster.headroom.start()
+
+    def _cap_lps(self, caps: Mapping[str, Decimal]) -> None:
+        """Route within this gateway's slices of the LPs' hard limits."""
+        self._lp_caps = dict(caps)
+        if self.order_flow is not None and self._base_rules is not None:
+            self.order_flow.apply_rules(capped(self._base_rules, self._lp_caps))
 
     def _lost_session(self, session: Session, text: str) -> None:
         """This gateway may serve ``session`` no longer: its client is
@@ -345,6 +384,8 @@ class Gateway:
         # before the stores close
         self.outbox.write_pending()
         if self.cluster is not None:
+            if self.cluster.headroom is not None:
+                await self.cluster.headroom.stop()
             # copied before the leases go: whoever takes a session next has it
             await self.cluster.stop()
         if self.journal is not None:

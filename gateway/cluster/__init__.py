@@ -1,6 +1,7 @@
 """Several gateways live at once: session ownership by leases in a NATS
 JetStream key-value bucket (see :mod:`gateway.cluster.leases`)."""
 
+from gateway.cluster.headroom import Headroom
 from gateway.cluster.leases import (
     Cluster,
     ClusterError,
@@ -14,6 +15,7 @@ __all__ = [
     "Cluster",
     "ClusterError",
     "ClusterStats",
+    "Headroom",
     "LeaseView",
     "instance_name",
     "session_key",

@@ -56,6 +56,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js.kv import KeyValue
 
 from config.schema import ClusterSettings, SessionSettings
+from gateway.cluster.headroom import Headroom
 from gateway.cluster.replica import ReplicatedStore, SessionLog, wait_for_leader
 from gateway.fix.session import Session
 from gateway.fix.store import SessionStore
@@ -188,6 +189,9 @@ class Cluster:
         self.stores: dict[str, ReplicatedStore] = {}
         """The session stores copied to the cluster, by session key."""
         self.log: SessionLog | None = None
+        self.headroom_kv: KeyValue | None = None
+        """The bucket of the LPs' hard limits in slices (gateway.cluster.headroom)."""
+        self.headroom: Headroom | None = None
         self._closing = False
         self._unreachable_logged = False
 
@@ -250,7 +254,10 @@ class Cluster:
                 self._instances_kv = await js.create_key_value(
                     bucket=f"{prefix}_instances", history=1, replicas=settings.replicas
                 )
-                for bucket in ("sessions", "instances"):
+                self.headroom_kv = await js.create_key_value(
+                    bucket=f"{prefix}_headroom", history=1, replicas=settings.replicas
+                )
+                for bucket in ("sessions", "instances", "headroom"):
                     await wait_for_leader(js, f"KV_{prefix}_{bucket}")
                 await self._watch(self._sessions_kv, self.sessions)
                 await self._watch(self._instances_kv, self.instances)
@@ -746,6 +753,7 @@ class Cluster:
                 }
                 for name, view in sorted(self.instances.items())
             ],
+            "headroom": self.headroom.snapshot() if self.headroom is not None else None,
             "sessions": [
                 {
                     "key": key,

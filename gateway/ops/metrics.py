@@ -390,6 +390,23 @@ class ClusterCollector(Collector):
         for operation, count in sorted(stats.reasons.items()):
             errors.add_metric([operation], count)
         yield from (connected, held, leases, errors)
+        headroom = cluster.headroom
+        if headroom is not None:
+            slices = GaugeMetricFamily(
+                "fixgw_cluster_lp_slice_usd",
+                "This gateway's slice of each LP's hard limit (it routes within it)",
+                labels=["lp"],
+            )
+            reduce_only = GaugeMetricFamily(
+                "fixgw_cluster_lp_reduce_only",
+                "1 while this gateway routes only reducing flow to the LP: its slice is used"
+                " and the cluster cannot be reached to grow it",
+                labels=["lp"],
+            )
+            for lp, cap in sorted(headroom.caps.items()):
+                slices.add_metric([lp], float(cap))
+                reduce_only.add_metric([lp], 1.0 if lp in headroom.stats.reduce_only else 0.0)
+            yield from (slices, reduce_only)
         log = cluster.log
         if log is None:
             return

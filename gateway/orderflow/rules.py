@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from types import MappingProxyType
 
@@ -189,3 +189,26 @@ def build_rules(
         margin=margin_params(config, f"{generation}-{digest}"),
         accounts=MappingProxyType(account_terms(config)),
     )
+
+
+def capped(rules: Rules, caps: Mapping[str, Decimal]) -> Rules:
+    """``rules`` with each LP in ``caps`` limited to at most that gross
+    notional (a cluster's slice of its hard limit): the hard and the soft
+    limit are both brought down to it."""
+    if not caps:
+        return rules
+    lps = {}
+    for name, lp in rules.limits.lps.items():
+        cap = caps.get(name)
+        if cap is None or cap >= lp.hard_limit_usd:
+            lps[name] = lp
+            continue
+        cap = max(cap, Decimal(0))
+        lps[name] = LpLimits(
+            soft_limit_usd=min(lp.soft_limit_usd, cap),
+            hard_limit_usd=cap,
+            soft_penalty_ticks=lp.soft_penalty_ticks,
+            enabled=lp.enabled,
+        )
+    routing = RoutingLimits(lps=lps, max_child_orders=rules.limits.max_child_orders)
+    return replace(rules, limits=routing)

@@ -11,6 +11,7 @@ import json
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +198,92 @@ async def test_losing_one_nats_node_changes_nothing_a_client_sees(
         assert "session_lease_lost" not in events
         assert "replication_failed_connection_dropped" not in events
     assert admin(a.http_port, "/admin/cluster")["server"] not in (None, serving)
+
+
+def one_lp_config(tmp_path: Path) -> Path:
+    """The default config with LP_A alone, its hard limit 2,000,000 USD."""
+    text = (Path(__file__).resolve().parents[2] / "config" / "default.toml").read_text()
+    for lp in ("LP_B", "LP_C"):
+        text = text.replace(
+            f'name = "{lp}"\nadapter = "simulated"\nenabled = true',
+            (f'name = "{lp}"\nadapter = "simulated"\nenabled = false'),
+        )
+    text = text.replace(
+        'soft_limit_usd = "20000000"   # net USD', 'soft_limit_usd = "1000000"   # net USD', 1
+    )
+    text = text.replace(
+        'hard_limit_usd = "30000000"   # net USD', 'hard_limit_usd = "2000000"   # net USD', 1
+    )
+    assert text.count("enabled = false") >= 2
+    assert 'hard_limit_usd = "2000000"' in text
+    path = tmp_path / "one-lp.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.asyncio
+async def test_two_gateways_hammering_one_lp_stay_within_its_hard_limit_together(
+    daemon_factory: Callable[..., Any], nats: NatsCluster, tmp_path: Path
+) -> None:
+    config = one_lp_config(tmp_path)
+    urls = ",".join(nats.urls)
+    a, b = (
+        daemon_factory(
+            "--config", str(config), "--cluster", urls, data_dir=tmp_path / f"gw{i}"
+        ).start()
+        for i in range(2)
+    )
+    one = FixClient(SETTINGS, MemoryStore())
+    two = FixClient(SessionSettings(SenderCompID="CLIENT2", TargetCompID="GATEWAY"), MemoryStore())
+    await one.connect("127.0.0.1", a.fix_port)
+    await two.connect("127.0.0.1", b.fix_port)
+
+    async def hammer(client: FixClient, name: str) -> dict[bytes, int]:
+        """Buy 100,000 EUR every 20 ms, 120 times: six times the limit."""
+        outcomes: dict[bytes, int] = {}
+        finals = 0
+
+        async def read() -> None:
+            nonlocal finals
+            while finals < 120:
+                m = await client.receive(15)
+                if m.get(39) in (b"2", b"4", b"8"):
+                    finals += 1
+                    status = m.get(39) or b""
+                    outcomes[status] = outcomes.get(status, 0) + 1
+
+        reading = asyncio.ensure_future(read())
+        for i in range(120):
+            client.send(b"D", nos_qty(f"{name}-{i}", 100_000))
+            await asyncio.sleep(0.02)  # a steady flow, not one burst
+        await reading
+        return outcomes
+
+    outcomes = await asyncio.gather(hammer(one, "one"), hammer(two, "two"))
+    gross = [
+        Decimal(admin(g.http_port, "/admin/exposures")["lp_gross_usd"].get("LP_A", "0"))
+        for g in (a, b)
+    ]
+    slices = [admin(g.http_port, "/admin/cluster")["headroom"]["lps"]["LP_A"] for g in (a, b)]
+    print(f"\nLP_A gross {gross}, slices {[s['slice_usd'] for s in slices]}, {outcomes}")
+    # never more than the limit between them, and most of it used
+    assert sum(gross) <= Decimal(2_000_000)
+    assert sum(gross) > Decimal(1_500_000)
+    # both traded, and the rest was refused
+    assert all(o.get(b"2", 0) > 0 for o in outcomes)
+    assert all(o.get(b"4", 0) + o.get(b"8", 0) > 0 for o in outcomes)
+    for client in (one, two):
+        await client.logout()
+
+
+def nos_qty(cl_ord_id: str, qty: int) -> bytes:
+    return codec.encode_fields(
+        [
+            (11, cl_ord_id.encode()),
+            (38, str(qty).encode()),
+            (40, b"1"),
+            (54, b"1"),
+            (55, b"EUR/USD"),
+            (60, codec.format_utc_timestamp(time.time())),
+        ]
+    )

@@ -1,0 +1,236 @@
+"""Each LP's hard limit shared by the gateways of a cluster, in slices.
+
+An LP's hard limit (``hard_limit_usd``) bounds the gross notional of the
+house at that LP, whichever gateway routed it.  Each gateway routes against
+its own exposure at the LP (what it routed), so the limit is cut into
+*slices*: a key per LP in the bucket ``<prefix>_headroom`` holds the limit
+and every gateway's slice, and a gateway changes only its own slice, by a
+compare-and-set on the key's revision, never taking more than the limit
+minus the other slices.  A gateway routes to an LP only within its slice:
+its hard limit for routing is ``min(configured hard limit, slice)``.  The
+sum of the gateways' exposures at an LP is so at most the sum of their
+slices, at most the limit: **the largest possible overshoot is zero**, in
+the sense the single gateway gives it (no child takes the gross notional
+past the limit at the prices of the moment it is routed).
+
+A gateway asks for more when what it holds above its exposure falls below
+half a *chunk* (a tenth of the limit), up to its exposure plus a chunk; it
+gives back what it holds beyond its exposure plus two chunks.  It lowers
+its own cap before it publishes a smaller slice, and raises it only once a
+larger one is stored.
+
+A slice is not given back by the clock: the exposure behind it stays at
+the LP when its gateway dies (positions do not close by themselves), so a
+dead gateway's slice stays reserved until it starts again (its journal
+brings its exposure back and it trims its slice) or an operator removes it
+from the key (docs/cluster.md).  For the same reason a gateway that cannot
+reach the cluster keeps routing within the slices it holds, and once its
+exposure reaches a slice it routes to that LP only what reduces its
+position (reduce-only), which ``/readyz``, a metric and the log say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import msgspec
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.js.kv import KeyValue
+
+_log = structlog.get_logger("gateway.cluster.headroom")
+
+CHUNK: Decimal = Decimal("0.1")
+"""A chunk, as a fraction of the LP's hard limit."""
+
+
+class Slices(msgspec.Struct):
+    """What an LP's key holds: its limit and every gateway's slice (USD, as
+    decimal strings)."""
+
+    limit_usd: str
+    slices: dict[str, str] = {}
+
+
+_KEY_SAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def lp_key(lp: str) -> str:
+    """An LP's key: its name, each byte a key may not hold written ``=HH``."""
+    return _KEY_SAFE.sub(lambda m: "".join(f"={b:02X}" for b in m.group().encode()), lp)
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(Slices).decode
+
+
+@dataclass(slots=True)
+class HeadroomStats:
+    grants: int = 0
+    """Slices grown."""
+    returns: int = 0
+    """Slices trimmed (headroom given back)."""
+    conflicts: int = 0
+    """Compare-and-sets that lost a race (tried again)."""
+    errors: int = 0
+    reduce_only: set[str] = field(default_factory=set)
+    """LPs whose slice this gateway's exposure has reached while the
+    cluster could not be reached to grow it."""
+
+
+class Headroom:
+    """This gateway's slices of every LP's hard limit."""
+
+    def __init__(
+        self,
+        kv: KeyValue,
+        name: str,
+        limits: Mapping[str, Decimal],
+        gross: Callable[[str], Decimal | None],
+        apply: Callable[[Mapping[str, Decimal]], None],
+        interval: float = 0.2,
+        timeout: float = 1.0,
+    ) -> None:
+        """``limits``: each LP's configured hard limit; ``gross(lp)``: this
+        gateway's gross notional at the LP (None: not valued); ``apply``:
+        puts the caps in force for routing."""
+        self._kv = kv
+        self.name = name
+        self.limits = dict(limits)
+        self._gross = gross
+        self._apply = apply
+        self.interval = interval
+        self._timeout = timeout
+        self.held: dict[str, Decimal] = dict.fromkeys(limits, Decimal(0))
+        """This gateway's slice of each LP, as stored."""
+        self.caps: dict[str, Decimal] = dict.fromkeys(limits, Decimal(0))
+        """What routing may use: the slice, or less while a trim is stored."""
+        self.stats = HeadroomStats()
+        self.reachable = True
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._apply(dict(self.caps))
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self.adjust_all()
+            await asyncio.sleep(self.interval)
+
+    async def adjust_all(self) -> None:
+        for lp in self.limits:
+            await self.adjust(lp)
+
+    async def adjust(self, lp: str) -> None:
+        """Grow or trim this gateway's slice of ``lp`` (see the module)."""
+        limit = self.limits[lp]
+        used = self._gross(lp)
+        if used is None:
+            used = self.held[lp]  # not valued now: keep what is held
+        chunk = limit * CHUNK
+        held = self.held[lp]
+        spare = held - used
+        if chunk / 2 <= spare <= 2 * chunk and self.reachable:
+            self._mark_reduce_only(lp, used)
+            return
+        # short of spare (more), or holding too much (given back); when the
+        # cluster was out of reach, each pass tries again
+        want = used + chunk
+        if want < held:
+            # trimmed here first: routing never uses what is being given back
+            self.caps[lp] = want
+            self._apply(dict(self.caps))
+        try:
+            async with asyncio.timeout(self._timeout):
+                stored = await self._store(lp, want, limit)
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            self.stats.errors += 1
+            if self.reachable:
+                self.reachable = False
+                _log.warning("headroom_unreachable", error=repr(exc), lp=lp)
+            self._mark_reduce_only(lp, used)
+            return
+        if not self.reachable:
+            self.reachable = True
+            _log.info("headroom_reachable_again")
+        if stored > held:
+            self.stats.grants += 1
+        elif stored < held:
+            self.stats.returns += 1
+        self.held[lp] = stored
+        if self.caps[lp] != stored:
+            self.caps[lp] = stored
+            self._apply(dict(self.caps))
+        self._mark_reduce_only(lp, used)
+
+    async def _store(self, lp: str, want: Decimal, limit: Decimal) -> Decimal:
+        """Set this gateway's slice to ``want``, or to what the others leave
+        of the limit; the slice stored."""
+        kv = self._kv
+        while True:
+            try:
+                entry = await kv.get(lp_key(lp))
+                current = _decode(entry.value or b"")
+                revision = entry.revision or 0
+            except nats.js.errors.KeyNotFoundError:
+                current, revision = Slices(limit_usd=str(limit)), 0
+            pool = min(Decimal(current.limit_usd), limit)
+            others = sum(
+                (Decimal(v) for k, v in current.slices.items() if k != self.name), Decimal(0)
+            )
+            mine = max(Decimal(0), min(want, pool - others))
+            slices = dict(current.slices)
+            slices[self.name] = str(mine)
+            value = _encode(Slices(limit_usd=current.limit_usd, slices=slices))
+            try:
+                if revision:
+                    await kv.update(lp_key(lp), value, last=revision)
+                else:
+                    await kv.create(lp_key(lp), value)
+                return mine
+            except nats.js.errors.KeyWrongLastSequenceError:
+                self.stats.conflicts += 1  # another gateway changed it: again
+
+    def _mark_reduce_only(self, lp: str, used: Decimal) -> None:
+        full = not self.reachable and used >= self.caps[lp]
+        if full and lp not in self.stats.reduce_only:
+            self.stats.reduce_only.add(lp)
+            _log.warning(
+                "lp_reduce_only",
+                lp=lp,
+                reason="the cluster cannot be reached and this gateway's slice of the LP's"
+                " hard limit is used",
+                slice_usd=str(self.caps[lp]),
+            )
+        elif not full and lp in self.stats.reduce_only:
+            self.stats.reduce_only.discard(lp)
+            _log.info("lp_reduce_only_ended", lp=lp)
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "reachable": self.reachable,
+            "reduce_only": sorted(self.stats.reduce_only),
+            "lps": {
+                lp: {
+                    "limit_usd": str(self.limits[lp]),
+                    "slice_usd": str(self.held[lp]),
+                    "cap_usd": str(self.caps[lp]),
+                }
+                for lp in self.limits
+            },
+            "at": time.time(),
+        }

@@ -1,0 +1,153 @@
+"""Each LP's hard limit shared in slices, against a real 3-node cluster:
+gateways hammering one LP never hold more than the limit between them."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+from collections.abc import Mapping
+from decimal import Decimal
+
+import nats
+import pytest
+from nats.js.kv import KeyValue
+
+from config import default_config_path, load_config
+from gateway.cluster import Headroom
+from gateway.cluster.replica import wait_for_leader
+from gateway.orderflow.rules import build_rules, capped
+from gateway.sim.nats_cluster import NatsCluster
+
+LIMIT = Decimal(1_000_000)
+_buckets = itertools.count()
+
+
+class Gateway:
+    """A gateway as its slices see it: an exposure that grows as fast as
+    its caps allow (every order buys), or shrinks when told."""
+
+    def __init__(self, kv: KeyValue, name: str) -> None:
+        self.used = Decimal(0)
+        self.caps: dict[str, Decimal] = {"LP1": Decimal(0)}
+        self.headroom = Headroom(
+            kv, name, {"LP1": LIMIT}, gross=lambda lp: self.used, apply=self.apply, interval=0.01
+        )
+
+    def apply(self, caps: Mapping[str, Decimal]) -> None:
+        self.caps = dict(caps)
+        # what it routes never passes what it may use
+        assert self.used <= max(self.caps["LP1"], self.used)
+
+    def route(self, rng: random.Random) -> None:
+        """Route a child if the cap leaves room, as the router would."""
+        size = Decimal(rng.randrange(1_000, 60_000))
+        if self.used + size <= self.caps.get("LP1", Decimal(0)):
+            self.used += size
+
+
+@pytest.fixture
+def bucket() -> str:
+    return f"h{next(_buckets)}x{random.randrange(10**6)}"
+
+
+async def headroom_kv(cluster: NatsCluster, bucket: str) -> tuple[nats.NATS, KeyValue]:
+    nc = await nats.connect(cluster.urls)
+    js = nc.jetstream()
+    kv = await js.create_key_value(bucket=bucket, history=1, replicas=3)
+    await wait_for_leader(js, f"KV_{bucket}")
+    return nc, kv
+
+
+async def stored_slices(kv: KeyValue) -> dict[str, Decimal]:
+    entry = await kv.get("LP1")
+    return {k: Decimal(v) for k, v in json.loads(entry.value or b"{}")["slices"].items()}
+
+
+@pytest.mark.asyncio
+async def test_two_gateways_hammering_one_lp_never_hold_more_than_its_limit(
+    nats_cluster: NatsCluster, bucket: str
+) -> None:
+    nc, kv = await headroom_kv(nats_cluster, bucket)
+    try:
+        a, b = Gateway(kv, "a"), Gateway(kv, "b")
+        rng = random.Random(7)
+        for step in range(150):
+            # both adjust at once: their compare-and-sets race
+            await asyncio.gather(a.headroom.adjust("LP1"), b.headroom.adjust("LP1"))
+            for g in (a, b):
+                for _ in range(3):
+                    g.route(rng)
+            # the caps each routes within, and the slices stored, never pass it
+            assert a.caps["LP1"] + b.caps["LP1"] <= LIMIT, step
+            assert a.used + b.used <= LIMIT, step
+            assert sum((await stored_slices(kv)).values()) <= LIMIT, step
+        # and the limit is used: between them they hold nearly all of it
+        assert a.used + b.used > LIMIT * Decimal("0.8")
+    finally:
+        await nc.close()
+
+
+@pytest.mark.asyncio
+async def test_what_one_gateway_gives_back_the_other_can_take(
+    nats_cluster: NatsCluster, bucket: str
+) -> None:
+    nc, kv = await headroom_kv(nats_cluster, bucket)
+    try:
+        a, b = Gateway(kv, "a"), Gateway(kv, "b")
+        a.used = LIMIT * Decimal("0.85")  # a holds most of it
+        for _ in range(3):
+            await a.headroom.adjust("LP1")
+        assert a.caps["LP1"] >= a.used
+        await b.headroom.adjust("LP1")
+        assert b.caps["LP1"] <= LIMIT - a.caps["LP1"]
+        # a's positions close: it gives back all but a chunk above them
+        a.used = Decimal(0)
+        await a.headroom.adjust("LP1")
+        assert a.caps["LP1"] == LIMIT * Decimal("0.1")
+        b.used = LIMIT * Decimal("0.7")
+        await b.headroom.adjust("LP1")
+        assert b.caps["LP1"] == LIMIT * Decimal("0.8")
+        assert a.headroom.stats.returns == 1
+    finally:
+        await nc.close()
+
+
+@pytest.mark.asyncio
+async def test_out_of_reach_a_gateway_routes_within_its_slice_then_reduces_only(
+    nats_cluster: NatsCluster, bucket: str
+) -> None:
+    nc, kv = await headroom_kv(nats_cluster, bucket)
+    other_nc, other_kv = await headroom_kv(nats_cluster, bucket)
+    try:
+        a = Gateway(kv, "a")
+        await a.headroom.adjust("LP1")
+        held = a.caps["LP1"]
+        assert held == LIMIT * Decimal("0.1")
+        await nc.close()  # the cluster is out of reach for a
+        a.used = held  # it routed up to its slice meanwhile
+        await a.headroom.adjust("LP1")
+        assert a.caps["LP1"] == held  # kept, not grown
+        assert not a.headroom.reachable
+        assert a.headroom.stats.reduce_only == {"LP1"}
+        # and what a holds stays its own: the other gateway cannot take it
+        b = Gateway(other_kv, "b")
+        b.used = LIMIT
+        for _ in range(12):
+            await b.headroom.adjust("LP1")
+        assert b.caps["LP1"] == LIMIT - held
+    finally:
+        await other_nc.close()
+
+
+def test_a_slice_caps_the_hard_and_the_soft_limit() -> None:
+    config = load_config(default_config_path())
+    rules = build_rules(config, {}, [], 1)
+    lp, limits = next(iter(rules.limits.lps.items()))
+    small = capped(rules, {lp: Decimal(1000)}).limits.lps[lp]
+    assert small.hard_limit_usd == Decimal(1000)
+    assert small.soft_limit_usd == min(limits.soft_limit_usd, Decimal(1000))
+    assert small.enabled == limits.enabled
+    # a slice above the configured limit changes nothing
+    assert capped(rules, {lp: limits.hard_limit_usd * 2}).limits.lps[lp] == limits
