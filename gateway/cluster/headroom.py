@@ -81,8 +81,8 @@ class HeadroomStats:
     """Compare-and-sets that lost a race (tried again)."""
     errors: int = 0
     reduce_only: set[str] = field(default_factory=set)
-    """LPs whose slice this gateway's exposure has reached while the
-    cluster could not be reached to grow it."""
+    """LPs whose slice this gateway's exposure has (all but half a chunk)
+    used while the cluster could not be reached to grow it."""
 
 
 class Headroom:
@@ -206,7 +206,8 @@ class Headroom:
                 self.stats.conflicts += 1  # another gateway changed it: again
 
     def _mark_reduce_only(self, lp: str, used: Decimal) -> None:
-        full = not self.reachable and used >= self.caps[lp]
+        # what is left of the slice is under half a chunk, and cannot grow
+        full = not self.reachable and self.caps[lp] - used < self.limits[lp] * CHUNK / 2
         if full and lp not in self.stats.reduce_only:
             self.stats.reduce_only.add(lp)
             _log.warning(

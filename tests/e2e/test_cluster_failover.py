@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import nats as nats_client
 import pytest
 from netkit import free_port, log_events
 
@@ -272,8 +273,27 @@ async def test_two_gateways_hammering_one_lp_stay_within_its_hard_limit_together
     # both traded, and the rest was refused
     assert all(o.get(b"2", 0) > 0 for o in outcomes)
     assert all(o.get(b"4", 0) + o.get(b"8", 0) > 0 for o in outcomes)
+
+    # the LPs' slices out of reach (their bucket gone): each gateway keeps
+    # what it holds, routes within it, and says it reduces only
+    nc = await nats_client.connect(nats.urls)
+    await nc.jetstream().delete_key_value("fixgw_headroom")
+    await nc.close()
+    more = await asyncio.gather(hammer(one, "one-again"), hammer(two, "two-again"))
+    gross = [
+        Decimal(admin(g.http_port, "/admin/exposures")["lp_gross_usd"].get("LP_A", "0"))
+        for g in (a, b)
+    ]
+    assert sum(gross) <= Decimal(2_000_000), (gross, more)
+    said = [readyz(g.http_port) for g in (a, b)]
+    assert any("reduce-only at LP_A" in detail for detail in said), said
     for client in (one, two):
         await client.logout()
+
+
+def readyz(http_port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=5) as r:
+        return str(json.loads(r.read())["detail"])
 
 
 def nos_qty(cl_ord_id: str, qty: int) -> bytes:
