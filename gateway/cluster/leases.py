@@ -45,7 +45,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 import nats
@@ -210,7 +210,7 @@ class Cluster:
         cluster (:mod:`gateway.cluster.replica`) while the session is served
         here; the session must be built with the wrapper."""
         key = session_key(session)
-        store = ReplicatedStore(session_store, key, cast(SessionLog, _Deferred(self)))
+        store = ReplicatedStore(session_store, key, _Deferred(self))
         self.stores[key] = store
         return store
 

@@ -46,18 +46,11 @@ import structlog
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 
-from gateway.fix.store import SessionStore
+from gateway.fix.store import RecordingStore, SessionStore, StoreOp, apply_ops
 
 _log = structlog.get_logger("gateway.cluster.replica")
 
-SET_SENDER: Final = 1
-SET_TARGET: Final = 2
-SENT: Final = 3
-RESET: Final = 4
-
-Op = tuple[int, int, bytes]
-"""(kind, number, bytes): the sequence number set, a message stored with
-its number, or a reset with its creation time in milliseconds."""
+Op = StoreOp
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(tuple[str, int, list[tuple[int, int, bytes]]]).decode
@@ -87,73 +80,13 @@ class _Flight:
     waiting: asyncio.Future[Any] | None = None
 
 
-class ReplicatedStore(SessionStore):
-    """A session store whose changes are also recorded for the copy."""
-
-    def __init__(self, inner: SessionStore, key: str, log: SessionLog) -> None:
-        self.inner = inner
-        """The store itself (a reader applies others' records to it)."""
-        self.key = key
-        self._log = log
-        self._ops: list[Op] = []
-
-    @property
-    def next_sender_seq(self) -> int:
-        return self.inner.next_sender_seq
-
-    @property
-    def next_target_seq(self) -> int:
-        return self.inner.next_target_seq
-
-    @property
-    def creation_time(self) -> float:
-        return self.inner.creation_time
-
-    def set_next_sender_seq(self, seq: int) -> None:
-        self.inner.set_next_sender_seq(seq)
-        self._ops.append((SET_SENDER, seq, b""))
-
-    def set_next_target_seq(self, seq: int) -> None:
-        self.inner.set_next_target_seq(seq)
-        self._ops.append((SET_TARGET, seq, b""))
-
-    def append_sent(self, seq: int, message: bytes) -> None:
-        self.inner.append_sent(seq, message)
-        self._ops.append((SENT, seq, message))
-
-    def get_sent(self, begin: int, end: int) -> list[tuple[int, bytes]]:
-        return self.inner.get_sent(begin, end)
-
-    def reset(self, now: float | None = None) -> None:
-        self.inner.reset(now)
-        self._ops.append((RESET, round(self.inner.creation_time * 1000), b""))
-
-    def flush(self) -> None:
-        self.inner.flush()
-        if self._ops:
-            ops, self._ops = self._ops, []
-            self._log.record(self.key, ops)
-
-    def close(self) -> None:
-        self.flush()
-        self.inner.close()
-
-    def __getattr__(self, name: str) -> Any:
-        # what a backend has beyond the interface (its path, its policy)
-        return getattr(self.inner, name)
+ReplicatedStore = RecordingStore
+"""A session store whose changes are recorded for the copy."""
 
 
 def apply(store: SessionStore, ops: Iterable[Op]) -> None:
     """Apply a record's changes to ``store`` (not flushed)."""
-    for kind, number, data in ops:
-        if kind == SENT:
-            store.append_sent(number, data)
-        elif kind == SET_SENDER:
-            store.set_next_sender_seq(number)
-        elif kind == SET_TARGET:
-            store.set_next_target_seq(number)
-        elif kind == RESET:
-            store.reset(number / 1000)
+    apply_ops(store, list(ops))
 
 
 @dataclass(slots=True)

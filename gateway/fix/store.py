@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from types import TracebackType
-from typing import Final, Self
+from typing import Final, Protocol, Self
 
 __all__ = [
     "MAX_SEQ",
@@ -221,3 +221,90 @@ class MemoryStore(SessionStore):
 
     def close(self) -> None:
         self._closed = True
+
+
+# -- recorded changes (a cluster of gateways copies them) -----------------------------
+
+SET_SENDER: Final = 1
+SET_TARGET: Final = 2
+SENT: Final = 3
+RESET: Final = 4
+
+StoreOp = tuple[int, int, bytes]
+"""(kind, number, bytes): a sequence number set (SET_SENDER, SET_TARGET),
+a message stored with its number (SENT), or a reset with the new creation
+time in milliseconds (RESET).  Absolute values: applied in order they
+rebuild a store from any state, and applied twice they change nothing."""
+
+
+class Recorder(Protocol):
+    """Takes what a :class:`RecordingStore` flushed."""
+
+    def record(self, key: str, ops: list[StoreOp]) -> None: ...
+
+
+class RecordingStore(SessionStore):
+    """A store whose every change is also recorded, and handed to
+    ``recorder`` at each flush (after the store's own)."""
+
+    def __init__(self, inner: SessionStore, key: str, recorder: Recorder) -> None:
+        self.inner = inner
+        """The store itself (changes applied to it directly are not recorded)."""
+        self.key = key
+        self._recorder = recorder
+        self._ops: list[StoreOp] = []
+
+    @property
+    def next_sender_seq(self) -> int:
+        return self.inner.next_sender_seq
+
+    @property
+    def next_target_seq(self) -> int:
+        return self.inner.next_target_seq
+
+    @property
+    def creation_time(self) -> float:
+        return self.inner.creation_time
+
+    def set_next_sender_seq(self, seq: int) -> None:
+        self.inner.set_next_sender_seq(seq)
+        self._ops.append((SET_SENDER, seq, b""))
+
+    def set_next_target_seq(self, seq: int) -> None:
+        self.inner.set_next_target_seq(seq)
+        self._ops.append((SET_TARGET, seq, b""))
+
+    def append_sent(self, seq: int, message: bytes) -> None:
+        self.inner.append_sent(seq, message)
+        self._ops.append((SENT, seq, message))
+
+    def get_sent(self, begin: int, end: int) -> list[tuple[int, bytes]]:
+        return self.inner.get_sent(begin, end)
+
+    def reset(self, now: float | None = None) -> None:
+        self.inner.reset(now)
+        self._ops.append((RESET, round(self.inner.creation_time * 1000), b""))
+
+    def flush(self) -> None:
+        self.inner.flush()
+        if self._ops:
+            ops = self._ops
+            self._ops = []
+            self._recorder.record(self.key, ops)
+
+    def close(self) -> None:
+        self.flush()
+        self.inner.close()
+
+
+def apply_ops(store: SessionStore, ops: list[StoreOp]) -> None:
+    """Apply recorded changes to ``store``, in order (not flushed)."""
+    for kind, number, data in ops:
+        if kind == SENT:
+            store.append_sent(number, data)
+        elif kind == SET_SENDER:
+            store.set_next_sender_seq(number)
+        elif kind == SET_TARGET:
+            store.set_next_target_seq(number)
+        elif kind == RESET:
+            store.reset(number / 1000)
