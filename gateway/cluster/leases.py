@@ -534,7 +534,6 @@ class Cluster:
         log = self.log
         if log is None:
             return None
-        log.claimed(key, self.epoch(key))
         if await log.caught_up(key, self.lease_s):
             return None
         # the lease stays: the next Logon here tries again
@@ -543,6 +542,8 @@ class Cluster:
     def _granted(
         self, session: Session, key: str, revision: int, sent: float, *, takeover: bool
     ) -> None:
+        if self.log is not None:
+            self.log.taking(key)
         self._held[key] = _Held(session, revision, sent, revision)
         self.sessions[key] = LeaseView(_decode(self._value()), revision, sent)
         if takeover:

@@ -18,8 +18,10 @@ carries its writer and the revision of the lease the writer held (its
 already applied for that session, which fences out a late writer.
 
 Every instance follows the whole stream and applies the records of the
-sessions it does not serve to their local stores, so that taking a session
-over only has to wait for the records not yet applied (:meth:`caught_up`).
+sessions it does not serve to their local stores (its own records from
+before a restart included: what its files had beyond the copy was never
+sent), so that taking a session over only has to wait for the records not
+yet applied (:meth:`caught_up`).
 
 A batch not acknowledged within ``ACK_TIMEOUT`` (the node this gateway
 talks to died, a leader is being elected) is published again, with every
@@ -141,6 +143,8 @@ class SessionLog:
         self.applied: dict[str, int] = {}
         """Per session key, the stream sequence of the last record read."""
         self._epochs: dict[str, int] = {}
+        # per session taken here: the last record stored when it was taken
+        self._taken_at: dict[str, int] = {}
         self._read_to = 0
         self._progress = asyncio.Event()
 
@@ -185,11 +189,6 @@ class SessionLog:
         if not self._seal_soon:
             self._seal_soon = True
             asyncio.get_running_loop().call_soon(self._seal_again)
-
-    def claimed(self, key: str, epoch: int) -> None:
-        """This instance serves ``key`` from ``epoch`` on: records of older
-        epochs still on their way are ignored from now."""
-        self._epochs[key] = max(self._epochs.get(key, 0), epoch)
 
     def seal(self) -> asyncio.Future[None] | None:
         """Publish what was recorded since the last seal (see the module)."""
@@ -313,7 +312,7 @@ class SessionLog:
         seq = msg.metadata.sequence.stream
         self._read_to = max(self._read_to, seq)
         try:
-            writer, epoch, ops = _decode(msg.data)
+            _writer, epoch, ops = _decode(msg.data)
         except msgspec.DecodeError:
             _log.warning("session_copy_unreadable", key=key, seq=seq)
             return
@@ -322,11 +321,18 @@ class SessionLog:
         self.applied[key] = seq
         newest = self._epochs.get(key, 0)
         if epoch < newest:
+            # after a record of a newer lease: a writer that lost its lease
             self.stats.fenced += 1
             return
         self._epochs[key] = epoch
-        if writer == self.name or self._epoch(key):
-            return  # written here, or served here: the store is ahead of it
+        taken = self._taken_at.get(key)
+        if self._epoch(key) and taken is not None and seq > taken:
+            # served here: written here, or (from an older lease, late)
+            # after this gateway took the session: the store is ahead of it
+            return
+        # another gateway's (up to the moment the session was taken here),
+        # or this one's from before a restart: the store ends as the copy
+        # does, what was never acknowledged dropped
         store = self.stores.get(key)
         if store is None:
             return
@@ -334,13 +340,21 @@ class SessionLog:
         store.inner.flush()
         self.stats.applied += 1
 
+    def taking(self, key: str) -> None:
+        """``key``'s lease was just granted here: until :meth:`caught_up`
+        has fixed where its copy stood, every record of it is applied."""
+        self._taken_at.pop(key, None)
+
     async def caught_up(self, key: str, timeout: float) -> bool:
-        """Wait until every record of ``key`` stored so far is applied here."""
+        """Wait until every record of ``key`` stored so far is applied here
+        (called once the session's lease is this gateway's: records stored
+        after this moment are not applied, whoever wrote them)."""
         try:
             last = await self._js.get_last_msg(self.stream, self._subject + key)
         except nats.js.errors.NotFoundError:
             return True
         target = last.seq or 0
+        self._taken_at[key] = target
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self.applied.get(key, 0) < target:

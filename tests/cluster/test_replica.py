@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
+import msgspec
 import pytest
 from clusterkit import Member, settings
 from hypothesis import given
@@ -16,7 +17,7 @@ from gateway.cluster.replica import Op, ReplicatedStore, SessionLog, apply
 from gateway.fix.acceptor import SessionRegistry
 from gateway.fix.application import EchoApplication
 from gateway.fix.session import Session
-from gateway.fix.store import MemoryStore
+from gateway.fix.store import SET_SENDER, MemoryStore
 from gateway.net.client import FixClient
 from gateway.net.server import FixServer
 from gateway.net.transport import Outbox
@@ -213,12 +214,15 @@ async def test_another_instance_follows_the_copy_and_ignores_a_fenced_writer(
         assert b.store("C1").next_sender_seq == 6
         assert b.store("C1").next_target_seq == 4
         assert b.store("C1").get_sent(1, 5) == [(s, b"message %d" % s) for s in range(1, 6)]
-        # a record of an older epoch than one applied (a writer fenced out)
-        # changes nothing
+        # a writer whose lease was taken (an older epoch than a record
+        # already in the copy) is ignored
         a_log = a.cluster.log
         assert a_log is not None
-        old_epoch = a.cluster.epoch(key)
-        log.claimed(key, old_epoch + 1000)
+        newer = a.cluster.epoch(key) + 1000
+        await a_log._js.publish(
+            f"{config.bucket_prefix}.slog.{key}",
+            msgspec.msgpack.encode(("c", newer, [(SET_SENDER, 40, b"")])),
+        )
         store.append_sent(6, b"late")
         store.flush()
         sealed = a.cluster.seal()
@@ -226,7 +230,8 @@ async def test_another_instance_follows_the_copy_and_ignores_a_fenced_writer(
         await asyncio.wait_for(sealed, 5)
         assert await log.caught_up(key, 5)
         assert log.stats.fenced == 1
-        assert b.store("C1").next_sender_seq == 6
+        assert b.store("C1").next_sender_seq == 40
+        assert b.store("C1").get_sent(6, 6) == []
     finally:
         for m in (a, b):
             await m.cluster.stop()
