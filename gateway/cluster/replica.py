@@ -48,7 +48,7 @@ import structlog
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 
-from gateway.fix.store import RecordingStore, SessionStore, StoreOp, apply_ops
+from gateway.fix.store import RESET, RecordingStore, SessionStore, StoreOp, apply_ops
 
 _log = structlog.get_logger("gateway.cluster.replica")
 
@@ -100,6 +100,8 @@ class LogStats:
     """Batches given up: their bytes never left."""
     retries: int = 0
     """Resends of the batches not acknowledged in time."""
+    purges: int = 0
+    """Sessions' earlier records purged after a reset (a new session day)."""
     applied: int = 0
     """Records of other instances applied to the stores here."""
     fenced: int = 0
@@ -136,6 +138,7 @@ class SessionLog:
         self._sending: asyncio.Queue[_Batch] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._flights: deque[_Flight] = deque()
+        self._purges: set[asyncio.Task[None]] = set()
         self._resend = self._resend_due = False
         self._seal_soon = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -167,7 +170,7 @@ class SessionLog:
         self._tasks.append(asyncio.get_running_loop().create_task(self._send_forever()))
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._purges]:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -276,6 +279,7 @@ class SessionLog:
                 self.stats.lag = loop.time() - flight.started
                 if not flight.done.done():
                     flight.done.set_result(None)
+                self._compact(flight, waiting.result())
                 continue
             if loop.time() - flight.started > GIVE_UP:
                 self.stats.failures += 1
@@ -292,6 +296,25 @@ class SessionLog:
                 _log.warning("session_copy_retried", batches=len(flights), error=repr(problem))
                 loop.call_later(RESEND_AFTER, self._start_resend)
             return
+
+    def _compact(self, flight: _Flight, acks: list[Any]) -> None:
+        """A session reset (a new session day) makes every record of the
+        session before it useless: they are purged from the stream, so
+        that what a gateway reads at start stays one session day long."""
+        for (key, _payload, ops), ack in zip(flight.batch, acks, strict=False):
+            if any(kind == RESET for kind, _n, _d in ops):
+                task = asyncio.get_running_loop().create_task(
+                    self._purge_before(self._subject + key, int(ack.seq))
+                )
+                self._purges.add(task)
+                task.add_done_callback(self._purges.discard)
+
+    async def _purge_before(self, subject: str, seq: int) -> None:
+        try:
+            await self._js.purge_stream(self.stream, seq=seq, subject=subject)
+            self.stats.purges += 1
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            _log.info("session_copy_purge_failed", subject=subject, error=repr(exc))
 
     def _start_resend(self) -> None:
         self._resend_due = False

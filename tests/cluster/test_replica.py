@@ -235,3 +235,47 @@ async def test_another_instance_follows_the_copy_and_ignores_a_fenced_writer(
     finally:
         for m in (a, b):
             await m.cluster.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_session_reset_purges_what_came_before_and_a_late_reader_rebuilds_it(
+    nats_cluster: NatsCluster,
+) -> None:
+    config = settings(nats_cluster)
+    a = await Member(config, "a", ["C1"]).start()
+    try:
+        assert await a.claim("C1") is None
+        store = a.sessions["C1"].store
+        for seq in range(1, 50):
+            store.append_sent(seq, b"yesterday %d" % seq)
+        store.flush()
+        first = a.cluster.seal()
+        assert first is not None
+        await asyncio.wait_for(first, 5)
+        store.reset(1_000.0)  # a new session day
+        store.append_sent(1, b"today 1")
+        store.flush()
+        second = a.cluster.seal()
+        assert second is not None
+        await asyncio.wait_for(second, 5)
+        log = a.cluster.log
+        assert log is not None
+        # the purge follows the acknowledgement of the reset
+        await asyncio.wait_for(asyncio.gather(*log._purges), 5)
+        assert log.stats.purges == 1
+        key = "FIX=2E4=2E4.GW.C1"
+        info = await log._js.stream_info(log.stream, subjects_filter=f"{config.bucket_prefix}.>")
+        assert info.state.subjects == {f"{config.bucket_prefix}.slog.{key}": 1}
+        # a gateway joining now reads one record, and has the session as it is
+        late = await Member(config, "late", ["C1"]).start()
+        try:
+            late_log = late.cluster.log
+            assert late_log is not None
+            assert await late_log.caught_up(key, 5)
+            assert late.store("C1").get_sent(1, 100) == [(1, b"today 1")]
+            assert late.store("C1").creation_time == 1_000.0
+            assert late.store("C1").next_sender_seq == 2
+        finally:
+            await late.cluster.stop()
+    finally:
+        await a.cluster.stop()
