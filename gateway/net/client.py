@@ -140,11 +140,11 @@ class FixClient:
             try:
                 await self.connect(host, port, timeout, tls)
                 return host, port
-            except LogonError as exc:
-                failures.append(str(exc))
-                refused = refused and exc.refused
-            except OSError as exc:
-                failures.append(f"connect to {host}:{port} failed: {exc.strerror or exc}")
+            except LogonError as logon_error:
+                failures.append(str(logon_error))
+                refused = refused and logon_error.refused
+            except OSError as os_error:  # a name of its own: compiled, a name has one type
+                failures.append(f"connect to {host}:{port} failed: {os_error.strerror or os_error}")
                 refused = False
         raise LogonError("; ".join(failures) or "no address to log on to", refused=refused)
 
