@@ -711,8 +711,8 @@ class ClusterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     another instance may take the session over."""
 
     renew_ms: Annotated[int, msgspec.Meta(ge=50, le=20_000)] = 400
-    """How often an owner renews the leases of its sessions; must be under
-    a third of ``lease_ms``."""
+    """How often an owner renews the leases of its sessions; at most a
+    third of ``lease_ms``."""
 
     replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 3
     """Copies JetStream keeps of the cluster's buckets (R=3 on a 3-node cluster)."""

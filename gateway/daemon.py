@@ -244,6 +244,9 @@ class Gateway:
             rules = build_rules(config, flow.instruments, list(flow.sessions), self.generation)
             if self._base_rules is not None:
                 self._base_rules = rules
+                headroom = self.cluster.headroom if self.cluster is not None else None
+                if headroom is not None:
+                    headroom.set_limits({lp.name: lp.hard_limit_usd for lp in config.lps})
                 rules = capped(rules, self._lp_caps)
             flow.apply_rules(rules)
 
@@ -365,9 +368,11 @@ class Gateway:
             self.order_flow.apply_rules(capped(self._base_rules, self._lp_caps))
 
     def _lost_session(self, session: Session, text: str) -> None:
-        """This gateway may serve ``session`` no longer: its client is
-        logged out (and logs on where the session is served now)."""
-        self.fix_server.logout(session, text)
+        """This gateway may serve ``session`` no longer: its connection is
+        dropped without a word (a Logout would take a sequence number the
+        session's copy would never have); the client logs on where the
+        session is served now."""
+        self.fix_server.abort(session)
 
     async def stop(self) -> None:
         await self.loop_lag.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Callable
 
 from config import ClusterSettings, SessionSettings
 from gateway.cluster import Cluster
@@ -32,17 +33,19 @@ class Member:
 
     def __init__(self, config: ClusterSettings, name: str, clients: list[str]) -> None:
         self.lost: list[tuple[str, str, float]] = []
-        self.cluster = Cluster(
-            config,
-            name,
-            fix_address=f"127.0.0.1:{name}",
-            on_lost=lambda s, text: self.lost.append((s.session_id, text, time.monotonic())),
-        )
+        self.drop: Callable[[Session], object] | None = None
+        """What a gateway does with a session it lost (its server's abort)."""
+        self.cluster = Cluster(config, name, fix_address=f"127.0.0.1:{name}", on_lost=self._lost)
         self.sessions: dict[str, Session] = {}
         for client in clients:
             s = SessionSettings(SenderCompID="GW", TargetCompID=client)
             store = self.cluster.replicated(MemoryStore(), s)
             self.sessions[client] = Session(s, store)
+
+    def _lost(self, session: Session, text: str) -> None:
+        self.lost.append((session.session_id, text, time.monotonic()))
+        if self.drop is not None:
+            self.drop(session)
 
     async def start(self) -> Member:
         await self.cluster.start()

@@ -140,7 +140,7 @@ class Headroom:
         limit = self.limits[lp]
         used = self._gross(lp)
         if used is None:
-            used = self.held[lp]  # not valued now: keep what is held
+            return  # not valued now: what is held stays, neither grown nor trimmed
         chunk = limit * CHUNK
         held = self.held[lp]
         spare = held - used
@@ -188,14 +188,15 @@ class Headroom:
                 revision = entry.revision or 0
             except nats.js.errors.KeyNotFoundError:
                 current, revision = Slices(limit_usd=str(limit)), 0
-            pool = min(Decimal(current.limit_usd), limit)
+            # the limit as configured here (the same on every gateway; a
+            # reload on each changes it): the last writer's stands
             others = sum(
                 (Decimal(v) for k, v in current.slices.items() if k != self.name), Decimal(0)
             )
-            mine = max(Decimal(0), min(want, pool - others))
+            mine = max(Decimal(0), min(want, limit - others))
             slices = dict(current.slices)
             slices[self.name] = str(mine)
-            value = _encode(Slices(limit_usd=current.limit_usd, slices=slices))
+            value = _encode(Slices(limit_usd=str(limit), slices=slices))
             try:
                 if revision:
                     await kv.update(lp_key(lp), value, last=revision)
@@ -204,6 +205,17 @@ class Headroom:
                 return mine
             except nats.js.errors.KeyWrongLastSequenceError:
                 self.stats.conflicts += 1  # another gateway changed it: again
+
+    def set_limits(self, limits: Mapping[str, Decimal]) -> None:
+        """The LPs' hard limits after a reload: a lower one trims the slice
+        (and the cap at once), a higher one lets it grow, at the next pass."""
+        for lp, limit in limits.items():
+            if lp not in self.limits:
+                continue  # an LP added needs a restart, as without a cluster
+            self.limits[lp] = limit
+            if self.caps[lp] > limit:
+                self.caps[lp] = limit
+                self._apply(dict(self.caps))
 
     def _mark_reduce_only(self, lp: str, used: Decimal) -> None:
         # what is left of the slice is under half a chunk, and cannot grow

@@ -6,12 +6,14 @@ JetStream's Raft groups (``replicas`` copies):
 
 - ``<prefix>_sessions``: a key per session (:func:`session_key`) holding its
   owner and lease length.  The owner renews it every ``renew_ms`` with a
-  compare-and-set on the key's revision; it is deleted when the owner lets
-  the session go (its client disconnected).
+  compare-and-set on the key's revision; it is deleted when the owner
+  stops cleanly (a lease is kept while the gateway runs, its client
+  connected or not).
 - ``<prefix>_instances``: a key per instance name, renewed the same way:
-  two processes can never run under one name (the second refuses to start
-  while the first's key is live), which is what lets an instance that
-  restarts take its own sessions back at once.
+  a second process refuses to start under a name whose key is live, and
+  one that lost its name (it was taken after its key lapsed) takes and
+  serves nothing more.  Leases also carry a number of the owning process's
+  own: a restart under the same name waits for them as any taker does.
 
 **Taking a session.**  A Logon at an instance first claims the session
 (:meth:`Cluster.claim`): a key that is absent is created; a key this
@@ -23,13 +25,16 @@ with a Logout naming the owner.
 **Why two owners never serve at once.**  A lease lapses by what the
 *taker* observed: the revision it saw has stayed the latest for
 ``lease_ms`` of its own monotonic clock since it first saw it, which is
-after the owner wrote it.  The owner stops serving a session (logs its
-client out) once ``lease_ms - renew_ms`` have passed since it *sent* its
-last renewal that succeeded, before the taker can possibly take it.  A
-renewal that lost a race (the key's revision moved: another instance took
-it) is refused by the bucket, and the owner logs its client out at once.
-The one assumption is that the two monotonic clocks run at the same rate
-within ``renew_ms / lease_ms`` (27% by default), not that they agree.
+after the owner wrote it.  The owner lets no byte of a session leave once
+``lease_ms - renew_ms`` have passed since it *sent* its last renewal that
+succeeded (:meth:`Cluster.may_send`, checked as the bytes are written), and
+drops the session's connection (without a Logout: its number would be
+missing from the session's copy) when a timer every ``renew_ms / 4`` finds
+it so: before the taker can possibly take it.  A renewal that lost a race
+(the key's revision moved: another instance took it) is refused by the
+bucket, and the owner drops the connection at once.  The one assumption
+is that the two monotonic clocks run at the same rate within
+``renew_ms / lease_ms`` (27% by default), not that they agree.
 
 Nothing here is on the order path: a claim is one or two round trips at a
 Logon, and renewals run on their own timer, a few small writes per
@@ -41,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import secrets
 import socket
 import time
 from collections.abc import Callable
@@ -103,6 +109,9 @@ class Lease(msgspec.Struct, frozen=True):
 
     owner: str
     lease_ms: int
+    process: str = ""
+    """A number of the owning process's own: a restart under the same name
+    is another process, which waits for the lease as any other gateway."""
     fix: str = ""
     http: str = ""
     at_ms: int = 0  # the writer's wall clock, for people reading the bucket
@@ -167,6 +176,8 @@ class Cluster:
         (the FIX port may be known only then)."""
         self.settings = settings
         self.name = name
+        self.process = secrets.token_hex(6)
+        self._name_lost = False
         self.lease_s = settings.lease_ms / 1000
         self.renew_s = settings.renew_ms / 1000
         self._fix = fix_address
@@ -218,6 +229,15 @@ class Cluster:
         """The outbox's replica (see :class:`~gateway.net.transport.Replica`)."""
         return self.log.seal() if self.log is not None else None
 
+    def may_send(self, session: Session) -> bool:
+        """Whether ``session``'s bytes may leave now: this gateway holds its
+        lease, renewed recently enough that no other gateway can have taken
+        it (checked when the bytes are written, whatever the timers did)."""
+        held = self._held.get(session_key(session))
+        if held is None:
+            return False
+        return self._clock() - held.renewed <= self.lease_s - self.renew_s
+
     def epoch(self, key: str) -> int:
         """The revision of the lease this instance holds on ``key`` (0: none)."""
         held = self._held.get(key)
@@ -262,12 +282,17 @@ class Cluster:
                 await self._watch(self._sessions_kv, self.sessions)
                 await self._watch(self._instances_kv, self.instances)
                 self.log = SessionLog(
-                    js, prefix, self.name, settings.replicas, self.epoch, self.stores
+                    js,
+                    prefix,
+                    self.name,
+                    settings.replicas,
+                    self.epoch,
+                    self.stores,
+                    writer=f"{self.name}/{self.process}",
                 )
                 await self.log.start()
-                await self._nc.subscribe(f"{prefix}.reserve.{self.name}", cb=self._on_reserve)
         except (TimeoutError, OSError, nats.errors.Error) as exc:
-            await self._close_connection()
+            await self._abandon_start()
             raise ClusterError(
                 f"cannot reach the cluster at {', '.join(servers)} "
                 f"within {settings.connect_timeout_ms} ms: {_why(exc)}"
@@ -283,14 +308,18 @@ class Cluster:
                 if self._clock() < deadline:
                     await asyncio.sleep(0.1)
                     continue
-                await self._close_connection()
+                await self._abandon_start()
                 raise ClusterError(
                     f"the cluster at {', '.join(servers)} did not take this gateway's name"
                     f" within {settings.connect_timeout_ms} ms: {_why(exc)}"
                 ) from None
             except BaseException:
-                await self._close_connection()
+                await self._abandon_start()
                 raise
+        assert self._nc is not None
+        await self._nc.subscribe(
+            f"{settings.bucket_prefix}.reserve.{self.name}", cb=self._on_reserve
+        )
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._renew_forever()))
         self._tasks.append(loop.create_task(self._fence_forever()))
@@ -343,33 +372,49 @@ class Cluster:
                 continue  # it moved: look again
 
     async def stop(self) -> None:
-        """Let every session go and leave (the name is freed at once)."""
+        """Let every session go and leave (the name is freed at once).
+        Every copy sealed so far is acknowledged first, the leases still
+        renewed meanwhile: whoever takes a session next has all of it.  A
+        lease whose copy is not acknowledged in time is not released: it
+        lapses, and the next owner reads what was stored."""
         self._closing = True
+        drained = True
+        if self.log is not None:
+            # what the last writes recorded goes before the leases do
+            self.log.seal()
+            drained = await self.log.drain(self.lease_s)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        if self.log is not None:
-            # what the last writes recorded goes before the leases do
-            sealed = self.log.seal()
-            if sealed is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(sealed, self.lease_s)
-        for key in list(self._held):
-            await self._release(key)
+        if drained:
+            await asyncio.gather(*(self._release(key) for key in list(self._held)))
+        else:
+            _log.warning("cluster_leaving_with_copies_unacknowledged", sessions=len(self._held))
+            self._held.clear()
         if self.log is not None:
             await self.log.stop()
             self.log = None  # what is written from now on is this instance's alone
         kv = self._instances_kv
         if kv is not None and self._instance_revision:
             with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
-                await kv.delete(self.name, last=self._instance_revision)
+                async with asyncio.timeout(self.lease_s):
+                    await kv.delete(self.name, last=self._instance_revision)
         await self._close_connection()
         _log.info("cluster_left", instance=self.name)
 
+    async def _abandon_start(self) -> None:
+        if self.log is not None:
+            await self.log.stop()
+            self.log = None
+        await self._close_connection()
+
     async def _close_connection(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
         for watcher in self._watchers:
             with contextlib.suppress(Exception):
                 await watcher.stop()
@@ -388,22 +433,28 @@ class Cluster:
 
     async def _follow(self, watcher: Any, views: dict[str, LeaseView]) -> None:
         async for entry in watcher:
-            if entry is None:
-                continue  # the end of what was there when the watch began
-            key, revision = entry.key, entry.revision or 0
-            if entry.operation in ("DEL", "PURGE"):
-                seen = views.get(key)
-                if seen is not None and seen.revision < revision:
-                    del views[key]
-                continue
-            seen = views.get(key)
-            if seen is not None and seen.revision >= revision:
-                continue
             try:
-                lease = _decode(entry.value or b"")
-            except msgspec.ValidationError:
-                continue  # not ours to read
-            views[key] = LeaseView(lease, revision, self._clock())
+                self._seen(entry, views)
+            except Exception:
+                _log.exception("cluster_watch_error")
+
+    def _seen(self, entry: Any, views: dict[str, LeaseView]) -> None:
+        if entry is None:
+            return  # the end of what was there when the watch began
+        key, revision = entry.key, entry.revision or 0
+        if entry.operation in ("DEL", "PURGE"):
+            seen = views.get(key)
+            if seen is not None and seen.revision < revision:
+                del views[key]
+            return
+        seen = views.get(key)
+        if seen is not None and seen.revision >= revision:
+            return
+        try:
+            lease = _decode(entry.value or b"")
+        except msgspec.DecodeError:
+            return  # not ours to read
+        views[key] = LeaseView(lease, revision, self._clock())
 
     # -- claiming ----------------------------------------------------------------
 
@@ -412,6 +463,7 @@ class Cluster:
             Lease(
                 owner=self.name,
                 lease_ms=self.settings.lease_ms,
+                process=self.process,
                 fix=self._fix,
                 http=self._http,
                 at_ms=int(time.time() * 1000),
@@ -485,6 +537,8 @@ class Cluster:
     async def _claim(self, session: Session, key: str) -> str | None:
         if self._closing:
             return "this gateway is shutting down"
+        if self._name_lost:
+            return "this gateway lost its place in its cluster"
         kv = self._sessions_kv
         if kv is None or not self.connected:
             return "this gateway cannot reach its cluster to take the session"
@@ -505,7 +559,8 @@ class Cluster:
                     return await self._caught_up(session, key)
                 lease = _decode(entry.value or b"")
                 revision = entry.revision or 0
-                if lease.owner != self.name:
+                ours = lease.owner == self.name and lease.process == self.process
+                if not ours:
                     seen = self.sessions.get(key)
                     if seen is None or seen.revision != revision:
                         # not seen before (or the watcher is behind): from now
@@ -515,9 +570,11 @@ class Cluster:
                 try:
                     revision = await kv.update(key, value, last=revision)
                 except nats.js.errors.KeyWrongLastSequenceError:
+                    if ours:
+                        return await self._claim(session, key)  # raced our own renewal
                     return await self._served_elsewhere(session, key)
-                self._granted(session, key, revision, sent, takeover=lease.owner != self.name)
-                if lease.owner != self.name:
+                self._granted(session, key, revision, sent, takeover=not ours)
+                if not ours:
                     _log.info(
                         "session_taken_over",
                         session=session.session_id,
@@ -542,6 +599,12 @@ class Cluster:
     def _granted(
         self, session: Session, key: str, revision: int, sent: float, *, takeover: bool
     ) -> None:
+        held = self._held.get(key)
+        if held is not None:
+            # renewed by a Logon here: the same lease, the same epoch
+            held.revision, held.renewed = revision, sent
+            self.sessions[key] = LeaseView(_decode(self._value()), revision, sent)
+            return
         if self.log is not None:
             self.log.taking(key)
         self._held[key] = _Held(session, revision, sent, revision)
@@ -585,9 +648,19 @@ class Cluster:
     # -- renewing ----------------------------------------------------------------
 
     async def _renew_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
-            await asyncio.sleep(self.renew_s)
-            await self.renew_once()
+            # on fixed ticks: a slow round does not push the next one back
+            due += self.renew_s
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            due = max(due, loop.time() - self.renew_s)
+            try:
+                await self.renew_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _log.exception("cluster_renewal_error")
 
     async def renew_once(self) -> None:
         """Renew this instance's name and every lease held."""
@@ -601,7 +674,10 @@ class Cluster:
         # (renew_ms) between its owner's deadline and any taker's
         while True:
             await asyncio.sleep(self.renew_s / 4)
-            self.fence()
+            try:
+                self.fence()
+            except Exception:
+                _log.exception("cluster_fence_error")
 
     def fence(self) -> None:
         """Stop serving every session whose last successful renewal was
@@ -625,11 +701,16 @@ class Cluster:
             self._instance_renewed = sent
             self._reachable()
         except nats.js.errors.KeyWrongLastSequenceError:
-            # another process took this name (ours had lapsed): serve nothing
-            _log.error("cluster_name_lost", instance=self.name)
+            # another process took this name (ours had lapsed): this one
+            # serves nothing and takes nothing from now on
+            _log.error(
+                "cluster_name_lost",
+                instance=self.name,
+                hint="another gateway runs under this name: restart this one under its own",
+            )
+            self._name_lost = True
             for key in list(self._held):
                 self._lose(key, "this gateway lost its place in the cluster")
-            await self._take_name()
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             self._failed("renew", exc)
 

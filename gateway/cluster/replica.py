@@ -123,14 +123,18 @@ class SessionLog:
         replicas: int,
         epoch: Callable[[str], int],
         stores: dict[str, ReplicatedStore],
+        writer: str = "",
     ) -> None:
         """``epoch(key)``: the revision of this instance's lease on the
-        session, 0 when it does not serve it."""
+        session, 0 when it does not serve it; ``writer``: this process's
+        name in its records (its instance name and a number of its own, so
+        that a restart under the same name reads what it wrote before)."""
         self.stream = f"{prefix}_session_log"
         self._subject = f"{prefix}.slog."
         self._js = js
         self._replicas = replicas
         self.name = name
+        self.writer = writer or name
         self._epoch = epoch
         self.stores = stores
         self.stats = LogStats()
@@ -141,6 +145,7 @@ class SessionLog:
         self._purges: set[asyncio.Task[None]] = set()
         self._resend = self._resend_due = False
         self._seal_soon = False
+        self._last: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._sub: Any = None
         self.applied: dict[str, int] = {}
@@ -194,10 +199,14 @@ class SessionLog:
             asyncio.get_running_loop().call_soon(self._seal_again)
 
     def seal(self) -> asyncio.Future[None] | None:
-        """Publish what was recorded since the last seal (see the module)."""
+        """Publish what was recorded since the last seal (see the module);
+        with nothing new, the last batch still waiting for its
+        acknowledgement (whatever is written next may depend on it: a
+        record flushed outside the outbox's turn), or None."""
         pending = self._pending
         if not pending:
-            return None
+            last = self._last
+            return last if last is not None and not last.done() else None
         self._pending = {}
         batch = []
         for key, ops in pending.items():
@@ -205,19 +214,44 @@ class SessionLog:
             if not epoch:
                 self.stats.unowned += len(ops)
                 continue
-            payload = _encode((self.name, epoch, ops))
+            payload = _encode((self.writer, epoch, ops))
             batch.append((key, payload, ops))
         if not batch:
-            return None
+            last = self._last
+            return last if last is not None and not last.done() else None
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._sending.put_nowait((batch, done))
         self._wake.set()
+        self._last = done
         return done
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until every batch sealed so far is
+        acknowledged; False when some is not."""
+        last = self._last
+        if last is None or last.done():
+            return True
+        try:
+            await asyncio.wait_for(asyncio.shield(last), timeout)
+        except (TimeoutError, ConnectionError):
+            return False
+        return True
 
     async def _send_forever(self) -> None:
         """Publish the sealed batches in order, without waiting for the
         one before; after a failure, publish every batch not yet
         acknowledged again, in order, before anything new."""
+        while True:
+            try:
+                await self._send_some()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # a bug here would stall every session's bytes: logged, and on
+                _log.exception("session_copy_sender_error")
+                await asyncio.sleep(0.05)
+
+    async def _send_some(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             if self._resend:
@@ -301,8 +335,10 @@ class SessionLog:
         """A session reset (a new session day) makes every record of the
         session before it useless: they are purged from the stream, so
         that what a gateway reads at start stays one session day long."""
-        for (key, _payload, ops), ack in zip(flight.batch, acks, strict=False):
-            if any(kind == RESET for kind, _n, _d in ops):
+        for (key, payload, ops), ack in zip(flight.batch, acks, strict=False):
+            if not any(kind == RESET for kind, _n, _d in ops):
+                continue
+            if _decode(payload)[1] == self._epoch(key):  # still this gateway's
                 task = asyncio.get_running_loop().create_task(
                     self._purge_before(self._subject + key, int(ack.seq))
                 )
@@ -335,7 +371,7 @@ class SessionLog:
         seq = msg.metadata.sequence.stream
         self._read_to = max(self._read_to, seq)
         try:
-            _writer, epoch, ops = _decode(msg.data)
+            writer, epoch, ops = _decode(msg.data)
         except msgspec.DecodeError:
             _log.warning("session_copy_unreadable", key=key, seq=seq)
             return
@@ -348,10 +384,13 @@ class SessionLog:
             self.stats.fenced += 1
             return
         self._epochs[key] = epoch
+        held = self._epoch(key)
+        if held and writer == self.writer and epoch == held:
+            return  # written here under the lease held now: the store had it first
         taken = self._taken_at.get(key)
-        if self._epoch(key) and taken is not None and seq > taken:
-            # served here: written here, or (from an older lease, late)
-            # after this gateway took the session: the store is ahead of it
+        if held and taken is not None and seq > taken:
+            # from an older lease, stored after this gateway took the
+            # session (a late writer): not applied
             return
         # another gateway's (up to the moment the session was taken here),
         # or this one's from before a restart: the store ends as the copy
@@ -359,8 +398,12 @@ class SessionLog:
         store = self.stores.get(key)
         if store is None:
             return
-        apply(store.inner, ops)
-        store.inner.flush()
+        try:
+            apply(store.inner, ops)
+            store.inner.flush()
+        except Exception:
+            _log.exception("session_copy_apply_failed", key=key, seq=seq)
+            return
         self.stats.applied += 1
 
     def taking(self, key: str) -> None:
@@ -375,6 +418,7 @@ class SessionLog:
         try:
             last = await self._js.get_last_msg(self.stream, self._subject + key)
         except nats.js.errors.NotFoundError:
+            self._taken_at[key] = 0  # nothing stored yet: nothing to apply
             return True
         target = last.seq or 0
         self._taken_at[key] = target

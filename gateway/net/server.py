@@ -519,6 +519,16 @@ class FixServer:
                 return True
         return False
 
+    def abort(self, session: Session) -> bool:
+        """Drop the connection that has ``session`` here, without a word;
+        False when none has it."""
+        for conn in self.connections:
+            acceptor = conn._acceptor
+            if acceptor is not None and acceptor.session is session:
+                conn.abort()
+                return True
+        return False
+
     async def stop(self, grace: float = 2.0) -> None:
         """Stop accepting, log every session out, wait for the Logout
         handshakes (at most ``grace`` seconds), then drop what is left."""

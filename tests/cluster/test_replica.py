@@ -8,7 +8,7 @@ from typing import cast
 
 import msgspec
 import pytest
-from clusterkit import Member, settings
+from clusterkit import Member, settings, take
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,6 +16,7 @@ from config import SessionSettings
 from gateway.cluster.replica import Op, ReplicatedStore, SessionLog, apply
 from gateway.fix.acceptor import SessionRegistry
 from gateway.fix.application import EchoApplication
+from gateway.fix.events import CloseConnection
 from gateway.fix.session import Session
 from gateway.fix.store import SET_SENDER, MemoryStore
 from gateway.net.client import FixClient
@@ -112,6 +113,9 @@ class Copies:
         self.sealed.append(future)
         self.more.set()
         return future
+
+    def may_send(self, session: Session) -> bool:
+        return True
 
     async def until(self, count: int) -> None:
         """Until ``count`` batches were sealed (within 5 s)."""
@@ -279,3 +283,79 @@ async def test_a_session_reset_purges_what_came_before_and_a_late_reader_rebuild
             await late.cluster.stop()
     finally:
         await a.cluster.stop()
+
+
+async def member_server(member: Member, client: str) -> tuple[FixServer, int]:
+    """A FIX server for ``member``'s session with ``client``, its bytes
+    copied to the cluster, its Logons claimed there."""
+    session = member.sessions[client]
+    server = FixServer(
+        SessionRegistry([session]),
+        {session.session_id: EchoApplication()},
+        outbox=Outbox(replica=member.cluster),
+        logon_gate=member.cluster,
+    )
+    member.drop = server.abort
+    return server, await server.start("127.0.0.1", 0)
+
+
+@pytest.mark.asyncio
+async def test_bursts_at_one_gateway_keep_their_sequence(nats_cluster: NatsCluster) -> None:
+    """The gateway's own records, read back from the stream, never touch
+    the store of the session it serves."""
+    a = await Member(settings(nats_cluster), "a", ["C1"]).start()
+    server, port = await member_server(a, "C1")
+    client = FixClient(SessionSettings(SenderCompID="C1", TargetCompID="GW"), MemoryStore())
+    try:
+        await client.connect("127.0.0.1", port)
+        for burst in range(100):
+            for j in range(10):
+                client.send(b"D", order(b"o%d" % (burst * 10 + j)))
+            await asyncio.sleep(0.003)  # bursts, as a client sends them
+        echoed = [await client.receive(10) for _ in range(1000)]
+        assert [m.get(11) for m in echoed] == [b"o%d" % i for i in range(1000)]
+        assert client.logged_on
+        assert a.store("C1").next_sender_seq == client.session.store.next_target_seq
+    finally:
+        client.abort()
+        await server.stop(grace=0.5)
+        await a.cluster.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_gateway_that_lost_its_lease_drops_the_client_unwritten_and_the_next_goes_on(
+    nats_cluster: NatsCluster,
+) -> None:
+    config = settings(nats_cluster)
+    a = await Member(config, "a", ["C1"]).start()
+    b = await Member(config, "b", ["C1"]).start()
+    server_a, port_a = await member_server(a, "C1")
+    server_b, port_b = await member_server(b, "C1")
+    client = FixClient(SessionSettings(SenderCompID="C1", TargetCompID="GW"), MemoryStore())
+    try:
+        await client.connect("127.0.0.1", port_a)
+        client.send(b"D", order(b"at-a"))
+        assert (await client.receive(5)).get(11) == b"at-a"
+        # a can no longer reach the cluster: it stops serving the session
+        # before b can take it, and drops the client without a Logout (its
+        # number would be missing from the copy)
+        nc = a.cluster._nc
+        assert nc is not None
+        await nc.close()
+        await client.wait_closed(5)
+        assert client.session.peer_logout_text is None
+        await take(b, "C1")
+        await b.cluster.renew_once()
+        # b goes on with the numbers the client expects
+        await client.connect("127.0.0.1", port_b)
+        closes = [e.reason for e in client.events if isinstance(e, CloseConnection)]
+        assert not [r for r in closes if "too low" in r], closes
+        client.send(b"D", order(b"at-b"))
+        assert (await client.receive(5)).get(11) == b"at-b"
+        assert b.store("C1").next_sender_seq == client.session.store.next_target_seq
+    finally:
+        client.abort()
+        for server in (server_a, server_b):
+            await server.stop(grace=0.5)
+        for m in (a, b):
+            await m.cluster.stop()
