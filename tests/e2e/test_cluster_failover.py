@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -26,6 +28,8 @@ from gateway.fix.events import CloseConnection
 from gateway.fix.store import MemoryStore
 from gateway.net.client import FixClient, LogonError
 from gateway.sim.nats_cluster import NatsCluster
+
+NODE_SIGNAL = int(os.environ.get("FIXGW_TEST_NODE_SIGNAL", signal.SIGTERM))
 
 SETTINGS = SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY", HeartBtInt=5)
 
@@ -199,7 +203,7 @@ async def test_losing_one_nats_node_changes_nothing_a_client_sees(
     node = next(n for n in nats.nodes if n.url == serving)
     for i in range(25):
         client.send(b"D", nos(f"after-{i}"))
-    nats.kill(node)
+    nats.kill(node, NODE_SIGNAL)
     for i in range(25, 50):
         client.send(b"D", nos(f"after-{i}"))
     after = await reports(client, 100, timeout=20)
@@ -319,3 +323,48 @@ def nos_qty(cl_ord_id: str, qty: int) -> bytes:
             (60, codec.format_utc_timestamp(time.time())),
         ]
     )
+
+
+@pytest.mark.asyncio
+async def test_the_leases_raft_leader_killed_abruptly_stalls_then_nothing_is_lost(
+    daemon_factory: Callable[..., Any], nats: NatsCluster, tmp_path: Path
+) -> None:
+    """kill -9 of the node leading the sessions' bucket: JetStream elects a
+    new leader only after 4-9 s (its Raft election timeout), longer than a
+    lease, so the gateway lets the session go; its client logs on again
+    once the cluster answers, and nothing it was told is lost."""
+    (a,) = [daemon_factory("--cluster", ",".join(nats.urls), data_dir=tmp_path / "gw").start()]
+    at_a = ("127.0.0.1", a.fix_port)
+    client = FixClient(SETTINGS, MemoryStore())
+    await client.connect(*at_a)
+    for i in range(10):
+        client.send(b"D", nos(f"before-{i}"))
+    before = await reports(client, 20)
+    nc = await nats_client.connect(nats.urls)
+    info = await nc.jetstream().stream_info("KV_fixgw_sessions")
+    await nc.close()
+    assert info.cluster is not None
+    leader = next(n for n in nats.nodes if n.name == info.cluster.leader)
+    nats.kill(leader, signal.SIGKILL)
+    killed = time.monotonic()
+    await log_on_anywhere(client, [at_a], timeout=40)
+    print(f"\nlogged on again {time.monotonic() - killed:.1f} s after the leader was killed")
+    closes = [e.reason for e in client.events if isinstance(e, CloseConnection)]
+    assert not [r for r in closes if "too low" in r], closes
+    client.send(b"D", nos("after"))
+    while (m := await client.receive(15)).get(11) != b"after":
+        pass
+    # everything it was told before is still there to resend
+    await client.logout()
+    lost = MemoryStore()
+    lost.set_next_sender_seq(client.session.store.next_sender_seq)
+    again = FixClient(SETTINGS, lost)
+    await log_on_anywhere(again, [at_a], timeout=40)  # the cluster may still be electing
+    wanted = {(m.get(11), m.get(150)) for m in before}
+    resent: set[tuple[bytes | None, bytes | None]] = set()
+    deadline = time.monotonic() + 20
+    while not wanted <= resent and time.monotonic() < deadline:
+        m = await again.receive(10)
+        resent.add((m.get(11), m.get(150)))
+    assert wanted <= resent
+    await again.logout()
