@@ -38,9 +38,9 @@ from gateway.orderflow.publish import Reports
 from gateway.orderflow.recovery import Recovery
 from gateway.orderflow.restore import (
     Restored,
-    checkpoint_entries,
     complete_stores,
     restore,
+    sliced_checkpoint_entries,
 )
 from gateway.orderflow.routing import ChildRouting
 from gateway.orderflow.rules import Rules
@@ -55,14 +55,18 @@ from router.model import Instrument
 
 CHECKPOINT_TAIL_SLICE = 256 * 1024
 """Bytes of the journal's tail copied per loop turn once a checkpoint's
-child has written the state (a fraction of a millisecond)."""
+state is written (a fraction of a millisecond)."""
+
+CHECKPOINT_SLICE = 16 * 1024
+"""Bytes of a checkpoint's state encoded and written per loop turn (some
+200 orders: a fraction of a millisecond compiled)."""
 
 CHECKPOINT_RETRY = 30.0
 """Seconds after a failed checkpoint before another is tried."""
 
 CHECKPOINT_DEADLINE = 600.0
-"""Seconds a checkpoint's child may take before it is killed and the
-checkpoint counted as failed (a state of millions of orders takes a few)."""
+"""Seconds a checkpoint may take before it is given up and counted as
+failed (a state of millions of orders takes tens)."""
 
 _log = structlog.get_logger("gateway.orderflow.flow")
 
@@ -71,8 +75,6 @@ RELEASED_PER_TURN = 1000
 """Entries of the day's forgotten orders freed per loop turn after a day end
 (well under a millisecond: 1,500 took up to 1.08 ms compiled on a busy
 machine; see bench/day_end_bench.py)."""
-RELEASE_RETRY = 0.25
-"""Seconds between looks, while a checkpoint's child runs, for its end."""
 
 
 def next_day_end(now: float, time_of_day: str) -> float:
@@ -112,9 +114,12 @@ class OrderFlow:
         self._background_retry_at = 0.0
         self._background_deadline: asyncio.TimerHandle | None = None
         self.checkpoint_deadline = CHECKPOINT_DEADLINE
-        """Seconds a checkpoint's child may take (:data:`CHECKPOINT_DEADLINE`)."""
+        """Seconds a checkpoint may take (:data:`CHECKPOINT_DEADLINE`)."""
         self.checkpoint_state: Callable[[int], Iterator[Entry]] = self._state
-        """The entries a checkpoint of run ``run`` writes: the state now."""
+        """The entries a checkpoint of run ``run`` writes: the state, read
+        as the slices are written (:func:`sliced_checkpoint_entries`)."""
+        self._slices = 0
+        self._slowest_slice = 0.0
         self._day_timer: asyncio.TimerHandle | None = None
         self._restored = Restored()
         self.apply_rules(rules)
@@ -225,13 +230,8 @@ class OrderFlow:
             self._release_forgotten()
 
     def _release_forgotten(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._background is not None:
-            # not while a checkpoint's child shares our pages: each page
-            # freed into would be copied for it
-            loop.call_later(RELEASE_RETRY, self._release_forgotten)
-        elif self.matcher.release_forgotten(RELEASED_PER_TURN):
-            loop.call_soon(self._release_forgotten)
+        if self.matcher.release_forgotten(RELEASED_PER_TURN):
+            asyncio.get_running_loop().call_soon(self._release_forgotten)
         else:
             self._releasing = False
 
@@ -261,52 +261,70 @@ class OrderFlow:
         return self._background is not None
 
     def _start_checkpoint(self, journal: OrderJournal) -> None:
-        """Take a checkpoint beside the loop (see :meth:`OrderJournal.start_checkpoint`),
-        unless one is under way or the last one failed less than
-        ``CHECKPOINT_RETRY`` seconds ago."""
+        """Take a checkpoint written on the loop a slice at a time (see
+        :meth:`OrderJournal.start_sliced_checkpoint`), unless one is under
+        way or the last one failed less than ``CHECKPOINT_RETRY`` seconds
+        ago."""
         started = time.perf_counter()
         if self._background is not None or started < self._background_retry_at:
             return
         self._flush_before_checkpoint(journal)
-        state, run = self.checkpoint_state, journal.run
         try:
-            job = journal.start_checkpoint(lambda: state(run))
+            job = journal.start_sliced_checkpoint(self.checkpoint_state(journal.run))
         except OSError as exc:
-            self._checkpoint_failed(f"fork: {exc.strerror}")
+            self._checkpoint_failed(f"{exc.strerror or exc}")
             return
         self._background = job
         self._background_started = started
+        self._slices = 0
+        self._slowest_slice = 0.0
         loop = asyncio.get_running_loop()
-        loop.add_reader(job.fd, self._on_checkpoint_written)
+        loop.call_soon(self._write_checkpoint_slice)
         self._background_deadline = loop.call_later(
             self.checkpoint_deadline, self._checkpoint_overdue
         )
         _log.info(
             "order_journal_checkpoint_started",
             bytes_before=journal.size,
-            pid=job.pid,
-            fork_ms=round((time.perf_counter() - started) * 1000, 3),
+            start_ms=round((time.perf_counter() - started) * 1000, 3),
         )
 
     def _checkpoint_overdue(self) -> None:
         self._background_deadline = None
-        if self._background is not None and self._background.fd >= 0:
-            self._checkpoint_failed(f"the child did not finish in {self.checkpoint_deadline:g} s")
+        if self._background is not None:
+            self._checkpoint_failed(f"not written in {self.checkpoint_deadline:g} s")
 
-    def _on_checkpoint_written(self) -> None:
+    def _write_checkpoint_slice(self) -> None:
+        """Write a slice of the state; once all of it is written, sync it
+        (beside the loop, with ``fsync = "batch"``) and copy the tail."""
         job = self._background
         if job is None:
             return
+        began = time.perf_counter()
         try:
-            if not job.ended():
-                return
-            asyncio.get_running_loop().remove_reader(job.fd)
-            error = job.result()
-        except OSError as exc:
-            self._checkpoint_failed(f"{exc.strerror or exc}")
+            done = job.write_some(CHECKPOINT_SLICE)
+        except Exception as exc:
+            self._checkpoint_failed(f"{getattr(exc, 'strerror', None) or exc!r}")
             return
+        took = time.perf_counter() - began
+        self._slices += 1
+        if took > self._slowest_slice:
+            self._slowest_slice = took
+        loop = asyncio.get_running_loop()
+        if not done:
+            loop.call_soon(self._write_checkpoint_slice)
+        elif self.journal is not None and self.journal.fsyncs:
+            synced = loop.run_in_executor(None, job.sync_next)
+            synced.add_done_callback(lambda f: self._checkpoint_synced(job, f))
+        else:
+            self._copy_checkpoint_tail()
+
+    def _checkpoint_synced(self, job: BackgroundReplace, synced: asyncio.Future[None]) -> None:
+        if self._background is not job:
+            return  # given up meanwhile
+        error = synced.exception()
         if error is not None:
-            self._checkpoint_failed(error)
+            self._checkpoint_failed(f"{getattr(error, 'strerror', None) or error!r}")
             return
         self._copy_checkpoint_tail()
 
@@ -328,7 +346,10 @@ class OrderFlow:
         _log.info(
             "order_journal_checkpointed",
             bytes_after=journal.size,
+            state_bytes=job.written,
             tail_bytes=job.tail_copied,
+            slices=self._slices,
+            slowest_slice_ms=round(self._slowest_slice * 1000, 3),
             seconds=round(time.perf_counter() - self._background_started, 4),
         )
 
@@ -340,8 +361,6 @@ class OrderFlow:
             self._background_deadline.cancel()
             self._background_deadline = None
         if job is not None:
-            if job.fd >= 0:
-                asyncio.get_running_loop().remove_reader(job.fd)
             job.abandon()
 
     def _checkpoint_failed(self, why: str) -> None:
@@ -351,7 +370,7 @@ class OrderFlow:
         _log.error("order_journal_checkpoint_failed", reason=why, retry_in_s=CHECKPOINT_RETRY)
 
     def _state(self, run: int) -> Iterator[Entry]:
-        return checkpoint_entries(
+        return sliced_checkpoint_entries(
             run, self.matcher, self.ledger, self.routing, self.reports.accounts
         )
 

@@ -58,6 +58,9 @@ class RecoveredChild:
     booked: set[tuple[str, str]] = field(default_factory=set)
     """(ExecID, account) of each booking read: one LP fill can be booked in
     two parts, the client's and the house's."""
+    counted: frozenset[str] = frozenset()
+    """ExecIDs its ``open`` already counts (the child's state was written
+    after them: a checkpoint written in slices copies them behind it)."""
 
 
 class Recovery:
@@ -106,7 +109,11 @@ class Recovery:
                 child.abandoned = True
         elif isinstance(entry, InFlight):
             self.children[entry.child.child_id] = RecoveredChild(
-                entry.child, entry.open, set(entry.exec_ids), entry.abandoned
+                entry.child,
+                entry.open,
+                set(entry.exec_ids),
+                entry.abandoned,
+                counted=frozenset(entry.exec_ids),
             )
         elif isinstance(entry, Message):
             tail = self.messages.get(entry.session)
@@ -169,8 +176,11 @@ class Recovery:
                 self.duplicate_fills += 1
                 return
             child.booked.add(key)
+            # a child whose state was written after this fill (a checkpoint
+            # written in slices) already counts it in its open lots
+            counted = fill.exec_id in child.counted
             child.exec_ids.add(fill.exec_id)
-            if not child.abandoned and fill.account != HOUSE:
+            if not child.abandoned and fill.account != HOUSE and not counted:
                 child.open -= fill.qty
         self.fills += 1
         self.ledger.apply_fill(fill.lp, fill.account, fill.symbol, fill.side, fill.qty, fill.price)

@@ -5,8 +5,8 @@ the messages the journal copied that a crash kept from them, and
 :func:`restore` takes back what an earlier run left (orders into the
 matcher, children in flight into routings, open-order counts); orders that
 were out at LPs with no child left to wait for are settled once the LP
-adapters are started (:meth:`ChildRouting.start`).  :func:`checkpoint_entries`
-is the state now as journal entries, which replace the journal at a
+adapters are started (:meth:`ChildRouting.start`).  :func:`sliced_checkpoint_entries`
+is the state as journal entries, which replace the journal at a
 checkpoint.
 """
 
@@ -69,26 +69,42 @@ def complete_stores(sessions: Iterable[Session], recovery: Recovery) -> None:
             )
 
 
-def checkpoint_entries(
+def sliced_checkpoint_entries(
     run: int,
     matcher: Matcher,
     ledger: ExposureLedger,
     routing: ChildRouting,
     accounts: Accounts,
 ) -> Iterator[Entry]:
-    """The state as journal entries, for a checkpoint."""
-    yield Run(run)
+    """The state as journal entries, for a checkpoint written a slice at a
+    time while the state changes (:meth:`OrderJournal.start_sliced_checkpoint`).
+
+    What is journaled from the call on is copied behind these entries, so:
+    the aggregates (positions, holdings), to which later fills add, are
+    taken now, in the same turn as the start of that tail; the orders and
+    children are listed now and each encoded as it is when its slice is
+    written: a later change journaled for it supersedes it (a fill journaled
+    again for a child whose state already counts it is booked on the
+    ledger, not taken from the child again: see Recovery); the expiring
+    orders are taken last."""
     lps, clients, last_price = ledger.positions()
-    yield Positions(lps, clients, last_price)
-    yield Holdings(accounts.holdings())
-    for order in matcher.orders():
-        yield OrderState(order)
-    for in_flight in routing.routings.values():
-        for child in in_flight.children.values():
+    head: list[Entry] = [Run(run), Positions(lps, clients, last_price)]
+    head.append(Holdings(accounts.holdings()))
+    orders = list(matcher.orders())
+    children = [c for in_flight in routing.routings.values() for c in in_flight.children.values()]
+    abandoned = list(routing.abandoned.values())
+
+    def rest() -> Iterator[Entry]:
+        yield from head
+        for order in orders:
+            yield OrderState(order)
+        for child in children:
             yield InFlight(child.order, child.open, sorted(child.exec_ids or ()))
-    for child_order, exec_ids in routing.abandoned.values():
-        yield InFlight(child_order, 0, sorted(exec_ids), abandoned=True)
-    yield Expiring(sorted(matcher.expiring))
+        for child_order, exec_ids in abandoned:
+            yield InFlight(child_order, 0, sorted(exec_ids), abandoned=True)
+        yield Expiring(sorted(matcher.expiring))
+
+    return rest()
 
 
 def restore(

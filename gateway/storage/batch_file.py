@@ -317,6 +317,25 @@ class BatchFile:
         self._background = BackgroundReplace(self, bodies)
         return self._background
 
+    @property
+    def fsyncs(self) -> bool:
+        """Whether appends are synced (``fsync=True``)."""
+        return self._fsync
+
+    def replace_sliced(self, bodies: Iterator[bytes]) -> BackgroundReplace:
+        """Start replacing the file by the magic and one batch per body of
+        ``bodies``, written by the caller a slice at a time
+        (:meth:`BackgroundReplace.write_some`, on its own loop) instead of
+        by a child; then as :meth:`replace_in_background`: what is appended
+        meanwhile is copied behind, and the new file renamed over the old."""
+        self._check_open()
+        if not self._replayed:
+            raise BatchFileError(f"{self._path} must be replayed before it is replaced")
+        if self._background is not None:
+            raise BatchFileError(f"{self._path} is already being replaced")
+        self._background = BackgroundReplace(self, None, sliced=bodies)
+        return self._background
+
     def _check_open(self) -> None:
         if self._fd < 0:
             raise ValueError(f"operation on a closed batch file {self._path}")
@@ -360,7 +379,14 @@ class BackgroundReplace:
     time :attr:`fd` is readable), takes the :meth:`result`, then calls
     :meth:`copy_tail` until it returns True; or :meth:`abandon`."""
 
-    def __init__(self, file: BatchFile, bodies: Callable[[], Iterable[bytes]]) -> None:
+    def __init__(
+        self,
+        file: BatchFile,
+        bodies: Callable[[], Iterable[bytes]] | None,
+        sliced: Iterator[bytes] | None = None,
+    ) -> None:
+        """With ``sliced``: no child; the owner writes the new file itself,
+        a slice at a time (:meth:`write_some`), from ``sliced``."""
         self._file = file
         self.path = file.next_path
         self.tail_from = file.size
@@ -370,6 +396,22 @@ class BackgroundReplace:
         self._base = 0
         self.done = False
         self.pid = 0
+        self.fd = -1
+        self._status = b""
+        self._writer = -1
+        self._sliced = sliced
+        self.written = 0
+        """Bytes of the new file written so far (sliced)."""
+        if sliced is not None:
+            try:
+                self._writer = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                append_all(self._writer, file._magic)
+            except OSError:
+                self.abandon()
+                raise
+            self.written = len(file._magic)
+            return
+        assert bodies is not None
         read_fd, write_fd = os.pipe()
         parent = os.getpid()
         try:
@@ -397,6 +439,46 @@ class BackgroundReplace:
         self.fd = read_fd
         """Readable once the child has ended (its end of the pipe closed)."""
         self._status = b""
+
+    def write_some(self, limit: int) -> bool:
+        """Sliced: write batches of the new file until ``limit`` bytes are
+        written or the bodies are all written (True, the file then ready
+        for :meth:`sync_next` and :meth:`copy_tail`).  OSError (a full
+        disk) abandons the replacement, as anything ``bodies`` raises."""
+        bodies, writer = self._sliced, self._writer
+        if bodies is None or writer < 0:
+            raise BatchFileError("nothing to write: not a sliced replacement, or written")
+        try:
+            chunk: list[bytes] = []
+            size = 0
+            for body in bodies:
+                framed = _frame(body)
+                chunk.append(framed)
+                size += len(framed)
+                if size >= limit:
+                    break
+            else:
+                if chunk:
+                    append_all(writer, b"".join(chunk))
+                    self.written += size
+                os.close(writer)
+                self._writer = -1
+                self._out = os.open(self.path, os.O_RDWR | os.O_APPEND)
+                self._base = os.fstat(self._out).st_size
+                return True
+            append_all(writer, b"".join(chunk))
+            self.written += size
+            return False
+        except BaseException:
+            self.abandon()
+            raise
+
+    def sync_next(self) -> None:
+        """Sliced, once written: make the new file's batches durable (it may
+        take a while on a large file: call it from a thread, the copy of
+        the tail waits for it)."""
+        if self._out >= 0:
+            os.fsync(self._out)
 
     @property
     def tail_copied(self) -> int:
@@ -490,6 +572,9 @@ class BackgroundReplace:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        if self._writer >= 0:
+            os.close(self._writer)
+            self._writer = -1
         if self._out >= 0:
             os.close(self._out)
             self._out = -1

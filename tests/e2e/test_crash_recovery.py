@@ -261,15 +261,17 @@ def crash_setup(tmp_path: Path) -> Path:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("checkpoints", ["default", "every MiB"])
+@pytest.mark.parametrize("checkpoints", ["default", "every MiB", "every MiB, one taken"])
 async def test_kill_9_under_load_then_restart_loses_no_acknowledged_order(
     daemon_factory: Any, tmp_path: Path, crash_setup: Path, checkpoints: str
 ) -> None:
-    if checkpoints == "every MiB":
-        # checkpoints taken beside the loop all through the run: the kill
-        # comes once one has started, maybe while a child writes, its tail
-        # is copied, or after its swap
+    if checkpoints != "default":
+        # checkpoints written a slice a turn all through the run, orders
+        # coming in between the slices: the kill comes once one has
+        # started (maybe while its slices are written, its tail is copied,
+        # or after its swap), or once one has been taken whole
         checkpoint_every_mib(crash_setup)
+    mark = "checkpointed" if checkpoints == "every MiB, one taken" else "checkpoint_started"
     data = tmp_path / "data"
     d = daemon_factory("--config", str(crash_setup), data_dir=data).start()
     await until_ready(d.http_port)
@@ -279,6 +281,14 @@ async def test_kill_9_under_load_then_restart_loses_no_acknowledged_order(
     # quotes from every LP reach the book
     await until_every_lp_quotes(client, simulated_lp_units(crash_setup))
     seen = Ledger()
+    if checkpoints == "every MiB, one taken":
+        # a state of some 3,000 resting orders: a checkpoint of it takes
+        # many slices, the orders below coming in between them
+        for i in range(3000):
+            client.send(b"D", new_order(f"R{i}", 5 * i + 3))
+            if i % 100 == 99:
+                await asyncio.sleep(0.02)  # pacing
+                seen.drain(client)
 
     # orders, cancels and replaces at about 2,000 messages a second; the
     # daemon is killed in the middle of it
@@ -307,7 +317,7 @@ async def test_kill_9_under_load_then_restart_loses_no_acknowledged_order(
             await asyncio.sleep(0.01)  # pacing: about 2,000 messages a second
             seen.drain(client)
         due = i >= 700 and i % 20 == 19
-        if due and (checkpoints == "default" or "checkpoint_started" in d.log_text()):
+        if due and (checkpoints == "default" or mark in d.log_text()):
             d.kill9()
             break
     else:
