@@ -90,13 +90,17 @@ def sliced_checkpoint_entries(
     lps, clients, last_price = ledger.positions()
     head: list[Entry] = [Run(run), Positions(lps, clients, last_price)]
     head.append(Holdings(accounts.holdings()))
-    orders = list(matcher.orders())
+    # copies of the lists only (C speed), not of the orders: the final ones
+    # oldest first (what recovery keeps of them depends on it), the open ones
+    finished, opened = matcher.known(True)
     children = [c for in_flight in routing.routings.values() for c in in_flight.children.values()]
     abandoned = list(routing.abandoned.values())
 
     def rest() -> Iterator[Entry]:
         yield from head
-        for order in orders:
+        for order in finished:
+            yield OrderState(order)
+        for order in opened:
             yield OrderState(order)
         for child in children:
             yield InFlight(child.order, child.open, sorted(child.exec_ids or ()))
