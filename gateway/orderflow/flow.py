@@ -329,7 +329,7 @@ class OrderFlow:
         self._copy_checkpoint_tail()
 
     def _copy_checkpoint_tail(self) -> None:
-        """Copy a slice of what was journaled since the fork; the new file
+        """Copy a slice of what was journaled since the start; the new file
         takes the old one's place once all of it is copied."""
         job, journal = self._background, self.journal
         if job is None or journal is None:
