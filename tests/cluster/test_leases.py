@@ -12,79 +12,65 @@ from gateway.sim.nats_cluster import NatsCluster
 
 @pytest.mark.asyncio
 async def test_a_free_session_is_granted_and_another_instance_is_refused_naming_it(
-    nats_cluster: NatsCluster,
+    pair: tuple[Member, Member],
 ) -> None:
-    a, b = await members(settings(nats_cluster), "a", "b", clients=["C1"])
-    try:
-        assert await a.claim("C1") is None
-        a.store("C1").set_next_sender_seq(7)  # the owner has sent 6 messages
-        refusal = await b.claim("C1")
-        assert refusal is not None
-        text, seq = refusal
-        assert "served by gateway a" in text
-        assert "127.0.0.1:a" in text
-        # the owner set number 7 aside for b's Logout (the peer counts it)
-        # and goes on from 8
-        assert seq == 7
-        assert a.store("C1").next_sender_seq == 8
-        assert a.cluster.stats.grants == 1
-        assert b.cluster.stats.refusals == 1
-        # a claims its own session again: a renewal, not a refusal
-        assert await a.claim("C1") is None
-        assert a.lost == []
-    finally:
-        for m in (a, b):
-            await m.cluster.stop()
+    a, b = pair
+    assert await a.claim("C1") is None
+    a.store("C1").set_next_sender_seq(7)  # the owner has sent 6 messages
+    refusal = await b.claim("C1")
+    assert refusal is not None
+    text, seq = refusal
+    assert "served by gateway a" in text
+    assert "127.0.0.1:a" in text
+    # the owner set number 7 aside for b's Logout (the peer counts it)
+    # and goes on from 8
+    assert seq == 7
+    assert a.store("C1").next_sender_seq == 8
+    assert a.cluster.stats.grants == 1
+    assert b.cluster.stats.refusals == 1
+    # a claims its own session again: a renewal, not a refusal
+    assert await a.claim("C1") is None
+    assert a.lost == []
 
 
 @pytest.mark.asyncio
 async def test_a_lapsed_lease_is_taken_over_and_the_old_owner_let_it_go_first(
-    nats_cluster: NatsCluster,
+    pair: tuple[Member, Member],
 ) -> None:
-    config = settings(nats_cluster)
-    a, b = await members(config, "a", "b", clients=["C1"])
-    try:
-        assert await a.claim("C1") is None
-        # a can no longer reach the cluster: its renewals stop (its
-        # connection is closed under it), as when its network goes
-        nc = a.cluster._nc
-        assert nc is not None
-        await nc.close()
-        taken_at, refusals = await take(b, "C1")
-        # refused until then, with no Logout: the owner does not answer
-        assert refusals
-        assert {seq for _, seq in refusals} == {None}
-        assert b.cluster.stats.takeovers == 1
-        # a stopped serving the session before b could take it
-        assert [(sid, text) for sid, text, _ in a.lost] == [
-            ("FIX.4.4:GW->C1", "this gateway lost its cluster and its lease on the session lapsed")
-        ]
-        assert a.lost[0][2] < taken_at
-    finally:
-        for m in (a, b):
-            await m.cluster.stop()
+    a, b = pair
+    assert await a.claim("C1") is None
+    # a can no longer reach the cluster: its renewals stop (its
+    # connection is closed under it), as when its network goes
+    nc = a.cluster._nc
+    assert nc is not None
+    await nc.close()
+    taken_at, refusals = await take(b, "C1")
+    # refused until then, with no Logout: the owner does not answer
+    assert refusals
+    assert {seq for _, seq in refusals} == {None}
+    assert b.cluster.stats.takeovers == 1
+    # a stopped serving the session before b could take it
+    assert [(sid, text) for sid, text, _ in a.lost] == [
+        ("FIX.4.4:GW->C1", "this gateway lost its cluster and its lease on the session lapsed")
+    ]
+    assert a.lost[0][2] < taken_at
 
 
 @pytest.mark.asyncio
 async def test_an_owner_whose_lease_was_taken_is_told_at_its_next_renewal(
-    nats_cluster: NatsCluster,
+    pair: tuple[Member, Member],
 ) -> None:
-    config = settings(nats_cluster)
-    a, b = await members(config, "a", "b", clients=["C1"])
-    try:
-        assert await a.claim("C1") is None
-        # a stalls (its timers do not run) past its lease; b takes over
-        for task in a.cluster._tasks:
-            task.cancel()
-        await take(b, "C1")
-        # a wakes up and renews: the revision moved, the bucket refuses
-        held = a.cluster._held[session_key(a.sessions["C1"])]
-        await a.cluster._renew(session_key(a.sessions["C1"]), held)
-        assert [text for _, text, _ in a.lost] == ["another gateway took the session over"]
-        assert a.cluster.held() == []
-    finally:
-        for m in (a, b):
-            await m.cluster.stop()
+    a, b = pair
+    assert await a.claim("C1") is None
+    # a stalls (its timers do not run) past its lease; b takes over
+    for task in a.cluster._tasks:
+        task.cancel()
+    await take(b, "C1")
+    # a wakes up and renews: the revision moved, the bucket refuses
+    held = a.cluster._held[session_key(a.sessions["C1"])]
+    await a.cluster._renew(session_key(a.sessions["C1"]), held)
+    assert [text for _, text, _ in a.lost] == ["another gateway took the session over"]
+    assert a.cluster.held() == []
 
 
 @pytest.mark.asyncio
