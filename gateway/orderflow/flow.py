@@ -224,6 +224,10 @@ class OrderFlow:
         _log.info("trading_day_ended", expired=len(result.executions))
         self.routing.publish(result, now)
         if self.journal is not None:
+            # one under way may have written the day's expiring orders
+            # already, and holds the day's final orders: a new one
+            self._drop_background()
+            self._background_retry_at = 0.0
             self._start_checkpoint(self.journal)
         if not self._releasing:
             self._releasing = True
@@ -257,7 +261,7 @@ class OrderFlow:
 
     @property
     def checkpointing(self) -> bool:
-        """Whether a checkpoint is being taken beside the loop."""
+        """Whether a checkpoint is being written (in slices)."""
         return self._background is not None
 
     def _start_checkpoint(self, journal: OrderJournal) -> None:
@@ -268,11 +272,13 @@ class OrderFlow:
         started = time.perf_counter()
         if self._background is not None or started < self._background_retry_at:
             return
-        self._flush_before_checkpoint(journal)
         try:
+            self._flush_before_checkpoint(journal)
             job = journal.start_sliced_checkpoint(self.checkpoint_state(journal.run))
-        except OSError as exc:
-            self._checkpoint_failed(f"{exc.strerror or exc}")
+        except Exception as exc:
+            # the journal goes on as it was (a write that failed here is
+            # tried again by the next flush)
+            self._checkpoint_failed(f"{getattr(exc, 'strerror', None) or exc!r}")
             return
         self._background = job
         self._background_started = started
@@ -296,7 +302,7 @@ class OrderFlow:
 
     def _write_checkpoint_slice(self) -> None:
         """Write a slice of the state; once all of it is written, sync it
-        (beside the loop, with ``fsync = "batch"``) and copy the tail."""
+        (by a thread) and copy the tail."""
         job = self._background
         if job is None:
             return
@@ -313,11 +319,16 @@ class OrderFlow:
         loop = asyncio.get_running_loop()
         if not done:
             loop.call_soon(self._write_checkpoint_slice)
-        elif self.journal is not None and self.journal.fsyncs:
-            synced = loop.run_in_executor(None, job.sync_next)
-            synced.add_done_callback(lambda f: self._checkpoint_synced(job, f))
-        else:
-            self._copy_checkpoint_tail()
+            return
+        # the state is on disk before it replaces the journal, whatever the
+        # fsync policy (as the blocking replace does), synced by a thread
+        try:
+            sync = job.syncer()
+        except OSError as exc:
+            self._checkpoint_failed(f"{exc.strerror or exc}")
+            return
+        synced = loop.run_in_executor(None, sync)
+        synced.add_done_callback(lambda f: self._checkpoint_synced(job, f))
 
     def _checkpoint_synced(self, job: BackgroundReplace, synced: asyncio.Future[None]) -> None:
         if self._background is not job:
@@ -354,8 +365,8 @@ class OrderFlow:
         )
 
     def _drop_background(self) -> None:
-        """Forget the checkpoint under way: its reader, its deadline, and its
-        child and file if it has not finished (the journal stays whole)."""
+        """Forget the checkpoint under way: its deadline, and its file if it
+        has not finished (the journal stays whole)."""
         job, self._background = self._background, None
         if self._background_deadline is not None:
             self._background_deadline.cancel()

@@ -71,10 +71,10 @@ takes the old one's place.  The state is read as the slices are written,
 not as it was at the start: each order's and child's entry is its whole
 state, and what was journaled about it meanwhile, copied behind, supersedes
 it or (a fill) adds to the aggregates taken at the start; see
-:func:`gateway.orderflow.restore.sliced_checkpoint_entries`.
-(:meth:`OrderJournal.start_checkpoint`, a forked child writing the state as
-it was at the fork, is the other way, kept for the tools; the fork itself
-held the loop 2-4 ms on a gateway of 80-150 MB.)
+:func:`gateway.orderflow.restore.sliced_checkpoint_entries`.  (A forked
+child writing the state as it was at the fork,
+:meth:`BatchFile.replace_in_background`, was the way before: the fork held
+the loop 2-4 ms on a gateway of 80-150 MB.)
 """
 
 from __future__ import annotations
@@ -232,13 +232,6 @@ class OrderJournal:
         is pending is dropped, as the state supersedes it."""
         self._file.replace(self._checkpoint_bodies(entries))
         self._pending.clear()
-
-    def start_checkpoint(self, entries: Callable[[], Iterable[Entry]]) -> BackgroundReplace:
-        """Start a checkpoint beside the loop: what is pending is written
-        first, then a forked child writes ``entries()`` (the state at the
-        fork); see :meth:`BatchFile.replace_in_background` for the rest."""
-        self.flush()
-        return self._file.replace_in_background(lambda: self._checkpoint_bodies(entries()))
 
     @property
     def fsyncs(self) -> bool:

@@ -37,8 +37,16 @@ after a torn tail would bury good batches behind it.
 durable at once (written to ``<name>.tmp``, fsynced, renamed, directory
 fsynced), so a crash leaves either the old file or the new one.
 
-Replacing beside the loop
+Replacing while appending
 -------------------------
+:meth:`BatchFile.replace_sliced` does the same without holding its caller
+for the time it takes to encode and write a large state: the caller writes
+the new batches to ``<name>.next`` itself, a slice at a time
+(:meth:`BackgroundReplace.write_some`), going on appending to the live file
+between the slices; then syncs it (:meth:`BackgroundReplace.syncer`, for a
+thread), and the rest is as below: what was appended since the start is
+copied behind, and the new file renamed over the old.
+
 :meth:`BatchFile.replace_in_background` does the same without holding its
 caller for the time it takes to encode and write a large state, as Redis's
 BGSAVE does: a forked child, holding a copy-on-write image of the process
@@ -374,9 +382,11 @@ def _write_next(
 
 
 class BackgroundReplace:
-    """A replacement of a :class:`BatchFile` written beside the loop (see
-    the module documentation).  Its owner waits until :meth:`ended` (each
-    time :attr:`fd` is readable), takes the :meth:`result`, then calls
+    """A replacement of a :class:`BatchFile` written while it is appended
+    to (see the module documentation).  Sliced, its owner calls
+    :meth:`write_some` until it returns True, runs :meth:`syncer` in a
+    thread; forked, it waits until :meth:`ended` (each time :attr:`fd` is
+    readable) and takes the :meth:`result`.  Then it calls
     :meth:`copy_tail` until it returns True; or :meth:`abandon`."""
 
     def __init__(
@@ -443,7 +453,7 @@ class BackgroundReplace:
     def write_some(self, limit: int) -> bool:
         """Sliced: write batches of the new file until ``limit`` bytes are
         written or the bodies are all written (True, the file then ready
-        for :meth:`sync_next` and :meth:`copy_tail`).  OSError (a full
+        for :meth:`syncer` and :meth:`copy_tail`).  OSError (a full
         disk) abandons the replacement, as anything ``bodies`` raises."""
         bodies, writer = self._sliced, self._writer
         if bodies is None or writer < 0:
@@ -473,16 +483,27 @@ class BackgroundReplace:
             self.abandon()
             raise
 
-    def sync_next(self) -> None:
-        """Sliced, once written: make the new file's batches durable (it may
-        take a while on a large file: call it from a thread, the copy of
-        the tail waits for it)."""
-        if self._out >= 0:
-            os.fsync(self._out)
+    def syncer(self) -> Callable[[], None]:
+        """Sliced, once written: a function that makes the new file's
+        batches durable, for a thread (it may take a while on a large
+        file; the copy of the tail waits for it).  It syncs a descriptor of
+        its own, so that an :meth:`abandon` meanwhile closes nothing it
+        uses."""
+        if self._out < 0:
+            raise BatchFileError("nothing to sync: the new file is not written")
+        fd = os.dup(self._out)
+
+        def sync() -> None:
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+        return sync
 
     @property
     def tail_copied(self) -> int:
-        """Bytes appended since the fork and copied to the new file so far."""
+        """Bytes appended since the start and copied to the new file so far."""
         return self._copied_to - self.tail_from
 
     def ended(self) -> bool:

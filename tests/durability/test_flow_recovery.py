@@ -101,7 +101,7 @@ def test_open_orders_in_an_instrument_no_longer_configured_refuse_the_start(
     assert len(entries) == 3
 
 
-def checkpointing_flow(path: Path) -> tuple[OrderFlow, OrderJournal, Session]:
+def checkpointing_flow(path: Path, fsync: bool = False) -> tuple[OrderFlow, OrderJournal, Session]:
     """The default config's flow on a journal holding one open order, a
     checkpoint due whenever the journal passes 1 MiB; and CLIENT1's session."""
     journal_with(path, an_order("4O1", "EUR/USD"))
@@ -110,7 +110,7 @@ def checkpointing_flow(path: Path) -> tuple[OrderFlow, OrderJournal, Session]:
         config, orders=msgspec.structs.replace(config.orders, journal_checkpoint_mb=1)
     )
     sessions = {s.TargetCompID: Session(s, MemoryStore()) for s in config.sessions}
-    journal = OrderJournal(path)
+    journal = OrderJournal(path, fsync=fsync)
     flow = build_order_flow(config, sessions, journal, Outbox(journal.flush), time.time)
     return flow, journal, sessions["CLIENT1"]
 
@@ -124,8 +124,9 @@ async def until_checkpoint_ends(flow: OrderFlow) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_journal_grown_past_its_bound_is_checkpointed(tmp_path: Path) -> None:
-    flow, journal, client = checkpointing_flow(tmp_path)
+@pytest.mark.parametrize("fsync", [False, True])
+async def test_a_journal_grown_past_its_bound_is_checkpointed(tmp_path: Path, fsync: bool) -> None:
+    flow, journal, client = checkpointing_flow(tmp_path, fsync)
     try:
         # 1.5 MiB of client messages (their copies go to the journal); the
         # journal is checkpointed once it passes 1 MiB, and grows again after

@@ -201,6 +201,26 @@ def test_a_file_that_is_not_a_journal_is_refused(tmp_path: Path) -> None:
     assert (tmp_path / "journal").read_bytes() == b"something else entirely"
 
 
+def test_a_fill_a_child_state_written_after_it_counts_is_booked_not_counted_again() -> None:
+    """A checkpoint written in slices may write a child's state after a
+    fill it already counts, the fill itself copied behind: the ledger takes
+    the fill (the positions were taken before it), the child's open lots
+    do not go down twice; a later fill does."""
+    ledger = ExposureLedger({})
+    recovery = Recovery(ledger, Accounts(None, {}, {}))
+    for entry in [
+        Positions({}, {}, {"EUR/USD": 1}),
+        InFlight(child("c1", qty=8), 5, ["E1"]),
+        Filled("c1", "E1", "LP_A", "CLIENT1", "EUR/USD", Side.SELL, 3, 108_500),
+        Filled("c1", "E2", "LP_A", "CLIENT1", "EUR/USD", Side.SELL, 2, 108_500),
+    ]:
+        recovery.apply(entry)
+    assert recovery.children["c1"].open == 3
+    assert recovery.children["c1"].exec_ids == {"E1", "E2"}
+    assert ledger.lp_positions() == {"LP_A": {"EUR/USD": -5}}  # the client's side: sold
+    assert recovery.duplicate_fills == 0
+
+
 def test_nothing_is_written_before_the_replay(tmp_path: Path) -> None:
     (tmp_path / "journal").write_bytes(MAGIC)
     journal = OrderJournal(tmp_path)
