@@ -194,7 +194,6 @@ class Cluster:
         self._sessions_kv: KeyValue | None = None
         self._instances_kv: KeyValue | None = None
         self._instance_revision = 0
-        self._instance_renewed = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._watchers: list[Any] = []
         self.stores: dict[str, ReplicatedStore] = {}
@@ -338,10 +337,8 @@ class Cluster:
         kv = self._instances_kv
         assert kv is not None
         while True:
-            sent = self._clock()
             try:
                 self._instance_revision = await kv.create(self.name, self._value())
-                self._instance_renewed = sent
                 return
             except nats.js.errors.KeyWrongLastSequenceError:
                 pass
@@ -361,12 +358,10 @@ class Cluster:
                     f"the instance name {self.name!r} is in use by a live gateway"
                     f" (FIX at {holder.fix or '?'}); give this one another [cluster] instance"
                 )
-            sent = self._clock()
             try:
                 self._instance_revision = await kv.update(
                     self.name, self._value(), last=entry.revision
                 )
-                self._instance_renewed = sent
                 return
             except nats.js.errors.KeyWrongLastSequenceError:
                 continue  # it moved: look again
@@ -692,13 +687,11 @@ class Cluster:
         kv = self._instances_kv
         if kv is None:
             return
-        sent = self._clock()
         try:
             async with asyncio.timeout(self.renew_s):
                 self._instance_revision = await kv.update(
                     self.name, self._value(), last=self._instance_revision
                 )
-            self._instance_renewed = sent
             self._reachable()
         except nats.js.errors.KeyWrongLastSequenceError:
             # another process took this name (ours had lapsed): this one

@@ -153,7 +153,6 @@ class SessionLog:
         self._epochs: dict[str, int] = {}
         # per session taken here: the last record stored when it was taken
         self._taken_at: dict[str, int] = {}
-        self._read_to = 0
         self._progress = asyncio.Event()
 
     async def start(self) -> None:
@@ -369,7 +368,6 @@ class SessionLog:
     async def _on_record(self, msg: Any) -> None:
         key = msg.subject[len(self._subject) :]
         seq = msg.metadata.sequence.stream
-        self._read_to = max(self._read_to, seq)
         try:
             writer, epoch, ops = _decode(msg.data)
         except msgspec.DecodeError:
