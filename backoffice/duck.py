@@ -108,6 +108,7 @@ class DuckLedger(Ledger):
         for statement in sql.TABLES:
             con.execute(statement)
         con.execute("CREATE TEMP TABLE scope (rel VARCHAR, k VARCHAR)")
+        con.execute(sql.DUE_TABLE)
         con.execute("CREATE TEMP TABLE instruments (symbol VARCHAR, base VARCHAR, quote VARCHAR)")
         terms = self._settlement.terms
         if terms:
@@ -297,6 +298,15 @@ class DuckLedger(Ledger):
             row = con.execute("SELECT watermark FROM recon_state WHERE id = 1").fetchone()
             watermark = int(row[0]) if row else 0
             upto = self._ingest
+            cover_row = con.execute(sql.covers_sql(grace)).fetchone()
+            cover = cover_row[0] if cover_row else None
+            if not full:
+                names, untils = sql.due_covers(
+                    cover, con.execute(sql.lp_covers_sql(grace)).fetchall(), covers
+                )
+                con.execute("DELETE FROM due")
+                if names:
+                    con.execute("INSERT INTO due SELECT unnest($1), unnest($2)", [names, untils])
             for statement in sql.scope_sql(full):
                 if "$1" in statement:
                     con.execute(statement, [watermark])
@@ -304,8 +314,6 @@ class DuckLedger(Ledger):
                     con.execute(statement)
             keys_row = con.execute(sql.keys_sql(full)).fetchone()
             keys = int(keys_row[0]) if keys_row else 0
-            cover_row = con.execute(sql.covers_sql(grace)).fetchone()
-            cover = cover_row[0] if cover_row else None
             hl = con.execute(sql.hl_sql(grace, full)).fetchall()
             ch = con.execute(sql.ch_sql(full)).fetchall()
             x = con.execute(sql.x_sql(full)).fetchall()
@@ -329,8 +337,9 @@ class DuckLedger(Ledger):
             if pending:
                 unique = sorted(set(pending))
                 con.execute(
-                    "INSERT INTO pending SELECT unnest($1), unnest($2) ON CONFLICT DO NOTHING",
-                    [[p[0] for p in unique], [p[1] for p in unique]],
+                    "INSERT INTO pending (rel, k, waits, t) "
+                    "SELECT unnest($1), unnest($2), unnest($3), unnest($4) ON CONFLICT DO NOTHING",
+                    [[p[i] for p in unique] for i in range(4)],
                 )
             con.execute("DELETE FROM touched")
             con.execute(

@@ -20,8 +20,10 @@ A record whose counterpart has not come is *pending* until its counterpart
 is overdue: when the other record has moved ``grace`` past it (the LP's
 statement has lines later than the house's fill by the grace, or the drop
 copy has trades later than the LP's line by the grace).  Then it is a break.
-A run looks at the keys touched since the last run and at those pending;
-a full run looks at every key.
+A run looks at the keys touched since the last run and at those pending
+that have become due (the record each waits for has moved past it: a key
+pending on the drop copy is not looked at again while the drop copy is
+behind it); a full run looks at every key.
 """
 
 from __future__ import annotations
@@ -190,10 +192,19 @@ TABLES: Final = (
         detail VARCHAR NOT NULL,
         first_seen TIMESTAMP NOT NULL,
         PRIMARY KEY (kind, rel, k))""",
+    # a key without its counterpart: ``waits`` names the record whose cover
+    # must pass ``t`` before it is looked at again ('' the drop copy, else
+    # the LP of the statement)
     """CREATE TABLE IF NOT EXISTS pending (
         rel VARCHAR NOT NULL,
         k VARCHAR NOT NULL,
+        waits VARCHAR NOT NULL DEFAULT '',
+        t TIMESTAMP,
         PRIMARY KEY (rel, k))""",
+    # a ledger from before the two columns: its pending keys (t NULL) are
+    # looked at in the next run, which writes them again with both
+    "ALTER TABLE pending ADD COLUMN IF NOT EXISTS waits VARCHAR DEFAULT ''",
+    "ALTER TABLE pending ADD COLUMN IF NOT EXISTS t TIMESTAMP",
     """CREATE TABLE IF NOT EXISTS touched (
         rel VARCHAR NOT NULL,
         k VARCHAR NOT NULL)""",
@@ -250,10 +261,53 @@ def scope_sql(full: bool) -> list[str]:
         f"WHERE {since} AND {cross}",
     ]
     statements += [
-        "INSERT INTO scope SELECT rel, k FROM pending",
+        # pending keys whose cover has passed them (``due``: one row per
+        # record, filled by the run from :func:`due_covers`)
+        "INSERT INTO scope SELECT p.rel, p.k FROM pending p "
+        "LEFT JOIN due d ON d.waits = p.waits WHERE p.t IS NULL OR p.t < d.until",
         "INSERT INTO scope SELECT rel, k FROM touched",
     ]
     return statements
+
+
+DUE_TABLE: Final = "CREATE TEMP TABLE due (waits VARCHAR, until TIMESTAMP)"
+"""The covers a run compares pending keys with (a temporary table of the
+run's connection)."""
+
+
+def lp_covers_sql(grace: float) -> str:
+    """Rows (LP, how far its statement has come less the grace)."""
+    return f"SELECT lp, max(exec_time) - {_ms(grace)} FROM lp_trades GROUP BY lp"
+
+
+def feed_cover(cover: dt.datetime | None, covers: Covers | None) -> dt.datetime | None:
+    """How far the drop copy has come: ``cover`` from the records
+    (:func:`covers_sql`), unless ``covers`` knows better."""
+    known = covers.feed if covers is not None else None
+    if known is not None and (cover is None or known > cover):
+        return known
+    return cover
+
+
+def due_covers(
+    cover: dt.datetime | None,
+    lp_rows: Sequence[Sequence[Any]],
+    covers: Covers | None,
+) -> tuple[list[str], list[dt.datetime]]:
+    """The rows of ``due`` (record, cover): the drop copy's ('') and each
+    LP statement's, the caller's knowledge before the records'; a record
+    with no cover is left out (nothing pending on it is due)."""
+    until: dict[str, dt.datetime | None] = {str(lp): t for lp, t in lp_rows}
+    if covers is not None:
+        until.update(covers.lps)
+    until[""] = feed_cover(cover, covers)
+    names: list[str] = []
+    times: list[dt.datetime] = []
+    for name, t in until.items():
+        if t is not None:
+            names.append(name)
+            times.append(t)
+    return names, times
 
 
 def keys_sql(full: bool) -> str:
@@ -357,24 +411,24 @@ def classify(
     x: Sequence[Sequence[object]],
     cover: dt.datetime | None,
     covers: Covers | None = None,
-) -> tuple[list[tuple[str, Break]], list[tuple[str, str]]]:
-    """Breaks (relation, break) and pending keys (relation, key) of the
-    rows the three queries returned; ``cover`` is how far the drop copy has
-    come (:func:`covers_sql`), unless ``covers`` knows better."""
-    known = covers or Covers()
-    if known.feed is not None and (cover is None or known.feed > cover):
-        cover = known.feed
-    lp_covers = known.lps
+) -> tuple[list[tuple[str, Break]], list[tuple[str, str, str, Any]]]:
+    """Breaks (relation, break) and pending keys (relation, key, the record
+    it waits for, its time) of the rows the three queries returned;
+    ``cover`` is how far the drop copy has come (:func:`covers_sql`),
+    unless ``covers`` knows better."""
+    cover = feed_cover(cover, covers)
+    lp_covers = covers.lps if covers is not None else {}
     breaks: list[tuple[str, Break]] = []
-    pending: list[tuple[str, str]] = []
+    pending: list[tuple[str, str, str, Any]] = []
 
-    def one_sided(rel: str, when: object, until: object, missing: Break) -> None:
+    def one_sided(rel: str, when: object, until: object, missing: Break, waits: str = "") -> None:
         """A record without its counterpart: a break once ``until`` (how
-        far the other record has come, less the grace) is past it."""
+        far the other record, ``waits``, has come, less the grace) is past
+        it; pending until then."""
         if until is not None and when < until:  # type: ignore[operator]
             breaks.append((rel, missing))
         else:
-            pending.append((rel, missing.key))
+            pending.append((rel, missing.key, waits, when))
 
     for row in hl:
         (k, lp, exec_id, h_qty, h_px, h_px_hi, h_side, h_side_hi, h_sym, h_t, account) = row[:11]
@@ -401,6 +455,7 @@ def classify(
                     ours=f"{_side(h_side)} {h_qty} @ {h_px}",
                     detail="booked from the LP; not on its statement",
                 ),
+                waits=str(lp),
             )
             continue
         if h_qty is None:

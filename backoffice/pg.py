@@ -83,6 +83,7 @@ _LOST: Final = (
 
 _SESSION: Final = (
     "CREATE TEMP TABLE scope (rel VARCHAR, k VARCHAR)",
+    sql.DUE_TABLE,
     "CREATE TEMP TABLE instruments (symbol VARCHAR, base VARCHAR, quote VARCHAR)",
     # the tables' columns, without their constraints: the rows come without
     # their ingest batch, which the insert from staging adds
@@ -410,6 +411,18 @@ class PgLedger(Ledger):
                 watermark = int(
                     await con.fetchval("SELECT watermark FROM recon_state WHERE id = 1") or 0
                 )
+                cover = await con.fetchval(sql.covers_sql(grace))
+                if not full:
+                    names, untils = sql.due_covers(
+                        cover, await con.fetch(sql.lp_covers_sql(grace)), covers
+                    )
+                    await con.execute("TRUNCATE due")
+                    if names:
+                        await con.execute(
+                            "INSERT INTO due SELECT * FROM unnest($1::varchar[], $2::timestamp[])",
+                            names,
+                            untils,
+                        )
                 for statement in sql.scope_sql(full):
                     if statement == "DELETE FROM scope":
                         # leaves no dead rows (a temporary table is never vacuumed)
@@ -420,7 +433,6 @@ class PgLedger(Ledger):
                         await con.execute(statement)
                 await con.execute("ANALYZE scope")
                 keys = int(await con.fetchval(sql.keys_sql(full)))
-                cover = await con.fetchval(sql.covers_sql(grace))
                 hl = [tuple(r) for r in await con.fetch(sql.hl_sql(grace, full))]
                 ch = [tuple(r) for r in await con.fetch(sql.ch_sql(full))]
                 x = [tuple(r) for r in await con.fetch(sql.x_sql(full))]
@@ -446,10 +458,10 @@ class PgLedger(Ledger):
                 if pending:
                     unique = sorted(set(pending))
                     await con.execute(
-                        "INSERT INTO pending SELECT * FROM unnest($1::varchar[], $2::varchar[]) "
+                        "INSERT INTO pending (rel, k, waits, t) SELECT * FROM "
+                        "unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::timestamp[]) "
                         "ON CONFLICT DO NOTHING",
-                        [p[0] for p in unique],
-                        [p[1] for p in unique],
+                        *([p[i] for p in unique] for i in range(4)),
                     )
                 await con.execute("DELETE FROM touched")
                 await con.execute(

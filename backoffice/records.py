@@ -91,9 +91,35 @@ class LpTrade(msgspec.Struct, frozen=True, gc=False):
     source: str
 
 
+_CACHED: Final = 4096
+"""Entries each cache below holds before it starts again (a trading day's
+reports come from a few seconds and prices at a time)."""
+
+# the seconds already read (``YYYYMMDD-HH:MM:SS`` -> ``YYYY-MM-DD HH:MM:SS``)
+_seconds: dict[bytes, str] = {}
+# numbers already checked, as the wire wrote them
+_numbers: dict[bytes, str] = {}
+
+
 def parse_fix_time(value: bytes) -> str:
     """A FIX UTCTimestamp (``YYYYMMDD-HH:MM:SS[.sss...]``) written
     ``YYYY-MM-DD HH:MM:SS[.sss...]``; ValueError if it is not one."""
+    seconds = _seconds.get(value[:17])
+    if seconds is not None:
+        fraction = value[17:]
+        if not fraction:
+            return seconds
+        if fraction[:1] == b"." and fraction[1:].isdigit():
+            return seconds + fraction.decode("ascii")
+    written = _parse_fix_time(value)
+    if value[15:17] != b"60":  # a leap second is written :59.999999 whatever its fraction
+        if len(_seconds) >= _CACHED:
+            _seconds.clear()
+        _seconds[value[:17]] = written[:19]
+    return written
+
+
+def _parse_fix_time(value: bytes) -> str:
     text = value.decode("ascii")
     if (
         len(text) < 17
@@ -168,13 +194,22 @@ _MAX_DIGITS: Final = 10
 
 def _number(msg: FixMessage, tag: int) -> str:
     """A quantity or price field: a finite decimal the ledger can hold."""
-    text = _text(msg, tag)
+    value = msg.get(tag)
+    if value is None:
+        raise ValueError(f"tag {tag} missing")
+    known = _numbers.get(value)
+    if known is not None:
+        return known
+    text = value.decode("latin-1")
     try:
-        value = Decimal(text)
+        number = Decimal(text)
     except InvalidOperation:
         raise ValueError(f"tag {tag} is not a number: {text[:40]!r}") from None
-    if not value.is_finite() or value.adjusted() >= _MAX_DIGITS:
+    if not number.is_finite() or number.adjusted() >= _MAX_DIGITS:
         raise ValueError(f"tag {tag} out of range: {text[:40]!r}")
+    if len(_numbers) >= _CACHED:
+        _numbers.clear()
+    _numbers[value] = text
     return text
 
 

@@ -19,6 +19,7 @@ what it sends while the back office is away waits in its own store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hmac
 import os
@@ -61,6 +62,9 @@ _log = structlog.get_logger("backoffice")
 _DASHBOARD: Final = Path(__file__).with_name("dashboard.html")
 _BATCH: Final = 20_000
 _HOLD_AT: Final = 4 * _BATCH
+_DEFER_RECON_S: Final = 5.0
+"""How long incremental runs may wait while the drop copy has more than a
+batch waiting."""
 
 
 class BackofficeError(Exception):
@@ -193,6 +197,7 @@ class BackOffice:
         self.export_dir = Path(self.settings.export_dir or self.state_dir / "exports")
         self.grace = float(self.settings.grace_seconds)
         self.metrics = _Metrics()
+        self.metrics.lag.set_function(self.lag_seconds)
         self.client: FixClient | None = None
         self.last_run: ReconRun | None = None
         self.last_full: ReconRun | None = None
@@ -208,6 +213,8 @@ class BackOffice:
         self._gateway_warned = False
         self.failed = ""
         self._writing = False
+        self._taking: float | None = None  # when the batch being written was taken in
+        self._deferred: float | None = None  # since when runs wait for the drop copy
         self._unapplied: list[StatementChange] = []
         self._statements_read: float | None = None  # when the last scan was taken in
 
@@ -357,7 +364,11 @@ class BackOffice:
         finally:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
-            client.abort()
+            if client.session.is_connected:
+                client.abort()
+                # the connection's end writes the store a last time
+                with contextlib.suppress(TimeoutError):
+                    await client.wait_closed(timeout=2.0)
             store.close()
 
     async def _writer(self, client: FixClient) -> None:
@@ -400,11 +411,13 @@ class BackOffice:
                         error=str(exc)[:200],
                     )
             self._writing = True
+            self._taking = received
             try:
                 ingest = await self._write(last, clients, houses)
+                self._batches.append((ingest, received))
             finally:
                 self._writing = False
-            self._batches.append((ingest, received))
+                self._taking = None
             self.last_seq = last
             self.metrics.last_seq.set(last)
             if clients:
@@ -461,7 +474,27 @@ class BackOffice:
         self._statements_read = scanned
         self._batches.append((ingest, self.clock()))
 
+    def lag_seconds(self) -> float:
+        """Age of the oldest trade taken in (from the drop copy or a
+        statement) and not yet reconciled; 0 when there is none."""
+        oldest = self._batches[0][1] if self._batches else None
+        taking = self._taking
+        if taking is not None and (oldest is None or taking < oldest):
+            oldest = taking
+        return max(0.0, self.clock() - oldest) if oldest is not None else 0.0
+
     async def _recon(self) -> None:
+        # a drop copy more than a batch behind is taken in first (a run
+        # would hold the ledger while the writer waits), for a while: the
+        # lag stays bounded when the backlog lasts
+        client = self.client
+        now = self.clock()
+        if client is not None and client.messages.qsize() > _BATCH:
+            if self._deferred is None:
+                self._deferred = now
+            if now - self._deferred < _DEFER_RECON_S:
+                return
+        self._deferred = None
         await self.recon(full=False)
 
     async def recon(self, full: bool) -> ReconRun:
@@ -493,14 +526,9 @@ class BackOffice:
         if full:
             self.last_full = run
             _log.info("recon_full", seconds=round(elapsed, 3), keys=run.keys, breaks=run.breaks)
-        # lag: how long the oldest trade this run reconciled waited for it
         batches = self._batches
-        oldest: float | None = None
         while batches and batches[0][0] <= run.upto:
-            _, received = batches.popleft()
-            if oldest is None:
-                oldest = received
-        self.metrics.lag.set(self.clock() - oldest if oldest is not None else 0.0)
+            batches.popleft()
         self.metrics.pending.set(run.pending)
         await self._refresh_breaks()
         return run
@@ -644,7 +672,7 @@ class BackOffice:
             "last_full_run": None
             if self.last_full is None
             else msgspec.to_builtins(self.last_full),
-            "lag_seconds": _gauge(self.metrics.lag),
+            "lag_seconds": self.lag_seconds(),
         }
 
     async def treasury(self) -> dict[str, Any]:
@@ -766,13 +794,6 @@ def _utcnow(clock: Callable[[], float]) -> dt.datetime:
 
 def _utc(when: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(when, dt.UTC).replace(tzinfo=None)
-
-
-def _gauge(gauge: Gauge) -> float:
-    for metric in gauge.collect():
-        for sample in metric.samples:
-            return float(sample.value)
-    return 0.0
 
 
 def _position_differences(

@@ -452,6 +452,34 @@ async def test_a_house_fill_becomes_missing_at_lp_once_the_statement_moves_past_
 
 
 @pytest.mark.asyncio
+async def test_a_pending_key_is_looked_at_again_only_once_its_record_has_moved_past_it(
+    ledger: Ledger,
+) -> None:
+    # a statement far ahead of the drop copy: its lines wait for the drop copy
+    await write(ledger, *matched(1, 0)[:2])
+    ahead = [line(f"A{i}", 10 + i) for i in range(50)]
+    await ledger.apply_statements([statement([line("L1", 0), *ahead])])
+    run = await ledger.recon(False, GRACE, T0)
+    assert (run.breaks, run.pending) == (0, 50)
+    # nothing new, the drop copy no further: no key is looked at again
+    run = await ledger.recon(False, GRACE, T0)
+    assert (run.keys, run.pending) == (0, 50)
+    # the house books A0-A4 and the drop copy reaches t=25, less the grace
+    # t=20: the five bookings, C99 and the lines due (A0-A9, t=10-19) are
+    # looked at, A10-A49 are not
+    bookings = [
+        house(f"RA{i}", f"A{i}", 10 + i, account=HOUSE_ACCOUNT, seq=10 + i) for i in range(5)
+    ]
+    await write(ledger, *bookings, client("C99", 25, seq=99))
+    run = await ledger.recon(False, GRACE, T0)
+    assert run.keys == 5 + 1 + 10
+    assert found(await ledger.breaks()) == {
+        ("missing_in_house", "house/lp", f"A{i}") for i in range(5, 10)
+    }
+    assert run.pending == 40 + 1  # A10-A49 as they were, and C99 (within the grace)
+
+
+@pytest.mark.asyncio
 async def test_what_the_caller_knows_covers(ledger: Ledger) -> None:
     await write(ledger, house("R1", "L1", 0, account=HOUSE_ACCOUNT, seq=1))
     await ledger.apply_statements([statement([line("L2", 1)])])
@@ -814,3 +842,48 @@ def test_redact() -> None:
     assert redact("postgresql://u:p@h:5432/db") == "postgresql://u@h:5432/db"
     assert redact("postgresql://u@h/db") == "postgresql://u@h/db"
     assert redact("postgresql://h/db?user=u&password=p") == "postgresql://h/db?user=u&password=***"
+
+
+async def _sql(url: str, *statements: str) -> None:
+    """Statements run on the ledger's database by hand, the ledger closed."""
+    if url.startswith("duckdb:"):
+        con = duckdb.connect(url.removeprefix("duckdb:"))
+        try:
+            for statement in statements:
+                con.execute(statement)
+        finally:
+            con.close()
+        return
+    pg = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await pg.execute(statement)
+    finally:
+        await pg.close()
+
+
+@pytest.mark.asyncio
+async def test_pending_keys_of_a_ledger_from_before_their_times_are_looked_at_once(
+    ledger_url: str,
+) -> None:
+    first = make_ledger(ledger_url)
+    await first.open()
+    await write(first, *matched(1, 0)[:2])
+    await first.apply_statements([statement([line("L1", 0), line("A1", 30)])])
+    assert (await first.recon(False, GRACE, T0)).pending == 1
+    await first.close()
+    # the table as it was: a key and its relation only
+    await _sql(
+        ledger_url,
+        "ALTER TABLE pending DROP COLUMN t",
+        "ALTER TABLE pending DROP COLUMN waits",
+    )
+    second = make_ledger(ledger_url)
+    await second.open()
+    try:
+        run = await second.recon(False, GRACE, T0)
+        assert (run.keys, run.pending) == (1, 1)  # looked at, still pending
+        run = await second.recon(False, GRACE, T0)
+        assert (run.keys, run.pending) == (0, 1)  # now with its time: not due
+    finally:
+        await second.close()

@@ -229,3 +229,37 @@ def test_a_leap_second_is_the_last_instant_of_its_minute() -> None:
 def test_impossible_times_are_refused(text: bytes) -> None:
     with pytest.raises(ValueError, match="UTCTimestamp"):
         parse_fix_time(text)
+
+
+def test_a_second_already_read_is_read_the_same_and_checked_the_same() -> None:
+    # the first read of a second fills a cache; the reads after it take the
+    # cache and must still answer and refuse as the first did
+    for _ in range(2):
+        assert parse_fix_time(b"20261204-09:30:15") == "2026-12-04 09:30:15"
+        assert parse_fix_time(b"20261204-09:30:15.5") == "2026-12-04 09:30:15.5"
+        assert parse_fix_time(b"20261204-09:30:15.250") == "2026-12-04 09:30:15.250"
+        for bad in (b"20261204-09:30:15.", b"20261204-09:30:15.2x", b"20261204-09:30:15x1"):
+            with pytest.raises(ValueError, match="UTCTimestamp"):
+                parse_fix_time(bad)
+    for _ in range(2):
+        assert parse_fix_time(b"20261231-23:59:60.5") == "2026-12-31 23:59:59.999999"
+        assert parse_fix_time(b"20261231-23:59:59.5") == "2026-12-31 23:59:59.5"
+
+
+def test_a_number_already_read_is_read_as_the_wire_wrote_it_and_a_bad_one_always_refused() -> None:
+    body = execution_body(execution(), EURUSD, codec.format_utc_timestamp(WHEN))
+    body = copy_body(body, b"CLIENT1", "LP_A")
+
+    def report(qty: bytes) -> FixMessage:
+        raw = codec.encode_message(
+            b"FIX.4.4",
+            b"8",
+            [(34, b"1"), (49, b"G"), (56, b"B")],
+            body.replace(b"32=2000\x01", b"32=" + qty + b"\x01"),
+        )
+        return codec.parse_frame(raw)
+
+    for _ in range(2):
+        assert client_trade(report(b"2000.50"), 1, DAYS).qty == "2000.50"  # type: ignore[union-attr]
+        with pytest.raises(ValueError, match="tag 32"):
+            client_trade(report(b"1e400"), 1, DAYS)

@@ -433,6 +433,16 @@ async def test_back_office_catches_up_reconciles_and_reports_each_break(
     for holder in ("LPX1", "LPX2", "CLIENT1", "CLIENT2"):
         assert f"<td>{holder}</td>" in page
 
+    # stopped as an operator stops it, logged on: it ends cleanly, and once
+    # started again it holds what it held
+    before_stop = len((tmp_path / "bo.log").read_bytes())
+    assert office.stop() == 0
+    said = (tmp_path / "bo.log").read_bytes()[before_stop:]
+    assert b"backoffice_stopped" in said, said[-3000:]
+    assert b'"level":"error"' not in said, said[-3000:]
+    office = back_office()
+    await until(caught_up, 30, "the back office back, with zero breaks")
+
     # the gateway dies (kill -9: its journal keeps every fill, no checkpoint
     # replaces them) and the LPs stop; their records are complete
     gateway.kill9()
