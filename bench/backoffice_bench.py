@@ -19,8 +19,14 @@ its own ports; the three in-process simulated LPs write their statements),
 Each phase prints the gateway's latency as ``fixgw bench`` measures it, so
 the three P99s can be compared in one run.
 
+With ``--intake SECONDS`` it measures instead how fast the back office
+takes in a backlog with nothing else running: the gateway is loaded as fast
+as it goes for that long with the back office not started, then the back
+office starts and the time from its logon to holding every drop-copy
+message is printed (messages, and fills, per second).
+
     .venv/bin/python bench/backoffice_bench.py [--rate 3000] [--duration 20] [--outage 60]
-        [--idle-priority on|off]
+        [--idle-priority on|off] [--intake SECONDS]
 """
 
 from __future__ import annotations
@@ -95,7 +101,8 @@ def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def bench(fix_port: int, http_port: int, rate: float, duration: float) -> str:
+def bench(fix_port: int, http_port: int, rate: float | None, duration: float) -> str:
+    """``fixgw bench`` at ``rate`` orders/s (None: as fast as it goes)."""
     done = subprocess.run(
         [
             sys.executable,
@@ -106,8 +113,7 @@ def bench(fix_port: int, http_port: int, rate: float, duration: float) -> str:
             str(fix_port),
             "--http-port",
             str(http_port),
-            "--rate",
-            str(rate),
+            *(["--rate", str(rate)] if rate is not None else ["--max"]),
             "--duration",
             str(duration),
             "--no-yardstick",
@@ -143,6 +149,40 @@ def sent_by_gateway(http_port: int) -> int:
     return int(sessions["FIX.4.4:GATEWAY->BACKOFFICE"]["next_sender_seq"]) - 1
 
 
+def intake(
+    fix_port: int, http_port: int, bo_port: int, path: Path, tmp: Path, seconds: float
+) -> None:
+    """The back office's intake of a backlog, nothing else running."""
+    print(f"backlog, no back office: {bench(fix_port, http_port, None, seconds)}")
+    behind = sent_by_gateway(http_port)
+    office = start(["backoffice", "run", "--config", str(path)], tmp / "bo.log")
+    try:
+        wait(lambda: get(bo_port, "/backoffice/status")["drop_copy"]["logged_on"], 60)
+        logged_on = time.monotonic()
+        wait(
+            lambda: get(bo_port, "/backoffice/status")["drop_copy"]["last_seq_stored"] >= behind,
+            900,
+        )
+        seconds_taken = time.monotonic() - logged_on
+
+        def counted() -> int:
+            # the records are counted by reconciliation runs: the count once it stops moving
+            first = get(bo_port, "/backoffice/status")["records"]["client_trades"]
+            time.sleep(1.5)
+            again = get(bo_port, "/backoffice/status")["records"]["client_trades"]
+            return int(again) if again == first else 0
+
+        fills = wait(counted, 120)
+        print(
+            f"  took in {behind:,} drop-copy messages ({fills:,} fills) in {seconds_taken:.1f} s "
+            f"from its logon: {behind / seconds_taken:,.0f} messages/s, "
+            f"{fills / seconds_taken:,.0f} fills/s"
+        )
+    finally:
+        office.send_signal(signal.SIGTERM)
+        office.wait(60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=3000)
@@ -154,6 +194,12 @@ def main() -> None:
         default="on",
         help="the back office as SCHED_IDLE (the default config) or only niced",
     )
+    parser.add_argument(
+        "--intake",
+        type=float,
+        metavar="SECONDS",
+        help="measure the intake of a backlog of this many seconds of full load instead",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="fixgw-bo-bench-"))
     path, fix_port, http_port, bo_port = config(tmp, args.idle_priority == "on")
@@ -162,6 +208,9 @@ def main() -> None:
         gateway = start(["run", "--config", str(path)], tmp / "gateway.log")
         procs.append(gateway)
         wait(lambda: bool(get(http_port, "/admin/sessions")), 30)
+        if args.intake:
+            intake(fix_port, http_port, bo_port, path, tmp, args.intake)
+            return
         office = start(["backoffice", "run", "--config", str(path)], tmp / "bo.log")
         procs.append(office)
         wait(lambda: get(bo_port, "/backoffice/status")["drop_copy"]["logged_on"], 30)
