@@ -30,6 +30,7 @@ COMPILED = [
     "gateway/net/client.py",
     "gateway/net/server.py",
     "gateway/net/transport.py",
+    "gateway/orderflow/dropcopy.py",
     "gateway/orderflow/entry.py",
     "gateway/orderflow/flow.py",
     "gateway/orderflow/journal.py",
