@@ -596,6 +596,32 @@ def byte_sum(data: bytes, end: int) -> int:
     return total & 255
 
 
+CHECKSUM_FIELD: Final = 7
+"""Bytes of the ``10=NNN<SOH>`` that ends every whole message."""
+
+
+def split_header(msg: FixMessage, header: frozenset[int]) -> tuple[int, int]:
+    """Where ``msg``'s body starts: the index in ``msg.fields`` of the first
+    field after MsgType and the header tags that follow it, and that field's
+    offset in ``msg.raw`` (-1 when ``msg.raw`` is not the whole message the
+    fields were parsed from, or there is no body).  The offsets are summed
+    from the fields as parsed, so a value holding SOH (XmlData) is stepped
+    over whole."""
+    raw = msg.raw
+    fields = msg.fields
+    start = raw.find(b"\x0135=") + 5 + len(fields[0][1])
+    k = 1
+    while k < len(fields) and fields[k][0] in header:
+        start += len(str(fields[k][0])) + 2 + len(fields[k][1])
+        k += 1
+    end = len(raw) - CHECKSUM_FIELD
+    if k == len(fields) or start >= end or raw[start - 1] != 1:
+        return k, -1
+    if raw[end - 1 : end + 3] != b"\x0110=":
+        return k, -1
+    return k, start
+
+
 def encode_fields(fields: Iterable[tuple[int, bytes]]) -> bytes:
     """``tag=value<SOH>`` for each field, in the order given."""
     return b"".join([b"%d=%b\x01" % (t, v) for t, v in fields])

@@ -770,11 +770,8 @@ class Session:
 
     def _send_possdup(self, raw: bytes, now: float) -> None:
         stored = codec.parse_frame(raw)
-        header_tags = self._dd.header
         fields = stored.fields
-        k = 1
-        while k < len(fields) and fields[k][0] in header_tags:
-            k += 1
+        k, start = codec.split_header(stored, self._dd.header)
         header = [(t, v) for t, v in fields[1:k] if t not in _RESEND_REPLACED]
         header += [
             (34, stored.get(34) or b"0"),
@@ -784,7 +781,10 @@ class Session:
             (56, self.target_comp_id),
             (122, stored.get(52) or b""),
         ]
-        body = codec.encode_fields(fields[k:])
+        if start >= 0:
+            body = raw[start : len(raw) - codec.CHECKSUM_FIELD]  # as stored, byte for byte
+        else:
+            body = codec.encode_fields(fields[k:])
         self._write(codec.encode_message(self.begin_string, stored.msg_type, header, body), now)
 
     # -- application messages -----------------------------------------------------

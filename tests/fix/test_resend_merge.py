@@ -14,11 +14,14 @@ import pytest
 from session_helpers import SessionHarness, SessionPair, order_body, seq_of
 
 import gateway.fix.session as session_module
+from gateway.fix import codec, spec44
 from gateway.fix.codec import FixMessage
 from gateway.fix.session import Session
 from gateway.fix.states import SessionState
 
 S = SessionState
+
+HEADER = frozenset(spec44.HEADER)
 
 CHUNK = 3
 """RESEND_CHUNK in these tests, so that short resends come in parts."""
@@ -207,3 +210,75 @@ def test_a_client_that_asks_ten_times_gets_every_message_once() -> None:
     assert [m.get(11) for m in got] == [f"R{n}".encode() for n in range(20)]
     assert state(pair.initiator) is S.ACTIVE
     assert pair.initiator.store.next_target_seq == pair.acceptor.store.next_sender_seq
+
+
+def rebuilt(stored: bytes, sender: bytes, target: bytes, now: bytes) -> bytes:
+    """What a resend of ``stored`` must be, built field by field: its header
+    but the fields a resend replaces, PossDupFlag, the sender's and target's
+    ids, SendingTime now and OrigSendingTime, its body unchanged."""
+    msg = codec.parse_frame(stored)
+    fields = msg.fields
+    k = 1
+    while k < len(fields) and fields[k][0] in HEADER:
+        k += 1
+    header = [(t, v) for t, v in fields[1:k] if t not in (34, 43, 49, 52, 56, 122)]
+    header += [
+        (34, msg.get(34) or b"0"),
+        (43, b"Y"),
+        (49, sender),
+        (52, now),
+        (56, target),
+        (122, msg.get(52) or b""),
+    ]
+    return codec.encode_message(b"FIX.4.4", msg.msg_type, header, codec.encode_fields(fields[k:]))
+
+
+# (header fields after the standard ones, body)
+MESSAGES = [
+    (b"", order_body("PLAIN")),
+    (b"115=ON-BEHALF\x01128=DELIVER-TO\x01", order_body("ROUTED")),
+    # XmlData holds SOH: stepped over whole, by its length
+    (b"212=10\x01213=<a>\x01b\x01</a>\x01", order_body("XML")),
+    # a repeating group at the body's end
+    (b"", order_body("G") + b"453=2\x01448=P1\x01447=D\x01452=1\x01448=P2\x01447=D\x01452=3\x01"),
+    (b"", b""),
+]
+MESSAGE_IDS = ["plain", "header-extras", "xmldata", "group", "no-body"]
+
+
+@pytest.mark.parametrize(("extra", "body"), MESSAGES, ids=MESSAGE_IDS)
+def test_the_body_is_found_in_the_stored_bytes(extra: bytes, body: bytes) -> None:
+    header = [(34, b"7"), (49, b"GW"), (52, b"20261204-10:00:00.000"), (56, b"CL")]
+    raw = codec.encode_message(b"FIX.4.4", b"D", header, extra + body)
+    msg = codec.parse_frame(raw)
+    k, start = codec.split_header(msg, HEADER)
+    assert codec.encode_fields(msg.fields[k:]) == body
+    if body:
+        assert raw[start : len(raw) - codec.CHECKSUM_FIELD] == body
+    else:
+        assert start == -1
+
+
+def test_bytes_that_are_not_the_parsed_message_give_no_body_offset() -> None:
+    header = [(34, b"7"), (49, b"GW"), (56, b"CL")]
+    raw = codec.encode_message(b"FIX.4.4", b"D", header, order_body("X"))
+    msg = codec.parse_frame(raw)
+    cut = codec.FixMessage(msg.begin_string, msg.msg_type, msg.fields, raw[:-3])
+    assert codec.split_header(cut, HEADER)[1] == -1
+    longer = codec.FixMessage(msg.begin_string, msg.msg_type, msg.fields, raw + b"extra")
+    assert codec.split_header(longer, HEADER)[1] == -1
+
+
+@pytest.mark.parametrize(("extra", "body"), MESSAGES, ids=MESSAGE_IDS)
+def test_a_resent_message_is_its_stored_self_with_the_resends_header(
+    extra: bytes, body: bytes
+) -> None:
+    h = SessionHarness()
+    h.logon()
+    h.session.send(b"D", extra + body, h.now)
+    [original] = h.sent()
+    h.advance(60)
+    h.feed(resend_request(h, 2, 2, 2))
+    [resent] = [m for m in h.sent() if m.get(43) == b"Y"]
+    expected = rebuilt(original.raw, b"GW", b"CL", codec.format_utc_timestamp(h.now))
+    assert resent.raw == expected
