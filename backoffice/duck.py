@@ -107,6 +107,11 @@ class DuckLedger(Ledger):
         con.execute("SET threads = 1")
         for statement in sql.TABLES:
             con.execute(statement)
+        for done, statements in sql.MIGRATIONS:
+            row = con.execute(done).fetchone()
+            if not row or not row[0]:
+                for statement in statements:
+                    con.execute(statement)
         con.execute("CREATE TEMP TABLE scope (rel VARCHAR, k VARCHAR)")
         con.execute(sql.DUE_TABLE)
         con.execute("CREATE TEMP TABLE instruments (symbol VARCHAR, base VARCHAR, quote VARCHAR)")
@@ -335,7 +340,7 @@ class DuckLedger(Ledger):
             seen = {(kind, rel, k): first for kind, rel, k, first in old}
             self._insert_breaks(found, seen, now)
             if pending:
-                unique = sorted(set(pending))
+                unique = sql.unique_pending(pending)
                 con.execute(
                     "INSERT INTO pending (rel, k, waits, t) "
                     "SELECT unnest($1), unnest($2), unnest($3), unnest($4) ON CONFLICT DO NOTHING",

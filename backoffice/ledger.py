@@ -201,10 +201,6 @@ TABLES: Final = (
         waits VARCHAR NOT NULL DEFAULT '',
         t TIMESTAMP,
         PRIMARY KEY (rel, k))""",
-    # a ledger from before the two columns: its pending keys (t NULL) are
-    # looked at in the next run, which writes them again with both
-    "ALTER TABLE pending ADD COLUMN IF NOT EXISTS waits VARCHAR DEFAULT ''",
-    "ALTER TABLE pending ADD COLUMN IF NOT EXISTS t TIMESTAMP",
     """CREATE TABLE IF NOT EXISTS touched (
         rel VARCHAR NOT NULL,
         k VARCHAR NOT NULL)""",
@@ -212,6 +208,23 @@ TABLES: Final = (
         id INTEGER PRIMARY KEY,
         watermark BIGINT NOT NULL)""",
 )
+
+MIGRATIONS: Final = (
+    # (a query answering 0 while the change is to be made, its statements),
+    # run at open after TABLES; the query first, so that an up-to-date
+    # ledger takes no lock on the tables
+    (
+        # a ledger from before the pending keys' times: its pending keys (t
+        # NULL) are looked at in the next run, which writes them again with both
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND table_name = 'pending' AND column_name = 't'",
+        (
+            "ALTER TABLE pending ADD COLUMN IF NOT EXISTS waits VARCHAR DEFAULT ''",
+            "ALTER TABLE pending ADD COLUMN IF NOT EXISTS t TIMESTAMP",
+        ),
+    ),
+)
+
 
 CLIENT_COLUMNS: Final = (
     "exec_id, client, order_id, cl_ord_id, symbol, side, qty, price, market, "
@@ -403,6 +416,17 @@ def x_sql(full: bool = False) -> str:
     HAVING sum(CASE WHEN side = 1 THEN qty ELSE 0 END)
         <> sum(CASE WHEN side = -1 THEN qty ELSE 0 END)
     """
+
+
+def unique_pending(pending: Sequence[tuple[str, str, str, Any]]) -> list[tuple[str, str, str, Any]]:
+    """One row per pending key (relation, key), the earliest: two records
+    may share a key (an id holding the key's separator)."""
+    first: dict[tuple[str, str], tuple[str, str, str, Any]] = {}
+    for row in pending:
+        seen = first.get((row[0], row[1]))
+        if seen is None or row[3] < seen[3]:
+            first[(row[0], row[1])] = row
+    return sorted(first.values(), key=lambda row: (row[0], row[1]))
 
 
 def classify(

@@ -261,6 +261,10 @@ class PgLedger(Ledger):
             async with con.transaction():
                 for statement in sql.TABLES:
                     await con.execute(statement)
+                for done, statements in sql.MIGRATIONS:
+                    if not await con.fetchval(done):
+                        for statement in statements:
+                            await con.execute(statement)
                 for statement in _SESSION:
                     await con.execute(statement)
                 terms = self._settlement.terms
@@ -456,7 +460,7 @@ class PgLedger(Ledger):
                 seen = {(r[0], r[1], r[2]): r[3] for r in old}
                 await _insert_breaks(con, found, seen, now)
                 if pending:
-                    unique = sorted(set(pending))
+                    unique = sql.unique_pending(pending)
                     await con.execute(
                         "INSERT INTO pending (rel, k, waits, t) SELECT * FROM "
                         "unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::timestamp[]) "

@@ -214,7 +214,7 @@ class BackOffice:
         self.failed = ""
         self._writing = False
         self._taking: float | None = None  # when the batch being written was taken in
-        self._deferred: float | None = None  # since when runs wait for the drop copy
+        self._deferred: float | None = None  # since when runs wait (monotonic clock)
         self._unapplied: list[StatementChange] = []
         self._statements_read: float | None = None  # when the last scan was taken in
 
@@ -362,14 +362,16 @@ class BackOffice:
                 _log.warning("drop_copy_disconnected", session=self.session_key)
                 await asyncio.sleep(0.2)
         finally:
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
-            if client.session.is_connected:
-                client.abort()
-                # the connection's end writes the store a last time
-                with contextlib.suppress(TimeoutError):
-                    await client.wait_closed(timeout=2.0)
-            store.close()
+            try:
+                writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
+                if client.connected:
+                    client.abort()
+                    # the connection's end writes the store a last time
+                    with contextlib.suppress(TimeoutError):
+                        await client.wait_closed(timeout=2.0)
+            finally:
+                store.close()
 
     async def _writer(self, client: FixClient) -> None:
         queue = client.messages
@@ -488,7 +490,7 @@ class BackOffice:
         # would hold the ledger while the writer waits), for a while: the
         # lag stays bounded when the backlog lasts
         client = self.client
-        now = self.clock()
+        now = time.monotonic()
         if client is not None and client.messages.qsize() > _BATCH:
             if self._deferred is None:
                 self._deferred = now

@@ -617,6 +617,8 @@ def split_header(msg: FixMessage, header: frozenset[int]) -> tuple[int, int]:
     end = len(raw) - CHECKSUM_FIELD
     if k == len(fields) or start >= end or raw[start - 1] != 1:
         return k, -1
+    if not raw.startswith(b"%d=" % fields[k][0], start):  # a tag written 034=, say
+        return k, -1
     if raw[end - 1 : end + 3] != b"\x0110=":
         return k, -1
     return k, start

@@ -72,11 +72,13 @@ _FATAL_SEQNUM_PROBLEMS = frozenset(
 
 # not Final: mypyc would compile a Final into its readers, and tests set a
 # smaller one
-RESEND_CHUNK = 100
-"""Most sequence numbers of a resend answered in one go: about half a
-millisecond of work (5 µs a message compiled, more with cold caches), so
-that a long resend (a drop copy catching up) leaves the loop to order flow
-between its parts."""
+RESEND_CHUNK = 25
+"""Most sequence numbers of a resend answered in one go: about 0.15 ms of
+work (5-6 µs a message compiled, more with cold caches), so that a long
+resend (a drop copy catching up) leaves the loop to order flow between its
+parts.  Measured with a back office catching up beside 3,000 orders/s: P99
+1.3-1.5x that of the same load without it at 25, 2x at 100 (where the
+catch-up also took longer), 1.5x at 10."""
 
 
 class BusinessRejectReason:

@@ -189,6 +189,12 @@ class FixClient:
             self._protocol.hold_reading(hold)
 
     @property
+    def connected(self) -> bool:
+        """Whether a connection is open or still closing (its end not yet
+        seen): its session store may still be written."""
+        return self._protocol is not None and not self._closed.is_set()
+
+    @property
     def logged_on(self) -> bool:
         return self._logged_on.is_set()
 

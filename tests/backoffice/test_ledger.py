@@ -887,3 +887,9 @@ async def test_pending_keys_of_a_ledger_from_before_their_times_are_looked_at_on
         assert (run.keys, run.pending) == (0, 1)  # now with its time: not due
     finally:
         await second.close()
+
+
+def test_one_pending_row_per_key_the_earliest() -> None:
+    early, late = T0, T0 + dt.timedelta(seconds=3)
+    rows = [("hl", "K", "LP_A", late), ("ch", "C1", "", late), ("hl", "K", "LP_A", early)]
+    assert sql.unique_pending(rows) == [("ch", "C1", "", late), ("hl", "K", "LP_A", early)]
