@@ -106,7 +106,8 @@ class Covers(msgspec.Struct, frozen=True, kw_only=True):
     better than the records' latest times: ``feed``, the drop copy (logged
     on with nothing waiting: up to now less the grace); ``lps``, each LP's
     statement (written as it trades: now less the grace; None: the LP sends
-    no statement, so nothing is missing from one)."""
+    no statement, so nothing is missing from one; an LP left out: its latest
+    line less the grace, and until it has one, its house fills wait)."""
 
     feed: dt.datetime | None = None
     lps: dict[str, dt.datetime | None] = {}
@@ -463,9 +464,11 @@ def classify(
         common = Break(kind="", records="house/lp", key=key, ref=str(exec_id), lp=str(lp))
         if l_qty is None:
             if until is None:
-                # nothing says how far the LP's statement has come (it sends
-                # none, or not yet today): its line is looked for when its
-                # statement is read, and in a full run
+                if lp in lp_covers:
+                    continue  # the LP sends no statement: nothing is missing from one
+                # nothing says yet how far its statement has come (none read
+                # yet): pending on it, looked at once its statement passes it
+                pending.append(("hl", key, str(lp), h_t))
                 continue
             one_sided(
                 "hl",

@@ -507,17 +507,17 @@ class BackOffice:
         caught_up = self._caught_up()
         grace = dt.timedelta(seconds=self.grace)
         # a live statement is known complete up to the last scan whose lines
-        # the ledger took (none yet: nothing is known of it)
+        # the ledger took (none yet: its lines say how far it has come, as an
+        # end-of-day statement's do); an LP that sends none misses nothing
         read = self._statements_read
         statement_cover = None if read is None else _utc(read) - grace
-        covers = Covers(
-            feed=now - grace if caught_up else None,
-            lps={
-                lp: (statement_cover if layout.delivery == "live" else None)
-                for lp, layout in self.statements.layouts.items()
-                if layout.delivery != "end_of_day"
-            },
-        )
+        lps: dict[str, dt.datetime | None] = {}
+        for lp, layout in self.statements.layouts.items():
+            if layout.delivery == "none":
+                lps[lp] = None
+            elif layout.delivery == "live" and statement_cover is not None:
+                lps[lp] = statement_cover
+        covers = Covers(feed=now - grace if caught_up else None, lps=lps)
         async with self._lock:
             run = await self.ledger.recon(full, self.grace, now, covers)
             self.counts = await self.ledger.counts()

@@ -480,6 +480,25 @@ async def test_a_pending_key_is_looked_at_again_only_once_its_record_has_moved_p
 
 
 @pytest.mark.asyncio
+async def test_a_house_fill_before_any_statement_line_waits_for_the_statement(
+    ledger: Ledger,
+) -> None:
+    # nothing from LP_A's statement yet: the booking waits on it
+    await write(ledger, house("R1", "L1", 0, account=HOUSE_ACCOUNT, seq=1))
+    run = await ledger.recon(False, GRACE, T0)
+    assert (run.breaks, run.pending) == (0, 1)
+    # its statement comes, without that line and later by more than the
+    # grace: missing, found by an incremental run
+    await ledger.apply_statements([statement([line("L2", 10)])])
+    await write(ledger, house("R2", "L2", 10, account=HOUSE_ACCOUNT, seq=2))
+    assert found(await recon(ledger)) == {("missing_at_lp", "house/lp", "L1")}
+    # an LP that sends no statement: its bookings wait for nothing
+    await write(ledger, house("R3", "L3", 20, account=HOUSE_ACCOUNT, lp="LP_B", seq=3))
+    run = await ledger.recon(False, GRACE, T0, Covers(lps={"LP_B": None}))
+    assert run.pending == 0
+
+
+@pytest.mark.asyncio
 async def test_what_the_caller_knows_covers(ledger: Ledger) -> None:
     await write(ledger, house("R1", "L1", 0, account=HOUSE_ACCOUNT, seq=1))
     await ledger.apply_statements([statement([line("L2", 1)])])
