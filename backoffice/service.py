@@ -169,10 +169,17 @@ class _Metrics:
 class BackOffice:
     """The back-office process over one configuration (paths resolved)."""
 
-    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
         self.settings = config.backoffice
         self.clock = clock
+        self.monotonic = monotonic
         self.session_settings = drop_copy_session(config)
         self.session_key = (
             f"{self.session_settings.SenderCompID}-{self.session_settings.TargetCompID}"
@@ -490,7 +497,7 @@ class BackOffice:
         # would hold the ledger while the writer waits), for a while: the
         # lag stays bounded when the backlog lasts
         client = self.client
-        now = time.monotonic()
+        now = self.monotonic()
         if client is not None and client.messages.qsize() > _BATCH:
             if self._deferred is None:
                 self._deferred = now

@@ -3,7 +3,9 @@ ledger a URL names, and when a position is a break."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import types
 from pathlib import Path
 
 import msgspec
@@ -12,6 +14,7 @@ import pytest
 from backoffice.duck import DuckLedger
 from backoffice.ledger import Position
 from backoffice.service import (
+    _BATCH,
     BackOffice,
     BackofficeError,
     _position_differences,
@@ -20,6 +23,8 @@ from backoffice.service import (
 )
 from backoffice.settlement import Settlement
 from config import BackofficeSettings, Config, default_config_path, load_config
+from gateway.fix import codec
+from gateway.fix.codec import FixMessage
 
 
 def default(**backoffice: object) -> Config:
@@ -173,3 +178,92 @@ async def test_ended_days_without_their_files_are_exported_at_start(tmp_path: Pa
         assert await office.export_missing() == []
     finally:
         await office.ledger.close()
+
+
+class _Feed:
+    """What the writer and the runs read of the drop copy's client: its
+    queue of messages, its holding of the reading, its state."""
+
+    def __init__(self) -> None:
+        self.messages: asyncio.Queue[object] = asyncio.Queue()
+        self.logged_on = True
+        self.session = types.SimpleNamespace(awaiting_resend=False)
+
+    def hold_reading(self, hold: bool) -> None:
+        pass
+
+
+def _fill_copy(exec_id: str, seq: int) -> FixMessage:
+    """A drop copy of a client's fill, as the gateway sends it."""
+    body = (
+        b"37=O-%b\x0111=K-%b\x0117=%b\x01150=F\x0139=2\x0155=EUR/USD\x0154=1\x0138=1000\x01"
+        b"32=1000\x0131=1.1\x01151=0\x0114=1000\x016=1.1\x0160=20261204-10:00:00.000\x01"
+        b"1=CLIENT1\x0130=LP_A\x01797=Y\x01"
+        % (exec_id.encode(), exec_id.encode(), exec_id.encode())
+    )
+    header = [(34, b"%d" % seq), (49, b"GATEWAY"), (56, b"BACKOFFICE")]
+    return codec.parse_frame(codec.encode_message(b"FIX.4.4", b"8", header, body))
+
+
+def _office(tmp_path: Path, now: list[float]) -> BackOffice:
+    cfg = default()
+    cfg = msgspec.structs.replace(
+        cfg, gateway=msgspec.structs.replace(cfg.gateway, data_dir=str(tmp_path))
+    )
+    return BackOffice(cfg, clock=lambda: now[0], monotonic=lambda: now[0])
+
+
+@pytest.mark.asyncio
+async def test_the_lag_is_the_age_of_the_oldest_trade_not_yet_reconciled(tmp_path: Path) -> None:
+    now = [1_796_385_600.0]
+    office = _office(tmp_path, now)
+    feed = _Feed()
+    office.client = feed  # type: ignore[assignment]
+    await office.ledger.open()
+    writer = asyncio.create_task(office._writer(feed))  # type: ignore[arg-type]
+    try:
+        assert office.lag_seconds() == 0.0
+        feed.messages.put_nowait(_fill_copy("E1", 1))
+        await until_stored(office, 1)
+        now[0] += 2.5
+        assert office.lag_seconds() == 2.5  # taken in, not reconciled
+        await office.recon(full=False)
+        assert office.lag_seconds() == 0.0
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        await office.ledger.close()
+
+
+async def until_stored(office: BackOffice, seq: int) -> None:
+    """The writer has stored the drop copy up to ``seq`` (it signals nothing
+    else to wait on)."""
+    async with asyncio.timeout(10):
+        while office.last_seq < seq:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.asyncio
+async def test_runs_wait_for_a_drop_copy_backlog_five_seconds_at_most(tmp_path: Path) -> None:
+    now = [1_796_385_600.0]
+    office = _office(tmp_path, now)
+    feed = _Feed()
+    office.client = feed  # type: ignore[assignment]
+    runs: list[bool] = []
+
+    async def recon(full: bool) -> None:
+        runs.append(full)
+
+    office.recon = recon  # type: ignore[assignment, method-assign]
+    for _ in range(_BATCH + 1):  # more than a batch waiting
+        feed.messages.put_nowait(None)
+    await office._recon()
+    now[0] += 4.9
+    await office._recon()
+    assert runs == []
+    now[0] += 0.2
+    await office._recon()  # 5.1 s: runs anyway
+    assert runs == [False]
+    feed.messages = asyncio.Queue()  # caught up: every round runs
+    await office._recon()
+    assert runs == [False, False]
