@@ -45,6 +45,7 @@ LP) is over for what the gateway had not seen filled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -234,13 +235,21 @@ class FixLp(LpAdapter):
     async def disconnect(self) -> None:
         self._stopping = True
         protocol = self._protocol
-        if protocol is not None and self._up and self._closed is not None:
-            protocol.logout("gateway stopping")
-            try:
-                async with asyncio.timeout(2):
-                    await self._closed.wait()
-            except TimeoutError:
+        closed = self._closed
+        if protocol is not None and closed is not None:
+            if self._up:
+                protocol.logout("gateway stopping")
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(2):
+                        await closed.wait()
+            if not closed.is_set():
+                # no Logout answered, or none to send (the Logon itself not
+                # answered): the connection is dropped, and its end seen
+                # before the session's store is closed
                 protocol.abort()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(2):
+                        await closed.wait()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

@@ -489,3 +489,35 @@ async def test_an_order_the_lp_refuses_outright_ends_at_once(
     adapter.send(child("C10"))  # the link goes on
     (fill,) = await sink.until(ChildFill)
     assert fill.child_id == "C10"
+
+
+@pytest.mark.asyncio
+async def test_stopping_while_the_logon_goes_unanswered_drops_the_connection(
+    tmp_path: Path,
+) -> None:
+    # an LP that takes the connection and never answers the Logon
+    ended = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(4096):
+            pass
+        ended.set()  # the adapter closed its end
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    adapter = FixLp("LPT", INSTRUMENTS, Sink(), lp_settings(port, tmp_path, connect_timeout_ms=50))
+    try:
+        await adapter.connect()
+        assert not adapter.up
+        await adapter.disconnect()
+        await asyncio.wait_for(ended.wait(), 5)
+        await asyncio.sleep(0)  # one loop turn: what the connection's end scheduled runs
+        assert errors == []
+    finally:
+        loop.set_exception_handler(None)
+        server.close()
+        await server.wait_closed()
