@@ -70,6 +70,8 @@ from gateway.fix.store import SessionStore
 _log = structlog.get_logger("gateway.cluster")
 
 _KEY_SAFE = re.compile(rb"[^A-Za-z0-9_-]")
+_STATUS_TIMEOUT = 0.3
+"""Seconds an instance's figures are waited for (a dashboard's poll)."""
 
 LostSession = Callable[[Session, str], object]
 """Called when this instance must stop serving a session: log its client
@@ -319,6 +321,7 @@ class Cluster:
         await self._nc.subscribe(
             f"{settings.bucket_prefix}.reserve.{self.name}", cb=self._on_reserve
         )
+        await self._nc.subscribe(f"{settings.bucket_prefix}.status.{self.name}", cb=self._on_status)
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._renew_forever()))
         self._tasks.append(loop.create_task(self._fence_forever()))
@@ -785,9 +788,39 @@ class Cluster:
     async def _nats_reconnected(self) -> None:
         _log.info("cluster_reconnected")
 
-    def snapshot(self) -> dict[str, object]:
-        """What ``GET /admin/cluster`` shows."""
+    async def _on_status(self, msg: Any) -> None:
+        """Another instance asks for this one's own figures (its dashboard
+        shows every gateway's)."""
+        with contextlib.suppress(nats.errors.Error, OSError):
+            await msg.respond(msgspec.json.encode(self.figures()))
+
+    async def peers(self) -> list[dict[str, object]]:
+        """Every other live instance's own figures, asked over the cluster
+        at once (``error`` for one that does not answer in time)."""
+        nc = self._nc
         now = self._clock()
+        names = [
+            name
+            for name, view in sorted(self.instances.items())
+            if name != self.name and view.left(now) > 0
+        ]
+        if nc is None or not nc.is_connected or not names:
+            return [{"instance": name, "error": "cluster unreachable"} for name in names]
+        prefix = self.settings.bucket_prefix
+
+        async def ask(name: str) -> dict[str, object]:
+            try:
+                reply = await nc.request(f"{prefix}.status.{name}", b"", timeout=_STATUS_TIMEOUT)
+                answer: dict[str, object] = msgspec.json.decode(reply.data)
+                return answer
+            except (TimeoutError, OSError, nats.errors.Error, msgspec.DecodeError) as exc:
+                return {"instance": name, "error": _why(exc)}
+
+        return list(await asyncio.gather(*(ask(name) for name in names)))
+
+    def figures(self) -> dict[str, object]:
+        """This instance's own figures: its connection, its leases, its
+        copy, the sessions it serves."""
         copy = self.log.stats if self.log is not None else None
         nc = self._nc
         server = nc.connected_url if nc is not None and nc.is_connected else None
@@ -795,7 +828,7 @@ class Cluster:
             "instance": self.name,
             "connected": self.connected,
             "server": f"nats://{server.netloc}" if server is not None else None,
-            "lease_ms": self.settings.lease_ms,
+            "serving": len(self._held),
             "leases": {
                 "granted": self.stats.grants,
                 "takeovers": self.stats.takeovers,
@@ -817,6 +850,15 @@ class Cluster:
                 "fenced": copy.fenced,
                 "not_copied": copy.unowned,
             },
+        }
+
+    def snapshot(self) -> dict[str, object]:
+        """What ``GET /admin/cluster`` shows (with :meth:`peers`, the other
+        instances' own figures)."""
+        now = self._clock()
+        return {
+            **self.figures(),
+            "lease_ms": self.settings.lease_ms,
             "instances": [
                 {
                     "name": name,

@@ -190,7 +190,9 @@ def build_app(gateway: Running) -> web.Application:
         cluster = gateway.cluster
         if cluster is None:
             return _json({"instance": None, "detail": "this gateway runs alone (no [cluster])"})
-        return _json(cluster.snapshot())
+        shown = cluster.snapshot()
+        shown["peers"] = await cluster.peers()
+        return _json(shown)
 
     async def admin_config(_: web.Request) -> web.Response:
         return _json(admin.config(gateway))

@@ -118,3 +118,18 @@ async def test_an_unreachable_cluster_is_one_clear_error() -> None:
 def test_session_keys_hold_only_what_a_key_may() -> None:
     s = SessionSettings(SenderCompID="GW 1", TargetCompID="CLIENT.A*")
     assert session_key(s) == "FIX=2E4=2E4.GW=201.CLIENT=2EA=2A"
+
+
+@pytest.mark.asyncio
+async def test_each_instance_answers_its_own_figures_to_the_others(
+    pair: tuple[Member, Member],
+) -> None:
+    a, b = pair
+    assert await a.claim("C1") is None
+    [seen_from_b] = await b.cluster.peers()
+    assert seen_from_b["instance"] == "a"
+    assert seen_from_b["serving"] == 1
+    assert seen_from_b["connected"] is True
+    assert seen_from_b["leases"] == a.cluster.figures()["leases"]
+    [seen_from_a] = await a.cluster.peers()
+    assert (seen_from_a["instance"], seen_from_a["serving"]) == ("b", 0)

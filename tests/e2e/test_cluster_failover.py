@@ -199,8 +199,15 @@ async def test_losing_one_nats_node_changes_nothing_a_client_sees(
     await reports(client, 20)
     # the node the client's gateway talks to: its copies in flight are lost
     # with it, and go again through another node
-    serving = admin(a.http_port, "/admin/cluster")["server"]
+    shown = admin(a.http_port, "/admin/cluster")
+    serving = shown["server"]
     node = next(n for n in nats.nodes if n.url == serving)
+    # the other gateway's own figures, as it answered them
+    shown_by_b = admin(b.http_port, "/admin/cluster")
+    [peer] = shown["peers"]
+    assert (peer["instance"], peer["serving"]) == (shown_by_b["instance"], 0)
+    [peer] = shown_by_b["peers"]
+    assert (peer["instance"], peer["serving"]) == (shown["instance"], 1)
     for i in range(25):
         client.send(b"D", nos(f"after-{i}"))
     nats.kill(node, NODE_SIGNAL)
