@@ -318,10 +318,21 @@ class Cluster:
                 await self._abandon_start()
                 raise
         assert self._nc is not None
-        await self._nc.subscribe(
-            f"{settings.bucket_prefix}.reserve.{self.name}", cb=self._on_reserve
-        )
-        await self._nc.subscribe(f"{settings.bucket_prefix}.status.{self.name}", cb=self._on_status)
+        try:
+            await self._nc.subscribe(
+                f"{settings.bucket_prefix}.reserve.{self.name}", cb=self._on_reserve
+            )
+            await self._nc.subscribe(
+                f"{settings.bucket_prefix}.status.{self.name}", cb=self._on_status
+            )
+        except BaseException as exc:
+            await self._abandon_start()
+            if isinstance(exc, (OSError, nats.errors.Error)):
+                raise ClusterError(
+                    f"the cluster at {', '.join(servers)} refused this gateway's"
+                    f" subscriptions: {_why(exc)}"
+                ) from None
+            raise
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._renew_forever()))
         self._tasks.append(loop.create_task(self._fence_forever()))
@@ -811,7 +822,8 @@ class Cluster:
         async def ask(name: str) -> dict[str, object]:
             try:
                 reply = await nc.request(f"{prefix}.status.{name}", b"", timeout=_STATUS_TIMEOUT)
-                answer: dict[str, object] = msgspec.json.decode(reply.data)
+                answer = msgspec.json.decode(reply.data, type=dict[str, object])
+                answer["instance"] = name  # whatever it said: the row is that gateway's
                 return answer
             except (TimeoutError, OSError, nats.errors.Error, msgspec.DecodeError) as exc:
                 return {"instance": name, "error": _why(exc)}

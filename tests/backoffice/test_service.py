@@ -205,20 +205,23 @@ def _fill_copy(exec_id: str, seq: int) -> FixMessage:
     return codec.parse_frame(codec.encode_message(b"FIX.4.4", b"8", header, body))
 
 
-def _office(tmp_path: Path, now: list[float]) -> BackOffice:
+def _office(tmp_path: Path, now: list[float]) -> tuple[BackOffice, _Feed]:
+    """A back office on the default config, its clocks ``now[0]``, its
+    drop copy's client ``_Feed``."""
     cfg = default()
     cfg = msgspec.structs.replace(
         cfg, gateway=msgspec.structs.replace(cfg.gateway, data_dir=str(tmp_path))
     )
-    return BackOffice(cfg, clock=lambda: now[0], monotonic=lambda: now[0])
+    office = BackOffice(cfg, clock=lambda: now[0], monotonic=lambda: now[0])
+    feed = _Feed()
+    office.client = feed  # type: ignore[assignment]
+    return office, feed
 
 
 @pytest.mark.asyncio
 async def test_the_lag_is_the_age_of_the_oldest_trade_not_yet_reconciled(tmp_path: Path) -> None:
     now = [1_796_385_600.0]
-    office = _office(tmp_path, now)
-    feed = _Feed()
-    office.client = feed  # type: ignore[assignment]
+    office, feed = _office(tmp_path, now)
     await office.ledger.open()
     writer = asyncio.create_task(office._writer(feed))  # type: ignore[arg-type]
     try:
@@ -246,9 +249,7 @@ async def until_stored(office: BackOffice, seq: int) -> None:
 @pytest.mark.asyncio
 async def test_runs_wait_for_a_drop_copy_backlog_five_seconds_at_most(tmp_path: Path) -> None:
     now = [1_796_385_600.0]
-    office = _office(tmp_path, now)
-    feed = _Feed()
-    office.client = feed  # type: ignore[assignment]
+    office, feed = _office(tmp_path, now)
     runs: list[bool] = []
 
     async def recon(full: bool) -> None:
