@@ -233,11 +233,6 @@ class OrderJournal:
         self._file.replace(self._checkpoint_bodies(entries))
         self._pending.clear()
 
-    @property
-    def fsyncs(self) -> bool:
-        """Whether writes are synced (``[store] fsync = "batch"``)."""
-        return self._file.fsyncs
-
     def start_sliced_checkpoint(self, entries: Iterable[Entry]) -> BackgroundReplace:
         """Start a checkpoint written on the loop a slice at a time (see
         :meth:`BatchFile.replace_sliced`): what is pending is written first;

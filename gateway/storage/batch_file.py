@@ -325,11 +325,6 @@ class BatchFile:
         self._background = BackgroundReplace(self, bodies)
         return self._background
 
-    @property
-    def fsyncs(self) -> bool:
-        """Whether appends are synced (``fsync=True``)."""
-        return self._fsync
-
     def replace_sliced(self, bodies: Iterator[bytes]) -> BackgroundReplace:
         """Start replacing the file by the magic and one batch per body of
         ``bodies``, written by the caller a slice at a time
