@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import aiohttp
 import msgspec
@@ -65,6 +65,15 @@ _HOLD_AT: Final = 4 * _BATCH
 _DEFER_RECON_S: Final = 5.0
 """How long incremental runs may wait while the drop copy has more than a
 batch waiting."""
+
+
+class _Batch(NamedTuple):
+    """A batch of the drop copy made into trades, to be written."""
+
+    last: int  # the highest sequence number it takes the ledger to
+    clients: list[ClientTrade]
+    houses: list[HouseTrade]
+    received: float  # when it was taken in
 
 
 class BackofficeError(Exception):
@@ -219,8 +228,8 @@ class BackOffice:
         self.http_port = 0
         self._gateway_warned = False
         self.failed = ""
-        self._writing = False
-        self._taking: float | None = None  # when the batch being written was taken in
+        # when each batch taken from the drop copy and not yet written was taken
+        self._taken: deque[float] = deque()
         self._deferred: float | None = None  # since when runs wait (monotonic clock)
         self._unapplied: list[StatementChange] = []
         self._statements_read: float | None = None  # when the last scan was taken in
@@ -342,7 +351,7 @@ class BackOffice:
         host, port = self.config.gateway.fix_host, self.config.gateway.fix_port
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
-        writer = asyncio.create_task(self._writer(client), name="writer")
+        intake = asyncio.create_task(self._take_in(client), name="intake")
         refused = ""
         try:
             while True:
@@ -370,8 +379,8 @@ class BackOffice:
                 await asyncio.sleep(0.2)
         finally:
             try:
-                writer.cancel()
-                await asyncio.gather(writer, return_exceptions=True)
+                intake.cancel()
+                await asyncio.gather(intake, return_exceptions=True)
                 if client.connected:
                     client.abort()
                     # the connection's end writes the store a last time
@@ -380,13 +389,27 @@ class BackOffice:
             finally:
                 store.close()
 
-    async def _writer(self, client: FixClient) -> None:
+    async def _take_in(self, client: FixClient) -> None:
+        """Store what the drop copy sends: one batch made into trades while
+        the one before is written (the ledger writes in its own thread)."""
+        parsed: asyncio.Queue[_Batch] = asyncio.Queue(maxsize=1)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._reader(client, parsed), name="reader")
+                group.create_task(self._writer(parsed), name="writer")
+        finally:
+            self._taken.clear()
+
+    async def _reader(self, client: FixClient, parsed: asyncio.Queue[_Batch]) -> None:
+        """Take the drop copy in batches and make them into trades."""
         queue = client.messages
         days = self.days
         held = False
+        last = self.last_seq
         while True:
             first = await queue.get()
             received = self.clock()
+            self._taken.append(received)
             batch = [first]
             while len(batch) < _BATCH and not queue.empty():
                 batch.append(queue.get_nowait())
@@ -400,7 +423,7 @@ class BackOffice:
                 client.hold_reading(False)
             clients: list[ClientTrade] = []
             houses: list[HouseTrade] = []
-            last = self.last_seq
+            last = max(last, self.last_seq)
             for msg in batch:
                 seq = _seq(msg)
                 last = max(last, seq)
@@ -419,20 +442,22 @@ class BackOffice:
                         msg_type=msg.msg_type.decode("latin-1"),
                         error=str(exc)[:200],
                     )
-            self._writing = True
-            self._taking = received
-            try:
-                ingest = await self._write(last, clients, houses)
-                self._batches.append((ingest, received))
-            finally:
-                self._writing = False
-                self._taking = None
-            self.last_seq = last
-            self.metrics.last_seq.set(last)
-            if clients:
-                self.metrics.trades.labels("client").inc(len(clients))
-            if houses:
-                self.metrics.trades.labels("house").inc(len(houses))
+            del batch, first
+            await parsed.put(_Batch(last, clients, houses, received))
+
+    async def _writer(self, parsed: asyncio.Queue[_Batch]) -> None:
+        """Write the batches the reader made, in their order."""
+        while True:
+            batch = await parsed.get()
+            ingest = await self._write(batch.last, batch.clients, batch.houses)
+            self._batches.append((ingest, batch.received))
+            self._taken.popleft()
+            self.last_seq = batch.last
+            self.metrics.last_seq.set(batch.last)
+            if batch.clients:
+                self.metrics.trades.labels("client").inc(len(batch.clients))
+            if batch.houses:
+                self.metrics.trades.labels("house").inc(len(batch.houses))
 
     async def _write(self, last: int, clients: list[ClientTrade], houses: list[HouseTrade]) -> int:
         """Store one batch; while the ledger fails, say so and try again
@@ -487,7 +512,7 @@ class BackOffice:
         """Age of the oldest trade taken in (from the drop copy or a
         statement) and not yet reconciled; 0 when there is none."""
         oldest = self._batches[0][1] if self._batches else None
-        taking = self._taking
+        taking = self._taken[0] if self._taken else None
         if taking is not None and (oldest is None or taking < oldest):
             oldest = taking
         return max(0.0, self.clock() - oldest) if oldest is not None else 0.0
@@ -558,7 +583,7 @@ class BackOffice:
             client is not None
             and client.logged_on
             and client.messages.empty()
-            and not self._writing
+            and not self._taken
             and not client.session.awaiting_resend
         )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import types
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
@@ -13,6 +14,7 @@ import pytest
 
 from backoffice.duck import DuckLedger
 from backoffice.ledger import Position
+from backoffice.records import ClientTrade, HouseTrade
 from backoffice.service import (
     _BATCH,
     BackOffice,
@@ -223,7 +225,7 @@ async def test_the_lag_is_the_age_of_the_oldest_trade_not_yet_reconciled(tmp_pat
     now = [1_796_385_600.0]
     office, feed = _office(tmp_path, now)
     await office.ledger.open()
-    writer = asyncio.create_task(office._writer(feed))  # type: ignore[arg-type]
+    writer = asyncio.create_task(office._take_in(feed))  # type: ignore[arg-type]
     try:
         assert office.lag_seconds() == 0.0
         feed.messages.put_nowait(_fill_copy("E1", 1))
@@ -235,6 +237,58 @@ async def test_the_lag_is_the_age_of_the_oldest_trade_not_yet_reconciled(tmp_pat
     finally:
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
+        await office.ledger.close()
+
+
+@pytest.mark.asyncio
+async def test_the_next_batch_is_made_while_one_is_written_and_written_after_it(
+    tmp_path: Path,
+) -> None:
+    now = [1_796_385_600.0]
+    office, feed = _office(tmp_path, now)
+    await office.ledger.open()
+    real_write = office.ledger.write
+    held = asyncio.Event()
+    writes: list[tuple[int, list[str]]] = []
+
+    async def write(
+        session: str, last: int, clients: Sequence[ClientTrade], houses: Sequence[HouseTrade]
+    ) -> int:
+        if not writes:
+            await held.wait()  # the first write takes its time
+        writes.append((last, [c.exec_id for c in clients]))
+        return await real_write(session, last, clients, houses)
+
+    office.ledger.write = write  # type: ignore[method-assign]
+    intake = asyncio.create_task(office._take_in(feed))  # type: ignore[arg-type]
+    try:
+        feed.messages.put_nowait(_fill_copy("E1", 1))
+        async with asyncio.timeout(10):
+            while feed.messages.qsize():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        started = now[0]
+        now[0] += 1.0
+        feed.messages.put_nowait(_fill_copy("E2", 2))
+        feed.messages.put_nowait(_fill_copy("E3", 3))
+        async with asyncio.timeout(10):
+            while feed.messages.qsize():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        # both taken while the first is still being written; nothing is stored
+        # yet, and the lag counts from the oldest taken
+        assert office.last_seq == 0
+        assert office._caught_up() is False
+        now[0] += 1.0
+        assert office.lag_seconds() == now[0] - started
+        held.set()
+        await until_stored(office, 3)
+        assert writes == [(1, ["E1"]), (3, ["E2", "E3"])]
+        assert office._caught_up() is True
+        await office.recon(full=False)
+        assert office.lag_seconds() == 0.0
+        assert (await office.ledger.counts())["client_trades"] == 3
+    finally:
+        intake.cancel()
+        await asyncio.gather(intake, return_exceptions=True)
         await office.ledger.close()
 
 
