@@ -624,6 +624,44 @@ def split_header(msg: FixMessage, header: frozenset[int]) -> tuple[int, int]:
     return k, start
 
 
+def scan_header(
+    raw: bytes, header: frozenset[int]
+) -> tuple[bytes, list[tuple[int, bytes]], int] | None:
+    """Read only the header of ``raw``, a whole message as written (a stored
+    one, well formed): its MsgType, the header fields after MsgType in their
+    order, and the offset of its body's first field; the body is not read.
+
+    None when that cannot be done plainly (a tag not written as a plain
+    number, a data field or its length in the header, no body): parse the
+    message whole then."""
+    end: i64 = len(raw) - CHECKSUM_FIELD
+    pos: i64 = 0
+    msg_type = b""
+    fields: list[tuple[int, bytes]] = []
+    while pos < end:
+        eq: i64 = raw.find(b"=", pos, end)
+        if eq <= pos:
+            return None
+        tag, after = _read_number(raw, pos, eq)
+        if after != eq or raw[pos] == _DIGIT_0:
+            return None
+        soh: i64 = raw.find(b"\x01", eq + 1, end)
+        if soh < 0:
+            return None
+        if tag == 35:
+            msg_type = raw[eq + 1 : soh]
+        elif tag != 8 and tag != 9:
+            if not msg_type:
+                return None
+            if tag not in header:
+                return msg_type, fields, pos
+            if tag in spec44.DATA_LENGTH_FIELDS:
+                return None
+            fields.append((tag, raw[eq + 1 : soh]))
+        pos = soh + 1
+    return None
+
+
 def encode_fields(fields: Iterable[tuple[int, bytes]]) -> bytes:
     """``tag=value<SOH>`` for each field, in the order given."""
     return b"".join([b"%d=%b\x01" % (t, v) for t, v in fields])

@@ -744,13 +744,14 @@ class Session:
             self._resend_rest = None
         gap_start: int | None = None
         current = begin
+        stamp = codec.format_utc_timestamp(now)
         for seq, raw in self.store.get_sent(begin, end):
             if seq != current and gap_start is None:
                 gap_start = current
             if gap_start is not None:
                 self._send_gap_fill(gap_start, seq, now)
                 gap_start = None
-            self._send_possdup(raw, now)
+            self._send_possdup(raw, stamp, now)
             current = seq + 1
         if current <= end:
             self._send_gap_fill(gap_start if gap_start is not None else current, end + 1, now)
@@ -770,7 +771,50 @@ class Session:
         )
         self._write(codec.finish_message(self.begin_string, payload), now)
 
-    def _send_possdup(self, raw: bytes, now: float) -> None:
+    def _send_possdup(self, raw: bytes, stamp: bytes, now: float) -> None:
+        """``raw``, a stored message, sent again with PossDupFlag=Y, SendingTime
+        ``stamp`` and its own as OrigSendingTime; its body byte for byte."""
+        scanned = codec.scan_header(raw, self._dd.header)
+        if scanned is None:
+            self._send_possdup_parsed(raw, stamp, now)
+            return
+        msg_type, fields, start = scanned
+        seq = b"0"
+        sent = b""
+        kept: list[tuple[int, bytes]] = []
+        for tag, value in fields:
+            if tag == 34:
+                seq = value
+            elif tag == 52:
+                sent = value
+            elif tag not in _RESEND_REPLACED:
+                kept.append((tag, value))
+        body = raw[start : len(raw) - codec.CHECKSUM_FIELD]
+        if kept:
+            kept += [
+                (34, seq),
+                (43, b"Y"),
+                (49, self.sender_comp_id),
+                (52, stamp),
+                (56, self.target_comp_id),
+                (122, sent),
+            ]
+            self._write(codec.encode_message(self.begin_string, msg_type, kept, body), now)
+            return
+        # the header it had, in ascending order, as encode_message writes it
+        payload = b"35=%b\x0134=%b\x0143=Y\x0149=%b\x0152=%b\x0156=%b\x01122=%b\x01%b" % (
+            msg_type,
+            seq,
+            self.sender_comp_id,
+            stamp,
+            self.target_comp_id,
+            sent,
+            body,
+        )
+        self._write(codec.finish_message(self.begin_string, payload), now)
+
+    def _send_possdup_parsed(self, raw: bytes, stamp: bytes, now: float) -> None:
+        """:meth:`_send_possdup` for a message whose header takes a whole parse."""
         stored = codec.parse_frame(raw)
         fields = stored.fields
         k, start = codec.split_header(stored, self._dd.header)
@@ -779,7 +823,7 @@ class Session:
             (34, stored.get(34) or b"0"),
             (43, b"Y"),
             (49, self.sender_comp_id),
-            (52, codec.format_utc_timestamp(now)),
+            (52, stamp),
             (56, self.target_comp_id),
             (122, stored.get(52) or b""),
         ]

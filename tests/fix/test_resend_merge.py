@@ -11,6 +11,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from session_helpers import SessionHarness, SessionPair, order_body, seq_of
 
 import gateway.fix.session as session_module
@@ -257,6 +259,54 @@ def test_the_body_is_found_in_the_stored_bytes(extra: bytes, body: bytes) -> Non
         assert raw[start : len(raw) - codec.CHECKSUM_FIELD] == body
     else:
         assert start == -1
+
+
+@pytest.mark.parametrize(("extra", "body"), MESSAGES, ids=MESSAGE_IDS)
+def test_the_header_alone_is_read_unless_it_holds_data(extra: bytes, body: bytes) -> None:
+    header = [(34, b"7"), (49, b"GW"), (52, b"20261204-10:00:00.000"), (56, b"CL")]
+    raw = codec.encode_message(b"FIX.4.4", b"D", header, extra + body)
+    msg = codec.parse_frame(raw)
+    k, start = codec.split_header(msg, HEADER)
+    scanned = codec.scan_header(raw, HEADER)
+    if b"212=" in extra or not body:
+        assert scanned is None  # parsed whole instead
+    else:
+        assert scanned == (b"D", msg.fields[1:k], start)
+
+
+# header fields a stored message may carry beside the standard ones
+_EXTRA_HEADER = st.sampled_from([50, 57, 97, 115, 116, 128, 129, 142, 143, 144, 145, 369])
+_VALUES = st.binary(min_size=1, max_size=12).filter(lambda v: b"\x01" not in v)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    extras=st.lists(st.tuples(_EXTRA_HEADER, _VALUES), max_size=4, unique_by=lambda f: f[0]),
+    body=st.lists(st.tuples(st.integers(1, 9999).filter(lambda t: t not in HEADER), _VALUES)),
+    msg_type=st.sampled_from([b"8", b"AE", b"D", b"j"]),
+)
+def test_a_header_read_alone_is_the_whole_parse_s(
+    extras: list[tuple[int, bytes]], body: list[tuple[int, bytes]], msg_type: bytes
+) -> None:
+    header = [(34, b"12"), (49, b"GW"), (52, b"20261204-10:00:00.000"), (56, b"CL"), *extras]
+    raw = codec.encode_message(b"FIX.4.4", msg_type, header, codec.encode_fields(body))
+    msg = codec.parse_frame(raw)
+    k, start = codec.split_header(msg, HEADER)
+    scanned = codec.scan_header(raw, HEADER)
+    if start < 0:
+        assert scanned is None
+    else:
+        assert scanned == (msg_type, msg.fields[1:k], start)
+
+
+def test_a_header_not_written_plainly_is_left_to_the_whole_parse() -> None:
+    body = order_body("X")
+    plain = codec.encode_message(b"FIX.4.4", b"D", [(34, b"7"), (49, b"GW")], body)
+    assert codec.scan_header(plain, HEADER) is not None
+    padded = plain.replace(b"\x0134=7\x01", b"\x01034=7\x01")
+    assert codec.scan_header(padded, HEADER) is None
+    no_type = plain.replace(b"\x0135=D\x01", b"\x01")
+    assert codec.scan_header(no_type, HEADER) is None
 
 
 def test_bytes_that_are_not_the_parsed_message_give_no_body_offset() -> None:
