@@ -639,26 +639,30 @@ def scan_header(
     msg_type = b""
     fields: list[tuple[int, bytes]] = []
     while pos < end:
-        eq: i64 = raw.find(b"=", pos, end)
-        if eq <= pos:
+        # indexing bytes with native integers keeps the loop in C
+        if raw[pos] == _DIGIT_0:
             return None
-        tag, after = _read_number(raw, pos, eq)
-        if after != eq or raw[pos] == _DIGIT_0:
+        tag, at = _read_number(raw, pos, end)
+        if at == pos or at >= end or raw[at] != _EQUALS:
             return None
-        soh: i64 = raw.find(b"\x01", eq + 1, end)
-        if soh < 0:
+        start: i64 = pos
+        value: i64 = at + 1
+        pos = value
+        while pos < end and raw[pos] != _SOH_INT:
+            pos += 1
+        if pos >= end:
             return None
         if tag == 35:
-            msg_type = raw[eq + 1 : soh]
+            msg_type = raw[value:pos]
         elif tag != 8 and tag != 9:
             if not msg_type:
                 return None
             if tag not in header:
-                return msg_type, fields, pos
+                return msg_type, fields, start
             if tag in spec44.DATA_LENGTH_FIELDS:
                 return None
-            fields.append((tag, raw[eq + 1 : soh]))
-        pos = soh + 1
+            fields.append((tag, raw[value:pos]))
+        pos += 1
     return None
 
 
