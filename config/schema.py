@@ -440,10 +440,9 @@ class OrdersSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """When the order journal has grown past this many MiB since its last
     checkpoint, it is checkpointed again (replaced by the state alone), so
     that its size stays bounded on a busy day.  The checkpoint is written
-    beside the event loop by a forked child (about 0.2 s of its CPU per
-    100,000 orders kept); the loop is held only for the fork (a few ms for a
-    gateway of 130 MB) and for copying what was journaled meanwhile, 256 KiB
-    a turn."""
+    while trading goes on, 8 KiB of the state a loop turn, then synced in a
+    thread; what was journaled meanwhile is copied behind it, 256 KiB a
+    turn, and the new file renamed over the old (see docs/guarantees.md)."""
 
     shed_after_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 0
     """Load shedding, off by default (0).  When set, a NewOrderSingle that

@@ -72,9 +72,8 @@ not as it was at the start: each order's and child's entry is its whole
 state, and what was journaled about it meanwhile, copied behind, supersedes
 it or (a fill) adds to the aggregates taken at the start; see
 :func:`gateway.orderflow.restore.sliced_checkpoint_entries`.  (A forked
-child writing the state as it was at the fork,
-:meth:`BatchFile.replace_in_background`, was the way before: the fork held
-the loop 2-4 ms on a gateway of 80-150 MB.)
+child writing the state as it was at the fork was the way before: the fork
+held the loop 2-4 ms on a gateway of 80-150 MB.)
 """
 
 from __future__ import annotations

@@ -43,29 +43,16 @@ Replacing while appending
 for the time it takes to encode and write a large state: the caller writes
 the new batches to ``<name>.next`` itself, a slice at a time
 (:meth:`BackgroundReplace.write_some`), going on appending to the live file
-between the slices; then syncs it (:meth:`BackgroundReplace.syncer`, for a
-thread), and the rest is as below: what was appended since the start is
-copied behind, and the new file renamed over the old.
-
-:meth:`BatchFile.replace_in_background` does the same without holding its
-caller for the time it takes to encode and write a large state, as Redis's
-BGSAVE does: a forked child, holding a copy-on-write image of the process
-at the moment of the fork, writes the new batches to ``<name>.next`` and
-fsyncs it, while the parent goes on appending to the live file.  Once the
-child has finished, the parent copies what it appended since the fork
-behind the child's batches, a bounded slice per call
-(:meth:`BackgroundReplace.copy_tail`), and renames the new file over the
-old one in the call that copies the last bytes.  The live file is complete
-all along: a crash of the child or of the parent at any point leaves either
-the old file, whole, or the new one, whole (a stale ``<name>.next`` is
-removed when the file is opened again).  The child's part is fsynced before
-it reports; with ``fsync=True`` the copied tail is synced before the rename
-and the directory after it, so a machine crash leaves a whole file too
-(without, appends are not promised past a machine crash anyway).  The child
-stops the cyclic collector, closes every descriptor it inherited (sockets,
-the directory lock) before it writes, lowers its own priority, and exits
-when it sees its parent gone (looked at before each batch and before the
-fsync).
+between the slices, and syncs it (:meth:`BackgroundReplace.syncer`, for a
+thread).  Then what was appended since the start is copied behind the new
+batches, a bounded slice per call (:meth:`BackgroundReplace.copy_tail`),
+and the new file is renamed over the old one in the call that copies the
+last bytes.  The live file is complete all along: a crash at any point
+leaves either the old file, whole, or the new one, whole (a stale
+``<name>.next`` is removed when the file is opened again).  With
+``fsync=True`` the copied tail is synced before the rename and the
+directory after it, so a machine crash leaves a whole file too (without,
+appends are not promised past a machine crash anyway).
 
 One owner per directory
 -----------------------
@@ -77,11 +64,9 @@ gets :class:`BatchFileLockedError`.  The lock dies with the process,
 
 from __future__ import annotations
 
-import gc
 import logging
 import mmap
 import os
-import signal
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -107,8 +92,7 @@ _HEAD: Final = struct.Struct("<II")  # crc32, length
 _LEN: Final = struct.Struct("<I")
 _MAX_BODY: Final = 2**32 - 1
 NEXT_SUFFIX: Final = ".next"
-"""The new file a background replacement writes, beside the live one."""
-_CHILD_NICE: Final = 10
+"""The new file a replacement while appending writes, beside the live one."""
 
 
 class BatchFileError(Exception):
@@ -195,7 +179,7 @@ class BatchFile:
 
     @property
     def next_path(self) -> Path:
-        """Where :meth:`replace_in_background` writes the new file."""
+        """Where :meth:`replace_sliced` writes the new file."""
         return self._path.with_name(self._path.name + NEXT_SUFFIX)
 
     @property
@@ -312,11 +296,13 @@ class BatchFile:
             os.close(self._lock_fd)
             self._lock_fd = -1
 
-    def replace_in_background(self, bodies: Callable[[], Iterable[bytes]]) -> BackgroundReplace:
+    def replace_sliced(self, bodies: Iterator[bytes]) -> BackgroundReplace:
         """Start replacing the file by the magic and one batch per body of
-        ``bodies()``, called in a forked child (see the module
-        documentation); what is appended meanwhile is kept.  At most one
-        runs at a time; :meth:`replace` and :meth:`close` abandon it."""
+        ``bodies``, written by the caller a slice at a time
+        (:meth:`BackgroundReplace.write_some`, on its own loop); what is
+        appended meanwhile is copied behind, and the new file renamed over
+        the old (see the module documentation).  At most one runs at a
+        time; :meth:`replace` and :meth:`close` abandon it."""
         self._check_open()
         if not self._replayed:
             raise BatchFileError(f"{self._path} must be replayed before it is replaced")
@@ -325,134 +311,46 @@ class BatchFile:
         self._background = BackgroundReplace(self, bodies)
         return self._background
 
-    def replace_sliced(self, bodies: Iterator[bytes]) -> BackgroundReplace:
-        """Start replacing the file by the magic and one batch per body of
-        ``bodies``, written by the caller a slice at a time
-        (:meth:`BackgroundReplace.write_some`, on its own loop) instead of
-        by a child; then as :meth:`replace_in_background`: what is appended
-        meanwhile is copied behind, and the new file renamed over the old."""
-        self._check_open()
-        if not self._replayed:
-            raise BatchFileError(f"{self._path} must be replayed before it is replaced")
-        if self._background is not None:
-            raise BatchFileError(f"{self._path} is already being replaced")
-        self._background = BackgroundReplace(self, None, sliced=bodies)
-        return self._background
-
     def _check_open(self) -> None:
         if self._fd < 0:
             raise ValueError(f"operation on a closed batch file {self._path}")
 
 
-def _write_next(
-    path: Path, magic: bytes, bodies: Callable[[], Iterable[bytes]], parent: int, status: int
-) -> None:
-    """In the forked child: write the new file, fsync it, say so on ``status``."""
-    # no finaliser of an object the parent owns (a socket, a file) may run
-    # here and close or write a descriptor number that is now ours
-    gc.disable()
-    # signals end the child as they would any plain process (the parent's
-    # handlers belong to its event loop, which does not run here)
-    try:
-        signal.set_wakeup_fd(-1)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_DFL)
-    except ValueError:  # forked from a thread other than the main one
-        pass
-    # nothing the parent holds stays open here: no socket, no lock, no file
-    os.closerange(3, status)
-    os.closerange(status + 1, 1 << 20)
-    os.nice(_CHILD_NICE)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    append_all(fd, magic)
-    for body in bodies():
-        if os.getppid() != parent:
-            os._exit(3)  # the parent is gone: its journal is the one to keep
-        append_all(fd, _frame(body))
-    if os.getppid() != parent:
-        os._exit(3)
-    os.fsync(fd)
-    os.close(fd)
-    os.write(status, b"ok")
-
-
 class BackgroundReplace:
     """A replacement of a :class:`BatchFile` written while it is appended
-    to (see the module documentation).  Sliced, its owner calls
-    :meth:`write_some` until it returns True, runs :meth:`syncer` in a
-    thread; forked, it waits until :meth:`ended` (each time :attr:`fd` is
-    readable) and takes the :meth:`result`.  Then it calls
+    to (see the module documentation).  Its owner calls :meth:`write_some`
+    until it returns True, runs :meth:`syncer` in a thread, then calls
     :meth:`copy_tail` until it returns True; or :meth:`abandon`."""
 
-    def __init__(
-        self,
-        file: BatchFile,
-        bodies: Callable[[], Iterable[bytes]] | None,
-        sliced: Iterator[bytes] | None = None,
-    ) -> None:
-        """With ``sliced``: no child; the owner writes the new file itself,
-        a slice at a time (:meth:`write_some`), from ``sliced``."""
+    def __init__(self, file: BatchFile, bodies: Iterator[bytes]) -> None:
         self._file = file
         self.path = file.next_path
         self.tail_from = file.size
-        """Where the batches appended since the fork begin in the live file."""
+        """Where the batches appended since the start begin in the live file."""
         self._copied_to = file.size
         self._out = -1
         self._base = 0
         self.done = False
-        self.pid = 0
-        self.fd = -1
-        self._status = b""
+        self._bodies: Iterator[bytes] | None = bodies
         self._writer = -1
-        self._sliced = sliced
         self.written = 0
-        """Bytes of the new file written so far (sliced)."""
-        if sliced is not None:
-            try:
-                self._writer = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                append_all(self._writer, file._magic)
-            except OSError:
-                self.abandon()
-                raise
-            self.written = len(file._magic)
-            return
-        assert bodies is not None
-        read_fd, write_fd = os.pipe()
-        parent = os.getpid()
+        """Bytes of the new file written so far."""
         try:
-            pid = os.fork()
+            self._writer = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            append_all(self._writer, file._magic)
         except OSError:
-            os.close(read_fd)
-            os.close(write_fd)
-            file._background = None
+            self.abandon()
             raise
-        if pid == 0:  # the child: never returns
-            code = 1
-            try:
-                _write_next(self.path, file._magic, bodies, parent, write_fd)
-                code = 0
-            except BaseException as exc:
-                try:
-                    os.write(write_fd, repr(exc).encode("utf-8", "replace")[:2000])
-                except BaseException:
-                    pass
-            finally:
-                os._exit(code)
-        os.close(write_fd)
-        os.set_blocking(read_fd, False)
-        self.pid = pid
-        self.fd = read_fd
-        """Readable once the child has ended (its end of the pipe closed)."""
-        self._status = b""
+        self.written = len(file._magic)
 
     def write_some(self, limit: int) -> bool:
-        """Sliced: write batches of the new file until ``limit`` bytes are
+        """Write batches of the new file until ``limit`` bytes are
         written or the bodies are all written (True, the file then ready
         for :meth:`syncer` and :meth:`copy_tail`).  OSError (a full
         disk) abandons the replacement, as anything ``bodies`` raises."""
-        bodies, writer = self._sliced, self._writer
+        bodies, writer = self._bodies, self._writer
         if bodies is None or writer < 0:
-            raise BatchFileError("nothing to write: not a sliced replacement, or written")
+            raise BatchFileError("nothing to write: the new file is written")
         try:
             chunk: list[bytes] = []
             size = 0
@@ -468,6 +366,7 @@ class BackgroundReplace:
                     self.written += size
                 os.close(writer)
                 self._writer = -1
+                self._bodies = None
                 self._out = os.open(self.path, os.O_RDWR | os.O_APPEND)
                 self._base = os.fstat(self._out).st_size
                 return True
@@ -479,7 +378,7 @@ class BackgroundReplace:
             raise
 
     def syncer(self) -> Callable[[], None]:
-        """Sliced, once written: a function that makes the new file's
+        """Once written: a function that makes the new file's
         batches durable, for a thread (it may take a while on a large
         file; the copy of the tail waits for it).  It syncs a descriptor of
         its own, so that an :meth:`abandon` meanwhile closes nothing it
@@ -501,51 +400,14 @@ class BackgroundReplace:
         """Bytes appended since the start and copied to the new file so far."""
         return self._copied_to - self.tail_from
 
-    def ended(self) -> bool:
-        """Read what the child said; True once it has ended (its end of the
-        pipe closed).  Call when :attr:`fd` is readable."""
-        if self.fd < 0:
-            return True
-        while True:
-            try:
-                data = os.read(self.fd, 4096)
-            except BlockingIOError:
-                return False
-            if not data:
-                return True
-            self._status += data
-
-    def result(self) -> str | None:
-        """Once :meth:`ended`: None if the child wrote the new file, else why
-        not (the replacement is then abandoned)."""
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-        code = -1
-        if self.pid:
-            _, status = os.waitpid(self.pid, 0)
-            self.pid = 0
-            code = os.waitstatus_to_exitcode(status)
-        if self._status == b"ok" and code == 0:
-            try:
-                self._out = os.open(self.path, os.O_RDWR | os.O_APPEND)
-                self._base = os.fstat(self._out).st_size
-            except OSError as exc:
-                self.abandon()
-                return f"{self.path}: {exc.strerror}"
-            return None
-        why = self._status.decode("utf-8", "replace") or f"the child ended with status {code}"
-        self.abandon()
-        return why
-
     def copy_tail(self, limit: int) -> bool:
-        """Copy at most ``limit`` bytes of what was appended since the fork
+        """Copy at most ``limit`` bytes of what was appended since the start
         to the new file; once all of it is there (in the same call), the
         new file takes the old one's place and True is returned.  OSError
         (a full disk) abandons the replacement and leaves the old file."""
         file = self._file
         if self._out < 0 or self.done:
-            raise BatchFileError("nothing to copy: the child's file is not ready")
+            raise BatchFileError("nothing to copy: the new file is not written")
         try:
             end = file._size
             while self._copied_to < end and limit > 0:
@@ -576,18 +438,8 @@ class BackgroundReplace:
         return True
 
     def abandon(self) -> None:
-        """Stop: the child killed if it still runs, its file removed; the
-        live file is left as it is."""
-        if self.pid:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            os.waitpid(self.pid, 0)
-            self.pid = 0
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        """Stop: the new file removed; the live file is left as it is."""
+        self._bodies = None
         if self._writer >= 0:
             os.close(self._writer)
             self._writer = -1

@@ -1,13 +1,12 @@
-"""Replacing a batch file beside the loop: a forked child writes the new
-batches while the parent goes on appending, and nothing appended is lost
-whatever dies when (gateway.storage.batch_file.BackgroundReplace)."""
+"""Replacing a batch file while it is appended to: the owner writes the new
+batches a slice at a time and goes on appending between the slices; what
+was appended meanwhile is copied behind, and nothing appended is lost
+whatever fails or dies when (gateway.storage.batch_file.BackgroundReplace)."""
 
 from __future__ import annotations
 
+import errno
 import os
-import select
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import gateway.storage.batch_file as batch_file
 from gateway.storage.batch_file import NEXT_SUFFIX, BackgroundReplace, BatchFile, BatchFileError
 
 MAGIC = b"TESTBAT\x01"
@@ -41,43 +41,28 @@ def until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> No
         time.sleep(0.005)
 
 
-def wait_ended(job: BackgroundReplace, timeout: float = 20.0) -> None:
-    """Block until the child has ended, as the event loop's reader would."""
-    deadline = time.monotonic() + timeout
-    while not job.ended():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError("the child did not end")
-        select.select([job.fd], [], [], left)
-
-
-def stalled(marker: Path, first: list[bytes]) -> Callable[[], Iterator[bytes]]:
-    """Bodies that, in the child, yield ``first``, say so with ``marker``,
-    then never finish (the child is ended from outside)."""
-
-    def bodies() -> Iterator[bytes]:
-        yield from first
-        marker.write_bytes(b"")
-        while True:
-            time.sleep(1)  # the child's, not the test's: it waits to be killed
-            yield b"never written"
-
-    return bodies
+def write_all(job: BackgroundReplace, limit: int = 64) -> int:
+    """Write the new file a slice at a time and sync it; the slices taken."""
+    slices = 1
+    while not job.write_some(limit):
+        slices += 1
+    job.syncer()()
+    return slices
 
 
 @pytest.mark.parametrize("fsync", [False, True])
-def test_what_is_appended_while_the_child_writes_is_kept_behind_its_batches(
+def test_what_is_appended_while_the_new_file_is_written_is_kept_behind_it(
     tmp_path: Path, fsync: bool
 ) -> None:
     file = opened(tmp_path, fsync=fsync)
     for body in (b"old-1", b"old-2", b"old-3"):
         file.append(body)
-    job = file.replace_in_background(lambda: iter([b"state-1", b"state-2"]))
+    job = file.replace_sliced(iter([b"state-1" * 10, b"state-2" * 10, b"state-3" * 10]))
+    assert not job.write_some(64)  # one slice
     file.append(b"during-1")
     file.append(b"during-2" * 50)
-    wait_ended(job)
-    assert job.result() is None
-    file.append(b"during-3")  # after the child, before the tail is all copied
+    assert write_all(job) > 1
+    file.append(b"during-3")  # written, before the tail is all copied
     steps = 1
     while not job.copy_tail(64):  # a slice at a time
         steps += 1
@@ -85,8 +70,9 @@ def test_what_is_appended_while_the_child_writes_is_kept_behind_its_batches(
     file.append(b"after")
     file.close()
     assert bodies_in(tmp_path) == [
-        b"state-1",
-        b"state-2",
+        b"state-1" * 10,
+        b"state-2" * 10,
+        b"state-3" * 10,
         b"during-1",
         b"during-2" * 50,
         b"during-3",
@@ -98,104 +84,148 @@ def test_what_is_appended_while_the_child_writes_is_kept_behind_its_batches(
 def test_the_size_after_the_swap_is_the_new_files(tmp_path: Path) -> None:
     file = opened(tmp_path)
     file.append(b"x" * 10_000)
-    job = file.replace_in_background(lambda: iter([b"s"]))
+    job = file.replace_sliced(iter([b"s"]))
     file.append(b"tail")
-    wait_ended(job)
-    assert job.result() is None
+    write_all(job)
+    assert job.written == len(MAGIC) + 8 + 1
     assert job.copy_tail(1 << 20)
     assert file.size == os.path.getsize(tmp_path / NAME) < 10_000
     assert job.tail_copied == 8 + 4
     file.close()
 
 
-def test_a_child_that_fails_leaves_the_live_file_as_it_was(tmp_path: Path) -> None:
+def test_state_that_cannot_be_read_leaves_the_live_file_as_it_was(tmp_path: Path) -> None:
     file = opened(tmp_path)
     file.append(b"kept")
 
     def failing() -> Iterator[bytes]:
-        yield b"s"
+        yield b"s" * 100
         raise RuntimeError("state unreadable")
 
-    job = file.replace_in_background(failing)
+    job = file.replace_sliced(failing())
+    assert not job.write_some(50)
     file.append(b"during")
-    wait_ended(job)
-    assert "state unreadable" in (job.result() or "")
+    with pytest.raises(RuntimeError, match="state unreadable"):
+        job.write_some(50)
     assert not (tmp_path / (NAME + NEXT_SUFFIX)).exists()
+    with pytest.raises(BatchFileError, match="the new file is written"):
+        job.write_some(50)
     file.append(b"appendable")
     # and another replacement may start
-    again = file.replace_in_background(lambda: iter([b"state"]))
+    again = file.replace_sliced(iter([b"state"]))
     file.append(b"after")
-    wait_ended(again)
-    assert again.result() is None
+    write_all(again)
     assert again.copy_tail(1 << 20)
     file.close()
     assert bodies_in(tmp_path) == [b"state", b"after"]
 
 
-def test_a_child_killed_while_it_writes_changes_nothing(tmp_path: Path) -> None:
+def test_a_full_disk_while_the_new_file_is_written_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     file = opened(tmp_path)
     file.append(b"kept")
-    marker = tmp_path / "writing"
-    job = file.replace_in_background(stalled(marker, [b"s1", b"s2"]))
-    until(marker.exists, "the child to write")
-    os.kill(job.pid, signal.SIGKILL)
-    wait_ended(job)
-    assert "status -9" in (job.result() or "")
+    job = file.replace_sliced(iter([b"s1", b"s2"]))
+    real = batch_file.append_all
+
+    def full(fd: int, data: bytes) -> None:
+        if fd != file._fd:  # the new file's writes fail, the live file's go on
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd, data)
+
+    monkeypatch.setattr(batch_file, "append_all", full)
+    with pytest.raises(OSError, match="No space left"):
+        job.write_some(1 << 20)
     file.append(b"after")
+    monkeypatch.setattr(batch_file, "append_all", real)
     file.close()
     assert bodies_in(tmp_path) == [b"kept", b"after"]
     assert not (tmp_path / (NAME + NEXT_SUFFIX)).exists()
 
 
-def test_the_child_holds_nothing_of_the_parents(tmp_path: Path) -> None:
-    file = opened(tmp_path)
-    marker = tmp_path / "writing"
-    listener = socket.socket()  # a socket the parent holds across the fork
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    job = file.replace_in_background(stalled(marker, [b"s"]))
-    try:
-        assert any(
-            os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
-            for fd in os.listdir("/proc/self/fd")
-            if os.path.exists(f"/proc/self/fd/{fd}")
-        )
-        until(marker.exists, "the child to write")
-        held = {os.readlink(f"/proc/{job.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{job.pid}/fd")}
-        # stdio, its status pipe and the file it writes: no lock, no socket, no journal
-        assert str(tmp_path / (NAME + NEXT_SUFFIX)) in held
-        assert str(tmp_path / "lock") not in held
-        assert str(tmp_path / NAME) not in held
-        assert not [h for h in held if h.startswith("socket:")]
-    finally:
-        job.abandon()
-        listener.close()
-    file.close()
-
-
-def test_abandon_and_close_end_the_child_and_remove_its_file(tmp_path: Path) -> None:
+def test_a_full_disk_while_the_tail_is_copied_leaves_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     file = opened(tmp_path)
     file.append(b"kept")
-    marker = tmp_path / "writing"
-    job = file.replace_in_background(stalled(marker, [b"s"]))
-    until(marker.exists, "the child to write")
-    pid = job.pid
+    job = file.replace_sliced(iter([b"state"]))
+    file.append(b"during" * 20)
+    write_all(job)
+    real = batch_file.append_all
+
+    def full(fd: int, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(batch_file, "append_all", full)
+    with pytest.raises(OSError, match="No space left"):
+        job.copy_tail(16)
+    monkeypatch.setattr(batch_file, "append_all", real)
+    file.append(b"after")
+    file.close()
+    assert bodies_in(tmp_path) == [b"kept", b"during" * 20, b"after"]
+    assert not (tmp_path / (NAME + NEXT_SUFFIX)).exists()
+
+
+def test_each_step_is_refused_out_of_turn(tmp_path: Path) -> None:
+    file = opened(tmp_path)
+    job = file.replace_sliced(iter([b"s"] * 100))
+    with pytest.raises(BatchFileError, match="the new file is not written"):
+        job.syncer()
+    with pytest.raises(BatchFileError, match="the new file is not written"):
+        job.copy_tail(1 << 20)
     with pytest.raises(BatchFileError, match="already being replaced"):
-        file.replace_in_background(lambda: iter([b"s"]))
-    file.close()  # abandons it
-    with pytest.raises(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # already reaped
+        file.replace_sliced(iter([b"other"]))
+    write_all(job, 1 << 20)
+    assert job.copy_tail(1 << 20)
+    with pytest.raises(BatchFileError, match="the new file is written"):
+        job.write_some(64)
+    with pytest.raises(BatchFileError, match="the new file is not written"):
+        job.copy_tail(64)
+    file.close()
+    assert bodies_in(tmp_path) == [b"s"] * 100
+
+
+def test_a_file_not_read_to_its_end_is_not_replaced(tmp_path: Path) -> None:
+    opened(tmp_path).close()
+    with (
+        BatchFile(tmp_path, NAME, MAGIC) as file,
+        pytest.raises(BatchFileError, match="must be replayed"),
+    ):
+        file.replace_sliced(iter([b"s"]))
+
+
+def test_close_abandons_a_replacement_and_removes_its_file(tmp_path: Path) -> None:
+    file = opened(tmp_path)
+    file.append(b"kept")
+    job = file.replace_sliced(iter([b"s"] * 100))
+    assert not job.write_some(64)
+    assert (tmp_path / (NAME + NEXT_SUFFIX)).exists()
+    file.close()
     assert not (tmp_path / (NAME + NEXT_SUFFIX)).exists()
     assert bodies_in(tmp_path) == [b"kept"]
 
 
+def test_an_abandon_while_the_sync_runs_closes_nothing_it_uses(tmp_path: Path) -> None:
+    file = opened(tmp_path)
+    job = file.replace_sliced(iter([b"s"]))
+    while not job.write_some(64):
+        pass
+    sync = job.syncer()
+    job.abandon()
+    sync()  # its own descriptor: still open
+    file.append(b"after")
+    file.close()
+    assert bodies_in(tmp_path) == [b"after"]
+
+
 def test_a_plain_replace_abandons_a_replacement_under_way(tmp_path: Path) -> None:
     file = opened(tmp_path)
-    marker = tmp_path / "writing"
-    job = file.replace_in_background(stalled(marker, [b"s"]))
-    until(marker.exists, "the child to write")
+    job = file.replace_sliced(iter([b"s"] * 100))
+    assert not job.write_some(64)
     file.replace([b"now"])
-    assert job.pid == 0
+    assert not (tmp_path / (NAME + NEXT_SUFFIX)).exists()
+    with pytest.raises(BatchFileError):
+        job.write_some(64)
     file.append(b"after")
     file.close()
     assert bodies_in(tmp_path) == [b"now", b"after"]
@@ -208,54 +238,47 @@ def test_a_stale_next_file_is_removed_on_open(tmp_path: Path) -> None:
     assert not (tmp_path / (NAME + NEXT_SUFFIX)).exists()
 
 
-_PARENT = """
-import os, sys, time
+_WRITER = """
+import sys
 from pathlib import Path
 from gateway.storage.batch_file import BatchFile
 
-directory = Path(sys.argv[1])
+directory, stage = Path(sys.argv[1]), sys.argv[2]
 file = BatchFile(directory, "journal", b"TESTBAT\\x01")
 list(file.replay())
 file.append(b"kept")
-
-def bodies():
-    (directory / "writing").write_bytes(b"")
-    while True:  # the child's: a state that takes long to write
-        time.sleep(0.001)
-        yield b"x" * 100
-
-job = file.replace_in_background(bodies)
-print(job.pid, flush=True)
+job = file.replace_sliced(iter([b"x" * 100] * 1000))
+if stage in ("writing", "copying"):
+    job.write_some(1000)
+    file.append(b"during")
+if stage == "copying":
+    while not job.write_some(1000):
+        pass
+    job.syncer()()
+    job.copy_tail(3)
+print("ready", flush=True)
 sys.stdin.read()  # until killed
 """
 
 
-def test_a_parent_killed_mid_replacement_leaves_its_file_whole_and_unlocked(
-    tmp_path: Path,
+@pytest.mark.parametrize("stage", ["started", "writing", "copying"])
+def test_a_process_killed_mid_replacement_leaves_its_file_whole_and_unlocked(
+    tmp_path: Path, stage: str
 ) -> None:
     with subprocess.Popen(
-        [sys.executable, "-c", _PARENT, str(tmp_path)],
+        [sys.executable, "-c", _WRITER, str(tmp_path), stage],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         cwd=Path(__file__).resolve().parents[2],
-    ) as parent:
+    ) as writer:
         try:
-            assert parent.stdout is not None
-            child = int(parent.stdout.readline())
-            until((tmp_path / "writing").exists, "the child to write")
+            assert writer.stdout is not None
+            assert writer.stdout.readline() == b"ready\n"
+            assert (tmp_path / (NAME + NEXT_SUFFIX)).exists()
         finally:
-            parent.kill()  # kill -9 of the parent while its child writes
-            parent.wait()
-    # the child sees its parent gone and ends on its own
-    until(lambda: not Path(f"/proc/{child}").exists() or _zombie(child), "the child to end")
+            writer.kill()  # kill -9 in the middle
+            writer.wait()
     # nothing holds the lock: the file opens at once, whole, the stale file gone
-    assert bodies_in(tmp_path) == [b"kept"]
+    expected = [b"kept"] if stage == "started" else [b"kept", b"during"]
+    assert bodies_in(tmp_path) == expected
     assert not (tmp_path / (NAME + NEXT_SUFFIX)).exists()
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
