@@ -48,7 +48,6 @@ Rules the gateway relies on:
 from __future__ import annotations
 
 from bisect import insort
-from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import count
 from typing import Final, NamedTuple
@@ -104,6 +103,79 @@ class ExecIdSource:
 
     def next(self) -> str:
         return f"{self.prefix}{next(_ID_COUNTER)}"
+
+
+_CHUNK: Final = 1024
+"""Final orders a chunk of :class:`Retained` holds."""
+
+
+class Retained:
+    """The final orders a matcher keeps, oldest first, in chunks that are
+    only ever appended to: forgetting the oldest moves a start past them,
+    and a chunk is let go of whole once all of it is forgotten.  So a view
+    of them all (:meth:`view`) costs a copy of the chunk list, not of the
+    orders, and stays what it was while orders are added and forgotten."""
+
+    __slots__ = ("_chunks", "_count", "_head")
+
+    def __init__(self) -> None:
+        self._chunks: list[list[Order]] = []
+        self._head = 0  # where the first chunk's orders not forgotten begin
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Order]:
+        return self.view()
+
+    def append(self, order: Order) -> None:
+        chunks = self._chunks
+        if chunks and len(chunks[-1]) < _CHUNK:
+            chunks[-1].append(order)
+        else:
+            chunks.append([order])
+        self._count += 1
+
+    def popleft(self) -> Order:
+        """Forget the oldest and return it."""
+        if not self._count:
+            raise IndexError("no final order is kept")
+        first = self._chunks[0]
+        order = first[self._head]
+        self._head += 1
+        self._count -= 1
+        if self._head == len(first):
+            del self._chunks[0]
+            self._head = 0
+        return order
+
+    def view(self) -> Iterator[Order]:
+        """The orders kept now, oldest first, read lazily: orders added or
+        forgotten after the call do not change what it yields."""
+        chunks = list(self._chunks)
+        end = len(chunks[-1]) if chunks else 0
+        return _walk(chunks, self._head, end)
+
+    def release(self, limit: int) -> int:
+        """Let go of up to about ``limit`` orders, whole chunks from the
+        newest (a view taken earlier keeps its own); how many were let go."""
+        released = 0
+        chunks = self._chunks
+        while chunks and released < limit:
+            released += len(chunks.pop())
+        if not chunks:
+            self._head = 0
+        self._count = max(0, self._count - released)
+        return released
+
+
+def _walk(chunks: list[list[Order]], head: int, end: int) -> Iterator[Order]:
+    last = len(chunks) - 1
+    for i, chunk in enumerate(chunks):
+        stop = end if i == last else len(chunk)
+        for k in range(head if i == 0 else 0, stop):
+            yield chunk[k]
 
 
 class MatcherError(Exception):
@@ -255,11 +327,11 @@ class Matcher:
         # would otherwise walk all retained orders again after each full pass
         self._by_cl_ord_id: dict[str, dict[str, Order]] = {}
         # what day ends let go of, freed a slice at a time (release_forgotten)
-        self._forgotten: list[deque[Order]] = []
+        self._forgotten: list[Retained] = []
         self._forgotten_ids: list[dict[str, Order]] = []
         # final orders, oldest first, still answering status requests and
         # duplicate-ClOrdID checks until more than retain_finished are kept
-        self._finished: deque[Order] = deque()
+        self._finished = Retained()
         # DAY orders out at LPs at the end of the day: expire on return
         self._expiring: set[str] = set()
 
@@ -410,7 +482,13 @@ class Matcher:
         """The final orders kept (oldest first; none unless ``final``) and
         the open ones (in no order), copied at once: for a reader that goes
         through them over several loop turns while the matcher works on."""
-        return list(self._finished) if final else [], list(self._open.values())
+        return list(self._finished.view()) if final else [], list(self._open.values())
+
+    def finished_view(self) -> Iterator[Order]:
+        """The final orders kept now, oldest first, read lazily: what is
+        added or forgotten after the call does not change what it yields
+        (at the cost of a copy of about one reference per thousand)."""
+        return self._finished.view()
 
     def orders(self) -> Iterator[Order]:
         """Every order known: the final ones kept, oldest first, then the
@@ -523,7 +601,7 @@ class Matcher:
         # (a hundred thousand orders freed in one go would hold the loop).
         self._forgotten.append(self._finished)
         self._forgotten_ids.extend(self._by_cl_ord_id.values())
-        self._finished = deque()
+        self._finished = Retained()
         self._by_cl_ord_id = {}
         for order in self._open.values():
             self._index_all(order)
@@ -545,7 +623,7 @@ class Matcher:
             if orders:
                 box = orders[-1]
                 if box:
-                    box.pop()
+                    limit -= box.release(limit) - 1
                 else:
                     orders.pop()
             else:
