@@ -352,6 +352,9 @@ class BackOffice:
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
         intake = asyncio.create_task(self._take_in(client), name="intake")
+        # one that fails stops the process, said why (nothing would read
+        # the drop copy any more)
+        intake.add_done_callback(self._task_ended)
         refused = ""
         try:
             while True:

@@ -158,15 +158,17 @@ class Retained:
         return _walk(chunks, self._head, end)
 
     def release(self, limit: int) -> int:
-        """Let go of up to about ``limit`` orders, whole chunks from the
-        newest (a view taken earlier keeps its own); how many were let go."""
+        """Let go of whole chunks, from the newest, until ``limit`` orders or
+        more are let go of (at least one chunk, when any is left; a view
+        taken earlier keeps its own); how many were let go."""
         released = 0
         chunks = self._chunks
         while chunks and released < limit:
-            released += len(chunks.pop())
+            chunk = chunks.pop()
+            released += len(chunk) - (self._head if not chunks else 0)
         if not chunks:
             self._head = 0
-        self._count = max(0, self._count - released)
+        self._count -= released
         return released
 
 
@@ -616,8 +618,9 @@ class Matcher:
         return result
 
     def release_forgotten(self, limit: int) -> bool:
-        """Free up to ``limit`` of the entries the day ends let go of; True
-        while some are left."""
+        """Free about ``limit`` of the entries the day ends let go of (the
+        final orders a whole chunk at a time, their ClOrdIDs one by one);
+        True while some are left."""
         orders, ids = self._forgotten, self._forgotten_ids
         while limit > 0 and (orders or ids):
             if orders:

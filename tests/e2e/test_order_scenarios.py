@@ -285,7 +285,7 @@ async def test_a_day_end_frees_what_it_forgot_over_several_loop_turns(
     while flow.matcher.release_forgotten(0):
         await asyncio.sleep(0)
         turns += 1
-    assert turns >= 5  # five orders, one entry a turn, and then their ClOrdIDs
+    assert turns >= 5  # the five orders at once (one chunk), then their ClOrdIDs one a turn
     c.send(b"D", order("M1", "1", "1000"))  # yesterday's ClOrdID, used again
     await reports_until(c, b"M1", b"2")
 

@@ -285,7 +285,7 @@ _VALUES = st.binary(min_size=1, max_size=12).filter(lambda v: b"\x01" not in v)
     body=st.lists(st.tuples(st.integers(1, 9999).filter(lambda t: t not in HEADER), _VALUES)),
     msg_type=st.sampled_from([b"8", b"AE", b"D", b"j"]),
 )
-def test_a_header_read_alone_is_the_whole_parse_s(
+def test_a_header_read_alone_reads_as_the_whole_parse_does(
     extras: list[tuple[int, bytes]], body: list[tuple[int, bytes]], msg_type: bytes
 ) -> None:
     header = [(34, b"12"), (49, b"GW"), (52, b"20261204-10:00:00.000"), (56, b"CL"), *extras]

@@ -103,6 +103,23 @@ def test_let_go_of_in_whole_chunks_a_view_keeps_its_own() -> None:
     assert [o.seq for o in view] == list(range(3 * engine._CHUNK))
 
 
+def test_what_was_forgotten_is_not_counted_again_when_let_go_of() -> None:
+    kept = Retained()
+    for n in range(engine._CHUNK + 15):
+        kept.append(order(n))
+    for _ in range(engine._CHUNK + 5):
+        kept.popleft()
+    assert len(kept) == 10
+    assert kept.release(1) == 10
+    assert len(kept) == 0
+    assert list(kept) == []
+    kept.append(order(1))
+    for _ in range(3):
+        kept.append(order(2))
+    kept.popleft()
+    assert kept.release(1) == 3
+
+
 def test_the_checkpoints_view_of_a_matcher_holds_the_final_orders_at_its_start() -> None:
     lps = book(bids=((100, 10_000),), asks=((110, 10_000),))
     m = Matcher(INSTRUMENTS, id_prefix="T", retain_finished=1500)

@@ -9,8 +9,7 @@ import errno
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,14 +30,6 @@ def opened(directory: Path, fsync: bool = False) -> BatchFile:
 def bodies_in(directory: Path) -> list[bytes]:
     with BatchFile(directory, NAME, MAGIC) as file:
         return list(file.replay())
-
-
-def until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def write_all(job: BackgroundReplace, limit: int = 64) -> int:
