@@ -791,14 +791,7 @@ class Session:
                 kept.append((tag, value))
         body = raw[start : len(raw) - codec.CHECKSUM_FIELD]
         if kept:
-            kept += [
-                (34, seq),
-                (43, b"Y"),
-                (49, self.sender_comp_id),
-                (52, stamp),
-                (56, self.target_comp_id),
-                (122, sent),
-            ]
+            kept += self._possdup_header(seq, stamp, sent)
             self._write(codec.encode_message(self.begin_string, msg_type, kept, body), now)
             return
         # the header it had, in ascending order, as encode_message writes it
@@ -813,20 +806,25 @@ class Session:
         )
         self._write(codec.finish_message(self.begin_string, payload), now)
 
+    def _possdup_header(self, seq: bytes, stamp: bytes, sent: bytes) -> list[tuple[int, bytes]]:
+        """The header fields a resend sets: the stored MsgSeqNum ``seq``,
+        PossDupFlag, the ids, SendingTime ``stamp``, OrigSendingTime ``sent``."""
+        return [
+            (34, seq),
+            (43, b"Y"),
+            (49, self.sender_comp_id),
+            (52, stamp),
+            (56, self.target_comp_id),
+            (122, sent),
+        ]
+
     def _send_possdup_parsed(self, raw: bytes, stamp: bytes, now: float) -> None:
         """:meth:`_send_possdup` for a message whose header takes a whole parse."""
         stored = codec.parse_frame(raw)
         fields = stored.fields
         k, start = codec.split_header(stored, self._dd.header)
         header = [(t, v) for t, v in fields[1:k] if t not in _RESEND_REPLACED]
-        header += [
-            (34, stored.get(34) or b"0"),
-            (43, b"Y"),
-            (49, self.sender_comp_id),
-            (52, stamp),
-            (56, self.target_comp_id),
-            (122, stored.get(52) or b""),
-        ]
+        header += self._possdup_header(stored.get(34) or b"0", stamp, stored.get(52) or b"")
         if start >= 0:
             body = raw[start : len(raw) - codec.CHECKSUM_FIELD]  # as stored, byte for byte
         else:
