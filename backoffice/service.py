@@ -426,7 +426,6 @@ class BackOffice:
                 client.hold_reading(False)
             clients: list[ClientTrade] = []
             houses: list[HouseTrade] = []
-            last = max(last, self.last_seq)
             for msg in batch:
                 seq = _seq(msg)
                 last = max(last, seq)
@@ -445,7 +444,7 @@ class BackOffice:
                         msg_type=msg.msg_type.decode("latin-1"),
                         error=str(exc)[:200],
                     )
-            del batch, first
+            del batch, first  # not held while waiting for the writer
             await parsed.put(_Batch(last, clients, houses, received))
 
     async def _writer(self, parsed: asyncio.Queue[_Batch]) -> None:
