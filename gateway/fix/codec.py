@@ -588,12 +588,22 @@ def byte_sum(data: bytes, end: int) -> int:
     """The sum of ``data[:end]``'s bytes modulo 256, as CheckSum (10) wants
     it; C speed by way of zlib.adler32, 256 bytes at a time."""
     if end <= _ADLER_CHUNK:
-        return ((adler32(data[:end]) & 0xFFFF) - 1) & 255
+        return ((adler32(data if end == len(data) else data[:end]) & 0xFFFF) - 1) & 255
     view = memoryview(data)
     total = 0
     for start in range(0, end, _ADLER_CHUNK):
         total += (adler32(view[start : min(end, start + _ADLER_CHUNK)]) & 0xFFFF) - 1
     return total & 255
+
+
+_CHECKSUM_FIELDS: Final = [b"10=%03d\x01" % value for value in range(256)]
+"""The CheckSum field of each value, written once."""
+
+
+def checksum_field(head: bytes) -> bytes:
+    """The ``10=NNN<SOH>`` that ends a message whose bytes before it are
+    ``head``."""
+    return _CHECKSUM_FIELDS[byte_sum(head, len(head))]
 
 
 CHECKSUM_FIELD: Final = 7
@@ -681,14 +691,59 @@ def encode_message(
     (any order; written ascending), ``body`` is already encoded, in order."""
     payload = b"35=%b\x01%b%b" % (msg_type, encode_fields(sorted(header)), body)
     head = b"8=%b\x019=%d\x01%b" % (begin_string, len(payload), payload)
-    return b"%b10=%03d\x01" % (head, byte_sum(head, len(head)))
+    return head + checksum_field(head)
+
+
+def _decimal_width(value: int) -> int:
+    """How many digits ``value`` (not negative) takes in decimal."""
+    width = 1
+    while value >= 10:
+        value //= 10
+        width += 1
+    return width
+
+
+def encode_standard(
+    begin_string: bytes,
+    msg_type: bytes,
+    seq: int,
+    sender: bytes,
+    sending_time: bytes,
+    target: bytes,
+    body: bytes,
+) -> bytes:
+    """A whole message whose header is MsgType, MsgSeqNum, SenderCompID,
+    SendingTime and TargetCompID alone, ``body`` already encoded: the
+    same bytes as :func:`finish_message` of that payload, written in one
+    piece (its BodyLength counted before)."""
+    # "35=" "34=" "49=" "52=" "56=", each with its SOH: 20 bytes
+    length = (
+        20
+        + len(msg_type)
+        + _decimal_width(seq)
+        + len(sender)
+        + len(sending_time)
+        + len(target)
+        + len(body)
+    )
+    head = b"8=%b\x019=%d\x0135=%b\x0134=%d\x0149=%b\x0152=%b\x0156=%b\x01%b" % (
+        begin_string,
+        length,
+        msg_type,
+        seq,
+        sender,
+        sending_time,
+        target,
+        body,
+    )
+    return head + checksum_field(head)
 
 
 def finish_message(begin_string: bytes, payload: bytes) -> bytes:
     """Wrap an encoded payload (everything from ``35=`` on) with BeginString,
     BodyLength and CheckSum."""
     head = b"8=%b\x019=%d\x01%b" % (begin_string, len(payload), payload)
-    return b"%b10=%03d\x01" % (head, byte_sum(head, len(head)))
+    return head + checksum_field(head)
 
 
 # --------------------------------------------------------------------------

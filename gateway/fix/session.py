@@ -918,15 +918,9 @@ class Session:
             ]
             full += header
             return codec.encode_message(self.begin_string, msg_type, full, body)
-        payload = b"35=%b\x0134=%d\x0149=%b\x0152=%b\x0156=%b\x01%b" % (
-            msg_type,
-            seq,
-            self.sender_comp_id,
-            ts,
-            self.target_comp_id,
-            body,
+        return codec.encode_standard(
+            self.begin_string, msg_type, seq, self.sender_comp_id, ts, self.target_comp_id, body
         )
-        return codec.finish_message(self.begin_string, payload)
 
     def _send_admin(
         self,

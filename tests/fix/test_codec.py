@@ -29,6 +29,7 @@ from gateway.fix.codec import (
     byte_sum,
     encode_fields,
     encode_message,
+    encode_standard,
     finish_message,
     format_utc_timestamp,
     is_utc_date,
@@ -948,6 +949,40 @@ def test_encoded_messages_read_back_identically(
     [theirs] = simplefix_messages(raw)
     assert theirs[2:-1] == expected
     assert finish_message(BEGIN, payload) == raw
+
+
+comp_ids = st.binary(min_size=1, max_size=40).filter(lambda v: b"\x01" not in v)
+
+
+@PROPERTY
+@given(
+    msg_types,
+    st.integers(min_value=1, max_value=2**31),
+    comp_ids,
+    comp_ids,
+    simplefix_body_fields,
+)
+@example(b"8", 9, b"GW", b"CL", [])
+@example(b"8", 10, b"GW", b"CL", [(58, b"\xff" * 600)])
+def test_a_standard_header_written_in_one_piece_is_the_payload_finished(
+    msg_type: bytes, seq: int, sender: bytes, target: bytes, body: list[Field]
+) -> None:
+    """The one-piece writing counts BodyLength before it writes: the same
+    bytes as the payload written and then finished, read back by simplefix."""
+    stamp = format_utc_timestamp(1_765_000_000.123 + seq)
+    encoded = encode_fields(body)
+    raw = encode_standard(BEGIN, msg_type, seq, sender, stamp, target, encoded)
+    payload = b"35=%b\x0134=%d\x0149=%b\x0152=%b\x0156=%b\x01%b" % (
+        msg_type,
+        seq,
+        sender,
+        stamp,
+        target,
+        encoded,
+    )
+    assert raw == finish_message(BEGIN, payload)
+    [theirs] = simplefix_messages(raw)
+    assert theirs[2:5] == [(35, msg_type), (34, b"%d" % seq), (49, sender)]
 
 
 # --------------------------------------------------------------------------
