@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -241,21 +242,31 @@ async def orders(
     them :data:`SLICE` a loop turn, so each is shown as it was when its
     turn came.
     """
-    final, open_orders = flow.matcher.known(finished)
-    candidates = final + open_orders
-    n = limit if limit is not None else ALL_ORDERS_LIMIT if finished else len(candidates)
+    matcher = flow.matcher
+    _, open_orders = matcher.known(False)
+    # the final orders are read through a view taken now (no copy of the
+    # hundred thousand a matcher may keep), the open ones from a copy
+    candidates: Iterator[Order] = (
+        itertools.chain(matcher.finished_view(), open_orders) if finished else iter(open_orders)
+    )
+    n = limit if limit is not None else ALL_ORDERS_LIMIT if finished else len(open_orders)
     # the latest n by time priority, without sorting them all
     # (seq, position, order): the position keeps two orders from ever being
     # compared, in the heap or in the sort
     latest: list[tuple[int, int, Order]] = []
-    for start in range(0, len(candidates) if n > 0 else 0, SLICE):
-        for i, order in enumerate(candidates[start : start + SLICE], start):
+    start = 0
+    while n > 0:
+        chunk = list(itertools.islice(candidates, SLICE))
+        if not chunk:
+            break
+        for i, order in enumerate(chunk, start):
             if client is not None and order.client != client:
                 continue
             if len(latest) < n:
                 heapq.heappush(latest, (order.seq, i, order))
             elif order.seq > latest[0][0]:
                 heapq.heapreplace(latest, (order.seq, i, order))
+        start += len(chunk)
         await asyncio.sleep(0)
     chosen = [order for _, _, order in sorted(latest)]
     listed: list[dict[str, Any]] = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -37,9 +38,14 @@ class Matcher:
     def __init__(self, final: list[Order], open_orders: list[Order]) -> None:
         self.final = final
         self.open_orders = open_orders
+        self.views = 0
 
     def known(self, final: bool = True) -> tuple[list[Order], list[Order]]:
         return list(self.final) if final else [], list(self.open_orders)
+
+    def finished_view(self) -> Iterator[Order]:
+        self.views += 1
+        return iter(list(self.final))
 
 
 def flow(final: list[Order], open_orders: list[Order]) -> Any:
@@ -64,8 +70,10 @@ async def test_the_latest_orders_in_time_priority() -> None:
     assert ids(listed) == [o.order_id for o in everything[-700:]]
     listed = await admin.orders(known, "B", finished=True)
     assert ids(listed) == [o.order_id for o in everything if o.client == "B"][-1000:]
+    assert known.matcher.views == 2
     listed = await admin.orders(known, None)  # open orders alone, all of them
     assert ids(listed) == [o.order_id for o in sorted(open_orders, key=lambda o: o.seq)]
+    assert known.matcher.views == 2  # the final orders not read at all
     assert await admin.orders(known, None, finished=True, limit=0) == []
 
 
