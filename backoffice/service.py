@@ -320,13 +320,14 @@ class BackOffice:
         if task.cancelled() or self._stop.is_set():
             return
         error = task.exception()
-        _log.error(
-            "backoffice_part_failed",
-            part=task.get_name(),
-            error=repr(error),
-            exc_info=error,
-        )
-        self.failed = f"{task.get_name()}: {error!r}"
+        part = task.get_name()
+        cause: BaseException | None = error
+        # a part made of tasks (the intake's reader and writer) fails with
+        # a group around the one error that stopped it: name that error
+        while isinstance(cause, BaseExceptionGroup) and len(cause.exceptions) == 1:
+            cause = cause.exceptions[0]
+        _log.error("backoffice_part_failed", part=part, error=repr(cause), exc_info=error)
+        self.failed = f"{part}: {cause!r}"
         self.stop()
 
     async def _every(self, job: Callable[[], Awaitable[None]], interval_ms: int) -> None:

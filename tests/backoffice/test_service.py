@@ -322,3 +322,48 @@ async def test_runs_wait_for_a_drop_copy_backlog_five_seconds_at_most(tmp_path: 
     feed.messages = asyncio.Queue()  # caught up: every round runs
     await office._recon()
     assert runs == [False, False]
+
+
+@pytest.mark.asyncio
+async def test_an_intake_that_fails_stops_the_process_naming_its_error(tmp_path: Path) -> None:
+    """The intake is the only reader of the drop copy: if it fails (here it
+    is handed what is no FIX message at all, as a bug of its own would),
+    the back office stops and names the error, rather than log on again and
+    again with nothing taking the trades in.  (A ledger that fails is
+    retried, not this.)"""
+    now = [1_796_385_600.0]
+    office, _ = _office(tmp_path, now)
+    office.config = msgspec.structs.replace(
+        office.config,
+        gateway=msgspec.structs.replace(
+            office.config.gateway, fix_host="127.0.0.1", fix_port=_closed_port()
+        ),
+    )
+    await office.ledger.open()
+    feed = asyncio.create_task(office._feed())
+    try:
+        async with asyncio.timeout(10):
+            while not hasattr(office.client, "connect"):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert office.client is not None
+        office.client.messages.put_nowait(_fill_copy("E1", 1))
+        office.client.messages.put_nowait(object())  # type: ignore[arg-type]
+        async with asyncio.timeout(10):
+            await office._stop.wait()
+        assert office.failed.startswith("intake: "), office.failed
+        assert "Error(" in office.failed
+        assert "ExceptionGroup" not in office.failed
+        assert office.lag_seconds() == 0.0  # nothing counted as waiting any more
+    finally:
+        feed.cancel()
+        await asyncio.gather(feed, return_exceptions=True)
+        await office.ledger.close()
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
