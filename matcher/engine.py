@@ -660,6 +660,13 @@ class Matcher:
                 self._too_late(order, pending, f"order expired: {DAY_ENDED}")
             )
 
+    def rests(self, symbol: str) -> bool:
+        """Whether any order of ``symbol`` rests in the client book: only
+        then can a change of the LPs' book make one marketable
+        (:meth:`on_market`)."""
+        books = self._books.get(symbol)
+        return books is not None and bool(books[0].keys or books[1].keys)
+
     def on_market(self, symbol: str, book: BookSnapshot) -> Result:
         """Route resting orders of ``symbol`` that ``book`` made marketable:
         buys then sells, each best price first, then time priority."""

@@ -430,10 +430,13 @@ class ChildRouting:
             # a symbol quoted for the first time (or again after all its LPs
             # were down) is valued at once, not at the next mark
             self._marked_at = float("-inf")
-        snapshot = self.book.snapshot(symbol)
         self.market_data.on_book_update(symbol)
-        if snapshot is not None:
-            self.publish(self.matcher.on_market(symbol, snapshot), now)
+        # the merged book is built when asked for (an order to route, a
+        # refresh owed), once per change, not for every quote of a burst
+        if self.matcher.rests(symbol):
+            snapshot = self.book.snapshot(symbol)
+            if snapshot is not None:
+                self.publish(self.matcher.on_market(symbol, snapshot), now)
 
     def _on_lp_status(self, status: LpStatus, now: float) -> None:
         _log.info("lp_status", lp=status.lp, up=status.up, reason=status.reason)

@@ -1,0 +1,55 @@
+"""Quotes and the client book: a quote makes resting limit orders that it
+crosses marketable, and a symbol with nothing resting costs no merged book
+per quote (it is built when an order or a market-data refresh asks)."""
+
+from __future__ import annotations
+
+import pytest
+from test_lp_fault_properties import SYMBOL, Harness, PlaceOrder, ScriptedLp
+
+from router.model import Side
+
+# ORDER_KINDS[4]: a DAY limit; offset -1: one tick short of the best LP price
+_RESTING_BUY = PlaceOrder(client=0, side=Side.BUY, lots=2, kind=4, offset=-1)
+
+
+@pytest.mark.asyncio
+async def test_a_quote_that_reaches_a_resting_limit_routes_it(flow_harness: Harness) -> None:
+    harness = flow_harness
+    flow = harness.flow
+    await harness.run(_RESTING_BUY)
+    harness.sync()
+    assert harness.kids == {}  # it rests: nothing sent
+    assert flow.matcher.rests(SYMBOL)
+    lp = harness.lps["LP_A"]
+    assert isinstance(lp, ScriptedLp)
+    lp.ask -= 1  # LP_A now offers at the order's limit
+    lp.publish()
+    harness.sync()
+    (kid,) = harness.kids.values()
+    assert (kid.child.lp, kid.child.price) == ("LP_A", lp.ask)
+
+
+@pytest.mark.asyncio
+async def test_quotes_with_nothing_resting_build_no_merged_book(flow_harness: Harness) -> None:
+    harness = flow_harness
+    flow = harness.flow
+    assert not flow.matcher.rests(SYMBOL)
+    book = flow.book
+    before = book.snapshot(SYMBOL)
+    for name in ("LP_A", "LP_B", "LP_C"):
+        lp = harness.lps[name]
+        assert isinstance(lp, ScriptedLp)
+        lp.bid += 1
+        lp.ask += 1
+        lp.publish()
+    harness.sync()
+    # the quotes are in; the merged book is built on the next read of it,
+    # once for all three, and shows them
+    assert book._snapshots.get(SYMBOL) is None
+    after = book.snapshot(SYMBOL)
+    assert after is not before
+    assert after is not None
+    assert after.best_bid is not None
+    assert after.best_bid.price == before.best_bid.price + 1  # type: ignore[union-attr]
+    assert book._snapshots.get(SYMBOL) is after
