@@ -186,6 +186,12 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     max_outbound_buffer: Annotated[int, msgspec.Meta(ge=65536)] = 4194304
     """Bytes queued to one peer before it is disconnected as a slow consumer."""
 
+    busy_poll_us: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 0
+    """After each read from a FIX connection, keep the event loop polling
+    (not sleeping) until this many microseconds pass without another: the
+    next read is served on a warm core, at the price of one core kept busy
+    while reads keep coming.  0: the loop sleeps whenever it is idle."""
+
     log_level: LogLevel = "info"
     """Applied again on reload."""
 

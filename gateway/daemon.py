@@ -39,7 +39,7 @@ from gateway.fix.application import Application, EchoApplication
 from gateway.fix.session import Session
 from gateway.fix.store import SessionStore
 from gateway.net.server import FixServer, ListenError, bind_listening
-from gateway.net.transport import Outbox
+from gateway.net.transport import BusyPoll, Outbox
 from gateway.ops.http import SessionCollector, build_app
 from gateway.ops.logs import set_log_level
 from gateway.ops.metrics import ClusterCollector, LoopLag, OperationsCollector
@@ -180,6 +180,8 @@ class Gateway:
         self.outbox = Outbox(
             self.journal.flush if self.journal is not None else None, replica=self.cluster
         )
+        if gw.busy_poll_us:
+            self.outbox.busy_poll = BusyPoll(gw.busy_poll_us / 1e6)
         if order_sessions:
             self.order_flow = build_order_flow(
                 config, order_sessions, self.journal, self.outbox, clock, drop_copies

@@ -84,6 +84,28 @@ async def test_large_order_is_split_across_lps_and_levels(
 
 
 @pytest.mark.asyncio
+async def test_reads_keep_the_loop_polling_and_it_sleeps_again_after(
+    default_gateway: tuple[Gateway, FixClient],
+) -> None:
+    """The default config keeps the loop polling after each read
+    (``busy_poll_us``) and lets it sleep once reads stop."""
+    gateway, c = default_gateway
+    busy = gateway.outbox.busy_poll
+    assert busy is not None
+    assert busy.window == gateway.config.gateway.busy_poll_us / 1e6 > 0
+    before = busy.turns
+    c.send(b"D", order("POLL1", "1", "1000"))
+    await reports_until(c, b"POLL1", *FINAL)
+    assert busy.turns > before
+    async with asyncio.timeout(5):
+        while busy.spinning:  # noqa: ASYNC110 - the window is a few ms of a real clock
+            await asyncio.sleep(0.01)
+    idle = busy.turns
+    await asyncio.sleep(0.05)
+    assert busy.turns == idle
+
+
+@pytest.mark.asyncio
 async def test_fill_or_kill_fills_whole_or_expires(
     default_gateway: tuple[Gateway, FixClient],
 ) -> None:
