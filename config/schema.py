@@ -187,10 +187,11 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     """Bytes queued to one peer before it is disconnected as a slow consumer."""
 
     busy_poll_us: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 0
-    """After each read from a FIX connection, keep the event loop polling
-    (not sleeping) until this many microseconds pass without another: the
-    next read is served on a warm core, at the price of one core kept busy
-    while reads keep coming.  0: the loop sleeps whenever it is idle."""
+    """After each read from a connection bound to a session, keep the event
+    loop polling (not sleeping) until this many microseconds pass without
+    another: the next read is served on a warm core, at the price of one
+    core kept busy while reads keep coming.  0: the loop sleeps whenever it
+    is idle."""
 
     log_level: LogLevel = "info"
     """Applied again on reload."""

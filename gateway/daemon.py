@@ -181,7 +181,8 @@ class Gateway:
             self.journal.flush if self.journal is not None else None, replica=self.cluster
         )
         if gw.busy_poll_us:
-            self.outbox.busy_poll = BusyPoll(gw.busy_poll_us / 1e6)
+            outbox = self.outbox
+            outbox.busy_poll = BusyPoll(gw.busy_poll_us / 1e6, lambda: outbox.writing)
         if order_sessions:
             self.order_flow = build_order_flow(
                 config, order_sessions, self.journal, self.outbox, clock, drop_copies

@@ -100,30 +100,41 @@ class BusyPoll:
     core go idle; the read that wakes it then runs on cold caches (and, on a
     virtual machine, after the hypervisor has woken the core), which at a
     few thousand orders a second costs about a third of an order's time
-    through the gateway.  After each read (:meth:`poke`) the loop is kept
-    turning (one callback a turn, each giving up the core to any other
-    thread or process ready to run on it) until ``window`` seconds pass
-    without another read; then it sleeps in ``epoll_wait`` again.  While
-    reads keep coming, one core is kept busy: the price of the latency.
+    through the gateway.  After each read of a connection bound to a session
+    (from its Logon on; :meth:`poke`) the loop is kept turning, one callback a turn,
+    until ``window`` seconds pass without another; then it sleeps in
+    ``epoll_wait`` again.  A turn with nothing of the gateway's own to write
+    (``busy``, false) first gives the core to any other thread or process
+    ready to run on it.  While reads keep coming, one core is kept busy:
+    the price of the latency.
     """
 
-    def __init__(self, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        window: float,
+        busy: Callable[[], bool] = lambda: False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.window = window
+        self._busy = busy
         self._clock = clock
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last = 0.0
         self.spinning = False
         self.turns = 0
-        """Loop turns spent polling, in all (a metric)."""
+        """Loop turns spent polling, in all."""
 
     def poke(self) -> None:
-        """A read: keep polling until ``window`` has passed without another."""
+        """A read, worked: keep polling until ``window`` has passed without
+        another."""
         self._last = self._clock()
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            # a first read, or one on a new loop (the old chain died with its loop)
+            loop = self._loop = asyncio.get_running_loop()
+            self.spinning = False
         if not self.spinning:
             self.spinning = True
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.get_running_loop()
             loop.call_soon(self._turn)
 
     def _turn(self) -> None:
@@ -131,8 +142,8 @@ class BusyPoll:
             self.spinning = False
             return
         self.turns += 1
-        # what else is ready to run on this core runs first
-        os.sched_yield()
+        if not self._busy():
+            os.sched_yield()
         loop = self._loop
         assert loop is not None
         loop.call_soon(self._turn)
@@ -414,11 +425,11 @@ class FixTransportProtocol(asyncio.Protocol):
         if conn is None or self._closing:
             return
         now = self._clock()
-        busy = self._outbox.busy_poll
-        if busy is not None:
-            busy.poke()
         conn.receive_data(data)
         self._pump(now)
+        busy = self._outbox.busy_poll
+        if busy is not None and conn.session is not None:
+            busy.poke()
 
     def eof_received(self) -> bool | None:
         return None  # close our side too

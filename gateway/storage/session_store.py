@@ -384,14 +384,14 @@ class FileStore(SessionStore):
         parts: list[bytes] = []
         new_offsets: list[int] = []
         new_lengths: list[int] = []
-        pend_seqs = self._pend_seqs
         pend_msgs = self._pend_msgs
-        for i, seq in enumerate(pend_seqs):
+        for i, seq in enumerate(self._pend_seqs):
             msg = pend_msgs[i]
             size = len(msg)
-            record = _pack_msg_prefix(_SEQ_SIZE + size, KIND_MESSAGE, seq) + msg
-            parts.append(_pack_crc(_crc32(record)))
-            parts.append(record)
+            prefix = _pack_msg_prefix(_SEQ_SIZE + size, KIND_MESSAGE, seq)
+            parts.append(_pack_crc(_crc32(msg, _crc32(prefix))))
+            parts.append(prefix)
+            parts.append(msg)
             new_offsets.append(pos + _MSG_DATA_OFFSET)
             new_lengths.append(size)
             pos += _MSG_DATA_OFFSET + size
@@ -400,12 +400,9 @@ class FileStore(SessionStore):
 
         self._write_batch(batch)
 
-        # an array takes packed bytes at memory speed, a list item by item
-        count = len(pend_seqs)
-        if count:
-            self._seqs.frombytes(struct.pack(f"={count}Q", *pend_seqs))
-            self._offsets.frombytes(struct.pack(f"={count}q", *new_offsets))
-            self._lengths.frombytes(struct.pack(f"={count}q", *new_lengths))
+        self._seqs.extend(self._pend_seqs)
+        self._offsets.extend(new_offsets)
+        self._lengths.extend(new_lengths)
         self._pend_seqs.clear()
         pend_msgs.clear()
         self._size += len(batch)

@@ -87,22 +87,32 @@ async def test_large_order_is_split_across_lps_and_levels(
 async def test_reads_keep_the_loop_polling_and_it_sleeps_again_after(
     default_gateway: tuple[Gateway, FixClient],
 ) -> None:
-    """The default config keeps the loop polling after each read
-    (``busy_poll_us``) and lets it sleep once reads stop."""
+    """The default config keeps the loop polling after each read of a
+    session's connection (``busy_poll_us``) and lets it sleep once reads
+    stop."""
     gateway, c = default_gateway
     busy = gateway.outbox.busy_poll
     assert busy is not None
-    assert busy.window == gateway.config.gateway.busy_poll_us / 1e6 > 0
-    before = busy.turns
+    window = busy.window
+    assert window == gateway.config.gateway.busy_poll_us / 1e6 > 0
+    busy.window = 60.0  # long enough for any machine: the order's read starts it
+    async with asyncio.timeout(5):
+        while busy.spinning:  # the Logon's polling ends first
+            busy.window = 0.0
+            await asyncio.sleep(0.001)
+    busy.window = 60.0
     c.send(b"D", order("POLL1", "1", "1000"))
     await reports_until(c, b"POLL1", *FINAL)
-    assert busy.turns > before
+    assert busy.spinning
+    assert busy.turns > 0
+    busy.window = window
     async with asyncio.timeout(5):
-        while busy.spinning:  # noqa: ASYNC110 - the window is a few ms of a real clock
-            await asyncio.sleep(0.01)
-    idle = busy.turns
-    await asyncio.sleep(0.05)
-    assert busy.turns == idle
+        while busy.spinning:  # noqa: ASYNC110 - the window is a real clock's
+            await asyncio.sleep(0.001)
+    stopped = busy.turns
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert busy.turns == stopped  # no turn left scheduled
 
 
 @pytest.mark.asyncio

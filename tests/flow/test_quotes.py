@@ -11,6 +11,7 @@ from router.model import Side
 
 # ORDER_KINDS[4]: a DAY limit; offset -1: one tick short of the best LP price
 _RESTING_BUY = PlaceOrder(client=0, side=Side.BUY, lots=2, kind=4, offset=-1)
+_RESTING_SELL = PlaceOrder(client=1, side=Side.SELL, lots=2, kind=4, offset=-1)
 
 
 @pytest.mark.asyncio
@@ -28,6 +29,22 @@ async def test_a_quote_that_reaches_a_resting_limit_routes_it(flow_harness: Harn
     harness.sync()
     (kid,) = harness.kids.values()
     assert (kid.child.lp, kid.child.price) == ("LP_A", lp.ask)
+
+
+@pytest.mark.asyncio
+async def test_a_quote_that_reaches_a_resting_sell_routes_it(flow_harness: Harness) -> None:
+    harness = flow_harness
+    await harness.run(_RESTING_SELL)
+    harness.sync()
+    assert harness.kids == {}
+    assert harness.flow.matcher.rests(SYMBOL)
+    lp = harness.lps["LP_C"]  # the best bid
+    assert isinstance(lp, ScriptedLp)
+    lp.bid += 1  # now bids the order's limit
+    lp.publish()
+    harness.sync()
+    (kid,) = harness.kids.values()
+    assert (kid.child.lp, kid.child.price) == ("LP_C", lp.bid)
 
 
 @pytest.mark.asyncio

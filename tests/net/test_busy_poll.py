@@ -50,3 +50,26 @@ async def test_a_read_while_polling_schedules_no_second_chain() -> None:
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     assert not busy.spinning
+
+
+@pytest.mark.asyncio
+async def test_a_turn_asks_whether_a_write_of_its_own_is_queued() -> None:
+    """A turn gives the core away only when the gateway has nothing of its
+    own queued (a write on its way out is not held behind other work)."""
+    asked: list[bool] = []
+    queued = [True]
+
+    def busy() -> bool:
+        asked.append(queued[0])
+        return queued[0]
+
+    now = [0.0]
+    poll = BusyPoll(1.0, busy, clock=lambda: now[0])
+    poll.poke()
+    await asyncio.sleep(0)
+    queued[0] = False
+    await asyncio.sleep(0)
+    assert asked == [True, False]
+    now[0] = 2.0
+    await asyncio.sleep(0)
+    assert not poll.spinning
