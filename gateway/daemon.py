@@ -216,6 +216,7 @@ class Gateway:
                 lambda: self.reloader.stats,
                 self.config_version,
                 self.loop_lag,
+                self.outbox.busy_poll,
             )
         )
         self.metrics.register(ClusterCollector(lambda: self.cluster))

@@ -21,6 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from gateway.cluster import Cluster
+from gateway.net.transport import BusyPoll
 from gateway.ops.reload import STATUSES, ReloadStats
 from gateway.orderflow.flow import OrderFlow
 from gateway.orderflow.stats import Histogram
@@ -79,11 +80,13 @@ class OperationsCollector(Collector):
         reloads: Callable[[], ReloadStats],
         version: Callable[[], tuple[str, int]],
         lag: LoopLag,
+        busy_poll: BusyPoll | None = None,
     ) -> None:
         self._flow = flow
         self._reloads = reloads
         self._version = version
         self._lag = lag
+        self._busy_poll = busy_poll
 
     def collect(self) -> Iterator[Metric]:
         yield from self._config()
@@ -100,6 +103,19 @@ class OperationsCollector(Collector):
         )
         _add_histogram(lag_h, [], self._lag.histogram)
         yield lag_h
+        busy = self._busy_poll
+        if busy is not None:
+            turns = CounterMetricFamily(
+                "fixgw_busy_poll_turns",
+                "Event-loop turns spent polling between reads (busy_poll_us)",
+            )
+            turns.add_metric([], busy.turns)
+            yield turns
+            polling = GaugeMetricFamily(
+                "fixgw_busy_polling", "1 while the event loop polls instead of sleeping"
+            )
+            polling.add_metric([], 1.0 if busy.spinning else 0.0)
+            yield polling
         flow = self._flow()
         if flow is not None:
             yield from self._orders(flow)

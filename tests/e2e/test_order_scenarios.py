@@ -105,6 +105,11 @@ async def test_reads_keep_the_loop_polling_and_it_sleeps_again_after(
     await reports_until(c, b"POLL1", *FINAL)
     assert busy.spinning
     assert busy.turns > 0
+    metrics = gateway.metrics
+    assert metrics.get_sample_value("fixgw_busy_polling") == 1.0
+    scraped = metrics.get_sample_value("fixgw_busy_poll_turns_total")
+    assert scraped is not None
+    assert 0 < scraped <= busy.turns
     busy.window = window
     async with asyncio.timeout(5):
         while busy.spinning:  # noqa: ASYNC110 - the window is a real clock's
@@ -113,6 +118,7 @@ async def test_reads_keep_the_loop_polling_and_it_sleeps_again_after(
     for _ in range(3):
         await asyncio.sleep(0)
     assert busy.turns == stopped  # no turn left scheduled
+    assert metrics.get_sample_value("fixgw_busy_polling") == 0.0
 
 
 @pytest.mark.asyncio
