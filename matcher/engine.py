@@ -480,11 +480,11 @@ class Matcher:
                 return None
         return order
 
-    def known(self, final: bool = True) -> tuple[list[Order], list[Order]]:
-        """The final orders kept (oldest first; none unless ``final``) and
-        the open ones (in no order), copied at once: for a reader that goes
-        through them over several loop turns while the matcher works on."""
-        return list(self._finished.view()) if final else [], list(self._open.values())
+    def open_snapshot(self) -> list[Order]:
+        """The open orders (in no order), copied at once: for a reader that
+        goes through them over several loop turns while the matcher works
+        on (the final ones: :meth:`finished_view`)."""
+        return list(self._open.values())
 
     def finished_view(self) -> Iterator[Order]:
         """The final orders kept now, oldest first, read lazily: what is
@@ -626,9 +626,9 @@ class Matcher:
             if orders:
                 box = orders[-1]
                 if box:
-                    limit -= box.release(limit) - 1
-                else:
-                    orders.pop()
+                    limit -= box.release(limit)
+                    continue
+                orders.pop()
             else:
                 index = ids[-1]
                 if index:

@@ -243,7 +243,7 @@ async def orders(
     turn came.
     """
     matcher = flow.matcher
-    _, open_orders = matcher.known(False)
+    open_orders = matcher.open_snapshot()
     # the final orders are read through a view taken now (no copy of the
     # hundred thousand a matcher may keep), the open ones from a copy
     candidates: Iterator[Order] = (

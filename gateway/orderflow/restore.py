@@ -94,7 +94,7 @@ def sliced_checkpoint_entries(
     # it), as they are kept now but read as the slices are written; the open
     # ones copied (a list of references, at C speed)
     finished = matcher.finished_view()
-    _, opened = matcher.known(False)
+    opened = matcher.open_snapshot()
     children = [c for in_flight in routing.routings.values() for c in in_flight.children.values()]
     abandoned = list(routing.abandoned.values())
 

@@ -37,11 +37,11 @@ def order(seq: int, client: str, status: OrdStatus = OrdStatus.FILLED) -> Order:
 class Matcher:
     def __init__(self, final: list[Order], open_orders: list[Order]) -> None:
         self.final = final
-        self.open_orders = open_orders
+        self.opened = open_orders
         self.views = 0
 
-    def known(self, final: bool = True) -> tuple[list[Order], list[Order]]:
-        return list(self.final) if final else [], list(self.open_orders)
+    def open_snapshot(self) -> list[Order]:
+        return list(self.opened)
 
     def finished_view(self) -> Iterator[Order]:
         self.views += 1
