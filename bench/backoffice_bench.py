@@ -63,6 +63,7 @@ def config(tmp: Path, idle_priority: bool = True) -> tuple[Path, int, int, int]:
     fix_port, http_port, bo_port = free_port(), free_port(), free_port()
     text = (ROOT / "config" / "default.toml").read_text()
     text = re.sub(r"(?m)^fix_port = \d+", f"fix_port = {fix_port}", text)
+    text = re.sub(r"(?m)^drop_copy_port = \d+", f"drop_copy_port = {free_port()}", text)
     text = re.sub(r"(?m)^http_port = 8080", f"http_port = {http_port}", text)
     text = re.sub(r"(?m)^http_port = 8082", f"http_port = {bo_port}", text)
     text = re.sub(r'(?m)^data_dir = "[^"]*"', f'data_dir = "{tmp / "data"}"', text)

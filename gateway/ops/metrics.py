@@ -457,3 +457,32 @@ class ClusterCollector(Collector):
         )
         applied.add_metric([], copy.applied)
         yield from (copied, failed, retried, lag, applied)
+
+
+class DropCopyCollector(Collector):
+    """The drop-copy process, read at scrape time: ``state`` gives whether
+    it runs, how often it was started again, and how many journal batches
+    it is behind (None: the config has no drop copy)."""
+
+    def __init__(self, state: Callable[[], tuple[bool, int, int] | None]) -> None:
+        self._state = state
+
+    def collect(self) -> Iterator[Metric]:
+        state = self._state()
+        if state is None:
+            return
+        up, restarts, behind = state
+        running = GaugeMetricFamily(
+            "fixgw_drop_copy_up", "1 while the drop-copy process runs (it is restarted if it ends)"
+        )
+        running.add_metric([], 1.0 if up else 0.0)
+        started = CounterMetricFamily(
+            "fixgw_drop_copy_restarts", "Times the drop-copy process was started again"
+        )
+        started.add_metric([], restarts)
+        lag = GaugeMetricFamily(
+            "fixgw_drop_copy_lag_batches",
+            "Order-journal batches written that the drop copy has not stored copies of yet",
+        )
+        lag.add_metric([], behind)
+        yield from (running, started, lag)

@@ -15,6 +15,7 @@ from router.model import ChildOrder, Side
 
 __all__ = [
     "Abandoned",
+    "Captured",
     "Ended",
     "Entry",
     "Expiring",
@@ -26,6 +27,7 @@ __all__ = [
     "Positions",
     "Run",
     "Sent",
+    "Serial",
     "Traded",
 ]
 
@@ -83,6 +85,7 @@ class Message(msgspec.Struct, tag=10, array_like=True, frozen=True):
     created: float  # the session store's creation time: which sequence it belongs to
     seq: int
     raw: bytes
+    market: str = ""  # an ExecutionReport of a fill: where it was made (LP, or "internal")
 
 
 class Traded(msgspec.Struct, tag=11, array_like=True, frozen=True):
@@ -104,6 +107,31 @@ class Holdings(msgspec.Struct, tag=12, array_like=True, frozen=True):
     clients: dict[str, dict[str, tuple[int, float, float]]]
 
 
+class Serial(msgspec.Struct, tag=13, array_like=True, frozen=True):
+    """The first entry of every batch written while trading (none in a
+    checkpoint's own batches): one more than the batch before, across runs.
+    What reads the journal as it grows (the drop copy) keeps its place by it."""
+
+    serial: int
+
+
+class Captured(msgspec.Struct, tag=14, array_like=True, frozen=True):
+    """Lots of an LP fill booked to ``account`` (a client, or the house),
+    for the drop copy's TradeCaptureReport; ``client_exec_id`` is the ExecID
+    of the client's ExecutionReport of the same lots ("" for the house's)."""
+
+    child_id: str
+    exec_id: str
+    lp: str
+    account: str
+    symbol: str
+    side: Side
+    lots: int
+    price: int
+    time: float
+    client_exec_id: str
+
+
 Entry = (
     Run
     | OrderState
@@ -117,4 +145,6 @@ Entry = (
     | Message
     | Traded
     | Holdings
+    | Serial
+    | Captured
 )

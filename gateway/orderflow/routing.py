@@ -548,7 +548,7 @@ class ChildRouting:
             self._book_fill(fill, child.lp, need.client, need.symbol, need.side, qty, False)
             result = self.matcher.on_fill(parent, qty, fill.price, child.lp)
             self.publish(result, now)
-            if self._reports.drop_copies:
+            if self._reports.copying:
                 # the house's side of the fill names the client's ExecutionReport of it
                 client_exec_id = ""
                 for ex in result.executions:
@@ -582,7 +582,7 @@ class ChildRouting:
             self.journal.add(
                 Filled(fill.child_id, fill.exec_id, lp, account, symbol, side, lots, fill.price)
             )
-        if capture and self._reports.drop_copies:
+        if capture and self._reports.copying:
             self._capture(fill, lp, account, symbol, side, lots, "")
 
     def _capture(

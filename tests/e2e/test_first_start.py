@@ -38,7 +38,7 @@ CLIENT1 = SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY")
 def gateway_config(folder: Path, *, fix_port: int, http_port: int = 0, data_dir: str) -> Path:
     """config/default.toml in ``folder`` with its ports and data directory replaced."""
     text = DEFAULT.read_text()
-    for key, value in (("fix_port", fix_port), ("http_port", http_port)):
+    for key, value in (("fix_port", fix_port), ("http_port", http_port), ("drop_copy_port", 0)):
         # the first one is [gateway]'s ([backoffice] has an http_port too)
         text, count = re.subn(rf"(?m)^{key} = \d+", f"{key} = {value}", text, count=1)
         assert count == 1
@@ -226,7 +226,7 @@ def test_every_line_at_start_is_a_named_json_event(tmp_path: Path, runs: list[Ru
         tmp_path,
         tmp_path / "run.log",
         *("--config", str(DEFAULT), "--data-dir", str(tmp_path / "data")),
-        *("--fix-port", str(fix_port), "--http-port", str(free_port())),
+        *("--fix-port", str(fix_port), "--http-port", str(free_port()), "--drop-copy-port", "0"),
     )
     runs.append(run)
     run.started(fix_port)

@@ -1,0 +1,38 @@
+"""``python -m gateway.dropcopy --listen-fd N [--listen-fd M ...]``: the
+drop-copy process, started by the gateway with the config in force as JSON
+on its standard input (see :mod:`gateway.dropcopy.service`)."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+
+import msgspec
+import uvloop
+
+from config import Config
+from gateway.dropcopy.service import DropCopyService, install_signals
+from gateway.ops.logs import configure_logging
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway.dropcopy")
+    parser.add_argument("--listen-fd", type=int, action="append", default=[], required=True)
+    parser.add_argument("--parent", type=int, default=0, help="end when this process is gone")
+    args = parser.parse_args()
+    config = msgspec.json.decode(sys.stdin.buffer.read(), type=Config)
+    configure_logging(config.gateway.log_level, config.gateway.log_format)
+    sockets = [socket.socket(fileno=fd) for fd in args.listen_fd]
+
+    async def serve() -> bool:
+        service = DropCopyService(config)
+        install_signals(service)
+        await service.run(sockets, args.parent)
+        return service.failed
+
+    return 1 if uvloop.run(serve()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
