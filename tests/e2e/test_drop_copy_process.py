@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 import urllib.request
 from typing import Any
 
@@ -30,10 +31,12 @@ def copier_pids(log: str) -> list[int]:
 
 
 async def until(check: Any, what: str, timeout: float = 20) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.05)
-    del what
+    """Poll ``check`` until it holds; past ``timeout`` fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.05)  # polling, with the deadline above
 
 
 def alive(pid: int) -> bool:
