@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry
 
 from config import Config, ConfigError, config_base, resolve_paths
 from gateway.cluster import Cluster, Headroom, instance_name
-from gateway.dropcopy.process import DropCopyProcess, read_cursor
+from gateway.dropcopy.process import DropCopyProcess, read_cursor, read_sessions
 from gateway.dropcopy.service import drop_copy_sessions
 from gateway.fix.acceptor import SessionRegistry
 from gateway.fix.application import Application, EchoApplication
@@ -235,7 +235,7 @@ class Gateway:
             )
         )
         self.metrics.register(ClusterCollector(lambda: self.cluster))
-        self.metrics.register(DropCopyCollector(self.drop_copy_state))
+        self.metrics.register(DropCopyCollector(self.drop_copy_state, self.drop_copy_sessions))
         self._clock = clock
         # in a cluster: the rules as configured, and this gateway's slices
         self._base_rules: Rules | None = None
@@ -253,6 +253,12 @@ class Gateway:
             return None
         serial = self.journal.serial if self.journal is not None else 0
         return process.up, process.restarts, max(0, serial - read_cursor(self.data_dir))
+
+    def drop_copy_sessions(self) -> list[dict[str, Any]]:
+        process = self.drop_copy
+        if process is None:
+            return []
+        return read_sessions(self.data_dir, process.up)
 
     def config_version(self) -> tuple[str, int]:
         """``(version, generation)`` of the config in force."""
@@ -349,11 +355,12 @@ class Gateway:
             self._http_runner = runner
             self.http_port = int(listeners.http[0].getsockname()[1])
         if not _is_loopback(gw.fix_host):
-            for session in self.sessions:
-                if not session.settings.Password:
+            # the drop-copy sessions listen on fix_host too
+            for settings in self._resolved.sessions:
+                if not settings.Password:
                     _log.warning(
                         "session_without_password_on_open_address",
-                        session=session.session_id,
+                        session=settings.session_id,
                         fix_host=gw.fix_host,
                         hint="give the session a Password, or listen on 127.0.0.1",
                     )

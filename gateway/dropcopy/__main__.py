@@ -16,6 +16,12 @@ from gateway.dropcopy.service import DropCopyService, install_signals
 from gateway.ops.logs import configure_logging
 
 
+def ready() -> None:
+    """Tell the gateway the sessions are served: one line on standard output."""
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m gateway.dropcopy")
     parser.add_argument("--listen-fd", type=int, action="append", default=[], required=True)
@@ -28,7 +34,7 @@ def main() -> int:
     async def serve() -> bool:
         service = DropCopyService(config)
         install_signals(service)
-        await service.run(sockets, args.parent)
+        await service.run(sockets, args.parent, ready)
         return service.failed
 
     return 1 if uvloop.run(serve()) else 0

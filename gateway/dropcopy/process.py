@@ -6,6 +6,7 @@ ends on its own, and stopped after the journal's last batch is written."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -13,7 +14,7 @@ import struct
 import sys
 import time
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 import structlog
@@ -27,7 +28,27 @@ _log = structlog.get_logger("gateway.dropcopy.process")
 RESTART_MIN: Final = 1.0
 RESTART_MAX: Final = 30.0
 STOP_GRACE: Final = 10.0
+READY_WITHIN: Final = 30.0
 _PAIR: Final = struct.Struct("<QQ")
+
+
+SESSIONS_FILE: Final = "sessions.json"
+"""Where the drop-copy process reports its sessions, in ``<data_dir>/dropcopy``."""
+
+
+def read_sessions(data_dir: Path, running: bool) -> list[dict[str, Any]]:
+    """The drop-copy sessions as last reported (see :data:`SESSIONS_FILE`);
+    while the process does not run, their state is ``unknown`` and none is
+    logged on."""
+    try:
+        reported = json.loads((data_dir / "dropcopy" / SESSIONS_FILE).read_bytes())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(reported, list):
+        return []
+    if not running:
+        reported = [{**s, "state": "unknown", "logged_on": False} for s in reported]
+    return reported
 
 
 def read_cursor(data_dir: Path) -> int:
@@ -75,6 +96,7 @@ class DropCopyProcess:
             "--parent",
             str(os.getpid()),
             stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
             pass_fds=fds,
         )
         assert proc.stdin is not None
@@ -82,8 +104,24 @@ class DropCopyProcess:
         proc.stdin.close()
         self._proc = proc
 
+    async def _ready(self) -> bool:
+        """Whether the process said it serves its sessions (its one line on
+        standard output) before it ended or ``READY_WITHIN`` passed."""
+        proc = self._proc
+        if proc is None or proc.stdout is None:
+            return False
+        try:
+            async with asyncio.timeout(READY_WITHIN):
+                line = await proc.stdout.readline()
+        except TimeoutError:
+            return False
+        return line.strip() == b"ready"
+
     async def start(self) -> None:
+        """Start the process and wait until it serves its sessions (it
+        logs why it could not, and is started again, if it ends first)."""
         await self._spawn()
+        await self._ready()
         self._task = asyncio.get_running_loop().create_task(self._watch())
 
     async def _watch(self) -> None:

@@ -12,6 +12,7 @@ its own core (see :mod:`gateway.dropcopy.follow`).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -51,6 +52,8 @@ more is read from the journal until they are (a back office catching up
 reads more slowly than a journal is read)."""
 
 PARENT_CHECK: Final = 1.0
+REPORT_EVERY: Final = 1.0
+"""How often the sessions' state is written for the gateway to show."""
 
 
 def drop_copy_sessions(config: Config) -> list[str]:
@@ -101,6 +104,7 @@ class DropCopyService:
             clock=clock,
         )
         self._tls = server_tls(gw)
+        self._status = data_dir / "dropcopy" / "sessions.json"
         self._stop = asyncio.Event()
         self.port = 0
         self.failed = False
@@ -154,9 +158,42 @@ class DropCopyService:
     def stop(self) -> None:
         self._stop.set()
 
-    async def run(self, sockets: list[socket.socket], parent: int = 0) -> None:
+    def report(self) -> None:
+        """Write the sessions' state where the gateway reads it
+        (``<data_dir>/dropcopy/sessions.json``, replaced whole)."""
+        state = [
+            {
+                "session": s.session_id,
+                "state": s.state.value,
+                "logged_on": s.is_logged_on,
+                "next_sender_seq": s.store.next_sender_seq,
+                "next_target_seq": s.store.next_target_seq,
+                "messages_in": s.stats.messages_in,
+                "messages_out": s.stats.messages_out,
+                "rejects_sent": s.stats.rejects_sent,
+            }
+            for s in self.sessions
+        ]
+        path = self._status
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(json.dumps(state).encode())
+        os.replace(tmp, path)
+
+    async def _report_often(self) -> None:
+        while not self._stop.is_set():
+            self.report()
+            try:
+                async with asyncio.timeout(REPORT_EVERY):
+                    await self._stop.wait()
+            except TimeoutError:
+                pass
+
+    async def run(
+        self, sockets: list[socket.socket], parent: int = 0, ready: Callable[[], None] | None = None
+    ) -> None:
         """Serve on ``sockets`` and follow the journal until :meth:`stop`
-        (or, with ``parent``, until that process is gone)."""
+        (or, with ``parent``, until that process is gone); ``ready`` is
+        called once the sessions are served."""
         self.port = await self.fix_server.serve(sockets, self._tls)
         _log.info(
             "drop_copy_started",
@@ -165,7 +202,9 @@ class DropCopyService:
             sessions=[s.session_id for s in self.sessions],
             cursor=self.copier.cursor.serial,
         )
-        tasks = [asyncio.create_task(self._follow())]
+        if ready is not None:
+            ready()
+        tasks = [asyncio.create_task(self._follow()), asyncio.create_task(self._report_often())]
         if parent:
             tasks.append(asyncio.create_task(self._watch_parent(parent)))
         try:
@@ -183,6 +222,7 @@ class DropCopyService:
             await self.fix_server.stop()
             self.outbox.write_pending()
             self.copier.close()
+            self.report()
             for store in self.stores:
                 store.close()
             _log.info("drop_copy_stopped", cursor=self.copier.cursor.serial)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -462,10 +463,16 @@ class ClusterCollector(Collector):
 class DropCopyCollector(Collector):
     """The drop-copy process, read at scrape time: ``state`` gives whether
     it runs, how often it was started again, and how many journal batches
-    it is behind (None: the config has no drop copy)."""
+    it is behind (None: the config has no drop copy); ``sessions`` its
+    sessions as it last reported them."""
 
-    def __init__(self, state: Callable[[], tuple[bool, int, int] | None]) -> None:
+    def __init__(
+        self,
+        state: Callable[[], tuple[bool, int, int] | None],
+        sessions: Callable[[], list[dict[str, Any]]],
+    ) -> None:
         self._state = state
+        self._sessions = sessions
 
     def collect(self) -> Iterator[Metric]:
         state = self._state()
@@ -485,4 +492,11 @@ class DropCopyCollector(Collector):
             "Order-journal batches written that the drop copy has not stored copies of yet",
         )
         lag.add_metric([], behind)
-        yield from (running, started, lag)
+        logged_on = GaugeMetricFamily(
+            "fixgw_drop_copy_session_logged_on",
+            "1 when the drop-copy session is logged on (as its process reported, each second)",
+            labels=["session"],
+        )
+        for session in self._sessions():
+            logged_on.add_metric([str(session["session"])], 1.0 if session["logged_on"] else 0.0)
+        yield from (running, started, lag, logged_on)
