@@ -10,7 +10,7 @@ batch holds for the drop copy:
   to a client a drop-copy session covers is copied to it
   (:func:`~gateway.dropcopy.copies.copy_body`: the client's body with
   Account, LastMkt for a fill, CopyMsgIndicator = Y);
-* ``Captured``: lots of an LP fill booked to a client or the house, which
+* ``Filled``: lots of an LP fill booked to a client or the house, which
   become a TradeCaptureReport (:func:`~gateway.dropcopy.copies.trade_capture_body`)
   to the drop copies covering that client (the house's: those covering
   every client).
@@ -47,7 +47,7 @@ import structlog
 from gateway.dropcopy.copies import DropCopies, copy_body, trade_capture_body
 from gateway.fix.session import Session
 from gateway.orderflow.journal import JOURNAL_NAME, MAGIC, SEGMENTS_NAME
-from gateway.orderflow.journal_entries import Captured, Message, Serial
+from gateway.orderflow.journal_entries import Filled, Message, Serial
 from gateway.orderflow.recovery import HOUSE
 from gateway.storage.batch_file import BatchFollower
 from gateway.storage.durable import datasync, replace_file
@@ -59,7 +59,7 @@ _log = structlog.get_logger("gateway.dropcopy.follow")
 
 _SERIAL_TAG: Final = 13
 _MESSAGE_TAG: Final = 10
-_CAPTURED_TAG: Final = 14
+_FILLED_TAG: Final = 4
 _PAIR: Final = struct.Struct("<QQ")
 
 # the standard header's tags: a stored message's body starts at the first other one
@@ -169,7 +169,7 @@ class JournalCopier:
         self._clock = clock
         self._follower: BatchFollower | None = None
         self._decode_message = msgspec.msgpack.Decoder(Message).decode
-        self._decode_captured = msgspec.msgpack.Decoder(Captured).decode
+        self._decode_filled = msgspec.msgpack.Decoder(Filled).decode
         self._decode_serial = msgspec.msgpack.Decoder(Serial).decode
         self._split = msgspec.msgpack.Decoder(list[msgspec.Raw]).decode
         self.copied = 0
@@ -261,8 +261,8 @@ class JournalCopier:
                 tag = _tag(entry)
                 if tag == _MESSAGE_TAG:
                     made += self._copy_message(self._decode_message(entry), now)
-                elif tag == _CAPTURED_TAG:
-                    made += self._capture(self._decode_captured(entry), now)
+                elif tag == _FILLED_TAG:
+                    made += self._capture(self._decode_filled(entry), now)
             last = serial
         if self._held is not None and last >= self.cursor.pending:
             made += self._settle_held(now)
@@ -311,7 +311,7 @@ class JournalCopier:
         copied = copy_body(body, client.encode("latin-1", "replace"), message.market)
         return sum(self._record(s, b"8", copied, now) for s in sessions)
 
-    def _capture(self, c: Captured, now: float) -> int:
+    def _capture(self, c: Filled, now: float) -> int:
         house = c.account == HOUSE
         drop_copies = self._drop_copies
         sessions = drop_copies.all if house else drop_copies.covering(c.account)
@@ -328,9 +328,9 @@ class JournalCopier:
             house=house,
             instrument=instrument,
             side=c.side,
-            lots=c.lots,
+            lots=c.qty,
             price=c.price,
-            now=c.time,
+            now=c.time or now,
             client_exec_id=c.client_exec_id,
         )
         return sum(self._record(s, b"AE", body, now) for s in sessions)

@@ -22,7 +22,9 @@ Entries (:data:`~gateway.orderflow.journal_entries.Entry`, msgspec Structs defin
     rejected); or given up after timeouts (a late fill is still booked).
 ``Filled``
     One LP fill as booked to the exposure ledger, with the LP's ExecID so
-    that the same fill is never booked twice, before or after a restart.
+    that the same fill is never booked twice, before or after a restart;
+    and when it was booked and the ExecID of the client's report of it,
+    for the drop copy's TradeCaptureReport.
 ``Message``
     A copy of an application message stored for a client session (what the
     client is told: ExecutionReports, cancel rejects), with the LP that made
@@ -31,9 +33,6 @@ Entries (:data:`~gateway.orderflow.journal_entries.Entry`, msgspec Structs defin
     can leave a store behind the journal; on restart the store is completed
     from these copies, and the client is told everything the journal says
     happened.
-``Captured``
-    With a drop copy: lots of an LP fill booked to a client or the house,
-    what its TradeCaptureReport says.
 ``Serial``
     The first entry of every batch written while trading, one more than the
     batch before, across checkpoints and restarts (a checkpoint carries the

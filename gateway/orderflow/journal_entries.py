@@ -15,7 +15,6 @@ from router.model import ChildOrder, Side
 
 __all__ = [
     "Abandoned",
-    "Captured",
     "Ended",
     "Entry",
     "Expiring",
@@ -45,6 +44,12 @@ class Sent(msgspec.Struct, tag=3, array_like=True, frozen=True):
 
 
 class Filled(msgspec.Struct, tag=4, array_like=True, frozen=True):
+    """Lots of an LP fill booked to ``account`` (a client, or the house):
+    what the exposure ledger is kept from, and the drop copy's
+    TradeCaptureReport of them (booked at ``time``; ``client_exec_id``, the
+    ExecID of the client's ExecutionReport of the same lots, "" for the
+    house's)."""
+
     child_id: str
     exec_id: str
     lp: str
@@ -53,6 +58,8 @@ class Filled(msgspec.Struct, tag=4, array_like=True, frozen=True):
     side: Side
     qty: int
     price: int
+    time: float = 0.0
+    client_exec_id: str = ""
 
 
 class Ended(msgspec.Struct, tag=5, array_like=True, frozen=True):
@@ -115,23 +122,6 @@ class Serial(msgspec.Struct, tag=13, array_like=True, frozen=True):
     serial: int
 
 
-class Captured(msgspec.Struct, tag=14, array_like=True, frozen=True):
-    """Lots of an LP fill booked to ``account`` (a client, or the house),
-    for the drop copy's TradeCaptureReport; ``client_exec_id`` is the ExecID
-    of the client's ExecutionReport of the same lots ("" for the house's)."""
-
-    child_id: str
-    exec_id: str
-    lp: str
-    account: str
-    symbol: str
-    side: Side
-    lots: int
-    price: int
-    time: float
-    client_exec_id: str
-
-
 Entry = (
     Run
     | OrderState
@@ -146,5 +136,4 @@ Entry = (
     | Traded
     | Holdings
     | Serial
-    | Captured
 )

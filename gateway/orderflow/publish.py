@@ -25,7 +25,7 @@ from gateway.fix.codec import FixMessage
 from gateway.fix.session import Session, business_reject_body
 from gateway.net.transport import Outbox
 from gateway.orderflow.journal import OrderJournal
-from gateway.orderflow.journal_entries import Captured, Message, OrderState, Traded
+from gateway.orderflow.journal_entries import Message, OrderState, Traded
 from gateway.orderflow.mapping import (
     Refusal,
     cancel_reject_body,
@@ -47,7 +47,7 @@ from matcher.orders import (
 )
 from risk.accounts import Accounts
 from router.exposure import ExposureLedger
-from router.model import Instrument, Side
+from router.model import Instrument
 
 _log = structlog.get_logger("gateway.orderflow.publish")
 
@@ -88,8 +88,9 @@ class Reports:
     ) -> None:
         self.sessions = dict(sessions)  # client CompID -> session
         self.copying = copying and journal is not None
-        """Whether a drop copy follows the journal: LP fills are journaled
-        for its TradeCaptureReports."""
+        """Whether a drop copy follows the journal (each LP fill is
+        journaled with the ExecID of the client's report of it, for the
+        copy's TradeCaptureReport)."""
         self.accounts = accounts
         self._ledger = ledger
         self._instruments: dict[str, Instrument] = dict(instruments)
@@ -121,30 +122,6 @@ class Reports:
         if journal is not None:
             journal.add(Message(session.session_id, session.store.creation_time, seq, raw, market))
         self._outbox.wake(session)
-
-    def trade_capture(
-        self,
-        *,
-        child_id: str,
-        exec_id: str,
-        lp: str,
-        account: str,
-        symbol: str,
-        side: Side,
-        lots: int,
-        price: int,
-        now: float,
-        client_exec_id: str = "",
-    ) -> None:
-        """Journal ``lots`` of an LP fill booked to ``account`` (a client,
-        or the house) for the drop copy's TradeCaptureReport of it."""
-        journal = self._journal
-        if journal is not None:
-            journal.add(
-                Captured(
-                    child_id, exec_id, lp, account, symbol, side, lots, price, now, client_exec_id
-                )
-            )
 
     # -- matcher results ------------------------------------------------------------
 

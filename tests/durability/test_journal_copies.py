@@ -16,7 +16,7 @@ from gateway.fix.codec import parse_frame
 from gateway.fix.session import Session
 from gateway.fix.store import MemoryStore
 from gateway.orderflow.journal import SEGMENTS_NAME, OrderJournal
-from gateway.orderflow.journal_entries import Captured, Message, Run, Serial
+from gateway.orderflow.journal_entries import Filled, Message, Run, Serial
 from gateway.storage.batch_file import BatchFollower
 from gateway.storage.session_store import open_store
 from router.model import AssetClass, Instrument, Side
@@ -52,9 +52,7 @@ def add_report(j: OrderJournal, seq: int, exec_id: str, market: str = "LP_A") ->
 
 
 def add_capture(j: OrderJournal, exec_id: str, account: str = "CLIENT1") -> None:
-    j.add(
-        Captured("1O1.1C1", exec_id, "LP_A", account, "EUR/USD", Side.BUY, 1000, 108_500, 5.0, "")
-    )
+    j.add(Filled("1O1.1C1", exec_id, "LP_A", account, "EUR/USD", Side.BUY, 1000, 108_500, 5.0))
 
 
 class Office:
