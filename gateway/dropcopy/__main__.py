@@ -5,6 +5,7 @@ on its standard input (see :mod:`gateway.dropcopy.service`)."""
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 
@@ -14,6 +15,8 @@ import uvloop
 from config import Config
 from gateway.dropcopy.service import DropCopyService, install_signals
 from gateway.ops.logs import configure_logging
+
+NICE = 5
 
 
 def ready() -> None:
@@ -29,6 +32,12 @@ def main() -> int:
     args = parser.parse_args()
     config = msgspec.json.decode(sys.stdin.buffer.read(), type=Config)
     configure_logging(config.gateway.log_level, config.gateway.log_format)
+    try:
+        # a copy is never urgent, an order is: the gateway's loop comes
+        # first when both want a core
+        os.nice(NICE)
+    except OSError:  # pragma: no cover - not allowed here: run as is
+        pass
     sockets = [socket.socket(fileno=fd) for fd in args.listen_fd]
 
     async def serve() -> bool:

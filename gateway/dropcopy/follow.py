@@ -210,7 +210,8 @@ class JournalCopier:
 
     def poll(self, limit: int = 1 << 22) -> int:
         """Copy what the journal holds beyond the cursor (about ``limit``
-        bytes of batches at most); returns the copies recorded."""
+        bytes of batches at most); returns the batches read (0: nothing
+        new), copied or not (``copied`` counts the copies)."""
         follower = self._follower
         if follower is None:
             follower = self._follower = self._open_next()
@@ -223,7 +224,9 @@ class JournalCopier:
             if not bodies:
                 self._finished(follower)
                 return self.poll(limit)
-        return self._copy(bodies) if bodies else 0
+        if bodies:
+            self._copy(bodies)
+        return len(bodies)
 
     def _live_inode(self) -> int:
         try:

@@ -131,9 +131,7 @@ class DropCopyService:
             if self._backlogged():
                 await asyncio.sleep(POLL_MIN)
                 continue
-            serial = self.copier.journal_serial
-            self.copier.poll(READ_LIMIT)
-            if self.copier.journal_serial != serial:
+            if self.copier.poll(READ_LIMIT):
                 delay = POLL_MIN
                 await asyncio.sleep(0)
                 continue
@@ -214,11 +212,8 @@ class DropCopyService:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             # what the journal holds by now is copied before the sessions go
-            while not self.failed:
-                serial = self.copier.journal_serial
-                self.copier.poll(READ_LIMIT)
-                if self.copier.journal_serial == serial:
-                    break
+            while not self.failed and self.copier.poll(READ_LIMIT):
+                pass
             await self.fix_server.stop()
             self.outbox.write_pending()
             self.copier.close()

@@ -82,11 +82,8 @@ class Office:
         self.store.flush()
 
     def poll_all(self) -> None:
-        while True:
-            serial = self.copier.journal_serial
-            self.copier.poll()
-            if self.copier.journal_serial == serial:
-                return
+        while self.copier.poll():
+            pass
 
     def stored(self) -> list[tuple[bytes, bytes]]:
         """(MsgType, ExecID) of every copy stored, in sequence order."""

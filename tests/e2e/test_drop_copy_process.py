@@ -84,11 +84,15 @@ async def everything(port: int, told: list[FixMessage]) -> list[FixMessage]:
     return got
 
 
-def metric(port: int, name: str) -> float:
+def metrics_text(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
+        return str(response.read().decode())
+
+
+def metric(port: int, name: str) -> float:
+    for line in metrics_text(port).splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
     raise AssertionError(f"{name} not exported")
 
 
@@ -116,6 +120,9 @@ async def test_the_process_killed_is_started_again_and_misses_nothing(
     assert len({m.get(571) for m in captures}) == len(captures)
     assert sum(int(m.get(32) or b"0") for m in captures) == 6 * 1000
     await until(lambda: metric(d.http_port, "fixgw_drop_copy_lag_batches") == 0, "caught up")
+    # its sessions as it reports them: the back office logged out
+    off = 'fixgw_drop_copy_session_logged_on{session="FIX.4.4:GATEWAY->BACKOFFICE"} 0.0'
+    await until(lambda: off in metrics_text(d.http_port), "reported logged off")
     assert metric(d.http_port, "fixgw_drop_copy_restarts_total") == 1.0
 
 

@@ -103,6 +103,26 @@ def test_a_taken_http_port_is_named_by_the_flag_that_gave_it(
         again.bind(("127.0.0.1", fix_port))
 
 
+def test_a_taken_drop_copy_port_is_named_by_the_setting_that_gave_it(
+    tmp_path: Path, taken_port: int
+) -> None:
+    fix_port = free_port()
+    config = gateway_config(tmp_path / "etc", fix_port=fix_port, data_dir="data")
+    config.write_text(
+        config.read_text().replace("drop_copy_port = 0", f"drop_copy_port = {taken_port}")
+    )
+    before = tree(tmp_path)
+    proc = fixgw("run", "--config", str(config), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"fixgw: cannot listen on 127.0.0.1:{taken_port} (gateway.drop_copy_port):"
+        " address already in use"
+    ]
+    assert tree(tmp_path) == before
+    with socket.socket() as again:  # the FIX port bound first was let go
+        again.bind(("127.0.0.1", fix_port))
+
+
 def test_lp_sim_refuses_a_taken_port_the_same_way(tmp_path: Path, taken_port: int) -> None:
     text = (REPO / "config" / "lp-sim-a.toml").read_text()
     text = text.replace('host = "0.0.0.0"', 'host = "127.0.0.1"', 1)
