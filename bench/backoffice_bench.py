@@ -235,6 +235,8 @@ def main() -> None:
         office.send_signal(signal.SIGKILL)
         office.wait()
         print(f"back office away:       {bench(fix_port, http_port, args.rate, args.outage)}")
+        # the drop-copy process reports its sessions each second
+        time.sleep(1.5)
         behind = sent_by_gateway(http_port)
         office = start(["backoffice", "run", "--config", str(path)], tmp / "bo.log")
         procs.append(office)
