@@ -19,6 +19,24 @@ from gateway.ops.logs import configure_logging
 NICE = 5
 
 
+def lower_priority() -> None:
+    """A copy is never urgent, an order is: under Linux's ``SCHED_IDLE``
+    policy the process gets a core only when nothing else wants one (the
+    gateway, its clients), and catches up when the load falls; elsewhere
+    it is niced."""
+    idle = getattr(os, "SCHED_IDLE", None)
+    if idle is not None:
+        try:
+            os.sched_setscheduler(0, idle, os.sched_param(0))
+            return
+        except OSError:  # pragma: no cover - not allowed here: niced instead
+            pass
+    try:
+        os.nice(NICE)
+    except OSError:  # pragma: no cover - not allowed here: run as is
+        pass
+
+
 def ready() -> None:
     """Tell the gateway the sessions are served: one line on standard output."""
     sys.stdout.write("ready\n")
@@ -32,12 +50,7 @@ def main() -> int:
     args = parser.parse_args()
     config = msgspec.json.decode(sys.stdin.buffer.read(), type=Config)
     configure_logging(config.gateway.log_level, config.gateway.log_format)
-    try:
-        # a copy is never urgent, an order is: the gateway's loop comes
-        # first when both want a core
-        os.nice(NICE)
-    except OSError:  # pragma: no cover - not allowed here: run as is
-        pass
+    lower_priority()
     sockets = [socket.socket(fileno=fd) for fd in args.listen_fd]
 
     async def serve() -> bool:
