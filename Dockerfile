@@ -3,10 +3,10 @@
 # FIX 4.4 gateway appliance.
 #
 #   docker build -t fixgw .
-#   docker run -d --name fixgw -p 9876:9876 -p 8080:8080 -v fixgw-data:/var/lib/fixgw fixgw
+#   docker run -d --name fixgw -p 9876:9876 -p 9877:9877 -p 8080:8080 -v fixgw-data:/var/lib/fixgw fixgw
 #
-# The daemon runs the packaged config/default.toml (FIX acceptor on 9876, HTTP
-# health/metrics on 8080) and keeps its message stores and sequence numbers in
+# The daemon runs the packaged config/default.toml (FIX acceptor on 9876, the
+# drop copy on 9877, HTTP health/metrics on 8080) and keeps its message stores and sequence numbers in
 # the /var/lib/fixgw volume. A different config can be mounted and selected with
 #   docker run ... fixgw run --config /etc/fixgw/gateway.toml --data-dir /var/lib/fixgw
 # (the data directory must then be passed again, because CMD is replaced as a whole).
@@ -82,8 +82,9 @@ VOLUME ["/var/lib/fixgw"]
 
 USER fixgw:fixgw
 
-# FIX acceptor (gateway.fix_port), HTTP health and metrics (gateway.http_port).
-EXPOSE 9876 8080
+# FIX acceptor (gateway.fix_port), drop copy (gateway.drop_copy_port), HTTP
+# health and metrics (gateway.http_port).
+EXPOSE 9876 9877 8080
 
 # Standard library only: slim images have neither curl nor wget. urlopen raises
 # on a refused connection, a timeout or an HTTP error status, which exits 1.

@@ -20,6 +20,8 @@ from setuptools import setup
 # adapters' settings; lp_sim_config.py) stay interpreted too: msgspec cannot
 # read the field types of a class compiled by mypyc.
 COMPILED = [
+    "gateway/dropcopy/copies.py",
+    "gateway/dropcopy/follow.py",
     "gateway/fix/acceptor.py",
     "gateway/fix/codec.py",
     "gateway/fix/dictionary.py",
@@ -30,7 +32,6 @@ COMPILED = [
     "gateway/net/client.py",
     "gateway/net/server.py",
     "gateway/net/transport.py",
-    "gateway/orderflow/dropcopy.py",
     "gateway/orderflow/entry.py",
     "gateway/orderflow/flow.py",
     "gateway/orderflow/journal.py",

@@ -349,7 +349,7 @@ class BackOffice:
         # the ledger, not the session store, says what has been kept
         store.set_next_target_seq(self.last_seq + 1)
         client = self.client = FixClient(self.session_settings, store, clock=self.clock)
-        host, port = self.config.gateway.fix_host, self.config.gateway.fix_port
+        host, port = self.config.gateway.fix_host, self.config.gateway.drop_copy_port
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
         intake = asyncio.create_task(self._take_in(client), name="intake")

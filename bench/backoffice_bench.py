@@ -63,6 +63,7 @@ def config(tmp: Path, idle_priority: bool = True) -> tuple[Path, int, int, int]:
     fix_port, http_port, bo_port = free_port(), free_port(), free_port()
     text = (ROOT / "config" / "default.toml").read_text()
     text = re.sub(r"(?m)^fix_port = \d+", f"fix_port = {fix_port}", text)
+    text = re.sub(r"(?m)^drop_copy_port = \d+", f"drop_copy_port = {free_port()}", text)
     text = re.sub(r"(?m)^http_port = 8080", f"http_port = {http_port}", text)
     text = re.sub(r"(?m)^http_port = 8082", f"http_port = {bo_port}", text)
     text = re.sub(r'(?m)^data_dir = "[^"]*"', f'data_dir = "{tmp / "data"}"', text)
@@ -234,6 +235,8 @@ def main() -> None:
         office.send_signal(signal.SIGKILL)
         office.wait()
         print(f"back office away:       {bench(fix_port, http_port, args.rate, args.outage)}")
+        # the drop-copy process reports its sessions each second
+        time.sleep(1.5)
         behind = sent_by_gateway(http_port)
         office = start(["backoffice", "run", "--config", str(path)], tmp / "bo.log")
         procs.append(office)

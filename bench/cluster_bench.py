@@ -45,7 +45,7 @@ def start_gateway(
     args = [
         sys.executable, "-m", "gateway", "run",
         "--fix-port", str(fix_port), "--http-port", str(http_port),
-        "--data-dir", str(tmp / name),
+        "--drop-copy-port", "0", "--data-dir", str(tmp / name),
     ]  # fmt: skip
     if cluster:
         args += ["--cluster", ",".join(cluster)]

@@ -140,6 +140,8 @@ class Processes:
                     str(port),
                     "--http-port",
                     "0",
+                    "--drop-copy-port",
+                    "0",
                     "--data-dir",
                     str(self.workdir / name),
                 ],

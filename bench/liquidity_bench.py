@@ -225,6 +225,8 @@ def run_config(setup: Setup, enabled: Iterable[str], data_dir: str) -> Config:
         "log_level": "error",
     }
     raw["store"] = {**raw.get("store", {}), "backend": "memory"}
+    # no journal with memory stores: no drop copy either
+    raw["sessions"] = [s for s in raw.get("sessions", ()) if s.get("Application") != "dropcopy"]
     lps = []
     for entry in raw.get("lps", ()):
         entry = dict(entry)

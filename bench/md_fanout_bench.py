@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     port = _free_port()
     log = open(workdir / "gateway.log", "wb")  # noqa: SIM115 (closed with the process)
     cmd = [*_fixgw(), "run", "--config", "config/default.toml", "--fix-port", str(port)]
-    cmd += ["--http-port", "0", "--data-dir", str(workdir / "data")]
+    cmd += ["--http-port", "0", "--drop-copy-port", "0", "--data-dir", str(workdir / "data")]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     log.close()
     try:

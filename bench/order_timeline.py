@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="order-timeline-"))
     port = _free_port()
     cmd = [*_fixgw(), "run", "--config", args.config, "--fix-port", str(port)]
-    cmd += ["--http-port", "0", "--data-dir", str(workdir / "data")]
+    cmd += ["--http-port", "0", "--drop-copy-port", "0", "--data-dir", str(workdir / "data")]
     gateway = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     client: subprocess.Popen[bytes] | None = None
     try:

@@ -214,7 +214,9 @@ def main() -> int:
         "--drop-copy",
         choices=("on", "off"),
         default="on",
-        help="the default config's drop-copy session (not logged on: copies are stored), or none",
+        help="the default config's drop-copy session (what the order path does for it: with"
+        " --store file, LP fills journaled for its TradeCaptureReports; the copies themselves"
+        " are made by the drop-copy process, not timed here), or none",
     )
     args = parser.parse_args()
     margin = args.margin == "on"

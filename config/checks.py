@@ -352,6 +352,17 @@ def _check_drop_copies(values: Mapping[str, object], path: str) -> list[str]:
         if entry.get("Application", "orders") == "orders"
         and isinstance(target := entry.get("TargetCompID"), str)
     }
+    store = values.get("store")
+    backend = store.get("backend", "file") if isinstance(store, Mapping) else "file"
+    if backend != "file":
+        for index, entry in entries:
+            if entry.get("Application") == "dropcopy":
+                errors.append(
+                    f"{_join(path, 'sessions')}[{index}].Application: a drop-copy session needs"
+                    f' store.backend = "file" (the drop copy follows the order journal,'
+                    f' which the "{backend}" backend does not keep)'
+                )
+                break
     for index, entry in entries:
         covered = entry.get("DropCopyFor")
         if covered is None:

@@ -291,6 +291,7 @@ def with_overrides(
     fix_port: int | None = None,
     http_host: str | None = None,
     http_port: int | None = None,
+    drop_copy_port: int | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     cluster_servers: tuple[str, ...] | None = None,
 ) -> Config:
@@ -309,6 +310,8 @@ def with_overrides(
         changes["fix_port"] = fix_port
     if http_port is not None:
         changes["http_port"] = http_port
+    if drop_copy_port is not None:
+        changes["drop_copy_port"] = drop_copy_port
     if data_dir is not None:
         changes["data_dir"] = os.fspath(data_dir)
     if not changes and cluster_servers is None:

@@ -169,6 +169,13 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     fix_port: Port = 9876
     """TCP port of the FIX acceptor."""
 
+    drop_copy_port: OptionalPort = 9877
+    """TCP port of the drop-copy sessions (``Application = "dropcopy"``),
+    on ``fix_host``: served by a process of their own that follows the
+    order journal, so the order path never waits for a copy.  Bound only
+    when the config declares such a session; 0 takes any free port (the
+    ``gateway_started`` log line names it)."""
+
     http_host: str = "127.0.0.1"
     """Address of the HTTP server (health, metrics, admin; loopback unless told otherwise)."""
 
@@ -655,7 +662,7 @@ class BackofficeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
 
     session: CompID = "BACKOFFICE"
     """TargetCompID of the drop-copy session in ``[[sessions]]`` it logs on to
-    (it connects to ``gateway.fix_host``:``fix_port`` as that CompID)."""
+    (it connects to ``gateway.fix_host``:``drop_copy_port`` as that CompID)."""
 
     ledger: str = ""
     """Where trades are kept: ``duckdb:<file>`` (a relative file is relative to

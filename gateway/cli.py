@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--http-host", help="override gateway.http_host")
     run.add_argument("--http-port", type=int, help="override gateway.http_port (0 disables HTTP)")
     run.add_argument(
+        "--drop-copy-port", type=int, help="override gateway.drop_copy_port (drop-copy sessions)"
+    )
+    run.add_argument(
         "--data-dir", help="override gateway.data_dir (relative to the working directory)"
     )
     run.add_argument(
@@ -146,6 +149,7 @@ def _run(args: argparse.Namespace) -> int:
         fix_port=args.fix_port,
         http_host=args.http_host,
         http_port=args.http_port,
+        drop_copy_port=args.drop_copy_port,
         # a path on the command line is the working directory's, the file's are its folder's
         data_dir=os.path.abspath(args.data_dir) if args.data_dir else args.data_dir,
         cluster=tuple(u.strip() for u in args.cluster.split(",") if u.strip())

@@ -20,31 +20,32 @@ import ipaddress
 import os
 import signal
 import socket
-import ssl
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from config import Config, ConfigError, GatewaySettings, config_base, resolve_paths
+from config import Config, ConfigError, config_base, resolve_paths
 from gateway.cluster import Cluster, Headroom, instance_name
+from gateway.dropcopy.process import DropCopyProcess, read_cursor, read_sessions
+from gateway.dropcopy.service import drop_copy_sessions
 from gateway.fix.acceptor import SessionRegistry
 from gateway.fix.application import Application, EchoApplication
 from gateway.fix.session import Session
 from gateway.fix.store import SessionStore
-from gateway.net.server import FixServer, ListenError, bind_listening
+from gateway.net.server import FixServer, ListenError, bind_listening, server_tls
 from gateway.net.transport import BusyPoll, Outbox
 from gateway.ops.http import SessionCollector, build_app
 from gateway.ops.logs import set_log_level
-from gateway.ops.metrics import ClusterCollector, LoopLag, OperationsCollector
+from gateway.ops.metrics import ClusterCollector, DropCopyCollector, LoopLag, OperationsCollector
 from gateway.ops.reload import Overrides, Reloader
-from gateway.orderflow.dropcopy import DropCopies, DropCopyApplication
 from gateway.orderflow.entry import OrderEntry
 from gateway.orderflow.flow import OrderFlow
 from gateway.orderflow.journal import OrderJournal
@@ -73,35 +74,45 @@ class Listeners:
     """The daemon's listening sockets, bound before anything else is built:
     the FIX acceptor's and, with HTTP on, the HTTP server's."""
 
-    def __init__(self, fix: list[socket.socket], http: list[socket.socket]) -> None:
+    def __init__(
+        self,
+        fix: list[socket.socket],
+        http: list[socket.socket],
+        drop_copy: list[socket.socket] | None = None,
+    ) -> None:
         self.fix = fix
         self.http = http
+        self.drop_copy = drop_copy or []
 
     def close(self) -> None:
         """Close them (a start that failed before its servers took them)."""
-        for sock in (*self.fix, *self.http):
+        for sock in (*self.fix, *self.http, *self.drop_copy):
             sock.close()
 
 
 def bind_listeners(config: Config, overrides: Overrides | None = None) -> Listeners:
-    """Bind the FIX port and, when HTTP is on, the HTTP port; a
+    """Bind the FIX port, the drop-copy port when the config has a drop-copy
+    session, and the HTTP port when HTTP is on; a
     :class:`~gateway.net.server.ListenError` names the first that cannot be
     had and the setting it comes from (the command line's flag when it
     overrides the file)."""
     gw = config.gateway
     given = overrides or Overrides()
     fix_setting = "--fix-port" if given.fix_port is not None else "gateway.fix_port"
-    fix = bind_listening(gw.fix_host, gw.fix_port, fix_setting)
-    if not gw.http_port:
-        return Listeners(fix, [])
-    http_setting = "--http-port" if given.http_port is not None else "gateway.http_port"
+    listeners = Listeners(bind_listening(gw.fix_host, gw.fix_port, fix_setting), [])
     try:
-        http = bind_listening(gw.http_host, gw.http_port, http_setting)
+        if drop_copy_sessions(config):
+            setting = (
+                "--drop-copy-port" if given.drop_copy_port is not None else "gateway.drop_copy_port"
+            )
+            listeners.drop_copy = bind_listening(gw.fix_host, gw.drop_copy_port, setting)
+        if gw.http_port:
+            setting = "--http-port" if given.http_port is not None else "gateway.http_port"
+            listeners.http = bind_listening(gw.http_host, gw.http_port, setting)
     except ListenError:
-        for sock in fix:
-            sock.close()
+        listeners.close()
         raise
-    return Listeners(fix, http)
+    return listeners
 
 
 class Gateway:
@@ -134,7 +145,7 @@ class Gateway:
         gw = config.gateway
         self.data_dir = Path(gw.data_dir).absolute()
         _refuse_moved_data(self.config.gateway.data_dir, self.data_dir)
-        self._tls_context = _tls(gw)
+        self._tls_context = server_tls(gw)
         _log.info(
             "gateway_starting",
             config=str(config_path) if config_path is not None else None,
@@ -145,13 +156,18 @@ class Gateway:
         applications: dict[str, Application] = {}
         echo = EchoApplication()
         order_sessions: dict[str, Session] = {}
-        drop_copies: list[Session] = []
+        # served by the drop-copy process, from the journal
+        copying = bool(drop_copy_sessions(config))
+        self._resolved = config
+        self.drop_copy: DropCopyProcess | None = None
         # several gateways live at once: a session's store is copied to the
         # cluster while the session is served here
         self.cluster: Cluster | None = None
         if config.cluster.servers:
             self.cluster = Cluster(config.cluster, on_lost=self._lost_session)
         for settings in config.sessions:
+            if settings.Application == "dropcopy":
+                continue
             store: SessionStore = open_store(
                 config.store.backend,
                 self.data_dir / "sessions",
@@ -165,16 +181,15 @@ class Gateway:
             self.sessions.append(session)
             if settings.Application == "echo":
                 applications[settings.session_id] = echo
-            elif settings.Application == "dropcopy":
-                applications[settings.session_id] = DropCopyApplication()
-                drop_copies.append(session)
             else:
                 order_sessions[settings.TargetCompID] = session
         self.order_flow: OrderFlow | None = None
         self.journal: OrderJournal | None = None
         if order_sessions and config.store.backend == "file":
             self.journal = OrderJournal(
-                self.data_dir / "orders", fsync=config.store.fsync == "batch"
+                self.data_dir / "orders",
+                fsync=config.store.fsync == "batch",
+                keep_segments=copying,
             )
         # nothing leaves a session before the journal has what it says
         self.outbox = Outbox(
@@ -185,7 +200,7 @@ class Gateway:
             outbox.busy_poll = BusyPoll(gw.busy_poll_us / 1e6, lambda: outbox.writing)
         if order_sessions:
             self.order_flow = build_order_flow(
-                config, order_sessions, self.journal, self.outbox, clock, drop_copies
+                config, order_sessions, self.journal, self.outbox, clock, copying
             )
             for session in order_sessions.values():
                 applications[session.session_id] = self.order_flow
@@ -220,6 +235,7 @@ class Gateway:
             )
         )
         self.metrics.register(ClusterCollector(lambda: self.cluster))
+        self.metrics.register(DropCopyCollector(self.drop_copy_state, self.drop_copy_sessions))
         self._clock = clock
         # in a cluster: the rules as configured, and this gateway's slices
         self._base_rules: Rules | None = None
@@ -228,6 +244,21 @@ class Gateway:
         self._http_runner: web.AppRunner | None = None
         self.fix_port = 0
         self.http_port = 0
+
+    def drop_copy_state(self) -> tuple[bool, int, int] | None:
+        """Whether the drop-copy process runs, its restarts, and the journal
+        batches it is behind; None without a drop copy."""
+        process = self.drop_copy
+        if process is None:
+            return None
+        serial = self.journal.serial if self.journal is not None else 0
+        return process.up, process.restarts, max(0, serial - read_cursor(self.data_dir))
+
+    def drop_copy_sessions(self) -> list[dict[str, Any]]:
+        process = self.drop_copy
+        if process is None:
+            return []
+        return read_sessions(self.data_dir, process.up)
 
     def config_version(self) -> tuple[str, int]:
         """``(version, generation)`` of the config in force."""
@@ -302,6 +333,17 @@ class Gateway:
             await self._join_cluster(self.cluster, listeners)
         if self.order_flow is not None:
             await self.order_flow.start()
+        if listeners.drop_copy:
+            # the journal is recovered: the copies follow it from here
+            resolved = self._resolved
+            self.drop_copy = DropCopyProcess(
+                msgspec.structs.replace(
+                    resolved,
+                    gateway=msgspec.structs.replace(resolved.gateway, data_dir=str(self.data_dir)),
+                ),
+                listeners.drop_copy,
+            )
+            await self.drop_copy.start()
         self.fix_port = await self.fix_server.serve(listeners.fix, self._tls_context)
         self.loop_lag.start()
         self._spawn(self.reloader.start_worker())
@@ -313,11 +355,12 @@ class Gateway:
             self._http_runner = runner
             self.http_port = int(listeners.http[0].getsockname()[1])
         if not _is_loopback(gw.fix_host):
-            for session in self.sessions:
-                if not session.settings.Password:
+            # the drop-copy sessions listen on fix_host too
+            for settings in self._resolved.sessions:
+                if not settings.Password:
                     _log.warning(
                         "session_without_password_on_open_address",
-                        session=session.session_id,
+                        session=settings.session_id,
                         fix_host=gw.fix_host,
                         hint="give the session a Password, or listen on 127.0.0.1",
                     )
@@ -332,6 +375,7 @@ class Gateway:
         _log.info(
             "gateway_started",
             fix_port=self.fix_port,
+            drop_copy_port=self.drop_copy.port if self.drop_copy is not None else None,
             http_port=self.http_port or None,
             data_dir=str(self.data_dir),
             sessions=[s.session_id for s in self.sessions],
@@ -401,6 +445,9 @@ class Gateway:
             self.journal.close()
         for store in self.stores:
             store.close()
+        if self.drop_copy is not None:
+            # after the journal's last batch: it is copied before the process ends
+            await self.drop_copy.stop()
         _log.info("gateway_stopped")
 
 
@@ -410,7 +457,7 @@ def build_order_flow(
     journal: OrderJournal | None,
     outbox: Outbox,
     clock: Callable[[], float],
-    drop_copies: Iterable[Session] = (),
+    copying: bool = False,
 ) -> OrderFlow:
     """The order flow and every piece behind it, for the client ``sessions``
     (by client CompID): the matcher, the aggregated book, the exposure
@@ -449,7 +496,7 @@ def build_order_flow(
         clock,
         accounts,
         ledger,
-        DropCopies(drop_copies),
+        copying,
     )
     market_data = MarketDataService(
         instruments,
@@ -490,22 +537,6 @@ def build_order_flow(
         journal.on_dirty = flow.flush_soon
         flow.recover(recovery, int(run))
     return flow
-
-
-def _tls(gw: GatewaySettings) -> ssl.SSLContext | None:
-    """The acceptor's TLS context, or None for plain TCP; raises ConfigError
-    if the certificate or key cannot be loaded."""
-    if not gw.tls_cert_file:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(gw.tls_cert_file, gw.tls_key_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            [f"gateway.tls_cert_file / tls_key_file: cannot be loaded: {exc}"]
-        ) from exc
-    return context
 
 
 def _refuse_moved_data(written: str, resolved: Path) -> None:

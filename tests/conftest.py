@@ -77,6 +77,7 @@ class Daemon:
     http_port: int
     data_dir: Path
     log_path: Path
+    drop_copy_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     _log: object = field(default=None, repr=False)
 
@@ -99,6 +100,8 @@ class Daemon:
                 str(self.fix_port),
                 "--http-port",
                 str(self.http_port),
+                "--drop-copy-port",
+                str(self.drop_copy_port),
                 "--data-dir",
                 str(self.data_dir),
             ]
@@ -119,6 +122,7 @@ class Daemon:
                 )
             self.fix_port = free_port()
             self.http_port = free_port() if self.http_port else 0
+            self.drop_copy_port = free_port()
         raise AssertionError("unreachable")
 
     def _log_bytes(self, offset: int) -> bytes:
@@ -163,6 +167,7 @@ def daemon_factory(tmp_path: Path) -> Iterator[object]:
             args=list(args),
             fix_port=free_port(),
             http_port=free_port() if http else 0,
+            drop_copy_port=free_port(),
             data_dir=data_dir or tmp_path / "data",
             log_path=tmp_path / f"daemon-{len(started)}.log",
         )

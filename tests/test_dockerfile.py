@@ -352,8 +352,12 @@ def test_exposed_ports_match_default_config(final: Stage, gateway_defaults: dict
             port, _, proto = word.partition("/")
             assert proto in ("", "tcp"), f"line {instruction.line}: FIX and HTTP are TCP"
             exposed.add(int(port))
-    assert {9876, 8080} <= exposed
-    assert exposed == {gateway_defaults["fix_port"], gateway_defaults["http_port"]}
+    assert {9876, 9877, 8080} <= exposed
+    assert exposed == {
+        gateway_defaults["fix_port"],
+        gateway_defaults["drop_copy_port"],
+        gateway_defaults["http_port"],
+    }
 
 
 def test_volume_is_the_data_dir_passed_to_the_daemon(final: Stage) -> None:

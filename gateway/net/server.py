@@ -19,6 +19,7 @@ from typing import Any, Final, Protocol, cast
 
 import structlog
 
+from config import ConfigError, GatewaySettings
 from gateway.fix.acceptor import AcceptorConnection, SessionRegistry
 from gateway.fix.application import Application
 from gateway.fix.codec import FixMessage, FrameDecoder, GarbledMessage, parse_frame
@@ -612,3 +613,19 @@ def bind_listening(host: str, port: int, setting: str) -> list[socket.socket]:
     if not bound:
         raise ListenError(f"cannot listen on {shown}:{port} ({setting}): no usable address")
     return bound
+
+
+def server_tls(gw: GatewaySettings) -> ssl.SSLContext | None:
+    """The TLS context of the acceptors on ``gw``'s settings, or None for
+    plain TCP; raises ConfigError if the certificate or key cannot be loaded."""
+    if not gw.tls_cert_file:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(gw.tls_cert_file, gw.tls_key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            [f"gateway.tls_cert_file / tls_key_file: cannot be loaded: {exc}"]
+        ) from exc
+    return context

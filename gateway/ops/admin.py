@@ -58,7 +58,7 @@ def sessions(gateway: Running) -> list[dict[str, Any]]:
             "rejects_sent": s.stats.rejects_sent,
         }
         for s in gateway.sessions
-    ]
+    ] + gateway.drop_copy_sessions()
 
 
 def _lots(flow: OrderFlow, symbol: str, lots: int) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -457,3 +458,45 @@ class ClusterCollector(Collector):
         )
         applied.add_metric([], copy.applied)
         yield from (copied, failed, retried, lag, applied)
+
+
+class DropCopyCollector(Collector):
+    """The drop-copy process, read at scrape time: ``state`` gives whether
+    it runs, how often it was started again, and how many journal batches
+    it is behind (None: the config has no drop copy); ``sessions`` its
+    sessions as it last reported them."""
+
+    def __init__(
+        self,
+        state: Callable[[], tuple[bool, int, int] | None],
+        sessions: Callable[[], list[dict[str, Any]]],
+    ) -> None:
+        self._state = state
+        self._sessions = sessions
+
+    def collect(self) -> Iterator[Metric]:
+        state = self._state()
+        if state is None:
+            return
+        up, restarts, behind = state
+        running = GaugeMetricFamily(
+            "fixgw_drop_copy_up", "1 while the drop-copy process runs (it is restarted if it ends)"
+        )
+        running.add_metric([], 1.0 if up else 0.0)
+        started = CounterMetricFamily(
+            "fixgw_drop_copy_restarts", "Times the drop-copy process was started again"
+        )
+        started.add_metric([], restarts)
+        lag = GaugeMetricFamily(
+            "fixgw_drop_copy_lag_batches",
+            "Order-journal batches written that the drop copy has not stored copies of yet",
+        )
+        lag.add_metric([], behind)
+        logged_on = GaugeMetricFamily(
+            "fixgw_drop_copy_session_logged_on",
+            "1 when the drop-copy session is logged on (as its process reported, each second)",
+            labels=["session"],
+        )
+        for session in self._sessions():
+            logged_on.add_metric([str(session["session"])], 1.0 if session["logged_on"] else 0.0)
+        yield from (running, started, lag, logged_on)

@@ -78,6 +78,7 @@ class Overrides:
     fix_port: int | None = None
     http_host: str | None = None
     http_port: int | None = None
+    drop_copy_port: int | None = None
     data_dir: str | None = None
     cluster: tuple[str, ...] | None = None
     """``[cluster] servers`` (``--cluster``)."""
@@ -89,6 +90,7 @@ class Overrides:
             fix_port=self.fix_port,
             http_host=self.http_host,
             http_port=self.http_port,
+            drop_copy_port=self.drop_copy_port,
             data_dir=self.data_dir,
             cluster_servers=self.cluster,
         )
@@ -102,6 +104,7 @@ class Overrides:
                 ("fix_port", self.fix_port),
                 ("http_host", self.http_host),
                 ("http_port", self.http_port),
+                ("drop_copy_port", self.drop_copy_port),
                 ("data_dir", self.data_dir),
             )
             if value is not None

@@ -7,7 +7,7 @@ builds them.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
@@ -52,3 +52,8 @@ class Running(Protocol):
     def admin_token(self) -> str: ...
 
     def ready(self) -> tuple[bool, str]: ...
+
+    def drop_copy_sessions(self) -> list[dict[str, Any]]:
+        """The drop-copy sessions as their process last reported them
+        (their state unknown, and not logged on, while it does not run)."""
+        ...

@@ -174,9 +174,8 @@ class OrderFlow:
         return [name for name, a in self.adapters.items() if a.up]
 
     def _stored_sessions(self) -> list[Session]:
-        """Every session whose messages the journal copies: the clients' and
-        the drop copies'."""
-        return [*self.sessions.values(), *self.reports.drop_copies.sessions()]
+        """Every session whose messages the journal copies: the clients'."""
+        return list(self.sessions.values())
 
     # -- recovery --------------------------------------------------------------------
 

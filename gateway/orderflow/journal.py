@@ -22,14 +22,22 @@ Entries (:data:`~gateway.orderflow.journal_entries.Entry`, msgspec Structs defin
     rejected); or given up after timeouts (a late fill is still booked).
 ``Filled``
     One LP fill as booked to the exposure ledger, with the LP's ExecID so
-    that the same fill is never booked twice, before or after a restart.
+    that the same fill is never booked twice, before or after a restart;
+    and when it was booked and the ExecID of the client's report of it,
+    for the drop copy's TradeCaptureReport.
 ``Message``
     A copy of an application message stored for a client session (what the
-    client is told: ExecutionReports, cancel rejects).  The journal is
+    client is told: ExecutionReports, cancel rejects), with the LP that made
+    the fill an ExecutionReport reports (for the drop copy).  The journal is
     written before the session stores, so a crash between the two writes
     can leave a store behind the journal; on restart the store is completed
     from these copies, and the client is told everything the journal says
     happened.
+``Serial``
+    The first entry of every batch written while trading, one more than the
+    batch before, across checkpoints and restarts (a checkpoint carries the
+    last one on, after its ``Run``).  The drop-copy process
+    (:mod:`gateway.dropcopy.follow`) follows the journal by it.
 ``Positions``, ``InFlight``, ``Expiring``
     Checkpoint-only: the ledger's positions, a child in flight with what it
     has filled so far, the DAY orders to expire when their routing ends.
@@ -74,6 +82,11 @@ it or (a fill) adds to the aggregates taken at the start; see
 :func:`gateway.orderflow.restore.sliced_checkpoint_entries`.  (A forked
 child writing the state as it was at the fork was the way before: the fork
 held the loop 2-4 ms on a gateway of 80-150 MB.)
+
+With a drop copy, the file a checkpoint replaces is first linked into
+``orders/segments/`` (named by the last serial written), so that batches the
+drop-copy process has not read yet outlive the replacement; it removes a
+segment once it has read it through.
 """
 
 from __future__ import annotations
@@ -87,13 +100,14 @@ from typing import Final
 
 import msgspec
 
-from gateway.orderflow.journal_entries import Entry, Run
+from gateway.orderflow.journal_entries import Entry, Run, Serial
 from gateway.storage.batch_file import (
     BackgroundReplace,
     BatchFile,
     BatchFileLockedError,
     WrongMagicError,
 )
+from gateway.storage.durable import fsync_dir
 
 __all__ = [
     "JournalError",
@@ -104,6 +118,9 @@ logger = logging.getLogger("gateway.orderflow.journal")
 
 MAGIC: Final = b"ORDJRNL\x01"
 JOURNAL_NAME: Final = "journal"
+SEGMENTS_NAME: Final = "segments"
+"""The folder, beside the journal, of the files a checkpoint replaced while
+the drop copy may not have read them yet (see :class:`OrderJournal`)."""
 
 _ARRAY16: Final = struct.Struct(">BH")
 _ARRAY32: Final = struct.Struct(">BI")
@@ -139,14 +156,31 @@ class OrderJournal:
     ``directory``; :meth:`replay` must be read to the end before anything
     is written.  ``on_dirty`` is called when the first entry after a flush
     is added, to have :meth:`flush` run soon.
+
+    Every batch written while trading starts with a :class:`Serial`, one
+    more than the last one written or read.  With ``keep_segments``, a
+    checkpoint first links the file it replaces into ``segments/`` (named
+    by the last serial written before it), so that a reader following the
+    journal (the drop copy) finds every batch even if it was stopped while
+    the checkpoint happened; that reader removes a segment once it has read
+    it through.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, fsync: bool = False) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        fsync: bool = False,
+        keep_segments: bool = False,
+    ) -> None:
         self._pending: list[bytes] = []
         self._encode = msgspec.msgpack.Encoder().encode
         self.run = 0
         """The run number of the last checkpoint read or written."""
+        self.serial = 0
+        """The serial of the last batch read or written."""
         self.on_dirty: Callable[[], None] | None = None
+        self.keep_segments = keep_segments
         try:
             self._file = BatchFile(directory, JOURNAL_NAME, MAGIC, fsync=fsync)
         except BatchFileLockedError:
@@ -186,6 +220,9 @@ class OrderJournal:
                 for entry in entries:
                     if isinstance(entry, Run):
                         self.run = entry.run
+                    elif isinstance(entry, Serial):
+                        self.serial = entry.serial
+                        continue
                     yield entry
                 batches += 1
         except WrongMagicError:
@@ -216,19 +253,22 @@ class OrderJournal:
             return
         if not self._file.replayed:
             raise JournalError("the journal must be replayed before it is written")
+        serial = self.serial + 1
         try:
-            self._file.append(_body(pending))
+            self._file.append(_body([self._encode(Serial(serial)), *pending]))
         except OSError:
             # no partial batch stays in front of the next one; keep the
             # entries for the next flush (nothing that depends on them
             # leaves meanwhile: the write barrier raised too)
             logger.critical({"event": "order_journal_write_failed", "path": str(self.path)})
             raise
+        self.serial = serial
         pending.clear()
 
     def checkpoint(self, entries: Iterable[Entry]) -> None:
         """Replace the journal with ``entries`` (the whole state now); what
         is pending is dropped, as the state supersedes it."""
+        self._keep_segment()
         self._file.replace(self._checkpoint_bodies(entries))
         self._pending.clear()
 
@@ -240,17 +280,36 @@ class OrderJournal:
         entry is its whole state and what is journaled from the start on
         (copied behind them) supersedes or adds to it."""
         self.flush()
+        self._keep_segment()
         return self._file.replace_sliced(self._checkpoint_bodies(entries, _SLICED_BATCH))
+
+    def _keep_segment(self) -> None:
+        """With ``keep_segments``: link the file about to be replaced into
+        ``segments/``, unless it holds no batch written while trading."""
+        if not self.keep_segments or self.serial == 0:
+            return
+        folder = self.path.parent / SEGMENTS_NAME
+        folder.mkdir(exist_ok=True)
+        link = folder / f"{self.serial:020d}"
+        try:
+            os.link(self.path, link)
+        except FileExistsError:
+            # the same file, replaced again before another batch was written
+            return
+        fsync_dir(folder)
 
     def _checkpoint_bodies(self, entries: Iterable[Entry], batch: int = 0) -> Iterator[bytes]:
         encode = self._encode
         size = batch or _CHECKPOINT_BATCH
         chunk: list[bytes] = []
         for entry in entries:
+            chunk.append(encode(entry))
             if isinstance(entry, Run):
                 self.run = entry.run
-            chunk.append(encode(entry))
-            if len(chunk) == size:
+                # the serial goes on across checkpoints (not first in its
+                # batch: a batch starting with one is a batch of trading)
+                chunk.append(encode(Serial(self.serial)))
+            if len(chunk) >= size:
                 yield _body(chunk)
                 chunk = []
         if chunk:

@@ -26,6 +26,7 @@ __all__ = [
     "Positions",
     "Run",
     "Sent",
+    "Serial",
     "Traded",
 ]
 
@@ -43,6 +44,12 @@ class Sent(msgspec.Struct, tag=3, array_like=True, frozen=True):
 
 
 class Filled(msgspec.Struct, tag=4, array_like=True, frozen=True):
+    """Lots of an LP fill booked to ``account`` (a client, or the house):
+    what the exposure ledger is kept from, and the drop copy's
+    TradeCaptureReport of them (booked at ``time``; ``client_exec_id``, the
+    ExecID of the client's ExecutionReport of the same lots, "" for the
+    house's)."""
+
     child_id: str
     exec_id: str
     lp: str
@@ -51,6 +58,8 @@ class Filled(msgspec.Struct, tag=4, array_like=True, frozen=True):
     side: Side
     qty: int
     price: int
+    time: float = 0.0
+    client_exec_id: str = ""
 
 
 class Ended(msgspec.Struct, tag=5, array_like=True, frozen=True):
@@ -83,6 +92,7 @@ class Message(msgspec.Struct, tag=10, array_like=True, frozen=True):
     created: float  # the session store's creation time: which sequence it belongs to
     seq: int
     raw: bytes
+    market: str = ""  # an ExecutionReport of a fill: where it was made (LP, or "internal")
 
 
 class Traded(msgspec.Struct, tag=11, array_like=True, frozen=True):
@@ -104,6 +114,14 @@ class Holdings(msgspec.Struct, tag=12, array_like=True, frozen=True):
     clients: dict[str, dict[str, tuple[int, float, float]]]
 
 
+class Serial(msgspec.Struct, tag=13, array_like=True, frozen=True):
+    """The first entry of every batch written while trading (none in a
+    checkpoint's own batches): one more than the batch before, across runs.
+    What reads the journal as it grows (the drop copy) keeps its place by it."""
+
+    serial: int
+
+
 Entry = (
     Run
     | OrderState
@@ -117,4 +135,5 @@ Entry = (
     | Message
     | Traded
     | Holdings
+    | Serial
 )

@@ -24,7 +24,6 @@ from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 from gateway.fix.session import Session, business_reject_body
 from gateway.net.transport import Outbox
-from gateway.orderflow.dropcopy import DropCopies, copy_body, trade_capture_body
 from gateway.orderflow.journal import OrderJournal
 from gateway.orderflow.journal_entries import Message, OrderState, Traded
 from gateway.orderflow.mapping import (
@@ -35,7 +34,6 @@ from gateway.orderflow.mapping import (
     new_order_reject_body,
     unknown_order_status_body,
 )
-from gateway.orderflow.recovery import HOUSE
 from gateway.orderflow.stats import FlowStats
 from matcher.engine import Matcher, Result
 from matcher.orders import (
@@ -49,7 +47,7 @@ from matcher.orders import (
 )
 from risk.accounts import Accounts
 from router.exposure import ExposureLedger
-from router.model import Instrument, Side
+from router.model import Instrument
 
 _log = structlog.get_logger("gateway.orderflow.publish")
 
@@ -86,10 +84,13 @@ class Reports:
         clock: Callable[[], float],
         accounts: Accounts,
         ledger: ExposureLedger,
-        drop_copies: DropCopies | None = None,
+        copying: bool = False,
     ) -> None:
         self.sessions = dict(sessions)  # client CompID -> session
-        self.drop_copies = drop_copies if drop_copies is not None else DropCopies(())
+        self.copying = copying and journal is not None
+        """Whether a drop copy follows the journal (each LP fill is
+        journaled with the ExecID of the client's report of it, for the
+        copy's TradeCaptureReport)."""
         self.accounts = accounts
         self._ledger = ledger
         self._instruments: dict[str, Instrument] = dict(instruments)
@@ -113,64 +114,14 @@ class Reports:
     def send(
         self, session: Session, msg_type: bytes, body: bytes, now: float, market: str = ""
     ) -> None:
-        """Store, journal and write one message to a client; an
-        ExecutionReport is copied to the drop copies covering the client
-        (``market``: where the fill it reports was made, for the copy)."""
-        self._record(session, msg_type, body, now)
-        if msg_type == b"8" and self.drop_copies:
-            client = session.settings.TargetCompID
-            copies = self.drop_copies.covering(client)
-            if copies:
-                copied = copy_body(body, client.encode("latin-1", "replace"), market)
-                for drop_copy in copies:
-                    self._record(drop_copy, b"8", copied, now)
-
-    def _record(self, session: Session, msg_type: bytes, body: bytes, now: float) -> None:
+        """Store, journal and write one message to a client (``market``:
+        where the fill an ExecutionReport reports was made, journaled with
+        it for the drop copy)."""
         seq, raw = session.send_recorded(msg_type, body, now)
         journal = self._journal
         if journal is not None:
-            journal.add(Message(session.session_id, session.store.creation_time, seq, raw))
+            journal.add(Message(session.session_id, session.store.creation_time, seq, raw, market))
         self._outbox.wake(session)
-
-    def trade_capture(
-        self,
-        *,
-        child_id: str,
-        exec_id: str,
-        lp: str,
-        account: str,
-        symbol: str,
-        side: Side,
-        lots: int,
-        price: int,
-        now: float,
-        client_exec_id: str = "",
-    ) -> None:
-        """A TradeCaptureReport of an LP fill booked to ``account``, to the
-        drop copies covering that client (a fill booked to the house, to
-        those covering every client)."""
-        drop_copies = self.drop_copies
-        if not drop_copies:
-            return
-        house = account == HOUSE
-        targets = drop_copies.all if house else drop_copies.covering(account)
-        if not targets:
-            return
-        body = trade_capture_body(
-            child_id=child_id,
-            exec_id=exec_id,
-            lp=lp,
-            account=account,
-            house=house,
-            instrument=self._instruments[symbol],
-            side=side,
-            lots=lots,
-            price=price,
-            now=now,
-            client_exec_id=client_exec_id,
-        )
-        for drop_copy in targets:
-            self._record(drop_copy, b"AE", body, now)
 
     # -- matcher results ------------------------------------------------------------
 

@@ -545,19 +545,19 @@ class ChildRouting:
         if qty:
             child.open -= qty
             self.ledger.reserve(child.lp, need.symbol, -qty)
-            self._book_fill(fill, child.lp, need.client, need.symbol, need.side, qty, False)
+            self.ledger.apply_fill(child.lp, need.client, need.symbol, need.side, qty, fill.price)
             result = self.matcher.on_fill(parent, qty, fill.price, child.lp)
             self.publish(result, now)
-            if self._reports.drop_copies:
+            client_exec_id = ""
+            if self._reports.copying:
                 # the house's side of the fill names the client's ExecutionReport of it
-                client_exec_id = ""
                 for ex in result.executions:
                     if ex.order_id == parent and ex.last_qty:
                         client_exec_id = ex.exec_id
                         break
-                self._capture(
-                    fill, child.lp, need.client, need.symbol, need.side, qty, client_exec_id
-                )
+            self._journal_fill(
+                fill, child.lp, need.client, need.symbol, need.side, qty, client_exec_id
+            )
         if fill.leaves == 0:
             lp_stats.filled += 1
             # lots the LP ends without filling come back to the order
@@ -571,21 +571,14 @@ class ChildRouting:
         symbol: str,
         side: Side,
         qty: int | None = None,
-        capture: bool = True,
     ) -> None:
-        """Apply an LP fill (``qty`` lots of it, all by default) to the
-        exposure ledger, journal it and (with ``capture``) report it to the
-        drop copies."""
+        """Apply an LP fill (``qty`` lots of it, all by default) booked to
+        the house to the exposure ledger, and journal it."""
         lots = fill.qty if qty is None else qty
         self.ledger.apply_fill(lp, account, symbol, side, lots, fill.price)
-        if self.journal is not None:
-            self.journal.add(
-                Filled(fill.child_id, fill.exec_id, lp, account, symbol, side, lots, fill.price)
-            )
-        if capture and self._reports.drop_copies:
-            self._capture(fill, lp, account, symbol, side, lots, "")
+        self._journal_fill(fill, lp, account, symbol, side, lots, "")
 
-    def _capture(
+    def _journal_fill(
         self,
         fill: ChildFill,
         lp: str,
@@ -595,21 +588,25 @@ class ChildRouting:
         lots: int,
         client_exec_id: str,
     ) -> None:
-        """The TradeCaptureReport of ``lots`` of an LP fill booked to
-        ``account``; ``client_exec_id`` is the ExecID of the client's
-        ExecutionReport of them ("" for the house's)."""
-        self._reports.trade_capture(
-            child_id=fill.child_id,
-            exec_id=fill.exec_id,
-            lp=lp,
-            account=account,
-            symbol=symbol,
-            side=side,
-            lots=lots,
-            price=fill.price,
-            now=self._clock(),
-            client_exec_id=client_exec_id,
-        )
+        """Journal ``lots`` of an LP fill booked to ``account``: for a
+        restart, and for the drop copy's TradeCaptureReport of them
+        (``client_exec_id``: the ExecID of the client's ExecutionReport of
+        the same lots, "" for the house's)."""
+        if self.journal is not None:
+            self.journal.add(
+                Filled(
+                    fill.child_id,
+                    fill.exec_id,
+                    lp,
+                    account,
+                    symbol,
+                    side,
+                    lots,
+                    fill.price,
+                    self._clock(),
+                    client_exec_id,
+                )
+            )
 
     def _on_child_end(self, event: ChildReject | ChildCanceled, now: float) -> None:
         parent = self.children.get(event.child_id)

@@ -81,6 +81,7 @@ __all__ = [
     "BatchFile",
     "BatchFileError",
     "BatchFileLockedError",
+    "BatchFollower",
     "WrongMagicError",
 ]
 
@@ -450,3 +451,68 @@ class BackgroundReplace:
             self.path.unlink(missing_ok=True)
         if self._file._background is self:
             self._file._background = None
+
+
+class BatchFollower:
+    """Reads a batch file another process appends to, without a lock and
+    without ever changing it: :meth:`read` returns the bodies of the
+    complete batches written since the last call.  A batch still being
+    written (short, or its checksum not yet matching) is left for the next
+    call.  ``replaced`` tells whether the path now names another file (a
+    replacement renamed over it); what was appended to this one before is
+    still read through the descriptor held."""
+
+    def __init__(self, path: str | os.PathLike[str], magic: bytes, chunk: int = 1 << 20) -> None:
+        self.path = Path(path)
+        self._chunk = chunk
+        self._fd = os.open(self.path, os.O_RDONLY)
+        try:
+            head = os.pread(self._fd, len(magic), 0)
+            if head != magic:
+                raise WrongMagicError(f"{self.path} does not start with {magic!r}")
+            self.inode = os.fstat(self._fd).st_ino
+        except BaseException:
+            os.close(self._fd)
+            raise
+        self.offset = len(magic)
+
+    def read(self, limit: int = 1 << 22) -> list[bytes]:
+        """The bodies of the complete batches after the last one read, about
+        ``limit`` bytes of them at most.  What follows them is read again
+        next time (a torn tail may be cut and written over by the owner)."""
+        bodies: list[bytes] = []
+        head_size = _HEAD.size
+        buffer = b""
+        taken = 0
+        while taken < limit:
+            data = os.pread(self._fd, self._chunk, self.offset + len(buffer))
+            buffer += data
+            pos = 0
+            while len(buffer) - pos >= head_size:
+                crc, length = _HEAD.unpack_from(buffer, pos)
+                end = pos + head_size + length
+                if end > len(buffer):
+                    break
+                if zlib.crc32(memoryview(buffer)[pos + 4 : end]) != crc:
+                    break  # being written, or torn by a crash: read again later
+                bodies.append(buffer[pos + head_size : end])
+                pos = end
+            self.offset += pos
+            buffer = buffer[pos:]
+            taken += pos
+            if len(data) < self._chunk:
+                break
+        return bodies
+
+    @property
+    def replaced(self) -> bool:
+        """Whether the path names another file than the one being read (or none)."""
+        try:
+            return os.stat(self.path).st_ino != self.inode
+        except FileNotFoundError:
+            return True
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -18,9 +18,9 @@ from backoffice.records import (
     house_trade,
     parse_fix_time,
 )
+from gateway.dropcopy.copies import copy_body, trade_capture_body
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
-from gateway.orderflow.dropcopy import copy_body, trade_capture_body
 from gateway.orderflow.mapping import execution_body
 from gateway.orderflow.recovery import HOUSE
 from matcher.orders import INTERNAL, ExecType, Execution, OrdStatus

@@ -25,6 +25,7 @@ from gateway.orderflow.journal_entries import (
     Positions,
     Run,
     Sent,
+    Serial,
 )
 from gateway.orderflow.recovery import Recovery
 from matcher.orders import CxlRejResponseTo as To
@@ -139,7 +140,13 @@ def test_the_file_format_is_unchanged(tmp_path: Path) -> None:
     journal.add(Ended("1O1.1C1"))
     journal.flush()
     journal.close()
-    body = b"\x92" + msgspec.msgpack.encode(Run(3)) + msgspec.msgpack.encode(Ended("1O1.1C1"))
+    # a batch written while trading starts with its serial (what the drop copy follows)
+    body = (
+        b"\x93"
+        + msgspec.msgpack.encode(Serial(1))
+        + msgspec.msgpack.encode(Run(3))
+        + msgspec.msgpack.encode(Ended("1O1.1C1"))
+    )
     length = struct.pack("<I", len(body))
     crc = struct.pack("<I", zlib.crc32(length + body))
     assert MAGIC == b"ORDJRNL\x01"

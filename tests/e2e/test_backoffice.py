@@ -84,6 +84,7 @@ class Process:
 def config_text(
     *,
     fix_port: int,
+    drop_copy_port: int,
     http_port: int,
     bo_port: int,
     data_dir: Path,
@@ -101,7 +102,7 @@ def config_text(
     for line in text.splitlines():
         key = line.split("=", 1)[0].strip()
         if key == "fix_port":
-            line = f"fix_port = {fix_port}"
+            line = f"fix_port = {fix_port}\ndrop_copy_port = {drop_copy_port}"
         elif key == "http_port":
             line = f"http_port = {http_port}"
         elif key == "data_dir":
@@ -331,6 +332,7 @@ async def test_back_office_catches_up_reconciles_and_reports_each_break(
     config.write_text(
         config_text(
             fix_port=fix_port,
+            drop_copy_port=gateway.drop_copy_port,
             http_port=http_port,
             bo_port=bo_port,
             data_dir=data_dir,

@@ -293,7 +293,7 @@ async def test_kill_9_under_load_then_restart_loses_no_acknowledged_order(
     # orders, cancels and replaces at about 2,000 messages a second; the
     # daemon is killed in the middle of it
     far: list[bytes] = []
-    for i in range(1200):
+    for i in range(3000):
         cl_ord_id = f"N{i}"
         client.send(b"D", new_order(cl_ord_id, i))
         if i % 5 in (3, 4):

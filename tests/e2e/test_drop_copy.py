@@ -45,7 +45,7 @@ async def test_copies_and_trade_captures_with_catch_up_after_an_outage(
 ) -> None:
     d = daemon_factory().start()
     bo = back_office()
-    await bo.connect("127.0.0.1", d.fix_port)
+    await bo.connect("127.0.0.1", d.drop_copy_port)
     trader = client("CLIENT1")
     await trader.connect("127.0.0.1", d.fix_port)
 
@@ -103,7 +103,7 @@ async def test_copies_and_trade_captures_with_catch_up_after_an_outage(
     again = back_office()
     again.session.store.set_next_target_seq(bo.session.store.next_target_seq)
     again.session.store.set_next_sender_seq(bo.session.store.next_sender_seq)
-    await again.connect("127.0.0.1", d.fix_port)
+    await again.connect("127.0.0.1", d.drop_copy_port)
     caught = await drain_until(again, lambda seen: len(execution_reports(seen)) == len(told_away))
     assert [(m.get(11), m.get(17)) for m in execution_reports(caught)] == [
         (m.get(11), m.get(17)) for m in told_away
@@ -126,7 +126,7 @@ async def test_a_drop_copy_for_one_client_sees_that_client_only(
     path.write_text(text.replace('data_dir = "../var/data"', 'data_dir = "data"'))
     d = daemon_factory("--config", str(path)).start()
     bo = back_office()
-    await bo.connect("127.0.0.1", d.fix_port)
+    await bo.connect("127.0.0.1", d.drop_copy_port)
     one, two = client("CLIENT1"), client("CLIENT2")
     await one.connect("127.0.0.1", d.fix_port)
     await two.connect("127.0.0.1", d.fix_port)

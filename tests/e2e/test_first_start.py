@@ -38,7 +38,7 @@ CLIENT1 = SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY")
 def gateway_config(folder: Path, *, fix_port: int, http_port: int = 0, data_dir: str) -> Path:
     """config/default.toml in ``folder`` with its ports and data directory replaced."""
     text = DEFAULT.read_text()
-    for key, value in (("fix_port", fix_port), ("http_port", http_port)):
+    for key, value in (("fix_port", fix_port), ("http_port", http_port), ("drop_copy_port", 0)):
         # the first one is [gateway]'s ([backoffice] has an http_port too)
         text, count = re.subn(rf"(?m)^{key} = \d+", f"{key} = {value}", text, count=1)
         assert count == 1
@@ -97,6 +97,26 @@ def test_a_taken_http_port_is_named_by_the_flag_that_gave_it(
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
         f"fixgw: cannot listen on 127.0.0.1:{taken_port} (--http-port): address already in use"
+    ]
+    assert tree(tmp_path) == before
+    with socket.socket() as again:  # the FIX port bound first was let go
+        again.bind(("127.0.0.1", fix_port))
+
+
+def test_a_taken_drop_copy_port_is_named_by_the_setting_that_gave_it(
+    tmp_path: Path, taken_port: int
+) -> None:
+    fix_port = free_port()
+    config = gateway_config(tmp_path / "etc", fix_port=fix_port, data_dir="data")
+    config.write_text(
+        config.read_text().replace("drop_copy_port = 0", f"drop_copy_port = {taken_port}")
+    )
+    before = tree(tmp_path)
+    proc = fixgw("run", "--config", str(config), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"fixgw: cannot listen on 127.0.0.1:{taken_port} (gateway.drop_copy_port):"
+        " address already in use"
     ]
     assert tree(tmp_path) == before
     with socket.socket() as again:  # the FIX port bound first was let go
@@ -226,7 +246,7 @@ def test_every_line_at_start_is_a_named_json_event(tmp_path: Path, runs: list[Ru
         tmp_path,
         tmp_path / "run.log",
         *("--config", str(DEFAULT), "--data-dir", str(tmp_path / "data")),
-        *("--fix-port", str(fix_port), "--http-port", str(free_port())),
+        *("--fix-port", str(fix_port), "--http-port", str(free_port()), "--drop-copy-port", "0"),
     )
     runs.append(run)
     run.started(fix_port)

@@ -82,6 +82,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
         load_config(default_config_path()),
         fix_port=free_port(),
         http_port=free_port(),
+        drop_copy_port=0,
         data_dir=str(tmp_path),
     )
     running = Gateway(cfg)

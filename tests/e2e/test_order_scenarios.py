@@ -51,7 +51,9 @@ async def started(
 ) -> tuple[Gateway, FixClient]:
     """A gateway in this process (on ``clock`` when given) and CLIENT1 logged on."""
     cfg = load_config(default_config_path()) if config_text is None else parse_config(config_text)
-    cfg = with_overrides(cfg, fix_port=free_port(), http_port=0, data_dir=str(tmp_path))
+    cfg = with_overrides(
+        cfg, fix_port=free_port(), http_port=0, drop_copy_port=0, data_dir=str(tmp_path)
+    )
     gateway = Gateway(cfg) if clock is None else Gateway(cfg, clock=clock)
     await gateway.start()
     client = FixClient(SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY"))

@@ -55,7 +55,9 @@ class Running:
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
     path = tmp_path / "fixgw.toml"
     path.write_text(DEFAULT_TEXT)
-    overrides = Overrides(fix_port=free_port(), http_port=free_port(), data_dir=str(tmp_path))
+    overrides = Overrides(
+        fix_port=free_port(), http_port=free_port(), drop_copy_port=0, data_dir=str(tmp_path)
+    )
     gateway = Gateway(overrides.apply(load_config(path)), path, overrides)
     await gateway.start()
     client = FixClient(SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY"))

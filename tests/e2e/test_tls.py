@@ -104,7 +104,7 @@ def test_a_certificate_that_cannot_be_loaded_stops_the_start(tmp_path: Path) -> 
     cert, key = make_certificate(tmp_path)
     key.write_text("not a key")
     args = ["--config", str(tls_config(tmp_path, cert, key)), "--data-dir", str(tmp_path / "d")]
-    args += ["--http-port", "0", "--fix-port", str(free_port())]
+    args += ["--http-port", "0", "--drop-copy-port", "0", "--fix-port", str(free_port())]
     proc = subprocess.run(
         [sys.executable, "-m", "gateway", "run", *args],
         capture_output=True,

@@ -148,7 +148,9 @@ def market_order(cl_ord_id: str, side: bytes = b"1") -> bytes:
 @pytest_asyncio.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     cfg = parse_config(default_config_path().read_text())
-    cfg = with_overrides(cfg, fix_port=free_port(), http_port=0, data_dir=str(tmp_path))
+    cfg = with_overrides(
+        cfg, fix_port=free_port(), http_port=0, drop_copy_port=0, data_dir=str(tmp_path)
+    )
     gw = Gateway(cfg)
     await gw.start()
     flow = gw.order_flow

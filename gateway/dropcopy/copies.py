@@ -15,10 +15,11 @@ its ``DropCopyFor`` lists.  It receives:
   to a client, SecondaryExecID (527) is the ExecID of the client's
   ExecutionReport of them.
 
-Copies go through the session like any message: stored and journaled in the
-same loop turn as what they copy, sent if the counterparty is logged on,
-resent on its ResendRequest after an outage.  Nothing it sends is answered:
-an application message from it gets a BusinessMessageReject.
+The drop-copy process makes them from the order journal
+(:mod:`gateway.dropcopy.follow`); they go through the drop-copy session like
+any message: stored, sent if the counterparty is logged on, resent on its
+ResendRequest after an outage.  Nothing it sends is answered: an
+application message from it gets a BusinessMessageReject.
 """
 
 from __future__ import annotations

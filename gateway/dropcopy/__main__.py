@@ -1,0 +1,66 @@
+"""``python -m gateway.dropcopy --listen-fd N [--listen-fd M ...]``: the
+drop-copy process, started by the gateway with the config in force as JSON
+on its standard input (see :mod:`gateway.dropcopy.service`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+
+import msgspec
+import uvloop
+
+from config import Config
+from gateway.dropcopy.service import DropCopyService, install_signals
+from gateway.ops.logs import configure_logging
+
+NICE = 5
+
+
+def lower_priority() -> None:
+    """A copy is never urgent, an order is: under Linux's ``SCHED_IDLE``
+    policy the process gets a core only when nothing else wants one (the
+    gateway, its clients), and catches up when the load falls; elsewhere
+    it is niced."""
+    idle = getattr(os, "SCHED_IDLE", None)
+    if idle is not None:
+        try:
+            os.sched_setscheduler(0, idle, os.sched_param(0))
+            return
+        except OSError:  # pragma: no cover - not allowed here: niced instead
+            pass
+    try:
+        os.nice(NICE)
+    except OSError:  # pragma: no cover - not allowed here: run as is
+        pass
+
+
+def ready() -> None:
+    """Tell the gateway the sessions are served: one line on standard output."""
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway.dropcopy")
+    parser.add_argument("--listen-fd", type=int, action="append", default=[], required=True)
+    parser.add_argument("--parent", type=int, default=0, help="end when this process is gone")
+    args = parser.parse_args()
+    config = msgspec.json.decode(sys.stdin.buffer.read(), type=Config)
+    configure_logging(config.gateway.log_level, config.gateway.log_format)
+    lower_priority()
+    sockets = [socket.socket(fileno=fd) for fd in args.listen_fd]
+
+    async def serve() -> bool:
+        service = DropCopyService(config)
+        install_signals(service)
+        await service.run(sockets, args.parent, ready)
+        return service.failed
+
+    return 1 if uvloop.run(serve()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

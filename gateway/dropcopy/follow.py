@@ -1,0 +1,359 @@
+"""Following the order journal: each batch the gateway writes while trading
+becomes the drop copies of what it records, in the journal's order.
+
+The journal (:mod:`gateway.orderflow.journal`) starts every batch written
+while trading with a :class:`~gateway.orderflow.journal_entries.Serial`, one
+more than the batch before; a checkpoint's own batches carry none.  What a
+batch holds for the drop copy:
+
+* ``Message``: a message stored for a client session.  An ExecutionReport
+  to a client a drop-copy session covers is copied to it
+  (:func:`~gateway.dropcopy.copies.copy_body`: the client's body with
+  Account, LastMkt for a fill, CopyMsgIndicator = Y);
+* ``Filled``: lots of an LP fill booked to a client or the house, which
+  become a TradeCaptureReport (:func:`~gateway.dropcopy.copies.trade_capture_body`)
+  to the drop copies covering that client (the house's: those covering
+  every client).
+
+Where it is kept
+----------------
+``<data_dir>/dropcopy/cursor`` holds the serial of the last batch whose
+copies are stored (8 bytes), written after the drop-copy session stores
+are flushed.  A checkpoint links the journal file it replaces into
+``orders/segments/`` first (named by the last serial written before it),
+so batches written while this process was down are still there when it
+comes back; a segment is removed once read through.  Segments are read
+oldest first, then the live journal; when the journal's path names a new
+file, the one being read is read to its end (nothing is appended to it any
+more) before the next.
+
+After a crash between a store's flush and the cursor's write, the batches
+after the cursor are copied again: a session whose last stored copy is one
+of them skips the copies up to and including it, so nothing is stored
+twice.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Final
+
+import msgspec
+import structlog
+
+from gateway.dropcopy.copies import DropCopies, copy_body, trade_capture_body
+from gateway.fix.session import Session
+from gateway.orderflow.journal import JOURNAL_NAME, MAGIC, SEGMENTS_NAME
+from gateway.orderflow.journal_entries import Filled, Message, Serial
+from gateway.orderflow.recovery import HOUSE
+from gateway.storage.batch_file import BatchFollower
+from gateway.storage.durable import datasync, replace_file
+from router.model import Instrument
+
+__all__ = ["Cursor", "JournalCopier", "message_body"]
+
+_log = structlog.get_logger("gateway.dropcopy.follow")
+
+_SERIAL_TAG: Final = 13
+_MESSAGE_TAG: Final = 10
+_FILLED_TAG: Final = 4
+_PAIR: Final = struct.Struct("<QQ")
+
+# the standard header's tags: a stored message's body starts at the first other one
+_HEADER_TAGS: Final = frozenset(
+    {b"8", b"9", b"35", b"49", b"56", b"34", b"52", b"43", b"97", b"122", b"50", b"57"}
+    | {b"115", b"116", b"128", b"129", b"142", b"143", b"144", b"145", b"369", b"347"}
+)
+
+
+def message_body(raw: bytes) -> tuple[bytes, bytes]:
+    """``(MsgType, body)`` of a whole FIX message as stored: the fields
+    between the standard header and the CheckSum."""
+    pos = 0
+    msg_type = b""
+    end = len(raw) - 7  # b"10=nnn\x01"
+    while pos < end:
+        eq = raw.index(b"=", pos)
+        tag = raw[pos:eq]
+        if tag not in _HEADER_TAGS:
+            break
+        soh = raw.index(b"\x01", eq)
+        if tag == b"35":
+            msg_type = raw[eq + 1 : soh]
+        pos = soh + 1
+    return msg_type, raw[pos:end]
+
+
+def _tag(raw: msgspec.Raw) -> int:
+    """The tag of an entry as msgpack encodes it (an array, the tag first)."""
+    entry = memoryview(raw)
+    head = entry[0]
+    if 0x90 <= head <= 0x9F:
+        return entry[1]
+    return entry[3] if head == 0xDC else entry[5]
+
+
+class Cursor:
+    """Where the copies stand: ``serial``, the last journal batch whose
+    copies are stored; ``pending``, the last one whose copies were being
+    stored when the process stopped (more than ``serial`` only after a
+    crash between a store's flush and the cursor's write)."""
+
+    def __init__(self, directory: Path, *, fsync: bool = False) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / "cursor"
+        self._fsync = fsync
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        if len(data) == _PAIR.size:
+            self.serial, self.pending = _PAIR.unpack(data)
+        else:
+            self.serial = self.pending = 0
+        self._fd = -1
+
+    def _write(self, serial: int, pending: int) -> None:
+        if self._fd < 0:
+            if not self.path.exists():
+                os.close(replace_file(self.path, _PAIR.pack(self.serial, self.pending)))
+            self._fd = os.open(self.path, os.O_WRONLY)
+        os.pwrite(self._fd, _PAIR.pack(serial, pending), 0)
+        if self._fsync:
+            datasync(self._fd)
+
+    def begin(self, pending: int) -> None:
+        """The copies of the batches up to ``pending`` are about to be stored."""
+        self._write(self.serial, pending)
+        self.pending = pending
+
+    def save(self, serial: int) -> None:
+        """They are."""
+        self._write(serial, serial)
+        self.serial = self.pending = serial
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class JournalCopier:
+    """Makes the drop copies of the journal in ``orders`` (see the module
+    documentation): :meth:`poll` reads what was written since and records
+    the copies on the drop-copy sessions (``wake`` has each one written);
+    ``flush`` writes the stores, and is called before the cursor moves."""
+
+    def __init__(
+        self,
+        orders: Path,
+        cursor: Cursor,
+        drop_copies: DropCopies,
+        clients: dict[str, str],
+        instruments: dict[str, Instrument],
+        flush: Callable[[], None],
+        wake: Callable[[Session], None],
+        clock: Callable[[], float],
+    ) -> None:
+        """``clients``: client session id -> the client's CompID."""
+        self.orders = orders
+        self.cursor = cursor
+        self._drop_copies = drop_copies
+        self._clients = clients
+        self._instruments = instruments
+        self._flush = flush
+        self._wake = wake
+        self._clock = clock
+        self._follower: BatchFollower | None = None
+        self._decode_message = msgspec.msgpack.Decoder(Message).decode
+        self._decode_filled = msgspec.msgpack.Decoder(Filled).decode
+        self._decode_serial = msgspec.msgpack.Decoder(Serial).decode
+        self._split = msgspec.msgpack.Decoder(list[msgspec.Raw]).decode
+        self.copied = 0
+        """Copies recorded since the start."""
+        self.journal_serial = cursor.serial
+        """The serial of the last batch read (copied or not)."""
+        # after a crash between a flush and the cursor's write: the copies
+        # of the batches up to cursor.pending are made again and held, per
+        # session, until it is known whether its store has them already
+        self._held: dict[Session, list[tuple[bytes, bytes]]] | None = (
+            {} if cursor.pending > cursor.serial else None
+        )
+
+    @property
+    def segments(self) -> Path:
+        return self.orders / SEGMENTS_NAME
+
+    def _segment_files(self) -> list[Path]:
+        try:
+            names = sorted(p for p in os.listdir(self.segments) if p.isdigit())
+        except FileNotFoundError:
+            return []
+        return [self.segments / n for n in names]
+
+    def _open_next(self) -> BatchFollower | None:
+        """The oldest segment not known to be read through, or the live journal."""
+        segments = self._segment_files()
+        cursor = self.cursor.serial
+        # a segment is read through when the next one was linked at or
+        # before the cursor (all its batches come before that one's name)
+        while len(segments) > 1 and int(segments[1].name) <= cursor:
+            segments.pop(0).unlink(missing_ok=True)
+        path = segments[0] if segments else self.orders / JOURNAL_NAME
+        try:
+            return BatchFollower(path, MAGIC)
+        except FileNotFoundError:
+            return None
+
+    def poll(self, limit: int = 1 << 22) -> int:
+        """Copy what the journal holds beyond the cursor (about ``limit``
+        bytes of batches at most); returns the batches read (0: nothing
+        new), copied or not (``copied`` counts the copies)."""
+        follower = self._follower
+        if follower is None:
+            follower = self._follower = self._open_next()
+            if follower is None:
+                return 0
+        bodies = follower.read(limit)
+        if not bodies and follower.inode != self._live_inode():
+            # no longer appended to: anything written before the switch is read now
+            bodies = follower.read(limit)
+            if not bodies:
+                self._finished(follower)
+                return self.poll(limit)
+        if bodies:
+            self._copy(bodies)
+        return len(bodies)
+
+    def _live_inode(self) -> int:
+        try:
+            return os.stat(self.orders / JOURNAL_NAME).st_ino
+        except FileNotFoundError:
+            return -1
+
+    def _finished(self, follower: BatchFollower) -> None:
+        """A file read through: its segment goes."""
+        follower.close()
+        self._follower = None
+        for segment in self._segment_files():
+            try:
+                if os.stat(segment).st_ino == follower.inode:
+                    segment.unlink()
+            except FileNotFoundError:
+                pass
+
+    def _copy(self, bodies: Iterable[bytes]) -> int:
+        made = 0
+        last = self.cursor.serial
+        split = self._split
+        now = self._clock()
+        for body in bodies:
+            entries = split(body)
+            if not entries or _tag(entries[0]) != _SERIAL_TAG:
+                continue  # a checkpoint's batch: the state, nothing new
+            serial = self._decode_serial(entries[0]).serial
+            self.journal_serial = max(self.journal_serial, serial)
+            if serial <= last:
+                continue  # copied before
+            if self._held is not None and serial > self.cursor.pending:
+                made += self._settle_held(now)
+            for entry in entries[1:]:
+                tag = _tag(entry)
+                if tag == _MESSAGE_TAG:
+                    made += self._copy_message(self._decode_message(entry), now)
+                elif tag == _FILLED_TAG:
+                    made += self._capture(self._decode_filled(entry), now)
+            last = serial
+        if self._held is not None and last >= self.cursor.pending:
+            made += self._settle_held(now)
+        if last != self.cursor.serial and self._held is None:
+            self.cursor.begin(last)
+            if made:
+                self._flush()
+            self.cursor.save(last)
+        self.copied += made
+        return made
+
+    def _settle_held(self, now: float) -> int:
+        """The copies made again after a crash, up to ``cursor.pending``: a
+        session whose last stored copy is the last of them has them all
+        (a store's flush is one write); any other gets them now."""
+        held, self._held = self._held or {}, None
+        made = 0
+        for session, copies in held.items():
+            if copies and _last_copy(session) == copies[-1][1]:
+                continue
+            for msg_type, body in copies:
+                session.send_recorded(msg_type, body, now)
+                made += 1
+            self._wake(session)
+        return made
+
+    def _record(self, session: Session, msg_type: bytes, body: bytes, now: float) -> int:
+        held = self._held
+        if held is not None:
+            held.setdefault(session, []).append((msg_type, body))
+            return 0
+        session.send_recorded(msg_type, body, now)
+        self._wake(session)
+        return 1
+
+    def _copy_message(self, message: Message, now: float) -> int:
+        client = self._clients.get(message.session)
+        if client is None:
+            return 0
+        sessions = self._drop_copies.covering(client)
+        if not sessions:
+            return 0
+        msg_type, body = message_body(message.raw)
+        if msg_type != b"8":
+            return 0
+        copied = copy_body(body, client.encode("latin-1", "replace"), message.market)
+        return sum(self._record(s, b"8", copied, now) for s in sessions)
+
+    def _capture(self, c: Filled, now: float) -> int:
+        house = c.account == HOUSE
+        drop_copies = self._drop_copies
+        sessions = drop_copies.all if house else drop_copies.covering(c.account)
+        if not sessions:
+            return 0
+        instrument = self._instruments.get(c.symbol)
+        if instrument is None:
+            return 0
+        body = trade_capture_body(
+            child_id=c.child_id,
+            exec_id=c.exec_id,
+            lp=c.lp,
+            account=c.account,
+            house=house,
+            instrument=instrument,
+            side=c.side,
+            lots=c.qty,
+            price=c.price,
+            now=c.time or now,
+            client_exec_id=c.client_exec_id,
+        )
+        return sum(self._record(s, b"AE", body, now) for s in sessions)
+
+    def close(self) -> None:
+        if self._follower is not None:
+            self._follower.close()
+            self._follower = None
+        self.cursor.close()
+
+
+def _last_copy(session: Session) -> bytes:
+    """The body of the last application message stored for ``session``
+    ("" when there is none)."""
+    store = session.store
+    last = store.next_sender_seq - 1
+    if last < 1:
+        return b""
+    for _, raw in reversed(store.get_sent(max(1, last - 63), last)):
+        msg_type, body = message_body(raw)
+        if msg_type in (b"8", b"AE"):
+            return body
+    return b""

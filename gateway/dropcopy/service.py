@@ -1,0 +1,231 @@
+"""The drop-copy process: the drop-copy sessions, served on their own port,
+fed from the order journal as the gateway writes it.
+
+The gateway starts it (``python -m gateway.dropcopy``) with the config in
+force as JSON on its standard input and the listening sockets it bound
+(``--listen-fd``), and starts it again if it dies.  It ends when told to
+(SIGTERM, SIGINT) or when the gateway is gone.  Nothing of the order path
+waits for it: it reads what the journal already holds, at its own pace, on
+its own core (see :mod:`gateway.dropcopy.follow`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+import structlog
+
+from config import Config
+from gateway.dropcopy.copies import DropCopies, DropCopyApplication
+from gateway.dropcopy.follow import Cursor, JournalCopier
+from gateway.fix.acceptor import SessionRegistry
+from gateway.fix.application import Application
+from gateway.fix.session import Session
+from gateway.fix.store import SessionStore
+from gateway.net.server import FixServer, server_tls
+from gateway.net.transport import Outbox
+from gateway.storage.session_store import open_store
+
+__all__ = ["DropCopyService", "drop_copy_sessions"]
+
+_log = structlog.get_logger("gateway.dropcopy")
+
+POLL_MIN: Final = 0.002
+POLL_MAX: Final = 0.05
+"""How long the journal is left between reads: the shortest right after
+copies were made, doubling while there is nothing new."""
+
+READ_LIMIT: Final = 1 << 20
+"""Bytes of the journal read at most per turn."""
+
+MAX_BACKLOG: Final = 1 << 20
+"""Bytes waiting to be written to a logged-on counterparty past which no
+more is read from the journal until they are (a back office catching up
+reads more slowly than a journal is read)."""
+
+PARENT_CHECK: Final = 1.0
+REPORT_EVERY: Final = 1.0
+"""How often the sessions' state is written for the gateway to show."""
+
+
+def drop_copy_sessions(config: Config) -> list[str]:
+    """The session ids of the config's drop-copy sessions."""
+    return [s.session_id for s in config.sessions if s.Application == "dropcopy"]
+
+
+class DropCopyService:
+    """The drop-copy sessions and the journal's follower, on one loop."""
+
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        gw = config.gateway
+        self.config = config
+        data_dir = Path(gw.data_dir)
+        fsync = config.store.fsync == "batch"
+        self.stores: list[SessionStore] = []
+        self.sessions: list[Session] = []
+        applications: dict[str, Application] = {}
+        clients: dict[str, str] = {}
+        for settings in config.sessions:
+            if settings.Application != "dropcopy":
+                if settings.Application != "echo":
+                    clients[settings.session_id] = settings.TargetCompID
+                continue
+            store = open_store("file", data_dir / "sessions", settings.session_id, fsync=fsync)
+            self.stores.append(store)
+            session = Session(settings, store, max_message_size=gw.max_message_size)
+            self.sessions.append(session)
+            applications[settings.session_id] = DropCopyApplication()
+        self.outbox = Outbox()
+        self.fix_server = FixServer(
+            SessionRegistry(self.sessions),
+            applications,
+            max_message_size=gw.max_message_size,
+            max_outbound_buffer=gw.max_outbound_buffer,
+            logon_timeout=max(s.LogonTimeout for s in config.sessions),
+            clock=clock,
+            outbox=self.outbox,
+        )
+        self.copier = JournalCopier(
+            data_dir / "orders",
+            Cursor(data_dir / "dropcopy", fsync=fsync),
+            DropCopies(self.sessions),
+            clients,
+            {i.symbol: i.to_instrument() for i in config.instruments},
+            flush=self.outbox.write_pending,
+            wake=self.outbox.wake,
+            clock=clock,
+        )
+        self._tls = server_tls(gw)
+        self._status = data_dir / "dropcopy" / "sessions.json"
+        self._stop = asyncio.Event()
+        self.port = 0
+        self.failed = False
+
+    def _backlogged(self) -> bool:
+        for session in self.sessions:
+            backlog = self.outbox.backlog(session)
+            if backlog is not None and backlog > MAX_BACKLOG:
+                return True
+        return False
+
+    async def _follow(self) -> None:
+        try:
+            await self._follow_journal()
+        except Exception:
+            # the process ends, said why; the gateway starts it again
+            _log.exception("drop_copy_failed")
+            self.failed = True
+            self._stop.set()
+
+    async def _follow_journal(self) -> None:
+        delay = POLL_MIN
+        while not self._stop.is_set():
+            if self._backlogged():
+                await asyncio.sleep(POLL_MIN)
+                continue
+            if self.copier.poll(READ_LIMIT):
+                delay = POLL_MIN
+                await asyncio.sleep(0)
+                continue
+            try:
+                async with asyncio.timeout(delay):
+                    await self._stop.wait()
+            except TimeoutError:
+                pass
+            delay = min(delay * 2, POLL_MAX)
+
+    async def _watch_parent(self, parent: int) -> None:
+        while os.getppid() == parent:
+            try:
+                async with asyncio.timeout(PARENT_CHECK):
+                    await self._stop.wait()
+                return
+            except TimeoutError:
+                pass
+        _log.warning("drop_copy_gateway_gone", parent=parent)
+        self._stop.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def report(self) -> None:
+        """Write the sessions' state where the gateway reads it
+        (``<data_dir>/dropcopy/sessions.json``, replaced whole)."""
+        state = [
+            {
+                "session": s.session_id,
+                "state": s.state.value,
+                "logged_on": s.is_logged_on,
+                "next_sender_seq": s.store.next_sender_seq,
+                "next_target_seq": s.store.next_target_seq,
+                "messages_in": s.stats.messages_in,
+                "messages_out": s.stats.messages_out,
+                "rejects_sent": s.stats.rejects_sent,
+            }
+            for s in self.sessions
+        ]
+        path = self._status
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(json.dumps(state).encode())
+        os.replace(tmp, path)
+
+    async def _report_often(self) -> None:
+        while not self._stop.is_set():
+            self.report()
+            try:
+                async with asyncio.timeout(REPORT_EVERY):
+                    await self._stop.wait()
+            except TimeoutError:
+                pass
+
+    async def run(
+        self, sockets: list[socket.socket], parent: int = 0, ready: Callable[[], None] | None = None
+    ) -> None:
+        """Serve on ``sockets`` and follow the journal until :meth:`stop`
+        (or, with ``parent``, until that process is gone); ``ready`` is
+        called once the sessions are served."""
+        self.port = await self.fix_server.serve(sockets, self._tls)
+        _log.info(
+            "drop_copy_started",
+            pid=os.getpid(),
+            port=self.port,
+            sessions=[s.session_id for s in self.sessions],
+            cursor=self.copier.cursor.serial,
+        )
+        if ready is not None:
+            ready()
+        tasks = [asyncio.create_task(self._follow()), asyncio.create_task(self._report_often())]
+        if parent:
+            tasks.append(asyncio.create_task(self._watch_parent(parent)))
+        try:
+            await self._stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # what the journal holds by now is copied before the sessions go
+            while not self.failed and self.copier.poll(READ_LIMIT):
+                pass
+            await self.fix_server.stop()
+            self.outbox.write_pending()
+            self.copier.close()
+            self.report()
+            for store in self.stores:
+                store.close()
+            _log.info("drop_copy_stopped", cursor=self.copier.cursor.serial)
+
+
+def install_signals(service: DropCopyService) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, service.stop)
+    # a reload of the gateway's config is the gateway's business
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)

@@ -1,0 +1,242 @@
+"""The drop copy follows the order journal: batch serials that go on across
+checkpoints and restarts, segments kept for a follower that was away, and
+the copies made from them exactly once (gateway.dropcopy.follow)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from config import SessionSettings
+from gateway.dropcopy.copies import DropCopies, copy_body
+from gateway.dropcopy.follow import Cursor, JournalCopier, message_body
+from gateway.fix.codec import parse_frame
+from gateway.fix.session import Session
+from gateway.fix.store import MemoryStore
+from gateway.orderflow.journal import SEGMENTS_NAME, OrderJournal
+from gateway.orderflow.journal_entries import Filled, Message, Run, Serial
+from gateway.storage.batch_file import BatchFollower
+from gateway.storage.session_store import open_store
+from router.model import AssetClass, Instrument, Side
+
+EURUSD = Instrument(
+    symbol="EUR/USD",
+    asset_class=AssetClass.FX,
+    tick_size=Decimal("0.00001"),
+    lot_size=Decimal(1000),
+    min_lots=1,
+    max_lots=10_000,
+    quote_currency="USD",
+)
+CLIENT_SESSION = "FIX.4.4:GATEWAY->CLIENT1"
+
+
+def journal(directory: Path, keep: bool = True) -> OrderJournal:
+    j = OrderJournal(directory, keep_segments=keep)
+    list(j.replay())
+    return j
+
+
+def client_report(seq: int, exec_id: str) -> bytes:
+    """A client's ExecutionReport as its session stores it."""
+    sender = Session(SessionSettings(SenderCompID="GATEWAY", TargetCompID="CLIENT1"), MemoryStore())
+    sender.store.set_next_sender_seq(seq)
+    body = b"37=O1\x0111=A\x0117=%b\x01150=F\x0139=2\x0155=EUR/USD\x0154=1\x01" % exec_id.encode()
+    return sender.send_recorded(b"8", body, 1_700_000_000.0)[1]
+
+
+def add_report(j: OrderJournal, seq: int, exec_id: str, market: str = "LP_A") -> None:
+    j.add(Message(CLIENT_SESSION, 1.0, seq, client_report(seq, exec_id), market))
+
+
+def add_capture(j: OrderJournal, exec_id: str, account: str = "CLIENT1") -> None:
+    j.add(Filled("1O1.1C1", exec_id, "LP_A", account, "EUR/USD", Side.BUY, 1000, 108_500, 5.0))
+
+
+class Office:
+    """One drop-copy session and a copier on ``data``'s journal, as the
+    drop-copy process has them (a file store, so a restart finds them)."""
+
+    def __init__(self, data: Path) -> None:
+        settings = SessionSettings(
+            SenderCompID="GATEWAY", TargetCompID="BACKOFFICE", Application="dropcopy"
+        )
+        self.store = open_store("file", data / "sessions", settings.session_id)
+        self.session = Session(settings, self.store)
+        self.flushes = 0
+        self.copier = JournalCopier(
+            data / "orders",
+            Cursor(data / "dropcopy"),
+            DropCopies([self.session]),
+            {CLIENT_SESSION: "CLIENT1"},
+            {"EUR/USD": EURUSD},
+            flush=self._flush,
+            wake=lambda s: None,
+            clock=lambda: 1_700_000_100.0,
+        )
+
+    def _flush(self) -> None:
+        self.flushes += 1
+        self.store.flush()
+
+    def poll_all(self) -> None:
+        while self.copier.poll():
+            pass
+
+    def stored(self) -> list[tuple[bytes, bytes]]:
+        """(MsgType, ExecID) of every copy stored, in sequence order."""
+        last = self.store.next_sender_seq - 1
+        got = []
+        for _, raw in self.store.get_sent(1, last) if last else []:
+            msg = parse_frame(raw)
+            got.append((msg.msg_type, msg.get(17) or b""))
+        return got
+
+    def close(self) -> None:
+        self.copier.close()
+        self.store.close()
+
+
+def test_batches_carry_serials_across_checkpoints_and_restarts(tmp_path: Path) -> None:
+    j = journal(tmp_path)
+    add_report(j, 2, "E1")
+    j.flush()
+    add_report(j, 3, "E2")
+    j.flush()
+    assert j.serial == 2
+    j.checkpoint([Run(1)])
+    add_report(j, 4, "E3")
+    j.flush()
+    assert j.serial == 3
+    j.close()
+    again = OrderJournal(tmp_path)
+    entries = list(again.replay())
+    # Serial entries are the journal's own: a reader of entries never sees them
+    assert not any(isinstance(e, Serial) for e in entries)
+    assert again.serial == 3
+    again.close()
+    # the checkpoint alone (no batch after it) still carries the serial on
+    j = journal(tmp_path)
+    j.checkpoint([Run(2)])
+    j.close()
+    again = OrderJournal(tmp_path)
+    list(again.replay())
+    assert again.serial == 3
+    again.close()
+
+
+def test_a_checkpoint_keeps_the_file_it_replaces_as_a_segment(tmp_path: Path) -> None:
+    j = journal(tmp_path)
+    add_report(j, 2, "E1")
+    j.flush()
+    j.checkpoint([Run(1)])
+    segments = sorted((tmp_path / SEGMENTS_NAME).iterdir())
+    assert [s.name for s in segments] == [f"{1:020d}"]
+    follower = BatchFollower(segments[0], b"ORDJRNL\x01")
+    assert len(follower.read()) == 1
+    follower.close()
+    # without a drop copy nothing is kept
+    other = journal(tmp_path / "plain", keep=False)
+    add_report(other, 2, "E1")
+    other.flush()
+    other.checkpoint([Run(1)])
+    assert not (tmp_path / "plain" / SEGMENTS_NAME).exists()
+    other.close()
+    j.close()
+
+
+def test_reports_and_captures_become_copies_in_journal_order(tmp_path: Path) -> None:
+    j = journal(tmp_path / "orders")
+    add_report(j, 2, "E1")
+    add_capture(j, "LPX1")
+    j.flush()
+    add_report(j, 3, "E2", market="internal")
+    j.add(Message("FIX.4.4:GATEWAY->SOMEONE", 1.0, 2, client_report(2, "NOPE"), ""))
+    j.flush()
+    office = Office(tmp_path)
+    office.poll_all()
+    assert office.stored() == [(b"8", b"E1"), (b"AE", b"LPX1"), (b"8", b"E2")]
+    raw = office.store.get_sent(1, 1)[0][1]
+    copy = parse_frame(raw)
+    assert (copy.get(1), copy.get(30), copy.get(797)) == (b"CLIENT1", b"LP_A", b"Y")
+    _, body = message_body(client_report(2, "E1"))
+    assert message_body(raw)[1] == copy_body(body, b"CLIENT1", "LP_A")
+    assert office.copier.cursor.serial == 2
+    office.close()
+    j.close()
+
+
+def test_a_follower_away_across_checkpoints_finds_every_batch(tmp_path: Path) -> None:
+    j = journal(tmp_path / "orders")
+    add_report(j, 2, "E1")
+    j.flush()
+    office = Office(tmp_path)
+    office.poll_all()
+    office.close()
+    # away: two checkpoints, trading between and after
+    add_report(j, 3, "E2")
+    j.flush()
+    j.checkpoint([Run(1)])
+    add_report(j, 4, "E3")
+    j.flush()
+    j.checkpoint([Run(2)])
+    add_report(j, 5, "E4")
+    j.flush()
+    office = Office(tmp_path)
+    office.poll_all()
+    assert [e for _, e in office.stored()] == [b"E1", b"E2", b"E3", b"E4"]
+    # segments read through are gone
+    assert list((tmp_path / "orders" / SEGMENTS_NAME).iterdir()) == []
+    office.close()
+    j.close()
+
+
+def test_a_checkpoint_while_following_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    j = journal(tmp_path / "orders")
+    office = Office(tmp_path)
+    for i in range(20):
+        add_report(j, i + 2, f"E{i}")
+        j.flush()
+        if i % 3 == 0:
+            office.copier.poll()
+        if i % 7 == 6:
+            j.checkpoint([Run(i)])
+    office.poll_all()
+    assert [e for _, e in office.stored()] == [f"E{i}".encode() for i in range(20)]
+    office.close()
+    j.close()
+
+
+@pytest.mark.parametrize("stored_before_crash", [True, False])
+def test_a_crash_between_the_stores_and_the_cursor_stores_nothing_twice(
+    tmp_path: Path, stored_before_crash: bool
+) -> None:
+    j = journal(tmp_path / "orders")
+    add_report(j, 2, "E1")
+    j.flush()
+    office = Office(tmp_path)
+    office.poll_all()
+    add_report(j, 3, "E2")
+    add_capture(j, "LPX2")
+    j.flush()
+    add_report(j, 4, "E3")
+    j.flush()
+    # the copier dies once the batches are marked pending: after its store
+    # was flushed (the cursor's last write not done), or before
+    copier = office.copier
+    if stored_before_crash:
+        copier.cursor.save = lambda serial: None  # type: ignore[method-assign]
+        office.poll_all()
+        assert len(office.stored()) == 4
+    else:
+        copier.cursor.begin(3)
+    office.close()
+    office = Office(tmp_path)
+    assert (office.copier.cursor.pending, office.copier.cursor.serial) == (3, 1)
+    office.poll_all()
+    assert office.stored() == [(b"8", b"E1"), (b"8", b"E2"), (b"AE", b"LPX2"), (b"8", b"E3")]
+    assert office.copier.cursor.serial == 3 == office.copier.cursor.pending
+    office.close()
+    j.close()
