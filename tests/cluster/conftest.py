@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from clusterkit import Member, members, settings
-from netkit import free_port
 
-from gateway.sim.nats_cluster import NatsCluster
+from gateway.sim.nats_cluster import NatsCluster, free_ports
 
 
 def start_cluster(folder: Path) -> NatsCluster:
-    cluster = NatsCluster(folder, 3, ports=[free_port() for _ in range(6)])
+    # six distinct ports, held together while chosen (one at a time, the
+    # same port can come back twice)
+    cluster = NatsCluster(folder, 3, ports=free_ports(6))
     cluster.start()
     return cluster
 

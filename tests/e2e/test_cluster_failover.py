@@ -19,7 +19,7 @@ from typing import Any
 
 import nats as nats_client
 import pytest
-from netkit import free_port, log_events
+from netkit import log_events
 
 from config import SessionSettings
 from gateway.fix import codec
@@ -27,7 +27,7 @@ from gateway.fix.codec import FixMessage
 from gateway.fix.events import CloseConnection
 from gateway.fix.store import MemoryStore
 from gateway.net.client import FixClient, LogonError
-from gateway.sim.nats_cluster import NatsCluster
+from gateway.sim.nats_cluster import NatsCluster, free_ports
 
 NODE_SIGNAL = int(os.environ.get("FIXGW_TEST_NODE_SIGNAL", signal.SIGTERM))
 
@@ -36,7 +36,7 @@ SETTINGS = SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY", Heart
 
 @pytest.fixture
 def nats(tmp_path: Path) -> Iterator[NatsCluster]:
-    cluster = NatsCluster(tmp_path / "nats", 3, ports=[free_port() for _ in range(6)])
+    cluster = NatsCluster(tmp_path / "nats", 3, ports=free_ports(6))
     cluster.start()
     yield cluster
     cluster.stop()
