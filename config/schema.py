@@ -232,6 +232,14 @@ class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     ``"batch"``: additionally fsync once per flush, which also survives a power loss.
     """
 
+    writeback_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 0
+    """Every this many ms, ask the kernel to start writing the stores and the
+    order journal to the disk (Linux ``sync_file_range``, not waited for),
+    so that the disk sees a steady trickle rather than the kernel's burst
+    every few seconds, which can hold a virtual machine, the gateway's loop
+    with it, for tens of milliseconds.  0 leaves it to the kernel.  It
+    changes nothing of what is durable when (that is ``fsync``'s)."""
+
 
 def session_identity(begin_string: str, sender_comp_id: str, target_comp_id: str) -> str:
     """Render a session identity as ``BeginString:SenderCompID->TargetCompID``."""

@@ -57,6 +57,7 @@ from gateway.orderflow.routing import ChildRouting
 from gateway.orderflow.rules import Rules, build_rules, capped, config_digest
 from gateway.orderflow.stats import FlowStats
 from gateway.storage.session_store import open_store
+from gateway.storage.writeback import Writeback, start_writeback
 from lp_adapters.base import LpAdapter
 from lp_adapters.registry import adapter_settings, create_adapter
 from matcher.engine import Matcher
@@ -241,6 +242,7 @@ class Gateway:
         self._base_rules: Rules | None = None
         self._lp_caps: dict[str, Decimal] = {}
         self._tasks: set[asyncio.Task[object]] = set()
+        self._writeback: Writeback | None = None
         self._http_runner: web.AppRunner | None = None
         self.fix_port = 0
         self.http_port = 0
@@ -346,6 +348,7 @@ class Gateway:
             await self.drop_copy.start()
         self.fix_port = await self.fix_server.serve(listeners.fix, self._tls_context)
         self.loop_lag.start()
+        self._writeback = start_writeback(self._files, self.config.store.writeback_ms)
         self._spawn(self.reloader.start_worker())
         if listeners.http:
             runner = web.AppRunner(build_app(self), access_log=None)
@@ -422,8 +425,19 @@ class Gateway:
         session is served now."""
         self.fix_server.abort(session)
 
+    def _files(self) -> list[int]:
+        """The descriptors of the journal and the session stores' files."""
+        files = [self.journal.fileno()] if self.journal is not None else []
+        for store in self.stores:
+            fileno = getattr(store, "fileno", None)
+            if fileno is not None:
+                files.append(fileno())
+        return files
+
     async def stop(self) -> None:
         await self.loop_lag.stop()
+        if self._writeback is not None:
+            self._writeback.stop()
         for task in list(self._tasks):
             await asyncio.gather(task, return_exceptions=True)
         await self.reloader.aclose()

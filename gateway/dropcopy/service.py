@@ -33,6 +33,7 @@ from gateway.fix.store import SessionStore
 from gateway.net.server import FixServer, server_tls
 from gateway.net.transport import Outbox
 from gateway.storage.session_store import open_store
+from gateway.storage.writeback import start_writeback
 
 __all__ = ["DropCopyService", "drop_copy_sessions"]
 
@@ -203,6 +204,10 @@ class DropCopyService:
         if ready is not None:
             ready()
         tasks = [asyncio.create_task(self._follow()), asyncio.create_task(self._report_often())]
+        writeback = start_writeback(
+            lambda: [getattr(s, "fileno", lambda: -1)() for s in self.stores],
+            self.config.store.writeback_ms,
+        )
         if parent:
             tasks.append(asyncio.create_task(self._watch_parent(parent)))
         try:
@@ -215,6 +220,8 @@ class DropCopyService:
             while not self.failed and self.copier.poll(READ_LIMIT):
                 pass
             await self.fix_server.stop()
+            if writeback is not None:
+                writeback.stop()
             self.outbox.write_pending()
             self.copier.close()
             self.report()

@@ -197,6 +197,10 @@ class OrderJournal:
         replaces the journal."""
         return self._file.next_path
 
+    def fileno(self) -> int:
+        """The descriptor of the live journal file (-1 once closed)."""
+        return self._file.fileno()
+
     @property
     def size(self) -> int:
         """Bytes in the file after the last flush."""

@@ -203,6 +203,10 @@ class BatchFile:
         """Whether :meth:`close` was called."""
         return self._fd < 0
 
+    def fileno(self) -> int:
+        """The descriptor of the live file (-1 once closed)."""
+        return self._fd
+
     def replay(self) -> Iterator[bytes]:
         """The body of every complete batch, oldest first.
 

@@ -290,6 +290,10 @@ class FileStore(SessionStore):
         """The session's directory."""
         return self._dir
 
+    def fileno(self) -> int:
+        """The descriptor of its journal file (-1 once closed)."""
+        return self._fd
+
     @property
     def fsync(self) -> bool:
         """Whether every flush is followed by ``fdatasync``."""
