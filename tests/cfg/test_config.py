@@ -76,8 +76,9 @@ def test_default_config_loads() -> None:
     cfg = load_config(default_config_path())
     assert cfg.gateway.fix_port == 9876
     assert cfg.gateway.http_port == 8080
+    assert cfg.gateway.drop_copy_port == 9877
     assert cfg.gateway.data_dir == "../var/data"  # relative to config/: var/data beside it
-    assert cfg.store == StoreSettings()
+    assert cfg.store == StoreSettings(writeback_ms=100)  # a trickle to the disk, not bursts
     assert [s.session_id for s in cfg.sessions] == [
         "FIX.4.4:GATEWAY->CLIENT1",
         "FIX.4.4:GATEWAY->CLIENT2",
