@@ -32,6 +32,7 @@ from gateway.fix.session import Session
 from gateway.fix.store import SessionStore
 from gateway.net.server import FixServer, server_tls
 from gateway.net.transport import Outbox
+from gateway.ops.admin import session_info
 from gateway.storage.session_store import open_store
 from gateway.storage.writeback import start_writeback
 
@@ -160,19 +161,7 @@ class DropCopyService:
     def report(self) -> None:
         """Write the sessions' state where the gateway reads it
         (``<data_dir>/dropcopy/sessions.json``, replaced whole)."""
-        state = [
-            {
-                "session": s.session_id,
-                "state": s.state.value,
-                "logged_on": s.is_logged_on,
-                "next_sender_seq": s.store.next_sender_seq,
-                "next_target_seq": s.store.next_target_seq,
-                "messages_in": s.stats.messages_in,
-                "messages_out": s.stats.messages_out,
-                "rejects_sent": s.stats.rejects_sent,
-            }
-            for s in self.sessions
-        ]
+        state = [session_info(s) for s in self.sessions]
         path = self._status
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(json.dumps(state).encode())

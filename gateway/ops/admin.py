@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from gateway.fix.session import Session
 from gateway.ops.metrics import lp_rates
 from gateway.orderflow.flow import OrderFlow
 from matcher import Order
@@ -45,20 +46,23 @@ def redact(value: Any) -> Any:
     return value
 
 
+def session_info(s: Session) -> dict[str, Any]:
+    """One session as ``/admin/sessions`` lists it."""
+    return {
+        "session": s.session_id,
+        "state": s.state.value,
+        "logged_on": s.is_logged_on,
+        "next_sender_seq": s.store.next_sender_seq,
+        "next_target_seq": s.store.next_target_seq,
+        "messages_in": s.stats.messages_in,
+        "messages_out": s.stats.messages_out,
+        "rejects_sent": s.stats.rejects_sent,
+    }
+
+
 def sessions(gateway: Running) -> list[dict[str, Any]]:
-    return [
-        {
-            "session": s.session_id,
-            "state": s.state.value,
-            "logged_on": s.is_logged_on,
-            "next_sender_seq": s.store.next_sender_seq,
-            "next_target_seq": s.store.next_target_seq,
-            "messages_in": s.stats.messages_in,
-            "messages_out": s.stats.messages_out,
-            "rejects_sent": s.stats.rejects_sent,
-        }
-        for s in gateway.sessions
-    ] + gateway.drop_copy_sessions()
+    """The gateway's sessions, then the drop copy's as its process reported them."""
+    return [session_info(s) for s in gateway.sessions] + gateway.drop_copy_sessions()
 
 
 def _lots(flow: OrderFlow, symbol: str, lots: int) -> str:
