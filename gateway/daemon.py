@@ -18,6 +18,7 @@ import asyncio
 import gc
 import ipaddress
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -48,7 +49,7 @@ from gateway.ops.metrics import ClusterCollector, DropCopyCollector, LoopLag, Op
 from gateway.ops.reload import Overrides, Reloader
 from gateway.orderflow.entry import OrderEntry
 from gateway.orderflow.flow import OrderFlow
-from gateway.orderflow.journal import OrderJournal
+from gateway.orderflow.journal import SEGMENTS_NAME, OrderJournal
 from gateway.orderflow.margin_watch import MarginWatch
 from gateway.orderflow.market_data import MarketDataService
 from gateway.orderflow.publish import Reports
@@ -192,6 +193,9 @@ class Gateway:
                 fsync=config.store.fsync == "batch",
                 keep_segments=copying,
             )
+            if not copying:
+                # kept for a drop copy no longer configured: nothing will read them
+                shutil.rmtree(self.data_dir / "orders" / SEGMENTS_NAME, ignore_errors=True)
         # nothing leaves a session before the journal has what it says
         self.outbox = Outbox(
             self.journal.flush if self.journal is not None else None, replica=self.cluster

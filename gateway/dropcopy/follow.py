@@ -195,16 +195,29 @@ class JournalCopier:
         return [self.segments / n for n in names]
 
     def _open_next(self) -> BatchFollower | None:
-        """The oldest segment not known to be read through, or the live journal."""
+        """The oldest segment not known to be read through, or the live journal.
+
+        The live journal is opened before the segments are listed: a
+        checkpoint links the file it replaces before it renames the new one
+        over it, so a file replaced in between is listed as a segment, and
+        read from there (listing first could open the new file and miss the
+        old one's last batches)."""
+        try:
+            live: BatchFollower | None = BatchFollower(self.orders / JOURNAL_NAME, MAGIC)
+        except FileNotFoundError:
+            live = None
         segments = self._segment_files()
         cursor = self.cursor.serial
         # a segment is read through when the next one was linked at or
         # before the cursor (all its batches come before that one's name)
         while len(segments) > 1 and int(segments[1].name) <= cursor:
             segments.pop(0).unlink(missing_ok=True)
-        path = segments[0] if segments else self.orders / JOURNAL_NAME
+        if not segments:
+            return live
+        if live is not None:
+            live.close()
         try:
-            return BatchFollower(path, MAGIC)
+            return BatchFollower(segments[0], MAGIC)
         except FileNotFoundError:
             return None
 
@@ -278,18 +291,23 @@ class JournalCopier:
         return made
 
     def _settle_held(self, now: float) -> int:
-        """The copies made again after a crash, up to ``cursor.pending``: a
-        session whose last stored copy is the last of them has them all
-        (a store's flush is one write); any other gets them now."""
+        """The copies made again after a crash, up to ``cursor.pending``:
+        a session's store holds those up to its last stored copy, if that
+        is one of them; it gets the ones after it (all, if it is none)."""
         held, self._held = self._held or {}, None
         made = 0
         for session, copies in held.items():
-            if copies and _last_copy(session) == copies[-1][1]:
-                continue
-            for msg_type, body in copies:
+            last = _last_copy(session)
+            start = 0
+            for i in range(len(copies) - 1, -1, -1):
+                if copies[i][1] == last:
+                    start = i + 1
+                    break
+            for msg_type, body in copies[start:]:
                 session.send_recorded(msg_type, body, now)
                 made += 1
-            self._wake(session)
+            if start < len(copies):
+                self._wake(session)
         return made
 
     def _record(self, session: Session, msg_type: bytes, body: bytes, now: float) -> int:

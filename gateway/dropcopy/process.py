@@ -150,6 +150,11 @@ class DropCopyProcess:
         """Stop the process (it copies what the journal holds first) and
         close the sockets."""
         self._stopping = True
+        if self._task is not None:
+            # not in the middle of starting another one
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
         proc = self._proc
         if proc is not None and proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
@@ -160,8 +165,5 @@ class DropCopyProcess:
                 _log.warning("drop_copy_killed", after=STOP_GRACE)
                 proc.kill()
                 await proc.wait()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
         for sock in self._sockets:
             sock.close()

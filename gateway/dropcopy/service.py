@@ -101,7 +101,7 @@ class DropCopyService:
             DropCopies(self.sessions),
             clients,
             {i.symbol: i.to_instrument() for i in config.instruments},
-            flush=self.outbox.write_pending,
+            flush=self._flush,
             wake=self.outbox.wake,
             clock=clock,
         )
@@ -110,6 +110,15 @@ class DropCopyService:
         self._stop = asyncio.Event()
         self.port = 0
         self.failed = False
+        self.orphaned = False
+
+    def _flush(self) -> None:
+        """The stores, then the sockets.  A store that cannot be written
+        raises (the outbox would retry later, and the cursor must not move
+        past copies that are not stored)."""
+        for store in self.stores:
+            store.flush()
+        self.outbox.write_pending()
 
     def _backlogged(self) -> bool:
         for session in self.sessions:
@@ -153,6 +162,8 @@ class DropCopyService:
             except TimeoutError:
                 pass
         _log.warning("drop_copy_gateway_gone", parent=parent)
+        # the next process goes on from the cursor: end now, letting the port go
+        self.orphaned = True
         self._stop.set()
 
     def stop(self) -> None:
@@ -205,10 +216,11 @@ class DropCopyService:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            # what the journal holds by now is copied before the sessions go
-            while not self.failed and self.copier.poll(READ_LIMIT):
-                pass
             await self.fix_server.stop()
+            # told to stop by the gateway: what the journal holds by now is
+            # copied (stored, and sent at the next logon) before the stores close
+            while not (self.failed or self.orphaned) and self.copier.poll(READ_LIMIT):
+                pass
             if writeback is not None:
                 writeback.stop()
             self.outbox.write_pending()
