@@ -45,6 +45,7 @@ import msgspec
 import structlog
 
 from gateway.dropcopy.copies import DropCopies, copy_body, trade_capture_body
+from gateway.fix import codec, spec44
 from gateway.fix.session import Session
 from gateway.orderflow.journal import JOURNAL_NAME, MAGIC, SEGMENTS_NAME
 from gateway.orderflow.journal_entries import Filled, Message, Serial
@@ -62,29 +63,18 @@ _MESSAGE_TAG: Final = 10
 _FILLED_TAG: Final = 4
 _PAIR: Final = struct.Struct("<QQ")
 
-# the standard header's tags: a stored message's body starts at the first other one
-_HEADER_TAGS: Final = frozenset(
-    {b"8", b"9", b"35", b"49", b"56", b"34", b"52", b"43", b"97", b"122", b"50", b"57"}
-    | {b"115", b"116", b"128", b"129", b"142", b"143", b"144", b"145", b"369", b"347"}
-)
+_HEADER: Final = frozenset(spec44.HEADER)
 
 
 def message_body(raw: bytes) -> tuple[bytes, bytes]:
     """``(MsgType, body)`` of a whole FIX message as stored: the fields
-    between the standard header and the CheckSum."""
-    pos = 0
-    msg_type = b""
-    end = len(raw) - 7  # b"10=nnn\x01"
-    while pos < end:
-        eq = raw.index(b"=", pos)
-        tag = raw[pos:eq]
-        if tag not in _HEADER_TAGS:
-            break
-        soh = raw.index(b"\x01", eq)
-        if tag == b"35":
-            msg_type = raw[eq + 1 : soh]
-        pos = soh + 1
-    return msg_type, raw[pos:end]
+    between the standard header and the CheckSum (``(b"", b"")`` for one
+    whose header cannot be read plainly)."""
+    scanned = codec.scan_header(raw, _HEADER)
+    if scanned is None:
+        return b"", b""
+    msg_type, _, start = scanned
+    return msg_type, raw[start : len(raw) - codec.CHECKSUM_FIELD]
 
 
 def _tag(raw: msgspec.Raw) -> int:
