@@ -34,7 +34,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from config import Config, ConfigError, config_base, resolve_paths
-from gateway.cluster import Cluster, Headroom, instance_name
+from gateway.cluster import Cluster, Headroom, id_namespace, instance_name
 from gateway.dropcopy.process import DropCopyProcess, read_cursor, read_sessions
 from gateway.dropcopy.service import drop_copy_sessions
 from gateway.fix.acceptor import SessionRegistry
@@ -495,12 +495,19 @@ def build_order_flow(
         run = str(journal.run + 1)
     else:
         run = format(int(clock()), "x")
-    # OrderIDs, ExecIDs and child order ids never repeat across runs
+    # OrderIDs, ExecIDs and child order ids never repeat across runs, nor
+    # across the gateways of a cluster (a client taken over by another
+    # gateway goes on receiving IDs it has not seen)
+    prefix = (
+        f"{id_namespace(config.cluster, config.gateway.fix_port)}.{run}"
+        if config.cluster.servers
+        else run
+    )
     matcher = Matcher(
         instruments,
         internal_crossing=config.routing.internal_crossing,
         retain_finished=config.orders.retain_finished,
-        id_prefix=run,
+        id_prefix=prefix,
     )
     book = AggregatedBook()
     stats = FlowStats()
@@ -548,7 +555,9 @@ def build_order_flow(
         )
         adapters[lp.name] = adapter
     routing.attach(adapters)
-    watch = MarginWatch(accounts, matcher, reports, routing, stats, entry.mark_accounts, clock, run)
+    watch = MarginWatch(
+        accounts, matcher, reports, routing, stats, entry.mark_accounts, clock, prefix
+    )
     watch.on_call = lambda standing, now: entry.collateral_update(standing.client, now)
     flow = OrderFlow(rules, reports, routing, entry, journal, clock, watch)
     if journal is not None:

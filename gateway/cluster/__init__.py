@@ -7,6 +7,7 @@ from gateway.cluster.leases import (
     ClusterError,
     ClusterStats,
     LeaseView,
+    id_namespace,
     instance_name,
     session_key,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "ClusterStats",
     "Headroom",
     "LeaseView",
+    "id_namespace",
     "instance_name",
     "session_key",
 ]

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import secrets
 import socket
@@ -102,8 +103,22 @@ def instance_name(settings: ClusterSettings, fix_port: int) -> str:
     """The configured name, or ``<host name>-<FIX port>``."""
     if settings.instance:
         return settings.instance
-    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:48] or "gateway"
-    return f"{host}-{fix_port}"
+    return f"{_host()}-{fix_port}"
+
+
+def id_namespace(settings: ClusterSettings, fix_port: int) -> str:
+    """What starts the OrderIDs and ExecIDs of a gateway in a cluster, known
+    before its port is bound: its name, or, with neither a name nor a port
+    configured (``fix_port = 0``), ``<host name>-p<process id>`` (unique
+    among the gateways running at once; the journal's run number that
+    follows it keeps IDs unique across restarts)."""
+    if settings.instance or fix_port:
+        return instance_name(settings, fix_port)
+    return f"{_host()}-p{os.getpid()}"
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:48] or "gateway"
 
 
 class Lease(msgspec.Struct, frozen=True):
@@ -860,6 +875,7 @@ class Cluster:
                 "lag_ms": round(copy.lag * 1000, 3),
                 "applied": copy.applied,
                 "fenced": copy.fenced,
+                "unreadable": copy.unreadable,
                 "not_copied": copy.unowned,
             },
         }

@@ -104,6 +104,8 @@ class LogStats:
     """Sessions' earlier records purged after a reset (a new session day)."""
     applied: int = 0
     """Records of other instances applied to the stores here."""
+    unreadable: int = 0
+    """Records that could not be decoded: skipped (logged)."""
     fenced: int = 0
     """Records ignored: from an epoch older than one already applied."""
     unowned: int = 0
@@ -161,7 +163,9 @@ class SessionLog:
             subjects=[f"{self._subject}>"],
             storage=StorageType.FILE,
             num_replicas=self._replicas,
-            max_age=7 * 86400.0,
+            # kept until a session's reset purges them: a session may go
+            # longer than any age without one (a weekly session, a drop copy)
+            max_age=0,
         )
         try:
             await self._js.add_stream(config)
@@ -368,14 +372,16 @@ class SessionLog:
     async def _on_record(self, msg: Any) -> None:
         key = msg.subject[len(self._subject) :]
         seq = msg.metadata.sequence.stream
+        # read, whatever it holds: a takeover waits for this sequence
+        self.applied[key] = seq
         try:
             writer, epoch, ops = _decode(msg.data)
         except msgspec.DecodeError:
-            _log.warning("session_copy_unreadable", key=key, seq=seq)
+            self.stats.unreadable += 1
+            _log.error("session_copy_unreadable", key=key, seq=seq)
             return
         finally:
             self._progress.set()
-        self.applied[key] = seq
         newest = self._epochs.get(key, 0)
         if epoch < newest:
             # after a record of a newer lease: a writer that lost its lease

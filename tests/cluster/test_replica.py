@@ -242,6 +242,37 @@ async def test_another_instance_follows_the_copy_and_ignores_a_fenced_writer(
 
 
 @pytest.mark.asyncio
+async def test_an_unreadable_record_is_skipped_and_counted_and_a_takeover_does_not_wait_for_it(
+    nats_cluster: NatsCluster,
+) -> None:
+    config = settings(nats_cluster)
+    a = await Member(config, "a", ["C1"]).start()
+    b = await Member(config, "b", ["C1"]).start()
+    try:
+        assert await a.claim("C1") is None
+        store = a.sessions["C1"].store
+        store.append_sent(1, b"message 1")
+        store.flush()
+        sealed = a.cluster.seal()
+        assert sealed is not None
+        await asyncio.wait_for(sealed, 5)
+        key = "FIX=2E4=2E4.GW.C1"
+        a_log = a.cluster.log
+        assert a_log is not None
+        # the last record of the session is garbage
+        await a_log._js.publish(f"{config.bucket_prefix}.slog.{key}", b"\xc1 not msgpack")
+        log = b.cluster.log
+        assert log is not None
+        assert await log.caught_up(key, 5)
+        assert log.stats.unreadable == 1
+        assert b.store("C1").get_sent(1, 1) == [(1, b"message 1")]
+        assert b.cluster.snapshot()["copy"]["unreadable"] == 1  # type: ignore[index]
+    finally:
+        for m in (a, b):
+            await m.cluster.stop()
+
+
+@pytest.mark.asyncio
 async def test_a_session_reset_purges_what_came_before_and_a_late_reader_rebuilds_it(
     nats_cluster: NatsCluster,
 ) -> None:

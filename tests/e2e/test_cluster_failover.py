@@ -146,6 +146,11 @@ async def test_a_client_is_served_by_one_gateway_and_fails_over_after_kill_9(
         if m.get(11) == b"at-b":
             at_b_reports.append(m)
     assert [m.get(150) for m in at_b_reports] == [b"0", b"F"]
+    # the gateway that took over hands out IDs of its own: none the client
+    # was given by the killed one comes again
+    from_a = {m.get(tag) for m in sent_before + back + under_load for tag in (17, 37)}
+    from_b = {m.get(tag) for m in at_b_reports for tag in (17, 37)}
+    assert not from_a & from_b, sorted(x for x in from_a & from_b if x)
     await client.logout()
 
     # everything the client was sent, resent by the gateway that took over:
