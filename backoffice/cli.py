@@ -101,7 +101,7 @@ def _run(cfg: Config) -> int:
     gc.set_threshold(10_000, 10, 100)
     try:
         return uvloop.run(serve())
-    except (BackofficeError, LedgerError) as exc:
+    except (BackofficeError, LedgerError, ConfigError) as exc:
         print(f"fixgw backoffice: refusing to start: {exc}", file=sys.stderr)
         return 2
 

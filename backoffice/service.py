@@ -54,6 +54,7 @@ from backoffice.statements import StatementChange, StatementFolder
 from config import Config, SessionSettings, StatementColumns
 from gateway.fix.codec import FixMessage
 from gateway.net.client import FixClient, LogonError
+from gateway.ops.placement import pin_to_cpus
 from gateway.storage.session_store import open_store
 
 __all__ = ["BackOffice", "BackofficeError", "open_ledger"]
@@ -238,8 +239,13 @@ class BackOffice:
 
     def _lower_priority(self) -> None:
         """Before the ledger opens: the threads started later (DuckDB's, the
-        resolver's) take the calling thread's policy and nice level; any
-        started before are put under the idle policy here too."""
+        resolver's) take the calling thread's policy, nice level and CPUs;
+        any started before are put under the idle policy here too."""
+        pin_to_cpus(self.settings.cpus, "backoffice.cpus")
+        if self.settings.cpus:
+            for thread in _own_threads():
+                with contextlib.suppress(OSError):  # ended meanwhile
+                    os.sched_setaffinity(thread, self.settings.cpus)
         if self.settings.nice:
             try:
                 os.nice(self.settings.nice)

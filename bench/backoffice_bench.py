@@ -19,6 +19,10 @@ its own ports; the three in-process simulated LPs write their statements),
 Each phase prints the gateway's latency as ``fixgw bench`` measures it, so
 the three P99s can be compared in one run.
 
+With ``--place on`` the gateway runs on a CPU of its own (``gateway.cpus``)
+and the drop copy, the back office (``backoffice.cpus``) and the load
+client on the others, as docs/operations.md advises on a shared machine.
+
 With ``--intake SECONDS`` it measures instead how fast the back office
 takes in a backlog with nothing else running: the gateway is loaded as fast
 as it goes for that long with the back office not started, then the back
@@ -27,7 +31,7 @@ message is printed (messages, and fills, per second), then the time until
 everything it holds is reconciled.
 
     .venv/bin/python bench/backoffice_bench.py [--rate 3000] [--duration 20] [--outage 60]
-        [--idle-priority on|off] [--intake SECONDS]
+        [--idle-priority on|off] [--place on|off] [--intake SECONDS]
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+CLIENT_PREFIX: list[str] = []
+"""Put before the load client's command (``taskset`` with ``--place on``)."""
 TOKEN = "dev-admin-token"
 
 
@@ -59,9 +65,22 @@ def free_port() -> int:
         return port
 
 
-def config(tmp: Path, idle_priority: bool = True) -> tuple[Path, int, int, int]:
+def placement() -> tuple[list[int], list[int]]:
+    """With ``--place on``: the gateway on the first CPU, the rest (the
+    drop copy, the back office, the load client) on the others."""
+    allowed = sorted(os.sched_getaffinity(0))
+    return allowed[:1], (allowed[1:] or allowed)
+
+
+def config(
+    tmp: Path, idle_priority: bool = True, place: bool = False
+) -> tuple[Path, int, int, int]:
     fix_port, http_port, bo_port = free_port(), free_port(), free_port()
     text = (ROOT / "config" / "default.toml").read_text()
+    if place:
+        gateway_cpus, others = placement()
+        text = text.replace("\n[gateway]\n", f"\n[gateway]\ncpus = {gateway_cpus}\n", 1)
+        text = text.replace("\n[backoffice]\n", f"\n[backoffice]\ncpus = {others}\n", 1)
     text = re.sub(r"(?m)^fix_port = \d+", f"fix_port = {fix_port}", text)
     text = re.sub(r"(?m)^drop_copy_port = \d+", f"drop_copy_port = {free_port()}", text)
     text = re.sub(r"(?m)^http_port = 8080", f"http_port = {http_port}", text)
@@ -107,6 +126,7 @@ def bench(fix_port: int, http_port: int, rate: float | None, duration: float) ->
     """``fixgw bench`` at ``rate`` orders/s (None: as fast as it goes)."""
     done = subprocess.run(
         [
+            *CLIENT_PREFIX,
             sys.executable,
             "-m",
             "gateway",
@@ -200,6 +220,13 @@ def main() -> None:
         help="the back office as SCHED_IDLE (the default config) or only niced",
     )
     parser.add_argument(
+        "--place",
+        choices=("on", "off"),
+        default="off",
+        help="the gateway on a CPU of its own (gateway.cpus), the drop copy, the back "
+        "office (backoffice.cpus) and the load client on the others",
+    )
+    parser.add_argument(
         "--intake",
         type=float,
         metavar="SECONDS",
@@ -207,7 +234,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="fixgw-bo-bench-"))
-    path, fix_port, http_port, bo_port = config(tmp, args.idle_priority == "on")
+    place = args.place == "on"
+    path, fix_port, http_port, bo_port = config(tmp, args.idle_priority == "on", place)
+    if place:
+        CLIENT_PREFIX[:] = ["taskset", "-c", ",".join(map(str, placement()[1]))]
     procs: list[subprocess.Popen[bytes]] = []
     try:
         gateway = start(["run", "--config", str(path)], tmp / "gateway.log")

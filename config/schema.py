@@ -117,6 +117,10 @@ Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 OptionalPort = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+Cpus = Annotated[
+    tuple[Annotated[int, msgspec.Meta(ge=0, le=4095)], ...], msgspec.Meta(max_length=4096)
+]
+"""CPU numbers, as Linux counts them (``[0]``, ``[2, 3]``)."""
 
 PositiveDecimal = Annotated[Decimal, decimal_limits(gt=0)]
 """A decimal number > 0, written in TOML as a string (``"0.00001"``) or an integer."""
@@ -192,6 +196,17 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
     max_outbound_buffer: Annotated[int, msgspec.Meta(ge=65536)] = 4194304
     """Bytes queued to one peer before it is disconnected as a slow consumer."""
+
+    cpus: Cpus = ()
+    """The CPUs (numbers as Linux counts them) the gateway's process runs on;
+    empty: wherever the system puts it.  A core of its own keeps the drop
+    copy's and the back office's bursts off the core orders are served on
+    (docs/operations.md).  Read at start only."""
+
+    drop_copy_cpus: Cpus = ()
+    """The CPUs the drop-copy process runs on; empty: those not in ``cpus``
+    when ``cpus`` is set (all of them when it takes them all), otherwise
+    wherever the system puts it."""
 
     busy_poll_us: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 0
     """After each read from a connection bound to a session, keep the event
@@ -707,6 +722,11 @@ class BackofficeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     ``nice``): on a machine it shares with the gateway, the gateway's order
     flow comes first and the back office takes what is left, catching up
     when the load falls.  0 keeps the priority it was started with."""
+
+    cpus: Cpus = ()
+    """The CPUs the back office runs on (its threads too); empty: wherever
+    the system puts it.  With the gateway on a core of its own, give the
+    back office the others (docs/operations.md)."""
 
     idle_priority: bool = True
     """Run under Linux's ``SCHED_IDLE`` policy, below every nice level: the

@@ -46,6 +46,7 @@ from gateway.net.transport import BusyPoll, Outbox
 from gateway.ops.http import SessionCollector, build_app
 from gateway.ops.logs import set_log_level
 from gateway.ops.metrics import ClusterCollector, DropCopyCollector, LoopLag, OperationsCollector
+from gateway.ops.placement import available_cpus, check_cpus, other_cpus, pin_to_cpus
 from gateway.ops.reload import Overrides, Reloader
 from gateway.orderflow.entry import OrderEntry
 from gateway.orderflow.flow import OrderFlow
@@ -162,6 +163,9 @@ class Gateway:
         copying = bool(drop_copy_sessions(config))
         self._resolved = config
         self.drop_copy: DropCopyProcess | None = None
+        self.drop_copy_cpus: tuple[int, ...] = ()
+        """Where the drop-copy process runs (set by :func:`run` from the
+        config; empty: not placed)."""
         # several gateways live at once: a session's store is copied to the
         # cluster while the session is served here
         self.cluster: Cluster | None = None
@@ -345,7 +349,11 @@ class Gateway:
             self.drop_copy = DropCopyProcess(
                 msgspec.structs.replace(
                     resolved,
-                    gateway=msgspec.structs.replace(resolved.gateway, data_dir=str(self.data_dir)),
+                    gateway=msgspec.structs.replace(
+                        resolved.gateway,
+                        data_dir=str(self.data_dir),
+                        drop_copy_cpus=self.drop_copy_cpus,
+                    ),
                 ),
                 listeners.drop_copy,
             )
@@ -595,6 +603,22 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def place(config: Config) -> tuple[int, ...]:
+    """Put the gateway on ``gateway.cpus`` (its threads follow); the CPUs
+    its drop-copy process is to run on: ``gateway.drop_copy_cpus``, else the
+    others when ``cpus`` is set, else none named.  ConfigError for a CPU
+    this process may not use."""
+    gw = config.gateway
+    if not gw.cpus and not gw.drop_copy_cpus:
+        return ()
+    allowed = available_cpus()
+    check_cpus(gw.drop_copy_cpus, "gateway.drop_copy_cpus", allowed)
+    pin_to_cpus(gw.cpus, "gateway.cpus", allowed)
+    if gw.cpus:
+        _log.info("gateway_placed", cpus=sorted(set(gw.cpus)))
+    return tuple(gw.drop_copy_cpus or other_cpus(gw.cpus, allowed))
+
+
 def order_path_compiled() -> bool:
     """Whether the order path runs as compiled modules (built by setup.py)
     or from the Python sources (``FIXGW_PURE_PYTHON=1`` at install)."""
@@ -609,9 +633,11 @@ async def run(
     sessions out cleanly on the way down.  The ports are bound before
     anything else: a :class:`~gateway.net.server.ListenError` raised for a
     taken one leaves nothing behind."""
+    drop_copy_cpus = place(config)
     listeners = bind_listeners(config, overrides)
     try:
         gateway = Gateway(config, config_path, overrides, listeners=listeners)
+        gateway.drop_copy_cpus = drop_copy_cpus
     except BaseException:
         listeners.close()
         raise

@@ -51,6 +51,10 @@ def main() -> int:
     config = msgspec.json.decode(sys.stdin.buffer.read(), type=Config)
     configure_logging(config.gateway.log_level, config.gateway.log_format)
     lower_priority()
+    if config.gateway.drop_copy_cpus:
+        # where the gateway said, which checked them (its own CPUs, which
+        # this process inherited, are not the ones to check against)
+        os.sched_setaffinity(0, config.gateway.drop_copy_cpus)
     sockets = [socket.socket(fileno=fd) for fd in args.listen_fd]
 
     async def serve() -> bool:
