@@ -34,7 +34,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from config import Config, ConfigError, config_base, resolve_paths
-from gateway.cluster import Cluster, Headroom, id_namespace, instance_name
+from gateway.cluster import Cluster, Headroom, id_namespace, instance_name, session_key
 from gateway.dropcopy.process import DropCopyProcess, read_cursor, read_sessions
 from gateway.dropcopy.service import drop_copy_sessions
 from gateway.fix.acceptor import SessionRegistry
@@ -213,6 +213,8 @@ class Gateway:
             )
             for session in order_sessions.values():
                 applications[session.session_id] = self.order_flow
+            if self.cluster is not None:
+                carry_clients(self.cluster, self.order_flow, order_sessions)
         self.registry = SessionRegistry(self.sessions)
         self.fix_server = FixServer(
             self.registry,
@@ -601,6 +603,24 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def carry_clients(cluster: Cluster, flow: OrderFlow, sessions: Mapping[str, Session]) -> None:
+    """A client's positions and margin holdings go with its session's copy
+    in the cluster, and are taken over with the session."""
+    clients = {session_key(session): client for client, session in sessions.items()}
+
+    def client_state(key: str) -> bytes | None:
+        client = clients.get(key)
+        return None if client is None else flow.client_state(client)
+
+    def taken(session: Session, data: bytes) -> None:
+        client = clients.get(session_key(session))
+        if client is not None:
+            flow.adopt_client(client, data)
+
+    cluster.client_state = client_state
+    cluster.on_taken = taken
 
 
 def place(config: Config) -> tuple[int, ...]:

@@ -460,6 +460,20 @@ class Accounts:
                 out[client] = kept
         return out
 
+    def holdings_of(self, client: str) -> dict[str, tuple[int, float, float]]:
+        """One client's holdings as :meth:`holdings` gives them."""
+        return {s: (h.lots, h.avg, h.realized) for s, h in self._holdings(client).items()}
+
+    def set_client(self, client: str, holdings: Mapping[str, tuple[int, float, float]]) -> None:
+        """Replace one client's holdings (what :meth:`holdings_of` gave,
+        elsewhere: another gateway of a cluster)."""
+        self._accounts.pop(client, None)  # made again from the holdings when next used
+        made = {s: Holding(*values) for s, values in holdings.items()}
+        if made:
+            self._loose[client] = made
+        else:
+            self._loose.pop(client, None)
+
     def load(self, holdings: Mapping[str, Mapping[str, tuple[int, float, float]]]) -> None:
         """Replace every holding with the given ones (what :meth:`holdings`
         returned earlier)."""

@@ -237,6 +237,20 @@ class ExposureLedger:
         self._dirty.update(self._lps, self._lp_views)
         self._current = None
 
+    def set_client(self, client: str, positions: Mapping[str, int]) -> None:
+        """Replace one client's positions (lots by symbol); no LP's moves
+        (the client's fills were made elsewhere: another gateway of a
+        cluster)."""
+        held = {symbol: lots for symbol, lots in positions.items() if lots}
+        if held:
+            self._clients[client] = held
+        else:
+            self._clients.pop(client, None)
+
+    def positions_of(self, client: str) -> dict[str, int]:
+        """One client's positions in lots by symbol, flat ones left out (a copy)."""
+        return dict(self._clients.get(client, {}))
+
     def positions(
         self,
     ) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]], dict[str, int]]:

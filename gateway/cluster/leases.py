@@ -216,6 +216,13 @@ class Cluster:
         self.stores: dict[str, ReplicatedStore] = {}
         """The session stores copied to the cluster, by session key."""
         self.log: SessionLog | None = None
+        self.client_state: Callable[[str], bytes | None] | None = None
+        """Set by the gateway before :meth:`start`: the state of a session's
+        client now, by session key (see :attr:`SessionLog.client_state`)."""
+        self.on_taken: Callable[[Session, bytes], None] | None = None
+        """Set by the gateway: called when a session is taken here and its
+        client's state, as the gateway that served it last left it, is to
+        replace what this one holds (before the Logon is read)."""
         self.headroom_kv: KeyValue | None = None
         """The bucket of the LPs' hard limits in slices (gateway.cluster.headroom)."""
         self.headroom: Headroom | None = None
@@ -306,6 +313,7 @@ class Cluster:
                     self.stores,
                     writer=f"{self.name}/{self.process}",
                 )
+                self.log.client_state = self.client_state
                 await self.log.start()
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             await self._abandon_start()
@@ -616,6 +624,12 @@ class Cluster:
         if log is None:
             return None
         if await log.caught_up(key, self.lease_s):
+            copied = log.clients.get(key)
+            if copied is not None and copied.writer != log.writer and self.on_taken is not None:
+                # the client's state as the gateway that served it last
+                # left it (this one's before a restart too): in force
+                # before the Logon is read
+                self.on_taken(session, copied.data)
             return None
         # the lease stays: the next Logon here tries again
         return "this gateway could not read the session's state from its cluster in time"

@@ -48,7 +48,7 @@ import structlog
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 
-from gateway.fix.store import RESET, RecordingStore, SessionStore, StoreOp, apply_ops
+from gateway.fix.store import RESET, SENT, RecordingStore, SessionStore, StoreOp, apply_ops
 
 _log = structlog.get_logger("gateway.cluster.replica")
 
@@ -58,6 +58,11 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(tuple[str, int, list[tuple[int, int, bytes]]]).decode
 
 _Batch = tuple[list[tuple[str, bytes, list[Op]]], "asyncio.Future[None]"]
+
+CLIENT: Final = 100
+"""The kind of op that carries the state of the session's client, whole
+(its positions and margin holdings, encoded by the gateway).  Not a
+store's: a store's ``apply_ops`` passes over it."""
 
 ACK_TIMEOUT: Final = 1.0
 """Seconds a batch may wait for its acknowledgement before it is sent again
@@ -84,6 +89,15 @@ class _Flight:
 
 ReplicatedStore = RecordingStore
 """A session store whose changes are recorded for the copy."""
+
+
+@dataclass(slots=True)
+class CopiedClient:
+    """The last state of a session's client read from the copy (as the
+    gateway encoded it), and who wrote it."""
+
+    writer: str
+    data: bytes
 
 
 def apply(store: SessionStore, ops: Iterable[Op]) -> None:
@@ -156,6 +170,13 @@ class SessionLog:
         # per session taken here: the last record stored when it was taken
         self._taken_at: dict[str, int] = {}
         self._progress = asyncio.Event()
+        self.client_state: Callable[[str], bytes | None] | None = None
+        """Set by the gateway: the state of a session's client now (None
+        when it has none), carried by each record of a session that stored
+        a message (each fill, each margin change, is told to the client)."""
+        self.clients: dict[str, CopiedClient] = {}
+        """Per session key, the last client state read from the copy (this
+        gateway's own records too)."""
 
     async def start(self) -> None:
         config = StreamConfig(
@@ -212,11 +233,18 @@ class SessionLog:
             return last if last is not None and not last.done() else None
         self._pending = {}
         batch = []
+        client_state = self.client_state
         for key, ops in pending.items():
             epoch = self._epoch(key)
             if not epoch:
                 self.stats.unowned += len(ops)
                 continue
+            if client_state is not None and any(k in (SENT, RESET) for k, _n, _d in ops):
+                # whole, so that the last record of a session (after a
+                # reset purged the ones before, too) holds all of it
+                state = client_state(key)
+                if state is not None:
+                    ops.append((CLIENT, 0, state))
             payload = _encode((self.writer, epoch, ops))
             batch.append((key, payload, ops))
         if not batch:
@@ -389,13 +417,22 @@ class SessionLog:
             return
         self._epochs[key] = epoch
         held = self._epoch(key)
-        if held and writer == self.writer and epoch == held:
-            return  # written here under the lease held now: the store had it first
         taken = self._taken_at.get(key)
-        if held and taken is not None and seq > taken:
+        if (
+            held
+            and taken is not None
+            and seq > taken
+            and not (writer == self.writer and epoch == held)
+        ):
             # from an older lease, stored after this gateway took the
             # session (a late writer): not applied
             return
+        for kind, _n, data in reversed(ops):
+            if kind == CLIENT:
+                self.clients[key] = CopiedClient(writer, data)
+                break
+        if held and writer == self.writer and epoch == held:
+            return  # written here under the lease held now: the store had it first
         # another gateway's (up to the moment the session was taken here),
         # or this one's from before a restart: the store ends as the copy
         # does, what was never acknowledged dropped

@@ -25,13 +25,14 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator, Mapping
 
+import msgspec
 import structlog
 
 from gateway.fix.codec import FixMessage
 from gateway.fix.session import Session
 from gateway.orderflow.entry import OrderEntry
 from gateway.orderflow.journal import OrderJournal
-from gateway.orderflow.journal_entries import Entry
+from gateway.orderflow.journal_entries import ClientState, Entry
 from gateway.orderflow.margin_watch import MarginWatch
 from gateway.orderflow.market_data import MarketDataService
 from gateway.orderflow.publish import Reports
@@ -69,6 +70,8 @@ CHECKPOINT_DEADLINE = 600.0
 failed (a state of millions of orders takes tens)."""
 
 _log = structlog.get_logger("gateway.orderflow.flow")
+_encode_state = msgspec.msgpack.Encoder().encode
+_decode_state = msgspec.msgpack.Decoder(ClientState).decode
 
 
 RELEASED_PER_TURN = 1000
@@ -172,6 +175,29 @@ class OrderFlow:
 
     def lps_up(self) -> list[str]:
         return [name for name, a in self.adapters.items() if a.up]
+
+    # -- a client taken over by another gateway of a cluster ------------------------
+
+    def client_state(self, client: str) -> bytes:
+        """The client's positions and margin holdings now, encoded (a
+        :class:`ClientState`) for the copy that goes with its session."""
+        return _encode_state(
+            ClientState(client, self.ledger.positions_of(client), self.accounts.holdings_of(client))
+        )
+
+    def adopt_client(self, client: str, data: bytes) -> None:
+        """Put in force the client's state as the gateway that served it
+        last left it (:meth:`client_state` there), in place of what this
+        one held, and journal it (a restart here starts from it too)."""
+        state = _decode_state(data)
+        if state.client != client:
+            _log.error("client_state_mismatch", client=client, copied_for=state.client)
+            return
+        self.ledger.set_client(client, state.positions)
+        self.accounts.set_client(client, state.holdings)
+        if self.journal is not None:
+            self.journal.add(state)
+        _log.info("client_state_taken_over", client=client, positions=state.positions)
 
     def _stored_sessions(self) -> list[Session]:
         """Every session whose messages the journal copies: the clients'."""

@@ -15,6 +15,7 @@ from router.model import ChildOrder, Side
 
 __all__ = [
     "Abandoned",
+    "ClientState",
     "Ended",
     "Entry",
     "Expiring",
@@ -122,6 +123,16 @@ class Serial(msgspec.Struct, tag=13, array_like=True, frozen=True):
     serial: int
 
 
+class ClientState(msgspec.Struct, tag=14, array_like=True, frozen=True):
+    """One client's positions (lots by symbol) and margin holdings, whole,
+    replacing what came before for that client: the state a gateway of a
+    cluster took over with the client's session (docs/cluster.md)."""
+
+    client: str
+    positions: dict[str, int]
+    holdings: dict[str, tuple[int, float, float]]
+
+
 Entry = (
     Run
     | OrderState
@@ -136,4 +147,5 @@ Entry = (
     | Traded
     | Holdings
     | Serial
+    | ClientState
 )

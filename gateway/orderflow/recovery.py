@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from gateway.orderflow.journal_entries import (
     Abandoned,
+    ClientState,
     Ended,
     Entry,
     Expiring,
@@ -131,6 +132,9 @@ class Recovery:
         elif isinstance(entry, Holdings):
             self.accounts.load(entry.clients)
             self.holdings_read = True
+        elif isinstance(entry, ClientState):
+            self.ledger.set_client(entry.client, entry.positions)
+            self.accounts.set_client(entry.client, entry.holdings)
         elif isinstance(entry, Expiring):
             self.expiring = list(entry.order_ids)
         elif isinstance(entry, Run):

@@ -273,6 +273,73 @@ async def test_an_unreadable_record_is_skipped_and_counted_and_a_takeover_does_n
 
 
 @pytest.mark.asyncio
+async def test_the_clients_state_goes_with_its_sessions_copy_and_is_handed_over_when_taken(
+    nats_cluster: NatsCluster,
+) -> None:
+    config = settings(nats_cluster)
+    a = Member(config, "a", ["C1"])
+    b = Member(config, "b", ["C1"])
+    now = {"state": b"state 1"}
+    a.cluster.client_state = lambda key: now["state"]
+    b.cluster.client_state = lambda key: b"b's own"
+    taken: list[tuple[str, bytes]] = []
+    b.cluster.on_taken = lambda session, data: taken.append((session.session_id, data))
+    a.cluster.on_taken = lambda session, data: taken.append(("at a", data))
+    await a.start()
+    await b.start()
+    key = "FIX=2E4=2E4.GW.C1"
+    try:
+        assert await a.claim("C1") is None
+        store = a.sessions["C1"].store
+
+        async def written() -> None:
+            store.flush()
+            sealed = a.cluster.seal()
+            assert sealed is not None
+            await asyncio.wait_for(sealed, 5)
+
+        # a record storing a message (a fill told) carries the state as it is then
+        store.append_sent(1, b"fill 1")
+        await written()
+        now["state"] = b"state 2"
+        store.append_sent(2, b"fill 2")
+        await written()
+        # one that only moves a sequence number carries none
+        now["state"] = b"never carried"
+        store.set_next_target_seq(5)
+        await written()
+        b_log, a_log = b.cluster.log, a.cluster.log
+        assert b_log is not None
+        assert a_log is not None
+        assert await b_log.caught_up(key, 5)
+        assert (b_log.clients[key].writer, b_log.clients[key].data) == (a_log.writer, b"state 2")
+        # the writer reads its own too: a later takeover elsewhere and back
+        # starts from the last state, whoever wrote it
+        assert await a_log.caught_up(key, 5)
+        assert a_log.clients[key].data == b"state 2"
+
+        # a is gone (its lease lapses): b takes the session, and is handed
+        # the state before the Logon would be read
+        a_renewals = a.cluster._tasks
+        for task in a_renewals:
+            task.cancel()
+        await take(b, "C1")
+        assert taken == [("FIX.4.4:GW->C1", b"state 2")]
+        # a late record of a's (its lease taken) does not change what b holds
+        await a_log._js.publish(
+            f"{config.bucket_prefix}.slog.{key}",
+            msgspec.msgpack.encode(
+                (a_log.writer, a.cluster.epoch(key) or 1, [(100, 0, b"late state")])
+            ),
+        )
+        assert await b_log.caught_up(key, 5)
+        assert b_log.clients[key].data == b"state 2"
+    finally:
+        for m in (a, b):
+            await m.cluster.stop()
+
+
+@pytest.mark.asyncio
 async def test_a_session_reset_purges_what_came_before_and_a_late_reader_rebuilds_it(
     nats_cluster: NatsCluster,
 ) -> None:

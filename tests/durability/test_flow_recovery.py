@@ -17,7 +17,7 @@ from gateway.fix.store import MemoryStore
 from gateway.net.transport import Outbox
 from gateway.orderflow.flow import OrderFlow
 from gateway.orderflow.journal import OrderJournal
-from gateway.orderflow.journal_entries import Entry, Message, OrderState, Run
+from gateway.orderflow.journal_entries import ClientState, Entry, Message, OrderState, Run
 from matcher.orders import Order, OrdStatus
 from router.model import OrdType, Side, TimeInForce
 
@@ -181,3 +181,42 @@ async def test_a_checkpoint_that_cannot_be_written_is_given_up_and_tried_again_l
     again.close()
     assert [e.order.order_id for e in entries if isinstance(e, OrderState)] == ["4O1"]
     assert sum(1 for e in entries if isinstance(e, Message)) == sent + 1
+
+
+@pytest.mark.asyncio
+async def test_a_client_state_taken_over_replaces_that_clients_alone_and_survives_a_restart(
+    tmp_path: Path,
+) -> None:
+    """What a gateway of a cluster puts in force when it takes a client's
+    session over: that client's positions and holdings replaced, no LP's
+    and no other client's moved, and journaled for its own restart."""
+    built, journal = flow(tmp_path)
+    try:
+        built.ledger.apply_fill("LP_A", "CLIENT1", "EUR/USD", Side.BUY, 5, 108_000)
+        built.ledger.apply_fill("LP_A", "CLIENT2", "EUR/USD", Side.SELL, 2, 108_000)
+        built.accounts.trade("CLIENT1", "EUR/USD", Side.BUY, 5, 108_000)
+        here = msgspec.msgpack.decode(built.client_state("CLIENT1"), type=ClientState)
+        assert here.client == "CLIENT1"
+        assert here.positions == {"EUR/USD": 5}
+        assert here.holdings["EUR/USD"][0] == 5
+
+        elsewhere = ClientState(
+            "CLIENT1", {"EUR/USD": -3, "GBP/USD": 2}, {"EUR/USD": (-3, 1.08, 12.5)}
+        )
+        built.adopt_client("CLIENT1", msgspec.msgpack.encode(elsewhere))
+        assert built.ledger.positions_of("CLIENT1") == {"EUR/USD": -3, "GBP/USD": 2}
+        assert built.accounts.holdings_of("CLIENT1") == {"EUR/USD": (-3, 1.08, 12.5)}
+        assert built.accounts.position("CLIENT1", "EUR/USD") == -3
+        assert built.ledger.positions_of("CLIENT2") == {"EUR/USD": -2}
+        assert built.ledger.lp_position("LP_A", "EUR/USD") == 3
+        # a state copied for another client is not put in force
+        built.adopt_client("CLIENT2", msgspec.msgpack.encode(elsewhere))
+        assert built.ledger.positions_of("CLIENT2") == {"EUR/USD": -2}
+    finally:
+        journal.close()
+    again, journal = flow(tmp_path)
+    try:
+        assert again.ledger.positions_of("CLIENT1") == {"EUR/USD": -3, "GBP/USD": 2}
+        assert again.accounts.holdings_of("CLIENT1") == {"EUR/USD": (-3, 1.08, 12.5)}
+    finally:
+        journal.close()

@@ -166,7 +166,10 @@ async def test_a_client_is_served_by_one_gateway_and_fails_over_after_kill_9(
     }
     resent: dict[tuple[bytes, bytes], FixMessage] = {}
     deadline = time.monotonic() + 20
-    while not wanted.keys() <= resent.keys() and time.monotonic() < deadline:
+    # up to the last report the session was sent (at-b's fill): all of it
+    while (
+        not wanted.keys() <= resent.keys() or (b"at-b", b"F") not in resent
+    ) and time.monotonic() < deadline:
         m = await again.receive(10)
         if m.get(43) == b"Y":
             resent[(m.get(11) or b"", m.get(150) or b"")] = m
@@ -177,6 +180,18 @@ async def test_a_client_is_served_by_one_gateway_and_fails_over_after_kill_9(
         assert resent[key].get(34) == m.get(34)
         assert resent[key].get(17) == m.get(17)
     await again.logout()
+
+    # the client's position at the gateway that took it over is the sum of
+    # every fill it was told of, at either gateway (its margin holdings too)
+    fills = {m.get(17): int(m.get(32) or b"0") for m in resent.values() if m.get(150) == b"F"}
+    assert len(fills) > 2
+    position = sum(fills.values())
+    exposures = admin(b.http_port, "/admin/exposures")
+    assert Decimal(exposures["clients"]["CLIENT1"]["EUR/USD"]) == position
+    margin = admin(b.http_port, "/admin/margin/CLIENT1")
+    assert Decimal(margin["positions"]["EUR/USD"]["qty"]) == position
+    taken = [e for e in log_events(b.log_path) if e["event"] == "client_state_taken_over"]
+    assert [e["client"] for e in taken] == ["CLIENT1"]
 
 
 def admin(http_port: int, path: str) -> Any:
