@@ -743,7 +743,7 @@ class ClusterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     servers: tuple[NonEmptyStr, ...] = ()
     """NATS server URLs (``nats://host:port``); none: this gateway runs alone."""
 
-    instance: str = ""
+    instance: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{0,64}$")] = ""
     """This gateway's name in the cluster, unique among its instances
     (letters, digits, ``-`` and ``_``); by default ``<host name>-<FIX port>``."""
 

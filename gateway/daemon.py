@@ -508,11 +508,10 @@ def build_order_flow(
     # OrderIDs, ExecIDs and child order ids never repeat across runs, nor
     # across the gateways of a cluster (a client taken over by another
     # gateway goes on receiving IDs it has not seen)
-    prefix = (
-        f"{id_namespace(config.cluster, config.gateway.fix_port)}.{run}"
-        if config.cluster.servers
-        else run
-    )
+    prefix = run
+    if config.cluster.servers:
+        prefix = f"{id_namespace(config.cluster, config.gateway.fix_port)}.{run}"
+        _log.info("order_ids_prefixed", prefix=prefix)
     matcher = Matcher(
         instruments,
         internal_crossing=config.routing.internal_crossing,
@@ -616,8 +615,14 @@ def carry_clients(cluster: Cluster, flow: OrderFlow, sessions: Mapping[str, Sess
 
     def taken(session: Session, data: bytes) -> None:
         client = clients.get(session_key(session))
-        if client is not None:
+        if client is None:
+            return
+        try:
             flow.adopt_client(client, data)
+        except Exception as exc:
+            # a state this gateway cannot read (another version's): the
+            # session is served with what this gateway holds, said loudly
+            _log.error("client_state_unreadable", client=client, error=repr(exc)[:300])
 
     cluster.client_state = client_state
     cluster.on_taken = taken

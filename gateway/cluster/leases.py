@@ -44,7 +44,9 @@ Logon, and renewals run on their own timer, a few small writes per
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import os
 import re
 import secrets
@@ -108,13 +110,16 @@ def instance_name(settings: ClusterSettings, fix_port: int) -> str:
 
 def id_namespace(settings: ClusterSettings, fix_port: int) -> str:
     """What starts the OrderIDs and ExecIDs of a gateway in a cluster, known
-    before its port is bound: its name, or, with neither a name nor a port
-    configured (``fix_port = 0``), ``<host name>-p<process id>`` (unique
-    among the gateways running at once; the journal's run number that
-    follows it keeps IDs unique across restarts)."""
-    if settings.instance or fix_port:
-        return instance_name(settings, fix_port)
-    return f"{_host()}-p{os.getpid()}"
+    before its port is bound: seven letters and digits made from its name
+    (short, as LPs limit the ClOrdIDs of the child orders built on them),
+    or, with neither a name nor a port configured (``fix_port = 0``), from
+    ``<host name>-p<process id>`` (unique among the gateways running at
+    once).  The journal's run number that follows it keeps IDs unique
+    across restarts."""
+    name = instance_name(settings, fix_port) if settings.instance or fix_port else ""
+    name = name or f"{_host()}-p{os.getpid()}"
+    digest = hashlib.blake2b(name.encode(), digest_size=4).digest()
+    return base64.b32encode(digest).decode().rstrip("=").lower()
 
 
 def _host() -> str:
@@ -219,6 +224,9 @@ class Cluster:
         self.client_state: Callable[[str], bytes | None] | None = None
         """Set by the gateway before :meth:`start`: the state of a session's
         client now, by session key (see :attr:`SessionLog.client_state`)."""
+        self._adopting: set[str] = set()
+        # sessions granted here whose client's state is still to be taken
+        # from the copy (once caught up; kept across a failed attempt)
         self.on_taken: Callable[[Session, bytes], None] | None = None
         """Set by the gateway: called when a session is taken here and its
         client's state, as the gateway that served it last left it, is to
@@ -624,12 +632,15 @@ class Cluster:
         if log is None:
             return None
         if await log.caught_up(key, self.lease_s):
-            copied = log.clients.get(key)
-            if copied is not None and copied.writer != log.writer and self.on_taken is not None:
-                # the client's state as the gateway that served it last
-                # left it (this one's before a restart too): in force
-                # before the Logon is read
-                self.on_taken(session, copied.data)
+            if key in self._adopting:
+                self._adopting.discard(key)
+                copied = log.taken_state(key)
+                # the client's state as another gateway that served it left
+                # it, in force before the Logon is read (one this gateway
+                # wrote itself, before a restart, is in its own journal with
+                # whatever it did after; a renewal changes nothing)
+                if copied is not None and copied.instance != self.name and self.on_taken:
+                    self.on_taken(session, copied.data)
             return None
         # the lease stays: the next Logon here tries again
         return "this gateway could not read the session's state from its cluster in time"
@@ -645,6 +656,7 @@ class Cluster:
             return
         if self.log is not None:
             self.log.taking(key)
+        self._adopting.add(key)
         self._held[key] = _Held(session, revision, sent, revision)
         self.sessions[key] = LeaseView(_decode(self._value()), revision, sent)
         if takeover:
@@ -799,6 +811,9 @@ class Cluster:
         held = self._held.pop(key, None)
         if held is None:
             return
+        self._adopting.discard(key)
+        if self.log is not None:
+            self.log.taken_state(key)  # no longer being taken here
         self.stats.losses += 1
         _log.warning("session_lease_lost", session=held.session.session_id, reason=text)
         if self._on_lost is not None:

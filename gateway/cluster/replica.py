@@ -93,11 +93,18 @@ ReplicatedStore = RecordingStore
 
 @dataclass(slots=True)
 class CopiedClient:
-    """The last state of a session's client read from the copy (as the
-    gateway encoded it), and who wrote it."""
+    """A state of a session's client read from the copy (as the gateway
+    encoded it), who wrote it, and where it is in the stream."""
 
     writer: str
     data: bytes
+    seq: int = 0
+
+    @property
+    def instance(self) -> str:
+        """The name of the gateway that wrote it (its writer is
+        ``<instance>/<process>``)."""
+        return self.writer.partition("/")[0]
 
 
 def apply(store: SessionStore, ops: Iterable[Op]) -> None:
@@ -176,7 +183,12 @@ class SessionLog:
         a message (each fill, each margin change, is told to the client)."""
         self.clients: dict[str, CopiedClient] = {}
         """Per session key, the last client state read from the copy (this
-        gateway's own records too)."""
+        gateway's own records too); while a session is being taken here,
+        the last one stored before it was taken (:meth:`taken_state`)."""
+        self._taking: set[str] = set()
+        # per session being taken: the last state stored after the moment
+        # it was taken (this gateway's own), kept aside until then
+        self._after_take: dict[str, CopiedClient] = {}
 
     async def start(self) -> None:
         config = StreamConfig(
@@ -185,7 +197,7 @@ class SessionLog:
             storage=StorageType.FILE,
             num_replicas=self._replicas,
             # kept until a session's reset purges them: a session may go
-            # longer than any age without one (a weekly session, a drop copy)
+            # longer than any age without one (a weekly session)
             max_age=0,
         )
         try:
@@ -429,7 +441,11 @@ class SessionLog:
             return
         for kind, _n, data in reversed(ops):
             if kind == CLIENT:
-                self.clients[key] = CopiedClient(writer, data)
+                copied = CopiedClient(writer, data, seq)
+                if held and key in self._taking and taken is not None and seq > taken:
+                    self._after_take[key] = copied
+                else:
+                    self.clients[key] = copied
                 break
         if held and writer == self.writer and epoch == held:
             return  # written here under the lease held now: the store had it first
@@ -451,6 +467,7 @@ class SessionLog:
         """``key``'s lease was just granted here: until :meth:`caught_up`
         has fixed where its copy stood, every record of it is applied."""
         self._taken_at.pop(key, None)
+        self._taking.add(key)
 
     async def caught_up(self, key: str, timeout: float) -> bool:
         """Wait until every record of ``key`` stored so far is applied here
@@ -463,6 +480,10 @@ class SessionLog:
             return True
         target = last.seq or 0
         self._taken_at[key] = target
+        after = self._after_take.get(key)
+        if after is not None and after.seq <= target:
+            # a later attempt: the moment of taking moved past it
+            self.clients[key] = self._after_take.pop(key)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self.applied.get(key, 0) < target:
@@ -474,6 +495,17 @@ class SessionLog:
                 async with asyncio.timeout(left):
                     await self._progress.wait()
         return True
+
+    def taken_state(self, key: str) -> CopiedClient | None:
+        """Once :meth:`caught_up` said yes for a session just taken here: its
+        client's state as the copy held it at that moment (None if it holds
+        none).  From then on the last one read is kept again."""
+        state = self.clients.get(key)
+        self._taking.discard(key)
+        after = self._after_take.pop(key, None)
+        if after is not None:
+            self.clients[key] = after
+        return state
 
 
 def _ignore(future: asyncio.Future[None]) -> None:

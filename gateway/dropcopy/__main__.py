@@ -10,6 +10,7 @@ import socket
 import sys
 
 import msgspec
+import structlog
 import uvloop
 
 from config import Config
@@ -54,7 +55,12 @@ def main() -> int:
     if config.gateway.drop_copy_cpus:
         # where the gateway said, which checked them (its own CPUs, which
         # this process inherited, are not the ones to check against)
-        os.sched_setaffinity(0, config.gateway.drop_copy_cpus)
+        try:
+            os.sched_setaffinity(0, config.gateway.drop_copy_cpus)
+        except OSError as exc:  # gone since (a CPU taken offline): run as started
+            structlog.get_logger("gateway.dropcopy").warning(
+                "drop_copy_not_placed", cpus=list(config.gateway.drop_copy_cpus), error=str(exc)
+            )
     sockets = [socket.socket(fileno=fd) for fd in args.listen_fd]
 
     async def serve() -> bool:

@@ -20,7 +20,9 @@ __all__ = ["available_cpus", "check_cpus", "other_cpus", "pin_to_cpus"]
 
 
 def available_cpus() -> set[int]:
-    """The CPUs this process may run on now."""
+    """The CPUs this process may run on now (none known off Linux)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return set()
     return set(os.sched_getaffinity(0))
 
 

@@ -193,11 +193,19 @@ class OrderFlow:
         if state.client != client:
             _log.error("client_state_mismatch", client=client, copied_for=state.client)
             return
+        held = self.ledger.positions_of(client)
         self.ledger.set_client(client, state.positions)
         self.accounts.set_client(client, state.holdings)
         if self.journal is not None:
             self.journal.add(state)
-        _log.info("client_state_taken_over", client=client, positions=state.positions)
+        # what it replaces too: a fill booked here the client was not told
+        # of becomes the house's to settle
+        _log.info(
+            "client_state_taken_over",
+            client=client,
+            positions=state.positions,
+            replaced_positions=held,
+        )
 
     def _stored_sessions(self) -> list[Session]:
         """Every session whose messages the journal copies: the clients'."""

@@ -325,6 +325,9 @@ async def test_the_clients_state_goes_with_its_sessions_copy_and_is_handed_over_
             task.cancel()
         await take(b, "C1")
         assert taken == [("FIX.4.4:GW->C1", b"state 2")]
+        # a Logon at the gateway that holds the session changes nothing
+        assert await b.claim("C1") is None
+        assert taken == [("FIX.4.4:GW->C1", b"state 2")]
         # a late record of a's (its lease taken) does not change what b holds
         await a_log._js.publish(
             f"{config.bucket_prefix}.slog.{key}",
@@ -337,6 +340,40 @@ async def test_the_clients_state_goes_with_its_sessions_copy_and_is_handed_over_
     finally:
         for m in (a, b):
             await m.cluster.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_gateway_restarted_keeps_its_own_journal_for_a_client_it_served_last(
+    nats_cluster: NatsCluster,
+) -> None:
+    """Its copy of the client's state is older than its journal (what it
+    did after the restart, before the Logon, could not be copied)."""
+    config = settings(nats_cluster)
+    first = Member(config, "a", ["C1"])
+    first.cluster.client_state = lambda key: b"a before its restart"
+    await first.start()
+    try:
+        assert await first.claim("C1") is None
+        store = first.sessions["C1"].store
+        store.append_sent(1, b"fill 1")
+        store.flush()
+        sealed = first.cluster.seal()
+        assert sealed is not None
+        await asyncio.wait_for(sealed, 5)
+    finally:
+        await first.cluster.stop()
+    again = Member(config, "a", ["C1"])  # the same name, another process
+    taken: list[bytes] = []
+    again.cluster.on_taken = lambda session, data: taken.append(data)
+    await again.start()
+    try:
+        await take(again, "C1")
+        assert taken == []
+        log = again.cluster.log
+        assert log is not None
+        assert log.clients["FIX=2E4=2E4.GW.C1"].data == b"a before its restart"
+    finally:
+        await again.cluster.stop()
 
 
 @pytest.mark.asyncio

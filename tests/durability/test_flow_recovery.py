@@ -220,3 +220,32 @@ async def test_a_client_state_taken_over_replaces_that_clients_alone_and_survive
         assert again.accounts.holdings_of("CLIENT1") == {"EUR/USD": (-3, 1.08, 12.5)}
     finally:
         journal.close()
+
+
+@pytest.mark.asyncio
+async def test_a_client_state_that_cannot_be_read_leaves_the_session_served_as_it_was(
+    tmp_path: Path,
+) -> None:
+    from config import ClusterSettings
+    from gateway.cluster import Cluster
+    from gateway.daemon import carry_clients
+
+    built, journal = flow(tmp_path)
+    try:
+        built.ledger.apply_fill("LP_A", "CLIENT1", "EUR/USD", Side.BUY, 5, 108_000)
+        cluster = Cluster(ClusterSettings(servers=("nats://127.0.0.1:1",)), "a")
+        carry_clients(cluster, built, built.sessions)
+        assert cluster.on_taken is not None
+        assert cluster.client_state is not None
+        # the state of a client's session by its key; none for another key
+        assert cluster.client_state("FIX=2E4=2E4.GATEWAY.CLIENT1") is not None
+        assert cluster.client_state("FIX=2E4=2E4.GATEWAY.NOBODY") is None
+        # another version's encoding: not put in force, and nothing raised
+        cluster.on_taken(built.sessions["CLIENT1"], b"\xc1 not a client state")
+        assert built.ledger.positions_of("CLIENT1") == {"EUR/USD": 5}
+        # a readable one is
+        state = ClientState("CLIENT1", {"EUR/USD": 2}, {})
+        cluster.on_taken(built.sessions["CLIENT1"], msgspec.msgpack.encode(state))
+        assert built.ledger.positions_of("CLIENT1") == {"EUR/USD": 2}
+    finally:
+        journal.close()
