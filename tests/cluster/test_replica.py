@@ -44,6 +44,15 @@ def state(store: MemoryStore) -> tuple[int, int, float, list[tuple[int, bytes]]]
     )
 
 
+async def written(member: Member, client: str = "C1") -> None:
+    """Flush ``client``'s store at ``member`` and wait until its copy is
+    acknowledged."""
+    member.sessions[client].store.flush()
+    sealed = member.cluster.seal()
+    assert sealed is not None
+    await asyncio.wait_for(sealed, 5)
+
+
 changes = st.lists(
     st.one_of(
         st.tuples(st.just("send"), st.integers(1, 40), st.binary(min_size=1, max_size=8)),
@@ -207,10 +216,7 @@ async def test_another_instance_follows_the_copy_and_ignores_a_fenced_writer(
         for seq in range(1, 6):
             store.append_sent(seq, b"message %d" % seq)
         store.set_next_target_seq(4)
-        store.flush()
-        sealed = a.cluster.seal()
-        assert sealed is not None
-        await asyncio.wait_for(sealed, 5)
+        await written(a)
         log = b.cluster.log
         assert log is not None
         key = "FIX=2E4=2E4.GW.C1"
@@ -228,10 +234,7 @@ async def test_another_instance_follows_the_copy_and_ignores_a_fenced_writer(
             msgspec.msgpack.encode(("c", newer, [(SET_SENDER, 40, b"")])),
         )
         store.append_sent(6, b"late")
-        store.flush()
-        sealed = a.cluster.seal()
-        assert sealed is not None
-        await asyncio.wait_for(sealed, 5)
+        await written(a)
         assert await log.caught_up(key, 5)
         assert log.stats.fenced == 1
         assert b.store("C1").next_sender_seq == 40
@@ -252,10 +255,7 @@ async def test_an_unreadable_record_is_skipped_and_counted_and_a_takeover_does_n
         assert await a.claim("C1") is None
         store = a.sessions["C1"].store
         store.append_sent(1, b"message 1")
-        store.flush()
-        sealed = a.cluster.seal()
-        assert sealed is not None
-        await asyncio.wait_for(sealed, 5)
+        await written(a)
         key = "FIX=2E4=2E4.GW.C1"
         a_log = a.cluster.log
         assert a_log is not None
@@ -292,22 +292,16 @@ async def test_the_clients_state_goes_with_its_sessions_copy_and_is_handed_over_
         assert await a.claim("C1") is None
         store = a.sessions["C1"].store
 
-        async def written() -> None:
-            store.flush()
-            sealed = a.cluster.seal()
-            assert sealed is not None
-            await asyncio.wait_for(sealed, 5)
-
         # a record storing a message (a fill told) carries the state as it is then
         store.append_sent(1, b"fill 1")
-        await written()
+        await written(a)
         now["state"] = b"state 2"
         store.append_sent(2, b"fill 2")
-        await written()
+        await written(a)
         # one that only moves a sequence number carries none
         now["state"] = b"never carried"
         store.set_next_target_seq(5)
-        await written()
+        await written(a)
         b_log, a_log = b.cluster.log, a.cluster.log
         assert b_log is not None
         assert a_log is not None
@@ -354,12 +348,8 @@ async def test_a_gateway_restarted_keeps_its_own_journal_for_a_client_it_served_
     await first.start()
     try:
         assert await first.claim("C1") is None
-        store = first.sessions["C1"].store
-        store.append_sent(1, b"fill 1")
-        store.flush()
-        sealed = first.cluster.seal()
-        assert sealed is not None
-        await asyncio.wait_for(sealed, 5)
+        first.sessions["C1"].store.append_sent(1, b"fill 1")
+        await written(first)
     finally:
         await first.cluster.stop()
     again = Member(config, "a", ["C1"])  # the same name, another process
