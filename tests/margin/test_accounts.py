@@ -290,3 +290,38 @@ def test_a_position_without_a_mark_leaves_the_other_groups_margined() -> None:
     refused = book.check("C1", "EUR/USD", Side.BUY, 1)
     assert refused is not None
     assert "no price for EUR/USD" in refused.text
+
+
+def test_one_clients_holdings_replaced_are_margined_as_if_traded_here() -> None:
+    """A client taken over from another gateway of a cluster: its holdings
+    there replace its holdings here, margin and P&L follow, open orders
+    held here and other clients are untouched."""
+    traded = accounts("5000")
+    traded.trade("C1", "ZC", Side.BUY, 2, 45000)
+    traded.trade("C1", "ZS", Side.SELL, 1, 120000)
+    there = traded.holdings_of("C1")
+
+    here = accounts("5000")
+    here.trade("C1", "EUR/USD", Side.BUY, 5, 110)
+    here.trade("C2", "ZC", Side.BUY, 1, 45000)
+    here.order_open("o1", "C1", "ZC", Side.BUY, 1)
+    assert here.view("C1") is not None  # scanned with its old holdings first
+    here.set_client("C1", there)
+    assert here.holdings_of("C1") == there
+    assert here.position("C1", "EUR/USD") == 0
+    view, expected = here.view("C1"), traded.view("C1")
+    assert view is not None
+    assert expected is not None
+    assert view.positions == expected.positions
+    assert round(view.equity_usd, 2) == round(expected.equity_usd, 2)
+    assert round(view.margin_usd, 2) == round(expected.margin_usd, 2) == 2700
+    # the open order held here still counts in the check: 1 ZC more fits
+    # there (4,450 USD of 5,000), not with o1 beside it (6,200)
+    assert traded.check("C1", "ZC", Side.BUY, 1) is None
+    assert here.check("C1", "ZC", Side.BUY, 1) is not None
+    here.order_open("o1", "C1", "ZC", Side.BUY, 0)
+    assert here.check("C1", "ZC", Side.BUY, 1) is None
+    assert here.position("C2", "ZC") == 1
+    # an empty state flattens the client
+    here.set_client("C1", {})
+    assert here.holdings_of("C1") == {}
