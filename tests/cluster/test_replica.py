@@ -340,6 +340,104 @@ async def test_the_clients_state_goes_with_its_sessions_copy_and_is_handed_over_
 
 
 @pytest.mark.asyncio
+async def test_the_clients_open_orders_go_with_its_sessions_copy_and_a_reset_carries_them_all(
+    nats_cluster: NatsCluster,
+) -> None:
+    config = settings(nats_cluster)
+    a = Member(config, "a", ["C1"])
+    b = Member(config, "b", ["C1"])
+    open_at_a = {"O1": b"o1 v2", "O3": b"o3 v1"}
+    a.cluster.open_orders = lambda key: sorted(open_at_a.items())
+    claimed: list[tuple[str, dict[str, bytes] | None]] = []
+    b.cluster.on_claimed = lambda session, copied: claimed.append(
+        (session.session_id, None if copied is None else dict(copied.open))
+    )
+    await a.start()
+    await b.start()
+    key = "FIX=2E4=2E4.GW.C1"
+    try:
+        assert await a.claim("C1") is None
+        store = a.sessions["C1"].store
+        a_log, b_log = a.cluster.log, b.cluster.log
+        assert a_log is not None
+        assert b_log is not None
+
+        async def written() -> None:
+            store.flush()
+            sealed = a.cluster.seal()
+            assert sealed is not None
+            await asyncio.wait_for(sealed, 5)
+
+        # only the latest state of an order goes with a record; a record
+        # may carry orders alone (an order sent to an LP, nothing told)
+        a.cluster.copy_order(key, "O1", False, b"o1 v1")
+        a.cluster.copy_order(key, "O1", False, b"o1 v2")
+        a.cluster.copy_order(key, "O2", False, b"o2 v1")
+        await written()
+        assert await b_log.caught_up(key, 5)
+        assert b_log.orders[key].open == {"O1": b"o1 v2", "O2": b"o2 v1"}
+        assert b_log.orders[key].writer == a_log.writer
+        # a final state removes the order
+        store.append_sent(1, b"O2 filled")
+        a.cluster.copy_order(key, "O2", True, b"o2 filled")
+        a.cluster.copy_order(key, "O3", False, b"o3 v1")
+        await written()
+        assert await b_log.caught_up(key, 5)
+        assert b_log.orders[key].open == {"O1": b"o1 v2", "O3": b"o3 v1"}
+        # a reset's record carries every open order (the ones before it are
+        # purged): what a late reader has is whole
+        store.reset(1_000.0)
+        a.cluster.copy_order(key, "O4", False, b"never open at a")
+        await written()
+        await asyncio.wait_for(asyncio.gather(*a_log._purges), 5)
+        late = await Member(config, "late", ["C1"]).start()
+        try:
+            late_log = late.cluster.log
+            assert late_log is not None
+            assert await late_log.caught_up(key, 5)
+            assert late_log.orders[key].open == {"O1": b"o1 v2", "O3": b"o3 v1"}
+        finally:
+            await late.cluster.stop()
+        assert await b_log.caught_up(key, 5)
+        assert b_log.orders[key].open == {"O1": b"o1 v2", "O3": b"o3 v1"}
+
+        # a is gone: b takes the session and is handed the open orders
+        for task in a.cluster._tasks:
+            task.cancel()
+        await take(b, "C1")
+        assert claimed == [("FIX.4.4:GW->C1", {"O1": b"o1 v2", "O3": b"o3 v1"})]
+        # a late record of a's (its lease taken) changes nothing at b
+        await a_log._js.publish(
+            f"{config.bucket_prefix}.slog.{key}",
+            msgspec.msgpack.encode(
+                (a_log.writer, a.cluster.epoch(key) or 1, [(101, 1, b"O1\x00late end")])
+            ),
+        )
+        assert await b_log.caught_up(key, 5)
+        assert b_log.orders[key].open == {"O1": b"o1 v2", "O3": b"o3 v1"}
+        assert b_log.orders[key].writer == a_log.writer
+    finally:
+        for m in (a, b):
+            await m.cluster.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_session_with_nothing_of_its_client_copied_is_claimed_with_none(
+    nats_cluster: NatsCluster,
+) -> None:
+    config = settings(nats_cluster)
+    a = Member(config, "a", ["C1"])
+    claimed: list[object] = []
+    a.cluster.on_claimed = lambda session, copied: claimed.append(copied)
+    await a.start()
+    try:
+        assert await a.claim("C1") is None
+        assert claimed == [None]
+    finally:
+        await a.cluster.stop()
+
+
+@pytest.mark.asyncio
 async def test_a_session_reset_purges_what_came_before_and_a_late_reader_rebuilds_it(
     nats_cluster: NatsCluster,
 ) -> None:

@@ -18,6 +18,7 @@ from gateway.net.transport import Outbox
 from gateway.orderflow.flow import OrderFlow
 from gateway.orderflow.journal import OrderJournal
 from gateway.orderflow.journal_entries import ClientState, Entry, Message, OrderState, Run
+from matcher.engine import CancelOrder
 from matcher.orders import Order, OrdStatus
 from router.model import OrdType, Side, TimeInForce
 
@@ -218,5 +219,104 @@ async def test_a_client_state_taken_over_replaces_that_clients_alone_and_survive
     try:
         assert again.ledger.positions_of("CLIENT1") == {"EUR/USD": -3, "GBP/USD": 2}
         assert again.accounts.holdings_of("CLIENT1") == {"EUR/USD": (-3, 1.08, 12.5)}
+    finally:
+        journal.close()
+
+
+def routed_market(order_id: str, routed: int) -> Order:
+    """An IOC market order with ``routed`` lots out at an LP (its child
+    unknown here)."""
+    return Order(
+        order_id=order_id,
+        client="CLIENT1",
+        cl_ord_id=f"C-{order_id}",
+        orig_cl_ord_id=None,
+        symbol="EUR/USD",
+        side=Side.BUY,
+        ord_type=OrdType.MARKET,
+        tif=TimeInForce.IOC,
+        qty=routed,
+        price=None,
+        seq=int(order_id.split("O")[1]),
+        leaves_qty=routed,
+        routing_qty=routed,
+    )
+
+
+def sent_texts(built: OrderFlow) -> list[bytes]:
+    store = built.sessions["CLIENT1"].store
+    return [raw for _seq, raw in store.get_sent(1, 10**6)]
+
+
+@pytest.mark.asyncio
+async def test_parked_orders_are_worked_no_more_and_unparked_as_they_were(
+    tmp_path: Path,
+) -> None:
+    """A gateway of a cluster parks its clients' orders at start; a client
+    the cluster's copy knows nothing of gets its own back."""
+    journal_with(tmp_path, an_order("4O1", "EUR/USD"), routed_market("4O2", 3))
+    built, journal = flow(tmp_path)
+    try:
+        built.park_all()
+        assert built.matcher.open_count == 0
+        assert [o.order_id for o in built.parked["CLIENT1"]] == ["4O1", "4O2"]
+        assert built.reports.open_by_client == {"CLIENT1": 0}
+        assert built.accounts._open == {}
+        assert built.matcher.status("CLIENT1", "C-4O1") is None
+        # a checkpoint keeps them
+        built._take_checkpoint(journal)
+        assert built.unpark_client("CLIENT1") == 2
+        assert built.parked == {}
+        (resting,) = built.matcher.open_orders("CLIENT1")
+        assert resting.order_id == "4O1"
+        assert built.reports.open_by_client == {"CLIENT1": 1}
+        assert set(built.accounts._open) == {"4O1"}
+        # the market order's lots out through the gateway before are not filled
+        canceled = built.matcher.status("CLIENT1", "C-4O2")
+        assert canceled is not None
+        assert canceled.status is OrdStatus.CANCELED
+        assert any(b"58=its gateway failed" in raw for raw in sent_texts(built))
+    finally:
+        journal.close()
+
+
+@pytest.mark.asyncio
+async def test_a_clients_orders_taken_over_replace_those_held_and_survive_a_restart(
+    tmp_path: Path,
+) -> None:
+    journal_with(tmp_path, an_order("4O1", "EUR/USD"), an_order("4O2", "EUR/USD"))
+    built, journal = flow(tmp_path)
+    copied = [
+        msgspec.structs.replace(an_order("4O2", "EUR/USD"), cum_qty=4, leaves_qty=6),
+        msgspec.structs.replace(an_order("4O9", "EUR/USD"), price=99_000),
+        routed_market("4O10", 2),
+    ]
+    try:
+        built.park_all()
+        taken = built.adopt_orders("CLIENT1", [built.order_state(o) for o in copied])
+        assert taken == 3
+        assert built.parked == {}
+        assert [ex.order_id for ex in built.matcher.open_orders("CLIENT1")] == ["4O2", "4O9"]
+        held = built.matcher.order_of("CLIENT1", "C-4O2")
+        assert held is not None
+        assert (held.cum_qty, held.leaves_qty) == (4, 6)
+        assert built.matcher.status("CLIENT1", "C-4O1") is None  # not in the copy: dropped
+        assert built.reports.open_by_client == {"CLIENT1": 2}
+        assert set(built.accounts._open) == {"4O2", "4O9"}
+        ended = built.matcher.status("CLIENT1", "C-4O10")
+        assert ended is not None
+        assert (ended.status, ended.text) == (OrdStatus.CANCELED, "")
+        assert any(b"58=its gateway failed" in raw for raw in sent_texts(built))
+        # a cancel of a taken order is accepted
+        done = built.matcher.cancel(CancelOrder("CLIENT1", "X1", "C-4O9"))
+        assert done.executions
+        assert done.executions[0].status is OrdStatus.CANCELED
+    finally:
+        journal.close()
+    again, journal = flow(tmp_path)
+    try:
+        open_ids = [ex.order_id for ex in again.matcher.open_orders("CLIENT1")]
+        assert open_ids == ["4O2", "4O9"]  # the cancel above was never journaled
+        assert again.matcher.status("CLIENT1", "C-4O1") is None
     finally:
         journal.close()
