@@ -6,12 +6,14 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import msgspec
 import pytest
 
 from config import ConfigError, default_config_path, load_config
-from gateway.daemon import build_order_flow
+from gateway.cluster import Cluster, CopiedOrders, session_key
+from gateway.daemon import build_order_flow, carry_clients
 from gateway.fix.session import Session
 from gateway.fix.store import MemoryStore
 from gateway.net.transport import Outbox
@@ -318,5 +320,58 @@ async def test_a_clients_orders_taken_over_replace_those_held_and_survive_a_rest
         open_ids = [ex.order_id for ex in again.matcher.open_orders("CLIENT1")]
         assert open_ids == ["4O2", "4O9"]  # the cancel above was never journaled
         assert again.matcher.status("CLIENT1", "C-4O1") is None
+    finally:
+        journal.close()
+
+
+class FakeCluster:
+    """What :func:`carry_clients` hooks into, without NATS."""
+
+    writer = "gw-b/2"
+
+    def __init__(self) -> None:
+        self.copied: list[tuple[str, str, bool]] = []
+        self.client_state: object = None
+        self.open_orders: Any = None
+        self.on_taken: object = None
+        self.on_claimed: Any = None
+
+    def copy_order(self, key: str, order_id: str, final: bool, data: bytes) -> None:
+        self.copied.append((key, order_id, final))
+
+
+@pytest.mark.asyncio
+async def test_a_claimed_session_takes_the_copys_orders_or_its_own_back(tmp_path: Path) -> None:
+    journal_with(tmp_path, an_order("4O1", "EUR/USD"))
+    built, journal = flow(tmp_path)
+    cluster = FakeCluster()
+    try:
+        carry_clients(cast(Cluster, cluster), built, built.sessions)
+        session = built.sessions["CLIENT1"]
+        key = session_key(session)
+        # an order changed is copied with its client's session
+        built.reports.publish(
+            built.matcher.cancel(CancelOrder("CLIENT1", "X1", "C-4O1")), time.time()
+        )
+        assert cluster.copied == [(key, "4O1", True)]
+        journal.close()
+        journal_with(tmp_path, an_order("4O2", "EUR/USD"))
+        built, journal = flow(tmp_path)
+        carry_clients(cast(Cluster, cluster), built, built.sessions)
+        built.park_all()
+        # a cluster just formed: the copy knows nothing of the client
+        cluster.on_claimed(session, None)
+        assert [ex.order_id for ex in built.matcher.open_orders("CLIENT1")] == ["4O2"]
+        assert cluster.open_orders(key) == [
+            ("4O2", built.order_state(built.matcher.open_of("CLIENT1")[0]))
+        ]
+        # written last by this process, nothing parked: the client logs on
+        # again where it is served, nothing changes
+        cluster.on_claimed(session, CopiedOrders(cluster.writer, {}))
+        assert [ex.order_id for ex in built.matcher.open_orders("CLIENT1")] == ["4O2"]
+        # written by another: the copy's orders take the place of these
+        copied = built.order_state(an_order("4O7", "EUR/USD"))
+        cluster.on_claimed(session, CopiedOrders("gw-a/1", {"4O7": copied}))
+        assert [ex.order_id for ex in built.matcher.open_orders("CLIENT1")] == ["4O7"]
     finally:
         journal.close()
