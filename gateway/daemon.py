@@ -653,14 +653,15 @@ def carry_clients(cluster: Cluster, flow: OrderFlow, sessions: Mapping[str, Sess
         client = clients.get(session_key(session))
         if client is None:
             return
-        if copied is None:
-            # no record of the session carried its client: a cluster
-            # just formed, the orders held here are the client's
+        if copied is None or copied.writer == cluster.writer:
+            # no record of the session carried its client (a cluster just
+            # formed), or this process wrote the last one (its lease was
+            # lost, no other gateway served the client since): the orders
+            # held here are the client's, as its positions are
             flow.unpark_client(client)
-        elif client in flow.parked or copied.writer != cluster.writer:
-            # served elsewhere (or by this gateway before a restart, or
-            # before its lease was lost): what the client was told is in
-            # the copy
+        else:
+            # served elsewhere, or by this gateway before a restart: what
+            # the client was told is in the copy
             flow.adopt_orders(client, list(copied.open.values()))
 
     cluster.client_state = client_state

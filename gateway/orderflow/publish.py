@@ -61,6 +61,10 @@ _REJECT_REASONS = {r.value: r.name.lower() for r in OrdRejReason}
 _STATUS_NAMES: Final[dict[OrdStatus, str]] = {s: s.name.lower() for s in OrdStatus}
 
 
+def _pass(_entry: OrderState) -> None:
+    """What an order's state is journaled to without a journal."""
+
+
 def refusal_reason(code: int) -> str:
     """A metric label for an OrdRejReason."""
     return _REJECT_REASONS.get(code, "other")
@@ -162,9 +166,9 @@ class Reports:
         """One OrderState entry per order the matcher call changed (and,
         in a cluster, the order copied with its client's session)."""
         journal = self._journal
+        add = journal.add if journal is not None else _pass
         copy = self.copy_order
         find = self._matcher.find
-        changed = []
         seen = set()
         for ex in result.executions:
             order_id = ex.order_id
@@ -172,24 +176,23 @@ class Reports:
                 seen.add(order_id)
                 order = find(order_id, ex.client, ex.cl_ord_id)
                 if order is not None:
-                    changed.append(order)
+                    add(OrderState(order))
+                    if copy is not None:
+                        copy(order)
         for need in result.routes:
             if need.order_id not in seen:
                 seen.add(need.order_id)
                 order = find(need.order_id, need.client, need.cl_ord_id)
                 if order is not None:
-                    changed.append(order)
+                    add(OrderState(order))
+                    if copy is not None:
+                        copy(order)
         if touched and touched not in seen:
             order = find(touched, "", "")
             if order is not None:
-                changed.append(order)
-        if journal is not None:
-            add = journal.add
-            for order in changed:
                 add(OrderState(order))
-        if copy is not None:
-            for order in changed:
-                copy(order)
+                if copy is not None:
+                    copy(order)
 
     def execution(self, client: str, ex: Execution, now: float) -> None:
         """An ExecutionReport to ``client``; an order's final one is counted."""

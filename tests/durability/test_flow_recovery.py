@@ -369,6 +369,12 @@ async def test_a_claimed_session_takes_the_copys_orders_or_its_own_back(tmp_path
         # again where it is served, nothing changes
         cluster.on_claimed(session, CopiedOrders(cluster.writer, {}))
         assert [ex.order_id for ex in built.matcher.open_orders("CLIENT1")] == ["4O2"]
+        # parked when its lease was lost, claimed back with no other writer
+        # since: its own come back
+        built.park_client("CLIENT1")
+        assert built.matcher.open_orders("CLIENT1") == []
+        cluster.on_claimed(session, CopiedOrders(cluster.writer, {}))
+        assert [ex.order_id for ex in built.matcher.open_orders("CLIENT1")] == ["4O2"]
         # written by another: the copy's orders take the place of these
         copied = built.order_state(an_order("4O7", "EUR/USD"))
         cluster.on_claimed(session, CopiedOrders("gw-a/1", {"4O7": copied}))
