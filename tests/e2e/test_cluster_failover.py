@@ -301,6 +301,69 @@ def a_name(daemon: Any) -> str:
 
 
 @pytest.mark.asyncio
+async def test_a_gateway_that_lost_a_session_while_paused_works_none_of_its_orders(
+    daemon_factory: Callable[..., Any], nats: NatsCluster, tmp_path: Path
+) -> None:
+    """A gateway paused past its lease (a stalled VM, SIGSTOP) finds, when
+    it goes on, the session taken by another: the client's orders are
+    parked there, and worked by the gateway that serves the client."""
+    a, b = gateways(daemon_factory, nats, tmp_path)
+    at_a, at_b = ("127.0.0.1", a.fix_port), ("127.0.0.1", b.fix_port)
+    client = FixClient(SETTINGS, MemoryStore())
+    assert await client.connect_any([at_a, at_b]) == at_a
+    client.send(b"D", limit_order("rest-1", b"1", b"1.00000", b"1"))
+    client.send(b"D", limit_order("rest-2", b"2", b"1.20000", b"0"))
+    rested = {m.get(11): m.get(37) for m in await reports(client, 2)}
+    assert admin(a.http_port, "/admin/orders?client=CLIENT1") != []
+    assert a.proc is not None
+    os.kill(a.proc.pid, signal.SIGSTOP)
+    try:
+        client.abort()
+        where, _refusals = await log_on_anywhere(client, [at_b])
+        assert where == at_b
+    finally:
+        os.kill(a.proc.pid, signal.SIGCONT)
+    client.send(
+        b"H",
+        codec.encode_fields([(11, b"rest-1"), (54, b"1"), (55, b"EUR/USD"), (790, b"st-1")]),
+    )
+    status = await answer_to(client, b"rest-1")
+    assert (status.get(150), status.get(37)) == (b"I", rested[b"rest-1"])
+    # the paused gateway, going on, finds the session taken: it parks the
+    # client's orders, and lists none
+    deadline = time.monotonic() + 10
+    parked: list[dict[str, Any]] = []
+    while not parked and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        parked = [
+            e
+            for e in log_events(a.log_path)
+            if e["event"] == "client_orders_parked" and e["client"] == "CLIENT1"
+        ]
+    assert parked, "the paused gateway did not park the client's orders"
+    assert parked[0]["orders"] == 2
+    assert admin(a.http_port, "/admin/orders?client=CLIENT1") == []
+    client.send(
+        b"F",
+        codec.encode_fields(
+            [
+                (11, b"rest-2-cancel"),
+                (41, b"rest-2"),
+                (54, b"2"),
+                (55, b"EUR/USD"),
+                (60, codec.format_utc_timestamp(time.time())),
+            ]
+        ),
+    )
+    canceled = await answer_to(client, b"rest-2-cancel")
+    assert (canceled.get(150), canceled.get(37)) == (b"4", rested[b"rest-2"])
+    assert [o["cl_ord_id"] for o in admin(b.http_port, "/admin/orders?client=CLIENT1")] == [
+        "rest-1"
+    ]
+    await client.logout()
+
+
+@pytest.mark.asyncio
 async def test_losing_one_nats_node_changes_nothing_a_client_sees(
     daemon_factory: Callable[..., Any], nats: NatsCluster, tmp_path: Path
 ) -> None:
