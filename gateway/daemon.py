@@ -34,7 +34,14 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from config import Config, ConfigError, config_base, resolve_paths
-from gateway.cluster import Cluster, Headroom, id_namespace, instance_name, session_key
+from gateway.cluster import (
+    Cluster,
+    CopiedOrders,
+    Headroom,
+    id_namespace,
+    instance_name,
+    session_key,
+)
 from gateway.dropcopy.process import DropCopyProcess, read_cursor, read_sessions
 from gateway.dropcopy.service import drop_copy_sessions
 from gateway.fix.acceptor import SessionRegistry
@@ -63,6 +70,7 @@ from gateway.storage.writeback import Writeback, start_writeback
 from lp_adapters.base import LpAdapter
 from lp_adapters.registry import adapter_settings, create_adapter
 from matcher.engine import Matcher
+from matcher.orders import Order
 from risk.accounts import Accounts
 from router.book import AggregatedBook
 from router.exposure import ExposureLedger
@@ -215,6 +223,10 @@ class Gateway:
                 applications[session.session_id] = self.order_flow
             if self.cluster is not None:
                 carry_clients(self.cluster, self.order_flow, order_sessions)
+                # each client's orders are worked once its session is
+                # claimed here (and its copy read): another gateway may
+                # serve it now
+                self.order_flow.park_all()
         self.registry = SessionRegistry(self.sessions)
         self.fix_server = FixServer(
             self.registry,
@@ -436,8 +448,14 @@ class Gateway:
         """This gateway may serve ``session`` no longer: its connection is
         dropped without a word (a Logout would take a sequence number the
         session's copy would never have); the client logs on where the
-        session is served now."""
+        session is served now.  Its client's open orders are worked here
+        no more (parked): the gateway that takes the session takes them."""
         self.fix_server.abort(session)
+        flow = self.order_flow
+        if flow is not None:
+            for client, served in flow.sessions.items():
+                if served is session:
+                    flow.park_client(client)
 
     def _files(self) -> list[int]:
         """The descriptors of the journal and the session stores' files."""
@@ -605,13 +623,25 @@ def _is_loopback(host: str) -> bool:
 
 
 def carry_clients(cluster: Cluster, flow: OrderFlow, sessions: Mapping[str, Session]) -> None:
-    """A client's positions and margin holdings go with its session's copy
-    in the cluster, and are taken over with the session."""
+    """A client's positions, margin holdings and open orders go with its
+    session's copy in the cluster, and are taken over with the session."""
     clients = {session_key(session): client for client, session in sessions.items()}
+    keys = {client: key for key, client in clients.items()}
 
     def client_state(key: str) -> bytes | None:
         client = clients.get(key)
         return None if client is None else flow.client_state(client)
+
+    def open_orders(key: str) -> list[tuple[str, bytes]]:
+        client = clients.get(key)
+        if client is None:
+            return []
+        return [(o.order_id, flow.order_state(o)) for o in flow.matcher.open_of(client)]
+
+    def copy_order(order: Order) -> None:
+        key = keys.get(order.client)
+        if key is not None:
+            cluster.copy_order(key, order.order_id, order.is_final, flow.order_state(order))
 
     def taken(session: Session, data: bytes) -> None:
         client = clients.get(session_key(session))
@@ -624,8 +654,38 @@ def carry_clients(cluster: Cluster, flow: OrderFlow, sessions: Mapping[str, Sess
             # session is served with what this gateway holds, said loudly
             _log.error("client_state_unreadable", client=client, error=repr(exc)[:300])
 
+    def claimed(session: Session, copied: CopiedOrders | None) -> None:
+        client = clients.get(session_key(session))
+        if client is None:
+            return
+        if copied is None or copied.writer == cluster.writer:
+            # no record of the session carried its client (a cluster just
+            # formed), or this process wrote the last one (its lease was
+            # lost, no other gateway served the client since): the orders
+            # held here are the client's, as its positions are
+            flow.unpark_client(client)
+        else:
+            # served elsewhere, or by this gateway before a restart: what
+            # the client was told is in the copy
+            try:
+                flow.adopt_orders(client, list(copied.open.values()))
+            except Exception as exc:
+                # orders this gateway cannot read (another version's): it
+                # works its own rather than none, said loudly
+                _log.error("client_orders_unreadable", client=client, error=repr(exc)[:300])
+                flow.unpark_client(client)
+
     cluster.client_state = client_state
+    cluster.open_orders = open_orders
     cluster.on_taken = taken
+    def serves(client: str) -> bool:
+        key = keys.get(client)
+        return key is not None and cluster.epoch(key) > 0
+
+    cluster.on_claimed = claimed
+    flow.reports.copy_order = copy_order
+    # only the gateway serving a client calls its margin or stops it out
+    flow.watch.serves = serves
 
 
 def place(config: Config) -> tuple[int, ...]:

@@ -527,6 +527,55 @@ class Matcher:
         self._expiring = {order_id for order_id in expiring if order_id in self._open}
         self._seq = count(top + 1)
 
+    def open_of(self, client: str) -> list[Order]:
+        """The client's open orders, oldest first (the matcher's own
+        objects: read them, never change them)."""
+        return sorted((o for o in self._open.values() if o.client == client), key=_by_seq)
+
+    def park(self, client: str) -> list[Order]:
+        """Take every open order of ``client`` out of the matcher, without a
+        report: out of the client book and of the ClOrdID index, worked no
+        more (another gateway of a cluster serves the client).  Returns
+        them, oldest first, as they were (``routing_qty`` included: what
+        was out at LPs is the caller's to settle)."""
+        parked = self.open_of(client)
+        index = self._by_cl_ord_id.get(client)
+        for order in parked:
+            del self._open[order.order_id]
+            self._expiring.discard(order.order_id)
+            if order.price is not None:
+                self._side_book(order).remove(order)
+            if index is not None:
+                for cl_ord_id in (order.cl_ord_id, *order.aliases):
+                    if index.get(cl_ord_id) is order:
+                        del index[cl_ord_id]
+        return parked
+
+    def adopt(self, orders: Iterable[Order]) -> list[Order]:
+        """Take open orders worked until now elsewhere (parked here earlier,
+        or another gateway's of a cluster, as it copied them): indexed by
+        every ClOrdID they have, as :meth:`restore` does; resting limit DAY
+        and GTC ones go back into the client book behind what rests there,
+        with this matcher's time priority, in their relative order.  An
+        open order of the same id held here is replaced; a final one given
+        is passed over.  ``routing_qty`` is kept: lots still out at LPs
+        for them are the caller's to bring back (:meth:`on_route_done`).
+        Returns the orders taken, in their new time priority."""
+        taken = sorted((o for o in orders if not o.is_final), key=_by_seq)
+        for order in taken:
+            held = self._open.pop(order.order_id, None)
+            if held is not None and held.price is not None:
+                self._side_book(held).remove(held)
+            order.seq = next(self._seq)
+            self._index_all(order)
+            self._open[order.order_id] = order
+            rests = order.ord_type is OrdType.LIMIT and (
+                order.tif is TimeInForce.DAY or order.tif is TimeInForce.GTC
+            )
+            if rests:
+                self._side_book(order).add(order)
+        return taken
+
     # --- events from the router ------------------------------------------------
 
     def on_fill(self, order_id: str, qty: int, price: int, counterparty: str) -> Result:

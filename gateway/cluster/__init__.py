@@ -11,11 +11,13 @@ from gateway.cluster.leases import (
     instance_name,
     session_key,
 )
+from gateway.cluster.replica import CopiedOrders
 
 __all__ = [
     "Cluster",
     "ClusterError",
     "ClusterStats",
+    "CopiedOrders",
     "Headroom",
     "LeaseView",
     "id_namespace",

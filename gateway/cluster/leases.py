@@ -66,7 +66,7 @@ from nats.js.kv import KeyValue
 
 from config.schema import ClusterSettings, SessionSettings
 from gateway.cluster.headroom import Headroom
-from gateway.cluster.replica import ReplicatedStore, SessionLog, wait_for_leader
+from gateway.cluster.replica import CopiedOrders, ReplicatedStore, SessionLog, wait_for_leader
 from gateway.fix.session import Session
 from gateway.fix.store import SessionStore
 
@@ -231,6 +231,14 @@ class Cluster:
         """Set by the gateway: called when a session is taken here and its
         client's state, as the gateway that served it last left it, is to
         replace what this one holds (before the Logon is read)."""
+        self.open_orders: Callable[[str], list[tuple[str, bytes]]] | None = None
+        """Set by the gateway before :meth:`start`: every open order of a
+        session's client now, by session key (see :attr:`SessionLog.open_orders`)."""
+        self.on_claimed: Callable[[Session, CopiedOrders | None], None] | None = None
+        """Set by the gateway: called each time a session is granted here
+        and its copy read (after :attr:`on_taken`), with the open orders of
+        its client as the copy holds them (None when no record of it
+        carried any state of the client), before the Logon is read."""
         self.headroom_kv: KeyValue | None = None
         """The bucket of the LPs' hard limits in slices (gateway.cluster.headroom)."""
         self.headroom: Headroom | None = None
@@ -255,6 +263,17 @@ class Cluster:
         store = ReplicatedStore(session_store, key, _Deferred(self))
         self.stores[key] = store
         return store
+
+    def copy_order(self, key: str, order_id: str, final: bool, data: bytes) -> None:
+        """An order of ``key``'s client changed: it goes with the session's
+        next record (:meth:`SessionLog.order`)."""
+        if self.log is not None:
+            self.log.order(key, order_id, final, data)
+
+    @property
+    def writer(self) -> str:
+        """How this process signs the records it writes to the copy."""
+        return f"{self.name}/{self.process}"
 
     def seal(self) -> asyncio.Future[None] | None:
         """The outbox's replica (see :class:`~gateway.net.transport.Replica`)."""
@@ -322,6 +341,7 @@ class Cluster:
                     writer=f"{self.name}/{self.process}",
                 )
                 self.log.client_state = self.client_state
+                self.log.open_orders = self.open_orders
                 await self.log.start()
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             await self._abandon_start()
@@ -633,14 +653,18 @@ class Cluster:
             return None
         if await log.caught_up(key, self.lease_s):
             if key in self._adopting:
+                # once per lease granted (a Logon at the owner changes
+                # nothing): the client as the copy held it when the session
+                # was taken here, in force before the Logon is read; the
+                # copy is what the client was told (the store ends as it
+                # does), unless this process wrote it last (what it holds
+                # is then its own, and newer)
                 self._adopting.discard(key)
                 copied = log.taken_state(key)
-                # the client's state as another gateway that served it left
-                # it, in force before the Logon is read (one this gateway
-                # wrote itself, before a restart, is in its own journal with
-                # whatever it did after; a renewal changes nothing)
-                if copied is not None and copied.instance != self.name and self.on_taken:
+                if copied is not None and copied.writer != log.writer and self.on_taken:
                     self.on_taken(session, copied.data)
+                if self.on_claimed is not None:
+                    self.on_claimed(session, log.orders.get(key))
             return None
         # the lease stays: the next Logon here tries again
         return "this gateway could not read the session's state from its cluster in time"

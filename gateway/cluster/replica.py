@@ -64,6 +64,11 @@ CLIENT: Final = 100
 (its positions and margin holdings, encoded by the gateway).  Not a
 store's: a store's ``apply_ops`` passes over it."""
 
+ORDER: Final = 101
+"""The kind of op that carries one order of the session's client as it is
+now (encoded by the gateway, after its id and a NUL byte); its number is 1
+when the order is final (it is open no more), else 0.  Not a store's."""
+
 ACK_TIMEOUT: Final = 1.0
 """Seconds a batch may wait for its acknowledgement before it is sent again
 (with every batch after it, in order)."""
@@ -105,6 +110,21 @@ class CopiedClient:
         """The name of the gateway that wrote it (its writer is
         ``<instance>/<process>``)."""
         return self.writer.partition("/")[0]
+
+
+@dataclass(slots=True)
+class CopiedOrders:
+    """The open orders of a session's client read from the copy (each as
+    the gateway encoded it, by order id), and who wrote the last record
+    of the session read."""
+
+    writer: str
+    open: dict[str, bytes]
+
+
+def order_op(order_id: str, final: bool, data: bytes) -> Op:
+    """The op that carries one order (:data:`ORDER`)."""
+    return (ORDER, 1 if final else 0, order_id.encode() + b"\x00" + data)
 
 
 def apply(store: SessionStore, ops: Iterable[Op]) -> None:
@@ -189,6 +209,15 @@ class SessionLog:
         # per session being taken: the last state stored after the moment
         # it was taken (this gateway's own), kept aside until then
         self._after_take: dict[str, CopiedClient] = {}
+        self.open_orders: Callable[[str], list[tuple[str, bytes]]] | None = None
+        """Set by the gateway: every open order of a session's client now
+        (id, encoded), carried by a record that resets the session (the
+        records before it are purged)."""
+        self._orders: dict[str, dict[str, Op]] = {}
+        self.orders: dict[str, CopiedOrders] = {}
+        """Per session key, the open orders of its client read from the
+        copy (this gateway's own records too); no entry while no record of
+        the session carried its client's state or orders."""
 
     async def start(self) -> None:
         config = StreamConfig(
@@ -234,29 +263,54 @@ class SessionLog:
             self._seal_soon = True
             asyncio.get_running_loop().call_soon(self._seal_again)
 
+    def order(self, key: str, order_id: str, final: bool, data: bytes) -> None:
+        """An order of ``key``'s client changed (``data``: its state, as the
+        gateway encodes it): it goes with the session's next record, the
+        latest state only."""
+        orders = self._orders.get(key)
+        if orders is None:
+            orders = self._orders[key] = {}
+        orders[order_id] = order_op(order_id, final, data)
+        if not self._seal_soon:
+            self._seal_soon = True
+            asyncio.get_running_loop().call_soon(self._seal_again)
+
     def seal(self) -> asyncio.Future[None] | None:
         """Publish what was recorded since the last seal (see the module);
         with nothing new, the last batch still waiting for its
         acknowledgement (whatever is written next may depend on it: a
         record flushed outside the outbox's turn), or None."""
         pending = self._pending
-        if not pending:
+        orders = self._orders
+        if not pending and not orders:
             last = self._last
             return last if last is not None and not last.done() else None
         self._pending = {}
+        if orders:
+            self._orders = {}
+            for key in orders:
+                if key not in pending:
+                    pending[key] = []
         batch = []
         client_state = self.client_state
         for key, ops in pending.items():
             epoch = self._epoch(key)
+            changed = orders.get(key) if orders else None
             if not epoch:
-                self.stats.unowned += len(ops)
+                self.stats.unowned += len(ops) + (len(changed) if changed else 0)
                 continue
-            if client_state is not None and any(k in (SENT, RESET) for k, _n, _d in ops):
+            reset = any(k == RESET for k, _n, _d in ops)
+            if client_state is not None and (reset or any(k == SENT for k, _n, _d in ops)):
                 # whole, so that the last record of a session (after a
                 # reset purged the ones before, too) holds all of it
                 state = client_state(key)
                 if state is not None:
                     ops.append((CLIENT, 0, state))
+            if reset and self.open_orders is not None:
+                # the records before are purged: every open order goes with it
+                ops.extend(order_op(i, False, data) for i, data in self.open_orders(key))
+            elif changed:
+                ops.extend(changed.values())
             payload = _encode((self.writer, epoch, ops))
             batch.append((key, payload, ops))
         if not batch:
@@ -439,14 +493,8 @@ class SessionLog:
             # from an older lease, stored after this gateway took the
             # session (a late writer): not applied
             return
-        for kind, _n, data in reversed(ops):
-            if kind == CLIENT:
-                copied = CopiedClient(writer, data, seq)
-                if held and key in self._taking and taken is not None and seq > taken:
-                    self._after_take[key] = copied
-                else:
-                    self.clients[key] = copied
-                break
+        after_take = bool(held and key in self._taking and taken is not None and seq > taken)
+        self._follow_client(key, writer, ops, seq, after_take)
         if held and writer == self.writer and epoch == held:
             return  # written here under the lease held now: the store had it first
         # another gateway's (up to the moment the session was taken here),
@@ -462,6 +510,36 @@ class SessionLog:
             _log.exception("session_copy_apply_failed", key=key, seq=seq)
             return
         self.stats.applied += 1
+
+    def _follow_client(
+        self, key: str, writer: str, ops: list[Op], seq: int, after_take: bool
+    ) -> None:
+        """What a record carries of the session's client: its last state
+        (``after_take``: stored after the session was taken here, kept
+        aside until :meth:`taken_state`), its orders (a reset starts them
+        again: its record carries them all)."""
+        orders = self.orders.get(key)
+        for kind, n, data in ops:
+            if kind == CLIENT:
+                copied = CopiedClient(writer, data, seq)
+                if after_take:
+                    self._after_take[key] = copied
+                else:
+                    self.clients[key] = copied
+                if orders is None:
+                    orders = self.orders[key] = CopiedOrders(writer, {})
+            elif kind == ORDER:
+                if orders is None:
+                    orders = self.orders[key] = CopiedOrders(writer, {})
+                order_id, _nul, state = data.partition(b"\x00")
+                if n:
+                    orders.open.pop(order_id.decode(), None)
+                else:
+                    orders.open[order_id.decode()] = state
+            elif kind == RESET and orders is not None:
+                orders.open.clear()
+        if orders is not None:
+            orders.writer = writer
 
     def taking(self, key: str) -> None:
         """``key``'s lease was just granted here: until :meth:`caught_up`

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Final
 
 import msgspec
 import structlog
@@ -32,7 +33,7 @@ from gateway.fix.codec import FixMessage
 from gateway.fix.session import Session
 from gateway.orderflow.entry import OrderEntry
 from gateway.orderflow.journal import OrderJournal
-from gateway.orderflow.journal_entries import ClientState, Entry
+from gateway.orderflow.journal_entries import ClientState, Dropped, Entry, OrderState
 from gateway.orderflow.margin_watch import MarginWatch
 from gateway.orderflow.market_data import MarketDataService
 from gateway.orderflow.publish import Reports
@@ -49,6 +50,7 @@ from gateway.orderflow.stats import FlowStats
 from gateway.storage.batch_file import BackgroundReplace, BatchFileError
 from lp_adapters.base import LpAdapter
 from matcher.engine import Matcher
+from matcher.orders import Order
 from risk.accounts import Accounts
 from router.book import AggregatedBook
 from router.exposure import ExposureLedger, ExposureSnapshot
@@ -72,6 +74,12 @@ failed (a state of millions of orders takes tens)."""
 _log = structlog.get_logger("gateway.orderflow.flow")
 _encode_state = msgspec.msgpack.Encoder().encode
 _decode_state = msgspec.msgpack.Decoder(ClientState).decode
+_decode_order = msgspec.msgpack.Decoder(OrderState).decode
+
+GATEWAY_FAILED: Final = "its gateway failed"
+"""Text of the report of what an order had at LPs through a gateway of a
+cluster that failed, given back unfilled (an IOC's, FOK's or market
+order's end)."""
 
 
 RELEASED_PER_TURN = 1000
@@ -125,6 +133,9 @@ class OrderFlow:
         self._slowest_slice = 0.0
         self._day_timer: asyncio.TimerHandle | None = None
         self._restored = Restored()
+        self.parked: dict[str, list[Order]] = {}
+        """Per client, its open orders out of the matcher: the client is
+        served by another gateway of a cluster (or not yet claimed here)."""
         self.apply_rules(rules)
 
     # -- the pieces, for operations (admin API, metrics) ---------------------------
@@ -206,6 +217,122 @@ class OrderFlow:
             positions=state.positions,
             replaced_positions=held,
         )
+
+    def order_state(self, order: Order) -> bytes:
+        """An order as it is now, encoded (an :class:`OrderState`) for the
+        copy that goes with its client's session."""
+        return _encode_state(OrderState(order))
+
+    def park_client(self, client: str) -> int:
+        """Work the client's open orders no more (another gateway of a
+        cluster serves it, or may): out of the matcher without a report,
+        their children at LPs canceled and given up (what an LP fills
+        later is the house's), kept here (and in the journal's
+        checkpoints) until the client's session is claimed here again.
+        Returns how many were parked."""
+        orders = self.matcher.park(client)
+        if not orders:
+            return 0
+        children = self._let_go(orders)
+        self.parked.setdefault(client, []).extend(orders)
+        _log.warning(
+            "client_orders_parked",
+            client=client,
+            orders=len(orders),
+            children_given_up=children,
+        )
+        return len(orders)
+
+    def park_all(self) -> None:
+        """Park every client's open orders (a gateway of a cluster, at
+        start: each client's session is claimed before its orders are
+        worked)."""
+        for client in sorted({o.client for o in self.matcher.open_snapshot()}):
+            self.park_client(client)
+
+    def unpark_client(self, client: str) -> int:
+        """Work the client's parked orders again (its session was claimed
+        here and the cluster's copy holds nothing of it)."""
+        orders = self.parked.pop(client, None)
+        if not orders:
+            return 0
+        self._put_back(orders, journal=False)
+        _log.info("client_orders_unparked", client=client, orders=len(orders))
+        return len(orders)
+
+    def adopt_orders(self, client: str, copied: Iterable[bytes]) -> int:
+        """Take the client's open orders as the cluster's copy holds them
+        (:meth:`order_state` at the gateway that served it last) in place
+        of those held here, which are dropped without a report; journaled
+        (after the client's state), so a restart here has them.  What an
+        order had at LPs through that gateway comes back to it unfilled:
+        a resting order rests again, an IOC, FOK or market order is
+        canceled (:data:`GATEWAY_FAILED`).  Returns how many were taken."""
+        orders = []
+        for data in copied:
+            order = _decode_order(data).order
+            if order.client != client:
+                _log.error("order_copy_mismatch", client=client, order_id=order.order_id)
+                continue
+            orders.append(order)
+        stale = self.matcher.park(client)
+        self._let_go(stale)
+        stale.extend(self.parked.pop(client, ()))
+        kept = {o.order_id for o in orders}
+        dropped = sorted(o.order_id for o in stale if o.order_id not in kept)
+        if dropped and self.journal is not None:
+            self.journal.add(Dropped(dropped))
+        self._put_back(orders, journal=True)
+        _log.info(
+            "client_orders_taken_over",
+            client=client,
+            orders=len(orders),
+            dropped=len(dropped),
+            order_ids=[o.order_id for o in orders],
+        )
+        return len(orders)
+
+    def _let_go(self, orders: Iterable[Order]) -> int:
+        """The bookkeeping of orders taken out of the matcher: no open lots,
+        not counted open, their routings ended and children given up."""
+        reports = self.reports
+        accounts = reports.accounts
+        routing = self.routing
+        children = 0
+        for order in orders:
+            accounts.order_open(order.order_id, order.client, order.symbol, order.side, 0)
+            if reports.started.pop(order.order_id, None) is not None:
+                reports.open_by_client[order.client] -= 1
+            children += routing.drop_order(order.order_id)
+        return children
+
+    def _put_back(self, orders: Iterable[Order], *, journal: bool) -> None:
+        """Orders into the matcher, worked here from now on: counted open,
+        their open lots in the margin account; what they had at LPs
+        elsewhere, or here before they were parked, comes back unfilled."""
+        taken = self.matcher.adopt(orders)
+        reports = self.reports
+        accounts = reports.accounts
+        rules = self.rules
+        add = self.journal.add if journal and self.journal is not None else None
+        for order in taken:
+            client = order.client
+            reports.open_by_client[client] = reports.open_by_client.get(client, 0) + 1
+            accounts.order_open(order.order_id, client, order.symbol, order.side, order.leaves_qty)
+            reports.started[order.order_id] = [None, rules.policy_for(client, order.cl_ord_id)]
+            if add is not None:
+                add(OrderState(order))
+        now = self._clock()
+        routing = self.routing
+        for order in taken:
+            if order.routing_qty and order.order_id not in routing.routings:
+                result = self.matcher.on_route_done(
+                    order.order_id,
+                    order.routing_qty,
+                    GATEWAY_FAILED,
+                    self.book.snapshot(order.symbol),
+                )
+                routing.publish(result, now, order.order_id)
 
     def _stored_sessions(self) -> list[Session]:
         """Every session whose messages the journal copies: the clients'."""
@@ -415,7 +542,12 @@ class OrderFlow:
 
     def _state(self, run: int) -> Iterator[Entry]:
         return sliced_checkpoint_entries(
-            run, self.matcher, self.ledger, self.routing, self.reports.accounts
+            run,
+            self.matcher,
+            self.ledger,
+            self.routing,
+            self.reports.accounts,
+            [o for orders in self.parked.values() for o in orders],
         )
 
     def _flush_before_checkpoint(self, journal: OrderJournal) -> None:

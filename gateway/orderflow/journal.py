@@ -38,6 +38,11 @@ Entries (:data:`~gateway.orderflow.journal_entries.Entry`, msgspec Structs defin
     batch before, across checkpoints and restarts (a checkpoint carries the
     last one on, after its ``Run``).  The drop-copy process
     (:mod:`gateway.dropcopy.follow`) follows the journal by it.
+``ClientState`` / ``Dropped``
+    In a cluster: a client's positions and holdings as the gateway that
+    took its session over found them in the session's copy; open orders it
+    held no more then (the copy's took their place, each journaled as an
+    ``OrderState``).
 ``Positions``, ``InFlight``, ``Expiring``
     Checkpoint-only: the ledger's positions, a child in flight with what it
     has filled so far, the DAY orders to expire when their routing ends.

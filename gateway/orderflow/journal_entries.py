@@ -16,6 +16,7 @@ from router.model import ChildOrder, Side
 __all__ = [
     "Abandoned",
     "ClientState",
+    "Dropped",
     "Ended",
     "Entry",
     "Expiring",
@@ -133,6 +134,14 @@ class ClientState(msgspec.Struct, tag=14, array_like=True, frozen=True):
     holdings: dict[str, tuple[int, float, float]]
 
 
+class Dropped(msgspec.Struct, tag=15, array_like=True, frozen=True):
+    """Open orders this gateway holds no more, without an end of their own:
+    their client was taken over here with the open orders its session's
+    copy held, and these were not among them (docs/cluster.md)."""
+
+    order_ids: list[str]
+
+
 Entry = (
     Run
     | OrderState
@@ -148,4 +157,5 @@ Entry = (
     | Holdings
     | Serial
     | ClientState
+    | Dropped
 )

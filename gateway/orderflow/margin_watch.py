@@ -88,6 +88,11 @@ class MarginWatch:
         self.called: set[str] = set()
         self.stopping: dict[str, _StopOut] = {}
         self.on_call: Callable[[Standing, float], None] | None = None
+        self.serves: Callable[[str], bool] | None = None
+        """Set in a cluster: whether this gateway serves the client now.  A
+        client served elsewhere (or by no one yet) is neither called nor
+        stopped out here: its positions here may be stale, and its orders
+        are the serving gateway's to close."""
         self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
@@ -113,10 +118,13 @@ class MarginWatch:
             return
         self._mark(self.routing.exposure(now))
         exact = self.called | self.stopping.keys()
+        serves = self.serves
         for standing in self.accounts.sweep(ACCOUNTS_PER_TICK, exact):
-            self._judge(standing, now)
+            if serves is None or serves(standing.client):
+                self._judge(standing, now)
         for client in list(self.stopping):
-            self._advance(client, now)
+            if serves is None or serves(client):
+                self._advance(client, now)
 
     # -- margin calls ---------------------------------------------------------------
 

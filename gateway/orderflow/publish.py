@@ -42,6 +42,7 @@ from matcher.orders import (
     CancelReject,
     ExecType,
     Execution,
+    Order,
     OrdRejReason,
     OrdStatus,
 )
@@ -58,6 +59,10 @@ _REJECT_REASONS = {r.value: r.name.lower() for r in OrdRejReason}
 # an order's final status as the metrics name it (an Enum's name is a
 # descriptor call on every read)
 _STATUS_NAMES: Final[dict[OrdStatus, str]] = {s: s.name.lower() for s in OrdStatus}
+
+
+def _pass(_entry: OrderState) -> None:
+    """What an order's state is journaled to without a journal."""
 
 
 def refusal_reason(code: int) -> str:
@@ -106,6 +111,9 @@ class Reports:
         # ClOrdIDs of the house's stop-out orders and cancels: their reports say so
         self.stop_out_ids: set[str] = set()
         self._exec_seq = 0
+        self.copy_order: Callable[[Order], None] | None = None
+        """Set in a cluster: each order whose state is journaled goes with
+        its client's session copy too (None: not in a cluster)."""
 
     @property
     def outbox(self) -> Outbox:
@@ -129,7 +137,7 @@ class Reports:
         """Journal the orders a matcher call changed and report its
         executions and cancel rejects; ``touched`` names an order the call
         changed without reporting it.  (Its routes are the routing's.)"""
-        if self._journal is not None:
+        if self._journal is not None or self.copy_order is not None:
             self._journal_orders(result, touched)
         for ex in result.executions:
             self._book(ex)
@@ -155,8 +163,11 @@ class Reports:
         accounts.order_open(ex.order_id, ex.client, ex.symbol, ex.side, ex.leaves_qty)
 
     def _journal_orders(self, result: Result, touched: str) -> None:
-        """One OrderState entry per order the matcher call changed."""
-        add = self._journal.add  # type: ignore[union-attr]
+        """One OrderState entry per order the matcher call changed (and,
+        in a cluster, the order copied with its client's session)."""
+        journal = self._journal
+        add = journal.add if journal is not None else _pass
+        copy = self.copy_order
         find = self._matcher.find
         seen = set()
         for ex in result.executions:
@@ -166,16 +177,22 @@ class Reports:
                 order = find(order_id, ex.client, ex.cl_ord_id)
                 if order is not None:
                     add(OrderState(order))
+                    if copy is not None:
+                        copy(order)
         for need in result.routes:
             if need.order_id not in seen:
                 seen.add(need.order_id)
                 order = find(need.order_id, need.client, need.cl_ord_id)
                 if order is not None:
                     add(OrderState(order))
+                    if copy is not None:
+                        copy(order)
         if touched and touched not in seen:
             order = find(touched, "", "")
             if order is not None:
                 add(OrderState(order))
+                if copy is not None:
+                    copy(order)
 
     def execution(self, client: str, ex: Execution, now: float) -> None:
         """An ExecutionReport to ``client``; an order's final one is counted."""

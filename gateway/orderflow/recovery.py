@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from gateway.orderflow.journal_entries import (
     Abandoned,
     ClientState,
+    Dropped,
     Ended,
     Entry,
     Expiring,
@@ -135,6 +136,9 @@ class Recovery:
         elif isinstance(entry, ClientState):
             self.ledger.set_client(entry.client, entry.positions)
             self.accounts.set_client(entry.client, entry.holdings)
+        elif isinstance(entry, Dropped):
+            for order_id in entry.order_ids:
+                self.orders.pop(order_id, None)
         elif isinstance(entry, Expiring):
             self.expiring = list(entry.order_ids)
         elif isinstance(entry, Run):

@@ -31,6 +31,7 @@ from gateway.orderflow.publish import Reports
 from gateway.orderflow.recovery import RecoveredChild, Recovery
 from gateway.orderflow.routing import Child, ChildRouting, Routing
 from matcher.engine import Matcher, RouteNeed
+from matcher.orders import Order
 from risk.accounts import Accounts
 from router.exposure import ExposureLedger
 from router.model import ChildOrder
@@ -75,6 +76,7 @@ def sliced_checkpoint_entries(
     ledger: ExposureLedger,
     routing: ChildRouting,
     accounts: Accounts,
+    parked: Iterable[Order] = (),
 ) -> Iterator[Entry]:
     """The state as journal entries, for a checkpoint written a slice at a
     time while the state changes (:meth:`OrderJournal.start_sliced_checkpoint`).
@@ -86,7 +88,9 @@ def sliced_checkpoint_entries(
     written: a later change journaled for it supersedes it (a fill journaled
     again for a child whose state already counts it is booked on the
     ledger, not taken from the child again: see Recovery); the expiring
-    orders are taken last."""
+    orders are taken last.  ``parked``: open orders out of the matcher
+    (their client is served by another gateway of a cluster), kept as
+    they are."""
     lps, clients, last_price = ledger.positions()
     head: list[Entry] = [Run(run), Positions(lps, clients, last_price)]
     head.append(Holdings(accounts.holdings()))
@@ -95,6 +99,7 @@ def sliced_checkpoint_entries(
     # ones copied (a list of references, at C speed)
     finished = matcher.finished_view()
     opened = matcher.open_snapshot()
+    opened.extend(parked)
     children = [c for in_flight in routing.routings.values() for c in in_flight.children.values()]
     abandoned = list(routing.abandoned.values())
 

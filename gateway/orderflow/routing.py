@@ -234,6 +234,29 @@ class ChildRouting:
         )
         self.publish(result, now, order_id)
 
+    def drop_order(self, order_id: str) -> int:
+        """The order is worked here no more (its client is served by
+        another gateway of a cluster): its routing ends without a word to
+        the matcher, its children are canceled at their LPs and given up
+        (a fill an LP reports for them is booked to the house).  Returns
+        how many children it had."""
+        routing = self.routings.pop(order_id, None)
+        if routing is None:
+            return 0
+        symbol = routing.need.symbol
+        for child_id, child in routing.children.items():
+            self.children.pop(child_id, None)
+            if child.open:
+                self.ledger.reserve(child.lp, symbol, -child.open)
+            self._abandon(child_id, child)
+            adapter = self.adapters.get(child.lp)
+            if adapter is not None and child.lp not in self.down:
+                try:
+                    adapter.cancel(child_id)
+                except Exception:
+                    _log.exception("lp_adapter_failed", lp=child.lp, call="cancel")
+        return len(routing.children)
+
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:

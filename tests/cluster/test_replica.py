@@ -272,6 +272,16 @@ async def test_an_unreadable_record_is_skipped_and_counted_and_a_takeover_does_n
             await m.cluster.stop()
 
 
+async def read_up_to(log: SessionLog, key: str, seq: int) -> None:
+    """Until ``log`` has read ``key``'s record ``seq`` (not :meth:`caught_up`:
+    called by the owner, it would count that record as stored before the
+    session was taken)."""
+    async with asyncio.timeout(5):
+        while log.applied.get(key, 0) < seq:
+            log._progress.clear()
+            await log._progress.wait()
+
+
 @pytest.mark.asyncio
 async def test_the_clients_state_goes_with_its_sessions_copy_and_is_handed_over_when_taken(
     nats_cluster: NatsCluster,
@@ -323,13 +333,13 @@ async def test_the_clients_state_goes_with_its_sessions_copy_and_is_handed_over_
         assert await b.claim("C1") is None
         assert taken == [("FIX.4.4:GW->C1", b"state 2")]
         # a late record of a's (its lease taken) does not change what b holds
-        await a_log._js.publish(
+        late = await a_log._js.publish(
             f"{config.bucket_prefix}.slog.{key}",
             msgspec.msgpack.encode(
                 (a_log.writer, a.cluster.epoch(key) or 1, [(100, 0, b"late state")])
             ),
         )
-        assert await b_log.caught_up(key, 5)
+        await read_up_to(b_log, key, late.seq)
         assert b_log.clients[key].data == b"state 2"
     finally:
         for m in (a, b):
@@ -337,11 +347,12 @@ async def test_the_clients_state_goes_with_its_sessions_copy_and_is_handed_over_
 
 
 @pytest.mark.asyncio
-async def test_a_gateway_restarted_keeps_its_own_journal_for_a_client_it_served_last(
+async def test_a_gateway_restarted_takes_the_state_its_previous_process_left_in_the_copy(
     nats_cluster: NatsCluster,
 ) -> None:
-    """Its copy of the client's state is older than its journal (what it
-    did after the restart, before the Logon, could not be copied)."""
+    """The copy is what the client was told: the session's store ends as
+    it does, and so does the client's state, whoever wrote it (the process
+    before a restart included); a Logon at the owner takes nothing again."""
     config = settings(nats_cluster)
     first = Member(config, "a", ["C1"])
     first.cluster.client_state = lambda key: b"a before its restart"
@@ -358,12 +369,103 @@ async def test_a_gateway_restarted_keeps_its_own_journal_for_a_client_it_served_
     await again.start()
     try:
         await take(again, "C1")
-        assert taken == []
-        log = again.cluster.log
-        assert log is not None
-        assert log.clients["FIX=2E4=2E4.GW.C1"].data == b"a before its restart"
+        assert taken == [b"a before its restart"]
+        assert await again.claim("C1") is None
+        assert taken == [b"a before its restart"]
     finally:
         await again.cluster.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_clients_open_orders_go_with_its_sessions_copy_and_a_reset_carries_them_all(
+    nats_cluster: NatsCluster,
+) -> None:
+    config = settings(nats_cluster)
+    a = Member(config, "a", ["C1"])
+    b = Member(config, "b", ["C1"])
+    open_at_a = {"O1": b"o1 v2", "O3": b"o3 v1"}
+    a.cluster.open_orders = lambda key: sorted(open_at_a.items())
+    claimed: list[tuple[str, dict[str, bytes] | None]] = []
+    b.cluster.on_claimed = lambda session, copied: claimed.append(
+        (session.session_id, None if copied is None else dict(copied.open))
+    )
+    await a.start()
+    await b.start()
+    key = "FIX=2E4=2E4.GW.C1"
+    try:
+        assert await a.claim("C1") is None
+        store = a.sessions["C1"].store
+        a_log, b_log = a.cluster.log, b.cluster.log
+        assert a_log is not None
+        assert b_log is not None
+
+        # only the latest state of an order goes with a record; a record
+        # may carry orders alone (an order sent to an LP, nothing told)
+        a.cluster.copy_order(key, "O1", False, b"o1 v1")
+        a.cluster.copy_order(key, "O1", False, b"o1 v2")
+        a.cluster.copy_order(key, "O2", False, b"o2 v1")
+        await written(a)
+        assert await b_log.caught_up(key, 5)
+        assert b_log.orders[key].open == {"O1": b"o1 v2", "O2": b"o2 v1"}
+        assert b_log.orders[key].writer == a_log.writer
+        # a final state removes the order
+        store.append_sent(1, b"O2 filled")
+        a.cluster.copy_order(key, "O2", True, b"o2 filled")
+        a.cluster.copy_order(key, "O3", False, b"o3 v1")
+        await written(a)
+        assert await b_log.caught_up(key, 5)
+        assert b_log.orders[key].open == {"O1": b"o1 v2", "O3": b"o3 v1"}
+        # a reset's record carries every open order (the ones before it are
+        # purged): what a late reader has is whole
+        store.reset(1_000.0)
+        a.cluster.copy_order(key, "O4", False, b"never open at a")
+        await written(a)
+        await asyncio.wait_for(asyncio.gather(*a_log._purges), 5)
+        late = await Member(config, "late", ["C1"]).start()
+        try:
+            late_log = late.cluster.log
+            assert late_log is not None
+            assert await late_log.caught_up(key, 5)
+            assert late_log.orders[key].open == {"O1": b"o1 v2", "O3": b"o3 v1"}
+        finally:
+            await late.cluster.stop()
+        assert await b_log.caught_up(key, 5)
+        assert b_log.orders[key].open == {"O1": b"o1 v2", "O3": b"o3 v1"}
+
+        # a is gone: b takes the session and is handed the open orders
+        for task in a.cluster._tasks:
+            task.cancel()
+        await take(b, "C1")
+        assert claimed == [("FIX.4.4:GW->C1", {"O1": b"o1 v2", "O3": b"o3 v1"})]
+        # a late record of a's (its lease taken) changes nothing at b
+        late_end = await a_log._js.publish(
+            f"{config.bucket_prefix}.slog.{key}",
+            msgspec.msgpack.encode(
+                (a_log.writer, a.cluster.epoch(key) or 1, [(101, 1, b"O1\x00late end")])
+            ),
+        )
+        await read_up_to(b_log, key, late_end.seq)
+        assert b_log.orders[key].open == {"O1": b"o1 v2", "O3": b"o3 v1"}
+        assert b_log.orders[key].writer == a_log.writer
+    finally:
+        for m in (a, b):
+            await m.cluster.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_session_with_nothing_of_its_client_copied_is_claimed_with_none(
+    nats_cluster: NatsCluster,
+) -> None:
+    config = settings(nats_cluster)
+    a = Member(config, "a", ["C1"])
+    claimed: list[object] = []
+    a.cluster.on_claimed = lambda session, copied: claimed.append(copied)
+    await a.start()
+    try:
+        assert await a.claim("C1") is None
+        assert claimed == [None]
+    finally:
+        await a.cluster.stop()
 
 
 @pytest.mark.asyncio

@@ -6,18 +6,21 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import msgspec
 import pytest
 
 from config import ConfigError, default_config_path, load_config
-from gateway.daemon import build_order_flow
+from gateway.cluster import Cluster, CopiedOrders, session_key
+from gateway.daemon import build_order_flow, carry_clients
 from gateway.fix.session import Session
 from gateway.fix.store import MemoryStore
 from gateway.net.transport import Outbox
 from gateway.orderflow.flow import OrderFlow
 from gateway.orderflow.journal import OrderJournal
 from gateway.orderflow.journal_entries import ClientState, Entry, Message, OrderState, Run
+from matcher.engine import CancelOrder
 from matcher.orders import Order, OrdStatus
 from router.model import OrdType, Side, TimeInForce
 
@@ -247,5 +250,204 @@ async def test_a_client_state_that_cannot_be_read_leaves_the_session_served_as_i
         state = ClientState("CLIENT1", {"EUR/USD": 2}, {})
         cluster.on_taken(built.sessions["CLIENT1"], msgspec.msgpack.encode(state))
         assert built.ledger.positions_of("CLIENT1") == {"EUR/USD": 2}
+    finally:
+        journal.close()
+
+
+def routed_market(order_id: str, routed: int) -> Order:
+    """An IOC market order with ``routed`` lots out at an LP (its child
+    unknown here)."""
+    return Order(
+        order_id=order_id,
+        client="CLIENT1",
+        cl_ord_id=f"C-{order_id}",
+        orig_cl_ord_id=None,
+        symbol="EUR/USD",
+        side=Side.BUY,
+        ord_type=OrdType.MARKET,
+        tif=TimeInForce.IOC,
+        qty=routed,
+        price=None,
+        seq=int(order_id.split("O")[1]),
+        leaves_qty=routed,
+        routing_qty=routed,
+    )
+
+
+def sent_texts(built: OrderFlow) -> list[bytes]:
+    store = built.sessions["CLIENT1"].store
+    return [raw for _seq, raw in store.get_sent(1, 10**6)]
+
+
+@pytest.mark.asyncio
+async def test_parked_orders_are_worked_no_more_and_unparked_as_they_were(
+    tmp_path: Path,
+) -> None:
+    """A gateway of a cluster parks its clients' orders at start; a client
+    the cluster's copy knows nothing of gets its own back."""
+    journal_with(tmp_path, an_order("4O1", "EUR/USD"), routed_market("4O2", 3))
+    built, journal = flow(tmp_path)
+    try:
+        built.park_all()
+        assert built.matcher.open_count == 0
+        assert [o.order_id for o in built.parked["CLIENT1"]] == ["4O1", "4O2"]
+        assert built.reports.open_by_client == {"CLIENT1": 0}
+        assert built.accounts._open == {}
+        assert built.matcher.status("CLIENT1", "C-4O1") is None
+        # a checkpoint keeps them
+        built._take_checkpoint(journal)
+        assert built.unpark_client("CLIENT1") == 2
+        assert built.parked == {}
+        (resting,) = built.matcher.open_orders("CLIENT1")
+        assert resting.order_id == "4O1"
+        assert built.reports.open_by_client == {"CLIENT1": 1}
+        assert set(built.accounts._open) == {"4O1"}
+        # the market order's lots out through the gateway before are not filled
+        canceled = built.matcher.status("CLIENT1", "C-4O2")
+        assert canceled is not None
+        assert canceled.status is OrdStatus.CANCELED
+        assert any(b"58=its gateway failed" in raw for raw in sent_texts(built))
+    finally:
+        journal.close()
+
+
+@pytest.mark.asyncio
+async def test_a_clients_orders_taken_over_replace_those_held_and_survive_a_restart(
+    tmp_path: Path,
+) -> None:
+    journal_with(tmp_path, an_order("4O1", "EUR/USD"), an_order("4O2", "EUR/USD"))
+    built, journal = flow(tmp_path)
+    copied = [
+        msgspec.structs.replace(an_order("4O2", "EUR/USD"), cum_qty=4, leaves_qty=6),
+        msgspec.structs.replace(an_order("4O9", "EUR/USD"), price=99_000),
+        routed_market("4O10", 2),
+    ]
+    try:
+        built.park_all()
+        taken = built.adopt_orders("CLIENT1", [built.order_state(o) for o in copied])
+        assert taken == 3
+        assert built.parked == {}
+        assert [ex.order_id for ex in built.matcher.open_orders("CLIENT1")] == ["4O2", "4O9"]
+        held = built.matcher.order_of("CLIENT1", "C-4O2")
+        assert held is not None
+        assert (held.cum_qty, held.leaves_qty) == (4, 6)
+        assert built.matcher.status("CLIENT1", "C-4O1") is None  # not in the copy: dropped
+        assert built.reports.open_by_client == {"CLIENT1": 2}
+        assert set(built.accounts._open) == {"4O2", "4O9"}
+        ended = built.matcher.status("CLIENT1", "C-4O10")
+        assert ended is not None
+        assert (ended.status, ended.text) == (OrdStatus.CANCELED, "")
+        assert any(b"58=its gateway failed" in raw for raw in sent_texts(built))
+        # a cancel of a taken order is accepted
+        done = built.matcher.cancel(CancelOrder("CLIENT1", "X1", "C-4O9"))
+        assert done.executions
+        assert done.executions[0].status is OrdStatus.CANCELED
+    finally:
+        journal.close()
+    again, journal = flow(tmp_path)
+    try:
+        open_ids = [ex.order_id for ex in again.matcher.open_orders("CLIENT1")]
+        assert open_ids == ["4O2", "4O9"]  # the cancel above was never journaled
+        assert again.matcher.status("CLIENT1", "C-4O1") is None
+    finally:
+        journal.close()
+
+
+class FakeCluster:
+    """What :func:`carry_clients` hooks into, without NATS."""
+
+    writer = "gw-b/2"
+
+    def __init__(self) -> None:
+        self.copied: list[tuple[str, str, bool]] = []
+        self.client_state: object = None
+        self.open_orders: Any = None
+        self.on_taken: object = None
+        self.on_claimed: Any = None
+
+    def copy_order(self, key: str, order_id: str, final: bool, data: bytes) -> None:
+        self.copied.append((key, order_id, final))
+
+
+@pytest.mark.asyncio
+async def test_a_claimed_session_takes_the_copys_orders_or_its_own_back(tmp_path: Path) -> None:
+    journal_with(tmp_path, an_order("4O1", "EUR/USD"))
+    built, journal = flow(tmp_path)
+    cluster = FakeCluster()
+    try:
+        carry_clients(cast(Cluster, cluster), built, built.sessions)
+        session = built.sessions["CLIENT1"]
+        key = session_key(session)
+        # an order changed is copied with its client's session
+        built.reports.publish(
+            built.matcher.cancel(CancelOrder("CLIENT1", "X1", "C-4O1")), time.time()
+        )
+        assert cluster.copied == [(key, "4O1", True)]
+        journal.close()
+        journal_with(tmp_path, an_order("4O2", "EUR/USD"))
+        built, journal = flow(tmp_path)
+        carry_clients(cast(Cluster, cluster), built, built.sessions)
+        built.park_all()
+        # a cluster just formed: the copy knows nothing of the client
+        cluster.on_claimed(session, None)
+        assert [ex.order_id for ex in built.matcher.open_orders("CLIENT1")] == ["4O2"]
+        assert cluster.open_orders(key) == [
+            ("4O2", built.order_state(built.matcher.open_of("CLIENT1")[0]))
+        ]
+        # written last by this process, nothing parked: the client logs on
+        # again where it is served, nothing changes
+        cluster.on_claimed(session, CopiedOrders(cluster.writer, {}))
+        assert [ex.order_id for ex in built.matcher.open_orders("CLIENT1")] == ["4O2"]
+        # parked when its lease was lost, claimed back with no other writer
+        # since: its own come back
+        built.park_client("CLIENT1")
+        assert built.matcher.open_orders("CLIENT1") == []
+        cluster.on_claimed(session, CopiedOrders(cluster.writer, {}))
+        assert [ex.order_id for ex in built.matcher.open_orders("CLIENT1")] == ["4O2"]
+        # written by another: the copy's orders take the place of these
+        copied = built.order_state(an_order("4O7", "EUR/USD"))
+        cluster.on_claimed(session, CopiedOrders("gw-a/1", {"4O7": copied}))
+        assert [ex.order_id for ex in built.matcher.open_orders("CLIENT1")] == ["4O7"]
+    finally:
+        journal.close()
+
+
+@pytest.mark.asyncio
+async def test_in_a_cluster_only_the_gateway_serving_a_client_judges_its_margin(
+    tmp_path: Path,
+) -> None:
+    """A client served elsewhere may look stopped out here (its positions
+    here are stale): this gateway neither calls nor stops it out."""
+    from config import ClusterSettings
+    from gateway.cluster import Cluster
+    from gateway.daemon import carry_clients
+    from risk.accounts import Standing
+
+    built, journal = flow(tmp_path)
+    try:
+        cluster = Cluster(ClusterSettings(servers=("nats://127.0.0.1:1",)), "a")
+        carry_clients(cluster, built, built.sessions)
+        watch = built.watch
+        assert watch.serves is not None
+        assert not watch.serves("CLIENT1")  # no lease held here
+        judged: list[str] = []
+        sunk = Standing("CLIENT1", -100.0, 1000.0, -0.1, 1.0, 0.5)
+        assert sunk.stopped_out
+
+        class Sunk:
+            """Accounts (compiled: not patched) as the watch reads them."""
+
+            params = object()
+
+            def sweep(self, budget: int, exact: object = ()) -> list[Standing]:
+                return [sunk]
+
+        watch.accounts = Sunk()  # type: ignore[assignment]
+        watch._judge = lambda standing, now: judged.append(standing.client)  # type: ignore[method-assign]
+        watch.look(time.time())
+        assert judged == []
+        watch.serves = lambda client: True
+        watch.look(time.time())
+        assert judged == ["CLIENT1"]
     finally:
         journal.close()

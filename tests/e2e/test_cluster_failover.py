@@ -55,6 +55,33 @@ def nos(cl_ord_id: str) -> bytes:
     )
 
 
+def limit_order(cl_ord_id: str, side: bytes, price: bytes, tif: bytes) -> bytes:
+    """A limit order far from the simulated LPs' prices (EUR/USD about
+    1.085): it rests."""
+    return codec.encode_fields(
+        [
+            (11, cl_ord_id.encode()),
+            (38, b"1000"),
+            (40, b"2"),
+            (44, price),
+            (54, side),
+            (55, b"EUR/USD"),
+            (59, tif),
+            (60, codec.format_utc_timestamp(time.time())),
+        ]
+    )
+
+
+async def answer_to(client: FixClient, cl_ord_id: bytes, timeout: float = 10.0) -> FixMessage:
+    """The next message for ``cl_ord_id`` (others left behind passed over)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = await client.receive(timeout)
+        if m.get(11) == cl_ord_id and m.get(43) != b"Y":
+            return m
+    raise AssertionError(f"no answer to {cl_ord_id!r}")
+
+
 async def reports(client: FixClient, count: int, timeout: float = 10.0) -> list[FixMessage]:
     return [await client.receive(timeout) for _ in range(count)]
 
@@ -107,6 +134,18 @@ async def test_a_client_is_served_by_one_gateway_and_fails_over_after_kill_9(
     client.send(b"D", nos("back-at-a"))
     back = await reports(client, 2)
     assert [m.get(11) for m in back] == [b"back-at-a", b"back-at-a"]
+    # orders that rest at the owner (far from the market)
+    client.send(b"D", limit_order("rest-1", b"1", b"1.00000", b"0"))
+    client.send(b"D", limit_order("rest-2", b"1", b"1.00010", b"1"))
+    client.send(b"D", limit_order("rest-3", b"2", b"1.20000", b"0"))
+    rested = await reports(client, 3)
+    assert [(m.get(11), m.get(150)) for m in rested] == [
+        (b"rest-1", b"0"),
+        (b"rest-2", b"0"),
+        (b"rest-3", b"0"),
+    ]
+    rested_ids = {m.get(11): m.get(37) for m in rested}
+    back += rested
 
     # under load: orders go on while the owner is killed
     async def trade() -> None:
@@ -146,6 +185,37 @@ async def test_a_client_is_served_by_one_gateway_and_fails_over_after_kill_9(
         if m.get(11) == b"at-b":
             at_b_reports.append(m)
     assert [m.get(150) for m in at_b_reports] == [b"0", b"F"]
+    # the orders resting at the killed gateway are the new owner's: known
+    # by their OrderIDs, and canceled there
+    client.send(
+        b"H",
+        codec.encode_fields([(11, b"rest-1"), (54, b"1"), (55, b"EUR/USD"), (790, b"st-1")]),
+    )
+    status = await answer_to(client, b"rest-1")
+    assert (status.get(150), status.get(39)) == (b"I", b"0")
+    assert status.get(37) == rested_ids[b"rest-1"]
+    client.send(
+        b"F",
+        codec.encode_fields(
+            [
+                (11, b"rest-2-cancel"),
+                (41, b"rest-2"),
+                (54, b"1"),
+                (55, b"EUR/USD"),
+                (60, codec.format_utc_timestamp(time.time())),
+            ]
+        ),
+    )
+    canceled = await answer_to(client, b"rest-2-cancel")
+    assert (canceled.get(35), canceled.get(150), canceled.get(39)) == (b"8", b"4", b"4")
+    assert canceled.get(37) == rested_ids[b"rest-2"]
+    moved = [e for e in log_events(b.log_path) if e["event"] == "client_orders_taken_over"]
+    assert [e["client"] for e in moved] == ["CLIENT1"]
+    assert {rested_ids[b"rest-1"], rested_ids[b"rest-3"]} <= {
+        o.encode() for o in moved[0]["order_ids"]
+    }
+    open_at_b = admin(b.http_port, "/admin/orders?client=CLIENT1")
+    assert sorted(o["cl_ord_id"] for o in open_at_b) == ["rest-1", "rest-3"]
     # the gateway that took over hands out IDs of its own: none the client
     # was given by the killed one comes again
     from_a = {m.get(tag) for m in sent_before + back + under_load for tag in (17, 37)}
@@ -195,6 +265,29 @@ async def test_a_client_is_served_by_one_gateway_and_fails_over_after_kill_9(
     taken = [e for e in log_events(b.log_path) if e["event"] == "client_state_taken_over"]
     assert [e["client"] for e in taken] == ["CLIENT1"]
 
+    # the killed gateway, restarted on its data, works none of the client's
+    # orders (its journal has them open): they are the other gateway's now
+    restarted_at = a.log_path.stat().st_size
+    a.start()
+    await asyncio.sleep(1.0)
+    assert admin(a.http_port, "/admin/orders?client=CLIENT1") == []
+    since = [
+        e
+        for e in log_events(a.log_path.read_bytes()[restarted_at:].decode(errors="replace"))
+        if e.get("client") == "CLIENT1"
+    ]
+    parked = [e for e in since if e["event"] == "client_orders_parked"]
+    assert parked
+    assert parked[0]["orders"] >= 3
+    assert [e["event"] for e in since if e["event"] != "client_orders_parked"] == []
+    # and the other gateway's figures for the client are as they were
+    exposures = admin(b.http_port, "/admin/exposures")
+    assert Decimal(exposures["clients"]["CLIENT1"]["EUR/USD"]) == position
+    assert sorted(o["cl_ord_id"] for o in admin(b.http_port, "/admin/orders?client=CLIENT1")) == [
+        "rest-1",
+        "rest-3",
+    ]
+
 
 def admin(http_port: int, path: str) -> Any:
     request = urllib.request.Request(
@@ -207,6 +300,69 @@ def admin(http_port: int, path: str) -> Any:
 def a_name(daemon: Any) -> str:
     joined = [e for e in log_events(daemon.log_path) if e["event"] == "cluster_joined"]
     return str(joined[-1]["instance"])
+
+
+@pytest.mark.asyncio
+async def test_a_gateway_that_lost_a_session_while_paused_works_none_of_its_orders(
+    daemon_factory: Callable[..., Any], nats: NatsCluster, tmp_path: Path
+) -> None:
+    """A gateway paused past its lease (a stalled VM, SIGSTOP) finds, when
+    it goes on, the session taken by another: the client's orders are
+    parked there, and worked by the gateway that serves the client."""
+    a, b = gateways(daemon_factory, nats, tmp_path)
+    at_a, at_b = ("127.0.0.1", a.fix_port), ("127.0.0.1", b.fix_port)
+    client = FixClient(SETTINGS, MemoryStore())
+    assert await client.connect_any([at_a, at_b]) == at_a
+    client.send(b"D", limit_order("rest-1", b"1", b"1.00000", b"1"))
+    client.send(b"D", limit_order("rest-2", b"2", b"1.20000", b"0"))
+    rested = {m.get(11): m.get(37) for m in await reports(client, 2)}
+    assert admin(a.http_port, "/admin/orders?client=CLIENT1") != []
+    assert a.proc is not None
+    os.kill(a.proc.pid, signal.SIGSTOP)
+    try:
+        client.abort()
+        where, _refusals = await log_on_anywhere(client, [at_b])
+        assert where == at_b
+    finally:
+        os.kill(a.proc.pid, signal.SIGCONT)
+    client.send(
+        b"H",
+        codec.encode_fields([(11, b"rest-1"), (54, b"1"), (55, b"EUR/USD"), (790, b"st-1")]),
+    )
+    status = await answer_to(client, b"rest-1")
+    assert (status.get(150), status.get(37)) == (b"I", rested[b"rest-1"])
+    # the paused gateway, going on, finds the session taken: it parks the
+    # client's orders, and lists none
+    deadline = time.monotonic() + 10
+    parked: list[dict[str, Any]] = []
+    while not parked and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        parked = [
+            e
+            for e in log_events(a.log_path)
+            if e["event"] == "client_orders_parked" and e["client"] == "CLIENT1"
+        ]
+    assert parked, "the paused gateway did not park the client's orders"
+    assert parked[0]["orders"] == 2
+    assert admin(a.http_port, "/admin/orders?client=CLIENT1") == []
+    client.send(
+        b"F",
+        codec.encode_fields(
+            [
+                (11, b"rest-2-cancel"),
+                (41, b"rest-2"),
+                (54, b"2"),
+                (55, b"EUR/USD"),
+                (60, codec.format_utc_timestamp(time.time())),
+            ]
+        ),
+    )
+    canceled = await answer_to(client, b"rest-2-cancel")
+    assert (canceled.get(150), canceled.get(37)) == (b"4", rested[b"rest-2"])
+    assert [o["cl_ord_id"] for o in admin(b.http_port, "/admin/orders?client=CLIENT1")] == [
+        "rest-1"
+    ]
+    await client.logout()
 
 
 @pytest.mark.asyncio
