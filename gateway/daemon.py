@@ -658,11 +658,12 @@ def carry_clients(cluster: Cluster, flow: OrderFlow, sessions: Mapping[str, Sess
         client = clients.get(session_key(session))
         if client is None:
             return
-        if copied is None or copied.writer == cluster.writer:
-            # no record of the session carried its client (a cluster just
-            # formed), or this process wrote the last one (its lease was
-            # lost, no other gateway served the client since): the orders
-            # held here are the client's, as its positions are
+        if copied is None or not copied.complete or copied.writer == cluster.writer:
+            # the copy does not hold the client's whole open set (a cluster
+            # just formed, a gateway of an earlier version served it), or
+            # this process wrote it last (its lease was lost, no other
+            # gateway served the client since): the orders held here are
+            # the client's, as its positions are
             flow.unpark_client(client)
         else:
             # served elsewhere, or by this gateway before a restart: what
@@ -674,18 +675,23 @@ def carry_clients(cluster: Cluster, flow: OrderFlow, sessions: Mapping[str, Sess
                 # works its own rather than none, said loudly
                 _log.error("client_orders_unreadable", client=client, error=repr(exc)[:300])
                 flow.unpark_client(client)
+        # from now on the copy holds the client whole, under this lease
+        cluster.copy_all(session_key(session))
 
     cluster.client_state = client_state
     cluster.open_orders = open_orders
     cluster.on_taken = taken
+
     def serves(client: str) -> bool:
         key = keys.get(client)
-        return key is not None and cluster.epoch(key) > 0
+        return key is not None and cluster.serving(key)
 
     cluster.on_claimed = claimed
     flow.reports.copy_order = copy_order
     # only the gateway serving a client calls its margin or stops it out
     flow.watch.serves = serves
+    # a gateway stalled past its leases lets them go before it acts
+    flow.routing.guard = cluster.fence_if_late
 
 
 def place(config: Config) -> tuple[int, ...]:

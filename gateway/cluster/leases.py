@@ -224,6 +224,7 @@ class Cluster:
         self.client_state: Callable[[str], bytes | None] | None = None
         """Set by the gateway before :meth:`start`: the state of a session's
         client now, by session key (see :attr:`SessionLog.client_state`)."""
+        self._fenced_at = 0.0
         self._adopting: set[str] = set()
         # sessions granted here whose client's state is still to be taken
         # from the copy (once caught up; kept across a failed attempt)
@@ -753,10 +754,31 @@ class Cluster:
             except Exception:
                 _log.exception("cluster_fence_error")
 
+    def fence_if_late(self) -> None:
+        """:meth:`fence`, if the last one is older than its own period (the
+        loop was held: a stall, SIGSTOP): called before the order flow acts
+        on anything, so that what woke up first is not worked for a
+        session that lapsed meanwhile.  One clock read otherwise."""
+        if self._clock() - self._fenced_at > self.renew_s / 4:
+            self.fence()
+
+    def serving(self, key: str) -> bool:
+        """Whether this gateway serves ``key`` now: its lease is held and
+        the client's state was taken from the copy."""
+        return key in self._held and key not in self._adopting
+
+    def copy_all(self, key: str) -> None:
+        """The next record of ``key`` carries its client's whole state and
+        every open order (a session just claimed: the copy is complete
+        under this lease from then on)."""
+        if self.log is not None:
+            self.log.publish_all(key)
+
     def fence(self) -> None:
         """Stop serving every session whose last successful renewal was
         sent more than ``lease_ms - renew_ms`` ago."""
         now = self._clock()
+        self._fenced_at = now
         limit = self.lease_s - self.renew_s
         for key, held in list(self._held.items()):
             if now - held.renewed > limit:

@@ -69,6 +69,12 @@ ORDER: Final = 101
 now (encoded by the gateway, after its id and a NUL byte); its number is 1
 when the order is final (it is open no more), else 0.  Not a store's."""
 
+ORDERS_ALL: Final = 102
+"""The kind of op that says the client's whole open set follows (the
+``ORDER`` ops after it in the record): what a reader holds of the client's
+orders is complete from then on (:attr:`CopiedOrders.complete`).  Carried
+by the first record under a lease just granted and by a reset's."""
+
 ACK_TIMEOUT: Final = 1.0
 """Seconds a batch may wait for its acknowledgement before it is sent again
 (with every batch after it, in order)."""
@@ -120,6 +126,11 @@ class CopiedOrders:
 
     writer: str
     open: dict[str, bytes]
+    complete: bool = False
+    """Whether a whole open set was read (:data:`ORDERS_ALL`) since the
+    copy began or was reset: until then it may lack orders (a gateway of an
+    earlier version, one that ran alone, copied none), and the gateway
+    claiming the session keeps its own."""
 
 
 def order_op(order_id: str, final: bool, data: bytes) -> Op:
@@ -214,6 +225,7 @@ class SessionLog:
         (id, encoded), carried by a record that resets the session (the
         records before it are purged)."""
         self._orders: dict[str, dict[str, Op]] = {}
+        self._full: set[str] = set()
         self.orders: dict[str, CopiedOrders] = {}
         """Per session key, the open orders of its client read from the
         copy (this gateway's own records too); no entry while no record of
@@ -263,6 +275,14 @@ class SessionLog:
             self._seal_soon = True
             asyncio.get_running_loop().call_soon(self._seal_again)
 
+    def publish_all(self, key: str) -> None:
+        """The next record of ``key`` carries its client's state and every
+        open order, whole (see :data:`ORDERS_ALL`)."""
+        self._full.add(key)
+        if not self._seal_soon:
+            self._seal_soon = True
+            asyncio.get_running_loop().call_soon(self._seal_again)
+
     def order(self, key: str, order_id: str, final: bool, data: bytes) -> None:
         """An order of ``key``'s client changed (``data``: its state, as the
         gateway encodes it): it goes with the session's next record, the
@@ -282,13 +302,19 @@ class SessionLog:
         record flushed outside the outbox's turn), or None."""
         pending = self._pending
         orders = self._orders
-        if not pending and not orders:
+        full = self._full
+        if not pending and not orders and not full:
             last = self._last
             return last if last is not None and not last.done() else None
         self._pending = {}
         if orders:
             self._orders = {}
             for key in orders:
+                if key not in pending:
+                    pending[key] = []
+        if full:
+            self._full = set()
+            for key in full:
                 if key not in pending:
                     pending[key] = []
         batch = []
@@ -299,7 +325,8 @@ class SessionLog:
             if not epoch:
                 self.stats.unowned += len(ops) + (len(changed) if changed else 0)
                 continue
-            reset = any(k == RESET for k, _n, _d in ops)
+            whole = key in full
+            reset = whole or any(k == RESET for k, _n, _d in ops)
             if client_state is not None and (reset or any(k == SENT for k, _n, _d in ops)):
                 # whole, so that the last record of a session (after a
                 # reset purged the ones before, too) holds all of it
@@ -307,7 +334,9 @@ class SessionLog:
                 if state is not None:
                     ops.append((CLIENT, 0, state))
             if reset and self.open_orders is not None:
-                # the records before are purged: every open order goes with it
+                # the records before are purged (or the copy is to be whole
+                # under this lease): every open order goes with it
+                ops.append((ORDERS_ALL, 0, b""))
                 ops.extend(order_op(i, False, data) for i, data in self.open_orders(key))
             elif changed:
                 ops.extend(changed.values())
@@ -526,8 +555,11 @@ class SessionLog:
                     self._after_take[key] = copied
                 else:
                     self.clients[key] = copied
+            elif kind == ORDERS_ALL:
                 if orders is None:
                     orders = self.orders[key] = CopiedOrders(writer, {})
+                orders.open.clear()
+                orders.complete = True
             elif kind == ORDER:
                 if orders is None:
                     orders = self.orders[key] = CopiedOrders(writer, {})
@@ -538,6 +570,7 @@ class SessionLog:
                     orders.open[order_id.decode()] = state
             elif kind == RESET and orders is not None:
                 orders.open.clear()
+                orders.complete = False  # until the whole set that follows
         if orders is not None:
             orders.writer = writer
 

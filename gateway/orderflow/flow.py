@@ -274,6 +274,15 @@ class OrderFlow:
             if order.client != client:
                 _log.error("order_copy_mismatch", client=client, order_id=order.order_id)
                 continue
+            if order.symbol not in self.instruments:
+                # an instrument not configured here: worked by no one, said
+                _log.error(
+                    "order_copy_unknown_symbol",
+                    client=client,
+                    order_id=order.order_id,
+                    symbol=order.symbol,
+                )
+                continue
             orders.append(order)
         stale = self.matcher.park(client)
         self._let_go(stale)
@@ -595,4 +604,7 @@ class OrderFlow:
         self.entry.drop_session(session)
 
     def on_message(self, session: Session, msg: FixMessage, now: float) -> None:
+        guard = self.routing.guard
+        if guard is not None:
+            guard()
         self.entry.on_message(session, msg, now)

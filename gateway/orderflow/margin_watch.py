@@ -117,6 +117,9 @@ class MarginWatch:
         if self.accounts.params is None:
             return
         self._mark(self.routing.exposure(now))
+        guard = self.routing.guard
+        if guard is not None:
+            guard()
         exact = self.called | self.stopping.keys()
         serves = self.serves
         for standing in self.accounts.sweep(ACCOUNTS_PER_TICK, exact):

@@ -147,6 +147,10 @@ class ChildRouting:
         self._reports = reports
         self._clock = clock
         self.run = run  # in child ids: they never repeat across runs
+        self.guard: Callable[[], None] | None = None
+        """Set in a cluster: called before each LP event is worked, so a
+        gateway that was stalled past its leases lets their sessions (and
+        their clients' orders) go before it acts on anything."""
         self.adapters: dict[str, LpAdapter] = {}
         self.routings: dict[str, Routing] = {}
         self.children: dict[str, str] = {}
@@ -442,6 +446,9 @@ class ChildRouting:
         An event the flow cannot take is logged and dropped: it must not
         break the adapter that delivered it."""
         try:
+            guard = self.guard
+            if guard is not None:
+                guard()
             self._lp_handlers[type(event)](event, self._clock())
         except Exception:
             _log.exception("lp_event_failed", lp_event=repr(event))

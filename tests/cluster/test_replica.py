@@ -317,6 +317,7 @@ async def test_the_clients_state_goes_with_its_sessions_copy_and_is_handed_over_
         assert a_log is not None
         assert await b_log.caught_up(key, 5)
         assert (b_log.clients[key].writer, b_log.clients[key].data) == (a_log.writer, b"state 2")
+        assert key not in b_log.orders  # a client's state says nothing of its orders
         # the writer reads its own too: a later takeover elsewhere and back
         # starts from the last state, whoever wrote it
         assert await a_log.caught_up(key, 5)
@@ -408,6 +409,8 @@ async def test_the_clients_open_orders_go_with_its_sessions_copy_and_a_reset_car
         assert await b_log.caught_up(key, 5)
         assert b_log.orders[key].open == {"O1": b"o1 v2", "O2": b"o2 v1"}
         assert b_log.orders[key].writer == a_log.writer
+        # changes alone do not make the set whole: a claim would keep its own
+        assert not b_log.orders[key].complete
         # a final state removes the order
         store.append_sent(1, b"O2 filled")
         a.cluster.copy_order(key, "O2", True, b"o2 filled")
@@ -427,16 +430,25 @@ async def test_the_clients_open_orders_go_with_its_sessions_copy_and_a_reset_car
             assert late_log is not None
             assert await late_log.caught_up(key, 5)
             assert late_log.orders[key].open == {"O1": b"o1 v2", "O3": b"o3 v1"}
+            assert late_log.orders[key].complete
         finally:
             await late.cluster.stop()
         assert await b_log.caught_up(key, 5)
         assert b_log.orders[key].open == {"O1": b"o1 v2", "O3": b"o3 v1"}
 
+        # a session claimed: its next record carries the whole set
+        open_at_a["O5"] = b"o5 v1"
+        a.cluster.copy_all(key)
+        await written(a)
+        assert await b_log.caught_up(key, 5)
+        assert b_log.orders[key].open == {"O1": b"o1 v2", "O3": b"o3 v1", "O5": b"o5 v1"}
+        assert b_log.orders[key].complete
+
         # a is gone: b takes the session and is handed the open orders
         for task in a.cluster._tasks:
             task.cancel()
         await take(b, "C1")
-        assert claimed == [("FIX.4.4:GW->C1", {"O1": b"o1 v2", "O3": b"o3 v1"})]
+        assert claimed == [("FIX.4.4:GW->C1", {"O1": b"o1 v2", "O3": b"o3 v1", "O5": b"o5 v1"})]
         # a late record of a's (its lease taken) changes nothing at b
         late_end = await a_log._js.publish(
             f"{config.bucket_prefix}.slog.{key}",
@@ -445,7 +457,7 @@ async def test_the_clients_open_orders_go_with_its_sessions_copy_and_a_reset_car
             ),
         )
         await read_up_to(b_log, key, late_end.seq)
-        assert b_log.orders[key].open == {"O1": b"o1 v2", "O3": b"o3 v1"}
+        assert b_log.orders[key].open == {"O1": b"o1 v2", "O3": b"o3 v1", "O5": b"o5 v1"}
         assert b_log.orders[key].writer == a_log.writer
     finally:
         for m in (a, b):

@@ -365,8 +365,20 @@ class FakeCluster:
         self.on_taken: object = None
         self.on_claimed: Any = None
 
+        self.whole: list[str] = []
+        self.serving_keys: set[str] = set()
+
     def copy_order(self, key: str, order_id: str, final: bool, data: bytes) -> None:
         self.copied.append((key, order_id, final))
+
+    def copy_all(self, key: str) -> None:
+        self.whole.append(key)
+
+    def fence_if_late(self) -> None:
+        pass
+
+    def serving(self, key: str) -> bool:
+        return key in self.serving_keys
 
 
 @pytest.mark.asyncio
@@ -404,10 +416,17 @@ async def test_a_claimed_session_takes_the_copys_orders_or_its_own_back(tmp_path
         assert built.matcher.open_orders("CLIENT1") == []
         cluster.on_claimed(session, CopiedOrders(cluster.writer, {}))
         assert [ex.order_id for ex in built.matcher.open_orders("CLIENT1")] == ["4O2"]
-        # written by another: the copy's orders take the place of these
+        # written by another, but not whole (a gateway of an earlier
+        # version, one that ran alone): its own are kept
         copied = built.order_state(an_order("4O7", "EUR/USD"))
+        built.park_client("CLIENT1")
         cluster.on_claimed(session, CopiedOrders("gw-a/1", {"4O7": copied}))
+        assert [ex.order_id for ex in built.matcher.open_orders("CLIENT1")] == ["4O2"]
+        # written by another, whole: the copy's orders take the place of these
+        cluster.on_claimed(session, CopiedOrders("gw-a/1", {"4O7": copied}, complete=True))
         assert [ex.order_id for ex in built.matcher.open_orders("CLIENT1")] == ["4O7"]
+        # after each claim the copy is made whole under the new lease
+        assert cluster.whole == [key] * 5
     finally:
         journal.close()
 
