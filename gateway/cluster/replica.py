@@ -279,9 +279,7 @@ class SessionLog:
         """The next record of ``key`` carries its client's state and every
         open order, whole (see :data:`ORDERS_ALL`)."""
         self._full.add(key)
-        if not self._seal_soon:
-            self._seal_soon = True
-            asyncio.get_running_loop().call_soon(self._seal_again)
+        self._seal_after_this_turn()
 
     def order(self, key: str, order_id: str, final: bool, data: bytes) -> None:
         """An order of ``key``'s client changed (``data``: its state, as the
@@ -291,9 +289,17 @@ class SessionLog:
         if orders is None:
             orders = self._orders[key] = {}
         orders[order_id] = order_op(order_id, final, data)
+        self._seal_after_this_turn()
+
+    def _seal_after_this_turn(self) -> None:
+        """A seal of its own for what no write of this turn seals: one
+        hop later than the outbox's write this turn (queued after this
+        call: a message to the client, a store flushed), which seals it
+        with the rest, in one batch rather than two."""
         if not self._seal_soon:
             self._seal_soon = True
-            asyncio.get_running_loop().call_soon(self._seal_again)
+            loop = asyncio.get_running_loop()
+            loop.call_soon(loop.call_soon, self._seal_again)
 
     def seal(self) -> asyncio.Future[None] | None:
         """Publish what was recorded since the last seal (see the module);
