@@ -339,7 +339,7 @@ class Cluster:
                     settings.replicas,
                     self.epoch,
                     self.stores,
-                    writer=f"{self.name}/{self.process}",
+                    writer=self.writer,
                 )
                 self.log.client_state = self.client_state
                 self.log.open_orders = self.open_orders
