@@ -641,7 +641,11 @@ def carry_clients(cluster: Cluster, flow: OrderFlow, sessions: Mapping[str, Sess
     def copy_order(order: Order) -> None:
         key = keys.get(order.client)
         if key is not None:
-            cluster.copy_order(key, order.order_id, order.is_final, flow.order_state(order))
+            # a final order leaves the copy's open set: its id says enough
+            final = order.is_final
+            cluster.copy_order(
+                key, order.order_id, final, b"" if final else flow.order_state(order)
+            )
 
     def taken(session: Session, data: bytes) -> None:
         client = clients.get(session_key(session))

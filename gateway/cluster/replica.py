@@ -67,7 +67,8 @@ store's: a store's ``apply_ops`` passes over it."""
 ORDER: Final = 101
 """The kind of op that carries one order of the session's client as it is
 now (encoded by the gateway, after its id and a NUL byte); its number is 1
-when the order is final (it is open no more), else 0.  Not a store's."""
+when the order is final (it is open no more: what follows its id is not
+read), else 0.  Not a store's."""
 
 ORDERS_ALL: Final = 102
 """The kind of op that says the client's whole open set follows (the
@@ -283,13 +284,15 @@ class SessionLog:
 
     def order(self, key: str, order_id: str, final: bool, data: bytes) -> None:
         """An order of ``key``'s client changed (``data``: its state, as the
-        gateway encodes it): it goes with the session's next record, the
-        latest state only."""
+        gateway encodes it): its latest state goes with the session's next
+        record.  No record is made for it alone: a change the client is
+        told of comes with a message stored in the same turn, which makes
+        one; a change it is not told of (lots sent to an LP or back) waits
+        for the next, as a takeover gives those lots back anyway."""
         orders = self._orders.get(key)
         if orders is None:
             orders = self._orders[key] = {}
         orders[order_id] = order_op(order_id, final, data)
-        self._seal_after_this_turn()
 
     def _seal_after_this_turn(self) -> None:
         """A seal of its own for what no write of this turn seals: one
@@ -307,17 +310,12 @@ class SessionLog:
         acknowledgement (whatever is written next may depend on it: a
         record flushed outside the outbox's turn), or None."""
         pending = self._pending
-        orders = self._orders
         full = self._full
-        if not pending and not orders and not full:
+        if not pending and not full:
             last = self._last
             return last if last is not None and not last.done() else None
         self._pending = {}
-        if orders:
-            self._orders = {}
-            for key in orders:
-                if key not in pending:
-                    pending[key] = []
+        orders = self._orders
         if full:
             self._full = set()
             for key in full:
@@ -327,7 +325,7 @@ class SessionLog:
         client_state = self.client_state
         for key, ops in pending.items():
             epoch = self._epoch(key)
-            changed = orders.get(key) if orders else None
+            changed = orders.pop(key, None) if orders else None
             if not epoch:
                 self.stats.unowned += len(ops) + (len(changed) if changed else 0)
                 continue

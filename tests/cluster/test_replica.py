@@ -400,19 +400,25 @@ async def test_the_clients_open_orders_go_with_its_sessions_copy_and_a_reset_car
         assert a_log is not None
         assert b_log is not None
 
-        # only the latest state of an order goes with a record; a record
-        # may carry orders alone (an order sent to an LP, nothing told)
+        # changes alone make no record (an order's lots sent to an LP,
+        # nothing told): they wait for the session's next one, which
+        # carries the latest state of each order only
+        assert await a_log.drain(5)
+        records = a_log.stats.records
         a.cluster.copy_order(key, "O1", False, b"o1 v1")
         a.cluster.copy_order(key, "O1", False, b"o1 v2")
         a.cluster.copy_order(key, "O2", False, b"o2 v1")
+        assert a.cluster.seal() is None  # nothing to publish
+        store.append_sent(1, b"O1 and O2 new")
         await written(a)
+        assert a_log.stats.records == records + 1
         assert await b_log.caught_up(key, 5)
         assert b_log.orders[key].open == {"O1": b"o1 v2", "O2": b"o2 v1"}
         assert b_log.orders[key].writer == a_log.writer
         # changes alone do not make the set whole: a claim would keep its own
         assert not b_log.orders[key].complete
         # a final state removes the order
-        store.append_sent(1, b"O2 filled")
+        store.append_sent(2, b"O2 filled")
         a.cluster.copy_order(key, "O2", True, b"o2 filled")
         a.cluster.copy_order(key, "O3", False, b"o3 v1")
         await written(a)
