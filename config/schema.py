@@ -765,6 +765,14 @@ class ClusterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     """How long the gateway tries to reach the cluster at start before it
     refuses to start."""
 
+    take_unattended_ms: Annotated[int, msgspec.Meta(ge=0, le=3_600_000)] = 5000
+    """How long a session served before (its client's state or orders are
+    in the copy) may go with no gateway holding it (its owner died, or
+    stopped and let it go) before a gateway of the cluster takes it without
+    a Logon: its client's orders are worked and its margin judged while the
+    client is away, and what they send it is stored for its resend.  0: a
+    session is taken only by its client's Logon."""
+
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole configuration file."""

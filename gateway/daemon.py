@@ -691,6 +691,10 @@ def carry_clients(cluster: Cluster, flow: OrderFlow, sessions: Mapping[str, Sess
         return key is not None and cluster.serving(key)
 
     cluster.on_claimed = claimed
+    for session in sessions.values():
+        # a client away while no gateway holds its session: its orders
+        # are worked, its margin judged, by whichever gateway takes it
+        cluster.attend(session)
     flow.reports.copy_order = copy_order
     # only the gateway serving a client calls its margin or stops it out
     flow.watch.serves = serves

@@ -73,6 +73,9 @@ from gateway.fix.store import SessionStore
 _log = structlog.get_logger("gateway.cluster")
 
 _KEY_SAFE = re.compile(rb"[^A-Za-z0-9_-]")
+_WRONG_LAST_SEQUENCE = 10071
+"""JetStream's error code for a write conditional on a revision that moved
+(a key's delete reports it as a plain BadRequestError)."""
 _STATUS_TIMEOUT = 0.3
 """Seconds an instance's figures are waited for (a dashboard's poll)."""
 
@@ -176,6 +179,9 @@ class ClusterStats:
     losses: int = 0
     """Sessions this instance had to stop serving (lease lost or not renewed)."""
     releases: int = 0
+    unattended: int = 0
+    """Sessions taken with no Logon: no gateway had held them for
+    ``take_unattended_ms`` (their client's orders are worked here)."""
     errors: int = 0
     """Bucket operations that failed (unreachable, timed out)."""
     reasons: dict[str, int] = field(default_factory=dict)
@@ -245,6 +251,9 @@ class Cluster:
         self.headroom: Headroom | None = None
         self._closing = False
         self._unreachable_logged = False
+        self._attendable: dict[str, Session] = {}
+        # per session held by no gateway: since when, as seen here
+        self._unattended: dict[str, float] = {}
 
     # -- joining and leaving -----------------------------------------------------
 
@@ -388,6 +397,8 @@ class Cluster:
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._renew_forever()))
         self._tasks.append(loop.create_task(self._fence_forever()))
+        if settings.take_unattended_ms:
+            self._tasks.append(loop.create_task(self._attend_forever()))
         _log.info(
             "cluster_joined",
             instance=self.name,
@@ -717,8 +728,81 @@ class Cluster:
             _log.info("session_released", session=held.session.session_id)
         except nats.js.errors.KeyWrongLastSequenceError:
             pass  # someone took it: nothing of ours to delete
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != _WRONG_LAST_SEQUENCE:
+                self._failed("release", exc)
+            # else: the same, as a delete reports it
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             self._failed("release", exc)  # it lapses by itself
+
+    # -- sessions no gateway holds -------------------------------------------------
+
+    def attend(self, session: Session) -> None:
+        """``session`` may be taken here without a Logon when no gateway has
+        held it for ``take_unattended_ms`` and the copy holds its client's
+        state or orders (:meth:`attend_once`)."""
+        self._attendable[session_key(session)] = session
+
+    async def _attend_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.renew_s)
+            try:
+                await self.attend_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _log.exception("cluster_attend_error")
+
+    async def attend_once(self) -> None:
+        """Take every session served before that no gateway has held for
+        ``take_unattended_ms`` as seen here (its owner died and no Logon
+        took it elsewhere, or its owner stopped and let it go): its client's
+        orders are to be worked, its margin judged, while it is away.  The
+        claim is the one a Logon makes (a compare-and-set on the key: of
+        several gateways trying, one takes it), without a connection."""
+        after = self.settings.take_unattended_ms / 1000
+        log = self.log
+        if not after or log is None or self._closing or self._name_lost or not self.connected:
+            return
+        now = self._clock()
+        due = []
+        for key, session in self._attendable.items():
+            view = self.sessions.get(key)
+            lock = self._locks.get(key)
+            if (
+                key in self._held
+                or (view is not None and view.left(now) > 0)
+                or (lock is not None and lock.locked())
+                or (key not in log.clients and key not in log.orders)
+            ):
+                # held (here, elsewhere), being claimed, or nothing to attend
+                self._unattended.pop(key, None)
+                continue
+            since = self._unattended.setdefault(key, now)
+            if now - since >= after:
+                due.append((key, session, since))
+        for key, session, since in due:
+            lock = self._locks.get(key)
+            if lock is None:
+                lock = self._locks[key] = asyncio.Lock()
+            async with lock:
+                if key in self._held:
+                    continue
+                refusal = await self._claim(session, key)
+            self._unattended.pop(key, None)
+            if refusal is None:
+                self.stats.unattended += 1
+                copied = log.orders.get(key)
+                _log.warning(
+                    "session_taken_unattended",
+                    session=session.session_id,
+                    unattended_s=round(now - since, 3),
+                    open_orders=len(copied.open) if copied is not None else 0,
+                )
+            else:
+                _log.info(
+                    "session_unattended_not_taken", session=session.session_id, reason=refusal
+                )
 
     # -- renewing ----------------------------------------------------------------
 
@@ -938,6 +1022,7 @@ class Cluster:
                 "refused": self.stats.refusals,
                 "lost": self.stats.losses,
                 "released": self.stats.releases,
+                "taken_unattended": self.stats.unattended,
             },
             "copy": None
             if copy is None

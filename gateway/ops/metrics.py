@@ -387,7 +387,8 @@ class ClusterCollector(Collector):
             "fixgw_cluster_leases",
             "Session lease events: granted (a free key or our own), takeover (another"
             " gateway's lapsed lease), renewed, refused (a Logon turned away: another gateway"
-            " serves it), lost (stopped serving: not renewed in time or taken), released",
+            " serves it), lost (stopped serving: not renewed in time or taken), released,"
+            " unattended (taken with no Logon: no gateway had held it for take_unattended_ms)",
             labels=["event"],
         )
         for event, count in (
@@ -397,6 +398,7 @@ class ClusterCollector(Collector):
             ("refused", stats.refusals),
             ("lost", stats.losses),
             ("released", stats.releases),
+            ("unattended", stats.unattended),
         ):
             leases.add_metric([event], count)
         errors = CounterMetricFamily(

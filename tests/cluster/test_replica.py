@@ -4,6 +4,7 @@ copy is acknowledged, and another instance following it (real JetStream)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import cast
 
 import msgspec
@@ -13,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from config import SessionSettings
+from gateway.cluster import session_key
 from gateway.cluster.replica import Op, ReplicatedStore, SessionLog, apply
 from gateway.fix.acceptor import SessionRegistry
 from gateway.fix.application import EchoApplication
@@ -602,5 +604,84 @@ async def test_a_gateway_that_lost_its_lease_drops_the_client_unwritten_and_the_
         client.abort()
         for server in (server_a, server_b):
             await server.stop(grace=0.5)
+        for m in (a, b):
+            await m.cluster.stop()
+
+
+async def held_by(member: Member, client: str, timeout: float = 10.0) -> float:
+    """Until ``member`` holds ``client``'s session: when it did."""
+    key = session_key(member.sessions[client])
+    deadline = time.monotonic() + timeout
+    while key not in member.cluster.held():
+        assert time.monotonic() < deadline, f"{client} not taken in {timeout:g} s"
+        await asyncio.sleep(0.02)
+    return time.monotonic()
+
+
+@pytest.mark.asyncio
+async def test_a_session_no_gateway_holds_is_taken_without_a_logon_once_unattended(
+    nats_cluster: NatsCluster,
+) -> None:
+    """Its owner died (C1) or stopped and let it go (C2), its client is
+    away: another gateway takes it, and its client's orders, once no one
+    has held it for ``take_unattended_ms``; a session the copy knows
+    nothing of (C3) is left alone."""
+    config = settings(nats_cluster, take_unattended_ms=300)
+    clients = ["C1", "C2", "C3"]
+    a, c = Member(config, "a", clients), Member(config, "c", clients)
+    b = Member(config, "b", clients)
+    claimed: list[tuple[str, dict[str, bytes] | None]] = []
+    b.cluster.on_claimed = lambda session, copied: claimed.append(
+        (session.session_id, None if copied is None else dict(copied.open))
+    )
+    for session in b.sessions.values():
+        b.cluster.attend(session)
+    for m in (a, c):
+        m.cluster.client_state = lambda key: b"positions"
+        m.cluster.open_orders = lambda key: [("O1", b"o1 resting")]
+    await a.start()
+    await c.start()
+    await b.start()
+    try:
+        assert await a.claim("C1") is None
+        assert await c.claim("C2") is None
+        for m, client in ((a, "C1"), (c, "C2")):
+            m.cluster.copy_all(session_key(m.sessions[client]))
+            m.sessions[client].store.set_next_sender_seq(2)
+            await written(m, client)
+        b_log = b.cluster.log
+        assert b_log is not None
+        for client in ("C1", "C2"):
+            assert await b_log.caught_up(session_key(b.sessions[client]), 5)
+        # held by live gateways: not b's to take, however long it looks
+        await b.cluster.attend_once()
+        assert b.cluster.held() == []
+
+        for task in a.cluster._tasks:
+            task.cancel()  # a dies: its lease lapses
+        died = time.monotonic()
+        await c.cluster.stop()  # c stops: its lease is let go at once
+        stopped = time.monotonic()
+        taken = {client: await held_by(b, client) for client in ("C1", "C2")}
+        # no sooner than the lease's lapse (as b saw it) and the time unattended
+        assert taken["C1"] - died >= 0.9 + 0.3
+        assert taken["C2"] - stopped >= 0.3
+        assert sorted(claimed) == [
+            ("FIX.4.4:GW->C1", {"O1": b"o1 resting"}),
+            ("FIX.4.4:GW->C2", {"O1": b"o1 resting"}),
+        ]
+        assert b.cluster.stats.unattended == 2
+        assert b.cluster.figures()["leases"]["taken_unattended"] == 2  # type: ignore[index]
+        # taken as a Logon would: the store as the copy left it
+        assert b.store("C1").next_sender_seq == 2
+        # the client logs on where its session now is: nothing taken again
+        assert await b.claim("C1") is None
+        assert len(claimed) == 2
+        await b.cluster.attend_once()
+        assert session_key(b.sessions["C3"]) not in b.cluster.held()
+        # the dead one's release, at its end, finds the key taken: no error
+        await a.cluster.stop()
+        assert a.cluster.stats.reasons == {}
+    finally:
         for m in (a, b):
             await m.cluster.stop()

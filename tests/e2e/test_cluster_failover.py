@@ -563,3 +563,64 @@ async def test_the_leases_raft_leader_killed_abruptly_stalls_then_nothing_is_los
         resent.add((m.get(11), m.get(150)))
     assert wanted <= resent
     await again.logout()
+
+
+@pytest.mark.asyncio
+async def test_a_client_away_when_its_gateway_dies_has_its_orders_taken_by_the_other(
+    daemon_factory: Callable[..., Any], nats: NatsCluster, tmp_path: Path
+) -> None:
+    """No Logon comes after ``kill -9`` of the client's gateway: once no
+    gateway has held the session for ``take_unattended_ms`` (5 s), the
+    other takes it by itself, with the client's resting orders, which it
+    works while the client is away; the client finds them there later."""
+    a, b = gateways(daemon_factory, nats, tmp_path)
+    at_a, at_b = ("127.0.0.1", a.fix_port), ("127.0.0.1", b.fix_port)
+    client = FixClient(SETTINGS, MemoryStore())
+    assert await client.connect_any([at_a, at_b]) == at_a
+    client.send(b"D", limit_order("rest-1", b"1", b"1.00000", b"1"))
+    client.send(b"D", limit_order("rest-2", b"2", b"1.20000", b"1"))
+    rested = {m.get(11): m.get(37) for m in await reports(client, 2)}
+    client.abort()  # the client goes away
+    a.kill9()
+    killed = time.monotonic()
+    listed: list[dict[str, Any]] = []
+    while len(listed) < 2:
+        assert time.monotonic() - killed < 30, "the other gateway did not take the orders"
+        await asyncio.sleep(0.1)
+        listed = admin(b.http_port, "/admin/orders?client=CLIENT1")
+    waited = time.monotonic() - killed
+    print(f"\nunattended session taken {waited:.3f} s after kill -9 of its gateway")
+    assert waited >= 1.5 + 5  # its lease lapsed, then no one held it for 5 s
+    assert {o["cl_ord_id"]: o["order_id"] for o in listed} == {
+        k.decode(): v.decode() for k, v in rested.items() if k and v
+    }
+    taken = [e for e in log_events(b.log_path) if e["event"] == "session_taken_unattended"]
+    assert [(e["session"], e["open_orders"]) for e in taken] == [("FIX.4.4:GATEWAY->CLIENT1", 2)]
+    sessions = admin(b.http_port, "/admin/cluster")["sessions"]
+    assert [s["held_here"] for s in sessions if s["key"].endswith("CLIENT1")] == [True]
+    assert admin(b.http_port, "/admin/cluster")["leases"]["taken_unattended"] == 1
+
+    # the client comes back: its session and orders are where it logs on
+    where, _refusals = await log_on_anywhere(client, [at_a, at_b])
+    assert where == at_b
+    client.send(
+        b"H",
+        codec.encode_fields([(11, b"rest-1"), (54, b"1"), (55, b"EUR/USD"), (790, b"st-1")]),
+    )
+    status = await answer_to(client, b"rest-1")
+    assert (status.get(150), status.get(39), status.get(37)) == (b"I", b"0", rested[b"rest-1"])
+    client.send(
+        b"F",
+        codec.encode_fields(
+            [
+                (11, b"rest-2-cancel"),
+                (41, b"rest-2"),
+                (54, b"2"),
+                (55, b"EUR/USD"),
+                (60, codec.format_utc_timestamp(time.time())),
+            ]
+        ),
+    )
+    canceled = await answer_to(client, b"rest-2-cancel")
+    assert (canceled.get(150), canceled.get(37)) == (b"4", rested[b"rest-2"])
+    await client.logout()
