@@ -673,7 +673,9 @@ def carry_clients(cluster: Cluster, flow: OrderFlow, sessions: Mapping[str, Sess
             # served elsewhere, or by this gateway before a restart: what
             # the client was told is in the copy
             try:
-                flow.adopt_orders(client, list(copied.open.values()))
+                flow.adopt_orders(
+                    client, [(data, copied.at.get(oid, 0.0)) for oid, data in copied.open.items()]
+                )
             except Exception as exc:
                 # orders this gateway cannot read (another version's): it
                 # works its own rather than none, said loudly

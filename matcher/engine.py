@@ -658,13 +658,28 @@ class Matcher:
             self._index_all(order)
         result = Result()
         for order in sorted(self._open.values(), key=_by_seq):
-            if order.tif is not TimeInForce.DAY:
-                continue
-            if order.routing_qty:
-                self._expiring.add(order.order_id)
-            else:
-                self._finish(order, OrdStatus.EXPIRED, ExecType.EXPIRED, DAY_ENDED, result)
+            self._expire(order, result)
         return result
+
+    def expire_late(self, order_ids: Iterable[str]) -> Result:
+        """Expire those of these open orders that are DAY orders, as the end
+        of the trading day does (without forgetting anything): a day ended
+        while they were worked nowhere (their gateway was down, or their
+        client's session held by none)."""
+        result = Result()
+        for order_id in order_ids:
+            order = self._open.get(order_id)
+            if order is not None:
+                self._expire(order, result)
+        return result
+
+    def _expire(self, order: Order, result: Result) -> None:
+        if order.tif is not TimeInForce.DAY:
+            return
+        if order.routing_qty:
+            self._expiring.add(order.order_id)
+        else:
+            self._finish(order, OrdStatus.EXPIRED, ExecType.EXPIRED, DAY_ENDED, result)
 
     def release_forgotten(self, limit: int) -> bool:
         """Free about ``limit`` of the entries the day ends let go of (the

@@ -38,7 +38,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import msgspec
@@ -132,6 +132,10 @@ class CopiedOrders:
     copy began or was reset: until then it may lack orders (a gateway of an
     earlier version, one that ran alone, copied none), and the gateway
     claiming the session keeps its own."""
+    at: dict[str, float] = field(default_factory=dict)
+    """Per open order, when the record that last carried it was stored
+    (epoch seconds, by the stream): a DAY order copied before a trading day
+    that has ended since is expired by the gateway that takes it."""
 
 
 def order_op(order_id: str, final: bool, data: bytes) -> Op:
@@ -527,7 +531,7 @@ class SessionLog:
             # session (a late writer): not applied
             return
         after_take = bool(held and key in self._taking and taken is not None and seq > taken)
-        self._follow_client(key, writer, ops, seq, after_take)
+        self._follow_client(key, writer, ops, seq, after_take, msg.metadata.timestamp.timestamp())
         if held and writer == self.writer and epoch == held:
             return  # written here under the lease held now: the store had it first
         # another gateway's (up to the moment the session was taken here),
@@ -545,7 +549,7 @@ class SessionLog:
         self.stats.applied += 1
 
     def _follow_client(
-        self, key: str, writer: str, ops: list[Op], seq: int, after_take: bool
+        self, key: str, writer: str, ops: list[Op], seq: int, after_take: bool, at: float
     ) -> None:
         """What a record carries of the session's client: its last state
         (``after_take``: stored after the session was taken here, kept
@@ -563,17 +567,22 @@ class SessionLog:
                 if orders is None:
                     orders = self.orders[key] = CopiedOrders(writer, {})
                 orders.open.clear()
+                orders.at.clear()
                 orders.complete = True
             elif kind == ORDER:
                 if orders is None:
                     orders = self.orders[key] = CopiedOrders(writer, {})
                 order_id, _nul, state = data.partition(b"\x00")
+                oid = order_id.decode()
                 if n:
-                    orders.open.pop(order_id.decode(), None)
+                    orders.open.pop(oid, None)
+                    orders.at.pop(oid, None)
                 else:
-                    orders.open[order_id.decode()] = state
+                    orders.open[oid] = state
+                    orders.at[oid] = at
             elif kind == RESET and orders is not None:
                 orders.open.clear()
+                orders.at.clear()
                 orders.complete = False  # until the whole set that follows
         if orders is not None:
             orders.writer = writer

@@ -33,7 +33,7 @@ from gateway.fix.codec import FixMessage
 from gateway.fix.session import Session
 from gateway.orderflow.entry import OrderEntry
 from gateway.orderflow.journal import OrderJournal
-from gateway.orderflow.journal_entries import ClientState, Dropped, Entry, OrderState
+from gateway.orderflow.journal_entries import ClientState, DayEnds, Dropped, Entry, OrderState
 from gateway.orderflow.margin_watch import MarginWatch
 from gateway.orderflow.market_data import MarketDataService
 from gateway.orderflow.publish import Reports
@@ -136,6 +136,11 @@ class OrderFlow:
         self.parked: dict[str, list[Order]] = {}
         """Per client, its open orders out of the matcher: the client is
         served by another gateway of a cluster (or not yet claimed here)."""
+        self._parked_day: dict[str, float] = {}
+        # per client parked: when the trading day its orders were parked in ends
+        self.day_ends_at = 0.0
+        """When the trading day of the orders held here ends (epoch
+        seconds): journaled, so that a start after it ends the day."""
         self.apply_rules(rules)
 
     # -- the pieces, for operations (admin API, metrics) ---------------------------
@@ -235,6 +240,7 @@ class OrderFlow:
             return 0
         children = self._let_go(orders)
         self.parked.setdefault(client, []).extend(orders)
+        self._parked_day.setdefault(client, self._day_end_now())
         _log.warning(
             "client_orders_parked",
             client=client,
@@ -254,22 +260,32 @@ class OrderFlow:
         """Work the client's parked orders again (its session was claimed
         here and the cluster's copy holds nothing of it)."""
         orders = self.parked.pop(client, None)
+        day_end = self._parked_day.pop(client, 0.0)
         if not orders:
             return 0
         self._put_back(orders, journal=False)
         _log.info("client_orders_unparked", client=client, orders=len(orders))
+        if day_end and self._clock() >= day_end:
+            # the trading day they were parked in has ended since
+            self._expire_late(client, [o.order_id for o in orders])
         return len(orders)
 
-    def adopt_orders(self, client: str, copied: Iterable[bytes]) -> int:
+    def adopt_orders(self, client: str, copied: Iterable[tuple[bytes, float]]) -> int:
         """Take the client's open orders as the cluster's copy holds them
-        (:meth:`order_state` at the gateway that served it last) in place
+        (each :meth:`order_state` at the gateway that served it last, and
+        when that was copied, in epoch seconds: 0 when not known) in place
         of those held here, which are dropped without a report; journaled
         (after the client's state), so a restart here has them.  What an
         order had at LPs through that gateway comes back to it unfilled:
         a resting order rests again, an IOC, FOK or market order is
-        canceled (:data:`GATEWAY_FAILED`).  Returns how many were taken."""
+        canceled (:data:`GATEWAY_FAILED`); a DAY order copied before a
+        trading day that has ended since expires.  Returns how many were
+        taken."""
         orders = []
-        for data in copied:
+        late = []
+        now = self._clock()
+        day_end = self.rules.config.orders.trading_day_end
+        for data, copied_at in copied:
             order = _decode_order(data).order
             if order.client != client:
                 _log.error("order_copy_mismatch", client=client, order_id=order.order_id)
@@ -284,9 +300,12 @@ class OrderFlow:
                 )
                 continue
             orders.append(order)
+            if copied_at and now >= next_day_end(copied_at, day_end):
+                late.append(order.order_id)
         stale = self.matcher.park(client)
         self._let_go(stale)
         stale.extend(self.parked.pop(client, ()))
+        self._parked_day.pop(client, None)
         kept = {o.order_id for o in orders}
         dropped = sorted(o.order_id for o in stale if o.order_id not in kept)
         if dropped and self.journal is not None:
@@ -299,7 +318,24 @@ class OrderFlow:
             dropped=len(dropped),
             order_ids=[o.order_id for o in orders],
         )
+        if late:
+            self._expire_late(client, late)
         return len(orders)
+
+    def _expire_late(self, client: str, order_ids: list[str]) -> None:
+        """A trading day ended while these orders were worked nowhere: the
+        DAY ones among them expire now, as they would have then."""
+        result = self.matcher.expire_late(order_ids)
+        expired = [ex.order_id for ex in result.executions]
+        if expired:
+            _log.warning("day_orders_expired_late", client=client, order_ids=expired)
+        self.routing.publish(result, self._clock())
+
+    def _day_end_now(self) -> float:
+        """When the trading day of the orders held here ends."""
+        return self.day_ends_at or next_day_end(
+            self._clock(), self.rules.config.orders.trading_day_end
+        )
 
     def _let_go(self, orders: Iterable[Order]) -> int:
         """The bookkeeping of orders taken out of the matcher: no open lots,
@@ -357,6 +393,8 @@ class OrderFlow:
         assert journal is not None
         complete_stores(self._stored_sessions(), recovery)
         self._restored = restore(recovery, self.matcher, self.routing, self.reports, self._clock())
+        # the day of the orders read, ended at start if it has ended since
+        self.day_ends_at = recovery.day_ends_at or self._day_end_now()
         self._take_checkpoint(journal, run)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -364,8 +402,19 @@ class OrderFlow:
     async def start(self) -> None:
         restored, self._restored = self._restored, Restored()
         await self.routing.start(restored.children, restored.orphans)
-        self._arm_day_end(self._clock())
+        now = self._clock()
+        self.end_day_missed(now)
+        self._arm_day_end(now)
         self.watch.start()
+
+    def end_day_missed(self, now: float) -> bool:
+        """End the trading day of the orders held here if it ended while the
+        gateway was down (at start): True when it did."""
+        if not self.day_ends_at or now < self.day_ends_at:
+            return False
+        _log.warning("trading_day_ended_while_down", day_ended_at=self.day_ends_at)
+        self.end_trading_day(now)
+        return True
 
     async def stop(self) -> None:
         if self._day_timer is not None:
@@ -378,6 +427,7 @@ class OrderFlow:
 
     def _arm_day_end(self, now: float) -> None:
         at = next_day_end(now, self.rules.config.orders.trading_day_end)
+        self.day_ends_at = at
         self._day_timer = asyncio.get_running_loop().call_later(at - now, self._on_day_end)
 
     def _on_day_end(self) -> None:
@@ -389,8 +439,12 @@ class OrderFlow:
     def end_trading_day(self, now: float) -> None:
         """Expire open DAY orders and forget the day's final orders (freed
         :data:`RELEASED_PER_TURN` a loop turn)."""
+        # the next day's end (a timer that fired a hair early: not this one)
+        self.day_ends_at = next_day_end(now + 1.0, self.rules.config.orders.trading_day_end)
         result = self.matcher.expire_day()
         _log.info("trading_day_ended", expired=len(result.executions))
+        if self.journal is not None:
+            self.journal.add(DayEnds(self.day_ends_at))
         self.routing.publish(result, now)
         if self.journal is not None:
             # one under way may have written the day's expiring orders
@@ -557,6 +611,7 @@ class OrderFlow:
             self.routing,
             self.reports.accounts,
             [o for orders in self.parked.values() for o in orders],
+            self.day_ends_at,
         )
 
     def _flush_before_checkpoint(self, journal: OrderJournal) -> None:

@@ -43,6 +43,10 @@ Entries (:data:`~gateway.orderflow.journal_entries.Entry`, msgspec Structs defin
     took its session over found them in the session's copy; open orders it
     held no more then (the copy's took their place, each journaled as an
     ``OrderState``).
+``DayEnds``
+    When the trading day of the orders journaled ends: at the head of each
+    checkpoint and when a day ends.  A gateway started after that moment
+    (it was down when the day ended) ends the day at start.
 ``Positions``, ``InFlight``, ``Expiring``
     Checkpoint-only: the ledger's positions, a child in flight with what it
     has filled so far, the DAY orders to expire when their routing ends.

@@ -16,6 +16,7 @@ from router.model import ChildOrder, Side
 __all__ = [
     "Abandoned",
     "ClientState",
+    "DayEnds",
     "Dropped",
     "Ended",
     "Entry",
@@ -142,6 +143,15 @@ class Dropped(msgspec.Struct, tag=15, array_like=True, frozen=True):
     order_ids: list[str]
 
 
+class DayEnds(msgspec.Struct, tag=16, array_like=True, frozen=True):
+    """When the trading day of the orders that follow ends (epoch seconds):
+    journaled when a day ends and at the head of each checkpoint, so that a
+    gateway started after that moment knows the day ended while it was
+    down (docs/guarantees.md)."""
+
+    at: float
+
+
 Entry = (
     Run
     | OrderState
@@ -158,4 +168,5 @@ Entry = (
     | Serial
     | ClientState
     | Dropped
+    | DayEnds
 )

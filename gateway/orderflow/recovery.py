@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from gateway.orderflow.journal_entries import (
     Abandoned,
     ClientState,
+    DayEnds,
     Dropped,
     Ended,
     Entry,
@@ -90,6 +91,9 @@ class Recovery:
         self.holdings_read = False
         """Whether the journal held the margin accounts' holdings (a journal
         written before they were kept holds positions only)."""
+        self.day_ends_at = 0.0
+        """When the trading day of the orders read ends (0: the journal does
+        not say: written by an earlier version)."""
 
     def apply(self, entry: Entry) -> None:
         if isinstance(entry, OrderState):
@@ -141,6 +145,8 @@ class Recovery:
                 self.orders.pop(order_id, None)
         elif isinstance(entry, Expiring):
             self.expiring = list(entry.order_ids)
+        elif isinstance(entry, DayEnds):
+            self.day_ends_at = entry.at
         elif isinstance(entry, Run):
             pass
 

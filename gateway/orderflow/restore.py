@@ -19,6 +19,7 @@ import structlog
 from config import ConfigError
 from gateway.fix.session import Session
 from gateway.orderflow.journal_entries import (
+    DayEnds,
     Entry,
     Expiring,
     Holdings,
@@ -77,6 +78,7 @@ def sliced_checkpoint_entries(
     routing: ChildRouting,
     accounts: Accounts,
     parked: Iterable[Order] = (),
+    day_ends_at: float = 0.0,
 ) -> Iterator[Entry]:
     """The state as journal entries, for a checkpoint written a slice at a
     time while the state changes (:meth:`OrderJournal.start_sliced_checkpoint`).
@@ -90,10 +92,13 @@ def sliced_checkpoint_entries(
     ledger, not taken from the child again: see Recovery); the expiring
     orders are taken last.  ``parked``: open orders out of the matcher
     (their client is served by another gateway of a cluster), kept as
-    they are."""
+    they are.  ``day_ends_at``: when the trading day of the orders ends
+    (journaled as :class:`DayEnds`; 0: not known)."""
     lps, clients, last_price = ledger.positions()
     head: list[Entry] = [Run(run), Positions(lps, clients, last_price)]
     head.append(Holdings(accounts.holdings()))
+    if day_ends_at:
+        head.append(DayEnds(day_ends_at))
     # the final ones oldest first (what recovery keeps of them depends on
     # it), as they are kept now but read as the slices are written; the open
     # ones copied (a list of references, at C speed)

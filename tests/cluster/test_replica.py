@@ -416,6 +416,11 @@ async def test_the_clients_open_orders_go_with_its_sessions_copy_and_a_reset_car
         assert a_log.stats.records == records + 1
         assert await b_log.caught_up(key, 5)
         assert b_log.orders[key].open == {"O1": b"o1 v2", "O2": b"o2 v1"}
+        # when each was copied (the stream's time): a DAY order copied
+        # before a day end that has passed is expired by its taker
+        stored = b_log.orders[key].at
+        assert set(stored) == {"O1", "O2"}
+        assert all(abs(at - time.time()) < 300 for at in stored.values())
         assert b_log.orders[key].writer == a_log.writer
         # changes alone do not make the set whole: a claim would keep its own
         assert not b_log.orders[key].complete
@@ -426,6 +431,7 @@ async def test_the_clients_open_orders_go_with_its_sessions_copy_and_a_reset_car
         await written(a)
         assert await b_log.caught_up(key, 5)
         assert b_log.orders[key].open == {"O1": b"o1 v2", "O3": b"o3 v1"}
+        assert set(b_log.orders[key].at) == {"O1", "O3"}
         # a reset's record carries every open order (the ones before it are
         # purged): what a late reader has is whole
         store.reset(1_000.0)

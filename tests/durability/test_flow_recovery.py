@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -17,9 +17,16 @@ from gateway.daemon import build_order_flow, carry_clients
 from gateway.fix.session import Session
 from gateway.fix.store import MemoryStore
 from gateway.net.transport import Outbox
-from gateway.orderflow.flow import OrderFlow
+from gateway.orderflow.flow import OrderFlow, next_day_end
 from gateway.orderflow.journal import OrderJournal
-from gateway.orderflow.journal_entries import ClientState, Entry, Message, OrderState, Run
+from gateway.orderflow.journal_entries import (
+    ClientState,
+    DayEnds,
+    Entry,
+    Message,
+    OrderState,
+    Run,
+)
 from matcher.engine import CancelOrder
 from matcher.orders import Order, OrdStatus
 from router.model import OrdType, Side, TimeInForce
@@ -52,14 +59,14 @@ def journal_with(path: Path, *orders: Order) -> None:
     journal.close()
 
 
-def flow(path: Path) -> tuple[OrderFlow, OrderJournal]:
+def flow(path: Path, clock: Callable[[], float] = time.time) -> tuple[OrderFlow, OrderJournal]:
     config = load_config(str(default_config_path()))
     sessions = {
         s.TargetCompID: Session(s, MemoryStore()) for s in config.sessions if s.TargetCompID
     }
     journal = OrderJournal(path)
     try:
-        built = build_order_flow(config, sessions, journal, Outbox(journal.flush), time.time)
+        built = build_order_flow(config, sessions, journal, Outbox(journal.flush), clock)
     except BaseException:
         journal.close()
         raise
@@ -324,7 +331,7 @@ async def test_a_clients_orders_taken_over_replace_those_held_and_survive_a_rest
     ]
     try:
         built.park_all()
-        taken = built.adopt_orders("CLIENT1", [built.order_state(o) for o in copied])
+        taken = built.adopt_orders("CLIENT1", [(built.order_state(o), 0.0) for o in copied])
         assert taken == 3
         assert built.parked == {}
         assert [ex.order_id for ex in built.matcher.open_orders("CLIENT1")] == ["4O2", "4O9"]
@@ -367,6 +374,7 @@ class FakeCluster:
 
         self.whole: list[str] = []
         self.serving_keys: set[str] = set()
+        self.attended: list[str] = []
 
     def copy_order(self, key: str, order_id: str, final: bool, data: bytes) -> None:
         self.copied.append((key, order_id, final))
@@ -379,6 +387,9 @@ class FakeCluster:
 
     def serving(self, key: str) -> bool:
         return key in self.serving_keys
+
+    def attend(self, session: Session) -> None:
+        self.attended.append(session.session_id)
 
 
 @pytest.mark.asyncio
@@ -468,5 +479,99 @@ async def test_in_a_cluster_only_the_gateway_serving_a_client_judges_its_margin(
         watch.serves = lambda client: True
         watch.look(time.time())
         assert judged == ["CLIENT1"]
+    finally:
+        journal.close()
+
+
+def a_day_order(order_id: str) -> Order:
+    return msgspec.structs.replace(an_order(order_id, "EUR/USD"), tif=TimeInForce.DAY)
+
+
+def expired_reports(built: OrderFlow) -> list[bytes]:
+    return [raw for raw in sent_texts(built) if b"\x01150=C\x01" in raw]
+
+
+@pytest.mark.asyncio
+async def test_a_day_that_ended_while_the_gateway_was_down_is_ended_at_its_start(
+    tmp_path: Path,
+) -> None:
+    ended = time.time() - 3600  # the day of the orders journaled ended an hour ago
+    journal = OrderJournal(tmp_path)
+    list(journal.replay())
+    journal.add(Run(4))
+    journal.add(DayEnds(ended))
+    journal.add(OrderState(a_day_order("4O1")))
+    journal.add(OrderState(an_order("4O2", "EUR/USD")))
+    journal.close()
+    built, journal = flow(tmp_path)
+    try:
+        assert built.day_ends_at == ended
+        assert built.end_day_missed(time.time())
+        assert [o.order_id for o in built.matcher.open_orders("CLIENT1")] == ["4O2"]
+        expired = built.matcher.status("CLIENT1", "C-4O1")
+        assert expired is not None
+        assert expired.status is OrdStatus.EXPIRED
+        assert len(expired_reports(built)) == 1  # stored for the client's logon
+        assert built.day_ends_at > time.time()
+        next_end = built.day_ends_at
+        await until_checkpoint_ends(built)  # the day end's checkpoint
+    finally:
+        journal.close()
+    # the next start knows the day ended: nothing ends again
+    again, journal = flow(tmp_path)
+    try:
+        assert again.day_ends_at == next_end
+        assert not again.end_day_missed(time.time())
+        assert [o.order_id for o in again.matcher.open_orders("CLIENT1")] == ["4O2"]
+    finally:
+        journal.close()
+
+
+def test_a_journal_that_does_not_say_when_its_day_ends_ends_nothing(tmp_path: Path) -> None:
+    journal_with(tmp_path, a_day_order("4O1"))  # written by an earlier version
+    built, journal = flow(tmp_path)
+    try:
+        now = time.time()
+        assert built.day_ends_at == next_day_end(now, "21:00")
+        assert not built.end_day_missed(now)
+        assert [o.order_id for o in built.matcher.open_orders("CLIENT1")] == ["4O1"]
+    finally:
+        journal.close()
+
+
+@pytest.mark.asyncio
+async def test_day_orders_parked_or_copied_across_a_day_end_expire_when_taken(
+    tmp_path: Path,
+) -> None:
+    journal_with(tmp_path, a_day_order("4O1"), an_order("4O2", "EUR/USD"))
+    now = [time.time()]
+    built, journal = flow(tmp_path, lambda: now[0])
+    try:
+        day_end = built.day_ends_at
+        # parked and taken back the same day: all of them come back
+        built.park_all()
+        assert built.unpark_client("CLIENT1") == 2
+        assert len(built.matcher.open_orders("CLIENT1")) == 2
+        # parked, taken back after the day they were parked in ended (no
+        # gateway worked them at its end): the DAY order expires
+        built.park_all()
+        now[0] = day_end + 5
+        assert built.unpark_client("CLIENT1") == 2
+        assert [o.order_id for o in built.matcher.open_orders("CLIENT1")] == ["4O2"]
+        assert len(expired_reports(built)) == 1
+        # copied before a day end that has passed since: expired when taken;
+        # copied since, or when not known: taken open
+        copied = [
+            (built.order_state(a_day_order("4O7")), now[0] - 86_400),
+            (built.order_state(a_day_order("4O8")), now[0] - 1),
+            (built.order_state(a_day_order("4O9")), 0.0),
+            (built.order_state(an_order("4O10", "EUR/USD")), now[0] - 86_400),
+        ]
+        assert built.adopt_orders("CLIENT1", copied) == 4
+        open_ids = [o.order_id for o in built.matcher.open_orders("CLIENT1")]
+        assert open_ids == ["4O8", "4O9", "4O10"]
+        gone = built.matcher.status("CLIENT1", "C-4O7")
+        assert gone is not None
+        assert gone.status is OrdStatus.EXPIRED
     finally:
         journal.close()

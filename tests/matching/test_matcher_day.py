@@ -41,6 +41,25 @@ def test_day_orders_expire_gtc_orders_stay() -> None:
     assert status.status is OrdStatus.EXPIRED
 
 
+def test_day_orders_expire_late_when_named_and_nothing_is_forgotten() -> None:
+    """A day that ended while orders were worked nowhere (their gateway
+    down, their session held by none): the DAY ones named expire now."""
+    m = Matcher(INSTRUMENTS, id_prefix="T")
+    m.submit(limit("c1", "d1", BUY, 5, 101, DAY), LPS)
+    m.submit(limit("c1", "g1", BUY, 5, 102, GTC), LPS)
+    m.submit(limit("c2", "d2", SELL, 5, 109, DAY), LPS)
+    m.submit(limit("c1", "x1", BUY, 5, 101, GTC), LPS)
+    m.cancel(cancel("c1", "x1-c", "x1"))
+    ids = {o.cl_ord_id: o.order_id for o in m.open_orders()}
+    result = m.expire_late([ids["d1"], ids["g1"], "no such order"])
+    assert [(e.cl_ord_id, e.exec_type, e.text) for e in result.executions] == [
+        ("d1", ExecType.EXPIRED, DAY_ENDED)
+    ]
+    assert [o.cl_ord_id for o in m.open_orders()] == ["g1", "d2"]
+    # not a day end: the final orders are still known
+    assert m.status("c1", "x1-c") is not None
+
+
 def test_a_new_day_forgets_the_final_orders_of_the_last_one() -> None:
     m = Matcher(INSTRUMENTS, id_prefix="T")
     m.submit(market("c1", "m1", BUY, 5), LPS)
