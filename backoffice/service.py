@@ -1,7 +1,9 @@
 """``fixgw backoffice``: the back-office process.
 
 It logs on to the gateway's drop-copy session with the project's own FIX
-client and keeps, in its ledger, every trade the drop copy reports: the
+client (to each gateway's, for the gateways of a cluster:
+``[[backoffice.gateways]]``) and keeps, in one ledger, every trade the drop
+copies report: the
 clients' fills (copies of their ExecutionReports) and the house's bookings
 of LP fills (TradeCaptureReports).  It reads the LPs' statements from a
 folder as they grow, reconciles the three records as they arrive, compares
@@ -26,7 +28,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, NamedTuple
@@ -57,7 +59,7 @@ from gateway.net.client import FixClient, LogonError
 from gateway.ops.placement import pin_to_cpus
 from gateway.storage.session_store import open_store
 
-__all__ = ["BackOffice", "BackofficeError", "open_ledger"]
+__all__ = ["BackOffice", "BackofficeError", "Feed", "open_ledger"]
 
 _log = structlog.get_logger("backoffice")
 _DASHBOARD: Final = Path(__file__).with_name("dashboard.html")
@@ -75,6 +77,39 @@ class _Batch(NamedTuple):
     clients: list[ClientTrade]
     houses: list[HouseTrade]
     received: float  # when it was taken in
+
+
+class Feed:
+    """One gateway's drop copy as the back office follows it."""
+
+    def __init__(self, name: str, host: str, port: int, http_port: int, session_key: str) -> None:
+        self.name = name
+        self.host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        self.port = port
+        self.http_port = http_port
+        self.session_key = session_key
+        """Its session's files, and its place in the ledger (the MsgSeqNum
+        of the last message stored)."""
+        self.client: FixClient | None = None
+        self.last_seq = 0
+        self.taken: deque[float] = deque()
+        """When each batch taken from it and not yet written was taken."""
+        self.warned = False
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def caught_up(self) -> bool:
+        """Logged on, nothing waiting and no gap open."""
+        client = self.client
+        return (
+            client is not None
+            and client.logged_on
+            and client.messages.empty()
+            and not self.taken
+            and not client.session.awaiting_resend
+        )
 
 
 class BackofficeError(Exception):
@@ -159,11 +194,15 @@ class _Metrics:
             registry=r,
         )
         self.feed_up = Gauge(
-            "fixgw_backoffice_feed_logged_on", "1 when logged on to the drop copy", registry=r
+            "fixgw_backoffice_feed_logged_on",
+            "1 when logged on to the gateway's drop copy, by gateway",
+            ["gateway"],
+            registry=r,
         )
         self.last_seq = Gauge(
             "fixgw_backoffice_feed_last_seq",
-            "MsgSeqNum of the last drop-copy message stored in the ledger",
+            "MsgSeqNum of the last drop-copy message stored in the ledger, by gateway",
+            ["gateway"],
             registry=r,
         )
         self.bad = Counter(
@@ -191,9 +230,12 @@ class BackOffice:
         self.clock = clock
         self.monotonic = monotonic
         self.session_settings = drop_copy_session(config)
-        self.session_key = (
-            f"{self.session_settings.SenderCompID}-{self.session_settings.TargetCompID}"
-        )
+        key = f"{self.session_settings.SenderCompID}-{self.session_settings.TargetCompID}"
+        gw = config.gateway
+        self.feeds = [
+            Feed(g.name, g.host, g.drop_copy_port, g.http_port, f"{key}.{g.name}")
+            for g in config.backoffice.gateways
+        ] or [Feed("gateway", gw.fix_host, gw.drop_copy_port, gw.http_port, key)]
         data_dir = Path(config.gateway.data_dir)
         self.state_dir = data_dir / "backoffice"
         self.settlement = Settlement(config.instruments)
@@ -215,22 +257,22 @@ class BackOffice:
         self.grace = float(self.settings.grace_seconds)
         self.metrics = _Metrics()
         self.metrics.lag.set_function(self.lag_seconds)
-        self.client: FixClient | None = None
         self.last_run: ReconRun | None = None
         self.last_full: ReconRun | None = None
-        self.last_seq = 0
         self.counts: dict[str, int] = {}
         self.exports: list[str] = []
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()  # one ledger job at a time: writes, statements, recon
         self._batches: deque[tuple[int, float]] = deque()  # ingest id, when received
         self._position_seen: tuple[Any, ...] | None = None
+        self.positions_compared = 0
+        """Comparisons of the gateways' positions with the ledger's so far."""
+        self.clients_not_compared: list[str] = []
+        """Clients left out of the last comparison: served by no gateway
+        of a cluster at that moment, or by two."""
         self._http: web.AppRunner | None = None
         self.http_port = 0
-        self._gateway_warned = False
         self.failed = ""
-        # when each batch taken from the drop copy and not yet written was taken
-        self._taken: deque[float] = deque()
         self._deferred: float | None = None  # since when runs wait (monotonic clock)
         self._unapplied: list[StatementChange] = []
         self._statements_read: float | None = None  # when the last scan was taken in
@@ -271,8 +313,10 @@ class BackOffice:
         """Open the ledger and the HTTP server; LedgerError, OSError otherwise."""
         self._lower_priority()
         await self.ledger.open()
-        self.last_seq = await self.ledger.last_seq(self.session_key)
-        self.metrics.last_seq.set(self.last_seq)
+        for feed in self.feeds:
+            feed.last_seq = await self.ledger.last_seq(feed.session_key)
+            self.metrics.last_seq.labels(feed.name).set(feed.last_seq)
+            self.metrics.feed_up.labels(feed.name).set(0)
         self.counts = await self.ledger.counts()
         await self._refresh_breaks()
         await self._start_http()
@@ -280,7 +324,7 @@ class BackOffice:
             "backoffice_started",
             ledger=self.ledger.url,
             statements=str(self.statements.folder),
-            resume_after_seq=self.last_seq,
+            resume_after_seq={feed.name: feed.last_seq for feed in self.feeds},
             http_port=self.http_port,
             **self.counts,
         )
@@ -289,7 +333,10 @@ class BackOffice:
         """Run until :meth:`stop`."""
         await self.start()
         tasks = [
-            asyncio.create_task(self._feed(), name="feed"),
+            *(
+                asyncio.create_task(self._follow(feed), name=f"feed {feed.name}")
+                for feed in self.feeds
+            ),
             asyncio.create_task(self._every(self._statements, 500), name="statements"),
             asyncio.create_task(
                 self._every(self._recon, self.settings.recon_interval_ms), name="recon"
@@ -311,12 +358,15 @@ class BackOffice:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if self.client is not None:
-                self.client.abort()
+            for feed in self.feeds:
+                if feed.client is not None:
+                    feed.client.abort()
             if self._http is not None:
                 await self._http.cleanup()
             await self.ledger.close()
-            _log.info("backoffice_stopped", last_seq=self.last_seq)
+            _log.info(
+                "backoffice_stopped", last_seq={feed.name: feed.last_seq for feed in self.feeds}
+            )
 
     def stop(self) -> None:
         self._stop.set()
@@ -348,17 +398,15 @@ class BackOffice:
 
     # -- the drop copy -----------------------------------------------------------------
 
-    async def _feed(self) -> None:
-        """Log on to the drop copy, store what it sends; log on again after
-        a disconnect, every second until it answers."""
-        store = open_store("file", self.state_dir / "session", self.session_key)
+    async def _follow(self, feed: Feed) -> None:
+        """Log on to a gateway's drop copy, store what it sends; log on again
+        after a disconnect, every second until it answers."""
+        store = open_store("file", self.state_dir / "session", feed.session_key)
         # the ledger, not the session store, says what has been kept
-        store.set_next_target_seq(self.last_seq + 1)
-        client = self.client = FixClient(self.session_settings, store, clock=self.clock)
-        host, port = self.config.gateway.fix_host, self.config.gateway.drop_copy_port
-        if host in ("0.0.0.0", "::", ""):
-            host = "127.0.0.1"
-        intake = asyncio.create_task(self._take_in(client), name="intake")
+        store.set_next_target_seq(feed.last_seq + 1)
+        client = feed.client = FixClient(self.session_settings, store, clock=self.clock)
+        host, port = feed.host, feed.port
+        intake = asyncio.create_task(self._take_in(feed, client), name="intake")
         # one that fails stops the process, said why (nothing would read
         # the drop copy any more)
         intake.add_done_callback(self._task_ended)
@@ -371,21 +419,29 @@ class BackOffice:
                     if str(exc) != refused:
                         refused = str(exc)
                         _log.warning(
-                            "drop_copy_unavailable", address=f"{host}:{port}", error=refused
+                            "drop_copy_unavailable",
+                            gateway=feed.name,
+                            address=f"{host}:{port}",
+                            error=refused,
                         )
                     await asyncio.sleep(1)
                     continue
                 refused = ""
-                self.metrics.feed_up.set(1)
-                _log.info("drop_copy_logged_on", address=f"{host}:{port}", session=self.session_key)
+                self.metrics.feed_up.labels(feed.name).set(1)
+                _log.info(
+                    "drop_copy_logged_on",
+                    gateway=feed.name,
+                    address=f"{host}:{port}",
+                    session=feed.session_key,
+                )
                 while True:
                     try:
                         await client.wait_closed(timeout=3600.0)
                         break
                     except TimeoutError:
                         continue
-                self.metrics.feed_up.set(0)
-                _log.warning("drop_copy_disconnected", session=self.session_key)
+                self.metrics.feed_up.labels(feed.name).set(0)
+                _log.warning("drop_copy_disconnected", gateway=feed.name, session=feed.session_key)
                 await asyncio.sleep(0.2)
         finally:
             try:
@@ -399,27 +455,27 @@ class BackOffice:
             finally:
                 store.close()
 
-    async def _take_in(self, client: FixClient) -> None:
-        """Store what the drop copy sends: one batch made into trades while
+    async def _take_in(self, feed: Feed, client: FixClient) -> None:
+        """Store what a drop copy sends: one batch made into trades while
         the one before is written (the ledger writes in its own thread)."""
         parsed: asyncio.Queue[_Batch] = asyncio.Queue(maxsize=1)
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._reader(client, parsed), name="reader")
-                group.create_task(self._writer(parsed), name="writer")
+                group.create_task(self._reader(feed, client, parsed), name="reader")
+                group.create_task(self._writer(feed, parsed), name="writer")
         finally:
-            self._taken.clear()
+            feed.taken.clear()
 
-    async def _reader(self, client: FixClient, parsed: asyncio.Queue[_Batch]) -> None:
+    async def _reader(self, feed: Feed, client: FixClient, parsed: asyncio.Queue[_Batch]) -> None:
         """Take the drop copy in batches and make them into trades."""
         queue = client.messages
         days = self.days
         held = False
-        last = self.last_seq
+        last = feed.last_seq
         while True:
             first = await queue.get()
             received = self.clock()
-            self._taken.append(received)
+            feed.taken.append(received)
             batch = [first]
             while len(batch) < _BATCH and not queue.empty():
                 batch.append(queue.get_nowait())
@@ -447,6 +503,7 @@ class BackOffice:
                     self.metrics.bad.labels("drop_copy").inc()
                     _log.error(
                         "drop_copy_message_unreadable",
+                        gateway=feed.name,
                         seq=seq,
                         msg_type=msg.msg_type.decode("latin-1"),
                         error=str(exc)[:200],
@@ -454,28 +511,30 @@ class BackOffice:
             del batch, first  # not held while waiting for the writer
             await parsed.put(_Batch(last, clients, houses, received))
 
-    async def _writer(self, parsed: asyncio.Queue[_Batch]) -> None:
+    async def _writer(self, feed: Feed, parsed: asyncio.Queue[_Batch]) -> None:
         """Write the batches the reader made, in their order."""
         while True:
             batch = await parsed.get()
-            ingest = await self._write(batch.last, batch.clients, batch.houses)
+            ingest = await self._write(feed, batch.last, batch.clients, batch.houses)
             self._batches.append((ingest, batch.received))
-            self._taken.popleft()
-            self.last_seq = batch.last
-            self.metrics.last_seq.set(batch.last)
+            feed.taken.popleft()
+            feed.last_seq = batch.last
+            self.metrics.last_seq.labels(feed.name).set(batch.last)
             if batch.clients:
                 self.metrics.trades.labels("client").inc(len(batch.clients))
             if batch.houses:
                 self.metrics.trades.labels("house").inc(len(batch.houses))
 
-    async def _write(self, last: int, clients: list[ClientTrade], houses: list[HouseTrade]) -> int:
+    async def _write(
+        self, feed: Feed, last: int, clients: list[ClientTrade], houses: list[HouseTrade]
+    ) -> int:
         """Store one batch; while the ledger fails, say so and try again
         every second (the drop copy waits in memory meanwhile)."""
         failures = 0
         while True:
             try:
                 async with self._lock:
-                    ingest = await self.ledger.write(self.session_key, last, clients, houses)
+                    ingest = await self.ledger.write(feed.session_key, last, clients, houses)
             except Exception as exc:
                 if failures == 0:
                     _log.error("ledger_write_failed", error=str(exc)[:300], retry_s=1)
@@ -518,21 +577,21 @@ class BackOffice:
         self._batches.append((ingest, self.clock()))
 
     def lag_seconds(self) -> float:
-        """Age of the oldest trade taken in (from the drop copy or a
+        """Age of the oldest trade taken in (from a drop copy or a
         statement) and not yet reconciled; 0 when there is none."""
         oldest = self._batches[0][1] if self._batches else None
-        taking = self._taken[0] if self._taken else None
-        if taking is not None and (oldest is None or taking < oldest):
-            oldest = taking
+        for feed in self.feeds:
+            taking = feed.taken[0] if feed.taken else None
+            if taking is not None and (oldest is None or taking < oldest):
+                oldest = taking
         return max(0.0, self.clock() - oldest) if oldest is not None else 0.0
 
     async def _recon(self) -> None:
         # a drop copy more than a batch behind is taken in first (a run
         # would hold the ledger while the writer waits), for a while: the
         # lag stays bounded when the backlog lasts
-        client = self.client
         now = self.monotonic()
-        if client is not None and client.messages.qsize() > _BATCH:
+        if any(f.client is not None and f.client.messages.qsize() > _BATCH for f in self.feeds):
             if self._deferred is None:
                 self._deferred = now
             if now - self._deferred < _DEFER_RECON_S:
@@ -586,15 +645,8 @@ class BackOffice:
         return breaks
 
     def _caught_up(self) -> bool:
-        """Logged on to the drop copy, nothing waiting and no gap open."""
-        client = self.client
-        return (
-            client is not None
-            and client.logged_on
-            and client.messages.empty()
-            and not self._taken
-            and not client.session.awaiting_resend
-        )
+        """Logged on to every drop copy, nothing waiting and no gap open."""
+        return all(feed.caught_up() for feed in self.feeds)
 
     async def _positions(self) -> None:
         """Compare the gateway's positions with the sums of the fills, when
@@ -612,7 +664,10 @@ class BackOffice:
         if not self._caught_up():
             self._position_seen = None
             return
-        found = _position_differences(gateway, ours)
+        unknown = list(gateway.get("unknown", ()))
+        found = _position_differences(gateway, ours, unknown)
+        self.positions_compared += 1
+        self.clients_not_compared = unknown
         key = (counts["client_trades"], counts["house_trades"], tuple(sorted(b.key for b in found)))
         if found and key == self._position_seen:
             await self.ledger.set_position_breaks(found, _utcnow(self.clock))
@@ -622,12 +677,19 @@ class BackOffice:
         await self._refresh_breaks()
 
     async def _gateway_exposures(self) -> dict[str, Any] | None:
-        gw = self.config.gateway
-        if not gw.http_port:
+        """The positions of the gateways followed, as one (:func:`_merged`);
+        None when one of them cannot say (no HTTP port, unreachable)."""
+        if not all(feed.http_port for feed in self.feeds):
             return None
-        host = "127.0.0.1" if gw.http_host in ("0.0.0.0", "::", "") else gw.http_host
-        url = f"http://{host}:{gw.http_port}/admin/exposures"
-        headers = {"Authorization": f"Bearer {gw.admin_token}"} if gw.admin_token else {}
+        views = await asyncio.gather(*(self._exposures_of(feed) for feed in self.feeds))
+        if any(view is None for view in views):
+            return None
+        return _merged([view for view in views if view is not None])
+
+    async def _exposures_of(self, feed: Feed) -> dict[str, Any] | None:
+        token = self.config.gateway.admin_token
+        url = f"http://{feed.host}:{feed.http_port}/admin/exposures"
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
             async with (
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http,
@@ -637,11 +699,16 @@ class BackOffice:
                     raise aiohttp.ClientError(f"HTTP {response.status}")
                 data: dict[str, Any] = await response.json()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            if not self._gateway_warned:
-                self._gateway_warned = True
-                _log.warning("gateway_positions_unavailable", url=url, error=str(exc) or repr(exc))
+            if not feed.warned:
+                feed.warned = True
+                _log.warning(
+                    "gateway_positions_unavailable",
+                    gateway=feed.name,
+                    url=url,
+                    error=str(exc) or repr(exc),
+                )
             return None
-        self._gateway_warned = False
+        feed.warned = False
         return data
 
     # -- the trading day ---------------------------------------------------------------
@@ -701,13 +768,27 @@ class BackOffice:
 
     async def status(self) -> dict[str, Any]:
         run = self.last_run
-        client = self.client
+        feeds = [
+            {
+                "gateway": feed.name,
+                "address": feed.address,
+                "session": feed.session_key,
+                "logged_on": bool(feed.client is not None and feed.client.logged_on),
+                "last_seq_stored": feed.last_seq,
+            }
+            for feed in self.feeds
+        ]
         return {
             "ledger": self.ledger.url,
+            # the first gateway's (the only one, unless several are followed)
             "drop_copy": {
-                "session": self.session_key,
-                "logged_on": bool(client is not None and client.logged_on),
-                "last_seq_stored": self.last_seq,
+                **feeds[0],
+                "logged_on": all(f["logged_on"] for f in feeds),
+            },
+            "drop_copies": feeds,
+            "positions": {
+                "compared": self.positions_compared,
+                "clients_not_compared": self.clients_not_compared,
             },
             "statements": str(self.statements.folder),
             "records": self.counts,
@@ -839,11 +920,48 @@ def _utc(when: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(when, dt.UTC).replace(tzinfo=None)
 
 
+def _merged(views: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The positions of several gateways (``/admin/exposures`` of each) as
+    one: the house's at each LP summed (each gateway books its own LP
+    fills); a client's from the gateway that serves it when the gateways
+    are a cluster's (each says which it serves: the others show what they
+    last knew), summed otherwise (gateways each serving their own clients).
+    ``unknown``: clients served by no gateway of a cluster right now, or by
+    two (a takeover under way), not compared."""
+
+    def add(into: dict[str, dict[str, Decimal]], holder: str, by: Mapping[str, Any]) -> None:
+        mine = into.setdefault(holder, {})
+        for symbol, qty in by.items():
+            mine[symbol] = mine.get(symbol, Decimal(0)) + Decimal(str(qty))
+
+    lps: dict[str, dict[str, Decimal]] = {}
+    clients: dict[str, dict[str, Decimal]] = {}
+    servers: dict[str, int] = {}
+    known: set[str] = set()
+    for view in views:
+        for lp, by in (view.get("lps") or {}).items():
+            add(lps, lp, by)
+        positions = view.get("clients") or {}
+        known.update(positions)
+        served = view.get("served")
+        for client in positions if served is None else served:
+            servers[client] = servers.get(client, 0) + (1 if served is not None else 0)
+            if client in positions:
+                add(clients, client, positions[client])
+    clustered = any(view.get("served") is not None for view in views)
+    unknown = sorted(c for c in known | set(servers) if servers.get(c, 0) != 1) if clustered else []
+    for client in unknown:
+        clients.pop(client, None)
+    return {"lps": lps, "clients": clients, "unknown": unknown}
+
+
 def _position_differences(
-    gateway: dict[str, Any], ours: Mapping[str, Sequence[Position]]
+    gateway: Mapping[str, Any], ours: Mapping[str, Sequence[Position]], unknown: Iterable[str] = ()
 ) -> list[Break]:
-    """Position breaks: where the gateway's positions (``/admin/exposures``)
-    and the sums of the fills in the ledger differ."""
+    """Position breaks: where the gateways' positions (:func:`_merged`) and
+    the sums of the fills in the ledger differ (``unknown``: clients not
+    compared)."""
+    skip = set(unknown)
     found: list[Break] = []
     for side, kind, holder_key in (
         ("clients", "client_position_mismatch", "client"),
@@ -853,7 +971,11 @@ def _position_differences(
         for holder, by_symbol in (gateway.get(side) or {}).items():
             for symbol, qty in by_symbol.items():
                 theirs[(holder, symbol)] = Decimal(str(qty))
-        mine = {(p.holder, p.symbol): Decimal(p.qty) for p in ours[side]}
+        mine = {
+            (p.holder, p.symbol): Decimal(p.qty)
+            for p in ours[side]
+            if side != "clients" or p.holder not in skip
+        }
         for key in sorted(set(theirs) | set(mine)):
             a, b = mine.get(key, Decimal(0)), theirs.get(key, Decimal(0))
             if a != b:

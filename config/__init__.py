@@ -18,6 +18,7 @@ from config.loader import (
     with_overrides,
 )
 from config.schema import (
+    BackofficeGateway,
     BackofficeSettings,
     CandidatePolicy,
     ClientRiskSettings,
@@ -36,6 +37,7 @@ from config.schema import (
 from config.walk import convert_value, validate_value
 
 __all__ = [
+    "BackofficeGateway",
     "BackofficeSettings",
     "CandidatePolicy",
     "ClientRiskSettings",

@@ -25,6 +25,7 @@ import msgspec
 from config.schema import (
     USD_CONVERSION_BASE,
     USD_CONVERSION_QUOTE,
+    BackofficeSettings,
     ClusterSettings,
     Config,
     GatewaySettings,
@@ -39,6 +40,7 @@ _INSTANCE_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 __all__ = [
     "CROSS_FIELD_CHECKS",
     "CrossFieldCheck",
+    "check_backoffice",
     "check_cluster",
     "check_config",
     "check_gateway",
@@ -460,12 +462,30 @@ def check_cluster(values: Mapping[str, object], path: str) -> list[str]:
     return errors
 
 
+def check_backoffice(values: Mapping[str, object], path: str) -> list[str]:
+    """The gateways a back office follows have names and drop copies of
+    their own."""
+    errors = _duplicates(values, path, "gateways", "name")
+    seen: dict[tuple[object, object], int] = {}
+    for index, entry in _entries(values, "gateways"):
+        address = (entry.get("host", "127.0.0.1"), entry.get("drop_copy_port"))
+        if address in seen:
+            errors.append(
+                f"{_join(path, 'gateways')}[{index}]: the same drop copy as"
+                f" {_join(path, 'gateways')}[{seen[address]}] ({address[0]}:{address[1]})"
+            )
+        else:
+            seen[address] = index
+    return errors
+
+
 CROSS_FIELD_CHECKS: Final[Mapping[type[msgspec.Struct], CrossFieldCheck]] = {
     GatewaySettings: check_gateway,
     SessionSettings: check_session,
     InstrumentSettings: check_instrument,
     LpSettings: check_lp,
     ClusterSettings: check_cluster,
+    BackofficeSettings: check_backoffice,
     Config: check_config,
 }
 """Cross-field rules by struct; the loader runs them after validating each table's fields."""

@@ -680,12 +680,33 @@ class StatementColumns(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     delimiter: Annotated[str, msgspec.Meta(min_length=1, max_length=1)] = ","
 
 
+class BackofficeGateway(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One gateway whose drop copy the back office follows (a
+    ``[[backoffice.gateways]]`` entry)."""
+
+    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    """What the back office calls it (its status, metrics, session files)."""
+
+    host: NonEmptyStr = "127.0.0.1"
+    drop_copy_port: Port
+    """Where its drop-copy sessions are served (its ``gateway.drop_copy_port``)."""
+
+    http_port: OptionalPort = 0
+    """Its HTTP port, for its positions (``/admin/exposures``, with this
+    config's ``gateway.admin_token``); 0: its positions are not compared."""
+
+
 class BackofficeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The ``[backoffice]`` table: the back-office process (``fixgw backoffice``)."""
 
     session: CompID = "BACKOFFICE"
     """TargetCompID of the drop-copy session in ``[[sessions]]`` it logs on to
     (it connects to ``gateway.fix_host``:``drop_copy_port`` as that CompID)."""
+
+    gateways: tuple[BackofficeGateway, ...] = ()
+    """The gateways whose drop copies it follows, each on the session above
+    (the gateways of a cluster: one ledger for all); empty: this config's
+    gateway alone."""
 
     ledger: str = ""
     """Where trades are kept: ``duckdb:<file>`` (a relative file is relative to

@@ -120,12 +120,18 @@ def exposures(flow: OrderFlow) -> dict[str, Any]:
         }
 
     snapshot = flow.exposure(flow.now())
-    return {
+    out: dict[str, Any] = {
         "lps": units(flow.ledger.lp_positions()),
         "lp_gross_usd": {lp: str(v) for lp, v in sorted(snapshot.lp_gross_usd.items())},
         "unvalued_lps": sorted(snapshot.unvalued_lps),
         "clients": units(flow.ledger.client_positions()),
     }
+    serves = flow.watch.serves
+    if serves is not None:
+        # in a cluster: the clients whose positions here are current (a
+        # client served by another gateway is shown as this one last knew it)
+        out["served"] = sorted(client for client in flow.sessions if serves(client))
+    return out
 
 
 def _usd(value: float) -> str:

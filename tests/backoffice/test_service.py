@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import types
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 
 import msgspec
@@ -19,14 +20,24 @@ from backoffice.service import (
     _BATCH,
     BackOffice,
     BackofficeError,
+    _merged,
     _position_differences,
     drop_copy_session,
     open_ledger,
 )
 from backoffice.settlement import Settlement
-from config import BackofficeSettings, Config, default_config_path, load_config
+from config import (
+    BackofficeGateway,
+    BackofficeSettings,
+    Config,
+    ConfigError,
+    default_config_path,
+    load_config,
+)
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def default(**backoffice: object) -> Config:
@@ -112,6 +123,99 @@ def test_equal_positions_are_no_break() -> None:
         "lp_statements": [],
     }
     assert _position_differences(gateway, ours) == []
+
+
+def test_the_gateways_of_a_cluster_are_compared_as_one() -> None:
+    """The house's position at each LP is the sum of every gateway's; a
+    client's is the one of the gateway serving it (the other shows what it
+    last knew); a client served by none, or by two at once, is left out."""
+    a = {
+        "lps": {"LP_A": {"EUR/USD": "-3000"}},
+        "clients": {
+            "CLIENT1": {"EUR/USD": "1000"},  # stale: served at b now
+            "CLIENT2": {"EUR/USD": "2000"},
+            "CLIENT3": {"EUR/USD": "5000"},
+        },
+        "served": ["CLIENT2", "CLIENT4"],
+    }
+    b = {
+        "lps": {"LP_A": {"EUR/USD": "-1000"}, "LP_B": {"EUR/USD": "-1000"}},
+        "clients": {"CLIENT1": {"EUR/USD": "3000"}, "CLIENT4": {"EUR/USD": "1"}},
+        "served": ["CLIENT1", "CLIENT4"],
+    }
+    merged = _merged([a, b])
+    assert merged["lps"] == {
+        "LP_A": {"EUR/USD": Decimal(-4000)},
+        "LP_B": {"EUR/USD": Decimal(-1000)},
+    }
+    assert merged["clients"] == {
+        "CLIENT1": {"EUR/USD": Decimal(3000)},
+        "CLIENT2": {"EUR/USD": Decimal(2000)},
+    }
+    assert merged["unknown"] == ["CLIENT3", "CLIENT4"]
+    ours = {
+        "clients": [
+            Position("CLIENT1", "EUR/USD", "3000.00000000"),
+            Position("CLIENT2", "EUR/USD", "2000.00000000"),
+            Position("CLIENT3", "EUR/USD", "7000.00000000"),  # not compared
+        ],
+        "lps": [
+            Position("LP_A", "EUR/USD", "-4000.00000000"),
+            Position("LP_B", "EUR/USD", "-1000.00000000"),
+        ],
+        "lp_statements": [],
+    }
+    assert _position_differences(merged, ours, merged["unknown"]) == []
+    # gateways that are not a cluster's serve their own clients: summed
+    alone = _merged([{"lps": {}, "clients": {"CLIENT1": {"EUR/USD": "1000"}}}] * 2)
+    assert alone == {"lps": {}, "clients": {"CLIENT1": {"EUR/USD": Decimal(2000)}}, "unknown": []}
+
+
+def test_each_gateway_followed_has_a_feed_and_a_place_of_its_own(tmp_path: Path) -> None:
+    cfg = default()
+    cfg = msgspec.structs.replace(
+        cfg,
+        gateway=msgspec.structs.replace(cfg.gateway, data_dir=str(tmp_path)),
+        backoffice=msgspec.structs.replace(
+            cfg.backoffice,
+            gateways=(
+                BackofficeGateway(name="gw1", drop_copy_port=9877, http_port=8080),
+                BackofficeGateway(name="gw2", host="10.0.0.2", drop_copy_port=9887),
+            ),
+        ),
+    )
+    office = BackOffice(cfg)
+    assert [(f.name, f.address, f.http_port, f.session_key) for f in office.feeds] == [
+        ("gw1", "127.0.0.1:9877", 8080, "BACKOFFICE-GATEWAY.gw1"),
+        ("gw2", "10.0.0.2:9887", 0, "BACKOFFICE-GATEWAY.gw2"),
+    ]
+    # alone: this config's gateway, its session's place as it always was
+    (feed,) = BackOffice(
+        msgspec.structs.replace(
+            cfg, backoffice=msgspec.structs.replace(cfg.backoffice, gateways=())
+        )
+    ).feeds
+    assert (feed.name, feed.port, feed.session_key) == (
+        "gateway",
+        cfg.gateway.drop_copy_port,
+        "BACKOFFICE-GATEWAY",
+    )
+
+
+def test_two_gateways_with_one_name_or_one_drop_copy_are_refused(tmp_path: Path) -> None:
+    text = (REPO / "config" / "default.toml").read_text() + (
+        '\n[[backoffice.gateways]]\nname = "gw1"\ndrop_copy_port = 9877\n'
+        '\n[[backoffice.gateways]]\nname = "gw1"\ndrop_copy_port = 9887\n'
+        '\n[[backoffice.gateways]]\nname = "gw3"\ndrop_copy_port = 9877\n'
+    )
+    path = tmp_path / "bo.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as refused:
+        load_config(str(path))
+    assert refused.value.errors == [
+        "backoffice.gateways[1]: duplicate name gw1 (also backoffice.gateways[0])",
+        "backoffice.gateways[2]: the same drop copy as backoffice.gateways[0] (127.0.0.1:9877)",
+    ]
 
 
 def test_a_drop_copy_covering_some_clients_only_is_refused() -> None:
@@ -216,7 +320,7 @@ def _office(tmp_path: Path, now: list[float]) -> tuple[BackOffice, _Feed]:
     )
     office = BackOffice(cfg, clock=lambda: now[0], monotonic=lambda: now[0])
     feed = _Feed()
-    office.client = feed  # type: ignore[assignment]
+    office.feeds[0].client = feed  # type: ignore[assignment]
     return office, feed
 
 
@@ -225,7 +329,7 @@ async def test_the_lag_is_the_age_of_the_oldest_trade_not_yet_reconciled(tmp_pat
     now = [1_796_385_600.0]
     office, feed = _office(tmp_path, now)
     await office.ledger.open()
-    writer = asyncio.create_task(office._take_in(feed))  # type: ignore[arg-type]
+    writer = asyncio.create_task(office._take_in(office.feeds[0], feed))  # type: ignore[arg-type]
     try:
         assert office.lag_seconds() == 0.0
         feed.messages.put_nowait(_fill_copy("E1", 1))
@@ -260,7 +364,7 @@ async def test_the_next_batch_is_made_while_one_is_written_and_written_after_it(
         return await real_write(session, last, clients, houses)
 
     office.ledger.write = write  # type: ignore[method-assign]
-    intake = asyncio.create_task(office._take_in(feed))  # type: ignore[arg-type]
+    intake = asyncio.create_task(office._take_in(office.feeds[0], feed))  # type: ignore[arg-type]
     try:
         feed.messages.put_nowait(_fill_copy("E1", 1))
         async with asyncio.timeout(10):
@@ -275,7 +379,7 @@ async def test_the_next_batch_is_made_while_one_is_written_and_written_after_it(
                 await asyncio.sleep(0.01)
         # both taken while the first is still being written; nothing is stored
         # yet, and the lag counts from the oldest taken
-        assert office.last_seq == 0
+        assert office.feeds[0].last_seq == 0
         assert office._caught_up() is False
         now[0] += 1.0
         assert office.lag_seconds() == now[0] - started
@@ -296,7 +400,7 @@ async def until_stored(office: BackOffice, seq: int) -> None:
     """The writer has stored the drop copy up to ``seq`` (it signals nothing
     else to wait on)."""
     async with asyncio.timeout(10):
-        while office.last_seq < seq:  # noqa: ASYNC110
+        while office.feeds[0].last_seq < seq:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
 
@@ -333,21 +437,17 @@ async def test_an_intake_that_fails_stops_the_process_naming_its_error(tmp_path:
     retried, not this.)"""
     now = [1_796_385_600.0]
     office, _ = _office(tmp_path, now)
-    office.config = msgspec.structs.replace(
-        office.config,
-        gateway=msgspec.structs.replace(
-            office.config.gateway, fix_host="127.0.0.1", fix_port=_closed_port()
-        ),
-    )
+    office.feeds[0].port = _closed_port()
     await office.ledger.open()
-    feed = asyncio.create_task(office._feed())
+    feed = asyncio.create_task(office._follow(office.feeds[0]))
     try:
         async with asyncio.timeout(10):
-            while not hasattr(office.client, "connect"):  # noqa: ASYNC110
+            while not hasattr(office.feeds[0].client, "connect"):  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
-        assert office.client is not None
-        office.client.messages.put_nowait(_fill_copy("E1", 1))
-        office.client.messages.put_nowait(object())  # type: ignore[arg-type]
+        client = office.feeds[0].client
+        assert client is not None
+        client.messages.put_nowait(_fill_copy("E1", 1))
+        client.messages.put_nowait(object())  # type: ignore[arg-type]
         async with asyncio.timeout(10):
             await office._stop.wait()
         assert office.failed.startswith("intake: "), office.failed
