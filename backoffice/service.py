@@ -82,10 +82,19 @@ class _Batch(NamedTuple):
 class Feed:
     """One gateway's drop copy as the back office follows it."""
 
-    def __init__(self, name: str, host: str, port: int, http_port: int, session_key: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        port: int,
+        http_port: int,
+        session_key: str,
+        http_host: str = "",
+    ) -> None:
         self.name = name
-        self.host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        self.host = _reachable(host)
         self.port = port
+        self.http_host = _reachable(http_host or host)
         self.http_port = http_port
         self.session_key = session_key
         """Its session's files, and its place in the ledger (the MsgSeqNum
@@ -110,6 +119,11 @@ class Feed:
             and not self.taken
             and not client.session.awaiting_resend
         )
+
+
+def _reachable(host: str) -> str:
+    """Where to reach a server listening on ``host`` (all interfaces: here)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
 class BackofficeError(Exception):
@@ -233,9 +247,9 @@ class BackOffice:
         key = f"{self.session_settings.SenderCompID}-{self.session_settings.TargetCompID}"
         gw = config.gateway
         self.feeds = [
-            Feed(g.name, g.host, g.drop_copy_port, g.http_port, f"{key}.{g.name}")
+            Feed(g.name, g.host, g.drop_copy_port, g.http_port, f"{key}.{g.name}", g.http_host)
             for g in config.backoffice.gateways
-        ] or [Feed("gateway", gw.fix_host, gw.drop_copy_port, gw.http_port, key)]
+        ] or [Feed("gateway", gw.fix_host, gw.drop_copy_port, gw.http_port, key, gw.http_host)]
         data_dir = Path(config.gateway.data_dir)
         self.state_dir = data_dir / "backoffice"
         self.settlement = Settlement(config.instruments)
@@ -688,7 +702,7 @@ class BackOffice:
 
     async def _exposures_of(self, feed: Feed) -> dict[str, Any] | None:
         token = self.config.gateway.admin_token
-        url = f"http://{feed.host}:{feed.http_port}/admin/exposures"
+        url = f"http://{feed.http_host}:{feed.http_port}/admin/exposures"
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
             async with (

@@ -695,6 +695,10 @@ class BackofficeGateway(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     """Its HTTP port, for its positions (``/admin/exposures``, with this
     config's ``gateway.admin_token``); 0: its positions are not compared."""
 
+    http_host: str = ""
+    """The address of its HTTP server when not ``host`` (an admin interface
+    apart from the one FIX is served on)."""
+
 
 class BackofficeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The ``[backoffice]`` table: the back-office process (``fixgw backoffice``)."""

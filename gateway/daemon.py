@@ -357,6 +357,9 @@ class Gateway:
             await self._join_cluster(self.cluster, listeners)
         if self.order_flow is not None:
             await self.order_flow.start()
+        if self.cluster is not None:
+            # sessions no gateway holds are taken once the order flow works
+            self.cluster.start_attending()
         if listeners.drop_copy:
             # the journal is recovered: the copies follow it from here
             resolved = self._resolved
@@ -632,20 +635,27 @@ def carry_clients(cluster: Cluster, flow: OrderFlow, sessions: Mapping[str, Sess
         client = clients.get(key)
         return None if client is None else flow.client_state(client)
 
-    def open_orders(key: str) -> list[tuple[str, bytes]]:
+    def open_orders(key: str) -> list[tuple[str, bytes, bool]]:
         client = clients.get(key)
         if client is None:
             return []
-        return [(o.order_id, flow.order_state(o)) for o in flow.matcher.open_of(client)]
+        matcher = flow.matcher
+        return [
+            (o.order_id, flow.order_state(o), matcher.is_expiring(o.order_id))
+            for o in matcher.open_of(client)
+        ]
 
     def copy_order(order: Order) -> None:
         key = keys.get(order.client)
         if key is not None:
             # a final order leaves the copy's open set: its id says enough
             final = order.is_final
-            cluster.copy_order(
-                key, order.order_id, final, b"" if final else flow.order_state(order)
-            )
+            order_id = order.order_id
+            if final:
+                cluster.copy_order(key, order_id, True, b"")
+            else:
+                over = flow.matcher.is_expiring(order_id)
+                cluster.copy_order(key, order_id, False, flow.order_state(order), over)
 
     def taken(session: Session, data: bytes) -> None:
         client = clients.get(session_key(session))
@@ -674,7 +684,11 @@ def carry_clients(cluster: Cluster, flow: OrderFlow, sessions: Mapping[str, Sess
             # the client was told is in the copy
             try:
                 flow.adopt_orders(
-                    client, [(data, copied.at.get(oid, 0.0)) for oid, data in copied.open.items()]
+                    client,
+                    [
+                        (data, copied.at.get(oid, 0.0), oid in copied.day_over)
+                        for oid, data in copied.open.items()
+                    ],
                 )
             except Exception as exc:
                 # orders this gateway cannot read (another version's): it

@@ -498,6 +498,10 @@ class Matcher:
         yield from self._finished
         yield from sorted(self._open.values(), key=_by_seq)
 
+    def is_expiring(self, order_id: str) -> bool:
+        """Whether the order is a DAY order out at LPs when the day ended."""
+        return order_id in self._expiring
+
     @property
     def expiring(self) -> frozenset[str]:
         """DAY orders out at LPs when the day ended: they expire on return."""

@@ -238,7 +238,7 @@ class Cluster:
         """Set by the gateway: called when a session is taken here and its
         client's state, as the gateway that served it last left it, is to
         replace what this one holds (before the Logon is read)."""
-        self.open_orders: Callable[[str], list[tuple[str, bytes]]] | None = None
+        self.open_orders: Callable[[str], list[tuple[str, bytes, bool]]] | None = None
         """Set by the gateway before :meth:`start`: every open order of a
         session's client now, by session key (see :attr:`SessionLog.open_orders`)."""
         self.on_claimed: Callable[[Session, CopiedOrders | None], None] | None = None
@@ -252,6 +252,7 @@ class Cluster:
         self._closing = False
         self._unreachable_logged = False
         self._attendable: dict[str, Session] = {}
+        self._attending = False
         # per session held by no gateway: since when, as seen here
         self._unattended: dict[str, float] = {}
 
@@ -274,11 +275,13 @@ class Cluster:
         self.stores[key] = store
         return store
 
-    def copy_order(self, key: str, order_id: str, final: bool, data: bytes) -> None:
+    def copy_order(
+        self, key: str, order_id: str, final: bool, data: bytes, day_over: bool = False
+    ) -> None:
         """An order of ``key``'s client changed: it goes with the session's
         next record (:meth:`SessionLog.order`)."""
         if self.log is not None:
-            self.log.order(key, order_id, final, data)
+            self.log.order(key, order_id, final, data, day_over)
 
     @property
     def writer(self) -> str:
@@ -397,8 +400,6 @@ class Cluster:
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._renew_forever()))
         self._tasks.append(loop.create_task(self._fence_forever()))
-        if settings.take_unattended_ms:
-            self._tasks.append(loop.create_task(self._attend_forever()))
         _log.info(
             "cluster_joined",
             instance=self.name,
@@ -740,8 +741,17 @@ class Cluster:
     def attend(self, session: Session) -> None:
         """``session`` may be taken here without a Logon when no gateway has
         held it for ``take_unattended_ms`` and the copy holds its client's
-        state or orders (:meth:`attend_once`)."""
+        state or orders (:meth:`attend_once`, every ``renew_ms`` once
+        :meth:`start_attending` was called)."""
         self._attendable[session_key(session)] = session
+
+    def start_attending(self) -> None:
+        """Take the sessions no gateway holds from now on (called once what
+        serves them is ready: the gateway's order flow started)."""
+        if self.settings.take_unattended_ms and not self._attending:
+            self._attending = True
+            loop = asyncio.get_running_loop()
+            self._tasks.append(loop.create_task(self._attend_forever()))
 
     async def _attend_forever(self) -> None:
         while True:
@@ -764,6 +774,7 @@ class Cluster:
         log = self.log
         if not after or log is None or self._closing or self._name_lost or not self.connected:
             return
+        await self._catch_up_taken()
         now = self._clock()
         due = []
         for key, session in self._attendable.items():
@@ -803,6 +814,25 @@ class Cluster:
                 _log.info(
                     "session_unattended_not_taken", session=session.session_id, reason=refusal
                 )
+
+    async def _catch_up_taken(self) -> None:
+        """Sessions taken here (by a Logon or unattended) whose copy could
+        not be read in time: tried again, so that one taken with no client
+        to log on again is not held with nothing worked."""
+        for key, session in self._attendable.items():
+            lock = self._locks.get(key)
+            if key not in self._adopting or key not in self._held or lock is None:
+                continue
+            if lock.locked():
+                continue
+            async with lock:
+                if key in self._adopting and key in self._held:
+                    refusal = await self._caught_up(session, key)
+                    _log.info(
+                        "session_copy_read_again",
+                        session=session.session_id,
+                        caught_up=refusal is None,
+                    )
 
     # -- renewing ----------------------------------------------------------------
 

@@ -68,7 +68,8 @@ ORDER: Final = 101
 """The kind of op that carries one order of the session's client as it is
 now (encoded by the gateway, after its id and a NUL byte); its number is 1
 when the order is final (it is open no more: what follows its id is not
-read), else 0.  Not a store's."""
+read), 2 when it is open but its trading day has ended (it was out at an
+LP then: it expires when its lots come back), else 0.  Not a store's."""
 
 ORDERS_ALL: Final = 102
 """The kind of op that says the client's whole open set follows (the
@@ -136,11 +137,14 @@ class CopiedOrders:
     """Per open order, when the record that last carried it was stored
     (epoch seconds, by the stream): a DAY order copied before a trading day
     that has ended since is expired by the gateway that takes it."""
+    day_over: set[str] = field(default_factory=set)
+    """Open orders whose trading day had ended where they were copied (out
+    at an LP at its end): expired by the gateway that takes them."""
 
 
-def order_op(order_id: str, final: bool, data: bytes) -> Op:
+def order_op(order_id: str, final: bool, data: bytes, day_over: bool = False) -> Op:
     """The op that carries one order (:data:`ORDER`)."""
-    return (ORDER, 1 if final else 0, order_id.encode() + b"\x00" + data)
+    return (ORDER, 1 if final else 2 if day_over else 0, order_id.encode() + b"\x00" + data)
 
 
 def apply(store: SessionStore, ops: Iterable[Op]) -> None:
@@ -225,10 +229,10 @@ class SessionLog:
         # per session being taken: the last state stored after the moment
         # it was taken (this gateway's own), kept aside until then
         self._after_take: dict[str, CopiedClient] = {}
-        self.open_orders: Callable[[str], list[tuple[str, bytes]]] | None = None
+        self.open_orders: Callable[[str], list[tuple[str, bytes, bool]]] | None = None
         """Set by the gateway: every open order of a session's client now
-        (id, encoded), carried by a record that resets the session (the
-        records before it are purged)."""
+        (id, encoded, whether its trading day has ended), carried by a
+        record that resets the session (the records before it are purged)."""
         self._orders: dict[str, dict[str, Op]] = {}
         self._full: set[str] = set()
         self.orders: dict[str, CopiedOrders] = {}
@@ -286,7 +290,9 @@ class SessionLog:
         self._full.add(key)
         self._seal_after_this_turn()
 
-    def order(self, key: str, order_id: str, final: bool, data: bytes) -> None:
+    def order(
+        self, key: str, order_id: str, final: bool, data: bytes, day_over: bool = False
+    ) -> None:
         """An order of ``key``'s client changed (``data``: its state, as the
         gateway encodes it): its latest state goes with the session's next
         record.  No record is made for it alone: a change the client is
@@ -296,7 +302,7 @@ class SessionLog:
         orders = self._orders.get(key)
         if orders is None:
             orders = self._orders[key] = {}
-        orders[order_id] = order_op(order_id, final, data)
+        orders[order_id] = order_op(order_id, final, data, day_over)
 
     def _seal_after_this_turn(self) -> None:
         """A seal of its own for what no write of this turn seals: one
@@ -345,7 +351,9 @@ class SessionLog:
                 # the records before are purged (or the copy is to be whole
                 # under this lease): every open order goes with it
                 ops.append((ORDERS_ALL, 0, b""))
-                ops.extend(order_op(i, False, data) for i, data in self.open_orders(key))
+                ops.extend(
+                    order_op(i, False, data, over) for i, data, over in self.open_orders(key)
+                )
             elif changed:
                 ops.extend(changed.values())
             payload = _encode((self.writer, epoch, ops))
@@ -568,21 +576,28 @@ class SessionLog:
                     orders = self.orders[key] = CopiedOrders(writer, {})
                 orders.open.clear()
                 orders.at.clear()
+                orders.day_over.clear()
                 orders.complete = True
             elif kind == ORDER:
                 if orders is None:
                     orders = self.orders[key] = CopiedOrders(writer, {})
                 order_id, _nul, state = data.partition(b"\x00")
                 oid = order_id.decode()
-                if n:
+                if n == 1:
                     orders.open.pop(oid, None)
                     orders.at.pop(oid, None)
+                    orders.day_over.discard(oid)
                 else:
                     orders.open[oid] = state
                     orders.at[oid] = at
+                    if n == 2:
+                        orders.day_over.add(oid)
+                    else:
+                        orders.day_over.discard(oid)
             elif kind == RESET and orders is not None:
                 orders.open.clear()
                 orders.at.clear()
+                orders.day_over.clear()
                 orders.complete = False  # until the whole set that follows
         if orders is not None:
             orders.writer = writer

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Final
 
 import msgspec
@@ -54,7 +54,7 @@ from matcher.orders import Order
 from risk.accounts import Accounts
 from router.book import AggregatedBook
 from router.exposure import ExposureLedger, ExposureSnapshot
-from router.model import Instrument
+from router.model import Instrument, TimeInForce
 
 CHECKPOINT_TAIL_SLICE = 256 * 1024
 """Bytes of the journal's tail copied per loop turn once a checkpoint's
@@ -138,6 +138,8 @@ class OrderFlow:
         served by another gateway of a cluster (or not yet claimed here)."""
         self._parked_day: dict[str, float] = {}
         # per client parked: when the trading day its orders were parked in ends
+        self._parked_over: set[str] = set()
+        # parked DAY orders whose day had ended already (out at an LP then)
         self.day_ends_at = 0.0
         """When the trading day of the orders held here ends (epoch
         seconds): journaled, so that a start after it ends the day."""
@@ -235,12 +237,14 @@ class OrderFlow:
         later is the house's), kept here (and in the journal's
         checkpoints) until the client's session is claimed here again.
         Returns how many were parked."""
+        expiring = self.matcher.expiring
         orders = self.matcher.park(client)
         if not orders:
             return 0
         children = self._let_go(orders)
         self.parked.setdefault(client, []).extend(orders)
         self._parked_day.setdefault(client, self._day_end_now())
+        self._parked_over.update(o.order_id for o in orders if o.order_id in expiring)
         _log.warning(
             "client_orders_parked",
             client=client,
@@ -263,17 +267,21 @@ class OrderFlow:
         day_end = self._parked_day.pop(client, 0.0)
         if not orders:
             return 0
-        self._put_back(orders, journal=False)
+        ended = bool(day_end) and self._clock() >= day_end
+        over = self._parked_over
+        # the trading day they were parked in has ended since, or had for
+        # those out at an LP then
+        late = {o.order_id for o in orders if ended or o.order_id in over}
+        over.difference_update(o.order_id for o in orders)
         _log.info("client_orders_unparked", client=client, orders=len(orders))
-        if day_end and self._clock() >= day_end:
-            # the trading day they were parked in has ended since
-            self._expire_late(client, [o.order_id for o in orders])
+        self._put_back(orders, journal=False, late=late)
         return len(orders)
 
-    def adopt_orders(self, client: str, copied: Iterable[tuple[bytes, float]]) -> int:
+    def adopt_orders(self, client: str, copied: Iterable[tuple[bytes, float, bool]]) -> int:
         """Take the client's open orders as the cluster's copy holds them
-        (each :meth:`order_state` at the gateway that served it last, and
-        when that was copied, in epoch seconds: 0 when not known) in place
+        (each :meth:`order_state` at the gateway that served it last, when
+        that was copied, in epoch seconds, 0 when not known, and whether its
+        trading day had ended there already: it was out at an LP then) in place
         of those held here, which are dropped without a report; journaled
         (after the client's state), so a restart here has them.  What an
         order had at LPs through that gateway comes back to it unfilled:
@@ -282,10 +290,10 @@ class OrderFlow:
         trading day that has ended since expires.  Returns how many were
         taken."""
         orders = []
-        late = []
+        late = set()
         now = self._clock()
         day_end = self.rules.config.orders.trading_day_end
-        for data, copied_at in copied:
+        for data, copied_at, day_over in copied:
             order = _decode_order(data).order
             if order.client != client:
                 _log.error("order_copy_mismatch", client=client, order_id=order.order_id)
@@ -300,17 +308,17 @@ class OrderFlow:
                 )
                 continue
             orders.append(order)
-            if copied_at and now >= next_day_end(copied_at, day_end):
-                late.append(order.order_id)
+            if day_over or (copied_at and now >= next_day_end(copied_at, day_end)):
+                late.add(order.order_id)
         stale = self.matcher.park(client)
         self._let_go(stale)
         stale.extend(self.parked.pop(client, ()))
         self._parked_day.pop(client, None)
+        self._parked_over.difference_update(o.order_id for o in stale)
         kept = {o.order_id for o in orders}
         dropped = sorted(o.order_id for o in stale if o.order_id not in kept)
         if dropped and self.journal is not None:
             self.journal.add(Dropped(dropped))
-        self._put_back(orders, journal=True)
         _log.info(
             "client_orders_taken_over",
             client=client,
@@ -318,18 +326,8 @@ class OrderFlow:
             dropped=len(dropped),
             order_ids=[o.order_id for o in orders],
         )
-        if late:
-            self._expire_late(client, late)
+        self._put_back(orders, journal=True, late=late)
         return len(orders)
-
-    def _expire_late(self, client: str, order_ids: list[str]) -> None:
-        """A trading day ended while these orders were worked nowhere: the
-        DAY ones among them expire now, as they would have then."""
-        result = self.matcher.expire_late(order_ids)
-        expired = [ex.order_id for ex in result.executions]
-        if expired:
-            _log.warning("day_orders_expired_late", client=client, order_ids=expired)
-        self.routing.publish(result, self._clock())
 
     def _day_end_now(self) -> float:
         """When the trading day of the orders held here ends."""
@@ -351,10 +349,16 @@ class OrderFlow:
             children += routing.drop_order(order.order_id)
         return children
 
-    def _put_back(self, orders: Iterable[Order], *, journal: bool) -> None:
+    def _put_back(
+        self, orders: Iterable[Order], *, journal: bool, late: Collection[str] = ()
+    ) -> None:
         """Orders into the matcher, worked here from now on: counted open,
         their open lots in the margin account; what they had at LPs
-        elsewhere, or here before they were parked, comes back unfilled."""
+        elsewhere, or here before they were parked, comes back unfilled.
+        ``late``: orders a trading day ended for while they were worked
+        nowhere: the DAY ones among them expire first, as they would have
+        then (those out at an LP when their lots come back), before any of
+        them can cross or be replaced."""
         taken = self.matcher.adopt(orders)
         reports = self.reports
         accounts = reports.accounts
@@ -369,6 +373,13 @@ class OrderFlow:
                 add(OrderState(order))
         now = self._clock()
         routing = self.routing
+        if late:
+            expiring = [
+                o.order_id for o in taken if o.order_id in late and o.tif is TimeInForce.DAY
+            ]
+            if expiring:
+                _log.warning("day_orders_expired_late", client=taken[0].client, order_ids=expiring)
+                routing.publish(self.matcher.expire_late(expiring), now)
         for order in taken:
             if order.routing_qty and order.order_id not in routing.routings:
                 result = self.matcher.on_route_done(
@@ -425,8 +436,9 @@ class OrderFlow:
 
     # -- the trading day -------------------------------------------------------------
 
-    def _arm_day_end(self, now: float) -> None:
-        at = next_day_end(now, self.rules.config.orders.trading_day_end)
+    def _arm_day_end(self, now: float, after: float | None = None) -> None:
+        """The timer of the first day end after ``after`` (default ``now``)."""
+        at = next_day_end(now if after is None else after, self.rules.config.orders.trading_day_end)
         self.day_ends_at = at
         self._day_timer = asyncio.get_running_loop().call_later(at - now, self._on_day_end)
 
@@ -434,7 +446,7 @@ class OrderFlow:
         now = self._clock()
         self.end_trading_day(now)
         # a timer that fired a hair early must not end the same day twice
-        self._arm_day_end(now + 1.0)
+        self._arm_day_end(now, after=now + 1.0)
 
     def end_trading_day(self, now: float) -> None:
         """Expire open DAY orders and forget the day's final orders (freed
@@ -443,10 +455,10 @@ class OrderFlow:
         self.day_ends_at = next_day_end(now + 1.0, self.rules.config.orders.trading_day_end)
         result = self.matcher.expire_day()
         _log.info("trading_day_ended", expired=len(result.executions))
-        if self.journal is not None:
-            self.journal.add(DayEnds(self.day_ends_at))
         self.routing.publish(result, now)
         if self.journal is not None:
+            # after the expired orders' states: a restart that reads it has them
+            self.journal.add(DayEnds(self.day_ends_at))
             # one under way may have written the day's expiring orders
             # already, and holds the day's final orders: a new one
             self._drop_background()

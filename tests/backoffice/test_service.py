@@ -181,23 +181,30 @@ def test_each_gateway_followed_has_a_feed_and_a_place_of_its_own(tmp_path: Path)
             gateways=(
                 BackofficeGateway(name="gw1", drop_copy_port=9877, http_port=8080),
                 BackofficeGateway(name="gw2", host="10.0.0.2", drop_copy_port=9887),
+                BackofficeGateway(
+                    name="gw3", host="10.0.0.3", drop_copy_port=9897, http_host="10.9.0.3"
+                ),
             ),
         ),
     )
     office = BackOffice(cfg)
-    assert [(f.name, f.address, f.http_port, f.session_key) for f in office.feeds] == [
-        ("gw1", "127.0.0.1:9877", 8080, "BACKOFFICE-GATEWAY.gw1"),
-        ("gw2", "10.0.0.2:9887", 0, "BACKOFFICE-GATEWAY.gw2"),
+    assert [(f.name, f.address, f.http_host, f.http_port, f.session_key) for f in office.feeds] == [
+        ("gw1", "127.0.0.1:9877", "127.0.0.1", 8080, "BACKOFFICE-GATEWAY.gw1"),
+        ("gw2", "10.0.0.2:9887", "10.0.0.2", 0, "BACKOFFICE-GATEWAY.gw2"),
+        ("gw3", "10.0.0.3:9897", "10.9.0.3", 0, "BACKOFFICE-GATEWAY.gw3"),
     ]
-    # alone: this config's gateway, its session's place as it always was
-    (feed,) = BackOffice(
-        msgspec.structs.replace(
-            cfg, backoffice=msgspec.structs.replace(cfg.backoffice, gateways=())
-        )
-    ).feeds
-    assert (feed.name, feed.port, feed.session_key) == (
+    # alone: this config's gateway, its session's place as it always was,
+    # its HTTP server where the gateway says
+    alone = msgspec.structs.replace(
+        cfg,
+        gateway=msgspec.structs.replace(cfg.gateway, fix_host="0.0.0.0", http_host="10.9.0.1"),
+        backoffice=msgspec.structs.replace(cfg.backoffice, gateways=()),
+    )
+    (feed,) = BackOffice(alone).feeds
+    assert (feed.name, feed.address, feed.http_host, feed.session_key) == (
         "gateway",
-        cfg.gateway.drop_copy_port,
+        f"127.0.0.1:{cfg.gateway.drop_copy_port}",
+        "10.9.0.1",
         "BACKOFFICE-GATEWAY",
     )
 

@@ -387,7 +387,7 @@ async def test_the_clients_open_orders_go_with_its_sessions_copy_and_a_reset_car
     a = Member(config, "a", ["C1"])
     b = Member(config, "b", ["C1"])
     open_at_a = {"O1": b"o1 v2", "O3": b"o3 v1"}
-    a.cluster.open_orders = lambda key: sorted(open_at_a.items())
+    a.cluster.open_orders = lambda key: [(i, d, False) for i, d in sorted(open_at_a.items())]
     claimed: list[tuple[str, dict[str, bytes] | None]] = []
     b.cluster.on_claimed = lambda session, copied: claimed.append(
         (session.session_id, None if copied is None else dict(copied.open))
@@ -644,10 +644,11 @@ async def test_a_session_no_gateway_holds_is_taken_without_a_logon_once_unattend
         b.cluster.attend(session)
     for m in (a, c):
         m.cluster.client_state = lambda key: b"positions"
-        m.cluster.open_orders = lambda key: [("O1", b"o1 resting")]
+        m.cluster.open_orders = lambda key: [("O1", b"o1 resting", False)]
     await a.start()
     await c.start()
     await b.start()
+    b.cluster.start_attending()
     try:
         assert await a.claim("C1") is None
         assert await c.claim("C2") is None
@@ -673,6 +674,12 @@ async def test_a_session_no_gateway_holds_is_taken_without_a_logon_once_unattend
         # renewal, at most renew_ms before a died) and the time unattended
         assert taken["C1"] - died >= 0.9 - 0.2 + 0.3
         assert taken["C2"] - stopping >= 0.3
+        # handed over once each copy is read (on a loaded machine perhaps at
+        # a later pass: the lease is held meanwhile)
+        deadline = time.monotonic() + 10
+        while len(claimed) < 2:
+            assert time.monotonic() < deadline, f"not handed over: {claimed}"
+            await asyncio.sleep(0.02)
         assert sorted(claimed) == [
             ("FIX.4.4:GW->C1", {"O1": b"o1 resting"}),
             ("FIX.4.4:GW->C2", {"O1": b"o1 resting"}),
@@ -689,6 +696,55 @@ async def test_a_session_no_gateway_holds_is_taken_without_a_logon_once_unattend
         # the dead one's release, at its end, finds the key taken: no error
         await a.cluster.stop()
         assert a.cluster.stats.reasons == {}
+    finally:
+        for m in (a, b):
+            await m.cluster.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_session_taken_unattended_whose_copy_was_late_is_read_again(
+    nats_cluster: NatsCluster,
+) -> None:
+    """Taken, but its copy not read in time (a node just died): the lease
+    is held, and the copy is read again at the next pass, with no client
+    to log on and try again."""
+    config = settings(nats_cluster, take_unattended_ms=200)
+    a, b = Member(config, "a", ["C1"]), Member(config, "b", ["C1"])
+    claimed: list[str] = []
+    b.cluster.on_claimed = lambda session, copied: claimed.append(session.session_id)
+    b.cluster.attend(b.sessions["C1"])
+    a.cluster.client_state = lambda key: b"positions"
+    await a.start()
+    await b.start()
+    try:
+        assert await a.claim("C1") is None
+        a.cluster.copy_all(session_key(a.sessions["C1"]))  # the client's state goes too
+        a.sessions["C1"].store.set_next_sender_seq(2)
+        await written(a)
+        for task in a.cluster._tasks:
+            task.cancel()
+        b_log = b.cluster.log
+        assert b_log is not None
+        real = b_log.caught_up
+        late = [True]
+
+        async def caught_up(key: str, timeout: float) -> bool:
+            if late:
+                late.clear()
+                return False  # as if the copy could not be read in time
+            return await real(key, timeout)
+
+        b_log.caught_up = caught_up  # type: ignore[method-assign]
+        b.cluster.start_attending()
+        key = session_key(b.sessions["C1"])
+        await held_by(b, "C1")
+        deadline = time.monotonic() + 10
+        while not claimed:
+            assert time.monotonic() < deadline, "the copy was never read again"
+            await asyncio.sleep(0.02)
+        assert claimed == ["FIX.4.4:GW->C1"]
+        assert not late  # the first reading failed
+        assert b.cluster.serving(key)
     finally:
         for m in (a, b):
             await m.cluster.stop()

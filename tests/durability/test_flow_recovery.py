@@ -23,6 +23,7 @@ from gateway.orderflow.journal_entries import (
     ClientState,
     DayEnds,
     Entry,
+    Expiring,
     Message,
     OrderState,
     Run,
@@ -331,7 +332,7 @@ async def test_a_clients_orders_taken_over_replace_those_held_and_survive_a_rest
     ]
     try:
         built.park_all()
-        taken = built.adopt_orders("CLIENT1", [(built.order_state(o), 0.0) for o in copied])
+        taken = built.adopt_orders("CLIENT1", [(built.order_state(o), 0.0, False) for o in copied])
         assert taken == 3
         assert built.parked == {}
         assert [ex.order_id for ex in built.matcher.open_orders("CLIENT1")] == ["4O2", "4O9"]
@@ -376,7 +377,9 @@ class FakeCluster:
         self.serving_keys: set[str] = set()
         self.attended: list[str] = []
 
-    def copy_order(self, key: str, order_id: str, final: bool, data: bytes) -> None:
+    def copy_order(
+        self, key: str, order_id: str, final: bool, data: bytes, day_over: bool = False
+    ) -> None:
         self.copied.append((key, order_id, final))
 
     def copy_all(self, key: str) -> None:
@@ -415,7 +418,7 @@ async def test_a_claimed_session_takes_the_copys_orders_or_its_own_back(tmp_path
         cluster.on_claimed(session, None)
         assert [ex.order_id for ex in built.matcher.open_orders("CLIENT1")] == ["4O2"]
         assert cluster.open_orders(key) == [
-            ("4O2", built.order_state(built.matcher.open_of("CLIENT1")[0]))
+            ("4O2", built.order_state(built.matcher.open_of("CLIENT1")[0]), False)
         ]
         # written last by this process, nothing parked: the client logs on
         # again where it is served, nothing changes
@@ -562,10 +565,10 @@ async def test_day_orders_parked_or_copied_across_a_day_end_expire_when_taken(
         # copied before a day end that has passed since: expired when taken;
         # copied since, or when not known: taken open
         copied = [
-            (built.order_state(a_day_order("4O7")), now[0] - 86_400),
-            (built.order_state(a_day_order("4O8")), now[0] - 1),
-            (built.order_state(a_day_order("4O9")), 0.0),
-            (built.order_state(an_order("4O10", "EUR/USD")), now[0] - 86_400),
+            (built.order_state(a_day_order("4O7")), now[0] - 86_400, False),
+            (built.order_state(a_day_order("4O8")), now[0] - 1, False),
+            (built.order_state(a_day_order("4O9")), 0.0, False),
+            (built.order_state(an_order("4O10", "EUR/USD")), now[0] - 86_400, False),
         ]
         assert built.adopt_orders("CLIENT1", copied) == 4
         open_ids = [o.order_id for o in built.matcher.open_orders("CLIENT1")]
@@ -573,5 +576,66 @@ async def test_day_orders_parked_or_copied_across_a_day_end_expire_when_taken(
         gone = built.matcher.status("CLIENT1", "C-4O7")
         assert gone is not None
         assert gone.status is OrdStatus.EXPIRED
+    finally:
+        journal.close()
+
+
+@pytest.mark.asyncio
+async def test_a_late_day_order_expires_before_its_lots_back_from_an_lp_can_cross(
+    tmp_path: Path,
+) -> None:
+    """A DAY buy copied a day ago with lots out at an LP through its dead
+    gateway, another client's sell resting at its price here: the lots
+    coming back expire the order, they do not cross; so does one whose day
+    had ended where it was copied (out at an LP then), however recent."""
+    seller = msgspec.structs.replace(
+        an_order("4O1", "EUR/USD"), client="CLIENT2", side=Side.SELL, price=100_000
+    )
+    journal_with(tmp_path, seller)
+    now = [time.time()]
+    built, journal = flow(tmp_path, lambda: now[0])
+
+    def routed_day_buy(order_id: str) -> Order:
+        return msgspec.structs.replace(
+            a_day_order(order_id), price=100_000, routing_qty=10, cl_ord_id=f"C-{order_id}"
+        )
+
+    try:
+        copied = [
+            (built.order_state(routed_day_buy("4O7")), now[0] - 86_400, False),
+            (built.order_state(routed_day_buy("4O8")), now[0] - 1, True),
+        ]
+        assert built.adopt_orders("CLIENT1", copied) == 2
+        for cl_ord_id in ("C-4O7", "C-4O8"):
+            ended = built.matcher.status("CLIENT1", cl_ord_id)
+            assert ended is not None
+            assert (ended.status, ended.cum_qty) == (OrdStatus.EXPIRED, 0)
+        (resting,) = built.matcher.open_orders("CLIENT2")
+        assert resting.leaves_qty == 10  # nothing crossed
+        assert built.accounts.holdings_of("CLIENT1") == {}
+    finally:
+        journal.close()
+
+
+@pytest.mark.asyncio
+async def test_a_day_order_parked_while_out_at_an_lp_after_its_day_ended_expires_when_unparked(
+    tmp_path: Path,
+) -> None:
+    order = msgspec.structs.replace(a_day_order("4O1"), routing_qty=10)
+    journal = OrderJournal(tmp_path)
+    list(journal.replay())
+    journal.add(Run(4))
+    journal.add(OrderState(order))
+    journal.add(Expiring(["4O1"]))  # out at an LP when its day ended
+    journal.close()
+    built, journal = flow(tmp_path)
+    try:
+        assert built.matcher.is_expiring("4O1")
+        built.park_all()
+        assert built.unpark_client("CLIENT1") == 1  # the same day as far as the clock says
+        ended = built.matcher.status("CLIENT1", "C-4O1")
+        assert ended is not None
+        assert ended.status is OrdStatus.EXPIRED
+        assert len(expired_reports(built)) == 1
     finally:
         journal.close()

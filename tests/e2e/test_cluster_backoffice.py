@@ -195,8 +195,14 @@ async def test_one_back_office_follows_both_gateways_through_a_failover(
     await trade(two, "two-b", 6, fills2)
 
     # the back office waits for gw1's drop copy; gw1 started again serves it
-    status = get(bo_port, "/backoffice/status")
-    assert [f["logged_on"] for f in status["drop_copies"]] == [False, True]
+    await until(
+        lambda: (
+            [f["logged_on"] for f in get(bo_port, "/backoffice/status")["drop_copies"]]
+            == [False, True]
+        ),
+        10,
+        "gw1's drop copy seen gone",
+    )
     gw1.start()
 
     def settled() -> dict[str, Any] | None:
