@@ -639,3 +639,24 @@ async def test_a_day_order_parked_while_out_at_an_lp_after_its_day_ended_expires
         assert len(expired_reports(built)) == 1
     finally:
         journal.close()
+
+
+@pytest.mark.asyncio
+async def test_the_next_day_end_is_armed_a_whole_day_after_this_one(tmp_path: Path) -> None:
+    """The day-end timer fired a hair early: the same day is not ended
+    twice, and the next one is due a day later, not a second earlier."""
+    journal_with(tmp_path, a_day_order("4O1"))
+    end = next_day_end(time.time(), "21:00")
+    now = [end - 0.0005]
+    built, journal = flow(tmp_path, lambda: now[0])
+    try:
+        built._on_day_end()
+        assert built.day_ends_at == end + 86_400
+        timer = built._day_timer
+        assert timer is not None
+        due_in = timer.when() - asyncio.get_running_loop().time()
+        assert 86_400 - 0.5 < due_in <= 86_400 + 0.01
+        timer.cancel()
+        await until_checkpoint_ends(built)
+    finally:
+        journal.close()
