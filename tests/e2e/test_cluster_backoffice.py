@@ -13,14 +13,22 @@ fills at both), which is the sum of its fills in the ledger."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from netkit import free_port
-from test_backoffice import Process, config_text, get, statement_lines, until
+from test_backoffice import (  # noqa: F401 - processes: a fixture
+    Process,
+    config_text,
+    get,
+    processes,
+    statement_lines,
+    until,
+)
+from test_cluster_failover import nats  # noqa: F401 - a fixture
 from test_fix_lps import LpSim, lp_sim_config
 
 from config import SessionSettings
@@ -28,24 +36,7 @@ from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 from gateway.fix.store import MemoryStore
 from gateway.net.client import FixClient, LogonError
-from gateway.sim.nats_cluster import NatsCluster, free_ports
-
-
-@pytest.fixture
-def nats(tmp_path: Path) -> Iterator[NatsCluster]:
-    cluster = NatsCluster(tmp_path / "nats", 3, ports=free_ports(6))
-    cluster.start()
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture
-def processes() -> Iterator[list[Any]]:
-    started: list[Any] = []
-    yield started
-    for proc in reversed(started):
-        proc.stop()
-
+from gateway.sim.nats_cluster import NatsCluster
 
 SECOND_SESSION = """
 [[sessions]]
@@ -106,9 +97,9 @@ def position(fills: dict[str, FixMessage]) -> Decimal:
 @pytest.mark.asyncio
 async def test_one_back_office_follows_both_gateways_through_a_failover(
     tmp_path: Path,
-    processes: list[Any],
+    processes: list[Any],  # noqa: F811 - the fixture
     daemon_factory: Callable[..., Any],
-    nats: NatsCluster,
+    nats: NatsCluster,  # noqa: F811 - the fixture
 ) -> None:
     statements = tmp_path / "statements"
     sims = [lp_sim(tmp_path, "a", "LPX1", statements), lp_sim(tmp_path, "b", "LPX2", statements)]

@@ -82,6 +82,34 @@ async def answer_to(client: FixClient, cl_ord_id: bytes, timeout: float = 10.0) 
     raise AssertionError(f"no answer to {cl_ord_id!r}")
 
 
+async def status_of(client: FixClient, cl_ord_id: str, side: bytes) -> FixMessage:
+    """The answer to an OrderStatusRequest (H) for ``cl_ord_id``."""
+    key = cl_ord_id.encode()
+    client.send(
+        b"H",
+        codec.encode_fields([(11, key), (54, side), (55, b"EUR/USD"), (790, b"st-" + key)]),
+    )
+    return await answer_to(client, key)
+
+
+async def cancel(client: FixClient, cl_ord_id: str, side: bytes) -> FixMessage:
+    """The answer to an OrderCancelRequest (F) of ``cl_ord_id``."""
+    key = f"{cl_ord_id}-cancel".encode()
+    client.send(
+        b"F",
+        codec.encode_fields(
+            [
+                (11, key),
+                (41, cl_ord_id.encode()),
+                (54, side),
+                (55, b"EUR/USD"),
+                (60, codec.format_utc_timestamp(time.time())),
+            ]
+        ),
+    )
+    return await answer_to(client, key)
+
+
 async def reports(client: FixClient, count: int, timeout: float = 10.0) -> list[FixMessage]:
     return [await client.receive(timeout) for _ in range(count)]
 
@@ -187,26 +215,10 @@ async def test_a_client_is_served_by_one_gateway_and_fails_over_after_kill_9(
     assert [m.get(150) for m in at_b_reports] == [b"0", b"F"]
     # the orders resting at the killed gateway are the new owner's: known
     # by their OrderIDs, and canceled there
-    client.send(
-        b"H",
-        codec.encode_fields([(11, b"rest-1"), (54, b"1"), (55, b"EUR/USD"), (790, b"st-1")]),
-    )
-    status = await answer_to(client, b"rest-1")
+    status = await status_of(client, "rest-1", b"1")
     assert (status.get(150), status.get(39)) == (b"I", b"0")
     assert status.get(37) == rested_ids[b"rest-1"]
-    client.send(
-        b"F",
-        codec.encode_fields(
-            [
-                (11, b"rest-2-cancel"),
-                (41, b"rest-2"),
-                (54, b"1"),
-                (55, b"EUR/USD"),
-                (60, codec.format_utc_timestamp(time.time())),
-            ]
-        ),
-    )
-    canceled = await answer_to(client, b"rest-2-cancel")
+    canceled = await cancel(client, "rest-2", b"1")
     assert (canceled.get(35), canceled.get(150), canceled.get(39)) == (b"8", b"4", b"4")
     assert canceled.get(37) == rested_ids[b"rest-2"]
     moved = [e for e in log_events(b.log_path) if e["event"] == "client_orders_taken_over"]
@@ -325,11 +337,7 @@ async def test_a_gateway_that_lost_a_session_while_paused_works_none_of_its_orde
         assert where == at_b
     finally:
         os.kill(a.proc.pid, signal.SIGCONT)
-    client.send(
-        b"H",
-        codec.encode_fields([(11, b"rest-1"), (54, b"1"), (55, b"EUR/USD"), (790, b"st-1")]),
-    )
-    status = await answer_to(client, b"rest-1")
+    status = await status_of(client, "rest-1", b"1")
     assert (status.get(150), status.get(37)) == (b"I", rested[b"rest-1"])
     # the paused gateway, going on, finds the session taken: it parks the
     # client's orders, and lists none
@@ -345,19 +353,7 @@ async def test_a_gateway_that_lost_a_session_while_paused_works_none_of_its_orde
     assert parked, "the paused gateway did not park the client's orders"
     assert parked[0]["orders"] == 2
     assert admin(a.http_port, "/admin/orders?client=CLIENT1") == []
-    client.send(
-        b"F",
-        codec.encode_fields(
-            [
-                (11, b"rest-2-cancel"),
-                (41, b"rest-2"),
-                (54, b"2"),
-                (55, b"EUR/USD"),
-                (60, codec.format_utc_timestamp(time.time())),
-            ]
-        ),
-    )
-    canceled = await answer_to(client, b"rest-2-cancel")
+    canceled = await cancel(client, "rest-2", b"2")
     assert (canceled.get(150), canceled.get(37)) == (b"4", rested[b"rest-2"])
     assert [o["cl_ord_id"] for o in admin(b.http_port, "/admin/orders?client=CLIENT1")] == [
         "rest-1"
@@ -605,24 +601,8 @@ async def test_a_client_away_when_its_gateway_dies_has_its_orders_taken_by_the_o
     # the client comes back: its session and orders are where it logs on
     where, _refusals = await log_on_anywhere(client, [at_a, at_b])
     assert where == at_b
-    client.send(
-        b"H",
-        codec.encode_fields([(11, b"rest-1"), (54, b"1"), (55, b"EUR/USD"), (790, b"st-1")]),
-    )
-    status = await answer_to(client, b"rest-1")
+    status = await status_of(client, "rest-1", b"1")
     assert (status.get(150), status.get(39), status.get(37)) == (b"I", b"0", rested[b"rest-1"])
-    client.send(
-        b"F",
-        codec.encode_fields(
-            [
-                (11, b"rest-2-cancel"),
-                (41, b"rest-2"),
-                (54, b"2"),
-                (55, b"EUR/USD"),
-                (60, codec.format_utc_timestamp(time.time())),
-            ]
-        ),
-    )
-    canceled = await answer_to(client, b"rest-2-cancel")
+    canceled = await cancel(client, "rest-2", b"2")
     assert (canceled.get(150), canceled.get(37)) == (b"4", rested[b"rest-2"])
     await client.logout()
