@@ -1058,6 +1058,7 @@ class Cluster:
             if copy is None
             else {
                 "batches": copy.batches,
+                "atomic_batches": copy.atomic,
                 "records": copy.records,
                 "bytes": copy.bytes,
                 "failures": copy.failures,

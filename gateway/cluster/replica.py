@@ -23,6 +23,12 @@ before a restart included: what its files had beyond the copy was never
 sent), so that taking a session over only has to wait for the records not
 yet applied (:meth:`caught_up`).
 
+The records of one batch are published as one JetStream atomic batch
+(all stored, contiguous, or none: a fill crossed between two clients is in
+both their copies or in neither) when the stream allows it (nats-server
+2.12 and later; otherwise each record is acknowledged on its own, and a
+batch is acknowledged when all of them are).
+
 A batch not acknowledged within ``ACK_TIMEOUT`` (the node this gateway
 talks to died, a leader is being elected) is published again, with every
 batch after it, in the same order, once the connection is back: records
@@ -36,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -77,6 +84,10 @@ ORDERS_ALL: Final = 102
 orders is complete from then on (:attr:`CopiedOrders.complete`).  Carried
 by the first record under a lease just granted and by a reset's."""
 
+ATOMIC_MAX: Final = 1000
+"""Records one JetStream atomic batch may hold (the server's limit): a batch
+with more is published as several."""
+
 ACK_TIMEOUT: Final = 1.0
 """Seconds a batch may wait for its acknowledgement before it is sent again
 (with every batch after it, in order)."""
@@ -98,6 +109,9 @@ class _Flight:
     done: asyncio.Future[None]
     started: float
     waiting: asyncio.Future[Any] | None = None
+    covers: list[int] = field(default_factory=list)
+    """How many records each acknowledgement waited for covers (1, or an
+    atomic batch's size), in order."""
 
 
 ReplicatedStore = RecordingStore
@@ -161,6 +175,8 @@ class LogStats:
     """Batches given up: their bytes never left."""
     retries: int = 0
     """Resends of the batches not acknowledged in time."""
+    atomic: int = 0
+    """Batches of several records published as one atomic batch."""
     purges: int = 0
     """Sessions' earlier records purged after a reset (a new session day)."""
     applied: int = 0
@@ -211,6 +227,8 @@ class SessionLog:
         self._last: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._sub: Any = None
+        self.atomic = False
+        """Whether the stream takes atomic batches (known once started)."""
         self.applied: dict[str, int] = {}
         """Per session key, the stream sequence of the last record read."""
         self._epochs: dict[str, int] = {}
@@ -249,11 +267,15 @@ class SessionLog:
             # kept until a session's reset purges them: a session may go
             # longer than any age without one (a weekly session)
             max_age=0,
+            allow_atomic=True,
         )
         try:
-            await self._js.add_stream(config)
+            info = await self._js.add_stream(config)
         except nats.js.errors.BadRequestError:
-            await self._js.update_stream(config)
+            info = await self._js.update_stream(config)
+        # a server before 2.12 passes over the setting: records one by one
+        self.atomic = bool(info.config.allow_atomic)
+        _log.info("session_copy_stream", stream=self.stream, atomic_batches=self.atomic)
         await wait_for_leader(self._js, self.stream)
         self._sub = await self._js.subscribe(
             f"{self._subject}>", ordered_consumer=True, cb=self._on_record
@@ -419,9 +441,19 @@ class SessionLog:
     async def _publish(self, flight: _Flight) -> None:
         loop = asyncio.get_running_loop()
         acks = []
+        batch = flight.batch
+        flight.covers = covers = []
         try:
-            for key, payload, _ops in flight.batch:
-                acks.append(await self._js.publish_async(self._subject + key, payload))
+            if self.atomic and len(batch) > 1:
+                for start in range(0, len(batch), ATOMIC_MAX):
+                    part = batch[start : start + ATOMIC_MAX]
+                    acks.append(await self._publish_atomic(part))
+                    covers.append(len(part))
+                self.stats.atomic += 1
+            else:
+                for key, payload, _ops in batch:
+                    acks.append(await self._js.publish_async(self._subject + key, payload))
+                    covers.append(1)
         except (nats.errors.Error, OSError) as exc:
             for ack in acks:
                 ack.cancel()
@@ -434,6 +466,25 @@ class SessionLog:
             waiting.add_done_callback(lambda _w: timer.cancel())
         flight.waiting = waiting
         waiting.add_done_callback(self._check)
+
+    async def _publish_atomic(
+        self, records: list[tuple[str, bytes, list[Op]]]
+    ) -> asyncio.Future[Any]:
+        """Publish ``records`` as one atomic batch: every record but the last
+        without an answer, the last committing the batch (its
+        acknowledgement covers them all, stored contiguously).  A batch
+        published again (its acknowledgement did not come) has an id of its
+        own: what the server staged of the first is dropped."""
+        nc = self._js._nc
+        batch_id = secrets.token_hex(8)
+        subject = self._subject
+        for n, (key, payload, _ops) in enumerate(records[:-1], 1):
+            await nc.publish(
+                subject + key, payload, headers={_BATCH_ID: batch_id, _BATCH_SEQ: str(n)}
+            )
+        key, payload, _ops = records[-1]
+        headers = {_BATCH_ID: batch_id, _BATCH_SEQ: str(len(records)), _BATCH_COMMIT: "1"}
+        return await self._js.publish_async(subject + key, payload, headers=headers)
 
     def _check(self, _: object = None) -> None:
         """Settle the batches acknowledged, oldest first; a failure starts
@@ -455,7 +506,7 @@ class SessionLog:
                 self.stats.lag = loop.time() - flight.started
                 if not flight.done.done():
                     flight.done.set_result(None)
-                self._compact(flight, waiting.result())
+                self._compact(flight, _stream_seqs(flight.covers, waiting.result()))
                 continue
             if loop.time() - flight.started > GIVE_UP:
                 self.stats.failures += 1
@@ -473,16 +524,16 @@ class SessionLog:
                 loop.call_later(RESEND_AFTER, self._start_resend)
             return
 
-    def _compact(self, flight: _Flight, acks: list[Any]) -> None:
+    def _compact(self, flight: _Flight, seqs: list[int]) -> None:
         """A session reset (a new session day) makes every record of the
         session before it useless: they are purged from the stream, so
         that what a gateway reads at start stays one session day long."""
-        for (key, payload, ops), ack in zip(flight.batch, acks, strict=False):
+        for (key, payload, ops), seq in zip(flight.batch, seqs, strict=False):
             if not any(kind == RESET for kind, _n, _d in ops):
                 continue
             if _decode(payload)[1] == self._epoch(key):  # still this gateway's
                 task = asyncio.get_running_loop().create_task(
-                    self._purge_before(self._subject + key, int(ack.seq))
+                    self._purge_before(self._subject + key, seq)
                 )
                 self._purges.add(task)
                 task.add_done_callback(self._purges.discard)
@@ -645,6 +696,22 @@ class SessionLog:
         if after is not None:
             self.clients[key] = after
         return state
+
+
+_BATCH_ID: Final = "Nats-Batch-Id"
+_BATCH_SEQ: Final = "Nats-Batch-Sequence"
+_BATCH_COMMIT: Final = "Nats-Batch-Commit"
+
+
+def _stream_seqs(covers: list[int], acks: list[Any]) -> list[int]:
+    """The stream sequence of each record of a batch, from its
+    acknowledgements (one per record, or one per atomic batch of
+    ``covers[i]`` records stored contiguously, acknowledged with the last)."""
+    seqs: list[int] = []
+    for count, ack in zip(covers, acks, strict=True):
+        last = int(ack.seq)
+        seqs.extend(range(last - count + 1, last + 1))
+    return seqs
 
 
 def _ignore(future: asyncio.Future[None]) -> None:

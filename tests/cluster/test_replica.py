@@ -20,7 +20,7 @@ from gateway.fix.acceptor import SessionRegistry
 from gateway.fix.application import EchoApplication
 from gateway.fix.events import CloseConnection
 from gateway.fix.session import Session
-from gateway.fix.store import SET_SENDER, MemoryStore
+from gateway.fix.store import RESET, SET_SENDER, MemoryStore
 from gateway.net.client import FixClient
 from gateway.net.server import FixServer
 from gateway.net.transport import Outbox
@@ -534,6 +534,55 @@ async def test_a_session_reset_purges_what_came_before_and_a_late_reader_rebuild
             assert late.store("C1").next_sender_seq == 2
         finally:
             await late.cluster.stop()
+    finally:
+        await a.cluster.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_records_of_one_batch_are_stored_as_one_atomic_batch(
+    nats_cluster: NatsCluster,
+) -> None:
+    """Two sessions changed in one write round (a fill crossed between two
+    clients): their records are stored together or not at all, next to
+    each other; a reset in such a batch purges what came before it in its
+    own session only (each record's place worked out from the batch's one
+    acknowledgement)."""
+    config = settings(nats_cluster)
+    a = await Member(config, "a", ["C1", "C2"]).start()
+    try:
+        log = a.cluster.log
+        assert log is not None
+        assert log.atomic  # nats-server 2.12 and later
+        for client in ("C1", "C2"):
+            assert await a.claim(client) is None
+        stores = [a.sessions[c].store for c in ("C1", "C2")]
+        for store in stores:
+            for seq in range(1, 4):
+                store.append_sent(seq, b"yesterday %d" % seq)
+            store.flush()
+        first = a.cluster.seal()
+        assert first is not None
+        await asyncio.wait_for(first, 5)
+        atomic = log.stats.atomic
+        assert atomic >= 1
+        for n, store in enumerate(stores):
+            store.reset(1_000.0 + n)
+            store.append_sent(1, b"today %d" % n)
+            store.flush()
+        second = a.cluster.seal()
+        assert second is not None
+        await asyncio.wait_for(second, 5)
+        assert log.stats.atomic == atomic + 1
+        await asyncio.wait_for(asyncio.gather(*log._purges), 5)
+        assert log.stats.purges == 2
+        subjects = [f"{config.bucket_prefix}.slog.FIX=2E4=2E4.GW.{c}" for c in ("C1", "C2")]
+        info = await log._js.stream_info(log.stream, subjects_filter=f"{config.bucket_prefix}.>")
+        assert info.state.subjects == dict.fromkeys(subjects, 1)
+        kept = [await log._js.get_last_msg(log.stream, subject) for subject in subjects]
+        # stored next to each other, as one batch
+        assert kept[1].seq == kept[0].seq + 1
+        assert [msgspec.msgpack.decode(m.data)[2][0][0] for m in kept] == [RESET, RESET]
+        assert all((m.headers or {}).get("Nats-Batch-Id") for m in kept)
     finally:
         await a.cluster.stop()
 
