@@ -819,7 +819,7 @@ class Cluster:
         """Sessions taken here (by a Logon or unattended) whose copy could
         not be read in time: tried again, so that one taken with no client
         to log on again is not held with nothing worked."""
-        for key, session in self._attendable.items():
+        for key, session in list(self._attendable.items()):
             lock = self._locks.get(key)
             if key not in self._adopting or key not in self._held or lock is None:
                 continue

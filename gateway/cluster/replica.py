@@ -75,8 +75,13 @@ ORDER: Final = 101
 """The kind of op that carries one order of the session's client as it is
 now (encoded by the gateway, after its id and a NUL byte); its number is 1
 when the order is final (it is open no more: what follows its id is not
-read), 2 when it is open but its trading day has ended (it was out at an
-LP then: it expires when its lots come back), else 0.  Not a store's."""
+read), else 0.  Not a store's."""
+
+DAY_OVER: Final = 103
+"""The kind of op that says the order named (its id) is open but its
+trading day has ended (it was out at an LP then: it expires when its lots
+come back).  Follows the order's ``ORDER`` op in a record; a reader that
+does not know it passes over it.  Not a store's."""
 
 ORDERS_ALL: Final = 102
 """The kind of op that says the client's whole open set follows (the
@@ -156,9 +161,11 @@ class CopiedOrders:
     at an LP at its end): expired by the gateway that takes them."""
 
 
-def order_op(order_id: str, final: bool, data: bytes, day_over: bool = False) -> Op:
-    """The op that carries one order (:data:`ORDER`)."""
-    return (ORDER, 1 if final else 2 if day_over else 0, order_id.encode() + b"\x00" + data)
+def order_ops(order_id: str, final: bool, data: bytes, day_over: bool = False) -> list[Op]:
+    """The ops that carry one order (:data:`ORDER`, and :data:`DAY_OVER`)."""
+    key = order_id.encode()
+    op: Op = (ORDER, 1 if final else 0, key + b"\x00" + data)
+    return [op, (DAY_OVER, 0, key)] if day_over and not final else [op]
 
 
 def apply(store: SessionStore, ops: Iterable[Op]) -> None:
@@ -227,8 +234,13 @@ class SessionLog:
         self._last: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._sub: Any = None
+        self._tasks_subs: list[Any] = []
         self.atomic = False
-        """Whether the stream takes atomic batches (known once started)."""
+        """Whether the stream takes atomic batches (known once started; off
+        for good after the server refuses one as not allowed)."""
+        self._inbox = ""
+        # per atomic batch published: its acknowledgement to come, its size
+        self._commits: dict[str, tuple[asyncio.Future[int], int]] = {}
         self.applied: dict[str, int] = {}
         """Per session key, the stream sequence of the last record read."""
         self._epochs: dict[str, int] = {}
@@ -251,7 +263,7 @@ class SessionLog:
         """Set by the gateway: every open order of a session's client now
         (id, encoded, whether its trading day has ended), carried by a
         record that resets the session (the records before it are purged)."""
-        self._orders: dict[str, dict[str, Op]] = {}
+        self._orders: dict[str, dict[str, list[Op]]] = {}
         self._full: set[str] = set()
         self.orders: dict[str, CopiedOrders] = {}
         """Per session key, the open orders of its client read from the
@@ -276,6 +288,9 @@ class SessionLog:
         # a server before 2.12 passes over the setting: records one by one
         self.atomic = bool(info.config.allow_atomic)
         _log.info("session_copy_stream", stream=self.stream, atomic_batches=self.atomic)
+        nc = self._js._nc
+        self._inbox = nc.new_inbox()
+        self._tasks_subs.append(await nc.subscribe(f"{self._inbox}.*", cb=self._on_commit))
         await wait_for_leader(self._js, self.stream)
         self._sub = await self._js.subscribe(
             f"{self._subject}>", ordered_consumer=True, cb=self._on_record
@@ -288,9 +303,10 @@ class SessionLog:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
+        for sub in [self._sub, *self._tasks_subs]:
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
 
     # -- publishing --------------------------------------------------------------
 
@@ -324,7 +340,7 @@ class SessionLog:
         orders = self._orders.get(key)
         if orders is None:
             orders = self._orders[key] = {}
-        orders[order_id] = order_op(order_id, final, data, day_over)
+        orders[order_id] = order_ops(order_id, final, data, day_over)
 
     def _seal_after_this_turn(self) -> None:
         """A seal of its own for what no write of this turn seals: one
@@ -373,11 +389,11 @@ class SessionLog:
                 # the records before are purged (or the copy is to be whole
                 # under this lease): every open order goes with it
                 ops.append((ORDERS_ALL, 0, b""))
-                ops.extend(
-                    order_op(i, False, data, over) for i, data, over in self.open_orders(key)
-                )
+                for i, data, over in self.open_orders(key):
+                    ops.extend(order_ops(i, False, data, over))
             elif changed:
-                ops.extend(changed.values())
+                for order in changed.values():
+                    ops.extend(order)
             payload = _encode((self.writer, epoch, ops))
             batch.append((key, payload, ops))
         if not batch:
@@ -440,9 +456,9 @@ class SessionLog:
 
     async def _publish(self, flight: _Flight) -> None:
         loop = asyncio.get_running_loop()
-        acks = []
+        acks: list[asyncio.Future[Any]] = []
         batch = flight.batch
-        flight.covers = covers = []
+        covers: list[int] = []
         try:
             if self.atomic and len(batch) > 1:
                 for start in range(0, len(batch), ATOMIC_MAX):
@@ -464,6 +480,8 @@ class SessionLog:
             waiting = asyncio.gather(*acks)
             timer = loop.call_later(ACK_TIMEOUT, waiting.cancel)
             waiting.add_done_callback(lambda _w: timer.cancel())
+        # together: what is waited for and what each part covers
+        flight.covers = covers
         flight.waiting = waiting
         waiting.add_done_callback(self._check)
 
@@ -484,7 +502,52 @@ class SessionLog:
             )
         key, payload, _ops = records[-1]
         headers = {_BATCH_ID: batch_id, _BATCH_SEQ: str(len(records)), _BATCH_COMMIT: "1"}
-        return await self._js.publish_async(subject + key, payload, headers=headers)
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._commits[batch_id] = (done, len(records))
+        done.add_done_callback(lambda _d: self._commits.pop(batch_id, None))
+        await nc.publish(subject + key, payload, reply=f"{self._inbox}.{batch_id}", headers=headers)
+        return done
+
+    async def _on_commit(self, msg: Any) -> None:
+        """The server's answer to an atomic batch's commit: the stream
+        sequence of its last record, once it says the whole batch is stored;
+        otherwise the batch failed (it is published again).  A server that
+        refuses atomic batches (not allowed on the stream any more: an
+        earlier gateway updated it; too large for its limits), or stored the
+        records one by one (it passed over the batch headers), has the
+        records published one by one from then on."""
+        batch_id = msg.subject.rpartition(".")[2]
+        waiting = self._commits.pop(batch_id, None)
+        if waiting is None:
+            return
+        done, size = waiting
+        if done.done():
+            return
+        try:
+            answer = _answer(msg.data)
+        except msgspec.DecodeError:
+            answer = {}
+        error = answer.get("error")
+        if isinstance(error, dict):
+            code = int(error.get("err_code") or 0)
+            if code in _ATOMIC_REFUSED:
+                self._atomic_off(f"{code}: {error.get('description', '')}")
+            done.set_exception(
+                ConnectionError(f"atomic batch refused: {code} {error.get('description', '')}")
+            )
+            return
+        seq = answer.get("seq")
+        if answer.get("batch") != batch_id or answer.get("count") != size or not seq:
+            # stored, if at all, as records of their own: where is not known
+            self._atomic_off("the server passed over the batch")
+            done.set_exception(ConnectionError("atomic batch not acknowledged as one"))
+            return
+        done.set_result(int(seq))
+
+    def _atomic_off(self, why: str) -> None:
+        if self.atomic:
+            self.atomic = False
+            _log.warning("session_copy_atomic_batches_off", stream=self.stream, reason=why)
 
     def _check(self, _: object = None) -> None:
         """Settle the batches acknowledged, oldest first; a failure starts
@@ -634,17 +697,17 @@ class SessionLog:
                     orders = self.orders[key] = CopiedOrders(writer, {})
                 order_id, _nul, state = data.partition(b"\x00")
                 oid = order_id.decode()
-                if n == 1:
+                if n:
                     orders.open.pop(oid, None)
                     orders.at.pop(oid, None)
-                    orders.day_over.discard(oid)
                 else:
                     orders.open[oid] = state
                     orders.at[oid] = at
-                    if n == 2:
-                        orders.day_over.add(oid)
-                    else:
-                        orders.day_over.discard(oid)
+                orders.day_over.discard(oid)
+            elif kind == DAY_OVER and orders is not None:
+                oid = data.decode()
+                if oid in orders.open:
+                    orders.day_over.add(oid)
             elif kind == RESET and orders is not None:
                 orders.open.clear()
                 orders.at.clear()
@@ -703,13 +766,20 @@ _BATCH_SEQ: Final = "Nats-Batch-Sequence"
 _BATCH_COMMIT: Final = "Nats-Batch-Commit"
 
 
+_ATOMIC_REFUSED: Final = frozenset({10174, 10199, 10210})
+"""JetStream's errors for an atomic batch the stream does not take: not
+enabled on it, larger than allowed, and the like."""
+
+_answer = msgspec.json.Decoder(dict[str, Any]).decode
+
+
 def _stream_seqs(covers: list[int], acks: list[Any]) -> list[int]:
     """The stream sequence of each record of a batch, from its
-    acknowledgements (one per record, or one per atomic batch of
-    ``covers[i]`` records stored contiguously, acknowledged with the last)."""
+    acknowledgements (one per record, or the last sequence of an atomic
+    batch of ``covers[i]`` records, stored contiguously)."""
     seqs: list[int] = []
     for count, ack in zip(covers, acks, strict=True):
-        last = int(ack.seq)
+        last = ack if isinstance(ack, int) else int(ack.seq)
         seqs.extend(range(last - count + 1, last + 1))
     return seqs
 

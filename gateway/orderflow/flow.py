@@ -624,6 +624,7 @@ class OrderFlow:
             self.reports.accounts,
             [o for orders in self.parked.values() for o in orders],
             self.day_ends_at,
+            sorted(self._parked_over),
         )
 
     def _flush_before_checkpoint(self, journal: OrderJournal) -> None:

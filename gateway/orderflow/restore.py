@@ -79,6 +79,7 @@ def sliced_checkpoint_entries(
     accounts: Accounts,
     parked: Iterable[Order] = (),
     day_ends_at: float = 0.0,
+    parked_over: Iterable[str] = (),
 ) -> Iterator[Entry]:
     """The state as journal entries, for a checkpoint written a slice at a
     time while the state changes (:meth:`OrderJournal.start_sliced_checkpoint`).
@@ -93,7 +94,8 @@ def sliced_checkpoint_entries(
     orders are taken last.  ``parked``: open orders out of the matcher
     (their client is served by another gateway of a cluster), kept as
     they are.  ``day_ends_at``: when the trading day of the orders ends
-    (journaled as :class:`DayEnds`; 0: not known)."""
+    (journaled as :class:`DayEnds`; 0: not known); ``parked_over``: parked
+    DAY orders whose day had ended (kept as expiring)."""
     lps, clients, last_price = ledger.positions()
     head: list[Entry] = [Run(run), Positions(lps, clients, last_price)]
     head.append(Holdings(accounts.holdings()))
@@ -118,7 +120,7 @@ def sliced_checkpoint_entries(
             yield InFlight(child.order, child.open, sorted(child.exec_ids or ()))
         for child_order, exec_ids in abandoned:
             yield InFlight(child_order, 0, sorted(exec_ids), abandoned=True)
-        yield Expiring(sorted(matcher.expiring))
+        yield Expiring(sorted(matcher.expiring | set(parked_over)))
 
     return rest()
 

@@ -4,6 +4,7 @@ copy is acknowledged, and another instance following it (real JetStream)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import cast
 
@@ -20,7 +21,7 @@ from gateway.fix.acceptor import SessionRegistry
 from gateway.fix.application import EchoApplication
 from gateway.fix.events import CloseConnection
 from gateway.fix.session import Session
-from gateway.fix.store import RESET, SET_SENDER, MemoryStore
+from gateway.fix.store import RESET, SENT, SET_SENDER, MemoryStore
 from gateway.net.client import FixClient
 from gateway.net.server import FixServer
 from gateway.net.transport import Outbox
@@ -387,7 +388,8 @@ async def test_the_clients_open_orders_go_with_its_sessions_copy_and_a_reset_car
     a = Member(config, "a", ["C1"])
     b = Member(config, "b", ["C1"])
     open_at_a = {"O1": b"o1 v2", "O3": b"o3 v1"}
-    a.cluster.open_orders = lambda key: [(i, d, False) for i, d in sorted(open_at_a.items())]
+    # O3's trading day has ended (it was out at an LP then)
+    a.cluster.open_orders = lambda key: [(i, d, i == "O3") for i, d in sorted(open_at_a.items())]
     claimed: list[tuple[str, dict[str, bytes] | None]] = []
     b.cluster.on_claimed = lambda session, copied: claimed.append(
         (session.session_id, None if copied is None else dict(copied.open))
@@ -444,6 +446,7 @@ async def test_the_clients_open_orders_go_with_its_sessions_copy_and_a_reset_car
             assert late_log is not None
             assert await late_log.caught_up(key, 5)
             assert late_log.orders[key].open == {"O1": b"o1 v2", "O3": b"o3 v1"}
+            assert late_log.orders[key].day_over == {"O3"}
             assert late_log.orders[key].complete
         finally:
             await late.cluster.stop()
@@ -583,6 +586,40 @@ async def test_the_records_of_one_batch_are_stored_as_one_atomic_batch(
         assert kept[1].seq == kept[0].seq + 1
         assert [msgspec.msgpack.decode(m.data)[2][0][0] for m in kept] == [RESET, RESET]
         assert all((m.headers or {}).get("Nats-Batch-Id") for m in kept)
+    finally:
+        await a.cluster.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_stream_that_stops_taking_atomic_batches_gets_records_one_by_one(
+    nats_cluster: NatsCluster,
+) -> None:
+    """The stream's atomic batches turned off under a running gateway (a
+    gateway of an earlier version updated it): the refused batch is
+    published again record by record at once, not given up."""
+    config = settings(nats_cluster)
+    a = await Member(config, "a", ["C1", "C2"]).start()
+    try:
+        log = a.cluster.log
+        assert log is not None
+        assert log.atomic
+        for client in ("C1", "C2"):
+            assert await a.claim(client) is None
+        info = await log._js.stream_info(log.stream)
+        await log._js.update_stream(dataclasses.replace(info.config, allow_atomic=False))
+        for n, client in enumerate(("C1", "C2")):
+            a.sessions[client].store.append_sent(1, b"fill %d" % n)
+            a.sessions[client].store.flush()
+        sealed = a.cluster.seal()
+        assert sealed is not None
+        await asyncio.wait_for(sealed, 5)  # well before a give-up (10 s)
+        assert not log.atomic
+        assert log.stats.failures == 0
+        for client in ("C1", "C2"):
+            last = await log._js.get_last_msg(
+                log.stream, f"{config.bucket_prefix}.slog.FIX=2E4=2E4.GW.{client}"
+            )
+            assert msgspec.msgpack.decode(last.data)[2][-1][0] == SENT
     finally:
         await a.cluster.stop()
 

@@ -632,6 +632,12 @@ async def test_a_day_order_parked_while_out_at_an_lp_after_its_day_ended_expires
     try:
         assert built.matcher.is_expiring("4O1")
         built.park_all()
+        built._take_checkpoint(journal)  # kept as expiring while parked
+    finally:
+        journal.close()
+    built, journal = flow(tmp_path)
+    try:
+        built.park_all()
         assert built.unpark_client("CLIENT1") == 1  # the same day as far as the clock says
         ended = built.matcher.status("CLIENT1", "C-4O1")
         assert ended is not None
