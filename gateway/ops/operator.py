@@ -434,6 +434,13 @@ def render_positions(exposures: Mapping[str, Any]) -> str:
         "Client positions (units)",
         positions("CLIENT", exposures.get("clients", {})),
     ]
+    served = exposures.get("served")
+    if served is not None:
+        # a gateway of a cluster: the others' clients as it last knew them
+        others = sorted(set(exposures.get("clients", {})) - set(served))
+        if others:
+            parts += ["", "Not served here (their positions as this gateway last knew them):"]
+            parts.append("  " + ", ".join(others))
     return "\n".join(parts)
 
 

@@ -372,3 +372,19 @@ def test_one_margin_account_in_full() -> None:
     assert "  (none held)" in empty
     assert "  (none)" in empty
     assert "  (flat)" in empty
+
+
+def test_positions_of_a_cluster_gateway_name_the_clients_it_does_not_serve() -> None:
+    exposures = {
+        "lps": {},
+        "lp_gross_usd": {},
+        "unvalued_lps": [],
+        "clients": {"CLIENT1": {"EUR/USD": "1000"}, "CLIENT2": {"EUR/USD": "-2000"}},
+        "served": ["CLIENT2"],
+    }
+    text = operator.render_positions(exposures)
+    assert text.endswith(
+        "Not served here (their positions as this gateway last knew them):\n  CLIENT1"
+    )
+    alone = operator.render_positions({k: v for k, v in exposures.items() if k != "served"})
+    assert "Not served here" not in alone
