@@ -179,6 +179,8 @@ class ClusterStats:
     losses: int = 0
     """Sessions this instance had to stop serving (lease lost or not renewed)."""
     releases: int = 0
+    handovers: int = 0
+    """Sessions handed to another gateway on an operator's word."""
     unattended: int = 0
     """Sessions taken with no Logon: no gateway had held them for
     ``take_unattended_ms`` (their client's orders are worked here)."""
@@ -389,6 +391,7 @@ class Cluster:
             await self._nc.subscribe(
                 f"{settings.bucket_prefix}.status.{self.name}", cb=self._on_status
             )
+            await self._nc.subscribe(f"{settings.bucket_prefix}.take.{self.name}", cb=self._on_take)
         except BaseException as exc:
             await self._abandon_start()
             if isinstance(exc, (OSError, nats.errors.Error)):
@@ -736,6 +739,81 @@ class Cluster:
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             self._failed("release", exc)  # it lapses by itself
 
+    # -- handing a session over ---------------------------------------------------
+
+    def session_of(self, name: str) -> Session | None:
+        """A session this gateway may serve, by its key or its client's CompID."""
+        found = self._attendable.get(name)
+        if found is not None:
+            return found
+        for session in self._attendable.values():
+            if session.settings.TargetCompID == name:
+                return session
+        return None
+
+    async def hand_over(self, session: Session, to: str) -> str | None:
+        """Hand ``session``, served here, to the live gateway ``to`` (after
+        a failover, to give a gateway back its clients): what was written
+        for it is copied, its connection dropped (the client logs on again
+        and is told where it is served), its client's orders parked here,
+        its lease let go, and ``to`` asked to take it at once, with the
+        orders, as an unattended session is taken.  None when ``to`` took
+        it, else why not (the session is then free: whichever gateway the
+        client logs on to, or the first to find it unattended, takes it)."""
+        key = session_key(session)
+        held = self._held.get(key)
+        if held is None:
+            return f"session {session.session_id} is not served by this gateway"
+        if to == self.name:
+            return f"session {session.session_id} is served by {to} already"
+        peer = self.instances.get(to)
+        if peer is None or peer.left(self._clock()) <= 0:
+            return f"gateway {to} is not a live member of the cluster"
+        log = self.log
+        nc = self._nc
+        if log is None or nc is None or not self.connected:
+            return "this gateway cannot reach its cluster"
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            # everything written for it so far is in the copy first
+            log.seal()
+            if not await log.drain(self.lease_s):
+                return "the session's copy could not be written in time; nothing changed"
+            if self._held.get(key) is not held:
+                return f"session {session.session_id} is not served by this gateway"
+            self._adopting.discard(key)
+            log.taken_state(key)
+            if self._on_lost is not None:
+                self._on_lost(session, f"the session was handed over to gateway {to}")
+            await self._release(key)
+        self.stats.handovers += 1
+        _log.warning("session_handed_over", session=session.session_id, to=to)
+        try:
+            reply = await nc.request(
+                f"{self.settings.bucket_prefix}.take.{to}", key.encode(), timeout=self.lease_s
+            )
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            return f"gateway {to} did not answer ({_why(exc)}); the session is free"
+        answer = reply.data.decode("utf-8", "replace")
+        return None if not answer else f"gateway {to} did not take it: {answer}"
+
+    async def _on_take(self, msg: Any) -> None:
+        """Another gateway handed a session over to this one: take it now,
+        as an unattended session is taken."""
+        key = msg.data.decode("ascii", "replace")
+        session = self._attendable.get(key)
+        if session is None:
+            answer = "it does not serve that session"
+        else:
+            lock = self._locks.setdefault(key, asyncio.Lock())
+            async with lock:
+                refusal = None if key in self._held else await self._claim(session, key)
+            answer = refusal or ""
+            if refusal is None:
+                _log.warning("session_taken_on_handover", session=session.session_id)
+        with contextlib.suppress(nats.errors.Error, OSError):
+            await msg.respond(answer.encode())
+
     # -- sessions no gateway holds -------------------------------------------------
 
     def attend(self, session: Session) -> None:
@@ -1053,6 +1131,7 @@ class Cluster:
                 "lost": self.stats.losses,
                 "released": self.stats.releases,
                 "taken_unattended": self.stats.unattended,
+                "handed_over": self.stats.handovers,
             },
             "copy": None
             if copy is None

@@ -194,6 +194,23 @@ def build_app(gateway: Running) -> web.Application:
         shown["peers"] = await cluster.peers()
         return _json(shown)
 
+    async def admin_cluster_handover(request: web.Request) -> web.Response:
+        cluster = gateway.cluster
+        if cluster is None:
+            return _json_status({"error": "this gateway runs alone (no [cluster])"}, 409)
+        name, to = request.query.get("session", ""), request.query.get("to", "")
+        if not name or not to:
+            return _json_status(
+                {"error": "session=<CompID or key> and to=<gateway> are needed"}, 400
+            )
+        session = cluster.session_of(name)
+        if session is None:
+            return _json_status({"error": f"no order session {name} here"}, 404)
+        refusal = await cluster.hand_over(session, to)
+        if refusal is not None:
+            return _json_status({"session": session.session_id, "to": to, "error": refusal}, 409)
+        return _json({"session": session.session_id, "to": to, "handed_over": True})
+
     async def admin_config(_: web.Request) -> web.Response:
         return _json(admin.config(gateway))
 
@@ -225,6 +242,7 @@ def build_app(gateway: Running) -> web.Application:
     app.router.add_get("/admin/cluster", admin_cluster)
     app.router.add_get("/admin/summary", admin_summary)
     app.router.add_post("/admin/reload", admin_reload)
+    app.router.add_post("/admin/cluster/handover", admin_cluster_handover)
     app.router.add_get("/dashboard", dashboard)
     return app
 

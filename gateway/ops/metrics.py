@@ -388,7 +388,8 @@ class ClusterCollector(Collector):
             "Session lease events: granted (a free key or our own), takeover (another"
             " gateway's lapsed lease), renewed, refused (a Logon turned away: another gateway"
             " serves it), lost (stopped serving: not renewed in time or taken), released,"
-            " unattended (taken with no Logon: no gateway had held it for take_unattended_ms)",
+            " unattended (taken with no Logon: no gateway had held it for take_unattended_ms),"
+            " handover (handed to another gateway on an operator's word)",
             labels=["event"],
         )
         for event, count in (
@@ -399,6 +400,7 @@ class ClusterCollector(Collector):
             ("lost", stats.losses),
             ("released", stats.releases),
             ("unattended", stats.unattended),
+            ("handover", stats.handovers),
         ):
             leases.add_metric([event], count)
         errors = CounterMetricFamily(

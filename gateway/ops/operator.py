@@ -57,7 +57,7 @@ class AdminApi:
     token: str
     timeout: float = TIMEOUT
 
-    def get(self, path: str, query: Mapping[str, str] | None = None) -> Any:
+    def get(self, path: str, query: Mapping[str, str] | None = None, *, method: str = "GET") -> Any:
         """The JSON ``path`` answers; :class:`OperatorError` otherwise."""
         target = self.url.rstrip("/") + path
         if query:
@@ -66,7 +66,7 @@ class AdminApi:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         try:
-            request = urllib.request.Request(target, headers=headers)
+            request = urllib.request.Request(target, headers=headers, method=method)
         except ValueError as exc:
             raise OperatorError(f"bad --url {self.url!r}: {exc}") from None
         try:
@@ -717,6 +717,17 @@ def _margin(api: AdminApi, args: argparse.Namespace) -> int:
     return 0
 
 
+def _handover(api: AdminApi, args: argparse.Namespace) -> int:
+    answer = api.get(
+        "/admin/cluster/handover", {"session": args.session, "to": args.to}, method="POST"
+    )
+    if args.json:
+        _dump(answer)
+    else:
+        print(f"{answer['session']} handed over to {answer['to']}")
+    return 0
+
+
 # --- the command line -----------------------------------------------------------------
 
 COMMANDS: dict[str, tuple[Command, str]] = {
@@ -731,6 +742,11 @@ COMMANDS: dict[str, tuple[Command, str]] = {
         _margin,
         "margin accounts: portfolio margin beside siloed, equity, free margin, level "
         "(with CLIENT, one account in full)",
+    ),
+    "handover": (
+        _handover,
+        "in a cluster: hand a client's session, served by this gateway, to another "
+        "(its client is dropped and logs on there; its orders go with it)",
     ),
 }
 
@@ -767,6 +783,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                 type=number_of_orders,
                 help=f"at most this many, the latest (default with --all: {ALL_ORDERS_LIMIT})",
             )
+        if name == "handover":
+            parser.add_argument("session", metavar="CLIENT", help="the client's CompID")
+            parser.add_argument("--to", required=True, help="the gateway's instance name")
         if name == "margin":
             parser.add_argument(
                 "client",

@@ -624,6 +624,56 @@ async def test_a_stream_that_stops_taking_atomic_batches_gets_records_one_by_one
         await a.cluster.stop()
 
 
+@pytest.mark.asyncio
+async def test_a_session_is_handed_over_to_another_gateway_with_its_orders(
+    nats_cluster: NatsCluster,
+) -> None:
+    """After a failover, an operator gives a gateway back its client: the
+    holder copies what it wrote, drops the client, lets the lease go; the
+    other takes the session at once, with the copy's orders."""
+    config = settings(nats_cluster)
+    a, b = Member(config, "a", ["C1"]), Member(config, "b", ["C1"])
+    claimed: list[tuple[str, dict[str, bytes] | None]] = []
+    b.cluster.on_claimed = lambda session, copied: claimed.append(
+        (session.session_id, None if copied is None else dict(copied.open))
+    )
+    for m in (a, b):
+        m.cluster.attend(m.sessions["C1"])
+    a.cluster.client_state = lambda key: b"positions"
+    a.cluster.open_orders = lambda key: [("O1", b"o1 resting", False)]
+    await a.start()
+    await b.start()
+    try:
+        assert await a.claim("C1") is None
+        key = session_key(a.sessions["C1"])
+        a.cluster.copy_all(key)
+        a.sessions["C1"].store.append_sent(1, b"an execution report")
+        a.sessions["C1"].store.flush()  # written, not yet copied
+        assert await a.cluster.hand_over(a.sessions["C1"], "nobody") == (
+            "gateway nobody is not a live member of the cluster"
+        )
+        assert await a.cluster.hand_over(a.sessions["C1"], "b") is None
+        assert key not in a.cluster.held()
+        assert key in b.cluster.held()
+        assert [(s, text) for s, text, _at in a.lost] == [
+            ("FIX.4.4:GW->C1", "the session was handed over to gateway b")
+        ]
+        assert claimed == [("FIX.4.4:GW->C1", {"O1": b"o1 resting"})]
+        # what a wrote last went with it
+        assert b.store("C1").get_sent(1, 1) == [(1, b"an execution report")]
+        assert b.cluster.serving(key)
+        assert (a.cluster.stats.handovers, b.cluster.stats.handovers) == (1, 0)
+        assert await a.cluster.hand_over(a.sessions["C1"], "b") == (
+            "session FIX.4.4:GW->C1 is not served by this gateway"
+        )
+        assert await b.cluster.hand_over(b.sessions["C1"], "b") == (
+            "session FIX.4.4:GW->C1 is served by b already"
+        )
+    finally:
+        for m in (a, b):
+            await m.cluster.stop()
+
+
 async def member_server(member: Member, client: str) -> tuple[FixServer, int]:
     """A FIX server for ``member``'s session with ``client``, its bytes
     copied to the cluster, its Logons claimed there."""

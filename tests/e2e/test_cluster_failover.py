@@ -10,6 +10,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -605,4 +607,53 @@ async def test_a_client_away_when_its_gateway_dies_has_its_orders_taken_by_the_o
     assert (status.get(150), status.get(39), status.get(37)) == (b"I", b"0", rested[b"rest-1"])
     canceled = await cancel(client, "rest-2", b"2")
     assert (canceled.get(150), canceled.get(37)) == (b"4", rested[b"rest-2"])
+    await client.logout()
+
+
+@pytest.mark.asyncio
+async def test_after_a_failover_the_session_is_handed_back_on_an_operators_word(
+    daemon_factory: Callable[..., Any], nats: NatsCluster, tmp_path: Path
+) -> None:
+    """The client fails over to B; A comes back; `fixgw handover` at B gives
+    A the session again: the client, dropped at B, logs on at A (its first
+    address) and finds its resting order there."""
+    a, b = gateways(daemon_factory, nats, tmp_path)
+    at_a, at_b = ("127.0.0.1", a.fix_port), ("127.0.0.1", b.fix_port)
+    client = FixClient(SETTINGS, MemoryStore())
+    assert await client.connect_any([at_a, at_b]) == at_a
+    client.send(b"D", limit_order("rest-1", b"1", b"1.00000", b"1"))
+    (rested,) = await reports(client, 1)
+    a.kill9()
+    client.abort()
+    where, _refusals = await log_on_anywhere(client, [at_a, at_b])
+    assert where == at_b
+    a.start()  # A comes back: the session stays at B
+    handover = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "handover",
+            "CLIENT1",
+            "--to",
+            a_name(a),
+            "--url",
+            f"http://127.0.0.1:{b.http_port}",
+            "--token",
+            "dev-admin-token",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert handover.returncode == 0, handover.stderr
+    assert handover.stdout.strip() == f"FIX.4.4:GATEWAY->CLIENT1 handed over to {a_name(a)}"
+    await client.wait_closed(timeout=10)  # dropped at B
+    where, _refusals = await log_on_anywhere(client, [at_a, at_b])
+    assert where == at_a
+    status = await status_of(client, "rest-1", b"1")
+    assert (status.get(150), status.get(39), status.get(37)) == (b"I", b"0", rested.get(37))
+    assert admin(b.http_port, "/admin/orders?client=CLIENT1") == []
+    assert admin(b.http_port, "/admin/cluster")["leases"]["handed_over"] == 1
     await client.logout()

@@ -232,8 +232,11 @@ def test_status_without_order_flow_or_timings() -> None:
 def test_every_command_is_registered_with_its_options() -> None:
     parser = argparse.ArgumentParser(prog="fixgw")
     operator.register(parser.add_subparsers(dest="command", required=True))
+    required = {"handover": ["CLIENT1", "--to", "gw1"]}
     for name in operator.COMMANDS:
-        parsed = parser.parse_args([name, "--json", "--url", "http://gw:1"])
+        parsed = parser.parse_args(
+            [name, *required.get(name, []), "--json", "--url", "http://gw:1"]
+        )
         assert operator.is_operator_command(parsed)
         assert (parsed.json, parsed.url, parsed.token, parsed.config) == (
             True,
@@ -245,6 +248,10 @@ def test_every_command_is_registered_with_its_options() -> None:
     assert (orders.client, orders.all, orders.limit) == ("CLIENT1", True, 5)
     with pytest.raises(SystemExit):
         parser.parse_args(["orders", "--limit", "-1"])
+    handover = parser.parse_args(["handover", "CLIENT1", "--to", "gw1"])
+    assert (handover.session, handover.to) == ("CLIENT1", "gw1")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["handover", "CLIENT1"])  # to whom is needed
     assert parser.parse_args(["margin"]).client is None
     assert parser.parse_args(["margin", "CLIENT1", "--json"]).client == "CLIENT1"
 
