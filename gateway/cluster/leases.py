@@ -255,6 +255,8 @@ class Cluster:
         self._unreachable_logged = False
         self._attendable: dict[str, Session] = {}
         self._attending = False
+        # per session just handed over: to whom, until when (monotonic)
+        self._handed: dict[str, tuple[str, float]] = {}
         # per session held by no gateway: since when, as seen here
         self._unattended: dict[str, float] = {}
 
@@ -562,7 +564,11 @@ class Cluster:
         if lock is None:
             lock = self._locks[key] = asyncio.Lock()
         async with lock:
-            refusal = await self._claim(session, key)
+            to = self.handed_to(key)
+            if to:
+                refusal: str | None = _handed_to(session, to, self.instances.get(to))
+            else:
+                refusal = await self._claim(session, key)
             if refusal is None:
                 return None
             owner = self._owner_of(key)
@@ -727,15 +733,27 @@ class Cluster:
             return
         try:
             async with asyncio.timeout(self.lease_s):
-                await kv.delete(key, last=held.revision)
+                revision = held.revision
+                for _ in range(3):
+                    try:
+                        await kv.delete(key, last=revision)
+                        break
+                    except nats.js.errors.BadRequestError as exc:
+                        # KeyWrongLastSequenceError, or the same as a delete
+                        # reports it: a renewal of ours written meanwhile, or
+                        # someone took it
+                        if exc.err_code != _WRONG_LAST_SEQUENCE and not isinstance(
+                            exc, nats.js.errors.KeyWrongLastSequenceError
+                        ):
+                            raise
+                        own = await self._own_revision(kv, key)
+                        if not own:
+                            return  # someone took it: nothing of ours to delete
+                        revision = own
+                else:
+                    return
             self.stats.releases += 1
             _log.info("session_released", session=held.session.session_id)
-        except nats.js.errors.KeyWrongLastSequenceError:
-            pass  # someone took it: nothing of ours to delete
-        except nats.js.errors.BadRequestError as exc:
-            if exc.err_code != _WRONG_LAST_SEQUENCE:
-                self._failed("release", exc)
-            # else: the same, as a delete reports it
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             self._failed("release", exc)  # it lapses by itself
 
@@ -773,6 +791,15 @@ class Cluster:
         nc = self._nc
         if log is None or nc is None or not self.connected:
             return "this gateway cannot reach its cluster"
+        subject = f"{self.settings.bucket_prefix}.take.{to}"
+        try:
+            # ready to take it (started, serving that session) before
+            # anything is changed here
+            ready = await nc.request(subject, b"?" + key.encode(), timeout=self.lease_s)
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            return f"gateway {to} did not answer ({_why(exc)}); nothing changed"
+        if ready.data:
+            return f"gateway {to} cannot take it: {ready.data.decode('utf-8', 'replace')}"
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             # everything written for it so far is in the copy first
@@ -783,27 +810,58 @@ class Cluster:
                 return f"session {session.session_id} is not served by this gateway"
             self._adopting.discard(key)
             log.taken_state(key)
+            # a Logon here meanwhile is told where the session goes
+            self._handed[key] = (to, self._clock() + self.lease_s)
             if self._on_lost is not None:
                 self._on_lost(session, f"the session was handed over to gateway {to}")
+            # and what was written while the first copy was waited for
+            log.seal()
+            if not await log.drain(self.lease_s):
+                # not let go: its lease lapses, as at a stop whose copy failed
+                self._held.pop(key, None)
+                return (
+                    "the session's last writes could not be copied in time: it was let go"
+                    " without its lease, which lapses"
+                )
             await self._release(key)
-        self.stats.handovers += 1
         _log.warning("session_handed_over", session=session.session_id, to=to)
         try:
-            reply = await nc.request(
-                f"{self.settings.bucket_prefix}.take.{to}", key.encode(), timeout=self.lease_s
-            )
+            reply = await nc.request(subject, key.encode(), timeout=3 * self.lease_s)
         except (TimeoutError, OSError, nats.errors.Error) as exc:
-            return f"gateway {to} did not answer ({_why(exc)}); the session is free"
-        answer = reply.data.decode("utf-8", "replace")
-        return None if not answer else f"gateway {to} did not take it: {answer}"
+            self._handed.pop(key, None)
+            return f"gateway {to} did not answer ({_why(exc)}) once the session was let go"
+        if reply.data:
+            self._handed.pop(key, None)
+            return f"gateway {to} did not take it: {reply.data.decode('utf-8', 'replace')}"
+        self.stats.handovers += 1
+        return None
+
+    def handed_to(self, key: str) -> str:
+        """The gateway a session was just handed to ("" when none): a Logon
+        for it here is turned away naming that gateway for a moment."""
+        handed = self._handed.get(key)
+        if handed is None:
+            return ""
+        to, until = handed
+        if self._clock() > until:
+            del self._handed[key]
+            return ""
+        return to
 
     async def _on_take(self, msg: Any) -> None:
-        """Another gateway handed a session over to this one: take it now,
-        as an unattended session is taken."""
-        key = msg.data.decode("ascii", "replace")
+        """Another gateway hands a session to this one: asked first whether
+        it can ("?" before the key: started, and serving that session), then
+        to take it, which it does as an unattended session is taken."""
+        data = msg.data.decode("ascii", "replace")
+        asking = data.startswith("?")
+        key = data.removeprefix("?")
         session = self._attendable.get(key)
         if session is None:
             answer = "it does not serve that session"
+        elif not self._attending:
+            answer = "it is starting"
+        elif asking:
+            answer = ""
         else:
             lock = self._locks.setdefault(key, asyncio.Lock())
             async with lock:
@@ -862,6 +920,7 @@ class Cluster:
                 key in self._held
                 or (view is not None and view.left(now) > 0)
                 or (lock is not None and lock.locked())
+                or self.handed_to(key)
                 or (key not in log.clients and key not in log.orders)
             ):
                 # held (here, elsewhere), being claimed, or nothing to attend
@@ -1188,6 +1247,11 @@ def _served_by(session: Session, lease: Lease) -> str:
         f"session {session.session_id} is served by gateway {lease.owner}{where};"
         " log on there, or here once its lease lapses"
     )
+
+
+def _handed_to(session: Session, to: str, view: LeaseView | None) -> str:
+    where = f" (FIX at {view.lease.fix})" if view is not None and view.lease.fix else ""
+    return f"session {session.session_id} was just handed over to gateway {to}{where}; log on there"
 
 
 def _why(exc: BaseException) -> str:

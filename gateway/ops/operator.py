@@ -786,6 +786,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         if name == "handover":
             parser.add_argument("session", metavar="CLIENT", help="the client's CompID")
             parser.add_argument("--to", required=True, help="the gateway's instance name")
+            # a few round trips of the cluster, each up to a lease
+            parser.set_defaults(timeout=30.0)
         if name == "margin":
             parser.add_argument(
                 "client",

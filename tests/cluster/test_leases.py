@@ -109,6 +109,26 @@ async def test_a_restarted_instance_takes_its_sessions_back(nats_cluster: NatsCl
 
 
 @pytest.mark.asyncio
+async def test_a_release_racing_a_renewal_of_its_own_still_lets_the_session_go(
+    pair: tuple[Member, Member],
+) -> None:
+    a, b = pair
+    assert await a.claim("C1") is None
+    key = session_key(a.sessions["C1"])
+    held = a.cluster._held[key]
+    stale = held.revision
+    await a.cluster.renew_once()  # written just before the release reads it
+    assert held.revision != stale
+    held.revision = stale
+    await a.cluster._release(key)
+    assert a.cluster.stats.releases == 1
+    assert a.cluster.stats.reasons == {}
+    # free at once: another gateway takes it without waiting for a lapse
+    assert await b.claim("C1") is None
+    assert b.cluster.stats.grants == 1
+
+
+@pytest.mark.asyncio
 async def test_an_unreachable_cluster_is_one_clear_error() -> None:
     config = ClusterSettings(servers=("nats://127.0.0.1:9",), connect_timeout_ms=500)
     with pytest.raises(ClusterError, match=r"cannot reach the cluster at nats://127.0.0.1:9"):

@@ -652,6 +652,13 @@ async def test_a_session_is_handed_over_to_another_gateway_with_its_orders(
         assert await a.cluster.hand_over(a.sessions["C1"], "nobody") == (
             "gateway nobody is not a live member of the cluster"
         )
+        # b not ready yet (its order flow not started): nothing changes
+        assert await a.cluster.hand_over(a.sessions["C1"], "b") == (
+            "gateway b cannot take it: it is starting"
+        )
+        assert key in a.cluster.held()
+        assert a.lost == []
+        b.cluster.start_attending()
         assert await a.cluster.hand_over(a.sessions["C1"], "b") is None
         assert key not in a.cluster.held()
         assert key in b.cluster.held()
@@ -666,6 +673,10 @@ async def test_a_session_is_handed_over_to_another_gateway_with_its_orders(
         assert await a.cluster.hand_over(a.sessions["C1"], "b") == (
             "session FIX.4.4:GW->C1 is not served by this gateway"
         )
+        # the client logging on again at a is told where its session is
+        refused = await a.claim("C1")
+        assert refused is not None
+        assert "gateway b" in refused[0]
         assert await b.cluster.hand_over(b.sessions["C1"], "b") == (
             "session FIX.4.4:GW->C1 is served by b already"
         )

@@ -649,6 +649,9 @@ async def test_after_a_failover_the_session_is_handed_back_on_an_operators_word(
     )
     assert handover.returncode == 0, handover.stderr
     assert handover.stdout.strip() == f"FIX.4.4:GATEWAY->CLIENT1 handed over to {a_name(a)}"
+    # A took it, with no Logon yet
+    held = [s["held_here"] for s in admin(a.http_port, "/admin/cluster")["sessions"]]
+    assert held == [True]
     await client.wait_closed(timeout=10)  # dropped at B
     where, _refusals = await log_on_anywhere(client, [at_a, at_b])
     assert where == at_a
