@@ -89,6 +89,11 @@ ORDERS_ALL: Final = 102
 orders is complete from then on (:attr:`CopiedOrders.complete`).  Carried
 by the first record under a lease just granted and by a reset's."""
 
+RECORD_MAX: Final = 256 * 1024
+"""Bytes a record may hold (NATS takes messages of 1 MiB by default): a
+session's changes of one write round that encode to more go as several
+consecutive records."""
+
 ATOMIC_MAX: Final = 1000
 """Records one JetStream atomic batch may hold (the server's limit): a batch
 with more is published as several."""
@@ -395,7 +400,13 @@ class SessionLog:
                 for order in changed.values():
                     ops.extend(order)
             payload = _encode((self.writer, epoch, ops))
-            batch.append((key, payload, ops))
+            if len(payload) <= RECORD_MAX:
+                batch.append((key, payload, ops))
+            else:
+                # a burst too big for one message (a mass cancel, a day end
+                # expiring thousands of a client's orders): consecutive
+                # records, applied in order, in the same (atomic) batch
+                batch.extend((key, _encode((self.writer, epoch, p)), p) for p in _split(ops))
         if not batch:
             last = self._last
             return last if last is not None and not last.done() else None
@@ -771,6 +782,21 @@ _ATOMIC_REFUSED: Final = frozenset({10174, 10199, 10210})
 enabled on it, larger than allowed, and the like."""
 
 _answer = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def _split(ops: list[Op], limit: int = RECORD_MAX) -> list[list[Op]]:
+    """``ops`` in consecutive parts of about ``limit`` bytes encoded each (an
+    op larger than that alone in its part)."""
+    parts: list[list[Op]] = [[]]
+    size = 0
+    for op in ops:
+        cost = len(op[2]) + 16
+        if parts[-1] and size + cost > limit:
+            parts.append([])
+            size = 0
+        parts[-1].append(op)
+        size += cost
+    return parts
 
 
 def _stream_seqs(covers: list[int], acks: list[Any]) -> list[int]:

@@ -685,6 +685,45 @@ async def test_a_session_is_handed_over_to_another_gateway_with_its_orders(
             await m.cluster.stop()
 
 
+@pytest.mark.asyncio
+async def test_a_burst_too_big_for_one_message_goes_as_consecutive_records(
+    nats_cluster: NatsCluster,
+) -> None:
+    """Thousands of reports to one client in one write round (a day end
+    expiring its orders) encode to more than NATS takes in one message:
+    they go as several records of one batch, and a reader rebuilds them
+    all, in order."""
+    config = settings(nats_cluster)
+    a = await Member(config, "a", ["C1"]).start()
+    try:
+        log = a.cluster.log
+        assert log is not None
+        assert await a.claim("C1") is None
+        store = a.sessions["C1"].store
+        report = b"8=FIX.4.4|35=8|150=C|" + b"x" * 300
+        for seq in range(1, 4001):  # about 1.3 MB
+            store.append_sent(seq, report + b"%d" % seq)
+        store.flush()
+        records = log.stats.records
+        sealed = a.cluster.seal()
+        assert sealed is not None
+        await asyncio.wait_for(sealed, 10)
+        assert log.stats.records - records >= 5
+        late = await Member(config, "late", ["C1"]).start()
+        try:
+            late_log = late.cluster.log
+            assert late_log is not None
+            assert await late_log.caught_up("FIX=2E4=2E4.GW.C1", 10)
+            sent = late.store("C1").get_sent(1, 5000)
+            assert [seq for seq, _raw in sent] == list(range(1, 4001))
+            assert sent[-1][1] == report + b"4000"
+            assert late.store("C1").next_sender_seq == 4001
+        finally:
+            await late.cluster.stop()
+    finally:
+        await a.cluster.stop()
+
+
 async def member_server(member: Member, client: str) -> tuple[FixServer, int]:
     """A FIX server for ``member``'s session with ``client``, its bytes
     copied to the cluster, its Logons claimed there."""
