@@ -77,6 +77,13 @@ now (encoded by the gateway, after its id and a NUL byte); its number is 1
 when the order is final (it is open no more: what follows its id is not
 read), else 0.  Not a store's."""
 
+PART: Final = 104
+"""The last op of a record that a session's round continues in the next
+record (a round too big for one message): a reader holds such records and
+applies the round once its closing record comes; a round never closed (its
+writer died between them, or lost the session) is not applied: its bytes
+never left.  Not a store's."""
+
 DAY_OVER: Final = 103
 """The kind of op that says the order named (its id) is open but its
 trading day has ended (it was out at an LP then: it expires when its lots
@@ -252,6 +259,8 @@ class SessionLog:
         # per session taken here: the last record stored when it was taken
         self._taken_at: dict[str, int] = {}
         self._progress = asyncio.Event()
+        # per session: the parts of a round read so far (its writer, epoch)
+        self._parts: dict[str, tuple[tuple[str, int], list[Op]]] = {}
         self.client_state: Callable[[str], bytes | None] | None = None
         """Set by the gateway: the state of a session's client now (None
         when it has none), carried by each record of a session that stored
@@ -406,7 +415,10 @@ class SessionLog:
                 # a burst too big for one message (a mass cancel, a day end
                 # expiring thousands of a client's orders): consecutive
                 # records, applied in order, in the same (atomic) batch
-                batch.extend((key, _encode((self.writer, epoch, p)), p) for p in _split(ops))
+                parts = _split(ops)
+                for n, part in enumerate(parts[:-1]):
+                    part.append((PART, n, b""))
+                batch.extend((key, _encode((self.writer, epoch, p)), p) for p in parts)
         if not batch:
             last = self._last
             return last if last is not None and not last.done() else None
@@ -472,8 +484,7 @@ class SessionLog:
         covers: list[int] = []
         try:
             if self.atomic and len(batch) > 1:
-                for start in range(0, len(batch), ATOMIC_MAX):
-                    part = batch[start : start + ATOMIC_MAX]
+                for part in _chunks(batch):
                     acks.append(await self._publish_atomic(part))
                     covers.append(len(part))
                 self.stats.atomic += 1
@@ -652,6 +663,18 @@ class SessionLog:
             self.stats.fenced += 1
             return
         self._epochs[key] = epoch
+        parts = self._parts.get(key)
+        if ops and ops[-1][0] == PART:
+            # the round goes on in the next record: held until it closes
+            if parts is None or parts[0] != (writer, epoch):
+                parts = self._parts[key] = ((writer, epoch), [])
+            parts[1].extend(ops[:-1])
+            return
+        if parts is not None:
+            del self._parts[key]
+            if parts[0] == (writer, epoch):
+                ops = parts[1] + ops
+            # else: a round its writer never closed, not applied
         held = self._epoch(key)
         taken = self._taken_at.get(key)
         if (
@@ -791,12 +814,32 @@ def _split(ops: list[Op], limit: int = RECORD_MAX) -> list[list[Op]]:
     size = 0
     for op in ops:
         cost = len(op[2]) + 16
-        if parts[-1] and size + cost > limit:
+        # a DAY_OVER stays with the ORDER it follows
+        if parts[-1] and size + cost > limit and op[0] != DAY_OVER:
             parts.append([])
             size = 0
         parts[-1].append(op)
         size += cost
     return parts
+
+
+def _chunks(
+    batch: list[tuple[str, bytes, list[Op]]], limit: int = ATOMIC_MAX
+) -> list[list[tuple[str, bytes, list[Op]]]]:
+    """A batch in atomic batches of at most ``limit`` records, cut between
+    sessions only (a session's parts of one round stay in one)."""
+    chunks: list[list[tuple[str, bytes, list[Op]]]] = [[]]
+    i = 0
+    while i < len(batch):
+        j = i + 1
+        while j < len(batch) and batch[j][0] == batch[i][0]:
+            j += 1
+        group = batch[i:j]
+        if chunks[-1] and len(chunks[-1]) + len(group) > limit:
+            chunks.append([])
+        chunks[-1].extend(group)
+        i = j
+    return chunks
 
 
 def _stream_seqs(covers: list[int], acks: list[Any]) -> list[int]:

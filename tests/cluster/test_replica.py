@@ -16,7 +16,16 @@ from hypothesis import strategies as st
 
 from config import SessionSettings
 from gateway.cluster import session_key
-from gateway.cluster.replica import Op, ReplicatedStore, SessionLog, apply
+from gateway.cluster.replica import (
+    ORDERS_ALL,
+    PART,
+    Op,
+    ReplicatedStore,
+    SessionLog,
+    _chunks,
+    apply,
+    order_ops,
+)
 from gateway.fix.acceptor import SessionRegistry
 from gateway.fix.application import EchoApplication
 from gateway.fix.events import CloseConnection
@@ -722,6 +731,63 @@ async def test_a_burst_too_big_for_one_message_goes_as_consecutive_records(
             await late.cluster.stop()
     finally:
         await a.cluster.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_round_in_parts_is_applied_once_closed_and_never_when_left_open(
+    nats_cluster: NatsCluster,
+) -> None:
+    """A round split in parts is applied when its closing part is read, all
+    of it at once; one whose writer died between parts is never applied
+    (its bytes never left), not even its first part's whole-set mark."""
+    config = settings(nats_cluster)
+    a = Member(config, "a", ["C1"])
+    b = Member(config, "b", ["C1"])
+    a.cluster.open_orders = lambda key: [("O1", b"o1", False)]
+    await a.start()
+    await b.start()
+    try:
+        assert await a.claim("C1") is None
+        key = session_key(a.sessions["C1"])
+        a.cluster.copy_all(key)
+        a.sessions["C1"].store.set_next_sender_seq(2)
+        await written(a)
+        a_log, b_log = a.cluster.log, b.cluster.log
+        assert a_log is not None
+        assert b_log is not None
+        assert await b_log.caught_up(key, 5)
+        assert b_log.orders[key].open == {"O1": b"o1"}
+        epoch = a.cluster.epoch(key)
+        subject = f"{config.bucket_prefix}.slog.{key}"
+
+        async def record(writer: str, ops: list[tuple[int, int, bytes]]) -> int:
+            ack = await a_log._js.publish(subject, msgspec.msgpack.encode((writer, epoch, ops)))
+            await read_up_to(b_log, key, ack.seq)
+            return int(ack.seq)
+
+        first = [(ORDERS_ALL, 0, b""), order_ops("O2", False, b"o2")[0], (PART, 0, b"")]
+        await record(a_log.writer, first)
+        assert b_log.orders[key].open == {"O1": b"o1"}  # held: the round is not closed
+        await record(a_log.writer, [order_ops("O3", False, b"o3")[0]])
+        assert b_log.orders[key].open == {"O2": b"o2", "O3": b"o3"}
+        assert b_log.orders[key].complete
+        # a round left open (its writer died), then another writer's record
+        await record(a_log.writer, [(ORDERS_ALL, 0, b""), (PART, 0, b"")])
+        await record("another/1", [order_ops("O4", False, b"o4")[0]])
+        assert b_log.orders[key].open == {"O2": b"o2", "O3": b"o3", "O4": b"o4"}
+    finally:
+        for m in (a, b):
+            await m.cluster.stop()
+
+
+def test_a_batch_is_cut_in_atomic_batches_between_sessions_only() -> None:
+    records = [(key, b"", []) for key in ("A", "A", "A", "B", "B", "C", "D", "D", "D", "D", "D")]
+    chunks = _chunks(records, limit=4)  # type: ignore[arg-type]
+    assert [[k for k, _p, _o in chunk] for chunk in chunks] == [
+        ["A", "A", "A"],
+        ["B", "B", "C"],
+        ["D", "D", "D", "D", "D"],  # one session's parts are never cut
+    ]
 
 
 async def member_server(member: Member, client: str) -> tuple[FixServer, int]:
