@@ -61,10 +61,6 @@ _REJECT_REASONS = {r.value: r.name.lower() for r in OrdRejReason}
 _STATUS_NAMES: Final[dict[OrdStatus, str]] = {s: s.name.lower() for s in OrdStatus}
 
 
-def _pass(_entry: OrderState) -> None:
-    """What an order's state is journaled to without a journal."""
-
-
 def refusal_reason(code: int) -> str:
     """A metric label for an OrdRejReason."""
     return _REJECT_REASONS.get(code, "other")
@@ -165,9 +161,6 @@ class Reports:
     def _journal_orders(self, result: Result, touched: str) -> None:
         """One OrderState entry per order the matcher call changed (and,
         in a cluster, the order copied with its client's session)."""
-        journal = self._journal
-        add = journal.add if journal is not None else _pass
-        copy = self.copy_order
         find = self._matcher.find
         seen = set()
         for ex in result.executions:
@@ -176,23 +169,26 @@ class Reports:
                 seen.add(order_id)
                 order = find(order_id, ex.client, ex.cl_ord_id)
                 if order is not None:
-                    add(OrderState(order))
-                    if copy is not None:
-                        copy(order)
+                    self._keep(order)
         for need in result.routes:
             if need.order_id not in seen:
                 seen.add(need.order_id)
                 order = find(need.order_id, need.client, need.cl_ord_id)
                 if order is not None:
-                    add(OrderState(order))
-                    if copy is not None:
-                        copy(order)
+                    self._keep(order)
         if touched and touched not in seen:
             order = find(touched, "", "")
             if order is not None:
-                add(OrderState(order))
-                if copy is not None:
-                    copy(order)
+                self._keep(order)
+
+    def _keep(self, order: Order) -> None:
+        """An order's state as it is now: journaled, and copied in a cluster."""
+        journal = self._journal
+        if journal is not None:
+            journal.add(OrderState(order))
+        copy = self.copy_order
+        if copy is not None:
+            copy(order)
 
     def execution(self, client: str, ex: Execution, now: float) -> None:
         """An ExecutionReport to ``client``; an order's final one is counted."""
