@@ -332,15 +332,13 @@ class SessionLog:
             self._pending[key] = ops
         else:
             pending.extend(ops)
-        if not self._seal_soon:
-            self._seal_soon = True
-            asyncio.get_running_loop().call_soon(self._seal_again)
+        self._seal_next_turn()
 
     def publish_all(self, key: str) -> None:
         """The next record of ``key`` carries its client's state and every
         open order, whole (see :data:`ORDERS_ALL`)."""
         self._full.add(key)
-        self._seal_after_this_turn()
+        self._seal_next_turn()
 
     def order(
         self, key: str, order_id: str, final: bool, data: bytes, day_over: bool = False
@@ -356,15 +354,12 @@ class SessionLog:
             orders = self._orders[key] = {}
         orders[order_id] = order_ops(order_id, final, data, day_over)
 
-    def _seal_after_this_turn(self) -> None:
-        """A seal of its own for what no write of this turn seals: one
-        hop later than the outbox's write this turn (queued after this
-        call: a message to the client, a store flushed), which seals it
-        with the rest, in one batch rather than two."""
+    def _seal_next_turn(self) -> None:
+        """A seal of its own next turn, for what no write of this turn
+        seals (the outbox's, when it writes this turn, takes it first)."""
         if not self._seal_soon:
             self._seal_soon = True
-            loop = asyncio.get_running_loop()
-            loop.call_soon(loop.call_soon, self._seal_again)
+            asyncio.get_running_loop().call_soon(self._seal_again)
 
     def seal(self) -> asyncio.Future[None] | None:
         """Publish what was recorded since the last seal (see the module);
