@@ -48,6 +48,7 @@ COMPILED = [
     "lp_adapters/base.py",
     "lp_adapters/fix/adapter.py",
     "lp_adapters/simulated/adapter.py",
+    "lp_adapters/simulated/statement.py",
     "matcher/engine.py",
     "risk/accounts.py",
     "risk/limits.py",

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Literal, final
 
 __all__ = [
     "SCENARIOS",
@@ -202,23 +202,64 @@ def _is_cross_asset(spread: SpreadDef, groups: Mapping[str, MarginGroup]) -> boo
     return len({groups[leg.group].asset_class for leg in spread.legs}) > 1
 
 
-@dataclass(frozen=True, slots=True)
+@final
 class GroupRisk:
     """One group's scan: its net ``units`` (signed), ``scan_risk`` (USD,
-    >= 0), the scenario that gave it, and ``direction`` (+1 long, -1 short,
-    0 flat or with no single direction, which takes no part in spreads)."""
+    >= 0), the scenario that gave it, ``direction`` (+1 long, -1 short, 0
+    flat or with no single direction, which takes no part in spreads) and
+    ``delta``, the USD the group gains on the full scan move up (signed).
 
-    group: str
-    units: float
-    scan_risk: float
-    worst_scenario: str
-    direction: int
-    delta: float = 0.0
-    """USD the group gains on the full scan move up (signed)."""
+    Not changed once made.  A plain class, not a frozen dataclass: one is
+    made per group on every trade and mark, and compiled, a frozen
+    dataclass's generated ``__init__`` (``object.__setattr__`` per field)
+    costs five times the whole construction of this one."""
+
+    __slots__ = ("delta", "direction", "group", "scan_risk", "units", "worst_scenario")
+
+    def __init__(
+        self,
+        group: str,
+        units: float,
+        scan_risk: float,
+        worst_scenario: str,
+        direction: int,
+        delta: float = 0.0,
+    ) -> None:
+        self.group = group
+        self.units = units
+        self.scan_risk = scan_risk
+        self.worst_scenario = worst_scenario
+        self.direction = direction
+        self.delta = delta
 
     @property
     def per_unit(self) -> float:
         return self.scan_risk / abs(self.units) if self.direction else 0.0
+
+    def _fields(self) -> tuple[str, float, float, str, int, float]:
+        return (
+            self.group,
+            self.units,
+            self.scan_risk,
+            self.worst_scenario,
+            self.direction,
+            self.delta,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, GroupRisk):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (
+            f"GroupRisk(group={self.group!r}, units={self.units!r}, "
+            f"scan_risk={self.scan_risk!r}, worst_scenario={self.worst_scenario!r}, "
+            f"direction={self.direction!r}, delta={self.delta!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ matcher, which rests or cancels it by the order's TimeInForce.
 from __future__ import annotations
 
 import asyncio
-import heapq
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -159,9 +159,12 @@ class ChildRouting:
         self._marked_at = float("-inf")
         self._child_seq = 0
         self.routing_seq = 0
-        # heap of (deadline, parent order id, routing serial)
-        self._deadlines: list[tuple[float, str, int]] = []
+        # per timeout length (one, unless a reload changed it), the routings'
+        # (deadline, parent order id, routing serial) in the order they were
+        # watched, which is their deadlines' order
+        self._deadlines: dict[float, deque[tuple[float, str, int]]] = {}
         self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_armed = 0.0  # when the timer above fires
         self._tasks: set[asyncio.Task[None]] = set()
         self._lp_handlers: dict[type, Callable[[Any, float], None]] = {
             Quote: self._on_quote,
@@ -415,30 +418,46 @@ class ChildRouting:
     # -- child-order timeouts ---------------------------------------------------------
     #
     # One timer for all routings: each routing (and each cancel sent after a
-    # timeout) adds a deadline to a FIFO queue; the timer fires for the oldest
-    # deadline, at most every _TIMEOUT_RESOLUTION seconds, and skips the
-    # routings that have finished meanwhile.
+    # timeout) adds a deadline to the FIFO queue of its timeout's length; the
+    # timer fires for the oldest deadline, at most every _TIMEOUT_RESOLUTION
+    # seconds, and skips the routings that have finished meanwhile.  A queue,
+    # not a heap: with one length deadlines come in order, and appending and
+    # taking from the front cost the same at any depth (tens of thousands
+    # watched at once at full rate).  Should the clock step back, a deadline
+    # watched after it waits at most that step behind the ones before it.
 
     def watch(self, routing: Routing, now: float) -> None:
-        deadline = now + routing.rules.config.routing.child_timeout_ms / 1000
-        heapq.heappush(self._deadlines, (deadline, routing.need.order_id, routing.serial))
-        if self._deadline_timer is None:
+        timeout = routing.rules.config.routing.child_timeout_ms / 1000
+        queue = self._deadlines.get(timeout)
+        if queue is None:
+            queue = self._deadlines[timeout] = deque()
+        deadline = now + timeout
+        queue.append((deadline, routing.need.order_id, routing.serial))
+        timer = self._deadline_timer
+        if timer is None or deadline < self._deadline_armed:
+            # (the latter after a reload shortened the timeout)
+            if timer is not None:
+                timer.cancel()
             self._arm_deadlines(now)
 
     def _arm_deadlines(self, now: float) -> None:
-        delay = max(self._deadlines[0][0] - now, _TIMEOUT_RESOLUTION)
+        first = min(queue[0][0] for queue in self._deadlines.values())
+        delay = max(first - now, _TIMEOUT_RESOLUTION)
+        self._deadline_armed = now + delay
         self._deadline_timer = self._loop().call_later(delay, self._on_deadlines)
 
     def _on_deadlines(self) -> None:
         self._deadline_timer = None
         now = self._clock()
-        deadlines = self._deadlines
-        while deadlines and deadlines[0][0] <= now:
-            _deadline, parent, serial = heapq.heappop(deadlines)
-            routing = self.routings.get(parent)
-            if routing is not None and routing.serial == serial:
-                self._on_route_timeout(routing, now)
-        if deadlines:
+        for timeout, queue in list(self._deadlines.items()):
+            while queue and queue[0][0] <= now:
+                _deadline, parent, serial = queue.popleft()
+                routing = self.routings.get(parent)
+                if routing is not None and routing.serial == serial:
+                    self._on_route_timeout(routing, now)
+            if not queue:
+                del self._deadlines[timeout]
+        if self._deadlines:
             self._arm_deadlines(now)
 
     def on_lp_event(self, event: LpEvent) -> None:

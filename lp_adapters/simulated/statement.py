@@ -46,6 +46,7 @@ FLUSH_INTERVAL: Final = 0.5
 """Longest time, in seconds, a recorded line waits in memory."""
 
 _SPECIAL: Final = frozenset(',"\r\n')
+_SPECIAL_BUT_COMMA: Final = frozenset('"\r\n')
 
 
 def _field(text: str) -> str:
@@ -66,6 +67,8 @@ class StatementWriter:
         self._pending: dict[str, list[str]] = {}  # lines by date (YYYYMMDD)
         self._timer: asyncio.TimerHandle | None = None
         self._dropped: dict[Path, int] = {}  # lines lost, by file failing now
+        self._second = -1  # the UTC second the three strings below are of
+        self._date = self._time = self._file_date = ""
 
     def path(self, date: str) -> Path:
         """The file of the UTC date ``date`` (``YYYYMMDD``)."""
@@ -89,20 +92,21 @@ class StatementWriter:
         (otherwise the line waits for :meth:`flush`)."""
         # truncated to the millisecond as gateway.fix.codec.format_utc_timestamp does
         second, millis = divmod(int(now * 1000.0 + 0.001), 1000)
-        utc = time.gmtime(second)
-        fields = (
-            time.strftime("%Y-%m-%d", utc),
-            time.strftime("%Y-%m-%dT%H:%M:%S", utc) + f".{millis:03d}Z",
-            exec_id,
-            cl_ord_id,
-            order_id,
-            symbol,
-            side.name,
-            qty,
-            price,
-        )
-        line = ",".join(map(_field, fields)) + "\n"
-        self._pending.setdefault(time.strftime("%Y%m%d", utc), []).append(line)
+        if second != self._second:  # dates formatted once a second, not once a fill
+            utc = time.gmtime(second)
+            self._second = second
+            self._date = time.strftime("%Y-%m-%d", utc)
+            self._time = time.strftime("%Y-%m-%dT%H:%M:%S", utc)
+            self._file_date = time.strftime("%Y%m%d", utc)
+        rest = ",".join((exec_id, cl_ord_id, order_id, symbol, side.name, qty, price))
+        if rest.count(",") != 6 or not _SPECIAL_BUT_COMMA.isdisjoint(
+            rest
+        ):  # a field must be quoted
+            rest = ",".join(
+                map(_field, (exec_id, cl_ord_id, order_id, symbol, side.name, qty, price))
+            )
+        line = f"{self._date},{self._time}.{millis:03d}Z,{rest}\n"
+        self._pending.setdefault(self._file_date, []).append(line)
         if self._timer is None:
             try:
                 loop = asyncio.get_running_loop()

@@ -21,12 +21,14 @@ was given up on, a report for a child id the flow never sent.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple, cast
 
+import msgspec
 import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
@@ -40,6 +42,7 @@ from gateway.fix.store import MemoryStore
 from gateway.net.transport import Outbox
 from gateway.orderflow.flow import OrderFlow
 from gateway.orderflow.recovery import HOUSE
+from gateway.orderflow.rules import Rules
 from lp_adapters.base import (
     DISCONNECTED_REASON,
     EventSink,
@@ -951,3 +954,35 @@ async def test_a_fill_an_lp_reports_after_its_link_dropped_goes_to_the_house(
     assert ledger.lp_position(kid.child.lp, SYMBOL) == 2
     # the client's lots were routed again; nothing has filled them yet
     assert ledger.client_position("CLIENT1", SYMBOL) == 0
+
+
+@pytest.mark.asyncio
+async def test_a_routing_under_a_shorter_timeout_is_not_held_behind_older_longer_ones(
+    flow_harness: Harness,
+) -> None:
+    """A reload that shortens the child timeout: a routing begun after it is
+    acted on at its own deadline, not after those of the routings begun
+    before it under the longer timeout."""
+    harness = flow_harness
+    flow = harness.flow
+
+    def with_timeout(ms: int) -> Rules:
+        config = flow.rules.config
+        routing = msgspec.structs.replace(config.routing, child_timeout_ms=ms)
+        return dataclasses.replace(
+            flow.rules, config=msgspec.structs.replace(config, routing=routing)
+        )
+
+    flow.apply_rules(with_timeout(3_600_000))
+    await harness.run(PlaceOrder(client=0, side=Side.BUY, lots=2, kind=0, offset=0))
+    (older,) = harness.parents_in_flight()
+    flow.apply_rules(with_timeout(CHILD_TIMEOUT_MS))
+    await harness.run(PlaceOrder(client=1, side=Side.SELL, lots=3, kind=0, offset=0))
+    (newer,) = set(harness.parents_in_flight()) - {older}
+    started = time.monotonic()
+    while not harness.cancels_asked:
+        assert time.monotonic() - started < STUCK_AFTER, "the shorter timeout never acted"
+        await asyncio.sleep(POLL)  # polling, with the bound above
+        harness.sync()
+    asked = {kid.child.parent_id for kid in harness.kids.values() if kid.cancel_asked}
+    assert asked == {newer}

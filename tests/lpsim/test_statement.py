@@ -137,9 +137,16 @@ def test_the_statement_rolls_over_at_midnight_utc(tmp_path: Path) -> None:
 def test_fields_that_need_it_are_quoted_and_read_back_as_written(tmp_path: Path) -> None:
     writer = StatementWriter(tmp_path, "LPX1", flush_interval=NEVER)
     fill(writer, NOW, "E1", cl_ord_id='odd,"id"')
+    fill(writer, NOW, "E2", cl_ord_id="two\nlines")
+    fill(writer, NOW, "E3", cl_ord_id='a"quote')
+    fill(writer, NOW - 1, "E4")  # a second earlier than the line before: its own time
     writer.flush()
-    (row,) = rows(writer.path("20261203"))[1:]
-    assert row[3] == 'odd,"id"'
+    written = rows(writer.path("20261203"))[1:]
+    assert [row[3] for row in written] == ['odd,"id"', "two\nlines", 'a"quote', "C1"]
+    assert [row[1] for row in written[2:]] == [
+        "2026-12-03T18:20:01.123Z",
+        "2026-12-03T18:20:00.123Z",
+    ]
 
 
 @pytest.mark.asyncio
