@@ -306,6 +306,7 @@ class BestPriceExposureAware:
         gross_by_lp = exposure.lp_gross_usd
         unvalued_lps = exposure.unvalued_lps
         configured = limits.lps
+        steers = self.steers
         for lp in book.ask_lps if buy else book.bid_lps:
             if lp in excluded_lps:
                 continue
@@ -331,7 +332,7 @@ class BestPriceExposureAware:
                     # -> up to `reducible` lots lower it, the rest raise it
                     room = hard - gross + reducible * lot_usd
                     cap = reducible + (_lots_within(room, lot_usd) if room > 0 else 0)
-                if cap > reducible and self.steers:
+                if cap > reducible and steers:
                     penalty = lp_limits.penalty_ticks(gross)
                     if penalty:
                         penalties[lp] = penalty

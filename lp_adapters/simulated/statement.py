@@ -46,7 +46,9 @@ FLUSH_INTERVAL: Final = 0.5
 """Longest time, in seconds, a recorded line waits in memory."""
 
 _SPECIAL: Final = frozenset(',"\r\n')
-_SPECIAL_BUT_COMMA: Final = frozenset('"\r\n')
+_MILLIS: Final = tuple(f".{millis:03d}Z," for millis in range(1000))
+"""The end of ExecTime, and its comma, for each millisecond."""
+_SIDE_NAMES: Final = {side: side.name for side in Side}
 
 
 def _field(text: str) -> str:
@@ -67,8 +69,9 @@ class StatementWriter:
         self._pending: dict[str, list[str]] = {}  # lines by date (YYYYMMDD)
         self._timer: asyncio.TimerHandle | None = None
         self._dropped: dict[Path, int] = {}  # lines lost, by file failing now
-        self._second = -1  # the UTC second the three strings below are of
-        self._date = self._time = self._file_date = ""
+        self._second = -1  # the UTC second the two strings below are of
+        self._stamp = ""  # TradeDate and ExecTime to the second, as written
+        self._file_date = ""
 
     def path(self, date: str) -> Path:
         """The file of the UTC date ``date`` (``YYYYMMDD``)."""
@@ -95,17 +98,13 @@ class StatementWriter:
         if second != self._second:  # dates formatted once a second, not once a fill
             utc = time.gmtime(second)
             self._second = second
-            self._date = time.strftime("%Y-%m-%d", utc)
-            self._time = time.strftime("%Y-%m-%dT%H:%M:%S", utc)
+            self._stamp = time.strftime("%Y-%m-%d,%Y-%m-%dT%H:%M:%S", utc)
             self._file_date = time.strftime("%Y%m%d", utc)
-        rest = ",".join((exec_id, cl_ord_id, order_id, symbol, side.name, qty, price))
-        if rest.count(",") != 6 or not _SPECIAL_BUT_COMMA.isdisjoint(
-            rest
-        ):  # a field must be quoted
-            rest = ",".join(
-                map(_field, (exec_id, cl_ord_id, order_id, symbol, side.name, qty, price))
-            )
-        line = f"{self._date},{self._time}.{millis:03d}Z,{rest}\n"
+        fields = (exec_id, cl_ord_id, order_id, symbol, _SIDE_NAMES[side], qty, price)
+        rest = ",".join(fields)
+        if rest.count(",") != 6 or '"' in rest or "\n" in rest or "\r" in rest:
+            rest = ",".join([_field(field) for field in fields])  # one must be quoted
+        line = self._stamp + _MILLIS[millis] + rest + "\n"
         self._pending.setdefault(self._file_date, []).append(line)
         if self._timer is None:
             try:
