@@ -434,10 +434,11 @@ class ChildRouting:
         deadline = now + timeout
         queue.append((deadline, routing.need.order_id, routing.serial))
         timer = self._deadline_timer
-        if timer is None or deadline < self._deadline_armed:
-            # (the latter after a reload shortened the timeout)
-            if timer is not None:
-                timer.cancel()
+        if timer is None:
+            self._arm_deadlines(now)
+        elif max(deadline, now + _TIMEOUT_RESOLUTION) < self._deadline_armed:
+            # due before the timer fires: a reload shortened the timeout
+            timer.cancel()
             self._arm_deadlines(now)
 
     def _arm_deadlines(self, now: float) -> None:
