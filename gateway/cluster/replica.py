@@ -251,8 +251,11 @@ class SessionLog:
         """Whether the stream takes atomic batches (known once started; off
         for good after the server refuses one as not allowed)."""
         self._inbox = ""
-        # per atomic batch published: its acknowledgement to come, its size
+        # per publish waiting for its answer (an atomic batch, or a record
+        # alone): the stream sequence to come, and the batch's size (0 for a
+        # record alone)
         self._commits: dict[str, tuple[asyncio.Future[int], int]] = {}
+        self._answers = 0  # records alone published: the ids of their answers
         self.applied: dict[str, int] = {}
         """Per session key, the stream sequence of the last record read."""
         self._epochs: dict[str, int] = {}
@@ -485,7 +488,7 @@ class SessionLog:
                 self.stats.atomic += 1
             else:
                 for key, payload, _ops in batch:
-                    acks.append(await self._js.publish_async(self._subject + key, payload))
+                    acks.append(await self._publish_one(key, payload))
                     covers.append(1)
         except (nats.errors.Error, OSError) as exc:
             for ack in acks:
@@ -501,6 +504,20 @@ class SessionLog:
         flight.covers = covers
         flight.waiting = waiting
         waiting.add_done_callback(self._check)
+
+    async def _publish_one(self, key: str, payload: bytes) -> asyncio.Future[int]:
+        """Publish one record, its answer read by the copy itself as an
+        atomic batch's is: a record the server refuses fails at once with
+        the server's reason.  (The client library's own acknowledged publish
+        raises inside its reply handler on an error answer instead of
+        failing the wait, which then looks like a timeout.)"""
+        self._answers += 1
+        answer_id = f"r{self._answers}"
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._commits[answer_id] = (done, 0)
+        done.add_done_callback(lambda _d: self._commits.pop(answer_id, None))
+        await self._js._nc.publish(self._subject + key, payload, reply=f"{self._inbox}.{answer_id}")
+        return done
 
     async def _publish_atomic(
         self, records: list[tuple[str, bytes, list[Op]]]
@@ -526,7 +543,8 @@ class SessionLog:
         return done
 
     async def _on_commit(self, msg: Any) -> None:
-        """The server's answer to an atomic batch's commit: the stream
+        """The server's answer to a record published alone (its stream
+        sequence, or its refusal) or to an atomic batch's commit: the stream
         sequence of its last record, once it says the whole batch is stored;
         otherwise the batch failed (it is published again).  A server that
         refuses atomic batches (not allowed on the stream any more: an
@@ -540,20 +558,32 @@ class SessionLog:
         done, size = waiting
         if done.done():
             return
+        if not msg.data:
+            # a status, no answer: no responders (a stream between leaders)
+            status = (msg.headers or {}).get("Status", "")
+            done.set_exception(ConnectionError(f"no answer from the stream (status {status})"))
+            return
         try:
             answer = _answer(msg.data)
         except msgspec.DecodeError:
             answer = {}
         error = answer.get("error")
+        what = "atomic batch" if size else "record"
         if isinstance(error, dict):
             code = int(error.get("err_code") or 0)
-            if code in _ATOMIC_REFUSED:
+            if size and code in _ATOMIC_REFUSED:
                 self._atomic_off(f"{code}: {error.get('description', '')}")
             done.set_exception(
-                ConnectionError(f"atomic batch refused: {code} {error.get('description', '')}")
+                ConnectionError(f"{what} refused: {code} {error.get('description', '')}")
             )
             return
         seq = answer.get("seq")
+        if not size:
+            if isinstance(seq, int) and seq > 0:
+                done.set_result(seq)
+            else:
+                done.set_exception(ConnectionError(f"record not acknowledged: {msg.data[:200]!r}"))
+            return
         if answer.get("batch") != batch_id or answer.get("count") != size or not seq:
             # stored, if at all, as records of their own: where is not known
             self._atomic_off("the server passed over the batch")
@@ -581,6 +611,9 @@ class SessionLog:
                 problem = TimeoutError(f"no acknowledgement in {ACK_TIMEOUT:g} s")
             else:
                 problem = waiting.exception()
+                if isinstance(problem, asyncio.CancelledError):
+                    # a gather cancelled (by the timer) ends with this exception
+                    problem = TimeoutError(f"no acknowledgement in {ACK_TIMEOUT:g} s")
             if problem is None:
                 flights.popleft()
                 self.stats.lag = loop.time() - flight.started

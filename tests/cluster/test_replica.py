@@ -10,6 +10,7 @@ from typing import cast
 
 import msgspec
 import pytest
+import structlog
 from clusterkit import Member, settings, take
 from hypothesis import given
 from hypothesis import strategies as st
@@ -629,6 +630,79 @@ async def test_a_stream_that_stops_taking_atomic_batches_gets_records_one_by_one
                 log.stream, f"{config.bucket_prefix}.slog.FIX=2E4=2E4.GW.{client}"
             )
             assert msgspec.msgpack.decode(last.data)[2][-1][0] == SENT
+    finally:
+        await a.cluster.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_record_the_stream_refuses_is_published_again_with_the_servers_reason(
+    nats_cluster: NatsCluster,
+) -> None:
+    """A record published alone that the server refuses (here: larger than
+    the stream takes) fails at once with the server's own reason, not as an
+    acknowledgement that never came; once the stream takes it, it is
+    stored and the bytes waiting for it may leave."""
+    config = settings(nats_cluster)
+    a = await Member(config, "a", ["C1"]).start()
+    try:
+        log = a.cluster.log
+        assert log is not None
+        assert await a.claim("C1") is None
+        info = await log._js.stream_info(log.stream)
+        await log._js.update_stream(dataclasses.replace(info.config, max_msg_size=64))
+        loop = asyncio.get_running_loop()
+        with structlog.testing.capture_logs() as logs:
+            a.sessions["C1"].store.append_sent(1, b"x" * 200)
+            a.sessions["C1"].store.flush()
+            sealed = a.cluster.seal()
+            assert sealed is not None
+            deadline = loop.time() + 10
+            while not any(e["event"] == "session_copy_retried" for e in logs):
+                assert loop.time() < deadline, "never retried"
+                await asyncio.sleep(0.01)  # polling, with the deadline above
+            await log._js.update_stream(info.config)
+            await asyncio.wait_for(sealed, 8)
+        retried = [e for e in logs if e["event"] == "session_copy_retried"]
+        assert "record refused" in retried[0]["error"], retried
+        assert log.stats.failures == 0
+        last = await log._js.get_last_msg(
+            log.stream, f"{config.bucket_prefix}.slog.FIX=2E4=2E4.GW.C1"
+        )
+        assert msgspec.msgpack.decode(last.data)[2][-1][0] == SENT
+    finally:
+        await a.cluster.stop()
+
+
+@pytest.mark.asyncio
+async def test_an_acknowledgement_that_never_comes_is_told_as_a_timeout(
+    nats_cluster: NatsCluster,
+) -> None:
+    """Answers that do not come (here: the copy stopped reading them) are
+    a timeout in the warning, and the record goes again until they do."""
+    config = settings(nats_cluster)
+    a = await Member(config, "a", ["C1"]).start()
+    try:
+        log = a.cluster.log
+        assert log is not None
+        assert await a.claim("C1") is None
+        answers = log._tasks_subs.pop()  # the subscription to the answers
+        await answers.unsubscribe()
+        loop = asyncio.get_running_loop()
+        with structlog.testing.capture_logs() as logs:
+            a.sessions["C1"].store.append_sent(1, b"fill")
+            a.sessions["C1"].store.flush()
+            sealed = a.cluster.seal()
+            assert sealed is not None
+            deadline = loop.time() + 10
+            while not any(e["event"] == "session_copy_retried" for e in logs):
+                assert loop.time() < deadline, "never retried"
+                await asyncio.sleep(0.01)  # polling, with the deadline above
+            nc = log._js._nc
+            log._tasks_subs.append(await nc.subscribe(f"{log._inbox}.*", cb=log._on_commit))
+            await asyncio.wait_for(sealed, 8)
+        retried = [e for e in logs if e["event"] == "session_copy_retried"]
+        assert retried[0]["error"] == repr(TimeoutError("no acknowledgement in 1 s"))
+        assert log.stats.failures == 0
     finally:
         await a.cluster.stop()
 
