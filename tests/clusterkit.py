@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from config import ClusterSettings, SessionSettings
 from gateway.cluster import Cluster
@@ -58,6 +59,16 @@ class Member:
         inner = self.sessions[client].store.inner  # type: ignore[attr-defined]
         assert isinstance(inner, MemoryStore)
         return inner
+
+
+@contextlib.asynccontextmanager
+async def stopping(*members: Member) -> AsyncIterator[None]:
+    """Stop each of ``members`` when the block ends, however it ends."""
+    try:
+        yield
+    finally:
+        for member in members:
+            await member.cluster.stop()
 
 
 async def members(config: ClusterSettings, *names: str, clients: list[str]) -> list[Member]:

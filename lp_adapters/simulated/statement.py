@@ -144,7 +144,10 @@ class StatementWriter:
                 try:
                     view = memoryview(data)
                     while view:
-                        view = view[os.write(fd, view) :]
+                        # not inside the slice: compiled, a slice's bound
+                        # may be evaluated twice (the bytes written twice)
+                        written = os.write(fd, view)
+                        view = view[written:]
                 except OSError:
                     with contextlib.suppress(OSError):  # leave no part of a line behind
                         os.ftruncate(fd, size)

@@ -11,7 +11,7 @@ from typing import cast
 import msgspec
 import pytest
 import structlog
-from clusterkit import Member, settings, take
+from clusterkit import Member, settings, stopping, take
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -222,7 +222,7 @@ async def test_another_instance_follows_the_copy_and_ignores_a_fenced_writer(
     config = settings(nats_cluster)
     a = await Member(config, "a", ["C1"]).start()
     b = await Member(config, "b", ["C1"]).start()
-    try:
+    async with stopping(a, b):
         assert await a.claim("C1") is None
         session = a.sessions["C1"]
         store = session.store
@@ -252,9 +252,6 @@ async def test_another_instance_follows_the_copy_and_ignores_a_fenced_writer(
         assert log.stats.fenced == 1
         assert b.store("C1").next_sender_seq == 40
         assert b.store("C1").get_sent(6, 6) == []
-    finally:
-        for m in (a, b):
-            await m.cluster.stop()
 
 
 @pytest.mark.asyncio
@@ -264,7 +261,7 @@ async def test_an_unreadable_record_is_skipped_and_counted_and_a_takeover_does_n
     config = settings(nats_cluster)
     a = await Member(config, "a", ["C1"]).start()
     b = await Member(config, "b", ["C1"]).start()
-    try:
+    async with stopping(a, b):
         assert await a.claim("C1") is None
         store = a.sessions["C1"].store
         store.append_sent(1, b"message 1")
@@ -280,9 +277,6 @@ async def test_an_unreadable_record_is_skipped_and_counted_and_a_takeover_does_n
         assert log.stats.unreadable == 1
         assert b.store("C1").get_sent(1, 1) == [(1, b"message 1")]
         assert b.cluster.snapshot()["copy"]["unreadable"] == 1  # type: ignore[index]
-    finally:
-        for m in (a, b):
-            await m.cluster.stop()
 
 
 async def read_up_to(log: SessionLog, key: str, seq: int) -> None:
@@ -311,7 +305,7 @@ async def test_the_clients_state_goes_with_its_sessions_copy_and_is_handed_over_
     await a.start()
     await b.start()
     key = "FIX=2E4=2E4.GW.C1"
-    try:
+    async with stopping(a, b):
         assert await a.claim("C1") is None
         store = a.sessions["C1"].store
 
@@ -355,9 +349,6 @@ async def test_the_clients_state_goes_with_its_sessions_copy_and_is_handed_over_
         )
         await read_up_to(b_log, key, late.seq)
         assert b_log.clients[key].data == b"state 2"
-    finally:
-        for m in (a, b):
-            await m.cluster.stop()
 
 
 @pytest.mark.asyncio
@@ -371,23 +362,19 @@ async def test_a_gateway_restarted_takes_the_state_its_previous_process_left_in_
     first = Member(config, "a", ["C1"])
     first.cluster.client_state = lambda key: b"a before its restart"
     await first.start()
-    try:
+    async with stopping(first):
         assert await first.claim("C1") is None
         first.sessions["C1"].store.append_sent(1, b"fill 1")
         await written(first)
-    finally:
-        await first.cluster.stop()
     again = Member(config, "a", ["C1"])  # the same name, another process
     taken: list[bytes] = []
     again.cluster.on_taken = lambda session, data: taken.append(data)
     await again.start()
-    try:
+    async with stopping(again):
         await take(again, "C1")
         assert taken == [b"a before its restart"]
         assert await again.claim("C1") is None
         assert taken == [b"a before its restart"]
-    finally:
-        await again.cluster.stop()
 
 
 @pytest.mark.asyncio
@@ -407,7 +394,7 @@ async def test_the_clients_open_orders_go_with_its_sessions_copy_and_a_reset_car
     await a.start()
     await b.start()
     key = "FIX=2E4=2E4.GW.C1"
-    try:
+    async with stopping(a, b):
         assert await a.claim("C1") is None
         store = a.sessions["C1"].store
         a_log, b_log = a.cluster.log, b.cluster.log
@@ -451,15 +438,13 @@ async def test_the_clients_open_orders_go_with_its_sessions_copy_and_a_reset_car
         await written(a)
         await asyncio.wait_for(asyncio.gather(*a_log._purges), 5)
         late = await Member(config, "late", ["C1"]).start()
-        try:
+        async with stopping(late):
             late_log = late.cluster.log
             assert late_log is not None
             assert await late_log.caught_up(key, 5)
             assert late_log.orders[key].open == {"O1": b"o1 v2", "O3": b"o3 v1"}
             assert late_log.orders[key].day_over == {"O3"}
             assert late_log.orders[key].complete
-        finally:
-            await late.cluster.stop()
         assert await b_log.caught_up(key, 5)
         assert b_log.orders[key].open == {"O1": b"o1 v2", "O3": b"o3 v1"}
 
@@ -486,9 +471,6 @@ async def test_the_clients_open_orders_go_with_its_sessions_copy_and_a_reset_car
         await read_up_to(b_log, key, late_end.seq)
         assert b_log.orders[key].open == {"O1": b"o1 v2", "O3": b"o3 v1", "O5": b"o5 v1"}
         assert b_log.orders[key].writer == a_log.writer
-    finally:
-        for m in (a, b):
-            await m.cluster.stop()
 
 
 @pytest.mark.asyncio
@@ -500,11 +482,9 @@ async def test_a_session_with_nothing_of_its_client_copied_is_claimed_with_none(
     claimed: list[object] = []
     a.cluster.on_claimed = lambda session, copied: claimed.append(copied)
     await a.start()
-    try:
+    async with stopping(a):
         assert await a.claim("C1") is None
         assert claimed == [None]
-    finally:
-        await a.cluster.stop()
 
 
 @pytest.mark.asyncio
@@ -513,7 +493,7 @@ async def test_a_session_reset_purges_what_came_before_and_a_late_reader_rebuild
 ) -> None:
     config = settings(nats_cluster)
     a = await Member(config, "a", ["C1"]).start()
-    try:
+    async with stopping(a):
         assert await a.claim("C1") is None
         store = a.sessions["C1"].store
         for seq in range(1, 50):
@@ -538,17 +518,13 @@ async def test_a_session_reset_purges_what_came_before_and_a_late_reader_rebuild
         assert info.state.subjects == {f"{config.bucket_prefix}.slog.{key}": 1}
         # a gateway joining now reads one record, and has the session as it is
         late = await Member(config, "late", ["C1"]).start()
-        try:
+        async with stopping(late):
             late_log = late.cluster.log
             assert late_log is not None
             assert await late_log.caught_up(key, 5)
             assert late.store("C1").get_sent(1, 100) == [(1, b"today 1")]
             assert late.store("C1").creation_time == 1_000.0
             assert late.store("C1").next_sender_seq == 2
-        finally:
-            await late.cluster.stop()
-    finally:
-        await a.cluster.stop()
 
 
 @pytest.mark.asyncio
@@ -562,7 +538,7 @@ async def test_the_records_of_one_batch_are_stored_as_one_atomic_batch(
     acknowledgement)."""
     config = settings(nats_cluster)
     a = await Member(config, "a", ["C1", "C2"]).start()
-    try:
+    async with stopping(a):
         log = a.cluster.log
         assert log is not None
         assert log.atomic  # nats-server 2.12 and later
@@ -596,8 +572,6 @@ async def test_the_records_of_one_batch_are_stored_as_one_atomic_batch(
         assert kept[1].seq == kept[0].seq + 1
         assert [msgspec.msgpack.decode(m.data)[2][0][0] for m in kept] == [RESET, RESET]
         assert all((m.headers or {}).get("Nats-Batch-Id") for m in kept)
-    finally:
-        await a.cluster.stop()
 
 
 @pytest.mark.asyncio
@@ -609,7 +583,7 @@ async def test_a_stream_that_stops_taking_atomic_batches_gets_records_one_by_one
     published again record by record at once, not given up."""
     config = settings(nats_cluster)
     a = await Member(config, "a", ["C1", "C2"]).start()
-    try:
+    async with stopping(a):
         log = a.cluster.log
         assert log is not None
         assert log.atomic
@@ -630,8 +604,6 @@ async def test_a_stream_that_stops_taking_atomic_batches_gets_records_one_by_one
                 log.stream, f"{config.bucket_prefix}.slog.FIX=2E4=2E4.GW.{client}"
             )
             assert msgspec.msgpack.decode(last.data)[2][-1][0] == SENT
-    finally:
-        await a.cluster.stop()
 
 
 @pytest.mark.asyncio
@@ -644,7 +616,7 @@ async def test_a_record_the_stream_refuses_is_published_again_with_the_servers_r
     stored and the bytes waiting for it may leave."""
     config = settings(nats_cluster)
     a = await Member(config, "a", ["C1"]).start()
-    try:
+    async with stopping(a):
         log = a.cluster.log
         assert log is not None
         assert await a.claim("C1") is None
@@ -669,8 +641,6 @@ async def test_a_record_the_stream_refuses_is_published_again_with_the_servers_r
             log.stream, f"{config.bucket_prefix}.slog.FIX=2E4=2E4.GW.C1"
         )
         assert msgspec.msgpack.decode(last.data)[2][-1][0] == SENT
-    finally:
-        await a.cluster.stop()
 
 
 @pytest.mark.asyncio
@@ -681,7 +651,7 @@ async def test_an_acknowledgement_that_never_comes_is_told_as_a_timeout(
     a timeout in the warning, and the record goes again until they do."""
     config = settings(nats_cluster)
     a = await Member(config, "a", ["C1"]).start()
-    try:
+    async with stopping(a):
         log = a.cluster.log
         assert log is not None
         assert await a.claim("C1") is None
@@ -703,8 +673,6 @@ async def test_an_acknowledgement_that_never_comes_is_told_as_a_timeout(
         retried = [e for e in logs if e["event"] == "session_copy_retried"]
         assert retried[0]["error"] == repr(TimeoutError("no acknowledgement in 1 s"))
         assert log.stats.failures == 0
-    finally:
-        await a.cluster.stop()
 
 
 @pytest.mark.asyncio
@@ -726,7 +694,7 @@ async def test_a_session_is_handed_over_to_another_gateway_with_its_orders(
     a.cluster.open_orders = lambda key: [("O1", b"o1 resting", False)]
     await a.start()
     await b.start()
-    try:
+    async with stopping(a, b):
         assert await a.claim("C1") is None
         key = session_key(a.sessions["C1"])
         a.cluster.copy_all(key)
@@ -763,9 +731,6 @@ async def test_a_session_is_handed_over_to_another_gateway_with_its_orders(
         assert await b.cluster.hand_over(b.sessions["C1"], "b") == (
             "session FIX.4.4:GW->C1 is served by b already"
         )
-    finally:
-        for m in (a, b):
-            await m.cluster.stop()
 
 
 @pytest.mark.asyncio
@@ -778,7 +743,7 @@ async def test_a_burst_too_big_for_one_message_goes_as_consecutive_records(
     all, in order."""
     config = settings(nats_cluster)
     a = await Member(config, "a", ["C1"]).start()
-    try:
+    async with stopping(a):
         log = a.cluster.log
         assert log is not None
         assert await a.claim("C1") is None
@@ -793,7 +758,7 @@ async def test_a_burst_too_big_for_one_message_goes_as_consecutive_records(
         await asyncio.wait_for(sealed, 10)
         assert log.stats.records - records >= 5
         late = await Member(config, "late", ["C1"]).start()
-        try:
+        async with stopping(late):
             late_log = late.cluster.log
             assert late_log is not None
             assert await late_log.caught_up("FIX=2E4=2E4.GW.C1", 10)
@@ -801,10 +766,6 @@ async def test_a_burst_too_big_for_one_message_goes_as_consecutive_records(
             assert [seq for seq, _raw in sent] == list(range(1, 4001))
             assert sent[-1][1] == report + b"4000"
             assert late.store("C1").next_sender_seq == 4001
-        finally:
-            await late.cluster.stop()
-    finally:
-        await a.cluster.stop()
 
 
 @pytest.mark.asyncio
@@ -820,7 +781,7 @@ async def test_a_round_in_parts_is_applied_once_closed_and_never_when_left_open(
     a.cluster.open_orders = lambda key: [("O1", b"o1", False)]
     await a.start()
     await b.start()
-    try:
+    async with stopping(a, b):
         assert await a.claim("C1") is None
         key = session_key(a.sessions["C1"])
         a.cluster.copy_all(key)
@@ -849,9 +810,6 @@ async def test_a_round_in_parts_is_applied_once_closed_and_never_when_left_open(
         await record(a_log.writer, [(ORDERS_ALL, 0, b""), (PART, 0, b"")])
         await record("another/1", [order_ops("O4", False, b"o4")[0]])
         assert b_log.orders[key].open == {"O2": b"o2", "O3": b"o3", "O4": b"o4"}
-    finally:
-        for m in (a, b):
-            await m.cluster.stop()
 
 
 def test_a_batch_is_cut_in_atomic_batches_between_sessions_only() -> None:
@@ -975,7 +933,7 @@ async def test_a_session_no_gateway_holds_is_taken_without_a_logon_once_unattend
     await c.start()
     await b.start()
     b.cluster.start_attending()
-    try:
+    async with stopping(a, b):
         assert await a.claim("C1") is None
         assert await c.claim("C2") is None
         for m, client in ((a, "C1"), (c, "C2")):
@@ -993,13 +951,13 @@ async def test_a_session_no_gateway_holds_is_taken_without_a_logon_once_unattend
         for task in a.cluster._tasks:
             task.cancel()  # a dies: its lease lapses
         died = time.monotonic()
-        stopping = time.monotonic()
+        c_stopping = time.monotonic()
         await c.cluster.stop()  # c stops: its lease is let go at once
         taken = {client: await held_by(b, client) for client in ("C1", "C2")}
         # no sooner than the lease's lapse (counted by b from a's last
         # renewal, at most renew_ms before a died) and the time unattended
         assert taken["C1"] - died >= 0.9 - 0.2 + 0.3
-        assert taken["C2"] - stopping >= 0.3
+        assert taken["C2"] - c_stopping >= 0.3
         # handed over once each copy is read (on a loaded machine perhaps at
         # a later pass: the lease is held meanwhile)
         deadline = time.monotonic() + 10
@@ -1022,9 +980,6 @@ async def test_a_session_no_gateway_holds_is_taken_without_a_logon_once_unattend
         # the dead one's release, at its end, finds the key taken: no error
         await a.cluster.stop()
         assert a.cluster.stats.reasons == {}
-    finally:
-        for m in (a, b):
-            await m.cluster.stop()
 
 
 @pytest.mark.asyncio
@@ -1042,7 +997,7 @@ async def test_a_session_taken_unattended_whose_copy_was_late_is_read_again(
     a.cluster.client_state = lambda key: b"positions"
     await a.start()
     await b.start()
-    try:
+    async with stopping(a, b):
         assert await a.claim("C1") is None
         a.cluster.copy_all(session_key(a.sessions["C1"]))  # the client's state goes too
         a.sessions["C1"].store.set_next_sender_seq(2)
@@ -1071,6 +1026,3 @@ async def test_a_session_taken_unattended_whose_copy_was_late_is_read_again(
         assert claimed == ["FIX.4.4:GW->C1"]
         assert not late  # the first reading failed
         assert b.cluster.serving(key)
-    finally:
-        for m in (a, b):
-            await m.cluster.stop()
