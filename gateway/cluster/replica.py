@@ -129,6 +129,13 @@ class _Flight:
     covers: list[int] = field(default_factory=list)
     """How many records each acknowledgement waited for covers (1, or an
     atomic batch's size), in order."""
+    acks: list[asyncio.Future[Any]] = field(default_factory=list)
+    """The acknowledgements waited for (cancelled when the batch goes
+    again or is given up: an answer that never comes leaves nothing)."""
+
+
+class _Refused(ConnectionError):
+    """The stream answered with an error: published again after a pause."""
 
 
 ReplicatedStore = RecordingStore
@@ -477,7 +484,10 @@ class SessionLog:
 
     async def _publish(self, flight: _Flight) -> None:
         loop = asyncio.get_running_loop()
+        for ack in flight.acks:
+            ack.cancel()  # published again: the last answers are not waited for
         acks: list[asyncio.Future[Any]] = []
+        flight.acks = acks
         batch = flight.batch
         covers: list[int] = []
         try:
@@ -516,7 +526,13 @@ class SessionLog:
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._commits[answer_id] = (done, 0)
         done.add_done_callback(lambda _d: self._commits.pop(answer_id, None))
-        await self._js._nc.publish(self._subject + key, payload, reply=f"{self._inbox}.{answer_id}")
+        try:
+            await self._js._nc.publish(
+                self._subject + key, payload, reply=f"{self._inbox}.{answer_id}"
+            )
+        except BaseException:
+            done.cancel()
+            raise
         return done
 
     async def _publish_atomic(
@@ -539,7 +555,13 @@ class SessionLog:
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._commits[batch_id] = (done, len(records))
         done.add_done_callback(lambda _d: self._commits.pop(batch_id, None))
-        await nc.publish(subject + key, payload, reply=f"{self._inbox}.{batch_id}", headers=headers)
+        try:
+            await nc.publish(
+                subject + key, payload, reply=f"{self._inbox}.{batch_id}", headers=headers
+            )
+        except BaseException:
+            done.cancel()
+            raise
         return done
 
     async def _on_commit(self, msg: Any) -> None:
@@ -573,9 +595,7 @@ class SessionLog:
             code = int(error.get("err_code") or 0)
             if size and code in _ATOMIC_REFUSED:
                 self._atomic_off(f"{code}: {error.get('description', '')}")
-            done.set_exception(
-                ConnectionError(f"{what} refused: {code} {error.get('description', '')}")
-            )
+            done.set_exception(_Refused(f"{what} refused: {code} {error.get('description', '')}"))
             return
         seq = answer.get("seq")
         if not size:
@@ -624,6 +644,8 @@ class SessionLog:
             if loop.time() - flight.started > GIVE_UP:
                 self.stats.failures += 1
                 flights.popleft()
+                for ack in flight.acks:
+                    ack.cancel()
                 _log.error("session_copy_given_up", sessions=len(flight.batch), error=repr(problem))
                 if not flight.done.done():
                     flight.done.set_exception(
@@ -634,7 +656,10 @@ class SessionLog:
                 self._resend_due = True
                 self.stats.retries += 1
                 _log.warning("session_copy_retried", batches=len(flights), error=repr(problem))
-                loop.call_later(RESEND_AFTER, self._start_resend)
+                # a refusal may last (a limit lowered, a full disk): not
+                # published again faster than an acknowledgement times out
+                pause = ACK_TIMEOUT if isinstance(problem, _Refused) else RESEND_AFTER
+                loop.call_later(pause, self._start_resend)
             return
 
     def _compact(self, flight: _Flight, seqs: list[int]) -> None:

@@ -429,6 +429,7 @@ class ChildRouting:
     def watch(self, routing: Routing, now: float) -> None:
         timeout = routing.rules.config.routing.child_timeout_ms / 1000
         queue = self._deadlines.get(timeout)
+        new_length = queue is None
         if queue is None:
             queue = self._deadlines[timeout] = deque()
         deadline = now + timeout
@@ -436,13 +437,16 @@ class ChildRouting:
         timer = self._deadline_timer
         if timer is None:
             self._arm_deadlines(now)
-        elif max(deadline, now + _TIMEOUT_RESOLUTION) < self._deadline_armed:
-            # due before the timer fires: a reload shortened the timeout
+        elif new_length and max(deadline, now + _TIMEOUT_RESOLUTION) < self._deadline_armed:
+            # a timeout length shorter than the one the timer is armed for
+            # (a reload shortened it): due before the timer fires
             timer.cancel()
             self._arm_deadlines(now)
 
     def _arm_deadlines(self, now: float) -> None:
-        first = min(queue[0][0] for queue in self._deadlines.values())
+        first = min((queue[0][0] for queue in self._deadlines.values() if queue), default=None)
+        if first is None:
+            return
         delay = max(first - now, _TIMEOUT_RESOLUTION)
         self._deadline_armed = now + delay
         self._deadline_timer = self._loop().call_later(delay, self._on_deadlines)
@@ -450,15 +454,18 @@ class ChildRouting:
     def _on_deadlines(self) -> None:
         self._deadline_timer = None
         now = self._clock()
-        for timeout, queue in list(self._deadlines.items()):
+        for queue in list(self._deadlines.values()):
             while queue and queue[0][0] <= now:
                 _deadline, parent, serial = queue.popleft()
                 routing = self.routings.get(parent)
                 if routing is not None and routing.serial == serial:
+                    # may watch again (a cancel sent, a routing begun),
+                    # which arms the timer
                     self._on_route_timeout(routing, now)
+        for timeout, queue in list(self._deadlines.items()):
             if not queue:
                 del self._deadlines[timeout]
-        if self._deadlines:
+        if self._deadlines and self._deadline_timer is None:
             self._arm_deadlines(now)
 
     def on_lp_event(self, event: LpEvent) -> None:

@@ -12,13 +12,15 @@ fills at both), which is the sum of its fills in the ledger."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from netkit import free_port
 from test_backoffice import (  # noqa: F401 - processes: a fixture
     Process,
@@ -46,6 +48,19 @@ ResetOnLogon = false
 ResetOnLogout = false
 ResetOnDisconnect = false
 """
+
+
+@pytest_asyncio.fixture
+async def clients() -> AsyncIterator[list[FixClient]]:
+    """The test's FIX clients, closed at its end however it ends (a failure
+    half-way would leave their sockets to be found by a later test)."""
+    opened: list[FixClient] = []
+    yield opened
+    for client in opened:
+        if client.connected:
+            client.abort()
+            with contextlib.suppress(TimeoutError):
+                await client.wait_closed(2)
 
 
 def lp_sim(tmp_path: Path, name: str, lp: str, statements: Path) -> LpSim:
@@ -100,6 +115,7 @@ async def test_one_back_office_follows_both_gateways_through_a_failover(
     processes: list[Any],  # noqa: F811 - the fixture
     daemon_factory: Callable[..., Any],
     nats: NatsCluster,  # noqa: F811 - the fixture
+    clients: list[FixClient],
 ) -> None:
     statements = tmp_path / "statements"
     sims = [lp_sim(tmp_path, "a", "LPX1", statements), lp_sim(tmp_path, "b", "LPX2", statements)]
@@ -165,6 +181,7 @@ async def test_one_back_office_follows_both_gateways_through_a_failover(
     at1, at2 = ("127.0.0.1", gw1.fix_port), ("127.0.0.1", gw2.fix_port)
     one = FixClient(SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY"), MemoryStore())
     two = FixClient(SessionSettings(SenderCompID="CLIENT2", TargetCompID="GATEWAY"), MemoryStore())
+    clients += [one, two]
     assert await one.connect_any([at1, at2]) == at1
     assert await two.connect_any([at2, at1]) == at2
     fills1: dict[str, FixMessage] = {}

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -986,3 +987,46 @@ async def test_a_routing_under_a_shorter_timeout_is_not_held_behind_older_longer
         harness.sync()
     asked = {kid.child.parent_id for kid in harness.kids.values() if kid.cancel_asked}
     assert asked == {newer}
+
+
+def deadline_timers(flow: OrderFlow) -> int:
+    """Live timers of the flow's child deadlines on this loop (asyncio's
+    own list of scheduled callbacks)."""
+    loop = asyncio.get_running_loop()
+    scheduled = loop._scheduled  # type: ignore[attr-defined]
+    ours = flow.routing._on_deadlines
+    return sum(1 for h in scheduled if not h.cancelled() and h._callback == ours)
+
+
+@pytest.mark.asyncio
+async def test_timeouts_acted_on_leave_one_deadline_timer(flow_harness: Harness) -> None:
+    """A pass of the deadline timer that times routings out (each asking
+    its LP to cancel, and watched again) leaves one timer armed, not one
+    more per pass."""
+    harness = flow_harness
+    for client in (0, 1):
+        await harness.run(PlaceOrder(client=client, side=Side.BUY, lots=2, kind=0, offset=0))
+    started = time.monotonic()
+    while harness.cancels_asked < 2:
+        assert time.monotonic() - started < STUCK_AFTER, "the routings never timed out"
+        await asyncio.sleep(POLL)  # polling, with the bound above
+        harness.sync()
+        assert deadline_timers(harness.flow) <= 1
+    assert deadline_timers(harness.flow) == 1  # the cancels' own deadlines
+
+
+@pytest.mark.asyncio
+async def test_a_queue_of_deadlines_left_empty_does_not_stop_the_timer(
+    flow_harness: Harness,
+) -> None:
+    """A timeout length whose deadlines have all passed (its queue emptied
+    during a pass, a routing begun meanwhile under another length): new
+    routings are still watched and acted on."""
+    harness = flow_harness
+    harness.flow.routing._deadlines[3600.0] = deque()
+    await harness.run(PlaceOrder(client=0, side=Side.BUY, lots=2, kind=0, offset=0))
+    started = time.monotonic()
+    while not harness.cancels_asked:
+        assert time.monotonic() - started < STUCK_AFTER, "the routing never timed out"
+        await asyncio.sleep(POLL)  # polling, with the bound above
+        harness.sync()
