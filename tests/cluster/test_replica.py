@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from typing import cast
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import msgspec
 import pytest
@@ -15,7 +16,7 @@ from clusterkit import Member, settings, stopping, take
 from hypothesis import given
 from hypothesis import strategies as st
 
-from config import SessionSettings
+from config import ClusterSettings, SessionSettings
 from gateway.cluster import session_key
 from gateway.cluster.replica import (
     ORDERS_ALL,
@@ -600,10 +601,36 @@ async def test_a_stream_that_stops_taking_atomic_batches_gets_records_one_by_one
         assert not log.atomic
         assert log.stats.failures == 0
         for client in ("C1", "C2"):
-            last = await log._js.get_last_msg(
-                log.stream, f"{config.bucket_prefix}.slog.FIX=2E4=2E4.GW.{client}"
-            )
-            assert msgspec.msgpack.decode(last.data)[2][-1][0] == SENT
+            assert await last_op(log, config, client) == SENT
+
+
+async def last_op(log: SessionLog, config: ClusterSettings, client: str) -> int:
+    """The kind of the last op of the client's last record in the stream."""
+    last = await log._js.get_last_msg(
+        log.stream, f"{config.bucket_prefix}.slog.FIX=2E4=2E4.GW.{client}"
+    )
+    return int(msgspec.msgpack.decode(last.data)[2][-1][0])
+
+
+async def retried_then_stored(
+    member: Member, payload: bytes, mend: Callable[[], Awaitable[object]]
+) -> list[dict[str, Any]]:
+    """Write ``payload`` to C1's copy, wait until the copy publishes it
+    again, ``mend`` what kept it from being stored, and wait until it is:
+    the retries logged meanwhile."""
+    loop = asyncio.get_running_loop()
+    with structlog.testing.capture_logs() as logs:
+        member.sessions["C1"].store.append_sent(1, payload)
+        member.sessions["C1"].store.flush()
+        sealed = member.cluster.seal()
+        assert sealed is not None
+        deadline = loop.time() + 10
+        while not any(e["event"] == "session_copy_retried" for e in logs):
+            assert loop.time() < deadline, "never retried"
+            await asyncio.sleep(0.01)  # polling, with the deadline above
+        await mend()
+        await asyncio.wait_for(sealed, 8)
+    return [e for e in logs if e["event"] == "session_copy_retried"]
 
 
 @pytest.mark.asyncio
@@ -622,25 +649,12 @@ async def test_a_record_the_stream_refuses_is_published_again_with_the_servers_r
         assert await a.claim("C1") is None
         info = await log._js.stream_info(log.stream)
         await log._js.update_stream(dataclasses.replace(info.config, max_msg_size=64))
-        loop = asyncio.get_running_loop()
-        with structlog.testing.capture_logs() as logs:
-            a.sessions["C1"].store.append_sent(1, b"x" * 200)
-            a.sessions["C1"].store.flush()
-            sealed = a.cluster.seal()
-            assert sealed is not None
-            deadline = loop.time() + 10
-            while not any(e["event"] == "session_copy_retried" for e in logs):
-                assert loop.time() < deadline, "never retried"
-                await asyncio.sleep(0.01)  # polling, with the deadline above
-            await log._js.update_stream(info.config)
-            await asyncio.wait_for(sealed, 8)
-        retried = [e for e in logs if e["event"] == "session_copy_retried"]
+        retried = await retried_then_stored(
+            a, b"x" * 200, lambda: log._js.update_stream(info.config)
+        )
         assert "record refused" in retried[0]["error"], retried
         assert log.stats.failures == 0
-        last = await log._js.get_last_msg(
-            log.stream, f"{config.bucket_prefix}.slog.FIX=2E4=2E4.GW.C1"
-        )
-        assert msgspec.msgpack.decode(last.data)[2][-1][0] == SENT
+        assert await last_op(log, config, "C1") == SENT
 
 
 @pytest.mark.asyncio
@@ -657,20 +671,12 @@ async def test_an_acknowledgement_that_never_comes_is_told_as_a_timeout(
         assert await a.claim("C1") is None
         answers = log._tasks_subs.pop()  # the subscription to the answers
         await answers.unsubscribe()
-        loop = asyncio.get_running_loop()
-        with structlog.testing.capture_logs() as logs:
-            a.sessions["C1"].store.append_sent(1, b"fill")
-            a.sessions["C1"].store.flush()
-            sealed = a.cluster.seal()
-            assert sealed is not None
-            deadline = loop.time() + 10
-            while not any(e["event"] == "session_copy_retried" for e in logs):
-                assert loop.time() < deadline, "never retried"
-                await asyncio.sleep(0.01)  # polling, with the deadline above
+
+        async def read_answers_again() -> None:
             nc = log._js._nc
             log._tasks_subs.append(await nc.subscribe(f"{log._inbox}.*", cb=log._on_commit))
-            await asyncio.wait_for(sealed, 8)
-        retried = [e for e in logs if e["event"] == "session_copy_retried"]
+
+        retried = await retried_then_stored(a, b"fill", read_answers_again)
         assert retried[0]["error"] == repr(TimeoutError("no acknowledgement in 1 s"))
         assert log.stats.failures == 0
 
