@@ -197,9 +197,16 @@ def _die_with_parent() -> None:
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+async def _ignore_error(exc: Exception) -> None:
+    """A node not listening yet is the answer looked for, not an error to
+    print (the client library prints a traceback by default)."""
+
+
 async def _js_answers(url: str) -> bool:
     try:
-        nc = await nats.connect(url, connect_timeout=1, allow_reconnect=False)
+        nc = await nats.connect(
+            url, connect_timeout=1, allow_reconnect=False, error_cb=_ignore_error
+        )
     except (OSError, nats.errors.Error, TimeoutError):
         return False
     try:
