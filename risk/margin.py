@@ -209,10 +209,11 @@ class GroupRisk:
     flat or with no single direction, which takes no part in spreads) and
     ``delta``, the USD the group gains on the full scan move up (signed).
 
-    Not changed once made.  A plain class, not a frozen dataclass: one is
-    made per group on every trade and mark, and compiled, a frozen
-    dataclass's generated ``__init__`` (``object.__setattr__`` per field)
-    costs five times the whole construction of this one."""
+    Not changed once made; compared by identity.  A plain class, not a
+    frozen dataclass: one is made per group on every trade and mark, and
+    compiled, a frozen dataclass's generated ``__init__``
+    (``object.__setattr__`` per field) costs five times the whole
+    construction of this one."""
 
     __slots__ = ("delta", "direction", "group", "scan_risk", "units", "worst_scenario")
 
@@ -235,24 +236,6 @@ class GroupRisk:
     @property
     def per_unit(self) -> float:
         return self.scan_risk / abs(self.units) if self.direction else 0.0
-
-    def _fields(self) -> tuple[str, float, float, str, int, float]:
-        return (
-            self.group,
-            self.units,
-            self.scan_risk,
-            self.worst_scenario,
-            self.direction,
-            self.delta,
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, GroupRisk):
-            return NotImplemented
-        return self._fields() == other._fields()
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
 
     def __repr__(self) -> str:
         return (

@@ -71,6 +71,21 @@ async def stopping(*members: Member) -> AsyncIterator[None]:
             await member.cluster.stop()
 
 
+@contextlib.asynccontextmanager
+async def running(*members: Member) -> AsyncIterator[None]:
+    """Start ``members`` in order; stop the ones started, in that order,
+    when the block ends, however it ends."""
+    started: list[Member] = []
+    try:
+        for member in members:
+            await member.start()
+            started.append(member)
+        yield
+    finally:
+        for member in started:
+            await member.cluster.stop()
+
+
 async def members(config: ClusterSettings, *names: str, clients: list[str]) -> list[Member]:
     return [await Member(config, name, clients).start() for name in names]
 

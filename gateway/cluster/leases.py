@@ -560,10 +560,7 @@ class Cluster:
         does not answer (it is gone, its lease not lapsed yet), the
         connection is closed without a Logout."""
         key = session_key(session)
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        async with lock:
+        async with self._lock(key):
             to = self.handed_to(key)
             if to:
                 refusal: str | None = _handed_to(session, to, self.instances.get(to))
@@ -800,8 +797,7 @@ class Cluster:
             return f"gateway {to} did not answer ({_why(exc)}); nothing changed"
         if ready.data:
             return f"gateway {to} cannot take it: {ready.data.decode('utf-8', 'replace')}"
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
+        async with self._lock(key):
             # everything written for it so far is in the copy first
             log.seal()
             if not await log.drain(self.lease_s):
@@ -836,6 +832,13 @@ class Cluster:
         self.stats.handovers += 1
         return None
 
+    def _lock(self, key: str) -> asyncio.Lock:
+        """The lock a session's claim, hand-over and take are done under."""
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
     def handed_to(self, key: str) -> str:
         """The gateway a session was just handed to ("" when none): a Logon
         for it here is turned away naming that gateway for a moment."""
@@ -863,8 +866,7 @@ class Cluster:
         elif asking:
             answer = ""
         else:
-            lock = self._locks.setdefault(key, asyncio.Lock())
-            async with lock:
+            async with self._lock(key):
                 refusal = None if key in self._held else await self._claim(session, key)
             answer = refusal or ""
             if refusal is None:
@@ -930,10 +932,7 @@ class Cluster:
             if now - since >= after:
                 due.append((key, session, since))
         for key, session, since in due:
-            lock = self._locks.get(key)
-            if lock is None:
-                lock = self._locks[key] = asyncio.Lock()
-            async with lock:
+            async with self._lock(key):
                 if key in self._held:
                     continue
                 refusal = await self._claim(session, key)

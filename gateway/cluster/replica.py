@@ -129,7 +129,7 @@ class _Flight:
     covers: list[int] = field(default_factory=list)
     """How many records each acknowledgement waited for covers (1, or an
     atomic batch's size), in order."""
-    acks: list[asyncio.Future[Any]] = field(default_factory=list)
+    acks: list[asyncio.Future[int]] = field(default_factory=list)
     """The acknowledgements waited for (cancelled when the batch goes
     again or is given up: an answer that never comes leaves nothing)."""
 
@@ -261,8 +261,8 @@ class SessionLog:
         # per publish waiting for its answer (an atomic batch, or a record
         # alone): the stream sequence to come, and the batch's size (0 for a
         # record alone)
-        self._commits: dict[str, tuple[asyncio.Future[int], int]] = {}
-        self._answers = 0  # records alone published: the ids of their answers
+        self._awaited: dict[str, tuple[asyncio.Future[int], int]] = {}
+        self._records_alone = 0  # published so far: the ids of their answers
         self.applied: dict[str, int] = {}
         """Per session key, the stream sequence of the last record read."""
         self._epochs: dict[str, int] = {}
@@ -314,7 +314,7 @@ class SessionLog:
         _log.info("session_copy_stream", stream=self.stream, atomic_batches=self.atomic)
         nc = self._js._nc
         self._inbox = nc.new_inbox()
-        self._tasks_subs.append(await nc.subscribe(f"{self._inbox}.*", cb=self._on_commit))
+        self._tasks_subs.append(await nc.subscribe(f"{self._inbox}.*", cb=self._on_answer))
         await wait_for_leader(self._js, self.stream)
         self._sub = await self._js.subscribe(
             f"{self._subject}>", ordered_consumer=True, cb=self._on_record
@@ -486,7 +486,7 @@ class SessionLog:
         loop = asyncio.get_running_loop()
         for ack in flight.acks:
             ack.cancel()  # published again: the last answers are not waited for
-        acks: list[asyncio.Future[Any]] = []
+        acks: list[asyncio.Future[int]] = []
         flight.acks = acks
         batch = flight.batch
         covers: list[int] = []
@@ -521,14 +521,28 @@ class SessionLog:
         the server's reason.  (The client library's own acknowledged publish
         raises inside its reply handler on an error answer instead of
         failing the wait, which then looks like a timeout.)"""
-        self._answers += 1
-        answer_id = f"r{self._answers}"
+        self._records_alone += 1
+        return await self._publish_answered(
+            self._subject + key, payload, f"r{self._records_alone}", 0
+        )
+
+    async def _publish_answered(
+        self,
+        subject: str,
+        payload: bytes,
+        answer_id: str,
+        size: int,
+        headers: dict[str, str] | None = None,
+    ) -> asyncio.Future[int]:
+        """Publish with a reply subject of the copy's own; the future the
+        answer settles (:meth:`_on_answer`; ``size``: the records of the
+        atomic batch it commits, 0 for a record alone)."""
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._commits[answer_id] = (done, 0)
-        done.add_done_callback(lambda _d: self._commits.pop(answer_id, None))
+        self._awaited[answer_id] = (done, size)
+        done.add_done_callback(lambda _d: self._awaited.pop(answer_id, None))
         try:
             await self._js._nc.publish(
-                self._subject + key, payload, reply=f"{self._inbox}.{answer_id}"
+                subject, payload, reply=f"{self._inbox}.{answer_id}", headers=headers
             )
         except BaseException:
             done.cancel()
@@ -537,7 +551,7 @@ class SessionLog:
 
     async def _publish_atomic(
         self, records: list[tuple[str, bytes, list[Op]]]
-    ) -> asyncio.Future[Any]:
+    ) -> asyncio.Future[int]:
         """Publish ``records`` as one atomic batch: every record but the last
         without an answer, the last committing the batch (its
         acknowledgement covers them all, stored contiguously).  A batch
@@ -552,19 +566,9 @@ class SessionLog:
             )
         key, payload, _ops = records[-1]
         headers = {_BATCH_ID: batch_id, _BATCH_SEQ: str(len(records)), _BATCH_COMMIT: "1"}
-        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._commits[batch_id] = (done, len(records))
-        done.add_done_callback(lambda _d: self._commits.pop(batch_id, None))
-        try:
-            await nc.publish(
-                subject + key, payload, reply=f"{self._inbox}.{batch_id}", headers=headers
-            )
-        except BaseException:
-            done.cancel()
-            raise
-        return done
+        return await self._publish_answered(subject + key, payload, batch_id, len(records), headers)
 
-    async def _on_commit(self, msg: Any) -> None:
+    async def _on_answer(self, msg: Any) -> None:
         """The server's answer to a record published alone (its stream
         sequence, or its refusal) or to an atomic batch's commit: the stream
         sequence of its last record, once it says the whole batch is stored;
@@ -574,7 +578,7 @@ class SessionLog:
         records one by one (it passed over the batch headers), has the
         records published one by one from then on."""
         batch_id = msg.subject.rpartition(".")[2]
-        waiting = self._commits.pop(batch_id, None)
+        waiting = self._awaited.pop(batch_id, None)
         if waiting is None:
             return
         done, size = waiting
@@ -895,14 +899,13 @@ def _chunks(
     return chunks
 
 
-def _stream_seqs(covers: list[int], acks: list[Any]) -> list[int]:
+def _stream_seqs(covers: list[int], acks: list[int]) -> list[int]:
     """The stream sequence of each record of a batch, from its
     acknowledgements (one per record, or the last sequence of an atomic
     batch of ``covers[i]`` records, stored contiguously)."""
     seqs: list[int] = []
     for count, ack in zip(covers, acks, strict=True):
-        last = ack if isinstance(ack, int) else int(ack.seq)
-        seqs.extend(range(last - count + 1, last + 1))
+        seqs.extend(range(ack - count + 1, ack + 1))
     return seqs
 
 

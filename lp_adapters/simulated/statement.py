@@ -102,6 +102,7 @@ class StatementWriter:
             self._file_date = time.strftime("%Y%m%d", utc)
         fields = (exec_id, cl_ord_id, order_id, symbol, _SIDE_NAMES[side], qty, price)
         rest = ",".join(fields)
+        # a field holds a character of _SPECIAL (beyond the six separating commas)
         if rest.count(",") != 6 or '"' in rest or "\n" in rest or "\r" in rest:
             rest = ",".join([_field(field) for field in fields])  # one must be quoted
         line = self._stamp + _MILLIS[millis] + rest + "\n"

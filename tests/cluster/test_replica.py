@@ -12,7 +12,7 @@ from typing import Any, cast
 import msgspec
 import pytest
 import structlog
-from clusterkit import Member, settings, stopping, take
+from clusterkit import Member, running, settings, stopping, take
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -303,10 +303,8 @@ async def test_the_clients_state_goes_with_its_sessions_copy_and_is_handed_over_
     taken: list[tuple[str, bytes]] = []
     b.cluster.on_taken = lambda session, data: taken.append((session.session_id, data))
     a.cluster.on_taken = lambda session, data: taken.append(("at a", data))
-    await a.start()
-    await b.start()
     key = "FIX=2E4=2E4.GW.C1"
-    async with stopping(a, b):
+    async with running(a, b):
         assert await a.claim("C1") is None
         store = a.sessions["C1"].store
 
@@ -392,10 +390,8 @@ async def test_the_clients_open_orders_go_with_its_sessions_copy_and_a_reset_car
     b.cluster.on_claimed = lambda session, copied: claimed.append(
         (session.session_id, None if copied is None else dict(copied.open))
     )
-    await a.start()
-    await b.start()
     key = "FIX=2E4=2E4.GW.C1"
-    async with stopping(a, b):
+    async with running(a, b):
         assert await a.claim("C1") is None
         store = a.sessions["C1"].store
         a_log, b_log = a.cluster.log, b.cluster.log
@@ -674,7 +670,7 @@ async def test_an_acknowledgement_that_never_comes_is_told_as_a_timeout(
 
         async def read_answers_again() -> None:
             nc = log._js._nc
-            log._tasks_subs.append(await nc.subscribe(f"{log._inbox}.*", cb=log._on_commit))
+            log._tasks_subs.append(await nc.subscribe(f"{log._inbox}.*", cb=log._on_answer))
 
         retried = await retried_then_stored(a, b"fill", read_answers_again)
         assert retried[0]["error"] == repr(TimeoutError("no acknowledgement in 1 s"))
@@ -698,9 +694,7 @@ async def test_a_session_is_handed_over_to_another_gateway_with_its_orders(
         m.cluster.attend(m.sessions["C1"])
     a.cluster.client_state = lambda key: b"positions"
     a.cluster.open_orders = lambda key: [("O1", b"o1 resting", False)]
-    await a.start()
-    await b.start()
-    async with stopping(a, b):
+    async with running(a, b):
         assert await a.claim("C1") is None
         key = session_key(a.sessions["C1"])
         a.cluster.copy_all(key)
@@ -785,9 +779,7 @@ async def test_a_round_in_parts_is_applied_once_closed_and_never_when_left_open(
     a = Member(config, "a", ["C1"])
     b = Member(config, "b", ["C1"])
     a.cluster.open_orders = lambda key: [("O1", b"o1", False)]
-    await a.start()
-    await b.start()
-    async with stopping(a, b):
+    async with running(a, b):
         assert await a.claim("C1") is None
         key = session_key(a.sessions["C1"])
         a.cluster.copy_all(key)
@@ -1001,9 +993,7 @@ async def test_a_session_taken_unattended_whose_copy_was_late_is_read_again(
     b.cluster.on_claimed = lambda session, copied: claimed.append(session.session_id)
     b.cluster.attend(b.sessions["C1"])
     a.cluster.client_state = lambda key: b"positions"
-    await a.start()
-    await b.start()
-    async with stopping(a, b):
+    async with running(a, b):
         assert await a.claim("C1") is None
         a.cluster.copy_all(session_key(a.sessions["C1"]))  # the client's state goes too
         a.sessions["C1"].store.set_next_sender_seq(2)
