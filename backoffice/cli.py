@@ -18,6 +18,7 @@ import urllib.request
 from typing import Any
 
 from config import Config, ConfigError, config_base, default_config_path, load_config, resolve_paths
+from gateway.ops.tokens import Tokens
 
 __all__ = ["add_arguments", "main"]
 
@@ -117,8 +118,10 @@ def _ask(cfg: Config, args: argparse.Namespace) -> int:
         "export": ("POST", f"/backoffice/export?date={args.date or ''}"),
     }[args.action]
     request = urllib.request.Request(base.rstrip("/") + path, method=method)
-    if cfg.gateway.admin_token:
-        request.add_header("Authorization", f"Bearer {cfg.gateway.admin_token}")
+    tokens = Tokens.of(cfg.gateway)
+    token = tokens.admin or tokens.read
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             data: Any = json.loads(response.read())

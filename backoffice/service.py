@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import hmac
 import os
 import sys
 import time
@@ -57,6 +56,7 @@ from config import Config, SessionSettings, StatementColumns
 from gateway.fix.codec import FixMessage
 from gateway.net.client import FixClient, LogonError
 from gateway.ops.placement import pin_to_cpus
+from gateway.ops.tokens import Tokens
 from gateway.storage.session_store import open_store
 
 __all__ = ["BackOffice", "BackofficeError", "Feed", "open_ledger"]
@@ -701,7 +701,8 @@ class BackOffice:
         return _merged([view for view in views if view is not None])
 
     async def _exposures_of(self, feed: Feed) -> dict[str, Any] | None:
-        token = self.config.gateway.admin_token
+        tokens = Tokens.of(self.config.gateway)
+        token = tokens.read or tokens.admin
         url = f"http://{feed.http_host}:{feed.http_port}/admin/exposures"
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
@@ -850,7 +851,7 @@ class BackOffice:
         self.http_port = sockets[0].getsockname()[1] if sockets else port
 
     def _app(self) -> web.Application:
-        token = self.config.gateway.admin_token
+        tokens = Tokens.of(self.config.gateway)
 
         @web.middleware
         async def auth(
@@ -858,12 +859,9 @@ class BackOffice:
         ) -> web.StreamResponse:
             path = request.path
             if path.startswith("/backoffice/") and path != "/backoffice/":
-                given = request.headers.get("Authorization", "")
-                if not token or not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                    return web.json_response(
-                        {"error": "needs Authorization: Bearer <gateway.admin_token>"},
-                        status=401 if token else 403,
-                    )
+                refusal = tokens.refusal(request.headers.get("Authorization", ""), request.method)
+                if refusal is not None:
+                    return web.json_response({"error": refusal.error}, status=refusal.status)
             return await handler(request)
 
         def as_json(data: Any, status: int = 200) -> web.Response:

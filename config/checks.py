@@ -430,11 +430,21 @@ def check_config(values: Mapping[str, object], path: str) -> list[str]:
 
 
 def check_gateway(values: Mapping[str, object], path: str) -> list[str]:
-    """TLS needs both the certificate and the key."""
+    """TLS needs both the certificate and the key; the read token is not
+    the admin token (it would give its holder every right)."""
+    errors = []
     cert, key = values.get("tls_cert_file"), values.get("tls_key_file")
     if bool(cert) != bool(key):
-        return [f"{_join(path, 'tls_key_file' if cert else 'tls_cert_file')}: required with TLS"]
-    return []
+        errors.append(
+            f"{_join(path, 'tls_key_file' if cert else 'tls_cert_file')}: required with TLS"
+        )
+    read = values.get("read_token")
+    if read and read == values.get("admin_token"):
+        errors.append(
+            f"{_join(path, 'read_token')}: the same as admin_token, which may change "
+            "things too; give the read token a value of its own"
+        )
+    return errors
 
 
 def check_cluster(values: Mapping[str, object], path: str) -> list[str]:

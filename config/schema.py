@@ -228,9 +228,17 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     """PEM private key matching ``tls_cert_file``."""
 
     admin_token: str = ""
-    """Bearer token of the ``/admin`` endpoints and the dashboard's data; the
-    environment variable ``FIXGW_ADMIN_TOKEN`` overrides it.  Empty: the
-    admin endpoints answer 403 to everyone."""
+    """Bearer token of the ``/admin`` endpoints, the back office's
+    ``/backoffice`` ones and the dashboards' data: it may read and change
+    (reload, hand a session over, ask for a reconciliation or an export).
+    The environment variable ``FIXGW_ADMIN_TOKEN`` overrides it.  Empty
+    (and no ``read_token``): those endpoints answer 403 to everyone."""
+
+    read_token: str = ""
+    """Bearer token that may only read the same endpoints (``GET``): for
+    dashboards, a risk desk's screens and monitoring scripts.  A change
+    asked for with it is refused with 403.  ``FIXGW_READ_TOKEN``
+    overrides it.  Empty: none."""
 
 
 class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import ipaddress
-import os
 import shutil
 import signal
 import socket
@@ -55,6 +54,7 @@ from gateway.ops.logs import set_log_level
 from gateway.ops.metrics import ClusterCollector, DropCopyCollector, LoopLag, OperationsCollector
 from gateway.ops.placement import available_cpus, check_cpus, other_cpus, pin_to_cpus
 from gateway.ops.reload import Overrides, Reloader
+from gateway.ops.tokens import Tokens
 from gateway.orderflow.entry import OrderEntry
 from gateway.orderflow.flow import OrderFlow
 from gateway.orderflow.journal import SEGMENTS_NAME, OrderJournal
@@ -288,8 +288,8 @@ class Gateway:
         """``(version, generation)`` of the config in force."""
         return f"{self.generation}-{self.digest}", self.generation
 
-    def admin_token(self) -> str:
-        return os.environ.get("FIXGW_ADMIN_TOKEN") or self.config.gateway.admin_token
+    def admin_tokens(self) -> Tokens:
+        return Tokens.of(self.config.gateway)
 
     def apply_config(self, config: Config) -> None:
         """Put a reloaded config in force (its changes were checked to be
@@ -396,7 +396,7 @@ class Gateway:
                         fix_host=gw.fix_host,
                         hint="give the session a Password, or listen on 127.0.0.1",
                     )
-        if self.admin_token() == DEV_ADMIN_TOKEN:
+        if self.admin_tokens().admin == DEV_ADMIN_TOKEN:
             _log.warning(
                 "admin_token_is_the_development_default",
                 hint="set gateway.admin_token or FIXGW_ADMIN_TOKEN before exposing the HTTP port",

@@ -5,16 +5,16 @@ admin API and the dashboard.
 ``?all=1`` the finished orders the matcher still retains too (the latest
 1000 in time priority; ``&limit=N``, at most 10,000, for another count).
 
-``/admin/*`` needs ``Authorization: Bearer <token>`` with the configured
-admin token (compared in constant time); without a configured token it
-answers 403 to everyone.  ``/dashboard`` is a static page: it asks for the
-token in the browser and reads ``/admin/summary`` with it.
+``/admin/*`` needs ``Authorization: Bearer <token>``: the admin token for
+everything, the read token for ``GET`` only (:mod:`gateway.ops.tokens`);
+without a configured token it answers 403 to everyone.  ``/dashboard`` is
+a static page: it asks for a token in the browser and reads
+``/admin/summary`` with it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
@@ -95,12 +95,6 @@ class SessionCollector(Collector):
         yield from (state, logged_on, messages, rejects, garbled, seqnums)
 
 
-def _token_ok(request: web.Request, token: str) -> bool:
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)
-
-
 def build_app(gateway: Running) -> web.Application:
     """Health, readiness, /metrics, the admin API (bearer token) and the
     dashboard page.  The daemon builds the app as it starts: that moment is
@@ -124,19 +118,19 @@ def build_app(gateway: Running) -> web.Application:
     async def admin_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith("/admin/"):
             return await handler(request)
-        token = gateway.admin_token()
-        if not token:
-            return web.json_response(
-                {"error": "admin API disabled: no admin token configured"}, status=403
-            )
-        if not _token_ok(request, token):
+        refusal = gateway.admin_tokens().refusal(
+            request.headers.get("Authorization", ""), request.method
+        )
+        if refusal is None:
+            return await handler(request)
+        if refusal.status == 401:
             _log.warning("admin_unauthorized", path=request.path, peer=request.remote)
             return web.json_response(
-                {"error": "missing or wrong bearer token"},
+                {"error": refusal.error},
                 status=401,
                 headers={"WWW-Authenticate": 'Bearer realm="fixgw"'},
             )
-        return await handler(request)
+        return web.json_response({"error": refusal.error}, status=refusal.status)
 
     def _json(data: Any) -> web.Response:
         return web.json_response(data, dumps=_dumps)

@@ -58,6 +58,7 @@ _LP_ENABLED = re.compile(r"lps\[(\d+)\]\.enabled")
 _HOT = (
     ("gateway", "log_level"),
     ("gateway", "admin_token"),
+    ("gateway", "read_token"),
     ("routing",),
     ("orders",),
     ("risk",),

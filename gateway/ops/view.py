@@ -16,6 +16,7 @@ from gateway.cluster import Cluster
 from gateway.fix.session import Session
 from gateway.ops.metrics import LoopLag
 from gateway.ops.reload import Reloader
+from gateway.ops.tokens import Tokens
 from gateway.orderflow.flow import OrderFlow
 
 
@@ -49,7 +50,7 @@ class Running(Protocol):
         """``(version, generation)`` of the config in force."""
         ...
 
-    def admin_token(self) -> str: ...
+    def admin_tokens(self) -> Tokens: ...
 
     def ready(self) -> tuple[bool, str]: ...
 

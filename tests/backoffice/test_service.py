@@ -9,6 +9,7 @@ import types
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -474,3 +475,43 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.mark.asyncio
+async def test_its_api_takes_the_admin_token_to_change_and_the_read_token_to_read(
+    tmp_path: Path,
+) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    cfg = default()
+    cfg = msgspec.structs.replace(
+        cfg,
+        gateway=msgspec.structs.replace(
+            cfg.gateway, data_dir=str(tmp_path), admin_token="adm", read_token="rd"
+        ),
+    )
+    office = BackOffice(cfg)
+    await office.ledger.open()
+    try:
+        async with TestClient(TestServer(office._app())) as http:
+
+            async def answer(method: str, path: str, token: str) -> tuple[int, Any]:
+                headers = {"Authorization": f"Bearer {token}"}
+                async with http.request(method, path, headers=headers) as r:
+                    return r.status, await r.json()
+
+            assert (await answer("GET", "/backoffice/breaks", "rd"))[0] == 200
+            assert (await answer("GET", "/backoffice/breaks", "adm"))[0] == 200
+            assert (await answer("GET", "/backoffice/breaks", "nope"))[0] == 401
+            for path in ("/backoffice/recon", "/backoffice/export?date=x"):
+                assert await answer("POST", path, "rd") == (
+                    403,
+                    {"error": "the read token may not POST: this takes gateway.admin_token"},
+                )
+            # the admin token gets past the door: to the export's own answer
+            assert await answer("POST", "/backoffice/export?date=x", "adm") == (
+                400,
+                {"error": "date=YYYY-MM-DD is required"},
+            )
+    finally:
+        await office.ledger.close()

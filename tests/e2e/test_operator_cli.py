@@ -373,5 +373,5 @@ async def test_errors_are_one_line_and_exit_1(
     line = one_line_error(await fixgw("sessions", "--url", closed_url, "--token", "x"), "sessions")
     assert line == (
         f"fixgw sessions: the daemon at {closed_url} refused admin access "
-        "(HTTP 403): admin API disabled: no admin token configured"
+        "(HTTP 403): admin API disabled: no gateway.admin_token or gateway.read_token configured"
     )

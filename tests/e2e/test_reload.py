@@ -355,6 +355,34 @@ async def test_admin_api_needs_the_token_and_reload_over_http(running: Running) 
 
 
 @pytest.mark.asyncio
+async def test_the_read_token_reads_and_changes_nothing(running: Running) -> None:
+    with_read = replaced(
+        f'admin_token = "{TOKEN}"\n', f'admin_token = "{TOKEN}"\nread_token = "desk"\n'
+    )
+    assert await running.reload_with(with_read) == ("applied", ["gateway.read_token"])
+    version = running.gateway.config_version()
+    read = {"Authorization": "Bearer desk"}
+    async with aiohttp.ClientSession() as http:
+        for path in ("/admin/sessions", "/admin/orders", "/admin/config", "/admin/summary"):
+            async with http.get(running.url(path), headers=read) as r:
+                assert r.status == 200, path
+        async with http.get(running.url("/admin/config"), headers=read) as r:
+            assert (await r.json())["config"]["gateway"]["read_token"] == "(redacted)"
+        running.path.write_text(replaced("max_reroutes = 2", "max_reroutes = 3", with_read))
+        for path in ("/admin/reload", "/admin/cluster/handover?session=CLIENT1&to=gw2"):
+            async with http.post(running.url(path), headers=read) as r:
+                assert r.status == 403, path
+                assert (await r.json())["error"] == (
+                    "the read token may not POST: this takes gateway.admin_token"
+                )
+        assert running.gateway.config_version() == version
+        async with http.post(
+            running.url("/admin/reload"), headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as r:
+            assert (r.status, (await r.json())["status"]) == (200, "applied")
+
+
+@pytest.mark.asyncio
 async def test_admin_views_show_orders_exposure_and_lps(running: Running) -> None:
     c = running.client
     c.send(b"D", order("REST", "1", "2000", ord_type="2", tif="1", price="0.50000"))

@@ -1,0 +1,77 @@
+"""Who may use the HTTP APIs: the admin token, which may read and change,
+and the read token, which may only read.
+
+The gateway's ``/admin/*`` and the back office's ``/backoffice/*`` take
+``Authorization: Bearer <token>``.  The admin token
+(``gateway.admin_token``, or ``FIXGW_ADMIN_TOKEN``) may do everything; the
+read token (``gateway.read_token``, or ``FIXGW_READ_TOKEN``) may only read:
+a ``GET`` or ``HEAD``.  A change (reloading the config, handing a session
+over, a reconciliation or an export asked for) with the read token is
+refused with 403 and says why; so that a risk desk's screens, a
+dashboard or a script that watches can be given a token that cannot
+change what the gateway does.
+
+Tokens are compared in constant time.  With neither token configured the
+APIs answer 403 to everyone.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from config.schema import GatewaySettings
+
+ADMIN_TOKEN_ENV = "FIXGW_ADMIN_TOKEN"
+READ_TOKEN_ENV = "FIXGW_READ_TOKEN"
+
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a request may not go on: its HTTP status and one line."""
+
+    status: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """The tokens in force; an empty one is not configured."""
+
+    admin: str
+    read: str
+
+    @classmethod
+    def of(cls, settings: GatewaySettings, environ: Mapping[str, str] = os.environ) -> Tokens:
+        """The tokens of ``settings``, each overridden by its environment
+        variable when that is set and not empty."""
+        return cls(
+            admin=(environ.get(ADMIN_TOKEN_ENV) or settings.admin_token).strip(),
+            read=(environ.get(READ_TOKEN_ENV) or settings.read_token).strip(),
+        )
+
+    def refusal(self, authorization: str, method: str) -> Refusal | None:
+        """None when a request with this ``Authorization`` header may be
+        served with ``method``; otherwise why not."""
+        if not self.admin and not self.read:
+            return Refusal(
+                403,
+                "admin API disabled: no gateway.admin_token or gateway.read_token configured",
+            )
+        scheme, _, given = authorization.partition(" ")
+        given = given.strip()
+        if scheme.lower() != "bearer" or not given:
+            return Refusal(401, "missing bearer token (Authorization: Bearer <token>)")
+        if self.admin and hmac.compare_digest(given.encode(), self.admin.encode()):
+            return None
+        if self.read and hmac.compare_digest(given.encode(), self.read.encode()):
+            if method.upper() in _READS:
+                return None
+            return Refusal(
+                403, f"the read token may not {method.upper()}: this takes gateway.admin_token"
+            )
+        return Refusal(401, "wrong bearer token")

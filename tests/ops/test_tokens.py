@@ -1,0 +1,93 @@
+"""Who may read and who may change through the HTTP APIs: the admin token
+does both, the read token reads only, and each is named in its refusal."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from config import ConfigError, default_config_path, load_config, parse_config
+from gateway.ops.tokens import ADMIN_TOKEN_ENV, READ_TOKEN_ENV, Tokens
+
+SETTINGS = load_config(default_config_path()).gateway
+
+
+def tokens(admin: str, read: str, environ: dict[str, str] | None = None) -> Tokens:
+    settings = msgspec.structs.replace(SETTINGS, admin_token=admin, read_token=read)
+    return Tokens.of(settings, environ or {})
+
+
+def status(t: Tokens, header: str, method: str) -> int:
+    refusal = t.refusal(header, method)
+    return 200 if refusal is None else refusal.status
+
+
+@pytest.mark.parametrize(
+    ("header", "method", "expected"),
+    [
+        ("Bearer adm", "GET", 200),
+        ("Bearer adm", "POST", 200),
+        ("bearer  adm ", "POST", 200),
+        ("Bearer rd", "GET", 200),
+        ("Bearer rd", "HEAD", 200),
+        ("Bearer rd", "POST", 403),
+        ("Bearer rd", "DELETE", 403),
+        ("Bearer nope", "GET", 401),
+        ("Bearer adm2", "GET", 401),
+        ("Bearer ", "GET", 401),
+        ("", "GET", 401),
+        ("Basic adm", "GET", 401),
+        ("adm", "GET", 401),
+    ],
+)
+def test_the_admin_token_does_everything_the_read_token_reads_only(
+    header: str, method: str, expected: int
+) -> None:
+    assert status(tokens("adm", "rd"), header, method) == expected
+
+
+def test_a_change_with_the_read_token_says_which_token_it_takes() -> None:
+    refusal = tokens("adm", "rd").refusal("Bearer rd", "post")
+    assert refusal is not None
+    assert refusal.error == "the read token may not POST: this takes gateway.admin_token"
+
+
+def test_with_a_read_token_alone_nothing_can_be_changed() -> None:
+    t = tokens("", "rd")
+    assert status(t, "Bearer rd", "GET") == 200
+    assert status(t, "Bearer rd", "POST") == 403
+    # an empty admin token is not a token anyone can give
+    assert status(t, "Bearer ", "POST") == 401
+
+
+def test_with_no_token_the_apis_are_closed_to_everyone() -> None:
+    t = tokens("", "")
+    for header in ("", "Bearer ", "Bearer x"):
+        refusal = t.refusal(header, "GET")
+        assert refusal is not None
+        assert refusal.status == 403
+        assert refusal.error.startswith("admin API disabled")
+
+
+def test_the_environment_overrides_each_token() -> None:
+    environ = {ADMIN_TOKEN_ENV: "env-adm", READ_TOKEN_ENV: "env-rd"}
+    t = tokens("adm", "rd", environ)
+    assert (t.admin, t.read) == ("env-adm", "env-rd")
+    assert status(t, "Bearer adm", "GET") == 401
+    assert status(t, "Bearer env-rd", "POST") == 403
+    # an empty variable overrides nothing
+    assert tokens("adm", "rd", {ADMIN_TOKEN_ENV: "", READ_TOKEN_ENV: ""}) == Tokens("adm", "rd")
+
+
+def test_a_read_token_equal_to_the_admin_token_is_refused() -> None:
+    text = default_config_path().read_text()
+    same = text.replace(
+        'admin_token = "dev-admin-token"\n',
+        'admin_token = "dev-admin-token"\nread_token = "dev-admin-token"\n',
+        1,
+    )
+    assert same != text
+    with pytest.raises(ConfigError, match=r"gateway.read_token: the same as admin_token"):
+        parse_config(same)
+    other = same.replace('read_token = "dev-admin-token"', 'read_token = "dev-read"')
+    assert parse_config(other).gateway.read_token == "dev-read"
