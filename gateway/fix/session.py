@@ -555,6 +555,15 @@ class Session:
 
     def _on_logon(self, msg: FixMessage, now: float) -> None:
         settings = self.settings
+        # a Logon the session refuses changes nothing: it must not reset the
+        # numbers (and drop the stored messages) of the session it names
+        problem = None if self.initiator else self.logon_refusal(msg)
+        if problem is not None:
+            self._log.warning("logon_refused", reason=problem)
+            self._received_logon = True
+            self._send_logout(now, problem.encode())
+            self._disconnect(now, problem)
+            return
         reset_flag = msg.get(141) == b"Y"
         self._received_reset = reset_flag
         if reset_flag and not self._sent_reset:
@@ -567,13 +576,6 @@ class Session:
         if not self._verify(msg, now, check_high=False, check_low=True):
             return
         if not self.initiator or (reset_flag and not self._sent_reset):
-            problem = None if self.initiator else self.logon_refusal(msg)
-            if problem is not None:
-                self._log.warning("logon_refused", reason=problem)
-                self._received_logon = True
-                self._send_logout(now, problem.encode())
-                self._disconnect(now, problem)
-                return
             self._heartbeat_interval = float(int(msg.get(108) or b"0"))
             body = b"98=0\x01108=%d\x01" % int(self._heartbeat_interval)
             if reset_flag:

@@ -208,6 +208,33 @@ def test_username_is_checked_as_well() -> None:
     assert h.session.state is S.DISCONNECTED
 
 
+@pytest.mark.parametrize("reset_on_logon", [False, True])
+def test_a_refused_logon_leaves_the_numbers_and_stored_messages_alone(
+    reset_on_logon: bool,
+) -> None:
+    h = SessionHarness(acceptor_settings(Password="pw", ResetOnLogon=reset_on_logon))
+    h.logon(password="pw")
+    for i in range(3):
+        h.session.send(b"D", order_body(f"O{i}"), h.now)
+    h.feed(h.message(b"0", 2))
+    h.session.connection_lost(h.now)
+    h.sent()
+    stored = list(h.store.get_sent(1, 100))
+    assert (h.store.next_sender_seq, h.store.next_target_seq) == (5, 3)
+
+    # someone who knows the CompIDs but not the password asks for a reset
+    h.connect()
+    events = h.feed(logon_message(1, h.now, reset=True, password="guess"))
+    out = h.sent()
+    assert event_kinds(events) == ["CloseConnection"]
+    assert [m.msg_type for m in out] == [b"5"]
+    assert text_of(out[0]) == "Invalid username or password"
+    assert seq_of(out[0]) == 5
+    assert h.store.next_sender_seq == 6
+    assert h.store.next_target_seq == 3
+    assert list(h.store.get_sent(1, 100)) == stored
+
+
 @pytest.mark.parametrize(
     ("heartbeat", "accepted"), [(4, False), (5, True), (60, True), (61, False)]
 )
