@@ -604,10 +604,12 @@ class Session:
 
     def _reset_sequence(self, now: float) -> None:
         """Both sequence numbers back to 1: whatever was queued or requested
-        under the old numbers means nothing any more."""
+        under the old numbers means nothing any more, on either side (what
+        is left of a resend of ours included)."""
         self.store.reset(now)
         self._queue.clear()
         self._pending = None
+        self._resend_rest = None
         if self._resend_range is not None:
             self._resend_satisfied()
 

@@ -13,7 +13,7 @@ import itertools
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from session_helpers import SessionHarness, SessionPair, order_body, seq_of
+from session_helpers import SessionHarness, SessionPair, logon_message, order_body, seq_of
 
 import gateway.fix.session as session_module
 from gateway.fix import codec, spec44
@@ -157,6 +157,22 @@ def test_a_resend_left_by_a_lost_connection_does_not_swallow_the_next_request() 
     h.feed(resend_request(h, 4, 5, 0))
     assert covered(h.sent()) == {5, 6, 7}
     assert covered(finish(h)) == set(range(8, 13))  # 12 is the second Logon
+
+
+def test_a_sequence_reset_by_logon_drops_what_is_left_of_a_resend() -> None:
+    h = gateway_with_orders(10)  # 2..11
+    h.feed(resend_request(h, 2, 1, 0))
+    assert covered(h.sent()) == {1, 2, 3}
+    assert pending(h.session)
+
+    # the peer starts both numbers again at 1: the old ones mean nothing now
+    h.feed(logon_message(1, h.now, reset=True))
+    assert [(m.msg_type, seq_of(m)) for m in h.sent()] == [(b"A", 1)]
+    assert not pending(h.session)
+    h.session.continue_resend(h.now)
+    assert h.sent() == []
+    h.session.send(b"D", order_body("AFTER"), h.now)
+    assert [seq_of(m) for m in h.sent()] == [2]
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(range(4))))
