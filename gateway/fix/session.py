@@ -60,6 +60,12 @@ _RESEND_REPLACED = frozenset({34, 43, 49, 52, 56, 122})
 
 MAX_QUEUED_MESSAGES: Final = 10_000
 
+# not Final, as RESEND_CHUNK below
+MAX_QUEUED_BYTES = 64 * 1024 * 1024
+"""Most bytes of messages held out of sequence (waiting for a gap before
+them to be filled): a peer sending large messages past a gap cannot make
+the session hold up to MAX_QUEUED_MESSAGES of them."""
+
 # a message without a usable MsgSeqNum cannot be sequenced: the session ends
 _FATAL_SEQNUM_PROBLEMS = frozenset(
     {
@@ -219,6 +225,7 @@ class Session:
         self._events: deque[Event] = deque()
         self._pending: FixMessage | None = None
         self._queue: dict[int, FixMessage] = {}
+        self._queued_bytes = 0  # of the messages in _queue
         self._resend_range: tuple[int, int] | None = None
         self._heartbeat_interval = float(self.settings.HeartBtInt)
         self._connected_at = now
@@ -304,7 +311,7 @@ class Session:
     def _end(self, now: float, reason: str) -> None:
         was_logged_on = self._received_logon and self._sent_logon
         self._machine.move(S.DISCONNECTED)
-        self._queue.clear()
+        self._clear_queue()
         self._pending = None
         self._resend_range = None
         self._decoder = FrameDecoder(self._max_message_size)
@@ -434,8 +441,13 @@ class Session:
         msg = queue.pop(expected, None)
         if msg is not None:
             self._pending = msg
+            self._queued_bytes -= len(msg.raw)
         for seq in [s for s in queue if s < expected]:
-            del queue[seq]
+            self._queued_bytes -= len(queue.pop(seq).raw)
+
+    def _clear_queue(self) -> None:
+        self._queue.clear()
+        self._queued_bytes = 0
 
     # -- verification -----------------------------------------------------------
 
@@ -508,10 +520,18 @@ class Session:
             self._machine.move(S.ACTIVE)
 
     def _target_too_high(self, msg: FixMessage, seq: int, now: float) -> None:
-        if len(self._queue) >= MAX_QUEUED_MESSAGES:
+        queue = self._queue
+        if (
+            len(queue) >= MAX_QUEUED_MESSAGES
+            or self._queued_bytes + len(msg.raw) > MAX_QUEUED_BYTES
+        ):
             self._fatal(now, b"Too many messages out of sequence")
             return
-        self._queue[seq] = msg
+        replaced = queue.get(seq)
+        if replaced is not None:
+            self._queued_bytes -= len(replaced.raw)
+        queue[seq] = msg
+        self._queued_bytes += len(msg.raw)
         expected = self.store.next_target_seq
         rr = self._resend_range
         if rr is not None and seq >= rr[0]:
@@ -607,7 +627,7 @@ class Session:
         under the old numbers means nothing any more, on either side (what
         is left of a resend of ours included)."""
         self.store.reset(now)
-        self._queue.clear()
+        self._clear_queue()
         self._pending = None
         self._resend_rest = None
         if self._resend_range is not None:

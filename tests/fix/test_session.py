@@ -581,6 +581,37 @@ def test_messages_queued_during_a_resend_are_processed_once(pair: SessionPair) -
     assert pair.acceptor.state is S.ACTIVE
 
 
+def test_messages_held_out_of_sequence_are_bounded_in_bytes(
+    gateway: SessionHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.fix.session as session_module
+
+    monkeypatch.setattr(session_module, "MAX_QUEUED_BYTES", 1_000_000)
+    text = b"x" * 60_000  # about 60,200 bytes a message: 16 fit, not 17
+
+    def big_order(seq: int) -> bytes:
+        return gateway.message(b"D", seq, order_body(f"B{seq}") + b"58=%b\x01" % text)
+
+    # 2 is missing: 3..18 wait for it
+    for seq in range(3, 19):
+        assert gateway.feed(big_order(seq)) == []
+    assert [m.msg_type for m in gateway.sent()] == [b"2"]
+    events = gateway.feed(gateway.message(b"4", 2, [(123, b"Y"), (36, 3)], header=[(43, b"Y")]))
+    assert len(app_messages(events)) == 16
+    assert gateway.store.next_target_seq == 19
+
+    # what was handed on no longer counts: as much again may wait
+    for seq in range(20, 36):
+        assert gateway.feed(big_order(seq)) == []
+    assert gateway.session.state is S.AWAITING_RESEND
+    # but no more than that
+    events = gateway.feed(big_order(36))
+    assert event_kinds(events) == ["LoggedOut", "CloseConnection"]
+    logout = gateway.sent()[-1]
+    assert logout.msg_type == b"5"
+    assert text_of(logout) == "Too many messages out of sequence"
+
+
 def test_sequence_reset_in_reset_mode_ignores_msgseqnum(gateway: SessionHarness) -> None:
     # MsgSeqNum 1 is below the expected 2 and has no PossDupFlag: still accepted
     events = gateway.feed(gateway.message(b"4", 1, [(36, 10), (123, b"N")]))
