@@ -125,7 +125,9 @@ def parse_lines(
                     source=source,
                 )
             )
-        except (ValueError, IndexError) as exc:
+        except (ValueError, IndexError, OverflowError) as exc:
+            # OverflowError: a time past the calendar (epoch microseconds
+            # where milliseconds were meant)
             errors.append(f"{source} line {number}: {exc}")
     return rows, errors
 

@@ -303,3 +303,24 @@ def test_delimiters(tmp_path: Path, delimiter: str) -> None:
     write(tmp_path / "LP_A-1.csv", text.replace(",", delimiter))
     change = one(folder_of(tmp_path, LP_A=layout).scan())
     assert [(r.exec_id, r.qty) for r in change.rows] == [("E1", "1000")]
+
+
+def test_a_time_past_the_calendar_is_a_bad_line_and_other_files_are_read(
+    tmp_path: Path,
+) -> None:
+    # epoch microseconds in a column of epoch milliseconds: year 57,000 or so
+    write(tmp_path / "LP_A-1.csv", HEADER + "E1,K1,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n")
+    write(
+        tmp_path / "LP_B-1.csv",
+        HEADER
+        + "E2,K2,EUR/USD,BUY,1000,1.1,1772445600000000\n"
+        + "E3,K3,EUR/USD,BUY,1000,1.1,1772445600000\n",
+    )
+    folder = folder_of(
+        tmp_path, LP_A=StatementColumns(), LP_B=StatementColumns(time_format="epoch_ms")
+    )
+    a, b = folder.scan()
+    assert [r.exec_id for r in a.rows] == ["E1"]
+    assert [r.exec_id for r in b.rows] == ["E3"]
+    assert [e.split(":")[0] for e in b.errors] == [f"{tmp_path / 'LP_B-1.csv'} line 2"]
+    assert folder.scan() == []
