@@ -157,6 +157,7 @@ class StatementFolder:
         self.layouts = dict(layouts)
         self.days = days
         self._seen: dict[str, _Seen] = {}
+        self._unreadable: dict[str, str] = {}  # file -> the error last said of it
         self.unmatched: set[str] = set()
 
     def lp_of(self, name: str) -> str | None:
@@ -180,13 +181,28 @@ class StatementFolder:
             if lp is None:
                 self.unmatched.add(entry.name)
                 continue
+            try:
+                change = self._read(entry.path, lp)
+            except FileNotFoundError:
+                continue  # moved away since the folder was listed
+            except OSError as exc:
+                # read at a later scan; the other files are taken now (the
+                # cause said once while it lasts)
+                present.add(entry.path)
+                error = f"{entry.path}: cannot be read: {exc}"
+                if self._unreadable.get(entry.path) != error:
+                    self._unreadable[entry.path] = error
+                    changes.append(StatementChange(entry.path, lp, False, [], [error]))
+                continue
             present.add(entry.path)
-            change = self._read(entry.path, lp)
+            self._unreadable.pop(entry.path, None)
             if change is not None:
                 changes.append(change)
         for gone in set(self._seen) - present:
             # a statement moved away (archived) keeps what was read of it
             del self._seen[gone]
+        for gone in set(self._unreadable) - present:
+            del self._unreadable[gone]
         return changes
 
     def _read(self, path: str, lp: str) -> StatementChange | None:

@@ -324,3 +324,33 @@ def test_a_time_past_the_calendar_is_a_bad_line_and_other_files_are_read(
     assert [r.exec_id for r in b.rows] == ["E3"]
     assert [e.split(":")[0] for e in b.errors] == [f"{tmp_path / 'LP_B-1.csv'} line 2"]
     assert folder.scan() == []
+
+
+def test_a_file_that_cannot_be_read_is_named_once_and_the_others_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = tmp_path / "LP_A-1.csv"
+    locked = tmp_path / "LP_A-2.csv"
+    moved = tmp_path / "LP_A-3.csv"
+    write(good, HEADER + "E1,K1,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n")
+    write(locked, HEADER + "E2,K2,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n")
+    write(moved, HEADER + "E3,K3,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n")
+    stat = os.stat
+
+    def refusing(path: str, *args: object, **kwargs: object) -> os.stat_result:
+        if str(path) == str(locked):
+            raise PermissionError(13, "Permission denied", str(path))
+        if str(path) == str(moved):  # moved away after the folder was listed
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", refusing)
+    folder = folder_of(tmp_path)
+    first, second = folder.scan()
+    assert [r.exec_id for r in first.rows] == ["E1"]
+    assert (second.source, second.rows) == (str(locked), [])
+    assert second.errors[0].startswith(f"{locked}: cannot be read:")
+    assert folder.scan() == []  # said once
+    monkeypatch.setattr(os, "stat", stat)
+    assert sorted(r.exec_id for c in folder.scan() for r in c.rows) == ["E2", "E3"]
+    assert folder.scan() == []
