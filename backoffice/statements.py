@@ -65,6 +65,8 @@ def _time(value: str, layout: StatementColumns) -> dt.datetime:
 
 
 def _decimal(value: str) -> str:
+    if not value.isascii():  # digits of other scripts, which Decimal reads and a ledger does not
+        raise ValueError(f"not a number: {value!r}")
     try:
         number = Decimal(value)
     except InvalidOperation:

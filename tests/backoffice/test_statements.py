@@ -354,3 +354,19 @@ def test_a_file_that_cannot_be_read_is_named_once_and_the_others_are_read(
     monkeypatch.setattr(os, "stat", stat)
     assert sorted(r.exec_id for c in folder.scan() for r in c.rows) == ["E2", "E3"]
     assert folder.scan() == []
+
+
+def test_digits_other_than_ascii_are_a_bad_line(tmp_path: Path) -> None:
+    # Python reads them as a number; the ledger refuses them, and with them
+    # every statement taken in with that line
+    path = tmp_path / "LP_A-1.csv"
+    write(
+        path,
+        HEADER
+        + "E1,K1,EUR/USD,BUY,\uff11\uff10\uff10\uff10,1.1,2026-03-02T10:00:00Z\n"
+        + "E2,K2,EUR/USD,BUY,1000,\u0661.\u0661,2026-03-02T10:00:00Z\n"
+        + "E3,K3,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n",
+    )
+    change = one(folder_of(tmp_path).scan())
+    assert [r.exec_id for r in change.rows] == ["E3"]
+    assert [e.split(":")[0] for e in change.errors] == [f"{path} line {n}" for n in (2, 3)]
