@@ -232,7 +232,8 @@ class StatementFolder:
                 start, header, replace = 0, [], True
                 first_line = 1
         end = data.rfind(b"\n") + 1  # whole lines only
-        text = data[start:end].decode("utf-8", "replace")
+        # a byte order mark (spreadsheets write one) is no part of the first column's name
+        text = data[start:end].decode("utf-8-sig" if base == 0 else "utf-8", "replace")
         errors: list[str] = []
         rows: list[LpTrade] = []
         try:

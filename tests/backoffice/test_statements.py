@@ -370,3 +370,23 @@ def test_digits_other_than_ascii_are_a_bad_line(tmp_path: Path) -> None:
     change = one(folder_of(tmp_path).scan())
     assert [r.exec_id for r in change.rows] == ["E3"]
     assert [e.split(":")[0] for e in change.errors] == [f"{path} line {n}" for n in (2, 3)]
+
+
+def test_a_byte_order_mark_before_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "LP_A-1.csv"
+    write(path, "\ufeff" + HEADER + "E1,K1,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n")
+    folder = folder_of(tmp_path)
+    change = one(folder.scan())
+    assert (change.errors, [r.exec_id for r in change.rows]) == ([], ["E1"])
+    append(path, "E2,K2,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:01Z\n")
+    change = one(folder.scan())
+    assert (change.replace, change.errors, [r.exec_id for r in change.rows]) == (False, [], ["E2"])
+    # CRLF line ends, as the same spreadsheets write them
+    write(
+        path,
+        ("\ufeff" + HEADER + "E3,K3,EUR/USD,SELL,5,1.1,2026-03-02T10:00:02Z\n").replace(
+            "\n", "\r\n"
+        ),
+    )
+    change = one(folder.scan())
+    assert (change.replace, change.errors, [r.exec_id for r in change.rows]) == (True, [], ["E3"])
