@@ -163,10 +163,15 @@ class StatementFolder:
         self.unmatched: set[str] = set()
 
     def lp_of(self, name: str) -> str | None:
+        """The LP whose statement the file ``name`` is: of the patterns it
+        matches, the longest (``LMAX-LD4-*.csv``, not ``LMAX-*.csv``)."""
+        found: str | None = None
+        longest = -1
         for lp, layout in self.layouts.items():
-            if fnmatch.fnmatchcase(name, layout.file or f"{lp}-*.csv"):
-                return lp
-        return None
+            pattern = layout.file or f"{lp}-*.csv"
+            if len(pattern) > longest and fnmatch.fnmatchcase(name, pattern):
+                found, longest = lp, len(pattern)
+        return found
 
     def scan(self) -> list[StatementChange]:
         """What changed in the folder since the last scan."""

@@ -390,3 +390,17 @@ def test_a_byte_order_mark_before_the_header(tmp_path: Path) -> None:
     )
     change = one(folder.scan())
     assert (change.replace, change.errors, [r.exec_id for r in change.rows]) == (True, [], ["E3"])
+
+
+@pytest.mark.parametrize("order", [("LMAX", "LMAX-LD4"), ("LMAX-LD4", "LMAX")])
+def test_an_lp_named_after_another_has_its_own_statements(
+    tmp_path: Path, order: tuple[str, str]
+) -> None:
+    folder = StatementFolder(tmp_path, {lp: StatementColumns() for lp in order}, DAYS)
+    assert folder.lp_of("LMAX-LD4-20260302.csv") == "LMAX-LD4"
+    assert folder.lp_of("LMAX-20260302.csv") == "LMAX"
+    write(
+        tmp_path / "LMAX-LD4-20260302.csv",
+        HEADER + "E1,K1,EUR/USD,BUY,1,1.1,2026-03-02T10:00:00Z\n",
+    )
+    assert [(r.lp, r.exec_id) for r in one(folder.scan()).rows] == [("LMAX-LD4", "E1")]
