@@ -246,15 +246,16 @@ class StatementFolder:
             if not header:
                 header = next(reader, [])
                 first_line += 1
-            rows, errors = parse_lines(
-                reader,
-                header,
-                lp=lp,
-                source=path,
-                layout=layout,
-                days=self.days,
-                first_line=first_line,
-            )
+            if text:  # an empty file (created, not written yet) has no header to miss
+                rows, errors = parse_lines(
+                    reader,
+                    header,
+                    lp=lp,
+                    source=path,
+                    layout=layout,
+                    days=self.days,
+                    first_line=first_line,
+                )
         except csv.Error as exc:
             # a file that is not CSV: nothing of it is taken until it is
             errors = [f"{path}: not readable as CSV: {exc}"]

@@ -404,3 +404,20 @@ def test_an_lp_named_after_another_has_its_own_statements(
         HEADER + "E1,K1,EUR/USD,BUY,1,1.1,2026-03-02T10:00:00Z\n",
     )
     assert [(r.lp, r.exec_id) for r in one(folder.scan()).rows] == [("LMAX-LD4", "E1")]
+
+
+def test_an_empty_file_is_no_bad_line(tmp_path: Path) -> None:
+    # an LP writer creates the file, then writes it (or leaves it empty when
+    # a disk is full)
+    path = tmp_path / "LP_A-1.csv"
+    write(path, "")
+    folder = folder_of(tmp_path)
+    assert [(c.rows, c.errors) for c in folder.scan()] == [([], [])]
+    append(path, HEADER + "E1,K1,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n")
+    change = one(folder.scan())
+    assert (change.errors, [r.exec_id for r in change.rows]) == ([], ["E1"])
+    # a header without the layout's columns is still named, once
+    write(tmp_path / "LP_A-2.csv", "ExecID,Symbol\n")
+    assert len(one(folder.scan()).errors) == 1
+    append(tmp_path / "LP_A-2.csv", "E2,EUR/")  # no whole line yet
+    assert folder.scan() == []
