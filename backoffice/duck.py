@@ -495,7 +495,8 @@ class DuckLedger(Ledger):
             for fmt, suffix in (("PARQUET", "parquet"), ("CSV, HEADER", "csv")):
                 path = out / f"{name}.{suffix}"
                 tmp = out / f".{name}.{suffix}.tmp"
-                self.con.execute(f"COPY ({query}) TO '{tmp}' (FORMAT {fmt})")
+                literal = str(tmp).replace("'", "''")  # a folder named with a quote
+                self.con.execute(f"COPY ({query}) TO '{literal}' (FORMAT {fmt})")
                 os.replace(tmp, path)
                 written.append(str(path))
         return written

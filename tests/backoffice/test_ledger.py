@@ -751,6 +751,17 @@ async def test_export_day_writes_six_files_of_the_days_rows(ledger: Ledger, tmp_
     con.close()
 
 
+@pytest.mark.asyncio
+async def test_export_to_a_folder_named_with_a_quote(ledger: Ledger, tmp_path: Path) -> None:
+    await write(ledger, client("C1", 0, seq=1), house("R1", "L1", 0, client_exec_id="C1", seq=1))
+    folder = tmp_path / "treasury's exports"
+    files = await ledger.export_day(dt.date(2026, 3, 2), str(folder))
+    assert len(files) == 6
+    assert sorted(p.name for p in folder.iterdir()) == sorted(Path(f).name for f in files)
+    rows = (folder / "client-trades-20260302.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows] == ["exec_id", "C1"]
+
+
 # -- PostgreSQL: the server away ------------------------------------------------------
 
 
