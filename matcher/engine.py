@@ -480,6 +480,19 @@ class Matcher:
                 return None
         return order
 
+    def change_waits(self, order_id: str) -> bool:
+        """Whether a cancel of the open order, or a replace that will be
+        applied to it, waits for its routing to end: what the LPs leave
+        unfilled is then not to be routed again on the terms the client
+        asked to change (an IOC's or FOK's replace is refused anyway)."""
+        order = self._open.get(order_id)
+        pending = None if order is None else order.pending
+        if order is None or pending is None:
+            return False
+        return pending.kind is CxlRejResponseTo.CANCEL or not (
+            order.tif is TimeInForce.IOC or order.tif is TimeInForce.FOK
+        )
+
     def open_snapshot(self) -> list[Order]:
         """The open orders (in no order), copied at once: for a reader that
         goes through them over several loop turns while the matcher works

@@ -8,7 +8,9 @@ data, and the matcher's resting orders), acks, fills booked to the exposure
 ledger and the journal, rejects and cancels.  When all children of a routing
 have ended, what is left is routed again (excluding the LPs that rejected or
 dropped) up to ``max_reroutes`` times, and only then handed back to the
-matcher, which rests or cancels it by the order's TimeInForce.
+matcher, which rests or cancels it by the order's TimeInForce.  A cancel or
+replace of the order waiting for its routing stops the re-routes: what is
+left goes back to the matcher at once, which applies it.
 """
 
 from __future__ import annotations
@@ -730,7 +732,11 @@ class ChildRouting:
         del self.routings[parent]
         need = routing.need
         unfilled = routing.returned
-        if unfilled and routing.attempt < routing.rules.config.routing.max_reroutes:
+        if (
+            unfilled
+            and routing.attempt < routing.rules.config.routing.max_reroutes
+            and not self.matcher.change_waits(parent)
+        ):
             again = need._replace(qty=unfilled)
             self.route(
                 again, routing.attempt + 1, routing.excluded, now, routing.rules, routing.policy
