@@ -48,13 +48,13 @@ from gateway.orderflow.publish import Reports, refusal_reason
 from gateway.orderflow.routing import ChildRouting
 from gateway.orderflow.rules import Rules
 from gateway.orderflow.stats import FlowStats
-from matcher.engine import Matcher
+from matcher.engine import Matcher, NewOrder
 from matcher.orders import CancelReject, CxlRejReason, CxlRejResponseTo, OrdRejReason, OrdStatus
 from risk.accounts import Marks
 from risk.limits import check
 from router.book import AggregatedBook
 from router.exposure import ExposureLedger, ExposureSnapshot
-from router.model import Instrument
+from router.model import Instrument, Side
 
 _log = structlog.get_logger("gateway.orderflow.entry")
 
@@ -411,6 +411,11 @@ class OrderEntry:
             self._refuse_change(client, msg, to, replace.text, now, id_limit)
             return
         symbol = (msg.get(55) or b"").decode("latin-1")
+        breach = self._replace_limits(client, replace.orig_cl_ord_id, replace.qty, now)
+        if breach is not None:
+            to = CxlRejResponseTo.REPLACE
+            self._refuse_change(client, msg, to, breach, now, id_limit)
+            return
         accounts = self._reports.accounts
         if accounts.params is not None:
             breach = self._replace_margin(client, replace.orig_cl_ord_id, replace.qty, now)
@@ -419,6 +424,33 @@ class OrderEntry:
                 self._refuse_change(client, msg, to, breach, now, id_limit)
                 return
         self._routing.publish(self.matcher.replace(replace, self.book.snapshot(symbol)), now)
+
+    def _replace_limits(self, client: str, orig_cl_ord_id: str, qty: int, now: float) -> str | None:
+        """The client's limit a replace that raises an order's quantity
+        breaks, checked as the order would be, new, with its new quantity
+        (from the position before its fills); None if it fits."""
+        limits = self.rules.client_limits.get(client)
+        current = self.matcher.order_of(client, orig_cl_ord_id)
+        if limits is None or current is None or qty <= current.qty or current.is_final:
+            return None  # the matcher answers it as it would
+        filled = current.cum_qty if current.side is Side.BUY else -current.cum_qty
+        resized = NewOrder(
+            client,
+            current.cl_ord_id,
+            current.symbol,
+            current.side,
+            current.ord_type,
+            current.tif,
+            qty,
+            current.price,
+        )
+        breach = check(
+            resized,
+            self.ledger.client_position(client, current.symbol) - filled,
+            limits,
+            self._routing.exposure(now).usd_per_lot.get(current.symbol),
+        )
+        return None if breach is None else breach.text
 
     def _replace_margin(self, client: str, orig_cl_ord_id: str, qty: int, now: float) -> str | None:
         """The margin breach of a replace that raises an order's quantity,
