@@ -552,6 +552,7 @@ def build_order_flow(
         accounts,
         ledger,
         copying,
+        prefix,
     )
     market_data = MarketDataService(
         instruments,

@@ -86,6 +86,7 @@ class Reports:
         accounts: Accounts,
         ledger: ExposureLedger,
         copying: bool = False,
+        id_prefix: str = "",
     ) -> None:
         self.sessions = dict(sessions)  # client CompID -> session
         self.copying = copying and journal is not None
@@ -107,6 +108,9 @@ class Reports:
         # ClOrdIDs of the house's stop-out orders and cancels: their reports say so
         self.stop_out_ids: set[str] = set()
         self._exec_seq = 0
+        # starts the ExecIDs of the answers made here, as the matcher's
+        # prefix starts its own: they never repeat across runs
+        self._id_prefix = id_prefix
         self.copy_order: Callable[[Order], None] | None = None
         """Set in a cluster: each order whose state is journaled goes with
         its client's session copy too (None: not in a cluster)."""
@@ -259,7 +263,7 @@ class Reports:
         the caller (a flood of rejects is logged as a count)."""
         self._exec_seq += 1
         body = new_order_reject_body(
-            msg, refusal, f"R{self._exec_seq}", max_id_length=max_id_length
+            msg, refusal, f"{self._id_prefix}R{self._exec_seq}", max_id_length=max_id_length
         )
         self.send(session, b"8", body, now)
         client = session.settings.TargetCompID
@@ -285,7 +289,8 @@ class Reports:
         request naming no order of this client, its strings echoed cut to
         ``max_id_length``."""
         self._exec_seq += 1
-        body = unknown_order_status_body(msg, f"S{self._exec_seq}", max_id_length)
+        exec_id = f"{self._id_prefix}S{self._exec_seq}"
+        body = unknown_order_status_body(msg, exec_id, max_id_length)
         self.send(session, b"8", body, now)
 
     def business_reject(

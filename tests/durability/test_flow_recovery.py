@@ -14,6 +14,7 @@ import pytest
 from config import ConfigError, default_config_path, load_config
 from gateway.cluster import Cluster, CopiedOrders, session_key
 from gateway.daemon import build_order_flow, carry_clients
+from gateway.fix import codec
 from gateway.fix.session import Session
 from gateway.fix.store import MemoryStore
 from gateway.net.transport import Outbox
@@ -666,3 +667,44 @@ async def test_the_next_day_end_is_armed_a_whole_day_after_this_one(tmp_path: Pa
         await until_checkpoint_ends(built)
     finally:
         journal.close()
+
+
+@pytest.mark.asyncio
+async def test_execids_of_rejects_and_unknown_order_answers_never_repeat_across_runs(
+    tmp_path: Path,
+) -> None:
+    """An order refused before the matcher, and a status request naming no
+    order, get ExecIDs of their own: a restart's never repeat the last
+    run's."""
+    unknown_symbol = [
+        (11, b"U1"),
+        (38, b"1000"),
+        (40, b"1"),
+        (54, b"1"),
+        (55, b"NOPE/USD"),
+        (59, b"3"),
+        (60, codec.format_utc_timestamp(0.0)),
+    ]
+    status = [(11, b"NONE1"), (54, b"1"), (55, b"EUR/USD")]
+    exec_ids: list[bytes] = []
+    for _ in range(2):
+        built, journal = flow(tmp_path)
+        try:
+            session = built.sessions["CLIENT1"]
+            for msg_type, body in ((b"D", unknown_symbol), (b"H", status)):
+                header = [
+                    (34, b"1"),
+                    (49, b"CLIENT1"),
+                    (52, b"20240101-00:00:00"),
+                    (56, b"GATEWAY"),
+                ]
+                raw = codec.encode_message(b"FIX.4.4", msg_type, header, codec.encode_fields(body))
+                built.on_message(session, codec.parse_frame(raw), time.time())
+                seq = session.store.next_sender_seq - 1
+                ((_, answer),) = session.store.get_sent(seq, seq)
+                exec_id = codec.parse_frame(answer).get(17)
+                assert exec_id
+                exec_ids.append(exec_id)
+        finally:
+            journal.close()
+    assert len(set(exec_ids)) == 4, exec_ids
