@@ -411,6 +411,12 @@ class OrderEntry:
             self._refuse_change(client, msg, to, replace.text, now, id_limit)
             return
         symbol = (msg.get(55) or b"").decode("latin-1")
+        current = self.matcher.order_of(client, replace.orig_cl_ord_id)
+        if current is not None and current.symbol != symbol:
+            # its quantity and price were read in another instrument's units
+            text = f"Symbol {excerpt(symbol)} is not the order's ({current.symbol})"
+            self._refuse_change(client, msg, CxlRejResponseTo.REPLACE, text, now, id_limit)
+            return
         breach = self._replace_limits(client, replace.orig_cl_ord_id, replace.qty, now)
         if breach is not None:
             to = CxlRejResponseTo.REPLACE
