@@ -96,14 +96,16 @@ class ExposureSnapshot(msgspec.Struct, frozen=True, gc=False):
     valued; ``lp_gross_usd[lp]`` the gross notional, child orders in flight
     included, of each LP with exposure whose every symbol could be valued;
     LPs with exposure in an unvalued symbol are in ``unvalued_lps`` instead.
-    Client positions are not part of it: the risk check reads them from the
-    ledger.
+    ``lp_reserved[lp][symbol]`` is the lots of child orders in flight at
+    each LP (none: absent).  Client positions are not part of it: the risk
+    check reads them from the ledger.
     """
 
     lp_positions: Mapping[str, Mapping[str, int]] = msgspec.field(default_factory=_no_positions)
     lp_gross_usd: Mapping[str, Decimal] = msgspec.field(default_factory=_no_values)
     usd_per_lot: Mapping[str, Decimal] = msgspec.field(default_factory=_no_values)
     unvalued_lps: frozenset[str] = frozenset()
+    lp_reserved: Mapping[str, Mapping[str, int]] = msgspec.field(default_factory=_no_positions)
 
     def lp_position(self, lp: str, symbol: str) -> int:
         positions = self.lp_positions.get(lp)
@@ -167,6 +169,7 @@ class ExposureLedger:
         "_lps",
         "_per_lot",
         "_reserved",
+        "_reserved_views",
         "_unvalued",
     )
 
@@ -179,6 +182,7 @@ class ExposureLedger:
         # what current() hands out, replaced (never mutated) on change
         self._per_lot: Mapping[str, Decimal] = MappingProxyType({})
         self._lp_views: dict[str, Mapping[str, int]] = {}
+        self._reserved_views: dict[str, Mapping[str, int]] = {}
         self._gross: dict[str, Decimal] = {}
         self._unvalued: frozenset[str] = frozenset()
         self._dirty: set[str] = set()
@@ -360,6 +364,9 @@ class ExposureLedger:
             lp_gross_usd=MappingProxyType(gross),
             usd_per_lot=MappingProxyType(per_lot),
             unvalued_lps=frozenset(unvalued),
+            lp_reserved=MappingProxyType(
+                {lp: MappingProxyType(dict(lots)) for lp, lots in self._reserved.items()}
+            ),
         )
 
     def current(self) -> ExposureSnapshot:
@@ -371,6 +378,7 @@ class ExposureLedger:
             return snap
         if self._dirty:
             views = dict(self._lp_views)
+            in_flight = dict(self._reserved_views)
             gross = dict(self._gross)
             unvalued = set(self._unvalued)
             per_lot = self._per_lot
@@ -380,7 +388,12 @@ class ExposureLedger:
                     views[lp] = MappingProxyType(dict(filled))
                 else:
                     views.pop(lp, None)
-                value = _gross(filled or _EMPTY, self._reserved.get(lp, _EMPTY), per_lot)
+                reserved = self._reserved.get(lp)
+                if reserved:
+                    in_flight[lp] = MappingProxyType(dict(reserved))
+                else:
+                    in_flight.pop(lp, None)
+                value = _gross(filled or _EMPTY, reserved or _EMPTY, per_lot)
                 if value is None:
                     unvalued.add(lp)
                     gross.pop(lp, None)
@@ -389,6 +402,7 @@ class ExposureLedger:
                     gross[lp] = value
             self._dirty.clear()
             self._lp_views = views
+            self._reserved_views = in_flight
             self._gross = gross
             self._unvalued = frozenset(unvalued)
         snap = self._current = ExposureSnapshot(
@@ -396,6 +410,7 @@ class ExposureLedger:
             MappingProxyType(self._gross),
             self._per_lot,
             self._unvalued,
+            MappingProxyType(self._reserved_views),
         )
         return snap
 

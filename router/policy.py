@@ -255,9 +255,12 @@ class BestPriceExposureAware:
     * direction: the part of a child that reduces the gateway's net position
       with the LP in the symbol (up to that position, no further) is never
       penalised, and is allowed even at or past the hard limit, since it
-      lowers the exposure.  Only what goes beyond it, opening or extending a
-      position, is penalised and capped.  The penalty itself comes from the
-      gross notional in the snapshot, before the order;
+      lowers the exposure (less the lots of children in flight at the LP
+      in the symbol, which may lower it first: orders routed at once do
+      not each take the same reducing lots past the limit).  Only what goes
+      beyond it, opening or extending a position, is penalised and capped.
+      The penalty itself comes from the gross notional in the snapshot,
+      before the order;
     * LPs in ``excluded_lps``, disabled or without limits get nothing; at
       most ``max_child_orders`` LPs get a child (the first ones reached).
 
@@ -303,6 +306,7 @@ class BestPriceExposureAware:
         not_valued: set[str] = set()
         lot_usd = exposure.usd_per_lot.get(symbol)
         positions = exposure.lp_positions
+        in_flight = exposure.lp_reserved
         gross_by_lp = exposure.lp_gross_usd
         unvalued_lps = exposure.unvalued_lps
         configured = limits.lps
@@ -319,8 +323,15 @@ class BestPriceExposureAware:
             reducible = -position if buy else position
             if reducible < 0:
                 reducible = 0
+            # lots that reduce it whatever the children in flight do (they
+            # may reduce it first): the most a child may take past the hard
+            # limit, once for all the orders routed meanwhile
+            reserved = in_flight.get(lp)
+            sure = reducible - (0 if reserved is None else reserved.get(symbol, 0))
+            if sure < 0:
+                sure = 0
             if lot_usd is None or lp in unvalued_lps:
-                cap = reducible
+                cap = sure
                 not_valued.add(lp)
             else:
                 gross = gross_by_lp.get(lp, _ZERO)
@@ -332,6 +343,10 @@ class BestPriceExposureAware:
                     # -> up to `reducible` lots lower it, the rest raise it
                     room = hard - gross + reducible * lot_usd
                     cap = reducible + (_lots_within(room, lot_usd) if room > 0 else 0)
+                    if room <= 0:
+                        # only what reduces the position even once every
+                        # child in flight has (gross counts them as adding)
+                        cap = sure
                 if cap > reducible and steers:
                     penalty = lp_limits.penalty_ticks(gross)
                     if penalty:

@@ -246,6 +246,27 @@ def test_an_lp_past_its_hard_limit_may_still_be_reduced() -> None:
     assert route(asks, request(Side.BUY, 1), exp, HARD_ONLY) == RoutePlan((), 1, ALL_AT_HARD_LIMIT)
 
 
+def test_lots_in_flight_use_up_what_may_reduce_past_the_hard_limit() -> None:
+    # A is long 250 lots, past its limit of 200; a child selling it 450
+    # lots (to short 200, the limit) is in flight: a second sell must not
+    # count the same 250 reducing lots again, or both filled leave A short
+    # 450 lots, more than twice the limit
+    ledger = ExposureLedger(INSTRUMENTS)
+    ledger.apply_fill("A", "someone", SYM, Side.BUY, 250, 150_000)
+    ledger.reserve("A", SYM, 450)
+    bids = snapshot_of(quote("A", SYM, bids=[(150_000, 1000)]))
+    ledger.mark(FixedPrices({}))
+    for exp in (ledger.snapshot(FixedPrices({})), ledger.current()):
+        assert route(bids, request(Side.SELL, 600), exp, HARD_ONLY) == RoutePlan(
+            (), 600, ALL_AT_HARD_LIMIT
+        )
+    # the child ends unfilled: the 250 lots may reduce again, and 200 more
+    ledger.reserve("A", SYM, -450)
+    assert route(bids, request(Side.SELL, 600), ledger.current(), HARD_ONLY) == RoutePlan(
+        (ChildAllocation("A", 450, 150_000),), 150, HARD_LIMIT_REACHED
+    )
+
+
 # --- which LPs ------------------------------------------------------------------
 
 
