@@ -708,28 +708,43 @@ LP_STATEMENT_POSITIONS: Final = (
 )
 
 
+# the currencies of a trade in a symbol the config does not list: those of
+# its name (GBP/JPY: GBP and JPY; US500: US500, quoted in USD), as
+# Settlement.currencies says
+_BASE: Final = "coalesce(i.base, split_part({t}.symbol, '/', 1))"
+_QUOTE: Final = (
+    "coalesce(i.quote, CASE WHEN strpos({t}.symbol, '/') > 0 "
+    "THEN split_part({t}.symbol, '/', 2) ELSE 'USD' END)"
+)
+
+
 def settlement_sql(where_client: str, where_lp: str) -> str:
     """Net amounts the house receives (+) or pays (-) per counterparty,
     currency and value date, over the client and house trades the two
-    conditions select (``instruments (symbol, base, quote)`` must exist)."""
+    conditions select (``instruments (symbol, base, quote)`` must exist; a
+    trade in a symbol it lacks settles in the currencies of its name)."""
+    c_base, c_quote = _BASE.format(t="c"), _QUOTE.format(t="c")
+    h_base, h_quote = _BASE.format(t="h"), _QUOTE.format(t="h")
     return f"""
     SELECT counterparty, kind, currency, value_date, CAST(sum(amount) AS VARCHAR)
     FROM (
-        SELECT c.client AS counterparty, 'client' AS kind, i.base AS currency,
+        SELECT c.client AS counterparty, 'client' AS kind, {c_base} AS currency,
             c.value_date,
             CAST(-c.side * c.qty AS DECIMAL(38, 8)) AS amount
-        FROM client_trades c JOIN instruments i ON i.symbol = c.symbol WHERE {where_client}
+        FROM client_trades c LEFT JOIN instruments i ON i.symbol = c.symbol
+        WHERE {where_client}
         UNION ALL
-        SELECT c.client, 'client', i.quote, c.value_date,
+        SELECT c.client, 'client', {c_quote}, c.value_date,
             CAST(CAST(c.side * c.qty AS DECIMAL(38, 8)) * c.price AS DECIMAL(38, 8))
-        FROM client_trades c JOIN instruments i ON i.symbol = c.symbol WHERE {where_client}
+        FROM client_trades c LEFT JOIN instruments i ON i.symbol = c.symbol
+        WHERE {where_client}
         UNION ALL
-        SELECT h.lp, 'lp', i.base, h.value_date, CAST(h.side * h.qty AS DECIMAL(38, 8))
-        FROM house_trades h JOIN instruments i ON i.symbol = h.symbol WHERE {where_lp}
+        SELECT h.lp, 'lp', {h_base}, h.value_date, CAST(h.side * h.qty AS DECIMAL(38, 8))
+        FROM house_trades h LEFT JOIN instruments i ON i.symbol = h.symbol WHERE {where_lp}
         UNION ALL
-        SELECT h.lp, 'lp', i.quote, h.value_date,
+        SELECT h.lp, 'lp', {h_quote}, h.value_date,
             CAST(CAST(-h.side * h.qty AS DECIMAL(38, 8)) * h.price AS DECIMAL(38, 8))
-        FROM house_trades h JOIN instruments i ON i.symbol = h.symbol WHERE {where_lp}
+        FROM house_trades h LEFT JOIN instruments i ON i.symbol = h.symbol WHERE {where_lp}
     ) AS legs
     GROUP BY counterparty, kind, currency, value_date
     ORDER BY kind, counterparty, value_date, currency

@@ -253,6 +253,7 @@ class BackOffice:
         data_dir = Path(config.gateway.data_dir)
         self.state_dir = data_dir / "backoffice"
         self.settlement = Settlement(config.instruments)
+        self._unlisted: set[str] = set()  # symbols not configured, named in the log
         self.ledger = open_ledger(config, self.settlement)
         hh, mm = config.orders.trading_day_end.split(":")
         self.days = TradeDay(dt.time(int(hh), int(mm)))
@@ -529,6 +530,8 @@ class BackOffice:
         """Write the batches the reader made, in their order."""
         while True:
             batch = await parsed.get()
+            self._name_unlisted(batch.clients)
+            self._name_unlisted(batch.houses)
             ingest = await self._write(feed, batch.last, batch.clients, batch.houses)
             self._batches.append((ingest, batch.received))
             feed.taken.popleft()
@@ -538,6 +541,25 @@ class BackOffice:
                 self.metrics.trades.labels("client").inc(len(batch.clients))
             if batch.houses:
                 self.metrics.trades.labels("house").inc(len(batch.houses))
+
+    def _name_unlisted(self, trades: Sequence[ClientTrade | HouseTrade]) -> None:
+        """Say once per symbol that trades come in a symbol the config does
+        not list: they settle on their trade date, in the currencies of the
+        symbol's name, until it is listed."""
+        terms = self.settlement.terms
+        named = self._unlisted
+        for trade in trades:
+            symbol = trade.symbol
+            if symbol not in terms and symbol not in named:
+                named.add(symbol)
+                base, quote = self.settlement.currencies(symbol)
+                _log.warning(
+                    "trade_in_unlisted_instrument",
+                    symbol=symbol,
+                    settles="on its trade date",
+                    currencies=[base, quote],
+                    hint="add it to [[instruments]] in the back office's config, and restart it",
+                )
 
     async def _write(
         self, feed: Feed, last: int, clients: list[ClientTrade], houses: list[HouseTrade]

@@ -5,7 +5,10 @@ A trade's value date is its trade date plus the instrument's settlement days
 crypto, index and commodity 0).  Days are business days, Saturday and Sunday
 skipped, for every asset class but crypto, which settles on calendar days.
 Public holidays are not known: a value date that falls on one must be moved
-by the operator's own calendar.
+by the operator's own calendar.  A trade in a symbol the config does not
+list (another gateway's, or one added to the gateway's config and not yet
+to the back office's) settles on its trade date, in the currencies of its
+name, and the back office names the symbol in its log.
 
 A trade moves two amounts between the house and a counterparty: the base
 (what is bought: EUR of EUR/USD, or units of an instrument with no ``/``
@@ -80,8 +83,10 @@ class Settlement:
         return text
 
     def currencies(self, symbol: str) -> tuple[str, str]:
-        """(base, quote) of ``symbol``; an unknown one is its own base, quoted in USD."""
+        """(base, quote) of ``symbol``; those of an unknown one's name
+        (``GBP/JPY``: GBP and JPY; ``US500``: itself, quoted in USD)."""
         terms = self.terms.get(symbol)
         if terms is None:
-            return symbol, "USD"
+            base, slash, quote = symbol.partition("/")
+            return base, quote if slash else "USD"
         return terms.base, terms.quote

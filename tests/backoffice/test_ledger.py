@@ -650,6 +650,28 @@ async def test_settlement_amounts_and_value_dates(ledger: Ledger) -> None:
     ]
 
 
+@pytest.mark.asyncio
+async def test_trades_in_a_symbol_not_listed_settle_in_its_names_currencies(
+    ledger: Ledger,
+) -> None:
+    await write(
+        ledger,
+        # GBP/JPY and UK100 are in no [[instruments]] of this config
+        client("C1", 0, symbol="GBP/JPY", qty="1000", price="190.5", seq=1),
+        house("R1", "L1", 0, client_exec_id="C1", symbol="GBP/JPY", price="190.5", seq=1),
+        client("C2", 1, symbol="UK100", side=-1, qty="2", price="8000", seq=2),
+    )
+    monday = dt.date(2026, 3, 2)  # settled on the trade date
+    assert _amounts(await ledger.settlement(monday)) == {
+        ("C1", "client", "GBP", monday): Decimal("-1000"),
+        ("C1", "client", "JPY", monday): Decimal("190500"),
+        ("LP_A", "lp", "GBP", monday): Decimal("1000"),
+        ("LP_A", "lp", "JPY", monday): Decimal("-190500"),
+        ("C1", "client", "UK100", monday): Decimal("2"),
+        ("C1", "client", "USD", monday): Decimal("-16000"),
+    }
+
+
 # the exported columns' types, the same whichever the backend
 TYPES = {
     "exec_id": "VARCHAR",

@@ -515,3 +515,18 @@ async def test_its_api_takes_the_admin_token_to_change_and_the_read_token_to_rea
             )
     finally:
         await office.ledger.close()
+
+
+def test_a_symbol_not_listed_is_named_once(tmp_path: Path) -> None:
+    import structlog
+
+    office, _ = _office(tmp_path, [0.0])
+    trade = ClientTrade(
+        "E1", "CLIENT1", "O1", "C1", "GBP/JPY", 1, "1000", "190", "LP_A", "t", "2026-12-03", 1
+    )
+    listed = msgspec.structs.replace(trade, exec_id="E2", symbol="EUR/USD")
+    with structlog.testing.capture_logs() as logs:
+        office._name_unlisted([trade, listed, trade])
+        office._name_unlisted([trade])
+    named = [e for e in logs if e["event"] == "trade_in_unlisted_instrument"]
+    assert [(e["symbol"], e["currencies"]) for e in named] == [("GBP/JPY", ["GBP", "JPY"])]

@@ -100,7 +100,9 @@ def test_currencies() -> None:
     assert SETTLEMENT.currencies("EUR/USD") == ("EUR", "USD")
     assert SETTLEMENT.currencies("USD/CAD") == ("USD", "CAD")
     assert SETTLEMENT.currencies("US500") == ("US500", "USD")  # units of the index
-    assert SETTLEMENT.currencies("NOT/CONFIGURED") == ("NOT/CONFIGURED", "USD")
+    # a symbol not configured: the currencies of its name
+    assert SETTLEMENT.currencies("GBP/JPY") == ("GBP", "JPY")
+    assert SETTLEMENT.currencies("UK100") == ("UK100", "USD")
 
 
 def test_the_default_configurations_instruments_all_settle() -> None:
