@@ -181,7 +181,6 @@ class FixLp(LpAdapter):
         self._unverified: set[str] = set()
         self._cancel_seq = 0
         self._md_seq = 0
-        self._went_up_last_time = False
         self._logged_on_here = False
         # per symbol: {(entry type, price ticks): lots}
         self._books: dict[str, dict[tuple[bytes, int], int]] = {}
@@ -277,7 +276,8 @@ class FixLp(LpAdapter):
                 self._protocol = None
                 if self._stop_requested():
                     return
-                if self._went_up_last_time:
+                if self._logged_on_here:
+                    # it was up: the backoff starts over
                     delay = self.cfg.reconnect_min_ms / 1000
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.cfg.reconnect_max_ms / 1000)
@@ -295,7 +295,6 @@ class FixLp(LpAdapter):
             if child_id is not None and (msg.get(372) or b"D") == b"D":
                 self._refused(child_id, "session Reject", msg.get(58))
         elif isinstance(event, LoggedOn):
-            self._went_up_last_time = True
             self._logged_on_here = True
             self._subscribe(now)
             self._ask_status(now)
@@ -330,7 +329,6 @@ class FixLp(LpAdapter):
         if not self._up:
             return
         self._up = False
-        self._went_up_last_time = False
         if self._logged_on is not None:
             self._logged_on.clear()
         self.sink(LpStatus(self.name, False, reason))

@@ -521,3 +521,30 @@ async def test_stopping_while_the_logon_goes_unanswered_drops_the_connection(
         loop.set_exception_handler(None)
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_after_a_session_that_was_up_the_reconnect_waits_the_shortest_delay(
+    tmp_path: Path,
+) -> None:
+    """The backoff starts over once a logon succeeded: an LP whose link drops
+    now and then is reconnected after reconnect_min_ms each time, not after
+    a delay that doubles with every drop of the day."""
+    acceptor = Acceptor()
+    await acceptor.start()
+    sink = Sink()
+    settings = lp_settings(acceptor.port, tmp_path, reconnect_min_ms=50, reconnect_max_ms=5000)
+    adapter = FixLp("LPT", INSTRUMENTS, sink, settings)
+    await adapter.connect()
+    try:
+        assert adapter.up
+        assert acceptor.server is not None
+        for drop in range(1, 7):
+            assert acceptor.server.abort(acceptor.session)
+            await eventually(lambda: not adapter.up, f"drop {drop} seen")
+            started = time.monotonic()
+            await eventually(lambda: adapter.up, f"logged on again after drop {drop}")
+            assert time.monotonic() - started < 1.0, f"reconnect after drop {drop}"
+    finally:
+        await adapter.disconnect()
+        await acceptor.stop()
