@@ -99,11 +99,12 @@ _WORKING = frozenset((b"0", b"1", b"6", b"A", b"E"))
 class _Open:
     """A child order at the LP."""
 
-    __slots__ = ("child", "filled")
+    __slots__ = ("child", "exec_ids", "filled")
 
     def __init__(self, child: ChildOrder) -> None:
         self.child = child
         self.filled = 0
+        self.exec_ids: set[str] = set()  # of the fills counted in ``filled``
 
 
 class _Protocol(FixTransportProtocol):
@@ -584,8 +585,13 @@ class FixLp(LpAdapter):
             self._on_status(entry, msg, text)
 
     def _fill(self, entry: _Open, msg: FixMessage) -> ChildFill | None:
-        """The ChildFill a Trade report carries (None if it is unreadable)."""
+        """The ChildFill a Trade report carries (None if it is unreadable, or
+        repeats the ExecID of a fill already counted)."""
         child = entry.child
+        exec_id = (msg.get(17) or b"").decode("latin-1")
+        if exec_id in entry.exec_ids:
+            _log.warning("lp_duplicate_fill_ignored", lp=self.name, exec_id=exec_id)
+            return None
         instrument = self.instruments[child.symbol]
         try:
             lots = remembered(_LOTS, msg.get(32) or b"0", instrument, _lots)
@@ -596,8 +602,8 @@ class FixLp(LpAdapter):
         if lots <= 0:
             return None
         entry.filled += lots
+        entry.exec_ids.add(exec_id)
         leaves = max(child.qty - entry.filled, 0)
-        exec_id = (msg.get(17) or b"").decode("latin-1")
         return ChildFill(child.child_id, exec_id, lots, price, leaves)
 
     def _on_dropped_report(self, entry: _Open, msg: FixMessage) -> None:

@@ -548,3 +548,47 @@ async def test_after_a_session_that_was_up_the_reconnect_waits_the_shortest_dela
     finally:
         await adapter.disconnect()
         await acceptor.stop()
+
+
+class RepeatingLp(ScriptedLp):
+    """Fills half of each order, reports that fill a second time (same
+    ExecID, PossResend), then fills the rest."""
+
+    def on_message(self, session: Session, msg: FixMessage, now: float) -> None:
+        if msg.msg_type != b"D":
+            super().on_message(session, msg, now)
+            return
+        self.orders.append(msg)
+        qty = msg.get(38) or b"0"
+        half = b"%d" % (int(qty) // 2)
+        px = msg.get(44)
+        self._report(session, msg, b"0", b"0", b"0", qty, now)
+        self._report(session, msg, b"F", b"1", half, half, now, px=px)
+        self.exec_seq -= 1  # the same report again
+        self._report(session, msg, b"F", b"1", half, half, now, px=px)
+        self._report(session, msg, b"F", b"2", half, b"0", now, px=px)
+
+
+@pytest.mark.asyncio
+async def test_a_fill_reported_twice_counts_once_and_the_rest_is_still_filled(
+    tmp_path: Path,
+) -> None:
+    acceptor = Acceptor()
+    acceptor.lp = RepeatingLp()
+    await acceptor.start()
+    sink = Sink()
+    adapter = FixLp("LPT", INSTRUMENTS, sink, lp_settings(acceptor.port, tmp_path))
+    await adapter.connect()
+    try:
+        adapter.send(child("C11", qty=4))
+        await eventually(
+            lambda: any(isinstance(e, ChildFill) and e.leaves == 0 for e in sink.events),
+            "the child filled in full",
+        )
+        await asyncio.sleep(0.05)  # anything else the LP sent has arrived
+        fills = [(e.exec_id, e.qty, e.leaves) for e in sink.events if isinstance(e, ChildFill)]
+        assert fills == [("E2", 2, 2), ("E3", 2, 0)]
+        assert not [e for e in sink.events if isinstance(e, ChildCanceled)]
+    finally:
+        await adapter.disconnect()
+        await acceptor.stop()
