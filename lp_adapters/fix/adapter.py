@@ -392,6 +392,12 @@ class FixLp(LpAdapter):
             except (InvalidOperation, ValueError, ArithmeticError):
                 _log.warning("lp_market_data_unreadable", lp=self.name, symbol=sym)
                 continue
+            if price <= 0:
+                # no price the gateway can trade at (nor a client order name)
+                _log.warning(
+                    "lp_price_not_positive", lp=self.name, symbol=sym, price=e[270].decode()
+                )
+                continue
             book = self._books.setdefault(sym, {})
             key = (side, price)
             if e.get(279) == b"2":

@@ -592,3 +592,35 @@ async def test_a_fill_reported_twice_counts_once_and_the_rest_is_still_filled(
     finally:
         await adapter.disconnect()
         await acceptor.stop()
+
+
+class ZeroPriceLp(ScriptedLp):
+    """Quotes an offer at 0 and a bid below 0 beside its real levels."""
+
+    def on_message(self, session: Session, msg: FixMessage, now: float) -> None:
+        if msg.msg_type != b"V":
+            super().on_message(session, msg, now)
+            return
+        snapshot = [(55, b"EUR/USD"), (262, msg.get(262) or b""), (268, b"4")]
+        snapshot += [(269, b"0"), (270, b"1.1"), (271, b"2000000")]
+        snapshot += [(269, b"0"), (270, b"-0.5"), (271, b"1000000")]
+        snapshot += [(269, b"1"), (270, b"0"), (271, b"1000000")]
+        snapshot += [(269, b"1"), (270, b"1.10002"), (271, b"3000000")]
+        session.send(b"W", codec.encode_fields(snapshot), now)
+
+
+@pytest.mark.asyncio
+async def test_levels_quoted_at_a_price_of_zero_or_less_are_left_out(tmp_path: Path) -> None:
+    acceptor = Acceptor()
+    acceptor.lp = ZeroPriceLp()
+    await acceptor.start()
+    sink = Sink()
+    adapter = FixLp("LPT", INSTRUMENTS, sink, lp_settings(acceptor.port, tmp_path))
+    await adapter.connect()
+    try:
+        (quote,) = await sink.until(Quote)
+        assert [(lv.price, lv.qty) for lv in quote.bids] == [(110_000, 2000)]
+        assert [(lv.price, lv.qty) for lv in quote.asks] == [(110_002, 3000)]
+    finally:
+        await adapter.disconnect()
+        await acceptor.stop()
