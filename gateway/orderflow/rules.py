@@ -96,7 +96,7 @@ def client_limits(
         max_order_qty_by_symbol=per_symbol(risk.max_order_qty),
         max_notional_usd=risk.max_notional_usd,
         max_open_position_lots_by_symbol=per_symbol(risk.max_open_position),
-        allowed_symbols=frozenset(risk.allowed_symbols) if risk.allowed_symbols else None,
+        allowed_symbols=None if risk.allowed_symbols is None else frozenset(risk.allowed_symbols),
         max_open_orders=risk.max_open_orders,
         max_messages_per_second=risk.max_messages_per_second,
     )

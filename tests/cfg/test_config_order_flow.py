@@ -22,9 +22,12 @@ from config import (
 )
 from config.loader import validate_value
 from config.schema import PositiveDecimal, decimal_limits
+from gateway.orderflow.rules import client_limits
 from lp_adapters.registry import adapter_class, create_adapter, registered_kinds
 from lp_adapters.simulated import SimulatedLp, SimulatedLpSettings
-from router.model import AssetClass, Instrument
+from matcher.engine import NewOrder
+from risk.limits import RiskBreach, check
+from router.model import AssetClass, Instrument, OrdType, Side, TimeInForce
 
 FLOAT_MESSAGE = 'write decimals as strings, e.g. "0.00001" (floats are inexact)'
 
@@ -455,6 +458,17 @@ def test_risk_field_errors() -> None:
         "risk.clients.CLIENT1.bogus: unknown field",
         "risk.clients.\"BAD ID\": must be printable ASCII without whitespace, '=' or SOH",
     ]
+
+
+def test_an_empty_allowed_symbols_list_allows_no_symbol() -> None:
+    text = "[risk.clients.CLIENT1]\nallowed_symbols = []\n"
+    config = parse_config(text + instrument() + LP + SESSION)
+    instruments = {i.symbol: i.to_instrument() for i in config.instruments}
+    limits = client_limits(config, "CLIENT1", instruments)
+    order = NewOrder("CLIENT1", "1", "EUR/USD", Side.BUY, OrdType.MARKET, TimeInForce.IOC, 1)
+    assert check(order, 0, limits) == RiskBreach(
+        "allowed_symbols", "symbol not allowed: EUR/USD (limit allowed_symbols)"
+    )
 
 
 def test_risk_clients_must_be_order_entry_sessions() -> None:
