@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import ipaddress
+import os
 import shutil
 import signal
 import socket
@@ -156,6 +157,8 @@ class Gateway:
         gw = config.gateway
         self.data_dir = Path(gw.data_dir).absolute()
         _refuse_moved_data(self.config.gateway.data_dir, self.data_dir)
+        if config.store.backend == "file":
+            _writable_data_dir(self.data_dir)
         self._tls_context = server_tls(gw)
         _log.info(
             "gateway_starting",
@@ -614,6 +617,19 @@ def _refuse_moved_data(written: str, resolved: Path) -> None:
                 "does: set data_dir to the directory meant, or move it"
             ]
         )
+
+
+def _writable_data_dir(data_dir: Path) -> None:
+    """Make the data directory if need be; one that cannot be made or
+    written stops the start with one line naming it, before any store is
+    opened."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError([f"gateway.data_dir: cannot create {data_dir}: {reason}"]) from exc
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        raise ConfigError([f"gateway.data_dir: cannot write to {data_dir}: permission denied"])
 
 
 def _is_loopback(host: str) -> bool:

@@ -5,9 +5,13 @@ the lp-sim schema."""
 
 from __future__ import annotations
 
+import logging
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from config import load_config
 from gateway.cli import main
@@ -78,6 +82,43 @@ def test_run_refuses_to_start_listing_the_same_errors(
         *(f"  {line}" for line in EXPECTED),
     ]
     assert not (tmp_path / "var").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Logging as the tests found it, after ``fixgw run`` configured it."""
+    found = structlog.get_config()
+    yield
+    structlog.reset_defaults()
+    structlog.configure(**found)
+    logging.getLogger().handlers.clear()
+    logging.getLogger().setLevel(logging.WARNING)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_run_refuses_a_data_dir_that_cannot_be_made_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(DEFAULT.read_text())
+    (tmp_path / "taken").write_text("a file, not a folder")
+    data_dir = tmp_path / "taken" / "data"
+    ports = [str(free_port()) for _ in range(2)]
+    args = ["run", "--config", str(path), "--data-dir", str(data_dir), "--http-port", "0"]
+    args += ["--fix-port", ports[0], "--drop-copy-port", ports[1]]
+    status, _, err = run_main(args, capsys)
+    assert status == 2
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        f"{path}: refusing to start: gateway.data_dir: cannot create {data_dir}: Not a directory"
+    )
 
 
 @pytest.mark.asyncio
