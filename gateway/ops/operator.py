@@ -181,7 +181,12 @@ def admin_api(args: argparse.Namespace) -> AdminApi:
         if not token:
             token = gateway.admin_token
     url = url or DEFAULT_URL
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port  # ValueError: not a number, or not in 0..65535
+    except ValueError:
+        port = -1
+    if port == -1 or parts.scheme not in ("http", "https") or not parts.hostname:
         raise OperatorError(f"bad --url {url!r}: give http://HOST:PORT")
     return AdminApi(url, (token or "").strip(), args.timeout)
 
@@ -761,7 +766,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
-        "--timeout", type=float, default=TIMEOUT, help=f"seconds to wait (default {TIMEOUT:g})"
+        "--timeout", type=seconds, default=TIMEOUT, help=f"seconds to wait (default {TIMEOUT:g})"
     )
 
 
@@ -808,6 +813,17 @@ def number_of_orders(text: str) -> int:
     if not 0 <= n <= MAX_ORDERS_LIMIT:
         raise argparse.ArgumentTypeError(f"0 to {MAX_ORDERS_LIMIT:,}")
     return n
+
+
+MAX_TIMEOUT = 3600.0
+"""The longest wait ``--timeout`` takes, in seconds."""
+
+
+def seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= MAX_TIMEOUT:  # NaN too
+        raise argparse.ArgumentTypeError(f"seconds, > 0 and at most {MAX_TIMEOUT:g}: {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ import pytest
 from netkit import free_port
 
 from config import default_config_path
+from gateway.cli import main
 from gateway.ops import operator
 from gateway.ops.operator import AdminApi, OperatorError
 
@@ -128,6 +129,30 @@ def test_the_url_and_token_come_from_flags_then_environment_then_config(
         operator.admin_api(args(config=str(tmp_path / "missing.toml")))
     with pytest.raises(OperatorError, match="give http://HOST:PORT"):
         operator.admin_api(args(url="127.0.0.1:8080"))
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://[::1", "http://127.0.0.1:notaport", "http://127.0.0.1:99999", "http://:8080"],
+)
+def test_a_bad_url_is_one_line(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "--url", url, "--token", "x"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"fixgw status: bad --url {url!r}: give http://HOST:PORT\n"
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf"])
+def test_a_bad_timeout_is_refused_by_the_command_line(
+    timeout: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["status", "--url", "http://127.0.0.1:1", "--timeout", timeout])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        f"fixgw status: error: argument --timeout: seconds, > 0 and at most 3600: {timeout!r}"
+    )
 
 
 # --- what is printed -----------------------------------------------------------------------
