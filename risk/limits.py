@@ -16,12 +16,24 @@ from types import MappingProxyType
 from typing import Protocol
 
 from router.model import Side
+from router.units import format_decimal
 
 __all__ = ["ClientLimits", "RiskBreach", "RiskOrder", "check"]
 
 
 def _no_limits() -> Mapping[str, int]:
     return MappingProxyType({})
+
+
+def _no_lot_sizes() -> Mapping[str, Decimal]:
+    return MappingProxyType({})
+
+
+def _shown(lots: int, per_lot: Decimal | None) -> str:
+    """``lots`` as written in a breach: in units when ``per_lot`` is given."""
+    if per_lot is None:
+        return str(lots)
+    return format_decimal(lots * per_lot).decode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +49,11 @@ class ClientLimits:
     the client may trade (None: all).  ``max_open_orders`` and
     ``max_messages_per_second`` are enforced by the gateway, not by
     :func:`check`.
+
+    ``units_per_lot``: the lot size of each symbol whose per-symbol limits
+    stand for a limit stated in units (the config's ``max_order_qty`` and
+    ``max_open_position``): a breach in such a symbol shows its quantities
+    in units and names the limit as configured.
     """
 
     max_order_qty: int | None = None
@@ -47,6 +64,7 @@ class ClientLimits:
     allowed_symbols: frozenset[str] | None = None
     max_open_orders: int | None = None
     max_messages_per_second: int | None = None
+    units_per_lot: Mapping[str, Decimal] = field(default_factory=_no_lot_sizes)
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -57,6 +75,7 @@ class ClientLimits:
             "max_open_position_lots_by_symbol",
             MappingProxyType(dict(self.max_open_position_lots_by_symbol)),
         )
+        object.__setattr__(self, "units_per_lot", MappingProxyType(dict(self.units_per_lot)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,13 +126,18 @@ def check(
         )
 
     qty = order.qty
+    per_lot = limits.units_per_lot.get(symbol)
     max_qty = limits.max_order_qty_by_symbol.get(symbol)
-    name = f"max_order_qty_by_symbol[{symbol}]"
+    name = f"max_order_qty_by_symbol[{symbol}]" if per_lot is None else "max_order_qty"
     if max_qty is None:
         max_qty = limits.max_order_qty
         name = "max_order_qty"
     if max_qty is not None and qty > max_qty:
-        return RiskBreach(name, f"max order quantity exceeded: {qty} > {max_qty} (limit {name})")
+        return RiskBreach(
+            name,
+            f"max order quantity exceeded: {_shown(qty, per_lot)} > {_shown(max_qty, per_lot)} "
+            f"(limit {name})",
+        )
 
     max_notional = limits.max_notional_usd
     if max_notional is not None:
@@ -131,7 +155,7 @@ def check(
             )
 
     max_position = limits.max_open_position_lots_by_symbol.get(symbol)
-    name = f"max_open_position_lots_by_symbol[{symbol}]"
+    name = f"max_open_position_lots_by_symbol[{symbol}]" if per_lot is None else "max_open_position"
     if max_position is None:
         max_position = limits.max_open_position_lots
         name = "max_open_position_lots"
@@ -140,7 +164,8 @@ def check(
         if abs(after) > max_position and abs(after) > abs(position):
             return RiskBreach(
                 name,
-                f"max open position exceeded: {symbol} position would be {after}, "
-                f"|{after}| > {max_position} (limit {name})",
+                f"max open position exceeded: {symbol} position would be "
+                f"{_shown(after, per_lot)}, |{_shown(after, per_lot)}| > "
+                f"{_shown(max_position, per_lot)} (limit {name})",
             )
     return None

@@ -99,6 +99,7 @@ def client_limits(
         allowed_symbols=None if risk.allowed_symbols is None else frozenset(risk.allowed_symbols),
         max_open_orders=risk.max_open_orders,
         max_messages_per_second=risk.max_messages_per_second,
+        units_per_lot={s: i.lot_size for s, i in instruments.items()},
     )
 
 

@@ -471,6 +471,25 @@ def test_an_empty_allowed_symbols_list_allows_no_symbol() -> None:
     )
 
 
+def test_a_breach_of_a_limit_in_units_is_told_in_units_under_its_name() -> None:
+    text = "[risk.default]\nmax_order_qty = '5000'\nmax_open_position = '8000'\n"
+    config = parse_config(text + instrument() + LP + SESSION)
+    instruments = {i.symbol: i.to_instrument() for i in config.instruments}
+    limits = client_limits(config, "CLIENT1", instruments)
+
+    def order(side: Side, lots: int) -> NewOrder:
+        return NewOrder("CLIENT1", "1", "EUR/USD", side, OrdType.MARKET, TimeInForce.IOC, lots)
+
+    assert check(order(Side.BUY, 6), 0, limits) == RiskBreach(
+        "max_order_qty", "max order quantity exceeded: 6000 > 5000 (limit max_order_qty)"
+    )
+    assert check(order(Side.SELL, 5), -4, limits) == RiskBreach(
+        "max_open_position",
+        "max open position exceeded: EUR/USD position would be -9000, |-9000| > 8000 "
+        "(limit max_open_position)",
+    )
+
+
 def test_risk_clients_must_be_order_entry_sessions() -> None:
     text = (
         "[risk.clients.CLIENT1]\n[risk.clients.CLIENT9]\n[risk.clients.ECHO]\n"
