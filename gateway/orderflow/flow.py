@@ -33,7 +33,14 @@ from gateway.fix.codec import FixMessage
 from gateway.fix.session import Session
 from gateway.orderflow.entry import OrderEntry
 from gateway.orderflow.journal import OrderJournal
-from gateway.orderflow.journal_entries import ClientState, DayEnds, Dropped, Entry, OrderState
+from gateway.orderflow.journal_entries import (
+    ClientState,
+    DayEnds,
+    Dropped,
+    Entry,
+    Expiring,
+    OrderState,
+)
 from gateway.orderflow.margin_watch import MarginWatch
 from gateway.orderflow.market_data import MarketDataService
 from gateway.orderflow.publish import Reports
@@ -457,7 +464,9 @@ class OrderFlow:
         _log.info("trading_day_ended", expired=len(result.executions))
         self.routing.publish(result, now)
         if self.journal is not None:
-            # after the expired orders' states: a restart that reads it has them
+            # after the expired orders' states: a restart that reads it has
+            # them, and the DAY orders out at LPs, which expire on return
+            self.journal.add(Expiring(sorted(self.matcher.expiring | self._parked_over)))
             self.journal.add(DayEnds(self.day_ends_at))
             # one under way may have written the day's expiring orders
             # already, and holds the day's final orders: a new one

@@ -28,10 +28,11 @@ from gateway.orderflow.journal_entries import (
     Message,
     OrderState,
     Run,
+    Sent,
 )
 from matcher.engine import CancelOrder
 from matcher.orders import Order, OrdStatus
-from router.model import OrdType, Side, TimeInForce
+from router.model import ChildOrder, OrdType, Side, TimeInForce
 
 
 def an_order(order_id: str, symbol: str, status: OrdStatus = OrdStatus.NEW) -> Order:
@@ -708,3 +709,35 @@ async def test_execids_of_rejects_and_unknown_order_answers_never_repeat_across_
         finally:
             journal.close()
     assert len(set(exec_ids)) == 4, exec_ids
+
+
+@pytest.mark.asyncio
+async def test_a_day_order_out_at_an_lp_at_the_day_end_expires_after_a_crash_before_the_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """The day ends while a DAY order is out at an LP; the gateway dies
+    before the day end's checkpoint takes the journal's place: the next
+    start still expires the order when its lots come back."""
+    order = msgspec.structs.replace(a_day_order("4O1"), routing_qty=10)
+    child = ChildOrder("4O1.4C1", "4O1", "LP_A", "EUR/USD", Side.BUY, 10, 100_000)
+    journal = OrderJournal(tmp_path)
+    list(journal.replay())
+    journal.add(Run(4))
+    journal.add(DayEnds(time.time() + 3600))
+    journal.add(OrderState(order))
+    journal.add(Sent(child))
+    journal.close()
+    built, journal = flow(tmp_path)
+    try:
+        assert "4O1" in built.routing.routings
+        built.end_trading_day(time.time())
+        assert built.matcher.is_expiring("4O1")
+        assert built.checkpointing
+    finally:
+        journal.close()  # the process dies: the checkpoint never replaces the journal
+    again, journal = flow(tmp_path)
+    try:
+        assert not again.end_day_missed(time.time())  # the day end is journaled
+        assert again.matcher.is_expiring("4O1")
+    finally:
+        journal.close()
