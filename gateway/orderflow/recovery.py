@@ -32,10 +32,10 @@ from gateway.orderflow.journal_entries import (
     Sent,
     Traded,
 )
-from matcher.orders import Order
+from matcher.orders import Order, OrdStatus
 from risk.accounts import Accounts
 from router.exposure import ExposureLedger
-from router.model import ChildOrder, Instrument
+from router.model import ChildOrder, Instrument, TimeInForce
 
 __all__ = ["HOUSE", "RecoveredChild", "Recovery"]
 
@@ -147,6 +147,7 @@ class Recovery:
             self.expiring = list(entry.order_ids)
         elif isinstance(entry, DayEnds):
             self.day_ends_at = entry.at
+            self._forget_day()
         elif isinstance(entry, Run):
             pass
 
@@ -171,6 +172,22 @@ class Recovery:
         if seeded:
             self.accounts.load(seeded)
         return len(seeded)
+
+    def _forget_day(self) -> None:
+        """A day ended: its final orders were forgotten then (their
+        ClOrdIDs may be used again), all but the DAY orders its end
+        expired, whose states come last, just before."""
+        orders = self.orders
+        expired = set()
+        for order in reversed(orders.values()):
+            if order.status is not OrdStatus.EXPIRED or order.tif is not TimeInForce.DAY:
+                break
+            expired.add(order.order_id)
+        self.orders = {
+            order_id: order
+            for order_id, order in orders.items()
+            if not order.is_final or order_id in expired
+        }
 
     def _prune(self) -> None:
         """Forget the oldest final orders beyond ``keep_finished``."""

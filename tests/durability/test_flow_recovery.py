@@ -741,3 +741,39 @@ async def test_a_day_order_out_at_an_lp_at_the_day_end_expires_after_a_crash_bef
         assert again.matcher.is_expiring("4O1")
     finally:
         journal.close()
+
+
+@pytest.mark.asyncio
+async def test_the_final_orders_of_an_ended_day_stay_forgotten_after_a_crash_before_the_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """The day's final orders are forgotten at its end (their ClOrdIDs may be
+    used again); the gateway dies before the day end's checkpoint takes the
+    journal's place: the next start forgets them too."""
+    journal = OrderJournal(tmp_path)
+    list(journal.replay())
+    journal.add(Run(4))
+    journal.add(DayEnds(time.time() + 3600))
+    journal.add(OrderState(an_order("4O1", "EUR/USD")))
+    journal.add(OrderState(an_order("4O2", "EUR/USD", OrdStatus.CANCELED)))
+    journal.add(OrderState(a_day_order("4O3")))
+    journal.close()
+    built, journal = flow(tmp_path)
+    try:
+        built.end_trading_day(time.time())
+        assert built.matcher.status("CLIENT1", "C-4O2") is None
+        expired = built.matcher.status("CLIENT1", "C-4O3")
+        assert expired is not None
+        assert expired.status is OrdStatus.EXPIRED
+    finally:
+        journal.close()  # the process dies: the checkpoint never replaces the journal
+    again, journal = flow(tmp_path)
+    try:
+        assert again.matcher.status("CLIENT1", "C-4O2") is None
+        # the ones its end expired are known as they were
+        expired = again.matcher.status("CLIENT1", "C-4O3")
+        assert expired is not None
+        assert expired.status is OrdStatus.EXPIRED
+        assert [o.order_id for o in again.matcher.open_orders("CLIENT1")] == ["4O1"]
+    finally:
+        journal.close()
