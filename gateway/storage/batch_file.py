@@ -261,6 +261,9 @@ class BatchFile:
             self._needs_truncate = False
         try:
             append_all(fd, batch)
+            if self._fsync:
+                # a batch not synced is taken back too: its owner writes it again
+                datasync(fd)
         except OSError:
             try:
                 os.ftruncate(fd, self._size)
@@ -269,8 +272,6 @@ class BatchFile:
                 self._needs_truncate = True
             raise
         self._size += len(batch)
-        if self._fsync:
-            datasync(fd)
 
     def replace(self, bodies: Iterable[bytes]) -> None:
         """Replace the whole file, atomically and durably, by the magic and

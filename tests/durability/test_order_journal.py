@@ -298,6 +298,36 @@ def test_a_failed_write_keeps_the_entries_for_the_next_flush(
     assert read_all(tmp_path) == [Ended("a"), Ended("b")]
 
 
+def test_a_batch_whose_sync_failed_is_not_written_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fdatasync fails (a full or failing disk, fsync = "batch") after the
+    batch was written: its entries are kept for the next flush, and the
+    file holds them once, not a second copy of the batch."""
+    journal = OrderJournal(tmp_path, fsync=True)
+    list(journal.replay())
+    journal.add(Sent(child()))
+    journal.add(Filled("1O1.1C1", "LPX1", "LP_A", "CLIENT1", "EUR/USD", Side.BUY, 4, 108_502))
+    journal.add(Ended("1O1.1C1"))
+    real_sync = os.fdatasync
+
+    def sync_fails(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fdatasync", sync_fails)
+    with pytest.raises(OSError, match="No space"):
+        journal.flush()
+    monkeypatch.setattr(os, "fdatasync", real_sync)
+    journal.flush()
+    journal.close()
+    entries = read_all(tmp_path)
+    assert sum(1 for e in entries if isinstance(e, Filled)) == 1
+    recovery = Recovery(ExposureLedger({}), Accounts(None, {}, {}))
+    for entry in entries:
+        recovery.apply(entry)
+    assert recovery.fills == 1
+
+
 def test_a_journal_without_holdings_seeds_the_accounts_from_positions() -> None:
     """A journal written before margin accounts were kept: the accounts take
     the client positions, at the last fill price, and say so."""
