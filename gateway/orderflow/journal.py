@@ -183,11 +183,14 @@ class OrderJournal:
         keep_segments: bool = False,
     ) -> None:
         self._pending: list[bytes] = []
+        self._unwritten: bytes | None = None
+        """A batch whose write failed, written again at the next flush."""
         self._encode = msgspec.msgpack.Encoder().encode
         self.run = 0
         """The run number of the last checkpoint read or written."""
         self.serial = 0
-        """The serial of the last batch read or written."""
+        """The serial of the last batch read or written (or to be written
+        again, :meth:`flush`)."""
         self.on_dirty: Callable[[], None] | None = None
         self.keep_segments = keep_segments
         try:
@@ -260,23 +263,35 @@ class OrderJournal:
         pending.append(self._encode(entry))
 
     def flush(self) -> None:
-        """Write the pending entries as one batch; nothing if there are none."""
+        """Write the pending entries as one batch; nothing if there are none.
+        A batch that could not be written is written again first, as it was:
+        its serial and entries (a reader may have read it whole before a
+        failed sync took it back)."""
+        unwritten = self._unwritten
+        if unwritten is not None:
+            self._append(unwritten)
+            self._unwritten = None
         pending = self._pending
         if not pending:
             return
         if not self._file.replayed:
             raise JournalError("the journal must be replayed before it is written")
         serial = self.serial + 1
-        try:
-            self._file.append(_body([self._encode(Serial(serial)), *pending]))
-        except OSError:
-            # no partial batch stays in front of the next one; keep the
-            # entries for the next flush (nothing that depends on them
-            # leaves meanwhile: the write barrier raised too)
-            logger.critical({"event": "order_journal_write_failed", "path": str(self.path)})
-            raise
+        body = _body([self._encode(Serial(serial)), *pending])
         self.serial = serial
         pending.clear()
+        self._append(body)
+
+    def _append(self, body: bytes) -> None:
+        try:
+            self._file.append(body)
+        except OSError:
+            # no partial batch stays in front of the next one; keep the
+            # batch for the next flush (nothing that depends on it leaves
+            # meanwhile: the write barrier raised too)
+            self._unwritten = body
+            logger.critical({"event": "order_journal_write_failed", "path": str(self.path)})
+            raise
 
     def checkpoint(self, entries: Iterable[Entry]) -> None:
         """Replace the journal with ``entries`` (the whole state now); what
@@ -284,6 +299,7 @@ class OrderJournal:
         self._keep_segment()
         self._file.replace(self._checkpoint_bodies(entries))
         self._pending.clear()
+        self._unwritten = None
 
     def start_sliced_checkpoint(self, entries: Iterable[Entry]) -> BackgroundReplace:
         """Start a checkpoint written on the loop a slice at a time (see

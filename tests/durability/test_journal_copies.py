@@ -4,6 +4,7 @@ the copies made from them exactly once (gateway.dropcopy.follow)."""
 
 from __future__ import annotations
 
+import os
 import struct
 from decimal import Decimal
 from pathlib import Path
@@ -239,5 +240,32 @@ def test_a_crash_between_the_stores_and_the_cursor_stores_nothing_twice(
     office.poll_all()
     assert office.stored() == [(b"8", b"E1"), (b"8", b"E2"), (b"AE", b"LPX2"), (b"8", b"E3")]
     assert office.copier.cursor.serial == 3 == office.copier.cursor.pending
+    office.close()
+    j.close()
+
+
+def test_a_batch_written_again_after_its_sync_failed_loses_no_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The drop copy reads a batch whose fdatasync then fails (it is taken
+    back); written again with what was added meanwhile, all of it is copied."""
+    j = OrderJournal(tmp_path / "orders", fsync=True, keep_segments=True)
+    list(j.replay())
+    office = Office(tmp_path)
+    real_sync = os.fdatasync
+
+    def read_then_fail(fd: int) -> None:
+        office.copier.poll()
+        raise OSError(28, "No space left on device")
+
+    add_report(j, 2, "E1")
+    monkeypatch.setattr(os, "fdatasync", read_then_fail)
+    with pytest.raises(OSError, match="No space"):
+        j.flush()
+    monkeypatch.setattr(os, "fdatasync", real_sync)
+    add_report(j, 3, "E2")
+    j.flush()
+    office.poll_all()
+    assert [e for _, e in office.stored()] == [b"E1", b"E2"]
     office.close()
     j.close()
