@@ -69,7 +69,9 @@ yet are lost, but none of them reached the peer.
 
 With ``fsync=True`` every flush is also forced to stable storage, so the
 store survives power loss or a kernel crash as well, at the cost of one
-``fdatasync`` per batch.  With ``fsync=False`` a power loss can lose the most
+``fdatasync`` per batch; a batch whose sync fails is taken back off the file
+and written again at the next flush, as one whose write fails (nothing that
+depends on it leaves meanwhile).  With ``fsync=False`` a power loss can lose the most
 recent batches; on restart the session then sees a lower sequence number than
 the peer expects, and the FIX session-level recovery (or an operator) has to
 resolve it.
@@ -411,8 +413,6 @@ class FileStore(SessionStore):
         pend_msgs.clear()
         self._size += len(batch)
         self._dirty = False
-        if self._fsync:
-            datasync(self._fd)
 
     def close(self) -> None:
         if self._fd < 0:
@@ -453,9 +453,14 @@ class FileStore(SessionStore):
         del self._lengths[cut:]
 
     def _write_batch(self, batch: bytes) -> None:
-        """Append ``batch`` to the journal; on failure leave the file as before."""
+        """Append ``batch`` to the journal (and sync it, with ``fsync``); on
+        failure leave the file as before: the batch stays pending, written
+        again at the next flush (a sync that failed once may not fail again
+        without the data being on the disk)."""
         try:
             append_all(self._fd, batch)
+            if self._fsync:
+                datasync(self._fd)
         except OSError:
             try:
                 os.ftruncate(self._fd, self._size)

@@ -629,6 +629,44 @@ def test_failed_write_leaves_journal_intact(
         assert_state(store, 3, 1, [1, 2])
 
 
+def test_a_batch_whose_sync_failed_is_written_and_synced_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileStore(tmp_path, KEY, fsync=True)
+    store.append_sent(1, fix_msg(1))
+    store.flush()
+    size = journal_of(store).stat().st_size
+    store.append_sent(2, fix_msg(2))
+    syncs = 0
+
+    def failing(fd: int) -> None:
+        nonlocal syncs
+        syncs += 1
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    with pytest.raises(OSError, match="Input/output error"):
+        store.flush()
+    monkeypatch.undo()
+    # taken back off the file: not durable, so not flushed yet
+    assert (syncs, journal_of(store).stat().st_size) == (1, size)
+    synced = 0
+    real = os.fdatasync
+
+    def counted(fd: int) -> None:
+        nonlocal synced
+        synced += 1
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", counted)
+    store.flush()  # written again, and synced this time
+    monkeypatch.undo()
+    assert synced == 1
+    store.close()
+    with FileStore(tmp_path, KEY) as store:
+        assert_state(store, 3, 1, [1, 2])
+
+
 def test_second_open_of_same_session_is_refused(tmp_path: Path) -> None:
     store = FileStore(tmp_path, KEY)
     with pytest.raises(StoreLockedError, match="in use"):
