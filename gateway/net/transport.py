@@ -181,6 +181,11 @@ class Outbox:
         self._bound: dict[Session, FixTransportProtocol] = {}
         # keeps the loop polling between reads close together (None: off)
         self.busy_poll: BusyPoll | None = None
+        # writes failing in a row (a full disk): said once, then once a
+        # minute, and when they go through again
+        self._failures = 0
+        self._failure_said = ""
+        self._failure_said_at = 0.0
 
     def bind(self, session: Session, protocol: FixTransportProtocol) -> None:
         """``session`` is written through ``protocol`` from now on."""
@@ -279,7 +284,7 @@ class Outbox:
                 protocol._flush_store()
         except Exception as exc:
             # nothing of the batch may leave before it is durable
-            _log.error("write_failed", error=repr(exc), retry_in=RETRY_AFTER)
+            self._write_failed(exc)
             self._protocols = protocols + self._protocols
             stores.update(self._stores)
             self._stores = stores
@@ -287,6 +292,10 @@ class Outbox:
                 self._scheduled = True
                 self._event_loop().call_later(RETRY_AFTER, self.write_pending)
             return
+        if self._failures:
+            _log.info("write_resumed", failed_attempts=self._failures)
+            self._failures = 0
+            self._failure_said = ""
         if self._replica is not None:
             for protocol in protocols:
                 protocol._write_pending = False
@@ -299,6 +308,21 @@ class Outbox:
             except Exception:
                 # one connection's failure is its own
                 _log.exception("write_out_failed", peer=protocol.peer)
+
+    def _write_failed(self, exc: Exception) -> None:
+        """Say why the writes failed: the first time, when the reason
+        changes, and once a minute while it lasts (retried every
+        ``RETRY_AFTER``: ten lines a second would fill the log, and the
+        disk it is on)."""
+        self._failures += 1
+        error = repr(exc)
+        now = time.monotonic()
+        if error != self._failure_said or now - self._failure_said_at >= 60.0:
+            self._failure_said = error
+            self._failure_said_at = now
+            _log.error(
+                "write_failed", error=error, retry_in=RETRY_AFTER, failed_attempts=self._failures
+            )
 
     def write_now(self, protocol: FixTransportProtocol) -> bool:
         """Write ``protocol``'s bytes at once (before it closes), in the

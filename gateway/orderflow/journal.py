@@ -289,8 +289,9 @@ class OrderJournal:
             # no partial batch stays in front of the next one; keep the
             # batch for the next flush (nothing that depends on it leaves
             # meanwhile: the write barrier raised too)
+            if self._unwritten is None:  # said once, not at every retry
+                logger.critical({"event": "order_journal_write_failed", "path": str(self.path)})
             self._unwritten = body
-            logger.critical({"event": "order_journal_write_failed", "path": str(self.path)})
             raise
 
     def checkpoint(self, entries: Iterable[Entry]) -> None:

@@ -328,6 +328,33 @@ def test_a_batch_whose_sync_failed_is_not_written_twice(
     assert recovery.fills == 1
 
 
+def test_a_write_failing_at_every_retry_is_said_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = OrderJournal(tmp_path, fsync=True)
+    list(journal.replay())
+    journal.add(Sent(child()))
+
+    def sync_fails(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fdatasync", sync_fails)
+    with caplog.at_level(logging.CRITICAL, logger="gateway.orderflow.journal"):
+        for _ in range(5):  # the retries of a full disk, every 0.1 s
+            with pytest.raises(OSError, match="No space"):
+                journal.flush()
+        monkeypatch.undo()
+        journal.flush()
+        journal.add(Ended("1O1.1C1"))
+        monkeypatch.setattr(os, "fdatasync", sync_fails)
+        with pytest.raises(OSError, match="No space"):
+            journal.flush()  # a new run of failures is said again
+        monkeypatch.undo()
+    assert len(caplog.records) == 2
+    journal.flush()
+    journal.close()
+
+
 def test_a_journal_without_holdings_seeds_the_accounts_from_positions() -> None:
     """A journal written before margin accounts were kept: the accounts take
     the client positions, at the last fill price, and say so."""

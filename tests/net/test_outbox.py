@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from config import SessionSettings
 from gateway.fix import codec
@@ -168,6 +169,19 @@ async def test_nothing_leaves_while_the_journal_cannot_be_written(tmp_path: Path
     assert (first, second) == ("journal", "socket")
     assert at_journal == stored < at_socket
     assert b"11=A\x01" in setup.socket.data
+    setup.session.store.close()
+
+
+@pytest.mark.asyncio
+async def test_writes_failing_in_a_row_are_said_once_and_their_end_too(tmp_path: Path) -> None:
+    setup = Setup(tmp_path)
+    await setup.logged_on()
+    setup.journal.failures = 5
+    with structlog.testing.capture_logs() as logs:
+        setup.outbox.send(setup.session, b"8", b"11=A\x01", NOW)
+        await asyncio.wait_for(setup.socket.written.wait(), 5)
+    said = [(e["event"], e.get("failed_attempts")) for e in logs]
+    assert said == [("write_failed", 1), ("write_resumed", 5)]
     setup.session.store.close()
 
 
