@@ -153,20 +153,30 @@ class NatsCluster:
 
     async def wait_ready(self, timeout: float = 30.0, nodes: Sequence[Node] | None = None) -> None:
         """Until JetStream answers an account query through each of ``nodes``
-        (every running node by default)."""
+        (every running node by default) and, when every node runs, places a
+        stream on all of them: a node answers before the cluster's meta
+        group counts every peer, and a stream of ``size`` replicas made
+        then is refused ("no suitable peers for placement")."""
         deadline = time.monotonic() + timeout
-        for node in nodes if nodes is not None else [n for n in self.nodes if n.running]:
+        running = [n for n in self.nodes if n.running]
+        for node in nodes if nodes is not None else running:
             while True:
                 if not node.running:
                     raise NatsClusterError(f"nats-server {node.name} exited; see {node.log}")
                 if await _js_answers(node.url):
                     break
-                if time.monotonic() > deadline:
-                    raise NatsClusterError(
-                        f"JetStream did not come up on {node.name} within {timeout:g} s;"
-                        f" see {node.log}"
-                    )
+                self._wait_more(deadline, timeout, f"JetStream did not come up on {node.name}")
                 await asyncio.sleep(0.1)
+        if len(running) < self.size:
+            return
+        while not await _places_on_all(self.urls, self.size):
+            self._wait_more(deadline, timeout, f"no stream of {self.size} replicas could be placed")
+            await asyncio.sleep(0.2)
+
+    def _wait_more(self, deadline: float, timeout: float, what: str) -> None:
+        if time.monotonic() > deadline:
+            logs = ", ".join(str(node.log) for node in self.nodes)
+            raise NatsClusterError(f"{what} within {timeout:g} s; see {logs}")
 
     def kill(self, node: Node, sig: int = signal.SIGKILL) -> None:
         if node.process is not None and node.process.poll() is None:
@@ -212,6 +222,28 @@ async def _js_answers(url: str) -> bool:
     try:
         js = nc.jetstream(timeout=1.0)
         await js.account_info()
+        return True
+    except (nats.errors.Error, TimeoutError, nats.js.errors.Error):
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.close()
+
+
+async def _places_on_all(urls: list[str], replicas: int) -> bool:
+    """Whether a stream of ``replicas`` replicas can be made (and it is
+    deleted at once)."""
+    try:
+        nc = await nats.connect(
+            urls, connect_timeout=1, allow_reconnect=False, error_cb=_ignore_error
+        )
+    except (OSError, nats.errors.Error, TimeoutError):
+        return False
+    name = f"fixgw_ready_{os.getpid()}_{time.monotonic_ns()}"
+    try:
+        js = nc.jetstream(timeout=2.0)
+        await js.add_stream(name=name, subjects=[f"{name}.probe"], num_replicas=replicas)
+        await js.delete_stream(name)
         return True
     except (nats.errors.Error, TimeoutError, nats.js.errors.Error):
         return False

@@ -52,9 +52,13 @@ def bucket() -> str:
 
 async def headroom_kv(cluster: NatsCluster, bucket: str) -> tuple[nats.NATS, KeyValue]:
     nc = await nats.connect(cluster.urls)
-    js = nc.jetstream()
-    kv = await js.create_key_value(bucket=bucket, history=1, replicas=3)
-    await wait_for_leader(js, f"KV_{bucket}")
+    try:
+        js = nc.jetstream()
+        kv = await js.create_key_value(bucket=bucket, history=1, replicas=3)
+        await wait_for_leader(js, f"KV_{bucket}")
+    except BaseException:
+        await nc.close()
+        raise
     return nc, kv
 
 
