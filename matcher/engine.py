@@ -998,9 +998,12 @@ class Matcher:
             self._close(taker)
 
     def _fok_fillable(self, order: Order, book: BookSnapshot | None) -> bool:
+        # The client book within the order's limit, not only the part at or
+        # better than the LPs' best: what the LPs do not fill crosses there
+        # when the routing is done.
         available = 0
         if self.internal_crossing:
-            for maker in self._crossable(order, book):
+            for maker in self._crossable(order):
                 available += maker.leaves_qty - maker.routing_qty
                 if available >= order.qty:
                     return True

@@ -244,6 +244,21 @@ def test_fok_covered_by_client_book_and_lps_crosses_then_routes() -> None:
     assert (route.qty, route.price, route.tif) == (7, 100, FOK)
 
 
+def test_fok_covered_by_client_book_behind_a_better_lp_price_is_worked() -> None:
+    # The LPs show 3 lots at a better price than the client book's 10: the
+    # two together hold the order, so it is not killed for the LPs' 3.
+    m = matcher()
+    m.submit(limit("c2", "s", SELL, 10, 101), None)
+    result = m.submit(limit("c1", "a", BUY, 10, 102, FOK), book(asks=((100, 3),)))
+    assert [e.exec_type for e in result.executions] == [ExecType.NEW]
+    (route,) = result.routes
+    m.on_fill(route.order_id, 3, 100, "lp1")
+    done = m.on_route_done(route.order_id, route.qty - 3, "no liquidity")
+    fills = [e for e in done.executions if e.client == "c1"]
+    assert [(e.last_qty, e.last_px) for e in fills] == [(7, 101)]
+    assert (fills[-1].status, fills[-1].cum_qty) == (OrdStatus.FILLED, 10)
+
+
 def test_gtc_remainder_rests_after_routing() -> None:
     m = matcher()
     result = m.submit(limit("c1", "a", BUY, 10, 100, GTC), book(asks=((100, 4),)))
