@@ -576,7 +576,8 @@ class Matcher:
         with this matcher's time priority, in their relative order.  An
         open order of the same id held here is replaced; a final one given
         is passed over.  ``routing_qty`` is kept: lots still out at LPs
-        for them are the caller's to bring back (:meth:`on_route_done`).
+        for them are the caller's to bring back (:meth:`on_route_done`), and
+        crossing them with what rests here is :meth:`cross_taken`'s.
         Returns the orders taken, in their new time priority."""
         taken = sorted((o for o in orders if not o.is_final), key=_by_seq)
         for order in taken:
@@ -592,6 +593,19 @@ class Matcher:
             if rests:
                 self._side_book(order).add(order)
         return taken
+
+    def cross_taken(self, orders: Iterable[Order]) -> Result:
+        """Cross orders :meth:`adopt` took, in their time priority, against
+        the other clients' orders that rest here: one that came in while
+        they were worked elsewhere may cross them.  At the resting orders'
+        prices, as a remainder back from routing is."""
+        result = Result()
+        if not self.internal_crossing:
+            return result
+        for order in orders:
+            if self._open.get(order.order_id) is order and not order.routing_qty:
+                self._cross(order, result)
+        return result
 
     # --- events from the router ------------------------------------------------
 

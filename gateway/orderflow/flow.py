@@ -365,7 +365,8 @@ class OrderFlow:
         ``late``: orders a trading day ended for while they were worked
         nowhere: the DAY ones among them expire first, as they would have
         then (those out at an LP when their lots come back), before any of
-        them can cross or be replaced."""
+        them can cross or be replaced.  Then they cross the other clients'
+        orders resting here."""
         taken = self.matcher.adopt(orders)
         reports = self.reports
         accounts = reports.accounts
@@ -396,6 +397,8 @@ class OrderFlow:
                     self.book.snapshot(order.symbol),
                 )
                 routing.publish(result, now, order.order_id)
+        # another client's order that came in meanwhile may cross them
+        routing.publish(self.matcher.cross_taken(taken), now)
 
     def _stored_sessions(self) -> list[Session]:
         """Every session whose messages the journal copies: the clients'."""

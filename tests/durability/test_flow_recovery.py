@@ -30,7 +30,7 @@ from gateway.orderflow.journal_entries import (
     Run,
     Sent,
 )
-from matcher.engine import CancelOrder
+from matcher.engine import CancelOrder, NewOrder
 from matcher.orders import Order, OrdStatus
 from router.model import ChildOrder, OrdType, Side, TimeInForce
 
@@ -317,6 +317,31 @@ async def test_parked_orders_are_worked_no_more_and_unparked_as_they_were(
         assert canceled is not None
         assert canceled.status is OrdStatus.CANCELED
         assert any(b"58=its gateway failed" in raw for raw in sent_texts(built))
+    finally:
+        journal.close()
+
+
+@pytest.mark.asyncio
+async def test_unparked_orders_cross_another_clients_order_that_came_in_meanwhile(
+    tmp_path: Path,
+) -> None:
+    journal_with(tmp_path, an_order("4O1", "EUR/USD"))
+    built, journal = flow(tmp_path)
+    try:
+        built.park_all()
+        sell = NewOrder(
+            "CLIENT2", "S1", "EUR/USD", Side.SELL, OrdType.LIMIT, TimeInForce.GTC, 4, 99_990
+        )
+        built.routing.publish(built.matcher.submit(sell, None), time.time())
+        assert built.unpark_client("CLIENT1") == 1
+        buy = built.matcher.status("CLIENT1", "C-4O1")
+        assert buy is not None
+        assert (buy.status, buy.cum_qty, buy.leaves_qty) == (OrdStatus.PARTIALLY_FILLED, 4, 6)
+        assert buy.avg_px == 99_990
+        sold = built.matcher.status("CLIENT2", "S1")
+        assert sold is not None
+        assert sold.status is OrdStatus.FILLED
+        assert any(b"150=F" in raw for raw in sent_texts(built))
     finally:
         journal.close()
 

@@ -117,3 +117,20 @@ def test_adopt_replaces_an_open_order_of_the_same_id_and_parked_orders_come_back
     # one B1 in the book (its 3 lots left, the one held here gone), at its
     # better price first
     assert fills == [("B1", 3), ("B2", 4)]
+
+
+def test_taken_orders_cross_what_came_in_while_they_were_parked() -> None:
+    m = Matcher(INSTRUMENTS, id_prefix="A")
+    m.submit(limit("C1", "B1", BUY, 5, 100_004), LP)
+    m.submit(limit("C1", "S1", SELL, 2, 100_030), LP)
+    parked = m.park("C1")
+    # while C1 is served elsewhere, C2's sell at C1's bid has to rest
+    m.submit(limit("C2", "S2", SELL, 3, 100_002), LP)
+    taken = m.adopt(parked)
+    crossed = m.cross_taken(taken)
+    assert [(ex.client, ex.cl_ord_id, ex.last_qty, ex.last_px) for ex in crossed.executions] == [
+        ("C1", "B1", 3, 100_002),
+        ("C2", "S2", 3, 100_002),
+    ]
+    assert [(ex.cl_ord_id, ex.leaves_qty) for ex in m.open_orders()] == [("B1", 2), ("S1", 2)]
+    assert m.cross_taken(taken).executions == []
