@@ -638,6 +638,8 @@ class Matcher:
         if order is None:
             if unfilled_qty:
                 raise MatcherError(f"{unfilled_qty} lots came back for {order_id}, not open")
+            # filled at the LPs in full: nothing left to expire on its return
+            self._expiring.discard(order_id)
             return result
         if unfilled_qty != order.routing_qty:
             raise MatcherError(

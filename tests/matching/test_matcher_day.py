@@ -94,6 +94,17 @@ def test_a_day_order_out_at_lps_expires_when_its_routing_is_done() -> None:
     assert m.open_orders() == []
 
 
+def test_a_day_order_the_lps_fill_in_full_after_the_day_end_is_expiring_no_more() -> None:
+    m = Matcher(INSTRUMENTS, id_prefix="T")
+    (route,) = m.submit(limit("c1", "d1", BUY, 10, 110, DAY), LPS).routes
+    m.expire_day()
+    assert m.expiring == {route.order_id}
+    filled = m.on_fill(route.order_id, 10, 110, "lp1")
+    assert only(filled, ExecType.TRADE).status is OrdStatus.FILLED
+    assert not m.on_route_done(route.order_id, 0, "filled").executions
+    assert m.expiring == frozenset()
+
+
 def test_final_orders_beyond_the_bound_are_forgotten_oldest_first() -> None:
     m = Matcher(INSTRUMENTS, id_prefix="T", retain_finished=3)
     for i in range(5):
