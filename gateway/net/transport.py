@@ -45,6 +45,11 @@ EVENTS_PER_TURN: Final = 64
 RETRY_AFTER: Final = 0.1
 """Seconds before writes that failed (the journal or a store) are tried again."""
 
+CLOSE_GRACE: Final = 5.0
+"""Seconds the last bytes of a connection being closed have to leave; one
+whose peer has not taken them by then is dropped (a peer that reads nothing
+would otherwise keep it, and its buffer, for as long as it keeps its socket)."""
+
 _RESEND_LOW_WATER: Final = 256 * 1024
 """Bytes queued to a peer up to which a ResendRequest answered in parts goes
 on; both write-buffer limits of every transport are set to it."""
@@ -405,6 +410,7 @@ class FixTransportProtocol(asyncio.Protocol):
         self._conn: Connection | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._close_timer: asyncio.TimerHandle | None = None
         self._closing = False
         self._resume_scheduled = False
         self._reading_paused = False
@@ -462,6 +468,9 @@ class FixTransportProtocol(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
         self._closing = True
         conn = self._conn
         now = self._clock()
@@ -489,7 +498,7 @@ class FixTransportProtocol(asyncio.Protocol):
         if self._closing:
             # what the close follows (a Logout, a Reject) goes first
             if self._outbox.write_now(self) and transport is not None:
-                transport.close()
+                self._close(transport)
             return
         # written at the end of the turn, with what the callbacks queued
         # before it add (an in-process LP's answer): one store write and one
@@ -559,7 +568,7 @@ class FixTransportProtocol(asyncio.Protocol):
         if data:
             transport.write(data)
         if self._closing:
-            transport.close()  # it waited for its copy: the close follows it
+            self._close(transport)  # it waited for its copy: the close follows it
             return
         self._continue_resend_soon()
         if transport.get_write_buffer_size() > self._max_outbound_buffer:
@@ -671,7 +680,14 @@ class FixTransportProtocol(asyncio.Protocol):
             self._pump(now)
         elif self._transport is not None:
             self._closing = True
-            self._transport.close()
+            self._close(self._transport)
+
+    def _close(self, transport: asyncio.Transport) -> None:
+        """Close once what is queued has left, or drop the connection when
+        it has not within ``CLOSE_GRACE``."""
+        transport.close()
+        if transport.get_write_buffer_size() and self._close_timer is None:
+            self._close_timer = self._loop.call_later(CLOSE_GRACE, self.abort)
 
     def abort(self) -> None:
         if self._transport is not None:
