@@ -448,6 +448,7 @@ class FixServer:
             reuse_address=True,
             backlog=512,
             ssl=tls,
+            ssl_handshake_timeout=self._handshake_timeout(tls),
         )
         self._servers.append(server)
         return _port_of(server)
@@ -461,10 +462,19 @@ class FixServer:
         loop = asyncio.get_running_loop()
         for sock in sockets:
             server = await loop.create_server(
-                lambda: AcceptedConnection(self), sock=sock, backlog=512, ssl=tls
+                lambda: AcceptedConnection(self),
+                sock=sock,
+                backlog=512,
+                ssl=tls,
+                ssl_handshake_timeout=self._handshake_timeout(tls),
             )
             self._servers.append(server)
         return _port_of(self._servers[0])
+
+    def _handshake_timeout(self, tls: ssl.SSLContext | None) -> float | None:
+        """A TLS handshake is bounded by the logon timeout too: a connection
+        that never completes one is closed as one that never logs on."""
+        return float(self.logon_timeout) if tls is not None else None
 
     @property
     def listening(self) -> bool:

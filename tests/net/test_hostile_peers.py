@@ -5,13 +5,20 @@ with connections that never get as far as a Logon."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from config import SessionSettings
 from gateway.fix import codec, new_order_single
@@ -108,3 +115,56 @@ async def test_a_connection_closed_while_its_peer_reads_nothing_is_let_go(
         assert open_fds() == before + 1  # the peer's own socket only
     finally:
         peer.close()
+
+
+def server_context(directory: Path) -> ssl.SSLContext:
+    """A TLS context for the acceptor, with a self-signed certificate."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fixgw test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+@pytest.mark.asyncio
+async def test_a_tls_handshake_never_begun_is_closed_at_the_logon_timeout(
+    tmp_path: Path,
+) -> None:
+    """Connections to the TLS port that send nothing are closed at the
+    logon timeout, like those to a plain port."""
+    session = Session(GATEWAY, MemoryStore())
+    server = FixServer(
+        SessionRegistry([session]), {session.session_id: EchoApplication()}, logon_timeout=0.5
+    )
+    port = await server.start("127.0.0.1", 0, tls=server_context(tmp_path))
+    loop = asyncio.get_running_loop()
+    try:
+        peer = socket.socket()
+        peer.setblocking(False)
+        with peer:
+            await loop.sock_connect(peer, ("127.0.0.1", port))
+            # the gateway closes: the peer reads the end of the stream
+            async with asyncio.timeout(5):
+                assert await loop.sock_recv(peer, 1024) == b""
+    finally:
+        await server.stop(grace=0.5)
