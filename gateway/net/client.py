@@ -100,13 +100,23 @@ class FixClient:
         self._logged_on.clear()
         self._closed.clear()
         first_event = len(self.events)
-        _, protocol = await loop.create_connection(
-            lambda: _InitiatorProtocol(self),
-            host,
-            port,
-            ssl=tls,
-            server_hostname=host if tls is not None else None,
-        )
+        try:
+            # an acceptor that never finishes the TCP or TLS handshake is
+            # one that does not answer too
+            async with asyncio.timeout(timeout):
+                _, protocol = await loop.create_connection(
+                    lambda: _InitiatorProtocol(self),
+                    host,
+                    port,
+                    ssl=tls,
+                    server_hostname=host if tls is not None else None,
+                )
+        except TimeoutError:
+            settings = self.settings
+            raise LogonError(
+                f"logon to {host}:{port} as {settings.SenderCompID} -> "
+                f"{settings.TargetCompID} failed: no answer within {timeout:g} s"
+            ) from None
         self._protocol = protocol
         if self._held:
             protocol.hold_reading(True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -141,6 +142,19 @@ async def test_a_logon_left_unanswered_says_so() -> None:
         c = FixClient(client_settings())
         with pytest.raises(LogonError, match=r"GATEWAY failed: no answer within 0\.2 s$"):
             await c.connect("127.0.0.1", port, timeout=0.2)
+
+
+@pytest.mark.asyncio
+async def test_a_tls_handshake_left_unanswered_says_so_within_the_timeout() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client gives up and closes
+
+    async with raw_acceptor(silent) as port:
+        c = FixClient(client_settings())
+        with pytest.raises(LogonError, match=r"GATEWAY failed: no answer within 0\.2 s$"):
+            async with asyncio.timeout(5):
+                await c.connect("127.0.0.1", port, timeout=0.2, tls=ssl.create_default_context())
+    assert not c.connected
 
 
 @pytest.mark.parametrize(
