@@ -149,16 +149,13 @@ def claimed_pair(address: str, data: bytes, max_message_size: int) -> Pair | Non
     return address, (claimed or b"").decode("latin-1")[:64]
 
 
-def _logon_of(data: bytes, max_message_size: int) -> FixMessage | None:
-    """The Logon a connection's first bytes hold whole, if they do."""
-    decoder = FrameDecoder(max_message_size)
-    decoder.feed(data)
+def _logon_in(frame: bytes) -> FixMessage | None:
+    """The Logon ``frame`` is, if it is one."""
     try:
-        frame = decoder.next_frame()
-        msg = parse_frame(frame) if frame is not None else None
+        msg = parse_frame(frame)
     except GarbledMessage:
         return None
-    return msg if msg is not None and msg.msg_type == b"A" else None
+    return msg if msg.msg_type == b"A" else None
 
 
 class AcceptedConnection(FixTransportProtocol):
@@ -176,6 +173,9 @@ class AcceptedConnection(FixTransportProtocol):
         self._held: list[bytes] | None = None
         # the session the gate let this connection take (a cluster's lease)
         self._claimed: Session | None = None
+        # with a gate, a Logon not whole yet: its bytes so far, and what
+        # arrived that the acceptor has not read (None when not waited for)
+        self._gathering: tuple[FrameDecoder, list[bytes]] | None = None
         self._delayed = False  # held by the failed-Logon delay
 
     def _open(self, now: float) -> Connection:
@@ -198,6 +198,13 @@ class AcceptedConnection(FixTransportProtocol):
         held = self._held
         if held is not None:
             held.append(data)
+            return
+        gathering = self._gathering
+        if gathering is not None:
+            decoder, chunks = gathering
+            decoder.feed(data)
+            chunks.append(data)
+            self._gather(decoder, chunks)
             return
         first = self._first
         if first is None:
@@ -263,19 +270,39 @@ class AcceptedConnection(FixTransportProtocol):
         return True
 
     def _admit(self, chunks: list[bytes], logon: bytes) -> None:
-        """Read ``chunks`` (the whole Logon among them), once the gate, if
-        any, let this gateway take the session the Logon names.  A Logon
-        the session would refuse anyway (credentials, heartbeat) is read
-        without asking: it is turned away as on a gateway alone."""
+        """Read ``chunks`` (``logon`` being all that arrived so far), once
+        the gate, if any, let this gateway take the session the Logon
+        names."""
+        server = self._server
+        if server.logon_gate is None:
+            self._feed(chunks)
+            return
+        decoder = FrameDecoder(server.max_message_size)
+        decoder.feed(logon)
+        self._gather(decoder, chunks)
+
+    def _gather(self, decoder: FrameDecoder, chunks: list[bytes]) -> None:
+        """With a gate: ``chunks`` wait, unread, until the Logon that
+        ``decoder`` holds the start of is whole (however long it is), then
+        are read once the gate let this gateway take its session.  A Logon
+        the session would refuse anyway (credentials, heartbeat), and bytes
+        that are no Logon, are read without asking: they are turned away
+        as on a gateway alone."""
         server = self._server
         gate = server.logon_gate
-        msg = _logon_of(logon, server.max_message_size) if gate is not None else None
+        assert gate is not None
+        frame = decoder.next_frame() if decoder.start_problem() is None else b""
+        if frame is None:
+            self._gathering = (decoder, chunks)  # more of the Logon to come
+            return
+        self._gathering = None
+        msg = _logon_in(frame) if frame else None
         session = (
             server.registry.lookup(msg.begin_string, msg.get(56) or b"", msg.get(49) or b"")
             if msg is not None
             else None
         )
-        if gate is None or msg is None or session is None or session.logon_refusal(msg):
+        if msg is None or session is None or session.logon_refusal(msg):
             self._feed(chunks)
             return
         self._hold(chunks)
@@ -388,6 +415,7 @@ class AcceptedConnection(FixTransportProtocol):
     def _closed(self, now: float) -> None:
         self._undelay()  # gone while held: nothing more to read
         self._held = None
+        self._gathering = None
         claimed, self._claimed = self._claimed, None
         gate = self._server.logon_gate
         if claimed is not None and gate is not None:

@@ -168,3 +168,85 @@ async def test_a_tls_handshake_never_begun_is_closed_at_the_logon_timeout(
                 assert await loop.sock_recv(peer, 1024) == b""
     finally:
         await server.stop(grace=0.5)
+
+
+class RefusingGate:
+    """A logon gate for which another gateway serves every session."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def claim(self, session: Session) -> tuple[str, int | None] | None:
+        self.asked.append(session.session_id)
+        return "served elsewhere", None
+
+    def disconnected(self, session: Session) -> None:
+        pass
+
+
+@pytest.mark.parametrize("split", [100, 4100, 4999])
+@pytest.mark.asyncio
+async def test_a_long_logon_in_pieces_is_put_to_the_logon_gate(split: int) -> None:
+    """However long the Logon and however it is cut, the session it names
+    is not taken before the gate has let this gateway take it."""
+    session = Session(GATEWAY, MemoryStore())
+    gate = RefusingGate()
+    server = FixServer(
+        SessionRegistry([session]), {session.session_id: EchoApplication()}, logon_gate=gate
+    )
+    port = await server.start("127.0.0.1", 0)
+    loop = asyncio.get_running_loop()
+    raw = b"R" * 4800
+    logon = frame(b"A", 1, b"95=%d\x0196=%b\x0198=0\x01108=30\x01" % (len(raw), raw))
+    assert len(logon) > 4096
+    try:
+        peer = socket.socket()
+        peer.setblocking(False)
+        with peer:
+            await loop.sock_connect(peer, ("127.0.0.1", port))
+            await loop.sock_sendall(peer, logon[:split])
+            await asyncio.sleep(0.1)  # the first piece read on its own
+            await loop.sock_sendall(peer, logon[split:])
+            async with asyncio.timeout(5):
+                while await loop.sock_recv(peer, 4096):
+                    pass
+        assert gate.asked == [session.session_id]
+        assert session.state.name == "DISCONNECTED"
+        assert session.store.next_target_seq == 1  # the Logon was not read
+    finally:
+        await server.stop(grace=0.5)
+
+
+class AdmittingGate(RefusingGate):
+    """A logon gate that lets this gateway take every session."""
+
+    async def claim(self, session: Session) -> tuple[str, int | None] | None:
+        self.asked.append(session.session_id)
+        return None
+
+
+@pytest.mark.asyncio
+async def test_a_long_logon_in_pieces_logs_on_once_the_gate_let_it() -> None:
+    session = Session(GATEWAY, MemoryStore())
+    gate = AdmittingGate()
+    server = FixServer(
+        SessionRegistry([session]), {session.session_id: EchoApplication()}, logon_gate=gate
+    )
+    port = await server.start("127.0.0.1", 0)
+    loop = asyncio.get_running_loop()
+    raw = b"R" * 4800
+    logon = frame(b"A", 1, b"95=%d\x0196=%b\x0198=0\x01108=30\x01" % (len(raw), raw))
+    try:
+        peer = socket.socket()
+        peer.setblocking(False)
+        with peer:
+            await loop.sock_connect(peer, ("127.0.0.1", port))
+            for i in range(0, len(logon), 1000):
+                await loop.sock_sendall(peer, logon[i : i + 1000])
+                await asyncio.sleep(0.02)  # each piece read on its own
+            async with asyncio.timeout(5):
+                answer = await loop.sock_recv(peer, 4096)
+            assert b"\x0135=A\x01" in answer
+        assert gate.asked == [session.session_id]
+    finally:
+        await server.stop(grace=0.5)
