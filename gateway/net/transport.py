@@ -332,10 +332,17 @@ class Outbox:
     def write_now(self, protocol: FixTransportProtocol) -> bool:
         """Write ``protocol``'s bytes at once (before it closes), in the
         same order; False when they wait for their copy (they are written,
-        and the connection closed if it is closing, once it is taken)."""
-        if self._barrier is not None:
-            self._barrier()
-        protocol._flush_store()
+        and the connection closed if it is closing, once it is taken).
+        When the journal or the store cannot be written (a full disk), the
+        bytes stay unsent and True says to close at once all the same: a
+        connection the gateway ends is not kept open by its disk."""
+        try:
+            if self._barrier is not None:
+                self._barrier()
+            protocol._flush_store()
+        except Exception as exc:
+            self._write_failed(exc)
+            return True
         if self._replica is not None:
             return self._after_copy([protocol])
         protocol._write_out()

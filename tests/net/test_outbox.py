@@ -65,6 +65,7 @@ class Socket:
         self.disk = disk
         self.data = b""
         self.written = asyncio.Event()
+        self.closed = False
 
     def write(self, data: bytes) -> None:
         self.disk.note("socket")
@@ -90,10 +91,20 @@ class Socket:
         pass
 
     def close(self) -> None:
-        pass
+        self.closed = True
 
     def abort(self) -> None:
-        pass
+        self.closed = True
+
+
+def logout(seq: int) -> bytes:
+    header = [
+        (34, b"%d" % seq),
+        (49, b"CLIENT1"),
+        (52, codec.format_utc_timestamp(NOW)),
+        (56, b"GW"),
+    ]
+    return codec.encode_message(b"FIX.4.4", b"5", header, b"")
 
 
 def logon(seq: int = 1) -> bytes:
@@ -126,7 +137,7 @@ class Setup:
 
     async def logged_on(self) -> int:
         """Log on; the store's file size then."""
-        conn = AcceptedConnection(self.server)
+        conn = self.conn = AcceptedConnection(self.server)
         conn.connection_made(self.socket)  # type: ignore[arg-type]
         before = self.disk.size()
         conn.data_received(logon())
@@ -249,4 +260,19 @@ async def test_a_write_is_held_once_only(tmp_path: Path) -> None:
     await asyncio.wait_for(setup.socket.written.wait(), 5)
     assert turns == 2  # written after the second turn
     assert not setup.outbox.writing
+    setup.session.store.close()
+
+
+@pytest.mark.asyncio
+async def test_a_connection_ended_while_the_journal_cannot_be_written_is_closed(
+    tmp_path: Path,
+) -> None:
+    setup = Setup(tmp_path)
+    await setup.logged_on()
+    setup.journal.failures = 1
+    with structlog.testing.capture_logs() as logs:
+        setup.conn.data_received(logout(2))  # answered with a Logout, then closed
+    assert setup.socket.closed
+    assert b"\x0135=5\x01" not in setup.socket.data  # nothing left unwritten to disk
+    assert [e["event"] for e in logs if e["event"] == "write_failed"] == ["write_failed"]
     setup.session.store.close()
