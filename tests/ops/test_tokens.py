@@ -91,3 +91,12 @@ def test_a_read_token_equal_to_the_admin_token_is_refused() -> None:
         parse_config(same)
     other = same.replace('read_token = "dev-admin-token"', 'read_token = "dev-read"')
     assert parse_config(other).gateway.read_token == "dev-read"
+
+
+@pytest.mark.parametrize("given", ["adm\udcff", "\udcc3\udca9", "rd\udcfe"])
+def test_a_token_that_is_not_utf_8_is_a_wrong_token(given: str) -> None:
+    # the HTTP server hands a header's bytes that are not UTF-8 on as
+    # surrogates: such a token is wrong (401), not an error of the server
+    refusal = tokens("adm", "rd").refusal(f"Bearer {given}", "GET")
+    assert refusal is not None
+    assert (refusal.status, refusal.error) == (401, "wrong bearer token")
