@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import re
 import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -28,10 +29,15 @@ if TYPE_CHECKING:
 # setting names whose values are never shown
 _SECRET_WORDS = ("password", "token", "secret", "key")
 REDACTED = "(redacted)"
+# the password of a URL (a PostgreSQL ledger's, a NATS server's), in its
+# address or its query
+_URL_PASSWORD = re.compile(r"(://[^/?#@:]*:)[^/?#]*(@)")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 
 def redact(value: Any) -> Any:
-    """``value`` with every setting named like a secret replaced."""
+    """``value`` with every setting named like a secret replaced, and the
+    password of every URL in it."""
     if isinstance(value, Mapping):
         return {
             k: (
@@ -43,6 +49,9 @@ def redact(value: Any) -> Any:
         }
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
+    if isinstance(value, str) and "://" in value:
+        value = _URL_PASSWORD.sub(rf"\1{REDACTED}\2", value)
+        return _QUERY_PASSWORD.sub(rf"\1{REDACTED}", value)
     return value
 
 
