@@ -324,10 +324,14 @@ class Gateway:
     def ready(self) -> tuple[bool, str]:
         if not self.fix_server.listening:
             return False, "FIX port not listening"
-        if self.order_flow is not None:
-            up = self.order_flow.lps_up()
+        flow = self.order_flow
+        if flow is not None:
+            # an LP taken out of routing by a reload takes no order, up or not
+            linked = flow.lps_up()
+            enabled = flow.rules.limits.enabled_lps
+            up = [lp for lp in linked if lp in enabled]
             if not up:
-                return False, "no LP is up"
+                return False, "no enabled LP is up" if linked else "no LP is up"
             lps = f"LPs up: {', '.join(up)}"
             return True, f"FIX port {self.fix_port} listening; {lps}{self._cluster_state()}"
         return True, f"FIX port {self.fix_port} listening{self._cluster_state()}"

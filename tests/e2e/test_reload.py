@@ -467,3 +467,37 @@ async def test_metrics_are_present_and_move(running: Running) -> None:
     ):
         assert re.search(rf"^{family}[{{ ]", after, re.MULTILINE), family
     assert metric(after, 'fixgw_lp_up{lp="LP_A"}') == 1.0
+
+
+@pytest.mark.asyncio
+async def test_readiness_counts_only_the_lps_routed_to(running: Running) -> None:
+    async def readyz() -> tuple[int, str]:
+        async with aiohttp.ClientSession() as http, http.get(running.url("/readyz")) as r:
+            return r.status, (await r.json())["detail"]
+
+    flow = running.flow
+    for _ in range(200):
+        if len(flow.lps_up()) == 3:
+            break
+        await asyncio.sleep(0.05)  # polling, 10 s at most
+    status, detail = await readyz()
+    assert status == 200
+    assert detail.endswith("LPs up: LP_A, LP_B, LP_C")
+    # LP_A taken out of routing: no longer counted
+    outcome, _ = await running.reload_with(replaced("enabled = true", "enabled = false"))
+    assert outcome == "applied"
+    status, detail = await readyz()
+    assert status == 200
+    assert detail.endswith("LPs up: LP_B, LP_C")
+    # the LPs routed to are down: no order can go anywhere, not ready,
+    # though LP_A's link is up
+    for name in ("LP_B", "LP_C"):
+        flow.adapters[name].disconnect_now()  # type: ignore[attr-defined]
+    assert flow.lps_up() == ["LP_A"]
+    assert await readyz() == (503, "no enabled LP is up")
+    # LP_A brought back into routing: ready again
+    outcome, _ = await running.reload_with(DEFAULT_TEXT)
+    assert outcome == "applied"
+    status, detail = await readyz()
+    assert status == 200
+    assert detail.endswith("LPs up: LP_A")
