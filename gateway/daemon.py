@@ -769,6 +769,15 @@ async def run(
     sessions out cleanly on the way down.  The ports are bound before
     anything else: a :class:`~gateway.net.server.ListenError` raised for a
     taken one leaves nothing behind."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # before anything is built: a signal during start-up must not take the
+    # default action (SIGHUP would end the process, SIGINT interrupt the
+    # reading of the journal)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    hangups: list[str] = []
+    loop.add_signal_handler(signal.SIGHUP, hangups.append, "SIGHUP")
     drop_copy_cpus = place(config)
     listeners = bind_listeners(config, overrides)
     try:
@@ -777,13 +786,10 @@ async def run(
     except BaseException:
         listeners.close()
         raise
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    # before anything starts: a signal during start-up must not take the
-    # default action (SIGHUP would end the process)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, gateway.reload_soon, "SIGHUP")
+    if hangups:
+        # asked for while the gateway was built from the file read before
+        gateway.reload_soon("SIGHUP")
     try:
         await gateway.start()
     except BaseException:

@@ -282,3 +282,75 @@ def test_data_left_where_a_relative_data_dir_used_to_point_stops_the_start(
     assert str(tmp_path / "etc" / "state") in lines[0]
     assert str(tmp_path / "here" / "state") in lines[0]
     assert not (tmp_path / "etc" / "state").exists()
+
+
+# ``fixgw run`` receiving ``signal`` while the gateway is being built (its
+# stores opened, its journal read back: seconds on a long journal)
+SIGNAL_WHILE_BUILT = """
+import os, signal, sys
+import gateway.daemon as daemon
+build = daemon.build_order_flow
+def build_order_flow(*args, **kwargs):
+    os.kill(os.getpid(), signal.{name})
+    return build(*args, **kwargs)
+daemon.build_order_flow = build_order_flow
+from gateway.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def signalled_while_built(name: str, tmp_path: Path, fix_port: int) -> subprocess.Popen[str]:
+    config = gateway_config(tmp_path / "etc", fix_port=fix_port, data_dir="data")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            SIGNAL_WHILE_BUILT.format(name=name),
+            "run",
+            "--config",
+            str(config),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_a_sighup_while_the_gateway_is_built_reloads_once_it_runs(tmp_path: Path) -> None:
+    fix_port = free_port()
+    proc = signalled_while_built("SIGHUP", tmp_path, fix_port)
+    try:
+        assert proc.stdout is not None
+        events: list[dict[str, Any]] = []
+        for line in proc.stdout:
+            events.extend(log_events(line))
+            seen = {e["event"] for e in events}
+            if {"config_reload_unchanged", "gateway_started"} <= seen:
+                break
+        assert [e["trigger"] for e in events if e["event"].startswith("config_reload")] == [
+            "SIGHUP"
+        ]
+        with socket.create_connection(("127.0.0.1", fix_port), timeout=5):
+            pass
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out
+
+
+def test_a_ctrl_c_while_the_gateway_is_built_stops_it_cleanly(tmp_path: Path) -> None:
+    proc = signalled_while_built("SIGINT", tmp_path, free_port())
+    try:
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out
+    assert [e["event"] for e in log_events(out)][-1] == "gateway_stopped"
