@@ -216,7 +216,11 @@ class OperationsCollector(Collector):
             "From a child order's send to the LP's first answer",
             ["lp"],
         )
-        up = GaugeMetricFamily("fixgw_lp_up", "1 while the LP link is up", labels=["lp"])
+        up = GaugeMetricFamily(
+            "fixgw_lp_up",
+            "1 while the LP link is up (no sample for an LP disabled at start: no link)",
+            labels=["lp"],
+        )
         exposure = GaugeMetricFamily(
             "fixgw_lp_exposure_usd",
             "Gross notional with the LP in USD, child orders in flight included",
@@ -248,7 +252,8 @@ class OperationsCollector(Collector):
                 reject_rate.add_metric([name], r)
                 _add_histogram(ack, [name], s.ack_latency)
             adapter = flow.adapters.get(name)
-            up.add_metric([name], 1.0 if adapter is not None and adapter.up else 0.0)
+            if adapter is not None:  # none: disabled at start, never connected
+                up.add_metric([name], 1.0 if adapter.up else 0.0)
             limits = flow.rules.limits.lps.get(name)
             gross = snapshot.gross_usd(name)
             if gross is not None:

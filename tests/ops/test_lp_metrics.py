@@ -1,0 +1,101 @@
+"""The ``fixgw_lp_*`` metrics of an LP the config disables: it is neither
+connected nor routed to, so it has no link to report on (the alert on a
+link down, ``fixgw_lp_up == 0``, must not page for it)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from prometheus_client import CollectorRegistry
+
+from config import SessionSettings, parse_config
+from gateway.daemon import build_order_flow
+from gateway.fix.session import Session
+from gateway.fix.store import MemoryStore
+from gateway.net.transport import Outbox
+from gateway.ops import admin
+from gateway.ops.metrics import LoopLag, OperationsCollector
+from gateway.ops.reload import ReloadStats
+from gateway.orderflow.flow import OrderFlow
+
+CONFIG = """
+[[sessions]]
+SenderCompID = "GATEWAY"
+TargetCompID = "CLIENT1"
+
+[[instruments]]
+symbol = "EUR/USD"
+asset_class = "fx"
+tick_size = "0.00001"
+lot_size = "1000"
+min_qty = "1000"
+max_qty = "10000000"
+quote_currency = "USD"
+
+[[lps]]
+name = "LP_A"
+adapter = "simulated"
+soft_limit_usd = "1000000"
+hard_limit_usd = "2000000"
+
+[lps.settings.start_mid]
+"EUR/USD" = "1.08500"
+
+[[lps]]
+name = "LP_OFF"
+adapter = "simulated"
+enabled = false
+soft_limit_usd = "1000000"
+hard_limit_usd = "2000000"
+
+[lps.settings.start_mid]
+"EUR/USD" = "1.08500"
+"""
+
+
+@pytest_asyncio.fixture
+async def flow(tmp_path: Path) -> AsyncIterator[OrderFlow]:
+    config = parse_config(f'[gateway]\ndata_dir = "{tmp_path}"\n' + CONFIG)
+    sessions = {
+        "CLIENT1": Session(
+            SessionSettings(SenderCompID="GATEWAY", TargetCompID="CLIENT1"), MemoryStore()
+        )
+    }
+    started = build_order_flow(config, sessions, None, Outbox(), time.time)
+    await started.start()
+    try:
+        for _ in range(200):
+            if started.lps_up():
+                break
+            await asyncio.sleep(0.05)  # polling, 10 s at most
+        yield started
+    finally:
+        await started.stop()
+
+
+def samples(flow: OrderFlow, name: str) -> dict[str, float]:
+    registry = CollectorRegistry()
+    registry.register(
+        OperationsCollector(lambda: flow, ReloadStats, lambda: ("1-test", 1), LoopLag())
+    )
+    return {
+        s.labels["lp"]: s.value
+        for family in registry.collect()
+        for s in family.samples
+        if s.name == name
+    }
+
+
+@pytest.mark.asyncio
+async def test_an_lp_disabled_in_the_config_is_not_reported_down(flow: OrderFlow) -> None:
+    assert flow.lps_up() == ["LP_A"]
+    assert samples(flow, "fixgw_lp_up") == {"LP_A": 1.0}
+    # its limits are still shown, and the admin API tells it is disabled
+    assert samples(flow, "fixgw_lp_hard_limit_usd") == {"LP_A": 2e6, "LP_OFF": 2e6}
+    shown = {lp["name"]: (lp["enabled"], lp["up"]) for lp in admin.lps(flow)}
+    assert shown == {"LP_A": (True, True), "LP_OFF": (False, False)}
