@@ -64,6 +64,7 @@ import structlog
 from nats.aio.client import Client as NatsClient
 from nats.js.kv import KeyValue
 
+from config.redact import url_without_secrets
 from config.schema import ClusterSettings, SessionSettings
 from gateway.cluster.headroom import Headroom
 from gateway.cluster.replica import CopiedOrders, ReplicatedStore, SessionLog, wait_for_leader
@@ -320,6 +321,7 @@ class Cluster:
         self._http = http_address or self._http
         settings = self.settings
         servers = list(settings.servers)
+        shown = ", ".join(url_without_secrets(url) for url in servers)
         try:
             async with asyncio.timeout(settings.connect_timeout_ms / 1000):
                 self._nc = await nats.connect(
@@ -363,7 +365,7 @@ class Cluster:
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             await self._abandon_start()
             raise ClusterError(
-                f"cannot reach the cluster at {', '.join(servers)} "
+                f"cannot reach the cluster at {shown} "
                 f"within {settings.connect_timeout_ms} ms: {_why(exc)}"
             ) from None
         # a bucket just made has no Raft leader for a moment: its first
@@ -379,7 +381,7 @@ class Cluster:
                     continue
                 await self._abandon_start()
                 raise ClusterError(
-                    f"the cluster at {', '.join(servers)} did not take this gateway's name"
+                    f"the cluster at {shown} did not take this gateway's name"
                     f" within {settings.connect_timeout_ms} ms: {_why(exc)}"
                 ) from None
             except BaseException:
@@ -398,8 +400,7 @@ class Cluster:
             await self._abandon_start()
             if isinstance(exc, (OSError, nats.errors.Error)):
                 raise ClusterError(
-                    f"the cluster at {', '.join(servers)} refused this gateway's"
-                    f" subscriptions: {_why(exc)}"
+                    f"the cluster at {shown} refused this gateway's subscriptions: {_why(exc)}"
                 ) from None
             raise
         loop = asyncio.get_running_loop()
@@ -408,7 +409,7 @@ class Cluster:
         _log.info(
             "cluster_joined",
             instance=self.name,
-            servers=servers,
+            servers=shown,
             lease_ms=settings.lease_ms,
             instances=sorted(self.instances),
         )

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import re
 import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from config.redact import REDACTED, url_without_secrets
 from gateway.fix.session import Session
 from gateway.ops.metrics import lp_rates
 from gateway.orderflow.flow import OrderFlow
@@ -28,11 +28,6 @@ if TYPE_CHECKING:
 
 # setting names whose values are never shown
 _SECRET_WORDS = ("password", "token", "secret", "key")
-REDACTED = "(redacted)"
-# the password of a URL (a PostgreSQL ledger's, a NATS server's), in its
-# address or its query
-_URL_PASSWORD = re.compile(r"(://[^/?#@:]*:)[^/?#]*(@)")
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 
 def redact(value: Any) -> Any:
@@ -49,9 +44,8 @@ def redact(value: Any) -> Any:
         }
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
-    if isinstance(value, str) and "://" in value:
-        value = _URL_PASSWORD.sub(rf"\1{REDACTED}\2", value)
-        return _QUERY_PASSWORD.sub(rf"\1{REDACTED}", value)
+    if isinstance(value, str):
+        return url_without_secrets(value)
     return value
 
 

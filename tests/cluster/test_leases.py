@@ -135,6 +135,15 @@ async def test_an_unreachable_cluster_is_one_clear_error() -> None:
         await Cluster(config, "a").start()
 
 
+@pytest.mark.asyncio
+async def test_the_error_of_an_unreachable_cluster_names_no_password() -> None:
+    config = ClusterSettings(servers=("nats://gw:s3cr3t@127.0.0.1:9",), connect_timeout_ms=500)
+    with pytest.raises(ClusterError) as raised:
+        await Cluster(config, "a").start()
+    assert "cannot reach the cluster at nats://gw:(redacted)@127.0.0.1:9" in str(raised.value)
+    assert "s3cr3t" not in str(raised.value)
+
+
 def test_session_keys_hold_only_what_a_key_may() -> None:
     s = SessionSettings(SenderCompID="GW 1", TargetCompID="CLIENT.A*")
     assert session_key(s) == "FIX=2E4=2E4.GW=201.CLIENT=2EA=2A"

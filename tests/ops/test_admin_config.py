@@ -68,3 +68,8 @@ def test_a_password_in_a_url_s_query_is_redacted() -> None:
 def test_a_url_without_a_password_is_shown_as_written() -> None:
     config = shown(backoffice={"ledger": "postgresql://fixgw@db:5432/ledger"})
     assert config["backoffice"]["ledger"] == "postgresql://fixgw@db:5432/ledger"
+
+
+def test_the_token_of_a_nats_url_is_redacted() -> None:
+    config = shown(cluster={"servers": ("nats://s3cr3tToken@127.0.0.1:4222",)})
+    assert config["cluster"]["servers"] == ["nats://(redacted)@127.0.0.1:4222"]
