@@ -1100,8 +1100,9 @@ class Cluster:
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             self._failed("renew", exc)
             return 0
-        if _decode(entry.value or b"").owner != self.name:
-            return None
+        lease = _decode(entry.value or b"")
+        if lease.owner != self.name or lease.process != self.process:
+            return None  # another gateway's, or a process before this one under this name
         return entry.revision or 0
 
     def _lose(self, key: str, text: str) -> None:

@@ -164,3 +164,31 @@ async def test_each_instance_answers_its_own_figures_to_the_others(
     assert (leases["granted"], leases["lost"]) == (1, 0)  # renewals go on meanwhile
     [seen_from_a] = await a.cluster.peers()
     assert (seen_from_a["instance"], seen_from_a["serving"]) == ("b", 0)
+
+
+@pytest.mark.asyncio
+async def test_a_stalled_process_does_not_renew_the_lease_its_successor_under_its_name_took(
+    nats_cluster: NatsCluster,
+) -> None:
+    config = settings(nats_cluster)
+    (a,) = await members(config, "a", clients=["C1"])
+    try:
+        assert await a.claim("C1") is None
+        # a stalls (SIGSTOP: its timers do not run) past its leases
+        for task in a.cluster._tasks:
+            task.cancel()
+        # a process restarted under the same name takes its name and session
+        (a2,) = await members(config, "a", clients=["C1"])
+        try:
+            await take(a2, "C1")
+            # a wakes up and renews: the key names "a", but another process
+            key = session_key(a.sessions["C1"])
+            held = a.cluster._held[key]
+            await a.cluster._renew(key, held)
+            assert [text for _, text, _ in a.lost] == ["another gateway took the session over"]
+            assert a.cluster.held() == []
+            assert a2.cluster.held() == [key]
+        finally:
+            await a2.cluster.stop()
+    finally:
+        await a.cluster._close_connection()
