@@ -1046,18 +1046,28 @@ class Cluster:
                 )
             self._reachable()
         except nats.js.errors.KeyWrongLastSequenceError:
-            # another process took this name (ours had lapsed): this one
-            # serves nothing and takes nothing from now on
+            own = await self._own_revision(kv, self.name)
+            if own is None:
+                self._lose_name()
+            elif own > 0:
+                # an earlier renewal was written after all (its answer came
+                # too late): the name is still this process's
+                self._instance_revision = own
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            self._failed("renew", exc)
+
+    def _lose_name(self) -> None:
+        """Another process took this name (ours had lapsed): this one
+        serves nothing and takes nothing from now on."""
+        if not self._name_lost:
             _log.error(
                 "cluster_name_lost",
                 instance=self.name,
                 hint="another gateway runs under this name: restart this one under its own",
             )
-            self._name_lost = True
-            for key in list(self._held):
-                self._lose(key, "this gateway lost its place in the cluster")
-        except (TimeoutError, OSError, nats.errors.Error) as exc:
-            self._failed("renew", exc)
+        self._name_lost = True
+        for key in list(self._held):
+            self._lose(key, "this gateway lost its place in the cluster")
 
     async def _renew(self, key: str, held: _Held) -> None:
         kv = self._sessions_kv

@@ -167,6 +167,25 @@ async def test_each_instance_answers_its_own_figures_to_the_others(
 
 
 @pytest.mark.asyncio
+async def test_a_renewal_of_the_name_written_but_not_answered_in_time_keeps_the_name(
+    pair: tuple[Member, Member],
+) -> None:
+    a, _b = pair
+    assert await a.claim("C1") is None
+    kv = a.cluster._instances_kv
+    assert kv is not None
+    # a renewal of a's name reached the bucket, its answer did not (it
+    # timed out here): the bucket is one revision ahead of what a knows
+    await kv.update("a", a.cluster._value(), last=a.cluster._instance_revision)
+    await a.cluster.renew_once()
+    assert a.lost == []
+    assert not a.cluster._name_lost
+    assert a.cluster.held() == [session_key(a.sessions["C1"])]
+    await a.cluster.renew_once()
+    assert a.lost == []
+
+
+@pytest.mark.asyncio
 async def test_a_stalled_process_does_not_renew_the_lease_its_successor_under_its_name_took(
     nats_cluster: NatsCluster,
 ) -> None:
