@@ -115,6 +115,9 @@ class Headroom:
         self.stats = HeadroomStats()
         self.reachable = True
         self._task: asyncio.Task[None] | None = None
+        self._lowered: set[str] = set()
+        # LPs whose limit a reload lowered: the slice is stored again at the
+        # next pass, within what the others leave of the new limit
 
     def start(self) -> None:
         self._apply(dict(self.caps))
@@ -144,13 +147,13 @@ class Headroom:
         chunk = limit * CHUNK
         held = self.held[lp]
         spare = held - used
-        if chunk / 2 <= spare <= 2 * chunk and self.reachable:
+        if chunk / 2 <= spare <= 2 * chunk and self.reachable and lp not in self._lowered:
             self._mark_reduce_only(lp, used)
             return
         # short of spare (more), or holding too much (given back); when the
         # cluster was out of reach, each pass tries again
         want = used + chunk
-        if want < held:
+        if want < held and want < self.caps[lp]:
             # trimmed here first: routing never uses what is being given back
             self.caps[lp] = want
             self._apply(dict(self.caps))
@@ -167,6 +170,7 @@ class Headroom:
         if not self.reachable:
             self.reachable = True
             _log.info("headroom_reachable_again")
+        self._lowered.discard(lp)
         if stored > held:
             self.stats.grants += 1
         elif stored < held:
@@ -212,9 +216,16 @@ class Headroom:
         for lp, limit in limits.items():
             if lp not in self.limits:
                 continue  # an LP added needs a restart, as without a cluster
-            self.limits[lp] = limit
-            if self.caps[lp] > limit:
-                self.caps[lp] = limit
+            old, self.limits[lp] = self.limits[lp], limit
+            if limit >= old:
+                continue
+            # the slices stored add up to the old limit at most: each cut in
+            # the same proportion, they add up to the new one at most until
+            # each gateway stores its own again, within what the others leave
+            self._lowered.add(lp)
+            cap = min(self.caps[lp], self.held[lp] * limit / old, limit)
+            if cap < self.caps[lp]:
+                self.caps[lp] = cap
                 self._apply(dict(self.caps))
 
     def _mark_reduce_only(self, lp: str, used: Decimal) -> None:

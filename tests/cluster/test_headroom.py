@@ -153,3 +153,30 @@ def test_a_slice_caps_the_hard_and_the_soft_limit() -> None:
     assert small.enabled == limits.enabled
     # a slice above the configured limit changes nothing
     assert capped(rules, {lp: limits.hard_limit_usd * 2}).limits.lps[lp] == limits
+
+
+@pytest.mark.asyncio
+async def test_a_limit_lowered_by_a_reload_leaves_the_slices_within_it(
+    nats_cluster: NatsCluster, bucket: str
+) -> None:
+    nc, kv = await headroom_kv(nats_cluster, bucket)
+    try:
+        a, b = Gateway(kv, "a"), Gateway(kv, "b")
+        a.used = b.used = LIMIT * Decimal("0.25")
+        for _ in range(4):
+            await asyncio.gather(a.headroom.adjust("LP1"), b.headroom.adjust("LP1"))
+        assert a.caps["LP1"] == b.caps["LP1"] == LIMIT * Decimal("0.35")
+        # the limit is halved, on each gateway (a reload there)
+        lower = LIMIT / 2
+        for g in (a, b):
+            g.headroom.set_limits({"LP1": lower})
+        # from the reloads on, what the two may route stays within it
+        assert a.caps["LP1"] + b.caps["LP1"] <= lower
+        for _ in range(4):
+            await asyncio.gather(a.headroom.adjust("LP1"), b.headroom.adjust("LP1"))
+            assert a.caps["LP1"] + b.caps["LP1"] <= lower
+            assert sum((await stored_slices(kv)).values()) <= lower
+        # and what is left of it above their exposures is theirs to use
+        assert a.caps["LP1"] + b.caps["LP1"] == lower
+    finally:
+        await nc.close()
