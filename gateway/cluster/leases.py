@@ -594,13 +594,14 @@ class Cluster:
     async def _on_reserve(self, msg: Any) -> None:
         """Another instance turns a Logon for one of our sessions away: set
         a MsgSeqNum aside for its Logout (skipped here: a resend fills it
-        with a gap fill), copied before it is given."""
+        with a gap fill), copied before it is given.  None while the
+        session's copy is still being read here: the store is not yet at
+        the client's numbers."""
         key = msg.data.decode("ascii", "replace")
         answer = b""
-        held = self._held.get(key)
         store = self.stores.get(key)
         log = self.log
-        if held is not None and store is not None and log is not None:
+        if self.serving(key) and store is not None and log is not None:
             seq = store.next_sender_seq
             store.set_next_sender_seq(seq + 1)
             store.flush()

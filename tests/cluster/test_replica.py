@@ -1022,3 +1022,48 @@ async def test_a_session_taken_unattended_whose_copy_was_late_is_read_again(
         assert claimed == ["FIX.4.4:GW->C1"]
         assert not late  # the first reading failed
         assert b.cluster.serving(key)
+
+
+@pytest.mark.asyncio
+async def test_a_logout_number_is_not_set_aside_by_a_gateway_still_reading_the_sessions_copy(
+    nats_cluster: NatsCluster,
+) -> None:
+    config = settings(nats_cluster)
+    a, b, c = (Member(config, name, ["C1"]) for name in ("a", "b", "c"))
+    async with running(a, b, c):
+        # b reads the copy late (its records wait here until let through)
+        b_log = b.cluster.log
+        assert b_log is not None
+        sub = b_log._sub._sub
+        follow = sub._cb
+        let_through = asyncio.Event()
+
+        async def late(msg: Any) -> None:
+            await let_through.wait()
+            await follow(msg)
+
+        sub._cb = late
+        assert await a.claim("C1") is None
+        a.sessions["C1"].store.set_next_sender_seq(50)  # a sent 49 messages
+        await written(a)
+        key = session_key(a.sessions["C1"])
+        await a.cluster._release(key)  # a lets it go
+        # b takes it: granted, waiting for the copy to be read
+        claiming = b.claim("C1")
+        await held_by(b, "C1")
+        # the client logs on at c meanwhile: turned away, b asked for a number
+        refusal = await c.claim("C1")
+        assert refusal is not None
+        _text, seq = refusal
+        let_through.set()
+        assert await claiming is None
+        # none given (the connection is closed without a Logout), or one
+        # after every number the client was sent
+        assert seq is None or seq >= 50
+        assert await b_log.drain(5)
+        c_log = c.cluster.log
+        assert c_log is not None
+        assert await c_log.caught_up(key, 5)
+        # and the copy never goes back to numbers the client was sent
+        assert b.store("C1").next_sender_seq >= 50
+        assert c.store("C1").next_sender_seq >= 50
