@@ -71,6 +71,11 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Slices).decode
 
 
+class _Unreadable(ValueError):
+    """An LP's key holds what this gateway cannot read (written by hand):
+    its slice is neither grown nor trimmed until the key is put right."""
+
+
 @dataclass(slots=True)
 class HeadroomStats:
     grants: int = 0
@@ -160,7 +165,7 @@ class Headroom:
         try:
             async with asyncio.timeout(self._timeout):
                 stored = await self._store(lp, want, limit)
-        except (TimeoutError, OSError, nats.errors.Error) as exc:
+        except (TimeoutError, OSError, nats.errors.Error, _Unreadable) as exc:
             self.stats.errors += 1
             if self.reachable:
                 self.reachable = False
@@ -188,15 +193,18 @@ class Headroom:
         while True:
             try:
                 entry = await kv.get(lp_key(lp))
-                current = _decode(entry.value or b"")
-                revision = entry.revision or 0
+                value, revision = entry.value or b"", entry.revision or 0
             except nats.js.errors.KeyNotFoundError:
-                current, revision = Slices(limit_usd=str(limit)), 0
-            # the limit as configured here (the same on every gateway; a
-            # reload on each changes it): the last writer's stands
-            others = sum(
-                (Decimal(v) for k, v in current.slices.items() if k != self.name), Decimal(0)
-            )
+                value, revision = b"", 0
+            try:
+                current = _decode(value) if revision else Slices(limit_usd=str(limit))
+                # the limit as configured here (the same on every gateway; a
+                # reload on each changes it): the last writer's stands
+                others = sum(
+                    (Decimal(v) for k, v in current.slices.items() if k != self.name), Decimal(0)
+                )
+            except (msgspec.DecodeError, ArithmeticError) as exc:
+                raise _Unreadable(f"the key of LP {lp} cannot be read: {exc}") from None
             mine = max(Decimal(0), min(want, limit - others))
             slices = dict(current.slices)
             slices[self.name] = str(mine)

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import nats
 import pytest
+import structlog
 from nats.js.kv import KeyValue
 
 from config import default_config_path, load_config
@@ -178,5 +179,34 @@ async def test_a_limit_lowered_by_a_reload_leaves_the_slices_within_it(
             assert sum((await stored_slices(kv)).values()) <= lower
         # and what is left of it above their exposures is theirs to use
         assert a.caps["LP1"] + b.caps["LP1"] == lower
+    finally:
+        await nc.close()
+
+
+@pytest.mark.asyncio
+async def test_an_lp_key_written_by_hand_that_cannot_be_read_keeps_the_slice_and_says_so(
+    nats_cluster: NatsCluster, bucket: str
+) -> None:
+    nc, kv = await headroom_kv(nats_cluster, bucket)
+    try:
+        a = Gateway(kv, "a")
+        await a.headroom.adjust("LP1")
+        held = a.caps["LP1"]
+        assert held == LIMIT * Decimal("0.1")
+        # an operator edits the key by hand, a slice as a number
+        await kv.put("LP1", b'{"limit_usd": "1000000", "slices": {"a": "100000", "b": 400000}}')
+        a.used = held
+        with structlog.testing.capture_logs() as logs:
+            await a.headroom.adjust("LP1")  # not grown, and no exception
+            await a.headroom.adjust("LP1")
+        assert a.caps["LP1"] == held
+        assert a.headroom.stats.reduce_only == {"LP1"}
+        [line] = [e for e in logs if e["event"] == "headroom_unreachable"]
+        assert "LP1" in line["error"]
+        # the key put right, the slice grows again
+        await kv.put("LP1", b'{"limit_usd": "1000000", "slices": {"a": "100000"}}')
+        await a.headroom.adjust("LP1")
+        assert a.caps["LP1"] == LIMIT * Decimal("0.2")
+        assert a.headroom.stats.reduce_only == set()
     finally:
         await nc.close()
