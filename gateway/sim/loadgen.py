@@ -30,7 +30,7 @@ from config import SessionSettings
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 from gateway.fix.events import ApplicationMessage, Event
-from gateway.net.client import FixClient
+from gateway.net.client import FixClient, LogonError
 
 _FINAL_STATUSES = frozenset({b"2", b"4", b"8", b"C"})
 
@@ -304,6 +304,21 @@ class FillResponder(asyncio.Protocol):
             self._transport.write(b"".join(out))
 
 
+class BenchError(Exception):
+    """The bench cannot run; the message is one line for its user."""
+
+
+async def _connect(client: LoadClient, host: str, port: int) -> None:
+    """Log ``client`` on at ``host``:``port``; :class:`BenchError` saying
+    why not (nothing listening there, the logon refused)."""
+    try:
+        await client.connect(host, port)
+    except LogonError as exc:
+        raise BenchError(str(exc)) from None
+    except OSError as exc:
+        raise BenchError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
+
+
 async def run_load(
     host: str,
     port: int,
@@ -315,7 +330,7 @@ async def run_load(
     meter: CpuMeter | None = None,
 ) -> list[RunStats]:
     client = LoadClient(sender, target)
-    await client.connect(host, port)
+    await _connect(client, host, port)
     await client.run(min(2000, int(duration * 1000)), None, max_in_flight)  # warm-up
     results = []
     for rate in rates:
@@ -439,7 +454,7 @@ async def _reload_comparison(args: argparse.Namespace) -> int:
     url = f"http://{args.host}:{args.http_port}/admin/reload"
     reloads = Reloads(url, token, args.reload_every, args.reload_file)
     client = LoadClient(args.sender, args.target)
-    await client.connect(args.host, args.port)
+    await _connect(client, args.host, args.port)
     await client.run(min(2000, int(args.duration * 1000)), None, args.in_flight)  # warm-up
     count = int(rate * args.duration)
     # alternate runs without and with reloads, so drift of a noisy machine
@@ -573,4 +588,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import uvloop
 
-    return uvloop.run(_main(args))
+    try:
+        return uvloop.run(_main(args))
+    except BenchError as exc:
+        print(f"fixgw bench: {exc}", file=sys.stderr)
+        return 1

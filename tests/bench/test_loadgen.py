@@ -121,3 +121,12 @@ def test_bench_refuses_a_malformed_cpu_of() -> None:
     proc = run_bench("--cpu-of", "gateway")
     assert proc.returncode == 2
     assert "expected NAME=PID" in proc.stderr
+
+
+def test_bench_without_a_gateway_is_one_line() -> None:
+    port = free_port()
+    proc = run_bench("--port", str(port), "--rate", "10", "--duration", "0.5", "--no-yardstick")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        f"fixgw bench: cannot connect to 127.0.0.1:{port}: Connection refused"
+    ]
