@@ -124,6 +124,17 @@ def test_conformance_config_loads() -> None:
     assert by_target["NO_CHECK_FIELDS_HAVE_VALUES"].ValidateFieldsHaveValues is False
 
 
+def test_the_lp_simulators_trade_every_instrument_of_the_fix_lps_config() -> None:
+    """config/fix-lps.toml reaches the two lp-sim configs: each quotes and
+    trades every instrument the gateway offers, on the same grid."""
+    from gateway.sim.lp_sim_config import load_lp_sim_config
+
+    gateway = load_config(default_config_path().with_name("fix-lps.toml"))
+    for name in ("lp-sim-a.toml", "lp-sim-b.toml"):
+        lp_sim = load_lp_sim_config(default_config_path().with_name(name))
+        assert lp_sim.instruments == gateway.instruments, name
+
+
 def test_minimal_config_takes_defaults() -> None:
     cfg = parse_config(MINIMAL)
     assert cfg.gateway == GatewaySettings()
