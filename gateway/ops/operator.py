@@ -7,9 +7,10 @@ token as a bearer token, and prints a table for people or, with
 ``--json``, JSON for scripts.  The token is ``--token``, else the
 ``FIXGW_ADMIN_TOKEN`` environment variable (as the daemon reads it), else
 the ``admin_token`` of ``--config FILE``, which also gives the URL when
-``--url`` is not given.  Whatever goes wrong (no daemon at the URL, a
-refused token, the admin API disabled) is one line on stderr and exit
-status 1.
+``--url`` is not given; with none of these, the packaged default config's,
+which ``fixgw run`` uses without ``--config``.  Whatever goes wrong (no
+daemon at the URL, a refused token, the admin API disabled) is one line on
+stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class AdminApi:
     url: str
     token: str
     timeout: float = TIMEOUT
+    packaged_token: bool = False
+    """The token is the packaged default config's, none the operator gave."""
 
     def get(self, path: str, query: Mapping[str, str] | None = None, *, method: str = "GET") -> Any:
         """The JSON ``path`` answers; :class:`OperatorError` otherwise."""
@@ -105,6 +108,12 @@ class AdminApi:
                 return OperatorError(
                     f"no admin token given (HTTP 401 from {self.url}): pass --token, "
                     f"set {TOKEN_ENV} or name the daemon's config with --config"
+                )
+            if self.packaged_token:
+                return OperatorError(
+                    f"the daemon at {self.url} refused the default config's admin token "
+                    f"(HTTP 401): pass --token, set {TOKEN_ENV} or name the daemon's config "
+                    "with --config"
                 )
             return OperatorError(
                 f"the daemon at {self.url} refused the admin token (HTTP 401): "
@@ -159,24 +168,29 @@ def _connect_host(host: str) -> str:
 
 def admin_api(args: argparse.Namespace) -> AdminApi:
     """The daemon the command asks: ``--url`` and ``--token`` first, then
-    the environment, then ``--config``; :class:`OperatorError` for a config
-    file that cannot say."""
+    the environment, then ``--config``, else the packaged default config (the
+    daemon ``fixgw run`` starts without one); :class:`OperatorError` for a
+    config file that cannot say."""
     url: str | None = args.url
     token: str | None = args.token if args.token is not None else os.environ.get(TOKEN_ENV)
-    if args.config is not None and (url is None or not token):
+    config: str | None = args.config
+    packaged = config is None and url is None and not token
+    if packaged:
+        from config import default_config_path
+
+        config = str(default_config_path())
+    if config is not None and (url is None or not token):
         from config import ConfigError, load_config
 
         try:
-            gateway = load_config(args.config).gateway
+            gateway = load_config(config).gateway
         except ConfigError as exc:
             first = exc.errors[0] if exc.errors else str(exc)
             more = f" (and {len(exc.errors) - 1} more)" if len(exc.errors) > 1 else ""
-            raise OperatorError(f"{args.config}: {first}{more}") from None
+            raise OperatorError(f"{config}: {first}{more}") from None
         if url is None:
             if not gateway.http_port:
-                raise OperatorError(
-                    f"{args.config}: the daemon serves no HTTP (gateway.http_port = 0)"
-                )
+                raise OperatorError(f"{config}: the daemon serves no HTTP (gateway.http_port = 0)")
             url = f"http://{_connect_host(gateway.http_host)}:{gateway.http_port}"
         if not token:
             token = gateway.admin_token
@@ -188,7 +202,7 @@ def admin_api(args: argparse.Namespace) -> AdminApi:
         port = -1
     if port == -1 or parts.scheme not in ("http", "https") or not parts.hostname:
         raise OperatorError(f"bad --url {url!r}: give http://HOST:PORT")
-    return AdminApi(url, (token or "").strip(), args.timeout)
+    return AdminApi(url, (token or "").strip(), args.timeout, packaged and bool(token))
 
 
 # --- formatting -----------------------------------------------------------------------
@@ -758,9 +772,14 @@ COMMANDS: dict[str, tuple[Command, str]] = {
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--url", help=f"the daemon's HTTP address (default {DEFAULT_URL}, or from --config)"
+        "--url",
+        help=f"the daemon's HTTP address (default: from --config, or the packaged config's, "
+        f"{DEFAULT_URL})",
     )
-    parser.add_argument("--token", help=f"admin token (default: ${TOKEN_ENV}, or from --config)")
+    parser.add_argument(
+        "--token",
+        help=f"admin token (default: ${TOKEN_ENV}, or from --config, or the packaged config's)",
+    )
     parser.add_argument(
         "--config", help="the daemon's TOML config: its http_host, http_port and admin_token"
     )

@@ -111,7 +111,7 @@ def test_the_url_and_token_come_from_flags_then_environment_then_config(
     path = tmp_path / "gw.toml"
     path.write_text(text)
 
-    assert operator.admin_api(args()) == AdminApi(operator.DEFAULT_URL, "")
+    assert operator.admin_api(args(url=operator.DEFAULT_URL)) == AdminApi(operator.DEFAULT_URL, "")
     assert operator.admin_api(args(config=str(path))) == AdminApi(
         "http://127.0.0.1:18181", "from-file"
     )
@@ -129,6 +129,23 @@ def test_the_url_and_token_come_from_flags_then_environment_then_config(
         operator.admin_api(args(config=str(tmp_path / "missing.toml")))
     with pytest.raises(OperatorError, match="give http://HOST:PORT"):
         operator.admin_api(args(url="127.0.0.1:8080"))
+
+
+def test_with_nothing_given_the_daemon_is_the_packaged_configs(
+    fake_admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fixgw status`` alone asks the daemon ``fixgw run`` starts alone."""
+    monkeypatch.delenv(operator.TOKEN_ENV, raising=False)
+    api = operator.admin_api(args())
+    assert (api.url, api.token) == ("http://127.0.0.1:8080", "dev-admin-token")
+
+    fake_admin.answer = (401, b'{"error": "wrong bearer token"}')
+    with pytest.raises(OperatorError) as refused:
+        AdminApi(fake_admin.url, api.token, packaged_token=True).get("/admin/summary")
+    assert str(refused.value) == (
+        f"the daemon at {fake_admin.url} refused the default config's admin token (HTTP 401): "
+        "pass --token, set FIXGW_ADMIN_TOKEN or name the daemon's config with --config"
+    )
 
 
 @pytest.mark.parametrize(
