@@ -9,6 +9,7 @@ token) and print the answer.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import gc
 import json
 import signal
@@ -35,13 +36,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "reconciliation now), treasury, status, export (a trading day's files)",
     )
     parser.add_argument("--config", help="TOML config file (default: the packaged default)")
-    parser.add_argument("--date", help="export: the trading day, YYYY-MM-DD")
+    parser.add_argument("--date", type=trading_day, help="export: the trading day, YYYY-MM-DD")
     parser.add_argument("--type", help="breaks: only this type")
     parser.add_argument("--json", action="store_true", help="print the answer as JSON")
     parser.add_argument("--url", help="the back office's HTTP address (default: from the config)")
     parser.add_argument(
         "--data-dir", help="override gateway.data_dir (relative to the working directory)"
     )
+
+
+def trading_day(text: str) -> str:
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a date, YYYY-MM-DD: {text!r}") from None
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -108,6 +116,9 @@ def _run(cfg: Config) -> int:
 
 
 def _ask(cfg: Config, args: argparse.Namespace) -> int:
+    if args.action == "export" and not args.date:
+        print("fixgw backoffice export: which trading day? give --date YYYY-MM-DD", file=sys.stderr)
+        return 1
     settings = cfg.backoffice
     base = args.url or f"http://{settings.http_host}:{settings.http_port}"
     method, path = {
@@ -127,6 +138,10 @@ def _ask(cfg: Config, args: argparse.Namespace) -> int:
             data: Any = json.loads(response.read())
     except urllib.error.HTTPError as exc:
         body = exc.read().decode("utf-8", "replace")
+        try:
+            body = json.loads(body)["error"]
+        except (ValueError, TypeError, KeyError):
+            pass  # not the back office's own answer: shown as it came
         print(f"fixgw backoffice {args.action}: HTTP {exc.code}: {body}", file=sys.stderr)
         return 1
     except (urllib.error.URLError, OSError) as exc:

@@ -530,3 +530,23 @@ def test_a_symbol_not_listed_is_named_once(tmp_path: Path) -> None:
         office._name_unlisted([trade])
     named = [e for e in logs if e["event"] == "trade_in_unlisted_instrument"]
     assert [(e["symbol"], e["currencies"]) for e in named] == [("GBP/JPY", ["GBP", "JPY"])]
+
+
+def test_an_export_without_a_good_date_is_one_line_before_asking(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from netkit import free_port
+
+    from gateway.cli import main
+
+    nobody = f"http://127.0.0.1:{free_port()}"
+    assert main(["backoffice", "export", "--url", nobody]) == 1
+    assert capsys.readouterr().err == (
+        "fixgw backoffice export: which trading day? give --date YYYY-MM-DD\n"
+    )
+    with pytest.raises(SystemExit) as refused:
+        main(["backoffice", "export", "--url", nobody, "--date", "2026-13-01"])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        "fixgw backoffice: error: argument --date: a date, YYYY-MM-DD: '2026-13-01'\n"
+    )
