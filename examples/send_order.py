@@ -9,8 +9,8 @@ until the order is final, and logs out::
         [--symbol EUR/USD] [--side buy|sell] [--qty 1000]
 
 The Logon carries ResetSeqNumFlag(141)=Y: this client keeps no store, so it
-starts both sequence numbers from 1 each time (see README, "Connecting a
-client").  Exits 0 once the order is final and the session logged out; 1
+starts both sequence numbers from 1 each time (see README, "Connect a
+client and send an order").  Exits 0 once the order is final and the session logged out; 1
 when the order cannot be built, the logon fails, the order is rejected or
 no report comes in time.
 """
