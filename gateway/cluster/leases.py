@@ -1192,7 +1192,10 @@ class Cluster:
         return {
             "instance": self.name,
             "connected": self.connected,
-            "server": f"nats://{server.netloc}" if server is not None else None,
+            # as configured, but never its credentials (the read token sees this)
+            "server": (
+                url_without_secrets(f"nats://{server.netloc}") if server is not None else None
+            ),
             "serving": len(self._held),
             "leases": {
                 "granted": self.stats.grants,

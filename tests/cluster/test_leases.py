@@ -211,3 +211,16 @@ async def test_a_stalled_process_does_not_renew_the_lease_its_successor_under_it
             await a2.cluster.stop()
     finally:
         await a.cluster._close_connection()
+
+
+@pytest.mark.asyncio
+async def test_the_server_a_gateway_shows_has_no_credentials(nats_cluster: NatsCluster) -> None:
+    # the test servers take any user: the password is only to be hidden
+    servers = tuple(url.replace("nats://", "nats://gw:s3cr3t@") for url in nats_cluster.urls)
+    (a,) = await members(settings(nats_cluster, servers=servers), "a", clients=["C1"])
+    try:
+        shown = a.cluster.figures()["server"]
+        assert isinstance(shown, str)
+        assert shown.startswith("nats://gw:(redacted)@127.0.0.1:")
+    finally:
+        await a.cluster.stop()
