@@ -644,7 +644,8 @@ class Session:
             msg.get(554) or b"", s.Password.encode()
         ):
             return "Invalid username or password"
-        hb = int(msg.get(108) or b"-1")
+        given = msg.get(108) or b""
+        hb = int(given) if given.isdigit() else -1  # not read yet (a gate asks first)
         if not s.MinHeartBtInt <= hb <= s.MaxHeartBtInt:
             return f"HeartBtInt must be between {s.MinHeartBtInt} and {s.MaxHeartBtInt}"
         return None

@@ -270,15 +270,18 @@ class AcceptedConnection(FixTransportProtocol):
         return True
 
     def _admit(self, chunks: list[bytes], logon: bytes) -> None:
-        """Read ``chunks`` (``logon`` being all that arrived so far), once
-        the gate, if any, let this gateway take the session the Logon
-        names."""
+        """Read ``chunks`` once the gate, if any, let this gateway take the
+        session the Logon names: ``logon`` is what had arrived when the
+        Logon's pair was known (``chunks[0]`` ends it), the rest of
+        ``chunks`` what arrived while a failed-Logon delay held it."""
         server = self._server
         if server.logon_gate is None:
             self._feed(chunks)
             return
         decoder = FrameDecoder(server.max_message_size)
         decoder.feed(logon)
+        for later in chunks[1:]:
+            decoder.feed(later)
         self._gather(decoder, chunks)
 
     def _gather(self, decoder: FrameDecoder, chunks: list[bytes]) -> None:
@@ -294,6 +297,8 @@ class AcceptedConnection(FixTransportProtocol):
         frame = decoder.next_frame() if decoder.start_problem() is None else b""
         if frame is None:
             self._gathering = (decoder, chunks)  # more of the Logon to come
+            if self._reading_paused:
+                self.hold_reading(False)  # held for a failed-Logon delay: read on
             return
         self._gathering = None
         msg = _logon_in(frame) if frame else None

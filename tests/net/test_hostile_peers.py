@@ -250,3 +250,65 @@ async def test_a_long_logon_in_pieces_logs_on_once_the_gate_let_it() -> None:
         assert gate.asked == [session.session_id]
     finally:
         await server.stop(grace=0.5)
+
+
+@pytest.mark.asyncio
+async def test_a_long_logon_held_by_the_failed_logon_delay_logs_on_once_let_through() -> None:
+    """A Logon too long to be identified at once, from an address whose
+    logons failed: held for the delay, its rest read after it, then put to
+    the gate and logged on."""
+    session = Session(GATEWAY, MemoryStore())
+    gate = AdmittingGate()
+    server = FixServer(
+        SessionRegistry([session]), {session.session_id: EchoApplication()}, logon_gate=gate
+    )
+    for _ in range(4):  # one past the free ones: the next Logon waits a little
+        server.failures.record(("127.0.0.1", ""), time.time())
+    port = await server.start("127.0.0.1", 0)
+    loop = asyncio.get_running_loop()
+    raw = b"R" * 4800
+    logon = frame(b"A", 1, b"95=%d\x0196=%b\x0198=0\x01108=30\x01" % (len(raw), raw))
+    try:
+        peer = socket.socket()
+        peer.setblocking(False)
+        with peer:
+            await loop.sock_connect(peer, ("127.0.0.1", port))
+            await loop.sock_sendall(peer, logon[:4200])  # past 4 KiB: held as is
+            # the first piece read, the delay begun
+            assert await until(lambda: any(c.identified for c in server.connections), 5)
+            await loop.sock_sendall(peer, logon[4200:])  # arrives while held
+            async with asyncio.timeout(10):
+                answer = await loop.sock_recv(peer, 4096)
+            assert b"\x0135=A\x01" in answer
+        assert gate.asked == [session.session_id]
+    finally:
+        await server.stop(grace=0.5)
+
+
+@pytest.mark.asyncio
+async def test_a_logon_with_a_heartbeat_that_is_no_number_is_refused_before_the_gate() -> None:
+    session = Session(GATEWAY, MemoryStore())
+    gate = AdmittingGate()
+    server = FixServer(
+        SessionRegistry([session]), {session.session_id: EchoApplication()}, logon_gate=gate
+    )
+    port = await server.start("127.0.0.1", 0)
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    try:
+        peer = socket.socket()
+        peer.setblocking(False)
+        with peer:
+            await loop.sock_connect(peer, ("127.0.0.1", port))
+            await loop.sock_sendall(peer, frame(b"A", 1, b"98=0\x01108=abc\x01"))
+            answer = b""
+            async with asyncio.timeout(5):
+                while chunk := await loop.sock_recv(peer, 4096):
+                    answer += chunk
+        assert gate.asked == []  # turned away as on a gateway alone
+        assert b"\x0135=A\x01" not in answer
+        assert errors == []  # not an error out of the connection's reading
+    finally:
+        loop.set_exception_handler(None)
+        await server.stop(grace=0.5)
