@@ -293,9 +293,7 @@ class Outbox:
             self._protocols = protocols + self._protocols
             stores.update(self._stores)
             self._stores = stores
-            if not self._scheduled:
-                self._scheduled = True
-                self._event_loop().call_later(RETRY_AFTER, self.write_pending)
+            self._retry_later()
             return
         if self._failures:
             _log.info("write_resumed", failed_attempts=self._failures)
@@ -342,6 +340,7 @@ class Outbox:
             protocol._flush_store()
         except Exception as exc:
             self._write_failed(exc)
+            self._retry_later()  # the journal's batch and the other stores
             return True
         if self._replica is not None:
             return self._after_copy([protocol])
@@ -397,10 +396,22 @@ class Outbox:
                 _log.exception("write_out_failed", peer=protocol.peer)
 
     def settle(self, session: Session) -> None:
-        """Make a session's store durable at once (its connection is gone)."""
-        if self._barrier is not None:
-            self._barrier()
-        session.store.flush()
+        """Make a session's store durable at once (its connection is gone);
+        when it cannot be written (a full disk), it is tried again with the
+        other writes, ``RETRY_AFTER`` later."""
+        try:
+            if self._barrier is not None:
+                self._barrier()
+            session.store.flush()
+        except Exception as exc:
+            self._write_failed(exc)
+            self._stores[session.store] = None
+            self._retry_later()
+
+    def _retry_later(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self._event_loop().call_later(RETRY_AFTER, self.write_pending)
 
 
 class FixTransportProtocol(asyncio.Protocol):

@@ -8,6 +8,8 @@ in its file already, and what the journal flushes must come before it."""
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,16 @@ from gateway.net.transport import Outbox
 from gateway.storage.session_store import JOURNAL_NAME, FileStore, open_store
 
 NOW = 1_700_000_000.0
+
+
+async def until(condition: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``condition`` until true or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(0.02)  # polling, with the deadline above
+    return condition()
 
 
 class Disk:
@@ -269,10 +281,17 @@ async def test_a_connection_ended_while_the_journal_cannot_be_written_is_closed(
 ) -> None:
     setup = Setup(tmp_path)
     await setup.logged_on()
-    setup.journal.failures = 1
+    setup.journal.failures = 2
     with structlog.testing.capture_logs() as logs:
         setup.conn.data_received(logout(2))  # answered with a Logout, then closed
-    assert setup.socket.closed
-    assert b"\x0135=5\x01" not in setup.socket.data  # nothing left unwritten to disk
-    assert [e["event"] for e in logs if e["event"] == "write_failed"] == ["write_failed"]
+        assert setup.socket.closed
+        assert b"\x0135=5\x01" not in setup.socket.data  # nothing left unwritten to disk
+        # the connection's end is seen however the disk does: it is let go
+        setup.conn.connection_lost(None)
+        assert setup.conn not in setup.server.connections
+        # the session's store is written once the disk takes it again
+        size = setup.disk.size()
+        assert await until(lambda: setup.disk.size() > size, 5)
+    events = [e["event"] for e in logs if e["event"].startswith("write_")]
+    assert events == ["write_failed", "write_resumed"]
     setup.session.store.close()
