@@ -73,7 +73,7 @@ _decode = msgspec.json.Decoder(Slices).decode
 
 class _Unreadable(ValueError):
     """An LP's key holds what this gateway cannot read (written by hand):
-    its slice is neither grown nor trimmed until the key is put right."""
+    its slice is not grown (trimmed here only) until the key is put right."""
 
 
 @dataclass(slots=True)
@@ -120,6 +120,7 @@ class Headroom:
         self.stats = HeadroomStats()
         self.reachable = True
         self._task: asyncio.Task[None] | None = None
+        self._unreadable: set[str] = set()  # LPs whose key cannot be read, said once
         self._lowered: set[str] = set()
         # LPs whose limit a reload lowered: the slice is stored again at the
         # next pass, within what the others leave of the new limit
@@ -165,7 +166,20 @@ class Headroom:
         try:
             async with asyncio.timeout(self._timeout):
                 stored = await self._store(lp, want, limit)
-        except (TimeoutError, OSError, nats.errors.Error, _Unreadable) as exc:
+        except _Unreadable as exc:
+            # this LP's key only: the cluster is in reach, the other LPs' slices move
+            self.stats.errors += 1
+            if lp not in self._unreadable:
+                self._unreadable.add(lp)
+                _log.error(
+                    "headroom_key_unreadable",
+                    lp=lp,
+                    error=str(exc),
+                    hint="put the key right (nats kv put) or delete it",
+                )
+            self._mark_reduce_only(lp, used)
+            return
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
             self.stats.errors += 1
             if self.reachable:
                 self.reachable = False
@@ -175,6 +189,9 @@ class Headroom:
         if not self.reachable:
             self.reachable = True
             _log.info("headroom_reachable_again")
+        if lp in self._unreadable:
+            self._unreadable.discard(lp)
+            _log.info("headroom_key_readable_again", lp=lp)
         self._lowered.discard(lp)
         if stored > held:
             self.stats.grants += 1
@@ -238,14 +255,15 @@ class Headroom:
 
     def _mark_reduce_only(self, lp: str, used: Decimal) -> None:
         # what is left of the slice is under half a chunk, and cannot grow
-        full = not self.reachable and self.caps[lp] - used < self.limits[lp] * CHUNK / 2
+        stuck = not self.reachable or lp in self._unreadable
+        full = stuck and self.caps[lp] - used < self.limits[lp] * CHUNK / 2
         if full and lp not in self.stats.reduce_only:
             self.stats.reduce_only.add(lp)
             _log.warning(
                 "lp_reduce_only",
                 lp=lp,
-                reason="the cluster cannot be reached and this gateway's slice of the LP's"
-                " hard limit is used",
+                reason="the cluster cannot be reached (or the LP's key read) and this"
+                " gateway's slice of the LP's hard limit is used",
                 slice_usd=str(self.caps[lp]),
             )
         elif not full and lp in self.stats.reduce_only:

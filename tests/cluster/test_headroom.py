@@ -29,11 +29,16 @@ class Gateway:
     """A gateway as its slices see it: an exposure that grows as fast as
     its caps allow (every order buys), or shrinks when told."""
 
-    def __init__(self, kv: KeyValue, name: str) -> None:
+    def __init__(self, kv: KeyValue, name: str, lps: tuple[str, ...] = ("LP1",)) -> None:
         self.used = Decimal(0)
-        self.caps: dict[str, Decimal] = {"LP1": Decimal(0)}
+        self.caps: dict[str, Decimal] = dict.fromkeys(lps, Decimal(0))
         self.headroom = Headroom(
-            kv, name, {"LP1": LIMIT}, gross=lambda lp: self.used, apply=self.apply, interval=0.01
+            kv,
+            name,
+            dict.fromkeys(lps, LIMIT),
+            gross=lambda lp: self.used,
+            apply=self.apply,
+            interval=0.01,
         )
 
     def apply(self, caps: Mapping[str, Decimal]) -> None:
@@ -189,7 +194,7 @@ async def test_an_lp_key_written_by_hand_that_cannot_be_read_keeps_the_slice_and
 ) -> None:
     nc, kv = await headroom_kv(nats_cluster, bucket)
     try:
-        a = Gateway(kv, "a")
+        a = Gateway(kv, "a", ("LP1", "LP2"))
         await a.headroom.adjust("LP1")
         held = a.caps["LP1"]
         assert held == LIMIT * Decimal("0.1")
@@ -199,10 +204,15 @@ async def test_an_lp_key_written_by_hand_that_cannot_be_read_keeps_the_slice_and
         with structlog.testing.capture_logs() as logs:
             await a.headroom.adjust("LP1")  # not grown, and no exception
             await a.headroom.adjust("LP1")
+            # the cluster is in reach all the same: another LP's slice moves
+            await a.headroom.adjust("LP2")
+            await a.headroom.adjust("LP1")
         assert a.caps["LP1"] == held
         assert a.headroom.stats.reduce_only == {"LP1"}
-        [line] = [e for e in logs if e["event"] == "headroom_unreachable"]
-        assert "LP1" in line["error"]
+        assert a.headroom.reachable
+        said = [e for e in logs if e["event"].startswith("headroom_")]
+        assert [(e["event"], e["lp"]) for e in said] == [("headroom_key_unreadable", "LP1")]
+        assert "LP1" in said[0]["error"]
         # the key put right, the slice grows again
         await kv.put("LP1", b'{"limit_usd": "1000000", "slices": {"a": "100000"}}')
         await a.headroom.adjust("LP1")
