@@ -32,8 +32,9 @@ Rules the gateway relies on:
   (ExecType CANCELED, the router's reason as text).  A FOK is accepted only
   if the client book and the LP book together hold its whole quantity,
   otherwise it expires (ExecType EXPIRED) with no fill.  The LP leg is
-  best effort: if the LPs fill less than their book showed, the rest is
-  canceled like an IOC's.
+  best effort: if the LPs fill less than their book showed, or the client
+  orders behind their best price (crossed when the routing is done) are
+  gone by then, the rest is canceled like an IOC's.
 * DAY and GTC limit orders rest in the client book.  While an order is out
   at LPs it cannot cross, and a cancel or replace waits (PENDING_CANCEL /
   PENDING_REPLACE) until the routing is done.  When routing gives back an
