@@ -724,17 +724,21 @@ class BackOffice:
 
     async def _exposures_of(self, feed: Feed) -> dict[str, Any] | None:
         tokens = Tokens.of(self.config.gateway)
-        token = tokens.read or tokens.admin
+        # the read token first, which is all this needs; the admin token when
+        # that gateway does not know it (a config of its own)
+        tried = [token for token in (tokens.read, tokens.admin) if token] or [""]
         url = f"http://{feed.http_host}:{feed.http_port}/admin/exposures"
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
-            async with (
-                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http,
-                http.get(url, headers=headers) as response,
-            ):
-                if response.status != 200:
-                    raise aiohttp.ClientError(f"HTTP {response.status}")
-                data: dict[str, Any] = await response.json()
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+                for i, token in enumerate(tried):
+                    headers = {"Authorization": f"Bearer {token}"} if token else {}
+                    async with http.get(url, headers=headers) as response:
+                        if response.status == 401 and i + 1 < len(tried):
+                            continue
+                        if response.status != 200:
+                            raise aiohttp.ClientError(f"HTTP {response.status}")
+                        data: dict[str, Any] = await response.json()
+                        break
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             if not feed.warned:
                 feed.warned = True

@@ -701,7 +701,8 @@ class BackofficeGateway(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
 
     http_port: OptionalPort = 0
     """Its HTTP port, for its positions (``/admin/exposures``, with this
-    config's ``gateway.admin_token``); 0: its positions are not compared."""
+    config's ``gateway.read_token``, else its ``admin_token``); 0: its
+    positions are not compared."""
 
     http_host: str = ""
     """The address of its HTTP server when not ``host`` (an admin interface

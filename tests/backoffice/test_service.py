@@ -550,3 +550,33 @@ def test_an_export_without_a_good_date_is_one_line_before_asking(
     assert capsys.readouterr().err.endswith(
         "fixgw backoffice: error: argument --date: a date, YYYY-MM-DD: '2026-13-01'\n"
     )
+
+
+@pytest.mark.asyncio
+async def test_a_gateway_that_knows_only_the_admin_token_is_read_with_it(tmp_path: Path) -> None:
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    seen: list[str] = []
+
+    async def exposures(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        if request.headers.get("Authorization") != "Bearer adm":
+            return web.json_response({"error": "wrong bearer token"}, status=401)
+        return web.json_response({"lps": {}})
+
+    app = web.Application()
+    app.router.add_get("/admin/exposures", exposures)
+    cfg = default()
+    cfg = msgspec.structs.replace(
+        cfg,
+        gateway=msgspec.structs.replace(
+            cfg.gateway, data_dir=str(tmp_path), admin_token="adm", read_token="rd"
+        ),
+    )
+    office = BackOffice(cfg)
+    async with TestServer(app) as server:
+        feed = office.feeds[0]
+        feed.http_host, feed.http_port = "127.0.0.1", server.port or 0
+        assert await office._exposures_of(feed) == {"lps": {}}
+    assert seen == ["Bearer rd", "Bearer adm"]  # the read token first
