@@ -159,6 +159,9 @@ class Gateway:
         _refuse_moved_data(self.config.gateway.data_dir, self.data_dir)
         if config.store.backend == "file":
             _writable_data_dir(self.data_dir)
+        clash = Tokens.clash(gw)
+        if clash is not None:
+            raise ConfigError([clash])
         self._tls_context = server_tls(gw)
         _log.info(
             "gateway_starting",

@@ -9,7 +9,8 @@ a ``GET`` or ``HEAD``.  A change (reloading the config, handing a session
 over, a reconciliation or an export asked for) with the read token is
 refused with 403 and says why; so that a risk desk's screens, a
 dashboard or a script that watches can be given a token that cannot
-change what the gateway does.
+change what the gateway does.  (``HEAD`` and ``OPTIONS`` read too; no
+route answers them with a change.)
 
 Tokens are compared in constant time.  With neither token configured the
 APIs answer 403 to everyone.
@@ -48,11 +49,25 @@ class Tokens:
     @classmethod
     def of(cls, settings: GatewaySettings, environ: Mapping[str, str] = os.environ) -> Tokens:
         """The tokens of ``settings``, each overridden by its environment
-        variable when that is set and not empty."""
-        return cls(
-            admin=(environ.get(ADMIN_TOKEN_ENV) or settings.admin_token).strip(),
-            read=(environ.get(READ_TOKEN_ENV) or settings.read_token).strip(),
-        )
+        variable when that is set and not empty.  A read token that is the
+        admin token (through the environment: the config refuses it) gives
+        no more than reading: the admin token is then taken as not set."""
+        admin = (environ.get(ADMIN_TOKEN_ENV) or settings.admin_token).strip()
+        read = (environ.get(READ_TOKEN_ENV) or settings.read_token).strip()
+        return cls(admin="" if admin == read else admin, read=read)
+
+    @staticmethod
+    def clash(settings: GatewaySettings, environ: Mapping[str, str] = os.environ) -> str | None:
+        """Why the tokens in force cannot be used as given (the read token
+        is the admin token), or None."""
+        admin = (environ.get(ADMIN_TOKEN_ENV) or settings.admin_token).strip()
+        read = (environ.get(READ_TOKEN_ENV) or settings.read_token).strip()
+        if read and admin == read:
+            return (
+                f"the read token ({READ_TOKEN_ENV} or gateway.read_token) is the admin token "
+                f"({ADMIN_TOKEN_ENV} or gateway.admin_token): give it a value of its own"
+            )
+        return None
 
     def refusal(self, authorization: str, method: str) -> Refusal | None:
         """None when a request with this ``Authorization`` header may be

@@ -121,6 +121,24 @@ def test_run_refuses_a_data_dir_that_cannot_be_made_in_one_line(
     )
 
 
+def test_run_refuses_a_read_token_the_environment_makes_the_admin_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(DEFAULT.read_text())
+    monkeypatch.setenv("FIXGW_READ_TOKEN", "dev-admin-token")  # the config's admin token
+    ports = [str(free_port()) for _ in range(2)]
+    args = ["run", "--config", str(path), "--data-dir", str(tmp_path / "d"), "--http-port", "0"]
+    args += ["--fix-port", ports[0], "--drop-copy-port", ports[1]]
+    status, _, err = run_main(args, capsys)
+    assert status == 2
+    assert "Traceback" not in err
+    assert err.splitlines()[-1].startswith(
+        f"{path}: refusing to start: the read token (FIXGW_READ_TOKEN or gateway.read_token) "
+        "is the admin token"
+    )
+
+
 @pytest.mark.asyncio
 async def test_a_reload_refuses_the_file_listing_the_same_errors(tmp_path: Path) -> None:
     path = tmp_path / "gateway.toml"

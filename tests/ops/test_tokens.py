@@ -100,3 +100,15 @@ def test_a_token_that_is_not_utf_8_is_a_wrong_token(given: str) -> None:
     refusal = tokens("adm", "rd").refusal(f"Bearer {given}", "GET")
     assert refusal is not None
     assert (refusal.status, refusal.error) == (401, "wrong bearer token")
+
+
+def test_a_read_token_the_environment_makes_the_admin_token_reads_only() -> None:
+    environ = {READ_TOKEN_ENV: "adm"}  # the config's admin token
+    t = tokens("adm", "", environ)
+    assert status(t, "Bearer adm", "GET") == 200
+    assert status(t, "Bearer adm", "POST") == 403
+    settings = msgspec.structs.replace(SETTINGS, admin_token="adm", read_token="")
+    clash = Tokens.clash(settings, environ)
+    assert clash is not None
+    assert clash.startswith("the read token (FIXGW_READ_TOKEN or gateway.read_token) is the admin")
+    assert Tokens.clash(settings, {}) is None
