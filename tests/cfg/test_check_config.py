@@ -119,9 +119,7 @@ def restore_logging() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("restore_logging")
-def test_run_refuses_a_data_dir_that_cannot_be_made_in_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_run_refuses_a_data_dir_that_cannot_be_made_in_one_line(tmp_path: Path) -> None:
     path = tmp_path / "gateway.toml"
     path.write_text(DEFAULT.read_text())
     (tmp_path / "taken").write_text("a file, not a folder")
