@@ -59,3 +59,26 @@ def test_the_build_has_every_runtime_dependency() -> None:
         text = (ROOT / source).read_text()
         for name in NOT_BUILT_AGAINST:
             assert f"import {name}" not in text, f"{source} imports {name}: build against it"
+
+
+def test_no_compiled_function_names_two_unrelated_exceptions_alike() -> None:
+    """Compiled, ``except A as exc`` then ``except B as exc`` share one
+    variable typed A: catching a B raises TypeError (docs/compiled.md)."""
+    import ast
+
+    broad = {"Exception", "BaseException"}
+    found = []
+    for path in compiled_sources():
+        tree = ast.parse((ROOT / path).read_text())
+        for fn in ast.walk(tree):
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            first: dict[str, str] = {}
+            for node in ast.walk(fn):
+                if not isinstance(node, ast.ExceptHandler) or node.name is None:
+                    continue
+                kind = ast.unparse(node.type) if node.type is not None else "BaseException"
+                was = first.setdefault(node.name, kind)
+                if was != kind and was not in broad:
+                    found.append(f"{path}:{node.lineno} {fn.name}: {node.name} is {was} and {kind}")
+    assert found == []

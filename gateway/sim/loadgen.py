@@ -313,10 +313,10 @@ async def _connect(client: LoadClient, host: str, port: int) -> None:
     why not (nothing listening there, the logon refused)."""
     try:
         await client.connect(host, port)
-    except LogonError as exc:
-        raise BenchError(str(exc)) from None
-    except OSError as exc:
-        raise BenchError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
+    except LogonError as refused:
+        raise BenchError(str(refused)) from None
+    except OSError as failed:  # a name of its own: see docs/compiled.md
+        raise BenchError(f"cannot connect to {host}:{port}: {failed.strerror or failed}") from None
 
 
 async def run_load(
