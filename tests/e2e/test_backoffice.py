@@ -14,6 +14,7 @@ import asyncio
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -185,6 +186,19 @@ async def until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     raise TimeoutError(f"{what}: not within {timeout} s (last: {last!r})")
 
 
+def not_quoting_us500(path: Path) -> Path:
+    """The LP simulator's config at ``path`` without US500: no LP quotes it,
+    so two clients' orders in it can only cross each other."""
+    text = path.read_text()
+    block = re.search(r'\[\[instruments\]\]\nsymbol = "US500"\n(?:[a-z_]+ = .*\n)*\n', text)
+    assert block is not None, "US500 is not an instrument of the LP simulator's config"
+    text = text.replace(block.group(0), "")
+    text, found = re.subn(r'(?m)^US500 = ".*"\n', "", text)
+    assert found == 1
+    path.write_text(text)
+    return path
+
+
 def crossing_order(cl_ord_id: str, side: bytes) -> bytes:
     return codec.encode_fields(
         [
@@ -313,13 +327,15 @@ async def test_back_office_catches_up_reconciles_and_reports_each_break(
 ) -> None:
     statements = tmp_path / "statements"
     a = LpSim(
-        lp_sim_config(tmp_path, "a", partial_fill_probability="0.3", reject_probability="0.2"),
+        not_quoting_us500(
+            lp_sim_config(tmp_path, "a", partial_fill_probability="0.3", reject_probability="0.2")
+        ),
         tmp_path / "lpx1",
         tmp_path / "lpx1.log",
         statements,
     )
     b = LpSim(
-        lp_sim_config(tmp_path, "b", price_tolerance_ticks="20"),
+        not_quoting_us500(lp_sim_config(tmp_path, "b", price_tolerance_ticks="20")),
         tmp_path / "lpx2",
         tmp_path / "lpx2.log",
         statements,
