@@ -218,7 +218,7 @@ class OperationsCollector(Collector):
         )
         up = GaugeMetricFamily(
             "fixgw_lp_up",
-            "1 while the LP link is up (no sample for an LP disabled at start: no link)",
+            "1 while the LP link is up (no sample for an LP disabled: not routed to)",
             labels=["lp"],
         )
         exposure = GaugeMetricFamily(
@@ -237,6 +237,7 @@ class OperationsCollector(Collector):
             labels=["lp", "symbol"],
         )
         snapshot = flow.exposure(flow.now())
+        enabled = flow.rules.limits.enabled_lps
         for name in names:
             s = stats.lps.get(name)
             if s is not None:
@@ -252,7 +253,9 @@ class OperationsCollector(Collector):
                 reject_rate.add_metric([name], r)
                 _add_histogram(ack, [name], s.ack_latency)
             adapter = flow.adapters.get(name)
-            if adapter is not None:  # none: disabled at start, never connected
+            if adapter is not None and name in enabled:
+                # none for an LP disabled (at start: never connected; by a
+                # reload: routed to no more), so no alert pages about it
                 up.add_metric([name], 1.0 if adapter.up else 0.0)
             limits = flow.rules.limits.lps.get(name)
             gross = snapshot.gross_usd(name)

@@ -5,6 +5,7 @@ link down, ``fixgw_lp_up == 0``, must not page for it)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -99,3 +100,16 @@ async def test_an_lp_disabled_in_the_config_is_not_reported_down(flow: OrderFlow
     assert samples(flow, "fixgw_lp_hard_limit_usd") == {"LP_A": 2e6, "LP_OFF": 2e6}
     shown = {lp["name"]: (lp["enabled"], lp["up"]) for lp in admin.lps(flow)}
     assert shown == {"LP_A": (True, True), "LP_OFF": (False, False)}
+
+
+@pytest.mark.asyncio
+async def test_an_lp_a_reload_disabled_is_not_reported_down(flow: OrderFlow) -> None:
+    limits = flow.rules.limits
+    off = dataclasses.replace(limits.lps["LP_A"], enabled=False)
+    flow.apply_rules(
+        dataclasses.replace(
+            flow.rules, limits=dataclasses.replace(limits, lps={**limits.lps, "LP_A": off})
+        )
+    )
+    assert flow.lps_up() == ["LP_A"]  # still linked, routed to no more
+    assert samples(flow, "fixgw_lp_up") == {}
