@@ -481,11 +481,14 @@ class Matcher:
                 return None
         return order
 
-    def change_waits(self, order_id: str) -> bool:
-        """Whether a cancel of the open order, or a replace that will be
-        applied to it, waits for its routing to end: what the LPs leave
-        unfilled is then not to be routed again on the terms the client
-        asked to change (an IOC's or FOK's replace is refused anyway)."""
+    def routes_no_more(self, order_id: str) -> bool:
+        """Whether what the LPs leave of the open order is to come back to
+        it rather than be routed again: a cancel of it, or a replace that
+        will be applied to it, waits for its routing to end (an IOC's or
+        FOK's replace is refused anyway), or the trading day ended while it
+        was out (a DAY order: it expires on return)."""
+        if order_id in self._expiring:
+            return True
         order = self._open.get(order_id)
         pending = None if order is None else order.pending
         if order is None or pending is None:

@@ -9,8 +9,9 @@ ledger and the journal, rejects and cancels.  When all children of a routing
 have ended, what is left is routed again (excluding the LPs that rejected or
 dropped) up to ``max_reroutes`` times, and only then handed back to the
 matcher, which rests or cancels it by the order's TimeInForce.  A cancel or
-replace of the order waiting for its routing stops the re-routes: what is
-left goes back to the matcher at once, which applies it.
+replace of the order waiting for its routing stops the re-routes, and so does
+the end of the trading day for a DAY order: what is left goes back to the
+matcher at once, which applies the change, or expires the order.
 """
 
 from __future__ import annotations
@@ -735,7 +736,7 @@ class ChildRouting:
         if (
             unfilled
             and routing.attempt < routing.rules.config.routing.max_reroutes
-            and not self.matcher.change_waits(parent)
+            and not self.matcher.routes_no_more(parent)
         ):
             again = need._replace(qty=unfilled)
             self.route(

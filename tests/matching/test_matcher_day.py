@@ -105,6 +105,16 @@ def test_a_day_order_the_lps_fill_in_full_after_the_day_end_is_expiring_no_more(
     assert m.expiring == frozenset()
 
 
+def test_a_day_order_out_at_lps_when_the_day_ends_is_routed_no_more() -> None:
+    m = Matcher(INSTRUMENTS, id_prefix="T")
+    (route,) = m.submit(limit("c1", "d1", BUY, 10, 110, DAY), LPS).routes
+    (gtc,) = m.submit(limit("c1", "g1", BUY, 10, 110, GTC), LPS).routes
+    assert not m.routes_no_more(route.order_id)
+    m.expire_day()
+    assert m.routes_no_more(route.order_id)  # what comes back expires
+    assert not m.routes_no_more(gtc.order_id)
+
+
 def test_final_orders_beyond_the_bound_are_forgotten_oldest_first() -> None:
     m = Matcher(INSTRUMENTS, id_prefix="T", retain_finished=3)
     for i in range(5):
