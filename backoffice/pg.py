@@ -21,7 +21,6 @@ import asyncio
 import datetime as dt
 import os
 import tempfile
-import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -44,8 +43,9 @@ from backoffice.ledger import (
 from backoffice.records import INTERNAL_MARKET, ClientTrade, HouseTrade, LpTrade
 from backoffice.settlement import Settlement
 from backoffice.statements import StatementChange
+from config.redact import url_without_secrets
 
-__all__ = ["PgLedger", "redact"]
+__all__ = ["PgLedger"]
 
 T = TypeVar("T")
 
@@ -103,22 +103,6 @@ def _names(columns: str) -> tuple[str, ...]:
 _CLIENT_NAMES: Final = _names(sql.CLIENT_COLUMNS)
 _HOUSE_NAMES: Final = _names(sql.HOUSE_COLUMNS)
 _LP_NAMES: Final = _names(sql.LP_COLUMNS)
-
-
-def redact(url: str) -> str:
-    """``url`` without its password (in the address or its query)."""
-    parts = urllib.parse.urlsplit(url)
-    netloc = parts.netloc
-    user, at, hosts = netloc.rpartition("@")
-    if at and ":" in user:
-        netloc = f"{user.partition(':')[0]}@{hosts}"
-    query = parts.query
-    if query:
-        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-        query = "&".join(
-            f"{name}={'***' if name == 'password' else value}" for name, value in pairs
-        )
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _reason(exc: BaseException) -> str:
@@ -239,7 +223,7 @@ class PgLedger(Ledger):
 
     def __init__(self, url: str, settlement: Settlement) -> None:
         self._dsn = url
-        self.url = redact(url)
+        self.url = url_without_secrets(url)
         self._settlement = settlement
         self._convert = _Converter(settlement)
         self._con: Any = None

@@ -53,6 +53,7 @@ from backoffice.records import ClientTrade, HouseTrade, TradeDay, client_trade, 
 from backoffice.settlement import Settlement
 from backoffice.statements import StatementChange, StatementFolder
 from config import Config, SessionSettings, StatementColumns
+from config.redact import url_without_secrets
 from gateway.fix.codec import FixMessage
 from gateway.net.client import FixClient, LogonError
 from gateway.ops.placement import pin_to_cpus
@@ -143,7 +144,8 @@ def open_ledger(config: Config, settlement: Settlement) -> Ledger:
             path = Path(config.gateway.data_dir) / path
         return DuckLedger(path, settlement)
     raise BackofficeError(
-        f"backoffice.ledger: {url!r} is neither duckdb:<file> nor postgresql://..."
+        f"backoffice.ledger: {url_without_secrets(url)!r} is neither duckdb:<file> nor "
+        "postgresql://..."
     )
 
 

@@ -24,7 +24,7 @@ from pgkit import PgServer
 from backoffice import ledger as sql
 from backoffice.duck import DuckLedger
 from backoffice.ledger import Break, Covers, Ledger, LedgerError, Position
-from backoffice.pg import PgLedger, redact
+from backoffice.pg import PgLedger
 from backoffice.records import (
     HOUSE_ACCOUNT,
     INTERNAL_MARKET,
@@ -36,6 +36,7 @@ from backoffice.records import (
 from backoffice.settlement import Settlement
 from backoffice.statements import StatementChange
 from config import InstrumentSettings
+from config.redact import url_without_secrets
 
 T0 = dt.datetime(2026, 3, 2, 10, 0, 0)  # a Monday
 DAY = "2026-03-02"
@@ -800,7 +801,7 @@ async def test_postgres_away_mid_run_fails_writes_and_loses_nothing(
         try:
             with pytest.raises(LedgerError) as failed:
                 await write(ledger, *batch)
-            assert redact(postgres_db) in str(failed.value)
+            assert url_without_secrets(postgres_db) in str(failed.value)
             with pytest.raises(LedgerError):
                 await ledger.apply_statements([statement([line("L1", 0)])])
         finally:
@@ -876,7 +877,7 @@ async def test_postgres_that_cannot_be_reached_is_named_without_its_password(
 ) -> None:
     url = f"postgresql://fixgw:s3cret@127.0.0.1:{free_port()}/ledger"
     ledger = PgLedger(url, SETTLEMENT)
-    assert ledger.url == url.replace(":s3cret", "")
+    assert ledger.url == url.replace(":s3cret", ":(redacted)")
     with pytest.raises(LedgerError) as refused:
         await ledger.open()
     message = str(refused.value)
@@ -890,10 +891,14 @@ async def test_postgres_that_cannot_be_reached_is_named_without_its_password(
         await missing.counts()
 
 
-def test_redact() -> None:
-    assert redact("postgresql://u:p@h:5432/db") == "postgresql://u@h:5432/db"
-    assert redact("postgresql://u@h/db") == "postgresql://u@h/db"
-    assert redact("postgresql://h/db?user=u&password=p") == "postgresql://h/db?user=u&password=***"
+def test_a_ledger_url_is_named_without_its_password() -> None:
+    assert (
+        url_without_secrets("postgresql://u:p@h:5432/db") == "postgresql://u:(redacted)@h:5432/db"
+    )
+    assert url_without_secrets("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert url_without_secrets("postgresql://h/db?user=u&password=p") == (
+        "postgresql://h/db?user=u&password=(redacted)"
+    )
 
 
 async def _sql(url: str, *statements: str) -> None:
