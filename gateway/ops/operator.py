@@ -28,10 +28,12 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from gateway.ops.tokens import ADMIN_TOKEN_ENV
+
 __all__ = ["COMMANDS", "AdminApi", "OperatorError", "is_operator_command", "register", "run"]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
-TOKEN_ENV = "FIXGW_ADMIN_TOKEN"
+TOKEN_ENV = ADMIN_TOKEN_ENV
 TIMEOUT = 5.0
 ALL_ORDERS_LIMIT = 1000
 """How many orders the admin API lists for ``?all=1`` without a limit."""

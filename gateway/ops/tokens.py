@@ -22,8 +22,10 @@ import hmac
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from config.schema import GatewaySettings
+if TYPE_CHECKING:  # imported by the operator commands, which start light
+    from config.schema import GatewaySettings
 
 ADMIN_TOKEN_ENV = "FIXGW_ADMIN_TOKEN"
 READ_TOKEN_ENV = "FIXGW_READ_TOKEN"

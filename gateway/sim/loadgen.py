@@ -31,6 +31,7 @@ from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 from gateway.fix.events import ApplicationMessage, Event
 from gateway.net.client import FixClient, LogonError
+from gateway.ops.tokens import ADMIN_TOKEN_ENV
 
 _FINAL_STATUSES = frozenset({b"2", b"4", b"8", b"C"})
 
@@ -450,7 +451,7 @@ async def _reload_comparison(args: argparse.Namespace) -> int:
     """P99 at one rate without, then with, a config reload every
     ``--reload-every`` seconds, in one run."""
     rate = args.rate or args.base_rate
-    token = args.admin_token or os.environ.get("FIXGW_ADMIN_TOKEN") or "dev-admin-token"
+    token = args.admin_token or os.environ.get(ADMIN_TOKEN_ENV) or "dev-admin-token"
     url = f"http://{args.host}:{args.http_port}/admin/reload"
     reloads = Reloads(url, token, args.reload_every, args.reload_file)
     client = LoadClient(args.sender, args.target)
