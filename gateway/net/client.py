@@ -90,7 +90,8 @@ class FixClient:
     ) -> None:
         """Connect (over TLS with ``tls``) and complete the Logon; raise
         :class:`LogonError` (a ConnectionError) if the acceptor refuses,
-        closes or does not answer within ``timeout`` seconds instead."""
+        closes or does not answer instead: ``timeout`` seconds for the TCP
+        and TLS handshakes, then as long again for the Logon's answer."""
         loop = asyncio.get_running_loop()
         old = self._protocol
         if old is not None and self.session.is_connected:

@@ -104,7 +104,8 @@ class _Open:
     def __init__(self, child: ChildOrder) -> None:
         self.child = child
         self.filled = 0
-        self.exec_ids: set[str] = set()  # of the fills counted in ``filled``
+        # the ExecIDs of the fills counted in ``filled`` (made at the first)
+        self.exec_ids: set[str] | None = None
 
 
 class _Protocol(FixTransportProtocol):
@@ -595,7 +596,8 @@ class FixLp(LpAdapter):
         repeats the ExecID of a fill already counted)."""
         child = entry.child
         exec_id = (msg.get(17) or b"").decode("latin-1")
-        if exec_id in entry.exec_ids:
+        seen = entry.exec_ids
+        if seen is not None and exec_id in seen:
             _log.warning("lp_duplicate_fill_ignored", lp=self.name, exec_id=exec_id)
             return None
         instrument = self.instruments[child.symbol]
@@ -608,7 +610,10 @@ class FixLp(LpAdapter):
         if lots <= 0:
             return None
         entry.filled += lots
-        entry.exec_ids.add(exec_id)
+        if seen is None:
+            entry.exec_ids = {exec_id}
+        else:
+            seen.add(exec_id)
         leaves = max(child.qty - entry.filled, 0)
         return ChildFill(child.child_id, exec_id, lots, price, leaves)
 
