@@ -38,7 +38,6 @@ from gateway.orderflow.journal_entries import (
     DayEnds,
     Dropped,
     Entry,
-    Expiring,
     OrderState,
 )
 from gateway.orderflow.margin_watch import MarginWatch
@@ -48,6 +47,7 @@ from gateway.orderflow.recovery import Recovery
 from gateway.orderflow.restore import (
     Restored,
     complete_stores,
+    expiring,
     restore,
     sliced_checkpoint_entries,
 )
@@ -469,7 +469,7 @@ class OrderFlow:
         if self.journal is not None:
             # after the expired orders' states: a restart that reads it has
             # them, and the DAY orders out at LPs, which expire on return
-            self.journal.add(Expiring(sorted(self.matcher.expiring | self._parked_over)))
+            self.journal.add(expiring(self.matcher, self._parked_over))
             self.journal.add(DayEnds(self.day_ends_at))
             # one under way may have written the day's expiring orders
             # already, and holds the day's final orders: a new one

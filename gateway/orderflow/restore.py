@@ -120,9 +120,16 @@ def sliced_checkpoint_entries(
             yield InFlight(child.order, child.open, sorted(child.exec_ids or ()))
         for child_order, exec_ids in abandoned:
             yield InFlight(child_order, 0, sorted(exec_ids), abandoned=True)
-        yield Expiring(sorted(matcher.expiring | set(parked_over)))
+        yield expiring(matcher, parked_over)
 
     return rest()
+
+
+def expiring(matcher: Matcher, parked_over: Iterable[str]) -> Expiring:
+    """The journal's entry of the DAY orders that expire when their lots
+    come back (out at LPs when their day ended) or their client is taken
+    (parked across a day end)."""
+    return Expiring(sorted(matcher.expiring | set(parked_over)))
 
 
 def restore(
