@@ -49,7 +49,14 @@ from gateway.orderflow.routing import ChildRouting
 from gateway.orderflow.rules import Rules
 from gateway.orderflow.stats import FlowStats
 from matcher.engine import Matcher, NewOrder
-from matcher.orders import CancelReject, CxlRejReason, CxlRejResponseTo, OrdRejReason, OrdStatus
+from matcher.orders import (
+    CancelReject,
+    CxlRejReason,
+    CxlRejResponseTo,
+    Order,
+    OrdRejReason,
+    OrdStatus,
+)
 from risk.accounts import Marks
 from risk.limits import check
 from router.book import AggregatedBook
@@ -417,28 +424,25 @@ class OrderEntry:
             text = f"Symbol {excerpt(symbol)} is not the order's ({current.symbol})"
             self._refuse_change(client, msg, CxlRejResponseTo.REPLACE, text, now, id_limit)
             return
-        breach = self._replace_limits(client, replace.orig_cl_ord_id, replace.qty, now)
-        if breach is not None:
-            to = CxlRejResponseTo.REPLACE
-            self._refuse_change(client, msg, to, breach, now, id_limit)
-            return
-        accounts = self._reports.accounts
-        if accounts.params is not None:
-            breach = self._replace_margin(client, replace.orig_cl_ord_id, replace.qty, now)
+        if current is not None and replace.qty > current.qty and not current.is_final:
+            # more than the order had: held to the client's limits and margin
+            # as a new order (anything else the matcher answers as it would)
+            breach = self._replace_limits(client, current, replace.qty, now)
+            if breach is None and self._reports.accounts.params is not None:
+                breach = self._replace_margin(client, current, replace.qty, now)
             if breach is not None:
                 to = CxlRejResponseTo.REPLACE
                 self._refuse_change(client, msg, to, breach, now, id_limit)
                 return
         self._routing.publish(self.matcher.replace(replace, self.book.snapshot(symbol)), now)
 
-    def _replace_limits(self, client: str, orig_cl_ord_id: str, qty: int, now: float) -> str | None:
-        """The client's limit a replace that raises an order's quantity
+    def _replace_limits(self, client: str, current: Order, qty: int, now: float) -> str | None:
+        """The client's limit a replace raising ``current`` to ``qty``
         breaks, checked as the order would be, new, with its new quantity
         (from the position before its fills); None if it fits."""
         limits = self.rules.client_limits.get(client)
-        current = self.matcher.order_of(client, orig_cl_ord_id)
-        if limits is None or current is None or qty <= current.qty or current.is_final:
-            return None  # the matcher answers it as it would
+        if limits is None:
+            return None
         filled = current.cum_qty if current.side is Side.BUY else -current.cum_qty
         resized = NewOrder(
             client,
@@ -458,12 +462,9 @@ class OrderEntry:
         )
         return None if breach is None else breach.text
 
-    def _replace_margin(self, client: str, orig_cl_ord_id: str, qty: int, now: float) -> str | None:
-        """The margin breach of a replace that raises an order's quantity,
+    def _replace_margin(self, client: str, current: Order, qty: int, now: float) -> str | None:
+        """The margin breach of a replace raising ``current`` to ``qty``,
         checked as a new order for the lots it adds; None if it fits."""
-        current = self.matcher.order_of(client, orig_cl_ord_id)
-        if current is None or qty <= current.qty or current.is_final:
-            return None  # the matcher answers it as it would
         self.mark_accounts(self._routing.exposure(now))
         accounts = self._reports.accounts
         breach = accounts.check(client, current.symbol, current.side, qty - current.qty)
