@@ -917,6 +917,9 @@ class BackOffice:
 
         async def breaks(request: web.Request) -> web.Response:
             kind = request.query.get("type")
+            if kind is not None and kind not in BREAK_KINDS:
+                known = ", ".join(BREAK_KINDS)
+                return as_json({"error": f"no break type {kind!r} (known: {known})"}, status=400)
             found = await self._refresh_breaks()
             rows = [msgspec.to_builtins(b) for b in found if kind is None or b.kind == kind]
             by_type: dict[str, int] = {}

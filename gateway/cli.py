@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     nats_cluster.add_argument(
         "--dir", default="var/nats", help="folder of the nodes' stores and logs (var/nats)"
     )
-    nats_cluster.add_argument("--nodes", type=int, default=3, help="how many nodes (3)")
+    nats_cluster.add_argument("--nodes", type=_nodes, default=3, help="how many nodes (3; 1 to 9)")
     from backoffice.cli import add_arguments as backoffice_arguments
 
     backoffice = sub.add_parser(
@@ -213,3 +213,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return lp_sim_main(args)
     return _run(args)
+
+
+def _nodes(text: str) -> int:
+    """``--nodes``: a count of nodes a cluster on one machine can have."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 9:
+        raise argparse.ArgumentTypeError(f"a number of nodes, 1 to 9: {text!r}")
+    return count

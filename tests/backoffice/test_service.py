@@ -508,6 +508,9 @@ async def test_its_api_takes_the_admin_token_to_change_and_the_read_token_to_rea
                     403,
                     {"error": "the read token may not POST: this takes gateway.admin_token"},
                 )
+            status, body = await answer("GET", "/backoffice/breaks?type=nope", "rd")
+            assert status == 400
+            assert body["error"].startswith("no break type 'nope' (known: missing_at_lp, ")
             # the admin token gets past the door: to the export's own answer
             assert await answer("POST", "/backoffice/export?date=x", "adm") == (
                 400,

@@ -247,3 +247,13 @@ def test_the_flag_checks_any_file_as_an_lp_sim_config(capsys: pytest.CaptureFixt
     assert lines[0].endswith("error(s) in an lp-sim config")
     assert "lp: required field missing" in lines
     assert "gateway: unknown field" in lines
+
+
+@pytest.mark.parametrize("nodes", ["0", "-1", "ten", "10"])
+def test_a_nats_cluster_of_no_nodes_is_refused_at_once(
+    nodes: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["nats-cluster", "--nodes", nodes])
+    assert stopped.value.code == 2
+    assert "a number of nodes, 1 to 9" in capsys.readouterr().err
