@@ -510,6 +510,15 @@ class Gateway:
         _log.info("gateway_stopped")
 
 
+def run_name(journal: OrderJournal | None, clock: Callable[[], float]) -> str:
+    """What this run's ids start with: the journal's count of runs (read
+    back), else, without a journal, the start's time in ms (two starts
+    within one second must not hand out the same ids)."""
+    if journal is not None:
+        return str(journal.run + 1)
+    return format(int(clock() * 1000), "x")
+
+
 def build_order_flow(
     config: Config,
     sessions: Mapping[str, Session],
@@ -533,9 +542,7 @@ def build_order_flow(
         seeded = recovery.finish(instruments)
         if seeded:
             _log.warning("margin_accounts_seeded_from_positions", clients=seeded)
-        run = str(journal.run + 1)
-    else:
-        run = format(int(clock()), "x")
+    run = run_name(journal, clock)
     # OrderIDs, ExecIDs and child order ids never repeat across runs, nor
     # across the gateways of a cluster (a client taken over by another
     # gateway goes on receiving IDs it has not seen)

@@ -802,3 +802,11 @@ async def test_the_final_orders_of_an_ended_day_stay_forgotten_after_a_crash_bef
         assert [o.order_id for o in again.matcher.open_orders("CLIENT1")] == ["4O1"]
     finally:
         journal.close()
+
+
+def test_two_starts_without_a_journal_within_a_second_hand_out_other_ids() -> None:
+    from gateway.daemon import run_name
+
+    first = run_name(None, lambda: 1_800_000_000.2)
+    second = run_name(None, lambda: 1_800_000_000.7)  # the same second
+    assert first != second
