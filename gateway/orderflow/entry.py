@@ -130,7 +130,8 @@ class OrderEntry:
             if status is None:
                 self._reports.unknown_order_status(session, msg, now, id_limit)
             else:
-                self._reports.execution(status.client, status, now)
+                req_id = (msg.get(790) or b"")[:id_limit]
+                self._reports.execution(status.client, status, now, req_id)
         elif mt == b"V":
             self.market_data.on_request(session, msg, now, id_limit)
         elif mt == b"BB":

@@ -372,8 +372,9 @@ def unknown_order_status_body(
 ) -> bytes:
     """The body of the ExecutionReport (ExecType I, OrdStatus Rejected,
     text "Unknown order") answering an OrderStatusRequest ``msg`` that names
-    no order of the requester; ClOrdID, OrderID, Side and Symbol are echoed,
-    the strings cut to ``max_id_length`` bytes."""
+    no order of the requester; ClOrdID, OrderID, Side, Symbol and
+    OrdStatusReqID (790, when sent) are echoed, the strings cut to
+    ``max_id_length`` bytes."""
     # The report must carry these fields: one longer than any the gateway
     # accepts names no order anyway, and is echoed cut, never in full.
     fields = [
@@ -388,6 +389,7 @@ def unknown_order_status_body(
         (58, b"Unknown order"),
         (150, b"I"),
         (151, b"0"),
+        (790, (msg.get(790) or b"")[:max_id_length]),
     ]
     return encode_fields(field for field in fields if field[1])
 
@@ -433,9 +435,13 @@ def new_order_reject_body(
     return b"".join(parts)
 
 
-def execution_body(ex: Execution, instrument: Instrument, transact_time: bytes) -> bytes:
+def execution_body(
+    ex: Execution, instrument: Instrument, transact_time: bytes, ord_status_req_id: bytes = b""
+) -> bytes:
     """The body of the ExecutionReport (35=8) reporting ``ex``, an execution
-    of an order in ``instrument``, with TransactTime (60) ``transact_time``."""
+    of an order in ``instrument``, with TransactTime (60) ``transact_time``;
+    OrdStatusReqID (790) ``ord_status_req_id`` when given (the answer to an
+    OrderStatusRequest that carried one)."""
     fmt = instrument_formats(instrument)
     qty = fmt.qty
     wire = _WIRE
@@ -450,9 +456,10 @@ def execution_body(ex: Execution, instrument: Instrument, transact_time: bytes) 
         optional += b"44=%b\x01" % fmt.price(ex.price)
     text = b"58=%b\x01" % ex.text.encode("latin-1", "replace") if ex.text else b""
     rej = b"" if ex.ord_rej_reason is None else b"103=%d\x01" % ex.ord_rej_reason
+    req = b"790=%b\x01" % ord_status_req_id if ord_status_req_id else b""
     return (
         b"6=%b\x0111=%b\x0114=%b\x0117=%b\x01%b37=%b\x0138=%b\x0139=%b\x0140=%b\x01%b"
-        b"54=%b\x0155=%b\x01%b59=%b\x0160=%b\x01%b150=%b\x01151=%b\x01"
+        b"54=%b\x0155=%b\x01%b59=%b\x0160=%b\x01%b150=%b\x01151=%b\x01%b"
         % (
             fmt.avg_px(ex.notional, ex.cum_qty),
             ex.cl_ord_id.encode("latin-1", "replace"),
@@ -472,6 +479,7 @@ def execution_body(ex: Execution, instrument: Instrument, transact_time: bytes) 
             rej,
             wire[ex.exec_type],
             qty(ex.leaves_qty),
+            req,
         )
     )
 

@@ -194,15 +194,20 @@ class Reports:
         if copy is not None:
             copy(order)
 
-    def execution(self, client: str, ex: Execution, now: float) -> None:
-        """An ExecutionReport to ``client``; an order's final one is counted."""
+    def execution(
+        self, client: str, ex: Execution, now: float, ord_status_req_id: bytes = b""
+    ) -> None:
+        """An ExecutionReport to ``client``; an order's final one is counted.
+        ``ord_status_req_id`` is the OrdStatusReqID (790) of the status
+        request it answers, echoed (empty: none)."""
         stop_outs = self.stop_out_ids
         if stop_outs and ex.cl_ord_id in stop_outs and not ex.text:
             ex = msgspec.structs.replace(ex, text=STOP_OUT_TEXT)
         session = self.sessions.get(client)
         if session is not None:
             instrument = self._instruments[ex.symbol]
-            body = execution_body(ex, instrument, codec.format_utc_timestamp(now))
+            stamp = codec.format_utc_timestamp(now)
+            body = execution_body(ex, instrument, stamp, ord_status_req_id)
             self.send(session, b"8", body, now, ex.counterparty if ex.last_qty else "")
         if ex.status in FINAL_STATUSES:
             started = self.started.pop(ex.order_id, None)
