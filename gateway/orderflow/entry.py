@@ -17,6 +17,7 @@ repeat only an excerpt of a client-supplied string.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
 import structlog
 
@@ -67,6 +68,38 @@ _log = structlog.get_logger("gateway.orderflow.entry")
 
 # NewOrderSingle, OrderCancelRequest, OrderCancelReplaceRequest
 _ORDER_REQUESTS = frozenset((b"D", b"F", b"G"))
+
+# The business-level id field of the requests a client may send: a
+# BusinessMessageReject of one echoes it as BusinessRejectRefID (379), which
+# FIX 4.4 requires whenever the request carried it.
+_BUSINESS_IDS: Final[dict[bytes, int]] = {
+    b"D": 11,  # NewOrderSingle: ClOrdID
+    b"F": 11,  # OrderCancelRequest: ClOrdID
+    b"G": 11,  # OrderCancelReplaceRequest: ClOrdID
+    b"H": 11,  # OrderStatusRequest: ClOrdID
+    b"q": 11,  # OrderMassCancelRequest: ClOrdID
+    b"AB": 11,  # NewOrderMultileg: ClOrdID
+    b"AC": 11,  # MultilegOrderCancelReplace: ClOrdID
+    b"E": 66,  # NewOrderList: ListID
+    b"K": 66,  # ListCancelRequest: ListID
+    b"L": 66,  # ListExecute: ListID
+    b"M": 66,  # ListStatusRequest: ListID
+    b"s": 548,  # NewOrderCross: CrossID
+    b"R": 131,  # QuoteRequest: QuoteReqID
+    b"S": 117,  # Quote: QuoteID
+    b"V": 262,  # MarketDataRequest: MDReqID
+    b"c": 320,  # SecurityDefinitionRequest: SecurityReqID
+    b"x": 320,  # SecurityListRequest: SecurityReqID
+    b"e": 324,  # SecurityStatusRequest: SecurityStatusReqID
+    b"g": 335,  # TradingSessionStatusRequest: TradSesReqID
+    b"AF": 584,  # OrderMassStatusRequest: MassStatusReqID
+    b"AD": 568,  # TradeCaptureReportRequest: TradeRequestID
+    b"AE": 571,  # TradeCaptureReport: TradeReportID
+    b"AN": 710,  # RequestForPositions: PosReqID
+    b"AL": 710,  # PositionMaintenanceRequest: PosReqID
+    b"BB": 909,  # CollateralInquiry: CollInquiryID
+    b"BE": 923,  # UserRequest: UserRequestID
+}
 
 
 class OrderEntry:
@@ -139,9 +172,27 @@ class OrderEntry:
         elif mt == b"AN":
             self._position_request(session, client, msg, now, id_limit)
         else:
-            self._reports.business_reject(
-                session, msg, BusinessRejectReason.UNSUPPORTED_MESSAGE_TYPE, now
+            self._business_reject(
+                session, msg, BusinessRejectReason.UNSUPPORTED_MESSAGE_TYPE, now, id_limit
             )
+
+    def _business_reject(
+        self,
+        session: Session,
+        msg: FixMessage,
+        reason: int,
+        now: float,
+        id_limit: int,
+        text: bytes | None = None,
+    ) -> None:
+        """BusinessMessageReject (j) of ``msg``, its business-level id
+        (ClOrdID, MDReqID...) echoed cut to ``id_limit`` as the
+        BusinessRejectRefID when it carried one."""
+        tag = _BUSINESS_IDS.get(msg.msg_type)
+        ref_id = None if tag is None else msg.get(tag)
+        if ref_id:
+            ref_id = ref_id[:id_limit]
+        self._reports.business_reject(session, msg, reason, now, text, ref_id)
 
     # -- collateral and positions --------------------------------------------------
 
@@ -365,9 +416,8 @@ class OrderEntry:
             to = CxlRejResponseTo.CANCEL if mt == b"F" else CxlRejResponseTo.REPLACE
             self._refuse_change(client, msg, to, text, now, id_limit)
         else:
-            self._reports.business_reject(
-                session, msg, BusinessRejectReason.OTHER, now, text=text.encode()
-            )
+            reason = BusinessRejectReason.OTHER
+            self._business_reject(session, msg, reason, now, id_limit, text.encode())
 
     def _refuse_change(
         self,

@@ -305,6 +305,8 @@ class Reports:
         reason: int,
         now: float,
         text: bytes | None = None,
+        ref_id: bytes | None = None,
     ) -> None:
-        """BusinessMessageReject (j) of ``msg``."""
-        self.send(session, b"j", business_reject_body(msg, reason, text), now)
+        """BusinessMessageReject (j) of ``msg``, naming ``ref_id`` as its
+        BusinessRejectRefID (379) when given."""
+        self.send(session, b"j", business_reject_body(msg, reason, text, ref_id), now)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
+from strict_fix44 import message_problems
 
 from config import SessionSettings, parse_config
 from gateway.daemon import build_order_flow
@@ -251,3 +252,55 @@ async def test_a_throttled_cancel_reject_reports_the_order_as_it_stands(client: 
     for reject in c.answers():
         assert reject.msg_type == b"9"
         assert (reject.get(37), reject.get(39)) == (ack.get(37), b"0")
+
+
+@pytest.mark.asyncio
+async def test_a_business_reject_names_the_id_of_the_request_it_refuses(client: Client) -> None:
+    """FIX 4.4, BusinessMessageReject: BusinessRejectRefID (379) is "the
+    value of the business-level ID field on the message being referenced",
+    required whenever that message carried one: the ClOrdID of a status
+    request, the MDReqID of a market data request, the CollInquiryID and
+    PosReqID of collateral and position requests, the ClOrdID of a mass
+    cancel the gateway does not support."""
+    c = client
+    resting(c, b"M1")  # the only token
+    c.send(b"H", (11, b"M1"), (54, b"1"), (55, b"EUR/USD"), (790, b"S1"))
+    c.send(
+        b"V",
+        (146, b"1"),
+        (55, b"EUR/USD"),
+        (262, b"MD1"),
+        (263, b"1"),
+        (264, b"0"),
+        (267, b"1"),
+        (269, b"0"),
+    )
+    c.send(b"BB", (909, b"CI1"))
+    now = codec.format_utc_timestamp(c.clock.now)
+    c.send(
+        b"AN",
+        (1, b"CLIENT1"),
+        (60, now),
+        (581, b"1"),
+        (710, b"PR1"),
+        (715, now[:8]),
+        (724, b"0"),
+    )
+    answers = c.answers()
+    assert [(m.msg_type, m.get(372), m.get(380)) for m in answers] == [
+        (b"j", b"H", b"0"),
+        (b"j", b"V", b"0"),
+        (b"j", b"BB", b"0"),
+        (b"j", b"AN", b"0"),
+    ]
+    assert [m.get(379) for m in answers] == [b"M1", b"MD1", b"CI1", b"PR1"]
+    c.clock.now += 1.0
+    c.send(b"q", (11, b"MC1"), (60, now), (530, b"7"))
+    (unsupported,) = c.answers()
+    assert (unsupported.get(372), unsupported.get(380), unsupported.get(379)) == (
+        b"q",
+        b"3",
+        b"MC1",
+    )
+    for m in (*answers, unsupported):
+        assert message_problems(m.raw) == []
