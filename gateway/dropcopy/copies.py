@@ -61,14 +61,20 @@ def trade_capture_body(
     price: int,
     now: float,
     client_exec_id: str = "",
+    day_end: int = 0,
 ) -> bytes:
     """The TradeCaptureReport (AE) of ``lots`` of an LP fill booked to
-    ``account`` (``house`` when that is the house's account);
+    ``account`` (``house`` when that is the house's account) at ``now``;
     ``client_exec_id``, when given, is the ExecID of the client's
-    ExecutionReport of the same lots (SecondaryExecID, 527)."""
+    ExecutionReport of the same lots (SecondaryExecID, 527).  TradeDate
+    (75) is the trading day, which ends ``day_end`` seconds after midnight
+    UTC (``orders.trading_day_end``) and is named by the date it ends on."""
     fmt = instrument_formats(instrument)
     report_id = f"{child_id}/{exec_id}{HOUSE_SUFFIX if house else ''}"
     stamp = codec.format_utc_timestamp(now)
+    trade_date = stamp[:8]
+    if day_end:
+        trade_date = codec.format_utc_timestamp(now + 86400 - day_end)[:8]
     secondary = (
         b"527=%b\x01" % client_exec_id.encode("latin-1", "replace") if client_exec_id else b""
     )
@@ -83,7 +89,7 @@ def trade_capture_body(
             fmt.qty(lots),
             instrument.symbol.encode(),
             stamp,
-            stamp[:8],
+            trade_date,
             _SIDES[side],
             child_id.encode("latin-1", "replace"),
             lp.encode("latin-1", "replace"),

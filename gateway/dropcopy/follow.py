@@ -147,8 +147,11 @@ class JournalCopier:
         flush: Callable[[], None],
         wake: Callable[[Session], None],
         clock: Callable[[], float],
+        trading_day_end: str = "00:00",
     ) -> None:
-        """``clients``: client session id -> the client's CompID."""
+        """``clients``: client session id -> the client's CompID;
+        ``trading_day_end``: when the trading day ends (``HH:MM`` UTC),
+        which names the TradeDate of the trade captures."""
         self.orders = orders
         self.cursor = cursor
         self._drop_copies = drop_copies
@@ -157,6 +160,8 @@ class JournalCopier:
         self._flush = flush
         self._wake = wake
         self._clock = clock
+        hours, minutes = trading_day_end.split(":")
+        self._day_end = int(hours) * 3600 + int(minutes) * 60
         self._follower: BatchFollower | None = None
         self._decode_message = msgspec.msgpack.Decoder(Message).decode
         self._decode_filled = msgspec.msgpack.Decoder(Filled).decode
@@ -343,6 +348,7 @@ class JournalCopier:
             price=c.price,
             now=c.time or now,
             client_exec_id=c.client_exec_id,
+            day_end=self._day_end,
         )
         return sum(self._record(s, b"AE", body, now) for s in sessions)
 

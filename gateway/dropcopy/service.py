@@ -104,6 +104,7 @@ class DropCopyService:
             flush=self._flush,
             wake=self.outbox.wake,
             clock=clock,
+            trading_day_end=config.orders.trading_day_end,
         )
         self._tls = server_tls(gw)
         self._status = data_dir / "dropcopy" / "sessions.json"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import struct
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -61,7 +62,7 @@ class Office:
     """One drop-copy session and a copier on ``data``'s journal, as the
     drop-copy process has them (a file store, so a restart finds them)."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, trading_day_end: str = "00:00") -> None:
         settings = SessionSettings(
             SenderCompID="GATEWAY", TargetCompID="BACKOFFICE", Application="dropcopy"
         )
@@ -77,6 +78,7 @@ class Office:
             flush=self._flush,
             wake=lambda s: None,
             clock=lambda: 1_700_000_100.0,
+            trading_day_end=trading_day_end,
         )
 
     def _flush(self) -> None:
@@ -166,6 +168,23 @@ def test_reports_and_captures_become_copies_in_journal_order(tmp_path: Path) -> 
     _, body = message_body(client_report(2, "E1"))
     assert message_body(raw)[1] == copy_body(body, b"CLIENT1", "LP_A")
     assert office.copier.cursor.serial == 2
+    office.close()
+    j.close()
+
+
+def test_a_trade_capture_names_the_trading_day_it_belongs_to(tmp_path: Path) -> None:
+    j = journal(tmp_path / "orders")
+    monday_20h = datetime(2026, 3, 2, 20, tzinfo=UTC).timestamp()
+    for exec_id, booked in (("LPX1", monday_20h), ("LPX2", monday_20h + 2 * 3600)):
+        j.add(
+            Filled("1O1.1C1", exec_id, "LP_A", "CLIENT1", "EUR/USD", Side.BUY, 1, 108_500, booked)
+        )
+    j.flush()
+    office = Office(tmp_path, trading_day_end="21:00")
+    office.poll_all()
+    dates = [parse_frame(raw).get(75) for _, raw in office.store.get_sent(1, 2)]
+    # the day ending at 21:00 UTC on Monday, then the one ending on Tuesday
+    assert dates == [b"20260302", b"20260303"]
     office.close()
     j.close()
 
