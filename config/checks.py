@@ -438,6 +438,13 @@ def check_gateway(values: Mapping[str, object], path: str) -> list[str]:
         errors.append(
             f"{_join(path, 'tls_key_file' if cert else 'tls_cert_file')}: required with TLS"
         )
+    prefix = values.get("id_prefix")
+    if (
+        isinstance(prefix, str)
+        and prefix
+        and not (len(prefix) <= 8 and prefix.isascii() and prefix.isalnum())
+    ):
+        errors.append(f"{_join(path, 'id_prefix')}: up to 8 letters and digits, got {prefix!r}")
     read = values.get("read_token")
     if read and read == values.get("admin_token"):
         errors.append(

@@ -227,6 +227,14 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     tls_key_file: FilePath = ""
     """PEM private key matching ``tls_cert_file``."""
 
+    id_prefix: str = ""
+    """What this gateway's OrderIDs and ExecIDs start with (up to 8 letters
+    and digits), before the run number that keeps them apart across
+    restarts.  Needed when one back office follows several gateways that
+    are not in one cluster: each gives its own, so that their ExecIDs never
+    meet in the ledger.  Empty: the run number alone (a cluster's gateways
+    take a prefix made from their name)."""
+
     admin_token: str = ""
     """Bearer token of the ``/admin`` endpoints, the back office's
     ``/backoffice`` ones and the dashboards' data: it may read and change

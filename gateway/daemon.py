@@ -546,9 +546,15 @@ def build_order_flow(
     # OrderIDs, ExecIDs and child order ids never repeat across runs, nor
     # across the gateways of a cluster (a client taken over by another
     # gateway goes on receiving IDs it has not seen)
+    # across gateways not in a cluster that one back office follows, with
+    # gateway.id_prefix (their ExecIDs would otherwise meet in its ledger)
     prefix = run
-    if config.cluster.servers:
+    own = config.gateway.id_prefix
+    if own:
+        prefix = f"{own}.{run}"
+    elif config.cluster.servers:
         prefix = f"{id_namespace(config.cluster, config.gateway.fix_port)}.{run}"
+    if prefix != run:
         _log.info("order_ids_prefixed", prefix=prefix)
     matcher = Matcher(
         instruments,

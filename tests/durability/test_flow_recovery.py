@@ -810,3 +810,23 @@ def test_two_starts_without_a_journal_within_a_second_hand_out_other_ids() -> No
     first = run_name(None, lambda: 1_800_000_000.2)
     second = run_name(None, lambda: 1_800_000_000.7)  # the same second
     assert first != second
+
+
+def test_a_gateway_given_an_id_prefix_starts_its_ids_with_it(tmp_path: Path) -> None:
+    from config import ConfigError, default_config_path, parse_config
+    from gateway.daemon import build_order_flow
+    from gateway.net.transport import Outbox
+    from matcher.engine import NewOrder
+    from router.model import OrdType, TimeInForce
+
+    text = default_config_path().read_text()
+    with_prefix = text.replace("[gateway]\n", '[gateway]\nid_prefix = "gw2"\n', 1)
+    config = parse_config(with_prefix)
+    flow = build_order_flow(config, {}, None, Outbox(), lambda: 1_800_000_000.0)
+    order = NewOrder("CLIENT1", "A", "EUR/USD", Side.BUY, OrdType.LIMIT, TimeInForce.GTC, 1, 1)
+    (report,) = flow.matcher.submit(order, None).executions
+    assert report.order_id.startswith("gw2.")
+    assert report.exec_id.startswith("gw2.")
+    for bad in ("gw-2", "toolongprefix", "gw 2"):
+        with pytest.raises(ConfigError, match=r"gateway.id_prefix: up to 8 letters and digits"):
+            parse_config(text.replace("[gateway]\n", f'[gateway]\nid_prefix = "{bad}"\n', 1))
