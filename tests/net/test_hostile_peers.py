@@ -5,7 +5,6 @@ with connections that never get as far as a Logon."""
 from __future__ import annotations
 
 import asyncio
-import datetime
 import os
 import socket
 import ssl
@@ -15,10 +14,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from netkit import make_certificate
 
 from config import SessionSettings
 from gateway.fix import codec, new_order_single
@@ -119,28 +115,7 @@ async def test_a_connection_closed_while_its_peer_reads_nothing_is_let_go(
 
 def server_context(directory: Path) -> ssl.SSLContext:
     """A TLS context for the acceptor, with a self-signed certificate."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fixgw test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    cert_file, key_file = make_certificate(directory)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
     return context
@@ -170,6 +145,19 @@ async def test_a_tls_handshake_never_begun_is_closed_at_the_logon_timeout(
         await server.stop(grace=0.5)
 
 
+def long_logon() -> bytes:
+    """A Logon past 4 KiB (RawData), too long to be identified at once."""
+    raw = b"R" * 4800
+    return frame(b"A", 1, b"95=%d\x0196=%b\x0198=0\x01108=30\x01" % (len(raw), raw))
+
+
+def gated(session: Session, gate: RefusingGate) -> FixServer:
+    """An acceptor of ``session`` whose Logons ``gate`` must let through."""
+    return FixServer(
+        SessionRegistry([session]), {session.session_id: EchoApplication()}, logon_gate=gate
+    )
+
+
 class RefusingGate:
     """A logon gate for which another gateway serves every session."""
 
@@ -191,13 +179,10 @@ async def test_a_long_logon_in_pieces_is_put_to_the_logon_gate(split: int) -> No
     is not taken before the gate has let this gateway take it."""
     session = Session(GATEWAY, MemoryStore())
     gate = RefusingGate()
-    server = FixServer(
-        SessionRegistry([session]), {session.session_id: EchoApplication()}, logon_gate=gate
-    )
+    server = gated(session, gate)
     port = await server.start("127.0.0.1", 0)
     loop = asyncio.get_running_loop()
-    raw = b"R" * 4800
-    logon = frame(b"A", 1, b"95=%d\x0196=%b\x0198=0\x01108=30\x01" % (len(raw), raw))
+    logon = long_logon()
     assert len(logon) > 4096
     try:
         peer = socket.socket()
@@ -229,13 +214,10 @@ class AdmittingGate(RefusingGate):
 async def test_a_long_logon_in_pieces_logs_on_once_the_gate_let_it() -> None:
     session = Session(GATEWAY, MemoryStore())
     gate = AdmittingGate()
-    server = FixServer(
-        SessionRegistry([session]), {session.session_id: EchoApplication()}, logon_gate=gate
-    )
+    server = gated(session, gate)
     port = await server.start("127.0.0.1", 0)
     loop = asyncio.get_running_loop()
-    raw = b"R" * 4800
-    logon = frame(b"A", 1, b"95=%d\x0196=%b\x0198=0\x01108=30\x01" % (len(raw), raw))
+    logon = long_logon()
     try:
         peer = socket.socket()
         peer.setblocking(False)
@@ -259,15 +241,12 @@ async def test_a_long_logon_held_by_the_failed_logon_delay_logs_on_once_let_thro
     the gate and logged on."""
     session = Session(GATEWAY, MemoryStore())
     gate = AdmittingGate()
-    server = FixServer(
-        SessionRegistry([session]), {session.session_id: EchoApplication()}, logon_gate=gate
-    )
+    server = gated(session, gate)
     for _ in range(4):  # one past the free ones: the next Logon waits a little
         server.failures.record(("127.0.0.1", ""), time.time())
     port = await server.start("127.0.0.1", 0)
     loop = asyncio.get_running_loop()
-    raw = b"R" * 4800
-    logon = frame(b"A", 1, b"95=%d\x0196=%b\x0198=0\x01108=30\x01" % (len(raw), raw))
+    logon = long_logon()
     try:
         peer = socket.socket()
         peer.setblocking(False)
@@ -289,9 +268,7 @@ async def test_a_long_logon_held_by_the_failed_logon_delay_logs_on_once_let_thro
 async def test_a_logon_with_a_heartbeat_that_is_no_number_is_refused_before_the_gate() -> None:
     session = Session(GATEWAY, MemoryStore())
     gate = AdmittingGate()
-    server = FixServer(
-        SessionRegistry([session]), {session.session_id: EchoApplication()}, logon_gate=gate
-    )
+    server = gated(session, gate)
     port = await server.start("127.0.0.1", 0)
     loop = asyncio.get_running_loop()
     errors: list[dict[str, object]] = []
