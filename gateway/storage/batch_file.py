@@ -147,8 +147,10 @@ class BatchFile:
             raise BatchFileLockedError(f"{self._dir} is in use by another process")
         self._lock_fd = lock
         try:
-            # what a replacement beside the loop left when the process died
+            # what a replacement left when the process died: beside the
+            # loop, or at once (replace_file's temporary file)
             self.next_path.unlink(missing_ok=True)
+            self._path.with_name(self._path.name + ".tmp").unlink(missing_ok=True)
             try:
                 self._fd = os.open(self._path, os.O_RDWR | os.O_APPEND)
             except FileNotFoundError:

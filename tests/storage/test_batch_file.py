@@ -67,6 +67,16 @@ def test_a_new_file_holds_only_the_magic(tmp_path: Path) -> None:
     assert (directory / NAME).read_bytes() == MAGIC
 
 
+def test_what_a_replacement_cut_short_left_is_removed_at_open(tmp_path: Path) -> None:
+    with opened(tmp_path) as file:
+        file.append(b"kept")
+    # a process that died while replacing the file, at once or beside the loop
+    (tmp_path / f"{NAME}.tmp").write_bytes(MAGIC + b"half")
+    (tmp_path / f"{NAME}.next").write_bytes(MAGIC + b"half")
+    assert bodies_in(tmp_path) == [b"kept"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [NAME, "lock"]
+
+
 def test_bodies_come_back_in_order_and_unchanged(tmp_path: Path) -> None:
     sent = [b"first", b"", b"\x00" * 1000, bytes(range(256))]
     with opened(tmp_path) as file:
