@@ -37,7 +37,10 @@ Rules the gateway relies on:
   gone by then, the rest is canceled like an IOC's.
 * DAY and GTC limit orders rest in the client book.  While an order is out
   at LPs it cannot cross, and a cancel or replace waits (PENDING_CANCEL /
-  PENDING_REPLACE) until the routing is done.  When routing gives back an
+  PENDING_REPLACE) until the routing is done.  A second change waiting is
+  refused, but for a cancel coming over a pending replace: the replace is
+  then refused (OrderCancelReject, CxlRejResponseTo 2) and the cancel
+  waits in its place.  When routing gives back an
   unfilled remainder, it is crossed against the client book again (it may
   have become crossable while it was away) before it rests or is canceled.
 * A replace may change the quantity (never below the filled quantity) and
@@ -84,6 +87,7 @@ __all__ = [
 DUPLICATE_CL_ORD_ID = "Duplicate ClOrdID"
 NOT_MARKETABLE = "not marketable"
 FOK_NOT_FILLABLE = "fill or kill: not enough liquidity"
+SUPERSEDED_BY_CANCEL = "a cancel of the order came after it: the order is canceled instead"
 DAY_ENDED = "end of the trading day"
 
 
@@ -386,9 +390,12 @@ class Matcher:
         if order is None:
             return result
         self._index(order, cmd.cl_ord_id)
+        superseded = order.pending  # a replace waiting for the routing: never applied now
         if order.routing_qty:
             order.pending = PendingChange(CxlRejResponseTo.CANCEL, cmd.cl_ord_id)
             order.status = OrdStatus.PENDING_CANCEL
+            if superseded is not None:
+                result.cancel_rejects.append(self._superseded(order, superseded))
             result.executions.append(
                 self._report(
                     order,
@@ -398,6 +405,9 @@ class Matcher:
                 )
             )
             return result
+        if superseded is not None:  # not out at LPs: nothing can be pending
+            order.pending = None
+            result.cancel_rejects.append(self._superseded(order, superseded))
         self._rename(order, cmd.cl_ord_id)
         self._finish(order, OrdStatus.CANCELED, ExecType.CANCELED, "", result)
         return result
@@ -849,7 +859,10 @@ class Matcher:
             reason, text = CxlRejReason.DUPLICATE_CL_ORD_ID, DUPLICATE_CL_ORD_ID
         elif order.is_final:
             reason, text = CxlRejReason.TOO_LATE_TO_CANCEL, "too late: order is final"
-        elif order.pending is not None:
+        elif order.pending is not None and (
+            kind is not CxlRejResponseTo.CANCEL or order.pending.kind is CxlRejResponseTo.CANCEL
+        ):
+            # but a cancel may come over a pending replace (see the module)
             reason, text = CxlRejReason.ALREADY_PENDING, "a cancel or replace is pending"
         else:
             return order
@@ -857,6 +870,18 @@ class Matcher:
             self._cancel_reject(order, cl_ord_id, orig_cl_ord_id, reason, kind, text)
         )
         return None
+
+    def _superseded(self, order: Order, replace: PendingChange) -> CancelReject:
+        """The OrderCancelReject of a pending replace a cancel of the order
+        came over: the order is being canceled, the replace never applied."""
+        return self._cancel_reject(
+            order,
+            replace.cl_ord_id,
+            order.cl_ord_id,
+            CxlRejReason.OTHER,
+            CxlRejResponseTo.REPLACE,
+            SUPERSEDED_BY_CANCEL,
+        )
 
     def _cancel_reject(
         self,

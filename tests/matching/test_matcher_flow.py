@@ -185,6 +185,30 @@ def test_pending_cancel_filled_meanwhile_is_too_late() -> None:
     assert m.on_route_done(route.order_id, 0, "").executions == []
 
 
+def test_a_cancel_comes_over_a_pending_replace_which_is_refused() -> None:
+    m = matcher()
+    (route,) = m.submit(limit("c1", "a", BUY, 10, 100), book(asks=((100, 50),))).routes
+    only(m.replace(replace("c1", "a2", "a", 8, 99)), ExecType.PENDING_REPLACE)
+    result = m.cancel(cancel("c1", "c", "a"))
+    pending = only(result, ExecType.PENDING_CANCEL)
+    assert (pending.cl_ord_id, pending.orig_cl_ord_id, pending.status) == (
+        "c",
+        "a",
+        OrdStatus.PENDING_CANCEL,
+    )
+    (refused,) = result.cancel_rejects
+    assert (refused.cl_ord_id, refused.orig_cl_ord_id) == ("a2", "a")
+    assert refused.response_to is CxlRejResponseTo.REPLACE
+    assert refused.status is OrdStatus.PENDING_CANCEL
+    # a replace over the pending cancel, and a second cancel, are refused
+    (again,) = m.replace(replace("c1", "a3", "a", 5, 99)).cancel_rejects
+    assert again.reason is CxlRejReason.ALREADY_PENDING
+    m.on_fill(route.order_id, 2, 100, "lp1")
+    done = only(m.on_route_done(route.order_id, 8, "done"), ExecType.CANCELED)
+    assert (done.cl_ord_id, done.cum_qty, done.leaves_qty, done.qty) == ("c", 2, 0, 10)
+    assert m.open_orders() == []
+
+
 def test_pending_replace_during_routing() -> None:
     m = matcher()
     (route,) = m.submit(limit("c1", "a", BUY, 10, 100), book(asks=((100, 50),))).routes
