@@ -426,6 +426,17 @@ def check_config(values: Mapping[str, object], path: str) -> list[str]:
     errors.extend(_check_margin(values, path))
     errors.extend(_check_drop_copies(values, path))
     errors.extend(_check_order_entry(values, path))
+    gateway, cluster = values.get("gateway"), values.get("cluster")
+    if (
+        isinstance(gateway, Mapping)
+        and gateway.get("id_prefix")
+        and isinstance(cluster, Mapping)
+        and cluster.get("servers")
+    ):
+        errors.append(
+            f"{_join(path, 'gateway')}.id_prefix: a cluster's gateways take theirs from their"
+            " names (one config shared by them would give them all the same); leave it out"
+        )
     return errors
 
 

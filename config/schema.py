@@ -232,8 +232,8 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     and digits), before the run number that keeps them apart across
     restarts.  Needed when one back office follows several gateways that
     are not in one cluster: each gives its own, so that their ExecIDs never
-    meet in the ledger.  Empty: the run number alone (a cluster's gateways
-    take a prefix made from their name)."""
+    meet in the ledger.  Empty: the run number alone.  Not with
+    ``[cluster]``: a cluster's gateways take a prefix made from their name."""
 
     admin_token: str = ""
     """Bearer token of the ``/admin`` endpoints, the back office's

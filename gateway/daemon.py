@@ -547,13 +547,14 @@ def build_order_flow(
     # across the gateways of a cluster (a client taken over by another
     # gateway goes on receiving IDs it has not seen)
     # across gateways not in a cluster that one back office follows, with
-    # gateway.id_prefix (their ExecIDs would otherwise meet in its ledger)
+    # gateway.id_prefix (their ExecIDs would otherwise meet in its ledger;
+    # the config refuses one with [cluster])
     prefix = run
     own = config.gateway.id_prefix
-    if own:
-        prefix = f"{own}.{run}"
-    elif config.cluster.servers:
+    if config.cluster.servers:
         prefix = f"{id_namespace(config.cluster, config.gateway.fix_port)}.{run}"
+    elif own:
+        prefix = f"{own}.{run}"
     if prefix != run:
         _log.info("order_ids_prefixed", prefix=prefix)
     matcher = Matcher(

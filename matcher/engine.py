@@ -87,7 +87,7 @@ __all__ = [
 DUPLICATE_CL_ORD_ID = "Duplicate ClOrdID"
 NOT_MARKETABLE = "not marketable"
 FOK_NOT_FILLABLE = "fill or kill: not enough liquidity"
-SUPERSEDED_BY_CANCEL = "a cancel of the order came after it: the order is canceled instead"
+SUPERSEDED_BY_CANCEL = "a cancel of the order came after it and takes its place"
 DAY_ENDED = "end of the trading day"
 
 

@@ -169,6 +169,9 @@ class Headroom:
         except _Unreadable as exc:
             # this LP's key only: the cluster is in reach, the other LPs' slices move
             self.stats.errors += 1
+            if not self.reachable:  # it answered
+                self.reachable = True
+                _log.info("headroom_reachable_again")
             if lp not in self._unreadable:
                 self._unreadable.add(lp)
                 _log.error(

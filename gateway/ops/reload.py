@@ -42,6 +42,7 @@ import structlog
 
 from config import Config, ConfigError, SettingsSchema, with_overrides
 from config.loader import parse_toml, read_config_text, validate_raw
+from gateway.ops.tokens import Tokens
 from lp_adapters.registry import adapter_settings
 
 _log = structlog.get_logger("gateway.ops.reload")
@@ -158,6 +159,7 @@ def _load_in_worker(path: Path, overrides: Overrides, current: Config) -> Config
     config, errors = validate_raw(raw, _adapter_settings(current))
     if config is None:
         raise ConfigError(errors, source=str(path))
+    _refuse_token_clash(config, str(path))
     return config
 
 
@@ -192,7 +194,16 @@ async def _load(path: Path, overrides: Overrides, current: Config) -> Config:
     config, errors = validate_raw(overrides.apply_raw(raw), _adapter_settings(current))
     if config is None:
         raise ConfigError(errors, source=source)
+    _refuse_token_clash(config, source)
     return config
+
+
+def _refuse_token_clash(config: Config, source: str) -> None:
+    """A config whose read token the environment makes the admin token (or
+    the reverse) is refused, as at start."""
+    clash = Tokens.clash(config.gateway)
+    if clash is not None:
+        raise ConfigError([clash], source=source)
 
 
 def changed_settings(

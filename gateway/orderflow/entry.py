@@ -85,6 +85,22 @@ _BUSINESS_IDS: Final[dict[bytes, int]] = {
     b"L": 66,  # ListExecute: ListID
     b"M": 66,  # ListStatusRequest: ListID
     b"s": 548,  # NewOrderCross: CrossID
+    b"t": 548,  # CrossOrderCancelReplaceRequest: CrossID
+    b"u": 548,  # CrossOrderCancelRequest: CrossID
+    b"i": 117,  # MassQuote: QuoteID
+    b"Z": 117,  # QuoteCancel: QuoteID
+    b"a": 649,  # QuoteStatusRequest: QuoteStatusReqID
+    b"AH": 644,  # RFQRequest: RFQReqID
+    b"AJ": 693,  # QuoteResponse: QuoteRespID
+    b"v": 320,  # SecurityTypeRequest: SecurityReqID
+    b"z": 320,  # DerivativeSecurityListRequest: SecurityReqID
+    b"J": 70,  # AllocationInstruction: AllocID
+    b"k": 390,  # BidRequest: BidID
+    b"AV": 791,  # SettlementInstructionRequest: SettlInstReqID
+    b"AX": 894,  # CollateralRequest: CollReqID
+    b"AY": 902,  # CollateralAssignment: CollAsgnID
+    b"BC": 933,  # NetworkCounterpartySystemStatusRequest: NetworkRequestID
+    b"BH": 859,  # ConfirmationRequest: ConfirmReqID
     b"R": 131,  # QuoteRequest: QuoteReqID
     b"S": 117,  # Quote: QuoteID
     b"V": 262,  # MarketDataRequest: MDReqID

@@ -171,6 +171,32 @@ async def test_a_reload_refuses_the_file_listing_the_same_errors(tmp_path: Path)
     assert applied == []
 
 
+@pytest.mark.asyncio
+async def test_a_reload_making_the_admin_token_the_read_token_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(DEFAULT.read_text())
+    current = load_config(path, adapter_settings())
+    applied = []
+    reloader = Reloader(
+        path,
+        Overrides(),
+        current=lambda: current,
+        version=lambda: "1-test",
+        apply=applied.append,
+    )
+    monkeypatch.setenv("FIXGW_READ_TOKEN", "rotated")
+    path.write_text(
+        DEFAULT.read_text().replace('admin_token = "dev-admin-token"', 'admin_token = "rotated"')
+    )
+    outcome = await reloader.reload("test")
+    assert outcome.status == "invalid"
+    (detail,) = outcome.details
+    assert detail.startswith("the read token (FIXGW_READ_TOKEN or gateway.read_token) is the")
+    assert applied == []
+
+
 def test_check_config_says_where_the_data_goes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -830,3 +830,6 @@ def test_a_gateway_given_an_id_prefix_starts_its_ids_with_it(tmp_path: Path) -> 
     for bad in ("gw-2", "toolongprefix", "gw 2"):
         with pytest.raises(ConfigError, match=r"gateway.id_prefix: up to 8 letters and digits"):
             parse_config(text.replace("[gateway]\n", f'[gateway]\nid_prefix = "{bad}"\n', 1))
+    clustered = with_prefix + '\n[cluster]\nservers = ["nats://127.0.0.1:4222"]\n'
+    with pytest.raises(ConfigError, match=r"gateway.id_prefix: a cluster's gateways take theirs"):
+        parse_config(clustered)
