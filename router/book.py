@@ -72,7 +72,8 @@ class BookSnapshot:
     docstring for the order).  ``bid_lps`` / ``ask_lps`` name, sorted, the LPs
     with at least one level on that side.  ``quotes`` holds each LP's own
     quote, as received.  Levels with a quantity of zero or less are left out
-    of the merged view.
+    of the merged view.  ``oldest`` is when the oldest of the quotes was
+    received (infinity: none).
     """
 
     symbol: str
@@ -81,20 +82,26 @@ class BookSnapshot:
     bid_lps: tuple[str, ...]
     ask_lps: tuple[str, ...]
     quotes: Mapping[str, Quote]
+    oldest: float = float("inf")
 
     @classmethod
     def from_quotes(cls, symbol: str, quotes: Iterable[Quote]) -> BookSnapshot:
         """Merge ``quotes`` (at most one per LP, all for ``symbol``)."""
         by_lp: dict[str, Quote] = {}
+        oldest = float("inf")
         for quote in quotes:
             if quote.symbol != symbol:
                 raise ValueError(f"quote for {quote.symbol} in the book of {symbol}")
             if quote.lp in by_lp:
                 raise ValueError(f"two quotes from {quote.lp} for {symbol}")
             by_lp[quote.lp] = quote
+            if quote.time < oldest:
+                oldest = quote.time
         bids = _merge(by_lp.values(), bids_side=True)
         asks = _merge(by_lp.values(), bids_side=False)
-        return cls(symbol, bids, asks, _lps_of(bids), _lps_of(asks), MappingProxyType(by_lp))
+        return cls(
+            symbol, bids, asks, _lps_of(bids), _lps_of(asks), MappingProxyType(by_lp), oldest
+        )
 
     @property
     def best_bid(self) -> BookLevel | None:

@@ -348,7 +348,7 @@ class OrderEntry:
                 refusal = Refusal(breach.text, OrdRejReason.ORDER_EXCEEDS_LIMIT)
                 self._reports.order_reject(session, msg, refusal, "risk_margin", now, id_limit)
                 return
-        result = self.matcher.submit(order, self.book.snapshot(order.symbol))
+        result = self.matcher.submit(order, self._routing.snapshot(order.symbol, now))
         if result.executions:
             self._reports.started[result.executions[0].order_id] = [now, ""]
             self._reports.open_by_client[client] = self._reports.open_by_client.get(client, 0) + 1
@@ -501,7 +501,9 @@ class OrderEntry:
                 to = CxlRejResponseTo.REPLACE
                 self._refuse_change(client, msg, to, breach, now, id_limit)
                 return
-        self._routing.publish(self.matcher.replace(replace, self.book.snapshot(symbol)), now)
+        self._routing.publish(
+            self.matcher.replace(replace, self._routing.snapshot(symbol, now)), now
+        )
 
     def _replace_limits(self, client: str, current: Order, qty: int, now: float) -> str | None:
         """The client's limit a replace raising ``current`` to ``qty``

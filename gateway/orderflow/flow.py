@@ -394,7 +394,7 @@ class OrderFlow:
                     order.order_id,
                     order.routing_qty,
                     GATEWAY_FAILED,
-                    self.book.snapshot(order.symbol),
+                    self.routing.snapshot(order.symbol, now),
                 )
                 routing.publish(result, now, order.order_id)
         # another client's order that came in meanwhile may cross them

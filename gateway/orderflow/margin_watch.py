@@ -212,7 +212,7 @@ class MarginWatch:
             tif=TimeInForce.IOC,
             qty=qty,
         )
-        result = self.matcher.submit(order, self.routing.book.snapshot(symbol))
+        result = self.matcher.submit(order, self.routing.snapshot(symbol, now))
         if result.executions:
             order_id = result.executions[0].order_id
             stop_out.closing = order_id

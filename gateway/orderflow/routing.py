@@ -32,7 +32,7 @@ from gateway.orderflow.rules import Rules
 from gateway.orderflow.stats import FlowStats
 from lp_adapters.base import DISCONNECTED_REASON, LpAdapter
 from matcher.engine import Matcher, Result, RouteNeed
-from router.book import AggregatedBook
+from router.book import AggregatedBook, BookSnapshot
 from router.exposure import ExposureLedger, ExposureSnapshot
 from router.model import (
     ChildAck,
@@ -240,7 +240,7 @@ class ChildRouting:
         if order is None or not order.routing_qty:
             return
         result = self.matcher.on_route_done(
-            order_id, order.routing_qty, "gateway restarted", self.book.snapshot(order.symbol)
+            order_id, order.routing_qty, "gateway restarted", self.snapshot(order.symbol, now)
         )
         self.publish(result, now, order_id)
 
@@ -277,10 +277,24 @@ class ChildRouting:
         while True:
             max_age = self.rules.config.routing.quote_max_age_ms / 1000
             await asyncio.sleep(max_age / 2)
-            now = self._clock()
-            for lp, symbol in self.book.drop_stale(now, max_age):
-                _log.warning("stale_quote_dropped", lp=lp, symbol=symbol)
-                self.market_data.on_book_update(symbol)
+            self._drop_stale(self._clock(), max_age)
+
+    def _drop_stale(self, now: float, max_age: float) -> None:
+        for lp, symbol in self.book.drop_stale(now, max_age):
+            _log.warning("stale_quote_dropped", lp=lp, symbol=symbol)
+            self.market_data.on_book_update(symbol)
+
+    def snapshot(self, symbol: str, now: float) -> BookSnapshot | None:
+        """The merged book of ``symbol`` as orders are worked on: quotes
+        older than ``routing.quote_max_age_ms`` leave the book first (the
+        periodic sweep may not have reached them yet)."""
+        snapshot = self.book.snapshot(symbol)
+        if snapshot is not None:
+            max_age = self.rules.config.routing.quote_max_age_ms / 1000
+            if snapshot.oldest < now - max_age:
+                self._drop_stale(now, max_age)
+                snapshot = self.book.snapshot(symbol)
+        return snapshot
 
     @staticmethod
     def _loop() -> asyncio.AbstractEventLoop:
@@ -328,7 +342,7 @@ class ChildRouting:
         policy_stats.routings += 1
         policy_stats.routed_lots += need.qty
         instrument = self.instruments[need.symbol]
-        snapshot = self.book.snapshot(need.symbol)
+        snapshot = self.snapshot(need.symbol, now)
         plan = None
         if snapshot is not None:
             request = RouteRequest(
@@ -369,7 +383,7 @@ class ChildRouting:
             )
             self.publish(
                 self.matcher.on_route_done(
-                    need.order_id, need.qty, reason, self.book.snapshot(need.symbol)
+                    need.order_id, need.qty, reason, self.snapshot(need.symbol, now)
                 ),
                 now,
                 need.order_id,
@@ -494,7 +508,7 @@ class ChildRouting:
         # the merged book is built when asked for (an order to route, a
         # refresh owed), once per change, not for every quote of a burst
         if self.matcher.rests(symbol):
-            snapshot = self.book.snapshot(symbol)
+            snapshot = self.snapshot(symbol, now)
             if snapshot is not None:
                 self.publish(self.matcher.on_market(symbol, snapshot), now)
 
@@ -746,7 +760,7 @@ class ChildRouting:
         reason_text = "; ".join(dict.fromkeys(routing.reasons)) or "routed"
         self.publish(
             self.matcher.on_route_done(
-                parent, unfilled, reason_text, self.book.snapshot(need.symbol)
+                parent, unfilled, reason_text, self.snapshot(need.symbol, now)
             ),
             now,
             parent,

@@ -4,6 +4,9 @@ per quote (it is built when an order or a market-data refresh asks)."""
 
 from __future__ import annotations
 
+import time
+
+import msgspec
 import pytest
 from test_lp_fault_properties import SYMBOL, Harness, PlaceOrder, ScriptedLp
 
@@ -70,3 +73,22 @@ async def test_quotes_with_nothing_resting_build_no_merged_book(flow_harness: Ha
     assert after.best_bid is not None
     assert after.best_bid.price == before.best_bid.price + 1  # type: ignore[union-attr]
     assert book._snapshots.get(SYMBOL) is after
+
+
+@pytest.mark.asyncio
+async def test_a_quote_older_than_quote_max_age_is_not_routed_to(flow_harness: Harness) -> None:
+    harness = flow_harness
+    flow = harness.flow
+    max_age = flow.rules.config.routing.quote_max_age_ms / 1000
+    lp = harness.lps["LP_A"]  # the best ask
+    assert isinstance(lp, ScriptedLp)
+    quote = flow.book.quote("LP_A", SYMBOL)
+    assert quote is not None
+    # received longer ago than quote_max_age_ms, not yet swept from the book
+    lp.report(msgspec.structs.replace(quote, time=time.time() - max_age - 1))
+    harness.sync()
+    # ORDER_KINDS[0]: a market IOC
+    await harness.run(PlaceOrder(client=0, side=Side.BUY, lots=2, kind=0, offset=0))
+    harness.sync()
+    assert [kid.child.lp for kid in harness.kids.values()] == ["LP_B"]
+    assert flow.book.quote("LP_A", SYMBOL) is None
