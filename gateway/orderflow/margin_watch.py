@@ -56,6 +56,7 @@ CLOSE_RETRY: Final = 1.0
 @dataclass(slots=True)
 class _StopOut:
     closing: str | None = None  # order id of the closing order being worked
+    closing_cl_ord_id: str = ""  # its ClOrdID: locates it once final
     closed: int = 0
     retry_at: float = 0.0  # after a closing order that found nothing to fill
     stuck: bool = False  # nothing left that an order can close
@@ -168,7 +169,7 @@ class MarginWatch:
     def _advance(self, client: str, now: float) -> None:
         stop_out = self.stopping[client]
         if stop_out.closing is not None:
-            working = self.matcher.find(stop_out.closing, "", "")
+            working = self.matcher.find(stop_out.closing, client, stop_out.closing_cl_ord_id)
             if working is not None and not working.is_final:
                 return
             stop_out.closing = None
@@ -216,6 +217,7 @@ class MarginWatch:
         if result.executions:
             order_id = result.executions[0].order_id
             stop_out.closing = order_id
+            stop_out.closing_cl_ord_id = cl_ord_id
             stop_out.closed += 1
             self.reports.started[order_id] = [now, ""]
             self.reports.open_by_client[client] = self.reports.open_by_client.get(client, 0) + 1
