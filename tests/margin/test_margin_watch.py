@@ -39,6 +39,9 @@ class _Routing:
     def exposure(self, now: float) -> Any:
         return None
 
+    def snapshot(self, symbol: str, now: float) -> Any:
+        return self.book.snapshot(symbol)
+
     def publish(self, result: Result, now: float) -> None:
         self.published.append(result)
 
