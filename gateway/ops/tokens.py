@@ -54,16 +54,14 @@ class Tokens:
         variable when that is set and not empty.  A read token that is the
         admin token (through the environment: the config refuses it) gives
         no more than reading: the admin token is then taken as not set."""
-        admin = (environ.get(ADMIN_TOKEN_ENV) or settings.admin_token).strip()
-        read = (environ.get(READ_TOKEN_ENV) or settings.read_token).strip()
+        admin, read = _given(settings, environ)
         return cls(admin="" if admin == read else admin, read=read)
 
     @staticmethod
     def clash(settings: GatewaySettings, environ: Mapping[str, str] = os.environ) -> str | None:
         """Why the tokens in force cannot be used as given (the read token
         is the admin token), or None."""
-        admin = (environ.get(ADMIN_TOKEN_ENV) or settings.admin_token).strip()
-        read = (environ.get(READ_TOKEN_ENV) or settings.read_token).strip()
+        admin, read = _given(settings, environ)
         if read and admin == read:
             return (
                 f"the read token ({READ_TOKEN_ENV} or gateway.read_token) is the admin token "
@@ -92,6 +90,14 @@ class Tokens:
                 403, f"the read token may not {method.upper()}: this takes gateway.admin_token"
             )
         return Refusal(401, "wrong bearer token")
+
+
+def _given(settings: GatewaySettings, environ: Mapping[str, str]) -> tuple[str, str]:
+    """(admin, read) as given: each environment variable set and not empty
+    over the setting."""
+    admin = (environ.get(ADMIN_TOKEN_ENV) or settings.admin_token).strip()
+    read = (environ.get(READ_TOKEN_ENV) or settings.read_token).strip()
+    return admin, read
 
 
 def _same(given: str, token: str) -> bool:
