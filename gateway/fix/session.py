@@ -111,15 +111,69 @@ class BusinessRejectReason:
     }
 
 
+# The business-level id field of the requests a client may send: a
+# BusinessMessageReject of one echoes it as BusinessRejectRefID (379), which
+# FIX 4.4 requires whenever the request carried it.
+_REQUEST_IDS: Final[dict[bytes, int]] = {
+    b"D": 11,  # NewOrderSingle: ClOrdID
+    b"F": 11,  # OrderCancelRequest: ClOrdID
+    b"G": 11,  # OrderCancelReplaceRequest: ClOrdID
+    b"H": 11,  # OrderStatusRequest: ClOrdID
+    b"q": 11,  # OrderMassCancelRequest: ClOrdID
+    b"AB": 11,  # NewOrderMultileg: ClOrdID
+    b"AC": 11,  # MultilegOrderCancelReplace: ClOrdID
+    b"E": 66,  # NewOrderList: ListID
+    b"K": 66,  # ListCancelRequest: ListID
+    b"L": 66,  # ListExecute: ListID
+    b"M": 66,  # ListStatusRequest: ListID
+    b"s": 548,  # NewOrderCross: CrossID
+    b"t": 548,  # CrossOrderCancelReplaceRequest: CrossID
+    b"u": 548,  # CrossOrderCancelRequest: CrossID
+    b"i": 117,  # MassQuote: QuoteID
+    b"Z": 117,  # QuoteCancel: QuoteID
+    b"a": 649,  # QuoteStatusRequest: QuoteStatusReqID
+    b"AH": 644,  # RFQRequest: RFQReqID
+    b"AJ": 693,  # QuoteResponse: QuoteRespID
+    b"v": 320,  # SecurityTypeRequest: SecurityReqID
+    b"z": 320,  # DerivativeSecurityListRequest: SecurityReqID
+    b"J": 70,  # AllocationInstruction: AllocID
+    b"k": 390,  # BidRequest: BidID
+    b"AV": 791,  # SettlementInstructionRequest: SettlInstReqID
+    b"AX": 894,  # CollateralRequest: CollReqID
+    b"AY": 902,  # CollateralAssignment: CollAsgnID
+    b"BC": 933,  # NetworkCounterpartySystemStatusRequest: NetworkRequestID
+    b"BH": 859,  # ConfirmationRequest: ConfirmReqID
+    b"R": 131,  # QuoteRequest: QuoteReqID
+    b"S": 117,  # Quote: QuoteID
+    b"V": 262,  # MarketDataRequest: MDReqID
+    b"c": 320,  # SecurityDefinitionRequest: SecurityReqID
+    b"x": 320,  # SecurityListRequest: SecurityReqID
+    b"e": 324,  # SecurityStatusRequest: SecurityStatusReqID
+    b"g": 335,  # TradingSessionStatusRequest: TradSesReqID
+    b"AF": 584,  # OrderMassStatusRequest: MassStatusReqID
+    b"AD": 568,  # TradeCaptureReportRequest: TradeRequestID
+    b"AE": 571,  # TradeCaptureReport: TradeReportID
+    b"AN": 710,  # RequestForPositions: PosReqID
+    b"AL": 710,  # PositionMaintenanceRequest: PosReqID
+    b"BB": 909,  # CollateralInquiry: CollInquiryID
+    b"BE": 923,  # UserRequest: UserRequestID
+}
+
+
 def business_reject_body(
     msg: FixMessage,
     reason: int,
     text: bytes | None = None,
-    ref_id: bytes | None = None,
+    max_id_length: int = 64,
 ) -> bytes:
     """The body of a BusinessMessageReject (j) of ``msg``: RefSeqNum,
     Text (the reason's standard text unless ``text``), RefMsgType,
-    BusinessRejectRefID when ``ref_id``, BusinessRejectReason."""
+    BusinessRejectRefID (the id field of ``msg``'s kind, cut to
+    ``max_id_length`` bytes) when ``msg`` carries one, BusinessRejectReason."""
+    tag = _REQUEST_IDS.get(msg.msg_type)
+    ref_id = None if tag is None else msg.get(tag)
+    if ref_id:
+        ref_id = ref_id[:max_id_length]
     parts = []
     seq = msg.get(34)
     if seq:
@@ -917,11 +971,10 @@ class Session:
         reason: int,
         now: float,
         text: bytes | None = None,
-        ref_id: bytes | None = None,
     ) -> None:
         """BusinessMessageReject (j) for an application message the
         application cannot process (see :func:`business_reject_body`)."""
-        self.send(b"j", business_reject_body(msg, reason, text, ref_id), now)
+        self.send(b"j", business_reject_body(msg, reason, text), now)
 
     # -- output --------------------------------------------------------------------
 

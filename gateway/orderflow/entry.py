@@ -17,7 +17,6 @@ repeat only an excerpt of a client-supplied string.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
 
 import structlog
 
@@ -68,54 +67,6 @@ _log = structlog.get_logger("gateway.orderflow.entry")
 
 # NewOrderSingle, OrderCancelRequest, OrderCancelReplaceRequest
 _ORDER_REQUESTS = frozenset((b"D", b"F", b"G"))
-
-# The business-level id field of the requests a client may send: a
-# BusinessMessageReject of one echoes it as BusinessRejectRefID (379), which
-# FIX 4.4 requires whenever the request carried it.
-_BUSINESS_IDS: Final[dict[bytes, int]] = {
-    b"D": 11,  # NewOrderSingle: ClOrdID
-    b"F": 11,  # OrderCancelRequest: ClOrdID
-    b"G": 11,  # OrderCancelReplaceRequest: ClOrdID
-    b"H": 11,  # OrderStatusRequest: ClOrdID
-    b"q": 11,  # OrderMassCancelRequest: ClOrdID
-    b"AB": 11,  # NewOrderMultileg: ClOrdID
-    b"AC": 11,  # MultilegOrderCancelReplace: ClOrdID
-    b"E": 66,  # NewOrderList: ListID
-    b"K": 66,  # ListCancelRequest: ListID
-    b"L": 66,  # ListExecute: ListID
-    b"M": 66,  # ListStatusRequest: ListID
-    b"s": 548,  # NewOrderCross: CrossID
-    b"t": 548,  # CrossOrderCancelReplaceRequest: CrossID
-    b"u": 548,  # CrossOrderCancelRequest: CrossID
-    b"i": 117,  # MassQuote: QuoteID
-    b"Z": 117,  # QuoteCancel: QuoteID
-    b"a": 649,  # QuoteStatusRequest: QuoteStatusReqID
-    b"AH": 644,  # RFQRequest: RFQReqID
-    b"AJ": 693,  # QuoteResponse: QuoteRespID
-    b"v": 320,  # SecurityTypeRequest: SecurityReqID
-    b"z": 320,  # DerivativeSecurityListRequest: SecurityReqID
-    b"J": 70,  # AllocationInstruction: AllocID
-    b"k": 390,  # BidRequest: BidID
-    b"AV": 791,  # SettlementInstructionRequest: SettlInstReqID
-    b"AX": 894,  # CollateralRequest: CollReqID
-    b"AY": 902,  # CollateralAssignment: CollAsgnID
-    b"BC": 933,  # NetworkCounterpartySystemStatusRequest: NetworkRequestID
-    b"BH": 859,  # ConfirmationRequest: ConfirmReqID
-    b"R": 131,  # QuoteRequest: QuoteReqID
-    b"S": 117,  # Quote: QuoteID
-    b"V": 262,  # MarketDataRequest: MDReqID
-    b"c": 320,  # SecurityDefinitionRequest: SecurityReqID
-    b"x": 320,  # SecurityListRequest: SecurityReqID
-    b"e": 324,  # SecurityStatusRequest: SecurityStatusReqID
-    b"g": 335,  # TradingSessionStatusRequest: TradSesReqID
-    b"AF": 584,  # OrderMassStatusRequest: MassStatusReqID
-    b"AD": 568,  # TradeCaptureReportRequest: TradeRequestID
-    b"AE": 571,  # TradeCaptureReport: TradeReportID
-    b"AN": 710,  # RequestForPositions: PosReqID
-    b"AL": 710,  # PositionMaintenanceRequest: PosReqID
-    b"BB": 909,  # CollateralInquiry: CollInquiryID
-    b"BE": 923,  # UserRequest: UserRequestID
-}
 
 
 class OrderEntry:
@@ -202,13 +153,8 @@ class OrderEntry:
         text: bytes | None = None,
     ) -> None:
         """BusinessMessageReject (j) of ``msg``, its business-level id
-        (ClOrdID, MDReqID...) echoed cut to ``id_limit`` as the
-        BusinessRejectRefID when it carried one."""
-        tag = _BUSINESS_IDS.get(msg.msg_type)
-        ref_id = None if tag is None else msg.get(tag)
-        if ref_id:
-            ref_id = ref_id[:id_limit]
-        self._reports.business_reject(session, msg, reason, now, text, ref_id)
+        (ClOrdID, MDReqID...) echoed cut to ``id_limit``."""
+        self._reports.business_reject(session, msg, reason, now, text, id_limit)
 
     # -- collateral and positions --------------------------------------------------
 

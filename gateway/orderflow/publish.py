@@ -305,8 +305,8 @@ class Reports:
         reason: int,
         now: float,
         text: bytes | None = None,
-        ref_id: bytes | None = None,
+        max_id_length: int = 64,
     ) -> None:
-        """BusinessMessageReject (j) of ``msg``, naming ``ref_id`` as its
-        BusinessRejectRefID (379) when given."""
-        self.send(session, b"j", business_reject_body(msg, reason, text, ref_id), now)
+        """BusinessMessageReject (j) of ``msg``, its id echoed cut to
+        ``max_id_length`` (see :func:`business_reject_body`)."""
+        self.send(session, b"j", business_reject_body(msg, reason, text, max_id_length), now)

@@ -839,9 +839,7 @@ def test_business_message_reject(pair: SessionPair) -> None:
     pair.send_order("initiator", "C1")
     pair.pump()
     [order] = pair.received_apps("acceptor")
-    pair.acceptor.reject_business(
-        order, BusinessRejectReason.NOT_AUTHORIZED, pair.now, ref_id=b"C1"
-    )
+    pair.acceptor.reject_business(order, BusinessRejectReason.NOT_AUTHORIZED, pair.now)
     pair.acceptor.reject_business(order, BusinessRejectReason.OTHER, pair.now, text=b"Desk closed")
     pair.pump()
     first, second = pair.received_apps("initiator")
@@ -852,7 +850,8 @@ def test_business_message_reject(pair: SessionPair) -> None:
     assert first.get(380) == b"6"
     assert first.get(379) == b"C1"
     assert text_of(first) == "Not authorized"
-    assert (second.get(380), text_of(second), second.get(379)) == (b"0", "Desk closed", None)
+    # the order's ClOrdID is its id, named in every reject of it
+    assert (second.get(380), text_of(second), second.get(379)) == (b"0", "Desk closed", b"C1")
     # business rejects are application messages: stored for resend
     assert [s for s, _ in pair.acceptor.store.get_sent(1, 10)] == [2, 3]
     assert pair.sent_by("initiator", b"3") == []
