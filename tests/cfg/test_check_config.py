@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from config import load_config
+from config import Config, load_config
 from gateway.cli import main
 from gateway.ops.reload import Overrides, Reloader
 from lp_adapters.registry import adapter_settings
@@ -151,12 +151,13 @@ def test_run_refuses_a_read_token_the_environment_makes_the_admin_token(tmp_path
     )
 
 
-@pytest.mark.asyncio
-async def test_a_reload_refuses_the_file_listing_the_same_errors(tmp_path: Path) -> None:
+def reloading(tmp_path: Path) -> tuple[Path, Reloader, list[Config]]:
+    """A config file of the default, the reloader of a daemon running on it,
+    and the configs that reloader applies."""
     path = tmp_path / "gateway.toml"
     path.write_text(DEFAULT.read_text())
     current = load_config(path, adapter_settings())
-    applied = []
+    applied: list[Config] = []
     reloader = Reloader(
         path,
         Overrides(),
@@ -164,6 +165,12 @@ async def test_a_reload_refuses_the_file_listing_the_same_errors(tmp_path: Path)
         version=lambda: "1-test",
         apply=applied.append,
     )
+    return path, reloader, applied
+
+
+@pytest.mark.asyncio
+async def test_a_reload_refuses_the_file_listing_the_same_errors(tmp_path: Path) -> None:
+    path, reloader, applied = reloading(tmp_path)
     path.write_text(default_with_errors())
     outcome = await reloader.reload("test")
     assert outcome.status == "invalid"
@@ -175,17 +182,7 @@ async def test_a_reload_refuses_the_file_listing_the_same_errors(tmp_path: Path)
 async def test_a_reload_making_the_admin_token_the_read_token_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "gateway.toml"
-    path.write_text(DEFAULT.read_text())
-    current = load_config(path, adapter_settings())
-    applied = []
-    reloader = Reloader(
-        path,
-        Overrides(),
-        current=lambda: current,
-        version=lambda: "1-test",
-        apply=applied.append,
-    )
+    path, reloader, applied = reloading(tmp_path)
     monkeypatch.setenv("FIXGW_READ_TOKEN", "rotated")
     path.write_text(
         DEFAULT.read_text().replace('admin_token = "dev-admin-token"', 'admin_token = "rotated"')
