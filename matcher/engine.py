@@ -235,6 +235,10 @@ class RouteNeed(NamedTuple):
     tif: TimeInForce
     cl_ord_id: str = ""
     """The order's ClOrdID when it was handed to the router."""
+    entry_cl_ord_id: str = ""
+    """The ClOrdID the order was entered with, which a replace does not
+    change: the router chooses the order's policy by it ("": the
+    ``cl_ord_id``)."""
 
 
 class Result(msgspec.Struct, gc=False):
@@ -945,6 +949,8 @@ class Matcher:
         return index
 
     def _rename(self, order: Order, cl_ord_id: str) -> None:
+        if order.first_cl_ord_id is None:
+            order.first_cl_ord_id = order.cl_ord_id
         order.aliases += (order.cl_ord_id,)
         order.orig_cl_ord_id = order.cl_ord_id
         order.cl_ord_id = cl_ord_id
@@ -992,6 +998,7 @@ class Matcher:
     def _route(self, order: Order, result: Result) -> None:
         qty = order.leaves_qty - order.routing_qty
         order.routing_qty += qty
+        first = order.first_cl_ord_id  # Order.entry_cl_ord_id, without a property call
         result.routes.append(
             RouteNeed(
                 order.order_id,
@@ -1002,6 +1009,7 @@ class Matcher:
                 order.price,
                 order.tif,
                 order.cl_ord_id,
+                order.cl_ord_id if first is None else first,
             )
         )
 

@@ -143,6 +143,17 @@ class Order(msgspec.Struct, eq=False, gc=False, array_like=True):
     aliases: tuple[str, ...] = ()
     """Every other ClOrdID the order is known by (earlier ones, and the one of
     a cancel or replace waiting for routing to end)."""
+    first_cl_ord_id: str | None = None
+    """The ClOrdID the order was entered with, once a replace or a cancel
+    has given it another (None until then, and in a journal written before
+    the field existed): see :attr:`entry_cl_ord_id`."""
+
+    @property
+    def entry_cl_ord_id(self) -> str:
+        """The ClOrdID of the NewOrderSingle that entered the order (its
+        routing policy is chosen by it)."""
+        first = self.first_cl_ord_id
+        return self.cl_ord_id if first is None else first
 
     @property
     def is_final(self) -> bool:

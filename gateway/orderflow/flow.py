@@ -376,7 +376,10 @@ class OrderFlow:
             client = order.client
             reports.open_by_client[client] = reports.open_by_client.get(client, 0) + 1
             accounts.order_open(order.order_id, client, order.symbol, order.side, order.leaves_qty)
-            reports.started[order.order_id] = [None, rules.policy_for(client, order.cl_ord_id)]
+            reports.started[order.order_id] = [
+                None,
+                rules.policy_for(client, order.entry_cl_ord_id),
+            ]
             if add is not None:
                 add(OrderState(order))
         now = self._clock()

@@ -173,7 +173,7 @@ def restore(
         reports.accounts.order_open(
             order.order_id, client, order.symbol, order.side, order.leaves_qty
         )
-        policy = rules.policy_for(client, order.cl_ord_id)
+        policy = rules.policy_for(client, order.entry_cl_ord_id)
         reports.started[order.order_id] = [None, policy]
         if not order.routing_qty:
             continue
@@ -202,6 +202,7 @@ def restore(
             order.price,
             order.tif,
             order.cl_ord_id,
+            order.entry_cl_ord_id,
         )
         routing.routing_seq += 1
         # what comes back is not routed again: it returns to the order

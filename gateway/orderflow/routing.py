@@ -329,11 +329,12 @@ class ChildRouting:
         policy: str = "",
     ) -> None:
         """Route ``need``: a first routing takes the rules in force and
-        chooses its policy by the order's ClOrdID; a re-route (``attempt`` >
-        0) follows the rules and the policy of the routing it continues."""
+        chooses its policy by the ClOrdID the order was entered with (a
+        replace does not move it to another); a re-route (``attempt`` > 0)
+        follows the rules and the policy of the routing it continues."""
         if rules is None:
             rules = self.rules
-            policy = rules.policy_for(need.client, need.cl_ord_id)
+            policy = rules.policy_for(need.client, need.entry_cl_ord_id or need.cl_ord_id)
             started = self._reports.started.get(need.order_id)
             if started is not None and not started[1]:
                 started[1] = policy

@@ -69,9 +69,11 @@ class Rules:
         return {self.primary: Decimal(100) - candidate, self.candidate: candidate}
 
     def policy_for(self, client: str, cl_ord_id: str) -> str:
-        """The name of the policy that routes the client's order: the same
-        for the same ClOrdID as long as the share stays the same, and an order
-        that goes to the candidate at a share still does at any larger one."""
+        """The name of the policy that routes the client's order entered
+        with ``cl_ord_id`` (the ClOrdID of its NewOrderSingle, whatever its
+        replaces called it since): the same for the same ClOrdID as long as
+        the share stays the same, and an order that goes to the candidate
+        at a share still does at any larger one."""
         candidate = self.candidate
         if candidate is None or not self.candidate_share:
             return self.primary
