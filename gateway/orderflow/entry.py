@@ -321,11 +321,17 @@ class OrderEntry:
 
     def _within_rate(self, client: str, rate: int, now: float) -> bool:
         """Take a token from the client's bucket (``rate`` per second, one
-        second's worth at most); False when it is empty."""
+        second's worth at most); False when it is empty.  ``now`` is the
+        wall clock: should it step back, the bucket refills from the new
+        time on, neither drained by the step nor waiting for the clock to
+        come back to where it was."""
         bucket = self._buckets.get(client)
         if bucket is None:
             bucket = self._buckets[client] = [float(rate), now]
-        tokens = min(float(rate), bucket[0] + (now - bucket[1]) * rate)
+        elapsed = now - bucket[1]
+        if elapsed < 0.0:
+            elapsed = 0.0
+        tokens = min(float(rate), bucket[0] + elapsed * rate)
         bucket[1] = now
         if tokens < 1.0:
             bucket[0] = tokens

@@ -304,3 +304,29 @@ async def test_a_business_reject_names_the_id_of_the_request_it_refuses(client: 
     )
     for m in (*answers, unsupported):
         assert message_problems(m.raw) == []
+
+
+@pytest.mark.asyncio
+async def test_a_clock_stepped_back_does_not_throttle_the_client_for_the_step(
+    client: Client,
+) -> None:
+    """The gateway's clock is the wall clock: set back an hour (by hand, or
+    by a time sync), the bucket refills from the new time on instead of
+    owing the hour's worth of tokens."""
+    c = client
+    resting(c, b"B1")  # the only token
+    c.clock.now -= 3600.0
+    replace(c, b"B1-G1", b"B1", b"2000")
+    (reject,) = c.answers()  # no time has passed: still over the rate
+    assert_throttle_reject(reject, b"B1-G1", b"B1", b"2")
+    c.clock.now += 1.0
+    replace(c, b"B1-G2", b"B1", b"2000")
+    (replaced,) = c.answers()
+    assert (replaced.msg_type, replaced.get(150), replaced.get(38)) == (b"8", b"5", b"2000")
+    # and a step forward gives at most the one second's worth the bucket holds
+    c.clock.now += 3600.0
+    replace(c, b"B1-G3", b"B1", b"3000")
+    replace(c, b"B1-G4", b"B1-G3", b"4000")
+    replaced, reject = c.answers()
+    assert replaced.get(150) == b"5"
+    assert_throttle_reject(reject, b"B1-G4", b"B1-G3", b"2")
