@@ -61,6 +61,7 @@ class _StopOut:
     retry_at: float = 0.0  # after a closing order that found nothing to fill
     stuck: bool = False  # nothing left that an order can close
     canceled: set[str] = field(default_factory=set)
+    ids: list[str] = field(default_factory=list)  # ClOrdIDs used, let go of at the end
 
 
 class MarginWatch:
@@ -148,9 +149,15 @@ class MarginWatch:
 
     # -- stop-outs ------------------------------------------------------------------
 
-    def _next_id(self) -> str:
+    def _next_id(self, stop_out: _StopOut) -> str:
+        """A ClOrdID of the house's for a cancel or a closing order of
+        ``stop_out``: the reports say "stop out" on what they report under
+        it (until the order's final report, or the stop-out's end)."""
         self._ids += 1
-        return f"SO-{self._prefix}-{self._ids}"
+        cl_ord_id = f"SO-{self._prefix}-{self._ids}"
+        self.reports.stop_out_ids.add(cl_ord_id)
+        stop_out.ids.append(cl_ord_id)
+        return cl_ord_id
 
     def _begin(self, standing: Standing, now: float) -> None:
         client = standing.client
@@ -159,8 +166,7 @@ class MarginWatch:
         self.stats.stop_outs[client] = self.stats.stop_outs.get(client, 0) + 1
         _log.warning("stop_out_started", client=client, **_figures(standing))
         for report in self.matcher.open_orders(client):
-            cl_ord_id = self._next_id()
-            self.reports.stop_out_ids.add(cl_ord_id)
+            cl_ord_id = self._next_id(stop_out)
             stop_out.canceled.add(report.order_id)
             cancel = CancelOrder(client, cl_ord_id, report.cl_ord_id)
             self.routing.publish(self.matcher.cancel(cancel), now)
@@ -202,8 +208,7 @@ class MarginWatch:
         lots = self.accounts.position(client, symbol)
         instrument = instruments[symbol]
         qty = min(abs(lots), instrument.max_lots)
-        cl_ord_id = self._next_id()
-        self.reports.stop_out_ids.add(cl_ord_id)
+        cl_ord_id = self._next_id(stop_out)
         order = NewOrder(
             client=client,
             cl_ord_id=cl_ord_id,
@@ -235,6 +240,9 @@ class MarginWatch:
     def _end(self, client: str, standing: Standing | None) -> None:
         stop_out = self.stopping.pop(client)
         self.accounts.suspended.discard(client)
+        # every order of it is final by now; a cancel of it that was refused
+        # (or came too late) had no final report to let its id go
+        self.reports.stop_out_ids.difference_update(stop_out.ids)
         figures = {} if standing is None else _figures(standing)
         _log.warning("stop_out_done", client=client, closing_orders=stop_out.closed, **figures)
 

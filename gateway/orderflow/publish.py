@@ -105,7 +105,9 @@ class Reports:
         self.started: dict[str, list[Any]] = {}
         # orders counted against max_open_orders: accepted and not final
         self.open_by_client: dict[str, int] = {}
-        # ClOrdIDs of the house's stop-out orders and cancels: their reports say so
+        # ClOrdIDs of the house's stop-out orders and cancels: their reports
+        # say so; one goes with its order's final report (the margin watch
+        # lets the rest go when the stop-out ends)
         self.stop_out_ids: set[str] = set()
         self._exec_seq = 0
         # starts the ExecIDs of the answers made here, as the matcher's
@@ -201,8 +203,11 @@ class Reports:
         ``ord_status_req_id`` is the OrdStatusReqID (790) of the status
         request it answers, echoed (empty: none)."""
         stop_outs = self.stop_out_ids
-        if stop_outs and ex.cl_ord_id in stop_outs and not ex.text:
-            ex = msgspec.structs.replace(ex, text=STOP_OUT_TEXT)
+        if stop_outs and ex.cl_ord_id in stop_outs:
+            if ex.status in FINAL_STATUSES:
+                stop_outs.discard(ex.cl_ord_id)
+            if not ex.text:
+                ex = msgspec.structs.replace(ex, text=STOP_OUT_TEXT)
         session = self.sessions.get(client)
         if session is not None:
             instrument = self._instruments[ex.symbol]
