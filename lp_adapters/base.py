@@ -137,6 +137,12 @@ class LpAdapter(ABC):
         drop and reports once the link is back (the gateway books it as a
         late fill, to the house).
 
+    An LP that breaks its word
+        A ``ChildFill`` the LP reports for a child after it canceled or
+        rejected it is passed on all the same, once per ``exec_id``: the
+        position is the LP's whatever it said before, and the gateway books
+        the fill as a late fill, to the house.
+
     Threading
         Every method is called on the event loop thread, and ``sink`` is
         called only from that thread.

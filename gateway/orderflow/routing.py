@@ -59,6 +59,10 @@ _TIMEOUT_RESOLUTION: Final = 0.01
 # children given up on and still watched for a late fill
 _MAX_ABANDONED: Final = 10_000
 
+# children an LP canceled or rejected, watched for a fill it should not
+# report any more (the latest ones: a late fill comes soon after, if at all)
+_MAX_ENDED: Final = 10_000
+
 
 # Plain classes, not dataclasses: see "The compiled order path" in the README.
 
@@ -120,8 +124,10 @@ class ChildRouting:
 
     The state it owns: ``routings`` (parent order id -> routing in flight),
     ``children`` (child id -> parent order id), ``abandoned`` (children
-    given up on: a late fill still moves the LP's position) and ``down``
-    (LPs not up: routed to by no one).
+    given up on: a late fill still moves the LP's position), ``ended``
+    (the latest children an LP canceled or rejected: a fill it reports for
+    one afterwards moves its position too) and ``down`` (LPs not up:
+    routed to by no one).
     """
 
     def __init__(
@@ -158,6 +164,9 @@ class ChildRouting:
         self.routings: dict[str, Routing] = {}
         self.children: dict[str, str] = {}
         self.abandoned: dict[str, tuple[ChildOrder, set[str]]] = {}
+        # in memory only: a restart forgets them (a child given up on is
+        # journaled, as it may still be open at its LP; these are not)
+        self.ended: dict[str, tuple[ChildOrder, set[str] | None]] = {}
         self.down: frozenset[str] = frozenset()
         self._marked_at = float("-inf")
         self._child_seq = 0
@@ -568,25 +577,7 @@ class ChildRouting:
         parent = self.children.get(fill.child_id)
         routing = self.routings.get(parent) if parent is not None else None
         if parent is None or routing is None:
-            abandoned = self.abandoned.get(fill.child_id)
-            if abandoned is None:
-                _log.warning("fill_for_unknown_child", child_id=fill.child_id, exec_id=fill.exec_id)
-                return
-            child_order, exec_ids = abandoned
-            if fill.exec_id in exec_ids:
-                return
-            exec_ids.add(fill.exec_id)
-            lp = child_order.lp
-            # the client was told this quantity did not fill: the house holds it
-            self._book_fill(fill, lp, HOUSE, child_order.symbol, child_order.side)
-            _log.error(
-                "late_fill_after_timeout",
-                lp=lp,
-                order_id=child_order.parent_id,
-                child_id=fill.child_id,
-                qty=fill.qty,
-                price=fill.price,
-            )
+            self._on_late_fill(fill)
             return
         child = routing.children[fill.child_id]
         seen = child.exec_ids
@@ -637,6 +628,43 @@ class ChildRouting:
             lp_stats.filled += 1
             # lots the LP ends without filling come back to the order
             self._child_done(parent, routing, fill.child_id, child.open, "", now)
+
+    def _on_late_fill(self, fill: ChildFill) -> None:
+        """A fill for a child no routing waits for: one given up on (after
+        its timeouts, or the drop of its LP's link), or one its LP canceled
+        or rejected and fills all the same.  The client was told those lots
+        did not fill: the house holds them, at the LP that filled them."""
+        child_id = fill.child_id
+        event = "late_fill_after_timeout"
+        abandoned = self.abandoned.get(child_id)
+        if abandoned is not None:
+            child_order, exec_ids = abandoned
+        else:
+            event = "late_fill_after_end"
+            ended = self.ended.get(child_id)
+            if ended is None:
+                _log.warning("fill_for_unknown_child", child_id=child_id, exec_id=fill.exec_id)
+                return
+            child_order, seen = ended
+            if seen is None:
+                exec_ids = set()
+                self.ended[child_id] = (child_order, exec_ids)
+            else:
+                exec_ids = seen
+        if fill.exec_id in exec_ids:
+            return
+        exec_ids.add(fill.exec_id)
+        lp = child_order.lp
+        self._book_fill(fill, lp, HOUSE, child_order.symbol, child_order.side)
+        _log.error(
+            event,
+            lp=lp,
+            order_id=child_order.parent_id,
+            child_id=child_id,
+            exec_id=fill.exec_id,
+            qty=fill.qty,
+            price=fill.price,
+        )
 
     def _book_fill(
         self,
@@ -716,6 +744,12 @@ class ChildRouting:
                 # the LP may have filled it before it saw the drop, and
                 # report that after the link is back: booked to the house
                 self._abandon(event.child_id, child)
+        if event.child_id not in self.abandoned:
+            # an LP that fills it all the same is booked to the house too
+            ended = self.ended
+            ended[event.child_id] = (child.order, child.exec_ids)
+            if len(ended) > _MAX_ENDED:
+                del ended[next(iter(ended))]
         self._child_done(parent, routing, event.child_id, child.open, event.reason, now)
 
     def _abandon(self, child_id: str, child: Child) -> None:

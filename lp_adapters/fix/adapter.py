@@ -23,7 +23,8 @@ logon; the session's sequence numbers continue from the store.  A fill the
 LP made before it saw the drop and reports once the link is back is passed
 on, and the router books it as a late fill; after the logon each child the
 drop ended is also asked about with an OrderStatusRequest, and one the LP
-still works is canceled.
+still works is canceled.  So is a fill the LP reports for a child it had
+canceled or rejected (the latest 10,000 such children are watched).
 
 Settings (``[lps.settings]``): ``host``, ``port``, ``sender_comp_id`` (ours),
 ``target_comp_id`` (the LP's), ``username``, ``password``,
@@ -88,6 +89,9 @@ _OFFER: Final = b"1"
 
 # children ended by a drop and still watched for a late report
 _MAX_DROPPED: Final = 10_000
+# children the LP canceled or rejected, watched for a fill it should not
+# report any more (the latest ones)
+_MAX_ENDED: Final = 10_000
 _SEQS_KEPT: Final = 10_000
 """MsgSeqNums of NewOrderSingles kept to read a session-level Reject by."""
 
@@ -179,6 +183,9 @@ class FixLp(LpAdapter):
         # children ended by a drop of the link: the LP may still report a
         # fill it made before it saw the drop (the gateway books it late)
         self._dropped: dict[str, _Open] = {}
+        # children the LP canceled or rejected: a fill it reports for one
+        # all the same is passed on (the gateway books it to the house)
+        self._ended: dict[str, _Open] = {}
         # children from before a restart or a drop, to ask the LP about once up
         self._unverified: set[str] = set()
         self._cancel_seq = 0
@@ -560,6 +567,11 @@ class FixLp(LpAdapter):
             if dropped is not None:
                 self._on_dropped_report(dropped, msg)
                 return
+            ended = self._ended.get(cl_ord_id) or self._ended.get(child_id)
+            if ended is not None:
+                if exec_type == b"F":
+                    self._on_fill_after_end(ended, msg)
+                return
             if exec_type == b"I":
                 # a status asked for about a child the LP's resent reports
                 # had settled already
@@ -582,14 +594,32 @@ class FixLp(LpAdapter):
                     del self._open[child_id]
                 self.sink(fill)
         elif exec_type == b"8":
-            del self._open[child_id]
+            self._end(child_id, entry)
             self.sink(ChildReject(child_id, text or "rejected by LP"))
         elif exec_type in (b"4", b"C", b"3"):
-            del self._open[child_id]
+            self._end(child_id, entry)
             left = child.qty - entry.filled
             self.sink(ChildCanceled(child_id, left, text or "canceled by LP"))
         elif exec_type == b"I":
             self._on_status(entry, msg, text)
+
+    def _end(self, child_id: str, entry: _Open) -> None:
+        """The LP canceled or rejected the child: it is open no more, and
+        watched for a fill the LP should not report any more."""
+        del self._open[child_id]
+        ended = self._ended
+        ended[child_id] = entry
+        if len(ended) > _MAX_ENDED:
+            del ended[next(iter(ended))]
+
+    def _on_fill_after_end(self, entry: _Open, msg: FixMessage) -> None:
+        """A Trade report for a child the LP canceled or rejected: the LP
+        broke its word, but the fill is its, and passed on (once)."""
+        fill = self._fill(entry, msg)
+        if fill is None:
+            return
+        _log.error("lp_fill_after_end", lp=self.name, child_id=fill.child_id, qty=fill.qty)
+        self.sink(fill)
 
     def _fill(self, entry: _Open, msg: FixMessage) -> ChildFill | None:
         """The ChildFill a Trade report carries (None if it is unreadable, or

@@ -469,6 +469,38 @@ async def test_a_fill_the_lp_reports_after_a_drop_is_still_passed_on(
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("mode", ["partial", "reject"])
+async def test_a_fill_the_lp_reports_after_it_ended_the_child_is_still_passed_on(
+    linked: tuple[Acceptor, FixLp, Sink], mode: str
+) -> None:
+    """The LP cancels the rest of a child (or rejects it), then reports a
+    fill for it: passed on (the gateway books it to the house), once."""
+    acceptor, adapter, sink = linked
+    acceptor.lp.mode = mode
+    adapter.send(child("C12", qty=4))
+    if mode == "partial":
+        (canceled,) = await sink.until(ChildCanceled)
+        assert canceled.canceled_qty == 2
+    else:
+        await sink.until(ChildReject)
+    fills_before = len(await sink.until(ChildFill, 0))
+    (nos,) = acceptor.lp.orders
+    now = time.time()
+    acceptor.lp._report(acceptor.session, nos, b"F", b"2", b"2000", b"0", now, px=b"1.10002")
+    acceptor.lp.exec_seq -= 1  # the same report again
+    acceptor.lp._report(acceptor.session, nos, b"F", b"2", b"2000", b"0", now, px=b"1.10002")
+    # and one more fill behind them, to know when both have been read
+    acceptor.lp._report(acceptor.session, nos, b"F", b"2", b"1000", b"0", now, px=b"1.10002")
+    assert acceptor.server is not None
+    acceptor.server.outbox.wake(acceptor.session)
+    fills = (await sink.until(ChildFill, fills_before + 2))[fills_before:]
+    assert [(f.child_id, f.exec_id, f.qty, f.price) for f in fills] == [
+        ("C12", f"E{acceptor.lp.exec_seq - 1}", 2, 110_002),
+        ("C12", f"E{acceptor.lp.exec_seq}", 1, 110_002),
+    ]
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize(
     ("mode", "reason"),
     [
