@@ -30,8 +30,9 @@ Rules the gateway relies on:
   GTC market orders are rejected.  A market order's price is ignored.
 * IOC and FOK orders never rest: what routing does not fill is canceled
   (ExecType CANCELED, the router's reason as text).  A FOK is accepted only
-  if the client book and the LP book together hold its whole quantity,
-  otherwise it expires (ExecType EXPIRED) with no fill.  The LP leg is
+  if the client book and the LPs together hold its whole quantity (the
+  LPs' part as the caller counts it, by default the whole LP book within
+  its limit), otherwise it expires (ExecType EXPIRED) with no fill.  The LP leg is
   best effort: if the LPs fill less than their book showed, or the client
   orders behind their best price (crossed when the routing is done) are
   gone by then, the rest is canceled like an IOC's.
@@ -348,8 +349,13 @@ class Matcher:
 
     # --- client requests -------------------------------------------------------
 
-    def submit(self, cmd: NewOrder, book: BookSnapshot | None) -> Result:
-        """A new order; ``book`` is the LP book of its symbol (None if unquoted)."""
+    def submit(
+        self, cmd: NewOrder, book: BookSnapshot | None, lp_lots: int | None = None
+    ) -> Result:
+        """A new order; ``book`` is the LP book of its symbol (None if
+        unquoted).  ``lp_lots``, for a fill-or-kill order, is how many of
+        its lots the LPs can take within its limit as the router would
+        place them (None: as many as ``book`` holds)."""
         result = Result()
         order = Order(
             order_id=self._order_ids.next(),
@@ -379,7 +385,7 @@ class Matcher:
             order.tif = TimeInForce.IOC
         self._open[order.order_id] = order
         result.executions.append(self._report(order, ExecType.NEW))
-        if order.tif is TimeInForce.FOK and not self._fok_fillable(order, book):
+        if order.tif is TimeInForce.FOK and not self._fok_fillable(order, book, lp_lots):
             self._finish(order, OrdStatus.EXPIRED, ExecType.EXPIRED, FOK_NOT_FILLABLE, result)
             return result
         self._work(order, book, result)
@@ -1050,7 +1056,7 @@ class Matcher:
         if not taker.leaves_qty:
             self._close(taker)
 
-    def _fok_fillable(self, order: Order, book: BookSnapshot | None) -> bool:
+    def _fok_fillable(self, order: Order, book: BookSnapshot | None, lp_lots: int | None) -> bool:
         # The client book within the order's limit, not only the part at or
         # better than the LPs' best: what the LPs do not fill crosses there
         # when the routing is done.
@@ -1060,7 +1066,9 @@ class Matcher:
                 available += maker.leaves_qty - maker.routing_qty
                 if available >= order.qty:
                     return True
-        if book is not None:
+        if lp_lots is not None:
+            available += lp_lots
+        elif book is not None:
             available += book.sweep(order.side, order.qty - available, order.price)[0]
         return available >= order.qty
 

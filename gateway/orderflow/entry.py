@@ -61,7 +61,7 @@ from risk.accounts import Marks
 from risk.limits import check
 from router.book import AggregatedBook
 from router.exposure import ExposureLedger, ExposureSnapshot
-from router.model import Instrument, Side
+from router.model import Instrument, Side, TimeInForce
 
 _log = structlog.get_logger("gateway.orderflow.entry")
 
@@ -294,7 +294,12 @@ class OrderEntry:
                 refusal = Refusal(breach.text, OrdRejReason.ORDER_EXCEEDS_LIMIT)
                 self._reports.order_reject(session, msg, refusal, "risk_margin", now, id_limit)
                 return
-        result = self.matcher.submit(order, self._routing.snapshot(order.symbol, now))
+        routing = self._routing
+        book = routing.snapshot(order.symbol, now)
+        # a FOK counts the lots the LPs can take as its routing would place
+        # them, not every lot the book shows (an LP at its hard limit)
+        lp_lots = routing.fok_lots(order, book, now) if order.tif is TimeInForce.FOK else None
+        result = self.matcher.submit(order, book, lp_lots)
         if result.executions:
             self._reports.started[result.executions[0].order_id] = [now, ""]
             self._reports.open_by_client[client] = self._reports.open_by_client.get(client, 0) + 1

@@ -31,7 +31,7 @@ from gateway.orderflow.recovery import HOUSE
 from gateway.orderflow.rules import Rules
 from gateway.orderflow.stats import FlowStats
 from lp_adapters.base import DISCONNECTED_REASON, LpAdapter
-from matcher.engine import Matcher, Result, RouteNeed
+from matcher.engine import Matcher, NewOrder, Result, RouteNeed
 from router.book import AggregatedBook, BookSnapshot
 from router.exposure import ExposureLedger, ExposureSnapshot
 from router.model import (
@@ -43,6 +43,7 @@ from router.model import (
     Instrument,
     LpEvent,
     LpStatus,
+    OrdType,
     Quote,
     Side,
 )
@@ -168,6 +169,11 @@ class ChildRouting:
         # journaled, as it may still be open at its LP; these are not)
         self.ended: dict[str, tuple[ChildOrder, set[str] | None]] = {}
         self.down: frozenset[str] = frozenset()
+        # LPs with an adapter that the rules in force do not route to, and
+        # per symbol the merged book without their quotes (see snapshot)
+        self._unusable: frozenset[str] = frozenset()
+        self._unusable_of: Rules | None = None
+        self._usable_books: dict[str, tuple[BookSnapshot, BookSnapshot | None]] = {}
         self._marked_at = float("-inf")
         self._child_seq = 0
         self.routing_seq = 0
@@ -192,6 +198,7 @@ class ChildRouting:
         each is down until it says it is up."""
         self.adapters = dict(adapters)
         self.down = frozenset(self.adapters)
+        self._unusable_of = None
 
     async def start(
         self, recovered: Mapping[str, Sequence[tuple[ChildOrder, int]]], orphans: Sequence[str]
@@ -296,14 +303,67 @@ class ChildRouting:
     def snapshot(self, symbol: str, now: float) -> BookSnapshot | None:
         """The merged book of ``symbol`` as orders are worked on: quotes
         older than ``routing.quote_max_age_ms`` leave the book first (the
-        periodic sweep may not have reached them yet)."""
+        periodic sweep may not have reached them yet), and the quotes of
+        LPs the rules in force route nothing to (disabled by a reload)
+        are left out of it, so that they make no order marketable, count
+        towards no fill-or-kill order and hold back no internal cross.
+        (Market data and valuations read the whole book.)"""
         snapshot = self.book.snapshot(symbol)
-        if snapshot is not None:
-            max_age = self.rules.config.routing.quote_max_age_ms / 1000
-            if snapshot.oldest < now - max_age:
-                self._drop_stale(now, max_age)
-                snapshot = self.book.snapshot(symbol)
-        return snapshot
+        if snapshot is None:
+            return None
+        max_age = self.rules.config.routing.quote_max_age_ms / 1000
+        if snapshot.oldest < now - max_age:
+            self._drop_stale(now, max_age)
+            snapshot = self.book.snapshot(symbol)
+            if snapshot is None:
+                return None
+        if self._unusable_of is not self.rules:
+            self._rules_changed()
+        if not self._unusable:
+            return snapshot
+        cached = self._usable_books.get(symbol)
+        if cached is not None and cached[0] is snapshot:
+            return cached[1]
+        usable: BookSnapshot | None = snapshot
+        unusable = self._unusable
+        quotes = snapshot.quotes
+        if any(lp in unusable for lp in quotes):
+            kept = [quote for lp, quote in quotes.items() if lp not in unusable]
+            usable = BookSnapshot.from_quotes(symbol, kept) if kept else None
+        self._usable_books[symbol] = (snapshot, usable)
+        return usable
+
+    def _rules_changed(self) -> None:
+        rules = self.rules
+        self._unusable_of = rules
+        self._unusable = frozenset(self.adapters) - rules.limits.enabled_lps
+        self._usable_books.clear()
+
+    def fok_lots(self, order: NewOrder, book: BookSnapshot | None, now: float) -> int | None:
+        """How many lots of the fill-or-kill ``order`` the LPs can take now
+        within its limit, as its routing would place them (``book``: the
+        merged book as :meth:`snapshot` gives it).  LPs at their hard limit,
+        down or disabled, and the cap on child orders, count as the routing
+        policy counts them.  None for an order the matcher refuses anyway
+        (unknown symbol, no quantity)."""
+        instrument = self.instruments.get(order.symbol)
+        if instrument is None or order.qty <= 0:
+            return None
+        if book is None:
+            return 0
+        rules = self.rules
+        request = RouteRequest(
+            "",
+            order.client,
+            order.symbol,
+            order.side,
+            order.qty,
+            order.price if order.ord_type is OrdType.LIMIT else None,
+            instrument,
+        )
+        policy = rules.policies[rules.policy_for(order.client, order.cl_ord_id)]
+        plan = policy.route(request, book, self.exposure(now), rules.limits, self.down)
+        return plan.allocated
 
     @staticmethod
     def _loop() -> asyncio.AbstractEventLoop:
@@ -515,6 +575,10 @@ class ChildRouting:
             # were down) is valued at once, not at the next mark
             self._marked_at = float("-inf")
         self.market_data.on_book_update(symbol)
+        if self._unusable_of is not self.rules:
+            self._rules_changed()
+        if quote.lp in self._unusable:
+            return  # the book orders are worked on is as it was
         # the merged book is built when asked for (an order to route, a
         # refresh owed), once per change, not for every quote of a burst
         if self.matcher.rests(symbol):
