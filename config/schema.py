@@ -549,7 +549,9 @@ class ClientRiskSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     """Largest USD value of one order."""
 
     max_open_position: PositiveDecimal | None = None
-    """Largest net position per symbol, in units, after an order fills."""
+    """Largest net position per symbol, in units, in the worst case: after an
+    order fills together with the client's other open orders on its side
+    (a buy with the open buys, a sell with the open sells)."""
 
     allowed_symbols: tuple[NonEmptyStr, ...] | None = None
     """Symbols the client may trade; left out means every configured instrument."""

@@ -160,6 +160,17 @@ class Order(msgspec.Struct, eq=False, gc=False, array_like=True):
         return self.status in FINAL_STATUSES
 
     @property
+    def open_qty(self) -> int:
+        """The most the order may still fill: its leaves, or those a replace
+        waiting for its routing to end would leave it, if more (the replace
+        may yet be applied)."""
+        leaves = self.leaves_qty
+        pending = self.pending
+        if not leaves or pending is None or pending.kind is not CxlRejResponseTo.REPLACE:
+            return leaves
+        return max(leaves, pending.qty - self.cum_qty)
+
+    @property
     def avg_px(self) -> Fraction:
         """Exact average fill price in ticks (0 before the first fill)."""
         return Fraction(self.notional, self.cum_qty) if self.cum_qty else Fraction(0)

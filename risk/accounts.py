@@ -22,7 +22,10 @@ accounts at a time; a quote tick never rescans every account.
 the check takes the worse of the position after every open buy of the
 order's symbol fills and after every open sell fills, the new order
 included, so that a client cannot send many orders in one symbol that each
-fit alone.  Open orders in other symbols are not added.
+fit alone.  Open orders in other symbols are not added.  The lots open per
+client, symbol and side are kept as the orders change (:meth:`Accounts.order_open`),
+for every client, margined or not: the pre-trade position limit reads them
+too (:meth:`Accounts.open_lots`).
 
 **Figures are an estimate of risk** in binary floating point, reported in
 USD rounded to cents; the trades of record are the back office's.
@@ -315,13 +318,25 @@ class Accounts:
     # -- what happens to orders -------------------------------------------------------
 
     def order_open(self, order_id: str, client: str, symbol: str, side: Side, leaves: int) -> None:
-        """An order's lots not yet done (0 when it is done)."""
+        """An order's lots not yet done, the most it may still fill (0 when
+        it is done); replaces what was said of it before."""
         before = self._open.pop(order_id, None)
         if before is not None:
             self._add_open(*before[:3], -before[3])
         if leaves > 0:
             self._open[order_id] = (client, symbol, side, leaves)
             self._add_open(client, symbol, side, leaves)
+
+    def open_lots(self, client: str, symbol: str, side: Side) -> int:
+        """The lots the client's open orders in ``symbol`` on ``side`` may
+        still fill (as :meth:`order_open` was last told of each)."""
+        by_symbol = self._open_lots.get(client)
+        if by_symbol is None:
+            return 0
+        both = by_symbol.get(symbol)
+        if both is None:
+            return 0
+        return both[0] if side is Side.BUY else both[1]
 
     def _add_open(self, client: str, symbol: str, side: Side, lots: int) -> None:
         by_symbol = self._open_lots.setdefault(client, {})

@@ -2,9 +2,10 @@
 accepted.
 
 :func:`check` is pure: it sees the order, the client's current position in
-the symbol and the client's limits, and answers with the first limit the
-order would break, or None.  The gateway turns a :class:`RiskBreach` into a
-reject carrying its ``text``.
+the symbol, the lots its open orders on the order's side may still fill,
+and the client's limits, and answers with the first limit the order would
+break, or None.  The gateway turns a :class:`RiskBreach` into a reject
+carrying its ``text``.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ class ClientLimits:
     ``max_order_qty_by_symbol`` has an entry for the symbol, which then
     applies instead.  ``max_notional_usd``: USD value of one order.
     ``max_open_position_lots``: the absolute net position the order may
-    leave, any symbol, overridden per symbol by
-    ``max_open_position_lots_by_symbol``.  ``allowed_symbols``: the symbols
+    leave once it and the client's other open orders on its side in the
+    symbol are filled (the worst case), any symbol, overridden per symbol
+    by ``max_open_position_lots_by_symbol``.  ``allowed_symbols``: the symbols
     the client may trade (None: all).  ``max_open_orders`` and
     ``max_messages_per_second`` are enforced by the gateway, not by
     :func:`check`.
@@ -105,6 +107,7 @@ def check(
     position: int,
     limits: ClientLimits,
     usd_per_lot: Decimal | None = None,
+    open_lots: int = 0,
 ) -> RiskBreach | None:
     """The first of ``limits`` that ``order`` breaks, or None.
 
@@ -112,11 +115,14 @@ def check(
     positive) before the order.  ``usd_per_lot`` is the USD value of one lot
     of the symbol (from the exposure snapshot); when a notional limit is set
     and the value is unknown, the order is refused, since the limit cannot be
-    shown to hold.
+    shown to hold.  ``open_lots`` is what the client's other open orders in
+    the symbol on the order's side may still fill, in lots.
 
-    The open-position limit applies to the position the order would leave if
-    filled in full, and never refuses an order that brings the position
-    closer to flat.
+    The open-position limit applies to the worst case: the position the
+    order would leave if it and those open orders filled in full (a buy
+    with the open buys, against the long side; a sell with the open sells,
+    against the short side; orders on the other side only bring it back).
+    It never refuses an order that brings that position closer to flat.
     """
     symbol = order.symbol
     allowed = limits.allowed_symbols
@@ -160,12 +166,21 @@ def check(
         max_position = limits.max_open_position_lots
         name = "max_open_position_lots"
     if max_position is not None:
-        after = position + qty if order.side is Side.BUY else position - qty
-        if abs(after) > max_position and abs(after) > abs(position):
+        buy = order.side is Side.BUY
+        # the position with every open order on the order's side filled
+        worst = position + open_lots if buy else position - open_lots
+        after = worst + qty if buy else worst - qty
+        if abs(after) > max_position and abs(after) > abs(worst):
+            shown = _shown(after, per_lot)
+            counted = ""
+            if open_lots:
+                counted = (
+                    f" with the open {'buys' if buy else 'sells'} "
+                    f"({_shown(open_lots, per_lot)}) filled too"
+                )
             return RiskBreach(
                 name,
-                f"max open position exceeded: {symbol} position would be "
-                f"{_shown(after, per_lot)}, |{_shown(after, per_lot)}| > "
-                f"{_shown(max_position, per_lot)} (limit {name})",
+                f"max open position exceeded: {symbol} position would be {shown}{counted}, "
+                f"|{shown}| > {_shown(max_position, per_lot)} (limit {name})",
             )
     return None

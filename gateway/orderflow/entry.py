@@ -4,10 +4,11 @@
 session: a request resent with PossDupFlag that was worked already is
 ignored, the client's message rate is held to its limit, a NewOrderSingle is
 decoded, checked against the client's limits (open orders, size, notional,
-position) and submitted; cancels, replaces and status requests go to the
-matcher; MarketDataRequests to the market data service; anything else gets
-a BusinessMessageReject.  What the matcher answers is published and routed
-through :class:`~gateway.orderflow.routing.ChildRouting`.
+position with its open orders on the same side filled) and submitted;
+cancels, replaces and status requests go to the matcher; MarketDataRequests
+to the market data service; anything else gets a BusinessMessageReject.
+What the matcher answers is published and routed through
+:class:`~gateway.orderflow.routing.ChildRouting`.
 
 Ids longer than ``[orders] max_id_length`` are refused as they are decoded,
 and every reject echoes the client's ids cut to that length; log lines
@@ -275,11 +276,13 @@ class OrderEntry:
                 )
                 return
             exposure = self._routing.exposure(now)
+            symbol = order.symbol
             breach = check(
                 order,
-                self.ledger.client_position(client, order.symbol),
+                self.ledger.client_position(client, symbol),
                 limits,
-                exposure.usd_per_lot.get(order.symbol),
+                exposure.usd_per_lot.get(symbol),
+                self._reports.accounts.open_lots(client, symbol, order.side),
             )
             if breach is not None:
                 refusal = Refusal(breach.text, OrdRejReason.ORDER_EXCEEDS_LIMIT)
@@ -465,7 +468,8 @@ class OrderEntry:
     def _replace_limits(self, client: str, current: Order, qty: int, now: float) -> str | None:
         """The client's limit a replace raising ``current`` to ``qty``
         breaks, checked as the order would be, new, with its new quantity
-        (from the position before its fills); None if it fits."""
+        (from the position before its fills, beside the client's other open
+        orders); None if it fits."""
         limits = self.rules.client_limits.get(client)
         if limits is None:
             return None
@@ -480,11 +484,13 @@ class OrderEntry:
             qty,
             current.price,
         )
+        others = self._reports.accounts.open_lots(client, current.symbol, current.side)
         breach = check(
             resized,
             self.ledger.client_position(client, current.symbol) - filled,
             limits,
             self._routing.exposure(now).usd_per_lot.get(current.symbol),
+            others - current.open_qty,
         )
         return None if breach is None else breach.text
 

@@ -375,7 +375,7 @@ class OrderFlow:
         for order in taken:
             client = order.client
             reports.open_by_client[client] = reports.open_by_client.get(client, 0) + 1
-            accounts.order_open(order.order_id, client, order.symbol, order.side, order.leaves_qty)
+            accounts.order_open(order.order_id, client, order.symbol, order.side, order.open_qty)
             reports.started[order.order_id] = [
                 None,
                 rules.policy_for(client, order.entry_cl_ord_id),

@@ -149,9 +149,10 @@ class Reports:
 
     def _book(self, ex: Execution) -> None:
         """Keep the margin accounts up with an execution: a fill moves the
-        client's holding, every report its order's open lots.  An internal
-        cross moves the client's position in the exposure ledger too (an
-        LP's fill is booked there by the routing)."""
+        client's holding, every report its order's open lots (the margin
+        check and the position limit count them).  An internal cross moves
+        the client's position in the exposure ledger too (an LP's fill is
+        booked there by the routing)."""
         accounts = self.accounts
         if ex.exec_type is ExecType.TRADE and ex.last_px is not None:
             internal = ex.counterparty == INTERNAL
@@ -162,7 +163,13 @@ class Reports:
                 self._journal.add(
                     Traded(ex.client, ex.symbol, ex.side, ex.last_qty, ex.last_px, internal)
                 )
-        accounts.order_open(ex.order_id, ex.client, ex.symbol, ex.side, ex.leaves_qty)
+        leaves = ex.leaves_qty
+        if ex.status is OrdStatus.PENDING_REPLACE and leaves:
+            # a replace waits for the order's routing: the lots it may add count
+            order = self._matcher.find(ex.order_id, ex.client, ex.cl_ord_id)
+            if order is not None:
+                leaves = order.open_qty
+        accounts.order_open(ex.order_id, ex.client, ex.symbol, ex.side, leaves)
 
     def _journal_orders(self, result: Result, touched: str) -> None:
         """One OrderState entry per order the matcher call changed (and,

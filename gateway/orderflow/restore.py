@@ -171,7 +171,7 @@ def restore(
         client = order.client
         reports.open_by_client[client] = reports.open_by_client.get(client, 0) + 1
         reports.accounts.order_open(
-            order.order_id, client, order.symbol, order.side, order.leaves_qty
+            order.order_id, client, order.symbol, order.side, order.open_qty
         )
         policy = rules.policy_for(client, order.entry_cl_ord_id)
         reports.started[order.order_id] = [None, policy]

@@ -5,13 +5,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
 import msgspec
 import pytest
 
-from config import ConfigError, default_config_path, load_config
+from config import (
+    ClientRiskSettings,
+    ConfigError,
+    RiskSettings,
+    default_config_path,
+    load_config,
+)
+from config.schema import MarginSettings
 from gateway.cluster import Cluster, CopiedOrders, session_key
 from gateway.daemon import build_order_flow, carry_clients
 from gateway.fix import codec
@@ -31,7 +39,7 @@ from gateway.orderflow.journal_entries import (
     Sent,
 )
 from matcher.engine import CancelOrder, NewOrder
-from matcher.orders import Order, OrdStatus
+from matcher.orders import CxlRejResponseTo, Order, OrdStatus, PendingChange
 from router.model import ChildOrder, OrdType, Side, TimeInForce
 
 
@@ -62,8 +70,17 @@ def journal_with(path: Path, *orders: Order) -> None:
     journal.close()
 
 
-def flow(path: Path, clock: Callable[[], float] = time.time) -> tuple[OrderFlow, OrderJournal]:
+def flow(
+    path: Path, clock: Callable[[], float] = time.time, max_open_position: int | None = None
+) -> tuple[OrderFlow, OrderJournal]:
+    """The default config's flow on the journal in ``path``; with
+    ``max_open_position`` (units), under that limit alone, margin left
+    out."""
     config = load_config(str(default_config_path()))
+    if max_open_position is not None:
+        limit = Decimal(max_open_position)
+        risk = RiskSettings(default=ClientRiskSettings(max_open_position=limit))
+        config = msgspec.structs.replace(config, risk=risk, margin=MarginSettings(), accounts={})
     sessions = {
         s.TargetCompID: Session(s, MemoryStore()) for s in config.sessions if s.TargetCompID
     }
@@ -369,6 +386,7 @@ async def test_a_clients_orders_taken_over_replace_those_held_and_survive_a_rest
         assert built.matcher.status("CLIENT1", "C-4O1") is None  # not in the copy: dropped
         assert built.reports.open_by_client == {"CLIENT1": 2}
         assert set(built.accounts._open) == {"4O2", "4O9"}
+        assert built.accounts.open_lots("CLIENT1", "EUR/USD", Side.BUY) == 6 + 10
         ended = built.matcher.status("CLIENT1", "C-4O10")
         assert ended is not None
         assert (ended.status, ended.text) == (OrdStatus.CANCELED, "")
@@ -384,6 +402,68 @@ async def test_a_clients_orders_taken_over_replace_those_held_and_survive_a_rest
         open_ids = [ex.order_id for ex in again.matcher.open_orders("CLIENT1")]
         assert open_ids == ["4O2", "4O9"]  # the cancel above was never journaled
         assert again.matcher.status("CLIENT1", "C-4O1") is None
+    finally:
+        journal.close()
+
+
+def send_new_order(built: OrderFlow, cl_ord_id: str, lots: int) -> codec.FixMessage:
+    """CLIENT1 sends a GTC limit buy of ``lots`` EUR/USD lots; the answer."""
+    session = built.sessions["CLIENT1"]
+    body = [
+        (11, cl_ord_id.encode()),
+        (38, str(lots * 1000).encode()),
+        (40, b"2"),
+        (44, b"1.00000"),
+        (54, b"1"),
+        (55, b"EUR/USD"),
+        (59, b"1"),
+        (60, codec.format_utc_timestamp(time.time())),
+    ]
+    header = [(34, b"1"), (49, b"CLIENT1"), (52, b"20240101-00:00:00"), (56, b"GATEWAY")]
+    raw = codec.encode_message(b"FIX.4.4", b"D", header, codec.encode_fields(body))
+    built.on_message(session, codec.parse_frame(raw), time.time())
+    seq = session.store.next_sender_seq - 1
+    ((_, answer),) = session.store.get_sent(seq, seq)
+    return codec.parse_frame(answer)
+
+
+@pytest.mark.asyncio
+async def test_open_orders_count_against_the_position_limit_after_a_restart_and_unparked(
+    tmp_path: Path,
+) -> None:
+    """The open lots the position limit counts come back with the orders
+    of a journal (a replace waiting for an order's routing at its new
+    quantity), leave with them when they are parked and come back when
+    they are unparked."""
+    waiting = msgspec.structs.replace(
+        routed_market("4O2", 10),
+        ord_type=OrdType.LIMIT,
+        tif=TimeInForce.GTC,
+        price=100_000,
+        status=OrdStatus.PENDING_REPLACE,
+        pending=PendingChange(CxlRejResponseTo.REPLACE, "C-4O2-R", 15),
+        aliases=("C-4O2-R",),
+    )
+    journal_with(tmp_path, an_order("4O1", "EUR/USD"), waiting)
+    built, journal = flow(tmp_path, max_open_position=30_000)  # 30 lots
+    try:
+        assert built.accounts.open_lots("CLIENT1", "EUR/USD", Side.BUY) == 25
+        refused = send_new_order(built, "N1", 6)
+        assert (refused.get(150), refused.get(103)) == (b"8", b"3")
+        assert refused.get(58) == (
+            b"max open position exceeded: EUR/USD position would be 31000 with the open buys "
+            b"(25000) filled too, |31000| > 30000 (limit max_open_position)"
+        )
+        assert send_new_order(built, "N2", 5).get(150) == b"0"
+        built.park_all()
+        assert built.accounts.open_lots("CLIENT1", "EUR/USD", Side.BUY) == 0
+        assert built.unpark_client("CLIENT1") == 3
+        # the routed lots came back unfilled and the replace was applied
+        replaced = built.matcher.order_of("CLIENT1", "C-4O2-R")
+        assert replaced is not None
+        assert (replaced.leaves_qty, replaced.routing_qty) == (15, 0)
+        assert built.accounts.open_lots("CLIENT1", "EUR/USD", Side.BUY) == 30
+        assert send_new_order(built, "N3", 1).get(150) == b"8"
     finally:
         journal.close()
 

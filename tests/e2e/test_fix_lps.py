@@ -107,6 +107,11 @@ def gateway_config(tmp_path: Path, a: LpSim, b: LpSim) -> Path:
         "port = 9902", f"port = {b.port}"
     )
     text = text.replace("reconnect_max_ms = 5000", "reconnect_max_ms = 500")
+    # the ten buys of 3,000,000 the test has in flight at once would pass
+    # the file's position limit of 20,000,000 (open orders count as filled)
+    limit = 'max_open_position = "20000000"'
+    assert limit in text
+    text = text.replace(limit, 'max_open_position = "50000000"', 1)
     path = tmp_path / "fix-lps.toml"
     path.write_text(text)
     return path

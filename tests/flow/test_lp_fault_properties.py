@@ -9,7 +9,8 @@ still fill a child it was given up on; that fill counts, booked to the house.
 
 After every step the ledger must hold exactly the distinct fills the LPs
 reported (positions per LP, per client, the house for late fills) and the
-lots in flight at each LP; once nothing is in flight, every client order is
+lots in flight at each LP, and the lots kept open per client and side must
+be what the client's open orders may still fill; once nothing is in flight, every client order is
 final (or rests, for a DAY or GTC limit) and its ExecutionReports report each
 fill the LPs made for it, once.
 
@@ -474,6 +475,7 @@ class Harness:
             lp.sink = self._logged(lp.name, lp.sink)
         self.kids: dict[str, Kid] = {}
         self.placed: list[Placed] = []
+        self.refused: list[Placed] = []  # refused before the matcher
         self.by_order_id: dict[str, Placed] = {}
         self.reports: dict[str, list[FixMessage]] = {}
         self.applied: list[Applied] = []
@@ -519,7 +521,7 @@ class Harness:
 
     def _report(self, client: str, msg: FixMessage) -> None:
         order_id = (msg.get(37) or b"").decode()
-        if order_id not in self.by_order_id:
+        if order_id not in self.by_order_id or order_id == "NONE":
             cl_ord_id = (msg.get(11) or b"").decode()
             placed = next(
                 (
@@ -530,6 +532,11 @@ class Harness:
                 None,
             )
             assert placed is not None, f"report for an order no client placed: {msg!r}"
+            if order_id == "NONE":
+                # refused before it reached the matcher (a client limit): no order
+                self.placed.remove(placed)
+                self.refused.append(placed)
+                return
             placed.order_id = order_id
             self.by_order_id[order_id] = placed
         assert self.by_order_id[order_id].client == client
@@ -575,6 +582,17 @@ class Harness:
         assert ledger.client_positions() == non_flat(by_owner)
         for lp in LPS:
             assert ledger.reserved(lp, SYMBOL) == self.in_flight(lp), lp
+
+    def check_open_lots(self) -> None:
+        """The lots kept open per client and side (what the margin check and
+        the position limit count) are what the matcher's open orders may
+        still fill."""
+        accounts = self.flow.accounts
+        for client in CLIENTS:
+            orders = self.flow.matcher.open_of(client)
+            for side in Side:
+                held = sum(o.open_qty for o in orders if o.side is side)
+                assert accounts.open_lots(client, SYMBOL, side) == held, (client, side)
 
     def check_orders(self) -> None:
         """With nothing in flight: every order final or resting, and its
@@ -853,9 +871,11 @@ async def play(
             log(f"step: {step!r}")
             await harness.run(step)
             harness.check_ledger()
+            harness.check_open_lots()
         log("drain")
         harness.settle_all_but(None, drain_by_fill)
         harness.check_ledger()
+        harness.check_open_lots()
         harness.check_orders()
     except BaseException:
         for lp in harness.lps.values():

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from routing_helpers import EURUSD
 
 from risk.limits import ClientLimits, RiskBreach, check
@@ -97,6 +99,85 @@ def test_an_order_towards_flat_passes_even_over_the_position_limit() -> None:
     assert breach is not None
     assert breach.limit == "max_open_position_lots_by_symbol[EUR/USD]"
     assert breach.text.endswith("(limit max_open_position_lots_by_symbol[EUR/USD])")
+
+
+def test_open_orders_on_the_orders_side_count_as_filled() -> None:
+    limits = ClientLimits(max_open_position_lots=5)
+    # a long of 1 and open buys of 2: a buy of 2 leaves 5 in the worst case
+    assert check(buy(2), 1, limits, open_lots=2) is None
+    breach = check(buy(3), 1, limits, open_lots=2)
+    assert breach == RiskBreach(
+        "max_open_position_lots",
+        "max open position exceeded: EUR/USD position would be 6 with the open buys (2) "
+        "filled too, |6| > 5 (limit max_open_position_lots)",
+    )
+    # the same on the short side, with the open sells
+    assert check(sell(2), -1, limits, open_lots=2) is None
+    breach = check(sell(3), -1, limits, open_lots=2)
+    assert breach is not None
+    assert breach.text == (
+        "max open position exceeded: EUR/USD position would be -6 with the open sells (2) "
+        "filled too, |-6| > 5 (limit max_open_position_lots)"
+    )
+
+
+def test_open_orders_are_shown_in_units_when_the_limit_is_in_units() -> None:
+    limits = ClientLimits(
+        max_open_position_lots_by_symbol={"EUR/USD": 5},
+        units_per_lot={"EUR/USD": Decimal(1000)},
+    )
+    breach = check(buy(2), 0, limits, open_lots=4)
+    assert breach == RiskBreach(
+        "max_open_position",
+        "max open position exceeded: EUR/USD position would be 6000 with the open buys (4000) "
+        "filled too, |6000| > 5000 (limit max_open_position)",
+    )
+
+
+def test_a_sell_is_judged_beside_the_open_sells_only() -> None:
+    limits = ClientLimits(max_open_position_lots=5)
+    # long 4, open buys of 1 taking the long side to the limit: a sell is
+    # given the open sells (none), and only brings the position back
+    assert check(sell(3), 4, limits, open_lots=0) is None
+    assert check(sell(9), 4, limits, open_lots=0) is None  # 4 -> -5
+    assert check(sell(10), 4, limits, open_lots=0) is not None  # 4 -> -6
+
+
+def test_an_order_towards_flat_in_the_worst_case_passes_over_the_limit() -> None:
+    limits = ClientLimits(max_open_position_lots=5)
+    # short 10 (the limit was lowered since) with open buys of 4: the worst
+    # case on the long side is -6, and a buy of 3 brings it to -3
+    assert check(buy(3), -10, limits, open_lots=4) is None
+    # a buy of 12 would leave +6: past the limit, and further from flat than -6
+    assert check(buy(13), -10, limits, open_lots=4) is not None
+    # with no open buys the same buy of 12 leaves +2
+    assert check(buy(12), -10, limits) is None
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(
+    position=st.integers(-20, 20),
+    open_lots=st.integers(0, 20),
+    qty=st.integers(1, 20),
+    limit=st.integers(1, 20),
+    side=st.sampled_from(Side),
+)
+def test_open_lots_weigh_as_a_position_on_the_orders_side(
+    position: int, open_lots: int, qty: int, limit: int, side: Side
+) -> None:
+    """An order beside open lots on its side is judged as it would be with
+    those lots already filled; and one that passes leaves the worst case
+    within the limit, or no further from flat than it was."""
+    limits = ClientLimits(max_open_position_lots=limit)
+    order = Order("EUR/USD", side, qty)
+    worst = position + open_lots if side is Side.BUY else position - open_lots
+    breach = check(order, position, limits, open_lots=open_lots)
+    assert (breach is None) == (check(order, worst, limits) is None)
+    after = worst + qty if side is Side.BUY else worst - qty
+    if breach is None:
+        assert abs(after) <= limit or abs(after) <= abs(worst)
+    else:
+        assert f"position would be {after}" in breach.text
 
 
 def test_checks_run_in_a_fixed_order() -> None:
