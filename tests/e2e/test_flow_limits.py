@@ -23,7 +23,10 @@ from gateway.net.client import FixClient
 DEFAULT_TEXT = re.sub(
     r"(?m)^shed_after_ms = .*$", "shed_after_ms = 0", default_config_path().read_text()
 )
-RISK = 'max_open_position = "20000000" # largest net position per symbol, in units\n'
+RISK = (
+    'max_open_position = "20000000" # largest net position per symbol, in units, '
+    "open orders filled\n"
+)
 
 
 def with_risk(extra: str) -> str:
