@@ -40,13 +40,14 @@ T = TypeVar("T")
 SEP = "\x01"
 
 
-def _insert(table: str, columns: str, types: Sequence[str]) -> str:
+def _insert(table: str, columns: str, types: Sequence[str], conflicts: bool = True) -> str:
     fields = []
     for n, kind in enumerate(types, 1):
         fields.append(f"r[{n}]" if kind == "VARCHAR" else f"CAST(r[{n}] AS {kind})")
     return (
         f"INSERT INTO {table} ({columns}) SELECT {', '.join(fields)}, $2 "
-        "FROM (SELECT string_split(unnest($1), chr(1)) AS r) AS rows ON CONFLICT DO NOTHING"
+        "FROM (SELECT string_split(unnest($1), chr(1)) AS r) AS rows"
+        + (" ON CONFLICT DO NOTHING" if conflicts else "")
     )
 
 
@@ -61,8 +62,9 @@ _HOUSE_INSERT = _insert(
     sql.HOUSE_COLUMNS,
     [_V, _V, _V, _V, _V, _V, _V, _I, _D, _D, _T, _DT, _DT, _I, _V],
 )
+# statement lines are staged first (sql.STAGED_LINES_INSERT stores them)
 _LP_INSERT = _insert(
-    "lp_trades", sql.LP_COLUMNS, [_V, _V, _V, _V, _I, _D, _D, _T, _DT, _DT, _V, _V]
+    "stage_lp", sql.LP_COLUMNS, [_V, _V, _V, _V, _I, _D, _D, _T, _DT, _DT, _V, _V], conflicts=False
 )
 
 
@@ -114,6 +116,7 @@ class DuckLedger(Ledger):
                     con.execute(statement)
         con.execute("CREATE TEMP TABLE scope (rel VARCHAR, k VARCHAR)")
         con.execute(sql.DUE_TABLE)
+        con.execute("CREATE TEMP TABLE stage_lp AS SELECT * FROM lp_trades LIMIT 0")
         con.execute("CREATE TEMP TABLE instruments (symbol VARCHAR, base VARCHAR, quote VARCHAR)")
         terms = self._settlement.terms
         if terms:
@@ -252,11 +255,11 @@ class DuckLedger(Ledger):
         try:
             for change in changes:
                 if change.replace:
-                    con.execute(
-                        "INSERT INTO touched SELECT 'hl', hl_key FROM lp_trades WHERE source = $1",
-                        [change.source],
-                    )
-                    con.execute("DELETE FROM lp_trades WHERE source = $1", [change.source])
+                    for statement in sql.statement_replace_sql():
+                        con.execute(statement, [change.source])
+                    repeats = con.execute(sql.HAS_REPEATS).fetchone()
+                    for statement in sql.statement_promote_sql() if repeats and repeats[0] else ():
+                        con.execute(statement, [ingest] if "$1" in statement else [])
                 if change.rows:
                     con.execute(
                         _LP_INSERT,
@@ -283,6 +286,11 @@ class DuckLedger(Ledger):
                             ingest,
                         ],
                     )
+                    stored = con.execute(sql.STAGED_LINES_INSERT, [ingest]).fetchone()
+                    staged = con.execute("SELECT count(*) FROM stage_lp").fetchone()
+                    if stored and staged and stored[0] < staged[0]:
+                        con.execute(sql.STAGED_REPEATS_INSERT, [ingest])
+                    con.execute("DELETE FROM stage_lp")
             con.commit()
         except BaseException:
             con.rollback()

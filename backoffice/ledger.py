@@ -176,6 +176,24 @@ TABLES: Final = (
         ingest BIGINT NOT NULL,
         hl_key VARCHAR NOT NULL,
         PRIMARY KEY (lp, cl_ord_id, exec_id))""",
+    # a statement line whose key a line of another file already stands
+    # for in lp_trades (the same execution on two files of one LP): kept to
+    # stand for it when that file is corrected without it
+    """CREATE TABLE IF NOT EXISTS lp_repeats (
+        lp VARCHAR NOT NULL,
+        exec_id VARCHAR NOT NULL,
+        cl_ord_id VARCHAR NOT NULL,
+        symbol VARCHAR NOT NULL,
+        side SMALLINT NOT NULL,
+        qty DECIMAL(18, 8) NOT NULL,
+        price DECIMAL(18, 8) NOT NULL,
+        exec_time TIMESTAMP NOT NULL,
+        trade_date DATE NOT NULL,
+        value_date DATE NOT NULL,
+        source VARCHAR NOT NULL,
+        ingest BIGINT NOT NULL,
+        hl_key VARCHAR NOT NULL,
+        PRIMARY KEY (lp, cl_ord_id, exec_id, source))""",
     """CREATE TABLE IF NOT EXISTS feed (
         session VARCHAR PRIMARY KEY,
         last_seq BIGINT NOT NULL)""",
@@ -239,6 +257,54 @@ LP_COLUMNS: Final = (
     "lp, exec_id, cl_ord_id, symbol, side, qty, price, exec_time, trade_date, value_date, "
     "source, hl_key, ingest"
 )
+
+
+_LP_NAMES: Final = LP_COLUMNS.replace(", ingest", "")
+_SAME_LINE: Final = "t.lp = {r}.lp AND t.cl_ord_id = {r}.cl_ord_id AND t.exec_id = {r}.exec_id"
+
+
+def statement_replace_sql() -> list[str]:
+    """Statements removing what was read of one statement file (``$1``)
+    before its new reading is stored: its keys are looked at again in the
+    next run.  :func:`statement_promote_sql` follows them."""
+    return [
+        "INSERT INTO touched SELECT 'hl', hl_key FROM lp_trades WHERE source = $1",
+        "DELETE FROM lp_repeats WHERE source = $1",
+        "DELETE FROM lp_trades WHERE source = $1",
+    ]
+
+
+def statement_promote_sql() -> list[str]:
+    """Statements making a line another file shares (``lp_repeats``) stand
+    for a key no line in ``lp_trades`` stands for any more (its file was
+    corrected without it), as ingest batch ``$1``."""
+    return [
+        f"INSERT INTO lp_trades ({_LP_NAMES}, ingest) SELECT {_LP_NAMES}, $1 FROM lp_repeats r "
+        f"WHERE NOT EXISTS (SELECT 1 FROM lp_trades t WHERE {_SAME_LINE.format(r='r')}) "
+        "AND r.source = (SELECT min(o.source) FROM lp_repeats o WHERE o.lp = r.lp "
+        "AND o.cl_ord_id = r.cl_ord_id AND o.exec_id = r.exec_id)",
+        "DELETE FROM lp_repeats WHERE EXISTS (SELECT 1 FROM lp_trades t WHERE "
+        f"{_SAME_LINE.format(r='lp_repeats')} AND t.source = lp_repeats.source)",
+    ]
+
+
+STAGED_LINES_INSERT: Final = (
+    f"INSERT INTO lp_trades ({_LP_NAMES}, ingest) SELECT {_LP_NAMES}, $1 FROM stage_lp "
+    "ON CONFLICT DO NOTHING"
+)
+"""Store the lines of ``stage_lp`` as ingest batch ``$1``; a line stored
+already is left as it is (:data:`STAGED_REPEATS_INSERT` then, when some
+were)."""
+
+STAGED_REPEATS_INSERT: Final = (
+    f"INSERT INTO lp_repeats ({_LP_NAMES}, ingest) SELECT {_LP_NAMES}, $1 FROM stage_lp s "
+    f"WHERE EXISTS (SELECT 1 FROM lp_trades t WHERE {_SAME_LINE.format(r='s')} "
+    "AND t.source <> s.source) ON CONFLICT DO NOTHING"
+)
+"""Keep the lines of ``stage_lp`` that a line of another file stands for
+(one read again from its own file is stored once)."""
+
+HAS_REPEATS: Final = "SELECT count(*) FROM (SELECT 1 FROM lp_repeats LIMIT 1) AS r"
 
 
 def hl_key(lp: str, order_id: str, exec_id: str) -> str:

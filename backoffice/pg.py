@@ -375,14 +375,20 @@ class PgLedger(Ledger):
             async with con.transaction():
                 for change, rows in batches:
                     if change.replace:
-                        await con.execute(
-                            "INSERT INTO touched SELECT 'hl', hl_key FROM lp_trades "
-                            "WHERE source = $1",
-                            change.source,
-                        )
-                        await con.execute("DELETE FROM lp_trades WHERE source = $1", change.source)
+                        for statement in sql.statement_replace_sql():
+                            await con.execute(statement, change.source)
+                        if await con.fetchval(sql.HAS_REPEATS):
+                            for statement in sql.statement_promote_sql():
+                                await con.execute(
+                                    statement, *([ingest] if "$1" in statement else [])
+                                )
                     if rows:
-                        await _copy_insert(con, "lp_trades", _LP_NAMES, rows, ingest)
+                        await con.copy_records_to_table(
+                            "stage_lp", records=rows, columns=list(_LP_NAMES)
+                        )
+                        status = await con.execute(sql.STAGED_LINES_INSERT, ingest)
+                        if int(status.rsplit(" ", 1)[-1]) < len(rows):
+                            await con.execute(sql.STAGED_REPEATS_INSERT, ingest)
                         await con.execute("TRUNCATE stage_lp")
             return ingest
 

@@ -301,6 +301,52 @@ async def test_statements_append_then_replace(ledger: Ledger) -> None:
     assert positions["lp_statements"] == [Position("LP_A", "EUR/USD", "2000.00000000")]
 
 
+@pytest.mark.asyncio
+async def test_a_line_on_two_files_outlives_the_correction_of_either(ledger: Ledger) -> None:
+    first, second = "/statements/LP_A-1.csv", "/statements/LP_A-2.csv"
+    trades = [matched(1, 0), matched(2, 1)]
+    await write(ledger, *(t for c, h, _ in trades for t in (c, h)))
+    # L2 is on both files (a day's statement repeating the last line of the
+    # one before); it is one execution
+    await ledger.apply_statements(
+        [
+            statement([line("L1", 0, source=first), line("L2", 1, source=first)], source=first),
+            statement([line("L2", 1, source=second)], source=second),
+        ]
+    )
+    assert (await ledger.counts())["lp_trades"] == 2
+    assert await recon(ledger, full=True) == []
+    # the first file is corrected: L2 is no longer on it, and still on the second
+    await ledger.apply_statements(
+        [statement([line("L1", 0, source=first)], replace=True, source=first)]
+    )
+    assert (await ledger.counts())["lp_trades"] == 2
+    positions = await ledger.positions()
+    assert positions["lp_statements"] == [Position("LP_A", "EUR/USD", "2000.00000000")]
+    assert await recon(ledger) == []
+    assert await recon(ledger, full=True) == []
+    # the first file says it again, then the second drops it: still on the first
+    await ledger.apply_statements(
+        [
+            statement(
+                [line("L1", 0, source=first), line("L2", 1, source=first)],
+                replace=True,
+                source=first,
+            ),
+            statement([], replace=True, source=second),
+        ]
+    )
+    assert (await ledger.counts())["lp_trades"] == 2
+    assert await recon(ledger, full=True) == []
+    # on neither file any more: gone, and a break once looked at
+    await ledger.apply_statements(
+        [statement([line("L1", 0, source=first)], replace=True, source=first)]
+    )
+    assert (await ledger.counts())["lp_trades"] == 1
+    await ledger.apply_statements([statement([line("L9", 30)])])
+    assert found(await recon(ledger)) == {("missing_at_lp", "house/lp", "L2")}
+
+
 # -- reconciliation -----------------------------------------------------------------
 
 EXPECTED = {
