@@ -232,11 +232,7 @@ class DuckLedger(Ledger):
                         ingest,
                     ],
                 )
-            con.execute(
-                "INSERT INTO feed VALUES ($1, $2) ON CONFLICT (session) DO UPDATE "
-                "SET last_seq = greatest(feed.last_seq, excluded.last_seq)",
-                [session, last_seq],
-            )
+            con.execute(sql.FEED_WRITE, [session, last_seq, sql.latest_time([*clients, *houses])])
             con.commit()
         except BaseException:
             con.rollback()
@@ -312,7 +308,11 @@ class DuckLedger(Ledger):
             watermark = int(row[0]) if row else 0
             upto = self._ingest
             cover_row = con.execute(sql.covers_sql(grace)).fetchone()
-            cover = cover_row[0] if cover_row else None
+            cover = sql.drop_copy_cover(
+                cover_row[0] if cover_row else None,
+                con.execute(sql.feeds_sql(grace)).fetchall(),
+                covers,
+            )
             if not full:
                 names, untils = sql.due_covers(
                     cover, con.execute(sql.lp_covers_sql(grace)).fetchall(), covers

@@ -104,12 +104,16 @@ class SettlementLine(msgspec.Struct, frozen=True):
 class Covers(msgspec.Struct, frozen=True, kw_only=True):
     """How far each record is known to be complete, when the caller knows
     better than the records' latest times: ``feed``, the drop copy (logged
-    on with nothing waiting: up to now less the grace); ``lps``, each LP's
+    on with nothing waiting: up to now less the grace); ``feeds``, each
+    drop copy followed, by its session (logged on with nothing waiting: now
+    less the grace; None: as far as its latest trade less the grace), the
+    drop copy as a whole as far as the least of them; ``lps``, each LP's
     statement (written as it trades: now less the grace; None: the LP sends
     no statement, so nothing is missing from one; an LP left out: its latest
     line less the grace, and until it has one, its house fills wait)."""
 
     feed: dt.datetime | None = None
+    feeds: dict[str, dt.datetime | None] = {}
     lps: dict[str, dt.datetime | None] = {}
 
 
@@ -194,9 +198,12 @@ TABLES: Final = (
         ingest BIGINT NOT NULL,
         hl_key VARCHAR NOT NULL,
         PRIMARY KEY (lp, cl_ord_id, exec_id, source))""",
+    # a drop copy's progress: the last MsgSeqNum stored, and the latest
+    # time of a trade it delivered
     """CREATE TABLE IF NOT EXISTS feed (
         session VARCHAR PRIMARY KEY,
-        last_seq BIGINT NOT NULL)""",
+        last_seq BIGINT NOT NULL,
+        latest TIMESTAMP)""",
     """CREATE TABLE IF NOT EXISTS breaks (
         kind VARCHAR NOT NULL,
         rel VARCHAR NOT NULL,
@@ -242,7 +249,29 @@ MIGRATIONS: Final = (
             "ALTER TABLE pending ADD COLUMN IF NOT EXISTS t TIMESTAMP",
         ),
     ),
+    (
+        # a ledger from before each drop copy's latest trade time: known
+        # from its next batch with a trade (or once it is caught up)
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND table_name = 'feed' AND column_name = 'latest'",
+        ("ALTER TABLE feed ADD COLUMN IF NOT EXISTS latest TIMESTAMP",),
+    ),
 )
+
+FEED_WRITE: Final = (
+    "INSERT INTO feed (session, last_seq, latest) VALUES ($1, $2, $3) "
+    "ON CONFLICT (session) DO UPDATE SET last_seq = greatest(feed.last_seq, excluded.last_seq), "
+    "latest = greatest(feed.latest, excluded.latest)"
+)
+"""A drop copy's progress, written with the trades of a batch (``$3``:
+the latest time of a trade in it, NULL when it has none)."""
+
+
+def latest_time(trades: Sequence[ClientTrade | HouseTrade]) -> dt.datetime | None:
+    """The latest time of the trades of a batch (None: no trade)."""
+    if not trades:
+        return None
+    return dt.datetime.fromisoformat(max(t.time for t in trades))
 
 
 CLIENT_COLUMNS: Final = (
@@ -367,6 +396,35 @@ def feed_cover(cover: dt.datetime | None, covers: Covers | None) -> dt.datetime 
     if known is not None and (cover is None or known > cover):
         return known
     return cover
+
+
+def feeds_sql(grace: float) -> str:
+    """Rows (drop-copy session, its latest trade time less the grace)."""
+    return f"SELECT session, latest - {_ms(grace)} FROM feed"
+
+
+def drop_copy_cover(
+    cover: dt.datetime | None, feed_rows: Sequence[Sequence[Any]], covers: Covers | None
+) -> dt.datetime | None:
+    """How far the drop copy has come, over every drop copy the caller
+    follows (``covers.feeds``): the least of how far each has come, by its
+    own latest trade (``feed_rows``, :func:`feeds_sql`) or by what the
+    caller knows of it; None while one of them is known to have come
+    nowhere.  A caller naming none: ``cover``, the latest trade of all
+    (:func:`covers_sql`)."""
+    if covers is None or not covers.feeds:
+        return cover
+    latest: dict[str, Any] = {str(session): t for session, t in feed_rows}
+    least: dt.datetime | None = None
+    for session, known in covers.feeds.items():
+        until = latest.get(session)
+        if known is not None and (until is None or known > until):
+            until = known
+        if until is None:
+            return None
+        if least is None or until < least:
+            least = until
+    return least
 
 
 def due_covers(

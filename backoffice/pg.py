@@ -344,6 +344,7 @@ class PgLedger(Ledger):
     ) -> int:
         try:
             client_rows, house_rows = await asyncio.to_thread(self._convert.trades, clients, houses)
+            latest = sql.latest_time([*clients, *houses])
         except (ValueError, InvalidOperation) as exc:
             raise LedgerError(f"the ledger {self.url}: writing trades: {_reason(exc)}") from exc
 
@@ -354,12 +355,7 @@ class PgLedger(Ledger):
                     await _copy_insert(con, "client_trades", _CLIENT_NAMES, client_rows, ingest)
                 if house_rows:
                     await _copy_insert(con, "house_trades", _HOUSE_NAMES, house_rows, ingest)
-                await con.execute(
-                    "INSERT INTO feed VALUES ($1, $2) ON CONFLICT (session) DO UPDATE "
-                    "SET last_seq = greatest(feed.last_seq, excluded.last_seq)",
-                    session,
-                    last_seq,
-                )
+                await con.execute(sql.FEED_WRITE, session, last_seq, latest)
             return ingest
 
         return await self._call("writing trades", job)
@@ -405,7 +401,11 @@ class PgLedger(Ledger):
                 watermark = int(
                     await con.fetchval("SELECT watermark FROM recon_state WHERE id = 1") or 0
                 )
-                cover = await con.fetchval(sql.covers_sql(grace))
+                cover = sql.drop_copy_cover(
+                    await con.fetchval(sql.covers_sql(grace)),
+                    await con.fetch(sql.feeds_sql(grace)),
+                    covers,
+                )
                 if not full:
                     names, untils = sql.due_covers(
                         cover, await con.fetch(sql.lp_covers_sql(grace)), covers

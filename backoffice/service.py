@@ -645,8 +645,10 @@ class BackOffice:
         mode = "full" if full else "incremental"
         started = time.perf_counter()
         now = _utcnow(self.clock)
-        caught_up = self._caught_up()
         grace = dt.timedelta(seconds=self.grace)
+        # each drop copy has come as far as its latest trade, or (caught up)
+        # to now: a record waits for the one that has come least far
+        feeds = {f.session_key: now - grace if f.caught_up() else None for f in self.feeds}
         # a live statement is known complete up to the last scan whose lines
         # the ledger took (none yet: its lines say how far it has come, as an
         # end-of-day statement's do); an LP that sends none misses nothing
@@ -658,7 +660,7 @@ class BackOffice:
                 lps[lp] = None
             elif layout.delivery == "live" and statement_cover is not None:
                 lps[lp] = statement_cover
-        covers = Covers(feed=now - grace if caught_up else None, lps=lps)
+        covers = Covers(feeds=feeds, lps=lps)
         async with self._lock:
             run = await self.ledger.recon(full, self.grace, now, covers)
             self.counts = await self.ledger.counts()

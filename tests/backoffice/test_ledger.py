@@ -565,6 +565,43 @@ async def test_what_the_caller_knows_covers(ledger: Ledger) -> None:
 
 
 @pytest.mark.asyncio
+async def test_each_drop_copy_covers_as_far_as_its_own_latest_trade(ledger: Ledger) -> None:
+    gw1, gw2 = f"{SESSION}.gw1", f"{SESSION}.gw2"
+    c1, h1, l1 = matched(1, 0)
+    c3, h3, l3 = matched(3, 100)
+    await ledger.write(gw1, 3, [c1, c3], [h1, h3])
+    c2, h2, l2 = matched(2, 10)
+    await ledger.write(gw2, 2, [c2], [h2])
+    # a fill gw2 booked at t=50, on the statement, not delivered by gw2 yet;
+    # and a client's fill gw2 delivered with no booking of it yet
+    await ledger.write(gw2, 4, [client("C7", 8, seq=4)], [])
+    await ledger.apply_statements([statement([l1, l2, line("L50", 50), l3])])
+    behind = Covers(feeds={gw1: None, gw2: None})
+    run = await ledger.recon(False, GRACE, T0, behind)
+    assert (run.breaks, run.pending) == (0, 2)
+    assert await recon(ledger, full=True, covers=behind) == []
+    # the caller knows gw2 caught up to t=30: the client's fill is a break,
+    # the LP's line at t=50 is not yet
+    gw2_at_30 = Covers(feeds={gw1: None, gw2: T0 + dt.timedelta(seconds=30)})
+    assert found(await recon(ledger, covers=gw2_at_30)) == {
+        ("uncovered_client_fill", "client/house", "C7"),
+    }
+    # gw2 delivers up to t=60, without the booking: missing in the house
+    c8, h8, l8 = matched(8, 60)
+    await ledger.write(gw2, 9, [c8], [h8])
+    await ledger.apply_statements([statement([l8])])
+    assert found(await recon(ledger, covers=behind)) == {
+        ("uncovered_client_fill", "client/house", "C7"),
+        ("missing_in_house", "house/lp", "L50"),
+    }
+    # a feed the ledger has never heard of holds everything that waits on the drop copy
+    assert (
+        found(await recon(ledger, full=True, covers=Covers(feeds={gw1: None, "new": None})))
+        == set()
+    )
+
+
+@pytest.mark.asyncio
 async def test_a_replaced_statement_reexamines_the_removed_line_and_a_correction_clears_it(
     ledger: Ledger,
 ) -> None:
@@ -988,6 +1025,32 @@ async def test_pending_keys_of_a_ledger_from_before_their_times_are_looked_at_on
         assert (run.keys, run.pending) == (1, 1)  # looked at, still pending
         run = await second.recon(False, GRACE, T0)
         assert (run.keys, run.pending) == (0, 1)  # now with its time: not due
+    finally:
+        await second.close()
+
+
+@pytest.mark.asyncio
+async def test_a_ledger_from_before_each_feeds_latest_trade_learns_it_from_the_next_batch(
+    ledger_url: str,
+) -> None:
+    first = make_ledger(ledger_url)
+    await first.open()
+    await write(first, client("C1", 0, seq=1))
+    await first.close()
+    await _sql(ledger_url, "ALTER TABLE feed DROP COLUMN latest")
+    second = make_ledger(ledger_url)
+    await second.open()
+    try:
+        assert await second.last_seq(SESSION) == 1
+        await second.apply_statements([statement([line("L9", 5)])])
+        feeds = Covers(feeds={SESSION: None})
+        # how far the feed had come is not known: what waits on it waits
+        assert await recon(second, full=True, covers=feeds) == []
+        await write(second, client("C2", 30, seq=2))
+        assert found(await recon(second, covers=feeds)) == {
+            ("missing_in_house", "house/lp", "L9"),
+            ("uncovered_client_fill", "client/house", "C1"),
+        }
     finally:
         await second.close()
 

@@ -16,7 +16,7 @@ import pytest
 
 from backoffice.duck import DuckLedger
 from backoffice.ledger import Position
-from backoffice.records import ClientTrade, HouseTrade
+from backoffice.records import ClientTrade, HouseTrade, LpTrade
 from backoffice.service import (
     _BATCH,
     BackOffice,
@@ -27,11 +27,13 @@ from backoffice.service import (
     open_ledger,
 )
 from backoffice.settlement import Settlement
+from backoffice.statements import StatementChange
 from config import (
     BackofficeGateway,
     BackofficeSettings,
     Config,
     ConfigError,
+    StatementColumns,
     default_config_path,
     load_config,
 )
@@ -583,3 +585,120 @@ async def test_a_gateway_that_knows_only_the_admin_token_is_read_with_it(tmp_pat
         feed.http_host, feed.http_port = "127.0.0.1", server.port or 0
         assert await office._exposures_of(feed) == {"lps": {}}
     assert seen == ["Bearer rd", "Bearer adm"]  # the read token first
+
+
+# -- several gateways: how far the drop copy has come -----------------------------------
+
+_T0 = dt.datetime(2026, 12, 4, 10, 0, 0)
+
+
+def _at(seconds: float) -> str:
+    return (_T0 + dt.timedelta(seconds=seconds)).isoformat(sep=" ", timespec="milliseconds")
+
+
+def _fill(n: int, t: float, seq: int) -> tuple[ClientTrade, HouseTrade]:
+    """A client's fill from LP_A at ``t`` and the house's booking of it."""
+    when = _at(t)
+    return (
+        ClientTrade(
+            exec_id=f"C{n}",
+            client="CLIENT1",
+            order_id=f"O{n}",
+            cl_ord_id=f"K{n}",
+            symbol="EUR/USD",
+            side=1,
+            qty="1000",
+            price="1.1",
+            market="LP_A",
+            time=when,
+            trade_date=when[:10],
+            seq=seq,
+        ),
+        HouseTrade(
+            report_id=f"CH{n}/L{n}",
+            lp="LP_A",
+            lp_exec_id=f"L{n}",
+            child_id=f"CH{n}",
+            account="CLIENT1",
+            client_exec_id=f"C{n}",
+            symbol="EUR/USD",
+            side=1,
+            qty="1000",
+            price="1.1",
+            time=when,
+            trade_date=when[:10],
+            seq=seq,
+        ),
+    )
+
+
+def _lp_line(n: int, t: float) -> LpTrade:
+    when = _at(t)
+    return LpTrade(
+        lp="LP_A",
+        exec_id=f"L{n}",
+        cl_ord_id=f"CH{n}",
+        symbol="EUR/USD",
+        side=1,
+        qty="1000",
+        price="1.1",
+        time=when,
+        trade_date=when[:10],
+        source="/statements/LP_A-20261204.csv",
+    )
+
+
+async def _store(office: BackOffice, gateway: int, last_seq: int, *fills: int) -> None:
+    """The fills ``(n, t)`` pairs flattened, as one gateway's drop copy delivered them."""
+    trades = [_fill(n, t, last_seq) for n, t in zip(fills[::2], fills[1::2], strict=True)]
+    session = office.feeds[gateway].session_key
+    await office.ledger.write(session, last_seq, [c for c, _ in trades], [h for _, h in trades])
+
+
+@pytest.mark.asyncio
+async def test_a_break_waits_for_the_drop_copy_that_has_come_least_far(tmp_path: Path) -> None:
+    cfg = default()
+    cfg = msgspec.structs.replace(
+        cfg,
+        gateway=msgspec.structs.replace(cfg.gateway, data_dir=str(tmp_path)),
+        backoffice=msgspec.structs.replace(
+            cfg.backoffice,
+            lps={"LP_A": StatementColumns(delivery="end_of_day")},
+            gateways=(
+                BackofficeGateway(name="gw1", drop_copy_port=9877, http_port=0),
+                BackofficeGateway(name="gw2", drop_copy_port=9887, http_port=0),
+            ),
+        ),
+    )
+    now = [(_T0 + dt.timedelta(seconds=200)).replace(tzinfo=dt.UTC).timestamp()]
+    office = BackOffice(cfg, clock=lambda: now[0], monotonic=lambda: now[0])
+    gw1, gw2 = _Feed(), _Feed()
+    gw2.logged_on = False  # gw2's drop copy is down, behind since t=10
+    office.feeds[0].client, office.feeds[1].client = gw1, gw2  # type: ignore[assignment]
+    await office.ledger.open()
+    try:
+        await _store(office, 0, 3, 1, 0, 3, 100)  # gw1: up to t=100, caught up
+        await _store(office, 1, 2, 2, 10)  # gw2: up to t=10
+        # LP_A's statement (one for both gateways' sessions): gw2's fill at
+        # t=50 is on it, and has not come from gw2's drop copy yet
+        lines = [_lp_line(1, 0), _lp_line(2, 10), _lp_line(50, 50), _lp_line(3, 100)]
+        await office.ledger.apply_statements(
+            [StatementChange(lines[0].source, "LP_A", False, lines, [])]
+        )
+        await office.recon(full=False)
+        assert await office.ledger.breaks() == []
+        await office.recon(full=True)
+        assert await office.ledger.breaks() == []
+        # gw2 comes back and delivers it; a line no gateway booked is a break
+        # once both drop copies are caught up
+        await _store(office, 1, 9, 50, 50, 4, 120)
+        gw2.logged_on = True
+        more = [_lp_line(4, 120), _lp_line(60, 60)]
+        await office.ledger.apply_statements(
+            [StatementChange(lines[0].source, "LP_A", False, more, [])]
+        )
+        await office.recon(full=False)
+        breaks = await office.ledger.breaks()
+        assert [(b.kind, b.ref) for b in breaks] == [("missing_in_house", "L60")]
+    finally:
+        await office.ledger.close()
