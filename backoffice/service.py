@@ -692,31 +692,37 @@ class BackOffice:
         return all(feed.caught_up() for feed in self.feeds)
 
     async def _positions(self) -> None:
-        """Compare the gateway's positions with the sums of the fills, when
-        the drop copy is caught up (a difference seen twice, with the fills
-        unchanged in between, is a break)."""
-        if not self._caught_up():
-            self._position_seen = None
-            return
+        """Compare the gateway's positions with the sums of the fills. A
+        difference seen twice in comparisons made while the drop copy is
+        caught up, with the fills unchanged in between, is a break; a break
+        listed is cleared by the first comparison in which its holder and
+        symbol agree, caught up or not (under steady trading some fill is
+        always in flight)."""
+        caught_up = self._caught_up()
         gateway = await self._gateway_exposures()
         if gateway is None:
             return
         async with self._lock:
             counts = await self.ledger.counts()
             ours = await self.ledger.positions()
-        if not self._caught_up():
-            self._position_seen = None
-            return
+        caught_up = caught_up and self._caught_up()
         unknown = list(gateway.get("unknown", ()))
         found = _position_differences(gateway, ours, unknown)
-        self.positions_compared += 1
-        self.clients_not_compared = unknown
         key = (counts["client_trades"], counts["house_trades"], tuple(sorted(b.key for b in found)))
-        if found and key == self._position_seen:
+        if caught_up:
+            self.positions_compared += 1
+            self.clients_not_compared = unknown
+        if caught_up and found and key == self._position_seen:
             await self.ledger.set_position_breaks(found, _utcnow(self.clock))
-        elif not found:
-            await self.ledger.set_position_breaks([], _utcnow(self.clock))
-        self._position_seen = key
+        else:
+            # a listed break whose holder and symbol agree now is resolved,
+            # whatever else differs; one that still differs stays as listed
+            differing = {(b.kind, b.key) for b in found}
+            listed = [b for b in await self.ledger.breaks() if b.records == "gateway/ledger"]
+            kept = [b for b in listed if (b.kind, b.key) in differing]
+            if len(kept) < len(listed):
+                await self.ledger.set_position_breaks(kept, _utcnow(self.clock))
+        self._position_seen = key if caught_up else None
         await self._refresh_breaks()
 
     async def _gateway_exposures(self) -> dict[str, Any] | None:
