@@ -715,7 +715,11 @@ class Session:
         self._incr_target()
 
     def _on_reject(self, msg: FixMessage, now: float) -> None:
-        if not self._verify(msg, now, check_high=False, check_low=True):
+        # Too high once logged on, it waits for the gap before it like any
+        # message (QuickFIX takes it at once, moving the expected number by
+        # one past whatever is missing, which is then never asked for).
+        # Before the Logon it is taken as it comes: it may refuse the Logon.
+        if not self._verify(msg, now, check_high=self._received_logon, check_low=True):
             return
         self.stats.rejects_received += 1
         self._log.warning(

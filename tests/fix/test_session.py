@@ -647,6 +647,29 @@ def test_sequence_reset_to_a_lower_number_is_rejected(
     assert gateway.session.state is S.ACTIVE
 
 
+def test_a_reject_with_msgseqnum_too_high_asks_for_the_gap_first(
+    gateway: SessionHarness,
+) -> None:
+    """FIX 4.4: any message whose MsgSeqNum is above the one expected is
+    answered with a ResendRequest, a Reject (3) like the others; it counts
+    once what came before it is in.  Taken at once, it moved the expected
+    number past the message still missing, which was then never asked for."""
+    events = gateway.feed(gateway.message(b"3", 4, [(45, 7), (58, b"Invalid tag"), (373, 0)]))
+    assert events == []
+    [rr] = gateway.sent()
+    assert (rr.msg_type, rr.get(7), rr.get(16)) == (b"2", b"2", b"0")
+    assert gateway.session.state is S.AWAITING_RESEND
+    assert gateway.store.next_target_seq == 2
+    resent = [(43, b"Y"), (122, codec.format_utc_timestamp(gateway.now - 1))]
+    gateway.feed(gateway.message(b"D", 2, order_body("O2"), header=resent))
+    events = gateway.feed(gateway.message(b"D", 3, order_body("O3"), header=resent))
+    assert event_kinds(events) == ["ApplicationMessage", "RejectReceived"]
+    assert cl_ord_ids(app_messages(gateway.events)) == [b"O2", b"O3"]
+    assert gateway.store.next_target_seq == 5
+    assert gateway.session.state is S.ACTIVE
+    assert gateway.session.stats.rejects_received == 1
+
+
 # ---------------------------------------------------------------------------
 # MsgSeqNum too low
 
