@@ -25,7 +25,8 @@ class Application(Protocol):
     """What a session's application profile must implement."""
 
     def on_logon(self, session: Session, now: float) -> None:
-        """The session completed its Logon."""
+        """The session completed its Logon (once per connection: not again
+        for a Logon that resets the sequence numbers mid-session)."""
 
     def on_logout(self, session: Session, reason: str, now: float) -> None:
         """The session ended (Logout, error or lost connection)."""

@@ -16,7 +16,9 @@ class Event:
 
 
 class LoggedOn(Event):
-    """The Logon exchange completed; application messages may flow."""
+    """The Logon exchange completed; application messages may flow.  Once
+    per connection: a Logon that resets the sequence numbers of a session
+    already logged on (ResetSeqNumFlag=Y) is not another."""
 
     __slots__ = ()
 

@@ -660,7 +660,11 @@ class Session:
         self._received_logon = True
         self._sent_reset = False
         self._received_reset = False
-        if self._machine.state in (S.AWAITING_LOGON, S.LOGON_SENT):
+        # A Logon while logged on (ResetSeqNumFlag=Y) resets the numbers of
+        # a session that goes on: the application is not told it logged on
+        # again (it would subscribe, resend or count a second time).
+        logging_on = self._machine.state in (S.AWAITING_LOGON, S.LOGON_SENT)
+        if logging_on:
             self._machine.move(S.ACTIVE)
         seq = self._seq(msg)
         if seq > self.store.next_target_seq and not reset_flag:
@@ -674,7 +678,8 @@ class Session:
             next_sender=self.store.next_sender_seq,
             next_target=self.store.next_target_seq,
         )
-        self._events.append(LoggedOn())
+        if logging_on:
+            self._events.append(LoggedOn())
 
     def _reset_sequence(self, now: float) -> None:
         """Both sequence numbers back to 1: whatever was queued or requested

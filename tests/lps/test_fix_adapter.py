@@ -656,3 +656,96 @@ async def test_levels_quoted_at_a_price_of_zero_or_less_are_left_out(tmp_path: P
     finally:
         await adapter.disconnect()
         await acceptor.stop()
+
+
+class HandWrittenLp:
+    """An LP's FIX acceptor written message by message, for what the
+    project's own session never sends: it answers the Logon and a Logout,
+    records everything the adapter sends, and sends what the test says
+    with the MsgSeqNum it says."""
+
+    def __init__(self) -> None:
+        self.received: list[FixMessage] = []
+        self.next_seq = 1
+        self._writer: asyncio.StreamWriter | None = None
+        self._server: asyncio.Server | None = None
+        self._arrived = asyncio.Event()
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        decoder = codec.FrameDecoder()
+        while data := await reader.read(65536):
+            decoder.feed(data)
+            while (frame := decoder.next_frame()) is not None:
+                msg = codec.parse_frame(frame)
+                self.received.append(msg)
+                self._arrived.set()
+                if msg.msg_type == b"A" and len(self.received) == 1:
+                    self.send(b"A", (98, b"0"), (108, b"30"))
+                elif msg.msg_type == b"5":
+                    self.send(b"5")
+        writer.close()
+
+    def send(self, msg_type: bytes, *fields: tuple[int, bytes]) -> None:
+        assert self._writer is not None
+        header = [(34, b"%d" % self.next_seq), (49, b"LPT")]
+        header += [(52, codec.format_utc_timestamp(time.time())), (56, b"GW")]
+        self.next_seq += 1
+        self._writer.write(
+            codec.encode_message(b"FIX.4.4", msg_type, header, codec.encode_fields(fields))
+        )
+
+    async def until(self, what: str, found: Callable[[FixMessage], bool]) -> FixMessage:
+        """The first message from the adapter ``found`` holds for, waited
+        for five seconds at most (then the test fails naming ``what``)."""
+        try:
+            async with asyncio.timeout(5):
+                while (hit := next((m for m in self.received if found(m)), None)) is None:
+                    self._arrived.clear()
+                    await self._arrived.wait()
+        except TimeoutError:
+            pytest.fail(f"not within 5 s: {what}")
+        return hit
+
+    def sent_of(self, msg_type: bytes) -> list[FixMessage]:
+        return [m for m in self.received if m.msg_type == msg_type]
+
+
+@pytest.mark.asyncio
+async def test_a_sequence_reset_by_logon_mid_session_does_not_subscribe_again(
+    tmp_path: Path,
+) -> None:
+    """The LP resets both sequence numbers with a Logon (ResetSeqNumFlag=Y)
+    while logged on: the session goes on, and so do its market data
+    subscriptions.  A second MarketDataRequest per symbol would have the LP
+    stream everything twice and count twice against its limits."""
+    lp = HandWrittenLp()
+    port = await lp.start()
+    adapter = FixLp("LPT", INSTRUMENTS, Sink(), lp_settings(port, tmp_path))
+    try:
+        await adapter.connect()
+        assert adapter.up
+        await lp.until("the subscription", lambda m: m.msg_type == b"V")
+        lp.next_seq = 1
+        lp.send(b"A", (98, b"0"), (108, b"30"), (141, b"Y"))
+        answer = await lp.until("the Logon answered", lambda m: m.get(141) == b"Y")
+        assert answer.get(34) == b"1"
+        lp.send(b"1", (112, b"AFTER-RESET"))
+        # what the adapter does on the Logon comes before this answer
+        await lp.until("the TestRequest answered", lambda m: m.get(112) == b"AFTER-RESET")
+        assert [m.get(55) for m in lp.sent_of(b"V")] == [b"EUR/USD"]
+        assert adapter.up
+    finally:
+        await adapter.disconnect()
+        await lp.stop()
