@@ -44,7 +44,7 @@ from gateway.orderflow.mapping import (
     decode_replace,
     excerpt,
 )
-from gateway.orderflow.market_data import MarketDataService
+from gateway.orderflow.market_data import INSUFFICIENT_BANDWIDTH, MarketDataService
 from gateway.orderflow.publish import Reports, refusal_reason
 from gateway.orderflow.routing import ChildRouting
 from gateway.orderflow.rules import Rules
@@ -391,6 +391,9 @@ class OrderEntry:
         elif mt in (b"F", b"G"):
             to = CxlRejResponseTo.CANCEL if mt == b"F" else CxlRejResponseTo.REPLACE
             self._refuse_change(client, msg, to, text, now, id_limit)
+        elif mt == b"V":
+            refuse = self.market_data.refuse
+            refuse(session, msg, INSUFFICIENT_BANDWIDTH, text.encode(), now, id_limit)
         else:
             reason = BusinessRejectReason.OTHER
             self._business_reject(session, msg, reason, now, id_limit, text.encode())

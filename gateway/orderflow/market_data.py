@@ -285,6 +285,22 @@ class MarketDataService:
                 self._by_symbol.setdefault(symbol, []).append(sub)
         self._owe(sub)
 
+    def refuse(
+        self,
+        session: Session,
+        msg: FixMessage,
+        reason: bytes,
+        text: bytes,
+        now: float,
+        max_id_length: int = DEFAULT_MAX_ID_LENGTH,
+    ) -> None:
+        """MarketDataRequestReject (Y) of the request ``msg`` for a reason
+        found before it is read (the client's message rate), with
+        MDReqRejReason ``reason`` and Text ``text``; its MDReqID echoed cut
+        to ``max_id_length``."""
+        md_req_id = (msg.get(262) or b"")[:max_id_length]
+        self._reject(session, md_req_id, reason, text, now)
+
     def drop_session(self, session: Session) -> None:
         """Forget a session's subscriptions and owed snapshots (it logged out)."""
         self._count.pop(session.session_id, None)

@@ -259,22 +259,11 @@ async def test_a_business_reject_names_the_id_of_the_request_it_refuses(client: 
     """FIX 4.4, BusinessMessageReject: BusinessRejectRefID (379) is "the
     value of the business-level ID field on the message being referenced",
     required whenever that message carried one: the ClOrdID of a status
-    request, the MDReqID of a market data request, the CollInquiryID and
-    PosReqID of collateral and position requests, the ClOrdID of a mass
-    cancel the gateway does not support."""
+    request, the CollInquiryID and PosReqID of collateral and position
+    requests, the ClOrdID of a mass cancel the gateway does not support."""
     c = client
     resting(c, b"M1")  # the only token
     c.send(b"H", (11, b"M1"), (54, b"1"), (55, b"EUR/USD"), (790, b"S1"))
-    c.send(
-        b"V",
-        (146, b"1"),
-        (55, b"EUR/USD"),
-        (262, b"MD1"),
-        (263, b"1"),
-        (264, b"0"),
-        (267, b"1"),
-        (269, b"0"),
-    )
     c.send(b"BB", (909, b"CI1"))
     now = codec.format_utc_timestamp(c.clock.now)
     c.send(
@@ -289,11 +278,10 @@ async def test_a_business_reject_names_the_id_of_the_request_it_refuses(client: 
     answers = c.answers()
     assert [(m.msg_type, m.get(372), m.get(380)) for m in answers] == [
         (b"j", b"H", b"0"),
-        (b"j", b"V", b"0"),
         (b"j", b"BB", b"0"),
         (b"j", b"AN", b"0"),
     ]
-    assert [m.get(379) for m in answers] == [b"M1", b"MD1", b"CI1", b"PR1"]
+    assert [m.get(379) for m in answers] == [b"M1", b"CI1", b"PR1"]
     c.clock.now += 1.0
     c.send(b"q", (11, b"MC1"), (60, now), (530, b"7"))
     (unsupported,) = c.answers()
@@ -330,3 +318,42 @@ async def test_a_clock_stepped_back_does_not_throttle_the_client_for_the_step(
     replaced, reject = c.answers()
     assert replaced.get(150) == b"5"
     assert_throttle_reject(reject, b"B1-G4", b"B1-G3", b"2")
+
+
+def market_data_request(c: Client, md_req_id: bytes) -> None:
+    """Subscribe to the best bid of EUR/USD."""
+    c.send(
+        b"V",
+        (146, b"1"),
+        (55, b"EUR/USD"),
+        (262, md_req_id),
+        (263, b"1"),
+        (264, b"1"),
+        (267, b"1"),
+        (269, b"0"),
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_market_data_request_over_the_rate_gets_a_market_data_request_reject(
+    client: Client,
+) -> None:
+    """FIX 4.4 refuses a MarketDataRequest with a MarketDataRequestReject
+    (Y), as the gateway refuses one for any other reason: MDReqID echoed,
+    MDReqRejReason 2 (insufficient bandwidth), the Text naming the limit.
+    A client's market data handler sees it; a BusinessMessageReject would
+    leave the subscription it waits for unanswered there."""
+    c = client
+    resting(c, b"M1")  # the only token
+    market_data_request(c, b"MD1")
+    (reject,) = c.answers()
+    assert reject.msg_type == b"Y"
+    assert (reject.get(262), reject.get(281)) == (b"MD1", b"2")
+    text = reject.get(58) or b""
+    assert text.startswith(b"throttled: more than 1 messages per second")
+    assert b"max_messages_per_second" in text
+    assert message_problems(reject.raw) == []
+    c.clock.now += 1.0
+    market_data_request(c, b"MD1")  # the same id: the refused one was never taken
+    assert c.answers() == []  # served (its snapshot is sent, unstored, on a later turn)
+    assert c.flow.market_data.pending == 1
