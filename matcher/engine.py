@@ -17,6 +17,11 @@ Rules the gateway relies on:
   ends (:meth:`Matcher.expire_day`) or more than ``retain_finished`` final
   orders are kept (the oldest are forgotten first).  A forgotten order is
   unknown to status requests.
+* The house may act in a client's name (a stop-out): an order it enters
+  (``NewOrder.house``) has a ClOrdID of the house's, kept apart from the
+  client's own, which it neither takes nor can be reached by; a cancel of
+  the house's (:meth:`Matcher.cancel_unsolicited`) takes no ClOrdID at all
+  and is reported under the order's own.
 * A new order is accepted (ExecType NEW), crossed against the other clients'
   resting orders on the opposite side (price-time priority, at the resting
   order's price, both sides get a TRADE with counterparty ``"internal"``;
@@ -192,7 +197,9 @@ class MatcherError(Exception):
 
 
 class NewOrder(msgspec.Struct, frozen=True, gc=False):
-    """A client's new order (NewOrderSingle, 35=D), already in ticks and lots."""
+    """A client's new order (NewOrderSingle, 35=D), already in ticks and lots.
+    ``house``: entered by the house in the client's name, under a ClOrdID
+    of the house's (see the module documentation)."""
 
     client: str
     cl_ord_id: str
@@ -202,6 +209,7 @@ class NewOrder(msgspec.Struct, frozen=True, gc=False):
     tif: TimeInForce
     qty: int
     price: int | None = None
+    house: bool = False
 
 
 class CancelOrder(msgspec.Struct, frozen=True, gc=False):
@@ -307,6 +315,7 @@ class Matcher:
         "_finished",
         "_forgotten",
         "_forgotten_ids",
+        "_house_ids",
         "_instruments",
         "_open",
         "_order_ids",
@@ -338,6 +347,9 @@ class Matcher:
         # maps stay out of the cyclic collector's young generations, which
         # would otherwise walk all retained orders again after each full pass
         self._by_cl_ord_id: dict[str, dict[str, Order]] = {}
+        # client -> ClOrdID -> order, for the orders the house entered in
+        # the client's name: their ids are not the client's
+        self._house_ids: dict[str, dict[str, Order]] = {}
         # what day ends let go of, freed a slice at a time (release_forgotten)
         self._forgotten: list[Retained] = []
         self._forgotten_ids: list[dict[str, Order]] = []
@@ -370,8 +382,9 @@ class Matcher:
             price=cmd.price if cmd.ord_type is OrdType.LIMIT else None,
             seq=next(self._seq),
             leaves_qty=cmd.qty,
+            house=cmd.house,
         )
-        index = self._client_index(cmd.client)
+        index = self._index_of(order)
         if cmd.cl_ord_id in index:
             self._reject(order, OrdRejReason.DUPLICATE_ORDER, DUPLICATE_CL_ORD_ID, result)
             return result
@@ -419,6 +432,36 @@ class Matcher:
             order.pending = None
             result.cancel_rejects.append(self._superseded(order, superseded))
         self._rename(order, cmd.cl_ord_id)
+        self._finish(order, OrdStatus.CANCELED, ExecType.CANCELED, "", result)
+        return result
+
+    def cancel_unsolicited(self, order_id: str) -> Result:
+        """The house cancels the open order ``order_id`` (a stop-out).  No
+        request of the client's: no ClOrdID is taken, and every report
+        carries the order's own.  An order out at LPs is PENDING_CANCEL
+        until its routing is done, as for a client's cancel, and a replace
+        waiting there is refused (superseded); should it fill meanwhile,
+        nothing is refused to the client, who asked for nothing.  An order
+        that is not open, or whose cancel is already waiting, is left as it
+        is."""
+        result = Result()
+        order = self._open.get(order_id)
+        if order is None:
+            return result
+        superseded = order.pending
+        if superseded is not None and superseded.kind is CxlRejResponseTo.CANCEL:
+            return result
+        if order.routing_qty:
+            # waits under the order's own ClOrdID: nothing to rename it to
+            order.pending = PendingChange(CxlRejResponseTo.CANCEL, order.cl_ord_id)
+            order.status = OrdStatus.PENDING_CANCEL
+            if superseded is not None:
+                result.cancel_rejects.append(self._superseded(order, superseded))
+            result.executions.append(self._report(order, ExecType.PENDING_CANCEL))
+            return result
+        if superseded is not None:
+            order.pending = None
+            result.cancel_rejects.append(self._superseded(order, superseded))
         self._finish(order, OrdStatus.CANCELED, ExecType.CANCELED, "", result)
         return result
 
@@ -498,7 +541,10 @@ class Matcher:
         if order is None:
             order = self._lookup(client, cl_ord_id)
             if order is None or order.order_id != order_id:
-                return None
+                house = self._house_ids.get(client)
+                order = None if house is None else house.get(cl_ord_id)
+                if order is None or order.order_id != order_id:
+                    return None
         return order
 
     def routes_no_more(self, order_id: str) -> bool:
@@ -550,7 +596,7 @@ class Matcher:
         into a matcher that has none yet.  Open limit orders that rest go
         back into the client book; final ones answer status requests and
         duplicate checks as before, up to ``retain_finished``."""
-        if any(self._by_cl_ord_id.values()):
+        if any(self._by_cl_ord_id.values()) or any(self._house_ids.values()):
             raise MatcherError("restore into a matcher that already holds orders")
         top = 0
         for order in orders:
@@ -580,16 +626,12 @@ class Matcher:
         them, oldest first, as they were (``routing_qty`` included: what
         was out at LPs is the caller's to settle)."""
         parked = self.open_of(client)
-        index = self._by_cl_ord_id.get(client)
         for order in parked:
             del self._open[order.order_id]
             self._expiring.discard(order.order_id)
             if order.price is not None:
                 self._side_book(order).remove(order)
-            if index is not None:
-                for cl_ord_id in (order.cl_ord_id, *order.aliases):
-                    if index.get(cl_ord_id) is order:
-                        del index[cl_ord_id]
+            self._forget(order)
         return parked
 
     def adopt(self, orders: Iterable[Order]) -> list[Order]:
@@ -648,7 +690,7 @@ class Matcher:
         if order.leaves_qty == 0 and order.pending is not None:
             pending = order.pending
             order.pending = None
-            result.cancel_rejects.append(self._too_late(order, pending, "order filled"))
+            self._too_late(order, pending, "order filled", result)
         return result
 
     def on_route_done(
@@ -679,15 +721,14 @@ class Matcher:
         if pending is not None:
             order.status = _working_status(order)
             if pending.kind is CxlRejResponseTo.CANCEL:
-                self._rename(order, pending.cl_ord_id)
+                if not _unsolicited(order, pending):
+                    self._rename(order, pending.cl_ord_id)
                 self._finish(order, OrdStatus.CANCELED, ExecType.CANCELED, "", result)
                 return result
             if order.tif is TimeInForce.IOC or order.tif is TimeInForce.FOK:
-                result.cancel_rejects.append(self._too_late(order, pending, "order done"))
+                self._too_late(order, pending, "order done", result)
             elif order.cum_qty > pending.qty:
-                result.cancel_rejects.append(
-                    self._too_late(order, pending, "filled beyond the new quantity")
-                )
+                self._too_late(order, pending, "filled beyond the new quantity", result)
             else:
                 self._apply_replace(
                     order, pending.cl_ord_id, pending.qty, pending.price, book, result
@@ -709,8 +750,10 @@ class Matcher:
         # (a hundred thousand orders freed in one go would hold the loop).
         self._forgotten.append(self._finished)
         self._forgotten_ids.extend(self._by_cl_ord_id.values())
+        self._forgotten_ids.extend(self._house_ids.values())
         self._finished = Retained()
         self._by_cl_ord_id = {}
+        self._house_ids = {}
         for order in self._open.values():
             self._index_all(order)
         result = Result()
@@ -759,16 +802,21 @@ class Matcher:
             limit -= 1
         return bool(orders or ids)
 
-    def _too_late(self, order: Order, pending: PendingChange, text: str) -> CancelReject:
+    def _too_late(self, order: Order, pending: PendingChange, text: str, result: Result) -> None:
         """The reject of a cancel or replace that waited for routing and
-        came too late: the order ended or moved on meanwhile."""
-        return self._cancel_reject(
-            order,
-            pending.cl_ord_id,
-            order.cl_ord_id,
-            CxlRejReason.TOO_LATE_TO_CANCEL,
-            pending.kind,
-            text,
+        came too late: the order ended or moved on meanwhile (none for a
+        cancel of the house's, which no request of the client's asked for)."""
+        if _unsolicited(order, pending):
+            return
+        result.cancel_rejects.append(
+            self._cancel_reject(
+                order,
+                pending.cl_ord_id,
+                order.cl_ord_id,
+                CxlRejReason.TOO_LATE_TO_CANCEL,
+                pending.kind,
+                text,
+            )
         )
 
     def _expire_back_from_routing(
@@ -777,9 +825,7 @@ class Matcher:
         if order.leaves_qty:
             self._finish(order, OrdStatus.EXPIRED, ExecType.EXPIRED, DAY_ENDED, result)
         if pending is not None:
-            result.cancel_rejects.append(
-                self._too_late(order, pending, f"order expired: {DAY_ENDED}")
-            )
+            self._too_late(order, pending, f"order expired: {DAY_ENDED}", result)
 
     def rests(self, symbol: str) -> bool:
         """Whether any order of ``symbol`` rests in the client book: only
@@ -948,10 +994,13 @@ class Matcher:
         index = self._by_cl_ord_id.get(client)
         return None if index is None else index.get(cl_ord_id)
 
-    def _client_index(self, client: str) -> dict[str, Order]:
-        index = self._by_cl_ord_id.get(client)
+    def _index_of(self, order: Order) -> dict[str, Order]:
+        """Where the order's ClOrdIDs are kept: its client's, or the house's
+        ids in that client's name."""
+        by_client = self._house_ids if order.house else self._by_cl_ord_id
+        index = by_client.get(order.client)
         if index is None:
-            index = self._by_cl_ord_id[client] = {}
+            index = by_client[order.client] = {}
         return index
 
     def _rename(self, order: Order, cl_ord_id: str) -> None:
@@ -963,13 +1012,13 @@ class Matcher:
 
     def _index_all(self, order: Order) -> None:
         """Make ``order`` known by every ClOrdID it has (its own and its aliases)."""
-        index = self._client_index(order.client)
+        index = self._index_of(order)
         for cl_ord_id in (order.cl_ord_id, *order.aliases):
             index[cl_ord_id] = order
 
     def _index(self, order: Order, cl_ord_id: str) -> None:
         """Make ``order`` known by one more ClOrdID of its client."""
-        self._client_index(order.client)[cl_ord_id] = order
+        self._index_of(order)[cl_ord_id] = order
         order.aliases += (cl_ord_id,)
 
     def _retire(self, order: Order) -> None:
@@ -980,7 +1029,8 @@ class Matcher:
             self._forget(finished.popleft())
 
     def _forget(self, order: Order) -> None:
-        index = self._by_cl_ord_id.get(order.client)
+        by_client = self._house_ids if order.house else self._by_cl_ord_id
+        index = by_client.get(order.client)
         if index is None:
             return
         for cl_ord_id in (order.cl_ord_id, *order.aliases):
@@ -1163,6 +1213,12 @@ class Matcher:
 
 def _by_seq(order: Order) -> int:
     return order.seq
+
+
+def _unsolicited(order: Order, pending: PendingChange) -> bool:
+    """Whether ``pending`` is a cancel of the house's: it waits under the
+    order's own ClOrdID, where a client's cancel has one of its own."""
+    return pending.kind is CxlRejResponseTo.CANCEL and pending.cl_ord_id == order.cl_ord_id
 
 
 def _working_status(order: Order) -> OrdStatus:

@@ -102,7 +102,8 @@ class CxlRejResponseTo(IdentityEnum):
 
 class PendingChange(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """A cancel or replace accepted while the order is out at LPs; it is
-    applied when the routing finishes."""
+    applied when the routing finishes.  ``cl_ord_id`` is the request's; a
+    cancel of the house's, which takes none, waits under the order's own."""
 
     kind: CxlRejResponseTo
     cl_ord_id: str
@@ -147,6 +148,9 @@ class Order(msgspec.Struct, eq=False, gc=False, array_like=True):
     """The ClOrdID the order was entered with, once a replace or a cancel
     has given it another (None until then, and in a journal written before
     the field existed): see :attr:`entry_cl_ord_id`."""
+    house: bool = False
+    """Entered by the house in the client's name (a stop-out's closing
+    order): its ClOrdIDs are the house's, kept apart from the client's."""
 
     @property
     def entry_cl_ord_id(self) -> str:

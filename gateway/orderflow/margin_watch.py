@@ -16,8 +16,11 @@ read within half a second, and no tick holds the loop for long).
   in the client's name and routes like any other.  After each closing order
   is done the level is read again; the stop-out ends when the level is back
   at or above the stop-out level or the account is flat.  The client sees
-  every step as ExecutionReports (the cancels of its orders, the closing
-  orders under ClOrdIDs of the house's own), each with Text "stop out".
+  every step as ExecutionReports, each with Text "stop out": the cancels of
+  its orders, unsolicited (under the orders' own ClOrdIDs), and the closing
+  orders, under ClOrdIDs of the house's (``SO-<run>-<n>``), kept apart from
+  the client's own: the house takes none of the client's ids, and the
+  client can neither cancel nor ask about a closing order by its id.
 
 Nothing of a stop-out in progress is journaled: after a restart the watch
 finds the account below its stop-out level again and carries on from the
@@ -36,7 +39,7 @@ import structlog
 from gateway.orderflow.publish import Reports
 from gateway.orderflow.routing import ChildRouting
 from gateway.orderflow.stats import FlowStats
-from matcher.engine import CancelOrder, Matcher, NewOrder
+from matcher.engine import Matcher, NewOrder
 from risk.accounts import Accounts, Standing
 from router.exposure import ExposureSnapshot
 from router.model import OrdType, Side, TimeInForce
@@ -61,7 +64,6 @@ class _StopOut:
     retry_at: float = 0.0  # after a closing order that found nothing to fill
     stuck: bool = False  # nothing left that an order can close
     canceled: set[str] = field(default_factory=set)
-    ids: list[str] = field(default_factory=list)  # ClOrdIDs used, let go of at the end
 
 
 class MarginWatch:
@@ -149,15 +151,9 @@ class MarginWatch:
 
     # -- stop-outs ------------------------------------------------------------------
 
-    def _next_id(self, stop_out: _StopOut) -> str:
-        """A ClOrdID of the house's for a cancel or a closing order of
-        ``stop_out``: the reports say "stop out" on what they report under
-        it (until the order's final report, or the stop-out's end)."""
+    def _next_id(self) -> str:
         self._ids += 1
-        cl_ord_id = f"SO-{self._prefix}-{self._ids}"
-        self.reports.stop_out_ids.add(cl_ord_id)
-        stop_out.ids.append(cl_ord_id)
-        return cl_ord_id
+        return f"SO-{self._prefix}-{self._ids}"
 
     def _begin(self, standing: Standing, now: float) -> None:
         client = standing.client
@@ -166,10 +162,11 @@ class MarginWatch:
         self.stats.stop_outs[client] = self.stats.stop_outs.get(client, 0) + 1
         _log.warning("stop_out_started", client=client, **_figures(standing))
         for report in self.matcher.open_orders(client):
-            cl_ord_id = self._next_id(stop_out)
             stop_out.canceled.add(report.order_id)
-            cancel = CancelOrder(client, cl_ord_id, report.cl_ord_id)
-            self.routing.publish(self.matcher.cancel(cancel), now)
+            result = self.matcher.cancel_unsolicited(report.order_id)
+            if result.executions:  # not when the client's own cancel waits already
+                self.reports.stop_out_cancels.add(report.order_id)
+            self.routing.publish(result, now)
         self._advance(client, now)
 
     def _advance(self, client: str, now: float) -> None:
@@ -208,7 +205,7 @@ class MarginWatch:
         lots = self.accounts.position(client, symbol)
         instrument = instruments[symbol]
         qty = min(abs(lots), instrument.max_lots)
-        cl_ord_id = self._next_id(stop_out)
+        cl_ord_id = self._next_id()
         order = NewOrder(
             client=client,
             cl_ord_id=cl_ord_id,
@@ -217,10 +214,12 @@ class MarginWatch:
             ord_type=OrdType.MARKET,
             tif=TimeInForce.IOC,
             qty=qty,
+            house=True,
         )
         result = self.matcher.submit(order, self.routing.snapshot(symbol, now))
         if result.executions:
             order_id = result.executions[0].order_id
+            self.reports.stop_out_orders.add(order_id)
             stop_out.closing = order_id
             stop_out.closing_cl_ord_id = cl_ord_id
             stop_out.closed += 1
@@ -240,9 +239,6 @@ class MarginWatch:
     def _end(self, client: str, standing: Standing | None) -> None:
         stop_out = self.stopping.pop(client)
         self.accounts.suspended.discard(client)
-        # every order of it is final by now; a cancel of it that was refused
-        # (or came too late) had no final report to let its id go
-        self.reports.stop_out_ids.difference_update(stop_out.ids)
         figures = {} if standing is None else _figures(standing)
         _log.warning("stop_out_done", client=client, closing_orders=stop_out.closed, **figures)
 

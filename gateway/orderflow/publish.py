@@ -105,10 +105,11 @@ class Reports:
         self.started: dict[str, list[Any]] = {}
         # orders counted against max_open_orders: accepted and not final
         self.open_by_client: dict[str, int] = {}
-        # ClOrdIDs of the house's stop-out orders and cancels: their reports
-        # say so; one goes with its order's final report (the margin watch
-        # lets the rest go when the stop-out ends)
-        self.stop_out_ids: set[str] = set()
+        # OrderIDs of the stop-outs' closing orders (each of their reports
+        # says so) and of the client orders they cancel (the reports of the
+        # cancel say so); let go of once the order is final
+        self.stop_out_orders: set[str] = set()
+        self.stop_out_cancels: set[str] = set()
         self._exec_seq = 0
         # starts the ExecIDs of the answers made here, as the matcher's
         # prefix starts its own: they never repeat across runs
@@ -209,12 +210,8 @@ class Reports:
         """An ExecutionReport to ``client``; an order's final one is counted.
         ``ord_status_req_id`` is the OrdStatusReqID (790) of the status
         request it answers, echoed (empty: none)."""
-        stop_outs = self.stop_out_ids
-        if stop_outs and ex.cl_ord_id in stop_outs:
-            if ex.status in FINAL_STATUSES:
-                stop_outs.discard(ex.cl_ord_id)
-            if not ex.text:
-                ex = msgspec.structs.replace(ex, text=STOP_OUT_TEXT)
+        if self.stop_out_orders or self.stop_out_cancels:
+            ex = self._stop_out(ex)
         session = self.sessions.get(client)
         if session is not None:
             instrument = self._instruments[ex.symbol]
@@ -225,6 +222,21 @@ class Reports:
             started = self.started.pop(ex.order_id, None)
             if started is not None:
                 self._order_done(ex, started)
+
+    def _stop_out(self, ex: Execution) -> Execution:
+        """``ex`` with Text "stop out" if a stop-out made it (and it says
+        nothing else); a final one ends what is kept about its order."""
+        order_id = ex.order_id
+        ours = order_id in self.stop_out_orders or (
+            order_id in self.stop_out_cancels
+            and (ex.exec_type is ExecType.CANCELED or ex.exec_type is ExecType.PENDING_CANCEL)
+        )
+        if ex.status in FINAL_STATUSES:
+            self.stop_out_orders.discard(order_id)
+            self.stop_out_cancels.discard(order_id)
+        if ours and not ex.text:
+            return msgspec.structs.replace(ex, text=STOP_OUT_TEXT)
+        return ex
 
     def _order_done(self, ex: Execution, started: list[Any]) -> None:
         """Count an order that reached its final state."""

@@ -289,9 +289,10 @@ async def test_a_margin_call_then_a_stop_out_closing_the_largest_loss(
         seen.setdefault(msg.get(11) or b"", []).append(msg)
         if (msg.get(11) or b"").startswith(b"SO-") and msg.get(55) == b"ZC" and msg.get(54) == b"2":
             closing = seen[msg.get(11) or b""]
-    # the resting order was canceled first, saying why
-    (canceled,) = [m for ms in seen.values() for m in ms if m.get(41) == b"REST"]
-    assert canceled.get(39) == b"4"
+    # the resting order was canceled first, unsolicited (under its own
+    # ClOrdID: the house takes none of the client's), saying why
+    (canceled,) = seen[b"REST"]
+    assert (canceled.get(150), canceled.get(39), canceled.get(41)) == (b"4", b"4", None)
     assert canceled.get(58) == b"stop out"
     # then the corn (the larger loss) was sold, all 4, in a report saying why
     assert closing[-1].get(39) == b"2"

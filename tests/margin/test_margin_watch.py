@@ -51,7 +51,8 @@ class _Routing:
 
 class _Reports:
     def __init__(self) -> None:
-        self.stop_out_ids: set[str] = set()
+        self.stop_out_orders: set[str] = set()
+        self.stop_out_cancels: set[str] = set()
         self.started: dict[str, list[Any]] = {}
         self.open_by_client: dict[str, int] = {}
 
@@ -120,11 +121,11 @@ class _PublishingRouting(_Routing):
         self.reports.publish(result, now)
 
 
-def test_a_stop_outs_clordids_are_let_go_of_once_its_orders_are_final() -> None:
-    """A stop-out cancels the client's orders and closes its position under
-    ClOrdIDs of the house's own; once those orders are final (or the
-    stop-out is over) the ids are kept no more: a day of stop-outs does
-    not grow the set the reports look their ClOrdIDs up in."""
+def test_what_a_stop_out_made_is_let_go_of_once_its_orders_are_final() -> None:
+    """A stop-out cancels the client's orders and closes its position with
+    orders of the house's own; once those orders are final the reports keep
+    no more of them: a day of stop-outs does not grow the sets the reports
+    look their orders up in."""
     accounts = Accounts(PARAMS, {"C1": AccountTerms(Decimal("3000"))}, INSTRUMENTS)
     accounts.mark(Marks({"ZC": 450.0}, {"ZC": 450.0}))
     matcher = Matcher(INSTRUMENTS, id_prefix="T")
@@ -163,20 +164,68 @@ def test_a_stop_outs_clordids_are_let_go_of_once_its_orders_are_final() -> None:
     accounts.trade("C1", "ZC", Side.BUY, 4, 45000)  # 7,000 USD of margin: level 0.43
     w.look(0.0)
     assert "C1" in w.stopping
-    # K1 canceled at once; the cancel of K2 refused (the client's waits)
-    assert [r.cl_ord_id for result in routing.published for r in result.cancel_rejects] == [
-        "SO-1-2"
-    ]
-    assert reports.stop_out_ids == {"SO-1-2"}
+    # K1 canceled at once (final: let go of); K2 left to the client's own
+    # cancel, which waits for its routing
+    assert [r for result in routing.published for r in result.cancel_rejects] == []
+    assert (reports.stop_out_orders, reports.stop_out_cancels) == (set(), set())
     routing.publish(matcher.on_route_done(out.order_id, 1, "no fill"), 0.0)
     w.look(WATCH_INTERVAL)
-    (closing,) = closing_orders(routing)
-    assert reports.stop_out_ids == {"SO-1-2", closing}
-    # the LPs fill the closing order in full: the account is flat
+    closing_orders(routing)
     (need,) = routing.published[-1].routes
+    assert reports.stop_out_orders == {need.order_id}
+    # the LPs fill the closing order in full: the account is flat
     routing.publish(matcher.on_fill(need.order_id, need.qty, 45000, "LP_A"), 0.0)
     routing.publish(matcher.on_route_done(need.order_id, 0, ""), 0.0)
-    assert reports.stop_out_ids == {"SO-1-2"}
+    assert (reports.stop_out_orders, reports.stop_out_cancels) == (set(), set())
     w.look(WATCH_INTERVAL * 2)
     assert "C1" not in w.stopping
-    assert reports.stop_out_ids == set()
+
+
+def resting_buy(w: MarginWatch, cl_ord_id: str) -> Result:
+    """A GTC limit buy of C1, far below the market: it rests."""
+    order = NewOrder("C1", cl_ord_id, "ZC", Side.BUY, OrdType.LIMIT, TimeInForce.GTC, 1, 100)
+    return w.matcher.submit(order, None)
+
+
+def test_a_client_order_named_as_the_house_names_its_own_is_still_canceled() -> None:
+    """The client's ClOrdIDs are its own: one that reads like the house's
+    next (SO-<run>-<n>) neither stops the stop-out's cancel of it (which
+    left it working, and the stop-out waiting on it for ever, no position
+    closed) nor earns the client a reject of a cancel it never sent."""
+    w, accounts, routing = watch("3000")
+    (ack,) = resting_buy(w, "SO-1-1").executions
+    accounts.trade("C1", "ZC", Side.BUY, 4, 45000)
+    w.look(0.0)
+    assert ack.order_id not in {ex.order_id for ex in w.matcher.open_orders("C1")}
+    canceled = [ex for r in routing.published for ex in r.executions if ex.order_id == ack.order_id]
+    assert [(ex.exec_type, ex.cl_ord_id) for ex in canceled] == [(ExecType.CANCELED, "SO-1-1")]
+    assert [r for r in routing.published if r.cancel_rejects] == []
+    assert len(closing_orders(routing)) == 1
+    assert w.reports.stop_out_cancels == {ack.order_id}
+
+
+def test_the_ids_the_house_used_stay_free_for_the_client() -> None:
+    """A stop-out's cancel reports the client's order under its own
+    ClOrdID, and its closing order's ClOrdID is the house's: neither takes
+    a ClOrdID from the client, who may use any of them next."""
+    w, accounts, routing = watch("3000")
+    (ack,) = resting_buy(w, "B1").executions
+    accounts.trade("C1", "ZC", Side.BUY, 4, 45000)
+    w.look(0.0)
+    canceled = [ex for r in routing.published for ex in r.executions if ex.order_id == ack.order_id]
+    assert [(ex.cl_ord_id, ex.orig_cl_ord_id) for ex in canceled] == [("B1", None)]
+    (closing,) = closing_orders(routing)
+    assert closing == "SO-1-1"
+    assert w.matcher.order_of("C1", closing) is None  # the house's, not the client's
+    for cl_ord_id in (closing, "SO-1-2"):  # the one it took, and the one it takes next
+        (ex,) = resting_buy(w, cl_ord_id).executions
+        assert (ex.exec_type, ex.cl_ord_id) == (ExecType.NEW, cl_ord_id)
+    # the watch still finds its closing order by the house's id, and its
+    # next one is not refused for the client's SO-1-2
+    stop_out = w.stopping["C1"]
+    assert w.matcher.find(stop_out.closing or "", "C1", closing) is not None
+    unfilled(w, routing)
+    w.look(WATCH_INTERVAL)
+    w.look(WATCH_INTERVAL + CLOSE_RETRY)
+    assert closing_orders(routing) == ["SO-1-1", "SO-1-2"]
+    assert w.matcher.order_of("C1", "SO-1-2") is not None  # the client's own, still
