@@ -8,7 +8,9 @@ sequence numbers and sent messages persisted under ``data_dir``.
 
 On logon it subscribes to market data for each of its symbols (one
 MarketDataRequest per symbol, snapshot plus incremental updates); each snapshot (W) or incremental
-refresh (X) becomes a :class:`~router.model.Quote` of the LP's book.  Child
+refresh (X) becomes a :class:`~router.model.Quote` of the LP's book (one
+the LP resends with PossDupFlag=Y is applied to the book but makes no
+quote: see :meth:`FixLp._on_market_data`).  Child
 orders go out as NewOrderSingle (IOC, limit at the child's price), cancels
 as OrderCancelRequest; ExecutionReports come back as ``ChildAck`` (New),
 ``ChildFill`` (Trade), ``ChildReject`` (Rejected) and ``ChildCanceled``
@@ -375,6 +377,15 @@ class FixLp(LpAdapter):
             self._send(b"V", codec.encode_fields(fields), now)
 
     def _on_market_data(self, msg: FixMessage, now: float, full: bool) -> None:
+        """Apply a snapshot (W) or an incremental refresh (X) to the LP's
+        books and publish each book it changed.  One the LP resends
+        (PossDupFlag=Y, in answer to a ResendRequest) is as old as its
+        OrigSendingTime: it is applied, so that the refreshes after it
+        build on it, but nothing is published from it (the gateway's book
+        takes the LP's levels from fresh data only, stamped as it arrives),
+        and an incremental entry of it for a symbol with no book (cleared
+        when the link dropped) is skipped: what it changed is not here."""
+        resent = msg.get(43) == b"Y"
         symbol = (msg.get(55) or b"").decode("latin-1")
         touched: set[str] = set()
         if full:
@@ -406,7 +417,11 @@ class FixLp(LpAdapter):
                     "lp_price_not_positive", lp=self.name, symbol=sym, price=e[270].decode()
                 )
                 continue
-            book = self._books.setdefault(sym, {})
+            book = self._books.get(sym)
+            if book is None:
+                if resent:
+                    continue
+                book = self._books[sym] = {}
             key = (side, price)
             if e.get(279) == b"2":
                 book.pop(key, None)
@@ -417,6 +432,8 @@ class FixLp(LpAdapter):
                 else:
                     book.pop(key, None)
             touched.add(sym)
+        if resent:
+            return
         for sym in touched:
             self._publish(sym, now)
 

@@ -697,10 +697,16 @@ class HandWrittenLp:
                     self.send(b"5")
         writer.close()
 
-    def send(self, msg_type: bytes, *fields: tuple[int, bytes]) -> None:
+    def send(self, msg_type: bytes, *fields: tuple[int, bytes], resent_from: float = 0.0) -> None:
+        """Send a message; ``resent_from`` (its first sending time) sends it
+        as a resend does, with PossDupFlag=Y and that OrigSendingTime."""
         assert self._writer is not None
-        header = [(34, b"%d" % self.next_seq), (49, b"LPT")]
-        header += [(52, codec.format_utc_timestamp(time.time())), (56, b"GW")]
+        header = [(34, b"%d" % self.next_seq)]
+        if resent_from:
+            header.append((43, b"Y"))
+        header += [(49, b"LPT"), (52, codec.format_utc_timestamp(time.time())), (56, b"GW")]
+        if resent_from:
+            header.append((122, codec.format_utc_timestamp(resent_from)))
         self.next_seq += 1
         self._writer.write(
             codec.encode_message(b"FIX.4.4", msg_type, header, codec.encode_fields(fields))
@@ -746,6 +752,80 @@ async def test_a_sequence_reset_by_logon_mid_session_does_not_subscribe_again(
         await lp.until("the TestRequest answered", lambda m: m.get(112) == b"AFTER-RESET")
         assert [m.get(55) for m in lp.sent_of(b"V")] == [b"EUR/USD"]
         assert adapter.up
+    finally:
+        await adapter.disconnect()
+        await lp.stop()
+
+
+def bid_update(action: bytes, price: bytes, size: bytes = b"1000000") -> list[tuple[int, bytes]]:
+    """One entry of an incremental refresh (X) of EUR/USD's bids."""
+    entry = [(279, action), (269, b"0"), (55, b"EUR/USD"), (270, price)]
+    return entry if action == b"2" else [*entry, (271, size)]
+
+
+async def heard(lp: HandWrittenLp, name: bytes) -> None:
+    """Everything the LP sent before now has been taken by the adapter: it
+    answers a TestRequest only after what came before it."""
+    lp.send(b"1", (112, name))
+    await lp.until(f"the TestRequest {name!r} answered", lambda m: m.get(112) == name)
+
+
+@pytest.mark.asyncio
+async def test_market_data_the_lp_resends_never_reaches_the_book_as_fresh(
+    tmp_path: Path,
+) -> None:
+    """A refresh sent again with PossDupFlag=Y (the answer to a
+    ResendRequest) is as old as its OrigSendingTime.  It is applied in
+    sequence, so the refreshes after it build on it, but no quote is made
+    of it: the book takes the LP's levels only from fresh data, stamped
+    when it arrives."""
+    lp = HandWrittenLp()
+    port = await lp.start()
+    sink = Sink()
+    adapter = FixLp("LPT", INSTRUMENTS, sink, lp_settings(port, tmp_path))
+    try:
+        await adapter.connect()
+        await lp.until("the subscription", lambda m: m.msg_type == b"V")
+        snapshot = [(55, b"EUR/USD"), (262, b"R1"), (268, b"2")]
+        snapshot += [(269, b"0"), (270, b"1.1"), (271, b"2000000")]
+        snapshot += [(269, b"1"), (270, b"1.10002"), (271, b"3000000")]
+        lp.send(b"W", *snapshot)
+        (fresh,) = await sink.until(Quote)
+        # a minute old, resent: the best bid it gives is long gone
+        moved = [(262, b"R1"), (268, b"2"), *bid_update(b"2", b"1.1")]
+        moved += bid_update(b"0", b"1.09")
+        lp.send(b"X", *moved, resent_from=time.time() - 60)
+        await heard(lp, b"AFTER-RESEND")
+        assert [e for e in sink.events if isinstance(e, Quote)] == [fresh]
+        # fresh data: the book it gives has the resent change applied under it
+        lp.send(b"X", (262, b"R1"), (268, b"1"), *bid_update(b"0", b"1.09001"))
+        (_, latest) = await sink.until(Quote, 2)
+        assert [(lv.price, lv.qty) for lv in latest.bids] == [(109_001, 1000), (109_000, 1000)]
+        assert latest.time >= fresh.time
+    finally:
+        await adapter.disconnect()
+        await lp.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_resent_incremental_refresh_with_no_book_under_it_is_skipped(
+    tmp_path: Path,
+) -> None:
+    """After a drop of the link the adapter holds no book for the LP until
+    a snapshot: what the LP resends for the gap changed a book that is not
+    there, and the levels it names would be made up of that alone."""
+    lp = HandWrittenLp()
+    port = await lp.start()
+    sink = Sink()
+    adapter = FixLp("LPT", INSTRUMENTS, sink, lp_settings(port, tmp_path))
+    try:
+        await adapter.connect()
+        await lp.until("the subscription", lambda m: m.msg_type == b"V")
+        resent = [(262, b"R1"), (268, b"1"), *bid_update(b"0", b"1.08")]
+        lp.send(b"X", *resent, resent_from=time.time() - 1)
+        lp.send(b"X", (262, b"R1"), (268, b"1"), *bid_update(b"0", b"1.1"))
+        (quote,) = await sink.until(Quote)
+        assert [(lv.price, lv.qty) for lv in quote.bids] == [(110_000, 1000)]
     finally:
         await adapter.disconnect()
         await lp.stop()
