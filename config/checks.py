@@ -218,7 +218,8 @@ def _check_risk(values: Mapping[str, object], path: str) -> list[str]:
 def _check_margin(values: Mapping[str, object], path: str) -> list[str]:
     """Margin groups name configured instruments of one asset class, each instrument in
     one group; spreads name groups, once each, within-class spreads before cross-asset
-    ones; accounts name order-entry clients, with the stop-out below the margin call."""
+    ones; accounts name order-entry clients, with the stop-out below the margin call, and
+    need groups (without them margin is off and no account would be margined)."""
     errors: list[str] = []
     classes: dict[str, object] = {
         symbol: entry.get("asset_class")
@@ -227,6 +228,13 @@ def _check_margin(values: Mapping[str, object], path: str) -> list[str]:
     }
     margin = values.get("margin")
     group_class: dict[str, object] = {}
+    groups = margin.get("groups") if isinstance(margin, Mapping) else None
+    accounts = values.get("accounts")
+    if isinstance(accounts, Mapping) and accounts and not groups:
+        errors.append(
+            f"{_join(path, 'accounts')}: no client is margined without [[margin.groups]]"
+            " (margin is off): add the groups, or remove [accounts]"
+        )
     if isinstance(margin, Mapping):
         margin_path = _join(path, "margin")
         owner: dict[str, str] = {}

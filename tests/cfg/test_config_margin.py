@@ -154,3 +154,14 @@ def test_the_default_config_margins_every_instrument_and_every_client() -> None:
     assert rules.margin is not None
     crossing = [s.name for s in rules.margin.ordered if s not in rules.margin.siloed]
     assert crossing == ["EUR-BTC"]  # one documented cross-asset spread
+
+
+@pytest.mark.parametrize("margin", ["", '[margin]\nversion = "v1"\n'])
+def test_accounts_without_margin_groups_are_refused_in_one_line(margin: str) -> None:
+    """Without groups margin is off: accounts would be read and then not
+    margined at all (no margin check, call or stop-out), without a word."""
+    text = BASE + margin + '[accounts.CLIENT1]\ncollateral_usd = "1000"\n'
+    assert errors_of(text) == [
+        "accounts: no client is margined without [[margin.groups]] (margin is off):"
+        " add the groups, or remove [accounts]"
+    ]
