@@ -31,9 +31,11 @@ def test_an_order_journaled_before_the_entry_clordid_was_kept_is_keyed_by_its_ow
     m.submit(NewOrder("C1", "E1", SYMBOL, BUY, OrdType.LIMIT, DAY, 2, 100), None)
     m.replace(ReplaceOrder("C1", "E2", "E1", 3, 101))
     order = m.order_of("C1", "E2")
-    # the array the version before wrote: the same without the last field
+    # the array the version before wrote: the same without the fields added
+    # since (this one, and the house's flag after it)
     fields = msgspec.msgpack.decode(msgspec.msgpack.encode(order))
-    older = msgspec.msgpack.decode(msgspec.msgpack.encode(fields[:-1]), type=Order)
+    assert fields[-2:] == ["E1", False]
+    older = msgspec.msgpack.decode(msgspec.msgpack.encode(fields[:-2]), type=Order)
     assert (older.first_cl_ord_id, older.entry_cl_ord_id) == (None, "E2")
 
 
