@@ -8,11 +8,12 @@ from matching_helpers import (
     BUY,
     GTC,
     INSTRUMENTS,
+    IOC,
     SELL,
+    SYMBOL,
     book,
     cancel,
     limit,
-    market,
     matcher,
     only,
     replace,
@@ -20,10 +21,12 @@ from matching_helpers import (
 
 from matcher.engine import Matcher, NewOrder
 from matcher.orders import CxlRejResponseTo, ExecType, Order, OrdStatus
+from router.model import OrdType
 
 
 def house_market(client: str, cl_ord_id: str, qty: int) -> NewOrder:
-    return msgspec.structs.replace(market(client, cl_ord_id, SELL, qty), house=True)
+    """A market sell the house enters in ``client``'s name."""
+    return NewOrder(client, cl_ord_id, SYMBOL, SELL, OrdType.MARKET, IOC, qty, house=True)
 
 
 def test_the_house_and_the_client_each_have_their_own_clordids() -> None:
