@@ -297,7 +297,9 @@ class OrderJournal:
     def checkpoint(self, entries: Iterable[Entry]) -> None:
         """Replace the journal with ``entries`` (the whole state now); what
         is pending is dropped, as the state supersedes it."""
-        self._keep_segment()
+        folder = self._keep_segment()
+        if folder is not None:
+            fsync_dir(folder)
         self._file.replace(self._checkpoint_bodies(entries))
         self._pending.clear()
         self._unwritten = None
@@ -310,14 +312,23 @@ class OrderJournal:
         entry is its whole state and what is journaled from the start on
         (copied behind them) supersedes or adds to it."""
         self.flush()
-        self._keep_segment()
-        return self._file.replace_sliced(self._checkpoint_bodies(entries, _SLICED_BATCH))
+        folder = self._keep_segment()
+        # the segment's entry is made durable with the new file, by the
+        # thread that syncs it, before the file replaces the journal: an
+        # fsync of a directory can hold the loop for tens of milliseconds
+        return self._file.replace_sliced(
+            self._checkpoint_bodies(entries, _SLICED_BATCH), sync_dir=folder
+        )
 
-    def _keep_segment(self) -> None:
+    def _keep_segment(self) -> Path | None:
         """With ``keep_segments``: link the file about to be replaced into
-        ``segments/``, unless it holds no batch written while trading."""
+        ``segments/``, unless it holds no batch written while trading.
+        The folder whose entries the caller must make durable before the
+        file is replaced: with ``fsync`` only, as for the journal's own
+        writes (a link made survives a crash of the process; only a power
+        loss can take it back), and None when no link was made."""
         if not self.keep_segments or self.serial == 0:
-            return
+            return None
         folder = self.path.parent / SEGMENTS_NAME
         folder.mkdir(exist_ok=True)
         link = folder / f"{self.serial:020d}"
@@ -325,8 +336,8 @@ class OrderJournal:
             os.link(self.path, link)
         except FileExistsError:
             # the same file, replaced again before another batch was written
-            return
-        fsync_dir(folder)
+            return None
+        return folder if self._file.fsync else None
 
     def _checkpoint_bodies(self, entries: Iterable[Entry], batch: int = 0) -> Iterator[bytes]:
         encode = self._encode

@@ -304,19 +304,24 @@ class BatchFile:
             os.close(self._lock_fd)
             self._lock_fd = -1
 
-    def replace_sliced(self, bodies: Iterator[bytes]) -> BackgroundReplace:
+    def replace_sliced(
+        self, bodies: Iterator[bytes], sync_dir: Path | None = None
+    ) -> BackgroundReplace:
         """Start replacing the file by the magic and one batch per body of
         ``bodies``, written by the caller a slice at a time
         (:meth:`BackgroundReplace.write_some`, on its own loop); what is
         appended meanwhile is copied behind, and the new file renamed over
         the old (see the module documentation).  At most one runs at a
-        time; :meth:`replace` and :meth:`close` abandon it."""
+        time; :meth:`replace` and :meth:`close` abandon it.  ``sync_dir``:
+        a directory whose entries must be durable before the new file
+        takes the old one's place, synced with the new file, off the loop
+        (:meth:`BackgroundReplace.syncer`)."""
         self._check_open()
         if not self._replayed:
             raise BatchFileError(f"{self._path} must be replayed before it is replaced")
         if self._background is not None:
             raise BatchFileError(f"{self._path} is already being replaced")
-        self._background = BackgroundReplace(self, bodies)
+        self._background = BackgroundReplace(self, bodies, sync_dir)
         return self._background
 
     def _check_open(self) -> None:
@@ -330,8 +335,11 @@ class BackgroundReplace:
     until it returns True, runs :meth:`syncer` in a thread, then calls
     :meth:`copy_tail` until it returns True; or :meth:`abandon`."""
 
-    def __init__(self, file: BatchFile, bodies: Iterator[bytes]) -> None:
+    def __init__(
+        self, file: BatchFile, bodies: Iterator[bytes], sync_dir: Path | None = None
+    ) -> None:
         self._file = file
+        self._sync_dir = sync_dir
         self.path = file.next_path
         self.tail_from = file.size
         """Where the batches appended since the start begin in the live file."""
@@ -386,20 +394,24 @@ class BackgroundReplace:
             raise
 
     def syncer(self) -> Callable[[], None]:
-        """Once written: a function that makes the new file's
-        batches durable, for a thread (it may take a while on a large
-        file; the copy of the tail waits for it).  It syncs a descriptor of
+        """Once written: a function that makes the new file's batches
+        durable (and the entries of the ``sync_dir`` given), for a thread
+        (it may take a while on a large file; the copy of the tail waits
+        for it).  It syncs a descriptor of
         its own, so that an :meth:`abandon` meanwhile closes nothing it
         uses."""
         if self._out < 0:
             raise BatchFileError("nothing to sync: the new file is not written")
         fd = os.dup(self._out)
+        folder = self._sync_dir
 
         def sync() -> None:
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            if folder is not None:
+                fsync_dir(folder)
 
         return sync
 

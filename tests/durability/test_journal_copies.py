@@ -151,6 +151,38 @@ def test_a_checkpoint_keeps_the_file_it_replaces_as_a_segment(tmp_path: Path) ->
     j.close()
 
 
+@pytest.mark.parametrize("fsync", [True, False])
+def test_a_sliced_checkpoint_syncs_the_segments_folder_off_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: bool
+) -> None:
+    """The segment's directory entry is made durable by the thread that
+    syncs the new file, before it replaces the journal, never as the
+    checkpoint starts on the loop (an fsync of a directory could hold the
+    loop for tens of milliseconds); without fsync, as for the journal's own
+    writes, not at all (a link survives a crash of the process)."""
+    import gateway.orderflow.journal as journal_module
+    import gateway.storage.batch_file as batch_file
+
+    synced: list[Path] = []
+    monkeypatch.setattr(batch_file, "fsync_dir", synced.append)
+    monkeypatch.setattr(journal_module, "fsync_dir", synced.append)
+    j = OrderJournal(tmp_path, keep_segments=True, fsync=fsync)
+    list(j.replay())
+    add_report(j, 2, "E1")
+    j.flush()
+    job = j.start_sliced_checkpoint([Run(1)])
+    folder = tmp_path / SEGMENTS_NAME
+    assert [s.name for s in folder.iterdir()] == [f"{1:020d}"]
+    assert synced == []  # nothing synced as it starts
+    while not job.write_some(1 << 16):
+        pass
+    job.syncer()()  # what the order flow runs in a thread
+    assert (folder in synced) is fsync
+    while not job.copy_tail(1 << 16):
+        pass
+    j.close()
+
+
 def test_reports_and_captures_become_copies_in_journal_order(tmp_path: Path) -> None:
     j = journal(tmp_path / "orders")
     add_report(j, 2, "E1")
