@@ -131,6 +131,16 @@ def _ms(seconds: float) -> str:
 
 # -- schema -------------------------------------------------------------------------
 
+# the columns of an LP's statement line, as stored (lp_trades) and as kept
+# for a line another file of the LP repeats (lp_repeats)
+_LP_LINE: Final = (
+    "lp VARCHAR NOT NULL, exec_id VARCHAR NOT NULL, cl_ord_id VARCHAR NOT NULL, "
+    "symbol VARCHAR NOT NULL, side SMALLINT NOT NULL, qty DECIMAL(18, 8) NOT NULL, "
+    "price DECIMAL(18, 8) NOT NULL, exec_time TIMESTAMP NOT NULL, trade_date DATE NOT NULL, "
+    "value_date DATE NOT NULL, source VARCHAR NOT NULL, ingest BIGINT NOT NULL, "
+    "hl_key VARCHAR NOT NULL"
+)
+
 TABLES: Final = (
     """CREATE TABLE IF NOT EXISTS client_trades (
         exec_id VARCHAR PRIMARY KEY,
@@ -165,39 +175,12 @@ TABLES: Final = (
         seq BIGINT NOT NULL,
         ingest BIGINT NOT NULL,
         hl_key VARCHAR NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS lp_trades (
-        lp VARCHAR NOT NULL,
-        exec_id VARCHAR NOT NULL,
-        cl_ord_id VARCHAR NOT NULL,
-        symbol VARCHAR NOT NULL,
-        side SMALLINT NOT NULL,
-        qty DECIMAL(18, 8) NOT NULL,
-        price DECIMAL(18, 8) NOT NULL,
-        exec_time TIMESTAMP NOT NULL,
-        trade_date DATE NOT NULL,
-        value_date DATE NOT NULL,
-        source VARCHAR NOT NULL,
-        ingest BIGINT NOT NULL,
-        hl_key VARCHAR NOT NULL,
-        PRIMARY KEY (lp, cl_ord_id, exec_id))""",
+    f"CREATE TABLE IF NOT EXISTS lp_trades ({_LP_LINE}, PRIMARY KEY (lp, cl_ord_id, exec_id))",
     # a statement line whose key a line of another file already stands
     # for in lp_trades (the same execution on two files of one LP): kept to
     # stand for it when that file is corrected without it
-    """CREATE TABLE IF NOT EXISTS lp_repeats (
-        lp VARCHAR NOT NULL,
-        exec_id VARCHAR NOT NULL,
-        cl_ord_id VARCHAR NOT NULL,
-        symbol VARCHAR NOT NULL,
-        side SMALLINT NOT NULL,
-        qty DECIMAL(18, 8) NOT NULL,
-        price DECIMAL(18, 8) NOT NULL,
-        exec_time TIMESTAMP NOT NULL,
-        trade_date DATE NOT NULL,
-        value_date DATE NOT NULL,
-        source VARCHAR NOT NULL,
-        ingest BIGINT NOT NULL,
-        hl_key VARCHAR NOT NULL,
-        PRIMARY KEY (lp, cl_ord_id, exec_id, source))""",
+    f"CREATE TABLE IF NOT EXISTS lp_repeats ({_LP_LINE}, "
+    "PRIMARY KEY (lp, cl_ord_id, exec_id, source))",
     # a drop copy's progress: the last MsgSeqNum stored, and the latest
     # time of a trade it delivered
     """CREATE TABLE IF NOT EXISTS feed (
