@@ -351,6 +351,9 @@ class OrderFlow:
         children = 0
         for order in orders:
             accounts.order_open(order.order_id, order.client, order.symbol, order.side, 0)
+            # what a stop-out made is kept only while it is worked here
+            reports.stop_out_orders.discard(order.order_id)
+            reports.stop_out_cancels.discard(order.order_id)
             if reports.started.pop(order.order_id, None) is not None:
                 reports.open_by_client[order.client] -= 1
             children += routing.drop_order(order.order_id)

@@ -336,7 +336,8 @@ class OrderJournal:
             os.link(self.path, link)
         except FileExistsError:
             # the same file, replaced again before another batch was written
-            return None
+            # (a checkpoint given up before its link was synced: synced now)
+            pass
         return folder if self._file.fsync else None
 
     def _checkpoint_bodies(self, entries: Iterable[Entry], batch: int = 0) -> Iterator[bytes]:

@@ -168,6 +168,7 @@ class ChildRouting:
         # in memory only: a restart forgets them (a child given up on is
         # journaled, as it may still be open at its LP; these are not)
         self.ended: dict[str, tuple[ChildOrder, set[str] | None]] = {}
+        self._ended_ids: deque[str] = deque()  # ``ended``'s keys, oldest first
         self.down: frozenset[str] = frozenset()
         # LPs with an adapter that the rules in force do not route to, and
         # per symbol the merged book without their quotes (see snapshot)
@@ -810,10 +811,13 @@ class ChildRouting:
                 self._abandon(event.child_id, child)
         if event.child_id not in self.abandoned:
             # an LP that fills it all the same is booked to the house too
-            ended = self.ended
-            ended[event.child_id] = (child.order, child.exec_ids)
-            if len(ended) > _MAX_ENDED:
-                del ended[next(iter(ended))]
+            self.ended[event.child_id] = (child.order, child.exec_ids)
+            ended_ids = self._ended_ids
+            ended_ids.append(event.child_id)
+            if len(ended_ids) > _MAX_ENDED:
+                # the oldest out, in O(1) (a dict's first key is found by
+                # walking past the slots its deletions left at its front)
+                self.ended.pop(ended_ids.popleft(), None)
         self._child_done(parent, routing, event.child_id, child.open, event.reason, now)
 
     def _abandon(self, child_id: str, child: Child) -> None:

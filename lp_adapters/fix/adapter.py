@@ -25,8 +25,9 @@ logon; the session's sequence numbers continue from the store.  A fill the
 LP made before it saw the drop and reports once the link is back is passed
 on, and the router books it as a late fill; after the logon each child the
 drop ended is also asked about with an OrderStatusRequest, and one the LP
-still works is canceled.  So is a fill the LP reports for a child it had
-canceled or rejected (the latest 10,000 such children are watched).
+still works is canceled.  A fill the LP reports for a child it had
+canceled or rejected is passed on too, once (the latest 10,000 such
+children are watched), and booked to the house.
 
 Settings (``[lps.settings]``): ``host``, ``port``, ``sender_comp_id`` (ours),
 ``target_comp_id`` (the LP's), ``username``, ``password``,
@@ -49,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -188,6 +190,7 @@ class FixLp(LpAdapter):
         # children the LP canceled or rejected: a fill it reports for one
         # all the same is passed on (the gateway books it to the house)
         self._ended: dict[str, _Open] = {}
+        self._ended_ids: deque[str] = deque()  # ``_ended``'s keys, oldest first
         # children from before a restart or a drop, to ask the LP about once up
         self._unverified: set[str] = set()
         self._cancel_seq = 0
@@ -624,10 +627,11 @@ class FixLp(LpAdapter):
         """The LP canceled or rejected the child: it is open no more, and
         watched for a fill the LP should not report any more."""
         del self._open[child_id]
-        ended = self._ended
-        ended[child_id] = entry
-        if len(ended) > _MAX_ENDED:
-            del ended[next(iter(ended))]
+        self._ended[child_id] = entry
+        ended_ids = self._ended_ids
+        ended_ids.append(child_id)
+        if len(ended_ids) > _MAX_ENDED:
+            self._ended.pop(ended_ids.popleft(), None)  # the oldest, in O(1)
 
     def _on_fill_after_end(self, entry: _Open, msg: FixMessage) -> None:
         """A Trade report for a child the LP canceled or rejected: the LP
