@@ -50,6 +50,7 @@ COMPILED = [
     "lp_adapters/simulated/adapter.py",
     "lp_adapters/simulated/statement.py",
     "matcher/engine.py",
+    "matcher/ids.py",
     "risk/accounts.py",
     "risk/limits.py",
     "risk/margin.py",

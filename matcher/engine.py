@@ -64,6 +64,7 @@ from typing import Final, NamedTuple
 
 import msgspec
 
+from matcher.ids import IdIndex
 from matcher.orders import (
     INTERNAL,
     CancelReject,
@@ -345,11 +346,12 @@ class Matcher:
         # client -> ClOrdID -> order.  Two levels of str keys, not one of
         # (client, ClOrdID) tuples: holding only untracked objects, the inner
         # maps stay out of the cyclic collector's young generations, which
-        # would otherwise walk all retained orders again after each full pass
-        self._by_cl_ord_id: dict[str, dict[str, Order]] = {}
+        # would otherwise walk all retained orders again after each full pass;
+        # a client's many ids are spread over shards (matcher/ids.py)
+        self._by_cl_ord_id: dict[str, IdIndex] = {}
         # client -> ClOrdID -> order, for the orders the house entered in
         # the client's name: their ids are not the client's
-        self._house_ids: dict[str, dict[str, Order]] = {}
+        self._house_ids: dict[str, IdIndex] = {}
         # what day ends let go of, freed a slice at a time (release_forgotten)
         self._forgotten: list[Retained] = []
         self._forgotten_ids: list[dict[str, Order]] = []
@@ -385,10 +387,9 @@ class Matcher:
             house=cmd.house,
         )
         index = self._index_of(order)
-        if cmd.cl_ord_id in index:
+        if not index.add(cmd.cl_ord_id, order):
             self._reject(order, OrdRejReason.DUPLICATE_ORDER, DUPLICATE_CL_ORD_ID, result)
             return result
-        index[cmd.cl_ord_id] = order
         problem = self._invalid(cmd)
         if problem is not None:
             self._reject(order, problem[0], problem[1], result)
@@ -596,7 +597,9 @@ class Matcher:
         into a matcher that has none yet.  Open limit orders that rest go
         back into the client book; final ones answer status requests and
         duplicate checks as before, up to ``retain_finished``."""
-        if any(self._by_cl_ord_id.values()) or any(self._house_ids.values()):
+        if any(not index.is_empty() for index in self._by_cl_ord_id.values()) or any(
+            not index.is_empty() for index in self._house_ids.values()
+        ):
             raise MatcherError("restore into a matcher that already holds orders")
         top = 0
         for order in orders:
@@ -749,8 +752,8 @@ class Matcher:
         # What it let go of is freed by release_forgotten, a slice at a time
         # (a hundred thousand orders freed in one go would hold the loop).
         self._forgotten.append(self._finished)
-        self._forgotten_ids.extend(self._by_cl_ord_id.values())
-        self._forgotten_ids.extend(self._house_ids.values())
+        for index in (*self._by_cl_ord_id.values(), *self._house_ids.values()):
+            self._forgotten_ids.extend(index.dicts())
         self._finished = Retained()
         self._by_cl_ord_id = {}
         self._house_ids = {}
@@ -990,17 +993,22 @@ class Matcher:
             # Back from routing: other clients may have come in crossable meanwhile.
             self._cross(order, result)
 
+    def ids_of(self, client: str) -> IdIndex | None:
+        """The index of the ClOrdIDs ``client`` used that are still known
+        (read it, never change it)."""
+        return self._by_cl_ord_id.get(client)
+
     def _lookup(self, client: str, cl_ord_id: str) -> Order | None:
         index = self._by_cl_ord_id.get(client)
         return None if index is None else index.get(cl_ord_id)
 
-    def _index_of(self, order: Order) -> dict[str, Order]:
+    def _index_of(self, order: Order) -> IdIndex:
         """Where the order's ClOrdIDs are kept: its client's, or the house's
         ids in that client's name."""
         by_client = self._house_ids if order.house else self._by_cl_ord_id
         index = by_client.get(order.client)
         if index is None:
-            index = by_client[order.client] = {}
+            index = by_client[order.client] = IdIndex()
         return index
 
     def _rename(self, order: Order, cl_ord_id: str) -> None:
@@ -1014,11 +1022,11 @@ class Matcher:
         """Make ``order`` known by every ClOrdID it has (its own and its aliases)."""
         index = self._index_of(order)
         for cl_ord_id in (order.cl_ord_id, *order.aliases):
-            index[cl_ord_id] = order
+            index.put(cl_ord_id, order)
 
     def _index(self, order: Order, cl_ord_id: str) -> None:
         """Make ``order`` known by one more ClOrdID of its client."""
-        self._index_of(order)[cl_ord_id] = order
+        self._index_of(order).put(cl_ord_id, order)
         order.aliases += (cl_ord_id,)
 
     def _retire(self, order: Order) -> None:
@@ -1034,8 +1042,7 @@ class Matcher:
         if index is None:
             return
         for cl_ord_id in (order.cl_ord_id, *order.aliases):
-            if index.get(cl_ord_id) is order:
-                del index[cl_ord_id]
+            index.discard(cl_ord_id, order)
 
     def _work(self, order: Order, book: BookSnapshot | None, result: Result) -> None:
         """Cross a fresh (or re-priced) order, then route or rest what is left."""
