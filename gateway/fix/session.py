@@ -59,6 +59,11 @@ _REVERSE_ROUTE = ((115, 128), (128, 115), (116, 129), (129, 116), (144, 145), (1
 _RESEND_REPLACED = frozenset({34, 43, 49, 52, 56, 122})
 
 MAX_QUEUED_MESSAGES: Final = 10_000
+"""Most messages held out of sequence (waiting for a gap before them to be
+filled); past it, or past MAX_QUEUED_BYTES, a message is not kept and is
+asked for again later."""
+
+_NO_SEQ: Final = 1 << 62
 
 # not Final, as RESEND_CHUNK below
 MAX_QUEUED_BYTES = 64 * 1024 * 1024
@@ -280,6 +285,10 @@ class Session:
         self._pending: FixMessage | None = None
         self._queue: dict[int, FixMessage] = {}
         self._queued_bytes = 0  # of the messages in _queue
+        self._queue_low = _NO_SEQ  # no MsgSeqNum in _queue is lower
+        # the highest MsgSeqNum received too high while _queue was full, and
+        # so not kept: asked for again once what is queued is handed on
+        self._not_kept = 0
         self._resend_range: tuple[int, int] | None = None
         self._heartbeat_interval = float(self.settings.HeartBtInt)
         self._connected_at = now
@@ -445,7 +454,7 @@ class Session:
         if queued and (mt == b"A" or mt == b"2"):
             # already acted upon when it arrived out of sequence
             self._incr_target()
-            self._drain_queue()
+            self._drain_queue(now)
             return
         get = msg.get
         if get(49) is None or get(56) is None:
@@ -477,7 +486,7 @@ class Session:
                 )
             else:
                 self._reject(msg, problem.reason, problem.tag, now)
-                self._drain_queue()
+                self._drain_queue(now)
             return
         handler = self._handlers.get(mt)
         if handler is not None:
@@ -485,23 +494,49 @@ class Session:
         else:
             self._on_application(msg, now)
         if self._machine.state is not S.DISCONNECTED:
-            self._drain_queue()
+            self._drain_queue(now)
 
-    def _drain_queue(self) -> None:
+    def _drain_queue(self, now: float) -> None:
+        """Hand on the queued message that comes next, if there is one;
+        at a hole in what is known to have been sent, ask for it again."""
         queue = self._queue
-        if not queue:
-            return
         expected = self.store.next_target_seq
+        if not queue:
+            if self._not_kept >= expected:
+                self._ask_again(expected, now)
+            return
+        if self._queue_low < expected:
+            # the expected number jumped (a SequenceReset): what it passed
+            # over will never be handed on
+            for seq in [s for s in queue if s < expected]:
+                self._queued_bytes -= len(queue.pop(seq).raw)
+            self._queue_low = expected
         msg = queue.pop(expected, None)
         if msg is not None:
             self._pending = msg
             self._queued_bytes -= len(msg.raw)
-        for seq in [s for s in queue if s < expected]:
-            self._queued_bytes -= len(queue.pop(seq).raw)
+            self._queue_low = expected + 1
+        elif self._not_kept >= expected or queue:
+            self._ask_again(expected, now)
+
+    def _ask_again(self, expected: int, now: float) -> None:
+        """A ResendRequest from ``expected`` on, unless one is out: for what
+        was received past a full queue and not kept, or a hole that the
+        peer's answer to the last request left."""
+        if self._resend_range is not None or self._machine.state is S.DISCONNECTED:
+            return
+        last = max(self._not_kept, max(self._queue, default=0))
+        self._log.info("sequence_gap", expected=expected, received=last)
+        self._send_admin(b"2", b"7=%d\x0116=0\x01" % expected, now)
+        self._resend_range = (expected, last)
+        if self._machine.state is S.ACTIVE:
+            self._machine.move(S.AWAITING_RESEND)
 
     def _clear_queue(self) -> None:
         self._queue.clear()
         self._queued_bytes = 0
+        self._queue_low = _NO_SEQ
+        self._not_kept = 0
 
     # -- verification -----------------------------------------------------------
 
@@ -575,17 +610,29 @@ class Session:
 
     def _target_too_high(self, msg: FixMessage, seq: int, now: float) -> None:
         queue = self._queue
+        replaced = queue.get(seq)
+        if replaced is not None:
+            self._queued_bytes -= len(replaced.raw)
+            del queue[seq]
         if (
             len(queue) >= MAX_QUEUED_MESSAGES
             or self._queued_bytes + len(msg.raw) > MAX_QUEUED_BYTES
         ):
-            self._fatal(now, b"Too many messages out of sequence")
-            return
-        replaced = queue.get(seq)
-        if replaced is not None:
-            self._queued_bytes -= len(replaced.raw)
-        queue[seq] = msg
-        self._queued_bytes += len(msg.raw)
+            # Not kept: the session's memory stays bounded whatever the peer
+            # sends past a gap, and what was not kept is asked for again
+            # once the queue is handed on (a long resend of the peer's,
+            # with its new messages coming in between, ends that way).
+            if not self._not_kept:
+                self._log.warning(
+                    "out_of_sequence_not_kept", expected=self.store.next_target_seq, received=seq
+                )
+            if seq > self._not_kept:
+                self._not_kept = seq
+        else:
+            queue[seq] = msg
+            self._queued_bytes += len(msg.raw)
+            if seq < self._queue_low:
+                self._queue_low = seq
         expected = self.store.next_target_seq
         rr = self._resend_range
         if rr is not None and seq >= rr[0]:

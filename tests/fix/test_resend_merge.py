@@ -341,3 +341,43 @@ def test_a_resent_message_is_its_stored_self_with_the_resends_header(
     [resent] = [m for m in h.sent() if m.get(43) == b"Y"]
     expected = rebuilt(original.raw, b"GW", b"CL", codec.format_utc_timestamp(h.now))
     assert resent.raw == expected
+
+
+def test_a_long_resend_with_new_messages_between_its_parts_ends_with_everything_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A drop copy catching up: the receiver missed 40 messages; while the
+    sender answers its ResendRequest in parts, new messages go out between
+    the parts, more than the receiver keeps past its gap.  It asks again
+    for what it did not keep, and ends with every message once, in order,
+    without being logged out."""
+    one = len(codec.finish_message(b"FIX.4.4", b"35=D\x01" + order_body("M00")))
+    monkeypatch.setattr(session_module, "MAX_QUEUED_BYTES", 6 * (one + 60))
+    pair = SessionPair()
+    pair.connect()
+    pair.mute("acceptor")
+    sent = 0
+    for _ in range(40):
+        pair.send_order("acceptor", f"M{sent:02d}")
+        sent += 1
+    pair.pump()
+    pair.unmute("acceptor")
+    asked = 0
+    for _ in range(1_000):
+        for _ in range(2):  # new messages, between the parts of the resend
+            pair.send_order("acceptor", f"M{sent:02d}")
+            sent += 1
+        pair.pump()
+        asked = len(pair.sent_by("initiator", b"2"))
+        if not pair.acceptor.resend_pending and sent >= 120:
+            break
+        pair.acceptor.continue_resend(pair.now)
+        pair.pump()
+    else:
+        raise AssertionError("the resend did not end")
+    got = [m.get(11) for m in pair.received_apps("initiator")]
+    assert got == [b"M%02d" % i for i in range(sent)]
+    assert pair.logged_out("initiator") == []
+    assert pair.logged_out("acceptor") == []
+    assert state(pair.initiator) is S.ACTIVE
+    assert asked > 1  # what was not kept was asked for again

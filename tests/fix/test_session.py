@@ -604,12 +604,28 @@ def test_messages_held_out_of_sequence_are_bounded_in_bytes(
     for seq in range(20, 36):
         assert gateway.feed(big_order(seq)) == []
     assert gateway.session.state is S.AWAITING_RESEND
-    # but no more than that
-    events = gateway.feed(big_order(36))
-    assert event_kinds(events) == ["LoggedOut", "CloseConnection"]
-    logout = gateway.sent()[-1]
-    assert logout.msg_type == b"5"
-    assert text_of(logout) == "Too many messages out of sequence"
+    assert [m.msg_type for m in gateway.sent()] == [b"2"]
+    # no more than that: 36 and 37 are not kept, and the session stays
+    assert gateway.feed(big_order(36), big_order(37)) == []
+    assert gateway.sent() == []  # the ResendRequest for 19 on covers them
+    assert gateway.session.state is S.AWAITING_RESEND
+    # the peer fills 19: 20..35 are handed on, then 36 on is asked for again
+    events = gateway.feed(gateway.message(b"4", 19, [(123, b"Y"), (36, 20)], header=[(43, b"Y")]))
+    assert len(app_messages(events)) == 16
+    assert gateway.store.next_target_seq == 36
+    again = gateway.sent()
+    assert [(m.msg_type, m.get(7), m.get(16)) for m in again] == [(b"2", b"36", b"0")]
+    events = gateway.feed(
+        *(
+            gateway.message(
+                b"D", seq, order_body(f"B{seq}"), header=[(43, b"Y"), (122, b"20261205-00:00:00")]
+            )
+            for seq in (36, 37)
+        )
+    )
+    assert cl_ord_ids(app_messages(events)) == [b"B36", b"B37"]
+    assert gateway.session.state is S.ACTIVE
+    assert gateway.sent() == []
 
 
 def test_sequence_reset_in_reset_mode_ignores_msgseqnum(gateway: SessionHarness) -> None:
