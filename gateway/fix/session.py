@@ -622,7 +622,7 @@ class Session:
             # sends past a gap, and what was not kept is asked for again
             # once the queue is handed on (a long resend of the peer's,
             # with its new messages coming in between, ends that way).
-            if not self._not_kept:
+            if self._not_kept < self.store.next_target_seq:  # once a gap
                 self._log.warning(
                     "out_of_sequence_not_kept", expected=self.store.next_target_seq, received=seq
                 )
