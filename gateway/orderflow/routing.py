@@ -60,8 +60,9 @@ _TIMEOUT_RESOLUTION: Final = 0.01
 # children given up on and still watched for a late fill
 _MAX_ABANDONED: Final = 10_000
 
-# children an LP canceled or rejected, watched for a fill it should not
-# report any more (the latest ones: a late fill comes soon after, if at all)
+# children an LP ended (canceled, rejected or filled in full), watched for a
+# fill it should not report any more (the latest ones: a late fill or an
+# overfill comes soon after, if at all)
 _MAX_ENDED: Final = 10_000
 
 
@@ -126,9 +127,9 @@ class ChildRouting:
     The state it owns: ``routings`` (parent order id -> routing in flight),
     ``children`` (child id -> parent order id), ``abandoned`` (children
     given up on: a late fill still moves the LP's position), ``ended``
-    (the latest children an LP canceled or rejected: a fill it reports for
-    one afterwards moves its position too) and ``down`` (LPs not up:
-    routed to by no one).
+    (the latest children an LP canceled, rejected or filled in full: a fill
+    it reports for one afterwards moves its position too) and ``down``
+    (LPs not up: routed to by no one).
     """
 
     def __init__(
@@ -167,7 +168,7 @@ class ChildRouting:
         self.abandoned: dict[str, tuple[ChildOrder, set[str]]] = {}
         # in memory only: a restart forgets them (a child given up on is
         # journaled, as it may still be open at its LP; these are not)
-        self.ended: dict[str, tuple[ChildOrder, set[str] | None]] = {}
+        self.ended: dict[str, Child] = {}
         self._ended_ids: deque[str] = deque()  # ``ended``'s keys, oldest first
         self.down: frozenset[str] = frozenset()
         # LPs with an adapter that the rules in force do not route to, and
@@ -666,10 +667,12 @@ class ChildRouting:
             _log.error(
                 "lp_overfill",
                 lp=child.lp,
+                order_id=parent,
                 child_id=fill.child_id,
                 exec_id=fill.exec_id,
                 qty=qty,
-                open_qty=child.open,
+                beyond=qty - child.open,
+                price=fill.price,
             )
             self._book_fill(fill, child.lp, HOUSE, need.symbol, need.side, qty - child.open)
             qty = child.open
@@ -691,36 +694,59 @@ class ChildRouting:
             )
         if fill.leaves == 0:
             lp_stats.filled += 1
+            # a fill the LP reports for it after this one is beyond it
+            self._watch_ended(fill.child_id, child)
             # lots the LP ends without filling come back to the order
             self._child_done(parent, routing, fill.child_id, child.open, "", now)
 
     def _on_late_fill(self, fill: ChildFill) -> None:
         """A fill for a child no routing waits for: one given up on (after
-        its timeouts, or the drop of its LP's link), or one its LP canceled
-        or rejected and fills all the same.  The client was told those lots
-        did not fill: the house holds them, at the LP that filled them."""
+        its timeouts, or the drop of its LP's link), one its LP canceled or
+        rejected and fills all the same, or one the LP had filled in full
+        already (an overfill: it executed more than it was asked, or reports
+        a fill again under another ExecID).  The client was told those lots
+        did not fill, or has all it ordered: the house holds them, at the LP
+        that filled them."""
         child_id = fill.child_id
         event = "late_fill_after_timeout"
+        beyond = 0
         abandoned = self.abandoned.get(child_id)
         if abandoned is not None:
             child_order, exec_ids = abandoned
         else:
-            event = "late_fill_after_end"
             ended = self.ended.get(child_id)
             if ended is None:
                 _log.warning("fill_for_unknown_child", child_id=child_id, exec_id=fill.exec_id)
                 return
-            child_order, seen = ended
+            child_order = ended.order
+            seen = ended.exec_ids
             if seen is None:
-                exec_ids = set()
-                self.ended[child_id] = (child_order, exec_ids)
+                exec_ids = ended.exec_ids = set()
             else:
                 exec_ids = seen
+            if ended.open:
+                event = "late_fill_after_end"
+            else:
+                # every lot of the child was filled: all of this is beyond it
+                event = "lp_overfill"
+                beyond = fill.qty
         if fill.exec_id in exec_ids:
             return
         exec_ids.add(fill.exec_id)
         lp = child_order.lp
         self._book_fill(fill, lp, HOUSE, child_order.symbol, child_order.side)
+        if beyond:
+            _log.error(
+                event,
+                lp=lp,
+                order_id=child_order.parent_id,
+                child_id=child_id,
+                exec_id=fill.exec_id,
+                qty=fill.qty,
+                beyond=beyond,
+                price=fill.price,
+            )
+            return
         _log.error(
             event,
             lp=lp,
@@ -811,14 +837,20 @@ class ChildRouting:
                 self._abandon(event.child_id, child)
         if event.child_id not in self.abandoned:
             # an LP that fills it all the same is booked to the house too
-            self.ended[event.child_id] = (child.order, child.exec_ids)
-            ended_ids = self._ended_ids
-            ended_ids.append(event.child_id)
-            if len(ended_ids) > _MAX_ENDED:
-                # the oldest out, in O(1) (a dict's first key is found by
-                # walking past the slots its deletions left at its front)
-                self.ended.pop(ended_ids.popleft(), None)
+            self._watch_ended(event.child_id, child)
         self._child_done(parent, routing, event.child_id, child.open, event.reason, now)
+
+    def _watch_ended(self, child_id: str, child: Child) -> None:
+        """The LP ended the child (canceled, rejected, or filled it in
+        full): a fill it reports for it afterwards is booked to the house,
+        once per ExecID (``child.exec_ids`` holds those already booked)."""
+        self.ended[child_id] = child
+        ended_ids = self._ended_ids
+        ended_ids.append(child_id)
+        if len(ended_ids) > _MAX_ENDED:
+            # the oldest out, in O(1) (a dict's first key is found by
+            # walking past the slots its deletions left at its front)
+            self.ended.pop(ended_ids.popleft(), None)
 
     def _abandon(self, child_id: str, child: Child) -> None:
         """Give up on a child the LP answers no more: a fill it reports later

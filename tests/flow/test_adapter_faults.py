@@ -5,16 +5,26 @@ its exposure stays what the LPs did."""
 from __future__ import annotations
 
 import asyncio
+import time
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 from test_lp_fault_properties import (
+    CLIENTS,
     SYMBOL,
     Harness,
     PlaceOrder,
     ScriptedLp,
+    make_config,
 )
 
+from config import SessionSettings
+from gateway.daemon import build_order_flow
+from gateway.fix.session import Session
+from gateway.fix.store import MemoryStore
+from gateway.net.transport import Outbox
+from gateway.orderflow.journal import OrderJournal
 from gateway.orderflow.recovery import HOUSE
 from router.model import ChildFill, ChildOrder, Side
 
@@ -121,3 +131,109 @@ async def test_a_fill_an_lp_reports_after_it_ended_the_child_goes_to_the_house(
     harness.sync()
     trades = [r for r in harness.reports[placed.order_id] if r.get(150) == b"F"]
     assert len(trades) == client_lots
+
+
+@pytest.mark.asyncio
+async def test_a_fill_for_a_child_already_filled_in_full_goes_to_the_house(
+    flow_harness: Harness,
+) -> None:
+    """An LP fills a child in full, then reports one more fill for it under
+    a new ExecID (it executed more than it was asked, or reported a fill
+    twice under two ExecIDs): the position it reports is the LP's, so the
+    lots are booked, to the house (the client is never told more than it
+    ordered), once per ExecID, and logged."""
+    harness = flow_harness
+    flow = harness.flow
+    await harness.run(PlaceOrder(client=0, side=Side.BUY, lots=2, kind=0, offset=0))
+    (kid,) = harness.kids.values()
+    lp = harness.lps[kid.child.lp]
+    child_id = kid.child.child_id
+    harness.answer(kid, "fill", 0)  # the 2 lots, the client's
+    with capture_logs() as logs:
+        over = ChildFill(child_id, "OVER-1", 3, kid.child.price, 0)
+        lp.report(over)
+        lp.report(over)  # again: booked once
+        lp.report(kid.fills[0])  # the fill that completed it, again: booked before
+    ledger = flow.ledger
+    assert ledger.client_position(HOUSE, SYMBOL) == 3
+    assert ledger.client_position("CLIENT1", SYMBOL) == 2
+    assert ledger.lp_position(kid.child.lp, SYMBOL) == 5
+    assert ledger.reserved(kid.child.lp, SYMBOL) == 0
+    (logged,) = [e for e in logs if e["event"] == "lp_overfill"]
+    assert logged["log_level"] in ("warning", "error")
+    assert (logged["lp"], logged["child_id"], logged["exec_id"], logged["beyond"]) == (
+        kid.child.lp,
+        child_id,
+        "OVER-1",
+        3,
+    )
+    (placed,) = harness.placed
+    harness.sync()
+    trades = [r for r in harness.reports[placed.order_id] if r.get(150) == b"F"]
+    assert len(trades) == 1
+    assert (trades[-1].get(39), trades[-1].get(14)) == (b"2", b"2000")
+
+
+@pytest.mark.asyncio
+async def test_a_fill_beyond_the_child_logs_the_lots_beyond_it(flow_harness: Harness) -> None:
+    harness = flow_harness
+    await harness.run(PlaceOrder(client=0, side=Side.SELL, lots=2, kind=0, offset=0))
+    (kid,) = harness.kids.values()
+    lp = harness.lps[kid.child.lp]
+    with capture_logs() as logs:
+        lp.report(ChildFill(kid.child.child_id, "OVER-2", 5, kid.child.price, 0))
+    (logged,) = [e for e in logs if e["event"] == "lp_overfill"]
+    assert (logged["lp"], logged["exec_id"], logged["qty"], logged["beyond"]) == (
+        kid.child.lp,
+        "OVER-2",
+        5,
+        3,
+    )
+    assert harness.flow.ledger.client_position(HOUSE, SYMBOL) == -3
+
+
+def journaled_harness(path: Path) -> Harness:
+    """A fresh flow (not started) writing its journal in ``path``, after
+    taking back what an earlier one left there."""
+    sessions = {
+        client: Session(SessionSettings(SenderCompID="GATEWAY", TargetCompID=client), MemoryStore())
+        for client in CLIENTS
+    }
+    flow = build_order_flow(make_config(), sessions, OrderJournal(path), Outbox(), time.time)
+    return Harness(flow, sessions, lambda line: None)
+
+
+@pytest.mark.asyncio
+async def test_fills_beyond_children_come_back_the_same_after_a_restart(tmp_path: Path) -> None:
+    """Both kinds of fill beyond a child (beyond its open lots, and after it
+    was filled in full) are journaled as they are booked: a gateway
+    restarted from its journal holds the same positions."""
+    harness = journaled_harness(tmp_path)
+    flow = harness.flow
+    await flow.start()
+    try:
+        harness.sync()
+        await harness.run(PlaceOrder(client=0, side=Side.BUY, lots=2, kind=0, offset=0))
+        await harness.run(PlaceOrder(client=1, side=Side.SELL, lots=3, kind=0, offset=0))
+        buy, sell = harness.kids.values()
+        harness.answer(buy, "fill", 0)
+        harness.lps[buy.child.lp].report(
+            ChildFill(buy.child.child_id, "OVER-1", 4, buy.child.price, 0)
+        )
+        harness.lps[sell.child.lp].report(
+            ChildFill(sell.child.child_id, "OVER-2", 5, sell.child.price, 0)
+        )
+        before = flow.ledger.positions()
+        assert before[1][HOUSE] == {SYMBOL: 4 - 2}
+        assert flow.journal is not None
+        flow.journal.flush()
+    finally:
+        await flow.stop()
+        assert flow.journal is not None
+        flow.journal.close()
+    again = journaled_harness(tmp_path)
+    try:
+        assert again.flow.ledger.positions() == before
+    finally:
+        assert again.flow.journal is not None
+        again.flow.journal.close()
