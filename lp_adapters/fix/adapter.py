@@ -93,8 +93,8 @@ _OFFER: Final = b"1"
 
 # children ended by a drop and still watched for a late report
 _MAX_DROPPED: Final = 10_000
-# children the LP canceled or rejected, watched for a fill it should not
-# report any more (the latest ones)
+# children the LP canceled, rejected or filled in full, watched for a fill
+# it should not report any more (the latest ones)
 _MAX_ENDED: Final = 10_000
 _SEQS_KEPT: Final = 10_000
 """MsgSeqNums of NewOrderSingles kept to read a session-level Reject by."""
@@ -187,8 +187,9 @@ class FixLp(LpAdapter):
         # children ended by a drop of the link: the LP may still report a
         # fill it made before it saw the drop (the gateway books it late)
         self._dropped: dict[str, _Open] = {}
-        # children the LP canceled or rejected: a fill it reports for one
-        # all the same is passed on (the gateway books it to the house)
+        # children the LP canceled, rejected or filled in full: a fill it
+        # reports for one all the same is passed on (the gateway books it to
+        # the house)
         self._ended: dict[str, _Open] = {}
         self._ended_ids: deque[str] = deque()  # ``_ended``'s keys, oldest first
         # children from before a restart or a drop, to ask the LP about once up
@@ -611,7 +612,7 @@ class FixLp(LpAdapter):
             fill = self._fill(entry, msg)
             if fill is not None:
                 if fill.leaves == 0:
-                    del self._open[child_id]
+                    self._end(child_id, entry)
                 self.sink(fill)
         elif exec_type == b"8":
             self._end(child_id, entry)
@@ -624,9 +625,12 @@ class FixLp(LpAdapter):
             self._on_status(entry, msg, text)
 
     def _end(self, child_id: str, entry: _Open) -> None:
-        """The LP canceled or rejected the child: it is open no more, and
-        watched for a fill the LP should not report any more."""
+        """The LP canceled, rejected or filled the child in full: it is open
+        no more, and watched for a fill the LP should not report any more."""
         del self._open[child_id]
+        self._watch_ended(child_id, entry)
+
+    def _watch_ended(self, child_id: str, entry: _Open) -> None:
         self._ended[child_id] = entry
         ended_ids = self._ended_ids
         ended_ids.append(child_id)
@@ -634,12 +638,20 @@ class FixLp(LpAdapter):
             self._ended.pop(ended_ids.popleft(), None)  # the oldest, in O(1)
 
     def _on_fill_after_end(self, entry: _Open, msg: FixMessage) -> None:
-        """A Trade report for a child the LP canceled or rejected: the LP
-        broke its word, but the fill is its, and passed on (once)."""
+        """A Trade report for a child the LP canceled, rejected or filled in
+        full already: the LP broke its word (or executed more than it was
+        asked), but the fill is its, and passed on (once)."""
+        complete = entry.filled >= entry.child.qty
         fill = self._fill(entry, msg)
         if fill is None:
             return
-        _log.error("lp_fill_after_end", lp=self.name, child_id=fill.child_id, qty=fill.qty)
+        _log.error(
+            "lp_fill_beyond_child" if complete else "lp_fill_after_end",
+            lp=self.name,
+            child_id=fill.child_id,
+            exec_id=fill.exec_id,
+            qty=fill.qty,
+        )
         self.sink(fill)
 
     def _fill(self, entry: _Open, msg: FixMessage) -> ChildFill | None:
@@ -680,7 +692,9 @@ class FixLp(LpAdapter):
                 return
             _log.error("lp_fill_after_drop", lp=self.name, child_id=child_id, qty=fill.qty)
             if fill.leaves == 0:
+                # filled in full: a fill reported after this one is beyond it
                 del self._dropped[child_id]
+                self._watch_ended(child_id, entry)
             self.sink(fill)
         elif exec_type == b"I" and msg.get(39) in _WORKING:
             self.cancel(child_id)

@@ -469,6 +469,27 @@ async def test_a_fill_the_lp_reports_after_a_drop_is_still_passed_on(
 
 
 @pytest.mark.asyncio
+async def test_a_fill_beyond_a_child_the_lp_filled_after_a_drop_is_still_passed_on(
+    linked: tuple[Acceptor, FixLp, Sink],
+) -> None:
+    acceptor, adapter, sink = linked
+    acceptor.lp.mode = "silent"
+    adapter.send(child("C14"))
+    await eventually(lambda: acceptor.lp.orders, "the LP has the child C14")
+    port = acceptor.port
+    await acceptor.stop()
+    await sink.until(ChildCanceled)
+    # the LP filled it in full before it saw the drop, and then 1 lot more
+    (nos,) = acceptor.lp.orders
+    now = time.time()
+    acceptor.lp._report(acceptor.session, nos, b"F", b"2", b"4000", b"0", now, px=b"1.10002")
+    acceptor.lp._report(acceptor.session, nos, b"F", b"2", b"1000", b"0", now, px=b"1.10002")
+    await acceptor.start(port)
+    fills = await sink.until(ChildFill, 2)
+    assert [(f.child_id, f.qty, f.leaves) for f in fills] == [("C14", 4, 0), ("C14", 1, 0)]
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize("mode", ["partial", "reject"])
 async def test_a_fill_the_lp_reports_after_it_ended_the_child_is_still_passed_on(
     linked: tuple[Acceptor, FixLp, Sink], mode: str
@@ -497,6 +518,41 @@ async def test_a_fill_the_lp_reports_after_it_ended_the_child_is_still_passed_on
     assert [(f.child_id, f.exec_id, f.qty, f.price) for f in fills] == [
         ("C12", f"E{acceptor.lp.exec_seq - 1}", 2, 110_002),
         ("C12", f"E{acceptor.lp.exec_seq}", 1, 110_002),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_fill_the_lp_reports_for_a_child_it_filled_in_full_is_still_passed_on(
+    linked: tuple[Acceptor, FixLp, Sink],
+) -> None:
+    """The LP fills a child in full, then reports more fills for it under
+    new ExecIDs (it executed more than it was asked): each is passed on
+    (the gateway books it to the house), once; the fill that completed
+    the child, reported again, is not."""
+    acceptor, adapter, sink = linked
+    adapter.send(child("C13", qty=4))
+    (filled,) = await sink.until(ChildFill)
+    assert (filled.child_id, filled.qty, filled.leaves) == ("C13", 4, 0)
+    (nos,) = acceptor.lp.orders
+    now = time.time()
+    lp = acceptor.lp
+    lp._report(acceptor.session, nos, b"F", b"2", b"1000", b"0", now, px=b"1.10002")
+    over = f"E{lp.exec_seq}"
+    lp.exec_seq -= 1  # the same report again
+    lp._report(acceptor.session, nos, b"F", b"2", b"1000", b"0", now, px=b"1.10002")
+    after = lp.exec_seq
+    lp.exec_seq = int(filled.exec_id[1:]) - 1  # the fill that completed it, again
+    lp._report(acceptor.session, nos, b"F", b"2", b"4000", b"0", now, px=b"1.10002")
+    lp.exec_seq = after
+    # and one more fill behind them, to know when all have been read
+    lp._report(acceptor.session, nos, b"F", b"2", b"2000", b"0", now, px=b"1.10002")
+    assert acceptor.server is not None
+    acceptor.server.outbox.wake(acceptor.session)
+    fills = await sink.until(ChildFill, 3)
+    assert [(f.child_id, f.exec_id, f.qty, f.leaves) for f in fills] == [
+        ("C13", filled.exec_id, 4, 0),
+        ("C13", over, 1, 0),
+        ("C13", f"E{lp.exec_seq}", 2, 0),
     ]
 
 
