@@ -26,8 +26,8 @@ LP made before it saw the drop and reports once the link is back is passed
 on, and the router books it as a late fill; after the logon each child the
 drop ended is also asked about with an OrderStatusRequest, and one the LP
 still works is canceled.  A fill the LP reports for a child it had
-canceled or rejected is passed on too, once (the latest 10,000 such
-children are watched), and booked to the house.
+canceled, rejected or filled in full is passed on too, once per ExecID
+(the latest 10,000 such children are watched), and booked to the house.
 
 Settings (``[lps.settings]``): ``host``, ``port``, ``sender_comp_id`` (ours),
 ``target_comp_id`` (the LP's), ``username``, ``password``,
