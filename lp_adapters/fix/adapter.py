@@ -568,6 +568,7 @@ class FixLp(LpAdapter):
         entry = self._open.pop(child_id, None)
         if entry is None:
             return
+        self._watch_ended(child_id, entry)  # a fill for it all the same is passed on
         reason = f"{how} by {self.name}: {(text or b'').decode('latin-1')}".rstrip(": ")
         _log.warning("lp_child_refused", lp=self.name, child_id=child_id, reason=reason)
         if entry.filled:
@@ -699,7 +700,9 @@ class FixLp(LpAdapter):
         elif exec_type == b"I" and msg.get(39) in _WORKING:
             self.cancel(child_id)
         elif exec_type in (b"8", b"4", b"C", b"3", b"I"):
+            # settled; a fill the LP reports for it all the same is passed on
             del self._dropped[child_id]
+            self._watch_ended(child_id, entry)
 
     def _on_status(self, entry: _Open, msg: FixMessage, text: str) -> None:
         """The answer to an OrderStatusRequest for a recovered child: still
@@ -719,6 +722,6 @@ class FixLp(LpAdapter):
                 cum_qty=(msg.get(14) or b"").decode("latin-1"),
                 lots_seen_filled=entry.filled,
             )
-        del self._open[child.child_id]
+        self._end(child.child_id, entry)
         reason = UNKNOWN_AFTER_RESTART_REASON if status == b"8" else text or "ended at the LP"
         self.sink(ChildCanceled(child.child_id, left, reason))

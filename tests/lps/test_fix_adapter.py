@@ -490,6 +490,28 @@ async def test_a_fill_beyond_a_child_the_lp_filled_after_a_drop_is_still_passed_
 
 
 @pytest.mark.asyncio
+async def test_a_fill_after_the_lp_canceled_a_child_the_drop_ended_is_still_passed_on(
+    linked: tuple[Acceptor, FixLp, Sink],
+) -> None:
+    """The link drops; once it is back, the LP reports it canceled the
+    child, then a fill for it all the same: the fill is passed on."""
+    acceptor, adapter, sink = linked
+    acceptor.lp.mode = "silent"
+    adapter.send(child("C15"))
+    await eventually(lambda: acceptor.lp.orders, "the LP has the child C15")
+    port = acceptor.port
+    await acceptor.stop()
+    await sink.until(ChildCanceled)
+    (nos,) = acceptor.lp.orders
+    now = time.time()
+    acceptor.lp._report(acceptor.session, nos, b"4", b"4", b"0", b"0", now)
+    acceptor.lp._report(acceptor.session, nos, b"F", b"2", b"1000", b"0", now, px=b"1.10002")
+    await acceptor.start(port)
+    (fill,) = await sink.until(ChildFill)
+    assert (fill.child_id, fill.qty) == ("C15", 1)
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize("mode", ["partial", "reject"])
 async def test_a_fill_the_lp_reports_after_it_ended_the_child_is_still_passed_on(
     linked: tuple[Acceptor, FixLp, Sink], mode: str
