@@ -375,7 +375,9 @@ class ChildRouting:
         """The exposure snapshot routing and risk read: positions and child
         orders in flight as they are now, valued at mids at most
         ``_EXPOSURE_MARK_INTERVAL`` seconds old."""
-        if now - self._marked_at >= _EXPOSURE_MARK_INTERVAL:
+        marked_at = self._marked_at
+        # (a clock set back values anew at once, not after the step)
+        if now - marked_at >= _EXPOSURE_MARK_INTERVAL or now < marked_at:
             self.ledger.mark(self.book)
             self._marked_at = now
         return self.ledger.current()

@@ -92,3 +92,21 @@ async def test_a_quote_older_than_quote_max_age_is_not_routed_to(flow_harness: H
     harness.sync()
     assert [kid.child.lp for kid in harness.kids.values()] == ["LP_B"]
     assert flow.book.quote("LP_A", SYMBOL) is None
+
+
+@pytest.mark.asyncio
+async def test_the_exposure_is_valued_anew_after_the_clock_steps_back(
+    flow_harness: Harness,
+) -> None:
+    """Positions are valued at mids at most 0.1 s old: a wall clock set
+    back (by an hour here) does not keep an old valuation for the hour."""
+    harness = flow_harness
+    routing = harness.flow.routing
+    now = time.time()
+    before = routing.exposure(now).usd_per_lot[SYMBOL]
+    for lp in harness.lps.values():
+        lp.bid += 5_000
+        lp.ask += 5_000
+        lp.publish()
+    assert routing.exposure(now).usd_per_lot[SYMBOL] == before  # marked just now
+    assert routing.exposure(now - 3600).usd_per_lot[SYMBOL] != before
