@@ -362,7 +362,7 @@ class OrderEntry:
         refusal = Refusal(text, OrdRejReason.OTHER)
         self._reports.order_reject(session, msg, refusal, "shed", now, id_limit, log=False)
         self._shed_count += 1
-        if now - self._shed_logged >= 1.0:
+        if now - self._shed_logged >= 1.0 or now < self._shed_logged:
             _log.warning(
                 "orders_shed",
                 session=session.session_id,

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+from structlog.testing import capture_logs
 from test_throttles import CONFIG, Client, flow_client, resting, send_resting
 
 from gateway.fix import codec
@@ -84,3 +85,18 @@ async def test_shed_orders_are_counted_under_their_own_reason(client: Client) ->
         send_resting(c, b"S%d" % i)
     assert len(c.answers()) == 3
     assert c.flow.stats.order_rejects.get(("CLIENT1", "shed")) == 3
+
+
+@pytest.mark.asyncio
+async def test_the_shed_orders_line_is_written_again_after_the_clock_steps_back(
+    client: Client,
+) -> None:
+    c = client
+    c.session.waited = 1.0
+    with capture_logs() as logs:
+        send_resting(c, b"S1")
+        send_resting(c, b"S2")  # the same second: counted, not logged
+        c.clock.now -= 3600  # the wall clock set back an hour
+        send_resting(c, b"S3")
+    # S2 and S3 in the second line
+    assert [e["count"] for e in logs if e["event"] == "orders_shed"] == [1, 2]
