@@ -132,6 +132,11 @@ class MarginWatch:
         for client in list(self.stopping):
             if serves is None or serves(client):
                 self._advance(client, now)
+            else:
+                self._leave(client)
+        if serves is not None and self.called:
+            for client in [c for c in self.called if not serves(c)]:
+                self.called.discard(client)  # the serving gateway's to call
 
     # -- margin calls ---------------------------------------------------------------
 
@@ -235,6 +240,16 @@ class MarginWatch:
             cl_ord_id=cl_ord_id,
         )
         self.routing.publish(result, now)
+
+    def _leave(self, client: str) -> None:
+        """The client is served elsewhere now (its session moved to another
+        gateway of the cluster): what is left of its stop-out is that
+        gateway's to close, by its own look at the client's margin."""
+        stop_out = self.stopping.pop(client)
+        self.accounts.suspended.discard(client)
+        _log.warning(
+            "stop_out_left_to_the_serving_gateway", client=client, closing_orders=stop_out.closed
+        )
 
     def _end(self, client: str, standing: Standing | None) -> None:
         stop_out = self.stopping.pop(client)

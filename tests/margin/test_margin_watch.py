@@ -229,3 +229,29 @@ def test_the_ids_the_house_used_stay_free_for_the_client() -> None:
     w.look(WATCH_INTERVAL + CLOSE_RETRY)
     assert closing_orders(routing) == ["SO-1-1", "SO-1-2"]
     assert w.matcher.order_of("C1", "SO-1-2") is not None  # the client's own, still
+
+
+def test_a_stop_out_of_a_client_served_elsewhere_now_is_let_go_here() -> None:
+    """In a cluster, the client's session moved to another gateway in the
+    middle of its stop-out: that gateway closes what is left; this one
+    shows no stop-out of it any more, nor holds it suspended."""
+    w, accounts, routing = watch("3000")
+    accounts.trade("C1", "ZC", Side.BUY, 4, 45000)  # level 0.43: stopped out
+    here = {"C1"}
+    w.serves = here.__contains__
+    w.look(0.0)
+    assert "C1" in w.stopping
+    assert "C1" in w.called
+    assert "C1" in accounts.suspended
+    here.clear()  # handed over
+    sent = len(closing_orders(routing))
+    w.look(CLOSE_RETRY * 2)
+    assert "C1" not in w.stopping
+    assert "C1" not in w.called
+    assert "C1" not in accounts.suspended
+    assert len(closing_orders(routing)) == sent
+    # served here again, still stopped out: a stop-out begins again
+    here.add("C1")
+    unfilled(w, routing)
+    w.look(CLOSE_RETRY * 4)
+    assert "C1" in w.stopping
