@@ -693,11 +693,29 @@ async def test_a_fill_reported_twice_counts_once_and_the_rest_is_still_filled(
         adapter.send(child("C11", qty=4))
         await eventually(
             lambda: any(isinstance(e, ChildFill) and e.leaves == 0 for e in sink.events),
-            "the child filled in full",
+            "C11 filled in full",
         )
-        await asyncio.sleep(0.05)  # anything else the LP sent has arrived
-        fills = [(e.exec_id, e.qty, e.leaves) for e in sink.events if isinstance(e, ChildFill)]
-        assert fills == [("E2", 2, 2), ("E3", 2, 0)]
+        # the LP answers C12 after all it sent about C11: once C12 is filled
+        # in full, everything sent about C11 has been read
+        adapter.send(child("C12", qty=4))
+        await eventually(
+            lambda: any(
+                isinstance(e, ChildFill) and e.child_id == "C12" and e.leaves == 0
+                for e in sink.events
+            ),
+            "C12 filled in full",
+        )
+        fills = [
+            (e.child_id, e.exec_id, e.qty, e.leaves)
+            for e in sink.events
+            if isinstance(e, ChildFill)
+        ]
+        assert fills == [
+            ("C11", "E2", 2, 2),
+            ("C11", "E3", 2, 0),
+            ("C12", "E5", 2, 2),
+            ("C12", "E6", 2, 0),
+        ]
         assert not [e for e in sink.events if isinstance(e, ChildCanceled)]
     finally:
         await adapter.disconnect()
