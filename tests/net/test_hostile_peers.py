@@ -8,6 +8,7 @@ import asyncio
 import os
 import socket
 import ssl
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -145,6 +146,34 @@ async def test_a_tls_handshake_never_begun_is_closed_at_the_logon_timeout(
         await server.stop(grace=0.5)
 
 
+def _tcp_queues() -> dict[tuple[str, str], tuple[int, int]]:
+    """The kernel's IPv4 TCP sockets (/proc/net/tcp): (local, remote)
+    address as listed there -> (bytes sent but not acknowledged, bytes
+    received but not read)."""
+    queues: dict[tuple[str, str], tuple[int, int]] = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        tx, rx = fields[4].split(":")
+        queues[fields[1], fields[2]] = (int(tx, 16), int(rx, 16))
+    return queues
+
+
+def _listed(address: tuple[str, int]) -> str:
+    """An IPv4 address and port as /proc/net/tcp writes them."""
+    host, port = address
+    return f"{int.from_bytes(socket.inet_aton(host), sys.byteorder):08X}:{port:04X}"
+
+
+def all_read(peer: socket.socket) -> bool:
+    """Everything ``peer`` sent has been read by the end it is connected
+    to: acknowledged at the peer's end, and none of it left waiting at the
+    other (as the kernel counts them)."""
+    here, there = _listed(peer.getsockname()), _listed(peer.getpeername())
+    queues = _tcp_queues()
+    sent, received = queues.get((here, there)), queues.get((there, here))
+    return sent is not None and received is not None and sent[0] == 0 and received[1] == 0
+
+
 def long_logon() -> bytes:
     """A Logon past 4 KiB (RawData), too long to be identified at once."""
     raw = b"R" * 4800
@@ -190,7 +219,7 @@ async def test_a_long_logon_in_pieces_is_put_to_the_logon_gate(split: int) -> No
         with peer:
             await loop.sock_connect(peer, ("127.0.0.1", port))
             await loop.sock_sendall(peer, logon[:split])
-            await asyncio.sleep(0.1)  # the first piece read on its own
+            assert await until(lambda: all_read(peer), 5), "the first piece was not read"
             await loop.sock_sendall(peer, logon[split:])
             async with asyncio.timeout(5):
                 while await loop.sock_recv(peer, 4096):
@@ -225,7 +254,8 @@ async def test_a_long_logon_in_pieces_logs_on_once_the_gate_let_it() -> None:
             await loop.sock_connect(peer, ("127.0.0.1", port))
             for i in range(0, len(logon), 1000):
                 await loop.sock_sendall(peer, logon[i : i + 1000])
-                await asyncio.sleep(0.02)  # each piece read on its own
+                # each piece read on its own
+                assert await until(lambda: all_read(peer), 5), f"the piece at {i} was not read"
             async with asyncio.timeout(5):
                 answer = await loop.sock_recv(peer, 4096)
             assert b"\x0135=A\x01" in answer
