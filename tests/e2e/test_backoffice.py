@@ -401,9 +401,18 @@ async def test_back_office_catches_up_reconciles_and_reports_each_break(
         20,
         "trades stored",
     )
+
+    def copies_sent() -> int:
+        """What the gateway's drop copy to the back office has sent (or
+        stored to send)."""
+        sessions = {s["session"]: s for s in get(http_port, "/admin/sessions")}
+        return int(sessions["FIX.4.4:GATEWAY->BACKOFFICE"]["next_sender_seq"]) - 1
+
     office.kill9()
     stored_before = len((tmp_path / "bo.log").read_bytes())
-    await asyncio.sleep(1.5)  # trading goes on with the back office away
+    # trading goes on with the back office away: copies it will have to ask for
+    away_from = copies_sent()
+    await until(lambda: copies_sent() >= away_from + 50, 20, "copies made while away")
     office = back_office()
     assert bench.proc is not None
     await asyncio.to_thread(bench.proc.wait, 60)
@@ -412,8 +421,7 @@ async def test_back_office_catches_up_reconciles_and_reports_each_break(
 
     # caught up: everything the drop copy sent is stored, and nothing is open
     def caught_up() -> bool:
-        sessions = {s["session"]: s for s in get(http_port, "/admin/sessions")}
-        sent = sessions["FIX.4.4:GATEWAY->BACKOFFICE"]["next_sender_seq"] - 1
+        sent = copies_sent()
         status = get(bo_port, "/backoffice/status")
         return bool(
             status["drop_copy"]["last_seq_stored"] >= sent - 1  # a heartbeat may follow
@@ -501,8 +509,18 @@ async def test_back_office_catches_up_reconciles_and_reports_each_break(
         found: list[dict[str, Any]] = get(bo_port, "/backoffice/breaks")["breaks"]
         return found if len(found) >= 3 else []
 
-    found = await until(three_breaks, 15, "the three breaks")
-    await asyncio.sleep(0.5)  # one more run must not add any
+    def runs() -> float:
+        """The reconciliation runs the back office has ended (incremental)."""
+        text = metrics_text(bo_port).decode()
+        run = re.search(r'^fixgw_recon_runs_total\{mode="incremental"\} (\S+)$', text, re.M)
+        return float(run.group(1)) if run else 0.0
+
+    await until(three_breaks, 15, "the three breaks")
+    # one more run must not add any: runs follow one another, and each is
+    # counted before the breaks it found are shown, so three more counted
+    # means one began after the three breaks were seen and has shown its own
+    seen = runs()
+    await until(lambda: runs() >= seen + 3, 15, "three more runs")
     found = get(bo_port, "/backoffice/breaks")["breaks"]
     assert sorted((b["kind"], b["ref"]) for b in found) == sorted(
         [
