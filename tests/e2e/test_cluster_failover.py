@@ -185,7 +185,11 @@ async def test_a_client_is_served_by_one_gateway_and_fails_over_after_kill_9(
             await asyncio.sleep(0.002)
 
     load = asyncio.ensure_future(trade())
-    await asyncio.sleep(0.5)
+    # the load flows: the owner has sent a hundred answers to it when killed
+    deadline = time.monotonic() + 10
+    while client.messages.qsize() < 100:
+        assert time.monotonic() < deadline, f"{client.messages.qsize()} answers to the load"
+        await asyncio.sleep(0.01)  # polling, with the deadline above
     a.kill9()
     killed = time.monotonic()
     load.cancel()
@@ -283,6 +287,8 @@ async def test_a_client_is_served_by_one_gateway_and_fails_over_after_kill_9(
     # orders (its journal has them open): they are the other gateway's now
     restarted_at = a.log_path.stat().st_size
     a.start()
+    # its orders are parked before it serves; nothing marks the end of what it
+    # does next on the cluster, so it is given a second to do what it must not
     await asyncio.sleep(1.0)
     assert admin(a.http_port, "/admin/orders?client=CLIENT1") == []
     since = [
