@@ -147,12 +147,15 @@ async def test_a_tls_handshake_never_begun_is_closed_at_the_logon_timeout(
 
 
 def _tcp_queues() -> dict[tuple[str, str], tuple[int, int]]:
-    """The kernel's IPv4 TCP sockets (/proc/net/tcp): (local, remote)
-    address as listed there -> (bytes sent but not acknowledged, bytes
-    received but not read)."""
+    """The kernel's IPv4 TCP sockets (/proc/net/tcp) but those in TIME_WAIT
+    (an earlier connection between the same ports): (local, remote) address
+    as listed there -> (bytes sent but not acknowledged, bytes received but
+    not read)."""
     queues: dict[tuple[str, str], tuple[int, int]] = {}
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
+        if fields[3] == "06":
+            continue
         tx, rx = fields[4].split(":")
         queues[fields[1], fields[2]] = (int(tx, 16), int(rx, 16))
     return queues
