@@ -102,5 +102,5 @@ async def take(
         if refusal is None:
             return time.monotonic(), refusals
         refusals.append(refusal)
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # polling, with the deadline above
     raise AssertionError(f"{client} not granted in {timeout:g} s: {refusals[-1:]}")

@@ -111,7 +111,7 @@ class Daemon:
             while self.proc.poll() is None and time.monotonic() < deadline:
                 if b"gateway_started" in self._log_bytes(offset):
                     return self
-                time.sleep(0.02)
+                time.sleep(0.02)  # polling, see above
             said = self._log_bytes(offset)
             if self.proc.poll() is None:
                 raise TimeoutError(f"the daemon did not start in 20 s: {said[-2000:]!r}")

@@ -379,14 +379,14 @@ async def test_the_next_batch_is_made_while_one_is_written_and_written_after_it(
         feed.messages.put_nowait(_fill_copy("E1", 1))
         async with asyncio.timeout(10):
             while feed.messages.qsize():  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # polling, within the timeout above
         started = now[0]
         now[0] += 1.0
         feed.messages.put_nowait(_fill_copy("E2", 2))
         feed.messages.put_nowait(_fill_copy("E3", 3))
         async with asyncio.timeout(10):
             while feed.messages.qsize():  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # polling, within the timeout above
         # both taken while the first is still being written; nothing is stored
         # yet, and the lag counts from the oldest taken
         assert office.feeds[0].last_seq == 0
@@ -411,7 +411,7 @@ async def until_stored(office: BackOffice, seq: int) -> None:
     else to wait on)."""
     async with asyncio.timeout(10):
         while office.feeds[0].last_seq < seq:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # polling, within the timeout above
 
 
 @pytest.mark.asyncio
@@ -453,7 +453,7 @@ async def test_an_intake_that_fails_stops_the_process_naming_its_error(tmp_path:
     try:
         async with asyncio.timeout(10):
             while not hasattr(office.feeds[0].client, "connect"):  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # polling, within the timeout above
         client = office.feeds[0].client
         assert client is not None
         client.messages.put_nowait(_fill_copy("E1", 1))

@@ -902,7 +902,7 @@ async def held_by(member: Member, client: str, timeout: float = 10.0) -> float:
     deadline = time.monotonic() + timeout
     while key not in member.cluster.held():
         assert time.monotonic() < deadline, f"{client} not taken in {timeout:g} s"
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # polling, with the deadline above
     return time.monotonic()
 
 
@@ -961,7 +961,7 @@ async def test_a_session_no_gateway_holds_is_taken_without_a_logon_once_unattend
         deadline = time.monotonic() + 10
         while len(claimed) < 2:
             assert time.monotonic() < deadline, f"not handed over: {claimed}"
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # polling, with the deadline above
         assert sorted(claimed) == [
             ("FIX.4.4:GW->C1", {"O1": b"o1 resting"}),
             ("FIX.4.4:GW->C2", {"O1": b"o1 resting"}),
@@ -1018,7 +1018,7 @@ async def test_a_session_taken_unattended_whose_copy_was_late_is_read_again(
         deadline = time.monotonic() + 10
         while not claimed:
             assert time.monotonic() < deadline, "the copy was never read again"
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # polling, with the deadline above
         assert claimed == ["FIX.4.4:GW->C1"]
         assert not late  # the first reading failed
         assert b.cluster.serving(key)

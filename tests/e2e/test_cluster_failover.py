@@ -135,7 +135,7 @@ async def log_on_anywhere(
             return await client.connect_any(addresses, timeout=3), refusals
         except LogonError as exc:
             refusals.append(str(exc))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # polling, with the deadline above
     raise AssertionError(f"no gateway took the session in {timeout:g} s: {refusals[-2:]}")
 
 
@@ -182,7 +182,7 @@ async def test_a_client_is_served_by_one_gateway_and_fails_over_after_kill_9(
         for i in range(10_000):
             if client.logged_on:
                 client.send(b"D", nos(f"load-{i}"))
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.002)  # pacing: an order every 2 ms
 
     load = asyncio.ensure_future(trade())
     # the load flows: the owner has sent a hundred answers to it when killed
@@ -352,7 +352,7 @@ async def test_a_gateway_that_lost_a_session_while_paused_works_none_of_its_orde
     deadline = time.monotonic() + 10
     parked: list[dict[str, Any]] = []
     while not parked and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # polling, with the deadline above
         parked = [
             e
             for e in log_events(a.log_path)
@@ -590,7 +590,7 @@ async def test_a_client_away_when_its_gateway_dies_has_its_orders_taken_by_the_o
     listed: list[dict[str, Any]] = []
     while len(listed) < 2:
         assert time.monotonic() - killed < 30, "the other gateway did not take the orders"
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # polling, with the bound above
         listed = admin(b.http_port, "/admin/orders?client=CLIENT1")
     waited = time.monotonic() - killed
     print(f"\nunattended session taken {waited:.3f} s after kill -9 of its gateway")

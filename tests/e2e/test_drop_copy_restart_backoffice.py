@@ -125,14 +125,14 @@ async def test_a_drop_copy_started_again_is_not_caught_up_before_it_has_sent_wha
                 continue
             if feed.caught_up():
                 early.append(received)
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0.001)  # polling, with the deadline above
         assert early == [], f"caught up with {early[0]} of {missed} copies received"
         # a catch-up longer than the session keeps past a gap does not end
         # the session: what it did not keep it asks for again
         assert dropped == 0
         async with asyncio.timeout(10):
             while not feed.caught_up():  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # polling, within the timeout above
     finally:
         first.cancel()
         taking.cancel()

@@ -101,7 +101,7 @@ async def test_reads_keep_the_loop_polling_and_it_sleeps_again_after(
     async with asyncio.timeout(5):
         while busy.spinning:  # the Logon's polling ends first
             busy.window = 0.0
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0.001)  # polling, within the timeout above
     busy.window = 60.0
     c.send(b"D", order("POLL1", "1", "1000"))
     await reports_until(c, b"POLL1", *FINAL)
@@ -115,7 +115,7 @@ async def test_reads_keep_the_loop_polling_and_it_sleeps_again_after(
     busy.window = window
     async with asyncio.timeout(5):
         while busy.spinning:  # noqa: ASYNC110 - the window is a real clock's
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0.001)  # polling, within the timeout above
     stopped = busy.turns
     for _ in range(3):
         await asyncio.sleep(0)

@@ -103,7 +103,7 @@ async def test_a_connection_closed_while_its_peer_reads_nothing_is_let_go(
             )
             seq += 50
             await loop.sock_sendall(peer, batch)
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # polling, with the bound below
             assert seq < 100_000
         await loop.sock_sendall(peer, frame(b"5", seq))
         assert await until(lambda: not acceptor.session.is_connected, 5)
