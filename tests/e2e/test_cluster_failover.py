@@ -287,9 +287,18 @@ async def test_a_client_is_served_by_one_gateway_and_fails_over_after_kill_9(
     # orders (its journal has them open): they are the other gateway's now
     restarted_at = a.log_path.stat().st_size
     a.start()
-    # its orders are parked before it serves; nothing marks the end of what it
-    # does next on the cluster, so it is given a second to do what it must not
-    await asyncio.sleep(1.0)
+    # its orders are parked before it serves, and only the session claimed
+    # here would have it work them: it sees the session as the other's
+    owner = a_name(b)
+
+    def seen_at_a() -> list[tuple[str, bool]]:
+        sessions = admin(a.http_port, "/admin/cluster")["sessions"]
+        return [(s["owner"], s["held_here"]) for s in sessions if s["key"].endswith("CLIENT1")]
+
+    deadline = time.monotonic() + 10
+    while seen_at_a() != [(owner, False)]:
+        assert time.monotonic() < deadline, f"the restarted gateway sees {seen_at_a()}"
+        await asyncio.sleep(0.05)  # polling, with the deadline above
     assert admin(a.http_port, "/admin/orders?client=CLIENT1") == []
     since = [
         e
