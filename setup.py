@@ -46,6 +46,7 @@ COMPILED = [
     "gateway/storage/durable.py",
     "gateway/storage/session_store.py",
     "lp_adapters/base.py",
+    "lp_adapters/recent.py",
     "lp_adapters/fix/adapter.py",
     "lp_adapters/simulated/adapter.py",
     "lp_adapters/simulated/statement.py",

@@ -31,6 +31,7 @@ from gateway.orderflow.recovery import HOUSE
 from gateway.orderflow.rules import Rules
 from gateway.orderflow.stats import FlowStats
 from lp_adapters.base import DISCONNECTED_REASON, LpAdapter
+from lp_adapters.recent import Recent
 from matcher.engine import Matcher, NewOrder, Result, RouteNeed
 from router.book import AggregatedBook, BookSnapshot
 from router.exposure import ExposureLedger, ExposureSnapshot
@@ -168,8 +169,7 @@ class ChildRouting:
         self.abandoned: dict[str, tuple[ChildOrder, set[str]]] = {}
         # in memory only: a restart forgets them (a child given up on is
         # journaled, as it may still be open at its LP; these are not)
-        self.ended: dict[str, Child] = {}
-        self._ended_ids: deque[str] = deque()  # ``ended``'s keys, oldest first
+        self.ended: Recent[str, Child] = Recent(_MAX_ENDED)
         self.down: frozenset[str] = frozenset()
         # LPs with an adapter that the rules in force do not route to, and
         # per symbol the merged book without their quotes (see snapshot)
@@ -846,13 +846,7 @@ class ChildRouting:
         """The LP ended the child (canceled, rejected, or filled it in
         full): a fill it reports for it afterwards is booked to the house,
         once per ExecID (``child.exec_ids`` holds those already booked)."""
-        self.ended[child_id] = child
-        ended_ids = self._ended_ids
-        ended_ids.append(child_id)
-        if len(ended_ids) > _MAX_ENDED:
-            # the oldest out, in O(1) (a dict's first key is found by
-            # walking past the slots its deletions left at its front)
-            self.ended.pop(ended_ids.popleft(), None)
+        self.ended.put(child_id, child)  # the latest _MAX_ENDED of them
 
     def _abandon(self, child_id: str, child: Child) -> None:
         """Give up on a child the LP answers no more: a fill it reports later

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -72,6 +71,7 @@ from lp_adapters.base import (
     LpAdapter,
 )
 from lp_adapters.fix.settings import FixLpSettings
+from lp_adapters.recent import Recent
 from router.model import (
     ChildAck,
     ChildCanceled,
@@ -190,8 +190,7 @@ class FixLp(LpAdapter):
         # children the LP canceled, rejected or filled in full: a fill it
         # reports for one all the same is passed on (the gateway books it to
         # the house)
-        self._ended: dict[str, _Open] = {}
-        self._ended_ids: deque[str] = deque()  # ``_ended``'s keys, oldest first
+        self._ended: Recent[str, _Open] = Recent(_MAX_ENDED)
         # children from before a restart or a drop, to ask the LP about once up
         self._unverified: set[str] = set()
         self._cancel_seq = 0
@@ -632,11 +631,7 @@ class FixLp(LpAdapter):
         self._watch_ended(child_id, entry)
 
     def _watch_ended(self, child_id: str, entry: _Open) -> None:
-        self._ended[child_id] = entry
-        ended_ids = self._ended_ids
-        ended_ids.append(child_id)
-        if len(ended_ids) > _MAX_ENDED:
-            self._ended.pop(ended_ids.popleft(), None)  # the oldest, in O(1)
+        self._ended.put(child_id, entry)  # the latest _MAX_ENDED of them
 
     def _on_fill_after_end(self, entry: _Open, msg: FixMessage) -> None:
         """A Trade report for a child the LP canceled, rejected or filled in
