@@ -3,7 +3,10 @@ the RequestForPositions (35=AN) a client sends, and the answers.
 
 Inbound, :func:`decode_collateral_inquiry` and :func:`decode_position_request`
 turn a request into a :class:`CollateralInquiry` or :class:`PositionRequest`,
-or into the :class:`CollateralRefusal` / :class:`PositionRefusal` to report.
+or into the :class:`CollateralRefusal` / :class:`PositionRefusal` to report;
+:func:`refuse_collateral_inquiry` and :func:`refuse_position_request` make
+the refusal of a request turned away before it is read (over the client's
+message rate).
 
 Outbound, every function returns a message *body* (``tag=value<SOH>``
 fields, no header or trailer, like :mod:`gateway.orderflow.mapping`), built
@@ -72,6 +75,7 @@ __all__ = [
     "POS_REQ_NOT_AUTHORIZED",
     "POS_REQ_NOT_SUPPORTED",
     "POS_REQ_NO_POSITIONS",
+    "POS_REQ_OTHER",
     "POS_REQ_STATUS_COMPLETED",
     "POS_REQ_STATUS_REJECTED",
     "POS_REQ_STATUS_WARNINGS",
@@ -96,6 +100,8 @@ __all__ = [
     "position_refusal_body",
     "position_report_body",
     "positions_ack_body",
+    "refuse_collateral_inquiry",
+    "refuse_position_request",
     "utc_business_date",
 ]
 
@@ -110,6 +116,7 @@ POS_REQ_INVALID: Final = 1  # invalid or unsupported request
 POS_REQ_NO_POSITIONS: Final = 2  # no positions found that match criteria
 POS_REQ_NOT_AUTHORIZED: Final = 3  # not authorized to request positions
 POS_REQ_NOT_SUPPORTED: Final = 4  # request for position not supported
+POS_REQ_OTHER: Final = 99
 
 # PosReqStatus (729)
 POS_REQ_STATUS_COMPLETED: Final = 0
@@ -220,6 +227,38 @@ class PositionRefusal:
     text: str
 
 
+def refuse_collateral_inquiry(
+    msg: FixMessage,
+    client: str,
+    result: int,
+    text: str,
+    *,
+    max_length: int = DEFAULT_MAX_ID_LENGTH,
+) -> CollateralRefusal:
+    """The refusal of the CollateralInquiry ``msg`` with CollInquiryResult
+    ``result`` and ``text``, its CollInquiryID echoed cut to ``max_length``
+    bytes: what :func:`decode_collateral_inquiry` refuses, or an inquiry
+    refused before it is read (over the client's message rate)."""
+    inquiry_id = (msg.get(909) or b"")[:max_length].decode("latin-1")
+    return CollateralRefusal(client, inquiry_id, result, text)
+
+
+def refuse_position_request(
+    msg: FixMessage,
+    client: str,
+    result: int,
+    text: str,
+    *,
+    max_length: int = DEFAULT_MAX_ID_LENGTH,
+) -> PositionRefusal:
+    """The refusal of the RequestForPositions ``msg`` with PosReqResult
+    ``result`` and ``text``, its PosReqID echoed cut to ``max_length``
+    bytes: what :func:`decode_position_request` refuses, or a request
+    refused before it is read (over the client's message rate)."""
+    request_id = (msg.get(710) or b"")[:max_length].decode("latin-1")
+    return PositionRefusal(client, request_id, result, text)
+
+
 def _subscription(msg: FixMessage) -> str | None:
     raw = msg.get(263)
     if raw is None:
@@ -258,10 +297,9 @@ def decode_collateral_inquiry(
     account, which answers them all.  Parties are not read: the session
     names the client."""
     raw_id = msg.get(909)
-    cut = (raw_id or b"")[:max_length].decode("latin-1")
 
     def refuse(result: int, text: str) -> CollateralRefusal:
-        return CollateralRefusal(client, cut, result, text)
+        return refuse_collateral_inquiry(msg, client, result, text, max_length=max_length)
 
     if raw_id is not None and len(raw_id) > max_length:
         return refuse(
@@ -318,10 +356,9 @@ def decode_position_request(
     An absent Account or ClearingBusinessDate (both required by FIX, which
     the session checks) means the client's own account, now."""
     raw_id = msg.get(710)
-    cut = (raw_id or b"")[:max_length].decode("latin-1")
 
     def refuse(result: int, text: str) -> PositionRefusal:
-        return PositionRefusal(client, cut, result, text)
+        return refuse_position_request(msg, client, result, text, max_length=max_length)
 
     if not raw_id:
         return refuse(POS_REQ_INVALID, "PosReqID (710) is required")

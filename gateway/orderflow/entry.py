@@ -6,7 +6,9 @@ ignored, the client's message rate is held to its limit, a NewOrderSingle is
 decoded, checked against the client's limits (open orders, size, notional,
 position with its open orders on the same side filled) and submitted;
 cancels, replaces and status requests go to the matcher; MarketDataRequests
-to the market data service; anything else gets a BusinessMessageReject.
+to the market data service; CollateralInquiry and RequestForPositions are
+answered from the client's margin account; anything else gets a
+BusinessMessageReject.
 What the matcher answers is published and routed through
 :class:`~gateway.orderflow.routing.ChildRouting`.
 
@@ -24,6 +26,8 @@ import structlog
 from gateway.fix.codec import FixMessage
 from gateway.fix.session import BusinessRejectReason, Session
 from gateway.orderflow.collateral import (
+    COLL_INQUIRY_OTHER,
+    POS_REQ_OTHER,
     SNAPSHOT_AND_UPDATES,
     UNSUBSCRIBE,
     CollateralRefusal,
@@ -35,6 +39,8 @@ from gateway.orderflow.collateral import (
     decode_collateral_inquiry,
     decode_position_request,
     position_refusal_body,
+    refuse_collateral_inquiry,
+    refuse_position_request,
     utc_business_date,
 )
 from gateway.orderflow.mapping import (
@@ -381,7 +387,12 @@ class OrderEntry:
         now: float,
         id_limit: int,
     ) -> None:
-        """Reject a message over the client's rate, in the form its type asks for."""
+        """Reject a message over the client's rate, in the form its type asks
+        for: an order an ExecutionReport, a cancel or replace an
+        OrderCancelReject, a MarketDataRequest a MarketDataRequestReject, a
+        CollateralInquiry a CollateralInquiryAck and a RequestForPositions a
+        RequestForPositionsAck (both rejected, result 99 other), anything
+        else a BusinessMessageReject."""
         text = f"throttled: more than {rate} messages per second (limit max_messages_per_second)"
         mt = msg.msg_type
         if mt == b"D":
@@ -394,6 +405,15 @@ class OrderEntry:
         elif mt == b"V":
             refuse = self.market_data.refuse
             refuse(session, msg, INSUFFICIENT_BANDWIDTH, text.encode(), now, id_limit)
+        elif mt == b"BB":
+            inquiry = refuse_collateral_inquiry(
+                msg, client, COLL_INQUIRY_OTHER, text, max_length=id_limit
+            )
+            self._reports.send(session, b"BG", collateral_refusal_body(inquiry), now)
+        elif mt == b"AN":
+            request = refuse_position_request(msg, client, POS_REQ_OTHER, text, max_length=id_limit)
+            body = position_refusal_body(request, report_id=self._report_id(now))
+            self._reports.send(session, b"AO", body, now)
         else:
             reason = BusinessRejectReason.OTHER
             self._business_reject(session, msg, reason, now, id_limit, text.encode())

@@ -259,30 +259,16 @@ async def test_a_business_reject_names_the_id_of_the_request_it_refuses(client: 
     """FIX 4.4, BusinessMessageReject: BusinessRejectRefID (379) is "the
     value of the business-level ID field on the message being referenced",
     required whenever that message carried one: the ClOrdID of a status
-    request, the CollInquiryID and PosReqID of collateral and position
-    requests, the ClOrdID of a mass cancel the gateway does not support."""
+    request over the rate, the ClOrdID of a mass cancel the gateway does not
+    support."""
     c = client
     resting(c, b"M1")  # the only token
     c.send(b"H", (11, b"M1"), (54, b"1"), (55, b"EUR/USD"), (790, b"S1"))
-    c.send(b"BB", (909, b"CI1"))
-    now = codec.format_utc_timestamp(c.clock.now)
-    c.send(
-        b"AN",
-        (1, b"CLIENT1"),
-        (60, now),
-        (581, b"1"),
-        (710, b"PR1"),
-        (715, now[:8]),
-        (724, b"0"),
-    )
-    answers = c.answers()
-    assert [(m.msg_type, m.get(372), m.get(380)) for m in answers] == [
-        (b"j", b"H", b"0"),
-        (b"j", b"BB", b"0"),
-        (b"j", b"AN", b"0"),
-    ]
-    assert [m.get(379) for m in answers] == [b"M1", b"CI1", b"PR1"]
+    (business,) = c.answers()
+    assert (business.msg_type, business.get(372), business.get(380)) == (b"j", b"H", b"0")
+    assert business.get(379) == b"M1"
     c.clock.now += 1.0
+    now = codec.format_utc_timestamp(c.clock.now)
     c.send(b"q", (11, b"MC1"), (60, now), (530, b"7"))
     (unsupported,) = c.answers()
     assert (unsupported.get(372), unsupported.get(380), unsupported.get(379)) == (
@@ -290,8 +276,102 @@ async def test_a_business_reject_names_the_id_of_the_request_it_refuses(client: 
         b"3",
         b"MC1",
     )
-    for m in (*answers, unsupported):
+    for m in (business, unsupported):
         assert message_problems(m.raw) == []
+
+
+def position_request(c: Client, pos_req_id: bytes) -> None:
+    """Ask for the client's positions, now."""
+    now = codec.format_utc_timestamp(c.clock.now)
+    c.send(
+        b"AN",
+        (1, b"CLIENT1"),
+        (60, now),
+        (581, b"1"),
+        (710, pos_req_id),
+        (715, now[:8]),
+        (724, b"0"),
+    )
+
+
+def assert_throttle_text(msg: FixMessage) -> None:
+    text = msg.get(58) or b""
+    assert text.startswith(b"throttled: more than 1 messages per second")
+    assert b"max_messages_per_second" in text
+
+
+@pytest.mark.asyncio
+async def test_a_collateral_inquiry_over_the_rate_gets_a_collateral_inquiry_ack_rejecting_it(
+    client: Client,
+) -> None:
+    """FIX 4.4 answers a CollateralInquiry it refuses with a
+    CollateralInquiryAck (BG), as the gateway refuses one for any other
+    reason: CollInquiryID echoed, CollInquiryStatus 4 (rejected),
+    CollInquiryResult 99 (other: FIX 4.4 has no value for a rate), the Text
+    naming the limit.  A client's collateral handler sees it; a
+    BusinessMessageReject would leave its inquiry unanswered there."""
+    c = client
+    resting(c, b"M1")  # the only token
+    c.send(b"BB", (909, b"CI1"))
+    (ack,) = c.answers()
+    assert ack.msg_type == b"BG"
+    assert (ack.get(909), ack.get(945), ack.get(946), ack.get(1)) == (
+        b"CI1",
+        b"4",
+        b"99",
+        b"CLIENT1",
+    )
+    assert_throttle_text(ack)
+    assert message_problems(ack.raw) == []
+    # an id over max_id_length is echoed cut to it, as on any other refusal
+    c.send(b"BB", (909, b"C" * 100))
+    (ack,) = c.answers()
+    assert (ack.msg_type, ack.get(909), ack.get(946)) == (b"BG", b"C" * 64, b"99")
+    # no id at all: NONE, which FIX requires on the ack
+    c.send(b"BB")
+    (ack,) = c.answers()
+    assert (ack.msg_type, ack.get(909), ack.get(945)) == (b"BG", b"NONE", b"4")
+    assert message_problems(ack.raw) == []
+    # after the refill the inquiry is served: no margin account here
+    c.clock.now += 1.0
+    c.send(b"BB", (909, b"CI2"))
+    (ack,) = c.answers()
+    assert (ack.msg_type, ack.get(909), ack.get(946)) == (b"BG", b"CI2", b"9")
+    assert not (ack.get(58) or b"").startswith(b"throttled")
+
+
+@pytest.mark.asyncio
+async def test_a_request_for_positions_over_the_rate_gets_a_positions_ack_rejecting_it(
+    client: Client,
+) -> None:
+    """FIX 4.4 answers a RequestForPositions it refuses with a
+    RequestForPositionsAck (AO), as the gateway refuses one for any other
+    reason: PosReqID echoed, PosReqResult 99 (other: the client may ask
+    for its positions, only not this fast), PosReqStatus 2 (rejected), no
+    reports, the Text naming the limit."""
+    c = client
+    resting(c, b"M1")  # the only token
+    position_request(c, b"PR1")
+    (ack,) = c.answers()
+    assert ack.msg_type == b"AO"
+    assert (ack.get(710), ack.get(728), ack.get(729), ack.get(727)) == (
+        b"PR1",
+        b"99",
+        b"2",
+        b"0",
+    )
+    assert (ack.get(1), ack.get(581)) == (b"CLIENT1", b"1")
+    assert ack.get(721)  # PosMaintRptID, required
+    assert_throttle_text(ack)
+    assert message_problems(ack.raw) == []
+    position_request(c, b"P" * 100)
+    (ack,) = c.answers()
+    assert (ack.msg_type, ack.get(710), ack.get(728)) == (b"AO", b"P" * 64, b"99")
+    # after the refill the request is served: no margin account here
+    c.clock.now += 1.0
+    position_request(c, b"PR2")
+    (ack,) = c.answers()
+    assert (ack.msg_type, ack.get(710), ack.get(728), ack.get(729)) == (b"AO", b"PR2", b"3", b"2")
 
 
 @pytest.mark.asyncio
