@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 from router.model import Level, Quote, Side
 
-__all__ = ["AggregatedBook", "BookLevel", "BookSnapshot"]
+__all__ = ["AggregatedBook", "BookLevel", "BookSnapshot", "without_lps"]
 
 
 class BookLevel(NamedTuple):
@@ -180,6 +180,16 @@ class BookSnapshot:
                     break
                 total += qty
         return total
+
+
+def without_lps(snapshot: BookSnapshot, lps: frozenset[str]) -> BookSnapshot | None:
+    """``snapshot`` without the quotes of ``lps``: ``snapshot`` itself when
+    none of them quotes in it (nothing built), None when no other LP does."""
+    quotes = snapshot.quotes
+    if not any(lp in lps for lp in quotes):
+        return snapshot
+    kept = [quote for lp, quote in quotes.items() if lp not in lps]
+    return BookSnapshot.from_quotes(snapshot.symbol, kept) if kept else None
 
 
 class AggregatedBook:

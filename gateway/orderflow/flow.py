@@ -661,10 +661,11 @@ class OrderFlow:
 
     def apply_rules(self, rules: Rules) -> None:
         """Put ``rules`` in force from the next event on.  Routings already
-        under way keep the rules they began with."""
+        under way keep the rules they began with.  An LP they disable, or
+        enable again, leaves or enters clients' market data at once."""
         old = self.rules
         self.rules = rules
-        self.routing.rules = rules
+        self.routing.apply_rules(rules)
         self.entry.rules = rules
         config = rules.config
         self.matcher.internal_crossing = config.routing.internal_crossing

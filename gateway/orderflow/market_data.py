@@ -8,6 +8,14 @@ from all LPs are merged by price (sizes summed) and cut to MarketDepth (0:
 the whole book).  A request that cannot be served gets a
 MarketDataRequestReject (Y) with MDReqRejReason and a Text.
 
+Clients are shown only prices they can trade on: the quotes of the LPs no
+order is routed to (disabled by a reload: :meth:`MarketDataService.hide_lps`,
+told by the routing as the rules change) are left out of what they are
+sent, and such an LP's quotes owe no refresh.  Hiding an LP, or showing it
+again, owes each subscription to a symbol it quotes a refresh to the book
+as it is now shown.  With no LP hidden, the aggregated book is read as it
+is, at no cost more.
+
 What a client's market data costs is its own, not everyone's:
 
 - Nothing is sent from inside a request or a book update: the snapshot a
@@ -43,7 +51,7 @@ What a client's market data costs is its own, not everyone's:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -53,7 +61,7 @@ from config.schema import DEFAULT_MAX_ID_LENGTH
 from gateway.fix.codec import FixMessage, encode_fields
 from gateway.fix.session import Session
 from gateway.orderflow.mapping import too_long_text
-from router.book import AggregatedBook, BookSnapshot
+from router.book import AggregatedBook, BookSnapshot, without_lps
 from router.model import Instrument
 from router.units import format_decimal
 
@@ -191,6 +199,10 @@ class MarketDataService:
         # price and size texts already formatted, per symbol
         self._texts: dict[str, dict[int, bytes]] = {}
         self._sizes: dict[str, dict[int, bytes]] = {}
+        # LPs whose quotes clients are not shown, and per symbol the book
+        # without them, built once per change of the aggregated book
+        self._hidden: frozenset[str] = frozenset()
+        self._shown: dict[str, tuple[BookSnapshot, BookSnapshot | None]] = {}
 
     # -- requests -------------------------------------------------------------------
 
@@ -343,6 +355,42 @@ class MarketDataService:
             text=text.decode(),
         )
 
+    # -- LPs not shown ----------------------------------------------------------------
+
+    @property
+    def hidden_lps(self) -> frozenset[str]:
+        """The LPs whose quotes clients are not shown."""
+        return self._hidden
+
+    def hide_lps(self, lps: Collection[str]) -> None:
+        """Show clients the book without the quotes of ``lps`` (the LPs no
+        order is routed to; none: the whole book) from now on.  Each
+        subscription to a symbol an LP hidden or shown again quotes is owed
+        a refresh, as if its book had changed."""
+        hidden = frozenset(lps)
+        changed = hidden ^ self._hidden
+        if not changed:
+            return
+        self._hidden = hidden
+        self._shown.clear()
+        _log.info("market_data_lps_hidden", lps=sorted(hidden))
+        quote = self._book.quote
+        for symbol, subs in self._by_symbol.items():
+            if subs and any(quote(lp, symbol) is not None for lp in changed):
+                self.on_book_update(symbol)
+
+    def _shown_book(self, symbol: str) -> BookSnapshot | None:
+        """``symbol``'s merged book without the quotes of the hidden LPs."""
+        snapshot = self._book.snapshot(symbol)
+        if snapshot is None:
+            return None
+        cached = self._shown.get(symbol)
+        if cached is not None and cached[0] is snapshot:
+            return cached[1]
+        shown = without_lps(snapshot, self._hidden)
+        self._shown[symbol] = (snapshot, shown)
+        return shown
+
     # -- refreshes --------------------------------------------------------------------
 
     def on_book_update(self, symbol: str) -> None:
@@ -434,7 +482,7 @@ class MarketDataService:
         # entries of their refresh: built once, not once per subscription
         levels_of: dict[tuple[str, int, frozenset[bytes]], Levels] = {}
         entries_of: dict[tuple[str, int, frozenset[bytes], int], tuple[Levels, int, bytes]] = {}
-        snapshot = self._book.snapshot
+        snapshot = self._shown_book if self._hidden else self._book.snapshot
         send = self._feed.send_transient
         while pending and budget > 0:
             sub = next(iter(pending))

@@ -33,7 +33,7 @@ from gateway.orderflow.stats import FlowStats
 from lp_adapters.base import DISCONNECTED_REASON, LpAdapter
 from lp_adapters.recent import Recent
 from matcher.engine import Matcher, NewOrder, Result, RouteNeed
-from router.book import AggregatedBook, BookSnapshot
+from router.book import AggregatedBook, BookSnapshot, without_lps
 from router.exposure import ExposureLedger, ExposureSnapshot
 from router.model import (
     ChildAck,
@@ -309,7 +309,9 @@ class ChildRouting:
         LPs the rules in force route nothing to (disabled by a reload)
         are left out of it, so that they make no order marketable, count
         towards no fill-or-kill order and hold back no internal cross.
-        (Market data and valuations read the whole book.)"""
+        Clients' market data leaves the same LPs out (they are told to the
+        market data service as the rules change); valuations read the
+        whole book."""
         snapshot = self.book.snapshot(symbol)
         if snapshot is None:
             return None
@@ -326,20 +328,28 @@ class ChildRouting:
         cached = self._usable_books.get(symbol)
         if cached is not None and cached[0] is snapshot:
             return cached[1]
-        usable: BookSnapshot | None = snapshot
-        unusable = self._unusable
-        quotes = snapshot.quotes
-        if any(lp in unusable for lp in quotes):
-            kept = [quote for lp, quote in quotes.items() if lp not in unusable]
-            usable = BookSnapshot.from_quotes(symbol, kept) if kept else None
+        usable = without_lps(snapshot, self._unusable)
         self._usable_books[symbol] = (snapshot, usable)
         return usable
 
+    def apply_rules(self, rules: Rules) -> None:
+        """Put ``rules`` in force: the LPs they take out of routing, or bring
+        back, leave or enter the book orders are worked on and clients'
+        market data at once (their subscriptions are refreshed), not at the
+        next quote or order."""
+        self.rules = rules
+        self._rules_changed()
+
     def _rules_changed(self) -> None:
+        """The rules in force (or the adapters) changed: which LPs are
+        unusable is worked out again, and clients' market data told."""
         rules = self.rules
         self._unusable_of = rules
-        self._unusable = frozenset(self.adapters) - rules.limits.enabled_lps
+        unusable = frozenset(self.adapters) - rules.limits.enabled_lps
         self._usable_books.clear()
+        if unusable != self._unusable:
+            self._unusable = unusable
+            self.market_data.hide_lps(unusable)
 
     def fok_lots(self, order: NewOrder, book: BookSnapshot | None, now: float) -> int | None:
         """How many lots of the fill-or-kill ``order`` the LPs can take now
@@ -578,11 +588,11 @@ class ChildRouting:
             # a symbol quoted for the first time (or again after all its LPs
             # were down) is valued at once, not at the next mark
             self._marked_at = float("-inf")
-        self.market_data.on_book_update(symbol)
         if self._unusable_of is not self.rules:
             self._rules_changed()
         if quote.lp in self._unusable:
-            return  # the book orders are worked on is as it was
+            return  # neither the book orders are worked on nor what clients see changed
+        self.market_data.on_book_update(symbol)
         # the merged book is built when asked for (an order to route, a
         # refresh owed), once per change, not for every quote of a burst
         if self.matcher.rests(symbol):

@@ -1,11 +1,14 @@
 """Quotes of LPs an order cannot be routed to (disabled by a reload, or at
 their hard limit) do not make it marketable, and do not count towards a
-fill-or-kill order's quantity."""
+fill-or-kill order's quantity; the quotes of a disabled LP are not shown in
+clients' market data either."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from decimal import Decimal
+from typing import cast
 
 import pytest
 from test_lp_fault_properties import (
@@ -13,10 +16,17 @@ from test_lp_fault_properties import (
     BEST_BID,
     LEVEL_LOTS,
     LEVELS,
+    LOT,
+    QUOTES,
+    SYMBOL,
+    TICK,
     Harness,
     PlaceOrder,
 )
 
+from gateway.fix import codec
+from gateway.fix.session import Session
+from gateway.orderflow.market_data import MarketDataService
 from router.model import Side
 from router.policy import RoutingLimits
 
@@ -126,3 +136,126 @@ async def test_an_internal_cross_is_not_held_back_by_a_disabled_lps_better_price
     await harness.run(PlaceOrder(client=0, side=Side.BUY, lots=2, kind=LIMIT_IOC, offset=1))
     assert harness.kids == {}
     assert last_report(harness) == (b"F", b"2", b"2000")
+
+
+class Subscriber:
+    """CLIENT1's session, subscribed to the whole book of EUR/USD with full
+    refreshes on a market data service the flow is given: what it is sent
+    is recorded (it is also the service's feed: no connection, every
+    message taken at once), and the loop turns the service defers to are
+    run by :meth:`view`."""
+
+    session_id = "FIX.4.4:GATEWAY->CLIENT1"
+    is_logged_on = True
+
+    def __init__(self, harness: Harness) -> None:
+        flow = harness.flow
+        self.sent: list[tuple[bytes, bytes]] = []
+        self.owed: list[Callable[[], None]] = []
+        self.service = MarketDataService(
+            flow.instruments,
+            flow.book,
+            lambda session, msg_type, body, now: self.sent.append((msg_type, body)),
+            self,
+            lambda: 0.0,
+            refresh_interval=0.0,
+            defer=lambda delay, callback: self.owed.append(callback),
+        )
+        flow.routing.market_data = self.service
+
+    def subscribe(self) -> None:
+        fields = [(146, b"1"), (55, SYMBOL.encode()), (262, b"MD1"), (263, b"1")]
+        fields += [(264, b"0"), (265, b"0"), (267, b"2"), (269, b"0"), (269, b"1")]
+        raw = codec.encode_message(
+            b"FIX.4.4",
+            b"V",
+            [(34, b"2"), (49, b"CLIENT1"), (52, b"20261125-10:00:00.000"), (56, b"GATEWAY")],
+            codec.encode_fields(fields),
+        )
+        self.service.on_request(cast(Session, self), codec.parse_frame(raw), 0.0)
+
+    # the feed: every message is taken at once
+    def send_transient(self, session: Session, msg_type: bytes, body: bytes, now: float) -> bool:
+        self.sent.append((msg_type, body))
+        return True
+
+    def backlog(self, session: Session) -> int | None:
+        return 0
+
+    def view(self) -> dict[tuple[bytes, int], int] | None:
+        """Run the turns owed; the book (entry type, price in ticks) -> lots
+        of the last full refresh the client got, None when it got none."""
+        for _ in range(100):
+            if not self.owed:
+                break
+            self.owed.pop(0)()
+        assert not self.owed, "market data still owed"
+        refreshes = [body for msg_type, body in self.sent if msg_type == b"W"]
+        self.sent.clear()
+        if not refreshes:
+            return None
+        fields = [f.partition(b"=") for f in refreshes[-1].split(b"\x01") if f]
+        values = [(int(tag), value) for tag, _, value in fields]
+        assert values[:3] == [
+            (55, SYMBOL.encode()),
+            (262, b"MD1"),
+            (268, b"%d" % ((len(values) - 3) // 3)),
+        ]
+        book: dict[tuple[bytes, int], int] = {}
+        for i in range(3, len(values), 3):
+            (_, entry_type), (_, px), (_, size) = values[i : i + 3]
+            book[(entry_type, int(Decimal(px.decode()) / TICK))] = int(Decimal(size.decode()) / LOT)
+        return book
+
+
+def merged(*lps: str) -> dict[tuple[bytes, int], int]:
+    """The book the quotes of ``lps`` make: each quotes LEVELS levels of
+    LEVEL_LOTS a side from its best bid and ask."""
+    book: dict[tuple[bytes, int], int] = {}
+    for lp in lps:
+        bid, ask = QUOTES[lp]
+        for i in range(LEVELS):
+            book[(b"0", bid - i)] = book.get((b"0", bid - i), 0) + LEVEL_LOTS
+            book[(b"1", ask + i)] = book.get((b"1", ask + i), 0) + LEVEL_LOTS
+    return book
+
+
+@pytest.mark.asyncio
+async def test_clients_market_data_leaves_a_disabled_lps_quotes_out(
+    flow_harness: Harness,
+) -> None:
+    """A client is shown only prices it can trade on: disabling LP_A takes
+    its levels out of what subscribed clients are shown at once (LP_A's
+    best bid is the book's best), without waiting for another quote; LP_A
+    quoting on while disabled sends nothing; enabled again, its levels are
+    back at once."""
+    harness = flow_harness
+    client = Subscriber(harness)
+    client.subscribe()
+    assert client.view() == merged("LP_A", "LP_B", "LP_C")
+    with_lp(harness, "LP_A", enabled=False)
+    assert client.view() == merged("LP_B", "LP_C")
+    for _ in range(3):
+        harness.lps["LP_A"].publish()
+    assert client.view() is None  # nothing the client is shown changed
+    harness.lps["LP_B"].publish()  # the same levels again: the same book shown
+    assert client.view() is None
+    with_lp(harness, "LP_A", enabled=True)
+    assert client.view() == merged("LP_A", "LP_B", "LP_C")
+
+
+@pytest.mark.asyncio
+async def test_a_snapshot_while_an_lp_is_disabled_leaves_its_quotes_out(
+    flow_harness: Harness,
+) -> None:
+    """The snapshot answering a subscription made while LP_A is disabled
+    leaves LP_A's quotes out; an LP only at its hard limit stays shown (it
+    is routed to again once it has room)."""
+    harness = flow_harness
+    client = Subscriber(harness)
+    with_lp(harness, "LP_A", enabled=False)
+    harness.lps["LP_A"].publish()
+    client.subscribe()
+    assert client.view() == merged("LP_B", "LP_C")
+    at_hard_limit(harness, "LP_B")
+    assert client.view() is None

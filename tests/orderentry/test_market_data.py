@@ -133,14 +133,16 @@ class Harness:
                 self.turns.advance(HOLD_RECHECK)
         raise AssertionError("refreshes still owed")
 
-    def expected(self, symbol: str, depth: int) -> dict[tuple[bytes, Decimal], Decimal]:
-        """The merged book from the quotes themselves."""
+    def expected(
+        self, symbol: str, depth: int, hidden: frozenset[str] = frozenset()
+    ) -> dict[tuple[bytes, Decimal], Decimal]:
+        """The merged book from the quotes themselves, but those of ``hidden``."""
         inst = INSTRUMENTS[symbol]
         out: dict[tuple[bytes, Decimal], Decimal] = {}
         for entry_type, best_first in ((b"0", True), (b"1", False)):
             merged: dict[int, int] = {}
-            for (_, sym), q in self.quotes.items():
-                if sym == symbol:
+            for (lp, sym), q in self.quotes.items():
+                if sym == symbol and lp not in hidden:
                     for level in q.bids if entry_type == b"0" else q.asks:
                         merged[level.price] = merged.get(level.price, 0) + level.qty
             prices = sorted(merged, reverse=best_first)
@@ -363,6 +365,7 @@ _op = st.one_of(
     ),
     st.tuples(st.just("turn")),
     st.tuples(st.just("behind"), st.sampled_from(("C0", "C1", "C2")), st.booleans()),
+    st.tuples(st.just("hide"), st.frozensets(st.sampled_from(("A", "B")))),
 )
 
 
@@ -380,6 +383,7 @@ def test_whatever_the_quotes_turns_and_backlogs_every_client_ends_on_the_book(
     subs: list[tuple[str, int, bool]], ops: list[tuple[object, ...]], interval: float
 ) -> None:
     h = Harness(interval=interval)
+    hidden: frozenset[str] = frozenset()
     sessions = {n: FakeSession(n) for n in ("C0", "C1", "C2")}
     books = ClientBooks()
     base = {"EUR/USD": 108_500, "BTC/USD": 60_000}
@@ -396,6 +400,9 @@ def test_whatever_the_quotes_turns_and_backlogs_every_client_ends_on_the_book(
         elif op[0] == "turn":
             h.turns.turn()
             h.turns.advance(0.01)
+        elif op[0] == "hide":
+            hidden = cast(frozenset[str], op[1])
+            h.service.hide_lps(hidden)
         else:
             _, name, behind = op
             h.feed.queued[str(name)] = HOLD + 1 if behind else 0
@@ -411,7 +418,68 @@ def test_whatever_the_quotes_turns_and_backlogs_every_client_ends_on_the_book(
         books.apply(msg_type, body)
     for i, (_, depth, _) in enumerate(subs):
         for symbol in SYMBOLS:
-            assert books.books[(b"S%d" % i, symbol)] == h.expected(symbol, depth)
+            assert books.books[(b"S%d" % i, symbol)] == h.expected(symbol, depth, hidden)
+
+
+def test_a_hidden_lps_quotes_are_not_shown_and_hiding_or_showing_it_refreshes() -> None:
+    """The LPs no order is routed to (disabled) are hidden: their levels
+    leave every client's book at once, their quotes meanwhile send nothing,
+    a snapshot leaves them out, and shown again they are back at once."""
+    h = Harness(per_turn=100)
+    a, b = FakeSession("A"), FakeSession("B")
+    h.quote("A", "EUR/USD", 108_500, 2)
+    h.quote("B", "EUR/USD", 108_503, 2)
+    h.quote("A", "BTC/USD", 60_000, 2)
+    h.subscribe(a, b"SA", SYMBOLS)
+    h.subscribe(b, b"SB", ("EUR/USD",), depth=1, incremental=False)
+    books = ClientBooks()
+    for _, msg_type, body in h.feed.sent:
+        books.apply(msg_type, body)
+    h.feed.sent.clear()
+    hidden = frozenset({"A"})
+    h.service.hide_lps(hidden)
+    assert h.service.hidden_lps == hidden
+    h.settle()
+    for _, msg_type, body in h.feed.sent:
+        books.apply(msg_type, body)
+    assert books.books[(b"SA", "EUR/USD")] == h.expected("EUR/USD", 0, hidden)
+    assert books.books[(b"SA", "BTC/USD")] == {}  # A alone quotes it
+    assert books.books[(b"SB", "EUR/USD")] == h.expected("EUR/USD", 1, hidden)
+    h.feed.sent.clear()
+    h.quote("A", "EUR/USD", 108_499, 3)
+    h.quote("A", "BTC/USD", 60_001, 1)
+    h.service.hide_lps({"A"})  # as it was: nothing owed for it
+    h.settle()
+    assert h.feed.sent == []
+    h.subscribe(b, b"SNAP", ("EUR/USD",))
+    ((_, msg_type, body),) = h.feed.sent
+    books.apply(msg_type, body)
+    assert books.books[(b"SNAP", "EUR/USD")] == h.expected("EUR/USD", 0, hidden)
+    h.feed.sent.clear()
+    h.service.hide_lps(())
+    h.settle()
+    for _, msg_type, body in h.feed.sent:
+        books.apply(msg_type, body)
+    for key, symbol, depth in (
+        (b"SA", "EUR/USD", 0),
+        (b"SA", "BTC/USD", 0),
+        (b"SB", "EUR/USD", 1),
+        (b"SNAP", "EUR/USD", 0),
+    ):
+        assert books.books[(key, symbol)] == h.expected(symbol, depth)
+
+
+def test_hiding_an_lp_that_quotes_nothing_subscribed_owes_nothing() -> None:
+    h = Harness()
+    a = FakeSession("A")
+    h.quote("A", "EUR/USD", 108_500, 2)
+    h.quote("B", "BTC/USD", 60_000, 2)
+    h.subscribe(a, b"SA", ("EUR/USD",))
+    h.feed.sent.clear()
+    h.service.hide_lps({"B"})
+    assert h.service.pending == 0
+    h.settle()
+    assert h.feed.sent == []
 
 
 def test_a_snapshot_request_is_answered_once_and_owes_nothing_later() -> None:
