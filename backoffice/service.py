@@ -281,6 +281,10 @@ class BackOffice:
         self.last_full: ReconRun | None = None
         self.counts: dict[str, int] = {}
         self.exports: list[str] = []
+        self._late_days: set[str] = set()
+        """Ended trading days (``YYYY-MM-DD``) that trades were taken in for
+        after the day ended: exported again once the drop copy is caught up."""
+        self._late = asyncio.Event()  # set when a day is added to them
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()  # one ledger job at a time: writes, statements, recon
         self._batches: deque[tuple[int, float]] = deque()  # ingest id, when received
@@ -539,6 +543,7 @@ class BackOffice:
             self._name_unlisted(batch.houses)
             ingest = await self._write(feed, batch.last, batch.clients, batch.houses)
             self._batches.append((ingest, batch.received))
+            self._note_late(batch.clients, batch.houses)
             feed.taken.popleft()
             feed.last_seq = batch.last
             self.metrics.last_seq.labels(feed.name).set(batch.last)
@@ -546,6 +551,19 @@ class BackOffice:
                 self.metrics.trades.labels("client").inc(len(batch.clients))
             if batch.houses:
                 self.metrics.trades.labels("house").inc(len(batch.houses))
+
+    def _note_late(self, clients: Sequence[ClientTrade], houses: Sequence[HouseTrade]) -> None:
+        """Mark the ended trading days the trades just stored belong to (a
+        drop copy resent after an outage, a day end passed before it caught
+        up): their exports no longer hold every trade of the day."""
+        if not clients and not houses:
+            return
+        today = self.days.of(_utcnow(self.clock).isoformat(sep=" "))
+        late = {t.trade_date for t in clients if t.trade_date < today}
+        late.update(t.trade_date for t in houses if t.trade_date < today)
+        if late - self._late_days:
+            self._late_days |= late
+            self._late.set()
 
     def _name_unlisted(self, trades: Sequence[ClientTrade | HouseTrade]) -> None:
         """Say once per symbol that trades come in a symbol the config does
@@ -770,8 +788,12 @@ class BackOffice:
     async def _day_ends(self) -> None:
         """At each trading day's end (and the grace after it, and once the
         drop copy has caught up, a minute at most), a full reconciliation
-        and the day's export; at start, the export of every ended day that
-        has none (a day end passed while the back office was down)."""
+        and the day's export; at start (once the drop copy has caught up, a
+        minute at most), the export of every ended day that has none (a day
+        end passed while the back office was down); and whenever trades of
+        an ended day come in after it was exported (resent after an outage),
+        that day's export again."""
+        await self._until_caught_up()
         try:
             await self.export_missing()
         except Exception:
@@ -780,19 +802,44 @@ class BackOffice:
             now = _utcnow(self.clock)
             today = dt.date.fromisoformat(self.days.of(now.isoformat(sep=" ")))
             _, end = self.days.bounds(today)
-            wait = (end - now).total_seconds() + self.grace + 1
-            await asyncio.sleep(max(wait, 0.5))
-            for _ in range(60):
-                if self._caught_up():
+            due = end + dt.timedelta(seconds=self.grace + 1)
+            while True:
+                wait = (due - _utcnow(self.clock)).total_seconds()
+                if wait <= 0:
                     break
-                await asyncio.sleep(1)
-            else:
+                try:
+                    async with asyncio.timeout(max(wait, 0.5)):
+                        await self._late.wait()
+                except TimeoutError:
+                    break
+                self._late.clear()
+                await self._until_caught_up()
+                await self._export_late(before=today)
+            if not await self._until_caught_up():
                 _log.warning("day_end_before_caught_up", trade_date=today.isoformat())
             try:
                 await self.recon(full=True)
                 await self.export(today)
             except Exception:
                 _log.exception("day_end_failed", trade_date=today.isoformat())
+            await self._export_late(before=today)
+
+    async def _until_caught_up(self) -> bool:
+        """Wait for the drop copy to catch up, a minute at most; whether it did."""
+        for _ in range(60):
+            if self._caught_up():
+                return True
+            await asyncio.sleep(1)
+        return self._caught_up()
+
+    async def _export_late(self, before: dt.date) -> None:
+        """Export again the ended days before ``before`` that trades came in
+        for after they ended."""
+        for text in sorted(d for d in self._late_days if d < before.isoformat()):
+            try:
+                await self.export(dt.date.fromisoformat(text))
+            except Exception:
+                _log.exception("late_day_export_failed", trade_date=text)
 
     async def export_missing(self) -> list[dt.date]:
         """Export every ended trading day of the ledger whose files are not
@@ -813,7 +860,16 @@ class BackOffice:
 
     async def export(self, day: dt.date) -> list[str]:
         async with self._lock:
-            files = await self.ledger.export_day(day, str(self.export_dir))
+            # what is stored from here on is in the files; what is stored
+            # later marks the day again
+            late = day.isoformat() in self._late_days
+            self._late_days.discard(day.isoformat())
+            try:
+                files = await self.ledger.export_day(day, str(self.export_dir))
+            except BaseException:
+                if late:
+                    self._late_days.add(day.isoformat())
+                raise
         self.exports = files
         _log.info("day_exported", trade_date=day.isoformat(), files=len(files))
         return files

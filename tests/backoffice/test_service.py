@@ -296,6 +296,54 @@ async def test_ended_days_without_their_files_are_exported_at_start(tmp_path: Pa
         await office.ledger.close()
 
 
+async def _until_exported(folder: Path, name: str, exec_ids: set[str]) -> None:
+    """The CSV export ``name`` holds exactly ``exec_ids``."""
+    path = folder / f"{name}.csv"
+    async with asyncio.timeout(10):
+        while True:
+            if path.exists():
+                lines = path.read_text().splitlines()[1:]
+                if {line.split(",")[0] for line in lines} == exec_ids and len(lines) == len(
+                    exec_ids
+                ):
+                    return
+            await asyncio.sleep(0.01)  # polling, within the timeout above
+
+
+@pytest.mark.asyncio
+async def test_trades_of_an_ended_day_taken_in_after_its_export_are_exported_with_it(
+    tmp_path: Path,
+) -> None:
+    # 2026-12-05 12:00 UTC: the trading days up to 2026-12-04 have ended
+    now = [1_796_472_000.0]
+    office, feed = _office(tmp_path, now)
+    folder = tmp_path / "backoffice" / "exports"
+    await office.ledger.open()
+    intake = asyncio.create_task(office._take_in(office.feeds[0], feed))  # type: ignore[arg-type]
+    day_ends: asyncio.Task[None] | None = None
+    try:
+        feed.messages.put_nowait(_fill_copy("E1", 1))
+        await until_stored(office, 1)
+        day_ends = asyncio.create_task(office._day_ends())
+        await _until_exported(folder, "client-trades-20261204", {"E1"})
+        # the rest of the day, resent by the drop copy after an outage, and
+        # a day the ledger had nothing of when the back office started
+        feed.messages.put_nowait(_fill_copy("E2", 2))
+        feed.messages.put_nowait(_fill_copy("E3", 3, b"20261203-10:00:00.000"))
+        await _until_exported(folder, "client-trades-20261204", {"E1", "E2"})
+        await _until_exported(folder, "client-trades-20261203", {"E3"})
+        # and once more, stored once, is exported once
+        feed.messages.put_nowait(_fill_copy("E2", 4))
+        feed.messages.put_nowait(_fill_copy("E4", 5, b"20261204-20:59:59.999"))
+        await _until_exported(folder, "client-trades-20261204", {"E1", "E2", "E4"})
+    finally:
+        for task in (intake, day_ends):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        await office.ledger.close()
+
+
 class _Feed:
     """What the writer and the runs read of the drop copy's client: its
     queue of messages, its holding of the reading, its state."""
@@ -309,13 +357,13 @@ class _Feed:
         pass
 
 
-def _fill_copy(exec_id: str, seq: int) -> FixMessage:
+def _fill_copy(exec_id: str, seq: int, when: bytes = b"20261204-10:00:00.000") -> FixMessage:
     """A drop copy of a client's fill, as the gateway sends it."""
     body = (
         b"37=O-%b\x0111=K-%b\x0117=%b\x01150=F\x0139=2\x0155=EUR/USD\x0154=1\x0138=1000\x01"
-        b"32=1000\x0131=1.1\x01151=0\x0114=1000\x016=1.1\x0160=20261204-10:00:00.000\x01"
+        b"32=1000\x0131=1.1\x01151=0\x0114=1000\x016=1.1\x0160=%b\x01"
         b"1=CLIENT1\x0130=LP_A\x01797=Y\x01"
-        % (exec_id.encode(), exec_id.encode(), exec_id.encode())
+        % (exec_id.encode(), exec_id.encode(), exec_id.encode(), when)
     )
     header = [(34, b"%d" % seq), (49, b"GATEWAY"), (56, b"BACKOFFICE")]
     return codec.parse_frame(codec.encode_message(b"FIX.4.4", b"8", header, body))
