@@ -456,6 +456,35 @@ class DuckLedger(Ledger):
         rows = self.con.execute(query, [from_date]).fetchall()
         return [SettlementLine(str(a), str(b), str(c), d, str(e)) for a, b, c, d, e in rows]
 
+    async def revalue(self, today: dt.date) -> int:
+        return await self._run(self._revalue, today)
+
+    def _revalue(self, today: dt.date) -> int:
+        con = self.con
+        changed = 0
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for table in sql.VALUED_TABLES:
+                rows = con.execute(
+                    f"SELECT DISTINCT symbol, trade_date, value_date FROM {table} "
+                    "WHERE trade_date >= $1",
+                    [today - sql.REVALUE_WINDOW],
+                ).fetchall()
+                for symbol, trade_date, stored, new in sql.revalued(
+                    rows, self._settlement.value_date, today
+                ):
+                    row = con.execute(
+                        f"UPDATE {table} SET value_date = $4 WHERE symbol = $1 "
+                        "AND trade_date = $2 AND value_date = $3",
+                        [symbol, trade_date, stored, new],
+                    ).fetchone()
+                    changed += int(row[0]) if row else 0
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return changed
+
     async def counts(self) -> dict[str, int]:
         return await self._run(self._counts)
 

@@ -29,7 +29,7 @@ behind it); a full run looks at every key.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, Literal
 
 import msgspec
@@ -858,6 +858,31 @@ def settlement_sql(where_client: str, where_lp: str) -> str:
     """
 
 
+VALUED_TABLES: Final = ("client_trades", "house_trades", "lp_trades", "lp_repeats")
+"""The tables whose rows carry a value date."""
+
+REVALUE_WINDOW: Final = dt.timedelta(days=21)
+"""How far before the trading day the trades whose value dates may not have
+passed go back (ten business days, the most an instrument may say, are at
+most fourteen calendar days)."""
+
+
+def revalued(
+    rows: Iterable[tuple[str, dt.date, dt.date]],
+    value_date: Callable[[str, str], str],
+    today: dt.date,
+) -> list[tuple[str, dt.date, dt.date, dt.date]]:
+    """Of the stored ``(symbol, trade date, value date)`` of a table, those
+    whose value date by the current terms differs, where either date has
+    not passed by ``today``: ``(symbol, trade date, stored, new)``."""
+    out = []
+    for symbol, trade_date, stored in rows:
+        new = dt.date.fromisoformat(value_date(symbol, trade_date.isoformat()))
+        if new != stored and max(new, stored) >= today:
+            out.append((symbol, trade_date, stored, new))
+    return out
+
+
 class Ledger:
     """What a ledger backend does.  Every method is a coroutine; a backend
     never holds the event loop (DuckDB's calls run in a thread of its own)."""
@@ -909,6 +934,13 @@ class Ledger:
 
     async def settlement(self, from_date: dt.date) -> list[SettlementLine]:
         """Net amounts of trades with value dates on or after ``from_date``."""
+        raise NotImplementedError
+
+    async def revalue(self, today: dt.date) -> int:
+        """Give the trades whose value dates have not passed by ``today``
+        (the trading day) the value dates of the current terms: a symbol
+        listed since they were stored (they settled on their trade dates),
+        or one whose settlement days changed.  Returns the rows changed."""
         raise NotImplementedError
 
     async def counts(self) -> dict[str, int]:

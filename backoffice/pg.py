@@ -533,6 +533,32 @@ class PgLedger(Ledger):
 
         return await self._call("reading settlement", job)
 
+    async def revalue(self, today: dt.date) -> int:
+        async def job(con: Any) -> int:
+            changed = 0
+            async with con.transaction():
+                for table in sql.VALUED_TABLES:
+                    rows = await con.fetch(
+                        f"SELECT DISTINCT symbol, trade_date, value_date FROM {table} "
+                        "WHERE trade_date >= $1",
+                        today - sql.REVALUE_WINDOW,
+                    )
+                    for symbol, trade_date, stored, new in sql.revalued(
+                        [tuple(r) for r in rows], self._settlement.value_date, today
+                    ):
+                        status = await con.execute(
+                            f"UPDATE {table} SET value_date = $4 WHERE symbol = $1 "
+                            "AND trade_date = $2 AND value_date = $3",
+                            symbol,
+                            trade_date,
+                            stored,
+                            new,
+                        )
+                        changed += int(status.rsplit(" ", 1)[-1])
+            return changed
+
+        return await self._call("revising value dates", job)
+
     async def counts(self) -> dict[str, int]:
         async def job(con: Any) -> dict[str, int]:
             out = {}

@@ -337,6 +337,12 @@ class BackOffice:
         """Open the ledger and the HTTP server; LedgerError, OSError otherwise."""
         self._lower_priority()
         await self.ledger.open()
+        # the trades not settled yet settle on the terms of this config (a
+        # symbol listed, or its settlement days changed, since they came)
+        today = dt.date.fromisoformat(self.days.of(_utcnow(self.clock).isoformat(sep=" ")))
+        revised = await self.ledger.revalue(today)
+        if revised:
+            _log.info("value_dates_revised", trades=revised, from_trading_day=today.isoformat())
         for feed in self.feeds:
             feed.last_seq = await self.ledger.last_seq(feed.session_key)
             self.metrics.last_seq.labels(feed.name).set(feed.last_seq)

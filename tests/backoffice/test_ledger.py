@@ -1059,3 +1059,70 @@ def test_one_pending_row_per_key_the_earliest() -> None:
     early, late = T0, T0 + dt.timedelta(seconds=3)
     rows = [("hl", "K", "LP_A", late), ("ch", "C1", "", late), ("hl", "K", "LP_A", early)]
     assert sql.unique_pending(rows) == [("ch", "C1", "", late), ("hl", "K", "LP_A", early)]
+
+
+@pytest.mark.asyncio
+async def test_trades_not_settled_yet_take_the_terms_of_a_symbol_listed_since(
+    ledger_url: str,
+) -> None:
+    wednesday = dt.datetime(2026, 3, 4, 10)
+    before = make_ledger(ledger_url)
+    await before.open()
+    try:
+        # GBP/JPY is in no [[instruments]]: its trades settle on their trade dates
+        await write(
+            before,
+            client("C1", 0, symbol="GBP/JPY", qty="1000", price="190.5", seq=1),
+            house("R1", "L1", 0, client_exec_id="C1", symbol="GBP/JPY", price="190.5", seq=1),
+            client("C2", 0, symbol="GBP/JPY", qty="1000", price="191", start=wednesday, seq=2),
+            client("C3", 0, symbol="USD/CAD", side=-1, qty="100", price="1.35", seq=3),
+        )
+        await before.apply_statements([statement([line("L1", 0, symbol="GBP/JPY", price="190.5")])])
+    finally:
+        await before.close()
+    # listed since, T+2, and USD/CAD's T+1 corrected to T+2
+    listed = Settlement(
+        [
+            _instrument("EUR/USD", "fx"),
+            _instrument("USD/CAD", "fx"),
+            _instrument("BTC/USD", "crypto"),
+            _instrument("GBP/JPY", "fx"),
+        ]
+    )
+    url = ledger_url.removeprefix("duckdb:")
+    after = DuckLedger(url, listed) if ledger_url.startswith("duckdb:") else PgLedger(url, listed)
+    await after.open()
+    try:
+        # on Wednesday 2026-03-04: Monday's trades settle today, Wednesday's
+        # on Friday; nothing has settled yet
+        assert await after.revalue(dt.date(2026, 3, 4)) == 5
+        monday = dt.date(2026, 3, 2)
+        amounts = _amounts(await after.settlement(monday))
+        assert amounts == {
+            ("C1", "client", "GBP", dt.date(2026, 3, 4)): Decimal("-1000"),
+            ("C1", "client", "JPY", dt.date(2026, 3, 4)): Decimal("190500"),
+            ("LP_A", "lp", "GBP", dt.date(2026, 3, 4)): Decimal("1000"),
+            ("LP_A", "lp", "JPY", dt.date(2026, 3, 4)): Decimal("-190500"),
+            ("C1", "client", "USD", dt.date(2026, 3, 4)): Decimal("100"),
+            ("C1", "client", "CAD", dt.date(2026, 3, 4)): Decimal("-135"),
+            ("C1", "client", "GBP", dt.date(2026, 3, 6)): Decimal("-1000"),
+            ("C1", "client", "JPY", dt.date(2026, 3, 6)): Decimal("191000"),
+        }
+        assert await after.revalue(dt.date(2026, 3, 4)) == 0  # done once
+    finally:
+        await after.close()
+
+
+def test_value_dates_are_revised_only_where_one_has_not_passed() -> None:
+    listed = Settlement([_instrument("GBP/JPY", "fx")])
+    monday, tuesday, wednesday, thursday = (dt.date(2026, 3, d) for d in (2, 3, 4, 5))
+    rows = [
+        ("GBP/JPY", monday, monday),  # settles Wednesday now
+        ("GBP/JPY", tuesday, thursday),  # as stored
+        ("NZD/USD", monday, monday),  # still not listed: on its trade date
+    ]
+    assert sql.revalued(rows, listed.value_date, wednesday) == [
+        ("GBP/JPY", monday, monday, wednesday)
+    ]
+    # on Thursday, Monday's trade settled on either date: left as it was
+    assert sql.revalued(rows, listed.value_date, thursday) == []
