@@ -11,8 +11,8 @@ to the back office's) settles on its trade date, in the currencies of its
 name, and the back office names the symbol in its log.
 
 A trade moves two amounts between the house and a counterparty: the base
-(what is bought: EUR of EUR/USD, or units of an instrument with no ``/``
-such as US500) and the quote currency (quantity x price).  Amounts are the
+(what is bought: EUR of EUR/USD and of EURUSD, or units of an index or a
+commodity such as US500) and the quote currency (quantity x price).  Amounts are the
 house's: positive when the house receives, negative when it pays.
 """
 
@@ -38,6 +38,23 @@ class SettlementTerms(msgspec.Struct, frozen=True):
     calendar_days: bool
 
 
+_PAIRS: Final = frozenset({"fx", "metal", "crypto"})
+"""Asset classes whose symbols name two currencies (or a metal or coin and a currency)."""
+
+
+def _base(inst: InstrumentSettings) -> str:
+    """What a trade in ``inst`` buys: the part of its symbol before the ``/``;
+    of a pair written without one (``EURUSD``, ``XAUUSD``), the part before
+    its quote currency; else (an index, a commodity) the symbol itself."""
+    base, slash, _ = inst.symbol.partition("/")
+    if slash:
+        return base
+    symbol, quote = inst.symbol, inst.quote_currency
+    if inst.asset_class in _PAIRS and len(symbol) > len(quote) and symbol.endswith(quote):
+        return symbol.removesuffix(quote).rstrip("-_. ") or symbol
+    return symbol
+
+
 class Settlement:
     """Value dates and currencies per symbol, from the configured instruments."""
 
@@ -47,9 +64,8 @@ class Settlement:
             days = inst.settlement_days
             if days is None:
                 days = DEFAULT_DAYS[inst.asset_class]
-            base, slash, _ = inst.symbol.partition("/")
             self.terms[inst.symbol] = SettlementTerms(
-                base=base if slash else inst.symbol,
+                base=_base(inst),
                 quote=inst.quote_currency,
                 days=days,
                 calendar_days=inst.asset_class == "crypto",

@@ -756,6 +756,31 @@ async def test_trades_in_a_symbol_not_listed_settle_in_its_names_currencies(
     }
 
 
+@pytest.mark.asyncio
+async def test_a_pair_written_without_a_slash_settles_in_its_two_currencies(
+    ledger_url: str,
+) -> None:
+    url = ledger_url.removeprefix("duckdb:")
+    terms = Settlement([_instrument("EURUSD", "fx", quote_currency="USD")])
+    ledger = DuckLedger(url, terms) if ledger_url.startswith("duckdb:") else PgLedger(url, terms)
+    await ledger.open()
+    try:
+        await write(
+            ledger,
+            client("C1", 0, symbol="EURUSD", qty="1000", price="1.1", seq=1),
+            house("R1", "L1", 0, client_exec_id="C1", symbol="EURUSD", price="1.1", seq=1),
+        )
+        wednesday = dt.date(2026, 3, 4)
+        assert _amounts(await ledger.settlement(dt.date(2026, 3, 2))) == {
+            ("C1", "client", "EUR", wednesday): Decimal("-1000"),
+            ("C1", "client", "USD", wednesday): Decimal("1100"),
+            ("LP_A", "lp", "EUR", wednesday): Decimal("1000"),
+            ("LP_A", "lp", "USD", wednesday): Decimal("-1100"),
+        }
+    finally:
+        await ledger.close()
+
+
 # the exported columns' types, the same whichever the backend
 TYPES = {
     "exec_id": "VARCHAR",

@@ -143,3 +143,22 @@ def test_value_dates_count_the_settlement_days(day: dt.date, days: int, crypto: 
     while monday_or_day.weekday() >= 5:
         monday_or_day += dt.timedelta(days=1)
     assert _business_days_between(monday_or_day, value) == days
+
+
+def test_a_pair_written_without_a_slash_settles_its_two_currencies() -> None:
+    settlement = Settlement(
+        [
+            instrument("EURUSD", "fx", quote_currency="USD"),
+            instrument("USDJPY", "fx", quote_currency="JPY"),
+            instrument("XAUUSD", "metal", quote_currency="USD"),
+            instrument("BTC-USD", "crypto", quote_currency="USD"),
+            instrument("SPXUSD", "index", quote_currency="USD"),  # an index's units
+            instrument("WTI", "commodity", quote_currency="USD"),
+        ]
+    )
+    assert settlement.currencies("EURUSD") == ("EUR", "USD")
+    assert settlement.currencies("USDJPY") == ("USD", "JPY")
+    assert settlement.currencies("XAUUSD") == ("XAU", "USD")
+    assert settlement.currencies("BTC-USD") == ("BTC", "USD")
+    assert settlement.currencies("SPXUSD") == ("SPXUSD", "USD")
+    assert settlement.currencies("WTI") == ("WTI", "USD")
