@@ -456,12 +456,12 @@ class DuckLedger(Ledger):
         rows = self.con.execute(query, [from_date]).fetchall()
         return [SettlementLine(str(a), str(b), str(c), d, str(e)) for a, b, c, d, e in rows]
 
-    async def revalue(self, today: dt.date) -> int:
+    async def revalue(self, today: dt.date) -> list[dt.date]:
         return await self._run(self._revalue, today)
 
-    def _revalue(self, today: dt.date) -> int:
+    def _revalue(self, today: dt.date) -> list[dt.date]:
         con = self.con
-        changed = 0
+        changed: set[dt.date] = set()
         con.execute("BEGIN TRANSACTION")
         try:
             for table in sql.VALUED_TABLES:
@@ -478,12 +478,13 @@ class DuckLedger(Ledger):
                         "AND trade_date = $2 AND value_date = $3",
                         [symbol, trade_date, stored, new],
                     ).fetchone()
-                    changed += int(row[0]) if row else 0
+                    if row and row[0]:
+                        changed.add(trade_date)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        return changed
+        return sorted(changed)
 
     async def counts(self) -> dict[str, int]:
         return await self._run(self._counts)

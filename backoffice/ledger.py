@@ -936,11 +936,12 @@ class Ledger:
         """Net amounts of trades with value dates on or after ``from_date``."""
         raise NotImplementedError
 
-    async def revalue(self, today: dt.date) -> int:
+    async def revalue(self, today: dt.date) -> list[dt.date]:
         """Give the trades whose value dates have not passed by ``today``
         (the trading day) the value dates of the current terms: a symbol
         listed since they were stored (they settled on their trade dates),
-        or one whose settlement days changed.  Returns the rows changed."""
+        or one whose settlement days changed.  Returns the trade dates of
+        the trades changed."""
         raise NotImplementedError
 
     async def counts(self) -> dict[str, int]:

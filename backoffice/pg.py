@@ -533,9 +533,9 @@ class PgLedger(Ledger):
 
         return await self._call("reading settlement", job)
 
-    async def revalue(self, today: dt.date) -> int:
-        async def job(con: Any) -> int:
-            changed = 0
+    async def revalue(self, today: dt.date) -> list[dt.date]:
+        async def job(con: Any) -> list[dt.date]:
+            changed: set[dt.date] = set()
             async with con.transaction():
                 for table in sql.VALUED_TABLES:
                     rows = await con.fetch(
@@ -554,8 +554,9 @@ class PgLedger(Ledger):
                             stored,
                             new,
                         )
-                        changed += int(status.rsplit(" ", 1)[-1])
-            return changed
+                        if int(status.rsplit(" ", 1)[-1]):
+                            changed.add(trade_date)
+            return sorted(changed)
 
         return await self._call("revising value dates", job)
 

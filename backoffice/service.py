@@ -338,11 +338,15 @@ class BackOffice:
         self._lower_priority()
         await self.ledger.open()
         # the trades not settled yet settle on the terms of this config (a
-        # symbol listed, or its settlement days changed, since they came)
+        # symbol listed, or its settlement days changed, since they came);
+        # the ended days among theirs are exported again
         today = dt.date.fromisoformat(self.days.of(_utcnow(self.clock).isoformat(sep=" ")))
         revised = await self.ledger.revalue(today)
         if revised:
-            _log.info("value_dates_revised", trades=revised, from_trading_day=today.isoformat())
+            days = [day.isoformat() for day in revised]
+            _log.info("value_dates_revised", trade_dates=days)
+            self._late_days.update(day for day in days if day < today.isoformat())
+            self._late.set()
         for feed in self.feeds:
             feed.last_seq = await self.ledger.last_seq(feed.session_key)
             self.metrics.last_seq.labels(feed.name).set(feed.last_seq)

@@ -344,6 +344,58 @@ async def test_trades_of_an_ended_day_taken_in_after_its_export_are_exported_wit
         await office.ledger.close()
 
 
+@pytest.mark.asyncio
+async def test_a_symbol_listed_since_its_trades_came_settles_them_on_its_terms(
+    tmp_path: Path,
+) -> None:
+    now = [1_796_472_000.0]  # Saturday 2026-12-05 12:00 UTC
+    office, feed = _office(tmp_path, now)
+    await office.ledger.open()
+    try:
+        # Friday's GBP/JPY trade, taken in while GBP/JPY was not listed: on
+        # its trade date; its day exported so
+        when = "2026-12-04 10:00:00.000"
+        trade = ClientTrade(
+            "E1", "CLIENT1", "O1", "K1", "GBP/JPY", 1, "1000", "190.5", "LP_A", when, when[:10], 1
+        )
+        await office.ledger.write(office.feeds[0].session_key, 1, [trade], [])
+        assert await office.export_missing() == [dt.date(2026, 12, 4)]
+    finally:
+        await office.ledger.close()
+    cfg = office.config
+    usd_jpy = next(i for i in cfg.instruments if i.symbol == "USD/JPY")
+    gbp_jpy = msgspec.structs.replace(usd_jpy, symbol="GBP/JPY", usd_conversion="USD/JPY")
+    listed = BackOffice(
+        msgspec.structs.replace(
+            cfg,
+            instruments=[*cfg.instruments, gbp_jpy],
+            backoffice=msgspec.structs.replace(cfg.backoffice, http_port=0),
+        ),
+        clock=lambda: now[0],
+        monotonic=lambda: now[0],
+    )
+    listed.feeds[0].client = feed  # type: ignore[assignment]
+    await listed.start()
+    day_ends = asyncio.create_task(listed._day_ends())
+    try:
+        # T+2 from Friday: Tuesday, in the treasury and in Friday's files
+        treasury = await listed.treasury()
+        assert {(s["currency"], s["value_date"]) for s in treasury["settlement"]} == {
+            ("GBP", "2026-12-08"),
+            ("JPY", "2026-12-08"),
+        }
+        path = tmp_path / "backoffice" / "exports" / "client-trades-20261204.csv"
+        async with asyncio.timeout(10):
+            while "2026-12-08" not in path.read_text():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)  # polling, within the timeout above
+    finally:
+        day_ends.cancel()
+        await asyncio.gather(day_ends, return_exceptions=True)
+        if listed._http is not None:
+            await listed._http.cleanup()
+        await listed.ledger.close()
+
+
 class _Feed:
     """What the writer and the runs read of the drop copy's client: its
     queue of messages, its holding of the reading, its state."""
