@@ -54,7 +54,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import nats
@@ -72,6 +72,10 @@ from gateway.fix.session import Session
 from gateway.fix.store import SessionStore
 
 _log = structlog.get_logger("gateway.cluster")
+
+_GIVER: Final = b"\x00"
+"""Between a session's key and the name of the gateway handing it over, in
+the request to take it."""
 
 _KEY_SAFE = re.compile(rb"[^A-Za-z0-9_-]")
 _WRONG_LAST_SEQUENCE = 10071
@@ -615,7 +619,10 @@ class Cluster:
         with contextlib.suppress(nats.errors.Error, OSError):
             await msg.respond(answer)
 
-    async def _claim(self, session: Session, key: str) -> str | None:
+    async def _claim(self, session: Session, key: str, given_by: str = "") -> str | None:
+        """Take the session's lease (a compare-and-set on its key); None, or
+        why not.  ``given_by``: the gateway handing the session here, whose
+        lease, given up, is taken over as a lapsed one would be."""
         if self._closing:
             return "this gateway is shutting down"
         if self._name_lost:
@@ -641,7 +648,7 @@ class Cluster:
                 lease = _decode(entry.value or b"")
                 revision = entry.revision or 0
                 ours = lease.owner == self.name and lease.process == self.process
-                if not ours:
+                if not ours and not (given_by and lease.owner == given_by):
                     seen = self.sessions.get(key)
                     if seen is None or seen.revision != revision:
                         # not seen before (or the watcher is behind): from now
@@ -824,7 +831,10 @@ class Cluster:
             await self._release(key)
         _log.warning("session_handed_over", session=session.session_id, to=to)
         try:
-            reply = await nc.request(subject, key.encode(), timeout=3 * self.lease_s)
+            # named as the giver: should the lease let go here not have been
+            # deleted in the cluster in time, ``to`` takes it over that lease
+            given = key.encode() + _GIVER + self.name.encode()
+            reply = await nc.request(subject, given, timeout=3 * self.lease_s)
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             self._handed.pop(key, None)
             return f"gateway {to} did not answer ({_why(exc)}) once the session was let go"
@@ -859,7 +869,7 @@ class Cluster:
         to take it, which it does as an unattended session is taken."""
         data = msg.data.decode("ascii", "replace")
         asking = data.startswith("?")
-        key = data.removeprefix("?")
+        key, _, giver = data.removeprefix("?").partition(_GIVER.decode())
         session = self._attendable.get(key)
         if session is None:
             answer = "it does not serve that session"
@@ -869,7 +879,8 @@ class Cluster:
             answer = ""
         else:
             async with self._lock(key):
-                refusal = None if key in self._held else await self._claim(session, key)
+                held = key in self._held
+                refusal = None if held else await self._claim(session, key, given_by=giver)
             answer = refusal or ""
             if refusal is None:
                 _log.warning("session_taken_on_handover", session=session.session_id)
