@@ -169,7 +169,8 @@ class ChildRouting:
         self.abandoned: dict[str, tuple[ChildOrder, set[str]]] = {}
         # in memory only: a restart forgets them (a child given up on is
         # journaled, as it may still be open at its LP; these are not)
-        self.ended: Recent[str, Child] = Recent(_MAX_ENDED)
+        # child id -> (its order, lots it left open, ExecIDs applied)
+        self.ended: Recent[str, tuple[ChildOrder, int, tuple[str, ...]]] = Recent(_MAX_ENDED)
         self.down: frozenset[str] = frozenset()
         # LPs with an adapter that the rules in force do not route to, and
         # per symbol the merged book without their quotes (see snapshot)
@@ -725,26 +726,24 @@ class ChildRouting:
         abandoned = self.abandoned.get(child_id)
         if abandoned is not None:
             child_order, exec_ids = abandoned
+            if fill.exec_id in exec_ids:
+                return
+            exec_ids.add(fill.exec_id)
         else:
             ended = self.ended.get(child_id)
             if ended is None:
                 _log.warning("fill_for_unknown_child", child_id=child_id, exec_id=fill.exec_id)
                 return
-            child_order = ended.order
-            seen = ended.exec_ids
-            if seen is None:
-                exec_ids = ended.exec_ids = set()
-            else:
-                exec_ids = seen
-            if ended.open:
+            child_order, left, seen = ended
+            if fill.exec_id in seen:
+                return
+            self.ended.put(child_id, (child_order, left, (*seen, fill.exec_id)))
+            if left:
                 event = "late_fill_after_end"
             else:
                 # every lot of the child was filled: all of this is beyond it
                 event = "lp_overfill"
                 beyond = fill.qty
-        if fill.exec_id in exec_ids:
-            return
-        exec_ids.add(fill.exec_id)
         lp = child_order.lp
         self._book_fill(fill, lp, HOUSE, child_order.symbol, child_order.side)
         if beyond:
@@ -856,7 +855,12 @@ class ChildRouting:
         """The LP ended the child (canceled, rejected, or filled it in
         full): a fill it reports for it afterwards is booked to the house,
         once per ExecID (``child.exec_ids`` holds those already booked)."""
-        self.ended.put(child_id, child)  # the latest _MAX_ENDED of them
+        # kept as a tuple of what the collector does not track (an order,
+        # lots, ExecIDs), which it stops looking at after one pass: every
+        # child filled in full comes here, and 10,000 objects it tracks
+        # would be walked by each of its full passes
+        exec_ids = child.exec_ids
+        self.ended.put(child_id, (child.order, child.open, tuple(exec_ids) if exec_ids else ()))
 
     def _abandon(self, child_id: str, child: Child) -> None:
         """Give up on a child the LP answers no more: a fill it reports later
