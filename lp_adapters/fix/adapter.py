@@ -190,7 +190,9 @@ class FixLp(LpAdapter):
         # children the LP canceled, rejected or filled in full: a fill it
         # reports for one all the same is passed on (the gateway books it to
         # the house)
-        self._ended: Recent[str, _Open] = Recent(_MAX_ENDED)
+        # child id -> (the child, lots filled, ExecIDs counted): a tuple the
+        # cyclic collector stops tracking (every child filled in full is kept)
+        self._ended: Recent[str, tuple[ChildOrder, int, tuple[str, ...]]] = Recent(_MAX_ENDED)
         # children from before a restart or a drop, to ask the LP about once up
         self._unverified: set[str] = set()
         self._cancel_seq = 0
@@ -588,10 +590,11 @@ class FixLp(LpAdapter):
             if dropped is not None:
                 self._on_dropped_report(dropped, msg)
                 return
-            ended = self._ended.get(cl_ord_id) or self._ended.get(child_id)
+            ended_id = cl_ord_id if cl_ord_id in self._ended else child_id
+            ended = self._ended.get(ended_id)
             if ended is not None:
                 if exec_type == b"F":
-                    self._on_fill_after_end(ended, msg)
+                    self._on_fill_after_end(ended_id, ended, msg)
                 return
             if exec_type == b"I":
                 # a status asked for about a child the LP's resent reports
@@ -631,16 +634,25 @@ class FixLp(LpAdapter):
         self._watch_ended(child_id, entry)
 
     def _watch_ended(self, child_id: str, entry: _Open) -> None:
-        self._ended.put(child_id, entry)  # the latest _MAX_ENDED of them
+        exec_ids = entry.exec_ids
+        kept = (entry.child, entry.filled, tuple(exec_ids) if exec_ids else ())
+        self._ended.put(child_id, kept)  # the latest _MAX_ENDED of them
 
-    def _on_fill_after_end(self, entry: _Open, msg: FixMessage) -> None:
+    def _on_fill_after_end(
+        self, child_id: str, ended: tuple[ChildOrder, int, tuple[str, ...]], msg: FixMessage
+    ) -> None:
         """A Trade report for a child the LP canceled, rejected or filled in
         full already: the LP broke its word (or executed more than it was
         asked), but the fill is its, and passed on (once)."""
-        complete = entry.filled >= entry.child.qty
+        child, filled, exec_ids = ended
+        entry = _Open(child)
+        entry.filled = filled
+        entry.exec_ids = set(exec_ids)
+        complete = filled >= child.qty
         fill = self._fill(entry, msg)
         if fill is None:
             return
+        self._watch_ended(child_id, entry)  # with this fill counted
         _log.error(
             "lp_fill_beyond_child" if complete else "lp_fill_after_end",
             lp=self.name,
