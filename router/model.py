@@ -9,6 +9,7 @@ that decides a fill ever sees a float.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
@@ -140,6 +141,32 @@ class ChildOrder(msgspec.Struct, frozen=True, gc=False):
 class ChildAck(msgspec.Struct, frozen=True, gc=False):
     child_id: str
     lp_order_id: str
+
+
+class EndedChild(msgspec.Struct, frozen=True, gc=False):
+    """A child order its LP has ended (canceled, rejected or filled in full),
+    as kept to book a fill the LP reports for it all the same: the order,
+    the lots filled, and the ExecIDs of the fills counted, joined by SOH.
+    The cyclic collector does not track it: every child filled in full is
+    kept for a while, and tracked objects kept would be walked by each of
+    its passes."""
+
+    order: ChildOrder
+    filled: int
+    exec_ids: str = ""
+
+    @staticmethod
+    def of(order: ChildOrder, filled: int, exec_ids: Iterable[str] | None) -> EndedChild:
+        return EndedChild(order, filled, "\x01".join(exec_ids) if exec_ids else "")
+
+    def counted(self, exec_id: str) -> bool:
+        """Whether a fill with ``exec_id`` is counted already."""
+        return exec_id in self.exec_ids.split("\x01") if self.exec_ids else False
+
+    def with_fill(self, exec_id: str, lots: int) -> EndedChild:
+        """This, with one more fill counted."""
+        joined = f"{self.exec_ids}\x01{exec_id}" if self.exec_ids else exec_id
+        return EndedChild(self.order, self.filled + lots, joined)
 
 
 class ChildFill(msgspec.Struct, frozen=True, gc=False):

@@ -41,6 +41,7 @@ from router.model import (
     ChildFill,
     ChildOrder,
     ChildReject,
+    EndedChild,
     Instrument,
     LpEvent,
     LpStatus,
@@ -169,8 +170,7 @@ class ChildRouting:
         self.abandoned: dict[str, tuple[ChildOrder, set[str]]] = {}
         # in memory only: a restart forgets them (a child given up on is
         # journaled, as it may still be open at its LP; these are not)
-        # child id -> (its order, lots it left open, ExecIDs applied)
-        self.ended: Recent[str, tuple[ChildOrder, int, tuple[str, ...]]] = Recent(_MAX_ENDED)
+        self.ended: Recent[str, EndedChild] = Recent(_MAX_ENDED)
         self.down: frozenset[str] = frozenset()
         # LPs with an adapter that the rules in force do not route to, and
         # per symbol the merged book without their quotes (see snapshot)
@@ -734,11 +734,11 @@ class ChildRouting:
             if ended is None:
                 _log.warning("fill_for_unknown_child", child_id=child_id, exec_id=fill.exec_id)
                 return
-            child_order, left, seen = ended
-            if fill.exec_id in seen:
+            if ended.counted(fill.exec_id):
                 return
-            self.ended.put(child_id, (child_order, left, (*seen, fill.exec_id)))
-            if left:
+            self.ended.put(child_id, ended.with_fill(fill.exec_id, fill.qty))
+            child_order = ended.order
+            if ended.filled < child_order.qty:
                 event = "late_fill_after_end"
             else:
                 # every lot of the child was filled: all of this is beyond it
@@ -855,12 +855,10 @@ class ChildRouting:
         """The LP ended the child (canceled, rejected, or filled it in
         full): a fill it reports for it afterwards is booked to the house,
         once per ExecID (``child.exec_ids`` holds those already booked)."""
-        # kept as a tuple of what the collector does not track (an order,
-        # lots, ExecIDs), which it stops looking at after one pass: every
-        # child filled in full comes here, and 10,000 objects it tracks
-        # would be walked by each of its full passes
-        exec_ids = child.exec_ids
-        self.ended.put(child_id, (child.order, child.open, tuple(exec_ids) if exec_ids else ()))
+        # (an object the cyclic collector does not track: every child
+        # filled in full comes here)
+        order = child.order
+        self.ended.put(child_id, EndedChild.of(order, order.qty - child.open, child.exec_ids))
 
     def _abandon(self, child_id: str, child: Child) -> None:
         """Give up on a child the LP answers no more: a fill it reports later

@@ -78,6 +78,7 @@ from router.model import (
     ChildFill,
     ChildOrder,
     ChildReject,
+    EndedChild,
     Instrument,
     Level,
     LpStatus,
@@ -190,9 +191,7 @@ class FixLp(LpAdapter):
         # children the LP canceled, rejected or filled in full: a fill it
         # reports for one all the same is passed on (the gateway books it to
         # the house)
-        # child id -> (the child, lots filled, ExecIDs counted): a tuple the
-        # cyclic collector stops tracking (every child filled in full is kept)
-        self._ended: Recent[str, tuple[ChildOrder, int, tuple[str, ...]]] = Recent(_MAX_ENDED)
+        self._ended: Recent[str, EndedChild] = Recent(_MAX_ENDED)
         # children from before a restart or a drop, to ask the LP about once up
         self._unverified: set[str] = set()
         self._cancel_seq = 0
@@ -634,21 +633,18 @@ class FixLp(LpAdapter):
         self._watch_ended(child_id, entry)
 
     def _watch_ended(self, child_id: str, entry: _Open) -> None:
-        exec_ids = entry.exec_ids
-        kept = (entry.child, entry.filled, tuple(exec_ids) if exec_ids else ())
-        self._ended.put(child_id, kept)  # the latest _MAX_ENDED of them
+        # the latest _MAX_ENDED of them, as objects the collector does not track
+        self._ended.put(child_id, EndedChild.of(entry.child, entry.filled, entry.exec_ids))
 
-    def _on_fill_after_end(
-        self, child_id: str, ended: tuple[ChildOrder, int, tuple[str, ...]], msg: FixMessage
-    ) -> None:
+    def _on_fill_after_end(self, child_id: str, ended: EndedChild, msg: FixMessage) -> None:
         """A Trade report for a child the LP canceled, rejected or filled in
         full already: the LP broke its word (or executed more than it was
         asked), but the fill is its, and passed on (once)."""
-        child, filled, exec_ids = ended
+        child = ended.order
         entry = _Open(child)
-        entry.filled = filled
-        entry.exec_ids = set(exec_ids)
-        complete = filled >= child.qty
+        entry.filled = ended.filled
+        entry.exec_ids = set(ended.exec_ids.split("\x01")) if ended.exec_ids else None
+        complete = ended.filled >= child.qty
         fill = self._fill(entry, msg)
         if fill is None:
             return
