@@ -66,6 +66,7 @@ _MAX_ABANDONED: Final = 10_000
 # fill it should not report any more (the latest ones: a late fill or an
 # overfill comes soon after, if at all)
 _MAX_ENDED: Final = 10_000
+_SOH: Final = "\x01"  # between the ExecIDs an EndedChild holds
 
 
 # Plain classes, not dataclasses: see "The compiled order path" in the README.
@@ -858,7 +859,9 @@ class ChildRouting:
         # (an object the cyclic collector does not track: every child
         # filled in full comes here)
         order = child.order
-        self.ended.put(child_id, EndedChild.of(order, order.qty - child.open, child.exec_ids))
+        exec_ids = child.exec_ids
+        joined = _SOH.join(exec_ids) if exec_ids else ""
+        self.ended.put(child_id, EndedChild(order, order.qty - child.open, joined))
 
     def _abandon(self, child_id: str, child: Child) -> None:
         """Give up on a child the LP answers no more: a fill it reports later

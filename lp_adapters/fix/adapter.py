@@ -634,7 +634,9 @@ class FixLp(LpAdapter):
 
     def _watch_ended(self, child_id: str, entry: _Open) -> None:
         # the latest _MAX_ENDED of them, as objects the collector does not track
-        self._ended.put(child_id, EndedChild.of(entry.child, entry.filled, entry.exec_ids))
+        exec_ids = entry.exec_ids
+        joined = "\x01".join(exec_ids) if exec_ids else ""
+        self._ended.put(child_id, EndedChild(entry.child, entry.filled, joined))
 
     def _on_fill_after_end(self, child_id: str, ended: EndedChild, msg: FixMessage) -> None:
         """A Trade report for a child the LP canceled, rejected or filled in
