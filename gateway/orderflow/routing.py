@@ -69,6 +69,17 @@ _MAX_ENDED: Final = 10_000
 _SOH: Final = "\x01"  # between the ExecIDs an EndedChild holds
 
 
+def _joined(exec_ids: set[str] | None) -> str:
+    """The ExecIDs of a child's fills as an EndedChild keeps them (most
+    children have one: no list is made for it)."""
+    if not exec_ids:
+        return ""
+    if len(exec_ids) == 1:
+        for exec_id in exec_ids:
+            return exec_id
+    return _SOH.join(exec_ids)
+
+
 # Plain classes, not dataclasses: see "The compiled order path" in the README.
 
 
@@ -859,9 +870,7 @@ class ChildRouting:
         # (an object the cyclic collector does not track: every child
         # filled in full comes here)
         order = child.order
-        exec_ids = child.exec_ids
-        joined = _SOH.join(exec_ids) if exec_ids else ""
-        self.ended.put(child_id, EndedChild(order, order.qty - child.open, joined))
+        self.ended.put(child_id, EndedChild(order, order.qty - child.open, _joined(child.exec_ids)))
 
     def _abandon(self, child_id: str, child: Child) -> None:
         """Give up on a child the LP answers no more: a fill it reports later

@@ -635,7 +635,12 @@ class FixLp(LpAdapter):
     def _watch_ended(self, child_id: str, entry: _Open) -> None:
         # the latest _MAX_ENDED of them, as objects the collector does not track
         exec_ids = entry.exec_ids
-        joined = "\x01".join(exec_ids) if exec_ids else ""
+        if not exec_ids:
+            joined = ""
+        elif len(exec_ids) == 1:
+            joined = next(iter(exec_ids))
+        else:
+            joined = "\x01".join(exec_ids)
         self._ended.put(child_id, EndedChild(entry.child, entry.filled, joined))
 
     def _on_fill_after_end(self, child_id: str, ended: EndedChild, msg: FixMessage) -> None:
