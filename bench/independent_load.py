@@ -494,6 +494,10 @@ async def main(args: argparse.Namespace) -> int:
     )
     for run in runs:
         print("  " + run.line())
+        if args.slow_times and run.slow_at_ns:
+            # CLOCK_MONOTONIC, as `perf record -k CLOCK_MONOTONIC` stamps samples
+            stamps = " ".join(f"{at / 1e9:.6f}" for at in run.slow_at_ns)
+            print(f"    answers over 5 ms at (monotonic s): {stamps}")
     best = max(r.rate for r in runs)
     for kind, rate in yard.items():
         print(f"gateway {best:,.0f}/s = {best / rate:.2f}x the {kind} responder's {rate:,.0f}/s")
@@ -525,6 +529,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "comma-separated, or '' for none",
     )
     p.add_argument("--no-gateway", action="store_true", help="measure the responders only")
+    p.add_argument(
+        "--slow-times",
+        action="store_true",
+        help="print when each answer over 5 ms came (CLOCK_MONOTONIC), to line up with a profile",
+    )
     p.add_argument("--serve-responder", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     for kind in args.responder:
