@@ -758,18 +758,7 @@ class ChildRouting:
                 beyond = fill.qty
         lp = child_order.lp
         self._book_fill(fill, lp, HOUSE, child_order.symbol, child_order.side)
-        if beyond:
-            _log.error(
-                event,
-                lp=lp,
-                order_id=child_order.parent_id,
-                child_id=child_id,
-                exec_id=fill.exec_id,
-                qty=fill.qty,
-                beyond=beyond,
-                price=fill.price,
-            )
-            return
+        extra: dict[str, Any] = {"beyond": beyond} if beyond else {}
         _log.error(
             event,
             lp=lp,
@@ -778,6 +767,7 @@ class ChildRouting:
             exec_id=fill.exec_id,
             qty=fill.qty,
             price=fill.price,
+            **extra,
         )
 
     def _book_fill(
