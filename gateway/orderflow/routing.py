@@ -183,6 +183,9 @@ class ChildRouting:
         # in memory only: a restart forgets them (a child given up on is
         # journaled, as it may still be open at its LP; these are not)
         self.ended: Recent[str, EndedChild] = Recent(_MAX_ENDED)
+        # those the LP filled in full, apart: as many again, so that they do
+        # not push the canceled and rejected ones out sooner
+        self.filled_in_full: Recent[str, EndedChild] = Recent(_MAX_ENDED)
         self.down: frozenset[str] = frozenset()
         # LPs with an adapter that the rules in force do not route to, and
         # per symbol the merged book without their quotes (see snapshot)
@@ -742,16 +745,21 @@ class ChildRouting:
                 return
             exec_ids.add(fill.exec_id)
         else:
-            ended = self.ended.get(child_id)
+            where = self.ended
+            ended = where.get(child_id)
+            if ended is None:
+                where = self.filled_in_full
+                ended = where.get(child_id)
             if ended is None:
                 _log.warning("fill_for_unknown_child", child_id=child_id, exec_id=fill.exec_id)
                 return
             if ended.counted(fill.exec_id):
                 return
-            self.ended.put(child_id, ended.with_fill(fill.exec_id, fill.qty))
+            where.put(child_id, ended.with_fill(fill.exec_id, fill.qty))
             child_order = ended.order
             if ended.filled < child_order.qty:
                 event = "late_fill_after_end"
+                beyond = max(0, ended.filled + fill.qty - child_order.qty)
             else:
                 # every lot of the child was filled: all of this is beyond it
                 event = "lp_overfill"
@@ -860,7 +868,8 @@ class ChildRouting:
         # (an object the cyclic collector does not track: every child
         # filled in full comes here)
         order = child.order
-        self.ended.put(child_id, EndedChild(order, order.qty - child.open, _joined(child.exec_ids)))
+        record = EndedChild(order, order.qty - child.open, _joined(child.exec_ids))
+        (self.ended if child.open else self.filled_in_full).put(child_id, record)
 
     def _abandon(self, child_id: str, child: Child) -> None:
         """Give up on a child the LP answers no more: a fill it reports later

@@ -27,7 +27,10 @@ on, and the router books it as a late fill; after the logon each child the
 drop ended is also asked about with an OrderStatusRequest, and one the LP
 still works is canceled.  A fill the LP reports for a child it had
 canceled, rejected or filled in full is passed on too, once per ExecID
-(the latest 10,000 such children are watched), and booked to the house.
+(the latest 10,000 canceled or rejected, and apart the latest 10,000
+filled in full, are watched), and booked to the house; it is logged
+``lp_fill_after_end``, or ``lp_fill_beyond_child`` for a child filled in
+full.
 
 Settings (``[lps.settings]``): ``host``, ``port``, ``sender_comp_id`` (ours),
 ``target_comp_id`` (the LP's), ``username``, ``password``,
@@ -192,6 +195,8 @@ class FixLp(LpAdapter):
         # reports for one all the same is passed on (the gateway books it to
         # the house)
         self._ended: Recent[str, EndedChild] = Recent(_MAX_ENDED)
+        # those it filled in full, apart: they do not push the others out
+        self._filled: Recent[str, EndedChild] = Recent(_MAX_ENDED)
         # children from before a restart or a drop, to ask the LP about once up
         self._unverified: set[str] = set()
         self._cancel_seq = 0
@@ -589,12 +594,13 @@ class FixLp(LpAdapter):
             if dropped is not None:
                 self._on_dropped_report(dropped, msg)
                 return
-            ended_id = cl_ord_id if cl_ord_id in self._ended else child_id
-            ended = self._ended.get(ended_id)
-            if ended is not None:
-                if exec_type == b"F":
-                    self._on_fill_after_end(ended_id, ended, msg)
-                return
+            for where in (self._ended, self._filled):
+                ended_id = cl_ord_id if cl_ord_id in where else child_id
+                ended = where.get(ended_id)
+                if ended is not None:
+                    if exec_type == b"F":
+                        self._on_fill_after_end(ended_id, ended, where, msg)
+                    return
             if exec_type == b"I":
                 # a status asked for about a child the LP's resent reports
                 # had settled already
@@ -632,8 +638,13 @@ class FixLp(LpAdapter):
         del self._open[child_id]
         self._watch_ended(child_id, entry)
 
-    def _watch_ended(self, child_id: str, entry: _Open) -> None:
-        # the latest _MAX_ENDED of them, as objects the collector does not track
+    def _watch_ended(
+        self, child_id: str, entry: _Open, into: Recent[str, EndedChild] | None = None
+    ) -> None:
+        # the latest _MAX_ENDED of each kind, as objects the collector does
+        # not track (``into``: where it is kept already)
+        if into is None:
+            into = self._filled if entry.filled >= entry.child.qty else self._ended
         exec_ids = entry.exec_ids
         if not exec_ids:
             joined = ""
@@ -641,9 +652,11 @@ class FixLp(LpAdapter):
             joined = next(iter(exec_ids))
         else:
             joined = "\x01".join(exec_ids)
-        self._ended.put(child_id, EndedChild(entry.child, entry.filled, joined))
+        into.put(child_id, EndedChild(entry.child, entry.filled, joined))
 
-    def _on_fill_after_end(self, child_id: str, ended: EndedChild, msg: FixMessage) -> None:
+    def _on_fill_after_end(
+        self, child_id: str, ended: EndedChild, where: Recent[str, EndedChild], msg: FixMessage
+    ) -> None:
         """A Trade report for a child the LP canceled, rejected or filled in
         full already: the LP broke its word (or executed more than it was
         asked), but the fill is its, and passed on (once)."""
@@ -655,7 +668,7 @@ class FixLp(LpAdapter):
         fill = self._fill(entry, msg)
         if fill is None:
             return
-        self._watch_ended(child_id, entry)  # with this fill counted
+        self._watch_ended(child_id, entry, where)  # with this fill counted
         _log.error(
             "lp_fill_beyond_child" if complete else "lp_fill_after_end",
             lp=self.name,

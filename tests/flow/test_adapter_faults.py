@@ -134,6 +134,24 @@ async def test_a_fill_an_lp_reports_after_it_ended_the_child_goes_to_the_house(
 
 
 @pytest.mark.asyncio
+async def test_children_filled_in_full_do_not_push_the_canceled_ones_out(
+    flow_harness: Harness,
+) -> None:
+    """The children an LP canceled or rejected are watched for a late fill
+    in a window of their own: the many filled in full (one an order) are
+    kept apart, and do not make a late fill after a cancel go unbooked
+    sooner than before."""
+    harness = flow_harness
+    routing = harness.flow.routing
+    await harness.run(PlaceOrder(client=0, side=Side.BUY, lots=2, kind=0, offset=0))
+    (kid,) = harness.kids.values()
+    harness.answer(kid, "fill", 0)
+    child_id = kid.child.child_id
+    assert routing.filled_in_full.get(child_id) is not None
+    assert routing.ended.get(child_id) is None
+
+
+@pytest.mark.asyncio
 async def test_a_fill_for_a_child_already_filled_in_full_goes_to_the_house(
     flow_harness: Harness,
 ) -> None:
