@@ -471,7 +471,7 @@ class DuckLedger(Ledger):
                     [today - sql.REVALUE_WINDOW],
                 ).fetchall()
                 for symbol, trade_date, stored, new in sql.revalued(
-                    rows, self._settlement.value_date, today
+                    rows, self._settlement.value_date, today, self._settlement.terms
                 ):
                     row = con.execute(
                         f"UPDATE {table} SET value_date = $4 WHERE symbol = $1 "

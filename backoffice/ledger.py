@@ -29,7 +29,7 @@ behind it); a full run looks at every key.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from typing import Any, Final, Literal
 
 import msgspec
@@ -871,12 +871,17 @@ def revalued(
     rows: Iterable[tuple[str, dt.date, dt.date]],
     value_date: Callable[[str, str], str],
     today: dt.date,
+    listed: Container[str],
 ) -> list[tuple[str, dt.date, dt.date, dt.date]]:
     """Of the stored ``(symbol, trade date, value date)`` of a table, those
     whose value date by the current terms differs, where either date has
-    not passed by ``today``: ``(symbol, trade date, stored, new)``."""
+    not passed by ``today``: ``(symbol, trade date, stored, new)``.  Only
+    symbols ``listed`` in the config have terms: a symbol taken out of it
+    keeps the value dates its trades have."""
     out = []
     for symbol, trade_date, stored in rows:
+        if symbol not in listed:
+            continue
         new = dt.date.fromisoformat(value_date(symbol, trade_date.isoformat()))
         if new != stored and max(new, stored) >= today:
             out.append((symbol, trade_date, stored, new))

@@ -544,7 +544,10 @@ class PgLedger(Ledger):
                         today - sql.REVALUE_WINDOW,
                     )
                     for symbol, trade_date, stored, new in sql.revalued(
-                        [tuple(r) for r in rows], self._settlement.value_date, today
+                        [tuple(r) for r in rows],
+                        self._settlement.value_date,
+                        today,
+                        self._settlement.terms,
                     ):
                         status = await con.execute(
                             f"UPDATE {table} SET value_date = $4 WHERE symbol = $1 "

@@ -510,7 +510,8 @@ class Session:
             # over will never be handed on
             for seq in [s for s in queue if s < expected]:
                 self._queued_bytes -= len(queue.pop(seq).raw)
-            self._queue_low = expected
+            # the lowest left: the next jump short of it scans nothing
+            self._queue_low = min(queue, default=_NO_SEQ)
         msg = queue.pop(expected, None)
         if msg is not None:
             self._pending = msg

@@ -1149,8 +1149,18 @@ def test_value_dates_are_revised_only_where_one_has_not_passed() -> None:
         ("GBP/JPY", tuesday, thursday),  # as stored
         ("NZD/USD", monday, monday),  # still not listed: on its trade date
     ]
-    assert sql.revalued(rows, listed.value_date, wednesday) == [
+    assert sql.revalued(rows, listed.value_date, wednesday, listed.terms) == [
         ("GBP/JPY", monday, monday, wednesday)
     ]
     # on Thursday, Monday's trade settled on either date: left as it was
-    assert sql.revalued(rows, listed.value_date, thursday) == []
+    assert sql.revalued(rows, listed.value_date, thursday, listed.terms) == []
+
+
+def test_a_symbol_taken_out_of_the_config_keeps_its_trades_value_dates() -> None:
+    """EUR/USD traded on Friday settles on Tuesday; the back office starts
+    on Monday with EUR/USD no longer listed (a halt, a mistake): its trades
+    are not moved to their trade date, which has passed."""
+    unlisted = Settlement([_instrument("GBP/JPY", "fx")])
+    friday, monday, tuesday = dt.date(2026, 3, 6), dt.date(2026, 3, 9), dt.date(2026, 3, 10)
+    rows = [("EUR/USD", friday, tuesday)]
+    assert sql.revalued(rows, unlisted.value_date, monday, unlisted.terms) == []
