@@ -619,10 +619,14 @@ class Cluster:
         with contextlib.suppress(nats.errors.Error, OSError):
             await msg.respond(answer)
 
-    async def _claim(self, session: Session, key: str, given_by: str = "") -> str | None:
+    async def _claim(
+        self, session: Session, key: str, given_by: tuple[str, ...] | None = None
+    ) -> str | None:
         """Take the session's lease (a compare-and-set on its key); None, or
-        why not.  ``given_by``: the gateway handing the session here, whose
-        lease, given up, is taken over as a lapsed one would be."""
+        why not.  ``given_by``: the name, process and lease revision of the
+        gateway handing the session here: that lease, given up, is taken
+        over as a lapsed one would be (a later one of the same gateway is
+        not)."""
         if self._closing:
             return "this gateway is shutting down"
         if self._name_lost:
@@ -648,7 +652,12 @@ class Cluster:
                 lease = _decode(entry.value or b"")
                 revision = entry.revision or 0
                 ours = lease.owner == self.name and lease.process == self.process
-                if not ours and not (given_by and lease.owner == given_by):
+                given_up = given_by is not None and given_by == (
+                    lease.owner,
+                    lease.process,
+                    str(revision),
+                )
+                if not ours and not given_up:
                     seen = self.sessions.get(key)
                     if seen is None or seen.revision != revision:
                         # not seen before (or the watcher is behind): from now
@@ -833,7 +842,11 @@ class Cluster:
         try:
             # named as the giver: should the lease let go here not have been
             # deleted in the cluster in time, ``to`` takes it over that lease
-            given = key.encode() + _GIVER + self.name.encode()
+            # (this process and the revision of the lease let go: that
+            # lease, and no later one, is what the taker may take over)
+            given = _GIVER.join(
+                (key.encode(), self.name.encode(), self.process.encode(), b"%d" % held.revision)
+            )
             reply = await nc.request(subject, given, timeout=3 * self.lease_s)
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             self._handed.pop(key, None)
@@ -869,7 +882,8 @@ class Cluster:
         to take it, which it does as an unattended session is taken."""
         data = msg.data.decode("ascii", "replace")
         asking = data.startswith("?")
-        key, _, giver = data.removeprefix("?").partition(_GIVER.decode())
+        key, *given = data.removeprefix("?").split(_GIVER.decode())
+        giver = tuple(given) if len(given) == 3 else None
         session = self._attendable.get(key)
         if session is None:
             answer = "it does not serve that session"
@@ -880,7 +894,7 @@ class Cluster:
         else:
             async with self._lock(key):
                 held = key in self._held
-                refusal = None if held else await self._claim(session, key, given_by=giver)
+                refusal = None if held else await self._claim(session, key, giver)
             answer = refusal or ""
             if refusal is None:
                 _log.warning("session_taken_on_handover", session=session.session_id)

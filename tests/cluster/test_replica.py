@@ -761,6 +761,37 @@ async def test_a_handover_whose_release_was_not_written_is_taken_all_the_same(
 
 
 @pytest.mark.asyncio
+async def test_a_handover_request_takes_over_only_the_lease_let_go(
+    nats_cluster: NatsCluster,
+) -> None:
+    """A take request that comes late, after the giver claimed the session
+    again (its client logged on there once more), does not take over the
+    giver's new lease: only the one it let go."""
+    config = settings(nats_cluster)
+    a, b = Member(config, "a", ["C1"]), Member(config, "b", ["C1"])
+    for m in (a, b):
+        m.cluster.attend(m.sessions["C1"])
+    async with running(a, b):
+        assert await a.claim("C1") is None
+        key = session_key(a.sessions["C1"])
+        b.cluster.start_attending()
+        let_go = a.cluster._held.pop(key).revision  # let go here, not deleted
+        assert await a.claim("C1") is None  # the client logs on at a again
+        nc = a.cluster._nc
+        assert nc is not None
+        subject = f"{config.bucket_prefix}.take.b"
+
+        def request(revision: int) -> bytes:
+            parts = (key, "a", a.cluster.process, str(revision))
+            return "\x00".join(parts).encode()
+
+        late = await nc.request(subject, request(let_go), timeout=5)
+        assert b"is served by gateway a" in late.data
+        assert key in a.cluster.held()
+        assert key not in b.cluster.held()
+
+
+@pytest.mark.asyncio
 async def test_a_burst_too_big_for_one_message_goes_as_consecutive_records(
     nats_cluster: NatsCluster,
 ) -> None:
