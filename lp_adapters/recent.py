@@ -12,7 +12,10 @@ O(1).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Collection
 from typing import Generic, TypeVar
+
+from router.model import EXEC_ID_SEP
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -50,3 +53,14 @@ class Recent(Generic[K, V]):
 
     def __contains__(self, key: object) -> bool:
         return key in self._items
+
+
+def joined_ids(exec_ids: Collection[str] | None) -> str:
+    """ExecIDs as a :class:`~router.model.EndedChild` keeps them (most
+    children have one: it is kept as it is, no list made to join)."""
+    if not exec_ids:
+        return ""
+    if len(exec_ids) == 1:
+        for exec_id in exec_ids:
+            return exec_id
+    return EXEC_ID_SEP.join(exec_ids)

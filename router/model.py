@@ -9,7 +9,6 @@ that decides a fill ever sees a float.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
@@ -143,6 +142,10 @@ class ChildAck(msgspec.Struct, frozen=True, gc=False):
     lp_order_id: str
 
 
+EXEC_ID_SEP = "\x01"
+"""Between the ExecIDs an :class:`EndedChild` keeps."""
+
+
 class EndedChild(msgspec.Struct, frozen=True, gc=False):
     """A child order its LP has ended (canceled, rejected or filled in full),
     as kept to book a fill the LP reports for it all the same: the order,
@@ -155,17 +158,13 @@ class EndedChild(msgspec.Struct, frozen=True, gc=False):
     filled: int
     exec_ids: str = ""
 
-    @staticmethod
-    def of(order: ChildOrder, filled: int, exec_ids: Iterable[str] | None) -> EndedChild:
-        return EndedChild(order, filled, "\x01".join(exec_ids) if exec_ids else "")
-
     def counted(self, exec_id: str) -> bool:
         """Whether a fill with ``exec_id`` is counted already."""
-        return exec_id in self.exec_ids.split("\x01") if self.exec_ids else False
+        return exec_id in self.exec_ids.split(EXEC_ID_SEP) if self.exec_ids else False
 
     def with_fill(self, exec_id: str, lots: int) -> EndedChild:
         """This, with one more fill counted."""
-        joined = f"{self.exec_ids}\x01{exec_id}" if self.exec_ids else exec_id
+        joined = f"{self.exec_ids}{EXEC_ID_SEP}{exec_id}" if self.exec_ids else exec_id
         return EndedChild(self.order, self.filled + lots, joined)
 
 

@@ -500,11 +500,12 @@ class Session:
         """Hand on the queued message that comes next, if there is one;
         at a hole in what is known to have been sent, ask for it again."""
         queue = self._queue
-        expected = self.store.next_target_seq
-        if not queue:
-            if self._not_kept >= expected:
-                self._ask_again(expected, now)
+        if not queue:  # after nearly every message: no read of the store
+            not_kept = self._not_kept
+            if not_kept and not_kept >= self.store.next_target_seq:
+                self._ask_again(self.store.next_target_seq, now)
             return
+        expected = self.store.next_target_seq
         if self._queue_low < expected:
             # the expected number jumped (a SequenceReset): what it passed
             # over will never be handed on

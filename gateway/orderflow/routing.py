@@ -31,7 +31,7 @@ from gateway.orderflow.recovery import HOUSE
 from gateway.orderflow.rules import Rules
 from gateway.orderflow.stats import FlowStats
 from lp_adapters.base import DISCONNECTED_REASON, LpAdapter
-from lp_adapters.recent import Recent
+from lp_adapters.recent import Recent, joined_ids
 from matcher.engine import Matcher, NewOrder, Result, RouteNeed
 from router.book import AggregatedBook, BookSnapshot, without_lps
 from router.exposure import ExposureLedger, ExposureSnapshot
@@ -66,20 +66,6 @@ _MAX_ABANDONED: Final = 10_000
 # fill it should not report any more (the latest ones: a late fill or an
 # overfill comes soon after, if at all)
 _MAX_ENDED: Final = 10_000
-_SOH: Final = "\x01"  # between the ExecIDs an EndedChild holds
-
-
-def _joined(exec_ids: set[str] | None) -> str:
-    """The ExecIDs of a child's fills as an EndedChild keeps them (most
-    children have one: no list is made for it)."""
-    if not exec_ids:
-        return ""
-    if len(exec_ids) == 1:
-        for exec_id in exec_ids:
-            return exec_id
-    return _SOH.join(exec_ids)
-
-
 # Plain classes, not dataclasses: see "The compiled order path" in the README.
 
 
@@ -868,7 +854,7 @@ class ChildRouting:
         # (an object the cyclic collector does not track: every child
         # filled in full comes here)
         order = child.order
-        record = EndedChild(order, order.qty - child.open, _joined(child.exec_ids))
+        record = EndedChild(order, order.qty - child.open, joined_ids(child.exec_ids))
         (self.ended if child.open else self.filled_in_full).put(child_id, record)
 
     def _abandon(self, child_id: str, child: Child) -> None:

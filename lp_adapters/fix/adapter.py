@@ -74,8 +74,9 @@ from lp_adapters.base import (
     LpAdapter,
 )
 from lp_adapters.fix.settings import FixLpSettings
-from lp_adapters.recent import Recent
+from lp_adapters.recent import Recent, joined_ids
 from router.model import (
+    EXEC_ID_SEP,
     ChildAck,
     ChildCanceled,
     ChildFill,
@@ -645,14 +646,7 @@ class FixLp(LpAdapter):
         # not track (``into``: where it is kept already)
         if into is None:
             into = self._filled if entry.filled >= entry.child.qty else self._ended
-        exec_ids = entry.exec_ids
-        if not exec_ids:
-            joined = ""
-        elif len(exec_ids) == 1:
-            joined = next(iter(exec_ids))
-        else:
-            joined = "\x01".join(exec_ids)
-        into.put(child_id, EndedChild(entry.child, entry.filled, joined))
+        into.put(child_id, EndedChild(entry.child, entry.filled, joined_ids(entry.exec_ids)))
 
     def _on_fill_after_end(
         self, child_id: str, ended: EndedChild, where: Recent[str, EndedChild], msg: FixMessage
@@ -663,7 +657,7 @@ class FixLp(LpAdapter):
         child = ended.order
         entry = _Open(child)
         entry.filled = ended.filled
-        entry.exec_ids = set(ended.exec_ids.split("\x01")) if ended.exec_ids else None
+        entry.exec_ids = set(ended.exec_ids.split(EXEC_ID_SEP)) if ended.exec_ids else None
         complete = ended.filled >= child.qty
         fill = self._fill(entry, msg)
         if fill is None:

@@ -677,6 +677,14 @@ async def test_an_acknowledgement_that_never_comes_is_told_as_a_timeout(
         assert log.stats.failures == 0
 
 
+def attending_pair(config: Any) -> tuple[Member, Member]:
+    """Gateways a and b of one cluster, each ready to take C1 unattended."""
+    a, b = Member(config, "a", ["C1"]), Member(config, "b", ["C1"])
+    for m in (a, b):
+        m.cluster.attend(m.sessions["C1"])
+    return a, b
+
+
 @pytest.mark.asyncio
 async def test_a_session_is_handed_over_to_another_gateway_with_its_orders(
     nats_cluster: NatsCluster,
@@ -742,9 +750,7 @@ async def test_a_handover_whose_release_was_not_written_is_taken_all_the_same(
     gateway it hands the session to takes it over the holder's lease,
     which the holder gave up, rather than refusing it as served."""
     config = settings(nats_cluster)
-    a, b = Member(config, "a", ["C1"]), Member(config, "b", ["C1"])
-    for m in (a, b):
-        m.cluster.attend(m.sessions["C1"])
+    a, b = attending_pair(config)
     async with running(a, b):
         assert await a.claim("C1") is None
         key = session_key(a.sessions["C1"])
@@ -768,9 +774,7 @@ async def test_a_handover_request_takes_over_only_the_lease_let_go(
     again (its client logged on there once more), does not take over the
     giver's new lease: only the one it let go."""
     config = settings(nats_cluster)
-    a, b = Member(config, "a", ["C1"]), Member(config, "b", ["C1"])
-    for m in (a, b):
-        m.cluster.attend(m.sessions["C1"])
+    a, b = attending_pair(config)
     async with running(a, b):
         assert await a.claim("C1") is None
         key = session_key(a.sessions["C1"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 
+from lp_adapters.recent import joined_ids
 from router.model import ChildOrder, EndedChild, Side
 
 ORDER = ChildOrder(
@@ -19,7 +20,7 @@ ORDER = ChildOrder(
 
 
 def test_the_fills_counted_are_known_by_exec_id() -> None:
-    ended = EndedChild.of(ORDER, 4, {"E1", "E2"})
+    ended = EndedChild(ORDER, 4, joined_ids({"E1", "E2"}))
     assert ended.counted("E1")
     assert ended.counted("E2")
     assert not ended.counted("E3")
@@ -31,11 +32,11 @@ def test_the_fills_counted_are_known_by_exec_id() -> None:
 
 
 def test_none_counted() -> None:
-    ended = EndedChild.of(ORDER, 0, None)
+    ended = EndedChild(ORDER, 0, joined_ids(None))
     assert not ended.counted("")
     assert not ended.counted("E1")
     assert ended.with_fill("E1", 2).counted("E1")
 
 
 def test_it_is_not_tracked_by_the_cyclic_collector() -> None:
-    assert not gc.is_tracked(EndedChild.of(ORDER, 4, {"E1"}))
+    assert not gc.is_tracked(EndedChild(ORDER, 4, joined_ids({"E1"})))
