@@ -219,8 +219,12 @@ class Gateway:
             self.journal.flush if self.journal is not None else None, replica=self.cluster
         )
         if gw.busy_poll_us:
-            outbox = self.outbox
-            outbox.busy_poll = BusyPoll(gw.busy_poll_us / 1e6, lambda: outbox.writing)
+            if not gw.cpus and len(available_cpus()) == 1:
+                # the loop would keep the drop copy (at idle priority) off
+                # the only core for as long as orders keep coming
+                _log.warning("busy_poll_off", reason="one CPU only", busy_poll_us=gw.busy_poll_us)
+            else:
+                self.outbox.busy_poll = BusyPoll(gw.busy_poll_us / 1e6)
         if order_sessions:
             self.order_flow = build_order_flow(
                 config, order_sessions, self.journal, self.outbox, clock, copying

@@ -45,7 +45,7 @@ POLL_MAX: Final = 0.05
 """How long the journal is left between reads: the shortest right after
 copies were made, doubling while there is nothing new."""
 
-READ_LIMIT: Final = 1 << 20
+READ_LIMIT: Final = 1 << 18
 """Bytes of the journal read at most per turn."""
 
 MAX_BACKLOG: Final = 1 << 20
@@ -105,6 +105,7 @@ class DropCopyService:
             wake=self.outbox.wake,
             clock=clock,
             trading_day_end=config.orders.trading_day_end,
+            pause=getattr(os, "sched_yield", None),
         )
         self._tls = server_tls(gw)
         self._status = data_dir / "dropcopy" / "sessions.json"

@@ -102,7 +102,8 @@ _MAX_DROPPED: Final = 10_000
 # it should not report any more (the latest ones)
 _MAX_ENDED: Final = 10_000
 _SEQS_KEPT: Final = 10_000
-"""MsgSeqNums of NewOrderSingles kept to read a session-level Reject by."""
+"""How far back (in MsgSeqNums) a NewOrderSingle's number is kept to read a
+session-level Reject by."""
 
 # OrdStatus of an order the LP is still working: New, Partially filled,
 # Pending cancel, Pending new, Pending replace
@@ -491,8 +492,9 @@ class FixLp(LpAdapter):
         # a session-level Reject names the order by this MsgSeqNum only
         sent = self._child_of_seq
         sent[seq] = child.child_id
-        if len(sent) > _SEQS_KEPT:
-            del sent[next(iter(sent))]
+        # the number leaving the window goes: O(1), where letting go of the
+        # oldest key walks past every slot the earlier deletions left
+        sent.pop(seq - _SEQS_KEPT, None)
 
     def recover(self, children: Sequence[tuple[ChildOrder, int]]) -> None:
         """Children from before a restart: known again (so that what the LP

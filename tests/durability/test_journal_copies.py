@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -62,7 +63,12 @@ class Office:
     """One drop-copy session and a copier on ``data``'s journal, as the
     drop-copy process has them (a file store, so a restart finds them)."""
 
-    def __init__(self, data: Path, trading_day_end: str = "00:00") -> None:
+    def __init__(
+        self,
+        data: Path,
+        trading_day_end: str = "00:00",
+        pause: Callable[[], None] | None = None,
+    ) -> None:
         settings = SessionSettings(
             SenderCompID="GATEWAY", TargetCompID="BACKOFFICE", Application="dropcopy"
         )
@@ -79,6 +85,7 @@ class Office:
             wake=lambda s: None,
             clock=lambda: 1_700_000_100.0,
             trading_day_end=trading_day_end,
+            pause=pause,
         )
 
     def _flush(self) -> None:
@@ -204,6 +211,24 @@ def test_reports_and_captures_become_copies_in_journal_order(tmp_path: Path) -> 
     _, body = message_body(client_report(2, "E1"))
     assert message_body(raw)[1] == copy_body(body, b"CLIENT1", "LP_A")
     assert office.copier.cursor.serial == 2
+    office.close()
+    j.close()
+
+
+def test_a_long_copy_pauses_between_batches_and_copies_the_same(tmp_path: Path) -> None:
+    """Copying gives the core back every ``pause_after`` seconds (here at
+    every batch), between batches: what is copied does not change."""
+    j = journal(tmp_path / "orders")
+    for seq in range(2, 7):
+        add_report(j, seq, f"E{seq}")
+        j.flush()
+    paused: list[None] = []
+    office = Office(tmp_path, pause=lambda: paused.append(None))
+    office.copier.pause_after = 0.0
+    office.poll_all()
+    assert office.stored() == [(b"8", b"E%d" % seq) for seq in range(2, 7)]
+    assert len(paused) == 5  # once before each batch
+    assert office.copier.cursor.serial == 5
     office.close()
     j.close()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -93,6 +94,8 @@ async def test_reads_keep_the_loop_polling_and_it_sleeps_again_after(
     session's connection (``busy_poll_us``) and lets it sleep once reads
     stop."""
     gateway, c = default_gateway
+    if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) == 1:
+        pytest.skip("busy polling is off on a single CPU")
     busy = gateway.outbox.busy_poll
     assert busy is not None
     window = busy.window
@@ -121,6 +124,36 @@ async def test_reads_keep_the_loop_polling_and_it_sleeps_again_after(
         await asyncio.sleep(0)
     assert busy.turns == stopped  # no turn left scheduled
     assert metrics.get_sample_value("fixgw_busy_polling") == 0.0
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux only")
+@pytest.mark.asyncio
+async def test_busy_polling_is_off_on_a_single_cpu(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On one CPU a polling loop would keep the drop copy (at idle priority)
+    off it for as long as orders keep coming: the gateway sleeps when idle
+    instead, and says so (with a second CPU it polls: the test above)."""
+    cfg = with_overrides(
+        load_config(default_config_path()),
+        fix_port=free_port(),
+        http_port=0,
+        drop_copy_port=0,
+        data_dir=str(tmp_path),
+    )
+    assert cfg.gateway.busy_poll_us > 0
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    try:
+        gateway = Gateway(cfg)
+    finally:
+        os.sched_setaffinity(0, before)
+    await gateway.start()
+    try:
+        assert gateway.outbox.busy_poll is None
+        assert "busy_poll_off" in capsys.readouterr().out
+    finally:
+        await gateway.stop()
 
 
 @pytest.mark.asyncio
