@@ -85,7 +85,11 @@ class DropCopyService:
             session = Session(settings, store, max_message_size=gw.max_message_size)
             self.sessions.append(session)
             applications[settings.session_id] = DropCopyApplication()
-        self.outbox = Outbox()
+        # at idle priority the process keeps a core it was given until it
+        # sleeps, yields or the next tick (4 ms): it yields after each
+        # batch of writes (a part of a resend among them) and while copying
+        pause = getattr(os, "sched_yield", None)
+        self.outbox = Outbox(pause=pause)
         self.fix_server = FixServer(
             SessionRegistry(self.sessions),
             applications,
@@ -105,7 +109,7 @@ class DropCopyService:
             wake=self.outbox.wake,
             clock=clock,
             trading_day_end=config.orders.trading_day_end,
-            pause=getattr(os, "sched_yield", None),
+            pause=pause,
         )
         self._tls = server_tls(gw)
         self._status = data_dir / "dropcopy" / "sessions.json"

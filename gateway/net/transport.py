@@ -165,9 +165,17 @@ class Outbox:
     batch leaves and the same writes are tried again ``RETRY_AFTER`` later.
     """
 
-    def __init__(self, barrier: WriteBarrier | None = None, replica: Replica | None = None) -> None:
+    def __init__(
+        self,
+        barrier: WriteBarrier | None = None,
+        replica: Replica | None = None,
+        pause: Callable[[], None] | None = None,
+    ) -> None:
+        """``pause``, when given, is called once the batch is written (a
+        process at idle priority gives its core back between batches)."""
         self._barrier = barrier
         self._replica = replica
+        self._pause = pause
         # with a replica: batches of bytes waiting for their copy, in order
         self._waiting: deque[
             tuple[asyncio.Future[None] | None, list[tuple[FixTransportProtocol, bytes]]]
@@ -307,6 +315,8 @@ class Outbox:
             except Exception:
                 # one connection's failure is its own
                 _log.exception("write_out_failed", peer=protocol.peer)
+        if self._pause is not None:
+            self._pause()
 
     def _write_failed(self, exc: Exception) -> None:
         """Say why the writes failed: the first time, when the reason

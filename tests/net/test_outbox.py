@@ -231,6 +231,27 @@ async def test_a_message_to_a_session_with_no_connection_is_stored_and_flushed(
 
 
 @pytest.mark.asyncio
+async def test_a_written_batch_is_followed_by_the_pause_once_the_store_has_it(
+    tmp_path: Path,
+) -> None:
+    """A process at idle priority gives its core back after each batch of
+    writes, not in the middle of one."""
+    store = open_store("file", tmp_path, SETTINGS.session_id)
+    disk = Disk(store)
+    before = disk.size()
+    outbox = Outbox(pause=lambda: disk.note("pause"))
+    session = Session(SETTINGS, store)
+    outbox.send(session, b"8", b"11=A\x01", NOW)
+    outbox.send(session, b"8", b"11=B\x01", NOW)
+    turn = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(turn.set_result, None)
+    await turn
+    assert [what for what, _ in disk.log] == ["pause"]
+    assert disk.log[0][1] > before  # both stored before it
+    store.close()
+
+
+@pytest.mark.asyncio
 async def test_a_write_held_for_the_next_turn_leaves_with_what_that_turn_sends(
     tmp_path: Path,
 ) -> None:
