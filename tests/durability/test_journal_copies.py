@@ -275,6 +275,40 @@ def test_a_follower_away_across_checkpoints_finds_every_batch(tmp_path: Path) ->
     j.close()
 
 
+def test_a_segment_read_through_is_cut_down_before_it_goes_unless_named_elsewhere(
+    tmp_path: Path,
+) -> None:
+    """Its blocks are freed a step at a time, with a pause after each; a
+    file another name still refers to (the live journal, another segment)
+    is only unlinked, its bytes untouched."""
+    j = journal(tmp_path / "orders")
+    for seq in range(2, 40):
+        add_report(j, seq, f"E{seq}")
+    j.flush()
+    j.checkpoint([Run(1)])
+    add_report(j, 40, "E40")
+    j.flush()
+    j.checkpoint([Run(2)])
+    segments = sorted((tmp_path / "orders" / SEGMENTS_NAME).iterdir())
+    assert len(segments) == 2
+    kept = tmp_path / "kept"
+    os.link(segments[1], kept)  # the second is also named elsewhere
+    size = kept.stat().st_size
+    paused: list[None] = []
+    office = Office(tmp_path, pause=lambda: paused.append(None))
+    office.copier.cut_step = 256
+    office.copier.pause_after = 3600.0  # no pause while copying: the cuts' alone
+    first = segments[0].stat().st_size
+    office.poll_all()
+    assert [e for _, e in office.stored()] == [b"E%d" % seq for seq in range(2, 41)]
+    assert list((tmp_path / "orders" / SEGMENTS_NAME).iterdir()) == []
+    assert kept.stat().st_size == size  # not cut
+    # down to at most one step, then unlinked; the other file only unlinked
+    assert len(paused) == (first - 1) // 256 > 3
+    office.close()
+    j.close()
+
+
 def test_a_checkpoint_while_following_loses_and_repeats_nothing(tmp_path: Path) -> None:
     j = journal(tmp_path / "orders")
     office = Office(tmp_path)
