@@ -220,9 +220,13 @@ class Gateway:
         )
         if gw.busy_poll_us:
             if not gw.cpus and len(available_cpus()) == 1:
-                # the loop would keep the drop copy (at idle priority) off
-                # the only core for as long as orders keep coming
-                _log.warning("busy_poll_off", reason="one CPU only", busy_poll_us=gw.busy_poll_us)
+                # the loop would keep everything else (the drop copy, at idle
+                # priority, first) off the only core while orders keep coming
+                _log.warning(
+                    "busy_poll_off",
+                    reason="one CPU only: set gateway.cpus to poll on it anyway",
+                    busy_poll_us=gw.busy_poll_us,
+                )
             else:
                 self.outbox.busy_poll = BusyPoll(gw.busy_poll_us / 1e6)
         if order_sessions:

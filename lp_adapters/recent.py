@@ -64,3 +64,53 @@ def joined_ids(exec_ids: Collection[str] | None) -> str:
         for exec_id in exec_ids:
             return exec_id
     return EXEC_ID_SEP.join(exec_ids)
+
+
+class SeqWindow(Generic[V]):
+    """Values under increasing sequence numbers, each kept while its number
+    is within ``span`` of the latest one put (numbers between may be
+    missing).  A number not above the latest one starts the numbering again
+    (a session reset): what was kept goes.  Each number leaves once, in
+    O(1) amortised, where letting go of a dict's oldest key walks past
+    every slot the earlier deletions left."""
+
+    __slots__ = ("_items", "_last", "_low", "span")
+
+    def __init__(self, span: int) -> None:
+        if span < 1:
+            raise ValueError("a SeqWindow spans at least one number")
+        self.span = span
+        self._items: dict[int, V] = {}
+        self._low = 0
+        """Numbers below this one are gone."""
+        self._last = 0
+
+    def put(self, seq: int, value: V) -> None:
+        items = self._items
+        if seq <= self._last:
+            items.clear()
+            self._low = 0
+        self._last = seq
+        items[seq] = value
+        floor = seq - self.span + 1
+        low = self._low
+        if floor - low > len(items):
+            # a long stretch without a put: fewer kept than numbers to pass
+            for old in [k for k in items if k < floor]:
+                del items[old]
+            low = floor
+        while low < floor:
+            items.pop(low, None)
+            low += 1
+        if low > self._low:
+            self._low = low
+
+    def pop(self, seq: int) -> V | None:
+        return self._items.pop(seq, None)
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._low = self._last = 0
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -282,12 +282,17 @@ class JournalCopier:
             fd = os.open(segment, os.O_WRONLY)
         except FileNotFoundError:
             return
+        except OSError:  # not writable here (a restored file): deleted whole
+            segment.unlink(missing_ok=True)
+            return
         try:
             stat = os.fstat(fd)
             if stat.st_nlink == 1:  # not the live journal, nor another segment
                 size = stat.st_size
                 pause = self._pause
-                while size > self.cut_step:
+                # its first bytes stay until the unlink: one left by a
+                # crash meanwhile still opens as a journal, read through
+                while size - self.cut_step >= len(MAGIC):
                     size -= self.cut_step
                     os.ftruncate(fd, size)
                     if pause is not None:

@@ -45,7 +45,7 @@ POLL_MAX: Final = 0.05
 """How long the journal is left between reads: the shortest right after
 copies were made, doubling while there is nothing new."""
 
-READ_LIMIT: Final = 1 << 18
+READ_LIMIT: Final = 1 << 20
 """Bytes of the journal read at most per turn."""
 
 MAX_BACKLOG: Final = 1 << 20

@@ -74,7 +74,7 @@ from lp_adapters.base import (
     LpAdapter,
 )
 from lp_adapters.fix.settings import FixLpSettings
-from lp_adapters.recent import Recent, joined_ids
+from lp_adapters.recent import Recent, SeqWindow, joined_ids
 from router.model import (
     EXEC_ID_SEP,
     ChildAck,
@@ -189,7 +189,7 @@ class FixLp(LpAdapter):
         self._logged_on: asyncio.Event | None = None
         self._open: dict[str, _Open] = {}
         # MsgSeqNum of each NewOrderSingle sent -> its child, the latest ones
-        self._child_of_seq: dict[int, str] = {}
+        self._child_of_seq: SeqWindow[str] = SeqWindow(_SEQS_KEPT)
         # children ended by a drop of the link: the LP may still report a
         # fill it made before it saw the drop (the gateway books it late)
         self._dropped: dict[str, _Open] = {}
@@ -313,7 +313,7 @@ class FixLp(LpAdapter):
         elif isinstance(event, RejectReceived):
             msg = event.message
             ref = msg.get(45) or b""
-            child_id = self._child_of_seq.pop(int(ref), None) if ref.isdigit() else None
+            child_id = self._child_of_seq.pop(int(ref)) if ref.isdigit() else None
             if child_id is not None and (msg.get(372) or b"D") == b"D":
                 self._refused(child_id, "session Reject", msg.get(58))
         elif isinstance(event, LoggedOn):
@@ -490,11 +490,7 @@ class FixLp(LpAdapter):
         self._open[child.child_id] = _Open(child)
         seq = self._send(b"D", codec.encode_fields(fields), now)
         # a session-level Reject names the order by this MsgSeqNum only
-        sent = self._child_of_seq
-        sent[seq] = child.child_id
-        # the number leaving the window goes: O(1), where letting go of the
-        # oldest key walks past every slot the earlier deletions left
-        sent.pop(seq - _SEQS_KEPT, None)
+        self._child_of_seq.put(seq, child.child_id)
 
     def recover(self, children: Sequence[tuple[ChildOrder, int]]) -> None:
         """Children from before a restart: known again (so that what the LP

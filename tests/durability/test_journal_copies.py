@@ -19,7 +19,7 @@ from gateway.dropcopy.follow import Cursor, JournalCopier, message_body
 from gateway.fix.codec import parse_frame
 from gateway.fix.session import Session
 from gateway.fix.store import MemoryStore
-from gateway.orderflow.journal import SEGMENTS_NAME, OrderJournal
+from gateway.orderflow.journal import MAGIC, SEGMENTS_NAME, OrderJournal
 from gateway.orderflow.journal_entries import Filled, Message, Run, Serial
 from gateway.storage.batch_file import BatchFollower
 from gateway.storage.session_store import open_store
@@ -303,8 +303,37 @@ def test_a_segment_read_through_is_cut_down_before_it_goes_unless_named_elsewher
     assert [e for _, e in office.stored()] == [b"E%d" % seq for seq in range(2, 41)]
     assert list((tmp_path / "orders" / SEGMENTS_NAME).iterdir()) == []
     assert kept.stat().st_size == size  # not cut
-    # down to at most one step, then unlinked; the other file only unlinked
-    assert len(paused) == (first - 1) // 256 > 3
+    # down to its first bytes at most one step long, then unlinked; the
+    # other file only unlinked
+    assert len(paused) == (first - len(MAGIC)) // 256 > 3
+    office.close()
+    j.close()
+
+
+def test_a_segment_left_cut_by_a_crash_is_read_through_and_goes(tmp_path: Path) -> None:
+    """The process died between a cut and the unlink: the next one opens
+    what is left (its first bytes, a torn batch), copies nothing twice,
+    and deletes it."""
+    j = journal(tmp_path / "orders")
+    for seq in range(2, 40):
+        add_report(j, seq, f"E{seq}")
+    j.flush()
+    j.checkpoint([Run(1)])
+    add_report(j, 40, "E40")
+    j.flush()
+    office = Office(tmp_path)
+    office.poll_all()
+    office.close()
+    j.checkpoint([Run(2)])  # the live file kept as a second segment, read through
+    (segment,) = sorted((tmp_path / "orders" / SEGMENTS_NAME).iterdir())[-1:]
+    with open(segment, "r+b") as cut:
+        cut.truncate(len(MAGIC) + 5)  # as a cut interrupted
+    add_report(j, 41, "E41")
+    j.flush()
+    office = Office(tmp_path)
+    office.poll_all()
+    assert [e for _, e in office.stored()] == [b"E%d" % seq for seq in range(2, 42)]
+    assert list((tmp_path / "orders" / SEGMENTS_NAME).iterdir()) == []
     office.close()
     j.close()
 
