@@ -275,19 +275,26 @@ def test_a_follower_away_across_checkpoints_finds_every_batch(tmp_path: Path) ->
     j.close()
 
 
-def test_a_segment_read_through_is_cut_down_before_it_goes_unless_named_elsewhere(
-    tmp_path: Path,
-) -> None:
-    """Its blocks are freed a step at a time, with a pause after each; a
-    file another name still refers to (the live journal, another segment)
-    is only unlinked, its bytes untouched."""
-    j = journal(tmp_path / "orders")
+def segment_then_live(directory: Path) -> OrderJournal:
+    """A journal whose reports E2-E39 are in a segment (a checkpoint kept
+    them) and E40 in the live file after it."""
+    j = journal(directory)
     for seq in range(2, 40):
         add_report(j, seq, f"E{seq}")
     j.flush()
     j.checkpoint([Run(1)])
     add_report(j, 40, "E40")
     j.flush()
+    return j
+
+
+def test_a_segment_read_through_is_cut_down_before_it_goes_unless_named_elsewhere(
+    tmp_path: Path,
+) -> None:
+    """Its blocks are freed a step at a time, with a pause after each; a
+    file another name still refers to (the live journal, another segment)
+    is only unlinked, its bytes untouched."""
+    j = segment_then_live(tmp_path / "orders")
     j.checkpoint([Run(2)])
     segments = sorted((tmp_path / "orders" / SEGMENTS_NAME).iterdir())
     assert len(segments) == 2
@@ -314,13 +321,7 @@ def test_a_segment_left_cut_by_a_crash_is_read_through_and_goes(tmp_path: Path) 
     """The process died between a cut and the unlink: the next one opens
     what is left (its first bytes, a torn batch), copies nothing twice,
     and deletes it."""
-    j = journal(tmp_path / "orders")
-    for seq in range(2, 40):
-        add_report(j, seq, f"E{seq}")
-    j.flush()
-    j.checkpoint([Run(1)])
-    add_report(j, 40, "E40")
-    j.flush()
+    j = segment_then_live(tmp_path / "orders")
     office = Office(tmp_path)
     office.poll_all()
     office.close()
