@@ -22,7 +22,8 @@ copies are stored (8 bytes), written after the drop-copy session stores
 are flushed.  A checkpoint links the journal file it replaces into
 ``orders/segments/`` first (named by the last serial written before it),
 so batches written while this process was down are still there when it
-comes back; a segment is removed once read through.  Segments are read
+comes back; a segment is removed once read through and the cursor on disk
+is past its batches.  Segments are read
 oldest first, then the live journal; when the journal's path names a new
 file, the one being read is read to its end (nothing is appended to it any
 more) before the next.
@@ -195,6 +196,9 @@ class JournalCopier:
         self._held: dict[Session, list[tuple[bytes, bytes]]] | None = (
             {} if cursor.pending > cursor.serial else None
         )
+        # segments read through while copies are held: the cursor on disk
+        # does not cover them yet, so they stay until it does
+        self._read_through: list[Path] = []
 
     @property
     def segments(self) -> Path:
@@ -219,7 +223,7 @@ class JournalCopier:
             live: BatchFollower | None = BatchFollower(self.orders / JOURNAL_NAME, MAGIC)
         except FileNotFoundError:
             live = None
-        segments = self._segment_files()
+        segments = [s for s in self._segment_files() if s not in self._read_through]
         cursor = self.cursor.serial
         # a segment is read through when the next one was linked at or
         # before the cursor (all its batches come before that one's name)
@@ -261,15 +265,22 @@ class JournalCopier:
             return -1
 
     def _finished(self, follower: BatchFollower) -> None:
-        """A file read through: its segment goes."""
+        """A file read through: its segment goes, once the cursor on disk
+        is past its batches (while copies are held after a crash, it is
+        not: a crash then would find the cursor where it was, and the
+        batches must still be there)."""
         follower.close()
         self._follower = None
         for segment in self._segment_files():
             try:
-                if os.stat(segment).st_ino == follower.inode:
-                    self._remove(segment)
+                if os.stat(segment).st_ino != follower.inode:
+                    continue
             except FileNotFoundError:
-                pass
+                continue
+            if self._held is None:
+                self._remove(segment)
+            else:
+                self._read_through.append(segment)
 
     def _remove(self, segment: Path) -> None:
         """Delete a segment read through.  The kernel frees a file's blocks
@@ -335,6 +346,8 @@ class JournalCopier:
             if made:
                 self._flush()
             self.cursor.save(last)
+            while self._read_through:
+                self._remove(self._read_through.pop(0))
         self.copied += made
         return made
 

@@ -388,6 +388,49 @@ def test_a_crash_between_the_stores_and_the_cursor_stores_nothing_twice(
     j.close()
 
 
+class Crash(Exception):
+    """The process killed at that point."""
+
+
+def test_a_second_crash_while_copies_are_held_loses_no_batch(tmp_path: Path) -> None:
+    """After a crash between the stores and the cursor, the batches marked
+    pending span a segment and the live file.  The copier reads the
+    segment through (its copies held, the cursor on disk not moved) and
+    dies: the segment must still be there for the next one."""
+    j = journal(tmp_path / "orders")
+    add_report(j, 2, "E1")
+    j.flush()
+    office = Office(tmp_path)
+    office.poll_all()
+    office.close()
+    add_report(j, 3, "E2")
+    j.flush()
+    j.checkpoint([Run(1)])  # batch 2 now in a segment
+    add_report(j, 4, "E3")
+    j.flush()
+    (tmp_path / "dropcopy" / "cursor").write_bytes(struct.pack("<QQ", 1, 3))
+    office = Office(tmp_path)
+    finished = office.copier._finished
+
+    def finish_then_die(follower: BatchFollower) -> None:
+        finished(follower)
+        raise Crash
+
+    office.copier._finished = finish_then_die  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        office.poll_all()
+    assert len(list((tmp_path / "orders" / SEGMENTS_NAME).iterdir())) == 1
+    office.close()
+    office = Office(tmp_path)
+    office.poll_all()
+    assert [e for _, e in office.stored()] == [b"E1", b"E2", b"E3"]
+    # once the cursor is past it, the segment goes
+    assert office.copier.cursor.serial == 3
+    assert list((tmp_path / "orders" / SEGMENTS_NAME).iterdir()) == []
+    office.close()
+    j.close()
+
+
 def test_a_batch_written_again_after_its_sync_failed_loses_no_copy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
