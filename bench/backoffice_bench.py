@@ -21,7 +21,11 @@ the three P99s can be compared in one run.
 
 With ``--place on`` the gateway runs on a CPU of its own (``gateway.cpus``)
 and the drop copy, the back office (``backoffice.cpus``) and the load
-client on the others, as docs/operations.md advises on a shared machine.
+client on the others, as docs/operations.md advises on a shared machine;
+with ``--client-cpus gateway`` too, the load client shares the gateway's
+CPU instead (on a 2-CPU machine, the only way to keep the back office's
+work off the client that measures the gateway: clients of a real gateway
+are on other machines).
 
 With ``--intake SECONDS`` it measures instead how fast the back office
 takes in a backlog with nothing else running: the gateway is loaded as fast
@@ -31,7 +35,8 @@ message is printed (messages, and fills, per second), then the time until
 everything it holds is reconciled.
 
     .venv/bin/python bench/backoffice_bench.py [--rate 3000] [--duration 20] [--outage 60]
-        [--idle-priority on|off] [--place on|off] [--intake SECONDS]
+        [--idle-priority on|off] [--place on|off] [--client-cpus others|gateway]
+        [--intake SECONDS]
 """
 
 from __future__ import annotations
@@ -227,6 +232,14 @@ def main() -> None:
         "office (backoffice.cpus) and the load client on the others",
     )
     parser.add_argument(
+        "--client-cpus",
+        choices=("others", "gateway"),
+        default="others",
+        help="with --place on: the load client beside the drop copy and the back office "
+        "(others), or on the gateway's CPU (gateway), so that what the back office does "
+        "on its CPU reaches the gateway only, not the client measuring it",
+    )
+    parser.add_argument(
         "--intake",
         type=float,
         metavar="SECONDS",
@@ -237,7 +250,8 @@ def main() -> None:
     place = args.place == "on"
     path, fix_port, http_port, bo_port = config(tmp, args.idle_priority == "on", place)
     if place:
-        CLIENT_PREFIX[:] = ["taskset", "-c", ",".join(map(str, placement()[1]))]
+        client_cpus = placement()[0 if args.client_cpus == "gateway" else 1]
+        CLIENT_PREFIX[:] = ["taskset", "-c", ",".join(map(str, client_cpus))]
     procs: list[subprocess.Popen[bytes]] = []
     try:
         gateway = start(["run", "--config", str(path)], tmp / "gateway.log")

@@ -54,6 +54,11 @@ class Recent(Generic[K, V]):
     def __contains__(self, key: object) -> bool:
         return key in self._items
 
+    def copy(self) -> dict[K, V]:
+        """The entries as they are now, oldest first (a copy of the
+        references, at C speed)."""
+        return self._items.copy()
+
 
 def joined_ids(exec_ids: Collection[str] | None) -> str:
     """ExecIDs as a :class:`~router.model.EndedChild` keeps them (most

@@ -47,9 +47,11 @@ Entries (:data:`~gateway.orderflow.journal_entries.Entry`, msgspec Structs defin
     When the trading day of the orders journaled ends: at the head of each
     checkpoint and when a day ends.  A gateway started after that moment
     (it was down when the day ended) ends the day at start.
-``Positions``, ``InFlight``, ``Expiring``
+``Positions``, ``InFlight``, ``EndedState``, ``Expiring``
     Checkpoint-only: the ledger's positions, a child in flight with what it
-    has filled so far, the DAY orders to expire when their routing ends.
+    has filled so far, a child its LP ended that is still watched for a
+    fill after the end (with the lots and ExecIDs counted), the DAY orders
+    to expire when their routing ends.
 
 File format
 -----------

@@ -19,6 +19,7 @@ __all__ = [
     "DayEnds",
     "Dropped",
     "Ended",
+    "EndedState",
     "Entry",
     "Expiring",
     "Filled",
@@ -152,6 +153,19 @@ class DayEnds(msgspec.Struct, tag=16, array_like=True, frozen=True):
     at: float
 
 
+class EndedState(msgspec.Struct, tag=17, array_like=True, frozen=True):
+    """In a checkpoint, a child its LP ended (canceled, rejected or filled
+    in full) that the routing still watches, so that a fill the LP reports
+    for it after a restart is booked to the house, once per ExecID:
+    ``open``, its lots not filled (below 0 once filled beyond them), and
+    the ExecIDs counted.  (A tag of its own: a build that does not know it
+    refuses the journal rather than take these for children in flight.)"""
+
+    child: ChildOrder
+    open: int
+    exec_ids: list[str]
+
+
 Entry = (
     Run
     | OrderState
@@ -169,4 +183,5 @@ Entry = (
     | ClientState
     | Dropped
     | DayEnds
+    | EndedState
 )

@@ -3,7 +3,9 @@
 :class:`Recovery` reads journal entries oldest first and keeps what the
 order path needs to continue: the last state of every order, the child
 orders that had not ended (with what they had filled and the LP ExecIDs
-seen), and the DAY orders due to expire.  Fills are booked into the
+seen), the latest ones their LPs ended (a fill an LP reports for one after
+the end is still booked to the house, once), and the DAY orders due to
+expire.  Fills are booked into the
 exposure ledger it is given as they are read, so positions come back
 exactly as they were.  It does no I/O.
 """
@@ -20,6 +22,7 @@ from gateway.orderflow.journal_entries import (
     DayEnds,
     Dropped,
     Ended,
+    EndedState,
     Entry,
     Expiring,
     Filled,
@@ -47,6 +50,11 @@ the part of an LP's fill beyond what was asked."""
 # it can only lack what the last batch or so wrote
 _MESSAGE_TAIL = 10_000
 
+KEEP_ENDED = 20_000
+"""Children their LP ended kept while reading (the latest): as many as the
+routing watches for a fill after the end (canceled or rejected ones, and
+those filled in full, 10,000 each)."""
+
 
 @dataclass(slots=True)
 class RecoveredChild:
@@ -72,15 +80,24 @@ class Recovery:
     long day's journal is read in bounded memory."""
 
     def __init__(
-        self, ledger: ExposureLedger, accounts: Accounts, keep_finished: int = 100_000
+        self,
+        ledger: ExposureLedger,
+        accounts: Accounts,
+        keep_finished: int = 100_000,
+        keep_ended: int = KEEP_ENDED,
     ) -> None:
         self.ledger = ledger
         self.accounts = accounts
         self.keep_finished = keep_finished
+        self.keep_ended = keep_ended
         self._prune_at = 2 * keep_finished + 1
         self.orders: dict[str, Order] = {}
         """Order id -> last state, in the order of their last change."""
         self.children: dict[str, RecoveredChild] = {}
+        self.ended: dict[str, RecoveredChild] = {}
+        """Children their LP ended (canceled, rejected, filled in full), the
+        latest ``keep_ended`` oldest first: ``open`` is their lots not
+        filled (below 0 once filled beyond what was asked)."""
         self.expiring: list[str] = []
         self.messages: dict[str, deque[Message]] = {}
         """Session id -> the last messages journaled for it, oldest first."""
@@ -108,7 +125,9 @@ class Recovery:
         elif isinstance(entry, Sent):
             self.children[entry.child.child_id] = RecoveredChild(entry.child, entry.child.qty)
         elif isinstance(entry, Ended):
-            self.children.pop(entry.child_id, None)
+            child = self.children.pop(entry.child_id, None)
+            if child is not None and not child.abandoned:
+                self._ended(entry.child_id, child)
         elif isinstance(entry, Abandoned):
             child = self.children.get(entry.child_id)
             if child is not None:
@@ -121,6 +140,9 @@ class Recovery:
                 entry.abandoned,
                 counted=frozenset(entry.exec_ids),
             )
+        elif isinstance(entry, EndedState):
+            recovered = RecoveredChild(entry.child, entry.open, set(entry.exec_ids))
+            self._ended(entry.child.child_id, recovered)
         elif isinstance(entry, Message):
             tail = self.messages.get(entry.session)
             if tail is None:
@@ -197,9 +219,22 @@ class Recovery:
             del orders[order_id]
         self._prune_at = len(orders) + self.keep_finished + 1
 
+    def _ended(self, child_id: str, child: RecoveredChild) -> None:
+        ended = self.ended
+        ended.pop(child_id, None)
+        ended[child_id] = child
+        if len(ended) > 2 * self.keep_ended:
+            self.ended = dict(list(ended.items())[-self.keep_ended :])
+
     def _fill(self, fill: Filled) -> None:
         child = self.children.get(fill.child_id)
-        if child is not None:
+        if child is None:
+            ended = self.ended.get(fill.child_id)
+            if ended is not None and fill.exec_id not in ended.exec_ids:
+                # a fill its LP reported after the end, booked to the house
+                ended.exec_ids.add(fill.exec_id)
+                ended.open -= fill.qty
+        else:
             key = (fill.exec_id, fill.account)
             if key in child.booked:
                 # the order path books an ExecID once; a repeat here would

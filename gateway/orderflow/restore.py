@@ -20,6 +20,7 @@ from config import ConfigError
 from gateway.fix.session import Session
 from gateway.orderflow.journal_entries import (
     DayEnds,
+    EndedState,
     Entry,
     Expiring,
     Holdings,
@@ -31,11 +32,12 @@ from gateway.orderflow.journal_entries import (
 from gateway.orderflow.publish import Reports
 from gateway.orderflow.recovery import RecoveredChild, Recovery
 from gateway.orderflow.routing import Child, ChildRouting, Routing
+from lp_adapters.recent import joined_ids
 from matcher.engine import Matcher, RouteNeed
 from matcher.orders import Order
 from risk.accounts import Accounts
 from router.exposure import ExposureLedger
-from router.model import ChildOrder
+from router.model import EXEC_ID_SEP, ChildOrder, EndedChild
 
 _log = structlog.get_logger("gateway.orderflow.restore")
 
@@ -109,6 +111,8 @@ def sliced_checkpoint_entries(
     opened.extend(parked)
     children = [c for in_flight in routing.routings.values() for c in in_flight.children.values()]
     abandoned = list(routing.abandoned.values())
+    # the children their LPs ended, as they are now (immutable records)
+    ended = [routing.ended.copy(), routing.filled_in_full.copy()]
 
     def rest() -> Iterator[Entry]:
         yield from head
@@ -120,6 +124,10 @@ def sliced_checkpoint_entries(
             yield InFlight(child.order, child.open, sorted(child.exec_ids or ()))
         for child_order, exec_ids in abandoned:
             yield InFlight(child_order, 0, sorted(exec_ids), abandoned=True)
+        for records in ended:
+            for record in records.values():
+                ids = record.exec_ids.split(EXEC_ID_SEP) if record.exec_ids else []
+                yield EndedState(record.order, record.order.qty - record.filled, ids)
         yield expiring(matcher, parked_over)
 
     return rest()
@@ -157,6 +165,11 @@ def restore(
             ]
         )
     matcher.restore([o for o in orders if o.is_final] + opened, recovery.expiring)
+    for child_id, recovered in recovery.ended.items():
+        # watched, as before the restart, for a fill the LP reports all the same
+        ended = recovered.child
+        record = EndedChild(ended, ended.qty - recovered.open, joined_ids(recovered.exec_ids))
+        (routing.ended if recovered.open > 0 else routing.filled_in_full).put(child_id, record)
     by_parent: dict[str, list[RecoveredChild]] = {}
     for recovered in recovery.children.values():
         child = recovered.child

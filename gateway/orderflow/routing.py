@@ -166,8 +166,8 @@ class ChildRouting:
         self.routings: dict[str, Routing] = {}
         self.children: dict[str, str] = {}
         self.abandoned: dict[str, tuple[ChildOrder, set[str]]] = {}
-        # in memory only: a restart forgets them (a child given up on is
-        # journaled, as it may still be open at its LP; these are not)
+        # journaled as they end (and in checkpoints), so a restart keeps
+        # watching the latest ones
         self.ended: Recent[str, EndedChild] = Recent(_MAX_ENDED)
         # those the LP filled in full, apart: as many again, so that they do
         # not push the canceled and rejected ones out sooner

@@ -16,6 +16,7 @@ from gateway.orderflow.journal import MAGIC, JournalError, OrderJournal
 from gateway.orderflow.journal_entries import (
     Abandoned,
     Ended,
+    EndedState,
     Entry,
     Expiring,
     Filled,
@@ -27,7 +28,7 @@ from gateway.orderflow.journal_entries import (
     Sent,
     Serial,
 )
-from gateway.orderflow.recovery import Recovery
+from gateway.orderflow.recovery import HOUSE, Recovery
 from matcher.orders import CxlRejResponseTo as To
 from matcher.orders import Order, OrdStatus, PendingChange
 from risk.accounts import Accounts
@@ -265,6 +266,35 @@ def test_recovery_books_each_exec_id_once_and_tracks_children() -> None:
         ("1O2", OrdStatus.NEW),
         ("1O1", OrdStatus.FILLED),
     ]
+
+
+def test_recovery_keeps_the_latest_ended_children_with_their_fills() -> None:
+    """A child its LP ended is kept (the latest ``keep_ended``), as the
+    routing watches it: its lots not filled and its ExecIDs, a fill after
+    the end counted once; one given up on is not; a checkpoint's ended
+    state comes back the same."""
+    recovery = Recovery(ExposureLedger({}), Accounts(None, {}, {}), keep_ended=2)
+    late = Filled("c1", "L1", "LP_A", HOUSE, "EUR/USD", Side.SELL, 3, 108_500)
+    for entry in [
+        Sent(child("c1", qty=4)),
+        Filled("c1", "E1", "LP_A", "CLIENT1", "EUR/USD", Side.SELL, 1, 108_500),
+        Ended("c1"),
+        late,
+        late,  # the same ExecID: counted once
+        Sent(child("c2", qty=4)),
+        Abandoned("c2"),
+        Ended("c2"),
+        EndedState(child("c3", qty=2), -1, ["E3", "O3"]),
+    ]:
+        recovery.apply(entry)
+    assert list(recovery.ended) == ["c1", "c3"]
+    ended = recovery.ended["c1"]
+    assert (ended.open, ended.exec_ids) == (0, {"E1", "L1"})
+    assert (recovery.ended["c3"].open, recovery.ended["c3"].exec_ids) == (-1, {"E3", "O3"})
+    for n in range(4, 8):
+        recovery.apply(EndedState(child(f"c{n}"), 0, []))
+    # past twice the bound, the latest two are kept (then more may come)
+    assert list(recovery.ended) == ["c5", "c6", "c7"]
 
 
 def test_recovery_keeps_only_the_last_final_orders_it_may_need() -> None:

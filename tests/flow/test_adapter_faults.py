@@ -255,3 +255,85 @@ async def test_fills_beyond_children_come_back_the_same_after_a_restart(tmp_path
     finally:
         assert again.flow.journal is not None
         again.flow.journal.close()
+
+
+@pytest.mark.asyncio
+async def test_children_ended_before_a_restart_are_still_watched_after_it(
+    tmp_path: Path,
+) -> None:
+    """A child canceled with lots open and one filled in full, then the
+    gateway restarted (the start writes a checkpoint): a fill the LP reports
+    for either afterwards is booked to the house, once per ExecID; one it
+    counted before the restart is not booked again.  A second restart
+    (reading that checkpoint) keeps watching them, with what the first
+    counted."""
+    harness = journaled_harness(tmp_path)
+    flow = harness.flow
+    await flow.start()
+    try:
+        harness.sync()
+        await harness.run(PlaceOrder(client=0, side=Side.BUY, lots=3, kind=0, offset=0))
+        await harness.run(PlaceOrder(client=1, side=Side.SELL, lots=2, kind=0, offset=0))
+        canceled, filled = list(harness.kids.values())[:2]
+        harness.answer(canceled, "partial", 0)  # 1 lot of 3, the client's
+        harness.answer(canceled, "cancel", 0)
+        harness.answer(filled, "fill", 0)
+        before = flow.ledger.positions()
+        assert flow.journal is not None
+        flow.journal.flush()
+    finally:
+        await flow.stop()
+        assert flow.journal is not None
+        flow.journal.close()
+    price = canceled.child.price
+
+    def restarted() -> Harness:
+        again = journaled_harness(tmp_path)
+        assert again.flow.ledger.positions() == before
+        return again
+
+    late = ChildFill(canceled.child.child_id, "LATE-1", 2, price, 0)
+    over = ChildFill(filled.child.child_id, "OVER-1", 1, filled.child.price, 0)
+    again = restarted()
+    await again.flow.start()
+    try:
+        with capture_logs() as logs:
+            for _ in range(2):  # each reported twice: booked once
+                again.lps[canceled.child.lp].report(late)
+                again.lps[filled.child.lp].report(over)
+            # the fills counted before the restart, reported again
+            for kid in (canceled, filled):
+                for fill in kid.fills:
+                    again.lps[kid.child.lp].report(fill)
+        events = sorted(e["event"] for e in logs if e["log_level"] == "error")
+        assert events == ["late_fill_after_end", "lp_overfill"]
+        ledger = again.flow.ledger
+        # the house: bought 2 at the canceled child's LP, sold 1 at the other
+        assert ledger.client_position(HOUSE, SYMBOL) == 2 - 1
+        before = ledger.positions()
+        assert again.flow.journal is not None
+        again.flow.journal.flush()
+    finally:
+        await again.flow.stop()
+        assert again.flow.journal is not None
+        again.flow.journal.close()
+    third = restarted()
+    await third.flow.start()
+    try:
+        with capture_logs() as logs:
+            third.lps[canceled.child.lp].report(late)  # counted by the run before
+            third.lps[canceled.child.lp].report(
+                ChildFill(canceled.child.child_id, "LATE-2", 1, price, 0)
+            )
+        (logged,) = [e for e in logs if e["log_level"] == "error"]
+        # 1 + 2 lots of 3 filled before it: all of this one is beyond the child
+        assert (logged["event"], logged["exec_id"], logged["beyond"]) == (
+            "lp_overfill",
+            "LATE-2",
+            1,
+        )
+        assert third.flow.ledger.client_position(HOUSE, SYMBOL) == 2
+    finally:
+        await third.flow.stop()
+        assert third.flow.journal is not None
+        third.flow.journal.close()
