@@ -409,14 +409,21 @@ def test_a_second_crash_while_copies_are_held_loses_no_batch(tmp_path: Path) -> 
     add_report(j, 4, "E3")
     j.flush()
     (tmp_path / "dropcopy" / "cursor").write_bytes(struct.pack("<QQ", 1, 3))
-    office = Office(tmp_path)
-    finished = office.copier._finished
+    (segment,) = (tmp_path / "orders" / SEGMENTS_NAME).iterdir()
+    reader = BatchFollower(segment, MAGIC)
+    in_segment = len(reader.read(1 << 20))
+    reader.close()
+    pauses: list[None] = []
 
-    def finish_then_die(follower: BatchFollower) -> None:
-        finished(follower)
-        raise Crash
+    def pause_then_die() -> None:
+        # a pause comes before every batch: the one after the segment's is
+        # the live file's first, read once the segment is read through
+        pauses.append(None)
+        if len(pauses) == in_segment + 1:
+            raise Crash
 
-    office.copier._finished = finish_then_die  # type: ignore[method-assign]
+    office = Office(tmp_path, pause=pause_then_die)
+    office.copier.pause_after = 0.0
     with pytest.raises(Crash):
         office.poll_all()
     assert len(list((tmp_path / "orders" / SEGMENTS_NAME).iterdir())) == 1
