@@ -837,24 +837,39 @@ class Matcher:
         books = self._books.get(symbol)
         return books is not None and bool(books[0].keys or books[1].keys)
 
-    def on_market(self, symbol: str, book: BookSnapshot) -> Result:
+    def on_market(
+        self,
+        symbol: str,
+        book: BookSnapshot,
+        paused: dict[str, float] | None = None,
+        now: float = 0.0,
+    ) -> Result:
         """Route resting orders of ``symbol`` that ``book`` made marketable:
-        buys then sells, each best price first, then time priority."""
+        buys then sells, each best price first, then time priority.  An
+        order in ``paused`` is left resting until its time there has come
+        (``now`` past it)."""
         result = Result()
         books = self._books.get(symbol)
         if books is None:
             return result
         best_ask = book.best_ask
         if best_ask is not None:
-            self._route_marketable(books[0], best_ask.price, result)
+            self._route_marketable(books[0], best_ask.price, result, paused, now)
         best_bid = book.best_bid
         if best_bid is not None:
-            self._route_marketable(books[1], best_bid.price, result)
+            self._route_marketable(books[1], best_bid.price, result, paused, now)
         return result
 
     # --- internals -------------------------------------------------------------
 
-    def _route_marketable(self, side_book: _SideBook, lp_price: int, result: Result) -> None:
+    def _route_marketable(
+        self,
+        side_book: _SideBook,
+        lp_price: int,
+        result: Result,
+        paused: dict[str, float] | None,
+        now: float,
+    ) -> None:
         # Keys are best first: stop at the first level the LP price does not reach.
         limit_key = lp_price * side_book.sign
         for key in side_book.keys:
@@ -862,6 +877,8 @@ class Matcher:
                 break
             for order in side_book.levels[key].values():
                 if not order.routing_qty and order.pending is None:
+                    if paused and paused.get(order.order_id, 0.0) > now:
+                        continue
                     self._route(order, result)
 
     def _invalid(self, cmd: NewOrder) -> tuple[OrdRejReason, str] | None:

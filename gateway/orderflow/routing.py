@@ -66,6 +66,13 @@ _MAX_ABANDONED: Final = 10_000
 # fill it should not report any more (the latest ones: a late fill or an
 # overfill comes soon after, if at all)
 _MAX_ENDED: Final = 10_000
+
+# how long a resting order whose routing came back empty at a book that made
+# it marketable (its LPs at their hard limit) waits before a quote may route
+# it again; an LP's link going up or down, or a reload, ends every such wait
+RETRY_EMPTY: Final = 0.1
+# orders so paused at most before those whose pause is over are let go
+_MAX_PAUSED: Final = 10_000
 # Plain classes, not dataclasses: see "The compiled order path" in the README.
 
 
@@ -173,6 +180,11 @@ class ChildRouting:
         # not push the canceled and rejected ones out sooner
         self.filled_in_full: Recent[str, EndedChild] = Recent(_MAX_ENDED)
         self.down: frozenset[str] = frozenset()
+        self.retry_empty = RETRY_EMPTY
+        # order id -> when a quote may route it again, after an empty routing
+        # (the quote that made it marketable comes again and again while the
+        # LP cannot take it: each try is a routing and two journaled states)
+        self.paused: dict[str, float] = {}
         # LPs with an adapter that the rules in force do not route to, and
         # per symbol the merged book without their quotes (see snapshot)
         self._unusable: frozenset[str] = frozenset()
@@ -340,6 +352,7 @@ class ChildRouting:
         market data at once (their subscriptions are refreshed), not at the
         next quote or order."""
         self.rules = rules
+        self.paused.clear()  # limits may have changed: any order may go now
         self._rules_changed()
 
     def _rules_changed(self) -> None:
@@ -456,7 +469,17 @@ class ChildRouting:
                     unallocated=plan.remainder,
                     reason=plan.reason,
                 )
+        paused = self.paused
         if plan is None or not plan.children:
+            if attempt == 0 and plan is not None:
+                # marketable at quotes its LPs would not take: the same
+                # quotes again route it no sooner than retry_empty after
+                if len(paused) >= _MAX_PAUSED:
+                    paused = {o: t for o, t in paused.items() if t > now}
+                    if len(paused) >= _MAX_PAUSED:
+                        paused = {}  # (all tried again at their next quote)
+                    self.paused = paused
+                paused[need.order_id] = now + self.retry_empty
             reason = plan.reason if plan is not None and plan.reason else "no liquidity"
             _log.info(
                 "route_empty",
@@ -475,6 +498,8 @@ class ChildRouting:
                 need.order_id,
             )
             return
+        if paused:
+            paused.pop(need.order_id, None)
         self.routing_seq += 1
         routing = Routing(
             need, instrument, attempt, self.routing_seq, rules, policy, excluded=excluded
@@ -600,10 +625,12 @@ class ChildRouting:
         if self.matcher.rests(symbol):
             snapshot = self.snapshot(symbol, now)
             if snapshot is not None:
-                self.publish(self.matcher.on_market(symbol, snapshot), now)
+                paused = self.paused
+                self.publish(self.matcher.on_market(symbol, snapshot, paused, now), now)
 
     def _on_lp_status(self, status: LpStatus, now: float) -> None:
         _log.info("lp_status", lp=status.lp, up=status.up, reason=status.reason)
+        self.paused.clear()
         if status.up:
             self.down = self.down - {status.lp}
             return

@@ -259,3 +259,43 @@ async def test_a_snapshot_while_an_lp_is_disabled_leaves_its_quotes_out(
     assert client.view() == merged("LP_B", "LP_C")
     at_hard_limit(harness, "LP_B")
     assert client.view() is None
+
+
+@pytest.mark.asyncio
+async def test_a_limit_only_an_lp_at_its_hard_limit_reaches_is_not_routed_at_every_quote(
+    flow_harness: Harness,
+) -> None:
+    """LP_A alone offers at the order's limit, and it is at its hard limit:
+    the routing comes back empty and the order rests.  LP_A's quotes keep
+    coming; the order is tried again at most once per ``retry_empty`` (0.1 s)
+    (not at each quote: each try is a routing, two journaled states and a
+    log line); a reload that lifts LP_A's limit ends the wait, and LP_A's
+    next quote routes it."""
+    harness = flow_harness
+    flow = harness.flow
+    flow.routing.retry_empty = 3600.0  # no pause ends while the quotes come
+    at_hard_limit(harness, "LP_A")
+    await harness.run(PlaceOrder(client=0, side=Side.BUY, lots=2, kind=LIMIT_DAY, offset=0))
+    assert last_report(harness) == (b"0", b"0", b"0")
+
+    def routings() -> int:
+        return sum(stats.routings for stats in flow.stats.policies.values())
+
+    tried = routings()
+    for _ in range(5):
+        harness.lps["LP_A"].publish()
+    harness.sync()
+    assert harness.kids == {}
+    assert routings() == tried  # not tried again within the pause
+    # once the pause is over, the next quote tries it again (still empty)
+    (order_id,) = flow.routing.paused
+    flow.routing.paused[order_id] = 0.0
+    harness.lps["LP_A"].publish()
+    assert routings() == tried + 1
+    assert harness.kids == {}
+    # a reload lifts LP_A's limit: the wait ends, its next quote routes it
+    with_lp(harness, "LP_A", soft_limit_usd=Decimal(10**9), hard_limit_usd=Decimal(10**9))
+    harness.lps["LP_A"].publish()
+    harness.sync()
+    (kid,) = harness.kids.values()
+    assert (kid.child.lp, kid.child.price) == ("LP_A", BEST_ASK)
