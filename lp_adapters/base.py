@@ -24,7 +24,7 @@ from typing import Final
 
 from mypy_extensions import mypyc_attr
 
-from router.model import ChildCanceled, ChildOrder, Instrument, LpEvent
+from router.model import ChildCanceled, ChildOrder, EndedChild, Instrument, LpEvent
 
 __all__ = [
     "DISCONNECTED_REASON",
@@ -212,6 +212,14 @@ class LpAdapter(ABC):
 
     def cancel(self, child_id: str) -> None:
         """Ask the LP to cancel an open child order.  Default: nothing."""
+        return None
+
+    def recover_ended(self, ended: Sequence[tuple[EndedChild, bool]]) -> None:
+        """Children an earlier run saw the LP end, that the gateway still
+        watches for a fill reported after the end (each with whether the
+        LP had filled it in full): an adapter that keeps its own record of
+        them, to pass such a fill on, takes them back here.  Default:
+        nothing."""
         return None
 
     def recover(self, children: Sequence[tuple[ChildOrder, int]]) -> None:

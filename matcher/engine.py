@@ -841,13 +841,14 @@ class Matcher:
         self,
         symbol: str,
         book: BookSnapshot,
-        paused: dict[str, float] | None = None,
+        paused: dict[str, tuple[float, int]] | None = None,
         now: float = 0.0,
     ) -> Result:
         """Route resting orders of ``symbol`` that ``book`` made marketable:
         buys then sells, each best price first, then time priority.  An
-        order in ``paused`` is left resting until its time there has come
-        (``now`` past it)."""
+        order in ``paused`` (order id -> until when, and the LPs' best price
+        it was last routed at) is left resting until ``now`` is past that
+        time, unless the LPs' best price is better than that one."""
         result = Result()
         books = self._books.get(symbol)
         if books is None:
@@ -867,7 +868,7 @@ class Matcher:
         side_book: _SideBook,
         lp_price: int,
         result: Result,
-        paused: dict[str, float] | None,
+        paused: dict[str, tuple[float, int]] | None,
         now: float,
     ) -> None:
         # Keys are best first: stop at the first level the LP price does not reach.
@@ -877,8 +878,14 @@ class Matcher:
                 break
             for order in side_book.levels[key].values():
                 if not order.routing_qty and order.pending is None:
-                    if paused and paused.get(order.order_id, 0.0) > now:
-                        continue
+                    if paused:
+                        wait = paused.get(order.order_id)
+                        if (
+                            wait is not None
+                            and wait[0] > now
+                            and wait[1] * side_book.sign >= limit_key
+                        ):
+                            continue  # no better price than its last routing's, yet
                     self._route(order, result)
 
     def _invalid(self, cmd: NewOrder) -> tuple[OrdRejReason, str] | None:

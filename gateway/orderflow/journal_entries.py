@@ -157,13 +157,16 @@ class EndedState(msgspec.Struct, tag=17, array_like=True, frozen=True):
     """In a checkpoint, a child its LP ended (canceled, rejected or filled
     in full) that the routing still watches, so that a fill the LP reports
     for it after a restart is booked to the house, once per ExecID:
-    ``open``, its lots not filled (below 0 once filled beyond them), and
-    the ExecIDs counted.  (A tag of its own: a build that does not know it
-    refuses the journal rather than take these for children in flight.)"""
+    ``open``, its lots not filled (below 0 once filled beyond them), the
+    ExecIDs counted, and whether the LP had filled it in full when it ended
+    (the two kinds are watched apart).  (A tag of its own: a build that
+    does not know it refuses the journal rather than take these for
+    children in flight.)"""
 
     child: ChildOrder
     open: int
     exec_ids: list[str]
+    filled_in_full: bool
 
 
 Entry = (

@@ -50,10 +50,10 @@ the part of an LP's fill beyond what was asked."""
 # it can only lack what the last batch or so wrote
 _MESSAGE_TAIL = 10_000
 
-KEEP_ENDED = 20_000
-"""Children their LP ended kept while reading (the latest): as many as the
-routing watches for a fill after the end (canceled or rejected ones, and
-those filled in full, 10,000 each)."""
+KEEP_ENDED = 10_000
+"""Children their LP ended that the routing watches for a fill after the
+end: the latest canceled or rejected ones, and apart from them the latest
+filled in full (so that the many filled do not push the others out)."""
 
 
 @dataclass(slots=True)
@@ -95,9 +95,11 @@ class Recovery:
         """Order id -> last state, in the order of their last change."""
         self.children: dict[str, RecoveredChild] = {}
         self.ended: dict[str, RecoveredChild] = {}
-        """Children their LP ended (canceled, rejected, filled in full), the
-        latest ``keep_ended`` oldest first: ``open`` is their lots not
-        filled (below 0 once filled beyond what was asked)."""
+        """Children their LPs canceled or rejected, the latest
+        ``keep_ended`` oldest first: ``open`` is their lots not filled
+        (below 0 once filled beyond what was asked)."""
+        self.filled_in_full: dict[str, RecoveredChild] = {}
+        """The same, of the children their LPs filled in full."""
         self.expiring: list[str] = []
         self.messages: dict[str, deque[Message]] = {}
         """Session id -> the last messages journaled for it, oldest first."""
@@ -127,7 +129,7 @@ class Recovery:
         elif isinstance(entry, Ended):
             child = self.children.pop(entry.child_id, None)
             if child is not None and not child.abandoned:
-                self._ended(entry.child_id, child)
+                self._ended(entry.child_id, child, child.open <= 0)
         elif isinstance(entry, Abandoned):
             child = self.children.get(entry.child_id)
             if child is not None:
@@ -142,7 +144,7 @@ class Recovery:
             )
         elif isinstance(entry, EndedState):
             recovered = RecoveredChild(entry.child, entry.open, set(entry.exec_ids))
-            self._ended(entry.child.child_id, recovered)
+            self._ended(entry.child.child_id, recovered, entry.filled_in_full)
         elif isinstance(entry, Message):
             tail = self.messages.get(entry.session)
             if tail is None:
@@ -219,18 +221,26 @@ class Recovery:
             del orders[order_id]
         self._prune_at = len(orders) + self.keep_finished + 1
 
-    def _ended(self, child_id: str, child: RecoveredChild) -> None:
-        ended = self.ended
-        ended.pop(child_id, None)
-        ended[child_id] = child
-        if len(ended) > 2 * self.keep_ended:
-            self.ended = dict(list(ended.items())[-self.keep_ended :])
+    def _ended(self, child_id: str, child: RecoveredChild, filled_in_full: bool) -> None:
+        where = self.filled_in_full if filled_in_full else self.ended
+        where.pop(child_id, None)
+        where[child_id] = child
+        if len(where) > 2 * self.keep_ended:
+            kept = dict(list(where.items())[-self.keep_ended :])
+            if filled_in_full:
+                self.filled_in_full = kept
+            else:
+                self.ended = kept
 
     def _fill(self, fill: Filled) -> None:
         child = self.children.get(fill.child_id)
         if child is None:
-            ended = self.ended.get(fill.child_id)
-            if ended is not None and fill.exec_id not in ended.exec_ids:
+            ended = self.ended.get(fill.child_id) or self.filled_in_full.get(fill.child_id)
+            if ended is not None:
+                if fill.exec_id in ended.exec_ids:
+                    # booked once by the order path: a damaged journal
+                    self.duplicate_fills += 1
+                    return
                 # a fill its LP reported after the end, booked to the house
                 ended.exec_ids.add(fill.exec_id)
                 ended.open -= fill.qty

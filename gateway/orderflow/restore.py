@@ -112,7 +112,7 @@ def sliced_checkpoint_entries(
     children = [c for in_flight in routing.routings.values() for c in in_flight.children.values()]
     abandoned = list(routing.abandoned.values())
     # the children their LPs ended, as they are now (immutable records)
-    ended = [routing.ended.copy(), routing.filled_in_full.copy()]
+    ended = [(routing.ended.copy(), False), (routing.filled_in_full.copy(), True)]
 
     def rest() -> Iterator[Entry]:
         yield from head
@@ -124,10 +124,10 @@ def sliced_checkpoint_entries(
             yield InFlight(child.order, child.open, sorted(child.exec_ids or ()))
         for child_order, exec_ids in abandoned:
             yield InFlight(child_order, 0, sorted(exec_ids), abandoned=True)
-        for records in ended:
+        for records, in_full in ended:
             for record in records.values():
                 ids = record.exec_ids.split(EXEC_ID_SEP) if record.exec_ids else []
-                yield EndedState(record.order, record.order.qty - record.filled, ids)
+                yield EndedState(record.order, record.order.qty - record.filled, ids, in_full)
         yield expiring(matcher, parked_over)
 
     return rest()
@@ -165,11 +165,13 @@ def restore(
             ]
         )
     matcher.restore([o for o in orders if o.is_final] + opened, recovery.expiring)
-    for child_id, recovered in recovery.ended.items():
-        # watched, as before the restart, for a fill the LP reports all the same
-        ended = recovered.child
-        record = EndedChild(ended, ended.qty - recovered.open, joined_ids(recovered.exec_ids))
-        (routing.ended if recovered.open > 0 else routing.filled_in_full).put(child_id, record)
+    # watched, as before the restart, for a fill the LP reports all the same
+    watched = [(recovery.ended, routing.ended), (recovery.filled_in_full, routing.filled_in_full)]
+    for kept, watch in watched:
+        for child_id, recovered in kept.items():
+            ended = recovered.child
+            filled = ended.qty - recovered.open
+            watch.put(child_id, EndedChild(ended, filled, joined_ids(recovered.exec_ids)))
     by_parent: dict[str, list[RecoveredChild]] = {}
     for recovered in recovery.children.values():
         child = recovered.child

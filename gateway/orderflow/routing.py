@@ -27,7 +27,7 @@ from gateway.orderflow.journal import OrderJournal
 from gateway.orderflow.journal_entries import Abandoned, Ended, Filled, Sent
 from gateway.orderflow.market_data import MarketDataService
 from gateway.orderflow.publish import Reports
-from gateway.orderflow.recovery import HOUSE
+from gateway.orderflow.recovery import HOUSE, KEEP_ENDED
 from gateway.orderflow.rules import Rules
 from gateway.orderflow.stats import FlowStats
 from lp_adapters.base import DISCONNECTED_REASON, LpAdapter
@@ -48,6 +48,7 @@ from router.model import (
     OrdType,
     Quote,
     Side,
+    TimeInForce,
 )
 from router.policy import RouteRequest
 
@@ -65,11 +66,12 @@ _MAX_ABANDONED: Final = 10_000
 # children an LP ended (canceled, rejected or filled in full), watched for a
 # fill it should not report any more (the latest ones: a late fill or an
 # overfill comes soon after, if at all)
-_MAX_ENDED: Final = 10_000
+_MAX_ENDED: Final = KEEP_ENDED
 
 # how long a resting order whose routing came back empty at a book that made
-# it marketable (its LPs at their hard limit) waits before a quote may route
-# it again; an LP's link going up or down, or a reload, ends every such wait
+# it marketable (its LPs at their hard limit) waits before a quote at the
+# same or a worse price may route it again; a better price, an LP's link
+# going up or down, or a reload, ends the wait
 RETRY_EMPTY: Final = 0.1
 # orders so paused at most before those whose pause is over are let go
 _MAX_PAUSED: Final = 10_000
@@ -184,7 +186,7 @@ class ChildRouting:
         # order id -> when a quote may route it again, after an empty routing
         # (the quote that made it marketable comes again and again while the
         # LP cannot take it: each try is a routing and two journaled states)
-        self.paused: dict[str, float] = {}
+        self.paused: dict[str, tuple[float, int]] = {}
         # LPs with an adapter that the rules in force do not route to, and
         # per symbol the merged book without their quotes (see snapshot)
         self._unusable: frozenset[str] = frozenset()
@@ -238,6 +240,19 @@ class ChildRouting:
             for child, open_lots in children:
                 reason = f"{lp} is no longer configured"
                 loop.call_soon(self.on_lp_event, ChildCanceled(child.child_id, open_lots, reason))
+        # the children LPs ended before the restart, to the adapters that
+        # keep their own watch for a fill after the end
+        ended: dict[str, list[tuple[EndedChild, bool]]] = {}
+        for records, in_full in ((self.ended.copy(), False), (self.filled_in_full.copy(), True)):
+            for record in records.values():
+                ended.setdefault(record.order.lp, []).append((record, in_full))
+        for lp, watched in ended.items():
+            adapter = self.adapters.get(lp)
+            if adapter is not None:
+                try:
+                    adapter.recover_ended(watched)
+                except Exception:
+                    _log.exception("lp_adapter_failed", lp=lp, call="recover_ended")
         outcomes = await asyncio.gather(
             *(a.connect() for a in self.adapters.values()), return_exceptions=True
         )
@@ -471,15 +486,21 @@ class ChildRouting:
                 )
         paused = self.paused
         if plan is None or not plan.children:
-            if attempt == 0 and plan is not None:
-                # marketable at quotes its LPs would not take: the same
-                # quotes again route it no sooner than retry_empty after
+            tif = need.tif
+            resting = tif is TimeInForce.DAY or tif is TimeInForce.GTC
+            best = None
+            if attempt == 0 and snapshot is not None and need.price is not None and resting:
+                best = snapshot.best_ask if need.side is Side.BUY else snapshot.best_bid
+            if best is not None:
+                # a limit that rests, marketable at quotes its LPs would not
+                # take: quotes at that price or worse route it again no
+                # sooner than retry_empty after
                 if len(paused) >= _MAX_PAUSED:
-                    paused = {o: t for o, t in paused.items() if t > now}
+                    paused = {o: w for o, w in paused.items() if w[0] > now}
                     if len(paused) >= _MAX_PAUSED:
                         paused = {}  # (all tried again at their next quote)
                     self.paused = paused
-                paused[need.order_id] = now + self.retry_empty
+                paused[need.order_id] = (now + self.retry_empty, best.price)
             reason = plan.reason if plan is not None and plan.reason else "no liquidity"
             _log.info(
                 "route_empty",

@@ -502,6 +502,12 @@ class FixLp(LpAdapter):
             self._open[child.child_id] = entry
             self._unverified.add(child.child_id)
 
+    def recover_ended(self, ended: Sequence[tuple[EndedChild, bool]]) -> None:
+        """Children ended before a restart: a Trade report for one is passed
+        on (once per ExecID), as before the restart."""
+        for record, in_full in ended:
+            (self._filled if in_full else self._ended).put(record.order.child_id, record)
+
     def _ask_status(self, now: float) -> None:
         """OrderStatusRequest for each child recovered after a restart or
         ended by a drop, and not yet settled.  Its answer comes after what

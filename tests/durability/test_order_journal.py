@@ -269,32 +269,44 @@ def test_recovery_books_each_exec_id_once_and_tracks_children() -> None:
 
 
 def test_recovery_keeps_the_latest_ended_children_with_their_fills() -> None:
-    """A child its LP ended is kept (the latest ``keep_ended``), as the
-    routing watches it: its lots not filled and its ExecIDs, a fill after
-    the end counted once; one given up on is not; a checkpoint's ended
+    """A child its LP ended is kept as the routing watches it: its lots not
+    filled and its ExecIDs, a fill after the end counted once (the same
+    ExecID again is a damaged journal's, not booked); those filled in full
+    apart from the canceled and rejected ones, the latest ``keep_ended`` of
+    each; one given up on stays a child given up on; a checkpoint's ended
     state comes back the same."""
-    recovery = Recovery(ExposureLedger({}), Accounts(None, {}, {}), keep_ended=2)
+    ledger = ExposureLedger({})
+    recovery = Recovery(ledger, Accounts(None, {}, {}), keep_ended=2)
     late = Filled("c1", "L1", "LP_A", HOUSE, "EUR/USD", Side.SELL, 3, 108_500)
     for entry in [
+        Positions({}, {}, {"EUR/USD": 1}),
         Sent(child("c1", qty=4)),
         Filled("c1", "E1", "LP_A", "CLIENT1", "EUR/USD", Side.SELL, 1, 108_500),
         Ended("c1"),
         late,
-        late,  # the same ExecID: counted once
+        late,  # the same ExecID again
         Sent(child("c2", qty=4)),
         Abandoned("c2"),
-        Ended("c2"),
-        EndedState(child("c3", qty=2), -1, ["E3", "O3"]),
+        EndedState(child("c3", qty=2), -1, ["E3", "O3"], True),
     ]:
         recovery.apply(entry)
-    assert list(recovery.ended) == ["c1", "c3"]
+    assert list(recovery.ended) == ["c1"]
+    assert list(recovery.filled_in_full) == ["c3"]
     ended = recovery.ended["c1"]
     assert (ended.open, ended.exec_ids) == (0, {"E1", "L1"})
-    assert (recovery.ended["c3"].open, recovery.ended["c3"].exec_ids) == (-1, {"E3", "O3"})
-    for n in range(4, 8):
-        recovery.apply(EndedState(child(f"c{n}"), 0, []))
-    # past twice the bound, the latest two are kept (then more may come)
-    assert list(recovery.ended) == ["c5", "c6", "c7"]
+    assert recovery.duplicate_fills == 1
+    assert ledger.lp_positions() == {"LP_A": {"EUR/USD": -4}}
+    assert (recovery.filled_in_full["c3"].open, recovery.filled_in_full["c3"].exec_ids) == (
+        -1,
+        {"E3", "O3"},
+    )
+    assert recovery.children["c2"].abandoned
+    for n in range(4, 9):
+        recovery.apply(EndedState(child(f"c{n}"), 0, [], True))
+    # past twice the bound, the latest two are kept (then more come); the
+    # canceled one stays
+    assert list(recovery.filled_in_full) == ["c6", "c7", "c8"]
+    assert list(recovery.ended) == ["c1"]
 
 
 def test_recovery_keeps_only_the_last_final_orders_it_may_need() -> None:

@@ -297,6 +297,16 @@ async def test_children_ended_before_a_restart_are_still_watched_after_it(
     again = restarted()
     await again.flow.start()
     try:
+        # handed to their adapters too (a FIX LP's keeps its own watch)
+        handed = {
+            (record.order.child_id, record.filled, in_full)
+            for lp in again.lps.values()
+            for record, in_full in lp.ended_handed
+        }
+        assert handed == {
+            (canceled.child.child_id, 1, False),
+            (filled.child.child_id, 2, True),
+        }
         with capture_logs() as logs:
             for _ in range(2):  # each reported twice: booked once
                 again.lps[canceled.child.lp].report(late)

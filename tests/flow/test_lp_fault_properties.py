@@ -25,7 +25,7 @@ import asyncio
 import dataclasses
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple, cast
@@ -56,6 +56,7 @@ from router.model import (
     ChildFill,
     ChildOrder,
     ChildReject,
+    EndedChild,
     Instrument,
     Level,
     LpEvent,
@@ -174,10 +175,14 @@ class ScriptedLp(LpAdapter):
         self.open: dict[str, int] = {}  # child id -> lots still open at the LP
         self._up = False
         self._exec_seq = 0
+        self.ended_handed: list[tuple[EndedChild, bool]] = []  # by recover_ended
 
     @property
     def up(self) -> bool:
         return self._up
+
+    def recover_ended(self, ended: Sequence[tuple[EndedChild, bool]]) -> None:
+        self.ended_handed.extend(ended)
 
     async def connect(self) -> None:
         if not self._up:

@@ -269,8 +269,7 @@ async def test_a_limit_only_an_lp_at_its_hard_limit_reaches_is_not_routed_at_eve
     the routing comes back empty and the order rests.  LP_A's quotes keep
     coming; the order is tried again at most once per ``retry_empty`` (0.1 s)
     (not at each quote: each try is a routing, two journaled states and a
-    log line); a reload that lifts LP_A's limit ends the wait, and LP_A's
-    next quote routes it."""
+    log line); a better price from another LP routes it at once."""
     harness = flow_harness
     flow = harness.flow
     flow.routing.retry_empty = 3600.0  # no pause ends while the quotes come
@@ -289,13 +288,45 @@ async def test_a_limit_only_an_lp_at_its_hard_limit_reaches_is_not_routed_at_eve
     assert routings() == tried  # not tried again within the pause
     # once the pause is over, the next quote tries it again (still empty)
     (order_id,) = flow.routing.paused
-    flow.routing.paused[order_id] = 0.0
+    _, price = flow.routing.paused[order_id]
+    assert price == BEST_ASK
+    flow.routing.paused[order_id] = (0.0, price)
     harness.lps["LP_A"].publish()
     assert routings() == tried + 1
     assert harness.kids == {}
+    # LP_B offers a better price: routed there at once, paused or not
+    lp_b = harness.lps["LP_B"]
+    lp_b.ask = BEST_ASK - 1
+    lp_b.publish()
+    harness.sync()
+    (kid,) = harness.kids.values()
+    assert (kid.child.lp, kid.child.price) == ("LP_B", BEST_ASK - 1)
+    assert order_id not in flow.routing.paused
+
+
+@pytest.mark.asyncio
+async def test_a_reload_or_a_link_change_ends_every_wait_after_an_empty_routing(
+    flow_harness: Harness,
+) -> None:
+    harness = flow_harness
+    flow = harness.flow
+    flow.routing.retry_empty = 3600.0
+    at_hard_limit(harness, "LP_A")
+    await harness.run(PlaceOrder(client=0, side=Side.BUY, lots=2, kind=LIMIT_DAY, offset=0))
+    assert len(flow.routing.paused) == 1
     # a reload lifts LP_A's limit: the wait ends, its next quote routes it
     with_lp(harness, "LP_A", soft_limit_usd=Decimal(10**9), hard_limit_usd=Decimal(10**9))
+    assert flow.routing.paused == {}
     harness.lps["LP_A"].publish()
     harness.sync()
     (kid,) = harness.kids.values()
     assert (kid.child.lp, kid.child.price) == ("LP_A", BEST_ASK)
+    # an IOC routed empty is not kept waiting (it does not rest)
+    at_hard_limit(harness, "LP_A")
+    await harness.run(PlaceOrder(client=1, side=Side.BUY, lots=2, kind=LIMIT_IOC, offset=0))
+    assert flow.routing.paused == {}
+    # a link going down (or up) ends every wait
+    await harness.run(PlaceOrder(client=1, side=Side.BUY, lots=2, kind=LIMIT_DAY, offset=0))
+    assert len(flow.routing.paused) == 1
+    harness.lps["LP_C"].drop("disconnected")
+    assert flow.routing.paused == {}

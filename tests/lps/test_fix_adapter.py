@@ -31,6 +31,7 @@ from router.model import (
     ChildFill,
     ChildOrder,
     ChildReject,
+    EndedChild,
     LpEvent,
     LpStatus,
     Quote,
@@ -575,6 +576,50 @@ async def test_a_fill_the_lp_reports_for_a_child_it_filled_in_full_is_still_pass
         ("C13", filled.exec_id, 4, 0),
         ("C13", over, 1, 0),
         ("C13", f"E{lp.exec_seq}", 2, 0),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_children_ended_before_a_restart_are_handed_back_and_watched(
+    linked: tuple[Acceptor, FixLp, Sink],
+) -> None:
+    """After a restart the gateway hands the adapter the children LPs
+    ended before it (``recover_ended``): a Trade report the LP sends for one
+    under a new ExecID is passed on, one under an ExecID counted before the
+    restart is not, and one for a child it was not handed stays unknown."""
+    acceptor, adapter, sink = linked
+    adapter.recover_ended(
+        [
+            (EndedChild(child("C20", qty=4), 4, "E900"), True),
+            (EndedChild(child("C21", qty=4), 1, "E901"), False),
+        ]
+    )
+    lp = acceptor.lp
+    now = time.time()
+
+    def order(child_id: bytes) -> FixMessage:
+        # the order as the LP had it before the restart
+        fields = [(11, child_id), (38, b"4000"), (54, b"1"), (55, b"EUR/USD")]
+        return codec.parse_frame(
+            codec.encode_message(
+                b"FIX.4.4",
+                b"D",
+                [(34, b"1"), (49, b"GW"), (52, b"20261206-10:00:00.000"), (56, b"LPT")],
+                codec.encode_fields(fields),
+            )
+        )
+
+    lp.exec_seq = 899  # E900 again, for C20: counted before
+    lp._report(acceptor.session, order(b"C20"), b"F", b"2", b"4000", b"0", now, px=b"1.10002")
+    lp._report(acceptor.session, order(b"C20"), b"F", b"2", b"1000", b"0", now, px=b"1.10002")
+    lp._report(acceptor.session, order(b"C22"), b"F", b"2", b"1000", b"0", now, px=b"1.10002")
+    lp._report(acceptor.session, order(b"C21"), b"F", b"2", b"2000", b"0", now, px=b"1.10002")
+    assert acceptor.server is not None
+    acceptor.server.outbox.wake(acceptor.session)
+    fills = await sink.until(ChildFill, 2)
+    assert [(f.child_id, f.exec_id, f.qty) for f in fills] == [
+        ("C20", "E901", 1),
+        ("C21", "E903", 2),
     ]
 
 
