@@ -99,6 +99,13 @@ class LpAdapter(ABC):
             the next loop iteration: right for an LP whose state does not
             outlive the gateway (the in-process simulator); an adapter to
             a real LP asks it instead.
+        ``recover_ended(ended)``
+            Called once, before ``connect``, after the gateway restarted:
+            ``(EndedChild, filled_in_full)`` for each child the LP ended in
+            an earlier run that the gateway still watches for a fill
+            reported after the end.  An adapter that drops reports about
+            children it does not know keeps these, and passes such a fill on
+            (once per ExecID).  The default does nothing.
 
     Events for a child order
         For each child passed to ``send`` the adapter emits, in this order:
