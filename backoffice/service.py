@@ -65,11 +65,6 @@ __all__ = ["BackOffice", "BackofficeError", "Feed", "open_ledger"]
 _log = structlog.get_logger("backoffice")
 _DASHBOARD: Final = Path(__file__).with_name("dashboard.html")
 _BATCH: Final = 20_000
-PAUSE_AFTER: Final = 0.0005
-"""Seconds of taking in between two yields of the CPU, at idle priority: a
-task at that priority picked by the scheduler keeps the CPU, while a busy
-task beside it waits, until it sleeps, yields or the next tick (4 ms at
-250 Hz), and a batch is up to 20,000 messages."""
 _HOLD_AT: Final = 4 * _BATCH
 _DEFER_RECON_S: Final = 5.0
 """How long incremental runs may wait while the drop copy has more than a
@@ -305,10 +300,6 @@ class BackOffice:
         self._deferred: float | None = None  # since when runs wait (monotonic clock)
         self._unapplied: list[StatementChange] = []
         self._statements_read: float | None = None  # when the last scan was taken in
-        self.pause: Callable[[], None] | None = None
-        """Called every ``pause_after`` seconds of taking in (``os.sched_yield``
-        once the process runs at idle priority)."""
-        self.pause_after = PAUSE_AFTER
 
     # -- life ------------------------------------------------------------------------
 
@@ -336,7 +327,6 @@ class BackOffice:
             except OSError as exc:
                 _log.warning("idle_priority_refused", error=str(exc))
                 return
-            self.pause = os.sched_yield
             for thread in _own_threads():
                 try:
                     os.sched_setscheduler(thread, idle, os.sched_param(0))
@@ -533,13 +523,7 @@ class BackOffice:
                 client.hold_reading(False)
             clients: list[ClientTrade] = []
             houses: list[HouseTrade] = []
-            pause = self.pause
-            pause_after = self.pause_after
-            due = time.perf_counter() + pause_after
-            for i, msg in enumerate(batch):
-                if pause is not None and not i & 63 and time.perf_counter() >= due:
-                    pause()
-                    due = time.perf_counter() + pause_after
+            for msg in batch:
                 seq = _seq(msg)
                 last = max(last, seq)
                 try:

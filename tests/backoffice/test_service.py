@@ -506,33 +506,6 @@ async def test_the_next_batch_is_made_while_one_is_written_and_written_after_it(
         await office.ledger.close()
 
 
-@pytest.mark.asyncio
-async def test_a_long_batch_is_taken_in_with_the_cpu_given_up_now_and_then(
-    tmp_path: Path,
-) -> None:
-    """At idle priority the back office gives its CPU up every
-    ``pause_after`` of taking in (checked every 64 messages), so that a
-    gateway beside it does not wait for the scheduler's tick; what it
-    takes in is the same."""
-    now = [1_796_385_600.0]
-    office, feed = _office(tmp_path, now)
-    paused: list[None] = []
-    office.pause = lambda: paused.append(None)
-    office.pause_after = 0.0  # every check pauses
-    await office.ledger.open()
-    for seq in range(1, 641):
-        feed.messages.put_nowait(_fill_copy(f"E{seq}", seq))
-    intake = asyncio.create_task(office._take_in(office.feeds[0], feed))  # type: ignore[arg-type]
-    try:
-        await until_stored(office, 640)
-        assert len(paused) == 640 // 64  # one batch
-        assert (await office.ledger.counts())["client_trades"] == 640
-    finally:
-        intake.cancel()
-        await asyncio.gather(intake, return_exceptions=True)
-        await office.ledger.close()
-
-
 async def until_stored(office: BackOffice, seq: int) -> None:
     """The writer has stored the drop copy up to ``seq`` (it signals nothing
     else to wait on)."""
