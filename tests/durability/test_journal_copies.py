@@ -250,19 +250,27 @@ def test_a_trade_capture_names_the_trading_day_it_belongs_to(tmp_path: Path) -> 
     j.close()
 
 
-def test_a_follower_away_across_checkpoints_finds_every_batch(tmp_path: Path) -> None:
-    j = journal(tmp_path / "orders")
+def copied_then_away(data: Path) -> OrderJournal:
+    """A journal in ``data/orders`` whose report E1 a drop copy copied
+    before it stopped; then E2 (batch 2), kept in a segment by a
+    checkpoint, and E3 (batch 3) in the live file."""
+    j = journal(data / "orders")
     add_report(j, 2, "E1")
     j.flush()
-    office = Office(tmp_path)
+    office = Office(data)
     office.poll_all()
     office.close()
-    # away: two checkpoints, trading between and after
     add_report(j, 3, "E2")
     j.flush()
     j.checkpoint([Run(1)])
     add_report(j, 4, "E3")
     j.flush()
+    return j
+
+
+def test_a_follower_away_across_checkpoints_finds_every_batch(tmp_path: Path) -> None:
+    # away: two checkpoints, trading between and after
+    j = copied_then_away(tmp_path)
     j.checkpoint([Run(2)])
     add_report(j, 5, "E4")
     j.flush()
@@ -397,17 +405,7 @@ def test_a_second_crash_while_copies_are_held_loses_no_batch(tmp_path: Path) -> 
     pending span a segment and the live file.  The copier reads the
     segment through (its copies held, the cursor on disk not moved) and
     dies: the segment must still be there for the next one."""
-    j = journal(tmp_path / "orders")
-    add_report(j, 2, "E1")
-    j.flush()
-    office = Office(tmp_path)
-    office.poll_all()
-    office.close()
-    add_report(j, 3, "E2")
-    j.flush()
-    j.checkpoint([Run(1)])  # batch 2 now in a segment
-    add_report(j, 4, "E3")
-    j.flush()
+    j = copied_then_away(tmp_path)
     (tmp_path / "dropcopy" / "cursor").write_bytes(struct.pack("<QQ", 1, 3))
     (segment,) = (tmp_path / "orders" / SEGMENTS_NAME).iterdir()
     reader = BatchFollower(segment, MAGIC)
