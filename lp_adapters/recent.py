@@ -54,10 +54,11 @@ class Recent(Generic[K, V]):
     def __contains__(self, key: object) -> bool:
         return key in self._items
 
-    def copy(self) -> dict[K, V]:
-        """The entries as they are now, oldest first (a copy of the
-        references, at C speed)."""
-        return self._items.copy()
+    def oldest_first(self) -> list[K]:
+        """The keys as they are now, oldest first (copied from the queue at
+        C speed: a copy of the dict, whose front is full of the slots its
+        deletions left, can take milliseconds)."""
+        return list(self._order)
 
 
 def joined_ids(exec_ids: Collection[str] | None) -> str:

@@ -143,7 +143,9 @@ class Recovery:
                 counted=frozenset(entry.exec_ids),
             )
         elif isinstance(entry, EndedState):
-            recovered = RecoveredChild(entry.child, entry.open, set(entry.exec_ids))
+            recovered = RecoveredChild(
+                entry.child, entry.open, set(entry.exec_ids), counted=frozenset(entry.exec_ids)
+            )
             self._ended(entry.child.child_id, recovered, entry.filled_in_full)
         elif isinstance(entry, Message):
             tail = self.messages.get(entry.session)
@@ -237,13 +239,18 @@ class Recovery:
         if child is None:
             ended = self.ended.get(fill.child_id) or self.filled_in_full.get(fill.child_id)
             if ended is not None:
-                if fill.exec_id in ended.exec_ids:
+                key = (fill.exec_id, fill.account)
+                if key in ended.booked:
                     # booked once by the order path: a damaged journal
                     self.duplicate_fills += 1
                     return
+                ended.booked.add(key)
                 # a fill its LP reported after the end, booked to the house
-                ended.exec_ids.add(fill.exec_id)
-                ended.open -= fill.qty
+                # (its state, written after it by a checkpoint in slices, may
+                # count it already)
+                if fill.exec_id not in ended.exec_ids:
+                    ended.exec_ids.add(fill.exec_id)
+                    ended.open -= fill.qty
         else:
             key = (fill.exec_id, fill.account)
             if key in child.booked:

@@ -111,8 +111,13 @@ def sliced_checkpoint_entries(
     opened.extend(parked)
     children = [c for in_flight in routing.routings.values() for c in in_flight.children.values()]
     abandoned = list(routing.abandoned.values())
-    # the children their LPs ended, as they are now (immutable records)
-    ended = [(routing.ended.copy(), False), (routing.filled_in_full.copy(), True)]
+    # the children their LPs ended, listed now, each encoded as it is when
+    # its slice is written (one pushed out meanwhile is left out: those that
+    # pushed it out end in the tail)
+    ended = [
+        (routing.ended, routing.ended.oldest_first(), False),
+        (routing.filled_in_full, routing.filled_in_full.oldest_first(), True),
+    ]
 
     def rest() -> Iterator[Entry]:
         yield from head
@@ -124,8 +129,11 @@ def sliced_checkpoint_entries(
             yield InFlight(child.order, child.open, sorted(child.exec_ids or ()))
         for child_order, exec_ids in abandoned:
             yield InFlight(child_order, 0, sorted(exec_ids), abandoned=True)
-        for records, in_full in ended:
-            for record in records.values():
+        for window, child_ids, in_full in ended:
+            for child_id in child_ids:
+                record = window.get(child_id)
+                if record is None:
+                    continue
                 ids = record.exec_ids.split(EXEC_ID_SEP) if record.exec_ids else []
                 yield EndedState(record.order, record.order.qty - record.filled, ids, in_full)
         yield expiring(matcher, parked_over)

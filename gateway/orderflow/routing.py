@@ -243,9 +243,11 @@ class ChildRouting:
         # the children LPs ended before the restart, to the adapters that
         # keep their own watch for a fill after the end
         ended: dict[str, list[tuple[EndedChild, bool]]] = {}
-        for records, in_full in ((self.ended.copy(), False), (self.filled_in_full.copy(), True)):
-            for record in records.values():
-                ended.setdefault(record.order.lp, []).append((record, in_full))
+        for window, in_full in ((self.ended, False), (self.filled_in_full, True)):
+            for child_id in window.oldest_first():
+                record = window.get(child_id)
+                if record is not None:
+                    ended.setdefault(record.order.lp, []).append((record, in_full))
         for lp, watched in ended.items():
             adapter = self.adapters.get(lp)
             if adapter is not None:

@@ -309,6 +309,26 @@ def test_recovery_keeps_the_latest_ended_children_with_their_fills() -> None:
     assert list(recovery.ended) == ["c1"]
 
 
+def test_a_late_fill_an_ended_childs_checkpoint_state_counts_is_booked_not_counted_again() -> None:
+    """A checkpoint written in slices encodes an ended child as it is when
+    its slice is written: a late fill journaled after the checkpoint began
+    is in its state and copied behind it.  The ledger takes the fill (the
+    positions were taken before it); the child's lots do not go down twice."""
+    ledger = ExposureLedger({})
+    recovery = Recovery(ledger, Accounts(None, {}, {}))
+    late = Filled("c1", "L1", "LP_A", HOUSE, "EUR/USD", Side.BUY, 2, 108_500)
+    for entry in [
+        Positions({}, {}, {"EUR/USD": 1}),
+        EndedState(child("c1", qty=4), 1, ["E1", "L1"], False),
+        late,
+        late,  # a damaged journal's repeat: booked once
+    ]:
+        recovery.apply(entry)
+    assert recovery.ended["c1"].open == 1
+    assert ledger.lp_positions() == {"LP_A": {"EUR/USD": 2}}
+    assert recovery.duplicate_fills == 1
+
+
 def test_recovery_keeps_only_the_last_final_orders_it_may_need() -> None:
     recovery = Recovery(ExposureLedger({}), Accounts(None, {}, {}), keep_finished=3)
     recovery.apply(OrderState(an_order("1O0")))  # stays open all along
