@@ -108,8 +108,7 @@ class SeqWindow(Generic[V]):
         while low < floor:
             items.pop(low, None)
             low += 1
-        if low > self._low:
-            self._low = low
+        self._low = low
 
     def pop(self, seq: int) -> V | None:
         return self._items.pop(seq, None)

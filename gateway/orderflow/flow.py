@@ -428,7 +428,7 @@ class OrderFlow:
 
     async def start(self) -> None:
         restored, self._restored = self._restored, Restored()
-        await self.routing.start(restored.children, restored.orphans)
+        await self.routing.start(restored.children, restored.orphans, restored.ended)
         now = self._clock()
         self.end_day_missed(now)
         self._arm_day_end(now)

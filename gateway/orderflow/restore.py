@@ -44,11 +44,13 @@ _log = structlog.get_logger("gateway.orderflow.restore")
 
 class Restored:
     """What :func:`restore` leaves for the start: per LP, the children to
-    hand back to its adapter (with their open lots), and the orders to
-    settle."""
+    hand back to its adapter (with their open lots) and those it ended that
+    are still watched (with whether it filled them in full), and the orders
+    to settle."""
 
     def __init__(self) -> None:
         self.children: dict[str, list[tuple[ChildOrder, int]]] = {}
+        self.ended: dict[str, list[tuple[EndedChild, bool]]] = {}
         self.orphans: list[str] = []
 
 
@@ -174,12 +176,17 @@ def restore(
         )
     matcher.restore([o for o in orders if o.is_final] + opened, recovery.expiring)
     # watched, as before the restart, for a fill the LP reports all the same
-    watched = [(recovery.ended, routing.ended), (recovery.filled_in_full, routing.filled_in_full)]
-    for kept, watch in watched:
+    watched = [
+        (recovery.ended, routing.ended, False),
+        (recovery.filled_in_full, routing.filled_in_full, True),
+    ]
+    for kept, watch, in_full in watched:
         for child_id, recovered in kept.items():
             ended = recovered.child
             filled = ended.qty - recovered.open
-            watch.put(child_id, EndedChild(ended, filled, joined_ids(recovered.exec_ids)))
+            record = EndedChild(ended, filled, joined_ids(recovered.exec_ids))
+            watch.put(child_id, record)
+            restored.ended.setdefault(ended.lp, []).append((record, in_full))
     by_parent: dict[str, list[RecoveredChild]] = {}
     for recovered in recovery.children.values():
         child = recovered.child

@@ -219,10 +219,15 @@ class ChildRouting:
         self._unusable_of = None
 
     async def start(
-        self, recovered: Mapping[str, Sequence[tuple[ChildOrder, int]]], orphans: Sequence[str]
+        self,
+        recovered: Mapping[str, Sequence[tuple[ChildOrder, int]]],
+        orphans: Sequence[str],
+        ended: Mapping[str, Sequence[tuple[EndedChild, bool]]] | None = None,
     ) -> None:
         """Hand each adapter the children an earlier run left with it
-        (``recovered``: per LP, child and open lots), connect the adapters,
+        (``recovered``: per LP, child and open lots) and those it ended that
+        are still watched (``ended``: per LP, with whether it filled them in
+        full), connect the adapters,
         time the routings restored from now on, settle the ``orphans``
         (orders out at LPs with no child left to wait for) and start
         dropping stale quotes."""
@@ -240,15 +245,8 @@ class ChildRouting:
             for child, open_lots in children:
                 reason = f"{lp} is no longer configured"
                 loop.call_soon(self.on_lp_event, ChildCanceled(child.child_id, open_lots, reason))
-        # the children LPs ended before the restart, to the adapters that
-        # keep their own watch for a fill after the end
-        ended: dict[str, list[tuple[EndedChild, bool]]] = {}
-        for window, in_full in ((self.ended, False), (self.filled_in_full, True)):
-            for child_id in window.oldest_first():
-                record = window.get(child_id)
-                if record is not None:
-                    ended.setdefault(record.order.lp, []).append((record, in_full))
-        for lp, watched in ended.items():
+        # to the adapters that keep their own watch for a fill after the end
+        for lp, watched in (ended or {}).items():
             adapter = self.adapters.get(lp)
             if adapter is not None:
                 try:
