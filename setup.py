@@ -52,11 +52,13 @@ COMPILED = [
     "lp_adapters/simulated/statement.py",
     "matcher/engine.py",
     "matcher/ids.py",
+    "matcher/members.py",
     "risk/accounts.py",
     "risk/limits.py",
     "risk/margin.py",
     "router/book.py",
     "router/exposure.py",
+    "router/members.py",
     "router/policy.py",
     "router/units.py",
 ]

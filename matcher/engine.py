@@ -65,6 +65,25 @@ from typing import Final, NamedTuple
 import msgspec
 
 from matcher.ids import IdIndex
+from matcher.members import (
+    EXEC_CANCELED,
+    EXEC_EXPIRED,
+    EXEC_NEW,
+    EXEC_ORDER_STATUS,
+    EXEC_PENDING_CANCEL,
+    EXEC_PENDING_REPLACE,
+    EXEC_REJECTED,
+    EXEC_REPLACED,
+    EXEC_TRADE,
+    STATUS_CANCELED,
+    STATUS_EXPIRED,
+    STATUS_FILLED,
+    STATUS_NEW,
+    STATUS_PARTIALLY_FILLED,
+    STATUS_PENDING_CANCEL,
+    STATUS_PENDING_REPLACE,
+    STATUS_REJECTED,
+)
 from matcher.orders import (
     INTERNAL,
     CancelReject,
@@ -78,6 +97,7 @@ from matcher.orders import (
     PendingChange,
 )
 from router.book import BookSnapshot
+from router.members import BUY, DAY, FOK, GTC, IOC, LIMIT, MARKET, SELL
 from router.model import Instrument, OrdType, Side, TimeInForce
 
 __all__ = [
@@ -271,7 +291,7 @@ class _SideBook:
     __slots__ = ("keys", "levels", "sign")
 
     def __init__(self, side: Side) -> None:
-        self.sign = -1 if side is Side.BUY else 1
+        self.sign = -1 if side is BUY else 1
         self.keys: list[int] = []
         self.levels: dict[int, dict[str, Order]] = {}
 
@@ -340,7 +360,7 @@ class Matcher:
         self._order_ids = ExecIdSource(f"{id_prefix}O")
         self._seq = count(1)
         self._books: dict[str, tuple[_SideBook, _SideBook]] = {
-            symbol: (_SideBook(Side.BUY), _SideBook(Side.SELL)) for symbol in self._instruments
+            symbol: (_SideBook(BUY), _SideBook(SELL)) for symbol in self._instruments
         }
         self._open: dict[str, Order] = {}
         # client -> ClOrdID -> order.  Two levels of str keys, not one of
@@ -381,7 +401,7 @@ class Matcher:
             ord_type=cmd.ord_type,
             tif=cmd.tif,
             qty=cmd.qty,
-            price=cmd.price if cmd.ord_type is OrdType.LIMIT else None,
+            price=cmd.price if cmd.ord_type is LIMIT else None,
             seq=next(self._seq),
             leaves_qty=cmd.qty,
             house=cmd.house,
@@ -395,12 +415,12 @@ class Matcher:
             self._reject(order, problem[0], problem[1], result)
             self._retire(order)
             return result
-        if order.ord_type is OrdType.MARKET and order.tif is TimeInForce.DAY:
-            order.tif = TimeInForce.IOC
+        if order.ord_type is MARKET and order.tif is DAY:
+            order.tif = IOC
         self._open[order.order_id] = order
-        result.executions.append(self._report(order, ExecType.NEW))
-        if order.tif is TimeInForce.FOK and not self._fok_fillable(order, book, lp_lots):
-            self._finish(order, OrdStatus.EXPIRED, ExecType.EXPIRED, FOK_NOT_FILLABLE, result)
+        result.executions.append(self._report(order, EXEC_NEW))
+        if order.tif is FOK and not self._fok_fillable(order, book, lp_lots):
+            self._finish(order, STATUS_EXPIRED, EXEC_EXPIRED, FOK_NOT_FILLABLE, result)
             return result
         self._work(order, book, result)
         return result
@@ -417,13 +437,13 @@ class Matcher:
         superseded = order.pending  # a replace waiting for the routing: never applied now
         if order.routing_qty:
             order.pending = PendingChange(CxlRejResponseTo.CANCEL, cmd.cl_ord_id)
-            order.status = OrdStatus.PENDING_CANCEL
+            order.status = STATUS_PENDING_CANCEL
             if superseded is not None:
                 result.cancel_rejects.append(self._superseded(order, superseded))
             result.executions.append(
                 self._report(
                     order,
-                    ExecType.PENDING_CANCEL,
+                    EXEC_PENDING_CANCEL,
                     cl_ord_id=cmd.cl_ord_id,
                     orig_cl_ord_id=order.cl_ord_id,
                 )
@@ -433,7 +453,7 @@ class Matcher:
             order.pending = None
             result.cancel_rejects.append(self._superseded(order, superseded))
         self._rename(order, cmd.cl_ord_id)
-        self._finish(order, OrdStatus.CANCELED, ExecType.CANCELED, "", result)
+        self._finish(order, STATUS_CANCELED, EXEC_CANCELED, "", result)
         return result
 
     def cancel_unsolicited(self, order_id: str) -> Result:
@@ -455,15 +475,15 @@ class Matcher:
         if order.routing_qty:
             # waits under the order's own ClOrdID: nothing to rename it to
             order.pending = PendingChange(CxlRejResponseTo.CANCEL, order.cl_ord_id)
-            order.status = OrdStatus.PENDING_CANCEL
+            order.status = STATUS_PENDING_CANCEL
             if superseded is not None:
                 result.cancel_rejects.append(self._superseded(order, superseded))
-            result.executions.append(self._report(order, ExecType.PENDING_CANCEL))
+            result.executions.append(self._report(order, EXEC_PENDING_CANCEL))
             return result
         if superseded is not None:
             order.pending = None
             result.cancel_rejects.append(self._superseded(order, superseded))
-        self._finish(order, OrdStatus.CANCELED, ExecType.CANCELED, "", result)
+        self._finish(order, STATUS_CANCELED, EXEC_CANCELED, "", result)
         return result
 
     def replace(self, cmd: ReplaceOrder, book: BookSnapshot | None = None) -> Result:
@@ -493,11 +513,11 @@ class Matcher:
             order.pending = PendingChange(
                 CxlRejResponseTo.REPLACE, cmd.cl_ord_id, cmd.qty, cmd.price
             )
-            order.status = OrdStatus.PENDING_REPLACE
+            order.status = STATUS_PENDING_REPLACE
             result.executions.append(
                 self._report(
                     order,
-                    ExecType.PENDING_REPLACE,
+                    EXEC_PENDING_REPLACE,
                     cl_ord_id=cmd.cl_ord_id,
                     orig_cl_ord_id=order.cl_ord_id,
                 )
@@ -512,7 +532,7 @@ class Matcher:
         order = self._lookup(client, cl_ord_id)
         if order is None:
             return None
-        return self._report(order, ExecType.ORDER_STATUS)
+        return self._report(order, EXEC_ORDER_STATUS)
 
     @property
     def open_count(self) -> int:
@@ -522,7 +542,7 @@ class Matcher:
     def open_orders(self, client: str | None = None) -> list[Execution]:
         """ORDER_STATUS of every open order (of ``client`` if given), oldest first."""
         return [
-            self._report(order, ExecType.ORDER_STATUS)
+            self._report(order, EXEC_ORDER_STATUS)
             for order in sorted(self._open.values(), key=_by_seq)
             if client is None or order.client == client
         ]
@@ -560,9 +580,7 @@ class Matcher:
         pending = None if order is None else order.pending
         if order is None or pending is None:
             return False
-        return pending.kind is CxlRejResponseTo.CANCEL or not (
-            order.tif is TimeInForce.IOC or order.tif is TimeInForce.FOK
-        )
+        return pending.kind is CxlRejResponseTo.CANCEL or not (order.tif is IOC or order.tif is FOK)
 
     def open_snapshot(self) -> list[Order]:
         """The open orders (in no order), copied at once: for a reader that
@@ -609,9 +627,7 @@ class Matcher:
                 self._retire(order)
                 continue
             self._open[order.order_id] = order
-            rests = order.ord_type is OrdType.LIMIT and (
-                order.tif is TimeInForce.DAY or order.tif is TimeInForce.GTC
-            )
+            rests = order.ord_type is LIMIT and (order.tif is DAY or order.tif is GTC)
             if rests:
                 self._side_book(order).add(order)
         self._expiring = {order_id for order_id in expiring if order_id in self._open}
@@ -656,9 +672,7 @@ class Matcher:
             order.seq = next(self._seq)
             self._index_all(order)
             self._open[order.order_id] = order
-            rests = order.ord_type is OrdType.LIMIT and (
-                order.tif is TimeInForce.DAY or order.tif is TimeInForce.GTC
-            )
+            rests = order.ord_type is LIMIT and (order.tif is DAY or order.tif is GTC)
             if rests:
                 self._side_book(order).add(order)
         return taken
@@ -726,9 +740,9 @@ class Matcher:
             if pending.kind is CxlRejResponseTo.CANCEL:
                 if not _unsolicited(order, pending):
                     self._rename(order, pending.cl_ord_id)
-                self._finish(order, OrdStatus.CANCELED, ExecType.CANCELED, "", result)
+                self._finish(order, STATUS_CANCELED, EXEC_CANCELED, "", result)
                 return result
-            if order.tif is TimeInForce.IOC or order.tif is TimeInForce.FOK:
+            if order.tif is IOC or order.tif is FOK:
                 self._too_late(order, pending, "order done", result)
             elif order.cum_qty > pending.qty:
                 self._too_late(order, pending, "filled beyond the new quantity", result)
@@ -739,8 +753,8 @@ class Matcher:
                 return result
         if order.leaves_qty and self.internal_crossing:
             self._cross(order, result)
-        if order.leaves_qty and (order.tif is TimeInForce.IOC or order.tif is TimeInForce.FOK):
-            self._finish(order, OrdStatus.CANCELED, ExecType.CANCELED, reason, result)
+        if order.leaves_qty and (order.tif is IOC or order.tif is FOK):
+            self._finish(order, STATUS_CANCELED, EXEC_CANCELED, reason, result)
         return result
 
     def expire_day(self) -> Result:
@@ -777,12 +791,12 @@ class Matcher:
         return result
 
     def _expire(self, order: Order, result: Result) -> None:
-        if order.tif is not TimeInForce.DAY:
+        if order.tif is not DAY:
             return
         if order.routing_qty:
             self._expiring.add(order.order_id)
         else:
-            self._finish(order, OrdStatus.EXPIRED, ExecType.EXPIRED, DAY_ENDED, result)
+            self._finish(order, STATUS_EXPIRED, EXEC_EXPIRED, DAY_ENDED, result)
 
     def release_forgotten(self, limit: int) -> bool:
         """Free about ``limit`` of the entries the day ends let go of (the
@@ -826,7 +840,7 @@ class Matcher:
         self, order: Order, pending: PendingChange | None, result: Result
     ) -> None:
         if order.leaves_qty:
-            self._finish(order, OrdStatus.EXPIRED, ExecType.EXPIRED, DAY_ENDED, result)
+            self._finish(order, STATUS_EXPIRED, EXEC_EXPIRED, DAY_ENDED, result)
         if pending is not None:
             self._too_late(order, pending, f"order expired: {DAY_ENDED}", result)
 
@@ -897,10 +911,10 @@ class Matcher:
                 OrdRejReason.INCORRECT_QUANTITY,
                 f"quantity {cmd.qty} lots outside {instrument.min_lots}..{instrument.max_lots}",
             )
-        if cmd.ord_type is OrdType.LIMIT:
+        if cmd.ord_type is LIMIT:
             if cmd.price is None or cmd.price <= 0:
                 return OrdRejReason.OTHER, "limit order needs a positive price"
-        elif cmd.tif is TimeInForce.GTC:
+        elif cmd.tif is GTC:
             return OrdRejReason.OTHER, "market order must be IOC, FOK or DAY"
         return None
 
@@ -910,7 +924,7 @@ class Matcher:
             return f"quantity {qty} lots outside {instrument.min_lots}..{instrument.max_lots}"
         if qty < order.cum_qty:
             return f"quantity {qty} lots below the filled {order.cum_qty}"
-        if price is not None and (order.ord_type is OrdType.MARKET or price <= 0):
+        if price is not None and (order.ord_type is MARKET or price <= 0):
             return "price must be positive, on a limit order"
         return ""
 
@@ -931,7 +945,7 @@ class Matcher:
                     cl_ord_id,
                     orig_cl_ord_id,
                     None,
-                    OrdStatus.REJECTED,
+                    STATUS_REJECTED,
                     CxlRejReason.UNKNOWN_ORDER,
                     kind,
                     "unknown order",
@@ -997,9 +1011,7 @@ class Matcher:
     ) -> None:
         new_price = order.price if price is None else price
         loses_priority = qty > order.qty or new_price != order.price
-        rests = order.ord_type is OrdType.LIMIT and (
-            order.tif is TimeInForce.DAY or order.tif is TimeInForce.GTC
-        )
+        rests = order.ord_type is LIMIT and (order.tif is DAY or order.tif is GTC)
         if rests and loses_priority:
             self._side_book(order).remove(order)
         self._rename(order, cl_ord_id)
@@ -1007,7 +1019,7 @@ class Matcher:
         order.price = new_price
         order.leaves_qty = qty - order.cum_qty
         order.status = _working_status(order)
-        result.executions.append(self._report(order, ExecType.REPLACED))
+        result.executions.append(self._report(order, EXEC_REPLACED))
         if order.leaves_qty == 0:
             self._close(order)
         elif rests and loses_priority:
@@ -1076,10 +1088,10 @@ class Matcher:
                 return
         if _marketable(order, book):
             self._route(order, result)
-        elif order.tif is TimeInForce.IOC or order.tif is TimeInForce.FOK:
-            self._finish(order, OrdStatus.CANCELED, ExecType.CANCELED, NOT_MARKETABLE, result)
+        elif order.tif is IOC or order.tif is FOK:
+            self._finish(order, STATUS_CANCELED, EXEC_CANCELED, NOT_MARKETABLE, result)
             return
-        if order.tif is TimeInForce.DAY or order.tif is TimeInForce.GTC:
+        if order.tif is DAY or order.tif is GTC:
             self._side_book(order).add(order)
 
     def _route(self, order: Order, result: Result) -> None:
@@ -1104,11 +1116,11 @@ class Matcher:
         """Resting orders ``taker`` may cross with now, in priority order.
         With the LP ``book``, only at prices at least as good for the taker
         as the LPs' best: a better LP price is taken at the LP."""
-        side_book = self._books[taker.symbol][1 if taker.side is Side.BUY else 0]
+        side_book = self._books[taker.symbol][1 if taker.side is BUY else 0]
         sign = side_book.sign
         limit_key = None if taker.price is None else taker.price * sign
         if book is not None:
-            best = book.best_ask if taker.side is Side.BUY else book.best_bid
+            best = book.best_ask if taker.side is BUY else book.best_bid
             if best is not None and (limit_key is None or best.price * sign < limit_key):
                 limit_key = best.price * sign
         for key in side_book.keys:
@@ -1166,13 +1178,11 @@ class Matcher:
         order.leaves_qty -= qty
         order.notional += qty * price
         if order.leaves_qty == 0:
-            order.status = OrdStatus.FILLED
+            order.status = STATUS_FILLED
         elif order.pending is None:
-            order.status = OrdStatus.PARTIALLY_FILLED
+            order.status = STATUS_PARTIALLY_FILLED
         result.executions.append(
-            self._report(
-                order, ExecType.TRADE, last_qty=qty, last_px=price, counterparty=counterparty
-            )
+            self._report(order, EXEC_TRADE, last_qty=qty, last_px=price, counterparty=counterparty)
         )
         if close and order.leaves_qty == 0:
             self._close(order)
@@ -1195,14 +1205,14 @@ class Matcher:
             self._retire(order)
 
     def _reject(self, order: Order, reason: OrdRejReason, text: str, result: Result) -> None:
-        order.status = OrdStatus.REJECTED
+        order.status = STATUS_REJECTED
         order.leaves_qty = 0
         result.executions.append(
-            self._report(order, ExecType.REJECTED, text=text, ord_rej_reason=reason)
+            self._report(order, EXEC_REJECTED, text=text, ord_rej_reason=reason)
         )
 
     def _side_book(self, order: Order) -> _SideBook:
-        return self._books[order.symbol][0 if order.side is Side.BUY else 1]
+        return self._books[order.symbol][0 if order.side is BUY else 1]
 
     def _report(
         self,
@@ -1254,8 +1264,8 @@ def _unsolicited(order: Order, pending: PendingChange) -> bool:
 
 def _working_status(order: Order) -> OrdStatus:
     if order.leaves_qty == 0:
-        return OrdStatus.FILLED
-    return OrdStatus.PARTIALLY_FILLED if order.cum_qty else OrdStatus.NEW
+        return STATUS_FILLED
+    return STATUS_PARTIALLY_FILLED if order.cum_qty else STATUS_NEW
 
 
 def _marketable(order: Order, book: BookSnapshot | None) -> bool:
@@ -1264,7 +1274,7 @@ def _marketable(order: Order, book: BookSnapshot | None) -> bool:
         return True
     if book is None:
         return False
-    if order.side is Side.BUY:
+    if order.side is BUY:
         ask = book.best_ask
         return ask is not None and ask.price <= order.price
     bid = book.best_bid

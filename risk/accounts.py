@@ -40,6 +40,7 @@ from typing import Final
 
 from risk.limits import RiskBreach
 from risk.margin import MarginParams, MarginResult, MissingMark, Portfolio
+from router.members import BUY
 from router.model import Instrument, Side
 
 __all__ = ["AccountTerms", "AccountView", "Accounts", "Holding", "Marks", "Standing"]
@@ -336,20 +337,20 @@ class Accounts:
         both = by_symbol.get(symbol)
         if both is None:
             return 0
-        return both[0] if side is Side.BUY else both[1]
+        return both[0] if side is BUY else both[1]
 
     def _add_open(self, client: str, symbol: str, side: Side, lots: int) -> None:
         by_symbol = self._open_lots.setdefault(client, {})
         both = by_symbol.get(symbol)
         if both is None:
             both = by_symbol[symbol] = [0, 0]
-        both[0 if side is Side.BUY else 1] += lots
+        both[0 if side is BUY else 1] += lots
         if both == [0, 0]:
             del by_symbol[symbol]
 
     def trade(self, client: str, symbol: str, side: Side, lots: int, price: int) -> None:
         """Book a client's fill of ``lots`` at ``price`` ticks."""
-        signed = lots if side is Side.BUY else -lots
+        signed = lots if side is BUY else -lots
         lot_size = self._lot_size.get(symbol)
         if lot_size is None:
             return  # an instrument no longer configured: nothing to margin it by
@@ -388,14 +389,14 @@ class Accounts:
             # the order's group's with the open orders and this one filled
             lot_size = self._lot_size[symbol]
             buys, sells = self._open_lots.get(client, {}).get(symbol, (0, 0))
-            if side is Side.BUY:
+            if side is BUY:
                 buys += lots
             else:
                 sells += lots
             bound = account.portfolio.scan_bound(symbol, buys * lot_size, -sells * lot_size)
             if bound * factor <= equity:
                 return None
-            before = self._worst(client, account, symbol, Side.BUY, 0)
+            before = self._worst(client, account, symbol, BUY, 0)
             after = self._worst(client, account, symbol, side, lots)
         except MissingMark as missing:
             return RiskBreach(
@@ -417,7 +418,7 @@ class Accounts:
         more on ``side`` filled, buys or sells, whichever asks more."""
         lot_size = self._lot_size[symbol]
         buys, sells = self._open_lots.get(client, {}).get(symbol, (0, 0))
-        if side is Side.BUY:
+        if side is BUY:
             buys += lots
         else:
             sells += lots

@@ -16,6 +16,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Protocol
 
+from router.members import BUY
 from router.model import Side
 from router.units import format_decimal
 
@@ -166,7 +167,7 @@ def check(
         max_position = limits.max_open_position_lots
         name = "max_open_position_lots"
     if max_position is not None:
-        buy = order.side is Side.BUY
+        buy = order.side is BUY
         # the position with every open order on the order's side filled
         worst = position + open_lots if buy else position - open_lots
         after = worst + qty if buy else worst - qty

@@ -22,6 +22,7 @@ from operator import itemgetter
 from types import MappingProxyType
 from typing import NamedTuple
 
+from router.members import BUY
 from router.model import Level, Quote, Side
 
 __all__ = ["AggregatedBook", "BookLevel", "BookSnapshot", "without_lps"]
@@ -133,7 +134,7 @@ class BookSnapshot:
 
     def levels_for(self, side: Side) -> tuple[BookLevel, ...]:
         """The levels an order on ``side`` takes from: asks for a BUY, bids for a SELL."""
-        return self.asks if side is Side.BUY else self.bids
+        return self.asks if side is BUY else self.bids
 
     def sweep(self, side: Side, qty: int, limit_price: int | None = None) -> tuple[int, int]:
         """Walk the book as an order of ``qty`` lots on ``side`` would.
@@ -145,7 +146,7 @@ class BookSnapshot:
         """
         if qty <= 0:
             raise ValueError(f"sweep quantity must be positive, got {qty}")
-        buy = side is Side.BUY
+        buy = side is BUY
         filled = 0
         numerator = 0
         for price, level_qty, _lp in self.asks if buy else self.bids:
@@ -169,7 +170,7 @@ class BookSnapshot:
     def executable_qty(self, side: Side, limit_price: int) -> int:
         """Lots an order on ``side`` could take at ``limit_price`` or better."""
         total = 0
-        if side is Side.BUY:
+        if side is BUY:
             for price, qty, _lp in self.asks:
                 if price > limit_price:
                     break

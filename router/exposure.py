@@ -62,6 +62,7 @@ from typing import Protocol
 
 import msgspec
 
+from router.members import BUY
 from router.model import Instrument, Side
 
 __all__ = ["ExposureLedger", "ExposureSnapshot", "PriceSource"]
@@ -196,7 +197,7 @@ class ExposureLedger:
         """Book a fill of ``qty`` lots at ``price`` ticks; ``side`` is the client's."""
         if qty <= 0:
             raise ValueError(f"fill quantity must be positive, got {qty}")
-        signed = qty if side is Side.BUY else -qty
+        signed = qty if side is BUY else -qty
         _add(self._lps, lp, symbol, signed)
         _add(self._clients, client, symbol, signed)
         self._last_price[symbol] = price
@@ -208,7 +209,7 @@ class ExposureLedger:
         the client's position moves, no LP's does."""
         if qty <= 0:
             raise ValueError(f"fill quantity must be positive, got {qty}")
-        _add(self._clients, client, symbol, qty if side is Side.BUY else -qty)
+        _add(self._clients, client, symbol, qty if side is BUY else -qty)
         self._last_price[symbol] = price
 
     def price(self, symbol: str, prices: PriceSource) -> Decimal | None:

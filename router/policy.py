@@ -24,6 +24,7 @@ import msgspec
 
 from router.book import BookSnapshot
 from router.exposure import ExposureSnapshot
+from router.members import BUY
 from router.model import Instrument, Side
 
 __all__ = [
@@ -291,7 +292,7 @@ class BestPriceExposureAware:
         symbol = request.symbol
         if book.symbol != symbol:
             raise ValueError(f"book of {book.symbol} given to route {symbol}")
-        buy = request.side is Side.BUY
+        buy = request.side is BUY
         qty = request.qty
         levels = book.asks if buy else book.bids
         if not levels:

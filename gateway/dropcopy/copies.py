@@ -30,13 +30,14 @@ from typing import Final
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 from gateway.fix.session import BusinessRejectReason, Session
+from router.members import BUY, SELL
 from router.model import Instrument, Side
 from router.units import instrument_formats
 
 __all__ = ["DropCopies", "DropCopyApplication", "copy_body", "trade_capture_body"]
 
 HOUSE_SUFFIX: Final = "/house"
-_SIDES: Final = {Side.BUY: b"1", Side.SELL: b"2"}
+_SIDES: Final = {BUY: b"1", SELL: b"2"}
 
 
 def copy_body(body: bytes, client: bytes, market: str = "") -> bytes:

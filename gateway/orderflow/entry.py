@@ -56,19 +56,20 @@ from gateway.orderflow.routing import ChildRouting
 from gateway.orderflow.rules import Rules
 from gateway.orderflow.stats import FlowStats
 from matcher.engine import Matcher, NewOrder
+from matcher.members import STATUS_REJECTED
 from matcher.orders import (
     CancelReject,
     CxlRejReason,
     CxlRejResponseTo,
     Order,
     OrdRejReason,
-    OrdStatus,
 )
 from risk.accounts import Marks
 from risk.limits import check
 from router.book import AggregatedBook
 from router.exposure import ExposureLedger, ExposureSnapshot
-from router.model import Instrument, Side, TimeInForce
+from router.members import BUY, FOK
+from router.model import Instrument
 
 _log = structlog.get_logger("gateway.orderflow.entry")
 
@@ -307,7 +308,7 @@ class OrderEntry:
         book = routing.snapshot(order.symbol, now)
         # a FOK counts the lots the LPs can take as its routing would place
         # them, not every lot the book shows (an LP at its hard limit)
-        lp_lots = routing.fok_lots(order, book, now) if order.tif is TimeInForce.FOK else None
+        lp_lots = routing.fok_lots(order, book, now) if order.tif is FOK else None
         result = self.matcher.submit(order, book, lp_lots)
         if result.executions:
             self._reports.started[result.executions[0].order_id] = [now, ""]
@@ -436,7 +437,7 @@ class OrderEntry:
         # over the limit (the Text says so) is echoed cut to it, never in full.
         orig = msg.get(41) or b""
         order_id: str | None = None
-        status = OrdStatus.REJECTED
+        status = STATUS_REJECTED
         if len(orig) <= id_limit:
             current = self.matcher.order_of(client, orig.decode("latin-1"))
             if current is not None:
@@ -496,7 +497,7 @@ class OrderEntry:
         limits = self.rules.client_limits.get(client)
         if limits is None:
             return None
-        filled = current.cum_qty if current.side is Side.BUY else -current.cum_qty
+        filled = current.cum_qty if current.side is BUY else -current.cum_qty
         resized = NewOrder(
             client,
             current.cl_ord_id,

@@ -61,7 +61,8 @@ from matcher.orders import Order
 from risk.accounts import Accounts
 from router.book import AggregatedBook
 from router.exposure import ExposureLedger, ExposureSnapshot
-from router.model import Instrument, TimeInForce
+from router.members import DAY
+from router.model import Instrument
 
 CHECKPOINT_TAIL_SLICE = 256 * 1024
 """Bytes of the journal's tail copied per loop turn once a checkpoint's
@@ -388,9 +389,7 @@ class OrderFlow:
         now = self._clock()
         routing = self.routing
         if late:
-            expiring = [
-                o.order_id for o in taken if o.order_id in late and o.tif is TimeInForce.DAY
-            ]
+            expiring = [o.order_id for o in taken if o.order_id in late and o.tif is DAY]
             if expiring:
                 _log.warning("day_orders_expired_late", client=taken[0].client, order_ids=expiring)
                 routing.publish(self.matcher.expire_late(expiring), now)

@@ -40,6 +40,7 @@ from config.schema import DEFAULT_MAX_ID_LENGTH
 from gateway.fix.codec import FixMessage, encode_fields
 from matcher.engine import CancelOrder, NewOrder, ReplaceOrder
 from matcher.orders import CancelReject, CxlRejResponseTo, ExecType, Execution, OrdStatus
+from router.members import BUY, DAY, FOK, GTC, IOC, LIMIT, MARKET, SELL
 from router.model import Instrument, OffGrid, OrdType, Side, TimeInForce
 from router.units import format_decimal, instrument_formats, remembered
 
@@ -88,13 +89,13 @@ repeats (see :func:`excerpt`)."""
 # of any length would hold up to 8192 of them), and never echoed.
 _NUMBER_LENGTH: Final = 32
 
-_SIDES: dict[bytes, Side] = {b"1": Side.BUY, b"2": Side.SELL}
-_ORD_TYPES: dict[bytes, OrdType] = {b"1": OrdType.MARKET, b"2": OrdType.LIMIT}
+_SIDES: dict[bytes, Side] = {b"1": BUY, b"2": SELL}
+_ORD_TYPES: dict[bytes, OrdType] = {b"1": MARKET, b"2": LIMIT}
 _TIFS: dict[bytes, TimeInForce] = {
-    b"0": TimeInForce.DAY,
-    b"1": TimeInForce.GTC,
-    b"3": TimeInForce.IOC,
-    b"4": TimeInForce.FOK,
+    b"0": DAY,
+    b"1": GTC,
+    b"3": IOC,
+    b"4": FOK,
 }
 
 # The wire value of every enumerated field the reports carry.
@@ -276,7 +277,7 @@ def decode_new_order(
     if isinstance(qty, Refusal):
         return qty
     price: int | None = None
-    if ord_type is OrdType.LIMIT:
+    if ord_type is LIMIT:
         raw_price = msg.get(44)
         if not raw_price:
             return Refusal("Price is required for a limit order", REJ_OTHER)
@@ -452,7 +453,7 @@ def execution_body(
     optional = b""
     if ex.orig_cl_ord_id:
         optional = b"41=%b\x01" % ex.orig_cl_ord_id.encode("latin-1", "replace")
-    if ex.price is not None and ex.ord_type is OrdType.LIMIT:
+    if ex.price is not None and ex.ord_type is LIMIT:
         optional += b"44=%b\x01" % fmt.price(ex.price)
     text = b"58=%b\x01" % ex.text.encode("latin-1", "replace") if ex.text else b""
     rej = b"" if ex.ord_rej_reason is None else b"103=%d\x01" % ex.ord_rej_reason

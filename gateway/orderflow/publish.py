@@ -36,11 +36,17 @@ from gateway.orderflow.mapping import (
 )
 from gateway.orderflow.stats import FlowStats
 from matcher.engine import Matcher, Result
+from matcher.members import (
+    EXEC_CANCELED,
+    EXEC_PENDING_CANCEL,
+    EXEC_TRADE,
+    STATUS_PENDING_REPLACE,
+    STATUS_REJECTED,
+)
 from matcher.orders import (
     FINAL_STATUSES,
     INTERNAL,
     CancelReject,
-    ExecType,
     Execution,
     Order,
     OrdRejReason,
@@ -155,7 +161,7 @@ class Reports:
         the client's position in the exposure ledger too (an LP's fill is
         booked there by the routing)."""
         accounts = self.accounts
-        if ex.exec_type is ExecType.TRADE and ex.last_px is not None:
+        if ex.exec_type is EXEC_TRADE and ex.last_px is not None:
             internal = ex.counterparty == INTERNAL
             accounts.trade(ex.client, ex.symbol, ex.side, ex.last_qty, ex.last_px)
             if internal:
@@ -165,7 +171,7 @@ class Reports:
                     Traded(ex.client, ex.symbol, ex.side, ex.last_qty, ex.last_px, internal)
                 )
         leaves = ex.leaves_qty
-        if ex.status is OrdStatus.PENDING_REPLACE and leaves:
+        if ex.status is STATUS_PENDING_REPLACE and leaves:
             # a replace waits for the order's routing: the lots it may add count
             order = self._matcher.find(ex.order_id, ex.client, ex.cl_ord_id)
             if order is not None:
@@ -229,7 +235,7 @@ class Reports:
         order_id = ex.order_id
         ours = order_id in self.stop_out_orders or (
             order_id in self.stop_out_cancels
-            and (ex.exec_type is ExecType.CANCELED or ex.exec_type is ExecType.PENDING_CANCEL)
+            and (ex.exec_type is EXEC_CANCELED or ex.exec_type is EXEC_PENDING_CANCEL)
         )
         if ex.status in FINAL_STATUSES:
             self.stop_out_orders.discard(order_id)
@@ -248,7 +254,7 @@ class Reports:
             if started[1]:
                 stats.policy(started[1]).latency.observe(latency)
         stats.final(ex.client, _STATUS_NAMES[ex.status])
-        if ex.status is OrdStatus.REJECTED:
+        if ex.status is STATUS_REJECTED:
             reason = ex.ord_rej_reason
             stats.rejected(ex.client, refusal_reason(reason if reason is not None else 99))
             _log.info(

@@ -35,6 +35,7 @@ from lp_adapters.recent import Recent, joined_ids
 from matcher.engine import Matcher, NewOrder, Result, RouteNeed
 from router.book import AggregatedBook, BookSnapshot, without_lps
 from router.exposure import ExposureLedger, ExposureSnapshot
+from router.members import BUY, DAY, GTC, LIMIT
 from router.model import (
     ChildAck,
     ChildCanceled,
@@ -45,10 +46,8 @@ from router.model import (
     Instrument,
     LpEvent,
     LpStatus,
-    OrdType,
     Quote,
     Side,
-    TimeInForce,
 )
 from router.policy import RouteRequest
 
@@ -400,7 +399,7 @@ class ChildRouting:
             order.symbol,
             order.side,
             order.qty,
-            order.price if order.ord_type is OrdType.LIMIT else None,
+            order.price if order.ord_type is LIMIT else None,
             instrument,
         )
         policy = rules.policies[rules.policy_for(order.client, order.cl_ord_id)]
@@ -487,10 +486,10 @@ class ChildRouting:
         paused = self.paused
         if plan is None or not plan.children:
             tif = need.tif
-            resting = tif is TimeInForce.DAY or tif is TimeInForce.GTC
+            resting = tif is DAY or tif is GTC
             best = None
             if attempt == 0 and snapshot is not None and need.price is not None and resting:
-                best = snapshot.best_ask if need.side is Side.BUY else snapshot.best_bid
+                best = snapshot.best_ask if need.side is BUY else snapshot.best_bid
             if best is not None:
                 # a limit that rests, marketable at quotes its LPs would not
                 # take: quotes at that price or worse route it again no

@@ -177,8 +177,17 @@ from gateway.sim.lp_sim_config import (
 )
 from lp_adapters.simulated.adapter import SimulatedLp
 from lp_adapters.simulated.statement import StatementWriter
-from matcher.orders import CancelReject, CxlRejReason, CxlRejResponseTo, OrdStatus
+from matcher.members import (
+    STATUS_CANCELED,
+    STATUS_FILLED,
+    STATUS_NEW,
+    STATUS_PARTIALLY_FILLED,
+    STATUS_PENDING_NEW,
+    STATUS_REJECTED,
+)
+from matcher.orders import CancelReject, CxlRejReason, CxlRejResponseTo
 from router.book import AggregatedBook
+from router.members import BUY
 from router.model import (
     ChildAck,
     ChildCanceled,
@@ -239,7 +248,7 @@ class _Order:
         self.ord_type = ord_type
         self.qty = qty  # lots
         self.limit = limit  # ticks; None for a market order
-        self.status = OrdStatus.PENDING_NEW
+        self.status = STATUS_PENDING_NEW
         self.cum_qty = 0
         self.notional = 0  # ticks x lots filled
         self.cancel_pending = False
@@ -366,11 +375,11 @@ class LpSimApplication:
         side = decoded.side
         limit = decoded.price
         if limit is None:
-            child_price = _MARKET_BUY_LIMIT if side is Side.BUY else 1
+            child_price = _MARKET_BUY_LIMIT if side is BUY else 1
         elif self._price_moved(decoded.symbol, side, limit):
             self._refuse(session, msg, Refusal(PRICE_MOVED_TEXT, REJ_BROKER_OPTION), order_id, now)
             return
-        elif side is Side.BUY:
+        elif side is BUY:
             child_price = limit + self.tolerance
         else:
             child_price = max(1, limit - self.tolerance)
@@ -410,7 +419,7 @@ class LpSimApplication:
         """Last look: the LP's current price on the side the order takes is
         worse for the LP than ``limit`` by more than the tolerance."""
         quote = self.lp.quote(symbol)
-        if side is Side.BUY:
+        if side is BUY:
             return not quote.asks or quote.asks[0].price - limit > self.tolerance
         return not quote.bids or limit - quote.bids[0].price > self.tolerance
 
@@ -447,7 +456,7 @@ class LpSimApplication:
             cl_ord_id=cl_ord_id.decode("latin-1"),
             orig_cl_ord_id=orig_cl_ord_id.decode("latin-1"),
             order_id=order.order_id if order is not None else None,
-            status=order.status if order is not None else OrdStatus.REJECTED,
+            status=order.status if order is not None else STATUS_REJECTED,
             reason=reason,
             response_to=CxlRejResponseTo.CANCEL,
             text=text,
@@ -490,18 +499,18 @@ class LpSimApplication:
             if order is None:
                 return
             if isinstance(event, ChildAck):
-                order.status = OrdStatus.NEW
+                order.status = STATUS_NEW
                 self._report(order, b"0", now, leaves=order.qty)
             elif isinstance(event, ChildFill):
                 self._on_fill(order, event, now)
             elif isinstance(event, ChildReject):
-                order.status = OrdStatus.REJECTED
+                order.status = STATUS_REJECTED
                 self._report(
                     order, b"8", now, leaves=0, text=event.reason, rej_reason=REJ_BROKER_OPTION
                 )
                 self._finish(order)
             elif isinstance(event, ChildCanceled):
-                order.status = OrdStatus.CANCELED
+                order.status = STATUS_CANCELED
                 by_request = order.cancel_cl_ord_id
                 self._report(
                     order,
@@ -518,11 +527,11 @@ class LpSimApplication:
         price = fill.price
         limit = order.limit
         if limit is not None:  # within the tolerance the LP fills at the limit
-            price = min(price, limit) if order.side is Side.BUY else max(price, limit)
+            price = min(price, limit) if order.side is BUY else max(price, limit)
         order.cum_qty += fill.qty
         order.notional += fill.qty * price
         leaves = order.qty - order.cum_qty
-        order.status = OrdStatus.FILLED if leaves <= 0 else OrdStatus.PARTIALLY_FILLED
+        order.status = STATUS_FILLED if leaves <= 0 else STATUS_PARTIALLY_FILLED
         exec_id = self._report(order, b"F", now, leaves=max(leaves, 0), last=(fill.qty, price))
         statement = self.statement
         if statement is not None:

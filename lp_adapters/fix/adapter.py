@@ -75,6 +75,7 @@ from lp_adapters.base import (
 )
 from lp_adapters.fix.settings import FixLpSettings
 from lp_adapters.recent import Recent, SeqWindow, joined_ids
+from router.members import BUY
 from router.model import (
     EXEC_ID_SEP,
     ChildAck,
@@ -87,7 +88,6 @@ from router.model import (
     Level,
     LpStatus,
     Quote,
-    Side,
 )
 from router.units import price_bytes, qty_bytes, remembered
 
@@ -482,7 +482,7 @@ class FixLp(LpAdapter):
             (44, price_bytes(instrument, child.price)),
         ]
         fields += [
-            (54, b"1" if child.side is Side.BUY else b"2"),
+            (54, b"1" if child.side is BUY else b"2"),
             (55, child.symbol.encode()),
             (59, b"3"),
             (60, codec.format_utc_timestamp(now)),
@@ -520,7 +520,7 @@ class FixLp(LpAdapter):
             child = entry.child
             fields = [
                 (11, child_id.encode()),
-                (54, b"1" if child.side is Side.BUY else b"2"),
+                (54, b"1" if child.side is BUY else b"2"),
                 (55, child.symbol.encode()),
             ]
             self._send(b"H", codec.encode_fields(fields), now)
@@ -538,7 +538,7 @@ class FixLp(LpAdapter):
             (11, b"%s-C%d" % (child_id.encode(), self._cancel_seq)),
             (38, qty_bytes(instrument, child.qty)),
             (41, child_id.encode()),
-            (54, b"1" if child.side is Side.BUY else b"2"),
+            (54, b"1" if child.side is BUY else b"2"),
             (55, child.symbol.encode()),
             (60, codec.format_utc_timestamp(now)),
         ]

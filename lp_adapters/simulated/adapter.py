@@ -33,6 +33,7 @@ import structlog
 from lp_adapters.base import DISCONNECTED_REASON, EventSink, LpAdapter
 from lp_adapters.simulated.settings import SimulatedLpSettings, check_settings
 from lp_adapters.simulated.statement import StatementWriter
+from router.members import BUY
 from router.model import (
     AssetClass,
     ChildAck,
@@ -45,7 +46,6 @@ from router.model import (
     LpStatus,
     OffGrid,
     Quote,
-    Side,
 )
 from router.units import price_text, qty_text
 
@@ -460,7 +460,7 @@ class SimulatedLp(LpAdapter):
 
         bids, asks = self._book(child.symbol)
         limit = child.price
-        if child.side is Side.BUY:
+        if child.side is BUY:
             levels: Iterable[Level] = (lv for lv in asks if lv.price <= limit)
         else:
             levels = (lv for lv in bids if lv.price >= limit)
