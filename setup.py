@@ -51,6 +51,7 @@ COMPILED = [
     "lp_adapters/simulated/adapter.py",
     "lp_adapters/simulated/statement.py",
     "matcher/engine.py",
+    "matcher/execution.py",
     "matcher/ids.py",
     "matcher/members.py",
     "risk/accounts.py",

@@ -9,12 +9,12 @@ from matcher.engine import (
     Result,
     RouteNeed,
 )
+from matcher.execution import Execution
 from matcher.orders import (
     CancelReject,
     CxlRejReason,
     CxlRejResponseTo,
     ExecType,
-    Execution,
     Order,
     OrdRejReason,
     OrdStatus,

@@ -64,6 +64,7 @@ from typing import Final, NamedTuple
 
 import msgspec
 
+from matcher.execution import Execution
 from matcher.ids import IdIndex
 from matcher.members import (
     EXEC_CANCELED,
@@ -90,7 +91,6 @@ from matcher.orders import (
     CxlRejReason,
     CxlRejResponseTo,
     ExecType,
-    Execution,
     Order,
     OrdRejReason,
     OrdStatus,

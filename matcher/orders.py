@@ -1,7 +1,8 @@
 """Client orders and what the matcher reports about them.
 
 An :class:`Order` belongs to the matcher alone: nothing else mutates it.  What
-leaves the matcher are immutable values: an :class:`Execution` per state change
+leaves the matcher are immutable values: an
+:class:`~matcher.execution.Execution` per state change
 (the content of one FIX ExecutionReport, 35=8) and a :class:`CancelReject` per
 refused cancel or replace (the content of one OrderCancelReject, 35=9).
 
@@ -26,7 +27,6 @@ __all__ = [
     "CxlRejReason",
     "CxlRejResponseTo",
     "ExecType",
-    "Execution",
     "OrdRejReason",
     "OrdStatus",
     "Order",
@@ -180,43 +180,6 @@ class Order(msgspec.Struct, eq=False, gc=False, array_like=True):
         return Fraction(self.notional, self.cum_qty) if self.cum_qty else Fraction(0)
 
 
-class Execution(msgspec.Struct, frozen=True, gc=False):
-    """One ExecutionReport's content: the order's reportable fields as they
-    were when the event happened, plus the event itself.
-
-    ``last_qty``/``last_px`` describe the fill of a TRADE (0 and None
-    otherwise); ``counterparty`` is :data:`INTERNAL` for a cross or the LP's
-    name.  ``ord_rej_reason`` is set on REJECTED executions only.
-    """
-
-    exec_id: str
-    exec_type: ExecType
-    order_id: str
-    client: str
-    cl_ord_id: str
-    orig_cl_ord_id: str | None
-    symbol: str
-    side: Side
-    ord_type: OrdType
-    tif: TimeInForce
-    qty: int
-    price: int | None
-    status: OrdStatus
-    cum_qty: int
-    leaves_qty: int
-    notional: int
-    last_qty: int = 0
-    last_px: int | None = None
-    counterparty: str = ""
-    text: str = ""
-    ord_rej_reason: OrdRejReason | None = None
-
-    @property
-    def avg_px(self) -> Fraction:
-        """Exact average fill price in ticks (0 before the first fill)."""
-        return Fraction(self.notional, self.cum_qty) if self.cum_qty else Fraction(0)
-
-
 class CancelReject(msgspec.Struct, frozen=True, gc=False):
     """One OrderCancelReject's content.
 
@@ -236,4 +199,5 @@ class CancelReject(msgspec.Struct, frozen=True, gc=False):
 
 OrderReject = CancelReject
 """A refused cancel or replace request; the same value as :class:`CancelReject`
-(a refused *new* order is an :class:`Execution` with ExecType REJECTED)."""
+(a refused *new* order is an :class:`~matcher.execution.Execution` with
+ExecType REJECTED)."""

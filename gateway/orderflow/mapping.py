@@ -39,7 +39,8 @@ from typing import Final
 from config.schema import DEFAULT_MAX_ID_LENGTH
 from gateway.fix.codec import FixMessage, encode_fields
 from matcher.engine import CancelOrder, NewOrder, ReplaceOrder
-from matcher.orders import CancelReject, CxlRejResponseTo, ExecType, Execution, OrdStatus
+from matcher.execution import Execution
+from matcher.orders import CancelReject, CxlRejResponseTo, ExecType, OrdStatus
 from router.members import BUY, DAY, FOK, GTC, IOC, LIMIT, MARKET, SELL
 from router.model import Instrument, OffGrid, OrdType, Side, TimeInForce
 from router.units import format_decimal, instrument_formats, remembered

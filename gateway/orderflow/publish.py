@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-import msgspec
 import structlog
 
 from config.schema import DEFAULT_MAX_ID_LENGTH
@@ -36,6 +35,7 @@ from gateway.orderflow.mapping import (
 )
 from gateway.orderflow.stats import FlowStats
 from matcher.engine import Matcher, Result
+from matcher.execution import Execution
 from matcher.members import (
     EXEC_CANCELED,
     EXEC_PENDING_CANCEL,
@@ -43,15 +43,7 @@ from matcher.members import (
     STATUS_PENDING_REPLACE,
     STATUS_REJECTED,
 )
-from matcher.orders import (
-    FINAL_STATUSES,
-    INTERNAL,
-    CancelReject,
-    Execution,
-    Order,
-    OrdRejReason,
-    OrdStatus,
-)
+from matcher.orders import FINAL_STATUSES, INTERNAL, CancelReject, Order, OrdRejReason, OrdStatus
 from risk.accounts import Accounts
 from router.exposure import ExposureLedger
 from router.model import Instrument
@@ -241,7 +233,7 @@ class Reports:
             self.stop_out_orders.discard(order_id)
             self.stop_out_cancels.discard(order_id)
         if ours and not ex.text:
-            return msgspec.structs.replace(ex, text=STOP_OUT_TEXT)
+            return ex.with_text(STOP_OUT_TEXT)
         return ex
 
     def _order_done(self, ex: Execution, started: list[Any]) -> None:

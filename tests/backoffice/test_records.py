@@ -23,7 +23,8 @@ from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 from gateway.orderflow.mapping import execution_body
 from gateway.orderflow.recovery import HOUSE
-from matcher.orders import INTERNAL, ExecType, Execution, OrdStatus
+from matcher.execution import Execution
+from matcher.orders import INTERNAL, ExecType, OrdStatus
 from router.model import AssetClass, Instrument, OrdType, Side, TimeInForce
 
 EURUSD = Instrument(

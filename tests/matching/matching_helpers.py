@@ -5,7 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 from matcher.engine import CancelOrder, Matcher, NewOrder, ReplaceOrder, Result
-from matcher.orders import ExecType, Execution
+from matcher.execution import Execution
+from matcher.orders import ExecType
 from router.book import AggregatedBook, BookSnapshot
 from router.model import AssetClass, Instrument, Level, OrdType, Quote, Side, TimeInForce
 

@@ -12,7 +12,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from matching_helpers import SYMBOL, book, matcher
 
 from matcher.engine import CancelOrder, NewOrder, ReplaceOrder, Result
-from matcher.orders import FINAL_STATUSES, ExecType, Execution, OrdStatus
+from matcher.execution import Execution
+from matcher.orders import FINAL_STATUSES, ExecType, OrdStatus
 from router.book import BookSnapshot
 from router.model import OrdType, Side, TimeInForce
 

@@ -20,12 +20,12 @@ from gateway.orderflow.mapping import (
     new_order_reject_body,
 )
 from matcher.engine import CancelOrder, NewOrder, ReplaceOrder
+from matcher.execution import Execution
 from matcher.orders import (
     CancelReject,
     CxlRejReason,
     CxlRejResponseTo,
     ExecType,
-    Execution,
     OrdRejReason,
     OrdStatus,
 )
