@@ -54,6 +54,7 @@ COMPILED = [
     "matcher/execution.py",
     "matcher/ids.py",
     "matcher/members.py",
+    "matcher/values.py",
     "risk/accounts.py",
     "risk/limits.py",
     "risk/margin.py",

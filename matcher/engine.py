@@ -60,9 +60,7 @@ from __future__ import annotations
 from bisect import insort
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import count
-from typing import Final, NamedTuple
-
-import msgspec
+from typing import Final
 
 from matcher.execution import Execution
 from matcher.ids import IdIndex
@@ -96,6 +94,7 @@ from matcher.orders import (
     OrdStatus,
     PendingChange,
 )
+from matcher.values import Value
 from router.book import BookSnapshot
 from router.members import BUY, DAY, FOK, GTC, IOC, LIMIT, MARKET, SELL
 from router.model import Instrument, OrdType, Side, TimeInForce
@@ -217,67 +216,196 @@ class MatcherError(Exception):
     a fill larger than the order's routed quantity, ...)."""
 
 
-class NewOrder(msgspec.Struct, frozen=True, gc=False):
+class NewOrder(Value):
     """A client's new order (NewOrderSingle, 35=D), already in ticks and lots.
     ``house``: entered by the house in the client's name, under a ClOrdID
-    of the house's (see the module documentation)."""
+    of the house's (see the module documentation).  Immutable.
 
-    client: str
-    cl_ord_id: str
-    symbol: str
-    side: Side
-    ord_type: OrdType
-    tif: TimeInForce
-    qty: int
-    price: int | None = None
-    house: bool = False
+    This and the other requests and results of the matcher are plain
+    classes compiled with it (``docs/compiled.md``): compiled code reads
+    a msgspec Struct's fields through the type's descriptors."""
+
+    __slots__ = (
+        "cl_ord_id",
+        "client",
+        "house",
+        "ord_type",
+        "price",
+        "qty",
+        "side",
+        "symbol",
+        "tif",
+    )
+
+    def __init__(
+        self,
+        client: str,
+        cl_ord_id: str,
+        symbol: str,
+        side: Side,
+        ord_type: OrdType,
+        tif: TimeInForce,
+        qty: int,
+        price: int | None = None,
+        house: bool = False,
+    ) -> None:
+        self.client: Final = client
+        self.cl_ord_id: Final = cl_ord_id
+        self.symbol: Final = symbol
+        self.side: Final = side
+        self.ord_type: Final = ord_type
+        self.tif: Final = tif
+        self.qty: Final = qty
+        self.price: Final = price
+        self.house: Final = house
+
+    def fields(self) -> tuple[object, ...]:
+        return (
+            self.client,
+            self.cl_ord_id,
+            self.symbol,
+            self.side,
+            self.ord_type,
+            self.tif,
+            self.qty,
+            self.price,
+            self.house,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"NewOrder({self.client!r}, {self.cl_ord_id!r}, {self.symbol!r}, {self.side!r}, "
+            f"{self.ord_type!r}, {self.tif!r}, {self.qty!r}, {self.price!r}, {self.house!r})"
+        )
 
 
-class CancelOrder(msgspec.Struct, frozen=True, gc=False):
-    """OrderCancelRequest (35=F) for the client's order ``orig_cl_ord_id``."""
+class CancelOrder(Value):
+    """OrderCancelRequest (35=F) for the client's order ``orig_cl_ord_id``.
+    Immutable."""
 
-    client: str
-    cl_ord_id: str
-    orig_cl_ord_id: str
+    __slots__ = ("cl_ord_id", "client", "orig_cl_ord_id")
+
+    def __init__(self, client: str, cl_ord_id: str, orig_cl_ord_id: str) -> None:
+        self.client: Final = client
+        self.cl_ord_id: Final = cl_ord_id
+        self.orig_cl_ord_id: Final = orig_cl_ord_id
+
+    def fields(self) -> tuple[object, ...]:
+        return (self.client, self.cl_ord_id, self.orig_cl_ord_id)
+
+    def __repr__(self) -> str:
+        return f"CancelOrder({self.client!r}, {self.cl_ord_id!r}, {self.orig_cl_ord_id!r})"
 
 
-class ReplaceOrder(msgspec.Struct, frozen=True, gc=False):
+class ReplaceOrder(Value):
     """OrderCancelReplaceRequest (35=G): new total ``qty`` and, if given, new
-    limit ``price`` (None keeps the current one)."""
+    limit ``price`` (None keeps the current one).  Immutable."""
 
-    client: str
-    cl_ord_id: str
-    orig_cl_ord_id: str
-    qty: int
-    price: int | None = None
+    __slots__ = ("cl_ord_id", "client", "orig_cl_ord_id", "price", "qty")
+
+    def __init__(
+        self, client: str, cl_ord_id: str, orig_cl_ord_id: str, qty: int, price: int | None = None
+    ) -> None:
+        self.client: Final = client
+        self.cl_ord_id: Final = cl_ord_id
+        self.orig_cl_ord_id: Final = orig_cl_ord_id
+        self.qty: Final = qty
+        self.price: Final = price
+
+    def fields(self) -> tuple[object, ...]:
+        return (self.client, self.cl_ord_id, self.orig_cl_ord_id, self.qty, self.price)
+
+    def __repr__(self) -> str:
+        return (
+            f"ReplaceOrder({self.client!r}, {self.cl_ord_id!r}, {self.orig_cl_ord_id!r}, "
+            f"{self.qty!r}, {self.price!r})"
+        )
 
 
-class RouteNeed(NamedTuple):
+class RouteNeed:
     """Lots of a client order the router must work at LPs: ``qty`` lots at a
-    limit of ``price`` ticks (None: market)."""
+    limit of ``price`` ticks (None: market).  Immutable; a plain class, not
+    a NamedTuple, whose ``__new__`` runs interpreted for every order.
 
-    order_id: str
-    client: str
-    symbol: str
-    side: Side
-    qty: int
-    price: int | None
-    tif: TimeInForce
-    cl_ord_id: str = ""
-    """The order's ClOrdID when it was handed to the router."""
-    entry_cl_ord_id: str = ""
-    """The ClOrdID the order was entered with, which a replace does not
-    change: the router chooses the order's policy by it ("": the
+    ``cl_ord_id`` is the order's ClOrdID when it was handed to the router;
+    ``entry_cl_ord_id`` the one it was entered with, which a replace does
+    not change: the router chooses the order's policy by it ("": the
     ``cl_ord_id``)."""
 
+    __slots__ = (
+        "cl_ord_id",
+        "client",
+        "entry_cl_ord_id",
+        "order_id",
+        "price",
+        "qty",
+        "side",
+        "symbol",
+        "tif",
+    )
 
-class Result(msgspec.Struct, gc=False):
-    """What one matcher call produced, in the order it happened.  (An empty
-    list as a default is copied: each Result has lists of its own.)"""
+    def __init__(
+        self,
+        order_id: str,
+        client: str,
+        symbol: str,
+        side: Side,
+        qty: int,
+        price: int | None,
+        tif: TimeInForce,
+        cl_ord_id: str = "",
+        entry_cl_ord_id: str = "",
+    ) -> None:
+        self.order_id: Final = order_id
+        self.client: Final = client
+        self.symbol: Final = symbol
+        self.side: Final = side
+        self.qty: Final = qty
+        self.price: Final = price
+        self.tif: Final = tif
+        self.cl_ord_id: Final = cl_ord_id
+        self.entry_cl_ord_id: Final = entry_cl_ord_id
 
-    executions: list[Execution] = []
-    cancel_rejects: list[CancelReject] = []
-    routes: list[RouteNeed] = []
+    def with_qty(self, qty: int) -> RouteNeed:
+        """The same need for ``qty`` lots."""
+        return RouteNeed(
+            self.order_id,
+            self.client,
+            self.symbol,
+            self.side,
+            qty,
+            self.price,
+            self.tif,
+            self.cl_ord_id,
+            self.entry_cl_ord_id,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"RouteNeed({self.order_id!r}, {self.client!r}, {self.symbol!r}, {self.side!r}, "
+            f"{self.qty!r}, {self.price!r}, {self.tif!r}, {self.cl_ord_id!r}, "
+            f"{self.entry_cl_ord_id!r})"
+        )
+
+
+class Result:
+    """What one matcher call produced, in the order it happened (each
+    Result has lists of its own)."""
+
+    __slots__ = ("cancel_rejects", "executions", "routes")
+
+    def __init__(
+        self,
+        executions: list[Execution] | None = None,
+        cancel_rejects: list[CancelReject] | None = None,
+        routes: list[RouteNeed] | None = None,
+    ) -> None:
+        self.executions: list[Execution] = [] if executions is None else executions
+        self.cancel_rejects: list[CancelReject] = [] if cancel_rejects is None else cancel_rejects
+        self.routes: list[RouteNeed] = [] if routes is None else routes
+
+    def __repr__(self) -> str:
+        return f"Result({self.executions!r}, {self.cancel_rejects!r}, {self.routes!r})"
 
 
 class _SideBook:

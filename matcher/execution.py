@@ -14,6 +14,7 @@ from fractions import Fraction
 from typing import Final
 
 from matcher.orders import ExecType, OrdRejReason, OrdStatus
+from matcher.values import Value
 from router.model import OrdType, Side, TimeInForce
 
 _FIELDS: Final = (
@@ -41,7 +42,7 @@ _FIELDS: Final = (
 )
 
 
-class Execution:
+class Execution(Value):
     """One ExecutionReport's content: the order's reportable fields as they
     were when the event happened, plus the event itself.  Immutable.
 
@@ -131,16 +132,7 @@ class Execution:
         )
 
     def fields(self) -> tuple[object, ...]:
-        """Every field, in the order of the constructor's arguments."""
         return tuple(getattr(self, name) for name in _FIELDS)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Execution):
-            return NotImplemented
-        return self.fields() == other.fields()
-
-    def __hash__(self) -> int:
-        return hash(self.fields())
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in _FIELDS)

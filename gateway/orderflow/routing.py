@@ -939,7 +939,7 @@ class ChildRouting:
             and routing.attempt < routing.rules.config.routing.max_reroutes
             and not self.matcher.routes_no_more(parent)
         ):
-            again = need._replace(qty=unfilled)
+            again = need.with_qty(unfilled)
             self.route(
                 again, routing.attempt + 1, routing.excluded, now, routing.rules, routing.policy
             )
