@@ -54,7 +54,6 @@ COMPILED = [
     "matcher/execution.py",
     "matcher/ids.py",
     "matcher/members.py",
-    "matcher/values.py",
     "risk/accounts.py",
     "risk/limits.py",
     "risk/margin.py",
@@ -63,6 +62,7 @@ COMPILED = [
     "router/members.py",
     "router/policy.py",
     "router/units.py",
+    "router/values.py",
 ]
 
 

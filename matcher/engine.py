@@ -94,10 +94,10 @@ from matcher.orders import (
     OrdStatus,
     PendingChange,
 )
-from matcher.values import Value
 from router.book import BookSnapshot
 from router.members import BUY, DAY, FOK, GTC, IOC, LIMIT, MARKET, SELL
 from router.model import Instrument, OrdType, Side, TimeInForce
+from router.values import Value
 
 __all__ = [
     "DUPLICATE_CL_ORD_ID",

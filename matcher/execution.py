@@ -14,8 +14,8 @@ from fractions import Fraction
 from typing import Final
 
 from matcher.orders import ExecType, OrdRejReason, OrdStatus
-from matcher.values import Value
 from router.model import OrdType, Side, TimeInForce
+from router.values import Value
 
 _FIELDS: Final = (
     "exec_id",

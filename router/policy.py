@@ -18,14 +18,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
-
-import msgspec
+from typing import Any, ClassVar, Final, NamedTuple, Protocol, TypeVar
 
 from router.book import BookSnapshot
 from router.exposure import ExposureSnapshot
 from router.members import BUY
 from router.model import Instrument, Side
+from router.values import Value
 
 __all__ = [
     "ALL_AT_HARD_LIMIT",
@@ -126,24 +125,51 @@ class RoutingLimits:
         return frozenset(lp for lp, limits in self.lps.items() if limits.enabled)
 
 
-class RouteRequest(msgspec.Struct, frozen=True, gc=False):
+class RouteRequest(Value):
     """What is left of a client order to route: ``qty`` lots of ``symbol``
     on the client's ``side``, at ``limit_price`` ticks or better (None: a
-    market order)."""
+    market order).  Immutable."""
 
-    parent_id: str
-    client: str
-    symbol: str
-    side: Side
-    qty: int
-    limit_price: int | None
-    instrument: Instrument
+    __slots__ = ("client", "instrument", "limit_price", "parent_id", "qty", "side", "symbol")
 
-    def __post_init__(self) -> None:
-        if self.qty <= 0:
-            raise ValueError(f"route quantity must be positive, got {self.qty}")
-        if self.instrument.symbol != self.symbol:
-            raise ValueError(f"instrument {self.instrument.symbol} given for {self.symbol}")
+    def __init__(
+        self,
+        parent_id: str,
+        client: str,
+        symbol: str,
+        side: Side,
+        qty: int,
+        limit_price: int | None,
+        instrument: Instrument,
+    ) -> None:
+        if qty <= 0:
+            raise ValueError(f"route quantity must be positive, got {qty}")
+        if instrument.symbol != symbol:
+            raise ValueError(f"instrument {instrument.symbol} given for {symbol}")
+        self.parent_id: Final = parent_id
+        self.client: Final = client
+        self.symbol: Final = symbol
+        self.side: Final = side
+        self.qty: Final = qty
+        self.limit_price: Final = limit_price
+        self.instrument: Final = instrument
+
+    def fields(self) -> tuple[object, ...]:
+        return (
+            self.parent_id,
+            self.client,
+            self.symbol,
+            self.side,
+            self.qty,
+            self.limit_price,
+            self.instrument,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"RouteRequest({self.parent_id!r}, {self.client!r}, {self.symbol!r}, "
+            f"{self.side!r}, {self.qty!r}, {self.limit_price!r}, {self.instrument!r})"
+        )
 
 
 class ChildAllocation(NamedTuple):
@@ -155,20 +181,31 @@ class ChildAllocation(NamedTuple):
     price: int
 
 
-class RoutePlan(msgspec.Struct, frozen=True, gc=False):
+class RoutePlan(Value):
     """The children of one routing decision and what could not be placed.
 
     ``remainder`` is the part of the request no child covers; ``reason`` says
-    why when it is not zero (empty otherwise).
+    why when it is not zero (empty otherwise).  Immutable.
     """
 
-    children: tuple[ChildAllocation, ...]
-    remainder: int
-    reason: str = ""
+    __slots__ = ("children", "reason", "remainder")
+
+    def __init__(
+        self, children: tuple[ChildAllocation, ...], remainder: int, reason: str = ""
+    ) -> None:
+        self.children: Final = children
+        self.remainder: Final = remainder
+        self.reason: Final = reason
 
     @property
     def allocated(self) -> int:
         return sum(child.qty for child in self.children)
+
+    def fields(self) -> tuple[object, ...]:
+        return (self.children, self.remainder, self.reason)
+
+    def __repr__(self) -> str:
+        return f"RoutePlan({self.children!r}, {self.remainder!r}, {self.reason!r})"
 
 
 class RoutingPolicy(Protocol):

@@ -1,4 +1,6 @@
-"""Equality by content for the matcher's plain value classes."""
+"""Equality by content for the plain value classes of the order path
+(compiled code reads a msgspec Struct's fields through the type's
+descriptors, a native class's as a load: ``docs/compiled.md``)."""
 
 from __future__ import annotations
 
