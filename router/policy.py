@@ -14,11 +14,11 @@ in the configuration; :func:`build_policy` turns the name into an instance.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, ClassVar, Final, NamedTuple, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 from router.book import BookSnapshot
 from router.exposure import ExposureSnapshot
@@ -172,13 +172,26 @@ class RouteRequest(Value):
         )
 
 
-class ChildAllocation(NamedTuple):
+class ChildAllocation(Value):
     """``qty`` lots for ``lp`` with a limit of ``price`` ticks: the worst
-    level taken at that LP, so the LP can fill the whole child at or better."""
+    level taken at that LP, so the LP can fill the whole child at or better.
+    Immutable; unpacks as ``lp, qty, price``."""
 
-    lp: str
-    qty: int
-    price: int
+    __slots__ = ("lp", "price", "qty")
+
+    def __init__(self, lp: str, qty: int, price: int) -> None:
+        self.lp: Final = lp
+        self.qty: Final = qty
+        self.price: Final = price
+
+    def fields(self) -> tuple[object, ...]:
+        return (self.lp, self.qty, self.price)
+
+    def __iter__(self) -> Iterator[object]:
+        return iter((self.lp, self.qty, self.price))
+
+    def __repr__(self) -> str:
+        return f"ChildAllocation({self.lp!r}, {self.qty!r}, {self.price!r})"
 
 
 class RoutePlan(Value):

@@ -50,7 +50,14 @@ from gateway.fix.validation import (
 if TYPE_CHECKING:
     from config import SessionSettings
 
-S = SessionState
+# the states as constants: on Python 3.11 a member read off its enum class
+# goes through the enum type's __getattr__ hook (router/members.py)
+_ACTIVE: Final = SessionState.ACTIVE
+_AWAITING_LOGON: Final = SessionState.AWAITING_LOGON
+_AWAITING_RESEND: Final = SessionState.AWAITING_RESEND
+_DISCONNECTED: Final = SessionState.DISCONNECTED
+_LOGON_SENT: Final = SessionState.LOGON_SENT
+_LOGOUT_SENT: Final = SessionState.LOGOUT_SENT
 R = SessionRejectReason
 
 # header routing tags swapped when answering (OnBehalfOf* <-> DeliverTo*)
@@ -315,7 +322,7 @@ class Session:
 
     @property
     def is_connected(self) -> bool:
-        return self._machine.state is not S.DISCONNECTED
+        return self._machine.state is not _DISCONNECTED
 
     @property
     def awaiting_resend(self) -> bool:
@@ -338,9 +345,9 @@ class Session:
         self.peer_logout_text = None  # this connection's, once one comes
         self.connection_epoch += 1
         if not self.initiator:
-            self._machine.move(S.AWAITING_LOGON)
+            self._machine.move(_AWAITING_LOGON)
             return
-        self._machine.move(S.LOGON_SENT)
+        self._machine.move(_LOGON_SENT)
         settings = self.settings
         if settings.ResetOnLogon:
             self.store.reset(now)
@@ -367,13 +374,13 @@ class Session:
     def connection_lost(self, now: float, reason: str = "connection lost") -> None:
         """The transport is gone (whoever closed it).  What the session
         changed in its store is the caller's to flush."""
-        if self._machine.state is S.DISCONNECTED:
+        if self._machine.state is _DISCONNECTED:
             return
         self._end(now, reason)
 
     def _end(self, now: float, reason: str) -> None:
         was_logged_on = self._received_logon and self._sent_logon
-        self._machine.move(S.DISCONNECTED)
+        self._machine.move(_DISCONNECTED)
         self._clear_queue()
         self._pending = None
         self._resend_range = None
@@ -386,7 +393,7 @@ class Session:
 
     def _disconnect(self, now: float, reason: str) -> None:
         """Close the connection after what is queued has been written."""
-        if self._machine.state is S.DISCONNECTED:
+        if self._machine.state is _DISCONNECTED:
             return
         self._end(now, reason)
         self._events.append(CloseConnection(reason))
@@ -403,7 +410,7 @@ class Session:
     # -- input ------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
-        if self._machine.state is not S.DISCONNECTED:
+        if self._machine.state is not _DISCONNECTED:
             decoder = self._decoder
             # a new decoder comes with each connection: what any of them
             # drops counts in the session's stats
@@ -423,7 +430,7 @@ class Session:
         while True:
             if events:
                 return events.popleft()
-            if self._machine.state is S.DISCONNECTED:
+            if self._machine.state is _DISCONNECTED:
                 return None
             pending = self._pending
             if pending is not None:
@@ -493,7 +500,7 @@ class Session:
             handler(msg, now)
         else:
             self._on_application(msg, now)
-        if self._machine.state is not S.DISCONNECTED:
+        if self._machine.state is not _DISCONNECTED:
             self._drain_queue(now)
 
     def _drain_queue(self, now: float) -> None:
@@ -525,14 +532,14 @@ class Session:
         """A ResendRequest from ``expected`` on, unless one is out: for what
         was received past a full queue and not kept, or a hole that the
         peer's answer to the last request left."""
-        if self._resend_range is not None or self._machine.state is S.DISCONNECTED:
+        if self._resend_range is not None or self._machine.state is _DISCONNECTED:
             return
         last = max(self._not_kept, max(self._queue, default=0))
         self._log.info("sequence_gap", expected=expected, received=last)
         self._send_admin(b"2", b"7=%d\x0116=0\x01" % expected, now)
         self._resend_range = (expected, last)
-        if self._machine.state is S.ACTIVE:
-            self._machine.move(S.AWAITING_RESEND)
+        if self._machine.state is _ACTIVE:
+            self._machine.move(_AWAITING_RESEND)
 
     def _clear_queue(self) -> None:
         self._queue.clear()
@@ -607,8 +614,8 @@ class Session:
                 "resend_satisfied", begin=self._resend_range[0], end=self._resend_range[1]
             )
         self._resend_range = None
-        if self._machine.state is S.AWAITING_RESEND:
-            self._machine.move(S.ACTIVE)
+        if self._machine.state is _AWAITING_RESEND:
+            self._machine.move(_ACTIVE)
 
     def _target_too_high(self, msg: FixMessage, seq: int, now: float) -> None:
         queue = self._queue
@@ -642,8 +649,8 @@ class Session:
         self._log.info("sequence_gap", expected=expected, received=seq)
         self._send_admin(b"2", b"7=%d\x0116=0\x01" % expected, now)
         self._resend_range = (expected, seq - 1)
-        if self._machine.state is S.ACTIVE:
-            self._machine.move(S.AWAITING_RESEND)
+        if self._machine.state is _ACTIVE:
+            self._machine.move(_AWAITING_RESEND)
 
     def _target_too_low(self, msg: FixMessage, seq: int, now: float) -> None:
         expected = self.store.next_target_seq
@@ -712,9 +719,9 @@ class Session:
         # A Logon while logged on (ResetSeqNumFlag=Y) resets the numbers of
         # a session that goes on: the application is not told it logged on
         # again (it would subscribe, resend or count a second time).
-        logging_on = self._machine.state in (S.AWAITING_LOGON, S.LOGON_SENT)
+        logging_on = self._machine.state in (_AWAITING_LOGON, _LOGON_SENT)
         if logging_on:
-            self._machine.move(S.ACTIVE)
+            self._machine.move(_ACTIVE)
         seq = self._seq(msg)
         if seq > self.store.next_target_seq and not reset_flag:
             self._target_too_high(msg, seq, now)
@@ -854,7 +861,7 @@ class Session:
     def continue_resend(self, now: float) -> None:
         """Send the next part of a ResendRequest answered in parts."""
         rest = self._resend_rest
-        if rest is None or self._machine.state is S.DISCONNECTED:
+        if rest is None or self._machine.state is _DISCONNECTED:
             self._resend_rest = None
             return
         self._resend_rest = None
@@ -1088,12 +1095,12 @@ class Session:
         return self._encode(b"5", seq, b"58=%b\x01" % text, now)
 
     def _send_logout(self, now: float, text: bytes | None = None) -> None:
-        if self._sent_logout or self._machine.state is S.DISCONNECTED:
+        if self._sent_logout or self._machine.state is _DISCONNECTED:
             return
         self._send_admin(b"5", b"58=%b\x01" % text if text else b"", now)
         self._sent_logout = True
         self._logout_sent_at = now
-        self._machine.move(S.LOGOUT_SENT)
+        self._machine.move(_LOGOUT_SENT)
 
     def _reject(
         self, msg: FixMessage, reason: SessionRejectReason, tag: int | None, now: float
@@ -1156,7 +1163,7 @@ class Session:
     def next_deadline(self) -> float | None:
         """When :meth:`on_timer` must run next (epoch seconds), or None."""
         state = self._machine.state
-        if state is S.DISCONNECTED:
+        if state is _DISCONNECTED:
             return None
         if not self._received_logon:
             return self._connected_at + self.settings.LogonTimeout
@@ -1174,7 +1181,7 @@ class Session:
 
     def on_timer(self, now: float) -> None:
         state = self._machine.state
-        if state is S.DISCONNECTED:
+        if state is _DISCONNECTED:
             return
         if not self._received_logon:
             if now >= self._connected_at + self.settings.LogonTimeout:

@@ -535,10 +535,12 @@ class ChildRouting:
         side = need.side
         journal = self.journal
         sends = []
-        for lp, qty, price in plan.children:
+        for allocation in plan.children:
+            lp = allocation.lp
+            qty = allocation.qty
             self._child_seq += 1
             child_id = f"{order_id}.{self.run}C{self._child_seq}"
-            child = ChildOrder(child_id, order_id, lp, symbol, side, qty, price)
+            child = ChildOrder(child_id, order_id, lp, symbol, side, qty, allocation.price)
             routing.children[child_id] = Child(child, qty, now)
             self.children[child_id] = order_id
             self.stats.lp(lp).children += 1
