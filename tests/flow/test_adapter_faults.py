@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from test_lp_fault_properties import (
     CLIENTS,
     SYMBOL,
     Harness,
+    Kid,
     PlaceOrder,
     ScriptedLp,
     make_config,
@@ -221,19 +224,38 @@ def journaled_harness(path: Path) -> Harness:
     return Harness(flow, sessions, lambda line: None)
 
 
+@asynccontextmanager
+async def running(harness: Harness) -> AsyncIterator[Harness]:
+    """The harness's flow started; when the block is done its journal is
+    flushed (if the block ran through), the flow stopped and the journal
+    closed."""
+    journal = harness.flow.journal
+    assert journal is not None
+    await harness.flow.start()
+    try:
+        yield harness
+        journal.flush()
+    finally:
+        await harness.flow.stop()
+        journal.close()
+
+
+async def a_buy_and_a_sell(harness: Harness, buy_lots: int, sell_lots: int) -> list[Kid]:
+    """Client 0 buys and client 1 sells at market: their children (not
+    answered yet), the buy's first."""
+    harness.sync()
+    await harness.run(PlaceOrder(client=0, side=Side.BUY, lots=buy_lots, kind=0, offset=0))
+    await harness.run(PlaceOrder(client=1, side=Side.SELL, lots=sell_lots, kind=0, offset=0))
+    return list(harness.kids.values())[:2]
+
+
 @pytest.mark.asyncio
 async def test_fills_beyond_children_come_back_the_same_after_a_restart(tmp_path: Path) -> None:
     """Both kinds of fill beyond a child (beyond its open lots, and after it
     was filled in full) are journaled as they are booked: a gateway
     restarted from its journal holds the same positions."""
-    harness = journaled_harness(tmp_path)
-    flow = harness.flow
-    await flow.start()
-    try:
-        harness.sync()
-        await harness.run(PlaceOrder(client=0, side=Side.BUY, lots=2, kind=0, offset=0))
-        await harness.run(PlaceOrder(client=1, side=Side.SELL, lots=3, kind=0, offset=0))
-        buy, sell = harness.kids.values()
+    async with running(journaled_harness(tmp_path)) as harness:
+        buy, sell = await a_buy_and_a_sell(harness, 2, 3)
         harness.answer(buy, "fill", 0)
         harness.lps[buy.child.lp].report(
             ChildFill(buy.child.child_id, "OVER-1", 4, buy.child.price, 0)
@@ -241,14 +263,8 @@ async def test_fills_beyond_children_come_back_the_same_after_a_restart(tmp_path
         harness.lps[sell.child.lp].report(
             ChildFill(sell.child.child_id, "OVER-2", 5, sell.child.price, 0)
         )
-        before = flow.ledger.positions()
+        before = harness.flow.ledger.positions()
         assert before[1][HOUSE] == {SYMBOL: 4 - 2}
-        assert flow.journal is not None
-        flow.journal.flush()
-    finally:
-        await flow.stop()
-        assert flow.journal is not None
-        flow.journal.close()
     again = journaled_harness(tmp_path)
     try:
         assert again.flow.ledger.positions() == before
@@ -267,24 +283,12 @@ async def test_children_ended_before_a_restart_are_still_watched_after_it(
     counted before the restart is not booked again.  A second restart
     (reading that checkpoint) keeps watching them, with what the first
     counted."""
-    harness = journaled_harness(tmp_path)
-    flow = harness.flow
-    await flow.start()
-    try:
-        harness.sync()
-        await harness.run(PlaceOrder(client=0, side=Side.BUY, lots=3, kind=0, offset=0))
-        await harness.run(PlaceOrder(client=1, side=Side.SELL, lots=2, kind=0, offset=0))
-        canceled, filled = list(harness.kids.values())[:2]
+    async with running(journaled_harness(tmp_path)) as harness:
+        canceled, filled = await a_buy_and_a_sell(harness, 3, 2)
         harness.answer(canceled, "partial", 0)  # 1 lot of 3, the client's
         harness.answer(canceled, "cancel", 0)
         harness.answer(filled, "fill", 0)
-        before = flow.ledger.positions()
-        assert flow.journal is not None
-        flow.journal.flush()
-    finally:
-        await flow.stop()
-        assert flow.journal is not None
-        flow.journal.close()
+        before = harness.flow.ledger.positions()
     price = canceled.child.price
 
     def restarted() -> Harness:
@@ -294,9 +298,7 @@ async def test_children_ended_before_a_restart_are_still_watched_after_it(
 
     late = ChildFill(canceled.child.child_id, "LATE-1", 2, price, 0)
     over = ChildFill(filled.child.child_id, "OVER-1", 1, filled.child.price, 0)
-    again = restarted()
-    await again.flow.start()
-    try:
+    async with running(restarted()) as again:
         # handed to their adapters too (a FIX LP's keeps its own watch)
         handed = {
             (record.order.child_id, record.filled, in_full)
@@ -321,15 +323,7 @@ async def test_children_ended_before_a_restart_are_still_watched_after_it(
         # the house: bought 2 at the canceled child's LP, sold 1 at the other
         assert ledger.client_position(HOUSE, SYMBOL) == 2 - 1
         before = ledger.positions()
-        assert again.flow.journal is not None
-        again.flow.journal.flush()
-    finally:
-        await again.flow.stop()
-        assert again.flow.journal is not None
-        again.flow.journal.close()
-    third = restarted()
-    await third.flow.start()
-    try:
+    async with running(restarted()) as third:
         with capture_logs() as logs:
             third.lps[canceled.child.lp].report(late)  # counted by the run before
             third.lps[canceled.child.lp].report(
@@ -343,7 +337,3 @@ async def test_children_ended_before_a_restart_are_still_watched_after_it(
             1,
         )
         assert third.flow.ledger.client_position(HOUSE, SYMBOL) == 2
-    finally:
-        await third.flow.stop()
-        assert third.flow.journal is not None
-        third.flow.journal.close()
