@@ -24,6 +24,10 @@ def settings(cluster: NatsCluster, **changes: object) -> ClusterSettings:
         "lease_ms": 900,
         "renew_ms": 200,
         "bucket_prefix": f"t{next(_prefixes)}x{int(time.time() * 1000) % 100000}",
+        # a start makes three buckets of three replicas, each electing a
+        # leader: on a busy two-core machine that once took over the
+        # default 3 s (a bound, not a wait: a start done sooner goes on)
+        "connect_timeout_ms": 15_000,
     }
     values.update(changes)
     return ClusterSettings(**values)  # type: ignore[arg-type]
