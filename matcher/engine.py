@@ -272,12 +272,6 @@ class NewOrder(Value):
             self.house,
         )
 
-    def __repr__(self) -> str:
-        return (
-            f"NewOrder({self.client!r}, {self.cl_ord_id!r}, {self.symbol!r}, {self.side!r}, "
-            f"{self.ord_type!r}, {self.tif!r}, {self.qty!r}, {self.price!r}, {self.house!r})"
-        )
-
 
 class CancelOrder(Value):
     """OrderCancelRequest (35=F) for the client's order ``orig_cl_ord_id``.
@@ -292,9 +286,6 @@ class CancelOrder(Value):
 
     def fields(self) -> tuple[object, ...]:
         return (self.client, self.cl_ord_id, self.orig_cl_ord_id)
-
-    def __repr__(self) -> str:
-        return f"CancelOrder({self.client!r}, {self.cl_ord_id!r}, {self.orig_cl_ord_id!r})"
 
 
 class ReplaceOrder(Value):
@@ -315,14 +306,8 @@ class ReplaceOrder(Value):
     def fields(self) -> tuple[object, ...]:
         return (self.client, self.cl_ord_id, self.orig_cl_ord_id, self.qty, self.price)
 
-    def __repr__(self) -> str:
-        return (
-            f"ReplaceOrder({self.client!r}, {self.cl_ord_id!r}, {self.orig_cl_ord_id!r}, "
-            f"{self.qty!r}, {self.price!r})"
-        )
 
-
-class RouteNeed:
+class RouteNeed(Value):
     """Lots of a client order the router must work at LPs: ``qty`` lots at a
     limit of ``price`` ticks (None: market).  Immutable; a plain class, not
     a NamedTuple, whose ``__new__`` runs interpreted for every order.
@@ -366,6 +351,19 @@ class RouteNeed:
         self.cl_ord_id: Final = cl_ord_id
         self.entry_cl_ord_id: Final = entry_cl_ord_id
 
+    def fields(self) -> tuple[object, ...]:
+        return (
+            self.order_id,
+            self.client,
+            self.symbol,
+            self.side,
+            self.qty,
+            self.price,
+            self.tif,
+            self.cl_ord_id,
+            self.entry_cl_ord_id,
+        )
+
     def with_qty(self, qty: int) -> RouteNeed:
         """The same need for ``qty`` lots."""
         return RouteNeed(
@@ -378,13 +376,6 @@ class RouteNeed:
             self.tif,
             self.cl_ord_id,
             self.entry_cl_ord_id,
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"RouteNeed({self.order_id!r}, {self.client!r}, {self.symbol!r}, {self.side!r}, "
-            f"{self.qty!r}, {self.price!r}, {self.tif!r}, {self.cl_ord_id!r}, "
-            f"{self.entry_cl_ord_id!r})"
         )
 
 

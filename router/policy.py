@@ -165,12 +165,6 @@ class RouteRequest(Value):
             self.instrument,
         )
 
-    def __repr__(self) -> str:
-        return (
-            f"RouteRequest({self.parent_id!r}, {self.client!r}, {self.symbol!r}, "
-            f"{self.side!r}, {self.qty!r}, {self.limit_price!r}, {self.instrument!r})"
-        )
-
 
 class ChildAllocation(Value):
     """``qty`` lots for ``lp`` with a limit of ``price`` ticks: the worst
@@ -189,9 +183,6 @@ class ChildAllocation(Value):
 
     def __iter__(self) -> Iterator[object]:
         return iter((self.lp, self.qty, self.price))
-
-    def __repr__(self) -> str:
-        return f"ChildAllocation({self.lp!r}, {self.qty!r}, {self.price!r})"
 
 
 class RoutePlan(Value):
@@ -216,9 +207,6 @@ class RoutePlan(Value):
 
     def fields(self) -> tuple[object, ...]:
         return (self.children, self.remainder, self.reason)
-
-    def __repr__(self) -> str:
-        return f"RoutePlan({self.children!r}, {self.remainder!r}, {self.reason!r})"
 
 
 class RoutingPolicy(Protocol):

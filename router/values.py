@@ -7,7 +7,8 @@ from __future__ import annotations
 
 class Value:
     """An immutable value equal to another of its class with the same
-    :meth:`fields`, and hashed by them."""
+    :meth:`fields`, hashed by them, and shown as its class called with
+    them."""
 
     __slots__ = ()
 
@@ -23,3 +24,6 @@ class Value:
 
     def __hash__(self) -> int:
         return hash(self.fields())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}{self.fields()!r}"

@@ -5,6 +5,7 @@ compiled order path reads as constants are the members themselves."""
 from __future__ import annotations
 
 from matcher import members as matcher_members
+from matcher.engine import CancelOrder, NewOrder, RouteNeed
 from matcher.execution import Execution
 from matcher.orders import ExecType, OrdStatus
 from router import members as router_members
@@ -75,3 +76,18 @@ def test_matcher_constants_are_the_members() -> None:
         assert getattr(matcher_members, f"STATUS_{member.name}") is member
     for member in ExecType:
         assert getattr(matcher_members, f"EXEC_{member.name}") is member
+
+
+def test_the_matchers_requests_are_values_shown_as_made() -> None:
+    order = NewOrder("C1", "K1", "EUR/USD", Side.BUY, OrdType.LIMIT, TimeInForce.GTC, 2, 108_500)
+    same = NewOrder("C1", "K1", "EUR/USD", Side.BUY, OrdType.LIMIT, TimeInForce.GTC, 2, 108_500)
+    assert order == same
+    assert hash(order) == hash(same)
+    assert order != NewOrder("C1", "K1", "EUR/USD", Side.BUY, OrdType.LIMIT, TimeInForce.GTC, 3)
+    assert order != CancelOrder("C1", "K1", "K0")  # another class: never equal
+    assert repr(CancelOrder("C1", "K2", "K1")) == "CancelOrder('C1', 'K2', 'K1')"
+    need = RouteNeed("1O1", "C1", "EUR/USD", Side.SELL, 5, None, TimeInForce.IOC, "K1", "K1")
+    assert need.with_qty(2) == RouteNeed(
+        "1O1", "C1", "EUR/USD", Side.SELL, 2, None, TimeInForce.IOC, "K1", "K1"
+    )
+    assert need.qty == 5
