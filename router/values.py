@@ -8,7 +8,9 @@ from __future__ import annotations
 class Value:
     """An immutable value equal to another of its class with the same
     :meth:`fields`, hashed by them, and shown as its class called with
-    them."""
+    them.  A subclass declares its attributes ``Final``: read-only once
+    compiled, and mypy refuses an assignment in the sources (interpreted,
+    nothing stops one)."""
 
     __slots__ = ()
 

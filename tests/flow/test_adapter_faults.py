@@ -256,6 +256,7 @@ async def test_fills_beyond_children_come_back_the_same_after_a_restart(tmp_path
     restarted from its journal holds the same positions."""
     async with running(journaled_harness(tmp_path)) as harness:
         buy, sell = await a_buy_and_a_sell(harness, 2, 3)
+        assert len(harness.kids) == 2
         harness.answer(buy, "fill", 0)
         harness.lps[buy.child.lp].report(
             ChildFill(buy.child.child_id, "OVER-1", 4, buy.child.price, 0)
