@@ -380,20 +380,14 @@ class RouteNeed(Value):
 
 
 class Result:
-    """What one matcher call produced, in the order it happened (each
-    Result has lists of its own)."""
+    """What one matcher call produced, in the order it happened."""
 
     __slots__ = ("cancel_rejects", "executions", "routes")
 
-    def __init__(
-        self,
-        executions: list[Execution] | None = None,
-        cancel_rejects: list[CancelReject] | None = None,
-        routes: list[RouteNeed] | None = None,
-    ) -> None:
-        self.executions: list[Execution] = [] if executions is None else executions
-        self.cancel_rejects: list[CancelReject] = [] if cancel_rejects is None else cancel_rejects
-        self.routes: list[RouteNeed] = [] if routes is None else routes
+    def __init__(self) -> None:
+        self.executions: list[Execution] = []
+        self.cancel_rejects: list[CancelReject] = []
+        self.routes: list[RouteNeed] = []
 
     def __repr__(self) -> str:
         return f"Result({self.executions!r}, {self.cancel_rejects!r}, {self.routes!r})"

@@ -182,7 +182,7 @@ class ChildAllocation(Value):
         return (self.lp, self.qty, self.price)
 
     def __iter__(self) -> Iterator[object]:
-        return iter((self.lp, self.qty, self.price))
+        return iter(self.fields())
 
 
 class RoutePlan(Value):
