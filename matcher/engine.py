@@ -59,7 +59,6 @@ from __future__ import annotations
 
 from bisect import insort
 from collections.abc import Iterable, Iterator, Mapping
-from itertools import count
 from typing import Final
 
 from matcher.execution import Execution
@@ -117,8 +116,17 @@ SUPERSEDED_BY_CANCEL = "a cancel of the order came after it and takes its place"
 DAY_ENDED = "end of the trading day"
 
 
+class _Counter:
+    """The last number handed out."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last = 0
+
+
 # shared by every matcher in the process (see ExecIdSource)
-_ID_COUNTER: Final = count(1)
+_ID_COUNTER: Final = _Counter()
 
 
 class ExecIdSource:
@@ -129,11 +137,16 @@ class ExecIdSource:
     unique across restarts too.
     """
 
+    __slots__ = ("_counter", "prefix")
+
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
+        self._counter = _ID_COUNTER
 
     def next(self) -> str:
-        return f"{self.prefix}{next(_ID_COUNTER)}"
+        counter = self._counter
+        counter.last += 1
+        return f"{self.prefix}{counter.last}"
 
 
 _CHUNK: Final = 1024
@@ -451,9 +464,9 @@ class Matcher:
         "_forgotten_ids",
         "_house_ids",
         "_instruments",
+        "_last_seq",
         "_open",
         "_order_ids",
-        "_seq",
         "internal_crossing",
         "retain_finished",
     )
@@ -471,7 +484,7 @@ class Matcher:
         self.retain_finished = retain_finished
         self._exec_ids = ExecIdSource(f"{id_prefix}E")
         self._order_ids = ExecIdSource(f"{id_prefix}O")
-        self._seq = count(1)
+        self._last_seq = 0  # the time priority given last
         self._books: dict[str, tuple[_SideBook, _SideBook]] = {
             symbol: (_SideBook(BUY), _SideBook(SELL)) for symbol in self._instruments
         }
@@ -515,7 +528,7 @@ class Matcher:
             tif=cmd.tif,
             qty=cmd.qty,
             price=cmd.price if cmd.ord_type is LIMIT else None,
-            seq=next(self._seq),
+            seq=self._next_seq(),
             leaves_qty=cmd.qty,
             house=cmd.house,
         )
@@ -744,7 +757,7 @@ class Matcher:
             if rests:
                 self._side_book(order).add(order)
         self._expiring = {order_id for order_id in expiring if order_id in self._open}
-        self._seq = count(top + 1)
+        self._last_seq = top
 
     def open_of(self, client: str) -> list[Order]:
         """The client's open orders, oldest first (the matcher's own
@@ -782,7 +795,7 @@ class Matcher:
             held = self._open.pop(order.order_id, None)
             if held is not None and held.price is not None:
                 self._side_book(held).remove(held)
-            order.seq = next(self._seq)
+            order.seq = self._next_seq()
             self._index_all(order)
             self._open[order.order_id] = order
             rests = order.ord_type is LIMIT and (order.tif is DAY or order.tif is GTC)
@@ -1136,7 +1149,7 @@ class Matcher:
         if order.leaves_qty == 0:
             self._close(order)
         elif rests and loses_priority:
-            order.seq = next(self._seq)
+            order.seq = self._next_seq()
             self._work(order, book, result)
         elif self.internal_crossing:
             # Back from routing: other clients may have come in crossable meanwhile.
@@ -1150,6 +1163,11 @@ class Matcher:
     def _lookup(self, client: str, cl_ord_id: str) -> Order | None:
         index = self._by_cl_ord_id.get(client)
         return None if index is None else index.get(cl_ord_id)
+
+    def _next_seq(self) -> int:
+        """The next time priority: later than every one given before."""
+        self._last_seq += 1
+        return self._last_seq
 
     def _index_of(self, order: Order) -> IdIndex:
         """Where the order's ClOrdIDs are kept: its client's, or the house's

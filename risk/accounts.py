@@ -323,7 +323,8 @@ class Accounts:
         it is done); replaces what was said of it before."""
         before = self._open.pop(order_id, None)
         if before is not None:
-            self._add_open(*before[:3], -before[3])
+            was_client, was_symbol, was_side, was_leaves = before
+            self._add_open(was_client, was_symbol, was_side, -was_leaves)
         if leaves > 0:
             self._open[order_id] = (client, symbol, side, leaves)
             self._add_open(client, symbol, side, leaves)
@@ -345,7 +346,7 @@ class Accounts:
         if both is None:
             both = by_symbol[symbol] = [0, 0]
         both[0 if side is BUY else 1] += lots
-        if both == [0, 0]:
+        if not both[0] and not both[1]:
             del by_symbol[symbol]
 
     def trade(self, client: str, symbol: str, side: Side, lots: int, price: int) -> None:

@@ -41,6 +41,10 @@ _AVG_PX_EXTRA_PLACES: Final = 4
 # How many conversions remembered() keeps per cache before starting afresh.
 _CONVERSIONS_MAX: Final = 8192
 
+# How many texts of prices (and of quantities) a Formats keeps before
+# starting afresh.
+_TEXTS_MAX: Final = 4096
+
 T = TypeVar("T")
 
 
@@ -85,6 +89,8 @@ class Formats:
     ``tick_num / 10**tick_scale`` and a lot ``lot_num / 10**lot_scale``."""
 
     __slots__ = (
+        "_prices",
+        "_qtys",
         "avg_factor",
         "avg_scale",
         "instrument",
@@ -100,16 +106,34 @@ class Formats:
         self.lot_num, self.lot_scale = _as_scaled(instrument.lot_size)
         self.avg_factor = self.tick_num * 10**_AVG_PX_EXTRA_PLACES
         self.avg_scale = self.tick_scale + _AVG_PX_EXTRA_PLACES
+        # the texts written last, per tick and per lot count: an
+        # instrument trades at a few prices and sizes at a time
+        self._prices: dict[int, bytes] = {}
+        self._qtys: dict[int, bytes] = {}
 
     def price(self, ticks: int) -> bytes:
         """``ticks`` as a decimal price."""
-        return _scaled(ticks * self.tick_num, self.tick_scale)
+        prices = self._prices
+        text = prices.get(ticks)
+        if text is None:
+            if len(prices) >= _TEXTS_MAX:
+                prices.clear()
+            text = prices[ticks] = _scaled(ticks * self.tick_num, self.tick_scale)
+        return text
 
     def qty(self, lots: int) -> bytes:
         """``lots`` as a quantity in units."""
-        if self.lot_scale == 0:
-            return b"%d" % (lots * self.lot_num)
-        return _scaled(lots * self.lot_num, self.lot_scale)
+        qtys = self._qtys
+        text = qtys.get(lots)
+        if text is None:
+            if len(qtys) >= _TEXTS_MAX:
+                qtys.clear()
+            if self.lot_scale == 0:
+                text = b"%d" % (lots * self.lot_num)
+            else:
+                text = _scaled(lots * self.lot_num, self.lot_scale)
+            qtys[lots] = text
+        return text
 
     def avg_px(self, notional: int, cum_qty: int) -> bytes:
         """``notional / cum_qty`` ticks as a price, rounded half to even to

@@ -184,10 +184,14 @@ class OrderJournal:
         fsync: bool = False,
         keep_segments: bool = False,
     ) -> None:
-        self._pending: list[bytes] = []
+        self._pending = bytearray()
+        """The entries of the next batch, encoded one after another."""
+        self._pending_count = 0
         self._unwritten: bytes | None = None
         """A batch whose write failed, written again at the next flush."""
-        self._encode = msgspec.msgpack.Encoder().encode
+        encoder = msgspec.msgpack.Encoder()
+        self._encode = encoder.encode
+        self._encode_into = encoder.encode_into
         self.run = 0
         """The run number of the last checkpoint read or written."""
         self.serial = 0
@@ -259,10 +263,16 @@ class OrderJournal:
     def add(self, entry: Entry) -> None:
         """Add one entry to the next batch (encoded now: a later change to
         the objects it names does not alter it)."""
-        pending = self._pending
-        if not pending and self.on_dirty is not None:
+        if not self._pending_count and self.on_dirty is not None:
             self.on_dirty()
-        pending.append(self._encode(entry))
+        pending = self._pending
+        end = len(pending)
+        try:
+            self._encode_into(entry, pending, -1)
+        except BaseException:
+            del pending[end:]  # no part of an entry that failed to encode
+            raise
+        self._pending_count += 1
 
     def flush(self) -> None:
         """Write the pending entries as one batch; nothing if there are none.
@@ -273,15 +283,17 @@ class OrderJournal:
         if unwritten is not None:
             self._append(unwritten)
             self._unwritten = None
-        pending = self._pending
-        if not pending:
+        count = self._pending_count
+        if not count:
             return
         if not self._file.replayed:
             raise JournalError("the journal must be replayed before it is written")
         serial = self.serial + 1
-        body = _body([self._encode(Serial(serial)), *pending])
+        pending = self._pending
+        body = b"".join((_array_header(count + 1), self._encode(Serial(serial)), pending))
         self.serial = serial
         pending.clear()
+        self._pending_count = 0
         self._append(body)
 
     def _append(self, body: bytes) -> None:
@@ -304,6 +316,7 @@ class OrderJournal:
             fsync_dir(folder)
         self._file.replace(self._checkpoint_bodies(entries))
         self._pending.clear()
+        self._pending_count = 0
         self._unwritten = None
 
     def start_sliced_checkpoint(self, entries: Iterable[Entry]) -> BackgroundReplace:

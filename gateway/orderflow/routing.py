@@ -946,7 +946,8 @@ class ChildRouting:
                 again, routing.attempt + 1, routing.excluded, now, routing.rules, routing.policy
             )
             return
-        reason_text = "; ".join(dict.fromkeys(routing.reasons)) or "routed"
+        reasons = routing.reasons
+        reason_text = "; ".join(dict.fromkeys(reasons)) if reasons else "routed"
         self.publish(
             self.matcher.on_route_done(
                 parent, unfilled, reason_text, self.snapshot(need.symbol, now)

@@ -113,6 +113,20 @@ def test_an_entry_is_taken_as_it_was_when_added(tmp_path: Path) -> None:
     assert entry.order.status is OrdStatus.NEW
 
 
+def test_an_entry_that_cannot_be_encoded_leaves_nothing_in_the_batch(tmp_path: Path) -> None:
+    journal = OrderJournal(tmp_path)
+    list(journal.replay())
+    before, after = Ended("1O1.1C1"), Abandoned("x")
+    journal.add(before)
+    # fails at its price, after the fields before it were encoded
+    bad = Filled("1O1.1C2", "LP-E2", "LP_A", "CLIENT1", "EUR/USD", Side.BUY, 2, object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        journal.add(bad)
+    journal.add(after)
+    journal.close()
+    assert plain(read_all(tmp_path)) == plain([before, after])
+
+
 def test_a_torn_last_batch_is_dropped_whole_with_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
