@@ -25,7 +25,7 @@ from typing import NamedTuple
 from router.members import BUY
 from router.model import Level, Quote, Side
 
-__all__ = ["AggregatedBook", "BookLevel", "BookSnapshot", "without_lps"]
+__all__ = ["AggregatedBook", "BookLevel", "BookSnapshot", "BooksWithout", "without_lps"]
 
 
 class BookLevel(NamedTuple):
@@ -191,6 +191,36 @@ def without_lps(snapshot: BookSnapshot, lps: frozenset[str]) -> BookSnapshot | N
         return snapshot
     kept = [quote for lp, quote in quotes.items() if lp not in lps]
     return BookSnapshot.from_quotes(snapshot.symbol, kept) if kept else None
+
+
+class BooksWithout:
+    """Snapshots without the quotes of some LPs (:func:`without_lps`), each
+    made once per snapshot it is made from: the last one per symbol is
+    kept until another snapshot of the symbol comes, or the LPs change."""
+
+    __slots__ = ("_made", "lps")
+
+    def __init__(self) -> None:
+        self.lps: frozenset[str] = frozenset()
+        """The LPs left out (none: snapshots are given back as they are)."""
+        self._made: dict[str, tuple[BookSnapshot, BookSnapshot | None]] = {}
+
+    def leave_out(self, lps: frozenset[str]) -> None:
+        """Leave ``lps`` out from now on."""
+        self.lps = lps
+        self._made.clear()
+
+    def of(self, snapshot: BookSnapshot) -> BookSnapshot | None:
+        """``snapshot`` without the LPs left out (None: no other LP quotes)."""
+        if not self.lps:
+            return snapshot
+        symbol = snapshot.symbol
+        made = self._made.get(symbol)
+        if made is not None and made[0] is snapshot:
+            return made[1]
+        kept = without_lps(snapshot, self.lps)
+        self._made[symbol] = (snapshot, kept)
+        return kept
 
 
 class AggregatedBook:

@@ -61,7 +61,7 @@ from config.schema import DEFAULT_MAX_ID_LENGTH
 from gateway.fix.codec import FixMessage, encode_fields
 from gateway.fix.session import Session
 from gateway.orderflow.mapping import too_long_text
-from router.book import AggregatedBook, BookSnapshot, without_lps
+from router.book import AggregatedBook, BookSnapshot, BooksWithout
 from router.model import Instrument
 from router.units import format_decimal
 
@@ -201,8 +201,7 @@ class MarketDataService:
         self._sizes: dict[str, dict[int, bytes]] = {}
         # LPs whose quotes clients are not shown, and per symbol the book
         # without them, built once per change of the aggregated book
-        self._hidden: frozenset[str] = frozenset()
-        self._shown: dict[str, tuple[BookSnapshot, BookSnapshot | None]] = {}
+        self._shown = BooksWithout()  # the books without the hidden LPs
 
     # -- requests -------------------------------------------------------------------
 
@@ -360,7 +359,7 @@ class MarketDataService:
     @property
     def hidden_lps(self) -> frozenset[str]:
         """The LPs whose quotes clients are not shown."""
-        return self._hidden
+        return self._shown.lps
 
     def hide_lps(self, lps: Collection[str]) -> None:
         """Show clients the book without the quotes of ``lps`` (the LPs no
@@ -368,11 +367,10 @@ class MarketDataService:
         subscription to a symbol an LP hidden or shown again quotes is owed
         a refresh, as if its book had changed."""
         hidden = frozenset(lps)
-        changed = hidden ^ self._hidden
+        changed = hidden ^ self._shown.lps
         if not changed:
             return
-        self._hidden = hidden
-        self._shown.clear()
+        self._shown.leave_out(hidden)
         _log.info("market_data_lps_hidden", lps=sorted(hidden))
         quote = self._book.quote
         for symbol, subs in self._by_symbol.items():
@@ -382,14 +380,7 @@ class MarketDataService:
     def _shown_book(self, symbol: str) -> BookSnapshot | None:
         """``symbol``'s merged book without the quotes of the hidden LPs."""
         snapshot = self._book.snapshot(symbol)
-        if snapshot is None:
-            return None
-        cached = self._shown.get(symbol)
-        if cached is not None and cached[0] is snapshot:
-            return cached[1]
-        shown = without_lps(snapshot, self._hidden)
-        self._shown[symbol] = (snapshot, shown)
-        return shown
+        return None if snapshot is None else self._shown.of(snapshot)
 
     # -- refreshes --------------------------------------------------------------------
 
@@ -482,7 +473,7 @@ class MarketDataService:
         # entries of their refresh: built once, not once per subscription
         levels_of: dict[tuple[str, int, frozenset[bytes]], Levels] = {}
         entries_of: dict[tuple[str, int, frozenset[bytes], int], tuple[Levels, int, bytes]] = {}
-        snapshot = self._shown_book if self._hidden else self._book.snapshot
+        snapshot = self._shown_book if self._shown.lps else self._book.snapshot
         send = self._feed.send_transient
         while pending and budget > 0:
             sub = next(iter(pending))

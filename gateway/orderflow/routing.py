@@ -33,7 +33,7 @@ from gateway.orderflow.stats import FlowStats
 from lp_adapters.base import DISCONNECTED_REASON, LpAdapter
 from lp_adapters.recent import Recent, joined_ids
 from matcher.engine import Matcher, NewOrder, Result, RouteNeed
-from router.book import AggregatedBook, BookSnapshot, without_lps
+from router.book import AggregatedBook, BookSnapshot, BooksWithout
 from router.exposure import ExposureLedger, ExposureSnapshot
 from router.members import BUY, DAY, GTC, LIMIT
 from router.model import (
@@ -188,9 +188,8 @@ class ChildRouting:
         self.paused: dict[str, tuple[float, int]] = {}
         # LPs with an adapter that the rules in force do not route to, and
         # per symbol the merged book without their quotes (see snapshot)
-        self._unusable: frozenset[str] = frozenset()
+        self._usable = BooksWithout()  # the books without the LPs the rules route nothing to
         self._unusable_of: Rules | None = None
-        self._usable_books: dict[str, tuple[BookSnapshot, BookSnapshot | None]] = {}
         self._marked_at = float("-inf")
         self._child_seq = 0
         self.routing_seq = 0
@@ -351,14 +350,7 @@ class ChildRouting:
                 return None
         if self._unusable_of is not self.rules:
             self._rules_changed()
-        if not self._unusable:
-            return snapshot
-        cached = self._usable_books.get(symbol)
-        if cached is not None and cached[0] is snapshot:
-            return cached[1]
-        usable = without_lps(snapshot, self._unusable)
-        self._usable_books[symbol] = (snapshot, usable)
-        return usable
+        return self._usable.of(snapshot)
 
     def apply_rules(self, rules: Rules) -> None:
         """Put ``rules`` in force: the LPs they take out of routing, or bring
@@ -375,9 +367,8 @@ class ChildRouting:
         rules = self.rules
         self._unusable_of = rules
         unusable = frozenset(self.adapters) - rules.limits.enabled_lps
-        self._usable_books.clear()
-        if unusable != self._unusable:
-            self._unusable = unusable
+        if unusable != self._usable.lps:
+            self._usable.leave_out(unusable)
             self.market_data.hide_lps(unusable)
 
     def fok_lots(self, order: NewOrder, book: BookSnapshot | None, now: float) -> int | None:
@@ -639,7 +630,7 @@ class ChildRouting:
             self._marked_at = float("-inf")
         if self._unusable_of is not self.rules:
             self._rules_changed()
-        if quote.lp in self._unusable:
+        if quote.lp in self._usable.lps:
             return  # neither the book orders are worked on nor what clients see changed
         self.market_data.on_book_update(symbol)
         # the merged book is built when asked for (an order to route, a

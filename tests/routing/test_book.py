@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from routing_helpers import book_with, quote, snapshot_of
 
-from router.book import AggregatedBook, BookLevel, BookSnapshot
+from router.book import AggregatedBook, BookLevel, BookSnapshot, BooksWithout
 from router.model import Level, Side
 
 SYM = "EUR/USD"
@@ -144,6 +144,32 @@ def test_snapshot_is_cached_until_its_symbol_changes() -> None:
     assert second.best_bid == (100, 9, "B")
     # the old view did not change
     assert first.bids == ((100, 3, "A"),)
+
+
+def test_books_without_lps_are_made_once_per_snapshot() -> None:
+    book = book_with(
+        quote("A", SYM, bids=[(100, 3)], asks=[(101, 3)]),
+        quote("B", SYM, bids=[(99, 2)], asks=[(102, 2)]),
+    )
+    first = book.snapshot(SYM)
+    assert first is not None
+    books = BooksWithout()
+    assert books.of(first) is first  # nothing left out: nothing made
+    books.leave_out(frozenset({"A"}))
+    without_a = books.of(first)
+    assert without_a is not None
+    assert without_a.bids == ((99, 2, "B"),)
+    assert without_a.asks == ((102, 2, "B"),)
+    assert books.of(first) is without_a  # made once
+    book.update(quote("B", SYM, bids=[(98, 1)]))
+    second = book.snapshot(SYM)
+    assert second is not None
+    assert books.of(second) is not without_a  # a new snapshot: made again
+    books.leave_out(frozenset({"A", "B"}))
+    assert books.of(second) is None  # no LP left
+    books.leave_out(frozenset({"C"}))
+    assert books.of(second) is second  # C quotes nothing here: the snapshot itself
+    assert books.lps == frozenset({"C"})
 
 
 def test_snapshot_views_are_read_only() -> None:
