@@ -129,24 +129,29 @@ def _non_flat(positions: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str,
 
 
 def _gross(
-    filled: Mapping[str, int], reserved: Mapping[str, int], per_lot: Mapping[str, Decimal]
+    filled: dict[str, int] | None, reserved: dict[str, int] | None, per_lot: dict[str, Decimal]
 ) -> Decimal | None:
-    """USD gross notional of one LP's positions plus its lots in flight;
-    None if a symbol it is exposed in has no value."""
+    """USD gross notional of one LP's positions (None: none) plus its lots
+    in flight (None: none); None if a symbol it is exposed in has no value.
+    (Plain dicts: compiled code reads them without a method call.)"""
     total = _ZERO
-    for symbol, lots in filled.items():
-        lots = abs(lots) + reserved.get(symbol, 0)
-        value = per_lot.get(symbol)
-        if value is None:
-            return None
-        total += lots * value
-    for symbol, lots in reserved.items():
-        if symbol in filled or not lots:
-            continue
-        value = per_lot.get(symbol)
-        if value is None:
-            return None
-        total += lots * value
+    if filled is not None:
+        for symbol, lots in filled.items():
+            lots = abs(lots)
+            if reserved is not None:
+                lots += reserved.get(symbol, 0)
+            value = per_lot.get(symbol)
+            if value is None:
+                return None
+            total += lots * value
+    if reserved is not None:
+        for symbol, lots in reserved.items():
+            if not lots or (filled is not None and symbol in filled):
+                continue
+            value = per_lot.get(symbol)
+            if value is None:
+                return None
+            total += lots * value
     return total
 
 
@@ -172,6 +177,7 @@ class ExposureLedger:
         "_reserved",
         "_reserved_views",
         "_unvalued",
+        "_values",
     )
 
     def __init__(self, instruments: Mapping[str, Instrument]) -> None:
@@ -181,7 +187,8 @@ class ExposureLedger:
         self._reserved: dict[str, dict[str, int]] = {}
         self._last_price: dict[str, int] = {}
         # what current() hands out, replaced (never mutated) on change
-        self._per_lot: Mapping[str, Decimal] = MappingProxyType({})
+        self._values: dict[str, Decimal] = {}  # the dict _per_lot shows
+        self._per_lot: Mapping[str, Decimal] = MappingProxyType(self._values)
         self._lp_views: dict[str, Mapping[str, int]] = {}
         self._reserved_views: dict[str, Mapping[str, int]] = {}
         self._gross: dict[str, Decimal] = {}
@@ -265,7 +272,8 @@ class ExposureLedger:
 
     def mark(self, prices: PriceSource) -> None:
         """Value one lot of every instrument at ``prices`` for :meth:`current`."""
-        self._per_lot = MappingProxyType(self._valuations(prices))
+        values = self._values = self._valuations(prices)
+        self._per_lot = MappingProxyType(values)
         self._dirty.update(self._lps, self._reserved, self._lp_views)
         self._current = None
 
@@ -341,7 +349,7 @@ class ExposureLedger:
     def gross_usd(self, lp: str, prices: PriceSource) -> Decimal | None:
         """Gross notional of ``lp`` in USD at ``prices`` (filled positions
         only); None if it cannot be valued."""
-        return _gross(self._lps.get(lp, _EMPTY), _EMPTY, self._valuations(prices))
+        return _gross(self._lps.get(lp), None, self._valuations(prices))
 
     def snapshot(self, prices: PriceSource) -> ExposureSnapshot:
         """Copy positions and value them, lots in flight included, at ``prices``.
@@ -353,7 +361,7 @@ class ExposureLedger:
         gross: dict[str, Decimal] = {}
         unvalued: set[str] = set()
         for lp in self._lps.keys() | self._reserved.keys():
-            value = _gross(self._lps.get(lp, _EMPTY), self._reserved.get(lp, _EMPTY), per_lot)
+            value = _gross(self._lps.get(lp), self._reserved.get(lp), per_lot)
             if value is None:
                 unvalued.add(lp)
             else:
@@ -382,7 +390,7 @@ class ExposureLedger:
             in_flight = dict(self._reserved_views)
             gross = dict(self._gross)
             unvalued = set(self._unvalued)
-            per_lot = self._per_lot
+            per_lot = self._values
             for lp in self._dirty:
                 filled = self._lps.get(lp)
                 if filled:
@@ -394,7 +402,7 @@ class ExposureLedger:
                     in_flight[lp] = MappingProxyType(dict(reserved))
                 else:
                     in_flight.pop(lp, None)
-                value = _gross(filled or _EMPTY, reserved or _EMPTY, per_lot)
+                value = _gross(filled, reserved, per_lot)
                 if value is None:
                     unvalued.add(lp)
                     gross.pop(lp, None)

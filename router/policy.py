@@ -270,6 +270,27 @@ def build_policy(name: str, **params: Any) -> RoutingPolicy:
         raise PolicyConfigError(f"routing policy {name!r}: {exc}") from None
 
 
+_V = TypeVar("_V")
+
+
+def _get(mapping: Mapping[str, _V], key: str) -> _V | None:
+    """``mapping.get(key)``, for the read-only views of the exposure
+    snapshot and the limits (``MappingProxyType``): their ``get`` calls the
+    underlying dict's ``get`` in turn, two method look-ups and calls from
+    compiled code, where a membership test and a subscript are two C slots
+    (``bench/RESULTS.md``, 2026-12-06)."""
+    if key in mapping:
+        return mapping[key]
+    return None
+
+
+def _lots(mapping: Mapping[str, int], key: str) -> int:
+    """``mapping.get(key, 0)``, read as :func:`_get` reads."""
+    if key in mapping:
+        return mapping[key]
+    return 0
+
+
 def _lots_within(amount: Decimal, lot_usd: Decimal) -> int:
     """How many whole lots worth ``lot_usd`` each fit in ``amount`` (> 0)."""
     return int(amount // lot_usd)
@@ -343,7 +364,7 @@ class BestPriceExposureAware:
         reducible_left: dict[str, int] = {}
         any_headroom = False
         not_valued: set[str] = set()
-        lot_usd = exposure.usd_per_lot.get(symbol)
+        lot_usd = _get(exposure.usd_per_lot, symbol)
         positions = exposure.lp_positions
         in_flight = exposure.lp_reserved
         gross_by_lp = exposure.lp_gross_usd
@@ -353,11 +374,11 @@ class BestPriceExposureAware:
         for lp in book.ask_lps if buy else book.bid_lps:
             if lp in excluded_lps:
                 continue
-            lp_limits = configured.get(lp)
+            lp_limits = _get(configured, lp)
             if lp_limits is None or not lp_limits.enabled:
                 continue
-            by_symbol = positions.get(lp)
-            position = 0 if by_symbol is None else by_symbol.get(symbol, 0)
+            by_symbol = _get(positions, lp)
+            position = 0 if by_symbol is None else _lots(by_symbol, symbol)
             # lots that bring the position back towards flat, not past it
             reducible = -position if buy else position
             if reducible < 0:
@@ -365,15 +386,17 @@ class BestPriceExposureAware:
             # lots that reduce it whatever the children in flight do (they
             # may reduce it first): the most a child may take past the hard
             # limit, once for all the orders routed meanwhile
-            reserved = in_flight.get(lp)
-            sure = reducible - (0 if reserved is None else reserved.get(symbol, 0))
+            reserved = _get(in_flight, lp)
+            sure = reducible - (0 if reserved is None else _lots(reserved, symbol))
             if sure < 0:
                 sure = 0
             if lot_usd is None or lp in unvalued_lps:
                 cap = sure
                 not_valued.add(lp)
             else:
-                gross = gross_by_lp.get(lp, _ZERO)
+                gross = _get(gross_by_lp, lp)
+                if gross is None:
+                    gross = _ZERO
                 hard = lp_limits.hard_limit_usd
                 if not lot_usd or gross + qty * lot_usd <= hard:
                     cap = qty
@@ -485,8 +508,8 @@ def _ranked(
     levels: tuple[tuple[int, int, str], ...],
     buy: bool,
     qty: int,
-    caps: Mapping[str, int],
-    penalties: Mapping[str, int],
+    caps: dict[str, int],
+    penalties: dict[str, int],
     reducible_left: dict[str, int],
 ) -> list[tuple[int, int, str]]:
     """Eligible levels as ``(price, qty, lp)``, sorted by the penalised
