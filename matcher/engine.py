@@ -117,7 +117,8 @@ DAY_ENDED = "end of the trading day"
 
 
 class _Counter:
-    """The last number handed out."""
+    """The last number handed out (by the event loop's thread only: the
+    increment is not atomic across threads)."""
 
     __slots__ = ("last",)
 

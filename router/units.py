@@ -106,8 +106,9 @@ class Formats:
         self.lot_num, self.lot_scale = _as_scaled(instrument.lot_size)
         self.avg_factor = self.tick_num * 10**_AVG_PX_EXTRA_PLACES
         self.avg_scale = self.tick_scale + _AVG_PX_EXTRA_PLACES
-        # the texts written last, per tick and per lot count: an
-        # instrument trades at a few prices and sizes at a time
+        # texts already written, per tick and per lot count, up to
+        # _TEXTS_MAX each (then started afresh): an instrument trades at a
+        # few prices and sizes at a time
         self._prices: dict[int, bytes] = {}
         self._qtys: dict[int, bytes] = {}
 
