@@ -124,6 +124,12 @@ class DuckLedger(Ledger):
                 "INSERT INTO instruments SELECT unnest($1), unnest($2), unnest($3)",
                 [list(terms), [t.base for t in terms.values()], [t.quote for t in terms.values()]],
             )
+        con.execute(sql.CURRENCIES_TABLE)
+        minor = self._settlement.minor_units
+        con.execute(
+            "INSERT INTO currencies SELECT unnest($1), unnest($2)",
+            [list(minor), list(minor.values())],
+        )
         row = con.execute(
             "SELECT max(m) FROM (SELECT max(ingest) AS m FROM client_trades "
             "UNION ALL SELECT max(ingest) FROM house_trades "

@@ -35,6 +35,7 @@ from typing import Any, Final, Literal
 import msgspec
 
 from backoffice.records import INTERNAL_MARKET, ClientTrade, HouseTrade
+from backoffice.settlement import LEDGER_DECIMALS
 from backoffice.statements import StatementChange
 
 __all__ = [
@@ -825,16 +826,36 @@ _QUOTE: Final = (
 )
 
 
+CURRENCIES_TABLE: Final = "CREATE TEMP TABLE currencies (currency VARCHAR, minor INTEGER)"
+"""The decimals each currency's amounts are rounded to, filled from
+:attr:`backoffice.settlement.Settlement.minor_units` when a ledger opens."""
+
+# a leg rounded to its currency's minor units (round's decimals must be a
+# constant in DuckDB: one branch each); a code not listed keeps 8 decimals
+_ROUNDED: Final = (
+    "CASE m.minor "
+    + " ".join(
+        f"WHEN {d} THEN CAST(round(l.amount, {d}) AS DECIMAL(38, 8))"
+        for d in range(LEDGER_DECIMALS)
+    )
+    + " ELSE l.amount END"
+)
+
+
 def settlement_sql(where_client: str, where_lp: str) -> str:
     """Net amounts the house receives (+) or pays (-) per counterparty,
     currency and value date, over the client and house trades the two
     conditions select (``instruments (symbol, base, quote)`` must exist; a
-    trade in a symbol it lacks settles in the currencies of its name)."""
+    trade in a symbol it lacks settles in the currencies of its name).
+    Each leg is rounded to its currency's minor units (``currencies
+    (currency, minor)`` must exist) before the legs are summed."""
     c_base, c_quote = _BASE.format(t="c"), _QUOTE.format(t="c")
     h_base, h_quote = _BASE.format(t="h"), _QUOTE.format(t="h")
     return f"""
     SELECT counterparty, kind, currency, value_date, CAST(sum(amount) AS VARCHAR)
     FROM (
+      SELECT l.counterparty, l.kind, l.currency, l.value_date, {_ROUNDED} AS amount
+      FROM (
         SELECT c.client AS counterparty, 'client' AS kind, {c_base} AS currency,
             c.value_date,
             CAST(-c.side * c.qty AS DECIMAL(38, 8)) AS amount
@@ -852,6 +873,7 @@ def settlement_sql(where_client: str, where_lp: str) -> str:
         SELECT h.lp, 'lp', {h_quote}, h.value_date,
             CAST(CAST(-h.side * h.qty AS DECIMAL(38, 8)) * h.price AS DECIMAL(38, 8))
         FROM house_trades h LEFT JOIN instruments i ON i.symbol = h.symbol WHERE {where_lp}
+      ) AS l LEFT JOIN currencies m ON m.currency = l.currency
     ) AS legs
     GROUP BY counterparty, kind, currency, value_date
     ORDER BY kind, counterparty, value_date, currency

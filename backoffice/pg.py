@@ -85,6 +85,7 @@ _SESSION: Final = (
     "CREATE TEMP TABLE scope (rel VARCHAR, k VARCHAR)",
     sql.DUE_TABLE,
     "CREATE TEMP TABLE instruments (symbol VARCHAR, base VARCHAR, quote VARCHAR)",
+    sql.CURRENCIES_TABLE,
     # the tables' columns, without their constraints: the rows come without
     # their ingest batch, which the insert from staging adds
     "CREATE TEMP TABLE stage_client ON COMMIT DELETE ROWS "
@@ -257,6 +258,9 @@ class PgLedger(Ledger):
                         "instruments",
                         records=[(s, t.base, t.quote) for s, t in terms.items()],
                     )
+                await con.copy_records_to_table(
+                    "currencies", records=list(self._settlement.minor_units.items())
+                )
         except _FAILURES as exc:
             await self._discard(con)
             raise LedgerError(f"cannot prepare the ledger {self.url}: {_reason(exc)}") from exc

@@ -257,7 +257,7 @@ class BackOffice:
         ] or [Feed("gateway", gw.fix_host, gw.drop_copy_port, gw.http_port, key, gw.http_host)]
         data_dir = Path(config.gateway.data_dir)
         self.state_dir = data_dir / "backoffice"
-        self.settlement = Settlement(config.instruments)
+        self.settlement = Settlement(config.instruments, config.backoffice.minor_units)
         self._unlisted: set[str] = set()  # symbols not configured, named in the log
         self.ledger = open_ledger(config, self.settlement)
         hh, mm = config.orders.trading_day_end.split(":")

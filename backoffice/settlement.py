@@ -14,21 +14,53 @@ A trade moves two amounts between the house and a counterparty: the base
 (what is bought: EUR of EUR/USD and of EURUSD, or units of an index or a
 commodity such as US500) and the quote currency (quantity x price).  Amounts are the
 house's: positive when the house receives, negative when it pays.
+
+Each leg of a trade is rounded to its currency's minor units before legs
+are netted, as a confirmation states it: the quote amount of 1,000 EUR/USD
+at 1.123456 is 1,123.46 USD, that of 1,000 USD/JPY at 150.5055 is 150,506 JPY.
+Rounding is half away from zero (what both ledgers' ``round`` do).  Minor
+units are ISO 4217's for the currencies in :data:`MINOR_UNITS`, with
+the usual precision of the coins listed there; ``[backoffice] minor_units``
+adds or overrides codes; a code known to neither (an index's units, a metal
+in ounces) keeps the ledger's 8 decimals.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 import msgspec
 
 from config import InstrumentSettings
 
-__all__ = ["DEFAULT_DAYS", "Settlement", "SettlementTerms"]
+__all__ = ["DEFAULT_DAYS", "LEDGER_DECIMALS", "MINOR_UNITS", "Settlement", "SettlementTerms"]
 
 DEFAULT_DAYS: Final = {"fx": 2, "metal": 2, "crypto": 0, "index": 0, "commodity": 0}
+
+LEDGER_DECIMALS: Final = 8
+"""Decimals the ledger keeps: an amount in a code with no minor units
+known is not rounded any further."""
+
+_ZERO: Final = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
+_THREE: Final = "BHD IQD JOD KWD LYD OMR TND"
+_TWO: Final = (
+    "AED ARS AUD BGN BRL CAD CHF CNH CNY COP CZK DKK EGP EUR GBP HKD HUF IDR ILS INR "
+    "KES KZT MAD MXN MYR NGN NOK NZD PEN PHP PKR PLN QAR RON RSD RUB SAR SEK SGD THB "
+    "TRY TWD UAH USD ZAR"
+)
+MINOR_UNITS: Final[dict[str, int]] = {
+    **dict.fromkeys(_TWO.split(), 2),
+    **dict.fromkeys(_ZERO.split(), 0),
+    **dict.fromkeys(_THREE.split(), 3),
+    # coins: the precision their networks and venues settle in, as far as
+    # the ledger's 8 decimals go
+    **dict.fromkeys(["BTC", "ETH", "LTC", "BCH", "SOL"], 8),
+    **dict.fromkeys(["USDT", "USDC"], 6),
+}
+"""Decimals of a currency's smallest unit: ISO 4217's exponent for the
+currencies listed, the usual settlement precision for the coins."""
 
 
 class SettlementTerms(msgspec.Struct, frozen=True):
@@ -58,7 +90,13 @@ def _base(inst: InstrumentSettings) -> str:
 class Settlement:
     """Value dates and currencies per symbol, from the configured instruments."""
 
-    def __init__(self, instruments: Iterable[InstrumentSettings]) -> None:
+    def __init__(
+        self,
+        instruments: Iterable[InstrumentSettings],
+        minor_units: Mapping[str, int] | None = None,
+    ) -> None:
+        self.minor_units: dict[str, int] = {**MINOR_UNITS, **(minor_units or {})}
+        """Decimals each code's amounts are rounded to (a code not here: 8)."""
         self.terms: dict[str, SettlementTerms] = {}
         for inst in instruments:
             days = inst.settlement_days

@@ -33,6 +33,7 @@ __all__ = [
     "USD_CONVERSION_BASE",
     "USD_CONVERSION_QUOTE",
     "AssetClassName",
+    "AssetCode",
     "BackofficeSettings",
     "CandidatePolicy",
     "ClientRiskSettings",
@@ -133,6 +134,15 @@ CurrencyCode = Annotated[
     ),
 ]
 """An ISO 4217 style currency code such as ``USD``."""
+
+AssetCode = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[A-Z][A-Z0-9]{1,11}$",
+        extra={PATTERN_MESSAGE: "must be an upper-case currency or coin code, e.g. JPY or USDT"},
+    ),
+]
+"""A currency's or a coin's code (``JPY``, ``USDT``)."""
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["json", "console"]
@@ -760,6 +770,13 @@ class BackofficeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
 
     lps: dict[CompID, StatementColumns] = {}
     """Statement layout per LP (an LP not named uses the defaults)."""
+
+    minor_units: dict[AssetCode, Annotated[int, msgspec.Meta(ge=0, le=8)]] = {}
+    """Decimals of the smallest unit per currency or coin (``{ JPY = 0,
+    KWD = 3, BTC = 8 }``), to which each leg of a trade is rounded before
+    settlement amounts are netted.  Adds to or overrides the built-in
+    table (ISO 4217's exponents for the usual currencies, the common
+    coins); a code in neither keeps the ledger's 8 decimals."""
 
     nice: Annotated[int, msgspec.Meta(ge=0, le=19)] = 10
     """How much the back office lowers its own scheduling priority (Unix

@@ -781,6 +781,49 @@ async def test_a_pair_written_without_a_slash_settles_in_its_two_currencies(
         await ledger.close()
 
 
+@pytest.mark.asyncio
+async def test_each_leg_is_rounded_to_its_currencys_minor_units_before_netting(
+    ledger_url: str,
+) -> None:
+    url = ledger_url.removeprefix("duckdb:")
+    # ABC is known to no table unless the config names it
+    terms = Settlement([_instrument("EUR/USD", "fx")], {"ABC": 2, "EUR": 3})
+    ledger = DuckLedger(url, terms) if ledger_url.startswith("duckdb:") else PgLedger(url, terms)
+    await ledger.open()
+    try:
+        await write(
+            ledger,
+            # 1,123.456 USD: 1,123.46; the house's cover the opposite
+            client("C1", 0, qty="1000", price="1.123456", seq=1),
+            house("R1", "L1", 0, client_exec_id="C1", qty="1000", price="1.123456", seq=1),
+            # two fills of 1.005 USD each: 1.01 each, 2.02 netted (not 2.01)
+            client("C2", 1, qty="1", price="1.005", seq=2),
+            client("C3", 2, qty="1", price="1.005", seq=3),
+            # JPY has no decimals: the house pays 150,505.5, rounded away from zero
+            client("C4", 3, symbol="USD/JPY", side=-1, qty="1000", price="150.5055", seq=4),
+            # KWD has three: 307.0555 is 307.056
+            client("C5", 4, symbol="USD/KWD", qty="1000", price="0.3070555", seq=5),
+            # a code in no table keeps 8 decimals; the config's ABC two
+            client("C6", 5, symbol="XYZ/ABC", qty="1", price="1.23456789", seq=6),
+            # EUR overridden to three decimals: the base leg -0.1235 is -0.124
+            client("C7", 6, qty="0.1235", price="1", seq=7),
+        )
+        wednesday, monday = dt.date(2026, 3, 4), dt.date(2026, 3, 2)
+        assert _amounts(await ledger.settlement(monday)) == {
+            ("C1", "client", "EUR", wednesday): Decimal("-1002.124"),
+            ("C1", "client", "USD", wednesday): Decimal("1125.60"),  # 1,123.46 + 2.02 + 0.12
+            ("LP_A", "lp", "EUR", wednesday): Decimal("1000"),
+            ("LP_A", "lp", "USD", wednesday): Decimal("-1123.46"),
+            ("C1", "client", "USD", monday): Decimal("-1000") + Decimal("1000"),
+            ("C1", "client", "JPY", monday): Decimal("-150506"),
+            ("C1", "client", "KWD", monday): Decimal("307.056"),
+            ("C1", "client", "XYZ", monday): Decimal("-1"),
+            ("C1", "client", "ABC", monday): Decimal("1.23"),
+        }
+    finally:
+        await ledger.close()
+
+
 # the exported columns' types, the same whichever the backend
 TYPES = {
     "exec_id": "VARCHAR",
@@ -877,7 +920,8 @@ async def test_export_day_writes_six_files_of_the_days_rows(ledger: Ledger, tmp_
             ("C2", "client", "EUR", dt.date(2026, 3, 4), Decimal("-1000")),
             ("C2", "client", "USD", dt.date(2026, 3, 4), Decimal("1100")),
             ("LP_A", "lp", "EUR", dt.date(2026, 3, 4), Decimal("750")),
-            ("LP_A", "lp", "USD", dt.date(2026, 3, 4), Decimal("-824.9975")),
+            # -1,100 and +275.0025 rounded to cents
+            ("LP_A", "lp", "USD", dt.date(2026, 3, 4), Decimal("-825")),
         ]
     con.close()
 

@@ -93,6 +93,18 @@ def test_the_default_reads_every_lps_statement(tmp_path: Path) -> None:
     assert office.statements.lp_of("LP_D-20261203.csv") is None
 
 
+def test_the_configs_minor_units_reach_the_settlement() -> None:
+    cfg = default()
+    office = BackOffice(
+        msgspec.structs.replace(
+            cfg, backoffice=BackofficeSettings(minor_units={"JPY": 1, "XAU": 2})
+        )
+    )
+    units = office.settlement.minor_units
+    assert (units["JPY"], units["XAU"], units["USD"], units["KWD"]) == (1, 2, 2, 3)
+    assert "US500" not in units  # an index's units: 8 decimals, as the ledger keeps them
+
+
 def test_positions_that_differ_are_breaks_each_named() -> None:
     gateway = {
         "clients": {

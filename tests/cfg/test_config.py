@@ -291,6 +291,28 @@ def test_gateway_field_errors(body: str, expected: str) -> None:
     assert errors_of(f"[gateway]\n{body}\n{MINIMAL}") == [expected]
 
 
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        (
+            "{ jpy = 0 }",
+            "backoffice.minor_units.jpy: must be an upper-case currency or coin code, "
+            "e.g. JPY or USDT",
+        ),
+        ("{ JPY = 9 }", "backoffice.minor_units.JPY: must be <= 8"),
+        ("{ JPY = -1 }", "backoffice.minor_units.JPY: must be >= 0"),
+        ('{ JPY = "0" }', "backoffice.minor_units.JPY: expected int, got str"),
+    ],
+)
+def test_minor_units_errors(table: str, expected: str) -> None:
+    assert errors_of(f"{MINIMAL}\n[backoffice]\nminor_units = {table}\n") == [expected]
+
+
+def test_minor_units_take_currencies_and_coins() -> None:
+    cfg = parse_config(f"{MINIMAL}\n[backoffice]\nminor_units = {{ JPY = 1, USDT = 4 }}\n")
+    assert cfg.backoffice.minor_units == {"JPY": 1, "USDT": 4}
+
+
 def test_boundary_values_are_accepted() -> None:
     cfg = parse_config(
         "[gateway]\nfix_port = 65535\nhttp_port = 0\nmax_message_size = 256\n"
