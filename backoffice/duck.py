@@ -460,7 +460,7 @@ class DuckLedger(Ledger):
     def _settlement_lines(self, from_date: dt.date) -> list[SettlementLine]:
         query = sql.settlement_sql("c.value_date >= $1", "h.value_date >= $1")
         rows = self.con.execute(query, [from_date]).fetchall()
-        return [SettlementLine(str(a), str(b), str(c), d, str(e)) for a, b, c, d, e in rows]
+        return sql.settlement_lines(rows, self._settlement.minor_units)
 
     async def revalue(self, today: dt.date) -> list[dt.date]:
         return await self._run(self._revalue, today)

@@ -29,7 +29,8 @@ behind it); a full run looks at every key.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any, Final, Literal
 
 import msgspec
@@ -100,6 +101,22 @@ class SettlementLine(msgspec.Struct, frozen=True):
     currency: str
     value_date: dt.date
     amount: str
+
+
+def settlement_lines(
+    rows: Iterable[Sequence[Any]], minor_units: Mapping[str, int]
+) -> list[SettlementLine]:
+    """The rows of :func:`settlement_sql` as lines, each amount written with
+    its currency's minor units (``1125.60`` USD, ``-150506`` JPY; a code
+    with none known as the ledger keeps it)."""
+    out = []
+    for counterparty, kind, currency, value_date, amount in rows:
+        text = str(amount)
+        minor = minor_units.get(currency)
+        if minor is not None:
+            text = str(Decimal(text).quantize(_UNITS[minor]))
+        out.append(SettlementLine(str(counterparty), str(kind), str(currency), value_date, text))
+    return out
 
 
 class Covers(msgspec.Struct, frozen=True, kw_only=True):
@@ -825,6 +842,8 @@ _QUOTE: Final = (
     "THEN split_part({t}.symbol, '/', 2) ELSE 'USD' END)"
 )
 
+
+_UNITS: Final = tuple(Decimal(1).scaleb(-d) for d in range(LEDGER_DECIMALS + 1))
 
 CURRENCIES_TABLE: Final = "CREATE TEMP TABLE currencies (currency VARCHAR, minor INTEGER)"
 """The decimals each currency's amounts are rounded to, filled from

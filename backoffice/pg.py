@@ -533,7 +533,7 @@ class PgLedger(Ledger):
 
         async def job(con: Any) -> list[SettlementLine]:
             rows = await con.fetch(query, from_date)
-            return [SettlementLine(str(a), str(b), str(c), d, str(e)) for a, b, c, d, e in rows]
+            return sql.settlement_lines(rows, self._settlement.minor_units)
 
         return await self._call("reading settlement", job)
 

@@ -809,7 +809,20 @@ async def test_each_leg_is_rounded_to_its_currencys_minor_units_before_netting(
             client("C7", 6, qty="0.1235", price="1", seq=7),
         )
         wednesday, monday = dt.date(2026, 3, 4), dt.date(2026, 3, 2)
-        assert _amounts(await ledger.settlement(monday)) == {
+        lines = await ledger.settlement(monday)
+        # written with the currency's decimals (a code with none known: the ledger's 8)
+        assert {(x.counterparty, x.currency, x.value_date): x.amount for x in lines} == {
+            ("C1", "EUR", wednesday): "-1002.124",
+            ("C1", "USD", wednesday): "1125.60",
+            ("LP_A", "EUR", wednesday): "1000.000",
+            ("LP_A", "USD", wednesday): "-1123.46",
+            ("C1", "USD", monday): "0.00",
+            ("C1", "JPY", monday): "-150506",
+            ("C1", "KWD", monday): "307.056",
+            ("C1", "XYZ", monday): "-1.00000000",
+            ("C1", "ABC", monday): "1.23",
+        }
+        assert _amounts(lines) == {
             ("C1", "client", "EUR", wednesday): Decimal("-1002.124"),
             ("C1", "client", "USD", wednesday): Decimal("1125.60"),  # 1,123.46 + 2.02 + 0.12
             ("LP_A", "lp", "EUR", wednesday): Decimal("1000"),
