@@ -26,7 +26,7 @@ import datetime as dt
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sized
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -47,11 +47,13 @@ LPS = ("LP_A", "LP_B", "LP_C")
 GRACE = 5.0
 
 
-def trades(n: int, first: int = 0) -> Iterator[tuple[ClientTrade, HouseTrade, LpTrade]]:
+def trades(
+    n: int, first: int = 0, spacing_ms: int = 10
+) -> Iterator[tuple[ClientTrade, HouseTrade, LpTrade]]:
     """Trade ``i``: a client's fill, the house's booking of it at an LP and
-    the LP's line, all agreeing; 10 ms apart."""
+    the LP's line, all agreeing; ``spacing_ms`` apart."""
     for i in range(first, first + n):
-        when = time_text(START + dt.timedelta(milliseconds=10 * i))
+        when = time_text(START + dt.timedelta(milliseconds=spacing_ms * i))
         day = when[:10]
         symbol, price = SYMBOLS[i % len(SYMBOLS)]
         lp = LPS[i % len(LPS)]
@@ -83,11 +85,11 @@ def trades(n: int, first: int = 0) -> Iterator[tuple[ClientTrade, HouseTrade, Lp
         )
 
 
-async def load(ledger: Ledger, n: int, first: int, batch: int) -> None:
+async def load(ledger: Ledger, n: int, first: int, batch: int, spacing_ms: int) -> None:
     made = 0
     while made < n:
         size = min(batch, n - made)
-        chunk = list(trades(size, first + made))
+        chunk = list(trades(size, first + made, spacing_ms))
         made += size
         await ledger.write(
             SESSION, first + made, [c for c, _, _ in chunk], [h for _, h, _ in chunk]
@@ -112,14 +114,15 @@ async def run(args: argparse.Namespace, target: str) -> None:
             raise SystemExit(f"the ledger {ledger.url} is not empty: {counts}")
         print(f"ledger: {ledger.url}")
         started = time.perf_counter()
-        await load(ledger, args.trades, 0, args.batch)
+        await load(ledger, args.trades, 0, args.batch, args.spacing_ms)
         loaded = time.perf_counter() - started
         total = 3 * args.trades
         print(
             f"load: {args.trades:,} client trades + {args.trades:,} house trades + "
             f"{args.trades:,} LP lines in {loaded:.1f} s ({total / loaded:,.0f} rows/s)"
         )
-        now = START + dt.timedelta(days=1)
+        last = START + dt.timedelta(milliseconds=args.spacing_ms * args.trades)
+        now = last + dt.timedelta(days=1)
         for label, full in (("full recon", True), ("full recon again", True)):
             started = time.perf_counter()
             result = await ledger.recon(full, GRACE, now)
@@ -128,7 +131,7 @@ async def run(args: argparse.Namespace, target: str) -> None:
                 f"{label}: {elapsed:.2f} s ({result.keys:,} keys, "
                 f"{result.breaks} breaks, {result.pending} pending)"
             )
-        await load(ledger, args.batch, args.trades, args.batch)
+        await load(ledger, args.batch, args.trades, args.batch, args.spacing_ms)
         started = time.perf_counter()
         result = await ledger.recon(False, GRACE, now)
         elapsed = time.perf_counter() - started
@@ -136,8 +139,29 @@ async def run(args: argparse.Namespace, target: str) -> None:
             f"incremental recon after {args.batch:,} more: {elapsed:.2f} s "
             f"({result.keys:,} keys, {result.breaks} breaks, {result.pending} pending)"
         )
+        await day_reads(ledger, (last + dt.timedelta(milliseconds=args.spacing_ms * args.batch)))
     finally:
         await ledger.close()
+
+
+async def day_reads(ledger: Ledger, last: dt.datetime) -> None:
+    """The reads of a day's end and of the treasury over the ledger just
+    loaded: they look at the last days only, however long its history."""
+    day = last.date()
+    with tempfile.TemporaryDirectory(prefix="recon-bench-export-") as folder:
+        steps: tuple[tuple[str, Callable[[], Awaitable[Sized]]], ...] = (
+            (
+                "treasury's settlement (value dates from the last day on)",
+                lambda: ledger.settlement(day),
+            ),
+            ("value dates revised at start", lambda: ledger.revalue(day)),
+            ("the last day exported", lambda: ledger.export_day(day, folder)),
+            ("trading days listed", ledger.trading_days),
+        )
+        for label, step in steps:
+            started = time.perf_counter()
+            answer = await step()
+            print(f"{label}: {time.perf_counter() - started:.3f} s ({len(answer):,} items)")
 
 
 def main() -> None:
@@ -145,6 +169,12 @@ def main() -> None:
     parser.add_argument("--ledger", choices=("duckdb", "postgres"), required=True)
     parser.add_argument("--trades", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=20_000, help="trades per write")
+    parser.add_argument(
+        "--spacing-ms",
+        type=int,
+        default=10,
+        help="time between two trades (20000: a million trades over 231 days)",
+    )
     parser.add_argument("--url", help="postgresql://... (an empty database)")
     parser.add_argument("--path", help="the DuckDB file (a new one in a temporary folder)")
     args = parser.parse_args()

@@ -1137,6 +1137,39 @@ async def test_a_ledger_from_before_each_feeds_latest_trade_learns_it_from_the_n
         await second.close()
 
 
+@pytest.mark.asyncio
+async def test_a_postgres_ledger_indexes_its_dates_and_one_from_before_gets_them(
+    postgres_db: str,
+) -> None:
+    query = (
+        "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+        "AND indexdef LIKE '%USING brin (trade_date, value_date)' ORDER BY 1"
+    )
+    expected = [f"{table}_dates" for table in sorted(sql.VALUED_TABLES)]
+
+    async def indexes() -> list[str]:
+        pg = await asyncpg.connect(postgres_db)
+        try:
+            return [r[0] for r in await pg.fetch(query)]
+        finally:
+            await pg.close()
+
+    first = PgLedger(postgres_db, SETTLEMENT)
+    await first.open()
+    await write(first, client("C1", 0, seq=1))
+    await first.close()
+    assert await indexes() == expected
+    await _sql(postgres_db, *(f"DROP INDEX {table}_dates" for table in sql.VALUED_TABLES))
+    second = PgLedger(postgres_db, SETTLEMENT)
+    await second.open()
+    try:
+        assert await indexes() == expected
+        lines = await second.settlement(dt.date(2026, 3, 4))
+        assert [x.amount for x in lines] == ["-1000.00", "1100.00"]
+    finally:
+        await second.close()
+
+
 def test_one_pending_row_per_key_the_earliest() -> None:
     early, late = T0, T0 + dt.timedelta(seconds=3)
     rows = [("hl", "K", "LP_A", late), ("ch", "C1", "", late), ("hl", "K", "LP_A", early)]
