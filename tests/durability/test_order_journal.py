@@ -185,6 +185,41 @@ def test_a_damaged_batch_stops_the_replay_there(tmp_path: Path) -> None:
     assert [e.order.order_id for e in entries if isinstance(e, OrderState)] == ["1O1"]
 
 
+def _append_batch(path: Path, *entries: list[object]) -> None:
+    """A whole batch, its checksum right, of ``entries`` as msgpack arrays."""
+    body = bytes([0x90 + len(entries)]) + b"".join(msgspec.msgpack.encode(e) for e in entries)
+    length = struct.pack("<I", len(body))
+    with open(path, "ab") as f:
+        f.write(struct.pack("<I", zlib.crc32(length + body)) + length + body)
+
+
+def test_a_kind_of_entry_this_version_does_not_know_is_refused_with_that_said(
+    tmp_path: Path,
+) -> None:
+    journal = OrderJournal(tmp_path)
+    list(journal.replay())
+    journal.add(Ended("1O1.1C0"))
+    journal.close()
+    _append_batch(tmp_path / "journal", [99, "an entry of a kind added later"])
+    before = (tmp_path / "journal").read_bytes()
+    again = OrderJournal(tmp_path)
+    with pytest.raises(JournalError) as info:
+        list(again.replay())
+    again.close()
+    assert str(info.value) == (
+        f"{tmp_path / 'journal'}: batch 2 holds an entry this version cannot read "
+        "(Invalid value 99 - at `$[0][0]`): the journal was written by a newer version "
+        "of fixgw; start that version (docs/operations.md, Upgrades)"
+    )
+    assert (tmp_path / "journal").read_bytes() == before  # left as it was
+
+
+def test_a_field_added_at_the_end_of_an_entry_is_passed_over(tmp_path: Path) -> None:
+    OrderJournal(tmp_path).close()
+    _append_batch(tmp_path / "journal", [5, "1O1.1C1", "a field added later"])
+    assert read_all(tmp_path) == [Ended("1O1.1C1")]
+
+
 def test_a_checkpoint_replaces_everything_and_sets_the_run(tmp_path: Path) -> None:
     journal = OrderJournal(tmp_path)
     list(journal.replay())
