@@ -17,7 +17,12 @@ its own ports; the three in-process simulated LPs write their statements),
    once it is caught up (expected: none).
 
 Each phase prints the gateway's latency as ``fixgw bench`` measures it, so
-the three P99s can be compared in one run.
+the three P99s can be compared in one run.  With ``--wire on`` (Linux, as
+root) each phase also prints the gateway's latency as the wire shows it
+(``bench/wire.py``: from the NewOrderSingle's packet to the final
+report's, both stamped by the kernel as they are sent), which the client's
+own scheduling beside the back office does not reach; each phase's
+warm-up (its first 2,000 orders, sent as fast as they go) left out.
 
 With ``--place on`` the gateway runs on a CPU of its own (``gateway.cpus``)
 and the drop copy, the back office (``backoffice.cpus``) and the load
@@ -36,7 +41,7 @@ everything it holds is reconciled.
 
     .venv/bin/python bench/backoffice_bench.py [--rate 3000] [--duration 20] [--outage 60]
         [--idle-priority on|off] [--place on|off] [--client-cpus others|gateway]
-        [--intake SECONDS]
+        [--intake SECONDS] [--wire on|off]
 """
 
 from __future__ import annotations
@@ -56,6 +61,10 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import wire
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT_PREFIX: list[str] = []
@@ -245,6 +254,12 @@ def main() -> None:
         metavar="SECONDS",
         help="measure the intake of a backlog of this many seconds of full load instead",
     )
+    parser.add_argument(
+        "--wire",
+        choices=("on", "off"),
+        default="off",
+        help="also the gateway's latency on the wire, per phase (bench/wire.py; root)",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="fixgw-bo-bench-"))
     place = args.place == "on"
@@ -264,9 +279,30 @@ def main() -> None:
         procs.append(office)
         wait(lambda: get(bo_port, "/backoffice/status")["drop_copy"]["logged_on"], 30)
 
+        capture = None
+        phases: list[tuple[str, float, float]] = []
+        if args.wire == "on":
+            capture = subprocess.Popen(
+                [
+                    *CLIENT_PREFIX,
+                    sys.executable,
+                    str(ROOT / "bench" / "wire.py"),
+                    *("--port", str(fix_port), "--out", str(tmp / "wire.txt"), "--delivered"),
+                ],
+                stdout=subprocess.PIPE,
+            )
+            assert capture.stdout is not None
+            capture.stdout.readline()  # "capturing", or nothing if it failed
+
+        def phase(label: str, seconds: float) -> str:
+            began = time.time()
+            line = bench(fix_port, http_port, args.rate, seconds)
+            phases.append((label, began, time.time()))
+            return line
+
         sampler = Sampler(bo_port)
         sampler.start()
-        print(f"with the back office:   {bench(fix_port, http_port, args.rate, args.duration)}")
+        print(f"with the back office:   {phase('with the back office', args.duration)}")
         sampler.stop.set()
         sampler.join()
         lags = sorted(sampler.lags)
@@ -278,7 +314,7 @@ def main() -> None:
 
         office.send_signal(signal.SIGKILL)
         office.wait()
-        print(f"back office away:       {bench(fix_port, http_port, args.rate, args.outage)}")
+        print(f"back office away:       {phase('back office away', args.outage)}")
         # the drop-copy process reports its sessions each second
         time.sleep(1.5)
         behind = sent_by_gateway(http_port)
@@ -297,7 +333,16 @@ def main() -> None:
 
         waiter = threading.Thread(target=catch_up, daemon=True)
         waiter.start()
-        print(f"back office catching up: {bench(fix_port, http_port, args.rate, args.duration)}")
+        print(f"back office catching up: {phase('back office catching up', args.duration)}")
+        if capture is not None:
+            capture.send_signal(signal.SIGTERM)
+            capture.wait(60)
+            for delivered, since in ((False, "sent"), (True, "taken in")):
+                rows = wire.read(tmp / "wire.txt", delivered)
+                for label, began, ended in phases:
+                    measured = sorted(wire.window(rows, began, ended))[2000:]
+                    print(f"  on the wire from the order {since}, {label}:")
+                    print(f"    {wire.summary(measured)}")
         waiter.join()
         seconds = caught.get("s", float("nan"))
         print(

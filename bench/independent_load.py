@@ -29,7 +29,11 @@ how much of the client's capacity the gateway lets it use.
     python bench/independent_load.py --port 9876 --stress   # 1x, 2x, 5x, 10x of 3,000/s
 
 The gateway is started apart (``fixgw run``); ``--no-gateway`` measures
-the responders alone.
+the responders alone.  ``--wire`` (Linux, as root) also prints, under each
+of the gateway's runs, its latency as the wire shows it (``bench/wire.py``:
+from the NewOrderSingle's packet to the final report's, both stamped by
+the kernel as they are sent): the gateway's part alone, without the time
+this client waits for a CPU before it writes or reads.
 """
 
 from __future__ import annotations
@@ -40,10 +44,18 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import uvloop
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import wire
+
+WIRE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wire.py")
 
 SOH = b"\x01"
 FINAL = frozenset({b"2", b"4", b"8", b"C"})
@@ -138,6 +150,8 @@ class Run:
     client_cpu_s: float = 0.0
     latencies_us: list[float] = field(default_factory=list)
     slow_at_ns: list[int] = field(default_factory=list)
+    began: float = 0.0  # wall time, to find the run's orders on the wire
+    ended: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -294,6 +308,7 @@ class Initiator(asyncio.Protocol):
         self.idle.clear()
         cpu0 = time.process_time()
         start = time.perf_counter()
+        self.run.began = time.time()
         if rate is None:
             self.max_in_flight, self.refill_to = in_flight, count
             while len(self.pending) < in_flight and self.run.sent < count:
@@ -319,6 +334,7 @@ class Initiator(asyncio.Protocol):
                 last, last_change = self.run.done, time.perf_counter()
         self.refill_to = 0
         self.run.elapsed = time.perf_counter() - start
+        self.run.ended = time.time()
         self.run.client_cpu_s = time.process_time() - cpu0
         return self.run
 
@@ -482,6 +498,19 @@ async def main(args: argparse.Namespace) -> int:
             yard[kind] = max(yard.get(kind, 0.0), run.rate)
     if args.no_gateway:
         return 0
+    capture = None
+    if args.wire:
+        # the capture is bench/wire.py, beside this file: no code of the project either
+        fd, out = tempfile.mkstemp(prefix="wire-", suffix=".txt")
+        os.close(fd)
+        capture = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *(WIRE, "--port", str(args.port), "--out", out, "--delivered"),
+            stdout=subprocess.PIPE,
+        )
+        assert capture.stdout is not None
+        async with asyncio.timeout(30):
+            await capture.stdout.readline()  # "capturing", or nothing if it failed
     runs = await measure(
         "gateway",
         args.host,
@@ -492,8 +521,21 @@ async def main(args: argparse.Namespace) -> int:
         args.duration,
         args.in_flight,
     )
+    wire_rows: list[tuple[float, float]] = []
+    taken_rows: list[tuple[float, float]] = []
+    if capture is not None:
+        capture.terminate()
+        if await capture.wait() != 0:
+            print("the wire capture failed (Linux, as root)", file=sys.stderr)
+        wire_rows = wire.read(Path(out))
+        taken_rows = wire.read(Path(out), delivered=True)
+        os.unlink(out)
     for run in runs:
         print("  " + run.line())
+        if capture is not None:
+            for since, rows in (("sent", wire_rows), ("taken in", taken_rows)):
+                measured = wire.window(rows, run.began, run.ended)
+                print(f"    on the wire from the order {since}: {wire.summary(measured)}")
         if args.slow_times and run.slow_at_ns:
             # CLOCK_MONOTONIC, as `perf record -k CLOCK_MONOTONIC` stamps samples
             stamps = " ".join(f"{at / 1e9:.6f}" for at in run.slow_at_ns)
@@ -533,6 +575,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--slow-times",
         action="store_true",
         help="print when each answer over 5 ms came (CLOCK_MONOTONIC), to line up with a profile",
+    )
+    p.add_argument(
+        "--wire",
+        action="store_true",
+        help="also the gateway's latency on the wire (bench/wire.py: Linux, as root), "
+        "which this client's own scheduling does not reach",
     )
     p.add_argument("--serve-responder", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)

@@ -1,0 +1,288 @@
+"""The gateway's latency as the wire shows it: the time from a
+NewOrderSingle crossing the loopback interface to the gateway's final
+ExecutionReport for it crossing back, both stamped by the kernel as the
+packets are sent.
+
+A client on the same machine measures the gateway and its own scheduling
+together: on a small machine, whatever else runs beside the client (a back
+office catching up, a drop copy) delays the client's reads and writes and
+shows as gateway latency.  The wire does not wait for the client: a packet
+is stamped when its writer sends it, whether or not its reader is on a CPU.
+
+Linux only, as root (a packet socket on ``lo``, with a filter for the
+gateway's FIX port, IPv4).  Prints ``capturing`` once it sees the
+port's packets; runs until SIGTERM or SIGINT, then writes one
+line per order answered, ``<NewOrderSingle's wall time> <latency in s>``, to
+``--out``::
+
+    python bench/wire.py --port 9876 --out wire.txt &
+    ...                                   # load the gateway
+    kill %1; python bench/wire.py --summary wire.txt
+
+Orders are matched by ClOrdID (11) within each connection; the final
+report is the first ExecutionReport whose OrdStatus (39) is filled,
+canceled, rejected or expired.  A ClOrdID reused on one connection is
+matched to the report that follows its latest NewOrderSingle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import resource
+import signal
+import socket
+import struct
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+ETH_P_ALL: Final = 0x0003
+SO_ATTACH_FILTER: Final = 26
+SO_TIMESTAMPNS: Final = 35
+PACKET_OUTGOING: Final = 4
+FINAL_STATUS: Final = frozenset({b"2", b"4", b"8", b"C"})
+SOH: Final = b"\x01"
+
+
+def port_filter(port: int) -> list[tuple[int, int, int, int]]:
+    """A classic BPF program accepting IPv4 TCP segments from or to
+    ``port`` on an Ethernet-framed interface (``lo`` is one): ``(code,
+    jump if true, jump if false, k)`` each."""
+    return [
+        (0x28, 0, 0, 12),  # A = ethertype
+        (0x15, 0, 10, 0x0800),  # IPv4, else drop
+        (0x30, 0, 0, 23),  # A = IP protocol
+        (0x15, 0, 8, 6),  # TCP, else drop
+        (0x28, 0, 0, 20),  # A = flags and fragment offset
+        (0x45, 6, 0, 0x1FFF),  # a later fragment: drop
+        (0xB1, 0, 0, 14),  # X = IP header length
+        (0x48, 0, 0, 14),  # A = source port
+        (0x15, 2, 0, port),  # from the port: accept
+        (0x48, 0, 0, 16),  # A = destination port
+        (0x15, 0, 1, port),  # to the port: accept, else drop
+        (0x06, 0, 0, 0x40000),  # accept
+        (0x06, 0, 0, 0),  # drop
+    ]
+
+
+def open_capture(port: int) -> tuple[socket.socket, object]:
+    """A packet socket on ``lo`` seeing only the port's segments, each with
+    the kernel's time stamp; and the filter's memory, kept while it lives."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    program = port_filter(port)
+    buf = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *ins) for ins in program))
+    fprog = struct.pack("HL", len(program), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 20)
+    sock.bind(("lo", 0))
+    return sock, buf
+
+
+def field(msg: bytes, tag: bytes) -> bytes | None:
+    """The value of ``tag`` (e.g. ``b"11="``) in one FIX message."""
+    at = msg.find(SOH + tag)
+    if at < 0:
+        return None
+    start = at + 1 + len(tag)
+    return msg[start : msg.find(SOH, start)]
+
+
+def messages(stream: bytearray) -> Iterator[bytes]:
+    """Whole FIX messages taken off the front of ``stream`` (the rest,
+    an incomplete one, stays)."""
+    while True:
+        start = stream.find(b"8=FIX")
+        if start < 0:
+            del stream[:]
+            return
+        end = stream.find(SOH + b"10=", start)
+        if end < 0 or len(stream) < end + 8:
+            if start:
+                del stream[:start]
+            return
+        msg = bytes(stream[start : end + 8])
+        del stream[: end + 8]
+        yield msg
+
+
+class Matcher:
+    """NewOrderSingles and their final reports, per connection."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.streams: dict[tuple[int, int, bool], bytearray] = {}
+        self.sent: dict[tuple[int, bytes], float] = {}
+        self.delivered: dict[tuple[int, bytes], float] = {}
+        self.done: list[tuple[float, float, float]] = []
+
+    def segment(self, sport: int, dport: int, out: bool, payload: bytes, stamp: float) -> None:
+        """A segment seen going out (``out``) or coming in, with its stamp."""
+        to_gateway = dport == self.port
+        if not to_gateway and not out:
+            return  # the client's side of an answer: not measured
+        stream = self.streams.setdefault((sport, dport, out), bytearray())
+        stream += payload
+        client = sport if to_gateway else dport
+        for msg in messages(stream):
+            kind = field(msg, b"35=")
+            if to_gateway and kind == b"D":
+                cl = field(msg, b"11=")
+                if cl is not None:
+                    (self.sent if out else self.delivered)[(client, cl)] = stamp
+            elif not to_gateway and kind == b"8" and field(msg, b"39=") in FINAL_STATUS:
+                cl = field(msg, b"11=")
+                if cl is None:
+                    continue
+                sent = self.sent.pop((client, cl), None)
+                delivered = self.delivered.pop((client, cl), None)
+                if sent is not None:
+                    since = stamp - delivered if delivered is not None else -1.0
+                    self.done.append((sent, stamp - sent, since))
+
+
+PREQUEUE: Final = Path("/proc/sys/net/core/netdev_tstamp_prequeue")
+
+
+def capture(port: int, out: Path, delivered: bool) -> None:
+    """Until SIGTERM: the port's orders and answers into ``out``.  With
+    ``delivered``, each order's delivery to the gateway's socket too: the
+    kernel then stamps a packet coming in when it is taken in, not when it
+    is queued (``net.core.netdev_tstamp_prequeue = 0`` meanwhile; on ``lo``
+    the queue is the sender's CPU's backlog, taken in by its soft interrupt)."""
+    before = PREQUEUE.read_text() if delivered else ""
+    if delivered:
+        PREQUEUE.write_text("0")
+    try:
+        _capture(port, out, delivered)
+    finally:
+        if delivered:
+            PREQUEUE.write_text(before)
+
+
+def _capture(port: int, out: Path, delivered: bool) -> None:
+    sock, _keep = open_capture(port)
+    print("capturing", flush=True)  # what a caller waits for before it loads
+    matcher = Matcher(port)
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    sock.settimeout(0.2)
+    packets = 0
+    cmsg_space = socket.CMSG_SPACE(16)
+    while not stopping:
+        try:
+            data, ancdata, _flags, addr = sock.recvmsg(65536, cmsg_space)
+        except TimeoutError:
+            continue
+        except InterruptedError:
+            continue
+        # lo shows each packet going out and coming in; the incoming copy is
+        # stamped when it is taken in (with the time stamp before the queue
+        # off) and kept only with --delivered
+        out_going = addr[2] == PACKET_OUTGOING
+        if not out_going and not delivered:
+            continue
+        packets += 1
+        stamp = 0.0
+        for level, kind, value in ancdata:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                sec, nsec = struct.unpack("qq", value[:16])
+                stamp = sec + nsec / 1e9
+        ihl = (data[14] & 0x0F) * 4
+        tcp = 14 + ihl
+        total = struct.unpack_from("!H", data, 16)[0]
+        offset = (data[tcp + 12] >> 4) * 4
+        payload = data[tcp + offset : 14 + total]
+        if payload:
+            sport, dport = struct.unpack_from("!HH", data, tcp)
+            matcher.segment(sport, dport, out_going, payload, stamp or time.time())
+    with out.open("w") as f:
+        for sent, latency, since in matcher.done:
+            f.write(f"{sent:.6f} {latency:.7f} {since:.7f}\n")
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    print(
+        f"wire capture: {len(matcher.done):,} orders, {packets:,} segments, "
+        f"{used.ru_utime + used.ru_stime:.1f} s of CPU",
+        file=sys.stderr,
+    )
+
+
+def read(path: Path, delivered: bool = False) -> list[tuple[float, float]]:
+    """``(sent, latency)`` of each order answered, from its packet sent (or,
+    with ``delivered``, taken in by the gateway's side: the orders without
+    that stamp left out)."""
+    rows = []
+    for line in path.read_text().splitlines():
+        sent, latency, since = line.split()
+        value = float(since if delivered else latency)
+        if value >= 0:
+            rows.append((float(sent), value))
+    return rows
+
+
+STALL: Final = 0.005
+"""An answer later than this is slow; slow answers less than this apart
+make one stall (as ``bench/independent_load.py`` counts them)."""
+
+
+def summary(rows: list[tuple[float, float]]) -> str:
+    """Of ``(sent, latency)`` rows: how many, P50, P99, max (ms), the
+    answers over 5 ms and the stalls they make."""
+    if not rows:
+        return "no orders"
+    xs = sorted(latency for _, latency in rows)
+
+    def at(q: float) -> float:
+        return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))] * 1000
+
+    slow = sorted(sent + latency for sent, latency in rows if latency > STALL)
+    stalls = sum(1 for i, t in enumerate(slow) if i == 0 or t - slow[i - 1] > STALL)
+    return (
+        f"{len(xs):,} orders  P50 {at(0.5):.3f}  P95 {at(0.95):.3f}  P99 {at(0.99):.3f}  "
+        f"max {xs[-1] * 1000:.3f} ms  over 5 ms {len(slow):,} in {stalls:,} stall(s)"
+    )
+
+
+def window(rows: list[tuple[float, float]], start: float, end: float) -> list[tuple[float, float]]:
+    """The orders sent from ``start`` to ``end`` (wall time)."""
+    return [r for r in rows if start <= r[0] < end]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, help="the gateway's FIX port")
+    parser.add_argument("--out", type=Path, help="where the latencies go")
+    parser.add_argument(
+        "--delivered",
+        action="store_true",
+        help="also stamp each order when the gateway's side takes it in",
+    )
+    parser.add_argument("--summary", type=Path, help="summarise a file written before")
+    parser.add_argument(
+        "--skip", type=int, default=0, help="with --summary: leave out the first N orders"
+    )
+    args = parser.parse_args()
+    if args.summary:
+        print(f"from the order sent: {summary(sorted(read(args.summary))[args.skip :])}")
+        taken = sorted(read(args.summary, delivered=True))[args.skip :]
+        if taken:
+            print(f"from the order taken in: {summary(taken)}")
+        return
+    if args.port is None or args.out is None:
+        parser.error("--port and --out, or --summary")
+    if not sys.platform.startswith("linux"):
+        raise SystemExit("wire.py: Linux only (a packet socket on lo)")
+    capture(args.port, args.out, args.delivered)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""The wire capture puts each direction's segments back together however
+they are cut, matches an order to its final report by ClOrdID within its
+connection, and, over a real gateway on loopback, finds every order a
+client sent (timings are printed, never asserted)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+GATEWAY = 9876
+CLIENT = 50000
+
+
+def load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("wire", REPO / "bench" / "wire.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+wire = load_script()
+
+
+def fix(*fields: str) -> bytes:
+    """A message as the capture reads it (length and checksum not checked)."""
+    body = "".join(f"{f}\x01" for f in fields)
+    return f"8=FIX.4.4\x019={len(body)}\x01{body}10=000\x01".encode()
+
+
+def order(cl: str) -> bytes:
+    return fix("35=D", "34=2", f"11={cl}", "55=EUR/USD", "54=1", "38=1000", "40=1")
+
+
+def report(cl: str, status: str) -> bytes:
+    return fix("35=8", "34=3", f"11={cl}", "17=E1", f"39={status}", "150=F")
+
+
+def test_an_order_cut_across_segments_is_matched_to_its_final_report() -> None:
+    matcher = wire.Matcher(GATEWAY)
+    first, second = order("A1")[:17], order("A1")[17:] + order("A2")[:5]
+    matcher.segment(CLIENT, GATEWAY, True, first, 10.0)
+    matcher.segment(CLIENT, GATEWAY, True, second, 10.001)  # A1 whole now
+    matcher.segment(CLIENT, GATEWAY, False, order("A1"), 10.0012)  # taken in
+    matcher.segment(GATEWAY, CLIENT, True, report("A1", "0"), 10.0015)  # New: not final
+    matcher.segment(GATEWAY, CLIENT, True, report("A1", "2")[:9], 10.0020)
+    matcher.segment(GATEWAY, CLIENT, True, report("A1", "2")[9:], 10.0030)
+    (sent, latency, since) = matcher.done[0]
+    assert (sent, round(latency, 7), round(since, 7)) == (10.001, 0.002, 0.0018)
+    # A2's start waits for its rest; an answer seen coming in is the client's side
+    matcher.segment(GATEWAY, CLIENT, False, report("A2", "2"), 10.004)
+    matcher.segment(CLIENT, GATEWAY, True, order("A2")[5:], 10.005)
+    matcher.segment(GATEWAY, CLIENT, True, report("A2", "8"), 10.006)
+    assert [(round(s, 3), round(x, 3)) for s, x, _ in matcher.done] == [
+        (10.001, 0.002),
+        (10.005, 0.001),
+    ]
+    assert matcher.done[1][2] == -1.0  # no stamp of its taking in
+
+
+def test_orders_are_matched_within_their_connection_and_unknown_answers_left() -> None:
+    matcher = wire.Matcher(GATEWAY)
+    matcher.segment(CLIENT, GATEWAY, True, order("X"), 1.0)
+    matcher.segment(CLIENT + 1, GATEWAY, True, order("X"), 1.5)
+    matcher.segment(GATEWAY, CLIENT + 1, True, report("X", "2"), 1.7)
+    matcher.segment(GATEWAY, CLIENT, True, report("never-sent", "2"), 1.8)
+    matcher.segment(GATEWAY, CLIENT, True, report("X", "4"), 2.0)
+    assert [(s, round(x, 3)) for s, x, _ in matcher.done] == [(1.5, 0.2), (1.0, 1.0)]
+
+
+def test_slow_answers_close_together_are_one_stall() -> None:
+    rows = [(0.0, 0.001)] * 97 + [(1.0, 0.006), (1.002, 0.007), (2.0, 0.009)]
+    assert wire.summary(rows) == (
+        "100 orders  P50 1.000  P95 1.000  P99 7.000  max 9.000 ms  over 5 ms 3 in 2 stall(s)"
+    )
+    assert wire.window(rows, 0.5, 1.5) == [(1.0, 0.006), (1.002, 0.007)]
+    assert wire.summary([]) == "no orders"
+
+
+def test_the_filter_takes_the_ports_tcp_segments_in_both_directions() -> None:
+    program = wire.port_filter(GATEWAY)
+    # every jump lands inside the program, and both ends are returns
+    for at, (code, jt, jf, _) in enumerate(program):
+        if code & 0x07 == 0x05:  # a jump
+            assert at + 1 + max(jt, jf) < len(program)
+    assert [ins[0] for ins in program[-2:]] == [0x06, 0x06]
+    assert [ins[3] for ins in program if ins[0] == 0x15 and ins[3] == GATEWAY] == [GATEWAY] * 2
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.geteuid() != 0,
+    reason="a packet socket needs Linux and root",
+)
+def test_every_order_of_a_run_is_found_on_the_wire(daemon_factory: object) -> None:
+    d = daemon_factory().start()  # type: ignore[operator]
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "independent_load.py"),
+            *("--port", str(d.fix_port), "--rate", "500", "--duration", "0.4"),
+            *("--responder", "", "--wire"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [x.strip() for x in done.stdout.splitlines() if "on the wire" in x]
+    assert [x.split(":")[0] for x in lines] == [
+        "on the wire from the order sent",
+        "on the wire from the order taken in",
+    ]
+    for x in lines:  # the 200 orders of the run, the warm-up's left out
+        assert x.split(": ")[1].startswith("200 orders"), x
+    assert "wire capture: 2,200 orders" in done.stderr
