@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any, Final, Literal
 
 import msgspec
@@ -114,7 +114,7 @@ def settlement_lines(
         text = str(amount)
         minor = minor_units.get(currency)
         if minor is not None:
-            text = str(Decimal(text).quantize(_UNITS[minor]))
+            text = str(Decimal(text).quantize(_UNITS[minor], context=_WIDE))
         out.append(SettlementLine(str(counterparty), str(kind), str(currency), value_date, text))
     return out
 
@@ -844,6 +844,8 @@ _QUOTE: Final = (
 
 
 _UNITS: Final = tuple(Decimal(1).scaleb(-d) for d in range(LEDGER_DECIMALS + 1))
+_WIDE: Final = Context(prec=40)
+"""Room for every digit of a DECIMAL(38, 8) sum (the default context keeps 28)."""
 
 CURRENCIES_TABLE: Final = "CREATE TEMP TABLE currencies (currency VARCHAR, minor INTEGER)"
 """The decimals each currency's amounts are rounded to, filled from

@@ -280,24 +280,24 @@ def main() -> None:
         wait(lambda: get(bo_port, "/backoffice/status")["drop_copy"]["logged_on"], 30)
 
         capture = None
-        phases: list[tuple[str, float, float]] = []
+        # each phase: (label, began, ended, orders of its warm-up)
+        phases: list[tuple[str, float, float, int]] = []
         if args.wire == "on":
             capture = subprocess.Popen(
-                [
-                    *CLIENT_PREFIX,
-                    sys.executable,
-                    str(ROOT / "bench" / "wire.py"),
-                    *("--port", str(fix_port), "--out", str(tmp / "wire.txt"), "--delivered"),
-                ],
+                [*CLIENT_PREFIX, *wire.command(fix_port, tmp / "wire.txt")],
                 stdout=subprocess.PIPE,
             )
+            procs.append(capture)  # ended with the rest, whatever happens
             assert capture.stdout is not None
-            capture.stdout.readline()  # "capturing", or nothing if it failed
+            if capture.stdout.readline() != b"capturing\n":
+                print("the wire capture did not start (Linux, as root): no wire figures")
+                capture = None
 
         def phase(label: str, seconds: float) -> str:
             began = time.time()
             line = bench(fix_port, http_port, args.rate, seconds)
-            phases.append((label, began, time.time()))
+            # fixgw bench's warm-up: min(2,000, 1,000 a second of the run)
+            phases.append((label, began, time.time(), min(2000, int(seconds * 1000))))
             return line
 
         sampler = Sampler(bo_port)
@@ -336,11 +336,14 @@ def main() -> None:
         print(f"back office catching up: {phase('back office catching up', args.duration)}")
         if capture is not None:
             capture.send_signal(signal.SIGTERM)
-            capture.wait(60)
+            if capture.wait(60) != 0 or not (tmp / "wire.txt").exists():
+                print("  the wire capture failed: no wire figures")
+                capture = None
+        if capture is not None:
             for delivered, since in ((False, "sent"), (True, "taken in")):
                 rows = wire.read(tmp / "wire.txt", delivered)
-                for label, began, ended in phases:
-                    measured = sorted(wire.window(rows, began, ended))[2000:]
+                for label, began, ended, warm_up in phases:
+                    measured = sorted(wire.window(rows, began, ended))[warm_up:]
                     print(f"  on the wire from the order {since}, {label}:")
                     print(f"    {wire.summary(measured)}")
         waiter.join()

@@ -55,8 +55,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import wire
 
-WIRE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wire.py")
-
 SOH = b"\x01"
 FINAL = frozenset({b"2", b"4", b"8", b"C"})
 STALL_US = 5000
@@ -499,37 +497,44 @@ async def main(args: argparse.Namespace) -> int:
     if args.no_gateway:
         return 0
     capture = None
+    fd, out = tempfile.mkstemp(prefix="wire-", suffix=".txt")
+    os.close(fd)
     if args.wire:
         # the capture is bench/wire.py, beside this file: no code of the project either
-        fd, out = tempfile.mkstemp(prefix="wire-", suffix=".txt")
-        os.close(fd)
         capture = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *(WIRE, "--port", str(args.port), "--out", out, "--delivered"),
-            stdout=subprocess.PIPE,
+            *wire.command(args.port, out), stdout=subprocess.PIPE
         )
         assert capture.stdout is not None
         async with asyncio.timeout(30):
-            await capture.stdout.readline()  # "capturing", or nothing if it failed
-    runs = await measure(
-        "gateway",
-        args.host,
-        args.port,
-        args.sender,
-        args.target,
-        rates,
-        args.duration,
-        args.in_flight,
-    )
+            if await capture.stdout.readline() != b"capturing\n":
+                await capture.wait()
+                print("the wire capture did not start (Linux, as root)", file=sys.stderr)
+                capture = None
+    try:
+        runs = await measure(
+            "gateway",
+            args.host,
+            args.port,
+            args.sender,
+            args.target,
+            rates,
+            args.duration,
+            args.in_flight,
+        )
+    finally:
+        if capture is not None and capture.returncode is None:
+            capture.terminate()
+            await capture.wait()
     wire_rows: list[tuple[float, float]] = []
     taken_rows: list[tuple[float, float]] = []
     if capture is not None:
-        capture.terminate()
-        if await capture.wait() != 0:
-            print("the wire capture failed (Linux, as root)", file=sys.stderr)
-        wire_rows = wire.read(Path(out))
-        taken_rows = wire.read(Path(out), delivered=True)
-        os.unlink(out)
+        if capture.returncode == 0:
+            wire_rows = wire.read(Path(out))
+            taken_rows = wire.read(Path(out), delivered=True)
+        else:
+            print("the wire capture failed", file=sys.stderr)
+            capture = None
+    os.unlink(out)
     for run in runs:
         print("  " + run.line())
         if capture is not None:

@@ -10,8 +10,9 @@ shows as gateway latency.  The wire does not wait for the client: a packet
 is stamped when its writer sends it, whether or not its reader is on a CPU.
 
 Linux only, as root (a packet socket on ``lo``, with a filter for the
-gateway's FIX port, IPv4).  Prints ``capturing`` once it sees the
-port's packets; runs until SIGTERM or SIGINT, then writes one
+gateway's FIX port, IPv4).  Prints ``capturing`` once its filter is on;
+runs until SIGTERM, SIGINT or the end of the process that started it,
+then writes one
 line per order answered, ``<NewOrderSingle's wall time> <latency in s>``, to
 ``--out``::
 
@@ -42,7 +43,14 @@ from typing import Final
 ETH_P_ALL: Final = 0x0003
 SO_ATTACH_FILTER: Final = 26
 SO_TIMESTAMPNS: Final = 35
+SO_RCVBUFFORCE: Final = 33
+SOL_PACKET: Final = 263
+PACKET_STATISTICS: Final = 6
 PACKET_OUTGOING: Final = 4
+SNAP: Final = 0x40000
+"""Bytes a packet is taken with at most (the filter's accept); a segment on
+``lo`` is at most 65,535 bytes after its 14-byte link header."""
+PR_SET_PDEATHSIG: Final = 1
 FINAL_STATUS: Final = frozenset({b"2", b"4", b"8", b"C"})
 SOH: Final = b"\x01"
 
@@ -63,23 +71,32 @@ def port_filter(port: int) -> list[tuple[int, int, int, int]]:
         (0x15, 2, 0, port),  # from the port: accept
         (0x48, 0, 0, 16),  # A = destination port
         (0x15, 0, 1, port),  # to the port: accept, else drop
-        (0x06, 0, 0, 0x40000),  # accept
+        (0x06, 0, 0, SNAP),  # accept
         (0x06, 0, 0, 0),  # drop
     ]
 
 
 def open_capture(port: int) -> tuple[socket.socket, object]:
     """A packet socket on ``lo`` seeing only the port's segments, each with
-    the kernel's time stamp; and the filter's memory, kept while it lives."""
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    the kernel's time stamp; and the filter's memory, kept while it lives.
+    It takes no packet until the filter is on: opened for no protocol, it is
+    bound to ``lo`` and all protocols only then."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     program = port_filter(port)
     buf = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *ins) for ins in program))
     fprog = struct.pack("HL", len(program), ctypes.addressof(buf))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 20)
-    sock.bind(("lo", 0))
+    # past net.core.rmem_max, as root may
+    sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20)
+    sock.bind(("lo", ETH_P_ALL))
     return sock, buf
+
+
+def dropped(sock: socket.socket) -> int:
+    """Packets the kernel dropped for want of room in the socket's buffer."""
+    _packets, drops = struct.unpack("II", sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+    return int(drops)
 
 
 def field(msg: bytes, tag: bytes) -> bytes | None:
@@ -97,7 +114,7 @@ def messages(stream: bytearray) -> Iterator[bytes]:
     while True:
         start = stream.find(b"8=FIX")
         if start < 0:
-            del stream[:]
+            del stream[:-4]  # what may be the start of one cut short
             return
         end = stream.find(SOH + b"10=", start)
         if end < 0 or len(stream) < end + 8:
@@ -148,72 +165,95 @@ PREQUEUE: Final = Path("/proc/sys/net/core/netdev_tstamp_prequeue")
 
 
 def capture(port: int, out: Path, delivered: bool) -> None:
-    """Until SIGTERM: the port's orders and answers into ``out``.  With
-    ``delivered``, each order's delivery to the gateway's socket too: the
-    kernel then stamps a packet coming in when it is taken in, not when it
-    is queued (``net.core.netdev_tstamp_prequeue = 0`` meanwhile; on ``lo``
-    the queue is the sender's CPU's backlog, taken in by its soft interrupt)."""
-    before = PREQUEUE.read_text() if delivered else ""
-    if delivered:
-        PREQUEUE.write_text("0")
-    try:
-        _capture(port, out, delivered)
-    finally:
-        if delivered:
-            PREQUEUE.write_text(before)
-
-
-def _capture(port: int, out: Path, delivered: bool) -> None:
-    sock, _keep = open_capture(port)
-    print("capturing", flush=True)  # what a caller waits for before it loads
-    matcher = Matcher(port)
+    """Until SIGTERM, SIGINT or its parent's end: the port's orders and
+    answers into ``out``.  With ``delivered``, each order's delivery to the
+    gateway's socket too: the kernel then stamps a packet coming in when it
+    is taken in, not when it is queued (``net.core.netdev_tstamp_prequeue =
+    0`` meanwhile; on ``lo`` the queue is the sender's CPU's backlog, taken
+    in by its soft interrupt)."""
     stopping = False
 
     def stop(*_: object) -> None:
         nonlocal stopping
         stopping = True
 
+    # before anything is changed: a signal from here on ends the loop, and
+    # the setting is put back
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    sock.settimeout(0.2)
-    packets = 0
-    cmsg_space = socket.CMSG_SPACE(16)
-    while not stopping:
-        try:
-            data, ancdata, _flags, addr = sock.recvmsg(65536, cmsg_space)
-        except TimeoutError:
-            continue
-        except InterruptedError:
-            continue
-        # lo shows each packet going out and coming in; the incoming copy is
-        # stamped when it is taken in (with the time stamp before the queue
-        # off) and kept only with --delivered
-        out_going = addr[2] == PACKET_OUTGOING
-        if not out_going and not delivered:
-            continue
-        packets += 1
-        stamp = 0.0
-        for level, kind, value in ancdata:
-            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                sec, nsec = struct.unpack("qq", value[:16])
-                stamp = sec + nsec / 1e9
-        ihl = (data[14] & 0x0F) * 4
-        tcp = 14 + ihl
-        total = struct.unpack_from("!H", data, 16)[0]
-        offset = (data[tcp + 12] >> 4) * 4
-        payload = data[tcp + offset : 14 + total]
-        if payload:
-            sport, dport = struct.unpack_from("!HH", data, tcp)
-            matcher.segment(sport, dport, out_going, payload, stamp or time.time())
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # its parent gone: SIGTERM
+    before = PREQUEUE.read_text() if delivered else ""
+    if delivered:
+        PREQUEUE.write_text("0")
+    try:
+        sock, _keep = open_capture(port)
+        print("capturing", flush=True)  # the filter on: what a caller waits for
+        matcher = Matcher(port)
+        packets = 0
+        sock.settimeout(0.2)
+        while not stopping:
+            packets += _take(sock, matcher, delivered)
+        # what the kernel still holds for the socket
+        sock.setblocking(False)
+        while (taken := _take(sock, matcher, delivered)) >= 0:
+            packets += taken
+        drops = dropped(sock)
+    finally:
+        if delivered:
+            PREQUEUE.write_text(before)
     with out.open("w") as f:
         for sent, latency, since in matcher.done:
             f.write(f"{sent:.6f} {latency:.7f} {since:.7f}\n")
     used = resource.getrusage(resource.RUSAGE_SELF)
     print(
         f"wire capture: {len(matcher.done):,} orders, {packets:,} segments, "
-        f"{used.ru_utime + used.ru_stime:.1f} s of CPU",
+        f"{drops:,} dropped by the kernel, {used.ru_utime + used.ru_stime:.1f} s of CPU",
         file=sys.stderr,
     )
+
+
+def _take(sock: socket.socket, matcher: Matcher, delivered: bool) -> int:
+    """One packet off the socket into ``matcher``: 1 if it was one of the
+    segments measured, 0 if not or none came in time, -1 if none was there
+    (a socket that does not wait)."""
+    try:
+        data, ancdata, flags, addr = sock.recvmsg(SNAP, socket.CMSG_SPACE(16))
+    except TimeoutError:
+        return 0
+    except BlockingIOError:
+        return -1
+    except InterruptedError:
+        return 0
+    # lo shows each packet going out and coming in; the incoming copy is
+    # stamped when it is taken in (with the time stamp before the queue
+    # off) and kept only with --delivered
+    out_going = addr[2] == PACKET_OUTGOING
+    if not out_going and not delivered:
+        return 0
+    ihl = (data[14] & 0x0F) * 4
+    tcp = 14 + ihl
+    total = struct.unpack_from("!H", data, 16)[0]
+    sport, dport = struct.unpack_from("!HH", data, tcp)
+    if flags & socket.MSG_TRUNC or len(data) < 14 + total:
+        # cut short: that direction starts afresh (its orders unmatched)
+        matcher.streams.pop((sport, dport, out_going), None)
+        return 0
+    stamp = time.time()
+    for level, kind, value in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+            sec, nsec = struct.unpack("qq", value[:16])
+            stamp = sec + nsec / 1e9
+    offset = (data[tcp + 12] >> 4) * 4
+    payload = data[tcp + offset : 14 + total]
+    if payload:
+        matcher.segment(sport, dport, out_going, payload, stamp)
+    return 1
+
+
+def command(port: int, out: Path | str) -> list[str]:
+    """How a bench starts a capture of ``port`` into ``out`` (the orders'
+    delivery stamped too); it prints ``capturing`` once it sees them."""
+    return [sys.executable, __file__, "--port", str(port), "--out", str(out), "--delivered"]
 
 
 def read(path: Path, delivered: bool = False) -> list[tuple[float, float]]:

@@ -235,13 +235,14 @@ class OrderJournal:
             for body in self._file.replay():
                 try:
                     entries = decode(body)
-                except msgspec.ValidationError as exc:
+                except msgspec.ValidationError as unknown:
                     # its checksum is right: an entry, or a field of one,
                     # that this version does not know
                     raise JournalError(
                         f"{self.path}: batch {batches + 1} holds an entry this version "
-                        f"cannot read ({exc}): the journal was written by a newer version "
-                        "of fixgw; start that version (docs/operations.md, Upgrades)"
+                        f"cannot read ({unknown}): most likely the journal was written by a "
+                        "newer version of fixgw; start that version "
+                        "(docs/operations.md, Upgrades)"
                     ) from None
                 except msgspec.DecodeError as exc:
                     raise JournalError(

@@ -1170,6 +1170,16 @@ async def test_a_postgres_ledger_indexes_its_dates_and_one_from_before_gets_them
         await second.close()
 
 
+def test_settlement_lines_carry_every_digit_the_ledger_can_sum() -> None:
+    wide = "123456789012345678901234567890.00000000"  # 30 digits, DECIMAL(38, 8)
+    day = dt.date(2026, 3, 4)
+    lines = sql.settlement_lines(
+        [("C1", "client", "USD", day, wide), ("C1", "client", "ZZZ", day, "1.50000000")],
+        {"USD": 2},
+    )
+    assert [x.amount for x in lines] == ["123456789012345678901234567890.00", "1.50000000"]
+
+
 def test_one_pending_row_per_key_the_earliest() -> None:
     early, late = T0, T0 + dt.timedelta(seconds=3)
     rows = [("hl", "K", "LP_A", late), ("ch", "C1", "", late), ("hl", "K", "LP_A", early)]

@@ -86,14 +86,75 @@ def test_slow_answers_close_together_are_one_stall() -> None:
     assert wire.summary([]) == "no orders"
 
 
-def test_the_filter_takes_the_ports_tcp_segments_in_both_directions() -> None:
-    program = wire.port_filter(GATEWAY)
-    # every jump lands inside the program, and both ends are returns
-    for at, (code, jt, jf, _) in enumerate(program):
-        if code & 0x07 == 0x05:  # a jump
-            assert at + 1 + max(jt, jf) < len(program)
-    assert [ins[0] for ins in program[-2:]] == [0x06, 0x06]
-    assert [ins[3] for ins in program if ins[0] == 0x15 and ins[3] == GATEWAY] == [GATEWAY] * 2
+def test_a_message_cut_at_any_byte_is_read_whole() -> None:
+    stream = order("A1") + report("A1", "2") + order("A2")
+    for cut in range(len(stream) + 1):
+        buffer = bytearray()
+        got: list[bytes] = []
+        for piece in (stream[:cut], stream[cut:]):
+            buffer += piece
+            got += wire.messages(buffer)
+        assert got == [order("A1"), report("A1", "2"), order("A2")], cut
+        assert not buffer
+
+
+def run_filter(program: list[tuple[int, int, int, int]], frame: bytes) -> int:
+    """What the kernel's classic BPF machine answers for ``frame``: the
+    bytes taken (0: dropped).  Only the instructions the filter uses."""
+    a = x = pc = 0
+    while True:
+        code, jt, jf, k = program[pc]
+        pc += 1
+        if code == 0x28:  # ldh [k]
+            a = int.from_bytes(frame[k : k + 2], "big")
+        elif code == 0x30:  # ldb [k]
+            a = frame[k]
+        elif code == 0xB1:  # ldxb 4*([k]&0xf)
+            x = (frame[k] & 0x0F) * 4
+        elif code == 0x48:  # ldh [x+k]
+            a = int.from_bytes(frame[x + k : x + k + 2], "big")
+        elif code == 0x15:  # jeq #k
+            pc += jt if a == k else jf
+        elif code == 0x45:  # jset #k
+            pc += jt if a & k else jf
+        elif code == 0x06:  # ret #k
+            return k
+        else:
+            raise AssertionError(f"instruction {code:#x} not known here")
+
+
+def frame(
+    sport: int,
+    dport: int,
+    *,
+    ethertype: int = 0x0800,
+    protocol: int = 6,
+    fragment: int = 0,
+    options: int = 0,
+) -> bytes:
+    ip = bytes([0x45 + options, 0]) + (40 + 4 * options).to_bytes(2, "big") + b"\0\0"
+    ip += fragment.to_bytes(2, "big") + bytes([64, protocol]) + b"\0" * 10 + b"\0" * 4 * options
+    tcp = sport.to_bytes(2, "big") + dport.to_bytes(2, "big") + b"\0" * 16
+    return b"\0" * 12 + ethertype.to_bytes(2, "big") + ip + tcp
+
+
+@pytest.mark.parametrize(
+    ("packet", "taken"),
+    [
+        (frame(CLIENT, GATEWAY), True),
+        (frame(GATEWAY, CLIENT), True),
+        (frame(GATEWAY, CLIENT, options=3), True),  # IP options move the ports
+        (frame(CLIENT, GATEWAY + 1), False),
+        (frame(CLIENT, GATEWAY, protocol=17), False),  # UDP
+        (frame(CLIENT, GATEWAY, ethertype=0x86DD), False),  # IPv6
+        (frame(CLIENT, GATEWAY, fragment=0x2005), False),  # a later fragment: no ports
+        (frame(CLIENT, GATEWAY, fragment=0x4000), True),  # don't fragment, whole
+    ],
+)
+def test_the_filter_takes_the_ports_tcp_segments_in_both_directions(
+    packet: bytes, taken: bool
+) -> None:
+    assert run_filter(wire.port_filter(GATEWAY), packet) == (wire.SNAP if taken else 0)
 
 
 @pytest.mark.skipif(

@@ -208,8 +208,8 @@ def test_a_kind_of_entry_this_version_does_not_know_is_refused_with_that_said(
     again.close()
     assert str(info.value) == (
         f"{tmp_path / 'journal'}: batch 2 holds an entry this version cannot read "
-        "(Invalid value 99 - at `$[0][0]`): the journal was written by a newer version "
-        "of fixgw; start that version (docs/operations.md, Upgrades)"
+        "(Invalid value 99 - at `$[0][0]`): most likely the journal was written by a "
+        "newer version of fixgw; start that version (docs/operations.md, Upgrades)"
     )
     assert (tmp_path / "journal").read_bytes() == before  # left as it was
 
