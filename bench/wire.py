@@ -212,12 +212,16 @@ def capture(port: int, out: Path, delivered: bool) -> None:
     )
 
 
+_PACKET = bytearray(SNAP)
+_ANCILLARY = socket.CMSG_SPACE(16)
+
+
 def _take(sock: socket.socket, matcher: Matcher, delivered: bool) -> int:
     """One packet off the socket into ``matcher``: 1 if it was one of the
     segments measured, 0 if not or none came in time, -1 if none was there
     (a socket that does not wait)."""
     try:
-        data, ancdata, flags, addr = sock.recvmsg(SNAP, socket.CMSG_SPACE(16))
+        size, ancdata, flags, addr = sock.recvmsg_into([_PACKET], _ANCILLARY)
     except TimeoutError:
         return 0
     except BlockingIOError:
@@ -230,6 +234,7 @@ def _take(sock: socket.socket, matcher: Matcher, delivered: bool) -> int:
     out_going = addr[2] == PACKET_OUTGOING
     if not out_going and not delivered:
         return 0
+    data = memoryview(_PACKET)[:size]
     ihl = (data[14] & 0x0F) * 4
     tcp = 14 + ihl
     total = struct.unpack_from("!H", data, 16)[0]
@@ -244,9 +249,8 @@ def _take(sock: socket.socket, matcher: Matcher, delivered: bool) -> int:
             sec, nsec = struct.unpack("qq", value[:16])
             stamp = sec + nsec / 1e9
     offset = (data[tcp + 12] >> 4) * 4
-    payload = data[tcp + offset : 14 + total]
-    if payload:
-        matcher.segment(sport, dport, out_going, payload, stamp)
+    if 14 + total > tcp + offset:
+        matcher.segment(sport, dport, out_going, bytes(data[tcp + offset : 14 + total]), stamp)
     return 1
 
 
