@@ -136,6 +136,12 @@ class Matcher:
         self.delivered: dict[tuple[int, bytes], float] = {}
         self.done: list[tuple[float, float, float]] = []
 
+    def closed(self, sport: int, dport: int) -> None:
+        """A connection's end (FIN or RST): what is left of its two
+        directions goes (a later connection may reuse its ports)."""
+        for key in [k for k in self.streams if k[:2] in ((sport, dport), (dport, sport))]:
+            del self.streams[key]
+
     def segment(self, sport: int, dport: int, out: bool, payload: bytes, stamp: float) -> None:
         """A segment seen going out (``out``) or coming in, with its stamp."""
         to_gateway = dport == self.port
@@ -251,6 +257,8 @@ def _take(sock: socket.socket, matcher: Matcher, delivered: bool) -> int:
     offset = (data[tcp + 12] >> 4) * 4
     if 14 + total > tcp + offset:
         matcher.segment(sport, dport, out_going, bytes(data[tcp + offset : 14 + total]), stamp)
+    if data[tcp + 13] & 0x05:  # FIN or RST
+        matcher.closed(sport, dport)
     return 1
 
 

@@ -77,6 +77,19 @@ def test_orders_are_matched_within_their_connection_and_unknown_answers_left() -
     assert [(s, round(x, 3)) for s, x, _ in matcher.done] == [(1.5, 0.2), (1.0, 1.0)]
 
 
+def test_a_connection_that_ends_leaves_nothing_for_one_reusing_its_ports() -> None:
+    matcher = wire.Matcher(GATEWAY)
+    # A1 cut short after its ClOrdID, then the connection ends
+    cut = order("A1")[: order("A1").index(b"55=")]
+    matcher.segment(CLIENT, GATEWAY, True, cut, 1.0)
+    matcher.closed(GATEWAY, CLIENT)
+    assert matcher.streams == {}
+    # the next connection on the same ports: B1 is B1, not A1's head on B1's tail
+    matcher.segment(CLIENT, GATEWAY, True, order("B1"), 2.0)
+    matcher.segment(GATEWAY, CLIENT, True, report("B1", "2"), 2.5)
+    assert [(s, x) for s, x, _ in matcher.done] == [(2.0, 0.5)]
+
+
 def test_slow_answers_close_together_are_one_stall() -> None:
     rows = [(0.0, 0.001)] * 97 + [(1.0, 0.006), (1.002, 0.007), (2.0, 0.009)]
     assert wire.summary(rows) == (
