@@ -496,10 +496,10 @@ async def main(args: argparse.Namespace) -> int:
             yard[kind] = max(yard.get(kind, 0.0), run.rate)
     if args.no_gateway:
         return 0
-    capture = None
-    fd, out = tempfile.mkstemp(prefix="wire-", suffix=".txt")
-    os.close(fd)
+    capture, out = None, ""
     if args.wire:
+        fd, out = tempfile.mkstemp(prefix="wire-", suffix=".txt")
+        os.close(fd)
         # the capture is bench/wire.py, beside this file: no code of the project either
         capture = await asyncio.create_subprocess_exec(
             *wire.command(args.port, out), stdout=subprocess.PIPE
@@ -525,22 +525,19 @@ async def main(args: argparse.Namespace) -> int:
         if capture is not None and capture.returncode is None:
             capture.terminate()
             await capture.wait()
-    wire_rows: list[tuple[float, float]] = []
-    taken_rows: list[tuple[float, float]] = []
-    if capture is not None:
-        if capture.returncode == 0:
-            wire_rows = wire.read(Path(out))
-            taken_rows = wire.read(Path(out), delivered=True)
-        else:
-            print("the wire capture failed", file=sys.stderr)
-            capture = None
-    os.unlink(out)
+    # the wire's orders, from the order sent and from it taken in
+    on_wire: dict[str, list[tuple[float, float]]] = {}
+    if capture is not None and capture.returncode == 0:
+        on_wire = {"sent": wire.read(Path(out)), "taken in": wire.read(Path(out), True)}
+    elif capture is not None:
+        print("the wire capture failed", file=sys.stderr)
+    if out:
+        os.unlink(out)
     for run in runs:
         print("  " + run.line())
-        if capture is not None:
-            for since, rows in (("sent", wire_rows), ("taken in", taken_rows)):
-                measured = wire.window(rows, run.began, run.ended)
-                print(f"    on the wire from the order {since}: {wire.summary(measured)}")
+        for since, rows in on_wire.items():
+            measured = wire.window(rows, run.began, run.ended)
+            print(f"    on the wire from the order {since}: {wire.summary(measured)}")
         if args.slow_times and run.slow_at_ns:
             # CLOCK_MONOTONIC, as `perf record -k CLOCK_MONOTONIC` stamps samples
             stamps = " ".join(f"{at / 1e9:.6f}" for at in run.slow_at_ns)

@@ -11,10 +11,10 @@ is stamped when its writer sends it, whether or not its reader is on a CPU.
 
 Linux only, as root (a packet socket on ``lo``, with a filter for the
 gateway's FIX port, IPv4).  Prints ``capturing`` once its filter is on;
-runs until SIGTERM, SIGINT or the end of the process that started it,
-then writes one
-line per order answered, ``<NewOrderSingle's wall time> <latency in s>``, to
-``--out``::
+runs until SIGTERM, SIGINT or the end of the process that started it, then
+writes one line per order answered to ``--out``: the NewOrderSingle's wall
+time, its latency from the order sent and (with ``--delivered``) from the
+order taken in by the gateway's side, or -1, in seconds::
 
     python bench/wire.py --port 9876 --out wire.txt &
     ...                                   # load the gateway
@@ -136,10 +136,12 @@ class Matcher:
         self.delivered: dict[tuple[int, bytes], float] = {}
         self.done: list[tuple[float, float, float]] = []
 
-    def closed(self, sport: int, dport: int) -> None:
-        """A connection's end (FIN or RST): what is left of its two
-        directions goes (a later connection may reuse its ports)."""
-        for key in [k for k in self.streams if k[:2] in ((sport, dport), (dport, sport))]:
+    def closed(self, sport: int, dport: int, both: bool) -> None:
+        """The end of a direction (FIN) or of the connection (RST, ``both``):
+        what is left of it goes, so a later connection on the same ports
+        starts clean; the other direction of a FIN may still bring answers."""
+        ends = ((sport, dport), (dport, sport)) if both else ((sport, dport),)
+        for key in [k for k in self.streams if k[:2] in ends]:
             del self.streams[key]
 
     def segment(self, sport: int, dport: int, out: bool, payload: bytes, stamp: float) -> None:
@@ -257,8 +259,9 @@ def _take(sock: socket.socket, matcher: Matcher, delivered: bool) -> int:
     offset = (data[tcp + 12] >> 4) * 4
     if 14 + total > tcp + offset:
         matcher.segment(sport, dport, out_going, bytes(data[tcp + offset : 14 + total]), stamp)
-    if data[tcp + 13] & 0x05:  # FIN or RST
-        matcher.closed(sport, dport)
+    flags_byte = data[tcp + 13]
+    if flags_byte & 0x05:  # FIN (0x01) or RST (0x04)
+        matcher.closed(sport, dport, both=bool(flags_byte & 0x04))
     return 1
 
 

@@ -82,7 +82,10 @@ def test_a_connection_that_ends_leaves_nothing_for_one_reusing_its_ports() -> No
     # A1 cut short after its ClOrdID, then the connection ends
     cut = order("A1")[: order("A1").index(b"55=")]
     matcher.segment(CLIENT, GATEWAY, True, cut, 1.0)
-    matcher.closed(GATEWAY, CLIENT)
+    matcher.segment(GATEWAY, CLIENT, True, report("A0", "2")[:30], 1.1)
+    matcher.closed(CLIENT, GATEWAY, both=False)  # the client's FIN: its direction only
+    assert list(matcher.streams) == [(GATEWAY, CLIENT, True)]
+    matcher.closed(GATEWAY, CLIENT, both=True)  # a reset: both
     assert matcher.streams == {}
     # the next connection on the same ports: B1 is B1, not A1's head on B1's tail
     matcher.segment(CLIENT, GATEWAY, True, order("B1"), 2.0)
