@@ -462,6 +462,17 @@ class DuckLedger(Ledger):
         rows = self.con.execute(query, [from_date]).fetchall()
         return sql.settlement_lines(rows, self._settlement.minor_units)
 
+    async def settlement_sums(self, from_date: dt.date) -> list[sql.SettlementSum]:
+        query = sql.settlement_sql("c.value_date >= $1", "h.value_date >= $1")
+        return await self._run(self._sums, query, from_date)
+
+    async def batch_settlement_sums(self, ingest: int) -> list[sql.SettlementSum]:
+        query = sql.settlement_sql("c.ingest = $1", "h.ingest = $1")
+        return await self._run(self._sums, query, ingest)
+
+    def _sums(self, query: str, parameter: object) -> list[sql.SettlementSum]:
+        return sql.settlement_sums(self.con.execute(query, [parameter]).fetchall())
+
     async def revalue(self, today: dt.date) -> list[dt.date]:
         return await self._run(self._revalue, today)
 

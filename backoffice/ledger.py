@@ -119,6 +119,56 @@ def settlement_lines(
     return out
 
 
+SettlementSum = tuple[str, str, str, dt.date, Decimal]
+"""A row of :func:`settlement_sql` read: counterparty, kind (``client`` or
+``lp``), currency, value date, and the net amount (the sum of its legs,
+each rounded to its currency's minor units)."""
+
+
+def settlement_sums(rows: Iterable[Sequence[Any]]) -> list[SettlementSum]:
+    """The rows of :func:`settlement_sql` with their amounts as decimals."""
+    return [
+        (str(counterparty), str(kind), str(currency), value_date, Decimal(str(amount)))
+        for counterparty, kind, currency, value_date, amount in rows
+    ]
+
+
+class SettlementBook:
+    """The net amounts to settle per counterparty, kind, currency and value
+    date, kept up as trades are stored: each batch's own sums (its legs
+    rounded one by one, as the ledger's query rounds them) are added to
+    those the book started with, so the book always holds what
+    :func:`settlement_sql` would sum over the ledger, to the last digit,
+    without reading the trades again.  The back office is the ledger's one
+    writer (docs/backoffice.md): no trade is stored that the book is not
+    told of."""
+
+    def __init__(self, sums: Iterable[SettlementSum] = ()) -> None:
+        self._sums: dict[tuple[str, str, str, dt.date], Decimal] = {}
+        self.add(sums)
+
+    def add(self, sums: Iterable[SettlementSum]) -> None:
+        held = self._sums
+        for counterparty, kind, currency, value_date, amount in sums:
+            key = (counterparty, kind, currency, value_date)
+            before = held.get(key)
+            held[key] = amount if before is None else _WIDE.add(before, amount)
+
+    def lines(self, from_date: dt.date, minor_units: Mapping[str, int]) -> list[SettlementLine]:
+        """The lines from ``from_date`` on, as :func:`settlement_sql` orders
+        them (kind, counterparty, value date, currency); the amounts of
+        earlier value dates, settled, are let go of."""
+        held = self._sums
+        for key in [k for k in held if k[3] < from_date]:
+            del held[key]
+        keys = sorted(held, key=lambda k: (k[1], k[0], k[3], k[2]))
+        rows = ((*key, format(held[key], "f")) for key in keys)
+        return settlement_lines(rows, minor_units)
+
+    def __len__(self) -> int:
+        return len(self._sums)
+
+
 class Covers(msgspec.Struct, frozen=True, kw_only=True):
     """How far each record is known to be complete, when the caller knows
     better than the records' latest times: ``feed``, the drop copy (logged
@@ -982,6 +1032,17 @@ class Ledger:
 
     async def settlement(self, from_date: dt.date) -> list[SettlementLine]:
         """Net amounts of trades with value dates on or after ``from_date``."""
+        raise NotImplementedError
+
+    async def settlement_sums(self, from_date: dt.date) -> list[SettlementSum]:
+        """The sums of :func:`settlement_sql` over the trades whose value
+        date is ``from_date`` or later."""
+        raise NotImplementedError
+
+    async def batch_settlement_sums(self, ingest: int) -> list[SettlementSum]:
+        """The sums of :func:`settlement_sql` over the trades stored by
+        ingest batch ``ingest`` (a trade it brought again, stored before,
+        is not among them), whatever their value dates."""
         raise NotImplementedError
 
     async def revalue(self, today: dt.date) -> list[dt.date]:

@@ -100,6 +100,18 @@ ranges stay narrow; such an index is a few pages per million rows and
 costs a write next to nothing.  A ledger from before them has them built
 at its next start, in one pass over each table.  (DuckDB's own min-max per
 row group does the same for the embedded ledger.)"""
+_INGEST_INDEXES: Final = tuple(
+    (
+        "SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() "
+        f"AND indexname = '{table}_ingest'",
+        (f"CREATE INDEX IF NOT EXISTS {table}_ingest ON {table} USING brin (ingest)",),
+    )
+    for table in ("client_trades", "house_trades", "lp_trades")
+)
+"""A block range index of the trades' ingest batches (which grow as rows
+are added): the sums of the batch just stored, and an incremental
+reconciliation's reads of the batches since the last, read the table's
+last pages, not all of it."""
 
 _SESSION: Final = (
     "CREATE TEMP TABLE scope (rel VARCHAR, k VARCHAR)",
@@ -266,7 +278,7 @@ class PgLedger(Ledger):
             async with con.transaction():
                 for statement in sql.TABLES:
                     await con.execute(statement)
-                for done, statements in (*sql.MIGRATIONS, *_DATE_INDEXES):
+                for done, statements in (*sql.MIGRATIONS, *_DATE_INDEXES, *_INGEST_INDEXES):
                     if not await con.fetchval(done):
                         for statement in statements:
                             await con.execute(statement)
@@ -556,6 +568,22 @@ class PgLedger(Ledger):
             return sql.settlement_lines(rows, self._settlement.minor_units)
 
         return await self._call("reading settlement", job)
+
+    async def settlement_sums(self, from_date: dt.date) -> list[sql.SettlementSum]:
+        query = sql.settlement_sql("c.value_date >= $1", "h.value_date >= $1")
+
+        async def job(con: Any) -> list[sql.SettlementSum]:
+            return sql.settlement_sums(await con.fetch(query, from_date))
+
+        return await self._call("reading settlement", job)
+
+    async def batch_settlement_sums(self, ingest: int) -> list[sql.SettlementSum]:
+        query = sql.settlement_sql("c.ingest = $1", "h.ingest = $1")
+
+        async def job(con: Any) -> list[sql.SettlementSum]:
+            return sql.settlement_sums(await con.fetch(query, ingest))
+
+        return await self._call("reading a batch's settlement", job)
 
     async def revalue(self, today: dt.date) -> list[dt.date]:
         async def job(con: Any) -> list[dt.date]:

@@ -48,6 +48,7 @@ from backoffice.ledger import (
     LedgerError,
     Position,
     ReconRun,
+    SettlementBook,
 )
 from backoffice.records import ClientTrade, HouseTrade, TradeDay, client_trade, house_trade
 from backoffice.settlement import Settlement
@@ -287,6 +288,9 @@ class BackOffice:
         self._late = asyncio.Event()  # set when a day is added to them
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()  # one ledger job at a time: writes, statements, recon
+        self._settled: SettlementBook | None = None
+        # the amounts to settle, kept up with each batch stored (None: to
+        # be read from the ledger again, at the next look)
         self._batches: deque[tuple[int, float]] = deque()  # ingest id, when received
         self._position_seen: tuple[Any, ...] | None = None
         self.positions_compared = 0
@@ -347,6 +351,7 @@ class BackOffice:
             _log.info("value_dates_revised", trade_dates=days)
             self._late_days.update(day for day in days if day < today.isoformat())
             self._late.set()
+        self._settled = SettlementBook(await self.ledger.settlement_sums(today))
         for feed in self.feeds:
             feed.last_seq = await self.ledger.last_seq(feed.session_key)
             self.metrics.last_seq.labels(feed.name).set(feed.last_seq)
@@ -604,6 +609,7 @@ class BackOffice:
             try:
                 async with self._lock:
                     ingest = await self.ledger.write(feed.session_key, last, clients, houses)
+                    await self._settle(ingest)
             except Exception as exc:
                 if failures == 0:
                     _log.error("ledger_write_failed", error=str(exc)[:300], retry_s=1)
@@ -613,6 +619,19 @@ class BackOffice:
             if failures:
                 _log.info("ledger_write_resumed", failed_attempts=failures)
             return ingest
+
+    async def _settle(self, ingest: int) -> None:
+        """Add what batch ``ingest`` (just stored) settles to the amounts
+        kept; if they cannot be read, the book is read whole from the ledger
+        at the next look (the batch itself is stored either way)."""
+        book = self._settled
+        if book is None:
+            return
+        try:
+            book.add(await self.ledger.batch_settlement_sums(ingest))
+        except Exception as exc:
+            self._settled = None
+            _log.error("settlement_batch_unread", ingest=ingest, error=str(exc)[:300])
 
     # -- statements, recon, positions ----------------------------------------------------
 
@@ -924,7 +943,10 @@ class BackOffice:
         today = dt.date.fromisoformat(self.days.of(now.isoformat(sep=" ")))
         async with self._lock:
             positions = await self.ledger.positions()
-            lines = await self.ledger.settlement(today)
+            book = self._settled
+            if book is None:
+                book = self._settled = SettlementBook(await self.ledger.settlement_sums(today))
+        lines = book.lines(today, self.settlement.minor_units)
         return {
             "trade_date": today.isoformat(),
             "positions": {

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # pgkit
 
 from backoffice.duck import DuckLedger
-from backoffice.ledger import Ledger
+from backoffice.ledger import Ledger, SettlementBook
 from backoffice.pg import PgLedger
 from backoffice.records import ClientTrade, HouseTrade, LpTrade, time_text
 from backoffice.settlement import Settlement
@@ -85,13 +85,16 @@ def trades(
         )
 
 
-async def load(ledger: Ledger, n: int, first: int, batch: int, spacing_ms: int) -> None:
+async def load(ledger: Ledger, n: int, first: int, batch: int, spacing_ms: int) -> int:
+    """Store ``n`` matched trades from number ``first`` on, ``batch`` a
+    write; returns the last write's ingest batch."""
     made = 0
+    ingest = 0
     while made < n:
         size = min(batch, n - made)
         chunk = list(trades(size, first + made, spacing_ms))
         made += size
-        await ledger.write(
+        ingest = await ledger.write(
             SESSION, first + made, [c for c, _, _ in chunk], [h for _, h, _ in chunk]
         )
         by_lp: dict[str, list[LpTrade]] = {}
@@ -100,6 +103,7 @@ async def load(ledger: Ledger, n: int, first: int, batch: int, spacing_ms: int) 
         await ledger.apply_statements(
             [StatementChange(f"/{lp}-1.csv", lp, False, rows, []) for lp, rows in by_lp.items()]
         )
+    return ingest
 
 
 async def run(args: argparse.Namespace, target: str) -> None:
@@ -131,7 +135,13 @@ async def run(args: argparse.Namespace, target: str) -> None:
                 f"{label}: {elapsed:.2f} s ({result.keys:,} keys, "
                 f"{result.breaks} breaks, {result.pending} pending)"
             )
-        await load(ledger, args.batch, args.trades, args.batch, args.spacing_ms)
+        ingest = await load(ledger, args.batch, args.trades, args.batch, args.spacing_ms)
+        started = time.perf_counter()
+        sums = await ledger.batch_settlement_sums(ingest)
+        print(
+            f"the settlement of the last {args.batch:,} trades, kept by the treasury: "
+            f"{time.perf_counter() - started:.3f} s ({len(sums):,} sums)"
+        )
         started = time.perf_counter()
         result = await ledger.recon(False, GRACE, now)
         elapsed = time.perf_counter() - started
@@ -139,22 +149,29 @@ async def run(args: argparse.Namespace, target: str) -> None:
             f"incremental recon after {args.batch:,} more: {elapsed:.2f} s "
             f"({result.keys:,} keys, {result.breaks} breaks, {result.pending} pending)"
         )
-        await day_reads(ledger, (last + dt.timedelta(milliseconds=args.spacing_ms * args.batch)))
+        await day_reads(
+            ledger, last + dt.timedelta(milliseconds=args.spacing_ms * args.batch), settlement
+        )
     finally:
         await ledger.close()
 
 
-async def day_reads(ledger: Ledger, last: dt.datetime) -> None:
+async def day_reads(ledger: Ledger, last: dt.datetime, settlement: Settlement) -> None:
     """The reads of a day's end and of the treasury over the ledger just
     loaded: they look at the last days only, however long its history."""
     day = last.date()
     with tempfile.TemporaryDirectory(prefix="recon-bench-export-") as folder:
         steps: tuple[tuple[str, Callable[[], Awaitable[Sized]]], ...] = (
             (
-                "treasury's settlement (value dates from the last day on)",
+                "the settlement read whole (value dates from the last day on: at start, "
+                "and after a batch whose sums could not be read)",
                 lambda: ledger.settlement(day),
             ),
             ("value dates revised at start", lambda: ledger.revalue(day)),
+            (
+                "the positions (the treasury reads them under the ledger's lock)",
+                lambda: ledger.positions(),
+            ),
             ("the last day exported", lambda: ledger.export_day(day, folder)),
             ("trading days listed", ledger.trading_days),
         )
@@ -162,6 +179,13 @@ async def day_reads(ledger: Ledger, last: dt.datetime) -> None:
             started = time.perf_counter()
             answer = await step()
             print(f"{label}: {time.perf_counter() - started:.3f} s ({len(answer):,} items)")
+    book = SettlementBook(await ledger.settlement_sums(day))
+    started = time.perf_counter()
+    lines = book.lines(day, settlement.minor_units)
+    print(
+        f"the treasury's settlement, from the amounts kept: "
+        f"{time.perf_counter() - started:.6f} s ({len(lines):,} items)"
+    )
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from pgkit import PgServer
 
 from backoffice import ledger as sql
 from backoffice.duck import DuckLedger
-from backoffice.ledger import Break, Covers, Ledger, LedgerError, Position
+from backoffice.ledger import Break, Covers, Ledger, LedgerError, Position, SettlementBook
 from backoffice.pg import PgLedger
 from backoffice.records import (
     HOUSE_ACCOUNT,
@@ -833,6 +833,73 @@ async def test_each_leg_is_rounded_to_its_currencys_minor_units_before_netting(
             ("C1", "client", "XYZ", monday): Decimal("-1"),
             ("C1", "client", "ABC", monday): Decimal("1.23"),
         }
+    finally:
+        await ledger.close()
+
+
+@pytest.mark.asyncio
+async def test_the_settlement_kept_batch_by_batch_is_the_ledgers_to_the_last_digit(
+    ledger_url: str,
+) -> None:
+    url = ledger_url.removeprefix("duckdb:")
+    terms = Settlement(
+        [_instrument("EUR/USD", "fx"), _instrument("USD/CAD", "fx", settlement_days=1)],
+        {"ABC": 2, "EUR": 3},
+    )
+    ledger = DuckLedger(url, terms) if ledger_url.startswith("duckdb:") else PgLedger(url, terms)
+    await ledger.open()
+    monday, tuesday, wednesday = dt.date(2026, 3, 2), dt.date(2026, 3, 3), dt.date(2026, 3, 4)
+    friday = dt.datetime(2026, 3, 6, 10)
+    minor = terms.minor_units
+    try:
+        book = SettlementBook(await ledger.settlement_sums(monday))
+        assert book.lines(monday, minor) == []
+        cover = house("R1", "L1", 2, client_exec_id="C1", qty="1", price="1.005", seq=3)
+        batches = [
+            # 1.005 USD twice: each leg 1.01, 2.02 netted (not 2.01)
+            [
+                client("C1", 0, qty="1", price="1.005", seq=1),
+                client("C2", 1, qty="1", price="1.005"),
+            ],
+            # the house's cover, a T+1 pair, a code in no table (8 decimals), one the config names
+            [
+                cover,
+                client("C3", 3, symbol="USD/CAD", side=-1, qty="2000", price="1.35", seq=4),
+                client("C4", 4, symbol="XYZ/ABC", qty="1", price="1.23456789", seq=5),
+            ],
+            # C1 and its cover again, as a resend after an outage brings them: stored once
+            [client("C1", 0, qty="1", price="1.005", seq=1), cover],
+            [client("C1", 0, qty="1", price="1.005", seq=1), client("C5", 5, side=-1, qty="2")],
+            # Friday's: settles next Tuesday; EUR has three decimals here
+            [client("C6", 0, qty="0.1235", price="1", start=friday, seq=7)],
+        ]
+        for batch in batches:
+            ingest = await write(ledger, *batch)
+            sums = await ledger.batch_settlement_sums(ingest)
+            if batch == batches[2]:
+                assert sums == []  # nothing new in it
+            book.add(sums)
+            assert book.lines(monday, minor) == await ledger.settlement(monday)
+        lines = await ledger.settlement(monday)
+        amounts = {(x.counterparty, x.currency, x.value_date): x.amount for x in lines}
+        assert (
+            amounts.items()
+            >= {
+                ("C1", "USD", wednesday): "-0.18",  # 1.01 + 1.01 - 2.20
+                ("C1", "EUR", wednesday): "0.000",  # bought 2, sold 2: a line of nothing
+                ("LP_A", "USD", wednesday): "-1.01",
+                ("C1", "CAD", tuesday): "-2700.00",
+                ("C1", "XYZ", monday): "-1.00000000",
+                ("C1", "ABC", monday): "1.23",
+                ("C1", "EUR", dt.date(2026, 3, 10)): "-0.124",
+            }.items()
+        )
+        # later days, in turn: the settled amounts let go of, the rest the same
+        for day in (tuesday, wednesday, dt.date(2026, 3, 5)):
+            assert book.lines(day, minor) == await ledger.settlement(day)
+        # a book started from the ledger later holds the same
+        later = SettlementBook(await ledger.settlement_sums(wednesday))
+        assert later.lines(wednesday, minor) == await ledger.settlement(wednesday)
     finally:
         await ledger.close()
 

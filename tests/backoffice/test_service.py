@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 from backoffice.duck import DuckLedger
-from backoffice.ledger import Position
+from backoffice.ledger import LedgerError, Position
 from backoffice.records import ClientTrade, HouseTrade, LpTrade
 from backoffice.service import (
     _BATCH,
@@ -516,6 +516,72 @@ async def test_the_next_batch_is_made_while_one_is_written_and_written_after_it(
         intake.cancel()
         await asyncio.gather(intake, return_exceptions=True)
         await office.ledger.close()
+
+
+@pytest.mark.asyncio
+async def test_the_treasury_keeps_its_amounts_up_batch_by_batch_and_reads_them_again_if_it_must(
+    tmp_path: Path,
+) -> None:
+    now = [1_796_385_600.0]  # Friday 2026-12-04 12:00 UTC
+    cfg = default()
+    cfg = msgspec.structs.replace(
+        cfg,
+        gateway=msgspec.structs.replace(cfg.gateway, data_dir=str(tmp_path)),
+        backoffice=msgspec.structs.replace(cfg.backoffice, http_port=0),
+    )
+    office = BackOffice(cfg, clock=lambda: now[0], monotonic=lambda: now[0])
+    feed = _Feed()
+    office.feeds[0].client = feed  # type: ignore[assignment]
+    ledger = office.ledger
+    whole_reads: list[dt.date] = []
+    real_sums, real_batch = ledger.settlement_sums, ledger.batch_settlement_sums
+    failing = [False]
+
+    async def settlement_sums(from_date: dt.date) -> Any:
+        whole_reads.append(from_date)
+        return await real_sums(from_date)
+
+    async def batch_settlement_sums(ingest: int) -> Any:
+        if failing[0]:
+            failing[0] = False
+            raise LedgerError("the ledger went away")
+        return await real_batch(ingest)
+
+    ledger.settlement_sums = settlement_sums  # type: ignore[method-assign]
+    ledger.batch_settlement_sums = batch_settlement_sums  # type: ignore[method-assign]
+    await office.start()
+    intake = asyncio.create_task(office._take_in(office.feeds[0], feed))  # type: ignore[arg-type]
+    try:
+        assert whole_reads == [dt.date(2026, 12, 4)]  # once, at start
+        for seq in (1, 2, 3):
+            feed.messages.put_nowait(_fill_copy(f"E{seq}", seq))
+            await until_stored(office, seq)
+        treasury = await office.treasury()
+        stored = await ledger.settlement(dt.date(2026, 12, 4))
+        assert treasury["settlement"] == [msgspec.to_builtins(line) for line in stored]
+        assert {(s["currency"], s["amount"]) for s in treasury["settlement"]} == {
+            ("EUR", "-3000.00"),
+            ("USD", "3300.00"),
+        }
+        assert whole_reads == [dt.date(2026, 12, 4)]  # the batches kept it up
+        # a batch whose sums cannot be read: stored all the same, and the
+        # next look reads the amounts whole from the ledger
+        failing[0] = True
+        feed.messages.put_nowait(_fill_copy("E4", 4))
+        await until_stored(office, 4)
+        treasury = await office.treasury()
+        assert len(whole_reads) == 2
+        assert {(s["currency"], s["amount"]) for s in treasury["settlement"]} == {
+            ("EUR", "-4000.00"),
+            ("USD", "4400.00"),
+        }
+        assert (await ledger.counts())["client_trades"] == 4
+    finally:
+        intake.cancel()
+        await asyncio.gather(intake, return_exceptions=True)
+        if office._http is not None:
+            await office._http.cleanup()
+        await ledger.close()
 
 
 async def until_stored(office: BackOffice, seq: int) -> None:
