@@ -104,14 +104,17 @@ _INGEST_INDEXES: Final = tuple(
     (
         "SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() "
         f"AND indexname = '{table}_ingest'",
-        (f"CREATE INDEX IF NOT EXISTS {table}_ingest ON {table} USING brin (ingest)",),
+        (f"CREATE INDEX IF NOT EXISTS {table}_ingest ON {table} (ingest)",),
     )
     for table in ("client_trades", "house_trades", "lp_trades")
 )
-"""A block range index of the trades' ingest batches (which grow as rows
-are added): the sums of the batch just stored, and an incremental
-reconciliation's reads of the batches since the last, read the table's
-last pages, not all of it."""
+"""An index of the ingest batches of the trades and statement lines: the
+sums of the batch just stored and an incremental reconciliation's reads of
+the batches since the last find their rows without reading the table.  A
+B-tree: a block range index would serve only once its ranges are
+summarised, which the server does long after the rows come (its newest
+ranges, unsummarised, are read whole), while a batch's rows are read at
+once.  Its key grows with each batch, so it is added to at its right edge."""
 
 _SESSION: Final = (
     "CREATE TEMP TABLE scope (rel VARCHAR, k VARCHAR)",
