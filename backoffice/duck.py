@@ -441,17 +441,26 @@ class DuckLedger(Ledger):
     # -- reports -----------------------------------------------------------------------
 
     async def positions(self) -> dict[str, list[Position]]:
-        return await self._run(self._positions)
+        return await self._run(self._positions, sql.POSITIONS, ())
 
-    def _positions(self) -> dict[str, list[Position]]:
+    @property
+    def last_ingest(self) -> int:
+        return self._ingest
+
+    async def batch_positions(self, after: int, upto: int) -> dict[str, list[Position]]:
+        queries = sql.positions_sql(sql.BATCHES)
+        return await self._run(self._positions, queries, (after, upto))
+
+    def _positions(
+        self, queries: tuple[tuple[str, str], ...], parameters: tuple[object, ...]
+    ) -> dict[str, list[Position]]:
         con = self.con
         return {
-            name: [Position(str(a), str(b), str(c)) for a, b, c in con.execute(query).fetchall()]
-            for name, query in (
-                ("clients", sql.CLIENT_POSITIONS),
-                ("lps", sql.LP_POSITIONS),
-                ("lp_statements", sql.LP_STATEMENT_POSITIONS),
-            )
+            name: [
+                Position(str(a), str(b), str(c))
+                for a, b, c in con.execute(query, list(parameters)).fetchall()
+            ]
+            for name, query in queries
         }
 
     async def settlement(self, from_date: dt.date) -> list[SettlementLine]:
@@ -466,12 +475,12 @@ class DuckLedger(Ledger):
         query = sql.settlement_sql("c.value_date >= $1", "h.value_date >= $1")
         return await self._run(self._sums, query, from_date)
 
-    async def batch_settlement_sums(self, ingest: int) -> list[sql.SettlementSum]:
-        query = sql.settlement_sql("c.ingest = $1", "h.ingest = $1")
-        return await self._run(self._sums, query, ingest)
+    async def batch_settlement_sums(self, after: int, upto: int) -> list[sql.SettlementSum]:
+        query = sql.settlement_sql(f"c.{sql.BATCHES}", f"h.{sql.BATCHES}")
+        return await self._run(self._sums, query, after, upto)
 
-    def _sums(self, query: str, parameter: object) -> list[sql.SettlementSum]:
-        return sql.settlement_sums(self.con.execute(query, [parameter]).fetchall())
+    def _sums(self, query: str, *parameters: object) -> list[sql.SettlementSum]:
+        return sql.settlement_sums(self.con.execute(query, list(parameters)).fetchall())
 
     async def revalue(self, today: dt.date) -> list[dt.date]:
         return await self._run(self._revalue, today)

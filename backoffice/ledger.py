@@ -143,8 +143,10 @@ class SettlementBook:
     writer (docs/backoffice.md): no trade is stored that the book is not
     told of."""
 
-    def __init__(self, sums: Iterable[SettlementSum] = ()) -> None:
+    def __init__(self, sums: Iterable[SettlementSum] = (), upto: int = 0) -> None:
         self._sums: dict[tuple[str, str, str, dt.date], Decimal] = {}
+        self.upto = upto
+        """The last ingest batch the book holds (and every one before)."""
         self.add(sums)
 
     def add(self, sums: Iterable[SettlementSum]) -> None:
@@ -167,6 +169,37 @@ class SettlementBook:
 
     def __len__(self) -> int:
         return len(self._sums)
+
+
+class PositionBook:
+    """The positions of :meth:`Ledger.positions`, kept up as batches are
+    stored: each batch's own sums are added to those the book started
+    with (the back office is its ledger's one writer).  A statement that
+    replaces lines read before takes some away: the book is then read
+    whole again."""
+
+    def __init__(self, positions: Mapping[str, Iterable[Position]], upto: int = 0) -> None:
+        self._held: dict[str, dict[tuple[str, str], Decimal]] = {}
+        self.upto = upto
+        """The last ingest batch the book holds (and every one before)."""
+        self.add(positions)
+
+    def add(self, positions: Mapping[str, Iterable[Position]]) -> None:
+        for kind, rows in positions.items():
+            held = self._held.setdefault(kind, {})
+            for p in rows:
+                key = (p.holder, p.symbol)
+                qty = Decimal(p.qty)
+                before = held.get(key)
+                held[key] = qty if before is None else _WIDE.add(before, qty)
+
+    def positions(self) -> dict[str, list[Position]]:
+        """As :meth:`Ledger.positions` gives them, each kind by holder and
+        symbol."""
+        return {
+            kind: [Position(h, s, format(held[(h, s)], "f")) for h, s in sorted(held)]
+            for kind, held in self._held.items()
+        }
 
 
 class Covers(msgspec.Struct, frozen=True, kw_only=True):
@@ -867,20 +900,39 @@ def _dec(value: object) -> object:
 
 # -- reports ------------------------------------------------------------------------
 
-CLIENT_POSITIONS: Final = (
-    "SELECT client, symbol, CAST(sum(side * qty) AS VARCHAR) FROM client_trades "
-    "GROUP BY client, symbol "
-    "UNION ALL SELECT account, symbol, CAST(sum(side * qty) AS VARCHAR) FROM house_trades "
-    "WHERE account = '(house)' GROUP BY account, symbol ORDER BY 1, 2"
-)
-LP_POSITIONS: Final = (
-    "SELECT lp, symbol, CAST(sum(side * qty) AS VARCHAR) FROM house_trades "
-    "GROUP BY lp, symbol ORDER BY 1, 2"
-)
-LP_STATEMENT_POSITIONS: Final = (
-    "SELECT lp, symbol, CAST(sum(side * qty) AS VARCHAR) FROM lp_trades "
-    "GROUP BY lp, symbol ORDER BY 1, 2"
-)
+
+BATCHES: Final = "ingest > $1 AND ingest <= $2"
+"""The rows of the ingest batches after ``$1`` up to ``$2``."""
+
+
+def positions_sql(where: str = "") -> tuple[tuple[str, str], ...]:
+    """The queries of each kind of position (``clients``, ``lps``,
+    ``lp_statements``): the sums of the fills, per holder and symbol, of
+    the rows ``where`` selects (none: every row)."""
+    and_where = f" AND {where}" if where else ""
+    where = f" WHERE {where}" if where else ""
+    return (
+        (
+            "clients",
+            "SELECT client, symbol, CAST(sum(side * qty) AS VARCHAR) FROM client_trades"
+            f"{where} GROUP BY client, symbol "
+            "UNION ALL SELECT account, symbol, CAST(sum(side * qty) AS VARCHAR) FROM house_trades "
+            f"WHERE account = '(house)'{and_where} GROUP BY account, symbol ORDER BY 1, 2",
+        ),
+        (
+            "lps",
+            "SELECT lp, symbol, CAST(sum(side * qty) AS VARCHAR) FROM house_trades"
+            f"{where} GROUP BY lp, symbol ORDER BY 1, 2",
+        ),
+        (
+            "lp_statements",
+            "SELECT lp, symbol, CAST(sum(side * qty) AS VARCHAR) FROM lp_trades"
+            f"{where} GROUP BY lp, symbol ORDER BY 1, 2",
+        ),
+    )
+
+
+POSITIONS: Final = positions_sql()
 
 
 # the currencies of a trade in a symbol the config does not list: those of
@@ -1034,15 +1086,27 @@ class Ledger:
         """Net amounts of trades with value dates on or after ``from_date``."""
         raise NotImplementedError
 
+    @property
+    def last_ingest(self) -> int:
+        """The last ingest batch id handed out: no row has a later one."""
+        raise NotImplementedError
+
+    async def batch_positions(self, after: int, upto: int) -> dict[str, list[Position]]:
+        """What the fills and statement lines stored by the ingest batches
+        after ``after`` up to ``upto`` add to :meth:`positions` (a fill one
+        of them brought again, stored before, is not among them)."""
+        raise NotImplementedError
+
     async def settlement_sums(self, from_date: dt.date) -> list[SettlementSum]:
         """The sums of :func:`settlement_sql` over the trades whose value
         date is ``from_date`` or later."""
         raise NotImplementedError
 
-    async def batch_settlement_sums(self, ingest: int) -> list[SettlementSum]:
-        """The sums of :func:`settlement_sql` over the trades stored by
-        ingest batch ``ingest`` (a trade it brought again, stored before,
-        is not among them), whatever their value dates."""
+    async def batch_settlement_sums(self, after: int, upto: int) -> list[SettlementSum]:
+        """The sums of :func:`settlement_sql` over the trades stored by the
+        ingest batches after ``after`` up to ``upto`` (a trade one of them
+        brought again, stored before, is not among them), whatever their
+        value dates."""
         raise NotImplementedError
 
     async def revalue(self, today: dt.date) -> list[dt.date]:

@@ -550,18 +550,27 @@ class PgLedger(Ledger):
     # -- reports -----------------------------------------------------------------------
 
     async def positions(self) -> dict[str, list[Position]]:
+        return await self._positions(sql.POSITIONS, (), "reading positions")
+
+    @property
+    def last_ingest(self) -> int:
+        return self._ingest
+
+    async def batch_positions(self, after: int, upto: int) -> dict[str, list[Position]]:
+        queries = sql.positions_sql(sql.BATCHES)
+        return await self._positions(queries, (after, upto), "reading batches' positions")
+
+    async def _positions(
+        self, queries: tuple[tuple[str, str], ...], parameters: tuple[object, ...], what: str
+    ) -> dict[str, list[Position]]:
         async def job(con: Any) -> dict[str, list[Position]]:
             out = {}
-            for name, query in (
-                ("clients", sql.CLIENT_POSITIONS),
-                ("lps", sql.LP_POSITIONS),
-                ("lp_statements", sql.LP_STATEMENT_POSITIONS),
-            ):
-                rows = await con.fetch(query)
+            for name, query in queries:
+                rows = await con.fetch(query, *parameters)
                 out[name] = [Position(str(a), str(b), str(c)) for a, b, c in rows]
             return out
 
-        return await self._call("reading positions", job)
+        return await self._call(what, job)
 
     async def settlement(self, from_date: dt.date) -> list[SettlementLine]:
         query = sql.settlement_sql("c.value_date >= $1", "h.value_date >= $1")
@@ -580,13 +589,13 @@ class PgLedger(Ledger):
 
         return await self._call("reading settlement", job)
 
-    async def batch_settlement_sums(self, ingest: int) -> list[sql.SettlementSum]:
-        query = sql.settlement_sql("c.ingest = $1", "h.ingest = $1")
+    async def batch_settlement_sums(self, after: int, upto: int) -> list[sql.SettlementSum]:
+        query = sql.settlement_sql(f"c.{sql.BATCHES}", f"h.{sql.BATCHES}")
 
         async def job(con: Any) -> list[sql.SettlementSum]:
-            return sql.settlement_sums(await con.fetch(query, ingest))
+            return sql.settlement_sums(await con.fetch(query, after, upto))
 
-        return await self._call("reading a batch's settlement", job)
+        return await self._call("reading batches' settlement", job)
 
     async def revalue(self, today: dt.date) -> list[dt.date]:
         async def job(con: Any) -> list[dt.date]:

@@ -47,6 +47,7 @@ from backoffice.ledger import (
     Ledger,
     LedgerError,
     Position,
+    PositionBook,
     ReconRun,
     SettlementBook,
 )
@@ -289,8 +290,9 @@ class BackOffice:
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()  # one ledger job at a time: writes, statements, recon
         self._settled: SettlementBook | None = None
-        # the amounts to settle, kept up with each batch stored (None: to
-        # be read from the ledger again, at the next look)
+        self._held: PositionBook | None = None
+        # the amounts to settle and the positions, kept up with each batch
+        # stored (None: to be read from the ledger again, at the next look)
         self._batches: deque[tuple[int, float]] = deque()  # ingest id, when received
         self._position_seen: tuple[Any, ...] | None = None
         self.positions_compared = 0
@@ -344,14 +346,14 @@ class BackOffice:
         # the trades not settled yet settle on the terms of this config (a
         # symbol listed, or its settlement days changed, since they came);
         # the ended days among theirs are exported again
-        today = dt.date.fromisoformat(self.days.of(_utcnow(self.clock).isoformat(sep=" ")))
+        today = self._today()
         revised = await self.ledger.revalue(today)
         if revised:
             days = [day.isoformat() for day in revised]
             _log.info("value_dates_revised", trade_dates=days)
             self._late_days.update(day for day in days if day < today.isoformat())
             self._late.set()
-        self._settled = SettlementBook(await self.ledger.settlement_sums(today))
+        await self._kept(today)
         for feed in self.feeds:
             feed.last_seq = await self.ledger.last_seq(feed.session_key)
             self.metrics.last_seq.labels(feed.name).set(feed.last_seq)
@@ -609,7 +611,7 @@ class BackOffice:
             try:
                 async with self._lock:
                     ingest = await self.ledger.write(feed.session_key, last, clients, houses)
-                    await self._settle(ingest)
+                    await self._keep_up(ingest)
             except Exception as exc:
                 if failures == 0:
                     _log.error("ledger_write_failed", error=str(exc)[:300], retry_s=1)
@@ -620,18 +622,44 @@ class BackOffice:
                 _log.info("ledger_write_resumed", failed_attempts=failures)
             return ingest
 
-    async def _settle(self, ingest: int) -> None:
-        """Add what batch ``ingest`` (just stored) settles to the amounts
-        kept; if they cannot be read, the book is read whole from the ledger
-        at the next look (the batch itself is stored either way)."""
-        book = self._settled
-        if book is None:
-            return
-        try:
-            book.add(await self.ledger.batch_settlement_sums(ingest))
-        except Exception as exc:
-            self._settled = None
-            _log.error("settlement_batch_unread", ingest=ingest, error=str(exc)[:300])
+    async def _keep_up(self, upto: int, statements: bool = False, replaced: bool = False) -> None:
+        """Bring the positions kept (and, after a batch of trades, the
+        amounts to settle) up to ingest batch ``upto``, just stored: each
+        book adds what the batches after its last one, up to ``upto``, hold
+        (a batch stored by a write reported as failed among them).
+        ``replaced``: statement lines read before were replaced, which the
+        positions lose: they are read whole at the next look, as is a book
+        whose batches cannot be read now (the batch itself is stored)."""
+        if replaced:
+            self._held = None
+        settled = None if statements else self._settled
+        if settled is not None and upto > settled.upto:
+            try:
+                settled.add(await self.ledger.batch_settlement_sums(settled.upto, upto))
+                settled.upto = upto
+            except Exception as exc:
+                self._settled = None
+                _log.error("batch_settlement_unread", upto=upto, error=str(exc)[:300])
+        held = self._held
+        if held is not None and upto > held.upto:
+            try:
+                held.add(await self.ledger.batch_positions(held.upto, upto))
+                held.upto = upto
+            except Exception as exc:
+                self._held = None
+                _log.error("batch_positions_unread", upto=upto, error=str(exc)[:300])
+
+    async def _kept(self, today: dt.date) -> tuple[SettlementBook, PositionBook]:
+        """The amounts to settle and the positions kept; read whole from the
+        ledger when they are not (the caller holds the ledger's lock: no
+        batch is being stored)."""
+        if self._settled is None:
+            upto = self.ledger.last_ingest
+            self._settled = SettlementBook(await self.ledger.settlement_sums(today), upto)
+        if self._held is None:
+            upto = self.ledger.last_ingest
+            self._held = PositionBook(await self.ledger.positions(), upto)
+        return self._settled, self._held
 
     # -- statements, recon, positions ----------------------------------------------------
 
@@ -658,6 +686,9 @@ class BackOffice:
         try:
             async with self._lock:
                 ingest = await self.ledger.apply_statements(changes)
+                await self._keep_up(
+                    ingest, statements=True, replaced=any(c.replace for c in changes)
+                )
         except Exception:
             self._unapplied = [c for c in changes if c.rows or c.replace]
             raise
@@ -751,7 +782,7 @@ class BackOffice:
             return
         async with self._lock:
             counts = await self.ledger.counts()
-            ours = await self.ledger.positions()
+            ours = (await self._kept(self._today()))[1].positions()
         caught_up = caught_up and self._caught_up()
         unknown = list(gateway.get("unknown", ()))
         found = _position_differences(gateway, ours, unknown)
@@ -938,15 +969,16 @@ class BackOffice:
             "lag_seconds": self.lag_seconds(),
         }
 
+    def _today(self) -> dt.date:
+        """The trading day now (days end at ``orders.trading_day_end``)."""
+        return dt.date.fromisoformat(self.days.of(_utcnow(self.clock).isoformat(sep=" ")))
+
     async def treasury(self) -> dict[str, Any]:
-        now = dt.datetime.fromtimestamp(self.clock(), dt.UTC).replace(tzinfo=None)
-        today = dt.date.fromisoformat(self.days.of(now.isoformat(sep=" ")))
+        today = self._today()
         async with self._lock:
-            positions = await self.ledger.positions()
-            book = self._settled
-            if book is None:
-                book = self._settled = SettlementBook(await self.ledger.settlement_sums(today))
-        lines = book.lines(today, self.settlement.minor_units)
+            settled, held = await self._kept(today)
+            positions = held.positions()
+        lines = settled.lines(today, self.settlement.minor_units)
         return {
             "trade_date": today.isoformat(),
             "positions": {

@@ -135,12 +135,19 @@ async def run(args: argparse.Namespace, target: str) -> None:
                 f"{label}: {elapsed:.2f} s ({result.keys:,} keys, "
                 f"{result.breaks} breaks, {result.pending} pending)"
             )
+        before = ledger.last_ingest
         ingest = await load(ledger, args.batch, args.trades, args.batch, args.spacing_ms)
         started = time.perf_counter()
-        sums = await ledger.batch_settlement_sums(ingest)
+        sums = await ledger.batch_settlement_sums(before, ingest)
         print(
             f"the settlement of the last {args.batch:,} trades, kept by the treasury: "
             f"{time.perf_counter() - started:.3f} s ({len(sums):,} sums)"
+        )
+        started = time.perf_counter()
+        held = await ledger.batch_positions(before, ingest)
+        print(
+            f"the positions of the last {args.batch:,} trades and lines, kept as well: "
+            f"{time.perf_counter() - started:.3f} s ({sum(map(len, held.values())):,} sums)"
         )
         started = time.perf_counter()
         result = await ledger.recon(False, GRACE, now)
@@ -169,7 +176,7 @@ async def day_reads(ledger: Ledger, last: dt.datetime, settlement: Settlement) -
             ),
             ("value dates revised at start", lambda: ledger.revalue(day)),
             (
-                "the positions (the treasury reads them under the ledger's lock)",
+                "the positions read whole (at start, and after a statement replaces lines)",
                 lambda: ledger.positions(),
             ),
             ("the last day exported", lambda: ledger.export_day(day, folder)),

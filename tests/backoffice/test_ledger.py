@@ -23,7 +23,15 @@ from pgkit import PgServer
 
 from backoffice import ledger as sql
 from backoffice.duck import DuckLedger
-from backoffice.ledger import Break, Covers, Ledger, LedgerError, Position, SettlementBook
+from backoffice.ledger import (
+    Break,
+    Covers,
+    Ledger,
+    LedgerError,
+    Position,
+    PositionBook,
+    SettlementBook,
+)
 from backoffice.pg import PgLedger
 from backoffice.records import (
     HOUSE_ACCOUNT,
@@ -679,6 +687,61 @@ async def test_positions_of_clients_the_house_and_the_lps(ledger: Ledger) -> Non
     ]
 
 
+@pytest.mark.asyncio
+async def test_positions_kept_batch_by_batch_are_the_ledgers(ledger: Ledger) -> None:
+    book = PositionBook(await ledger.positions())
+    assert (
+        book.positions()
+        == await ledger.positions()
+        == {
+            "clients": [],
+            "lps": [],
+            "lp_statements": [],
+        }
+    )
+    batches: list[list[ClientTrade | HouseTrade] | StatementChange] = [
+        [
+            client("C1", 0, qty="1000", seq=1),
+            house("R1", "L1", 0, client_exec_id="C1", qty="1000", seq=1),
+            house("R3", "M3", 2, lp="LP_B", account=HOUSE_ACCOUNT, qty="200.5", seq=2),
+        ],
+        statement([line("L1", 0)]),
+        # C1 and its booking again, as a resend brings them: stored once
+        [
+            client("C1", 0, qty="1000", seq=1),
+            house("R1", "L1", 0, client_exec_id="C1", qty="1000", seq=1),
+            client("C2", 1, account="C2", side=-1, qty="0.001", market="LP_B", seq=3),
+            house(
+                "R2", "M2", 1, lp="LP_B", account="C2", client_exec_id="C2", side=-1, qty="0.001"
+            ),
+            client("C5", 4, side=-1, qty="1000", seq=4),  # C1 flat again: a position of 0
+        ],
+        statement([line("L4", 3, symbol="BTC/USD", qty="0.25", price="60000")]),
+    ]
+    last = ledger.last_ingest
+    for batch in batches:
+        if isinstance(batch, StatementChange):
+            ingest = await ledger.apply_statements([batch])
+        else:
+            ingest = await write(ledger, *batch)
+        assert ingest == ledger.last_ingest
+        book.add(await ledger.batch_positions(last, ingest))
+        last = ingest
+        assert book.positions() == await ledger.positions()
+    # two batches read at once: the same as one at a time
+    two = PositionBook(await ledger.positions())
+    first = await write(ledger, client("C6", 5, qty="7", seq=5))
+    second = await ledger.apply_statements([statement([line("L6", 5, qty="7")])])
+    two.add(await ledger.batch_positions(last, second))
+    assert first == last + 1
+    assert two.positions() == await ledger.positions()
+    assert book.positions()["clients"] == [
+        Position(HOUSE_ACCOUNT, "EUR/USD", "200.50000000"),
+        Position("C1", "EUR/USD", "0.00000000"),
+        Position("C2", "EUR/USD", "-0.00100000"),
+    ]
+
+
 def _amounts(lines: Iterable[Any]) -> dict[tuple[str, str, str, dt.date], Decimal]:
     return {(x.counterparty, x.kind, x.currency, x.value_date): Decimal(x.amount) for x in lines}
 
@@ -873,9 +936,11 @@ async def test_the_settlement_kept_batch_by_batch_is_the_ledgers_to_the_last_dig
             # Friday's: settles next Tuesday; EUR has three decimals here
             [client("C6", 0, qty="0.1235", price="1", start=friday, seq=7)],
         ]
+        last = ledger.last_ingest
         for batch in batches:
             ingest = await write(ledger, *batch)
-            sums = await ledger.batch_settlement_sums(ingest)
+            sums = await ledger.batch_settlement_sums(last, ingest)
+            last = ingest
             if batch == batches[2]:
                 assert sums == []  # nothing new in it
             book.add(sums)

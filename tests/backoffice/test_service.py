@@ -541,41 +541,108 @@ async def test_the_treasury_keeps_its_amounts_up_batch_by_batch_and_reads_them_a
         whole_reads.append(from_date)
         return await real_sums(from_date)
 
-    async def batch_settlement_sums(ingest: int) -> Any:
+    async def batch_settlement_sums(after: int, upto: int) -> Any:
         if failing[0]:
             failing[0] = False
             raise LedgerError("the ledger went away")
-        return await real_batch(ingest)
+        return await real_batch(after, upto)
+
+    real_positions = ledger.positions
+
+    async def positions() -> Any:
+        whole_reads.append(None)
+        return await real_positions()
 
     ledger.settlement_sums = settlement_sums  # type: ignore[method-assign]
     ledger.batch_settlement_sums = batch_settlement_sums  # type: ignore[method-assign]
+    real_write = ledger.write
+    lost = [False]
+
+    async def write(
+        session: str, last: int, clients: Sequence[ClientTrade], houses: Sequence[HouseTrade]
+    ) -> int:
+        ingest = await real_write(session, last, clients, houses)
+        if lost[0]:
+            lost[0] = False
+            raise LedgerError("the connection dropped before the answer")
+        return ingest
+
+    ledger.positions = positions  # type: ignore[method-assign]
+    ledger.write = write  # type: ignore[method-assign]
     await office.start()
     intake = asyncio.create_task(office._take_in(office.feeds[0], feed))  # type: ignore[arg-type]
     try:
-        assert whole_reads == [dt.date(2026, 12, 4)]  # once, at start
+        assert whole_reads == [dt.date(2026, 12, 4), None]  # once each, at start
         for seq in (1, 2, 3):
             feed.messages.put_nowait(_fill_copy(f"E{seq}", seq))
             await until_stored(office, seq)
         treasury = await office.treasury()
         stored = await ledger.settlement(dt.date(2026, 12, 4))
         assert treasury["settlement"] == [msgspec.to_builtins(line) for line in stored]
+        held = await real_positions()
+        assert treasury["positions"] == {
+            k: [msgspec.to_builtins(p) for p in v] for k, v in held.items()
+        }
+        assert treasury["positions"]["clients"] == [
+            {"holder": "CLIENT1", "symbol": "EUR/USD", "qty": "3000.00000000"}
+        ]
         assert {(s["currency"], s["amount"]) for s in treasury["settlement"]} == {
             ("EUR", "-3000.00"),
             ("USD", "3300.00"),
         }
-        assert whole_reads == [dt.date(2026, 12, 4)]  # the batches kept it up
+        assert whole_reads == [dt.date(2026, 12, 4), None]  # the batches kept them up
         # a batch whose sums cannot be read: stored all the same, and the
         # next look reads the amounts whole from the ledger
         failing[0] = True
         feed.messages.put_nowait(_fill_copy("E4", 4))
         await until_stored(office, 4)
         treasury = await office.treasury()
-        assert len(whole_reads) == 2
+        assert whole_reads[2:] == [dt.date(2026, 12, 4)]  # the positions kept up
+        assert treasury["positions"]["clients"][0]["qty"] == "4000.00000000"
         assert {(s["currency"], s["amount"]) for s in treasury["settlement"]} == {
             ("EUR", "-4000.00"),
             ("USD", "4400.00"),
         }
-        assert (await ledger.counts())["client_trades"] == 4
+        # a write stored, its answer lost: reported failed and written again,
+        # which stores nothing new; the books count it, with the batches after
+        # the last they hold
+        lost[0] = True
+        feed.messages.put_nowait(_fill_copy("E5", 5))
+        await until_stored(office, 5)
+        treasury = await office.treasury()
+        assert len(whole_reads) == 3
+        assert treasury["positions"]["clients"][0]["qty"] == "5000.00000000"
+        assert {(s["currency"], s["amount"]) for s in treasury["settlement"]} == {
+            ("EUR", "-5000.00"),
+            ("USD", "5500.00"),
+        }
+        assert (await ledger.counts())["client_trades"] == 5
+        # an LP's statement: a new file, read whole (it may replace what was
+        # read before, so the positions are read whole again); then grown,
+        # read from where it stopped (the batch's sums kept them up); then
+        # corrected, read whole again
+        path = office.statements.folder / "LP_A-20261204.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = "TradeDate,ExecTime,ExecID,ClOrdID,OrderID,Symbol,Side,Quantity,Price\n"
+        first = "2026-12-04,2026-12-04T10:00:00.000Z,X1,CH1,O1,EUR/USD,BUY,1000,1.1\n"
+        second = "2026-12-04,2026-12-04T10:00:01.000Z,X2,CH2,O2,EUR/USD,BUY,2000,1.1\n"
+        for text, whole in (
+            (header + first, True),
+            (header + first + second, False),
+            (header + first.replace("1000,", "1500,"), True),
+        ):
+            path.write_text(text)
+            reads = len(whole_reads)
+            await office._statements()
+            treasury = await office.treasury()
+            held = await real_positions()
+            assert treasury["positions"] == {
+                k: [msgspec.to_builtins(p) for p in v] for k, v in held.items()
+            }
+            assert whole_reads[reads:] == ([None] if whole else [])
+        assert treasury["positions"]["lp_statements"] == [
+            {"holder": "LP_A", "symbol": "EUR/USD", "qty": "1500.00000000"}
+        ]
     finally:
         intake.cancel()
         await asyncio.gather(intake, return_exceptions=True)
