@@ -353,7 +353,8 @@ class BackOffice:
             _log.info("value_dates_revised", trade_dates=days)
             self._late_days.update(day for day in days if day < today.isoformat())
             self._late.set()
-        await self._kept(today)
+        await self._settlement_kept(today)
+        await self._positions_kept()
         for feed in self.feeds:
             feed.last_seq = await self.ledger.last_seq(feed.session_key)
             self.metrics.last_seq.labels(feed.name).set(feed.last_seq)
@@ -649,17 +650,21 @@ class BackOffice:
                 self._held = None
                 _log.error("batch_positions_unread", upto=upto, error=str(exc)[:300])
 
-    async def _kept(self, today: dt.date) -> tuple[SettlementBook, PositionBook]:
-        """The amounts to settle and the positions kept; read whole from the
-        ledger when they are not (the caller holds the ledger's lock: no
-        batch is being stored)."""
+    async def _settlement_kept(self, today: dt.date) -> SettlementBook:
+        """The amounts to settle kept; read whole from the ledger when they
+        are not (the caller holds the ledger's lock: no batch is being
+        stored)."""
         if self._settled is None:
             upto = self.ledger.last_ingest
             self._settled = SettlementBook(await self.ledger.settlement_sums(today), upto)
+        return self._settled
+
+    async def _positions_kept(self) -> PositionBook:
+        """The positions kept; read whole when they are not (as above)."""
         if self._held is None:
             upto = self.ledger.last_ingest
             self._held = PositionBook(await self.ledger.positions(), upto)
-        return self._settled, self._held
+        return self._held
 
     # -- statements, recon, positions ----------------------------------------------------
 
@@ -782,7 +787,7 @@ class BackOffice:
             return
         async with self._lock:
             counts = await self.ledger.counts()
-            ours = (await self._kept(self._today()))[1].positions()
+            ours = (await self._positions_kept()).positions()
         caught_up = caught_up and self._caught_up()
         unknown = list(gateway.get("unknown", ()))
         found = _position_differences(gateway, ours, unknown)
@@ -976,8 +981,8 @@ class BackOffice:
     async def treasury(self) -> dict[str, Any]:
         today = self._today()
         async with self._lock:
-            settled, held = await self._kept(today)
-            positions = held.positions()
+            settled = await self._settlement_kept(today)
+            positions = (await self._positions_kept()).positions()
         lines = settled.lines(today, self.settlement.minor_units)
         return {
             "trade_date": today.isoformat(),
