@@ -291,8 +291,8 @@ class BackOffice:
         self._lock = asyncio.Lock()  # one ledger job at a time: writes, statements, recon
         self._settled: SettlementBook | None = None
         self._held: PositionBook | None = None
-        # the amounts to settle and the positions, kept up with each batch
-        # stored (None: to be read from the ledger again, at the next look)
+        # the amounts to settle and the positions, brought up to the last
+        # batch stored at each look (None: to be read whole, at the next)
         self._batches: deque[tuple[int, float]] = deque()  # ingest id, when received
         self._position_seen: tuple[Any, ...] | None = None
         self.positions_compared = 0
@@ -612,7 +612,6 @@ class BackOffice:
             try:
                 async with self._lock:
                     ingest = await self.ledger.write(feed.session_key, last, clients, houses)
-                    await self._keep_up(ingest)
             except Exception as exc:
                 if failures == 0:
                     _log.error("ledger_write_failed", error=str(exc)[:300], retry_s=1)
@@ -623,48 +622,32 @@ class BackOffice:
                 _log.info("ledger_write_resumed", failed_attempts=failures)
             return ingest
 
-    async def _keep_up(self, upto: int, statements: bool = False, replaced: bool = False) -> None:
-        """Bring the positions kept (and, after a batch of trades, the
-        amounts to settle) up to ingest batch ``upto``, just stored: each
-        book adds what the batches after its last one, up to ``upto``, hold
-        (a batch stored by a write reported as failed among them).
-        ``replaced``: statement lines read before were replaced, which the
-        positions lose: they are read whole at the next look, as is a book
-        whose batches cannot be read now (the batch itself is stored)."""
-        if replaced:
-            self._held = None
-        settled = None if statements else self._settled
-        if settled is not None and upto > settled.upto:
-            try:
-                settled.add(await self.ledger.batch_settlement_sums(settled.upto, upto))
-                settled.upto = upto
-            except Exception as exc:
-                self._settled = None
-                _log.error("batch_settlement_unread", upto=upto, error=str(exc)[:300])
-        held = self._held
-        if held is not None and upto > held.upto:
-            try:
-                held.add(await self.ledger.batch_positions(held.upto, upto))
-                held.upto = upto
-            except Exception as exc:
-                self._held = None
-                _log.error("batch_positions_unread", upto=upto, error=str(exc)[:300])
-
     async def _settlement_kept(self, today: dt.date) -> SettlementBook:
-        """The amounts to settle kept; read whole from the ledger when they
-        are not (the caller holds the ledger's lock: no batch is being
-        stored)."""
-        if self._settled is None:
-            upto = self.ledger.last_ingest
-            self._settled = SettlementBook(await self.ledger.settlement_sums(today), upto)
-        return self._settled
+        """The amounts to settle, brought up to the last batch stored: the
+        batches stored since the book's last are added (a batch stored by a
+        write reported as failed among them); read whole from the ledger
+        the first time.  The caller holds the ledger's lock (no batch is
+        being stored)."""
+        book, upto = self._settled, self.ledger.last_ingest
+        if book is None:
+            book = SettlementBook(await self.ledger.settlement_sums(today), upto)
+            self._settled = book
+        elif book.upto < upto:
+            book.add(await self.ledger.batch_settlement_sums(book.upto, upto))
+            book.upto = upto
+        return book
 
     async def _positions_kept(self) -> PositionBook:
-        """The positions kept; read whole when they are not (as above)."""
-        if self._held is None:
-            upto = self.ledger.last_ingest
-            self._held = PositionBook(await self.ledger.positions(), upto)
-        return self._held
+        """The positions, brought up to the last batch stored as above; read
+        whole the first time and after a statement replaced lines."""
+        book, upto = self._held, self.ledger.last_ingest
+        if book is None:
+            book = PositionBook(await self.ledger.positions(), upto)
+            self._held = book
+        elif book.upto < upto:
+            book.add(await self.ledger.batch_positions(book.upto, upto))
+            book.upto = upto
+        return book
 
     # -- statements, recon, positions ----------------------------------------------------
 
@@ -691,9 +674,9 @@ class BackOffice:
         try:
             async with self._lock:
                 ingest = await self.ledger.apply_statements(changes)
-                await self._keep_up(
-                    ingest, statements=True, replaced=any(c.replace for c in changes)
-                )
+                if any(c.replace for c in changes):
+                    # lines read before are gone: the positions kept lose them
+                    self._held = None
         except Exception:
             self._unapplied = [c for c in changes if c.rows or c.replace]
             raise

@@ -519,7 +519,7 @@ async def test_the_next_batch_is_made_while_one_is_written_and_written_after_it(
 
 
 @pytest.mark.asyncio
-async def test_the_treasury_keeps_its_amounts_up_batch_by_batch_and_reads_them_again_if_it_must(
+async def test_the_treasury_brings_its_amounts_up_to_the_last_batch_and_reads_them_whole_if_it_must(
     tmp_path: Path,
 ) -> None:
     now = [1_796_385_600.0]  # Friday 2026-12-04 12:00 UTC
@@ -590,14 +590,16 @@ async def test_the_treasury_keeps_its_amounts_up_batch_by_batch_and_reads_them_a
             ("EUR", "-3000.00"),
             ("USD", "3300.00"),
         }
-        assert whole_reads == [dt.date(2026, 12, 4), None]  # the batches kept them up
-        # a batch whose sums cannot be read: stored all the same, and the
-        # next look reads the amounts whole from the ledger
+        assert whole_reads == [dt.date(2026, 12, 4), None]  # the batches' sums kept them up
+        # the batches since cannot be read: the look fails, the batch stays
+        # stored, and the next look adds it
         failing[0] = True
         feed.messages.put_nowait(_fill_copy("E4", 4))
         await until_stored(office, 4)
+        with pytest.raises(LedgerError):
+            await office.treasury()
         treasury = await office.treasury()
-        assert whole_reads[2:] == [dt.date(2026, 12, 4)]  # the positions kept up
+        assert whole_reads == [dt.date(2026, 12, 4), None]
         assert treasury["positions"]["clients"][0]["qty"] == "4000.00000000"
         assert {(s["currency"], s["amount"]) for s in treasury["settlement"]} == {
             ("EUR", "-4000.00"),
@@ -610,7 +612,7 @@ async def test_the_treasury_keeps_its_amounts_up_batch_by_batch_and_reads_them_a
         feed.messages.put_nowait(_fill_copy("E5", 5))
         await until_stored(office, 5)
         treasury = await office.treasury()
-        assert len(whole_reads) == 3
+        assert whole_reads == [dt.date(2026, 12, 4), None]
         assert treasury["positions"]["clients"][0]["qty"] == "5000.00000000"
         assert {(s["currency"], s["amount"]) for s in treasury["settlement"]} == {
             ("EUR", "-5000.00"),
@@ -619,7 +621,7 @@ async def test_the_treasury_keeps_its_amounts_up_batch_by_batch_and_reads_them_a
         assert (await ledger.counts())["client_trades"] == 5
         # an LP's statement: a new file, read whole (it may replace what was
         # read before, so the positions are read whole again); then grown,
-        # read from where it stopped (the batch's sums kept them up); then
+        # read from where it stopped (its batch's sums keep them up); then
         # corrected, read whole again
         path = office.statements.folder / "LP_A-20261204.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
