@@ -157,9 +157,11 @@ class SettlementBook:
             held[key] = amount if before is None else _WIDE.add(before, amount)
 
     def lines(self, from_date: dt.date, minor_units: Mapping[str, int]) -> list[SettlementLine]:
-        """The lines from ``from_date`` on, as :func:`settlement_sql` orders
-        them (kind, counterparty, value date, currency); the amounts of
-        earlier value dates, settled, are let go of."""
+        """The lines from ``from_date`` on, ordered as :func:`settlement_sql`
+        orders them (kind, counterparty, value date, currency), by the
+        code points of the texts (a database's collation may order them
+        otherwise); the amounts of earlier value dates, settled, are let
+        go of (``from_date`` never goes back)."""
         held = self._sums
         for key in [k for k in held if k[3] < from_date]:
             del held[key]
@@ -195,7 +197,7 @@ class PositionBook:
 
     def positions(self) -> dict[str, list[Position]]:
         """As :meth:`Ledger.positions` gives them, each kind by holder and
-        symbol."""
+        symbol (by the code points of the texts, as for the settlement)."""
         return {
             kind: [Position(h, s, format(held[(h, s)], "f")) for h, s in sorted(held)]
             for kind, held in self._held.items()

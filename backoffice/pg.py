@@ -109,8 +109,9 @@ _INGEST_INDEXES: Final = tuple(
     for table in ("client_trades", "house_trades", "lp_trades")
 )
 """An index of the ingest batches of the trades and statement lines: the
-sums of the batch just stored and an incremental reconciliation's reads of
-the batches since the last find their rows without reading the table.  A
+treasury's reads of the batches stored since its last look and an
+incremental reconciliation's of the batches since the last run find their
+rows without reading the table.  A
 B-tree: a block range index would serve only once its ranges are
 summarised, which the server does long after the rows come (its newest
 ranges, unsummarised, are read whole), while a batch's rows are read at

@@ -673,10 +673,11 @@ class BackOffice:
                 )
         try:
             async with self._lock:
-                ingest = await self.ledger.apply_statements(changes)
                 if any(c.replace for c in changes):
-                    # lines read before are gone: the positions kept lose them
+                    # lines read before go: the positions kept are read whole
+                    # (first: the lines may go though the ledger says it failed)
                     self._held = None
+                ingest = await self.ledger.apply_statements(changes)
         except Exception:
             self._unapplied = [c for c in changes if c.rows or c.replace]
             raise

@@ -143,9 +143,9 @@ KINDS: Final[dict[str, frozenset[str]]] = {
             "cfunction_vectorcall_FASTCALL",
             "method_vectorcall_NOARGS",
             "method_vectorcall_O",
-            "_PyEval_EvalFrameDefault",
         }
     ),
+    "bytecode": frozenset({"_PyEval_EvalFrameDefault"}),
     "cyclic collector": frozenset(
         {
             "gc_collect_main",
@@ -162,10 +162,10 @@ KINDS: Final[dict[str, frozenset[str]]] = {
     ),
 }
 """The interpreter's leaf functions counted under each kind; a leaf in none
-of them counts under its library (``msgspec``, ``decimal``, ``kernel``) or
-as other work of the interpreter.  A leaf the compiler inlined (reference
-counts, type checks) in none of them counts as the work of the function it
-was inlined into."""
+of them counts under its library (``msgspec``, ``decimal``, ``kernel``),
+as the compiler's runtime helpers (``CPy...``), or as unclassified.  A
+leaf the compiler inlined (reference counts, type checks) in none of them
+counts as the work of the function it was inlined into."""
 
 INLINED: Final = "inlined"
 """What ``perf script`` shows in place of a frame's file when the frame is
@@ -244,9 +244,11 @@ def kind_of(frame: Frame) -> str:
         return "decimal"
     if frame.symbol.startswith(("crc32", "adler32")) or "libz" in frame.dso:
         return "zlib"
-    if frame.symbol.startswith("__mem") or "libc" in frame.dso:
+    if frame.symbol.startswith("CPy"):
+        return "the compiler's runtime helpers"
+    if frame.symbol.startswith("__mem") or "/libc.so" in frame.dso or "/libc-" in frame.dso:
         return "libc"
-    return "other interpreter work"
+    return "unclassified"
 
 
 @dataclass

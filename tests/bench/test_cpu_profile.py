@@ -127,6 +127,24 @@ def test_the_work_is_told_by_kind_and_credited_to_the_nearest_compiled_caller() 
     assert profile.asked_by["kernel"] == {"(no compiled caller)": 1}
 
 
+@pytest.mark.parametrize(
+    ("symbol", "dso", "kind"),
+    [
+        ("CPyDict_GetItem", MYPYC, "dict"),
+        ("CPyStr_Build", MYPYC, "the compiler's runtime helpers"),
+        ("_PyEval_EvalFrameDefault", PYTHON, "bytecode"),
+        ("mpack_encode", "/site-packages/msgspec/_core.so", "msgspec"),
+        ("_mpd_qaddsub", "/lib/_decimal.so", "decimal"),
+        ("crc32_z", "/lib/libz.so.1", "zlib"),
+        ("__memmove_avx_unaligned_erms", "/lib/x86_64-linux-gnu/libc.so.6", "libc"),
+        ("EVP_DigestUpdate", "/lib/x86_64-linux-gnu/libcrypto.so.3", "unclassified"),
+        ("do_syscall_64", "[kernel.kallsyms]", "kernel"),
+    ],
+)
+def test_each_leaf_is_told_by_its_kind(symbol: str, dso: str, kind: str) -> None:
+    assert cp.kind_of(cp.Frame(symbol, dso)) == kind
+
+
 def test_the_report_gives_shares_of_the_samples() -> None:
     text = cp.report(cp.fold(cp.parse(TEXT.splitlines())), top=2, callers=1)
     lines = text.splitlines()
