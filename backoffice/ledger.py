@@ -135,13 +135,12 @@ def settlement_sums(rows: Iterable[Sequence[Any]]) -> list[SettlementSum]:
 
 class SettlementBook:
     """The net amounts to settle per counterparty, kind, currency and value
-    date, kept up as trades are stored: each batch's own sums (its legs
-    rounded one by one, as the ledger's query rounds them) are added to
-    those the book started with, so the book always holds what
-    :func:`settlement_sql` would sum over the ledger, to the last digit,
-    without reading the trades again.  The back office is the ledger's one
-    writer (docs/backoffice.md): no trade is stored that the book is not
-    told of."""
+    date, brought up to the ledger's last batch when looked at: the sums of
+    the batches stored since (their legs rounded one by one, as the
+    ledger's query rounds them) are added to those the book holds, so it
+    holds what :func:`settlement_sql` would sum over the ledger, to the
+    last digit, without reading every trade again.  The back office is the
+    ledger's one writer (docs/backoffice.md): no row comes but in a batch."""
 
     def __init__(self, sums: Iterable[SettlementSum] = (), upto: int = 0) -> None:
         self._sums: dict[tuple[str, str, str, dt.date], Decimal] = {}
@@ -169,16 +168,11 @@ class SettlementBook:
         rows = ((*key, format(held[key], "f")) for key in keys)
         return settlement_lines(rows, minor_units)
 
-    def __len__(self) -> int:
-        return len(self._sums)
-
 
 class PositionBook:
-    """The positions of :meth:`Ledger.positions`, kept up as batches are
-    stored: each batch's own sums are added to those the book started
-    with (the back office is its ledger's one writer).  A statement that
-    replaces lines read before takes some away: the book is then read
-    whole again."""
+    """The positions of :meth:`Ledger.positions`, brought up as the
+    settlement's are (:class:`SettlementBook`).  A statement file read
+    whole may take lines away: the book is then read whole again."""
 
     def __init__(self, positions: Mapping[str, Iterable[Position]], upto: int = 0) -> None:
         self._held: dict[str, dict[tuple[str, str], Decimal]] = {}
