@@ -258,7 +258,9 @@ class DuckLedger(Ledger):
             for change in changes:
                 if change.replace:
                     for statement in sql.statement_replace_sql():
-                        con.execute(statement, [change.source])
+                        done = con.execute(statement, [change.source]).fetchone()
+                        if statement == sql.LINES_DELETE and done and done[0]:
+                            self.lines_removed_at = ingest
                     repeats = con.execute(sql.HAS_REPEATS).fetchone()
                     for statement in sql.statement_promote_sql() if repeats and repeats[0] else ():
                         con.execute(statement, [ingest] if "$1" in statement else [])

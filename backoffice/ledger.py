@@ -372,6 +372,10 @@ _LP_NAMES: Final = LP_COLUMNS.replace(", ingest", "")
 _SAME_LINE: Final = "t.lp = {r}.lp AND t.cl_ord_id = {r}.cl_ord_id AND t.exec_id = {r}.exec_id"
 
 
+LINES_DELETE: Final = "DELETE FROM lp_trades WHERE source = $1"
+"""The last of :func:`statement_replace_sql`: the lines a file had."""
+
+
 def statement_replace_sql() -> list[str]:
     """Statements removing what was read of one statement file (``$1``)
     before its new reading is stored: its keys are looked at again in the
@@ -379,7 +383,7 @@ def statement_replace_sql() -> list[str]:
     return [
         "INSERT INTO touched SELECT 'hl', hl_key FROM lp_trades WHERE source = $1",
         "DELETE FROM lp_repeats WHERE source = $1",
-        "DELETE FROM lp_trades WHERE source = $1",
+        LINES_DELETE,
     ]
 
 
@@ -1086,6 +1090,12 @@ class Ledger:
     def last_ingest(self) -> int:
         """The last ingest batch id handed out: no row has a later one."""
         raise NotImplementedError
+
+    lines_removed_at: int = 0
+    """The last ingest batch that removed statement lines stored before (a
+    file read again whole, without some of them); 0: none since the ledger
+    was opened.  Set before the batch commits: a batch that fails after it
+    may have removed none."""
 
     async def batch_positions(self, after: int, upto: int) -> dict[str, list[Position]]:
         """What the fills and statement lines stored by the ingest batches

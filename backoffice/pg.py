@@ -412,7 +412,9 @@ class PgLedger(Ledger):
                 for change, rows in batches:
                     if change.replace:
                         for statement in sql.statement_replace_sql():
-                            await con.execute(statement, change.source)
+                            status = await con.execute(statement, change.source)
+                            if statement == sql.LINES_DELETE and status != "DELETE 0":
+                                self.lines_removed_at = ingest
                         if await con.fetchval(sql.HAS_REPEATS):
                             for statement in sql.statement_promote_sql():
                                 await con.execute(

@@ -639,9 +639,10 @@ class BackOffice:
 
     async def _positions_kept(self) -> PositionBook:
         """The positions, brought up to the last batch stored as above; read
-        whole the first time and after a statement replaced lines."""
+        whole the first time, and once a statement file read again whole has
+        removed lines the book holds."""
         book, upto = self._held, self.ledger.last_ingest
-        if book is None:
+        if book is None or self.ledger.lines_removed_at > book.upto:
             book = PositionBook(await self.ledger.positions(), upto)
             self._held = book
         elif book.upto < upto:
@@ -673,10 +674,6 @@ class BackOffice:
                 )
         try:
             async with self._lock:
-                if any(c.replace for c in changes):
-                    # lines read before go: the positions kept are read whole
-                    # (first: the lines may go though the ledger says it failed)
-                    self._held = None
                 ingest = await self.ledger.apply_statements(changes)
         except Exception:
             self._unapplied = [c for c in changes if c.rows or c.replace]

@@ -176,7 +176,7 @@ async def day_reads(ledger: Ledger, last: dt.datetime, settlement: Settlement) -
             ),
             ("value dates revised at start", lambda: ledger.revalue(day)),
             (
-                "the positions read whole (at start, and after a statement file is read whole)",
+                "the positions read whole (at start, and after a corrected statement file)",
                 lambda: ledger.positions(),
             ),
             ("the last day exported", lambda: ledger.export_day(day, folder)),

@@ -728,6 +728,15 @@ async def test_positions_kept_batch_by_batch_are_the_ledgers(ledger: Ledger) -> 
         book.add(await ledger.batch_positions(last, ingest))
         last = ingest
         assert book.positions() == await ledger.positions()
+    # a file read again whole: the lines it no longer has are removed, and
+    # the ledger says by which batch (the book is then read whole)
+    assert ledger.lines_removed_at == 0  # none removed yet
+    again = await ledger.apply_statements([statement([line("L1", 0)], replace=True)])
+    assert ledger.lines_removed_at == again
+    assert PositionBook(await ledger.positions()).positions()["lp_statements"] == [
+        Position("LP_A", "EUR/USD", "1000.00000000")
+    ]
+    last = again
     # two batches read at once: the same as one at a time
     two = PositionBook(await ledger.positions())
     first = await write(ledger, client("C6", 5, qty="7", seq=5))

@@ -619,17 +619,17 @@ async def test_the_treasury_brings_its_amounts_up_to_the_last_batch_and_reads_th
             ("USD", "5500.00"),
         }
         assert (await ledger.counts())["client_trades"] == 5
-        # an LP's statement: a new file, read whole (it may replace what was
-        # read before, so the positions are read whole again); then grown,
-        # read from where it stopped (its batch's sums keep them up); then
-        # corrected, read whole again
+        # an LP's statement: a new file, read whole (it removes nothing: its
+        # batch's sums keep the positions up); then grown, read from where it
+        # stopped; then corrected, read whole again, without a line it had:
+        # the positions are read whole
         path = office.statements.folder / "LP_A-20261204.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         header = "TradeDate,ExecTime,ExecID,ClOrdID,OrderID,Symbol,Side,Quantity,Price\n"
         first = "2026-12-04,2026-12-04T10:00:00.000Z,X1,CH1,O1,EUR/USD,BUY,1000,1.1\n"
         second = "2026-12-04,2026-12-04T10:00:01.000Z,X2,CH2,O2,EUR/USD,BUY,2000,1.1\n"
         for text, whole in (
-            (header + first, True),
+            (header + first, False),
             (header + first + second, False),
             (header + first.replace("1000,", "1500,"), True),
         ):
