@@ -264,6 +264,9 @@ class PgLedger(Ledger):
         self._settlement = settlement
         self._convert = _Converter(settlement)
         self._con: Any = None
+        self._counted: dict[str, int] | None = None
+        # the big tables' rows, kept by the writes once counted (None: to
+        # be counted again, at the next call)
         self._open = False
         self._lock = asyncio.Lock()
         self._ingest = 0
@@ -390,12 +393,19 @@ class PgLedger(Ledger):
 
         async def job(con: Any) -> int:
             ingest = self._next_ingest()
+            counted, self._counted = self._counted, None  # not known until it commits
+            added = {"client_trades": 0, "house_trades": 0}
             async with con.transaction():
                 if client_rows:
-                    await _copy_insert(con, "client_trades", _CLIENT_NAMES, client_rows, ingest)
+                    added["client_trades"] = await _copy_insert(
+                        con, "client_trades", _CLIENT_NAMES, client_rows, ingest
+                    )
                 if house_rows:
-                    await _copy_insert(con, "house_trades", _HOUSE_NAMES, house_rows, ingest)
+                    added["house_trades"] = await _copy_insert(
+                        con, "house_trades", _HOUSE_NAMES, house_rows, ingest
+                    )
                 await con.execute(sql.FEED_WRITE, session, last_seq, latest)
+            self._counted = _added(counted, added)
             return ingest
 
         return await self._call("writing trades", job)
@@ -408,26 +418,33 @@ class PgLedger(Ledger):
 
         async def job(con: Any) -> int:
             ingest = self._next_ingest()
+            counted, self._counted = self._counted, None  # not known until it commits
+            lines = 0  # lines added to lp_trades, less those removed
             async with con.transaction():
                 for change, rows in batches:
                     if change.replace:
                         for statement in sql.statement_replace_sql():
                             status = await con.execute(statement, change.source)
-                            if statement == sql.LINES_DELETE and status != "DELETE 0":
+                            if statement == sql.LINES_DELETE and _rows(status):
                                 self.lines_removed_at = ingest
+                                lines -= _rows(status)
                         if await con.fetchval(sql.HAS_REPEATS):
                             for statement in sql.statement_promote_sql():
-                                await con.execute(
+                                status = await con.execute(
                                     statement, *([ingest] if "$1" in statement else [])
                                 )
+                                if statement.startswith("INSERT INTO lp_trades"):
+                                    lines += _rows(status)
                     if rows:
                         await con.copy_records_to_table(
                             "stage_lp", records=rows, columns=list(_LP_NAMES)
                         )
-                        status = await con.execute(sql.STAGED_LINES_INSERT, ingest)
-                        if int(status.rsplit(" ", 1)[-1]) < len(rows):
+                        stored = _rows(await con.execute(sql.STAGED_LINES_INSERT, ingest))
+                        lines += stored
+                        if stored < len(rows):
                             await con.execute(sql.STAGED_REPEATS_INSERT, ingest)
                         await con.execute("TRUNCATE stage_lp")
+            self._counted = _added(counted, {"lp_trades": lines})
             return ingest
 
         return await self._call("writing statements", job)
@@ -632,8 +649,17 @@ class PgLedger(Ledger):
 
     async def counts(self) -> dict[str, int]:
         async def job(con: Any) -> dict[str, int]:
-            out = {}
-            for table in ("client_trades", "house_trades", "lp_trades", "pending", "breaks"):
+            counted = self._counted
+            if counted is None:
+                # counted once, then kept by the writes (a count of a
+                # million rows takes a tenth of a second, and runs follow
+                # each other every second)
+                counted = {}
+                for table in _KEPT_COUNTS:
+                    counted[table] = int(await con.fetchval(f"SELECT count(*) FROM {table}"))
+                self._counted = counted
+            out = dict(counted)
+            for table in ("pending", "breaks"):
                 out[table] = int(await con.fetchval(f"SELECT count(*) FROM {table}"))
             return out
 
@@ -681,17 +707,33 @@ class PgLedger(Ledger):
 
 async def _copy_insert(
     con: Any, table: str, columns: Sequence[str], rows: Sequence[tuple[object, ...]], ingest: int
-) -> None:
+) -> int:
     """Copy ``rows`` into the table's staging table, then insert those not
-    stored yet, of ingest batch ``ingest``."""
+    stored yet, of ingest batch ``ingest``; returns how many were."""
     stage = {"client_trades": "stage_client", "house_trades": "stage_house"}.get(table, "stage_lp")
     await con.copy_records_to_table(stage, records=rows, columns=list(columns))
     names = ", ".join(columns)
-    await con.execute(
+    status = await con.execute(
         f"INSERT INTO {table} ({names}, ingest) SELECT {names}, $1 FROM {stage} "
         "ON CONFLICT DO NOTHING",
         ingest,
     )
+    return _rows(status)
+
+
+_KEPT_COUNTS: Final = ("client_trades", "house_trades", "lp_trades")
+
+
+def _added(counted: dict[str, int] | None, added: dict[str, int]) -> dict[str, int] | None:
+    """The row counts kept, with a batch's committed; None while not known."""
+    if counted is None:
+        return None
+    return {table: rows + added.get(table, 0) for table, rows in counted.items()}
+
+
+def _rows(status: str) -> int:
+    """The rows a command's status says it touched (``INSERT 0 5``: 5)."""
+    return int(status.rsplit(" ", 1)[-1])
 
 
 async def _insert_breaks(

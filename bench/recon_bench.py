@@ -181,6 +181,7 @@ async def day_reads(ledger: Ledger, last: dt.datetime, settlement: Settlement) -
             ),
             ("the last day exported", lambda: ledger.export_day(day, folder)),
             ("trading days listed", ledger.trading_days),
+            ("the tables' rows counted (each reconciliation run)", ledger.counts),
         )
         for label, step in steps:
             started = time.perf_counter()

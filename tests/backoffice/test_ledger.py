@@ -1102,6 +1102,7 @@ async def test_postgres_away_mid_run_fails_writes_and_loses_nothing(
     await ledger.open()
     try:
         await write(ledger, *matched(1, 0)[:2], last_seq=1)
+        assert (await ledger.counts())["client_trades"] == 1  # counted: kept from now on
         batch = [*matched(2, 1)[:2], client("C3", 2, seq=3)]
         postgres.stop()
         try:
@@ -1121,6 +1122,43 @@ async def test_postgres_away_mid_run_fails_writes_and_loses_nothing(
         assert await ledger.last_seq(SESSION) == 3
         assert found(await recon(ledger, full=True)) == set()  # C3 is within the grace
     finally:
+        await ledger.close()
+
+
+@pytest.mark.asyncio
+async def test_postgres_keeps_its_row_counts_through_every_kind_of_write(postgres_db: str) -> None:
+    ledger = PgLedger(postgres_db, SETTLEMENT)
+    await ledger.open()
+    watcher = await asyncpg.connect(postgres_db)
+
+    async def counted_now() -> dict[str, int]:
+        return {
+            table: int(await watcher.fetchval(f"SELECT count(*) FROM {table}"))
+            for table in ("client_trades", "house_trades", "lp_trades", "pending", "breaks")
+        }
+
+    try:
+        assert await ledger.counts() == await counted_now()
+        other = "/statements/LP_A-other.csv"
+        steps = [
+            lambda: write(ledger, *matched(1, 0)[:2], client("C9", 1, seq=9)),
+            lambda: write(ledger, *matched(1, 0)[:2], *matched(2, 1)[:2]),  # one again
+            lambda: ledger.apply_statements([statement([line("L1", 0), line("L2", 1)])]),
+            # the same line in a second file: kept aside, not counted twice
+            lambda: ledger.apply_statements(
+                [statement([line("L2", 1, source=other)], source=other)]
+            ),
+            # the first file corrected without L2: the other file's stands for it
+            lambda: ledger.apply_statements([statement([line("L1", 0)], replace=True)]),
+            # and without L1: removed
+            lambda: ledger.apply_statements([statement([], replace=True)]),
+        ]
+        for step in steps:
+            await step()
+            assert await ledger.counts() == await counted_now()
+        assert (await ledger.counts())["lp_trades"] == 1
+    finally:
+        await watcher.close()
         await ledger.close()
 
 
