@@ -362,6 +362,7 @@ class PgLedger(Ledger):
                 raise LedgerError(f"cannot open the ledger {self.url}: {_reason(exc)}") from exc
             self._con = con
             self._ingest = int(ingest or 0)
+            self._counted = None  # counted afresh after each opening
             self._open = True
 
     async def close(self) -> None:
