@@ -387,15 +387,21 @@ def statement_replace_sql() -> list[str]:
     ]
 
 
+LINES_PROMOTE: Final = (
+    f"INSERT INTO lp_trades ({_LP_NAMES}, ingest) SELECT {_LP_NAMES}, $1 FROM lp_repeats r "
+    f"WHERE NOT EXISTS (SELECT 1 FROM lp_trades t WHERE {_SAME_LINE.format(r='r')}) "
+    "AND r.source = (SELECT min(o.source) FROM lp_repeats o WHERE o.lp = r.lp "
+    "AND o.cl_ord_id = r.cl_ord_id AND o.exec_id = r.exec_id)"
+)
+"""The first of :func:`statement_promote_sql`: the lines it adds."""
+
+
 def statement_promote_sql() -> list[str]:
     """Statements making a line another file shares (``lp_repeats``) stand
     for a key no line in ``lp_trades`` stands for any more (its file was
     corrected without it), as ingest batch ``$1``."""
     return [
-        f"INSERT INTO lp_trades ({_LP_NAMES}, ingest) SELECT {_LP_NAMES}, $1 FROM lp_repeats r "
-        f"WHERE NOT EXISTS (SELECT 1 FROM lp_trades t WHERE {_SAME_LINE.format(r='r')}) "
-        "AND r.source = (SELECT min(o.source) FROM lp_repeats o WHERE o.lp = r.lp "
-        "AND o.cl_ord_id = r.cl_ord_id AND o.exec_id = r.exec_id)",
+        LINES_PROMOTE,
         "DELETE FROM lp_repeats WHERE EXISTS (SELECT 1 FROM lp_trades t WHERE "
         f"{_SAME_LINE.format(r='lp_repeats')} AND t.source = lp_repeats.source)",
     ]

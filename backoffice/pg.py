@@ -111,11 +111,11 @@ _INGEST_INDEXES: Final = tuple(
 """An index of the ingest batches of the trades and statement lines: the
 treasury's reads of the batches stored since its last look and an
 incremental reconciliation's of the batches since the last run find their
-rows without reading the table.  A
-B-tree: a block range index would serve only once its ranges are
-summarised, which the server does long after the rows come (its newest
-ranges, unsummarised, are read whole), while a batch's rows are read at
-once.  Its key grows with each batch, so it is added to at its right edge."""
+rows without reading the table.  A B-tree: a block range index would
+serve only once its ranges are summarised, which the server does long
+after the rows come (its newest ranges, unsummarised, are read whole),
+while a batch's rows are read at once.  Its key grows with each batch, so
+it is added to at its right edge."""
 
 _SESSION: Final = (
     "CREATE TEMP TABLE scope (rel VARCHAR, k VARCHAR)",
@@ -434,7 +434,7 @@ class PgLedger(Ledger):
                                 status = await con.execute(
                                     statement, *([ingest] if "$1" in statement else [])
                                 )
-                                if statement.startswith("INSERT INTO lp_trades"):
+                                if statement == sql.LINES_PROMOTE:
                                     lines += _rows(status)
                     if rows:
                         await con.copy_records_to_table(
