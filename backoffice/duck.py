@@ -2,7 +2,8 @@
 
 DuckDB's calls block, so every one of them runs in one thread of the
 ledger's own, in the order they were made: the event loop never waits on
-the database, and the database sees one writer."""
+the database, and the database sees one writer.  A day's export reads a
+snapshot on a connection and in a thread of its own, beside the writes."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from backoffice.ledger import (
     Covers,
     Ledger,
     LedgerError,
+    PinnedDay,
     Position,
     ReconRun,
     SettlementLine,
@@ -76,6 +78,9 @@ class DuckLedger(Ledger):
         self.url = f"duckdb:{self.path}"
         self._settlement = settlement
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ledger")
+        # the days' exports, each on a snapshot of its own
+        self._exports = ThreadPoolExecutor(1, thread_name_prefix="ledger-export")
+        self._pinned: set[_DuckDay] = set()
         self._con: duckdb.DuckDBPyConnection | None = None
         self._ingest = 0
 
@@ -117,19 +122,7 @@ class DuckLedger(Ledger):
         con.execute("CREATE TEMP TABLE scope (rel VARCHAR, k VARCHAR)")
         con.execute(sql.DUE_TABLE)
         con.execute("CREATE TEMP TABLE stage_lp AS SELECT * FROM lp_trades LIMIT 0")
-        con.execute("CREATE TEMP TABLE instruments (symbol VARCHAR, base VARCHAR, quote VARCHAR)")
-        terms = self._settlement.terms
-        if terms:
-            con.execute(
-                "INSERT INTO instruments SELECT unnest($1), unnest($2), unnest($3)",
-                [list(terms), [t.base for t in terms.values()], [t.quote for t in terms.values()]],
-            )
-        con.execute(sql.CURRENCIES_TABLE)
-        minor = self._settlement.minor_units
-        con.execute(
-            "INSERT INTO currencies SELECT unnest($1), unnest($2)",
-            [list(minor), list(minor.values())],
-        )
+        _terms(con, self._settlement)
         row = con.execute(
             "SELECT max(m) FROM (SELECT max(ingest) AS m FROM client_trades "
             "UNION ALL SELECT max(ingest) FROM house_trades "
@@ -139,6 +132,12 @@ class DuckLedger(Ledger):
         self._ingest = int(row[0] or 0) if row else 0
 
     async def close(self) -> None:
+        pinned = list(self._pinned)
+        for day in pinned:
+            day.interrupt()  # an export's statement ends at once
+        for day in pinned:
+            await day.close()
+        await asyncio.to_thread(self._exports.shutdown, True)
         if self._con is not None:
             await self._run(self._close)
         self._pool.shutdown(wait=True)
@@ -535,34 +534,101 @@ class DuckLedger(Ledger):
         ).fetchall()
         return [r[0] for r in rows]
 
-    async def export_day(self, day: dt.date, folder: str) -> list[str]:
-        return await self._run(self._export_day, day, folder)
+    async def pin_day(self, day: dt.date) -> PinnedDay:
+        return await self._run(self._pin_day, day)
 
-    def _export_day(self, day: dt.date, folder: str) -> list[str]:
-        out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        stamp = day.strftime("%Y%m%d")
-        reports = {
-            f"client-trades-{stamp}": (
-                f"SELECT {sql.CLIENT_COLUMNS} FROM client_trades "
-                f"WHERE trade_date = DATE '{day.isoformat()}' ORDER BY transact_time, exec_id"
-            ),
-            f"lp-trades-{stamp}": (
-                f"SELECT {sql.HOUSE_COLUMNS} FROM house_trades "
-                f"WHERE trade_date = DATE '{day.isoformat()}' ORDER BY transact_time, report_id"
-            ),
-            f"settlement-{stamp}": sql.settlement_sql(
-                f"c.trade_date = DATE '{day.isoformat()}'",
-                f"h.trade_date = DATE '{day.isoformat()}'",
-            ).replace("CAST(sum(amount) AS VARCHAR)", "sum(amount) AS amount"),
-        }
-        written = []
-        for name, query in reports.items():
-            for fmt, suffix in (("PARQUET", "parquet"), ("CSV, HEADER", "csv")):
-                path = out / f"{name}.{suffix}"
-                tmp = out / f".{name}.{suffix}.tmp"
-                literal = str(tmp).replace("'", "''")  # a folder named with a quote
-                self.con.execute(f"COPY ({query}) TO '{literal}' (FORMAT {fmt})")
-                os.replace(tmp, path)
-                written.append(str(path))
-        return written
+    def _pin_day(self, day: dt.date) -> _DuckDay:
+        cursor = self.con.cursor()  # a connection of its own to the same database
+        try:
+            _terms(cursor, self._settlement)  # its own temporary tables
+            cursor.execute("BEGIN TRANSACTION")
+            # the snapshot is taken at the transaction's first read
+            cursor.execute("SELECT count(*) FROM feed").fetchall()
+        except duckdb.Error:
+            cursor.close()
+            raise
+        pinned = _DuckDay(self, cursor, day)
+        self._pinned.add(pinned)
+        return pinned
+
+    async def _export(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn`` in the exports' thread."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._exports, fn, *args)
+        except duckdb.Error as exc:
+            raise LedgerError(f"the ledger {self.url}: {exc}") from exc
+
+
+class _DuckDay(PinnedDay):
+    def __init__(self, ledger: DuckLedger, cursor: duckdb.DuckDBPyConnection, day: dt.date) -> None:
+        self.day = day
+        self._ledger = ledger
+        self._cursor: duckdb.DuckDBPyConnection | None = cursor
+
+    async def write(self, folder: str) -> list[str]:
+        cursor = self._cursor
+        if cursor is None:
+            raise LedgerError(f"the export of {self.day} is closed")
+        try:
+            return await self._ledger._export(_export_day, cursor, self.day, folder)
+        except OSError as exc:  # the folder cannot be made or written
+            raise LedgerError(f"cannot export {self.day} to {folder}: {exc}") from exc
+
+    def interrupt(self) -> None:
+        """End the statement the export is running (the ledger closes)."""
+        if self._cursor is not None:
+            self._cursor.interrupt()
+
+    async def close(self) -> None:
+        cursor, self._cursor = self._cursor, None
+        self._ledger._pinned.discard(self)
+        if cursor is not None:
+            await self._ledger._export(cursor.close)  # its transaction rolled back
+
+
+def _terms(con: duckdb.DuckDBPyConnection, settlement: Settlement) -> None:
+    """The connection's temporary tables of the instruments' currencies and
+    the currencies' minor units, which the settlement's queries read."""
+    con.execute("CREATE TEMP TABLE instruments (symbol VARCHAR, base VARCHAR, quote VARCHAR)")
+    terms = settlement.terms
+    if terms:
+        con.execute(
+            "INSERT INTO instruments SELECT unnest($1), unnest($2), unnest($3)",
+            [list(terms), [t.base for t in terms.values()], [t.quote for t in terms.values()]],
+        )
+    con.execute(sql.CURRENCIES_TABLE)
+    minor = settlement.minor_units
+    con.execute(
+        "INSERT INTO currencies SELECT unnest($1), unnest($2)",
+        [list(minor), list(minor.values())],
+    )
+
+
+def _export_day(con: duckdb.DuckDBPyConnection, day: dt.date, folder: str) -> list[str]:
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = day.strftime("%Y%m%d")
+    reports = {
+        f"client-trades-{stamp}": (
+            f"SELECT {sql.CLIENT_COLUMNS} FROM client_trades "
+            f"WHERE trade_date = DATE '{day.isoformat()}' ORDER BY transact_time, exec_id"
+        ),
+        f"lp-trades-{stamp}": (
+            f"SELECT {sql.HOUSE_COLUMNS} FROM house_trades "
+            f"WHERE trade_date = DATE '{day.isoformat()}' ORDER BY transact_time, report_id"
+        ),
+        f"settlement-{stamp}": sql.settlement_sql(
+            f"c.trade_date = DATE '{day.isoformat()}'",
+            f"h.trade_date = DATE '{day.isoformat()}'",
+        ).replace("CAST(sum(amount) AS VARCHAR)", "sum(amount) AS amount"),
+    }
+    written = []
+    for name, query in reports.items():
+        for fmt, suffix in (("PARQUET", "parquet"), ("CSV, HEADER", "csv")):
+            path = out / f"{name}.{suffix}"
+            tmp = out / f".{name}.{suffix}.tmp"
+            literal = str(tmp).replace("'", "''")  # a folder named with a quote
+            con.execute(f"COPY ({query}) TO '{literal}' (FORMAT {fmt})")
+            os.replace(tmp, path)
+            written.append(str(path))
+    return written

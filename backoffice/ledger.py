@@ -1135,7 +1135,35 @@ class Ledger:
     async def trading_days(self) -> list[dt.date]:
         raise NotImplementedError
 
+    async def pin_day(self, day: dt.date) -> PinnedDay:
+        """Pin the ledger's rows as they are now for ``day``'s export: a
+        short call (a snapshot of the database's own).  The export itself,
+        :meth:`PinnedDay.write`, reads the pinned rows beside the writes
+        that follow and does not hold them up."""
+        raise NotImplementedError
+
     async def export_day(self, day: dt.date, folder: str) -> list[str]:
         """Write the day's client and LP trades and its settlement report
         to Parquet and CSV files in ``folder``; returns their paths."""
+        pinned = await self.pin_day(day)
+        try:
+            return await pinned.write(folder)
+        finally:
+            await pinned.close()
+
+
+class PinnedDay:
+    """A trading day's rows as the ledger held them when pinned
+    (:meth:`Ledger.pin_day`); what is stored later is not in its files."""
+
+    day: dt.date
+
+    async def write(self, folder: str) -> list[str]:
+        """Write the day's client and LP trades and its settlement report
+        to Parquet and CSV files in ``folder`` (each written to a temporary
+        name, then renamed); returns their paths."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Let the snapshot go; closing twice is closing once."""
         raise NotImplementedError

@@ -13,7 +13,9 @@ feed's progress: a write that fails leaves nothing of itself behind.
 
 Day exports are written by DuckDB: the day's rows are copied out of
 PostgreSQL into an in-memory DuckDB ledger, which writes the same files,
-with the same columns and types, as the DuckDB backend."""
+with the same columns and types, as the DuckDB backend.  The copy reads a
+snapshot (a repeatable-read transaction) on a connection of its own, beside
+the writes."""
 
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from backoffice.ledger import (
     Covers,
     Ledger,
     LedgerError,
+    PinnedDay,
     Position,
     ReconRun,
     SettlementLine,
@@ -270,6 +273,7 @@ class PgLedger(Ledger):
         self._open = False
         self._lock = asyncio.Lock()
         self._ingest = 0
+        self._pinned: set[_PgDay] = set()  # the days' exports, each on a connection of its own
 
     # -- the connection ----------------------------------------------------------------
 
@@ -366,6 +370,8 @@ class PgLedger(Ledger):
             self._open = True
 
     async def close(self) -> None:
+        for pinned in list(self._pinned):
+            await pinned.close()
         async with self._lock:
             self._open = False
             await self._discard(self._con)
@@ -676,16 +682,50 @@ class PgLedger(Ledger):
 
         return await self._call("reading trading days", job)
 
-    async def export_day(self, day: dt.date, folder: str) -> list[str]:
-        """The day's rows are copied (CSV) out of PostgreSQL into an
-        in-memory DuckDB ledger, which writes the files."""
+    async def pin_day(self, day: dt.date) -> PinnedDay:
+        if not self._open:
+            raise LedgerError("the ledger is not open")
+        try:
+            con = await asyncpg.connect(
+                self._dsn, timeout=CONNECT_TIMEOUT, server_settings=_SERVER_SETTINGS
+            )
+        except (*_FAILURES, asyncpg.ClientConfigurationError) as exc:
+            raise LedgerError(f"cannot connect to the ledger {self.url}: {_reason(exc)}") from exc
+        try:
+            await con.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            # the snapshot is taken at the transaction's first query
+            await con.fetchval("SELECT count(*) FROM feed")
+        except BaseException as exc:
+            con.terminate()
+            if isinstance(exc, _FAILURES):
+                raise LedgerError(
+                    f"the ledger {self.url}: pinning {day} for its export: {_reason(exc)}"
+                ) from exc
+            raise
+        pinned = _PgDay(self, con, day)
+        self._pinned.add(pinned)
+        return pinned
+
+
+class _PgDay(PinnedDay):
+    """The day's rows are copied (CSV) out of the pinned snapshot into an
+    in-memory DuckDB ledger, which writes the files."""
+
+    def __init__(self, ledger: PgLedger, con: Any, day: dt.date) -> None:
+        self.day = day
+        self._ledger = ledger
+        self._con: Any = con
+
+    async def write(self, folder: str) -> list[str]:
+        con, day, url = self._con, self.day, self._ledger.url
+        if con is None:
+            raise LedgerError(f"the export of {day} is closed")
         with tempfile.TemporaryDirectory(prefix="fixgw-export-") as work:
             copies = {
                 "client_trades": Path(work, "client_trades.csv"),
                 "house_trades": Path(work, "house_trades.csv"),
             }
-
-            async def job(con: Any) -> None:
+            try:
                 for table, path in copies.items():
                     await con.copy_from_query(
                         f"SELECT * FROM {table} WHERE trade_date = $1",
@@ -693,17 +733,29 @@ class PgLedger(Ledger):
                         output=str(path),
                         format="csv",
                     )
-
-            await self._call("exporting the day", job)
-            memory = DuckLedger(":memory:", self._settlement)
+            except _FAILURES as exc:
+                raise LedgerError(f"the ledger {url}: exporting the day: {_reason(exc)}") from exc
+            memory = DuckLedger(":memory:", self._ledger._settlement)
             try:
                 await memory.open()
                 await asyncio.to_thread(_load_csv, memory.con, copies)
                 return await memory.export_day(day, folder)
             except (LedgerError, duckdb.Error, OSError) as exc:
-                raise LedgerError(f"cannot export {day} from {self.url}: {exc}") from exc
+                raise LedgerError(f"cannot export {day} from {url}: {exc}") from exc
             finally:
                 await memory.close()
+
+    async def close(self) -> None:
+        con, self._con = self._con, None
+        self._ledger._pinned.discard(self)
+        if con is not None and not con.is_closed():
+            try:
+                await asyncio.wait_for(con.close(), timeout=5)  # its transaction rolled back
+            except _FAILURES:
+                con.terminate()
+            except asyncio.CancelledError:
+                con.terminate()
+                raise
 
 
 async def _copy_insert(

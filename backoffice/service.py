@@ -289,6 +289,7 @@ class BackOffice:
         self._late = asyncio.Event()  # set when a day is added to them
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()  # one ledger job at a time: writes, statements, recon
+        self._exporting = asyncio.Lock()  # one day's export at a time
         self._settled: SettlementBook | None = None
         self._held: PositionBook | None = None
         # the amounts to settle and the positions, brought up to the last
@@ -905,17 +906,29 @@ class BackOffice:
         return missing
 
     async def export(self, day: dt.date) -> list[str]:
-        async with self._lock:
-            # what is stored from here on is in the files; what is stored
-            # later marks the day again
-            late = day.isoformat() in self._late_days
-            self._late_days.discard(day.isoformat())
+        async with self._exporting:
+            async with self._lock:
+                # what is stored up to here is in the files (the ledger pins
+                # it); what is stored later marks the day again
+                late = day.isoformat() in self._late_days
+                self._late_days.discard(day.isoformat())
+                try:
+                    pinned = await self.ledger.pin_day(day)
+                except BaseException:
+                    if late:
+                        self._late_days.add(day.isoformat())
+                    raise
+            # written beside the intake: the files are read from the pinned
+            # rows, the ledger is not held (a day of a million trades takes
+            # seconds)
             try:
-                files = await self.ledger.export_day(day, str(self.export_dir))
+                files = await pinned.write(str(self.export_dir))
             except BaseException:
                 if late:
                     self._late_days.add(day.isoformat())
                 raise
+            finally:
+                await pinned.close()
         self.exports = files
         _log.info("day_exported", trade_date=day.isoformat(), files=len(files))
         return files
@@ -1007,7 +1020,10 @@ class BackOffice:
                 refusal = tokens.refusal(request.headers.get("Authorization", ""), request.method)
                 if refusal is not None:
                     return web.json_response({"error": refusal.error}, status=refusal.status)
-            return await handler(request)
+            try:
+                return await handler(request)
+            except LedgerError as exc:  # the database or the export folder: named
+                return web.json_response({"error": str(exc)}, status=503)
 
         def as_json(data: Any, status: int = 200) -> web.Response:
             return web.Response(

@@ -160,6 +160,7 @@ async def run(args: argparse.Namespace, target: str) -> None:
         await day_reads(
             ledger, last + dt.timedelta(milliseconds=args.spacing_ms * args.batch), settlement
         )
+        await export_beside_writes(ledger, last.date(), args.trades + args.batch, args.spacing_ms)
     finally:
         await ledger.close()
 
@@ -193,6 +194,41 @@ async def day_reads(ledger: Ledger, last: dt.datetime, settlement: Settlement) -
     print(
         f"the treasury's settlement, from the amounts kept: "
         f"{time.perf_counter() - started:.6f} s ({len(lines):,} items)"
+    )
+
+
+async def export_beside_writes(ledger: Ledger, day: dt.date, first: int, spacing_ms: int) -> None:
+    """A day's export as the back office runs it: the day pinned under its
+    lock, then the files written while the intake goes on storing (writes
+    of 1,000 trades, one after the other, until the files are written)."""
+    size = 1000
+    started = time.perf_counter()
+    await load(ledger, size, first, size, spacing_ms)
+    alone = time.perf_counter() - started
+    first += size
+    with tempfile.TemporaryDirectory(prefix="recon-bench-export-") as folder:
+        started = time.perf_counter()
+        pinned = await ledger.pin_day(day)
+        pinned_in = time.perf_counter() - started
+        try:
+            started = time.perf_counter()
+            export = asyncio.create_task(pinned.write(folder))
+            writes: list[float] = []
+            while not export.done():
+                began = time.perf_counter()
+                await load(ledger, size, first, size, spacing_ms)
+                writes.append(time.perf_counter() - began)
+                first += size
+            await export
+            written_in = time.perf_counter() - started
+        finally:
+            await pinned.close()
+    slowest = max(writes, default=0.0)
+    print(
+        f"the last day pinned for its export (the back office's lock held this long): "
+        f"{pinned_in:.4f} s; its files written in {written_in:.3f} s, beside "
+        f"{len(writes)} writes of {size:,} trades (slowest {slowest:.3f} s; one alone "
+        f"before: {alone:.3f} s)"
     )
 
 

@@ -1091,6 +1091,73 @@ async def test_export_to_a_folder_named_with_a_quote(ledger: Ledger, tmp_path: P
     assert [row.split(",")[0] for row in rows] == ["exec_id", "C1"]
 
 
+def _csv_ids(path: Path) -> list[str]:
+    return [row.split(",")[0] for row in path.read_text().splitlines()[1:]]
+
+
+@pytest.mark.asyncio
+async def test_a_pinned_day_is_exported_as_it_was_while_trades_are_stored_beside_it(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    await write(ledger, client("C1", 0, seq=1), house("R1", "L1", 0, client_exec_id="C1", seq=1))
+    pinned = await ledger.pin_day(dt.date(2026, 3, 2))
+    try:
+        assert pinned.day == dt.date(2026, 3, 2)
+        # stored after the pin: not in this export (the service marks the
+        # day to be exported again)
+        await write(
+            ledger, client("C2", 1, seq=2), house("R2", "L2", 1, client_exec_id="C2", seq=2)
+        )
+        folder = tmp_path / "exports"
+        # and stored while the files are written: the writes are not held
+        files, _ = await asyncio.gather(
+            pinned.write(str(folder)),
+            write(ledger, client("C3", 2, seq=3), house("R3", "L3", 2, client_exec_id="C3", seq=3)),
+        )
+    finally:
+        await pinned.close()
+    await pinned.close()  # closing twice is closing once
+    assert len(files) == 6
+    assert _csv_ids(folder / "client-trades-20260302.csv") == ["C1"]
+    assert _csv_ids(folder / "lp-trades-20260302.csv") == ["R1"]
+    con = duckdb.connect()
+    amounts = con.execute(
+        f"SELECT counterparty, currency, CAST(amount AS DECIMAL(38, 8)) "
+        f"FROM read_parquet('{folder}/settlement-20260302.parquet') ORDER BY 1, 2"
+    ).fetchall()
+    con.close()
+    assert amounts == [
+        ("C1", "EUR", Decimal("-1000")),
+        ("C1", "USD", Decimal("1100")),
+        ("LP_A", "EUR", Decimal("1000")),
+        ("LP_A", "USD", Decimal("-1100")),
+    ]
+    # the ledger itself has all three, and a new export has them
+    assert (await ledger.counts())["client_trades"] == 3
+    await ledger.export_day(dt.date(2026, 3, 2), str(folder))
+    assert _csv_ids(folder / "client-trades-20260302.csv") == ["C1", "C2", "C3"]
+    with pytest.raises(LedgerError, match="closed"):
+        await pinned.write(str(folder))
+
+
+@pytest.mark.asyncio
+async def test_a_ledger_closed_with_a_day_pinned_lets_the_snapshot_go(ledger_url: str) -> None:
+    opened = make_ledger(ledger_url)
+    await opened.open()
+    await write(opened, client("C1", 0, seq=1))
+    pinned = await opened.pin_day(dt.date(2026, 3, 2))
+    await opened.close()
+    with pytest.raises(LedgerError):
+        await pinned.write("/nonexistent")
+    await pinned.close()
+    again = make_ledger(ledger_url)  # nothing of the export's is left open on the database
+    await again.open()
+    try:
+        assert (await again.counts())["client_trades"] == 1
+    finally:
+        await again.close()
+
+
 # -- PostgreSQL: the server away ------------------------------------------------------
 
 
