@@ -290,6 +290,9 @@ class BackOffice:
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()  # one ledger job at a time: writes, statements, recon
         self._exporting = asyncio.Lock()  # one day's export at a time
+        self.export_retry = 30.0
+        """Seconds before an export that failed is tried again."""
+        self._retry: asyncio.TimerHandle | None = None
         self._settled: SettlementBook | None = None
         self._held: PositionBook | None = None
         # the amounts to settle and the positions, brought up to the last
@@ -841,10 +844,7 @@ class BackOffice:
         an ended day come in after it was exported (resent after an outage),
         that day's export again."""
         await self._until_caught_up()
-        try:
-            await self.export_missing()
-        except Exception:
-            _log.exception("day_exports_at_start_failed")
+        missing_done = await self._export_missing_once()
         while True:
             now = _utcnow(self.clock)
             today = dt.date.fromisoformat(self.days.of(now.isoformat(sep=" ")))
@@ -861,15 +861,34 @@ class BackOffice:
                     break
                 self._late.clear()
                 await self._until_caught_up()
+                if not missing_done:
+                    missing_done = await self._export_missing_once()
                 await self._export_late(before=today)
             if not await self._until_caught_up():
                 _log.warning("day_end_before_caught_up", trade_date=today.isoformat())
             try:
                 await self.recon(full=True)
-                await self.export(today)
             except Exception:
-                _log.exception("day_end_failed", trade_date=today.isoformat())
+                _log.exception("day_end_recon_failed", trade_date=today.isoformat())
+            with contextlib.suppress(Exception):  # logged, and tried again (export)
+                await self.export(today)
             await self._export_late(before=today)
+
+    async def _export_missing_once(self) -> bool:
+        """:meth:`export_missing`; False, and tried again in
+        ``export_retry`` seconds, when the ledger could not list its days
+        (the days it could not export are tried again by :meth:`export`)."""
+        try:
+            await self.export_missing()
+        except LedgerError as exc:
+            _log.warning(
+                "day_exports_at_start_failed", error=str(exc)[:300], retry_in_s=self.export_retry
+            )
+            self._retry_soon()
+            return False
+        except Exception:
+            _log.exception("day_exports_at_start_failed")
+        return True
 
     async def _until_caught_up(self) -> bool:
         """Wait for the drop copy to catch up, a minute at most; whether it did."""
@@ -883,10 +902,8 @@ class BackOffice:
         """Export again the ended days before ``before`` that trades came in
         for after they ended."""
         for text in sorted(d for d in self._late_days if d < before.isoformat()):
-            try:
+            with contextlib.suppress(Exception):  # logged, and tried again (export)
                 await self.export(dt.date.fromisoformat(text))
-            except Exception:
-                _log.exception("late_day_export_failed", trade_date=text)
 
     async def export_missing(self) -> list[dt.date]:
         """Export every ended trading day of the ledger whose files are not
@@ -906,32 +923,63 @@ class BackOffice:
         return missing
 
     async def export(self, day: dt.date) -> list[str]:
+        """Write ``day``'s files.  An export that fails (the ledger away,
+        the folder not writable) is logged and tried again every
+        ``export_retry`` seconds until it is written."""
+        text = day.isoformat()
         async with self._exporting:
             async with self._lock:
                 # what is stored up to here is in the files (the ledger pins
                 # it); what is stored later marks the day again
-                late = day.isoformat() in self._late_days
-                self._late_days.discard(day.isoformat())
+                late = text in self._late_days
+                self._late_days.discard(text)
                 try:
                     pinned = await self.ledger.pin_day(day)
+                except Exception as exc:
+                    self._export_failed(day, exc)
+                    raise
                 except BaseException:
                     if late:
-                        self._late_days.add(day.isoformat())
+                        self._late_days.add(text)
                     raise
             # written beside the intake: the files are read from the pinned
             # rows, the ledger is not held (a day of a million trades takes
             # seconds)
             try:
                 files = await pinned.write(str(self.export_dir))
+            except Exception as exc:
+                self._export_failed(day, exc)
+                raise
             except BaseException:
                 if late:
-                    self._late_days.add(day.isoformat())
+                    self._late_days.add(text)
                 raise
             finally:
                 await pinned.close()
         self.exports = files
-        _log.info("day_exported", trade_date=day.isoformat(), files=len(files))
+        _log.info("day_exported", trade_date=text, files=len(files))
         return files
+
+    def _export_failed(self, day: dt.date, exc: Exception) -> None:
+        """The day's files are not written: the day is exported again, in
+        ``export_retry`` seconds (the day ends' task does it)."""
+        self._late_days.add(day.isoformat())
+        _log.warning(
+            "day_export_failed",
+            trade_date=day.isoformat(),
+            error=str(exc)[:300] or repr(exc),
+            retry_in_s=self.export_retry,
+        )
+        self._retry_soon()
+
+    def _retry_soon(self) -> None:
+        """Wake the day ends' task in ``export_retry`` seconds."""
+        if self._retry is None or self._retry.cancelled():
+            self._retry = asyncio.get_running_loop().call_later(self.export_retry, self._retried)
+
+    def _retried(self) -> None:
+        self._retry = None
+        self._late.set()
 
     # -- views -------------------------------------------------------------------------
 

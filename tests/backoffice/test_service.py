@@ -457,6 +457,40 @@ async def test_an_export_that_fails_after_its_pin_marks_its_late_day_again(
         await office.ledger.close()
 
 
+@pytest.mark.asyncio
+async def test_an_export_that_cannot_be_written_is_tried_again_until_it_is(
+    tmp_path: Path,
+) -> None:
+    now = [1_796_472_000.0]  # 2026-12-05 12:00 UTC: 2026-12-04 has ended
+    office, feed = _office(tmp_path, now)
+    office.export_retry = 0.05
+    folder = tmp_path / "backoffice" / "exports"
+    folder.parent.mkdir(parents=True)
+    folder.write_text("a file where the folder goes")  # the disk's fault, say
+    await office.ledger.open()
+    intake = asyncio.create_task(office._take_in(office.feeds[0], feed))  # type: ignore[arg-type]
+    day_ends: asyncio.Task[None] | None = None
+    try:
+        feed.messages.put_nowait(_fill_copy("E1", 1))
+        await until_stored(office, 1)
+        day_ends = asyncio.create_task(office._day_ends())
+        async with asyncio.timeout(10):
+            while "2026-12-04" not in office._late_days:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)  # polling, within the timeout above
+        assert not day_ends.done()
+        folder.unlink()  # mended: the next try writes the day, nothing else is asked
+        await _until_exported(folder, "client-trades-20261204", {"E1"})
+        async with asyncio.timeout(10):
+            while office._late_days:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)  # polling, within the timeout above
+    finally:
+        for task in (intake, day_ends):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        await office.ledger.close()
+
+
 def _csv_ids(path: Path) -> list[str]:
     return [row.split(",")[0] for row in path.read_text().splitlines()[1:]]
 
