@@ -8,8 +8,10 @@ snapshot on a connection and in a thread of its own, beside the writes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +23,7 @@ from backoffice import ledger as sql
 from backoffice.ledger import (
     Break,
     Covers,
+    Hold,
     Ledger,
     LedgerError,
     PinnedDay,
@@ -135,12 +138,14 @@ class DuckLedger(Ledger):
         pinned = list(self._pinned)
         for day in pinned:
             day.interrupt()  # an export's statement ends at once
-        for day in pinned:
-            await day.close()
-        await asyncio.to_thread(self._exports.shutdown, True)
-        if self._con is not None:
-            await self._run(self._close)
-        self._pool.shutdown(wait=True)
+        try:
+            for day in pinned:
+                await day.close()
+            await asyncio.to_thread(self._exports.shutdown, True)
+        finally:
+            if self._con is not None:
+                await self._run(self._close)
+            self._pool.shutdown(wait=True)
 
     def _close(self) -> None:
         if self._con is not None:
@@ -534,22 +539,32 @@ class DuckLedger(Ledger):
         ).fetchall()
         return [r[0] for r in rows]
 
-    async def pin_day(self, day: dt.date) -> PinnedDay:
-        return await self._run(self._pin_day, day)
-
-    def _pin_day(self, day: dt.date) -> _DuckDay:
-        cursor = self.con.cursor()  # a connection of its own to the same database
+    async def pin_day(self, day: dt.date, hold: Hold | None = None) -> PinnedDay:
+        cursor = await self._run(self._export_cursor)
+        pinned = _DuckDay(self, cursor, day)
+        self._pinned.add(pinned)
         try:
-            _terms(cursor, self._settlement)  # its own temporary tables
-            cursor.execute("BEGIN TRANSACTION")
-            # the snapshot is taken at the transaction's first read
-            cursor.execute("SELECT count(*) FROM feed").fetchall()
+            async with hold() if hold is not None else contextlib.nullcontext():
+                await self._run(_snapshot, cursor)
+        except BaseException:
+            # closed in the ledger's thread, after the statement it may
+            # still be running
+            pinned._cursor = None
+            self._pinned.discard(pinned)
+            await self._run(cursor.close)
+            raise
+        return pinned
+
+    def _export_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own to the same database, with its own
+        temporary tables, for a day's export."""
+        cursor = self.con.cursor()
+        try:
+            _terms(cursor, self._settlement)
         except duckdb.Error:
             cursor.close()
             raise
-        pinned = _DuckDay(self, cursor, day)
-        self._pinned.add(pinned)
-        return pinned
+        return cursor
 
     async def _export(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn`` in the exports' thread."""
@@ -559,23 +574,36 @@ class DuckLedger(Ledger):
             raise LedgerError(f"the ledger {self.url}: {exc}") from exc
 
 
+def _snapshot(cursor: duckdb.DuckDBPyConnection) -> None:
+    cursor.execute("BEGIN TRANSACTION")
+    cursor.execute("SELECT count(*) FROM feed").fetchall()  # taken at the first read
+
+
 class _DuckDay(PinnedDay):
     def __init__(self, ledger: DuckLedger, cursor: duckdb.DuckDBPyConnection, day: dt.date) -> None:
         self.day = day
         self._ledger = ledger
         self._cursor: duckdb.DuckDBPyConnection | None = cursor
+        self._stop = threading.Event()
 
     async def write(self, folder: str) -> list[str]:
         cursor = self._cursor
         if cursor is None:
             raise LedgerError(f"the export of {self.day} is closed")
         try:
-            return await self._ledger._export(_export_day, cursor, self.day, folder)
-        except OSError as exc:  # the folder cannot be made or written
+            return await asyncio.get_running_loop().run_in_executor(
+                self._ledger._exports, _export_day, cursor, self.day, folder, self._stop
+            )
+        except (duckdb.Error, OSError) as exc:  # the folder cannot be made or written
             raise LedgerError(f"cannot export {self.day} to {folder}: {exc}") from exc
+        except asyncio.CancelledError:
+            self.interrupt()  # the thread goes on with the statement otherwise
+            raise
 
     def interrupt(self) -> None:
-        """End the statement the export is running (the ledger closes)."""
+        """End the export: the statement it runs, and the ones it would run
+        next (the export cancelled, the ledger closed)."""
+        self._stop.set()
         if self._cursor is not None:
             self._cursor.interrupt()
 
@@ -604,7 +632,9 @@ def _terms(con: duckdb.DuckDBPyConnection, settlement: Settlement) -> None:
     )
 
 
-def _export_day(con: duckdb.DuckDBPyConnection, day: dt.date, folder: str) -> list[str]:
+def _export_day(
+    con: duckdb.DuckDBPyConnection, day: dt.date, folder: str, stop: threading.Event | None = None
+) -> list[str]:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     stamp = day.strftime("%Y%m%d")
@@ -628,6 +658,8 @@ def _export_day(con: duckdb.DuckDBPyConnection, day: dt.date, folder: str) -> li
             path = out / f"{name}.{suffix}"
             tmp = out / f".{name}.{suffix}.tmp"
             literal = str(tmp).replace("'", "''")  # a folder named with a quote
+            if stop is not None and stop.is_set():
+                raise LedgerError(f"the export of {day} was interrupted")
             con.execute(f"COPY ({query}) TO '{literal}' (FORMAT {fmt})")
             os.replace(tmp, path)
             written.append(str(path))

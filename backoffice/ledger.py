@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from decimal import Context, Decimal
 from typing import Any, Final, Literal
 
@@ -1135,11 +1136,13 @@ class Ledger:
     async def trading_days(self) -> list[dt.date]:
         raise NotImplementedError
 
-    async def pin_day(self, day: dt.date) -> PinnedDay:
-        """Pin the ledger's rows as they are now for ``day``'s export: a
-        short call (a snapshot of the database's own).  The export itself,
-        :meth:`PinnedDay.write`, reads the pinned rows beside the writes
-        that follow and does not hold them up."""
+    async def pin_day(self, day: dt.date, hold: Hold | None = None) -> PinnedDay:
+        """Pin the ledger's rows as they are now for ``day``'s export (a
+        snapshot of the database's own), inside ``hold()`` when given: the
+        caller's guard against its own writes, entered only for the moment
+        the snapshot is taken (a connection is made before).  The export
+        itself, :meth:`PinnedDay.write`, reads the pinned rows beside the
+        writes that follow and does not hold them up."""
         raise NotImplementedError
 
     async def export_day(self, day: dt.date, folder: str) -> list[str]:
@@ -1150,6 +1153,10 @@ class Ledger:
             return await pinned.write(folder)
         finally:
             await pinned.close()
+
+
+Hold = Callable[[], AbstractAsyncContextManager[None]]
+"""What :meth:`Ledger.pin_day` enters around the snapshot it takes."""
 
 
 class PinnedDay:

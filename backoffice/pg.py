@@ -20,6 +20,7 @@ the writes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import tempfile
@@ -36,6 +37,7 @@ from backoffice.duck import DuckLedger
 from backoffice.ledger import (
     Break,
     Covers,
+    Hold,
     Ledger,
     LedgerError,
     PinnedDay,
@@ -370,11 +372,13 @@ class PgLedger(Ledger):
             self._open = True
 
     async def close(self) -> None:
-        for pinned in list(self._pinned):
-            await pinned.close()
-        async with self._lock:
-            self._open = False
-            await self._discard(self._con)
+        try:
+            for pinned in list(self._pinned):
+                await pinned.close()
+        finally:
+            async with self._lock:
+                self._open = False
+                await self._discard(self._con)
 
     # -- writes ----------------------------------------------------------------------
 
@@ -682,7 +686,7 @@ class PgLedger(Ledger):
 
         return await self._call("reading trading days", job)
 
-    async def pin_day(self, day: dt.date) -> PinnedDay:
+    async def pin_day(self, day: dt.date, hold: Hold | None = None) -> PinnedDay:
         if not self._open:
             raise LedgerError("the ledger is not open")
         try:
@@ -693,11 +697,12 @@ class PgLedger(Ledger):
             raise LedgerError(f"cannot connect to the ledger {self.url}: {_reason(exc)}") from exc
         try:
             await con.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            # the snapshot is taken at the transaction's first query
-            await con.fetchval("SELECT count(*) FROM feed")
+            async with hold() if hold is not None else contextlib.nullcontext():
+                # the snapshot is taken at the transaction's first query
+                await con.fetchval("SELECT count(*) FROM feed", timeout=CONNECT_TIMEOUT)
         except BaseException as exc:
             con.terminate()
-            if isinstance(exc, _FAILURES):
+            if isinstance(exc, (*_FAILURES, TimeoutError)):
                 raise LedgerError(
                     f"the ledger {self.url}: pinning {day} for its export: {_reason(exc)}"
                 ) from exc
@@ -720,30 +725,33 @@ class _PgDay(PinnedDay):
         con, day, url = self._con, self.day, self._ledger.url
         if con is None:
             raise LedgerError(f"the export of {day} is closed")
-        with tempfile.TemporaryDirectory(prefix="fixgw-export-") as work:
-            copies = {
-                "client_trades": Path(work, "client_trades.csv"),
-                "house_trades": Path(work, "house_trades.csv"),
-            }
-            try:
-                for table, path in copies.items():
-                    await con.copy_from_query(
-                        f"SELECT * FROM {table} WHERE trade_date = $1",
-                        day,
-                        output=str(path),
-                        format="csv",
-                    )
-            except _FAILURES as exc:
-                raise LedgerError(f"the ledger {url}: exporting the day: {_reason(exc)}") from exc
-            memory = DuckLedger(":memory:", self._ledger._settlement)
-            try:
-                await memory.open()
-                await asyncio.to_thread(_load_csv, memory.con, copies)
-                return await memory.export_day(day, folder)
-            except (LedgerError, duckdb.Error, OSError) as exc:
-                raise LedgerError(f"cannot export {day} from {url}: {exc}") from exc
-            finally:
-                await memory.close()
+        try:
+            with tempfile.TemporaryDirectory(prefix="fixgw-export-") as work:
+                copies = {
+                    "client_trades": Path(work, "client_trades.csv"),
+                    "house_trades": Path(work, "house_trades.csv"),
+                }
+                try:
+                    for table, path in copies.items():
+                        await con.copy_from_query(
+                            f"SELECT * FROM {table} WHERE trade_date = $1",
+                            day,
+                            output=str(path),
+                            format="csv",
+                        )
+                except _FAILURES as exc:
+                    raise LedgerError(f"the ledger {url}: exporting {day}: {_reason(exc)}") from exc
+                memory = DuckLedger(":memory:", self._ledger._settlement)
+                try:
+                    await memory.open()
+                    await asyncio.to_thread(_load_csv, memory.con, copies)
+                    return await memory.export_day(day, folder)
+                finally:
+                    await memory.close()
+        except LedgerError:
+            raise
+        except (duckdb.Error, OSError) as exc:
+            raise LedgerError(f"cannot export {day} from {url}: {exc}") from exc
 
     async def close(self) -> None:
         con, self._con = self._con, None

@@ -27,7 +27,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, NamedTuple
@@ -71,6 +71,8 @@ _HOLD_AT: Final = 4 * _BATCH
 _DEFER_RECON_S: Final = 5.0
 """How long incremental runs may wait while the drop copy has more than a
 batch waiting."""
+_EXPORT_RETRY_MAX: Final = 600.0
+"""The longest wait between two tries of a day's export that keeps failing."""
 
 
 class _Batch(NamedTuple):
@@ -291,7 +293,13 @@ class BackOffice:
         self._lock = asyncio.Lock()  # one ledger job at a time: writes, statements, recon
         self._exporting = asyncio.Lock()  # one day's export at a time
         self.export_retry = 30.0
-        """Seconds before an export that failed is tried again."""
+        """Seconds before an export that failed is first tried again."""
+        self.export_failures: dict[str, str] = {}
+        """Trading day -> why its export failed, until it is written."""
+        self._export_tries: dict[str, int] = {}
+        # when each export that failed is due again ("": the listing of
+        # days without files, at start)
+        self._export_due: dict[str, float] = {}
         self._retry: asyncio.TimerHandle | None = None
         self._settled: SettlementBook | None = None
         self._held: PositionBook | None = None
@@ -407,6 +415,8 @@ class BackOffice:
             for feed in self.feeds:
                 if feed.client is not None:
                     feed.client.abort()
+            if self._retry is not None:
+                self._retry.cancel()
             if self._http is not None:
                 await self._http.cleanup()
             await self.ledger.close()
@@ -877,17 +887,19 @@ class BackOffice:
     async def _export_missing_once(self) -> bool:
         """:meth:`export_missing`; False, and tried again in
         ``export_retry`` seconds, when the ledger could not list its days
-        (the days it could not export are tried again by :meth:`export`)."""
+        (a day it could not export is tried again by :meth:`export`)."""
         try:
             await self.export_missing()
         except LedgerError as exc:
             _log.warning(
                 "day_exports_at_start_failed", error=str(exc)[:300], retry_in_s=self.export_retry
             )
-            self._retry_soon()
+            self._export_due[""] = time.monotonic() + self.export_retry
+            self._wake_for_retries()
             return False
         except Exception:
             _log.exception("day_exports_at_start_failed")
+        self._export_due.pop("", None)
         return True
 
     async def _until_caught_up(self) -> bool:
@@ -900,14 +912,20 @@ class BackOffice:
 
     async def _export_late(self, before: dt.date) -> None:
         """Export again the ended days before ``before`` that trades came in
-        for after they ended."""
+        for after they ended, or whose export failed and is due again."""
+        now = time.monotonic()
         for text in sorted(d for d in self._late_days if d < before.isoformat()):
+            if self._export_due.get(text, now) > now:
+                continue  # failed a moment ago: tried again when due
             with contextlib.suppress(Exception):  # logged, and tried again (export)
                 await self.export(dt.date.fromisoformat(text))
+        self._wake_for_retries()
 
     async def export_missing(self) -> list[dt.date]:
         """Export every ended trading day of the ledger whose files are not
-        in the export folder; the days exported."""
+        in the export folder; the days exported.  A day whose export fails
+        is left to its retries (:meth:`export`) and the next one tried; a
+        ledger that cannot list its days is a LedgerError."""
         now = _utcnow(self.clock)
         today = dt.date.fromisoformat(self.days.of(now.isoformat(sep=" ")))
         async with self._lock:
@@ -918,64 +936,82 @@ class BackOffice:
             if day < today
             and not (self.export_dir / f"settlement-{day.strftime('%Y%m%d')}.csv").exists()
         ]
+        exported = []
         for day in missing:
-            await self.export(day)
-        return missing
+            with contextlib.suppress(Exception):  # logged, and tried again (export)
+                await self.export(day)
+                exported.append(day)
+        return exported
 
     async def export(self, day: dt.date) -> list[str]:
         """Write ``day``'s files.  An export that fails (the ledger away,
-        the folder not writable) is logged and tried again every
-        ``export_retry`` seconds until it is written."""
+        the folder not writable) is logged and tried again, after
+        ``export_retry`` seconds and then twice as long each time (10
+        minutes at most), until it is written."""
         text = day.isoformat()
-        async with self._exporting:
+
+        @contextlib.asynccontextmanager
+        async def pinning() -> AsyncIterator[None]:
             async with self._lock:
-                # what is stored up to here is in the files (the ledger pins
-                # it); what is stored later marks the day again
-                late = text in self._late_days
+                # what is stored up to here is in the files (the ledger
+                # pins it); what is stored later marks the day again
                 self._late_days.discard(text)
-                try:
-                    pinned = await self.ledger.pin_day(day)
-                except Exception as exc:
-                    self._export_failed(day, exc)
-                    raise
-                except BaseException:
-                    if late:
-                        self._late_days.add(text)
-                    raise
-            # written beside the intake: the files are read from the pinned
-            # rows, the ledger is not held (a day of a million trades takes
-            # seconds)
+                yield
+
+        async with self._exporting:
             try:
-                files = await pinned.write(str(self.export_dir))
+                pinned = await self.ledger.pin_day(day, pinning)
+                try:
+                    # written beside the intake: the files are read from
+                    # the pinned rows, the ledger is not held (a day of a
+                    # million trades takes seconds)
+                    files = await pinned.write(str(self.export_dir))
+                finally:
+                    await pinned.close()
             except Exception as exc:
-                self._export_failed(day, exc)
+                self._export_failed(text, exc)
                 raise
             except BaseException:
-                if late:
-                    self._late_days.add(text)
+                self._late_days.add(text)  # its files may be half written
                 raise
-            finally:
-                await pinned.close()
         self.exports = files
+        self.export_failures.pop(text, None)
+        self._export_tries.pop(text, None)
+        self._export_due.pop(text, None)
         _log.info("day_exported", trade_date=text, files=len(files))
         return files
 
-    def _export_failed(self, day: dt.date, exc: Exception) -> None:
-        """The day's files are not written: the day is exported again, in
-        ``export_retry`` seconds (the day ends' task does it)."""
-        self._late_days.add(day.isoformat())
+    def _export_failed(self, day: str, exc: Exception) -> None:
+        """The day's files are not written: the day is exported again (the
+        day ends' task does it), later each time it fails."""
+        self._late_days.add(day)
+        failures = self._export_tries.get(day, 0) + 1
+        self._export_tries[day] = failures
+        self._export_due[day] = time.monotonic() + self._export_wait(failures)
+        error = str(exc)[:300] or repr(exc)
+        self.export_failures[day] = error
         _log.warning(
             "day_export_failed",
-            trade_date=day.isoformat(),
-            error=str(exc)[:300] or repr(exc),
-            retry_in_s=self.export_retry,
+            trade_date=day,
+            error=error,
+            tries=failures,
+            retry_in_s=round(self._export_wait(failures), 3),
         )
-        self._retry_soon()
+        self._wake_for_retries()
 
-    def _retry_soon(self) -> None:
-        """Wake the day ends' task in ``export_retry`` seconds."""
-        if self._retry is None or self._retry.cancelled():
-            self._retry = asyncio.get_running_loop().call_later(self.export_retry, self._retried)
+    def _export_wait(self, failures: int) -> float:
+        return min(self.export_retry * float(2 ** min(failures - 1, 16)), _EXPORT_RETRY_MAX)
+
+    def _wake_for_retries(self) -> None:
+        """Wake the day ends' task when the next export to try again is due
+        (one due already waits for its day's end, or is being tried)."""
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        now = time.monotonic()
+        later = [due for due in self._export_due.values() if due > now]
+        if later:
+            self._retry = asyncio.get_running_loop().call_later(min(later) - now, self._retried)
 
     def _retried(self) -> None:
         self._retry = None
@@ -1014,6 +1050,8 @@ class BackOffice:
             if self.last_full is None
             else msgspec.to_builtins(self.last_full),
             "lag_seconds": self.lag_seconds(),
+            # trading day -> why its files could not be written (tried again)
+            "export_failures": dict(self.export_failures),
         }
 
     def _today(self) -> dt.date:

@@ -7,7 +7,9 @@ are seconds after ``T0`` (a Monday), the grace is 5 s."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import threading
 from collections.abc import AsyncIterator, Iterable
 from decimal import Decimal
 from pathlib import Path
@@ -1140,22 +1142,85 @@ async def test_a_pinned_day_is_exported_as_it_was_while_trades_are_stored_beside
         await pinned.write(str(folder))
 
 
+async def _export_sessions(url: str) -> int:
+    """The back office's connections open on the database at ``url``."""
+    con = await asyncpg.connect(url)
+    try:
+        return int(
+            await con.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE application_name = 'fixgw-backoffice' AND datname = current_database()"
+            )
+        )
+    finally:
+        await con.close()
+
+
 @pytest.mark.asyncio
-async def test_a_ledger_closed_with_a_day_pinned_lets_the_snapshot_go(ledger_url: str) -> None:
+async def test_a_ledger_closed_with_a_day_pinned_lets_the_snapshot_go(
+    ledger_url: str, tmp_path: Path
+) -> None:
     opened = make_ledger(ledger_url)
     await opened.open()
     await write(opened, client("C1", 0, seq=1))
     pinned = await opened.pin_day(dt.date(2026, 3, 2))
+    postgres = ledger_url.startswith("postgresql")
+    if postgres:
+        assert await _export_sessions(ledger_url) == 2  # the ledger's and the export's
     await opened.close()
-    with pytest.raises(LedgerError):
-        await pinned.write("/nonexistent")
+    assert opened._pinned == set()  # type: ignore[attr-defined]
+    if postgres:
+        assert await _export_sessions(ledger_url) == 0
+    with pytest.raises(LedgerError, match="is closed"):
+        await pinned.write(str(tmp_path / "exports"))
+    assert not (tmp_path / "exports").exists()
     await pinned.close()
-    again = make_ledger(ledger_url)  # nothing of the export's is left open on the database
-    await again.open()
+
+
+@pytest.mark.asyncio
+async def test_a_pin_that_fails_leaves_nothing_open(ledger_url: str) -> None:
+    opened = make_ledger(ledger_url)
+    await opened.open()
     try:
-        assert (await again.counts())["client_trades"] == 1
+
+        @contextlib.asynccontextmanager
+        async def refused() -> AsyncIterator[None]:
+            raise RuntimeError("the caller's guard failed")
+            yield  # an async generator
+
+        with pytest.raises(RuntimeError, match="guard failed"):
+            await opened.pin_day(dt.date(2026, 3, 2), refused)
+        assert opened._pinned == set()  # type: ignore[attr-defined]
+        if ledger_url.startswith("postgresql"):
+            assert await _export_sessions(ledger_url) == 1  # the ledger's own
     finally:
-        await again.close()
+        await opened.close()
+
+
+@pytest.mark.asyncio
+async def test_duckdb_writes_go_on_while_the_exports_thread_is_busy(tmp_path: Path) -> None:
+    opened = DuckLedger(tmp_path / "ledger.duckdb", SETTLEMENT)
+    await opened.open()
+    busy = threading.Event()
+    try:
+        await write(opened, client("C1", 0, seq=1))
+        pinned = await opened.pin_day(dt.date(2026, 3, 2))
+        # the exports' thread held (as by a long export): the writer is not
+        opened._exports.submit(busy.wait, 10)
+        export = asyncio.create_task(pinned.write(str(tmp_path / "exports")))
+        await write(opened, client("C2", 1, seq=2))
+        assert (await opened.counts())["client_trades"] == 2
+        assert not export.done()
+        # cancelled while it waits: it stops before its first statement
+        export.cancel()
+        busy.set()
+        with pytest.raises(asyncio.CancelledError):
+            await export
+        await pinned.close()
+        assert not (tmp_path / "exports" / "client-trades-20260302.csv").exists()
+    finally:
+        busy.set()
+        await opened.close()
 
 
 # -- PostgreSQL: the server away ------------------------------------------------------

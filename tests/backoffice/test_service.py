@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 from backoffice.duck import DuckLedger
-from backoffice.ledger import LedgerError, PinnedDay, Position
+from backoffice.ledger import Hold, LedgerError, PinnedDay, Position
 from backoffice.records import ClientTrade, HouseTrade, LpTrade
 from backoffice.service import (
     _BATCH,
@@ -368,8 +368,8 @@ async def test_a_day_being_exported_holds_up_neither_the_intake_nor_the_treasury
     writing, go_on = asyncio.Event(), asyncio.Event()
     closed: list[dt.date] = []
 
-    async def held_pin(day: dt.date) -> PinnedDay:
-        pinned = await pin(day)
+    async def held_pin(day: dt.date, hold: Hold | None = None) -> PinnedDay:
+        pinned = await pin(day, hold)
         write, close = pinned.write, pinned.close
 
         async def held_write(folder: str) -> list[str]:
@@ -391,7 +391,8 @@ async def test_a_day_being_exported_holds_up_neither_the_intake_nor_the_treasury
         feed.messages.put_nowait(_fill_copy("E1", 1))
         await until_stored(office, 1)
         export = asyncio.create_task(office.export(dt.date(2026, 12, 4)))
-        await writing.wait()
+        async with asyncio.timeout(10):
+            await writing.wait()
         # the day's files are being written: a trade of that day, resent,
         # is stored, and the treasury answers, meanwhile
         feed.messages.put_nowait(_fill_copy("E2", 2))
@@ -489,6 +490,54 @@ async def test_an_export_that_cannot_be_written_is_tried_again_until_it_is(
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         await office.ledger.close()
+
+
+@pytest.mark.asyncio
+async def test_a_missing_day_that_cannot_be_written_does_not_hold_up_the_next(
+    tmp_path: Path,
+) -> None:
+    now = [1_796_472_000.0]  # 2026-12-05 12:00 UTC
+    office, _ = _office(tmp_path, now)
+    office.export_retry = 3600.0  # not tried again within the test
+    folder = tmp_path / "backoffice" / "exports"
+    # where the first day's first file is written first: a folder, not a file
+    (folder / ".client-trades-20261203.parquet.tmp").mkdir(parents=True)
+    await office.ledger.open()
+    try:
+        for exec_id, day in (("E3", "2026-12-03"), ("E4", "2026-12-04")):
+            trade = ClientTrade(
+                exec_id,
+                "CLIENT1",
+                "O1",
+                "K1",
+                "EUR/USD",
+                1,
+                "1000",
+                "1.1",
+                "LP_A",
+                f"{day} 10:00:00.000",
+                day,
+                1,
+            )
+            await office.ledger.write(office.feeds[0].session_key, 1, [trade], [])
+        assert await office.export_missing() == [dt.date(2026, 12, 4)]
+        assert _csv_ids(folder / "client-trades-20261204.csv") == ["E4"]
+        assert office._late_days == {"2026-12-03"}  # to be tried again
+        status = await office.status()
+        assert list(status["export_failures"]) == ["2026-12-03"]
+        assert "cannot export 2026-12-03" in status["export_failures"]["2026-12-03"]
+    finally:
+        await office.ledger.close()
+
+
+def test_an_export_that_keeps_failing_is_tried_again_less_and_less_often(
+    tmp_path: Path,
+) -> None:
+    office, _ = _office(tmp_path, [1_796_472_000.0])
+    office.export_retry = 30.0
+    waits = [office._export_wait(n) for n in range(1, 8)]
+    assert waits == [30.0, 60.0, 120.0, 240.0, 480.0, 600.0, 600.0]  # 10 minutes at most
+    assert office._export_wait(10_000) == 600.0
 
 
 def _csv_ids(path: Path) -> list[str]:
