@@ -19,11 +19,13 @@ message with a problem pays for finding the first one in the order above.
 
 Before any of that, ``validate`` tries a fast accept path (``_fast_accept``)
 built from tables prepared once per Validator: one pass over the fields that
-can only conclude "valid".  It covers messages without repeating groups whose
-every tag is a plain header, body or trailer tag of the message type; anything
-else (a group, an unknown or misplaced tag, a repeated tag, a bad value, a
-missing required tag) falls through to the full check above, which alone
-chooses and returns a Problem.
+can only conclude "valid".  It covers messages whose every tag is a plain
+header, body or trailer tag of the message type, or belongs to one of the
+message type's repeating groups in the body (nested groups included), read
+entry by entry as the full check reads them; anything else (a header group,
+an unknown or misplaced tag, a repeated tag, an entry not started by its
+delimiter, a wrong count, a bad value, a missing required tag) falls through
+to the full check above, which alone chooses and returns a Problem.
 """
 
 from __future__ import annotations
@@ -153,13 +155,40 @@ _TRAILER: Final = 2
 
 # (section, value check or None when any value passes)
 _Placed = tuple[int, ValueCheck | None]
-# (section, value check, whether the message type requires the tag)
-_FastEntry = tuple[int, ValueCheck | None, bool]
+# (section, value check, whether the message type requires the tag, the
+# repeating group the tag counts, if it is a group's count tag)
+_FastEntry = tuple[int, ValueCheck | None, bool, "_FastGroup | None"]
 # (tag -> entry, how many tags the message type requires, tags that cannot be
 # an unlisted user-defined body tag; None when unlisted tags are never accepted)
 _FastSpec = tuple[dict[int, _FastEntry], int, frozenset[int] | None]
 # Messages the fast path reads before its marks of seen tags start afresh.
 _MARK_ROUNDS: Final = 255
+# Group entries read before the marks of the tags seen in an entry start
+# afresh (checked before each message, which reads fewer entries than fields).
+_ENTRY_ROUNDS: Final = 1 << 24
+# (value check, whether each entry requires the tag, the group it counts)
+_FastMember = tuple[ValueCheck | None, bool, "_FastGroup | None"]
+
+
+class _FastGroup:
+    """A repeating group as the fast accept path reads it: each entry starts
+    at ``delimiter``, holds each of ``every`` at most once and ``required``
+    of the members marked required; ``members`` holds every member, with
+    its check and the group it counts, if any."""
+
+    __slots__ = ("delimiter", "every", "members", "required")
+
+    def __init__(
+        self,
+        delimiter: int,
+        every: frozenset[int],
+        members: dict[int, _FastMember],
+        required: int,
+    ) -> None:
+        self.delimiter = delimiter
+        self.every = every
+        self.members = members
+        self.required = required
 
 
 def _value_check(dd: Dictionary, tag: int) -> ValueCheck | None:
@@ -279,6 +308,30 @@ class _FastTables:
         spec = self.specs[msg_type] = self._build(mdef)
         return spec
 
+    def group(self, gdef: GroupDef) -> _FastGroup | None:
+        """``gdef`` for the fast path; None (left to the full check) when a
+        member is not a known tag, the delimiter or a required tag is not a
+        member, or a nested group shares a tag with the group around it."""
+        known = self._dd.field_names
+        members = gdef.members
+        required = set(gdef.required)
+        if gdef.delimiter not in members or not required <= members:
+            return None
+        table: dict[int, _FastMember] = {}
+        for tag in members:
+            if tag not in known:
+                return None
+            nested: _FastGroup | None = None
+            ndef = gdef.groups.get(tag)
+            if ndef is not None:
+                if members & (_group_tags([ndef]) - {tag}):
+                    return None
+                nested = self.group(ndef)
+                if nested is None:
+                    return None
+            table[tag] = (self.check(tag), tag in required, nested)
+        return _FastGroup(gdef.delimiter, frozenset(members), table, len(required))
+
     def _build(self, mdef: MessageDef) -> _FastSpec:
         group_tags = _group_tags(mdef.groups.values())
         known = self._dd.field_names
@@ -287,8 +340,16 @@ class _FastTables:
             for tag in mdef.fields - self._not_body
             if tag in known and tag not in group_tags
         }
+        # the body's groups the fast path reads, by count tag
+        groups: dict[int, _FastGroup] = {}
+        for count_tag, gdef in mdef.groups.items():
+            if count_tag in mdef.fields and count_tag in known and count_tag not in self._not_body:
+                fast = self.group(gdef)
+                if fast is not None:
+                    groups[count_tag] = fast
+                    body[count_tag] = (self.body_section, self.check(count_tag))
         placed = {**body, **self._trailer, **self._header}
-        for tag in group_tags:
+        for tag in group_tags - groups.keys():
             placed.pop(tag, None)
         # A required tag in a group, or where the full check does not look for
         # it, leaves the message type to the full check: an empty table
@@ -304,7 +365,10 @@ class _FastTables:
         if not self._user_defined:
             unlisted = self._not_body.union(mdef.groups)
         needed = required.union(mdef.required)
-        table = {tag: (sec, check, tag in needed) for tag, (sec, check) in placed.items()}
+        table = {
+            tag: (sec, check, tag in needed, groups.get(tag))
+            for tag, (sec, check) in placed.items()
+        }
         return table, len(needed), unlisted
 
 
@@ -312,6 +376,8 @@ class Validator:
     """Validates messages for one session's options against a dictionary."""
 
     __slots__ = (
+        "_entry_marks",
+        "_entry_round",
         "_fast",
         "_fast_first",
         "_fast_tables",
@@ -333,6 +399,11 @@ class Validator:
         # marked with the current round is a repeated tag.
         self._marks = [0] * (max(dictionary.field_names, default=0) + 1)
         self._round = 0
+        # Per known tag, the group entry that last held it (entries are
+        # numbered on from message to message): a member marked with its
+        # entry's number is repeated in the entry.
+        self._entry_marks = [0] * len(self._marks)
+        self._entry_round = 0
 
     def validate(self, msg: FixMessage) -> Problem | None:
         """The first problem with ``msg`` in the order described in the
@@ -374,11 +445,21 @@ class Validator:
                 marks[i] = 0
             this_round = 1
         self._round = this_round
+        if self._entry_round > _ENTRY_ROUNDS:
+            entry_marks = self._entry_marks
+            for i in range(len(entry_marks)):
+                entry_marks[i] = 0
+            self._entry_round = 0
         have_values = self._have_values
         unlisted_seen: set[int] | None = None
         section = 0
         found = 0
-        for tag, value in fields:
+        n = len(fields)
+        i = 0
+        while i < n:
+            tag, value = fields[i]
+            i += 1
+            group: _FastGroup | None = None
             entry = table.get(tag)
             if entry is None:
                 if blocked is None or tag < USER_DEFINED_MIN or tag in blocked:
@@ -393,7 +474,7 @@ class Validator:
                 sec = tables.body_section
                 check = tables.check(tag)
             else:
-                sec, check, needed = entry
+                sec, check, needed, group = entry
                 if marks[tag] == this_round:
                     return False  # repeated
                 marks[tag] = this_round
@@ -407,7 +488,68 @@ class Validator:
                 return False
             if check is not None and not check(value):
                 return False
+            if group is not None:
+                i = self._fast_group(group, fields, i, value)
+                if i < 0:
+                    return False
         return found == required
+
+    def _fast_group(
+        self, group: _FastGroup, fields: list[tuple[int, bytes]], i: int, count: bytes
+    ) -> int:
+        """Read ``group``'s entries from ``fields[i]`` on, as the full check
+        reads them (an entry starts at the delimiter or at a member the
+        entry holds already; the group ends at a tag that is no member):
+        the index of the first field after the group, or -1 when the full
+        check must decide (an entry not started at its delimiter, a member
+        twice in an entry, a required member missing, a bad value, a count
+        that is not the number of entries)."""
+        if not count.isdigit():
+            return -1
+        every = group.every
+        members = group.members
+        delimiter = group.delimiter
+        required = group.required
+        marks = self._entry_marks
+        have_values = self._have_values
+        n = len(fields)
+        entries = 0
+        found = 0
+        this_entry = 0
+        while i < n:
+            tag, value = fields[i]
+            if tag == delimiter:
+                if entries and found != required:
+                    return -1
+                entries += 1
+                found = 0
+                this_entry = self._entry_round + 1
+                self._entry_round = this_entry
+            elif tag not in every:
+                break
+            elif not entries or marks[tag] == this_entry:
+                return -1  # an entry that does not start at the delimiter
+            member = members.get(tag)
+            if member is None:
+                return -1
+            check, needed, nested = member
+            marks[tag] = this_entry
+            if needed:
+                found += 1
+            if not value and have_values:
+                return -1
+            if check is not None and not check(value):
+                return -1
+            i += 1
+            if nested is not None:
+                i = self._fast_group(nested, fields, i, value)
+                if i < 0:
+                    return -1
+        if entries and found != required:
+            return -1
+        if int(count) != entries:
+            return -1
+        return i
 
     # -- full check ---------------------------------------------------------
 

@@ -223,6 +223,11 @@ SWEEP_BASES: list[tuple[bytes, list[Field]]] = [
     (b"D", HEADER + NEW_ORDER_SINGLE),
     (b"8", HEADER + EXECUTION_REPORT_WITHOUT_GROUPS),
     (b"0", HEADER),
+    # groups: nested (Parties), several in one message, counted by the body
+    (b"D", HEADER + NEW_ORDER_SINGLE + PARTIES),
+    (b"8", HEADER + EXECUTION_REPORT),
+    (b"V", HEADER + MARKET_DATA_REQUEST),
+    (b"E", HEADER + NEW_ORDER_LIST),
 ]
 SWEEP_VALUES = [b"", b"1", b"Y", b"x", TS]
 
@@ -288,11 +293,103 @@ def test_plain_new_order_single_takes_the_fast_path() -> None:
     plain = wire_message(b"D", HEADER, NEW_ORDER_SINGLE)
     with_group = wire_message(b"D", HEADER, NEW_ORDER_SINGLE + PARTIES)
     assert DEFAULT._fast_accept(plain)
-    assert not DEFAULT._fast_accept(with_group)
-    assert not DEFAULT._fast_accept(wire_message(b"V", HEADER, MARKET_DATA_REQUEST))
     validator = Validator(fix44(), ValidationOptions())
     assert validator.validate(plain) is None
-    assert validator.validate(with_group) == validator.validate_full(with_group)
+    assert validator.validate(with_group) == validator.validate_full(with_group) is None
+
+
+@pytest.mark.parametrize(
+    ("msg_type", "body"),
+    [
+        (b"D", NEW_ORDER_SINGLE + PARTIES),  # a group with a group in its entries
+        (b"8", EXECUTION_REPORT),
+        (b"V", MARKET_DATA_REQUEST),
+        (b"E", NEW_ORDER_LIST),
+    ],
+)
+def test_valid_messages_with_groups_in_their_body_take_the_fast_path(
+    msg_type: bytes, body: list[Field]
+) -> None:
+    msg = wire_message(msg_type, HEADER + OPTIONAL_HEADER, body)
+    assert DEFAULT.validate_full(msg) is None
+    for validator in VALIDATORS.values():
+        assert validator._fast_accept(msg)
+
+
+def _parties(*fields: Field) -> FixMessage:
+    return message(b"D", [*HEADER, *NEW_ORDER_SINGLE, *fields])
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        # the count is not the number of entries
+        (
+            [(453, b"2"), (448, b"A"), (447, b"D"), (452, b"11")],
+            Problem(SessionRejectReason.INCORRECT_NUMINGROUP_COUNT_FOR_REPEATING_GROUP, 453),
+        ),
+        # an entry that does not start at the delimiter (the full check reads
+        # two entries here, as counted)
+        (
+            [(453, b"2"), (447, b"D"), (448, b"A"), (452, b"11")],
+            Problem(SessionRejectReason.REPEATING_GROUP_FIELDS_OUT_OF_ORDER, 453),
+        ),
+        # a member twice in an entry: a second entry not started at the delimiter
+        (
+            [(453, b"2"), (448, b"A"), (447, b"D"), (447, b"D")],
+            Problem(SessionRejectReason.REPEATING_GROUP_FIELDS_OUT_OF_ORDER, 453),
+        ),
+        # a bad value inside an entry, and in a nested entry
+        (
+            [(453, b"1"), (448, b"A"), (447, b"?"), (452, b"11")],
+            Problem(SessionRejectReason.VALUE_IS_INCORRECT, 447),
+        ),
+        (
+            [(453, b"1"), (448, b"A"), (802, b"1"), (523, b""), (803, b"9")],
+            Problem(SessionRejectReason.TAG_SPECIFIED_WITHOUT_A_VALUE, 523),
+        ),
+        # a nested count that is not the number of its entries
+        (
+            [(453, b"1"), (448, b"A"), (802, b"3"), (523, b"x"), (803, b"9")],
+            Problem(SessionRejectReason.INCORRECT_NUMINGROUP_COUNT_FOR_REPEATING_GROUP, 802),
+        ),
+        # a count that is no number
+        (
+            [(453, b"x"), (448, b"A")],
+            Problem(SessionRejectReason.INCORRECT_DATA_FORMAT_FOR_VALUE, 453),
+        ),
+    ],
+)
+def test_group_faults_are_left_to_the_full_check(fields: list[Field], problem: Problem) -> None:
+    msg = _parties(*fields)
+    assert not DEFAULT._fast_accept(msg)
+    assert DEFAULT.validate(msg) == DEFAULT.validate_full(msg) == problem
+
+
+def test_members_of_a_group_outside_it_are_left_to_the_full_check() -> None:
+    # a member after the group has ended (a plain body tag in between)
+    msg = _parties((453, b"1"), (448, b"A"), (58, b"note"), (447, b"D"))
+    assert not DEFAULT._fast_accept(msg)
+    assert DEFAULT.validate(msg) == DEFAULT.validate_full(msg) is not None
+    # a member with no group around it
+    alone = _parties((448, b"A"))
+    assert not DEFAULT._fast_accept(alone)
+    assert DEFAULT.validate(alone) == DEFAULT.validate_full(alone) is not None
+
+
+def test_group_entries_are_told_apart_across_many_messages() -> None:
+    # entries are numbered on from message to message, and the marks start
+    # afresh once the numbers run high: a repeat in an entry is still seen
+    validator = Validator(fix44(), ValidationOptions())
+    good = _parties((453, b"2"), (448, b"A"), (447, b"D"), (448, b"B"), (447, b"D"))
+    repeated = _parties((453, b"1"), (448, b"A"), (447, b"D"), (447, b"D"))
+    for _ in range(300):
+        assert validator._fast_accept(good)
+        assert not validator._fast_accept(repeated)
+    validator._entry_round = 1 << 30  # past the point where the marks start afresh
+    assert validator._fast_accept(good)
+    assert validator._entry_round < 1 << 30
+    assert not validator._fast_accept(repeated)
 
 
 def test_repeated_tags_are_caught_in_every_round_of_marks() -> None:
