@@ -456,14 +456,15 @@ class Validator:
         found = 0
         n = len(fields)
         i = 0
+        group: _FastGroup | None = None
         while i < n:
             tag, value = fields[i]
             i += 1
-            group: _FastGroup | None = None
             entry = table.get(tag)
             if entry is None:
                 if blocked is None or tag < USER_DEFINED_MIN or tag in blocked:
                     return False
+                group = None
                 # a user-defined tag, not validated under these options
                 if unlisted_seen is None:
                     unlisted_seen = set()
