@@ -279,14 +279,18 @@ class PgLedger(Ledger):
 
     # -- the connection ----------------------------------------------------------------
 
-    async def _connect(self) -> Any:
-        """A new connection with the session's temporary tables."""
+    async def _connect_plain(self) -> Any:
+        """A new connection to the ledger's database, as it comes."""
         try:
-            con = await asyncpg.connect(
+            return await asyncpg.connect(
                 self._dsn, timeout=CONNECT_TIMEOUT, server_settings=_SERVER_SETTINGS
             )
         except (*_FAILURES, asyncpg.ClientConfigurationError) as exc:
             raise LedgerError(f"cannot connect to the ledger {self.url}: {_reason(exc)}") from exc
+
+    async def _connect(self) -> Any:
+        """A new connection with the session's temporary tables."""
+        con = await self._connect_plain()
         try:
             async with con.transaction():
                 for statement in sql.TABLES:
@@ -689,12 +693,7 @@ class PgLedger(Ledger):
     async def pin_day(self, day: dt.date, hold: Hold | None = None) -> PinnedDay:
         if not self._open:
             raise LedgerError("the ledger is not open")
-        try:
-            con = await asyncpg.connect(
-                self._dsn, timeout=CONNECT_TIMEOUT, server_settings=_SERVER_SETTINGS
-            )
-        except (*_FAILURES, asyncpg.ClientConfigurationError) as exc:
-            raise LedgerError(f"cannot connect to the ledger {self.url}: {_reason(exc)}") from exc
+        con = await self._connect_plain()
         try:
             await con.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             async with hold() if hold is not None else contextlib.nullcontext():
