@@ -419,16 +419,20 @@ class Validator:
         decided here" (the full check must run), never "invalid".
 
         It holds when every tag is in the message type's fast table (plain
-        header, body and trailer tags, none of them a repeating-group tag),
-        or, when user-defined fields are not validated, is an unlisted body
-        tag from USER_DEFINED_MIN up; no tag appears twice; the first field is
+        header, body and trailer tags, and the count tags of the body's
+        groups the table reads), or is a member of the group whose entries
+        are being read (:meth:`_fast_group`), or, when user-defined fields
+        are not validated, is an unlisted body tag from USER_DEFINED_MIN up;
+        no tag appears twice, at the top or in an entry; the first field is
         a header tag; the sections come in order (when that is validated);
-        every value passes its check; and every required tag is present (as
-        no listed tag repeats, counting the required ones met is enough).
-        Under those conditions the full check finds nothing: it reads no
-        group, every section holds distinct tags that are known (or exempt)
-        and allowed, every value passes the same checks, and no required tag
-        is missing."""
+        every value passes its check; every entry starts at its delimiter
+        and holds its required members, and every count is the number of
+        entries read; and every required tag is present (as no listed tag
+        repeats, counting the required ones met is enough).  Under those
+        conditions the full check finds nothing: it reads the same groups
+        and entries, every section and entry holds distinct tags that are
+        known (or exempt) and allowed, every value passes the same checks,
+        and no required tag is missing."""
         spec = self._fast.get(msg.msg_type)
         if spec is None:
             spec = self._fast_tables.spec(msg.msg_type)
@@ -505,7 +509,7 @@ class Validator:
         check must decide (an entry not started at its delimiter, a member
         twice in an entry, a required member missing, a bad value, a count
         that is not the number of entries)."""
-        if not count.isdigit():
+        if not count.isdigit() or len(count) > 18:  # no NumInGroup is longer
             return -1
         every = group.every
         members = group.members
