@@ -67,7 +67,10 @@ __all__ = ["BackOffice", "BackofficeError", "Feed", "open_ledger"]
 _log = structlog.get_logger("backoffice")
 _DASHBOARD: Final = Path(__file__).with_name("dashboard.html")
 _BATCH: Final = 20_000
-_HOLD_AT: Final = 4 * _BATCH
+_HOLD_AT: Final = 2 * _BATCH
+"""Messages read ahead of the ledger before the drop copy's reading is held
+(the intake is no slower than with twice as many, and holds less: see
+bench/RESULTS.md)."""
 _DEFER_RECON_S: Final = 5.0
 """How long incremental runs may wait while the drop copy has more than a
 batch waiting."""
