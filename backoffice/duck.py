@@ -566,13 +566,6 @@ class DuckLedger(Ledger):
             raise
         return cursor
 
-    async def _export(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn`` in the exports' thread."""
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._exports, fn, *args)
-        except duckdb.Error as exc:
-            raise LedgerError(f"the ledger {self.url}: {exc}") from exc
-
 
 def _snapshot(cursor: duckdb.DuckDBPyConnection) -> None:
     cursor.execute("BEGIN TRANSACTION")
@@ -610,8 +603,9 @@ class _DuckDay(PinnedDay):
     async def close(self) -> None:
         cursor, self._cursor = self._cursor, None
         self._ledger._pinned.discard(self)
-        if cursor is not None:
-            await self._ledger._export(cursor.close)  # its transaction rolled back
+        if cursor is not None:  # closed after the statement it may still run
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._ledger._exports, cursor.close)  # rolled back
 
 
 def _terms(con: duckdb.DuckDBPyConnection, settlement: Settlement) -> None:
@@ -633,7 +627,7 @@ def _terms(con: duckdb.DuckDBPyConnection, settlement: Settlement) -> None:
 
 
 def _export_day(
-    con: duckdb.DuckDBPyConnection, day: dt.date, folder: str, stop: threading.Event | None = None
+    con: duckdb.DuckDBPyConnection, day: dt.date, folder: str, stop: threading.Event
 ) -> list[str]:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -658,7 +652,7 @@ def _export_day(
             path = out / f"{name}.{suffix}"
             tmp = out / f".{name}.{suffix}.tmp"
             literal = str(tmp).replace("'", "''")  # a folder named with a quote
-            if stop is not None and stop.is_set():
+            if stop.is_set():
                 raise LedgerError(f"the export of {day} was interrupted")
             con.execute(f"COPY ({query}) TO '{literal}' (FORMAT {fmt})")
             os.replace(tmp, path)

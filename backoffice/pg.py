@@ -269,9 +269,9 @@ class PgLedger(Ledger):
         self._settlement = settlement
         self._convert = _Converter(settlement)
         self._con: Any = None
-        self._counted: dict[str, int] | None = None
         # the big tables' rows, kept by the writes once counted (None: to
         # be counted again, at the next call)
+        self._counted: dict[str, int] | None = None
         self._open = False
         self._lock = asyncio.Lock()
         self._ingest = 0
@@ -318,14 +318,8 @@ class PgLedger(Ledger):
     async def _discard(self, con: Any) -> None:
         if con is self._con:
             self._con = None
-        if con is not None and not con.is_closed():
-            try:
-                await asyncio.wait_for(con.close(), timeout=5)
-            except _FAILURES:
-                con.terminate()
-            except asyncio.CancelledError:
-                con.terminate()
-                raise
+        if con is not None:
+            await _close(con)
 
     async def _call(self, what: str, job: Callable[[Any], Awaitable[T]]) -> T:
         """``job`` on the connection, in its turn; a dropped connection is
@@ -755,14 +749,21 @@ class _PgDay(PinnedDay):
     async def close(self) -> None:
         con, self._con = self._con, None
         self._ledger._pinned.discard(self)
-        if con is not None and not con.is_closed():
-            try:
-                await asyncio.wait_for(con.close(), timeout=5)  # its transaction rolled back
-            except _FAILURES:
-                con.terminate()
-            except asyncio.CancelledError:
-                con.terminate()
-                raise
+        if con is not None:
+            await _close(con)  # its transaction rolled back
+
+
+async def _close(con: Any) -> None:
+    """Close ``con``, or cut it off if the server does not answer."""
+    if con.is_closed():
+        return
+    try:
+        await asyncio.wait_for(con.close(), timeout=5)
+    except _FAILURES:
+        con.terminate()
+    except asyncio.CancelledError:
+        con.terminate()
+        raise
 
 
 async def _copy_insert(

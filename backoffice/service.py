@@ -78,6 +78,14 @@ _EXPORT_RETRY_MAX: Final = 600.0
 """The longest wait between two tries of a day's export that keeps failing."""
 
 
+class _ExportFailure(NamedTuple):
+    """A day whose files could not be written, until they are."""
+
+    tries: int
+    due: float  # when it is tried again (monotonic seconds)
+    error: str
+
+
 class _Batch(NamedTuple):
     """A batch of the drop copy made into trades, to be written."""
 
@@ -297,12 +305,8 @@ class BackOffice:
         self._exporting = asyncio.Lock()  # one day's export at a time
         self.export_retry = 30.0
         """Seconds before an export that failed is first tried again."""
-        self.export_failures: dict[str, str] = {}
-        """Trading day -> why its export failed, until it is written."""
-        self._export_tries: dict[str, int] = {}
-        # when each export that failed is due again ("": the listing of
-        # days without files, at start)
-        self._export_due: dict[str, float] = {}
+        self._export_failures: dict[str, _ExportFailure] = {}  # by trading day
+        self._listing_due: float | None = None  # the days without files, listed again then
         self._retry: asyncio.TimerHandle | None = None
         self._settled: SettlementBook | None = None
         self._held: PositionBook | None = None
@@ -859,8 +863,7 @@ class BackOffice:
         await self._until_caught_up()
         missing_done = await self._export_missing_once()
         while True:
-            now = _utcnow(self.clock)
-            today = dt.date.fromisoformat(self.days.of(now.isoformat(sep=" ")))
+            today = self._today()
             _, end = self.days.bounds(today)
             due = end + dt.timedelta(seconds=self.grace + 1)
             while True:
@@ -897,12 +900,12 @@ class BackOffice:
             _log.warning(
                 "day_exports_at_start_failed", error=str(exc)[:300], retry_in_s=self.export_retry
             )
-            self._export_due[""] = time.monotonic() + self.export_retry
+            self._listing_due = time.monotonic() + self.export_retry
             self._wake_for_retries()
             return False
         except Exception:
             _log.exception("day_exports_at_start_failed")
-        self._export_due.pop("", None)
+        self._listing_due = None
         return True
 
     async def _until_caught_up(self) -> bool:
@@ -918,7 +921,8 @@ class BackOffice:
         for after they ended, or whose export failed and is due again."""
         now = time.monotonic()
         for text in sorted(d for d in self._late_days if d < before.isoformat()):
-            if self._export_due.get(text, now) > now:
+            failed = self._export_failures.get(text)
+            if failed is not None and failed.due > now:
                 continue  # failed a moment ago: tried again when due
             with contextlib.suppress(Exception):  # logged, and tried again (export)
                 await self.export(dt.date.fromisoformat(text))
@@ -929,8 +933,7 @@ class BackOffice:
         in the export folder; the days exported.  A day whose export fails
         is left to its retries (:meth:`export`) and the next one tried; a
         ledger that cannot list its days is a LedgerError."""
-        now = _utcnow(self.clock)
-        today = dt.date.fromisoformat(self.days.of(now.isoformat(sep=" ")))
+        today = self._today()
         async with self._lock:
             days = await self.ledger.trading_days()
         missing = [
@@ -978,9 +981,7 @@ class BackOffice:
                 self._late_days.add(text)  # its files may be half written
                 raise
         self.exports = files
-        self.export_failures.pop(text, None)
-        self._export_tries.pop(text, None)
-        self._export_due.pop(text, None)
+        self._export_failures.pop(text, None)
         _log.info("day_exported", trade_date=text, files=len(files))
         return files
 
@@ -988,17 +989,13 @@ class BackOffice:
         """The day's files are not written: the day is exported again (the
         day ends' task does it), later each time it fails."""
         self._late_days.add(day)
-        failures = self._export_tries.get(day, 0) + 1
-        self._export_tries[day] = failures
-        self._export_due[day] = time.monotonic() + self._export_wait(failures)
+        before = self._export_failures.get(day)
+        tries = 1 if before is None else before.tries + 1
+        wait = self._export_wait(tries)
         error = str(exc)[:300] or repr(exc)
-        self.export_failures[day] = error
+        self._export_failures[day] = _ExportFailure(tries, time.monotonic() + wait, error)
         _log.warning(
-            "day_export_failed",
-            trade_date=day,
-            error=error,
-            tries=failures,
-            retry_in_s=round(self._export_wait(failures), 3),
+            "day_export_failed", trade_date=day, error=error, tries=tries, retry_in_s=round(wait, 3)
         )
         self._wake_for_retries()
 
@@ -1012,7 +1009,10 @@ class BackOffice:
             self._retry.cancel()
             self._retry = None
         now = time.monotonic()
-        later = [due for due in self._export_due.values() if due > now]
+        dues = [failed.due for failed in self._export_failures.values()]
+        if self._listing_due is not None:
+            dues.append(self._listing_due)
+        later = [due for due in dues if due > now]
         if later:
             self._retry = asyncio.get_running_loop().call_later(min(later) - now, self._retried)
 
@@ -1054,7 +1054,7 @@ class BackOffice:
             else msgspec.to_builtins(self.last_full),
             "lag_seconds": self.lag_seconds(),
             # trading day -> why its files could not be written (tried again)
-            "export_failures": dict(self.export_failures),
+            "export_failures": {day: f.error for day, f in self._export_failures.items()},
         }
 
     def _today(self) -> dt.date:

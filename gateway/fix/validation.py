@@ -172,21 +172,14 @@ _FastMember = tuple[ValueCheck | None, bool, "_FastGroup | None"]
 
 class _FastGroup:
     """A repeating group as the fast accept path reads it: each entry starts
-    at ``delimiter``, holds each of ``every`` at most once and ``required``
-    of the members marked required; ``members`` holds every member, with
-    its check and the group it counts, if any."""
+    at ``delimiter``, holds each member at most once and ``required`` of
+    those marked required; ``members`` holds every member, with its check
+    and the group it counts, if any."""
 
-    __slots__ = ("delimiter", "every", "members", "required")
+    __slots__ = ("delimiter", "members", "required")
 
-    def __init__(
-        self,
-        delimiter: int,
-        every: frozenset[int],
-        members: dict[int, _FastMember],
-        required: int,
-    ) -> None:
+    def __init__(self, delimiter: int, members: dict[int, _FastMember], required: int) -> None:
         self.delimiter = delimiter
-        self.every = every
         self.members = members
         self.required = required
 
@@ -330,7 +323,7 @@ class _FastTables:
                 if nested is None:
                     return None
             table[tag] = (self.check(tag), tag in required, nested)
-        return _FastGroup(gdef.delimiter, frozenset(members), table, len(required))
+        return _FastGroup(gdef.delimiter, table, len(required))
 
     def _build(self, mdef: MessageDef) -> _FastSpec:
         group_tags = _group_tags(mdef.groups.values())
@@ -511,7 +504,6 @@ class Validator:
         that is not the number of entries)."""
         if not count.isdigit() or len(count) > 18:  # no NumInGroup is longer
             return -1
-        every = group.every
         members = group.members
         delimiter = group.delimiter
         required = group.required
@@ -523,6 +515,9 @@ class Validator:
         this_entry = 0
         while i < n:
             tag, value = fields[i]
+            member = members.get(tag)
+            if member is None:
+                break  # the group's end
             if tag == delimiter:
                 if entries and found != required:
                     return -1
@@ -530,13 +525,8 @@ class Validator:
                 found = 0
                 this_entry = self._entry_round + 1
                 self._entry_round = this_entry
-            elif tag not in every:
-                break
             elif not entries or marks[tag] == this_entry:
                 return -1  # an entry that does not start at the delimiter
-            member = members.get(tag)
-            if member is None:
-                return -1
             check, needed, nested = member
             marks[tag] = this_entry
             if needed:
