@@ -76,8 +76,11 @@ _LP_INSERT = _insert(
 class DuckLedger(Ledger):
     """The ledger in the DuckDB file at ``path``."""
 
-    def __init__(self, path: str | os.PathLike[str], settlement: Settlement) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], settlement: Settlement, *, memory_mb: int = 0
+    ) -> None:
         self.path = Path(path)
+        self.memory_mb = memory_mb
         self.url = f"duckdb:{self.path}"
         self._settlement = settlement
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ledger")
@@ -115,6 +118,9 @@ class DuckLedger(Ledger):
         self._con = con
         # one core at most: the back office shares the machine with the gateway
         con.execute("SET threads = 1")
+        if self.memory_mb:
+            # the machine is the gateway's too: a bound, past which work spills to disk
+            con.execute(f"SET memory_limit = '{int(self.memory_mb)}MiB'")
         for statement in sql.TABLES:
             con.execute(statement)
         for done, statements in sql.MIGRATIONS:

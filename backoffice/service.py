@@ -157,7 +157,7 @@ def open_ledger(config: Config, settlement: Settlement) -> Ledger:
         path = Path(url.removeprefix("duckdb:"))
         if not path.is_absolute():
             path = Path(config.gateway.data_dir) / path
-        return DuckLedger(path, settlement)
+        return DuckLedger(path, settlement, memory_mb=config.backoffice.duckdb_memory_mb)
     raise BackofficeError(
         f"backoffice.ledger: {url_without_secrets(url)!r} is neither duckdb:<file> nor "
         "postgresql://..."

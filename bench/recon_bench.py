@@ -110,7 +110,9 @@ async def load(ledger: Ledger, n: int, first: int, batch: int, spacing_ms: int) 
 async def run(args: argparse.Namespace, target: str) -> None:
     settlement = Settlement(load_config(default_config_path()).instruments)
     ledger: Ledger = (
-        DuckLedger(target, settlement) if args.ledger == "duckdb" else PgLedger(target, settlement)
+        DuckLedger(target, settlement, memory_mb=args.memory_mb)
+        if args.ledger == "duckdb"
+        else PgLedger(target, settlement)
     )
     await ledger.open()
     try:
@@ -255,6 +257,12 @@ def main() -> None:
         type=int,
         default=10,
         help="time between two trades (20000: a million trades over 231 days)",
+    )
+    parser.add_argument(
+        "--memory-mb",
+        type=int,
+        default=1024,
+        help="DuckDB's memory bound in MiB, as [backoffice] duckdb_memory_mb (0: DuckDB's own)",
     )
     parser.add_argument("--url", help="postgresql://... (an empty database)")
     parser.add_argument("--path", help="the DuckDB file (a new one in a temporary folder)")

@@ -778,6 +778,14 @@ class BackofficeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     table (ISO 4217's exponents for the usual currencies, the common
     coins); a code in neither keeps the ledger's 8 decimals."""
 
+    duckdb_memory_mb: Annotated[int, msgspec.Meta(ge=0, le=1 << 20)] = 1024
+    """The most memory an embedded (DuckDB) ledger keeps for its data and
+    its queries' work, in MiB; past it, large sorts and joins spill to a
+    folder beside the ledger file (``<file>.tmp``).  DuckDB would otherwise
+    take up to 80% of the machine's memory, which it shares with the
+    gateway.  0 leaves DuckDB's own bound.  A PostgreSQL ledger's memory is
+    its server's to set."""
+
     nice: Annotated[int, msgspec.Meta(ge=0, le=19)] = 10
     """How much the back office lowers its own scheduling priority (Unix
     ``nice``): on a machine it shares with the gateway, the gateway's order

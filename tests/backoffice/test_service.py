@@ -86,6 +86,34 @@ def test_ledger_urls(tmp_path: Path) -> None:
         )
 
 
+@pytest.mark.asyncio
+async def test_the_embedded_ledger_keeps_to_its_memory_bound(tmp_path: Path) -> None:
+    """``duckdb_memory_mb`` reaches DuckDB (whose own bound is 80% of the
+    machine's memory); 0 leaves DuckDB's own."""
+    cfg = default()
+    cfg = msgspec.structs.replace(
+        cfg, gateway=msgspec.structs.replace(cfg.gateway, data_dir=str(tmp_path))
+    )
+    assert cfg.backoffice.duckdb_memory_mb == 1024
+    settlement = Settlement(cfg.instruments)
+    bounds = []
+    for mb, name in ((300, "a.db"), (0, "b.db")):
+        office = msgspec.structs.replace(
+            cfg.backoffice, ledger=f"duckdb:{name}", duckdb_memory_mb=mb
+        )
+        ledger = open_ledger(msgspec.structs.replace(cfg, backoffice=office), settlement)
+        assert isinstance(ledger, DuckLedger)
+        await ledger.open()
+        try:
+            row = ledger.con.execute("SELECT current_setting('memory_limit')").fetchone()
+            assert row
+            bounds.append(row[0])
+        finally:
+            await ledger.close()
+    assert bounds[0] == "300.0 MiB"
+    assert bounds[1] != bounds[0]
+
+
 def test_the_default_reads_every_lps_statement(tmp_path: Path) -> None:
     office = BackOffice(default())
     assert sorted(office.statements.layouts) == ["LP_A", "LP_B", "LP_C"]
