@@ -165,7 +165,7 @@ class SettlementBook:
         held = self._sums
         for key in [k for k in held if k[3] < from_date]:
             del held[key]
-        keys = sorted(held, key=lambda k: (k[1], k[0], k[3], k[2]))
+        keys = sorted(held, key=settlement_order)
         rows = ((*key, format(held[key], "f")) for key in keys)
         return settlement_lines(rows, minor_units)
 
@@ -970,6 +970,14 @@ _ROUNDED: Final = (
     )
     + " ELSE l.amount END"
 )
+
+
+def settlement_order(row: Sequence[Any]) -> tuple[Any, ...]:
+    """The order of :func:`settlement_sql`'s rows (kind, counterparty, value
+    date, currency), by the texts' code points: a PostgreSQL ledger sorts
+    its rows with it, as its database's collation may order text otherwise
+    (``en_US`` puts ``(house)`` after ``C1``)."""
+    return (row[1], row[0], row[3], row[2])
 
 
 def settlement_sql(where_client: str, where_lp: str) -> str:

@@ -555,8 +555,11 @@ class PgLedger(Ledger):
         async def job(con: Any) -> list[Break]:
             rows = await con.fetch(
                 "SELECT kind, records, k, ref, lp, client, symbol, ours, theirs, detail, "
-                "first_seen FROM breaks ORDER BY first_seen, kind, k"
+                "first_seen FROM breaks"
             )
+            # ordered here, by code points as DuckDB orders them, whatever the
+            # database's collation
+            rows.sort(key=lambda r: (r[10], r[0], r[2]))
             return [
                 Break(
                     kind=r[0],
@@ -596,7 +599,9 @@ class PgLedger(Ledger):
             out = {}
             for name, query in queries:
                 rows = await con.fetch(query, *parameters)
-                out[name] = [Position(str(a), str(b), str(c)) for a, b, c in rows]
+                # by code points, as DuckDB orders them, whatever the collation
+                listed = [Position(str(a), str(b), str(c)) for a, b, c in rows]
+                out[name] = sorted(listed, key=lambda p: (p.holder, p.symbol))
             return out
 
         return await self._call(what, job)
@@ -606,6 +611,7 @@ class PgLedger(Ledger):
 
         async def job(con: Any) -> list[SettlementLine]:
             rows = await con.fetch(query, from_date)
+            rows.sort(key=sql.settlement_order)
             return sql.settlement_lines(rows, self._settlement.minor_units)
 
         return await self._call("reading settlement", job)

@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import threading
-from collections.abc import AsyncIterator, Iterable
+import uuid
+from collections.abc import AsyncIterator, Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -687,6 +688,83 @@ async def test_positions_of_clients_the_house_and_the_lps(ledger: Ledger) -> Non
         Position("LP_A", "BTC/USD", "0.25000000"),
         Position("LP_A", "EUR/USD", "1000.00000000"),
     ]
+
+
+@pytest.fixture(params=["duckdb", "postgres-icu"])
+def collated_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A DuckDB ledger, or a PostgreSQL database whose collation is ICU's
+    ``en-US`` (which orders ``(house)`` after ``C1``, and ``alpha`` before
+    ``Beta``), not the tests' usual ``C``."""
+    if request.param == "duckdb":
+        yield f"duckdb:{tmp_path / 'ledger.duckdb'}"
+        return
+    postgres: PgServer = request.getfixturevalue("postgres")
+    name = f"icu_{uuid.uuid4().hex[:12]}"
+    asyncio.run(
+        _sql(
+            postgres.url,
+            f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu "
+            "ICU_LOCALE 'en-US' LOCALE 'C'",
+        )
+    )
+    yield postgres.url_of(name)
+    asyncio.run(_sql(postgres.url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.mark.asyncio
+async def test_reports_are_ordered_by_code_points_whatever_the_databases_collation(
+    collated_url: str,
+) -> None:
+    """Positions, settlement lines and breaks come in the order of their
+    texts' code points on both ledgers, as the books kept beside them order
+    them, even where the database's collation would order them otherwise."""
+    ledger = make_ledger(collated_url)
+    await ledger.open()
+    try:
+        accounts = ("alpha", "Beta", HOUSE_ACCOUNT, "C1", "c_2", "_z")
+        trades: list[ClientTrade | HouseTrade] = []
+        for n, account in enumerate(accounts, 1):
+            symbol = "EUR/USD" if n % 2 else "BTC/USD"
+            price = "1.1" if n % 2 else "60000"
+            if account != HOUSE_ACCOUNT:
+                trades.append(client(f"C{n}", n, account=account, symbol=symbol, price=price))
+            lp = "lp_b" if n % 3 else "LP_A"
+            trades.append(
+                house(f"R{n}", f"L{n}", n, account=account, lp=lp, symbol=symbol, price=price)
+            )
+        await write(ledger, *trades)
+        positions = await ledger.positions()
+        for kind in ("clients", "lps"):
+            listed = [(p.holder, p.symbol) for p in positions[kind]]
+            assert listed == sorted(listed), kind
+        assert [p.holder for p in positions["clients"]][:2] == [HOUSE_ACCOUNT, "Beta"]
+        assert PositionBook(positions).positions() == positions
+        lines = await ledger.settlement(dt.date(2026, 3, 1))
+        keys = [(x.kind, x.counterparty, x.value_date, x.currency) for x in lines]
+        assert keys == sorted(keys)
+        assert [x.counterparty for x in lines][:1] == ["Beta"]
+        book = SettlementBook(await ledger.settlement_sums(dt.date(2026, 3, 1)))
+        assert book.lines(dt.date(2026, 3, 1), SETTLEMENT.minor_units) == lines
+        # breaks of one moment: by kind, then key
+        await ledger.set_position_breaks(
+            [
+                Break(
+                    kind="client_position_mismatch",
+                    records="gateway/ledger",
+                    key=f"{account}|EUR/USD",
+                    ref=f"{account} EUR/USD",
+                    ours="1",
+                    theirs="2",
+                )
+                for account in accounts
+            ],
+            T0,
+        )
+        listed = [b.key for b in await ledger.breaks()]
+        assert listed == sorted(listed)
+        assert listed[0].startswith(HOUSE_ACCOUNT)
+    finally:
+        await ledger.close()
 
 
 @pytest.mark.asyncio
