@@ -105,6 +105,16 @@ class GroupDef:
     required: tuple[int, ...]
     groups: dict[int, GroupDef]
 
+    def __post_init__(self) -> None:
+        # what both checks read the group by: refused here rather than
+        # misread there
+        where = f"group {self.count_tag}"
+        if self.delimiter not in self.members:
+            raise ValueError(f"{where}: its delimiter {self.delimiter} is not a member")
+        if not self.members.issuperset(self.required):
+            raise ValueError(f"{where}: a required tag is not a member")
+        _check_groups(where, self.groups, self.members)
+
 
 @dataclass(frozen=True, slots=True)
 class MessageDef:
@@ -114,6 +124,19 @@ class MessageDef:
     fields: frozenset[int]
     required: tuple[int, ...]
     groups: dict[int, GroupDef]
+
+    def __post_init__(self) -> None:
+        _check_groups(f"message {self.msg_type!r}", self.groups, self.fields)
+
+
+def _check_groups(where: str, groups: dict[int, GroupDef], fields: frozenset[int]) -> None:
+    """Each group keyed by its own count tag, that tag a field of what
+    holds it."""
+    for tag, group in groups.items():
+        if tag != group.count_tag:
+            raise ValueError(f"{where}: group {group.count_tag} is listed under tag {tag}")
+        if tag not in fields:
+            raise ValueError(f"{where}: the count tag {tag} of a group is not one of its fields")
 
 
 @dataclass(frozen=True, slots=True)
