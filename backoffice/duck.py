@@ -535,15 +535,12 @@ class DuckLedger(Ledger):
             out[table] = int(row[0]) if row else 0
         return out
 
-    async def trading_days(self) -> list[dt.date]:
+    async def trading_days(self) -> dict[dt.date, int]:
         return await self._run(self._trading_days)
 
-    def _trading_days(self) -> list[dt.date]:
-        rows = self.con.execute(
-            "SELECT DISTINCT trade_date FROM client_trades UNION "
-            "SELECT DISTINCT trade_date FROM house_trades ORDER BY 1"
-        ).fetchall()
-        return [r[0] for r in rows]
+    def _trading_days(self) -> dict[dt.date, int]:
+        rows = self.con.execute(sql.TRADING_DAYS).fetchall()
+        return {r[0]: int(r[1] or 0) for r in rows}
 
     async def pin_day(self, day: dt.date, hold: Hold | None = None) -> PinnedDay:
         cursor = await self._run(self._export_cursor)

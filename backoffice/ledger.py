@@ -908,6 +908,13 @@ def _dec(value: object) -> object:
 # -- reports ------------------------------------------------------------------------
 
 
+TRADING_DAYS: Final = (
+    "SELECT trade_date, max(ingest) FROM (SELECT trade_date, ingest FROM client_trades "
+    "UNION ALL SELECT trade_date, ingest FROM house_trades) AS t GROUP BY trade_date ORDER BY 1"
+)
+"""Each trading day of the trades, with the last ingest batch that stored
+one of them (:meth:`Ledger.trading_days`)."""
+
 BATCHES: Final = "ingest > $1 AND ingest <= $2"
 """The rows of the ingest batches after ``$1`` up to ``$2``."""
 
@@ -1141,7 +1148,10 @@ class Ledger:
     async def counts(self) -> dict[str, int]:
         raise NotImplementedError
 
-    async def trading_days(self) -> list[dt.date]:
+    async def trading_days(self) -> dict[dt.date, int]:
+        """Each trading day of the trades, in order, with the last ingest
+        batch that stored a trade of it: a day's files exported from a
+        snapshot that held that batch hold every trade of the day."""
         raise NotImplementedError
 
     async def pin_day(self, day: dt.date, hold: Hold | None = None) -> PinnedDay:

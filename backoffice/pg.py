@@ -680,13 +680,10 @@ class PgLedger(Ledger):
 
         return await self._call("counting", job)
 
-    async def trading_days(self) -> list[dt.date]:
-        async def job(con: Any) -> list[dt.date]:
-            rows = await con.fetch(
-                "SELECT DISTINCT trade_date FROM client_trades UNION "
-                "SELECT DISTINCT trade_date FROM house_trades ORDER BY 1"
-            )
-            return [r[0] for r in rows]
+    async def trading_days(self) -> dict[dt.date, int]:
+        async def job(con: Any) -> dict[dt.date, int]:
+            rows = await con.fetch(sql.TRADING_DAYS)
+            return {r[0]: int(r[1] or 0) for r in rows}
 
         return await self._call("reading trading days", job)
 

@@ -930,18 +930,20 @@ class BackOffice:
 
     async def export_missing(self) -> list[dt.date]:
         """Export every ended trading day of the ledger whose files are not
-        in the export folder; the days exported.  A day whose export fails
-        is left to its retries (:meth:`export`) and the next one tried; a
-        ledger that cannot list its days is a LedgerError."""
+        in the export folder, or do not hold every trade of the day the
+        ledger has (a trade stored after they were written: a late trade
+        before a stop, a day exported by hand before its end); the days
+        exported.  A day whose export fails is left to its retries
+        (:meth:`export`) and the next one tried; a ledger that cannot list
+        its days is a LedgerError."""
         today = self._today()
         async with self._lock:
             days = await self.ledger.trading_days()
-        missing = [
-            day
-            for day in days
-            if day < today
-            and not (self.export_dir / f"settlement-{day.strftime('%Y%m%d')}.csv").exists()
-        ]
+        ended = [(day, latest) for day, latest in days.items() if day < today]
+        written = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: [self._exported_upto(day) for day, _ in ended]
+        )
+        missing = [day for (day, latest), upto in zip(ended, written, strict=True) if upto < latest]
         exported = []
         for day in missing:
             with contextlib.suppress(Exception):  # logged, and tried again (export)
@@ -955,13 +957,16 @@ class BackOffice:
         ``export_retry`` seconds and then twice as long each time (10
         minutes at most), until it is written."""
         text = day.isoformat()
+        pinned_upto = -1
 
         @contextlib.asynccontextmanager
         async def pinning() -> AsyncIterator[None]:
+            nonlocal pinned_upto
             async with self._lock:
                 # what is stored up to here is in the files (the ledger
                 # pins it); what is stored later marks the day again
                 self._late_days.discard(text)
+                pinned_upto = self.ledger.last_ingest
                 yield
 
         async with self._exporting:
@@ -974,6 +979,12 @@ class BackOffice:
                     files = await pinned.write(str(self.export_dir))
                 finally:
                     await pinned.close()
+                # last: the day's files are whole, and hold the batches up to here
+                files.append(
+                    await asyncio.get_running_loop().run_in_executor(
+                        None, self._write_manifest, day, pinned_upto, files
+                    )
+                )
             except Exception as exc:
                 self._export_failed(text, exc)
                 raise
@@ -984,6 +995,34 @@ class BackOffice:
         self._export_failures.pop(text, None)
         _log.info("day_exported", trade_date=text, files=len(files))
         return files
+
+    def _manifest(self, day: dt.date) -> Path:
+        return self.export_dir / f"manifest-{day.strftime('%Y%m%d')}.json"
+
+    def _write_manifest(self, day: dt.date, upto: int, files: Sequence[str]) -> str:
+        """The day's manifest, written once its files are: the files, and
+        the last ingest batch of the ledger they hold (at start, a day whose
+        trades were stored by a later batch is exported again)."""
+        path = self._manifest(day)
+        record = {
+            "trade_date": day.isoformat(),
+            "files": [Path(f).name for f in files],
+            "ledger_ingest": upto,
+            "written_at": _utcnow(self.clock).isoformat(timespec="seconds") + "Z",
+        }
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2))
+        os.replace(tmp, path)
+        return str(path)
+
+    def _exported_upto(self, day: dt.date) -> int:
+        """The last ingest batch the day's written files hold; -1 when they
+        are not all written (no manifest, or one that cannot be read)."""
+        try:
+            record = orjson.loads(self._manifest(day).read_bytes())
+            return int(record["ledger_ingest"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return -1
 
     def _export_failed(self, day: str, exc: Exception) -> None:
         """The day's files are not written: the day is exported again (the

@@ -879,11 +879,13 @@ async def test_settlement_amounts_and_value_dates(ledger: Ledger) -> None:
     assert keys == sorted(keys)
     later = await ledger.settlement(dt.date(2026, 3, 5))
     assert {x.value_date for x in later} == {dt.date(2026, 3, 7), dt.date(2026, 3, 10)}
-    assert await ledger.trading_days() == [
-        dt.date(2026, 3, 2),
-        dt.date(2026, 3, 6),
-        dt.date(2026, 3, 7),
-    ]
+    first = ledger.last_ingest
+    days = {dt.date(2026, 3, 2): first, dt.date(2026, 3, 6): first, dt.date(2026, 3, 7): first}
+    assert await ledger.trading_days() == days
+    # each day with the last batch that stored one of its trades
+    await write(ledger, house("R9", "L9", 5, account=HOUSE_ACCOUNT, start=friday, seq=9))
+    assert ledger.last_ingest > first
+    assert await ledger.trading_days() == {**days, dt.date(2026, 3, 6): ledger.last_ingest}
 
 
 @pytest.mark.asyncio

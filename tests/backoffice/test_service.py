@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import orjson
 import pytest
 
 from backoffice.duck import DuckLedger
@@ -301,6 +302,7 @@ async def test_ended_days_without_their_files_are_exported_at_start(tmp_path: Pa
     # 2026-12-04 12:00 UTC: the days ending 2026-12-02 and -03 are over
     office = BackOffice(cfg, clock=lambda: 1_796_385_600.0)
     await office.ledger.open()
+    ingests = []
     try:
         for day, when in (
             ("2026-12-02", "2026-12-02 10:00:00.000"),
@@ -324,14 +326,28 @@ async def test_ended_days_without_their_files_are_exported_at_start(tmp_path: Pa
                 day,
                 1,
             )
-            await office.ledger.write("S", 1, [client], [house])
-        (tmp_path / "backoffice" / "exports").mkdir(parents=True)
-        (tmp_path / "backoffice" / "exports" / "settlement-20261202.csv").write_text("kept\n")
+            ingests.append(await office.ledger.write("S", 1, [client], [house]))
+        folder = tmp_path / "backoffice" / "exports"
+        folder.mkdir(parents=True)
+        # 2026-12-02's files were written, holding its one batch
+        (folder / "settlement-20261202.csv").write_text("kept\n")
+        (folder / "manifest-20261202.json").write_text(f'{{"ledger_ingest": {ingests[0]}}}')
+        # 2026-12-03's, all but the manifest (the export stopped before it)
+        (folder / "settlement-20261203.csv").write_text("half\n")
         assert await office.export_missing() == [dt.date(2026, 12, 3)]
-        exported = sorted(p.name for p in (tmp_path / "backoffice" / "exports").iterdir())
+        exported = sorted(p.name for p in folder.iterdir())
         assert "client-trades-20261203.parquet" in exported
         assert "client-trades-20261202.csv" not in exported  # that day had its files
+        manifest = orjson.loads((folder / "manifest-20261203.json").read_bytes())
+        assert manifest["ledger_ingest"] == office.ledger.last_ingest
+        assert manifest["trade_date"] == "2026-12-03"
+        assert sorted(manifest["files"]) == sorted(
+            p.name for p in folder.glob("*20261203*") if not p.name.startswith("manifest")
+        )
         assert await office.export_missing() == []
+        # a manifest that cannot be read: the files are written again
+        (folder / "manifest-20261202.json").write_text("{")
+        assert await office.export_missing() == [dt.date(2026, 12, 2)]
     finally:
         await office.ledger.close()
 
@@ -382,6 +398,53 @@ async def test_trades_of_an_ended_day_taken_in_after_its_export_are_exported_wit
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         await office.ledger.close()
+
+
+@pytest.mark.asyncio
+async def test_a_late_trade_stored_before_a_stop_is_exported_after_the_start(
+    tmp_path: Path,
+) -> None:
+    """The mark that a day's files miss a trade stored after them is not
+    lost with the process: the day's manifest names the last batch its
+    files hold, and at start a day with a later trade is written again.
+    So is a day exported by hand before it ended."""
+    now = [1_796_472_000.0]  # 2026-12-05 12:00 UTC: 2026-12-04 has ended
+    folder = tmp_path / "backoffice" / "exports"
+    office, feed = _office(tmp_path, now)
+    await office.ledger.open()
+    intake = asyncio.create_task(office._take_in(office.feeds[0], feed))  # type: ignore[arg-type]
+    try:
+        feed.messages.put_nowait(_fill_copy("E1", 1))
+        feed.messages.put_nowait(_fill_copy("E9", 2, b"20261205-10:00:00.000"))  # today
+        await until_stored(office, 2)
+        await office.export(dt.date(2026, 12, 4))
+        await office.export(dt.date(2026, 12, 5))  # by hand, before its end
+        feed.messages.put_nowait(_fill_copy("E2", 3))  # late, for 2026-12-04
+        await until_stored(office, 3)
+        assert office._late_days == {"2026-12-04"}
+        # more of today after its files were written
+        feed.messages.put_nowait(_fill_copy("E10", 4, b"20261205-11:00:00.000"))
+        await until_stored(office, 4)
+    finally:
+        intake.cancel()
+        await asyncio.gather(intake, return_exceptions=True)
+        await office.ledger.close()  # stopped before the day ends' task wrote it again
+    assert _csv_ids(folder / "client-trades-20261204.csv") == ["E1"]
+
+    now[0] += 86_400  # started again the day after: 2026-12-05 has ended too
+    again, _ = _office(tmp_path, now)
+    await again.ledger.open()
+    try:
+        assert await again.export_missing() == [dt.date(2026, 12, 4), dt.date(2026, 12, 5)]
+        assert _csv_ids(folder / "client-trades-20261204.csv") == ["E1", "E2"]
+        assert _csv_ids(folder / "client-trades-20261205.csv") == ["E9", "E10"]
+        assert await again.export_missing() == []
+    finally:
+        await again.ledger.close()
+
+
+def _csv_ids(path: Path) -> list[str]:
+    return [line.split(",")[0] for line in path.read_text().splitlines()[1:]]
 
 
 @pytest.mark.asyncio
