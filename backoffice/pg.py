@@ -397,7 +397,7 @@ class PgLedger(Ledger):
         try:
             client_rows, house_rows = await asyncio.to_thread(self._convert.trades, clients, houses)
             latest = sql.latest_time([*clients, *houses])
-        except (ValueError, InvalidOperation) as exc:
+        except (ValueError, ArithmeticError) as exc:  # InvalidOperation, OverflowError
             raise LedgerError(f"the ledger {self.url}: writing trades: {_reason(exc)}") from exc
 
         async def job(con: Any) -> int:
@@ -422,7 +422,7 @@ class PgLedger(Ledger):
     async def apply_statements(self, changes: Sequence[StatementChange]) -> int:
         try:
             batches = await asyncio.to_thread(self._convert.statements, changes)
-        except (ValueError, InvalidOperation) as exc:
+        except (ValueError, ArithmeticError) as exc:  # InvalidOperation, OverflowError
             raise LedgerError(f"the ledger {self.url}: writing statements: {_reason(exc)}") from exc
 
         async def job(con: Any) -> int:

@@ -188,8 +188,32 @@ class TradeDay:
         return end - dt.timedelta(days=1), end
 
 
-_MAX_DIGITS: Final = 10
-"""Integer digits a quantity or price may have (the ledger keeps 18 digits, 8 decimal)."""
+_BEYOND: Final = Decimal("9999999999.999999995")
+"""The least magnitude that rounds past the ledger's 18 digits, 8 of them
+decimals (10 integer digits a quantity or price may have)."""
+
+YEARS: Final = (1970, 2199)
+"""The years a trade's time may fall in: its trading day and value date
+must be dates the ledger can write (a time past the calendar is a feed's
+mistake, epoch microseconds read as milliseconds say)."""
+
+
+def ledger_number(number: Decimal) -> bool:
+    """Whether the ledger can hold ``number`` (finite, and within 18 digits
+    once rounded to 8 decimals)."""
+    return number.is_finite() and abs(number) < _BEYOND
+
+
+def check_year(year: int, what: str) -> None:
+    """ValueError when a trade's ``year`` is outside :data:`YEARS`."""
+    if not YEARS[0] <= year <= YEARS[1]:
+        raise ValueError(f"{what} out of range: the year {year} (not {YEARS[0]}-{YEARS[1]})")
+
+
+def ledger_text(value: str) -> str:
+    """A text as the ledger keeps it: a NUL, which PostgreSQL's text cannot
+    hold, becomes U+FFFD on either ledger (so both keep the same keys)."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
 def _number(msg: FixMessage, tag: int) -> str:
@@ -205,7 +229,7 @@ def _number(msg: FixMessage, tag: int) -> str:
         number = Decimal(text)
     except InvalidOperation:
         raise ValueError(f"tag {tag} is not a number: {text[:40]!r}") from None
-    if not number.is_finite() or number.adjusted() >= _MAX_DIGITS:
+    if not ledger_number(number):
         raise ValueError(f"tag {tag} out of range: {text[:40]!r}")
     if len(_numbers) >= _CACHED:
         _numbers.clear()
@@ -217,7 +241,7 @@ def _text(msg: FixMessage, tag: int) -> str:
     value = msg.get(tag)
     if value is None:
         raise ValueError(f"tag {tag} missing")
-    return value.decode("latin-1")
+    return ledger_text(value.decode("latin-1"))
 
 
 def _time_and_side(msg: FixMessage) -> tuple[str, int]:
@@ -225,7 +249,9 @@ def _time_and_side(msg: FixMessage) -> tuple[str, int]:
     side = _SIDES.get(msg.get(54) or b"")
     if side is None:
         raise ValueError(f"side {msg.get(54)!r}")
-    return parse_fix_time(msg.get(60) or b""), side
+    time = parse_fix_time(msg.get(60) or b"")
+    check_year(int(time[:4]), "tag 60")
+    return time, side
 
 
 def client_trade(msg: FixMessage, seq: int, days: TradeDay) -> ClientTrade | None:
@@ -243,7 +269,7 @@ def client_trade(msg: FixMessage, seq: int, days: TradeDay) -> ClientTrade | Non
         side=side,
         qty=_number(msg, 32),
         price=_number(msg, 31),
-        market=(msg.get(30) or b"").decode("latin-1"),
+        market=ledger_text((msg.get(30) or b"").decode("latin-1")),
         time=time,
         trade_date=days.of(time),
         seq=seq,
@@ -260,7 +286,7 @@ def house_trade(msg: FixMessage, seq: int, days: TradeDay) -> HouseTrade:
         lp_exec_id=_text(msg, 17),
         child_id=_text(msg, 37),
         account=_text(msg, 1),
-        client_exec_id=(msg.get(527) or b"").decode("latin-1"),
+        client_exec_id=ledger_text((msg.get(527) or b"").decode("latin-1")),
         symbol=_text(msg, 55),
         side=side,
         qty=_number(msg, 32),

@@ -562,7 +562,7 @@ class BackOffice:
                             clients.append(trade)
                     elif msg.msg_type == b"AE":
                         houses.append(house_trade(msg, seq, days))
-                except ValueError as exc:
+                except (ValueError, ArithmeticError) as exc:
                     self.metrics.bad.labels("drop_copy").inc()
                     _log.error(
                         "drop_copy_message_unreadable",

@@ -2,9 +2,12 @@
 folder with a column layout per LP (``[backoffice.lps.<LP>]``).
 
 Files are read as they grow: a file that only grew since it was last read is
-read from where reading stopped (whole lines only); a file changed in any
-other way (a line edited or removed: a corrected statement) is read again
-whole and replaces what was read of it before.
+read from where reading stopped (whole lines only, and the last line without
+its newline once the file has been left alone for :data:`QUIET_SECONDS`); a
+file changed in any other way (a line edited or removed: a corrected
+statement; another file under the same name) is read again whole and
+replaces what was read of it before.  What was read is checked whole for
+files up to 4 MiB, by its first and last 4 KiB beyond.
 """
 
 from __future__ import annotations
@@ -15,13 +18,22 @@ import fnmatch
 import hashlib
 import io
 import os
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import BinaryIO
 
 import msgspec
 
-from backoffice.records import LpTrade, TradeDay, time_text
+from backoffice.records import (
+    LpTrade,
+    TradeDay,
+    check_year,
+    ledger_number,
+    ledger_text,
+    time_text,
+)
 from config import StatementColumns
 
 __all__ = ["StatementChange", "StatementError", "StatementFolder", "parse_lines"]
@@ -45,22 +57,25 @@ class StatementChange(msgspec.Struct, frozen=True):
 class _Seen(msgspec.Struct):
     size: int
     mtime_ns: int
+    ino: int
     offset: int
-    digest: bytes  # of the 4 KiB before ``offset``
+    digest: bytes  # of what was read, up to ``offset`` (_prefix_digest)
     header: list[str]
     lines: int  # lines read, the header's included
 
 
 def _time(value: str, layout: StatementColumns) -> dt.datetime:
     if layout.time_format == "epoch_ms":
-        return dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=int(value))
-    if layout.time_format == "fix":
-        return dt.datetime.strptime(
+        when = dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=int(value))
+    elif layout.time_format == "fix":
+        when = dt.datetime.strptime(
             value, "%Y%m%d-%H:%M:%S.%f" if "." in value else "%Y%m%d-%H:%M:%S"
         )
-    when = dt.datetime.fromisoformat(value)
-    if when.tzinfo is not None:
-        when = when.astimezone(dt.UTC).replace(tzinfo=None)
+    else:
+        when = dt.datetime.fromisoformat(value)
+        if when.tzinfo is not None:
+            when = when.astimezone(dt.UTC).replace(tzinfo=None)
+    check_year(when.year, "time")
     return when
 
 
@@ -71,23 +86,47 @@ def _decimal(value: str) -> str:
         number = Decimal(value)
     except InvalidOperation:
         raise ValueError(f"not a number: {value!r}") from None
-    if not number.is_finite() or number.adjusted() >= 10:
+    if not ledger_number(number):
         raise ValueError(f"out of range: {value!r}")
     return value.strip()
 
 
+def _csv_rows(
+    reader: Iterator[list[str]], first_line: int, source: str, errors: list[str]
+) -> Iterator[tuple[int, list[str]]]:
+    """The rows of ``reader`` with the number of the line each starts on;
+    a line the CSV reader cannot read (a stray carriage return) is named in
+    ``errors`` and skipped, and reading goes on with the next."""
+    before = getattr(reader, "line_num", 0)
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            now = getattr(reader, "line_num", before + 1)
+            errors.append(f"{source} line {first_line + before}: not readable as CSV: {exc}")
+            before = now
+            continue
+        yield first_line + before, fields
+        before = getattr(reader, "line_num", before + 1)
+
+
 def parse_lines(
-    lines: Iterable[list[str]],
+    lines: Iterable[tuple[int, list[str]]],
     header: list[str],
     *,
     lp: str,
     source: str,
     layout: StatementColumns,
     days: TradeDay,
-    first_line: int,
+    errors: list[str] | None = None,
 ) -> tuple[list[LpTrade], list[str]]:
-    """Rows of CSV ``lines`` under ``header``; a line that cannot be read is
-    skipped and named in the errors returned."""
+    """Rows of CSV ``lines`` (each with its line number) under ``header``; a
+    line that cannot be read is skipped and named in the errors returned.
+    A line repeating an execution an earlier line of the read named (the
+    LP's order and ExecID) is skipped, and named when its values differ:
+    the first stands, as when the lines were read in two parts."""
     try:
         index = {name: header.index(name) for name in _columns(layout)}
     except ValueError:
@@ -104,8 +143,9 @@ def parse_lines(
     )
     sides = {layout.buy: 1, layout.sell: -1}
     rows: list[LpTrade] = []
-    errors: list[str] = []
-    for number, fields in enumerate(lines, first_line):
+    errors = [] if errors is None else errors
+    first: dict[tuple[str, str], tuple[int, LpTrade]] = {}
+    for number, fields in lines:
         if not fields:
             continue
         try:
@@ -113,24 +153,33 @@ def parse_lines(
             if side is None:
                 raise ValueError(f"side {fields[i_side]!r}")
             when = time_text(_time(fields[i_time], layout))
-            rows.append(
-                LpTrade(
-                    lp=lp,
-                    exec_id=fields[i_exec],
-                    cl_ord_id=fields[i_ord],
-                    symbol=fields[i_sym],
-                    side=side,
-                    qty=_decimal(fields[i_qty]),
-                    price=_decimal(fields[i_px]),
-                    time=when,
-                    trade_date=days.of(when),
-                    source=source,
-                )
+            row = LpTrade(
+                lp=lp,
+                exec_id=ledger_text(fields[i_exec]),
+                cl_ord_id=ledger_text(fields[i_ord]),
+                symbol=ledger_text(fields[i_sym]),
+                side=side,
+                qty=_decimal(fields[i_qty]),
+                price=_decimal(fields[i_px]),
+                time=when,
+                trade_date=days.of(when),
+                source=source,
             )
         except (ValueError, IndexError, OverflowError) as exc:
             # OverflowError: a time past the calendar (epoch microseconds
             # where milliseconds were meant)
             errors.append(f"{source} line {number}: {exc}")
+            continue
+        key = (row.cl_ord_id, row.exec_id)
+        seen = first.get(key)
+        if seen is None:
+            first[key] = (number, row)
+            rows.append(row)
+        elif seen[1] != row:
+            errors.append(
+                f"{source} line {number}: ExecID {row.exec_id!r} of order {row.cl_ord_id!r} "
+                f"again, with other values than line {seen[0]}: line {seen[0]} stands"
+            )
     return rows, errors
 
 
@@ -215,60 +264,67 @@ class StatementFolder:
     def _read(self, path: str, lp: str) -> StatementChange | None:
         stat = os.stat(path)
         seen = self._seen.get(path)
-        if seen is not None and (stat.st_size, stat.st_mtime_ns) == (seen.size, seen.mtime_ns):
+        # a file left alone this long has its last line whole, newline or not
+        quiet = time.time() - stat.st_mtime >= QUIET_SECONDS
+        if (
+            seen is not None
+            and (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+            == (seen.size, seen.mtime_ns, seen.ino)
+            and (seen.offset >= stat.st_size or not quiet)
+        ):
             return None
         layout = self.layouts[lp]
         with open(path, "rb") as f:
-            appended = False
-            if seen is not None and stat.st_size > seen.offset:
-                # grown: taken as appended to when what preceded the last
-                # read end is unchanged (its last 4 KiB checked, not all)
-                f.seek(max(0, seen.offset - _TAIL))
-                appended = _digest(f.read(min(_TAIL, seen.offset))) == seen.digest
+            # taken as appended to when it is the same file and what was
+            # read of it is unchanged; read again whole otherwise
+            appended = (
+                seen is not None
+                and stat.st_ino == seen.ino
+                and stat.st_size >= seen.offset
+                and _prefix_digest(f, seen.offset) == seen.digest
+            )
             if appended and seen is not None:
                 base = seen.offset
+                f.seek(base)
                 data = f.read()
-                start, header, replace = 0, seen.header, False
+                header, replace = seen.header, False
                 first_line = seen.lines + 1
             else:
                 f.seek(0)
                 base = 0
                 data = f.read()
-                start, header, replace = 0, [], True
+                header, replace = [], True
                 first_line = 1
         end = data.rfind(b"\n") + 1  # whole lines only
+        if end < len(data) and quiet and base + len(data) == stat.st_size:
+            end = len(data)  # the last line, without its newline, in a file done with
         # a byte order mark (spreadsheets write one) is no part of the first column's name
-        text = data[start:end].decode("utf-8-sig" if base == 0 else "utf-8", "replace")
+        text = data[:end].decode("utf-8-sig" if base == 0 else "utf-8", "replace")
         errors: list[str] = []
         rows: list[LpTrade] = []
-        try:
-            reader = csv.reader(io.StringIO(text), delimiter=layout.delimiter)
-            if not header:
-                header = next(reader, [])
-                first_line += 1
-            if text:  # an empty file (created, not written yet) has no header to miss
-                rows, errors = parse_lines(
-                    reader,
-                    header,
-                    lp=lp,
-                    source=path,
-                    layout=layout,
-                    days=self.days,
-                    first_line=first_line,
-                )
-        except csv.Error as exc:
-            # a file that is not CSV: nothing of it is taken until it is
-            errors = [f"{path}: not readable as CSV: {exc}"]
-            rows = []
+        reader = csv.reader(io.StringIO(text), delimiter=layout.delimiter)
+        lines = _csv_rows(reader, first_line, path, errors)
+        if not header:
+            header = next(lines, (0, []))[1]
+        if text:  # an empty file (created, not written yet) has no header to miss
+            rows, errors = parse_lines(
+                lines,
+                header,
+                lp=lp,
+                source=path,
+                layout=layout,
+                days=self.days,
+                errors=errors,
+            )
         offset = base + end
         with open(path, "rb") as f:
-            f.seek(max(0, offset - _TAIL))
-            tail = f.read(min(_TAIL, offset))
+            digest = _prefix_digest(f, offset)
         self._seen[path] = _Seen(
             size=stat.st_size,
             mtime_ns=stat.st_mtime_ns,
+            ino=stat.st_ino,
             offset=offset,
-            digest=_digest(tail),
+            digest=digest,
             header=header,
             lines=(seen.lines if appended and seen is not None else 0) + text.count("\n"),
         )
@@ -277,8 +333,27 @@ class StatementFolder:
         return StatementChange(path, lp, replace, rows, errors)
 
 
+QUIET_SECONDS = 5.0
+"""How long a statement file is left alone before its last line is read
+without the newline that would end it (an end-of-day file written without
+one; a file still being written gets its newline first)."""
+
 _TAIL = 4096
 
+_WHOLE = 4 << 20
+"""What was read of a file is checked whole, up to this size, before the
+file is taken as appended to; beyond it, its first and last 4 KiB."""
 
-def _digest(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=16).digest()
+
+def _prefix_digest(f: BinaryIO, size: int) -> bytes:
+    """A digest of the first ``size`` bytes of ``f``: all of them up to
+    :data:`_WHOLE`, else the first and the last :data:`_TAIL`."""
+    h = hashlib.blake2b(digest_size=16)
+    f.seek(0)
+    if size <= _WHOLE:
+        h.update(f.read(size))
+    else:
+        h.update(f.read(_TAIL))
+        f.seek(size - _TAIL)
+        h.update(f.read(_TAIL))
+    return h.digest()

@@ -213,7 +213,9 @@ def test_a_trading_days_bounds() -> None:
     assert (start, end) == (dt.datetime(2026, 12, 4), dt.datetime(2026, 12, 5))
 
 
-@pytest.mark.parametrize("qty", [b"NaN", b"1e400", b"12345678901", b"x"])
+@pytest.mark.parametrize(
+    "qty", [b"NaN", b"1e400", b"12345678901", b"x", b"9999999999.999999995", b"-1e10"]
+)
 def test_a_quantity_the_ledger_cannot_hold_is_refused(qty: bytes) -> None:
     body = execution_body(execution(), EURUSD, codec.format_utc_timestamp(WHEN))
     body = copy_body(body, b"CLIENT1", "LP_A").replace(b"32=2000\x01", b"32=" + qty + b"\x01")
@@ -264,3 +266,40 @@ def test_a_number_already_read_is_read_as_the_wire_wrote_it_and_a_bad_one_always
         assert client_trade(report(b"2000.50"), 1, DAYS).qty == "2000.50"  # type: ignore[union-attr]
         with pytest.raises(ValueError, match="tag 32"):
             client_trade(report(b"1e400"), 1, DAYS)
+
+
+def _copy_with(old: bytes, new: bytes) -> FixMessage:
+    body = execution_body(execution(), EURUSD, codec.format_utc_timestamp(WHEN))
+    body = copy_body(body, b"CLIENT1", "LP_A")
+    assert old in body
+    raw = codec.encode_message(
+        b"FIX.4.4", b"8", [(34, b"1"), (49, b"G"), (56, b"B")], body.replace(old, new)
+    )
+    return codec.parse_frame(raw)
+
+
+def test_the_largest_quantity_the_ledger_holds_is_taken() -> None:
+    trade = client_trade(_copy_with(b"32=2000\x01", b"32=9999999999.999999994\x01"), 1, DAYS)
+    assert trade is not None
+    assert trade.qty == "9999999999.999999994"
+
+
+@pytest.mark.parametrize("year", [b"9999", b"1969", b"0001"])
+def test_a_time_whose_trading_or_value_date_the_ledger_cannot_write_is_refused(
+    year: bytes,
+) -> None:
+    """Before the cut or after it (the next day past the calendar), the
+    year is refused by name, as a ValueError the intake names and goes on
+    after."""
+    for clock in (b"10:00:00", b"22:00:00"):
+        stamp = codec.format_utc_timestamp(WHEN)
+        msg = _copy_with(b"60=" + stamp, b"60=" + year + b"1231-" + clock + b".000")
+        with pytest.raises(ValueError, match=f"tag 60 out of range: the year {int(year)}"):
+            client_trade(msg, 1, DAYS)
+
+
+def test_a_nul_in_a_text_is_kept_as_the_replacement_character() -> None:
+    """PostgreSQL's text cannot hold a NUL; both ledgers keep U+FFFD instead."""
+    trade = client_trade(_copy_with(b"17=", b"17=X\x00"), 1, DAYS)
+    assert trade is not None
+    assert trade.exec_id.startswith("X\ufffd")

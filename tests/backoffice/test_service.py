@@ -443,8 +443,30 @@ async def test_a_late_trade_stored_before_a_stop_is_exported_after_the_start(
         await again.ledger.close()
 
 
-def _csv_ids(path: Path) -> list[str]:
-    return [line.split(",")[0] for line in path.read_text().splitlines()[1:]]
+@pytest.mark.asyncio
+async def test_a_copy_the_ledger_cannot_write_is_named_and_the_intake_goes_on(
+    tmp_path: Path,
+) -> None:
+    """A trade time past the calendar (its value date, or, after the cut,
+    its trading day) is refused by name; what follows is stored."""
+    now = [1_796_472_000.0]
+    office, feed = _office(tmp_path, now)
+    await office.ledger.open()
+    intake = asyncio.create_task(office._take_in(office.feeds[0], feed))  # type: ignore[arg-type]
+    try:
+        feed.messages.put_nowait(_fill_copy("E1", 1, b"99991231-10:00:00.000"))
+        feed.messages.put_nowait(_fill_copy("E2", 2, b"99991231-22:00:00.000"))
+        feed.messages.put_nowait(_fill_copy("E3", 3))
+        await until_stored(office, 3)
+        assert not intake.done()
+        ledger = office.ledger
+        assert isinstance(ledger, DuckLedger)
+        assert ledger.con.execute("SELECT exec_id FROM client_trades").fetchall() == [("E3",)]
+        assert office.metrics.bad.labels("drop_copy")._value.get() == 2
+    finally:
+        intake.cancel()
+        await asyncio.gather(intake, return_exceptions=True)
+        await office.ledger.close()
 
 
 @pytest.mark.asyncio

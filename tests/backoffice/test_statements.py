@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from backoffice.records import LpTrade, TradeDay
-from backoffice.statements import StatementChange, StatementFolder
+from backoffice.statements import QUIET_SECONDS, StatementChange, StatementFolder
 from config import StatementColumns
 
 DAYS = TradeDay(dt.time(0, 0))
@@ -421,3 +421,135 @@ def test_an_empty_file_is_no_bad_line(tmp_path: Path) -> None:
     assert len(one(folder.scan()).errors) == 1
     append(tmp_path / "LP_A-2.csv", "E2,EUR/")  # no whole line yet
     assert folder.scan() == []
+
+
+def _quiet(path: Path) -> None:
+    """The file left alone for longer than the reader waits for a last newline."""
+    stat = path.stat()
+    before = stat.st_mtime_ns - int((QUIET_SECONDS + 5) * 1e9)
+    os.utime(path, ns=(stat.st_atime_ns, before))
+
+
+def test_a_line_the_csv_reader_cannot_read_is_named_and_the_lines_around_it_are_read(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "LP_A-1.csv"
+    write(path, HEADER + "E1,K1,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n")
+    folder = folder_of(tmp_path)
+    assert [r.exec_id for r in one(folder.scan()).rows] == ["E1"]
+    append(
+        path,
+        "E2,K2,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:01Z\n"  # line 3
+        "E3,K3,EUR/USD,BUY,10\r00,1.1,2026-03-02T10:00:02Z\n"  # line 4: a stray carriage return
+        "E4,K4,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:03Z\n",  # line 5
+    )
+    change = one(folder.scan())
+    assert [r.exec_id for r in change.rows] == ["E2", "E4"]
+    assert len(change.errors) == 1
+    assert change.errors[0].startswith(f"{path} line 4: not readable as CSV")
+    # read again whole (a restart): the same lines, none lost to the bad one
+    again = one(folder_of(tmp_path).scan())
+    assert again.replace
+    assert [r.exec_id for r in again.rows] == ["E1", "E2", "E4"]
+    assert [e.split(":")[0] for e in again.errors] == [f"{path} line 4"]
+
+
+def test_an_early_line_corrected_in_a_file_that_also_grew_has_it_read_again_whole(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "LP_A-1.csv"
+    lines = [f"E{n},K{n},EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n" for n in range(1, 201)]
+    write(path, HEADER + "".join(lines))
+    folder = folder_of(tmp_path)
+    assert len(one(folder.scan()).rows) == 200
+    # delivered again: line 2's quantity corrected (same length), five lines more
+    corrected = [lines[0].replace(",1000,", ",2000,"), *lines[1:]]
+    more = [f"E{n},K{n},EUR/USD,BUY,1000,1.1,2026-03-02T11:00:00Z\n" for n in range(201, 206)]
+    write(path, HEADER + "".join(corrected + more))
+    change = one(folder.scan())
+    assert change.replace
+    assert len(change.rows) == 205
+    assert (change.rows[0].exec_id, change.rows[0].qty) == ("E1", "2000")
+
+
+def test_another_file_under_the_same_name_is_read_again_whole(tmp_path: Path) -> None:
+    path = tmp_path / "LP_A-1.csv"
+    line = "E1,K1,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n"
+    write(path, HEADER + line)
+    folder = folder_of(tmp_path)
+    one(folder.scan())
+    # the same first line, one more: but a new file moved over the old one
+    new = tmp_path / "new.tmp"
+    write(new, HEADER + line + "E2,K2,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:01Z\n")
+    os.replace(new, path)
+    change = one(folder.scan())
+    assert change.replace
+    assert [r.exec_id for r in change.rows] == ["E1", "E2"]
+
+
+def test_a_last_line_without_its_newline_is_read_once_the_file_is_left_alone(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "LP_A-1.csv"
+    write(
+        path,
+        HEADER
+        + "E1,K1,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n"
+        + "E2,K2,EUR/USD,SELL,5,1.1,2026-03-02T10:00:01Z",  # no newline
+    )
+    folder = folder_of(tmp_path)
+    assert [r.exec_id for r in one(folder.scan()).rows] == ["E1"]
+    assert folder.scan() == []  # perhaps still being written
+    _quiet(path)
+    change = one(folder.scan())
+    assert not change.replace
+    assert [(r.exec_id, r.qty) for r in change.rows] == [("E2", "5")]
+    assert folder.scan() == []
+    # a writer that ends each line before the next: the next line comes
+    append(path, "\nE3,K3,EUR/USD,BUY,7,1.1,2026-03-02T10:00:02Z\n")
+    change = one(folder.scan())
+    assert not change.replace
+    assert [r.exec_id for r in change.rows] == ["E3"]
+    assert change.errors == []
+    # a whole read of a file done with takes its last line at once
+    write(tmp_path / "LP_A-2.csv", HEADER + "E9,K9,EUR/USD,BUY,1,1.1,2026-03-02T10:00:00Z")
+    _quiet(tmp_path / "LP_A-2.csv")
+    assert [r.exec_id for r in one(folder.scan()).rows] == ["E9"]
+
+
+def test_an_execution_listed_twice_keeps_its_first_line_however_the_file_is_read(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "LP_A-1.csv"
+    first = "E1,K1,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n"
+    write(path, HEADER + first + first)  # the same line twice: one execution, nothing to say
+    folder = folder_of(tmp_path)
+    change = one(folder.scan())
+    assert ([r.qty for r in change.rows], change.errors) == (["1000"], [])
+    append(path, first.replace(",1000,", ",900,"))  # line 4: other values
+    write_again = one(folder_of(tmp_path).scan())  # as a restart reads it
+    assert [r.qty for r in write_again.rows] == ["1000"]
+    assert write_again.errors == [
+        f"{path} line 4: ExecID 'E1' of order 'K1' again, with other values than line 2: "
+        "line 2 stands"
+    ]
+
+
+def test_values_the_ledger_cannot_write_are_bad_lines(tmp_path: Path) -> None:
+    path = tmp_path / "LP_A-1.csv"
+    write(
+        path,
+        HEADER
+        + "E1,K1,EUR/USD,BUY,9999999999.999999999,1.1,2026-03-02T10:00:00Z\n"  # rounds past
+        + "E2,K2,EUR/USD,BUY,1000,1.1,9999-12-31T10:00:00Z\n"  # its value date past the calendar
+        + "E3,K3,EUR/USD,BUY,1000,1.1,1969-12-31T10:00:00Z\n"
+        + "E4,K\x00,EUR/USD,BUY,9999999999.99999999,1.1,2026-03-02T10:00:00Z\n",
+    )
+    change = one(folder_of(tmp_path).scan())
+    assert [(r.exec_id, r.cl_ord_id, r.qty) for r in change.rows] == [
+        ("E4", "K\ufffd", "9999999999.99999999")
+    ]
+    assert [e.split(":")[0] for e in change.errors] == [f"{path} line {n}" for n in (2, 3, 4)]
+    assert "out of range" in change.errors[0]
+    assert "the year 9999" in change.errors[1]
+    assert "the year 1969" in change.errors[2]
