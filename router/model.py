@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
+from typing import Final
 
 import msgspec
 
@@ -62,6 +63,16 @@ class OffGrid(ValueError):
     """A price not on the tick grid or a quantity not a whole number of lots."""
 
 
+class OutOfRange(ValueError):
+    """A price or quantity of more than :data:`MAX_UNITS` ticks or lots."""
+
+
+MAX_UNITS: Final = 10**15
+"""The most ticks a price and the most lots a quantity may be: far above
+any market (a million BTC at 0.01 is 10^8 ticks), far below what the
+journal's 64-bit integers hold, with room for products of the two."""
+
+
 @dataclass(frozen=True, slots=True)
 class Instrument:
     """A tradable symbol and the grid its prices and quantities live on.
@@ -87,6 +98,8 @@ class Instrument:
         ticks, rest = divmod(price, self.tick_size)
         if rest:
             raise OffGrid(f"price {price} is not a multiple of the tick size {self.tick_size}")
+        if abs(ticks) > MAX_UNITS:
+            raise OutOfRange(f"price {price} is beyond {MAX_UNITS} ticks of {self.tick_size}")
         return int(ticks)
 
     def ticks_to_price(self, ticks: int) -> Decimal:
@@ -96,6 +109,8 @@ class Instrument:
         lots, rest = divmod(qty, self.lot_size)
         if rest:
             raise OffGrid(f"quantity {qty} is not a multiple of the lot size {self.lot_size}")
+        if abs(lots) > MAX_UNITS:
+            raise OutOfRange(f"quantity {qty} is beyond {MAX_UNITS} lots of {self.lot_size}")
         return int(lots)
 
     def lots_to_qty(self, lots: int) -> Decimal:

@@ -101,6 +101,13 @@ class AcceptorConnection:
             return bound
         return None
 
+    @property
+    def yielded(self) -> bool:
+        """Whether the last :meth:`next_event` took a message of the session
+        without an event for the caller (:attr:`Session.yielded`)."""
+        session = self.session
+        return session is not None and session.yielded
+
     def receive_data(self, data: bytes) -> None:
         session = self.session
         if session is not None:

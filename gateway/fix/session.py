@@ -75,8 +75,20 @@ _NO_SEQ: Final = 1 << 62
 # not Final, as RESEND_CHUNK below
 MAX_QUEUED_BYTES = 64 * 1024 * 1024
 """Most bytes of messages held out of sequence (waiting for a gap before
-them to be filled): a peer sending large messages past a gap cannot make
-the session hold up to MAX_QUEUED_MESSAGES of them."""
+them to be filled), as held in memory (:func:`_held`): a peer sending large
+messages past a gap cannot make the session hold up to MAX_QUEUED_MESSAGES
+of them."""
+
+_FIELD_BYTES: Final = 100
+"""Memory a parsed field takes beside its bytes on the wire (its tuple, its
+value's object, its slot in the list), rounded up: a message of 13,000
+one-letter fields is 65 KB on the wire and 0.8 MB parsed."""
+
+
+def _held(msg: FixMessage) -> int:
+    """What a message held out of sequence costs in memory, about."""
+    return len(msg.raw) + _FIELD_BYTES * len(msg.fields)
+
 
 # a message without a usable MsgSeqNum cannot be sequenced: the session ends
 _FATAL_SEQNUM_PROBLEMS = frozenset(
@@ -251,6 +263,9 @@ class Session:
         self.sender_comp_id = settings.SenderCompID.encode()
         self.target_comp_id = settings.TargetCompID.encode()
         self.stats = SessionStats()
+        self.yielded = False
+        """Whether the last :meth:`next_event` processed a message without
+        an event for its caller (more input may be waiting)."""
         self.waited = 0.0
         """Seconds the message being handed to the application has waited
         behind others on its connection (set by the transport before each
@@ -288,6 +303,7 @@ class Session:
         self._out: list[bytes] = []
         # (begin, end) of a ResendRequest still to answer, see _resend
         self._resend_rest: tuple[int, int] | None = None
+        self._resend_held = False
         self._events: deque[Event] = deque()
         self._pending: FixMessage | None = None
         self._queue: dict[int, FixMessage] = {}
@@ -425,22 +441,32 @@ class Session:
         self._decoder.feed(rest)
 
     def next_event(self, now: float) -> Event | None:
-        """Process input until there is an event for the caller, or no input."""
+        """The next event for the caller, processing at most one message of
+        input for it; None when there is none, with :attr:`yielded` True
+        when a message was processed that the caller is not told of (a
+        Heartbeat, a TestRequest, a ResendRequest, a reject): more input
+        may be waiting, and the caller counts it against its own budget as
+        it counts events, so that session messages, which the session
+        answers itself, cannot keep the loop past a turn's share."""
         events = self._events
-        while True:
-            if events:
-                return events.popleft()
-            if self._machine.state is _DISCONNECTED:
-                return None
-            pending = self._pending
-            if pending is not None:
-                self._pending = None
-                self._process(pending, now, queued=True)
-                continue
+        self.yielded = False
+        if events:
+            return events.popleft()
+        if self._machine.state is _DISCONNECTED:
+            return None
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            self._process(pending, now, queued=True)
+        else:
             frame = self._decoder.next_frame()
             if frame is None:
                 return None
             self._process_frame(frame, now)
+        if events:
+            return events.popleft()
+        self.yielded = True
+        return None
 
     def _process_frame(self, frame: bytes, now: float) -> None:
         try:
@@ -517,13 +543,13 @@ class Session:
             # the expected number jumped (a SequenceReset): what it passed
             # over will never be handed on
             for seq in [s for s in queue if s < expected]:
-                self._queued_bytes -= len(queue.pop(seq).raw)
+                self._queued_bytes -= _held(queue.pop(seq))
             # the lowest left: the next jump short of it scans nothing
             self._queue_low = min(queue, default=_NO_SEQ)
         msg = queue.pop(expected, None)
         if msg is not None:
             self._pending = msg
-            self._queued_bytes -= len(msg.raw)
+            self._queued_bytes -= _held(msg)
             self._queue_low = expected + 1
         elif self._not_kept >= expected or queue:
             self._ask_again(expected, now)
@@ -621,12 +647,9 @@ class Session:
         queue = self._queue
         replaced = queue.get(seq)
         if replaced is not None:
-            self._queued_bytes -= len(replaced.raw)
+            self._queued_bytes -= _held(replaced)
             del queue[seq]
-        if (
-            len(queue) >= MAX_QUEUED_MESSAGES
-            or self._queued_bytes + len(msg.raw) > MAX_QUEUED_BYTES
-        ):
+        if len(queue) >= MAX_QUEUED_MESSAGES or self._queued_bytes + _held(msg) > MAX_QUEUED_BYTES:
             # Not kept: the session's memory stays bounded whatever the peer
             # sends past a gap, and what was not kept is asked for again
             # once the queue is handed on (a long resend of the peer's,
@@ -639,7 +662,7 @@ class Session:
                 self._not_kept = seq
         else:
             queue[seq] = msg
-            self._queued_bytes += len(msg.raw)
+            self._queued_bytes += _held(msg)
             if seq < self._queue_low:
                 self._queue_low = seq
         expected = self.store.next_target_seq
@@ -834,8 +857,15 @@ class Session:
         self._log.info("resend_request", begin=begin, end=end)
         if begin <= end:
             rest = self._resend_rest
-            if rest is None:
+            if rest is None and not self._resend_held:
+                self._resend_held = True
                 self._resend(begin, end, now)
+            elif rest is None:
+                # the answer to the one before is not written yet: this one
+                # waits for it, as the parts of a long one do (many short
+                # requests back to back would otherwise each be answered
+                # at once, and queue any number of bytes to the peer)
+                self._resend_rest = (begin, end)
             else:
                 # Another request is still being answered: what is left of
                 # it grows to cover this one too, from the lower begin (the
@@ -858,6 +888,18 @@ class Session:
         what is queued."""
         return self._resend_rest is not None
 
+    @property
+    def resend_held(self) -> bool:
+        """An answer to a ResendRequest was sent that the transport has not
+        said is written: the next request waits for :meth:`resend_written`."""
+        return self._resend_held
+
+    def resend_written(self) -> None:
+        """What answered the last ResendRequest has been written out (the
+        bytes queued to the peer are down to the transport's low water):
+        the next request may be answered at once."""
+        self._resend_held = False
+
     def continue_resend(self, now: float) -> None:
         """Send the next part of a ResendRequest answered in parts."""
         rest = self._resend_rest
@@ -865,6 +907,7 @@ class Session:
             self._resend_rest = None
             return
         self._resend_rest = None
+        self._resend_held = True
         self._resend(rest[0], rest[1], now)
 
     def _resend(self, begin: int, end: int, now: float) -> None:

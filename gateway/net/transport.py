@@ -65,6 +65,9 @@ class Connection(Protocol):
 
     def next_event(self, now: float) -> Event | None: ...
 
+    @property
+    def yielded(self) -> bool: ...
+
     def data_to_send(self) -> bytes: ...
 
     def next_deadline(self) -> float | None: ...
@@ -538,18 +541,26 @@ class FixTransportProtocol(asyncio.Protocol):
         elif self._reading_paused and not self._hold_reading and transport is not None:
             self._reading_paused = False
             transport.resume_reading()
+        # a ResendRequest that waits for the answer to the one before, with
+        # nothing written this turn to bring it on
+        self._continue_resend_soon()
         self._arm_timer(now)
 
     def _drain(self, conn: Connection, now: float, limit: int = -1) -> bool:
         """Dispatch up to ``limit`` events (all when negative); True when the
-        limit was reached, so more may be waiting.  Each event's session is
-        told how long the messages have waited (:attr:`Session.waited`)."""
+        limit was reached, so more may be waiting.  A message the session
+        took without an event (one it answered itself) counts as an event.
+        Each event's session is told how long the messages have waited
+        (:attr:`Session.waited`)."""
         since = self._behind_since
         waited = now - since if since >= 0.0 else 0.0
         while limit != 0:
             event = conn.next_event(now)
             if event is None:
-                return False
+                if not conn.yielded:
+                    return False
+                limit -= 1
+                continue
             session = conn.session
             if session is not None:
                 session.waited = waited
@@ -637,7 +648,12 @@ class FixTransportProtocol(asyncio.Protocol):
         conn = self._conn
         session = conn.session if conn is not None else None
         transport = self._transport
-        if session is None or not session.resend_pending or transport is None:
+        if session is None or transport is None:
+            return
+        if not session.resend_pending:
+            # the answer to the last request written: the next is answered at once
+            if session.resend_held and transport.get_write_buffer_size() <= _RESEND_LOW_WATER:
+                session.resend_written()
             return
         if transport.get_write_buffer_size() <= _RESEND_LOW_WATER and not self._resend_scheduled:
             self._resend_scheduled = True

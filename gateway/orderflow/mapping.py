@@ -42,7 +42,7 @@ from matcher.engine import CancelOrder, NewOrder, ReplaceOrder
 from matcher.execution import Execution
 from matcher.orders import CancelReject, CxlRejResponseTo, ExecType, OrdStatus
 from router.members import BUY, DAY, FOK, GTC, IOC, LIMIT, MARKET, SELL
-from router.model import Instrument, OffGrid, OrdType, Side, TimeInForce
+from router.model import Instrument, OffGrid, OrdType, OutOfRange, Side, TimeInForce
 from router.units import format_decimal, instrument_formats, remembered
 
 __all__ = [
@@ -206,7 +206,7 @@ def _convert_quantity(raw: bytes, instrument: Instrument) -> int | Refusal:
         return Refusal(
             f"OrderQty {shown} is not a multiple of the lot size {lot}", REJ_INCORRECT_QUANTITY
         )
-    except DecimalException:
+    except (DecimalException, OutOfRange):
         return Refusal(f"OrderQty {shown} is out of range", REJ_INCORRECT_QUANTITY)
 
 
@@ -229,7 +229,7 @@ def _convert_price(raw: bytes, instrument: Instrument) -> int | Refusal:
     except OffGrid:
         tick = format_decimal(instrument.tick_size).decode()
         return Refusal(f"Price {shown} is not a multiple of the tick size {tick}", REJ_OTHER)
-    except DecimalException:
+    except (DecimalException, OutOfRange):
         return Refusal(f"Price {shown} is out of range", REJ_OTHER)
 
 

@@ -60,7 +60,7 @@ import structlog
 from config.schema import DEFAULT_MAX_ID_LENGTH
 from gateway.fix.codec import FixMessage, encode_fields
 from gateway.fix.session import Session
-from gateway.orderflow.mapping import too_long_text
+from gateway.orderflow.mapping import excerpt, too_long_text
 from router.book import AggregatedBook, BookSnapshot, BooksWithout
 from router.model import Instrument
 from router.units import format_decimal
@@ -264,8 +264,8 @@ class MarketDataService:
         symbols = tuple(dict.fromkeys(v.decode("latin-1") for t, v in msg.fields if t == 55))
         unknown = [s for s in symbols if s not in self._instruments]
         if not symbols or unknown:
-            text = f"Unknown symbol {', '.join(unknown)}" if unknown else "No symbol requested"
-            self._reject(session, md_req_id, UNKNOWN_SYMBOL, text.encode(), now)
+            text = _unknown_symbols(unknown) if unknown else "No symbol requested"
+            self._reject(session, md_req_id, UNKNOWN_SYMBOL, text.encode("latin-1"), now)
             return
         if request_type == b"1" and key in self._by_key:
             self._reject(session, md_req_id, DUPLICATE_MD_REQ_ID, b"Duplicate MDReqID", now)
@@ -351,7 +351,7 @@ class MarketDataService:
             "market_data_rejected",
             session=session.session_id,
             md_req_id=md_req_id.decode("latin-1"),
-            text=text.decode(),
+            text=text.decode("latin-1"),
         )
 
     # -- LPs not shown ----------------------------------------------------------------
@@ -598,3 +598,14 @@ class MarketDataService:
                 % (action, entry_type, sym, self._px(symbol, price), self._size(symbol, qty))
             )
         return len(entries), b"".join(entries)
+
+
+_SYMBOLS_NAMED: Final = 3
+"""Unknown symbols a MarketDataRequestReject names, each cut as any client
+string a Text repeats; the rest are counted."""
+
+
+def _unknown_symbols(unknown: list[str]) -> str:
+    named = ", ".join(excerpt(symbol) for symbol in unknown[:_SYMBOLS_NAMED])
+    rest = len(unknown) - _SYMBOLS_NAMED
+    return f"Unknown symbol {named}" + (f" and {rest} more" if rest > 0 else "")

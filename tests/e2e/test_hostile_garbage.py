@@ -245,3 +245,50 @@ async def test_garbage_after_logon_is_ignored_and_counted_in_the_metrics(
     logout = await raw.receive()
     assert logout.msg_type == b"5"
     raw.writer.close()
+
+
+@pytest.mark.asyncio
+async def test_short_resend_requests_back_to_back_are_paced_as_a_long_one_is(
+    gateway: Gateway,
+) -> None:
+    """Thousands of ResendRequests of a few dozen numbers each, sent in one
+    write by a peer that reads nothing meanwhile: each waits for the answer
+    to the one before to be written, so the bytes queued to the peer stay
+    bounded (it is not dropped as a slow consumer), the answers are a
+    fraction of what answering each at once would send, and the session
+    goes on."""
+    raw = await RawSession.logon(gateway.fix_port, b"CLIENT2")
+    for n in range(10):
+        raw.send(b"D", order(f"R{n}"))
+    finals = 0
+    while finals < 10:
+        if (await raw.receive()).get(39) == b"2":
+            finals += 1
+    stored = gateway.sessions[
+        [s.target_comp_id for s in gateway.sessions].index(b"CLIENT2")
+    ].store.next_sender_seq
+    requests = 20_000
+    with capture_logs() as logs:
+        data = b""
+        for _ in range(requests):
+            data += raw_message(b"CLIENT2", b"2", raw.seq, b"7=2\x0116=0\x01")
+            raw.seq += 1
+        raw.writer.write(data)
+        await raw.writer.drain()
+        resent = 0
+        probe = b"AFTER-RESENDS"
+        raw.send(b"1", b"112=%b\x01" % probe)
+        async with asyncio.timeout(120):
+            while True:
+                msg = await raw.receive(timeout=60)
+                if msg.get(43) == b"Y":
+                    resent += 1
+                elif msg.msg_type == b"0" and msg.get(112) == probe:
+                    break
+    assert not [e for e in logs if e["event"] == "slow_consumer_disconnected"]
+    at_once = requests * (stored - 2)  # every request answered in full, at once
+    assert 0 < resent < at_once / 4, (resent, at_once)
+    raw.send(b"D", order("AFTER"))
+    while (await raw.receive()).get(11) != b"AFTER":
+        pass
+    raw.writer.close()

@@ -163,8 +163,10 @@ def event_kinds(events: Iterable[Event]) -> list[str]:
 def drain(session: Session, now: float) -> list[Event]:
     """Every event the session has for the input it holds."""
     events = []
-    while (event := session.next_event(now)) is not None:
-        events.append(event)
+    # a message the session answers itself yields no event: more may follow
+    while (event := session.next_event(now)) is not None or session.yielded:
+        if event is not None:
+            events.append(event)
     return events
 
 

@@ -25,8 +25,9 @@ S = SessionState
 
 def drain(conn: AcceptorConnection, now: float) -> list[Event]:
     events = []
-    while (event := conn.next_event(now)) is not None:
-        events.append(event)
+    while (event := conn.next_event(now)) is not None or conn.yielded:
+        if event is not None:
+            events.append(event)
     return events
 
 

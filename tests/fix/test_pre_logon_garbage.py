@@ -57,8 +57,9 @@ def connection(session: Session, limit: int = LIMIT) -> AcceptorConnection:
 def feed(conn: AcceptorConnection, data: bytes) -> list[Event]:
     conn.receive_data(data)
     events = []
-    while (event := conn.next_event(T0)) is not None:
-        events.append(event)
+    while (event := conn.next_event(T0)) is not None or conn.yielded:
+        if event is not None:
+            events.append(event)
     return events
 
 

@@ -351,8 +351,9 @@ def test_a_long_resend_with_new_messages_between_its_parts_ends_with_everything_
     the parts, more than the receiver keeps past its gap.  It asks again
     for what it did not keep, and ends with every message once, in order,
     without being logged out."""
-    one = len(codec.finish_message(b"FIX.4.4", b"35=D\x01" + order_body("M00")))
-    monkeypatch.setattr(session_module, "MAX_QUEUED_BYTES", 6 * (one + 60))
+    header = [(34, b"100"), (49, b"ACCEPTOR"), (52, b"20260101-00:00:00.000"), (56, b"INITIATOR")]
+    one = codec.parse_frame(codec.encode_message(b"FIX.4.4", b"D", header, order_body("M00")))
+    monkeypatch.setattr(session_module, "MAX_QUEUED_BYTES", 6 * (session_module._held(one) + 20))
     pair = SessionPair()
     pair.connect()
     pair.mute("acceptor")

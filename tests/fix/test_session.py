@@ -449,7 +449,7 @@ def test_answer_sent_while_handling_an_event_is_sequenced_right_after(
     pair.send_order("initiator", "C1")
     pair.acceptor.receive_data(pair.initiator.data_to_send())
     answers: list[int] = []
-    while (event := pair.acceptor.next_event(pair.now)) is not None:
+    for event in drain(pair.acceptor, pair.now):
         assert isinstance(event, ApplicationMessage)
         answers.append(pair.acceptor.send(b"D", order_body(f"R{len(answers)}"), pair.now))
     assert answers == [2, 3]
@@ -579,6 +579,27 @@ def test_messages_queued_during_a_resend_are_processed_once(pair: SessionPair) -
     ]
     assert pair.acceptor.store.next_target_seq == 8
     assert pair.acceptor.state is S.ACTIVE
+
+
+def test_messages_held_out_of_sequence_count_what_they_take_parsed(
+    gateway: SessionHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message of thousands of short fields takes far more memory parsed
+    than on the wire: the bound counts it as held, not as received."""
+    import gateway.fix.session as session_module
+
+    many = b"262=M\x01263=1\x01264=1\x01267=1\x01269=0\x01146=5000\x01" + b"55=X\x01" * 5000
+
+    def request(seq: int) -> bytes:
+        return gateway.message(b"V", seq, many)
+
+    held = session_module._held(codec.parse_frame(request(3)))
+    assert held > 8 * len(request(3))  # 25 KB on the wire, 0.5 MB held
+    monkeypatch.setattr(session_module, "MAX_QUEUED_BYTES", 2 * held + 1000)
+    # 2 is missing: 3 and 4 wait for it, 5 is not kept
+    for seq in (3, 4, 5):
+        assert gateway.feed(request(seq)) == []
+    assert [seq for seq in gateway.session._queue] == [3, 4]
 
 
 def test_messages_held_out_of_sequence_are_bounded_in_bytes(

@@ -401,7 +401,7 @@ async def test_an_lp_that_stops_reading_is_dropped_once_its_queue_passes_the_bou
             if not data:
                 return
             lp_session.receive_data(data)
-            while lp_session.next_event(time.time()) is not None:
+            while lp_session.next_event(time.time()) is not None or lp_session.yielded:
                 pass
             writer.write(lp_session.data_to_send())
         transport.pause_reading()

@@ -521,6 +521,26 @@ def test_ending_an_unknown_subscription_is_refused() -> None:
     assert dict(fields_of(body))[58] == b"Unknown MDReqID"
 
 
+def test_unknown_symbols_are_named_a_few_and_cut_as_any_client_string() -> None:
+    """A request naming thousands of unknown symbols, or one very long one,
+    gets a short Text: at most three, each cut, the rest counted; bytes
+    outside ASCII come back as they were sent."""
+    h = Harness()
+    a = FakeSession("A")
+    symbols = [b"S" * 60_000, b"\xff\xfe", *(b"X%d" % n for n in range(6_000))]
+    fields = [(146, b"%d" % len(symbols)), *((55, s) for s in symbols)]
+    request = inbound(
+        b"V", *fields, (262, b"MDL"), (263, b"1"), (264, b"1"), (267, b"1"), (269, b"0")
+    )
+    h.service.on_request(cast(Session, a), request, 0.0)
+    ((msg_type, body),) = h.stored
+    assert msg_type == b"Y"
+    text = dict(fields_of(body))[58]
+    assert text == (
+        b"Unknown symbol " + b"S" * 64 + b"...[60000 chars], \xff\xfe, X0 and 5999 more"
+    )
+
+
 def test_a_client_that_logs_out_loses_its_subscriptions() -> None:
     h = Harness()
     a = FakeSession("A")

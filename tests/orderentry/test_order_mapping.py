@@ -244,6 +244,9 @@ def test_decode_fractional_lots_and_ticks() -> None:
         ({"price": b"-1.08"}, "Price -1.08 must be positive", 99),
         ({"price": b"NaN"}, "Price NaN is not a number", 99),
         ({"price": b"1" * 60}, f"Price {'1' * 60} is out of range", 99),
+        # more ticks than the journal's integers hold, refused before the matcher sees it
+        ({"price": b"999999999999999999"}, "Price 999999999999999999 is out of range", 99),
+        ({"price": b"10000000000.00001"}, "Price 10000000000.00001 is out of range", 99),
         ({"cl": None}, "ClOrdID is required", 99),
     ],
 )
@@ -564,3 +567,8 @@ def test_cancel_reject_for_replace_without_text() -> None:
     fields = body_fields(outbound(b"9", cancel_reject_body(cr, TRANSACT_TIME)))
     assert (fields[37], fields[39], fields[102], fields[434]) == (b"O3", b"2", b"0", b"2")
     assert 58 not in fields
+
+
+def test_the_most_ticks_a_price_may_be_is_taken() -> None:
+    order = decode_new_order(new_order(price=b"10000000000"), "CLIENT1", INSTRUMENTS)
+    assert not isinstance(order, Refusal)

@@ -199,3 +199,39 @@ async def test_an_order_after_a_burst_is_answered_before_the_burst_is_done(
     # behind the whole burst
     answered_before = finals.index(("CLIENT2", b"ALONE"))
     assert answered_before <= transport.EVENTS_PER_TURN < BURST, answered_before
+
+
+@pytest.mark.asyncio
+async def test_session_messages_take_turns_as_orders_do(gateway: Gateway) -> None:
+    """A burst of TestRequests, which the session answers itself and the
+    order flow never sees, is worked a turn's share at a time too: another
+    client's order read after it is answered before the burst is done."""
+    wire = Wire()
+    burst = Peer(gateway, "CLIENT1", wire, 40003)
+    alone = Peer(gateway, "CLIENT2", wire, 40004)
+    await burst.logon(wire)
+    await alone.logon(wire)
+    session = burst.conn._conn.session  # type: ignore[union-attr]
+    assert session is not None
+    before = session.stats.messages_in
+    burst.read(b"".join(burst.frame(b"1", b"112=T%d\x01" % i) for i in range(BURST)))
+    # the read took one turn's share; the rest waits for the turns after it
+    assert session.stats.messages_in - before == transport.EVENTS_PER_TURN
+    alone.read(alone.frame(b"D", market_order("ALONE")))
+
+    def heartbeats() -> int:
+        return sum(1 for c, m in wire.messages if c == "CLIENT1" and m.get(112) is not None)
+
+    await wire.until(lambda: heartbeats() >= BURST and wire.finals("CLIENT2"))
+    first = next(
+        n
+        for n, (c, m) in enumerate(wire.messages)
+        if c == "CLIENT2" and m.msg_type == b"8" and m.get(39) in FINAL
+    )
+    answered_before = sum(
+        1 for c, m in wire.messages[:first] if c == "CLIENT1" and m.get(112) is not None
+    )
+    # a turn or two of the burst's (while the LP answered), not all of it
+    assert answered_before < BURST / 2, answered_before
+    burst.socket.close()
+    alone.socket.close()
