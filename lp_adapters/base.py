@@ -24,7 +24,14 @@ from typing import Final
 
 from mypy_extensions import mypyc_attr
 
-from router.model import ChildCanceled, ChildOrder, EndedChild, Instrument, LpEvent
+from router.model import (
+    ChildCanceled,
+    ChildOrder,
+    EndedChild,
+    Instrument,
+    LpEvent,
+    RecoveredOrder,
+)
 
 __all__ = [
     "DISCONNECTED_REASON",
@@ -90,15 +97,16 @@ class LpAdapter(ABC):
             unknown or already finished ``child_id`` is ignored.
         ``recover(children)``
             Called once, before ``connect``, after the gateway restarted:
-            ``(child, open_lots)`` for each child order sent in an earlier
-            run that had not ended.  The adapter finds out what became of
-            each and ends it with the usual events (fills it had not
-            reported, then the terminal outcome); ``open_lots`` is what the
-            gateway has not seen filled.  The default ends each one with
-            ``ChildCanceled(open_lots, UNKNOWN_AFTER_RESTART_REASON)`` on
-            the next loop iteration: right for an LP whose state does not
-            outlive the gateway (the in-process simulator); an adapter to
-            a real LP asks it instead.
+            ``(child, open_lots, exec_ids)`` for each child order sent in
+            an earlier run that had not ended.  The adapter finds out what
+            became of each and ends it with the usual events (fills it had
+            not reported, then the terminal outcome); ``open_lots`` is what
+            the gateway has not seen filled, ``exec_ids`` the ExecIDs of the
+            fills it has (one the LP reports again is not counted twice).
+            The default ends each one with ``ChildCanceled(open_lots,
+            UNKNOWN_AFTER_RESTART_REASON)`` on the next loop iteration:
+            right for an LP whose state does not outlive the gateway (the
+            in-process simulator); an adapter to a real LP asks it instead.
         ``recover_ended(ended)``
             Called once, before ``connect``, after the gateway restarted:
             ``(EndedChild, filled_in_full)`` for each child the LP ended in
@@ -229,13 +237,13 @@ class LpAdapter(ABC):
         nothing."""
         return None
 
-    def recover(self, children: Sequence[tuple[ChildOrder, int]]) -> None:
+    def recover(self, children: Sequence[RecoveredOrder]) -> None:
         """Resolve child orders left open by an earlier run (see the class
         documentation).  Default: each ends as canceled, unknown to the LP."""
         if not children:
             return
         loop = asyncio.get_running_loop()
-        for child, open_lots in children:
+        for child, open_lots, _ in children:
             loop.call_soon(
                 self.sink,
                 ChildCanceled(child.child_id, open_lots, UNKNOWN_AFTER_RESTART_REASON),

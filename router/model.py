@@ -149,6 +149,12 @@ class ChildOrder(msgspec.Struct, frozen=True, gc=False):
     price: int
 
 
+RecoveredOrder = tuple[ChildOrder, int, tuple[str, ...]]
+"""A child order left open by an earlier run, as handed back to its LP's
+adapter: the order, the lots the gateway has not seen filled, and the
+ExecIDs of the fills it has."""
+
+
 # --- what comes back from an LP adapter ---------------------------------------
 
 

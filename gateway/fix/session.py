@@ -263,6 +263,11 @@ class Session:
         self.sender_comp_id = settings.SenderCompID.encode()
         self.target_comp_id = settings.TargetCompID.encode()
         self.stats = SessionStats()
+        self.resend_from = 0
+        """Application messages numbered below this are answered to a
+        ResendRequest with a gap fill, not sent again (set by an LP adapter
+        at each logon: an order it ended when the link dropped, its client
+        told it was canceled, must not reach the LP after the reconnect)."""
         self.yielded = False
         """Whether the last :meth:`next_event` processed a message without
         an event for its caller (more input may be waiting)."""
@@ -932,7 +937,10 @@ class Session:
         gap_start: int | None = None
         current = begin
         stamp = codec.format_utc_timestamp(now)
+        resend_from = self.resend_from
         for seq, raw in self.store.get_sent(begin, end):
+            if seq < resend_from:
+                continue  # covered by a gap fill, as a session message is
             if seq != current and gap_start is None:
                 gap_start = current
             if gap_start is not None:

@@ -37,7 +37,7 @@ from matcher.engine import Matcher, RouteNeed
 from matcher.orders import Order
 from risk.accounts import Accounts
 from router.exposure import ExposureLedger
-from router.model import EXEC_ID_SEP, ChildOrder, EndedChild
+from router.model import EXEC_ID_SEP, EndedChild, RecoveredOrder
 
 _log = structlog.get_logger("gateway.orderflow.restore")
 
@@ -49,7 +49,7 @@ class Restored:
     to settle."""
 
     def __init__(self) -> None:
-        self.children: dict[str, list[tuple[ChildOrder, int]]] = {}
+        self.children: dict[str, list[RecoveredOrder]] = {}
         self.ended: dict[str, list[tuple[EndedChild, bool]]] = {}
         self.orphans: list[str] = []
 
@@ -195,7 +195,9 @@ def restore(
             routing.abandoned[child.child_id] = (child, recovered.exec_ids)
         else:
             by_parent.setdefault(child.parent_id, []).append(recovered)
-        restored.children.setdefault(child.lp, []).append((child, recovered.open))
+        restored.children.setdefault(child.lp, []).append(
+            (child, recovered.open, tuple(sorted(recovered.exec_ids)))
+        )
     rules = routing.rules
     for order in opened:
         client = order.client

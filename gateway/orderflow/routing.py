@@ -47,6 +47,7 @@ from router.model import (
     LpEvent,
     LpStatus,
     Quote,
+    RecoveredOrder,
     Side,
 )
 from router.policy import RouteRequest
@@ -218,7 +219,7 @@ class ChildRouting:
 
     async def start(
         self,
-        recovered: Mapping[str, Sequence[tuple[ChildOrder, int]]],
+        recovered: Mapping[str, Sequence[RecoveredOrder]],
         orphans: Sequence[str],
         ended: Mapping[str, Sequence[tuple[EndedChild, bool]]] | None = None,
     ) -> None:
@@ -240,7 +241,7 @@ class ChildRouting:
                     _log.exception("lp_adapter_failed", lp=lp, call="recover")
                 continue
             _log.error("recovered_children_of_unknown_lp", lp=lp, children=len(children))
-            for child, open_lots in children:
+            for child, open_lots, _ in children:
                 reason = f"{lp} is no longer configured"
                 loop.call_soon(self.on_lp_event, ChildCanceled(child.child_id, open_lots, reason))
         # to the adapters that keep their own watch for a fill after the end

@@ -54,7 +54,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Final
 
@@ -78,6 +78,7 @@ from lp_adapters.recent import Recent, SeqWindow, joined_ids
 from router.members import BUY
 from router.model import (
     EXEC_ID_SEP,
+    MAX_UNITS,
     ChildAck,
     ChildCanceled,
     ChildFill,
@@ -88,6 +89,7 @@ from router.model import (
     Level,
     LpStatus,
     Quote,
+    RecoveredOrder,
 )
 from router.units import price_bytes, qty_bytes, remembered
 
@@ -154,6 +156,24 @@ def _lots(raw: bytes, instrument: Instrument) -> int:
 def _ticks(raw: bytes, instrument: Instrument) -> int:
     """LastPx (31) in ticks; raises for text that is not a number on the grid."""
     return instrument.price_to_ticks(Decimal(raw.decode()))
+
+
+_BUSTS: Final = frozenset({b"H", b"G"})
+"""ExecTypes of a Trade Cancel and a Trade Correct."""
+
+
+def _ticks_towards_client(raw: bytes, instrument: Instrument, buying: bool) -> int | None:
+    """A price between two ticks as the tick on the client's side of it (the
+    lower for a buy, the higher for a sell); None if it is not a price."""
+    try:
+        price = Decimal(raw.decode("latin-1"))
+        if not price.is_finite():
+            return None
+        ticks = price / instrument.tick_size
+        whole = int(ticks.to_integral_value(ROUND_FLOOR if buying else ROUND_CEILING))
+    except (InvalidOperation, ValueError, ArithmeticError):
+        return None
+    return whole if abs(whole) <= MAX_UNITS else None
 
 
 class FixLp(LpAdapter):
@@ -318,6 +338,12 @@ class FixLp(LpAdapter):
                 self._refused(child_id, "session Reject", msg.get(58))
         elif isinstance(event, LoggedOn):
             self._logged_on_here = True
+            session = self._session
+            if session is not None:
+                # what was sent before this logon is never sent again: the
+                # orders among it were ended when the link dropped, and
+                # their clients told; a ResendRequest gets a gap fill
+                session.resend_from = session.store.next_sender_seq
             self._subscribe(now)
             self._ask_status(now)
             self._go_up()
@@ -492,13 +518,15 @@ class FixLp(LpAdapter):
         # a session-level Reject names the order by this MsgSeqNum only
         self._child_of_seq.put(seq, child.child_id)
 
-    def recover(self, children: Sequence[tuple[ChildOrder, int]]) -> None:
+    def recover(self, children: Sequence[RecoveredOrder]) -> None:
         """Children from before a restart: known again (so that what the LP
-        resends about them after the next logon is understood), and each
-        one asked about with an OrderStatusRequest once logged on."""
-        for child, open_lots in children:
+        resends about them after the next logon is understood, a fill
+        counted before once), and each one asked about with an
+        OrderStatusRequest once logged on."""
+        for child, open_lots, exec_ids in children:
             entry = _Open(child)
             entry.filled = child.qty - open_lots
+            entry.exec_ids = set(exec_ids) if exec_ids else None
             self._open[child.child_id] = entry
             self._unverified.add(child.child_id)
 
@@ -589,6 +617,9 @@ class FixLp(LpAdapter):
 
     def _on_execution(self, msg: FixMessage) -> None:
         exec_type = msg.get(150)
+        if exec_type in _BUSTS:
+            self._on_bust(msg)
+            return
         cl_ord_id = (msg.get(11) or b"").decode("latin-1")
         child_id = cl_ord_id
         if child_id not in self._open:
@@ -636,6 +667,29 @@ class FixLp(LpAdapter):
             self.sink(ChildCanceled(child_id, left, text or "canceled by LP"))
         elif exec_type == b"I":
             self._on_status(entry, msg, text)
+
+    def _on_bust(self, msg: FixMessage) -> None:
+        """A Trade Cancel (ExecType H) or Trade Correct (G) of a fill already
+        booked: not applied by itself (the client was told of the fill, and
+        what to do with its side is the desk's), and named as an error with
+        what the desk needs: the LP, the order, the ExecID it busts or
+        corrects (19), and a correction's new terms."""
+        exec_type = msg.get(150)
+
+        def text(tag: int) -> str:
+            return (msg.get(tag) or b"").decode("latin-1")[:64]
+
+        _log.error(
+            "lp_trade_bust" if exec_type == b"H" else "lp_trade_correction",
+            lp=self.name,
+            cl_ord_id=text(11),
+            exec_id=text(17),
+            exec_ref_id=text(19),
+            last_qty=text(32),
+            last_px=text(31),
+            text=text(58),
+            hint="not applied: the fill stands in the gateway's books until the desk acts",
+        )
 
     def _end(self, child_id: str, entry: _Open) -> None:
         """The LP canceled, rejected or filled the child in full: it is open
@@ -686,14 +740,23 @@ class FixLp(LpAdapter):
             _log.warning("lp_duplicate_fill_ignored", lp=self.name, exec_id=exec_id)
             return None
         instrument = self.instruments[child.symbol]
+        raw_qty = msg.get(32) or b"0"
         try:
-            lots = remembered(_LOTS, msg.get(32) or b"0", instrument, _lots)
-            price = remembered(_TICKS, msg.get(31) or b"0", instrument, _ticks)
-        except (InvalidOperation, ValueError, ArithmeticError) as exc:
-            _log.error("lp_fill_unreadable", lp=self.name, child_id=child.child_id, error=str(exc))
-            return None
+            lots = remembered(_LOTS, raw_qty, instrument, _lots)
+        except (InvalidOperation, ValueError, ArithmeticError):
+            lots = self._lots_off_grid(child, instrument, raw_qty, exec_id)
+        else:
+            if lots <= 0:
+                _log.error(
+                    "lp_fill_unreadable",
+                    lp=self.name,
+                    child_id=child.child_id,
+                    exec_id=exec_id,
+                    error=f"LastQty {raw_qty.decode('latin-1')[:40]!r} is not a positive quantity",
+                )
         if lots <= 0:
             return None
+        price = self._fill_price(child, instrument, msg.get(31), exec_id)
         entry.filled += lots
         if seen is None:
             entry.exec_ids = {exec_id}
@@ -701,6 +764,92 @@ class FixLp(LpAdapter):
             seen.add(exec_id)
         leaves = max(child.qty - entry.filled, 0)
         return ChildFill(child.child_id, exec_id, lots, price, leaves)
+
+    def _lots_off_grid(
+        self, child: ChildOrder, instrument: Instrument, raw: bytes, exec_id: str
+    ) -> int:
+        """The whole lots of a fill whose LastQty is not a whole number of
+        lots: booked (an execution is never dropped), the remainder named
+        for the desk to settle with the LP (the LP's statement will differ
+        by it); 0 when it is not a quantity at all."""
+        text = raw.decode("latin-1")
+        try:
+            qty = Decimal(text)
+        except InvalidOperation:
+            qty = Decimal("NaN")
+        if not qty.is_finite() or qty <= 0:
+            _log.error(
+                "lp_fill_unreadable",
+                lp=self.name,
+                child_id=child.child_id,
+                exec_id=exec_id,
+                error=f"LastQty {text[:40]!r} is not a quantity",
+            )
+            return 0
+        lots = min(int(qty // instrument.lot_size), MAX_UNITS)
+        _log.error(
+            "lp_fill_quantity_off_lots",
+            lp=self.name,
+            child_id=child.child_id,
+            exec_id=exec_id,
+            last_qty=text[:40],
+            booked=str(instrument.lots_to_qty(lots)),
+            lot_size=str(instrument.lot_size),
+        )
+        return lots
+
+    def _fill_price(
+        self, child: ChildOrder, instrument: Instrument, raw: bytes | None, exec_id: str
+    ) -> int:
+        """The price a fill is booked at, in ticks: the LP's, on the grid and
+        within the child's limit.  A price past the limit (the LP filled
+        through it), of zero or less, missing or unreadable is booked at the
+        limit, the worst the client accepted; a price between two ticks (a
+        sub-tick improvement) at the tick on the client's side.  Each is
+        named in an error or warning line with the LP's own price, and
+        differs from the LP's statement by that much: a price break the
+        desk takes up with the LP."""
+        limit = child.price
+        buying = child.side is BUY
+        why = ""
+        if raw is None:
+            why = "no LastPx"
+            ticks = limit
+        else:
+            try:
+                ticks = remembered(_TICKS, raw, instrument, _ticks)
+            except (InvalidOperation, ValueError, ArithmeticError):
+                near = _ticks_towards_client(raw, instrument, buying)
+                if near is None:
+                    why = "LastPx is not a price"
+                    ticks = limit
+                else:
+                    ticks = near
+                    _log.warning(
+                        "lp_fill_price_off_grid",
+                        lp=self.name,
+                        child_id=child.child_id,
+                        exec_id=exec_id,
+                        last_px=raw.decode("latin-1")[:40],
+                        booked=str(instrument.ticks_to_price(ticks)),
+                    )
+            if not why and ticks <= 0:
+                why = "LastPx is not positive"
+                ticks = limit
+            elif not why and (ticks > limit if buying else ticks < limit):
+                why = "LastPx is past the child's limit"
+                ticks = limit
+        if why:
+            _log.error(
+                "lp_fill_price_refused",
+                lp=self.name,
+                child_id=child.child_id,
+                exec_id=exec_id,
+                reason=why,
+                last_px=(raw or b"").decode("latin-1")[:40],
+                booked=str(instrument.ticks_to_price(limit)),
+            )
+        return ticks
 
     def _on_dropped_report(self, entry: _Open, msg: FixMessage) -> None:
         """A report about a child the drop of the link ended: a fill is

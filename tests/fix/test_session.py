@@ -529,6 +529,37 @@ def test_gap_fill_replaces_session_messages_in_a_resend(pair: SessionPair) -> No
     assert pair.logged_out("acceptor") == []
 
 
+def test_application_messages_below_resend_from_are_gap_filled(pair: SessionPair) -> None:
+    """``resend_from`` (set by an LP adapter at each logon): an order sent
+    before it is covered by a gap fill; one sent after it goes again."""
+    start = pair.now
+    pair.drop("initiator", seq=2)
+    pair.drop("initiator", seq=3)
+    pair.drop("initiator", seq=4)
+    pair.send_order("initiator", "C1")  # seq 2, lost, and stale
+    pair.run_until(start + 30, "initiator")  # Heartbeat seq 3, lost
+    pair.initiator.resend_from = 4
+    pair.send_order("initiator", "C2")  # seq 4, lost
+    mark = pair.mark()
+    pair.send_order("initiator", "C3")  # seq 5 reveals the gap
+    pair.pump()
+    [rr] = pair.sent_by("acceptor", b"2", since=mark)
+    assert (rr.get(7), rr.get(16)) == (b"2", b"0")
+    answer = [
+        (w.msg_type, w.seq, w.get(43), w.get(123), w.get(36))
+        for w in pair.sent_by("initiator", since=mark)
+        if w.get(43) == b"Y"
+    ]
+    assert answer == [
+        (b"4", 2, b"Y", b"Y", b"4"),
+        (b"D", 4, b"Y", None, None),
+        (b"D", 5, b"Y", None, None),
+    ]
+    assert cl_ord_ids(pair.received_apps("acceptor")) == [b"C2", b"C3"]
+    assert pair.acceptor.state is S.ACTIVE
+    assert pair.acceptor.store.next_target_seq == 6
+
+
 def test_a_transient_message_is_gap_filled_in_a_resend(pair: SessionPair) -> None:
     """Market data is sent unstored: a resend covers it with a GapFill."""
     pair.drop("acceptor", seq=2)

@@ -14,6 +14,7 @@ import msgspec
 import pytest
 import pytest_asyncio
 from lp_test_kit import INSTRUMENTS
+from structlog.testing import capture_logs
 
 from config import SessionSettings
 from gateway.fix import codec
@@ -362,7 +363,7 @@ async def test_children_from_before_a_restart_are_asked_about_and_resolved(
     settings = lp_settings(acceptor.port, tmp_path)
     adapter = FixLp("LPT", INSTRUMENTS, sink, settings)
     # 1 of 4 lots filled before the restart; the other child unknown to the LP
-    adapter.recover([(child("OLD-WORKING", qty=4), 3), (child("OLD-GONE", qty=4), 4)])
+    adapter.recover([(child("OLD-WORKING", qty=4), 3, ("E0",)), (child("OLD-GONE", qty=4), 4, ())])
     await adapter.connect()
     try:
         ends = await sink.until(ChildCanceled, 2)
@@ -970,3 +971,214 @@ async def test_a_resent_incremental_refresh_with_no_book_under_it_is_skipped(
     finally:
         await adapter.disconnect()
         await lp.stop()
+
+
+class FillAsToldLp(ScriptedLp):
+    """Fills each child at once with the LastQty and LastPx it is told
+    (``None``: the field left out)."""
+
+    def __init__(self, qty: bytes | None, px: bytes | None) -> None:
+        super().__init__()
+        self.fill_qty = qty
+        self.fill_px = px
+
+    def on_message(self, session: Session, msg: FixMessage, now: float) -> None:
+        if msg.msg_type != b"D":
+            super().on_message(session, msg, now)
+            return
+        self.orders.append(msg)
+        self.exec_seq += 1
+        fields = [(6, self.fill_px or b"0"), (11, msg.get(11) or b""), (14, msg.get(38) or b"")]
+        fields += [(17, b"E%d" % self.exec_seq)]
+        if self.fill_px is not None:
+            fields.append((31, self.fill_px))
+        if self.fill_qty is not None:
+            fields.append((32, self.fill_qty))
+        fields += [(37, b"LPO1"), (38, msg.get(38) or b""), (39, b"2"), (54, msg.get(54) or b"")]
+        fields += [(55, b"EUR/USD"), (150, b"F"), (151, b"0")]
+        session.send(b"8", codec.encode_fields(fields), now)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("qty", "px", "lots", "ticks", "event"),
+    [
+        # through the buy child's limit of 1.10002: booked at the limit
+        (b"4000", b"1.10100", 4, 110_002, "lp_fill_price_refused"),
+        (b"4000", None, 4, 110_002, "lp_fill_price_refused"),
+        (b"4000", b"0", 4, 110_002, "lp_fill_price_refused"),
+        (b"4000", b"-0.5", 4, 110_002, "lp_fill_price_refused"),
+        # a sub-tick improvement: the tick on the client's side
+        (b"4000", b"1.100015", 4, 110_001, "lp_fill_price_off_grid"),
+        # part of a lot: the whole lots booked, the rest named
+        (b"4500", b"1.1", 4, 110_000, "lp_fill_quantity_off_lots"),
+        (b"3999", b"1.1", 3, 110_000, "lp_fill_quantity_off_lots"),
+    ],
+)
+async def test_a_fill_the_gateway_cannot_book_as_the_lp_wrote_it_is_booked_safely_and_named(
+    tmp_path: Path,
+    qty: bytes,
+    px: bytes | None,
+    lots: int,
+    ticks: int,
+    event: str,
+) -> None:
+    """An execution is never dropped, and the client is never filled past
+    its limit: what cannot be booked as written is booked at the nearest
+    safe terms and named in the log for the desk (the LP's statement will
+    show the difference as a break)."""
+    acceptor = Acceptor()
+    acceptor.lp = FillAsToldLp(qty, px)
+    await acceptor.start()
+    sink = Sink()
+    adapter = FixLp("LPT", INSTRUMENTS, sink, lp_settings(acceptor.port, tmp_path))
+    await adapter.connect()
+    try:
+        with capture_logs() as logs:
+            adapter.send(child("C21", qty=4, price=110_002))
+            (fill,) = await sink.until(ChildFill)
+        assert (fill.qty, fill.price) == (lots, ticks)
+        named = [e for e in logs if e["event"] == event]
+        assert len(named) == 1, logs
+        assert named[0]["exec_id"] == fill.exec_id
+    finally:
+        await adapter.disconnect()
+        await acceptor.stop()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("qty", [b"0", b"-4000", None])
+async def test_a_fill_of_no_quantity_books_nothing_and_is_named(
+    tmp_path: Path, qty: bytes | None
+) -> None:
+    acceptor = Acceptor()
+    acceptor.lp = FillAsToldLp(qty, b"1.1")
+    await acceptor.start()
+    sink = Sink()
+    adapter = FixLp("LPT", INSTRUMENTS, sink, lp_settings(acceptor.port, tmp_path))
+    await adapter.connect()
+    try:
+        with capture_logs() as logs:
+            adapter.send(child("C22", qty=4))
+            await eventually(lambda: acceptor.lp.orders, "the child reached the LP")
+            await eventually(
+                lambda: any(e["event"] == "lp_fill_unreadable" for e in logs),
+                "the fill named",
+            )
+        assert not [e for e in sink.events if isinstance(e, ChildFill)]
+    finally:
+        await adapter.disconnect()
+        await acceptor.stop()
+
+
+@pytest.mark.asyncio
+async def test_an_order_ended_by_a_drop_is_not_sent_again_when_the_lp_asks_for_it(
+    linked: tuple[Acceptor, FixLp, Sink],
+) -> None:
+    """The link drops with a child unanswered: the adapter ends it (its
+    client is told it was canceled).  An LP that lost it and asks for
+    everything again at the next logon gets a gap fill over it, never the
+    order, which it would otherwise execute."""
+    acceptor, adapter, sink = linked
+    acceptor.lp.mode = "silent"
+    missed_from = acceptor.session.store.next_target_seq
+    adapter.send(child("C30"))
+    await eventually(lambda: acceptor.lp.orders, "the LP has C30")
+    port = acceptor.port
+    await acceptor.stop()
+    (canceled,) = await sink.until(ChildCanceled)
+    assert (canceled.child_id, canceled.reason) == ("C30", DISCONNECTED_REASON)
+    # the LP comes back without what it received since: it asks for it
+    acceptor.session.store.set_next_target_seq(missed_from)
+    acceptor.lp.orders.clear()
+    await acceptor.start(port)
+    await eventually(
+        lambda: (
+            adapter.up
+            and acceptor.session.store.next_target_seq == adapter.session.store.next_sender_seq
+        ),
+        "the LP caught up with the adapter",
+    )
+    await sink.until(Quote, 4)  # subscribed again, after the gap fill
+    assert acceptor.lp.orders == []
+    assert not [e for e in sink.events if isinstance(e, ChildFill)]
+
+
+class BustingLp(ScriptedLp):
+    """Fills each child, then busts (H) or corrects (G) the fill at once."""
+
+    def __init__(self, exec_type: bytes) -> None:
+        super().__init__()
+        self.exec_type = exec_type
+
+    def on_message(self, session: Session, msg: FixMessage, now: float) -> None:
+        super().on_message(session, msg, now)
+        if msg.msg_type != b"D":
+            return
+        filled = b"E%d" % self.exec_seq
+        fields = [(6, b"0"), (11, msg.get(11) or b""), (14, b"0"), (17, b"X9"), (19, filled)]
+        fields += [(31, b"1.10001"), (32, b"4000"), (37, b"LPO1"), (38, b"4000"), (39, b"2")]
+        fields += [(54, b"1"), (55, b"EUR/USD"), (58, b"busted by the LP")]
+        fields += [(150, self.exec_type), (151, b"0")]
+        session.send(b"8", codec.encode_fields(fields), now)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("exec_type", "event"), [(b"H", "lp_trade_bust"), (b"G", "lp_trade_correction")]
+)
+async def test_a_trade_bust_or_correction_is_named_for_the_desk(
+    tmp_path: Path, exec_type: bytes, event: str
+) -> None:
+    acceptor = Acceptor()
+    acceptor.lp = BustingLp(exec_type)
+    await acceptor.start()
+    sink = Sink()
+    adapter = FixLp("LPT", INSTRUMENTS, sink, lp_settings(acceptor.port, tmp_path))
+    await adapter.connect()
+    try:
+        with capture_logs() as logs:
+            adapter.send(child("C31"))
+            (fill,) = await sink.until(ChildFill)
+            await eventually(lambda: any(e["event"] == event for e in logs), "the bust named")
+        (named,) = [e for e in logs if e["event"] == event]
+        assert (named["lp"], named["cl_ord_id"], named["exec_ref_id"]) == (
+            "LPT",
+            "C31",
+            fill.exec_id,
+        )
+        assert named["log_level"] == "error"
+        assert [e for e in sink.events if isinstance(e, ChildFill)] == [fill]  # nothing booked
+    finally:
+        await adapter.disconnect()
+        await acceptor.stop()
+
+
+def test_a_fill_counted_before_a_restart_and_resent_by_the_lp_is_not_counted_again(
+    tmp_path: Path,
+) -> None:
+    """The child's ExecIDs come back with it: the LP resending a fill the
+    gateway had booked does not end the child as filled, and the LP's cancel
+    of the rest is understood."""
+    sink = Sink()
+    adapter = FixLp("LPT", INSTRUMENTS, sink, lp_settings(1, tmp_path))
+    adapter.recover([(child("OLD", qty=8), 4, ("E1",))])
+
+    def report(exec_type: bytes, exec_id: bytes, last: bytes, cum: bytes) -> FixMessage:
+        fields = [(6, b"1.10002"), (11, b"OLD"), (14, cum), (17, exec_id)]
+        if exec_type == b"F":
+            fields += [(31, b"1.10002"), (32, last)]
+        fields += [(37, b"LPO1"), (38, b"8000"), (39, b"4" if exec_type == b"4" else b"1")]
+        fields += [(54, b"1"), (55, b"EUR/USD"), (150, exec_type), (151, b"0")]
+        header = [(34, b"9"), (43, b"Y"), (49, b"LPT"), (52, b"20261206-10:00:00"), (56, b"GW")]
+        header.append((122, b"20261206-09:00:00"))
+        return codec.parse_frame(
+            codec.encode_message(b"FIX.4.4", b"8", header, codec.encode_fields(fields))
+        )
+
+    adapter._on_execution(report(b"F", b"E1", b"4000", b"4000"))
+    assert not [e for e in sink.events if isinstance(e, ChildFill)]
+    adapter._on_execution(report(b"4", b"E2", b"0", b"4000"))
+    assert [e for e in sink.events if isinstance(e, ChildCanceled)] == [
+        ChildCanceled("OLD", 4, "canceled by LP")
+    ]
