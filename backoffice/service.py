@@ -157,6 +157,12 @@ def open_ledger(config: Config, settlement: Settlement) -> Ledger:
         path = Path(url.removeprefix("duckdb:"))
         if not path.is_absolute():
             path = Path(config.gateway.data_dir) / path
+        elif not path.exists() and not path.parent.exists():
+            # a typo in the path would begin an empty ledger
+            raise BackofficeError(
+                f"backoffice.ledger: {path} does not exist, nor does its folder "
+                f"{path.parent}: create the folder first if the path is meant"
+            )
         return DuckLedger(path, settlement, memory_mb=config.backoffice.duckdb_memory_mb)
     raise BackofficeError(
         f"backoffice.ledger: {url_without_secrets(url)!r} is neither duckdb:<file> nor "
@@ -450,13 +456,26 @@ class BackOffice:
         self.stop()
 
     async def _every(self, job: Callable[[], Awaitable[None]], interval_ms: int) -> None:
+        """``job`` every ``interval_ms``.  A ledger that fails it (a database
+        away) is said once, with the cause, then once a minute with how many
+        runs failed meanwhile, and once more when a run succeeds again."""
+        failed = 0
+        said = 0.0
         while True:
             try:
                 await job()
             except LedgerError as exc:
-                _log.error("ledger_error", job=job.__name__, error=str(exc))
+                failed += 1
+                now = time.monotonic()
+                if failed == 1 or now - said >= _REPEAT_ERROR_S:
+                    said = now
+                    _log.error("ledger_error", job=job.__name__, error=str(exc), failed_runs=failed)
             except Exception:
                 _log.exception("backoffice_job_failed", job=job.__name__)
+            else:
+                if failed:
+                    _log.info("ledger_job_resumed", job=job.__name__, failed_runs=failed)
+                    failed = 0
             await asyncio.sleep(interval_ms / 1000)
 
     # -- the drop copy -----------------------------------------------------------------
@@ -1214,6 +1233,10 @@ class BackOffice:
 def _seq(msg: FixMessage) -> int:
     value = msg.get(34)
     return int(value) if value is not None and value.isdigit() else 0
+
+
+_REPEAT_ERROR_S: Final = 60.0
+"""How often a job the ledger keeps failing says so again."""
 
 
 def _utcnow(clock: Callable[[], float]) -> dt.datetime:

@@ -22,6 +22,7 @@ from typing import Final
 
 import msgspec
 
+from config.redact import url_without_secrets
 from config.schema import (
     USD_CONVERSION_BASE,
     USD_CONVERSION_QUOTE,
@@ -464,6 +465,14 @@ def check_gateway(values: Mapping[str, object], path: str) -> list[str]:
         and not (len(prefix) <= 8 and prefix.isascii() and prefix.isalnum())
     ):
         errors.append(f"{_join(path, 'id_prefix')}: up to 8 letters and digits, got {prefix!r}")
+    ports: dict[object, str] = {}
+    for name in ("fix_port", "drop_copy_port", "http_port"):
+        port = values.get(name)
+        if isinstance(port, int) and port:
+            if port in ports:
+                errors.append(f"{_join(path, name)}: {port} is {_join(path, ports[port])} too")
+            else:
+                ports[port] = name
     read = values.get("read_token")
     if read and read == values.get("admin_token"):
         errors.append(
@@ -500,8 +509,19 @@ def check_cluster(values: Mapping[str, object], path: str) -> list[str]:
 
 def check_backoffice(values: Mapping[str, object], path: str) -> list[str]:
     """The gateways a back office follows have names and drop copies of
-    their own."""
+    their own; the ledger is DuckDB's or PostgreSQL's."""
     errors = _duplicates(values, path, "gateways", "name")
+    ledger = values.get("ledger", "")
+    if isinstance(ledger, str) and ledger:
+        scheme, _, rest = ledger.partition(":")
+        duck = scheme == "duckdb" and bool(rest)
+        postgres = scheme in ("postgresql", "postgres") and rest.startswith("//")
+        if not (duck or postgres):
+            shown = url_without_secrets(ledger)
+            errors.append(
+                f"{_join(path, 'ledger')}: {shown!r} is neither duckdb:<file> nor "
+                "postgresql://user@host:port/database"
+            )
     seen: dict[tuple[object, object], int] = {}
     for index, entry in _entries(values, "gateways"):
         address = (entry.get("host", "127.0.0.1"), entry.get("drop_copy_port"))

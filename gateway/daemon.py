@@ -157,6 +157,7 @@ class Gateway:
         gw = config.gateway
         self.data_dir = Path(gw.data_dir).absolute()
         _refuse_moved_data(self.config.gateway.data_dir, self.data_dir)
+        _refuse_missing_parent(self.config.gateway.data_dir, self.data_dir)
         if config.store.backend == "file":
             _writable_data_dir(self.data_dir)
         clash = Tokens.clash(gw)
@@ -646,6 +647,24 @@ def _refuse_moved_data(written: str, resolved: Path) -> None:
                 "does: set data_dir to the directory meant, or move it"
             ]
         )
+
+
+def _refuse_missing_parent(written: str, resolved: Path) -> None:
+    """An absolute data directory whose parent does not exist is refused
+    rather than made: a typo in the path (``/var/lib/fixgw`` for
+    ``/var/lib/fixgw-prod``) would otherwise start on empty stores, with
+    fresh sequence numbers and no open orders, without a word.  A relative
+    one (the packaged default's ``../var/data`` of a fresh checkout) is made
+    with its parents."""
+    if not Path(written).is_absolute() or resolved.exists() or resolved.parent.exists():
+        return
+    raise ConfigError(
+        [
+            f"gateway.data_dir: {resolved} does not exist, nor does its parent "
+            f"{resolved.parent}: create the parent first if the path is meant "
+            "(an absolute data directory is made only where its parent exists)"
+        ]
+    )
 
 
 def _writable_data_dir(data_dir: Path) -> None:

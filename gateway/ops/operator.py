@@ -780,7 +780,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--token",
-        help=f"admin token (default: ${TOKEN_ENV}, or from --config, or the packaged config's)",
+        help=f"admin token (default: ${TOKEN_ENV}, or from --config, or, with neither --url "
+        "nor --config, the packaged config's)",
     )
     parser.add_argument(
         "--config", help="the daemon's TOML config: its http_host, http_port and admin_token"

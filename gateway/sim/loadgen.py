@@ -227,14 +227,15 @@ class LoadClient(FixClient):
             self._fill_window()
         else:
             interval = 1.0 / rate
-            while self.stats.sent < count:
+            while self.stats.sent < count and self.session.is_logged_on:
                 due = min(count, int((time.perf_counter() - start) / interval) + 1)
                 while self.stats.sent < due and self.in_flight < max_in_flight:
                     self.send_order()
                 await asyncio.sleep(PACE_TICK_S)
         # wait for the answers; give up once none has come for `drain` s
         last, last_progress = -1, time.perf_counter()
-        while self._pending:
+        # no answer comes once the gateway has ended the session
+        while self._pending and self.session.is_logged_on:
             self._idle.clear()
             try:
                 async with asyncio.timeout(0.05):

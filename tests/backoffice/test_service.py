@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 import orjson
 import pytest
+import structlog.testing
 
 from backoffice.duck import DuckLedger
 from backoffice.ledger import Hold, LedgerError, PinnedDay, Position
@@ -80,6 +81,20 @@ def test_ledger_urls(tmp_path: Path) -> None:
     )
     assert isinstance(named, DuckLedger)
     assert named.path == tmp_path / "x" / "l.db"
+    with pytest.raises(BackofficeError, match="does not exist, nor does its folder"):
+        open_ledger(
+            msgspec.structs.replace(
+                cfg, backoffice=BackofficeSettings(ledger=f"duckdb:{tmp_path}/no/such/l.db")
+            ),
+            settlement,
+        )
+    absolute = open_ledger(
+        msgspec.structs.replace(
+            cfg, backoffice=BackofficeSettings(ledger=f"duckdb:{tmp_path}/l.db")
+        ),
+        settlement,
+    )
+    assert isinstance(absolute, DuckLedger)
     with pytest.raises(BackofficeError, match="neither duckdb:<file> nor postgresql"):
         open_ledger(
             msgspec.structs.replace(cfg, backoffice=BackofficeSettings(ledger="mysql://x")),
@@ -1313,3 +1328,34 @@ async def test_a_resolved_position_break_leaves_the_list_under_steady_trading(
         ]
     finally:
         await office.ledger.close()
+
+
+@pytest.mark.asyncio
+async def test_a_job_the_ledger_keeps_failing_is_said_once_and_again_when_it_resumes() -> None:
+    """A database away fails every run of the status and recon jobs: one
+    error line with the cause, not one a run (0.5 s apart), then one line
+    when a run succeeds again, with how many failed."""
+    office = BackOffice(default())
+    runs = 0
+    done = asyncio.Event()
+
+    async def statements() -> None:
+        nonlocal runs
+        runs += 1
+        if runs <= 20:
+            raise LedgerError("the ledger postgresql://bo@db/l: connection refused")
+        done.set()
+
+    with structlog.testing.capture_logs() as logs:
+        task = asyncio.create_task(office._every(statements, 1))
+        try:
+            async with asyncio.timeout(10):
+                await done.wait()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    errors = [e for e in logs if e["event"] == "ledger_error"]
+    assert [(e["job"], e["failed_runs"]) for e in errors] == [("statements", 1)]
+    assert "connection refused" in errors[0]["error"]
+    resumed = [e for e in logs if e["event"] == "ledger_job_resumed"]
+    assert [(e["job"], e["failed_runs"]) for e in resumed] == [("statements", 20)]

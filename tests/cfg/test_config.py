@@ -682,3 +682,36 @@ def test_a_drop_copy_names_order_entry_clients_once_and_only_a_drop_copy_names_a
         "sessions[1].DropCopyFor[2]: no order-entry session for NOBODY",
         'sessions[2].DropCopyFor: only for a session with Application = "dropcopy"',
     ]
+
+
+def test_two_listeners_on_one_port_are_reported() -> None:
+    text = "[gateway]\nfix_port = 9876\nhttp_port = 9876\ndrop_copy_port = 9876\n" + MINIMAL
+    errors = [e for e in errors_of(text) if "port" in e]
+    assert errors == [
+        "gateway.drop_copy_port: 9876 is gateway.fix_port too",
+        "gateway.http_port: 9876 is gateway.fix_port too",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("ledger", "ok"),
+    [
+        ("", True),
+        ("duckdb:ledger.duckdb", True),
+        ("duckdb:/srv/l.duckdb", True),
+        ("postgresql://bo@db:5432/ledger", True),
+        ("postgres://bo:secret@db/ledger", True),
+        ("mysql://x@y/z", False),
+        ("postgresql:/broken", False),
+        ("duckdb:", False),
+        ("ledger.duckdb", False),
+    ],
+)
+def test_a_ledger_url_neither_duckdb_nor_postgresql_is_reported(ledger: str, ok: bool) -> None:
+    text = MINIMAL + f'\n[backoffice]\nledger = "{ledger}"\n'
+    if ok:
+        assert parse_config(text).backoffice.ledger == ledger
+        return
+    (error,) = errors_of(text)
+    assert error.startswith("backoffice.ledger: ")
+    assert "neither duckdb:<file> nor postgresql://" in error

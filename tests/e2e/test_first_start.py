@@ -284,6 +284,20 @@ def test_data_left_where_a_relative_data_dir_used_to_point_stops_the_start(
     assert not (tmp_path / "etc" / "state").exists()
 
 
+def test_an_absolute_data_dir_whose_parent_is_missing_stops_the_start(tmp_path: Path) -> None:
+    """A typo in an absolute data directory's path would start on empty
+    stores: it is refused in one line, nothing made; one whose parent
+    exists is made."""
+    missing = tmp_path / "srv" / "fixgw-prod" / "data"
+    config = gateway_config(tmp_path / "etc", fix_port=free_port(), data_dir=str(missing))
+    done = fixgw("run", "--config", str(config), "--http-port", "0", cwd=tmp_path)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert f"gateway.data_dir: {missing} does not exist" in lines[0]
+    assert not (tmp_path / "srv").exists()
+
+
 # ``fixgw run`` receiving ``signal`` while the gateway is being built (its
 # stores opened, its journal read back: seconds on a long journal)
 SIGNAL_WHILE_BUILT = """
