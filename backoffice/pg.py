@@ -285,6 +285,11 @@ class PgLedger(Ledger):
             return await asyncpg.connect(
                 self._dsn, timeout=CONNECT_TIMEOUT, server_settings=_SERVER_SETTINGS
             )
+        except TimeoutError as exc:
+            raise LedgerError(
+                f"cannot connect to the ledger {self.url}: no answer from the server "
+                f"within {CONNECT_TIMEOUT:g} s"
+            ) from exc
         except (*_FAILURES, asyncpg.ClientConfigurationError) as exc:
             raise LedgerError(f"cannot connect to the ledger {self.url}: {_reason(exc)}") from exc
 

@@ -30,11 +30,13 @@ def _parser() -> argparse.ArgumentParser:
         "--config", help="TOML config file (default: the packaged config/default.toml)"
     )
     run.add_argument("--fix-host", help="override gateway.fix_host")
-    run.add_argument("--fix-port", type=int, help="override gateway.fix_port")
+    run.add_argument("--fix-port", type=_port, help="override gateway.fix_port")
     run.add_argument("--http-host", help="override gateway.http_host")
-    run.add_argument("--http-port", type=int, help="override gateway.http_port (0 disables HTTP)")
+    run.add_argument("--http-port", type=_port, help="override gateway.http_port (0 disables HTTP)")
     run.add_argument(
-        "--drop-copy-port", type=int, help="override gateway.drop_copy_port (drop-copy sessions)"
+        "--drop-copy-port",
+        type=_port,
+        help="override gateway.drop_copy_port (drop-copy sessions)",
     )
     run.add_argument(
         "--data-dir", help="override gateway.data_dir (relative to the working directory)"
@@ -225,6 +227,18 @@ def _command(args: argparse.Namespace) -> int:
 
         return lp_sim_main(args)
     return _run(args)
+
+
+def _port(text: str) -> int:
+    """A port on the command line: refused there, naming the flag, rather
+    than blamed on the config file it overrides."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535)")
+    return port
 
 
 def _nodes(text: str) -> int:

@@ -854,8 +854,13 @@ class Session:
     def _on_resend_request(self, msg: FixMessage, now: float) -> None:
         if not self._verify(msg, now, check_high=False, check_low=False):
             return
-        begin = max(1, int(msg.get(7) or b"1"))
+        asked_begin = int(msg.get(7) or b"1")
         end = int(msg.get(16) or b"0")
+        if end < 0 or asked_begin < 0 or (end and end < asked_begin):
+            # nothing can be sent for it: said, not ignored
+            self._reject(msg, R.VALUE_IS_INCORRECT, 16 if end < 0 or end else 7, now)
+            return
+        begin = max(1, asked_begin)
         next_sender = self.store.next_sender_seq
         if end == 0 or end >= next_sender:
             end = next_sender - 1

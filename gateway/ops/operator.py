@@ -188,7 +188,11 @@ def admin_api(args: argparse.Namespace) -> AdminApi:
             gateway = load_config(config).gateway
         except ConfigError as exc:
             first = exc.errors[0] if exc.errors else str(exc)
-            more = f" (and {len(exc.errors) - 1} more)" if len(exc.errors) > 1 else ""
+            more = (
+                f" (and {len(exc.errors) - 1} more: fixgw check-config {config} lists them)"
+                if len(exc.errors) > 1
+                else ""
+            )
             raise OperatorError(f"{config}: {first}{more}") from None
         if url is None:
             if not gateway.http_port:

@@ -1447,6 +1447,28 @@ async def test_postgres_that_cannot_be_reached_is_named_without_its_password(
         await missing.counts()
 
 
+@pytest.mark.asyncio
+async def test_a_server_that_never_answers_is_named_with_the_time_waited(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A port that accepts and says nothing (a wrong service, a hung
+    server): the error says how long it waited, not 'TimeoutError'."""
+    import backoffice.pg as pg
+
+    monkeypatch.setattr(pg, "CONNECT_TIMEOUT", 0.3)
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(LedgerError) as waited:
+            await PgLedger(f"postgresql://fixgw@127.0.0.1:{port}/ledger", SETTLEMENT).open()
+    finally:
+        silent.close()
+    assert str(waited.value) == (
+        f"cannot connect to the ledger postgresql://fixgw@127.0.0.1:{port}/ledger: "
+        "no answer from the server within 0.3 s"
+    )
+
+
 def test_a_ledger_url_is_named_without_its_password() -> None:
     assert (
         url_without_secrets("postgresql://u:p@h:5432/db") == "postgresql://u:(redacted)@h:5432/db"

@@ -1255,3 +1255,22 @@ def test_a_long_resend_is_answered_in_parts(
         b"LAST",
     ]
     assert pair.acceptor.state is S.ACTIVE
+
+
+@pytest.mark.parametrize(
+    ("begin", "end", "tag"), [(b"10", b"3", 16), (b"2", b"-1", 16), (b"-2", b"0", 7)]
+)
+def test_a_resend_request_for_no_range_is_rejected_not_ignored(
+    gateway: SessionHarness, begin: bytes, end: bytes, tag: int
+) -> None:
+    """EndSeqNo below BeginSeqNo, or a negative number: nothing could be
+    sent for it, and the peer is told so (Reject, value incorrect)."""
+    assert gateway.feed(gateway.message(b"2", 2, [(7, begin), (16, end)])) == []
+    (reject,) = gateway.sent()
+    assert (reject.msg_type, reject.get(45), reject.get(373), reject.get(371)) == (
+        b"3",
+        b"2",
+        b"5",
+        b"%d" % tag,
+    )
+    assert gateway.store.next_target_seq == 3

@@ -437,3 +437,18 @@ def test_positions_of_a_cluster_gateway_name_the_clients_it_does_not_serve() -> 
     )
     alone = operator.render_positions({k: v for k, v in exposures.items() if k != "served"})
     assert "Not served here" not in alone
+
+
+@pytest.mark.parametrize("flag", ["--fix-port", "--http-port", "--drop-copy-port"])
+def test_a_port_flag_out_of_range_is_refused_by_the_command_line(
+    flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not blamed on the config file the flag overrides."""
+    from gateway.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["run", flag, "70000"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: '70000' is not a port (0-65535)" in err
+    assert "config" not in err.splitlines()[-1]
