@@ -130,3 +130,30 @@ def test_bench_without_a_gateway_is_one_line() -> None:
     assert proc.stderr.splitlines() == [
         f"fixgw bench: cannot connect to 127.0.0.1:{port}: Connection refused"
     ]
+
+
+@pytest.mark.asyncio
+async def test_a_run_ends_when_the_gateway_ends_the_session(tmp_path: Path) -> None:
+    """A paced run whose gateway stops mid-way ends with what it had, not
+    waiting for answers that cannot come."""
+    import asyncio
+
+    from gateway.sim.loadgen import LoadClient, _connect
+
+    port = free_port()
+    gateway = Gateway(parse_config(ECHO.format(port=port, data=tmp_path)))
+    await gateway.start()
+    client = LoadClient("CLIENT1", "GATEWAY")
+    await _connect(client, "127.0.0.1", port)
+    run = asyncio.create_task(client.run(20_000, 500.0, 20))
+    try:
+        async with asyncio.timeout(10):
+            while client.stats.completed < 50:
+                await asyncio.sleep(0.01)  # polling, within the timeout above
+                assert not run.done()
+        await gateway.stop()
+        async with asyncio.timeout(5):  # its drain would wait 10 s for nothing
+            stats = await run
+    finally:
+        run.cancel()
+    assert 50 <= stats.completed < 20_000
