@@ -105,7 +105,9 @@ class Holding:
 @dataclass(frozen=True, slots=True)
 class Standing:
     """Where an account stands: ``level`` = equity / margin (None with no
-    margin), beside the account's margin call and stop-out levels."""
+    margin), beside the account's margin call and stop-out levels.  With no
+    margin (positions in no margin group, or fully offset by spreads) an
+    equity below zero is below every level: called and stopped out."""
 
     client: str
     equity_usd: float
@@ -116,11 +118,17 @@ class Standing:
 
     @property
     def called(self) -> bool:
-        return self.level is not None and self.level < self.margin_call_level
+        level = self.level
+        if level is None:
+            return self.equity_usd < 0
+        return level < self.margin_call_level
 
     @property
     def stopped_out(self) -> bool:
-        return self.level is not None and self.level < self.stop_out_level
+        level = self.level
+        if level is None:
+            return self.equity_usd < 0
+        return level < self.stop_out_level
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,6 +390,16 @@ class Accounts:
         params = account.portfolio.params
         if symbol not in params.group_of:
             return None
+        held = account.holdings.get(symbol)
+        if held is not None and held.lots:
+            # an order that, with the open ones on its side, only reduces the
+            # position lowers the margin: passed without a price (none may
+            # be quoted after a restart, or with the LPs away)
+            buys, sells = self._open_lots.get(client, {}).get(symbol, (0, 0))
+            if side is BUY and held.lots < 0 and buys + lots <= -held.lots:
+                return None
+            if side is not BUY and held.lots > 0 and sells + lots <= held.lots:
+                return None
         factor = float(account.terms.initial_factor)
         try:
             self._current(account)

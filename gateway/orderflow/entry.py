@@ -19,7 +19,8 @@ repeat only an excerpt of a client-supplied string.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from decimal import Decimal
 
 import structlog
 
@@ -67,7 +68,7 @@ from matcher.orders import (
 from risk.accounts import Marks
 from risk.limits import check
 from router.book import AggregatedBook
-from router.exposure import ExposureLedger, ExposureSnapshot
+from router.exposure import ExposureLedger, ExposureSnapshot, PriceSource
 from router.members import BUY, FOK
 from router.model import Instrument
 
@@ -323,16 +324,11 @@ class OrderEntry:
         if per_lot is self._marked:
             return
         self._marked = per_lot
-        price: dict[str, float] = {}
-        unit_usd: dict[str, float] = {}
-        for symbol, value in per_lot.items():
-            instrument = self.instruments.get(symbol)
-            mid = self.ledger.price(symbol, self.book)
-            if instrument is None or mid is None:
-                continue
-            price[symbol] = float(mid)
-            unit_usd[symbol] = float(value / instrument.lot_size)
-        self._reports.accounts.mark(Marks(price, unit_usd))
+        book = self.book
+        ledger = self.ledger
+        self._reports.accounts.mark(
+            margin_marks(per_lot, self.instruments, book, lambda s: ledger.price(s, book))
+        )
 
     def _within_rate(self, client: str, rate: int, now: float) -> bool:
         """Take a token from the client's bucket (``rate`` per second, one
@@ -525,3 +521,28 @@ class OrderEntry:
         accounts = self._reports.accounts
         breach = accounts.check(client, current.symbol, current.side, qty - current.qty)
         return None if breach is None else breach.text
+
+
+def margin_marks(
+    per_lot: Mapping[str, Decimal],
+    instruments: Mapping[str, Instrument],
+    quotes: PriceSource,
+    price: Callable[[str], Decimal | None],
+) -> Marks:
+    """The margin accounts' marks: each symbol's price and the USD value of
+    one unit, for the symbols quoted now.  A symbol with no live quote
+    (stale, its LPs away) is left out, so it keeps its last mark: the last
+    fill's price, which ``price`` falls back to, may be hours old and the
+    fill another client's."""
+    prices: dict[str, float] = {}
+    unit_usd: dict[str, float] = {}
+    for symbol, value in per_lot.items():
+        instrument = instruments.get(symbol)
+        if instrument is None or quotes.mid(symbol) is None:
+            continue
+        mid = price(symbol)
+        if mid is None:
+            continue
+        prices[symbol] = float(mid)
+        unit_usd[symbol] = float(value / instrument.lot_size)
+    return Marks(prices, unit_usd)

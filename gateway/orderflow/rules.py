@@ -20,6 +20,7 @@ from decimal import Decimal
 from types import MappingProxyType
 
 import msgspec
+import structlog
 
 from config import Config
 from risk.accounts import AccountTerms
@@ -27,6 +28,8 @@ from risk.limits import ClientLimits
 from risk.margin import MarginGroup, MarginParams, SpreadDef, SpreadLeg
 from router.model import Instrument
 from router.policy import LpLimits, RoutingLimits, RoutingPolicy, build_policy
+
+_log = structlog.get_logger("gateway.orderflow.rules")
 
 SHARE_SCALE = 10_000
 """Traffic shares are kept in basis points of the orders."""
@@ -113,6 +116,15 @@ def margin_params(config: Config, version: str) -> MarginParams | None:
     if not margin.groups:
         return None
     classes = {i.symbol: i.asset_class for i in config.instruments}
+    grouped = {symbol for g in margin.groups for symbol in g.symbols}
+    outside = sorted(set(classes) - grouped)
+    if outside and config.accounts:
+        _log.warning(
+            "margin_instruments_without_group",
+            symbols=outside,
+            hint="orders in them are not margined; their losses still count in equity, "
+            "and an equity below zero stops the account out",
+        )
     groups = tuple(
         MarginGroup(
             name=g.name,

@@ -325,3 +325,62 @@ def test_one_clients_holdings_replaced_are_margined_as_if_traded_here() -> None:
     # an empty state flattens the client
     here.set_client("C1", {})
     assert here.holdings_of("C1") == {}
+
+
+def test_with_no_margin_an_equity_below_zero_is_called_and_stopped_out() -> None:
+    """Positions that ask no margin (an instrument of no margin group, legs
+    a spread offsets in full) still lose money: below zero equity the
+    account is called and stopped out, not left at "no level"."""
+    gold = instrument("XAU", "1")
+    book = Accounts(CME, {"C1": AccountTerms(Decimal(5000))}, {**INSTRUMENTS, "XAU": gold})
+    book.mark(Marks({**MARKS.price, "XAU": 2000.0}, {**MARKS.unit_usd, "XAU": 2000.0}))
+    book.trade("C1", "XAU", Side.BUY, 1000, 200_000)  # 1,000 oz at 2,000: no group
+    standing = book.standing("C1")
+    assert standing is not None
+    assert (standing.margin_usd, standing.level) == (0.0, None)
+    assert not standing.called and not standing.stopped_out
+    book.mark(Marks({"XAU": 1990.0}, {"XAU": 1990.0}))  # 10 USD down: -10,000 + 5,000
+    standing = book.standing("C1")
+    assert standing is not None
+    assert standing.equity_usd == -5000.0
+    assert standing.called and standing.stopped_out
+
+
+def test_an_order_that_only_reduces_a_position_passes_without_a_price() -> None:
+    """After a restart, or with the LPs away, no mark: an increase is
+    refused as margin unknown, a reduction (the open orders on its side
+    counted) is not."""
+    book = Accounts(CME, {"C1": AccountTerms(Decimal(10**6))}, INSTRUMENTS)
+    book.set_client("C1", {"EUR/USD": (5, 1.1, 0.0)})
+    assert book.check("C1", "EUR/USD", Side.SELL, 3) is None
+    book.order_open("O1", "C1", "EUR/USD", Side.SELL, 2)
+    assert book.check("C1", "EUR/USD", Side.SELL, 3) is None  # 2 + 3: flat
+    turned = book.check("C1", "EUR/USD", Side.SELL, 4)  # 2 + 4 would turn it short
+    added = book.check("C1", "EUR/USD", Side.BUY, 1)
+    for breach in (turned, added):
+        assert breach is not None
+        assert "no price for EUR/USD" in breach.text
+
+
+def test_a_symbol_without_a_live_quote_keeps_its_last_mark() -> None:
+    """The gateway's marks leave out a symbol no LP quotes now: its price
+    source would answer the last fill's price (hours old, another
+    client's), which could stop an account out on a price nobody quotes."""
+    from fractions import Fraction
+
+    from gateway.orderflow.entry import margin_marks
+
+    class Quotes:
+        def mid(self, symbol: str) -> Fraction | None:
+            return Fraction(45000) if symbol == "ZC" else None
+
+    last_fills = {"ZC": Decimal("450.00"), "ZS": Decimal("1000.00")}
+    per_lot = {"ZC": Decimal("450"), "ZS": Decimal("1000")}
+    marks = margin_marks(per_lot, INSTRUMENTS, Quotes(), last_fills.get)
+    assert marks.price == {"ZC": 450.0}
+    book = accounts("3000")
+    book.trade("C1", "ZS", Side.BUY, 1, 120000)  # at the mark, 1,200
+    book.mark(marks)
+    view = book.view("C1")
+    assert view is not None
+    assert view.unrealized_pnl_usd == 0.0  # ZS still at 1,200, not the old fill's 1,000
