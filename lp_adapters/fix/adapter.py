@@ -747,13 +747,7 @@ class FixLp(LpAdapter):
             lots = self._lots_off_grid(child, instrument, raw_qty, exec_id)
         else:
             if lots <= 0:
-                _log.error(
-                    "lp_fill_unreadable",
-                    lp=self.name,
-                    child_id=child.child_id,
-                    exec_id=exec_id,
-                    error=f"LastQty {raw_qty.decode('latin-1')[:40]!r} is not a positive quantity",
-                )
+                self._unreadable(child, exec_id, raw_qty)
         if lots <= 0:
             return None
         price = self._fill_price(child, instrument, msg.get(31), exec_id)
@@ -764,6 +758,16 @@ class FixLp(LpAdapter):
             seen.add(exec_id)
         leaves = max(child.qty - entry.filled, 0)
         return ChildFill(child.child_id, exec_id, lots, price, leaves)
+
+    def _unreadable(self, child: ChildOrder, exec_id: str, raw_qty: bytes) -> None:
+        """A Trade report of no quantity: nothing booked, said."""
+        _log.error(
+            "lp_fill_unreadable",
+            lp=self.name,
+            child_id=child.child_id,
+            exec_id=exec_id,
+            error=f"LastQty {raw_qty.decode('latin-1')[:40]!r} is not a positive quantity",
+        )
 
     def _lots_off_grid(
         self, child: ChildOrder, instrument: Instrument, raw: bytes, exec_id: str
@@ -778,13 +782,7 @@ class FixLp(LpAdapter):
         except InvalidOperation:
             qty = Decimal("NaN")
         if not qty.is_finite() or qty <= 0:
-            _log.error(
-                "lp_fill_unreadable",
-                lp=self.name,
-                child_id=child.child_id,
-                exec_id=exec_id,
-                error=f"LastQty {text[:40]!r} is not a quantity",
-            )
+            self._unreadable(child, exec_id, raw)
             return 0
         lots = min(int(qty // instrument.lot_size), MAX_UNITS)
         _log.error(

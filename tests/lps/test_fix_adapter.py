@@ -4,6 +4,7 @@ project's own acceptor, with a test application playing the LP)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -973,6 +974,22 @@ async def test_a_resent_incremental_refresh_with_no_book_under_it_is_skipped(
         await lp.stop()
 
 
+@contextlib.asynccontextmanager
+async def scripted(tmp_path: Path, lp: ScriptedLp) -> AsyncIterator[tuple[Acceptor, FixLp, Sink]]:
+    """``lp`` behind an acceptor, and an adapter logged on to it."""
+    acceptor = Acceptor()
+    acceptor.lp = lp
+    await acceptor.start()
+    sink = Sink()
+    adapter = FixLp("LPT", INSTRUMENTS, sink, lp_settings(acceptor.port, tmp_path))
+    await adapter.connect()
+    try:
+        yield acceptor, adapter, sink
+    finally:
+        await adapter.disconnect()
+        await acceptor.stop()
+
+
 class FillAsToldLp(ScriptedLp):
     """Fills each child at once with the LastQty and LastPx it is told
     (``None``: the field left out)."""
@@ -1027,23 +1044,14 @@ async def test_a_fill_the_gateway_cannot_book_as_the_lp_wrote_it_is_booked_safel
     its limit: what cannot be booked as written is booked at the nearest
     safe terms and named in the log for the desk (the LP's statement will
     show the difference as a break)."""
-    acceptor = Acceptor()
-    acceptor.lp = FillAsToldLp(qty, px)
-    await acceptor.start()
-    sink = Sink()
-    adapter = FixLp("LPT", INSTRUMENTS, sink, lp_settings(acceptor.port, tmp_path))
-    await adapter.connect()
-    try:
+    async with scripted(tmp_path, FillAsToldLp(qty, px)) as (_, adapter, sink):
         with capture_logs() as logs:
             adapter.send(child("C21", qty=4, price=110_002))
             (fill,) = await sink.until(ChildFill)
-        assert (fill.qty, fill.price) == (lots, ticks)
-        named = [e for e in logs if e["event"] == event]
-        assert len(named) == 1, logs
-        assert named[0]["exec_id"] == fill.exec_id
-    finally:
-        await adapter.disconnect()
-        await acceptor.stop()
+    assert (fill.qty, fill.price) == (lots, ticks)
+    named = [e for e in logs if e["event"] == event]
+    assert len(named) == 1, logs
+    assert named[0]["exec_id"] == fill.exec_id
 
 
 @pytest.mark.asyncio
@@ -1051,13 +1059,7 @@ async def test_a_fill_the_gateway_cannot_book_as_the_lp_wrote_it_is_booked_safel
 async def test_a_fill_of_no_quantity_books_nothing_and_is_named(
     tmp_path: Path, qty: bytes | None
 ) -> None:
-    acceptor = Acceptor()
-    acceptor.lp = FillAsToldLp(qty, b"1.1")
-    await acceptor.start()
-    sink = Sink()
-    adapter = FixLp("LPT", INSTRUMENTS, sink, lp_settings(acceptor.port, tmp_path))
-    await adapter.connect()
-    try:
+    async with scripted(tmp_path, FillAsToldLp(qty, b"1.1")) as (acceptor, adapter, sink):
         with capture_logs() as logs:
             adapter.send(child("C22", qty=4))
             await eventually(lambda: acceptor.lp.orders, "the child reached the LP")
@@ -1066,9 +1068,6 @@ async def test_a_fill_of_no_quantity_books_nothing_and_is_named(
                 "the fill named",
             )
         assert not [e for e in sink.events if isinstance(e, ChildFill)]
-    finally:
-        await adapter.disconnect()
-        await acceptor.stop()
 
 
 @pytest.mark.asyncio
@@ -1130,13 +1129,7 @@ class BustingLp(ScriptedLp):
 async def test_a_trade_bust_or_correction_is_named_for_the_desk(
     tmp_path: Path, exec_type: bytes, event: str
 ) -> None:
-    acceptor = Acceptor()
-    acceptor.lp = BustingLp(exec_type)
-    await acceptor.start()
-    sink = Sink()
-    adapter = FixLp("LPT", INSTRUMENTS, sink, lp_settings(acceptor.port, tmp_path))
-    await adapter.connect()
-    try:
+    async with scripted(tmp_path, BustingLp(exec_type)) as (_, adapter, sink):
         with capture_logs() as logs:
             adapter.send(child("C31"))
             (fill,) = await sink.until(ChildFill)
@@ -1149,9 +1142,6 @@ async def test_a_trade_bust_or_correction_is_named_for_the_desk(
         )
         assert named["log_level"] == "error"
         assert [e for e in sink.events if isinstance(e, ChildFill)] == [fill]  # nothing booked
-    finally:
-        await adapter.disconnect()
-        await acceptor.stop()
 
 
 def test_a_fill_counted_before_a_restart_and_resent_by_the_lp_is_not_counted_again(

@@ -338,12 +338,14 @@ def test_with_no_margin_an_equity_below_zero_is_called_and_stopped_out() -> None
     standing = book.standing("C1")
     assert standing is not None
     assert (standing.margin_usd, standing.level) == (0.0, None)
-    assert not standing.called and not standing.stopped_out
+    assert not standing.called
+    assert not standing.stopped_out
     book.mark(Marks({"XAU": 1990.0}, {"XAU": 1990.0}))  # 10 USD down: -10,000 + 5,000
     standing = book.standing("C1")
     assert standing is not None
     assert standing.equity_usd == -5000.0
-    assert standing.called and standing.stopped_out
+    assert standing.called
+    assert standing.stopped_out
 
 
 def test_an_order_that_only_reduces_a_position_passes_without_a_price() -> None:
