@@ -2,8 +2,9 @@
 folder with a column layout per LP (``[backoffice.lps.<LP>]``).
 
 Files are read as they grow: a file that only grew since it was last read is
-read from where reading stopped (whole lines only, and the last line without
-its newline once the file has been left alone for :data:`QUIET_SECONDS`); a
+read from where reading stopped (whole lines only, and, for an end-of-day
+statement, the last line without its newline once the file has been left
+alone for :data:`QUIET_SECONDS`); a
 file changed in any other way (a line edited or removed: a corrected
 statement; another file under the same name) is read again whole and
 replaces what was read of it before.  What was read is checked whole for
@@ -296,8 +297,16 @@ class StatementFolder:
                 header, replace = [], True
                 first_line = 1
         end = data.rfind(b"\n") + 1  # whole lines only
-        if end < len(data) and quiet and base + len(data) == stat.st_size:
-            end = len(data)  # the last line, without its newline, in a file done with
+        if (
+            end < len(data)
+            and quiet
+            and layout.delivery != "live"
+            and base + len(data) == stat.st_size
+        ):
+            # the last line, without its newline, of a statement written at
+            # the end of the day and left alone since; a live one's may be
+            # half a line a writer has not finished
+            end = len(data)
         # a byte order mark (spreadsheets write one) is no part of the first column's name
         text = data[:end].decode("utf-8-sig" if base == 0 else "utf-8", "replace")
         errors: list[str] = []
@@ -334,9 +343,9 @@ class StatementFolder:
 
 
 QUIET_SECONDS = 5.0
-"""How long a statement file is left alone before its last line is read
-without the newline that would end it (an end-of-day file written without
-one; a file still being written gets its newline first)."""
+"""How long an end-of-day statement file is left alone before its last line
+is read without the newline that would end it.  A live one's last line is
+read only once ended: a writer may flush half a line and finish it later."""
 
 _TAIL = 4096
 

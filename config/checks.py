@@ -465,14 +465,25 @@ def check_gateway(values: Mapping[str, object], path: str) -> list[str]:
         and not (len(prefix) <= 8 and prefix.isascii() and prefix.isalnum())
     ):
         errors.append(f"{_join(path, 'id_prefix')}: up to 8 letters and digits, got {prefix!r}")
-    ports: dict[object, str] = {}
-    for name in ("fix_port", "drop_copy_port", "http_port"):
+    # the drop copy listens on fix_host too; a wildcard address takes the
+    # port on every address
+    fix_host = values.get("fix_host", "127.0.0.1")
+    listeners = (
+        ("fix_port", fix_host),
+        ("drop_copy_port", fix_host),
+        ("http_port", values.get("http_host", "127.0.0.1")),
+    )
+    taken: list[tuple[object, object, str]] = []
+    for name, host in listeners:
         port = values.get(name)
-        if isinstance(port, int) and port:
-            if port in ports:
-                errors.append(f"{_join(path, name)}: {port} is {_join(path, ports[port])} too")
-            else:
-                ports[port] = name
+        if not isinstance(port, int) or not port:
+            continue
+        for other_port, other_host, other in taken:
+            if port == other_port and (host == other_host or _WILDCARD & {host, other_host}):
+                errors.append(f"{_join(path, name)}: {port} is {_join(path, other)} too")
+                break
+        else:
+            taken.append((port, host, name))
     read = values.get("read_token")
     if read and read == values.get("admin_token"):
         errors.append(
@@ -480,6 +491,9 @@ def check_gateway(values: Mapping[str, object], path: str) -> list[str]:
             "things too; give the read token a value of its own"
         )
     return errors
+
+
+_WILDCARD: Final = frozenset({"0.0.0.0", "::", ""})
 
 
 def check_cluster(values: Mapping[str, object], path: str) -> list[str]:

@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
         "--config", help="TOML config file (default: the packaged config/default.toml)"
     )
     run.add_argument("--fix-host", help="override gateway.fix_host")
-    run.add_argument("--fix-port", type=_port, help="override gateway.fix_port")
+    run.add_argument("--fix-port", type=_listen_port, help="override gateway.fix_port")
     run.add_argument("--http-host", help="override gateway.http_host")
     run.add_argument("--http-port", type=_port, help="override gateway.http_port (0 disables HTTP)")
     run.add_argument(
@@ -238,6 +238,14 @@ def _port(text: str) -> int:
         port = -1
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535)")
+    return port
+
+
+def _listen_port(text: str) -> int:
+    """A port the FIX acceptor listens on: 1-65535 (0 would be any)."""
+    port = _port(text)
+    if not port:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port to listen on (1-65535)")
     return port
 
 

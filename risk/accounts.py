@@ -107,7 +107,11 @@ class Standing:
     """Where an account stands: ``level`` = equity / margin (None with no
     margin), beside the account's margin call and stop-out levels.  With no
     margin (positions in no margin group, or fully offset by spreads) an
-    equity below zero is below every level: called and stopped out."""
+    equity below zero is below every level: called, and stopped out while
+    a position is open.  ``complete`` is False while a symbol the account
+    holds or has realized P&L in has no mark yet (after a start, before its
+    first quote): its figures are partial, and it is neither called nor
+    stopped out on them."""
 
     client: str
     equity_usd: float
@@ -115,10 +119,14 @@ class Standing:
     level: float | None
     margin_call_level: float
     stop_out_level: float
+    flat: bool = False
+    complete: bool = True
 
     @property
     def called(self) -> bool:
         level = self.level
+        if not self.complete:
+            return False
         if level is None:
             return self.equity_usd < 0
         return level < self.margin_call_level
@@ -126,8 +134,10 @@ class Standing:
     @property
     def stopped_out(self) -> bool:
         level = self.level
+        if not self.complete:
+            return False
         if level is None:
-            return self.equity_usd < 0
+            return self.equity_usd < 0 and not self.flat
         return level < self.stop_out_level
 
 
@@ -282,6 +292,8 @@ class Accounts:
         margin = account.portfolio.result().margin
         equity = self._equity(account)
         terms = account.terms
+        marks = self._marks
+        holdings = account.holdings
         return Standing(
             client,
             equity,
@@ -289,6 +301,12 @@ class Accounts:
             equity / margin if margin > 0 else None,
             float(terms.margin_call_level),
             float(terms.stop_out_level),
+            flat=not any(h.lots for h in holdings.values()),
+            complete=all(
+                marks.quote_to_usd(symbol) is not None
+                for symbol, h in holdings.items()
+                if h.lots or h.realized
+            ),
         )
 
     def pnl_by_symbol(self, client: str) -> dict[str, float]:
@@ -390,16 +408,6 @@ class Accounts:
         params = account.portfolio.params
         if symbol not in params.group_of:
             return None
-        held = account.holdings.get(symbol)
-        if held is not None and held.lots:
-            # an order that, with the open ones on its side, only reduces the
-            # position lowers the margin: passed without a price (none may
-            # be quoted after a restart, or with the LPs away)
-            buys, sells = self._open_lots.get(client, {}).get(symbol, (0, 0))
-            if side is BUY and held.lots < 0 and buys + lots <= -held.lots:
-                return None
-            if side is not BUY and held.lots > 0 and sells + lots <= held.lots:
-                return None
         factor = float(account.terms.initial_factor)
         try:
             self._current(account)
@@ -418,6 +426,8 @@ class Accounts:
             before = self._worst(client, account, symbol, BUY, 0)
             after = self._worst(client, account, symbol, side, lots)
         except MissingMark as missing:
+            if self._only_reduces(client, account, symbol, side, lots):
+                return None
             return RiskBreach(
                 MARGIN_LIMIT, f"margin unknown: no price for {missing.symbol} (limit margin)"
             )
@@ -431,6 +441,27 @@ class Accounts:
             f"insufficient margin: {required:.2f} USD initial margin required, "
             f"{equity - before * factor:.2f} USD free (limit margin)",
         )
+
+    def _only_reduces(
+        self, client: str, account: _Account, symbol: str, side: Side, lots: int
+    ) -> bool:
+        """Whether the order, with the open ones on its side filled, only
+        brings the position in ``symbol`` towards zero, in a group of that
+        symbol alone that no spread takes: then it cannot raise the margin,
+        and needs no price to be let through (none may be quoted after a
+        restart, or with the LPs away).  Where the symbol nets against
+        others or forms spreads, reducing it can raise the margin."""
+        params = account.portfolio.params
+        group = params.group_of[symbol]
+        if len(params.by_name[group].symbols) != 1 or params.spreads_of.get(group):
+            return False
+        held = account.holdings.get(symbol)
+        if held is None or not held.lots:
+            return False
+        buys, sells = self._open_lots.get(client, {}).get(symbol, (0, 0))
+        if side is BUY:
+            return held.lots < 0 and buys + lots <= -held.lots
+        return held.lots > 0 and sells + lots <= held.lots
 
     def _worst(self, client: str, account: _Account, symbol: str, side: Side, lots: int) -> float:
         """Margin with the client's open orders in ``symbol`` and ``lots``

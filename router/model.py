@@ -64,13 +64,18 @@ class OffGrid(ValueError):
 
 
 class OutOfRange(ValueError):
-    """A price or quantity of more than :data:`MAX_UNITS` ticks or lots."""
+    """A price or quantity past what the journal's integers hold
+    (:data:`MAX_UNITS`, :meth:`Instrument.max_ticks`)."""
 
 
 MAX_UNITS: Final = 10**15
-"""The most ticks a price and the most lots a quantity may be: far above
-any market (a million BTC at 0.01 is 10^8 ticks), far below what the
-journal's 64-bit integers hold, with room for products of the two."""
+"""The most lots a quantity may be, and the most ticks a price: far above
+any market (a million BTC at 0.01 is 10^8 ticks)."""
+
+MAX_NOTIONAL: Final = 1 << 62
+"""The most an order's notional (ticks x lots, summed over its fills) may
+reach: the journal writes it as a 64-bit integer.  A price is bounded so
+that the instrument's largest order at it stays below this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +99,19 @@ class Instrument:
     quote_currency: str
     usd_conversion: str = "quote"
 
+    def max_ticks(self) -> int:
+        """The most ticks a price may be: :data:`MAX_UNITS`, less where the
+        instrument's largest order at it would pass :data:`MAX_NOTIONAL`."""
+        return min(MAX_UNITS, MAX_NOTIONAL // max(1, self.max_lots))
+
     def price_to_ticks(self, price: Decimal) -> int:
         ticks, rest = divmod(price, self.tick_size)
         if rest:
             raise OffGrid(f"price {price} is not a multiple of the tick size {self.tick_size}")
-        if abs(ticks) > MAX_UNITS:
-            raise OutOfRange(f"price {price} is beyond {MAX_UNITS} ticks of {self.tick_size}")
+        if abs(ticks) > self.max_ticks():
+            raise OutOfRange(
+                f"price {price} is beyond {self.max_ticks()} ticks of {self.tick_size}"
+            )
         return int(ticks)
 
     def ticks_to_price(self, ticks: int) -> Decimal:

@@ -773,6 +773,7 @@ class Session:
         self._clear_queue()
         self._pending = None
         self._resend_rest = None
+        self.resend_from = 0  # what it named was before the numbers began again
         if self._resend_range is not None:
             self._resend_satisfied()
 
@@ -858,7 +859,7 @@ class Session:
         end = int(msg.get(16) or b"0")
         if end < 0 or asked_begin < 0 or (end and end < asked_begin):
             # nothing can be sent for it: said, not ignored
-            self._reject(msg, R.VALUE_IS_INCORRECT, 16 if end < 0 or end else 7, now)
+            self._reject(msg, R.VALUE_IS_INCORRECT, 7 if asked_begin < 0 else 16, now)
             return
         begin = max(1, asked_begin)
         next_sender = self.store.next_sender_seq

@@ -541,9 +541,6 @@ class FixTransportProtocol(asyncio.Protocol):
         elif self._reading_paused and not self._hold_reading and transport is not None:
             self._reading_paused = False
             transport.resume_reading()
-        # a ResendRequest that waits for the answer to the one before, with
-        # nothing written this turn to bring it on
-        self._continue_resend_soon()
         self._arm_timer(now)
 
     def _drain(self, conn: Connection, now: float, limit: int = -1) -> bool:
@@ -651,7 +648,10 @@ class FixTransportProtocol(asyncio.Protocol):
         if session is None or transport is None:
             return
         if not session.resend_pending:
-            # the answer to the last request written: the next is answered at once
+            # called after a write, or once the peer took what was queued:
+            # the answer to the last request is out, the next is answered at
+            # once (a request that waits for it is in resend_pending, and an
+            # answer held is always followed by its write, which comes here)
             if session.resend_held and transport.get_write_buffer_size() <= _RESEND_LOW_WATER:
                 session.resend_written()
             return

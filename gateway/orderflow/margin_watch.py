@@ -188,6 +188,8 @@ class MarginWatch:
         if any(r.order_id in stop_out.canceled for r in self.matcher.open_orders(client)):
             return  # a cancel waits for the LPs' answers
         standing = self.accounts.standing(client)
+        if standing is not None and not standing.complete:
+            return  # a symbol held has no mark yet: judged again once it has
         if standing is None or not standing.stopped_out:
             self._end(client, standing)  # restored, or flat (no margin)
             return

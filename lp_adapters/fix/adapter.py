@@ -78,7 +78,6 @@ from lp_adapters.recent import Recent, SeqWindow, joined_ids
 from router.members import BUY
 from router.model import (
     EXEC_ID_SEP,
-    MAX_UNITS,
     ChildAck,
     ChildCanceled,
     ChildFill,
@@ -173,7 +172,7 @@ def _ticks_towards_client(raw: bytes, instrument: Instrument, buying: bool) -> i
         whole = int(ticks.to_integral_value(ROUND_FLOOR if buying else ROUND_CEILING))
     except (InvalidOperation, ValueError, ArithmeticError):
         return None
-    return whole if abs(whole) <= MAX_UNITS else None
+    return whole if abs(whole) <= instrument.max_ticks() else None
 
 
 class FixLp(LpAdapter):
@@ -760,13 +759,14 @@ class FixLp(LpAdapter):
         return ChildFill(child.child_id, exec_id, lots, price, leaves)
 
     def _unreadable(self, child: ChildOrder, exec_id: str, raw_qty: bytes) -> None:
-        """A Trade report of no quantity: nothing booked, said."""
+        """A Trade report of no quantity, or of one far past its child's and
+        off the lot grid: nothing booked, said for the desk."""
         _log.error(
             "lp_fill_unreadable",
             lp=self.name,
             child_id=child.child_id,
             exec_id=exec_id,
-            error=f"LastQty {raw_qty.decode('latin-1')[:40]!r} is not a positive quantity",
+            error=f"LastQty {raw_qty.decode('latin-1')[:40]!r} is not a quantity to book",
         )
 
     def _lots_off_grid(
@@ -781,10 +781,11 @@ class FixLp(LpAdapter):
             qty = Decimal(text)
         except InvalidOperation:
             qty = Decimal("NaN")
-        if not qty.is_finite() or qty <= 0:
+        if not qty.is_finite() or qty <= 0 or qty // instrument.lot_size > child.qty * 2 + 1:
+            # none, or far past the child (LastQty 1E+20): not booked as lots
             self._unreadable(child, exec_id, raw)
             return 0
-        lots = min(int(qty // instrument.lot_size), MAX_UNITS)
+        lots = int(qty // instrument.lot_size)
         _log.error(
             "lp_fill_quantity_off_lots",
             lp=self.name,

@@ -490,6 +490,8 @@ def test_another_file_under_the_same_name_is_read_again_whole(tmp_path: Path) ->
 def test_a_last_line_without_its_newline_is_read_once_the_file_is_left_alone(
     tmp_path: Path,
 ) -> None:
+    """An end-of-day statement's: a live one's may be half a line its writer
+    flushed and finishes later (below)."""
     path = tmp_path / "LP_A-1.csv"
     write(
         path,
@@ -497,7 +499,7 @@ def test_a_last_line_without_its_newline_is_read_once_the_file_is_left_alone(
         + "E1,K1,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n"
         + "E2,K2,EUR/USD,SELL,5,1.1,2026-03-02T10:00:01Z",  # no newline
     )
-    folder = folder_of(tmp_path)
+    folder = folder_of(tmp_path, LP_A=StatementColumns(delivery="end_of_day"))
     assert [r.exec_id for r in one(folder.scan()).rows] == ["E1"]
     assert folder.scan() == []  # perhaps still being written
     _quiet(path)
@@ -553,3 +555,16 @@ def test_values_the_ledger_cannot_write_are_bad_lines(tmp_path: Path) -> None:
     assert "out of range" in change.errors[0]
     assert "the year 9999" in change.errors[1]
     assert "the year 1969" in change.errors[2]
+
+
+def test_a_live_statements_last_line_without_its_newline_waits_for_it(tmp_path: Path) -> None:
+    path = tmp_path / "LP_A-1.csv"
+    write(path, HEADER + "E1,K1,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\nE2,K2,EUR/USD,SELL,10")
+    folder = folder_of(tmp_path)  # live, the default
+    assert [r.exec_id for r in one(folder.scan()).rows] == ["E1"]
+    _quiet(path)  # the writer paused mid-line
+    assert folder.scan() == []
+    append(path, "00,1.1,2026-03-02T10:00:01Z\n")
+    change = one(folder.scan())
+    assert [(r.exec_id, r.qty) for r in change.rows] == [("E2", "1000")]
+    assert change.errors == []

@@ -691,6 +691,11 @@ def test_two_listeners_on_one_port_are_reported() -> None:
         "gateway.drop_copy_port: 9876 is gateway.fix_port too",
         "gateway.http_port: 9876 is gateway.fix_port too",
     ]
+    # on addresses of their own, one port number each is no clash
+    apart = '[gateway]\nfix_port = 9876\nhttp_host = "127.0.0.2"\nhttp_port = 9876\n' + MINIMAL
+    assert parse_config(apart).gateway.http_port == 9876
+    everywhere = apart.replace('http_host = "127.0.0.2"', 'http_host = "0.0.0.0"')
+    assert errors_of(everywhere) == ["gateway.http_port: 9876 is gateway.fix_port too"]
 
 
 @pytest.mark.parametrize(

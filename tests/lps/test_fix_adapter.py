@@ -1055,7 +1055,7 @@ async def test_a_fill_the_gateway_cannot_book_as_the_lp_wrote_it_is_booked_safel
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("qty", [b"0", b"-4000", None])
+@pytest.mark.parametrize("qty", [b"0", b"-4000", None, b"40500500"])
 async def test_a_fill_of_no_quantity_books_nothing_and_is_named(
     tmp_path: Path, qty: bytes | None
 ) -> None:

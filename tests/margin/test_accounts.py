@@ -386,3 +386,44 @@ def test_a_symbol_without_a_live_quote_keeps_its_last_mark() -> None:
     view = book.view("C1")
     assert view is not None
     assert view.unrealized_pnl_usd == 0.0  # ZS still at 1,200, not the old fill's 1,000
+
+
+def test_reducing_a_leg_of_a_spread_that_raises_the_margin_is_refused() -> None:
+    """Buying back the short soy leg undoes the corn-soy spread's credit:
+    the margin rises, so the check applies though the order reduces."""
+    book = accounts("2800")
+    book.trade("C1", "ZC", Side.BUY, 2, 45000)
+    book.trade("C1", "ZS", Side.SELL, 1, 120000)  # margin 2,700 with the spread
+    breach = book.check("C1", "ZS", Side.BUY, 1)  # corn alone: 3,500 > 2,800
+    assert breach is not None
+    assert "3500.00 USD initial margin required" in breach.text
+
+
+def test_an_account_is_judged_on_complete_figures_only_and_not_stopped_out_flat() -> None:
+    """Until every symbol it holds or has realized P&L in is marked (after
+    a start, before the first quotes) its equity is partial: neither called
+    nor stopped out on it.  Flat below zero, it is called, with nothing
+    left to stop out."""
+    gold = instrument("XAU", "1")
+    book = Accounts(CME, {"C1": AccountTerms(Decimal(1000))}, {**INSTRUMENTS, "XAU": gold})
+    book.set_client("C1", {"ZS": (0, 0.0, 20_000.0), "XAU": (10, 2000.0, 0.0)})
+    book.mark(Marks({"XAU": 1800.0}, {"XAU": 1800.0}))  # ZS not quoted yet
+    partial = book.standing("C1")
+    assert partial is not None
+    assert partial.equity_usd == -1000.0  # 1,000 - 2,000, the 20,000 not counted yet
+    assert not partial.complete
+    assert not partial.called
+    assert not partial.stopped_out
+    book.mark(Marks({"XAU": 1800.0, "ZS": 1200.0}, {"XAU": 1800.0, "ZS": 1200.0}))
+    whole = book.standing("C1")
+    assert whole is not None
+    assert whole.complete
+    assert whole.equity_usd == 19_000.0
+    assert not whole.stopped_out
+    book.set_client("C1", {"XAU": (0, 0.0, -5000.0)})  # flat, 4,000 below zero
+    book.mark(Marks({"XAU": 1800.0}, {"XAU": 1800.0}))
+    flat = book.standing("C1")
+    assert flat is not None
+    assert (flat.flat, flat.equity_usd) == (True, -4000.0)
+    assert flat.called
+    assert not flat.stopped_out

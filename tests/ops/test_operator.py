@@ -452,3 +452,11 @@ def test_a_port_flag_out_of_range_is_refused_by_the_command_line(
     err = capsys.readouterr().err
     assert f"argument {flag}: '70000' is not a port (0-65535)" in err
     assert "config" not in err.splitlines()[-1]
+
+
+def test_the_fix_port_flag_refuses_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["run", "--fix-port", "0"])
+    assert "argument --fix-port: '0' is not a port to listen on (1-65535)" in capsys.readouterr().err
