@@ -459,4 +459,5 @@ def test_the_fix_port_flag_refuses_zero(capsys: pytest.CaptureFixture[str]) -> N
 
     with pytest.raises(SystemExit):
         main(["run", "--fix-port", "0"])
-    assert "argument --fix-port: '0' is not a port to listen on (1-65535)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "argument --fix-port: '0' is not a port to listen on (1-65535)" in err
