@@ -1456,13 +1456,21 @@ async def test_a_server_that_never_answers_is_named_with_the_time_waited(
     import backoffice.pg as pg
 
     monkeypatch.setattr(pg, "CONNECT_TIMEOUT", 0.3)
-    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    accepted: list[asyncio.StreamWriter] = []
+
+    def say_nothing(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    silent = await asyncio.start_server(say_nothing, "127.0.0.1", 0)
     port = silent.sockets[0].getsockname()[1]
     try:
         with pytest.raises(LedgerError) as waited:
             await PgLedger(f"postgresql://fixgw@127.0.0.1:{port}/ledger", SETTLEMENT).open()
     finally:
+        for writer in accepted:
+            writer.close()
         silent.close()
+        await silent.wait_closed()
     assert str(waited.value) == (
         f"cannot connect to the ledger postgresql://fixgw@127.0.0.1:{port}/ledger: "
         "no answer from the server within 0.3 s"
