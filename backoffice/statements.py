@@ -265,8 +265,10 @@ class StatementFolder:
     def _read(self, path: str, lp: str) -> StatementChange | None:
         stat = os.stat(path)
         seen = self._seen.get(path)
-        # a file left alone this long has its last line whole, newline or not
-        quiet = time.time() - stat.st_mtime >= QUIET_SECONDS
+        layout = self.layouts[lp]
+        # an end-of-day statement left alone this long has its last line
+        # whole, newline or not (a live one's waits for its newline)
+        quiet = layout.delivery != "live" and time.time() - stat.st_mtime >= QUIET_SECONDS
         if (
             seen is not None
             and (stat.st_size, stat.st_mtime_ns, stat.st_ino)
@@ -274,7 +276,6 @@ class StatementFolder:
             and (seen.offset >= stat.st_size or not quiet)
         ):
             return None
-        layout = self.layouts[lp]
         with open(path, "rb") as f:
             # taken as appended to when it is the same file and what was
             # read of it is unchanged; read again whole otherwise
@@ -297,12 +298,7 @@ class StatementFolder:
                 header, replace = [], True
                 first_line = 1
         end = data.rfind(b"\n") + 1  # whole lines only
-        if (
-            end < len(data)
-            and quiet
-            and layout.delivery != "live"
-            and base + len(data) == stat.st_size
-        ):
+        if end < len(data) and quiet and base + len(data) == stat.st_size:
             # the last line, without its newline, of a statement written at
             # the end of the day and left alone since; a live one's may be
             # half a line a writer has not finished

@@ -224,6 +224,12 @@ class ExposureLedger:
         instrument = self._instruments.get(symbol)
         return None if instrument is None else self._price(instrument, prices)
 
+    def quoted_price(self, symbol: str, prices: PriceSource) -> Decimal | None:
+        """The mid of ``symbol`` as a price, None while no LP quotes it (no
+        fall back to the last fill)."""
+        instrument = self._instruments.get(symbol)
+        return None if instrument is None else _mid_price(instrument, prices)
+
     def reserve(self, lp: str, symbol: str, lots: int) -> None:
         """Count ``lots`` more (or, negative, fewer) of child orders in flight
         at ``lp`` in ``symbol``.  Raises ValueError if the count would go
@@ -331,10 +337,9 @@ class ExposureLedger:
         return abs(value)
 
     def _price(self, instrument: Instrument, prices: PriceSource) -> Decimal | None:
-        mid = prices.mid(instrument.symbol)
-        if mid is not None:
-            price = instrument.tick_size * mid.numerator
-            return price if mid.denominator == 1 else price / mid.denominator
+        price = _mid_price(instrument, prices)
+        if price is not None:
+            return price
         last = self._last_price.get(instrument.symbol)
         return None if last is None else instrument.tick_size * last
 
@@ -437,3 +442,12 @@ def _add(book: dict[str, dict[str, int]], owner: str, symbol: str, signed: int) 
         by_symbol.pop(symbol, None)
         if not by_symbol:
             del book[owner]
+
+
+def _mid_price(instrument: Instrument, prices: PriceSource) -> Decimal | None:
+    """The mid of ``instrument`` as a price; None while it is not quoted."""
+    mid = prices.mid(instrument.symbol)
+    if mid is None:
+        return None
+    price = instrument.tick_size * mid.numerator
+    return price if mid.denominator == 1 else price / mid.denominator

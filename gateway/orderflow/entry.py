@@ -68,7 +68,7 @@ from matcher.orders import (
 from risk.accounts import Marks
 from risk.limits import check
 from router.book import AggregatedBook
-from router.exposure import ExposureLedger, ExposureSnapshot, PriceSource
+from router.exposure import ExposureLedger, ExposureSnapshot
 from router.members import BUY, FOK
 from router.model import Instrument
 
@@ -327,7 +327,7 @@ class OrderEntry:
         book = self.book
         ledger = self.ledger
         self._reports.accounts.mark(
-            margin_marks(per_lot, self.instruments, book, lambda s: ledger.price(s, book))
+            margin_marks(per_lot, self.instruments, lambda s: ledger.quoted_price(s, book))
         )
 
     def _within_rate(self, client: str, rate: int, now: float) -> bool:
@@ -526,22 +526,18 @@ class OrderEntry:
 def margin_marks(
     per_lot: Mapping[str, Decimal],
     instruments: Mapping[str, Instrument],
-    quotes: PriceSource,
-    price: Callable[[str], Decimal | None],
+    quoted: Callable[[str], Decimal | None],
 ) -> Marks:
     """The margin accounts' marks: each symbol's price and the USD value of
-    one unit, for the symbols quoted now.  A symbol with no live quote
-    (stale, its LPs away) is left out, so it keeps its last mark: the last
-    fill's price, which ``price`` falls back to, may be hours old and the
-    fill another client's."""
+    one unit, for the symbols ``quoted`` gives a live price of.  One with
+    none (its quotes stale, its LPs away) is left out, so it keeps its last
+    mark: the last fill's price may be hours old and another client's."""
     prices: dict[str, float] = {}
     unit_usd: dict[str, float] = {}
     for symbol, value in per_lot.items():
         instrument = instruments.get(symbol)
-        if instrument is None or quotes.mid(symbol) is None:
-            continue
-        mid = price(symbol)
-        if mid is None:
+        mid = quoted(symbol) if instrument is not None else None
+        if instrument is None or mid is None:
             continue
         prices[symbol] = float(mid)
         unit_usd[symbol] = float(value / instrument.lot_size)

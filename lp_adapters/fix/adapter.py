@@ -808,47 +808,46 @@ class FixLp(LpAdapter):
         named in an error or warning line with the LP's own price, and
         differs from the LP's statement by that much: a price break the
         desk takes up with the LP."""
-        limit = child.price
         buying = child.side is BUY
-        why = ""
         if raw is None:
-            why = "no LastPx"
-            ticks = limit
-        else:
-            try:
-                ticks = remembered(_TICKS, raw, instrument, _ticks)
-            except (InvalidOperation, ValueError, ArithmeticError):
-                near = _ticks_towards_client(raw, instrument, buying)
-                if near is None:
-                    why = "LastPx is not a price"
-                    ticks = limit
-                else:
-                    ticks = near
-                    _log.warning(
-                        "lp_fill_price_off_grid",
-                        lp=self.name,
-                        child_id=child.child_id,
-                        exec_id=exec_id,
-                        last_px=raw.decode("latin-1")[:40],
-                        booked=str(instrument.ticks_to_price(ticks)),
-                    )
-            if not why and ticks <= 0:
-                why = "LastPx is not positive"
-                ticks = limit
-            elif not why and (ticks > limit if buying else ticks < limit):
-                why = "LastPx is past the child's limit"
-                ticks = limit
-        if why:
-            _log.error(
-                "lp_fill_price_refused",
+            return self._price_refused(child, instrument, exec_id, raw, "no LastPx")
+        try:
+            ticks = remembered(_TICKS, raw, instrument, _ticks)
+        except (InvalidOperation, ValueError, ArithmeticError):
+            near = _ticks_towards_client(raw, instrument, buying)
+            if near is None:
+                return self._price_refused(child, instrument, exec_id, raw, "LastPx is not a price")
+            ticks = near
+            _log.warning(
+                "lp_fill_price_off_grid",
                 lp=self.name,
                 child_id=child.child_id,
                 exec_id=exec_id,
-                reason=why,
-                last_px=(raw or b"").decode("latin-1")[:40],
-                booked=str(instrument.ticks_to_price(limit)),
+                last_px=raw.decode("latin-1")[:40],
+                booked=str(instrument.ticks_to_price(ticks)),
+            )
+        if ticks <= 0:
+            return self._price_refused(child, instrument, exec_id, raw, "LastPx is not positive")
+        if ticks > child.price if buying else ticks < child.price:
+            return self._price_refused(
+                child, instrument, exec_id, raw, "LastPx is past the child's limit"
             )
         return ticks
+
+    def _price_refused(
+        self, child: ChildOrder, instrument: Instrument, exec_id: str, raw: bytes | None, why: str
+    ) -> int:
+        """The child's limit, for a fill whose price cannot stand, said."""
+        _log.error(
+            "lp_fill_price_refused",
+            lp=self.name,
+            child_id=child.child_id,
+            exec_id=exec_id,
+            reason=why,
+            last_px=(raw or b"").decode("latin-1")[:40],
+            booked=str(instrument.ticks_to_price(child.price)),
+        )
+        return child.price
 
     def _on_dropped_report(self, entry: _Open, msg: FixMessage) -> None:
         """A report about a child the drop of the link ended: a fill is

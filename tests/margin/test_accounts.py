@@ -371,14 +371,17 @@ def test_a_symbol_without_a_live_quote_keeps_its_last_mark() -> None:
     from fractions import Fraction
 
     from gateway.orderflow.entry import margin_marks
+    from router.exposure import ExposureLedger
 
     class Quotes:
         def mid(self, symbol: str) -> Fraction | None:
             return Fraction(45000) if symbol == "ZC" else None
 
-    last_fills = {"ZC": Decimal("450.00"), "ZS": Decimal("1000.00")}
+    ledger = ExposureLedger(INSTRUMENTS)
+    ledger.apply_fill("LP_A", "C9", "ZS", Side.BUY, 1, 100000)  # the last fill: 1,000
+    assert ledger.price("ZS", Quotes()) == Decimal("1000.00")
     per_lot = {"ZC": Decimal("450"), "ZS": Decimal("1000")}
-    marks = margin_marks(per_lot, INSTRUMENTS, Quotes(), last_fills.get)
+    marks = margin_marks(per_lot, INSTRUMENTS, lambda s: ledger.quoted_price(s, Quotes()))
     assert marks.price == {"ZC": 450.0}
     book = accounts("3000")
     book.trade("C1", "ZS", Side.BUY, 1, 120000)  # at the mark, 1,200
