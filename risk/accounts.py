@@ -413,18 +413,14 @@ class Accounts:
             self._current(account)
             equity = self._equity(account)
             # first a bound that needs no spread formed: every scan risk,
-            # the order's group's with the open orders and this one filled
-            lot_size = self._lot_size[symbol]
-            buys, sells = self._open_lots.get(client, {}).get(symbol, (0, 0))
-            if side is BUY:
-                buys += lots
-            else:
-                sells += lots
-            bound = account.portfolio.scan_bound(symbol, buys * lot_size, -sells * lot_size)
-            if bound * factor <= equity:
+            # each group's with its open orders (and this one) filled at its
+            # worse end
+            opens = self._open_units(client, symbol, side, lots)
+            portfolio = account.portfolio
+            if portfolio.open_bound(opens) * factor <= equity:
                 return None
-            before = self._worst(client, account, symbol, BUY, 0)
-            after = self._worst(client, account, symbol, side, lots)
+            before = portfolio.worst_open(self._open_units(client, symbol, side, 0))
+            after = portfolio.worst_open(opens)
         except MissingMark as missing:
             if self._only_reduces(client, account, symbol, side, lots):
                 return None
@@ -463,22 +459,25 @@ class Accounts:
             return held.lots < 0 and buys + lots <= -held.lots
         return held.lots > 0 and sells + lots <= held.lots
 
-    def _worst(self, client: str, account: _Account, symbol: str, side: Side, lots: int) -> float:
-        """Margin with the client's open orders in ``symbol`` and ``lots``
-        more on ``side`` filled, buys or sells, whichever asks more."""
-        lot_size = self._lot_size[symbol]
-        buys, sells = self._open_lots.get(client, {}).get(symbol, (0, 0))
-        if side is BUY:
-            buys += lots
-        else:
-            sells += lots
-        portfolio = account.portfolio
-        if not buys and not sells:
-            return portfolio.result().margin
-        return max(
-            portfolio.what_if(symbol, buys * lot_size).margin,
-            portfolio.what_if(symbol, -sells * lot_size).margin,
-        )
+    def _open_units(
+        self, client: str, symbol: str, side: Side, lots: int
+    ) -> dict[str, tuple[float, float]]:
+        """Per symbol, the units the client's open buys and open sells may
+        still fill, with ``lots`` more on ``side`` of ``symbol``."""
+        lot_size = self._lot_size
+        opens: dict[str, tuple[float, float]] = {}
+        for held, (buys, sells) in self._open_lots.get(client, {}).items():
+            size = lot_size.get(held)
+            if size is not None:
+                opens[held] = (buys * size, sells * size)
+        if lots:
+            buys_units, sells_units = opens.get(symbol, (0.0, 0.0))
+            units = lots * lot_size[symbol]
+            if side is BUY:
+                opens[symbol] = (buys_units + units, sells_units)
+            else:
+                opens[symbol] = (buys_units, sells_units + units)
+        return opens
 
     # -- reads --------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ risk, not an amount booked) and reported in USD rounded to cents.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal, final
@@ -52,6 +53,10 @@ __all__ = [
 ]
 
 # Price moves tried, as fractions of the scan range, with their names.
+# Combinations of open orders' ends margined in full by
+# :meth:`Portfolio.worst_open` (open orders in six groups); past it, a bound.
+MAX_END_COMBINATIONS: Final = 64
+
 SCENARIOS: Final[tuple[tuple[str, float], ...]] = (
     ("up 1/3", 1 / 3),
     ("up 2/3", 2 / 3),
@@ -434,6 +439,82 @@ class Portfolio:
         per_unit = group.scan_range(symbol, self._unit_usd)
         worst = max(abs(scan.delta + units * per_unit) for units in moves)
         return self.scan_total - scan.scan_risk + worst
+
+    def open_bound(self, opens: Mapping[str, tuple[float, float]]) -> float:
+        """An upper bound of the margin with open orders filled at their
+        worst: ``opens`` gives, per symbol, the units its buys and its
+        sells may still fill (both >= 0).  Every group's scan risk, each
+        group with open orders taken at the larger of its two ends (all its
+        buys filled, or all its sells), no credit counted.  Raises
+        :class:`MissingMark` for an open order in a symbol with no mark."""
+        moved: dict[str, list[float]] = {}
+        by_name = self.params.by_name
+        group_of = self.params.group_of
+        for symbol, (buys, sells) in opens.items():
+            name = group_of.get(symbol)
+            if name is None or not (buys or sells):
+                continue
+            per_unit = by_name[name].scan_range(symbol, self._unit_usd)
+            ends = moved.get(name)
+            if ends is None:
+                ends = moved[name] = [0.0, 0.0]
+            ends[0] += buys * per_unit
+            ends[1] -= sells * per_unit
+        total = self.scan_total
+        for name, (up, down) in moved.items():
+            scan = self._scans[name]
+            total += max(abs(scan.delta + up), abs(scan.delta + down)) - scan.scan_risk
+        return total
+
+    def worst_open(self, opens: Mapping[str, tuple[float, float]]) -> float:
+        """The margin with open orders filled at their worst (``opens`` as
+        for :meth:`open_bound`).
+
+        Any fills of a group's open orders move its delta within the range
+        between two ends, all its buys filled and all its sells filled, and
+        its scan risk is largest at one of them.  Spreads pair groups, so
+        the end of one group that asks most depends on the others: every
+        combination of ends is margined, up to :data:`MAX_END_COMBINATIONS`
+        of them; past that (open orders in more groups than that allows),
+        the bound without credit (:meth:`open_bound`) stands in, which may
+        ask more than the method would, never less."""
+        group_of = self.params.group_of
+        moves: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
+        for symbol, (buys, sells) in opens.items():
+            name = group_of.get(symbol)
+            if name is None or not (buys or sells):
+                continue
+            ends = moves.get(name)
+            if ends is None:
+                ends = moves[name] = ({}, {})
+            if buys:
+                ends[0][symbol] = buys
+            if sells:
+                ends[1][symbol] = -sells
+        if not moves:
+            return self.result().margin
+        if 2 ** len(moves) > MAX_END_COMBINATIONS:
+            return max(0.0, self.open_bound(opens))
+        choices: list[tuple[str, tuple[GroupRisk, ...]]] = []
+        for name, (up, down) in moves.items():
+            group = self.params.by_name[name]
+            ends_scanned: list[GroupRisk] = []
+            for end in (up, down):
+                if not end:
+                    ends_scanned.append(self._scans[name])
+                    continue
+                after = dict(self.positions)
+                for symbol, units in end.items():
+                    after[symbol] = after.get(symbol, 0.0) + units
+                ends_scanned.append(scan_group(group, after, self._unit_usd))
+            choices.append((name, tuple(ends_scanned)))
+        worst = 0.0
+        for combination in itertools.product(*(ends for _, ends in choices)):
+            scans = dict(self._scans)
+            for (name, _), scan in zip(choices, combination, strict=True):
+                scans[name] = scan
+            worst = max(worst, _result(self.params, scans, False).margin)
+        return worst
 
     def what_if(self, symbol: str, units: float) -> MarginResult:
         """Margin if ``units`` (signed) of ``symbol`` were traded now, the

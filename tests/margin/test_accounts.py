@@ -3,6 +3,7 @@ orders counted, reloads and checkpoints keeping what was traded."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from decimal import Decimal
 
@@ -105,6 +106,31 @@ def test_open_orders_hold_margin() -> None:
     assert book.check("C1", "ZC", Side.BUY, 2) is None
 
 
+def test_open_orders_in_other_symbols_hold_margin_too() -> None:
+    book = accounts("5000")
+    book.order_open("O1", "C1", "ZC", Side.BUY, 2)  # 3,500 of corn's scan
+    # soy alone, 2,500, would fit; with corn's open buys it is 6,000
+    breach = book.check("C1", "ZS", Side.BUY, 1)
+    assert breach is not None
+    assert "6000.00 USD initial margin required, 1500.00 USD free" in breach.text
+    # a soy sale raises no worst case: with the corn bought it forms the
+    # spread (3,500 + 2,500 less 0.55 x 6,000 = 2,700), with the corn left
+    # unfilled it is 2,500; both below the 3,500 of the corn alone
+    assert book.check("C1", "ZS", Side.SELL, 1) is None
+    book.order_open("O1", "C1", "ZC", Side.BUY, 0)  # O1 done
+    assert book.check("C1", "ZS", Side.BUY, 2) is None  # 5,000 <= 5,000
+
+
+def test_an_open_order_in_a_symbol_with_no_price_leaves_the_margin_unknown() -> None:
+    book = Accounts(CME, {"C1": AccountTerms(Decimal(10**6))}, INSTRUMENTS)
+    book.mark(Marks({"ZC": 450.0}, {"ZC": 450.0}))
+    assert book.check("C1", "ZC", Side.BUY, 1) is None  # corn needs no price
+    book.order_open("O1", "C1", "EUR/USD", Side.BUY, 1)
+    breach = book.check("C1", "ZC", Side.BUY, 1)
+    assert breach is not None
+    assert "no price for EUR/USD" in breach.text
+
+
 def test_initial_factor_applies_to_the_check() -> None:
     book = accounts("4000", factor="1.25")
     assert book.check("C1", "ZC", Side.BUY, 1) is None  # 2,187.50
@@ -190,8 +216,10 @@ def test_a_reload_keeps_every_margined_client_in_the_sweep() -> None:
 @given(
     st.lists(st.tuples(st.sampled_from(["ZC", "ZS", "EUR/USD"]), st.integers(-30, 30)), max_size=6),
     st.lists(
-        st.tuples(st.sampled_from(["ZC", "ZS"]), st.sampled_from(list(Side)), st.integers(1, 5)),
-        max_size=3,
+        st.tuples(
+            st.sampled_from(["ZC", "ZS", "EUR/USD"]), st.sampled_from(list(Side)), st.integers(1, 5)
+        ),
+        max_size=4,
     ),
     st.sampled_from(["ZC", "ZS", "EUR/USD"]),
     st.sampled_from(list(Side)),
@@ -223,21 +251,26 @@ def test_the_check_decides_as_the_full_method_would(
     view = book.view("C1")
     assert view is not None
     equity = view.equity_usd
-    lot = float(INSTRUMENTS[symbol].lot_size)
-    buys, sells = pending[symbol]
 
-    def worst(b: int, s_: int) -> float:
-        out = []
-        for units in (b * lot, -s_ * lot):
+    def worst(orders: dict[str, list[int]]) -> float:
+        # every combination of each group's ends: its open buys all filled,
+        # or its open sells all filled (one symbol per group here)
+        ends = [
+            [(s, b * float(INSTRUMENTS[s].lot_size)), (s, -n * float(INSTRUMENTS[s].lot_size))]
+            for s, (b, n) in orders.items()
+            if b or n
+        ]
+        out = [margin(CME, positions, dict(MARKS.unit_usd)).margin]
+        for combination in itertools.product(*ends):
             after = dict(positions)
-            after[symbol] = after.get(symbol, 0.0) + units
+            for s, units in combination:
+                after[s] = after.get(s, 0.0) + units
             out.append(margin(CME, after, dict(MARKS.unit_usd)).margin)
         return max(out)
 
-    before = worst(buys, sells)
-    after = worst(
-        buys + (lots if side is Side.BUY else 0), sells + (lots if side is Side.SELL else 0)
-    )
+    before = worst(pending)
+    pending[symbol][0 if side is Side.BUY else 1] += lots
+    after = worst(pending)
     refused = after > before + 1e-9 and after * float(factor) > equity + 1e-6
     breach = book.check("C1", symbol, side, lots)
     assert (breach is not None) == refused, (before, after, equity, breach)

@@ -3,6 +3,7 @@ follow, and properties over random portfolios and spread tables."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -282,3 +283,38 @@ def test_the_kept_portfolio_agrees_with_a_full_recompute(
         full = margin(params, expected, marks)
         assert math.isclose(what_if.margin, full.margin, rel_tol=1e-9, abs_tol=1e-6)
         assert math.isclose(book.result().margin, full.margin, rel_tol=1e-9, abs_tol=1e-6)
+
+
+@given(
+    params_and_book(),
+    st.dictionaries(
+        st.sampled_from(SYMBOLS), st.tuples(st.integers(0, 20), st.integers(0, 20)), max_size=4
+    ),
+)
+def test_open_orders_at_their_worst_are_below_their_bound_and_above_any_fill(
+    case: tuple[MarginParams, dict[str, float], dict[str, float]],
+    opens: dict[str, tuple[int, int]],
+) -> None:
+    """The margin with open orders at their worst is at least that of any
+    one way of filling them all (buys or sells, per symbol), and never above
+    the bound the check tries first."""
+    params, positions, marks = case
+    opens = {s: (float(b), float(n)) for s, (b, n) in opens.items() if s in marks}
+    book = Portfolio(params, marks, positions)
+    worst = book.worst_open(opens)
+    assert worst <= book.open_bound(opens) + 1e-6
+    for ends in itertools.product(*([(s, b), (s, -n)] for s, (b, n) in opens.items())):
+        after = dict(positions)
+        for symbol, units in ends:
+            after[symbol] = after.get(symbol, 0.0) + units
+        filled = margin(params, after, marks).margin
+        assert filled <= worst + 1e-6 * max(1.0, filled)
+
+
+def test_past_the_combinations_margined_in_full_the_bound_stands_in() -> None:
+    groups = tuple(MarginGroup(f"g{i}", "commodity", (f"S{i}",), scan_usd=100) for i in range(7))
+    book = Portfolio(MarginParams("seven", groups), {})
+    opens = {f"S{i}": (1.0, 2.0) for i in range(7)}  # 2**7 > MAX_END_COMBINATIONS
+    assert book.worst_open(opens) == book.open_bound(opens) == 7 * 200
+    six = {f"S{i}": (1.0, 2.0) for i in range(6)}
+    assert book.worst_open(six) == 6 * 200
