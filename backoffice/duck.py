@@ -263,6 +263,7 @@ class DuckLedger(Ledger):
         value_date = self._settlement.value_date
         self._ingest += 1
         ingest = self._ingest
+        differing: list[str] = []
         con.begin()
         try:
             for change in changes:
@@ -304,11 +305,15 @@ class DuckLedger(Ledger):
                     staged = con.execute("SELECT count(*) FROM stage_lp").fetchone()
                     if stored and staged and stored[0] < staged[0]:
                         con.execute(sql.STAGED_REPEATS_INSERT, [ingest])
+                        if not change.replace:
+                            found = con.execute(sql.STAGED_DIFFERING).fetchall()
+                            differing.extend(sql.differing_line(*row) for row in found)
                     con.execute("DELETE FROM stage_lp")
             con.commit()
         except BaseException:
             con.rollback()
             raise
+        self.differing_lines = differing
         return ingest
 
     # -- reconciliation ----------------------------------------------------------------

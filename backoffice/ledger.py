@@ -424,6 +424,25 @@ STAGED_REPEATS_INSERT: Final = (
 """Keep the lines of ``stage_lp`` that a line of another file stands for
 (one read again from its own file is stored once)."""
 
+STAGED_DIFFERING: Final = (
+    "SELECT s.source, s.cl_ord_id, s.exec_id FROM stage_lp s JOIN lp_trades t ON "
+    f"{_SAME_LINE.format(r='s')} AND t.source = s.source "
+    "WHERE t.symbol <> s.symbol OR t.side <> s.side OR t.qty <> s.qty "
+    "OR t.price <> s.price OR t.exec_time <> s.exec_time ORDER BY 2, 3"
+)
+"""The lines of ``stage_lp``, appended to their file, that repeat an
+execution an earlier line of the same file stored with other values (the
+stored line stands, as on a whole read of the file)."""
+
+
+def differing_line(source: str, cl_ord_id: str, exec_id: str) -> str:
+    """How a line of :data:`STAGED_DIFFERING` is named."""
+    return (
+        f"{source}: ExecID {exec_id!r} of order {cl_ord_id!r} again, in lines appended, "
+        "with other values than the line stored: the stored line stands"
+    )
+
+
 HAS_REPEATS: Final = "SELECT count(*) FROM (SELECT 1 FROM lp_repeats LIMIT 1) AS r"
 
 
@@ -1112,6 +1131,11 @@ class Ledger:
     def last_ingest(self) -> int:
         """The last ingest batch id handed out: no row has a later one."""
         raise NotImplementedError
+
+    differing_lines: list[str] = []  # noqa: RUF012 (replaced, never changed in place)
+    """What the last :meth:`apply_statements` found appended to a file
+    repeating an execution stored from it before, with other values
+    (:func:`differing_line`); those lines are not stored."""
 
     lines_removed_at: int = 0
     """The last ingest batch that removed statement lines stored before (a

@@ -434,6 +434,7 @@ class PgLedger(Ledger):
             ingest = self._next_ingest()
             counted, self._counted = self._counted, None  # not known until it commits
             lines = 0  # lines added to lp_trades, less those removed
+            differing: list[str] = []
             async with con.transaction():
                 for change, rows in batches:
                     if change.replace:
@@ -457,8 +458,12 @@ class PgLedger(Ledger):
                         lines += stored
                         if stored < len(rows):
                             await con.execute(sql.STAGED_REPEATS_INSERT, ingest)
+                            if not change.replace:
+                                found = await con.fetch(sql.STAGED_DIFFERING)
+                                differing.extend(sql.differing_line(*row) for row in found)
                         await con.execute("TRUNCATE stage_lp")
             self._counted = _added(counted, {"lp_trades": lines})
+            self.differing_lines = differing
             return ingest
 
         return await self._call("writing statements", job)

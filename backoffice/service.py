@@ -715,9 +715,14 @@ class BackOffice:
         try:
             async with self._lock:
                 ingest = await self.ledger.apply_statements(changes)
+                differing = self.ledger.differing_lines
         except Exception:
             self._unapplied = [c for c in changes if c.rows or c.replace]
             raise
+        for error in differing[:20]:
+            _log.error("statement_line_unreadable", error=error[:300])
+        if differing:
+            self.metrics.bad.labels("statement").inc(len(differing))
         self._statements_read = scanned
         self._batches.append((ingest, self.clock()))
 

@@ -313,6 +313,28 @@ async def test_statements_append_then_replace(ledger: Ledger) -> None:
 
 
 @pytest.mark.asyncio
+async def test_an_appended_line_repeating_a_stored_one_with_other_values_is_named(
+    ledger: Ledger,
+) -> None:
+    trades = [matched(1, 0), matched(2, 1), matched(3, 2)]
+    await write(ledger, *(t for c, h, _ in trades for t in (c, h)))
+    await ledger.apply_statements([statement([line("L1", 0), line("L2", 1)])])
+    assert ledger.differing_lines == []
+    # appended: L1 again as it was (nothing to say), L2 again at another price
+    await ledger.apply_statements(
+        [statement([line("L1", 0), line("L2", 1, price="1.2"), line("L3", 2)])]
+    )
+    (named,) = ledger.differing_lines
+    assert "ExecID 'L2' of order 'CH-L2' again" in named
+    assert named.startswith(STATEMENT)
+    assert (await ledger.counts())["lp_trades"] == 3
+    assert await recon(ledger, full=True) == []  # the stored line stands: no price break
+    # a whole read is not an append: its repeats are the reader's to name
+    await ledger.apply_statements([statement([line("L2", 1, price="1.3")], replace=True)])
+    assert ledger.differing_lines == []
+
+
+@pytest.mark.asyncio
 async def test_a_line_on_two_files_outlives_the_correction_of_either(ledger: Ledger) -> None:
     first, second = "/statements/LP_A-1.csv", "/statements/LP_A-2.csv"
     trades = [matched(1, 0), matched(2, 1)]
