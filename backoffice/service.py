@@ -330,6 +330,7 @@ class BackOffice:
         self.failed = ""
         self._deferred: float | None = None  # since when runs wait (monotonic clock)
         self._unapplied: list[StatementChange] = []
+        self._refusals: dict[str, int] = {}  # file -> its change refused alone, times
         self._statements_read: float | None = None  # when the last scan was taken in
 
     # -- life ------------------------------------------------------------------------
@@ -701,7 +702,7 @@ class BackOffice:
         if not changes:
             self._statements_read = scanned
             return
-        for change in changes:
+        for change in found:  # those kept from before were counted then
             for error in change.errors[:20]:
                 _log.error("statement_line_unreadable", error=error[:300])
             if change.errors:
@@ -713,18 +714,76 @@ class BackOffice:
                     "statement_read", file=change.source, lp=change.lp, lines=len(change.rows)
                 )
         try:
-            async with self._lock:
-                ingest = await self.ledger.apply_statements(changes)
-                differing = self.ledger.differing_lines
+            await self._apply_statements(changes)
         except Exception:
-            self._unapplied = [c for c in changes if c.rows or c.replace]
-            raise
+            self._unapplied = await self._alone(changes)
+            if self._unapplied:
+                raise
+        self._statements_read = scanned
+
+    async def _apply_statements(self, changes: list[StatementChange]) -> None:
+        async with self._lock:
+            ingest = await self.ledger.apply_statements(changes)
+            differing = self.ledger.differing_lines
+        self._batches.append((ingest, self.clock()))
         for error in differing[:20]:
             _log.error("statement_line_unreadable", error=error[:300])
         if differing:
             self.metrics.bad.labels("statement").inc(len(differing))
-        self._statements_read = scanned
-        self._batches.append((ingest, self.clock()))
+
+    async def _alone(self, changes: list[StatementChange]) -> list[StatementChange]:
+        """After the ledger refused ``changes`` together: each tried alone,
+        in order, so that one the ledger will never take does not hold the
+        others.  One refused while the ledger answers otherwise (it took
+        another, or answers a plain query) counts against its file; at the
+        third time the change is set aside, named, and its file read again
+        whole once it changes.  Returns what is to be tried again (a file's
+        later changes wait behind its first one kept)."""
+        kept: list[StatementChange] = []
+        refused: list[tuple[StatementChange, Exception]] = []
+        for change in changes:
+            if not (change.rows or change.replace):
+                continue
+            if any(k.source == change.source for k in kept):
+                kept.append(change)
+                continue
+            try:
+                await self._apply_statements([change])
+            except Exception as exc:  # any refusal: told below
+                kept.append(change)
+                refused.append((change, exc))
+            else:
+                self._refusals.pop(change.source, None)
+        if not refused or not await self._ledger_answers():
+            return kept
+        for change, exc in refused:
+            times = self._refusals[change.source] = self._refusals.get(change.source, 0) + 1
+            if times < _REFUSALS_BEFORE_ASIDE:
+                continue
+            del self._refusals[change.source]
+            self.statements.set_aside(change.source)
+            kept = [k for k in kept if k.source != change.source]
+            self.metrics.bad.labels("statement").inc(max(1, len(change.rows)))
+            _log.error(
+                "statement_change_refused",
+                file=change.source,
+                lp=change.lp,
+                lines=len(change.rows),
+                whole=change.replace,
+                error=str(exc)[:300],
+                times=times,
+                hint="the ledger refuses these lines while it takes others: the file is "
+                "read again whole once it changes",
+            )
+        return kept
+
+    async def _ledger_answers(self) -> bool:
+        try:
+            async with self._lock:
+                await self.ledger.last_seq("")  # one row by its key
+        except Exception:  # away: then nothing is counted against a file
+            return False
+        return True
 
     def lag_seconds(self) -> float:
         """Age of the oldest trade taken in (from a drop copy or a
@@ -1241,6 +1300,7 @@ def _seq(msg: FixMessage) -> int:
 
 
 _REPEAT_ERROR_S: Final = 60.0
+_REFUSALS_BEFORE_ASIDE: Final = 3
 """How often a job the ledger keeps failing says so again."""
 
 

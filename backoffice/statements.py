@@ -210,6 +210,7 @@ class StatementFolder:
         self.days = days
         self._seen: dict[str, _Seen] = {}
         self._unreadable: dict[str, str] = {}  # file -> the error last said of it
+        self._aside: dict[str, tuple[int, int, int]] = {}  # set aside as it was: size, mtime, inode
         self.unmatched: set[str] = set()
 
     def lp_of(self, name: str) -> str | None:
@@ -260,10 +261,27 @@ class StatementFolder:
             del self._seen[gone]
         for gone in set(self._unreadable) - present:
             del self._unreadable[gone]
+        for gone in set(self._aside) - present:
+            del self._aside[gone]
         return changes
+
+    def set_aside(self, path: str) -> None:
+        """Forget what was read of ``path`` (the ledger refused it); read it
+        again whole once it changes."""
+        self._seen.pop(path, None)
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return
+        self._aside[path] = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
 
     def _read(self, path: str, lp: str) -> StatementChange | None:
         stat = os.stat(path)
+        aside = self._aside.get(path)
+        if aside is not None:
+            if aside == (stat.st_size, stat.st_mtime_ns, stat.st_ino):
+                return None
+            del self._aside[path]
         seen = self._seen.get(path)
         layout = self.layouts[lp]
         # an end-of-day statement left alone this long has its last line

@@ -1359,3 +1359,74 @@ async def test_a_job_the_ledger_keeps_failing_is_said_once_and_again_when_it_res
     assert "connection refused" in errors[0]["error"]
     resumed = [e for e in logs if e["event"] == "ledger_job_resumed"]
     assert [(e["job"], e["failed_runs"]) for e in resumed] == [("statements", 20)]
+
+
+@pytest.mark.asyncio
+async def test_a_statement_change_the_ledger_keeps_refusing_is_set_aside_and_holds_no_other(
+    tmp_path: Path,
+) -> None:
+    now = [1_796_385_600.0]  # Friday 2026-12-04 12:00 UTC
+    office, _ = _office(tmp_path, now)
+    ledger = office.ledger
+    await ledger.open()
+    real_apply, real_last_seq = ledger.apply_statements, ledger.last_seq
+    down = [False]
+    tried: list[str] = []
+    folder = office.statements.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    poison, good = folder / "LP_A-1.csv", folder / "LP_A-2.csv"
+
+    async def apply_statements(changes: Sequence[StatementChange]) -> int:
+        tried.extend(Path(c.source).name for c in changes)
+        if down[0]:
+            raise LedgerError("the ledger went away")
+        if any(c.source == str(poison) for c in changes):
+            raise LedgerError("a constraint nobody foresaw")
+        return await real_apply(changes)
+
+    async def last_seq(session: str) -> int:
+        if down[0]:
+            raise LedgerError("the ledger went away")
+        return await real_last_seq(session)
+
+    ledger.apply_statements = apply_statements  # type: ignore[method-assign]
+    ledger.last_seq = last_seq  # type: ignore[method-assign]
+    header = "TradeDate,ExecTime,ExecID,ClOrdID,OrderID,Symbol,Side,Quantity,Price\n"
+
+    def row(n: int) -> str:
+        return f"2026-12-04,2026-12-04T10:00:0{n}.000Z,X{n},CH{n},O{n},EUR/USD,BUY,1000,1.1\n"
+
+    try:
+        poison.write_text(header + row(1))
+        good.write_text(header + row(2))
+        # the ledger away: nothing is counted against a file, all waits
+        down[0] = True
+        for _ in range(5):
+            with pytest.raises(LedgerError, match="went away"):
+                await office._statements()
+        assert (await real_last_seq("")) == 0
+        down[0] = False
+        # the ledger answers: the good file is stored the first time, the
+        # other is tried alone three times, then set aside and named
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(2):
+                with pytest.raises(LedgerError, match="nobody foresaw"):
+                    await office._statements()
+            assert (await ledger.counts())["lp_trades"] == 1
+            good.write_text(header + row(2) + row(3))  # goes on meanwhile
+            await office._statements()
+        (aside,) = [e for e in logs if e["event"] == "statement_change_refused"]
+        assert aside["file"] == str(poison)
+        assert aside["times"] == 3
+        assert "nobody foresaw" in aside["error"]
+        assert (await ledger.counts())["lp_trades"] == 2
+        # left alone until it changes
+        tried.clear()
+        await office._statements()
+        assert tried == []
+        poison.write_text(header + row(1) + row(4))
+        with pytest.raises(LedgerError, match="nobody foresaw"):
+            await office._statements()
+        assert tried[-1] == poison.name
+    finally:
+        await ledger.close()
