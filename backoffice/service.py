@@ -756,7 +756,7 @@ class BackOffice:
                 self._refusals.pop(change.source, None)
         if not refused or not await self._ledger_answers():
             return kept
-        for change, exc in refused:
+        for change, cause in refused:
             times = self._refusals[change.source] = self._refusals.get(change.source, 0) + 1
             if times < _REFUSALS_BEFORE_ASIDE:
                 continue
@@ -770,7 +770,7 @@ class BackOffice:
                 lp=change.lp,
                 lines=len(change.rows),
                 whole=change.replace,
-                error=str(exc)[:300],
+                error=str(cause)[:300],
                 times=times,
                 hint="the ledger refuses these lines while it takes others: the file is "
                 "read again whole once it changes",
