@@ -415,10 +415,23 @@ class Accounts:
             # first a bound that needs no spread formed: every scan risk,
             # each group's with its open orders (and this one) filled at its
             # worse end
-            opens = self._open_units(client, symbol, side, lots)
             portfolio = account.portfolio
-            if portfolio.open_bound(opens) * factor <= equity:
+            held = self._open_lots.get(client)
+            if not held or (len(held) == 1 and symbol in held):
+                # open orders in this symbol alone, if any (most orders):
+                # the bound of its group's two ends
+                lot_size = self._lot_size[symbol]
+                buys, sells = held[symbol] if held else (0, 0)
+                if side is BUY:
+                    buys += lots
+                else:
+                    sells += lots
+                bound = portfolio.scan_bound(symbol, buys * lot_size, -sells * lot_size)
+            else:
+                bound = portfolio.open_bound(self._open_units(client, symbol, side, lots))
+            if bound * factor <= equity:
                 return None
+            opens = self._open_units(client, symbol, side, lots)
             before = portfolio.worst_open(self._open_units(client, symbol, side, 0))
             after = portfolio.worst_open(opens)
         except MissingMark as missing:
