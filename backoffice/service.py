@@ -832,6 +832,11 @@ class BackOffice:
         async with self._lock:
             run = await self.ledger.recon(full, self.grace, now, covers)
             self.counts = await self.ledger.counts()
+            # the treasury's books follow the ledger a run at a time: a look
+            # after a long time with nobody looking adds the last second's
+            # batches, not every batch since, while it holds the ledger
+            await self._settlement_kept(self._today())
+            await self._positions_kept()
         elapsed = time.perf_counter() - started
         self.metrics.runs.labels(mode).inc()
         self.metrics.run_seconds.labels(mode).set(elapsed)

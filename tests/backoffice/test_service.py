@@ -1430,3 +1430,37 @@ async def test_a_statement_change_the_ledger_keeps_refusing_is_set_aside_and_hol
         assert tried[-1] == poison.name
     finally:
         await ledger.close()
+
+
+@pytest.mark.asyncio
+async def test_the_treasurys_books_follow_each_run_so_a_look_reads_no_batch(
+    tmp_path: Path,
+) -> None:
+    now = [1_796_385_600.0]
+    office, feed = _office(tmp_path, now)
+    await office.ledger.open()
+    writer = asyncio.create_task(office._take_in(office.feeds[0], feed))  # type: ignore[arg-type]
+    reads: list[tuple[int, int]] = []
+    real_batch = office.ledger.batch_settlement_sums
+
+    async def batch_settlement_sums(after: int, upto: int) -> Any:
+        reads.append((after, upto))
+        return await real_batch(after, upto)
+
+    office.ledger.batch_settlement_sums = batch_settlement_sums  # type: ignore[method-assign]
+    try:
+        for seq in (1, 2):
+            feed.messages.put_nowait(_fill_copy(f"E{seq}", seq))
+            await until_stored(office, seq)
+            await office.recon(full=False)
+            for book in (office._settled, office._held):
+                assert book is not None
+                assert book.upto == office.ledger.last_ingest
+        assert len(reads) == 1  # the second batch, added by the run
+        treasury = await office.treasury()
+        assert len(reads) == 1  # the look had nothing to add
+        assert treasury["positions"]["clients"][0]["qty"] == "2000.00000000"
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        await office.ledger.close()
