@@ -225,10 +225,26 @@ class ChildCanceled(msgspec.Struct, frozen=True, gc=False):
     reason: str = ""
 
 
+class ChildBust(msgspec.Struct, frozen=True, gc=False):
+    """An LP's Trade Cancel (ExecType H) of a fill it reported and the house
+    booked: ``qty`` lots of ``symbol`` on ``side`` at ``price`` ticks (the
+    cancel's LastQty and LastPx) did not happen at ``lp``.  ``exec_id`` is
+    the cancel's own ExecID, ``ref_exec_id`` the fill's (ExecRefID)."""
+
+    child_id: str
+    exec_id: str
+    ref_exec_id: str
+    lp: str
+    symbol: str
+    side: Side
+    qty: int
+    price: int
+
+
 class LpStatus(msgspec.Struct, frozen=True, gc=False):
     lp: str
     up: bool
     reason: str = ""
 
 
-LpEvent = Quote | ChildAck | ChildFill | ChildReject | ChildCanceled | LpStatus
+LpEvent = Quote | ChildAck | ChildFill | ChildReject | ChildCanceled | ChildBust | LpStatus

@@ -52,7 +52,8 @@ class Filled(msgspec.Struct, tag=4, array_like=True, frozen=True):
     what the exposure ledger is kept from, and the drop copy's
     TradeCaptureReport of them (booked at ``time``; ``client_exec_id``, the
     ExecID of the client's ExecutionReport of the same lots, "" for the
-    house's)."""
+    house's).  ``busts``: the LP's ExecID of a fill it canceled (a Trade
+    Cancel), which this booking, the house's, reverses; "" for a fill."""
 
     child_id: str
     exec_id: str
@@ -64,6 +65,7 @@ class Filled(msgspec.Struct, tag=4, array_like=True, frozen=True):
     price: int
     time: float = 0.0
     client_exec_id: str = ""
+    busts: str = ""
 
 
 class Ended(msgspec.Struct, tag=5, array_like=True, frozen=True):

@@ -247,8 +247,9 @@ class Recovery:
                 ended.booked.add(key)
                 # a fill its LP reported after the end, booked to the house
                 # (its state, written after it by a checkpoint in slices, may
-                # count it already)
-                if fill.exec_id not in ended.exec_ids:
+                # count it already); not the reversal of a fill the LP
+                # busted, booked on the other side
+                if fill.exec_id not in ended.exec_ids and not fill.busts:
                     ended.exec_ids.add(fill.exec_id)
                     ended.open -= fill.qty
         else:

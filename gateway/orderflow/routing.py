@@ -38,6 +38,7 @@ from router.exposure import ExposureLedger, ExposureSnapshot
 from router.members import BUY, DAY, GTC, LIMIT
 from router.model import (
     ChildAck,
+    ChildBust,
     ChildCanceled,
     ChildFill,
     ChildOrder,
@@ -208,6 +209,7 @@ class ChildRouting:
             ChildCanceled: self._on_child_end,
             LpStatus: self._on_lp_status,
             ChildAck: self._on_ack,
+            ChildBust: self._on_bust,
         }
 
     def attach(self, adapters: Mapping[str, LpAdapter]) -> None:
@@ -805,6 +807,31 @@ class ChildRouting:
             **extra,
         )
 
+    def _on_bust(self, bust: ChildBust, now: float) -> None:
+        """An LP's Trade Cancel of a fill booked: the reversal is booked at
+        the LP to the house (the opposite side, the same lots and price), so
+        the LP's position is what the LP says it is, and the client's fill,
+        which stands, is the house's to cover.  Journaled as any fill booked
+        to the house, so a restart and the drop copy have it."""
+        reversal = ChildFill(bust.child_id, bust.exec_id, bust.qty, bust.price, 0)
+        side = bust.side.opposite
+        self.ledger.apply_fill(bust.lp, HOUSE, bust.symbol, side, bust.qty, bust.price)
+        self._journal_fill(
+            reversal, bust.lp, HOUSE, bust.symbol, side, bust.qty, "", busts=bust.ref_exec_id
+        )
+        _log.error(
+            "lp_trade_bust_booked",
+            lp=bust.lp,
+            child_id=bust.child_id,
+            exec_id=bust.exec_id,
+            exec_ref_id=bust.ref_exec_id,
+            symbol=bust.symbol,
+            side=bust.side.opposite.name.lower(),
+            qty=bust.qty,
+            price=bust.price,
+            account=HOUSE,
+        )
+
     def _book_fill(
         self,
         fill: ChildFill,
@@ -829,11 +856,13 @@ class ChildRouting:
         side: Side,
         lots: int,
         client_exec_id: str,
+        busts: str = "",
     ) -> None:
         """Journal ``lots`` of an LP fill booked to ``account``: for a
         restart, and for the drop copy's TradeCaptureReport of them
         (``client_exec_id``: the ExecID of the client's ExecutionReport of
-        the same lots, "" for the house's)."""
+        the same lots, "" for the house's; ``busts``: the ExecID of the
+        fill this booking reverses, the LP having canceled it)."""
         if self.journal is not None:
             self.journal.add(
                 Filled(
@@ -847,6 +876,7 @@ class ChildRouting:
                     fill.price,
                     self._clock(),
                     client_exec_id,
+                    busts,
                 )
             )
 

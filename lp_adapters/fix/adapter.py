@@ -79,6 +79,7 @@ from router.members import BUY
 from router.model import (
     EXEC_ID_SEP,
     ChildAck,
+    ChildBust,
     ChildCanceled,
     ChildFill,
     ChildOrder,
@@ -218,6 +219,8 @@ class FixLp(LpAdapter):
         self._ended: Recent[str, EndedChild] = Recent(_MAX_ENDED)
         # those it filled in full, apart: they do not push the others out
         self._filled: Recent[str, EndedChild] = Recent(_MAX_ENDED)
+        # the ExecIDs of the Trade Cancels passed on, the latest ones
+        self._busts: Recent[str, bool] = Recent(_MAX_ENDED)
         # children from before a restart or a drop, to ask the LP about once up
         self._unverified: set[str] = set()
         self._cancel_seq = 0
@@ -669,15 +672,22 @@ class FixLp(LpAdapter):
 
     def _on_bust(self, msg: FixMessage) -> None:
         """A Trade Cancel (ExecType H) or Trade Correct (G) of a fill already
-        booked: not applied by itself (the client was told of the fill, and
-        what to do with its side is the desk's), and named as an error with
-        what the desk needs: the LP, the order, the ExecID it busts or
-        corrects (19), and a correction's new terms."""
+        booked, named as an error with what the desk needs: the LP, the
+        order, the ExecID it busts or corrects (19), and its terms.
+
+        A Trade Cancel of a fill this adapter passed on, whose LastQty (at
+        most the lots the child filled) and LastPx can be booked, is passed
+        on as a :class:`ChildBust`: the gateway books the reversal at the LP
+        to the house (the client was told of the fill and keeps it; what to
+        do with its side is the desk's).  A correction is not applied by
+        itself, nor a cancel that names no fill booked here or carries no
+        terms to book: the fill stands until the desk acts."""
         exec_type = msg.get(150)
 
         def text(tag: int) -> str:
             return (msg.get(tag) or b"").decode("latin-1")[:64]
 
+        why = self._bust(msg) if exec_type == b"H" else "a correction is not applied by itself"
         _log.error(
             "lp_trade_bust" if exec_type == b"H" else "lp_trade_correction",
             lp=self.name,
@@ -687,8 +697,63 @@ class FixLp(LpAdapter):
             last_qty=text(32),
             last_px=text(31),
             text=text(58),
-            hint="not applied: the fill stands in the gateway's books until the desk acts",
+            applied=not why,
+            hint=(
+                "the reversal is booked at the LP to the house; the client's fill stands"
+                if not why
+                else f"not applied ({why}): the fill stands in the gateway's books until "
+                "the desk acts"
+            ),
         )
+
+    def _bust(self, msg: FixMessage) -> str:
+        """Pass a Trade Cancel on as a :class:`ChildBust`; "" when it is, or
+        why it is not."""
+        exec_id = (msg.get(17) or b"").decode("latin-1")
+        if not exec_id:
+            return "no ExecID"
+        if exec_id in self._busts:
+            return "its ExecID was applied already"
+        ref = (msg.get(19) or b"").decode("latin-1")
+        found = self._booked(msg, ref)
+        if found is None:
+            return "its ExecRefID names no fill booked from this LP"
+        child, filled = found
+        instrument = self.instruments.get(child.symbol)
+        if instrument is None:
+            return f"{child.symbol} is no longer configured"
+        try:
+            lots = remembered(_LOTS, msg.get(32) or b"0", instrument, _lots)
+            ticks = remembered(_TICKS, msg.get(31) or b"0", instrument, _ticks)
+        except (InvalidOperation, ValueError, ArithmeticError):
+            return "its LastQty or LastPx is not on the instrument's grid"
+        if not 0 < lots <= filled:
+            return f"its LastQty is not 1 to {filled} lots, the child's filled"
+        if ticks <= 0:
+            return "its LastPx is not positive"
+        self._busts.put(exec_id, True)
+        self.sink(
+            ChildBust(
+                child.child_id, exec_id, ref, self.name, child.symbol, child.side, lots, price=ticks
+            )
+        )
+        return ""
+
+    def _booked(self, msg: FixMessage, ref: str) -> tuple[ChildOrder, int] | None:
+        """The child a Trade Cancel is about and its lots filled, if the
+        fill it cancels (``ref``) was counted for it here."""
+        for tag in (11, 41):
+            child_id = (msg.get(tag) or b"").decode("latin-1")
+            entry = self._open.get(child_id) or self._dropped.get(child_id)
+            if entry is not None:
+                if entry.exec_ids is not None and ref in entry.exec_ids:
+                    return entry.child, entry.filled
+                return None
+            for where in (self._filled, self._ended):
+                ended = where.get(child_id)
+                if ended is not None:
+                    return (ended.order, ended.filled) if ended.counted(ref) else None
+        return None
 
     def _end(self, child_id: str, entry: _Open) -> None:
         """The LP canceled, rejected or filled the child in full: it is open

@@ -378,6 +378,22 @@ def test_a_late_fill_an_ended_childs_checkpoint_state_counts_is_booked_not_count
     assert recovery.duplicate_fills == 1
 
 
+def test_the_reversal_of_a_busted_fill_moves_the_lp_not_the_ended_childs_lots() -> None:
+    ledger = ExposureLedger({})
+    recovery = Recovery(ledger, Accounts(None, {}, {}))
+    for entry in [
+        Sent(child("c1", qty=4)),
+        Filled("c1", "E1", "LP_A", "CLIENT1", "EUR/USD", Side.BUY, 4, 108_500),
+        Ended("c1"),
+        Filled("c1", "X1", "LP_A", HOUSE, "EUR/USD", Side.SELL, 4, 108_500, busts="E1"),
+    ]:
+        recovery.apply(entry)
+    (ended,) = recovery.filled_in_full.values()
+    assert ended.open == 0  # its fill stands for the child: no lot came back or went
+    assert ledger.lp_positions() == {}
+    assert ledger.client_positions() == {"CLIENT1": {"EUR/USD": 4}, HOUSE: {"EUR/USD": -4}}
+
+
 def test_recovery_keeps_only_the_last_final_orders_it_may_need() -> None:
     recovery = Recovery(ExposureLedger({}), Accounts(None, {}, {}), keep_finished=3)
     recovery.apply(OrderState(an_order("1O0")))  # stays open all along

@@ -29,7 +29,7 @@ from gateway.fix.store import MemoryStore
 from gateway.net.transport import Outbox
 from gateway.orderflow.journal import OrderJournal
 from gateway.orderflow.recovery import HOUSE
-from router.model import ChildFill, ChildOrder, Side
+from router.model import ChildBust, ChildFill, ChildOrder, Side
 
 
 class Broken(Exception):
@@ -269,6 +269,41 @@ async def test_fills_beyond_children_come_back_the_same_after_a_restart(tmp_path
     again = journaled_harness(tmp_path)
     try:
         assert again.flow.ledger.positions() == before
+    finally:
+        assert again.flow.journal is not None
+        again.flow.journal.close()
+
+
+@pytest.mark.asyncio
+async def test_a_fill_the_lp_busts_is_reversed_at_the_lp_to_the_house_and_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """An LP's Trade Cancel of a fill: the client keeps its fill, the LP's
+    position is what the LP says (the fill reversed there), and the house
+    holds the client's side uncovered; a restart from the journal holds the
+    same."""
+    async with running(journaled_harness(tmp_path)) as harness:
+        buy, sell = await a_buy_and_a_sell(harness, 2, 3)
+        harness.answer(buy, "fill", 0)
+        harness.answer(sell, "fill", 0)
+        (fill,) = buy.fills
+        lp = buy.child.lp
+        ledger = harness.flow.ledger
+        before = ledger.lp_position(lp, SYMBOL)
+        bust = ChildBust(
+            buy.child.child_id, "BUST-1", fill.exec_id, lp, SYMBOL, Side.BUY, 2, fill.price
+        )
+        with capture_logs() as logs:
+            harness.lps[lp].report(bust)
+        assert ledger.lp_position(lp, SYMBOL) == before - 2
+        assert ledger.client_position("CLIENT1", SYMBOL) == 2
+        assert ledger.client_position(HOUSE, SYMBOL) == -2
+        (booked,) = [e for e in logs if e["event"] == "lp_trade_bust_booked"]
+        assert (booked["exec_ref_id"], booked["side"], booked["qty"]) == (fill.exec_id, "sell", 2)
+        positions = ledger.positions()
+    again = journaled_harness(tmp_path)
+    try:
+        assert again.flow.ledger.positions() == positions
     finally:
         assert again.flow.journal is not None
         again.flow.journal.close()

@@ -29,6 +29,7 @@ from lp_adapters.fix import FixLp, FixLpSettings
 from lp_adapters.registry import adapter_class, create_adapter
 from router.model import (
     ChildAck,
+    ChildBust,
     ChildCanceled,
     ChildFill,
     ChildOrder,
@@ -1141,7 +1142,47 @@ async def test_a_trade_bust_or_correction_is_named_for_the_desk(
             fill.exec_id,
         )
         assert named["log_level"] == "error"
-        assert [e for e in sink.events if isinstance(e, ChildFill)] == [fill]  # nothing booked
+        assert [e for e in sink.events if isinstance(e, ChildFill)] == [fill]
+        busts = [e for e in sink.events if isinstance(e, ChildBust)]
+        if exec_type == b"H":  # the fill it names, passed on to be reversed
+            assert named["applied"] is True
+            assert busts == [
+                ChildBust("C31", "X9", fill.exec_id, "LPT", "EUR/USD", Side.BUY, 4, 110_001)
+            ]
+        else:  # a correction: named, nothing applied
+            assert named["applied"] is False
+            assert busts == []
+
+
+def test_a_trade_cancel_is_passed_on_only_for_a_fill_booked_and_once() -> None:
+    sink = Sink()
+    adapter = FixLp("LPT", INSTRUMENTS, sink, lp_settings(1, Path("/nonexistent")))
+    adapter.recover([(child("C1", qty=8), 8, ())])
+
+    def report(exec_type: bytes, exec_id: bytes, last: bytes, ref: bytes = b"") -> FixMessage:
+        fields = [(6, b"1.10001"), (11, b"C1"), (14, last), (17, exec_id)]
+        if ref:
+            fields.append((19, ref))
+        fields += [(31, b"1.10001"), (32, last), (37, b"LPO1"), (38, b"8000"), (39, b"1")]
+        fields += [(54, b"1"), (55, b"EUR/USD"), (150, exec_type), (151, b"4000")]
+        header = [(34, b"9"), (49, b"LPT"), (52, b"20261206-10:00:00"), (56, b"GW")]
+        return codec.parse_frame(
+            codec.encode_message(b"FIX.4.4", b"8", header, codec.encode_fields(fields))
+        )
+
+    adapter._on_execution(report(b"F", b"E1", b"4000"))
+    with capture_logs() as logs:
+        adapter._on_execution(report(b"H", b"X1", b"4000", ref=b"E0"))  # no such fill
+        adapter._on_execution(report(b"H", b"X2", b"5000", ref=b"E1"))  # more than filled
+        adapter._on_execution(report(b"H", b"X3", b"4000", ref=b"E1"))
+        adapter._on_execution(report(b"H", b"X3", b"4000", ref=b"E1"))  # the same again
+    busts = [e for e in sink.events if isinstance(e, ChildBust)]
+    assert busts == [ChildBust("C1", "X3", "E1", "LPT", "EUR/USD", Side.BUY, 4, 110_001)]
+    hints = [(e["exec_id"], e["applied"], e["hint"]) for e in logs if e["event"] == "lp_trade_bust"]
+    assert [h[:2] for h in hints] == [("X1", False), ("X2", False), ("X3", True), ("X3", False)]
+    assert "names no fill booked" in hints[0][2]
+    assert "not 1 to 4 lots" in hints[1][2]
+    assert "applied already" in hints[3][2]
 
 
 def test_a_fill_counted_before_a_restart_and_resent_by_the_lp_is_not_counted_again(
