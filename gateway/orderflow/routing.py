@@ -826,7 +826,7 @@ class ChildRouting:
             exec_id=bust.exec_id,
             exec_ref_id=bust.ref_exec_id,
             symbol=bust.symbol,
-            side=bust.side.opposite.name.lower(),
+            side=side.name.lower(),
             qty=bust.qty,
             price=bust.price,
             account=HOUSE,

@@ -266,9 +266,14 @@ async def test_fills_beyond_children_come_back_the_same_after_a_restart(tmp_path
         )
         before = harness.flow.ledger.positions()
         assert before[1][HOUSE] == {SYMBOL: 4 - 2}
+    assert_restarted_with(tmp_path, before)
+
+
+def assert_restarted_with(tmp_path: Path, positions: object) -> None:
+    """A gateway restarted from the journal in ``tmp_path`` holds ``positions``."""
     again = journaled_harness(tmp_path)
     try:
-        assert again.flow.ledger.positions() == before
+        assert again.flow.ledger.positions() == positions
     finally:
         assert again.flow.journal is not None
         again.flow.journal.close()
@@ -301,12 +306,7 @@ async def test_a_fill_the_lp_busts_is_reversed_at_the_lp_to_the_house_and_after_
         (booked,) = [e for e in logs if e["event"] == "lp_trade_bust_booked"]
         assert (booked["exec_ref_id"], booked["side"], booked["qty"]) == (fill.exec_id, "sell", 2)
         positions = ledger.positions()
-    again = journaled_harness(tmp_path)
-    try:
-        assert again.flow.ledger.positions() == positions
-    finally:
-        assert again.flow.journal is not None
-        again.flow.journal.close()
+    assert_restarted_with(tmp_path, positions)
 
 
 @pytest.mark.asyncio
