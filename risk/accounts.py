@@ -18,11 +18,12 @@ generation.  An account is rescanned at the new marks when it is next read
 :meth:`Accounts.sweep`, which the caller runs over a bounded number of
 accounts at a time; a quote tick never rescans every account.
 
-**Open orders count.**  Orders accepted and not yet done hold margin too:
-the check takes the worse of the position after every open buy of the
-order's symbol fills and after every open sell fills, the new order
-included, so that a client cannot send many orders in one symbol that each
-fit alone.  Open orders in other symbols are not added.  The lots open per
+**Open orders count.**  Orders accepted and not yet done hold margin too,
+in every symbol: the check takes the worst of each symbol's open orders
+none filled, all its buys filled or all its sells filled, in every
+combination (:meth:`risk.margin.Portfolio.worst_open`), before and with the
+new order, so that a client cannot send many orders that each fit alone.
+The lots open per
 client, symbol and side are kept as the orders change (:meth:`Accounts.order_open`),
 for every client, margined or not: the pre-trade position limit reads them
 too (:meth:`Accounts.open_lots`).

@@ -53,10 +53,6 @@ __all__ = [
 ]
 
 # Price moves tried, as fractions of the scan range, with their names.
-# Combinations of open orders' ends margined in full by
-# :meth:`Portfolio.worst_open` (open orders in six groups); past it, a bound.
-MAX_END_COMBINATIONS: Final = 64
-
 SCENARIOS: Final[tuple[tuple[str, float], ...]] = (
     ("up 1/3", 1 / 3),
     ("up 2/3", 2 / 3),
@@ -65,6 +61,11 @@ SCENARIOS: Final[tuple[tuple[str, float], ...]] = (
     ("down 2/3", -2 / 3),
     ("down 3/3", -1.0),
 )
+
+MAX_STATE_COMBINATIONS: Final = 27
+"""Combinations of open orders' states margined in full by
+:meth:`Portfolio.worst_open` (three symbols with open buys and sells, or
+four with orders on one side only); past it, a bound without credit."""
 
 Side = Literal["A", "B"]
 
@@ -468,51 +469,45 @@ class Portfolio:
 
     def worst_open(self, opens: Mapping[str, tuple[float, float]]) -> float:
         """The margin with open orders filled at their worst (``opens`` as
-        for :meth:`open_bound`).
+        for :meth:`open_bound`), searched over each symbol's three states:
+        none of its open orders filled, all its buys, all its sells.
 
-        Any fills of a group's open orders move its delta within the range
-        between two ends, all its buys filled and all its sells filled, and
-        its scan risk is largest at one of them.  Spreads pair groups, so
-        the end of one group that asks most depends on the others: every
-        combination of ends is margined, up to :data:`MAX_END_COMBINATIONS`
-        of them; past that (open orders in more groups than that allows),
-        the bound without credit (:meth:`open_bound`) stands in, which may
-        ask more than the method would, never less."""
+        Every combination of the symbols' states is margined with spreads
+        formed, and the one that asks most is taken: a symbol's fills can
+        move its group's direction (and so its spreads) either way, and
+        spread credit can make the margin largest with nothing filled, so
+        no one state can stand for the others.  Past
+        :data:`MAX_STATE_COMBINATIONS` combinations, the bound without
+        credit (:meth:`open_bound`) stands in: it asks at least what any
+        fill would, never less.  Partial fills are not searched: where
+        spreads are formed in priority order, one can ask a little more
+        than every state searched."""
         group_of = self.params.group_of
-        moves: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
+        states: list[tuple[str, tuple[float, ...]]] = []
+        groups: set[str] = set()
+        combinations = 1
         for symbol, (buys, sells) in opens.items():
             name = group_of.get(symbol)
             if name is None or not (buys or sells):
                 continue
-            ends = moves.get(name)
-            if ends is None:
-                ends = moves[name] = ({}, {})
-            if buys:
-                ends[0][symbol] = buys
-            if sells:
-                ends[1][symbol] = -sells
-        if not moves:
+            moves = (0.0, *((buys,) if buys else ()), *((-sells,) if sells else ()))
+            states.append((symbol, moves))
+            groups.add(name)
+            combinations *= len(moves)
+        if not states:
             return self.result().margin
-        if 2 ** len(moves) > MAX_END_COMBINATIONS:
-            return max(0.0, self.open_bound(opens))
-        choices: list[tuple[str, tuple[GroupRisk, ...]]] = []
-        for name, (up, down) in moves.items():
-            group = self.params.by_name[name]
-            ends_scanned: list[GroupRisk] = []
-            for end in (up, down):
-                if not end:
-                    ends_scanned.append(self._scans[name])
-                    continue
-                after = dict(self.positions)
-                for symbol, units in end.items():
-                    after[symbol] = after.get(symbol, 0.0) + units
-                ends_scanned.append(scan_group(group, after, self._unit_usd))
-            choices.append((name, tuple(ends_scanned)))
+        if combinations > MAX_STATE_COMBINATIONS:
+            return max(self.result().margin, self.open_bound(opens))
+        by_name = self.params.by_name
         worst = 0.0
-        for combination in itertools.product(*(ends for _, ends in choices)):
+        for combination in itertools.product(*(moves for _, moves in states)):
+            after = dict(self.positions)
+            for (symbol, _), units in zip(states, combination, strict=True):
+                if units:
+                    after[symbol] = after.get(symbol, 0.0) + units
             scans = dict(self._scans)
-            for (name, _), scan in zip(choices, combination, strict=True):
-                scans[name] = scan
+            for name in groups:
+                scans[name] = scan_group(by_name[name], after, self._unit_usd)
             worst = max(worst, _result(self.params, scans, False).margin)
         return worst
 

@@ -121,6 +121,27 @@ def test_open_orders_in_other_symbols_hold_margin_too() -> None:
     assert book.check("C1", "ZS", Side.BUY, 2) is None  # 5,000 <= 5,000
 
 
+def test_orders_in_two_symbols_of_a_group_cannot_fill_past_equity_together() -> None:
+    params = MarginParams(
+        "mixed",
+        (
+            MarginGroup("G", "metal", ("P", "Q"), scan_pct=0.1),
+            MarginGroup("H", "metal", ("R",), scan_usd=10),
+        ),
+        (SpreadDef("G-H", 1, 1.0, (SpreadLeg("G", 1, "A"), SpreadLeg("H", 1, "B"))),),
+    )
+    usd = {"P": 100.0, "Q": 10.0, "R": 5.0}
+    book = Accounts(params, {"C1": AccountTerms(Decimal(15))}, {s: instrument(s, "1") for s in usd})
+    book.mark(Marks(dict(usd), dict(usd)))
+    book.trade("C1", "R", Side.SELL, 1, 500)  # margin 10, no P&L
+    assert book.check("C1", "P", Side.BUY, 1) is None  # the spread formed: 10 + 10 - 20
+    book.order_open("O1", "C1", "P", Side.BUY, 1)
+    # with O1 filled too the group has no direction: 10 + 9, no spread
+    breach = book.check("C1", "Q", Side.SELL, 1)
+    assert breach is not None
+    assert "19.00 USD initial margin required" in breach.text
+
+
 def test_an_open_order_in_a_symbol_with_no_price_leaves_the_margin_unknown() -> None:
     book = Accounts(CME, {"C1": AccountTerms(Decimal(10**6))}, INSTRUMENTS)
     book.mark(Marks({"ZC": 450.0}, {"ZC": 450.0}))

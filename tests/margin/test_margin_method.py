@@ -312,9 +312,56 @@ def test_open_orders_at_their_worst_are_below_their_bound_and_above_any_fill(
 
 
 def test_past_the_combinations_margined_in_full_the_bound_stands_in() -> None:
-    groups = tuple(MarginGroup(f"g{i}", "commodity", (f"S{i}",), scan_usd=100) for i in range(7))
-    book = Portfolio(MarginParams("seven", groups), {})
-    opens = {f"S{i}": (1.0, 2.0) for i in range(7)}  # 2**7 > MAX_END_COMBINATIONS
-    assert book.worst_open(opens) == book.open_bound(opens) == 7 * 200
-    six = {f"S{i}": (1.0, 2.0) for i in range(6)}
-    assert book.worst_open(six) == 6 * 200
+    groups = tuple(MarginGroup(f"g{i}", "commodity", (f"S{i}",), scan_usd=100) for i in range(4))
+    spread = SpreadDef("g0-g1", 1, 0.5, (SpreadLeg("g0", 1, "A"), SpreadLeg("g1", 1, "B")))
+    held = {"S0": 5.0, "S1": -5.0}  # a spread formed whatever fills
+    book = Portfolio(MarginParams("four", groups, (spread,)), {}, held)
+    three = {f"S{i}": (1.0, 2.0) for i in range(3)}  # 3**3 states: margined in full
+    four = {f"S{i}": (1.0, 2.0) for i in range(4)}  # 3**4: past the bound's turn
+    assert book.worst_open(four) == book.open_bound(four) == 100 * (6 + 7 + 2 + 2)
+    full = 0.0
+    for moves in itertools.product(*((0.0, b, -n) for b, n in three.values())):
+        after = {s: held.get(s, 0.0) + m for s, m in zip(three, moves, strict=True)}
+        full = max(full, margin(book.params, after, {}).margin)
+    assert book.worst_open(three) == full < book.open_bound(three)
+
+
+# two symbols netting in one group, priced apart, and a spread against another
+MIXED = MarginParams(
+    "mixed",
+    (
+        MarginGroup("G", "metal", ("P", "Q"), scan_pct=0.1),
+        MarginGroup("H", "metal", ("R",), scan_usd=10),
+    ),
+    (SpreadDef("G-H", 1, 1.0, (SpreadLeg("G", 1, "A"), SpreadLeg("H", 1, "B"))),),
+)
+MIXED_USD = {"P": 100.0, "Q": 10.0, "R": 5.0}  # scans: 10 a P, 1 a Q
+
+
+def test_open_orders_are_searched_per_symbol_not_per_group() -> None:
+    """A buy of P and a sell of Q filled together leave the group's units
+    and its delta of opposite signs: no direction, no spread.  That is
+    neither of the group's two ends, and asks the most."""
+    book = Portfolio(MIXED, MIXED_USD, {"R": -1.0})
+    both_filled = margin(MIXED, {"R": -1.0, "P": 1.0, "Q": -1.0}, MIXED_USD).margin
+    assert both_filled == 19
+    assert book.worst_open({"P": (1.0, 0.0), "Q": (0.0, 1.0)}) == both_filled
+
+
+def test_open_orders_never_ask_less_than_nothing_filled() -> None:
+    """Spreads either way: each end of the open orders earns a credit,
+    nothing filled earns none."""
+    params = MarginParams(
+        "two-spreads",
+        (
+            MarginGroup("G", "fx", ("S0",), scan_usd=1.0),
+            MarginGroup("H", "fx", ("S3",), scan_usd=1.0),
+        ),
+        (
+            SpreadDef("same", 0, 1.0, (SpreadLeg("G", 1.0, "A"), SpreadLeg("H", 1.0, "A"))),
+            SpreadDef("opposite", 0, 1.0, (SpreadLeg("G", 1.0, "A"), SpreadLeg("H", 1.0, "B"))),
+        ),
+    )
+    book = Portfolio(params, {}, {"S3": 1.0})
+    assert book.result().margin == 1
+    assert book.worst_open({"S0": (1.0, 1.0)}) == 1
