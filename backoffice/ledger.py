@@ -424,15 +424,21 @@ STAGED_REPEATS_INSERT: Final = (
 """Keep the lines of ``stage_lp`` that a line of another file stands for
 (one read again from its own file is stored once)."""
 
-STAGED_DIFFERING: Final = (
-    "SELECT s.source, s.cl_ord_id, s.exec_id FROM stage_lp s JOIN lp_trades t ON "
+_DIFFERING_FROM: Final = (
+    "SELECT s.source, s.cl_ord_id, s.exec_id FROM stage_lp s JOIN {table} t ON "
     f"{_SAME_LINE.format(r='s')} AND t.source = s.source "
     "WHERE t.symbol <> s.symbol OR t.side <> s.side OR t.qty <> s.qty "
-    "OR t.price <> s.price OR t.exec_time <> s.exec_time ORDER BY 2, 3"
+    "OR t.price <> s.price OR t.exec_time <> s.exec_time"
+)
+
+STAGED_DIFFERING: Final = (
+    f"{_DIFFERING_FROM.format(table='lp_trades')} UNION "
+    f"{_DIFFERING_FROM.format(table='lp_repeats')} ORDER BY 2, 3"
 )
 """The lines of ``stage_lp``, appended to their file, that repeat an
 execution an earlier line of the same file stored with other values (the
-stored line stands, as on a whole read of the file)."""
+stored line stands, as on a whole read of the file): in ``lp_trades``, or
+in ``lp_repeats`` when a line of another file stands for it."""
 
 
 def differing_line(source: str, cl_ord_id: str, exec_id: str) -> str:

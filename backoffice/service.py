@@ -719,6 +719,9 @@ class BackOffice:
             self._unapplied = await self._alone(changes)
             if self._unapplied:
                 raise
+        else:
+            for change in changes:  # taken: a refusal before does not count on
+                self._refusals.pop(change.source, None)
         self._statements_read = scanned
 
     async def _apply_statements(self, changes: list[StatementChange]) -> None:
@@ -734,13 +737,16 @@ class BackOffice:
     async def _alone(self, changes: list[StatementChange]) -> list[StatementChange]:
         """After the ledger refused ``changes`` together: each tried alone,
         in order, so that one the ledger will never take does not hold the
-        others.  One refused while the ledger answers otherwise (it took
-        another, or answers a plain query) counts against its file; at the
-        third time the change is set aside, named, and its file read again
-        whole once it changes.  Returns what is to be tried again (a file's
-        later changes wait behind its first one kept)."""
+        others.  A change refused in a round in which the ledger took
+        another (so it takes writes) counts against its file; refused so in
+        :data:`_REFUSALS_BEFORE_ASIDE` rounds in a row, it is set aside,
+        named, and its file read again whole once it changes (or after
+        :data:`backoffice.statements.ASIDE_SECONDS`).  A ledger that takes
+        nothing counts against no file.  Returns what is to be tried again
+        (a file's later changes wait behind its first one kept)."""
         kept: list[StatementChange] = []
         refused: list[tuple[StatementChange, Exception]] = []
+        took = False
         for change in changes:
             if not (change.rows or change.replace):
                 continue
@@ -753,8 +759,9 @@ class BackOffice:
                 kept.append(change)
                 refused.append((change, exc))
             else:
+                took = True
                 self._refusals.pop(change.source, None)
-        if not refused or not await self._ledger_answers():
+        if not took:
             return kept
         for change, cause in refused:
             times = self._refusals[change.source] = self._refusals.get(change.source, 0) + 1
@@ -773,17 +780,9 @@ class BackOffice:
                 error=str(cause)[:300],
                 times=times,
                 hint="the ledger refuses these lines while it takes others: the file is "
-                "read again whole once it changes",
+                "read again whole once it changes, or in 10 minutes",
             )
         return kept
-
-    async def _ledger_answers(self) -> bool:
-        try:
-            async with self._lock:
-                await self.ledger.last_seq("")  # one row by its key
-        except Exception:  # away: then nothing is counted against a file
-            return False
-        return True
 
     def lag_seconds(self) -> float:
         """Age of the oldest trade taken in (from a drop copy or a
@@ -1305,8 +1304,11 @@ def _seq(msg: FixMessage) -> int:
 
 
 _REPEAT_ERROR_S: Final = 60.0
-_REFUSALS_BEFORE_ASIDE: Final = 3
 """How often a job the ledger keeps failing says so again."""
+
+_REFUSALS_BEFORE_ASIDE: Final = 3
+"""Rounds in a row in which the ledger refuses a statement file's change
+alone while it takes another's, before that file is set aside."""
 
 
 def _utcnow(clock: Callable[[], float]) -> dt.datetime:

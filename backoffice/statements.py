@@ -210,7 +210,8 @@ class StatementFolder:
         self.days = days
         self._seen: dict[str, _Seen] = {}
         self._unreadable: dict[str, str] = {}  # file -> the error last said of it
-        self._aside: dict[str, tuple[int, int, int]] = {}  # set aside as it was: size, mtime, inode
+        # set aside as it was (size, mtime, inode), until when
+        self._aside: dict[str, tuple[int, int, int, float]] = {}
         self.unmatched: set[str] = set()
 
     def lp_of(self, name: str) -> str | None:
@@ -267,19 +268,25 @@ class StatementFolder:
 
     def set_aside(self, path: str) -> None:
         """Forget what was read of ``path`` (the ledger refused it); read it
-        again whole once it changes."""
+        again whole once it changes, or after :data:`ASIDE_SECONDS`."""
         self._seen.pop(path, None)
         try:
             stat = os.stat(path)
         except OSError:
             return
-        self._aside[path] = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        until = time.monotonic() + ASIDE_SECONDS
+        self._aside[path] = (stat.st_size, stat.st_mtime_ns, stat.st_ino, until)
 
     def _read(self, path: str, lp: str) -> StatementChange | None:
         stat = os.stat(path)
         aside = self._aside.get(path)
         if aside is not None:
-            if aside == (stat.st_size, stat.st_mtime_ns, stat.st_ino):
+            size, mtime_ns, ino, until = aside
+            if (size, mtime_ns, ino) == (
+                stat.st_size,
+                stat.st_mtime_ns,
+                stat.st_ino,
+            ) and time.monotonic() < until:
                 return None
             del self._aside[path]
         seen = self._seen.get(path)
@@ -355,6 +362,10 @@ class StatementFolder:
             return None
         return StatementChange(path, lp, replace, rows, errors)
 
+
+ASIDE_SECONDS = 600.0
+"""How long a statement file the ledger refused is left alone, unchanged,
+before it is read again whole (the cause may have been mended meanwhile)."""
 
 QUIET_SECONDS = 5.0
 """How long an end-of-day statement file is left alone before its last line

@@ -332,6 +332,19 @@ async def test_an_appended_line_repeating_a_stored_one_with_other_values_is_name
     # a whole read is not an append: its repeats are the reader's to name
     await ledger.apply_statements([statement([line("L2", 1, price="1.3")], replace=True)])
     assert ledger.differing_lines == []
+    # L2 on a second file too (kept as a repeat of the first file's line),
+    # then appended to the second file again at another price
+    second = "/statements/LP_A-2.csv"
+    await ledger.apply_statements(
+        [statement([line("L2", 1, source=second, price="1.3")], source=second)]
+    )
+    assert ledger.differing_lines == []
+    await ledger.apply_statements(
+        [statement([line("L2", 1, source=second, price="1.2")], source=second)]
+    )
+    (named,) = ledger.differing_lines
+    assert named.startswith(second)
+    assert "ExecID 'L2'" in named
 
 
 @pytest.mark.asyncio

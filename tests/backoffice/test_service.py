@@ -1369,7 +1369,7 @@ async def test_a_statement_change_the_ledger_keeps_refusing_is_set_aside_and_hol
     office, _ = _office(tmp_path, now)
     ledger = office.ledger
     await ledger.open()
-    real_apply, real_last_seq = ledger.apply_statements, ledger.last_seq
+    real_apply = ledger.apply_statements
     down = [False]
     tried: list[str] = []
     folder = office.statements.folder
@@ -1384,50 +1384,120 @@ async def test_a_statement_change_the_ledger_keeps_refusing_is_set_aside_and_hol
             raise LedgerError("a constraint nobody foresaw")
         return await real_apply(changes)
 
-    async def last_seq(session: str) -> int:
-        if down[0]:
-            raise LedgerError("the ledger went away")
-        return await real_last_seq(session)
-
     ledger.apply_statements = apply_statements  # type: ignore[method-assign]
-    ledger.last_seq = last_seq  # type: ignore[method-assign]
-    header = "TradeDate,ExecTime,ExecID,ClOrdID,OrderID,Symbol,Side,Quantity,Price\n"
-
-    def row(n: int) -> str:
-        return f"2026-12-04,2026-12-04T10:00:0{n}.000Z,X{n},CH{n},O{n},EUR/USD,BUY,1000,1.1\n"
-
     try:
-        poison.write_text(header + row(1))
-        good.write_text(header + row(2))
-        # the ledger away: nothing is counted against a file, all waits
+        poison.write_text(STATEMENT_HEADER + statement_row(1))
+        good.write_text(STATEMENT_HEADER + statement_row(2))
+        # the ledger takes nothing: nothing is counted against a file, all waits
         down[0] = True
         for _ in range(5):
             with pytest.raises(LedgerError, match="went away"):
                 await office._statements()
-        assert (await real_last_seq("")) == 0
         down[0] = False
-        # the ledger answers: the good file is stored the first time, the
-        # other is tried alone three times, then set aside and named
+        # the ledger takes the other file's changes as they come, and
+        # refuses this one alone each time: the third time it is set aside
+        text = STATEMENT_HEADER + statement_row(2)
         with structlog.testing.capture_logs() as logs:
-            for _ in range(2):
+            for n in (3, 4):
                 with pytest.raises(LedgerError, match="nobody foresaw"):
                     await office._statements()
-            assert (await ledger.counts())["lp_trades"] == 1
-            good.write_text(header + row(2) + row(3))  # goes on meanwhile
+                text += statement_row(n)
+                good.write_text(text)
             await office._statements()
         (aside,) = [e for e in logs if e["event"] == "statement_change_refused"]
         assert aside["file"] == str(poison)
         assert aside["times"] == 3
         assert "nobody foresaw" in aside["error"]
-        assert (await ledger.counts())["lp_trades"] == 2
-        # left alone until it changes
+        assert (await ledger.counts())["lp_trades"] == 3
+        # left alone until it changes (or its time is up)
         tried.clear()
         await office._statements()
         assert tried == []
-        poison.write_text(header + row(1) + row(4))
+        poison.write_text(STATEMENT_HEADER + statement_row(1) + statement_row(5))
         with pytest.raises(LedgerError, match="nobody foresaw"):
             await office._statements()
         assert tried[-1] == poison.name
+    finally:
+        await ledger.close()
+
+
+STATEMENT_HEADER = "TradeDate,ExecTime,ExecID,ClOrdID,OrderID,Symbol,Side,Quantity,Price\n"
+
+
+def statement_row(n: int) -> str:
+    return f"2026-12-04,2026-12-04T10:00:0{n}.000Z,X{n},CH{n},O{n},EUR/USD,BUY,1000,1.1\n"
+
+
+@pytest.mark.asyncio
+async def test_a_ledger_that_takes_no_write_but_answers_sets_no_file_aside(
+    tmp_path: Path,
+) -> None:
+    """A full disk, a PostgreSQL ledger failed over to a read-only standby:
+    every write refused, reads answered.  No file is at fault; once writes
+    are taken again, every line is stored."""
+    office, _ = _office(tmp_path, [1_796_385_600.0])
+    ledger = office.ledger
+    await ledger.open()
+    real_apply = ledger.apply_statements
+    full = [True]
+
+    async def apply_statements(changes: Sequence[StatementChange]) -> int:
+        if full[0]:
+            raise LedgerError("writing statements: No space left on device")
+        return await real_apply(changes)
+
+    ledger.apply_statements = apply_statements  # type: ignore[method-assign]
+    folder = office.statements.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "LP_A-1.csv").write_text(STATEMENT_HEADER + statement_row(1))
+    (folder / "LP_A-2.csv").write_text(STATEMENT_HEADER + statement_row(2))
+    try:
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(5):
+                with pytest.raises(LedgerError, match="No space"):
+                    await office._statements()
+        assert [e for e in logs if e["event"] == "statement_change_refused"] == []
+        full[0] = False
+        await office._statements()
+        assert (await ledger.counts())["lp_trades"] == 2
+    finally:
+        await ledger.close()
+
+
+@pytest.mark.asyncio
+async def test_a_refusal_counts_no_more_once_the_file_is_taken(tmp_path: Path) -> None:
+    """A refusal now and then (a lock timeout) of a file the ledger then
+    takes: each is forgotten once it is taken, and nothing is set aside."""
+    office, _ = _office(tmp_path, [1_796_385_600.0])
+    ledger = office.ledger
+    await ledger.open()
+    real_apply = ledger.apply_statements
+    hiccups = [0]
+    folder = office.statements.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    path, other = folder / "LP_A-1.csv", folder / "LP_A-2.csv"
+
+    async def apply_statements(changes: Sequence[StatementChange]) -> int:
+        if hiccups[0] and any(c.source == str(path) for c in changes):
+            hiccups[0] -= 1
+            raise LedgerError("canceling statement due to lock timeout")
+        return await real_apply(changes)
+
+    ledger.apply_statements = apply_statements  # type: ignore[method-assign]
+    text, others = STATEMENT_HEADER, STATEMENT_HEADER
+    try:
+        with structlog.testing.capture_logs() as logs:
+            for n in range(1, 6):
+                text += statement_row(n)
+                path.write_text(text)
+                others += statement_row(n).replace(",X", ",Y")
+                other.write_text(others)  # the ledger takes another file meanwhile
+                hiccups[0] = 2  # the batch and the file alone
+                with pytest.raises(LedgerError, match="lock timeout"):
+                    await office._statements()
+                await office._statements()  # taken on the next run
+        assert [e for e in logs if e["event"] == "statement_change_refused"] == []
+        assert (await ledger.counts())["lp_trades"] == 10
     finally:
         await ledger.close()
 
