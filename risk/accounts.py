@@ -432,9 +432,11 @@ class Accounts:
                 bound = portfolio.open_bound(self._open_units(client, symbol, side, lots))
             if bound * factor <= equity:
                 return None
-            opens = self._open_units(client, symbol, side, lots)
+            after = portfolio.worst_open(self._open_units(client, symbol, side, lots))
+            required = after * factor
+            if required <= equity:
+                return None  # whatever it was before
             before = portfolio.worst_open(self._open_units(client, symbol, side, 0))
-            after = portfolio.worst_open(opens)
         except MissingMark as missing:
             if self._only_reduces(client, account, symbol, side, lots):
                 return None
@@ -442,9 +444,6 @@ class Accounts:
                 MARGIN_LIMIT, f"margin unknown: no price for {missing.symbol} (limit margin)"
             )
         if after <= before:
-            return None
-        required = after * factor
-        if required <= equity:
             return None
         return RiskBreach(
             MARGIN_LIMIT,
