@@ -304,8 +304,21 @@ def form_spreads(
     spreads: Iterable[SpreadDef], scans: Mapping[str, GroupRisk]
 ) -> tuple[FormedSpread, ...]:
     """Spreads formed in the order given from the units of ``scans``."""
-    left = {name: abs(g.units) if g.direction else 0.0 for name, g in scans.items()}
     formed: list[FormedSpread] = []
+    _spreads(spreads, scans, formed)
+    return tuple(formed)
+
+
+def _spreads(
+    spreads: Iterable[SpreadDef],
+    scans: Mapping[str, GroupRisk],
+    formed: list[FormedSpread] | None,
+) -> float:
+    """The credit of the spreads formed in the order given from the units of
+    ``scans``; each spread formed is added to ``formed`` when one is given
+    (a search that wants the margin alone builds none)."""
+    left = {name: abs(g.units) if g.direction else 0.0 for name, g in scans.items()}
+    total = 0.0
     for spread in spreads:
         legs = spread.legs
         first = scans.get(legs[0].group)
@@ -327,11 +340,14 @@ def form_spreads(
             units = count * leg.ratio
             left[leg.group] = max(0.0, left[leg.group] - units)
             credit += units * scans[leg.group].per_unit
-            used.append((leg.group, units))
-        formed.append(
-            FormedSpread(spread.name, spread.priority, count, spread.rate * credit, tuple(used))
-        )
-    return tuple(formed)
+            if formed is not None:
+                used.append((leg.group, units))
+        total += spread.rate * credit
+        if formed is not None:
+            formed.append(
+                FormedSpread(spread.name, spread.priority, count, spread.rate * credit, tuple(used))
+            )
+    return total
 
 
 def margin(
@@ -482,33 +498,43 @@ class Portfolio:
         fill would, never less.  Partial fills are not searched: where
         spreads are formed in priority order, one can ask a little more
         than every state searched."""
-        group_of = self.params.group_of
-        states: list[tuple[str, tuple[float, ...]]] = []
-        groups: set[str] = set()
+        params = self.params
+        group_of = params.group_of
+        by_group: dict[str, list[tuple[str, tuple[float, ...]]]] = {}
         combinations = 1
         for symbol, (buys, sells) in opens.items():
             name = group_of.get(symbol)
             if name is None or not (buys or sells):
                 continue
             moves = (0.0, *((buys,) if buys else ()), *((-sells,) if sells else ()))
-            states.append((symbol, moves))
-            groups.add(name)
+            by_group.setdefault(name, []).append((symbol, moves))
             combinations *= len(moves)
-        if not states:
+        if not by_group:
             return self.result().margin
         if combinations > MAX_STATE_COMBINATIONS:
             return max(self.result().margin, self.open_bound(opens))
-        by_name = self.params.by_name
+        # each group's scan in each state of its own symbols, taken once
+        options: list[tuple[str, list[GroupRisk]]] = []
+        others = self.scan_total
+        for name, states in by_group.items():
+            group = params.by_name[name]
+            scanned: list[GroupRisk] = []
+            for moves in itertools.product(*(m for _, m in states)):
+                after = dict(self.positions)
+                for (symbol, _), units in zip(states, moves, strict=True):
+                    if units:
+                        after[symbol] = after.get(symbol, 0.0) + units
+                scanned.append(scan_group(group, after, self._unit_usd))
+            options.append((name, scanned))
+            others -= self._scans[name].scan_risk
         worst = 0.0
-        for combination in itertools.product(*(moves for _, moves in states)):
-            after = dict(self.positions)
-            for (symbol, _), units in zip(states, combination, strict=True):
-                if units:
-                    after[symbol] = after.get(symbol, 0.0) + units
-            scans = dict(self._scans)
-            for name in groups:
-                scans[name] = scan_group(by_name[name], after, self._unit_usd)
-            worst = max(worst, _result(self.params, scans, False).margin)
+        scans = dict(self._scans)
+        for combination in itertools.product(*(scanned for _, scanned in options)):
+            total = others
+            for (name, _), scan in zip(options, combination, strict=True):
+                scans[name] = scan
+                total += scan.scan_risk
+            worst = max(worst, total - _spreads(params.ordered, scans, None))
         return worst
 
     def what_if(self, symbol: str, units: float) -> MarginResult:
