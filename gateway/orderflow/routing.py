@@ -37,6 +37,7 @@ from router.book import AggregatedBook, BookSnapshot, BooksWithout
 from router.exposure import ExposureLedger, ExposureSnapshot
 from router.members import BUY, DAY, GTC, LIMIT
 from router.model import (
+    EXEC_ID_SEP,
     ChildAck,
     ChildBust,
     ChildCanceled,
@@ -182,6 +183,8 @@ class ChildRouting:
         # those the LP filled in full, apart: as many again, so that they do
         # not push the canceled and rejected ones out sooner
         self.filled_in_full: Recent[str, EndedChild] = Recent(_MAX_ENDED)
+        # child and ExecID of each LP Trade Cancel booked in this run
+        self._busted: Recent[str, bool] = Recent(_MAX_ENDED)
         self.down: frozenset[str] = frozenset()
         self.retry_empty = RETRY_EMPTY
         # order id -> when a quote may route it again, after an empty routing
@@ -813,6 +816,19 @@ class ChildRouting:
         the LP's position is what the LP says it is, and the client's fill,
         which stands, is the house's to cover.  Journaled as any fill booked
         to the house, so a restart and the drop copy have it."""
+        refused = self._bust_refused(bust)
+        if refused:
+            _log.error(
+                "lp_trade_bust_refused",
+                lp=bust.lp,
+                child_id=bust.child_id,
+                exec_id=bust.exec_id,
+                exec_ref_id=bust.ref_exec_id,
+                reason=refused,
+                hint="not applied: the fill stands in the gateway's books until the desk acts",
+            )
+            return
+        self._busted.put(f"{bust.child_id}{EXEC_ID_SEP}{bust.exec_id}", True)
         reversal = ChildFill(bust.child_id, bust.exec_id, bust.qty, bust.price, 0)
         side = bust.side.opposite
         self.ledger.apply_fill(bust.lp, HOUSE, bust.symbol, side, bust.qty, bust.price)
@@ -831,6 +847,35 @@ class ChildRouting:
             price=bust.price,
             account=HOUSE,
         )
+
+    def _bust_refused(self, bust: ChildBust) -> str:
+        """Why a Trade Cancel cannot be booked here ("" when it can): the
+        gateway reverses only a fill it booked, under an ExecID of no fill,
+        once."""
+        if f"{bust.child_id}{EXEC_ID_SEP}{bust.exec_id}" in self._busted:
+            return "its ExecID was booked already"
+        booked = self._booked_exec_ids(bust.child_id)
+        if booked is None or not booked(bust.ref_exec_id):
+            return "the gateway booked no fill under its ExecRefID for the child"
+        if booked(bust.exec_id):
+            return "its ExecID is that of a fill booked"
+        return ""
+
+    def _booked_exec_ids(self, child_id: str) -> Callable[[str], bool] | None:
+        """Whether an ExecID is of a fill booked for the child, as the
+        routing knows it (open, ended, filled in full or given up on); None
+        for a child it does not know (any more)."""
+        parent = self.children.get(child_id)
+        routing = self.routings.get(parent) if parent is not None else None
+        if routing is not None:
+            seen = routing.children[child_id].exec_ids or set()
+            return seen.__contains__
+        for where in (self.filled_in_full, self.ended):
+            ended = where.get(child_id)
+            if ended is not None:
+                return ended.counted
+        abandoned = self.abandoned.get(child_id)
+        return None if abandoned is None else abandoned[1].__contains__
 
     def _book_fill(
         self,

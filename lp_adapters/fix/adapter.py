@@ -103,6 +103,8 @@ _MAX_DROPPED: Final = 10_000
 # children the LP canceled, rejected or filled in full, watched for a fill
 # it should not report any more (the latest ones)
 _MAX_ENDED: Final = 10_000
+# fills whose lots and price are kept for a Trade Cancel that may name one
+_MAX_FILLS_KEPT: Final = 100_000
 _SEQS_KEPT: Final = 10_000
 """How far back (in MsgSeqNums) a NewOrderSingle's number is kept to read a
 session-level Reject by."""
@@ -221,6 +223,9 @@ class FixLp(LpAdapter):
         self._filled: Recent[str, EndedChild] = Recent(_MAX_ENDED)
         # the ExecIDs of the Trade Cancels passed on, the latest ones
         self._busts: Recent[str, bool] = Recent(_MAX_ENDED)
+        # child and ExecID of each fill booked in this run -> its lots not
+        # reversed by a Trade Cancel, and the price it was booked at
+        self._fill_lots: Recent[str, tuple[int, int]] = Recent(_MAX_FILLS_KEPT)
         # children from before a restart or a drop, to ask the LP about once up
         self._unverified: set[str] = set()
         self._cancel_seq = 0
@@ -675,13 +680,13 @@ class FixLp(LpAdapter):
         booked, named as an error with what the desk needs: the LP, the
         order, the ExecID it busts or corrects (19), and its terms.
 
-        A Trade Cancel of a fill this adapter passed on, whose LastQty (at
-        most the lots the child filled) and LastPx can be booked, is passed
-        on as a :class:`ChildBust`: the gateway books the reversal at the LP
-        to the house (the client was told of the fill and keeps it; what to
-        do with its side is the desk's).  A correction is not applied by
-        itself, nor a cancel that names no fill booked here or carries no
-        terms to book: the fill stands until the desk acts."""
+        A Trade Cancel of a fill this adapter passed on in this run, for at
+        most the fill's lots not reversed yet, is passed on as a
+        :class:`ChildBust` (see :meth:`_bust`): the gateway books the
+        reversal at the LP to the house (the client was told of the fill
+        and keeps it; what to do with its side is the desk's).  A
+        correction is not applied by itself, nor a cancel refused by
+        :meth:`_bust`: the fill stands until the desk acts."""
         exec_type = msg.get(150)
 
         def text(tag: int) -> str:
@@ -708,51 +713,63 @@ class FixLp(LpAdapter):
 
     def _bust(self, msg: FixMessage) -> str:
         """Pass a Trade Cancel on as a :class:`ChildBust`; "" when it is, or
-        why it is not."""
+        why it is not.  It reverses at most the lots of the fill it names
+        not reversed yet, at the price that fill was booked at, so that the
+        two bookings net to nothing; a fill is only known here as booked in
+        this run (a cancel of one from before a restart is named, not
+        applied)."""
         exec_id = (msg.get(17) or b"").decode("latin-1")
         if not exec_id:
             return "no ExecID"
         if exec_id in self._busts:
             return "its ExecID was applied already"
         ref = (msg.get(19) or b"").decode("latin-1")
-        found = self._booked(msg, ref)
+        found = self._booked(msg)
         if found is None:
-            return "its ExecRefID names no fill booked from this LP"
-        child, filled = found
+            return "it names no child order of this LP's known here"
+        child, counted = found
+        if ref not in counted:
+            return "its ExecRefID names no fill booked for the order"
+        if exec_id in counted:
+            return "its ExecID is that of a fill booked"
+        key = f"{child.child_id}{EXEC_ID_SEP}{ref}"
+        booked = self._fill_lots.get(key)
+        if booked is None:
+            return "the fill it names was booked before a restart, or too long ago"
+        left, price = booked
+        if not left:
+            return "the fill it names was reversed already"
         instrument = self.instruments.get(child.symbol)
         if instrument is None:
             return f"{child.symbol} is no longer configured"
         try:
             lots = remembered(_LOTS, msg.get(32) or b"0", instrument, _lots)
-            ticks = remembered(_TICKS, msg.get(31) or b"0", instrument, _ticks)
         except (InvalidOperation, ValueError, ArithmeticError):
-            return "its LastQty or LastPx is not on the instrument's grid"
-        if not 0 < lots <= filled:
-            return f"its LastQty is not 1 to {filled} lots, the child's filled"
-        if ticks <= 0:
-            return "its LastPx is not positive"
+            return "its LastQty is not a whole number of lots"
+        if not 0 < lots <= left:
+            return f"its LastQty is not 1 to {left} lots, the fill's not reversed yet"
         self._busts.put(exec_id, True)
+        self._fill_lots.put(key, (left - lots, price))
         self.sink(
             ChildBust(
-                child.child_id, exec_id, ref, self.name, child.symbol, child.side, lots, price=ticks
+                child.child_id, exec_id, ref, self.name, child.symbol, child.side, lots, price
             )
         )
         return ""
 
-    def _booked(self, msg: FixMessage, ref: str) -> tuple[ChildOrder, int] | None:
-        """The child a Trade Cancel is about and its lots filled, if the
-        fill it cancels (``ref``) was counted for it here."""
+    def _booked(self, msg: FixMessage) -> tuple[ChildOrder, set[str]] | None:
+        """The child a Trade Cancel is about (its ClOrdID, or OrigClOrdID)
+        and the ExecIDs of the fills counted for it here."""
         for tag in (11, 41):
             child_id = (msg.get(tag) or b"").decode("latin-1")
             entry = self._open.get(child_id) or self._dropped.get(child_id)
             if entry is not None:
-                if entry.exec_ids is not None and ref in entry.exec_ids:
-                    return entry.child, entry.filled
-                return None
+                return entry.child, set(entry.exec_ids or ())
             for where in (self._filled, self._ended):
                 ended = where.get(child_id)
                 if ended is not None:
-                    return (ended.order, ended.filled) if ended.counted(ref) else None
+                    ids = ended.exec_ids.split(EXEC_ID_SEP) if ended.exec_ids else []
+                    return ended.order, set(ids)
         return None
 
     def _end(self, child_id: str, entry: _Open) -> None:
@@ -821,6 +838,7 @@ class FixLp(LpAdapter):
         else:
             seen.add(exec_id)
         leaves = max(child.qty - entry.filled, 0)
+        self._fill_lots.put(f"{child.child_id}{EXEC_ID_SEP}{exec_id}", (lots, price))
         return ChildFill(child.child_id, exec_id, lots, price, leaves)
 
     def _unreadable(self, child: ChildOrder, exec_id: str, raw_qty: bytes) -> None:

@@ -306,6 +306,22 @@ async def test_a_fill_the_lp_busts_is_reversed_at_the_lp_to_the_house_and_after_
         (booked,) = [e for e in logs if e["event"] == "lp_trade_bust_booked"]
         assert (booked["exec_ref_id"], booked["side"], booked["qty"]) == (fill.exec_id, "sell", 2)
         positions = ledger.positions()
+        # the gateway reverses only a fill it booked, under an ExecID of no
+        # fill, once, whatever an adapter passes on
+        child_id, price = buy.child.child_id, fill.price
+        with capture_logs() as logs:
+            cases = (("BUST-1", fill.exec_id), ("BUST-2", "E0"), (fill.exec_id, fill.exec_id))
+            for exec_id, ref in cases:
+                harness.lps[lp].report(
+                    ChildBust(child_id, exec_id, ref, lp, SYMBOL, Side.BUY, 1, price)
+                )
+        reasons = [e["reason"] for e in logs if e["event"] == "lp_trade_bust_refused"]
+        assert reasons == [
+            "its ExecID was booked already",
+            "the gateway booked no fill under its ExecRefID for the child",
+            "its ExecID is that of a fill booked",
+        ]
+        assert ledger.positions() == positions
     assert_restarted_with(tmp_path, positions)
 
 

@@ -1147,7 +1147,7 @@ async def test_a_trade_bust_or_correction_is_named_for_the_desk(
         if exec_type == b"H":  # the fill it names, passed on to be reversed
             assert named["applied"] is True
             assert busts == [
-                ChildBust("C31", "X9", fill.exec_id, "LPT", "EUR/USD", Side.BUY, 4, 110_001)
+                ChildBust("C31", "X9", fill.exec_id, "LPT", "EUR/USD", Side.BUY, 4, fill.price)
             ]
         else:  # a correction: named, nothing applied
             assert named["applied"] is False
@@ -1170,19 +1170,41 @@ def test_a_trade_cancel_is_passed_on_only_for_a_fill_booked_and_once() -> None:
             codec.encode_message(b"FIX.4.4", b"8", header, codec.encode_fields(fields))
         )
 
-    adapter._on_execution(report(b"F", b"E1", b"4000"))
+    adapter._on_execution(report(b"F", b"E1", b"3000"))
+    adapter._on_execution(report(b"F", b"E2", b"1000"))
+    cancels = [
+        (b"X1", b"3000", b"E0", "names no fill booked"),
+        (b"X2", b"4000", b"E1", "not 1 to 3 lots, the fill's not reversed yet"),
+        (b"E2", b"1000", b"E1", "its ExecID is that of a fill booked"),
+        (b"X3", b"2000", b"E1", ""),
+        (b"X3", b"1000", b"E1", "applied already"),
+        (b"X4", b"2000", b"E1", "not 1 to 1 lots"),  # 1 of E1's 3 left
+        (b"X4", b"1000", b"E1", ""),
+        (b"X5", b"1000", b"E1", "reversed already"),
+    ]
     with capture_logs() as logs:
-        adapter._on_execution(report(b"H", b"X1", b"4000", ref=b"E0"))  # no such fill
-        adapter._on_execution(report(b"H", b"X2", b"5000", ref=b"E1"))  # more than filled
-        adapter._on_execution(report(b"H", b"X3", b"4000", ref=b"E1"))
-        adapter._on_execution(report(b"H", b"X3", b"4000", ref=b"E1"))  # the same again
+        for exec_id, last, ref, _ in cancels:
+            adapter._on_execution(report(b"H", exec_id, last, ref=ref))
+    named = [e for e in logs if e["event"] == "lp_trade_bust"]
+    assert len(named) == len(cancels)
+    for (exec_id, _, _, why), e in zip(cancels, named, strict=True):
+        assert e["exec_id"] == exec_id.decode()
+        assert e["applied"] is (not why)
+        assert why in e["hint"]
+    # a fill from before a restart (handed back with its child): its lots
+    # and price are not known here, and the gateway may have reversed it
+    again = FixLp("LPT", INSTRUMENTS, sink, lp_settings(1, Path("/nonexistent")))
+    again.recover([(child("C1", qty=8), 4, ("E1", "E2"))])
+    with capture_logs() as logs:
+        again._on_execution(report(b"H", b"X6", b"1000", ref=b"E2"))
+    (refused,) = [e for e in logs if e["event"] == "lp_trade_bust"]
+    assert "booked before a restart" in refused["hint"]
+    # each reversal at the price the fill was booked at, for its lots
     busts = [e for e in sink.events if isinstance(e, ChildBust)]
-    assert busts == [ChildBust("C1", "X3", "E1", "LPT", "EUR/USD", Side.BUY, 4, 110_001)]
-    hints = [(e["exec_id"], e["applied"], e["hint"]) for e in logs if e["event"] == "lp_trade_bust"]
-    assert [h[:2] for h in hints] == [("X1", False), ("X2", False), ("X3", True), ("X3", False)]
-    assert "names no fill booked" in hints[0][2]
-    assert "not 1 to 4 lots" in hints[1][2]
-    assert "applied already" in hints[3][2]
+    assert busts == [
+        ChildBust("C1", "X3", "E1", "LPT", "EUR/USD", Side.BUY, 2, 110_001),
+        ChildBust("C1", "X4", "E1", "LPT", "EUR/USD", Side.BUY, 1, 110_001),
+    ]
 
 
 def test_a_fill_counted_before_a_restart_and_resent_by_the_lp_is_not_counted_again(
