@@ -20,10 +20,13 @@ from buildkit import PACKAGES, ROOT, compiled_sources
 from hypothesis import settings
 from netkit import free_port
 
+from gateway.dropcopy.process import READY_WITHIN, STOP_GRACE
+
 # Property tests assert what holds, never how fast: no per-example deadline
 # (Hypothesis's default, 200 ms, fails an example the machine was merely
-# slow on).
-settings.register_profile("fixgw", deadline=None)
+# slow on).  The examples are the same on every run (derandomize): a run is
+# red for the code, never for the examples drawn that day.
+settings.register_profile("fixgw", deadline=None, derandomize=True)
 settings.load_profile("fixgw")
 
 # Code under test that never configured logging renders with structlog's
@@ -37,6 +40,39 @@ structlog.configure(
         structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
     ]
 )
+
+
+# Longer than the daemon's own waits, so that a slow machine makes a test
+# slow, not red: its start waits up to 30 s for the drop copy to be ready,
+# its stop gives the drop copy 10 s to finish copying.
+DAEMON_START_S = READY_WITHIN + 30
+DAEMON_STOP_S = STOP_GRACE + 20
+
+
+def _scheduling() -> tuple[int, int, frozenset[int]]:
+    """The test process's scheduling policy, nice level and CPUs."""
+    return (
+        os.sched_getscheduler(0),
+        os.getpriority(os.PRIO_PROCESS, 0),
+        frozenset(os.sched_getaffinity(0)),
+    )
+
+
+@pytest.fixture(autouse=True)
+def _scheduling_kept() -> Iterator[None]:
+    """No test may leave the test process at another priority or on other
+    CPUs (code run in-process that places its own process, as a back office
+    started here does): everything after it, and every daemon it starts,
+    would inherit it, and run starved under load."""
+    if not hasattr(os, "sched_getscheduler"):
+        yield
+        return
+    before = _scheduling()
+    yield
+    after = _scheduling()
+    assert after == before, (
+        f"the test left the test process's scheduling (policy, nice, CPUs) at {after}, not {before}"
+    )
 
 
 def _stale_extensions() -> list[str]:
@@ -106,7 +142,7 @@ class Daemon:
                 str(self.data_dir),
             ]
             self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + DAEMON_START_S
             # polling, with the deadline above: until this run logs its start
             while self.proc.poll() is None and time.monotonic() < deadline:
                 if b"gateway_started" in self._log_bytes(offset):
@@ -114,7 +150,9 @@ class Daemon:
                 time.sleep(0.02)  # polling, see above
             said = self._log_bytes(offset)
             if self.proc.poll() is None:
-                raise TimeoutError(f"the daemon did not start in 20 s: {said[-2000:]!r}")
+                raise TimeoutError(
+                    f"the daemon did not start in {DAEMON_START_S:.0f} s: {said[-2000:]!r}"
+                )
             self._close_log()
             if b"cannot listen" not in said or attempt == 2:
                 raise RuntimeError(
@@ -142,7 +180,7 @@ class Daemon:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(10)
+                self.proc.wait(DAEMON_STOP_S)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)

@@ -697,7 +697,7 @@ async def test_a_symbol_listed_since_its_trades_came_settles_them_on_its_terms(
         msgspec.structs.replace(
             cfg,
             instruments=[*cfg.instruments, gbp_jpy],
-            backoffice=msgspec.structs.replace(cfg.backoffice, http_port=0),
+            backoffice=in_process(cfg.backoffice),
         ),
         clock=lambda: now[0],
         monotonic=lambda: now[0],
@@ -747,6 +747,13 @@ def _fill_copy(exec_id: str, seq: int, when: bytes = b"20261204-10:00:00.000") -
     )
     header = [(34, b"%d" % seq), (49, b"GATEWAY"), (56, b"BACKOFFICE")]
     return codec.parse_frame(codec.encode_message(b"FIX.4.4", b"8", header, body))
+
+
+def in_process(settings: BackofficeSettings) -> BackofficeSettings:
+    """A back office started inside the test process: its own HTTP port, and
+    the test process's priority left as it is (the back office's start
+    lowers its own process's, which here is the test run's)."""
+    return msgspec.structs.replace(settings, http_port=0, idle_priority=False, nice=0)
 
 
 def _office(tmp_path: Path, now: list[float]) -> tuple[BackOffice, _Feed]:
@@ -843,7 +850,7 @@ async def test_the_treasury_brings_its_amounts_up_to_the_last_batch_and_reads_th
     cfg = msgspec.structs.replace(
         cfg,
         gateway=msgspec.structs.replace(cfg.gateway, data_dir=str(tmp_path)),
-        backoffice=msgspec.structs.replace(cfg.backoffice, http_port=0),
+        backoffice=in_process(cfg.backoffice),
     )
     office = BackOffice(cfg, clock=lambda: now[0], monotonic=lambda: now[0])
     feed = _Feed()

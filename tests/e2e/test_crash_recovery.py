@@ -263,7 +263,11 @@ def crash_setup(tmp_path: Path) -> Path:
 @pytest.mark.asyncio
 @pytest.mark.parametrize("checkpoints", ["default", "every MiB", "every MiB, one taken"])
 async def test_kill_9_under_load_then_restart_loses_no_acknowledged_order(
-    daemon_factory: Any, tmp_path: Path, crash_setup: Path, checkpoints: str
+    daemon_factory: Any,
+    tmp_path: Path,
+    crash_setup: Path,
+    checkpoints: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     if checkpoints != "default":
         # checkpoints written a slice a turn all through the run, orders
@@ -277,6 +281,7 @@ async def test_kill_9_under_load_then_restart_loses_no_acknowledged_order(
     await until_ready(d.http_port)
     store = MemoryStore()  # the client's own session state outlives its connection
     client = FixClient(SETTINGS, store)
+    request.addfinalizer(client.abort)  # closed however the test ends
     await client.connect("127.0.0.1", d.fix_port)
     # quotes from every LP reach the book
     await until_every_lp_quotes(client, simulated_lp_units(crash_setup))
@@ -332,6 +337,7 @@ async def test_kill_9_under_load_then_restart_loses_no_acknowledged_order(
     d2 = daemon_factory("--config", str(crash_setup), data_dir=data).start()
     await until_ready(d2.http_port)
     client = FixClient(SETTINGS, store)
+    request.addfinalizer(client.abort)
     await client.connect("127.0.0.1", d2.fix_port)
     # what it missed is resent before anything it asks now is answered
     await seen.through(client, "MARK-RESENT")
