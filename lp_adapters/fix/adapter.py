@@ -328,6 +328,7 @@ class FixLp(LpAdapter):
                 if self._logged_on_here:
                     # it was up: the backoff starts over
                     delay = self.cfg.reconnect_min_ms / 1000
+                _log.info("lp_reconnect_in", lp=self.name, seconds=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.cfg.reconnect_max_ms / 1000)
 
