@@ -23,10 +23,9 @@ in every symbol: the check takes the worst of each symbol's open orders
 none filled, all its buys filled or all its sells filled, in every
 combination (:meth:`risk.margin.Portfolio.worst_open`), before and with the
 new order, so that a client cannot send many orders that each fit alone.
-The lots open per
-client, symbol and side are kept as the orders change (:meth:`Accounts.order_open`),
-for every client, margined or not: the pre-trade position limit reads them
-too (:meth:`Accounts.open_lots`).
+The lots open per client, symbol and side are kept as the orders change
+(:meth:`Accounts.order_open`), for every client, margined or not: the
+pre-trade position limit reads them too (:meth:`Accounts.open_lots`).
 
 **Figures are an estimate of risk** in binary floating point, reported in
 USD rounded to cents; the trades of record are the back office's.
@@ -432,11 +431,16 @@ class Accounts:
                 bound = portfolio.open_bound(self._open_units(client, symbol, side, lots))
             if bound * factor <= equity:
                 return None
-            after = portfolio.worst_open(self._open_units(client, symbol, side, lots))
+            opens = self._open_units(client, symbol, side, lots)
+            # before and after taken the same way (searched, or both
+            # bounded), so that an order reducing the margin is never
+            # compared with a figure taken the other way
+            search = portfolio.searchable(opens)
+            after = portfolio.worst_open(opens, search)
             required = after * factor
             if required <= equity:
                 return None  # whatever it was before
-            before = portfolio.worst_open(self._open_units(client, symbol, side, 0))
+            before = portfolio.worst_open(self._open_units(client, symbol, side, 0), search)
         except MissingMark as missing:
             if self._only_reduces(client, account, symbol, side, lots):
                 return None

@@ -64,8 +64,9 @@ SCENARIOS: Final[tuple[tuple[str, float], ...]] = (
 
 MAX_STATE_COMBINATIONS: Final = 27
 """Combinations of open orders' states margined in full by
-:meth:`Portfolio.worst_open` (three symbols with open buys and sells, or
-four with orders on one side only); past it, a bound without credit."""
+:meth:`Portfolio.worst_open`: the product, over the symbols with open
+orders, of their states (two with orders on one side, three with both;
+three symbols with both sides make 27); past it, a bound without credit."""
 
 Side = Literal["A", "B"]
 
@@ -483,7 +484,17 @@ class Portfolio:
             total += max(abs(scan.delta + up), abs(scan.delta + down)) - scan.scan_risk
         return total
 
-    def worst_open(self, opens: Mapping[str, tuple[float, float]]) -> float:
+    def searchable(self, opens: Mapping[str, tuple[float, float]]) -> bool:
+        """Whether :meth:`worst_open` margins ``opens`` in full: at most
+        :data:`MAX_STATE_COMBINATIONS` combinations of their states."""
+        group_of = self.params.group_of
+        combinations = 1
+        for symbol, (buys, sells) in opens.items():
+            if symbol in group_of and (buys or sells):
+                combinations *= 1 + (1 if buys else 0) + (1 if sells else 0)
+        return combinations <= MAX_STATE_COMBINATIONS
+
+    def worst_open(self, opens: Mapping[str, tuple[float, float]], search: bool = True) -> float:
         """The margin with open orders filled at their worst (``opens`` as
         for :meth:`open_bound`), searched over each symbol's three states:
         none of its open orders filled, all its buys, all its sells.
@@ -493,26 +504,25 @@ class Portfolio:
         move its group's direction (and so its spreads) either way, and
         spread credit can make the margin largest with nothing filled, so
         no one state can stand for the others.  Past
-        :data:`MAX_STATE_COMBINATIONS` combinations, the bound without
-        credit (:meth:`open_bound`) stands in: it asks at least what any
-        fill would, never less.  Partial fills are not searched: where
-        spreads are formed in priority order, one can ask a little more
-        than every state searched."""
+        :data:`MAX_STATE_COMBINATIONS` combinations (:meth:`searchable`),
+        or with ``search`` false (figures to compare with one taken so),
+        the bound without credit (:meth:`open_bound`) stands in: it asks at
+        least what any fill would, never less.  Partial fills are not
+        searched: where spreads are formed in priority order, one can ask a
+        little more than every state searched."""
+        if not search or not self.searchable(opens):
+            return max(self.result().margin, self.open_bound(opens))
         params = self.params
         group_of = params.group_of
         by_group: dict[str, list[tuple[str, tuple[float, ...]]]] = {}
-        combinations = 1
         for symbol, (buys, sells) in opens.items():
             name = group_of.get(symbol)
             if name is None or not (buys or sells):
                 continue
             moves = (0.0, *((buys,) if buys else ()), *((-sells,) if sells else ()))
             by_group.setdefault(name, []).append((symbol, moves))
-            combinations *= len(moves)
         if not by_group:
             return self.result().margin
-        if combinations > MAX_STATE_COMBINATIONS:
-            return max(self.result().margin, self.open_bound(opens))
         # each group's scan in each state of its own symbols, taken once
         options: list[tuple[str, list[GroupRisk]]] = []
         others = self.scan_total
@@ -536,15 +546,3 @@ class Portfolio:
                 total += scan.scan_risk
             worst = max(worst, total - _spreads(params.ordered, scans, None))
         return worst
-
-    def what_if(self, symbol: str, units: float) -> MarginResult:
-        """Margin if ``units`` (signed) of ``symbol`` were traded now, the
-        account unchanged."""
-        name = self.params.group_of.get(symbol)
-        if name is None:
-            return self.result()
-        after = dict(self.positions)
-        after[symbol] = after.get(symbol, 0.0) + units
-        scans = dict(self._scans)
-        scans[name] = scan_group(self.params.by_name[name], after, self._unit_usd)
-        return _result(self.params, scans, False)

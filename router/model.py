@@ -227,9 +227,10 @@ class ChildCanceled(msgspec.Struct, frozen=True, gc=False):
 
 class ChildBust(msgspec.Struct, frozen=True, gc=False):
     """An LP's Trade Cancel (ExecType H) of a fill it reported and the house
-    booked: ``qty`` lots of ``symbol`` on ``side`` at ``price`` ticks (the
-    cancel's LastQty and LastPx) did not happen at ``lp``.  ``exec_id`` is
-    the cancel's own ExecID, ``ref_exec_id`` the fill's (ExecRefID)."""
+    booked: ``qty`` lots (the cancel's LastQty) of ``symbol`` on ``side``, at
+    ``price`` ticks (the price the fill was booked at), did not happen at
+    ``lp``.  ``exec_id`` is the cancel's own ExecID, ``ref_exec_id`` the
+    fill's (ExecRefID)."""
 
     child_id: str
     exec_id: str

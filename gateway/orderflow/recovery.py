@@ -263,7 +263,8 @@ class Recovery:
             # a child whose state was written after this fill (a checkpoint
             # written in slices) already counts it in its open lots
             counted = fill.exec_id in child.counted
-            child.exec_ids.add(fill.exec_id)
+            if not fill.busts:  # a reversal is no fill of the child
+                child.exec_ids.add(fill.exec_id)
             if not child.abandoned and fill.account != HOUSE and not counted:
                 child.open -= fill.qty
         self.fills += 1

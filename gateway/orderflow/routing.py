@@ -77,6 +77,9 @@ _MAX_ENDED: Final = KEEP_ENDED
 RETRY_EMPTY: Final = 0.1
 # orders so paused at most before those whose pause is over are let go
 _MAX_PAUSED: Final = 10_000
+
+# why a Trade Cancel an adapter passed on is not booked again
+_BUST_BOOKED: Final = "its ExecID was booked already"
 # Plain classes, not dataclasses: see "The compiled order path" in the README.
 
 
@@ -812,20 +815,24 @@ class ChildRouting:
 
     def _on_bust(self, bust: ChildBust, now: float) -> None:
         """An LP's Trade Cancel of a fill booked: the reversal is booked at
-        the LP to the house (the opposite side, the same lots and price), so
+        the LP to the house (the opposite side, the cancel's lots, at the
+        price the fill was booked at), so
         the LP's position is what the LP says it is, and the client's fill,
         which stands, is the house's to cover.  Journaled as any fill booked
         to the house, so a restart and the drop copy have it."""
         refused = self._bust_refused(bust)
         if refused:
-            _log.error(
+            repeat = refused == _BUST_BOOKED
+            (_log.warning if repeat else _log.error)(
                 "lp_trade_bust_refused",
                 lp=bust.lp,
                 child_id=bust.child_id,
                 exec_id=bust.exec_id,
                 exec_ref_id=bust.ref_exec_id,
                 reason=refused,
-                hint="not applied: the fill stands in the gateway's books until the desk acts",
+                hint="booked before: nothing more to do"
+                if repeat
+                else "not applied: the fill stands in the gateway's books until the desk acts",
             )
             return
         self._busted.put(f"{bust.child_id}{EXEC_ID_SEP}{bust.exec_id}", True)
@@ -853,7 +860,7 @@ class ChildRouting:
         gateway reverses only a fill it booked, under an ExecID of no fill,
         once."""
         if f"{bust.child_id}{EXEC_ID_SEP}{bust.exec_id}" in self._busted:
-            return "its ExecID was booked already"
+            return _BUST_BOOKED
         booked = self._booked_exec_ids(bust.child_id)
         if booked is None or not booked(bust.ref_exec_id):
             return "the gateway booked no fill under its ExecRefID for the child"

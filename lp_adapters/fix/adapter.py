@@ -161,6 +161,10 @@ def _ticks(raw: bytes, instrument: Instrument) -> int:
 
 
 _BUSTS: Final = frozenset({b"H", b"G"})
+# why a Trade Cancel is not applied again: it, or the whole fill, was before
+_BUST_APPLIED: Final = "its ExecID was applied already"
+_FILL_REVERSED: Final = "the fill it names was reversed already"
+_BUST_REPEATS: Final = frozenset({_BUST_APPLIED, _FILL_REVERSED})
 """ExecTypes of a Trade Cancel and a Trade Correct."""
 
 
@@ -694,7 +698,20 @@ class FixLp(LpAdapter):
             return (msg.get(tag) or b"").decode("latin-1")[:64]
 
         why = self._bust(msg) if exec_type == b"H" else "a correction is not applied by itself"
-        _log.error(
+        repeat = why in _BUST_REPEATS
+        if not why:
+            hint = (
+                "passed on: the gateway books the reversal at the LP to the house "
+                "(lp_trade_bust_booked) or says why not (lp_trade_bust_refused); the "
+                "client's fill stands"
+            )
+        elif repeat:
+            hint = f"not applied again ({why}): nothing more to do"
+        else:
+            hint = (
+                f"not applied ({why}): the fill stands in the gateway's books until the desk acts"
+            )
+        (_log.warning if repeat else _log.error)(
             "lp_trade_bust" if exec_type == b"H" else "lp_trade_correction",
             lp=self.name,
             cl_ord_id=text(11),
@@ -704,12 +721,7 @@ class FixLp(LpAdapter):
             last_px=text(31),
             text=text(58),
             applied=not why,
-            hint=(
-                "the reversal is booked at the LP to the house; the client's fill stands"
-                if not why
-                else f"not applied ({why}): the fill stands in the gateway's books until "
-                "the desk acts"
-            ),
+            hint=hint,
         )
 
     def _bust(self, msg: FixMessage) -> str:
@@ -723,7 +735,7 @@ class FixLp(LpAdapter):
         if not exec_id:
             return "no ExecID"
         if exec_id in self._busts:
-            return "its ExecID was applied already"
+            return _BUST_APPLIED
         ref = (msg.get(19) or b"").decode("latin-1")
         found = self._booked(msg)
         if found is None:
@@ -739,7 +751,7 @@ class FixLp(LpAdapter):
             return "the fill it names was booked before a restart, or too long ago"
         left, price = booked
         if not left:
-            return "the fill it names was reversed already"
+            return _FILL_REVERSED
         instrument = self.instruments.get(child.symbol)
         if instrument is None:
             return f"{child.symbol} is no longer configured"

@@ -1192,6 +1192,8 @@ def test_a_trade_cancel_is_passed_on_only_for_a_fill_booked_and_once() -> None:
         assert e["exec_id"] == exec_id.decode()
         assert e["applied"] is (not why)
         assert why in e["hint"]
+        repeat = why in ("applied already", "reversed already")  # nothing for the desk
+        assert e["log_level"] == ("warning" if repeat else "error")
     # a fill from before a restart (handed back with its child): its lots
     # and price are not known here, and the gateway may have reversed it
     again = FixLp("LPT", INSTRUMENTS, sink, lp_settings(1, Path("/nonexistent")))

@@ -142,6 +142,22 @@ def test_orders_in_two_symbols_of_a_group_cannot_fill_past_equity_together() -> 
     assert "19.00 USD initial margin required" in breach.text
 
 
+def test_a_reduction_past_the_combinations_searched_is_compared_like_with_like() -> None:
+    """Open orders in four more symbols and the order's own: past the
+    combinations searched, before and after are both the bound, and a sale
+    that reduces the corn the spread holds passes, as the method says."""
+    extra = tuple(MarginGroup(f"g{c}", "commodity", (f"S{c}",), scan_usd=100) for c in "ABCD")
+    params = MarginParams("cme-and-four", (*CME.groups, *extra), CME.spreads)
+    instruments = {**INSTRUMENTS, **{f"S{c}": instrument(f"S{c}", "1") for c in "ABCD"}}
+    book = Accounts(params, {"C1": AccountTerms(Decimal(5000))}, instruments)
+    book.mark(MARKS)
+    book.trade("C1", "ZC", Side.BUY, 2, 45000)
+    book.trade("C1", "ZS", Side.SELL, 1, 120000)  # the spread: 2,700
+    for n, c in enumerate("ABCD"):
+        book.order_open(f"O{n}", "C1", f"S{c}", Side.BUY, 1)
+    assert book.check("C1", "ZC", Side.SELL, 1) is None
+
+
 def test_an_open_order_in_a_symbol_with_no_price_leaves_the_margin_unknown() -> None:
     book = Accounts(CME, {"C1": AccountTerms(Decimal(10**6))}, INSTRUMENTS)
     book.mark(Marks({"ZC": 450.0}, {"ZC": 450.0}))
