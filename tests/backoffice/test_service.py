@@ -1368,19 +1368,32 @@ async def test_a_job_the_ledger_keeps_failing_is_said_once_and_again_when_it_res
     assert [(e["job"], e["failed_runs"]) for e in resumed] == [("statements", 20)]
 
 
+STATEMENT_HEADER = "TradeDate,ExecTime,ExecID,ClOrdID,OrderID,Symbol,Side,Quantity,Price\n"
+
+
+async def statements_office(tmp_path: Path) -> tuple[BackOffice, Path]:
+    """A back office on the default config with its ledger open, and its
+    statements folder made."""
+    office, _ = _office(tmp_path, [1_796_385_600.0])  # Friday 2026-12-04 12:00 UTC
+    await office.ledger.open()
+    folder = office.statements.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    return office, folder
+
+
+def statement_row(n: int) -> str:
+    return f"2026-12-04,2026-12-04T10:00:0{n}.000Z,X{n},CH{n},O{n},EUR/USD,BUY,1000,1.1\n"
+
+
 @pytest.mark.asyncio
 async def test_a_statement_change_the_ledger_keeps_refusing_is_set_aside_and_holds_no_other(
     tmp_path: Path,
 ) -> None:
-    now = [1_796_385_600.0]  # Friday 2026-12-04 12:00 UTC
-    office, _ = _office(tmp_path, now)
+    office, folder = await statements_office(tmp_path)
     ledger = office.ledger
-    await ledger.open()
     real_apply = ledger.apply_statements
     down = [False]
     tried: list[str] = []
-    folder = office.statements.folder
-    folder.mkdir(parents=True, exist_ok=True)
     poison, good = folder / "LP_A-1.csv", folder / "LP_A-2.csv"
 
     async def apply_statements(changes: Sequence[StatementChange]) -> int:
@@ -1428,13 +1441,6 @@ async def test_a_statement_change_the_ledger_keeps_refusing_is_set_aside_and_hol
         await ledger.close()
 
 
-STATEMENT_HEADER = "TradeDate,ExecTime,ExecID,ClOrdID,OrderID,Symbol,Side,Quantity,Price\n"
-
-
-def statement_row(n: int) -> str:
-    return f"2026-12-04,2026-12-04T10:00:0{n}.000Z,X{n},CH{n},O{n},EUR/USD,BUY,1000,1.1\n"
-
-
 @pytest.mark.asyncio
 async def test_a_ledger_that_takes_no_write_but_answers_sets_no_file_aside(
     tmp_path: Path,
@@ -1442,9 +1448,8 @@ async def test_a_ledger_that_takes_no_write_but_answers_sets_no_file_aside(
     """A full disk, a PostgreSQL ledger failed over to a read-only standby:
     every write refused, reads answered.  No file is at fault; once writes
     are taken again, every line is stored."""
-    office, _ = _office(tmp_path, [1_796_385_600.0])
+    office, folder = await statements_office(tmp_path)
     ledger = office.ledger
-    await ledger.open()
     real_apply = ledger.apply_statements
     full = [True]
 
@@ -1454,8 +1459,6 @@ async def test_a_ledger_that_takes_no_write_but_answers_sets_no_file_aside(
         return await real_apply(changes)
 
     ledger.apply_statements = apply_statements  # type: ignore[method-assign]
-    folder = office.statements.folder
-    folder.mkdir(parents=True, exist_ok=True)
     (folder / "LP_A-1.csv").write_text(STATEMENT_HEADER + statement_row(1))
     (folder / "LP_A-2.csv").write_text(STATEMENT_HEADER + statement_row(2))
     try:
@@ -1475,13 +1478,10 @@ async def test_a_ledger_that_takes_no_write_but_answers_sets_no_file_aside(
 async def test_a_refusal_counts_no_more_once_the_file_is_taken(tmp_path: Path) -> None:
     """A refusal now and then (a lock timeout) of a file the ledger then
     takes: each is forgotten once it is taken, and nothing is set aside."""
-    office, _ = _office(tmp_path, [1_796_385_600.0])
+    office, folder = await statements_office(tmp_path)
     ledger = office.ledger
-    await ledger.open()
     real_apply = ledger.apply_statements
     hiccups = [0]
-    folder = office.statements.folder
-    folder.mkdir(parents=True, exist_ok=True)
     path, other = folder / "LP_A-1.csv", folder / "LP_A-2.csv"
 
     async def apply_statements(changes: Sequence[StatementChange]) -> int:
