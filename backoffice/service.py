@@ -739,7 +739,8 @@ class BackOffice:
         in order, so that one the ledger will never take does not hold the
         others.  A change refused in a round in which the ledger took
         another (so it takes writes) counts against its file; refused so in
-        :data:`_REFUSALS_BEFORE_ASIDE` rounds in a row, it is set aside,
+        :data:`_REFUSALS_BEFORE_ASIDE` rounds with no round between in which
+        the file was taken, it is set aside,
         named, and its file read again whole once it changes (or after
         :data:`backoffice.statements.ASIDE_SECONDS`).  A ledger that takes
         nothing counts against no file.  Returns what is to be tried again
@@ -1307,8 +1308,9 @@ _REPEAT_ERROR_S: Final = 60.0
 """How often a job the ledger keeps failing says so again."""
 
 _REFUSALS_BEFORE_ASIDE: Final = 3
-"""Rounds in a row in which the ledger refuses a statement file's change
-alone while it takes another's, before that file is set aside."""
+"""Rounds in which the ledger refuses a statement file's change alone while
+it takes another's (the count starts again once the file is taken), before
+that file is set aside."""
 
 
 def _utcnow(clock: Callable[[], float]) -> dt.datetime:

@@ -838,10 +838,7 @@ class ChildRouting:
         self._busted.put(f"{bust.child_id}{EXEC_ID_SEP}{bust.exec_id}", True)
         reversal = ChildFill(bust.child_id, bust.exec_id, bust.qty, bust.price, 0)
         side = bust.side.opposite
-        self.ledger.apply_fill(bust.lp, HOUSE, bust.symbol, side, bust.qty, bust.price)
-        self._journal_fill(
-            reversal, bust.lp, HOUSE, bust.symbol, side, bust.qty, "", busts=bust.ref_exec_id
-        )
+        self._book_fill(reversal, bust.lp, HOUSE, bust.symbol, side, busts=bust.ref_exec_id)
         _log.error(
             "lp_trade_bust_booked",
             lp=bust.lp,
@@ -892,12 +889,14 @@ class ChildRouting:
         symbol: str,
         side: Side,
         qty: int | None = None,
+        busts: str = "",
     ) -> None:
         """Apply an LP fill (``qty`` lots of it, all by default) booked to
-        the house to the exposure ledger, and journal it."""
+        the house to the exposure ledger, and journal it (``busts``: as
+        :meth:`_journal_fill` takes it)."""
         lots = fill.qty if qty is None else qty
         self.ledger.apply_fill(lp, account, symbol, side, lots, fill.price)
-        self._journal_fill(fill, lp, account, symbol, side, lots, "")
+        self._journal_fill(fill, lp, account, symbol, side, lots, "", busts)
 
     def _journal_fill(
         self,

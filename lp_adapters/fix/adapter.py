@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Final
@@ -741,9 +741,9 @@ class FixLp(LpAdapter):
         if found is None:
             return "it names no child order of this LP's known here"
         child, counted = found
-        if ref not in counted:
+        if not counted(ref):
             return "its ExecRefID names no fill booked for the order"
-        if exec_id in counted:
+        if counted(exec_id):
             return "its ExecID is that of a fill booked"
         key = f"{child.child_id}{EXEC_ID_SEP}{ref}"
         booked = self._fill_lots.get(key)
@@ -770,19 +770,18 @@ class FixLp(LpAdapter):
         )
         return ""
 
-    def _booked(self, msg: FixMessage) -> tuple[ChildOrder, set[str]] | None:
+    def _booked(self, msg: FixMessage) -> tuple[ChildOrder, Callable[[str], bool]] | None:
         """The child a Trade Cancel is about (its ClOrdID, or OrigClOrdID)
-        and the ExecIDs of the fills counted for it here."""
+        and whether an ExecID is of a fill counted for it here."""
         for tag in (11, 41):
             child_id = (msg.get(tag) or b"").decode("latin-1")
             entry = self._open.get(child_id) or self._dropped.get(child_id)
             if entry is not None:
-                return entry.child, set(entry.exec_ids or ())
+                return entry.child, (entry.exec_ids or set()).__contains__
             for where in (self._filled, self._ended):
                 ended = where.get(child_id)
                 if ended is not None:
-                    ids = ended.exec_ids.split(EXEC_ID_SEP) if ended.exec_ids else []
-                    return ended.order, set(ids)
+                    return ended.order, ended.counted
         return None
 
     def _end(self, child_id: str, entry: _Open) -> None:
