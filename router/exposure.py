@@ -26,10 +26,12 @@ computed with :class:`~decimal.Decimal` from the instrument's
   ``lot_size x price / price(conversion)``.
 
 A price is the mid from the :class:`PriceSource` handed in, else the last
-fill price the ledger saw for that symbol.  A symbol with neither cannot be
-valued; an LP holding a position in it has no gross notional in the snapshot
-(it is listed in :attr:`ExposureSnapshot.unvalued_lps`) and the router treats
-it as having no headroom.
+fill price the ledger saw for that symbol (of a trade: the booking of an
+LP's bust or correction, which restates an earlier trade, leaves it).  A
+symbol with neither cannot be valued; an LP holding a position in it has
+no gross notional in the snapshot (it is listed in
+:attr:`ExposureSnapshot.unvalued_lps`) and the router treats it as having
+no headroom.
 
 The gross notional of an LP is the sum over symbols of its positions' USD
 values, each taken as an absolute value: a long in one symbol does not offset
@@ -199,15 +201,26 @@ class ExposureLedger:
     # --- writes ------------------------------------------------------------------
 
     def apply_fill(
-        self, lp: str, client: str, symbol: str, side: Side, qty: int, price: int
+        self,
+        lp: str,
+        client: str,
+        symbol: str,
+        side: Side,
+        qty: int,
+        price: int,
+        traded: bool = True,
     ) -> None:
-        """Book a fill of ``qty`` lots at ``price`` ticks; ``side`` is the client's."""
+        """Book a fill of ``qty`` lots at ``price`` ticks; ``side`` is the
+        client's.  ``traded`` false for a booking that restates a trade made
+        earlier (an LP's bust or correction of it): the symbol's last fill
+        price stays that of the latest trade."""
         if qty <= 0:
             raise ValueError(f"fill quantity must be positive, got {qty}")
         signed = qty if side is BUY else -qty
         _add(self._lps, lp, symbol, signed)
         _add(self._clients, client, symbol, signed)
-        self._last_price[symbol] = price
+        if traded:
+            self._last_price[symbol] = price
         self._dirty.add(lp)
         self._current = None
 

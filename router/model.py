@@ -242,10 +242,45 @@ class ChildBust(msgspec.Struct, frozen=True, gc=False):
     price: int
 
 
+class ChildCorrection(msgspec.Struct, frozen=True, gc=False):
+    """An LP's Trade Correct (ExecType G) of a fill it reported and the house
+    booked (or of an earlier correction's booking): the ``reversed_qty`` lots
+    of it still standing, booked at ``reversed_price`` ticks, did not
+    happen at ``lp``; ``qty`` lots (the correction's LastQty) of ``symbol``
+    on ``side`` at ``price`` ticks (its LastPx) did instead.  ``exec_id``
+    is the correction's own ExecID, ``ref_exec_id`` the ExecID of what it
+    corrects (ExecRefID)."""
+
+    child_id: str
+    exec_id: str
+    ref_exec_id: str
+    lp: str
+    symbol: str
+    side: Side
+    reversed_qty: int
+    reversed_price: int
+    qty: int
+    price: int
+
+
+REVERSAL_SUFFIX: Final = ".reversal"
+"""Added to a Trade Correct's ExecID, the ExecID of the reversal its
+booking makes (the corrected fill takes the correction's own ExecID)."""
+
+
 class LpStatus(msgspec.Struct, frozen=True, gc=False):
     lp: str
     up: bool
     reason: str = ""
 
 
-LpEvent = Quote | ChildAck | ChildFill | ChildReject | ChildCanceled | ChildBust | LpStatus
+LpEvent = (
+    Quote
+    | ChildAck
+    | ChildFill
+    | ChildReject
+    | ChildCanceled
+    | ChildBust
+    | ChildCorrection
+    | LpStatus
+)

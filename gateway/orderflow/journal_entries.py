@@ -53,7 +53,11 @@ class Filled(msgspec.Struct, tag=4, array_like=True, frozen=True):
     TradeCaptureReport of them (booked at ``time``; ``client_exec_id``, the
     ExecID of the client's ExecutionReport of the same lots, "" for the
     house's).  ``busts``: the LP's ExecID of a fill it canceled (a Trade
-    Cancel), which this booking, the house's, reverses; "" for a fill."""
+    Cancel) or corrected (a Trade Correct), which this booking, the
+    house's, reverses; ``corrects``: the ExecID of what a Trade Correct
+    corrects, for the house's booking of the corrected fill; both "" for a
+    fill.  Neither moves the symbol's last fill price: they restate a
+    trade made earlier."""
 
     child_id: str
     exec_id: str
@@ -66,6 +70,7 @@ class Filled(msgspec.Struct, tag=4, array_like=True, frozen=True):
     time: float = 0.0
     client_exec_id: str = ""
     busts: str = ""
+    corrects: str = ""
 
 
 class Ended(msgspec.Struct, tag=5, array_like=True, frozen=True):

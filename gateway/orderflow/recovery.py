@@ -235,6 +235,9 @@ class Recovery:
                 self.ended = kept
 
     def _fill(self, fill: Filled) -> None:
+        # the house's booking of an LP's bust or correction of a fill,
+        # which restates it: no fill of the child
+        restated = bool(fill.busts or fill.corrects)
         child = self.children.get(fill.child_id)
         if child is None:
             ended = self.ended.get(fill.child_id) or self.filled_in_full.get(fill.child_id)
@@ -247,9 +250,8 @@ class Recovery:
                 ended.booked.add(key)
                 # a fill its LP reported after the end, booked to the house
                 # (its state, written after it by a checkpoint in slices, may
-                # count it already); not the reversal of a fill the LP
-                # busted, booked on the other side
-                if fill.exec_id not in ended.exec_ids and not fill.busts:
+                # count it already); not a booking of a bust or correction
+                if fill.exec_id not in ended.exec_ids and not restated:
                     ended.exec_ids.add(fill.exec_id)
                     ended.open -= fill.qty
         else:
@@ -263,9 +265,11 @@ class Recovery:
             # a child whose state was written after this fill (a checkpoint
             # written in slices) already counts it in its open lots
             counted = fill.exec_id in child.counted
-            if not fill.busts:  # a reversal is no fill of the child
+            if not restated:
                 child.exec_ids.add(fill.exec_id)
             if not child.abandoned and fill.account != HOUSE and not counted:
                 child.open -= fill.qty
         self.fills += 1
-        self.ledger.apply_fill(fill.lp, fill.account, fill.symbol, fill.side, fill.qty, fill.price)
+        self.ledger.apply_fill(
+            fill.lp, fill.account, fill.symbol, fill.side, fill.qty, fill.price, not restated
+        )

@@ -38,9 +38,11 @@ from router.exposure import ExposureLedger, ExposureSnapshot
 from router.members import BUY, DAY, GTC, LIMIT
 from router.model import (
     EXEC_ID_SEP,
+    REVERSAL_SUFFIX,
     ChildAck,
     ChildBust,
     ChildCanceled,
+    ChildCorrection,
     ChildFill,
     ChildOrder,
     ChildReject,
@@ -78,7 +80,7 @@ RETRY_EMPTY: Final = 0.1
 # orders so paused at most before those whose pause is over are let go
 _MAX_PAUSED: Final = 10_000
 
-# why a Trade Cancel an adapter passed on is not booked again
+# why a Trade Cancel or Correct an adapter passed on is not booked again
 _BUST_BOOKED: Final = "its ExecID was booked already"
 # Plain classes, not dataclasses: see "The compiled order path" in the README.
 
@@ -186,7 +188,9 @@ class ChildRouting:
         # those the LP filled in full, apart: as many again, so that they do
         # not push the canceled and rejected ones out sooner
         self.filled_in_full: Recent[str, EndedChild] = Recent(_MAX_ENDED)
-        # child and ExecID of each LP Trade Cancel booked in this run
+        # child and ExecID of each LP Trade Cancel and Correct booked in
+        # this run -> whether it booked a fill (a correction's, which a later
+        # cancel or correction may name)
         self._busted: Recent[str, bool] = Recent(_MAX_ENDED)
         self.down: frozenset[str] = frozenset()
         self.retry_empty = RETRY_EMPTY
@@ -216,6 +220,7 @@ class ChildRouting:
             LpStatus: self._on_lp_status,
             ChildAck: self._on_ack,
             ChildBust: self._on_bust,
+            ChildCorrection: self._on_correction,
         }
 
     def attach(self, adapters: Mapping[str, LpAdapter]) -> None:
@@ -820,7 +825,7 @@ class ChildRouting:
         the LP's position is what the LP says it is, and the client's fill,
         which stands, is the house's to cover.  Journaled as any fill booked
         to the house, so a restart and the drop copy have it."""
-        refused = self._bust_refused(bust)
+        refused = self._restatement_refused(bust.child_id, bust.exec_id, bust.ref_exec_id)
         if refused:
             repeat = refused == _BUST_BOOKED
             (_log.warning if repeat else _log.error)(
@@ -835,7 +840,7 @@ class ChildRouting:
                 else "not applied: the fill stands in the gateway's books until the desk acts",
             )
             return
-        self._busted.put(f"{bust.child_id}{EXEC_ID_SEP}{bust.exec_id}", True)
+        self._busted.put(f"{bust.child_id}{EXEC_ID_SEP}{bust.exec_id}", False)
         reversal = ChildFill(bust.child_id, bust.exec_id, bust.qty, bust.price, 0)
         side = bust.side.opposite
         self._book_fill(reversal, bust.lp, HOUSE, bust.symbol, side, busts=bust.ref_exec_id)
@@ -852,16 +857,69 @@ class ChildRouting:
             account=HOUSE,
         )
 
-    def _bust_refused(self, bust: ChildBust) -> str:
-        """Why a Trade Cancel cannot be booked here ("" when it can): the
-        gateway reverses only a fill it booked, under an ExecID of no fill,
-        once."""
-        if f"{bust.child_id}{EXEC_ID_SEP}{bust.exec_id}" in self._busted:
+    def _on_correction(self, correction: ChildCorrection, now: float) -> None:
+        """An LP's Trade Correct of a fill booked (or of a correction's
+        booking): booked at the LP to the house as the reversal of the
+        lots of it still standing (the opposite side, at the price they were
+        booked at, under the correction's ExecID and :data:`REVERSAL_SUFFIX`)
+        and the corrected fill (the fill's side, the correction's lots and
+        price, under its ExecID), so the LP's position is what the LP says
+        it is; the client's fill stands, as for a bust.  Both journaled as
+        any fill booked to the house, so a restart and the drop copy have
+        them; neither moves the symbol's last fill price."""
+        c = correction
+        refused = self._restatement_refused(c.child_id, c.exec_id, c.ref_exec_id)
+        if refused:
+            repeat = refused == _BUST_BOOKED
+            (_log.warning if repeat else _log.error)(
+                "lp_trade_correction_refused",
+                lp=c.lp,
+                child_id=c.child_id,
+                exec_id=c.exec_id,
+                exec_ref_id=c.ref_exec_id,
+                reason=refused,
+                hint="booked before: nothing more to do"
+                if repeat
+                else "not applied: the fill stands in the gateway's books until the desk acts",
+            )
+            return
+        self._busted.put(f"{c.child_id}{EXEC_ID_SEP}{c.exec_id}", True)
+        reversal_id = f"{c.exec_id}{REVERSAL_SUFFIX}"
+        reversal = ChildFill(c.child_id, reversal_id, c.reversed_qty, c.reversed_price, 0)
+        opposite = c.side.opposite
+        self._book_fill(reversal, c.lp, HOUSE, c.symbol, opposite, busts=c.ref_exec_id)
+        corrected = ChildFill(c.child_id, c.exec_id, c.qty, c.price, 0)
+        self._book_fill(corrected, c.lp, HOUSE, c.symbol, c.side, corrects=c.ref_exec_id)
+        _log.error(
+            "lp_trade_correction_booked",
+            lp=c.lp,
+            child_id=c.child_id,
+            exec_id=c.exec_id,
+            exec_ref_id=c.ref_exec_id,
+            symbol=c.symbol,
+            reversal_exec_id=reversal_id,
+            reversed_side=opposite.name.lower(),
+            reversed_qty=c.reversed_qty,
+            reversed_price=c.reversed_price,
+            side=c.side.name.lower(),
+            qty=c.qty,
+            price=c.price,
+            account=HOUSE,
+        )
+
+    def _restatement_refused(self, child_id: str, exec_id: str, ref: str) -> str:
+        """Why a Trade Cancel or Correct cannot be booked here ("" when it
+        can): the gateway restates only a fill it booked for the child (or
+        the fill a correction booked, in this run), under an ExecID of no
+        fill, once."""
+        if f"{child_id}{EXEC_ID_SEP}{exec_id}" in self._busted:
             return _BUST_BOOKED
-        booked = self._booked_exec_ids(bust.child_id)
-        if booked is None or not booked(bust.ref_exec_id):
+        booked = self._booked_exec_ids(child_id)
+        if booked is None or not (
+            booked(ref) or self._busted.get(f"{child_id}{EXEC_ID_SEP}{ref}") is True
+        ):
             return "the gateway booked no fill under its ExecRefID for the child"
-        if booked(bust.exec_id):
+        if booked(exec_id):
             return "its ExecID is that of a fill booked"
         return ""
 
@@ -890,13 +948,15 @@ class ChildRouting:
         side: Side,
         qty: int | None = None,
         busts: str = "",
+        corrects: str = "",
     ) -> None:
         """Apply an LP fill (``qty`` lots of it, all by default) booked to
-        the house to the exposure ledger, and journal it (``busts``: as
-        :meth:`_journal_fill` takes it)."""
+        the house to the exposure ledger, and journal it (``busts`` and
+        ``corrects``: as :meth:`_journal_fill` takes them)."""
         lots = fill.qty if qty is None else qty
-        self.ledger.apply_fill(lp, account, symbol, side, lots, fill.price)
-        self._journal_fill(fill, lp, account, symbol, side, lots, "", busts)
+        traded = not (busts or corrects)
+        self.ledger.apply_fill(lp, account, symbol, side, lots, fill.price, traded)
+        self._journal_fill(fill, lp, account, symbol, side, lots, "", busts, corrects)
 
     def _journal_fill(
         self,
@@ -908,12 +968,15 @@ class ChildRouting:
         lots: int,
         client_exec_id: str,
         busts: str = "",
+        corrects: str = "",
     ) -> None:
         """Journal ``lots`` of an LP fill booked to ``account``: for a
         restart, and for the drop copy's TradeCaptureReport of them
         (``client_exec_id``: the ExecID of the client's ExecutionReport of
         the same lots, "" for the house's; ``busts``: the ExecID of the
-        fill this booking reverses, the LP having canceled it)."""
+        fill this booking reverses, the LP having canceled or corrected it;
+        ``corrects``: the ExecID of what the LP corrected, for the booking
+        of the corrected fill)."""
         if self.journal is not None:
             self.journal.add(
                 Filled(
@@ -928,6 +991,7 @@ class ChildRouting:
                     self._clock(),
                     client_exec_id,
                     busts,
+                    corrects,
                 )
             )
 

@@ -81,6 +81,7 @@ from router.model import (
     ChildAck,
     ChildBust,
     ChildCanceled,
+    ChildCorrection,
     ChildFill,
     ChildOrder,
     ChildReject,
@@ -161,11 +162,11 @@ def _ticks(raw: bytes, instrument: Instrument) -> int:
 
 
 _BUSTS: Final = frozenset({b"H", b"G"})
-# why a Trade Cancel is not applied again: it, or the whole fill, was before
+"""ExecTypes of a Trade Cancel and a Trade Correct."""
+# why a Trade Cancel or Correct is not applied again: it was before; or (a
+# cancel) the whole fill was
 _BUST_APPLIED: Final = "its ExecID was applied already"
 _FILL_REVERSED: Final = "the fill it names was reversed already"
-_BUST_REPEATS: Final = frozenset({_BUST_APPLIED, _FILL_REVERSED})
-"""ExecTypes of a Trade Cancel and a Trade Correct."""
 
 
 def _ticks_towards_client(raw: bytes, instrument: Instrument, buying: bool) -> int | None:
@@ -225,11 +226,15 @@ class FixLp(LpAdapter):
         self._ended: Recent[str, EndedChild] = Recent(_MAX_ENDED)
         # those it filled in full, apart: they do not push the others out
         self._filled: Recent[str, EndedChild] = Recent(_MAX_ENDED)
-        # the ExecIDs of the Trade Cancels passed on, the latest ones
+        # the ExecIDs of the Trade Cancels and Corrects passed on, the latest
         self._busts: Recent[str, bool] = Recent(_MAX_ENDED)
-        # child and ExecID of each fill booked in this run -> its lots not
-        # reversed by a Trade Cancel, and the price it was booked at
+        # child and ExecID of each fill booked in this run (and of each
+        # Trade Correct passed on, for the fill it books) -> its lots not
+        # reversed by a Trade Cancel or Correct, and the price it was booked at
         self._fill_lots: Recent[str, tuple[int, int]] = Recent(_MAX_FILLS_KEPT)
+        # child and ExecID of each fill corrected in this run -> the
+        # correction's ExecID (a later one names that)
+        self._corrected: Recent[str, str] = Recent(_MAX_ENDED)
         # children from before a restart or a drop, to ask the LP about once up
         self._unverified: set[str] = set()
         self._cancel_seq = 0
@@ -685,25 +690,29 @@ class FixLp(LpAdapter):
         booked, named as an error with what the desk needs: the LP, the
         order, the ExecID it busts or corrects (19), and its terms.
 
-        A Trade Cancel of a fill this adapter passed on in this run, for at
-        most the fill's lots not reversed yet, is passed on as a
-        :class:`ChildBust` (see :meth:`_bust`): the gateway books the
-        reversal at the LP to the house (the client was told of the fill
-        and keeps it; what to do with its side is the desk's).  A
-        correction is not applied by itself, nor a cancel refused by
-        :meth:`_bust`: the fill stands until the desk acts."""
+        One of a fill this adapter passed on in this run (or of a
+        correction's booking) is passed on, a cancel as a
+        :class:`ChildBust` (see :meth:`_bust`), a correction as a
+        :class:`ChildCorrection` (see :meth:`_correct`): the gateway books
+        the reversal, and the corrected fill, at the LP to the house (the
+        client was told of the fill and keeps it; what to do with its side
+        is the desk's).  One refused is not applied: the fill stands until
+        the desk acts.  One applied before and sent again is a warning."""
         exec_type = msg.get(150)
 
         def text(tag: int) -> str:
             return (msg.get(tag) or b"").decode("latin-1")[:64]
 
-        why = self._bust(msg) if exec_type == b"H" else "a correction is not applied by itself"
-        repeat = why in _BUST_REPEATS
+        cancel = exec_type == b"H"
+        why = self._bust(msg) if cancel else self._correct(msg)
+        repeat = why == _BUST_APPLIED or (cancel and why == _FILL_REVERSED)
         if not why:
+            books = "the reversal" if cancel else "the reversal and the corrected fill"
+            kind = "bust" if cancel else "correction"
             hint = (
-                "passed on: the gateway books the reversal at the LP to the house "
-                "(lp_trade_bust_booked) or says why not (lp_trade_bust_refused); the "
-                "client's fill stands"
+                f"passed on: the gateway books {books} at the LP to the house "
+                f"(lp_trade_{kind}_booked) or says why not (lp_trade_{kind}_refused); "
+                "the client's fill stands"
             )
         elif repeat:
             hint = f"not applied again ({why}): nothing more to do"
@@ -712,7 +721,7 @@ class FixLp(LpAdapter):
                 f"not applied ({why}): the fill stands in the gateway's books until the desk acts"
             )
         (_log.warning if repeat else _log.error)(
-            "lp_trade_bust" if exec_type == b"H" else "lp_trade_correction",
+            "lp_trade_bust" if cancel else "lp_trade_correction",
             lp=self.name,
             cl_ord_id=text(11),
             exec_id=text(17),
@@ -724,13 +733,14 @@ class FixLp(LpAdapter):
             hint=hint,
         )
 
-    def _bust(self, msg: FixMessage) -> str:
-        """Pass a Trade Cancel on as a :class:`ChildBust`; "" when it is, or
-        why it is not.  It reverses at most the lots of the fill it names
-        not reversed yet, at the price that fill was booked at, so that the
-        two bookings net to nothing; a fill is only known here as booked in
-        this run (a cancel of one from before a restart is named, not
-        applied)."""
+    def _standing(self, msg: FixMessage) -> tuple[ChildOrder, Instrument, str, str, int, int] | str:
+        """What a Trade Cancel or Correct names: its child, the child's
+        instrument, its own ExecID and its ExecRefID, and the lots of the
+        fill (or of a correction's booking) it names not reversed yet with
+        the price they were booked at; or why it cannot be applied.  Only
+        bookings of this run are known here (one from before a restart is
+        named, not applied), and an ExecID is applied once, never one of a
+        fill's."""
         exec_id = (msg.get(17) or b"").decode("latin-1")
         if not exec_id:
             return "no ExecID"
@@ -741,20 +751,34 @@ class FixLp(LpAdapter):
         if found is None:
             return "it names no child order of this LP's known here"
         child, counted = found
-        if not counted(ref):
-            return "its ExecRefID names no fill booked for the order"
-        if counted(exec_id):
-            return "its ExecID is that of a fill booked"
         key = f"{child.child_id}{EXEC_ID_SEP}{ref}"
         booked = self._fill_lots.get(key)
+        if booked is None and not counted(ref):
+            return "its ExecRefID names no fill booked for the order (nor a correction of one)"
+        if counted(exec_id) or f"{child.child_id}{EXEC_ID_SEP}{exec_id}" in self._fill_lots:
+            return "its ExecID is that of a fill booked"
         if booked is None:
             return "the fill it names was booked before a restart, or too long ago"
         left, price = booked
         if not left:
+            by = self._corrected.get(key)
+            if by is not None:
+                return f"the fill it names was corrected already, by ExecID {by[:64]}"
             return _FILL_REVERSED
         instrument = self.instruments.get(child.symbol)
         if instrument is None:
             return f"{child.symbol} is no longer configured"
+        return child, instrument, exec_id, ref, left, price
+
+    def _bust(self, msg: FixMessage) -> str:
+        """Pass a Trade Cancel on as a :class:`ChildBust`; "" when it is, or
+        why it is not.  It reverses at most the lots of the fill it names
+        not reversed yet, at the price that fill was booked at, so that the
+        two bookings net to nothing."""
+        standing = self._standing(msg)
+        if isinstance(standing, str):
+            return standing
+        child, instrument, exec_id, ref, left, price = standing
         try:
             lots = remembered(_LOTS, msg.get(32) or b"0", instrument, _lots)
         except (InvalidOperation, ValueError, ArithmeticError):
@@ -762,7 +786,7 @@ class FixLp(LpAdapter):
         if not 0 < lots <= left:
             return f"its LastQty is not 1 to {left} lots, the fill's not reversed yet"
         self._busts.put(exec_id, True)
-        self._fill_lots.put(key, (left - lots, price))
+        self._fill_lots.put(f"{child.child_id}{EXEC_ID_SEP}{ref}", (left - lots, price))
         self.sink(
             ChildBust(
                 child.child_id, exec_id, ref, self.name, child.symbol, child.side, lots, price
@@ -770,8 +794,59 @@ class FixLp(LpAdapter):
         )
         return ""
 
+    def _correct(self, msg: FixMessage) -> str:
+        """Pass a Trade Correct on as a :class:`ChildCorrection`; "" when it
+        is, or why it is not.  The lots of the fill it names not reversed
+        yet are reversed at the price they were booked at, and its LastQty
+        (whole lots, 1 to the instrument's largest order) at its LastPx (on
+        the grid, positive, within the child's limit: the checks a fill's
+        price passes, but a price that fails them is refused, not booked at
+        the limit) is the fill as it now stands, known by the correction's
+        ExecID: a later cancel or correction of it names that."""
+        standing = self._standing(msg)
+        if isinstance(standing, str):
+            return standing
+        child, instrument, exec_id, ref, left, price = standing
+        try:
+            lots = remembered(_LOTS, msg.get(32) or b"0", instrument, _lots)
+        except (InvalidOperation, ValueError, ArithmeticError):
+            return "its LastQty is not a whole number of lots"
+        if not 0 < lots <= instrument.max_lots:
+            return f"its LastQty is not 1 to {instrument.max_lots} lots"
+        raw = msg.get(31)
+        if raw is None:
+            return "no LastPx"
+        try:
+            ticks = remembered(_TICKS, raw, instrument, _ticks)
+        except (InvalidOperation, ValueError, ArithmeticError):
+            return "its LastPx is not a price on the instrument's grid"
+        if ticks <= 0:
+            return "its LastPx is not positive"
+        if ticks > child.price if child.side is BUY else ticks < child.price:
+            return "its LastPx is past the child's limit"
+        key = f"{child.child_id}{EXEC_ID_SEP}{ref}"
+        self._busts.put(exec_id, True)
+        self._fill_lots.put(key, (0, price))
+        self._corrected.put(key, exec_id)
+        self._fill_lots.put(f"{child.child_id}{EXEC_ID_SEP}{exec_id}", (lots, ticks))
+        self.sink(
+            ChildCorrection(
+                child.child_id,
+                exec_id,
+                ref,
+                self.name,
+                child.symbol,
+                child.side,
+                left,
+                price,
+                lots,
+                ticks,
+            )
+        )
+        return ""
+
     def _booked(self, msg: FixMessage) -> tuple[ChildOrder, Callable[[str], bool]] | None:
-        """The child a Trade Cancel is about (its ClOrdID, or OrigClOrdID)
+        """The child a Trade Cancel or Correct is about (its ClOrdID, or OrigClOrdID)
         and whether an ExecID is of a fill counted for it here."""
         for tag in (11, 41):
             child_id = (msg.get(tag) or b"").decode("latin-1")

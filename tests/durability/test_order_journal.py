@@ -394,6 +394,37 @@ def test_the_reversal_of_a_busted_fill_moves_the_lp_not_the_ended_childs_lots() 
     assert ledger.client_positions() == {"CLIENT1": {"EUR/USD": 4}, HOUSE: {"EUR/USD": -4}}
 
 
+@pytest.mark.parametrize("ends", [True, False])
+def test_a_corrected_fill_moves_the_lp_not_the_childs_lots_nor_the_last_price(ends: bool) -> None:
+    """A correction's two bookings (the reversal, the corrected fill), read
+    back for a child ended or still open: the LP's position as booked, the
+    child's lots and fills as the LP's fill left them, and the last price
+    the last trade's."""
+    ledger = ExposureLedger({})
+    recovery = Recovery(ledger, Accounts(None, {}, {}))
+    entries = [
+        Sent(child("c1", qty=4)),
+        Filled("c1", "E1", "LP_A", "CLIENT1", "EUR/USD", Side.BUY, 3, 108_500),
+        Filled("c2", "E7", "LP_B", "CLIENT2", "EUR/USD", Side.SELL, 1, 108_400),
+        Filled("c1", "Y1.r", "LP_A", HOUSE, "EUR/USD", Side.SELL, 3, 108_500, busts="E1"),
+        Filled("c1", "Y1", "LP_A", HOUSE, "EUR/USD", Side.BUY, 5, 108_300, corrects="E1"),
+    ]
+    if ends:
+        entries.insert(2, Ended("c1"))
+    for entry in entries:
+        recovery.apply(entry)
+    (kept,) = (recovery.ended if ends else recovery.children).values()
+    assert kept.open == 1  # 3 of its 4 lots filled, as the client was told
+    assert kept.exec_ids == {"E1"}
+    assert ledger.lp_positions() == {"LP_A": {"EUR/USD": 5}, "LP_B": {"EUR/USD": -1}}
+    assert ledger.client_positions() == {
+        "CLIENT1": {"EUR/USD": 3},
+        "CLIENT2": {"EUR/USD": -1},
+        HOUSE: {"EUR/USD": 2},
+    }
+    assert ledger.positions()[2] == {"EUR/USD": 108_400}
+
+
 def test_recovery_keeps_only_the_last_final_orders_it_may_need() -> None:
     recovery = Recovery(ExposureLedger({}), Accounts(None, {}, {}), keep_finished=3)
     recovery.apply(OrderState(an_order("1O0")))  # stays open all along

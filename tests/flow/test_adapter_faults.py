@@ -28,8 +28,9 @@ from gateway.fix.session import Session
 from gateway.fix.store import MemoryStore
 from gateway.net.transport import Outbox
 from gateway.orderflow.journal import OrderJournal
+from gateway.orderflow.journal_entries import Filled
 from gateway.orderflow.recovery import HOUSE
-from router.model import ChildBust, ChildFill, ChildOrder, Side
+from router.model import ChildBust, ChildCorrection, ChildFill, ChildOrder, Side
 
 
 class Broken(Exception):
@@ -295,6 +296,9 @@ async def test_a_fill_the_lp_busts_is_reversed_at_the_lp_to_the_house_and_after_
         lp = buy.child.lp
         ledger = harness.flow.ledger
         before = ledger.lp_position(lp, SYMBOL)
+        # the sell's fill was the last trade: busting the buy's leaves its price
+        last_price = ledger.positions()[2]
+        assert last_price == {SYMBOL: sell.fills[0].price}
         bust = ChildBust(
             buy.child.child_id, "BUST-1", fill.exec_id, lp, SYMBOL, Side.BUY, 2, fill.price
         )
@@ -306,6 +310,7 @@ async def test_a_fill_the_lp_busts_is_reversed_at_the_lp_to_the_house_and_after_
         (booked,) = [e for e in logs if e["event"] == "lp_trade_bust_booked"]
         assert (booked["exec_ref_id"], booked["side"], booked["qty"]) == (fill.exec_id, "sell", 2)
         positions = ledger.positions()
+        assert positions[2] == last_price  # a reversal is no trade: the last price stays
         # the gateway reverses only a fill it booked, under an ExecID of no
         # fill, once, whatever an adapter passes on
         child_id, price = buy.child.child_id, fill.price
@@ -322,6 +327,92 @@ async def test_a_fill_the_lp_busts_is_reversed_at_the_lp_to_the_house_and_after_
             "its ExecID is that of a fill booked",
         ]
         assert ledger.positions() == positions
+    assert_restarted_with(tmp_path, positions)
+
+
+@pytest.mark.asyncio
+async def test_a_fill_the_lp_corrects_is_booked_again_at_the_lp_to_the_house_and_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """An LP's Trade Correct of a fill it had busted in part: the lots
+    standing are reversed at the price they were booked at and the
+    correction's lots booked at its price, both at the LP to the house, so
+    the LP's position is what the LP says; a correction of the correction
+    does the same with the first correction's booking.  The client keeps
+    its fill, the last price stays the last trade's, each correction is
+    booked once, the journal has every booking (with what it restates) for
+    the drop copy, and a restart holds the same."""
+    async with running(journaled_harness(tmp_path)) as harness:
+        buy, sell = await a_buy_and_a_sell(harness, 2, 3)
+        harness.answer(buy, "fill", 0)
+        harness.answer(sell, "fill", 0)
+        (fill,) = buy.fills
+        child_id, lp, price = buy.child.child_id, buy.child.lp, fill.price
+        ledger = harness.flow.ledger
+        before = ledger.lp_position(lp, SYMBOL)
+        last_price = ledger.positions()[2]
+
+        def correction(exec_id: str, ref: str, standing: tuple[int, int], lots: int, px: int):
+            return ChildCorrection(
+                child_id, exec_id, ref, lp, SYMBOL, Side.BUY, *standing, lots, px
+            )
+
+        with capture_logs() as logs:
+            harness.lps[lp].report(
+                ChildBust(child_id, "BUST-1", fill.exec_id, lp, SYMBOL, Side.BUY, 1, price)
+            )
+            harness.lps[lp].report(correction("CORR-1", fill.exec_id, (1, price), 3, price - 5))
+            assert ledger.lp_position(lp, SYMBOL) == before - 2 + 3
+            assert ledger.client_position(HOUSE, SYMBOL) == -2 + 3
+            harness.lps[lp].report(correction("CORR-2", "CORR-1", (3, price - 5), 2, price - 7))
+        assert ledger.lp_position(lp, SYMBOL) == before - 2 + 2
+        assert ledger.client_position("CLIENT1", SYMBOL) == 2
+        assert ledger.client_position(HOUSE, SYMBOL) == 0
+        positions = ledger.positions()
+        assert positions[2] == last_price
+        booked = [e for e in logs if e["event"] == "lp_trade_correction_booked"]
+        assert [
+            (e["exec_id"], e["exec_ref_id"], e["reversal_exec_id"], e["reversed_qty"], e["qty"])
+            for e in booked
+        ] == [
+            ("CORR-1", fill.exec_id, "CORR-1.reversal", 1, 3),
+            ("CORR-2", "CORR-1", "CORR-2.reversal", 3, 2),
+        ]
+        assert {e["log_level"] for e in booked} == {"error"}
+        # booked only for a fill or correction booked, under an ExecID of
+        # neither, once, whatever an adapter passes on
+        with capture_logs() as logs:
+            for exec_id, ref in (
+                ("CORR-1", fill.exec_id),
+                ("CORR-3", "E0"),
+                ("CORR-3", "BUST-1"),  # a bust books no fill to correct
+                (fill.exec_id, "CORR-2"),
+            ):
+                harness.lps[lp].report(correction(exec_id, ref, (1, price), 1, price))
+        refused = [e for e in logs if e["event"] == "lp_trade_correction_refused"]
+        assert [(e["reason"], e["log_level"]) for e in refused] == [
+            ("its ExecID was booked already", "warning"),
+            ("the gateway booked no fill under its ExecRefID for the child", "error"),
+            ("the gateway booked no fill under its ExecRefID for the child", "error"),
+            ("its ExecID is that of a fill booked", "error"),
+        ]
+        assert ledger.positions() == positions
+    journal = OrderJournal(tmp_path)
+    try:
+        restated = [
+            (e.exec_id, e.account, e.side, e.qty, e.price, e.busts, e.corrects)
+            for e in journal.replay()
+            if isinstance(e, Filled) and (e.busts or e.corrects)
+        ]
+    finally:
+        journal.close()
+    assert restated == [
+        ("BUST-1", HOUSE, Side.SELL, 1, price, fill.exec_id, ""),
+        ("CORR-1.reversal", HOUSE, Side.SELL, 1, price, fill.exec_id, ""),
+        ("CORR-1", HOUSE, Side.BUY, 3, price - 5, "", fill.exec_id),
+        ("CORR-2.reversal", HOUSE, Side.SELL, 3, price - 5, "CORR-1", ""),
+        ("CORR-2", HOUSE, Side.BUY, 2, price - 7, "", "CORR-1"),
+    ]
     assert_restarted_with(tmp_path, positions)
 
 

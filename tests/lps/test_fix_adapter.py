@@ -31,6 +31,7 @@ from router.model import (
     ChildAck,
     ChildBust,
     ChildCanceled,
+    ChildCorrection,
     ChildFill,
     ChildOrder,
     ChildReject,
@@ -1144,33 +1145,42 @@ async def test_a_trade_bust_or_correction_is_named_for_the_desk(
         )
         assert named["log_level"] == "error"
         assert [e for e in sink.events if isinstance(e, ChildFill)] == [fill]
-        busts = [e for e in sink.events if isinstance(e, ChildBust)]
+        assert named["applied"] is True
+        passed = [e for e in sink.events if isinstance(e, ChildBust | ChildCorrection)]
         if exec_type == b"H":  # the fill it names, passed on to be reversed
-            assert named["applied"] is True
-            assert busts == [
+            assert passed == [
                 ChildBust("C31", "X9", fill.exec_id, "LPT", "EUR/USD", Side.BUY, 4, fill.price)
             ]
-        else:  # a correction: named, nothing applied
-            assert named["applied"] is False
-            assert busts == []
+        else:  # reversed, and booked again at the correction's terms
+            assert passed == [
+                ChildCorrection(
+                    "C31", "X9", fill.exec_id, "LPT", "EUR/USD", Side.BUY, 4, fill.price, 4, 110_001
+                )
+            ]
+
+
+def report(
+    exec_type: bytes, exec_id: bytes, last: bytes, ref: bytes = b"", px: bytes | None = b"1.10001"
+) -> FixMessage:
+    """An ExecutionReport of child C1 (8 lots): a Trade (F) of ``last``, or
+    a Trade Cancel (H) or Correct (G) of the fill ``ref``."""
+    fields = [(6, b"1.10001"), (11, b"C1"), (14, last), (17, exec_id)]
+    if ref:
+        fields.append((19, ref))
+    if px is not None:
+        fields.append((31, px))
+    fields += [(32, last), (37, b"LPO1"), (38, b"8000"), (39, b"1")]
+    fields += [(54, b"1"), (55, b"EUR/USD"), (150, exec_type), (151, b"4000")]
+    header = [(34, b"9"), (49, b"LPT"), (52, b"20261206-10:00:00"), (56, b"GW")]
+    return codec.parse_frame(
+        codec.encode_message(b"FIX.4.4", b"8", header, codec.encode_fields(fields))
+    )
 
 
 def test_a_trade_cancel_is_passed_on_only_for_a_fill_booked_and_once() -> None:
     sink = Sink()
     adapter = FixLp("LPT", INSTRUMENTS, sink, lp_settings(1, Path("/nonexistent")))
     adapter.recover([(child("C1", qty=8), 8, ())])
-
-    def report(exec_type: bytes, exec_id: bytes, last: bytes, ref: bytes = b"") -> FixMessage:
-        fields = [(6, b"1.10001"), (11, b"C1"), (14, last), (17, exec_id)]
-        if ref:
-            fields.append((19, ref))
-        fields += [(31, b"1.10001"), (32, last), (37, b"LPO1"), (38, b"8000"), (39, b"1")]
-        fields += [(54, b"1"), (55, b"EUR/USD"), (150, exec_type), (151, b"4000")]
-        header = [(34, b"9"), (49, b"LPT"), (52, b"20261206-10:00:00"), (56, b"GW")]
-        return codec.parse_frame(
-            codec.encode_message(b"FIX.4.4", b"8", header, codec.encode_fields(fields))
-        )
-
     adapter._on_execution(report(b"F", b"E1", b"3000"))
     adapter._on_execution(report(b"F", b"E2", b"1000"))
     cancels = [
@@ -1208,6 +1218,73 @@ def test_a_trade_cancel_is_passed_on_only_for_a_fill_booked_and_once() -> None:
         ChildBust("C1", "X3", "E1", "LPT", "EUR/USD", Side.BUY, 2, 110_001),
         ChildBust("C1", "X4", "E1", "LPT", "EUR/USD", Side.BUY, 1, 110_001),
     ]
+
+
+def test_a_trade_correct_is_passed_on_only_for_a_fill_booked_and_once() -> None:
+    """A correction reverses the lots of the fill it names still standing
+    (after a partial bust, what is left) at the price they were booked at,
+    and books its own LastQty at its LastPx, known by its ExecID from then
+    on; it is refused for a fill not booked here, under a fill's ExecID,
+    for terms that cannot be booked, for a fill reversed or corrected
+    already, and applied once."""
+    sink = Sink()
+    adapter = FixLp("LPT", INSTRUMENTS, sink, lp_settings(1, Path("/nonexistent")))
+    adapter.recover([(child("C1", qty=8), 8, ())])  # a buy, limit 1.10002
+    adapter._on_execution(report(b"F", b"E1", b"3000"))
+    adapter._on_execution(report(b"F", b"E2", b"1000"))
+    adapter._on_execution(report(b"H", b"X1", b"1000", ref=b"E1"))  # 2 of E1's 3 left
+    adapter._on_execution(report(b"H", b"X2", b"1000", ref=b"E2"))  # E2 reversed whole
+    corrections: list[tuple[bytes, bytes, bytes | None, bytes, str]] = [
+        (b"Y1", b"2000", b"1.1", b"E0", "names no fill booked"),
+        (b"E2", b"2000", b"1.1", b"E1", "its ExecID is that of a fill booked"),
+        (b"Y1", b"0", b"1.1", b"E1", "its LastQty is not 1 to 100000 lots"),
+        (b"Y1", b"-2000", b"1.1", b"E1", "its LastQty is not 1 to 100000 lots"),
+        (b"Y1", b"1500", b"1.1", b"E1", "its LastQty is not a whole number of lots"),
+        (b"Y1", b"2000", None, b"E1", "no LastPx"),
+        (b"Y1", b"2000", b"1.100005", b"E1", "its LastPx is not a price on the instrument's"),
+        (b"Y1", b"2000", b"0", b"E1", "its LastPx is not positive"),
+        (b"Y1", b"2000", b"1.10003", b"E1", "its LastPx is past the child's limit"),
+        (b"Y1", b"2000", b"1.1", b"E2", "the fill it names was reversed already"),
+        (b"Y1", b"2000", b"1.1", b"E1", ""),
+        (b"Y1", b"2000", b"1.1", b"E1", "applied already"),  # sent again
+        (b"Y2", b"1000", b"1.1", b"E1", "corrected already, by ExecID Y1"),
+        (b"Y3", b"5000", b"1.09999", b"Y1", ""),  # a correction of the correction
+        (b"Y4", b"1000", b"1.1", b"Y1", "corrected already, by ExecID Y3"),
+    ]
+    with capture_logs() as logs:
+        for exec_id, last, px, ref, _ in corrections:
+            adapter._on_execution(report(b"G", exec_id, last, ref=ref, px=px))
+    named = [e for e in logs if e["event"] == "lp_trade_correction"]
+    assert len(named) == len(corrections)
+    for (exec_id, _, _, _, why), e in zip(corrections, named, strict=True):
+        assert e["exec_id"] == exec_id.decode()
+        assert e["applied"] is (not why)
+        assert why in e["hint"]
+        repeat = why == "applied already"  # nothing for the desk
+        assert e["log_level"] == ("warning" if repeat else "error")
+    assert [e for e in sink.events if isinstance(e, ChildCorrection)] == [
+        ChildCorrection("C1", "Y1", "E1", "LPT", "EUR/USD", Side.BUY, 2, 110_001, 2, 110_000),
+        ChildCorrection("C1", "Y3", "Y1", "LPT", "EUR/USD", Side.BUY, 2, 110_000, 5, 109_999),
+    ]
+    # the fill as it now stands is the latest correction's: a cancel names it
+    with capture_logs() as logs:
+        adapter._on_execution(report(b"H", b"X3", b"1000", ref=b"Y3"))
+        adapter._on_execution(report(b"H", b"Y3", b"1000", ref=b"E1"))  # a correction's ExecID
+    assert [e["applied"] for e in logs if e["event"] == "lp_trade_bust"] == [True, False]
+    assert [e for e in sink.events if isinstance(e, ChildBust)][-1] == ChildBust(
+        "C1", "X3", "Y3", "LPT", "EUR/USD", Side.BUY, 1, 109_999
+    )
+    # after a restart: neither a fill nor a correction of before is known
+    again = FixLp("LPT", INSTRUMENTS, sink, lp_settings(1, Path("/nonexistent")))
+    again.recover([(child("C1", qty=8), 4, ("E1", "E2"))])
+    with capture_logs() as logs:
+        again._on_execution(report(b"G", b"Y5", b"1000", ref=b"E1"))
+        again._on_execution(report(b"G", b"Y6", b"1000", ref=b"Y3"))
+    first, second = [e for e in logs if e["event"] == "lp_trade_correction"]
+    assert "booked before a restart" in first["hint"]
+    assert "names no fill booked for the order (nor a correction of one)" in second["hint"]
+    assert [first["applied"], second["applied"]] == [False, False]
+    assert len([e for e in sink.events if isinstance(e, ChildCorrection)]) == 2
 
 
 def test_a_fill_counted_before_a_restart_and_resent_by_the_lp_is_not_counted_again(
