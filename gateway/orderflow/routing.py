@@ -819,12 +819,13 @@ class ChildRouting:
         )
 
     def _on_bust(self, bust: ChildBust, now: float) -> None:
-        """An LP's Trade Cancel of a fill booked: the reversal is booked at
-        the LP to the house (the opposite side, the cancel's lots, at the
-        price the fill was booked at), so
-        the LP's position is what the LP says it is, and the client's fill,
-        which stands, is the house's to cover.  Journaled as any fill booked
-        to the house, so a restart and the drop copy have it."""
+        """An LP's Trade Cancel of a fill booked (or of a correction's
+        booking): the reversal is booked at the LP to the house (the
+        opposite side, the cancel's lots, at the price the fill was booked
+        at), so the LP's position is what the LP says it is, and the
+        client's fill, which stands, is the house's to cover.  Journaled as
+        any fill booked to the house, so a restart and the drop copy have
+        it; it moves no last price."""
         refused = self._restatement_refused(bust.child_id, bust.exec_id, bust.ref_exec_id)
         if refused:
             repeat = refused == _BUST_BOOKED

@@ -693,6 +693,72 @@ async def test_position_breaks_are_replaced_and_keep_their_first_seen(ledger: Le
 
 
 @pytest.mark.asyncio
+async def test_an_lp_correction_of_a_fill_reconciles_with_its_statement(ledger: Ledger) -> None:
+    """An LP's Trade Correct (ExecID Y1) of a fill (L1, 3,000 at 1.1) as the
+    gateway books it: the client's fill stands, the house reverses the fill
+    at the LP (Y1.reversal) and books the corrected one (Y1, 5,000 at
+    1.09).  A statement listing the fill, its reversing line and the
+    corrected line matches line for line; one that lists the corrected line
+    alone leaves the fill and its reversal missing at the LP, a pair that
+    nets to nothing, and the positions agree either way."""
+
+    def of_l1(trade: HouseTrade) -> HouseTrade:
+        return msgspec.structs.replace(trade, child_id="CH-L1")
+
+    def on_l1(trade: LpTrade) -> LpTrade:
+        return msgspec.structs.replace(trade, cl_ord_id="CH-L1")
+
+    await write(
+        ledger,
+        client("C1", 0, qty="3000"),
+        house("CH-L1/L1", "L1", 0, client_exec_id="C1", qty="3000"),
+        of_l1(
+            house(
+                "CH-L1/Y1.reversal/house",
+                "Y1.reversal",
+                20,
+                account=HOUSE_ACCOUNT,
+                side=-1,
+                qty="3000",
+            )
+        ),
+        of_l1(house("CH-L1/Y1/house", "Y1", 20, account=HOUSE_ACCOUNT, qty="5000", price="1.09")),
+    )
+    await ledger.apply_statements(
+        [
+            statement(
+                [
+                    line("L1", 0, qty="3000"),
+                    on_l1(line("Y1.reversal", 20, side=-1, qty="3000")),
+                    on_l1(line("Y1", 20, qty="5000", price="1.09")),
+                    line("L9", 40),
+                ]
+            )
+        ]
+    )
+    await write(ledger, house("CH-L9/L9", "L9", 40, account=HOUSE_ACCOUNT, seq=2))
+    assert await recon(ledger, full=True) == []
+    positions = await ledger.positions()
+    assert positions["lps"] == positions["lp_statements"]
+    assert positions["lps"] == [Position("LP_A", "EUR/USD", "6000.00000000")]
+    # the statement read again whole, the fill and its reversal left out
+    await ledger.apply_statements(
+        [
+            statement(
+                [on_l1(line("Y1", 20, qty="5000", price="1.09")), line("L9", 40)],
+                replace=True,
+            )
+        ]
+    )
+    assert found(await recon(ledger, full=True)) == {
+        ("missing_at_lp", "house/lp", "L1"),
+        ("missing_at_lp", "house/lp", "Y1.reversal"),
+    }
+    positions = await ledger.positions()
+    assert positions["lps"] == positions["lp_statements"]
+
+
+@pytest.mark.asyncio
 async def test_positions_of_clients_the_house_and_the_lps(ledger: Ledger) -> None:
     await write(
         ledger,
