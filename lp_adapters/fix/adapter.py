@@ -234,7 +234,7 @@ class FixLp(LpAdapter):
         self._fill_lots: Recent[str, tuple[int, int]] = Recent(_MAX_FILLS_KEPT)
         # child and ExecID of each fill corrected in this run -> the
         # correction's ExecID (a later one names that)
-        self._corrected: Recent[str, str] = Recent(_MAX_ENDED)
+        self._corrected: Recent[str, str] = Recent(_MAX_FILLS_KEPT)
         # children from before a restart or a drop, to ask the LP about once up
         self._unverified: set[str] = set()
         self._cancel_seq = 0
