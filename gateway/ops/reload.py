@@ -68,6 +68,9 @@ _HOT = (
     ("lps", "*", "soft_limit_usd"),
     ("lps", "*", "hard_limit_usd"),
     ("lps", "*", "soft_penalty_ticks"),
+    # read by the back office only (its own process reads the file at its start)
+    ("backoffice",),
+    ("instruments", "*", "settlement_days"),
 )
 
 

@@ -27,6 +27,12 @@ def edit_lp(config: Config, index: int, **values: object) -> Config:
     return msgspec.structs.replace(config, lps=tuple(lps))
 
 
+def edit_instrument(config: Config, index: int, **values: object) -> Config:
+    instruments = list(config.instruments)
+    instruments[index] = msgspec.structs.replace(instruments[index], **values)
+    return msgspec.structs.replace(config, instruments=tuple(instruments))
+
+
 @pytest.mark.parametrize(
     ("new", "expected"),
     [
@@ -47,7 +53,11 @@ def edit_lp(config: Config, index: int, **values: object) -> Config:
         (edit_lp(BASE, 2, hard_limit_usd=Decimal(10**9)), [("lps[2].hard_limit_usd", True)]),
         (edit_lp(BASE, 0, soft_penalty_ticks=9), [("lps[0].soft_penalty_ticks", True)]),
         (edit_lp(BASE, 0, enabled=False), [("lps[0].enabled", True)]),
+        # read by the back office alone
+        (edit(BASE, "backoffice", grace_seconds=Decimal(30)), [("backoffice.grace_seconds", True)]),
+        (edit_instrument(BASE, 0, settlement_days=0), [("instruments[0].settlement_days", True)]),
         # needs a restart
+        (edit_instrument(BASE, 0, lot_size=Decimal(100)), [("instruments[0].lot_size", False)]),
         (edit(BASE, "gateway", fix_port=1234), [("gateway.fix_port", False)]),
         (edit(BASE, "gateway", log_format="console"), [("gateway.log_format", False)]),
         (edit(BASE, "store", fsync="batch"), [("store.fsync", False)]),
