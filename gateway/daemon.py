@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import structlog
@@ -678,6 +678,24 @@ def _writable_data_dir(data_dir: Path) -> None:
         raise ConfigError([f"gateway.data_dir: cannot create {data_dir}: {reason}"]) from exc
     if not os.access(data_dir, os.W_OK | os.X_OK):
         raise ConfigError([f"gateway.data_dir: cannot write to {data_dir}: permission denied"])
+    for name in _DATA_FOLDERS:
+        folder = data_dir / name
+        if folder.is_dir():
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise ConfigError(
+                    [f"gateway.data_dir: cannot write to {folder}: permission denied"]
+                )
+        elif os.path.lexists(folder):
+            raise ConfigError(
+                [
+                    f"gateway.data_dir: {folder} is not a folder "
+                    f"(move it away: the gateway keeps its {name} there)"
+                ]
+            )
+
+
+_DATA_FOLDERS: Final = ("orders", "sessions", "dropcopy")
+"""The folders the gateway and its drop copy keep under the data directory."""
 
 
 def _is_loopback(host: str) -> bool:
