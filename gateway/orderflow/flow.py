@@ -35,6 +35,7 @@ from gateway.orderflow.entry import OrderEntry
 from gateway.orderflow.journal import OrderJournal
 from gateway.orderflow.journal_entries import (
     ClientState,
+    DayEndMoved,
     DayEnds,
     Dropped,
     Entry,
@@ -677,6 +678,9 @@ class OrderFlow:
         if day_end != old.config.orders.trading_day_end and self._day_timer is not None:
             self._day_timer.cancel()
             self._arm_day_end(self._clock())
+            if self.journal is not None:
+                # a restart ends the day when this run would have
+                self.journal.add(DayEndMoved(self.day_ends_at))
 
     # -- application profile ---------------------------------------------------------
 

@@ -47,6 +47,10 @@ Entries (:data:`~gateway.orderflow.journal_entries.Entry`, msgspec Structs defin
     When the trading day of the orders journaled ends: at the head of each
     checkpoint and when a day ends.  A gateway started after that moment
     (it was down when the day ended) ends the day at start.
+``DayEndMoved``
+    When the trading day in force ends, after a reload moved
+    ``orders.trading_day_end``: no day ended, the next end is later or
+    earlier.
 ``Positions``, ``InFlight``, ``EndedState``, ``Expiring``
     Checkpoint-only: the ledger's positions, a child in flight with what it
     has filled so far, a child its LP ended that is still watched for a

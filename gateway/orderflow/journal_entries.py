@@ -16,6 +16,7 @@ from router.model import ChildOrder, Side
 __all__ = [
     "Abandoned",
     "ClientState",
+    "DayEndMoved",
     "DayEnds",
     "Dropped",
     "Ended",
@@ -160,6 +161,15 @@ class DayEnds(msgspec.Struct, tag=16, array_like=True, frozen=True):
     at: float
 
 
+class DayEndMoved(msgspec.Struct, tag=18, array_like=True, frozen=True):
+    """When the trading day in force ends (epoch seconds), moved by a
+    reload of ``orders.trading_day_end``: journaled as the reload is
+    applied, so that a restart ends the day when the gateway would have.
+    Unlike :class:`DayEnds`, no day ended."""
+
+    at: float
+
+
 class EndedState(msgspec.Struct, tag=17, array_like=True, frozen=True):
     """In a checkpoint, a child its LP ended (canceled, rejected or filled
     in full) that the routing still watches, so that a fill the LP reports
@@ -194,4 +204,5 @@ Entry = (
     | Dropped
     | DayEnds
     | EndedState
+    | DayEndMoved
 )

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from gateway.orderflow.journal_entries import (
     Abandoned,
     ClientState,
+    DayEndMoved,
     DayEnds,
     Dropped,
     Ended,
@@ -174,6 +175,8 @@ class Recovery:
         elif isinstance(entry, DayEnds):
             self.day_ends_at = entry.at
             self._forget_day()
+        elif isinstance(entry, DayEndMoved):
+            self.day_ends_at = entry.at
         elif isinstance(entry, Run):
             pass
 

@@ -38,6 +38,7 @@ from gateway.orderflow.journal_entries import (
     Run,
     Sent,
 )
+from gateway.orderflow.rules import build_rules
 from matcher.engine import CancelOrder, NewOrder
 from matcher.orders import CxlRejResponseTo, Order, OrdStatus, PendingChange
 from router.model import ChildOrder, OrdType, Side, TimeInForce
@@ -633,6 +634,37 @@ async def test_a_day_that_ended_while_the_gateway_was_down_is_ended_at_its_start
         assert again.day_ends_at == next_end
         assert not again.end_day_missed(time.time())
         assert [o.order_id for o in again.matcher.open_orders("CLIENT1")] == ["4O2"]
+    finally:
+        journal.close()
+
+
+@pytest.mark.asyncio
+async def test_a_day_end_moved_by_a_reload_holds_after_a_crash(tmp_path: Path) -> None:
+    old_end = next_day_end(time.time(), "21:00")
+    now = [old_end - 2 * 3600]  # 19:00 UTC, by the flow's clock
+    journal_with(tmp_path, a_day_order("4O1"))
+    built, journal = flow(tmp_path, lambda: now[0])
+    try:
+        built._arm_day_end(now[0])  # as the start does
+        assert built.day_ends_at == old_end
+        # the operator moves the day's end to 23:00 and reloads
+        config = built.rules.config
+        later = msgspec.structs.replace(
+            config, orders=msgspec.structs.replace(config.orders, trading_day_end="23:00")
+        )
+        built.apply_rules(build_rules(later, built.instruments, list(built.sessions), 2))
+        assert built.day_ends_at == old_end + 2 * 3600
+        journal.flush()
+    finally:
+        if built._day_timer is not None:
+            built._day_timer.cancel()
+        journal.close()  # as a kill -9 leaves it
+    now[0] = old_end + 1800  # 21:30: the day in force ends at 23:00
+    again, journal = flow(tmp_path, lambda: now[0])
+    try:
+        assert again.day_ends_at == old_end + 2 * 3600
+        assert not again.end_day_missed(now[0])
+        assert [o.order_id for o in again.matcher.open_orders("CLIENT1")] == ["4O1"]
     finally:
         journal.close()
 
