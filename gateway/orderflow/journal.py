@@ -47,6 +47,12 @@ Entries (:data:`~gateway.orderflow.journal_entries.Entry`, msgspec Structs defin
     When the trading day of the orders journaled ends: at the head of each
     checkpoint and when a day ends.  A gateway started after that moment
     (it was down when the day ended) ends the day at start.
+``Grid``
+    Each instrument's tick size and lot size, the grid every tick and lot
+    in the journal is counted on: at the head of each checkpoint (so
+    written at every start).  A start whose config changed the grid of an
+    instrument the journal holds orders, children or positions in is
+    refused (:meth:`gateway.orderflow.recovery.Recovery.regrid`).
 ``Positions``, ``InFlight``, ``EndedState``, ``Expiring``
     Checkpoint-only: the ledger's positions, a child in flight with what it
     has filled so far, a child its LP ended that is still watched for a

@@ -23,6 +23,7 @@ __all__ = [
     "Entry",
     "Expiring",
     "Filled",
+    "Grid",
     "Holdings",
     "InFlight",
     "Message",
@@ -176,6 +177,19 @@ class EndedState(msgspec.Struct, tag=17, array_like=True, frozen=True):
     filled_in_full: bool
 
 
+class Grid(msgspec.Struct, tag=18, array_like=True, frozen=True):
+    """Each instrument's tick size and lot size, by symbol, as decimal
+    strings: the grid the ticks and lots of the entries that follow are
+    counted on (orders, children, fills, positions, last prices).  At the
+    head of each checkpoint, so at every start; a start whose config gives
+    an instrument other sizes checks what the journal holds in it
+    (:meth:`gateway.orderflow.recovery.Recovery.regrid`).  (A tag of its
+    own: a build that does not know it would read the ticks and lots on
+    whatever grid its config says.)"""
+
+    sizes: dict[str, tuple[str, str]]
+
+
 Entry = (
     Run
     | OrderState
@@ -194,4 +208,5 @@ Entry = (
     | Dropped
     | DayEnds
     | EndedState
+    | Grid
 )
