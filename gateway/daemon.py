@@ -548,6 +548,17 @@ def build_order_flow(
     if journal is not None:
         for recorded in journal.replay():
             recovery.apply(recorded)
+        # refused here, before anything is written, if the config changed
+        # the grid of an instrument the journal holds anything open in
+        for change in recovery.regrid(instruments):
+            _log.warning(
+                "instrument_grid_changed",
+                symbol=change.symbol,
+                tick_size=list(change.tick_size),
+                lot_size=list(change.lot_size),
+                final_orders_forgotten=change.final_orders,
+                children_forgotten=change.children,
+            )
         seeded = recovery.finish(instruments)
         if seeded:
             _log.warning("margin_accounts_seeded_from_positions", clients=seeded)

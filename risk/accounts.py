@@ -377,11 +377,34 @@ class Accounts:
 
     def trade(self, client: str, symbol: str, side: Side, lots: int, price: int) -> None:
         """Book a client's fill of ``lots`` at ``price`` ticks."""
-        signed = lots if side is BUY else -lots
         lot_size = self._lot_size.get(symbol)
         if lot_size is None:
             return  # an instrument no longer configured: nothing to margin it by
-        price_units = price * self._tick_size[symbol]
+        signed = lots if side is BUY else -lots
+        self._book(client, symbol, signed, price * self._tick_size[symbol], lot_size)
+
+    def trade_on_grid(
+        self,
+        client: str,
+        symbol: str,
+        side: Side,
+        lots: int,
+        price: int,
+        tick_size: float,
+        lot_size: float,
+    ) -> None:
+        """Book a client's fill of ``lots`` at ``price`` ticks counted on
+        the grid given (a journal's, which the config may have changed
+        since: the realized P&L and the units margined are the fill's; the
+        lots held are that grid's, so they must come to none)."""
+        if symbol not in self._lot_size:
+            return  # an instrument no longer configured: nothing to margin it by
+        signed = lots if side is BUY else -lots
+        self._book(client, symbol, signed, price * tick_size, lot_size)
+
+    def _book(
+        self, client: str, symbol: str, signed: int, price_units: float, lot_size: float
+    ) -> None:
         account = self._account(client)
         holdings = self._loose.setdefault(client, {}) if account is None else account.holdings
         holding = holdings.get(symbol)

@@ -39,6 +39,7 @@ from gateway.orderflow.journal_entries import (
     DayEnds,
     Dropped,
     Entry,
+    Grid,
     OrderState,
 )
 from gateway.orderflow.margin_watch import MarginWatch
@@ -49,6 +50,7 @@ from gateway.orderflow.restore import (
     Restored,
     complete_stores,
     expiring,
+    grid_of,
     restore,
     sliced_checkpoint_entries,
 )
@@ -152,6 +154,10 @@ class OrderFlow:
         self.day_ends_at = 0.0
         """When the trading day of the orders held here ends (epoch
         seconds): journaled, so that a start after it ends the day."""
+        self.grid: Grid = grid_of(routing.instruments)
+        """The grid the journal's ticks and lots are counted on, at the
+        head of each checkpoint: the instruments configured, and those a
+        journal read recorded that are not any more."""
         self.apply_rules(rules)
 
     # -- the pieces, for operations (admin API, metrics) ---------------------------
@@ -420,6 +426,7 @@ class OrderFlow:
         assert journal is not None
         complete_stores(self._stored_sessions(), recovery)
         self._restored = restore(recovery, self.matcher, self.routing, self.reports, self._clock())
+        self.grid = grid_of(self.instruments, recovery.grid)
         # the day of the orders read, ended at start if it has ended since
         self.day_ends_at = recovery.day_ends_at or self._day_end_now()
         self._take_checkpoint(journal, run)
@@ -636,6 +643,7 @@ class OrderFlow:
     def _state(self, run: int) -> Iterator[Entry]:
         return sliced_checkpoint_entries(
             run,
+            self.grid,
             self.matcher,
             self.ledger,
             self.routing,

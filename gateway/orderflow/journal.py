@@ -51,6 +51,12 @@ Entries (:data:`~gateway.orderflow.journal_entries.Entry`, msgspec Structs defin
     When the trading day in force ends, after a reload moved
     ``orders.trading_day_end``: no day ended, the next end is later or
     earlier.
+``Grid``
+    Each instrument's tick size and lot size, the grid every tick and lot
+    in the journal is counted on: at the head of each checkpoint (so
+    written at every start).  A start whose config changed the grid of an
+    instrument the journal holds orders, children or positions in is
+    refused (:meth:`gateway.orderflow.recovery.Recovery.regrid`).
 ``Positions``, ``InFlight``, ``EndedState``, ``Expiring``
     Checkpoint-only: the ledger's positions, a child in flight with what it
     has filled so far, a child its LP ended that is still watched for a

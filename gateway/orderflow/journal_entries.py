@@ -24,6 +24,7 @@ __all__ = [
     "Entry",
     "Expiring",
     "Filled",
+    "Grid",
     "Holdings",
     "InFlight",
     "Message",
@@ -161,15 +162,6 @@ class DayEnds(msgspec.Struct, tag=16, array_like=True, frozen=True):
     at: float
 
 
-class DayEndMoved(msgspec.Struct, tag=18, array_like=True, frozen=True):
-    """When the trading day in force ends (epoch seconds), moved by a
-    reload of ``orders.trading_day_end``: journaled as the reload is
-    applied, so that a restart ends the day when the gateway would have.
-    Unlike :class:`DayEnds`, no day ended."""
-
-    at: float
-
-
 class EndedState(msgspec.Struct, tag=17, array_like=True, frozen=True):
     """In a checkpoint, a child its LP ended (canceled, rejected or filled
     in full) that the routing still watches, so that a fill the LP reports
@@ -184,6 +176,28 @@ class EndedState(msgspec.Struct, tag=17, array_like=True, frozen=True):
     open: int
     exec_ids: list[str]
     filled_in_full: bool
+
+
+class Grid(msgspec.Struct, tag=18, array_like=True, frozen=True):
+    """Each instrument's tick size and lot size, by symbol, as decimal
+    strings: the grid the ticks and lots of the entries that follow are
+    counted on (orders, children, fills, positions, last prices).  At the
+    head of each checkpoint, so at every start; a start whose config gives
+    an instrument other sizes checks what the journal holds in it
+    (:meth:`gateway.orderflow.recovery.Recovery.regrid`).  (A tag of its
+    own: a build that does not know it would read the ticks and lots on
+    whatever grid its config says.)"""
+
+    sizes: dict[str, tuple[str, str]]
+
+
+class DayEndMoved(msgspec.Struct, tag=19, array_like=True, frozen=True):
+    """When the trading day in force ends (epoch seconds), moved by a
+    reload of ``orders.trading_day_end``: journaled as the reload is
+    applied, so that a restart ends the day when the gateway would have.
+    Unlike :class:`DayEnds`, no day ended."""
+
+    at: float
 
 
 Entry = (
@@ -204,5 +218,6 @@ Entry = (
     | Dropped
     | DayEnds
     | EndedState
+    | Grid
     | DayEndMoved
 )

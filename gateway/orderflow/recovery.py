@@ -7,7 +7,8 @@ seen), the latest ones their LPs ended (a fill an LP reports for one after
 the end is still booked to the house, once), and the DAY orders due to
 expire.  Fills are booked into the
 exposure ledger it is given as they are read, so positions come back
-exactly as they were.  It does no I/O.
+exactly as they were.  :meth:`Recovery.regrid` then checks the journal's
+ticks and lots against the instruments configured now.  It does no I/O.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 
+from config import ConfigError
 from gateway.orderflow.journal_entries import (
     Abandoned,
     ClientState,
@@ -27,6 +30,7 @@ from gateway.orderflow.journal_entries import (
     Entry,
     Expiring,
     Filled,
+    Grid,
     Holdings,
     InFlight,
     Message,
@@ -41,7 +45,7 @@ from risk.accounts import Accounts
 from router.exposure import ExposureLedger
 from router.model import ChildOrder, Instrument, TimeInForce
 
-__all__ = ["HOUSE", "RecoveredChild", "Recovery"]
+__all__ = ["HOUSE", "GridChange", "RecoveredChild", "Recovery"]
 
 HOUSE = "(house)"
 """The account of fills no client ordered: late fills of children given up,
@@ -73,6 +77,26 @@ class RecoveredChild:
     counted: frozenset[str] = frozenset()
     """ExecIDs its ``open`` already counts (the child's state was written
     after them: a checkpoint written in slices copies them behind it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GridChange:
+    """An instrument whose tick or lot size the config changed since the
+    journal was written, the journal holding nothing open in it: its
+    sizes then and now (decimal strings), and what of it was forgotten,
+    being counted on the old grid: final orders kept for status requests
+    and duplicate checks, and children given up on or ended that were
+    watched for a late fill."""
+
+    symbol: str
+    tick_size: tuple[str, str]
+    lot_size: tuple[str, str]
+    final_orders: int
+    children: int
+
+
+def _counted(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
 class Recovery:
@@ -114,6 +138,11 @@ class Recovery:
         self.day_ends_at = 0.0
         """When the trading day of the orders read ends (0: the journal does
         not say: written by an earlier version)."""
+        self.grid: dict[str, tuple[str, str]] | None = None
+        """Symbol -> (tick size, lot size), the grid the journal's ticks
+        and lots are counted on (None: it does not say: written by an
+        earlier version)."""
+        self._grid_sizes: dict[str, tuple[float, float]] = {}
 
     def apply(self, entry: Entry) -> None:
         if isinstance(entry, OrderState):
@@ -154,7 +183,15 @@ class Recovery:
                 tail = self.messages[entry.session] = deque(maxlen=_MESSAGE_TAIL)
             tail.append(entry)
         elif isinstance(entry, Traded):
-            self.accounts.trade(entry.client, entry.symbol, entry.side, entry.qty, entry.price)
+            # on the grid it was journaled on: a fill's P&L stays its own
+            # when the config changed the instrument's grid since
+            sizes = self._grid_sizes.get(entry.symbol)
+            if sizes is None:
+                self.accounts.trade(entry.client, entry.symbol, entry.side, entry.qty, entry.price)
+            else:
+                self.accounts.trade_on_grid(
+                    entry.client, entry.symbol, entry.side, entry.qty, entry.price, *sizes
+                )
             if entry.internal:
                 self.ledger.apply_cross(
                     entry.client, entry.symbol, entry.side, entry.qty, entry.price
@@ -177,6 +214,12 @@ class Recovery:
             self._forget_day()
         elif isinstance(entry, DayEndMoved):
             self.day_ends_at = entry.at
+        elif isinstance(entry, Grid):
+            self.grid = dict(entry.sizes)
+            self._grid_sizes = {
+                symbol: (float(Decimal(tick)), float(Decimal(lot)))
+                for symbol, (tick, lot) in entry.sizes.items()
+            }
         elif isinstance(entry, Run):
             pass
 
@@ -201,6 +244,90 @@ class Recovery:
         if seeded:
             self.accounts.load(seeded)
         return len(seeded)
+
+    def regrid(self, instruments: Mapping[str, Instrument]) -> list[GridChange]:
+        """After the last entry, before anything is written: the
+        instruments configured with another tick or lot size than the
+        journal's ticks and lots are counted on.  Raises ConfigError, one
+        line per instrument, when the journal holds an open order, a child
+        in flight, or a position (a client's, an LP's or the house's) in
+        one: read on the new grid, a buy of 5 lots at 100,000 ticks would
+        become another order.  Otherwise forgets what it holds in them
+        (final orders, children given up or ended, the last fill price)
+        and returns the changes; the checkpoint that follows records the
+        new grid.  A journal that does not say its grid (written by an
+        earlier version) is not checked."""
+        grid = self.grid
+        if grid is None:
+            return []
+        changed: dict[str, tuple[str, str, Instrument]] = {}
+        for symbol, (tick, lot) in grid.items():
+            instrument = instruments.get(symbol)
+            # (one no longer configured: restore refuses its open orders)
+            if instrument is not None and (
+                Decimal(tick) != instrument.tick_size or Decimal(lot) != instrument.lot_size
+            ):
+                changed[symbol] = (tick, lot, instrument)
+        if not changed:
+            return []
+        opened = dict.fromkeys(changed, 0)
+        in_flight = dict.fromkeys(changed, 0)
+        positioned: set[str] = set()
+        for order in self.orders.values():
+            if order.symbol in opened and not order.is_final:
+                opened[order.symbol] += 1
+        for recovered in self.children.values():
+            symbol = recovered.child.symbol
+            if symbol in in_flight and not recovered.abandoned:
+                in_flight[symbol] += 1
+        lps, clients, last_price = self.ledger.positions()
+        for by_symbol in (*lps.values(), *clients.values()):
+            positioned.update(s for s, lots in by_symbol.items() if lots and s in changed)
+        for holdings in self.accounts.holdings().values():
+            positioned.update(s for s, held in holdings.items() if held[0] and s in changed)
+        held: dict[str, list[str]] = {}
+        for symbol in changed:
+            said = held[symbol] = []
+            if opened[symbol]:
+                said.append(_counted(opened[symbol], "open order"))
+            if in_flight[symbol]:
+                said.append(_counted(in_flight[symbol], "child order") + " in flight")
+            if symbol in positioned:
+                said.append("positions")
+        refused = [
+            f"instruments: {symbol} is configured with tick_size {instrument.tick_size} and "
+            f"lot_size {instrument.lot_size}, but the order journal holds "
+            f"{', '.join(held[symbol])} in it counted in ticks of {tick} and lots of {lot}; "
+            "put the old sizes back, or close the orders and positions in it first, "
+            "or trade the new definition under a new symbol"
+            for symbol, (tick, lot, instrument) in sorted(changed.items())
+            if held[symbol]
+        ]
+        if refused:
+            raise ConfigError(refused)
+        changes = []
+        for symbol, (tick, lot, instrument) in sorted(changed.items()):
+            final = [o for o, order in self.orders.items() if order.symbol == symbol]
+            for order_id in final:
+                del self.orders[order_id]
+            children = 0
+            for kept in (self.children, self.ended, self.filled_in_full):
+                gone = [c for c, recovered in kept.items() if recovered.child.symbol == symbol]
+                for child_id in gone:
+                    del kept[child_id]
+                children += len(gone)
+            last_price.pop(symbol, None)
+            changes.append(
+                GridChange(
+                    symbol,
+                    (tick, str(instrument.tick_size)),
+                    (lot, str(instrument.lot_size)),
+                    len(final),
+                    children,
+                )
+            )
+        self.ledger.load(lps, clients, last_price)
+        return changes
 
     def _forget_day(self) -> None:
         """A day ended: its final orders were forgotten then (their

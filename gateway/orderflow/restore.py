@@ -7,12 +7,13 @@ matcher, children in flight into routings, open-order counts); orders that
 were out at LPs with no child left to wait for are settled once the LP
 adapters are started (:meth:`ChildRouting.start`).  :func:`sliced_checkpoint_entries`
 is the state as journal entries, which replace the journal at a
-checkpoint.
+checkpoint, headed by the grid its ticks and lots are counted on
+(:func:`grid_of`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 import structlog
 
@@ -23,6 +24,7 @@ from gateway.orderflow.journal_entries import (
     EndedState,
     Entry,
     Expiring,
+    Grid,
     Holdings,
     InFlight,
     OrderState,
@@ -37,7 +39,7 @@ from matcher.engine import Matcher, RouteNeed
 from matcher.orders import Order
 from risk.accounts import Accounts
 from router.exposure import ExposureLedger
-from router.model import EXEC_ID_SEP, EndedChild, RecoveredOrder
+from router.model import EXEC_ID_SEP, EndedChild, Instrument, RecoveredOrder
 
 _log = structlog.get_logger("gateway.orderflow.restore")
 
@@ -75,8 +77,22 @@ def complete_stores(sessions: Iterable[Session], recovery: Recovery) -> None:
             )
 
 
+def grid_of(
+    instruments: Mapping[str, Instrument], recorded: Mapping[str, tuple[str, str]] | None = None
+) -> Grid:
+    """The journal's entry of the grid of ``instruments`` (tick size, lot
+    size), with the sizes ``recorded`` (a journal's) of the symbols no
+    longer configured: their positions are kept, and are counted on them
+    if the symbol is configured again."""
+    sizes = {s: (str(i.tick_size), str(i.lot_size)) for s, i in instruments.items()}
+    if recorded:
+        sizes.update((s, kept) for s, kept in recorded.items() if s not in instruments)
+    return Grid(dict(sorted(sizes.items())))
+
+
 def sliced_checkpoint_entries(
     run: int,
+    grid: Grid,
     matcher: Matcher,
     ledger: ExposureLedger,
     routing: ChildRouting,
@@ -95,13 +111,14 @@ def sliced_checkpoint_entries(
     written: a later change journaled for it supersedes it (a fill journaled
     again for a child whose state already counts it is booked on the
     ledger, not taken from the child again: see Recovery); the expiring
-    orders are taken last.  ``parked``: open orders out of the matcher
-    (their client is served by another gateway of a cluster), kept as
-    they are.  ``day_ends_at``: when the trading day of the orders ends
+    orders are taken last.  ``grid``: the grid the ticks and lots are
+    counted on (:func:`grid_of`), written after the run.  ``parked``: open
+    orders out of the matcher (their client is served by another gateway
+    of a cluster), kept as they are.  ``day_ends_at``: when the trading day of the orders ends
     (journaled as :class:`DayEnds`; 0: not known); ``parked_over``: parked
     DAY orders whose day had ended (kept as expiring)."""
     lps, clients, last_price = ledger.positions()
-    head: list[Entry] = [Run(run), Positions(lps, clients, last_price)]
+    head: list[Entry] = [Run(run), grid, Positions(lps, clients, last_price)]
     head.append(Holdings(accounts.holdings()))
     if day_ends_at:
         head.append(DayEnds(day_ends_at))
