@@ -63,6 +63,7 @@ from gateway.orderflow.margin_watch import MarginWatch
 from gateway.orderflow.market_data import MarketDataService
 from gateway.orderflow.publish import Reports
 from gateway.orderflow.recovery import Recovery
+from gateway.orderflow.restore import refuse_unconfigured
 from gateway.orderflow.routing import ChildRouting
 from gateway.orderflow.rules import Rules, build_rules, capped, config_digest
 from gateway.orderflow.stats import FlowStats
@@ -548,8 +549,10 @@ def build_order_flow(
     if journal is not None:
         for recorded in journal.replay():
             recovery.apply(recorded)
-        # refused here, before anything is written, if the config changed
-        # the grid of an instrument the journal holds anything open in
+        # refused here, before anything is written, if the config dropped an
+        # instrument the journal holds open orders in, or changed the grid of
+        # one it holds anything open in
+        refuse_unconfigured(recovery, instruments)
         for change in recovery.regrid(instruments):
             _log.warning(
                 "instrument_grid_changed",
