@@ -71,7 +71,10 @@ File format
 little-endian, the checksum covering length and body.  A body is one
 msgpack array of entries.  A batch is written with one ``write(2)``; a crash
 that tears it leaves a short or bad-checksum tail, which the next open
-discards (with a warning) as a whole: no batch is ever half applied.
+discards (with a warning) as a whole: no batch is ever half applied.  A
+bad batch with an intact one after it is damage, not a crash's doing:
+:meth:`OrderJournal.replay` raises :class:`JournalError` naming both
+offsets and leaves the file as it is.
 
 Durability
 ----------
@@ -126,6 +129,7 @@ from gateway.storage.batch_file import (
     BackgroundReplace,
     BatchFile,
     BatchFileLockedError,
+    DamagedError,
     WrongMagicError,
 )
 from gateway.storage.durable import fsync_dir
@@ -238,7 +242,9 @@ class OrderJournal:
 
     def replay(self) -> Iterator[Entry]:
         """Every entry of every complete batch, oldest first.  A torn tail is
-        logged and cut off once the last good batch has been read."""
+        logged and cut off once the last good batch has been read; a
+        damaged batch (an intact one after it) raises :class:`JournalError`
+        and leaves the file as it is."""
         decode = msgspec.msgpack.Decoder(list[Entry]).decode
         batches = 0
         try:
@@ -268,6 +274,13 @@ class OrderJournal:
                 batches += 1
         except WrongMagicError:
             raise JournalError(f"{self.path} is not an order journal") from None
+        except DamagedError as damaged:
+            raise JournalError(
+                f"{self.path}: the batch at offset {damaged.offset} is damaged and the batch "
+                f"at offset {damaged.intact} after it is intact: not a torn write a "
+                "crash leaves; the journal is left as it is: restore it from a backup (fixgw "
+                "has no way to start past it; docs/operations.md, Damaged journal or store)"
+            ) from None
         logger.info(
             {
                 "event": "order_journal_read",

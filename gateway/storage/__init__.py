@@ -17,6 +17,7 @@ from gateway.storage.batch_file import (
     BatchFile,
     BatchFileError,
     BatchFileLockedError,
+    DamagedError,
     WrongMagicError,
 )
 from gateway.storage.session_store import (
@@ -33,6 +34,7 @@ __all__ = [
     "BatchFile",
     "BatchFileError",
     "BatchFileLockedError",
+    "DamagedError",
     "FileStore",
     "StoreCorruptError",
     "StoreLockedError",

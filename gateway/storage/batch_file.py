@@ -26,9 +26,12 @@ or one whose checksum does not match, at the end of the file.
 :meth:`BatchFile.replay` yields the body of every complete batch and stops
 at the first one that is not; once the last good batch has been read it
 logs a warning, cuts the file there and syncs it, so no batch is ever half
-applied.  Damage in the middle of the file therefore drops the batches
-after it too.  A file that does not start with the magic is someone else's
-and is left untouched.
+applied.  A crash tears the last write only: a bad batch with an intact
+one after it is damage, not a crash's doing (:func:`~gateway.storage.durable.intact_after`
+tells them apart, looking at the rest of the file only past a bad
+batch), and raises :class:`DamagedError` with the file left as it is.  A
+file that does not start with the magic is someone else's and is left
+untouched.
 
 The file must be read to its end before anything is appended: appending
 after a torn tail would bury good batches behind it.
@@ -74,7 +77,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
-from gateway.storage.durable import append_all, datasync, fsync_dir, lock_directory, replace_file
+from gateway.storage.durable import (
+    append_all,
+    datasync,
+    fsync_dir,
+    intact_after,
+    lock_directory,
+    replace_file,
+)
 
 __all__ = [
     "BackgroundReplace",
@@ -82,6 +92,7 @@ __all__ = [
     "BatchFileError",
     "BatchFileLockedError",
     "BatchFollower",
+    "DamagedError",
     "WrongMagicError",
 ]
 
@@ -106,6 +117,22 @@ class BatchFileLockedError(BatchFileError):
 
 class WrongMagicError(BatchFileError):
     """The file does not start with the expected magic: it is some other file."""
+
+
+class DamagedError(BatchFileError):
+    """A batch whose checksum is wrong with an intact batch after it: damage
+    (a bad disk block, a file edited or copied wrong), not the torn last
+    write a crash leaves.  ``offset``: where the bad batch begins;
+    ``intact``: where the intact one after it does."""
+
+    def __init__(self, path: Path, offset: int, intact: int) -> None:
+        super().__init__(
+            f"{path}: the batch at offset {offset} is damaged and the batch at offset "
+            f"{intact} after it is intact: damage, not a torn write"
+        )
+        self.path = path
+        self.offset = offset
+        self.intact = intact
 
 
 def _frame(body: bytes) -> bytes:
@@ -212,9 +239,11 @@ class BatchFile:
     def replay(self) -> Iterator[bytes]:
         """The body of every complete batch, oldest first.
 
-        A torn or damaged tail is logged, cut off and synced once the last
-        good batch has been read; a file without the magic raises
-        :class:`WrongMagicError` and is left as it is.
+        A torn tail is logged, cut off and synced once the last good batch
+        has been read; a bad batch with an intact one after it raises
+        :class:`DamagedError` once the batches before it have been read, a
+        file without the magic :class:`WrongMagicError`, and the file is
+        left as it is.
         """
         self._check_open()
         fd = self._fd
@@ -234,12 +263,15 @@ class BatchFile:
                     # a copy: a view still held by the reader would keep the map open
                     yield mm[pos + head_size : end]
                     pos = end
+                good = intact_after(mm, pos, head_size) if pos < size else -1
+            if good >= 0:
+                raise DamagedError(self._path, pos, good)
         if pos < size:
             logger.warning(
                 {
                     "event": "batch_file_tail_discarded",
                     "path": str(self._path),
-                    "reason": "torn or damaged tail",
+                    "reason": "torn tail",
                     "discarded_bytes": size - pos,
                     "offset": pos,
                     "file_size": size,

@@ -1,6 +1,7 @@
 """Small file-system steps shared by the on-disk journals (the FIX session
-store and the order journal): a directory lock, complete appends, data sync
-and an atomic file replacement.
+store and the order journal): a directory lock, complete appends, data sync,
+an atomic file replacement, and the look past a record with a bad checksum
+that tells a torn write from damage (:func:`intact_after`).
 
 Every function is synchronous and meant for the event loop's thread: the
 journals keep their writes to one system call per batch.
@@ -10,10 +11,40 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import mmap
 import os
+import struct
+import zlib
 from pathlib import Path
+from typing import Final
 
-__all__ = ["append_all", "datasync", "fsync_dir", "lock_directory", "replace_file"]
+__all__ = [
+    "SCAN_LIMIT",
+    "append_all",
+    "datasync",
+    "fsync_dir",
+    "intact_after",
+    "lock_directory",
+    "replace_file",
+]
+
+SCAN_LIMIT: Final = 1 << 24
+"""How far past a record with a bad checksum :func:`intact_after` looks
+for an intact one (16 MiB), and the longest record it takes for one.
+
+The next record begins one record's length after the bad one, so the
+bound must be above the longest record a writer makes: an order journal
+batch is one flush (a loop turn's entries) or a checkpoint batch of at
+most 4096 entries, each a few hundred bytes (an order, a child, a fill,
+a copy of an ExecutionReport): a few MiB at the very most; a session
+store record is one FIX message (the listeners take 64 KiB at most by
+default) or a 16- to 30-byte marker.  A length under 2**24 also has its
+top byte zero, which is what keeps the look cheap: only the places where
+a zero byte stands are tried, found by ``find``."""
+
+_CRC_LEN: Final = struct.Struct("<II")  # crc32, length: how both formats' records start
+_ZEROS: Final = bytes(_CRC_LEN.size)
+_RUN_CHUNK: Final = 1 << 16
 
 
 def lock_directory(directory: Path, name: str = "lock") -> int | None:
@@ -83,3 +114,82 @@ def replace_file(path: Path, data: bytes) -> int:
         raise
     fsync_dir(path.parent)
     return fd
+
+
+def intact_after(data: mmap.mmap, bad: int, head_size: int, kinds: bytes = b"") -> int:
+    """The offset of the first intact record after the one at ``bad``
+    whose checksum is wrong, or -1 if nothing after it reads as one.
+
+    ``data`` is the whole file, its records ``crc32 (u32) | length (u32)
+    | ...``, the header ``head_size`` bytes, the checksum covering the
+    record from its length on; ``kinds``, when given, the bytes the one
+    after the length (a record's kind) may be.  A record is intact when
+    it lies within the file, is shorter than :data:`SCAN_LIMIT`, its
+    checksum matches and what follows it is the end of the file or the
+    start of a plausible record.
+
+    The place where the bad record says the next one begins is tried
+    first: a damaged body or checksum is told from a torn write at once.
+    Then every offset up to :data:`SCAN_LIMIT` past ``bad`` (a damaged
+    length hides the next record) where a record's length could begin
+    with a zero top byte.  A crash tears the last write only, so an
+    intact record after a bad one means damage; a torn tail (short,
+    zeroed, or a write's first part) has none after it."""
+    size = len(data)
+    view = memoryview(data)
+    try:
+        if size - bad >= _CRC_LEN.size:
+            length: int = _CRC_LEN.unpack_from(data, bad)[1]
+            following = bad + head_size + length
+            if length < SCAN_LIMIT and _intact(data, view, following, head_size, kinds):
+                return following
+        stop = min(size - head_size, bad + SCAN_LIMIT)  # the last offset tried
+        at = bad + 1
+        while at <= stop:
+            top = data.find(b"\0", at + 7, stop + 8)
+            if top < 0:
+                return -1
+            start = top - 7  # the record whose length ends in this zero byte
+            if data[start : start + _CRC_LEN.size] == _ZEROS:
+                # zeros (an extended file whose blocks were never written):
+                # no record starts inside them (a zero length's checksum is
+                # not zero), so the look goes on where they end
+                at = max(start + 1, _zeros_end(data, top, size) - 7)
+                continue
+            if _intact(data, view, start, head_size, kinds):
+                return start
+            at = start + 1
+        return -1
+    finally:
+        view.release()
+
+
+def _intact(data: mmap.mmap, view: memoryview, at: int, head_size: int, kinds: bytes) -> bool:
+    """Whether an intact record begins at ``at`` (see :func:`intact_after`)."""
+    size = len(data)
+    if size - at < head_size:
+        return False
+    crc: int
+    length: int
+    crc, length = _CRC_LEN.unpack_from(data, at)
+    end = at + head_size + length
+    if length >= SCAN_LIMIT or end > size:
+        return False
+    if kinds and data[at + _CRC_LEN.size] not in kinds:
+        return False
+    # the next one, unless the file ends first, must look like a record too
+    # (a cheap test that spares most checksums of chance lengths)
+    if size - end >= _CRC_LEN.size and _CRC_LEN.unpack_from(data, end)[1] >= SCAN_LIMIT:
+        return False
+    return zlib.crc32(view[at + 4 : end]) == crc
+
+
+def _zeros_end(data: mmap.mmap, at: int, size: int) -> int:
+    """Where the run of zero bytes at ``at`` ends (``size`` at the end of the file)."""
+    while at < size:
+        chunk = data[at : at + _RUN_CHUNK]
+        rest = len(chunk.lstrip(b"\0"))
+        at += len(chunk) - rest
+        if rest:
+            return at
+    return size

@@ -86,8 +86,9 @@ Recovery on open
 Opening replays the journal from the start: message records rebuild the
 index, a reset marker clears it, and the last sequence-number record wins.
 A crash in the middle of a write can leave a short record or one whose
-checksum does not match at the end of the file.  Replay stops at the first
-such record, logs a warning on the ``gateway.storage.session_store`` logger,
+checksum does not match at the end of the file (or zeros, where the file was
+extended before its blocks were written).  Replay stops at the first such
+record, logs a warning on the ``gateway.storage.session_store`` logger,
 truncates the file there, and keeps everything before it.  Complete message
 records that precede a torn sequence-number record are kept and move
 ``next_sender_seq`` past themselves, so the numbers stay consistent with the
@@ -96,8 +97,13 @@ impossible body, or a journal without the magic or without a reset marker,
 is not a crash artefact; opening then fails with :class:`StoreCorruptError`
 and leaves the file untouched.
 
-Because replay truncates at the first bad record, damage in the middle of the
-journal (as opposed to a torn tail) drops the records after it too.
+Nor is a bad record with an intact one after it: a crash tears the last
+write only.  Past the first bad record replay looks for an intact record
+(where the bad one says the next begins, then up to
+:data:`~gateway.storage.durable.SCAN_LIMIT` further,
+:func:`~gateway.storage.durable.intact_after`); finding one, opening fails
+with :class:`StoreCorruptError` naming both offsets, and the file is left
+as it is.
 
 Compaction
 ----------
@@ -124,7 +130,14 @@ from types import TracebackType
 from typing import Final, Self
 
 from gateway.fix.store import MAX_SEQ, MemoryStore, SessionStore, StoreError, check_seq
-from gateway.storage.durable import append_all, datasync, fsync_dir, lock_directory, replace_file
+from gateway.storage.durable import (
+    append_all,
+    datasync,
+    fsync_dir,
+    intact_after,
+    lock_directory,
+    replace_file,
+)
 
 __all__ = [
     "BACKENDS",
@@ -149,6 +162,7 @@ LOCK_NAME: Final = "lock"
 KIND_SEQNUMS: Final = 1
 KIND_MESSAGE: Final = 2
 KIND_RESET: Final = 3
+_KINDS: Final = bytes((KIND_SEQNUMS, KIND_MESSAGE, KIND_RESET))
 
 _MAX_BODY: Final = 2**32 - 1
 _READ_CHUNK: Final = 1 << 20
@@ -526,6 +540,14 @@ class FileStore(SessionStore):
                         f"{self._journal}: bad record (kind {kind}, {length} bytes) at offset {pos}"
                     )
                 pos = end
+            good = intact_after(mm, pos, head_size, _KINDS) if pos < size else -1
+        if good >= 0:
+            raise StoreCorruptError(
+                f"{self._journal}: the record at offset {pos} is damaged and the record at "
+                f"offset {good} after it is intact: not a torn write a crash leaves; the journal "
+                "is left as it is: restore it from a backup (fixgw has no way to start past it; "
+                "docs/operations.md, Damaged journal or store)"
+            )
 
         if not seen_reset:
             raise StoreCorruptError(f"{self._journal} has no reset marker")
@@ -534,7 +556,7 @@ class FileStore(SessionStore):
                 {
                     "event": "session_store_tail_discarded",
                     "path": str(self._dir),
-                    "reason": "torn or corrupt journal tail",
+                    "reason": "torn journal tail",
                     "discarded_bytes": size - pos,
                     "offset": pos,
                     "file_size": size,

@@ -449,7 +449,7 @@ def test_truncate_and_garbage_tail(tmp_path: Path, caplog: pytest.LogCaptureFixt
     journal.write_bytes(original[:-3] + b"\x00\xffgarbage\x01\x02")
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         store = FileStore(tmp_path, KEY)
-    assert "torn or corrupt" in caplog.text
+    assert "torn journal tail" in caplog.text
     assert_state(store, 4, 9, [1, 2, 3])
     assert journal.read_bytes() == original[:good]
 
@@ -492,6 +492,88 @@ def test_bad_checksum_in_last_record(tmp_path: Path) -> None:
     with FileStore(tmp_path, KEY) as store:
         assert_state(store, 4, 9, [1, 2, 3])
     assert journal.stat().st_size == good
+
+
+def ten_flushes(tmp_path: Path) -> tuple[Path, list[int]]:
+    """Ten flushes of one message each: the journal and where each
+    message record begins (its sequence-number record follows it)."""
+    starts: list[int] = []
+    with FileStore(tmp_path, KEY) as store:
+        for seq in range(1, 11):
+            starts.append(journal_of(store).stat().st_size)
+            store.append_sent(seq, fix_msg(seq))
+            store.flush()
+    return tmp_path / DIRNAME / "journal", starts
+
+
+def refused(journal: Path, data: bytes, bad: int, intact: int) -> None:
+    """Opening the store of ``data`` is refused, naming both offsets; the
+    journal is left as it is."""
+    journal.write_bytes(data)
+    with pytest.raises(StoreCorruptError) as caught:
+        FileStore(journal.parent.parent, KEY)
+    message = str(caught.value)
+    assert str(journal) in message
+    assert f"record at offset {bad} is damaged" in message
+    assert f"record at offset {intact} after it is intact" in message
+    assert "backup" in message
+    assert journal.read_bytes() == data
+
+
+@pytest.mark.parametrize(
+    ("where", "change"),
+    [
+        (MSG_RECORD_OVERHEAD + 3, 0x01),  # a bit of a message
+        (0, 0x80),  # a bit of the checksum
+        (HEADER - 1, 0x02),  # the kind (2 becomes 0)
+        (HEADER, 0x01),  # the sequence number
+    ],
+)
+def test_a_damaged_record_with_intact_ones_after_it_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, where: int, change: int
+) -> None:
+    journal, starts = ten_flushes(tmp_path)
+    original = journal.read_bytes()
+    for n in (0, 4, 9):  # the first message, one in the middle, the last
+        data = bytearray(original)
+        data[starts[n] + where] ^= change
+        with caplog.at_level(logging.WARNING, logger=LOGGER):
+            seqnums = starts[n] + MSG_RECORD_OVERHEAD + len(fix_msg(n + 1))
+            refused(journal, bytes(data), starts[n], seqnums)
+        assert not caplog.records
+    # the last sequence-number record alone bad: a torn write's look-alike, cut
+    data = bytearray(original)
+    data[-1] ^= 0x01
+    journal.write_bytes(bytes(data))
+    with FileStore(tmp_path, KEY) as store:
+        assert store.next_sender_seq == 11
+        assert [seq for seq, _ in all_sent(store)] == list(range(1, 11))
+    assert journal.read_bytes() == original[:-SEQNUM_RECORD]
+
+
+@pytest.mark.parametrize("length", [0, 1, 100, 2**31, 2**24 + 3])
+def test_a_damaged_record_length_is_seen_through(tmp_path: Path, length: int) -> None:
+    journal, starts = ten_flushes(tmp_path)
+    data = bytearray(journal.read_bytes())
+    struct.pack_into("<I", data, starts[2] + 4, length)
+    refused(journal, bytes(data), starts[2], starts[2] + MSG_RECORD_OVERHEAD + len(fix_msg(3)))
+
+
+def test_a_torn_last_flush_is_cut_off_zeros_and_all(tmp_path: Path) -> None:
+    journal, starts = ten_flushes(tmp_path)
+    original = journal.read_bytes()
+    last = len(original) - starts[9]
+    for tail in (
+        original[starts[9] : starts[9] + 7],
+        original[starts[9] : starts[9] + HEADER] + bytes(last - HEADER),
+        original[starts[9] : starts[9] + 30] + bytes(last - 30),
+        bytes(last),
+        bytes(last + 8192),
+    ):
+        journal.write_bytes(original[: starts[9]] + tail)
+        with FileStore(tmp_path, KEY) as store:
+            assert store.next_sender_seq == 10
+        assert journal.read_bytes() == original[: starts[9]]
 
 
 def test_torn_batch_keeps_complete_message_records(tmp_path: Path) -> None:

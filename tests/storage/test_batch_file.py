@@ -16,6 +16,7 @@ from gateway.storage.batch_file import (
     BatchFile,
     BatchFileError,
     BatchFileLockedError,
+    DamagedError,
     WrongMagicError,
 )
 
@@ -122,18 +123,117 @@ def test_a_torn_tail_is_cut_with_a_warning(
     assert not caplog.records
 
 
-def test_a_checksum_mismatch_stops_the_replay_there(tmp_path: Path) -> None:
+def five_batches(directory: Path) -> tuple[bytes, list[int]]:
+    """A file of five batches: its bytes and where each batch begins."""
+    starts: list[int] = []
+    with opened(directory) as file:
+        for n in range(5):
+            starts.append(file.size)
+            file.append(b"batch %d " % n + bytes(range(n, 40 + n)))
+    return (directory / NAME).read_bytes(), starts
+
+
+def damaged(directory: Path, data: bytes) -> tuple[DamagedError, list[bytes]]:
+    """The error replaying ``data`` raises, and the bodies read before it."""
+    (directory / NAME).write_bytes(data)
+    read: list[bytes] = []
+    with BatchFile(directory, NAME, MAGIC) as file:
+        with pytest.raises(DamagedError) as caught:
+            read.extend(file.replay())
+        assert not file.replayed
+        with pytest.raises(BatchFileError, match="replayed"):
+            file.append(b"after the damage")
+    assert (directory / NAME).read_bytes() == data, "a damaged file is left as it is"
+    return caught.value, read
+
+
+@pytest.mark.parametrize(
+    ("where", "change"),
+    [
+        (HEAD + 3, 0x01),  # a bit of the body
+        (0, 0x80),  # a bit of the checksum
+        (HEAD, 0xFF),  # the body's first byte
+    ],
+)
+def test_a_damaged_batch_with_intact_ones_after_it_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, where: int, change: int
+) -> None:
+    data, starts = five_batches(tmp_path)
+    for bad in range(4):  # the last batch damaged is a torn write's look-alike
+        changed = bytearray(data)
+        changed[starts[bad] + where] ^= change
+        with caplog.at_level(logging.WARNING, logger=LOGGER):
+            error, read = damaged(tmp_path, bytes(changed))
+        assert not caplog.records, "nothing is cut, so nothing is said to be"
+        assert (error.offset, error.intact) == (starts[bad], starts[bad + 1])
+        assert read == [b"batch %d " % n + bytes(range(n, 40 + n)) for n in range(bad)]
+        assert error.path == tmp_path / NAME
+        assert f"offset {starts[bad]}" in str(error)
+        assert f"offset {starts[bad + 1]}" in str(error)
+
+
+@pytest.mark.parametrize(
+    "length",
+    [
+        0,  # points at the bad batch's own body
+        3,
+        60,  # inside the next batch
+        2**31,  # past the end of the file
+        2**24 + 5,  # past the longest batch looked for
+    ],
+)
+def test_a_damaged_length_is_seen_through(tmp_path: Path, length: int) -> None:
+    """The next batch is where no header says it is: it is looked for."""
+    data, starts = five_batches(tmp_path)
+    changed = bytearray(data)
+    struct.pack_into("<I", changed, starts[1] + 4, length)
+    error, _ = damaged(tmp_path, bytes(changed))
+    assert (error.offset, error.intact) == (starts[1], starts[2])
+
+
+def test_a_zeroed_block_in_the_middle_is_damage(tmp_path: Path) -> None:
     with opened(tmp_path) as file:
-        file.append(b"first")
-        damaged_at = file.size
-        file.append(b"second")
-        file.append(b"third")
+        for n in range(200):
+            file.append(b"%d" % n * 20)
+    data = bytearray((tmp_path / NAME).read_bytes())
+    data[4096:8192] = bytes(4096)  # one block of the disk lost
+    error, _ = damaged(tmp_path, bytes(data))
+    assert error.offset < 4096 < 8192 <= error.intact
+    assert error.intact < 8192 + 100
+
+
+def test_a_second_damage_further_on_does_not_hide_the_first(tmp_path: Path) -> None:
+    data, starts = five_batches(tmp_path)
+    changed = bytearray(data)
+    changed[starts[1] + HEAD] ^= 1
+    changed[starts[3] + HEAD] ^= 1
+    changed += batch(b"torn")[:-3]  # and a torn write at the end
+    error, _ = damaged(tmp_path, bytes(changed))
+    assert (error.offset, error.intact) == (starts[1], starts[2])
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        lambda last: last[:-1],  # short
+        lambda last: last[:5],  # a part of the header
+        lambda last: last[:HEAD] + bytes(len(last) - HEAD),  # its body never written
+        lambda last: last[:HEAD] + last[HEAD:20] + bytes(len(last) - 20),  # written in part
+        lambda last: bytes(len(last)),  # the file extended, no block written
+        lambda last: bytes(len(last) + 4096),  # and more zeros than the batch
+        lambda last: last[:-1] + bytes((last[-1] ^ 1,)),  # whole, a bit wrong
+    ],
+)
+def test_a_torn_last_write_is_cut_off(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, tail: Callable[[bytes], bytes]
+) -> None:
+    data, starts = five_batches(tmp_path)
     path = tmp_path / NAME
-    data = bytearray(path.read_bytes())
-    data[damaged_at + HEAD] ^= 0xFF  # a byte of the second body
-    path.write_bytes(bytes(data))
-    assert bodies_in(tmp_path) == [b"first"]
-    assert path.stat().st_size == damaged_at
+    path.write_bytes(data[: starts[4]] + tail(data[starts[4] :]))
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        assert len(bodies_in(tmp_path)) == 4
+    assert "torn" in caplog.text
+    assert path.read_bytes() == data[: starts[4]]
 
 
 @pytest.mark.parametrize(
