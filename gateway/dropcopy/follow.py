@@ -199,6 +199,8 @@ class JournalCopier:
         # segments read through while copies are held: the cursor on disk
         # does not cover them yet, so they stay until it does
         self._read_through: list[Path] = []
+        # the file and offset of the damage said last (said once)
+        self._damage_said: tuple[int, int] | None = None
 
     @property
     def segments(self) -> Path:
@@ -248,15 +250,64 @@ class JournalCopier:
             if follower is None:
                 return 0
         bodies = follower.read(limit)
-        if not bodies and follower.inode != self._live_inode():
-            # no longer appended to: anything written before the switch is read now
-            bodies = follower.read(limit)
+        if not bodies:
+            live = follower.inode == self._live_inode()
+            if not live:
+                # no longer appended to: anything written before the switch is read now
+                bodies = follower.read(limit)
             if not bodies:
-                self._finished(follower)
-                return self.poll(limit)
+                if (not live or follower.checksum_wrong) and self._damaged(follower):
+                    return 0  # held here: the copies after it are not skipped
+                if not live:
+                    self._finished(follower)
+                    return self.poll(limit)
         if bodies:
             self._copy(bodies)
         return len(bodies)
+
+    def _damaged(self, follower: BatchFollower) -> bool:
+        """Whether a file read as far as it reads holds an intact batch
+        past what could not be read: damage (a bad disk block), not the
+        torn tail of a crash.  The copies stop there, the file is kept,
+        and the cause is said once: the lag then grows until the file is
+        put right (docs/operations.md, "Damaged journal or store")."""
+        intact = follower.damage()
+        if intact < 0:
+            return False
+        if not self._named(follower):
+            # moved away by hand: its copies after the damage are given up
+            _log.error(
+                "drop_copy_journal_damage_skipped",
+                path=str(follower.path),
+                offset=follower.offset,
+                serial=self.journal_serial,
+                hint="the copies of the batches after the damage are not sent",
+            )
+            return False
+        if self._damage_said != (follower.inode, follower.offset):
+            self._damage_said = (follower.inode, follower.offset)
+            _log.error(
+                "drop_copy_journal_damaged",
+                path=str(follower.path),
+                offset=follower.offset,
+                intact_offset=intact,
+                serial=self.journal_serial,
+                hint="copies stop here; restore the file from a copy, or move it away "
+                "to go on without the copies in it",
+            )
+        return True
+
+    def _named(self, follower: BatchFollower) -> bool:
+        """Whether the file read is still the live journal or a segment."""
+        if follower.inode == self._live_inode():
+            return True
+        for segment in self._segment_files():
+            try:
+                if os.stat(segment).st_ino == follower.inode:
+                    return True
+            except FileNotFoundError:
+                continue
+        return False
 
     def _live_inode(self) -> int:
         try:

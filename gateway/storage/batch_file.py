@@ -526,6 +526,10 @@ class BatchFollower:
             os.close(self._fd)
             raise
         self.offset = len(magic)
+        self.checksum_wrong = False
+        """Whether the last :meth:`read` stopped at a whole batch whose
+        checksum is wrong (being written, torn, or damaged: see
+        :meth:`damage`)."""
 
     def read(self, limit: int = 1 << 22) -> list[bytes]:
         """The bodies of the complete batches after the last one read, about
@@ -535,6 +539,7 @@ class BatchFollower:
         head_size = _HEAD.size
         buffer = b""
         taken = 0
+        self.checksum_wrong = False
         while taken < limit:
             data = os.pread(self._fd, self._chunk, self.offset + len(buffer))
             buffer += data
@@ -545,7 +550,9 @@ class BatchFollower:
                 if end > len(buffer):
                     break
                 if zlib.crc32(memoryview(buffer)[pos + 4 : end]) != crc:
-                    break  # being written, or torn by a crash: read again later
+                    # being written, or torn by a crash: read again later
+                    self.checksum_wrong = True
+                    break
                 bodies.append(buffer[pos + head_size : end])
                 pos = end
             self.offset += pos
@@ -554,6 +561,17 @@ class BatchFollower:
             if len(data) < self._chunk:
                 break
         return bodies
+
+    def damage(self) -> int:
+        """For a file no longer written to, read as far as :meth:`read`
+        goes: the offset of an intact batch after the bytes it could not
+        read (damage, not a torn tail: see :class:`DamagedError`), or -1
+        (none, or nothing left unread)."""
+        size = os.fstat(self._fd).st_size
+        if size <= self.offset:
+            return -1
+        with mmap.mmap(self._fd, size, access=mmap.ACCESS_READ) as mm:
+            return intact_after(mm, self.offset, _HEAD.size)
 
     @property
     def replaced(self) -> bool:

@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from config import SessionSettings
 from gateway.dropcopy.copies import DropCopies, copy_body
@@ -343,6 +344,50 @@ def test_a_segment_left_cut_by_a_crash_is_read_through_and_goes(tmp_path: Path) 
     office.poll_all()
     assert [e for _, e in office.stored()] == [b"E%d" % seq for seq in range(2, 42)]
     assert list((tmp_path / "orders" / SEGMENTS_NAME).iterdir()) == []
+    office.close()
+    j.close()
+
+
+def test_a_damaged_segment_holds_the_copies_until_it_is_put_right(tmp_path: Path) -> None:
+    """A batch with a wrong checksum and intact ones after it, in a
+    segment, is damage, not a crash's torn tail: the copies stop before
+    it, the segment stays, and the cause is said once; moved away by
+    hand, the copies after it are given up, said, and the live file's
+    follow."""
+    orders = tmp_path / "orders"
+    j = journal(orders)
+    for seq in range(2, 8):
+        add_report(j, seq, f"E{seq}")
+        j.flush()  # a batch each
+    j.checkpoint([Run(1)])
+    add_report(j, 8, "E8")
+    j.flush()
+    (segment,) = (orders / SEGMENTS_NAME).iterdir()
+    batches = BatchFollower(segment, MAGIC).read(1 << 20)
+    fourth = len(MAGIC) + sum(8 + len(b) for b in batches[:3])
+    with open(segment, "r+b") as damaged:
+        damaged.seek(fourth + 20)  # in the batch of E5
+        byte = damaged.read(1)
+        damaged.seek(fourth + 20)
+        damaged.write(bytes([byte[0] ^ 0x10]))
+    office = Office(tmp_path)
+    with capture_logs() as logs:
+        office.poll_all()
+        office.poll_all()
+    assert [e for _, e in office.stored()] == [b"E2", b"E3", b"E4"]
+    assert segment.exists()
+    said = [e for e in logs if e["event"] == "drop_copy_journal_damaged"]
+    assert len(said) == 1
+    assert said[0]["offset"] == fourth
+    assert said[0]["intact_offset"] == fourth + 8 + len(batches[3])
+    # the operator moves it away, knowing its later copies are lost
+    segment.rename(tmp_path / "damaged-segment")
+    with capture_logs() as logs:
+        office.poll_all()
+    assert [e for _, e in office.stored()] == [b"E2", b"E3", b"E4", b"E8"]
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == [
+        "drop_copy_journal_damage_skipped"
+    ]
     office.close()
     j.close()
 
