@@ -6,8 +6,9 @@ library is a dependency); the reader refuses anything else, so that a rule
 cannot be misread.  The rules are checked for shape and for the conditions
 operators alert on; every metric an expression names must be served on a
 live ``/metrics`` after one order, with the label values the expression
-matches; and, where ``promtool`` is installed, Prometheus's own checker and
-rule unit tests run the rules on synthetic series.
+matches; and Prometheus's own checker and rule unit tests (``promtool``,
+Debian's package ``prometheus``, installed when missing as the tests' other
+packages are: ``aptkit``) run the rules on synthetic series.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aptkit import PackageUnavailable, install
 from prometheus_client.parser import text_string_to_metric_families
 
 from config import SessionSettings
@@ -282,24 +284,29 @@ def test_the_rules_cover_what_operators_alert_on() -> None:
     assert alert(q="increase(fixgw_margin_stop_outs_total[5m]) > 0", severity="critical")
 
 
-# --- promtool, where it is installed ---------------------------------------------------
-
-PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool is not installed (Debian package prometheus)"
-)
+# --- promtool -----------------------------------------------------------------------
 
 
-def promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    assert PROMTOOL is not None
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Prometheus's ``promtool``; Debian's ``prometheus`` installed with
+    apt-get when it is missing and the tests run as root (its server is
+    neither started nor left enabled).  Fails, rather than skips, when it can
+    be neither found nor installed."""
+    try:
+        return install("prometheus", lambda: shutil.which("promtool"), services=("prometheus",))
+    except PackageUnavailable as exc:
+        pytest.fail(str(exc))
+
+
+def run_promtool(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [PROMTOOL, *args], capture_output=True, text=True, timeout=60, check=False
+        [promtool, *args], capture_output=True, text=True, timeout=60, check=False
     )
 
 
-@needs_promtool
-def test_promtool_accepts_the_rules() -> None:
-    result = promtool("check", "rules", str(RULES))
+def test_promtool_accepts_the_rules(promtool: str) -> None:
+    result = run_promtool(promtool, "check", "rules", str(RULES))
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(rules())} rules found" in result.stdout
 
@@ -576,8 +583,7 @@ def margin_call_annotations(client: str = MARGINED) -> dict[str, str]:
     }
 
 
-@needs_promtool
-def test_the_rules_fire_when_they_should_in_promtool(tmp_path: Path) -> None:
+def test_the_rules_fire_when_they_should_in_promtool(promtool: str, tmp_path: Path) -> None:
     spec = {
         "rule_files": [str(RULES)],
         "evaluation_interval": "1m",
@@ -585,7 +591,7 @@ def test_the_rules_fire_when_they_should_in_promtool(tmp_path: Path) -> None:
     }
     path = tmp_path / "alerts_test.yml"
     path.write_text(json.dumps(spec, indent=1))  # JSON is YAML
-    result = promtool("test", "rules", str(path))
+    result = run_promtool(promtool, "test", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -664,10 +670,9 @@ def live_series(text: str, metrics: set[str]) -> dict[tuple[str, str], float]:
     return out
 
 
-@needs_promtool
 @pytest.mark.asyncio
 async def test_the_margin_alerts_evaluated_on_a_live_scrape(
-    daemon_factory: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    promtool: str, daemon_factory: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """The margin rules' expressions, run by promtool on the values a live
     daemon serves (held for 10 minutes): a healthy account calls nobody;
@@ -709,5 +714,5 @@ async def test_the_margin_alerts_evaluated_on_a_live_scrape(
     }
     path = tmp_path / "live_test.yml"
     path.write_text(json.dumps(spec, indent=1))  # JSON is YAML
-    result = promtool("test", "rules", str(path))
+    result = run_promtool(promtool, "test", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
