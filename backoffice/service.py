@@ -248,8 +248,14 @@ class _Metrics:
             ["source"],
             registry=r,
         )
+        # every series an alert watches is served from 0, so that its first
+        # increase is seen (a counter that appears at 1 shows no increase)
         for kind in BREAK_KINDS:
             self.breaks.labels(kind).set(0)
+        for mode in ("incremental", "full"):
+            self.runs.labels(mode)
+        for source in ("drop_copy", "statement"):
+            self.bad.labels(source)
 
 
 class BackOffice:
