@@ -9,7 +9,12 @@ its average entry price (the average-cost method: a trade that adds to a
 position moves the average, one that reduces it realizes P&L against the
 average and leaves it).  P&L is kept in each symbol's quote currency and
 turned into USD at the current marks, so a JPY gain is worth what JPY is
-worth now.  Equity = collateral + realized + unrealized P&L.
+worth now; P&L realized in USD needs no mark.  Equity = collateral +
+realized + unrealized P&L.  A figure that cannot be valued yet (a position
+in a symbol with no mark, P&L realized in a currency with no rate: after a
+start, before the first quotes) is left out and the symbol named as
+unpriced; a realized loss so left out would leave the equity above what it
+is, and the pre-trade check then finds the margin unknown.
 
 **Marks.**  :class:`Marks` holds, per symbol, the mid price and the USD value
 of one unit; :meth:`Accounts.mark` installs new ones and counts a
@@ -107,10 +112,12 @@ class Standing:
     """Where an account stands: ``level`` = equity / margin (None with no
     margin), beside the account's margin call and stop-out levels.  With no
     margin (positions in no margin group, or fully offset by spreads) an
-    equity below zero is below every level: called, and stopped out while
-    a position is open.  ``complete`` is False while a symbol the account
-    holds or has realized P&L in has no mark yet (after a start, before its
-    first quote): its figures are partial, and it is neither called nor
+    equity below zero is below every level: called.  A ``flat`` account
+    (no lots held) is never stopped out, whatever its figures: there is
+    nothing to close, and called is all it is.  ``complete`` is False while
+    some of its P&L cannot be valued (a position in a symbol with no mark,
+    P&L realized in a currency with no rate yet: after a start, before the
+    first quotes): its figures are partial, and it is neither called nor
     stopped out on them."""
 
     client: str
@@ -134,10 +141,10 @@ class Standing:
     @property
     def stopped_out(self) -> bool:
         level = self.level
-        if not self.complete:
+        if not self.complete or self.flat:
             return False
         if level is None:
-            return self.equity_usd < 0 and not self.flat
+            return self.equity_usd < 0
         return level < self.stop_out_level
 
 
@@ -160,6 +167,9 @@ class AccountView:
     portfolio: MarginResult
     siloed: MarginResult
     positions: Mapping[str, tuple[int, float]]  # symbol -> (lots, average price)
+    unpriced: tuple[str, ...] = ()
+    """Symbols whose P&L the figures leave out for want of a price: a
+    position with no mark, P&L realized in a currency with no rate yet."""
 
     @property
     def param_version(self) -> str:
@@ -172,7 +182,16 @@ class AccountView:
 
 
 class _Account:
-    __slots__ = ("equity", "equity_at", "generation", "holdings", "portfolio", "terms")
+    __slots__ = (
+        "equity",
+        "equity_at",
+        "generation",
+        "holdings",
+        "loss_unpriced",
+        "portfolio",
+        "terms",
+        "unpriced",
+    )
 
     def __init__(self, terms: AccountTerms, portfolio: Portfolio) -> None:
         self.terms = terms
@@ -181,6 +200,10 @@ class _Account:
         self.generation = -1  # of the marks and parameters it was scanned at
         self.equity = 0.0
         self.equity_at = -1  # the generation ``equity`` was taken at; -1: stale
+        # taken with ``equity``: the symbols its P&L leaves out, and one whose
+        # realized loss it leaves out (the equity is then above what it is)
+        self.unpriced: tuple[str, ...] = ()
+        self.loss_unpriced: str | None = None
 
 
 class Accounts:
@@ -194,6 +217,8 @@ class Accounts:
     ) -> None:
         self._instruments = dict(instruments)
         self._lot_size = {s: float(i.lot_size) for s, i in instruments.items()}
+        # symbols quoted in USD: their realized P&L needs no mark
+        self._in_usd = {s for s, i in instruments.items() if i.usd_conversion == "quote"}
         self._tick_size = {s: float(i.tick_size) for s, i in instruments.items()}
         self._params = params
         self._terms = dict(terms)
@@ -292,8 +317,6 @@ class Accounts:
         margin = account.portfolio.result().margin
         equity = self._equity(account)
         terms = account.terms
-        marks = self._marks
-        holdings = account.holdings
         return Standing(
             client,
             equity,
@@ -301,35 +324,34 @@ class Accounts:
             equity / margin if margin > 0 else None,
             float(terms.margin_call_level),
             float(terms.stop_out_level),
-            flat=not any(h.lots for h in holdings.values()),
-            complete=all(
-                marks.quote_to_usd(symbol) is not None
-                for symbol, h in holdings.items()
-                if h.lots or h.realized
-            ),
+            flat=not any(h.lots for h in account.holdings.values()),
+            complete=not account.unpriced,
         )
 
     def pnl_by_symbol(self, client: str) -> dict[str, float]:
         """Unrealized P&L in USD of each of the client's open positions."""
         out: dict[str, float] = {}
+        marks = self._marks
         for symbol, h in self._holdings(client).items():
-            if h.lots:
-                pnl = self._symbol_pnl(symbol, h)
-                if pnl is not None:
-                    out[symbol] = pnl[1]
+            to_usd = marks.quote_to_usd(symbol)
+            if h.lots and to_usd is not None:
+                out[symbol] = self._unrealized(symbol, h, to_usd)
         return out
 
-    def _symbol_pnl(self, symbol: str, h: Holding) -> tuple[float, float] | None:
-        """(realized, unrealized) P&L of one holding in USD at the current
-        marks; None for a symbol never marked (it has never traded)."""
-        marks = self._marks
-        to_usd = marks.quote_to_usd(symbol)
-        if to_usd is None:
-            return None
-        unrealized = 0.0
-        if h.lots:
-            unrealized = h.lots * self._lot_size[symbol] * (marks.price[symbol] - h.avg) * to_usd
-        return h.realized * to_usd, unrealized
+    def _unrealized(self, symbol: str, h: Holding, to_usd: float) -> float:
+        """The holding's unrealized P&L in USD at the mark (``to_usd``: USD
+        per unit of its quote currency, there only with a mark)."""
+        return h.lots * self._lot_size[symbol] * (self._marks.price[symbol] - h.avg) * to_usd
+
+    def _realized_to_usd(self, symbol: str) -> float | None:
+        """USD per unit of the quote currency ``symbol``'s P&L is realized
+        in: at its mark, or 1 for a symbol quoted in USD, marked or not
+        (marks are not kept across a restart, the realized P&L is); None
+        while the rate is not known."""
+        to_usd = self._marks.quote_to_usd(symbol)
+        if to_usd is None and symbol in self._in_usd:
+            return 1.0
+        return to_usd
 
     def position(self, client: str, symbol: str) -> int:
         """The client's position in ``symbol``, in lots (long positive)."""
@@ -415,7 +437,7 @@ class Accounts:
             account.equity_at = -1
         if account is not None and account.generation == self._generation:
             try:
-                account.portfolio.apply(symbol, signed * lot_size)
+                account.portfolio.hold(symbol, holding.lots * lot_size)
             except MissingMark:
                 account.generation = -1  # scanned again when next read
 
@@ -435,6 +457,9 @@ class Accounts:
         try:
             self._current(account)
             equity = self._equity(account)
+            if account.loss_unpriced is not None:
+                # a realized loss not valued yet: the equity is above what it is
+                raise MissingMark(account.loss_unpriced)
             # first a bound that needs no spread formed: every scan risk,
             # each group's with its open orders (and this one) filled at its
             # worse end
@@ -532,7 +557,7 @@ class Accounts:
         portfolio = account.portfolio.result()
         siloed = account.portfolio.result(siloed=True)
         terms = account.terms
-        realized, unrealized = self._pnl(account.holdings)
+        realized, unrealized, unpriced, _ = self._pnl(account.holdings)
         collateral = float(terms.collateral_usd)
         equity = collateral + realized + unrealized
         margin = portfolio.margin
@@ -553,6 +578,7 @@ class Accounts:
             portfolio=portfolio,
             siloed=siloed,
             positions={s: (h.lots, h.avg) for s, h in account.holdings.items() if h.lots},
+            unpriced=unpriced,
         )
 
     def holdings(self) -> dict[str, dict[str, tuple[int, float, float]]]:
@@ -624,21 +650,42 @@ class Accounts:
         account.portfolio.revalue(self._marks.unit_usd, params)
         account.generation = self._generation
 
-    def _pnl(self, holdings: Mapping[str, Holding]) -> tuple[float, float]:
-        """(realized, unrealized) P&L in USD at the current marks (a symbol
-        never marked, which has never traded, has none)."""
+    def _pnl(
+        self, holdings: Mapping[str, Holding]
+    ) -> tuple[float, float, tuple[str, ...], str | None]:
+        """(realized, unrealized) P&L in USD at the current marks, the
+        symbols whose P&L they leave out for want of a price (a position
+        with no mark, P&L realized in a currency with no rate), and one of
+        those whose left out realized P&L is a loss (None if none is)."""
+        marks = self._marks
         realized = unrealized = 0.0
+        unpriced: list[str] = []
+        loss: str | None = None
         for symbol, h in holdings.items():
-            pnl = self._symbol_pnl(symbol, h)
-            if pnl is not None:
-                realized += pnl[0]
-                unrealized += pnl[1]
-        return realized, unrealized
+            if h.realized:
+                to_usd = self._realized_to_usd(symbol)
+                if to_usd is not None:
+                    realized += h.realized * to_usd
+                else:
+                    unpriced.append(symbol)
+                    # one no longer configured is never priced again: its
+                    # loss stays out rather than hold every order for ever
+                    if h.realized < 0 and loss is None and symbol in self._lot_size:
+                        loss = symbol
+            if h.lots:
+                to_usd = marks.quote_to_usd(symbol)
+                if to_usd is not None:
+                    unrealized += self._unrealized(symbol, h, to_usd)
+                elif not unpriced or unpriced[-1] != symbol:
+                    unpriced.append(symbol)
+        return realized, unrealized, tuple(unpriced), loss
 
     def _equity(self, account: _Account) -> float:
         if account.equity_at == self._generation:
             return account.equity
-        realized, unrealized = self._pnl(account.holdings)
+        realized, unrealized, unpriced, loss = self._pnl(account.holdings)
         account.equity = float(account.terms.collateral_usd) + realized + unrealized
+        account.unpriced = unpriced
+        account.loss_unpriced = loss
         account.equity_at = self._generation
         return account.equity

@@ -373,9 +373,29 @@ def _result(params: MarginParams, scans: Mapping[str, GroupRisk], siloed: bool) 
         params.version,
         tuple(s for s in scans.values() if s.units or s.scan_risk),
         spreads,
-        sum(s.scan_risk for s in scans.values()),
-        sum(s.credit for s in spreads),
+        _scan_sum(scans),
+        _credit_sum(spreads),
     )
+
+
+def _scan_sum(scans: Mapping[str, GroupRisk]) -> float:
+    """The groups' scan risks summed in the order of ``scans`` (the
+    parameters' order of groups): every total of scan risks is taken so,
+    never kept as a running sum nor as one less a group plus another, so
+    that two figures for the same positions are equal to the last bit."""
+    total = 0.0
+    for scan in scans.values():
+        total += scan.scan_risk
+    return total
+
+
+def _credit_sum(spreads: Iterable[FormedSpread]) -> float:
+    """The spreads' credits summed in order, as :func:`_spreads` sums them
+    (a plain loop: ``sum`` of floats is compensated from Python 3.12 on)."""
+    total = 0.0
+    for spread in spreads:
+        total += spread.credit
+    return total
 
 
 class Portfolio:
@@ -400,7 +420,9 @@ class Portfolio:
         self._scans: dict[str, GroupRisk] = {}
         self._result: MarginResult | None = None
         self.scan_total = 0.0
-        """Sum of the groups' scan risks: margin is never above it."""
+        """Sum of the groups' scan risks: margin is never above it.  Summed
+        afresh on each change (one addition a group), not kept as a running
+        sum, which drifts from the fresh sum in the last bit."""
         self.revalue(unit_usd)
 
     def revalue(self, unit_usd: Mapping[str, float], params: MarginParams | None = None) -> None:
@@ -419,7 +441,7 @@ class Portfolio:
                 kept = old.get(group.name)
                 scans[group.name] = kept or GroupRisk(group.name, 0.0, 0.0, "no mark", 0)
         self._scans = scans
-        self.scan_total = sum(g.scan_risk for g in scans.values())
+        self.scan_total = _scan_sum(scans)
 
     def result(self, *, siloed: bool = False) -> MarginResult:
         if siloed:
@@ -429,20 +451,23 @@ class Portfolio:
             result = self._result = _result(self.params, self._scans, False)
         return result
 
-    def apply(self, symbol: str, units: float) -> None:
-        """Book a trade of ``units`` (signed) in ``symbol``."""
-        q = self.positions.get(symbol, 0.0) + units
-        if q:
-            self.positions[symbol] = q
+    def hold(self, symbol: str, units: float) -> None:
+        """The position in ``symbol`` is now ``units`` (signed; 0: flat).
+
+        The caller keeps positions exact (in lots) and hands in each as it
+        stands after a trade, not the trade: float units added trade by
+        trade leave a residue where the lots come to none (0.001 + 0.009 -
+        0.010 BTC is 1.7e-18), a position with a margin."""
+        if units:
+            self.positions[symbol] = units
         else:
             self.positions.pop(symbol, None)
         name = self.params.group_of.get(symbol)
         if name is not None:
             self._result = None
             group = self.params.by_name[name]
-            before = self._scans[name].scan_risk
-            scan = self._scans[name] = scan_group(group, self.positions, self._unit_usd)
-            self.scan_total += scan.scan_risk - before
+            self._scans[name] = scan_group(group, self.positions, self._unit_usd)
+            self.scan_total = _scan_sum(self._scans)
 
     def scan_bound(self, symbol: str, *moves: float) -> float:
         """An upper bound of the margin after the worst of ``moves`` (signed
@@ -525,7 +550,6 @@ class Portfolio:
             return self.result().margin
         # each group's scan in each state of its own symbols, taken once
         options: list[tuple[str, list[GroupRisk]]] = []
-        others = self.scan_total
         for name, states in by_group.items():
             group = params.by_name[name]
             scanned: list[GroupRisk] = []
@@ -536,13 +560,15 @@ class Portfolio:
                         after[symbol] = after.get(symbol, 0.0) + units
                 scanned.append(scan_group(group, after, self._unit_usd))
             options.append((name, scanned))
-            others -= self._scans[name].scan_risk
+        # each total summed afresh, as :meth:`result` sums it: the state with
+        # nothing filled then asks, to the last bit, what the margin without
+        # open orders does, so that an order that lowers the margin is never
+        # found to raise it by a rounding (the running total less one group
+        # plus another parts from a fresh sum in the last bit)
         worst = 0.0
         scans = dict(self._scans)
         for combination in itertools.product(*(scanned for _, scanned in options)):
-            total = others
             for (name, _), scan in zip(options, combination, strict=True):
                 scans[name] = scan
-                total += scan.scan_risk
-            worst = max(worst, total - _spreads(params.ordered, scans, None))
+            worst = max(worst, _scan_sum(scans) - _spreads(params.ordered, scans, None))
         return worst

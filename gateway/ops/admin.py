@@ -192,6 +192,7 @@ def margin_account(flow: OrderFlow, client: str) -> dict[str, Any] | None:
             for s in portfolio.spreads
         ],
         "siloed_spreads": [s.name for s in view.siloed.spreads],
+        "unpriced": list(view.unpriced),
     }
 
 

@@ -658,6 +658,9 @@ def render_margin_account(account: Mapping[str, Any]) -> str:
     row("realized P&L", cents(account.get("realized_pnl_usd")))
     row("unrealized P&L", cents(account.get("unrealized_pnl_usd")))
     row("equity", cents(account.get("equity_usd")))
+    unpriced = account.get("unpriced")
+    if isinstance(unpriced, list) and unpriced:
+        row("no price for", f"{' '.join(map(str, unpriced))} (its P&L left out)")
     row(
         "margin",
         f"{cents(account.get('margin_usd'))} (scan risk {cents(account.get('scan_risk_usd'))}"

@@ -476,8 +476,11 @@ def margin_text(view: AccountView) -> str:
     """The figures a CollateralReport has no field for, e.g. ``margin
     2700.00 USD, initial 2700.00 USD, siloed 2700.00 USD, level 1.1111,
     realized 0.00 USD, unrealized 0.00 USD, params cme-1``.  The level is
-    equity / margin, ``none`` with no margin."""
+    equity / margin, ``none`` with no margin.  Symbols whose P&L the
+    figures leave out for want of a price follow (``, no price for
+    USD/JPY``)."""
     level = "none" if view.margin_level is None else f"{view.margin_level:.4f}"
+    unpriced = f", no price for {' '.join(view.unpriced)}" if view.unpriced else ""
     return (
         f"margin {_money(view.margin_usd)} USD, "
         f"initial {_money(view.initial_margin_usd)} USD, "
@@ -485,7 +488,7 @@ def margin_text(view: AccountView) -> str:
         f"level {level}, "
         f"realized {_money(view.realized_pnl_usd)} USD, "
         f"unrealized {_money(view.unrealized_pnl_usd)} USD, "
-        f"params {view.param_version}"
+        f"params {view.param_version}{unpriced}"
     )
 
 

@@ -326,8 +326,9 @@ class OrderEntry:
         self._marked = per_lot
         book = self.book
         ledger = self.ledger
-        self._reports.accounts.mark(
-            margin_marks(per_lot, self.instruments, lambda s: ledger.quoted_price(s, book))
+        accounts = self._reports.accounts
+        accounts.mark(
+            margin_marks(self.instruments, lambda s: ledger.quoted_price(s, book), accounts.marks)
         )
 
     def _within_rate(self, client: str, rate: int, now: float) -> bool:
@@ -524,21 +525,60 @@ class OrderEntry:
 
 
 def margin_marks(
-    per_lot: Mapping[str, Decimal],
     instruments: Mapping[str, Instrument],
     quoted: Callable[[str], Decimal | None],
+    kept: Marks,
 ) -> Marks:
     """The margin accounts' marks: each symbol's price and the USD value of
     one unit, for the symbols ``quoted`` gives a live price of.  One with
     none (its quotes stale, its LPs away) is left out, so it keeps its last
-    mark: the last fill's price may be hours old and another client's."""
+    mark: the last fill's price may be hours old and another client's.
+
+    A symbol whose quote currency is converted through another (EUR/GBP
+    through GBP/USD) is valued at that symbol's live price, else at its
+    mark as ``kept`` holds it (the marks in place), never at its last fill
+    (which the exposure ledger falls back to for the LPs' exposure); with
+    neither, the symbol is left out too."""
     prices: dict[str, float] = {}
     unit_usd: dict[str, float] = {}
-    for symbol, value in per_lot.items():
-        instrument = instruments.get(symbol)
-        mid = quoted(symbol) if instrument is not None else None
-        if instrument is None or mid is None:
+    for symbol, instrument in instruments.items():
+        mid = quoted(symbol)
+        if mid is None:
             continue
+        conversion = instrument.usd_conversion
+        if conversion == "quote":
+            value = float(mid)
+        elif conversion == "base":
+            value = 1.0
+        else:
+            converted = _converted(mid, instruments.get(conversion), quoted, kept)
+            if converted is None:
+                continue
+            value = converted
         prices[symbol] = float(mid)
-        unit_usd[symbol] = float(value / instrument.lot_size)
+        unit_usd[symbol] = abs(value)
     return Marks(prices, unit_usd)
+
+
+def _converted(
+    mid: Decimal,
+    via: Instrument | None,
+    quoted: Callable[[str], Decimal | None],
+    kept: Marks,
+) -> float | None:
+    """USD value of one unit of a symbol priced ``mid`` whose quote currency
+    ``via`` converts: ``mid x via`` where USD is ``via``'s quote (GBP/USD
+    for EUR/GBP), ``mid / via`` where USD is its base (USD/JPY for
+    EUR/JPY); ``via`` at its live price, else at its kept mark; None with
+    neither."""
+    if via is None or via.usd_conversion not in ("quote", "base"):
+        return None
+    live = quoted(via.symbol)
+    if live is not None:
+        if via.usd_conversion == "quote":
+            return float(mid * live)
+        return float(mid / live) if live else None
+    rate = kept.price.get(via.symbol)
+    if not rate:
+        return None
+    return float(mid) * rate if via.usd_conversion == "quote" else float(mid) / rate

@@ -6,12 +6,13 @@ from __future__ import annotations
 import itertools
 import math
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from risk.accounts import Accounts, AccountTerms, Holding, Marks
+from risk.accounts import Accounts, AccountTerms, Holding, Marks, Standing
 from risk.margin import MarginGroup, MarginParams, SpreadDef, SpreadLeg, margin
 from router.model import AssetClass, Instrument, Side
 
@@ -92,6 +93,26 @@ def test_an_order_beyond_equity_is_refused_and_a_reducing_one_is_not() -> None:
     assert book.check("C1", "ZC", Side.SELL, 1) is None
     # a client with no account is not margined
     assert book.check("C2", "ZC", Side.BUY, 100) is None
+
+
+def test_a_sale_that_only_reduces_a_long_is_never_refused_in_deficit() -> None:
+    """An account in deficit (called, not stopped out) sells 1 of its 43
+    lots of EUR/USD, alone in its group, in no spread: the margin can only
+    fall.  The figure with the order (the state with nothing filled
+    included) and the one without it are summed the same way, so they do
+    not part in the last bit (15 lots and 28 more, kept as a running sum,
+    came to 1 ulp above the fresh sum, and the sale was refused)."""
+    eur = Instrument("EUR/USD", AssetClass.FX, Decimal("0.00001"), Decimal(1000), 1, 1000, "USD")
+    params = MarginParams("p", (MarginGroup("EUR", "fx", ("EUR/USD",), scan_pct=0.0333),))
+    book = Accounts(params, {"C1": AccountTerms(Decimal("1000"))}, {"EUR/USD": eur})
+    book.mark(Marks({"EUR/USD": 1.1}, {"EUR/USD": 1.1}))
+    book.view("C1")
+    book.trade("C1", "EUR/USD", Side.BUY, 15, 110000)
+    book.trade("C1", "EUR/USD", Side.BUY, 28, 110000)
+    view = book.view("C1")
+    assert view is not None
+    assert view.initial_margin_usd > view.equity_usd
+    assert book.check("C1", "EUR/USD", Side.SELL, 1) is None
 
 
 def test_open_orders_hold_margin() -> None:
@@ -418,6 +439,40 @@ def test_with_no_margin_an_equity_below_zero_is_called_and_stopped_out() -> None
     assert standing.stopped_out
 
 
+def test_a_position_traded_back_to_no_lots_is_flat_with_no_margin() -> None:
+    """1 and 9 lots of BTC/USD (0.001 BTC a lot) bought and the 10 sold:
+    the portfolio holds what the lots do, none (0.001 + 0.009 - 0.010 BTC
+    added as floats is 1.7e-18 BTC, a margin of ~8e-14 USD and a level of
+    about -1e11).  Flat below zero, the account is called, not stopped out."""
+    btc = Instrument(
+        "BTC/USD", AssetClass.CRYPTO, Decimal("0.01"), Decimal("0.001"), 1, 1000, "USD"
+    )
+    params = MarginParams("p", (MarginGroup("BTC", "crypto", ("BTC/USD",), scan_pct=0.5),))
+    book = Accounts(params, {"C1": AccountTerms(Decimal("100"))}, {"BTC/USD": btc})
+    book.mark(Marks({"BTC/USD": 90000.0}, {"BTC/USD": 90000.0}))
+    book.view("C1")
+    book.trade("C1", "BTC/USD", Side.BUY, 1, 9000000)
+    book.trade("C1", "BTC/USD", Side.BUY, 9, 9000000)
+    book.trade("C1", "BTC/USD", Side.SELL, 10, 7900000)  # 110 USD lost on 100 deposited
+    assert book.position("C1", "BTC/USD") == 0
+    standing = book.standing("C1")
+    assert standing is not None
+    assert (standing.flat, standing.margin_usd, standing.level) == (True, 0.0, None)
+    assert standing.equity_usd < 0
+    assert standing.called
+    assert not standing.stopped_out
+
+
+def test_flat_decides_a_stop_out_whatever_the_level() -> None:
+    """An account holding no lots has nothing to close: below its stop-out
+    level it is called only, as it is with no margin at all."""
+    flat = Standing("C1", -10.0, 1e-13, -1e14, 1.0, 0.5, flat=True)
+    assert flat.called
+    assert not flat.stopped_out
+    held = Standing("C1", -10.0, 1e-13, -1e14, 1.0, 0.5, flat=False)
+    assert held.stopped_out
+
+
 def test_an_order_that_only_reduces_a_position_passes_without_a_price() -> None:
     """After a restart, or with the LPs away, no mark: an increase is
     refused as margin unknown, a reduction (the open orders on its side
@@ -450,8 +505,7 @@ def test_a_symbol_without_a_live_quote_keeps_its_last_mark() -> None:
     ledger = ExposureLedger(INSTRUMENTS)
     ledger.apply_fill("LP_A", "C9", "ZS", Side.BUY, 1, 100000)  # the last fill: 1,000
     assert ledger.price("ZS", Quotes()) == Decimal("1000.00")
-    per_lot = {"ZC": Decimal("450"), "ZS": Decimal("1000")}
-    marks = margin_marks(per_lot, INSTRUMENTS, lambda s: ledger.quoted_price(s, Quotes()))
+    marks = margin_marks(INSTRUMENTS, lambda s: ledger.quoted_price(s, Quotes()), MARKS)
     assert marks.price == {"ZC": 450.0}
     book = accounts("3000")
     book.trade("C1", "ZS", Side.BUY, 1, 120000)  # at the mark, 1,200
@@ -473,25 +527,29 @@ def test_reducing_a_leg_of_a_spread_that_raises_the_margin_is_refused() -> None:
 
 
 def test_an_account_is_judged_on_complete_figures_only_and_not_stopped_out_flat() -> None:
-    """Until every symbol it holds or has realized P&L in is marked (after
-    a start, before the first quotes) its equity is partial: neither called
-    nor stopped out on it.  Flat below zero, it is called, with nothing
-    left to stop out."""
+    """Until all of its P&L can be valued (after a start, before the first
+    quotes: a position with no mark, P&L realized in JPY with no rate yet)
+    its equity is partial: neither called nor stopped out on it.  Flat
+    below zero, it is called, with nothing left to stop out."""
     gold = instrument("XAU", "1")
-    book = Accounts(CME, {"C1": AccountTerms(Decimal(1000))}, {**INSTRUMENTS, "XAU": gold})
-    book.set_client("C1", {"ZS": (0, 0.0, 20_000.0), "XAU": (10, 2000.0, 0.0)})
-    book.mark(Marks({"XAU": 1800.0}, {"XAU": 1800.0}))  # ZS not quoted yet
+    yen = Instrument(
+        "USD/JPY", AssetClass.FX, Decimal("0.001"), Decimal(1000), 1, 1000, "JPY", "base"
+    )
+    held = {**INSTRUMENTS, "XAU": gold, "USD/JPY": yen}
+    book = Accounts(CME, {"C1": AccountTerms(Decimal(1000))}, held)
+    book.set_client("C1", {"USD/JPY": (0, 0.0, 3_000_000.0), "XAU": (10, 2000.0, 0.0)})
+    book.mark(Marks({"XAU": 1800.0}, {"XAU": 1800.0}))  # USD/JPY not quoted yet
     partial = book.standing("C1")
     assert partial is not None
-    assert partial.equity_usd == -1000.0  # 1,000 - 2,000, the 20,000 not counted yet
+    assert partial.equity_usd == -1000.0  # 1,000 - 2,000, the 3,000,000 JPY not counted yet
     assert not partial.complete
     assert not partial.called
     assert not partial.stopped_out
-    book.mark(Marks({"XAU": 1800.0, "ZS": 1200.0}, {"XAU": 1800.0, "ZS": 1200.0}))
+    book.mark(Marks({"XAU": 1800.0, "USD/JPY": 150.0}, {"XAU": 1800.0, "USD/JPY": 1.0}))
     whole = book.standing("C1")
     assert whole is not None
     assert whole.complete
-    assert whole.equity_usd == 19_000.0
+    assert round(whole.equity_usd, 2) == 19_000.0
     assert not whole.stopped_out
     book.set_client("C1", {"XAU": (0, 0.0, -5000.0)})  # flat, 4,000 below zero
     book.mark(Marks({"XAU": 1800.0}, {"XAU": 1800.0}))
@@ -500,3 +558,123 @@ def test_an_account_is_judged_on_complete_figures_only_and_not_stopped_out_flat(
     assert (flat.flat, flat.equity_usd) == (True, -4000.0)
     assert flat.called
     assert not flat.stopped_out
+
+
+def test_a_loss_realized_in_usd_counts_before_the_symbol_is_quoted_again() -> None:
+    """Marks are not kept across a restart, realized P&L is: a client lost
+    2,500 USD in ZC (quoted in USD: the loss needs no rate) of 3,000
+    deposited, and one more lot (1,750 USD of margin) is refused, after a
+    restart too, before ZC is quoted again (the loss was left out of equity
+    until then, 3,000 instead of 500, and the order passed)."""
+    terms = {"C1": AccountTerms(Decimal("3000"))}
+    book = accounts("3000")
+    book.trade("C1", "ZC", Side.BUY, 100, 45000)
+    book.trade("C1", "ZC", Side.SELL, 100, 42500)  # 100 x 25 = 2,500 USD lost
+    before = book.view("C1")
+    assert before is not None
+    assert round(before.equity_usd, 2) == 500
+    assert book.check("C1", "ZC", Side.BUY, 1) is not None
+
+    restarted = Accounts(CME, terms, INSTRUMENTS)
+    restarted.load(book.holdings())
+    after = restarted.view("C1")
+    assert after is not None
+    assert round(after.realized_pnl_usd, 2) == -2500
+    assert round(after.equity_usd, 2) == 500
+    assert after.unpriced == ()
+    breach = restarted.check("C1", "ZC", Side.BUY, 1)
+    assert breach is not None
+    assert "1750.00 USD initial margin required, 500.00 USD free" in breach.text
+    standing = restarted.standing("C1")
+    assert standing is not None
+    assert standing.complete
+
+
+def test_a_loss_realized_in_a_currency_with_no_rate_leaves_the_margin_unknown() -> None:
+    """P&L realized in JPY needs USD/JPY's mark.  Without it (after a
+    restart, before the first quote) a loss cannot be left out of equity,
+    which would then be above what it is: the check finds the margin
+    unknown, the view names the symbol as unpriced, and the account is not
+    judged.  A gain left out only makes the equity lower than it is: an
+    order that fits without it passes."""
+    yen = Instrument(
+        "USD/JPY", AssetClass.FX, Decimal("0.001"), Decimal(1000), 1, 1000, "JPY", "base"
+    )
+    book = Accounts(CME, {"C1": AccountTerms(Decimal(5000))}, {**INSTRUMENTS, "USD/JPY": yen})
+    book.set_client("C1", {"USD/JPY": (0, 0.0, -600_000.0)})  # 4,000 USD at 150
+    breach = book.check("C1", "ZC", Side.BUY, 1)
+    assert breach is not None
+    assert "margin unknown: no price for USD/JPY" in breach.text
+    view = book.view("C1")
+    assert view is not None
+    assert view.unpriced == ("USD/JPY",)
+    standing = book.standing("C1")
+    assert standing is not None
+    assert not standing.complete
+    book.mark(Marks({"USD/JPY": 150.0}, {"USD/JPY": 1.0}))
+    breach = book.check("C1", "ZC", Side.BUY, 1)  # 1,750 > 5,000 - 4,000
+    assert breach is not None
+    assert "insufficient margin" in breach.text
+    gained = Accounts(CME, {"C1": AccountTerms(Decimal(5000))}, {**INSTRUMENTS, "USD/JPY": yen})
+    gained.set_client("C1", {"USD/JPY": (0, 0.0, 600_000.0)})
+    assert gained.check("C1", "ZC", Side.BUY, 1) is None  # 1,750 <= 5,000
+    # a symbol no longer configured is never priced again: named, its loss
+    # does not hold the client's orders for ever
+    gone = Accounts(CME, {"C1": AccountTerms(Decimal(5000))}, INSTRUMENTS)
+    gone.set_client("C1", {"GONE": (0, 0.0, -100.0)})
+    assert gone.check("C1", "ZC", Side.BUY, 1) is None
+    gone_view = gone.view("C1")
+    assert gone_view is not None
+    assert gone_view.unpriced == ("GONE",)
+
+
+class _Mids:
+    def __init__(self, mids: dict[str, Fraction]) -> None:
+        self.mids = mids
+
+    def mid(self, symbol: str) -> Fraction | None:
+        return self.mids.get(symbol)
+
+
+def test_a_cross_is_converted_to_usd_at_the_kept_mark_not_an_old_fill() -> None:
+    """GBP/USD is quoted at 1.25, then its quotes go stale: its mark stays
+    1.25.  EUR/GBP, converted to USD through GBP/USD, is still quoted, and
+    its USD value is taken at GBP/USD's kept mark (it was taken at GBP/USD's
+    last fill, 1.00, another client's trade: a client long EUR/GBP lost
+    1,250 USD of unrealized P&L, and 20% of its margin moved, on a GBP/USD
+    price nobody quotes)."""
+    from gateway.orderflow.entry import margin_marks
+    from router.exposure import ExposureLedger
+
+    gbp = Instrument("GBP/USD", AssetClass.FX, Decimal("0.00001"), Decimal(1000), 1, 1000, "USD")
+    cross = Instrument(
+        "EUR/GBP", AssetClass.FX, Decimal("0.00001"), Decimal(1000), 1, 1000, "GBP", "GBP/USD"
+    )
+    instruments = {"GBP/USD": gbp, "EUR/GBP": cross}
+    ledger = ExposureLedger(instruments)
+    ledger.apply_cross("OTHER", "GBP/USD", Side.BUY, 1, 100000)  # an old fill at 1.00000
+    params = MarginParams("p", (MarginGroup("EG", "fx", ("EUR/GBP",), scan_pct=0.0333),))
+    book = Accounts(params, {"C1": AccountTerms(Decimal("10000"))}, instruments)
+
+    def mark(mids: dict[str, Fraction]) -> None:
+        quotes = _Mids(mids)
+        book.mark(margin_marks(instruments, lambda s: ledger.quoted_price(s, quotes), book.marks))
+
+    mark({"GBP/USD": Fraction(125000), "EUR/GBP": Fraction(85000)})
+    book.trade("C1", "EUR/GBP", Side.BUY, 100, 80000)  # long 100,000 EUR/GBP at 0.80
+    quoted = book.view("C1")
+    assert quoted is not None
+    assert round(quoted.unrealized_pnl_usd, 2) == 6250  # 5,000 GBP at 1.25
+
+    mark({"EUR/GBP": Fraction(85000)})  # GBP/USD stale now
+    assert book.marks.price["GBP/USD"] == 1.25  # GBP/USD keeps its last mark
+    stale = book.view("C1")
+    assert stale is not None
+    assert round(stale.unrealized_pnl_usd, 2) == 6250
+    assert round(stale.margin_usd, 2) == round(quoted.margin_usd, 2)
+    assert book.marks.unit_usd["EUR/GBP"] == 0.85 * 1.25
+
+    mark({"GBP/USD": Fraction(120000), "EUR/GBP": Fraction(85000)})  # quoted again: 1.20
+    moved = book.view("C1")
+    assert moved is not None
+    assert round(moved.unrealized_pnl_usd, 2) == 6000  # 5,000 GBP at 1.20

@@ -6,6 +6,7 @@ against QuickFIX's FIX44.xml by an independent strict checker
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -271,6 +272,22 @@ def test_the_collateral_report_of_the_cme_example() -> None:
     assert "siloed 2700.00 USD" in text
     assert "level 1.1111" in text
     assert "params cme-example-1" in text
+
+
+def test_a_report_names_the_symbols_whose_pnl_it_leaves_out() -> None:
+    """Before the first quote after a restart, the P&L of a position with
+    no mark is not in the figures: the Text says so."""
+    _, view = cme_example()
+    partial = dataclasses.replace(view, unpriced=("ZC", "ZS"))
+    body = collateral_report_body(partial, report_id="CR1", inquiry_id=None, business_date=DATE)
+    assert problems(b"BA", body) == []
+    assert values(body)[58].decode().endswith("params cme-example-1, no price for ZC ZS")
+    assert (
+        "no price"
+        not in values(
+            collateral_report_body(view, report_id="CR2", inquiry_id=None, business_date=DATE)
+        )[58].decode()
+    )
 
 
 def test_a_deficit_and_an_account_without_margin_report_validly() -> None:

@@ -255,3 +255,41 @@ def test_a_stop_out_of_a_client_served_elsewhere_now_is_let_go_here() -> None:
     unfilled(w, routing)
     w.look(CLOSE_RETRY * 4)
     assert "C1" in w.stopping
+
+
+def test_a_flat_account_below_zero_is_called_but_not_stopped_out() -> None:
+    """Flat below zero there is nothing to close: C1 bought 1 and 9 lots of
+    BTC/USD (0.001 BTC a lot) and sold the 10 at a loss larger than its
+    collateral, a bid resting.  The watch calls it, and leaves its bid and
+    its next orders alone (0.001 + 0.009 - 0.010 BTC added as floats left
+    the account a position of 1.7e-18 BTC, a margin, a level far below
+    zero, and a stop-out stuck with nothing to close)."""
+    btc = Instrument(
+        "BTC/USD", AssetClass.CRYPTO, Decimal("0.01"), Decimal("0.001"), 1, 1000, "USD"
+    )
+    instruments = {"BTC/USD": btc}
+    params = MarginParams("p-1", (MarginGroup("BTC", "crypto", ("BTC/USD",), scan_pct=0.5),), ())
+    accounts = Accounts(params, {"C1": AccountTerms(Decimal("100"))}, instruments)
+    accounts.mark(Marks({"BTC/USD": 90000.0}, {"BTC/USD": 90000.0}))
+    w = MarginWatch(
+        accounts,
+        Matcher(instruments, id_prefix="T"),
+        _Reports(),  # type: ignore[arg-type]
+        _Routing(),  # type: ignore[arg-type]
+        FlowStats(),
+        lambda exposure: None,
+        lambda: 0.0,
+        "1",
+    )
+    w.look(0.0)  # the account is scanned at the marks
+    bid = NewOrder("C1", "B1", "BTC/USD", Side.BUY, OrdType.LIMIT, TimeInForce.GTC, 1, 100)
+    (ack,) = w.matcher.submit(bid, None).executions
+    accounts.trade("C1", "BTC/USD", Side.BUY, 1, 9000000)
+    accounts.trade("C1", "BTC/USD", Side.BUY, 9, 9000000)
+    accounts.trade("C1", "BTC/USD", Side.SELL, 10, 7900000)  # 110 USD lost on 100
+    assert accounts.position("C1", "BTC/USD") == 0
+    w.look(WATCH_INTERVAL)
+    assert "C1" in w.called
+    assert "C1" not in w.stopping
+    assert "C1" not in accounts.suspended
+    assert ack.order_id in {ex.order_id for ex in w.matcher.open_orders("C1")}

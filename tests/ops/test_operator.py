@@ -418,6 +418,9 @@ def test_one_margin_account_in_full() -> None:
         {**ACCOUNT, "groups": [], "spreads": [], "positions": {}, "margin_level": None}
     )
     assert "  level           - (no margin; margin call below 1.2, stop-out below 0.5)" in empty
+    assert "no price for" not in text
+    partial = operator.render_margin_account({**ACCOUNT, "unpriced": ["ZS", "USD/JPY"]})
+    assert "  no price for    ZS USD/JPY (its P&L left out)" in partial.splitlines()
     assert "  (none held)" in empty
     assert "  (none)" in empty
     assert "  (flat)" in empty
