@@ -605,7 +605,10 @@ def expired_reports(built: OrderFlow) -> list[bytes]:
 async def test_a_day_that_ended_while_the_gateway_was_down_is_ended_at_its_start(
     tmp_path: Path,
 ) -> None:
-    ended = time.time() - 3600  # the day of the orders journaled ended an hour ago
+    # one moment for the whole test: a second reading of the clock could
+    # fall past the next day end (one that ends the day again)
+    now = time.time()
+    ended = now - 3600  # the day of the orders journaled ended an hour ago
     journal = OrderJournal(tmp_path)
     list(journal.replay())
     journal.add(Run(4))
@@ -613,25 +616,25 @@ async def test_a_day_that_ended_while_the_gateway_was_down_is_ended_at_its_start
     journal.add(OrderState(a_day_order("4O1")))
     journal.add(OrderState(an_order("4O2", "EUR/USD")))
     journal.close()
-    built, journal = flow(tmp_path)
+    built, journal = flow(tmp_path, lambda: now)
     try:
         assert built.day_ends_at == ended
-        assert built.end_day_missed(time.time())
+        assert built.end_day_missed(now)
         assert [o.order_id for o in built.matcher.open_orders("CLIENT1")] == ["4O2"]
         expired = built.matcher.status("CLIENT1", "C-4O1")
         assert expired is not None
         assert expired.status is OrdStatus.EXPIRED
         assert len(expired_reports(built)) == 1  # stored for the client's logon
-        assert built.day_ends_at > time.time()
+        assert built.day_ends_at > now
         next_end = built.day_ends_at
         await until_checkpoint_ends(built)  # the day end's checkpoint
     finally:
         journal.close()
     # the next start knows the day ended: nothing ends again
-    again, journal = flow(tmp_path)
+    again, journal = flow(tmp_path, lambda: now)
     try:
         assert again.day_ends_at == next_end
-        assert not again.end_day_missed(time.time())
+        assert not again.end_day_missed(now)
         assert [o.order_id for o in again.matcher.open_orders("CLIENT1")] == ["4O2"]
     finally:
         journal.close()
@@ -639,9 +642,9 @@ async def test_a_day_that_ended_while_the_gateway_was_down_is_ended_at_its_start
 
 def test_a_journal_that_does_not_say_when_its_day_ends_ends_nothing(tmp_path: Path) -> None:
     journal_with(tmp_path, a_day_order("4O1"))  # written by an earlier version
-    built, journal = flow(tmp_path)
+    now = time.time()
+    built, journal = flow(tmp_path, lambda: now)  # the day end it counts from now
     try:
-        now = time.time()
         assert built.day_ends_at == next_day_end(now, "21:00")
         assert not built.end_day_missed(now)
         assert [o.order_id for o in built.matcher.open_orders("CLIENT1")] == ["4O1"]
