@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from netkit import log_events
+from netkit import day_end_away_from_now, log_events
 from strict_fix44 import message_problems
 from test_order_flow import client, order, until_final
 
@@ -99,7 +99,9 @@ collateral_usd = "3000"
 
 def write_config(tmp_path: Path) -> Path:
     path = tmp_path / "margin.toml"
-    path.write_text(CONFIG.format(token=TOKEN))
+    # its resting DAY orders never meet a day end of the hour the test runs at
+    day_end = f'\n[orders]\ntrading_day_end = "{day_end_away_from_now()}"\n'
+    path.write_text(CONFIG.format(token=TOKEN) + day_end)
     return path
 
 
@@ -252,7 +254,7 @@ async def test_a_margin_call_then_a_stop_out_closing_the_largest_loss(
     tmp_path: Path, daemon_factory: Any
 ) -> None:
     path = write_config(tmp_path)
-    text = CONFIG.format(token=TOKEN)
+    text = path.read_text()
     rich = text.replace('collateral_usd = "3000"', 'collateral_usd = "100000"')
     path.write_text(rich)
     d = daemon_factory("--config", str(path)).start()
@@ -392,7 +394,7 @@ async def test_collateral_and_positions_over_fix_as_a_strict_client_reads_them(
     """BB -> BA, AN -> AO + AP, each whole message valid FIX 4.4 by a
     validator of its own; and, subscribed, a BA unasked at a margin call."""
     path = write_config(tmp_path)
-    text = CONFIG.format(token=TOKEN)
+    text = path.read_text()
     d = daemon_factory("--config", str(path)).start()
     c = client("CLIENT1")
     await c.connect("127.0.0.1", d.fix_port)
