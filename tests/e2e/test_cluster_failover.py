@@ -21,9 +21,9 @@ from typing import Any
 
 import nats as nats_client
 import pytest
-from netkit import log_events
+from netkit import log_events, with_day_end_away
 
-from config import SessionSettings
+from config import SessionSettings, default_config_path
 from gateway.cluster import session_key
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
@@ -118,9 +118,16 @@ async def reports(client: FixClient, count: int, timeout: float = 10.0) -> list[
 
 
 def gateways(daemon_factory: Callable[..., Any], nats: NatsCluster, tmp_path: Path) -> list[Any]:
+    """Two gateways of the cluster on the default config, whose trading day
+    ends at no hour the test may run at (DAY orders rest through it)."""
     urls = ",".join(nats.urls)
+    config = tmp_path / "gateway.toml"
+    config.write_text(with_day_end_away(default_config_path().read_text()))
     return [
-        daemon_factory("--cluster", urls, data_dir=tmp_path / f"gw{i}").start() for i in range(2)
+        daemon_factory(
+            "--config", str(config), "--cluster", urls, data_dir=tmp_path / f"gw{i}"
+        ).start()
+        for i in range(2)
     ]
 
 
