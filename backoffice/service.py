@@ -299,7 +299,7 @@ class BackOffice:
         }
         layouts.update(self.settings.lps)
         statements_dir = self.settings.statements_dir or str(data_dir / "statements")
-        self.statements = StatementFolder(statements_dir, layouts, self.days)
+        self.statements = StatementFolder(statements_dir, layouts, self.days, self.clock)
         self.export_dir = Path(self.settings.export_dir or self.state_dir / "exports")
         self.grace = float(self.settings.grace_seconds)
         self.metrics = _Metrics()

@@ -20,7 +20,7 @@ import hashlib
 import io
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import BinaryIO
@@ -204,10 +204,14 @@ class StatementFolder:
         folder: str | os.PathLike[str],
         layouts: Mapping[str, StatementColumns],
         days: TradeDay,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``clock``: the wall clock (epoch seconds) a file's modification
+        time is compared with, to tell a file left alone."""
         self.folder = Path(folder)
         self.layouts = dict(layouts)
         self.days = days
+        self._clock = clock
         self._seen: dict[str, _Seen] = {}
         self._unreadable: dict[str, str] = {}  # file -> the error last said of it
         # set aside as it was (size, mtime, inode), until when
@@ -293,7 +297,7 @@ class StatementFolder:
         layout = self.layouts[lp]
         # an end-of-day statement left alone this long has its last line
         # whole, newline or not (a live one's waits for its newline)
-        quiet = layout.delivery != "live" and time.time() - stat.st_mtime >= QUIET_SECONDS
+        quiet = layout.delivery != "live" and self._clock() - stat.st_mtime >= QUIET_SECONDS
         if (
             seen is not None
             and (stat.st_size, stat.st_mtime_ns, stat.st_ino)

@@ -6,6 +6,7 @@ import datetime
 import ipaddress
 import json
 import random
+import re
 import socket
 import subprocess
 import time
@@ -63,6 +64,23 @@ def wait_for_port(
         except OSError:
             time.sleep(0.05)  # polling, with the deadline above
     raise TimeoutError(f"port {port} not listening after {timeout}s")
+
+
+def day_end_away_from_now() -> str:
+    """A trading day end (``orders.trading_day_end``, ``HH:MM`` UTC) twelve
+    hours from now: a gateway (or back office) started for a test ends no
+    trading day of its own while the test runs, so its DAY orders stay open
+    and its final orders known, whatever the hour the test runs at."""
+    return time.strftime("%H:%M", time.gmtime(time.time() + 12 * 3600))
+
+
+def with_day_end_away(text: str) -> str:
+    """Config ``text`` whose ``[orders]`` ``trading_day_end`` is replaced by
+    :func:`day_end_away_from_now`."""
+    line = f'trading_day_end = "{day_end_away_from_now()}"'
+    text, found = re.subn(r"(?m)^trading_day_end = .*$", line, text)
+    assert found == 1, "no trading_day_end in the config"
+    return text
 
 
 def log_events(log: str | Path) -> list[dict[str, Any]]:

@@ -18,6 +18,9 @@ from backoffice.statements import QUIET_SECONDS, StatementChange, StatementFolde
 from config import StatementColumns
 
 DAYS = TradeDay(dt.time(0, 0))
+NOW = dt.datetime(2026, 3, 2, 18, 0, tzinfo=dt.UTC).timestamp()
+"""The folders' wall clock, and where the files' modification times are set
+from: a file is left alone as long as the test says, however slowly it runs."""
 _STEPS = itertools.count(1)
 HEADER = "ExecID,ClOrdID,Symbol,Side,Quantity,Price,ExecTime\n"
 
@@ -41,7 +44,7 @@ ACME = msgspec.convert(
 
 
 def folder_of(path: Path, **layouts: StatementColumns) -> StatementFolder:
-    return StatementFolder(path, layouts or {"LP_A": StatementColumns()}, DAYS)
+    return StatementFolder(path, layouts or {"LP_A": StatementColumns()}, DAYS, lambda: NOW)
 
 
 def write(path: Path, text: str) -> None:
@@ -56,9 +59,10 @@ def append(path: Path, text: str) -> None:
 
 
 def _touch(path: Path) -> None:
-    """A modification time of its own for each change, however fast they come."""
+    """A modification time of its own for each change, however fast they
+    come: a millisecond past the last one's, from :data:`NOW` on."""
     stat = path.stat()
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + next(_STEPS) * 1_000_000))
+    os.utime(path, ns=(stat.st_atime_ns, int(NOW * 1e9) + next(_STEPS) * 1_000_000))
 
 
 def one(changes: list[StatementChange]) -> StatementChange:
@@ -138,7 +142,7 @@ def test_epoch_milliseconds_and_the_trading_day_cut(tmp_path: Path) -> None:
     at = dt.datetime(2026, 3, 2, 22, 30, 0, 250_000)
     epoch_ms = int((at - dt.datetime(1970, 1, 1)).total_seconds() * 1000)
     write(tmp_path / "LP_B-1.csv", HEADER + f"E1,K1,EUR/USD,BUY,1000,1.1,{epoch_ms}\n")
-    folder = StatementFolder(tmp_path, {"LP_B": layout}, TradeDay(dt.time(22, 0)))
+    folder = StatementFolder(tmp_path, {"LP_B": layout}, TradeDay(dt.time(22, 0)), lambda: NOW)
     row = one(folder.scan()).rows[0]
     assert (row.lp, row.time, row.trade_date) == ("LP_B", "2026-03-02 22:30:00.250", "2026-03-03")
 
@@ -396,7 +400,7 @@ def test_a_byte_order_mark_before_the_header(tmp_path: Path) -> None:
 def test_an_lp_named_after_another_has_its_own_statements(
     tmp_path: Path, order: tuple[str, str]
 ) -> None:
-    folder = StatementFolder(tmp_path, {lp: StatementColumns() for lp in order}, DAYS)
+    folder = StatementFolder(tmp_path, {lp: StatementColumns() for lp in order}, DAYS, lambda: NOW)
     assert folder.lp_of("LMAX-LD4-20260302.csv") == "LMAX-LD4"
     assert folder.lp_of("LMAX-20260302.csv") == "LMAX"
     write(

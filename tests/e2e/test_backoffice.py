@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from netkit import free_port
+from netkit import free_port, with_day_end_away
 from pgkit import PgServer, PostgresUnavailable
 from test_dashboard import chromium, dump_dom  # noqa: F401 - chromium: a fixture
 from test_fix_lps import LpSim, lp_sim_config
@@ -94,7 +94,7 @@ def config_text(
     b: LpSim,
     ledger: str,
 ) -> str:
-    text = (REPO / "config" / "fix-lps.toml").read_text()
+    text = with_day_end_away((REPO / "config" / "fix-lps.toml").read_text())
     text = text.replace("port = 9901", f"port = {a.port}").replace(
         "port = 9902", f"port = {b.port}"
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from netkit import with_day_end_away
 
 from config import SessionSettings
 from gateway.fix import codec
@@ -33,8 +34,9 @@ def crash_config(tmp_path: Path) -> Path:
     """The default config with LPs that answer after a few milliseconds, fill
     in parts and reject some children (so that children are in flight when
     the daemon dies), quotes that move often, and no internal crossing (so
-    that every fill a client sees is booked against an LP)."""
-    text = (REPO / "config" / "default.toml").read_text()
+    that every fill a client sees is booked against an LP); its trading day
+    ends at no hour the test may run at."""
+    text = with_day_end_away((REPO / "config" / "default.toml").read_text())
     text = re.sub(r"(?m)^latency_ms = 0 .*$", "latency_ms = 5", text)
     text = re.sub(r"(?m)^partial_fill_probability = .*$", "partial_fill_probability = 0.3", text)
     text = re.sub(r"(?m)^reject_probability = .*$", "reject_probability = 0.1", text)

@@ -12,11 +12,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from netkit import log_events
+from netkit import day_end_away_from_now, log_events
 from strict_fix44 import message_problems
 from test_order_flow import client, order, until_final
 
 from gateway.fix import codec
+from gateway.fix.codec import FixMessage
 from gateway.net.client import FixClient
 
 TOKEN = "margin-test-token"
@@ -98,7 +99,9 @@ collateral_usd = "3000"
 
 def write_config(tmp_path: Path) -> Path:
     path = tmp_path / "margin.toml"
-    path.write_text(CONFIG.format(token=TOKEN))
+    # its resting DAY orders never meet a day end of the hour the test runs at
+    day_end = f'\n[orders]\ntrading_day_end = "{day_end_away_from_now()}"\n'
+    path.write_text(CONFIG.format(token=TOKEN) + day_end)
     return path
 
 
@@ -251,7 +254,7 @@ async def test_a_margin_call_then_a_stop_out_closing_the_largest_loss(
     tmp_path: Path, daemon_factory: Any
 ) -> None:
     path = write_config(tmp_path)
-    text = CONFIG.format(token=TOKEN)
+    text = path.read_text()
     rich = text.replace('collateral_usd = "3000"', 'collateral_usd = "100000"')
     path.write_text(rich)
     d = daemon_factory("--config", str(path)).start()
@@ -355,6 +358,35 @@ async def next_of(c: FixClient, msg_type: bytes) -> Any:
     return msg
 
 
+async def position_request(c: FixClient, pos_req_id: bytes) -> FixMessage:
+    """A RequestForPositions (AN) for today's ClearingBusinessDate (715), and
+    its ack (AO).  Today is the gateway's UTC date as it reads the request:
+    should midnight pass between the date read here and its, the request is
+    refused as one for another day, and asked again for the new day."""
+    while True:
+        today = time.strftime("%Y%m%d", time.gmtime())
+        c.send(
+            b"AN",
+            codec.encode_fields(
+                [
+                    (1, b"CLIENT1"),
+                    (60, codec.format_utc_timestamp(time.time())),
+                    (453, b"1"),
+                    (448, b"CLIENT1"),
+                    (447, b"D"),
+                    (452, b"3"),
+                    (581, b"1"),
+                    (710, pos_req_id),
+                    (715, today.encode()),
+                    (724, b"0"),
+                ]
+            ),
+        )
+        ack = await next_of(c, b"AO")
+        if ack.get(728) == b"0" or time.strftime("%Y%m%d", time.gmtime()) == today:
+            return ack
+
+
 @pytest.mark.asyncio
 async def test_collateral_and_positions_over_fix_as_a_strict_client_reads_them(
     tmp_path: Path, daemon_factory: Any
@@ -362,7 +394,7 @@ async def test_collateral_and_positions_over_fix_as_a_strict_client_reads_them(
     """BB -> BA, AN -> AO + AP, each whole message valid FIX 4.4 by a
     validator of its own; and, subscribed, a BA unasked at a margin call."""
     path = write_config(tmp_path)
-    text = CONFIG.format(token=TOKEN)
+    text = path.read_text()
     d = daemon_factory("--config", str(path)).start()
     c = client("CLIENT1")
     await c.connect("127.0.0.1", d.fix_port)
@@ -380,25 +412,7 @@ async def test_collateral_and_positions_over_fix_as_a_strict_client_reads_them(
     assert "siloed 2700.00 USD" in said
     assert "params cme-example-1" in said
 
-    today = time.strftime("%Y%m%d", time.gmtime())
-    c.send(
-        b"AN",
-        codec.encode_fields(
-            [
-                (1, b"CLIENT1"),
-                (60, codec.format_utc_timestamp(time.time())),
-                (453, b"1"),
-                (448, b"CLIENT1"),
-                (447, b"D"),
-                (452, b"3"),
-                (581, b"1"),
-                (710, b"POS1"),
-                (715, today.encode()),
-                (724, b"0"),
-            ]
-        ),
-    )
-    ack = await next_of(c, b"AO")
+    ack = await position_request(c, b"POS1")
     assert message_problems(ack.raw) == []
     assert (ack.get(710), ack.get(727), ack.get(728)) == (b"POS1", b"2", b"0")
     positions = {}

@@ -11,9 +11,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import msgspec
 import pytest
 import pytest_asyncio
-from netkit import free_port
+from netkit import day_end_away_from_now, free_port
 
 from config import SessionSettings, default_config_path, load_config, parse_config, with_overrides
 from gateway.daemon import Gateway
@@ -55,6 +56,9 @@ async def started(
     cfg = with_overrides(
         cfg, fix_port=free_port(), http_port=0, drop_copy_port=0, data_dir=str(tmp_path)
     )
+    # the day ends when a test ends it, never by the hour the test runs at
+    orders = msgspec.structs.replace(cfg.orders, trading_day_end=day_end_away_from_now())
+    cfg = msgspec.structs.replace(cfg, orders=orders)
     gateway = Gateway(cfg) if clock is None else Gateway(cfg, clock=clock)
     await gateway.start()
     client = FixClient(SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY"))

@@ -113,6 +113,21 @@ def lp_slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LpSimProcess]:
     assert lp.stop() == 0, lp.log_text()
 
 
+HELD = "60000"
+"""An LP's latency (ms) that keeps an order open for as long as any test
+needs it open, however slowly the machine lets the test go on."""
+
+
+@pytest.fixture(scope="module")
+def lp_held(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LpSimProcess]:
+    """Every order is answered only after a minute: open until canceled."""
+    tmp = tmp_path_factory.mktemp("lp-held")
+    config = variant(tmp, "held.toml", latency_ms=HELD)
+    lp = LpSimProcess(config, tmp / "data", tmp / "lp.log").start()
+    yield lp
+    assert lp.stop() == 0, lp.log_text()
+
+
 def settings(reset: bool) -> SessionSettings:
     return SessionSettings(SenderCompID="GATEWAY", TargetCompID="LPX1", ResetOnLogon=reset)
 
@@ -371,10 +386,10 @@ async def test_partial_fill_and_remainder_cancel(lp_slow: LpSimProcess) -> None:
 
 
 @pytest.mark.asyncio
-async def test_duplicate_clordid_and_cancel_of_an_open_order(lp_slow: LpSimProcess) -> None:
-    async with logged_on(lp_slow.port) as c:
+async def test_duplicate_clordid_and_cancel_of_an_open_order(lp_held: LpSimProcess) -> None:
+    async with logged_on(lp_held.port) as c:
         c.send(b"D", order("O1", qty="5000"))
-        c.send(b"D", order("O1", qty="7000"))  # still open: 300 ms to the answer
+        c.send(b"D", order("O1", qty="7000"))  # still open: a minute to the answer
         duplicate = await next_of(c, b"8")
         assert (duplicate.get(11), duplicate.get(39)) == (b"O1", b"8")
         assert (duplicate.get(58), duplicate.get(38)) == (b"Duplicate ClOrdID", b"7000")
@@ -390,15 +405,15 @@ async def test_duplicate_clordid_and_cancel_of_an_open_order(lp_slow: LpSimProce
 
 
 @pytest.mark.asyncio
-async def test_orders_left_open_are_canceled_on_disconnect(lp_slow: LpSimProcess) -> None:
+async def test_orders_left_open_are_canceled_on_disconnect(lp_held: LpSimProcess) -> None:
     store = MemoryStore()
-    logged_out_before = len(logged_out(lp_slow))
-    async with logged_on(lp_slow.port, store=store) as c:
+    logged_out_before = len(logged_out(lp_held))
+    async with logged_on(lp_held.port, store=store) as c:
         c.send(b"D", order("G1", qty="3000"))
-    # logged out within the 300 ms latency: the LP cancels the order, and the
+    # logged out with the order still open: the LP cancels it, and the
     # report reaches the gateway through its ResendRequest at the next logon
-    await until_logged_out(lp_slow, logged_out_before + 1)
-    async with logged_on(lp_slow.port, reset=False, store=store) as c:
+    await until_logged_out(lp_held, logged_out_before + 1)
+    async with logged_on(lp_held.port, reset=False, store=store) as c:
         (canceled,) = await reports(c, b"G1")
         assert (canceled.get(150), canceled.get(39), canceled.get(14)) == (b"4", b"4", b"0")
         assert canceled.get(58) == b"cancel on disconnect"
@@ -409,7 +424,7 @@ async def test_orders_left_open_are_canceled_on_disconnect(lp_slow: LpSimProcess
 async def test_shutdown_and_restart_keep_the_session_whole(tmp_path: Path) -> None:
     """SIGTERM cancels what is open and logs the gateway out; after a restart
     on the same data directory the sequence numbers continue."""
-    config = variant(tmp_path, "slow.toml", latency_ms="500")
+    config = variant(tmp_path, "held.toml", latency_ms=HELD)
     lp = LpSimProcess(config, tmp_path / "data", tmp_path / "lp.log").start()
     store = MemoryStore()
     try:
@@ -428,6 +443,7 @@ async def test_shutdown_and_restart_keep_the_session_whole(tmp_path: Path) -> No
         sent, expected = store.next_sender_seq, store.next_target_seq
         assert expected >= 4  # Logon, the cancel, Logout
 
+        lp.config = CONFIG_A  # answering at once now
         lp.start()  # the same data directory
         c = FixClient(settings(reset=False), store)
         await c.connect("127.0.0.1", lp.port)
