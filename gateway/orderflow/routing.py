@@ -826,20 +826,7 @@ class ChildRouting:
         client's fill, which stands, is the house's to cover.  Journaled as
         any fill booked to the house, so a restart and the drop copy have
         it; it moves no last price."""
-        refused = self._restatement_refused(bust.child_id, bust.exec_id, bust.ref_exec_id)
-        if refused:
-            repeat = refused == _BUST_BOOKED
-            (_log.warning if repeat else _log.error)(
-                "lp_trade_bust_refused",
-                lp=bust.lp,
-                child_id=bust.child_id,
-                exec_id=bust.exec_id,
-                exec_ref_id=bust.ref_exec_id,
-                reason=refused,
-                hint="booked before: nothing more to do"
-                if repeat
-                else "not applied: the fill stands in the gateway's books until the desk acts",
-            )
+        if self._refused("bust", bust.lp, bust.child_id, bust.exec_id, bust.ref_exec_id):
             return
         self._busted.put(f"{bust.child_id}{EXEC_ID_SEP}{bust.exec_id}", False)
         reversal = ChildFill(bust.child_id, bust.exec_id, bust.qty, bust.price, 0)
@@ -869,20 +856,7 @@ class ChildRouting:
         any fill booked to the house, so a restart and the drop copy have
         them; neither moves the symbol's last fill price."""
         c = correction
-        refused = self._restatement_refused(c.child_id, c.exec_id, c.ref_exec_id)
-        if refused:
-            repeat = refused == _BUST_BOOKED
-            (_log.warning if repeat else _log.error)(
-                "lp_trade_correction_refused",
-                lp=c.lp,
-                child_id=c.child_id,
-                exec_id=c.exec_id,
-                exec_ref_id=c.ref_exec_id,
-                reason=refused,
-                hint="booked before: nothing more to do"
-                if repeat
-                else "not applied: the fill stands in the gateway's books until the desk acts",
-            )
+        if self._refused("correction", c.lp, c.child_id, c.exec_id, c.ref_exec_id):
             return
         self._busted.put(f"{c.child_id}{EXEC_ID_SEP}{c.exec_id}", True)
         reversal_id = f"{c.exec_id}{REVERSAL_SUFFIX}"
@@ -907,6 +881,27 @@ class ChildRouting:
             price=c.price,
             account=HOUSE,
         )
+
+    def _refused(self, kind: str, lp: str, child_id: str, exec_id: str, ref: str) -> bool:
+        """Whether an LP's Trade Cancel or Correct (``kind``: "bust" or
+        "correction") cannot be booked here, said as
+        ``lp_trade_<kind>_refused`` (a warning when it was booked before)."""
+        refused = self._restatement_refused(child_id, exec_id, ref)
+        if not refused:
+            return False
+        repeat = refused == _BUST_BOOKED
+        (_log.warning if repeat else _log.error)(
+            f"lp_trade_{kind}_refused",
+            lp=lp,
+            child_id=child_id,
+            exec_id=exec_id,
+            exec_ref_id=ref,
+            reason=refused,
+            hint="booked before: nothing more to do"
+            if repeat
+            else "not applied: the fill stands in the gateway's books until the desk acts",
+        )
+        return True
 
     def _restatement_refused(self, child_id: str, exec_id: str, ref: str) -> str:
         """Why a Trade Cancel or Correct cannot be booked here ("" when it
