@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from gateway.ops.direct import OPENER, is_http_address
 from gateway.ops.tokens import ADMIN_TOKEN_ENV
 
 __all__ = ["COMMANDS", "AdminApi", "OperatorError", "is_operator_command", "register", "run"]
@@ -39,10 +40,6 @@ ALL_ORDERS_LIMIT = 1000
 """How many orders the admin API lists for ``?all=1`` without a limit."""
 
 Command = Callable[["AdminApi", argparse.Namespace], int]
-
-# straight to the daemon: never through a proxy from the environment, which
-# would be handed the admin token
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class OperatorError(Exception):
@@ -75,7 +72,7 @@ class AdminApi:
         except ValueError as exc:
             raise OperatorError(f"bad --url {self.url!r}: {exc}") from None
         try:
-            with _DIRECT.open(request, timeout=self.timeout) as resp:
+            with OPENER.open(request, timeout=self.timeout) as resp:
                 body = resp.read()
         except urllib.error.HTTPError as exc:
             raise self._refused(path, exc.code, exc.read()) from None
@@ -201,12 +198,7 @@ def admin_api(args: argparse.Namespace) -> AdminApi:
         if not token:
             token = gateway.admin_token
     url = url or DEFAULT_URL
-    try:
-        parts = urllib.parse.urlsplit(url)
-        port = parts.port  # ValueError: not a number, or not in 0..65535
-    except ValueError:
-        port = -1
-    if port == -1 or parts.scheme not in ("http", "https") or not parts.hostname:
+    if not is_http_address(url):
         raise OperatorError(f"bad --url {url!r}: give http://HOST:PORT")
     return AdminApi(url, (token or "").strip(), args.timeout, packaged and bool(token))
 
