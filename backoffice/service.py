@@ -51,7 +51,14 @@ from backoffice.ledger import (
     ReconRun,
     SettlementBook,
 )
-from backoffice.records import ClientTrade, HouseTrade, TradeDay, client_trade, house_trade
+from backoffice.records import (
+    ClientTrade,
+    HouseTrade,
+    TradeDay,
+    client_trade,
+    day_stamp,
+    house_trade,
+)
 from backoffice.settlement import Settlement
 from backoffice.statements import StatementChange, StatementFolder
 from config import Config, SessionSettings, StatementColumns
@@ -1091,7 +1098,7 @@ class BackOffice:
         return files
 
     def _manifest(self, day: dt.date) -> Path:
-        return self.export_dir / f"manifest-{day.strftime('%Y%m%d')}.json"
+        return self.export_dir / f"manifest-{day_stamp(day)}.json"
 
     def _write_manifest(self, day: dt.date, upto: int, files: Sequence[str]) -> str:
         """The day's manifest, written once its files are: the files, and

@@ -1107,6 +1107,30 @@ def test_a_symbol_not_listed_is_named_once(tmp_path: Path) -> None:
     assert [(e["symbol"], e["currencies"]) for e in named] == [("GBP/JPY", ["GBP", "JPY"])]
 
 
+@pytest.mark.asyncio
+async def test_an_export_names_its_files_and_manifest_yyyymmdd(tmp_path: Path) -> None:
+    """Eight digits whatever the year: ``strftime("%Y")`` wrote 0999-01-01
+    as ``9990101``."""
+    cfg = default()
+    cfg = msgspec.structs.replace(
+        cfg,
+        gateway=msgspec.structs.replace(cfg.gateway, data_dir=str(tmp_path)),
+        backoffice=msgspec.structs.replace(cfg.backoffice, http_port=0),
+    )
+    office = BackOffice(cfg)
+    await office.ledger.open()
+    try:
+        files = await office.export(dt.date(999, 1, 1))
+    finally:
+        await office.ledger.close()
+    names = sorted(Path(f).name for f in files)
+    assert names == sorted(
+        f"{report}-09990101.{suffix}"
+        for report in ("client-trades", "lp-trades", "settlement", "manifest")
+        for suffix in (("json",) if report == "manifest" else ("csv", "parquet"))
+    )
+
+
 def test_an_export_without_a_good_date_is_one_line_before_asking(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
