@@ -64,6 +64,9 @@ def _config(args: argparse.Namespace) -> Config:
     if args.data_dir:
         gateway = msgspec.structs.replace(cfg.gateway, data_dir=os.path.abspath(args.data_dir))
         cfg = msgspec.structs.replace(cfg, gateway=gateway)
+    problem = Tokens.problem(cfg.gateway)  # a token from the environment
+    if problem is not None:
+        raise ConfigError([problem])
     return cfg
 
 

@@ -280,9 +280,9 @@ class BackOffice:
         self.clock = clock
         self.monotonic = monotonic
         self.session_settings = drop_copy_session(config)
-        clash = Tokens.clash(config.gateway)
-        if clash is not None:
-            raise BackofficeError(clash)
+        problem = Tokens.problem(config.gateway)
+        if problem is not None:
+            raise BackofficeError(problem)
         key = f"{self.session_settings.SenderCompID}-{self.session_settings.TargetCompID}"
         gw = config.gateway
         self.feeds = [

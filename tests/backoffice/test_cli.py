@@ -94,3 +94,16 @@ def test_a_bad_url_is_one_line(url: str, capsys: pytest.CaptureFixture[str]) -> 
     out, err = capsys.readouterr()
     assert out == ""
     assert err == f"fixgw backoffice status: bad --url {url!r}: give http://HOST:PORT\n"
+
+
+def test_a_token_from_the_environment_outside_visible_ascii_is_refused(
+    fake: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FIXGW_ADMIN_TOKEN", "tok€n")
+    assert main(["backoffice", "status", "--url", fake.url]) == 2
+    assert fake.seen == []
+    assert capsys.readouterr().err.splitlines() == [
+        "fixgw backoffice: configuration error(s):",
+        "  FIXGW_ADMIN_TOKEN: visible ASCII characters only (letters, digits, punctuation; "
+        "no spaces or accents)",
+    ]
