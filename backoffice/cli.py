@@ -79,11 +79,11 @@ def main(args: argparse.Namespace) -> int:
             print(f"  {line}", file=sys.stderr)
         return 2
     if args.action == "run":
-        return _run(cfg)
+        return _run(cfg, args.config or str(default_config_path()))
     return _ask(cfg, args)
 
 
-def _run(cfg: Config) -> int:
+def _run(cfg: Config, path: str) -> int:
     import asyncio
 
     import uvloop
@@ -95,10 +95,12 @@ def _run(cfg: Config) -> int:
     configure_logging(cfg.gateway.log_level, cfg.gateway.log_format)
 
     async def serve() -> int:
-        office = BackOffice(cfg)
+        office = BackOffice(cfg, config_path=path)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, office.stop)
+        # a token rotation: the tokens read again from the file
+        loop.add_signal_handler(signal.SIGHUP, office.reload_tokens, "SIGHUP")
         await office.run()
         if office.failed:
             print(f"fixgw backoffice: stopped: {office.failed}", file=sys.stderr)
