@@ -15,10 +15,12 @@ import json
 import signal
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
 from config import Config, ConfigError, config_base, default_config_path, load_config, resolve_paths
+from gateway.ops.direct import OPENER, is_http_address
 from gateway.ops.tokens import Tokens
 
 __all__ = ["add_arguments", "main"]
@@ -62,6 +64,9 @@ def _config(args: argparse.Namespace) -> Config:
     if args.data_dir:
         gateway = msgspec.structs.replace(cfg.gateway, data_dir=os.path.abspath(args.data_dir))
         cfg = msgspec.structs.replace(cfg, gateway=gateway)
+    problem = Tokens.problem(cfg.gateway)  # a token from the environment
+    if problem is not None:
+        raise ConfigError([problem])
     return cfg
 
 
@@ -74,11 +79,11 @@ def main(args: argparse.Namespace) -> int:
             print(f"  {line}", file=sys.stderr)
         return 2
     if args.action == "run":
-        return _run(cfg)
+        return _run(cfg, args.config or str(default_config_path()))
     return _ask(cfg, args)
 
 
-def _run(cfg: Config) -> int:
+def _run(cfg: Config, path: str) -> int:
     import asyncio
 
     import uvloop
@@ -90,10 +95,12 @@ def _run(cfg: Config) -> int:
     configure_logging(cfg.gateway.log_level, cfg.gateway.log_format)
 
     async def serve() -> int:
-        office = BackOffice(cfg)
+        office = BackOffice(cfg, config_path=path)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, office.stop)
+        # a token rotation: the tokens read again from the file
+        loop.add_signal_handler(signal.SIGHUP, office.reload_tokens, "SIGHUP")
         await office.run()
         if office.failed:
             print(f"fixgw backoffice: stopped: {office.failed}", file=sys.stderr)
@@ -116,25 +123,30 @@ def _run(cfg: Config) -> int:
 
 
 def _ask(cfg: Config, args: argparse.Namespace) -> int:
+    name = f"fixgw backoffice {args.action}"
     if args.action == "export" and not args.date:
-        print("fixgw backoffice export: which trading day? give --date YYYY-MM-DD", file=sys.stderr)
+        print(f"{name}: which trading day? give --date YYYY-MM-DD", file=sys.stderr)
         return 1
     settings = cfg.backoffice
     base = args.url or f"http://{settings.http_host}:{settings.http_port}"
-    method, path = {
-        "breaks": ("GET", "/backoffice/breaks" + (f"?type={args.type}" if args.type else "")),
-        "recon": ("POST", "/backoffice/recon"),
-        "treasury": ("GET", "/backoffice/treasury"),
-        "status": ("GET", "/backoffice/status"),
-        "export": ("POST", f"/backoffice/export?date={args.date or ''}"),
+    if not is_http_address(base):
+        print(f"{name}: bad --url {base!r}: give http://HOST:PORT", file=sys.stderr)
+        return 1
+    method, path, query = {
+        "breaks": ("GET", "/backoffice/breaks", {"type": args.type} if args.type else {}),
+        "recon": ("POST", "/backoffice/recon", {}),
+        "treasury": ("GET", "/backoffice/treasury", {}),
+        "status": ("GET", "/backoffice/status", {}),
+        "export": ("POST", "/backoffice/export", {"date": args.date}),
     }[args.action]
-    request = urllib.request.Request(base.rstrip("/") + path, method=method)
+    target = base.rstrip("/") + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
+    request = urllib.request.Request(target, method=method)
     tokens = Tokens.of(cfg.gateway)
     token = tokens.admin or tokens.read
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=120) as response:
+        with OPENER.open(request, timeout=120) as response:
             data: Any = json.loads(response.read())
     except urllib.error.HTTPError as exc:
         body = exc.read().decode("utf-8", "replace")
@@ -142,12 +154,12 @@ def _ask(cfg: Config, args: argparse.Namespace) -> int:
             body = json.loads(body)["error"]
         except (ValueError, TypeError, KeyError):
             pass  # not the back office's own answer: shown as it came
-        print(f"fixgw backoffice {args.action}: HTTP {exc.code}: {body}", file=sys.stderr)
+        print(f"{name}: HTTP {exc.code}: {body}", file=sys.stderr)
         return 1
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         print(
-            f"fixgw backoffice {args.action}: no back office answers at {base} ({reason}); "
+            f"{name}: no back office answers at {base} ({reason}); "
             "is `fixgw backoffice run` running?",
             file=sys.stderr,
         )

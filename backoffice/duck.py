@@ -31,7 +31,7 @@ from backoffice.ledger import (
     ReconRun,
     SettlementLine,
 )
-from backoffice.records import INTERNAL_MARKET, ClientTrade, HouseTrade
+from backoffice.records import INTERNAL_MARKET, ClientTrade, HouseTrade, day_stamp
 from backoffice.settlement import Settlement
 from backoffice.statements import StatementChange
 
@@ -639,7 +639,7 @@ def _export_day(
 ) -> list[str]:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    stamp = day.strftime("%Y%m%d")
+    stamp = day_stamp(day)
     reports = {
         f"client-trades-{stamp}": (
             f"SELECT {sql.CLIENT_COLUMNS} FROM client_trades "

@@ -32,6 +32,7 @@ __all__ = [
     "LpTrade",
     "TradeDay",
     "client_trade",
+    "day_stamp",
     "house_trade",
     "parse_fix_time",
     "time_text",
@@ -153,6 +154,12 @@ def _parse_fix_time(value: bytes) -> str:
 def time_text(when: dt.datetime) -> str:
     """A naive UTC datetime written as the records write times."""
     return when.isoformat(sep=" ", timespec="milliseconds")
+
+
+def day_stamp(day: dt.date) -> str:
+    """``YYYYMMDD``, as the export's files are named: the year in four
+    digits always (``strftime("%Y")`` leaves a year before 1000 short)."""
+    return day.isoformat().replace("-", "")
 
 
 class TradeDay:

@@ -51,10 +51,17 @@ from backoffice.ledger import (
     ReconRun,
     SettlementBook,
 )
-from backoffice.records import ClientTrade, HouseTrade, TradeDay, client_trade, house_trade
+from backoffice.records import (
+    ClientTrade,
+    HouseTrade,
+    TradeDay,
+    client_trade,
+    day_stamp,
+    house_trade,
+)
 from backoffice.settlement import Settlement
 from backoffice.statements import StatementChange, StatementFolder
-from config import Config, SessionSettings, StatementColumns
+from config import Config, ConfigError, SessionSettings, StatementColumns, load_config
 from config.redact import url_without_secrets
 from gateway.fix.codec import FixMessage
 from gateway.net.client import FixClient, LogonError
@@ -119,7 +126,10 @@ class Feed:
         self.last_seq = 0
         self.taken: deque[float] = deque()
         """When each batch taken from it and not yet written was taken."""
-        self.warned = False
+        self.positions_error = ""
+        """Why its positions could not be had at the last look ("": they were)."""
+        self.positions_failing_since: float | None = None
+        """Since when (wall clock) they cannot be had."""
 
     @property
     def address(self) -> str:
@@ -242,6 +252,13 @@ class _Metrics:
             ["gateway"],
             registry=r,
         )
+        self.positions_unavailable = Gauge(
+            "fixgw_backoffice_positions_unavailable",
+            "1 while a gateway's positions cannot be had (refused, unreachable): the "
+            "comparison of positions with the ledger is not made; by gateway",
+            ["gateway"],
+            registry=r,
+        )
         self.bad = Counter(
             "fixgw_backoffice_bad_records",
             "Drop-copy messages or statement lines that could not be read",
@@ -265,17 +282,24 @@ class BackOffice:
         self,
         config: Config,
         *,
+        config_path: str | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        self.config_path = config_path
+        """The file the config was read from: its tokens are read again
+        (:meth:`reload_tokens`)."""
         self.settings = config.backoffice
         self.clock = clock
         self.monotonic = monotonic
         self.session_settings = drop_copy_session(config)
-        clash = Tokens.clash(config.gateway)
-        if clash is not None:
-            raise BackofficeError(clash)
+        problem = Tokens.problem(config.gateway)
+        if problem is not None:
+            raise BackofficeError(problem)
+        self.tokens = Tokens.of(config.gateway)
+        """The tokens in force: the HTTP API's, and those it asks the
+        gateways' positions with."""
         key = f"{self.session_settings.SenderCompID}-{self.session_settings.TargetCompID}"
         gw = config.gateway
         self.feeds = [
@@ -391,6 +415,7 @@ class BackOffice:
             feed.last_seq = await self.ledger.last_seq(feed.session_key)
             self.metrics.last_seq.labels(feed.name).set(feed.last_seq)
             self.metrics.feed_up.labels(feed.name).set(0)
+            self.metrics.positions_unavailable.labels(feed.name).set(0)
         self.counts = await self.ledger.counts()
         await self._refresh_breaks()
         await self._start_http()
@@ -915,34 +940,82 @@ class BackOffice:
         return _merged([view for view in views if view is not None])
 
     async def _exposures_of(self, feed: Feed) -> dict[str, Any] | None:
-        tokens = Tokens.of(self.config.gateway)
-        # the read token first, which is all this needs; the admin token when
-        # that gateway does not know it (a config of its own)
-        tried = [token for token in (tokens.read, tokens.admin) if token] or [""]
+        """The gateway's ``/admin/exposures``; None when it cannot say.
+        Refused (401), the tokens are read again from the config file and,
+        when they changed there (rotated: the gateway reloaded them), asked
+        with once more."""
         url = f"http://{feed.http_host}:{feed.http_port}/admin/exposures"
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-                for i, token in enumerate(tried):
-                    headers = {"Authorization": f"Bearer {token}"} if token else {}
-                    async with http.get(url, headers=headers) as response:
-                        if response.status == 401 and i + 1 < len(tried):
-                            continue
-                        if response.status != 200:
-                            raise aiohttp.ClientError(f"HTTP {response.status}")
-                        data: dict[str, Any] = await response.json()
-                        break
+                status, data = await self._ask_exposures(http, url)
+                if status == 401 and self.reload_tokens(f"HTTP 401 from {feed.name}"):
+                    status, data = await self._ask_exposures(http, url)
+                if status != 200:
+                    raise aiohttp.ClientError(f"HTTP {status}")
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            if not feed.warned:
-                feed.warned = True
+            error = str(exc) or repr(exc)
+            if not feed.positions_error:
+                feed.positions_failing_since = self.clock()
                 _log.warning(
-                    "gateway_positions_unavailable",
-                    gateway=feed.name,
-                    url=url,
-                    error=str(exc) or repr(exc),
+                    "gateway_positions_unavailable", gateway=feed.name, url=url, error=error
                 )
+            feed.positions_error = error
+            self.metrics.positions_unavailable.labels(feed.name).set(1)
             return None
-        feed.warned = False
+        if feed.positions_error:
+            _log.info("gateway_positions_available", gateway=feed.name, url=url)
+        feed.positions_error = ""
+        feed.positions_failing_since = None
+        self.metrics.positions_unavailable.labels(feed.name).set(0)
         return data
+
+    async def _ask_exposures(
+        self, http: aiohttp.ClientSession, url: str
+    ) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, the JSON when 200), asked with the read token
+        first, which is all this needs, then the admin token when that
+        gateway does not know it (a config of its own)."""
+        tokens = self.tokens
+        tried = [token for token in (tokens.read, tokens.admin) if token] or [""]
+        status = 0
+        for token in tried:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            async with http.get(url, headers=headers) as response:
+                status = response.status
+                if status == 200:
+                    data: dict[str, Any] = await response.json()
+                    return status, data
+                if status != 401:
+                    break
+        return status, {}
+
+    def reload_tokens(self, why: str) -> bool:
+        """Read the tokens again from the config file (and the environment,
+        whose variables still override it): on SIGHUP, and when a gateway
+        refuses the ones in force.  True when they changed.  A file that
+        cannot be read or validated, or whose tokens cannot be used, leaves
+        the tokens in force, and is logged."""
+        if self.config_path is None:
+            return False
+        try:
+            settings = load_config(self.config_path).gateway
+        except ConfigError as exc:
+            _log.warning(
+                "tokens_reload_refused", why=why, path=self.config_path, errors=list(exc.errors)
+            )
+            return False
+        problem = Tokens.problem(settings)
+        if problem is not None:
+            _log.warning("tokens_reload_refused", why=why, path=self.config_path, errors=[problem])
+            return False
+        tokens = Tokens.of(settings)
+        if tokens == self.tokens:
+            return False
+        # which changed, never their values
+        changed = [n for n in ("admin", "read") if getattr(tokens, n) != getattr(self.tokens, n)]
+        self.tokens = tokens
+        _log.info("tokens_reloaded", why=why, path=self.config_path, changed=changed)
+        return True
 
     # -- the trading day ---------------------------------------------------------------
 
@@ -1091,7 +1164,7 @@ class BackOffice:
         return files
 
     def _manifest(self, day: dt.date) -> Path:
-        return self.export_dir / f"manifest-{day.strftime('%Y%m%d')}.json"
+        return self.export_dir / f"manifest-{day_stamp(day)}.json"
 
     def _write_manifest(self, day: dt.date, upto: int, files: Sequence[str]) -> str:
         """The day's manifest, written once its files are: the files, and
@@ -1178,6 +1251,15 @@ class BackOffice:
             "positions": {
                 "compared": self.positions_compared,
                 "clients_not_compared": self.clients_not_compared,
+                # gateway -> why its positions cannot be had, and since when
+                "unavailable": {
+                    feed.name: {
+                        "error": feed.positions_error,
+                        "since": feed.positions_failing_since,
+                    }
+                    for feed in self.feeds
+                    if feed.positions_error
+                },
             },
             "statements": str(self.statements.folder),
             "records": self.counts,
@@ -1231,15 +1313,15 @@ class BackOffice:
         self.http_port = sockets[0].getsockname()[1] if sockets else port
 
     def _app(self) -> web.Application:
-        tokens = Tokens.of(self.config.gateway)
-
         @web.middleware
         async def auth(
             request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
         ) -> web.StreamResponse:
             path = request.path
             if path.startswith("/backoffice/") and path != "/backoffice/":
-                refusal = tokens.refusal(request.headers.get("Authorization", ""), request.method)
+                refusal = self.tokens.refusal(
+                    request.headers.get("Authorization", ""), request.method
+                )
                 if refusal is not None:
                     return web.json_response({"error": refusal.error}, status=refusal.status)
             try:

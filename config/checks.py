@@ -484,6 +484,11 @@ def check_gateway(values: Mapping[str, object], path: str) -> list[str]:
                 break
         else:
             taken.append((port, host, name))
+    for name in ("admin_token", "read_token"):
+        token = values.get(name)
+        problem = bearer_token_problem(token.strip()) if isinstance(token, str) else None
+        if problem is not None:
+            errors.append(f"{_join(path, name)}: {problem}")
     read = values.get("read_token")
     if read and read == values.get("admin_token"):
         errors.append(
@@ -494,6 +499,21 @@ def check_gateway(values: Mapping[str, object], path: str) -> list[str]:
 
 
 _WILDCARD: Final = frozenset({"0.0.0.0", "::", ""})
+
+_BEARER_TOKEN: Final = re.compile(r"[!-~]*")
+
+
+def bearer_token_problem(token: str) -> str | None:
+    """Why ``token`` cannot be given as a bearer token, or None.
+
+    Visible ASCII only (RFC 6750's token68, and the rest of printable
+    ASCII but the space): a character beyond it goes into an HTTP header
+    as one byte from one client (latin-1, Python's http.client) and as two
+    from another (UTF-8, curl), and is refused by one or crashes the other.
+    The text does not repeat the token, which is a secret."""
+    if _BEARER_TOKEN.fullmatch(token):
+        return None
+    return "visible ASCII characters only (letters, digits, punctuation; no spaces or accents)"
 
 
 def check_cluster(values: Mapping[str, object], path: str) -> list[str]:

@@ -250,7 +250,8 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     ``/backoffice`` ones and the dashboards' data: it may read and change
     (reload, hand a session over, ask for a reconciliation or an export).
     The environment variable ``FIXGW_ADMIN_TOKEN`` overrides it.  Empty
-    (and no ``read_token``): those endpoints answer 403 to everyone."""
+    (and no ``read_token``): those endpoints answer 403 to everyone.
+    Visible ASCII only, as either token (an HTTP header's bytes)."""
 
     read_token: str = ""
     """Bearer token that may only read the same endpoints (``GET``): for

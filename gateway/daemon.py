@@ -161,9 +161,9 @@ class Gateway:
         _refuse_missing_parent(self.config.gateway.data_dir, self.data_dir)
         if config.store.backend == "file":
             _writable_data_dir(self.data_dir)
-        clash = Tokens.clash(gw)
-        if clash is not None:
-            raise ConfigError([clash])
+        problem = Tokens.problem(gw)
+        if problem is not None:
+            raise ConfigError([problem])
         self._tls_context = server_tls(gw)
         _log.info(
             "gateway_starting",

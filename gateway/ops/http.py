@@ -1,7 +1,8 @@
 """The HTTP side of the daemon (aiohttp): health, readiness, /metrics, the
 admin API and the dashboard.
 
-``/admin/orders`` lists open orders; ``?client=X`` those of one client;
+``/admin/orders`` lists open orders; ``?client=X`` those of one client
+(404 for a client with no order session here and no order known);
 ``?all=1`` the finished orders the matcher still retains too (the latest
 1000 in time priority; ``&limit=N``, at most 10,000, for another count).
 
@@ -160,11 +161,14 @@ def build_app(gateway: Running) -> web.Application:
             if not 0 <= limit <= admin.MAX_ORDERS_LIMIT:
                 text = f"limit: a whole number of orders, 0 to {admin.MAX_ORDERS_LIMIT}"
                 return _json_status({"error": text}, 400)
-        if flow is None:
-            return _json([])
-        return await _json_in_slices(
-            await admin.orders(flow, client, finished=finished, limit=limit)
+        listed = (
+            [] if flow is None else await admin.orders(flow, client, finished=finished, limit=limit)
         )
+        if client is not None and not listed and (flow is None or client not in flow.sessions):
+            # a name the gateway does not know (as /admin/margin/X), not a client without orders
+            unknown = f"no client {client}: no order session is configured for it"
+            return _json_status({"error": unknown}, 404)
+        return await _json_in_slices(listed)
 
     async def admin_margin(_: web.Request) -> web.Response:
         flow = gateway.order_flow

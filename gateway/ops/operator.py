@@ -2,15 +2,17 @@
 what an operator asks a running daemon, read from its admin API.
 
 Each command makes plain HTTP requests (standard library only, so that it
-starts fast and needs nothing of the daemon) to ``--url`` with the admin
-token as a bearer token, and prints a table for people or, with
-``--json``, JSON for scripts.  The token is ``--token``, else the
-``FIXGW_ADMIN_TOKEN`` environment variable (as the daemon reads it), else
-the ``admin_token`` of ``--config FILE``, which also gives the URL when
-``--url`` is not given; with none of these, the packaged default config's,
-which ``fixgw run`` uses without ``--config``.  Whatever goes wrong (no
-daemon at the URL, a refused token, the admin API disabled) is one line on
-stderr and exit status 1.
+starts fast and needs nothing of the daemon) to ``--url`` with a token as
+a bearer token, and prints a table for people or, with ``--json``, JSON
+for scripts.  The token is ``--token``, else the ``FIXGW_ADMIN_TOKEN``
+environment variable, else ``FIXGW_READ_TOKEN`` (as the daemon reads
+them), else the ``admin_token`` of ``--config FILE``, else its
+``read_token`` (every command but ``handover`` only reads); the config
+also gives the URL when ``--url`` is not given.  With none of these, the
+packaged default config's, which ``fixgw run`` uses without ``--config``.
+A token is visible ASCII, as the daemon's config takes it.  Whatever goes
+wrong (no daemon at the URL, a refused token, the admin API disabled) is
+one line on stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from gateway.ops.tokens import ADMIN_TOKEN_ENV
+from gateway.ops.direct import OPENER, is_http_address
+from gateway.ops.tokens import ADMIN_TOKEN_ENV, READ_TOKEN_ENV, Tokens
 
 __all__ = ["COMMANDS", "AdminApi", "OperatorError", "is_operator_command", "register", "run"]
 
@@ -39,10 +42,6 @@ ALL_ORDERS_LIMIT = 1000
 """How many orders the admin API lists for ``?all=1`` without a limit."""
 
 Command = Callable[["AdminApi", argparse.Namespace], int]
-
-# straight to the daemon: never through a proxy from the environment, which
-# would be handed the admin token
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class OperatorError(Exception):
@@ -75,7 +74,7 @@ class AdminApi:
         except ValueError as exc:
             raise OperatorError(f"bad --url {self.url!r}: {exc}") from None
         try:
-            with _DIRECT.open(request, timeout=self.timeout) as resp:
+            with OPENER.open(request, timeout=self.timeout) as resp:
                 body = resp.read()
         except urllib.error.HTTPError as exc:
             raise self._refused(path, exc.code, exc.read()) from None
@@ -108,8 +107,8 @@ class AdminApi:
         if status == 401:
             if not self.token:
                 return OperatorError(
-                    f"no admin token given (HTTP 401 from {self.url}): pass --token, "
-                    f"set {TOKEN_ENV} or name the daemon's config with --config"
+                    f"no token given (HTTP 401 from {self.url}): pass --token, set "
+                    f"{TOKEN_ENV} or {READ_TOKEN_ENV}, or name the daemon's config with --config"
                 )
             if self.packaged_token:
                 return OperatorError(
@@ -118,8 +117,8 @@ class AdminApi:
                     "with --config"
                 )
             return OperatorError(
-                f"the daemon at {self.url} refused the admin token (HTTP 401): "
-                f"check --token or {TOKEN_ENV}"
+                f"the daemon at {self.url} refused the token (HTTP 401): check --token, "
+                f"{TOKEN_ENV}, {READ_TOKEN_ENV} or the config's tokens"
             )
         if status == 403:
             why = detail or "admin API disabled"
@@ -174,7 +173,18 @@ def admin_api(args: argparse.Namespace) -> AdminApi:
     daemon ``fixgw run`` starts without one); :class:`OperatorError` for a
     config file that cannot say."""
     url: str | None = args.url
-    token: str | None = args.token if args.token is not None else os.environ.get(TOKEN_ENV)
+    if args.token is not None:
+        source, token = "--token", args.token.strip()
+    elif os.environ.get(TOKEN_ENV):
+        source, token = TOKEN_ENV, os.environ[TOKEN_ENV].strip()
+    else:
+        source, token = READ_TOKEN_ENV, os.environ.get(READ_TOKEN_ENV, "").strip()
+    if token:
+        from config.checks import bearer_token_problem
+
+        problem = bearer_token_problem(token)
+        if problem is not None:
+            raise OperatorError(f"{source}: {problem}")
     config: str | None = args.config
     packaged = config is None and url is None and not token
     if packaged:
@@ -199,16 +209,13 @@ def admin_api(args: argparse.Namespace) -> AdminApi:
                 raise OperatorError(f"{config}: the daemon serves no HTTP (gateway.http_port = 0)")
             url = f"http://{_connect_host(gateway.http_host)}:{gateway.http_port}"
         if not token:
-            token = gateway.admin_token
+            # every command but handover only reads: the read token will do
+            tokens = Tokens.of(gateway, {})
+            token = tokens.admin or tokens.read
     url = url or DEFAULT_URL
-    try:
-        parts = urllib.parse.urlsplit(url)
-        port = parts.port  # ValueError: not a number, or not in 0..65535
-    except ValueError:
-        port = -1
-    if port == -1 or parts.scheme not in ("http", "https") or not parts.hostname:
+    if not is_http_address(url):
         raise OperatorError(f"bad --url {url!r}: give http://HOST:PORT")
-    return AdminApi(url, (token or "").strip(), args.timeout, packaged and bool(token))
+    return AdminApi(url, token, args.timeout, packaged and bool(token))
 
 
 # --- formatting -----------------------------------------------------------------------
@@ -787,11 +794,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--token",
-        help=f"admin token (default: ${TOKEN_ENV}, or from --config, or, with neither --url "
-        "nor --config, the packaged config's)",
+        help=f"bearer token (default: ${TOKEN_ENV}, ${READ_TOKEN_ENV}, or from --config, or, "
+        "with neither --url nor --config, the packaged config's)",
     )
     parser.add_argument(
-        "--config", help="the daemon's TOML config: its http_host, http_port and admin_token"
+        "--config",
+        help="the daemon's TOML config: its http_host, http_port and admin_token (else read_token)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(

@@ -162,7 +162,7 @@ def _load_in_worker(path: Path, overrides: Overrides, current: Config) -> Config
     config, errors = validate_raw(raw, _adapter_settings(current))
     if config is None:
         raise ConfigError(errors, source=str(path))
-    _refuse_token_clash(config, str(path))
+    _refuse_bad_tokens(config, str(path))
     return config
 
 
@@ -197,16 +197,17 @@ async def _load(path: Path, overrides: Overrides, current: Config) -> Config:
     config, errors = validate_raw(overrides.apply_raw(raw), _adapter_settings(current))
     if config is None:
         raise ConfigError(errors, source=source)
-    _refuse_token_clash(config, source)
+    _refuse_bad_tokens(config, source)
     return config
 
 
-def _refuse_token_clash(config: Config, source: str) -> None:
+def _refuse_bad_tokens(config: Config, source: str) -> None:
     """A config whose read token the environment makes the admin token (or
-    the reverse) is refused, as at start."""
-    clash = Tokens.clash(config.gateway)
-    if clash is not None:
-        raise ConfigError([clash], source=source)
+    the reverse), or with a token from the environment that is not visible
+    ASCII, is refused, as at start."""
+    problem = Tokens.problem(config.gateway)
+    if problem is not None:
+        raise ConfigError([problem], source=source)
 
 
 def changed_settings(

@@ -1,6 +1,7 @@
 """Sends ``POST /admin/reload`` to a gateway at a fixed interval, for
 ``fixgw bench --reload-every``.  A process of its own, importing the
-standard library only, so that it costs the measuring client nothing.
+standard library only (through :mod:`gateway.ops.direct`), so that it
+costs the measuring client nothing.
 
     python -m gateway.ops.reload_requester URL TOKEN INTERVAL CONFIG_FILE_OR_EMPTY
 
@@ -21,6 +22,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from gateway.ops.direct import OPENER
 
 
 def main() -> None:
@@ -51,7 +54,7 @@ def main() -> None:
             url, method="POST", headers={"Authorization": f"Bearer {token}"}
         )
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with OPENER.open(request, timeout=10) as response:
                 status = json.loads(response.read()).get("status", "?")
         except urllib.error.HTTPError as exc:
             status = json.loads(exc.read()).get("status", str(exc.code))

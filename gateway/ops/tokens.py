@@ -13,7 +13,9 @@ change what the gateway does.  (``HEAD`` and ``OPTIONS`` read too; no
 route answers them with a change.)
 
 Tokens are compared in constant time.  With neither token configured the
-APIs answer 403 to everyone.
+APIs answer 403 to everyone.  A token is visible ASCII (a character beyond
+it is sent differently by different HTTP clients): another is refused in
+the config, in the environment and on the command line.
 """
 
 from __future__ import annotations
@@ -58,10 +60,19 @@ class Tokens:
         return cls(admin="" if admin == read else admin, read=read)
 
     @staticmethod
-    def clash(settings: GatewaySettings, environ: Mapping[str, str] = os.environ) -> str | None:
-        """Why the tokens in force cannot be used as given (the read token
-        is the admin token), or None."""
+    def problem(settings: GatewaySettings, environ: Mapping[str, str] = os.environ) -> str | None:
+        """Why the tokens in force cannot be used as given (one is not
+        visible ASCII, or the read token is the admin token), or None."""
+        from config.checks import bearer_token_problem
+
         admin, read = _given(settings, environ)
+        for env, setting, token in (
+            (ADMIN_TOKEN_ENV, "gateway.admin_token", admin),
+            (READ_TOKEN_ENV, "gateway.read_token", read),
+        ):
+            problem = bearer_token_problem(token)
+            if problem is not None:
+                return f"{env if environ.get(env) else setting}: {problem}"
         if read and admin == read:
             return (
                 f"the read token ({READ_TOKEN_ENV} or gateway.read_token) is the admin token "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import signal
 import sys
@@ -540,24 +541,57 @@ def _named_pid(text: str) -> tuple[str, int]:
     return name, int(pid)
 
 
+def _positive(text: str) -> float:
+    """A number above 0 (not infinite): a rate or a duration."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:  # NaN too
+        raise argparse.ArgumentTypeError(f"a number above 0, got {text!r}")
+    return value
+
+
+def _at_least_zero(text: str) -> float:
+    """A number from 0 up (not infinite): 0 is off."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"a number from 0 up (0: off), got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    """A whole number above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a whole number above 0, got {text!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9876)
     parser.add_argument("--sender", default="CLIENT1", help="our SenderCompID")
     parser.add_argument("--target", default="GATEWAY", help="the gateway's CompID")
-    parser.add_argument("--rate", type=float, help="one run at this many orders/s")
+    parser.add_argument("--rate", type=_positive, help="one run at this many orders/s")
     parser.add_argument("--max", action="store_true", help="one run as fast as possible")
     parser.add_argument(
         "--base-rate",
-        type=float,
+        type=_positive,
         default=3000.0,
         help="stress runs at 1, 2, 5, 10 x this, then max",
     )
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per run")
-    parser.add_argument("--in-flight", type=int, default=1000, help="bound on orders in flight")
+    parser.add_argument("--duration", type=_positive, default=5.0, help="seconds per run")
+    parser.add_argument("--in-flight", type=_count, default=1000, help="bound on orders in flight")
     parser.add_argument(
         "--reload-every",
-        type=float,
+        type=_at_least_zero,
         default=0.0,
         help="instead of the stress runs: P99 at --rate (or --base-rate) without, then with, "
         "POST /admin/reload every this many seconds",

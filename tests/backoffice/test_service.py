@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 import types
 from collections.abc import Sequence
 from decimal import Decimal
@@ -1107,6 +1108,67 @@ def test_a_symbol_not_listed_is_named_once(tmp_path: Path) -> None:
     assert [(e["symbol"], e["currencies"]) for e in named] == [("GBP/JPY", ["GBP", "JPY"])]
 
 
+@pytest.mark.asyncio
+async def test_an_export_names_its_files_and_manifest_yyyymmdd(tmp_path: Path) -> None:
+    """Eight digits whatever the year: ``strftime("%Y")`` wrote 0999-01-01
+    as ``9990101``."""
+    cfg = default()
+    cfg = msgspec.structs.replace(
+        cfg,
+        gateway=msgspec.structs.replace(cfg.gateway, data_dir=str(tmp_path)),
+        backoffice=msgspec.structs.replace(cfg.backoffice, http_port=0),
+    )
+    office = BackOffice(cfg)
+    await office.ledger.open()
+    try:
+        files = await office.export(dt.date(999, 1, 1))
+    finally:
+        await office.ledger.close()
+    names = sorted(Path(f).name for f in files)
+    assert names == sorted(
+        f"{report}-09990101.{suffix}"
+        for report in ("client-trades", "lp-trades", "settlement", "manifest")
+        for suffix in (("json",) if report == "manifest" else ("csv", "parquet"))
+    )
+
+
+def test_the_tokens_are_read_again_from_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FIXGW_ADMIN_TOKEN", raising=False)
+    monkeypatch.delenv("FIXGW_READ_TOKEN", raising=False)
+    path = tmp_path / "gw.toml"
+    text = default_config_path().read_text()
+    path.write_text(text)
+    office = BackOffice(load_config(path), config_path=str(path))
+    assert (office.tokens.admin, office.tokens.read) == ("dev-admin-token", "")
+    assert office.reload_tokens("test") is False  # unchanged
+
+    rotated = text.replace(
+        'admin_token = "dev-admin-token"', 'admin_token = "new"\nread_token = "rd"'
+    )
+    path.write_text(rotated)
+    with structlog.testing.capture_logs() as logs:
+        assert office.reload_tokens("test") is True
+    assert (office.tokens.admin, office.tokens.read) == ("new", "rd")
+    assert [(e["event"], e["changed"]) for e in logs] == [("tokens_reloaded", ["admin", "read"])]
+
+    # a file that cannot be used changes nothing
+    for bad in (rotated.replace('"new"', '"clé"'), "not toml ["):
+        path.write_text(bad)
+        with structlog.testing.capture_logs() as logs:
+            assert office.reload_tokens("test") is False
+        assert (office.tokens.admin, office.tokens.read) == ("new", "rd")
+        assert [e["event"] for e in logs] == ["tokens_reload_refused"]
+
+    # the environment still overrides the file
+    path.write_text(rotated)
+    monkeypatch.setenv("FIXGW_ADMIN_TOKEN", "from-env")
+    assert office.reload_tokens("test") is True
+    assert (office.tokens.admin, office.tokens.read) == ("from-env", "rd")
+    assert BackOffice(default()).reload_tokens("test") is False  # no file to read
+
+
 def test_an_export_without_a_good_date_is_one_line_before_asking(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -1155,6 +1217,76 @@ async def test_a_gateway_that_knows_only_the_admin_token_is_read_with_it(tmp_pat
         feed.http_host, feed.http_port = "127.0.0.1", server.port or 0
         assert await office._exposures_of(feed) == {"lps": {}}
     assert seen == ["Bearer rd", "Bearer adm"]  # the read token first
+
+
+@pytest.mark.asyncio
+async def test_a_gateway_refusing_the_tokens_has_them_read_again_and_is_shown_failing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rotated in the file and reloaded by the gateway, the tokens are read
+    again at its 401 and it is asked again at once; refused still, its
+    positions are shown unavailable (metric, status) until they are had."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+    from prometheus_client import generate_latest
+
+    monkeypatch.delenv("FIXGW_ADMIN_TOKEN", raising=False)
+    monkeypatch.delenv("FIXGW_READ_TOKEN", raising=False)
+    accepted = {"Bearer old"}
+    seen: list[str] = []
+
+    async def exposures(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        if seen[-1] not in accepted:
+            return web.json_response({"error": "wrong bearer token"}, status=401)
+        return web.json_response({"lps": {}})
+
+    app = web.Application()
+    app.router.add_get("/admin/exposures", exposures)
+    path = tmp_path / "gw.toml"
+    text = default_config_path().read_text()
+    text = text.replace('data_dir = "', f'data_dir = "{tmp_path}/', 1)
+
+    def write(admin: str) -> None:
+        path.write_text(text.replace('admin_token = "dev-admin-token"', f'admin_token = "{admin}"'))
+
+    def unavailable() -> bytes:
+        return generate_latest(office.metrics.registry)
+
+    write("old")
+    office = BackOffice(load_config(path), config_path=str(path))
+    async with TestServer(app) as server:
+        feed = office.feeds[0]
+        feed.http_host, feed.http_port = "127.0.0.1", server.port or 0
+        assert await office._exposures_of(feed) == {"lps": {}}
+
+        accepted = {"Bearer new"}  # the gateway reloaded; the file says so
+        write("new")
+        seen.clear()
+        assert await office._exposures_of(feed) == {"lps": {}}
+        assert seen == ["Bearer old", "Bearer new"]
+        assert office.tokens.admin == "new"
+
+        accepted = {"Bearer newer"}  # the gateway's alone: the file not
+        seen.clear()
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(3):
+                assert await office._exposures_of(feed) is None
+        assert seen == ["Bearer new"] * 3  # the file read again each time, unchanged
+        assert [e["event"] for e in logs] == ["gateway_positions_unavailable"]  # once
+        metric = b'fixgw_backoffice_positions_unavailable{gateway="gateway"} 1.0'
+        assert metric in unavailable()
+        status = (await office.status())["positions"]["unavailable"]
+        assert status == {
+            "gateway": {"error": "HTTP 401", "since": pytest.approx(time.time(), abs=60)}
+        }
+
+        write("newer")
+        with structlog.testing.capture_logs() as logs:
+            assert await office._exposures_of(feed) == {"lps": {}}
+        assert [e["event"] for e in logs] == ["tokens_reloaded", "gateway_positions_available"]
+        assert metric.replace(b"1.0", b"0.0") in unavailable()
+        assert (await office.status())["positions"]["unavailable"] == {}
 
 
 # -- several gateways: how far the drop copy has come -----------------------------------

@@ -123,6 +123,36 @@ def test_bench_refuses_a_malformed_cpu_of() -> None:
     assert "expected NAME=PID" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--in-flight", "0", "a whole number above 0"),  # waited for ever
+        ("--in-flight", "-3", "a whole number above 0"),
+        ("--rate", "0", "a number above 0"),  # ZeroDivisionError after the warm-up
+        ("--rate", "-5", "a number above 0"),  # exit 0 with NaN percentiles
+        ("--rate", "nan", "a number above 0"),
+        ("--base-rate", "0", "a number above 0"),
+        ("--duration", "-1", "a number above 0"),
+        ("--duration", "inf", "a number above 0"),
+        ("--reload-every", "-1", "a number from 0 up (0: off)"),
+    ],
+)
+def test_bench_refuses_arguments_it_cannot_run_with(
+    flag: str, value: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused by the command line (exit status 2, its usage), before any
+    connection is made."""
+    from gateway.cli import main
+
+    port = str(free_port())  # nothing there: a run would end with exit status 1
+    with pytest.raises(SystemExit) as stopped:
+        main(["bench", "--port", port, "--duration", "1", "--no-yardstick", flag, value])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"fixgw bench: error: argument {flag}: {says}, got {value!r}"
+    )
+
+
 def test_bench_without_a_gateway_is_one_line() -> None:
     port = free_port()
     proc = run_bench("--port", str(port), "--rate", "10", "--duration", "0.5", "--no-yardstick")

@@ -173,6 +173,49 @@ def test_run_refuses_a_read_token_the_environment_makes_the_admin_token(tmp_path
     )
 
 
+VISIBLE_ASCII = "visible ASCII characters only (letters, digits, punctuation; no spaces or accents)"
+
+
+def test_check_config_refuses_a_token_outside_visible_ascii(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bearer token goes into an HTTP header: "clé" was taken by the
+    daemon from curl (UTF-8) and refused to ``fixgw status --config``
+    (latin-1).  The error does not repeat the token."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        edited(
+            DEFAULT.read_text(),
+            ('admin_token = "dev-admin-token"', 'admin_token = "clé-admin"\nread_token = "a b"'),
+        )
+    )
+    status, out, err = run_main(["check-config", str(bad)], capsys)
+    assert status == 1
+    assert out == ""
+    assert err.splitlines() == [
+        f"{bad}: 2 error(s)",
+        f"gateway.admin_token: {VISIBLE_ASCII}",
+        f"gateway.read_token: {VISIBLE_ASCII}",
+    ]
+    spaced = tmp_path / "spaced.toml"  # spaces around a token are not part of it
+    spaced.write_text(
+        edited(DEFAULT.read_text(), ('admin_token = "dev-admin-token"', 'admin_token = " tok "'))
+    )
+    assert run_main(["check-config", str(spaced)], capsys)[0] == 0
+
+
+def test_run_refuses_a_token_from_the_environment_outside_visible_ascii(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(DEFAULT.read_text())
+    ports = [str(free_port()) for _ in range(2)]
+    args = ["run", "--config", str(path), "--data-dir", str(tmp_path / "d"), "--http-port", "0"]
+    args += ["--fix-port", ports[0], "--drop-copy-port", ports[1]]
+    status, err = run_daemon(args, FIXGW_ADMIN_TOKEN="tok€n")
+    assert status == 2
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == f"{path}: refusing to start: FIXGW_ADMIN_TOKEN: {VISIBLE_ASCII}"
+
+
 def reloading(tmp_path: Path) -> tuple[Path, Reloader, list[Config]]:
     """A config file of the default, the reloader of a daemon running on it,
     and the configs that reloader applies."""

@@ -48,9 +48,10 @@ HOUSE = "(house)"
 class Process:
     """A ``python -m gateway ...`` process with its log."""
 
-    def __init__(self, args: list[str], log: Path) -> None:
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
         self.args = args
         self.log = log
+        self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Process:
@@ -58,6 +59,7 @@ class Process:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway", *self.args],
             cwd=REPO,
+            env=self.env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -584,3 +586,111 @@ async def test_back_office_catches_up_reconciles_and_reports_each_break(
     assert clients == traded
     lines = statement_lines(original)
     assert {key: qty for key, (_, qty, _) in lines.items()} == by_exec
+
+
+def asked(port: int, path: str, token: str, method: str = "GET") -> tuple[int, Any]:
+    """(HTTP status, JSON) of ``method path`` with ``token``."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        method=method,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def rotated_config(text: str, admin: str, read: str) -> str:
+    return re.sub(
+        r'(?m)^admin_token = "[^"]*"(\nread_token = "[^"]*")?',
+        f'admin_token = "{admin}"\nread_token = "{read}"',
+        text,
+        count=1,
+    )
+
+
+@pytest.mark.asyncio
+async def test_the_back_office_follows_a_token_rotation(
+    tmp_path: Path, processes: list[Any]
+) -> None:
+    """The tokens are rotated in the file and the gateway reloaded: the
+    back office, told nothing, meets a 401 at its next look at the
+    gateway's positions, reads its tokens again from the file and goes on
+    comparing; its own API takes the new tokens and refuses the old.  A
+    look that keeps failing shows in its metrics and its status; SIGHUP
+    reads the tokens again at once."""
+    http_port, bo_port = free_port(), free_port()
+    text = (REPO / "config" / "default.toml").read_text()
+    for key, value in (
+        ("fix_port", free_port()),
+        ("drop_copy_port", free_port()),
+        ("busy_poll_us", 0),
+    ):
+        text = re.sub(rf"(?m)^{key} = \d+", f"{key} = {value}", text, count=1)
+    text = re.sub(r"(?m)^http_port = 8080", f"http_port = {http_port}", text, count=1)
+    text = re.sub(r"(?m)^http_port = 8082", f"http_port = {bo_port}", text, count=1)
+    text = re.sub(r'(?m)^data_dir = "[^"]*"', f'data_dir = "{tmp_path / "data"}"', text, count=1)
+    text = re.sub(r"(?m)^positions_interval_ms = \d+", "positions_interval_ms = 200", text)
+    path = tmp_path / "gw.toml"
+
+    def write(admin: str, read: str) -> None:
+        new = path.with_suffix(".new")
+        new.write_text(rotated_config(text, admin, read))
+        new.rename(path)
+
+    write("old-admin", "")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIXGW_")}
+    env["FIXGW_PURE_PYTHON"] = "1"
+    for args, log in ((["run"], "gw.log"), (["backoffice", "run"], "bo.log")):
+        processes.append(Process([*args, "--config", str(path)], tmp_path / log, env).start())
+
+    def compared(token: str = "old-admin") -> int:
+        status, body = asked(bo_port, "/backoffice/status", token)
+        return int(body["positions"]["compared"]) if status == 200 else 0
+
+    await until(compared, 60, "positions compared")
+
+    write("new-admin", "new-reader")
+    status, body = asked(http_port, "/admin/reload", "old-admin", "POST")
+    assert (status, body["status"]) == (200, "applied"), body
+    await until(lambda: compared("new-admin"), 30, "the new admin token taken")
+    assert asked(bo_port, "/backoffice/recon", "old-admin", "POST")[0] == 401
+    assert asked(bo_port, "/backoffice/status", "new-reader")[0] == 200
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "gateway", "backoffice", "status", "--config", str(path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    seen = compared("new-admin")
+    await until(lambda: compared("new-admin") > seen, 30, "positions compared again")
+    events = [
+        json.loads(line) for line in office_log(tmp_path).splitlines() if line.startswith("{")
+    ]
+    (reloaded,) = [e for e in events if e["event"] == "tokens_reloaded"]
+    assert (reloaded["why"], reloaded["changed"]) == ("HTTP 401 from gateway", ["admin", "read"])
+    assert "new-admin" not in office_log(tmp_path)
+
+    office = processes[1].proc
+    assert office is not None
+    # told by SIGHUP, at once, with no gateway to refuse it
+    processes[0].stop()
+    write("third-admin", "")
+    office.send_signal(signal.SIGHUP)
+    await until(lambda: compared("third-admin"), 30, "the tokens read again on SIGHUP")
+    assert asked(bo_port, "/backoffice/status", "new-admin")[0] == 401
+
+    # no gateway to compare with: shown, not only logged once
+    metric = 'fixgw_backoffice_positions_unavailable{gateway="gateway"} 1.0'
+    await until(lambda: metric in metrics_text(bo_port).decode(), 30, "the metric")
+    status, body = asked(bo_port, "/backoffice/status", "third-admin")
+    (unavailable,) = body["positions"]["unavailable"].items()
+    assert unavailable[0] == "gateway"
+    assert "Connect" in unavailable[1]["error"]
+    assert unavailable[1]["since"] > 0

@@ -355,14 +355,28 @@ async def test_errors_are_one_line_and_exit_1(
     await wait_ready(d.http_port)
     url = f"http://127.0.0.1:{d.http_port}"
     line = one_line_error(await fixgw("orders", "--url", url, "--token", "wrong"), "orders")
-    assert "refused the admin token (HTTP 401)" in line
+    assert "refused the token (HTTP 401)" in line
     line = one_line_error(await fixgw("positions", "--url", url), "positions")
-    assert "no admin token given (HTTP 401" in line
+    assert "no token given (HTTP 401" in line
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
         for bad in ("x", "-1"):
             async with http.get(f"{url}/admin/orders?all=1&limit={bad}") as resp:
                 assert resp.status == 400
                 assert "limit" in (await resp.json())["error"]
+        # a client that is not configured is not a client without orders
+        async with http.get(f"{url}/admin/orders?client=NOPE") as resp:
+            assert resp.status == 404
+            assert await resp.json() == {
+                "error": "no client NOPE: no order session is configured for it"
+            }
+        async with http.get(f"{url}/admin/orders?client=CLIENT2&all=1") as resp:
+            assert (resp.status, await resp.json()) == (200, [])
+    for flags in ((), ("--all",), ("--json",)):
+        result = await fixgw("orders", "--client", "NOPE", *flags, "--url", url, "--token", TOKEN)
+        assert one_line_error(result, "orders") == (
+            f"fixgw orders: no client NOPE: no order session is configured for it "
+            f"(HTTP 404 from {url})"
+        )
 
     config = tmp_path / "no-admin.toml"
     closed = daemon_factory("--config", str(config), data_dir=tmp_path / "closed")

@@ -71,8 +71,8 @@ def test_a_request_carries_the_token_and_the_query(fake_admin: Any) -> None:
 @pytest.mark.parametrize(
     ("status", "body", "token", "says"),
     [
-        (401, b'{"error": "missing or wrong bearer token"}', "", "no admin token given"),
-        (401, b'{"error": "missing or wrong bearer token"}', "x", "refused the admin token"),
+        (401, b'{"error": "missing or wrong bearer token"}', "", "no token given"),
+        (401, b'{"error": "missing or wrong bearer token"}', "x", "refused the token"),
         (403, b'{"error": "admin API disabled:\\nno admin token"}', "x", "disabled: no admin"),
         (404, b"404: Not Found", "x", "not found (HTTP 404)"),
         (404, b'{"error": "no margin account for X"}', "x", "no margin account for X (HTTP 404"),
@@ -145,6 +145,58 @@ def test_with_nothing_given_the_daemon_is_the_packaged_configs(
     assert str(refused.value) == (
         f"the daemon at {fake_admin.url} refused the default config's admin token (HTTP 401): "
         "pass --token, set FIXGW_ADMIN_TOKEN or name the daemon's config with --config"
+    )
+
+
+def test_the_configs_read_token_is_taken_without_an_admin_token(
+    tmp_path: Path, fake_admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every command but handover only reads: a daemon given only a read
+    token is asked with it, from its config or the environment."""
+    monkeypatch.delenv(operator.TOKEN_ENV, raising=False)
+    monkeypatch.delenv("FIXGW_READ_TOKEN", raising=False)
+    text = default_config_path().read_text()
+    text = text.replace("http_port = 8080", f"http_port = {fake_admin.server_address[1]}")
+    text = text.replace('admin_token = "dev-admin-token"', 'admin_token = ""\nread_token = "rd"')
+    path = tmp_path / "gw.toml"
+    path.write_text(text)
+    fake_admin.answer = (200, b"[]")
+    assert main(["sessions", "--config", str(path)]) == 0
+    assert fake_admin.seen == [("/admin/sessions", "Bearer rd")]
+
+    monkeypatch.setenv("FIXGW_READ_TOKEN", "from-env")
+    assert operator.admin_api(args(url=fake_admin.url)).token == "from-env"
+    assert operator.admin_api(args(config=str(path))).token == "from-env"
+    monkeypatch.setenv(operator.TOKEN_ENV, "admin-env")
+    assert operator.admin_api(args(config=str(path))).token == "admin-env"
+
+
+@pytest.mark.parametrize(
+    ("given", "source"),
+    [
+        (["--token", "tok€n"], "--token"),  # http.client cannot encode it: a traceback
+        (["--token", "clé"], "--token"),  # sent latin-1, the daemon reads UTF-8: a 401
+        (["--token", "a b"], "--token"),
+        ([], "FIXGW_ADMIN_TOKEN"),
+        ([], "FIXGW_READ_TOKEN"),
+    ],
+)
+def test_a_token_outside_visible_ascii_is_one_line_before_asking(
+    fake_admin: Any,
+    given: list[str],
+    source: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv(operator.TOKEN_ENV, raising=False)
+    monkeypatch.delenv("FIXGW_READ_TOKEN", raising=False)
+    if not given:
+        monkeypatch.setenv(source, "clé")
+    assert main(["status", "--url", fake_admin.url, *given]) == 1
+    assert fake_admin.seen == []
+    assert capsys.readouterr().err == (
+        f"fixgw status: {source}: visible ASCII characters only (letters, digits, "
+        "punctuation; no spaces or accents)\n"
     )
 
 

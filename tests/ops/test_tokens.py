@@ -108,7 +108,7 @@ def test_a_read_token_the_environment_makes_the_admin_token_reads_only() -> None
     assert status(t, "Bearer adm", "GET") == 200
     assert status(t, "Bearer adm", "POST") == 403
     settings = msgspec.structs.replace(SETTINGS, admin_token="adm", read_token="")
-    clash = Tokens.clash(settings, environ)
+    clash = Tokens.problem(settings, environ)
     assert clash is not None
     assert clash.startswith("the read token (FIXGW_READ_TOKEN or gateway.read_token) is the admin")
-    assert Tokens.clash(settings, {}) is None
+    assert Tokens.problem(settings, {}) is None

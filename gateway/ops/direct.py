@@ -1,0 +1,28 @@
+"""Asking a running fixgw process over HTTP from the command line (``fixgw
+status``, ``fixgw backoffice status``...): the address checked before
+anything is sent, and requests sent straight to it.
+
+A proxy named in the environment (``http_proxy``) is never used: it would
+be handed the bearer token.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+import urllib.request
+
+__all__ = ["OPENER", "is_http_address"]
+
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+"""Opens requests straight to their address, never through a proxy."""
+
+
+def is_http_address(url: str) -> bool:
+    """Whether ``url`` is ``http://HOST[:PORT]`` (or https) with a port, if
+    given, that is a number from 0 to 65535."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port  # ValueError: not a number, or not in 0..65535
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
