@@ -331,6 +331,7 @@ def test_the_rules_cover_what_operators_alert_on() -> None:
     assert alert(q="fixgw_recon_lag_seconds > 60", severity="warning")
     assert alert(q='increase(fixgw_recon_runs_total{mode="incremental"}[10m]) == 0')
     assert alert(q="fixgw_backoffice_feed_logged_on == 0", severity="warning")
+    assert alert(q="fixgw_backoffice_positions_unavailable == 1", severity="warning")
     assert alert(q="increase(fixgw_backoffice_bad_records_total[15m]) > 0", severity="warning")
     for name, rule in office.items():
         for metric, _ in names_in(rule["expr"]):
@@ -424,6 +425,7 @@ def healthy() -> list[dict[str, str]]:
         series("fixgw_recon_runs_total", "0+60x30", of=BO, mode="incremental"),
         series("fixgw_recon_runs_total", "0x30", of=BO, mode="full"),
         series("fixgw_backoffice_feed_logged_on", "1x30", of=BO, gateway="gateway"),
+        series("fixgw_backoffice_positions_unavailable", "0x30", of=BO, gateway="gateway"),
         *(
             series("fixgw_backoffice_bad_records_total", "0x30", of=BO, source=source)
             for source in ("drop_copy", "statement")
@@ -835,6 +837,27 @@ def backoffice_scenarios() -> list[dict[str, Any]]:
                     "description": "bo:8082 has not been logged on to the drop copy of gw2 for 5 "
                     "minutes: drop_copy_unavailable in its log says why. Nothing is lost; its "
                     "trades are taken in at the next logon.",
+                },
+                **BO,
+                gateway="gw2",
+            ),
+        ),
+        # gw2 refuses the back office's look at its positions from minute 2
+        scenario(
+            [
+                series("fixgw_backoffice_positions_unavailable", "0x30", of=BO, gateway="gw1"),
+                series("fixgw_backoffice_positions_unavailable", "0 0 1x28", of=BO, gateway="gw2"),
+            ],
+            silent("FixgwBackofficePositionsUnavailable", "11m"),
+            fired(
+                "FixgwBackofficePositionsUnavailable",
+                "13m",
+                {
+                    "summary": "Back office cannot read gw2's positions",
+                    "description": "bo:8082 has not had the positions of gw2 for 10 minutes: "
+                    "gateway_positions_unavailable in its log says why (a token rotated in the "
+                    "gateway only is read again on SIGHUP). Position breaks are not looked for "
+                    "meanwhile.",
                 },
                 **BO,
                 gateway="gw2",
