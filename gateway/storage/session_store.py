@@ -74,7 +74,8 @@ and written again at the next flush, as one whose write fails (nothing that
 depends on it leaves meanwhile).  With ``fsync=False`` a power loss can lose the most
 recent batches; on restart the session then sees a lower sequence number than
 the peer expects, and the FIX session-level recovery (or an operator) has to
-resolve it.
+resolve it.  Such a loss may also leave an earlier batch unwritten and a later
+one written: that is refused as damage (below).
 
 Creating a journal and ``reset()`` are always durable at once, whatever the
 policy: the new journal is written to ``journal.tmp``, fsynced, and moved over
@@ -97,13 +98,17 @@ impossible body, or a journal without the magic or without a reset marker,
 is not a crash artefact; opening then fails with :class:`StoreCorruptError`
 and leaves the file untouched.
 
-Nor is a bad record with an intact one after it: a crash tears the last
-write only.  Past the first bad record replay looks for an intact record
-(where the bad one says the next begins, then up to
+Nor is a bad record followed by a later write: a crash tears the last
+write only.  A flush is one write of its message records and the
+sequence-number record that ends it, so records after a bad one may be
+the rest of that same write, torn inside; the bad record is damage when
+an intact sequence-number record follows it with more of the file after
+that (a later write).  Past the first bad record replay looks for intact
+records (where the bad one says the next begins, then up to
 :data:`~gateway.storage.durable.SCAN_LIMIT` further,
-:func:`~gateway.storage.durable.intact_after`); finding one, opening fails
-with :class:`StoreCorruptError` naming both offsets, and the file is left
-as it is.
+:func:`~gateway.storage.durable.intact_after`) and reads on from each;
+finding a later write, opening fails with :class:`StoreCorruptError`
+naming both offsets, and the file is left as it is.
 
 Compaction
 ----------
@@ -540,11 +545,11 @@ class FileStore(SessionStore):
                         f"{self._journal}: bad record (kind {kind}, {length} bytes) at offset {pos}"
                     )
                 pos = end
-            good = intact_after(mm, pos, head_size, _KINDS) if pos < size else -1
+            good = _later_write(mm, view, pos) if pos < size else -1
         if good >= 0:
             raise StoreCorruptError(
-                f"{self._journal}: the record at offset {pos} is damaged and the record at "
-                f"offset {good} after it is intact: not a torn write a crash leaves; the journal "
+                f"{self._journal}: the record at offset {pos} is damaged and a later write, "
+                f"at offset {good}, is intact: not a torn write a crash leaves; the journal "
                 "is left as it is: restore it from a backup (fixgw has no way to start past it; "
                 "docs/operations.md, Damaged journal or store)"
             )
@@ -585,6 +590,31 @@ class FileStore(SessionStore):
         self._lengths.append(length)
         if self._sender <= seq:
             self._sender = seq + 1
+
+
+def _later_write(data: mmap.mmap, view: memoryview, bad: int) -> int:
+    """Where a write after the one holding the bad record at ``bad``
+    begins, intact, or -1 (the bad record is in the file's last write,
+    torn).  Every flush ends with its sequence-number record: an intact
+    one with more of the file after it closes a write that another
+    followed."""
+    size = len(data)
+    head_size = _HEAD.size
+    at = intact_after(data, bad, head_size, _KINDS)
+    while at >= 0:
+        pos = at
+        while size - pos >= head_size:
+            crc, length, kind = _HEAD.unpack_from(data, pos)
+            end: int = pos + head_size + length
+            if end > size or zlib.crc32(view[pos + 4 : end]) != crc:
+                break
+            if kind == KIND_SEQNUMS and end < size:
+                return end
+            pos = end
+        if size - pos < head_size:
+            return -1
+        at = intact_after(data, pos, head_size, _KINDS)
+    return -1
 
 
 def open_store(

@@ -17,6 +17,7 @@ import pytest
 
 from gateway.orderflow.journal import MAGIC, OrderJournal
 from gateway.orderflow.journal_entries import Ended
+from gateway.storage.session_store import FileStore
 
 ROOT = Path(__file__).resolve().parents[2]
 PORT = 29500  # fix, http, drop copy: 29500-29502
@@ -73,10 +74,14 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
             journal.flush()
     finally:
         journal.close()
+    # and CLIENT1's session store a write longer (a flush after its first)
+    with FileStore(data_dir / "sessions", "FIX.4.4:GATEWAY->CLIENT1") as store:
+        store.set_next_target_seq(2)
+        store.flush()
     return data_dir
 
 
-def refused(data_dir: Path, path: Path, what: str, bad: int, intact: int) -> None:
+def refused(data_dir: Path, path: Path, bad: str) -> None:
     before = files(data_dir)
     done = run(data_dir, wait=True)
     assert done.returncode == 2, done.stdout + done.stderr
@@ -86,8 +91,7 @@ def refused(data_dir: Path, path: Path, what: str, bad: int, intact: int) -> Non
     assert len(said) == 1, done.stderr
     assert re.fullmatch(
         re.escape(
-            f"fixgw: refusing to start: {path}: the {what} at offset {bad} is damaged and "
-            f"the {what} at offset {intact} after it is intact: not a torn write a crash "
+            f"fixgw: refusing to start: {path}: {bad}: not a torn write a crash "
             "leaves; the journal is left as it is: "
             "restore it from a backup (fixgw has no way to start past it; "
             "docs/operations.md, Damaged journal or store)"
@@ -107,7 +111,12 @@ def test_a_damaged_order_journal_stops_the_start(made: Path, tmp_path: Path) -> 
     (length,) = struct.unpack_from("<I", data, first + 4)
     data[first + 8 + length - 1] ^= 0x01  # a bit of the first batch
     journal.write_bytes(bytes(data))
-    refused(data_dir, journal, "batch", first, first + 8 + length)
+    refused(
+        data_dir,
+        journal,
+        f"the batch at offset {first} is damaged and the batch at offset "
+        f"{first + 8 + length} after it is intact",
+    )
 
 
 def test_a_damaged_session_store_stops_the_start(made: Path, tmp_path: Path) -> None:
@@ -119,4 +128,11 @@ def test_a_damaged_session_store_stops_the_start(made: Path, tmp_path: Path) -> 
     (length,) = struct.unpack_from("<I", data, first + 4)
     data[first + 9 + length - 1] ^= 0x01  # a bit of the session key it names
     store.write_bytes(bytes(data))
-    refused(data_dir, store, "record", first, first + 9 + length)
+    # the later write: the first (the marker and the sequence numbers) ends
+    # 25 bytes after the marker
+    later = first + 9 + length + 25
+    refused(
+        data_dir,
+        store,
+        f"the record at offset {first} is damaged and a later write, at offset {later}, is intact",
+    )

@@ -506,16 +506,16 @@ def ten_flushes(tmp_path: Path) -> tuple[Path, list[int]]:
     return tmp_path / DIRNAME / "journal", starts
 
 
-def refused(journal: Path, data: bytes, bad: int, intact: int) -> None:
-    """Opening the store of ``data`` is refused, naming both offsets; the
-    journal is left as it is."""
+def refused(journal: Path, data: bytes, bad: int, later: int) -> None:
+    """Opening the store of ``data`` is refused, naming the bad record and
+    where the later write begins; the journal is left as it is."""
     journal.write_bytes(data)
     with pytest.raises(StoreCorruptError) as caught:
         FileStore(journal.parent.parent, KEY)
     message = str(caught.value)
     assert str(journal) in message
     assert f"record at offset {bad} is damaged" in message
-    assert f"record at offset {intact} after it is intact" in message
+    assert f"a later write, at offset {later}, is intact" in message
     assert "backup" in message
     assert journal.read_bytes() == data
 
@@ -534,15 +534,22 @@ def test_a_damaged_record_with_intact_ones_after_it_is_refused(
 ) -> None:
     journal, starts = ten_flushes(tmp_path)
     original = journal.read_bytes()
-    for n in (0, 4, 9):  # the first message, one in the middle, the last
+    for n in (0, 4, 8):  # the first message, one in the middle, the last but one
         data = bytearray(original)
         data[starts[n] + where] ^= change
         with caplog.at_level(logging.WARNING, logger=LOGGER):
-            seqnums = starts[n] + MSG_RECORD_OVERHEAD + len(fix_msg(n + 1))
-            refused(journal, bytes(data), starts[n], seqnums)
+            refused(journal, bytes(data), starts[n], starts[n + 1])
         # nothing discarded, nothing said of a tail (what was logged at
         # INFO while the store was written is not this test's)
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    # the last flush's message bad: the last write torn inside, cut
+    data = bytearray(original)
+    data[starts[9] + where] ^= change
+    journal.write_bytes(bytes(data))
+    with FileStore(tmp_path, KEY) as store:
+        assert store.next_sender_seq == 10
+    assert journal.read_bytes() == original[: starts[9]]
+    journal.write_bytes(original)
     # the last sequence-number record alone bad: a torn write's look-alike, cut
     data = bytearray(original)
     data[-1] ^= 0x01
@@ -558,7 +565,36 @@ def test_a_damaged_record_length_is_seen_through(tmp_path: Path, length: int) ->
     journal, starts = ten_flushes(tmp_path)
     data = bytearray(journal.read_bytes())
     struct.pack_into("<I", data, starts[2] + 4, length)
-    refused(journal, bytes(data), starts[2], starts[2] + MSG_RECORD_OVERHEAD + len(fix_msg(3)))
+    refused(journal, bytes(data), starts[2], starts[3])
+
+
+def test_a_last_flush_torn_inside_is_cut_though_records_after_the_tear_are_intact(
+    tmp_path: Path,
+) -> None:
+    """One flush is one write of many records: a power loss that left a
+    block inside it unwritten (zeros) and the rest written leaves intact
+    records after the bad one, all of the same last write, which ends
+    with its sequence-number record: a torn write, cut, not damage."""
+    with FileStore(tmp_path, KEY) as store:
+        store.append_sent(1, fix_msg(1))
+        store.flush()
+        start = journal_of(store).stat().st_size
+        for seq in range(2, 200):
+            store.append_sent(seq, fix_msg(seq))
+        store.flush()
+    journal = tmp_path / DIRNAME / "journal"
+    original = journal.read_bytes()
+    hole = start + 4096 - start % 4096  # the first block of the flush's own
+    assert len(original) - hole > 2 * 4096
+    torn = original[:hole] + bytes(4096) + original[hole + 4096 :]
+    journal.write_bytes(torn)
+    with FileStore(tmp_path, KEY) as store:
+        # the whole records before the hole kept, as for any torn tail
+        kept = store.next_sender_seq - 1
+        assert 1 < kept < 199
+    cut = journal.read_bytes()
+    assert start < len(cut) <= hole
+    assert original.startswith(cut)
 
 
 def test_a_torn_last_flush_is_cut_off_zeros_and_all(tmp_path: Path) -> None:
