@@ -708,7 +708,7 @@ def _writable_data_dir(data_dir: Path) -> None:
             )
 
 
-_DATA_FOLDERS: Final = ("orders", "sessions", "dropcopy")
+_DATA_FOLDERS: Final = ("orders", "orders/segments", "sessions", "dropcopy")
 """The folders the gateway and its drop copy keep under the data directory."""
 
 

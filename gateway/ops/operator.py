@@ -173,10 +173,14 @@ def admin_api(args: argparse.Namespace) -> AdminApi:
     daemon ``fixgw run`` starts without one); :class:`OperatorError` for a
     config file that cannot say."""
     url: str | None = args.url
+    # handover changes what the daemon does: the admin token alone will do
+    writes = getattr(args, "operator_command", None) is _handover
     if args.token is not None:
         source, token = "--token", args.token.strip()
     elif os.environ.get(TOKEN_ENV):
         source, token = TOKEN_ENV, os.environ[TOKEN_ENV].strip()
+    elif writes:
+        source, token = TOKEN_ENV, ""
     else:
         source, token = READ_TOKEN_ENV, os.environ.get(READ_TOKEN_ENV, "").strip()
     if token:
@@ -211,7 +215,7 @@ def admin_api(args: argparse.Namespace) -> AdminApi:
         if not token:
             # every command but handover only reads: the read token will do
             tokens = Tokens.of(gateway, {})
-            token = tokens.admin or tokens.read
+            token = tokens.admin if writes else tokens.admin or tokens.read
     url = url or DEFAULT_URL
     if not is_http_address(url):
         raise OperatorError(f"bad --url {url!r}: give http://HOST:PORT")

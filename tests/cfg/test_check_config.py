@@ -136,12 +136,13 @@ def test_run_refuses_a_data_dir_that_cannot_be_made_in_one_line(tmp_path: Path) 
 
 
 @pytest.mark.usefixtures("restore_logging")
-@pytest.mark.parametrize("name", ["orders", "sessions", "dropcopy"])
+@pytest.mark.parametrize("name", ["orders", "orders/segments", "sessions", "dropcopy"])
 def test_run_refuses_a_data_folder_that_is_no_folder_in_one_line(tmp_path: Path, name: str) -> None:
     path = tmp_path / "gateway.toml"
     path.write_text(DEFAULT.read_text())
     data_dir = tmp_path / "data"
     data_dir.mkdir()
+    (data_dir / name).parent.mkdir(parents=True, exist_ok=True)
     (data_dir / name).write_text("a file, not a folder")
     ports = [str(free_port()) for _ in range(2)]
     args = ["run", "--config", str(path), "--data-dir", str(data_dir), "--http-port", "0"]
@@ -154,7 +155,9 @@ def test_run_refuses_a_data_folder_that_is_no_folder_in_one_line(tmp_path: Path,
         f"(move it away: the gateway keeps its {name} there)"
     )
     assert (data_dir / name).read_text() == "a file, not a folder"
-    assert sorted(p.name for p in data_dir.iterdir()) == [name]
+    assert sorted(str(p.relative_to(data_dir)) for p in data_dir.rglob("*") if p.is_file()) == [
+        name
+    ]
 
 
 def test_run_refuses_a_read_token_the_environment_makes_the_admin_token(tmp_path: Path) -> None:

@@ -171,6 +171,20 @@ def test_the_configs_read_token_is_taken_without_an_admin_token(
     assert operator.admin_api(args(config=str(path))).token == "admin-env"
 
 
+def test_handover_takes_the_admin_token_whatever_read_token_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Handover changes what the daemon does: a read token in the shell
+    (which the daemon would refuse it) does not stand in for the config's
+    admin token."""
+    monkeypatch.delenv(operator.TOKEN_ENV, raising=False)
+    monkeypatch.setenv("FIXGW_READ_TOKEN", "from-env")
+    config = str(default_config_path())
+    handing = args(config=config, operator_command=operator._handover)
+    assert operator.admin_api(handing).token == "dev-admin-token"
+    assert operator.admin_api(args(config=config)).token == "from-env"
+
+
 @pytest.mark.parametrize(
     ("given", "source"),
     [
