@@ -907,6 +907,17 @@ class FixLp(LpAdapter):
         if seen is not None and exec_id in seen:
             _log.warning("lp_duplicate_fill_ignored", lp=self.name, exec_id=exec_id)
             return None
+        if exec_id in self._busts:
+            # an ExecID names one execution: booked, it would count twice
+            _log.error(
+                "lp_fill_exec_id_of_a_restatement",
+                lp=self.name,
+                child_id=child.child_id,
+                exec_id=exec_id,
+                hint="not booked: its ExecID is that of a Trade Cancel or Correct applied; "
+                "ask the LP what it is",
+            )
+            return None
         instrument = self.instruments[child.symbol]
         raw_qty = msg.get(32) or b"0"
         try:

@@ -1274,6 +1274,11 @@ def test_a_trade_correct_is_passed_on_only_for_a_fill_booked_and_once() -> None:
     assert [e for e in sink.events if isinstance(e, ChildBust)][-1] == ChildBust(
         "C1", "X3", "Y3", "LPT", "EUR/USD", Side.BUY, 1, 109_999
     )
+    # a Trade report under a correction's ExecID is not a fill more
+    with capture_logs() as logs:
+        adapter._on_execution(report(b"F", b"Y3", b"1000"))
+    assert [e["event"] for e in logs] == ["lp_fill_exec_id_of_a_restatement"]
+    assert not [e for e in sink.events if isinstance(e, ChildFill) and e.exec_id == "Y3"]
     # after a restart: neither a fill nor a correction of before is known
     again = FixLp("LPT", INSTRUMENTS, sink, lp_settings(1, Path("/nonexistent")))
     again.recover([(child("C1", qty=8), 4, ("E1", "E2"))])
