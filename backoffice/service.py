@@ -288,6 +288,8 @@ class BackOffice:
     ) -> None:
         self.config = config
         self.config_path = config_path
+        # the config file and environment as the tokens were last read from
+        self._tokens_stamp: tuple[object, ...] | None = None
         """The file the config was read from: its tokens are read again
         (:meth:`reload_tokens`)."""
         self.settings = config.backoffice
@@ -948,7 +950,9 @@ class BackOffice:
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
                 status, data = await self._ask_exposures(http, url)
-                if status == 401 and self.reload_tokens(f"HTTP 401 from {feed.name}"):
+                if status == 401 and self.reload_tokens(
+                    f"HTTP 401 from {feed.name}", if_changed=True
+                ):
                     status, data = await self._ask_exposures(http, url)
                 if status != 200:
                     raise aiohttp.ClientError(f"HTTP {status}")
@@ -989,14 +993,31 @@ class BackOffice:
                     break
         return status, {}
 
-    def reload_tokens(self, why: str) -> bool:
+    def reload_tokens(self, why: str, if_changed: bool = False) -> bool:
         """Read the tokens again from the config file (and the environment,
         whose variables still override it): on SIGHUP, and when a gateway
-        refuses the ones in force.  True when they changed.  A file that
-        cannot be read or validated, or whose tokens cannot be used, leaves
-        the tokens in force, and is logged."""
+        refuses the ones in force (``if_changed``: only when the file or
+        the environment changed since the last read, so that a gateway
+        that goes on refusing does not have the file parsed again at each
+        look).  True when they changed.  A file that cannot be read or
+        validated, or whose tokens cannot be used, leaves the tokens in
+        force, and is logged."""
         if self.config_path is None:
             return False
+        try:
+            stat = os.stat(self.config_path)
+            stamp: tuple[object, ...] | None = (
+                stat.st_ino,
+                stat.st_mtime_ns,
+                stat.st_size,
+                os.environ.get("FIXGW_ADMIN_TOKEN"),
+                os.environ.get("FIXGW_READ_TOKEN"),
+            )
+        except OSError:
+            stamp = None
+        if if_changed and stamp is not None and stamp == self._tokens_stamp:
+            return False
+        self._tokens_stamp = stamp
         try:
             settings = load_config(self.config_path).gateway
         except ConfigError as exc:

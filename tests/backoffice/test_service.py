@@ -1168,6 +1168,19 @@ def test_the_tokens_are_read_again_from_the_config_file(
     assert (office.tokens.admin, office.tokens.read) == ("from-env", "rd")
     assert BackOffice(default()).reload_tokens("test") is False  # no file to read
 
+    # asked again by a refusal, a file and environment unchanged are not read again
+    import backoffice.service
+
+    def unread(path: str) -> None:
+        raise AssertionError(f"{path} read again, unchanged")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(backoffice.service, "load_config", unread)
+        assert office.reload_tokens("refused", if_changed=True) is False
+    monkeypatch.setenv("FIXGW_ADMIN_TOKEN", "again")
+    assert office.reload_tokens("refused", if_changed=True) is True
+    assert office.tokens.admin == "again"
+
 
 def test_an_export_without_a_good_date_is_one_line_before_asking(
     capsys: pytest.CaptureFixture[str],
