@@ -259,6 +259,12 @@ class _Metrics:
             ["gateway"],
             registry=r,
         )
+        self.exports_failing = Gauge(
+            "fixgw_backoffice_exports_failing",
+            "Trading days whose export failed and has not been written since (tried again, "
+            "later each time)",
+            registry=r,
+        )
         self.bad = Counter(
             "fixgw_backoffice_bad_records",
             "Drop-copy messages or statement lines that could not be read",
@@ -1181,6 +1187,7 @@ class BackOffice:
                 raise
         self.exports = files
         self._export_failures.pop(text, None)
+        self.metrics.exports_failing.set(len(self._export_failures))
         _log.info("day_exported", trade_date=text, files=len(files))
         return files
 
@@ -1221,6 +1228,7 @@ class BackOffice:
         wait = self._export_wait(tries)
         error = str(exc)[:300] or repr(exc)
         self._export_failures[day] = _ExportFailure(tries, time.monotonic() + wait, error)
+        self.metrics.exports_failing.set(len(self._export_failures))
         _log.warning(
             "day_export_failed", trade_date=day, error=error, tries=tries, retry_in_s=round(wait, 3)
         )

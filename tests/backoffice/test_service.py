@@ -655,6 +655,11 @@ async def test_a_missing_day_that_cannot_be_written_does_not_hold_up_the_next(
         status = await office.status()
         assert list(status["export_failures"]) == ["2026-12-03"]
         assert "cannot export 2026-12-03" in status["export_failures"]["2026-12-03"]
+        assert office.metrics.registry.get_sample_value("fixgw_backoffice_exports_failing") == 1
+        # put right, the day is written at its next try and the count goes down
+        (folder / ".client-trades-20261203.parquet.tmp").rmdir()
+        assert await office.export(dt.date(2026, 12, 3))
+        assert office.metrics.registry.get_sample_value("fixgw_backoffice_exports_failing") == 0
     finally:
         await office.ledger.close()
 

@@ -332,6 +332,7 @@ def test_the_rules_cover_what_operators_alert_on() -> None:
     assert alert(q='increase(fixgw_recon_runs_total{mode="incremental"}[10m]) == 0')
     assert alert(q="fixgw_backoffice_feed_logged_on == 0", severity="warning")
     assert alert(q="fixgw_backoffice_positions_unavailable == 1", severity="warning")
+    assert alert(q="fixgw_backoffice_exports_failing > 0", severity="warning")
     assert alert(q="increase(fixgw_backoffice_bad_records_total[15m]) > 0", severity="warning")
     for name, rule in office.items():
         for metric, _ in names_in(rule["expr"]):
@@ -426,6 +427,7 @@ def healthy() -> list[dict[str, str]]:
         series("fixgw_recon_runs_total", "0x30", of=BO, mode="full"),
         series("fixgw_backoffice_feed_logged_on", "1x30", of=BO, gateway="gateway"),
         series("fixgw_backoffice_positions_unavailable", "0x30", of=BO, gateway="gateway"),
+        series("fixgw_backoffice_exports_failing", "0x30", of=BO),
         *(
             series("fixgw_backoffice_bad_records_total", "0x30", of=BO, source=source)
             for source in ("drop_copy", "statement")
@@ -840,6 +842,24 @@ def backoffice_scenarios() -> list[dict[str, Any]]:
                 },
                 **BO,
                 gateway="gw2",
+            ),
+        ),
+        # a day's export fails at minute 2, written at minute 21; another's
+        # fails at minute 32 and stays failing
+        scenario(
+            [series("fixgw_backoffice_exports_failing", "0 0 1x18 0x10 1x40", of=BO)],
+            silent("FixgwBackofficeExportFailing", "25m"),
+            silent("FixgwBackofficeExportFailing", "55m"),
+            fired(
+                "FixgwBackofficeExportFailing",
+                "65m",
+                {
+                    "summary": "Day export failing on bo:8082",
+                    "description": "1 trading day(s) whose export failed have not been written "
+                    "for 30 minutes: day_export_failed in the log and export_failures in "
+                    "/backoffice/status say why (a full disk, an export folder not writable).",
+                },
+                **BO,
             ),
         ),
         # gw2 refuses the back office's look at its positions from minute 2
