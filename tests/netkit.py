@@ -9,7 +9,11 @@ import random
 import re
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +126,44 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
         )
     )
     return cert_file, key_file
+
+
+class _Answering(BaseHTTPRequestHandler):
+    """Answers every GET and POST with the server's ``answer`` (status,
+    body) and records each request in ``seen``: its target and
+    Authorization header, after its method when the server ``methods``."""
+
+    def _answer(self) -> None:
+        server: Any = self.server
+        seen = (self.path, self.headers.get("Authorization"))
+        server.seen.append((self.command, *seen) if server.methods else seen)
+        status, body = server.answer
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def answering_http(answer: tuple[int, bytes], *, methods: bool = False) -> Iterator[Any]:
+    """A small HTTP server on loopback standing for a daemon's API (its
+    ``url``; ``answer`` and ``seen`` as :class:`_Answering` uses them)."""
+    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), _Answering)
+    server.seen = []
+    server.answer = answer
+    server.methods = methods
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

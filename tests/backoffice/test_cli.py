@@ -4,51 +4,23 @@ back office on loopback."""
 
 from __future__ import annotations
 
-import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from netkit import free_port
+from netkit import answering_http, free_port
 
 from gateway.cli import main
 
 
-class FakeBackOffice(BaseHTTPRequestHandler):
-    """Answers every request with the server's ``answer`` (status, body)
-    and records its method, target and Authorization header."""
-
-    def _answer(self) -> None:
-        server: Any = self.server
-        server.seen.append((self.command, self.path, self.headers.get("Authorization")))
-        status, body = server.answer
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = _answer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def fake() -> Iterator[Any]:
-    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), FakeBackOffice)
-    server.seen = []
-    server.answer = (200, b'{"count": 0, "by_type": {}, "breaks": []}')
-    server.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with answering_http(
+        (200, b'{"count": 0, "by_type": {}, "breaks": []}'), methods=True
+    ) as server:
+        yield server
 
 
 def test_the_token_never_goes_to_a_proxy_from_the_environment(

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from netkit import free_port
+from netkit import answering_http, free_port
 
 from config import default_config_path
 from gateway.cli import main
@@ -21,36 +19,10 @@ from gateway.ops import operator
 from gateway.ops.operator import AdminApi, OperatorError
 
 
-class FakeAdmin(BaseHTTPRequestHandler):
-    """Answers every GET with the server's ``answer`` (status, body) and
-    records the requests it saw."""
-
-    def do_GET(self) -> None:
-        server: Any = self.server
-        server.seen.append((self.path, self.headers.get("Authorization")))
-        status, body = server.answer
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def fake_admin() -> Iterator[Any]:
-    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), FakeAdmin)
-    server.seen = []
-    server.answer = (200, b"{}")
-    server.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with answering_http((200, b"{}")) as server:
+        yield server
 
 
 def args(**given: Any) -> argparse.Namespace:
