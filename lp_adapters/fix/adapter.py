@@ -169,6 +169,18 @@ _BUST_APPLIED: Final = "its ExecID was applied already"
 _FILL_REVERSED: Final = "the fill it names was reversed already"
 
 
+def _restated_lots(msg: FixMessage, instrument: Instrument, most: int, of: str) -> int | str:
+    """The LastQty of a Trade Cancel or Correct in lots, 1 to ``most``
+    (``of``: what those are), or why it is not."""
+    try:
+        lots = remembered(_LOTS, msg.get(32) or b"0", instrument, _lots)
+    except (InvalidOperation, ValueError, ArithmeticError):
+        return "its LastQty is not a whole number of lots"
+    if not 0 < lots <= most:
+        return f"its LastQty is not 1 to {most} lots" + (f", {of}" if of else "")
+    return lots
+
+
 def _ticks_towards_client(raw: bytes, instrument: Instrument, buying: bool) -> int | None:
     """A price between two ticks as the tick on the client's side of it (the
     lower for a buy, the higher for a sell); None if it is not a price."""
@@ -779,12 +791,9 @@ class FixLp(LpAdapter):
         if isinstance(standing, str):
             return standing
         child, instrument, exec_id, ref, left, price = standing
-        try:
-            lots = remembered(_LOTS, msg.get(32) or b"0", instrument, _lots)
-        except (InvalidOperation, ValueError, ArithmeticError):
-            return "its LastQty is not a whole number of lots"
-        if not 0 < lots <= left:
-            return f"its LastQty is not 1 to {left} lots, the fill's not reversed yet"
+        lots = _restated_lots(msg, instrument, left, "the fill's not reversed yet")
+        if isinstance(lots, str):
+            return lots
         self._busts.put(exec_id, True)
         self._fill_lots.put(f"{child.child_id}{EXEC_ID_SEP}{ref}", (left - lots, price))
         self.sink(
@@ -807,12 +816,9 @@ class FixLp(LpAdapter):
         if isinstance(standing, str):
             return standing
         child, instrument, exec_id, ref, left, price = standing
-        try:
-            lots = remembered(_LOTS, msg.get(32) or b"0", instrument, _lots)
-        except (InvalidOperation, ValueError, ArithmeticError):
-            return "its LastQty is not a whole number of lots"
-        if not 0 < lots <= instrument.max_lots:
-            return f"its LastQty is not 1 to {instrument.max_lots} lots"
+        lots = _restated_lots(msg, instrument, instrument.max_lots, "")
+        if isinstance(lots, str):
+            return lots
         raw = msg.get(31)
         if raw is None:
             return "no LastPx"
