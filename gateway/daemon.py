@@ -63,7 +63,6 @@ from gateway.orderflow.margin_watch import MarginWatch
 from gateway.orderflow.market_data import MarketDataService
 from gateway.orderflow.publish import Reports
 from gateway.orderflow.recovery import Recovery
-from gateway.orderflow.restore import refuse_unconfigured
 from gateway.orderflow.routing import ChildRouting
 from gateway.orderflow.rules import Rules, build_rules, capped, config_digest
 from gateway.orderflow.stats import FlowStats
@@ -552,7 +551,6 @@ def build_order_flow(
         # refused here, before anything is written, if the config dropped an
         # instrument the journal holds open orders in, or changed the grid of
         # one it holds anything open in
-        refuse_unconfigured(recovery, instruments)
         for change in recovery.regrid(instruments):
             _log.warning(
                 "instrument_grid_changed",

@@ -246,10 +246,12 @@ class Recovery:
         return len(seeded)
 
     def regrid(self, instruments: Mapping[str, Instrument]) -> list[GridChange]:
-        """After the last entry, before anything is written: the
-        instruments configured with another tick or lot size than the
-        journal's ticks and lots are counted on.  Raises ConfigError, one
-        line per instrument, when the journal holds an open order, a child
+        """After the last entry, before anything is written: ConfigError if
+        the journal holds open orders in an instrument no longer
+        configured; then the instruments configured with another tick or
+        lot size than the journal's ticks and lots are counted on.  Raises
+        ConfigError, one line per instrument, when the journal holds an
+        open order, a child
         in flight, or a position (a client's, an LP's or the house's) in
         one: read on the new grid, a buy of 5 lots at 100,000 ticks would
         become another order.  Otherwise forgets what it holds in them
@@ -257,13 +259,22 @@ class Recovery:
         and returns the changes; the checkpoint that follows records the
         new grid.  A journal that does not say its grid (written by an
         earlier version) is not checked."""
+        unknown = {o.symbol for o in self.orders.values() if not o.is_final} - set(instruments)
+        if unknown:
+            raise ConfigError(
+                [
+                    f"instruments: {symbol} is not configured, but the order journal holds "
+                    f"open orders in it; configure it until they are closed"
+                    for symbol in sorted(unknown)
+                ]
+            )
         grid = self.grid
         if grid is None:
             return []
         changed: dict[str, tuple[str, str, Instrument]] = {}
         for symbol, (tick, lot) in grid.items():
             instrument = instruments.get(symbol)
-            # (one no longer configured: restore refuses its open orders)
+            # (one no longer configured holds no open order: refused above)
             if instrument is not None and (
                 Decimal(tick) != instrument.tick_size or Decimal(lot) != instrument.lot_size
             ):

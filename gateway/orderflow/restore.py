@@ -17,7 +17,6 @@ from collections.abc import Iterable, Iterator, Mapping
 
 import structlog
 
-from config import ConfigError
 from gateway.fix.session import Session
 from gateway.orderflow.journal_entries import (
     DayEnds,
@@ -167,21 +166,6 @@ def expiring(matcher: Matcher, parked_over: Iterable[str]) -> Expiring:
     return Expiring(sorted(matcher.expiring | set(parked_over)))
 
 
-def refuse_unconfigured(recovery: Recovery, instruments: Mapping[str, Instrument]) -> None:
-    """ConfigError if the journal holds open orders in an instrument the
-    config has no more: checked as soon as the journal is read, before
-    anything is written."""
-    gone = sorted({o.symbol for o in recovery.orders.values() if not o.is_final} - set(instruments))
-    if gone:
-        raise ConfigError(
-            [
-                f"instruments: {symbol} is not configured, but the order journal holds "
-                f"open orders in it; configure it until they are closed"
-                for symbol in gone
-            ]
-        )
-
-
 def restore(
     recovery: Recovery,
     matcher: Matcher,
@@ -196,7 +180,6 @@ def restore(
     adapters are started."""
     restored = Restored()
     orders = recovery.orders.values()
-    refuse_unconfigured(recovery, routing.instruments)
     opened = sorted((o for o in orders if not o.is_final), key=lambda o: o.seq)
     matcher.restore([o for o in orders if o.is_final] + opened, recovery.expiring)
     # watched, as before the restart, for a fill the LP reports all the same

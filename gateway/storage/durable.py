@@ -132,9 +132,11 @@ def intact_after(data: mmap.mmap, bad: int, head_size: int, kinds: bytes = b"") 
     first: a damaged body or checksum is told from a torn write at once.
     Then every offset up to :data:`SCAN_LIMIT` past ``bad`` (a damaged
     length hides the next record) where a record's length could begin
-    with a zero top byte.  A crash tears the last write only, so an
-    intact record after a bad one means damage; a torn tail (short,
-    zeroed, or a write's first part) has none after it."""
+    with a zero top byte.  A crash tears the last write only, so where
+    each write is one record (the order journal's batches) an intact
+    record after a bad one means damage; a torn tail (short, zeroed, or a
+    write's first part) has none after it.  A file whose writes hold
+    several records reads on from it (the session stores' flushes)."""
     size = len(data)
     view = memoryview(data)
     try:
