@@ -299,15 +299,7 @@ class JournalCopier:
 
     def _named(self, follower: BatchFollower) -> bool:
         """Whether the file read is still the live journal or a segment."""
-        if follower.inode == self._live_inode():
-            return True
-        for segment in self._segment_files():
-            try:
-                if os.stat(segment).st_ino == follower.inode:
-                    return True
-            except FileNotFoundError:
-                continue
-        return False
+        return follower.inode == self._live_inode() or bool(self._segments_of(follower.inode))
 
     def _live_inode(self) -> int:
         try:
@@ -322,16 +314,22 @@ class JournalCopier:
         batches must still be there)."""
         follower.close()
         self._follower = None
-        for segment in self._segment_files():
-            try:
-                if os.stat(segment).st_ino != follower.inode:
-                    continue
-            except FileNotFoundError:
-                continue
+        for segment in self._segments_of(follower.inode):
             if self._held is None:
                 self._remove(segment)
             else:
                 self._read_through.append(segment)
+
+    def _segments_of(self, inode: int) -> list[Path]:
+        """The segments that name the file ``inode`` (one, or none)."""
+        named = []
+        for segment in self._segment_files():
+            try:
+                if os.stat(segment).st_ino == inode:
+                    named.append(segment)
+            except FileNotFoundError:
+                continue
+        return named
 
     def _remove(self, segment: Path) -> None:
         """Delete a segment read through.  The kernel frees a file's blocks
