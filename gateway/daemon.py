@@ -252,6 +252,7 @@ class Gateway:
             clock=clock,
             outbox=self.outbox,
         )
+        self.fix_server.measure_waits = config.orders.shed_after_ms > 0
         self.reloader = Reloader(
             Path(config_path) if config_path is not None else None,
             overrides or Overrides(),
@@ -313,6 +314,7 @@ class Gateway:
         self.config = config
         self.digest = config_digest(config)
         set_log_level(config.gateway.log_level)
+        self.fix_server.measure_waits = config.orders.shed_after_ms > 0
         flow = self.order_flow
         if flow is not None:
             rules = build_rules(config, flow.instruments, list(flow.sessions), self.generation)

@@ -178,6 +178,9 @@ class AcceptedConnection(FixTransportProtocol):
         self._gathering: tuple[FrameDecoder, list[bytes]] | None = None
         self._delayed = False  # held by the failed-Logon delay
 
+    def _waits_measured(self) -> bool:
+        return self._server.measure_waits
+
     def _open(self, now: float) -> Connection:
         server = self._server
         server.connections.add(self)
@@ -461,6 +464,9 @@ class FixServer:
         self.connections: set[AcceptedConnection] = set()
         self.failures = LogonFailures(min(MAX_LOGON_DELAY, logon_timeout / 2))
         self.logon_gate = logon_gate
+        self.measure_waits = False
+        """Whether a connection's messages count the time they waited in
+        the kernel too (load shedding reads it); the daemon sets it."""
         self.claims: set[asyncio.Task[tuple[str, int | None] | None]] = set()
         # per address, its connections not logged on yet, oldest first
         self._unbound: dict[str, dict[AcceptedConnection, None]] = {}

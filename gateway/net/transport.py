@@ -23,7 +23,9 @@ worked on.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import socket
+import termios
 import time
 from collections import deque
 from collections.abc import Callable
@@ -52,6 +54,11 @@ would otherwise keep it, and its buffer, for as long as it keeps its socket)."""
 _RESEND_LOW_WATER: Final = 256 * 1024
 """Bytes queued to a peer up to which a ResendRequest answered in parts goes
 on; both write-buffer limits of every transport are set to it."""
+
+_MAX_QUEUE_MARKS: Final = 1024
+"""Readings of a connection's kernel queue kept (each one the bytes that had
+arrived by then); past it a reading is not kept, and the waits seen are
+shorter than they were, never longer."""
 
 
 class Connection(Protocol):
@@ -423,6 +430,10 @@ class Outbox:
             self._event_loop().call_later(RETRY_AFTER, self.write_pending)
 
 
+_FOUR: Final = bytes(4)
+"""The argument of the ioctl reading a socket's queued bytes (an int)."""
+
+
 class FixTransportProtocol(asyncio.Protocol):
     """Subclasses create the connection object in :meth:`_open` and handle
     events in :meth:`_dispatch`."""
@@ -443,9 +454,16 @@ class FixTransportProtocol(asyncio.Protocol):
         self._reading_paused = False
         self._hold_reading = False  # a subclass keeps reading paused for now
         self._resend_scheduled = False
-        # since when received messages have been waiting behind others
-        # (negative: none are)
-        self._behind_since = -1.0
+        # by when the bytes being worked had arrived: the read that brought
+        # them, or earlier when the kernel held them already at a reading
+        # of its queue (below); negative before the first read
+        self._arrived_by = -1.0
+        # the kernel's queue, read while behind: the socket's descriptor
+        # (negative: not read), the bytes handed to the connection so far,
+        # and (when, bytes that had arrived by then), oldest first
+        self._queue_fd = -1
+        self._taken = 0
+        self._queue_marks: deque[tuple[float, int]] = deque()
         self.peer = "?"
 
     # -- to be provided by subclasses ---------------------------------------------
@@ -459,6 +477,11 @@ class FixTransportProtocol(asyncio.Protocol):
     def _closed(self, now: float) -> None:
         """The transport is gone and the last events were dispatched."""
 
+    def _waits_measured(self) -> bool:
+        """Whether the time received messages waited in the kernel counts
+        too (:attr:`Session.waited`); read at every turn."""
+        return False
+
     # -- asyncio callbacks ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -471,6 +494,10 @@ class FixTransportProtocol(asyncio.Protocol):
         sock = self._transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock is not None and self._transport.get_extra_info("sslcontext") is None:
+            # what the kernel holds is the bytes the connection will get
+            # (over TLS it holds records, which are longer)
+            self._queue_fd = sock.fileno()
         peer = self._transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         now = self._clock()
@@ -482,6 +509,17 @@ class FixTransportProtocol(asyncio.Protocol):
         if conn is None or self._closing:
             return
         now = self._clock()
+        taken = self._taken + len(data)
+        self._taken = taken
+        arrived = now
+        marks = self._queue_marks
+        while marks:
+            when, seen = marks[0]
+            if seen >= taken:
+                arrived = when  # all of it was in the kernel by then
+                break
+            marks.popleft()
+        self._arrived_by = arrived
         conn.receive_data(data)
         self._pump(now)
         busy = self._outbox.busy_poll
@@ -517,10 +555,8 @@ class FixTransportProtocol(asyncio.Protocol):
         if conn is None:
             return
         more = self._drain(conn, now, EVENTS_PER_TURN)
-        if not more:
-            self._behind_since = -1.0  # caught up
-        elif self._behind_since < 0.0:
-            self._behind_since = now  # what is left waits from now on
+        if self._queue_fd >= 0 and self._waits_measured():
+            self._read_queue(now)
         transport = self._transport
         if self._closing:
             # what the close follows (a Logout, a Reject) goes first
@@ -549,8 +585,8 @@ class FixTransportProtocol(asyncio.Protocol):
         took without an event (one it answered itself) counts as an event.
         Each event's session is told how long the messages have waited
         (:attr:`Session.waited`)."""
-        since = self._behind_since
-        waited = now - since if since >= 0.0 else 0.0
+        since = self._arrived_by
+        waited = now - since if 0.0 <= since < now else 0.0
         while limit != 0:
             event = conn.next_event(now)
             if event is None:
@@ -566,6 +602,22 @@ class FixTransportProtocol(asyncio.Protocol):
             self._dispatch(event, now)
             limit -= 1
         return True
+
+    def _read_queue(self, now: float) -> None:
+        """Note how many bytes had arrived by ``now``: those handed to the
+        connection and those the kernel still holds for it.  The read that
+        later brings them knows they waited since then at least."""
+        try:
+            queued = int.from_bytes(fcntl.ioctl(self._queue_fd, termios.FIONREAD, _FOUR), "little")
+        except OSError:
+            self._queue_fd = -1  # not a socket that says; waits are the gateway's alone
+            return
+        if queued <= 0:
+            return
+        seen = self._taken + queued
+        marks = self._queue_marks
+        if len(marks) < _MAX_QUEUE_MARKS and (not marks or marks[-1][1] < seen):
+            marks.append((now, seen))
 
     def _resume(self) -> None:
         self._resume_scheduled = False

@@ -1,0 +1,210 @@
+"""Load shedding counts the time orders waited in the kernel.
+
+While a connection is behind, each turn reads how many bytes the kernel
+still holds for it; the read that later brings them knows they waited since
+then at least, and a NewOrderSingle among them that waited past
+``orders.shed_after_ms`` is refused, however few came with it.  The
+gateway runs in this process; the client's connection is a fake transport
+whose socket is one end of a real socket pair, so the kernel's queue the
+gateway reads is real, and the clock is moved by hand rather than waited
+for."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from netkit import free_port
+from test_turn_taking import FINAL, FakeSocket, Peer, Wire, market_order
+
+from config import default_config_path, parse_config, with_overrides
+from gateway.daemon import Gateway
+from gateway.fix.codec import FixMessage
+from gateway.net.server import AcceptedConnection
+
+SHED_MS = 20
+
+
+class Clock:
+    """The wall clock, moved on by hand."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.ahead
+
+
+class QueuedSocket(FakeSocket):
+    """A fake transport whose socket is a real one: what the test writes to
+    its pair waits in the kernel, as a client's bytes not read yet do."""
+
+    def __init__(self, client: str, wire: Wire, port: int, sock: socket.socket) -> None:
+        super().__init__(client, wire, port)
+        self.sock = sock
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "socket":
+            return self.sock
+        return super().get_extra_info(name, default)
+
+
+class QueuedPeer(Peer):
+    def __init__(self, gateway: Gateway, client: str, wire: Wire, port: int) -> None:
+        self.gateway_end, self.client_end = socket.socketpair()
+        self.client = client
+        self.seq = 1
+        self.socket = QueuedSocket(client, wire, port, self.gateway_end)
+        self.conn = AcceptedConnection(gateway.fix_server)
+        self.socket.protocol = self.conn
+        self.conn.connection_made(self.socket)  # type: ignore[arg-type]
+
+    def queue(self, data: bytes) -> None:
+        """``data`` reaches the kernel's queue of the gateway's socket."""
+        self.client_end.sendall(data)
+
+    def take(self, size: int) -> bytes:
+        """What the kernel holds, taken off its queue (as a read does)."""
+        data = b""
+        while len(data) < size:
+            data += self.gateway_end.recv(size - len(data))
+        return data
+
+    def close(self) -> None:
+        self.socket.close()
+        self.gateway_end.close()
+        self.client_end.close()
+
+
+def finals(wire: Wire, prefix: bytes) -> dict[bytes, FixMessage]:
+    return {
+        m.get(11) or b"": m
+        for c, m in wire.messages
+        if m.msg_type == b"8" and m.get(39) in FINAL and (m.get(11) or b"").startswith(prefix)
+    }
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+async def started(tmp_path: Path, clock: Clock, shed_ms: int) -> Gateway:
+    text = (
+        default_config_path()
+        .read_text()
+        .replace("shed_after_ms = 0\n", f"shed_after_ms = {shed_ms}\n")
+    )
+    cfg = with_overrides(
+        parse_config(text),
+        fix_port=free_port(),
+        http_port=0,
+        drop_copy_port=0,
+        data_dir=str(tmp_path),
+    )
+    assert cfg.orders.shed_after_ms == shed_ms
+    gw = Gateway(cfg)
+    await gw.start()
+    gw.fix_server.clock = clock
+    flow = gw.order_flow
+    assert flow is not None
+    deadline = time.monotonic() + 15
+    while flow.book.snapshot("EUR/USD") is None:
+        assert time.monotonic() < deadline, "no quotes from the simulated LPs"
+        await asyncio.sleep(0.01)  # polling, with a deadline
+    return gw
+
+
+@pytest_asyncio.fixture
+async def shedding(tmp_path: Path, clock: Clock) -> AsyncIterator[Gateway]:
+    gw = await started(tmp_path, clock, SHED_MS)
+    yield gw
+    await gw.stop()
+
+
+def orders(peer: Peer, prefix: str, count: int) -> bytes:
+    return b"".join(
+        peer.frame(b"D", market_order(f"{prefix}{i}", b"1" if i % 2 else b"2"))
+        for i in range(count)
+    )
+
+
+async def a_read_then_a_later_one(
+    gw: Gateway, clock: Clock, *, queued_at_first: bool, later_by: float
+) -> tuple[dict[bytes, FixMessage], dict[bytes, FixMessage]]:
+    """Ten orders read, then ten more read ``later_by`` seconds on: in the
+    kernel's queue already while the first ten were worked, or sent after.
+    The final ExecutionReports of each ten."""
+    wire = Wire()
+    peer = QueuedPeer(gw, "CLIENT1", wire, 40011)
+    try:
+        await peer.logon(wire)
+        first, second = orders(peer, "A", 10), orders(peer, "B", 10)
+        if queued_at_first:
+            peer.queue(second)
+        peer.read(first)  # its turn reads the kernel's queue
+        await wire.until(lambda: len(finals(wire, b"A")) == 10)
+        clock.ahead += later_by
+        if not queued_at_first:
+            peer.queue(second)
+        peer.read(peer.take(len(second)))
+        await wire.until(lambda: len(finals(wire, b"B")) == 10)
+        return finals(wire, b"A"), finals(wire, b"B")
+    finally:
+        peer.close()
+
+
+@pytest.mark.asyncio
+async def test_orders_that_waited_in_the_kernel_past_the_bound_are_shed(
+    shedding: Gateway, clock: Clock
+) -> None:
+    first, second = await a_read_then_a_later_one(
+        shedding, clock, queued_at_first=True, later_by=0.050
+    )
+    assert {m.get(39) for m in first.values()} == {b"2"}, "the first read waited for nothing"
+    # ten orders, fewer than a turn takes: only the kernel's queue says they waited
+    for m in second.values():
+        assert m.get(39) == b"8"
+        text = (m.get(58) or b"").decode()
+        assert text.startswith("gateway busy: the order waited "), text
+        waited = int(text.split("waited ")[1].split(" ms")[0])
+        assert waited >= 50, text
+        assert f"shed_after_ms {SHED_MS}" in text
+
+
+@pytest.mark.asyncio
+async def test_a_wait_in_the_kernel_within_the_bound_is_not_shed(
+    shedding: Gateway, clock: Clock
+) -> None:
+    _, second = await a_read_then_a_later_one(shedding, clock, queued_at_first=True, later_by=0.005)
+    assert {m.get(39) for m in second.values()} == {b"2"}
+
+
+@pytest.mark.asyncio
+async def test_orders_sent_after_the_reading_are_not_counted_as_waiting(
+    shedding: Gateway, clock: Clock
+) -> None:
+    """Bytes the kernel did not hold when its queue was read are known to
+    have arrived by their own read only: a client idle for a while is not
+    taken for one that waited."""
+    _, second = await a_read_then_a_later_one(
+        shedding, clock, queued_at_first=False, later_by=0.050
+    )
+    assert {m.get(39) for m in second.values()} == {b"2"}
+
+
+@pytest.mark.asyncio
+async def test_without_shedding_the_kernel_is_not_read(tmp_path: Path, clock: Clock) -> None:
+    gw = await started(tmp_path, clock, 0)
+    try:
+        assert not gw.fix_server.measure_waits
+        _, second = await a_read_then_a_later_one(gw, clock, queued_at_first=True, later_by=0.050)
+        assert {m.get(39) for m in second.values()} == {b"2"}
+    finally:
+        await gw.stop()
