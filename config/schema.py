@@ -508,10 +508,11 @@ class OrdersSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     thread; what was journaled meanwhile is copied behind it, 256 KiB a
     turn, and the new file renamed over the old (see docs/guarantees.md)."""
 
-    shed_after_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 0
-    """Load shedding, off by default (0).  When set, a NewOrderSingle that
-    has waited longer than this many ms behind other messages of its
-    connection (the gateway is taking them in slower than they come) is
+    shed_after_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 100
+    """Load shedding (0 turns it off).  A NewOrderSingle that has waited
+    longer than this many ms behind other messages of its connection (the
+    gateway is taking them in slower than they come), in the gateway or in
+    the kernel's socket buffer while the gateway was behind, is
     rejected at once, ExecutionReport Rejected (OrdRejReason 99) with a Text
     saying the gateway is busy, instead of being queued; cancels, replaces
     and status requests are always worked.  Past its capacity the gateway
@@ -519,8 +520,9 @@ class OrdersSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     rather than letting a queue grow.  It also refuses the tail of a burst
     that takes longer than the bound to work through (about 70 µs an order,
     compiled, on a 2 GHz core), so set it above the bursts the clients
-    send: off, a burst is worked through whole, reading from the client
-    paused meanwhile (TCP pushes back)."""
+    send, or to 0: then a burst is worked through whole, reading from the
+    client paused meanwhile (TCP pushes back), and past capacity the wait
+    grows with the load."""
 
     max_id_length: Annotated[int, msgspec.Meta(ge=16, le=256)] = DEFAULT_MAX_ID_LENGTH
     """Longest ClOrdID (11), OrigClOrdID (41) and MDReqID (262) a client may

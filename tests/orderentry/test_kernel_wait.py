@@ -12,6 +12,7 @@ for."""
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -96,11 +97,10 @@ def clock() -> Clock:
 
 
 async def started(tmp_path: Path, clock: Clock, shed_ms: int) -> Gateway:
-    text = (
-        default_config_path()
-        .read_text()
-        .replace("shed_after_ms = 0\n", f"shed_after_ms = {shed_ms}\n")
+    text, n = re.subn(
+        r"(?m)^shed_after_ms = .*$", f"shed_after_ms = {shed_ms}", default_config_path().read_text()
     )
+    assert n == 1
     cfg = with_overrides(
         parse_config(text),
         fix_port=free_port(),

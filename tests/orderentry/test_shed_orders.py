@@ -71,10 +71,23 @@ async def test_cancels_replaces_and_status_requests_are_never_shed(client: Clien
 
 
 @pytest.mark.asyncio
-async def test_by_default_nothing_is_shed() -> None:
-    c = flow_client(SHED_CONFIG.replace("shed_after_ms = 20\n", ""))
+async def test_with_the_bound_at_zero_nothing_is_shed() -> None:
+    c = flow_client(SHED_CONFIG.replace("shed_after_ms = 20\n", "shed_after_ms = 0\n"))
     c.session.waited = 60.0
     resting(c, b"PATIENT")
+
+
+@pytest.mark.asyncio
+async def test_by_default_an_order_that_waited_100_ms_is_shed() -> None:
+    c = flow_client(SHED_CONFIG.replace("shed_after_ms = 20\n", ""))
+    assert c.flow.rules.config.orders.shed_after_ms == 100
+    c.session.waited = 0.0995
+    resting(c, b"IN-TIME")
+    c.session.waited = 0.1005
+    send_resting(c, b"LATE")
+    (reject,) = c.answers()
+    assert (reject.get(11), reject.get(39)) == (b"LATE", b"8")
+    assert (reject.get(58) or b"").startswith(b"gateway busy:")
 
 
 @pytest.mark.asyncio
