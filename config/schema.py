@@ -512,7 +512,7 @@ class OrdersSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Load shedding (0 turns it off).  A NewOrderSingle that has waited
     longer than this many ms behind other messages of its connection (the
     gateway is taking them in slower than they come), in the gateway or in
-    the kernel's socket buffer while the gateway was behind, is
+    the kernel's socket buffer while the connection was behind, is
     rejected at once, ExecutionReport Rejected (OrdRejReason 99) with a Text
     saying the gateway is busy, instead of being queued; cancels, replaces
     and status requests are always worked.  Past its capacity the gateway

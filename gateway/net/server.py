@@ -160,7 +160,7 @@ def _logon_in(frame: bytes) -> FixMessage | None:
 
 class AcceptedConnection(FixTransportProtocol):
     def __init__(self, server: FixServer) -> None:
-        super().__init__(server.clock, server.max_outbound_buffer, server.outbox)
+        super().__init__(server.clock, server.max_outbound_buffer, server.outbox, server.wait_clock)
         self._server = server
         self._acceptor: AcceptorConnection | None = None
         self._logged_on = False
@@ -179,7 +179,9 @@ class AcceptedConnection(FixTransportProtocol):
         self._delayed = False  # held by the failed-Logon delay
 
     def _waits_measured(self) -> bool:
-        return self._server.measure_waits
+        # not before the Logon: bytes the gateway holds back on purpose
+        # (a failed-Logon delay, a cluster's claim) are no load to shed
+        return self._logged_on and self._server.measure_waits
 
     def _open(self, now: float) -> Connection:
         server = self._server
@@ -448,6 +450,7 @@ class FixServer:
         clock: Clock = time.time,
         outbox: Outbox | None = None,
         logon_gate: LogonGate | None = None,
+        wait_clock: Clock = time.monotonic,
     ) -> None:
         """``outbox`` writes the sessions' bytes (one of its own when not
         given); an application that sends outside its connection's turn
@@ -460,6 +463,9 @@ class FixServer:
         self.max_outbound_buffer = max_outbound_buffer
         self.logon_timeout = logon_timeout
         self.clock = clock
+        self.wait_clock = wait_clock
+        """Times how long received messages waited (load shedding): not
+        moved by a step of the wall clock."""
         self.outbox = outbox if outbox is not None else Outbox()
         self.connections: set[AcceptedConnection] = set()
         self.failures = LogonFailures(min(MAX_LOGON_DELAY, logon_timeout / 2))

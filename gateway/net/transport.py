@@ -438,9 +438,19 @@ class FixTransportProtocol(asyncio.Protocol):
     """Subclasses create the connection object in :meth:`_open` and handle
     events in :meth:`_dispatch`."""
 
-    def __init__(self, clock: Clock, max_outbound_buffer: int, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        max_outbound_buffer: int,
+        outbox: Outbox,
+        wait_clock: Clock = time.monotonic,
+    ) -> None:
+        """``wait_clock`` times how long received messages waited
+        (:attr:`Session.waited`): a clock that a step of the wall clock
+        does not move."""
         self._loop = asyncio.get_running_loop()
         self._clock = clock
+        self._wait_clock = wait_clock
         self._outbox = outbox
         self._write_pending = False
         self._max_outbound_buffer = max_outbound_buffer
@@ -454,13 +464,15 @@ class FixTransportProtocol(asyncio.Protocol):
         self._reading_paused = False
         self._hold_reading = False  # a subclass keeps reading paused for now
         self._resend_scheduled = False
-        # by when the bytes being worked had arrived: the read that brought
-        # them, or earlier when the kernel held them already at a reading
-        # of its queue (below); negative before the first read
+        # by when (on the wait clock) the bytes being worked had arrived:
+        # the read that brought them, or earlier when the kernel held them
+        # already at a reading of its queue (below); negative before the
+        # first read
         self._arrived_by = -1.0
-        # the kernel's queue, read while behind: the socket's descriptor
-        # (negative: not read), the bytes handed to the connection so far,
-        # and (when, bytes that had arrived by then), oldest first
+        # the kernel's queue, read at the end of a turn that left messages
+        # waiting: the socket's descriptor (negative: not read), the bytes
+        # handed to the connection so far, and (when, bytes that had
+        # arrived by then), oldest first
         self._queue_fd = -1
         self._taken = 0
         self._queue_marks: deque[tuple[float, int]] = deque()
@@ -478,8 +490,9 @@ class FixTransportProtocol(asyncio.Protocol):
         """The transport is gone and the last events were dispatched."""
 
     def _waits_measured(self) -> bool:
-        """Whether the time received messages waited in the kernel counts
-        too (:attr:`Session.waited`); read at every turn."""
+        """Whether the time received messages waited in the kernel while
+        the connection was behind counts too (:attr:`Session.waited`); read
+        at each turn that left messages waiting."""
         return False
 
     # -- asyncio callbacks ---------------------------------------------------------
@@ -511,7 +524,7 @@ class FixTransportProtocol(asyncio.Protocol):
         now = self._clock()
         taken = self._taken + len(data)
         self._taken = taken
-        arrived = now
+        arrived = self._wait_clock()
         marks = self._queue_marks
         while marks:
             when, seen = marks[0]
@@ -555,8 +568,8 @@ class FixTransportProtocol(asyncio.Protocol):
         if conn is None:
             return
         more = self._drain(conn, now, EVENTS_PER_TURN)
-        if self._queue_fd >= 0 and self._waits_measured():
-            self._read_queue(now)
+        if more and self._queue_fd >= 0 and self._waits_measured():
+            self._read_queue()
         transport = self._transport
         if self._closing:
             # what the close follows (a Logout, a Reject) goes first
@@ -586,7 +599,8 @@ class FixTransportProtocol(asyncio.Protocol):
         Each event's session is told how long the messages have waited
         (:attr:`Session.waited`)."""
         since = self._arrived_by
-        waited = now - since if 0.0 <= since < now else 0.0
+        at = self._wait_clock()
+        waited = at - since if 0.0 <= since < at else 0.0
         while limit != 0:
             event = conn.next_event(now)
             if event is None:
@@ -603,10 +617,13 @@ class FixTransportProtocol(asyncio.Protocol):
             limit -= 1
         return True
 
-    def _read_queue(self, now: float) -> None:
-        """Note how many bytes had arrived by ``now``: those handed to the
+    def _read_queue(self) -> None:
+        """Note how many bytes had arrived by now: those handed to the
         connection and those the kernel still holds for it.  The read that
         later brings them knows they waited since then at least."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return  # its descriptor may be closed already
         try:
             queued = int.from_bytes(fcntl.ioctl(self._queue_fd, termios.FIONREAD, _FOUR), "little")
         except OSError:
@@ -617,7 +634,7 @@ class FixTransportProtocol(asyncio.Protocol):
         seen = self._taken + queued
         marks = self._queue_marks
         if len(marks) < _MAX_QUEUE_MARKS and (not marks or marks[-1][1] < seen):
-            marks.append((now, seen))
+            marks.append((self._wait_clock(), seen))
 
     def _resume(self) -> None:
         self._resume_scheduled = False

@@ -73,7 +73,10 @@ class RunStats:
 
     @property
     def throughput(self) -> float:
-        return self.completed / self.elapsed if self.elapsed > 0 else 0.0
+        """Orders worked a second: answers that were refusals (the gateway
+        shedding load past its capacity, a limit) are not the work it did."""
+        worked = self.completed - self.rejected
+        return worked / self.elapsed if self.elapsed > 0 else 0.0
 
     def percentile(self, p: float) -> float:
         data = sorted(self.latencies_us)
@@ -396,6 +399,8 @@ def saturation(results: Sequence[RunStats]) -> str:
             continue
         if r.completed < r.sent:
             return f"{r.offered_rate:,.0f}/s: {r.sent - r.completed} orders unanswered"
+        if r.rejected:
+            return f"{r.offered_rate:,.0f}/s: {r.rejected:,} orders refused"
         if r.throughput < 0.95 * r.offered_rate:
             return (
                 f"{r.offered_rate:,.0f}/s: throughput {r.throughput:,.0f}/s below the offered rate"

@@ -59,6 +59,11 @@ def test_saturation_names_the_first_rate_not_kept_up_with() -> None:
     slow = RunStats(2000.0, sent=10, completed=10, elapsed=1.0, latencies_us=[100.0] * 10)
     assert saturation([ok, slow]).startswith("2,000/s: throughput")
     assert saturation([ok]) == "nothing saturated up to the highest fixed rate"
+    shed = RunStats(
+        3000.0, sent=10, completed=10, rejected=4, elapsed=0.001, latencies_us=[100.0] * 10
+    )
+    assert saturation([ok, shed]) == "3,000/s: 4 orders refused"
+    assert shed.throughput == 6 / 0.001  # the refused are no work done
 
 
 def run_bench(*args: str) -> subprocess.CompletedProcess[str]:

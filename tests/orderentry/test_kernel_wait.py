@@ -1,13 +1,13 @@
 """Load shedding counts the time orders waited in the kernel.
 
-While a connection is behind, each turn reads how many bytes the kernel
-still holds for it; the read that later brings them knows they waited since
-then at least, and a NewOrderSingle among them that waited past
-``orders.shed_after_ms`` is refused, however few came with it.  The
-gateway runs in this process; the client's connection is a fake transport
-whose socket is one end of a real socket pair, so the kernel's queue the
-gateway reads is real, and the clock is moved by hand rather than waited
-for."""
+Each turn of a logged-on connection that leaves messages waiting (the
+connection is behind) reads how many bytes the kernel still holds for it;
+the read that later brings them knows they waited since then at least, and
+a NewOrderSingle among them that waited past ``orders.shed_after_ms`` is
+refused, however few came with it.  The gateway runs in this process; the
+client's connection is a fake transport whose socket is one end of a real
+socket pair, so the kernel's queue the gateway reads is real, and the
+clock that times waits is moved by hand rather than waited for."""
 
 from __future__ import annotations
 
@@ -28,18 +28,19 @@ from config import default_config_path, parse_config, with_overrides
 from gateway.daemon import Gateway
 from gateway.fix.codec import FixMessage
 from gateway.net.server import AcceptedConnection
+from gateway.net.transport import EVENTS_PER_TURN
 
 SHED_MS = 20
 
 
 class Clock:
-    """The wall clock, moved on by hand."""
+    """The clock that times waits, moved on by hand."""
 
     def __init__(self) -> None:
         self.ahead = 0.0
 
     def __call__(self) -> float:
-        return time.time() + self.ahead
+        return time.monotonic() + self.ahead
 
 
 class QueuedSocket(FakeSocket):
@@ -57,6 +58,9 @@ class QueuedSocket(FakeSocket):
 
 
 class QueuedPeer(Peer):
+    """A client whose bytes can wait in the kernel; connected (the
+    gateway's ``connection_made``) only when :meth:`connect` is called."""
+
     def __init__(self, gateway: Gateway, client: str, wire: Wire, port: int) -> None:
         self.gateway_end, self.client_end = socket.socketpair()
         self.client = client
@@ -64,6 +68,8 @@ class QueuedPeer(Peer):
         self.socket = QueuedSocket(client, wire, port, self.gateway_end)
         self.conn = AcceptedConnection(gateway.fix_server)
         self.socket.protocol = self.conn
+
+    def connect(self) -> None:
         self.conn.connection_made(self.socket)  # type: ignore[arg-type]
 
     def queue(self, data: bytes) -> None:
@@ -111,7 +117,7 @@ async def started(tmp_path: Path, clock: Clock, shed_ms: int) -> Gateway:
     assert cfg.orders.shed_after_ms == shed_ms
     gw = Gateway(cfg)
     await gw.start()
-    gw.fix_server.clock = clock
+    gw.fix_server.wait_clock = clock
     flow = gw.order_flow
     assert flow is not None
     deadline = time.monotonic() + 15
@@ -135,21 +141,25 @@ def orders(peer: Peer, prefix: str, count: int) -> bytes:
     )
 
 
+FIRST = 2 * EVENTS_PER_TURN  # more than a turn takes: the connection is behind
+
+
 async def a_read_then_a_later_one(
     gw: Gateway, clock: Clock, *, queued_at_first: bool, later_by: float
 ) -> tuple[dict[bytes, FixMessage], dict[bytes, FixMessage]]:
-    """Ten orders read, then ten more read ``later_by`` seconds on: in the
-    kernel's queue already while the first ten were worked, or sent after.
-    The final ExecutionReports of each ten."""
+    """``FIRST`` orders read, then ten more read ``later_by`` seconds on: in
+    the kernel's queue already while the first were worked, or sent after.
+    The final ExecutionReports of each."""
     wire = Wire()
     peer = QueuedPeer(gw, "CLIENT1", wire, 40011)
+    peer.connect()
     try:
         await peer.logon(wire)
-        first, second = orders(peer, "A", 10), orders(peer, "B", 10)
+        first, second = orders(peer, "A", FIRST), orders(peer, "B", 10)
         if queued_at_first:
             peer.queue(second)
-        peer.read(first)  # its turn reads the kernel's queue
-        await wire.until(lambda: len(finals(wire, b"A")) == 10)
+        peer.read(first)  # its first turn leaves some: it reads the kernel's queue
+        await wire.until(lambda: len(finals(wire, b"A")) == FIRST)
         clock.ahead += later_by
         if not queued_at_first:
             peer.queue(second)
@@ -169,6 +179,7 @@ async def test_orders_that_waited_in_the_kernel_past_the_bound_are_shed(
     )
     assert {m.get(39) for m in first.values()} == {b"2"}, "the first read waited for nothing"
     # ten orders, fewer than a turn takes: only the kernel's queue says they waited
+    assert len(second) == 10
     for m in second.values():
         assert m.get(39) == b"8"
         text = (m.get(58) or b"").decode()
@@ -197,6 +208,75 @@ async def test_orders_sent_after_the_reading_are_not_counted_as_waiting(
         shedding, clock, queued_at_first=False, later_by=0.050
     )
     assert {m.get(39) for m in second.values()} == {b"2"}
+
+
+@pytest.mark.asyncio
+async def test_a_connection_not_behind_does_not_read_the_kernel(
+    shedding: Gateway, clock: Clock
+) -> None:
+    """A turn that took in all it had leaves nothing waiting: bytes that
+    reach the kernel then, and a loop that stalls before reading them, are
+    not load to shed."""
+    wire = Wire()
+    peer = QueuedPeer(shedding, "CLIENT1", wire, 40012)
+    peer.connect()
+    try:
+        await peer.logon(wire)
+        first, second = orders(peer, "A", 10), orders(peer, "B", 10)
+        peer.queue(second)
+        peer.read(first)  # ten: one turn takes them all
+        await wire.until(lambda: len(finals(wire, b"A")) == 10)
+        clock.ahead += 0.050
+        peer.read(peer.take(len(second)))
+        await wire.until(lambda: len(finals(wire, b"B")) == 10)
+        assert {m.get(39) for m in finals(wire, b"B").values()} == {b"2"}
+    finally:
+        peer.close()
+
+
+@pytest.mark.asyncio
+async def test_bytes_that_waited_before_the_logon_are_not_counted(
+    shedding: Gateway, clock: Clock
+) -> None:
+    """What arrived before the connection was taken, or while its Logon was
+    held (a failed-Logon delay, a cluster's claim), waited for the gateway's
+    own reasons: its orders are worked."""
+    wire = Wire()
+    peer = QueuedPeer(shedding, "CLIENT1", wire, 40013)
+    logon = peer.frame(b"A", b"98=0\x01108=30\x01")
+    burst = orders(peer, "E", FIRST)
+    peer.queue(logon + burst)  # all there before the accept
+    peer.connect()
+    try:
+        clock.ahead += 1.0
+        peer.read(peer.take(len(logon) + len(burst)))
+        await wire.until(lambda: len(finals(wire, b"E")) == FIRST)
+        assert {m.get(39) for m in finals(wire, b"E").values()} == {b"2"}
+    finally:
+        peer.close()
+
+
+@pytest.mark.asyncio
+async def test_a_step_of_the_wall_clock_is_no_wait(shedding: Gateway) -> None:
+    """Waits are timed on a clock the wall clock's steps do not move."""
+    assert shedding.fix_server.clock is time.time
+    wire = Wire()
+    peer = QueuedPeer(shedding, "CLIENT1", wire, 40014)
+    peer.connect()
+    try:
+        await peer.logon(wire)
+        first, second = orders(peer, "A", FIRST), orders(peer, "B", 10)
+        peer.queue(second)
+        peer.read(first)
+        await wire.until(lambda: len(finals(wire, b"A")) == FIRST)
+        shedding.fix_server.clock = lambda: time.time() + 0.5  # not read for waits
+        peer.conn._clock = shedding.fix_server.clock
+        peer.read(peer.take(len(second)))
+        await wire.until(lambda: len(finals(wire, b"B")) == 10)
+        assert {m.get(39) for m in finals(wire, b"B").values()} == {b"2"}
+    finally:
+        shedding.fix_server.clock = time.time
+        peer.close()
 
 
 @pytest.mark.asyncio
