@@ -11,18 +11,17 @@ clock that times waits is moved by hand rather than waited for."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from netkit import free_port
-from test_turn_taking import FINAL, FakeSocket, Peer, Wire, market_order
+from test_turn_taking import FINAL, FakeSocket, Peer, Wire, market_order, quoted_gateway
 
 from config import default_config_path, parse_config, with_overrides
 from gateway.daemon import Gateway
@@ -115,15 +114,8 @@ async def started(tmp_path: Path, clock: Clock, shed_ms: int) -> Gateway:
         data_dir=str(tmp_path),
     )
     assert cfg.orders.shed_after_ms == shed_ms
-    gw = Gateway(cfg)
-    await gw.start()
+    gw = await quoted_gateway(cfg)
     gw.fix_server.wait_clock = clock
-    flow = gw.order_flow
-    assert flow is not None
-    deadline = time.monotonic() + 15
-    while flow.book.snapshot("EUR/USD") is None:
-        assert time.monotonic() < deadline, "no quotes from the simulated LPs"
-        await asyncio.sleep(0.01)  # polling, with a deadline
     return gw
 
 
@@ -145,11 +137,17 @@ FIRST = 2 * EVENTS_PER_TURN  # more than a turn takes: the connection is behind
 
 
 async def a_read_then_a_later_one(
-    gw: Gateway, clock: Clock, *, queued_at_first: bool, later_by: float
+    gw: Gateway,
+    clock: Clock,
+    *,
+    queued_at_first: bool,
+    later_by: float,
+    meanwhile: Callable[[QueuedPeer], None] | None = None,
 ) -> tuple[dict[bytes, FixMessage], dict[bytes, FixMessage]]:
     """``FIRST`` orders read, then ten more read ``later_by`` seconds on: in
-    the kernel's queue already while the first were worked, or sent after.
-    The final ExecutionReports of each."""
+    the kernel's queue already while the first were worked, or sent after;
+    ``meanwhile`` is done between the two.  The final ExecutionReports of
+    each."""
     wire = Wire()
     peer = QueuedPeer(gw, "CLIENT1", wire, 40011)
     peer.connect()
@@ -161,6 +159,8 @@ async def a_read_then_a_later_one(
         peer.read(first)  # its first turn leaves some: it reads the kernel's queue
         await wire.until(lambda: len(finals(wire, b"A")) == FIRST)
         clock.ahead += later_by
+        if meanwhile is not None:
+            meanwhile(peer)
         if not queued_at_first:
             peer.queue(second)
         peer.read(peer.take(len(second)))
@@ -257,26 +257,17 @@ async def test_bytes_that_waited_before_the_logon_are_not_counted(
 
 
 @pytest.mark.asyncio
-async def test_a_step_of_the_wall_clock_is_no_wait(shedding: Gateway) -> None:
+async def test_a_step_of_the_wall_clock_is_no_wait(shedding: Gateway, clock: Clock) -> None:
     """Waits are timed on a clock the wall clock's steps do not move."""
     assert shedding.fix_server.clock is time.time
-    wire = Wire()
-    peer = QueuedPeer(shedding, "CLIENT1", wire, 40014)
-    peer.connect()
-    try:
-        await peer.logon(wire)
-        first, second = orders(peer, "A", FIRST), orders(peer, "B", 10)
-        peer.queue(second)
-        peer.read(first)
-        await wire.until(lambda: len(finals(wire, b"A")) == FIRST)
-        shedding.fix_server.clock = lambda: time.time() + 0.5  # not read for waits
-        peer.conn._clock = shedding.fix_server.clock
-        peer.read(peer.take(len(second)))
-        await wire.until(lambda: len(finals(wire, b"B")) == 10)
-        assert {m.get(39) for m in finals(wire, b"B").values()} == {b"2"}
-    finally:
-        shedding.fix_server.clock = time.time
-        peer.close()
+
+    def step(peer: QueuedPeer) -> None:
+        peer.conn._clock = lambda: time.time() + 0.5  # the connection's wall clock
+
+    _, second = await a_read_then_a_later_one(
+        shedding, clock, queued_at_first=True, later_by=0.0, meanwhile=step
+    )
+    assert {m.get(39) for m in second.values()} == {b"2"}
 
 
 @pytest.mark.asyncio

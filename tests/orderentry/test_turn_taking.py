@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 from netkit import free_port
 
-from config import default_config_path, parse_config, with_overrides
+from config import Config, default_config_path, parse_config, with_overrides
 from gateway.daemon import Gateway
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage, FrameDecoder
@@ -145,12 +145,8 @@ def market_order(cl_ord_id: str, side: bytes = b"1") -> bytes:
     return codec.encode_fields(fields)
 
 
-@pytest_asyncio.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
-    cfg = parse_config(default_config_path().read_text())
-    cfg = with_overrides(
-        cfg, fix_port=free_port(), http_port=0, drop_copy_port=0, data_dir=str(tmp_path)
-    )
+async def quoted_gateway(cfg: Config) -> Gateway:
+    """A gateway started on ``cfg``, once its simulated LPs quote EUR/USD."""
     gw = Gateway(cfg)
     await gw.start()
     flow = gw.order_flow
@@ -159,6 +155,16 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     while flow.book.snapshot("EUR/USD") is None:
         assert time.monotonic() < deadline, "no quotes from the simulated LPs"
         await asyncio.sleep(0.01)  # polling, with a deadline
+    return gw
+
+
+@pytest_asyncio.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+    cfg = parse_config(default_config_path().read_text())
+    cfg = with_overrides(
+        cfg, fix_port=free_port(), http_port=0, drop_copy_port=0, data_dir=str(tmp_path)
+    )
+    gw = await quoted_gateway(cfg)
     yield gw
     await gw.stop()
 
