@@ -177,8 +177,17 @@ class OperationsCollector(Collector):
             "Rejected orders by client and reason",
             labels=["client", "reason"],
         )
+        shed = 0
         for (client, reason), n in sorted(stats.order_rejects.items()):
             rejects.add_metric([client, reason], float(n))
+            if reason == "shed":
+                shed += n
+        # served from the start (0), so that an alert on it has a series
+        shed_total = CounterMetricFamily(
+            "fixgw_orders_shed",
+            "NewOrderSingles refused because they waited past orders.shed_after_ms",
+        )
+        shed_total.add_metric([], float(shed))
         latency = _histogram(
             "fixgw_order_latency_seconds",
             "From a NewOrderSingle's arrival to its order's final ExecutionReport",
@@ -187,7 +196,7 @@ class OperationsCollector(Collector):
         _add_histogram(latency, [], stats.latency)
         open_orders = GaugeMetricFamily("fixgw_open_orders", "Orders open in the matcher")
         open_orders.add_metric([], float(flow.matcher.open_count))
-        yield from (received, final, rejects, latency, open_orders)
+        yield from (received, final, rejects, shed_total, latency, open_orders)
 
     def _lps(self, flow: OrderFlow) -> Iterator[Metric]:
         stats = flow.stats

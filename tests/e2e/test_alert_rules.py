@@ -311,6 +311,7 @@ def test_the_rules_cover_what_operators_alert_on() -> None:
     assert down["labels"]["severity"] == "critical"
     (off,) = alert(q="fixgw_session_logged_on == 0")
     assert off["for"] == "15m"
+    assert alert(q="increase(fixgw_orders_shed_total[5m])", t="> 0", severity="warning")
     assert alert(q="fixgw_event_loop_lag_distribution_seconds_bucket", severity="warning")
     assert alert(q="fixgw_event_loop_lag_distribution_seconds_bucket", severity="critical")
     (call,) = alert(q="fixgw_margin_level < 1", c="increase(fixgw_margin_calls_total[5m]) > 0")
@@ -418,6 +419,7 @@ def healthy() -> list[dict[str, str]]:
         series("fixgw_lp_up", "1x30", lp="LP_A"),
         series("fixgw_session_logged_on", "1x30", session=CLIENT1),
         *lag(growing(LAG_BOUNDS, *[600] * len(LAG_BOUNDS))),
+        series("fixgw_orders_shed_total", "0x30"),
         *margin(level="5x30", calls="0x30", stop_outs="0x30"),
         *drop_copy(up="1x30", restarts="0x30", lag="0 3 0 1 0 2 0x25"),
         series("fixgw_drop_copy_session_logged_on", "1x30", session=DROP_COPY),
@@ -526,6 +528,25 @@ def unit_tests() -> list[dict[str, Any]]:
                 },
                 **gw,
             ),
+        ),
+        # 30 orders shed at minute 5, none after: fired a minute later, for
+        # as long as they are in the last 5 minutes
+        scenario(
+            [series("fixgw_orders_shed_total", "0x4 30x25")],
+            silent("FixgwOrdersShed", "5m"),
+            fired(
+                "FixgwOrdersShed",
+                "7m",
+                {
+                    "summary": "Orders shed on gw:8080: past capacity",
+                    "description": "30 NewOrderSingles were refused (gateway busy) in the last "
+                    "5 minutes because they waited longer than orders.shed_after_ms behind "
+                    "others of their connection. fixgw_order_rejects by reason shed says whose; "
+                    "orders_shed in the log says how long they waited.",
+                },
+                **gw,
+            ),
+            silent("FixgwOrdersShed", "12m"),
         ),
         # LP_B rejects 4% of its child orders: the warning; LP_A rejects none
         scenario(

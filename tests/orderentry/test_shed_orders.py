@@ -10,10 +10,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 from test_throttles import CONFIG, Client, flow_client, resting, send_resting
 
 from gateway.fix import codec
+from gateway.ops.metrics import LoopLag, OperationsCollector
+from gateway.ops.reload import ReloadStats
 
 # the throttle tests' gateway without their rate limit, shedding after 20 ms
 SHED_CONFIG = (
@@ -93,11 +96,19 @@ async def test_by_default_an_order_that_waited_100_ms_is_shed() -> None:
 @pytest.mark.asyncio
 async def test_shed_orders_are_counted_under_their_own_reason(client: Client) -> None:
     c = client
+    registry = CollectorRegistry()
+    registry.register(
+        OperationsCollector(lambda: c.flow, ReloadStats, lambda: ("1-test", 1), LoopLag())
+    )
+    assert registry.get_sample_value("fixgw_orders_shed_total") == 0.0  # served before any
     c.session.waited = 1.0
     for i in range(3):
         send_resting(c, b"S%d" % i)
     assert len(c.answers()) == 3
     assert c.flow.stats.order_rejects.get(("CLIENT1", "shed")) == 3
+    labels = {"client": "CLIENT1", "reason": "shed"}
+    assert registry.get_sample_value("fixgw_order_rejects_total", labels) == 3.0
+    assert registry.get_sample_value("fixgw_orders_shed_total") == 3.0
 
 
 @pytest.mark.asyncio
