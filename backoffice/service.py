@@ -294,10 +294,10 @@ class BackOffice:
     ) -> None:
         self.config = config
         self.config_path = config_path
-        # the config file and environment as the tokens were last read from
-        self._tokens_stamp: tuple[object, ...] | None = None
         """The file the config was read from: its tokens are read again
         (:meth:`reload_tokens`)."""
+        # the config file and environment as the tokens were last read from
+        self._tokens_stamp: tuple[object, ...] | None = None
         self.settings = config.backoffice
         self.clock = clock
         self.monotonic = monotonic

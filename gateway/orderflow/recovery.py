@@ -251,9 +251,8 @@ class Recovery:
         configured; then the instruments configured with another tick or
         lot size than the journal's ticks and lots are counted on.  Raises
         ConfigError, one line per instrument, when the journal holds an
-        open order, a child
-        in flight, or a position (a client's, an LP's or the house's) in
-        one: read on the new grid, a buy of 5 lots at 100,000 ticks would
+        open order, a child in flight, or a position (a client's, an LP's
+        or the house's) in one: read on the new grid, a buy of 5 lots at 100,000 ticks would
         become another order.  Otherwise forgets what it holds in them
         (final orders, children given up or ended, the last fill price)
         and returns the changes; the checkpoint that follows records the
