@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry
 
 from config import Config, ConfigError, config_base, resolve_paths
 from gateway.cluster import (
+    INSTANCE_NAME,
     Cluster,
     CopiedOrders,
     Headroom,
@@ -59,6 +60,7 @@ from gateway.ops.tokens import Tokens
 from gateway.orderflow.entry import OrderEntry
 from gateway.orderflow.flow import OrderFlow
 from gateway.orderflow.journal import SEGMENTS_NAME, OrderJournal
+from gateway.orderflow.mapping import excerpt
 from gateway.orderflow.margin_watch import MarginWatch
 from gateway.orderflow.market_data import MarketDataService
 from gateway.orderflow.publish import Reports
@@ -66,6 +68,7 @@ from gateway.orderflow.recovery import Recovery
 from gateway.orderflow.routing import ChildRouting
 from gateway.orderflow.rules import Rules, build_rules, capped, config_digest
 from gateway.orderflow.stats import FlowStats
+from gateway.storage.durable import replace_file
 from gateway.storage.session_store import open_store
 from gateway.storage.writeback import Writeback, start_writeback
 from lp_adapters.base import LpAdapter
@@ -184,8 +187,11 @@ class Gateway:
         # several gateways live at once: a session's store is copied to the
         # cluster while the session is served here
         self.cluster: Cluster | None = None
+        self._remembered = ""  # the instance name the data directory keeps
         if config.cluster.servers:
             self.cluster = Cluster(config.cluster, on_lost=self._lost_session)
+            if config.store.backend == "file":
+                self._remembered = remembered_instance(self.data_dir)
         for settings in config.sessions:
             if settings.Application == "dropcopy":
                 continue
@@ -232,7 +238,7 @@ class Gateway:
                 self.outbox.busy_poll = BusyPoll(gw.busy_poll_us / 1e6)
         if order_sessions:
             self.order_flow = build_order_flow(
-                config, order_sessions, self.journal, self.outbox, clock, copying
+                config, order_sessions, self.journal, self.outbox, clock, copying, self._remembered
             )
             for session in order_sessions.values():
                 applications[session.session_id] = self.order_flow
@@ -442,9 +448,14 @@ class Gateway:
         gw = self.config.gateway
         fix_port = int(listeners.fix[0].getsockname()[1])
         http = f"{gw.http_host}:{listeners.http[0].getsockname()[1]}" if listeners.http else ""
-        await cluster.start(
-            instance_name(self.config.cluster, fix_port), f"{gw.fix_host}:{fix_port}", http
-        )
+        name = instance_name(self.config.cluster, fix_port, self._remembered)
+        await cluster.start(name, f"{gw.fix_host}:{fix_port}", http)
+        if self.config.store.backend == "file" and name != self._remembered:
+            # the name goes with the data directory: the next start takes
+            # it again, whatever its host or port (the slices it holds of
+            # the LPs' limits are its own)
+            replace_file_closed(self.data_dir / INSTANCE_FILE, name.encode("ascii") + b"\n")
+            self._remembered = name
         self.fix_server.logon_gate = cluster
         flow, kv = self.order_flow, cluster.headroom_kv
         if flow is not None and kv is not None:
@@ -537,6 +548,7 @@ def build_order_flow(
     outbox: Outbox,
     clock: Callable[[], float],
     copying: bool = False,
+    instance: str = "",
 ) -> OrderFlow:
     """The order flow and every piece behind it, for the client ``sessions``
     (by client CompID): the matcher, the aggregated book, the exposure
@@ -575,7 +587,7 @@ def build_order_flow(
     prefix = run
     own = config.gateway.id_prefix
     if config.cluster.servers:
-        prefix = f"{id_namespace(config.cluster, config.gateway.fix_port)}.{run}"
+        prefix = f"{id_namespace(config.cluster, config.gateway.fix_port, instance)}.{run}"
     elif own:
         prefix = f"{own}.{run}"
     if prefix != run:
@@ -642,6 +654,37 @@ def build_order_flow(
         journal.on_dirty = flow.flush_soon
         flow.recover(recovery, int(run))
     return flow
+
+
+INSTANCE_FILE: Final = "cluster_instance"
+"""The file in the data directory that keeps the gateway's name in its
+cluster (without ``[cluster] instance``, the name of its first start)."""
+
+
+def remembered_instance(data_dir: Path) -> str:
+    """The instance name ``data_dir`` keeps ('' when none yet); a clear
+    :class:`ConfigError` when its file cannot be read or holds no name."""
+    path = data_dir / INSTANCE_FILE
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return ""
+    except (OSError, UnicodeDecodeError) as exc:
+        why = f"{path}: cannot read the gateway's name in its cluster: {exc}"
+        raise ConfigError([why]) from None
+    if not INSTANCE_NAME.fullmatch(text):
+        raise ConfigError(
+            [
+                f"{path} holds {excerpt(text)!r}, not a cluster instance name (1 to 64"
+                " letters, digits, '_' or '-'): put it right or delete it"
+            ]
+        )
+    return text
+
+
+def replace_file_closed(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and durably."""
+    os.close(replace_file(path, data))
 
 
 def _refuse_moved_data(written: str, resolved: Path) -> None:

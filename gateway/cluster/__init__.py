@@ -3,6 +3,7 @@ JetStream key-value bucket (see :mod:`gateway.cluster.leases`)."""
 
 from gateway.cluster.headroom import Headroom
 from gateway.cluster.leases import (
+    INSTANCE_NAME,
     Cluster,
     ClusterError,
     ClusterStats,
@@ -14,6 +15,7 @@ from gateway.cluster.leases import (
 from gateway.cluster.replica import CopiedOrders
 
 __all__ = [
+    "INSTANCE_NAME",
     "Cluster",
     "ClusterError",
     "ClusterStats",

@@ -52,14 +52,29 @@ CHUNK: Decimal = Decimal("0.1")
 
 
 class Slices(msgspec.Struct):
-    """What an LP's key holds: its limit and every gateway's slice (USD, as
-    decimal strings)."""
+    """What an LP's key holds (USD, as decimal strings): the limit in force
+    (the smallest configured), every gateway's slice, and the limit each
+    gateway has configured."""
 
     limit_usd: str
     slices: dict[str, str] = {}
+    limits: dict[str, str] = {}
 
 
 _KEY_SAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def _others_limits(current: Slices, name: str) -> dict[str, Decimal]:
+    """The limits the other gateways holding a slice have configured.  A
+    key written before the limits were kept per gateway names one limit,
+    taken as that of every other holder."""
+    theirs = {k: Decimal(v) for k, v in current.limits.items() if k != name and k in current.slices}
+    if any(k != name and k not in current.limits for k in current.slices):
+        shared = Decimal(current.limit_usd)
+        for k in current.slices:
+            if k != name:
+                theirs.setdefault(k, shared)
+    return theirs
 
 
 def lp_key(lp: str) -> str:
@@ -122,6 +137,10 @@ class Headroom:
         self._task: asyncio.Task[None] | None = None
         self._unreadable: set[str] = set()  # LPs whose key cannot be read, said once
         self._lowered: set[str] = set()
+        self.in_force: dict[str, Decimal] = dict(limits)
+        """Each LP's limit in force over the cluster, as last stored: the
+        smallest that a gateway holding a slice has configured."""
+        self._differing: dict[str, dict[str, Decimal]] = {}  # said in the log
         # LPs whose limit a reload lowered: the slice is stored again at the
         # next pass, within what the others leave of the new limit
 
@@ -218,25 +237,56 @@ class Headroom:
                 value, revision = b"", 0
             try:
                 current = _decode(value) if revision else Slices(limit_usd=str(limit))
-                # the limit as configured here (the same on every gateway; a
-                # reload on each changes it): the last writer's stands
                 others = sum(
                     (Decimal(v) for k, v in current.slices.items() if k != self.name), Decimal(0)
                 )
+                theirs = _others_limits(current, self.name)
             except (msgspec.DecodeError, ArithmeticError) as exc:
                 raise _Unreadable(f"the key of LP {lp} cannot be read: {exc}") from None
-            mine = max(Decimal(0), min(want, limit - others))
+            # every gateway holding a slice keeps within the smallest limit
+            # any of them has configured: a config that differs (a reload
+            # not yet made everywhere, or a typo) never lets the house past
+            # the lower one
+            in_force = min(limit, *theirs.values()) if theirs else limit
+            mine = max(Decimal(0), min(want, in_force - others))
             slices = dict(current.slices)
             slices[self.name] = str(mine)
-            value = _encode(Slices(limit_usd=str(limit), slices=slices))
+            limits = {k: v for k, v in current.limits.items() if k in slices}
+            limits[self.name] = str(limit)
+            value = _encode(Slices(limit_usd=str(in_force), slices=slices, limits=limits))
             try:
                 if revision:
                     await kv.update(lp_key(lp), value, last=revision)
                 else:
                     await kv.create(lp_key(lp), value)
-                return mine
             except nats.js.errors.KeyWrongLastSequenceError:
                 self.stats.conflicts += 1  # another gateway changed it: again
+                continue
+            self._say_limits(lp, limit, in_force, theirs)
+            return mine
+
+    def _say_limits(
+        self, lp: str, limit: Decimal, in_force: Decimal, theirs: Mapping[str, Decimal]
+    ) -> None:
+        """Log once when the gateways' limits of ``lp`` come to differ, and
+        once when they agree again."""
+        differing = {k: v for k, v in theirs.items() if v != limit}
+        self.in_force[lp] = in_force
+        said = self._differing.get(lp)
+        if differing and said != differing:
+            self._differing[lp] = differing
+            _log.warning(
+                "headroom_limit_differs",
+                lp=lp,
+                limit_usd=str(limit),
+                others={k: str(v) for k, v in sorted(differing.items())},
+                in_force_usd=str(in_force),
+                hint="set the same hard_limit_usd on every gateway of the cluster;"
+                " the smallest is kept meanwhile",
+            )
+        elif not differing and said:
+            del self._differing[lp]
+            _log.info("headroom_limit_agrees", lp=lp, limit_usd=str(limit))
 
     def set_limits(self, limits: Mapping[str, Decimal]) -> None:
         """The LPs' hard limits after a reload: a lower one trims the slice
@@ -273,6 +323,11 @@ class Headroom:
             self.stats.reduce_only.discard(lp)
             _log.info("lp_reduce_only_ended", lp=lp)
 
+    def limits_differ(self, lp: str) -> bool:
+        """Whether another gateway holding a slice of ``lp`` has configured
+        a different hard limit (as last stored)."""
+        return lp in self._differing
+
     def snapshot(self) -> dict[str, object]:
         return {
             "reachable": self.reachable,
@@ -280,6 +335,8 @@ class Headroom:
             "lps": {
                 lp: {
                     "limit_usd": str(self.limits[lp]),
+                    "limit_in_force_usd": str(self.in_force[lp]),
+                    "limits_differ": self.limits_differ(lp),
                     "slice_usd": str(self.held[lp]),
                     "cap_usd": str(self.caps[lp]),
                 }

@@ -109,22 +109,31 @@ def session_key(session: Session | SessionSettings) -> str:
     return ".".join(part(p) for p in parts)
 
 
-def instance_name(settings: ClusterSettings, fix_port: int) -> str:
-    """The configured name, or ``<host name>-<FIX port>``."""
+INSTANCE_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""What an instance name may be."""
+
+
+def instance_name(settings: ClusterSettings, fix_port: int, remembered: str = "") -> str:
+    """The configured name; else the one this gateway's data directory
+    remembers from its last start in the cluster (``remembered``), so that
+    a gateway started again on another host or port (a container made
+    anew) is the same instance, with the same slices; else
+    ``<host name>-<FIX port>``."""
     if settings.instance:
         return settings.instance
-    return f"{_host()}-{fix_port}"
+    return remembered or f"{_host()}-{fix_port}"
 
 
-def id_namespace(settings: ClusterSettings, fix_port: int) -> str:
+def id_namespace(settings: ClusterSettings, fix_port: int, remembered: str = "") -> str:
     """What starts the OrderIDs and ExecIDs of a gateway in a cluster, known
     before its port is bound: seven letters and digits made from its name
     (short, as LPs limit the ClOrdIDs of the child orders built on them),
-    or, with neither a name nor a port configured (``fix_port = 0``), from
-    ``<host name>-p<process id>`` (unique among the gateways running at
-    once).  The journal's run number that follows it keeps IDs unique
-    across restarts."""
-    name = instance_name(settings, fix_port) if settings.instance or fix_port else ""
+    or, with neither a name configured nor remembered nor a port configured
+    (``fix_port = 0``), from ``<host name>-p<process id>`` (unique among the
+    gateways running at once).  The journal's run number that follows it
+    keeps IDs unique across restarts."""
+    known = settings.instance or remembered or fix_port
+    name = instance_name(settings, fix_port, remembered) if known else ""
     name = name or f"{_host()}-p{os.getpid()}"
     digest = hashlib.blake2b(name.encode(), digest_size=4).digest()
     return base64.b32encode(digest).decode().rstrip("=").lower()
@@ -368,10 +377,7 @@ class Cluster:
                 await self.log.start()
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             await self._abandon_start()
-            raise ClusterError(
-                f"cannot reach the cluster at {shown} "
-                f"within {settings.connect_timeout_ms} ms: {_why(exc)}"
-            ) from None
+            raise ClusterError(_refusal(exc, shown, settings)) from None
         # a bucket just made has no Raft leader for a moment: its first
         # writes find no responder, and are tried again until the deadline
         deadline = self._clock() + settings.connect_timeout_ms / 1000
@@ -1292,6 +1298,30 @@ def _served_by(session: Session, lease: Lease) -> str:
 def _handed_to(session: Session, to: str, view: LeaseView | None) -> str:
     where = f" (FIX at {view.lease.fix})" if view is not None and view.lease.fix else ""
     return f"session {session.session_id} was just handed over to gateway {to}{where}; log on there"
+
+
+_STREAM_IN_USE: Final = 10058
+"""JetStream's error code for a stream made again with another configuration."""
+
+
+def _refusal(exc: BaseException, shown: str, settings: ClusterSettings) -> str:
+    """Why the start could not join the cluster, naming what to change
+    when the cluster answered."""
+    if isinstance(exc, nats.js.errors.BadRequestError) and exc.err_code == _STREAM_IN_USE:
+        return (
+            f"the cluster at {shown} already holds buckets of prefix"
+            f" '{settings.bucket_prefix}' made with another configuration ({exc.description});"
+            f" the gateways sharing a prefix must have the same [cluster] replicas (here"
+            f" {settings.replicas}): set it as on the others, or use another bucket_prefix"
+        )
+    if isinstance(exc, nats.js.errors.ServiceUnavailableError | nats.errors.NoRespondersError):
+        return (
+            f"the NATS servers at {shown} answer but JetStream does not: start them with"
+            f" JetStream enabled (nats-server --jetstream, or a jetstream block in their"
+            f" config; `fixgw nats-cluster` does)"
+        )
+    within = f"within {settings.connect_timeout_ms} ms"
+    return f"cannot reach the cluster at {shown} {within}: {_why(exc)}"
 
 
 def _why(exc: BaseException) -> str:

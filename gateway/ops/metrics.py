@@ -441,10 +441,17 @@ class ClusterCollector(Collector):
                 " and the cluster cannot be reached to grow it",
                 labels=["lp"],
             )
+            differs = GaugeMetricFamily(
+                "fixgw_cluster_lp_limit_differs",
+                "1 while the gateways holding a slice of the LP's hard limit have configured"
+                " different limits (the smallest is kept)",
+                labels=["lp"],
+            )
             for lp, cap in sorted(headroom.caps.items()):
                 slices.add_metric([lp], float(cap))
                 reduce_only.add_metric([lp], 1.0 if lp in headroom.stats.reduce_only else 0.0)
-            yield from (slices, reduce_only)
+                differs.add_metric([lp], 1.0 if headroom.limits_differ(lp) else 0.0)
+            yield from (slices, reduce_only, differs)
         log = cluster.log
         if log is None:
             return

@@ -29,13 +29,19 @@ class Gateway:
     """A gateway as its slices see it: an exposure that grows as fast as
     its caps allow (every order buys), or shrinks when told."""
 
-    def __init__(self, kv: KeyValue, name: str, lps: tuple[str, ...] = ("LP1",)) -> None:
+    def __init__(
+        self,
+        kv: KeyValue,
+        name: str,
+        lps: tuple[str, ...] = ("LP1",),
+        limit: Decimal = LIMIT,
+    ) -> None:
         self.used = Decimal(0)
         self.caps: dict[str, Decimal] = dict.fromkeys(lps, Decimal(0))
         self.headroom = Headroom(
             kv,
             name,
-            dict.fromkeys(lps, LIMIT),
+            dict.fromkeys(lps, limit),
             gross=lambda lp: self.used,
             apply=self.apply,
             interval=0.01,
@@ -218,5 +224,65 @@ async def test_an_lp_key_written_by_hand_that_cannot_be_read_keeps_the_slice_and
         await a.headroom.adjust("LP1")
         assert a.caps["LP1"] == LIMIT * Decimal("0.2")
         assert a.headroom.stats.reduce_only == set()
+    finally:
+        await nc.close()
+
+
+@pytest.mark.asyncio
+async def test_gateways_configured_with_different_limits_keep_within_the_smallest(
+    nats_cluster: NatsCluster, bucket: str
+) -> None:
+    nc, kv = await headroom_kv(nats_cluster, bucket)
+    try:
+        # one config says three times the LP's real limit (a typo, or a
+        # reload made on one gateway only)
+        a, b = Gateway(kv, "a"), Gateway(kv, "b", limit=LIMIT * 3)
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(60):
+                for g in (a, b):
+                    await g.headroom.adjust("LP1")
+                    g.used = g.caps["LP1"]  # routes up to its cap
+                assert a.caps["LP1"] + b.caps["LP1"] <= LIMIT
+                assert a.used + b.used <= LIMIT
+        assert a.used + b.used > LIMIT * Decimal("0.8")  # and the limit is used
+        key = json.loads((await kv.get("LP1")).value or b"{}")
+        assert Decimal(key["limit_usd"]) == LIMIT
+        assert {k: Decimal(v) for k, v in key["limits"].items()} == {"a": LIMIT, "b": LIMIT * 3}
+        # said once on each side, and shown
+        said = [e["limit_usd"] for e in logs if e["event"] == "headroom_limit_differs"]
+        assert sorted(said) == [str(LIMIT), str(LIMIT * 3)]
+        assert a.headroom.limits_differ("LP1")
+        assert b.headroom.limits_differ("LP1")
+        shown = b.headroom.snapshot()["lps"]["LP1"]  # type: ignore[index]
+        assert shown["limit_in_force_usd"] == str(LIMIT)
+        # the limits put right (a reload on b), the mismatch ends
+        b.headroom.set_limits({"LP1": LIMIT})
+        with structlog.testing.capture_logs() as logs:
+            for g in (b, a):
+                await g.headroom.adjust("LP1")
+        assert [e["event"] for e in logs if e["event"].startswith("headroom_limit")] == [
+            "headroom_limit_agrees",
+            "headroom_limit_agrees",
+        ]
+        assert not a.headroom.limits_differ("LP1")
+    finally:
+        await nc.close()
+
+
+@pytest.mark.asyncio
+async def test_a_key_with_one_limit_for_all_counts_it_as_each_holders(
+    nats_cluster: NatsCluster, bucket: str
+) -> None:
+    nc, kv = await headroom_kv(nats_cluster, bucket)
+    try:
+        # a key that names one limit, not each gateway's (written before
+        # they were kept apart): a gateway configured higher keeps within it
+        await kv.put("LP1", b'{"limit_usd": "1000000", "slices": {"old": "400000"}}')
+        b = Gateway(kv, "b", limit=LIMIT * 3)
+        b.used = LIMIT * 2
+        for _ in range(3):
+            await b.headroom.adjust("LP1")
+        assert b.caps["LP1"] == LIMIT - Decimal(400_000)
+        assert b.headroom.limits_differ("LP1")
     finally:
         await nc.close()

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import msgspec
 import pytest
 from clusterkit import Member, members, settings, take
 
 from config import ClusterSettings, SessionSettings
 from gateway.cluster import Cluster, ClusterError, session_key
-from gateway.sim.nats_cluster import NatsCluster
+from gateway.sim.nats_cluster import NatsCluster, free_ports, nats_server_binary
 
 
 @pytest.mark.asyncio
@@ -142,6 +148,61 @@ async def test_the_error_of_an_unreachable_cluster_names_no_password() -> None:
         await Cluster(config, "a").start()
     assert "cannot reach the cluster at nats://gw:(redacted)@127.0.0.1:9" in str(raised.value)
     assert "s3cr3t" not in str(raised.value)
+
+
+@pytest.mark.asyncio
+async def test_buckets_made_with_other_replicas_are_named_not_called_unreachable(
+    nats_cluster: NatsCluster,
+) -> None:
+    config = settings(nats_cluster)
+    a = Cluster(config, "a")
+    await a.start()
+    try:
+        other = msgspec.structs.replace(config, replicas=1)
+        with pytest.raises(ClusterError) as raised:
+            await Cluster(other, "b").start()
+    finally:
+        await a.stop()
+    said = str(raised.value)
+    assert "another configuration" in said
+    assert f"'{config.bucket_prefix}'" in said
+    assert "replicas (here 1)" in said
+    assert "cannot reach" not in said
+
+
+@pytest.fixture
+def nats_without_jetstream() -> Iterator[int]:
+    """A nats-server with JetStream off; its port."""
+    (port,) = free_ports(1)
+    server = subprocess.Popen(
+        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # polling, with the deadline: until the server listens
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None, "nats-server exited"
+                assert time.monotonic() < deadline, "nats-server did not start"
+                time.sleep(0.05)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+@pytest.mark.asyncio
+async def test_a_server_without_jetstream_is_named_not_called_unreachable(
+    nats_without_jetstream: int,
+) -> None:
+    url = f"nats://127.0.0.1:{nats_without_jetstream}"
+    config = ClusterSettings(servers=(url,), connect_timeout_ms=5000)
+    with pytest.raises(ClusterError, match="answer but JetStream does not"):
+        await Cluster(config, "a").start()
 
 
 def test_session_keys_hold_only_what_a_key_may() -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import nats as nats_client
 import pytest
-from netkit import log_events, with_day_end_away
+from netkit import free_port, log_events, with_day_end_away
 
 from config import SessionSettings, default_config_path
 from gateway.cluster import session_key
@@ -698,3 +698,38 @@ async def test_after_a_failover_the_session_is_handed_back_on_an_operators_word(
     assert admin(b.http_port, "/admin/orders?client=CLIENT1") == []
     assert admin(b.http_port, "/admin/cluster")["leases"]["handed_over"] == 1
     await client.logout()
+
+
+@pytest.mark.asyncio
+async def test_a_restart_on_another_port_keeps_the_instance_name_and_its_slices(
+    daemon_factory: Callable[..., Any], nats: NatsCluster, tmp_path: Path
+) -> None:
+    # no [cluster] instance: the name the first start takes (host and FIX
+    # port) goes with the data directory, so a gateway started again
+    # elsewhere (a container made anew) holds its own slices, not new ones
+    gw = daemon_factory(
+        "--config",
+        str(one_lp_config(tmp_path)),
+        "--cluster",
+        ",".join(nats.urls),
+        data_dir=tmp_path / "gw",
+    ).start()
+    first = admin(gw.http_port, "/admin/cluster")["instance"]
+    assert first.endswith(f"-{gw.fix_port}")
+    assert gw.stop() == 0
+    gw.fix_port = free_port()
+    gw.start()
+    assert admin(gw.http_port, "/admin/cluster")["instance"] == first
+    assert (tmp_path / "gw" / "cluster_instance").read_text().strip() == first
+    nc = await nats_client.connect(nats.urls)
+    try:
+        entry = await (await nc.jetstream().key_value("fixgw_headroom")).get("LP_A")
+    finally:
+        await nc.close()
+    assert list(json.loads(entry.value or b"{}")["slices"]) == [first]
+    assert gw.stop() == 0
+    # a name file put wrong by hand is one clear line, not a traceback
+    (tmp_path / "gw" / "cluster_instance").write_text("not a name!\n")
+    with pytest.raises(RuntimeError, match="not a cluster instance name"):
+        gw.start()
+    assert "Traceback" not in gw.log_text()
