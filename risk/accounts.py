@@ -219,6 +219,15 @@ class Accounts:
         self._lot_size = {s: float(i.lot_size) for s, i in instruments.items()}
         # symbols quoted in USD: their realized P&L needs no mark
         self._in_usd = {s for s, i in instruments.items() if i.usd_conversion == "quote"}
+        # crosses: the instrument whose mark gives their quote currency's
+        # rate, and whether USD is its quote (GBP/USD for EUR/GBP: USD per
+        # GBP) or its base (USD/JPY for EUR/JPY: JPY per USD)
+        self._rate_via = {
+            s: (i.usd_conversion, instruments[i.usd_conversion].usd_conversion == "quote")
+            for s, i in instruments.items()
+            if i.usd_conversion in instruments
+            and instruments[i.usd_conversion].usd_conversion in ("quote", "base")
+        }
         self._tick_size = {s: float(i.tick_size) for s, i in instruments.items()}
         self._params = params
         self._terms = dict(terms)
@@ -325,7 +334,9 @@ class Accounts:
             float(terms.margin_call_level),
             float(terms.stop_out_level),
             flat=not any(h.lots for h in account.holdings.values()),
-            complete=not account.unpriced,
+            # a symbol no longer configured is never priced again: what it
+            # leaves out does not keep the account from being judged
+            complete=not any(symbol in self._lot_size for symbol in account.unpriced),
         )
 
     def pnl_by_symbol(self, client: str) -> dict[str, float]:
@@ -349,9 +360,19 @@ class Accounts:
         (marks are not kept across a restart, the realized P&L is); None
         while the rate is not known."""
         to_usd = self._marks.quote_to_usd(symbol)
-        if to_usd is None and symbol in self._in_usd:
+        if to_usd is not None:
+            return to_usd
+        if symbol in self._in_usd:
             return 1.0
-        return to_usd
+        via = self._rate_via.get(symbol)
+        if via is None:
+            return None
+        # a cross not marked: its quote currency's rate from the instrument
+        # that converts it, when that one is
+        price = self._marks.price.get(via[0])
+        if not price:
+            return None
+        return price if via[1] else 1.0 / price
 
     def position(self, client: str, symbol: str) -> int:
         """The client's position in ``symbol``, in lots (long positive)."""

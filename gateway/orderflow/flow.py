@@ -677,9 +677,21 @@ class OrderFlow:
         self.entry.rules = rules
         config = rules.config
         self.matcher.internal_crossing = config.routing.internal_crossing
-        # by value: a reload builds new objects for the same parameters
-        if config.margin != old.config.margin or config.accounts != old.config.accounts:
-            self.reports.accounts.configure(rules.margin, rules.accounts)
+        # by value: a reload builds new objects for the same parameters;
+        # their version too, which without a `version` of their own is the
+        # config's (its generation and digest), moving with any change
+        accounts = self.reports.accounts
+        held = accounts.params
+        if (
+            config.margin != old.config.margin
+            or config.accounts != old.config.accounts
+            or (
+                rules.margin is not None
+                and held is not None
+                and rules.margin.version != held.version
+            )
+        ):
+            accounts.configure(rules.margin, rules.accounts)
         self.matcher.retain_finished = config.orders.retain_finished
         self.routing.debug = config.gateway.log_level == "debug"
         day_end = config.orders.trading_day_end

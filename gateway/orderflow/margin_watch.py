@@ -60,6 +60,11 @@ CLOSE_RETRY: Final = 1.0
 class _StopOut:
     closing: str | None = None  # order id of the closing order being worked
     closing_cl_ord_id: str = ""  # its ClOrdID: locates it once final
+    closing_symbol: str = ""
+    dry: dict[str, float] = field(default_factory=dict)
+    # symbols whose last closing order filled nothing (no liquidity: an LP
+    # away, a market closed), each with when to try it again: the others
+    # are closed meanwhile
     closed: int = 0
     retry_at: float = 0.0  # after a closing order that found nothing to fill
     stuck: bool = False  # nothing left that an order can close
@@ -182,7 +187,8 @@ class MarginWatch:
                 return
             stop_out.closing = None
             if working is not None and not working.cum_qty:
-                stop_out.retry_at = now + CLOSE_RETRY  # no liquidity: not every tick
+                # no liquidity there: tried again later, not every tick
+                stop_out.dry[stop_out.closing_symbol] = now + CLOSE_RETRY
         if now < stop_out.retry_at:
             return
         if any(r.order_id in stop_out.canceled for r in self.matcher.open_orders(client)):
@@ -208,7 +214,13 @@ class MarginWatch:
                 _log.error("stop_out_stuck", client=client, **_figures(standing))
             stop_out.retry_at = now + CLOSE_RETRY
             return
-        symbol = min(positions, key=positions.__getitem__)  # the largest loss
+        dry = stop_out.dry
+        ready = {s: pnl for s, pnl in positions.items() if dry.get(s, 0.0) <= now}
+        if not ready:
+            # every position left found no liquidity lately
+            stop_out.retry_at = min(dry[s] for s in positions)
+            return
+        symbol = min(ready, key=ready.__getitem__)  # the largest loss that can be tried
         lots = self.accounts.position(client, symbol)
         instrument = instruments[symbol]
         qty = min(abs(lots), instrument.max_lots)
@@ -229,6 +241,7 @@ class MarginWatch:
             self.reports.stop_out_orders.add(order_id)
             stop_out.closing = order_id
             stop_out.closing_cl_ord_id = cl_ord_id
+            stop_out.closing_symbol = symbol
             stop_out.closed += 1
             self.reports.started[order_id] = [now, ""]
             self.reports.open_by_client[client] = self.reports.open_by_client.get(client, 0) + 1

@@ -678,3 +678,63 @@ def test_a_cross_is_converted_to_usd_at_the_kept_mark_not_an_old_fill() -> None:
     moved = book.view("C1")
     assert moved is not None
     assert round(moved.unrealized_pnl_usd, 2) == 6000  # 5,000 GBP at 1.20
+
+
+def test_pnl_realized_in_an_instrument_no_longer_configured_keeps_no_stop_out_away() -> None:
+    # after a restart on a config without OLD, the client's P&L realized
+    # in it can never be valued again: it is named, and the account is
+    # judged on the rest (a loss of 2,500 USD against 2,000 collateral)
+    book = Accounts(CME, {"C1": AccountTerms(Decimal("2000"))}, INSTRUMENTS)
+    book.load({"C1": {"OLD": (0, 0.0, 1.0), "ZC": (1, 4500.0, 0.0)}})
+    book.mark(Marks({"ZC": 2000.0}, {"ZC": 2000.0}))
+    standing = book.standing("C1")
+    assert standing is not None
+    assert standing.complete
+    assert standing.called
+    assert standing.stopped_out
+    view = book.view("C1")
+    assert view is not None
+    assert view.unpriced == ("OLD",)
+    # a symbol still configured and not priced still holds the judgement
+    book.load({"C1": {"EUR/USD": (1, 1.1, 0.0), "ZC": (1, 4500.0, 0.0)}})
+    book.mark(Marks({"ZC": 2000.0}, {"ZC": 2000.0}))
+    held = book.standing("C1")
+    assert held is not None
+    assert not held.complete
+    assert not held.stopped_out
+
+
+def fx(symbol: str, quote: str, conversion: str) -> Instrument:
+    return Instrument(
+        symbol, AssetClass.FX, Decimal("0.00001"), Decimal(1000), 1, 1000, quote, conversion
+    )
+
+
+@pytest.mark.parametrize(
+    ("cross", "via", "mark", "realized", "usd"),
+    [
+        # 4,000 GBP lost on EUR/GBP, GBP/USD at 1.25: 5,000 USD
+        ("EUR/GBP", fx("GBP/USD", "USD", "quote"), 1.25, -4000.0, -5000.0),
+        # 150,000 JPY made on EUR/JPY, USD/JPY at 150: 1,000 USD
+        ("EUR/JPY", fx("USD/JPY", "JPY", "base"), 150.0, 150_000.0, 1000.0),
+    ],
+)
+def test_pnl_realized_in_a_cross_not_marked_counts_at_its_conversions_mark(
+    cross: str, via: Instrument, mark: float, realized: float, usd: float
+) -> None:
+    quote = cross[-3:]
+    instruments = {cross: fx(cross, quote, via.symbol), via.symbol: via}
+    params = MarginParams(
+        "fx-1", (MarginGroup("fx", "fx", (cross, via.symbol), scan_pct=0.02),), ()
+    )
+    book = Accounts(params, {"C1": AccountTerms(Decimal("10000"))}, instruments)
+    book.load({"C1": {cross: (0, 0.0, realized)}})  # after a restart, flat
+    # the conversion symbol's unit: a GBP worth 1.25 USD, a USD worth 1
+    unit_usd = 1.0 if via.usd_conversion == "base" else mark
+    book.mark(Marks({via.symbol: mark}, {via.symbol: unit_usd}))
+    view = book.view("C1")
+    assert view is not None
+    assert view.unpriced == ()
+    assert math.isclose(view.realized_pnl_usd, usd)
+    assert math.isclose(view.equity_usd, 10000 + usd)
+    assert book.check("C1", via.symbol, Side.BUY, 1) is None

@@ -293,3 +293,60 @@ def test_a_flat_account_below_zero_is_called_but_not_stopped_out() -> None:
     assert "C1" not in w.stopping
     assert "C1" not in accounts.suspended
     assert ack.order_id in {ex.order_id for ex in w.matcher.open_orders("C1")}
+
+
+def test_a_position_with_no_liquidity_does_not_keep_the_others_open() -> None:
+    """ZC, the largest loss, finds nothing to fill (its market closed, its
+    LP away): the stop-out goes on with ZS at the next look, and comes back
+    to ZC when its retry is due."""
+    zs = Instrument("ZS", AssetClass.COMMODITY, Decimal("0.01"), Decimal(1), 1, 1000, "USD")
+    instruments = {"ZC": ZC, "ZS": zs}
+    params = MarginParams(
+        "p-1",
+        (
+            MarginGroup("corn", "commodity", ("ZC",), scan_usd=1750),
+            MarginGroup("soy", "commodity", ("ZS",), scan_usd=2500),
+        ),
+        (),
+    )
+    accounts = Accounts(params, {"C1": AccountTerms(Decimal("6000"))}, instruments)
+    routing = _Routing()
+    routing.instruments = instruments
+    w = MarginWatch(
+        accounts,
+        Matcher(instruments, id_prefix="T"),
+        _Reports(),  # type: ignore[arg-type]
+        routing,  # type: ignore[arg-type]
+        FlowStats(),
+        lambda exposure: None,
+        lambda: 0.0,
+        "1",
+    )
+    accounts.trade("C1", "ZC", Side.BUY, 1, 450000)
+    accounts.trade("C1", "ZS", Side.BUY, 1, 120000)
+    # ZC 4,000 USD lost, ZS 1,000: equity 1,000 against 4,250 of margin
+    accounts.mark(Marks({"ZC": 500.0, "ZS": 200.0}, {"ZC": 500.0, "ZS": 200.0}))
+
+    def symbols() -> list[str]:
+        return [
+            ex.symbol
+            for result in routing.published
+            for ex in result.executions
+            if ex.exec_type is ExecType.NEW and ex.cl_ord_id.startswith("SO-")
+        ]
+
+    w.look(0.0)
+    assert symbols() == ["ZC"]
+    unfilled(w, routing)
+    w.look(WATCH_INTERVAL)  # ZC filled nothing: ZS now, not a second later
+    assert symbols() == ["ZC", "ZS"]
+    unfilled(w, routing)
+    tick = 2
+    while WATCH_INTERVAL * tick < WATCH_INTERVAL + CLOSE_RETRY:
+        w.look(WATCH_INTERVAL * tick)  # both found nothing: neither tried at once
+        unfilled(w, routing)
+        tick += 1
+    assert symbols() == ["ZC", "ZS"]
+    w.look(WATCH_INTERVAL + CLOSE_RETRY)  # ZC's retry is due first
+    assert symbols() == ["ZC", "ZS", "ZC"]
+    assert "C1" in w.stopping

@@ -26,6 +26,7 @@ from gateway.ops import admin
 from gateway.ops.metrics import LoopLag, OperationsCollector
 from gateway.ops.reload import ReloadStats
 from gateway.orderflow.flow import OrderFlow
+from gateway.orderflow.rules import build_rules, config_digest
 
 CLIENTS = ("CLIENT1", "CLIENT2", "CLIENT3")
 MARGINED = ("CLIENT1", "CLIENT2")  # CLIENT3 has no account
@@ -312,3 +313,22 @@ async def test_no_margin_config_serves_no_margin_samples(unmargined: Running) ->
     ]
     assert names == []
     assert admin.margin(unmargined.flow) == {"param_version": None, "accounts": []}
+
+
+@pytest.mark.asyncio
+async def test_a_reload_names_the_margin_by_the_configs_new_version(tmp_path: Path) -> None:
+    # no `version` of its own: the margin is named by the config's, which
+    # a reload changing anything else moves too
+    text = config_text(tmp_path, True).replace(f'version = "{VERSION}"\n', "")
+    config = parse_config(text)
+    sessions = {
+        c: Session(SessionSettings(SenderCompID="GATEWAY", TargetCompID=c), MemoryStore())
+        for c in CLIENTS
+    }
+    flow = build_order_flow(config, sessions, None, Outbox(), time.time)
+    first = admin.margin(flow)["param_version"]
+    reloaded = parse_config(text + "\n[risk.default]\nmax_open_orders = 500\n")
+    flow.apply_rules(build_rules(reloaded, flow.instruments, list(sessions), 2))
+    now = admin.margin(flow)["param_version"]
+    assert now == f"2-{config_digest(reloaded)}"
+    assert now != first
