@@ -323,13 +323,17 @@ class BackOffice:
         self.days = TradeDay(dt.time(int(hh), int(mm)))
         # the simulated LPs write their statements as they trade; of any other
         # LP only a statement up to its latest line is taken as complete
-        layouts = {
-            lp.name: StatementColumns(
-                delivery="live" if lp.adapter == "simulated" else "end_of_day"
-            )
-            for lp in config.lps
-        }
+        simulated = {lp.name for lp in config.lps if lp.adapter == "simulated"}
+        layouts = {lp.name: StatementColumns() for lp in config.lps}
         layouts.update(self.settings.lps)
+        layouts = {
+            lp: layout
+            if layout.delivery is not None
+            else msgspec.structs.replace(
+                layout, delivery="live" if lp in simulated else "end_of_day"
+            )
+            for lp, layout in layouts.items()
+        }
         statements_dir = self.settings.statements_dir or str(data_dir / "statements")
         self.statements = StatementFolder(statements_dir, layouts, self.days, self.clock)
         self.export_dir = Path(self.settings.export_dir or self.state_dir / "exports")

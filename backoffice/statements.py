@@ -296,8 +296,10 @@ class StatementFolder:
         seen = self._seen.get(path)
         layout = self.layouts[lp]
         # an end-of-day statement left alone this long has its last line
-        # whole, newline or not (a live one's waits for its newline)
-        quiet = layout.delivery != "live" and self._clock() - stat.st_mtime >= QUIET_SECONDS
+        # whole, newline or not (a live one's waits for its newline; a
+        # layout that does not say is live, as the simulated LPs' are)
+        live = layout.delivery in ("live", None)
+        quiet = not live and self._clock() - stat.st_mtime >= QUIET_SECONDS
         if (
             seen is not None
             and (stat.st_size, stat.st_mtime_ns, stat.st_ino)

@@ -681,12 +681,13 @@ class StatementColumns(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     file: NonEmptyStr | None = None
     """A glob of its statement files in ``statements_dir``; ``"<LP>-*.csv"`` by default."""
 
-    delivery: Literal["live", "end_of_day", "none"] = "live"
+    delivery: Literal["live", "end_of_day", "none"] | None = None
     """``live``: the LP writes each execution within a second (the simulated
     LPs do), so a fill the house booked more than the grace ago and not on
     the statement is a break; ``end_of_day``: the statement is complete up to
     its latest line; ``none``: the LP sends no statement (its fills are not
-    reconciled against one)."""
+    reconciled against one).  Unset: ``live`` for a simulated LP,
+    ``end_of_day`` for any other."""
 
     exec_id: NonEmptyStr = "ExecID"
     """The LP's execution id: the ExecID (17) of its ExecutionReport to the gateway."""

@@ -305,6 +305,28 @@ def test_simulated_lps_deliver_live_others_at_the_end_of_the_day() -> None:
     assert delivery == {"LP_A": "end_of_day", "LP_B": "live", "LP_C": "live"}
 
 
+def test_a_layout_naming_columns_only_keeps_its_lps_delivery() -> None:
+    cfg = default()
+    lps = (msgspec.structs.replace(cfg.lps[0], adapter="fix"), *cfg.lps[1:])
+    named = {
+        "LP_A": StatementColumns(exec_id="Exec ID"),
+        "LP_B": StatementColumns(exec_id="Exec ID"),
+        "LP_C": StatementColumns(delivery="none"),
+    }
+    office = BackOffice(
+        msgspec.structs.replace(
+            cfg, lps=lps, backoffice=msgspec.structs.replace(cfg.backoffice, lps=named)
+        )
+    )
+    layouts = office.statements.layouts
+    assert {lp: layout.delivery for lp, layout in layouts.items()} == {
+        "LP_A": "end_of_day",
+        "LP_B": "live",
+        "LP_C": "none",
+    }
+    assert layouts["LP_A"].exec_id == "Exec ID"
+
+
 @pytest.mark.asyncio
 async def test_ended_days_without_their_files_are_exported_at_start(tmp_path: Path) -> None:
     from backoffice.records import ClientTrade, HouseTrade
