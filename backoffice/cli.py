@@ -20,7 +20,7 @@ import urllib.request
 from typing import Any
 
 from config import Config, ConfigError, config_base, default_config_path, load_config, resolve_paths
-from gateway.ops.direct import OPENER, is_http_address
+from gateway.ops.direct import OPENER, http_base, is_http_address
 from gateway.ops.tokens import Tokens
 
 __all__ = ["add_arguments", "main"]
@@ -128,7 +128,7 @@ def _ask(cfg: Config, args: argparse.Namespace) -> int:
         print(f"{name}: which trading day? give --date YYYY-MM-DD", file=sys.stderr)
         return 1
     settings = cfg.backoffice
-    base = args.url or f"http://{settings.http_host}:{settings.http_port}"
+    base = args.url or http_base(settings.http_host, settings.http_port)
     if not is_http_address(base):
         print(f"{name}: bad --url {base!r}: give http://HOST:PORT", file=sys.stderr)
         return 1

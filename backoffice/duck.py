@@ -305,9 +305,17 @@ class DuckLedger(Ledger):
                     staged = con.execute("SELECT count(*) FROM stage_lp").fetchone()
                     if stored and staged and stored[0] < staged[0]:
                         con.execute(sql.STAGED_REPEATS_INSERT, [ingest])
+                        named = set()
                         if not change.replace:
                             found = con.execute(sql.STAGED_DIFFERING).fetchall()
                             differing.extend(sql.differing_line(*row) for row in found)
+                            named = {tuple(row) for row in found}
+                        found = con.execute(sql.STAGED_DIFFERING_ELSEWHERE).fetchall()
+                        differing.extend(
+                            sql.differing_elsewhere_line(*row)
+                            for row in found
+                            if tuple(row[:3]) not in named  # said of its own file
+                        )
                     con.execute("DELETE FROM stage_lp")
             con.commit()
         except BaseException:

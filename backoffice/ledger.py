@@ -449,6 +449,26 @@ def differing_line(source: str, cl_ord_id: str, exec_id: str) -> str:
     )
 
 
+STAGED_DIFFERING_ELSEWHERE: Final = (
+    "SELECT s.source, s.cl_ord_id, s.exec_id, t.source FROM stage_lp s JOIN lp_trades t ON "
+    f"{_SAME_LINE.format(r='s')} AND t.source <> s.source "
+    "WHERE t.symbol <> s.symbol OR t.side <> s.side OR t.qty <> s.qty "
+    "OR t.price <> s.price OR t.exec_time <> s.exec_time ORDER BY 2, 3"
+)
+"""The lines of ``stage_lp`` that repeat an execution a line of another
+file of the LP stored with other values (a statement issued again with
+the execution changed): not one execution twice, and named; the line
+stored stands until its own file goes."""
+
+
+def differing_elsewhere_line(source: str, cl_ord_id: str, exec_id: str, other: str) -> str:
+    """How a line of :data:`STAGED_DIFFERING_ELSEWHERE` is named."""
+    return (
+        f"{source}: ExecID {exec_id!r} of order {cl_ord_id!r} is on {other} too, with other "
+        f"values: the line of {other} stands (take the file that is wrong out of the folder)"
+    )
+
+
 HAS_REPEATS: Final = "SELECT count(*) FROM (SELECT 1 FROM lp_repeats LIMIT 1) AS r"
 
 

@@ -458,9 +458,17 @@ class PgLedger(Ledger):
                         lines += stored
                         if stored < len(rows):
                             await con.execute(sql.STAGED_REPEATS_INSERT, ingest)
+                            named = set()
                             if not change.replace:
                                 found = await con.fetch(sql.STAGED_DIFFERING)
                                 differing.extend(sql.differing_line(*row) for row in found)
+                                named = {tuple(row) for row in found}
+                            found = await con.fetch(sql.STAGED_DIFFERING_ELSEWHERE)
+                            differing.extend(
+                                sql.differing_elsewhere_line(*row)
+                                for row in found
+                                if tuple(row[:3]) not in named  # said of its own file
+                            )
                         await con.execute("TRUNCATE stage_lp")
             self._counted = _added(counted, {"lp_trades": lines})
             self.differing_lines = differing

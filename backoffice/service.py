@@ -65,6 +65,7 @@ from config import Config, ConfigError, SessionSettings, StatementColumns, load_
 from config.redact import url_without_secrets
 from gateway.fix.codec import FixMessage
 from gateway.net.client import FixClient, LogonError
+from gateway.ops.direct import http_base
 from gateway.ops.placement import pin_to_cpus
 from gateway.ops.tokens import Tokens
 from gateway.storage.session_store import open_store
@@ -145,6 +146,13 @@ class Feed:
             and not self.taken
             and not client.session.awaiting_resend
         )
+
+
+BAD_LINES_KEPT: Final = 100
+"""The latest bad statement lines the status lists."""
+
+LOGGED_BAD_LINES: Final = 20
+"""Bad lines of one file read logged each on a line of its own."""
 
 
 def _reachable(host: str) -> str:
@@ -372,6 +380,10 @@ class BackOffice:
         self.failed = ""
         self._deferred: float | None = None  # since when runs wait (monotonic clock)
         self._unapplied: list[StatementChange] = []
+        # the statement lines that could not be read or stood for another,
+        # latest last, as (file, what is wrong): in the status until the
+        # file is read again whole without them
+        self.bad_lines: deque[tuple[str, str]] = deque(maxlen=BAD_LINES_KEPT)
         self._refusals: dict[str, int] = {}  # file -> its change refused alone, times
         self._statements_read: float | None = None  # when the last scan was taken in
 
@@ -746,10 +758,9 @@ class BackOffice:
             self._statements_read = scanned
             return
         for change in found:  # those kept from before were counted then
-            for error in change.errors[:20]:
-                _log.error("statement_line_unreadable", error=error[:300])
-            if change.errors:
-                self.metrics.bad.labels("statement").inc(len(change.errors))
+            if change.replace:
+                self._forget_bad_lines(change.source)
+            self._bad_lines(change.source, change.errors)
             if change.rows:
                 self.metrics.trades.labels("lp").inc(len(change.rows))
             if change.replace and change.rows:
@@ -772,10 +783,37 @@ class BackOffice:
             ingest = await self.ledger.apply_statements(changes)
             differing = self.ledger.differing_lines
         self._batches.append((ingest, self.clock()))
-        for error in differing[:20]:
+        by_file: dict[str, list[str]] = {}
+        for error in differing:
+            by_file.setdefault(error.split(": ", 1)[0], []).append(error)
+        for source, errors in by_file.items():
+            self._bad_lines(source, errors)
+
+    def _bad_lines(self, source: str, errors: Sequence[str]) -> None:
+        """Name the bad lines of one file read: the first 20 each in the
+        log line of its own, the rest counted in one; all of them in the
+        metric, and the latest in the status."""
+        if not errors:
+            return
+        for error in errors[:LOGGED_BAD_LINES]:
             _log.error("statement_line_unreadable", error=error[:300])
-        if differing:
-            self.metrics.bad.labels("statement").inc(len(differing))
+        if len(errors) > LOGGED_BAD_LINES:
+            _log.error(
+                "statement_lines_unreadable_more",
+                file=source,
+                more=len(errors) - LOGGED_BAD_LINES,
+                hint="GET /backoffice/status lists the latest",
+            )
+        self.metrics.bad.labels("statement").inc(len(errors))
+        self.bad_lines.extend((source, error[:300]) for error in errors)
+
+    def _forget_bad_lines(self, source: str) -> None:
+        """``source`` is read again whole: what was wrong with it before is
+        named again if it still is."""
+        if any(file == source for file, _ in self.bad_lines):
+            kept = [(file, error) for file, error in self.bad_lines if file != source]
+            self.bad_lines.clear()
+            self.bad_lines.extend(kept)
 
     async def _alone(self, changes: list[StatementChange]) -> list[StatementChange]:
         """After the ledger refused ``changes`` together: each tried alone,
@@ -956,7 +994,7 @@ class BackOffice:
         Refused (401), the tokens are read again from the config file and,
         when they changed there (rotated: the gateway reloaded them), asked
         with once more."""
-        url = f"http://{feed.http_host}:{feed.http_port}/admin/exposures"
+        url = http_base(feed.http_host, feed.http_port) + "/admin/exposures"
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
                 status, data = await self._ask_exposures(http, url)
@@ -1295,6 +1333,8 @@ class BackOffice:
                 },
             },
             "statements": str(self.statements.folder),
+            # the latest statement lines that could not be read, by file and line
+            "statement_errors": [error for _, error in self.bad_lines],
             "records": self.counts,
             "last_run": None if run is None else msgspec.to_builtins(run),
             "last_full_run": None

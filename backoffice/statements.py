@@ -63,6 +63,9 @@ class _Seen(msgspec.Struct):
     digest: bytes  # of what was read, up to ``offset`` (_prefix_digest)
     header: list[str]
     lines: int  # lines read, the header's included
+    open_end: bool = False
+    # the last line was read without its newline (a quiet end-of-day file):
+    # bytes added later may finish it, so the file is then read again whole
 
 
 def _time(value: str, layout: StatementColumns) -> dt.datetime:
@@ -312,6 +315,7 @@ class StatementFolder:
             # read of it is unchanged; read again whole otherwise
             appended = (
                 seen is not None
+                and not seen.open_end
                 and stat.st_ino == seen.ino
                 and stat.st_size >= seen.offset
                 and _prefix_digest(f, seen.offset) == seen.digest
@@ -329,11 +333,13 @@ class StatementFolder:
                 header, replace = [], True
                 first_line = 1
         end = data.rfind(b"\n") + 1  # whole lines only
+        open_end = False
         if end < len(data) and quiet and base + len(data) == stat.st_size:
             # the last line, without its newline, of a statement written at
             # the end of the day and left alone since; a live one's may be
             # half a line a writer has not finished
             end = len(data)
+            open_end = True
         # a byte order mark (spreadsheets write one) is no part of the first column's name
         text = data[:end].decode("utf-8-sig" if base == 0 else "utf-8", "replace")
         errors: list[str] = []
@@ -363,6 +369,7 @@ class StatementFolder:
             digest=digest,
             header=header,
             lines=(seen.lines if appended and seen is not None else 0) + text.count("\n"),
+            open_end=open_end,
         )
         if not rows and not replace and not errors:
             return None

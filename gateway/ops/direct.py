@@ -11,7 +11,7 @@ from __future__ import annotations
 import urllib.parse
 import urllib.request
 
-__all__ = ["OPENER", "is_http_address"]
+__all__ = ["OPENER", "http_base", "is_http_address"]
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 """Opens requests straight to their address, never through a proxy."""
@@ -26,3 +26,16 @@ def is_http_address(url: str) -> bool:
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def http_base(host: str, port: int) -> str:
+    """``http://HOST:PORT`` of a server listening on ``host`` and ``port``,
+    from this machine: all interfaces are reached on the loopback, an IPv6
+    address is written in brackets."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"

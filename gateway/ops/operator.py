@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from gateway.ops.direct import OPENER, is_http_address
+from gateway.ops.direct import OPENER, http_base, is_http_address
 from gateway.ops.tokens import ADMIN_TOKEN_ENV, READ_TOKEN_ENV, Tokens
 
 __all__ = ["COMMANDS", "AdminApi", "OperatorError", "is_operator_command", "register", "run"]
@@ -158,15 +158,6 @@ def _error_text(body: bytes) -> str:
 # --- where the daemon is -------------------------------------------------------------
 
 
-def _connect_host(host: str) -> str:
-    """The address to reach a server listening on ``host`` from this machine."""
-    if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
-
-
 def admin_api(args: argparse.Namespace) -> AdminApi:
     """The daemon the command asks: ``--url`` and ``--token`` first, then
     the environment, then ``--config``, else the packaged default config (the
@@ -211,7 +202,7 @@ def admin_api(args: argparse.Namespace) -> AdminApi:
         if url is None:
             if not gateway.http_port:
                 raise OperatorError(f"{config}: the daemon serves no HTTP (gateway.http_port = 0)")
-            url = f"http://{_connect_host(gateway.http_host)}:{gateway.http_port}"
+            url = http_base(gateway.http_host, gateway.http_port)
         if not token:
             # every command but handover only reads: the read token will do
             tokens = Tokens.of(gateway, {})

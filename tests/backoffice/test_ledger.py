@@ -348,6 +348,28 @@ async def test_an_appended_line_repeating_a_stored_one_with_other_values_is_name
 
 
 @pytest.mark.asyncio
+async def test_a_file_issued_again_with_an_execution_changed_is_named(ledger: Ledger) -> None:
+    first, again = "/statements/LP_A-20260302.csv", "/statements/LP_A-20260302-v2.csv"
+    await write(ledger, house("R1", "L1", 0, qty="2000"))
+    await ledger.apply_statements([statement([line("L1", 0, source=first)], source=first)])
+    assert ledger.differing_lines == []
+    # the LP sends the day again, the execution at another quantity: not
+    # one execution on two files, and said so (appended or read whole)
+    for replace in (False, True):
+        await ledger.apply_statements(
+            [statement([line("L1", 0, qty="2000", source=again)], source=again, replace=replace)]
+        )
+        (named,) = ledger.differing_lines
+        assert named.startswith(again)
+        assert "ExecID 'L1'" in named
+        assert f"on {first} too" in named
+    # the wrong file taken out of the folder, the other stands for it
+    await ledger.apply_statements([statement([], replace=True, source=first)])
+    positions = await ledger.positions()
+    assert positions["lp_statements"] == [Position("LP_A", "EUR/USD", "2000.00000000")]
+
+
+@pytest.mark.asyncio
 async def test_a_line_on_two_files_outlives_the_correction_of_either(ledger: Ledger) -> None:
     first, second = "/statements/LP_A-1.csv", "/statements/LP_A-2.csv"
     trades = [matched(1, 0), matched(2, 1)]

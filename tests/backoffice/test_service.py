@@ -42,6 +42,7 @@ from config import (
 )
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
+from gateway.ops.direct import http_base
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -1260,6 +1261,36 @@ async def test_a_gateway_that_knows_only_the_admin_token_is_read_with_it(tmp_pat
 
 
 @pytest.mark.asyncio
+async def test_a_gateway_on_an_ipv6_address_has_its_positions_read(tmp_path: Path) -> None:
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    async def exposures(request: web.Request) -> web.Response:
+        return web.json_response({"lps": {}})
+
+    app = web.Application()
+    app.router.add_get("/admin/exposures", exposures)
+    cfg = default()
+    office = BackOffice(
+        msgspec.structs.replace(
+            cfg, gateway=msgspec.structs.replace(cfg.gateway, data_dir=str(tmp_path))
+        )
+    )
+    async with TestServer(app, host="::1") as server:
+        feed = office.feeds[0]
+        feed.http_host, feed.http_port = "::1", server.port or 0
+        assert await office._exposures_of(feed) == {"lps": {}}
+
+
+def test_addresses_asked_over_http_from_here() -> None:
+    assert http_base("0.0.0.0", 8082) == "http://127.0.0.1:8082"
+    assert http_base("", 8082) == "http://127.0.0.1:8082"
+    assert http_base("::", 8082) == "http://[::1]:8082"
+    assert http_base("fd00::5", 8082) == "http://[fd00::5]:8082"
+    assert http_base("gw.example", 8082) == "http://gw.example:8082"
+
+
+@pytest.mark.asyncio
 async def test_a_gateway_refusing_the_tokens_has_them_read_again_and_is_shown_failing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1712,4 +1743,38 @@ async def test_the_treasurys_books_follow_each_run_so_a_look_reads_no_batch(
     finally:
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
+        await office.ledger.close()
+
+
+@pytest.mark.asyncio
+async def test_the_status_lists_the_statement_lines_that_could_not_be_read(
+    tmp_path: Path,
+) -> None:
+    now = [1_796_385_600.0]
+    office, _ = _office(tmp_path, now)
+    await office.ledger.open()
+    try:
+        path = office.statements.folder / "LP_A-20261204.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = "TradeDate,ExecTime,ExecID,ClOrdID,OrderID,Symbol,Side,Quantity,Price\n"
+        good = "2026-12-04,2026-12-04T10:00:00.000Z,X1,CH1,O1,EUR/USD,BUY,1000,1.1\n"
+        bad = "2026-12-04,2026-12-04T10:00:01.000Z,X2,CH2,O2,EUR/USD,BOUGHT,1000,1.1\n"
+        path.write_text(header + good + bad)
+        await office._statements()
+        (error,) = (await office.status())["statement_errors"]
+        assert error.startswith(f"{path} line 3")
+        assert "BOUGHT" in error
+        # the file corrected and read again whole: nothing left to name
+        path.write_text(header + good + bad.replace("BOUGHT", "BUY"))
+        await office._statements()
+        assert (await office.status())["statement_errors"] == []
+        # many at once: each in the status (the latest), one log line for the rest
+        many = "".join(bad.replace("X2", f"Y{i}") for i in range(30))
+        path.write_text(header + many)
+        with structlog.testing.capture_logs() as logs:
+            await office._statements()
+        assert len((await office.status())["statement_errors"]) == 30
+        events = [e["event"] for e in logs if e["event"].startswith("statement_line")]
+        assert events == ["statement_line_unreadable"] * 20 + ["statement_lines_unreadable_more"]
+    finally:
         await office.ledger.close()

@@ -511,12 +511,18 @@ def test_a_last_line_without_its_newline_is_read_once_the_file_is_left_alone(
     assert not change.replace
     assert [(r.exec_id, r.qty) for r in change.rows] == [("E2", "5")]
     assert folder.scan() == []
-    # a writer that ends each line before the next: the next line comes
+    # the file grows after all: what comes may finish that line, so the
+    # file is read again whole (here a writer that ends each line before
+    # the next)
     append(path, "\nE3,K3,EUR/USD,BUY,7,1.1,2026-03-02T10:00:02Z\n")
     change = one(folder.scan())
-    assert not change.replace
-    assert [r.exec_id for r in change.rows] == ["E3"]
+    assert change.replace
+    assert [r.exec_id for r in change.rows] == ["E1", "E2", "E3"]
     assert change.errors == []
+    append(path, "E4,K4,EUR/USD,BUY,7,1.1,2026-03-02T10:00:03Z\n")  # ended: appended to
+    change = one(folder.scan())
+    assert not change.replace
+    assert [r.exec_id for r in change.rows] == ["E4"]
     # a whole read of a file done with takes its last line at once
     write(tmp_path / "LP_A-2.csv", HEADER + "E9,K9,EUR/USD,BUY,1,1.1,2026-03-02T10:00:00Z")
     _quiet(tmp_path / "LP_A-2.csv")
@@ -571,4 +577,22 @@ def test_a_live_statements_last_line_without_its_newline_waits_for_it(tmp_path: 
     append(path, "00,1.1,2026-03-02T10:00:01Z\n")
     change = one(folder.scan())
     assert [(r.exec_id, r.qty) for r in change.rows] == [("E2", "1000")]
+    assert change.errors == []
+
+
+def test_a_last_line_taken_without_its_newline_and_then_finished_is_read_again(
+    tmp_path: Path,
+) -> None:
+    # an upload that stalled mid-number for longer than the reader waits
+    path = tmp_path / "LP_A-1.csv"
+    header = "ExecID,ClOrdID,Symbol,Side,Quantity,ExecTime,Price\n"
+    write(path, header + "E1,K1,EUR/USD,BUY,1000000,2026-03-02T10:00:00Z,1.08")
+    folder = folder_of(tmp_path, LP_A=StatementColumns(delivery="end_of_day"))
+    assert one(folder.scan()).rows == []  # the header alone, the line perhaps not done
+    _quiet(path)
+    assert [(r.exec_id, r.price) for r in one(folder.scan()).rows] == [("E1", "1.08")]
+    append(path, "555\nE2,K2,EUR/USD,SELL,5,2026-03-02T10:00:01Z,1.1\n")
+    change = one(folder.scan())
+    assert change.replace
+    assert [(r.exec_id, r.price) for r in change.rows] == [("E1", "1.08555"), ("E2", "1.1")]
     assert change.errors == []
