@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from decimal import Decimal
+from typing import Final
 
 import structlog
 
@@ -77,6 +78,10 @@ _log = structlog.get_logger("gateway.orderflow.entry")
 # NewOrderSingle, OrderCancelRequest, OrderCancelReplaceRequest
 _ORDER_REQUESTS = frozenset((b"D", b"F", b"G"))
 
+MAX_COLLATERAL_SUBSCRIPTIONS: Final = 16
+"""CollateralInquiry subscriptions (263=1) one client may hold; one more is
+refused with a CollateralInquiryAck (CollInquiryStatus 4)."""
+
 
 class OrderEntry:
     """The requests of client sessions (see the module documentation)."""
@@ -116,7 +121,14 @@ class OrderEntry:
     def on_message(self, session: Session, msg: FixMessage, now: float) -> None:
         client = session.settings.TargetCompID
         mt = msg.msg_type
-        if msg.get(43) == b"Y" and mt in _ORDER_REQUESTS and self._seen_before(client, msg):
+        if (
+            mt in _ORDER_REQUESTS
+            and (msg.get(43) == b"Y" or msg.get(97) == b"Y")
+            and self._seen_before(client, msg)
+        ):
+            # resent (PossDupFlag: by the session; PossResend: by the
+            # client's application) and worked already: its answers are
+            # the first time's
             return
         limits = self.rules.client_limits.get(client)
         id_limit = self.rules.config.orders.max_id_length
@@ -185,10 +197,23 @@ class OrderEntry:
         self.mark_accounts(self._routing.exposure(now))
         view = accounts.view(client)
         subscribers = self.collateral_subscribers.setdefault(client, {})
+        key = inquiry.inquiry_id or ""
         if inquiry.subscription == UNSUBSCRIBE:
-            subscribers.pop(inquiry.inquiry_id or "", None)
+            subscribers.pop(key, None)
         elif inquiry.subscription == SNAPSHOT_AND_UPDATES and view is not None:
-            subscribers[inquiry.inquiry_id or ""] = session
+            if key not in subscribers and len(subscribers) >= MAX_COLLATERAL_SUBSCRIPTIONS:
+                # each margin call answers every subscription: their number
+                # is what one client may make the loop repeat
+                refusal = CollateralRefusal(
+                    client,
+                    key,
+                    COLL_INQUIRY_OTHER,
+                    f"too many collateral subscriptions ({MAX_COLLATERAL_SUBSCRIPTIONS} at"
+                    " most): end one (263=2) first",
+                )
+                self._reports.send(session, b"BG", collateral_refusal_body(refusal), now)
+                return
+            subscribers[key] = session
         answers = answer_collateral_inquiry(
             inquiry, view, report_id=self._report_id(now), business_date=utc_business_date(now)
         )
@@ -247,10 +272,12 @@ class OrderEntry:
 
     def _seen_before(self, client: str, msg: FixMessage) -> bool:
         """A request resent with PossDupFlag (after a crash, on the peer's
-        ResendRequest) whose ClOrdID the client has used already: it was
-        worked on the first time, and its answers reach the client through
-        the resend of ours.  Worked again, it would only earn a duplicate
-        ClOrdID reject."""
+        ResendRequest) or PossResend (by the client's application, under a
+        new MsgSeqNum) whose ClOrdID the client has used already: it was
+        worked on the first time, and its answers were sent then (or reach
+        the client through the resend of ours).  Worked again, it would only
+        earn a duplicate ClOrdID reject, which the client would take for
+        the order's."""
         cl_ord_id = (msg.get(11) or b"").decode("latin-1")
         if self.matcher.order_of(client, cl_ord_id) is None:
             return False
@@ -457,6 +484,11 @@ class OrderEntry:
             to = CxlRejResponseTo.CANCEL
             self._refuse_change(client, msg, to, cancel.text, now, id_limit)
             return
+        current = self.matcher.order_of(client, cancel.orig_cl_ord_id)
+        text = _differs(msg, current, _CANCEL_KEPT)
+        if text is not None:
+            self._refuse_change(client, msg, CxlRejResponseTo.CANCEL, text, now, id_limit)
+            return
         self._routing.publish(self.matcher.cancel(cancel), now)
 
     def _replace(self, client: str, msg: FixMessage, now: float, id_limit: int) -> None:
@@ -471,6 +503,13 @@ class OrderEntry:
             # its quantity and price were read in another instrument's units
             text = f"Symbol {excerpt(symbol)} is not the order's ({current.symbol})"
             self._refuse_change(client, msg, CxlRejResponseTo.REPLACE, text, now, id_limit)
+            return
+        # a replace changes the quantity and the price; what else it names
+        # is the order's, or the client meant another order (or a change
+        # this gateway does not make) and is told so
+        other = _differs(msg, current, _REPLACE_KEPT)
+        if other is not None:
+            self._refuse_change(client, msg, CxlRejResponseTo.REPLACE, other, now, id_limit)
             return
         if current is not None and replace.qty > current.qty and not current.is_final:
             # more than the order had: held to the client's limits and margin
@@ -522,6 +561,30 @@ class OrderEntry:
         accounts = self._reports.accounts
         breach = accounts.check(client, current.symbol, current.side, qty - current.qty)
         return None if breach is None else breach.text
+
+
+_CANCEL_KEPT: Final = ((54, "Side"), (55, "Symbol"))
+_REPLACE_KEPT: Final = ((54, "Side"), (40, "OrdType"), (59, "TimeInForce"))
+
+
+def _differs(
+    msg: FixMessage, current: Order | None, tags: tuple[tuple[int, str], ...]
+) -> str | None:
+    """Why a cancel or replace names another order than ``current`` (a
+    field it carries that is not the order's), None if it does not.  A
+    final order is left to the matcher's answer (too late)."""
+    if current is None or current.is_final:
+        return None
+    for tag, name in tags:
+        value = msg.get(tag)
+        if value is None:
+            continue  # not given: TimeInForce may be left out
+        have = {54: current.side, 40: current.ord_type, 59: current.tif}.get(tag)
+        ours = current.symbol if tag == 55 else "" if have is None else have.value
+        said = value.decode("latin-1")
+        if said != ours:
+            return f"{name} {excerpt(said)} is not the order's ({ours})"
+    return None
 
 
 def margin_marks(
