@@ -173,6 +173,11 @@ limit client order ids to 20 to 36 characters (36: a UUID), a few to 64;
 64 takes every one of these schemes, a UUID with a prefix included, so no
 client's own ids are refused, and still bounds what one id costs."""
 
+MOST_ID_LENGTH: Final = 256
+"""The largest ``[orders] max_id_length`` may be: no ClOrdID stored is
+longer, so an OrigClOrdID (41) up to it may name an order (one accepted
+before a reload lowered the limit) and is looked up as given."""
+
 
 class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The ``[gateway]`` table: listeners, storage location, limits and logging."""
@@ -524,7 +529,7 @@ class OrdersSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     client paused meanwhile (TCP pushes back), and past capacity the wait
     grows with the load."""
 
-    max_id_length: Annotated[int, msgspec.Meta(ge=16, le=256)] = DEFAULT_MAX_ID_LENGTH
+    max_id_length: Annotated[int, msgspec.Meta(ge=16, le=MOST_ID_LENGTH)] = DEFAULT_MAX_ID_LENGTH
     """Longest ClOrdID (11), OrigClOrdID (41) and MDReqID (262) a client may
     send, in bytes (16 to 256: fewer would refuse common id schemes, more
     buys nothing but memory).  The gateway keeps these ids (book, journal,

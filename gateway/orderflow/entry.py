@@ -25,6 +25,7 @@ from typing import Final
 
 import structlog
 
+from config.schema import MOST_ID_LENGTH
 from gateway.fix.codec import FixMessage
 from gateway.fix.session import BusinessRejectReason, Session
 from gateway.orderflow.collateral import (
@@ -462,14 +463,16 @@ class OrderEntry:
         orig = msg.get(41) or b""
         order_id: str | None = None
         status = STATUS_REJECTED
-        if len(orig) <= id_limit:
+        echoed = orig[:id_limit]
+        if len(orig) <= MOST_ID_LENGTH:
             current = self.matcher.order_of(client, orig.decode("latin-1"))
             if current is not None:
                 order_id, status = current.order_id, current.status
+                echoed = orig  # the order's own id, whatever the limit is now
         reject = CancelReject(
             client=client,
             cl_ord_id=(msg.get(11) or b"")[:id_limit].decode("latin-1"),
-            orig_cl_ord_id=orig[:id_limit].decode("latin-1"),
+            orig_cl_ord_id=echoed.decode("latin-1"),
             order_id=order_id,
             status=status,
             reason=CxlRejReason.OTHER,

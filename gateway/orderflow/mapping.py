@@ -36,7 +36,7 @@ from decimal import Decimal, DecimalException
 from enum import Enum
 from typing import Final
 
-from config.schema import DEFAULT_MAX_ID_LENGTH
+from config.schema import DEFAULT_MAX_ID_LENGTH, MOST_ID_LENGTH
 from gateway.fix.codec import FixMessage, encode_fields
 from matcher.engine import CancelOrder, NewOrder, ReplaceOrder
 from matcher.execution import Execution
@@ -145,6 +145,16 @@ def too_long_text(name: str, length: int, limit: int) -> str:
 
 def _too_long(name: str, value: bytes, limit: int) -> Refusal:
     return Refusal(too_long_text(name, len(value), limit), REJ_OTHER)
+
+
+def _names_no_order(orig_cl_ord_id: bytes) -> Refusal:
+    """An OrigClOrdID (41) longer than any order's ClOrdID can be (see
+    :data:`~config.schema.MOST_ID_LENGTH`)."""
+    text = (
+        f"OrigClOrdID (41) too long: {len(orig_cl_ord_id)} bytes, longer than any"
+        f" order's ClOrdID (at most {MOST_ID_LENGTH})"
+    )
+    return Refusal(text, REJ_OTHER)
 
 
 def _parse_decimal(value: bytes) -> Decimal | None:
@@ -304,13 +314,15 @@ def decode_cancel(
     """An OrderCancelRequest (35=F) of ``client`` as a :class:`CancelOrder`
     (a missing ClOrdID or OrigClOrdID decodes as empty; the matcher then
     answers with a cancel reject), or the :class:`Refusal` of a ClOrdID (11)
-    or OrigClOrdID (41) longer than ``max_id_length`` bytes."""
+    longer than ``max_id_length`` bytes (an OrigClOrdID (41) is looked up
+    as given: it may name an order accepted before a reload lowered the
+    limit; one longer than any limit names none and is refused)."""
     cl_ord_id = msg.get(11) or b""
     if len(cl_ord_id) > max_id_length:
         return _too_long("ClOrdID (11)", cl_ord_id, max_id_length)
     orig_cl_ord_id = msg.get(41) or b""
-    if len(orig_cl_ord_id) > max_id_length:
-        return _too_long("OrigClOrdID (41)", orig_cl_ord_id, max_id_length)
+    if len(orig_cl_ord_id) > MOST_ID_LENGTH:
+        return _names_no_order(orig_cl_ord_id)
     return CancelOrder(
         client=client,
         cl_ord_id=cl_ord_id.decode("latin-1"),
@@ -327,8 +339,8 @@ def decode_replace(
     """An OrderCancelReplaceRequest (35=G) of ``client`` as a
     :class:`ReplaceOrder`: the new total OrderQty (38) and, when Price (44) is
     present, the new limit, both checked against the instrument of Symbol
-    (55) like a new order's.  A ClOrdID (11) or OrigClOrdID (41) longer than
-    ``max_id_length`` bytes is refused."""
+    (55) like a new order's.  A ClOrdID (11) longer than ``max_id_length``
+    bytes is refused (an OrigClOrdID (41) as in :func:`decode_cancel`)."""
     cl_ord_id = msg.get(11)
     if not cl_ord_id:
         return Refusal("ClOrdID is required", REJ_OTHER)
@@ -337,8 +349,8 @@ def decode_replace(
     orig_cl_ord_id = msg.get(41)
     if not orig_cl_ord_id:
         return Refusal("OrigClOrdID is required", REJ_UNKNOWN_ORDER)
-    if len(orig_cl_ord_id) > max_id_length:
-        return _too_long("OrigClOrdID (41)", orig_cl_ord_id, max_id_length)
+    if len(orig_cl_ord_id) > MOST_ID_LENGTH:
+        return _names_no_order(orig_cl_ord_id)
     instrument = _instrument(msg, instruments)
     if isinstance(instrument, Refusal):
         return instrument

@@ -9,8 +9,10 @@ from __future__ import annotations
 import pytest
 from test_throttles import CONFIG, Client, flow_client, resting
 
+from config import parse_config
 from gateway.fix import codec
 from gateway.orderflow.entry import MAX_COLLATERAL_SUBSCRIPTIONS
+from gateway.orderflow.rules import build_rules
 
 pytestmark = pytest.mark.asyncio
 
@@ -157,3 +159,24 @@ async def test_a_clients_collateral_subscriptions_are_bounded() -> None:
     c.send(b"BB", (263, b"1"), (909, b"ONE-MORE"))
     assert [m.msg_type for m in c.answers()][-1] == b"BA"
     assert len(subscribers) == MAX_COLLATERAL_SUBSCRIPTIONS
+
+
+async def test_an_order_named_before_a_reload_lowered_the_id_limit_can_be_canceled() -> None:
+    c = flow_client(UNTHROTTLED)
+    long_id = b"ORDER-" + b"X" * 30  # a UUID's length
+    resting(c, long_id)
+    lower = parse_config(UNTHROTTLED + "\n[orders]\nmax_id_length = 16\n")
+    c.flow.apply_rules(build_rules(lower, c.flow.instruments, ["CLIENT1"], 2))
+    c.send(
+        b"F", (11, b"C-1"), (38, b"1000"), (41, long_id), (54, b"1"), (55, b"EUR/USD"), (60, ts(c))
+    )
+    (canceled,) = c.answers()
+    assert (canceled.msg_type, canceled.get(150), canceled.get(41)) == (b"8", b"4", long_id)
+    # a new id past the limit is still refused
+    resting(c, b"B2")
+    c.send(
+        b"F", (11, b"C" * 17), (38, b"1000"), (41, b"B2"), (54, b"1"), (55, b"EUR/USD"), (60, ts(c))
+    )
+    (refused,) = c.answers()
+    assert refused.msg_type == b"9"
+    assert b"ClOrdID (11) too long" in (refused.get(58) or b"")
