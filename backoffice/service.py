@@ -216,6 +216,41 @@ def drop_copy_session(config: Config) -> SessionSettings:
     )
 
 
+def _followed_unreachable(config: Config) -> str | None:
+    """Why the gateway the back office follows (this config's) cannot be
+    reached: a drop-copy port of 0 is any free port, none it can know."""
+    if not config.backoffice.gateways and not config.gateway.drop_copy_port:
+        return (
+            "gateway.drop_copy_port: 0 (any free port) cannot be followed: give the"
+            " gateway a drop-copy port of its own, or list it in [[backoffice.gateways]]"
+        )
+    return None
+
+
+def follow_problems(config: Config) -> list[str]:
+    """What ``fixgw backoffice run`` on ``config`` would refuse to start
+    on, or listen where the gateway does (for ``fixgw check-config``)."""
+    problems: list[str] = []
+    try:
+        drop_copy_session(config)
+    except BackofficeError as exc:
+        problems.append(str(exc))
+    unreachable = _followed_unreachable(config)
+    if unreachable is not None:
+        problems.append(unreachable)
+    office, gw = config.backoffice, config.gateway
+    if office.http_port:
+        for name, port, host in (
+            ("fix_port", gw.fix_port, gw.fix_host),
+            ("drop_copy_port", gw.drop_copy_port, gw.fix_host),
+            ("http_port", gw.http_port, gw.http_host),
+        ):
+            any_address = {"0.0.0.0", "::", ""} & {host, office.http_host}
+            if port == office.http_port and (host == office.http_host or any_address):
+                problems.append(f"backoffice.http_port: {port} is gateway.{name} too")
+    return problems
+
+
 class _Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -310,7 +345,7 @@ class BackOffice:
         self.clock = clock
         self.monotonic = monotonic
         self.session_settings = drop_copy_session(config)
-        problem = Tokens.problem(config.gateway)
+        problem = Tokens.problem(config.gateway) or _followed_unreachable(config)
         if problem is not None:
             raise BackofficeError(problem)
         self.tokens = Tokens.of(config.gateway)

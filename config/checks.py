@@ -529,8 +529,9 @@ def check_cluster(values: Mapping[str, object], path: str) -> list[str]:
     if isinstance(servers, list | tuple):
         for index, url in enumerate(servers):
             if isinstance(url, str) and not url.startswith(("nats://", "tls://")):
+                shown = url_without_secrets(url)
                 errors.append(
-                    f"{_join(path, 'servers')}[{index}]: {url!r} is not a nats:// or tls:// URL"
+                    f"{_join(path, 'servers')}[{index}]: {shown!r} is not a nats:// or tls:// URL"
                 )
     name = values.get("instance", "")
     if isinstance(name, str) and name and not _INSTANCE_NAME.fullmatch(name):

@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     nats_cluster.add_argument(
         "--dir", default="var/nats", help="folder of the nodes' stores and logs (var/nats)"
     )
-    nats_cluster.add_argument("--nodes", type=_nodes, default=3, help="how many nodes (3; 1 to 9)")
+    nats_cluster.add_argument("--nodes", type=_nodes, default=3, help="how many nodes (3; 3 to 9)")
     from backoffice.cli import add_arguments as backoffice_arguments
 
     backoffice = sub.add_parser(
@@ -116,9 +116,22 @@ def _check_config(path: str, lp_sim: bool) -> int:
     except ConfigError as exc:
         _print_errors(path, exc.errors)
         return 1
+    from gateway.ops.tokens import Tokens
+
+    # the tokens the start would use: the config's, or the environment's
+    problem = Tokens.problem(cfg.gateway)
+    if problem is not None:
+        _print_errors(path, [problem])
+        return 1
     sessions = ", ".join(s.session_id for s in cfg.sessions)
     data_dir = resolve_paths(cfg, config_base(path)).gateway.data_dir
     print(f"{path}: OK ({len(cfg.sessions)} sessions: {sessions}; data_dir {data_dir})")
+    if any(s.Application == "dropcopy" for s in cfg.sessions):
+        # a drop copy: perhaps for a back office run on this config too
+        from backoffice.service import follow_problems
+
+        for problem in follow_problems(cfg):
+            print(f"  note: `fixgw backoffice run` on it would refuse: {problem}")
     return 0
 
 
@@ -172,7 +185,7 @@ def _run(args: argparse.Namespace) -> int:
     import uvloop
 
     from gateway.cluster import ClusterError
-    from gateway.daemon import run
+    from gateway.daemon import DataDirError, run
     from gateway.fix.store import StoreError
     from gateway.net.server import ListenError
     from gateway.ops.logs import configure_logging
@@ -188,7 +201,7 @@ def _run(args: argparse.Namespace) -> int:
         # a port taken: one line, before anything was made on disk
         print(f"fixgw: {exc}", file=sys.stderr)
         return 2
-    except (StoreError, JournalError, ClusterError) as exc:
+    except (StoreError, JournalError, ClusterError, DataDirError) as exc:
         print(f"fixgw: refusing to start: {exc}", file=sys.stderr)
         return 2
 
@@ -255,6 +268,8 @@ def _nodes(text: str) -> int:
         count = int(text)
     except ValueError:
         count = 0
-    if not 1 <= count <= 9:
-        raise argparse.ArgumentTypeError(f"a number of nodes, 1 to 9: {text!r}")
+    if not 3 <= count <= 9:
+        # JetStream clusters its nodes from 3 on (what replicas = 3 needs);
+        # a node alone or a pair cannot hold the gateways' buckets
+        raise argparse.ArgumentTypeError(f"a number of nodes, 3 to 9: {text!r}")
     return count

@@ -656,6 +656,19 @@ def build_order_flow(
     return flow
 
 
+class DataDirError(Exception):
+    """A file of the data directory cannot be opened at the start."""
+
+
+def _cannot_open(exc: OSError) -> str:
+    what = exc.strerror or str(exc)
+    where = f"{exc.filename}: " if exc.filename is not None else ""
+    hint = ""
+    if isinstance(exc, PermissionError):
+        hint = " (the data directory's files must be the gateway's user's)"
+    return f"cannot open {where}{what}{hint}"
+
+
 INSTANCE_FILE: Final = "cluster_instance"
 """The file in the data directory that keeps the gateway's name in its
 cluster (without ``[cluster] instance``, the name of its first start)."""
@@ -902,6 +915,11 @@ async def run(
     try:
         gateway = Gateway(config, config_path, overrides, listeners=listeners)
         gateway.drop_copy_cpus = drop_copy_cpus
+    except OSError as exc:
+        # a file of the data directory it cannot open (another user's, a
+        # folder where a file should be): one line naming it
+        listeners.close()
+        raise DataDirError(_cannot_open(exc)) from None
     except BaseException:
         listeners.close()
         raise

@@ -214,8 +214,11 @@ async def _ignore_error(exc: Exception) -> None:
 
 async def _js_answers(url: str) -> bool:
     try:
-        nc = await nats.connect(
-            url, connect_timeout=1, allow_reconnect=False, error_cb=_ignore_error
+        # bounded here: the client tries a server that does not answer
+        # for much longer than its connect_timeout
+        nc = await asyncio.wait_for(
+            nats.connect(url, connect_timeout=1, allow_reconnect=False, error_cb=_ignore_error),
+            2.0,
         )
     except (OSError, nats.errors.Error, TimeoutError):
         return False

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from config import Config, load_config
+from config import Config, default_config_path, load_config
 from gateway.cli import main
 from gateway.ops.reload import Overrides, Reloader
 from lp_adapters.registry import adapter_settings
@@ -84,6 +84,71 @@ def test_check_config_lists_schema_kind_and_settings_errors_in_one_pass(
     assert status == 1
     assert out == ""
     assert err.splitlines() == [f"{bad}: 3 error(s)", *EXPECTED]
+
+
+@pytest.mark.parametrize(
+    ("environ", "said"),
+    [
+        ({"FIXGW_ADMIN_TOKEN": "bad token"}, "FIXGW_ADMIN_TOKEN: "),
+        ({"FIXGW_READ_TOKEN": "dev-admin-token"}, "the read token (FIXGW_READ_TOKEN"),
+    ],
+)
+def test_check_config_refuses_the_tokens_the_start_would(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    environ: dict[str, str],
+    said: str,
+) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text(default_config_path().read_text())
+    for name in ("FIXGW_ADMIN_TOKEN", "FIXGW_READ_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    status, out, err = run_main(["check-config", str(good)], capsys)
+    assert (status, out) == (1, "")
+    assert err.splitlines()[0] == f"{good}: 1 error(s)"
+    assert said in err.splitlines()[1]
+
+
+def test_check_config_notes_what_a_back_office_on_the_config_would_refuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = default_config_path().read_text()
+    noted = tmp_path / "noted.toml"
+    noted.write_text(
+        edited(
+            text,
+            ("drop_copy_port = 9877", "drop_copy_port = 0"),
+            ('session = "BACKOFFICE"', 'session = "NOSUCH"'),
+            ("http_port = 8082", "http_port = 9876"),
+        )
+    )
+    status, out, err = run_main(["check-config", str(noted)], capsys)
+    assert (status, err) == (0, "")
+    notes = [line.split(": ", 1)[1] for line in out.splitlines()[1:]]
+    prefix = "`fixgw backoffice run` on it would refuse"
+    assert [note.startswith(prefix) for note in notes] == [True, True, True]
+    assert "backoffice.session: no [[sessions]] entry has TargetCompID NOSUCH" in notes[0]
+    assert "gateway.drop_copy_port: 0" in notes[1]
+    assert "backoffice.http_port: 9876 is gateway.fix_port too" in notes[2]
+    # the default config has nothing to note
+    status, out, _ = run_main(["check-config", str(default_config_path())], capsys)
+    assert (status, len(out.splitlines())) == (0, 1)
+
+
+def test_a_cluster_url_with_a_password_is_named_without_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        default_config_path().read_text() + '\n[cluster]\nservers = ["natss://u:S3cretPW@h:4222"]\n'
+    )
+    status, _, err = run_main(["check-config", str(bad)], capsys)
+    assert status == 1
+    assert "natss://u:(redacted)@h:4222" in err
+    assert "S3cretPW" not in err
 
 
 def test_run_refuses_to_start_listing_the_same_errors(
@@ -340,11 +405,11 @@ def test_the_flag_checks_any_file_as_an_lp_sim_config(capsys: pytest.CaptureFixt
     assert "gateway: unknown field" in lines
 
 
-@pytest.mark.parametrize("nodes", ["0", "-1", "ten", "10"])
+@pytest.mark.parametrize("nodes", ["0", "-1", "1", "2", "ten", "10"])
 def test_a_nats_cluster_of_no_nodes_is_refused_at_once(
     nodes: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as stopped:
         main(["nats-cluster", "--nodes", nodes])
     assert stopped.value.code == 2
-    assert "a number of nodes, 1 to 9" in capsys.readouterr().err
+    assert "a number of nodes, 3 to 9" in capsys.readouterr().err

@@ -136,3 +136,21 @@ def test_a_damaged_session_store_stops_the_start(made: Path, tmp_path: Path) -> 
         store,
         f"the record at offset {first} is damaged and a later write, at offset {later}, is intact",
     )
+
+
+@pytest.mark.parametrize("part", ["sessions/FIX.4.4-GATEWAY-CLIENT3/lock", "orders/journal"])
+def test_a_file_of_the_data_directory_that_cannot_be_opened_stops_the_start(
+    made: Path, tmp_path: Path, part: str
+) -> None:
+    # a folder where the file should be: what any file the gateway's user
+    # cannot open does (another user's, one made immutable)
+    data_dir = tmp_path / "data"
+    subprocess.run(["cp", "-a", str(made), str(data_dir)], check=True)
+    path = data_dir / part
+    path.unlink()
+    path.mkdir()
+    done = run(data_dir, wait=True)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    said = [line for line in done.stderr.strip().splitlines() if not line.startswith("{")]
+    assert said == [f"fixgw: refusing to start: cannot open {path}: Is a directory"]
