@@ -271,6 +271,9 @@ class Session:
         self.yielded = False
         """Whether the last :meth:`next_event` processed a message without
         an event for its caller (more input may be waiting)."""
+        self.bytes_in = 0
+        """Bytes of the messages taken from the input so far (a caller
+        bounds what one turn of its works by them as well as by count)."""
         self.waited = 0.0
         """Seconds the message being handed to the application has waited
         behind others on its connection (set by the transport before each
@@ -467,6 +470,7 @@ class Session:
             frame = self._decoder.next_frame()
             if frame is None:
                 return None
+            self.bytes_in += len(frame)
             self._process_frame(frame, now)
         if events:
             return events.popleft()

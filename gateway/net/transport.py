@@ -43,6 +43,12 @@ Clock = Callable[[], float]
 
 EVENTS_PER_TURN: Final = 64
 
+BYTES_PER_TURN: Final = 64 * 1024
+"""A connection's turn also ends once its messages worked in it add up to
+this many bytes: 64 orders are about 10 KiB, 64 messages of the largest
+size allowed (each with thousands of repeating-group entries) would hold
+every other connection for as long as thousands of orders do."""
+
 RETRY_AFTER: Final = 0.1
 """Seconds before writes that failed (the journal or a store) are tried again."""
 
@@ -601,20 +607,26 @@ class FixTransportProtocol(asyncio.Protocol):
         since = self._arrived_by
         at = self._wait_clock()
         waited = at - since if 0.0 <= since < at else 0.0
+        first = conn.session
+        # the turn's bytes are counted from here (a turn that reads the
+        # Logon has no session yet: it works that one message)
+        bytes_from = first.bytes_in if first is not None and limit > 0 else -1
         while limit != 0:
             event = conn.next_event(now)
             if event is None:
                 if not conn.yielded:
                     return False
                 limit -= 1
-                continue
-            session = conn.session
-            if session is not None:
-                session.waited = waited
-            if isinstance(event, CloseConnection):
-                self._closing = True
-            self._dispatch(event, now)
-            limit -= 1
+            else:
+                session = conn.session
+                if session is not None:
+                    session.waited = waited
+                if isinstance(event, CloseConnection):
+                    self._closing = True
+                self._dispatch(event, now)
+                limit -= 1
+            if first is not None and 0 <= bytes_from <= first.bytes_in - BYTES_PER_TURN:
+                return True  # large messages: the others' turn
         return True
 
     def _read_queue(self) -> None:

@@ -241,3 +241,40 @@ async def test_session_messages_take_turns_as_orders_do(gateway: Gateway) -> Non
     assert answered_before < BURST / 2, answered_before
     burst.socket.close()
     alone.socket.close()
+
+
+@pytest.mark.asyncio
+async def test_a_turn_ends_once_its_messages_add_up_to_its_bytes(gateway: Gateway) -> None:
+    """Messages of the largest size allowed take a turn's bytes long before
+    its count: another client's order read after 64 of them is answered
+    before they are all worked."""
+    wire = Wire()
+    burst = Peer(gateway, "CLIENT1", wire, 40005)
+    alone = Peer(gateway, "CLIENT2", wire, 40006)
+    await burst.logon(wire)
+    await alone.logon(wire)
+    session = burst.conn._conn.session  # type: ignore[union-attr]
+    assert session is not None
+    before = session.stats.messages_in
+    big = b"X" * 20_000
+    burst.read(b"".join(burst.frame(b"1", b"112=%s%d\x01" % (big, i)) for i in range(64)))
+    # 20 KiB a message: the fourth takes the turn past its 64 KiB
+    worked = session.stats.messages_in - before
+    assert worked * 20_000 >= transport.BYTES_PER_TURN > (worked - 1) * 20_000
+    alone.read(alone.frame(b"D", market_order("ALONE")))
+
+    def heartbeats() -> int:
+        return sum(1 for c, m in wire.messages if c == "CLIENT1" and m.get(112) is not None)
+
+    await wire.until(lambda: heartbeats() >= 64 and wire.finals("CLIENT2"))
+    first = next(
+        n
+        for n, (c, m) in enumerate(wire.messages)
+        if c == "CLIENT2" and m.msg_type == b"8" and m.get(39) in FINAL
+    )
+    answered_before = sum(
+        1 for c, m in wire.messages[:first] if c == "CLIENT1" and m.get(112) is not None
+    )
+    assert answered_before < 32, answered_before
+    burst.socket.close()
+    alone.socket.close()
