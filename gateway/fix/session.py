@@ -465,6 +465,9 @@ class Session:
         pending = self._pending
         if pending is not None:
             self._pending = None
+            # held out of sequence, counted again as it is worked: a turn
+            # that fills a gap works the messages behind it within its bytes
+            self.bytes_in += len(pending.raw)
             self._process(pending, now, queued=True)
         else:
             frame = self._decoder.next_frame()

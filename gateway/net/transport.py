@@ -607,10 +607,11 @@ class FixTransportProtocol(asyncio.Protocol):
         since = self._arrived_by
         at = self._wait_clock()
         waited = at - since if 0.0 <= since < at else 0.0
+        limited = limit > 0
         first = conn.session
-        # the turn's bytes are counted from here (a turn that reads the
-        # Logon has no session yet: it works that one message)
-        bytes_from = first.bytes_in if first is not None and limit > 0 else -1
+        # the turn's bytes are counted from here, or from the Logon that
+        # binds the connection to its session in this turn
+        bytes_from = first.bytes_in if first is not None else -1
         while limit != 0:
             event = conn.next_event(now)
             if event is None:
@@ -625,8 +626,13 @@ class FixTransportProtocol(asyncio.Protocol):
                     self._closing = True
                 self._dispatch(event, now)
                 limit -= 1
-            if first is not None and 0 <= bytes_from <= first.bytes_in - BYTES_PER_TURN:
-                return True  # large messages: the others' turn
+            if limited:
+                if first is None:
+                    first = conn.session
+                    if first is not None:
+                        bytes_from = first.bytes_in
+                elif bytes_from <= first.bytes_in - BYTES_PER_TURN:
+                    return True  # large messages: the others' turn
         return True
 
     def _read_queue(self) -> None:

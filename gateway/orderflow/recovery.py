@@ -267,6 +267,21 @@ class Recovery:
                     for symbol in sorted(unknown)
                 ]
             )
+        # nor positions in margin accounts: left out of the margin, never
+        # closed by a stop-out, and of no value the watch could see
+        held_in: dict[str, list[str]] = {}
+        for client, holdings in sorted(self.accounts.holdings().items()):
+            for symbol, (lots, _, _) in holdings.items():
+                if lots and symbol not in instruments:
+                    held_in.setdefault(symbol, []).append(f"{client} {lots:+d} lots")
+        if held_in:
+            raise ConfigError(
+                [
+                    f"instruments: {symbol} is not configured, but margin accounts hold "
+                    f"positions in it ({', '.join(said)}); configure it until they are closed"
+                    for symbol, said in sorted(held_in.items())
+                ]
+            )
         grid = self.grid
         if grid is None:
             return []

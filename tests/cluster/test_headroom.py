@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from decimal import Decimal
 
 import nats
@@ -35,6 +35,7 @@ class Gateway:
         name: str,
         lps: tuple[str, ...] = ("LP1",),
         limit: Decimal = LIMIT,
+        live: Callable[[], Collection[str]] | None = None,
     ) -> None:
         self.used = Decimal(0)
         self.caps: dict[str, Decimal] = dict.fromkeys(lps, Decimal(0))
@@ -45,6 +46,7 @@ class Gateway:
             gross=lambda lp: self.used,
             apply=self.apply,
             interval=0.01,
+            live=live,
         )
 
     def apply(self, caps: Mapping[str, Decimal]) -> None:
@@ -284,5 +286,61 @@ async def test_a_key_with_one_limit_for_all_counts_it_as_each_holders(
             await b.headroom.adjust("LP1")
         assert b.caps["LP1"] == LIMIT - Decimal(400_000)
         assert b.headroom.limits_differ("LP1")
+    finally:
+        await nc.close()
+
+
+@pytest.mark.asyncio
+async def test_a_gateway_comfortable_in_its_slice_learns_of_a_lower_limit_and_keeps_to_it(
+    nats_cluster: NatsCluster, bucket: str
+) -> None:
+    nc, kv = await headroom_kv(nats_cluster, bucket)
+    try:
+        # b, configured three times the limit, holds a slice past the real
+        # one with spare it is content with when a joins, configured right
+        b = Gateway(kv, "b", limit=LIMIT * 3)
+        b.used = LIMIT * Decimal("1.5")
+        await b.headroom.adjust("LP1")
+        assert b.caps["LP1"] == LIMIT * Decimal("1.8")
+        a = Gateway(kv, "a")
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(5):
+                await a.headroom.adjust("LP1")
+                a.used = a.caps["LP1"]
+                await b.headroom.adjust("LP1")
+        # b's slice trimmed to what the lower limit leaves (its exposure is
+        # past it: it reduces only), and both said so
+        assert a.caps["LP1"] + b.caps["LP1"] <= LIMIT
+        assert b.caps["LP1"] < b.used
+        said = sorted(e["limit_usd"] for e in logs if e["event"] == "headroom_limit_differs")
+        assert said == [str(LIMIT), str(LIMIT * 3)]
+        assert b.headroom.snapshot()["lps"]["LP1"]["limit_in_force_usd"] == str(LIMIT)  # type: ignore[index]
+    finally:
+        await nc.close()
+
+
+@pytest.mark.asyncio
+async def test_a_dead_gateways_limit_does_not_hold_a_raise_back(
+    nats_cluster: NatsCluster, bucket: str
+) -> None:
+    nc, kv = await headroom_kv(nats_cluster, bucket)
+    try:
+        running = {"a", "b", "c"}
+        a, b, c = (Gateway(kv, name, live=lambda: running) for name in "abc")
+        for g in (a, b, c):
+            g.used = LIMIT * Decimal("0.1")
+            await g.headroom.adjust("LP1")
+        running.discard("c")  # c dies: its slice stays reserved
+        for g in (a, b):
+            g.headroom.set_limits({"LP1": LIMIT * 2})
+        for _ in range(30):
+            for g in (a, b):
+                await g.headroom.adjust("LP1")
+                g.used = g.caps["LP1"]
+        key = json.loads((await kv.get("LP1")).value or b"{}")
+        assert Decimal(key["limit_usd"]) == LIMIT * 2
+        assert a.used + b.used + Decimal(key["slices"]["c"]) <= LIMIT * 2
+        assert a.used + b.used > LIMIT  # the raise is used
+        assert not a.headroom.limits_differ("LP1")
     finally:
         await nc.close()

@@ -207,3 +207,29 @@ def test_a_journal_that_does_not_say_its_grid_is_read_as_before(tmp_path: Path) 
         journal.close()
     _, grid, *_ = read(tmp_path)
     assert grid == WRITTEN_ON  # recorded from now on
+
+
+def test_a_start_without_an_instrument_margin_accounts_hold_positions_in_is_refused(
+    tmp_path: Path,
+) -> None:
+    # left out, the position would be neither margined nor closed by a
+    # stop-out; P&L realized in it alone (a position closed) is no reason
+    path = tmp_path / "orders"
+    journal_with(
+        path,
+        Holdings(
+            {
+                "CLIENT1": {"DOGE/USD": (5, 0.1, 0.0), "EUR/USD": (1, 1.085, 0.0)},
+                "CLIENT2": {"DOGE/USD": (0, 0.0, 12.5)},
+            }
+        ),
+    )
+    with pytest.raises(ConfigError) as refused:
+        flow(path, DEFAULT)
+    assert refused.value.errors == [
+        "instruments: DOGE/USD is not configured, but margin accounts hold positions in it"
+        " (CLIENT1 +5 lots); configure it until they are closed"
+    ]
+    journal_with(tmp_path / "closed", Holdings({"CLIENT2": {"DOGE/USD": (0, 0.0, 12.5)}}))
+    _, journal = flow(tmp_path / "closed", DEFAULT)
+    journal.close()

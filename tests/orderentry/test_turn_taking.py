@@ -278,3 +278,40 @@ async def test_a_turn_ends_once_its_messages_add_up_to_its_bytes(gateway: Gatewa
     assert answered_before < 32, answered_before
     burst.socket.close()
     alone.socket.close()
+
+
+@pytest.mark.asyncio
+async def test_a_turn_that_reads_the_logon_keeps_to_its_bytes_too(gateway: Gateway) -> None:
+    wire = Wire()
+    burst = Peer(gateway, "CLIENT1", wire, 40007)
+    big = b"X" * 20_000
+    logon = burst.frame(b"A", b"98=0\x01108=30\x01")
+    burst.read(logon + b"".join(burst.frame(b"1", b"112=%s%d\x01" % (big, i)) for i in range(63)))
+    session = burst.conn._conn.session  # type: ignore[union-attr]
+    assert session is not None
+    worked = session.stats.messages_in - 1  # the Logon's aside
+    assert worked * 20_000 >= transport.BYTES_PER_TURN > (worked - 1) * 20_000
+    burst.socket.close()
+
+
+@pytest.mark.asyncio
+async def test_messages_held_behind_a_gap_are_worked_within_a_turns_bytes(
+    gateway: Gateway,
+) -> None:
+    wire = Wire()
+    burst = Peer(gateway, "CLIENT1", wire, 40008)
+    await burst.logon(wire)
+    session = burst.conn._conn.session  # type: ignore[union-attr]
+    assert session is not None
+    big = b"X" * 20_000
+    gap = burst.frame(b"1", b"112=GAP\x01")
+    later = [burst.frame(b"1", b"112=%s%d\x01" % (big, i)) for i in range(32)]
+    for frame in later:  # each held: the one before it has not come
+        burst.read(frame)
+    expected = session.store.next_target_seq
+    burst.read(gap)
+    # the gap's message and what its turn's bytes let through, not all 32
+    held_worked = session.store.next_target_seq - expected - 1
+    assert held_worked * 20_000 >= transport.BYTES_PER_TURN > (held_worked - 1) * 20_000
+    await wire.until(lambda: session.store.next_target_seq == expected + 33)
+    burst.socket.close()
