@@ -54,7 +54,7 @@ from router.model import (
     RecoveredOrder,
     Side,
 )
-from router.policy import RouteRequest
+from router.policy import RouteRequest, RoutingLimits
 
 _log = structlog.get_logger("gateway.orderflow.routing")
 
@@ -473,9 +473,15 @@ class ChildRouting:
                 instrument,
             )
             avoid = frozenset(excluded | self.down) if excluded else self.down
-            plan = rules.policies[policy].route(
-                request, snapshot, self.exposure(now), rules.limits, avoid
-            )
+            limits = rules.limits
+            if rules is not self.rules:
+                # a re-route under the rules its routing began with: the
+                # LPs' limits are those in force now all the same (a
+                # reload that lowered a hard limit, in an emergency, holds
+                # for what is re-routed after it too)
+                limits = RoutingLimits(self.rules.limits.lps, limits.max_child_orders)
+            exposure = self.exposure(now)
+            plan = rules.policies[policy].route(request, snapshot, exposure, limits, avoid)
             if self.debug:
                 _log.debug(
                     "route_decision",

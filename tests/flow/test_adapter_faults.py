@@ -5,9 +5,11 @@ its exposure stays what the LPs did."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,7 @@ from gateway.orderflow.journal import OrderJournal
 from gateway.orderflow.journal_entries import Filled
 from gateway.orderflow.recovery import HOUSE
 from router.model import ChildBust, ChildCorrection, ChildFill, ChildOrder, Side
+from router.policy import RoutingLimits
 
 
 class Broken(Exception):
@@ -480,3 +483,33 @@ async def test_children_ended_before_a_restart_are_still_watched_after_it(
             1,
         )
         assert third.flow.ledger.client_position(HOUSE, SYMBOL) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_re_route_after_a_reload_lowered_a_hard_limit_keeps_to_it(
+    flow_harness: Harness,
+) -> None:
+    """A routing under way keeps the rules it began with, but not the LPs'
+    limits: a hard limit lowered by a reload (an LP in trouble) holds for
+    what is re-routed after it."""
+    harness = flow_harness
+    flow = harness.flow
+    await harness.run(PlaceOrder(client=0, side=Side.BUY, lots=4, kind=0, offset=0))
+    (kid,) = harness.kids.values()
+    old = flow.rules.limits
+    lps = {
+        name: limits
+        if name == kid.child.lp
+        else dataclasses.replace(limits, soft_limit_usd=Decimal(0), hard_limit_usd=Decimal(1))
+        for name, limits in old.lps.items()
+    }
+    lowered = RoutingLimits(lps=lps, max_child_orders=old.max_child_orders)
+    flow.apply_rules(dataclasses.replace(flow.rules, limits=lowered))
+    harness.answer(kid, "reject", 0)  # the remainder is re-routed
+    harness.sync()
+    rerouted = [k.child for k in harness.kids.values() if k is not kid]
+    assert rerouted == []  # every other LP is at its 1 USD limit now
+    (placed,) = harness.placed
+    last = harness.reports[placed.order_id][-1]
+    assert last.get(39) == b"4"
+    assert b"hard limit" in (last.get(58) or b"")
