@@ -469,7 +469,6 @@ class Gateway:
                 {lp.name: lp.hard_limit_usd for lp in self.config.lps if lp.enabled},
                 gross=lambda lp: flow.routing.exposure(clock()).gross_usd(lp),
                 apply=self._cap_lps,
-                live=cluster.live_names,
             )
             await cluster.headroom.adjust_all()
             cluster.headroom.start()

@@ -602,6 +602,10 @@ class Accounts:
             unpriced=unpriced,
         )
 
+    def is_margined(self, client: str) -> bool:
+        """Whether ``client`` has a margin account under the parameters now."""
+        return self._params is not None and client in self._terms
+
     def holdings(self) -> dict[str, dict[str, tuple[int, float, float]]]:
         """Every client's holdings as (lots, average price, realized P&L in
         the quote currency), for a checkpoint."""

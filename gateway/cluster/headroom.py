@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -64,15 +64,13 @@ class Slices(msgspec.Struct):
 _KEY_SAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
-def _others_limits(
-    current: Slices, name: str, live: Collection[str] | None = None
-) -> dict[str, Decimal]:
-    """The limits the other gateways holding a slice, and running now
-    (``live``; None: all), have configured.  A key written before the
-    limits were kept per gateway names one limit, taken as that of every
-    other holder.  A dead gateway's slice stays reserved; its limit does
-    not bind the others (they could never raise theirs past it)."""
-    holders = [k for k in current.slices if k != name and (live is None or k in live)]
+def _others_limits(current: Slices, name: str) -> dict[str, Decimal]:
+    """The limits the other gateways holding a slice have configured.  A
+    gateway that died keeps its slice reserved, and its limit binds like
+    it, until it starts again or an operator removes its entry from the
+    key.  A key written before the limits were kept per gateway names one
+    limit, taken as that of every other holder."""
+    holders = [k for k in current.slices if k != name]
     theirs = {k: Decimal(current.limits[k]) for k in holders if k in current.limits}
     if len(theirs) < len(holders):
         shared = Decimal(current.limit_usd)
@@ -121,13 +119,10 @@ class Headroom:
         apply: Callable[[Mapping[str, Decimal]], None],
         interval: float = 0.2,
         timeout: float = 1.0,
-        live: Callable[[], Collection[str]] | None = None,
     ) -> None:
         """``limits``: each LP's configured hard limit; ``gross(lp)``: this
         gateway's gross notional at the LP (None: not valued); ``apply``:
-        puts the caps in force for routing; ``live()``: the gateways of the
-        cluster running now (None: every one holding a slice counts)."""
-        self._live_names = live
+        puts the caps in force for routing."""
         self._kv = kv
         self.name = name
         self.limits = dict(limits)
@@ -150,9 +145,6 @@ class Headroom:
         self._differing: dict[str, dict[str, Decimal]] = {}  # said in the log
         # LPs whose limit a reload lowered: the slice is stored again at the
         # next pass, within what the others leave of the new limit
-
-    def _live(self) -> Collection[str] | None:
-        return None if self._live_names is None else self._live_names()
 
     def start(self) -> None:
         self._apply(dict(self.caps))
@@ -241,22 +233,29 @@ class Headroom:
         self._mark_reduce_only(lp, used)
 
     async def _fits(self, lp: str, limit: Decimal, held: Decimal) -> bool:
-        """Whether this gateway's slice still fits the limit in force, with
-        the others' slices as the key holds them now (a gateway configured
-        lower may have joined); read without a write.  True when the key
-        cannot be read now: the pass that stores says why."""
+        """Whether the key holds this gateway's slice and limit as they are,
+        and the slice still fits the limit in force with the others' slices
+        as the key holds them now (a gateway configured lower may have
+        joined); read without a write.  False (the pass stores) when the
+        key lost this gateway's entry (deleted, put back by hand) or its
+        limit changed (a reload raised it); True when the key cannot be
+        read now: a pass that stores says why."""
         try:
             async with asyncio.timeout(self._timeout):
                 entry = await self._kv.get(lp_key(lp))
             if not entry.revision:
-                return True
+                return not held
             current = _decode(entry.value or b"")
+            mine = current.slices.get(self.name)
+            said = current.limits.get(self.name)
+            if mine is None or Decimal(mine) != held or said is None or Decimal(said) != limit:
+                return False
             others = sum(
                 (Decimal(v) for k, v in current.slices.items() if k != self.name), Decimal(0)
             )
-            theirs = _others_limits(current, self.name, self._live())
-        except (nats.js.errors.KeyNotFoundError, KeyError):
-            return True
+            theirs = _others_limits(current, self.name)
+        except nats.js.errors.KeyNotFoundError:
+            return not held
         except (TimeoutError, OSError, nats.errors.Error, msgspec.DecodeError, ArithmeticError):
             return True
         in_force = min(limit, *theirs.values()) if theirs else limit
@@ -278,7 +277,7 @@ class Headroom:
                 others = sum(
                     (Decimal(v) for k, v in current.slices.items() if k != self.name), Decimal(0)
                 )
-                theirs = _others_limits(current, self.name, self._live())
+                theirs = _others_limits(current, self.name)
             except (msgspec.DecodeError, ArithmeticError) as exc:
                 raise _Unreadable(f"the key of LP {lp} cannot be read: {exc}") from None
             # every gateway holding a slice keeps within the smallest limit
@@ -319,8 +318,9 @@ class Headroom:
                 limit_usd=str(limit),
                 others={k: str(v) for k, v in sorted(differing.items())},
                 in_force_usd=str(in_force),
-                hint="set the same hard_limit_usd on every gateway of the cluster;"
-                " the smallest a running one has is kept meanwhile",
+                hint="set the same hard_limit_usd on every gateway of the cluster (a dead"
+                " one's entry binds until it starts again or is removed from the key);"
+                " the smallest is kept meanwhile",
             )
         elif not differing and said:
             del self._differing[lp]

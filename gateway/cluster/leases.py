@@ -319,14 +319,6 @@ class Cluster:
             return False
         return self._clock() - held.renewed <= self.lease_s - self.renew_s
 
-    def live_names(self) -> set[str]:
-        """The instances whose name this one saw renewed within its lease
-        (itself included): the gateways running now."""
-        now = self._clock()
-        live = {name for name, view in self.instances.items() if view.left(now) > 0}
-        live.add(self.name)
-        return live
-
     def epoch(self, key: str) -> int:
         """The revision of the lease this instance holds on ``key`` (0: none)."""
         held = self._held.get(key)

@@ -26,6 +26,7 @@ from typing import Final
 import structlog
 
 from config.schema import MOST_ID_LENGTH
+from gateway.fix import spec44
 from gateway.fix.codec import FixMessage
 from gateway.fix.session import BusinessRejectReason, Session
 from gateway.orderflow.collateral import (
@@ -122,11 +123,7 @@ class OrderEntry:
     def on_message(self, session: Session, msg: FixMessage, now: float) -> None:
         client = session.settings.TargetCompID
         mt = msg.msg_type
-        if (
-            mt in _ORDER_REQUESTS
-            and (msg.get(43) == b"Y" or msg.get(97) == b"Y")
-            and self._seen_before(client, msg)
-        ):
+        if mt in _ORDER_REQUESTS and _resent(msg) and self._seen_before(client, msg):
             # resent (PossDupFlag: by the session; PossResend: by the
             # client's application) and worked already: its answers are
             # the first time's
@@ -564,6 +561,23 @@ class OrderEntry:
         accounts = self._reports.accounts
         breach = accounts.check(client, current.symbol, current.side, qty - current.qty)
         return None if breach is None else breach.text
+
+
+_HEADER_TAGS: Final = frozenset(spec44.HEADER) | frozenset(
+    tag for group in spec44.HEADER_GROUPS.values() for tag in group[1]
+)
+
+
+def _resent(msg: FixMessage) -> bool:
+    """Whether PossDupFlag (43) or PossResend (97) is Y: the header alone
+    is read (one pass, stopped at the body), every order asks."""
+    for tag, value in msg.fields:
+        if tag == 43 or tag == 97:
+            if value == b"Y":
+                return True
+        elif tag not in _HEADER_TAGS:
+            return False
+    return False
 
 
 _CANCEL_KEPT: Final = ((54, "Side"), (55, "Symbol"))

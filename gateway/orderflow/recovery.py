@@ -271,6 +271,8 @@ class Recovery:
         # closed by a stop-out, and of no value the watch could see
         held_in: dict[str, list[str]] = {}
         for client, holdings in sorted(self.accounts.holdings().items()):
+            if not self.accounts.is_margined(client):
+                continue  # a client's own trades, kept, not margined
             for symbol, (lots, _, _) in holdings.items():
                 if lots and symbol not in instruments:
                     held_in.setdefault(symbol, []).append(f"{client} {lots:+d} lots")

@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import json
 import random
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 
 import nats
@@ -35,7 +35,6 @@ class Gateway:
         name: str,
         lps: tuple[str, ...] = ("LP1",),
         limit: Decimal = LIMIT,
-        live: Callable[[], Collection[str]] | None = None,
     ) -> None:
         self.used = Decimal(0)
         self.caps: dict[str, Decimal] = dict.fromkeys(lps, Decimal(0))
@@ -46,7 +45,6 @@ class Gateway:
             gross=lambda lp: self.used,
             apply=self.apply,
             interval=0.01,
-            live=live,
         )
 
     def apply(self, caps: Mapping[str, Decimal]) -> None:
@@ -320,27 +318,84 @@ async def test_a_gateway_comfortable_in_its_slice_learns_of_a_lower_limit_and_ke
 
 
 @pytest.mark.asyncio
-async def test_a_dead_gateways_limit_does_not_hold_a_raise_back(
+async def test_a_dead_gateways_limit_binds_until_its_entry_is_removed(
     nats_cluster: NatsCluster, bucket: str
 ) -> None:
     nc, kv = await headroom_kv(nats_cluster, bucket)
     try:
-        running = {"a", "b", "c"}
-        a, b, c = (Gateway(kv, name, live=lambda: running) for name in "abc")
+        a, b, c = (Gateway(kv, name) for name in "abc")
         for g in (a, b, c):
             g.used = LIMIT * Decimal("0.1")
             await g.headroom.adjust("LP1")
-        running.discard("c")  # c dies: its slice stays reserved
+        # c dies (it adjusts no more); a and b are raised by a reload: c's
+        # limit still binds, as its slice stays reserved
         for g in (a, b):
             g.headroom.set_limits({"LP1": LIMIT * 2})
-        for _ in range(30):
-            for g in (a, b):
-                await g.headroom.adjust("LP1")
-                g.used = g.caps["LP1"]
+
+        async def trade() -> None:
+            for _ in range(30):
+                for g in (a, b):
+                    await g.headroom.adjust("LP1")
+                    g.used = g.caps["LP1"]
+
+        await trade()
+        key = json.loads((await kv.get("LP1")).value or b"{}")
+        assert Decimal(key["limit_usd"]) == LIMIT
+        assert a.used + b.used + Decimal(key["slices"]["c"]) <= LIMIT
+        # the operator removes c's entry (its positions known closed)
+        del key["slices"]["c"]
+        await kv.put("LP1", json.dumps(key).encode())
+        await trade()
         key = json.loads((await kv.get("LP1")).value or b"{}")
         assert Decimal(key["limit_usd"]) == LIMIT * 2
-        assert a.used + b.used + Decimal(key["slices"]["c"]) <= LIMIT * 2
-        assert a.used + b.used > LIMIT  # the raise is used
-        assert not a.headroom.limits_differ("LP1")
+        assert LIMIT < a.used + b.used <= LIMIT * 2
+    finally:
+        await nc.close()
+
+
+@pytest.mark.asyncio
+async def test_a_key_that_lost_this_gateways_entry_has_it_stored_again(
+    nats_cluster: NatsCluster, bucket: str
+) -> None:
+    nc, kv = await headroom_kv(nats_cluster, bucket)
+    try:
+        a, b = Gateway(kv, "a"), Gateway(kv, "b")
+        a.used = LIMIT * Decimal("0.4")
+        await a.headroom.adjust("LP1")
+        held = a.caps["LP1"]
+        for lost in ("deleted", "edited"):
+            if lost == "deleted":
+                await kv.delete("LP1")
+            else:
+                await kv.put("LP1", b'{"limit_usd": "1000000", "slices": {"b": "0"}}')
+            await a.headroom.adjust("LP1")  # content with its slice, it reads the key
+            assert (await stored_slices(kv))["a"] == held
+            for _ in range(20):
+                await b.headroom.adjust("LP1")
+                b.used = b.caps["LP1"]
+            assert a.used + b.used <= LIMIT
+    finally:
+        await nc.close()
+
+
+@pytest.mark.asyncio
+async def test_a_raise_is_used_while_a_gateway_is_content_with_its_slice(
+    nats_cluster: NatsCluster, bucket: str
+) -> None:
+    nc, kv = await headroom_kv(nats_cluster, bucket)
+    try:
+        a, b = Gateway(kv, "a"), Gateway(kv, "b")
+        a.used = b.used = LIMIT * Decimal("0.3")
+        for g in (a, b):
+            await g.headroom.adjust("LP1")
+        for g in (a, b):
+            g.headroom.set_limits({"LP1": LIMIT * 2})
+        for _ in range(40):
+            await a.headroom.adjust("LP1")  # a's exposure stays: content
+            await b.headroom.adjust("LP1")
+            b.used = b.caps["LP1"]
+        assert b.headroom.in_force["LP1"] == LIMIT * 2
+        assert not b.headroom.limits_differ("LP1")
+        assert a.used + b.used > LIMIT
     finally:
         await nc.close()

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from config import Config, ConfigError, default_config_path, load_config
+from config.schema import MarginSettings
 from gateway.daemon import build_order_flow
 from gateway.fix.session import Session
 from gateway.fix.store import MemoryStore
@@ -233,3 +234,14 @@ def test_a_start_without_an_instrument_margin_accounts_hold_positions_in_is_refu
     journal_with(tmp_path / "closed", Holdings({"CLIENT2": {"DOGE/USD": (0, 0.0, 12.5)}}))
     _, journal = flow(tmp_path / "closed", DEFAULT)
     journal.close()
+    # nor a client without a margin account, nor any without margin at all
+    unmargined = {"CLIENT1": {"DOGE/USD": (5, 0.1, 0.0)}}
+    for n, config in enumerate(
+        (
+            msgspec.structs.replace(DEFAULT, accounts={}),
+            msgspec.structs.replace(DEFAULT, margin=MarginSettings()),
+        )
+    ):
+        journal_with(tmp_path / f"unmargined{n}", Holdings(unmargined))
+        _, journal = flow(tmp_path / f"unmargined{n}", config)
+        journal.close()
