@@ -57,13 +57,12 @@ class _Reports:
         self.open_by_client: dict[str, int] = {}
 
 
-def watch(collateral: str) -> tuple[MarginWatch, Accounts, _Routing]:
-    accounts = Accounts(PARAMS, {"C1": AccountTerms(Decimal(collateral))}, INSTRUMENTS)
-    accounts.mark(Marks({"ZC": 450.0}, {"ZC": 450.0}))
-    routing = _Routing()
-    w = MarginWatch(
+def watching(accounts: Accounts, routing: _Routing) -> MarginWatch:
+    """A watch over ``accounts``, its orders to a real matcher of
+    ``routing``'s instruments."""
+    return MarginWatch(
         accounts,
-        Matcher(INSTRUMENTS, id_prefix="T"),
+        Matcher(routing.instruments, id_prefix="T"),
         _Reports(),  # type: ignore[arg-type]
         routing,  # type: ignore[arg-type]
         FlowStats(),
@@ -71,7 +70,13 @@ def watch(collateral: str) -> tuple[MarginWatch, Accounts, _Routing]:
         lambda: 0.0,
         "1",
     )
-    return w, accounts, routing
+
+
+def watch(collateral: str) -> tuple[MarginWatch, Accounts, _Routing]:
+    accounts = Accounts(PARAMS, {"C1": AccountTerms(Decimal(collateral))}, INSTRUMENTS)
+    accounts.mark(Marks({"ZC": 450.0}, {"ZC": 450.0}))
+    routing = _Routing()
+    return watching(accounts, routing), accounts, routing
 
 
 def closing_orders(routing: _Routing) -> list[str]:
@@ -312,16 +317,7 @@ def test_a_position_with_no_liquidity_does_not_keep_the_others_open() -> None:
     accounts = Accounts(params, {"C1": AccountTerms(Decimal("6000"))}, instruments)
     routing = _Routing()
     routing.instruments = instruments
-    w = MarginWatch(
-        accounts,
-        Matcher(instruments, id_prefix="T"),
-        _Reports(),  # type: ignore[arg-type]
-        routing,  # type: ignore[arg-type]
-        FlowStats(),
-        lambda exposure: None,
-        lambda: 0.0,
-        "1",
-    )
+    w = watching(accounts, routing)
     accounts.trade("C1", "ZC", Side.BUY, 1, 450000)
     accounts.trade("C1", "ZS", Side.BUY, 1, 120000)
     # ZC 4,000 USD lost, ZS 1,000: equity 1,000 against 4,250 of margin

@@ -7,7 +7,7 @@ are bounded.  The order flow is fed directly (``test_throttles``)."""
 from __future__ import annotations
 
 import pytest
-from test_throttles import CONFIG, Client, flow_client, resting
+from test_throttles import CONFIG, Client, flow_client, resting, resting_fields
 
 from config import parse_config
 from gateway.fix import codec
@@ -119,16 +119,7 @@ async def test_an_order_the_clients_application_resent_is_not_worked_twice() -> 
     now = c.clock.now
     header = [(34, b"3"), (49, b"CLIENT1"), (52, codec.format_utc_timestamp(now))]
     header += [(56, b"GATEWAY"), (97, b"Y")]
-    body = [
-        (11, b"P1"),
-        (38, b"1000"),
-        (40, b"2"),
-        (44, b"0.50000"),
-        (54, b"1"),
-        (55, b"EUR/USD"),
-        (59, b"1"),
-        (60, codec.format_utc_timestamp(now)),
-    ]
+    body = resting_fields(c, b"P1")
     raw = codec.encode_message(b"FIX.4.4", b"D", header, codec.encode_fields(body))
     c.flow.on_message(c.session, codec.parse_frame(raw), now)
     assert c.answers() == []  # no "duplicate ClOrdID" reject of a live order

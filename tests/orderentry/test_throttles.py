@@ -107,10 +107,9 @@ async def client() -> AsyncIterator[Client]:
     yield flow_client(CONFIG)
 
 
-def send_resting(c: Client, cl_ord_id: bytes) -> None:
-    """Send a buy limit order of 1,000 at 0.50000 (GTC), far from any price."""
-    c.send(
-        b"D",
+def resting_fields(c: Client, cl_ord_id: bytes) -> list[tuple[int, bytes]]:
+    """The body of a buy limit order of 1,000 at 0.50000 (GTC), far from any price."""
+    return [
         (11, cl_ord_id),
         (38, b"1000"),
         (40, b"2"),
@@ -119,7 +118,12 @@ def send_resting(c: Client, cl_ord_id: bytes) -> None:
         (55, b"EUR/USD"),
         (59, b"1"),
         (60, codec.format_utc_timestamp(c.clock.now)),
-    )
+    ]
+
+
+def send_resting(c: Client, cl_ord_id: bytes) -> None:
+    """Send a buy limit order of 1,000 at 0.50000 (GTC), far from any price."""
+    c.send(b"D", *resting_fields(c, cl_ord_id))
 
 
 def resting(c: Client, cl_ord_id: bytes) -> FixMessage:
