@@ -163,6 +163,10 @@ def _ticks(raw: bytes, instrument: Instrument) -> int:
 
 _BUSTS: Final = frozenset({b"H", b"G"})
 """ExecTypes of a Trade Cancel and a Trade Correct."""
+
+_ENDED: Final = frozenset((b"4", b"C", b"3"))
+"""OrdStatus (39) of an order that is done with a part unfilled: canceled,
+expired, done for the day."""
 # why a Trade Cancel or Correct is not applied again: it was before; or (a
 # cancel) the whole fill was
 _BUST_APPLIED: Final = "its ExecID was applied already"
@@ -687,6 +691,13 @@ class FixLp(LpAdapter):
                 if fill.leaves == 0:
                     self._end(child_id, entry)
                 self.sink(fill)
+            if msg.get(39) in _ENDED and child_id in self._open:
+                # the fill that ends the order, the rest canceled in the
+                # same report (an IOC partly filled, as some LPs send it):
+                # no cancel of its own follows
+                self._end(child_id, entry)
+                left = child.qty - entry.filled
+                self.sink(ChildCanceled(child_id, left, text or "rest canceled by LP"))
         elif exec_type == b"8":
             self._end(child_id, entry)
             self.sink(ChildReject(child_id, text or "rejected by LP"))

@@ -279,6 +279,31 @@ async def test_partial_fill_then_remainder_canceled_and_a_reject(
     assert reject == ChildReject("C3", "price moved")
 
 
+class OneReportIocLp(ScriptedLp):
+    """Fills half of each order and ends it in the same report (OrdStatus
+    canceled, LeavesQty 0), as some LPs answer an IOC; no cancel follows."""
+
+    def on_message(self, session: Session, msg: FixMessage, now: float) -> None:
+        if msg.msg_type != b"D":
+            super().on_message(session, msg, now)
+            return
+        self.orders.append(msg)
+        qty = msg.get(38) or b"0"
+        half = b"%d" % (int(qty) // 2)
+        self._report(session, msg, b"F", b"4", half, b"0", now, px=msg.get(44))
+
+
+@pytest.mark.asyncio
+async def test_a_fill_that_ends_the_order_cancels_the_rest_at_once(tmp_path: Path) -> None:
+    async with scripted(tmp_path, OneReportIocLp()) as (_, adapter, sink):
+        adapter.send(child("C20", qty=4))
+        (canceled,) = await sink.until(ChildCanceled)
+        fills = [e for e in sink.events if isinstance(e, ChildFill)]
+        assert [(f.qty, f.leaves) for f in fills] == [(2, 2)]
+        assert (canceled.child_id, canceled.canceled_qty) == ("C20", 2)
+        assert sink.events.index(fills[0]) < sink.events.index(canceled)
+
+
 @pytest.mark.asyncio
 async def test_a_drop_cancels_open_children_and_the_adapter_comes_back(
     linked: tuple[Acceptor, FixLp, Sink],
