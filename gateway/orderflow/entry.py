@@ -26,7 +26,6 @@ from typing import Final
 import structlog
 
 from config.schema import MOST_ID_LENGTH
-from gateway.fix import spec44
 from gateway.fix.codec import FixMessage
 from gateway.fix.session import BusinessRejectReason, Session
 from gateway.orderflow.collateral import (
@@ -563,21 +562,11 @@ class OrderEntry:
         return None if breach is None else breach.text
 
 
-_HEADER_TAGS: Final = frozenset(spec44.HEADER) | frozenset(
-    tag for group in spec44.HEADER_GROUPS.values() for tag in group[1]
-)
-
-
 def _resent(msg: FixMessage) -> bool:
-    """Whether PossDupFlag (43) or PossResend (97) is Y: the header alone
-    is read (one pass, stopped at the body), every order asks."""
-    for tag, value in msg.fields:
-        if tag == 43 or tag == 97:
-            if value == b"Y":
-                return True
-        elif tag not in _HEADER_TAGS:
-            return False
-    return False
+    """Whether PossDupFlag (43) or PossResend (97) is Y: both read in one
+    pass over the fields, as every order asks (a second ``get`` would scan
+    them all again for a tag most orders do not carry)."""
+    return any((tag == 43 or tag == 97) and value == b"Y" for tag, value in msg.fields)
 
 
 _CANCEL_KEPT: Final = ((54, "Side"), (55, "Symbol"))
