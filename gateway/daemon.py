@@ -238,7 +238,15 @@ class Gateway:
                 self.outbox.busy_poll = BusyPoll(gw.busy_poll_us / 1e6)
         if order_sessions:
             self.order_flow = build_order_flow(
-                config, order_sessions, self.journal, self.outbox, clock, copying, self._remembered
+                config,
+                order_sessions,
+                self.journal,
+                self.outbox,
+                clock,
+                copying,
+                self._remembered,
+                # the last batch the drop copy has copied: new ones come after it
+                read_cursor(self.data_dir) if copying and self.journal is not None else 0,
             )
             for session in order_sessions.values():
                 applications[session.session_id] = self.order_flow
@@ -549,6 +557,7 @@ def build_order_flow(
     clock: Callable[[], float],
     copying: bool = False,
     instance: str = "",
+    serial_floor: int = 0,
 ) -> OrderFlow:
     """The order flow and every piece behind it, for the client ``sessions``
     (by client CompID): the matcher, the aggregated book, the exposure
@@ -578,6 +587,18 @@ def build_order_flow(
         if seeded:
             _log.warning("margin_accounts_seeded_from_positions", clients=seeded)
     run = run_name(journal, clock)
+    if journal is not None:
+        journal.mark_run(int(run))
+        if journal.serial < serial_floor:
+            # the drop copy has copied batches past the journal's last: the
+            # journal was restored from an older copy; batches written now
+            # are numbered after what it has, or it would pass them over
+            _log.warning(
+                "order_journal_behind_its_drop_copy",
+                journal_serial=journal.serial,
+                copied_up_to=serial_floor,
+            )
+            journal.serial = serial_floor
     # OrderIDs, ExecIDs and child order ids never repeat across runs, nor
     # across the gateways of a cluster (a client taken over by another
     # gateway goes on receiving IDs it has not seen)

@@ -132,7 +132,7 @@ from gateway.storage.batch_file import (
     DamagedError,
     WrongMagicError,
 )
-from gateway.storage.durable import fsync_dir
+from gateway.storage.durable import fsync_dir, replace_file
 
 __all__ = [
     "JournalError",
@@ -154,6 +154,10 @@ _CHECKPOINT_BATCH: Final = 4096
 _SLICED_BATCH: Final = 64
 """Entries per batch of a checkpoint written in slices: a slice ends on a
 batch's end, so batches are small (a few kilobytes)."""
+
+
+RUN_MARK_NAME: Final = "run"
+"""The file beside the journal that keeps the latest run started."""
 
 
 class JournalError(Exception):
@@ -281,6 +285,19 @@ class OrderJournal:
                 "crash leaves; the journal is left as it is: restore it from a backup (fixgw "
                 "has no way to start past it; docs/operations.md, Damaged journal or store)"
             ) from None
+        marked = self._run_mark()
+        if marked > self.run:
+            # the journal is older than runs started before it (restored
+            # from a copy): the IDs go on after the latest run, never again
+            logger.warning(
+                {
+                    "event": "order_journal_older_than_its_runs",
+                    "path": str(self.path),
+                    "journal_run": self.run,
+                    "latest_run": marked,
+                }
+            )
+            self.run = marked
         logger.info(
             {
                 "event": "order_journal_read",
@@ -289,6 +306,28 @@ class OrderJournal:
                 "run": self.run,
             }
         )
+
+    def _run_mark(self) -> int:
+        try:
+            text = (self.path.parent / RUN_MARK_NAME).read_text(encoding="ascii")
+        except FileNotFoundError:
+            return 0
+        except (OSError, UnicodeDecodeError) as exc:
+            mark = self.path.parent / RUN_MARK_NAME
+            raise JournalError(f"{mark}: cannot be read: {exc}") from None
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise JournalError(
+                f"{self.path.parent / RUN_MARK_NAME} holds {text[:40]!r}, not a run number:"
+                " put the latest run started in it, or delete it"
+            ) from None
+
+    def mark_run(self, run: int) -> None:
+        """Keep ``run`` as the latest run started, durably, beside the
+        journal, before it hands out an ID: a journal restored from an
+        older copy then goes on after it (:meth:`replay`)."""
+        os.close(replace_file(self.path.parent / RUN_MARK_NAME, b"%d\n" % run))
 
     # --- writing ------------------------------------------------------------------
 
