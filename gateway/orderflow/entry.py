@@ -118,6 +118,11 @@ class OrderEntry:
         self._report_seq = 0
         # per client: CollInquiryID -> the session subscribed under it
         self.collateral_subscribers: dict[str, dict[str, Session]] = {}
+        self.refused_unseen: dict[str, set[str]] = {}
+        """Per client, the ClOrdIDs of new orders refused before the matcher
+        whose rejects a restart put in the client's store (the crash came
+        before they were stored): the client may send them again with
+        PossDupFlag, and they are not worked then (:meth:`_seen_before`)."""
 
     def on_message(self, session: Session, msg: FixMessage, now: float) -> None:
         client = session.settings.TargetCompID
@@ -276,7 +281,9 @@ class OrderEntry:
         earn a duplicate ClOrdID reject, which the client would take for
         the order's."""
         cl_ord_id = (msg.get(11) or b"").decode("latin-1")
-        if self.matcher.order_of(client, cl_ord_id) is None:
+        if self.matcher.order_of(client, cl_ord_id) is None and cl_ord_id not in (
+            self.refused_unseen.get(client) or ()
+        ):
             return False
         _log.info(
             "possible_duplicate_ignored",

@@ -424,7 +424,7 @@ class OrderFlow:
         flight restored; then a checkpoint of run ``run`` replaces it."""
         journal = self.journal
         assert journal is not None
-        complete_stores(self._stored_sessions(), recovery)
+        self.entry.refused_unseen = complete_stores(self._stored_sessions(), recovery)
         self._restored = restore(recovery, self.matcher, self.routing, self.reports, self._clock())
         self.grid = grid_of(self.instruments, recovery.grid)
         # the day of the orders read, ended at start if it has ended since

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator, Mapping
 
 import structlog
 
+from gateway.fix import codec
+from gateway.fix.codec import GarbledMessage
 from gateway.fix.session import Session
 from gateway.orderflow.journal_entries import (
     DayEnds,
@@ -55,10 +57,15 @@ class Restored:
         self.orphans: list[str] = []
 
 
-def complete_stores(sessions: Iterable[Session], recovery: Recovery) -> None:
+def complete_stores(sessions: Iterable[Session], recovery: Recovery) -> dict[str, set[str]]:
     """Messages the journal holds for a client session whose store did
     not get them (the crash fell between the two writes) are stored
-    now, under their numbers, for the client's next ResendRequest."""
+    now, under their numbers, for the client's next ResendRequest.
+    Returns, per client, the ClOrdIDs of the new orders those messages
+    reject: refused before the matcher, they left no order behind, and
+    the client, which did not receive the reject, may send them again
+    with PossDupFlag (they are not worked again: :class:`OrderEntry`)."""
+    refused: dict[str, set[str]] = {}
     for session in sessions:
         store = session.store
         added = 0
@@ -66,6 +73,10 @@ def complete_stores(sessions: Iterable[Session], recovery: Recovery) -> None:
             if message.created == store.creation_time and message.seq >= store.next_sender_seq:
                 store.append_sent(message.seq, message.raw)
                 added += 1
+                cl_ord_id = _rejected_order(message.raw)
+                if cl_ord_id is not None:
+                    client = session.settings.TargetCompID
+                    refused.setdefault(client, set()).add(cl_ord_id)
         if added:
             store.flush()
             _log.warning(
@@ -74,6 +85,19 @@ def complete_stores(sessions: Iterable[Session], recovery: Recovery) -> None:
                 messages=added,
                 next_sender_seq=store.next_sender_seq,
             )
+    return refused
+
+
+def _rejected_order(raw: bytes) -> str | None:
+    """The ClOrdID of an ExecutionReport Rejected (ExecType 8), else None."""
+    if b"\x0135=8\x01" not in raw or b"\x01150=8\x01" not in raw:
+        return None
+    try:
+        msg = codec.parse_frame(raw)
+    except GarbledMessage:
+        return None
+    cl_ord_id = msg.get(11)
+    return None if cl_ord_id is None else cl_ord_id.decode("latin-1")
 
 
 def grid_of(
