@@ -568,6 +568,9 @@ def build_order_flow(
     rules = build_rules(config, instruments, list(sessions), generation=1)
     accounts = Accounts(rules.margin, rules.accounts, instruments)
     recovery = Recovery(ledger, accounts, config.orders.retain_finished)
+    recovery.floors = {
+        s.session_id: (s.store.creation_time, s.store.next_sender_seq) for s in sessions.values()
+    }
     if journal is not None:
         for recorded in journal.replay():
             recovery.apply(recorded)

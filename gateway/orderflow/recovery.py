@@ -51,8 +51,9 @@ HOUSE = "(house)"
 """The account of fills no client ordered: late fills of children given up,
 the part of an LP's fill beyond what was asked."""
 
-# messages kept per session to complete a store that is behind the journal:
-# it can only lack what the last batch or so wrote
+# messages kept per session to complete a store that is behind the journal,
+# of a session whose store's numbers are not known: the latest (those known
+# keep every message the store lacks, :attr:`Recovery.floors`)
 _MESSAGE_TAIL = 10_000
 
 KEEP_ENDED = 10_000
@@ -127,7 +128,13 @@ class Recovery:
         """The same, of the children their LPs filled in full."""
         self.expiring: list[str] = []
         self.messages: dict[str, deque[Message]] = {}
-        """Session id -> the last messages journaled for it, oldest first."""
+        """Session id -> the messages journaled for it that its store may
+        lack, oldest first."""
+        self.floors: dict[str, tuple[float, int]] = {}
+        """Session id -> its store's creation time and next sender number,
+        when known before the journal is read: of such a session every
+        message the store lacks is kept (a store restored from an older
+        copy may lack a whole day), of another only the latest."""
         self.fills = 0
         """Fills booked into the ledger while reading."""
         self.duplicate_fills = 0
@@ -178,9 +185,14 @@ class Recovery:
             )
             self._ended(entry.child.child_id, recovered, entry.filled_in_full)
         elif isinstance(entry, Message):
+            floor = self.floors.get(entry.session)
+            if floor is not None and (entry.created != floor[0] or entry.seq < floor[1]):
+                return  # the store has it (or is of another sequence)
             tail = self.messages.get(entry.session)
             if tail is None:
-                tail = self.messages[entry.session] = deque(maxlen=_MESSAGE_TAIL)
+                tail = self.messages[entry.session] = deque(
+                    maxlen=None if floor is not None else _MESSAGE_TAIL
+                )
             tail.append(entry)
         elif isinstance(entry, Traded):
             # on the grid it was journaled on: a fill's P&L stays its own
