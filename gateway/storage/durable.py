@@ -143,7 +143,9 @@ def intact_after(data: mmap.mmap, bad: int, head_size: int, kinds: bytes = b"") 
         if size - bad >= _CRC_LEN.size:
             length: int = _CRC_LEN.unpack_from(data, bad)[1]
             following = bad + head_size + length
-            if length < SCAN_LIMIT and _intact(data, view, following, head_size, kinds):
+            # one checksum, of a record of any length (a day's end can
+            # write a batch longer than the scan below looks for)
+            if following < size and _intact(data, view, following, head_size, kinds, True):
                 return following
         stop = min(size - head_size, bad + SCAN_LIMIT)  # the last offset tried
         at = bad + 1
@@ -166,8 +168,17 @@ def intact_after(data: mmap.mmap, bad: int, head_size: int, kinds: bytes = b"") 
         view.release()
 
 
-def _intact(data: mmap.mmap, view: memoryview, at: int, head_size: int, kinds: bytes) -> bool:
-    """Whether an intact record begins at ``at`` (see :func:`intact_after`)."""
+def _intact(
+    data: mmap.mmap,
+    view: memoryview,
+    at: int,
+    head_size: int,
+    kinds: bytes,
+    any_length: bool = False,
+) -> bool:
+    """Whether an intact record begins at ``at`` (see :func:`intact_after`);
+    with ``any_length``, one of :data:`SCAN_LIMIT` or more counts too (a
+    place where a record is known to begin, not one the scan tries)."""
     size = len(data)
     if size - at < head_size:
         return False
@@ -175,13 +186,17 @@ def _intact(data: mmap.mmap, view: memoryview, at: int, head_size: int, kinds: b
     length: int
     crc, length = _CRC_LEN.unpack_from(data, at)
     end = at + head_size + length
-    if length >= SCAN_LIMIT or end > size:
+    if (length >= SCAN_LIMIT and not any_length) or end > size:
         return False
     if kinds and data[at + _CRC_LEN.size] not in kinds:
         return False
     # the next one, unless the file ends first, must look like a record too
     # (a cheap test that spares most checksums of chance lengths)
-    if size - end >= _CRC_LEN.size and _CRC_LEN.unpack_from(data, end)[1] >= SCAN_LIMIT:
+    if (
+        not any_length
+        and size - end >= _CRC_LEN.size
+        and _CRC_LEN.unpack_from(data, end)[1] >= SCAN_LIMIT
+    ):
         return False
     return zlib.crc32(view[at + 4 : end]) == crc
 
