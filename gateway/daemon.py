@@ -245,8 +245,9 @@ class Gateway:
                 clock,
                 copying,
                 self._remembered,
-                # the last batch the drop copy has copied: new ones come after it
-                read_cursor(self.data_dir) if copying and self.journal is not None else 0,
+                # the last batch the drop copy has copied or may still read:
+                # new ones come after it
+                _drop_copy_serial(self.data_dir) if copying and self.journal is not None else 0,
             )
             for session in order_sessions.values():
                 applications[session.session_id] = self.order_flow
@@ -691,6 +692,20 @@ def _cannot_open(exc: OSError) -> str:
     if isinstance(exc, PermissionError):
         hint = " (the data directory's files must be the gateway's user's)"
     return f"cannot open {where}{what}{hint}"
+
+
+def _drop_copy_serial(data_dir: Path) -> int:
+    """The latest journal batch the drop copy has copied, or has yet to read
+    in a segment it keeps (named by the serial of its last batch)."""
+    latest = read_cursor(data_dir)
+    try:
+        names = os.listdir(data_dir / "orders" / SEGMENTS_NAME)
+    except OSError:
+        return latest
+    for name in names:
+        if name.isdigit():
+            latest = max(latest, int(name))
+    return latest
 
 
 INSTANCE_FILE: Final = "cluster_instance"

@@ -477,6 +477,8 @@ class OrderFlow:
         # the next day's end (a timer that fired a hair early: not this one)
         self.day_ends_at = next_day_end(now + 1.0, self.rules.config.orders.trading_day_end)
         result = self.matcher.expire_day()
+        # the day's ClOrdIDs are free again: so are those of its refusals
+        self.entry.refused_unseen = {}
         _log.info("trading_day_ended", expired=len(result.executions))
         self.routing.publish(result, now)
         if self.journal is not None:

@@ -13,11 +13,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from config import default_config_path, load_config
-from gateway.daemon import build_order_flow
+from gateway.daemon import _drop_copy_serial, build_order_flow
+from gateway.dropcopy.process import _PAIR
 from gateway.fix.session import Session
 from gateway.fix.store import MemoryStore
 from gateway.net.transport import Outbox
-from gateway.orderflow.journal import RUN_MARK_NAME, JournalError, OrderJournal
+from gateway.orderflow.journal import RUN_MARK_NAME, SEGMENTS_NAME, JournalError, OrderJournal
 from gateway.orderflow.journal_entries import Ended
 
 CONFIG = load_config(str(default_config_path()))
@@ -82,3 +83,19 @@ async def test_batches_after_a_restore_are_numbered_past_what_the_drop_copy_has(
     assert written > copied
     behind = [e for e in logs if e["event"] == "order_journal_behind_its_drop_copy"]
     assert [e["copied_up_to"] for e in behind] == [copied]
+
+
+async def test_the_floor_is_past_the_segments_the_drop_copy_has_yet_to_read(
+    tmp_path: Path,
+) -> None:
+    # the drop copy copied up to 3, and keeps a segment whose last batch is
+    # 7 that it has not read yet (it was down): new batches come after 7
+    assert _drop_copy_serial(tmp_path) == 0
+    (tmp_path / "dropcopy").mkdir()
+    (tmp_path / "dropcopy" / "cursor").write_bytes(_PAIR.pack(3, 0))
+    assert _drop_copy_serial(tmp_path) == 3
+    segments = tmp_path / "orders" / SEGMENTS_NAME
+    segments.mkdir(parents=True)
+    (segments / f"{7:020d}").write_bytes(b"")
+    (segments / f"{5:020d}").write_bytes(b"")
+    assert _drop_copy_serial(tmp_path) == 7

@@ -96,6 +96,10 @@ async def test_an_order_refused_just_before_a_crash_is_not_worked_when_resent(
         # one it never sent before is worked as usual
         flow.on_message(session, order(b"X2", 3, poss_dup=True), time.time())
         assert [o.cl_ord_id for o in flow.matcher.open_orders("CLIENT1")] == ["X2"]
+        # the day ended, its ClOrdIDs are free again: the refused one too
+        flow.end_trading_day(time.time())
+        flow.on_message(session, order(b"X1", 4, poss_dup=True), time.time())
+        assert [o.cl_ord_id for o in flow.matcher.open_orders("CLIENT1")] == ["X2", "X1"]
     finally:
         journal.close()
         for s in sessions.values():
