@@ -68,7 +68,7 @@ from gateway.orderflow.recovery import Recovery
 from gateway.orderflow.routing import ChildRouting
 from gateway.orderflow.rules import Rules, build_rules, capped, config_digest
 from gateway.orderflow.stats import FlowStats
-from gateway.storage.durable import replace_file
+from gateway.storage.durable import write_file
 from gateway.storage.session_store import open_store
 from gateway.storage.writeback import Writeback, start_writeback
 from lp_adapters.base import LpAdapter
@@ -245,9 +245,10 @@ class Gateway:
                 clock,
                 copying,
                 self._remembered,
-                # the last batch the drop copy has copied or may still read:
-                # new ones come after it
-                _drop_copy_serial(self.data_dir) if copying and self.journal is not None else 0,
+                # the last batch the drop copy has copied: new ones come
+                # after it (and after the segments it has yet to read: the
+                # journal's own)
+                read_cursor(self.data_dir) if copying and self.journal is not None else 0,
             )
             for session in order_sessions.values():
                 applications[session.session_id] = self.order_flow
@@ -463,7 +464,7 @@ class Gateway:
             # the name goes with the data directory: the next start takes
             # it again, whatever its host or port (the slices it holds of
             # the LPs' limits are its own)
-            replace_file_closed(self.data_dir / INSTANCE_FILE, name.encode("ascii") + b"\n")
+            write_file(self.data_dir / INSTANCE_FILE, name.encode("ascii") + b"\n")
             self._remembered = name
         self.fix_server.logon_gate = cluster
         flow, kv = self.order_flow, cluster.headroom_kv
@@ -694,20 +695,6 @@ def _cannot_open(exc: OSError) -> str:
     return f"cannot open {where}{what}{hint}"
 
 
-def _drop_copy_serial(data_dir: Path) -> int:
-    """The latest journal batch the drop copy has copied, or has yet to read
-    in a segment it keeps (named by the serial of its last batch)."""
-    latest = read_cursor(data_dir)
-    try:
-        names = os.listdir(data_dir / "orders" / SEGMENTS_NAME)
-    except OSError:
-        return latest
-    for name in names:
-        if name.isdigit():
-            latest = max(latest, int(name))
-    return latest
-
-
 INSTANCE_FILE: Final = "cluster_instance"
 """The file in the data directory that keeps the gateway's name in its
 cluster (without ``[cluster] instance``, the name of its first start)."""
@@ -732,11 +719,6 @@ def remembered_instance(data_dir: Path) -> str:
             ]
         )
     return text
-
-
-def replace_file_closed(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically and durably."""
-    os.close(replace_file(path, data))
 
 
 def _refuse_moved_data(written: str, resolved: Path) -> None:

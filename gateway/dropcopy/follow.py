@@ -53,7 +53,7 @@ from gateway.orderflow.journal import JOURNAL_NAME, MAGIC, SEGMENTS_NAME
 from gateway.orderflow.journal_entries import Filled, Message, Serial
 from gateway.orderflow.recovery import HOUSE
 from gateway.storage.batch_file import BatchFollower
-from gateway.storage.durable import datasync, replace_file
+from gateway.storage.durable import datasync, write_file
 from router.model import Instrument
 
 __all__ = ["Cursor", "JournalCopier", "message_body"]
@@ -122,7 +122,7 @@ class Cursor:
     def _write(self, serial: int, pending: int) -> None:
         if self._fd < 0:
             if not self.path.exists():
-                os.close(replace_file(self.path, _PAIR.pack(self.serial, self.pending)))
+                write_file(self.path, _PAIR.pack(self.serial, self.pending))
             self._fd = os.open(self.path, os.O_WRONLY)
         os.pwrite(self._fd, _PAIR.pack(serial, pending), 0)
         if self._fsync:

@@ -592,8 +592,14 @@ def _differs(
         value = msg.get(tag)
         if value is None:
             continue  # not given: TimeInForce may be left out
-        have = {54: current.side, 40: current.ord_type, 59: current.tif}.get(tag)
-        ours = current.symbol if tag == 55 else "" if have is None else have.value
+        if tag == 55:
+            ours = current.symbol
+        elif tag == 54:
+            ours = current.side.value
+        elif tag == 40:
+            ours = current.ord_type.value
+        else:
+            ours = current.tif.value
         said = value.decode("latin-1")
         if said != ours:
             return f"{name} {excerpt(said)} is not the order's ({ours})"

@@ -132,7 +132,7 @@ from gateway.storage.batch_file import (
     DamagedError,
     WrongMagicError,
 )
-from gateway.storage.durable import fsync_dir, replace_file
+from gateway.storage.durable import fsync_dir, write_file
 
 __all__ = [
     "JournalError",
@@ -285,6 +285,10 @@ class OrderJournal:
                 "crash leaves; the journal is left as it is: restore it from a backup (fixgw "
                 "has no way to start past it; docs/operations.md, Damaged journal or store)"
             ) from None
+        # a segment kept for the drop copy is named by the serial of its last
+        # batch: the batches written from now on come after every one (a
+        # journal restored from an older copy is behind them)
+        self.serial = max(self.serial, self._kept_serial())
         marked = self._run_mark()
         if marked > self.run:
             # the journal is older than runs started before it (restored
@@ -307,6 +311,13 @@ class OrderJournal:
             }
         )
 
+    def _kept_serial(self) -> int:
+        try:
+            names = os.listdir(self.path.parent / SEGMENTS_NAME)
+        except OSError:
+            return 0
+        return max((int(name) for name in names if name.isdigit()), default=0)
+
     def _run_mark(self) -> int:
         try:
             text = (self.path.parent / RUN_MARK_NAME).read_text(encoding="ascii")
@@ -327,7 +338,7 @@ class OrderJournal:
         """Keep ``run`` as the latest run started, durably, beside the
         journal, before it hands out an ID: a journal restored from an
         older copy then goes on after it (:meth:`replay`)."""
-        os.close(replace_file(self.path.parent / RUN_MARK_NAME, b"%d\n" % run))
+        write_file(self.path.parent / RUN_MARK_NAME, b"%d\n" % run)
 
     # --- writing ------------------------------------------------------------------
 

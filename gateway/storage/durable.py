@@ -116,6 +116,12 @@ def replace_file(path: Path, data: bytes) -> int:
     return fd
 
 
+def write_file(path: Path, data: bytes) -> None:
+    """Replace ``path`` with a file holding ``data``, atomically and durably
+    (:func:`replace_file`, its descriptor closed)."""
+    os.close(replace_file(path, data))
+
+
 def intact_after(data: mmap.mmap, bad: int, head_size: int, kinds: bytes = b"") -> int:
     """The offset of the first intact record after the one at ``bad``
     whose checksum is wrong, or -1 if nothing after it reads as one.

@@ -13,8 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from config import default_config_path, load_config
-from gateway.daemon import _drop_copy_serial, build_order_flow
-from gateway.dropcopy.process import _PAIR
+from gateway.daemon import build_order_flow
 from gateway.fix.session import Session
 from gateway.fix.store import MemoryStore
 from gateway.net.transport import Outbox
@@ -85,17 +84,23 @@ async def test_batches_after_a_restore_are_numbered_past_what_the_drop_copy_has(
     assert [e["copied_up_to"] for e in behind] == [copied]
 
 
-async def test_the_floor_is_past_the_segments_the_drop_copy_has_yet_to_read(
+async def test_batches_are_numbered_past_the_segments_kept_for_the_drop_copy(
     tmp_path: Path,
 ) -> None:
-    # the drop copy copied up to 3, and keeps a segment whose last batch is
-    # 7 that it has not read yet (it was down): new batches come after 7
-    assert _drop_copy_serial(tmp_path) == 0
-    (tmp_path / "dropcopy").mkdir()
-    (tmp_path / "dropcopy" / "cursor").write_bytes(_PAIR.pack(3, 0))
-    assert _drop_copy_serial(tmp_path) == 3
-    segments = tmp_path / "orders" / SEGMENTS_NAME
-    segments.mkdir(parents=True)
+    # a segment whose last batch is 7, not read yet by the drop copy (it was
+    # down), beside a journal restored from a copy whose last batch is 1
+    journal = OrderJournal(tmp_path)
+    list(journal.replay())
+    journal.add(Ended("C-1"))
+    journal.flush()
+    journal.close()
+    segments = tmp_path / SEGMENTS_NAME
+    segments.mkdir()
     (segments / f"{7:020d}").write_bytes(b"")
     (segments / f"{5:020d}").write_bytes(b"")
-    assert _drop_copy_serial(tmp_path) == 7
+    journal = OrderJournal(tmp_path)
+    list(journal.replay())
+    journal.add(Ended("C-2"))
+    journal.flush()
+    assert journal.serial == 8
+    journal.close()
