@@ -479,6 +479,9 @@ class Gateway:
                 {lp.name: lp.hard_limit_usd for lp in self.config.lps if lp.enabled},
                 gross=lambda lp: flow.routing.exposure(clock()).gross_usd(lp),
                 apply=self._cap_lps,
+                live=cluster.is_live,
+                # a gateway restarting takes its name again within a lease
+                absent_after=3 * cluster.lease_s,
             )
             await cluster.headroom.adjust_all()
             cluster.headroom.start()

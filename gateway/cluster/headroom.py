@@ -119,10 +119,15 @@ class Headroom:
         apply: Callable[[Mapping[str, Decimal]], None],
         interval: float = 0.2,
         timeout: float = 1.0,
+        live: Callable[[str], bool] | None = None,
+        absent_after: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``limits``: each LP's configured hard limit; ``gross(lp)``: this
         gateway's gross notional at the LP (None: not valued); ``apply``:
-        puts the caps in force for routing."""
+        puts the caps in force for routing; ``live(name)``: whether a
+        gateway of that name runs now (its instance key renewed): a holder
+        seen not running for ``absent_after`` seconds is named once."""
         self._kv = kv
         self.name = name
         self.limits = dict(limits)
@@ -143,6 +148,14 @@ class Headroom:
         """Each LP's limit in force over the cluster, as last stored: the
         smallest that a gateway holding a slice has configured."""
         self._differing: dict[str, dict[str, Decimal]] = {}  # said in the log
+        self._live = live
+        self._absent_after = absent_after
+        self._clock = clock
+        self._missing: dict[str, dict[str, float]] = {}
+        # per LP: the holders seen not running, since when (monotonic)
+        self.absent: dict[str, dict[str, Decimal]] = {}
+        """Per LP: the slices held by gateways not running for longer than
+        ``absent_after`` (named in the log), as last read."""
         # LPs whose limit a reload lowered: the slice is stored again at the
         # next pass, within what the others leave of the new limit
 
@@ -246,6 +259,7 @@ class Headroom:
             if not entry.revision:
                 return not held
             current = _decode(entry.value or b"")
+            self._note_holders(lp, current)
             mine = current.slices.get(self.name)
             said = current.limits.get(self.name)
             if mine is None or Decimal(mine) != held or said is None or Decimal(said) != limit:
@@ -278,6 +292,7 @@ class Headroom:
                     (Decimal(v) for k, v in current.slices.items() if k != self.name), Decimal(0)
                 )
                 theirs = _others_limits(current, self.name)
+                self._note_holders(lp, current)
             except (msgspec.DecodeError, ArithmeticError) as exc:
                 raise _Unreadable(f"the key of LP {lp} cannot be read: {exc}") from None
             # every gateway holding a slice keeps within the smallest limit
@@ -325,6 +340,48 @@ class Headroom:
         elif not differing and said:
             del self._differing[lp]
             _log.info("headroom_limit_agrees", lp=lp, limit_usd=str(limit))
+
+    def _note_holders(self, lp: str, current: Slices) -> None:
+        """Name once each gateway holding a slice of ``lp`` that has not
+        run for ``absent_after`` (renamed, decommissioned, or down): its
+        slice stays reserved and its limit binds until it starts again or
+        its entry is removed; and once more when that ends."""
+        live = self._live
+        if live is None:
+            return
+        now = self._clock()
+        missing = self._missing.setdefault(lp, {})
+        absent = self.absent.setdefault(lp, {})
+        held = {k: v for k, v in current.slices.items() if k != self.name}
+        for name in list(missing):
+            if name not in held or live(name):
+                del missing[name]
+                if absent.pop(name, None) is not None:
+                    _log.info(
+                        "headroom_absent_gateway_ended",
+                        lp=lp,
+                        gateway=name,
+                        why="running again" if name in held else "its entry was removed",
+                    )
+        for name, value in held.items():
+            if live(name):
+                continue
+            since = missing.setdefault(name, now)
+            if now - since < self._absent_after:
+                continue
+            slice_usd = Decimal(value)
+            if name not in absent:
+                _log.warning(
+                    "headroom_slice_held_by_absent_gateway",
+                    lp=lp,
+                    gateway=name,
+                    slice_usd=str(slice_usd),
+                    limit_usd=current.limits.get(name, current.limit_usd),
+                    hint="its slice stays reserved and its limit binds: start it again"
+                    " under its name, or remove its entry from the LP's key once its"
+                    " positions at the LP are closed (docs/cluster.md)",
+                )
+            absent[name] = slice_usd
 
     def set_limits(self, limits: Mapping[str, Decimal]) -> None:
         """The LPs' hard limits after a reload: a lower one trims the slice
@@ -377,6 +434,9 @@ class Headroom:
                     "limits_differ": self.limits_differ(lp),
                     "slice_usd": str(self.held[lp]),
                     "cap_usd": str(self.caps[lp]),
+                    "absent_holders": {
+                        k: str(v) for k, v in sorted(self.absent.get(lp, {}).items())
+                    },
                 }
                 for lp in self.limits
             },

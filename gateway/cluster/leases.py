@@ -1189,6 +1189,12 @@ class Cluster:
         with contextlib.suppress(nats.errors.Error, OSError):
             await msg.respond(msgspec.json.encode(self.figures()))
 
+    def is_live(self, name: str) -> bool:
+        """Whether an instance of that name runs now: its key, as last
+        seen here, has not lapsed."""
+        view = self.instances.get(name)
+        return view is not None and view.left(self._clock()) > 0
+
     async def peers(self) -> list[dict[str, object]]:
         """Every other live instance's own figures, asked over the cluster
         at once (``error`` for one that does not answer in time)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import Any
 
 from prometheus_client.core import (
@@ -447,11 +448,19 @@ class ClusterCollector(Collector):
                 " different limits (the smallest is kept)",
                 labels=["lp"],
             )
+            absent = GaugeMetricFamily(
+                "fixgw_cluster_lp_absent_slices_usd",
+                "The slices of the LP's hard limit held by gateways not running (reserved"
+                " until each starts again or its entry is removed from the LP's key)",
+                labels=["lp"],
+            )
             for lp, cap in sorted(headroom.caps.items()):
                 slices.add_metric([lp], float(cap))
                 reduce_only.add_metric([lp], 1.0 if lp in headroom.stats.reduce_only else 0.0)
                 differs.add_metric([lp], 1.0 if headroom.limits_differ(lp) else 0.0)
-            yield from (slices, reduce_only, differs)
+                absent_held = headroom.absent.get(lp, {})
+                absent.add_metric([lp], float(sum(absent_held.values(), Decimal(0))))
+            yield from (slices, reduce_only, differs, absent)
         log = cluster.log
         if log is None:
             return

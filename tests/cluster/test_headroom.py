@@ -7,7 +7,8 @@ import asyncio
 import itertools
 import json
 import random
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 
 import nats
@@ -35,6 +36,8 @@ class Gateway:
         name: str,
         lps: tuple[str, ...] = ("LP1",),
         limit: Decimal = LIMIT,
+        live: Callable[[str], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.used = Decimal(0)
         self.caps: dict[str, Decimal] = dict.fromkeys(lps, Decimal(0))
@@ -45,6 +48,9 @@ class Gateway:
             gross=lambda lp: self.used,
             apply=self.apply,
             interval=0.01,
+            live=live,
+            absent_after=5.0,
+            clock=clock,
         )
 
     def apply(self, caps: Mapping[str, Decimal]) -> None:
@@ -397,5 +403,46 @@ async def test_a_raise_is_used_while_a_gateway_is_content_with_its_slice(
         assert b.headroom.in_force["LP1"] == LIMIT * 2
         assert not b.headroom.limits_differ("LP1")
         assert a.used + b.used > LIMIT
+    finally:
+        await nc.close()
+
+
+@pytest.mark.asyncio
+async def test_a_slice_held_by_a_gateway_not_running_is_named_once_and_when_it_ends(
+    nats_cluster: NatsCluster, bucket: str
+) -> None:
+    nc, kv = await headroom_kv(nats_cluster, bucket)
+    now = [100.0]
+    running = {"a", "old"}
+    try:
+        a = Gateway(kv, "a", live=running.__contains__, clock=lambda: now[0])
+        old = Gateway(kv, "old")
+        old.used = LIMIT * Decimal("0.2")
+        await old.headroom.adjust("LP1")
+        held = old.caps["LP1"]
+        running.discard("old")  # decommissioned: its slice stays in the key
+        with structlog.testing.capture_logs() as logs:
+            await a.headroom.adjust("LP1")
+            now[0] += 4.9  # not yet: a gateway restarting takes its name again
+            await a.headroom.adjust("LP1")
+            assert not a.headroom.absent["LP1"]
+            now[0] += 0.2
+            for _ in range(3):
+                await a.headroom.adjust("LP1")
+        named = [e for e in logs if e["event"] == "headroom_slice_held_by_absent_gateway"]
+        assert len(named) == 1
+        assert named[0]["gateway"] == "old"
+        assert Decimal(named[0]["slice_usd"]) == held
+        assert a.headroom.absent["LP1"] == {"old": held}
+        # the operator removes its entry: said once, and gone from the view
+        key = json.loads((await kv.get("LP1")).value or b"{}")
+        del key["slices"]["old"]
+        await kv.put("LP1", json.dumps(key).encode())
+        with structlog.testing.capture_logs() as logs:
+            await a.headroom.adjust("LP1")
+            await a.headroom.adjust("LP1")
+        ended = [e for e in logs if e["event"] == "headroom_absent_gateway_ended"]
+        assert [e["why"] for e in ended] == ["its entry was removed"]
+        assert a.headroom.absent["LP1"] == {}
     finally:
         await nc.close()
