@@ -1015,6 +1015,12 @@ class FixLp(LpAdapter):
             near = _ticks_towards_client(raw, instrument, buying)
             if near is None:
                 return self._price_refused(child, instrument, exec_id, raw, "LastPx is not a price")
+            if near == child.price:
+                # rounded to the client's side onto the limit: the LP's
+                # price itself is through it, by less than a tick
+                return self._price_refused(
+                    child, instrument, exec_id, raw, "LastPx is past the child's limit"
+                )
             ticks = near
             _log.warning(
                 "lp_fill_price_off_grid",

@@ -1055,6 +1055,9 @@ class FillAsToldLp(ScriptedLp):
         (b"4000", b"-0.5", 4, 110_002, "lp_fill_price_refused"),
         # a sub-tick improvement: the tick on the client's side
         (b"4000", b"1.100015", 4, 110_001, "lp_fill_price_off_grid"),
+        # between two ticks and through the limit by less than one: refused
+        # (an error, as for any price past the limit), not a sub-tick gain
+        (b"4000", b"1.100025", 4, 110_002, "lp_fill_price_refused"),
         # part of a lot: the whole lots booked, the rest named
         (b"4500", b"1.1", 4, 110_000, "lp_fill_quantity_off_lots"),
         (b"3999", b"1.1", 3, 110_000, "lp_fill_quantity_off_lots"),
