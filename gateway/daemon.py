@@ -189,7 +189,11 @@ class Gateway:
         self.cluster: Cluster | None = None
         self._remembered = ""  # the instance name the data directory keeps
         if config.cluster.servers:
-            self.cluster = Cluster(config.cluster, on_lost=self._lost_session)
+            self.cluster = Cluster(
+                config.cluster,
+                on_lost=self._lost_session,
+                grid={i.symbol: (str(i.tick_size), str(i.lot_size)) for i in config.instruments},
+            )
             if config.store.backend == "file":
                 self._remembered = remembered_instance(self.data_dir)
         for settings in config.sessions:

@@ -52,8 +52,9 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Final
 
 import msgspec
@@ -215,10 +216,14 @@ class Cluster:
         http_address: str = "",
         on_lost: LostSession | None = None,
         clock: Callable[[], float] = time.monotonic,
+        grid: Mapping[str, tuple[str, str]] | None = None,
     ) -> None:
         """``name`` and the addresses may also be given to :meth:`start`
-        (the FIX port may be known only then)."""
+        (the FIX port may be known only then).  ``grid``: each instrument's
+        tick size and lot size, which every running gateway of the cluster
+        must share (checked at :meth:`start`)."""
         self.settings = settings
+        self.grid: dict[str, tuple[str, str]] = dict(grid or {})
         self.name = name
         self.process = secrets.token_hex(6)
         self._name_lost = False
@@ -406,6 +411,9 @@ class Cluster:
                 f"{settings.bucket_prefix}.status.{self.name}", cb=self._on_status
             )
             await self._nc.subscribe(f"{settings.bucket_prefix}.take.{self.name}", cb=self._on_take)
+            # answered before this gateway asks the others: of two starting
+            # at once, the later one to ask finds the other
+            await self._nc.subscribe(f"{settings.bucket_prefix}.grid.{self.name}", cb=self._on_grid)
         except BaseException as exc:
             await self._abandon_start()
             if isinstance(exc, (OSError, nats.errors.Error)):
@@ -413,6 +421,17 @@ class Cluster:
                     f"the cluster at {shown} refused this gateway's subscriptions: {_why(exc)}"
                 ) from None
             raise
+        differing = await self._grids_differing()
+        if differing:
+            # the name is let go at once: a start on the mended config
+            # need not wait for it to lapse
+            await self._free_name()
+            await self._abandon_start()
+            raise ClusterError(
+                f"this gateway's instruments are not on the grid of the running gateway"
+                f" {differing[0]}: {'; '.join(differing[1:])}; the gateways of a cluster"
+                f" share one tick and lot size per instrument (docs/cluster.md)"
+            )
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._renew_forever()))
         self._tasks.append(loop.create_task(self._fence_forever()))
@@ -486,13 +505,17 @@ class Cluster:
         if self.log is not None:
             await self.log.stop()
             self.log = None  # what is written from now on is this instance's alone
+        await self._free_name()
+        await self._close_connection()
+        _log.info("cluster_left", instance=self.name)
+
+    async def _free_name(self) -> None:
+        """Delete this instance's key, if still as written here."""
         kv = self._instances_kv
         if kv is not None and self._instance_revision:
             with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
                 async with asyncio.timeout(self.lease_s):
                     await kv.delete(self.name, last=self._instance_revision)
-        await self._close_connection()
-        _log.info("cluster_left", instance=self.name)
 
     async def _abandon_start(self) -> None:
         if self.log is not None:
@@ -1189,6 +1212,39 @@ class Cluster:
         with contextlib.suppress(nats.errors.Error, OSError):
             await msg.respond(msgspec.json.encode(self.figures()))
 
+    async def _on_grid(self, msg: Any) -> None:
+        """Another instance, starting, asks for this one's grid."""
+        with contextlib.suppress(nats.errors.Error, OSError):
+            await msg.respond(_encode_grid(self.grid))
+
+    async def _grids_differing(self) -> list[str]:
+        """The first running instance (one that answers) whose grid is not
+        this one's, then each instrument that differs, said; empty when
+        every instance that answers shares it.  An instance of an earlier
+        version (no answer) is not checked."""
+        nc, kv = self._nc, self._instances_kv
+        if nc is None or kv is None:
+            return []
+        try:
+            names = sorted(await kv.keys())
+        except nats.js.errors.NoKeysError:
+            return []
+        except (TimeoutError, OSError, nats.errors.Error):
+            return []  # leased as before: the start goes on, as with an old peer
+        prefix = self.settings.bucket_prefix
+        for name in names:
+            if name == self.name:
+                continue
+            try:
+                reply = await nc.request(f"{prefix}.grid.{name}", b"", timeout=_STATUS_TIMEOUT)
+                theirs = _decode_grid(reply.data)
+            except (TimeoutError, OSError, nats.errors.Error, msgspec.DecodeError):
+                continue  # not running, or not asked this before
+            said = _grid_differences(self.grid, theirs)
+            if said:
+                return [name, *said]
+        return []
+
     def is_live(self, name: str) -> bool:
         """Whether an instance of that name runs now: its key, as last
         seen here, has not lapsed."""
@@ -1291,6 +1347,33 @@ class Cluster:
                 for key, view in sorted(self.sessions.items())
             ],
         }
+
+
+_encode_grid = msgspec.json.Encoder().encode
+_decode_grid = msgspec.json.Decoder(dict[str, tuple[str, str]]).decode
+
+_GRID_SHOWN: Final = 5
+"""Instruments named in the refusal of a start on another grid."""
+
+
+def _grid_differences(
+    mine: Mapping[str, tuple[str, str]], theirs: Mapping[str, tuple[str, str]]
+) -> list[str]:
+    """Each instrument whose tick or lot size differs between two grids
+    (compared as numbers), or that one configures and the other does not,
+    said; at most :data:`_GRID_SHOWN`, then how many more."""
+    said: list[str] = []
+    for symbol in sorted(set(mine) | set(theirs)):
+        here, there = mine.get(symbol), theirs.get(symbol)
+        if here is None or there is None:
+            said.append(f"{symbol} configured {'there' if here is None else 'here'} only")
+            continue
+        for what, a, b in (("tick_size", here[0], there[0]), ("lot_size", here[1], there[1])):
+            if Decimal(a) != Decimal(b):
+                said.append(f"{symbol} {what} {a} here, {b} there")
+    if len(said) > _GRID_SHOWN:
+        said[_GRID_SHOWN:] = [f"{len(said) - _GRID_SHOWN} more"]
+    return said
 
 
 def _served_by(session: Session, lease: Lease) -> str:

@@ -170,6 +170,39 @@ async def test_buckets_made_with_other_replicas_are_named_not_called_unreachable
     assert "cannot reach" not in said
 
 
+@pytest.mark.asyncio
+async def test_a_gateway_on_another_grid_than_a_running_one_is_refused_naming_it(
+    nats_cluster: NatsCluster,
+) -> None:
+    config = settings(nats_cluster)
+    grid = {"EUR/USD": ("0.00001", "1000"), "BTC/USD": ("0.01", "0.001")}
+    a = Cluster(config, "a", grid=grid)
+    await a.start()
+    try:
+        # the same grid, written otherwise: the same numbers, joins
+        same = Cluster(config, "b", grid={**grid, "EUR/USD": ("0.000010", "1E+3")})
+        await same.start()
+        await same.stop()
+        other = {**grid, "EUR/USD": ("0.0001", "1000"), "XAU/USD": ("0.01", "1")}
+        with pytest.raises(ClusterError) as raised:
+            await Cluster(config, "c", grid=other).start()
+        # the refused start let its name go: a start on the mended config
+        # need not wait for it to lapse
+        assert a._instances_kv is not None
+        assert "c" not in await a._instances_kv.keys()
+    finally:
+        await a.stop()
+    said = str(raised.value)
+    assert "running gateway a:" in said
+    assert "EUR/USD tick_size 0.0001 here, 0.00001 there" in said
+    assert "XAU/USD configured here only" in said
+    assert "BTC/USD" not in said
+    # with the gateway on the other grid gone, the new grid starts
+    c = Cluster(config, "c", grid=other)
+    await c.start()
+    await c.stop()
+
+
 @pytest.fixture
 def nats_without_jetstream() -> Iterator[int]:
     """A nats-server with JetStream off; its port."""

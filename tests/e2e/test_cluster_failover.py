@@ -733,3 +733,16 @@ async def test_a_restart_on_another_port_keeps_the_instance_name_and_its_slices(
     with pytest.raises(RuntimeError, match="not a cluster instance name"):
         gw.start()
     assert "Traceback" not in gw.log_text()
+    # a gateway configured on another grid than a running one's is refused
+    (tmp_path / "gw" / "cluster_instance").write_text(first + "\n")
+    gw.start()
+    other = tmp_path / "other-grid.toml"
+    text = one_lp_config(tmp_path).read_text()
+    other.write_text(text.replace('tick_size = "0.00001"', 'tick_size = "0.0001"', 1))
+    second = daemon_factory(
+        "--config", str(other), "--cluster", ",".join(nats.urls), data_dir=tmp_path / "gw2"
+    )
+    with pytest.raises(RuntimeError, match=f"not on the grid of the running gateway {first}"):
+        second.start()
+    assert "EUR/USD tick_size 0.0001 here, 0.00001 there" in second.log_text()
+    assert "Traceback" not in second.log_text()
