@@ -1232,15 +1232,18 @@ class Cluster:
         except (TimeoutError, OSError, nats.errors.Error):
             return []  # leased as before: the start goes on, as with an old peer
         prefix = self.settings.bucket_prefix
-        for name in names:
-            if name == self.name:
-                continue
+
+        async def ask(name: str) -> dict[str, tuple[str, str]] | None:
             try:
                 reply = await nc.request(f"{prefix}.grid.{name}", b"", timeout=_STATUS_TIMEOUT)
-                theirs = _decode_grid(reply.data)
+                return _decode_grid(reply.data)
             except (TimeoutError, OSError, nats.errors.Error, msgspec.DecodeError):
-                continue  # not running, or not asked this before
-            said = _grid_differences(self.grid, theirs)
+                return None  # not running, or not asked this before
+
+        # all at once: this name's lease is not renewed until the start ends
+        others = [name for name in names if name != self.name]
+        for name, theirs in zip(others, await asyncio.gather(*map(ask, others)), strict=True):
+            said = [] if theirs is None else _grid_differences(self.grid, theirs)
             if said:
                 return [name, *said]
         return []
