@@ -204,8 +204,17 @@ def _check_risk(values: Mapping[str, object], path: str) -> list[str]:
             if clients is not None and comp_id not in clients:
                 errors.append(f"{entry_path}: no such client session")
             limits.append((entry_path, entry))
+    lots = {
+        symbol: lot
+        for _, entry in _entries(values, "instruments")
+        if isinstance(symbol := entry.get("symbol"), str)
+        and isinstance(lot := entry.get("lot_size"), Decimal)
+    }
     for entry_path, entry in limits:
-        if not isinstance(entry, Mapping) or symbols is None:
+        if not isinstance(entry, Mapping):
+            continue
+        errors.extend(_check_limit_lots(entry, entry_path, lots))
+        if symbols is None:
             continue
         allowed = entry.get("allowed_symbols")
         if not isinstance(allowed, list):
@@ -213,6 +222,30 @@ def _check_risk(values: Mapping[str, object], path: str) -> list[str]:
         for index, symbol in enumerate(allowed):
             if isinstance(symbol, str) and symbol not in symbols:
                 errors.append(f"{entry_path}.allowed_symbols[{index}]: no such instrument {symbol}")
+    return errors
+
+
+def _check_limit_lots(
+    entry: Mapping[str, object], entry_path: str, lots: Mapping[str, Decimal]
+) -> list[str]:
+    """The limits in units that are counted in lots of each instrument
+    (``max_order_qty``, ``max_open_position``) can be: a number of lots with
+    more digits than decimal arithmetic holds would stop the start, or a
+    reload half-way, instead of being refused here."""
+    errors: list[str] = []
+    for name in ("max_order_qty", "max_open_position"):
+        units = entry.get(name)
+        if not isinstance(units, Decimal):
+            continue
+        for symbol, lot in lots.items():
+            try:
+                units // lot
+            except InvalidOperation:
+                errors.append(
+                    f"{_join(entry_path, name)}: too large: {units} is more lots of {symbol}"
+                    f" (lot_size {lot}) than can be counted"
+                )
+                break
     return errors
 
 
@@ -412,6 +445,31 @@ def _check_order_entry(values: Mapping[str, object], path: str) -> list[str]:
     return errors
 
 
+def _check_order_clients(values: Mapping[str, object], path: str) -> list[str]:
+    """One order-entry session per client CompID: the order flow, the risk
+    limits and the margin accounts know a client by its TargetCompID alone."""
+    errors: list[str] = []
+    first_seen: dict[str, tuple[int, object]] = {}
+    for index, entry in _entries(values, "sessions"):
+        target = entry.get("TargetCompID")
+        if entry.get("Application") != "orders" or not isinstance(target, str):
+            continue
+        sender = (entry.get("BeginString"), entry.get("SenderCompID"))
+        if target in first_seen:
+            first, first_sender = first_seen[target]
+            if sender == first_sender:
+                continue  # the same session twice: reported as a duplicate session
+            other = f"{_join(path, 'sessions')}[{first}]"
+            errors.append(
+                f"{_join(path, 'sessions')}[{index}].TargetCompID: {target} has an order-entry"
+                f" session already ({other}); a client's orders, limits and margin go by its"
+                " CompID: one order-entry session per client"
+            )
+        else:
+            first_seen[target] = (index, sender)
+    return errors
+
+
 def check_config(values: Mapping[str, object], path: str) -> list[str]:
     """Rules across sections: unique sessions, instruments and LPs; references between
     sections; and what order entry needs."""
@@ -428,6 +486,7 @@ def check_config(values: Mapping[str, object], path: str) -> list[str]:
             errors.append(f"{entry_path}: duplicate session {identity} (also {other})")
         else:
             first_seen[identity] = index
+    errors.extend(_check_order_clients(values, path))
     errors.extend(_duplicates(values, path, "instruments", "symbol"))
     errors.extend(_check_usd_conversions(values, path))
     errors.extend(_duplicates(values, path, "lps", "name"))

@@ -253,6 +253,7 @@ class Gateway:
                 # after it (and after the segments it has yet to read: the
                 # journal's own)
                 read_cursor(self.data_dir) if copying and self.journal is not None else 0,
+                written=self.config,
             )
             for session in order_sessions.values():
                 applications[session.session_id] = self.order_flow
@@ -329,15 +330,22 @@ class Gateway:
 
     def apply_config(self, config: Config) -> None:
         """Put a reloaded config in force (its changes were checked to be
-        ones that need no restart)."""
-        self.generation += 1
+        ones that need no restart).  The new rules are built before anything
+        changes: a config they cannot be built from leaves every part on the
+        version in force."""
+        generation = self.generation + 1
+        flow = self.order_flow
+        rules = (
+            build_rules(config, flow.instruments, list(flow.sessions), generation)
+            if flow is not None
+            else None
+        )
+        self.generation = generation
         self.config = config
         self.digest = config_digest(config)
         set_log_level(config.gateway.log_level)
         self.fix_server.measure_waits = config.orders.shed_after_ms > 0
-        flow = self.order_flow
-        if flow is not None:
-            rules = build_rules(config, flow.instruments, list(flow.sessions), self.generation)
+        if flow is not None and rules is not None:
             if self._base_rules is not None:
                 self._base_rules = rules
                 headroom = self.cluster.headroom if self.cluster is not None else None
@@ -567,14 +575,18 @@ def build_order_flow(
     copying: bool = False,
     instance: str = "",
     serial_floor: int = 0,
+    written: Config | None = None,
 ) -> OrderFlow:
     """The order flow and every piece behind it, for the client ``sessions``
     (by client CompID): the matcher, the aggregated book, the exposure
     ledger, market data, the LP adapters, and the flow's parts.  With a
-    ``journal``, what an earlier run left in it is taken back first."""
+    ``journal``, what an earlier run left in it is taken back first.
+    ``written`` is ``config`` with its paths as the file has them: the
+    rules, and the version they name (the margin figures' by default), are
+    the config in force's, as a reload's are."""
     instruments = {i.symbol: i.to_instrument() for i in config.instruments}
     ledger = ExposureLedger(instruments)
-    rules = build_rules(config, instruments, list(sessions), generation=1)
+    rules = build_rules(written or config, instruments, list(sessions), generation=1)
     accounts = Accounts(rules.margin, rules.accounts, instruments)
     recovery = Recovery(ledger, accounts, config.orders.retain_finished)
     recovery.floors = {

@@ -124,6 +124,12 @@ class MarginWatch:
     def look(self, now: float) -> None:
         """One look: mark, read a slice of the accounts, move stop-outs on."""
         if self.accounts.params is None:
+            # margin off (a reload took it away): nobody is margined, and a
+            # stop-out under way ends once its orders are done, as one of
+            # a client whose account alone was taken away does
+            self.called.clear()
+            for client in list(self.stopping):
+                self._advance(client, now)
             return
         self._mark(self.routing.exposure(now))
         guard = self.routing.guard

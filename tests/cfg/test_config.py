@@ -720,3 +720,34 @@ def test_a_ledger_url_neither_duckdb_nor_postgresql_is_reported(ledger: str, ok:
     (error,) = errors_of(text)
     assert error.startswith("backoffice.ledger: ")
     assert "neither duckdb:<file> nor postgresql://" in error
+
+
+@pytest.mark.parametrize("value", ['"1e40"', '"99999999999999999999999999999"'])
+def test_a_risk_limit_too_large_to_count_in_lots_is_an_error(value: str) -> None:
+    text = (
+        default_config_path()
+        .read_text()
+        .replace('max_open_position = "20000000" #', f"max_open_position = {value} #", 1)
+    )
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text)
+    assert [e.split(":")[0] for e in raised.value.errors] == ["risk.default.max_open_position"]
+
+
+def test_two_order_entry_sessions_of_one_client_are_an_error() -> None:
+    """The order flow keys a client by its TargetCompID: a second order-entry
+    session for the same CompID (another SenderCompID) replaced the first,
+    whose every Logon then failed with a KeyError in the acceptor."""
+    text = (
+        default_config_path()
+        .read_text()
+        .replace(
+            '[[sessions]]\nSenderCompID = "GATEWAY"\nTargetCompID = "CLIENT2"',
+            '[[sessions]]\nSenderCompID = "GATEWAY2"\nTargetCompID = "CLIENT1"',
+            1,
+        )
+        .replace('[accounts.CLIENT2]\ncollateral_usd = "5000000"\n', "", 1)
+    )
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text)
+    assert [e.split(":")[0] for e in raised.value.errors] == ["sessions[1].TargetCompID"]

@@ -169,6 +169,9 @@ def with_share(percent: int | None) -> str:
     ``route_decision`` event naming its policy), with the candidate policy
     at ``percent`` of the orders (no candidate with None)."""
     text = replaced('log_level = "info"', 'log_level = "debug"')
+    # 200 orders in one write on a loaded machine may wait past the
+    # shedding bound: each must be routed here, not refused busy
+    text = replaced("shed_after_ms = 100", "shed_after_ms = 0", text)
     if percent is None:
         return text
     block = f'quote_max_age_ms = 5000\n[routing.candidate]\npolicy = "{CANDIDATE}"\n'
@@ -296,6 +299,11 @@ async def test_a_bad_file_changes_nothing_and_says_why(running: Running) -> None
             "lps[0].soft_limit_usd: must be < hard_limit_usd",
         ),
         (replaced("latency_ms = 0", "latency_ms = -3"), "lps[0].settings.latency_ms: must be >= 0"),
+        (
+            # more lots than can be counted: refused whole, not half applied
+            replaced('max_order_qty = "5000000"     #', 'max_order_qty = "1e40"     #'),
+            "risk.default.max_order_qty: too large",
+        ),
     ]
     for text, reason in bad:
         status, details = await running.reload_with(text)
@@ -501,3 +509,30 @@ async def test_readiness_counts_only_the_lps_routed_to(running: Running) -> None
     status, detail = await readyz()
     assert status == 200
     assert detail.endswith("LPs up: LP_A")
+
+
+@pytest.mark.asyncio
+async def test_margin_figures_name_the_config_version_in_force_at_start(tmp_path: Path) -> None:
+    """docs/margin.md: with no [margin] version, the config's own version
+    (generation and content hash, as /admin/config and fixgw_config_info
+    show it) names every margin figure.  With a relative data_dir (as the
+    packaged default has) the start named them after the hash of the config
+    with its paths resolved: another version than the one reported."""
+    (tmp_path / "etc").mkdir()
+    path = tmp_path / "etc" / "fixgw.toml"
+    path.write_text(
+        DEFAULT_TEXT.replace('version = "default-2026-12"', "", 1).replace(
+            'data_dir = "../var/data"', 'data_dir = "../data"', 1
+        )
+    )
+    overrides = Overrides(fix_port=free_port(), http_port=0, drop_copy_port=0)
+    gateway = Gateway(overrides.apply(load_config(path)), path, overrides)
+    await gateway.start()
+    try:
+        flow = gateway.order_flow
+        assert flow is not None
+        assert flow.rules.margin is not None
+        version = gateway.config_version()[0]
+        assert (flow.rules.version, flow.rules.margin.version) == (version, version)
+    finally:
+        await gateway.stop()

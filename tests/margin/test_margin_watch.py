@@ -346,3 +346,23 @@ def test_a_position_with_no_liquidity_does_not_keep_the_others_open() -> None:
     w.look(WATCH_INTERVAL + CLOSE_RETRY)  # ZC's retry is due first
     assert symbols() == ["ZC", "ZS", "ZC"]
     assert "C1" in w.stopping
+
+
+def test_a_stop_out_ends_when_a_reload_turns_margin_off() -> None:
+    """[margin] groups and [accounts] removed by a reload (margin off: the
+    order flow calls ``accounts.configure(None, {})``) leave no client
+    margined.  A client in stop-out then must trade again, as one whose own
+    account alone was removed does; it stayed suspended, every new order
+    refused 'account in stop-out', until a restart."""
+    w, accounts, routing = watch("3000")
+    accounts.trade("C1", "ZC", Side.BUY, 4, 45000)  # level 0.43: stop-out
+    w.look(0.0)
+    assert "C1" in w.stopping
+    assert len(closing_orders(routing)) == 1
+    unfilled(w, routing)  # the closing order found nothing
+    accounts.configure(None, {})  # the reload: margin off
+    for tick in range(1, 5):
+        unfilled(w, routing)
+        w.look(WATCH_INTERVAL * tick)
+    assert "C1" not in w.stopping
+    assert accounts.check("C1", "ZC", Side.BUY, 1) is None
