@@ -99,6 +99,30 @@ def _duplicates(values: Mapping[str, object], path: str, array: str, key: str) -
     return errors
 
 
+def _duplicate_lp_sessions(values: Mapping[str, object], path: str) -> list[str]:
+    """Two FIX LPs on one session (the same CompIDs, and the same store
+    folder): the second's store is locked by the first, and it never logs on."""
+    errors: list[str] = []
+    first_seen: dict[tuple[str, str, object], int] = {}
+    for index, entry in _entries(values, "lps"):
+        settings = entry.get("settings")
+        if entry.get("adapter") != "fix" or not isinstance(settings, Mapping):
+            continue
+        sender, target = settings.get("sender_comp_id"), settings.get("target_comp_id")
+        if not isinstance(sender, str) or not isinstance(target, str):
+            continue
+        key = (sender, target, settings.get("data_dir"))
+        if key in first_seen:
+            other = f"{_join(path, 'lps')}[{first_seen[key]}]"
+            errors.append(
+                f"{_join(path, 'lps')}[{index}].settings: duplicate LP session "
+                f"{session_identity('FIX.4.4', sender, target)} in one data_dir (also {other})"
+            )
+        else:
+            first_seen[key] = index
+    return errors
+
+
 def check_session(values: Mapping[str, object], path: str) -> list[str]:
     """Rules within one ``[[sessions]]`` entry."""
     errors: list[str] = []
@@ -490,6 +514,7 @@ def check_config(values: Mapping[str, object], path: str) -> list[str]:
     errors.extend(_duplicates(values, path, "instruments", "symbol"))
     errors.extend(_check_usd_conversions(values, path))
     errors.extend(_duplicates(values, path, "lps", "name"))
+    errors.extend(_duplicate_lp_sessions(values, path))
     errors.extend(_check_risk(values, path))
     errors.extend(_check_margin(values, path))
     errors.extend(_check_drop_copies(values, path))

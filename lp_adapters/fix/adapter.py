@@ -691,13 +691,27 @@ class FixLp(LpAdapter):
                 if fill.leaves == 0:
                     self._end(child_id, entry)
                 self.sink(fill)
-            if msg.get(39) in _ENDED and child_id in self._open:
+            status = msg.get(39)
+            if (status in _ENDED or status == b"2") and child_id in self._open:
                 # the fill that ends the order, the rest canceled in the
                 # same report (an IOC partly filled, as some LPs send it):
-                # no cancel of its own follows
+                # no cancel of its own follows; or the LP says the order is
+                # filled while the lots booked of it fall short (a LastQty
+                # off the lot grid, or none): nothing more will come either
                 self._end(child_id, entry)
                 left = child.qty - entry.filled
-                self.sink(ChildCanceled(child_id, left, text or "rest canceled by LP"))
+                if status == b"2":
+                    _log.error(
+                        "lp_reports_filled_beyond_fills_seen",
+                        lp=self.name,
+                        child_id=child_id,
+                        cum_qty=(msg.get(14) or b"").decode("latin-1")[:40],
+                        lots_seen_filled=entry.filled,
+                    )
+                    reason = text or "filled at the LP past the lots booked"
+                else:
+                    reason = text or "rest canceled by LP"
+                self.sink(ChildCanceled(child_id, left, reason))
         elif exec_type == b"8":
             self._end(child_id, entry)
             self.sink(ChildReject(child_id, text or "rejected by LP"))
@@ -1073,6 +1087,16 @@ class FixLp(LpAdapter):
             self.cancel(child_id)
         elif exec_type in (b"8", b"4", b"C", b"3", b"I"):
             # settled; a fill the LP reports for it all the same is passed on
+            if exec_type == b"I" and msg.get(39) == b"2" and entry.filled < entry.child.qty:
+                # filled at the LP, and the fills not all seen: its
+                # position here lacks them (as for a child recovered)
+                _log.error(
+                    "lp_reports_filled_beyond_fills_seen",
+                    lp=self.name,
+                    child_id=child_id,
+                    cum_qty=(msg.get(14) or b"").decode("latin-1")[:40],
+                    lots_seen_filled=entry.filled,
+                )
             del self._dropped[child_id]
             self._watch_ended(child_id, entry)
 

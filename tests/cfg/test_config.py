@@ -751,3 +751,14 @@ def test_two_order_entry_sessions_of_one_client_are_an_error() -> None:
     with pytest.raises(ConfigError) as raised:
         parse_config(text)
     assert [e.split(":")[0] for e in raised.value.errors] == ["sessions[1].TargetCompID"]
+
+
+def test_two_fix_lps_on_one_session_are_reported() -> None:
+    """Both would use one session store: the second finds it locked when it
+    connects, and never logs on (an exception in a callback, no retry)."""
+    text = default_config_path().with_name("fix-lps.toml").read_text()
+    text = text.replace('target_comp_id = "LPX2"', 'target_comp_id = "LPX1"')
+    errors = [e for e in errors_of(text) if "duplicate LP session" in e]
+    assert errors == [
+        "lps[1].settings: duplicate LP session FIX.4.4:GATEWAY->LPX1 in one data_dir (also lps[0])"
+    ]

@@ -26,6 +26,7 @@ from gateway.fix.store import MemoryStore
 from gateway.net.server import FixServer
 from lp_adapters.base import DISCONNECTED_REASON
 from lp_adapters.fix import FixLp, FixLpSettings
+from lp_adapters.fix.adapter import _Open
 from lp_adapters.registry import adapter_class, create_adapter
 from router.model import (
     ChildAck,
@@ -1347,4 +1348,65 @@ def test_a_fill_counted_before_a_restart_and_resent_by_the_lp_is_not_counted_aga
     adapter._on_execution(report(b"4", b"E2", b"0", b"4000"))
     assert [e for e in sink.events if isinstance(e, ChildCanceled)] == [
         ChildCanceled("OLD", 4, "canceled by LP")
+    ]
+
+
+def _final_fill(last: bytes, cum: bytes) -> FixMessage:
+    """A Trade of child C1 (8 lots) by which the LP says the order is done:
+    OrdStatus 2 (filled), LeavesQty 0."""
+    fields = [(6, b"1.10001"), (11, b"C1"), (14, cum), (17, b"E9"), (31, b"1.10001")]
+    fields += [(32, last), (37, b"LPO1"), (38, b"8000"), (39, b"2")]
+    fields += [(54, b"1"), (55, b"EUR/USD"), (150, b"F"), (151, b"0")]
+    header = [(34, b"9"), (49, b"LPT"), (52, b"20261206-10:00:00"), (56, b"GW")]
+    return codec.parse_frame(
+        codec.encode_message(b"FIX.4.4", b"8", header, codec.encode_fields(fields))
+    )
+
+
+@pytest.mark.parametrize("last", [b"7999", b"0"])
+def test_a_report_that_says_the_order_is_filled_ends_the_child_whatever_was_booked(
+    last: bytes,
+) -> None:
+    """The LP's last report of the child says it is done (OrdStatus 2,
+    LeavesQty 0), but the lots the gateway could book of it fall short (a
+    LastQty off the lot grid, or none): nothing more will come from the LP,
+    so the child ends now, the lots not booked canceled, as for a fill whose
+    report says the order is canceled, not at the child's timeout and
+    after a cancel the LP can only refuse."""
+    sink = Sink()
+    adapter = FixLp("LPT", INSTRUMENTS, sink, lp_settings(1, Path("/nonexistent")))
+    adapter.recover([(child("C1", qty=8), 8, ())])
+    adapter._on_execution(_final_fill(last, b"8000"))
+    booked = sum(e.qty for e in sink.events if isinstance(e, ChildFill))
+    ends = [e for e in sink.events if isinstance(e, ChildCanceled | ChildReject)]
+    assert [(e.child_id, e.canceled_qty) for e in ends if isinstance(e, ChildCanceled)] == [
+        ("C1", 8 - booked)
+    ]
+    assert "C1" not in adapter._open
+
+
+def test_a_child_the_drop_ended_that_the_lp_says_it_filled_past_the_fills_seen_is_named() -> None:
+    """The link dropped with C1 open (nothing seen filled) and its fills
+    never came back (the LP reset its numbers, or gap filled its reports):
+    the answer to the OrderStatusRequest after the logon says the LP filled
+    it.  The LP's position in the gateway then lacks those lots: named for
+    the desk, as for a child recovered after a restart."""
+    sink = Sink()
+    adapter = FixLp("LPT", INSTRUMENTS, sink, lp_settings(1, Path("/nonexistent")))
+    adapter._up = True  # logged on, C1 sent
+    adapter._open["C1"] = _Open(child("C1", qty=8))
+    adapter._go_down(DISCONNECTED_REASON)
+    assert "C1" in adapter._dropped
+    fields = [(6, b"1.10001"), (11, b"C1"), (14, b"8000"), (17, b"S1"), (37, b"LPO1")]
+    fields += [(38, b"8000"), (39, b"2"), (54, b"1"), (55, b"EUR/USD"), (150, b"I"), (151, b"0")]
+    header = [(34, b"9"), (49, b"LPT"), (52, b"20261206-10:00:00"), (56, b"GW")]
+    status = codec.parse_frame(
+        codec.encode_message(b"FIX.4.4", b"8", header, codec.encode_fields(fields))
+    )
+    with capture_logs() as logs:
+        adapter._on_execution(status)
+    assert "C1" not in adapter._dropped
+    named = [e for e in logs if e["event"] == "lp_reports_filled_beyond_fills_seen"]
+    assert [(e["child_id"], e["lots_seen_filled"], e["log_level"]) for e in named] == [
+        ("C1", 0, "error")
     ]
