@@ -513,6 +513,11 @@ class DuckLedger(Ledger):
     def _revalue(self, today: dt.date) -> list[dt.date]:
         con = self.con
         changed: set[dt.date] = set()
+        # the trades moved are stored again, as a batch of their own: a
+        # day's manifest older than it has its files written again at the
+        # next start, should this process stop before it writes them
+        self._ingest += 1
+        ingest = self._ingest
         con.execute("BEGIN TRANSACTION")
         try:
             for table in sql.VALUED_TABLES:
@@ -525,9 +530,9 @@ class DuckLedger(Ledger):
                     rows, self._settlement.value_date, today, self._settlement.terms
                 ):
                     row = con.execute(
-                        f"UPDATE {table} SET value_date = $4 WHERE symbol = $1 "
-                        "AND trade_date = $2 AND value_date = $3",
-                        [symbol, trade_date, stored, new],
+                        sql.revalue_sql(table),
+                        [symbol, trade_date, stored, new]
+                        + ([ingest] if table in sql.REBATCHED else []),
                     ).fetchone()
                     if row and row[0]:
                         changed.add(trade_date)

@@ -1079,6 +1079,23 @@ passed go back (ten business days, the most an instrument may say, are at
 most fourteen calendar days)."""
 
 
+REBATCHED: Final = ("client_trades", "house_trades")
+"""The tables whose rows a revision of value dates gives a new ingest batch."""
+
+
+def revalue_sql(table: str) -> str:
+    """Give the rows of ``table`` in symbol ``$1`` of trade date ``$2``
+    valued ``$3`` the value date ``$4``; a trade's row (:data:`REBATCHED`)
+    also the ingest batch ``$5``, so that a day whose manifest names an
+    earlier batch is written again at start, should the process stop
+    before it wrote the day again (the revision is not found again)."""
+    batch = ", ingest = $5" if table in REBATCHED else ""
+    return (
+        f"UPDATE {table} SET value_date = $4{batch} "
+        "WHERE symbol = $1 AND trade_date = $2 AND value_date = $3"
+    )
+
+
 def revalued(
     rows: Iterable[tuple[str, dt.date, dt.date]],
     value_date: Callable[[str, str], str],

@@ -653,6 +653,7 @@ class PgLedger(Ledger):
     async def revalue(self, today: dt.date) -> list[dt.date]:
         async def job(con: Any) -> list[dt.date]:
             changed: set[dt.date] = set()
+            ingest = self._next_ingest()  # the trades moved, as a batch (DuckLedger._revalue)
             async with con.transaction():
                 for table in sql.VALUED_TABLES:
                     rows = await con.fetch(
@@ -667,12 +668,12 @@ class PgLedger(Ledger):
                         self._settlement.terms,
                     ):
                         status = await con.execute(
-                            f"UPDATE {table} SET value_date = $4 WHERE symbol = $1 "
-                            "AND trade_date = $2 AND value_date = $3",
+                            sql.revalue_sql(table),
                             symbol,
                             trade_date,
                             stored,
                             new,
+                            *([ingest] if table in sql.REBATCHED else []),
                         )
                         if int(status.rsplit(" ", 1)[-1]):
                             changed.add(trade_date)

@@ -1778,3 +1778,60 @@ async def test_the_status_lists_the_statement_lines_that_could_not_be_read(
         assert events == ["statement_line_unreadable"] * 20 + ["statement_lines_unreadable_more"]
     finally:
         await office.ledger.close()
+
+
+@pytest.mark.asyncio
+async def test_value_dates_revised_at_a_start_stopped_before_the_reexport_are_exported_later(
+    tmp_path: Path,
+) -> None:
+    """The revision of value dates at start marks the ended days it moved
+    for export in memory only: a back office stopped (or killed) before its
+    day ends' task wrote them again must still write them at its next
+    start, since the revision is done and will not be found again."""
+    now = [1_796_472_000.0]  # Saturday 2026-12-05 12:00 UTC
+    office, _ = _office(tmp_path, now)
+    await office.ledger.open()
+    try:
+        when = "2026-12-04 10:00:00.000"
+        trade = ClientTrade(
+            "E1", "CLIENT1", "O1", "K1", "GBP/JPY", 1, "1000", "190.5", "LP_A", when, when[:10], 1
+        )
+        await office.ledger.write(office.feeds[0].session_key, 1, [trade], [])
+        assert await office.export_missing() == [dt.date(2026, 12, 4)]
+    finally:
+        await office.ledger.close()
+    cfg = office.config
+    usd_jpy = next(i for i in cfg.instruments if i.symbol == "USD/JPY")
+    gbp_jpy = msgspec.structs.replace(usd_jpy, symbol="GBP/JPY", usd_conversion="USD/JPY")
+    listed_cfg = msgspec.structs.replace(
+        cfg, instruments=[*cfg.instruments, gbp_jpy], backoffice=in_process(cfg.backoffice)
+    )
+
+    async def started() -> BackOffice:
+        office = BackOffice(listed_cfg, clock=lambda: now[0], monotonic=lambda: now[0])
+        await office.start()
+        return office
+
+    async def stopped(office: BackOffice) -> None:
+        if office._http is not None:
+            await office._http.cleanup()
+        await office.ledger.close()
+
+    # started with GBP/JPY listed: Friday's trade now settles on Tuesday,
+    # and Friday is to be written again; stopped before that was done
+    first = await started()
+    try:
+        assert first._late_days == {"2026-12-04"}
+    finally:
+        await stopped(first)
+    settlement = tmp_path / "backoffice" / "exports" / "settlement-20261204.csv"
+    assert "2026-12-08" not in settlement.read_text()
+    # started again: Friday's files must be written again with the new value date
+    again = await started()
+    try:
+        await again.export_missing()
+        for day in sorted(again._late_days):
+            await again.export(dt.date.fromisoformat(day))
+    finally:
+        await stopped(again)
+    assert "2026-12-08" in settlement.read_text(), settlement.read_text()
