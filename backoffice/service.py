@@ -59,7 +59,7 @@ from backoffice.records import (
     day_stamp,
     house_trade,
 )
-from backoffice.settlement import Settlement
+from backoffice.settlement import LEDGER_DECIMALS, Settlement
 from backoffice.statements import StatementChange, StatementFolder
 from config import Config, ConfigError, SessionSettings, StatementColumns, load_config
 from config.redact import url_without_secrets
@@ -227,6 +227,25 @@ def _followed_unreachable(config: Config) -> str | None:
     return None
 
 
+def _finer_than_ledger(config: Config) -> str | None:
+    """The instruments whose tick or lot size has more decimals than the
+    ledger keeps of a price or quantity: their trades would be stored
+    rounded, and settle at amounts the fills do not give."""
+    finer = [
+        f"{i.symbol} {what} {size:f}"
+        for i in config.instruments
+        for what, size in (("tick_size", i.tick_size), ("lot_size", i.lot_size))
+        if -int(size.normalize().as_tuple().exponent) > LEDGER_DECIMALS
+    ]
+    if not finer:
+        return None
+    return (
+        f"instruments: {', '.join(finer)}: more decimals than the ledger keeps of a price"
+        f" or quantity ({LEDGER_DECIMALS}); the back office cannot follow a gateway"
+        " trading them"
+    )
+
+
 def follow_problems(config: Config) -> list[str]:
     """What ``fixgw backoffice run`` on ``config`` would refuse to start
     on, or listen where the gateway does (for ``fixgw check-config``)."""
@@ -235,9 +254,8 @@ def follow_problems(config: Config) -> list[str]:
         drop_copy_session(config)
     except BackofficeError as exc:
         problems.append(str(exc))
-    unreachable = _followed_unreachable(config)
-    if unreachable is not None:
-        problems.append(unreachable)
+    found = (_followed_unreachable(config), _finer_than_ledger(config))
+    problems.extend(problem for problem in found if problem is not None)
     office, gw = config.backoffice, config.gateway
     if office.http_port:
         for name, port, host in (
@@ -345,7 +363,11 @@ class BackOffice:
         self.clock = clock
         self.monotonic = monotonic
         self.session_settings = drop_copy_session(config)
-        problem = Tokens.problem(config.gateway) or _followed_unreachable(config)
+        problem = (
+            Tokens.problem(config.gateway)
+            or _followed_unreachable(config)
+            or _finer_than_ledger(config)
+        )
         if problem is not None:
             raise BackofficeError(problem)
         self.tokens = Tokens.of(config.gateway)

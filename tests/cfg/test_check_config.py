@@ -123,16 +123,19 @@ def test_check_config_notes_what_a_back_office_on_the_config_would_refuse(
             ("drop_copy_port = 9877", "drop_copy_port = 0"),
             ('session = "BACKOFFICE"', 'session = "NOSUCH"'),
             ("http_port = 8082", "http_port = 9876"),
+            ('tick_size = "0.00001"         #', 'tick_size = "0.0000000001"    #'),
         )
     )
     status, out, err = run_main(["check-config", str(noted)], capsys)
     assert (status, err) == (0, "")
     notes = [line.split(": ", 1)[1] for line in out.splitlines()[1:]]
     prefix = "`fixgw backoffice run` on it would refuse"
-    assert [note.startswith(prefix) for note in notes] == [True, True, True]
+    assert [note.startswith(prefix) for note in notes] == [True, True, True, True]
     assert "backoffice.session: no [[sessions]] entry has TargetCompID NOSUCH" in notes[0]
     assert "gateway.drop_copy_port: 0" in notes[1]
-    assert "backoffice.http_port: 9876 is gateway.fix_port too" in notes[2]
+    # its ledger keeps 8 decimals of a price: the trades would be rounded
+    assert "instruments: EUR/USD tick_size 0.0000000001: more decimals than the ledger" in notes[2]
+    assert "backoffice.http_port: 9876 is gateway.fix_port too" in notes[3]
     # the default config has nothing to note
     status, out, _ = run_main(["check-config", str(default_config_path())], capsys)
     assert (status, len(out.splitlines())) == (0, 1)
