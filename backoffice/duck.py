@@ -12,7 +12,7 @@ import contextlib
 import datetime as dt
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -166,6 +166,17 @@ class DuckLedger(Ledger):
     def _last_seq(self, session: str) -> int:
         row = self.con.execute("SELECT last_seq FROM feed WHERE session = $1", [session]).fetchone()
         return int(row[0]) if row else 0
+
+    async def booked_on(self, bookings: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        return await self._run(self._booked_on, list(bookings))
+
+    def _booked_on(self, bookings: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        found: dict[tuple[str, str], str] = {}
+        for child_id, exec_id in bookings:
+            row = self.con.execute(sql.BOOKED_ON, [child_id, exec_id]).fetchone()
+            if row and row[0]:
+                found[(child_id, exec_id)] = str(row[0])
+        return found
 
     async def write(
         self,

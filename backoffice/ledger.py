@@ -1079,6 +1079,42 @@ passed go back (ten business days, the most an instrument may say, are at
 most fourteen calendar days)."""
 
 
+BOOKED_ON: Final = (
+    "SELECT CAST(min(trade_date) AS VARCHAR) FROM house_trades"
+    " WHERE child_id = $1 AND lp_exec_id = $2"
+)
+"""The trade date of the booking ``$2`` of child ``$1`` (NULL: none)."""
+
+
+def restated(houses: Sequence[HouseTrade]) -> set[tuple[str, str]]:
+    """The bookings (child, LP ExecID) that the restatements among
+    ``houses`` (an LP's Trade Cancel or Correct) reverse or correct, and
+    that are not in ``houses`` themselves."""
+    own = {(h.child_id, h.lp_exec_id) for h in houses}
+    return {(h.child_id, h.restates) for h in houses if h.restates} - own
+
+
+def booked_as_of(
+    houses: Sequence[HouseTrade], stored: Mapping[tuple[str, str], str]
+) -> list[HouseTrade]:
+    """``houses`` with each restatement given the trade date of the booking
+    it reverses or corrects (as the ledger holds it, ``stored``, or as
+    ``houses`` has it before), when that is earlier: a trade busted or
+    corrected on a later day is reversed as of its own day, so the two
+    settle on one value date and net to nothing.  One unknown keeps its
+    own date."""
+    days: dict[tuple[str, str], str] = dict(stored)
+    out: list[HouseTrade] = []
+    for h in houses:
+        if h.restates:
+            day = days.get((h.child_id, h.restates))
+            if day is not None and day < h.trade_date:
+                h = msgspec.structs.replace(h, trade_date=day)
+        days.setdefault((h.child_id, h.lp_exec_id), h.trade_date)
+        out.append(h)
+    return out
+
+
 REBATCHED: Final = ("client_trades", "house_trades")
 """The tables whose rows a revision of value dates gives a new ingest batch."""
 
@@ -1131,6 +1167,10 @@ class Ledger:
 
     async def last_seq(self, session: str) -> int:
         """The MsgSeqNum of the last drop-copy message whose trades are stored."""
+        raise NotImplementedError
+
+    async def booked_on(self, bookings: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The trade date (ISO) of each booking (child, LP ExecID) stored."""
         raise NotImplementedError
 
     async def write(

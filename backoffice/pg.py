@@ -24,7 +24,7 @@ import contextlib
 import datetime as dt
 import os
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -391,6 +391,19 @@ class PgLedger(Ledger):
             return int(value or 0)
 
         return await self._call("reading the feed's progress", job)
+
+    async def booked_on(self, bookings: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        wanted = list(bookings)
+
+        async def job(con: Any) -> dict[tuple[str, str], str]:
+            found: dict[tuple[str, str], str] = {}
+            for child_id, exec_id in wanted:
+                day = await con.fetchval(sql.BOOKED_ON, child_id, exec_id)
+                if day:
+                    found[(child_id, exec_id)] = str(day)
+            return found
+
+        return await self._call("reading the bookings restated", job)
 
     async def write(
         self,

@@ -77,6 +77,10 @@ class HouseTrade(msgspec.Struct, frozen=True, gc=False):
     time: str
     trade_date: str
     seq: int
+    restates: str = ""
+    """For the booking of an LP's Trade Cancel or Correct, the LP ExecID of
+    the booking of the same child it reverses or corrects (from
+    TradeReportRefID, 572): it is booked as of that booking's trade date."""
 
 
 class LpTrade(msgspec.Struct, frozen=True, gc=False):
@@ -301,4 +305,16 @@ def house_trade(msg: FixMessage, seq: int, days: TradeDay) -> HouseTrade:
         time=time,
         trade_date=days.of(time),
         seq=seq,
+        restates=_restated(msg.get(572), msg.get(37) or b""),
     )
+
+
+def _restated(reference: bytes | None, child_id: bytes) -> str:
+    """The ExecID a TradeReportRefID (``<child>/<ExecID>``) names, for a
+    booking of ``child_id``; "" when it names none of its child."""
+    if not reference:
+        return ""
+    child, sep, exec_id = reference.partition(b"/")
+    if not sep or child != child_id:
+        return ""
+    return ledger_text(exec_id.decode("latin-1"))

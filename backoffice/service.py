@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeVar
 
 import aiohttp
 import msgspec
@@ -50,6 +50,8 @@ from backoffice.ledger import (
     PositionBook,
     ReconRun,
     SettlementBook,
+    booked_as_of,
+    restated,
 )
 from backoffice.records import (
     ClientTrade,
@@ -71,6 +73,8 @@ from gateway.ops.tokens import Tokens
 from gateway.storage.session_store import open_store
 
 __all__ = ["BackOffice", "BackofficeError", "Feed", "open_ledger"]
+
+T = TypeVar("T")
 
 _log = structlog.get_logger("backoffice")
 _DASHBOARD: Final = Path(__file__).with_name("dashboard.html")
@@ -712,6 +716,9 @@ class BackOffice:
             batch = await parsed.get()
             self._name_unlisted(batch.clients)
             self._name_unlisted(batch.houses)
+            if any(h.restates for h in batch.houses):
+                # busted or corrected on a later day: reversed as of its own
+                batch = batch._replace(houses=await self._as_of(batch.houses))
             ingest = await self._write(feed, batch.last, batch.clients, batch.houses)
             self._batches.append((ingest, batch.received))
             self._note_late(batch.clients, batch.houses)
@@ -755,16 +762,31 @@ class BackOffice:
                     hint="add it to [[instruments]] in the back office's config, and restart it",
                 )
 
+    async def _as_of(self, houses: list[HouseTrade]) -> list[HouseTrade]:
+        """``houses`` with the bookings of LP Trade Cancels and Corrects
+        dated as of the bookings they restate (:func:`booked_as_of`)."""
+        wanted = restated(houses)
+        return booked_as_of(
+            houses, await self._retrying(lambda: self.ledger.booked_on(wanted)) if wanted else {}
+        )
+
     async def _write(
         self, feed: Feed, last: int, clients: list[ClientTrade], houses: list[HouseTrade]
     ) -> int:
         """Store one batch; while the ledger fails, say so and try again
         every second (the drop copy waits in memory meanwhile)."""
+        return await self._retrying(
+            lambda: self.ledger.write(feed.session_key, last, clients, houses)
+        )
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call`` on the ledger, under its lock; while it fails, say so and
+        try again every second."""
         failures = 0
         while True:
             try:
                 async with self._lock:
-                    ingest = await self.ledger.write(feed.session_key, last, clients, houses)
+                    done = await call()
             except Exception as exc:
                 if failures == 0:
                     _log.error("ledger_write_failed", error=str(exc)[:300], retry_s=1)
@@ -773,7 +795,7 @@ class BackOffice:
                 continue
             if failures:
                 _log.info("ledger_write_resumed", failed_attempts=failures)
-            return ingest
+            return done
 
     async def _settlement_kept(self, today: dt.date) -> SettlementBook:
         """The amounts to settle, brought up to the last batch stored: the

@@ -63,11 +63,15 @@ def trade_capture_body(
     now: float,
     client_exec_id: str = "",
     day_end: int = 0,
+    restates: str = "",
 ) -> bytes:
     """The TradeCaptureReport (AE) of ``lots`` of an LP fill booked to
     ``account`` (``house`` when that is the house's account) at ``now``;
     ``client_exec_id``, when given, is the ExecID of the client's
-    ExecutionReport of the same lots (SecondaryExecID, 527).  TradeDate
+    ExecutionReport of the same lots (SecondaryExecID, 527); ``restates``,
+    for the booking of an LP's Trade Cancel or Correct, the ExecID of the
+    booking of the same child it reverses or corrects (TradeReportRefID,
+    572, as ``<child>/<ExecID>``).  TradeDate
     (75) is the trading day, which ends ``day_end`` seconds after midnight
     UTC (``orders.trading_day_end``) and is named by the date it ends on."""
     fmt = instrument_formats(instrument)
@@ -79,10 +83,16 @@ def trade_capture_body(
     secondary = (
         b"527=%b\x01" % client_exec_id.encode("latin-1", "replace") if client_exec_id else b""
     )
+    reference = (
+        b"572=%b/%b\x01"
+        % (child_id.encode("latin-1", "replace"), restates.encode("latin-1", "replace"))
+        if restates
+        else b""
+    )
     return (
         b"17=%b\x01%b31=%b\x0132=%b\x0155=%b\x0160=%b\x0175=%b\x01"
         b"552=1\x0154=%b\x0137=%b\x01453=1\x01448=%b\x01447=D\x01452=17\x011=%b\x01"
-        b"570=N\x01571=%b\x01797=Y\x01"
+        b"570=N\x01571=%b\x01%b797=Y\x01"
         % (
             exec_id.encode("latin-1", "replace"),
             secondary,
@@ -96,6 +106,7 @@ def trade_capture_body(
             lp.encode("latin-1", "replace"),
             account.encode("latin-1", "replace"),
             report_id.encode("latin-1", "replace"),
+            reference,
         )
     )
 

@@ -464,6 +464,7 @@ class JournalCopier:
             now=c.time or now,
             client_exec_id=c.client_exec_id,
             day_end=self._day_end,
+            restates=c.busts or c.corrects,
         )
         return sum(self._record(s, b"AE", body, now) for s in sessions)
 

@@ -34,6 +34,8 @@ from backoffice.ledger import (
     Position,
     PositionBook,
     SettlementBook,
+    booked_as_of,
+    restated,
 )
 from backoffice.pg import PgLedger
 from backoffice.records import (
@@ -1808,3 +1810,76 @@ def test_a_symbol_taken_out_of_the_config_keeps_its_trades_value_dates() -> None
     friday, monday, tuesday = dt.date(2026, 3, 6), dt.date(2026, 3, 9), dt.date(2026, 3, 10)
     rows = [("EUR/USD", friday, tuesday)]
     assert sql.revalued(rows, unlisted.value_date, monday, unlisted.terms) == []
+
+
+@pytest.mark.asyncio
+async def test_a_fill_busted_or_corrected_on_a_later_day_is_reversed_as_of_its_own(
+    ledger: Ledger,
+) -> None:
+    """An LP's Trade Cancel or Correct comes as a booking to the house at
+    the LP naming the one it restates (TradeReportRefID).  Sent on a later
+    trading day, it is booked as of the fill's own: the fill and its
+    reversal settle on one value date and net to nothing with the LP,
+    instead of paying for a cancelled trade on one day and being paid back
+    on the next."""
+    tuesday = dt.datetime(2026, 3, 3, 10)
+    await write(
+        ledger,
+        client("C1", 0, seq=1),
+        house("R1", "L1", 0, client_exec_id="C1", seq=1),
+        client("C2", 1, seq=2),
+        house("R2", "L2", 1, client_exec_id="C2", seq=2),
+    )
+
+    def restating(exec_id: str, of: str, side: int, price: str, seq: int) -> HouseTrade:
+        booking = house(
+            f"CH-{of}/{exec_id}/house",
+            of,
+            0,
+            account=HOUSE_ACCOUNT,
+            side=side,
+            price=price,
+            seq=seq,
+            start=tuesday,
+        )
+        return msgspec.structs.replace(booking, lp_exec_id=exec_id, restates=of)
+
+    # Tuesday: L1 busted (its reversal); L2 corrected to 1.2 (its reversal,
+    # then the corrected fill, which restates it as well)
+    houses = [
+        restating("B1", "L1", -1, "1.1", 3),
+        restating("G2.reversal", "L2", -1, "1.1", 4),
+        restating("G2", "L2", 1, "1.2", 4),
+    ]
+    wanted = restated(houses)
+    assert wanted == {("CH-L1", "L1"), ("CH-L2", "L2")}
+    stored = await ledger.booked_on(wanted)
+    assert stored == {("CH-L1", "L1"): "2026-03-02", ("CH-L2", "L2"): "2026-03-02"}
+    booked = booked_as_of(houses, stored)
+    assert {h.trade_date for h in booked} == {"2026-03-02"}
+    assert {h.time[:10] for h in booked} == {"2026-03-03"}  # done on Tuesday all the same
+    await write(ledger, *booked)
+    lp_lines = {
+        key: amount
+        for key, amount in _amounts(await ledger.settlement(dt.date(2026, 3, 1))).items()
+        if key[1] == "lp"
+    }
+    # one value date with the LP: L1 nets to nothing, L2 to its correction
+    assert lp_lines == {
+        ("LP_A", "lp", "EUR", dt.date(2026, 3, 4)): Decimal("1000.00"),
+        ("LP_A", "lp", "USD", dt.date(2026, 3, 4)): Decimal("-1200.00"),
+    }
+
+
+def test_a_restatement_of_a_booking_unknown_or_in_its_own_batch() -> None:
+    """The booking restated may come in the same batch (taken before it),
+    or not be in the ledger at all (its own date is kept)."""
+    fill = house("R1", "L1", 0)
+    bust = msgspec.structs.replace(
+        house("R9", "B1", 0, start=dt.datetime(2026, 3, 3, 10)),
+        child_id="CH-L1",
+        restates="L1",
+    )
+    assert restated([fill, bust]) == set()
+    assert [h.trade_date for h in booked_as_of([fill, bust], {})] == ["2026-03-02"] * 2
+    assert [h.trade_date for h in booked_as_of([bust], {})] == ["2026-03-03"]

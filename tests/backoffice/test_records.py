@@ -165,6 +165,45 @@ def test_the_houses_own_booking_has_no_client_report() -> None:
     )
 
 
+def test_the_booking_of_a_bust_or_correction_names_the_booking_it_restates() -> None:
+    def booked(restates: str, child_id: str = "1O5.1C2") -> str:
+        body = trade_capture_body(
+            child_id=child_id,
+            exec_id="LP_A-b1",
+            lp="LP_A",
+            account=HOUSE,
+            house=True,
+            instrument=EURUSD,
+            side=Side.SELL,
+            lots=1,
+            price=108_512,
+            now=WHEN,
+            restates=restates,
+        )
+        assert (b"\x01572=" in body) == bool(restates)
+        return house_trade(sent(b"AE", body), 9, DAYS).restates
+
+    assert booked("LP_A-x9") == "LP_A-x9"
+    assert booked("") == ""
+
+
+def test_a_trade_report_ref_naming_another_child_restates_nothing() -> None:
+    body = trade_capture_body(
+        child_id="1O5.1C2",
+        exec_id="LP_A-b1",
+        lp="LP_A",
+        account=HOUSE,
+        house=True,
+        instrument=EURUSD,
+        side=Side.SELL,
+        lots=1,
+        price=108_512,
+        now=WHEN,
+    )
+    for ref in (b"9O9.1C1/LP_A-x9", b"LP_A-x9"):
+        assert house_trade(sent(b"AE", body + b"572=" + ref + b"\x01"), 9, DAYS).restates == ""
+
+
 def test_a_message_missing_a_field_is_refused() -> None:
     body = execution_body(execution(), EURUSD, codec.format_utc_timestamp(WHEN))
     # no Account (1): not a drop copy

@@ -19,7 +19,7 @@ import structlog.testing
 
 from backoffice.duck import DuckLedger
 from backoffice.ledger import Hold, LedgerError, PinnedDay, Position
-from backoffice.records import ClientTrade, HouseTrade, LpTrade
+from backoffice.records import HOUSE_ACCOUNT, ClientTrade, HouseTrade, LpTrade
 from backoffice.service import (
     _BATCH,
     BackOffice,
@@ -40,9 +40,11 @@ from config import (
     default_config_path,
     load_config,
 )
+from gateway.dropcopy.copies import trade_capture_body
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 from gateway.ops.direct import http_base
+from router.model import Side
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -1835,3 +1837,52 @@ async def test_value_dates_revised_at_a_start_stopped_before_the_reexport_are_ex
     finally:
         await stopped(again)
     assert "2026-12-08" in settlement.read_text(), settlement.read_text()
+
+
+def _capture_copy(
+    exec_id: str, seq: int, when: float, side: Side, restates: str = ""
+) -> FixMessage:
+    """A drop copy's TradeCaptureReport of a booking to the house at LP_A
+    of child 1O1.1C1, as the gateway sends it."""
+    instrument = default().instruments[0].to_instrument()
+    body = trade_capture_body(
+        child_id="1O1.1C1",
+        exec_id=exec_id,
+        lp="LP_A",
+        account=HOUSE_ACCOUNT,
+        house=True,
+        instrument=instrument,
+        side=side,
+        lots=1,
+        price=110_000,
+        now=when,
+        day_end=21 * 3600,
+        restates=restates,
+    )
+    header = [(34, b"%d" % seq), (49, b"GATEWAY"), (56, b"BACKOFFICE")]
+    return codec.parse_frame(codec.encode_message(b"FIX.4.4", b"AE", header, body))
+
+
+@pytest.mark.asyncio
+async def test_a_bust_taken_in_on_a_later_day_is_booked_as_of_the_fills_and_its_day_written_again(
+    tmp_path: Path,
+) -> None:
+    now = [1_796_472_000.0]  # Saturday 2026-12-05 12:00 UTC
+    office, feed = _office(tmp_path, now)
+    await office.ledger.open()
+    intake = asyncio.create_task(office._take_in(office.feeds[0], feed))  # type: ignore[arg-type]
+    thursday = dt.datetime(2026, 12, 3, 10, tzinfo=dt.UTC).timestamp()
+    try:
+        feed.messages.put_nowait(_capture_copy("LPX1", 1, thursday, Side.BUY))
+        await until_stored(office, 1)
+        office._late_days.clear()
+        # the LP busts it on Friday: the reversal restates LPX1
+        feed.messages.put_nowait(_capture_copy("B1", 2, thursday + 86400, Side.SELL, "LPX1"))
+        await until_stored(office, 2)
+        booked = await office.ledger.booked_on([("1O1.1C1", "LPX1"), ("1O1.1C1", "B1")])
+        assert booked == {("1O1.1C1", "LPX1"): "2026-12-03", ("1O1.1C1", "B1"): "2026-12-03"}
+        assert office._late_days == {"2026-12-03"}  # Thursday's files to be written again
+    finally:
+        intake.cancel()
+        await asyncio.gather(intake, return_exceptions=True)
+        await office.ledger.close()

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 from structlog.testing import capture_logs
 
@@ -247,6 +248,23 @@ def test_a_trade_capture_names_the_trading_day_it_belongs_to(tmp_path: Path) -> 
     dates = [parse_frame(raw).get(75) for _, raw in office.store.get_sent(1, 2)]
     # the day ending at 21:00 UTC on Monday, then the one ending on Tuesday
     assert dates == [b"20260302", b"20260303"]
+    office.close()
+    j.close()
+
+
+def test_the_capture_of_a_bust_or_correction_names_the_booking_it_restates(
+    tmp_path: Path,
+) -> None:
+    j = journal(tmp_path / "orders")
+    fill = Filled("1O1.1C1", "LPX1", "LP_A", "HOUSE", "EUR/USD", Side.BUY, 1, 108_500, 5.0)
+    j.add(fill)
+    j.add(msgspec.structs.replace(fill, exec_id="B1", side=Side.SELL, busts="LPX1"))
+    j.add(msgspec.structs.replace(fill, exec_id="G1", corrects="LPX1"))
+    j.flush()
+    office = Office(tmp_path)
+    office.poll_all()
+    refs = [parse_frame(raw).get(572) for _, raw in office.store.get_sent(1, 3)]
+    assert refs == [None, b"1O1.1C1/LPX1", b"1O1.1C1/LPX1"]
     office.close()
     j.close()
 
