@@ -458,6 +458,7 @@ class Matcher:
     __slots__ = (
         "_books",
         "_by_cl_ord_id",
+        "_evicted",
         "_exec_ids",
         "_expiring",
         "_finished",
@@ -507,6 +508,8 @@ class Matcher:
         self._finished = Retained()
         # DAY orders out at LPs at the end of the day: expire on return
         self._expiring: set[str] = set()
+        # final orders the last call forgot past retain_finished (find)
+        self._evicted: dict[str, Order] = {}
 
     # --- client requests -------------------------------------------------------
 
@@ -517,7 +520,7 @@ class Matcher:
         unquoted).  ``lp_lots``, for a fill-or-kill order, is how many of
         its lots the LPs can take within its limit as the router would
         place them (None: as many as ``book`` holds)."""
-        result = Result()
+        result = self._begin()
         order = Order(
             order_id=self._order_ids.next(),
             client=cmd.client,
@@ -554,7 +557,7 @@ class Matcher:
 
     def cancel(self, cmd: CancelOrder) -> Result:
         """Cancel the client's order known by ``cmd.orig_cl_ord_id``."""
-        result = Result()
+        result = self._begin()
         order = self._target(
             cmd.client, cmd.cl_ord_id, cmd.orig_cl_ord_id, CxlRejResponseTo.CANCEL, result
         )
@@ -592,7 +595,7 @@ class Matcher:
         nothing is refused to the client, who asked for nothing.  An order
         that is not open, or whose cancel is already waiting, is left as it
         is."""
-        result = Result()
+        result = self._begin()
         order = self._open.get(order_id)
         if order is None:
             return result
@@ -616,7 +619,7 @@ class Matcher:
     def replace(self, cmd: ReplaceOrder, book: BookSnapshot | None = None) -> Result:
         """Change the quantity and/or price of the client's order; ``book`` is
         the LP book of its symbol, to route it if it became marketable."""
-        result = Result()
+        result = self._begin()
         order = self._target(
             cmd.client, cmd.cl_ord_id, cmd.orig_cl_ord_id, CxlRejResponseTo.REPLACE, result
         )
@@ -692,7 +695,8 @@ class Matcher:
                 house = self._house_ids.get(client)
                 order = None if house is None else house.get(cl_ord_id)
                 if order is None or order.order_id != order_id:
-                    return None
+                    # ended and forgotten past retain_finished in the last call
+                    return self._evicted.get(order_id)
         return order
 
     def routes_no_more(self, order_id: str) -> bool:
@@ -809,7 +813,7 @@ class Matcher:
         the other clients' orders that rest here: one that came in while
         they were worked elsewhere may cross them.  At the resting orders'
         prices, as a remainder back from routing is."""
-        result = Result()
+        result = self._begin()
         if not self.internal_crossing:
             return result
         for order in orders:
@@ -828,7 +832,7 @@ class Matcher:
             raise MatcherError(
                 f"fill of {qty} lots for {order_id} with {order.routing_qty} lots routed"
             )
-        result = Result()
+        result = self._begin()
         order.routing_qty -= qty
         self._fill(order, qty, price, counterparty, result)
         if order.leaves_qty == 0 and order.pending is not None:
@@ -843,7 +847,7 @@ class Matcher:
         """Routing of the order is over and ``unfilled_qty`` routed lots were
         not filled (``reason`` says why).  ``book`` is the LP book of the
         symbol, used only if a pending replace makes the order marketable."""
-        result = Result()
+        result = self._begin()
         order = self._open.get(order_id)
         if order is None:
             if unfilled_qty:
@@ -900,7 +904,7 @@ class Matcher:
         self._house_ids = {}
         for order in self._open.values():
             self._index_all(order)
-        result = Result()
+        result = self._begin()
         for order in sorted(self._open.values(), key=_by_seq):
             self._expire(order, result)
         return result
@@ -910,7 +914,7 @@ class Matcher:
         of the trading day does (without forgetting anything): a day ended
         while they were worked nowhere (their gateway was down, or their
         client's session held by none)."""
-        result = Result()
+        result = self._begin()
         for order_id in order_ids:
             order = self._open.get(order_id)
             if order is not None:
@@ -990,7 +994,7 @@ class Matcher:
         order in ``paused`` (order id -> until when, and the LPs' best price
         it was last routed at) is left resting until ``now`` is past that
         time, unless the LPs' best price is better than that one."""
-        result = Result()
+        result = self._begin()
         books = self._books.get(symbol)
         if books is None:
             return result
@@ -1197,12 +1201,23 @@ class Matcher:
         self._index_of(order).put(cl_ord_id, order)
         order.aliases += (cl_ord_id,)
 
+    def _begin(self) -> Result:
+        """The result of a call that may end orders; what the call before
+        forgot past ``retain_finished`` is let go of."""
+        if self._evicted:
+            self._evicted = {}
+        return Result()
+
     def _retire(self, order: Order) -> None:
-        """Keep a final order for lookups; forget the oldest beyond the bound."""
+        """Keep a final order for lookups; forget the oldest beyond the bound
+        (still found by :meth:`find` until the next call: the caller journals
+        the orders a call ended, and those may be among them)."""
         finished = self._finished
         finished.append(order)
         while len(finished) > self.retain_finished:
-            self._forget(finished.popleft())
+            oldest = finished.popleft()
+            self._forget(oldest)
+            self._evicted[oldest.order_id] = oldest
 
     def _forget(self, order: Order) -> None:
         by_client = self._house_ids if order.house else self._by_cl_ord_id
