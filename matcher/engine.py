@@ -150,6 +150,12 @@ class ExecIdSource:
         return f"{self.prefix}{counter.last}"
 
 
+MAX_ALIASES: Final = 64
+"""The ClOrdIDs an order is known by besides its own, at most: past them,
+the oldest (but the first it had) is forgotten, so that an order replaced
+all day costs no more to keep, and to journal at each change, than one
+replaced 64 times."""
+
 _CHUNK: Final = 1024
 """Final orders a chunk of :class:`Retained` holds."""
 
@@ -1186,20 +1192,38 @@ class Matcher:
     def _rename(self, order: Order, cl_ord_id: str) -> None:
         if order.first_cl_ord_id is None:
             order.first_cl_ord_id = order.cl_ord_id
-        order.aliases += (order.cl_ord_id,)
+        self._alias(order, order.cl_ord_id)
         order.orig_cl_ord_id = order.cl_ord_id
         order.cl_ord_id = cl_ord_id
 
     def _index_all(self, order: Order) -> None:
-        """Make ``order`` known by every ClOrdID it has (its own and its aliases)."""
+        """Make ``order`` known by every ClOrdID it has (its own, its
+        aliases and the first it had)."""
         index = self._index_of(order)
         for cl_ord_id in (order.cl_ord_id, *order.aliases):
             index.put(cl_ord_id, order)
+        if order.first_cl_ord_id is not None:
+            index.put(order.first_cl_ord_id, order)
 
     def _index(self, order: Order, cl_ord_id: str) -> None:
         """Make ``order`` known by one more ClOrdID of its client."""
         self._index_of(order).put(cl_ord_id, order)
-        order.aliases += (cl_ord_id,)
+        self._alias(order, cl_ord_id)
+
+    def _alias(self, order: Order, cl_ord_id: str) -> None:
+        """Keep ``cl_ord_id`` among the order's aliases, once; past
+        :data:`MAX_ALIASES`, the oldest is forgotten (but its own and the
+        first it had, which stay known)."""
+        aliases = order.aliases
+        if cl_ord_id in aliases:
+            return
+        aliases += (cl_ord_id,)
+        if len(aliases) > MAX_ALIASES:
+            dropped = aliases[0]
+            aliases = aliases[1:]
+            if dropped != order.cl_ord_id and dropped != order.first_cl_ord_id:
+                self._index_of(order).discard(dropped, order)
+        order.aliases = aliases
 
     def _begin(self) -> Result:
         """The result of a call that may end orders; what the call before
@@ -1226,6 +1250,8 @@ class Matcher:
             return
         for cl_ord_id in (order.cl_ord_id, *order.aliases):
             index.discard(cl_ord_id, order)
+        if order.first_cl_ord_id is not None:
+            index.discard(order.first_cl_ord_id, order)
 
     def _work(self, order: Order, book: BookSnapshot | None, result: Result) -> None:
         """Cross a fresh (or re-priced) order, then route or rest what is left."""
