@@ -36,10 +36,12 @@ twice.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 import time
 from collections.abc import Callable, Iterable
+from decimal import Decimal
 from pathlib import Path
 from typing import Final
 
@@ -50,11 +52,11 @@ from gateway.dropcopy.copies import DropCopies, copy_body, trade_capture_body
 from gateway.fix import codec, spec44
 from gateway.fix.session import Session
 from gateway.orderflow.journal import JOURNAL_NAME, MAGIC, SEGMENTS_NAME
-from gateway.orderflow.journal_entries import Filled, Message, Serial
+from gateway.orderflow.journal_entries import Filled, Grid, Message, Serial
 from gateway.orderflow.recovery import HOUSE
 from gateway.storage.batch_file import BatchFollower
 from gateway.storage.durable import datasync, write_file
-from router.model import Instrument
+from router.model import AssetClass, Instrument
 
 __all__ = ["Cursor", "JournalCopier", "message_body"]
 
@@ -63,6 +65,8 @@ _log = structlog.get_logger("gateway.dropcopy.follow")
 _SERIAL_TAG: Final = 13
 _MESSAGE_TAG: Final = 10
 _FILLED_TAG: Final = 4
+_GRID_TAG: Final = 18
+_RUN_TAG: Final = 1
 _PAIR: Final = struct.Struct("<QQ")
 
 _HEADER: Final = frozenset(spec44.HEADER)
@@ -185,6 +189,11 @@ class JournalCopier:
         self._decode_message = msgspec.msgpack.Decoder(Message).decode
         self._decode_filled = msgspec.msgpack.Decoder(Filled).decode
         self._decode_serial = msgspec.msgpack.Decoder(Serial).decode
+        self._decode_grid = msgspec.msgpack.Decoder(Grid).decode
+        self._on_grid: dict[str, Instrument] = {}
+        """The instruments whose ticks and lots the file being read counts
+        on another grid than the config's, or that the config no longer
+        lists (from the Grid entry at the head of its checkpoint)."""
         self._split = msgspec.msgpack.Decoder(list[msgspec.Raw]).decode
         self.copied = 0
         """Copies recorded since the start."""
@@ -374,7 +383,13 @@ class JournalCopier:
                 due = time.perf_counter() + self.pause_after
             entries = split(body)
             if not entries or _tag(entries[0]) != _SERIAL_TAG:
-                continue  # a checkpoint's batch: the state, nothing new
+                # a checkpoint's batch: the state, nothing new but the grid
+                # its file counts ticks and lots on (at its head: Run,
+                # Serial, Grid)
+                if entries and _tag(entries[0]) == _RUN_TAG:
+                    grids = [e for e in entries[1:3] if _tag(e) == _GRID_TAG]
+                    self._regrid(self._decode_grid(grids[0]).sizes if grids else {})
+                continue
             serial = self._decode_serial(entries[0]).serial
             self.journal_serial = max(self.journal_serial, serial)
             if serial <= last:
@@ -399,6 +414,23 @@ class JournalCopier:
                 self._remove(self._read_through.pop(0))
         self.copied += made
         return made
+
+    def _regrid(self, sizes: dict[str, tuple[str, str]]) -> None:
+        """The grid of the batches that follow, as their journal says it:
+        an instrument whose sizes the config changed since, or that it no
+        longer lists, is written on the journal's."""
+        on_grid: dict[str, Instrument] = {}
+        for symbol, (tick, lot) in sizes.items():
+            tick_size, lot_size = Decimal(tick), Decimal(lot)
+            configured = self._instruments.get(symbol)
+            if configured is None:
+                configured = Instrument(symbol, AssetClass.FX, tick_size, lot_size, 1, 1, "")
+            elif configured.tick_size == tick_size and configured.lot_size == lot_size:
+                continue
+            on_grid[symbol] = dataclasses.replace(
+                configured, tick_size=tick_size, lot_size=lot_size
+            )
+        self._on_grid = on_grid
 
     def _settle_held(self, now: float) -> int:
         """The copies made again after a crash, up to ``cursor.pending``:
@@ -448,8 +480,14 @@ class JournalCopier:
         sessions = drop_copies.all if house else drop_copies.covering(c.account)
         if not sessions:
             return 0
-        instrument = self._instruments.get(c.symbol)
+        instrument = self._on_grid.get(c.symbol) or self._instruments.get(c.symbol)
         if instrument is None:
+            _log.error(
+                "drop_copy_capture_unknown_instrument",
+                symbol=c.symbol,
+                child_id=c.child_id,
+                exec_id=c.exec_id,
+            )
             return 0
         body = trade_capture_body(
             child_id=c.child_id,

@@ -4,6 +4,7 @@ the copies made from them exactly once (gateway.dropcopy.follow)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from gateway.fix.codec import parse_frame
 from gateway.fix.session import Session
 from gateway.fix.store import MemoryStore
 from gateway.orderflow.journal import MAGIC, SEGMENTS_NAME, OrderJournal
-from gateway.orderflow.journal_entries import Filled, Message, Run, Serial
+from gateway.orderflow.journal_entries import Filled, Grid, Message, Run, Serial
 from gateway.storage.batch_file import BatchFollower
 from gateway.storage.session_store import open_store
 from router.model import AssetClass, Instrument, Side
@@ -524,3 +525,54 @@ def test_a_batch_written_again_after_its_sync_failed_loses_no_copy(
     assert [e for _, e in office.stored()] == [b"E1", b"E2"]
     office.close()
     j.close()
+
+
+def test_a_fill_journaled_before_a_restart_on_a_new_grid_is_reported_on_its_own(
+    tmp_path: Path,
+) -> None:
+    """A fill of 3 lots of 1,000 EUR/USD at 108,500 ticks of 0.00001
+    (1.085) is journaled; the gateway is stopped before the drop copy has
+    read it (killed, or its drop copy behind) and started again with the
+    instrument flat and its tick and lot sizes changed, which the start
+    allows.  The drop copy, started with the new config, reads the fill in
+    the segment kept for it: its TradeCaptureReport must say what was
+    traded, 3,000 at 1.085, not the ticks and lots read on the new grid."""
+    j = journal(tmp_path / "orders")
+    # the checkpoint of the gateway's start records the grid (as the journal
+    # writes it: Run, then Grid, at its head)
+    j.checkpoint([Run(1), Grid({"EUR/USD": ("0.00001", "1000")})])
+    j.add(Filled("1O1.1C1", "LPX1", "LP_A", "CLIENT1", "EUR/USD", Side.BUY, 3, 108_500, 5.0))
+    j.flush()
+    # restarted on the new grid: the start's checkpoint keeps the old file
+    # as a segment, and records the new grid
+    j.checkpoint([Run(2), Grid({"EUR/USD": ("0.000001", "100")})])
+    j.close()
+    office = Office(tmp_path)
+    new_grid = dataclasses.replace(EURUSD, tick_size=Decimal("0.000001"), lot_size=Decimal(100))
+    office.copier._instruments["EUR/USD"] = new_grid
+    office.poll_all()
+    (raw,) = [raw for _, raw in office.store.get_sent(1, office.store.next_sender_seq - 1)]
+    capture = parse_frame(raw)
+    assert capture.msg_type == b"AE"
+    assert (capture.get(31), capture.get(32)) == (b"1.085", b"3000")
+    office.close()
+
+
+def test_a_fill_in_an_instrument_no_longer_configured_still_gets_its_capture(
+    tmp_path: Path,
+) -> None:
+    """As above, the instrument removed from the config at the restart
+    (allowed with no open order in it): the client's ExecutionReport of the
+    fill is copied, but its TradeCaptureReport must not vanish without a
+    word; the journal's grid still says how to write it."""
+    j = journal(tmp_path / "orders")
+    j.checkpoint([Run(1), Grid({"EUR/USD": ("0.00001", "1000")})])
+    j.add(Filled("1O1.1C1", "LPX1", "LP_A", "CLIENT1", "EUR/USD", Side.BUY, 3, 108_500, 5.0))
+    j.flush()
+    j.checkpoint([Run(2), Grid({"EUR/USD": ("0.00001", "1000")})])
+    j.close()
+    office = Office(tmp_path)
+    del office.copier._instruments["EUR/USD"]
+    office.poll_all()
+    assert [t for t, _ in office.stored()] == [b"AE"]
+    office.close()
