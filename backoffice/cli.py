@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
+import http.client
 import json
 import signal
 import sys
@@ -161,6 +162,21 @@ def _ask(cfg: Config, args: argparse.Namespace) -> int:
         print(
             f"{name}: no back office answers at {base} ({reason}); "
             "is `fixgw backoffice run` running?",
+            file=sys.stderr,
+        )
+        return 1
+    except http.client.HTTPException as exc:
+        # something other than an HTTP server at the address, or an answer cut short
+        print(
+            f"{name}: {base} did not answer as an HTTP server ({type(exc).__name__}); "
+            "is this the back office's address?",
+            file=sys.stderr,
+        )
+        return 1
+    except ValueError:
+        print(
+            f"{name}: {base}{path} answered something other than JSON; "
+            "is this the back office's address?",
             file=sys.stderr,
         )
         return 1

@@ -19,7 +19,10 @@ OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 def is_http_address(url: str) -> bool:
     """Whether ``url`` is ``http://HOST[:PORT]`` (or https) with a port, if
-    given, that is a number from 0 to 65535."""
+    given, that is a number from 0 to 65535, and no space or control
+    character anywhere."""
+    if any(c <= " " or c == "\x7f" for c in url):
+        return False  # http.client refuses a space or a control character in the path
     try:
         parts = urllib.parse.urlsplit(url)
         _ = parts.port  # ValueError: not a number, or not in 0..65535

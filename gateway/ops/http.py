@@ -34,6 +34,7 @@ from gateway.ops import admin
 
 if TYPE_CHECKING:
     from gateway.ops.view import Running
+    from gateway.orderflow.flow import OrderFlow
 
 _log = structlog.get_logger("gateway.ops.http")
 _DASHBOARD = Path(__file__).with_name("static") / "dashboard.html"
@@ -164,7 +165,7 @@ def build_app(gateway: Running) -> web.Application:
         listed = (
             [] if flow is None else await admin.orders(flow, client, finished=finished, limit=limit)
         )
-        if client is not None and not listed and (flow is None or client not in flow.sessions):
+        if client is not None and not listed and (flow is None or not _knows(flow, client)):
             # a name the gateway does not know (as /admin/margin/X), not a client without orders
             unknown = f"no client {client}: no order session is configured for it"
             return _json_status({"error": unknown}, 404)
@@ -243,6 +244,16 @@ def build_app(gateway: Running) -> web.Application:
     app.router.add_post("/admin/cluster/handover", admin_cluster_handover)
     app.router.add_get("/dashboard", dashboard)
     return app
+
+
+def _knows(flow: OrderFlow, client: str) -> bool:
+    """Whether ``client`` is known: an order session is configured for it,
+    or the matcher knows an order of it (its session taken out of the
+    config, its orders of the day still retained)."""
+    if client in flow.sessions:
+        return True
+    ids = flow.matcher.ids_of(client)
+    return ids is not None and not ids.is_empty()
 
 
 def _dumps(data: Any) -> str:

@@ -18,6 +18,7 @@ one line on stderr and exit status 1.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import sys
@@ -84,6 +85,13 @@ class AdminApi:
             raise self._unreachable(TimeoutError()) from None
         except OSError as exc:
             raise self._unreachable(exc) from None
+        except http.client.HTTPException as exc:
+            # something other than an HTTP server at the address (a NATS
+            # server's INFO line, an SSH banner), or an answer cut short
+            raise OperatorError(
+                f"{self.url} did not answer as an HTTP server ({type(exc).__name__}): "
+                "is this a fixgw daemon?"
+            ) from None
         try:
             return json.loads(body)
         except ValueError:
