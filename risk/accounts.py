@@ -38,6 +38,7 @@ USD rounded to cents; the trades of record are the back office's.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -481,12 +482,18 @@ class Accounts:
             if account.loss_unpriced is not None:
                 # a realized loss not valued yet: the equity is above what it is
                 raise MissingMark(account.loss_unpriced)
+            # a position with no mark: its P&L, left out, may be a loss of
+            # any size, and the equity above what it is: only an order that
+            # does not raise the margin passes (below)
+            unvalued = self._held_unpriced(account)
             # first a bound that needs no spread formed: every scan risk,
             # each group's with its open orders (and this one) filled at its
             # worse end
             portfolio = account.portfolio
             held = self._open_lots.get(client)
-            if not held or (len(held) == 1 and symbol in held):
+            if unvalued is not None:
+                bound = math.inf
+            elif not held or (len(held) == 1 and symbol in held):
                 # open orders in this symbol alone, if any (most orders):
                 # the bound of its group's two ends
                 lot_size = self._lot_size[symbol]
@@ -507,9 +514,11 @@ class Accounts:
             search = portfolio.searchable(opens)
             after = portfolio.worst_open(opens, search)
             required = after * factor
-            if required <= equity:
+            if required <= equity and unvalued is None:
                 return None  # whatever it was before
             before = portfolio.worst_open(self._open_units(client, symbol, side, 0), search)
+            if unvalued is not None and after > before:
+                raise MissingMark(unvalued)
         except MissingMark as missing:
             if self._only_reduces(client, account, symbol, side, lots):
                 return None
@@ -523,6 +532,21 @@ class Accounts:
             f"insufficient margin: {required:.2f} USD initial margin required, "
             f"{equity - before * factor:.2f} USD free (limit margin)",
         )
+
+    def _held_unpriced(self, account: _Account) -> str | None:
+        """A configured symbol the account holds lots of with no mark (its
+        unrealized P&L is left out of the equity), None if there is none;
+        taken with the equity (:meth:`_equity`)."""
+        for symbol in account.unpriced:
+            holding = account.holdings.get(symbol)
+            if (
+                holding is not None
+                and holding.lots
+                and symbol in self._lot_size
+                and self._marks.quote_to_usd(symbol) is None
+            ):
+                return symbol
+        return None
 
     def _only_reduces(
         self, client: str, account: _Account, symbol: str, side: Side, lots: int

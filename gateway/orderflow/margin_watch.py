@@ -153,6 +153,10 @@ class MarginWatch:
 
     def _judge(self, standing: Standing, now: float) -> None:
         client = standing.client
+        if not standing.complete:
+            # partial figures say nothing of the level: a call stands (not
+            # cleared, to be raised, counted and reported again later)
+            return
         if standing.called and client not in self.called:
             self.called.add(client)
             self.stats.margin_calls[client] = self.stats.margin_calls.get(client, 0) + 1

@@ -738,3 +738,31 @@ def test_pnl_realized_in_a_cross_not_marked_counts_at_its_conversions_mark(
     assert math.isclose(view.realized_pnl_usd, usd)
     assert math.isclose(view.equity_usd, 10000 + usd)
     assert book.check("C1", via.symbol, Side.BUY, 1) is None
+
+
+def test_a_position_with_no_mark_does_not_leave_its_loss_out_of_the_check() -> None:
+    """After a restart (marks are not kept) C1 holds 10 corn bought at 450,
+    not quoted yet: its P&L is unknown, and may be a loss of any size (at
+    300 it is 1,500 of the 20,000 deposited).  Left out, the equity is above
+    what it may be, as with a realized loss in a currency with no rate:
+    an order that raises the margin (a soybean bought: 17,500 + 2,500 =
+    20,000, which only the full 20,000 covers) is refused as margin
+    unknown; one that lowers it (corn sold) still passes."""
+    book = Accounts(CME, {"C1": AccountTerms(Decimal(20_000))}, INSTRUMENTS)
+    book.load({"C1": {"ZC": (10, 450.0, 0.0)}})
+    book.mark(Marks({"ZS": 1200.0}, {"ZS": 1200.0}))  # soybeans quoted, corn not yet
+    view = book.view("C1")
+    assert view is not None
+    assert view.unpriced == ("ZC",)
+    assert view.equity_usd == 20_000  # corn's P&L left out
+    breach = book.check("C1", "ZS", Side.BUY, 1)
+    assert breach is not None
+    assert "margin unknown: no price for ZC" in breach.text
+    more = book.check("C1", "ZC", Side.BUY, 1)  # 19,250 of margin: raised too
+    assert more is not None
+    assert "margin unknown: no price for ZC" in more.text
+    assert book.check("C1", "ZC", Side.SELL, 1) is None  # lowers the margin
+    book.mark(Marks({"ZC": 300.0}, {"ZC": 300.0}))  # corn quoted: 1,500 lost
+    breach = book.check("C1", "ZS", Side.BUY, 1)
+    assert breach is not None
+    assert "20000.00 USD initial margin required, 1000.00 USD free" in breach.text

@@ -366,3 +366,36 @@ def test_a_stop_out_ends_when_a_reload_turns_margin_off() -> None:
         w.look(WATCH_INTERVAL * tick)
     assert "C1" not in w.stopping
     assert accounts.check("C1", "ZC", Side.BUY, 1) is None
+
+
+def test_a_call_is_not_cleared_while_the_figures_are_incomplete() -> None:
+    """C1 is called (1,000 of equity on 1,750 of margin); its holdings here
+    are then replaced by those it had at another gateway of the cluster,
+    with a position in a symbol not quoted here yet (ZS): its figures are
+    incomplete, its level no better.  The call stands: it is neither cleared
+    nor raised (and counted, and reported) a second time."""
+    zs = Instrument("ZS", AssetClass.COMMODITY, Decimal("0.01"), Decimal(1), 1, 1000, "USD")
+    instruments = {"ZC": ZC, "ZS": zs}
+    params = MarginParams(
+        "p-1",
+        (
+            MarginGroup("corn", "commodity", ("ZC",), scan_usd=1750),
+            MarginGroup("soy", "commodity", ("ZS",), scan_usd=2500),
+        ),
+        (),
+    )
+    accounts = Accounts(params, {"C1": AccountTerms(Decimal(1000))}, instruments)
+    accounts.mark(Marks({"ZC": 450.0}, {"ZC": 450.0}))
+    routing = _Routing()
+    routing.instruments = instruments
+    w = watching(accounts, routing)
+    accounts.trade("C1", "ZC", Side.BUY, 1, 45000)
+    w.look(0.0)
+    assert w.called == {"C1"}
+    accounts.set_client("C1", {"ZC": (1, 450.0, 0.0), "ZS": (1, 1200.0, 0.0)})
+    w.look(WATCH_INTERVAL)
+    assert w.called == {"C1"}  # not cleared: nothing says the level is back
+    accounts.mark(Marks({"ZS": 1200.0}, {"ZS": 1200.0}))
+    w.look(2 * WATCH_INTERVAL)
+    assert w.called == {"C1"}
+    assert w.stats.margin_calls == {"C1": 1}  # one call, not two
