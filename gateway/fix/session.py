@@ -321,6 +321,9 @@ class Session:
         # so not kept: asked for again once what is queued is handed on
         self._not_kept = 0
         self._resend_range: tuple[int, int] | None = None
+        # the MsgSeqNum asked for again after an answer to a ResendRequest
+        # of ours went past it without it (0: none)
+        self._hole_asked = 0
         self._heartbeat_interval = float(self.settings.HeartBtInt)
         self._connected_at = now
         self._last_sent = now
@@ -680,12 +683,43 @@ class Session:
         expected = self.store.next_target_seq
         rr = self._resend_range
         if rr is not None and seq >= rr[0]:
-            return  # a ResendRequest covering this is already out
+            if not self._answer_ended(msg, seq, rr[1]):
+                return  # a ResendRequest covering this is already out
+            # The peer's answer went past what was asked for and left
+            # ``expected`` out (a resent message garbled or too large on the
+            # way, a GapFill that moved nothing): nothing else would ever
+            # ask for it again, every later message would wait behind it
+            # for good.  Asked for again once; a second answer without it
+            # will not bring it either: the session ends, saying why.
+            if self._hole_asked == expected:
+                self._log.warning("sequence_gap_not_filled", expected=expected, received=seq)
+                text = b"MsgSeqNum %d not received in answer to a ResendRequest" % expected
+                self._send_logout(now, text)
+                return
+            self._hole_asked = expected
+            self._resend_range = None
+            self._ask_again(expected, now)
+            return
         self._log.info("sequence_gap", expected=expected, received=seq)
         self._send_admin(b"2", b"7=%d\x0116=0\x01" % expected, now)
         self._resend_range = (expected, seq - 1)
         if self._machine.state is _ACTIVE:
             self._machine.move(_AWAITING_RESEND)
+
+    @staticmethod
+    def _answer_ended(msg: FixMessage, seq: int, end: int) -> bool:
+        """Whether ``msg``, received too high, is the peer's answer to our
+        ResendRequest (PossDupFlag) reaching ``end``, the last number asked
+        for: the answer comes in order, so what it did not fill before
+        that is a hole.  New messages (no PossDupFlag) say nothing of it."""
+        if msg.get(43) != b"Y":
+            return False
+        if seq >= end:
+            return True
+        if msg.msg_type == b"4" and msg.get(123) == b"Y":
+            new_seq = msg.get(36) or b""
+            return new_seq.isdigit() and int(new_seq) > end
+        return False
 
     def _target_too_low(self, msg: FixMessage, seq: int, now: float) -> None:
         expected = self.store.next_target_seq
@@ -854,7 +888,11 @@ class Session:
             self._sent_logout = True
         else:
             self._log.info("logout_confirmed", text=text)
-        self._incr_target()
+        if self._seq(msg) == self.store.next_target_seq:
+            # counted only in sequence: one past a gap leaves the numbers
+            # missing before it to be asked for at the next Logon (moving
+            # on by one would skip the first of them for good)
+            self._incr_target()
         if self.settings.ResetOnLogout:
             self.store.reset(now)
         self._disconnect(now, "logout")

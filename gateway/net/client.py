@@ -94,10 +94,18 @@ class FixClient:
         and TLS handshakes, then as long again for the Logon's answer."""
         loop = asyncio.get_running_loop()
         old = self._protocol
-        if old is not None and self.session.is_connected:
-            # the last connection is not seen closed yet (its peer died)
-            old.abort()
-            await self.wait_closed(timeout)
+        if old is not None and not self._closed.is_set():
+            # the last connection is not seen closed yet: its peer died, or
+            # the session ended (a Logout) and its close is still under
+            # way; its end, seen later, would end the new connection's
+            # session (the same Session) and fail the new Logon
+            if self.session.is_connected:
+                old.abort()
+            try:
+                await self.wait_closed(timeout)
+            except TimeoutError:
+                old.abort()  # its peer does not take its last bytes
+                await self.wait_closed(timeout)
         self._logged_on.clear()
         self._closed.clear()
         first_event = len(self.events)

@@ -1,0 +1,84 @@
+"""A resend answer that leaves the first missing number unfilled (a resent
+message garbled on the way, a GapFill that moves nothing) must not wedge the
+session: once the answer has gone past the range asked for, the hole is
+asked for again."""
+
+from __future__ import annotations
+
+from session_helpers import SessionHarness, app_messages, order_body
+
+from gateway.fix.states import SessionState
+
+S = SessionState
+ORIG = b"20231114-22:13:19.000"
+
+
+def possdup(h: SessionHarness, seq: int, cl: str) -> bytes:
+    return h.message(b"D", seq, order_body(cl), header=[(43, b"Y"), (122, ORIG)])
+
+
+def logged_on() -> SessionHarness:
+    h = SessionHarness()
+    h.logon()
+    h.events.clear()
+    return h
+
+
+def test_a_garbled_first_message_of_a_resend_is_asked_for_again() -> None:
+    h = logged_on()
+    # 2 and 3 never arrived whole: 4 is too high
+    assert h.feed(h.message(b"D", 4, order_body("O4"))) == []
+    [rr] = h.sent()
+    assert (rr.msg_type, rr.get(7)) == (b"2", b"2")
+    # the peer's answer: 2 arrives garbled (ignored, as FIX says), 3 whole
+    good2 = possdup(h, 2, "O2")
+    assert h.feed(good2[:-4] + b"000\x01") == []
+    assert h.feed(possdup(h, 3, "O3")) == []
+    # the peer goes on with new messages
+    for seq in (5, 6, 7):
+        h.feed(h.message(b"D", seq, order_body(f"O{seq}")))
+    asked = [m for m in h.sent() if m.msg_type == b"2"]
+    # the answer ended without 2: it must be asked for again
+    assert [(m.get(7), m.get(16)) for m in asked] == [(b"2", b"0")]
+    events = h.feed(possdup(h, 2, "O2"))
+    assert [m.get(11) for m in app_messages(events)] == [b"O2", b"O3", b"O4", b"O5", b"O6", b"O7"]
+    assert h.session.state is S.ACTIVE
+
+
+def test_a_gap_fill_that_moves_nothing_does_not_wedge_the_session() -> None:
+    h = logged_on()
+    assert h.feed(h.message(b"D", 4, order_body("O4"))) == []
+    h.sent()
+    # answer: a GapFill at 2 whose NewSeqNo is 2 (moves nothing), then 3
+    h.feed(h.message(b"4", 2, [(123, b"Y"), (36, 2)], header=[(43, b"Y")]))
+    h.feed(possdup(h, 3, "O3"))
+    for seq in (5, 6):
+        h.feed(h.message(b"D", seq, order_body(f"O{seq}")))
+    asked = [m for m in h.sent() if m.msg_type == b"2"]
+    assert [(m.get(7), m.get(16)) for m in asked] == [(b"2", b"0")]
+
+
+def huge_list(h: SessionHarness, seq: int, header: list[tuple[int, bytes]]) -> bytes:
+    """A valid MarketDataRequest for 6,000 symbols: about 84 KB, past the
+    session's max_message_size (64 KiB)."""
+    body = b"262=M\x01263=1\x01264=1\x01267=1\x01269=0\x01146=6000\x01" + b"55=EUR/USD\x01" * 6000
+    return h.message(b"V", seq, body, header=header)
+
+
+def test_a_message_too_large_to_be_read_ends_the_session_instead_of_wedging_it() -> None:
+    h = logged_on()
+    # 2 is too large: the decoder drops it, 3 is too high
+    assert h.feed(huge_list(h, 2, [])) == []
+    assert h.feed(h.message(b"D", 3, order_body("O3"))) == []
+    [rr] = h.sent()
+    assert (rr.msg_type, rr.get(7)) == (b"2", b"2")
+    # the peer answers: the same message again (dropped again), then 3
+    h.feed(huge_list(h, 2, [(43, b"Y"), (122, ORIG)]), possdup(h, 3, "O3"))
+    again = h.sent()
+    assert [(m.msg_type, m.get(7)) for m in again] == [(b"2", b"2")]
+    h.feed(huge_list(h, 2, [(43, b"Y"), (122, ORIG)]), possdup(h, 3, "O3"))
+    # asked twice, answered twice without it: the session says so and ends
+    [logout] = h.sent()
+    assert logout.msg_type == b"5"
+    assert logout.get(58) == b"MsgSeqNum 2 not received in answer to a ResendRequest"
+    assert h.session.state is S.LOGOUT_SENT

@@ -1,0 +1,62 @@
+"""A FixClient that logs on again as soon as its session ended (the acceptor
+logged it out), before its old connection is seen closed: the new Logon must
+not be taken for failed because the old connection's close arrives late."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from config import SessionSettings
+from gateway.fix import new_order_single
+from gateway.fix.acceptor import SessionRegistry
+from gateway.fix.application import EchoApplication
+from gateway.fix.events import Event, LoggedOut
+from gateway.fix.session import Session
+from gateway.fix.store import MemoryStore
+from gateway.net.client import FixClient
+from gateway.net.server import FixServer
+
+GATEWAY = SessionSettings(SenderCompID="GATEWAY", TargetCompID="CLIENT1")
+CLIENT = SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY")
+
+
+@pytest_asyncio.fixture
+async def acceptor() -> AsyncIterator[tuple[FixServer, Session, int]]:
+    session = Session(GATEWAY, MemoryStore())
+    server = FixServer(SessionRegistry([session]), {session.session_id: EchoApplication()})
+    port = await server.start("127.0.0.1", 0)
+    yield server, session, port
+    await server.stop(grace=0.5)
+
+
+@pytest.mark.asyncio
+async def test_logging_on_again_right_after_a_logout_succeeds(
+    acceptor: tuple[FixServer, Session, int],
+) -> None:
+    server, session, port = acceptor
+    c = FixClient(CLIENT, MemoryStore())
+    await c.connect("127.0.0.1", port)
+    loop = asyncio.get_running_loop()
+    again: asyncio.Future[asyncio.Task[None]] = loop.create_future()
+    on_event = c._on_event
+
+    def on_event_and_reconnect(event: Event) -> None:
+        on_event(event)
+        if isinstance(event, LoggedOut) and not again.done():
+            # the application logs on again as soon as it is told
+            again.set_result(asyncio.ensure_future(c.connect("127.0.0.1", port)))
+
+    c._on_event = on_event_and_reconnect  # type: ignore[method-assign]
+    assert server.logout(session, "end of day")
+    reconnect = await asyncio.wait_for(again, 5)
+    await asyncio.wait_for(reconnect, 10)  # raises LogonError as it is
+    assert c.logged_on
+    c.send(*new_order_single("AGAIN", "EUR/USD", "buy", 1000, transact_time=time.time()))
+    echoed = await c.receive()
+    assert echoed.get(11) == b"AGAIN"
+    await c.logout()
