@@ -530,8 +530,12 @@ def _ranked(
         cap = caps.get(lp)
         if cap is None:
             continue
-        have = listed.get(lp, 0)
-        if have >= qty or have >= cap:
+        have = listed.get(lp)
+        if have is None:
+            # an LP's first level is listed even at a cap of 0: the walk
+            # names it as held back by its hard limit, as it does unranked
+            have = 0
+        elif have >= qty or have >= cap:
             continue
         listed[lp] = have + size
         if have + size >= qty or have + size >= cap:

@@ -371,3 +371,17 @@ def test_a_policy_name_is_registered_once() -> None:
     with pytest.raises(PolicyConfigError, match="already registered"):
         register_policy(Impostor)
     assert POLICIES["best_price_exposure_aware"] is BestPriceExposureAware
+
+
+def test_the_reason_names_an_lp_at_its_hard_limit_whether_or_not_another_is_penalised() -> None:
+    # A offers 100 lots at the best price but is at its hard limit (200 lots
+    # long); B offers 5 lots.  What is left is left because of A's hard
+    # limit, whether B is flat or past its soft limit (penalised).
+    book = snapshot_of(
+        quote("A", SYM, asks=[(150_000, 100)]),
+        quote("B", SYM, asks=[(150_003, 5)]),
+    )
+    flat_b = route(book, request(Side.BUY, 30), exposure(("A", 200)))
+    assert flat_b == RoutePlan((ChildAllocation("B", 5, 150_003),), 25, HARD_LIMIT_REACHED)
+    penalised_b = route(book, request(Side.BUY, 30), exposure(("A", 200), ("B", 150)))
+    assert penalised_b == RoutePlan((ChildAllocation("B", 5, 150_003),), 25, HARD_LIMIT_REACHED)
