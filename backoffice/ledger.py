@@ -760,7 +760,13 @@ def classify(
             )
             continue
         symbol = str(l_sym)
-        if _dec(h_qty) != _dec(l_qty):
+        if _dec(h_qty) < _dec(l_qty) and (cover is None or not h_t < cover):  # type: ignore[operator]
+            # the house's bookings of the fill sum short of the LP's line
+            # while the drop copy has not come past them: a fill split
+            # between a client and the house comes as two reports, which
+            # may come in two batches; pending on the drop copy until then
+            pending.append(("hl", key, "", h_t))
+        elif _dec(h_qty) != _dec(l_qty):
             breaks.append(
                 (
                     "hl",

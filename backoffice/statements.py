@@ -347,7 +347,9 @@ class StatementFolder:
         reader = csv.reader(io.StringIO(text), delimiter=layout.delimiter)
         lines = _csv_rows(reader, first_line, path, errors)
         if not header:
-            header = next(lines, (0, []))[1]
+            # the first line holding anything (blank lines are skipped, as
+            # they are between rows)
+            header = next((fields for _, fields in lines if fields), [])
         if text:  # an empty file (created, not written yet) has no header to miss
             rows, errors = parse_lines(
                 lines,

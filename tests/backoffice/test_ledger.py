@@ -1883,3 +1883,34 @@ def test_a_restatement_of_a_booking_unknown_or_in_its_own_batch() -> None:
     assert restated([fill, bust]) == set()
     assert [h.trade_date for h in booked_as_of([fill, bust], {})] == ["2026-03-02"] * 2
     assert [h.trade_date for h in booked_as_of([bust], {})] == ["2026-03-03"]
+
+
+@pytest.mark.asyncio
+async def test_a_fill_split_between_a_client_and_the_house_in_two_batches_is_no_break(
+    ledger: Ledger,
+) -> None:
+    # an LP fill of 1000, 600 booked to the client and 400 to the house (an
+    # overfill): two TradeCaptureReports, which the drop copy may deliver in
+    # two batches; the LP's line of the whole fill is on its statement
+    await ledger.apply_statements([statement([line("L1", 0, qty="1000")])])
+    await write(
+        ledger,
+        client("C1", 0, qty="600", seq=1),
+        house("CH-L1/L1", "L1", 0, client_exec_id="C1", qty="600", seq=2),
+    )
+    # the drop copy has come only as far as the fill itself: its other
+    # booking may be on its way, as a client's fill's booking may
+    assert await recon(ledger) == []
+    await write(ledger, house("CH-L1/L1/house", "L1", 0, account=HOUSE_ACCOUNT, qty="400", seq=3))
+    assert await recon(ledger) == []
+    # a booking that stays short once the drop copy is past it is a break
+    await ledger.apply_statements([statement([line("L2", 1, qty="1000"), line("L9", 30)])])
+    await write(
+        ledger,
+        client("C2", 1, qty="600", seq=4),
+        house("CH-L2/L2", "L2", 1, client_exec_id="C2", qty="600", seq=5),
+    )
+    assert await recon(ledger) == []
+    await write(ledger, house("R9", "L9", 30, account=HOUSE_ACCOUNT, seq=6))
+    assert found(await recon(ledger)) == {("qty_mismatch", "house/lp", "L2")}
+    assert found(await recon(ledger, full=True)) == {("qty_mismatch", "house/lp", "L2")}

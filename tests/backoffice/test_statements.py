@@ -596,3 +596,16 @@ def test_a_last_line_taken_without_its_newline_and_then_finished_is_read_again(
     assert change.replace
     assert [(r.exec_id, r.price) for r in change.rows] == [("E1", "1.08555"), ("E2", "1.1")]
     assert change.errors == []
+
+
+def test_blank_lines_before_the_header(tmp_path: Path) -> None:
+    # an export that starts with an empty line (or two, CRLF): the header is
+    # the first line that holds anything, as blank lines between rows are skipped
+    path = tmp_path / "LP_A-1.csv"
+    write(path, "\r\n\n" + HEADER + "E1,K1,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n")
+    folder = folder_of(tmp_path)
+    change = one(folder.scan())
+    assert (change.errors, [r.exec_id for r in change.rows]) == ([], ["E1"])
+    append(path, "E2,K2,EUR/USD,SELL,1000,1.1,2026-03-02T10:00:01Z\n")
+    change = one(folder.scan())
+    assert (change.errors, [r.exec_id for r in change.rows]) == ([], ["E2"])
