@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import subprocess
+import sys
 import time
 import types
 from collections.abc import Sequence
@@ -1886,3 +1889,28 @@ async def test_a_bust_taken_in_on_a_later_day_is_booked_as_of_the_fills_and_its_
         intake.cancel()
         await asyncio.gather(intake, return_exceptions=True)
         await office.ledger.close()
+
+
+_IDLE_CHILD = """
+import os, threading, types
+from backoffice.service import BackOffice
+started = threading.Event()
+threading.Thread(target=lambda: (started.set(), threading.Event().wait()), daemon=True).start()
+started.wait()
+settings = types.SimpleNamespace(cpus=[], nice=0, idle_priority=True)
+BackOffice._lower_priority(types.SimpleNamespace(settings=settings))
+print(sorted({os.sched_getscheduler(int(t)) for t in os.listdir("/proc/self/task")}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_idle_priority_puts_every_thread_of_the_process_under_the_idle_policy() -> None:
+    """The back office gives a core to the gateway first: its own thread and
+    those started before (and, taking its policy, those started after)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _IDLE_CHILD], capture_output=True, text=True, timeout=60, check=False
+    )
+    if "idle_priority_refused" in done.stdout + done.stderr:
+        pytest.skip("this machine refuses SCHED_IDLE")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"[{os.SCHED_IDLE}]"
