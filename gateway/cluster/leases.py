@@ -634,7 +634,8 @@ class Cluster:
         answer = b""
         store = self.stores.get(key)
         log = self.log
-        if self.serving(key) and store is not None and log is not None:
+        held = self._held.get(key)
+        if self.serving(key) and store is not None and log is not None and held is not None:
             seq = store.next_sender_seq
             store.set_next_sender_seq(seq + 1)
             store.flush()
@@ -642,7 +643,12 @@ class Cluster:
             try:
                 if sealed is not None:
                     await asyncio.wait_for(sealed, self.lease_s)
-                answer = b"%d" % seq
+                # given only if copied while the lease was still this
+                # gateway's and no other could have taken it yet: a gateway
+                # that took it meanwhile reads no record of ours stored
+                # after, and would send this number itself
+                if self._held.get(key) is held and self.may_send(held.session):
+                    answer = b"%d" % seq
             except (TimeoutError, ConnectionError):
                 answer = b""
         with contextlib.suppress(nats.errors.Error, OSError):
@@ -717,7 +723,12 @@ class Cluster:
         log = self.log
         if log is None:
             return None
+        held = self._held.get(key)
         if await log.caught_up(key, self.lease_s):
+            if held is None or self._held.get(key) is not held:
+                # lost while the copy was read (not renewed in time, or
+                # taken): the Logon is not this gateway's to read
+                return "this gateway lost the session's lease while reading its copy; log on again"
             if key in self._adopting:
                 # once per lease granted (a Logon at the owner changes
                 # nothing): the client as the copy held it when the session

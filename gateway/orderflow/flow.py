@@ -719,4 +719,10 @@ class OrderFlow:
         guard = self.routing.guard
         if guard is not None:
             guard()
+            serves = self.watch.serves
+            if serves is not None and not serves(session.settings.TargetCompID):
+                # the check let this client's session go (its lease lapsed
+                # while the loop was held) and parked its orders: what its
+                # connection still delivered is worked here no more
+                return
         self.entry.on_message(session, msg, now)

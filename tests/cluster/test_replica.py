@@ -1135,3 +1135,114 @@ async def test_a_logout_number_is_not_set_aside_by_a_gateway_still_reading_the_s
         # and the copy never goes back to numbers the client was sent
         assert b.store("C1").next_sender_seq >= 50
         assert c.store("C1").next_sender_seq >= 50
+
+
+class _Request:
+    """A NATS request as a subscription callback sees it, its answer kept."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def respond(self, data: bytes) -> None:
+        self.answer.set_result(data)
+
+
+@pytest.mark.asyncio
+async def test_a_logout_number_set_aside_as_the_lease_goes_is_given_only_if_the_next_owner_has_it(
+    nats_cluster: NatsCluster,
+) -> None:
+    """The client logs on at c while a hands its session to b: c asks a
+    for a number for its Logout, a sets one aside and copies that, but the
+    copy is stored only after b took the session (a loaded machine: b's
+    take overtook it).  b ignores a record of a's stored after it took the
+    session, so it will send that number itself: a must not give it."""
+    config = settings(nats_cluster, lease_ms=3000, renew_ms=500)
+    a, b = attending_pair(config)
+    async with running(a, b):
+        assert await a.claim("C1") is None
+        a.sessions["C1"].store.set_next_sender_seq(50)  # a sent 49 messages
+        await written(a)
+        key = session_key(a.sessions["C1"])
+        b.cluster.start_attending()
+        a_log = a.cluster.log
+        assert a_log is not None
+        # a's copy of the number set aside waits until b holds the session
+        publish = a_log._publish
+        taken = asyncio.Event()
+
+        async def late_publish(flight: Any) -> None:
+            if any(op[:2] == (SET_SENDER, 51) for _k, _p, ops in flight.batch for op in ops):
+                await taken.wait()
+            await publish(flight)
+
+        a_log._publish = late_publish  # type: ignore[method-assign]
+        release = a.cluster._release
+        asked: list[_Request] = []
+        answering: list[asyncio.Future[None]] = []
+
+        async def release_while_asked(key: str) -> None:
+            # c turns the client's Logon away and asks a for a number
+            request = _Request(key.encode())
+            asked.append(request)
+            answering.append(asyncio.ensure_future(a.cluster._on_reserve(request)))
+            async with asyncio.timeout(10):
+                while a.store("C1").next_sender_seq != 51:  # noqa: ASYNC110
+                    await asyncio.sleep(0)  # set aside and sealed, not yet copied
+            await release(key)
+
+        a.cluster._release = release_while_asked  # type: ignore[method-assign]
+        assert await a.cluster.hand_over(a.sessions["C1"], "b") is None
+        assert b.cluster.serving(key)
+        taken.set()
+        await asyncio.wait_for(answering[0], 10)
+        given = await asked[0].answer
+        # b goes on from the copy as it was when it took the session
+        assert b.store("C1").next_sender_seq == 50
+        # so a number a gives for c's Logout is one b will send again
+        assert given == b"", f"a gave {given!r} for a Logout; b sends 50 next"
+
+
+@pytest.mark.asyncio
+async def test_a_claim_whose_lease_was_lost_while_its_copy_was_read_is_not_granted(
+    nats_cluster: NatsCluster,
+) -> None:
+    """b takes C1 and waits for the copy to be read (its follower is
+    behind); meanwhile its lease is lost (its renewals do not get through).
+    The claim must not say the session is b's: its Logon would be read and
+    the client served by a gateway that does not hold the session."""
+    # lost (lease_ms - renew_ms after its grant) well before the reading
+    # of the copy gives up (lease_ms)
+    config = settings(nats_cluster, lease_ms=3000, renew_ms=1000)
+    a, b = Member(config, "a", ["C1"]), Member(config, "b", ["C1"])
+    async with running(a, b):
+        b_log = b.cluster.log
+        assert b_log is not None
+        sub = b_log._sub._sub
+        follow = sub._cb
+        let_through = asyncio.Event()
+
+        async def late(msg: Any) -> None:
+            await let_through.wait()
+            await follow(msg)
+
+        sub._cb = late
+        assert await a.claim("C1") is None
+        a.sessions["C1"].store.set_next_sender_seq(50)
+        await written(a)
+        key = session_key(a.sessions["C1"])
+        await a.cluster._release(key)
+        # b's renewals stop getting through (its fence goes on)
+        for task in b.cluster._tasks:
+            if task.get_coro().__name__ == "_renew_forever":  # type: ignore[union-attr]
+                task.cancel()
+        claiming = b.claim("C1")
+        await held_by(b, "C1")
+        deadline = time.monotonic() + 10
+        while not b.lost:
+            assert time.monotonic() < deadline, "b never let the lease go"
+            await asyncio.sleep(0.02)  # polling, with the deadline above
+        assert key not in b.cluster.held()
+        let_through.set()
+        granted = await asyncio.wait_for(claiming, 10)
+        assert granted is not None, "the claim said C1 is b's, though b lost its lease"

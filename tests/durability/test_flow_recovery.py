@@ -410,6 +410,15 @@ async def test_a_clients_orders_taken_over_replace_those_held_and_survive_a_rest
 def send_new_order(built: OrderFlow, cl_ord_id: str, lots: int) -> codec.FixMessage:
     """CLIENT1 sends a GTC limit buy of ``lots`` EUR/USD lots; the answer."""
     session = built.sessions["CLIENT1"]
+    deliver_new_order(built, cl_ord_id, lots)
+    seq = session.store.next_sender_seq - 1
+    ((_, answer),) = session.store.get_sent(seq, seq)
+    return codec.parse_frame(answer)
+
+
+def deliver_new_order(built: OrderFlow, cl_ord_id: str, lots: int) -> None:
+    """CLIENT1's GTC limit buy of ``lots`` EUR/USD lots handed to the flow."""
+    session = built.sessions["CLIENT1"]
     body = [
         (11, cl_ord_id.encode()),
         (38, str(lots * 1000).encode()),
@@ -423,9 +432,6 @@ def send_new_order(built: OrderFlow, cl_ord_id: str, lots: int) -> codec.FixMess
     header = [(34, b"1"), (49, b"CLIENT1"), (52, b"20240101-00:00:00"), (56, b"GATEWAY")]
     raw = codec.encode_message(b"FIX.4.4", b"D", header, codec.encode_fields(body))
     built.on_message(session, codec.parse_frame(raw), time.time())
-    seq = session.store.next_sender_seq - 1
-    ((_, answer),) = session.store.get_sent(seq, seq)
-    return codec.parse_frame(answer)
 
 
 @pytest.mark.asyncio
@@ -953,3 +959,52 @@ def test_a_gateway_given_an_id_prefix_starts_its_ids_with_it(tmp_path: Path) -> 
     clustered = with_prefix + '\n[cluster]\nservers = ["nats://127.0.0.1:4222"]\n'
     with pytest.raises(ConfigError, match=r"gateway.id_prefix: a cluster's gateways take theirs"):
         parse_config(clustered)
+
+
+@pytest.mark.asyncio
+async def test_a_message_of_a_session_lost_by_the_stall_check_is_not_worked(
+    tmp_path: Path,
+) -> None:
+    """A gateway stalled past its lease (SIGSTOP, a long pause) wakes up on
+    a NewOrderSingle of that very session: the check before the order flow
+    acts lets the session go and parks its client's orders; the order it
+    woke up on must not be worked here either (another gateway may serve
+    the client now, and this one's bytes can never reach it)."""
+    from types import SimpleNamespace
+
+    from config import ClusterSettings
+    from gateway.cluster.leases import _Held
+    from gateway.daemon import Gateway
+
+    journal_with(tmp_path, an_order("4O1", "EUR/USD"))
+    built, journal = flow(tmp_path, max_open_position=1_000_000)
+    try:
+        now = [1000.0]
+        aborted: list[str] = []
+        server = SimpleNamespace(abort=lambda s: aborted.append(s.session_id))
+        gateway = SimpleNamespace(fix_server=server, order_flow=built)
+        cluster = Cluster(
+            ClusterSettings(servers=("nats://127.0.0.1:1",)),
+            "a",
+            on_lost=lambda s, text: Gateway._lost_session(gateway, s, text),  # type: ignore[arg-type]
+            clock=lambda: now[0],
+        )
+        carry_clients(cluster, built, built.sessions)
+        session = built.sessions["CLIENT1"]
+        key = session_key(session)
+        # served here, its lease renewed last at 1000.0
+        cluster._held[key] = _Held(session, 7, now[0], 7)
+        cluster._fenced_at = now[0]
+        assert cluster.serving(key)
+        # the process is stopped for 10 s: its lease lapsed meanwhile
+        now[0] += 10.0
+        deliver_new_order(built, "AFTER-STALL", 1)
+        assert aborted == ["FIX.4.4:GATEWAY->CLIENT1"]
+        assert key not in cluster.held()
+        assert [o.order_id for o in built.parked["CLIENT1"]] == ["4O1"]
+        # nothing of CLIENT1's is worked here any more: not even the order
+        # that woke the gateway up
+        assert built.matcher.open_orders("CLIENT1") == []
+        assert built.matcher.status("CLIENT1", "AFTER-STALL") is None
+    finally:
+        journal.close()
