@@ -438,7 +438,12 @@ class OrderFlow:
         await self.routing.start(restored.children, restored.orphans, restored.ended)
         now = self._clock()
         self.end_day_missed(now)
+        journaled = self.day_ends_at
         self._arm_day_end(now)
+        if self.journal is not None and self.day_ends_at != journaled:
+            # the config of this start moved the day's end: journaled as a
+            # reload's is, so that a restart ends the day then too
+            self.journal.add(DayEndMoved(self.day_ends_at))
         self.watch.start()
 
     def end_day_missed(self, now: float) -> bool:
