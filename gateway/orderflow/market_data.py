@@ -413,6 +413,15 @@ class MarketDataService:
         for sub in paced:
             self._owe(sub)
 
+    def send_now(self) -> None:
+        """Send everything owed now, paced or not and beyond the per-turn
+        budget (a stop: the quotes' withdrawal before the Logout); what is
+        owed to a client that is behind stays held."""
+        if self._paced:
+            self._send_paced()
+        while self._pending:
+            self.flush()
+
     @property
     def pending(self) -> int:
         """Subscriptions owed a refresh (held and paced ones included)."""

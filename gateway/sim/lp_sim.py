@@ -301,6 +301,8 @@ class LpSimApplication:
         """Stop the SimulatedLp: the orders still open are canceled and the
         quotes withdrawn, on the sessions still logged on."""
         await self.lp.disconnect()
+        # the withdrawal is not paced: it leaves before the Logouts
+        self.market_data.send_now()
 
     def close(self) -> None:
         """Nothing is sent any more (the stores are about to close); what
