@@ -23,6 +23,8 @@ class _InitiatorProtocol(FixTransportProtocol):
     def __init__(self, client: FixClient) -> None:
         super().__init__(client.clock, client.max_outbound_buffer, client.outbox)
         self._client = client
+        self.ended = False
+        """Whether this connection's close was seen."""
 
     def _open(self, now: float) -> Connection:
         session = self._client.session
@@ -34,6 +36,7 @@ class _InitiatorProtocol(FixTransportProtocol):
         self._client._on_event(event)
 
     def _closed(self, now: float) -> None:
+        self.ended = True
         self._client._on_closed()
 
 
@@ -94,7 +97,7 @@ class FixClient:
         and TLS handshakes, then as long again for the Logon's answer."""
         loop = asyncio.get_running_loop()
         old = self._protocol
-        if old is not None and not self._closed.is_set():
+        if old is not None and not old.ended:
             # the last connection is not seen closed yet: its peer died, or
             # the session ended (a Logout) and its close is still under
             # way; its end, seen later, would end the new connection's

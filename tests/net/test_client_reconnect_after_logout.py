@@ -5,6 +5,7 @@ not be taken for failed because the old connection's close arrives late."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -59,4 +60,25 @@ async def test_logging_on_again_right_after_a_logout_succeeds(
     c.send(*new_order_single("AGAIN", "EUR/USD", "buy", 1000, transact_time=time.time()))
     echoed = await c.receive()
     assert echoed.get(11) == b"AGAIN"
+    await c.logout()
+
+
+@pytest.mark.asyncio
+async def test_an_address_that_refuses_then_one_that_takes_the_logon(
+    acceptor: tuple[FixServer, Session, int],
+) -> None:
+    """After a session ended and its close was seen, a first address that
+    refuses the TCP connection (a gateway killed) must not leave the next
+    connect waiting for a close that came long ago."""
+    server, session, port = acceptor
+    c = FixClient(CLIENT, MemoryStore())
+    await c.connect("127.0.0.1", port)
+    assert server.logout(session, "failover")
+    await c.wait_closed(5)
+    dead = socket.create_server(("127.0.0.1", 0))
+    dead_port = dead.getsockname()[1]
+    dead.close()  # nothing listens there any more
+    taken = await c.connect_any([("127.0.0.1", dead_port), ("127.0.0.1", port)], timeout=5)
+    assert taken == ("127.0.0.1", port)
+    assert c.logged_on
     await c.logout()
