@@ -701,13 +701,7 @@ class FixLp(LpAdapter):
                 self._end(child_id, entry)
                 left = child.qty - entry.filled
                 if status == b"2":
-                    _log.error(
-                        "lp_reports_filled_beyond_fills_seen",
-                        lp=self.name,
-                        child_id=child_id,
-                        cum_qty=(msg.get(14) or b"").decode("latin-1")[:40],
-                        lots_seen_filled=entry.filled,
-                    )
+                    self._filled_beyond(child_id, msg, entry.filled)
                     reason = text or "filled at the LP past the lots booked"
                 else:
                     reason = text or "rest canceled by LP"
@@ -1090,15 +1084,21 @@ class FixLp(LpAdapter):
             if exec_type == b"I" and msg.get(39) == b"2" and entry.filled < entry.child.qty:
                 # filled at the LP, and the fills not all seen: its
                 # position here lacks them (as for a child recovered)
-                _log.error(
-                    "lp_reports_filled_beyond_fills_seen",
-                    lp=self.name,
-                    child_id=child_id,
-                    cum_qty=(msg.get(14) or b"").decode("latin-1")[:40],
-                    lots_seen_filled=entry.filled,
-                )
+                self._filled_beyond(child_id, msg, entry.filled)
             del self._dropped[child_id]
             self._watch_ended(child_id, entry)
+
+    def _filled_beyond(self, child_id: str, msg: FixMessage, filled: int) -> None:
+        """Name a child the LP says it filled (``msg``, OrdStatus 2) past the
+        ``filled`` lots booked of it: the LP's position here lacks the rest,
+        for the desk to settle against the LP's statement."""
+        _log.error(
+            "lp_reports_filled_beyond_fills_seen",
+            lp=self.name,
+            child_id=child_id,
+            cum_qty=(msg.get(14) or b"").decode("latin-1")[:40],
+            lots_seen_filled=filled,
+        )
 
     def _on_status(self, entry: _Open, msg: FixMessage, text: str) -> None:
         """The answer to an OrderStatusRequest for a recovered child: still
@@ -1111,13 +1111,7 @@ class FixLp(LpAdapter):
             return
         left = child.qty - entry.filled
         if status == b"2" and left:
-            _log.error(
-                "lp_reports_filled_beyond_fills_seen",
-                lp=self.name,
-                child_id=child.child_id,
-                cum_qty=(msg.get(14) or b"").decode("latin-1"),
-                lots_seen_filled=entry.filled,
-            )
+            self._filled_beyond(child.child_id, msg, entry.filled)
         self._end(child.child_id, entry)
         reason = UNKNOWN_AFTER_RESTART_REASON if status == b"8" else text or "ended at the LP"
         self.sink(ChildCanceled(child.child_id, left, reason))

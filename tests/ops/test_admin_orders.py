@@ -11,8 +11,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.ops import admin
+from gateway.ops.http import build_app
+from gateway.ops.tokens import Tokens
 from matcher import Order
 from matcher.orders import OrdStatus, OrdType, Side, TimeInForce
 
@@ -46,6 +49,10 @@ class Matcher:
     def finished_view(self) -> Iterator[Order]:
         self.views += 1
         return iter(list(self.final))
+
+    def ids_of(self, client: str) -> Any:
+        known = [o for o in self.final + self.opened if o.client == client]
+        return None if not known else SimpleNamespace(is_empty=lambda: False)
 
 
 def flow(final: list[Order], open_orders: list[Order]) -> Any:
@@ -97,3 +104,25 @@ async def test_a_long_listing_lets_the_loop_serve_between_its_slices() -> None:
     # other work ran between the slices: once per slice looked at, once per
     # slice described
     assert turns >= 2 * count // admin.SLICE
+
+
+@pytest.mark.asyncio
+async def test_a_client_with_retained_orders_is_known_without_a_session() -> None:
+    """``/admin/orders?client=X`` answers 404 only for a client the gateway
+    does not know (docs/operations.md): one whose session was removed from
+    the config at the last start, its filled order of the day retained, has
+    no open orders (200, ``[]``)."""
+    known = flow([order(1, "OLD")], [])
+    known.sessions = {"CLIENT1": object()}
+    gateway: Any = SimpleNamespace(
+        admin_tokens=lambda: Tokens("adm", "rd"), order_flow=known, cluster=None
+    )
+    headers = {"Authorization": "Bearer rd"}
+    async with TestClient(TestServer(build_app(gateway))) as http:
+        async with http.get("/admin/orders?client=OLD&all=1", headers=headers) as r:
+            assert r.status == 200
+            assert ids(await r.json()) == ["O1"]
+        async with http.get("/admin/orders?client=OLD", headers=headers) as r:
+            assert (r.status, await r.json()) == (200, [])
+        async with http.get("/admin/orders?client=NOBODY", headers=headers) as r:
+            assert r.status == 404
