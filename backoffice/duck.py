@@ -174,8 +174,8 @@ class DuckLedger(Ledger):
         found: dict[tuple[str, str], str] = {}
         for child_id, exec_id in bookings:
             row = self.con.execute(sql.BOOKED_ON, [child_id, exec_id]).fetchone()
-            if row and row[0]:
-                found[(child_id, exec_id)] = str(row[0])
+            if row and row[0] is not None:
+                found[(child_id, exec_id)] = row[0].isoformat()
         return found
 
     async def write(

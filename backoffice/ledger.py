@@ -1086,8 +1086,7 @@ most fourteen calendar days)."""
 
 
 BOOKED_ON: Final = (
-    "SELECT CAST(min(trade_date) AS VARCHAR) FROM house_trades"
-    " WHERE child_id = $1 AND lp_exec_id = $2"
+    "SELECT min(trade_date) FROM house_trades WHERE child_id = $1 AND lp_exec_id = $2"
 )
 """The trade date of the booking ``$2`` of child ``$1`` (NULL: none)."""
 

@@ -399,8 +399,8 @@ class PgLedger(Ledger):
             found: dict[tuple[str, str], str] = {}
             for child_id, exec_id in wanted:
                 day = await con.fetchval(sql.BOOKED_ON, child_id, exec_id)
-                if day:
-                    found[(child_id, exec_id)] = str(day)
+                if day is not None:
+                    found[(child_id, exec_id)] = day.isoformat()
             return found
 
         return await self._call("reading the bookings restated", job)

@@ -100,13 +100,16 @@ def _duplicates(values: Mapping[str, object], path: str, array: str, key: str) -
 
 
 def _duplicate_lp_sessions(values: Mapping[str, object], path: str) -> list[str]:
-    """Two FIX LPs on one session (the same CompIDs, and the same store
-    folder): the second's store is locked by the first, and it never logs on."""
+    """Two enabled FIX LPs on one session (the same CompIDs, and the same
+    store folder): the second's store is locked by the first, and it never
+    logs on.  A disabled one has no store (and no reload enables it)."""
     errors: list[str] = []
     first_seen: dict[tuple[str, str, object], int] = {}
     for index, entry in _entries(values, "lps"):
         settings = entry.get("settings")
-        if entry.get("adapter") != "fix" or not isinstance(settings, Mapping):
+        if entry.get("adapter") != "fix" or entry.get("enabled") is False:
+            continue
+        if not isinstance(settings, Mapping):
             continue
         sender, target = settings.get("sender_comp_id"), settings.get("target_comp_id")
         if not isinstance(sender, str) or not isinstance(target, str):

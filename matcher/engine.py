@@ -769,6 +769,7 @@ class Matcher:
                 self._side_book(order).add(order)
         self._expiring = {order_id for order_id in expiring if order_id in self._open}
         self._last_seq = top
+        self._evicted = {}  # nothing restored is journaled again: let go at once
 
     def open_of(self, client: str) -> list[Order]:
         """The client's open orders, oldest first (the matcher's own

@@ -1244,19 +1244,34 @@ class Cluster:
             return []  # leased as before: the start goes on, as with an old peer
         prefix = self.settings.bucket_prefix
 
+        # a running gateway's loop may be busy for a moment; all are asked
+        # at once, within one wait (this name is not renewed until the
+        # start ends)
+        wait = min(self.lease_s / 2, 1.0)
+        unanswered: list[str] = []
+
         async def ask(name: str) -> dict[str, tuple[str, str]] | None:
             try:
-                reply = await nc.request(f"{prefix}.grid.{name}", b"", timeout=_STATUS_TIMEOUT)
+                reply = await nc.request(f"{prefix}.grid.{name}", b"", timeout=wait)
                 return _decode_grid(reply.data)
+            except nats.errors.NoRespondersError:
+                return None  # not running, or of a version that is not asked this
             except (TimeoutError, OSError, nats.errors.Error, msgspec.DecodeError):
-                return None  # not running, or not asked this before
+                unanswered.append(name)
+                return None
 
-        # all at once: this name's lease is not renewed until the start ends
         others = [name for name in names if name != self.name]
         for name, theirs in zip(others, await asyncio.gather(*map(ask, others)), strict=True):
             said = [] if theirs is None else _grid_differences(self.grid, theirs)
             if said:
                 return [name, *said]
+        if unanswered:
+            _log.warning(
+                "cluster_grid_not_checked",
+                instances=sorted(unanswered),
+                hint="these gateways did not say their instruments in time: check that"
+                " their tick and lot sizes are this gateway's",
+            )
         return []
 
     def is_live(self, name: str) -> bool:

@@ -324,6 +324,11 @@ class Session:
         # the MsgSeqNum asked for again after an answer to a ResendRequest
         # of ours went past it without it (0: none)
         self._hole_asked = 0
+        # the highest PossDup number of the answer that left the hole, and
+        # whether the answer to the new request has begun (a PossDup at or
+        # below it): what follows of the first answer says nothing of it
+        self._hole_from = 0
+        self._retry_answered = False
         self._heartbeat_interval = float(self.settings.HeartBtInt)
         self._connected_at = now
         self._last_sent = now
@@ -683,6 +688,9 @@ class Session:
         expected = self.store.next_target_seq
         rr = self._resend_range
         if rr is not None and seq >= rr[0]:
+            retrying = self._hole_asked == expected
+            if retrying and seq <= self._hole_from and msg.get(43) == b"Y":
+                self._retry_answered = True  # the peer answers again from the start
             if not self._answer_ended(msg, seq, rr[1]):
                 return  # a ResendRequest covering this is already out
             # The peer's answer went past what was asked for and left
@@ -691,12 +699,16 @@ class Session:
             # ask for it again, every later message would wait behind it
             # for good.  Asked for again once; a second answer without it
             # will not bring it either: the session ends, saying why.
-            if self._hole_asked == expected:
+            if retrying:
+                if not self._retry_answered:
+                    return  # the rest of the first answer (what revealed the gap, resent)
                 self._log.warning("sequence_gap_not_filled", expected=expected, received=seq)
                 text = b"MsgSeqNum %d not received in answer to a ResendRequest" % expected
                 self._send_logout(now, text)
                 return
             self._hole_asked = expected
+            self._hole_from = seq
+            self._retry_answered = False
             self._resend_range = None
             self._ask_again(expected, now)
             return

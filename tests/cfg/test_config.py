@@ -762,3 +762,9 @@ def test_two_fix_lps_on_one_session_are_reported() -> None:
     assert errors == [
         "lps[1].settings: duplicate LP session FIX.4.4:GATEWAY->LPX1 in one data_dir (also lps[0])"
     ]
+    # one of them disabled (a standby entry): no store, nothing to refuse
+    standby = text.replace(
+        'name = "LPX2"\nadapter = "fix"\n', 'name = "LPX2"\nadapter = "fix"\nenabled = false\n'
+    )
+    assert standby != text
+    parse_config(standby)  # no ConfigError

@@ -45,6 +45,36 @@ def test_a_garbled_first_message_of_a_resend_is_asked_for_again() -> None:
     assert h.session.state is S.ACTIVE
 
 
+def test_the_rest_of_the_first_answer_leaves_the_second_its_chance() -> None:
+    """A peer answering EndSeqNo 0 resends what revealed the gap too (4):
+    that belongs to the first answer, not to the second, which fills 2."""
+    h = logged_on()
+    assert h.feed(h.message(b"D", 4, order_body("O4"))) == []
+    h.sent()
+    good2 = possdup(h, 2, "O2")
+    h.feed(good2[:-4] + b"000\x01", possdup(h, 3, "O3"), possdup(h, 4, "O4"))
+    asked = [m for m in h.sent() if m.msg_type == b"2"]
+    assert [(m.get(7), m.get(16)) for m in asked] == [(b"2", b"0")]
+    assert h.session.state is not S.LOGOUT_SENT
+    # the second answer brings 2: everything is handed on, in order
+    events = h.feed(possdup(h, 2, "O2"))
+    assert [m.get(11) for m in app_messages(events)] == [b"O2", b"O3", b"O4"]
+    assert h.session.state is S.ACTIVE
+
+
+def test_a_second_answer_without_the_hole_ends_the_session() -> None:
+    h = logged_on()
+    assert h.feed(h.message(b"D", 4, order_body("O4"))) == []
+    h.sent()
+    good2 = possdup(h, 2, "O2")
+    h.feed(good2[:-4] + b"000\x01", possdup(h, 3, "O3"), possdup(h, 4, "O4"))
+    h.sent()
+    # the second answer: 2 garbled again, then 3 and 4
+    h.feed(good2[:-4] + b"000\x01", possdup(h, 3, "O3"), possdup(h, 4, "O4"))
+    [logout] = h.sent()
+    assert logout.get(58) == b"MsgSeqNum 2 not received in answer to a ResendRequest"
+
+
 def test_a_gap_fill_that_moves_nothing_does_not_wedge_the_session() -> None:
     h = logged_on()
     assert h.feed(h.message(b"D", 4, order_body("O4"))) == []

@@ -28,8 +28,10 @@ async def test_a_stop_sends_the_quote_withdrawal_before_the_logout(tmp_path: Pat
         await c.connect("127.0.0.1", port)
         c.send(b"V", md_request(b"MD1", b"1", b"EUR/USD"))
         assert (await c.receive()).msg_type == b"W"
-        # an update was just sent: the next one is paced 100 ms later
         assert (await c.receive(10)).msg_type == b"X"
+        # an update was just sent: the next paced one would come 10 s later,
+        # long after the Logout, whatever the machine's speed
+        simulator.application.market_data._interval = 10.0
         await simulator.stop()
         await c.wait_closed()
     finally:

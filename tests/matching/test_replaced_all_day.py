@@ -4,7 +4,7 @@ bounded, and the ClOrdIDs a client may still name keep answering."""
 from __future__ import annotations
 
 import msgspec
-from matching_helpers import BUY, limit, matcher, replace
+from matching_helpers import BUY, cancel, limit, matcher, replace
 
 from gateway.orderflow.journal_entries import OrderState
 from matcher.engine import MAX_ALIASES
@@ -51,3 +51,20 @@ def test_an_order_restored_from_its_state_is_known_by_the_same_ids() -> None:
     for known in ("A200", "A199", f"A{200 - MAX_ALIASES + 1}", "A0"):
         assert again.status("c1", known) is not None, known
     assert again.status("c1", "A100") is None
+
+
+def test_orders_restored_past_retain_finished_are_let_go_at_once() -> None:
+    """A journal holding more final orders than are kept (the bound
+    lowered): those past it are forgotten by the restore itself, not held
+    until the first order of the day."""
+    m = matcher()
+    for n in range(5):
+        m.submit(limit("c1", f"F{n}", BUY, 10, 100), None)
+        m.cancel(cancel("c1", f"X{n}", f"F{n}"))
+    finals = list(m.orders())
+    again = matcher()
+    again.retain_finished = 2
+    again.restore(finals)
+    assert again._evicted == {}
+    assert again.status("c1", "X0") is None
+    assert again.status("c1", "X4") is not None
