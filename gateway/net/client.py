@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from mypy_extensions import mypyc_attr
 
@@ -87,6 +87,9 @@ class FixClient:
         self._closed = asyncio.Event()
         self._protocol: _InitiatorProtocol | None = None
         self._held = False
+        self.on_event: Callable[[Event], None] | None = None
+        """Called with each session event as it happens (after it is in
+        ``events``): an application that logs on again at a LoggedOut, say."""
 
     async def connect(
         self, host: str, port: int, timeout: float = 5.0, tls: ssl.SSLContext | None = None
@@ -197,6 +200,8 @@ class FixClient:
             self._logged_on.set()
         elif isinstance(event, LoggedOut):
             self._logged_on.clear()
+        if self.on_event is not None:
+            self.on_event(event)
 
     def _on_closed(self) -> None:
         self._logged_on.clear()

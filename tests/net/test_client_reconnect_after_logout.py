@@ -44,18 +44,16 @@ async def test_logging_on_again_right_after_a_logout_succeeds(
     await c.connect("127.0.0.1", port)
     loop = asyncio.get_running_loop()
     again: asyncio.Future[asyncio.Task[None]] = loop.create_future()
-    on_event = c._on_event
 
-    def on_event_and_reconnect(event: Event) -> None:
-        on_event(event)
+    def reconnect(event: Event) -> None:
         if isinstance(event, LoggedOut) and not again.done():
             # the application logs on again as soon as it is told
             again.set_result(asyncio.ensure_future(c.connect("127.0.0.1", port)))
 
-    c._on_event = on_event_and_reconnect  # type: ignore[method-assign]
+    c.on_event = reconnect
     assert server.logout(session, "end of day")
-    reconnect = await asyncio.wait_for(again, 5)
-    await asyncio.wait_for(reconnect, 10)  # raises LogonError as it is
+    logon = await asyncio.wait_for(again, 5)
+    await asyncio.wait_for(logon, 10)  # raises LogonError as it is
     assert c.logged_on
     c.send(*new_order_single("AGAIN", "EUR/USD", "buy", 1000, transact_time=time.time()))
     echoed = await c.receive()
