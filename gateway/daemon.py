@@ -65,6 +65,7 @@ from gateway.orderflow.margin_watch import MarginWatch
 from gateway.orderflow.market_data import MarketDataService
 from gateway.orderflow.publish import Reports
 from gateway.orderflow.recovery import Recovery
+from gateway.orderflow.restore import grid_of
 from gateway.orderflow.routing import ChildRouting
 from gateway.orderflow.rules import Rules, build_rules, capped, config_digest
 from gateway.orderflow.stats import FlowStats
@@ -192,7 +193,8 @@ class Gateway:
             self.cluster = Cluster(
                 config.cluster,
                 on_lost=self._lost_session,
-                grid={i.symbol: (str(i.tick_size), str(i.lot_size)) for i in config.instruments},
+                # the grid as the journal records it (restore.grid_of)
+                grid=grid_of({i.symbol: i.to_instrument() for i in config.instruments}).sizes,
             )
             if config.store.backend == "file":
                 self._remembered = remembered_instance(self.data_dir)
