@@ -83,6 +83,18 @@ def message_body(raw: bytes) -> tuple[bytes, bytes]:
     return msg_type, raw[start : len(raw) - codec.CHECKSUM_FIELD]
 
 
+def _target_of(raw: bytes) -> str | None:
+    """The TargetCompID of a whole FIX message as stored (None for one whose
+    header cannot be read plainly)."""
+    scanned = codec.scan_header(raw, _HEADER)
+    if scanned is None:
+        return None
+    for tag, value in scanned[1]:
+        if tag == 56:
+            return value.decode("latin-1")
+    return None
+
+
 def _tag(raw: msgspec.Raw) -> int:
     """The tag of an entry as msgpack encodes it (an array, the tag first)."""
     entry = memoryview(raw)
@@ -464,7 +476,13 @@ class JournalCopier:
     def _copy_message(self, message: Message, now: float) -> int:
         client = self._clients.get(message.session)
         if client is None:
-            return 0
+            # a session the config no longer lists (removed at a restart
+            # while this process was behind): the client is the report's
+            # own TargetCompID
+            client = _target_of(message.raw)
+            if client is None:
+                return 0
+            self._clients[message.session] = client
         sessions = self._drop_copies.covering(client)
         if not sessions:
             return 0

@@ -203,7 +203,6 @@ def test_reports_and_captures_become_copies_in_journal_order(tmp_path: Path) -> 
     add_capture(j, "LPX1")
     j.flush()
     add_report(j, 3, "E2", market="internal")
-    j.add(Message("FIX.4.4:GATEWAY->SOMEONE", 1.0, 2, client_report(2, "NOPE"), ""))
     j.flush()
     office = Office(tmp_path)
     office.poll_all()
@@ -575,4 +574,27 @@ def test_a_fill_in_an_instrument_no_longer_configured_still_gets_its_capture(
     del office.copier._instruments["EUR/USD"]
     office.poll_all()
     assert [t for t, _ in office.stored()] == [b"AE"]
+    office.close()
+
+
+def test_a_report_to_a_session_removed_from_the_config_is_still_copied(
+    tmp_path: Path,
+) -> None:
+    """A client's session removed from the config at a restart while the
+    drop copy was behind: the reports journaled for it before are copied
+    all the same (the client is the report's own TargetCompID), as their
+    TradeCaptureReports are; else the back office sees house fills no
+    client was told of."""
+    j = journal(tmp_path / "orders")
+    add_report(j, 2, "E1")
+    add_capture(j, "LPX1")
+    j.flush()
+    j.close()
+    office = Office(tmp_path)
+    office.copier._clients.clear()
+    office.poll_all()
+    assert [t for t, _ in office.stored()] == [b"8", b"AE"]
+    last = office.store.next_sender_seq - 1
+    report = parse_frame(office.store.get_sent(1, last)[0][1])
+    assert report.get(1) == b"CLIENT1"
     office.close()
