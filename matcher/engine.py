@@ -157,6 +157,10 @@ all day costs no more to keep, and to journal at each change, than one
 replaced 64 times."""
 
 _CHUNK: Final = 1024
+
+_SPARED: Final = 1024
+"""Final orders one call may keep again past the bound, a quiet client's
+(:meth:`Matcher._retire`)."""
 """Final orders a chunk of :class:`Retained` holds."""
 
 
@@ -472,6 +476,7 @@ class Matcher:
         "_forgotten_ids",
         "_house_ids",
         "_instruments",
+        "_kept",
         "_last_seq",
         "_open",
         "_order_ids",
@@ -512,6 +517,8 @@ class Matcher:
         # final orders, oldest first, still answering status requests and
         # duplicate-ClOrdID checks until more than retain_finished are kept
         self._finished = Retained()
+        # client -> how many of the final orders kept are its own
+        self._kept: dict[str, int] = {}
         # DAY orders out at LPs at the end of the day: expire on return
         self._expiring: set[str] = set()
         # final orders the last call forgot past retain_finished (find)
@@ -907,6 +914,7 @@ class Matcher:
         for index in (*self._by_cl_ord_id.values(), *self._house_ids.values()):
             self._forgotten_ids.extend(index.dicts())
         self._finished = Retained()
+        self._kept = {}
         self._by_cl_ord_id = {}
         self._house_ids = {}
         for order in self._open.values():
@@ -1236,11 +1244,40 @@ class Matcher:
     def _retire(self, order: Order) -> None:
         """Keep a final order for lookups; forget the oldest beyond the bound
         (still found by :meth:`find` until the next call: the caller journals
-        the orders a call ended, and those may be among them)."""
+        the orders a call ended, and those may be among them).
+
+        The bound is shared, not first come first served: the oldest order
+        of a client keeping no more than its share (half the bound split
+        between the clients keeping any) is kept again at the newest end,
+        and a busier client's goes instead.  So one client sending orders
+        fast cannot push out a quieter one's, and a ClOrdID resent by it
+        later is still found a duplicate.  A call passes over at most
+        ``_SPARED`` orders so (the loop is never held long); the bound, left
+        one over by such a call, is kept again from the next on."""
         finished = self._finished
         finished.append(order)
-        while len(finished) > self.retain_finished:
+        kept = self._kept
+        client = order.client
+        kept[client] = kept.get(client, 0) + 1
+        bound = self.retain_finished
+        if len(finished) <= bound:
+            return
+        share = bound // (2 * len(kept))
+        spared = 0
+        while len(finished) > bound:
             oldest = finished.popleft()
+            client = oldest.client
+            left = kept[client]
+            if left <= share:
+                finished.append(oldest)
+                spared += 1
+                if spared == _SPARED:
+                    return
+                continue
+            if left == 1:
+                del kept[client]
+            else:
+                kept[client] = left - 1
             self._forget(oldest)
             self._evicted[oldest.order_id] = oldest
 
