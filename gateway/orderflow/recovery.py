@@ -13,7 +13,7 @@ ticks and lots against the instruments configured now.  It does no I/O.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -385,11 +385,23 @@ class Recovery:
         }
 
     def _prune(self) -> None:
-        """Forget the oldest final orders beyond ``keep_finished``."""
+        """Forget the oldest final orders beyond ``keep_finished``, shared
+        between the clients as the matcher shares them: a client keeping
+        no more than half of it split between the clients keeping any
+        keeps its own, the others' oldest go."""
         orders = self.orders
-        final = [order_id for order_id, order in orders.items() if order.is_final]
-        for order_id in final[: max(0, len(final) - self.keep_finished)]:
-            del orders[order_id]
+        final = [(order_id, order.client) for order_id, order in orders.items() if order.is_final]
+        excess = len(final) - self.keep_finished
+        if excess > 0:
+            kept = Counter(client for _, client in final)
+            share = self.keep_finished // (2 * len(kept))
+            for order_id, client in final:
+                if kept[client] > share:
+                    del orders[order_id]
+                    kept[client] -= 1
+                    excess -= 1
+                    if not excess:
+                        break
         self._prune_at = len(orders) + self.keep_finished + 1
 
     def _ended(self, child_id: str, child: RecoveredChild, filled_in_full: bool) -> None:

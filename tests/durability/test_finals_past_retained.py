@@ -102,3 +102,33 @@ async def test_makers_filled_past_retain_finished_stay_filled_after_a_restart(
         assert [o.cl_ord_id for o in again.matcher.open_orders("CLIENT2")] == ["S3"]
     finally:
         journal.close()
+
+
+@pytest.mark.asyncio
+async def test_a_quiet_clients_final_orders_outlast_a_busy_clients_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    """The final orders kept are shared between clients in the matcher and
+    in the journal's reading alike: a quiet client's ClOrdIDs are still
+    known after a busy client ended many more orders, and a restart."""
+    built, journal = flow_keeping(tmp_path, retain=20)
+    try:
+        quote = Quote("LP_A", "EUR/USD", (Level(90_000, 100),), (Level(110_000, 100),), time.time())
+        built.routing.on_lp_event(quote)
+        for n in range(3):
+            send(built, "CLIENT2", f"Q{n}", b"2", b"3")  # an IOC far from any price: ends
+        for n in range(60):
+            send(built, "CLIENT1", f"B{n}", b"1", b"3")
+        assert built.matcher.status("CLIENT2", "Q0") is not None
+        journal.flush()
+    finally:
+        journal.close()
+    again, journal = flow_keeping(tmp_path, retain=20)
+    try:
+        assert [again.matcher.status("CLIENT2", f"Q{n}") is not None for n in range(3)] == [
+            True
+        ] * 3
+        assert again.matcher.status("CLIENT1", "B59") is not None
+        assert again.matcher.status("CLIENT1", "B0") is None
+    finally:
+        journal.close()
