@@ -1288,6 +1288,10 @@ class BackOffice:
             try:
                 pinned = await self.ledger.pin_day(day, pinning)
                 try:
+                    # no manifest while the files are replaced
+                    await asyncio.get_running_loop().run_in_executor(
+                        None, self._unwrite_manifest, day
+                    )
                     # written beside the intake: the files are read from
                     # the pinned rows, the ledger is not held (a day of a
                     # million trades takes seconds)
@@ -1314,6 +1318,18 @@ class BackOffice:
 
     def _manifest(self, day: dt.date) -> Path:
         return self.export_dir / f"manifest-{day_stamp(day)}.json"
+
+    def _unwrite_manifest(self, day: dt.date) -> None:
+        """Take the day's manifest away before its files are written again:
+        a reader must not take them as whole while some are replaced and
+        others not (or the export fails half way); at start a day without
+        one is written again."""
+        try:
+            self._manifest(day).unlink(missing_ok=True)
+        except NotADirectoryError:
+            pass  # no folder: the export names why
+        except OSError as exc:
+            raise LedgerError(f"cannot export {day} to {self.export_dir}: {exc}") from exc
 
     def _write_manifest(self, day: dt.date, upto: int, files: Sequence[str]) -> str:
         """The day's manifest, written once its files are: the files, and
