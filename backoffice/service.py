@@ -60,6 +60,7 @@ from backoffice.records import (
     client_trade,
     day_stamp,
     house_trade,
+    ledger_number,
 )
 from backoffice.settlement import LEDGER_DECIMALS, Settlement
 from backoffice.statements import StatementChange, StatementFolder
@@ -234,20 +235,32 @@ def _followed_unreachable(config: Config) -> str | None:
 def _finer_than_ledger(config: Config) -> str | None:
     """The instruments whose tick or lot size has more decimals than the
     ledger keeps of a price or quantity: their trades would be stored
-    rounded, and settle at amounts the fills do not give."""
+    rounded, and settle at amounts the fills do not give; then those whose
+    largest order is more than it holds: its trades would be refused."""
     finer = [
         f"{i.symbol} {what} {size:f}"
         for i in config.instruments
         for what, size in (("tick_size", i.tick_size), ("lot_size", i.lot_size))
         if -int(size.normalize().as_tuple().exponent) > LEDGER_DECIMALS
     ]
-    if not finer:
-        return None
-    return (
-        f"instruments: {', '.join(finer)}: more decimals than the ledger keeps of a price"
-        f" or quantity ({LEDGER_DECIMALS}); the back office cannot follow a gateway"
-        " trading them"
-    )
+    if finer:
+        return (
+            f"instruments: {', '.join(finer)}: more decimals than the ledger keeps of a price"
+            f" or quantity ({LEDGER_DECIMALS}); the back office cannot follow a gateway"
+            " trading them"
+        )
+    larger = [
+        f"{i.symbol} max_qty {i.max_qty:f}"
+        for i in config.instruments
+        if not ledger_number(i.max_qty)
+    ]
+    if larger:
+        return (
+            f"instruments: {', '.join(larger)}: more than the ledger holds of a quantity"
+            " (under 10,000,000,000 units); the back office cannot follow a gateway"
+            " trading them"
+        )
+    return None
 
 
 def follow_problems(config: Config) -> list[str]:

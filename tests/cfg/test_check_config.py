@@ -136,6 +136,15 @@ def test_check_config_notes_what_a_back_office_on_the_config_would_refuse(
     # its ledger keeps 8 decimals of a price: the trades would be rounded
     assert "instruments: EUR/USD tick_size 0.0000000001: more decimals than the ledger" in notes[2]
     assert "backoffice.http_port: 9876 is gateway.fix_port too" in notes[3]
+    # an order larger than the ledger holds of a quantity: its trades refused
+    larger = tmp_path / "larger.toml"
+    larger.write_text(
+        edited(text, ('max_qty = "10000000"          #', 'max_qty = "20000000000"       #'))
+    )
+    status, out, err = run_main(["check-config", str(larger)], capsys)
+    assert (status, err) == (0, "")
+    (note,) = out.splitlines()[1:]
+    assert "instruments: EUR/USD max_qty 20000000000: more than the ledger holds" in note
     # the default config has nothing to note
     status, out, _ = run_main(["check-config", str(default_config_path())], capsys)
     assert (status, len(out.splitlines())) == (0, 1)
