@@ -40,6 +40,12 @@ from gateway.fix.dictionary import Dictionary, GroupDef, MessageDef, ValueCheck
 
 USER_DEFINED_MIN: Final = 5000
 
+# BeginString and BodyLength (CheckSum): the frame's own, which
+# FixMessage.fields leaves out; one more of them among the fields is a tag
+# that appears more than once.
+_FRAME_HEADER: Final = frozenset({8, 9})
+_FRAME_TRAILER: Final = frozenset({10})
+
 
 class SessionRejectReason(IntEnum):
     """SessionRejectReason (373) values."""
@@ -262,12 +268,12 @@ class _FastTables:
         self._header: dict[int, _Placed] = {
             tag: (_HEADER, self.check(tag))
             for tag in dd.header
-            if tag in known and tag not in self._header_groups
+            if tag in known and tag not in self._header_groups and tag not in _FRAME_HEADER
         }
         self._trailer: dict[int, _Placed] = {
             tag: (trailer_section, self.check(tag))
             for tag in dd.trailer - dd.header
-            if tag in known and tag not in self._header_groups
+            if tag in known and tag not in self._header_groups and tag not in _FRAME_TRAILER
         }
         self._not_body = dd.header | dd.trailer | self._header_groups
         # BeginString, BodyLength and CheckSum are not in FixMessage.fields;
@@ -282,12 +288,17 @@ class _FastTables:
         self.specs: dict[bytes, _FastSpec] = {}
 
     def check(self, tag: int) -> ValueCheck | None:
-        """The value check of ``tag`` (see ``_value_check``), cached."""
-        try:
-            return self._checks[tag]
-        except KeyError:
-            check = self._checks[tag] = _value_check(self._dd, tag)
-            return check
+        """The value check of ``tag`` (see ``_value_check``), cached for the
+        tags the dictionary knows only: a peer may send any number of
+        others (user-defined tags not validated), which must not each add
+        to what is kept."""
+        checks = self._checks
+        if tag in checks:
+            return checks[tag]
+        check = _value_check(self._dd, tag)
+        if tag in self._dd.field_names:
+            checks[tag] = check
+        return check
 
     def spec(self, msg_type: bytes) -> _FastSpec | None:
         """The spec of ``msg_type``, built and kept on first use; None for a
@@ -600,9 +611,9 @@ class Validator:
         problem = self._check_required(header, trailer, body, body_groups, mdef)
         if problem is not None:
             return problem
-        problem = self._iterate(header, None, header_groups)
+        problem = self._iterate(header, None, header_groups, _FRAME_HEADER)
         if problem is None:
-            problem = self._iterate(trailer, None, [])
+            problem = self._iterate(trailer, None, [], _FRAME_TRAILER)
         if problem is None:
             problem = self._iterate(body, mdef.fields, body_groups)
         return problem
@@ -646,13 +657,16 @@ class Validator:
         fields: list[tuple[int, bytes]],
         allowed: frozenset[int] | None,
         groups: list[_Group],
+        present: frozenset[int] = frozenset(),
     ) -> Problem | None:
+        """The first problem of ``fields`` and of the entries of ``groups``;
+        ``present`` holds tags the message carries outside ``fields``."""
         counts = {g.definition.count_tag: g for g in groups} if groups else None
-        seen: set[int] = set()
+        seen: set[int] = set(present)
         check = self._check_field
         for tag, value in fields:
             if tag in seen or check(tag, value, allowed, counts) is not None:
-                return self._first_problem(fields, allowed, counts)
+                return self._first_problem(fields, allowed, counts, present)
             seen.add(tag)
         for grp in sorted(groups, key=_group_key):
             gdef = grp.definition
@@ -671,10 +685,11 @@ class Validator:
         fields: list[tuple[int, bytes]],
         allowed: frozenset[int] | None,
         counts: dict[int, _Group] | None,
+        present: frozenset[int],
     ) -> Problem | None:
         """The problem an ascending-tag walk meets first."""
         ordered = sorted(fields, key=_tag_key)
-        seen: set[int] = set()
+        seen: set[int] = set(present)
         for tag, value in ordered:
             if tag in seen:
                 return Problem(SessionRejectReason.TAG_APPEARS_MORE_THAN_ONCE, tag)
