@@ -191,7 +191,20 @@ class OrderEntry:
         """CollateralInquiry (BB): the client's CollateralReport (BA) now;
         with SubscriptionRequestType 1, one more whenever a margin call is
         raised on the account, until 263=2 or the session ends."""
-        inquiry = decode_collateral_inquiry(msg, client, updates=True, max_length=id_limit)
+        limit = id_limit
+        raw_id = msg.get(909)
+        held = self.collateral_subscribers.get(client)
+        if (
+            held
+            and raw_id is not None
+            and msg.get(263) == b"2"
+            and len(raw_id) <= MOST_ID_LENGTH
+            and raw_id.decode("latin-1") in held
+        ):
+            # ends a subscription by its own id, whatever the limit is now
+            # (it may have been made before a reload lowered it)
+            limit = MOST_ID_LENGTH
+        inquiry = decode_collateral_inquiry(msg, client, updates=True, max_length=limit)
         if isinstance(inquiry, CollateralRefusal):
             self._reports.send(session, b"BG", collateral_refusal_body(inquiry), now)
             return

@@ -57,7 +57,7 @@ from typing import Final, Protocol
 
 import structlog
 
-from config.schema import DEFAULT_MAX_ID_LENGTH
+from config.schema import DEFAULT_MAX_ID_LENGTH, MOST_ID_LENGTH
 from gateway.fix.codec import FixMessage, encode_fields
 from gateway.fix.session import Session
 from gateway.orderflow.mapping import excerpt, too_long_text
@@ -214,21 +214,24 @@ class MarketDataService:
     ) -> None:
         """Serve or refuse one MarketDataRequest; an MDReqID (262) longer
         than ``max_id_length`` bytes is refused (it would be kept and repeated
-        on every refresh) and echoed cut to that length."""
+        on every refresh) and echoed cut to that length.  One that ends a
+        subscription (263=2) is looked up as given first: the subscription
+        may have been made before a reload lowered the limit."""
         md_req_id = msg.get(262) or b""
+        request_type = msg.get(263)
+        key = (session.session_id, md_req_id)
+        if request_type == b"2" and len(md_req_id) <= MOST_ID_LENGTH:
+            sub = self._by_key.pop(key, None)
+            if sub is not None:
+                self._count[key[0]] -= 1
+                self._forget(sub)
+                return
         if len(md_req_id) > max_id_length:
             text = too_long_text("MDReqID (262)", len(md_req_id), max_id_length)
             self._reject(session, md_req_id[:max_id_length], None, text.encode(), now)
             return
-        request_type = msg.get(263)
-        key = (session.session_id, md_req_id)
         if request_type == b"2":
-            sub = self._by_key.pop(key, None)
-            if sub is None:
-                self._reject(session, md_req_id, None, b"Unknown MDReqID", now)
-                return
-            self._count[key[0]] -= 1
-            self._forget(sub)
+            self._reject(session, md_req_id, None, b"Unknown MDReqID", now)
             return
         if request_type not in (b"0", b"1"):
             self._reject(
