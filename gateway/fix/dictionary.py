@@ -42,6 +42,12 @@ def _is_int(v: bytes) -> bool:
     return True
 
 
+def _is_length(v: bytes) -> bool:
+    """1 to _MAX_DIGITS ASCII digits: a Length (a data field's size in
+    bytes) is not negative."""
+    return bool(v) and v[0] != _MINUS and _is_int(v)
+
+
 def _is_float(v: bytes) -> bool:
     """An optional minus sign, then ASCII digits with at most one point among
     them: at least one digit, at most _MAX_DIGITS + 1 characters in all."""
@@ -74,7 +80,7 @@ def _is_timestamp(v: bytes) -> bool:
 # Types whose values the dictionary can check; the rest are free text.
 _FORMAT_CHECKS: dict[str, ValueCheck] = {
     "INT": _is_int,
-    "LENGTH": _is_int,
+    "LENGTH": _is_length,
     "NUMINGROUP": _is_int,
     "SEQNUM": _is_int,
     "DAYOFMONTH": _is_int,

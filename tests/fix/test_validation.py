@@ -581,3 +581,11 @@ def default_int_digit_limit() -> Iterator[None]:
 def test_numingroup_with_too_many_digits_is_a_data_format_problem() -> None:
     body = [*NEW_ORDER_SINGLE, (453, b"1" * 5000), (448, b"P"), (447, b"D"), (452, b"11")]
     assert validate(b"D", body) == Problem(R(6), 453)
+
+
+def test_a_negative_data_length_is_a_data_format_problem() -> None:
+    """A Length (a data field's size in bytes) is not negative: RawData
+    after RawDataLength -1 is refused, not read up to the next SOH."""
+    body = [*LOGON, (95, b"-1"), (96, b"abc")]
+    assert validate(b"A", body) == Problem(R(6), 95)
+    assert validate(b"A", [*LOGON, (95, b"3"), (96, b"abc")]) is None
