@@ -165,6 +165,8 @@ _NARROWING: Final = (
     (48, "SecurityID (48)"),
     (55, "Symbol (55)"),
     (124, "NoExecs (124)"),
+    (198, "SecondaryOrderID (198)"),
+    (526, "SecondaryClOrdID (526)"),
     (897, "NoTrades (897)"),
 )
 
@@ -289,8 +291,9 @@ def decode_collateral_inquiry(
       or a SubscriptionRequestType (263) other than 0, 1 and 2;
     * 8 (inquiry type not supported): SubscriptionRequestType 1 (snapshot
       and updates) unless ``updates``; an inquiry narrowed to orders,
-      trades or an instrument (ClOrdID, OrderID, SecurityID, Symbol,
-      NoExecs, NoTrades): collateral is kept per account;
+      trades or an instrument (ClOrdID, OrderID, SecondaryOrderID,
+      SecondaryClOrdID, SecurityID, Symbol, NoExecs, NoTrades): collateral
+      is kept per account;
     * 9 (unauthorized): an Account (1) that is not the client's.
 
     CollInqQualGrp qualifiers are not refused: the report covers the whole
@@ -350,7 +353,9 @@ def decode_position_request(
       exercises, assignments: only 0, positions, is answered);
       SubscriptionRequestType 1 (snapshot and updates) unless ``updates``;
       a ClearingBusinessDate other than ``current_date`` (when given):
-      positions are kept as they are now, not per past date;
+      positions are kept as they are now, not per past date; an instrument
+      named by SecurityID (48) without a Symbol (answered, it would get
+      every position, as if it named none);
     * 3 (not authorized): an Account (1) that is not the client's.
 
     An absent Account or ClearingBusinessDate (both required by FIX, which
@@ -412,6 +417,11 @@ def decode_position_request(
                 POS_REQ_INVALID, too_long_text("Symbol (55)", len(raw_symbol), max_length)
             )
         symbol = raw_symbol.decode("latin-1")
+    elif msg.get(48) is not None:
+        return refuse(
+            POS_REQ_NOT_SUPPORTED,
+            "positions are asked for by Symbol (55): SecurityID (48) alone is not supported",
+        )
     return PositionRequest(client, raw_id.decode("latin-1"), subscription, date, symbol)
 
 
