@@ -812,7 +812,10 @@ class FixTransportProtocol(asyncio.Protocol):
     def _close(self, transport: asyncio.Transport) -> None:
         """Close once what is queued has left, or drop the connection when
         it has not within ``CLOSE_GRACE``."""
-        transport.close()
+        if not transport.is_closing():
+            # once only: a TLS transport of asyncio closed a second time
+            # forgets its connection, and every later call on it fails
+            transport.close()
         if transport.get_write_buffer_size() and self._close_timer is None:
             self._close_timer = self._loop.call_later(CLOSE_GRACE, self.abort)
 
