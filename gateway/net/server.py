@@ -9,6 +9,7 @@ its own connection at worst, never another one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import socket
 import ssl
@@ -55,6 +56,9 @@ MAX_COUNTED: Final = 64
 # descriptors), and a client that shares the flood's address is not shut
 # out, its Logon held by the throttle included.
 MAX_UNBOUND_PER_ADDRESS: Final = 32
+
+# accept errors after which accepting waits a second and goes on
+_ACCEPT_PAUSES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 Pair = tuple[str, str]
 """(peer address, claimed SenderCompID; "" when no Logon could be read)."""
@@ -478,6 +482,12 @@ class FixServer:
         self._unbound: dict[str, dict[AcceptedConnection, None]] = {}
         self._crowded: set[str] = set()  # addresses that reached the bound
         self._servers: list[asyncio.Server] = []
+        # over TLS: the listening sockets, the tasks accepting on them and
+        # those of the handshakes under way, and per address the sockets in
+        # handshake, oldest first
+        self._listening: list[socket.socket] = []
+        self._accepting: set[asyncio.Task[None]] = set()
+        self._handshaking: dict[str, dict[socket.socket, None]] = {}
         self._all_closed: asyncio.Event | None = None
 
     def application_for(self, session: Session) -> Application:
@@ -485,6 +495,8 @@ class FixServer:
 
     async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> int:
         """Listen (over TLS with ``tls``); returns the bound port (useful with port 0)."""
+        if tls is not None:
+            return await self.serve(bind_listening(host, port, "port"), tls)
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
             lambda: AcceptedConnection(self),
@@ -504,17 +516,92 @@ class FixServer:
         """Listen on ``sockets``, bound beforehand (:func:`bind_listening`),
         over TLS with ``tls``; returns their port.  The server owns them
         from here on (:meth:`stop` closes them)."""
+        if tls is not None:
+            for sock in sockets:
+                sock.setblocking(False)
+                self._listening.append(sock)
+                self._accepting.add(asyncio.create_task(self._accept_tls(sock, tls)))
+            return int(sockets[0].getsockname()[1])
         loop = asyncio.get_running_loop()
         for sock in sockets:
             server = await loop.create_server(
                 lambda: AcceptedConnection(self),
                 sock=sock,
                 backlog=512,
-                ssl=tls,
-                ssl_handshake_timeout=self._handshake_timeout(tls),
             )
             self._servers.append(server)
         return _port_of(self._servers[0])
+
+    async def _accept_tls(self, listening: socket.socket, tls: ssl.SSLContext) -> None:
+        """Accept connections on ``listening`` and begin their TLS handshakes.
+
+        Done here rather than by the event loop's server, which makes a
+        connection known only once its handshake is over: a connection
+        that never begins one would be counted nowhere until the handshake
+        timeout.  Counted from its accept instead, past
+        ``MAX_UNBOUND_PER_ADDRESS`` in handshake from one address the oldest
+        is shut down, as connections not logged on are."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, peer = await loop.sock_accept(listening)
+            except OSError as exc:
+                if listening.fileno() < 0:
+                    return  # stopped
+                if exc.errno in _ACCEPT_PAUSES:
+                    # out of descriptors or memory: what is open must close
+                    # first (the event loop's own server waits as long)
+                    _log.error("accept_failed", error=str(exc), retry_s=1)
+                    await asyncio.sleep(1)
+                continue  # else a connection that went before it was taken
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+            pending = self._handshaking.get(address)
+            if pending is None:
+                pending = self._handshaking[address] = {}
+            pending[sock] = None
+            if len(pending) > MAX_UNBOUND_PER_ADDRESS:
+                oldest = next(iter(pending))
+                del pending[oldest]
+                if address not in self._crowded:
+                    self._crowded.add(address)
+                    _log.warning(
+                        "unbound_connections_capped",
+                        peer=address,
+                        limit=MAX_UNBOUND_PER_ADDRESS,
+                        tls_handshake=True,
+                    )
+                with contextlib.suppress(OSError):
+                    oldest.shutdown(socket.SHUT_RDWR)
+            task = asyncio.create_task(self._handshake(sock, address, tls))
+            self._accepting.add(task)
+            task.add_done_callback(self._accepting.discard)
+
+    async def _handshake(self, sock: socket.socket, address: str, tls: ssl.SSLContext) -> None:
+        """One accepted connection's TLS handshake; the connection is served
+        as any other once it is done, closed if it fails or times out."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(
+                lambda: AcceptedConnection(self),
+                sock,
+                ssl=tls,
+                ssl_handshake_timeout=self._handshake_timeout(tls),
+            )
+        except (OSError, ssl.SSLError, TimeoutError, EOFError):
+            sock.close()  # a peer that left, shut down past the bound, or spoke no TLS
+        except asyncio.CancelledError:
+            sock.close()
+            raise
+        finally:
+            pending = self._handshaking.get(address)
+            if pending is not None:
+                pending.pop(sock, None)
+                if not pending:
+                    del self._handshaking[address]
+                    if address not in self._unbound:
+                        self._crowded.discard(address)
 
     def _handshake_timeout(self, tls: ssl.SSLContext | None) -> float | None:
         """A TLS handshake is bounded by the logon timeout too: a connection
@@ -523,7 +610,9 @@ class FixServer:
 
     @property
     def listening(self) -> bool:
-        return any(server.is_serving() for server in self._servers)
+        return any(server.is_serving() for server in self._servers) or any(
+            sock.fileno() >= 0 for sock in self._listening
+        )
 
     def unbound_opened(self, conn: AcceptedConnection) -> None:
         """A connection that has not logged on yet; past the bound for its
@@ -558,7 +647,8 @@ class FixServer:
         waiting.pop(conn, None)
         if not waiting:
             del self._unbound[address]
-            self._crowded.discard(address)
+            if address not in self._handshaking:
+                self._crowded.discard(address)
 
     def connection_closed(self, conn: AcceptedConnection) -> None:
         self.connections.discard(conn)
@@ -590,6 +680,13 @@ class FixServer:
         handshakes (at most ``grace`` seconds), then drop what is left."""
         for server in self._servers:
             server.close()
+        accepting = list(self._accepting)
+        for task in accepting:
+            task.cancel()
+        await asyncio.gather(*accepting, return_exceptions=True)
+        for sock in self._listening:
+            sock.close()
+        self._listening.clear()
         for claim in list(self.claims):
             claim.cancel()
         self._all_closed = asyncio.Event()
