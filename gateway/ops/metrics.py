@@ -319,7 +319,9 @@ class OperationsCollector(Collector):
     def _margin(self, flow: OrderFlow) -> Iterator[Metric]:
         """Each margined client's account, as the admin API shows it: the
         accounts are marked at the exposure's valuation (as ``/admin/margin``
-        marks them), then read once each."""
+        marks them), then read once each.  In a cluster, only the accounts
+        of the clients this gateway serves: another gateway's client is
+        judged there, and its positions here are those last known here."""
         accounts = flow.accounts
         params = accounts.params
         info = GaugeMetricFamily(
@@ -365,7 +367,10 @@ class OperationsCollector(Collector):
             info.add_metric([params.version], 1.0)
         if clients:
             flow.entry.mark_accounts(flow.exposure(flow.now()))
+        serves = flow.watch.serves
         for client in clients:
+            if serves is not None and not serves(client):
+                continue
             view = accounts.view(client)
             if view is None:
                 continue

@@ -952,6 +952,57 @@ def test_the_rules_fire_when_they_should_in_promtool(promtool: str, tmp_path: Pa
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_a_session_served_by_another_gateway_of_a_cluster_is_not_logged_off(
+    promtool: str, tmp_path: Path
+) -> None:
+    """Every gateway of a cluster serves ``fixgw_session_logged_on`` for each
+    configured session, 0 where another gateway serves it: the session is
+    logged off only when no gateway of the job has it logged on."""
+    gw1 = {"instance": "gw1:8080", "job": "fixgw"}
+    gw2 = {"instance": "gw2:8080", "job": "fixgw"}
+    name = "fixgw_session_logged_on"
+
+    def logged_off(of: dict[str, str], session: str) -> dict[str, Any]:
+        return {
+            "exp_labels": {**of, "session": session, "severity": "warning"},
+            "exp_annotations": {
+                "summary": f"FIX session {session} not logged on",
+                "description": f"{session} on {of['instance']} has not been logged on "
+                "for 15 minutes.",
+            },
+        }
+
+    spec = {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    # CLIENT1 at gw1, then handed over to gw2 at minute 10
+                    series(name, "1x10 0x20", of=gw1, session=CLIENT1),
+                    series(name, "0x10 1x20", of=gw2, session=CLIENT1),
+                    # CLIENT2 logged on nowhere
+                    series(name, "0x30", of=gw1, session=CLIENT2),
+                    series(name, "0x30", of=gw2, session=CLIENT2),
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": at,
+                        "alertname": "FixgwSessionLoggedOff",
+                        "exp_alerts": [logged_off(gw1, CLIENT2), logged_off(gw2, CLIENT2)],
+                    }
+                    for at in ("20m", "28m")
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "cluster_sessions_test.yml"
+    path.write_text(json.dumps(spec, indent=1))  # JSON is YAML
+    result = run_promtool(promtool, "test", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 # --- against a running daemon ----------------------------------------------------------
 
 
