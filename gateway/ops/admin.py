@@ -145,13 +145,14 @@ def _usd(value: float) -> str:
 def margin_account(flow: OrderFlow, client: str) -> dict[str, Any] | None:
     """One client's margin account (None if the client is not margined):
     the figures, scan risk per group and the spreads formed, under the
-    parameter version named."""
+    parameter version named; in a cluster, whether this gateway serves the
+    client (``served_here``)."""
     flow.entry.mark_accounts(flow.exposure(flow.now()))
     view = flow.accounts.view(client)
     if view is None:
         return None
     portfolio = view.portfolio
-    return {
+    account: dict[str, Any] = {
         "client": client,
         "param_version": view.param_version,
         "collateral_usd": _usd(view.collateral_usd),
@@ -194,6 +195,12 @@ def margin_account(flow: OrderFlow, client: str) -> dict[str, Any] | None:
         "siloed_spreads": [s.name for s in view.siloed.spreads],
         "unpriced": list(view.unpriced),
     }
+    serves = flow.watch.serves
+    if serves is not None:
+        # in a cluster: a client another gateway serves is judged there; its
+        # figures here are as this gateway last knew its positions
+        account["served_here"] = bool(serves(client))
+    return account
 
 
 def margin(flow: OrderFlow) -> dict[str, Any]:

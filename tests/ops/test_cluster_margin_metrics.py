@@ -14,6 +14,8 @@ import pytest
 import pytest_asyncio
 from test_margin_metrics import GAUGES, MARGINED, Running, started
 
+from gateway.ops import admin
+
 SERVED = "CLIENT2"  # this gateway serves CLIENT2; CLIENT1 is served elsewhere
 ELSEWHERE = "CLIENT1"
 
@@ -44,3 +46,15 @@ async def test_a_client_served_by_another_gateway_has_no_margin_gauges_here(
     # served here again (taken over): its gauges are back
     running.flow.watch.serves = lambda client: True
     assert running.samples("fixgw_margin_level").keys() == {ELSEWHERE, SERVED}
+
+
+@pytest.mark.asyncio
+async def test_the_admin_margin_view_marks_a_client_served_by_another_gateway(
+    running: Running,
+) -> None:
+    await running.trade(ELSEWHERE, "EUR/USD", "1", "60000")
+    assert all("served_here" not in a for a in admin.margin(running.flow)["accounts"])
+    running.flow.watch.serves = lambda client: client == SERVED
+    accounts = {a["client"]: a for a in admin.margin(running.flow)["accounts"]}
+    assert accounts[ELSEWHERE]["served_here"] is False
+    assert accounts[SERVED]["served_here"] is True
