@@ -18,7 +18,8 @@ Each run sends market orders (IOC, buys and sells in turn so the client's
 position stays flat) on one connection, either paced (``--rate``: the
 orders due are sent every millisecond) or as fast as ``--in-flight``
 orders in flight allow (``--max``), and reports throughput and the
-latency of each order from its send to its final ExecutionReport: P50,
+latency of each order from its send to its final ExecutionReport (paced,
+an order held back by ``--in-flight`` from when it fell due): P50,
 P95, P99, max, the answers later than 5 ms and the stalls they make (later
 answers less than 5 ms apart count as one stall), and the CPU the client
 used. A client at one full core is the run's bound: then the ratio says
@@ -46,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,6 +186,44 @@ class Run:
         )
 
 
+class Pacing:
+    """When the orders of a paced run fall due, and when each was first
+    found due.
+
+    Order ``n`` (from 1) of a run at ``rate``/s is due ``(n - 1) / rate`` s
+    after its start; once a tick the client sends the orders due by then,
+    as many as ``--in-flight`` lets out.  An order held back by that bound
+    waits in the client for the gateway to answer others: its latency runs
+    from the tick that first found it due, not from its send, or the wait
+    the gateway's backlog made would be left out (30,000/s offered with 200
+    in flight to a gateway answering 10,000/s: the orders wait seconds in
+    the client, each answer comes 20 ms after its send)."""
+
+    def __init__(self, start_ns: int, rate: float, count: int) -> None:
+        self.start_ns = start_ns
+        self.interval_ns = 1e9 / rate
+        self.count = count
+        self.found: deque[tuple[int, int]] = deque()  # (due up to, found at)
+        self.noted = 0
+
+    def due(self, now_ns: int) -> int:
+        """How many orders of the run are due by the tick ``now_ns``."""
+        due = min(self.count, int((now_ns - self.start_ns) / self.interval_ns) + 1)
+        if due > self.noted:
+            self.found.append((due, now_ns))
+            self.noted = due
+        return due
+
+    def held_since(self, number: int, now_ns: int) -> int | None:
+        """When order ``number``, sent at the tick ``now_ns``, was first
+        found due, if at an earlier tick (the bound held it back); None if
+        at this one: it is timed from its send."""
+        while self.found[0][0] < number:
+            self.found.popleft()
+        at = self.found[0][1]
+        return at if at < now_ns else None
+
+
 # -- the client ---------------------------------------------------------------
 
 
@@ -290,12 +330,14 @@ class Initiator(asyncio.Protocol):
         if not self.pending:
             self.idle.set()
 
-    def send_order(self) -> None:
+    def send_order(self, due_ns: int | None = None) -> None:
+        """Make the next order, timed from ``due_ns`` when given (a paced
+        order held back until now), else from now."""
         self.next_id += 1
         cl_ord_id = b"%b%d" % (self.prefix, self.next_id)
         ts = self.clock.now()
         body = b"11=%b%b%b\x01" % (cl_ord_id, self.tails[self.next_id & 1], ts)
-        self.pending[cl_ord_id] = time.perf_counter_ns()
+        self.pending[cl_ord_id] = time.perf_counter_ns() if due_ns is None else due_ns
         self.seq += 1
         self.out.append(encode(b"D", self.seq, self.sender, self.target, ts, body))
         self.run.sent += 1
@@ -313,15 +355,17 @@ class Initiator(asyncio.Protocol):
                 self.send_order()
             self.flush()
         else:
-            interval = 1.0 / rate
-            while self.run.sent < count:
-                due = min(count, int((time.perf_counter() - start) / interval) + 1)
+            pacing = Pacing(time.perf_counter_ns(), rate, count)
+            # no answer comes once the connection has ended
+            while self.run.sent < count and not self.closed.done():
+                now_ns = time.perf_counter_ns()
+                due = pacing.due(now_ns)
                 while self.run.sent < due and len(self.pending) < in_flight:
-                    self.send_order()
+                    self.send_order(pacing.held_since(self.run.sent + 1, now_ns))
                 self.flush()
                 await asyncio.sleep(TICK_S)
         last, last_change = -1, time.perf_counter()
-        while self.pending and time.perf_counter() - last_change < 10.0:
+        while self.pending and not self.closed.done() and time.perf_counter() - last_change < 10.0:
             self.idle.clear()
             try:
                 async with asyncio.timeout(0.05):

@@ -23,7 +23,10 @@ order taken in by the gateway's side, or -1, in seconds::
 Orders are matched by ClOrdID (11) within each connection; the final
 report is the first ExecutionReport whose OrdStatus (39) is filled,
 canceled, rejected or expired.  A ClOrdID reused on one connection is
-matched to the report that follows its latest NewOrderSingle.
+matched to the report that follows its latest NewOrderSingle.  Each
+direction's bytes are taken once, by their TCP sequence number: a segment
+sent again (a retransmit, a probe) adds nothing, and an order is timed from
+its first sending.
 """
 
 from __future__ import annotations
@@ -132,6 +135,8 @@ class Matcher:
     def __init__(self, port: int) -> None:
         self.port = port
         self.streams: dict[tuple[int, int, bool], bytearray] = {}
+        # the sequence number of the next byte of each direction not yet taken
+        self.next_seq: dict[tuple[int, int, bool], int] = {}
         self.sent: dict[tuple[int, bytes], float] = {}
         self.delivered: dict[tuple[int, bytes], float] = {}
         self.done: list[tuple[float, float, float]] = []
@@ -143,13 +148,36 @@ class Matcher:
         ends = ((sport, dport), (dport, sport)) if both else ((sport, dport),)
         for key in [k for k in self.streams if k[:2] in ends]:
             del self.streams[key]
+        for key in [k for k in self.next_seq if k[:2] in ends]:
+            del self.next_seq[key]
 
-    def segment(self, sport: int, dport: int, out: bool, payload: bytes, stamp: float) -> None:
-        """A segment seen going out (``out``) or coming in, with its stamp."""
+    def segment(
+        self,
+        sport: int,
+        dport: int,
+        out: bool,
+        payload: bytes,
+        stamp: float,
+        seq: int | None = None,
+    ) -> None:
+        """A segment seen going out (``out``) or coming in, with its stamp
+        and, when known, the TCP sequence number of its first byte."""
         to_gateway = dport == self.port
         if not to_gateway and not out:
             return  # the client's side of an answer: not measured
-        stream = self.streams.setdefault((sport, dport, out), bytearray())
+        key = (sport, dport, out)
+        if seq is not None:
+            expected = self.next_seq.get(key)
+            if expected is not None:
+                behind = (expected - seq) & 0xFFFFFFFF
+                if 0 < behind < 1 << 31:  # sent again: what was taken before goes
+                    if behind >= len(payload):
+                        return
+                    payload, seq = payload[behind:], expected
+                elif seq != expected:  # bytes never seen: the direction starts afresh
+                    self.streams.pop(key, None)
+            self.next_seq[key] = (seq + len(payload)) & 0xFFFFFFFF
+        stream = self.streams.setdefault(key, bytearray())
         stream += payload
         client = sport if to_gateway else dport
         for msg in messages(stream):
@@ -246,7 +274,7 @@ def _take(sock: socket.socket, matcher: Matcher, delivered: bool) -> int:
     ihl = (data[14] & 0x0F) * 4
     tcp = 14 + ihl
     total = struct.unpack_from("!H", data, 16)[0]
-    sport, dport = struct.unpack_from("!HH", data, tcp)
+    sport, dport, seq = struct.unpack_from("!HHI", data, tcp)
     if flags & socket.MSG_TRUNC or len(data) < 14 + total:
         # cut short: that direction starts afresh (its orders unmatched)
         matcher.streams.pop((sport, dport, out_going), None)
@@ -258,10 +286,13 @@ def _take(sock: socket.socket, matcher: Matcher, delivered: bool) -> int:
             stamp = sec + nsec / 1e9
     offset = (data[tcp + 12] >> 4) * 4
     if 14 + total > tcp + offset:
-        matcher.segment(sport, dport, out_going, bytes(data[tcp + offset : 14 + total]), stamp)
+        payload = bytes(data[tcp + offset : 14 + total])
+        matcher.segment(sport, dport, out_going, payload, stamp, seq)
     flags_byte = data[tcp + 13]
     if flags_byte & 0x05:  # FIN (0x01) or RST (0x04)
         matcher.closed(sport, dport, both=bool(flags_byte & 0x04))
+    elif flags_byte & 0x02:  # SYN: a connection's direction starts, numbered afresh
+        matcher.closed(sport, dport, both=False)
     return 1
 
 
