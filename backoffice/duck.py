@@ -73,6 +73,14 @@ _LP_INSERT = _insert(
 )
 
 
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Undo the transaction a write failed in.  A COMMIT that failed (a full
+    disk) has ended it already, and DuckDB refuses a ROLLBACK then: the
+    error raised is the one that says why the write failed."""
+    with contextlib.suppress(duckdb.TransactionException):
+        con.rollback()
+
+
 class DuckLedger(Ledger):
     """The ledger in the DuckDB file at ``path``."""
 
@@ -262,7 +270,7 @@ class DuckLedger(Ledger):
             con.execute(sql.FEED_WRITE, [session, last_seq, sql.latest_time([*clients, *houses])])
             con.commit()
         except BaseException:
-            con.rollback()
+            _rollback(con)
             raise
         return ingest
 
@@ -330,7 +338,7 @@ class DuckLedger(Ledger):
                     con.execute("DELETE FROM stage_lp")
             con.commit()
         except BaseException:
-            con.rollback()
+            _rollback(con)
             raise
         self.differing_lines = differing
         return ingest
@@ -404,7 +412,7 @@ class DuckLedger(Ledger):
             )
             con.commit()
         except BaseException:
-            con.rollback()
+            _rollback(con)
             raise
         total = con.execute("SELECT count(*) FROM breaks").fetchone()
         waiting = con.execute("SELECT count(*) FROM pending").fetchone()
@@ -446,7 +454,7 @@ class DuckLedger(Ledger):
             self._insert_breaks([("pos", b) for b in breaks], seen, now)
             con.commit()
         except BaseException:
-            con.rollback()
+            _rollback(con)
             raise
 
     async def breaks(self) -> list[Break]:
@@ -549,7 +557,7 @@ class DuckLedger(Ledger):
                         changed.add(trade_date)
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            _rollback(con)
             raise
         return sorted(changed)
 

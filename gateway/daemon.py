@@ -704,12 +704,15 @@ def build_order_flow(
 
 
 class DataDirError(Exception):
-    """A file of the data directory cannot be opened at the start."""
+    """A file of the data directory cannot be opened, or written, at the start."""
 
 
-def _cannot_open(exc: OSError) -> str:
+def _cannot_open(exc: OSError, data_dir: str) -> str:
     what = exc.strerror or str(exc)
-    where = f"{exc.filename}: " if exc.filename is not None else ""
+    if exc.filename is None:
+        # a write to a file it has open (a full disk): no one file is at fault
+        return f"cannot write to the data directory {data_dir}: {what}"
+    where = f"{exc.filename}: "
     hint = ""
     if isinstance(exc, PermissionError):
         hint = " (the data directory's files must be the gateway's user's)"
@@ -961,7 +964,7 @@ async def run(
         # a file of the data directory it cannot open (another user's, a
         # folder where a file should be): one line naming it
         listeners.close()
-        raise DataDirError(_cannot_open(exc)) from None
+        raise DataDirError(_cannot_open(exc, config.gateway.data_dir)) from None
     except BaseException:
         listeners.close()
         raise

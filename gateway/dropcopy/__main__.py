@@ -69,7 +69,13 @@ def main() -> int:
         await service.run(sockets, args.parent, ready)
         return service.failed
 
-    return 1 if uvloop.run(serve()) else 0
+    try:
+        return 1 if uvloop.run(serve()) else 0
+    except OSError as exc:
+        # its files cannot be written (a full disk): said in one line, and
+        # the gateway starts it again; the next one copies what this did not store
+        structlog.get_logger("gateway.dropcopy").error("drop_copy_failed", error=str(exc))
+        return 1
 
 
 if __name__ == "__main__":

@@ -113,6 +113,7 @@ class DropCopyService:
         )
         self._tls = server_tls(gw)
         self._status = data_dir / "dropcopy" / "sessions.json"
+        self._report_failed = ""
         self._stop = asyncio.Event()
         self.port = 0
         self.failed = False
@@ -181,8 +182,20 @@ class DropCopyService:
         state = [session_info(s) for s in self.sessions]
         path = self._status
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(json.dumps(state).encode())
-        os.replace(tmp, path)
+        try:
+            tmp.write_bytes(json.dumps(state).encode())
+            os.replace(tmp, path)
+        except OSError as exc:
+            # a full disk: the gateway shows the state last written, and
+            # this is tried again at the next report
+            error = str(exc)
+            if error != self._report_failed:
+                _log.warning("drop_copy_state_not_written", path=str(path), error=error)
+                self._report_failed = error
+            return
+        if self._report_failed:
+            _log.info("drop_copy_state_written", path=str(path))
+            self._report_failed = ""
 
     async def _report_often(self) -> None:
         while not self._stop.is_set():
