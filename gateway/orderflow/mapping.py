@@ -382,13 +382,17 @@ def _out(text: str) -> bytes:
 
 
 def unknown_order_status_body(
-    msg: FixMessage, exec_id: str, max_id_length: int = DEFAULT_MAX_ID_LENGTH
+    msg: FixMessage,
+    exec_id: str,
+    max_id_length: int = DEFAULT_MAX_ID_LENGTH,
+    transact_time: bytes = b"",
 ) -> bytes:
     """The body of the ExecutionReport (ExecType I, OrdStatus Rejected,
     text "Unknown order") answering an OrderStatusRequest ``msg`` that names
     no order of the requester; ClOrdID, OrderID, Side, Symbol and
     OrdStatusReqID (790, when sent) are echoed, the strings cut to
-    ``max_id_length`` bytes."""
+    ``max_id_length`` bytes; TransactTime (60) ``transact_time`` when
+    given."""
     # The report must carry these fields: one longer than any the gateway
     # accepts names no order anyway, and is echoed cut, never in full.
     fields = [
@@ -401,6 +405,7 @@ def unknown_order_status_body(
         (54, msg.get(54) or b"1"),
         (55, (msg.get(55) or b"")[:max_id_length]),
         (58, b"Unknown order"),
+        (60, transact_time),
         (150, b"I"),
         (151, b"0"),
         (790, (msg.get(790) or b"")[:max_id_length]),
@@ -414,12 +419,14 @@ def new_order_reject_body(
     exec_id: str,
     order_id: str = "NONE",
     max_id_length: int = DEFAULT_MAX_ID_LENGTH,
+    transact_time: bytes = b"",
 ) -> bytes:
     """The body of the ExecutionReport (35=8, ExecType and OrdStatus
     Rejected) answering a refused NewOrderSingle ``msg``.  ClOrdID, OrdType,
     Side and Symbol are echoed when the request carried them, ClOrdID and
     Symbol cut to ``max_id_length`` bytes; OrderQty is echoed when it is a
-    number of at most 32 characters, 0 otherwise."""
+    number of at most 32 characters, 0 otherwise; TransactTime (60) is
+    ``transact_time`` when given."""
     cl_ord_id = msg.get(11)
     qty = msg.get(38)
     ord_type = msg.get(40)
@@ -443,9 +450,10 @@ def new_order_reject_body(
         parts.append(b"54=%b\x01" % side)
     if symbol:
         parts.append(b"55=%b\x01" % symbol[:max_id_length])
-    parts.append(
-        b"58=%b\x01103=%d\x01150=8\x01151=0\x01" % (_out(refusal.text), refusal.ord_rej_reason)
-    )
+    parts.append(b"58=%b\x01" % _out(refusal.text))
+    if transact_time:
+        parts.append(b"60=%b\x01" % transact_time)
+    parts.append(b"103=%d\x01150=8\x01151=0\x01" % refusal.ord_rej_reason)
     return b"".join(parts)
 
 

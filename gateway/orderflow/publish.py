@@ -290,7 +290,11 @@ class Reports:
         the caller (a flood of rejects is logged as a count)."""
         self._exec_seq += 1
         body = new_order_reject_body(
-            msg, refusal, f"{self._id_prefix}R{self._exec_seq}", max_id_length=max_id_length
+            msg,
+            refusal,
+            f"{self._id_prefix}R{self._exec_seq}",
+            max_id_length=max_id_length,
+            transact_time=codec.format_utc_timestamp(now),
         )
         self.send(session, b"8", body, now)
         client = session.settings.TargetCompID
@@ -317,7 +321,8 @@ class Reports:
         ``max_id_length``."""
         self._exec_seq += 1
         exec_id = f"{self._id_prefix}S{self._exec_seq}"
-        body = unknown_order_status_body(msg, exec_id, max_id_length)
+        stamp = codec.format_utc_timestamp(now)
+        body = unknown_order_status_body(msg, exec_id, max_id_length, stamp)
         self.send(session, b"8", body, now)
 
     def business_reject(
