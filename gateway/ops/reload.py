@@ -28,6 +28,7 @@ import asyncio
 import multiprocessing
 import os
 import re
+import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -172,9 +173,13 @@ def _warm_up() -> None:
 
 
 def _worker_init(parent: int) -> None:
-    """In the worker: end when the daemon does, even if it was killed; and
-    give way to the daemon's event loop when both want a core (checking a
-    config is never urgent, answering orders is)."""
+    """In the worker: end when the daemon does, even if it was killed; leave
+    Ctrl-C to the daemon; and give way to the daemon's event loop when both
+    want a core (checking a config is never urgent, answering orders is)."""
+    # Ctrl-C in the terminal of `fixgw run` sends SIGINT to the whole process
+    # group: the daemon stops on it and ends this worker itself, which would
+    # otherwise die of a KeyboardInterrupt with a traceback on stderr.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         os.nice(10)
     except OSError:  # pragma: no cover - not allowed here: run as is
