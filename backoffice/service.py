@@ -232,35 +232,37 @@ def _followed_unreachable(config: Config) -> str | None:
     return None
 
 
-def _finer_than_ledger(config: Config) -> str | None:
-    """The instruments whose tick or lot size has more decimals than the
-    ledger keeps of a price or quantity: their trades would be stored
-    rounded, and settle at amounts the fills do not give; then those whose
-    largest order is more than it holds: its trades would be refused."""
+def _beyond_ledger(config: Config) -> str | None:
+    """The instruments the ledger cannot hold the trades of: a tick or lot
+    size with more decimals than it keeps of a price or quantity (their
+    trades would be stored rounded, and settle at amounts the fills do not
+    give), or a largest order of more units than it holds (their trades
+    would be refused)."""
     finer = [
         f"{i.symbol} {what} {size:f}"
         for i in config.instruments
         for what, size in (("tick_size", i.tick_size), ("lot_size", i.lot_size))
         if -int(size.normalize().as_tuple().exponent) > LEDGER_DECIMALS
     ]
-    if finer:
-        return (
-            f"instruments: {', '.join(finer)}: more decimals than the ledger keeps of a price"
-            f" or quantity ({LEDGER_DECIMALS}); the back office cannot follow a gateway"
-            " trading them"
-        )
     larger = [
         f"{i.symbol} max_qty {i.max_qty:f}"
         for i in config.instruments
         if not ledger_number(i.max_qty)
     ]
-    if larger:
-        return (
-            f"instruments: {', '.join(larger)}: more than the ledger holds of a quantity"
-            " (under 10,000,000,000 units); the back office cannot follow a gateway"
-            " trading them"
+    problems = []
+    if finer:
+        problems.append(
+            f"instruments: {', '.join(finer)}: more decimals than the ledger keeps of a price"
+            f" or quantity ({LEDGER_DECIMALS})"
         )
-    return None
+    if larger:
+        problems.append(
+            f"instruments: {', '.join(larger)}: more than the ledger holds of a quantity"
+            " (under 10,000,000,000 units)"
+        )
+    if not problems:
+        return None
+    return "; ".join(problems) + "; the back office cannot follow a gateway trading them"
 
 
 def follow_problems(config: Config) -> list[str]:
@@ -271,7 +273,7 @@ def follow_problems(config: Config) -> list[str]:
         drop_copy_session(config)
     except BackofficeError as exc:
         problems.append(str(exc))
-    found = (_followed_unreachable(config), _finer_than_ledger(config))
+    found = (_followed_unreachable(config), _beyond_ledger(config))
     problems.extend(problem for problem in found if problem is not None)
     office, gw = config.backoffice, config.gateway
     if office.http_port:
@@ -383,7 +385,7 @@ class BackOffice:
         problem = (
             Tokens.problem(config.gateway)
             or _followed_unreachable(config)
-            or _finer_than_ledger(config)
+            or _beyond_ledger(config)
         )
         if problem is not None:
             raise BackofficeError(problem)

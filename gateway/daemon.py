@@ -710,8 +710,8 @@ class DataDirError(Exception):
 def _cannot_open(exc: OSError, data_dir: str) -> str:
     what = exc.strerror or str(exc)
     if exc.filename is None:
-        # a write to a file it has open (a full disk): no one file is at fault
-        return f"cannot write to the data directory {data_dir}: {what}"
+        # no one file named: a write to a file it has open (a full disk)
+        return f"cannot use the data directory {data_dir}: {what}"
     where = f"{exc.filename}: "
     hint = ""
     if isinstance(exc, PermissionError):

@@ -106,7 +106,9 @@ __all__ = [
     "NewOrder",
     "ReplaceOrder",
     "Result",
+    "Retained",
     "RouteNeed",
+    "keep_shared",
 ]
 
 DUPLICATE_CL_ORD_ID = "Duplicate ClOrdID"
@@ -157,11 +159,11 @@ all day costs no more to keep, and to journal at each change, than one
 replaced 64 times."""
 
 _CHUNK: Final = 1024
+"""Final orders a chunk of :class:`Retained` holds."""
 
 _SPARED: Final = 1024
-"""Final orders one call may keep again past the bound, a quiet client's
-(:meth:`Matcher._retire`)."""
-"""Final orders a chunk of :class:`Retained` holds."""
+"""Final orders one call of :func:`keep_shared` may keep again past the
+bound, a quiet client's."""
 
 
 class Retained:
@@ -225,6 +227,46 @@ class Retained:
             self._head = 0
         self._count -= released
         return released
+
+
+def keep_shared(finished: Retained, kept: dict[str, int], order: Order, bound: int) -> list[Order]:
+    """Keep the final ``order`` in ``finished`` (``kept``: client -> how many
+    of them are its own) and forget the oldest beyond ``bound``; the orders
+    forgotten, oldest first.
+
+    The bound is shared, not first come first served: the oldest order of
+    a client keeping no more than its share (half the bound split between
+    the clients keeping any) is kept again at the newest end, and a busier
+    client's goes instead.  So one client sending orders fast cannot push
+    out a quieter one's, and a ClOrdID resent by it later is still found a
+    duplicate.  A call passes over at most ``_SPARED`` orders so (the loop
+    is never held long); the bound, left one over by such a call, is kept
+    again from the next on.  The matcher keeps its final orders so, and the
+    journal's reading at a restart keeps the same ones so."""
+    finished.append(order)
+    client = order.client
+    kept[client] = kept.get(client, 0) + 1
+    gone: list[Order] = []
+    if len(finished) <= bound:
+        return gone
+    share = bound // (2 * len(kept))
+    spared = 0
+    while len(finished) > bound:
+        oldest = finished.popleft()
+        client = oldest.client
+        left = kept[client]
+        if left <= share:
+            finished.append(oldest)
+            spared += 1
+            if spared == _SPARED:
+                break
+            continue
+        if left == 1:
+            del kept[client]
+        else:
+            kept[client] = left - 1
+        gone.append(oldest)
+    return gone
 
 
 def _walk(chunks: list[list[Order]], head: int, end: int) -> Iterator[Order]:
@@ -1242,42 +1284,11 @@ class Matcher:
         return Result()
 
     def _retire(self, order: Order) -> None:
-        """Keep a final order for lookups; forget the oldest beyond the bound
-        (still found by :meth:`find` until the next call: the caller journals
-        the orders a call ended, and those may be among them).
-
-        The bound is shared, not first come first served: the oldest order
-        of a client keeping no more than its share (half the bound split
-        between the clients keeping any) is kept again at the newest end,
-        and a busier client's goes instead.  So one client sending orders
-        fast cannot push out a quieter one's, and a ClOrdID resent by it
-        later is still found a duplicate.  A call passes over at most
-        ``_SPARED`` orders so (the loop is never held long); the bound, left
-        one over by such a call, is kept again from the next on."""
-        finished = self._finished
-        finished.append(order)
-        kept = self._kept
-        client = order.client
-        kept[client] = kept.get(client, 0) + 1
-        bound = self.retain_finished
-        if len(finished) <= bound:
-            return
-        share = bound // (2 * len(kept))
-        spared = 0
-        while len(finished) > bound:
-            oldest = finished.popleft()
-            client = oldest.client
-            left = kept[client]
-            if left <= share:
-                finished.append(oldest)
-                spared += 1
-                if spared == _SPARED:
-                    return
-                continue
-            if left == 1:
-                del kept[client]
-            else:
-                kept[client] = left - 1
+        """Keep a final order for lookups; forget the oldest beyond the bound,
+        shared between the clients (:func:`keep_shared`); those forgotten
+        are still found by :meth:`find` until the next call: the caller
+        journals the orders a call ended, and those may be among them."""
+        for oldest in keep_shared(self._finished, self._kept, order, self.retain_finished):
             self._forget(oldest)
             self._evicted[oldest.order_id] = oldest
 

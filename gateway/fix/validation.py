@@ -279,8 +279,8 @@ class _FastTables:
         # BeginString, BodyLength and CheckSum are not in FixMessage.fields;
         # the full check counts them as present.  It looks for the other
         # required header (trailer) tags among the header (trailer) fields.
-        header_required = {t for t in dd.header_required if t not in (8, 9)}
-        trailer_required = {t for t in dd.trailer_required if t != 10}
+        header_required = {t for t in dd.header_required if t not in _FRAME_HEADER}
+        trailer_required = {t for t in dd.trailer_required if t not in _FRAME_TRAILER}
         self._required: frozenset[int] | None = None
         if header_required <= self._header.keys() and trailer_required <= self._trailer.keys():
             self._required = frozenset(header_required | trailer_required)
@@ -630,12 +630,12 @@ class Validator:
     ) -> Problem | None:
         missing = SessionRejectReason.REQUIRED_TAG_MISSING
         present = {t for t, _ in header}
-        present.update((8, 9))
+        present.update(_FRAME_HEADER)
         for tag in self.dd.header_required:
             if tag not in present:
                 return Problem(missing, tag)
         present = {t for t, _ in trailer}
-        present.add(10)
+        present.update(_FRAME_TRAILER)
         for tag in self.dd.trailer_required:
             if tag not in present:
                 return Problem(missing, tag)

@@ -684,6 +684,12 @@ class FixServer:
         for task in accepting:
             task.cancel()
         await asyncio.gather(*accepting, return_exceptions=True)
+        # a handshake canceled before its first turn never ran, and so
+        # never closed its socket
+        for pending in self._handshaking.values():
+            for sock in pending:
+                sock.close()
+        self._handshaking.clear()
         for sock in self._listening:
             sock.close()
         self._listening.clear()

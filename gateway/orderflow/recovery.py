@@ -13,7 +13,7 @@ ticks and lots against the instruments configured now.  It does no I/O.
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -40,6 +40,7 @@ from gateway.orderflow.journal_entries import (
     Sent,
     Traded,
 )
+from matcher.engine import Retained, keep_shared
 from matcher.orders import Order, OrdStatus
 from risk.accounts import Accounts
 from router.exposure import ExposureLedger
@@ -101,9 +102,10 @@ def _counted(n: int, what: str) -> str:
 
 
 class Recovery:
-    """The state read so far from a journal.  Of the final orders, only the
-    last ``keep_finished`` are kept (the matcher keeps no more), so that a
-    long day's journal is read in bounded memory."""
+    """The state read so far from a journal.  Of the final orders, only
+    those the matcher kept are kept (``keep_finished``, shared between the
+    clients as it shares them: :func:`~matcher.engine.keep_shared`), so
+    that a long day's journal is read in bounded memory."""
 
     def __init__(
         self,
@@ -116,9 +118,12 @@ class Recovery:
         self.accounts = accounts
         self.keep_finished = keep_finished
         self.keep_ended = keep_ended
-        self._prune_at = 2 * keep_finished + 1
         self.orders: dict[str, Order] = {}
         """Order id -> last state, in the order of their last change."""
+        # the final orders kept, as the matcher keeps them as they end, and
+        # per client how many of them are its own
+        self._finished = Retained()
+        self._kept: dict[str, int] = {}
         self.children: dict[str, RecoveredChild] = {}
         self.ended: dict[str, RecoveredChild] = {}
         """Children their LPs canceled or rejected, the latest
@@ -155,10 +160,14 @@ class Recovery:
         if isinstance(entry, OrderState):
             order = entry.order
             orders = self.orders
-            orders.pop(order.order_id, None)
+            before = orders.pop(order.order_id, None)
             orders[order.order_id] = order
-            if len(orders) > self._prune_at:
-                self._prune()
+            if order.is_final and (before is None or not before.is_final):
+                # kept as the matcher kept it when it ended, in the same
+                # order: the same clients share the bound, the same are kept
+                for gone in keep_shared(self._finished, self._kept, order, self.keep_finished):
+                    if orders.get(gone.order_id) is gone:
+                        del orders[gone.order_id]
         elif isinstance(entry, Filled):
             self._fill(entry)
         elif isinstance(entry, Sent):
@@ -383,26 +392,12 @@ class Recovery:
             for order_id, order in orders.items()
             if not order.is_final or order_id in expired
         }
-
-    def _prune(self) -> None:
-        """Forget the oldest final orders beyond ``keep_finished``, shared
-        between the clients as the matcher shares them: a client keeping
-        no more than half of it split between the clients keeping any
-        keeps its own, the others' oldest go."""
-        orders = self.orders
-        final = [(order_id, order.client) for order_id, order in orders.items() if order.is_final]
-        excess = len(final) - self.keep_finished
-        if excess > 0:
-            kept = Counter(client for _, client in final)
-            share = self.keep_finished // (2 * len(kept))
-            for order_id, client in final:
-                if kept[client] > share:
-                    del orders[order_id]
-                    kept[client] -= 1
-                    excess -= 1
-                    if not excess:
-                        break
-        self._prune_at = len(orders) + self.keep_finished + 1
+        # the matcher kept those the day end expired, and no other
+        self._finished = Retained()
+        self._kept = {}
+        for order in [o for o in self.orders.values() if o.is_final]:
+            for gone in keep_shared(self._finished, self._kept, order, self.keep_finished):
+                del self.orders[gone.order_id]
 
     def _ended(self, child_id: str, child: RecoveredChild, filled_in_full: bool) -> None:
         where = self.filled_in_full if filled_in_full else self.ended

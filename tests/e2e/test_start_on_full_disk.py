@@ -52,5 +52,5 @@ def test_a_start_on_a_full_disk_is_refused_naming_the_data_directory(
     assert "Traceback" not in done.stderr
     said = [line for line in done.stderr.strip().splitlines() if not line.startswith("{")]
     assert said == [
-        f"fixgw: refusing to start: cannot write to the data directory {data_dir}: File too large"
+        f"fixgw: refusing to start: cannot use the data directory {data_dir}: File too large"
     ]
