@@ -185,6 +185,15 @@ def _restated_lots(msg: FixMessage, instrument: Instrument, most: int, of: str) 
     return lots
 
 
+def _take(book: dict[tuple[bytes, int], int], key: tuple[bytes, int], lots: int) -> None:
+    """The ``lots`` an entry added at the level ``key`` of ``book``, taken off."""
+    left = book.get(key, 0) - lots
+    if left > 0:
+        book[key] = left
+    else:
+        book.pop(key, None)
+
+
 def _ticks_towards_client(raw: bytes, instrument: Instrument, buying: bool) -> int | None:
     """A price between two ticks as the tick on the client's side of it (the
     lower for a buy, the higher for a sell); None if it is not a price."""
@@ -258,6 +267,9 @@ class FixLp(LpAdapter):
         self._logged_on_here = False
         # per symbol: {(entry type, price ticks): lots}
         self._books: dict[str, dict[tuple[bytes, int], int]] = {}
+        # per symbol, the entries the LP gives an MDEntryID: {id: (entry
+        # type, price ticks, lots)}, each counted in its level of the book
+        self._entries: dict[str, dict[bytes, tuple[bytes, int, int]]] = {}
 
     # --- link ------------------------------------------------------------------
 
@@ -407,6 +419,7 @@ class FixLp(LpAdapter):
 
     def _go_down(self, reason: str) -> None:
         self._books.clear()
+        self._entries.clear()
         if not self._up:
             return
         self._up = False
@@ -460,6 +473,7 @@ class FixLp(LpAdapter):
         touched: set[str] = set()
         if full:
             self._books[symbol] = {}
+            self._entries.pop(symbol, None)
             touched.add(symbol)
         # group entries start with MDUpdateAction (X) or MDEntryType (W)
         first = 279 if full is False else 269
@@ -467,24 +481,50 @@ class FixLp(LpAdapter):
         for tag, value in msg.fields:
             if tag == first:
                 entries.append({})
-            if entries and tag in (279, 269, 270, 271, 55):
+            if entries and tag in (279, 269, 278, 270, 271, 55):
                 entries[-1][tag] = value
         for e in entries:
             sym = (e.get(55) or msg.get(55) or b"").decode("latin-1")
             instrument = self.instruments.get(sym)
-            side = e.get(269)
-            if instrument is None or side not in (_BID, _OFFER) or 270 not in e:
+            if instrument is None:
+                continue
+            action = e.get(279)
+            entry_id = e.get(278)
+            # an entry the LP names by its MDEntryID: a change or a delete
+            # need not say its side, price or size again
+            ids = self._entries.get(sym)
+            named = ids.get(entry_id) if ids is not None and entry_id is not None else None
+            side = e.get(269) or (named[0] if named is not None else None)
+            raw = e.get(270)
+            if side not in (_BID, _OFFER) or (raw is None and named is None):
+                if entry_id is not None and action in (b"1", b"2"):
+                    _log.warning(
+                        "lp_market_data_unknown_entry",
+                        lp=self.name,
+                        symbol=sym,
+                        md_entry_id=entry_id.decode("latin-1")[:64],
+                    )
                 continue
             try:
-                price = instrument.price_to_ticks(Decimal(e[270].decode()))
-                size = Decimal(e.get(271, b"0").decode())
+                if raw is None and named is not None:
+                    price = named[1]
+                else:
+                    price = instrument.price_to_ticks(Decimal((raw or b"").decode()))
+                size = e.get(271)
+                if size is None and named is not None and action == b"1":
+                    lots = named[2]
+                else:
+                    lots = int(Decimal((size or b"0").decode()) // instrument.lot_size)
             except (InvalidOperation, ValueError, ArithmeticError):
                 _log.warning("lp_market_data_unreadable", lp=self.name, symbol=sym)
                 continue
             if price <= 0:
                 # no price the gateway can trade at (nor a client order name)
                 _log.warning(
-                    "lp_price_not_positive", lp=self.name, symbol=sym, price=e[270].decode()
+                    "lp_price_not_positive",
+                    lp=self.name,
+                    symbol=sym,
+                    price=(raw or b"").decode("latin-1"),
                 )
                 continue
             book = self._books.get(sym)
@@ -492,16 +532,24 @@ class FixLp(LpAdapter):
                 if resent:
                     continue
                 book = self._books[sym] = {}
+            touched.add(sym)
+            if entry_id is not None and (named is not None or action != b"2"):
+                # entries kept by MDEntryID: a level holds what they add up to
+                if ids is None:
+                    ids = self._entries[sym] = {}
+                if named is not None:
+                    del ids[entry_id]
+                    _take(book, (named[0], named[1]), named[2])
+                if action != b"2" and lots > 0:
+                    ids[entry_id] = (side, price, lots)
+                    key = (side, price)
+                    book[key] = book.get(key, 0) + lots
+                continue
             key = (side, price)
-            if e.get(279) == b"2":
+            if action == b"2" or lots <= 0:
                 book.pop(key, None)
             else:
-                lots = int(size // instrument.lot_size)
-                if lots > 0:
-                    book[key] = lots
-                else:
-                    book.pop(key, None)
-            touched.add(sym)
+                book[key] = lots
         if resent:
             return
         for sym in touched:
@@ -614,10 +662,7 @@ class FixLp(LpAdapter):
         elif mt == b"W":
             self._on_market_data(msg, now, full=True)
         elif mt == b"j":
-            # a BusinessMessageReject of a NewOrderSingle names it by ClOrdID
-            if msg.get(372) == b"D":
-                child_id = (msg.get(379) or b"").decode("latin-1")
-                self._refused(child_id, "BusinessMessageReject", msg.get(58))
+            self._on_business_reject(msg)
         elif mt == b"9":
             _log.info(
                 "lp_cancel_rejected",
@@ -632,6 +677,31 @@ class FixLp(LpAdapter):
                 md_req_id=(msg.get(262) or b"").decode("latin-1"),
                 reason=(msg.get(58) or b"").decode("latin-1"),
             )
+
+    def _on_business_reject(self, msg: FixMessage) -> None:
+        """A BusinessMessageReject.  One of a NewOrderSingle names it by its
+        ClOrdID (379) or, written by the LP's FIX engine rather than its
+        application, by its MsgSeqNum (45) alone: that child ends at once.
+        Any other (a MarketDataRequest, cancel or status request refused,
+        or an order no longer open) is named."""
+        ref_type = msg.get(372) or b""
+        ref_id = (msg.get(379) or b"").decode("latin-1")
+        ref_seq = msg.get(45) or b""
+        if ref_type == b"D":
+            by_seq = self._child_of_seq.pop(int(ref_seq)) if ref_seq.isdigit() else None
+            child_id = ref_id or by_seq
+            if child_id is not None and child_id in self._open:
+                self._refused(child_id, "BusinessMessageReject", msg.get(58))
+                return
+        _log.error(
+            "lp_business_reject",
+            lp=self.name,
+            ref_msg_type=ref_type.decode("latin-1")[:8],
+            ref_id=ref_id[:64],
+            ref_seq_num=ref_seq.decode("latin-1")[:20],
+            reason=(msg.get(380) or b"").decode("latin-1")[:8],
+            text=(msg.get(58) or b"").decode("latin-1")[:200],
+        )
 
     def _refused(self, child_id: str, how: str, text: bytes | None) -> None:
         """The LP refused the NewOrderSingle of ``child_id`` outright (no
