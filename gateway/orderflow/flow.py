@@ -552,7 +552,7 @@ class OrderFlow:
         self._slices = 0
         self._slowest_slice = 0.0
         loop = asyncio.get_running_loop()
-        loop.call_soon(self._write_checkpoint_slice)
+        loop.call_soon(self._write_checkpoint_slice, job)
         self._background_deadline = loop.call_later(
             self.checkpoint_deadline, self._checkpoint_overdue
         )
@@ -567,11 +567,11 @@ class OrderFlow:
         if self._background is not None:
             self._checkpoint_failed(f"not written in {self.checkpoint_deadline:g} s")
 
-    def _write_checkpoint_slice(self) -> None:
+    def _write_checkpoint_slice(self, job: BackgroundReplace) -> None:
         """Write a slice of the state; once all of it is written, sync it
-        (by a thread) and copy the tail."""
-        job = self._background
-        if job is None:
+        (by a thread) and copy the tail.  Nothing when ``job`` was given up
+        meanwhile (a day end starts one of its own in its place)."""
+        if self._background is not job:
             return
         began = time.perf_counter()
         try:
@@ -585,7 +585,7 @@ class OrderFlow:
             self._slowest_slice = took
         loop = asyncio.get_running_loop()
         if not done:
-            loop.call_soon(self._write_checkpoint_slice)
+            loop.call_soon(self._write_checkpoint_slice, job)
             return
         # the state is on disk before it replaces the journal, whatever the
         # fsync policy (as the blocking replace does), synced by a thread
@@ -604,21 +604,27 @@ class OrderFlow:
         if error is not None:
             self._checkpoint_failed(f"{getattr(error, 'strerror', None) or error!r}")
             return
-        self._copy_checkpoint_tail()
+        self._copy_checkpoint_tail(job)
 
-    def _copy_checkpoint_tail(self) -> None:
+    def _copy_checkpoint_tail(self, job: BackgroundReplace) -> None:
         """Copy a slice of what was journaled since the start; the new file
-        takes the old one's place once all of it is copied."""
-        job, journal = self._background, self.journal
-        if job is None or journal is None:
+        takes the old one's place once all of it is copied.  Nothing when
+        ``job`` was given up meanwhile."""
+        journal = self.journal
+        if self._background is not job or journal is None:
             return
         try:
+            # the state was read from memory, which may hold changes whose
+            # entries are not written yet (pending, or a write that failed):
+            # written first, so that the new file never takes the journal's
+            # place ahead of it
+            journal.flush()
             done = job.copy_tail(CHECKPOINT_TAIL_SLICE)
         except (OSError, BatchFileError) as exc:
             self._checkpoint_failed(f"{getattr(exc, 'strerror', None) or exc}")
             return
         if not done:
-            asyncio.get_running_loop().call_soon(self._copy_checkpoint_tail)
+            asyncio.get_running_loop().call_soon(self._copy_checkpoint_tail, job)
             return
         self._drop_background()
         _log.info(
