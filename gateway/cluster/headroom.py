@@ -306,6 +306,12 @@ class Headroom:
             limits = {k: v for k, v in current.limits.items() if k in slices}
             limits[self.name] = str(limit)
             value = _encode(Slices(limit_usd=str(in_force), slices=slices, limits=limits))
+            if mine < self.caps[lp]:
+                # smaller than routing may use (a lower limit in force): cut
+                # here before the key says so, as the others may take the
+                # rest as soon as it is stored, answered here or not
+                self.caps[lp] = mine
+                self._apply(dict(self.caps))
             try:
                 if revision:
                     await kv.update(lp_key(lp), value, last=revision)
