@@ -25,7 +25,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -205,6 +205,10 @@ class LoadClient(FixClient):
         # as-fast-as-possible runs: every answer makes room for the next order
         self._refill_to = 0
         self._max_in_flight = 0
+        self.monotonic_ns: Callable[[], int] = time.perf_counter_ns
+        """The clock orders are timed by."""
+        self.tick: Callable[[float], Awaitable[None]] = asyncio.sleep
+        """Waits between two ticks of a paced run."""
 
     def _on_event(self, event: Event) -> None:
         if not isinstance(event, ApplicationMessage):
@@ -227,7 +231,7 @@ class LoadClient(FixClient):
         stats = self.stats
         stats.completed += 1
         stats.rejected += rejected
-        done_at = time.perf_counter_ns()
+        done_at = self.monotonic_ns()
         latency = (done_at - sent_at) / 1000
         stats.latencies_us.append(latency)
         if latency > STALL_US:
@@ -249,7 +253,7 @@ class LoadClient(FixClient):
         now = self.clock()
         tail = self._order_tails[self._next & 1]
         body = b"11=%b%b%b\x01" % (cl_ord_id, tail, codec.format_utc_timestamp(now))
-        self._pending[cl_ord_id] = time.perf_counter_ns() if due_ns is None else due_ns
+        self._pending[cl_ord_id] = self.monotonic_ns() if due_ns is None else due_ns
         self.outbox.send(self.session, b"D", body, now)
         self.stats.sent += 1
 
@@ -274,7 +278,8 @@ class LoadClient(FixClient):
         self.stats = RunStats(rate)
         self._pending.clear()
         self._idle.clear()
-        start = time.perf_counter()
+        clock = self.monotonic_ns
+        start = clock()
         if rate is None:
             # event driven: answers refill the window (see _on_event), so the
             # client spends no CPU waiting
@@ -282,12 +287,12 @@ class LoadClient(FixClient):
             self._refill_to = count
             self._fill_window()
         else:
-            pacing = Pacing(time.perf_counter_ns(), rate, count)
+            pacing = Pacing(start, rate, count)
             while self.stats.sent < count and self.session.is_logged_on:
-                self.send_due(pacing, time.perf_counter_ns(), max_in_flight)
-                await asyncio.sleep(PACE_TICK_S)
+                self.send_due(pacing, clock(), max_in_flight)
+                await self.tick(PACE_TICK_S)
         # wait for the answers; give up once none has come for `drain` s
-        last, last_progress = -1, time.perf_counter()
+        last, last_progress = -1, clock()
         # no answer comes once the gateway has ended the session
         while self._pending and self.session.is_logged_on:
             self._idle.clear()
@@ -296,13 +301,13 @@ class LoadClient(FixClient):
                     await self._idle.wait()
             except TimeoutError:
                 pass
-            now = time.perf_counter()
+            now = clock()
             if self.stats.completed != last:
                 last, last_progress = self.stats.completed, now
-            elif now - last_progress > drain:
+            elif now - last_progress > drain * 1e9:
                 break
         self._refill_to = 0
-        self.stats.elapsed = time.perf_counter() - start
+        self.stats.elapsed = (clock() - start) / 1e9
         return self.stats
 
 
