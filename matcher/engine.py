@@ -161,6 +161,9 @@ replaced 64 times."""
 _CHUNK: Final = 1024
 """Final orders a chunk of :class:`Retained` holds."""
 
+_NONE_GONE: Final[list[Order]] = []
+"""What :func:`keep_shared` returns when it forgets nothing (never added to)."""
+
 _SPARED: Final = 1024
 """Final orders one call of :func:`keep_shared` may keep again past the
 bound, a quiet client's."""
@@ -246,9 +249,9 @@ def keep_shared(finished: Retained, kept: dict[str, int], order: Order, bound: i
     finished.append(order)
     client = order.client
     kept[client] = kept.get(client, 0) + 1
-    gone: list[Order] = []
     if len(finished) <= bound:
-        return gone
+        return _NONE_GONE
+    gone: list[Order] = []
     share = bound // (2 * len(kept))
     spared = 0
     while len(finished) > bound:
