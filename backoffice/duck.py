@@ -294,6 +294,15 @@ class DuckLedger(Ledger):
                     repeats = con.execute(sql.HAS_REPEATS).fetchone()
                     for statement in sql.statement_promote_sql() if repeats and repeats[0] else ():
                         con.execute(statement, [ingest] if "$1" in statement else [])
+                elif change.gone:
+                    repeats = con.execute(sql.HAS_REPEATS).fetchone()
+                    if repeats and repeats[0]:
+                        for statement in sql.statement_gone_sql():
+                            done = con.execute(statement, [change.source]).fetchone()
+                            if statement == sql.LINES_HANDED_OVER and done and done[0]:
+                                self.lines_removed_at = ingest
+                        for statement in sql.statement_promote_sql():
+                            con.execute(statement, [ingest] if "$1" in statement else [])
                 if change.rows:
                     con.execute(
                         _LP_INSERT,

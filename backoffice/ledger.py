@@ -380,8 +380,13 @@ LINES_DELETE: Final = "DELETE FROM lp_trades WHERE source = $1"
 def statement_replace_sql() -> list[str]:
     """Statements removing what was read of one statement file (``$1``)
     before its new reading is stored: its keys are looked at again in the
-    next run.  :func:`statement_promote_sql` follows them."""
+    next run, and so are the fills of its LP found missing from its
+    statement: the lines it had may have been the latest of the LP's, which
+    an end-of-day statement is complete up to, so that without them it may
+    no longer reach those fills.  :func:`statement_promote_sql` follows them."""
     return [
+        "INSERT INTO touched SELECT rel, k FROM breaks WHERE rel = 'hl' "
+        "AND kind = 'missing_at_lp' AND lp IN (SELECT lp FROM lp_trades WHERE source = $1)",
         "INSERT INTO touched SELECT 'hl', hl_key FROM lp_trades WHERE source = $1",
         "DELETE FROM lp_repeats WHERE source = $1",
         LINES_DELETE,
@@ -395,6 +400,27 @@ LINES_PROMOTE: Final = (
     "AND o.cl_ord_id = r.cl_ord_id AND o.exec_id = r.exec_id)"
 )
 """The first of :func:`statement_promote_sql`: the lines it adds."""
+
+
+LINES_HANDED_OVER: Final = (
+    "DELETE FROM lp_trades WHERE source = $1 AND EXISTS (SELECT 1 FROM lp_repeats r "
+    "WHERE r.lp = lp_trades.lp AND r.cl_ord_id = lp_trades.cl_ord_id "
+    "AND r.exec_id = lp_trades.exec_id AND r.source <> $1)"
+)
+"""The last of :func:`statement_gone_sql`: the lines it hands over."""
+
+
+def statement_gone_sql() -> list[str]:
+    """Statements handing the lines of one statement file taken out of the
+    folder (``$1``) that a line of another file of its LP repeats
+    (``lp_repeats``) over to that file; the file's other lines stay, as an
+    archived statement's do.  :func:`statement_promote_sql` follows them."""
+    return [
+        "INSERT INTO touched SELECT 'hl', t.hl_key FROM lp_trades t WHERE t.source = $1 "
+        "AND EXISTS (SELECT 1 FROM lp_repeats r WHERE "
+        f"{_SAME_LINE.format(r='r')} AND r.source <> $1)",
+        LINES_HANDED_OVER,
+    ]
 
 
 def statement_promote_sql() -> list[str]:

@@ -463,6 +463,18 @@ class PgLedger(Ledger):
                                 )
                                 if statement == sql.LINES_PROMOTE:
                                     lines += _rows(status)
+                    elif change.gone and await con.fetchval(sql.HAS_REPEATS):
+                        for statement in sql.statement_gone_sql():
+                            status = await con.execute(statement, change.source)
+                            if statement == sql.LINES_HANDED_OVER and _rows(status):
+                                self.lines_removed_at = ingest
+                                lines -= _rows(status)
+                        for statement in sql.statement_promote_sql():
+                            status = await con.execute(
+                                statement, *([ingest] if "$1" in statement else [])
+                            )
+                            if statement == sql.LINES_PROMOTE:
+                                lines += _rows(status)
                     if rows:
                         await con.copy_records_to_table(
                             "stage_lp", records=rows, columns=list(_LP_NAMES)

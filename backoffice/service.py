@@ -924,7 +924,7 @@ class BackOffice:
         refused: list[tuple[StatementChange, Exception]] = []
         took = False
         for change in changes:
-            if not (change.rows or change.replace):
+            if not (change.rows or change.replace or change.gone):
                 continue
             if any(k.source == change.source for k in kept):
                 kept.append(change)

@@ -46,13 +46,17 @@ class StatementError(ValueError):
 
 class StatementChange(msgspec.Struct, frozen=True):
     """What one scan found in one file: ``rows`` to add, or (``replace``)
-    the rows that now stand for the whole file."""
+    the rows that now stand for the whole file; or (``gone``) that the file
+    was taken out of the folder: what was read of it is kept, but for the
+    executions another file of its LP says too, which that file then
+    stands for."""
 
     source: str
     lp: str
     replace: bool
     rows: list[LpTrade]
     errors: list[str]
+    gone: bool = False
 
 
 class _Seen(msgspec.Struct):
@@ -264,9 +268,14 @@ class StatementFolder:
             self._unreadable.pop(entry.path, None)
             if change is not None:
                 changes.append(change)
-        for gone in set(self._seen) - present:
-            # a statement moved away (archived) keeps what was read of it
+        for gone in sorted(set(self._seen) - present):
+            # a statement moved away (archived) keeps what was read of it,
+            # but for what another file says too (the file that was wrong
+            # taken out of the folder)
             del self._seen[gone]
+            lp = self.lp_of(os.path.basename(gone))
+            if lp is not None:
+                changes.append(StatementChange(gone, lp, False, [], [], gone=True))
         for gone in set(self._unreadable) - present:
             del self._unreadable[gone]
         for gone in set(self._aside) - present:

@@ -226,6 +226,9 @@ def test_a_statement_moved_away_keeps_what_was_read_of_it(tmp_path: Path) -> Non
     folder = folder_of(tmp_path)
     assert len(folder.scan()) == 2
     gone.unlink()
+    # said gone, with nothing to replace: the ledger keeps its lines but
+    # for those another file says too
+    assert folder.scan() == [StatementChange(str(gone), "LP_A", False, [], [], gone=True)]
     assert folder.scan() == []
 
 
