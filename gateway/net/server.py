@@ -564,14 +564,7 @@ class FixServer:
             if len(pending) > MAX_UNBOUND_PER_ADDRESS:
                 oldest = next(iter(pending))
                 del pending[oldest]
-                if address not in self._crowded:
-                    self._crowded.add(address)
-                    _log.warning(
-                        "unbound_connections_capped",
-                        peer=address,
-                        limit=MAX_UNBOUND_PER_ADDRESS,
-                        tls_handshake=True,
-                    )
+                self._say_crowded(address, tls_handshake=True)
                 with contextlib.suppress(OSError):
                     oldest.shutdown(socket.SHUT_RDWR)
             task = asyncio.create_task(self._handshake(sock, address, tls))
@@ -629,14 +622,24 @@ class FixServer:
         # held by the throttle (its owner's, maybe) only when all are such
         oldest = next((c for c in waiting if not c.identified), next(iter(waiting)))
         del waiting[oldest]
-        if address not in self._crowded:
-            self._crowded.add(address)
+        self._say_crowded(address)
+        oldest.evict()
+
+    def _say_crowded(self, address: str, tls_handshake: bool = False) -> None:
+        """Log once that ``address`` reached the bound on connections not
+        logged on (again only after it had none left)."""
+        if address in self._crowded:
+            return
+        self._crowded.add(address)
+        if tls_handshake:
             _log.warning(
                 "unbound_connections_capped",
                 peer=address,
                 limit=MAX_UNBOUND_PER_ADDRESS,
+                tls_handshake=True,
             )
-        oldest.evict()
+        else:
+            _log.warning("unbound_connections_capped", peer=address, limit=MAX_UNBOUND_PER_ADDRESS)
 
     def unbound_done(self, conn: AcceptedConnection) -> None:
         """``conn`` logged on or closed."""

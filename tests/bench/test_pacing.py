@@ -10,37 +10,18 @@ The runs here are driven on a made-up clock: no timing is measured."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 import time
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from test_independent_load import load
 
 from gateway.fix import codec
 from gateway.fix.events import ApplicationMessage
 from gateway.fix.states import SessionState
 from gateway.sim.loadgen import LoadClient, Pacing
 
-REPO = Path(__file__).resolve().parents[2]
 MS = 1_000_000
-
-
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "independent_load", REPO / "bench" / "independent_load.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["independent_load"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-load = load_script()
 
 
 class FakeTime:

@@ -6,40 +6,10 @@ from a made-up socket: no packet socket, no root."""
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 import struct
-from pathlib import Path
-from types import ModuleType
 
-REPO = Path(__file__).resolve().parents[2]
-GATEWAY = 9876
-CLIENT = 50000
-
-
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("wire", REPO / "bench" / "wire.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-wire = load_script()
-
-
-def fix(*fields: str) -> bytes:
-    body = "".join(f"{f}\x01" for f in fields)
-    return f"8=FIX.4.4\x019={len(body)}\x01{body}10=000\x01".encode()
-
-
-def order(cl: str) -> bytes:
-    return fix("35=D", "34=2", f"11={cl}", "55=EUR/USD", "54=1", "38=1000", "40=1")
-
-
-def report(cl: str, status: str) -> bytes:
-    return fix("35=8", "34=3", f"11={cl}", "17=E1", f"39={status}", "150=F")
+from test_wire import CLIENT, GATEWAY, order, report, wire
 
 
 def packet(sport: int, dport: int, seq: int, payload: bytes, flags: int = 0x18) -> bytes:
