@@ -16,37 +16,14 @@ import errno
 import time
 from pathlib import Path
 
-import msgspec
 import pytest
+from test_refused_before_a_crash import started
 
-from config import default_config_path, load_config
-from config.schema import MarginSettings, RiskSettings
-from gateway.daemon import build_order_flow
 from gateway.fix import codec
 from gateway.fix.session import Session
-from gateway.net.transport import Outbox
 from gateway.orderflow.flow import OrderFlow
 from gateway.orderflow.journal import OrderJournal
-from gateway.storage.session_store import FileStore
 from matcher.orders import OrdStatus
-
-CONFIG = msgspec.structs.replace(
-    load_config(str(default_config_path())),
-    margin=MarginSettings(),
-    accounts={},
-    risk=RiskSettings(),
-)
-
-
-def started(data_dir: Path) -> tuple[OrderFlow, OrderJournal, dict[str, Session]]:
-    sessions = {
-        s.TargetCompID: Session(s, FileStore(data_dir / "sessions", s.session_id))
-        for s in CONFIG.sessions
-        if s.Application != "dropcopy"
-    }
-    journal = OrderJournal(data_dir / "orders")
-    flow = build_order_flow(CONFIG, sessions, journal, Outbox(journal.flush), time.time)
-    return flow, journal, sessions
 
 
 def request(msg_type: bytes, body: list[tuple[int, bytes]], seq: int) -> codec.FixMessage:
