@@ -58,7 +58,7 @@ Rules the gateway relies on:
 from __future__ import annotations
 
 from bisect import insort
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Final
 
 from matcher.execution import Execution
@@ -161,8 +161,8 @@ replaced 64 times."""
 _CHUNK: Final = 1024
 """Final orders a chunk of :class:`Retained` holds."""
 
-_NONE_GONE: Final[list[Order]] = []
-"""What :func:`keep_shared` returns when it forgets nothing (never added to)."""
+_NONE_GONE: Final[tuple[Order, ...]] = ()
+"""What :func:`keep_shared` returns when it forgets nothing."""
 
 _SPARED: Final = 1024
 """Final orders one call of :func:`keep_shared` may keep again past the
@@ -232,7 +232,9 @@ class Retained:
         return released
 
 
-def keep_shared(finished: Retained, kept: dict[str, int], order: Order, bound: int) -> list[Order]:
+def keep_shared(
+    finished: Retained, kept: dict[str, int], order: Order, bound: int
+) -> Sequence[Order]:
     """Keep the final ``order`` in ``finished`` (``kept``: client -> how many
     of them are its own) and forget the oldest beyond ``bound``; the orders
     forgotten, oldest first.

@@ -156,8 +156,6 @@ class Headroom:
         self.absent: dict[str, dict[str, Decimal]] = {}
         """Per LP: the slices held by gateways not running for longer than
         ``absent_after`` (named in the log), as last read."""
-        # LPs whose limit a reload lowered: the slice is stored again at the
-        # next pass, within what the others leave of the new limit
 
     def start(self) -> None:
         self._apply(dict(self.caps))

@@ -165,9 +165,9 @@ class Recovery:
             if order.is_final and (before is None or not before.is_final):
                 # kept as the matcher kept it when it ended, in the same
                 # order: the same clients share the bound, the same are kept
+                # (by its id: the state read last of it may be a later copy)
                 for gone in keep_shared(self._finished, self._kept, order, self.keep_finished):
-                    if orders.get(gone.order_id) is gone:
-                        del orders[gone.order_id]
+                    orders.pop(gone.order_id, None)
         elif isinstance(entry, Filled):
             self._fill(entry)
         elif isinstance(entry, Sent):
@@ -398,6 +398,14 @@ class Recovery:
         for order in [o for o in self.orders.values() if o.is_final]:
             for gone in keep_shared(self._finished, self._kept, order, self.keep_finished):
                 del self.orders[gone.order_id]
+
+    def finished(self) -> list[Order]:
+        """The final orders kept, each as read last, in the order the
+        matcher keeps them (that :meth:`~matcher.engine.Matcher.restore`
+        takes): as they ended, a quiet client's kept past the bound moved
+        to the newest end."""
+        orders = self.orders
+        return [orders[o.order_id] for o in self._finished if o.order_id in orders]
 
     def _ended(self, child_id: str, child: RecoveredChild, filled_in_full: bool) -> None:
         where = self.filled_in_full if filled_in_full else self.ended

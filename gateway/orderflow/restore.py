@@ -205,7 +205,7 @@ def restore(
     restored = Restored()
     orders = recovery.orders.values()
     opened = sorted((o for o in orders if not o.is_final), key=lambda o: o.seq)
-    matcher.restore([o for o in orders if o.is_final] + opened, recovery.expiring)
+    matcher.restore(recovery.finished() + opened, recovery.expiring)
     # watched, as before the restart, for a fill the LP reports all the same
     watched = [
         (recovery.ended, routing.ended, False),

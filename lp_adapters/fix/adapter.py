@@ -540,10 +540,12 @@ class FixLp(LpAdapter):
                 if named is not None:
                     del ids[entry_id]
                     _take(book, (named[0], named[1]), named[2])
-                if action != b"2" and lots > 0:
-                    ids[entry_id] = (side, price, lots)
-                    key = (side, price)
-                    book[key] = book.get(key, 0) + lots
+                if action != b"2":
+                    # kept if it fills no lot too: it is still the LP's entry
+                    ids[entry_id] = (side, price, max(lots, 0))
+                    if lots > 0:
+                        key = (side, price)
+                        book[key] = book.get(key, 0) + lots
                 continue
             key = (side, price)
             if action == b"2" or lots <= 0:
