@@ -168,6 +168,10 @@ _SPARED: Final = 1024
 """Final orders one call of :func:`keep_shared` may keep again past the
 bound, a quiet client's."""
 
+_FORGOTTEN: Final = 64
+"""Final orders one call of :func:`keep_shared` may forget: a bound lowered
+much (a reload) is reached over the next calls, never in one."""
+
 
 class Retained:
     """The final orders a matcher keeps, oldest first, in chunks that are
@@ -244,10 +248,11 @@ def keep_shared(
     the clients keeping any) is kept again at the newest end, and a busier
     client's goes instead.  So one client sending orders fast cannot push
     out a quieter one's, and a ClOrdID resent by it later is still found a
-    duplicate.  A call passes over at most ``_SPARED`` orders so (the loop
-    is never held long); the bound, left one over by such a call, is kept
-    again from the next on.  The matcher keeps its final orders so, and the
-    journal's reading at a restart keeps the same ones so."""
+    duplicate.  A call passes over at most ``_SPARED`` orders so, and
+    forgets at most ``_FORGOTTEN`` (the loop is never held long, a bound
+    lowered by a reload included): the bound, left over by such a call, is
+    kept again over the next ones.  The matcher keeps its final orders so,
+    and the journal's reading at a restart keeps the same ones so."""
     finished.append(order)
     client = order.client
     kept[client] = kept.get(client, 0) + 1
@@ -256,7 +261,7 @@ def keep_shared(
     gone: list[Order] = []
     share = bound // (2 * len(kept))
     spared = 0
-    while len(finished) > bound:
+    while len(finished) > bound and len(gone) < _FORGOTTEN:
         oldest = finished.popleft()
         client = oldest.client
         left = kept[client]

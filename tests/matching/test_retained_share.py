@@ -4,6 +4,8 @@ ClOrdIDs stay duplicates (matcher.engine.Matcher._retire)."""
 
 from __future__ import annotations
 
+import itertools
+
 from matching_helpers import BUY, INSTRUMENTS, book, cancel, limit
 
 from matcher.engine import Matcher
@@ -77,3 +79,20 @@ def test_a_long_run_of_a_quiet_clients_orders_is_passed_over_a_slice_at_a_time()
             assert len(list(m.finished_view())) <= 10_000 + 2
     assert all(m.status("quiet", f"q{i}") is not None for i in range(2_000))
     assert len(list(m.finished_view())) == 10_000
+
+
+def test_a_bound_lowered_much_is_reached_a_slice_at_a_time() -> None:
+    """A reload lowering ``retain_finished`` from 5,000 to 10: no one call
+    forgets the difference (a loop held that long), each forgets a slice
+    and the bound is reached over the calls that follow."""
+    m = Matcher(INSTRUMENTS, id_prefix="T", retain_finished=5_000)
+    for i in range(5_000):
+        _trade(m, "a", f"a{i}")
+    m.retain_finished = 10
+    kept = [len(list(m.finished_view()))]
+    for i in range(200):
+        _trade(m, "a", f"n{i}")
+        kept.append(len(list(m.finished_view())))
+    assert kept[-1] == 10
+    assert all(before - after <= 64 for before, after in itertools.pairwise(kept))
+    assert m.status("a", "n199") is not None
