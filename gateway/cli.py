@@ -82,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
         "--dir", default="var/nats", help="folder of the nodes' stores and logs (var/nats)"
     )
     nats_cluster.add_argument("--nodes", type=_nodes, default=3, help="how many nodes (3; 3 to 9)")
+    nats_cluster.add_argument(
+        "--port",
+        type=_listen_port,
+        help="the first node's client port; node i listens on PORT+2i (client) and "
+        "PORT+2i+1 (route), so the URLs stay the same from one start to the next "
+        "(default: free ports, other ones at each start)",
+    )
     from backoffice.cli import add_arguments as backoffice_arguments
 
     backoffice = sub.add_parser(
@@ -234,7 +241,7 @@ def _command(args: argparse.Namespace) -> int:
     if args.command == "nats-cluster":
         from gateway.sim.nats_cluster import run_cluster
 
-        return run_cluster(args.dir, args.nodes)
+        return run_cluster(args.dir, args.nodes, args.port)
     if args.command == "lp-sim":
         from gateway.sim.lp_sim_main import main as lp_sim_main
 

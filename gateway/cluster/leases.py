@@ -840,8 +840,15 @@ class Cluster:
         if to == self.name:
             return f"session {session.session_id} is served by {to} already"
         peer = self.instances.get(to)
-        if peer is None or peer.left(self._clock()) <= 0:
-            return f"gateway {to} is not a live member of the cluster"
+        now = self._clock()
+        if peer is None or peer.left(now) <= 0:
+            others = sorted(
+                name
+                for name, view in self.instances.items()
+                if name != self.name and view.left(now) > 0
+            )
+            live = ", ".join(others) if others else "none"
+            return f"gateway {to} is not a live member of the cluster (the others live: {live})"
         log = self.log
         nc = self._nc
         if log is None or nc is None or not self.connected:

@@ -255,9 +255,21 @@ async def _places_on_all(urls: list[str], replicas: int) -> bool:
             await nc.close()
 
 
-def run_cluster(folder: str, size: int) -> int:
-    """``fixgw nats-cluster``: run until interrupted, printing the URLs."""
-    cluster = NatsCluster(Path(folder).absolute(), size)
+def run_cluster(folder: str, size: int, port: int | None = None) -> int:
+    """``fixgw nats-cluster``: run until interrupted, printing the URLs.
+    With ``port``, node i takes ``port + 2i`` (client) and ``port + 2i + 1``
+    (route); without, free ports (other ones at each start)."""
+    ports = None
+    if port is not None:
+        if port + 2 * size - 1 > 65535:
+            print(
+                f"fixgw nats-cluster: --port {port} leaves no room for {size} nodes "
+                f"(ports {port} to {port + 2 * size - 1})",
+                file=sys.stderr,
+            )
+            return 2
+        ports = list(range(port, port + 2 * size))
+    cluster = NatsCluster(Path(folder).absolute(), size, ports=ports)
     try:
         cluster.start()
     except NatsClusterError as exc:

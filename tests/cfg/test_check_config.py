@@ -425,3 +425,28 @@ def test_a_nats_cluster_of_no_nodes_is_refused_at_once(
         main(["nats-cluster", "--nodes", nodes])
     assert stopped.value.code == 2
     assert "a number of nodes, 3 to 9" in capsys.readouterr().err
+
+
+def test_a_nats_cluster_given_a_port_takes_the_ports_from_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--port``: the same URLs at every start, node i on PORT+2i
+    (client) and PORT+2i+1 (route), rather than free ports."""
+    from gateway.sim import nats_cluster
+
+    asked: list[list[tuple[int, int]]] = []
+
+    def start(self: nats_cluster.NatsCluster, timeout: float = 30.0) -> None:
+        asked.append([(node.client_port, node.route_port) for node in self.nodes])
+        raise nats_cluster.NatsClusterError("not started in this test")
+
+    monkeypatch.setattr(nats_cluster.NatsCluster, "start", start)
+    status = main(["nats-cluster", "--dir", str(tmp_path), "--nodes", "3", "--port", "24101"])
+    assert status == 2
+    assert asked == [[(24101, 24102), (24103, 24104), (24105, 24106)]]
+    assert "not started in this test" in capsys.readouterr().err
+
+    # a first port that leaves no room for every node is refused, naming it
+    assert main(["nats-cluster", "--dir", str(tmp_path), "--port", "65533"]) == 2
+    assert "--port 65533 leaves no room for 3 nodes" in capsys.readouterr().err
+    assert len(asked) == 1

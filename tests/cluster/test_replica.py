@@ -709,7 +709,7 @@ async def test_a_session_is_handed_over_to_another_gateway_with_its_orders(
         a.sessions["C1"].store.append_sent(1, b"an execution report")
         a.sessions["C1"].store.flush()  # written, not yet copied
         assert await a.cluster.hand_over(a.sessions["C1"], "nobody") == (
-            "gateway nobody is not a live member of the cluster"
+            "gateway nobody is not a live member of the cluster (the others live: b)"
         )
         # b not ready yet (its order flow not started): nothing changes
         assert await a.cluster.hand_over(a.sessions["C1"], "b") == (
