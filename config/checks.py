@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Final
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -644,6 +645,12 @@ def check_backoffice(values: Mapping[str, object], path: str) -> list[str]:
                 f"{_join(path, 'ledger')}: {shown!r} is neither duckdb:<file> nor "
                 "postgresql://user@host:port/database"
             )
+        elif postgres:
+            try:
+                urlsplit(ledger).port  # noqa: B018 (reading it checks it)
+            except ValueError:
+                shown = url_without_secrets(ledger)
+                errors.append(f"{_join(path, 'ledger')}: {shown!r} has a port that is not a number")
     seen: dict[tuple[object, object], int] = {}
     for index, entry in _entries(values, "gateways"):
         address = (entry.get("host", "127.0.0.1"), entry.get("drop_copy_port"))

@@ -768,3 +768,12 @@ def test_two_fix_lps_on_one_session_are_reported() -> None:
     )
     assert standby != text
     parse_config(standby)  # no ConfigError
+
+
+def test_a_postgresql_ledger_url_whose_port_is_not_a_number_is_reported() -> None:
+    text = MINIMAL + '\n[backoffice]\nledger = "postgresql://bo:secret@db:notaport/ledger"\n'
+    (error,) = errors_of(text)
+    assert error == (
+        "backoffice.ledger: 'postgresql://bo:(redacted)@db:notaport/ledger'"
+        " has a port that is not a number"
+    )
