@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import time
 from pathlib import Path
 
@@ -81,10 +82,15 @@ async def test_a_change_not_yet_written_is_not_brought_back_by_the_checkpoint(
 
     # the disk fills up: the cancel's batch cannot be written, nor anything
     # after it, and nothing of the turn leaves
-    def full(body: bytes) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
+    live = journal.fileno()
+    real_write = os.write
 
-    monkeypatch.setattr(journal._file, "append", full)
+    def full(fd: int, data: bytes) -> int:
+        if fd == live:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full)
     flow.on_message(session, cancel(b"R1-X", b"R1", 3), time.time())
     flow.reports.outbox.write_pending()  # tried again every 0.1 s
     assert journal._unwritten is not None
@@ -94,6 +100,7 @@ async def test_a_change_not_yet_written_is_not_brought_back_by_the_checkpoint(
     # fit), the sync, the step that puts the new file in the journal's place
     await until_checkpoint_ends(flow)
     crash(journal, sessions)
+    monkeypatch.undo()  # the disk has room again at the restart
 
     flow, journal, sessions = started(tmp_path)
     try:
