@@ -7,7 +7,8 @@ matcher forgot it (gateway.orderflow.recovery.Recovery)."""
 from __future__ import annotations
 
 import msgspec
-from matching_helpers import BUY, INSTRUMENTS, book, cancel, limit
+from matching_helpers import INSTRUMENTS
+from test_shares_across_a_restart import _trade as _ended
 
 from gateway.orderflow.journal_entries import OrderState
 from gateway.orderflow.recovery import Recovery
@@ -15,18 +16,6 @@ from matcher.engine import Matcher
 from matcher.orders import Order
 from risk.accounts import Accounts
 from router.exposure import ExposureLedger
-
-LPS = book(bids=((100, 50),), asks=((110, 50),))
-
-
-def _ended(m: Matcher, client: str, cl_ord_id: str) -> Order:
-    """An order of ``client`` that rests, then is canceled: its final state."""
-    m.submit(limit(client, cl_ord_id, BUY, 1, 90), LPS)
-    m.cancel(cancel(client, f"x{cl_ord_id}", cl_ord_id))
-    order = m.order_of(client, cl_ord_id)
-    assert order is not None
-    assert order.is_final
-    return order
 
 
 def read(order: Order) -> OrderState:
