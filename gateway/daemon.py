@@ -69,7 +69,7 @@ from gateway.orderflow.restore import grid_of
 from gateway.orderflow.routing import ChildRouting
 from gateway.orderflow.rules import Rules, build_rules, capped, config_digest
 from gateway.orderflow.stats import FlowStats
-from gateway.storage.durable import write_file
+from gateway.storage.durable import make_dir, write_file
 from gateway.storage.session_store import open_store
 from gateway.storage.writeback import Writeback, start_writeback
 from lp_adapters.base import LpAdapter
@@ -787,7 +787,7 @@ def _writable_data_dir(data_dir: Path) -> None:
     written stops the start with one line naming it, before any store is
     opened."""
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_dir(data_dir)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ConfigError([f"gateway.data_dir: cannot create {data_dir}: {reason}"]) from exc

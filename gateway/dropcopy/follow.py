@@ -55,7 +55,7 @@ from gateway.orderflow.journal import JOURNAL_NAME, MAGIC, SEGMENTS_NAME
 from gateway.orderflow.journal_entries import Filled, Grid, Message, Serial
 from gateway.orderflow.recovery import HOUSE
 from gateway.storage.batch_file import BatchFollower
-from gateway.storage.durable import datasync, write_file
+from gateway.storage.durable import datasync, make_dir, write_file
 from router.model import AssetClass, Instrument
 
 __all__ = ["Cursor", "JournalCopier", "message_body"]
@@ -122,7 +122,7 @@ class Cursor:
     crash between a store's flush and the cursor's write)."""
 
     def __init__(self, directory: Path, *, fsync: bool = False) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        make_dir(directory)
         self.path = directory / "cursor"
         self._fsync = fsync
         try:

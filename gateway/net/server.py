@@ -57,6 +57,10 @@ MAX_COUNTED: Final = 64
 # out, its Logon held by the throttle included.
 MAX_UNBOUND_PER_ADDRESS: Final = 32
 
+ACCEPTS_PER_TURN: Final = 32
+"""Connections the TLS acceptor takes from the backlog in one turn of the
+loop before it lets the loop's other work go."""
+
 # accept errors after which accepting waits a second and goes on
 _ACCEPT_PAUSES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
@@ -540,11 +544,28 @@ class FixServer:
         that never begins one would be counted nowhere until the handshake
         timeout.  Counted from its accept instead, past
         ``MAX_UNBOUND_PER_ADDRESS`` in handshake from one address the oldest
-        is shut down, as connections not logged on are."""
+        is shut down, as connections not logged on are.
+
+        A connection is accepted in this task's own turn, not by
+        ``loop.sock_accept``: the socket that one had accepted when a stop
+        cancelled the task before its next turn would go with the
+        cancellation, open until collected; accepted here, it is in
+        ``_handshaking`` at once, where the stop closes it."""
         loop = asyncio.get_running_loop()
+        taken = 0
         while True:
+            if taken == ACCEPTS_PER_TURN:
+                # a flood of connects waiting in the backlog lets the loop's
+                # other work (orders of sessions logged on) go between
+                # bursts, as the loop's own server does
+                taken = 0
+                await asyncio.sleep(0)
             try:
-                sock, peer = await loop.sock_accept(listening)
+                sock, peer = listening.accept()
+            except BlockingIOError:
+                taken = 0
+                await _acceptable(loop, listening)
+                continue
             except OSError as exc:
                 if listening.fileno() < 0:
                     return  # stopped
@@ -554,6 +575,8 @@ class FixServer:
                     _log.error("accept_failed", error=str(exc), retry_s=1)
                     await asyncio.sleep(1)
                 continue  # else a connection that went before it was taken
+            taken += 1
+            sock.setblocking(False)
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
@@ -713,6 +736,23 @@ class FixServer:
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
+
+
+async def _acceptable(loop: asyncio.AbstractEventLoop, listening: socket.socket) -> None:
+    """Returns once ``listening`` has a connection to accept (or an error
+    to report)."""
+    ready: asyncio.Future[None] = loop.create_future()
+    fd = listening.fileno()
+    loop.add_reader(fd, _wake, ready)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
+def _wake(ready: asyncio.Future[None]) -> None:
+    if not ready.done():  # called at every turn until the waiter has its own
+        ready.set_result(None)
 
 
 def _port_of(server: asyncio.Server) -> int:

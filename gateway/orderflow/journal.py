@@ -132,7 +132,7 @@ from gateway.storage.batch_file import (
     DamagedError,
     WrongMagicError,
 )
-from gateway.storage.durable import fsync_dir, write_file
+from gateway.storage.durable import fsync_dir, make_dir, write_file
 
 __all__ = [
     "JournalError",
@@ -217,6 +217,9 @@ class OrderJournal:
         again, :meth:`flush`)."""
         self.on_dirty: Callable[[], None] | None = None
         self.keep_segments = keep_segments
+        if keep_segments:
+            # made (durably) now rather than by a checkpoint on the loop
+            make_dir(Path(directory) / SEGMENTS_NAME)
         try:
             self._file = BatchFile(directory, JOURNAL_NAME, MAGIC, fsync=fsync)
         except BatchFileLockedError:
@@ -427,7 +430,7 @@ class OrderJournal:
         if not self.keep_segments or self.serial == 0:
             return None
         folder = self.path.parent / SEGMENTS_NAME
-        folder.mkdir(exist_ok=True)
+        make_dir(folder)
         link = folder / f"{self.serial:020d}"
         try:
             os.link(self.path, link)

@@ -83,6 +83,7 @@ from gateway.storage.durable import (
     fsync_dir,
     intact_after,
     lock_directory,
+    make_dir,
     replace_file,
 )
 
@@ -168,7 +169,7 @@ class BatchFile:
         self._needs_truncate = False
         self._fd = -1
         self._background: BackgroundReplace | None = None
-        self._dir.mkdir(parents=True, exist_ok=True)
+        make_dir(self._dir)
         lock = lock_directory(self._dir)
         if lock is None:
             raise BatchFileLockedError(f"{self._dir} is in use by another process")

@@ -1,7 +1,7 @@
 """Small file-system steps shared by the on-disk journals (the FIX session
 store and the order journal): a directory lock, complete appends, data sync,
-an atomic file replacement, and the look past a record with a bad checksum
-that tells a torn write from damage (:func:`intact_after`).
+durable new folders, an atomic file replacement, and the look past a record
+with a bad checksum that tells a torn write from damage (:func:`intact_after`).
 
 Every function is synchronous and meant for the event loop's thread: the
 journals keep their writes to one system call per batch.
@@ -25,6 +25,7 @@ __all__ = [
     "fsync_dir",
     "intact_after",
     "lock_directory",
+    "make_dir",
     "replace_file",
 ]
 
@@ -92,6 +93,27 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def make_dir(path: Path) -> None:
+    """Create the folder ``path`` and the missing ones above it, as
+    ``path.mkdir(parents=True, exist_ok=True)`` does, each made durable: the
+    folder holding it is fsynced once it is made, so that a power loss
+    cannot take back a folder (and with it the files written and synced in
+    it since)."""
+    try:
+        os.mkdir(path)
+    except FileNotFoundError:
+        if path.parent == path:
+            raise
+        make_dir(path.parent)
+        make_dir(path)  # in its folder, there now
+        return
+    except FileExistsError:
+        if path.is_dir():
+            return
+        raise
+    fsync_dir(path.parent)
 
 
 def replace_file(path: Path, data: bytes) -> int:

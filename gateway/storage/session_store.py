@@ -141,6 +141,7 @@ from gateway.storage.durable import (
     fsync_dir,
     intact_after,
     lock_directory,
+    make_dir,
     replace_file,
 )
 
@@ -267,7 +268,7 @@ class FileStore(SessionStore):
         self._fd = -1
         self._lock_fd = -1
 
-        self._dir.mkdir(parents=True, exist_ok=True)
+        make_dir(self._dir)
         self._lock_fd = self._acquire_lock()
         try:
             try:
