@@ -329,6 +329,9 @@ class Session:
         # below it): what follows of the first answer says nothing of it
         self._hole_from = 0
         self._retry_answered = False
+        # the message being worked was held out of sequence: its SendingTime
+        # was judged when it arrived, the time it waited is the gap's
+        self._from_queue = False
         self._heartbeat_interval = float(self.settings.HeartBtInt)
         self._connected_at = now
         self._last_sent = now
@@ -505,8 +508,12 @@ class Session:
     def _process(self, msg: FixMessage, now: float, queued: bool) -> None:
         mt = msg.msg_type
         if queued and (mt == b"A" or mt == b"2"):
-            # already acted upon when it arrived out of sequence
+            # already acted upon when it arrived out of sequence; counted now,
+            # it may be the last number a ResendRequest of ours asked for
             self._incr_target()
+            rr = self._resend_range
+            if rr is not None and self._seq(msg) >= rr[1]:
+                self._resend_satisfied()
             self._drain_queue(now)
             return
         get = msg.get
@@ -541,6 +548,7 @@ class Session:
                 self._reject(msg, problem.reason, problem.tag, now)
                 self._drain_queue(now)
             return
+        self._from_queue = queued
         handler = self._handlers.get(mt)
         if handler is not None:
             handler(msg, now)
@@ -619,7 +627,7 @@ class Session:
             )
             return False
         settings = self.settings
-        if settings.CheckLatency:
+        if settings.CheckLatency and not self._from_queue:
             sent = codec.parse_utc_timestamp(msg.get(52) or b"")
             if sent is None or abs(now - sent) > settings.MaxLatency:
                 self._log.warning(
@@ -829,6 +837,11 @@ class Session:
         self.resend_from = 0  # what it named was before the numbers began again
         if self._resend_range is not None:
             self._resend_satisfied()
+        # a hole asked for again named an old number: a hole at the same
+        # number now is a first miss
+        self._hole_asked = 0
+        self._hole_from = 0
+        self._retry_answered = False
 
     def logon_refusal(self, msg: FixMessage) -> str | None:
         """Why this session refuses ``msg`` (a Logon), or None (never names

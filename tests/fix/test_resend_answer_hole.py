@@ -5,7 +5,7 @@ asked for again."""
 
 from __future__ import annotations
 
-from session_helpers import SessionHarness, app_messages, order_body
+from session_helpers import SessionHarness, app_messages, logon_message, order_body
 
 from gateway.fix.states import SessionState
 
@@ -112,3 +112,53 @@ def test_a_message_too_large_to_be_read_ends_the_session_instead_of_wedging_it()
     assert logout.msg_type == b"5"
     assert logout.get(58) == b"MsgSeqNum 2 not received in answer to a ResendRequest"
     assert h.session.state is S.LOGOUT_SENT
+
+
+def test_a_resend_request_held_at_the_end_of_the_range_closes_it() -> None:
+    """A ResendRequest of the peer's waits out of sequence like any message
+    (it is answered at once): when its number is the last one asked for, it
+    closes the range, so that a later gap is asked for in turn."""
+    h = logged_on()
+    assert h.feed(h.message(b"D", 3, order_body("O3"))) == []  # 2 garbled
+    h.feed(h.message(b"2", 4, [(7, 1), (16, 0)]))  # answered now, counted in turn
+    h.sent()
+    # the answer leaves 2 out again: asked for once more, up to 4
+    h.feed(possdup(h, 3, "O3"))
+    asked = [m for m in h.sent() if m.msg_type == b"2"]
+    assert [(m.get(7), m.get(16)) for m in asked] == [(b"2", b"0")]
+    events = h.feed(possdup(h, 2, "O2"), possdup(h, 3, "O3"))
+    assert [m.get(11) for m in app_messages(events)] == [b"O2", b"O3"]
+    assert h.store.next_target_seq == 5
+    # 5 never arrives whole: 6 is too high, and 5 is asked for
+    assert h.feed(h.message(b"D", 6, order_body("O6"))) == []
+    asked = [m for m in h.sent() if m.msg_type == b"2"]
+    assert [(m.get(7), m.get(16)) for m in asked] == [(b"5", b"0")]
+    events = h.feed(possdup(h, 5, "O5"))
+    assert [m.get(11) for m in app_messages(events)] == [b"O5", b"O6"]
+    assert h.session.state is S.ACTIVE
+
+
+def test_a_logon_reset_forgets_a_hole_asked_for_under_the_old_numbers() -> None:
+    """After a ResetSeqNumFlag Logon, a hole at a number that was asked for
+    again before the reset is a first miss, asked for again once, not the
+    second miss that ends the session."""
+    h = logged_on()
+    good2 = possdup(h, 2, "O2")
+    assert h.feed(h.message(b"D", 3, order_body("O3"))) == []
+    h.feed(good2[:-4] + b"000\x01", possdup(h, 3, "O3"))  # 2 left out: asked again
+    h.feed(possdup(h, 2, "O2"))
+    h.sent()
+    assert h.store.next_target_seq == 4
+    # the peer starts its numbers again while logged on
+    h.feed(logon_message(1, h.now, reset=True))
+    [logon] = h.sent()
+    assert (logon.msg_type, logon.get(141)) == (b"A", b"Y")
+    # the same hole under the new numbers: 2 garbled, 3 too high
+    assert h.feed(h.message(b"D", 3, order_body("N3"))) == []
+    h.feed(good2[:-4] + b"000\x01", possdup(h, 3, "N3"))
+    asked = h.sent()
+    assert [(m.msg_type, m.get(7)) for m in asked] == [(b"2", b"2"), (b"2", b"2")]
+    assert h.session.state is S.AWAITING_RESEND
+    events = h.feed(possdup(h, 2, "N2"))
+    assert [m.get(11) for m in app_messages(events)] == [b"N2", b"N3"]
+    assert h.session.state is S.ACTIVE

@@ -612,6 +612,28 @@ def test_messages_queued_during_a_resend_are_processed_once(pair: SessionPair) -
     assert pair.acceptor.state is S.ACTIVE
 
 
+def test_messages_held_behind_a_slow_resend_are_not_judged_late_for_the_wait(
+    gateway: SessionHarness,
+) -> None:
+    """SendingTime is judged when a message arrives: one that came on time
+    and waited behind a gap longer than MaxLatency is handed on when the gap
+    is filled, not rejected (and its number taken) for the time it waited."""
+    for seq in (3, 4, 5):  # 2 is missing: they wait, each on time
+        assert gateway.feed(gateway.message(b"D", seq, order_body(f"O{seq}"))) == []
+    [rr] = gateway.sent()
+    assert (rr.msg_type, rr.get(7)) == (b"2", b"2")
+    # the peer takes longer than MaxLatency (120 s) to answer
+    orig = codec.format_utc_timestamp(gateway.now)
+    gateway.advance(200)
+    events = gateway.feed(
+        gateway.message(b"D", 2, order_body("O2"), header=[(43, b"Y"), (122, orig)])
+    )
+    assert cl_ord_ids(app_messages(events)) == [b"O2", b"O3", b"O4", b"O5"]
+    assert gateway.sent() == []
+    assert gateway.store.next_target_seq == 6
+    assert gateway.session.state is S.ACTIVE
+
+
 def test_messages_held_out_of_sequence_count_what_they_take_parsed(
     gateway: SessionHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
