@@ -26,6 +26,7 @@ from backoffice.ledger import (
     Hold,
     Ledger,
     LedgerError,
+    LedgerLost,
     PinnedDay,
     Position,
     ReconRun,
@@ -97,6 +98,7 @@ class DuckLedger(Ledger):
         self._pinned: set[_DuckDay] = set()
         self._con: duckdb.DuckDBPyConnection | None = None
         self._ingest = 0
+        self._file: tuple[int, int] | None = None  # the file opened: device, inode
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn`` in the ledger's thread; a database error is a LedgerError
@@ -124,6 +126,10 @@ class DuckLedger(Ledger):
         except (OSError, duckdb.Error) as exc:
             raise LedgerError(f"cannot open the ledger {self.path}: {exc}") from exc
         self._con = con
+        self._file = None
+        with contextlib.suppress(OSError):
+            stat = os.stat(self.path)
+            self._file = (stat.st_dev, stat.st_ino)
         # one core at most: the back office shares the machine with the gateway
         con.execute("SET threads = 1")
         if self.memory_mb:
@@ -160,6 +166,23 @@ class DuckLedger(Ledger):
             if self._con is not None:
                 await self._run(self._close)
             self._pool.shutdown(wait=True)
+
+    def _check_file(self) -> None:
+        """Before a write: the path still names the file opened.  One
+        deleted or replaced while open takes what DuckDB writes on into
+        the file that went, which the next start does not see: LedgerLost."""
+        if self._file is None:
+            return
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            stat = None
+        if stat is None or (stat.st_dev, stat.st_ino) != self._file:
+            raise LedgerLost(
+                f"the ledger file {self.path} was {'deleted' if stat is None else 'replaced'} "
+                "while open: what is written to it now would be lost",
+                file=str(self.path),
+            )
 
     def _close(self) -> None:
         if self._con is not None:
@@ -203,6 +226,7 @@ class DuckLedger(Ledger):
         houses: Sequence[HouseTrade],
     ) -> int:
         con = self.con
+        self._check_file()
         value_date = self._settlement.value_date
         self._ingest += 1
         ingest = self._ingest
@@ -279,6 +303,7 @@ class DuckLedger(Ledger):
 
     def _apply_statements(self, changes: Sequence[StatementChange]) -> int:
         con = self.con
+        self._check_file()
         value_date = self._settlement.value_date
         self._ingest += 1
         ingest = self._ingest
@@ -287,6 +312,7 @@ class DuckLedger(Ledger):
         try:
             for change in changes:
                 if change.replace:
+                    con.execute(sql.FILE_READ, [change.source])
                     for statement in sql.statement_replace_sql():
                         done = con.execute(statement, [change.source]).fetchone()
                         if statement == sql.LINES_DELETE and done and done[0]:
@@ -295,6 +321,7 @@ class DuckLedger(Ledger):
                     for statement in sql.statement_promote_sql() if repeats and repeats[0] else ():
                         con.execute(statement, [ingest] if "$1" in statement else [])
                 elif change.gone:
+                    con.execute(sql.FILE_GONE, [change.source])
                     repeats = con.execute(sql.HAS_REPEATS).fetchone()
                     if repeats and repeats[0]:
                         for statement in sql.statement_gone_sql():
@@ -352,6 +379,12 @@ class DuckLedger(Ledger):
         self.differing_lines = differing
         return ingest
 
+    async def statement_files(self) -> list[str]:
+        return await self._run(self._statement_files)
+
+    def _statement_files(self) -> list[str]:
+        return [row[0] for row in self.con.execute(sql.STATEMENT_FILES).fetchall()]
+
     # -- reconciliation ----------------------------------------------------------------
 
     async def recon(
@@ -361,6 +394,7 @@ class DuckLedger(Ledger):
 
     def _recon(self, full: bool, grace: float, now: dt.datetime, covers: Covers | None) -> ReconRun:
         con = self.con
+        self._check_file()
         con.begin()
         try:
             row = con.execute("SELECT watermark FROM recon_state WHERE id = 1").fetchone()
@@ -447,6 +481,24 @@ class DuckLedger(Ledger):
             "unnest($11), unnest($12) ON CONFLICT DO NOTHING",
             sql.break_columns(found, seen, now),
         )
+
+    async def without_statements(self, lps: Sequence[str]) -> tuple[int, int]:
+        return await self._run(self._without_statements, lps)
+
+    def _without_statements(self, lps: Sequence[str]) -> tuple[int, int]:
+        con = self.con
+        removed = [0, 0]
+        con.begin()
+        try:
+            for lp in lps:
+                for i, statement in enumerate(sql.NO_STATEMENT_SQL):
+                    done = con.execute(statement, [lp]).fetchone()
+                    removed[i] += int(done[0]) if done else 0
+            con.commit()
+        except BaseException:
+            _rollback(con)
+            raise
+        return removed[0], removed[1]
 
     async def set_position_breaks(self, breaks: Sequence[Break], now: dt.datetime) -> None:
         await self._run(self._set_position_breaks, breaks, now)

@@ -46,6 +46,7 @@ __all__ = [
     "Covers",
     "Ledger",
     "LedgerError",
+    "LedgerLost",
     "Position",
     "ReconRun",
     "SettlementLine",
@@ -69,6 +70,17 @@ BREAK_KINDS: Final[tuple[str, ...]] = BreakKind.__args__  # type: ignore[attr-de
 
 class LedgerError(Exception):
     """The ledger cannot be opened or written; the message names why."""
+
+
+class LedgerLost(LedgerError):
+    """The ledger's ``file`` was deleted or replaced while open: what would
+    be written to it is lost at the next start, so nothing is tried again;
+    the process stops, and started again it rebuilds the ledger from the
+    drop copy."""
+
+    def __init__(self, message: str, *, file: str) -> None:
+        super().__init__(message)
+        self.file = file
 
 
 class Break(msgspec.Struct, frozen=True, kw_only=True):
@@ -314,6 +326,10 @@ TABLES: Final = (
     """CREATE TABLE IF NOT EXISTS recon_state (
         id INTEGER PRIMARY KEY,
         watermark BIGINT NOT NULL)""",
+    # the statement files read whole and not taken out of the folder since:
+    # one missing from the folder at a start was taken out while the back
+    # office was stopped
+    "CREATE TABLE IF NOT EXISTS statement_files (source VARCHAR PRIMARY KEY)",
 )
 
 MIGRATIONS: Final = (
@@ -495,7 +511,26 @@ def differing_elsewhere_line(source: str, cl_ord_id: str, exec_id: str, other: s
     )
 
 
+FILE_READ: Final = "INSERT INTO statement_files (source) VALUES ($1) ON CONFLICT DO NOTHING"
+"""A statement file read whole (``$1``): in the folder until :data:`FILE_GONE`."""
+
+FILE_GONE: Final = "DELETE FROM statement_files WHERE source = $1"
+"""A statement file (``$1``) taken out of the folder."""
+
+STATEMENT_FILES: Final = "SELECT source FROM statement_files ORDER BY source"
+
 HAS_REPEATS: Final = "SELECT count(*) FROM (SELECT 1 FROM lp_repeats LIMIT 1) AS r"
+
+
+NO_STATEMENT_SQL: Final = (
+    "DELETE FROM breaks WHERE rel = 'hl' AND kind = 'missing_at_lp' AND lp = $1",
+    "DELETE FROM pending WHERE rel = 'hl' AND waits = $1",
+)
+"""What an LP that sends no statement (``$1``) has no more: its fills found
+missing from its statement, and those waiting for it (:func:`classify`
+finds neither of an LP whose cover is None).  Those of an LP declared so
+since they were found are never looked at again by an incremental run:
+the first a break, not in its scope; the second never due."""
 
 
 def hl_key(lp: str, order_id: str, exec_id: str) -> str:
@@ -1219,10 +1254,22 @@ class Ledger:
         """Store what statement files added or now say; returns the batch id."""
         raise NotImplementedError
 
+    async def statement_files(self) -> list[str]:
+        """The statement files read whole (:data:`FILE_READ`) and not taken
+        out of the folder since (:data:`FILE_GONE`)."""
+        raise NotImplementedError
+
     async def recon(
         self, full: bool, grace: float, now: dt.datetime, covers: Covers | None = None
     ) -> ReconRun:
         """One run (see the module docs); ``covers`` as :func:`classify` takes it."""
+        raise NotImplementedError
+
+    async def without_statements(self, lps: Sequence[str]) -> tuple[int, int]:
+        """Take out the breaks and pending keys of the fills of ``lps``,
+        which send no statement (``delivery = "none"``), that say their
+        statement misses them or is awaited (:data:`NO_STATEMENT_SQL`);
+        returns how many of each went."""
         raise NotImplementedError
 
     async def breaks(self) -> list[Break]:

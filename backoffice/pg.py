@@ -451,6 +451,7 @@ class PgLedger(Ledger):
             async with con.transaction():
                 for change, rows in batches:
                     if change.replace:
+                        await con.execute(sql.FILE_READ, change.source)
                         for statement in sql.statement_replace_sql():
                             status = await con.execute(statement, change.source)
                             if statement == sql.LINES_DELETE and _rows(status):
@@ -463,18 +464,20 @@ class PgLedger(Ledger):
                                 )
                                 if statement == sql.LINES_PROMOTE:
                                     lines += _rows(status)
-                    elif change.gone and await con.fetchval(sql.HAS_REPEATS):
-                        for statement in sql.statement_gone_sql():
-                            status = await con.execute(statement, change.source)
-                            if statement == sql.LINES_HANDED_OVER and _rows(status):
-                                self.lines_removed_at = ingest
-                                lines -= _rows(status)
-                        for statement in sql.statement_promote_sql():
-                            status = await con.execute(
-                                statement, *([ingest] if "$1" in statement else [])
-                            )
-                            if statement == sql.LINES_PROMOTE:
-                                lines += _rows(status)
+                    elif change.gone:
+                        await con.execute(sql.FILE_GONE, change.source)
+                        if await con.fetchval(sql.HAS_REPEATS):
+                            for statement in sql.statement_gone_sql():
+                                status = await con.execute(statement, change.source)
+                                if statement == sql.LINES_HANDED_OVER and _rows(status):
+                                    self.lines_removed_at = ingest
+                                    lines -= _rows(status)
+                            for statement in sql.statement_promote_sql():
+                                status = await con.execute(
+                                    statement, *([ingest] if "$1" in statement else [])
+                                )
+                                if statement == sql.LINES_PROMOTE:
+                                    lines += _rows(status)
                     if rows:
                         await con.copy_records_to_table(
                             "stage_lp", records=rows, columns=list(_LP_NAMES)
@@ -500,6 +503,12 @@ class PgLedger(Ledger):
             return ingest
 
         return await self._call("writing statements", job)
+
+    async def statement_files(self) -> list[str]:
+        async def job(con: Any) -> list[str]:
+            return [row[0] for row in await con.fetch(sql.STATEMENT_FILES)]
+
+        return await self._call("reading the statement files", job)
 
     # -- reconciliation ----------------------------------------------------------------
 
@@ -581,6 +590,17 @@ class PgLedger(Ledger):
             )
 
         return await self._call("reconciling", job)
+
+    async def without_statements(self, lps: Sequence[str]) -> tuple[int, int]:
+        async def job(con: Any) -> tuple[int, int]:
+            removed = [0, 0]
+            async with con.transaction():
+                for lp in lps:
+                    for i, statement in enumerate(sql.NO_STATEMENT_SQL):
+                        removed[i] += _rows(await con.execute(statement, lp))
+            return removed[0], removed[1]
+
+        return await self._call("clearing the breaks of LPs without statements", job)
 
     async def set_position_breaks(self, breaks: Sequence[Break], now: dt.datetime) -> None:
         async def job(con: Any) -> None:

@@ -46,6 +46,7 @@ from backoffice.ledger import (
     Covers,
     Ledger,
     LedgerError,
+    LedgerLost,
     Position,
     PositionBook,
     ReconRun,
@@ -516,7 +517,19 @@ class BackOffice:
             self.metrics.last_seq.labels(feed.name).set(feed.last_seq)
             self.metrics.feed_up.labels(feed.name).set(0)
             self.metrics.positions_unavailable.labels(feed.name).set(0)
+        # an LP declared since to send no statement misses nothing from
+        # one: what was found missing from its statement, or waits for it,
+        # goes now (a run would not look at it again before a full one)
+        layouts = self.statements.layouts
+        silent = [lp for lp, layout in layouts.items() if layout.delivery == "none"]
+        if silent:
+            breaks, pending = await self.ledger.without_statements(silent)
+            if breaks or pending:
+                _log.info("statement_breaks_cleared", lps=silent, breaks=breaks, pending=pending)
         self.counts = await self.ledger.counts()
+        # the files read before: one taken out of the folder meanwhile is
+        # found gone at the first scan
+        self.statements.known(await self.ledger.statement_files())
         await self._refresh_breaks()
         await self._start_http()
         _log.info(
@@ -587,6 +600,24 @@ class BackOffice:
         self.failed = f"{part}: {cause!r}"
         self.stop()
 
+    def _ledger_lost(self, exc: LedgerLost) -> None:
+        """The ledger's file went while open (deleted, or another moved
+        over it): nothing written from now on would be kept, so the process
+        says so once and stops.  Started again (by its supervisor), it
+        opens the file now at the path, and the drop copy resends what
+        that file does not hold."""
+        if self._stop.is_set():
+            return
+        _log.error(
+            "ledger_file_lost",
+            file=exc.file,
+            error=str(exc),
+            hint="the back office stops; started again, it fills the ledger at the path "
+            "from the drop copy",
+        )
+        self.failed = f"ledger: {exc}"
+        self.stop()
+
     async def _every(self, job: Callable[[], Awaitable[None]], interval_ms: int) -> None:
         """``job`` every ``interval_ms``.  A ledger that fails it (a database
         away) is said once, with the cause, then once a minute with how many
@@ -596,6 +627,9 @@ class BackOffice:
         while True:
             try:
                 await job()
+            except LedgerLost as exc:
+                self._ledger_lost(exc)
+                return
             except LedgerError as exc:
                 failed += 1
                 now = time.monotonic()
@@ -802,6 +836,9 @@ class BackOffice:
             try:
                 async with self._lock:
                     done = await call()
+            except LedgerLost as exc:
+                self._ledger_lost(exc)
+                raise
             except Exception as exc:
                 if failures == 0:
                     _log.error("ledger_write_failed", error=str(exc)[:300], retry_s=1)
@@ -863,6 +900,8 @@ class BackOffice:
                 )
         try:
             await self._apply_statements(changes)
+        except LedgerLost:
+            raise  # no file is at fault
         except Exception:
             self._unapplied = await self._alone(changes)
             if self._unapplied:
@@ -1214,6 +1253,9 @@ class BackOffice:
                 _log.warning("day_end_before_caught_up", trade_date=today.isoformat())
             try:
                 await self.recon(full=True)
+            except LedgerLost as exc:
+                self._ledger_lost(exc)
+                return
             except Exception:
                 _log.exception("day_end_recon_failed", trade_date=today.isoformat())
             with contextlib.suppress(Exception):  # logged, and tried again (export)

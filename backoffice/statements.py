@@ -223,7 +223,16 @@ class StatementFolder:
         self._unreadable: dict[str, str] = {}  # file -> the error last said of it
         # set aside as it was (size, mtime, inode), until when
         self._aside: dict[str, tuple[int, int, int, float]] = {}
+        # read at an earlier start, and not read since (see known)
+        self._known: set[str] = set()
         self.unmatched: set[str] = set()
+
+    def known(self, files: Iterable[str]) -> None:
+        """Files read before this start (the ledger keeps them until they
+        are taken out of the folder): one missing from the folder at a scan
+        was taken out while the back office was stopped, and is gone as a
+        file taken out while it runs is."""
+        self._known.update(files)
 
     def lp_of(self, name: str) -> str | None:
         """The LP whose statement the file ``name`` is: of the patterns it
@@ -268,14 +277,16 @@ class StatementFolder:
             self._unreadable.pop(entry.path, None)
             if change is not None:
                 changes.append(change)
-        for gone in sorted(set(self._seen) - present):
+        for gone in sorted((self._seen.keys() | self._known) - present):
             # a statement moved away (archived) keeps what was read of it,
             # but for what another file says too (the file that was wrong
             # taken out of the folder)
-            del self._seen[gone]
+            self._seen.pop(gone, None)
             lp = self.lp_of(os.path.basename(gone))
             if lp is not None:
                 changes.append(StatementChange(gone, lp, False, [], [], gone=True))
+        # those in the folder and not read yet (unreadable) are known still
+        self._known.intersection_update(present - self._seen.keys())
         for gone in set(self._unreadable) - present:
             del self._unreadable[gone]
         for gone in set(self._aside) - present:

@@ -31,6 +31,7 @@ from backoffice.ledger import (
     Covers,
     Ledger,
     LedgerError,
+    LedgerLost,
     Position,
     PositionBook,
     SettlementBook,
@@ -632,6 +633,40 @@ async def test_what_the_caller_knows_covers(ledger: Ledger) -> None:
     assert found(await recon(ledger, full=True, covers=covers)) == {
         ("missing_in_house", "house/lp", "L2"),
     }
+
+
+@pytest.mark.asyncio
+async def test_an_lp_without_statements_loses_what_waits_for_or_misses_from_one(
+    ledger: Ledger,
+) -> None:
+    # LP_A's statement misses L1 and has M1, which no fill was booked for;
+    # L3 comes after its last line; LP_B's statement misses B1
+    await write(ledger, house("R1", "L1", 0, account=HOUSE_ACCOUNT, seq=1))
+    await write(ledger, house("B1", "B1", 0, account=HOUSE_ACCOUNT, lp="LP_B", seq=2))
+    await write(ledger, house("R3", "L3", 30, account=HOUSE_ACCOUNT, seq=3))
+    await ledger.apply_statements(
+        [
+            statement([line("M1", 10), line("L2", 20)]),
+            StatementChange("/statements/LP_B.csv", "LP_B", False, [line("B2", 20, lp="LP_B")], []),
+        ]
+    )
+    await write(ledger, house("R2", "L2", 20, account=HOUSE_ACCOUNT, seq=4))
+    await write(ledger, house("RB2", "B2", 20, account=HOUSE_ACCOUNT, lp="LP_B", seq=5))
+    run = await ledger.recon(False, GRACE, T0)
+    expected = {
+        ("missing_in_house", "house/lp", "M1"),
+        ("missing_at_lp", "house/lp", "B1"),
+    }
+    assert found(await ledger.breaks()) == expected | {("missing_at_lp", "house/lp", "L1")}
+    assert run.pending == 1  # L3, on LP_A's statement
+    # LP_A declared to send no statement
+    assert await ledger.without_statements(["LP_A"]) == (1, 1)
+    assert found(await ledger.breaks()) == expected
+    assert (await ledger.counts())["pending"] == 0
+    # as a full run finds
+    covers = Covers(lps={"LP_A": None})
+    assert found(await recon(ledger, full=True, covers=covers)) == expected
+    assert await ledger.without_statements(["LP_A"]) == (0, 0)
 
 
 @pytest.mark.asyncio
@@ -1398,6 +1433,38 @@ async def test_a_pin_that_fails_leaves_nothing_open(ledger_url: str) -> None:
         assert opened._pinned == set()  # type: ignore[attr-defined]
         if ledger_url.startswith("postgresql"):
             assert await _export_sessions(ledger_url) == 1  # the ledger's own
+    finally:
+        await opened.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+async def test_a_duckdb_file_deleted_or_replaced_while_open_refuses_every_write(
+    tmp_path: Path, how: str
+) -> None:
+    """DuckDB writes on into the file it opened, which a deletion or a file
+    moved over it has taken from the path: what it writes then is not in
+    the file the next start opens.  Each write says so, naming the file."""
+    path = tmp_path / "ledger.duckdb"
+    opened = DuckLedger(path, SETTLEMENT)
+    await opened.open()
+    try:
+        await write(opened, client("C1", 0, seq=1))
+        await opened.apply_statements([])
+        await opened.recon(False, GRACE, dt.datetime(2026, 3, 2, 12))
+        if how == "deleted":
+            path.unlink()
+        else:
+            (tmp_path / "other.duckdb").write_bytes(path.read_bytes())
+            (tmp_path / "other.duckdb").replace(path)
+        for attempt in (
+            lambda: write(opened, client("C2", 1, seq=2)),
+            lambda: opened.apply_statements([]),
+            lambda: opened.recon(False, GRACE, dt.datetime(2026, 3, 2, 12)),
+        ):
+            with pytest.raises(LedgerLost, match=f"ledger file {path} was {how}") as lost:
+                await attempt()
+            assert lost.value.file == str(path)
     finally:
         await opened.close()
 

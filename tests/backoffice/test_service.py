@@ -1074,6 +1074,77 @@ async def test_an_intake_that_fails_stops_the_process_naming_its_error(tmp_path:
         await office.ledger.close()
 
 
+@pytest.mark.asyncio
+async def test_a_ledger_file_deleted_while_it_runs_stops_it_naming_the_file(
+    tmp_path: Path,
+) -> None:
+    """DuckDB writes on into the file deleted, and all it writes is lost at
+    the next start: the back office says so once, naming the file, and
+    stops with the cause (its supervisor starts it again, on a new ledger
+    the drop copy fills)."""
+    cfg = default()
+    cfg = msgspec.structs.replace(
+        cfg,
+        gateway=msgspec.structs.replace(cfg.gateway, data_dir=str(tmp_path)),
+        backoffice=in_process(cfg.backoffice),
+    )
+    office = BackOffice(cfg)
+    office.feeds[0].port = _closed_port()
+    path = tmp_path / "backoffice" / "ledger.duckdb"
+    with structlog.testing.capture_logs() as logs:
+        running = asyncio.create_task(office.run())
+        try:
+            async with asyncio.timeout(10):
+                while not any(e["event"] == "backoffice_started" for e in logs):  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)  # polling, within the timeout above
+            path.unlink()
+            async with asyncio.timeout(10):
+                await running
+        finally:
+            office.stop()
+            await asyncio.gather(running, return_exceptions=True)
+    (lost,) = [e for e in logs if e["event"] == "ledger_file_lost"]
+    assert lost["file"] == str(path)
+    assert "deleted" in lost["error"]
+    assert office.failed.startswith(f"ledger: the ledger file {path} was deleted"), office.failed
+    errors = [e["event"] for e in logs if e["log_level"] == "error"]
+    assert errors == ["ledger_file_lost"]
+
+
+@pytest.mark.asyncio
+async def test_a_ledger_file_replaced_under_the_writer_stops_it_and_is_not_written_again(
+    tmp_path: Path,
+) -> None:
+    """A batch of the drop copy finds the file replaced: not tried again
+    every second as a ledger that fails is, but the process stopped."""
+    now = [1_796_385_600.0]
+    office, feed = _office(tmp_path, now)
+    await office.ledger.open()
+    writer = asyncio.create_task(office._take_in(office.feeds[0], feed))  # type: ignore[arg-type]
+    path = tmp_path / "backoffice" / "ledger.duckdb"
+    try:
+        feed.messages.put_nowait(_fill_copy("E1", 1))
+        await until_stored(office, 1)
+        other = tmp_path / "backoffice" / "restored.duckdb"
+        other.write_bytes(path.read_bytes())
+        other.replace(path)
+        with structlog.testing.capture_logs() as logs:
+            feed.messages.put_nowait(_fill_copy("E2", 2))
+            async with asyncio.timeout(10):
+                await office._stop.wait()
+        (lost,) = [e for e in logs if e["event"] == "ledger_file_lost"]
+        assert lost["file"] == str(path)
+        assert "replaced" in lost["error"]
+        assert [e for e in logs if e["event"] == "ledger_write_failed"] == []
+        assert office.feeds[0].last_seq == 1
+        async with asyncio.timeout(10):
+            await asyncio.gather(writer, return_exceptions=True)  # ended by the loss
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        await office.ledger.close()
+
+
 def _closed_port() -> int:
     """A loopback port nothing listens on."""
     import socket
@@ -1485,6 +1556,71 @@ async def test_a_break_waits_for_the_drop_copy_that_has_come_least_far(tmp_path:
 
 
 @pytest.mark.asyncio
+async def test_an_lp_declared_without_statements_leaves_the_breaks_of_its_statement_at_start(
+    tmp_path: Path,
+) -> None:
+    """An LP's ``delivery`` changed to ``none`` while the back office was
+    down: at start, its fills found missing from its statement, and those
+    waiting for it, are gone from the breaks and the pending keys, as a
+    full run would find; what its statement read says stays."""
+    cfg = default()
+    cfg = msgspec.structs.replace(
+        cfg,
+        gateway=msgspec.structs.replace(cfg.gateway, data_dir=str(tmp_path)),
+        backoffice=in_process(cfg.backoffice),
+    )
+    now = [(_T0 + dt.timedelta(seconds=200)).replace(tzinfo=dt.UTC).timestamp()]
+
+    def office_with(delivery: str) -> BackOffice:
+        lps = {"LP_A": StatementColumns(delivery=delivery)}
+        settings = msgspec.structs.replace(cfg.backoffice, lps=lps)
+        office = BackOffice(
+            msgspec.structs.replace(cfg, backoffice=settings),
+            clock=lambda: now[0],
+            monotonic=lambda: now[0],
+        )
+        office.feeds[0].client = _Feed()  # type: ignore[assignment]
+        return office
+
+    first = office_with("end_of_day")
+    await first.ledger.open()
+    try:
+        # LP_A's statement has L1 and a line no fill was booked for (L9, at
+        # t=20); the house booked L2 (t=10), which it misses, and L3, after
+        # its last line: missing, and waiting for it
+        await _store(first, 0, 3, 1, 0, 2, 10, 3, 100)
+        lines = [_lp_line(1, 0), _lp_line(9, 20)]
+        await first.ledger.apply_statements(
+            [StatementChange(lines[0].source, "LP_A", False, lines, [])]
+        )
+        run = await first.recon(full=False)
+        breaks = await first.ledger.breaks()
+        assert sorted((b.kind, b.ref) for b in breaks) == [
+            ("missing_at_lp", "L2"),
+            ("missing_in_house", "L9"),
+        ]
+        assert run.pending == 1  # L3's booking, on the statement
+    finally:
+        await first.ledger.close()
+    again = office_with("none")
+    await again.start()
+    try:
+        breaks = await again.ledger.breaks()
+        assert [(b.kind, b.ref) for b in breaks] == [("missing_in_house", "L9")]
+        sample = again.metrics.registry.get_sample_value
+        assert sample("fixgw_recon_breaks", {"type": "missing_at_lp"}) == 0
+        assert (await again.ledger.counts())["pending"] == 0
+        # a full run agrees
+        run = await again.recon(full=True)
+        assert await again.ledger.breaks() == breaks
+        assert run.pending == 0
+    finally:
+        if again._http is not None:
+            await again._http.cleanup()
+        await again.ledger.close()
+
+
+@pytest.mark.asyncio
 async def test_a_resolved_position_break_leaves_the_list_under_steady_trading(
     tmp_path: Path,
 ) -> None:
@@ -1715,6 +1851,77 @@ async def test_a_refusal_counts_no_more_once_the_file_is_taken(tmp_path: Path) -
         assert (await ledger.counts())["lp_trades"] == 10
     finally:
         await ledger.close()
+
+
+@pytest.mark.asyncio
+async def test_a_statement_file_taken_out_while_stopped_is_gone_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """The folder's reading is in memory, the files read are in the ledger:
+    a file taken out while the back office is stopped is found gone at its
+    next start, with what taking it out while it runs comes to (its line
+    another file repeats handed over to that file, its others kept as an
+    archived statement's)."""
+    now = 1_796_385_600.0  # Friday 2026-12-04 12:00 UTC
+
+    async def started(data_dir: Path) -> BackOffice:
+        cfg = default()
+        cfg = msgspec.structs.replace(
+            cfg,
+            gateway=msgspec.structs.replace(cfg.gateway, data_dir=str(data_dir)),
+            backoffice=in_process(cfg.backoffice),
+        )
+        office = BackOffice(cfg, clock=lambda: now, monotonic=lambda: now)
+        await office.start()
+        await office._statements()
+        return office
+
+    async def stopped(office: BackOffice) -> None:
+        if office._http is not None:
+            await office._http.cleanup()
+        await office.ledger.close()
+
+    async def lp_position(office: BackOffice) -> list[Position]:
+        return (await office.ledger.positions())["lp_statements"]
+
+    def statements(data_dir: Path) -> tuple[Path, Path]:
+        folder = data_dir / "statements"
+        folder.mkdir(parents=True)
+        wrong, again = folder / "LP_A-1.csv", folder / "LP_A-2.csv"
+        wrong.write_text(STATEMENT_HEADER + statement_row(1) + statement_row(2))
+        # the LP issued the day again, with X2 of 2000 (and X1 left out)
+        fixed = statement_row(2).replace(",1000,", ",2000,")
+        again.write_text(STATEMENT_HEADER + fixed + statement_row(3))
+        return wrong, again
+
+    three = [Position("LP_A", "EUR/USD", "3000.00000000")]  # X2 of 1000 stands
+    four = [Position("LP_A", "EUR/USD", "4000.00000000")]  # X2 of 2000, X1 kept
+    # taken out while it runs
+    wrong, _ = statements(tmp_path / "running")
+    office = await started(tmp_path / "running")
+    try:
+        assert await lp_position(office) == three
+        wrong.unlink()
+        await office._statements()
+        assert await lp_position(office) == four
+        running = (await office.ledger.counts())["lp_trades"]
+    finally:
+        await stopped(office)
+    # taken out while it is stopped
+    wrong, _ = statements(tmp_path / "stopped")
+    office = await started(tmp_path / "stopped")
+    try:
+        assert await lp_position(office) == three
+    finally:
+        await stopped(office)
+    wrong.unlink()
+    for _ in range(2):  # and once more: gone once, not again at each start
+        office = await started(tmp_path / "stopped")
+        try:
+            assert await lp_position(office) == four
+            assert (await office.ledger.counts())["lp_trades"] == running == 3
+        finally:
+            await stopped(office)
 
 
 @pytest.mark.asyncio

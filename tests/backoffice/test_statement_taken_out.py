@@ -69,3 +69,35 @@ async def test_the_wrong_file_taken_out_of_the_folder_leaves_the_execution_to_th
     await ledger.recon(False, GRACE, dt.datetime(2026, 3, 2, 12))
     assert (await ledger.counts())["lp_trades"] == 2
     assert found(await ledger.breaks()) == {("missing_at_lp", "house/lp", "L1")}
+
+
+@pytest.mark.asyncio
+async def test_the_ledger_keeps_the_files_read_until_they_are_taken_out(
+    ledger: Ledger,  # noqa: F811 (the fixture)
+    tmp_path: Path,
+) -> None:
+    """What a start is told of the files read before: a file taken out of
+    the folder meanwhile is gone at its first scan, as while it runs."""
+    kept = tmp_path / "LP_A-20260301.csv"
+    taken = tmp_path / "LP_A-20260302.csv"
+    write_file(kept, HEADER + "L1,CH-L1,EUR/USD,BUY,2000,1.1,2026-03-02T10:00:00Z\n")
+    write_file(taken, HEADER + "L1,CH-L1,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n")
+    await ledger.apply_statements(folder_of(tmp_path).scan())
+    assert await ledger.statement_files() == [str(kept), str(taken)]
+    # stopped, the file taken out, started again: a new reading of the folder
+    taken.unlink()
+    folder = folder_of(tmp_path)
+    folder.known(await ledger.statement_files())
+    changes = folder.scan()
+    assert [(Path(c.source).name, c.replace, c.gone) for c in changes] == [
+        (kept.name, True, False),
+        (taken.name, False, True),
+    ]
+    await ledger.apply_statements(changes)
+    assert await ledger.statement_files() == [str(kept)]
+    positions = await ledger.positions()
+    assert positions["lp_statements"] == [Position("LP_A", "EUR/USD", "2000.00000000")]
+    # the next start knows the file is gone
+    folder = folder_of(tmp_path)
+    folder.known(await ledger.statement_files())
+    assert [c.gone for c in folder.scan()] == [False]
