@@ -107,6 +107,10 @@ class LpAdapter(ABC):
             UNKNOWN_AFTER_RESTART_REASON)`` on the next loop iteration:
             right for an LP whose state does not outlive the gateway (the
             in-process simulator); an adapter to a real LP asks it instead.
+            A child the gateway had given up on (the link dropped, or the
+            LP did not answer) comes back at each restart until such an
+            end (other than a drop's) or a fill leaving nothing open is
+            emitted for it, or its trading day is over.
         ``recover_ended(ended)``
             Called once, before ``connect``, after the gateway restarted:
             ``(EndedChild, filled_in_full)`` for each child the LP ended in

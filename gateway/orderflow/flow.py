@@ -41,6 +41,7 @@ from gateway.orderflow.journal_entries import (
     Entry,
     Grid,
     OrderState,
+    RetainFinished,
 )
 from gateway.orderflow.margin_watch import MarginWatch
 from gateway.orderflow.market_data import MarketDataService
@@ -486,6 +487,8 @@ class OrderFlow:
         self.entry.refused_unseen = {}
         _log.info("trading_day_ended", expired=len(result.executions))
         self.routing.publish(result, now)
+        # the children given up on that day are asked about no more
+        self.routing.end_day()
         if self.journal is not None:
             # after the expired orders' states: a restart that reads it has
             # them, and the DAY orders out at LPs, which expire on return
@@ -705,7 +708,12 @@ class OrderFlow:
             )
         ):
             accounts.configure(rules.margin, rules.accounts)
-        self.matcher.retain_finished = config.orders.retain_finished
+        retain = config.orders.retain_finished
+        if retain != self.matcher.retain_finished:
+            self.matcher.retain_finished = retain
+            if self.journal is not None:
+                # a restart keeps the final orders ended from here on under it
+                self.journal.add(RetainFinished(retain))
         self.routing.debug = config.gateway.log_level == "debug"
         day_end = config.orders.trading_day_end
         if day_end != old.config.orders.trading_day_end and self._day_timer is not None:

@@ -51,6 +51,11 @@ Entries (:data:`~gateway.orderflow.journal_entries.Entry`, msgspec Structs defin
     When the trading day in force ends, after a reload moved
     ``orders.trading_day_end``: no day ended, the next end is later or
     earlier.
+``RetainFinished``
+    The bound on the final orders the matcher keeps
+    (``orders.retain_finished``): at the head of each checkpoint, and when a
+    reload changes it.  A restart keeps the final orders the matcher kept
+    under the bound in force as each ended.
 ``Grid``
     Each instrument's tick size and lot size, the grid every tick and lot
     in the journal is counted on: at the head of each checkpoint (so

@@ -30,6 +30,7 @@ __all__ = [
     "Message",
     "OrderState",
     "Positions",
+    "RetainFinished",
     "Run",
     "Sent",
     "Serial",
@@ -200,6 +201,17 @@ class DayEndMoved(msgspec.Struct, tag=19, array_like=True, frozen=True):
     at: float
 
 
+class RetainFinished(msgspec.Struct, tag=20, array_like=True, frozen=True):
+    """The bound on the final orders the matcher keeps
+    (``orders.retain_finished``) from here on: at the head of each
+    checkpoint, and when a reload changes it, so that a restart reads the
+    final orders journaled before and after the reload as the matcher kept
+    them (:func:`~matcher.engine.keep_shared`), not all under the bound of
+    its own config.  (A build that does not know it refuses the journal.)"""
+
+    bound: int
+
+
 Entry = (
     Run
     | OrderState
@@ -220,4 +232,5 @@ Entry = (
     | EndedState
     | Grid
     | DayEndMoved
+    | RetainFinished
 )

@@ -36,6 +36,7 @@ from gateway.orderflow.journal_entries import (
     Message,
     OrderState,
     Positions,
+    RetainFinished,
     Run,
     Sent,
     Traded,
@@ -79,6 +80,9 @@ class RecoveredChild:
     counted: frozenset[str] = frozenset()
     """ExecIDs its ``open`` already counts (the child's state was written
     after them: a checkpoint written in slices copies them behind it)."""
+    settled: bool = False
+    """Given up on, and its LP not to be asked about it again (it said what
+    became of it, or its trading day ended): journaled as its end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +177,12 @@ class Recovery:
         elif isinstance(entry, Sent):
             self.children[entry.child.child_id] = RecoveredChild(entry.child, entry.child.qty)
         elif isinstance(entry, Ended):
-            child = self.children.pop(entry.child_id, None)
-            if child is not None and not child.abandoned:
+            child = self.children.get(entry.child_id)
+            if child is not None and child.abandoned:
+                # given up on, then settled: still watched for a late fill
+                child.settled = True
+            elif child is not None:
+                del self.children[entry.child_id]
                 self._ended(entry.child_id, child, child.open <= 0)
         elif isinstance(entry, Abandoned):
             child = self.children.get(entry.child_id)
@@ -235,6 +243,9 @@ class Recovery:
             self._forget_day()
         elif isinstance(entry, DayEndMoved):
             self.day_ends_at = entry.at
+        elif isinstance(entry, RetainFinished):
+            # the bound the matcher kept its final orders under from here on
+            self.keep_finished = entry.bound
         elif isinstance(entry, Grid):
             self.grid = dict(entry.sizes)
             self._grid_sizes = {

@@ -22,6 +22,7 @@ from gateway.fix.codec import GarbledMessage
 from gateway.fix.session import Session
 from gateway.orderflow.journal_entries import (
     DayEnds,
+    Ended,
     EndedState,
     Entry,
     Expiring,
@@ -30,6 +31,7 @@ from gateway.orderflow.journal_entries import (
     InFlight,
     OrderState,
     Positions,
+    RetainFinished,
     Run,
 )
 from gateway.orderflow.publish import Reports
@@ -145,6 +147,7 @@ def sliced_checkpoint_entries(
     head.append(Holdings(accounts.holdings()))
     if day_ends_at:
         head.append(DayEnds(day_ends_at))
+    head.append(RetainFinished(matcher.retain_finished))
     # the final ones oldest first (what recovery keeps of them depends on
     # it), as they are kept now but read as the slices are written; the open
     # ones copied (a list of references, at C speed)
@@ -153,6 +156,7 @@ def sliced_checkpoint_entries(
     opened.extend(parked)
     children = [c for in_flight in routing.routings.values() for c in in_flight.children.values()]
     abandoned = list(routing.abandoned.values())
+    settled = set(routing.settled)
     # the children their LPs ended, listed now, each encoded as it is when
     # its slice is written (one pushed out meanwhile is left out: those that
     # pushed it out end in the tail)
@@ -171,6 +175,9 @@ def sliced_checkpoint_entries(
             yield InFlight(child.order, child.open, sorted(child.exec_ids or ()))
         for child_order, exec_ids in abandoned:
             yield InFlight(child_order, 0, sorted(exec_ids), abandoned=True)
+            if child_order.child_id in settled:
+                # its LP is not asked about it again
+                yield Ended(child_order.child_id)
         for window, child_ids, in_full in ended:
             for child_id in child_ids:
                 record = window.get(child_id)
@@ -219,11 +226,22 @@ def restore(
             watch.put(child_id, record)
             restored.ended.setdefault(ended.lp, []).append((record, in_full))
     by_parent: dict[str, list[RecoveredChild]] = {}
+    # the day of the children given up on ended while the gateway was down
+    day_over = 0 < recovery.day_ends_at <= now
     for recovered in recovery.children.values():
         child = recovered.child
         parent = matcher.find(child.parent_id, "", "")
         if recovered.abandoned or parent is None or not parent.routing_qty:
             routing.abandoned[child.child_id] = (child, recovered.exec_ids)
+            if recovered.settled:
+                # watched for a late fill; its LP is not asked again
+                routing.settled.add(child.child_id)
+                continue
+            if recovered.abandoned and day_over:
+                routing.settle(
+                    child.child_id, "its trading day is over", answered=False, journaled=False
+                )
+                continue
         else:
             by_parent.setdefault(child.parent_id, []).append(recovered)
         restored.children.setdefault(child.lp, []).append(

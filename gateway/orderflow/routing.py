@@ -142,7 +142,9 @@ class ChildRouting:
 
     The state it owns: ``routings`` (parent order id -> routing in flight),
     ``children`` (child id -> parent order id), ``abandoned`` (children
-    given up on: a late fill still moves the LP's position), ``ended``
+    given up on: a late fill still moves the LP's position), ``settled``
+    (those of them not handed back to their LP's adapter at a restart),
+    ``ended``
     (the latest children an LP canceled, rejected or filled in full: a fill
     it reports for one afterwards moves its position too) and ``down``
     (LPs not up: routed to by no one).
@@ -182,6 +184,9 @@ class ChildRouting:
         self.routings: dict[str, Routing] = {}
         self.children: dict[str, str] = {}
         self.abandoned: dict[str, tuple[ChildOrder, set[str]]] = {}
+        # of those, the ones their LP is not asked about again at a restart
+        # (it said what became of them, or their trading day is over)
+        self.settled: set[str] = set()
         # journaled as they end (and in checkpoints), so a restart keeps
         # watching the latest ones
         self.ended: Recent[str, EndedChild] = Recent(_MAX_ENDED)
@@ -255,6 +260,9 @@ class ChildRouting:
                 continue
             _log.error("recovered_children_of_unknown_lp", lp=lp, children=len(children))
             for child, open_lots, _ in children:
+                if child.child_id in self.abandoned:
+                    # no routing waits for it, and nothing was learned of it
+                    continue
                 reason = f"{lp} is no longer configured"
                 loop.call_soon(self.on_lp_event, ChildCanceled(child.child_id, open_lots, reason))
         # to the adapters that keep their own watch for a fill after the end
@@ -823,6 +831,8 @@ class ChildRouting:
             price=fill.price,
             **extra,
         )
+        if abandoned is not None and fill.leaves == 0:
+            self.settle(child_id, "filled in full by its LP", answered=True)
 
     def _on_bust(self, bust: ChildBust, now: float) -> None:
         """An LP's Trade Cancel of a fill booked (or of a correction's
@@ -1001,6 +1011,10 @@ class ChildRouting:
         parent = self.children.get(event.child_id)
         routing = self.routings.get(parent) if parent is not None else None
         if parent is None or routing is None:
+            if event.child_id in self.abandoned and event.reason != DISCONNECTED_REASON:
+                # the end of a child given up on, as its LP told it (asked
+                # after a restart, or answering late)
+                self.settle(event.child_id, f"ended by its LP: {event.reason}", answered=True)
             return
         child = routing.children[event.child_id]
         self._answered(child, now)
@@ -1056,6 +1070,35 @@ class ChildRouting:
             oldest = next(iter(abandoned))
             _log.error("abandoned_child_forgotten", child_id=oldest, lp=abandoned[oldest][0].lp)
             del abandoned[oldest]
+            self.settled.discard(oldest)
+
+    def settle(self, child_id: str, why: str, answered: bool, journaled: bool = True) -> None:
+        """A child given up on whose LP is not asked about it again at a
+        restart: it said what became of it (``answered``), or the child's
+        trading day is over (then the LP's statement says what became of
+        it).  A fill the LP reports for it is still booked to the house.
+        Journaled as its end (``journaled``: not while the journal is being
+        read back, the checkpoint after it has it), and named."""
+        abandoned = self.abandoned.get(child_id)
+        if abandoned is None or child_id in self.settled:
+            return
+        self.settled.add(child_id)
+        if journaled and self.journal is not None:
+            self.journal.add(Ended(child_id))
+        (_log.info if answered else _log.warning)(
+            "abandoned_child_settled",
+            lp=abandoned[0].lp,
+            child_id=child_id,
+            reason=why,
+            hint="not asked about again at a restart; a late fill is still booked to the house",
+        )
+
+    def end_day(self) -> None:
+        """The trading day ended: the children given up on that their LPs
+        did not say the end of are asked about no more (an LP's orders of
+        the day are over with it)."""
+        for child_id in [c for c in self.abandoned if c not in self.settled]:
+            self.settle(child_id, "its trading day is over", answered=False)
 
     def _child_done(
         self, parent: str, routing: Routing, child_id: str, returned: int, reason: str, now: float

@@ -46,7 +46,9 @@ After a gateway restart, :meth:`FixLp.recover` makes the children left open
 known again, so that the reports the LP resends for the sequence gap are
 understood, and asks the LP about each with an OrderStatusRequest (35=H)
 once logged on: one still working is canceled, one ended (or unknown to the
-LP) is over for what the gateway had not seen filled.
+LP) is over for what the gateway had not seen filled.  A child the gateway
+gave up on (the drop of the link) is among them until the LP's answer
+after a restart settles it, or its trading day is over.
 """
 
 from __future__ import annotations
@@ -763,13 +765,14 @@ class FixLp(LpAdapter):
                 if fill.leaves == 0:
                     self._end(child_id, entry)
                 self.sink(fill)
-            status = msg.get(39)
+            status = self._status(msg, child)
             if (status in _ENDED or status == b"2") and child_id in self._open:
                 # the fill that ends the order, the rest canceled in the
                 # same report (an IOC partly filled, as some LPs send it):
                 # no cancel of its own follows; or the LP says the order is
-                # filled while the lots booked of it fall short (a LastQty
-                # off the lot grid, or none): nothing more will come either
+                # filled (by its OrdStatus, or its CumQty) while the lots
+                # booked of it fall short (a LastQty off the lot grid, or
+                # none): nothing more will come either
                 self._end(child_id, entry)
                 left = child.qty - entry.filled
                 if status == b"2":
@@ -1139,6 +1142,7 @@ class FixLp(LpAdapter):
         settles it; a status of a child still working cancels it."""
         child_id = entry.child.child_id
         exec_type = msg.get(150)
+        status = self._status(msg, entry.child)
         if exec_type == b"F":
             fill = self._fill(entry, msg)
             if fill is None:
@@ -1149,16 +1153,35 @@ class FixLp(LpAdapter):
                 del self._dropped[child_id]
                 self._watch_ended(child_id, entry)
             self.sink(fill)
-        elif exec_type == b"I" and msg.get(39) in _WORKING:
+        elif exec_type == b"I" and status in _WORKING:
             self.cancel(child_id)
         elif exec_type in (b"8", b"4", b"C", b"3", b"I"):
             # settled; a fill the LP reports for it all the same is passed on
-            if exec_type == b"I" and msg.get(39) == b"2" and entry.filled < entry.child.qty:
+            if exec_type == b"I" and status == b"2" and entry.filled < entry.child.qty:
                 # filled at the LP, and the fills not all seen: its
                 # position here lacks them (as for a child recovered)
                 self._filled_beyond(child_id, msg, entry.filled)
             del self._dropped[child_id]
             self._watch_ended(child_id, entry)
+
+    def _status(self, msg: FixMessage, child: ChildOrder) -> bytes | None:
+        """The OrdStatus (39) of a report about ``child``, read with its
+        CumQty (14): an order the LP says is working (partially filled, as
+        some LPs say on the fill that completes it) while its CumQty is the
+        child's whole quantity or more is filled (2), and nothing more will
+        come for it."""
+        status = msg.get(39)
+        raw = msg.get(14)
+        instrument = self.instruments.get(child.symbol)
+        if status not in _WORKING or raw is None or instrument is None:
+            return status
+        try:
+            cum = Decimal(raw.decode("latin-1"))
+        except InvalidOperation:
+            return status
+        if cum.is_finite() and cum >= instrument.lots_to_qty(child.qty):
+            return b"2"
+        return status
 
     def _filled_beyond(self, child_id: str, msg: FixMessage, filled: int) -> None:
         """Name a child the LP says it filled (``msg``, OrdStatus 2) past the
@@ -1177,7 +1200,7 @@ class FixLp(LpAdapter):
         working at the LP, it is canceled there; ended (or unknown to the
         LP), what the gateway has not seen filled is over."""
         child = entry.child
-        status = msg.get(39)
+        status = self._status(msg, child)
         if status in _WORKING:
             self.cancel(child.child_id)
             return

@@ -72,12 +72,18 @@ def journal_with(path: Path, *orders: Order) -> None:
 
 
 def flow(
-    path: Path, clock: Callable[[], float] = time.time, max_open_position: int | None = None
+    path: Path,
+    clock: Callable[[], float] = time.time,
+    max_open_position: int | None = None,
+    retain_finished: int | None = None,
 ) -> tuple[OrderFlow, OrderJournal]:
     """The default config's flow on the journal in ``path``; with
     ``max_open_position`` (units), under that limit alone, margin left
-    out."""
+    out; with ``retain_finished``, keeping that many final orders."""
     config = load_config(str(default_config_path()))
+    if retain_finished is not None:
+        orders = msgspec.structs.replace(config.orders, retain_finished=retain_finished)
+        config = msgspec.structs.replace(config, orders=orders)
     if max_open_position is not None:
         limit = Decimal(max_open_position)
         risk = RiskSettings(default=ClientRiskSettings(max_open_position=limit))
@@ -676,6 +682,70 @@ async def test_a_day_end_moved_by_a_reload_holds_after_a_crash(tmp_path: Path) -
         assert [o.order_id for o in again.matcher.open_orders("CLIENT1")] == ["4O1"]
     finally:
         journal.close()
+
+
+def rest_and_cancel(built: OrderFlow, client: str, cl_ord_id: str) -> Order:
+    """``client``'s limit buy far from any price, which rests, then its
+    cancel (ClOrdID ``x`` and the order's): the order's final state."""
+    session = built.sessions[client]
+    sent = codec.format_utc_timestamp(time.time())
+    header = [(34, b"1"), (49, client.encode()), (52, sent), (56, b"GATEWAY")]
+    new = [(11, cl_ord_id.encode()), (38, b"1000"), (40, b"2"), (44, b"0.50000"), (54, b"1")]
+    new += [(55, b"EUR/USD"), (59, b"1"), (60, sent)]
+    cancel = [(11, f"x{cl_ord_id}".encode()), (41, cl_ord_id.encode()), (54, b"1")]
+    cancel += [(55, b"EUR/USD"), (60, sent)]
+    for msg_type, body in ((b"D", new), (b"F", cancel)):
+        raw = codec.encode_message(b"FIX.4.4", msg_type, header, codec.encode_fields(body))
+        built.on_message(session, codec.parse_frame(raw), time.time())
+    order = built.matcher.order_of(client, f"x{cl_ord_id}")
+    assert order is not None
+    assert order.status is OrdStatus.CANCELED
+    return order
+
+
+@pytest.mark.asyncio
+async def test_final_orders_kept_across_a_reload_lowering_their_bound_are_known_after_a_crash(
+    tmp_path: Path,
+) -> None:
+    """``orders.retain_finished`` lowered by a reload: the orders that ended
+    before it were kept under the bound then, those after under the new
+    one; a restart (its config saying the new one) knows the same
+    ClOrdIDs as the gateway did."""
+    unlimited = 10**9  # no client limit a price is needed for
+    built, journal = flow(tmp_path, max_open_position=unlimited, retain_finished=7)
+    try:
+        for client, cl_ord_id in (
+            ("CLIENT2", "B0"),
+            *(("CLIENT1", f"A{i}") for i in range(1, 5)),
+            ("CLIENT3", "C5"),
+        ):
+            rest_and_cancel(built, client, cl_ord_id)
+        config = built.rules.config
+        lowered = msgspec.structs.replace(
+            config, orders=msgspec.structs.replace(config.orders, retain_finished=4)
+        )
+        built.apply_rules(build_rules(lowered, built.instruments, list(built.sessions), 2))
+        rest_and_cancel(built, "CLIENT3", "C6")
+        # the orders past the new bound forgotten at the next end: CLIENT2's
+        # and CLIENT1's oldest two (a restart reading them all under either
+        # bound alone keeps CLIENT2's, as within its share, not CLIENT1's third)
+        known = {(o.client, o.cl_ord_id) for o in built.matcher.finished_view()}
+        assert known == {
+            ("CLIENT1", "xA3"),
+            ("CLIENT1", "xA4"),
+            ("CLIENT3", "xC5"),
+            ("CLIENT3", "xC6"),
+        }
+        journal.flush()
+    finally:
+        journal.close()  # as a kill -9 leaves it
+    for _ in range(2):  # and again, from the checkpoint the first start took
+        again, journal = flow(tmp_path, max_open_position=unlimited, retain_finished=4)
+        try:
+            assert {(o.client, o.cl_ord_id) for o in again.matcher.finished_view()} == known
+            assert again.matcher.status("CLIENT2", "xB0") is None
+        finally:
+            journal.close()
 
 
 def test_a_journal_that_does_not_say_when_its_day_ends_ends_nothing(tmp_path: Path) -> None:

@@ -1021,12 +1021,14 @@ async def scripted(tmp_path: Path, lp: ScriptedLp) -> AsyncIterator[tuple[Accept
 
 class FillAsToldLp(ScriptedLp):
     """Fills each child at once with the LastQty and LastPx it is told
-    (``None``: the field left out)."""
+    (``None``: the field left out), CumQty the child's, under OrdStatus
+    ``status``."""
 
-    def __init__(self, qty: bytes | None, px: bytes | None) -> None:
+    def __init__(self, qty: bytes | None, px: bytes | None, status: bytes = b"2") -> None:
         super().__init__()
         self.fill_qty = qty
         self.fill_px = px
+        self.status = status
 
     def on_message(self, session: Session, msg: FixMessage, now: float) -> None:
         if msg.msg_type != b"D":
@@ -1040,8 +1042,8 @@ class FillAsToldLp(ScriptedLp):
             fields.append((31, self.fill_px))
         if self.fill_qty is not None:
             fields.append((32, self.fill_qty))
-        fields += [(37, b"LPO1"), (38, msg.get(38) or b""), (39, b"2"), (54, msg.get(54) or b"")]
-        fields += [(55, b"EUR/USD"), (150, b"F"), (151, b"0")]
+        fields += [(37, b"LPO1"), (38, msg.get(38) or b""), (39, self.status)]
+        fields += [(54, msg.get(54) or b""), (55, b"EUR/USD"), (150, b"F"), (151, b"0")]
         session.send(b"8", codec.encode_fields(fields), now)
 
 
@@ -1084,6 +1086,28 @@ async def test_a_fill_the_gateway_cannot_book_as_the_lp_wrote_it_is_booked_safel
     named = [e for e in logs if e["event"] == event]
     assert len(named) == 1, logs
     assert named[0]["exec_id"] == fill.exec_id
+
+
+@pytest.mark.asyncio
+async def test_a_fill_saying_partially_filled_with_the_whole_child_done_ends_it_at_once(
+    tmp_path: Path,
+) -> None:
+    """The LP fills the child whole (CumQty its quantity, LeavesQty 0) in one
+    report that says OrdStatus 1, with a LastQty off the lot grid: the whole
+    lots are booked, and the child ends at once, the lot not booked
+    canceled and named, as under OrdStatus 2."""
+    async with scripted(tmp_path, FillAsToldLp(b"3999", b"1.1", b"1")) as (_, adapter, sink):
+        with capture_logs() as logs:
+            adapter.send(child("C23", qty=4))
+            (canceled,) = await sink.until(ChildCanceled)
+    fills = [e for e in sink.events if isinstance(e, ChildFill)]
+    assert [(f.qty, f.leaves) for f in fills] == [(3, 1)]
+    assert (canceled.child_id, canceled.canceled_qty) == ("C23", 1)
+    assert "C23" not in adapter._open
+    named = [e for e in logs if e["event"] == "lp_reports_filled_beyond_fills_seen"]
+    assert [(e["child_id"], e["cum_qty"], e["lots_seen_filled"]) for e in named] == [
+        ("C23", "4000", 3)
+    ]
 
 
 @pytest.mark.asyncio
@@ -1351,11 +1375,11 @@ def test_a_fill_counted_before_a_restart_and_resent_by_the_lp_is_not_counted_aga
     ]
 
 
-def _final_fill(last: bytes, cum: bytes) -> FixMessage:
+def _final_fill(last: bytes, cum: bytes, status: bytes = b"2") -> FixMessage:
     """A Trade of child C1 (8 lots) by which the LP says the order is done:
-    OrdStatus 2 (filled), LeavesQty 0."""
+    OrdStatus 2 (filled), or ``status``, LeavesQty 0."""
     fields = [(6, b"1.10001"), (11, b"C1"), (14, cum), (17, b"E9"), (31, b"1.10001")]
-    fields += [(32, last), (37, b"LPO1"), (38, b"8000"), (39, b"2")]
+    fields += [(32, last), (37, b"LPO1"), (38, b"8000"), (39, status)]
     fields += [(54, b"1"), (55, b"EUR/USD"), (150, b"F"), (151, b"0")]
     header = [(34, b"9"), (49, b"LPT"), (52, b"20261206-10:00:00"), (56, b"GW")]
     return codec.parse_frame(
@@ -1363,50 +1387,80 @@ def _final_fill(last: bytes, cum: bytes) -> FixMessage:
     )
 
 
+@pytest.mark.parametrize("status", [b"2", b"1"])
 @pytest.mark.parametrize("last", [b"7999", b"0"])
 def test_a_report_that_says_the_order_is_filled_ends_the_child_whatever_was_booked(
-    last: bytes,
+    last: bytes, status: bytes
 ) -> None:
-    """The LP's last report of the child says it is done (OrdStatus 2,
-    LeavesQty 0), but the lots the gateway could book of it fall short (a
+    """The LP's last report of the child says it is done (OrdStatus 2, or
+    OrdStatus 1 with a CumQty of the whole child: the quantities say it is
+    filled), but the lots the gateway could book of it fall short (a
     LastQty off the lot grid, or none): nothing more will come from the LP,
-    so the child ends now, the lots not booked canceled, as for a fill whose
-    report says the order is canceled, not at the child's timeout and
-    after a cancel the LP can only refuse."""
+    so the child ends now, the lots not booked canceled and named, as for
+    a fill whose report says the order is canceled, not at the child's
+    timeout and after a cancel the LP can only refuse."""
     sink = Sink()
     adapter = FixLp("LPT", INSTRUMENTS, sink, lp_settings(1, Path("/nonexistent")))
     adapter.recover([(child("C1", qty=8), 8, ())])
-    adapter._on_execution(_final_fill(last, b"8000"))
+    with capture_logs() as logs:
+        adapter._on_execution(_final_fill(last, b"8000", status))
     booked = sum(e.qty for e in sink.events if isinstance(e, ChildFill))
     ends = [e for e in sink.events if isinstance(e, ChildCanceled | ChildReject)]
     assert [(e.child_id, e.canceled_qty) for e in ends if isinstance(e, ChildCanceled)] == [
         ("C1", 8 - booked)
     ]
     assert "C1" not in adapter._open
+    named = [e for e in logs if e["event"] == "lp_reports_filled_beyond_fills_seen"]
+    assert [(e["child_id"], e["lots_seen_filled"]) for e in named] == [("C1", booked)]
+    # the LP's report of it again books nothing more, nor ends it twice
+    adapter._on_execution(_final_fill(last, b"8000", status))
+    assert sum(e.qty for e in sink.events if isinstance(e, ChildFill)) == booked
+    assert len([e for e in sink.events if isinstance(e, ChildCanceled | ChildReject)]) == 1
 
 
-def test_a_child_the_drop_ended_that_the_lp_says_it_filled_past_the_fills_seen_is_named() -> None:
-    """The link dropped with C1 open (nothing seen filled) and its fills
-    never came back (the LP reset its numbers, or gap filled its reports):
-    the answer to the OrderStatusRequest after the logon says the LP filled
-    it.  The LP's position in the gateway then lacks those lots: named for
-    the desk, as for a child recovered after a restart."""
+def test_a_partial_fill_report_short_of_the_child_leaves_it_open() -> None:
+    """OrdStatus 1 and LeavesQty 0 with a CumQty short of the child: the
+    LP's cancel of the rest follows (an IOC, as some LPs report it), and
+    ends the child with the LP's own words."""
     sink = Sink()
     adapter = FixLp("LPT", INSTRUMENTS, sink, lp_settings(1, Path("/nonexistent")))
-    adapter._up = True  # logged on, C1 sent
-    adapter._open["C1"] = _Open(child("C1", qty=8))
-    adapter._go_down(DISCONNECTED_REASON)
-    assert "C1" in adapter._dropped
-    fields = [(6, b"1.10001"), (11, b"C1"), (14, b"8000"), (17, b"S1"), (37, b"LPO1")]
-    fields += [(38, b"8000"), (39, b"2"), (54, b"1"), (55, b"EUR/USD"), (150, b"I"), (151, b"0")]
-    header = [(34, b"9"), (49, b"LPT"), (52, b"20261206-10:00:00"), (56, b"GW")]
-    status = codec.parse_frame(
-        codec.encode_message(b"FIX.4.4", b"8", header, codec.encode_fields(fields))
-    )
+    adapter.recover([(child("C1", qty=8), 8, ())])
+    adapter._on_execution(_final_fill(b"3000", b"3000", b"1"))
+    assert [(e.qty, e.leaves) for e in sink.events if isinstance(e, ChildFill)] == [(3, 5)]
+    assert "C1" in adapter._open
+
+
+def test_a_status_saying_working_with_the_whole_child_filled_ends_it() -> None:
+    """The answer to the OrderStatusRequest for a child from before a
+    restart says OrdStatus 1 (partially filled) with a CumQty of the whole
+    child: it is filled at the LP, so it ends now (the lots not seen filled
+    named), not after a cancel the LP can only refuse and the child's
+    timeouts; a child the drop of the link ended is settled the same way."""
+
+    def status(child_id: bytes) -> FixMessage:
+        fields = [(6, b"1.10001"), (11, child_id), (14, b"8000"), (17, b"S1"), (37, b"LPO1")]
+        fields += [(38, b"8000"), (39, b"1"), (54, b"1"), (55, b"EUR/USD"), (150, b"I")]
+        fields.append((151, b"0"))
+        header = [(34, b"9"), (49, b"LPT"), (52, b"20261206-10:00:00"), (56, b"GW")]
+        return codec.parse_frame(
+            codec.encode_message(b"FIX.4.4", b"8", header, codec.encode_fields(fields))
+        )
+
+    sink = Sink()
+    adapter = FixLp("LPT", INSTRUMENTS, sink, lp_settings(1, Path("/nonexistent")))
+    adapter.recover([(child("C1", qty=8), 8, ())])
     with capture_logs() as logs:
-        adapter._on_execution(status)
-    assert "C1" not in adapter._dropped
-    named = [e for e in logs if e["event"] == "lp_reports_filled_beyond_fills_seen"]
-    assert [(e["child_id"], e["lots_seen_filled"], e["log_level"]) for e in named] == [
-        ("C1", 0, "error")
+        adapter._on_execution(status(b"C1"))
+    assert [e for e in sink.events if isinstance(e, ChildCanceled)] == [
+        ChildCanceled("C1", 8, "ended at the LP")
     ]
+    assert "C1" not in adapter._open
+    # the child the drop ended
+    adapter._up = True  # logged on, C2 sent
+    adapter._open["C2"] = _Open(child("C2", qty=8))
+    adapter._go_down(DISCONNECTED_REASON)
+    with capture_logs() as more:
+        adapter._on_execution(status(b"C2"))
+    assert "C2" not in adapter._dropped
+    named = [e for e in logs + more if e["event"] == "lp_reports_filled_beyond_fills_seen"]
+    assert [(e["child_id"], e["lots_seen_filled"]) for e in named] == [("C1", 0), ("C2", 0)]
