@@ -170,13 +170,18 @@ def check_lp(values: Mapping[str, object], path: str) -> list[str]:
 
 
 def _check_usd_conversions(values: Mapping[str, object], path: str) -> list[str]:
-    """Each ``usd_conversion`` naming a symbol names another instrument quoted in USD."""
+    """Each ``usd_conversion`` naming a symbol names another instrument that
+    turns the quote currency into USD: one quoted in USD (GBP/USD for
+    EUR/GBP), or one whose base is USD, quoted in that same currency
+    (USD/JPY for EUR/JPY)."""
     errors: list[str] = []
     currencies: dict[str, object] = {}
+    conversions: dict[str, object] = {}
     for _, entry in _entries(values, "instruments"):
         symbol = entry.get("symbol")
         if isinstance(symbol, str):
             currencies.setdefault(symbol, entry.get("quote_currency"))
+            conversions.setdefault(symbol, entry.get("usd_conversion"))
     for index, entry in _entries(values, "instruments"):
         conversion = entry.get("usd_conversion")
         if not isinstance(conversion, str) or conversion in (
@@ -192,6 +197,15 @@ def _check_usd_conversions(values: Mapping[str, object], path: str) -> list[str]
                 f'{field}: must be "quote", "base" or the symbol of a configured instrument, '
                 f"got {json.dumps(conversion)}"
             )
+        elif conversions[conversion] == USD_CONVERSION_BASE:
+            # USD is its base: its price is so many units of its quote
+            # currency a dollar, which must be the quote currency here
+            quote = entry.get("quote_currency")
+            if isinstance(quote, str) and currencies[conversion] != quote:
+                errors.append(
+                    f"{field}: {conversion} converts {currencies[conversion]} to USD, "
+                    f"not {quote} (the quote currency of {entry.get('symbol')})"
+                )
         elif isinstance(currencies[conversion], str) and currencies[conversion] != "USD":
             errors.append(
                 f"{field}: {conversion} is quoted in {currencies[conversion]}, "

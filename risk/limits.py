@@ -123,7 +123,10 @@ def check(
     order would leave if it and those open orders filled in full (a buy
     with the open buys, against the long side; a sell with the open sells,
     against the short side; orders on the other side only bring it back).
-    It never refuses an order that brings that position closer to flat.
+    It never refuses an order that brings that position back towards flat,
+    however far past the limit it is (a limit lowered since); the lots of
+    an order past flat open a position on the other side, held to the limit
+    as any new one is.
     """
     symbol = order.symbol
     allowed = limits.allowed_symbols
@@ -171,7 +174,10 @@ def check(
         # the position with every open order on the order's side filled
         worst = position + open_lots if buy else position - open_lots
         after = worst + qty if buy else worst - qty
-        if abs(after) > max_position and abs(after) > abs(worst):
+        # a breach leaves the worst case past the limit on the order's own
+        # side (further out, or through flat to the other side); one that
+        # stays on the side it was, nearer flat, only reduces it
+        if abs(after) > max_position and (after > 0 if buy else after < 0):
             shown = _shown(after, per_lot)
             counted = ""
             if open_lots:

@@ -86,8 +86,10 @@ class Instrument:
     ``"quote"``: the quote currency is USD (EUR/USD, XAU/USD): notional =
     quantity x price; ``"base"``: the base currency is USD (USD/JPY):
     notional = quantity; any other value names the symbol whose mid converts
-    the quote currency into USD (EUR/GBP via ``"GBP/USD"``): notional =
-    quantity x price x mid of that symbol.
+    the quote currency into USD: one quoted in USD (EUR/GBP via
+    ``"GBP/USD"``): notional = quantity x price x mid of that symbol; one
+    whose base is USD (EUR/JPY via ``"USD/JPY"``): notional = quantity x
+    price / mid of that symbol.
     """
 
     symbol: str

@@ -299,6 +299,32 @@ def test_usd_conversion_through_another_instrument() -> None:
     assert by_symbol["USD/JPY"].usd_conversion == "base"
 
 
+def test_usd_conversion_through_an_instrument_whose_base_is_usd() -> None:
+    """EUR/JPY is valued through USD/JPY (USD is its base, JPY its quote):
+    the JPY of EUR/JPY's price is divided by USD/JPY's, which the exposure
+    ledger and the margin accounts do; a USD-based instrument quoted in
+    another currency than the cross's converts nothing for it."""
+    text = (
+        instrument("USD/JPY", tick_size='"0.001"', quote_currency='"JPY"', usd_conversion='"base"')
+        + instrument(
+            "EUR/JPY", tick_size='"0.001"', quote_currency='"JPY"', usd_conversion='"USD/JPY"'
+        )
+        + LP
+        + SESSION
+    )
+    cfg = parse_config(text)
+    by_symbol = {i.symbol: i.to_instrument() for i in cfg.instruments}
+    assert by_symbol["EUR/JPY"].usd_conversion == "USD/JPY"
+    wrong = text.replace('"EUR/JPY"', '"EUR/GBP"').replace(
+        'quote_currency = "JPY"\nusd_conversion = "USD/JPY"',
+        'quote_currency = "GBP"\nusd_conversion = "USD/JPY"',
+    )
+    assert errors_of(wrong) == [
+        "instruments[1].usd_conversion: USD/JPY converts JPY to USD, "
+        "not GBP (the quote currency of EUR/GBP)"
+    ]
+
+
 @pytest.mark.parametrize(
     ("conversion", "expected"),
     [
@@ -314,7 +340,12 @@ def test_usd_conversion_through_another_instrument() -> None:
         ),
         (
             '"USD/JPY"',
-            "instruments[1].usd_conversion: USD/JPY is quoted in JPY, "
+            "instruments[1].usd_conversion: USD/JPY converts JPY to USD, "
+            "not GBP (the quote currency of EUR/GBP)",
+        ),
+        (
+            '"EUR/GBP2"',
+            "instruments[1].usd_conversion: EUR/GBP2 is quoted in GBP, "
             "so its mid does not convert to USD",
         ),
     ],
@@ -324,6 +355,7 @@ def test_usd_conversion_errors(conversion: str, expected: str) -> None:
         instrument("GBP/USD")
         + instrument("EUR/GBP", quote_currency='"GBP"', usd_conversion=conversion)
         + instrument("USD/JPY", quote_currency='"JPY"', usd_conversion='"base"')
+        + instrument("EUR/GBP2", quote_currency='"GBP"', usd_conversion='"GBP/USD"')
         + LP
         + SESSION
     )

@@ -171,6 +171,25 @@ async def test_a_sell_reducing_a_long_is_not_held_back_by_open_buys(
 
 
 @pytest.mark.asyncio
+async def test_a_long_over_a_lowered_limit_may_sell_to_the_limit_short_and_no_further(
+    flow_harness: Harness,
+) -> None:
+    harness = flow_harness
+    position_limit(harness, LIMIT)
+    await filled_at_lps(harness, Side.BUY, 5)
+    assert harness.flow.ledger.client_position("CLIENT1", SYMBOL) == 5
+    position_limit(harness, 2)  # a reload lowers the limit below the long
+    # a sell of 8 comes back to flat, then opens a short of 3: past the limit
+    sell = await rest(harness, Side.SELL, 8)
+    assert refused(sell)
+    assert b"position would be -3000, |-3000| > 2000" in (sell.get(58) or b"")
+    assert open_lots(harness, Side.SELL) == 0
+    # one of 7 leaves a short of 2: within it
+    assert (await rest(harness, Side.SELL, 7)).get(150) == b"0"
+    assert open_lots(harness, Side.SELL) == 7
+
+
+@pytest.mark.asyncio
 async def test_a_partial_fill_then_a_cancel_frees_the_rest(flow_harness: Harness) -> None:
     harness = flow_harness
     position_limit(harness, LIMIT)

@@ -94,7 +94,7 @@ def test_open_position_applies_to_the_position_after_the_order() -> None:
 def test_an_order_towards_flat_passes_even_over_the_position_limit() -> None:
     limits = ClientLimits(max_open_position_lots_by_symbol={"EUR/USD": 100})
     assert check(sell(50), 300, limits) is None
-    assert check(sell(500), 300, limits) is None  # 300 -> -200: |-200| < |300|
+    assert check(sell(400), 300, limits) is None  # 300 -> -100: flat, then the limit
     breach = check(buy(1), 300, limits)
     assert breach is not None
     assert breach.limit == "max_open_position_lots_by_symbol[EUR/USD]"
@@ -154,6 +154,25 @@ def test_an_order_towards_flat_in_the_worst_case_passes_over_the_limit() -> None
     assert check(buy(12), -10, limits) is None
 
 
+def test_the_lots_past_flat_are_held_to_the_limit_on_the_other_side() -> None:
+    """A client over the limit (lowered since) comes back to flat, and no
+    further than the limit on the other side: the lots past flat open a
+    position there, held to the limit as any new one."""
+    limits = ClientLimits(max_open_position_lots=100)
+    assert check(sell(400), 300, limits) is None  # 300 -> -100
+    breach = check(sell(500), 300, limits)  # 300 -> -200
+    assert breach == RiskBreach(
+        "max_open_position_lots",
+        "max open position exceeded: EUR/USD position would be -200, "
+        "|-200| > 100 (limit max_open_position_lots)",
+    )
+    # a short of 300 with open buys of 250: at worst -50, a buy of 150 leaves +100
+    assert check(buy(150), -300, limits, open_lots=250) is None
+    breach = check(buy(151), -300, limits, open_lots=250)
+    assert breach is not None
+    assert "position would be 101 with the open buys (250) filled too" in breach.text
+
+
 @settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(
     position=st.integers(-20, 20),
@@ -167,7 +186,7 @@ def test_open_lots_weigh_as_a_position_on_the_orders_side(
 ) -> None:
     """An order beside open lots on its side is judged as it would be with
     those lots already filled; and one that passes leaves the worst case
-    within the limit, or no further from flat than it was."""
+    within the limit, or between flat and where it was."""
     limits = ClientLimits(max_open_position_lots=limit)
     order = Order("EUR/USD", side, qty)
     worst = position + open_lots if side is Side.BUY else position - open_lots
@@ -175,7 +194,7 @@ def test_open_lots_weigh_as_a_position_on_the_orders_side(
     assert (breach is None) == (check(order, worst, limits) is None)
     after = worst + qty if side is Side.BUY else worst - qty
     if breach is None:
-        assert abs(after) <= limit or abs(after) <= abs(worst)
+        assert abs(after) <= limit or min(worst, 0) <= after <= max(worst, 0)
     else:
         assert f"position would be {after}" in breach.text
 
