@@ -51,7 +51,7 @@ from gateway.fix.session import Session
 from gateway.fix.store import SessionStore
 from gateway.net.server import FixServer, ListenError, bind_listening, server_tls
 from gateway.net.transport import BusyPoll, Outbox
-from gateway.ops.http import SessionCollector, build_app
+from gateway.ops.http import HttpConnections, SessionCollector, build_app
 from gateway.ops.logs import set_log_level
 from gateway.ops.metrics import ClusterCollector, DropCopyCollector, LoopLag, OperationsCollector
 from gateway.ops.placement import available_cpus, check_cpus, other_cpus, pin_to_cpus
@@ -305,6 +305,7 @@ class Gateway:
         self._tasks: set[asyncio.Task[object]] = set()
         self._writeback: Writeback | None = None
         self._http_runner: web.AppRunner | None = None
+        self._http_servers: list[asyncio.AbstractServer] = []
         self.fix_port = 0
         self.http_port = 0
 
@@ -433,8 +434,13 @@ class Gateway:
         if listeners.http:
             runner = web.AppRunner(build_app(self), access_log=None)
             await runner.setup()
+            assert runner.server is not None
+            # served as aiohttp's sites would, the connections of one address bounded
+            connections = HttpConnections(runner.server)
+            loop = asyncio.get_running_loop()
             for sock in listeners.http:
-                await web.SockSite(runner, sock).start()
+                server = await loop.create_server(connections, sock=sock, backlog=128)
+                self._http_servers.append(server)
             self._http_runner = runner
             self.http_port = int(listeners.http[0].getsockname()[1])
         if not _is_loopback(gw.fix_host):
@@ -538,9 +544,14 @@ class Gateway:
         await self.fix_server.stop()
         if self.order_flow is not None:
             await self.order_flow.stop()
+        for server in self._http_servers:
+            server.close()  # no new connection; the runner closes those open
         if self._http_runner is not None:
             await self._http_runner.cleanup()
             self._http_runner = None
+        for server in self._http_servers:
+            await server.wait_closed()
+        self._http_servers.clear()
         # what the last events sent (cancels of open children) is stored
         # before the stores close
         self.outbox.write_pending()

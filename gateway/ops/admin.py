@@ -289,10 +289,12 @@ async def orders(
                 heapq.heapreplace(latest, (order.seq, i, order))
         start += len(chunk)
         await asyncio.sleep(0)
-    chosen = [order for _, _, order in sorted(latest)]
+    # taken from the heap oldest first, a slice a turn: sorting them all at
+    # once (a hundred thousand open orders) would be one long turn
     listed: list[dict[str, Any]] = []
-    for start in range(0, len(chosen), SLICE):
-        listed.extend(_order(flow, order) for order in chosen[start : start + SLICE])
+    while latest:
+        chosen = [heapq.heappop(latest)[2] for _ in range(min(SLICE, len(latest)))]
+        listed.extend(_order(flow, order) for order in chosen)
         await asyncio.sleep(0)
     return listed
 

@@ -1,7 +1,9 @@
 """A password guesser beside a trading client: 2,000 bad logons from one
 address leave the daemon's sockets as they were, are really slowed
 down, and neither the trading client nor the real owner of the guessed
-CompID (from the same address) is shut out."""
+CompID (from the same address) is shut out.  A flood of idle connections,
+to the FIX port or to the HTTP port, holds no more than a few of the
+daemon's descriptors."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from netkit import log_events
 
@@ -26,6 +29,7 @@ from gateway.net.server import (
     MAX_UNBOUND_PER_ADDRESS,
     MIN_LOGON_DELAY,
 )
+from gateway.ops.http import MAX_HTTP_PER_ADDRESS
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "s3cret-pass-8472"
@@ -208,6 +212,54 @@ async def test_connections_that_never_log_on_are_bounded_per_address(daemon_fact
     for wait in waits:
         wait.cancel()
     capped = [e for e in log_events(d.log_text()) if e["event"] == "unbound_connections_capped"]
+    assert len(capped) == 1
+    assert capped[0]["peer"] == "127.0.0.1"
+
+
+@pytest.mark.asyncio
+async def test_http_connections_are_bounded_per_address(daemon_factory: Any) -> None:
+    """Connections to the HTTP port that never finish a request (a
+    slow-loris client) are bounded per address as the FIX port's are: they
+    cannot take the descriptors the FIX sessions and the journal need."""
+    d = daemon_factory().start()
+    flood = 500
+    idle = []
+    for _ in range(flood):
+        reader, writer = await asyncio.open_connection("127.0.0.1", d.http_port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: fixgw\r\n")  # never finished
+        idle.append((reader, writer))
+    closed = 0
+
+    async def closed_by_daemon(reader: asyncio.StreamReader) -> None:
+        nonlocal closed
+        with contextlib.suppress(ConnectionResetError):
+            await reader.read(1)
+        closed += 1
+
+    # every one but the newest few is closed by the daemon (no timing: each
+    # waits for its end, all under one deadline)
+    waits = [asyncio.create_task(closed_by_daemon(reader)) for reader, _ in idle]
+    async with asyncio.timeout(30):
+        while closed < flood - MAX_HTTP_PER_ADDRESS:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            waits = [w for w in waits if not w.done()]
+    assert len(waits) <= MAX_HTTP_PER_ADDRESS
+
+    # the admin API still answers that address, and a FIX client logs on
+    headers = {"Authorization": "Bearer dev-admin-token"}
+    async with aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{d.http_port}/admin/sessions"
+        async with http.get(url, headers=headers) as resp:
+            assert resp.status == 200
+    client = FixClient(SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY"))
+    await client.connect("127.0.0.1", d.fix_port, timeout=5)
+    assert client.logged_on
+    await client.logout()
+    for _, writer in idle:
+        writer.close()
+    for wait in waits:
+        wait.cancel()
+    capped = [e for e in log_events(d.log_text()) if e["event"] == "http_connections_capped"]
     assert len(capped) == 1
     assert capped[0]["peer"] == "127.0.0.1"
 

@@ -1,12 +1,19 @@
 """Who may read and who may change through the HTTP APIs: the admin token
-does both, the read token reads only, and each is named in its refusal."""
+does both, the read token reads only, and each is named in its refusal;
+refused requests are logged a line per peer now and then, not one each."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 import msgspec
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from structlog.testing import capture_logs
 
 from config import ConfigError, default_config_path, load_config, parse_config
+from gateway.ops.http import REFUSALS_LOGGED_EVERY, RefusalLog, build_app
 from gateway.ops.tokens import ADMIN_TOKEN_ENV, READ_TOKEN_ENV, Tokens
 
 SETTINGS = load_config(default_config_path()).gateway
@@ -112,3 +119,35 @@ def test_a_read_token_the_environment_makes_the_admin_token_reads_only() -> None
     assert clash is not None
     assert clash.startswith("the read token (FIXGW_READ_TOKEN or gateway.read_token) is the admin")
     assert Tokens.problem(settings, {}) is None
+
+
+@pytest.mark.asyncio
+async def test_a_client_without_the_token_does_not_write_the_log_at_its_own_rate() -> None:
+    """A flood of requests with a wrong or no token is answered 401 each,
+    and logged once (``admin_unauthorized``, naming the peer), not a line a
+    request: the log, and the disk under it, are not the client's to fill."""
+    gateway: Any = SimpleNamespace(admin_tokens=lambda: Tokens("adm", "rd"), order_flow=None)
+    with capture_logs() as logs:
+        async with TestClient(TestServer(build_app(gateway))) as http:
+            for i in range(200):
+                headers = {"Authorization": f"Bearer guess{i}"} if i % 2 else {}
+                async with http.get("/admin/sessions", headers=headers) as r:
+                    assert r.status == 401
+    refused = [e for e in logs if e["event"] == "admin_unauthorized"]
+    assert len(refused) == 1
+    assert refused[0]["peer"] == "127.0.0.1"
+    assert refused[0]["path"] == "/admin/sessions"
+
+
+def test_a_peer_refused_again_later_is_logged_with_the_refusals_since() -> None:
+    log = RefusalLog()
+    with capture_logs() as logs:
+        for _ in range(3):
+            log.refused("10.0.0.1", "/admin/orders", 100.0)
+        log.refused("10.0.0.2", "/admin/reload", 100.0)  # another peer: its own line
+        log.refused("10.0.0.1", "/admin/lps", 100.0 + REFUSALS_LOGGED_EVERY)
+    assert [(e["peer"], e["path"], e.get("refused_since_last")) for e in logs] == [
+        ("10.0.0.1", "/admin/orders", None),
+        ("10.0.0.2", "/admin/reload", None),
+        ("10.0.0.1", "/admin/lps", 2),
+    ]
