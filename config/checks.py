@@ -294,8 +294,9 @@ def _check_limit_lots(
 def _check_margin(values: Mapping[str, object], path: str) -> list[str]:
     """Margin groups name configured instruments of one asset class, each instrument in
     one group; spreads name groups, once each, within-class spreads before cross-asset
-    ones; accounts name order-entry clients, with the stop-out below the margin call, and
-    need groups (without them margin is off and no account would be margined)."""
+    ones; accounts name order-entry clients, with the stop-out below the margin call and
+    the initial factor, and need groups (without them margin is off and no account would
+    be margined)."""
     errors: list[str] = []
     classes: dict[str, object] = {
         symbol: entry.get("asset_class")
@@ -413,6 +414,14 @@ def _check_accounts(values: Mapping[str, object], path: str) -> list[str]:
         if call is not None and stop is not None and stop >= call:
             errors.append(
                 f"{entry_path}.stop_out_level: {stop} must be below margin_call_level {call}"
+            )
+        # an order is accepted while equity covers its margin times the
+        # initial factor: the level it leaves may be the factor, no more
+        factor = _decimal(entry.get("initial_factor", 1))
+        if factor is not None and stop is not None and stop >= factor:
+            errors.append(
+                f"{entry_path}.stop_out_level: {stop} must be below initial_factor {factor}"
+                " (an order the margin check accepts may leave the margin level there)"
             )
     return errors
 

@@ -671,7 +671,8 @@ class AccountSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     """Below this margin level a margin call is raised."""
 
     stop_out_level: PositiveDecimal = Decimal("0.5")
-    """Below this margin level open orders are canceled and positions closed."""
+    """Below this margin level open orders are canceled and positions closed; below
+    ``margin_call_level`` and ``initial_factor``."""
 
     initial_factor: Annotated[Decimal, decimal_limits(ge=1)] = Decimal(1)
     """Initial margin = maintenance margin x this factor (checked before each order)."""

@@ -25,8 +25,9 @@ accounts at a time; a quote tick never rescans every account.
 
 **Open orders count.**  Orders accepted and not yet done hold margin too,
 in every symbol: the check takes the worst of each symbol's open orders
-none filled, all its buys filled or all its sells filled, in every
-combination (:meth:`risk.margin.Portfolio.worst_open`), before and with the
+none filled, all its buys filled or all its sells filled (or filled in
+part as far as takes its group flat), in every combination
+(:meth:`risk.margin.Portfolio.worst_open`), before and with the
 new order, so that a client cannot send many orders that each fit alone.
 The lots open per client, symbol and side are kept as the orders change
 (:meth:`Accounts.order_open`), for every client, margined or not: the

@@ -532,8 +532,10 @@ class Portfolio:
         :data:`MAX_STATE_COMBINATIONS` combinations (:meth:`searchable`),
         or with ``search`` false (figures to compare with one taken so),
         the bound without credit (:meth:`open_bound`) stands in: it asks at
-        least what any fill would, never less.  Partial fills are not
-        searched: where spreads are formed in priority order, one can ask a
+        least what any fill would, never less.  The partial fill of a
+        symbol that takes its group flat is searched too (flat, the group
+        forms no spread, in neither direction); other partial fills are
+        not: where spreads are formed in priority order, one can ask a
         little more than every state searched."""
         if not search or not self.searchable(opens):
             return max(self.result().margin, self.open_bound(opens))
@@ -559,6 +561,18 @@ class Portfolio:
                     if units:
                         after[symbol] = after.get(symbol, 0.0) + units
                 scanned.append(scan_group(group, after, self._unit_usd))
+                # a symbol left unfilled here whose orders, filled in part,
+                # take the group flat: no direction, so no spread, which
+                # neither end of its orders may show (a group that offsets
+                # one group held long and another held short)
+                net = 0.0
+                for symbol in group.symbols:
+                    net += after.get(symbol, 0.0)
+                for (symbol, own), moved in zip(states, moves, strict=True):
+                    if net and not moved and min(own) < -net < max(own):
+                        flat = dict(after)
+                        flat[symbol] = flat.get(symbol, 0.0) - net
+                        scanned.append(scan_group(group, flat, self._unit_usd))
             options.append((name, scanned))
         # each total summed afresh, as :meth:`result` sums it: the state with
         # nothing filled then asks, to the last bit, what the margin without

@@ -135,6 +135,12 @@ class MarginWatch:
         guard = self.routing.guard
         if guard is not None:
             guard()
+        if self.called:
+            # a call goes with the account a reload took away, as every call
+            # goes when margin is turned off: given back, it is judged anew
+            margined = self.accounts.is_margined
+            for client in [c for c in self.called if not margined(c)]:
+                self.called.discard(client)
         exact = self.called | self.stopping.keys()
         serves = self.serves
         for standing in self.accounts.sweep(ACCOUNTS_PER_TICK, exact):

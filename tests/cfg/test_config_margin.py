@@ -144,6 +144,21 @@ def test_a_bad_table_is_refused_by_path(extra: str, expected: str) -> None:
     assert expected in errors_of(text)
 
 
+def test_a_stop_out_level_that_an_accepted_order_reaches_is_refused() -> None:
+    """The margin check accepts an order while equity covers the margin
+    times initial_factor: it may leave the level (equity / margin) at
+    initial_factor.  A stop-out level at or above it would have the house
+    close at market the positions it has just let the client open."""
+    accounts = '[accounts.CLIENT1]\ncollateral_usd = "1000"\nmargin_call_level = "1.5"\n'
+    text = BASE + "[margin]\n" + GROUPS + accounts
+    assert errors_of(text + 'stop_out_level = "1.2"\n') == [
+        "accounts.CLIENT1.stop_out_level: 1.2 must be below initial_factor 1 (an order the"
+        " margin check accepts may leave the margin level there)"
+    ]
+    assert errors_of(text + 'stop_out_level = "1"\n')  # at it: the same
+    parse_config(text + 'stop_out_level = "1.2"\ninitial_factor = "1.25"\n')
+
+
 def test_the_default_config_margins_every_instrument_and_every_client() -> None:
     config = load_config(default_config_path())
     symbols = {i.symbol for i in config.instruments}

@@ -163,6 +163,41 @@ def test_orders_in_two_symbols_of_a_group_cannot_fill_past_equity_together() -> 
     assert "19.00 USD initial margin required" in breach.text
 
 
+def test_an_order_whose_partial_fill_takes_a_group_flat_is_refused() -> None:
+    """H offsets X held long while H is short and Y held short once H is
+    long: a buy of 20 H from short 10 asks 1,200 filled or not, but half
+    filled H is flat, offsets neither, and X and Y ask 2,000 with no
+    credit.  That is past the 1,500 of equity: the order is refused."""
+    params = MarginParams(
+        "hub",
+        tuple(MarginGroup(s, "commodity", (s,), scan_usd=100) for s in ("X", "Y", "H")),
+        (
+            SpreadDef("X-H", 1, 0.9, (SpreadLeg("X", 1, "A"), SpreadLeg("H", 1, "B"))),
+            SpreadDef("Y-H", 2, 0.9, (SpreadLeg("Y", 1, "A"), SpreadLeg("H", 1, "B"))),
+        ),
+    )
+    usd = {"X": 450.0, "Y": 450.0, "H": 450.0}
+    instruments = {s: instrument(s, "1") for s in usd}
+    book = Accounts(params, {"C1": AccountTerms(Decimal(1500))}, instruments)
+    book.mark(Marks(dict(usd), dict(usd)))
+    book.trade("C1", "X", Side.BUY, 10, 45000)
+    book.trade("C1", "Y", Side.SELL, 10, 45000)
+    book.trade("C1", "H", Side.SELL, 10, 45000)  # 3,000 less 0.9 x 2,000 with X
+    view = book.view("C1")
+    assert view is not None
+    assert round(view.margin_usd, 2) == 1200
+    book.trade("C1", "H", Side.BUY, 10, 45000)  # H flat: X and Y with no credit
+    flat = book.view("C1")
+    assert flat is not None
+    assert round(flat.margin_usd, 2) == 2000
+    book.trade("C1", "H", Side.SELL, 10, 45000)  # back to short 10
+    breach = book.check("C1", "H", Side.BUY, 20)
+    assert breach is not None
+    assert "2000.00 USD initial margin required, 300.00 USD free" in breach.text
+    assert book.check("C1", "H", Side.BUY, 10) is not None  # flat at the end: 2,000
+    assert book.check("C1", "H", Side.BUY, 2) is None  # 1,000 + 1,000 + 800 - 1,440
+
+
 def test_a_reduction_past_the_combinations_searched_is_compared_like_with_like() -> None:
     """Open orders in four more symbols and the order's own: past the
     combinations searched, before and after are both the bound, and a sale

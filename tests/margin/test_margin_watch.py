@@ -399,3 +399,22 @@ def test_a_call_is_not_cleared_while_the_figures_are_incomplete() -> None:
     w.look(2 * WATCH_INTERVAL)
     assert w.called == {"C1"}
     assert w.stats.margin_calls == {"C1": 1}  # one call, not two
+
+
+def test_a_call_on_an_account_a_reload_took_away_is_forgotten() -> None:
+    """C1 is called (3,000 of equity on 3,500 of margin); a reload takes its
+    account away, margin staying on for others: the call goes with it, as
+    all calls go when margin is turned off.  Given back below its call
+    level, the account is called anew: logged, counted and reported."""
+    w, accounts, _ = watch("3000")
+    accounts.trade("C1", "ZC", Side.BUY, 2, 45000)  # level 0.86: called only
+    w.look(0.0)
+    assert w.called == {"C1"}
+    assert "C1" not in w.stopping
+    accounts.configure(PARAMS, {})  # the reload: C1 no longer margined
+    w.look(WATCH_INTERVAL)
+    assert w.called == set()
+    accounts.configure(PARAMS, {"C1": AccountTerms(Decimal("3000"))})  # back
+    w.look(2 * WATCH_INTERVAL)
+    assert w.called == {"C1"}
+    assert w.stats.margin_calls == {"C1": 2}
