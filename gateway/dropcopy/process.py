@@ -51,6 +51,25 @@ def read_sessions(data_dir: Path, running: bool) -> list[dict[str, Any]]:
     return reported
 
 
+def place(pid: int, cpus: tuple[int, ...], idle: bool) -> None:
+    """Put the drop-copy process ``pid`` where it runs the moment it is
+    started: on ``cpus`` when named and, with ``idle``, under Linux's
+    ``SCHED_IDLE`` policy.  It does so itself too, but only once Python
+    and its imports have run (most of a second of CPU), which would
+    otherwise run on the gateway's CPUs, at the gateway's priority."""
+    if cpus:
+        try:
+            os.sched_setaffinity(pid, cpus)
+        except OSError:  # a CPU taken offline, or gone already: as it places itself
+            pass
+    policy = getattr(os, "SCHED_IDLE", None)
+    if idle and policy is not None:
+        try:
+            os.sched_setscheduler(pid, policy, os.sched_param(0))
+        except OSError:  # not allowed here, or gone already: as it places itself
+            pass
+
+
 def read_cursor(data_dir: Path) -> int:
     """The serial of the last journal batch the drop copy has stored copies of."""
     try:
@@ -67,6 +86,7 @@ class DropCopyProcess:
         self._config = msgspec.json.encode(config)
         self._sockets = sockets
         self.data_dir = Path(config.gateway.data_dir)
+        self._cpus = tuple(config.gateway.drop_copy_cpus)
         self.port = int(sockets[0].getsockname()[1]) if sockets else 0
         self.restarts = 0
         self._proc: asyncio.subprocess.Process | None = None
@@ -85,7 +105,11 @@ class DropCopyProcess:
     def pid(self) -> int | None:
         return self._proc.pid if self.up and self._proc is not None else None
 
-    async def _spawn(self) -> None:
+    async def _spawn(self, idle: bool = True) -> None:
+        """Start the process, placed at once (see :func:`place`); ``idle``
+        False leaves its priority to it, for the start the gateway waits
+        for before it serves orders (at idle priority, CPUs busy with other
+        work would hold that start back)."""
         fds = [s.fileno() for s in self._sockets]
         args = [a for fd in fds for a in ("--listen-fd", str(fd))]
         proc = await asyncio.create_subprocess_exec(
@@ -99,6 +123,7 @@ class DropCopyProcess:
             stdout=asyncio.subprocess.PIPE,
             pass_fds=fds,
         )
+        place(proc.pid, self._cpus, idle)
         assert proc.stdin is not None
         proc.stdin.write(self._config)
         proc.stdin.close()
@@ -120,7 +145,7 @@ class DropCopyProcess:
     async def start(self) -> None:
         """Start the process and wait until it serves its sessions (it
         logs why it could not, and is started again, if it ends first)."""
-        await self._spawn()
+        await self._spawn(idle=False)
         await self._ready()
         self._task = asyncio.get_running_loop().create_task(self._watch())
 

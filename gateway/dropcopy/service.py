@@ -51,7 +51,9 @@ READ_LIMIT: Final = 1 << 20
 MAX_BACKLOG: Final = 1 << 20
 """Bytes waiting to be written to a logged-on counterparty past which no
 more is read from the journal until they are (a back office catching up
-reads more slowly than a journal is read)."""
+reads more slowly than a journal is read).  This and ``READ_LIMIT`` are a
+quarter of ``gateway.max_outbound_buffer`` when that is less: a
+counterparty is waited for, never disconnected as a slow consumer."""
 
 PARENT_CHECK: Final = 1.0
 REPORT_EVERY: Final = 1.0
@@ -90,6 +92,11 @@ class DropCopyService:
         # batch of writes (a part of a resend among them) and while copying
         pause = getattr(os, "sched_yield", None)
         self.outbox = Outbox(pause=pause)
+        # the copies of one read, on top of those waiting, stay below the
+        # bytes past which a counterparty would be disconnected
+        room = gw.max_outbound_buffer // 4
+        self.max_backlog = min(MAX_BACKLOG, room)
+        self.read_limit = min(READ_LIMIT, room)
         self.fix_server = FixServer(
             SessionRegistry(self.sessions),
             applications,
@@ -130,7 +137,7 @@ class DropCopyService:
     def _backlogged(self) -> bool:
         for session in self.sessions:
             backlog = self.outbox.backlog(session)
-            if backlog is not None and backlog > MAX_BACKLOG:
+            if backlog is not None and backlog > self.max_backlog:
                 return True
         return False
 
@@ -149,7 +156,7 @@ class DropCopyService:
             if self._backlogged():
                 await asyncio.sleep(POLL_MIN)
                 continue
-            if self.copier.poll(READ_LIMIT):
+            if self.copier.poll(self.read_limit):
                 delay = POLL_MIN
                 await asyncio.sleep(0)
                 continue

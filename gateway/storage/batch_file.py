@@ -533,9 +533,10 @@ class BatchFollower:
         :meth:`damage`)."""
 
     def read(self, limit: int = 1 << 22) -> list[bytes]:
-        """The bodies of the complete batches after the last one read, about
-        ``limit`` bytes of them at most.  What follows them is read again
-        next time (a torn tail may be cut and written over by the owner)."""
+        """The bodies of the complete batches after the last one read, up to
+        the one that makes ``limit`` bytes of them.  What follows them is
+        read again next time (a torn tail may be cut and written over by
+        the owner)."""
         bodies: list[bytes] = []
         head_size = _HEAD.size
         buffer = b""
@@ -556,6 +557,8 @@ class BatchFollower:
                     break
                 bodies.append(buffer[pos + head_size : end])
                 pos = end
+                if taken + pos >= limit:
+                    break
             self.offset += pos
             buffer = buffer[pos:]
             taken += pos

@@ -1,7 +1,8 @@
 """CPU placement from the config, as started from the command line: the
-gateway on its CPUs and the drop-copy process on the others; a CPU the
-machine does not give the process stops the gateway and the back office
-with one line naming the setting."""
+gateway on its CPUs and the drop-copy process on the others from the
+moment it is started (and at idle priority, when started again); a CPU the machine does not give
+the process stops the gateway and the back office with one line naming the
+setting."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
+
+from config import default_config_path, load_config
+from gateway.dropcopy.process import DropCopyProcess
+from gateway.net.server import bind_listening
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEXT = (ROOT / "config" / "default.toml").read_text()
@@ -63,6 +69,37 @@ async def test_the_gateway_runs_on_its_cpus_and_the_drop_copy_on_the_others(
         assert time.monotonic() < deadline, f"drop copy on {cpus_of(pid)}, not {others}"
         await asyncio.sleep(0.05)  # polling, with the deadline above
     assert '"gateway_placed"' in d.log_text()
+
+
+@pytest.mark.asyncio
+async def test_the_drop_copy_started_again_is_placed_before_it_runs_a_line(
+    tmp_path: Path,
+) -> None:
+    """The gateway starts its drop-copy process again while it trades (the
+    process ended): a child of the gateway, it begins on the gateway's CPUs
+    and at its priority.  Its start (Python and its imports, most of a
+    second of CPU) must not run there: it is on its own CPUs, at idle
+    priority, from the moment it is started, not once it has placed itself."""
+    allowed = os.sched_getaffinity(0)
+    if len(allowed) < 2:
+        pytest.skip("one CPU only: nowhere else to put it")
+    cpu = max(allowed)
+    cfg = load_config(default_config_path())
+    cfg = msgspec.structs.replace(
+        cfg,
+        gateway=msgspec.structs.replace(
+            cfg.gateway, data_dir=str(tmp_path / "data"), drop_copy_cpus=(cpu,)
+        ),
+    )
+    process = DropCopyProcess(cfg, bind_listening("127.0.0.1", 0, "gateway.drop_copy_port"))
+    try:
+        await process._spawn()  # as _watch starts it again
+        pid = process.pid
+        assert pid is not None
+        assert cpus_of(pid) == {cpu}
+        assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+    finally:
+        await process.stop()
 
 
 def free_port() -> int:

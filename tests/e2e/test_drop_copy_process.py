@@ -1,7 +1,8 @@
 """The drop copy's own process, on the default config: killed with SIGKILL it
 is started again by the gateway and misses nothing; the gateway killed with
-SIGKILL takes it down too, and after the gateway's restart the back office
-gets every copy exactly once; the gateway's metrics tell how it stands."""
+SIGKILL takes it down too, at once (a gateway started again at once has its
+ports), and after the gateway's restart the back office gets every copy
+exactly once; the gateway's metrics tell how it stands."""
 
 from __future__ import annotations
 
@@ -147,3 +148,32 @@ async def test_the_gateway_killed_takes_it_down_and_its_restart_copies_the_rest_
     captures = [m for m in got if m.msg_type == b"AE"]
     assert len({m.get(571) for m in captures}) == len(captures)
     assert sum(int(m.get(32) or b"0") for m in captures) == 6 * 1000
+
+
+@pytest.mark.asyncio
+async def test_the_gateway_killed_and_started_again_at_once_has_its_ports(
+    daemon_factory: Any,
+) -> None:
+    """A supervisor starts the gateway again as soon as it is killed: its
+    drop-copy process, whatever it is doing (here stopped, so that it cannot
+    look whether its gateway is still there), must not keep the drop-copy
+    port past the gateway's end, or the start fails on it."""
+    d = daemon_factory().start()
+    await until(lambda: copier_pids(d.log_text()), "the drop copy started")
+    first = copier_pids(d.log_text())[0]
+    ports = (d.fix_port, d.drop_copy_port, d.http_port)
+    os.kill(first, signal.SIGSTOP)
+    try:
+        d.kill9()
+        d.start()
+    finally:
+        if alive(first):
+            os.kill(first, signal.SIGKILL)
+    assert "cannot listen" not in d.log_text()
+    assert (d.fix_port, d.drop_copy_port, d.http_port) == ports
+    await until(lambda: len(copier_pids(d.log_text())) == 2, "its drop copy started again")
+    trader = await trader_on(d.fix_port)
+    told = await trade(trader, "R", 2)
+    await trader.logout()
+    got = await everything(d.drop_copy_port, told)
+    assert [m.get(17) for m in execution_reports(got)] == [m.get(17) for m in told]
