@@ -62,7 +62,7 @@ from gateway.orderflow.flow import OrderFlow
 from gateway.orderflow.journal import SEGMENTS_NAME, OrderJournal
 from gateway.orderflow.mapping import excerpt
 from gateway.orderflow.margin_watch import MarginWatch
-from gateway.orderflow.market_data import MarketDataService
+from gateway.orderflow.market_data import HOLD_BYTES, MarketDataService
 from gateway.orderflow.publish import Reports
 from gateway.orderflow.recovery import Recovery
 from gateway.orderflow.restore import grid_of
@@ -678,6 +678,8 @@ def build_order_flow(
         outbox,
         clock,
         max_subscriptions=config.market_data.max_subscriptions,
+        # a client behind is held well before it is dropped as a slow consumer
+        hold_bytes=min(HOLD_BYTES, config.gateway.max_outbound_buffer // 4),
         refresh_interval=config.market_data.refresh_interval_ms / 1000,
     )
     routing = ChildRouting(

@@ -309,6 +309,7 @@ class Session:
     def _reset_connection_state(self, now: float) -> None:
         self._decoder = FrameDecoder(self._max_message_size)
         self._out: list[bytes] = []
+        self._unsent = 0  # bytes in _out
         # (begin, end) of a ResendRequest still to answer, see _resend
         self._resend_rest: tuple[int, int] | None = None
         self._resend_held = False
@@ -1211,6 +1212,7 @@ class Session:
 
     def _write(self, raw: bytes, now: float) -> None:
         self._out.append(raw)
+        self._unsent += len(raw)
         self._last_sent = now
         self.stats.messages_out += 1
 
@@ -1283,7 +1285,15 @@ class Session:
             return b""
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
+        self._unsent = 0
         return data
+
+    @property
+    def unsent(self) -> int:
+        """Bytes sent on this connection and not taken by
+        :meth:`data_to_send` yet: they wait for the end of the turn, or for
+        the journal and the store to be written (a full disk)."""
+        return self._unsent
 
     # -- timers ----------------------------------------------------------------------
 

@@ -237,13 +237,16 @@ class Outbox:
         return True
 
     def backlog(self, session: Session) -> int | None:
-        """Bytes written to ``session``'s connection that the peer has not
-        taken yet (beyond what the kernel holds for it); None when the
+        """Bytes sent to ``session`` that its peer has not taken yet: those
+        written to its connection (beyond what the kernel holds for it), and
+        those not written yet (they wait for the end of the turn, or for the
+        journal and the stores while these cannot be written); None when the
         session has no open connection here."""
         protocol = self._bound.get(session)
         if protocol is None:
             return None
-        return protocol.write_backlog()
+        queued = protocol.write_backlog()
+        return None if queued is None else queued + session.unsent
 
     def wake(self, session: Session) -> None:
         """Messages were sent to ``session``: have them written (or only its

@@ -36,8 +36,10 @@ What a client's market data costs is its own, not everyone's:
   per symbol per interval however often the LPs quote, and what fan-out
   costs is bounded by subscriptions x symbols / interval.
 - A client with more than ``hold_bytes`` queued and not taken (it reads
-  slowly or not at all) is held: its subscriptions wait apart, nothing is
-  built for them, and the client is looked at once per turn (or every
+  slowly or not at all, or its bytes cannot be written: a full disk),
+  counted after each message sent, is held: its subscriptions wait apart
+  (the rest of the turn's budget goes to the others), nothing is built
+  for them, and the client is looked at once per turn (or every
   ``HOLD_RECHECK`` seconds when nothing else is due); once it has caught up
   it gets one refresh per symbol to the book as it is then.  A snapshot
   request counts against ``max_subscriptions`` until it is answered.
@@ -94,8 +96,9 @@ class Feed(Protocol):
         ...
 
     def backlog(self, session: Session) -> int | None:
-        """Bytes queued to the session's peer and not taken yet; None when
-        it has no open connection."""
+        """Bytes queued to the session's peer and not taken yet, written to
+        its connection or still waiting to be (a message sent counts at
+        once); None when it has no open connection."""
         ...
 
 
@@ -137,6 +140,11 @@ subscriptions are held until it catches up."""
 
 HOLD_RECHECK: Final = 0.05
 """Seconds between looks at held subscriptions when nothing else is due."""
+
+HOLD_SAID_EVERY: Final = 60.0
+"""Seconds between two lines saying a client is held: one reading a little
+slower than its market data comes is held and catches up at every sending,
+and the holds in between are counted on the next line instead."""
 
 _NO_LEVELS: Final[Levels] = {}
 """Nothing sent yet (never changed: shared by every subscription)."""
@@ -194,6 +202,10 @@ class MarketDataService:
         self._pending: dict[_Subscription, None] = {}
         # subscriptions of clients that are behind, per client, oldest first
         self._held: dict[Session, dict[_Subscription, None]] = {}
+        # per client, when its hold was last logged and the holds since;
+        # and the clients held whose hold was logged (their catch-up is)
+        self._holds_said: dict[str, tuple[float, int]] = {}
+        self._held_said: set[Session] = set()
         self._flush_due = False
         self._recheck_due = False
         # price and size texts already formatted, per symbol
@@ -324,6 +336,7 @@ class MarketDataService:
             for sub in [sub for sub in owed if sub.session is session]:
                 del owed[sub]
         self._held.pop(session, None)
+        self._held_said.discard(session)
 
     def _forget(self, sub: _Subscription) -> None:
         for symbol in sub.symbols:
@@ -448,7 +461,7 @@ class MarketDataService:
         until it has caught up (looked at once per call)."""
         now = self._clock()
         for session in list(self._held):
-            if not self._behind(session):
+            if not self._behind(session, now):
                 for sub in self._held.pop(session):
                     sub.held = False
                     self._pending[sub] = None
@@ -464,15 +477,25 @@ class MarketDataService:
                 self._recheck_due = True
                 self._defer(HOLD_RECHECK, self._recheck)
 
-    def _behind(self, session: Session) -> bool:
+    def _behind(self, session: Session, now: float) -> bool:
         """Whether ``session``'s client has too much queued and not taken
-        (logged once as it falls behind and once as it catches up)."""
+        (logged as it falls behind, at most once per ``HOLD_SAID_EVERY``
+        with the holds since, and as it catches up from a hold logged)."""
         backlog = self._feed.backlog(session)
         late = backlog is None or backlog > self._hold_bytes or not session.is_logged_on
         was_late = session in self._held
         if late and not was_late:
-            _log.info("market_data_held", session=session.session_id, queued=backlog)
-        elif was_late and not late:
+            client = session.session_id
+            said = self._holds_said.get(client)
+            if said is not None and said[0] <= now < said[0] + HOLD_SAID_EVERY:
+                self._holds_said[client] = (said[0], said[1] + 1)
+            else:
+                holds = 1 if said is None else said[1] + 1
+                self._holds_said[client] = (now, 0)
+                self._held_said.add(session)
+                _log.info("market_data_held", session=client, queued=backlog, holds=holds)
+        elif was_late and not late and session in self._held_said:
+            self._held_said.discard(session)
             _log.info("market_data_resumed", session=session.session_id, queued=backlog)
         return late
 
@@ -493,7 +516,7 @@ class MarketDataService:
             session = sub.session
             late = behind.get(session)
             if late is None:
-                late = behind[session] = self._behind(session)
+                late = behind[session] = self._behind(session, now)
             if late:
                 sub.held = True
                 self._held.setdefault(session, {})[sub] = None
@@ -535,7 +558,15 @@ class MarketDataService:
                     )
                     send(session, b"W", body, now)
                 budget -= 1
-            if sub.dirty:
+                # what was just queued counts: a client that passes the
+                # bound is sent nothing more, not the rest of the budget
+                late = behind[session] = self._behind(session, now)
+                if late:
+                    break
+            if sub.dirty and late:
+                sub.held = True
+                self._held.setdefault(session, {})[sub] = None
+            elif sub.dirty:
                 pending[sub] = None  # the rest on a later turn, behind the others
             elif not sub.live:
                 # a snapshot request answered in full

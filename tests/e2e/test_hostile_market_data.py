@@ -211,3 +211,53 @@ async def test_a_client_that_stops_reading_its_market_data_is_held_not_piled_up(
     await victim.logout()
     assert d.stop() == 0
     assert not any(e.get("event") == "slow_consumer_disconnected" for e in log_events(d.log_path))
+
+
+@pytest.mark.asyncio
+async def test_a_reader_behind_is_held_before_the_outbound_bound_drops_it(
+    daemon_factory: Any, tmp_path: Path
+) -> None:
+    """With the smallest max_outbound_buffer allowed (64 KiB), a subscriber
+    that stops reading is still held, not disconnected as a slow consumer:
+    what market data it may have queued stays below the bound that drops a
+    peer."""
+    text = default_config_path().read_text()
+    small = text.replace("max_outbound_buffer = 4194304", "max_outbound_buffer = 65536")
+    assert small != text
+    config = tmp_path / "small-buffer.toml"
+    config.write_text(small)
+    d = daemon_factory("--config", str(config)).start()
+
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", d.fix_port))
+    _, reader = await loop.create_connection(Reader, sock=sock)
+    assert reader.transport is not None
+    reader.transport.write(frame(b"A", 1, b"98=0\x01108=30\x01141=Y\x01"))
+    await reader.until(lambda: any(m.msg_type == b"A" for m in reader.messages))
+    symbols = b"".join(b"55=%b\x01" % s for s in SYMBOLS)
+    request = b"263=1\x01264=0\x01265=0\x01267=2\x01269=0\x01269=1\x01146=%d\x01%b" % (
+        len(SYMBOLS),
+        symbols,
+    )
+    reader.transport.write(
+        b"".join(frame(b"V", 2 + i, b"262=MD%d\x01%b" % (i, request)) for i in range(SUBSCRIPTIONS))
+    )
+    await reader.until(lambda: any(m.msg_type == b"W" for m in reader.messages))
+    reader.transport.pause_reading()
+
+    session = "FIX.4.4:GATEWAY->CLIENT2"
+    deadline = time.monotonic() + 60
+    while not log_has(d.log_path, "market_data_held", session=session):
+        assert time.monotonic() < deadline, "the reader's market data was never held"
+        await asyncio.sleep(0.1)  # polling the log, with the deadline above
+    assert not log_has(d.log_path, "slow_consumer_disconnected", session=session)
+    # held, and stays connected while the quotes go on
+    reader.transport.resume_reading()
+    reader.transport.write(frame(b"1", 2 + SUBSCRIPTIONS, b"112=STILL-THERE\x01"))
+    await reader.until(lambda: any(m.get(112) == b"STILL-THERE" for m in reader.messages))
+    assert not log_has(d.log_path, "slow_consumer_disconnected", session=session)
+    reader.transport.abort()
+    assert d.stop() == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,10 @@ from gateway.fix.session import Session
 from gateway.fix.store import SessionStore
 from gateway.net.server import AcceptedConnection, FixServer
 from gateway.net.transport import Outbox
+from gateway.orderflow.market_data import HOLD_BYTES, MarketDataService
 from gateway.storage.session_store import JOURNAL_NAME, FileStore, open_store
+from router.book import AggregatedBook
+from router.model import AssetClass, Instrument, Level, Quote
 
 NOW = 1_700_000_000.0
 
@@ -315,4 +319,74 @@ async def test_a_connection_ended_while_the_journal_cannot_be_written_is_closed(
         assert await until(lambda: setup.disk.size() > size, 5)
     events = [e["event"] for e in logs if e["event"].startswith("write_")]
     assert events == ["write_failed", "write_resumed"]
+    setup.session.store.close()
+
+
+EURUSD = Instrument(
+    symbol="EUR/USD",
+    asset_class=AssetClass.FX,
+    tick_size=Decimal("0.00001"),
+    lot_size=Decimal("1000"),
+    min_lots=1,
+    max_lots=1000,
+    quote_currency="USD",
+)
+
+
+@pytest.mark.asyncio
+async def test_market_data_built_while_writes_fail_is_held_as_for_a_client_behind(
+    tmp_path: Path,
+) -> None:
+    """Nothing leaves while the journal cannot be written (a full disk):
+    refreshes built meanwhile count as queued to their client as much as
+    bytes its peer has not taken, so they are held past the same bound
+    instead of piling up unsent for as long as the disk stays full (and
+    leaving all at once when it takes writes again)."""
+    setup = Setup(tmp_path)
+    await setup.logged_on()
+    book = AggregatedBook()
+
+    def send(session: Session, msg_type: bytes, body: bytes, now: float) -> None:
+        setup.outbox.send(session, msg_type, body, now)
+
+    service = MarketDataService(
+        {EURUSD.symbol: EURUSD},
+        book,
+        send,
+        setup.outbox,
+        lambda: NOW,
+        refresh_interval=0.0,
+    )
+
+    def quote(mid: int) -> None:
+        bids = tuple(Level(mid - 1 - i, 5 + i) for i in range(5))
+        asks = tuple(Level(mid + 1 + i, 5 + i) for i in range(5))
+        book.update(Quote("A", EURUSD.symbol, bids, asks, NOW))
+        service.on_book_update(EURUSD.symbol)
+
+    quote(108_500)
+    request = codec.encode_message(
+        b"FIX.4.4",
+        b"V",
+        [(34, b"2"), (49, b"CLIENT1"), (52, codec.format_utc_timestamp(NOW)), (56, b"GW")],
+        b"262=MD1\x01263=1\x01264=0\x01265=1\x01267=2\x01269=0\x01269=1\x01146=1\x0155=EUR/USD\x01",
+    )
+    service.on_request(setup.session, codec.parse_frame(request), NOW)
+    await asyncio.wait_for(setup.socket.written.wait(), 5)  # the snapshot
+    assert b"\x0135=W\x01" in setup.socket.data
+    setup.socket.written.clear()
+    before = len(setup.socket.data)
+
+    setup.journal.failures = 1_000_000_000
+    turn = 0
+    for turn in range(3000):  # a quote a turn, each worth a refresh
+        quote(108_500 + turn)
+        await asyncio.sleep(0)
+    setup.journal.failures = 0
+    await asyncio.wait_for(setup.socket.written.wait(), 5)
+    # what waited is what a client behind may have queued, not a refresh a turn
+    assert len(setup.socket.data) - before < 2 * HOLD_BYTES
+    # and the client is brought to the book as it is now once it has caught up
+    last = b"270=%b\x01" % str(EURUSD.ticks_to_price(108_500 + turn + 5)).encode()  # worst ask
+    assert await until(lambda: last in setup.socket.data[-2000:], 5)
     setup.session.store.close()

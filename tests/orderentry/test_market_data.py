@@ -17,6 +17,7 @@ from decimal import Decimal
 from itertools import pairwise
 from typing import cast
 
+import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_order_mapping import INSTRUMENTS, inbound
@@ -305,6 +306,73 @@ def test_a_client_behind_is_held_then_brought_to_the_book_as_it_is_then() -> Non
     books.apply(msg_type, body)
     expected = h.expected("EUR/USD", 0)
     assert books.books[(b"S", "EUR/USD")] == expected == books.books[(b"F", "EUR/USD")]
+
+
+def test_a_turn_stops_sending_to_a_client_once_what_it_queued_passes_the_bound() -> None:
+    """What a turn queues to a client counts as soon as it is queued: a
+    client whose refreshes pass the bound in the middle of a turn is sent
+    nothing more (its queue stays within the bound and one message, below
+    the one that drops a slow consumer), and the rest of the budget goes to
+    the others."""
+    h = Harness(per_turn=32)
+    greedy, other = FakeSession("GREEDY"), FakeSession("OTHER")
+    queued_by_send = h.feed.send_transient
+
+    def send(session: Session, msg_type: bytes, body: bytes, now: float) -> bool:
+        # the peer takes nothing: each message stays queued
+        sid = session.session_id
+        h.feed.queued[sid] = h.feed.queued.get(sid, 0) + len(body)
+        return queued_by_send(session, msg_type, body, now)
+
+    h.feed.send_transient = send  # type: ignore[method-assign]
+    for symbol in SYMBOLS:
+        h.quote("A", symbol, 108_500, 5)
+    for i in range(10):
+        h.subscribe(greedy, b"G%d" % i, answered=False)
+    h.subscribe(other, b"O", answered=False)
+    h.turns.turn()
+    longest = max(len(body) for _, _, body in h.feed.sent)
+    assert HOLD < h.feed.queued["GREEDY"] <= HOLD + longest
+    assert [s.session_id for s, _, _ in h.feed.sent].count("OTHER") == len(SYMBOLS)
+    sent = len(h.feed.sent)
+    h.turns.advance(HOLD_RECHECK)
+    h.turns.turn()
+    assert len(h.feed.sent) == sent  # held until it has caught up
+
+
+def test_a_client_held_again_and_again_is_logged_once_a_minute() -> None:
+    """A client that reads a little slower than its market data comes is
+    held and catches up again at every sending: its first hold and catch-up
+    are logged, the holds that follow within a minute are counted, and said
+    on the line of the first hold after it."""
+    h = Harness()
+    client = FakeSession("C1")
+    other = FakeSession("C2")
+    h.quote("A", "EUR/USD", 108_500, 3)
+    h.subscribe(client, b"S1", ("EUR/USD",))
+    h.subscribe(other, b"S2", ("EUR/USD",))
+    with structlog.testing.capture_logs() as logs:
+        for i in range(100):
+            h.feed.queued["C1"] = HOLD + 1
+            h.quote("A", "EUR/USD", 108_501 + i % 2, 3)
+            h.turns.turn()  # held
+            h.feed.queued["C1"] = 0
+            h.settle()  # caught up
+            h.turns.advance(0.1)
+        h.turns.advance(60.0)
+        h.feed.queued["C1"] = HOLD + 1
+        h.quote("A", "EUR/USD", 108_400, 3)
+        h.turns.turn()
+        h.feed.queued["C2"] = HOLD + 1  # another client's first hold is its own
+        h.quote("A", "EUR/USD", 108_401, 3)
+        h.turns.turn()
+    said = [(e["event"], e["session"], e.get("holds")) for e in logs]
+    assert said == [
+        ("market_data_held", "C1", 1),
+        ("market_data_resumed", "C1", None),
+        ("market_data_held", "C1", 100),
+        ("market_data_held", "C2", 1),
+    ]
 
 
 def test_an_ended_subscription_or_session_is_owed_nothing() -> None:
