@@ -179,7 +179,7 @@ class Recovery:
         elif isinstance(entry, Ended):
             child = self.children.get(entry.child_id)
             if child is not None and child.abandoned:
-                # given up on, then settled: still watched for a late fill
+                # given up on, then settled: watched for a late fill until a restart
                 child.settled = True
             elif child is not None:
                 del self.children[entry.child_id]

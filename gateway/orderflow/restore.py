@@ -234,7 +234,7 @@ def restore(
         if recovered.abandoned or parent is None or not parent.routing_qty:
             routing.abandoned[child.child_id] = (child, recovered.exec_ids)
             if recovered.settled:
-                # watched for a late fill; its LP is not asked again
+                # watched for a late fill until a restart; its LP is not asked again
                 routing.settled.add(child.child_id)
                 continue
             if recovered.abandoned and day_over:

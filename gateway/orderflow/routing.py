@@ -1076,9 +1076,12 @@ class ChildRouting:
         """A child given up on whose LP is not asked about it again at a
         restart: it said what became of it (``answered``), or the child's
         trading day is over (then the LP's statement says what became of
-        it).  A fill the LP reports for it is still booked to the house.
-        Journaled as its end (``journaled``: not while the journal is being
-        read back, the checkpoint after it has it), and named."""
+        it).  A fill the LP reports for it until the next restart is still
+        booked to the house; after a restart its LP's adapter no longer
+        knows it (``lp_report_for_unknown_child``), and the back office's
+        reconciliation shows such a fill as ``missing_in_house``.  Journaled
+        as its end (``journaled``: not while the journal is being read back,
+        the checkpoint after it has it), and named."""
         abandoned = self.abandoned.get(child_id)
         if abandoned is None or child_id in self.settled:
             return
@@ -1090,7 +1093,8 @@ class ChildRouting:
             lp=abandoned[0].lp,
             child_id=child_id,
             reason=why,
-            hint="not asked about again at a restart; a late fill is still booked to the house",
+            hint="not asked about again at a restart; a late fill before then is booked to the "
+            "house, one after it is reconciled against the LP's statement",
         )
 
     def end_day(self) -> None:
