@@ -62,6 +62,8 @@ def ready() -> None:
 
 
 def main() -> int:
+    # Ctrl-C is the gateway's to act on (see install_signals)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     parser = argparse.ArgumentParser(prog="python -m gateway.dropcopy")
     parser.add_argument("--listen-fd", type=int, action="append", default=[], required=True)
     parser.add_argument("--parent", type=int, default=0, help="end when this process is gone")

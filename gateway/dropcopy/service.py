@@ -259,7 +259,9 @@ class DropCopyService:
 
 def install_signals(service: DropCopyService) -> None:
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, service.stop)
-    # a reload of the gateway's config is the gateway's business
+    loop.add_signal_handler(signal.SIGTERM, service.stop)
+    # a reload of the gateway's config is the gateway's business, and so is
+    # Ctrl-C (SIGINT to the terminal's whole process group, ignored since
+    # the process started): the gateway stops this process once its
+    # sessions are logged out and the journal's last batch is written
     loop.add_signal_handler(signal.SIGHUP, lambda: None)

@@ -143,6 +143,8 @@ class OrderFlow:
         as the slices are written (:func:`sliced_checkpoint_entries`)."""
         self._slices = 0
         self._slowest_slice = 0.0
+        self._checkpointed_size = 0
+        """The journal's size when the last checkpoint replaced it."""
         self._day_timer: asyncio.TimerHandle | None = None
         self._restored = Restored()
         self.parked: dict[str, list[Order]] = {}
@@ -526,7 +528,10 @@ class OrderFlow:
             return
         if not self.reports.outbox.writing:
             journal.flush()  # else the outbox's write, queued, flushes it first
-        if journal.size > self.rules.config.orders.journal_checkpoint_mb << 20:
+        # past the bound, and twice what the last checkpoint left: a state
+        # larger than the bound is not written again after every batch
+        bound = self.rules.config.orders.journal_checkpoint_mb << 20
+        if journal.size > max(bound, 2 * self._checkpointed_size):
             self._start_checkpoint(journal)
 
     @property
@@ -630,6 +635,7 @@ class OrderFlow:
             asyncio.get_running_loop().call_soon(self._copy_checkpoint_tail, job)
             return
         self._drop_background()
+        self._checkpointed_size = journal.size
         _log.info(
             "order_journal_checkpointed",
             bytes_after=journal.size,
@@ -680,6 +686,7 @@ class OrderFlow:
         """Replace the journal by the state now, on the loop (at start)."""
         self._flush_before_checkpoint(journal)
         journal.checkpoint(self._state(journal.run if run is None else run))
+        self._checkpointed_size = journal.size
 
     # -- rules -----------------------------------------------------------------------
 

@@ -457,3 +457,95 @@ async def test_resting_orders_outlive_a_clean_stop(daemon_factory: Any, tmp_path
     assert last is not None
     assert (last.get(150), last.get(39)) == (b"4", b"4")
     await client.logout()
+
+
+def checkpoint_events(log: str) -> tuple[int, int, list[int]]:
+    """Checkpoints started, and ended (written or failed), by a daemon's log;
+    and the size each written one left the journal at."""
+    started = ended = 0
+    sizes = []
+    for line in log.splitlines():
+        if '"order_journal_checkpoint_started"' in line:
+            started += 1
+        elif '"order_journal_checkpointed"' in line:
+            ended += 1
+            sizes.append(int(json.loads(line)["bytes_after"]))
+        elif '"order_journal_checkpoint_failed"' in line:
+            ended += 1
+    return started, ended, sizes
+
+
+def taking_every_order(config: Path) -> None:
+    """Up to 40,000 open orders a client, none shed however late the
+    machine works them."""
+    text = config.read_text()
+    for setting, value in (("max_open_orders", 40000), ("shed_after_ms", 0)):
+        text, count = re.subn(rf"(?m)^{setting} = \d+\b", f"{setting} = {value}", text, count=1)
+        assert count == 1, setting
+    config.write_text(text)
+
+
+def acknowledged(seen: Ledger, cl_ord_id: str) -> Callable[[], bool]:
+    """Whether the client was told of order ``cl_ord_id``'s acceptance."""
+    return lambda: cl_ord_id.encode() in seen.by_cl_ord_id
+
+
+def far_limit(cl_ord_id: str, i: int) -> bytes:
+    """A GTC limit for 1,000 EUR/USD far from the market, a buy or a sell."""
+    side, price = (b"1", b"1.00000") if i % 2 else (b"2", b"1.20000")
+    fields = [(11, cl_ord_id.encode()), (38, b"1000"), (40, b"2"), (44, price), (54, side)]
+    fields += [(55, b"EUR/USD"), (59, b"1"), (60, codec.format_utc_timestamp(0.0))]
+    return codec.encode_fields(fields)
+
+
+@pytest.mark.asyncio
+async def test_a_state_past_the_checkpoint_bound_is_not_written_again_at_every_turn(
+    daemon_factory: Any, crash_setup: Path, request: pytest.FixtureRequest
+) -> None:
+    """With more resting orders than ``journal_checkpoint_mb`` holds, a
+    checkpoint leaves the journal past its bound: the next one waits until
+    the journal has grown again, rather than following every batch."""
+    checkpoint_every_mib(crash_setup)
+    taking_every_order(crash_setup)
+    d = daemon_factory("--config", str(crash_setup)).start()
+    client = FixClient(SETTINGS, MemoryStore())
+    request.addfinalizer(client.abort)
+    await client.connect("127.0.0.1", d.fix_port)
+    seen = Ledger()
+    # some 16,000 limits far from the market: their states pass 1 MiB
+    resting = [f"REST-{i}" for i in range(16000)]
+    for i, cl_ord_id in enumerate(resting):
+        client.send(b"D", far_limit(cl_ord_id, i))
+        if i % 100 == 99:
+            await asyncio.sleep(0.02)  # pacing
+            seen.drain(client)
+    await seen.until(
+        client,
+        lambda: all(c.encode() in seen.by_cl_ord_id for c in resting),
+        "the acknowledgements of the resting orders",
+        deadline=120,
+    )
+
+    def settled() -> bool:
+        """A checkpoint has left the journal past its bound (the state alone
+        is), and none is under way."""
+        started, ended, sizes = checkpoint_events(d.log_text())
+        return started == ended and bool(sizes) and sizes[-1] > 1 << 20
+
+    # more of them until a checkpoint is taken of the whole state
+    for n in range(1000):
+        if settled():
+            break
+        for i in range(20):
+            client.send(b"D", far_limit(f"FILL-{n}-{i}", i))
+        await seen.through(client, f"MARK-FILL-{n}")
+    assert settled(), checkpoint_events(d.log_text())
+    started = checkpoint_events(d.log_text())[0]
+    # orders one at a time, each a batch of its own, each answered
+    for i in range(20):
+        more = f"MORE-{i}"
+        client.send(b"D", far_limit(more, i))
+        await seen.until(client, acknowledged(seen, more), f"the answer to {more}")
+    await seen.through(client, "MARK-MORE")
+    assert checkpoint_events(d.log_text())[0] == started, "a checkpoint followed the batches"
+    await client.logout()

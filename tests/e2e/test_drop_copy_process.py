@@ -9,17 +9,25 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
+from netkit import free_port, log_events
 from test_drop_copy import back_office, drain_until, execution_reports
 from test_order_flow import client, order, until_final
 
+from config import default_config_path
 from gateway.fix.codec import FixMessage
 from gateway.net.client import FixClient
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def copier_pids(log: str) -> list[int]:
@@ -177,3 +185,70 @@ async def test_the_gateway_killed_and_started_again_at_once_has_its_ports(
     await trader.logout()
     got = await everything(d.drop_copy_port, told)
     assert [m.get(17) for m in execution_reports(got)] == [m.get(17) for m in told]
+    assert '"drop_copy_exited"' not in d.log_text()
+
+
+def run_in_a_group_of_its_own(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """``fixgw run`` on the default config, in a process group of its own,
+    as a terminal's foreground job is (CLIENT1 given 5 s to answer a
+    Logout); and the file it logs to."""
+    text, count = re.subn(
+        r"(?m)^LogoutTimeout = 2 ", "LogoutTimeout = 5 ", default_config_path().read_text()
+    )
+    assert count == 1
+    config = tmp_path / "fixgw.toml"
+    config.write_text(text)
+    log_path = tmp_path / "daemon.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "gateway", "run", "--config", str(config)),
+                *("--fix-port", str(free_port()), "--http-port", "0"),
+                *("--drop-copy-port", str(free_port()), "--data-dir", str(tmp_path / "data")),
+            ],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return proc, log_path
+
+
+@pytest.mark.asyncio
+async def test_ctrl_c_leaves_the_drop_copy_to_its_gateway(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Ctrl-C in the terminal of ``fixgw run`` sends SIGINT to its whole
+    process group, the drop copy's process too.  The gateway stops it once
+    its sessions are logged out and its journal's last batch written: it
+    must not end first (and be taken for a process that died, and started
+    again) while a client takes its time to answer the Logout."""
+    proc, log_path = run_in_a_group_of_its_own(tmp_path)
+
+    def end() -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+    request.addfinalizer(end)
+
+    def started() -> list[dict[str, Any]]:
+        return [e for e in log_events(log_path) if e["event"] == "gateway_started"]
+
+    await until(lambda: started() or proc.poll() is not None, "the gateway started", timeout=60)
+    assert started(), log_path.read_text()[-2000:]
+    # a client that does not read: the gateway waits for its Logout's answer
+    slow = client("CLIENT1")
+    request.addfinalizer(slow.abort)
+    await slow.connect("127.0.0.1", started()[0]["fix_port"])
+    slow.hold_reading(True)
+    os.killpg(proc.pid, signal.SIGINT)
+    await until(lambda: proc.poll() is not None, "the gateway stopped", timeout=60)
+    assert proc.returncode == 0, log_path.read_text()[-2000:]
+    events = [e["event"] for e in log_events(log_path)]
+    assert events.count("drop_copy_started") == 1, events
+    assert "drop_copy_exited" not in events, events
+    # stopped by the gateway, after the client's session ended
+    ended = events.index("session_ended")
+    assert events.index("drop_copy_stopped") > ended, events
+    assert events[-1] == "gateway_stopped"
