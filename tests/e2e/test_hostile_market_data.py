@@ -71,6 +71,31 @@ class Reader(asyncio.Protocol):
                 await self.arrived.wait()
 
 
+async def subscriber(port: int, update_type: bytes) -> Reader:
+    """A client logged on at ``port``, a small receive buffer (the kernel
+    holds little for it), that asks for the quotes of every symbol
+    ``SUBSCRIPTIONS`` times (MDUpdateType ``update_type``)."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    _, reader = await loop.create_connection(Reader, sock=sock)
+    assert reader.transport is not None
+    reader.transport.write(frame(b"A", 1, b"98=0\x01108=30\x01141=Y\x01"))
+    await reader.until(lambda: any(m.msg_type == b"A" for m in reader.messages))
+    symbols = b"".join(b"55=%b\x01" % s for s in SYMBOLS)
+    request = b"263=1\x01264=0\x01265=%b\x01267=2\x01269=0\x01269=1\x01146=%d\x01%b" % (
+        update_type,
+        len(SYMBOLS),
+        symbols,
+    )
+    reader.transport.write(
+        b"".join(frame(b"V", 2 + i, b"262=MD%d\x01%b" % (i, request)) for i in range(SUBSCRIPTIONS))
+    )
+    return reader
+
+
 def log_has(path: Path, event: str, **fields: str) -> bool:
     return any(
         e.get("event") == event and all(e.get(k) == v for k, v in fields.items())
@@ -133,23 +158,7 @@ async def test_a_client_that_stops_reading_its_market_data_is_held_not_piled_up(
     victim = FixClient(SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY"))
     await victim.connect("127.0.0.1", d.fix_port)
 
-    loop = asyncio.get_running_loop()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)  # the kernel holds little
-    sock.setblocking(False)
-    await loop.sock_connect(sock, ("127.0.0.1", d.fix_port))
-    _, reader = await loop.create_connection(Reader, sock=sock)
-    assert reader.transport is not None
-    reader.transport.write(frame(b"A", 1, b"98=0\x01108=30\x01141=Y\x01"))
-    await reader.until(lambda: any(m.msg_type == b"A" for m in reader.messages))
-    symbols = b"".join(b"55=%b\x01" % s for s in SYMBOLS)
-    request = b"263=1\x01264=0\x01265=1\x01267=2\x01269=0\x01269=1\x01146=%d\x01%b" % (
-        len(SYMBOLS),
-        symbols,
-    )
-    reader.transport.write(
-        b"".join(frame(b"V", 2 + i, b"262=MD%d\x01%b" % (i, request)) for i in range(SUBSCRIPTIONS))
-    )
+    reader = await subscriber(d.fix_port, b"1")
     snapshots = SUBSCRIPTIONS * len(SYMBOLS)
     await reader.until(lambda: sum(m.msg_type == b"W" for m in reader.messages) >= snapshots)
     reader.transport.pause_reading()
@@ -228,23 +237,7 @@ async def test_a_reader_behind_is_held_before_the_outbound_bound_drops_it(
     config.write_text(small)
     d = daemon_factory("--config", str(config)).start()
 
-    loop = asyncio.get_running_loop()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
-    sock.setblocking(False)
-    await loop.sock_connect(sock, ("127.0.0.1", d.fix_port))
-    _, reader = await loop.create_connection(Reader, sock=sock)
-    assert reader.transport is not None
-    reader.transport.write(frame(b"A", 1, b"98=0\x01108=30\x01141=Y\x01"))
-    await reader.until(lambda: any(m.msg_type == b"A" for m in reader.messages))
-    symbols = b"".join(b"55=%b\x01" % s for s in SYMBOLS)
-    request = b"263=1\x01264=0\x01265=0\x01267=2\x01269=0\x01269=1\x01146=%d\x01%b" % (
-        len(SYMBOLS),
-        symbols,
-    )
-    reader.transport.write(
-        b"".join(frame(b"V", 2 + i, b"262=MD%d\x01%b" % (i, request)) for i in range(SUBSCRIPTIONS))
-    )
+    reader = await subscriber(d.fix_port, b"0")
     await reader.until(lambda: any(m.msg_type == b"W" for m in reader.messages))
     reader.transport.pause_reading()
 

@@ -21,6 +21,17 @@ from gateway.fix.store import MemoryStore
 from gateway.net.server import ACCEPTS_PER_TURN, FixServer
 
 
+async def tls_acceptor(tmp_path: Path) -> tuple[FixServer, int]:
+    """A TLS acceptor on a port of loopback, with a LogonTimeout far longer
+    than a test: only its stop closes a connection."""
+    session = Session(GATEWAY, MemoryStore())
+    server = FixServer(
+        SessionRegistry([session]), {session.session_id: EchoApplication()}, logon_timeout=60
+    )
+    server_context, _ = contexts(tmp_path)
+    return server, await server.start("127.0.0.1", 0, tls=server_context)
+
+
 async def ended_by_server(loop: asyncio.AbstractEventLoop, peer: socket.socket) -> bytes:
     """What the acceptor sent before closing ``peer``'s connection."""
     received = b""
@@ -41,13 +52,7 @@ def test_a_stop_closes_a_connection_accepted_just_before_it(
 
 
 async def stop_at_accept(tmp_path: Path) -> None:
-    session = Session(GATEWAY, MemoryStore())
-    # far longer than the test: only the stop can close it
-    server = FixServer(
-        SessionRegistry([session]), {session.session_id: EchoApplication()}, logon_timeout=60
-    )
-    server_context, _ = contexts(tmp_path)
-    port = await server.start("127.0.0.1", 0, tls=server_context)
+    server, port = await tls_acceptor(tmp_path)
     loop = asyncio.get_running_loop()
     peer = socket.socket()
     peer.setblocking(False)
@@ -87,12 +92,7 @@ def test_a_stop_closes_a_connection_accepted_in_the_turn_before_it(
 
 
 async def stop_before_the_acceptor_resumes(tmp_path: Path) -> None:
-    session = Session(GATEWAY, MemoryStore())
-    server = FixServer(
-        SessionRegistry([session]), {session.session_id: EchoApplication()}, logon_timeout=60
-    )
-    server_context, _ = contexts(tmp_path)
-    port = await server.start("127.0.0.1", 0, tls=server_context)
+    server, port = await tls_acceptor(tmp_path)
     loop = asyncio.get_running_loop()
     peer = socket.socket()
     try:
@@ -123,12 +123,7 @@ def test_a_flood_of_connects_leaves_the_loop_turns_between_bursts(
 
 
 async def turns_beside_a_flood(tmp_path: Path) -> None:
-    session = Session(GATEWAY, MemoryStore())
-    server = FixServer(
-        SessionRegistry([session]), {session.session_id: EchoApplication()}, logon_timeout=60
-    )
-    server_context, _ = contexts(tmp_path)
-    port = await server.start("127.0.0.1", 0, tls=server_context)
+    server, port = await tls_acceptor(tmp_path)
     await asyncio.sleep(0)  # the acceptor waits for a connection
     before = open_sockets()
     peers = []
