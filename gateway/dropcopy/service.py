@@ -53,7 +53,8 @@ MAX_BACKLOG: Final = 1 << 20
 more is read from the journal until they are (a back office catching up
 reads more slowly than a journal is read).  This and ``READ_LIMIT`` are a
 quarter of ``gateway.max_outbound_buffer`` when that is less: a
-counterparty is waited for, never disconnected as a slow consumer."""
+counterparty is waited for, not disconnected as a slow consumer (but by
+one journal batch whose copies alone pass that bound)."""
 
 PARENT_CHECK: Final = 1.0
 REPORT_EVERY: Final = 1.0
