@@ -69,6 +69,7 @@ from config import Config, ConfigError, SessionSettings, StatementColumns, load_
 from config.redact import url_without_secrets
 from gateway.fix.codec import FixMessage
 from gateway.net.client import FixClient, LogonError
+from gateway.ops.connections import HttpConnections
 from gateway.ops.direct import http_base
 from gateway.ops.placement import pin_to_cpus
 from gateway.ops.tokens import Tokens
@@ -453,6 +454,7 @@ class BackOffice:
         """Clients left out of the last comparison: served by no gateway
         of a cluster at that moment, or by two."""
         self._http: web.AppRunner | None = None
+        self._http_server: asyncio.Server | None = None
         self.http_port = 0
         self.failed = ""
         self._deferred: float | None = None  # since when runs wait (monotonic clock)
@@ -575,8 +577,7 @@ class BackOffice:
                     feed.client.abort()
             if self._retry is not None:
                 self._retry.cancel()
-            if self._http is not None:
-                await self._http.cleanup()
+            await self._stop_http()
             await self.ledger.close()
             _log.info(
                 "backoffice_stopped", last_seq={feed.name: feed.last_seq for feed in self.feeds}
@@ -1524,18 +1525,34 @@ class BackOffice:
         app = self._app()
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, self.settings.http_host, port)
+        assert runner.server is not None
+        # served as aiohttp's site would, the connections of one address
+        # bounded: a flood of idle ones cannot take the ledger's descriptors
+        connections = HttpConnections(runner.server, clock=self.monotonic)
+        loop = asyncio.get_running_loop()
         try:
-            await site.start()
+            server = await loop.create_server(
+                connections, self.settings.http_host, port, backlog=128
+            )
         except OSError as exc:
             await runner.cleanup()
             raise BackofficeError(
                 f"cannot listen for HTTP on {self.settings.http_host}:{port}: {exc.strerror}"
             ) from exc
         self._http = runner
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
+        self._http_server = server
+        sockets = server.sockets
         self.http_port = sockets[0].getsockname()[1] if sockets else port
+
+    async def _stop_http(self) -> None:
+        server, runner = self._http_server, self._http
+        self._http_server = self._http = None
+        if server is not None:
+            server.close()  # no new connection; the runner closes those open
+        if runner is not None:
+            await runner.cleanup()
+        if server is not None:
+            await server.wait_closed()
 
     def _app(self) -> web.Application:
         @web.middleware

@@ -51,7 +51,8 @@ from gateway.fix.session import Session
 from gateway.fix.store import SessionStore
 from gateway.net.server import FixServer, ListenError, bind_listening, server_tls
 from gateway.net.transport import BusyPoll, Outbox
-from gateway.ops.http import HttpConnections, SessionCollector, build_app
+from gateway.ops.connections import HttpConnections
+from gateway.ops.http import SessionCollector, build_app
 from gateway.ops.logs import set_log_level
 from gateway.ops.metrics import ClusterCollector, DropCopyCollector, LoopLag, OperationsCollector
 from gateway.ops.placement import available_cpus, check_cpus, other_cpus, pin_to_cpus

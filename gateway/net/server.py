@@ -26,6 +26,7 @@ from gateway.fix.application import Application
 from gateway.fix.codec import FixMessage, FrameDecoder, GarbledMessage, parse_frame
 from gateway.fix.events import ApplicationMessage, CloseConnection, Event, LoggedOn, LoggedOut
 from gateway.fix.session import Session
+from gateway.net.peerlog import PeerLog
 from gateway.net.transport import Clock, Connection, FixTransportProtocol, Outbox
 
 _log = structlog.get_logger("gateway.net.server")
@@ -472,8 +473,9 @@ class FixServer:
         self.logon_timeout = logon_timeout
         self.clock = clock
         self.wait_clock = wait_clock
-        """Times how long received messages waited (load shedding): not
-        moved by a step of the wall clock."""
+        """Times how long received messages waited (load shedding), and
+        spaces the lines of an address past its bound: not moved by a step
+        of the wall clock."""
         self.outbox = outbox if outbox is not None else Outbox()
         self.connections: set[AcceptedConnection] = set()
         self.failures = LogonFailures(min(MAX_LOGON_DELAY, logon_timeout / 2))
@@ -484,7 +486,7 @@ class FixServer:
         self.claims: set[asyncio.Task[tuple[str, int | None] | None]] = set()
         # per address, its connections not logged on yet, oldest first
         self._unbound: dict[str, dict[AcceptedConnection, None]] = {}
-        self._crowded: set[str] = set()  # addresses that reached the bound
+        self._capped = PeerLog(_log, "unbound_connections_capped", "closed_since_last")
         self._servers: list[asyncio.Server] = []
         # over TLS: the listening sockets, the tasks accepting on them and
         # those of the handshakes under way, and per address the sockets in
@@ -616,8 +618,6 @@ class FixServer:
                 pending.pop(sock, None)
                 if not pending:
                     del self._handshaking[address]
-                    if address not in self._unbound:
-                        self._crowded.discard(address)
 
     def _handshake_timeout(self, tls: ssl.SSLContext | None) -> float | None:
         """A TLS handshake is bounded by the logon timeout too: a connection
@@ -632,8 +632,7 @@ class FixServer:
 
     def unbound_opened(self, conn: AcceptedConnection) -> None:
         """A connection that has not logged on yet; past the bound for its
-        address, the oldest such is closed (logged once, and again only
-        after the address had none left)."""
+        address, the oldest such is closed."""
         address = conn.address
         waiting = self._unbound.get(address)
         if waiting is None:
@@ -649,20 +648,13 @@ class FixServer:
         oldest.evict()
 
     def _say_crowded(self, address: str, tls_handshake: bool = False) -> None:
-        """Log once that ``address`` reached the bound on connections not
-        logged on (again only after it had none left)."""
-        if address in self._crowded:
-            return
-        self._crowded.add(address)
+        """Log that ``address`` is past the bound on connections not logged
+        on: once a minute at most, with the connections closed since."""
+        now = self.wait_clock()
         if tls_handshake:
-            _log.warning(
-                "unbound_connections_capped",
-                peer=address,
-                limit=MAX_UNBOUND_PER_ADDRESS,
-                tls_handshake=True,
-            )
+            self._capped.happened(address, now, limit=MAX_UNBOUND_PER_ADDRESS, tls_handshake=True)
         else:
-            _log.warning("unbound_connections_capped", peer=address, limit=MAX_UNBOUND_PER_ADDRESS)
+            self._capped.happened(address, now, limit=MAX_UNBOUND_PER_ADDRESS)
 
     def unbound_done(self, conn: AcceptedConnection) -> None:
         """``conn`` logged on or closed."""
@@ -673,8 +665,6 @@ class FixServer:
         waiting.pop(conn, None)
         if not waiting:
             del self._unbound[address]
-            if address not in self._handshaking:
-                self._crowded.discard(address)
 
     def connection_closed(self, conn: AcceptedConnection) -> None:
         self.connections.discard(conn)

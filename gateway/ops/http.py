@@ -12,9 +12,10 @@ without a configured token it answers 403 to everyone.  ``/dashboard`` is
 a static page: it asks for a token in the browser and reads
 ``/admin/summary`` with it.
 
-The listeners serve connections through :class:`HttpConnections`, which
-bounds those open from one address (the daemon's descriptors are the FIX
-sessions' and the journal's too).
+The listeners serve connections through
+:class:`~gateway.ops.connections.HttpConnections`, which bounds those open
+from one address (the daemon's descriptors are the FIX sessions' and the
+journal's too).
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
 from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from gateway.fix.session import Session
 from gateway.fix.states import SessionState
+from gateway.net.peerlog import PeerLog
 from gateway.ops import admin
 
 if TYPE_CHECKING:
@@ -47,103 +48,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _YES = frozenset({"1", "true", "yes"})
-
-MAX_HTTP_PER_ADDRESS = 32
-"""HTTP connections one address may hold open: past it, its oldest is
-closed.  A monitoring scraper, a dashboard or the back office needs a few;
-a flood of idle or slow connections (aiohttp keeps one that never finishes
-its request for an hour) cannot take the descriptors the FIX sessions and
-the journal need."""
-
-
-REFUSALS_LOGGED_EVERY = 60.0
-"""Seconds between two ``admin_unauthorized`` lines of one peer."""
-MAX_REFUSING_PEERS = 4096
-"""Peers whose refused requests are counted between their lines."""
-
-
-class RefusalLog:
-    """``admin_unauthorized`` once per peer every :data:`REFUSALS_LOGGED_EVERY`
-    seconds, with the requests refused since the peer's last line: a
-    client without the token, sending as fast as it can, does not write
-    the gateway's log at its own rate."""
-
-    def __init__(self) -> None:
-        # peer -> (when its last line was written, requests refused since)
-        self._peers: dict[str, tuple[float, int]] = {}
-
-    def refused(self, peer: str, path: str, now: float) -> None:
-        seen = self._peers.get(peer)
-        if seen is not None and now - seen[0] < REFUSALS_LOGGED_EVERY:
-            self._peers[peer] = (seen[0], seen[1] + 1)
-            return
-        if seen is not None:
-            del self._peers[peer]
-        elif len(self._peers) >= MAX_REFUSING_PEERS:
-            del self._peers[next(iter(self._peers))]  # the one logged longest ago
-        self._peers[peer] = (now, 0)
-        if seen is not None and seen[1]:
-            _log.warning("admin_unauthorized", path=path, peer=peer, refused_since_last=seen[1])
-        else:
-            _log.warning("admin_unauthorized", path=path, peer=peer)
-
-
-class HttpConnections:
-    """The protocol factory of the HTTP listeners: each connection is served
-    by aiohttp's ``server`` (the runner's), and counted by its peer's
-    address; past ``per_address`` open from one address, the oldest of them
-    is closed (logged once as ``http_connections_capped``, again only after
-    the address had none left)."""
-
-    def __init__(self, server: web.Server, per_address: int = MAX_HTTP_PER_ADDRESS) -> None:
-        self._server = server
-        self._per_address = per_address
-        self._open: dict[str, dict[_Connection, None]] = {}
-        self._crowded: set[str] = set()
-
-    def __call__(self) -> _Connection:
-        return _Connection(self, self._server, loop=asyncio.get_running_loop(), access_log=None)
-
-    def opened(self, conn: _Connection, address: str) -> None:
-        conns = self._open.setdefault(address, {})
-        conns[conn] = None
-        if len(conns) <= self._per_address:
-            return
-        oldest = next(iter(conns))
-        del conns[oldest]
-        if address not in self._crowded:
-            self._crowded.add(address)
-            _log.warning("http_connections_capped", peer=address, limit=self._per_address)
-        oldest.force_close()
-
-    def closed(self, conn: _Connection, address: str) -> None:
-        conns = self._open.get(address)
-        if conns is None:
-            return
-        conns.pop(conn, None)
-        if not conns:
-            del self._open[address]
-            self._crowded.discard(address)
-
-
-class _Connection(RequestHandler):
-    """aiohttp's handler of one connection, which tells :class:`HttpConnections`
-    when it opens and closes."""
-
-    def __init__(self, connections: HttpConnections, server: web.Server, **kwargs: Any) -> None:
-        super().__init__(server, **kwargs)
-        self._connections = connections
-        self._address = ""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        peer = transport.get_extra_info("peername")
-        self._address = str(peer[0]) if isinstance(peer, tuple | list) and peer else str(peer)
-        self._connections.opened(self, self._address)
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        super().connection_lost(exc)
-        self._connections.closed(self, self._address)
 
 
 class SessionCollector(Collector):
@@ -204,7 +108,7 @@ def build_app(gateway: Running) -> web.Application:
     dashboard page.  The daemon builds the app as it starts: that moment is
     the ``started_at`` of ``/admin/summary``."""
     started_at = time.time()
-    refusals = RefusalLog()
+    refusals = PeerLog(_log, "admin_unauthorized", "refused_since_last")
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -229,7 +133,7 @@ def build_app(gateway: Running) -> web.Application:
         if refusal is None:
             return await handler(request)
         if refusal.status == 401:
-            refusals.refused(request.remote or "", request.path, time.monotonic())
+            refusals.happened(request.remote or "", time.monotonic(), path=request.path)
             return web.json_response(
                 {"error": refusal.error},
                 status=401,

@@ -4,6 +4,7 @@ ledger a URL names, and when a position is a break."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import subprocess
@@ -15,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import msgspec
 import orjson
 import pytest
@@ -46,6 +48,7 @@ from config import (
 from gateway.dropcopy.copies import trade_capture_body
 from gateway.fix import codec
 from gateway.fix.codec import FixMessage
+from gateway.ops.connections import MAX_HTTP_PER_ADDRESS
 from gateway.ops.direct import http_base
 from router.model import Side
 
@@ -1194,6 +1197,59 @@ async def test_its_api_takes_the_admin_token_to_change_and_the_read_token_to_rea
                 {"error": "date=YYYY-MM-DD is required"},
             )
     finally:
+        await office.ledger.close()
+
+
+@pytest.mark.asyncio
+async def test_its_http_connections_are_bounded_per_address(tmp_path: Path) -> None:
+    """Connections to the back office's HTTP port that never finish a
+    request are bounded per address as the gateway's are: they cannot take
+    the descriptors its ledger and statements need."""
+    cfg = default()
+    cfg = msgspec.structs.replace(
+        cfg,
+        gateway=msgspec.structs.replace(cfg.gateway, data_dir=str(tmp_path)),
+        backoffice=msgspec.structs.replace(
+            in_process(cfg.backoffice), http_host="127.0.0.1", http_port=_closed_port()
+        ),
+    )
+    office = BackOffice(cfg)
+    await office.ledger.open()
+    flood = MAX_HTTP_PER_ADDRESS + 40
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    waits: list[asyncio.Task[None]] = []
+    closed = 0
+
+    async def closed_by_office(reader: asyncio.StreamReader) -> None:
+        nonlocal closed
+        with contextlib.suppress(ConnectionResetError):
+            await reader.read(1)
+        closed += 1
+
+    try:
+        await office._start_http()
+        for _ in range(flood):
+            reader, writer = await asyncio.open_connection("127.0.0.1", office.http_port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: backoffice\r\n")  # never finished
+            idle.append((reader, writer))
+        # every one but the newest few is closed by the back office (no
+        # timing: each waits for its end, all under one deadline)
+        waits = [asyncio.create_task(closed_by_office(reader)) for reader, _ in idle]
+        async with asyncio.timeout(30):
+            while closed < flood - MAX_HTTP_PER_ADDRESS:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                waits = [w for w in waits if not w.done()]
+        assert len(waits) <= MAX_HTTP_PER_ADDRESS
+        # and it still answers that address
+        url = f"http://127.0.0.1:{office.http_port}/healthz"
+        async with aiohttp.ClientSession() as http, http.get(url) as resp:
+            assert resp.status == 200
+    finally:
+        for wait in waits:
+            wait.cancel()
+        for _, writer in idle:
+            writer.close()
+        await office._stop_http()
         await office.ledger.close()
 
 

@@ -29,7 +29,7 @@ from gateway.net.server import (
     MAX_UNBOUND_PER_ADDRESS,
     MIN_LOGON_DELAY,
 )
-from gateway.ops.http import MAX_HTTP_PER_ADDRESS
+from gateway.ops.connections import MAX_HTTP_PER_ADDRESS
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "s3cret-pass-8472"

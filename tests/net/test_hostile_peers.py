@@ -5,6 +5,7 @@ with connections that never get as far as a Logon."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import ssl
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from netkit import make_certificate
+from structlog.testing import capture_logs
 
 from config import SessionSettings
 from gateway.fix import codec, new_order_single
@@ -23,7 +25,8 @@ from gateway.fix.acceptor import SessionRegistry
 from gateway.fix.application import EchoApplication
 from gateway.fix.session import Session
 from gateway.fix.store import MemoryStore
-from gateway.net.server import FixServer
+from gateway.net.peerlog import LOGGED_EVERY
+from gateway.net.server import MAX_UNBOUND_PER_ADDRESS, FixServer
 from gateway.net.transport import CLOSE_GRACE
 
 GATEWAY = SessionSettings(SenderCompID="GATEWAY", TargetCompID="CLIENT1")
@@ -322,3 +325,47 @@ async def test_a_logon_with_a_heartbeat_that_is_no_number_is_refused_before_the_
     finally:
         loop.set_exception_handler(None)
         await server.stop(grace=0.5)
+
+
+@pytest.mark.asyncio
+async def test_an_address_flooding_again_and_again_is_logged_once_a_minute() -> None:
+    """A peer that opens one connection too many, closes them all and does
+    it again is logged once a minute at most, not once a flood, with the
+    connections closed since its last line."""
+    now = [1000.0]
+    session = Session(GATEWAY, MemoryStore())
+    server = FixServer(
+        SessionRegistry([session]),
+        {session.session_id: EchoApplication()},
+        logon_timeout=60,  # far longer than the test: only the bound closes them
+        wait_clock=lambda: now[0],
+    )
+    port = await server.start("127.0.0.1", 0)
+
+    async def flood() -> None:
+        """One connection past the bound: the oldest is closed; then all."""
+        conns = [
+            await asyncio.open_connection("127.0.0.1", port)
+            for _ in range(MAX_UNBOUND_PER_ADDRESS + 1)
+        ]
+        async with asyncio.timeout(10):  # closed by the server
+            with contextlib.suppress(ConnectionResetError):
+                await conns[0][0].read()
+        for _, writer in conns:
+            writer.close()
+        # the server has let them all go: the address has none left
+        assert await until(lambda: not server.connections, 10)
+
+    try:
+        with capture_logs() as logs:
+            for _ in range(5):
+                await flood()
+            now[0] += LOGGED_EVERY
+            await flood()
+    finally:
+        await server.stop(grace=0.5)
+    capped = [e for e in logs if e["event"] == "unbound_connections_capped"]
+    assert [(e["peer"], e.get("closed_since_last")) for e in capped] == [
+        ("127.0.0.1", None),
+        ("127.0.0.1", 4),
+    ]

@@ -9,11 +9,13 @@ from typing import Any
 
 import msgspec
 import pytest
+import structlog
 from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
 from config import ConfigError, default_config_path, load_config, parse_config
-from gateway.ops.http import REFUSALS_LOGGED_EVERY, RefusalLog, build_app
+from gateway.net.peerlog import LOGGED_EVERY, PeerLog
+from gateway.ops.http import build_app
 from gateway.ops.tokens import ADMIN_TOKEN_ENV, READ_TOKEN_ENV, Tokens
 
 SETTINGS = load_config(default_config_path()).gateway
@@ -140,12 +142,12 @@ async def test_a_client_without_the_token_does_not_write_the_log_at_its_own_rate
 
 
 def test_a_peer_refused_again_later_is_logged_with_the_refusals_since() -> None:
-    log = RefusalLog()
+    log = PeerLog(structlog.get_logger(), "admin_unauthorized", "refused_since_last")
     with capture_logs() as logs:
         for _ in range(3):
-            log.refused("10.0.0.1", "/admin/orders", 100.0)
-        log.refused("10.0.0.2", "/admin/reload", 100.0)  # another peer: its own line
-        log.refused("10.0.0.1", "/admin/lps", 100.0 + REFUSALS_LOGGED_EVERY)
+            log.happened("10.0.0.1", 100.0, path="/admin/orders")
+        log.happened("10.0.0.2", 100.0, path="/admin/reload")  # another peer: its own line
+        log.happened("10.0.0.1", 100.0 + LOGGED_EVERY, path="/admin/lps")
     assert [(e["peer"], e["path"], e.get("refused_since_last")) for e in logs] == [
         ("10.0.0.1", "/admin/orders", None),
         ("10.0.0.2", "/admin/reload", None),
