@@ -86,6 +86,11 @@ _log = structlog.get_logger("gateway.daemon")
 DEV_ADMIN_TOKEN = "dev-admin-token"
 """The token config/default.toml ships with, for trying the daemon out."""
 
+STOPPED_UNWRITTEN: Final = 3
+"""The exit status of a run whose stop could not write what the order
+journal or a session store still held (a full disk): everything it had
+acknowledged was written before, and the next start recovers it."""
+
 
 class Listeners:
     """The daemon's listening sockets, bound before anything else is built:
@@ -535,7 +540,10 @@ class Gateway:
                 files.append(fileno())
         return files
 
-    async def stop(self) -> None:
+    async def stop(self) -> bool:
+        """Stop every piece started, in order; False when the order journal
+        or a session store could not write what it held (see
+        :meth:`_close_files`): the rest is stopped all the same."""
         await self.loop_lag.stop()
         if self._writeback is not None:
             self._writeback.stop()
@@ -561,14 +569,43 @@ class Gateway:
                 await self.cluster.headroom.stop()
             # copied before the leases go: whoever takes a session next has it
             await self.cluster.stop()
-        if self.journal is not None:
-            self.journal.close()
-        for store in self.stores:
-            store.close()
+        self.outbox.stop()
+        written = self._close_files()
         if self.drop_copy is not None:
             # after the journal's last batch: it is copied before the process ends
             await self.drop_copy.stop()
         _log.info("gateway_stopped")
+        return written
+
+    def _close_files(self) -> bool:
+        """Close the order journal, then the session stores, each writing
+        what it holds first.  One that cannot (a full disk) is closed all
+        the same, what it held left unwritten (nothing of it had left the
+        process), and the others after it are closed too; said in one
+        line naming the data directory and the cause.  Whether all was
+        written."""
+        closing: list[tuple[Path | None, Callable[[], None]]] = []
+        if self.journal is not None:
+            closing.append((self.journal.path, self.journal.close))
+        closing.extend((getattr(store, "path", None), store.close) for store in self.stores)
+        unwritten: list[str] = []
+        cause = ""
+        for path, close in closing:
+            try:
+                close()
+            except OSError as exc:
+                unwritten.append(str(path))
+                cause = cause or exc.strerror or repr(exc)
+        if unwritten:
+            _log.critical(
+                "journal_not_closed",
+                data_dir=str(self.data_dir),
+                error=cause,
+                unwritten=unwritten,
+                hint="what was not written had not been acknowledged; "
+                "free space and start again: the journal is recovered",
+            )
+        return not unwritten
 
 
 def run_name(journal: OrderJournal | None, clock: Callable[[], float]) -> str:
@@ -999,5 +1036,5 @@ async def run(
         await stop.wait()
     finally:
         _log.info("gateway_stopping")
-        await gateway.stop()
-    return 0
+        written = await gateway.stop()
+    return 0 if written else STOPPED_UNWRITTEN

@@ -211,6 +211,9 @@ class Outbox:
         self._failures = 0
         self._failure_said = ""
         self._failure_said_at = 0.0
+        # once stopped (the files about to close) nothing is written, nor tried again
+        self._stopped = False
+        self._retry: asyncio.TimerHandle | None = None
 
     def bind(self, session: Session, protocol: FixTransportProtocol) -> None:
         """``session`` is written through ``protocol`` from now on."""
@@ -299,6 +302,8 @@ class Outbox:
 
     def write_pending(self) -> None:
         """The journal batch, the stores, the sockets: in that order."""
+        if self._stopped:
+            return
         self._scheduled = False
         self._hold = self._held = False
         protocols, self._protocols = self._protocols, []
@@ -424,6 +429,8 @@ class Outbox:
         """Make a session's store durable at once (its connection is gone);
         when it cannot be written (a full disk), it is tried again with the
         other writes, ``RETRY_AFTER`` later."""
+        if self._stopped:
+            return
         try:
             if self._barrier is not None:
                 self._barrier()
@@ -434,9 +441,19 @@ class Outbox:
             self._retry_later()
 
     def _retry_later(self) -> None:
-        if not self._scheduled:
+        if not self._scheduled and not self._stopped:
             self._scheduled = True
-            self._event_loop().call_later(RETRY_AFTER, self.write_pending)
+            self._retry = self._event_loop().call_later(RETRY_AFTER, self.write_pending)
+
+    def stop(self) -> None:
+        """Write nothing more: the journal and the stores are closed next,
+        each writing what it holds itself (a write that failed, a full
+        disk, is tried no more: what it held is said unwritten as they
+        close)."""
+        self._stopped = True
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
 
 
 _FOUR: Final = bytes(4)

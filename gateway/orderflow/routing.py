@@ -207,6 +207,7 @@ class ChildRouting:
         # per symbol the merged book without their quotes (see snapshot)
         self._usable = BooksWithout()  # the books without the LPs the rules route nothing to
         self._unusable_of: Rules | None = None
+        self._stale_sweep: asyncio.Task[None] | None = None
         self._marked_at = float("-inf")
         self._child_seq = 0
         self.routing_seq = 0
@@ -286,9 +287,7 @@ class ChildRouting:
             self.watch(routing, now)
         for order_id in orphans:
             self._settle_orphan(order_id, now)
-        task = loop.create_task(self._drop_stale_quotes(), name="order-flow:stale-quotes")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+        self._sweep_stale_quotes()
 
     async def stop(self) -> None:
         """Stop the timers and tasks, disconnect the adapters."""
@@ -339,6 +338,17 @@ class ChildRouting:
         if not task.cancelled() and task.exception() is not None:
             _log.error("task_failed", task=task.get_name(), error=repr(task.exception()))
 
+    def _sweep_stale_quotes(self) -> None:
+        """Start the sweep of stale quotes, in place of the one running:
+        at start, and when a reload changes the quote age (a shorter one
+        would otherwise act only once half the longer one had passed)."""
+        if self._stale_sweep is not None:
+            self._stale_sweep.cancel()
+        task = self._loop().create_task(self._drop_stale_quotes(), name="order-flow:stale-quotes")
+        self._stale_sweep = task
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
     async def _drop_stale_quotes(self) -> None:
         """Quotes older than ``routing.quote_max_age_ms`` leave the book."""
         while True:
@@ -379,9 +389,13 @@ class ChildRouting:
         back, leave or enter the book orders are worked on and clients'
         market data at once (their subscriptions are refreshed), not at the
         next quote or order."""
+        age = self.rules.config.routing.quote_max_age_ms
         self.rules = rules
         self.paused.clear()  # limits may have changed: any order may go now
         self._rules_changed()
+        sweep = self._stale_sweep
+        if sweep is not None and not sweep.done() and rules.config.routing.quote_max_age_ms != age:
+            self._sweep_stale_quotes()
 
     def _rules_changed(self) -> None:
         """The rules in force (or the adapters) changed: which LPs are
