@@ -584,17 +584,20 @@ class Gateway:
         process), and the others after it are closed too; said in one
         line naming the data directory and the cause.  Whether all was
         written."""
-        closing: list[tuple[Path | None, Callable[[], None]]] = []
+        closing: list[tuple[str, Callable[[], None]]] = []
         if self.journal is not None:
-            closing.append((self.journal.path, self.journal.close))
-        closing.extend((getattr(store, "path", None), store.close) for store in self.stores)
+            closing.append((str(self.journal.path), self.journal.close))
+        # a store of a cluster's session has no folder here: itself named
+        closing.extend(
+            (str(getattr(store, "path", "") or store), store.close) for store in self.stores
+        )
         unwritten: list[str] = []
         cause = ""
-        for path, close in closing:
+        for name, close in closing:
             try:
                 close()
             except OSError as exc:
-                unwritten.append(str(path))
+                unwritten.append(name)
                 cause = cause or exc.strerror or repr(exc)
         if unwritten:
             _log.critical(

@@ -396,6 +396,8 @@ class ChildRouting:
         sweep = self._stale_sweep
         if sweep is not None and not sweep.done() and rules.config.routing.quote_max_age_ms != age:
             self._sweep_stale_quotes()
+            # the quotes held already past a shorter age leave now, not at its first sweep
+            self._drop_stale(self._clock(), rules.config.routing.quote_max_age_ms / 1000)
 
     def _rules_changed(self) -> None:
         """The rules in force (or the adapters) changed: which LPs are

@@ -343,8 +343,21 @@ class FixLp(LpAdapter):
             self._task = None
         self._go_down("disconnected")
         if self._session is not None:
-            self._session.store.close()
+            store = self._session.store
             self._session = None
+            try:
+                store.close()
+            except OSError as exc:
+                # a full disk: what it holds was never sent (the store is
+                # written before the socket), and the gateway's stop goes on
+                _log.critical(
+                    "lp_store_not_closed",
+                    lp=self.name,
+                    store=str(getattr(store, "path", "")),
+                    error=exc.strerror or repr(exc),
+                    hint="what was not written had not been sent to the LP; free space "
+                    "and start again: the session goes on from what was written",
+                )
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -37,3 +37,25 @@ async def test_a_shorter_quote_age_drops_quotes_held_under_the_longer_one(
     while flow.routing.book.snapshot(SYMBOL) is not None:
         assert time.monotonic() - started < STUCK_AFTER, "quotes past the new age stay"
         await asyncio.sleep(POLL)
+
+
+@pytest.mark.asyncio
+async def test_a_shorter_quote_age_drops_the_quotes_already_past_it_as_it_applies(
+    flow_harness: Harness,
+) -> None:
+    """Quotes already older than the age a reload sets leave the book as
+    the reload applies, not half the new age later (clients' market data
+    and valuations read the book meanwhile)."""
+    harness = flow_harness
+    flow = harness.flow
+    book = flow.routing.book
+    quoted = book.snapshot(SYMBOL)
+    assert quoted is not None
+    age_ms = 200
+    started = time.monotonic()
+    # until the quotes held are older than the new age (no fixed sleep)
+    while time.time() - quoted.oldest <= age_ms / 1000:
+        assert time.monotonic() - started < STUCK_AFTER
+        await asyncio.sleep(POLL)
+    flow.apply_rules(with_routing(harness, quote_max_age_ms=age_ms))
+    assert book.snapshot(SYMBOL) is None, "quotes past the new age stay after the reload"
