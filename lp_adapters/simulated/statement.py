@@ -13,8 +13,10 @@ the buffer is written (and the file created, with its header, if it is new or
 empty) at most :data:`FLUSH_INTERVAL` seconds later, by a timer on the
 running loop, and by :meth:`StatementWriter.flush` / :meth:`StatementWriter.close`.
 Each write appends whole lines only; an existing file is appended to (a
-restart continues the day's file without a second header), and a line goes
-to the file of its own date, so the statement rolls over at midnight UTC.
+restart continues the day's file without a second header; a last line
+without its newline, what a write cut short by a kill left, is cut first),
+and a line goes to the file of its own date, so the statement rolls over
+at midnight UTC.
 
 A write that fails (a missing permission, a full disk) is logged as one
 error naming the file and the cause, and its lines are dropped: the LP goes
@@ -131,6 +133,30 @@ class StatementWriter:
         """The last :meth:`flush` (recording again later arms a new timer)."""
         self.flush()
 
+    def _cut_torn_line(self, fd: int, path: Path, size: int) -> int:
+        """Cut the last line of the file ``fd`` (``size`` bytes), which has
+        no newline: only whole lines are written, so it is the part a write
+        cut short left (the process killed in the middle of it), not a line
+        to complete with a quantity or price of its own.  Returns the size
+        left; the text cut is logged."""
+        end = size
+        while end:
+            start = max(0, end - 4096)
+            newline = os.pread(fd, end - start, start).rfind(b"\n")
+            if newline >= 0:
+                end = start + newline + 1
+                break
+            end = start
+        torn = os.pread(fd, size - end, end)
+        os.ftruncate(fd, end)
+        _log.warning(
+            "lp_statement_torn_line_cut",
+            lp=self.lp,
+            file=str(path),
+            text=torn.decode("utf-8", "replace"),
+        )
+        return end
+
     def _append(self, path: Path, lines: list[str]) -> None:
         data = "".join(lines).encode()
         try:
@@ -138,10 +164,10 @@ class StatementWriter:
             fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    size = self._cut_torn_line(fd, path, size)
                 if size == 0:
                     data = (HEADER + "\n").encode() + data
-                elif os.pread(fd, 1, size - 1) != b"\n":  # edited by hand: end its last line
-                    data = b"\n" + data
                 try:
                     view = memoryview(data)
                     while view:

@@ -106,19 +106,47 @@ def test_a_restart_appends_to_the_days_file_without_a_second_header(tmp_path: Pa
     assert [line.split(",")[2] for line in lines[1:]] == ["E1", "E2"]
 
 
-def test_an_emptied_file_gets_its_header_again_and_an_edited_one_whole_lines(
-    tmp_path: Path,
-) -> None:
+def test_an_emptied_file_gets_its_header_again(tmp_path: Path) -> None:
     writer = StatementWriter(tmp_path, "LPX1", flush_interval=NEVER)
     path = writer.path("20261203")
     path.write_text("")  # emptied by hand
     fill(writer, NOW, "E1")
     writer.flush()
     assert path.read_text().splitlines()[0] == HEADER
-    path.write_text(path.read_text().rstrip("\n"))  # saved without its last line break
     fill(writer, NOW, "E2")
     writer.flush()
     assert [row[2] for row in rows(path)] == ["ExecID", "E1", "E2"]
+
+
+def test_a_line_torn_by_a_killed_writer_is_cut_not_completed_at_the_restart(
+    tmp_path: Path,
+) -> None:
+    first = StatementWriter(tmp_path, "LPX1", flush_interval=NEVER)
+    fill(first, NOW, "E1")
+    first.close()
+    path = first.path("20261203")
+    whole = path.read_bytes()
+    # killed in the middle of writing E2: its line stops inside the price
+    with path.open("ab") as f:
+        f.write(b"2026-12-03,2026-12-03T18:20:02.000Z,E2,C2,LP-1,EUR/USD,BUY,500000,1.0")
+    again = StatementWriter(tmp_path, "LPX1", flush_interval=NEVER)  # the restart
+    with structlog.testing.capture_logs() as logs:
+        fill(again, NOW + 60, "E3")
+        again.close()
+    # no line the LP never wrote whole (E2 at a price of 1.0)
+    assert [row[2] for row in rows(path)] == ["ExecID", "E1", "E3"]
+    assert path.read_bytes().startswith(whole)
+    assert [(e["event"], e["file"]) for e in logs] == [("lp_statement_torn_line_cut", str(path))]
+    assert logs[0]["text"].endswith("BUY,500000,1.0")
+
+
+def test_a_header_torn_by_a_killed_writer_is_written_again(tmp_path: Path) -> None:
+    writer = StatementWriter(tmp_path, "LPX1", flush_interval=NEVER)
+    path = writer.path("20261203")
+    path.write_bytes(HEADER.encode()[:20])  # killed while creating the file
+    fill(writer, NOW, "E1")
+    writer.close()
+    assert [row[2] for row in rows(path)] == ["ExecID", "E1"]
 
 
 def test_the_statement_rolls_over_at_midnight_utc(tmp_path: Path) -> None:
