@@ -68,6 +68,7 @@ from backoffice.statements import StatementChange, StatementFolder
 from config import Config, ConfigError, SessionSettings, StatementColumns, load_config
 from config.redact import url_without_secrets
 from gateway.fix.codec import FixMessage
+from gateway.fix.store import SessionStore, StoreError
 from gateway.net.client import FixClient, LogonError
 from gateway.ops.connections import HttpConnections
 from gateway.ops.direct import http_base
@@ -131,6 +132,8 @@ class Feed:
         """Its session's files, and its place in the ledger (the MsgSeqNum
         of the last message stored)."""
         self.client: FixClient | None = None
+        self.store: SessionStore | None = None
+        """Its session's store, opened at the start, until its follower takes it."""
         self.last_seq = 0
         self.taken: deque[float] = deque()
         """When each batch taken from it and not yet written was taken."""
@@ -465,6 +468,7 @@ class BackOffice:
         self.bad_lines: deque[tuple[str, str]] = deque(maxlen=BAD_LINES_KEPT)
         self._refusals: dict[str, int] = {}  # file -> its change refused alone, times
         self._statements_read: float | None = None  # when the last scan was taken in
+        self._folder_error = ""  # why the statements folder could not be listed, last time
 
     # -- life ------------------------------------------------------------------------
 
@@ -499,7 +503,8 @@ class BackOffice:
                     continue  # ended meanwhile
 
     async def start(self) -> None:
-        """Open the ledger and the HTTP server; LedgerError, OSError otherwise."""
+        """Open the ledger, the drop copies' session stores and the HTTP
+        server; LedgerError, BackofficeError, OSError otherwise."""
         self._lower_priority()
         await self.ledger.open()
         # the trades not settled yet settle on the terms of this config (a
@@ -533,7 +538,12 @@ class BackOffice:
         # found gone at the first scan
         self.statements.known(await self.ledger.statement_files())
         await self._refresh_breaks()
-        await self._start_http()
+        self._open_stores()
+        try:
+            await self._start_http()
+        except BaseException:
+            self._close_stores()
+            raise
         _log.info(
             "backoffice_started",
             ledger=self.ledger.url,
@@ -577,6 +587,7 @@ class BackOffice:
                     feed.client.abort()
             if self._retry is not None:
                 self._retry.cancel()
+            self._close_stores()  # any its follower never took
             await self._stop_http()
             await self.ledger.close()
             _log.info(
@@ -585,6 +596,27 @@ class BackOffice:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _open_stores(self) -> None:
+        """Open each drop copy's session store before the start is said: one
+        that cannot be (another back office on the data directory, a folder
+        it cannot make there) refuses the start, named."""
+        for feed in self.feeds:
+            try:
+                feed.store = open_store("file", self.state_dir / "session", feed.session_key)
+            except (OSError, StoreError) as exc:
+                self._close_stores()
+                if isinstance(exc, OSError) and exc.filename is not None:
+                    cause = f"cannot open {exc.filename}: {exc.strerror}"
+                else:
+                    cause = str(exc)
+                raise BackofficeError(f"the drop copy's session: {cause}") from exc
+
+    def _close_stores(self) -> None:
+        for feed in self.feeds:
+            store, feed.store = feed.store, None
+            if store is not None:
+                store.close()
 
     def _task_ended(self, task: asyncio.Task[None]) -> None:
         """A part of the process ended by itself: it failed; say so and stop."""
@@ -650,7 +682,9 @@ class BackOffice:
     async def _follow(self, feed: Feed) -> None:
         """Log on to a gateway's drop copy, store what it sends; log on again
         after a disconnect, every second until it answers."""
-        store = open_store("file", self.state_dir / "session", feed.session_key)
+        store, feed.store = feed.store, None
+        if store is None:  # not opened by the start
+            store = open_store("file", self.state_dir / "session", feed.session_key)
         # the ledger, not the session store, says what has been kept
         store.set_next_target_seq(feed.last_seq + 1)
         client = feed.client = FixClient(self.session_settings, store, clock=self.clock)
@@ -883,7 +917,17 @@ class BackOffice:
     async def _statements(self) -> None:
         loop = asyncio.get_running_loop()
         scanned = self.clock()
-        found = await loop.run_in_executor(None, self.statements.scan)
+        try:
+            found = await loop.run_in_executor(None, self.statements.scan)
+        except OSError as exc:
+            # the folder itself cannot be listed (a file, another user's):
+            # said once while it lasts; its lines are not taken as read
+            error = f"{exc.filename or self.statements.folder}: {exc.strerror or exc}"
+            if error != self._folder_error:
+                self._folder_error = error
+                _log.error("statements_folder_unreadable", error=error)
+            return
+        self._folder_error = ""
         # what the ledger could not take last time goes first (idempotent)
         changes, self._unapplied = self._unapplied + found, []
         if not changes:

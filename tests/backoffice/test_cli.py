@@ -4,15 +4,22 @@ back office on loopback."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from netkit import answering_http, free_port
 
+from config import default_config_path
 from gateway.cli import main
+from gateway.storage.session_store import open_store
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -79,3 +86,51 @@ def test_a_token_from_the_environment_outside_visible_ascii_is_refused(
         "  FIXGW_ADMIN_TOKEN: visible ASCII characters only (letters, digits, punctuation; "
         "no spaces or accents)",
     ]
+
+
+def _run_config(tmp_path: Path) -> Path:
+    """The default config, its back office on ports of its own, its files
+    under ``tmp_path``."""
+    text = default_config_path().read_text()
+    text = text.replace("http_port = 8082", f"http_port = {free_port()}", 1)
+    text = text.replace("drop_copy_port = 9877", f"drop_copy_port = {free_port()}", 1)
+    path = tmp_path / "backoffice.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["a file where its folder goes", "in use by another"])
+def test_a_session_store_that_cannot_be_opened_refuses_the_start(tmp_path: Path, kind: str) -> None:
+    """The drop copy's session store is opened before the back office says
+    it started: another back office on the data directory (one on a
+    PostgreSQL ledger takes no lock on the file of its ledger), or a folder
+    it cannot make there, is one line naming it and exit status 2."""
+    data = tmp_path / "data"
+    session = data / "backoffice" / "session"
+    session.parent.mkdir(parents=True)
+    held = None
+    if kind == "in use by another":
+        held = open_store("file", session, "BACKOFFICE-GATEWAY")
+        cause = f"session store {session / 'BACKOFFICE-GATEWAY'} is in use"
+    else:
+        session.write_text("")
+        cause = f"cannot open {session / 'BACKOFFICE-GATEWAY'}: Not a directory"
+    args = ["--config", str(_run_config(tmp_path)), "--data-dir", str(data)]
+    try:
+        ran = subprocess.run(
+            [sys.executable, "-m", "gateway", "backoffice", "run", *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        if held is not None:
+            held.close()
+    assert ran.returncode == 2, ran.stderr
+    assert "Traceback" not in ran.stderr + ran.stdout
+    assert "backoffice_started" not in ran.stdout + ran.stderr
+    assert ran.stderr.splitlines()[-1] == (
+        f"fixgw backoffice: refusing to start: the drop copy's session: {cause}"
+    )

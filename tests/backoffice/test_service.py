@@ -1935,6 +1935,7 @@ async def test_a_statement_file_taken_out_while_stopped_is_gone_at_the_next_star
     async def stopped(office: BackOffice) -> None:
         if office._http is not None:
             await office._http.cleanup()
+        office._close_stores()
         await office.ledger.close()
 
     async def lp_position(office: BackOffice) -> list[Position]:
@@ -2083,6 +2084,7 @@ async def test_value_dates_revised_at_a_start_stopped_before_the_reexport_are_ex
     async def stopped(office: BackOffice) -> None:
         if office._http is not None:
             await office._http.cleanup()
+        office._close_stores()
         await office.ledger.close()
 
     # started with GBP/JPY listed: Friday's trade now settles on Tuesday,
@@ -2177,3 +2179,34 @@ def test_idle_priority_puts_every_thread_of_the_process_under_the_idle_policy() 
         pytest.skip("this machine refuses SCHED_IDLE")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"[{os.SCHED_IDLE}]"
+
+
+@pytest.mark.asyncio
+async def test_a_statements_folder_that_cannot_be_listed_is_said_once_while_it_lasts(
+    tmp_path: Path,
+) -> None:
+    """A statements_dir naming a file (or a folder the back office may not
+    list) is one line naming it, not a traceback at every scan; the LPs'
+    lines are not taken as read meanwhile."""
+    office, _ = _office(tmp_path, [1_796_385_600.0])
+    await office.ledger.open()
+    try:
+        folder = office.statements.folder
+        folder.write_text("")
+        with structlog.testing.capture_logs() as logs:
+            await office._statements()
+            await office._statements()
+        said = [e for e in logs if e["log_level"] in ("error", "warning")]
+        assert [(e["event"], e["error"]) for e in said] == [
+            ("statements_folder_unreadable", f"{folder}: Not a directory")
+        ]
+        assert "exc_info" not in said[0]
+        assert office._statements_read is None
+        folder.unlink()
+        folder.mkdir()
+        (folder / "LP_A-20261204.csv").write_text(STATEMENT_HEADER + statement_row(1))
+        await office._statements()
+        assert office._statements_read is not None
+        assert (await office.ledger.counts())["lp_trades"] == 1
+    finally:
+        await office.ledger.close()
