@@ -45,6 +45,7 @@ __all__ = [
     "GatewaySettings",
     "InstrumentSettings",
     "LpAdapterKind",
+    "LpName",
     "LpSettings",
     "NonEmptyPath",
     "NonEmptyStr",
@@ -103,6 +104,18 @@ CompID = Annotated[
     ),
 ]
 """A SenderCompID/TargetCompID: printable ASCII, no whitespace, no '=' and no SOH."""
+
+LpName = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        pattern=r"^[!-.0-<>-~]+$",
+        extra={PATTERN_MESSAGE: "must be printable ASCII without whitespace, '=', '/' or SOH"},
+    ),
+]
+"""An LP's name: a CompID without '/', as it names files (its statements
+``<name>-YYYYMMDD.csv``): one holding '/' would be written in another
+folder, or not at all."""
 
 FieldValue = Annotated[
     str,
@@ -418,8 +431,9 @@ class InstrumentSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
 class LpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One ``[[lps]]`` entry: a liquidity provider and the exposure allowed with it."""
 
-    name: CompID
-    """The LP's name, unique among LPs; used in logs, metrics and child order ids."""
+    name: LpName
+    """The LP's name, unique among LPs; used in logs, metrics, child order ids
+    and the names of its statement files."""
 
     adapter: LpAdapterKind
     """Kind of adapter that connects to the LP."""

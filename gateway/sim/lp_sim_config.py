@@ -24,12 +24,12 @@ from config.loader import (
     validate_value,
 )
 from config.schema import (
-    CompID,
     FilePath,
     FsyncPolicy,
     InstrumentSettings,
     LogFormat,
     LogLevel,
+    LpName,
     NonEmptyPath,
     SessionSettings,
     session_identity,
@@ -55,7 +55,7 @@ NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 class LpSimSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The ``[lp]`` table."""
 
-    name: CompID
+    name: LpName
     """The LP's name: in logs and as the prefix of OrderID (37) and ExecID (17)."""
 
     data_dir: NonEmptyPath = "var/lp-sim"

@@ -379,7 +379,7 @@ def test_an_lp_sim_config_lists_every_error_in_one_pass(
     assert status == 1
     assert err.splitlines() == [
         f"{bad}: 4 error(s) in an lp-sim config",
-        "lp.name: must be printable ASCII without whitespace, '=' or SOH",
+        "lp.name: must be printable ASCII without whitespace, '=', '/' or SOH",
         "sessions[0].HeartBtInt: must be > 0",
         'instruments[2].tick_size: write decimals as strings, e.g. "0.00001" (floats are inexact)',
         "simulated.spred_ticks: unknown field",

@@ -388,7 +388,15 @@ def test_adapter_settings_take_any_value() -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ('name = "LP A"', "lps[0].name: must be printable ASCII without whitespace, '=' or SOH"),
+        (
+            'name = "LP A"',
+            "lps[0].name: must be printable ASCII without whitespace, '=', '/' or SOH",
+        ),
+        # it names its statement files: one with '/' would be written elsewhere
+        (
+            'name = "../LP_A"',
+            "lps[0].name: must be printable ASCII without whitespace, '=', '/' or SOH",
+        ),
         ('adapter = "Fix LP"', 'lps[0].adapter: must be an adapter kind such as "simulated"'),
         ('enabled = "yes"', "lps[0].enabled: expected bool, got str"),
         ("soft_penalty_ticks = -1", "lps[0].soft_penalty_ticks: must be >= 0"),
