@@ -62,6 +62,7 @@ import structlog
 from config.schema import DEFAULT_MAX_ID_LENGTH, MOST_ID_LENGTH
 from gateway.fix.codec import FixMessage, encode_fields
 from gateway.fix.session import Session
+from gateway.net.peerlog import PeerLog
 from gateway.orderflow.mapping import excerpt, too_long_text
 from router.book import AggregatedBook, BookSnapshot, BooksWithout
 from router.model import Instrument
@@ -141,11 +142,6 @@ subscriptions are held until it catches up."""
 HOLD_RECHECK: Final = 0.05
 """Seconds between looks at held subscriptions when nothing else is due."""
 
-HOLD_SAID_EVERY: Final = 60.0
-"""Seconds between two lines saying a client is held: one reading a little
-slower than its market data comes is held and catches up at every sending,
-and the holds in between are counted on the next line instead."""
-
 _NO_LEVELS: Final[Levels] = {}
 """Nothing sent yet (never changed: shared by every subscription)."""
 
@@ -202,9 +198,13 @@ class MarketDataService:
         self._pending: dict[_Subscription, None] = {}
         # subscriptions of clients that are behind, per client, oldest first
         self._held: dict[Session, dict[_Subscription, None]] = {}
-        # per client, when its hold was last logged and the holds since;
-        # and the clients held whose hold was logged (their catch-up is)
-        self._holds_said: dict[str, tuple[float, int]] = {}
+        # a client's holds, logged once a minute with the count between (one
+        # reading a little slower than its market data comes is held and
+        # catches up at every sending); and the clients held whose hold was
+        # logged (their catch-up is)
+        self._holds_said = PeerLog(
+            _log, "market_data_held", "held_since_last", level="info", peer_field="session"
+        )
         self._held_said: set[Session] = set()
         self._flush_due = False
         self._recheck_due = False
@@ -479,21 +479,14 @@ class MarketDataService:
 
     def _behind(self, session: Session, now: float) -> bool:
         """Whether ``session``'s client has too much queued and not taken
-        (logged as it falls behind, at most once per ``HOLD_SAID_EVERY``
-        with the holds since, and as it catches up from a hold logged)."""
+        (logged as it falls behind, at most once a minute with the holds
+        since, and as it catches up from a hold logged)."""
         backlog = self._feed.backlog(session)
         late = backlog is None or backlog > self._hold_bytes or not session.is_logged_on
         was_late = session in self._held
         if late and not was_late:
-            client = session.session_id
-            said = self._holds_said.get(client)
-            if said is not None and said[0] <= now < said[0] + HOLD_SAID_EVERY:
-                self._holds_said[client] = (said[0], said[1] + 1)
-            else:
-                holds = 1 if said is None else said[1] + 1
-                self._holds_said[client] = (now, 0)
+            if self._holds_said.happened(session.session_id, now, queued=backlog):
                 self._held_said.add(session)
-                _log.info("market_data_held", session=client, queued=backlog, holds=holds)
         elif was_late and not late and session in self._held_said:
             self._held_said.discard(session)
             _log.info("market_data_resumed", session=session.session_id, queued=backlog)
