@@ -1079,16 +1079,21 @@ CURRENCIES_TABLE: Final = "CREATE TEMP TABLE currencies (currency VARCHAR, minor
 """The decimals each currency's amounts are rounded to, filled from
 :attr:`backoffice.settlement.Settlement.minor_units` when a ledger opens."""
 
-# a leg rounded to its currency's minor units (round's decimals must be a
-# constant in DuckDB: one branch each); a code not listed keeps 8 decimals
+# a leg rounded once, from its exact amount (a quantity and a price of 8
+# decimals each make one of up to 16), to its currency's minor units
+# (round's decimals must be a constant in DuckDB: one branch each); a code
+# not listed keeps 8 decimals
 _ROUNDED: Final = (
     "CASE m.minor "
     + " ".join(
         f"WHEN {d} THEN CAST(round(l.amount, {d}) AS DECIMAL(38, 8))"
         for d in range(LEDGER_DECIMALS)
     )
-    + " ELSE l.amount END"
+    + " ELSE CAST(l.amount AS DECIMAL(38, 8)) END"
 )
+_LEG: Final = "DECIMAL(38, 16)"
+"""A leg's exact amount: 16 decimals, up to 22 digits before them (a
+quantity and a price each have 10 at most)."""
 
 
 def settlement_order(row: Sequence[Any]) -> tuple[Any, ...]:
@@ -1115,20 +1120,20 @@ def settlement_sql(where_client: str, where_lp: str) -> str:
       FROM (
         SELECT c.client AS counterparty, 'client' AS kind, {c_base} AS currency,
             c.value_date,
-            CAST(-c.side * c.qty AS DECIMAL(38, 8)) AS amount
+            CAST(-c.side * c.qty AS {_LEG}) AS amount
         FROM client_trades c LEFT JOIN instruments i ON i.symbol = c.symbol
         WHERE {where_client}
         UNION ALL
         SELECT c.client, 'client', {c_quote}, c.value_date,
-            CAST(CAST(c.side * c.qty AS DECIMAL(38, 8)) * c.price AS DECIMAL(38, 8))
+            CAST(CAST(c.side * c.qty AS DECIMAL(38, 8)) * c.price AS {_LEG})
         FROM client_trades c LEFT JOIN instruments i ON i.symbol = c.symbol
         WHERE {where_client}
         UNION ALL
-        SELECT h.lp, 'lp', {h_base}, h.value_date, CAST(h.side * h.qty AS DECIMAL(38, 8))
+        SELECT h.lp, 'lp', {h_base}, h.value_date, CAST(h.side * h.qty AS {_LEG})
         FROM house_trades h LEFT JOIN instruments i ON i.symbol = h.symbol WHERE {where_lp}
         UNION ALL
         SELECT h.lp, 'lp', {h_quote}, h.value_date,
-            CAST(CAST(-h.side * h.qty AS DECIMAL(38, 8)) * h.price AS DECIMAL(38, 8))
+            CAST(CAST(-h.side * h.qty AS DECIMAL(38, 8)) * h.price AS {_LEG})
         FROM house_trades h LEFT JOIN instruments i ON i.symbol = h.symbol WHERE {where_lp}
       ) AS l LEFT JOIN currencies m ON m.currency = l.currency
     ) AS legs

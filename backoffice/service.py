@@ -1445,8 +1445,11 @@ class BackOffice:
             "written_at": _utcnow(self.clock).isoformat(timespec="seconds") + "Z",
         }
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2))
-        os.replace(tmp, path)
+        try:
+            tmp.write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2))
+            os.replace(tmp, path)
+        except OSError as exc:  # named as a file of the day's that cannot be written
+            raise LedgerError(f"cannot export {day} to {self.export_dir}: {exc}") from exc
         return str(path)
 
     def _exported_upto(self, day: dt.date) -> int:

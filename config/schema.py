@@ -510,8 +510,9 @@ class OrdersSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """The ``[orders]`` table: the trading day and how long final orders are kept."""
 
     trading_day_end: TimeOfDay = "21:00"
-    """When the trading day ends, UTC (21:00 is 17:00 in New York in winter,
-    the usual FX cut): open DAY orders expire and the final orders of the day
+    """When the trading day ends, UTC (21:00 is 17:00 in New York in summer,
+    the usual FX cut; 22:00 in winter, as UTC does not follow New York's
+    daylight saving): open DAY orders expire and the final orders of the day
     are forgotten, so their ClOrdIDs may be used again."""
 
     retain_finished: PositiveInt = 100_000

@@ -110,3 +110,38 @@ async def test_a_day_written_again_that_fails_half_way_is_left_without_its_manif
         assert office._exported_upto(DAY) == office.ledger.last_ingest
     finally:
         await office.ledger.close()
+
+
+@pytest.mark.asyncio
+async def test_a_manifest_that_cannot_be_written_is_named_as_the_files_are(
+    tmp_path: Path,
+) -> None:
+    """The day's files written, its manifest cannot be (the disk full, a
+    folder where its temporary file goes): the export fails as one whose
+    files cannot be written does, the cause named (`fixgw backoffice
+    export` prints it, not a server error), and the day is tried again."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    office = BackOffice(_config(tmp_path), clock=lambda: NOW, monotonic=lambda: NOW)
+    office.export_retry = 3600.0  # not tried again within the test
+    folder = tmp_path / "backoffice" / "exports"
+    await office.ledger.open()
+    try:
+        await office.ledger.write(office.feeds[0].session_key, 1, [_fill("E1", 1)], [])
+        (folder / ".manifest-20261204.json.tmp").mkdir(parents=True)
+        with pytest.raises(LedgerError, match=r"cannot export 2026-12-04 to .*Is a directory"):
+            await office.export(DAY)
+        assert "2026-12-04" in office._export_failures
+        assert office._late_days == {"2026-12-04"}
+        token = office.config.gateway.admin_token
+        async with TestClient(TestServer(office._app())) as http:
+            headers = {"Authorization": f"Bearer {token}"}
+            async with http.post("/backoffice/export?date=2026-12-04", headers=headers) as answer:
+                assert answer.status == 503
+                error = (await answer.json())["error"]
+        assert error.startswith("cannot export 2026-12-04 to ")
+        assert "Is a directory" in error
+        assert "\n" not in error
+        assert not (folder / "manifest-20261204.json").exists()
+    finally:
+        await office.ledger.close()

@@ -1152,6 +1152,72 @@ async def test_each_leg_is_rounded_to_its_currencys_minor_units_before_netting(
 
 
 @pytest.mark.asyncio
+async def test_a_leg_is_rounded_once_from_its_exact_amount(ledger_url: str, tmp_path: Path) -> None:
+    """A quantity and a price of eight decimals each make an amount of up
+    to sixteen: 2,647.035 DOGE at 0.123457 USD is 326.794999995 USD, which
+    the confirmation states as 326.79.  Rounded to the ledger's 8 decimals
+    first (326.79500000), it would round up to 326.80."""
+    url = ledger_url.removeprefix("duckdb:")
+    doge = _instrument("DOGE/USD", "crypto", tick_size="0.000001", lot_size="0.001")
+    terms = Settlement([doge])
+    ledger = DuckLedger(url, terms) if ledger_url.startswith("duckdb:") else PgLedger(url, terms)
+    await ledger.open()
+    try:
+        await write(
+            ledger,
+            client("C1", 0, symbol="DOGE/USD", qty="2647.035", price="0.123457", seq=1),
+            house(
+                "R1",
+                "L1",
+                0,
+                client_exec_id="C1",
+                symbol="DOGE/USD",
+                qty="2647.035",
+                price="0.123457",
+                seq=1,
+            ),
+            # sold: the house pays 105.564999995, 105.56
+            client(
+                "C2",
+                1,
+                account="C2",
+                symbol="DOGE/USD",
+                side=-1,
+                qty="1055.555",
+                price="0.100009",
+                seq=2,
+            ),
+        )
+        monday = dt.date(2026, 3, 2)
+        usd = {
+            (x.counterparty, x.currency): x.amount
+            for x in await ledger.settlement(monday)
+            if x.currency == "USD"
+        }
+        assert usd == {
+            ("C1", "USD"): "326.79",
+            ("C2", "USD"): "-105.56",
+            ("LP_A", "USD"): "-326.79",
+        }
+        book = SettlementBook(await ledger.settlement_sums(monday))
+        assert book.lines(monday, terms.minor_units) == await ledger.settlement(monday)
+        folder = tmp_path / "exports"
+        await ledger.export_day(monday, str(folder))
+        con = duckdb.connect()
+        try:
+            for suffix in ("parquet", "csv"):
+                rows = con.execute(
+                    "SELECT counterparty, CAST(CAST(amount AS DECIMAL(38, 2)) AS VARCHAR) "
+                    f"FROM '{folder}/settlement-20260302.{suffix}' WHERE currency = 'USD'"
+                ).fetchall()
+                assert rows == [("C1", "326.79"), ("C2", "-105.56"), ("LP_A", "-326.79")]
+        finally:
+            con.close()
+    finally:
+        await ledger.close()
+
+
+@pytest.mark.asyncio
 async def test_the_settlement_kept_batch_by_batch_is_the_ledgers_to_the_last_digit(
     ledger_url: str,
 ) -> None:
