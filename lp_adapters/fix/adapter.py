@@ -67,6 +67,7 @@ from gateway.fix import codec
 from gateway.fix.codec import FixMessage
 from gateway.fix.events import ApplicationMessage, Event, LoggedOn, LoggedOut, RejectReceived
 from gateway.fix.session import Session
+from gateway.fix.states import SessionState
 from gateway.net.transport import Connection, FixTransportProtocol, Outbox
 from gateway.storage.session_store import open_store
 from lp_adapters.base import (
@@ -231,6 +232,9 @@ class FixLp(LpAdapter):
             HeartBtInt=cfg.heartbeat_interval,
             Username=cfg.username or None,
             Password=cfg.password or None,
+            # LPs add tags of their own (5000 and up) to their reports: a
+            # Reject of such a report would leave its fill unbooked
+            ValidateUserDefinedFields=False,
             Application="orders",
         )
         self._session: Session | None = None
@@ -592,9 +596,10 @@ class FixLp(LpAdapter):
     def send(self, child: ChildOrder) -> None:
         if child.child_id in self._open:
             raise ValueError(f"child {child.child_id} is already open at {self.name}")
-        if not self._up:
+        if not self._up or self._logging_out():
+            why = "is logging out" if self._up else "is not connected"
             asyncio.get_running_loop().call_soon(
-                self.sink, ChildReject(child.child_id, f"{self.name} is not connected")
+                self.sink, ChildReject(child.child_id, f"{self.name} {why}")
             )
             return
         instrument = self.instruments[child.symbol]
@@ -788,8 +793,9 @@ class FixLp(LpAdapter):
                 # none): nothing more will come either
                 self._end(child_id, entry)
                 left = child.qty - entry.filled
-                if status == b"2":
+                if status == b"2" or self._more_filled(msg, entry):
                     self._filled_beyond(child_id, msg, entry.filled)
+                if status == b"2":
                     reason = text or "filled at the LP past the lots booked"
                 else:
                     reason = text or "rest canceled by LP"
@@ -800,6 +806,8 @@ class FixLp(LpAdapter):
         elif exec_type in (b"4", b"C", b"3"):
             self._end(child_id, entry)
             left = child.qty - entry.filled
+            if self._more_filled(msg, entry):
+                self._filled_beyond(child_id, msg, entry.filled)
             self.sink(ChildCanceled(child_id, left, text or "canceled by LP"))
         elif exec_type == b"I":
             self._on_status(entry, msg, text)
@@ -1170,7 +1178,9 @@ class FixLp(LpAdapter):
             self.cancel(child_id)
         elif exec_type in (b"8", b"4", b"C", b"3", b"I"):
             # settled; a fill the LP reports for it all the same is passed on
-            if exec_type == b"I" and status == b"2" and entry.filled < entry.child.qty:
+            if entry.filled < entry.child.qty and (
+                (exec_type == b"I" and status == b"2") or self._more_filled(msg, entry)
+            ):
                 # filled at the LP, and the fills not all seen: its
                 # position here lacks them (as for a child recovered)
                 self._filled_beyond(child_id, msg, entry.filled)
@@ -1196,10 +1206,33 @@ class FixLp(LpAdapter):
             return b"2"
         return status
 
+    def _logging_out(self) -> bool:
+        """Whether our Logout is out (the LP's answer or the timeout ends
+        the link): FIX sends nothing more after it, and an order the LP
+        took meanwhile would be ended here as the link drops."""
+        session = self._session
+        return session is not None and session.state is SessionState.LOGOUT_SENT
+
+    def _more_filled(self, msg: FixMessage, entry: _Open) -> bool:
+        """Whether a report ending ``entry``'s child says, by its CumQty
+        (14), that the LP filled more of it than the lots booked here (fills
+        never seen: sent before a sequence reset, or refused by the
+        session)."""
+        raw = msg.get(14)
+        instrument = self.instruments.get(entry.child.symbol)
+        if raw is None or instrument is None:
+            return False
+        try:
+            cum = Decimal(raw.decode("latin-1"))
+        except InvalidOperation:
+            return False
+        return cum.is_finite() and cum > instrument.lots_to_qty(entry.filled)
+
     def _filled_beyond(self, child_id: str, msg: FixMessage, filled: int) -> None:
-        """Name a child the LP says it filled (``msg``, OrdStatus 2) past the
-        ``filled`` lots booked of it: the LP's position here lacks the rest,
-        for the desk to settle against the LP's statement."""
+        """Name a child the LP says it filled (``msg``: OrdStatus 2, or a
+        CumQty) past the ``filled`` lots booked of it: the LP's position
+        here lacks the rest, for the desk to settle against the LP's
+        statement."""
         _log.error(
             "lp_reports_filled_beyond_fills_seen",
             lp=self.name,
@@ -1218,7 +1251,7 @@ class FixLp(LpAdapter):
             self.cancel(child.child_id)
             return
         left = child.qty - entry.filled
-        if status == b"2" and left:
+        if left and (status == b"2" or self._more_filled(msg, entry)):
             self._filled_beyond(child.child_id, msg, entry.filled)
         self._end(child.child_id, entry)
         reason = UNKNOWN_AFTER_RESTART_REASON if status == b"8" else text or "ended at the LP"
