@@ -50,7 +50,7 @@ def _merge(quotes: Iterable[Quote], bids_side: bool) -> tuple[BookLevel, ...]:
         _new_tuple(BookLevel, (level.price, level.qty, quote.lp))
         for quote in quotes
         for level in (quote.bids if bids_side else quote.asks)
-        if level.qty > 0
+        if level.qty > 0 and level.price > 0
     ]
     merged.sort(key=_by_lp)
     if bids_side:
@@ -72,9 +72,10 @@ class BookSnapshot:
     ``bids`` and ``asks`` are the merged levels, best first (see the module
     docstring for the order).  ``bid_lps`` / ``ask_lps`` name, sorted, the LPs
     with at least one level on that side.  ``quotes`` holds each LP's own
-    quote, as received.  Levels with a quantity of zero or less are left out
-    of the merged view.  ``oldest`` is when the oldest of the quotes was
-    received (infinity: none).
+    quote, as received.  Levels with a quantity or a price of zero or less
+    are left out of the merged view (no price the gateway trades at).
+    ``oldest`` is when the oldest of the quotes was received (infinity:
+    none).
     """
 
     symbol: str
@@ -305,11 +306,13 @@ class AggregatedBook:
         best_ask: int | None = None
         for quote in by_lp.values():
             for level in quote.bids:
-                if level.qty > 0 and (best_bid is None or level.price > best_bid):
-                    best_bid = level.price
+                price = level.price
+                if level.qty > 0 and price > 0 and (best_bid is None or price > best_bid):
+                    best_bid = price
             for level in quote.asks:
-                if level.qty > 0 and (best_ask is None or level.price < best_ask):
-                    best_ask = level.price
+                price = level.price
+                if level.qty > 0 and price > 0 and (best_ask is None or price < best_ask):
+                    best_ask = price
         if best_bid is None or best_ask is None:
             return None
         return Fraction(best_bid + best_ask, 2)

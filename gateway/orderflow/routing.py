@@ -468,11 +468,14 @@ class ChildRouting:
         now: float,
         rules: Rules | None = None,
         policy: str = "",
+        reasons: Sequence[str] = (),
     ) -> None:
         """Route ``need``: a first routing takes the rules in force and
         chooses its policy by the ClOrdID the order was entered with (a
         replace does not move it to another); a re-route (``attempt`` > 0)
-        follows the rules and the policy of the routing it continues."""
+        follows the rules and the policy of the routing it continues, and
+        keeps its ``reasons`` (why the LPs before did not take the lots),
+        which the client is told when nothing fills them."""
         if rules is None:
             rules = self.rules
             policy = rules.policy_for(need.client, need.entry_cl_ord_id or need.cl_ord_id)
@@ -545,6 +548,8 @@ class ChildRouting:
                 reason=reason,
                 attempt=attempt,
             )
+            if reasons:
+                reason = "; ".join(dict.fromkeys([*reasons, reason]))
             self.publish(
                 self.matcher.on_route_done(
                     need.order_id, need.qty, reason, self.snapshot(need.symbol, now)
@@ -560,6 +565,7 @@ class ChildRouting:
             need, instrument, attempt, self.routing_seq, rules, policy, excluded=excluded
         )
         routing.returned = plan.remainder
+        routing.reasons.extend(reasons)
         if plan.reason:
             routing.reasons.append(plan.reason)
         self.routings[need.order_id] = routing
@@ -1145,7 +1151,13 @@ class ChildRouting:
         ):
             again = need.with_qty(unfilled)
             self.route(
-                again, routing.attempt + 1, routing.excluded, now, routing.rules, routing.policy
+                again,
+                routing.attempt + 1,
+                routing.excluded,
+                now,
+                routing.rules,
+                routing.policy,
+                routing.reasons,
             )
             return
         reasons = routing.reasons

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 from test_lp_fault_properties import SYMBOL, Harness, PlaceOrder, ScriptedLp
 
-from router.model import Side
+from router.model import Level, Side
 
 # ORDER_KINDS[4]: a DAY limit; offset -1: one tick short of the best LP price
 _RESTING_BUY = PlaceOrder(client=0, side=Side.BUY, lots=2, kind=4, offset=-1)
@@ -110,3 +110,22 @@ async def test_the_exposure_is_valued_anew_after_the_clock_steps_back(
         lp.publish()
     assert routing.exposure(now).usd_per_lot[SYMBOL] == before  # marked just now
     assert routing.exposure(now - 3600).usd_per_lot[SYMBOL] != before
+
+
+@pytest.mark.asyncio
+async def test_a_level_without_a_positive_price_is_not_routed_to(flow_harness: Harness) -> None:
+    """An LP's quote with a level at zero (or below) beside its real ones:
+    a market order takes the real levels, no child goes out at such a price."""
+    harness = flow_harness
+    flow = harness.flow
+    quote = flow.book.quote("LP_A", SYMBOL)  # the best ask
+    assert quote is not None
+    broken = (Level(0, 4), Level(-1, 4))
+    lp = harness.lps["LP_A"]
+    lp.report(msgspec.structs.replace(quote, bids=broken, asks=broken + quote.asks))
+    harness.sync()
+    # ORDER_KINDS[0]: a market IOC
+    await harness.run(PlaceOrder(client=0, side=Side.BUY, lots=2, kind=0, offset=0))
+    await harness.run(PlaceOrder(client=1, side=Side.SELL, lots=2, kind=0, offset=0))
+    sent = [(kid.child.lp, kid.child.side, kid.child.price) for kid in harness.kids.values()]
+    assert sent == [("LP_A", Side.BUY, lp.ask), ("LP_C", Side.SELL, harness.lps["LP_C"].bid)]

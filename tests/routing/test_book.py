@@ -271,3 +271,19 @@ def test_sweep_matches_taking_lots_one_by_one(
     merged = snap.asks if side is Side.BUY else snap.bids
     prices = [level.price for level in merged]
     assert prices == sorted(prices, reverse=side is Side.SELL)
+
+
+def test_levels_without_a_positive_price_are_left_out() -> None:
+    """No price the gateway can trade at (an LP adapter passing on a level
+    at zero or below): neither routed to, nor shown, nor in the mid."""
+    quotes = [
+        quote("A", SYM, bids=[(100, 2), (0, 5), (-3, 1)], asks=[(0, 4), (-1, 2), (104, 2)]),
+        quote("B", SYM, bids=[(-5, 3)], asks=[(106, 1)]),
+    ]
+    snap = snapshot_of(*quotes)
+    assert snap.bids == ((100, 2, "A"),)
+    assert snap.asks == ((104, 2, "A"), (106, 1, "B"))
+    assert snap.bid_lps == ("A",)
+    assert snap.mid == Fraction(100 + 104, 2)
+    assert book_with(*quotes).mid(SYM) == Fraction(100 + 104, 2)
+    assert book_with(quote("A", SYM, bids=[(100, 1)], asks=[(0, 1)])).mid(SYM) is None
