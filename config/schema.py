@@ -442,10 +442,11 @@ class LpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """A disabled LP is neither connected nor routed to."""
 
     soft_limit_usd: PositiveDecimal
-    """Net exposure, in USD, beyond which routing to this LP is penalised."""
+    """Gross notional at this LP, in USD (its positions valued long and
+    short alike), beyond which routing to this LP is penalised."""
 
     hard_limit_usd: PositiveDecimal
-    """Net exposure, in USD, that routing to this LP must never exceed."""
+    """Gross notional at this LP, in USD, that routing to this LP must never exceed."""
 
     soft_penalty_ticks: NonNegativeInt = 10
     """Ticks added to this LP's price, when ranking, while above the soft limit."""
