@@ -483,8 +483,10 @@ def scan_frame(frame: bytes) -> FixMessage | None:
         # runs for every field, where a call per field is a fifth of the scan
         tag: i64 = 0
         tag_start = pos
+        # one digit past the most a tag may have is enough to refuse it
+        tag_stop: i64 = pos + _MAX_NUMBER_LEN + 1
         c: i64 = frame[pos]
-        while _DIGIT_0 <= c <= _DIGIT_9:
+        while _DIGIT_0 <= c <= _DIGIT_9 and pos < tag_stop:
             tag = tag * 10 + c - _DIGIT_0
             pos += 1
             c = frame[pos]

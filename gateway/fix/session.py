@@ -135,9 +135,9 @@ class BusinessRejectReason:
     }
 
 
-# The business-level id field of the requests a client may send: a
+# The business-level id field of the messages a counterparty may send: a
 # BusinessMessageReject of one echoes it as BusinessRejectRefID (379), which
-# FIX 4.4 requires whenever the request carried it.
+# FIX 4.4 requires whenever the message carried it.
 _REQUEST_IDS: Final[dict[bytes, int]] = {
     b"D": 11,  # NewOrderSingle: ClOrdID
     b"F": 11,  # OrderCancelRequest: ClOrdID
@@ -181,6 +181,24 @@ _REQUEST_IDS: Final[dict[bytes, int]] = {
     b"AL": 710,  # PositionMaintenanceRequest: PosReqID
     b"BB": 909,  # CollateralInquiry: CollInquiryID
     b"BE": 923,  # UserRequest: UserRequestID
+    # what a counterparty may send unasked, or in answer to what it asked
+    b"6": 23,  # IOI: IOIID
+    b"7": 2,  # Advertisement: AdvId
+    b"B": 148,  # News: Headline
+    b"C": 164,  # Email: EmailThreadID
+    b"N": 66,  # ListStatus: ListID
+    b"P": 70,  # AllocationInstructionAck: AllocID
+    b"Q": 17,  # DontKnowTrade: ExecID
+    b"T": 777,  # SettlementInstructions: SettlInstMsgID
+    b"W": 262,  # MarketDataSnapshotFullRefresh: MDReqID
+    b"X": 262,  # MarketDataIncrementalRefresh: MDReqID
+    b"Y": 262,  # MarketDataRequestReject: MDReqID
+    b"b": 117,  # MassQuoteAcknowledgement: QuoteID
+    b"d": 320,  # SecurityDefinition: SecurityReqID
+    b"f": 324,  # SecurityStatus: SecurityStatusReqID
+    b"h": 335,  # TradingSessionStatus: TradSesReqID
+    b"l": 390,  # BidResponse: BidID
+    b"m": 66,  # ListStrikePrice: ListID
 }
 
 
@@ -856,7 +874,9 @@ class Session:
         ):
             return "Invalid username or password"
         given = msg.get(108) or b""
-        hb = int(given) if given.isdigit() else -1  # not read yet (a gate asks first)
+        # not validated yet (a gate asks first): no more digits than an INT
+        # may have, where int() of thousands of them raises
+        hb = int(given) if given.isdigit() and len(given) <= 18 else -1
         if not s.MinHeartBtInt <= hb <= s.MaxHeartBtInt:
             return f"HeartBtInt must be between {s.MinHeartBtInt} and {s.MaxHeartBtInt}"
         return None

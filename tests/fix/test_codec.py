@@ -13,6 +13,7 @@ import math
 import re
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
@@ -771,6 +772,24 @@ def test_tag_with_too_many_digits_is_garbled() -> None:
     decoder = FrameDecoder()
     decoder.feed(frame)
     assert drain(decoder) == [frame]
+    with pytest.raises(GarbledMessage):
+        parse_frame(frame)
+
+
+def test_a_tag_of_thousands_of_digits_is_not_read_as_a_number() -> None:
+    """The scan gives up on a tag once it has more digits than any tag may
+    have: a frame of one 60,000-digit tag costs a look at its bytes, not a
+    60,000-digit number built digit by digit (time growing with the square
+    of the digits when interpreted: most of a second for one such frame of
+    the default max_message_size, all of it the event loop's)."""
+    frame = handmade_frame(PAYLOAD + b"1" * 60_000 + b"=x\x01")
+    tracemalloc.start()
+    try:
+        assert scan_frame(frame) is None
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 10_000  # the number, had it been built, takes 25 KB
     with pytest.raises(GarbledMessage):
         parse_frame(frame)
 

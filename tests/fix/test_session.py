@@ -951,6 +951,42 @@ def test_sending_time_too_far_off_is_rejected_and_logged_out(gateway: SessionHar
     assert gateway.events == []
 
 
+# Messages a counterparty may send that no gateway application takes, with
+# the field FIX 4.4 names as their business-level id: BusinessRejectRefID
+# (379) of a BusinessMessageReject of one is "required unless the
+# corresponding ID field was not specified".
+UNTAKEN_WITH_AN_ID = [
+    (b"6", 23),  # IOI: IOIID
+    (b"7", 2),  # Advertisement: AdvId
+    (b"B", 148),  # News: Headline
+    (b"C", 164),  # Email: EmailThreadID
+    (b"N", 66),  # ListStatus: ListID
+    (b"P", 70),  # AllocationInstructionAck: AllocID
+    (b"Q", 17),  # DontKnowTrade: ExecID
+    (b"T", 777),  # SettlementInstructions: SettlInstMsgID
+    (b"W", 262),  # MarketDataSnapshotFullRefresh: MDReqID
+    (b"X", 262),  # MarketDataIncrementalRefresh: MDReqID
+    (b"Y", 262),  # MarketDataRequestReject: MDReqID
+    (b"b", 117),  # MassQuoteAcknowledgement: QuoteID
+    (b"d", 320),  # SecurityDefinition: SecurityReqID
+    (b"f", 324),  # SecurityStatus: SecurityStatusReqID
+    (b"h", 335),  # TradingSessionStatus: TradSesReqID
+    (b"l", 390),  # BidResponse: BidID
+    (b"m", 66),  # ListStrikePrice: ListID
+]
+
+
+@pytest.mark.parametrize(("msg_type", "tag"), UNTAKEN_WITH_AN_ID)
+def test_a_business_reject_names_the_id_of_the_message_it_refuses(
+    gateway: SessionHarness, msg_type: bytes, tag: int
+) -> None:
+    msg = codec.parse_frame(gateway.message(msg_type, 2, [(tag, b"ID-7")]))
+    gateway.session.reject_business(msg, BusinessRejectReason.UNSUPPORTED_MESSAGE_TYPE, gateway.now)
+    [reject] = gateway.sent()
+    assert (reject.msg_type, reject.get(372), reject.get(380)) == (b"j", msg_type, b"3")
+    assert reject.get(379) == b"ID-7"
+
+
 def test_business_message_reject(pair: SessionPair) -> None:
     pair.send_order("initiator", "C1")
     pair.pump()

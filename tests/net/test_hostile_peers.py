@@ -328,6 +328,35 @@ async def test_a_logon_with_a_heartbeat_that_is_no_number_is_refused_before_the_
 
 
 @pytest.mark.asyncio
+async def test_a_logon_with_a_heartbeat_of_thousands_of_digits_is_refused_before_the_gate() -> None:
+    """More digits than int() reads (4,300 by default): turned away as a
+    heartbeat out of bounds, not an error out of the connection's reading."""
+    session = Session(GATEWAY, MemoryStore())
+    gate = AdmittingGate()
+    server = gated(session, gate)
+    port = await server.start("127.0.0.1", 0)
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    try:
+        peer = socket.socket()
+        peer.setblocking(False)
+        with peer:
+            await loop.sock_connect(peer, ("127.0.0.1", port))
+            await loop.sock_sendall(peer, frame(b"A", 1, b"98=0\x01108=%b\x01" % (b"3" * 5000)))
+            answer = b""
+            async with asyncio.timeout(5):
+                while chunk := await loop.sock_recv(peer, 4096):
+                    answer += chunk
+        assert gate.asked == []
+        assert b"\x0135=A\x01" not in answer
+        assert errors == []
+    finally:
+        loop.set_exception_handler(None)
+        await server.stop(grace=0.5)
+
+
+@pytest.mark.asyncio
 async def test_an_address_flooding_again_and_again_is_logged_once_a_minute() -> None:
     """A peer that opens one connection too many, closes them all and does
     it again is logged once a minute at most, not once a flood, with the
