@@ -639,11 +639,22 @@ def check_cluster(values: Mapping[str, object], path: str) -> list[str]:
     servers = values.get("servers", ())
     if isinstance(servers, list | tuple):
         for index, url in enumerate(servers):
-            if isinstance(url, str) and not url.startswith(("nats://", "tls://")):
-                shown = url_without_secrets(url)
-                errors.append(
-                    f"{_join(path, 'servers')}[{index}]: {shown!r} is not a nats:// or tls:// URL"
-                )
+            if not isinstance(url, str):
+                continue
+            shown = url_without_secrets(url)
+            where = f"{_join(path, 'servers')}[{index}]"
+            if not url.startswith(("nats://", "tls://")):
+                errors.append(f"{where}: {shown!r} is not a nats:// or tls:// URL")
+                continue
+            # what the NATS client could not connect to stops the start
+            parts = urlsplit(url)
+            try:
+                parts.port  # noqa: B018 (reading it checks it)
+            except ValueError:
+                errors.append(f"{where}: {shown!r} has a port that is not a number from 0 to 65535")
+                continue
+            if not parts.hostname:
+                errors.append(f"{where}: {shown!r} has no host")
     name = values.get("instance", "")
     if isinstance(name, str) and name and not _INSTANCE_NAME.fullmatch(name):
         errors.append(

@@ -64,6 +64,15 @@ class Slices(msgspec.Struct):
 _KEY_SAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
+def _amount(text: str) -> Decimal:
+    """A USD amount of an LP's key: a finite number, not below zero (a key
+    edited by hand may hold another: it is then not read)."""
+    value = Decimal(text)
+    if not value.is_finite() or value < 0:
+        raise ArithmeticError(f"{text!r} is not an amount of USD")
+    return value
+
+
 def _others_limits(current: Slices, name: str) -> dict[str, Decimal]:
     """The limits the other gateways holding a slice have configured.  A
     gateway that died keeps its slice reserved, and its limit binds like
@@ -71,9 +80,9 @@ def _others_limits(current: Slices, name: str) -> dict[str, Decimal]:
     key.  A key written before the limits were kept per gateway names one
     limit, taken as that of every other holder."""
     holders = [k for k in current.slices if k != name]
-    theirs = {k: Decimal(current.limits[k]) for k in holders if k in current.limits}
+    theirs = {k: _amount(current.limits[k]) for k in holders if k in current.limits}
     if len(theirs) < len(holders):
-        shared = Decimal(current.limit_usd)
+        shared = _amount(current.limit_usd)
         for k in holders:
             theirs.setdefault(k, shared)
     return theirs
@@ -232,14 +241,21 @@ class Headroom:
         if lp in self._unreadable:
             self._unreadable.discard(lp)
             _log.info("headroom_key_readable_again", lp=lp)
-        self._lowered.discard(lp)
+        cap = stored
+        if self.limits[lp] != limit:
+            # a reload changed the limit while this pass stored a slice of
+            # the one before: routing is not raised to it, and the next
+            # pass stores a slice of the new one
+            cap = min(stored, self.caps[lp])
+        else:
+            self._lowered.discard(lp)
         if stored > held:
             self.stats.grants += 1
         elif stored < held:
             self.stats.returns += 1
         self.held[lp] = stored
-        if self.caps[lp] != stored:
-            self.caps[lp] = stored
+        if self.caps[lp] != cap:
+            self.caps[lp] = cap
             self._apply(dict(self.caps))
         self._mark_reduce_only(lp, used)
 
@@ -260,10 +276,10 @@ class Headroom:
             self._note_holders(lp, current)
             mine = current.slices.get(self.name)
             said = current.limits.get(self.name)
-            if mine is None or Decimal(mine) != held or said is None or Decimal(said) != limit:
+            if mine is None or _amount(mine) != held or said is None or _amount(said) != limit:
                 return False
             others = sum(
-                (Decimal(v) for k, v in current.slices.items() if k != self.name), Decimal(0)
+                (_amount(v) for k, v in current.slices.items() if k != self.name), Decimal(0)
             )
             theirs = _others_limits(current, self.name)
         except nats.js.errors.KeyNotFoundError:
@@ -287,7 +303,7 @@ class Headroom:
             try:
                 current = _decode(value) if revision else Slices(limit_usd=str(limit))
                 others = sum(
-                    (Decimal(v) for k, v in current.slices.items() if k != self.name), Decimal(0)
+                    (_amount(v) for k, v in current.slices.items() if k != self.name), Decimal(0)
                 )
                 theirs = _others_limits(current, self.name)
                 self._note_holders(lp, current)
@@ -373,7 +389,7 @@ class Headroom:
             since = missing.setdefault(name, now)
             if now - since < self._absent_after:
                 continue
-            slice_usd = Decimal(value)
+            slice_usd = _amount(value)
             if name not in absent:
                 _log.warning(
                     "headroom_slice_held_by_absent_gateway",

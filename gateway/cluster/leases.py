@@ -1428,6 +1428,11 @@ def _handed_to(session: Session, to: str, view: LeaseView | None) -> str:
 _STREAM_IN_USE: Final = 10058
 """JetStream's error code for a stream made again with another configuration."""
 
+_TOO_FEW_NODES: Final = frozenset({10005, 10074})
+"""JetStream's error codes for a stream of more replicas than the cluster can
+place ("no suitable peers for placement"; "replicas > 1 not supported in
+non-clustered mode")."""
+
 
 def _refusal(exc: BaseException, shown: str, settings: ClusterSettings) -> str:
     """Why the start could not join the cluster, naming what to change
@@ -1438,6 +1443,13 @@ def _refusal(exc: BaseException, shown: str, settings: ClusterSettings) -> str:
             f" '{settings.bucket_prefix}' made with another configuration ({exc.description});"
             f" the gateways sharing a prefix must have the same [cluster] replicas (here"
             f" {settings.replicas}): set it as on the others, or use another bucket_prefix"
+        )
+    if isinstance(exc, nats.js.errors.APIError) and exc.err_code in _TOO_FEW_NODES:
+        return (
+            f"the NATS servers at {shown} answer but cannot keep [cluster] replicas (here"
+            f" {settings.replicas}) copies of the buckets ({exc.description}): fewer JetStream"
+            f" nodes are up; start the others, or give replicas no more than the cluster's"
+            f" nodes (1 for a server alone)"
         )
     if isinstance(exc, nats.js.errors.ServiceUnavailableError | nats.errors.NoRespondersError):
         return (

@@ -271,8 +271,16 @@ def run_cluster(folder: str, size: int, port: int | None = None) -> int:
         ports = list(range(port, port + 2 * size))
     cluster = NatsCluster(Path(folder).absolute(), size, ports=ports)
     try:
+        for node in cluster.nodes:
+            node.store.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        # a file where a folder goes, a folder not the user's: one line
+        why = f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)
+        print(f"fixgw nats-cluster: cannot use --dir {folder}: {why}", file=sys.stderr)
+        return 2
+    try:
         cluster.start()
-    except NatsClusterError as exc:
+    except (NatsClusterError, OSError) as exc:
         print(f"fixgw nats-cluster: {exc}", file=sys.stderr)
         return 2
     print(",".join(cluster.urls), flush=True)

@@ -163,6 +163,29 @@ def test_a_cluster_url_with_a_password_is_named_without_it(
     assert "S3cretPW" not in err
 
 
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("nats://h:4222x", "a port that is not a number from 0 to 65535"),
+        ("nats://h:70000", "a port that is not a number from 0 to 65535"),
+        ("nats://", "no host"),
+        ("tls://:4222", "no host"),
+    ],
+)
+def test_a_cluster_url_that_cannot_be_used_is_refused_by_the_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str, said: str
+) -> None:
+    """What the start would refuse (the NATS client cannot parse it), the
+    check finds first, in one line naming the setting."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        default_config_path().read_text() + f'\n[cluster]\nservers = ["nats://h:4222", "{url}"]\n'
+    )
+    status, _, err = run_main(["check-config", str(bad)], capsys)
+    assert status == 1
+    assert f"cluster.servers[1]: {url!r} has {said}" in err.splitlines()
+
+
 def test_run_refuses_to_start_listing_the_same_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -425,6 +448,19 @@ def test_a_nats_cluster_of_no_nodes_is_refused_at_once(
         main(["nats-cluster", "--nodes", nodes])
     assert stopped.value.code == 2
     assert "a number of nodes, 3 to 9" in capsys.readouterr().err
+
+
+def test_a_nats_cluster_whose_folder_cannot_be_made_says_so_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    taken = tmp_path / "a-file"
+    taken.write_text("not a folder\n")
+    status, out, err = run_main(["nats-cluster", "--dir", str(taken)], capsys)
+    assert status == 2
+    assert out == ""
+    assert err.splitlines() == [
+        f"fixgw nats-cluster: cannot use --dir {taken}: {taken / 'n1' / 'store'}: Not a directory"
+    ]
 
 
 def test_a_nats_cluster_given_a_port_takes_the_ports_from_it(

@@ -446,3 +446,30 @@ async def test_a_slice_held_by_a_gateway_not_running_is_named_once_and_when_it_e
         assert a.headroom.absent["LP1"] == {}
     finally:
         await nc.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("other", ['"NaN"', '"-900000"', '"Infinity"'])
+async def test_an_lp_key_written_by_hand_with_a_slice_that_is_no_amount_is_unreadable(
+    nats_cluster: NatsCluster, bucket: str, other: str
+) -> None:
+    nc, kv = await headroom_kv(nats_cluster, bucket)
+    try:
+        a = Gateway(kv, "a")
+        await a.headroom.adjust("LP1")
+        held = a.caps["LP1"]
+        # an operator edits the key by hand: b's slice is no amount of USD
+        await kv.put(
+            "LP1", b'{"limit_usd": "1000000", "slices": {"a": "100000", "b": %s}}' % other.encode()
+        )
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(20):
+                # a's exposure grows as far as its cap lets it: never past the limit
+                a.used = a.caps["LP1"]
+                await a.headroom.adjust("LP1")  # no exception
+        assert a.caps["LP1"] == held
+        assert a.headroom.stats.reduce_only == {"LP1"}
+        said = [e["event"] for e in logs if e["event"].startswith("headroom_")]
+        assert said == ["headroom_key_unreadable"]
+    finally:
+        await nc.close()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -206,9 +209,19 @@ async def test_a_gateway_on_another_grid_than_a_running_one_is_refused_naming_it
 @pytest.fixture
 def nats_without_jetstream() -> Iterator[int]:
     """A nats-server with JetStream off; its port."""
+    yield from _nats_alone([])
+
+
+@pytest.fixture
+def nats_alone_with_jetstream(tmp_path: Path) -> Iterator[int]:
+    """A nats-server with JetStream on, in no cluster; its port."""
+    yield from _nats_alone(["--jetstream", "--store_dir", str(tmp_path / "js")])
+
+
+def _nats_alone(options: list[str]) -> Iterator[int]:
     (port,) = free_ports(1)
     server = subprocess.Popen(
-        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port)],
+        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), *options],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -236,6 +249,76 @@ async def test_a_server_without_jetstream_is_named_not_called_unreachable(
     config = ClusterSettings(servers=(url,), connect_timeout_ms=5000)
     with pytest.raises(ClusterError, match="answer but JetStream does not"):
         await Cluster(config, "a").start()
+
+
+@pytest.mark.asyncio
+async def test_more_replicas_than_the_cluster_has_nodes_is_named_not_called_unreachable(
+    nats_cluster: NatsCluster,
+) -> None:
+    config = settings(nats_cluster, replicas=5)
+    with pytest.raises(ClusterError) as raised:
+        await Cluster(config, "a").start()
+    said = str(raised.value)
+    assert "cannot reach" not in said
+    assert "[cluster] replicas (here 5)" in said
+
+
+@pytest.mark.asyncio
+async def test_replicas_on_a_server_alone_is_named_not_called_unreachable(
+    nats_alone_with_jetstream: int,
+) -> None:
+    url = f"nats://127.0.0.1:{nats_alone_with_jetstream}"
+    config = ClusterSettings(servers=(url,), connect_timeout_ms=5000)
+    with pytest.raises(ClusterError) as raised:
+        await Cluster(config, "a").start()
+    said = str(raised.value)
+    assert "cannot reach" not in said
+    assert "[cluster] replicas (here 3)" in said
+    # with one copy, the server alone serves the gateway
+    alone = msgspec.structs.replace(config, replicas=1)
+    a = Cluster(alone, "a")
+    await a.start()
+    await a.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_lease_docs_advise_rides_through_a_cluster_without_a_leader_for_8_5_s(
+    own_nats_cluster: NatsCluster,
+) -> None:
+    """docs/cluster.md: a ``lease_ms`` above JetStream's election timeout
+    (4 to 9 s), with its ``renew_ms``, rides through an abrupt node loss.
+    The cluster answering nothing for 8.5 s (every node stopped) is what
+    the gateways see of the leases' leader killed at the worst moment."""
+    config = settings(own_nats_cluster, lease_ms=15_000, renew_ms=1_000)
+    (a,) = await members(config, "a", clients=["C1"])
+    try:
+        assert await a.claim("C1") is None
+        renewed = a.cluster.stats.renewals
+        for node in own_nats_cluster.nodes:
+            assert node.process is not None
+            node.process.send_signal(signal.SIGSTOP)
+        try:
+            await asyncio.sleep(8.5)  # the outage itself, not a wait for an event
+        finally:
+            for node in own_nats_cluster.nodes:
+                assert node.process is not None
+                node.process.send_signal(signal.SIGCONT)
+        resumed = time.monotonic()
+        key = session_key(a.sessions["C1"])
+
+        def renewed_since() -> bool:
+            held = a.cluster._held.get(key)
+            return held is not None and held.renewed > resumed
+
+        deadline = time.monotonic() + 15
+        while not a.lost and not renewed_since():
+            assert time.monotonic() < deadline, "neither renewed nor lost after the outage"
+            await asyncio.sleep(0.05)  # polling, with the deadline above
+        assert a.lost == []
+        assert a.cluster.stats.renewals > renewed
+        assert a.cluster.held() == [session_key(a.sessions["C1"])]
+    finally:
+        await a.cluster.stop()
 
 
 def test_session_keys_hold_only_what_a_key_may() -> None:

@@ -1246,3 +1246,51 @@ async def test_a_claim_whose_lease_was_lost_while_its_copy_was_read_is_not_grant
         let_through.set()
         granted = await asyncio.wait_for(claiming, 10)
         assert granted is not None, "the claim said C1 is b's, though b lost its lease"
+
+
+@pytest.mark.asyncio
+@pytest.mark.xfail(
+    strict=True,
+    reason="a message whose copy was given up stays in the owner's store and is resent from"
+    " there on the client's next Logon, while the copy never gets it: the next owner"
+    " answers a ResendRequest for it with a gap fill",
+)
+async def test_a_message_whose_copy_was_given_up_is_resent_by_the_next_owner_too(
+    nats_cluster: NatsCluster,
+) -> None:
+    """docs/cluster.md: a batch not acknowledged in 10 s is given up, its
+    bytes never leave; a ResendRequest is answered with everything the
+    session was sent, whichever gateway sent it."""
+    config = settings(nats_cluster)
+    a = await Member(config, "a", ["C1"]).start()
+    b = await Member(config, "b", ["C1"]).start()
+    async with stopping(a, b):
+        log = a.cluster.log
+        assert log is not None
+        assert await a.claim("C1") is None
+        store = a.sessions["C1"].store
+        store.append_sent(1, b"message 1")
+        await written(a)
+        # the stream refuses the next record (a limit lowered, a full disk)
+        # until its copy is given up: the bytes of message 2 never leave then
+        info = await log._js.stream_info(log.stream)
+        await log._js.update_stream(dataclasses.replace(info.config, max_msg_size=256))
+        store.append_sent(2, b"2" * 1000)
+        store.flush()
+        sealed = a.cluster.seal()
+        assert sealed is not None
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(sealed, 20)
+        await log._js.update_stream(info.config)
+        # the client logs on again where it was served: what a holds for
+        # its resend is what it has sent or will send now
+        assert await a.claim("C1") is None
+        sent_by_a = a.store("C1").get_sent(1, 10)
+        store.append_sent(3, b"message 3")
+        await written(a)
+        # a dies; b takes the session over, and is asked to resend it all
+        for task in a.cluster._tasks:
+            task.cancel()
+        await a.cluster._close_connection()
+        await take(b, "C1")
+        assert b.store("C1").get_sent(1, 10) == [*sent_by_a, (3, b"message 3")]

@@ -4,6 +4,7 @@ stores it, even when the answer to that write never comes."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import random
@@ -95,5 +96,65 @@ async def test_a_slice_cut_by_a_lower_limit_is_not_routed_past_when_its_write_go
         assert a.caps["LP1"] <= stored["a"]
         await b.headroom.adjust("LP1")
         assert a.caps["LP1"] + b.caps["LP1"] <= lower
+    finally:
+        await nc.close()
+
+
+class Held:
+    """A bucket whose writes, once ``hold`` is set, wait until ``go`` is
+    set (a write on its way while the loop does other work)."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+        self.hold = False
+        self.waiting = asyncio.Event()
+        self.go = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._kv, name)
+
+    async def update(self, key: str, value: bytes, last: int | None = None) -> int:
+        if self.hold:
+            self.waiting.set()
+            await self.go.wait()
+        return await self._kv.update(key, value, last=last)
+
+
+@pytest.mark.asyncio
+async def test_a_limit_lowered_while_a_slice_is_being_stored_is_not_routed_past(
+    nats_cluster: NatsCluster,
+) -> None:
+    nc = await nats.connect(nats_cluster.urls)
+    try:
+        js = nc.jetstream()
+        bucket = f"trim{next(_buckets)}x{random.randrange(10**6)}"
+        kv = await js.create_key_value(bucket=bucket, history=1, replicas=3)
+        await wait_for_leader(js, f"KV_{bucket}")
+        held = Held(kv)
+        a, b = Gateway(held, "a", LIMIT), Gateway(kv, "b", LIMIT)
+        a.used = b.used = LIMIT * Decimal("0.25")
+        for _ in range(4):
+            await asyncio.gather(a.headroom.adjust("LP1"), b.headroom.adjust("LP1"))
+        assert a.caps["LP1"] == b.caps["LP1"] == LIMIT * Decimal("0.35")
+        # a's exposure grows: its pass stores a larger slice of the limit...
+        a.used = LIMIT * Decimal("0.32")
+        held.hold = True
+        growing = asyncio.ensure_future(a.headroom.adjust("LP1"))
+        async with asyncio.timeout(10):
+            await held.waiting.wait()
+        # ... while a reload on each gateway halves the limit
+        lower = LIMIT / 2
+        for g in (a, b):
+            g.headroom.set_limits({"LP1": lower})
+        assert a.caps["LP1"] + b.caps["LP1"] <= lower
+        held.go.set()
+        await growing
+        # what the two may route stays within the lower limit, from the
+        # reloads on, the pass of the old limit ending after them included
+        assert a.caps["LP1"] + b.caps["LP1"] <= lower
+        for _ in range(4):
+            await asyncio.gather(a.headroom.adjust("LP1"), b.headroom.adjust("LP1"))
+            assert a.caps["LP1"] + b.caps["LP1"] <= lower
+            assert sum((await slices(kv)).values()) <= lower
     finally:
         await nc.close()
