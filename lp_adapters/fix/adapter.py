@@ -121,13 +121,15 @@ _WORKING = frozenset((b"0", b"1", b"6", b"A", b"E"))
 class _Open:
     """A child order at the LP."""
 
-    __slots__ = ("child", "exec_ids", "filled")
+    __slots__ = ("asked", "child", "exec_ids", "filled")
 
     def __init__(self, child: ChildOrder) -> None:
         self.child = child
         self.filled = 0
         # the ExecIDs of the fills counted in ``filled`` (made at the first)
         self.exec_ids: set[str] | None = None
+        # whether its status was asked for after a cancel the LP refused
+        self.asked = False
 
 
 class _Protocol(FixTransportProtocol):
@@ -675,6 +677,36 @@ class FixLp(LpAdapter):
         ]
         self._send(b"F", codec.encode_fields(fields), now)
 
+    def _on_cancel_reject(self, msg: FixMessage, now: float) -> None:
+        """An OrderCancelReject.  One saying the child is over at the LP
+        (OrdStatus filled, canceled, rejected, expired, done for the day)
+        or unknown to it (CxlRejReason 1) while it is open here means a
+        report that ended it never came: its status is asked for, once, and
+        the answer ends it (:meth:`_on_status`), rather than the child
+        waiting for the router to give it up and staying open here."""
+        child_id = (msg.get(41) or b"").decode("latin-1")
+        status = msg.get(39)
+        _log.info(
+            "lp_cancel_rejected",
+            lp=self.name,
+            child_id=child_id,
+            status=(status or b"").decode("latin-1"),
+            reason=(msg.get(58) or b"").decode("latin-1"),
+        )
+        entry = self._open.get(child_id)
+        if entry is None or entry.asked:
+            return
+        if msg.get(102) != b"1" and (status is None or status in _WORKING):
+            return
+        entry.asked = True
+        child = entry.child
+        fields = [
+            (11, child_id.encode()),
+            (54, b"1" if child.side is BUY else b"2"),
+            (55, child.symbol.encode()),
+        ]
+        self._send(b"H", codec.encode_fields(fields), now)
+
     def _on_message(self, msg: FixMessage, now: float) -> None:
         mt = msg.msg_type
         if mt == b"8":
@@ -686,12 +718,7 @@ class FixLp(LpAdapter):
         elif mt == b"j":
             self._on_business_reject(msg)
         elif mt == b"9":
-            _log.info(
-                "lp_cancel_rejected",
-                lp=self.name,
-                child_id=(msg.get(41) or b"").decode("latin-1"),
-                reason=(msg.get(58) or b"").decode("latin-1"),
-            )
+            self._on_cancel_reject(msg, now)
         elif mt == b"Y":
             _log.error(
                 "lp_market_data_rejected",
@@ -1242,9 +1269,10 @@ class FixLp(LpAdapter):
         )
 
     def _on_status(self, entry: _Open, msg: FixMessage, text: str) -> None:
-        """The answer to an OrderStatusRequest for a recovered child: still
-        working at the LP, it is canceled there; ended (or unknown to the
-        LP), what the gateway has not seen filled is over."""
+        """The answer to an OrderStatusRequest for a recovered child, or one
+        whose cancel the LP refused saying it is over: still working at the
+        LP, it is canceled there; ended (or unknown to the LP), what the
+        gateway has not seen filled is over."""
         child = entry.child
         status = self._status(msg, child)
         if status in _WORKING:
@@ -1254,5 +1282,10 @@ class FixLp(LpAdapter):
         if left and (status == b"2" or self._more_filled(msg, entry)):
             self._filled_beyond(child.child_id, msg, entry.filled)
         self._end(child.child_id, entry)
-        reason = UNKNOWN_AFTER_RESTART_REASON if status == b"8" else text or "ended at the LP"
+        if status != b"8":
+            reason = text or "ended at the LP"
+        elif entry.asked:
+            reason = "not known to the LP"
+        else:
+            reason = UNKNOWN_AFTER_RESTART_REASON
         self.sink(ChildCanceled(child.child_id, left, reason))
