@@ -400,6 +400,8 @@ class DuckLedger(Ledger):
             row = con.execute("SELECT watermark FROM recon_state WHERE id = 1").fetchone()
             watermark = int(row[0]) if row else 0
             upto = self._ingest
+            for covered in sql.feeds_covered(covers, grace):
+                con.execute(sql.FEED_COVERED, list(covered))
             cover_row = con.execute(sql.covers_sql(grace)).fetchone()
             cover = sql.drop_copy_cover(
                 cover_row[0] if cover_row else None,

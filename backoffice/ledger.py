@@ -36,7 +36,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from backoffice.records import INTERNAL_MARKET, ClientTrade, HouseTrade
+from backoffice.records import HOUSE_ACCOUNT, INTERNAL_MARKET, ClientTrade, HouseTrade
 from backoffice.settlement import LEDGER_DECIMALS
 from backoffice.statements import StatementChange
 
@@ -364,6 +364,26 @@ FEED_WRITE: Final = (
 the latest time of a trade in it, NULL when it has none)."""
 
 
+FEED_COVERED: Final = (
+    "INSERT INTO feed (session, last_seq, latest) VALUES ($1, 0, $2) "
+    "ON CONFLICT (session) DO UPDATE SET latest = greatest(feed.latest, excluded.latest)"
+)
+"""A drop copy (``$1``) known complete up to ``$2`` less the grace (caught
+up), kept as if it had delivered a trade at ``$2`` (:func:`feeds_covered`)."""
+
+
+def feeds_covered(covers: Covers | None, grace: float) -> list[tuple[str, dt.datetime]]:
+    """The rows of :data:`FEED_COVERED` a run writes: each drop copy the
+    caller knows complete up to a time.  What it had delivered by then
+    stays all it had once it is away (a gateway restarting), so a run made
+    then, a full one, finds the breaks the runs made while it was caught
+    up found, instead of taking them back to pending."""
+    if covers is None:
+        return []
+    after = dt.timedelta(seconds=grace)
+    return [(session, t + after) for session, t in covers.feeds.items() if t is not None]
+
+
 def latest_time(trades: Sequence[ClientTrade | HouseTrade]) -> dt.datetime | None:
     """The latest time of the trades of a batch (None: no trade)."""
     if not trades:
@@ -673,13 +693,18 @@ def _in_scope(full: bool, rel: str, column: str) -> str:
 
 
 def hl_sql(grace: float, full: bool = False) -> str:
-    """The house/LP keys in scope that do not agree (or are one-sided)."""
+    """The house/LP keys in scope that do not agree (or are one-sided).
+    The account of a fill split between a client and the house is the
+    client's (not the least of the two, which a database's collation may
+    make either)."""
     return f"""
     WITH h AS (
         SELECT hl_key AS k, min(lp) AS lp,
             min(lp_exec_id) AS exec_id, sum(qty) AS qty, min(price) AS price,
             max(price) AS price_hi, min(side) AS side, max(side) AS side_hi,
-            min(symbol) AS symbol, min(transact_time) AS t, min(account) AS account
+            min(symbol) AS symbol, min(transact_time) AS t,
+            coalesce(min(CASE WHEN account <> '{HOUSE_ACCOUNT}' THEN account END),
+                min(account)) AS account
         FROM house_trades
         WHERE {_in_scope(full, "hl", "hl_key")}
         GROUP BY hl_key),

@@ -521,6 +521,8 @@ class PgLedger(Ledger):
                 watermark = int(
                     await con.fetchval("SELECT watermark FROM recon_state WHERE id = 1") or 0
                 )
+                for covered in sql.feeds_covered(covers, grace):
+                    await con.execute(sql.FEED_COVERED, *covered)
                 cover = sql.drop_copy_cover(
                     await con.fetchval(sql.covers_sql(grace)),
                     await con.fetch(sql.feeds_sql(grace)),

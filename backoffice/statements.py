@@ -21,7 +21,7 @@ import io
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import BinaryIO
 
@@ -35,6 +35,7 @@ from backoffice.records import (
     ledger_text,
     time_text,
 )
+from backoffice.settlement import LEDGER_DECIMALS
 from config import StatementColumns
 
 __all__ = ["StatementChange", "StatementError", "StatementFolder", "parse_lines"]
@@ -70,6 +71,7 @@ class _Seen(msgspec.Struct):
     open_end: bool = False
     # the last line was read without its newline (a quiet end-of-day file):
     # bytes added later may finish it, so the file is then read again whole
+    read_at: float = 0.0  # the wall clock when what was read was last found as it is
 
 
 def _time(value: str, layout: StatementColumns) -> dt.datetime:
@@ -96,7 +98,15 @@ def _decimal(value: str) -> str:
         raise ValueError(f"not a number: {value!r}") from None
     if not ledger_number(number):
         raise ValueError(f"out of range: {value!r}")
+    if "e" in value or "E" in value:
+        # written with an exponent (1e-5, 12345678901e-3, 1e-1000000): in
+        # plain notation at the ledger's decimals, rounded as the ledgers
+        # round, which both ledgers take as they take any other number
+        return format(number.quantize(_LEDGER_UNIT, rounding=ROUND_HALF_UP), "f")
     return value.strip()
+
+
+_LEDGER_UNIT = Decimal(1).scaleb(-LEDGER_DECIMALS)
 
 
 def _csv_rows(
@@ -318,16 +328,18 @@ class StatementFolder:
             del self._aside[path]
         seen = self._seen.get(path)
         layout = self.layouts[lp]
+        now = self._clock()
         # an end-of-day statement left alone this long has its last line
         # whole, newline or not (a live one's waits for its newline; a
         # layout that does not say is live, as the simulated LPs' are)
         live = layout.delivery in ("live", None)
-        quiet = not live and self._clock() - stat.st_mtime >= QUIET_SECONDS
+        quiet = not live and now - stat.st_mtime >= QUIET_SECONDS
         if (
             seen is not None
             and (stat.st_size, stat.st_mtime_ns, stat.st_ino)
             == (seen.size, seen.mtime_ns, seen.ino)
             and (seen.offset >= stat.st_size or not quiet)
+            and not _changed_within_its_tick(path, seen, now)
         ):
             return None
         with open(path, "rb") as f:
@@ -392,11 +404,32 @@ class StatementFolder:
             header=header,
             lines=(seen.lines if appended and seen is not None else 0) + text.count("\n"),
             open_end=open_end,
+            read_at=now,
         )
         if not rows and not replace and not errors:
             return None
         return StatementChange(path, lp, replace, rows, errors)
 
+
+def _changed_within_its_tick(path: str, seen: _Seen, now: float) -> bool:
+    """Whether a file whose size, time and inode are as they were read has
+    changed all the same: a file system keeps modification times in ticks
+    (milliseconds on Linux, seconds on some), so a file written again, at
+    the same size, within :data:`TICK_SECONDS` of its reading may keep the
+    time it had.  Such a file is checked by what was read of it, until it
+    has been found unchanged that long after its time."""
+    if seen.mtime_ns < (seen.read_at - TICK_SECONDS) * 1e9:
+        return False
+    with open(path, "rb") as f:
+        if _prefix_digest(f, seen.offset) != seen.digest:
+            return True
+    seen.read_at = now
+    return False
+
+
+TICK_SECONDS = 2.0
+"""The coarsest tick of a file's modification time this reader allows for
+(FAT keeps two seconds)."""
 
 ASIDE_SECONDS = 600.0
 """How long a statement file the ledger refused is left alone, unchanged,

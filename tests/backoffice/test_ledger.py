@@ -45,11 +45,12 @@ from backoffice.records import (
     ClientTrade,
     HouseTrade,
     LpTrade,
+    TradeDay,
     time_text,
 )
 from backoffice.settlement import Settlement
-from backoffice.statements import StatementChange
-from config import InstrumentSettings
+from backoffice.statements import StatementChange, StatementFolder
+from config import InstrumentSettings, StatementColumns
 from config.redact import url_without_secrets
 
 T0 = dt.datetime(2026, 3, 2, 10, 0, 0)  # a Monday
@@ -923,6 +924,55 @@ async def test_reports_are_ordered_by_code_points_whatever_the_databases_collati
         listed = [b.key for b in await ledger.breaks()]
         assert listed == sorted(listed)
         assert listed[0].startswith(HOUSE_ACCOUNT)
+    finally:
+        await ledger.close()
+
+
+@pytest.fixture(params=["duckdb", "postgres-icu-shifted"])
+def punctuation_blind_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A DuckDB ledger, or a PostgreSQL database whose collation passes
+    over punctuation, as glibc's ``en_US.UTF-8`` does (``(house)`` after
+    ``C1``)."""
+    if request.param == "duckdb":
+        yield f"duckdb:{tmp_path / 'ledger.duckdb'}"
+        return
+    postgres: PgServer = request.getfixturevalue("postgres")
+    name = f"icu_{uuid.uuid4().hex[:12]}"
+    asyncio.run(
+        _sql(
+            postgres.url,
+            f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu "
+            "ICU_LOCALE 'en-US-u-ka-shifted' LOCALE 'C'",
+        )
+    )
+    yield postgres.url_of(name)
+    asyncio.run(_sql(postgres.url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.mark.asyncio
+async def test_a_fill_split_with_the_house_missing_at_lp_names_its_client_on_both_ledgers(
+    punctuation_blind_url: str,
+) -> None:
+    ledger = make_ledger(punctuation_blind_url)
+    await ledger.open()
+    try:
+        # 600 of an LP fill booked to C1, 400 to the house; not on the
+        # statement, which has come past it
+        await write(
+            ledger,
+            client("C1", 0, qty="600", seq=1),
+            house("CH-L1/L1", "L1", 0, client_exec_id="C1", qty="600", seq=2),
+            house("CH-L1/L1/house", "L1", 0, account=HOUSE_ACCOUNT, qty="400", seq=3),
+            house("R9", "L9", 30, account=HOUSE_ACCOUNT, seq=4),
+        )
+        await ledger.apply_statements([statement([line("L9", 30)])])
+        (missing,) = await recon(ledger, full=True)
+        assert (missing.kind, missing.ref, missing.ours) == (
+            "missing_at_lp",
+            "L1",
+            "buy 1000.00000000 @ 1.10000000",
+        )
+        assert missing.client == "C1"
     finally:
         await ledger.close()
 
@@ -2047,3 +2097,54 @@ async def test_a_fill_split_between_a_client_and_the_house_in_two_batches_is_no_
     await write(ledger, house("R9", "L9", 30, account=HOUSE_ACCOUNT, seq=6))
     assert found(await recon(ledger)) == {("qty_mismatch", "house/lp", "L2")}
     assert found(await recon(ledger, full=True)) == {("qty_mismatch", "house/lp", "L2")}
+
+
+@pytest.mark.asyncio
+async def test_statement_numbers_written_with_an_exponent_are_stored_alike_on_both_ledgers(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    # an LP's statement writing its numbers as a spreadsheet or a float
+    # formatter may: each is a number the ledger holds (1,234,567,890.12;
+    # 0.00001; a quantity too small to be anything but 0 at 8 decimals)
+    folder = tmp_path / "statements"
+    folder.mkdir()
+    (folder / "LP_A-20260302.csv").write_text(
+        "ExecID,ClOrdID,Symbol,Side,Quantity,Price,ExecTime\n"
+        "L1,CH-L1,EUR/USD,BUY,123456789012e-2,1.1,2026-03-02T10:00:00Z\n"
+        "L2,CH-L2,EUR/USD,BUY,1e-5,11E-1,2026-03-02T10:00:01Z\n"
+        "L3,CH-L3,EUR/USD,BUY,1e-1000000,1.1,2026-03-02T10:00:02Z\n"
+    )
+    statements = StatementFolder(folder, {"LP_A": StatementColumns()}, TradeDay(dt.time(21, 0)))
+    (change,) = statements.scan()
+    assert change.errors == []
+    await ledger.apply_statements([change])
+    assert (await ledger.positions())["lp_statements"] == [
+        Position("LP_A", "EUR/USD", "1234567890.12001000")
+    ]
+    await write(ledger, house("R2", "L2", 1, account=HOUSE_ACCOUNT, qty="0.00001"))
+    await write(ledger, house("R1", "L1", 0, account=HOUSE_ACCOUNT, qty="1234567890.12"))
+    await write(ledger, house("R3", "L3", 2, account=HOUSE_ACCOUNT, qty="0"))
+    assert await recon(ledger, full=True) == []
+
+
+@pytest.mark.asyncio
+async def test_a_full_run_while_a_drop_copy_is_away_keeps_the_breaks_found_while_it_was_caught_up(
+    ledger: Ledger,
+) -> None:
+    # the drop copy caught up to t=30: a client's fill at t=8 with no booking
+    # of it, and an LP's line at t=9 never booked, are breaks
+    await write(ledger, *matched(1, 0)[:2], client("C7", 8, seq=7))
+    await ledger.apply_statements([statement([line("L1", 0), line("L9", 9)])])
+    caught_up = Covers(feeds={SESSION: T0 + dt.timedelta(seconds=30)})
+    expected = {
+        ("uncovered_client_fill", "client/house", "C7"),
+        ("missing_in_house", "house/lp", "L9"),
+    }
+    assert found(await recon(ledger, covers=caught_up)) == expected
+    # the gateway restarts (its drop copy logged off): what it had delivered
+    # by then is still all it had; a full run finds what the runs found
+    away = Covers(feeds={SESSION: None})
+    assert found(await recon(ledger, covers=away)) == expected
+    assert found(await recon(ledger, full=True, covers=away)) == expected
+    run = await ledger.recon(True, GRACE, T0, away)
+    assert (run.breaks, run.pending) == (2, 0)

@@ -18,6 +18,8 @@ from test_ledger import (  # noqa: F401 (fixtures)
     GRACE,
     SESSION,
     SETTLEMENT,
+    T0,
+    at,
     client,
     found,
     house,
@@ -30,7 +32,7 @@ from test_ledger import (  # noqa: F401 (fixtures)
 )
 
 from backoffice.duck import DuckLedger
-from backoffice.ledger import Break, Ledger
+from backoffice.ledger import Break, Covers, Ledger
 from backoffice.records import HOUSE_ACCOUNT, INTERNAL_MARKET, ClientTrade, HouseTrade, LpTrade
 from backoffice.statements import StatementChange
 
@@ -228,3 +230,183 @@ def test_incremental_runs_find_what_full_runs_find_over_random_arrivals(
     tmp_path: Path, seed: int
 ) -> None:
     asyncio.run(_compare(tmp_path, seed))
+
+
+# -- and over busts, resends, files taken out and the drop copy coming and going ----
+
+MORE_FILES = (*FILES, "/statements/LP_A-3.csv")
+AWAY = Covers(feeds={SESSION: None})
+
+
+def more_arrivals(rng: random.Random) -> list[tuple[str, object, Covers]]:
+    """As :func:`arrivals`, and: LP fills busted (the reversal booked to the
+    house), trades given twice in a batch and sent again later, a line on
+    two files with other values (another time or quantity), files taken out
+    of the folder, and runs made while the drop copy is caught up to some
+    time (logged on with nothing waiting) or away."""
+    out: list[tuple[str, object, Covers]] = []
+    files: dict[str, list[LpTrade]] = {f: [] for f in MORE_FILES}
+    present = dict.fromkeys(MORE_FILES, False)
+    sent: list[list[ClientTrade | HouseTrade]] = []
+    held: list[list[ClientTrade | HouseTrade]] = []
+    t, seq = 0.0, 0
+
+    def put(source: str, lp_line: LpTrade) -> None:
+        key = (lp_line.cl_ord_id, lp_line.exec_id)
+        kept = [x for x in files[source] if (x.cl_ord_id, x.exec_id) != key]
+        files[source] = [*kept, msgspec.structs.replace(lp_line, source=source)]
+
+    def read_whole(source: str) -> None:
+        out.append(("statement", statement(files[source], replace=True, source=source), AWAY))
+        present[source] = True
+
+    def send(record: list[ClientTrade | HouseTrade]) -> None:
+        out.append(("trades", record, AWAY))
+        sent.append(record)
+
+    for n in range(rng.randint(3, 14)):
+        t += rng.choice([0, 0.5, 1, 3, 7, 20])
+        seq += 1
+        qty = rng.choice(["1000", "2000"])
+        records: list[list[ClientTrade | HouseTrade]]
+        if rng.random() < 0.15:
+            records = [
+                [client(f"X{n}a", t, market=INTERNAL_MARKET, qty=qty, seq=seq)],
+                [
+                    client(
+                        f"X{n}b",
+                        t,
+                        account="C2",
+                        side=-1,
+                        market=INTERNAL_MARKET,
+                        qty=rng.choice([qty, qty, "500"]),
+                        seq=seq,
+                    )
+                ],
+            ]
+        else:
+            bookings = [
+                house(f"CH-L{n}/L{n}", f"L{n}", t, client_exec_id=f"C{n}", qty=qty, seq=seq)
+            ]
+            lp_qty = qty
+            if rng.random() < 0.25:
+                bookings.append(
+                    house(
+                        f"CH-L{n}/L{n}/house", f"L{n}", t, account=HOUSE_ACCOUNT, qty="500", seq=seq
+                    )
+                )
+                lp_qty = str(int(qty) + 500)
+            if rng.random() < 0.1:
+                lp_qty = "777"
+            lp_line = line(
+                f"L{n}",
+                t,
+                qty=lp_qty,
+                price="1.1" if rng.random() < 0.9 else "1.2",
+                side=1 if rng.random() < 0.95 else -1,
+            )
+            records = [[client(f"C{n}", t, qty=qty, seq=seq)], *([b] for b in bookings)]
+            if rng.random() < 0.15:  # busted: the reversal, booked to the house
+                reversal = house(
+                    f"CH-L{n}/B{n}", f"B{n}", t + 1, account=HOUSE_ACCOUNT, side=-1, seq=seq
+                )
+                records.append(
+                    [msgspec.structs.replace(reversal, child_id=f"CH-L{n}", restates=f"L{n}")]
+                )
+                if rng.random() < 0.5:  # the LP's statement lists the bust
+                    put(rng.choice(MORE_FILES), line(f"B{n}", t + 1, side=-1))
+            if rng.random() < 0.92:
+                source = rng.choice(MORE_FILES)
+                put(source, lp_line)
+                if rng.random() < 0.25:  # on another file too, the same or not
+                    again = lp_line
+                    if rng.random() < 0.5:
+                        again = msgspec.structs.replace(
+                            lp_line,
+                            time=at(t + rng.choice([-30, 0, 30])),
+                            qty=rng.choice([lp_qty, "3000"]),
+                        )
+                    put(rng.choice([f for f in MORE_FILES if f != source]), again)
+        for record in records:
+            if rng.random() < 0.08:
+                continue  # never comes
+            if rng.random() < 0.15:
+                record = record + record  # twice in one batch
+            (held.append if rng.random() < 0.4 else send)(record)
+        if rng.random() < 0.5:
+            read_whole(rng.choice(MORE_FILES))
+        if held and rng.random() < 0.3:
+            send(held.pop(rng.randrange(len(held))))
+        if sent and rng.random() < 0.1:
+            out.append(("trades", rng.choice(sent), AWAY))  # sent again
+        if rng.random() < 0.15:
+            source = rng.choice(MORE_FILES)
+            if files[source]:
+                i = rng.randrange(len(files[source]))
+                if rng.random() < 0.5:
+                    files[source].pop(i)
+                else:
+                    files[source][i] = msgspec.structs.replace(
+                        files[source][i], price=rng.choice(["1.1", "1.3"])
+                    )
+                read_whole(source)
+        if rng.random() < 0.08:
+            source = rng.choice(MORE_FILES)
+            if present[source]:
+                out.append(
+                    ("statement", StatementChange(source, "LP_A", False, [], [], gone=True), AWAY)
+                )
+                present[source] = False
+                files[source] = []
+        if rng.random() < 0.5:
+            caught_up = T0 + dt.timedelta(seconds=t - GRACE + rng.choice([0, 10]))
+            covers = rng.choice([AWAY, Covers(feeds={SESSION: caught_up})])
+            out.append(("run", None, covers))
+    while held:
+        send(held.pop(rng.randrange(len(held))))
+        if rng.random() < 0.5:
+            out.append(("run", None, AWAY))
+    for source in MORE_FILES:
+        if files[source]:
+            read_whole(source)
+    out.append(("run", None, AWAY))
+    return out
+
+
+async def _compare_more(folder: Path, seed: int) -> None:
+    incremental = DuckLedger(folder / f"incremental-{seed}.duckdb", SETTLEMENT)
+    full = DuckLedger(folder / f"full-{seed}.duckdb", SETTLEMENT)
+    await incremental.open()
+    await full.open()
+    try:
+        for step, (what, arrival, covers) in enumerate(more_arrivals(random.Random(seed))):
+            for ledger_ in (incremental, full):
+                if what == "trades":
+                    assert isinstance(arrival, list)
+                    await write(ledger_, *arrival)
+                elif what == "statement":
+                    assert isinstance(arrival, StatementChange)
+                    await ledger_.apply_statements([arrival])
+            if what == "run":
+                a = await incremental.recon(False, GRACE, NOW, covers)
+                b = await full.recon(True, GRACE, NOW, covers)
+                assert (_listed(await incremental.breaks()), a.pending) == (
+                    _listed(await full.breaks()),
+                    b.pending,
+                ), f"seed {seed}, step {step}"
+    finally:
+        await incremental.close()
+        await full.close()
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(seed=st.integers(min_value=0, max_value=2**32 - 1))
+def test_incremental_runs_find_what_full_runs_find_with_busts_resends_and_the_drop_copy_away(
+    tmp_path: Path, seed: int
+) -> None:
+    asyncio.run(_compare_more(tmp_path, seed))

@@ -217,6 +217,26 @@ def test_an_edited_line_replaces_the_whole_file(tmp_path: Path) -> None:
     assert [r.exec_id for r in change.rows] == ["E1", "E3", "E4"]
 
 
+def test_a_line_edited_within_the_file_systems_tick_of_its_reading_is_read_again(
+    tmp_path: Path,
+) -> None:
+    # a file system keeps a modification time in ticks (a few milliseconds
+    # on Linux, seconds on some): a statement corrected in place, at the
+    # same size, within the tick the reader read it in keeps its time
+    path = tmp_path / "LP_A-1.csv"
+    line = "E1,K1,EUR/USD,BUY,1000,1.1,2026-03-02T10:00:00Z\n"
+    write(path, HEADER + line)
+    folder = folder_of(tmp_path)
+    assert [r.price for r in one(folder.scan()).rows] == ["1.1"]
+    stat = path.stat()
+    path.write_text(HEADER + line.replace(",1.1,", ",1.2,"))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    change = one(folder.scan())
+    assert change.replace
+    assert [r.price for r in change.rows] == ["1.2"]
+    assert folder.scan() == []
+
+
 def test_a_statement_moved_away_keeps_what_was_read_of_it(tmp_path: Path) -> None:
     # archiving yesterday's statement is no correction of it
     kept = tmp_path / "LP_A-1.csv"
