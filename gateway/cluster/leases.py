@@ -318,9 +318,15 @@ class Cluster:
     def may_send(self, session: Session) -> bool:
         """Whether ``session``'s bytes may leave now: this gateway holds its
         lease, renewed recently enough that no other gateway can have taken
-        it (checked when the bytes are written, whatever the timers did)."""
-        held = self._held.get(session_key(session))
+        it (checked when the bytes are written, whatever the timers did),
+        and no batch of its copy was given up since it was last copied
+        whole (what its store holds here would be resent, and not by the
+        next owner: copied again when its client logs on again)."""
+        key = session_key(session)
+        held = self._held.get(key)
         if held is None:
+            return False
+        if self.log is not None and not self.log.copied(key):
             return False
         return self._clock() - held.renewed <= self.lease_s - self.renew_s
 
@@ -742,9 +748,32 @@ class Cluster:
                     self.on_taken(session, copied.data)
                 if self.on_claimed is not None:
                     self.on_claimed(session, log.orders.get(key))
+            if not await self._recopied(log, key):
+                # the lease stays: the next Logon here tries again
+                return "this gateway could not copy the session's state to its cluster in time"
+            if self._held.get(key) is not held:
+                return "this gateway lost the session's lease while copying its state; log on again"
             return None
         # the lease stays: the next Logon here tries again
         return "this gateway could not read the session's state from its cluster in time"
+
+    async def _recopied(self, log: SessionLog, key: str) -> bool:
+        """Before the session is served here again: what its store holds
+        that its copy lacks (a batch given up) is copied again, and
+        acknowledged (see :meth:`SessionLog.recopy`); False when it could
+        not be within half a lease (a claim waits a lease at most, all told)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lease_s / 2
+        while (copying := log.recopy(key)) is not None:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            try:
+                await asyncio.wait_for(asyncio.shield(copying), left)
+            except (TimeoutError, ConnectionError) as exc:
+                _log.warning("session_copy_not_recopied", key=key, error=repr(exc))
+                return False
+        return True
 
     def _granted(
         self, session: Session, key: str, revision: int, sent: float, *, takeover: bool
@@ -1350,6 +1379,7 @@ class Cluster:
                 "fenced": copy.fenced,
                 "unreadable": copy.unreadable,
                 "not_copied": copy.unowned,
+                "recopied": copy.recopies,
             },
         }
 

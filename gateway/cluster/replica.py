@@ -35,7 +35,10 @@ batch after it, in the same order, once the connection is back: records
 applied twice in order change nothing, and no batch's bytes leave before
 its own acknowledgement and those of every batch before it.  Only a batch
 not acknowledged for ``GIVE_UP`` seconds fails: its bytes never leave and
-its connections are dropped.
+its connections are dropped.  What it held stays in the sessions' stores
+here, though, and would be resent from them: until the copy has it again
+(:meth:`SessionLog.recopy`, before the session is served here again), no
+byte of those sessions leaves (:meth:`SessionLog.copied`).
 """
 
 from __future__ import annotations
@@ -55,7 +58,17 @@ import structlog
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 
-from gateway.fix.store import RESET, SENT, RecordingStore, SessionStore, StoreOp, apply_ops
+from gateway.fix.store import (
+    MAX_SEQ,
+    RESET,
+    SENT,
+    SET_SENDER,
+    SET_TARGET,
+    RecordingStore,
+    SessionStore,
+    StoreOp,
+    apply_ops,
+)
 
 _log = structlog.get_logger("gateway.cluster.replica")
 
@@ -132,6 +145,23 @@ class _Flight:
     acks: list[asyncio.Future[int]] = field(default_factory=list)
     """The acknowledgements waited for (cancelled when the batch goes
     again or is given up: an answer that never comes leaves nothing)."""
+
+
+@dataclass(slots=True)
+class _Uncopied:
+    """What a session's store holds that its copy may lack (a batch of it
+    was given up)."""
+
+    first: int = MAX_SEQ
+    """The lowest sequence number of a message given up."""
+    sent: dict[int, bytes] = field(default_factory=dict)
+    """The messages given up, by sequence number."""
+    reset: bool = False
+    """Whether a reset (a new session day) was given up."""
+    version: int = 0
+    """How many batches given up it covers."""
+    copying: asyncio.Future[None] | None = None
+    """The record copying the store again, while not acknowledged."""
 
 
 class _Refused(ConnectionError):
@@ -215,6 +245,9 @@ class LogStats:
     """Changes to a store of a session not served here, not copied."""
     lag: float = 0.0
     """Seconds the last batch waited for its acknowledgement."""
+    recopies: int = 0
+    """Sessions' stores copied again (a batch of theirs was given up) before
+    they were served here again."""
 
 
 class SessionLog:
@@ -293,6 +326,7 @@ class SessionLog:
         """Per session key, the open orders of its client read from the
         copy (this gateway's own records too); no entry while no record of
         the session carried its client's state or orders."""
+        self._uncopied: dict[str, _Uncopied] = {}
 
     async def start(self) -> None:
         config = StreamConfig(
@@ -650,6 +684,8 @@ class SessionLog:
                 flights.popleft()
                 for ack in flight.acks:
                     ack.cancel()
+                for key, _payload, ops in flight.batch:
+                    self._not_copied(key, ops)
                 _log.error("session_copy_given_up", sessions=len(flight.batch), error=repr(problem))
                 if not flight.done.done():
                     flight.done.set_exception(
@@ -665,6 +701,118 @@ class SessionLog:
                 pause = ACK_TIMEOUT if isinstance(problem, _Refused) else RESEND_AFTER
                 loop.call_later(pause, self._start_resend)
             return
+
+    def _not_copied(self, key: str, ops: list[Op]) -> None:
+        """A record of ``key`` was given up: its store here holds what the
+        copy lacks."""
+        lost = self._uncopied.get(key)
+        if lost is None:
+            lost = self._uncopied[key] = _Uncopied()
+        lost.version += 1
+        for kind, n, data in ops:
+            if kind == SENT:
+                lost.first = min(lost.first, n)
+                lost.sent[n] = data
+            elif kind == RESET:
+                lost.reset = True
+
+    def copied(self, key: str) -> bool:
+        """Whether the copy of ``key`` holds everything its store here was
+        changed by (no batch of it given up since it was last copied whole):
+        until it does, none of its bytes may leave, as a later owner would
+        not resend them."""
+        return key not in self._uncopied
+
+    def recopy(self, key: str) -> asyncio.Future[None] | None:
+        """Once ``key`` is granted here again (before its Logon is read):
+        when a batch of it was given up, a record that makes its copy what
+        its store is here (every message from the first one given up, the
+        sequence numbers; the whole session day after a reset given up;
+        the client's state and open orders, whole), published under the
+        lease held now; the future of its acknowledgement (None when
+        nothing is to be copied).  Wait for it, then call again: a batch
+        sealed before it and given up after needs another.  (Once another
+        gateway has written the copy since, nothing is to be copied: see
+        :meth:`_cut_back`.)"""
+        lost = self._uncopied.get(key)
+        if lost is None:
+            return None
+        if lost.copying is not None:
+            return lost.copying
+        store = self.stores.get(key)
+        if store is None or not self._epoch(key):
+            failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            failed.set_exception(ConnectionError("the session is not held here"))
+            return failed
+        store.flush()  # what it holds unrecorded goes first
+        inner = store.inner
+        ops: list[Op] = []
+        first = lost.first
+        if lost.reset:
+            ops.append((RESET, round(inner.creation_time * 1000), b""))
+            first = 1
+        if first < MAX_SEQ:
+            ops.extend((SENT, seq, message) for seq, message in inner.get_sent(first, MAX_SEQ))
+        ops.append((SET_SENDER, inner.next_sender_seq, b""))
+        ops.append((SET_TARGET, inner.next_target_seq, b""))
+        pending = self._pending.get(key)
+        if pending is None:
+            self._pending[key] = ops
+        else:
+            pending.extend(ops)
+        self._full.add(key)  # the client's state and every open order, whole
+        sealed = self.seal()
+        assert sealed is not None
+        lost.copying = sealed
+        version = lost.version
+        self.stats.recopies += 1
+        _log.warning(
+            "session_copy_recopied",
+            key=key,
+            from_seq=1 if lost.reset else (first if first < MAX_SEQ else None),
+            reset=lost.reset,
+        )
+
+        def done(sealed: asyncio.Future[None]) -> None:
+            lost.copying = None
+            if sealed.cancelled() or sealed.exception() is not None:
+                return  # still to be copied: the next grant tries again
+            if self._uncopied.get(key) is lost and lost.version == version:
+                del self._uncopied[key]
+
+        sealed.add_done_callback(done)
+        return sealed
+
+    def _cut_back(self, key: str, store: SessionStore, lost: _Uncopied) -> None:
+        """Another gateway served ``key`` from the copy since a batch of it
+        was given up here: what was given up never left, and is dropped
+        from the store here (not flushed), which ends as the copy does (the
+        other's records replace only the numbers they store: a message
+        given up at a number the other gave its Logon, or none, would be
+        resent from here)."""
+        stale = {n for n, data in lost.sent.items() if store.get_sent(n, n) == [(n, data)]}
+        if not stale:
+            return
+        low = min(stale)
+        kept = [(n, data) for n, data in store.get_sent(low, MAX_SEQ) if n not in stale]
+        sender, target = store.next_sender_seq, store.next_target_seq
+        below: list[tuple[int, bytes]] = []
+        span = 64
+        while low > 1:
+            start = max(1, low - span)
+            below = store.get_sent(start, low - 1)
+            if below or start == 1:
+                break
+            span *= 16
+        if below:
+            store.append_sent(*below[-1])  # the messages after it go
+        else:
+            store.reset(store.creation_time)
+        for n, data in kept:
+            store.append_sent(n, data)
+        store.set_next_sender_seq(sender)
+        store.set_next_target_seq(target)
+        _log.warning("session_copy_given_up_dropped", key=key, messages=len(stale), from_seq=low)
 
     def _compact(self, flight: _Flight, seqs: list[int]) -> None:
         """A session reset (a new session day) makes every record of the
@@ -750,10 +898,14 @@ class SessionLog:
         # another gateway's (up to the moment the session was taken here),
         # or this one's from before a restart: the store ends as the copy
         # does, what was never acknowledged dropped
+        # a batch given up here, and another gateway wrote the copy since
+        lost = self._uncopied.pop(key, None) if writer != self.writer else None
         store = self.stores.get(key)
         if store is None:
             return
         try:
+            if lost is not None:
+                self._cut_back(key, store.inner, lost)
             apply(store.inner, ops)
             store.inner.flush()
         except Exception:

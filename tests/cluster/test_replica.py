@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from config import ClusterSettings, SessionSettings
-from gateway.cluster import session_key
+from gateway.cluster import replica, session_key
 from gateway.cluster.replica import (
     ORDERS_ALL,
     PART,
@@ -1249,12 +1249,6 @@ async def test_a_claim_whose_lease_was_lost_while_its_copy_was_read_is_not_grant
 
 
 @pytest.mark.asyncio
-@pytest.mark.xfail(
-    strict=True,
-    reason="a message whose copy was given up stays in the owner's store and is resent from"
-    " there on the client's next Logon, while the copy never gets it: the next owner"
-    " answers a ResendRequest for it with a gap fill",
-)
 async def test_a_message_whose_copy_was_given_up_is_resent_by_the_next_owner_too(
     nats_cluster: NatsCluster,
 ) -> None:
@@ -1281,10 +1275,14 @@ async def test_a_message_whose_copy_was_given_up_is_resent_by_the_next_owner_too
         assert sealed is not None
         with pytest.raises(ConnectionError):
             await asyncio.wait_for(sealed, 20)
+        # what a holds would be resent from its store: nothing leaves until
+        # the copy has it too
+        assert not a.cluster.may_send(a.sessions["C1"])
         await log._js.update_stream(info.config)
         # the client logs on again where it was served: what a holds for
         # its resend is what it has sent or will send now
         assert await a.claim("C1") is None
+        assert a.cluster.may_send(a.sessions["C1"])
         sent_by_a = a.store("C1").get_sent(1, 10)
         store.append_sent(3, b"message 3")
         await written(a)
@@ -1294,3 +1292,291 @@ async def test_a_message_whose_copy_was_given_up_is_resent_by_the_next_owner_too
         await a.cluster._close_connection()
         await take(b, "C1")
         assert b.store("C1").get_sent(1, 10) == [*sent_by_a, (3, b"message 3")]
+
+
+async def give_up(member: Member, change: Callable[[ReplicatedStore], None]) -> None:
+    """``change`` ``member``'s store of C1 in a batch the stream refuses
+    until its copy is given up (a limit lowered, a full disk), and then
+    takes records again."""
+    log = member.cluster.log
+    assert log is not None
+    info = await log._js.stream_info(log.stream)
+    await log._js.update_stream(dataclasses.replace(info.config, max_msg_size=256))
+    store = member.sessions["C1"].store
+    assert isinstance(store, ReplicatedStore)
+    change(store)
+    store.flush()
+    sealed = member.cluster.seal()
+    assert sealed is not None
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(sealed, 15)
+    await log._js.update_stream(info.config)
+
+
+def big_message(store: ReplicatedStore) -> None:
+    store.append_sent(2, b"2" * 1000)
+
+
+@pytest.mark.asyncio
+async def test_a_store_whose_copy_cannot_be_made_again_is_not_served_until_it_is(
+    nats_cluster: NatsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy made again carries the client's state and every open order
+    too (the records given up carried them); a Logon meanwhile is turned
+    away, and nothing of the session leaves."""
+    monkeypatch.setattr(replica, "GIVE_UP", 2.0)
+    config = settings(nats_cluster)
+    a, b = Member(config, "a", ["C1"]), Member(config, "b", ["C1"])
+    a.cluster.client_state = lambda key: b"after fill 2"
+    a.cluster.open_orders = lambda key: [("O1", b"O1 partly filled", False)]
+    async with running(a, b):
+        session = a.sessions["C1"]
+        key = session_key(session)
+        assert await a.claim("C1") is None
+        session.store.append_sent(1, b"message 1")
+        await written(a)
+        await give_up(a, big_message)
+        log = a.cluster.log
+        assert log is not None
+        info = await log._js.stream_info(log.stream)
+        await log._js.update_stream(dataclasses.replace(info.config, max_msg_size=256))
+        refused = await a.claim("C1")
+        assert refused is not None
+        assert "could not copy the session's state" in refused[0]
+        assert not a.cluster.may_send(session)
+        assert a.cluster.epoch(key)  # the lease stays: the next Logon tries again
+        await log._js.update_stream(info.config)
+        await take(a, "C1")
+        assert a.cluster.may_send(session)
+        b_log = b.cluster.log
+        assert b_log is not None
+        assert await b_log.caught_up(key, 5)
+        assert b.store("C1").get_sent(1, 10) == [(1, b"message 1"), (2, b"2" * 1000)]
+        assert b_log.clients[key].data == b"after fill 2"
+        copied = b_log.orders[key]
+        assert copied.complete
+        assert copied.open == {"O1": b"O1 partly filled"}
+
+
+@pytest.mark.asyncio
+async def test_a_new_session_day_whose_copy_was_given_up_is_copied_again_whole(
+    nats_cluster: NatsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reset given up: the copy made again starts the new day (its
+    creation time, its messages) and purges the day before."""
+    monkeypatch.setattr(replica, "GIVE_UP", 2.0)
+    config = settings(nats_cluster)
+    a, b = Member(config, "a", ["C1"]), Member(config, "b", ["C1"])
+    async with running(a, b):
+        session = a.sessions["C1"]
+        key = session_key(session)
+        assert await a.claim("C1") is None
+        for seq in range(1, 4):
+            session.store.append_sent(seq, b"day 1 message %d" % seq)
+        await written(a)
+
+        def new_day(store: ReplicatedStore) -> None:
+            store.reset(86_400.0)
+            store.append_sent(1, b"1" * 1000)
+            store.set_next_target_seq(2)
+
+        await give_up(a, new_day)
+        assert await a.claim("C1") is None
+        log = a.cluster.log
+        assert log is not None
+        deadline = time.monotonic() + 10
+        while log.stats.purges < 1:
+            assert time.monotonic() < deadline, "the day before was not purged"
+            await asyncio.sleep(0.02)  # polling, with the deadline above
+        # a dies; b takes the session over
+        for task in a.cluster._tasks:
+            task.cancel()
+        await a.cluster._close_connection()
+        await take(b, "C1")
+        store = b.store("C1")
+        assert store.creation_time == 86_400.0
+        assert store.get_sent(1, 10) == [(1, b"1" * 1000)]
+        assert (store.next_sender_seq, store.next_target_seq) == (2, 2)
+        c = await Member(config, "c", ["C1"]).start()  # reads the copy from its start
+        async with stopping(c):
+            c_log = c.cluster.log
+            assert c_log is not None
+            assert await c_log.caught_up(key, 5)
+            assert c.store("C1").get_sent(1, 10) == [(1, b"1" * 1000)]
+
+
+@pytest.mark.asyncio
+async def test_what_was_given_up_is_not_copied_again_once_another_gateway_wrote_the_copy(
+    nats_cluster: NatsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A given up, then lost the session: the gateway that served it next
+    went on from the copy (its own number 2), and what a holds of the
+    batch given up never left: taking the session back, a must neither
+    copy it over the other's records under its newer lease nor resend it."""
+    monkeypatch.setattr(replica, "GIVE_UP", 2.0)
+    config = settings(nats_cluster)
+    a, b = Member(config, "a", ["C1"]), Member(config, "b", ["C1"])
+    async with running(a, b):
+        session = a.sessions["C1"]
+        key = session_key(session)
+        assert await a.claim("C1") is None
+        session.store.append_sent(1, b"message 1")
+        await written(a)
+        await give_up(a, big_message)
+        await a.cluster._release(key)
+        await take(b, "C1")
+        assert b.store("C1").next_sender_seq == 2
+        b.sessions["C1"].store.set_next_sender_seq(3)  # b's Logon took 2
+        b.sessions["C1"].store.set_next_target_seq(2)
+        await written(b, "C1")
+        await b.cluster._release(key)
+        await take(a, "C1")
+        log = a.cluster.log
+        assert log is not None
+        assert log.stats.recopies == 0
+        assert a.cluster.may_send(session)
+        # and a's store ends as the copy does: its message 2 is not resent
+        assert a.store("C1").get_sent(1, 10) == [(1, b"message 1")]
+        assert (a.store("C1").next_sender_seq, a.store("C1").next_target_seq) == (3, 2)
+        session.store.append_sent(3, b"message 3")
+        await written(a)
+        await a.cluster._release(key)
+        await take(b, "C1")
+        assert b.store("C1").get_sent(1, 10) == [(1, b"message 1"), (3, b"message 3")]
+
+
+@pytest.mark.asyncio
+async def test_a_gateway_restarted_after_a_copy_given_up_cuts_its_store_back_to_the_copy(
+    nats_cluster: NatsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/cluster.md: a restarted gateway's files end as the copy does,
+    what they had beyond it was never sent."""
+    monkeypatch.setattr(replica, "GIVE_UP", 2.0)
+    config = settings(nats_cluster)
+    first = Member(config, "a", ["C1"])
+    await first.start()
+    async with stopping(first):
+        assert await first.claim("C1") is None
+        first.sessions["C1"].store.append_sent(1, b"message 1")
+        await written(first)
+        await give_up(first, big_message)
+        files = first.store("C1")
+        for task in first.cluster._tasks:
+            task.cancel()
+        await first.cluster._close_connection()
+    again = Member(config, "a", ["C1"])  # the same name and files, another process
+    kept = again.store("C1")
+    for seq, message in files.get_sent(1, 10):
+        kept.append_sent(seq, message)
+    assert kept.get_sent(2, 2) != []
+    await again.start()
+    async with stopping(again):
+        await take(again, "C1")
+        assert kept.get_sent(1, 10) == [(1, b"message 1")]
+        log = again.cluster.log
+        assert log is not None
+        assert log.stats.recopies == 0
+
+
+@pytest.mark.asyncio
+async def test_a_message_given_up_is_dropped_once_another_gateway_took_the_session_unattended(
+    nats_cluster: NatsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other gateway took the session with no Logon (its record carries
+    only the client's state and orders, the copy's): handed back, a answers
+    a ResendRequest for its message 2 with a gap fill, as the copy would,
+    not with a fill the client's state taken from the copy does not hold."""
+    monkeypatch.setattr(replica, "GIVE_UP", 2.0)
+    config = settings(nats_cluster)
+    a, b = Member(config, "a", ["C1"]), Member(config, "b", ["C1"])
+    async with running(a, b):
+        session = a.sessions["C1"]
+        key = session_key(session)
+        assert await a.claim("C1") is None
+        for seq in range(1, 4):
+            session.store.append_sent(seq, b"message %d" % seq)
+        await written(a)
+
+        def fill(store: ReplicatedStore) -> None:
+            store.append_sent(4, b"4" * 1000)
+            store.append_sent(5, b"5" * 1000)
+
+        await give_up(a, fill)
+        await a.cluster._release(key)
+        await take(b, "C1")
+        b.cluster.copy_all(key)
+        sealed = b.cluster.seal()
+        assert sealed is not None
+        await asyncio.wait_for(sealed, 5)
+        await b.cluster._release(key)
+        await take(a, "C1")
+        assert a.store("C1").get_sent(1, 10) == [(s, b"message %d" % s) for s in range(1, 4)]
+
+
+@pytest.mark.asyncio
+async def test_a_client_whose_report_was_given_up_gets_it_at_its_gateway_and_then_anywhere(
+    nats_cluster: NatsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the FIX server: the report whose copy was given up never
+    leaves; the client logs on again at the same gateway and gets it (its
+    Logon read once the copy has it); that gateway dies, and the next
+    resends the report with the same number."""
+    monkeypatch.setattr(replica, "GIVE_UP", 2.0)
+    config = settings(nats_cluster)
+    a = await Member(config, "a", ["C1"]).start()
+    b = await Member(config, "b", ["C1"]).start()
+    server_a, port_a = await member_server(a, "C1")
+    server_b, port_b = await member_server(b, "C1")
+    client = FixClient(SessionSettings(SenderCompID="C1", TargetCompID="GW"), MemoryStore())
+    try:
+        await client.connect("127.0.0.1", port_a)
+        client.send(b"D", order(b"first"))
+        assert (await client.receive(5)).get(11) == b"first"
+        log = a.cluster.log
+        assert log is not None
+        info = await log._js.stream_info(log.stream)
+        await log._js.update_stream(dataclasses.replace(info.config, max_msg_size=512))
+        client.send(b"D", order(b"L" * 600))
+        await client.wait_closed(15)
+        assert client.messages.empty()
+        await log._js.update_stream(info.config)
+        await client.connect("127.0.0.1", port_a)
+        resent = await client.receive(5)
+        assert resent.get(11) == b"L" * 600
+        seq = int(resent.get(34) or b"0")
+        nc = a.cluster._nc
+        assert nc is not None
+        await nc.close()  # a is gone for the cluster: its client is dropped
+        await client.wait_closed(5)
+        await take(b, "C1")
+        assert [n for n, m in b.store("C1").get_sent(seq, seq) if b"L" * 600 in m] == [seq]
+        await client.connect("127.0.0.1", port_b)
+        client.send(b"D", order(b"at-b"))
+        assert (await client.receive(5)).get(11) == b"at-b"
+    finally:
+        client.abort()
+        for server in (server_a, server_b):
+            await server.stop(grace=0.5)
+        for m in (a, b):
+            await m.cluster.stop()
+
+
+def test_what_was_given_up_is_cut_from_a_store_and_nothing_else() -> None:
+    log = SessionLog(cast(Any, None), "t", "a", 3, lambda key: 0, {})
+    # the first message given up: nothing below it to keep
+    store = MemoryStore(created=7.0)
+    for seq in (1, 2, 3):
+        store.append_sent(seq, b"m%d" % seq)
+    store.set_next_target_seq(9)
+    log._cut_back("k", store, replica._Uncopied(sent={1: b"m1", 2: b"other's"}))
+    assert state(store) == (4, 9, 7.0, [(2, b"m2"), (3, b"m3")])
+    # given up in the middle, one of them since stored again by another
+    store = MemoryStore(created=7.0)
+    for seq in range(1, 7):
+        store.append_sent(seq, b"m%d" % seq)
+    store.set_next_sender_seq(12)
+    log._cut_back("k", store, replica._Uncopied(sent={3: b"m3", 5: b"m5", 6: b"old 6"}))
+    assert state(store) == (12, 1, 7.0, [(1, b"m1"), (2, b"m2"), (4, b"m4"), (6, b"m6")])
+    # nothing given up is still there: nothing changes
+    log._cut_back("k", store, replica._Uncopied(sent={3: b"m3", 7: b"m7"}))
+    assert state(store) == (12, 1, 7.0, [(1, b"m1"), (2, b"m2"), (4, b"m4"), (6, b"m6")])
