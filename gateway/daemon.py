@@ -15,6 +15,7 @@ are used as resolved against its file's folder (:func:`config.config_base`).
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import ipaddress
 import os
@@ -582,20 +583,29 @@ class Gateway:
         what it holds first.  One that cannot (a full disk) is closed all
         the same, what it held left unwritten (nothing of it had left the
         process), and the others after it are closed too; said in one
-        line naming the data directory and the cause.  Whether all was
-        written."""
-        closing: list[tuple[str, Callable[[], None]]] = []
-        if self.journal is not None:
-            closing.append((str(self.journal.path), self.journal.close))
-        # a store of a cluster's session has no folder here: itself named
-        closing.extend(
-            (str(getattr(store, "path", "") or store), store.close) for store in self.stores
-        )
+        line naming the data directory and the cause.  When the journal
+        could not write what it held, the stores close without writing
+        theirs either: their messages report what the journal lost, and
+        would reach their clients after the restart (by a resend) for
+        orders the gateway no longer knows.  Whether all was written."""
         unwritten: list[str] = []
         cause = ""
-        for name, close in closing:
+        journal_written = True
+        if self.journal is not None:
             try:
-                close()
+                self.journal.close()
+            except OSError as exc:
+                unwritten.append(str(self.journal.path))
+                cause = exc.strerror or repr(exc)
+                journal_written = False
+        for store in self.stores:
+            # a store of a cluster's session has no folder here: itself named
+            name = str(getattr(store, "path", "") or store)
+            try:
+                if journal_written:
+                    store.close()
+                else:
+                    store.discard()
             except OSError as exc:
                 unwritten.append(name)
                 cause = cause or exc.strerror or repr(exc)
@@ -846,13 +856,13 @@ def _writable_data_dir(data_dir: Path) -> None:
         reason = exc.strerror or str(exc)
         raise ConfigError([f"gateway.data_dir: cannot create {data_dir}: {reason}"]) from exc
     if not os.access(data_dir, os.W_OK | os.X_OK):
-        raise ConfigError([f"gateway.data_dir: cannot write to {data_dir}: permission denied"])
+        raise ConfigError([f"gateway.data_dir: cannot write to {data_dir}: {_why_not(data_dir)}"])
     for name in _DATA_FOLDERS:
         folder = data_dir / name
         if folder.is_dir():
             if not os.access(folder, os.W_OK | os.X_OK):
                 raise ConfigError(
-                    [f"gateway.data_dir: cannot write to {folder}: permission denied"]
+                    [f"gateway.data_dir: cannot write to {folder}: {_why_not(folder)}"]
                 )
         elif os.path.lexists(folder):
             raise ConfigError(
@@ -861,6 +871,17 @@ def _writable_data_dir(data_dir: Path) -> None:
                     f"(move it away: the gateway keeps its {name} there)"
                 ]
             )
+
+
+def _why_not(folder: Path) -> str:
+    """Why a folder ``os.access`` refuses to write to cannot be written:
+    on a file system mounted read-only, or for want of permission."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return os.strerror(errno.EROFS)
+    except OSError:
+        pass
+    return "permission denied"
 
 
 _DATA_FOLDERS: Final = ("orders", "orders/segments", "sessions", "dropcopy")

@@ -137,6 +137,13 @@ class SessionStore:
         """Flush and release all resources.  Calling it again does nothing."""
         raise NotImplementedError
 
+    def discard(self) -> None:
+        """Release all resources without flushing: the changes since the
+        last flush are not made durable (none of them left the process, and
+        what they answer was not written to the order journal).  Calling it,
+        or :meth:`close`, again does nothing."""
+        raise NotImplementedError
+
 
 class MemoryStore(SessionStore):
     """A :class:`SessionStore` that keeps everything in process memory.
@@ -222,6 +229,9 @@ class MemoryStore(SessionStore):
     def close(self) -> None:
         self._closed = True
 
+    def discard(self) -> None:
+        self._closed = True
+
 
 # -- recorded changes (a cluster of gateways copies them) -----------------------------
 
@@ -295,6 +305,10 @@ class RecordingStore(SessionStore):
     def close(self) -> None:
         self.flush()
         self.inner.close()
+
+    def discard(self) -> None:
+        self._ops = []
+        self.inner.discard()
 
 
 def apply_ops(store: SessionStore, ops: list[StoreOp]) -> None:

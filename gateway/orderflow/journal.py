@@ -137,7 +137,7 @@ from gateway.storage.batch_file import (
     DamagedError,
     WrongMagicError,
 )
-from gateway.storage.durable import fsync_dir, make_dir, write_file
+from gateway.storage.durable import fsync_dir, make_dir, other_format, write_file
 
 __all__ = [
     "JournalError",
@@ -284,8 +284,10 @@ class OrderJournal:
                         continue
                     yield entry
                 batches += 1
-        except WrongMagicError:
-            raise JournalError(f"{self.path} is not an order journal") from None
+        except WrongMagicError as wrong:
+            raise JournalError(
+                other_format(self.path, wrong.found, MAGIC, "an order journal")
+            ) from None
         except DamagedError as damaged:
             raise JournalError(
                 f"{self.path}: the batch at offset {damaged.offset} is damaged and the batch "

@@ -164,7 +164,14 @@ class Recovery:
         if isinstance(entry, OrderState):
             order = entry.order
             orders = self.orders
-            before = orders.pop(order.order_id, None)
+            before = orders.get(order.order_id)
+            if before is not None and before.is_final and not order.is_final:
+                # a final order never works again: this state is older than
+                # the one read (a checkpoint written in slices holds an
+                # order as its slice was written, and copies behind it the
+                # states journaled on the way there, ending with that one)
+                return
+            orders.pop(order.order_id, None)
             orders[order.order_id] = order
             if order.is_final and (before is None or not before.is_final):
                 # kept as the matcher kept it when it ended, in the same

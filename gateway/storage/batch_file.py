@@ -117,7 +117,14 @@ class BatchFileLockedError(BatchFileError):
 
 
 class WrongMagicError(BatchFileError):
-    """The file does not start with the expected magic: it is some other file."""
+    """The file does not start with the expected magic: it is some other
+    file, or another format of the same kind (``found``, its first bytes,
+    differ from the magic in the last byte only, where a magic says its
+    format's version)."""
+
+    def __init__(self, message: str, found: bytes = b"") -> None:
+        super().__init__(message)
+        self.found = found
 
 
 class DamagedError(BatchFileError):
@@ -250,8 +257,9 @@ class BatchFile:
         fd = self._fd
         magic = self._magic
         size = os.fstat(fd).st_size
-        if size < len(magic) or os.pread(fd, len(magic), 0) != magic:
-            raise WrongMagicError(f"{self._path} does not start with {magic!r}")
+        head = os.pread(fd, len(magic), 0)
+        if head != magic:
+            raise WrongMagicError(f"{self._path} does not start with {magic!r}", head)
         pos = len(magic)
         head_size = _HEAD.size
         if size > pos:

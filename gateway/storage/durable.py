@@ -26,6 +26,7 @@ __all__ = [
     "intact_after",
     "lock_directory",
     "make_dir",
+    "other_format",
     "replace_file",
 ]
 
@@ -142,6 +143,26 @@ def write_file(path: Path, data: bytes) -> None:
     """Replace ``path`` with a file holding ``data``, atomically and durably
     (:func:`replace_file`, its descriptor closed)."""
     os.close(replace_file(path, data))
+
+
+def other_format(path: Path, found: bytes, magic: bytes, kind: str) -> str:
+    """Why the file ``path``, which starts with ``found`` and not with its
+    ``magic``, is refused: another format version of ``kind`` (a magic's
+    last byte is its format's version; a newer one is a newer fixgw's), or
+    not one at all."""
+    if len(found) == len(magic) and found[:-1] == magic[:-1]:
+        version, known = found[-1], magic[-1]
+        said = (
+            f"{path} is {kind} of format version {version}; this version of fixgw reads "
+            f"version {known} only"
+        )
+        if version > known:
+            said += (
+                ": it was written by a newer version of fixgw; start that version "
+                "(docs/operations.md, Upgrades)"
+            )
+        return said
+    return f"{path} is not {kind}"
 
 
 def intact_after(data: mmap.mmap, bad: int, head_size: int, kinds: bytes = b"") -> int:

@@ -142,6 +142,7 @@ from gateway.storage.durable import (
     intact_after,
     lock_directory,
     make_dir,
+    other_format,
     replace_file,
 )
 
@@ -445,6 +446,14 @@ class FileStore(SessionStore):
             os.close(self._lock_fd)
             self._lock_fd = -1
 
+    def discard(self) -> None:
+        if self._fd < 0:
+            return
+        self._pend_seqs.clear()
+        self._pend_msgs.clear()
+        self._dirty = False
+        self.close()
+
     # -- internals ------------------------------------------------------------
 
     def _check_open(self) -> None:
@@ -513,8 +522,9 @@ class FileStore(SessionStore):
     def _replay(self) -> None:
         fd = self._fd
         size = os.fstat(fd).st_size
-        if size < len(MAGIC) or os.pread(fd, len(MAGIC), 0) != MAGIC:
-            raise StoreCorruptError(f"{self._journal} is not a session journal")
+        head = os.pread(fd, len(MAGIC), 0)
+        if head != MAGIC:
+            raise StoreCorruptError(other_format(self._journal, head, MAGIC, "a session journal"))
 
         pos = len(MAGIC)
         seen_reset = False

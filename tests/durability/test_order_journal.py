@@ -258,6 +258,26 @@ def test_a_file_that_is_not_a_journal_is_refused(tmp_path: Path) -> None:
     assert (tmp_path / "journal").read_bytes() == b"something else entirely"
 
 
+def test_a_journal_of_a_newer_format_is_refused_saying_so(tmp_path: Path) -> None:
+    journal = OrderJournal(tmp_path)
+    list(journal.replay())
+    journal.add(Ended("C1"))
+    journal.close()
+    path = tmp_path / "journal"
+    content = b"ORDJRNL\x02" + path.read_bytes()[8:]  # its format's version, one more
+    path.write_bytes(content)
+    journal = OrderJournal(tmp_path)
+    with pytest.raises(JournalError) as refused:
+        list(journal.replay())
+    journal.close()
+    assert str(refused.value) == (
+        f"{path} is an order journal of format version 2; this version of fixgw reads "
+        "version 1 only: it was written by a newer version of fixgw; start that version "
+        "(docs/operations.md, Upgrades)"
+    )
+    assert path.read_bytes() == content
+
+
 def test_a_fill_a_child_state_written_after_it_counts_is_booked_not_counted_again() -> None:
     """A checkpoint written in slices may write a child's state after a
     fill it already counts, the fill itself copied behind: the ledger takes

@@ -27,8 +27,11 @@ from netkit import free_port, with_day_end_away
 from test_crash_recovery import admin, until_ready
 from test_order_flow import client, order, until_final
 
-from config import default_config_path
+from config import SessionSettings, default_config_path
 from gateway.dropcopy.process import READY_WITHIN, STOP_GRACE
+from gateway.fix import codec
+from gateway.fix.store import MemoryStore
+from gateway.net.client import FixClient
 
 ROOT = Path(__file__).resolve().parents[2]
 # longer than the daemon's own waits (see conftest.py): slow, not red, on a busy machine
@@ -147,4 +150,72 @@ async def test_a_stop_on_a_full_disk_stops_everything_in_one_line_and_loses_noth
     await until_ready(again.http_port)
     listed = admin(again.http_port, "/admin/orders?client=CLIENT2")
     assert "ACKED" in [o["cl_ord_id"] for o in listed], listed
+    assert again.stop() == 0
+
+
+@pytest.mark.asyncio
+async def test_a_report_the_journal_could_not_write_is_not_stored_by_the_stop(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The order journal cannot be written, a client's session store still
+    can (its file is smaller, or a full disk's last block of it has room):
+    the stop writes what the store holds, but not the reports of what the
+    journal could not write, which the client would otherwise be sent
+    after the restart, for an order the gateway no longer knows."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(with_day_end_away(default_config_path().read_text()))
+    data_dir = tmp_path / "data"
+    gw = Gateway(config, data_dir)
+    request.addfinalizer(gw.stop)
+    gw.until_said("gateway_started", START_WITHIN)
+    await until_ready(gw.http_port)
+    kept = MemoryStore()
+    c = FixClient(SessionSettings(SenderCompID="CLIENT2", TargetCompID="GATEWAY"), kept)
+    request.addfinalizer(c.abort)
+    await c.connect("127.0.0.1", gw.fix_port)
+    # each order's state and a copy of its report go to the journal, the
+    # report alone to the client's store: the journal grows past the store
+    for n in range(50):
+        c.send(b"D", order(f"ACKED{n}", ord_type="2", price="0.50000", tif="1"))
+        (new,) = await until_final(c, f"ACKED{n}".encode())
+        assert new.get(39) == b"0"
+    journal = data_dir / "orders" / "journal"
+    store = data_dir / "sessions" / "FIX.4.4-GATEWAY-CLIENT2" / "journal"
+    assert store.stat().st_size + 2048 < journal.stat().st_size
+    # the journal may not grow any more; the store may still grow a little
+    limit = journal.stat().st_size
+    resource.prlimit(gw.proc.pid, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    c.send(b"D", order("UNWRITTEN", ord_type="2", price="0.50000", tif="1"))
+    await asyncio.to_thread(gw.until_said, "order_journal_write_failed", 20)
+    assert c.messages.empty()  # nothing leaves before it is written
+    assert await asyncio.to_thread(gw.stop) == 3
+    await c.wait_closed()
+    c.abort()
+
+    again = Gateway(config, data_dir)
+    request.addfinalizer(again.stop)
+    again.until_said("gateway_started", START_WITHIN)
+    await until_ready(again.http_port)
+    listed = [o["cl_ord_id"] for o in admin(again.http_port, "/admin/orders?client=CLIENT2")]
+    assert "ACKED49" in listed, listed
+    assert "UNWRITTEN" not in listed, listed
+    # the client logs on again and is sent what it missed, never a report
+    # of an order the gateway does not know; the order it sent that was
+    # never answered it sends again (the gateway asks for it), and it is
+    # worked now
+    c = FixClient(SessionSettings(SenderCompID="CLIENT2", TargetCompID="GATEWAY"), kept)
+    request.addfinalizer(c.abort)
+    await c.connect("127.0.0.1", again.fix_port)
+    c.send(b"H", codec.encode_fields([(11, b"UNWRITTEN"), (54, b"1"), (55, b"EUR/USD")]))
+    answers = []
+    while True:
+        msg = await c.receive(timeout=10)
+        answers.append(msg)
+        if msg.msg_type == b"8" and msg.get(150) == b"I":
+            break
+    reports = [m for m in answers if m.msg_type == b"8" and m.get(11) == b"UNWRITTEN"]
+    status = reports[-1]
+    assert status.get(58) != b"Unknown order", reports
+    assert {m.get(37) for m in reports} == {status.get(37)}, reports
+    await c.logout()
     assert again.stop() == 0

@@ -67,3 +67,33 @@ def test_a_journal_of_a_newer_version_stops_the_start_and_changes_nothing(
     ), said
     assert files(d.data_dir) == before
     assert journal.stat().st_size == size + 4 + 4 + len(body)
+
+
+def test_a_journal_of_a_newer_format_stops_the_start_saying_so(daemon_factory: Any) -> None:
+    d = daemon_factory().start()
+    assert d.stop() == 0
+    journal = d.data_dir / "orders" / "journal"
+    with open(journal, "r+b") as f:
+        f.seek(7)
+        f.write(b"\x02")  # the magic's last byte: the journal format's version
+    before = files(d.data_dir)
+    done = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "gateway", "run", "--fix-port", str(d.fix_port)),
+            *("--http-port", str(d.http_port), "--drop-copy-port", str(d.drop_copy_port)),
+            *("--data-dir", str(d.data_dir)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    said = [line for line in done.stderr.strip().splitlines() if not line.startswith("{")]
+    assert said == [
+        f"fixgw: refusing to start: {journal} is an order journal of format version 2; this "
+        "version of fixgw reads version 1 only: it was written by a newer version of fixgw; "
+        "start that version (docs/operations.md, Upgrades)"
+    ]
+    assert files(d.data_dir) == before

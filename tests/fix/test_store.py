@@ -651,6 +651,33 @@ def test_not_a_journal_is_refused_untouched(tmp_path: Path) -> None:
         FileStore(tmp_path, KEY)
 
 
+def test_discard_releases_the_store_without_writing_what_was_not_flushed(tmp_path: Path) -> None:
+    store = FileStore(tmp_path, KEY)
+    store.append_sent(1, fix_msg(1))
+    store.flush()
+    store.append_sent(2, fix_msg(2))
+    store.set_next_target_seq(5)
+    store.discard()
+    store.discard()  # again: nothing
+    with FileStore(tmp_path, KEY) as again:  # the lock is released
+        assert (again.next_sender_seq, again.next_target_seq) == (2, 1)
+        assert [seq for seq, _ in again.get_sent(1, 10)] == [1]
+
+
+def test_a_journal_of_a_newer_format_is_refused_saying_so_untouched(tmp_path: Path) -> None:
+    journal, _ = build_journal(tmp_path)
+    content = b"FIXJRNL\x02" + journal.read_bytes()[8:]
+    journal.write_bytes(content)
+    with pytest.raises(StoreCorruptError) as refused:
+        FileStore(tmp_path, KEY)
+    assert str(refused.value) == (
+        f"{journal} is a session journal of format version 2; this version of fixgw reads "
+        "version 1 only: it was written by a newer version of fixgw; start that version "
+        "(docs/operations.md, Upgrades)"
+    )
+    assert journal.read_bytes() == content
+
+
 def test_valid_record_of_unknown_kind_is_refused(tmp_path: Path) -> None:
     journal, _ = build_journal(tmp_path)
     body = b"from a newer format"
