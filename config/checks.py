@@ -523,7 +523,8 @@ def _check_order_clients(values: Mapping[str, object], path: str) -> list[str]:
 
 def check_config(values: Mapping[str, object], path: str) -> list[str]:
     """Rules across sections: unique sessions, instruments and LPs; references between
-    sections; and what order entry needs."""
+    sections; what order entry needs; and the gateway's listeners on ports of their own
+    (the drop copy's with a drop-copy session)."""
     errors: list[str] = []
     first_seen: dict[str, int] = {}
     for index, entry in _entries(values, "sessions"):
@@ -547,6 +548,11 @@ def check_config(values: Mapping[str, object], path: str) -> list[str]:
     errors.extend(_check_drop_copies(values, path))
     errors.extend(_check_order_entry(values, path))
     gateway, cluster = values.get("gateway"), values.get("cluster")
+    if isinstance(gateway, Mapping):
+        drop_copy = any(
+            entry.get("Application") == "dropcopy" for _, entry in _entries(values, "sessions")
+        )
+        errors.extend(_listener_clashes(gateway, _join(path, "gateway"), drop_copy))
     if (
         isinstance(gateway, Mapping)
         and gateway.get("id_prefix")
@@ -557,6 +563,33 @@ def check_config(values: Mapping[str, object], path: str) -> list[str]:
             f"{_join(path, 'gateway')}.id_prefix: a cluster's gateways take theirs from their"
             " names (one config shared by them would give them all the same); leave it out"
         )
+    return errors
+
+
+def _listener_clashes(values: Mapping[str, object], path: str, drop_copy: bool) -> list[str]:
+    """Two of the gateway's listeners (the ``[gateway]`` table ``values`` at
+    ``path``) on one port of one address; the drop-copy port only when
+    ``drop_copy`` (a drop-copy session: it is bound for none otherwise)."""
+    errors: list[str] = []
+    # the drop copy listens on fix_host too; a wildcard address takes the
+    # port on every address
+    fix_host = values.get("fix_host", "127.0.0.1")
+    listeners = (
+        ("fix_port", fix_host),
+        ("drop_copy_port", fix_host),
+        ("http_port", values.get("http_host", "127.0.0.1")),
+    )
+    taken: list[tuple[object, object, str]] = []
+    for name, host in listeners:
+        port = values.get(name)
+        if not isinstance(port, int) or not port or (name == "drop_copy_port" and not drop_copy):
+            continue
+        for other_port, other_host, other in taken:
+            if port == other_port and (host == other_host or _WILDCARD & {host, other_host}):
+                errors.append(f"{_join(path, name)}: {port} is {_join(path, other)} too")
+                break
+        else:
+            taken.append((port, host, name))
     return errors
 
 
@@ -576,25 +609,6 @@ def check_gateway(values: Mapping[str, object], path: str) -> list[str]:
         and not (len(prefix) <= 8 and prefix.isascii() and prefix.isalnum())
     ):
         errors.append(f"{_join(path, 'id_prefix')}: up to 8 letters and digits, got {prefix!r}")
-    # the drop copy listens on fix_host too; a wildcard address takes the
-    # port on every address
-    fix_host = values.get("fix_host", "127.0.0.1")
-    listeners = (
-        ("fix_port", fix_host),
-        ("drop_copy_port", fix_host),
-        ("http_port", values.get("http_host", "127.0.0.1")),
-    )
-    taken: list[tuple[object, object, str]] = []
-    for name, host in listeners:
-        port = values.get(name)
-        if not isinstance(port, int) or not port:
-            continue
-        for other_port, other_host, other in taken:
-            if port == other_port and (host == other_host or _WILDCARD & {host, other_host}):
-                errors.append(f"{_join(path, name)}: {port} is {_join(path, other)} too")
-                break
-        else:
-            taken.append((port, host, name))
     for name in ("admin_token", "read_token"):
         token = values.get(name)
         problem = bearer_token_problem(token.strip()) if isinstance(token, str) else None

@@ -123,6 +123,7 @@ def _check_config(path: str, lp_sim: bool) -> int:
     except ConfigError as exc:
         _print_errors(path, exc.errors)
         return 1
+    from gateway.net.server import server_tls
     from gateway.ops.tokens import Tokens
 
     # the tokens the start would use: the config's, or the environment's
@@ -130,8 +131,14 @@ def _check_config(path: str, lp_sim: bool) -> int:
     if problem is not None:
         _print_errors(path, [problem])
         return 1
+    resolved = resolve_paths(cfg, config_base(path))
+    try:
+        server_tls(resolved.gateway)  # a certificate the start could not load
+    except ConfigError as exc:
+        _print_errors(path, exc.errors)
+        return 1
     sessions = ", ".join(s.session_id for s in cfg.sessions)
-    data_dir = resolve_paths(cfg, config_base(path)).gateway.data_dir
+    data_dir = resolved.gateway.data_dir
     print(f"{path}: OK ({len(cfg.sessions)} sessions: {sessions}; data_dir {data_dir})")
     if any(s.Application == "dropcopy" for s in cfg.sessions):
         # a drop copy: perhaps for a back office run on this config too

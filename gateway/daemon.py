@@ -850,6 +850,9 @@ def _writable_data_dir(data_dir: Path) -> None:
     """Make the data directory if need be; one that cannot be made or
     written stops the start with one line naming it, before any store is
     opened."""
+    if os.path.lexists(data_dir) and not data_dir.is_dir():
+        # making it would fail with "File exists", which says nothing of why
+        raise ConfigError([f"gateway.data_dir: {data_dir} is not a folder"])
     try:
         make_dir(data_dir)
     except OSError as exc:

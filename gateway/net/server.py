@@ -816,7 +816,19 @@ def server_tls(gw: GatewaySettings) -> ssl.SSLContext | None:
     try:
         context.load_cert_chain(gw.tls_cert_file, gw.tls_key_file)
     except (OSError, ssl.SSLError) as exc:
+        why = str(exc)
+        for path in (gw.tls_cert_file, gw.tls_key_file):
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as unreadable:
+                # the error of a file it cannot open names no file
+                why = f"{path}: {unreadable.strerror or unreadable}"
+                break
         raise ConfigError(
-            [f"gateway.tls_cert_file / tls_key_file: cannot be loaded: {exc}"]
+            [
+                "gateway.tls_cert_file / tls_key_file: cannot be loaded from "
+                f"{gw.tls_cert_file} and {gw.tls_key_file}: {why}"
+            ]
         ) from exc
     return context

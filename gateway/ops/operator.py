@@ -789,7 +789,12 @@ COMMANDS: dict[str, tuple[Command, str]] = {
 }
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+HANDOVER_TIMEOUT = 30.0
+"""How long ``handover`` waits by default: a few round trips of the cluster,
+each up to a lease."""
+
+
+def _common(parser: argparse.ArgumentParser, timeout: float = TIMEOUT) -> None:
     parser.add_argument(
         "--url",
         help=f"the daemon's HTTP address (default: from --config, or the packaged config's, "
@@ -806,7 +811,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
-        "--timeout", type=seconds, default=TIMEOUT, help=f"seconds to wait (default {TIMEOUT:g})"
+        "--timeout", type=seconds, default=timeout, help=f"seconds to wait (default {timeout:g})"
     )
 
 
@@ -815,7 +820,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     command carries its function, for :func:`run`."""
     for name, (command, summary) in COMMANDS.items():
         parser = subparsers.add_parser(name, help=summary, description=summary)
-        _common(parser)
+        _common(parser, HANDOVER_TIMEOUT if name == "handover" else TIMEOUT)
         if name == "orders":
             parser.add_argument("--client", help="the client's CompID (default: every client)")
             parser.add_argument(
@@ -831,8 +836,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         if name == "handover":
             parser.add_argument("session", metavar="CLIENT", help="the client's CompID")
             parser.add_argument("--to", required=True, help="the gateway's instance name")
-            # a few round trips of the cluster, each up to a lease
-            parser.set_defaults(timeout=30.0)
         if name == "margin":
             parser.add_argument(
                 "client",

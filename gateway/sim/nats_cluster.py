@@ -66,6 +66,8 @@ class Node:
     store: Path
     log: Path
     process: subprocess.Popen[bytes] | None = None
+    log_from: int = 0
+    """Where in ``log`` the process last started wrote from (it appends)."""
 
     @property
     def url(self) -> str:
@@ -132,7 +134,14 @@ class NatsCluster:
         ]
 
     def start_node(self, node: Node) -> None:
-        node.store.mkdir(parents=True, exist_ok=True)
+        try:
+            node.store.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NatsClusterError(f"cannot make {node.store}: {exc.strerror or exc}") from None
+        try:
+            node.log_from = node.log.stat().st_size
+        except OSError:
+            node.log_from = 0
         node.process = subprocess.Popen(
             self._command(node),
             stdin=subprocess.DEVNULL,
@@ -142,11 +151,12 @@ class NatsCluster:
         )
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start every node and wait for JetStream to answer through each."""
-        for node in self.nodes:
-            self.start_node(node)
+        """Start every node and wait for JetStream to answer through each: a
+        node that exits meanwhile (its port taken) is a NatsClusterError."""
         try:
-            asyncio.run(self.wait_ready(timeout))
+            for node in self.nodes:
+                self.start_node(node)
+            asyncio.run(self.wait_ready(timeout, self.nodes))
         except BaseException:
             self.stop()
             raise
@@ -162,12 +172,17 @@ class NatsCluster:
         for node in nodes if nodes is not None else running:
             while True:
                 if not node.running:
-                    raise NatsClusterError(f"nats-server {node.name} exited; see {node.log}")
+                    why = _fatal_line(node.log, node.log_from)
+                    raise NatsClusterError(
+                        f"nats-server {node.name} exited"
+                        + (f": {why}" if why else "")
+                        + f"; see {node.log}"
+                    )
                 if await _js_answers(node.url):
                     break
                 self._wait_more(deadline, timeout, f"JetStream did not come up on {node.name}")
                 await asyncio.sleep(0.1)
-        if len(running) < self.size:
+        if sum(n.running for n in self.nodes) < self.size:
             return
         while not await _places_on_all(self.urls, self.size):
             self._wait_more(deadline, timeout, f"no stream of {self.size} replicas could be placed")
@@ -194,6 +209,19 @@ class NatsCluster:
                 except subprocess.TimeoutExpired:
                     node.process.kill()
                     node.process.wait(10)
+
+
+def _fatal_line(log: Path, start: int) -> str:
+    """What a node that exited logged last as fatal (``[FTL] ...``) from
+    offset ``start`` of its log on, or ''."""
+    try:
+        with log.open("rb") as file:
+            file.seek(start)
+            lines = file.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    fatal = [line for line in lines if "[FTL]" in line]
+    return fatal[-1].partition("[FTL]")[2].strip() if fatal else ""
 
 
 def _die_with_parent() -> None:
@@ -270,14 +298,6 @@ def run_cluster(folder: str, size: int, port: int | None = None) -> int:
             return 2
         ports = list(range(port, port + 2 * size))
     cluster = NatsCluster(Path(folder).absolute(), size, ports=ports)
-    try:
-        for node in cluster.nodes:
-            node.store.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        # a file where a folder goes, a folder not the user's: one line
-        why = f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)
-        print(f"fixgw nats-cluster: cannot use --dir {folder}: {why}", file=sys.stderr)
-        return 2
     try:
         cluster.start()
     except (NatsClusterError, OSError) as exc:

@@ -236,6 +236,25 @@ def test_run_refuses_a_data_dir_that_cannot_be_made_in_one_line(tmp_path: Path) 
 
 
 @pytest.mark.usefixtures("restore_logging")
+def test_run_refuses_a_data_dir_that_is_a_file_in_one_line(tmp_path: Path) -> None:
+    """Named as what it is, not as the error of making it ("File exists")."""
+    path = tmp_path / "gateway.toml"
+    path.write_text(DEFAULT.read_text())
+    data_dir = tmp_path / "data"
+    data_dir.write_text("a file, not a folder")
+    ports = [str(free_port()) for _ in range(2)]
+    args = ["run", "--config", str(path), "--data-dir", str(data_dir), "--http-port", "0"]
+    args += ["--fix-port", ports[0], "--drop-copy-port", ports[1]]
+    status, err = run_daemon(args)
+    assert status == 2
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        f"{path}: refusing to start: gateway.data_dir: {data_dir} is not a folder"
+    )
+    assert data_dir.read_text() == "a file, not a folder"
+
+
+@pytest.mark.usefixtures("restore_logging")
 @pytest.mark.parametrize("name", ["orders", "orders/segments", "sessions", "dropcopy"])
 def test_run_refuses_a_data_folder_that_is_no_folder_in_one_line(tmp_path: Path, name: str) -> None:
     path = tmp_path / "gateway.toml"
@@ -459,7 +478,7 @@ def test_a_nats_cluster_whose_folder_cannot_be_made_says_so_in_one_line(
     assert status == 2
     assert out == ""
     assert err.splitlines() == [
-        f"fixgw nats-cluster: cannot use --dir {taken}: {taken / 'n1' / 'store'}: Not a directory"
+        f"fixgw nats-cluster: cannot make {taken / 'n1' / 'store'}: Not a directory"
     ]
 
 
@@ -486,3 +505,50 @@ def test_a_nats_cluster_given_a_port_takes_the_ports_from_it(
     assert main(["nats-cluster", "--dir", str(tmp_path), "--port", "65533"]) == 2
     assert "--port 65533 leaves no room for 3 nodes" in capsys.readouterr().err
     assert len(asked) == 1
+
+
+def _free_run(count: int) -> int:
+    """The first of ``count`` consecutive ports on 127.0.0.1 that nothing is
+    bound to right now."""
+    from netkit import free_port as unbound_port  # below the ephemeral range
+
+    for _ in range(100):
+        first = unbound_port()
+        if first + count > 65536:
+            continue
+        socks: list[socket.socket] = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise AssertionError("no run of free ports")
+
+
+def test_a_nats_cluster_whose_node_cannot_listen_is_refused_in_one_line(tmp_path: Path) -> None:
+    """A node that exits at once (its port taken) stops the start: the
+    URLs of a cluster short of a node are not printed as if it ran."""
+    first = _free_run(6)
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", first))
+        taken.listen()
+        command = ["nats-cluster", "--dir", str(tmp_path), "--port", str(first)]
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway", *command],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2, done.stdout
+    assert done.stdout == ""
+    assert "Traceback" not in done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("fixgw nats-cluster: nats-server n1 exited")
+    assert "address already in use" in line

@@ -684,9 +684,14 @@ def test_a_drop_copy_names_order_entry_clients_once_and_only_a_drop_copy_names_a
     ]
 
 
+DROP_COPY = (
+    '[[sessions]]\nSenderCompID = "GATEWAY"\nTargetCompID = "BO"\nApplication = "dropcopy"\n'
+)
+
+
 def test_two_listeners_on_one_port_are_reported() -> None:
     text = "[gateway]\nfix_port = 9876\nhttp_port = 9876\ndrop_copy_port = 9876\n" + MINIMAL
-    errors = [e for e in errors_of(text) if "port" in e]
+    errors = [e for e in errors_of(text + DROP_COPY) if "port" in e]
     assert errors == [
         "gateway.drop_copy_port: 9876 is gateway.fix_port too",
         "gateway.http_port: 9876 is gateway.fix_port too",
@@ -777,3 +782,11 @@ def test_a_postgresql_ledger_url_whose_port_is_not_a_number_is_reported() -> Non
         "backoffice.ledger: 'postgresql://bo:(redacted)@db:notaport/ledger'"
         " has a port that is not a number"
     )
+
+
+def test_the_drop_copy_port_clashes_with_nothing_without_a_drop_copy_session() -> None:
+    """It is bound only for a session with Application = "dropcopy": without
+    one, a listener on its number takes nothing from it."""
+    text = "[gateway]\nfix_port = 9877\n" + MINIMAL
+    assert parse_config(text).gateway.fix_port == 9877
+    assert errors_of(text + DROP_COPY) == ["gateway.drop_copy_port: 9877 is gateway.fix_port too"]

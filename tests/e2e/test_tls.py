@@ -76,3 +76,37 @@ def test_a_certificate_that_cannot_be_loaded_stops_the_start(tmp_path: Path) -> 
     )
     assert proc.returncode == 2
     assert "tls_cert_file / tls_key_file: cannot be loaded" in proc.stderr
+
+
+def test_check_config_refuses_a_certificate_the_start_would_refuse(tmp_path: Path) -> None:
+    """What stops the start is an error of check-config too, and both name
+    the files: a missing file's error names none by itself."""
+    cert, _ = make_certificate(tmp_path)
+    missing = tmp_path / "missing.key"
+    config = tls_config(tmp_path, cert, missing)
+    checked = subprocess.run(
+        [sys.executable, "-m", "gateway", "check-config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+    )
+    assert checked.returncode == 1
+    assert "Traceback" not in checked.stderr
+    assert checked.stderr.splitlines()[0] == f"{config}: 1 error(s)"
+    line = checked.stderr.splitlines()[1]
+    cannot = "gateway.tls_cert_file / tls_key_file: cannot be loaded from"
+    assert line.startswith(f"{cannot} {cert} and {missing}: ")
+    assert f"{missing}: No such file or directory" in line
+
+    args = ["--config", str(config), "--data-dir", str(tmp_path / "d")]
+    args += ["--http-port", "0", "--drop-copy-port", "0", "--fix-port", str(free_port())]
+    started = subprocess.run(
+        [sys.executable, "-m", "gateway", "run", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+    )
+    assert started.returncode == 2
+    assert started.stderr.splitlines()[-1] == f"{config}: refusing to start: {line}"

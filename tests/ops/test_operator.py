@@ -502,3 +502,56 @@ def test_the_fix_port_flag_refuses_zero(capsys: pytest.CaptureFixture[str]) -> N
         main(["run", "--fix-port", "0"])
     err = capsys.readouterr().err
     assert "argument --fix-port: '0' is not a port to listen on (1-65535)" in err
+
+
+@pytest.mark.parametrize(("command", "given"), [("status", []), ("handover", ["C", "--to", "g"])])
+def test_the_help_gives_the_timeout_the_command_waits(
+    command: str, given: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``handover`` waits longer than the commands that only read: its help
+    says how long."""
+    waits = main_args([command, *given]).timeout
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"seconds to wait (default {waits:g})" in help_text
+
+
+def main_args(argv: list[str]) -> argparse.Namespace:
+    from gateway.cli import _parser
+
+    return _parser().parse_args(argv)
+
+
+def test_the_readme_shows_what_fixgw_margin_prints() -> None:
+    """The README's example of ``fixgw margin`` on the default config: the
+    heading line and every account the default config margins, as the
+    command prints them (CLIENT1's figures are the README's own)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    command = "$ .venv/bin/fixgw margin --config config/default.toml\n"
+    assert command in readme
+    shown = readme.split(command, 1)[1].split("```", 1)[0].rstrip("\n").splitlines()
+
+    def account(client: str, figures: list[str], level: float | None) -> dict[str, Any]:
+        names = ("equity_usd", "margin_usd", "siloed_margin_usd")
+        names += ("freed_by_portfolio_usd", "free_margin_usd")
+        return {
+            "client": client,
+            "param_version": "default-2026-12",
+            **dict(zip(names, figures, strict=True)),
+            "margin_level": level,
+            "margin_call_level": 1.0,
+            "stop_out_level": 0.5,
+        }
+
+    listing = {
+        "param_version": "default-2026-12",
+        "accounts": [
+            account(
+                "CLIENT1", ["5000004.85", "39013.80", "48613.24", "9599.44", "4960991.05"], 128.16
+            ),
+            account("CLIENT2", ["5000000", "0", "0", "0", "5000000"], None),
+            account("CLIENT3", ["1000000", "0", "0", "0", "1000000"], None),
+        ],
+    }
+    assert shown == operator.render_margin(listing).splitlines()
