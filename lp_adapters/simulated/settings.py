@@ -24,6 +24,8 @@ __all__ = ["SimulatedLpSettings", "check_settings"]
 Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+MAX_DEPTH_LEVELS = 1000
+"""The most levels a simulated LP quotes on a side."""
 
 
 class SimulatedLpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -40,8 +42,9 @@ class SimulatedLpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     """Seeds the LP's own decisions (last look, partial fills) and its own market."""
     spread_ticks: PositiveInt = 2
     """Best ask minus best bid, in ticks."""
-    depth_levels: PositiveInt = 5
-    """Levels quoted on each side."""
+    depth_levels: Annotated[int, msgspec.Meta(ge=1, le=MAX_DEPTH_LEVELS)] = 5
+    """Levels quoted on each side (up to :data:`MAX_DEPTH_LEVELS`: each is
+    built for every quote)."""
     level_qty_lots: PositiveInt = 10
     """Lots offered at each level."""
     level_step_ticks: PositiveInt = 1

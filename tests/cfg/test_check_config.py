@@ -552,3 +552,20 @@ def test_a_nats_cluster_whose_node_cannot_listen_is_refused_in_one_line(tmp_path
     (line,) = done.stderr.splitlines()
     assert line.startswith("fixgw nats-cluster: nats-server n1 exited")
     assert "address already in use" in line
+
+
+def test_a_simulated_lp_quoting_more_levels_than_it_could_build_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """2**70 levels a side passed the check, and the start then hung
+    building the first quote."""
+    text = default_config_path().read_text()
+    assert "depth_levels = 5 " in text
+    bad = tmp_path / "deep.toml"
+    bad.write_text(text.replace("depth_levels = 5 ", f"depth_levels = {2**70} ", 1))
+    status, out, err = run_main(["check-config", str(bad)], capsys)
+    assert (status, out) == (1, "")
+    head, line = err.splitlines()
+    assert head == f"{bad}: 1 error(s)"
+    assert "depth_levels" in line
+    assert "<= 1000" in line
