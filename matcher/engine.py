@@ -46,7 +46,10 @@ Rules the gateway relies on:
   PENDING_REPLACE) until the routing is done.  A second change waiting is
   refused, but for a cancel coming over a pending replace: the replace is
   then refused (OrderCancelReject, CxlRejResponseTo 2) and the cancel
-  waits in its place.  When routing gives back an
+  waits in its place.  A refused cancel or replace names the order by its
+  last accepted ClOrdID (OrigClOrdID), whichever of its ids the request
+  gave, and with its OrdStatus after every execution of the same call
+  (which reach the client before the reject).  When routing gives back an
   unfilled remainder, it is crossed against the client book again (it may
   have become crossable while it was away) before it rests or is canceled.
 * A replace may change the quantity (never below the filled quantity) and
@@ -696,7 +699,7 @@ class Matcher:
                 self._cancel_reject(
                     order,
                     cmd.cl_ord_id,
-                    cmd.orig_cl_ord_id,
+                    order.cl_ord_id,
                     CxlRejReason.OTHER,
                     CxlRejResponseTo.REPLACE,
                     problem,
@@ -932,6 +935,7 @@ class Matcher:
             self._expiring.discard(order_id)
             self._expire_back_from_routing(order, pending, result)
             return result
+        refused = ""  # why a replace that waited is refused
         if pending is not None:
             order.status = _working_status(order)
             if pending.kind is CxlRejResponseTo.CANCEL:
@@ -940,9 +944,9 @@ class Matcher:
                 self._finish(order, STATUS_CANCELED, EXEC_CANCELED, "", result)
                 return result
             if order.tif is IOC or order.tif is FOK:
-                self._too_late(order, pending, "order done", result)
+                refused = "order done"
             elif order.cum_qty > pending.qty:
-                self._too_late(order, pending, "filled beyond the new quantity", result)
+                refused = "filled beyond the new quantity"
             else:
                 self._apply_replace(
                     order, pending.cl_ord_id, pending.qty, pending.price, book, result
@@ -952,6 +956,10 @@ class Matcher:
             self._cross(order, result)
         if order.leaves_qty and (order.tif is IOC or order.tif is FOK):
             self._finish(order, STATUS_CANCELED, EXEC_CANCELED, reason, result)
+        if pending is not None and refused:
+            # made last: it names the order as the executions above leave it
+            # (the client reads the reject after them)
+            self._too_late(order, pending, refused, result)
         return result
 
     def expire_day(self) -> Result:
@@ -1161,8 +1169,10 @@ class Matcher:
             reason, text = CxlRejReason.ALREADY_PENDING, "a cancel or replace is pending"
         else:
             return order
+        # named by its last accepted ClOrdID, whichever of its ids the request
+        # gave (an earlier one, or that of a replace still pending)
         result.cancel_rejects.append(
-            self._cancel_reject(order, cl_ord_id, orig_cl_ord_id, reason, kind, text)
+            self._cancel_reject(order, cl_ord_id, order.cl_ord_id, reason, kind, text)
         )
         return None
 

@@ -472,8 +472,9 @@ class OrderEntry:
         """OrderCancelReject for a cancel or replace refused before it
         reached the matcher.  The order it names, when the client has one by
         that id, is reported as it stands (its OrderID and OrdStatus, which
-        the reject leaves as they were); otherwise OrderID NONE and OrdStatus
-        Rejected, as FIX 4.4 asks for an unknown order."""
+        the reject leaves as they were, and its last accepted ClOrdID as the
+        OrigClOrdID); otherwise OrderID NONE and OrdStatus Rejected, as FIX
+        4.4 asks for an unknown order."""
         # ClOrdID and OrigClOrdID are required on the OrderCancelReject: one
         # over the limit (the Text says so) is echoed cut to it, never in full.
         orig = msg.get(41) or b""
@@ -484,7 +485,9 @@ class OrderEntry:
             current = self.matcher.order_of(client, orig.decode("latin-1"))
             if current is not None:
                 order_id, status = current.order_id, current.status
-                echoed = orig  # the order's own id, whatever the limit is now
+                # its last accepted ClOrdID, whatever the limit is now and
+                # whichever of its ids the request gave
+                echoed = current.cl_ord_id.encode("latin-1")
         reject = CancelReject(
             client=client,
             cl_ord_id=(msg.get(11) or b"")[:id_limit].decode("latin-1"),

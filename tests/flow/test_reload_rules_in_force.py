@@ -53,8 +53,10 @@ async def test_a_shorter_quote_age_drops_the_quotes_already_past_it_as_it_applie
     assert quoted is not None
     age_ms = 200
     started = time.monotonic()
-    # until the quotes held are older than the new age (no fixed sleep)
-    while time.time() - quoted.oldest <= age_ms / 1000:
+    # until every quote held (the newest of them too: the LPs quoted one
+    # after the other) is older than the new age (no fixed sleep)
+    newest = max(quote.time for quote in quoted.quotes.values())
+    while time.time() - newest <= age_ms / 1000:
         assert time.monotonic() - started < STUCK_AFTER
         await asyncio.sleep(POLL)
     flow.apply_rules(with_routing(harness, quote_max_age_ms=age_ms))

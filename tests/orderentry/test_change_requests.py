@@ -171,3 +171,18 @@ async def test_an_order_named_before_a_reload_lowered_the_id_limit_can_be_cancel
     (refused,) = c.answers()
     assert refused.msg_type == b"9"
     assert b"ClOrdID (11) too long" in (refused.get(58) or b"")
+
+
+async def test_a_refused_request_naming_an_earlier_id_gets_the_orders_last_accepted_id() -> None:
+    c = flow_client(UNTHROTTLED)
+    resting(c, b"B1")
+    c.send(b"G", *replace_fields(c))
+    (replaced,) = c.answers()
+    assert (replaced.get(150), replaced.get(11), replaced.get(41)) == (b"5", b"B1-R", b"B1")
+    # a request sent before the client saw the replace, naming B1
+    fields = {11: b"B1-C", 38: b"2000", 41: b"B1", 54: b"2", 55: b"EUR/USD", 60: ts(c)}
+    c.send(b"F", *sorted(fields.items()))
+    (reject,) = c.answers()
+    assert (reject.msg_type, reject.get(11), reject.get(434)) == (b"9", b"B1-C", b"1")
+    # OrigClOrdID: "ClOrdID of the previous accepted order" (FIX 4.4)
+    assert (reject.get(37), reject.get(41)) == (replaced.get(37), b"B1-R")
