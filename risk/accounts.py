@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal
 from typing import Final
 
 from risk.limits import RiskBreach
@@ -50,9 +50,37 @@ from risk.margin import MarginParams, MarginResult, MissingMark, Portfolio
 from router.members import BUY
 from router.model import Instrument, Side
 
-__all__ = ["AccountTerms", "AccountView", "Accounts", "Holding", "Marks", "Standing"]
+__all__ = [
+    "AccountTerms",
+    "AccountView",
+    "Accounts",
+    "Holding",
+    "Marks",
+    "Standing",
+    "against_client",
+]
 
 MARGIN_LIMIT: Final = "margin"
+
+# the digits of a figure kept before it is rounded against the client: a
+# float sum's own error (a few units of its 16th digit) is not a cent owed
+_FIGURE_DIGITS: Final = Context(prec=12)
+# room for the places of any finite float (a level over a margin of a few
+# ulps left by a spread offsetting its legs in full can pass 10**25)
+_ANY_FLOAT: Final = Context(prec=400)
+
+
+def against_client(amount: float, places: int, *, up: bool) -> Decimal:
+    """``amount`` to ``places`` decimals, rounded against the client: ``up``
+    for what it must hold (margin), down for what it has (equity, free
+    margin, P&L, a margin level), never ``-0``.  The error of the binary
+    arithmetic is taken off first (12 significant digits kept), so that
+    2,700 summed as 2,700.0000000000005 is not asked as 2,700.01."""
+    kept = _FIGURE_DIGITS.plus(Decimal(amount))
+    out = kept.quantize(
+        Decimal(1).scaleb(-places), ROUND_CEILING if up else ROUND_FLOOR, _ANY_FLOAT
+    )
+    return out if out else abs(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -530,8 +558,9 @@ class Accounts:
             return None
         return RiskBreach(
             MARGIN_LIMIT,
-            f"insufficient margin: {required:.2f} USD initial margin required, "
-            f"{equity - before * factor:.2f} USD free (limit margin)",
+            f"insufficient margin: {against_client(required, 2, up=True)} USD initial margin "
+            f"required, {against_client(equity - before * factor, 2, up=False)} USD free "
+            "(limit margin)",
         )
 
     def _held_unpriced(self, account: _Account) -> str | None:

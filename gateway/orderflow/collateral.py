@@ -40,8 +40,9 @@ entry's ``max_id_length``); a longer id refuses the request, as a longer
 ClOrdID does.
 
 Everything here is a pure function of its arguments.  The figures are the
-margin engine's estimate (binary floating point, rounded to cents), not the
-back office's books.
+margin engine's estimate (binary floating point, rounded to cents against
+the client: margin up; collateral, equity, free margin and P&L down, as is
+the margin level to four places), not the back office's books.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from typing import Final
 from config.schema import DEFAULT_MAX_ID_LENGTH
 from gateway.fix.codec import FixMessage, encode_fields
 from gateway.orderflow.mapping import excerpt, too_long_text
-from risk.accounts import AccountView, Marks
+from risk.accounts import AccountView, Marks, against_client
 from router.model import Instrument
 from router.units import format_decimal, instrument_formats
 
@@ -173,8 +174,6 @@ _NARROWING: Final = (
 # Extra decimal places of a mark or an average price beyond the tick size
 # (a mid may fall between ticks; an average anywhere).
 _PRICE_EXTRA_PLACES: Final = 4
-
-_CENT: Final = Decimal("0.01")
 
 
 # --------------------------------------------------------------------------
@@ -450,18 +449,23 @@ def _out(text: str) -> bytes:
     return text.encode("latin-1", "replace").replace(b"\x01", b" ")
 
 
-def _cents(amount: float) -> bytes:
-    """``amount`` rounded to cents, e.g. ``2700.00`` (never ``-0.00``)."""
+def _cents(amount: float, *, up: bool = False) -> bytes:
+    """``amount`` in cents, e.g. ``2700.00`` (never ``-0.00``), rounded
+    against the client: ``up`` for what it must hold (margin), down for
+    what it has (collateral, equity, free margin, P&L)."""
     if not math.isfinite(amount):
         raise ValueError(f"{amount} is not an amount")
-    cents = Decimal(amount).quantize(_CENT, ROUND_HALF_EVEN)
-    if not cents:
-        cents = Decimal("0.00")
-    return str(cents).encode("ascii")
+    return str(against_client(amount, 2, up=up)).encode("ascii")
 
 
-def _money(amount: float) -> str:
-    return _cents(amount).decode("ascii")
+def _money(amount: float, *, up: bool = False) -> str:
+    return _cents(amount, up=up).decode("ascii")
+
+
+def _level(level: float) -> Decimal:
+    """A margin level (equity / margin) to four places, rounded down: a
+    level below the call level is never shown at it."""
+    return against_client(level, 4, up=False)
 
 
 def _price(value: float, instrument: Instrument) -> bytes:
@@ -486,15 +490,15 @@ def margin_text(view: AccountView) -> str:
     """The figures a CollateralReport has no field for, e.g. ``margin
     2700.00 USD, initial 2700.00 USD, siloed 2700.00 USD, level 1.1111,
     realized 0.00 USD, unrealized 0.00 USD, params cme-1``.  The level is
-    equity / margin, ``none`` with no margin.  Symbols whose P&L the
+    equity / margin (rounded down), ``none`` with no margin.  Symbols whose P&L the
     figures leave out for want of a price follow (``, no price for
     USD/JPY``)."""
-    level = "none" if view.margin_level is None else f"{view.margin_level:.4f}"
+    level = "none" if view.margin_level is None else str(_level(view.margin_level))
     unpriced = f", no price for {' '.join(view.unpriced)}" if view.unpriced else ""
     return (
-        f"margin {_money(view.margin_usd)} USD, "
-        f"initial {_money(view.initial_margin_usd)} USD, "
-        f"siloed {_money(view.siloed_margin_usd)} USD, "
+        f"margin {_money(view.margin_usd, up=True)} USD, "
+        f"initial {_money(view.initial_margin_usd, up=True)} USD, "
+        f"siloed {_money(view.siloed_margin_usd, up=True)} USD, "
         f"level {level}, "
         f"realized {_money(view.realized_pnl_usd)} USD, "
         f"unrealized {_money(view.unrealized_pnl_usd)} USD, "

@@ -240,6 +240,11 @@ class MarginWatch:
         lots = self.accounts.position(client, symbol)
         instrument = instruments[symbol]
         qty = min(abs(lots), instrument.max_lots)
+        short = instrument.min_lots - (abs(lots) - qty)
+        if 0 < short < instrument.min_lots and qty - short >= instrument.min_lots:
+            # past the largest order, what is left is at least the smallest
+            # one: below it, no order could close it
+            qty -= short
         cl_ord_id = self._next_id()
         order = NewOrder(
             client=client,

@@ -418,3 +418,38 @@ def test_a_call_on_an_account_a_reload_took_away_is_forgotten() -> None:
     w.look(2 * WATCH_INTERVAL)
     assert w.called == {"C1"}
     assert w.stats.margin_calls == {"C1": 2}
+
+
+def test_a_position_past_the_largest_order_is_closed_to_none_left() -> None:
+    """13 lots of an instrument traded 5 to 10 lots an order: a first
+    closing order of 10 would leave 3, which no order can close, and the
+    account suspended with them for ever; the stop-out closes 8, then 5."""
+    zc = Instrument("ZC", AssetClass.COMMODITY, Decimal("0.01"), Decimal(1), 5, 10, "USD")
+    instruments = {"ZC": zc}
+    accounts = Accounts(PARAMS, {"C1": AccountTerms(Decimal("1000"))}, instruments)
+    accounts.mark(Marks({"ZC": 450.0}, {"ZC": 450.0}))
+    routing = _Routing()
+    routing.instruments = instruments
+    quotes = [Quote("LP_A", "ZC", (Level(45000, 100),), (Level(45000, 100),), 0.0)]
+    routing.book.snapshots["ZC"] = BookSnapshot.from_quotes("ZC", quotes)
+    w = watching(accounts, routing)
+    accounts.trade("C1", "ZC", Side.BUY, 13, 45000)  # 22,750 USD of margin: level 0.04
+    sizes = []
+    for tick in range(6):
+        w.look(WATCH_INTERVAL * tick)
+        for result in list(routing.published):
+            for need in result.routes:
+                sizes.append(need.qty)
+                filled = w.matcher.on_fill(need.order_id, need.qty, 45000, "LP_A")
+                for ex in filled.executions:
+                    if ex.exec_type is ExecType.TRADE and ex.last_px is not None:
+                        accounts.trade(ex.client, ex.symbol, ex.side, ex.last_qty, ex.last_px)
+                routing.published.append(filled)
+                routing.published.append(w.matcher.on_route_done(need.order_id, 0, ""))
+            result.routes.clear()
+        if "C1" not in w.stopping:
+            break
+    assert sizes == [8, 5]
+    assert accounts.position("C1", "ZC") == 0
+    assert "C1" not in w.stopping
+    assert "C1" not in accounts.suspended
