@@ -254,6 +254,35 @@ def _instrument(msg: FixMessage, instruments: Mapping[str, Instrument]) -> Instr
     return instrument
 
 
+_HARMLESS_EXEC_INST: Final = frozenset((b"1", b"5"))
+"""ExecInst (18) values that change nothing of how the gateway works an
+order: not held, held (a desk's discretion, which the gateway has none of)."""
+
+
+def _unsupported_instructions(msg: FixMessage, tif: TimeInForce | None) -> Refusal | None:
+    """The refusal of an order carrying an instruction the gateway would
+    not honour: an ExecInst (18) other than :data:`_HARMLESS_EXEC_INST`
+    (all or none, participate don't initiate, a peg: working the order as
+    if it had none could fill it in a way its client ruled out), or a
+    MinQty (110) above zero but on a fill-or-kill order (which fills whole
+    or not at all).  None: nothing of the kind."""
+    exec_inst = msg.get(18)
+    if exec_inst is not None:
+        for value in exec_inst.split(b" "):
+            if value and value not in _HARMLESS_EXEC_INST:
+                shown = excerpt(value.decode("latin-1"), 8)
+                return Refusal(f"ExecInst {shown} is not supported", REJ_UNSUPPORTED)
+    min_qty = msg.get(110)
+    if (
+        min_qty is not None
+        and tif is not FOK
+        and _FIX_FLOAT.fullmatch(min_qty)
+        and Decimal(min_qty.decode("ascii")) > 0
+    ):
+        return Refusal("MinQty is not supported (but by a FOK order)", REJ_UNSUPPORTED)
+    return None
+
+
 def decode_new_order(
     msg: FixMessage,
     client: str,
@@ -284,6 +313,9 @@ def decode_new_order(
     tif = _TIFS.get(msg.get(59) or b"0")
     if tif is None:
         return Refusal("Unsupported time in force", REJ_UNSUPPORTED)
+    unsupported = _unsupported_instructions(msg, tif)
+    if unsupported is not None:
+        return unsupported
     qty = _quantity(msg, instrument)
     if isinstance(qty, Refusal):
         return qty
@@ -354,6 +386,9 @@ def decode_replace(
     instrument = _instrument(msg, instruments)
     if isinstance(instrument, Refusal):
         return instrument
+    unsupported = _unsupported_instructions(msg, _TIFS.get(msg.get(59) or b"0"))
+    if unsupported is not None:
+        return unsupported
     qty = _quantity(msg, instrument)
     if isinstance(qty, Refusal):
         return qty

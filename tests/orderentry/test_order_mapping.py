@@ -75,6 +75,7 @@ def new_order(**overrides: bytes | None) -> FixMessage:
         60: b"20261125-10:00:00.000",
     }
     names = {"cl": 11, "qty": 38, "ord_type": 40, "price": 44, "side": 54, "symbol": 55, "tif": 59}
+    names |= {"exec_inst": 18, "min_qty": 110}
     for name, value in overrides.items():
         values[names[name]] = value
     return inbound(b"D", *[(t, v) for t, v in sorted(values.items()) if v is not None])
@@ -248,6 +249,12 @@ def test_decode_fractional_lots_and_ticks() -> None:
         ({"price": b"999999999999999999"}, "Price 999999999999999999 is out of range", 99),
         ({"price": b"10000000000.00001"}, "Price 10000000000.00001 is out of range", 99),
         ({"cl": None}, "ClOrdID is required", 99),
+        # instructions the gateway would not honour: worked as if absent, the
+        # order could fill as its client ruled out (a part of an all-or-none)
+        ({"exec_inst": b"G"}, "ExecInst G is not supported", 11),
+        ({"exec_inst": b"1 6"}, "ExecInst 6 is not supported", 11),
+        ({"min_qty": b"1000"}, "MinQty is not supported (but by a FOK order)", 11),
+        ({"min_qty": b"1000", "tif": b"3"}, "MinQty is not supported (but by a FOK order)", 11),
     ],
 )
 def test_new_order_refusals(overrides: dict[str, bytes | None], text: str, reason: int) -> None:
@@ -339,6 +346,8 @@ def test_decode_replace() -> None:
             99,
         ),
         ([(38, b"2000"), (44, b"-1")], "Price -1 must be positive", 99),
+        ([(18, b"G"), (38, b"2000")], "ExecInst G is not supported", 11),
+        ([(38, b"2000"), (110, b"1000")], "MinQty is not supported (but by a FOK order)", 11),
     ],
 )
 def test_replace_refusals(fields: list[tuple[int, bytes]], text: str, reason: int) -> None:
@@ -572,3 +581,18 @@ def test_cancel_reject_for_replace_without_text() -> None:
 def test_the_most_ticks_a_price_may_be_is_taken() -> None:
     order = decode_new_order(new_order(price=b"10000000000"), "CLIENT1", INSTRUMENTS)
     assert not isinstance(order, Refusal)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"exec_inst": b"1"},
+        {"exec_inst": b"5 1"},
+        {"min_qty": b"0"},
+        {"min_qty": b"2000", "tif": b"4"},
+    ],
+)
+def test_instructions_that_change_nothing_are_taken(overrides: dict[str, bytes]) -> None:
+    """Not held, held, a MinQty of none, or one on a fill-or-kill order
+    (filled whole or not at all): worked as the order says."""
+    assert isinstance(decode_new_order(new_order(**overrides), "CLIENT1", INSTRUMENTS), NewOrder)
