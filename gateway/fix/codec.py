@@ -16,6 +16,7 @@ from __future__ import annotations
 import calendar
 import re
 import time
+from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Final
 from zlib import adler32
@@ -34,6 +35,12 @@ _TAG_RE = re.compile(rb"-?[0-9]+\Z")
 # Every frame starts with BeginString "FIX.x.y" or "FIXT.1.1"; resynchronising
 # on this rather than on a bare "8=" cannot land inside a field like "448=".
 _FRAME_START: Final = b"8=FIX"
+# The fields framing looks for after a frame start: BodyLength, CheckSum.
+_LENGTH_FIELD: Final = b"\x019="
+_CHECKSUM_FIELD: Final = b"\x0110="
+# How far past where a field should be it is looked for before the general
+# reading's remembering search takes over.
+_NEAR: Final = 32
 # Longest number accepted in a tag or a length (int() of longer digit strings
 # is slow, and refused outright beyond a few thousand digits).
 _MAX_NUMBER_LEN: Final = 9
@@ -146,13 +153,29 @@ class FrameDecoder:
     handed on (or the start) to the next, however many reads it spans and
     whatever made it unreadable -- adds one to ``garbage.runs`` when its
     first byte is dropped.
+
+    The work is linear in the bytes fed, whatever they hold: no byte is
+    searched or copied more than a few times, however many frames (or frame
+    starts given up on) it is part of.  ``scanned`` counts what the general
+    reading searched and copied.
     """
 
     __slots__ = (
         "_buf",
         "_data",
+        "_end_at",
+        "_end_of",
+        "_end_to",
+        "_fed",
         "_in_garbage",
+        "_length_at",
+        "_length_from",
+        "_length_to",
         "_pos",
+        "_scanned",
+        "_sums",
+        "_sums_head",
+        "_sums_to",
         "discarded",
         "garbage",
         "max_message_size",
@@ -160,22 +183,55 @@ class FrameDecoder:
     )
 
     # The bytes of the last read are kept as they came (``_data``, consumed
-    # up to ``_pos``): whole frames are cut from them directly.  What cannot be
-    # cut there (a frame that continues in the next read, junk, anything
-    # malformed) moves to ``_buf``, where the general reading handles it; once
-    # that reading has taken a frame out, the rest goes back to ``_data``.
+    # up to ``_pos``): whole frames are cut from them directly, and the general
+    # reading works on them in place when they hold anything else.  What a
+    # read leaves unread when the next one comes (a frame that continues in
+    # it) moves to ``_buf``, the next reads are appended there, and once the
+    # general reading has taken a frame out of it, the rest goes back to
+    # ``_data``: each byte is copied at most twice, not once per frame.
+    #
+    # The general reading remembers what it searched, by position in the
+    # stream (``_fed`` bytes fed so far): the first BodyLength field
+    # ("<SOH>9=") from a point on, every CheckSum field ("<SOH>10=") found,
+    # and where the last one asked about ends.  A frame start given up on
+    # moves it only a few bytes on, but the bytes after it are not searched
+    # again.
 
     def __init__(self, max_message_size: int = 65536) -> None:
         self._data = b""
         self._pos: i64 = 0
         self._buf = bytearray()
+        self._fed = 0
         self.max_message_size = max_message_size
         self.discarded = 0
         self.oversized = 0
         self.garbage = GarbageRuns()
         self._in_garbage = False
+        self._scanned = 0
+        # no "<SOH>9=" lies wholly in [_length_from, _length_to); the first
+        # one from _length_from on is at _length_at (-1: not found yet)
+        self._length_from = -1
+        self._length_to = -1
+        self._length_at = -1
+        # every "<SOH>10=" starting before _sums_to, from the frame start where
+        # the search began on, in order (those before _sums_head are behind)
+        self._sums: list[int] = []
+        self._sums_head = 0
+        self._sums_to = -1
+        # the first SOH after the "<SOH>10=" at _end_of is at _end_at (-1:
+        # none before _end_to)
+        self._end_of = -1
+        self._end_at = -1
+        self._end_to = -1
+
+    @property
+    def scanned(self) -> int:
+        """Bytes the general reading has searched through or copied from one
+        buffer to the other: a few times the bytes fed at most."""
+        return self._scanned
 
     def feed(self, data: bytes) -> None:
+        self._fed += len(data)
         if not self._buf and self._pos == len(self._data):
             self._data = bytes(data)
             self._pos = 0
@@ -186,6 +242,7 @@ class FrameDecoder:
     def _spill(self) -> None:
         """Move what is left of ``_data`` to the end of ``_buf``."""
         if self._pos < len(self._data):
+            self._scanned += len(self._data) - self._pos
             self._buf += memoryview(self._data)[self._pos :]
         self._data = b""
         self._pos = 0
@@ -201,15 +258,6 @@ class FrameDecoder:
         self._buf.clear()
         return rest
 
-    def _drop(self, n: int) -> None:
-        if n <= 0:
-            return
-        if not self._in_garbage:
-            self._in_garbage = True
-            self.garbage.runs += 1
-        self.discarded += n
-        del self._buf[:n]
-
     def next_frame(self) -> bytes | None:
         """The next complete frame, or None when more bytes are needed."""
         if not self._buf:
@@ -219,73 +267,195 @@ class FrameDecoder:
                 self._pos = end
                 self._in_garbage = False
                 return whole
-        frame = self.next_frame_by_search()
-        if frame is not None and self._buf:
-            self._data = bytes(self._buf)
-            self._buf.clear()
+            if self._pos == len(self._data):
+                return None
+            return self._search()
+        frame = self._search()
+        buf = self._buf
+        if frame is not None and buf:
+            self._scanned += len(buf)
+            self._data = bytes(buf)
+            self._pos = 0
+            buf.clear()
         return frame
 
     def next_frame_by_search(self) -> bytes | None:
         """``next_frame`` without the shortcut for a plainly whole frame: the
         reading that handles junk, partial and malformed input, and the
         reference the shortcut is tested against."""
-        self._spill()
-        buf = self._buf
-        while True:
-            if not buf:
-                return None
-            start = buf.find(_FRAME_START)
-            if start < 0:
-                self._drop(len(buf) - _partial_start(buf))
-                return None
-            if start:
-                self._drop(start)
-            limit = self.max_message_size
-            lpos = buf.find(b"\x019=", 0, limit)
+        return self._search()
+
+    def _search(self) -> bytes | None:
+        """The general reading, on the bytes buffered where they are (in
+        ``_buf``, or else in ``_data`` from ``_pos``).  Positions are indices
+        into that buffer; ``base`` is where what is left of it starts."""
+        in_buf = len(self._buf) > 0
+        buf: bytes | bytearray = self._buf if in_buf else self._data
+        base: int = 0 if in_buf else self._pos
+        n = len(buf)
+        limit = self.max_message_size
+        near = limit if limit < _NEAR else _NEAR
+        frame: bytes | None = None
+        while base < n:
+            start = buf.find(_FRAME_START, base)
+            if start != base:
+                self._scanned += (n if start < 0 else start) - base
+                if start < 0:
+                    base = self._drop(base, n - _partial_start(buf, n - base))
+                    break
+                base = self._drop(base, start)
+            # BodyLength: looked for right after the BeginString first (the
+            # search that remembers what it saw costs more)
+            lpos = buf.find(_LENGTH_FIELD, base, base + near)
             if lpos < 0:
-                if len(buf) >= limit:
-                    self._resync()
+                lpos = self._length_field(buf, base, base + limit)
+            if lpos < 0:
+                if n - base >= limit:
+                    base = self._resync(buf, base)
                     continue
-                return None
+                break
             lend = buf.find(SOH, lpos + 3, lpos + 4 + _MAX_LENGTH_DIGITS)
             if lend < 0:
-                if len(buf) > lpos + 4 + _MAX_LENGTH_DIGITS:
-                    self._resync()  # BodyLength longer than any sane number
+                if n > lpos + 4 + _MAX_LENGTH_DIGITS:
+                    base = self._resync(buf, base)  # BodyLength longer than any sane number
                     continue
-                return None
-            digits = bytes(buf[lpos + 3 : lend])
+                break
+            digits = buf[lpos + 3 : lend]
             if not digits.isdigit():
-                self._resync()
+                base = self._resync(buf, base)
                 continue
             body_end = lend + 1 + int(digits)
-            if body_end > limit:
+            if body_end - base > limit:
                 self.oversized += 1
-                self._resync()
+                base = self._resync(buf, base)
                 continue
-            if len(buf) < body_end:
-                return None
-            cpos = buf.find(b"\x0110=", body_end - 1)
-            if cpos < 0:
-                if len(buf) >= limit + 16:
-                    self.oversized += 1
-                    self._resync()
-                    continue
-                return None
-            end = buf.find(SOH, cpos + 4)
+            if n < body_end:
+                break
+            # CheckSum: the first "<SOH>10=" from the end of the body on, and
+            # the SOH after it, both within what a frame may span
+            span_end = base + limit + 16
+            hi = body_end - 1 + _NEAR
+            cpos = buf.find(_CHECKSUM_FIELD, body_end - 1, hi if hi < span_end else span_end)
+            end = -1
+            if cpos >= 0:
+                hi = cpos + 4 + _NEAR
+                end = buf.find(SOH, cpos + 4, hi if hi < span_end else span_end)
             if end < 0:
-                if len(buf) >= limit + 16:
+                cpos = self._checksum_field(buf, base, body_end - 1, span_end)
+                end = self._field_end(buf, cpos, span_end) if cpos >= 0 else -1
+            if end < 0:
+                if n - base >= limit + 16:
                     self.oversized += 1
-                    self._resync()
+                    base = self._resync(buf, base)
                     continue
-                return None
-            if end + 1 > limit + 16:
-                self.oversized += 1
-                self._resync()
-                continue
-            frame = bytes(buf[: end + 1])
-            del buf[: end + 1]
+                break
+            frame = bytes(buf[base : end + 1])
+            base = end + 1
             self._in_garbage = False
-            return frame
+            break
+        if not in_buf:
+            self._pos = base
+        elif base:
+            del self._buf[:base]
+        return frame
+
+    def _drop(self, base: int, to: int) -> int:
+        """Drop the bytes from ``base`` to ``to``; returns ``to``."""
+        if to > base:
+            if not self._in_garbage:
+                self._in_garbage = True
+                self.garbage.runs += 1
+            self.discarded += to - base
+            return to
+        return base
+
+    def _resync(self, buf: bytes | bytearray, base: int) -> int:
+        """Drop the frame start at ``base`` and everything up to the next one;
+        returns where what is left starts."""
+        nxt = buf.find(_FRAME_START, base + 2)
+        n = len(buf)
+        self._scanned += (n if nxt < 0 else nxt) - base - 2
+        return self._drop(base, nxt if nxt >= 0 else n - _partial_start(buf, n - base))
+
+    def _length_field(self, buf: bytes | bytearray, lo: int, hi: int) -> int:
+        """``buf.find(b"\\x019=", lo, hi)``, not searching again what an
+        earlier call searched (``lo`` never goes back)."""
+        origin = self._fed - len(buf)  # the stream position of buf[0]
+        at_lo = origin + lo
+        at_hi = origin + min(hi, len(buf))
+        known = self._length_from
+        if known < 0 or known > at_lo or 0 <= self._length_at < at_lo:
+            self._length_from = self._length_to = at_lo
+            self._length_at = -1
+        at = self._length_at
+        if at < 0:
+            if at_hi <= self._length_to:
+                return -1
+            begin = max(at_lo, self._length_to - 2)
+            found = buf.find(_LENGTH_FIELD, begin - origin, at_hi - origin)
+            self._scanned += (at_hi - origin if found < 0 else found) - (begin - origin)
+            if found < 0:
+                self._length_to = at_hi
+                return -1
+            at = self._length_at = origin + found
+        return at - origin if at + 3 <= origin + hi else -1
+
+    def _checksum_field(self, buf: bytes | bytearray, start: int, lo: int, hi: int) -> int:
+        """``buf.find(b"\\x0110=", lo, hi)`` for the frame starting at
+        ``start`` (``lo`` may go back, never before ``start``), each byte
+        searched once."""
+        origin = self._fed - len(buf)
+        sums = self._sums
+        at_start = origin + start
+        if self._sums_to < at_start:
+            sums.clear()
+            self._sums_to = at_start
+            self._sums_head = 0
+        head = bisect_left(sums, at_start, self._sums_head)
+        if head > 64 and 2 * head > len(sums):
+            del sums[:head]
+            head = 0
+        self._sums_head = head
+        i = bisect_left(sums, origin + lo, head)
+        if i < len(sums):
+            at = sums[i]
+            return at - origin if at + 4 <= origin + hi else -1
+        # none from lo up to _sums_to: search on from there
+        at_hi = origin + min(hi, len(buf))
+        begin = self._sums_to
+        while True:
+            found = buf.find(_CHECKSUM_FIELD, begin - origin, at_hi - origin)
+            self._scanned += max((at_hi - origin if found < 0 else found) - (begin - origin), 0)
+            if found < 0:
+                self._sums_to = max(begin, at_hi - 3)
+                return -1
+            sums.append(origin + found)
+            begin = self._sums_to = origin + found + 4
+            if found >= lo:
+                return found
+
+    def _field_end(self, buf: bytes | bytearray, cpos: int, hi: int) -> int:
+        """``buf.find(SOH, cpos + 4, hi)``, searching on where the last call
+        for the same ``cpos`` stopped."""
+        origin = self._fed - len(buf)
+        at_cpos = origin + cpos
+        if self._end_of != at_cpos:
+            self._end_of = at_cpos
+            self._end_at = -1
+            self._end_to = at_cpos + 4
+        at = self._end_at
+        if at < 0:
+            at_hi = origin + min(hi, len(buf))
+            if at_hi <= self._end_to:
+                return -1
+            begin = self._end_to - origin
+            found = buf.find(SOH, begin, at_hi - origin)
+            self._scanned += (at_hi - origin if found < 0 else found) - begin
+            if found < 0:
+                self._end_to = at_hi
+                return -1
+            at = self._end_at = origin + found
+        return at - origin if at < origin + hi else -1
 
     def start_problem(self) -> tuple[str, str] | None:
         """Why the bytes buffered can never begin with a well-formed frame
@@ -371,16 +541,11 @@ class FrameDecoder:
         _, digits_end = _read_number(data, body_end + 3, end - 1)
         return end if digits_end == end - 1 else 0
 
-    def _resync(self) -> None:
-        """Drop the current frame start and everything up to the next one."""
-        buf = self._buf
-        nxt = buf.find(_FRAME_START, 2)
-        self._drop(nxt if nxt > 0 else len(buf) - _partial_start(buf))
 
-
-def _partial_start(buf: bytearray) -> int:
-    """How many trailing bytes of ``buf`` could be the beginning of a frame."""
-    for n in range(min(len(_FRAME_START) - 1, len(buf)), 0, -1):
+def _partial_start(buf: bytes | bytearray, avail: int) -> int:
+    """How many of the last ``avail`` bytes of ``buf`` could be the
+    beginning of a frame."""
+    for n in range(min(len(_FRAME_START) - 1, avail), 0, -1):
         if buf.endswith(_FRAME_START[:n]):
             return n
     return 0
