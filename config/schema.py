@@ -573,8 +573,20 @@ class MarketDataSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     (MDReqRejReason 2, insufficient bandwidth)."""
 
 
+DEFAULT_MAX_OPEN_ORDERS: Final = 10_000
+"""Orders one client may have open at once unless its limits say otherwise."""
+
+DEFAULT_MAX_MESSAGES_PER_SECOND: Final = 50_000
+"""Application messages one client may send per second unless its limits
+say otherwise: above the 30,000 a second ``fixgw bench --max`` drives one
+client at, so a benchmark is never throttled, while a runaway client is."""
+
+
 class ClientRiskSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Pre-trade limits for one client; a limit left out is not checked."""
+    """Pre-trade limits for one client; a limit left out is not checked,
+    but for the two that bound what the client makes the gateway hold and
+    work (``max_open_orders``, ``max_messages_per_second``), which have
+    defaults."""
 
     max_order_qty: PositiveDecimal | None = None
     """Largest quantity of one order, in units."""
@@ -590,11 +602,11 @@ class ClientRiskSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     allowed_symbols: tuple[NonEmptyStr, ...] | None = None
     """Symbols the client may trade; left out means every configured instrument."""
 
-    max_open_orders: PositiveInt | None = None
+    max_open_orders: PositiveInt | None = DEFAULT_MAX_OPEN_ORDERS
     """Orders the client may have open at once (resting or being worked);
     a new order beyond it is rejected."""
 
-    max_messages_per_second: PositiveInt | None = None
+    max_messages_per_second: PositiveInt | None = DEFAULT_MAX_MESSAGES_PER_SECOND
     """Application messages the client's session may send per second (a
     token bucket holding one second's worth); an excess message is rejected
     (orders with an ExecutionReport, cancels and replaces with an

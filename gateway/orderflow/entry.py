@@ -27,7 +27,7 @@ import structlog
 
 from config.schema import MOST_ID_LENGTH
 from gateway.fix.codec import FixMessage
-from gateway.fix.session import BusinessRejectReason, Session
+from gateway.fix.session import BusinessRejectReason, PacedLog, Session
 from gateway.orderflow.collateral import (
     COLL_INQUIRY_OTHER,
     POS_REQ_OTHER,
@@ -118,6 +118,9 @@ class OrderEntry:
         self._report_seq = 0
         # per client: CollInquiryID -> the session subscribed under it
         self.collateral_subscribers: dict[str, dict[str, Session]] = {}
+        # per client: its lines about what it repeats at its own rate
+        # (messages over its rate, requests resent that were worked already)
+        self._paced: dict[str, PacedLog] = {}
         self.refused_unseen: dict[str, set[str]] = {}
         """Per client, the ClOrdIDs of new orders refused before the matcher
         whose rejects a restart put in the client's store (the crash came
@@ -127,7 +130,7 @@ class OrderEntry:
     def on_message(self, session: Session, msg: FixMessage, now: float) -> None:
         client = session.settings.TargetCompID
         mt = msg.msg_type
-        if mt in _ORDER_REQUESTS and _resent(msg) and self._seen_before(client, msg):
+        if mt in _ORDER_REQUESTS and _resent(msg) and self._seen_before(client, msg, now):
             # resent (PossDupFlag: by the session; PossResend: by the
             # client's application) and worked already: its answers are
             # the first time's
@@ -285,7 +288,13 @@ class OrderEntry:
         for msg_type, body in answers:
             self._reports.send(session, msg_type, body, now)
 
-    def _seen_before(self, client: str, msg: FixMessage) -> bool:
+    def _paced_log(self, client: str) -> PacedLog:
+        paced = self._paced.get(client)
+        if paced is None:
+            paced = self._paced[client] = PacedLog(_log)
+        return paced
+
+    def _seen_before(self, client: str, msg: FixMessage, now: float) -> bool:
         """A request resent with PossDupFlag (after a crash, on the peer's
         ResendRequest) or PossResend (by the client's application, under a
         new MsgSeqNum) whose ClOrdID the client has used already: it was
@@ -298,8 +307,9 @@ class OrderEntry:
             self.refused_unseen.get(client) or ()
         ):
             return False
-        _log.info(
+        self._paced_log(client).info(
             "possible_duplicate_ignored",
+            now,
             client=client,
             cl_ord_id=excerpt(cl_ord_id),
             msg_type=msg.msg_type.decode("latin-1"),
@@ -434,16 +444,25 @@ class OrderEntry:
         OrderCancelReject, a MarketDataRequest a MarketDataRequestReject, a
         CollateralInquiry a CollateralInquiryAck and a RequestForPositions a
         RequestForPositionsAck (both rejected, result 99 other), anything
-        else a BusinessMessageReject."""
+        else a BusinessMessageReject.  Logged as one ``messages_throttled``
+        line a second at most per client, with the count of those not
+        logged (a client over its rate would write the log at that rate)."""
         text = f"throttled: more than {rate} messages per second (limit max_messages_per_second)"
         mt = msg.msg_type
+        self._paced_log(client).warning(
+            "messages_throttled",
+            now,
+            client=client,
+            msg_type=mt.decode("latin-1"),
+            limit=rate,
+        )
         if mt == b"D":
             self.stats.received(client)
             refusal = Refusal(text, OrdRejReason.OTHER)
-            self._reports.order_reject(session, msg, refusal, "throttled", now, id_limit)
+            self._reports.order_reject(session, msg, refusal, "throttled", now, id_limit, log=False)
         elif mt in (b"F", b"G"):
             to = CxlRejResponseTo.CANCEL if mt == b"F" else CxlRejResponseTo.REPLACE
-            self._refuse_change(client, msg, to, text, now, id_limit)
+            self._refuse_change(client, msg, to, text, now, id_limit, log=False)
         elif mt == b"V":
             refuse = self.market_data.refuse
             refuse(session, msg, INSUFFICIENT_BANDWIDTH, text.encode(), now, id_limit)
@@ -468,13 +487,15 @@ class OrderEntry:
         text: str,
         now: float,
         id_limit: int,
+        log: bool = True,
     ) -> None:
         """OrderCancelReject for a cancel or replace refused before it
         reached the matcher.  The order it names, when the client has one by
         that id, is reported as it stands (its OrderID and OrdStatus, which
         the reject leaves as they were, and its last accepted ClOrdID as the
         OrigClOrdID); otherwise OrderID NONE and OrdStatus Rejected, as FIX
-        4.4 asks for an unknown order."""
+        4.4 asks for an unknown order.  ``log`` False leaves the log line to
+        the caller."""
         # ClOrdID and OrigClOrdID are required on the OrderCancelReject: one
         # over the limit (the Text says so) is echoed cut to it, never in full.
         orig = msg.get(41) or b""
@@ -498,7 +519,7 @@ class OrderEntry:
             response_to=response_to,
             text=text,
         )
-        self._reports.cancel_reject(reject, now)
+        self._reports.cancel_reject(reject, now, log)
 
     def _cancel(self, client: str, msg: FixMessage, now: float, id_limit: int) -> None:
         cancel = decode_cancel(msg, client, id_limit)

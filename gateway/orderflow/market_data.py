@@ -323,9 +323,10 @@ class MarketDataService:
         """MarketDataRequestReject (Y) of the request ``msg`` for a reason
         found before it is read (the client's message rate), with
         MDReqRejReason ``reason`` and Text ``text``; its MDReqID echoed cut
-        to ``max_id_length``."""
+        to ``max_id_length``.  Not logged: the caller logs such refusals as
+        a count (a client over its rate would write the log at that rate)."""
         md_req_id = (msg.get(262) or b"")[:max_id_length]
-        self._reject(session, md_req_id, reason, text, now)
+        self._reject(session, md_req_id, reason, text, now, log=False)
 
     def drop_session(self, session: Session) -> None:
         """Forget a session's subscriptions and owed snapshots (it logged out)."""
@@ -357,12 +358,20 @@ class MarketDataService:
             self._defer(0.0, self._flush)
 
     def _reject(
-        self, session: Session, md_req_id: bytes, reason: bytes | None, text: bytes, now: float
+        self,
+        session: Session,
+        md_req_id: bytes,
+        reason: bytes | None,
+        text: bytes,
+        now: float,
+        log: bool = True,
     ) -> None:
         fields = [(58, text), (262, md_req_id)]
         if reason is not None:
             fields.append((281, reason))
         self._send(session, b"Y", encode_fields(fields), now)
+        if not log:
+            return
         _log.info(
             "market_data_rejected",
             session=session.session_id,

@@ -257,12 +257,16 @@ class Reports:
                 reason=ex.text,
             )
 
-    def cancel_reject(self, reject: CancelReject, now: float) -> None:
-        """An OrderCancelReject to the client that asked."""
+    def cancel_reject(self, reject: CancelReject, now: float, log: bool = True) -> None:
+        """An OrderCancelReject to the client that asked; ``log`` False
+        leaves the log line to the caller (a flood of rejects is logged as
+        a count)."""
         session = self.sessions.get(reject.client)
         if session is not None:
             body = cancel_reject_body(reject, codec.format_utc_timestamp(now))
             self.send(session, b"9", body, now)
+        if not log:
+            return
         _log.info(
             "cancel_rejected",
             client=reject.client,

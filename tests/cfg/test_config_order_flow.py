@@ -459,11 +459,14 @@ def test_routing_field_errors() -> None:
 # --- risk -------------------------------------------------------------------------------
 
 
-def test_risk_defaults_to_no_limits() -> None:
+def test_risk_defaults_to_no_limits_but_the_flow_limits() -> None:
     risk = parse_config(instrument() + LP + SESSION).risk
     assert risk == RiskSettings()
     assert risk.default == ClientRiskSettings()
     assert risk.for_client("CLIENT1") == ClientRiskSettings()
+    flow_limits = (risk.default.max_open_orders, risk.default.max_messages_per_second)
+    assert flow_limits == (10_000, 50_000)
+    assert risk.default.max_order_qty is None
 
 
 def test_risk_limits_per_client() -> None:

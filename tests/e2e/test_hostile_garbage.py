@@ -292,3 +292,77 @@ async def test_short_resend_requests_back_to_back_are_paced_as_a_long_one_is(
     while (await raw.receive()).get(11) != b"AFTER":
         pass
     raw.writer.close()
+
+
+@pytest.mark.asyncio
+async def test_a_flood_of_rejected_messages_is_answered_but_not_logged_one_line_each(
+    gateway: Gateway,
+) -> None:
+    """A logged-on client sending messages the session rejects, as fast as
+    it can: each gets its Reject, the log a line of them a second at most
+    (with the count of those not logged), and a client trading beside it
+    is served."""
+    victim = FixClient(SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY"))
+    await victim.connect("127.0.0.1", gateway.fix_port)
+    raw = await RawSession.logon(gateway.fix_port, b"CLIENT2")
+    flood = 5_000
+    with capture_logs() as logs:
+        data = b""
+        for _ in range(flood):
+            data += raw_message(b"CLIENT2", b"0", raw.seq, b"4999=x\x01")  # Invalid tag number
+            raw.seq += 1
+        raw.writer.write(data)
+        stop = asyncio.Event()
+        trading = asyncio.create_task(trade(victim, stop))
+        rejects = 0
+        try:
+            async with asyncio.timeout(120):
+                while rejects < flood:
+                    msg = await raw.receive(timeout=60)
+                    if msg.msg_type == b"3":
+                        assert msg.get(373) == b"0"
+                        rejects += 1
+        finally:
+            stop.set()
+            statuses = await trading
+    said = [e for e in logs if e["event"] == "message_rejected"]
+    # one at once, then one a second at most: a few lines, not one a message
+    assert 1 <= len(said) < 100, len(said)
+    assert all(s == b"2" for s in statuses), statuses
+    await raw.answer_to_test_request(b"AFTER")
+    raw.writer.close()
+    await victim.logout()
+
+
+@pytest.mark.asyncio
+async def test_logons_resetting_the_numbers_in_one_write_are_not_each_taken(
+    gateway: Gateway,
+) -> None:
+    """A logged-on client sending a thousand Logons with ResetSeqNumFlag in
+    one write: each taken would rewrite its store (a new file, synced) on
+    the loop every session shares.  One is taken, the next ends the session
+    with a Logout saying why, and a client trading beside it is served."""
+    victim = FixClient(SessionSettings(SenderCompID="CLIENT1", TargetCompID="GATEWAY"))
+    await victim.connect("127.0.0.1", gateway.fix_port)
+    raw = await RawSession.logon(gateway.fix_port, b"CLIENT2")
+    await raw.answer_to_test_request(b"BEFORE")
+    reset = raw_message(b"CLIENT2", b"A", 1, b"98=0\x01108=30\x01141=Y\x01")
+    stop = asyncio.Event()
+    trading = asyncio.create_task(trade(victim, stop))
+    raw.writer.write(reset * 1_000)
+    taken = 0  # each reset taken is answered with a Logon
+    try:
+        async with asyncio.timeout(60):
+            while (msg := await raw.receive(timeout=30)).msg_type == b"A":
+                taken += 1
+                if taken == 1_000:
+                    break
+    finally:
+        stop.set()
+        statuses = await trading
+    assert taken == 1
+    assert msg.msg_type == b"5"
+    assert b"ResetSeqNumFlag" in (msg.get(58) or b"")
+    assert all(s == b"2" for s in statuses), statuses
+    raw.writer.close()
+    await victim.logout()

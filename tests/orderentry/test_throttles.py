@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 from strict_fix44 import message_problems
+from structlog.testing import capture_logs
 
 from config import SessionSettings, parse_config
 from gateway.daemon import build_order_flow
@@ -441,3 +442,52 @@ async def test_a_market_data_request_over_the_rate_gets_a_market_data_request_re
     market_data_request(c, b"MD1")  # the same id: the refused one was never taken
     assert c.answers() == []  # served (its snapshot is sent, unstored, on a later turn)
     assert c.flow.market_data.pending == 1
+
+
+@pytest.mark.asyncio
+async def test_a_flood_over_the_rate_is_answered_in_full_and_logged_once_a_second(
+    client: Client,
+) -> None:
+    """Every message over the rate gets its reject, but the log gets one
+    ``messages_throttled`` line a second at most per client, the next one
+    counting those not logged: a client over its rate does not write the
+    log at its own rate."""
+    c = client
+    resting(c, b"T0")  # the only token
+    flood = 200
+    with capture_logs() as logs:
+        for i in range(flood):
+            send_resting(c, b"T%d" % (i + 1))
+            cancel(c, b"T0-X%d" % i, b"T0")
+            market_data_request(c, b"MD%d" % i)
+            c.clock.now += 0.001
+    answers = c.answers()
+    assert len(answers) == 3 * flood
+    assert all(b"throttled" in (m.get(58) or b"") for m in answers)
+    per_message = ("order_rejected", "cancel_rejected", "market_data_rejected")
+    assert [e for e in logs if e["event"] in per_message] == []
+    [line] = [e for e in logs if e["event"] == "messages_throttled"]
+    assert (line["client"], line["limit"]) == ("CLIENT1", 1)
+    c.clock.now += 1.0
+    with capture_logs() as logs:
+        send_resting(c, b"T-AFTER")  # the refill's token: taken
+        send_resting(c, b"T-OVER")
+    [line] = [e for e in logs if e["event"] == "messages_throttled"]
+    assert line["repeated_since_last"] == 3 * flood - 1
+
+
+@pytest.mark.asyncio
+async def test_orders_resent_that_were_worked_already_are_logged_once_a_second(
+    client: Client,
+) -> None:
+    """A NewOrderSingle sent again with PossResend (97=Y) under its ClOrdID
+    is not worked again and not answered; as many as the client sends
+    make one ``possible_duplicate_ignored`` line a second."""
+    c = client
+    resting(c, b"P1")
+    fields = resting_fields(c, b"P1")
+    with capture_logs() as logs:
+        for _ in range(100):
+            c.send(b"D", (97, b"Y"), *fields)
+    assert c.answers() == []
+    assert len([e for e in logs if e["event"] == "possible_duplicate_ignored"]) == 1
