@@ -650,14 +650,18 @@ class FixLp(LpAdapter):
             entry = self._open.get(child_id) or self._dropped.get(child_id)
             if entry is None:
                 continue
-            child = entry.child
-            fields = [
-                (11, child_id.encode()),
-                (54, b"1" if child.side is BUY else b"2"),
-                (55, child.symbol.encode()),
-            ]
-            self._send(b"H", codec.encode_fields(fields), now)
+            self._ask_status_of(entry.child, now)
         self._unverified.clear()
+
+    def _ask_status_of(self, child: ChildOrder, now: float) -> None:
+        """An OrderStatusRequest for ``child``: its answer is an
+        ExecutionReport with ExecType I (:meth:`_on_status`)."""
+        fields = [
+            (11, child.child_id.encode()),
+            (54, b"1" if child.side is BUY else b"2"),
+            (55, child.symbol.encode()),
+        ]
+        self._send(b"H", codec.encode_fields(fields), now)
 
     def cancel(self, child_id: str) -> None:
         entry = self._open.get(child_id) or self._dropped.get(child_id)
@@ -699,13 +703,7 @@ class FixLp(LpAdapter):
         if msg.get(102) != b"1" and (status is None or status in _WORKING):
             return
         entry.asked = True
-        child = entry.child
-        fields = [
-            (11, child_id.encode()),
-            (54, b"1" if child.side is BUY else b"2"),
-            (55, child.symbol.encode()),
-        ]
-        self._send(b"H", codec.encode_fields(fields), now)
+        self._ask_status_of(entry.child, now)
 
     def _on_message(self, msg: FixMessage, now: float) -> None:
         mt = msg.msg_type

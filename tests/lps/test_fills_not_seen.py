@@ -5,7 +5,6 @@ sequence reset that never resends them)."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -69,28 +68,14 @@ class ResettingLp(HandWrittenLp):
     an LP whose engine starts afresh does: what it sent before is never
     sent again."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.connections = 0
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writer = writer
-        self.connections += 1
-        decoder = codec.FrameDecoder()
-        while data := await reader.read(65536):
-            decoder.feed(data)
-            while (frame := decoder.next_frame()) is not None:
-                msg = codec.parse_frame(frame)
-                self.received.append(msg)
-                self._arrived.set()
-                if msg.msg_type == b"A" and self.connections > 1:
-                    self.next_seq = 1
-                    self.send(b"A", (98, b"0"), (108, b"30"), (141, b"Y"))
-                elif msg.msg_type == b"A":
-                    self.send(b"A", (98, b"0"), (108, b"30"))
-                elif msg.msg_type == b"5":
-                    self.send(b"5")
-        writer.close()
+    def answer(self, msg: FixMessage) -> None:
+        if msg.msg_type == b"A" and self.connections > 1:
+            self.next_seq = 1
+            self.send(b"A", (98, b"0"), (108, b"30"), (141, b"Y"))
+        elif msg.msg_type == b"A":
+            self.send(b"A", (98, b"0"), (108, b"30"))
+        elif msg.msg_type == b"5":
+            self.send(b"5")
 
 
 def named(logs: list[dict[str, object]]) -> list[tuple[object, object, object]]:

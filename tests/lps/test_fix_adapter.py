@@ -839,6 +839,7 @@ class HandWrittenLp:
     def __init__(self) -> None:
         self.received: list[FixMessage] = []
         self.next_seq = 1
+        self.connections = 0
         self._writer: asyncio.StreamWriter | None = None
         self._server: asyncio.Server | None = None
         self._arrived = asyncio.Event()
@@ -856,6 +857,7 @@ class HandWrittenLp:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
+        self.connections += 1
         decoder = codec.FrameDecoder()
         while data := await reader.read(65536):
             decoder.feed(data)
@@ -863,11 +865,16 @@ class HandWrittenLp:
                 msg = codec.parse_frame(frame)
                 self.received.append(msg)
                 self._arrived.set()
-                if msg.msg_type == b"A" and len(self.received) == 1:
-                    self.send(b"A", (98, b"0"), (108, b"30"))
-                elif msg.msg_type == b"5":
-                    self.send(b"5")
+                self.answer(msg)
         writer.close()
+
+    def answer(self, msg: FixMessage) -> None:
+        """What the LP sends back to ``msg``: the first Logon is answered,
+        and a Logout."""
+        if msg.msg_type == b"A" and len(self.received) == 1:
+            self.send(b"A", (98, b"0"), (108, b"30"))
+        elif msg.msg_type == b"5":
+            self.send(b"5")
 
     def send(self, msg_type: bytes, *fields: tuple[int, bytes], resent_from: float = 0.0) -> None:
         """Send a message; ``resent_from`` (its first sending time) sends it

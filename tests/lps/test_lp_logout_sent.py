@@ -5,7 +5,6 @@ where the LP may still fill it while the gateway ends it at the drop."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from lp_test_kit import INSTRUMENTS
 from test_fix_adapter import HandWrittenLp, Sink, child, lp_settings
 
 from gateway.fix import codec
+from gateway.fix.codec import FixMessage
 from lp_adapters.fix import FixLp
 from router.model import ChildCanceled, ChildReject
 
@@ -22,18 +22,9 @@ class SlowToLeaveLp(HandWrittenLp):
     """Answers the Logon, and never the adapter's Logout (the link ends
     at the adapter's ``LogoutTimeout``)."""
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writer = writer
-        decoder = codec.FrameDecoder()
-        while data := await reader.read(65536):
-            decoder.feed(data)
-            while (frame := decoder.next_frame()) is not None:
-                msg = codec.parse_frame(frame)
-                self.received.append(msg)
-                self._arrived.set()
-                if msg.msg_type == b"A":
-                    self.send(b"A", (98, b"0"), (108, b"30"))
-        writer.close()
+    def answer(self, msg: FixMessage) -> None:
+        if msg.msg_type == b"A":
+            self.send(b"A", (98, b"0"), (108, b"30"))
 
     def send_stale(self) -> None:
         """A Heartbeat whose SendingTime is ten minutes old: the adapter's
