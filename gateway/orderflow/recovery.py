@@ -165,11 +165,18 @@ class Recovery:
             order = entry.order
             orders = self.orders
             before = orders.get(order.order_id)
-            if before is not None and before.is_final and not order.is_final:
-                # a final order never works again: this state is older than
-                # the one read (a checkpoint written in slices holds an
+            if (
+                before is not None
+                and before.is_final
+                and not order.is_final
+                and order.seq <= before.seq
+            ):
+                # a final order never works again here: this state is older
+                # than the one read (a checkpoint written in slices holds an
                 # order as its slice was written, and copies behind it the
-                # states journaled on the way there, ending with that one)
+                # states journaled on the way there, ending with that one).
+                # One taken open from a cluster's copy (its end here never
+                # copied) has a later time priority: it works again
                 return
             orders.pop(order.order_id, None)
             orders[order.order_id] = order
