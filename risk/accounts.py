@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal
 from typing import Final
 
 from risk.limits import RiskBreach
@@ -68,15 +68,24 @@ _FIGURE_DIGITS: Final = Context(prec=12)
 # room for the places of any finite float (a level over a margin of a few
 # ulps left by a spread offsetting its legs in full can pass 10**25)
 _ANY_FLOAT: Final = Context(prec=400)
+# places kept past those shown before a figure is rounded against the
+# client: a difference of float figures (a P&L at an average price worked
+# out in floats, a margin of offsetting legs) is off by its operands' error,
+# however near zero it is, and that residue is not a cent either
+_RESIDUE_PLACES: Final = 4
 
 
 def against_client(amount: float, places: int, *, up: bool) -> Decimal:
     """``amount`` to ``places`` decimals, rounded against the client: ``up``
     for what it must hold (margin), down for what it has (equity, free
     margin, P&L, a margin level), never ``-0``.  The error of the binary
-    arithmetic is taken off first (12 significant digits kept), so that
-    2,700 summed as 2,700.0000000000005 is not asked as 2,700.01."""
-    kept = _FIGURE_DIGITS.plus(Decimal(amount))
+    arithmetic is taken off first (12 significant digits kept, and no more
+    than four places past ``places``), so that 2,700 summed as
+    2,700.0000000000005 is not asked as 2,700.01, nor a P&L of -2e-10 at
+    an entry price of 1.2000000000000002 told as -0.01."""
+    kept = _FIGURE_DIGITS.plus(Decimal(amount)).quantize(
+        Decimal(1).scaleb(-places - _RESIDUE_PLACES), ROUND_HALF_EVEN, _ANY_FLOAT
+    )
     out = kept.quantize(
         Decimal(1).scaleb(-places), ROUND_CEILING if up else ROUND_FLOOR, _ANY_FLOAT
     )

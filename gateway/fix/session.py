@@ -362,8 +362,10 @@ class Session:
         self._max_message_size = max_message_size
         self._machine = StateMachine()
         self._log = structlog.get_logger("gateway.fix.session").bind(session=self.session_id)
-        # what the peer's messages cause again and again (rejects, garbage)
-        self._paced = PacedLog(self._log)
+        #: the lines the peer's messages cause again and again (rejects,
+        #: garbage; the application's too: messages over the client's rate),
+        #: those not written counted on the session's end
+        self.paced = PacedLog(self._log)
         self._handlers: dict[bytes, Callable[[FixMessage, float], None]] = {
             b"A": self._on_logon,
             b"0": self._on_heartbeat,
@@ -501,7 +503,7 @@ class Session:
             self.store.reset(now)
         if was_logged_on:
             self._events.append(LoggedOut(reason))
-        unlogged = self._paced.take_unlogged()
+        unlogged = self.paced.take_unlogged()
         if unlogged:
             self._log.info(
                 "session_ended", reason=reason, logged_on=was_logged_on, not_logged=unlogged
@@ -580,7 +582,7 @@ class Session:
         except GarbledMessage as exc:
             self.stats.garbled_frames += 1
             reason = codec.loggable(str(exc))
-            self._paced.warning("garbled_message", now, reason=reason, size=len(frame))
+            self.paced.warning("garbled_message", now, reason=reason, size=len(frame))
             if not self._received_logon or b"\x0135=A\x01" in frame:
                 self._disconnect(now, f"garbled Logon: {reason}")
             return
@@ -975,7 +977,7 @@ class Session:
         if not self._verify(msg, now, check_high=self._received_logon, check_low=True):
             return
         self.stats.rejects_received += 1
-        self._paced.warning(
+        self.paced.warning(
             "reject_received",
             now,
             ref_seq_num=codec.loggable(msg.get(45) or b""),
@@ -992,7 +994,7 @@ class Session:
         new_seq = int(msg.get(36) or b"0")
         expected = self.store.next_target_seq
         if new_seq > expected:
-            self._paced.info("sequence_reset", now, gap_fill=gap_fill, old=expected, new=new_seq)
+            self.paced.info("sequence_reset", now, gap_fill=gap_fill, old=expected, new=new_seq)
             self.store.set_next_target_seq(new_seq)
             rr = self._resend_range
             if rr is not None and new_seq > rr[1]:
@@ -1033,7 +1035,7 @@ class Session:
         next_sender = self.store.next_sender_seq
         if end == 0 or end >= next_sender:
             end = next_sender - 1
-        self._paced.info("resend_request", now, begin=begin, end=end)
+        self.paced.info("resend_request", now, begin=begin, end=end)
         if begin <= end:
             rest = self._resend_rest
             if rest is None and not self._resend_held:
@@ -1364,7 +1366,7 @@ class Session:
             if value:
                 header.append((dst, value))
         self.stats.rejects_sent += 1
-        self._paced.warning(
+        self.paced.warning(
             "message_rejected",
             now,
             ref_seq_num=codec.loggable(seq or b""),

@@ -27,7 +27,7 @@ import structlog
 
 from config.schema import MOST_ID_LENGTH
 from gateway.fix.codec import FixMessage
-from gateway.fix.session import BusinessRejectReason, PacedLog, Session
+from gateway.fix.session import BusinessRejectReason, Session
 from gateway.orderflow.collateral import (
     COLL_INQUIRY_OTHER,
     POS_REQ_OTHER,
@@ -118,9 +118,6 @@ class OrderEntry:
         self._report_seq = 0
         # per client: CollInquiryID -> the session subscribed under it
         self.collateral_subscribers: dict[str, dict[str, Session]] = {}
-        # per client: its lines about what it repeats at its own rate
-        # (messages over its rate, requests resent that were worked already)
-        self._paced: dict[str, PacedLog] = {}
         self.refused_unseen: dict[str, set[str]] = {}
         """Per client, the ClOrdIDs of new orders refused before the matcher
         whose rejects a restart put in the client's store (the crash came
@@ -130,7 +127,7 @@ class OrderEntry:
     def on_message(self, session: Session, msg: FixMessage, now: float) -> None:
         client = session.settings.TargetCompID
         mt = msg.msg_type
-        if mt in _ORDER_REQUESTS and _resent(msg) and self._seen_before(client, msg, now):
+        if mt in _ORDER_REQUESTS and _resent(msg) and self._seen_before(session, client, msg, now):
             # resent (PossDupFlag: by the session; PossResend: by the
             # client's application) and worked already: its answers are
             # the first time's
@@ -288,13 +285,7 @@ class OrderEntry:
         for msg_type, body in answers:
             self._reports.send(session, msg_type, body, now)
 
-    def _paced_log(self, client: str) -> PacedLog:
-        paced = self._paced.get(client)
-        if paced is None:
-            paced = self._paced[client] = PacedLog(_log)
-        return paced
-
-    def _seen_before(self, client: str, msg: FixMessage, now: float) -> bool:
+    def _seen_before(self, session: Session, client: str, msg: FixMessage, now: float) -> bool:
         """A request resent with PossDupFlag (after a crash, on the peer's
         ResendRequest) or PossResend (by the client's application, under a
         new MsgSeqNum) whose ClOrdID the client has used already: it was
@@ -307,7 +298,9 @@ class OrderEntry:
             self.refused_unseen.get(client) or ()
         ):
             return False
-        self._paced_log(client).info(
+        # a line a second at most (the session's, which counts those not
+        # written on its end)
+        session.paced.info(
             "possible_duplicate_ignored",
             now,
             client=client,
@@ -445,11 +438,12 @@ class OrderEntry:
         CollateralInquiry a CollateralInquiryAck and a RequestForPositions a
         RequestForPositionsAck (both rejected, result 99 other), anything
         else a BusinessMessageReject.  Logged as one ``messages_throttled``
-        line a second at most per client, with the count of those not
-        logged (a client over its rate would write the log at that rate)."""
+        line a second at most by the client's session, with the count of
+        those not logged, on the next line or the session's end (a client
+        over its rate would write the log at that rate)."""
         text = f"throttled: more than {rate} messages per second (limit max_messages_per_second)"
         mt = msg.msg_type
-        self._paced_log(client).warning(
+        session.paced.warning(
             "messages_throttled",
             now,
             client=client,

@@ -172,6 +172,9 @@ _BUSTS: Final = frozenset({b"H", b"G"})
 _ENDED: Final = frozenset((b"4", b"C", b"3"))
 """OrdStatus (39) of an order that is done with a part unfilled: canceled,
 expired, done for the day."""
+_OVER: Final = frozenset((b"2", b"4", b"8", b"C", b"3"))
+"""OrdStatus (39) of an order over at the LP: filled, canceled, rejected,
+expired, done for the day (stopped or suspended, it may still fill)."""
 # why a Trade Cancel or Correct is not applied again: it was before; or (a
 # cancel) the whole fill was
 _BUST_APPLIED: Final = "its ExecID was applied already"
@@ -700,7 +703,7 @@ class FixLp(LpAdapter):
         entry = self._open.get(child_id)
         if entry is None or entry.asked:
             return
-        if msg.get(102) != b"1" and (status is None or status in _WORKING):
+        if msg.get(102) != b"1" and status not in _OVER:
             return
         entry.asked = True
         self._ask_status_of(entry.child, now)

@@ -84,3 +84,27 @@ async def test_a_cancel_refused_while_the_child_works_asks_nothing(tmp_path: Pat
         assert lp.asked == []
         assert "C1" in adapter._open
         assert not [e for e in sink.events if isinstance(e, ChildCanceled)]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", [b"7", b"9"])  # stopped, suspended
+async def test_a_cancel_refused_with_the_child_stopped_or_suspended_asks_nothing(
+    tmp_path: Path, status: bytes
+) -> None:
+    """Stopped or suspended, the child is not over at the LP (it may still
+    fill): its status is not asked for, and it is not ended here."""
+    lp = ForgetfulLp([(39, status), (102, b"0")], status)
+    async with scripted(tmp_path, lp) as (_, adapter, sink):
+        adapter.send(child("C1", qty=4))
+        await eventually(lambda: lp.orders, "the child at the LP")
+        adapter.cancel("C1")
+        await eventually(lambda: lp.cancels, "the cancel at the LP")
+        # a second child's cancel, refused after the first: by then a status
+        # request for C1 would have been sent
+        adapter.send(child("C2", qty=4))
+        await eventually(lambda: len(lp.orders) == 2, "the second child at the LP")
+        adapter.cancel("C2")
+        await eventually(lambda: len(lp.cancels) == 2, "the second cancel at the LP")
+        assert lp.asked == []
+        assert "C1" in adapter._open
+        assert not [e for e in sink.events if isinstance(e, ChildCanceled)]

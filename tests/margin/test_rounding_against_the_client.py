@@ -12,7 +12,7 @@ from decimal import Decimal
 from strict_fix44 import problems
 from test_collateral_fix import DATE, values
 
-from gateway.orderflow.collateral import collateral_report_body
+from gateway.orderflow.collateral import collateral_report_body, position_report_body
 from risk.accounts import Accounts, AccountTerms, Marks
 from risk.margin import MarginGroup, MarginParams
 from router.model import AssetClass, Instrument, Side
@@ -89,3 +89,51 @@ def test_a_level_over_a_margin_of_a_few_ulps_is_written_whole() -> None:
     body = collateral_report_body(shown, report_id="R", inquiry_id=None, business_date=DATE)
     assert problems(b"BA", body) == []
     assert "level 300000000000000000000000000000.0000" in values(body)[58].decode()
+
+
+EURUSD = Instrument("EUR/USD", AssetClass.FX, Decimal("0.0001"), Decimal(100000), 1, 1000, "USD")
+FX_PARAMS = MarginParams(
+    "v", (MarginGroup("fx", "fx", ("EUR/USD",), scan_usd=float(Decimal("0.03"))),)
+)
+
+
+def test_a_position_marked_at_its_entry_price_shows_no_pnl() -> None:
+    """Bought 4 lots and then 5 at 1.2000, marked at 1.2000: the average
+    entry price is 1.2000000000000002 in binary floating point, and the
+    P&L the residue of that, -2e-10 USD.  It is no loss of a cent: the
+    client is told 0.00, as the quantity times (mark - average) of the
+    PositionReport itself says."""
+    accounts = Accounts(FX_PARAMS, {"C1": AccountTerms(Decimal(100000))}, {"EUR/USD": EURUSD})
+    accounts.trade("C1", "EUR/USD", Side.BUY, 4, 12000)
+    accounts.trade("C1", "EUR/USD", Side.BUY, 5, 12000)
+    marks = Marks({"EUR/USD": 1.2}, {"EUR/USD": 1.2})
+    accounts.mark(marks)
+    view = accounts.view("C1")
+    assert view is not None
+    assert view.unrealized_pnl_usd != 0.0  # the residue this is about
+    body = collateral_report_body(view, report_id="R", inquiry_id=None, business_date=DATE)
+    assert "unrealized 0.00 USD" in values(body)[58].decode()
+    report = position_report_body(
+        view,
+        "EUR/USD",
+        EURUSD,
+        marks,
+        report_id="P",
+        request_id=None,
+        total_reports=1,
+        business_date=DATE,
+    )
+    f = values(report)
+    assert f[730] == f[734]  # the mark is the average entry price
+    assert f[708] == b"0.00"
+    assert "unrealized P&L 0.00 USD" in f[58].decode()
+
+
+def test_a_margin_of_a_few_ulps_is_no_cent() -> None:
+    """A spread offsetting its legs in full leaves a margin of a few ulps:
+    no cent of margin is asked for it."""
+    view = account("3000").view("C1")
+    assert view is not None
+    shown = dataclasses.replace(view, margin_usd=1e-16, initial_margin_usd=1e-16)
+    body = collateral_report_body(shown, report_id="R", inquiry_id=None, business_date=DATE)
+    assert "margin 0.00 USD, initial 0.00 USD" in values(body)[58].decode()

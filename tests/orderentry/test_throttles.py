@@ -491,3 +491,31 @@ async def test_orders_resent_that_were_worked_already_are_logged_once_a_second(
             c.send(b"D", (97, b"Y"), *fields)
     assert c.answers() == []
     assert len([e for e in logs if e["event"] == "possible_duplicate_ignored"]) == 1
+
+
+@pytest.mark.asyncio
+async def test_messages_over_the_rate_not_logged_are_counted_when_the_session_ends(
+    client: Client,
+) -> None:
+    """As the lines the session itself paces: the session's ``session_ended``
+    line counts the ``messages_throttled`` and ``possible_duplicate_ignored``
+    lines not written since the last (``not_logged``), and the next session
+    starts the count afresh."""
+    c = client
+    c.session.connection_made(c.clock.now)
+    resting(c, b"P1")  # the only token
+    fields = resting_fields(c, b"P1")
+    with capture_logs() as logs:
+        for i in range(10):
+            send_resting(c, b"T%d" % i)
+            c.send(b"D", (97, b"Y"), *fields)
+        c.session.connection_lost(c.clock.now)
+    assert len([e for e in logs if e["event"] == "messages_throttled"]) == 1
+    assert len([e for e in logs if e["event"] == "possible_duplicate_ignored"]) == 1
+    [ended] = [e for e in logs if e["event"] == "session_ended"]
+    assert ended["not_logged"] == {"messages_throttled": 9, "possible_duplicate_ignored": 9}
+    c.session.connection_made(c.clock.now)
+    with capture_logs() as logs:
+        send_resting(c, b"T-NEXT")
+    [line] = [e for e in logs if e["event"] == "messages_throttled"]
+    assert "repeated_since_last" not in line
