@@ -385,6 +385,11 @@ class JournalCopier:
     def _copy(self, bodies: Iterable[bytes]) -> int:
         made = 0
         last = self.cursor.serial
+        if self._held is not None:
+            # the cursor stays while copies are held: the batches held
+            # already are not held again when the next file repeats them
+            # (a checkpoint's copy of the batches written while it was taken)
+            last = max(last, self.journal_serial)
         split = self._split
         now = self._clock()
         pause = self._pause

@@ -598,3 +598,40 @@ def test_a_report_to_a_session_removed_from_the_config_is_still_copied(
     report = parse_frame(office.store.get_sent(1, last)[0][1])
     assert report.get(1) == b"CLIENT1"
     office.close()
+
+
+def test_copies_held_after_a_crash_are_not_made_twice_from_a_checkpoints_copied_tail(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint taken a slice at a time copies the batches written
+    meanwhile behind the state in the new file, so they are in the segment
+    and in the live file both.  After a crash between the stores and the
+    cursor, the copier holds the copies of the batches pending while it
+    reads the segment, then the live file: the batches it read in the
+    segment are not held a second time from the copied tail."""
+    j = journal(tmp_path / "orders")
+    add_report(j, 2, "E1")
+    j.flush()
+    office = Office(tmp_path)
+    office.poll_all()
+    office.close()
+    add_report(j, 3, "E2")
+    j.flush()
+    job = j.start_sliced_checkpoint([Run(1)])
+    add_report(j, 4, "E3")  # written while the checkpoint is under way
+    j.flush()
+    while not job.write_some(1 << 16):
+        pass
+    job.syncer()()
+    while not job.copy_tail(1 << 16):
+        pass
+    add_report(j, 5, "E4")
+    j.flush()
+    # the crash: batches 2-4 marked pending, none of their copies stored
+    (tmp_path / "dropcopy" / "cursor").write_bytes(struct.pack("<QQ", 1, 4))
+    office = Office(tmp_path)
+    office.poll_all()
+    assert [e for _, e in office.stored()] == [b"E1", b"E2", b"E3", b"E4"]
+    assert office.copier.cursor.serial == 4 == office.copier.cursor.pending
+    office.close()
+    j.close()
