@@ -438,7 +438,8 @@ def _decimal(value: object) -> Decimal | None:
 
 
 def _check_drop_copies(values: Mapping[str, object], path: str) -> list[str]:
-    """DropCopyFor belongs to drop-copy sessions and names order-entry clients."""
+    """DropCopyFor belongs to drop-copy sessions and names order-entry clients;
+    a drop-copy session resets its numbers on none of its own events."""
     errors: list[str] = []
     entries = _entries(values, "sessions")
     clients = {
@@ -458,6 +459,17 @@ def _check_drop_copies(values: Mapping[str, object], path: str) -> list[str]:
                     f' which the "{backend}" backend does not keep)'
                 )
                 break
+    for index, entry in entries:
+        if entry.get("Application") != "dropcopy":
+            continue
+        # a reset throws away the copies stored while the back office was
+        # away, which its ResendRequest would have brought
+        errors.extend(
+            f"{_join(path, 'sessions')}[{index}].{flag}: not for a drop-copy session"
+            " (a reset would drop the copies stored while its counterparty was away)"
+            for flag in ("ResetOnLogon", "ResetOnLogout", "ResetOnDisconnect")
+            if entry.get(flag) is True
+        )
     for index, entry in entries:
         covered = entry.get("DropCopyFor")
         if covered is None:

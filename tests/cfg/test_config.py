@@ -689,6 +689,21 @@ DROP_COPY = (
 )
 
 
+def test_a_drop_copy_session_resets_its_numbers_on_none_of_its_own_events() -> None:
+    """A reset would drop the copies stored while the back office was away,
+    which its ResendRequest brings when it logs on again."""
+    sessions = (
+        '[[sessions]]\nSenderCompID = "GATEWAY"\nTargetCompID = "C1"\nResetOnLogon = true\n'
+        + DROP_COPY
+        + "ResetOnLogon = true\nResetOnDisconnect = true\n"
+    )
+    why = "not for a drop-copy session (a reset would drop the copies stored while its"
+    assert errors_of(ORDER_FLOW + sessions) == [
+        f"sessions[1].ResetOnLogon: {why} counterparty was away)",
+        f"sessions[1].ResetOnDisconnect: {why} counterparty was away)",
+    ]
+
+
 def test_two_listeners_on_one_port_are_reported() -> None:
     text = "[gateway]\nfix_port = 9876\nhttp_port = 9876\ndrop_copy_port = 9876\n" + MINIMAL
     errors = [e for e in errors_of(text + DROP_COPY) if "port" in e]
