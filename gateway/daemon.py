@@ -355,6 +355,9 @@ class Gateway:
         self.digest = config_digest(config)
         set_log_level(config.gateway.log_level)
         self.fix_server.measure_waits = config.orders.shed_after_ms > 0
+        if self.drop_copy is not None:
+            # started again, it names the trading days as the gateway ends them
+            self.drop_copy.reconfigure(config.orders)
         if flow is not None and rules is not None:
             if self._base_rules is not None:
                 self._base_rules = rules

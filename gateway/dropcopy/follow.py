@@ -52,7 +52,7 @@ from gateway.dropcopy.copies import DropCopies, copy_body, trade_capture_body
 from gateway.fix import codec, spec44
 from gateway.fix.session import Session
 from gateway.orderflow.journal import JOURNAL_NAME, MAGIC, SEGMENTS_NAME
-from gateway.orderflow.journal_entries import Filled, Grid, Message, Serial
+from gateway.orderflow.journal_entries import DayEndMoved, Filled, Grid, Message, Serial
 from gateway.orderflow.recovery import HOUSE
 from gateway.storage.batch_file import BatchFollower
 from gateway.storage.durable import datasync, make_dir, write_file
@@ -67,6 +67,7 @@ _MESSAGE_TAG: Final = 10
 _FILLED_TAG: Final = 4
 _GRID_TAG: Final = 18
 _RUN_TAG: Final = 1
+_DAY_END_MOVED_TAG: Final = 19
 _PAIR: Final = struct.Struct("<QQ")
 
 _HEADER: Final = frozenset(spec44.HEADER)
@@ -202,6 +203,7 @@ class JournalCopier:
         self._decode_filled = msgspec.msgpack.Decoder(Filled).decode
         self._decode_serial = msgspec.msgpack.Decoder(Serial).decode
         self._decode_grid = msgspec.msgpack.Decoder(Grid).decode
+        self._decode_day_end = msgspec.msgpack.Decoder(DayEndMoved).decode
         self._on_grid: dict[str, Instrument] = {}
         """The instruments whose ticks and lots the file being read counts
         on another grid than the config's, or that the config no longer
@@ -419,6 +421,10 @@ class JournalCopier:
                     made += self._copy_message(self._decode_message(entry), now)
                 elif tag == _FILLED_TAG:
                     made += self._capture(self._decode_filled(entry), now)
+                elif tag == _DAY_END_MOVED_TAG:
+                    # a reload moved orders.trading_day_end: the captures
+                    # that follow name their trading day by the new end
+                    self._day_end = round(self._decode_day_end(entry).at) % 86400
             last = serial
         if self._held is not None and last >= self.cursor.pending:
             made += self._settle_held(now)

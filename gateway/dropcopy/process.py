@@ -19,7 +19,7 @@ from typing import Any, Final
 import msgspec
 import structlog
 
-from config import Config
+from config import Config, OrdersSettings
 
 __all__ = ["DropCopyProcess", "read_cursor"]
 
@@ -92,6 +92,12 @@ class DropCopyProcess:
         self._proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+
+    def reconfigure(self, orders: OrdersSettings) -> None:
+        """The ``[orders]`` a reload put in force, for the process's next
+        start (the end of the trading day names the captures' TradeDate)."""
+        config = msgspec.json.decode(self._config, type=Config)
+        self._config = msgspec.json.encode(msgspec.structs.replace(config, orders=orders))
 
     @property
     def stopping(self) -> bool:

@@ -26,7 +26,7 @@ from gateway.cluster import Cluster
 from gateway.net.transport import BusyPoll
 from gateway.ops.reload import STATUSES, ReloadStats
 from gateway.orderflow.flow import OrderFlow
-from gateway.orderflow.stats import Histogram
+from gateway.orderflow.stats import Histogram, LpStats
 
 LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -249,19 +249,22 @@ class OperationsCollector(Collector):
         snapshot = flow.exposure(flow.now())
         enabled = flow.rules.limits.enabled_lps
         for name in names:
+            # from 0 before the LP's first child order: a series born at its
+            # first value hides that value from increase() and rate()
             s = stats.lps.get(name)
-            if s is not None:
-                children.add_metric([name], float(s.children))
-                ended.add_metric([name, "filled"], float(s.filled))
-                ended.add_metric([name, "rejected"], float(s.rejected))
-                ended.add_metric([name, "unfilled"], float(s.unfilled))
-                fills.add_metric([name], float(s.fills))
-                lots.add_metric([name], float(s.filled_lots))
-                timeouts.add_metric([name], float(s.timeouts))
-                f, r = lp_rates(s.filled, s.rejected, s.ended)
-                fill_rate.add_metric([name], f)
-                reject_rate.add_metric([name], r)
-                _add_histogram(ack, [name], s.ack_latency)
+            if s is None:
+                s = LpStats()
+            children.add_metric([name], float(s.children))
+            ended.add_metric([name, "filled"], float(s.filled))
+            ended.add_metric([name, "rejected"], float(s.rejected))
+            ended.add_metric([name, "unfilled"], float(s.unfilled))
+            fills.add_metric([name], float(s.fills))
+            lots.add_metric([name], float(s.filled_lots))
+            timeouts.add_metric([name], float(s.timeouts))
+            f, r = lp_rates(s.filled, s.rejected, s.ended)
+            fill_rate.add_metric([name], f)
+            reject_rate.add_metric([name], r)
+            _add_histogram(ack, [name], s.ack_latency)
             adapter = flow.adapters.get(name)
             if adapter is not None and name in enabled:
                 # none for an LP disabled (at start: never connected; by a

@@ -23,7 +23,7 @@ from gateway.fix.codec import parse_frame
 from gateway.fix.session import Session
 from gateway.fix.store import MemoryStore
 from gateway.orderflow.journal import MAGIC, SEGMENTS_NAME, OrderJournal
-from gateway.orderflow.journal_entries import Filled, Grid, Message, Run, Serial
+from gateway.orderflow.journal_entries import DayEndMoved, Filled, Grid, Message, Run, Serial
 from gateway.storage.batch_file import BatchFollower
 from gateway.storage.session_store import open_store
 from router.model import AssetClass, Instrument, Side
@@ -248,6 +248,29 @@ def test_a_trade_capture_names_the_trading_day_it_belongs_to(tmp_path: Path) -> 
     dates = [parse_frame(raw).get(75) for _, raw in office.store.get_sent(1, 2)]
     # the day ending at 21:00 UTC on Monday, then the one ending on Tuesday
     assert dates == [b"20260302", b"20260303"]
+    office.close()
+    j.close()
+
+
+def test_a_trade_capture_follows_a_day_end_moved_by_a_reload(tmp_path: Path) -> None:
+    # the gateway reloaded orders.trading_day_end from 21:00 to 23:00: the
+    # day then ends at 23:00, and a fill at 22:00 belongs to the day ending
+    # that evening, not to the next one as the drop copy's start-time
+    # config would name it
+    j = journal(tmp_path / "orders")
+    monday_20h = datetime(2026, 3, 2, 20, tzinfo=UTC).timestamp()
+    j.add(Filled("1O1.1C1", "LPX1", "LP_A", "CLIENT1", "EUR/USD", Side.BUY, 1, 108_500, monday_20h))
+    j.add(DayEndMoved(monday_20h + 3 * 3600))
+    j.add(
+        Filled(
+            "1O1.1C1", "LPX2", "LP_A", "CLIENT1", "EUR/USD", Side.BUY, 1, 108_500, monday_20h + 7200
+        )
+    )
+    j.flush()
+    office = Office(tmp_path, trading_day_end="21:00")
+    office.poll_all()
+    dates = [parse_frame(raw).get(75) for _, raw in office.store.get_sent(1, 2)]
+    assert dates == [b"20260302", b"20260302"]
     office.close()
     j.close()
 

@@ -252,3 +252,47 @@ async def test_ctrl_c_leaves_the_drop_copy_to_its_gateway(
     ended = events.index("session_ended")
     assert events.index("drop_copy_stopped") > ended, events
     assert events[-1] == "gateway_stopped"
+
+
+def trade_date(now: float, day_end: str) -> bytes:
+    """The TradeDate (75) of a fill at ``now`` under ``day_end`` (HH:MM UTC)."""
+    hours, minutes = day_end.split(":")
+    at = now + 86400 - (int(hours) * 3600 + int(minutes) * 60)
+    return time.strftime("%Y%m%d", time.gmtime(at)).encode()
+
+
+@pytest.mark.asyncio
+async def test_a_day_end_moved_by_a_reload_names_the_captures_of_the_process_started_again(
+    daemon_factory: Any, tmp_path: Path
+) -> None:
+    # two day ends, neither within the next minutes, that name the fills
+    # of the test with different trading days
+    now = time.time()
+    ends = [f"{h:02}:{m:02}" for h in range(24) for m in range(0, 60, 5) if (h, m) != (0, 0)]
+    far = [e for e in ends if (int(e[:2]) * 3600 + int(e[3:]) * 60 - now) % 86400 > 300]
+    old, new = next((a, b) for a in far for b in far if trade_date(now, a) != trade_date(now, b))
+    text = default_config_path().read_text()
+    assert 'trading_day_end = "21:00"' in text
+    path = tmp_path / "gw.toml"
+    path.write_text(text.replace('trading_day_end = "21:00"', f'trading_day_end = "{old}"'))
+    d = daemon_factory("--config", str(path)).start()
+    await until(lambda: copier_pids(d.log_text()), "the drop copy started")
+    first = copier_pids(d.log_text())[0]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text.replace('trading_day_end = "21:00"', f'trading_day_end = "{new}"'))
+    os.replace(tmp, path)
+    d.proc.send_signal(signal.SIGHUP)
+    await until(lambda: '"config_reloaded"' in d.log_text(), "the reload applied")
+    await until(lambda: metric(d.http_port, "fixgw_drop_copy_lag_batches") == 0, "caught up")
+    os.kill(first, signal.SIGKILL)
+    await until(lambda: len(copier_pids(d.log_text())) == 2, "started again")
+    trader = await trader_on(d.fix_port)
+    before = trade_date(time.time(), new)
+    told = await trade(trader, "R", 1)
+    after = trade_date(time.time(), new)
+    await trader.logout()
+    got = await everything(d.drop_copy_port, told)
+    dates = {m.get(75) for m in got if m.msg_type == b"AE"}
+    # the trading day as the gateway now ends it, not as it did at its start
+    assert dates
+    assert dates <= {before, after}

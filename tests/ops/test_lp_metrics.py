@@ -113,3 +113,32 @@ async def test_an_lp_a_reload_disabled_is_not_reported_down(flow: OrderFlow) -> 
     )
     assert flow.lps_up() == ["LP_A"]  # still linked, routed to no more
     assert samples(flow, "fixgw_lp_up") == {}
+
+
+@pytest.mark.asyncio
+async def test_the_lp_counters_are_served_from_zero_before_the_first_child(
+    flow: OrderFlow,
+) -> None:
+    """An LP's counters have a series before its first child order: one
+    born at its first value hides that value from ``increase()`` and
+    ``rate()``, so a first burst of rejects would not fire the reject-rate
+    alerts."""
+    assert "LP_A" not in flow.stats.lps  # no child order yet
+    registry = CollectorRegistry()
+    registry.register(
+        OperationsCollector(lambda: flow, ReloadStats, lambda: ("1-test", 1), LoopLag())
+    )
+    ended = {
+        (s.labels["lp"], s.labels["outcome"]): s.value
+        for family in registry.collect()
+        for s in family.samples
+        if s.name == "fixgw_lp_child_orders_ended_total"
+    }
+    for outcome in ("filled", "rejected", "unfilled"):
+        assert ended.get(("LP_A", outcome)) == 0.0
+    for name in (
+        "fixgw_lp_child_orders_total",
+        "fixgw_lp_fills_total",
+        "fixgw_lp_child_timeouts_total",
+    ):
+        assert samples(flow, name).get("LP_A") == 0.0
