@@ -699,7 +699,6 @@ class Matcher:
                 self._cancel_reject(
                     order,
                     cmd.cl_ord_id,
-                    order.cl_ord_id,
                     CxlRejReason.OTHER,
                     CxlRejResponseTo.REPLACE,
                     problem,
@@ -1035,7 +1034,6 @@ class Matcher:
             self._cancel_reject(
                 order,
                 pending.cl_ord_id,
-                order.cl_ord_id,
                 CxlRejReason.TOO_LATE_TO_CANCEL,
                 pending.kind,
                 text,
@@ -1169,11 +1167,7 @@ class Matcher:
             reason, text = CxlRejReason.ALREADY_PENDING, "a cancel or replace is pending"
         else:
             return order
-        # named by its last accepted ClOrdID, whichever of its ids the request
-        # gave (an earlier one, or that of a replace still pending)
-        result.cancel_rejects.append(
-            self._cancel_reject(order, cl_ord_id, order.cl_ord_id, reason, kind, text)
-        )
+        result.cancel_rejects.append(self._cancel_reject(order, cl_ord_id, reason, kind, text))
         return None
 
     def _superseded(self, order: Order, replace: PendingChange) -> CancelReject:
@@ -1182,7 +1176,6 @@ class Matcher:
         return self._cancel_reject(
             order,
             replace.cl_ord_id,
-            order.cl_ord_id,
             CxlRejReason.OTHER,
             CxlRejResponseTo.REPLACE,
             SUPERSEDED_BY_CANCEL,
@@ -1192,15 +1185,17 @@ class Matcher:
         self,
         order: Order,
         cl_ord_id: str,
-        orig_cl_ord_id: str,
         reason: CxlRejReason,
         kind: CxlRejResponseTo,
         text: str,
     ) -> CancelReject:
+        """The OrderCancelReject of request ``cl_ord_id`` for ``order``: it
+        names the order by its last accepted ClOrdID (OrigClOrdID), whichever
+        of its ids the request gave, and its status as it stands."""
         return CancelReject(
             order.client,
             cl_ord_id,
-            orig_cl_ord_id,
+            order.cl_ord_id,
             order.order_id,
             order.status,
             reason,

@@ -52,7 +52,7 @@ from gateway.dropcopy.copies import DropCopies, copy_body, trade_capture_body
 from gateway.fix import codec, spec44
 from gateway.fix.session import Session
 from gateway.orderflow.journal import JOURNAL_NAME, MAGIC, SEGMENTS_NAME
-from gateway.orderflow.journal_entries import DayEndMoved, Filled, Grid, Message, Serial
+from gateway.orderflow.journal_entries import DayEndMoved, Filled, Grid, Message, Run, Serial
 from gateway.orderflow.recovery import HOUSE
 from gateway.storage.batch_file import BatchFollower
 from gateway.storage.durable import datasync, make_dir, write_file
@@ -62,12 +62,20 @@ __all__ = ["Cursor", "JournalCopier", "message_body"]
 
 _log = structlog.get_logger("gateway.dropcopy.follow")
 
-_SERIAL_TAG: Final = 13
-_MESSAGE_TAG: Final = 10
-_FILLED_TAG: Final = 4
-_GRID_TAG: Final = 18
-_RUN_TAG: Final = 1
-_DAY_END_MOVED_TAG: Final = 19
+
+def _tag_of(kind: type[msgspec.Struct]) -> int:
+    """The tag an entry of ``kind`` is written with (:func:`_tag` reads it)."""
+    tag = kind.__struct_config__.tag
+    assert isinstance(tag, int)
+    return tag
+
+
+_SERIAL_TAG: Final = _tag_of(Serial)
+_MESSAGE_TAG: Final = _tag_of(Message)
+_FILLED_TAG: Final = _tag_of(Filled)
+_GRID_TAG: Final = _tag_of(Grid)
+_RUN_TAG: Final = _tag_of(Run)
+_DAY_END_MOVED_TAG: Final = _tag_of(DayEndMoved)
 _PAIR: Final = struct.Struct("<QQ")
 
 _HEADER: Final = frozenset(spec44.HEADER)

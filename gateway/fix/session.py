@@ -504,12 +504,8 @@ class Session:
         if was_logged_on:
             self._events.append(LoggedOut(reason))
         unlogged = self.paced.take_unlogged()
-        if unlogged:
-            self._log.info(
-                "session_ended", reason=reason, logged_on=was_logged_on, not_logged=unlogged
-            )
-        else:
-            self._log.info("session_ended", reason=reason, logged_on=was_logged_on)
+        counted = {"not_logged": unlogged} if unlogged else {}
+        self._log.info("session_ended", reason=reason, logged_on=was_logged_on, **counted)
 
     def _disconnect(self, now: float, reason: str) -> None:
         """Close the connection after what is queued has been written."""

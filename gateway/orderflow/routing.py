@@ -137,6 +137,12 @@ class Routing:
         self.cancel_sent = False
 
 
+def _told(reasons: Sequence[str]) -> str:
+    """What a client is told of why its order's lots were not filled: each
+    routing's reasons, once each, in the order they came."""
+    return "; ".join(dict.fromkeys(reasons))
+
+
 class ChildRouting:
     """Routings in flight, their children at LPs, and the LP events.
 
@@ -548,8 +554,7 @@ class ChildRouting:
                 reason=reason,
                 attempt=attempt,
             )
-            if reasons:
-                reason = "; ".join(dict.fromkeys([*reasons, reason]))
+            reason = _told([*reasons, reason])
             self.publish(
                 self.matcher.on_route_done(
                     need.order_id, need.qty, reason, self.snapshot(need.symbol, now)
@@ -1161,7 +1166,7 @@ class ChildRouting:
             )
             return
         reasons = routing.reasons
-        reason_text = "; ".join(dict.fromkeys(reasons)) if reasons else "routed"
+        reason_text = _told(reasons) if reasons else "routed"
         self.publish(
             self.matcher.on_route_done(
                 parent, unfilled, reason_text, self.snapshot(need.symbol, now)

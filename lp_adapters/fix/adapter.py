@@ -172,7 +172,7 @@ _BUSTS: Final = frozenset({b"H", b"G"})
 _ENDED: Final = frozenset((b"4", b"C", b"3"))
 """OrdStatus (39) of an order that is done with a part unfilled: canceled,
 expired, done for the day."""
-_OVER: Final = frozenset((b"2", b"4", b"8", b"C", b"3"))
+_OVER: Final = _ENDED | {b"2", b"8"}
 """OrdStatus (39) of an order over at the LP: filled, canceled, rejected,
 expired, done for the day (stopped or suspended, it may still fill)."""
 # why a Trade Cancel or Correct is not applied again: it was before; or (a
