@@ -265,12 +265,21 @@ def trade_date(now: float, day_end: str) -> bytes:
 async def test_a_day_end_moved_by_a_reload_names_the_captures_of_the_process_started_again(
     daemon_factory: Any, tmp_path: Path
 ) -> None:
-    # two day ends, neither within the next minutes, that name the fills
-    # of the test with different trading days
-    now = time.time()
-    ends = [f"{h:02}:{m:02}" for h in range(24) for m in range(0, 60, 5) if (h, m) != (0, 0)]
-    far = [e for e in ends if (int(e[:2]) * 3600 + int(e[3:]) * 60 - now) % 86400 > 300]
-    old, new = next((a, b) for a in far for b in far if trade_date(now, a) != trade_date(now, b))
+    # two day ends, neither within the next two minutes, that name the
+    # fills of the test with different trading days; from three minutes
+    # before a UTC midnight to just after it there are none (every end left
+    # names the same day), and the clock is polled until that has passed
+    ends = [f"{h:02}:{m:02}" for h in range(24) for m in range(60)]
+    deadline = time.monotonic() + 300
+    while True:
+        now = time.time()
+        far = [e for e in ends if (int(e[:2]) * 3600 + int(e[3:]) * 60 - now) % 86400 > 120]
+        by_date = {trade_date(now, e): e for e in far}
+        if len(by_date) > 1:
+            old, new = list(by_date.values())[:2]
+            break
+        assert time.monotonic() < deadline, "no two day ends naming different trading days"
+        await asyncio.sleep(1.0)  # polling the clock past midnight, with the deadline above
     text = default_config_path().read_text()
     assert 'trading_day_end = "21:00"' in text
     path = tmp_path / "gw.toml"
